@@ -1,0 +1,1 @@
+// placeholder so the library exists until real sources land

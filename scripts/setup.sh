@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# One entry point for a fresh Debian 12 machine: installs what is missing, builds, then runs a job.
+#   scripts/setup.sh demo         build Release into build/ and run the main demo
+#   scripts/setup.sh test         build Release into build/ and run the whole test suite (CTest)
+#   scripts/setup.sh sanitize     build with ASan+UBSan into build-asan/ and run the test suite
+# Idempotent: apt-get runs only when a package is missing; the build is incremental.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$here"
+
+pkgs=(build-essential cmake libboost-graph-dev libboost-program-options-dev libsqlite3-dev sqlite3
+      catch2 libfmt-dev libyaml-cpp-dev python3 python3-pandas python3-matplotlib)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  sudo_cmd=()
+  [ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+jobs=$(nproc 2>/dev/null || echo 2)
+build() {  # build DIR [cmake args...]
+  local dir=$1; shift
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+}
+
+case "${1:-demo}" in
+  demo)
+    build build >&2
+    exec ./build/mlsim demo --db results/demo.db
+    ;;
+  test)
+    build build
+    ctest --test-dir build --output-on-failure -j "$jobs"
+    ;;
+  sanitize)
+    build build-asan -DMLSIM_SANITIZE=ON
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+      ctest --test-dir build-asan --output-on-failure -j "$jobs"
+    ;;
+  *) echo "usage: scripts/setup.sh demo|test|sanitize" >&2; exit 2 ;;
+esac

@@ -1,0 +1,25 @@
+#pragma once
+// Reading YAML into cfg::Node trees, with `extends:` resolution, and writing trees back as YAML.
+// Contract:
+// - load_file("a.yaml"): a missing/unreadable file, malformed YAML (with yaml-cpp's line/column),
+//   a duplicate key, or an `extends:` cycle is a UserError naming the file and location.
+// - `extends: other.yaml` (or a list of files) at the top level of a document: the path is relative to
+//   the file that names it; the other file is loaded first, then this document is deep-merged over it
+//   (maps merge key by key, scalars and lists are replaced). The `extends` key is removed from the result.
+// - to_yaml() writes a deterministic YAML text (same tree -> same bytes) that load_file/parse_string
+//   read back into an equal tree.
+#include <string>
+#include <string_view>
+
+#include "sim/config/node.h"
+
+namespace mlsim::cfg {
+
+Node load_file(const std::string& path);
+Node parse_string(std::string_view text, const std::string& filename);
+std::string to_yaml(const Node& node);
+
+// Deep merge: `over` wins. Exposed for tests and for command-line overrides.
+Node merge(const Node& base, const Node& over);
+
+}  // namespace mlsim::cfg

@@ -1,0 +1,68 @@
+#pragma once
+// A YAML document as a tree that remembers, for every node, the file, line and column it came from
+// and its key path ("device.memory[1].bandwidth"). Built by load_file/parse_string (loader.h);
+// merged across `extends:` so each node still points at the file that set it.
+// Map keys keep their order of appearance; duplicate keys are a user error at load time.
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "sim/config/error.h"
+
+namespace mlsim::cfg {
+
+class Node {
+public:
+    enum class Kind { null, scalar, sequence, map };
+
+    Node() = default;
+    static Node make_scalar(std::string value, SourceLoc loc, std::string path);
+    static Node make_map(SourceLoc loc, std::string path);
+    static Node make_sequence(SourceLoc loc, std::string path);
+
+    Kind kind() const { return m_kind; }
+    bool is_null() const { return m_kind == Kind::null; }
+    bool is_scalar() const { return m_kind == Kind::scalar; }
+    bool is_map() const { return m_kind == Kind::map; }
+    bool is_sequence() const { return m_kind == Kind::sequence; }
+    std::string_view kind_name() const;  // "nothing", "a scalar", "a list", "a map"
+
+    const SourceLoc& loc() const { return m_loc; }
+    const std::string& path() const { return m_path; }  // key path from the document root
+
+    // Scalars.
+    const std::string& scalar() const;  // precondition: is_scalar()
+
+    // Maps (in order of appearance). find() returns nullptr when the key is absent.
+    const std::vector<std::pair<std::string, Node>>& entries() const { return m_map; }
+    const Node* find(std::string_view key) const;
+    Node* find(std::string_view key);
+    void set(std::string key, Node value);  // replaces an existing key in place, else appends
+    bool erase(std::string_view key);
+
+    // Sequences.
+    const std::vector<Node>& items() const { return m_seq; }
+    void push_back(Node value);
+
+    // Typed scalar views that throw UserError (located at this node) when the text does not parse.
+    std::string as_string() const;
+    int64_t as_int() const;
+    double as_double() const;
+    bool as_bool() const;
+
+    // Re-root paths (used when a subtree is moved under another key).
+    void set_path(std::string path);
+
+private:
+    Kind m_kind = Kind::null;
+    SourceLoc m_loc;
+    std::string m_path;
+    std::string m_scalar;
+    std::vector<std::pair<std::string, Node>> m_map;
+    std::vector<Node> m_seq;
+};
+
+}  // namespace mlsim::cfg

@@ -1,0 +1,5 @@
+#pragma once
+// The mlsim version, written into every results row.
+namespace mlsim {
+const char* version();
+}
