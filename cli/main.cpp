@@ -1,1 +1,74 @@
-int main() { return 0; }
+// mlsim command line: dispatches subcommands and maps failures to exit statuses
+// (0 ok, 2 user error with a located message, 1 internal error).
+#include <fmt/format.h>
+
+#include <boost/program_options/errors.hpp>
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "sim/config/error.h"
+#include "sim/config/schema.h"
+#include "sim/core/check.h"
+#include "sim/version.h"
+
+namespace {
+
+const char* k_usage = R"(usage: mlsim <command> [options]
+
+commands:
+  run       simulate a model on a system and print per-layer time and energy
+  validate  check config, model and topology files without simulating
+  list      list device presets (mlsim list devices) or zoo models (mlsim list models)
+  demo      run the built-in comparison of edge, datacenter and microcontroller devices
+
+options:
+  --help     this text; 'mlsim <command> --help' for a command's options
+  --version  print the version
+
+exit status: 0 success, 2 user error (bad config or input), 1 internal error
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    try {
+        if (args.empty()) {
+            std::fputs(k_usage, stderr);
+            return 2;
+        }
+        const std::string cmd = args.front();
+        if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+            std::fputs(k_usage, stdout);
+            return 0;
+        }
+        if (cmd == "--version") {
+            fmt::print("mlsim {}\n", mlsim::version());
+            return 0;
+        }
+        const std::vector<std::string> rest(args.begin() + 1, args.end());
+        if (cmd == "run") return mlsim::cli::cmd_run(rest);
+        if (cmd == "validate") return mlsim::cli::cmd_validate(rest);
+        if (cmd == "list") return mlsim::cli::cmd_list(rest);
+        if (cmd == "demo") return mlsim::cli::cmd_demo(rest);
+        const std::string near = mlsim::cfg::nearest(cmd, {"run", "validate", "list", "demo"});
+        fmt::print(stderr, "mlsim: error: unknown command '{}'{}\n{}", cmd,
+                   near.empty() ? "" : fmt::format("; did you mean '{}'?", near), k_usage);
+        return 2;
+    } catch (const mlsim::cfg::UserError& e) {
+        fmt::print(stderr, "{}\n", e.what());
+        return 2;
+    } catch (const boost::program_options::error& e) {
+        fmt::print(stderr, "mlsim {}: error: {}\n", args.empty() ? "" : args.front(), e.what());
+        return 2;
+    } catch (const mlsim::InternalError& e) {
+        fmt::print(stderr, "mlsim: {}\n", e.what());
+        return 1;
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "mlsim: internal error: {}\n", e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,210 @@
+#include "cli/commands.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <optional>
+
+#include "arch/device_spec.h"
+#include "cli/experiment.h"
+#include "cli/format.h"
+#include "db/results_db.h"
+#include "sim/config/loader.h"
+#include "sim/config/schema.h"
+#include "workloads/model.h"
+
+namespace mlsim::cli {
+
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Parses args against desc; returns nullopt after printing help when --help was given.
+std::optional<po::variables_map> parse(const Args& args, const po::options_description& desc,
+                                       const po::positional_options_description* pos = nullptr) {
+    po::variables_map vm;
+    auto parser = po::command_line_parser(args).options(desc);
+    if (pos) parser.positional(*pos);
+    po::store(parser.run(), vm);
+    if (vm.count("help")) return std::nullopt;
+    po::notify(vm);
+    return vm;
+}
+
+struct Totals {
+    double macs = 0, flops = 0, bytes = 0, time_s = 0, energy_j = 0, compute_bound_s = 0;
+};
+
+Totals totals_of(const std::vector<arch::LayerResult>& layers) {
+    Totals t;
+    for (const auto& l : layers) {
+        t.macs += l.counts.macs;
+        t.flops += l.counts.flops;
+        t.bytes += l.bytes_read + l.bytes_written;
+        t.time_s += l.time_s;
+        t.energy_j += l.energy_j();
+        if (l.bound == "compute") t.compute_bound_s += l.time_s;
+    }
+    return t;
+}
+
+void print_layer_table(const ExperimentResult& r) {
+    fmt::print("{:>4}  {:<28} {:<20} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7}  {}\n", "idx", "layer", "op",
+               "MACs", "FLOPs", "bytes", "time", "energy", "util", "bound");
+    for (const auto& l : r.layers) {
+        std::string name = l.name.size() > 28 ? l.name.substr(0, 27) + "~" : l.name;
+        std::string op = l.op.size() > 20 ? l.op.substr(0, 19) + "~" : l.op;
+        fmt::print("{:>4}  {:<28} {:<20} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7}  {}\n", l.idx, name, op,
+                   si(l.counts.macs, ""), si(l.counts.flops, ""), si(l.bytes_read + l.bytes_written, "B"),
+                   seconds(l.time_s), si(l.energy_j(), "J"), percent(l.utilization), l.bound);
+    }
+}
+
+void print_totals(const ExperimentResult& r) {
+    const Totals t = totals_of(r.layers);
+    const auto& dev = r.system.device;
+    fmt::print("\n{} on {} ({} layers, batch {}, {}, {}):\n", r.model.name(), dev.name, r.layers.size(),
+               r.info.batch, r.info.dtype, r.info.mode);
+    fmt::print("  time    {}   ({} per sample, {:.4g} samples/s)\n", seconds(t.time_s),
+               seconds(t.time_s / static_cast<double>(r.info.batch)),
+               static_cast<double>(r.info.batch) / t.time_s);
+    fmt::print("  energy  {}   ({} per sample, average power {})\n", si(t.energy_j, "J"),
+               si(t.energy_j / static_cast<double>(r.info.batch), "J"), si(t.energy_j / t.time_s, "W"));
+    fmt::print("  work    {} MACs, {} FLOPs, {} moved, intensity {:.3g} FLOP/B\n", si(t.macs, ""),
+               si(t.flops, ""), si(t.bytes, "B"), t.bytes > 0 ? t.flops / t.bytes : 0.0);
+    fmt::print("  bound   compute {} of the time, memory {}; achieved {} of peak {}\n",
+               percent(t.compute_bound_s / t.time_s), percent(1 - t.compute_bound_s / t.time_s),
+               si(t.flops / t.time_s, "FLOP/s"), si(r.info.peak_flops_per_s, "FLOP/s"));
+}
+
+}  // namespace
+
+int cmd_run(const Args& args) {
+    ExperimentOptions opt;
+    std::string db_path;
+    bool quiet = false;
+    po::options_description desc("mlsim run options");
+    desc.add_options()("help,h", "show this help and the device config keys")(
+        "system,s", po::value(&opt.system)->required(),
+        "system or device config file, or a preset name (mlsim list devices)")(
+        "model,m", po::value(&opt.model)->required(),
+        "zoo model name (mlsim list models), a model .yaml, or a SCALE-Sim topology .csv")(
+        "batch,b", po::value(&opt.batch)->default_value(1), "batch size")(
+        "seq", po::value(&opt.seq)->default_value(0),
+        "sequence length (prompt length for prefill, KV-cache length for decode); 0 = model default")(
+        "image", po::value(&opt.image)->default_value(0), "image side in pixels; 0 = model default")(
+        "dtype,t", po::value(&opt.dtype)->default_value("fp32"), "data type: fp32 tf32 bf16 fp16 fp8 int8 int4")(
+        "mode", po::value(&opt.mode)->default_value("inference"), "inference | training")(
+        "optimizer", po::value(&opt.optimizer)->default_value("adam"), "training optimizer: sgd | momentum | adam")(
+        "checkpointing", po::bool_switch(&opt.checkpointing), "training: recompute activations (checkpointing)")(
+        "db", po::value(&db_path), "append the run to this SQLite results database")(
+        "quiet,q", po::bool_switch(&quiet), "print totals only, not the per-layer table");
+    auto vm = parse(args, desc);
+    if (!vm) {
+        std::cout << "usage: mlsim run --system FILE --model NAME|FILE [options]\n\n" << desc << "\n"
+                  << "Device config keys (configs/README.md):\n"
+                  << cfg::describe(arch::device_schema());
+        return 0;
+    }
+    // Open the database first so a bad path fails before any simulation work.
+    std::optional<db::ResultsDb> db;
+    if (!db_path.empty()) db.emplace(db_path);
+    const auto t0 = std::chrono::steady_clock::now();
+    ExperimentResult r = run_experiment(opt);
+    const double wall =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!quiet) print_layer_table(r);
+    print_totals(r);
+    if (db) {
+        const int64_t id = db->record_run(r.info, to_rows(r.layers), wall);
+        fmt::print("  saved   run {} in {}\n", id, db_path);
+    }
+    return 0;
+}
+
+int cmd_validate(const Args& args) {
+    std::vector<std::string> files;
+    po::options_description desc("mlsim validate options");
+    desc.add_options()("help,h", "show this help")("files", po::value(&files)->multitoken(),
+                                                   "config, model (.yaml) or topology (.csv) files");
+    po::positional_options_description pos;
+    pos.add("files", -1);
+    auto vm = parse(args, desc, &pos);
+    if (!vm) {
+        std::cout << "usage: mlsim validate FILE...\n\nChecks each file (device or system config, model "
+                     "YAML, SCALE-Sim topology CSV) without simulating.\n\n"
+                  << desc;
+        return 0;
+    }
+    if (files.empty()) {
+        fmt::print(stderr, "mlsim validate: error: no files given\n");
+        return 2;
+    }
+    int status = 0;
+    for (const std::string& f : files) {
+        try {
+            const bool csv = f.size() > 4 && f.substr(f.size() - 4) == ".csv";
+            if (csv) {
+                wl::Model m = wl::load_scalesim_csv(f, wl::ZooOptions{});
+                fmt::print("{}: ok (SCALE-Sim topology, {} layers)\n", f, m.ops().size());
+                continue;
+            }
+            const cfg::Node doc = cfg::load_file(f);
+            if (doc.is_map() && (doc.find("ops") || doc.find("model"))) {
+                wl::Model m = wl::load_model_yaml(f, wl::ZooOptions{});
+                fmt::print("{}: ok (model '{}', {} ops)\n", f, m.name(), m.ops().size());
+            } else {
+                arch::SystemSpec s = arch::load_system(f);
+                fmt::print("{}: ok (system '{}': {} x {})\n", f, s.name, s.device_count, s.device.name);
+            }
+        } catch (const cfg::UserError& e) {
+            fmt::print(stderr, "{}\n", e.what());
+            status = 2;
+        }
+    }
+    return status;
+}
+
+int cmd_list(const Args& args) {
+    std::string what;
+    po::options_description desc("mlsim list options");
+    desc.add_options()("help,h", "show this help")("what", po::value(&what), "devices | models");
+    po::positional_options_description pos;
+    pos.add("what", 1);
+    auto vm = parse(args, desc, &pos);
+    if (!vm || what.empty()) {
+        std::cout << "usage: mlsim list devices|models\n\n" << desc;
+        return vm ? 2 : 0;
+    }
+    if (what == "models") {
+        for (const wl::ZooEntry& e : wl::zoo_list()) fmt::print("{:<22} {}\n", e.name, e.description);
+        return 0;
+    }
+    if (what == "devices") {
+        fmt::print("{:<24} {:<6} {:>14} {:>14}  {}\n", "preset", "family", "peak (best)", "main memory BW",
+                   "name");
+        for (const std::string& name : arch::list_device_presets(configs_dir())) {
+            const arch::DeviceSpec d =
+                arch::load_device((fs::path(configs_dir()) / "devices" / (name + ".yaml")).string());
+            double best = 0;
+            std::string best_t;
+            for (const auto& [t, v] : d.peak_ops_per_s)
+                if (v > best) best = v, best_t = t;
+            fmt::print("{:<24} {:<6} {:>14} {:>14}  {}\n", name, d.family, si(best, "OP/s") + " " + best_t,
+                       si(d.main_memory().bandwidth_Bps, "B/s"), d.name);
+        }
+        return 0;
+    }
+    const std::string near = cfg::nearest(what, {"devices", "models"});
+    fmt::print(stderr, "mlsim list: error: unknown list '{}'{}\n", what,
+               near.empty() ? "; expected devices or models" : fmt::format("; did you mean '{}'?", near));
+    return 2;
+}
+
+}  // namespace mlsim::cli

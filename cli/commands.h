@@ -1,0 +1,16 @@
+#pragma once
+// The mlsim subcommands. Each returns the process exit status: 0 ok, 2 user error, 1 internal error.
+// They throw cfg::UserError for user errors; main() turns exceptions into messages and statuses.
+#include <string>
+#include <vector>
+
+namespace mlsim::cli {
+
+using Args = std::vector<std::string>;  // arguments after the subcommand name
+
+int cmd_run(const Args& args);
+int cmd_validate(const Args& args);
+int cmd_list(const Args& args);
+int cmd_demo(const Args& args);
+
+}  // namespace mlsim::cli

@@ -1,0 +1,227 @@
+#include "cli/experiment.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "sim/config/loader.h"
+#include "sim/config/units.h"
+#include "sim/core/check.h"
+
+namespace mlsim::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+    return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+cfg::Node scalar(const std::string& value, const std::string& path) {
+    return cfg::Node::make_scalar(value, cfg::SourceLoc{"<command line>", 0, 0}, path);
+}
+
+std::string read_text(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+wl::Model build_model(const ExperimentOptions& opt, const wl::ZooOptions& zo, std::string* model_source) {
+    const bool file_like = ends_with(opt.model, ".yaml") || ends_with(opt.model, ".yml") ||
+                           ends_with(opt.model, ".csv") || opt.model.find('/') != std::string::npos;
+    if (!file_like) return wl::zoo_build(opt.model, zo);
+    if (!fs::is_regular_file(opt.model))
+        cfg::fail(cfg::SourceLoc{opt.model, 0, 0}, "",
+                  "cannot open model file (no such file); give a zoo model name (mlsim list models) "
+                  "or a .yaml / .csv file");
+    *model_source = read_text(opt.model);
+    if (ends_with(opt.model, ".csv")) return wl::load_scalesim_csv(opt.model, zo);
+    return wl::load_model_yaml(opt.model, zo);
+}
+
+// A model that cannot be held by the device is a user error, not a silently optimistic number.
+void check_fits(const arch::SystemSpec& sys, const wl::Model& model, const ExperimentOptions& opt) {
+    const arch::DeviceSpec& dev = sys.device;
+    const arch::MemoryLevel& main = dev.main_memory();
+    double resident = 0;
+    std::string what;
+    if (opt.mode == "training") {
+        const wl::MemoryAccount m =
+            wl::training_memory(model, wl::TrainingOptions{opt.optimizer, opt.checkpointing});
+        resident = m.total_bytes;
+        what = fmt::format("training state (weights {}, gradients {}, optimizer state {}, activations {})",
+                           cfg::format_quantity(m.weights_bytes, cfg::Dim::size),
+                           cfg::format_quantity(m.gradients_bytes, cfg::Dim::size),
+                           cfg::format_quantity(m.optimizer_state_bytes, cfg::Dim::size),
+                           cfg::format_quantity(m.activations_bytes, cfg::Dim::size));
+    } else {
+        double working = 0;
+        for (const wl::Op& op : model.ops()) {
+            const wl::OpCounts c = op.counts();
+            working = std::max(working, c.input_bytes + c.output_bytes);
+        }
+        const double weights = model.totals().weight_bytes;
+        if (dev.family == "mcu" && dev.memory.size() > 1) {
+            // Weights stay in flash (main memory); activations must fit in the SRAM arena.
+            const arch::MemoryLevel& sram = dev.memory.front();
+            if (working > sram.capacity_bytes)
+                cfg::fail(cfg::SourceLoc{opt.model, 0, 0}, "",
+                          fmt::format("model '{}' does not fit on {}: its largest layer needs {} of "
+                                      "activations but {} has {}",
+                                      model.name(), dev.name, cfg::format_quantity(working, cfg::Dim::size),
+                                      sram.name, cfg::format_quantity(sram.capacity_bytes, cfg::Dim::size)));
+            resident = weights;
+            what = "weights";
+        } else {
+            resident = weights + working;
+            what = "weights plus the largest layer's activations";
+        }
+    }
+    if (resident > main.capacity_bytes)
+        cfg::fail(cfg::SourceLoc{opt.model, 0, 0}, "",
+                  fmt::format("model '{}' does not fit on {}: {} need {} but {} holds {}", model.name(),
+                              dev.name, what, cfg::format_quantity(resident, cfg::Dim::size), main.name,
+                              cfg::format_quantity(main.capacity_bytes, cfg::Dim::size)));
+}
+
+}  // namespace
+
+std::string configs_dir() {
+    if (const char* env = std::getenv("MLSIM_CONFIGS"); env && *env) return env;
+    return std::string(MLSIM_DEFAULT_CONFIGS);
+}
+
+std::string resolve_system_path(const std::string& arg) {
+    if (fs::exists(arg)) return arg;
+    const bool path_like = arg.find('/') != std::string::npos || ends_with(arg, ".yaml") ||
+                           ends_with(arg, ".yml") || ends_with(arg, ".cfg");
+    if (!path_like) {
+        for (const char* sub : {"systems", "devices"}) {
+            fs::path p = fs::path(configs_dir()) / sub / (arg + ".yaml");
+            if (fs::exists(p)) return p.string();
+        }
+        std::vector<std::string> names = arch::list_device_presets(configs_dir());
+        const std::string near = cfg::nearest(arg, names);
+        cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, "--system",
+                  fmt::format("no such file or preset '{}'{}", arg,
+                              near.empty() ? "; see 'mlsim list devices'"
+                                           : fmt::format("; did you mean '{}'?", near)));
+    }
+    cfg::fail(cfg::SourceLoc{arg, 0, 0}, "", "cannot open system file (no such file)");
+}
+
+static db::LayerRow to_row(const arch::LayerResult& l) {
+    db::LayerRow r;
+    r.idx = l.idx;
+    r.name = l.name;
+    r.op = l.op;
+    r.phase = l.phase;
+    r.dtype = l.dtype;
+    r.macs = l.counts.macs;
+    r.flops = l.counts.flops;
+    r.params = l.counts.params;
+    r.bytes_read = l.bytes_read;
+    r.bytes_written = l.bytes_written;
+    r.start_s = l.start_s;
+    r.end_s = l.end_s;
+    r.time_s = l.time_s;
+    r.cycles = l.cycles;
+    r.stall_cycles = l.stall_cycles;
+    r.energy_j = l.energy_j();
+    r.energy_compute_j = l.energy_compute_j;
+    r.energy_memory_j = l.energy_memory_j;
+    r.energy_static_j = l.energy_static_j;
+    r.utilization = l.utilization;
+    r.bound = l.bound;
+    return r;
+}
+
+std::vector<db::LayerRow> to_rows(const std::vector<arch::LayerResult>& layers) {
+    std::vector<db::LayerRow> rows;
+    rows.reserve(layers.size());
+    for (const auto& l : layers) rows.push_back(to_row(l));
+    return rows;
+}
+
+ExperimentResult run_experiment(const ExperimentOptions& opt) {
+    if (opt.mode != "inference" && opt.mode != "training")
+        cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, "--mode",
+                  fmt::format("expected one of: inference, training; found \"{}\"", opt.mode));
+    if (opt.batch < 1)
+        cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, "--batch",
+                  fmt::format("must be at least 1, found {}", opt.batch));
+    if (opt.seq < 0 || opt.image < 0)
+        cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, opt.seq < 0 ? "--seq" : "--image",
+                  "must not be negative");
+    const std::optional<wl::DType> dtype = wl::parse_dtype(opt.dtype);
+    if (!dtype)
+        cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, "--dtype",
+                  fmt::format("expected one of: fp32, tf32, bf16, fp16, fp8, int8, int4; found \"{}\"",
+                              opt.dtype));
+
+    ExperimentResult r;
+    r.system = arch::load_system(resolve_system_path(opt.system));
+    // The dtype must be one the device computes in; fail before any work.
+    (void)r.system.device.peak_for(opt.dtype);
+
+    wl::ZooOptions zo;
+    zo.batch = opt.batch;
+    zo.seq = opt.seq;
+    zo.image = opt.image;
+    zo.dtype = *dtype;
+    std::string model_source;
+    wl::Model forward = build_model(opt, zo, &model_source);
+    check_fits(r.system, forward, opt);
+    r.model = opt.mode == "training"
+                  ? wl::lower_training(forward, wl::TrainingOptions{opt.optimizer, opt.checkpointing})
+                  : std::move(forward);
+
+    auto device = arch::make_device_model(r.system.device);
+    r.layers = device->run(r.model);
+    for (const arch::LayerResult& l : r.layers) {
+        r.total_time_s += l.time_s;
+        r.total_energy_j += l.energy_j();
+    }
+
+    // The fully resolved config: everything that decides the numbers, in one deterministic text.
+    cfg::Node exp = cfg::Node::make_map(cfg::SourceLoc{"<command line>", 0, 0}, "experiment");
+    exp.set("model", scalar(opt.model, "experiment.model"));
+    if (!model_source.empty()) exp.set("model_source", scalar(model_source, "experiment.model_source"));
+    exp.set("batch", scalar(std::to_string(opt.batch), "experiment.batch"));
+    exp.set("seq", scalar(std::to_string(opt.seq), "experiment.seq"));
+    exp.set("image", scalar(std::to_string(opt.image), "experiment.image"));
+    exp.set("dtype", scalar(opt.dtype, "experiment.dtype"));
+    exp.set("mode", scalar(opt.mode, "experiment.mode"));
+    if (opt.mode == "training") {
+        exp.set("optimizer", scalar(opt.optimizer, "experiment.optimizer"));
+        exp.set("checkpointing", scalar(opt.checkpointing ? "true" : "false", "experiment.checkpointing"));
+    }
+    exp.set("device_model", scalar(std::string(device->model_name()), "experiment.device_model"));
+    cfg::Node root = cfg::Node::make_map(cfg::SourceLoc{"<command line>", 0, 0}, "");
+    root.set("experiment", std::move(exp));
+    root.set("system", r.system.resolved);
+    r.resolved_yaml = cfg::to_yaml(root);
+
+    db::RunInfo& info = r.info;
+    info.config_yaml = r.resolved_yaml;
+    info.config_hash = db::config_hash(r.resolved_yaml);
+    info.system = r.system.name;
+    info.device = r.system.device.name;
+    info.model = r.model.name();
+    info.mode = opt.mode;
+    info.dtype = opt.dtype;
+    info.batch = opt.batch;
+    info.seq = opt.seq;
+    info.peak_flops_per_s = r.system.device.peak_for(opt.dtype);
+    info.mem_bandwidth_Bps = r.system.device.main_memory().bandwidth_Bps;
+    return r;
+}
+
+}  // namespace mlsim::cli

@@ -1,0 +1,160 @@
+#include "db/sqlite.h"
+
+#include "sim/config/error.h"
+#include "sim/core/check.h"
+
+#include <fmt/format.h>
+#include <sqlite3.h>
+
+namespace mlsim::db::sql {
+
+namespace {
+
+// Codes that describe the file or the machine rather than a mistake in our SQL.
+bool is_environment_error(int rc) {
+    switch (rc & 0xff) {
+    case SQLITE_CANTOPEN:
+    case SQLITE_NOTADB:
+    case SQLITE_CORRUPT:
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+    case SQLITE_READONLY:
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_PERM:
+    case SQLITE_NOLFS:
+    case SQLITE_PROTOCOL:
+        return true;
+    default:
+        return false;
+    }
+}
+
+[[noreturn]] void raise(int rc, const std::string& path, std::string_view what, const char* detail) {
+    std::string msg = fmt::format("{}: error: results database: cannot {}: {}", path, what,
+                                  detail != nullptr ? detail : sqlite3_errstr(rc));
+    if (is_environment_error(rc))
+        throw cfg::UserError(msg);
+    MLSIM_CHECK(false, msg);
+    throw cfg::UserError(msg);  // unreachable; MLSIM_CHECK(false) always throws
+}
+
+}  // namespace
+
+Connection::Connection(const std::string& path, Mode mode) : m_path(path) {
+    int flags = mode == Mode::read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    // Each Connection belongs to one owner that serialises its use, so SQLite's own mutexes are not needed.
+    flags |= SQLITE_OPEN_NOMUTEX;
+    int rc = sqlite3_open_v2(path.c_str(), &m_db, flags, nullptr);
+    if (rc != SQLITE_OK) {
+        std::string detail = m_db != nullptr ? sqlite3_errmsg(m_db) : sqlite3_errstr(rc);
+        sqlite3_close(m_db);
+        m_db = nullptr;
+        // Opening can only fail because of the file or the machine.
+        throw cfg::UserError(fmt::format("{}: error: results database: cannot open: {}", path, detail));
+    }
+    sqlite3_extended_result_codes(m_db, 1);
+}
+
+Connection::~Connection() {
+    // All statements are finalised by their owners first, so close cannot report SQLITE_BUSY.
+    sqlite3_close(m_db);
+}
+
+void Connection::exec(const std::string& sql) {
+    char* err = nullptr;
+    int rc = sqlite3_exec(m_db, sql.c_str(), nullptr, nullptr, &err);
+    if (rc != SQLITE_OK) {
+        std::string detail = err != nullptr ? err : sqlite3_errstr(rc);
+        sqlite3_free(err);
+        raise(rc, m_path, fmt::format("run '{}'", sql), detail.c_str());
+    }
+}
+
+void Connection::check(int rc, std::string_view what) const {
+    if (rc != SQLITE_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        raise(rc, m_path, what, sqlite3_errmsg(m_db));
+}
+
+Statement::Statement(Connection& conn, const std::string& sql) : m_conn(conn), m_sql(sql) {
+    int rc = sqlite3_prepare_v3(conn.handle(), sql.c_str(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
+                                &m_stmt, nullptr);
+    conn.check(rc, fmt::format("prepare '{}'", sql));
+}
+
+Statement::~Statement() { sqlite3_finalize(m_stmt); }
+
+int Statement::next_index() {
+    MLSIM_CHECK(m_next_param <= sqlite3_bind_parameter_count(m_stmt),
+                fmt::format("too many values bound for '{}'", m_sql));
+    return m_next_param++;
+}
+
+Statement& Statement::bind_int(int64_t v) {
+    m_conn.check(sqlite3_bind_int64(m_stmt, next_index(), v), "bind a value");
+    return *this;
+}
+
+Statement& Statement::bind_real(double v) {
+    m_conn.check(sqlite3_bind_double(m_stmt, next_index(), v), "bind a value");
+    return *this;
+}
+
+Statement& Statement::bind_text(std::string_view v) {
+    m_conn.check(sqlite3_bind_text64(m_stmt, next_index(), v.data(), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8),
+                 "bind a value");
+    return *this;
+}
+
+Statement& Statement::bind_null() {
+    m_conn.check(sqlite3_bind_null(m_stmt, next_index()), "bind a value");
+    return *this;
+}
+
+void Statement::finish_binding() const {
+    MLSIM_CHECK(m_next_param - 1 == sqlite3_bind_parameter_count(m_stmt),
+                fmt::format("bound {} of {} values for '{}'", m_next_param - 1, sqlite3_bind_parameter_count(m_stmt),
+                            m_sql));
+}
+
+bool Statement::step() {
+    int rc = sqlite3_step(m_stmt);
+    if (rc == SQLITE_ROW)
+        return true;
+    if (rc == SQLITE_DONE)
+        return false;
+    // Take the message before resetting, and leave the statement reusable for a caller that recovers.
+    std::string detail = sqlite3_errmsg(m_conn.handle());
+    reset();
+    raise(rc, m_conn.path(), fmt::format("execute '{}'", m_sql), detail.c_str());
+}
+
+void Statement::run() {
+    finish_binding();
+    while (step()) {
+    }
+    reset();
+}
+
+void Statement::reset() {
+    sqlite3_reset(m_stmt);
+    sqlite3_clear_bindings(m_stmt);
+    m_next_param = 1;
+}
+
+int Statement::column_count() const { return sqlite3_column_count(m_stmt); }
+
+bool Statement::column_is_null(int col) const { return sqlite3_column_type(m_stmt, col) == SQLITE_NULL; }
+
+int64_t Statement::column_int(int col) const { return sqlite3_column_int64(m_stmt, col); }
+
+double Statement::column_real(int col) const { return sqlite3_column_double(m_stmt, col); }
+
+std::string Statement::column_text(int col) const {
+    const unsigned char* text = sqlite3_column_text(m_stmt, col);
+    if (text == nullptr)
+        return {};
+    return std::string(reinterpret_cast<const char*>(text), static_cast<size_t>(sqlite3_column_bytes(m_stmt, col)));
+}
+
+}  // namespace mlsim::db::sql

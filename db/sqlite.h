@@ -1,0 +1,77 @@
+#pragma once
+// Thin RAII layer over the SQLite C API, private to db/.
+// Contract: every failing SQLite call throws. Failures caused by the environment (file missing or
+// unreadable, not a database, disk full, I/O error, read-only, locked past the busy timeout) throw
+// cfg::UserError naming the database path; anything else (bad SQL, misuse, constraint violations) is a
+// bug in mlsim and throws InternalError through MLSIM_CHECK. Objects are not thread-safe; the owner
+// serialises access. A Statement must not outlive its Connection.
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace mlsim::db::sql {
+
+class Connection {
+public:
+    enum class Mode { read_write_create, read_only };
+
+    Connection(const std::string& path, Mode mode);
+    ~Connection();
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+    // Runs one or more statements that return no rows we need.
+    void exec(const std::string& sql);
+    // Throws for a failed call; `what` says what we were doing (goes into the message).
+    void check(int rc, std::string_view what) const;
+
+    sqlite3* handle() const { return m_db; }
+    const std::string& path() const { return m_path; }
+
+private:
+    sqlite3* m_db = nullptr;
+    std::string m_path;
+};
+
+class Statement {
+public:
+    Statement(Connection& conn, const std::string& sql);
+    ~Statement();
+    Statement(const Statement&) = delete;
+    Statement& operator=(const Statement&) = delete;
+
+    // Binding is positional and sequential: each bind_* fills the next parameter. finish_binding()
+    // checks that exactly as many values were bound as the SQL has parameters, which keeps a column
+    // list and its values in step.
+    Statement& bind_int(int64_t v);
+    Statement& bind_real(double v);
+    Statement& bind_text(std::string_view v);
+    Statement& bind_null();
+    void finish_binding() const;
+
+    // Advances; true while a row is available.
+    bool step();
+    // Runs a statement that yields no rows, then resets it for reuse.
+    void run();
+    // Clears bindings and rewinds, ready for the next bind_*/step cycle.
+    void reset();
+
+    int column_count() const;
+    bool column_is_null(int col) const;
+    int64_t column_int(int col) const;
+    double column_real(int col) const;
+    std::string column_text(int col) const;
+
+private:
+    int next_index();
+
+    Connection& m_conn;
+    sqlite3_stmt* m_stmt = nullptr;
+    std::string m_sql;
+    int m_next_param = 1;
+};
+
+}  // namespace mlsim::db::sql
