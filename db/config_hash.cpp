@@ -1,10 +1,10 @@
 // SHA-256 as specified in FIPS 180-4, written for config hashing (not for secrets: no constant-time care).
-#include "db/results_db.h"
-
 #include <array>
 #include <bit>
 #include <cstdint>
 #include <string>
+
+#include "db/results_db.h"
 
 namespace mlsim::db {
 
@@ -17,10 +17,8 @@ constexpr std::array<uint32_t, 64> first_primes() {
     uint32_t found = 0;
     for (uint32_t n = 2; found < primes.size(); ++n) {
         bool prime = true;
-        for (uint32_t d = 2; d * d <= n; ++d)
-            prime = prime && n % d != 0;
-        if (prime)
-            primes[found++] = n;
+        for (uint32_t d = 2; d * d <= n; ++d) prime = prime && n % d != 0;
+        if (prime) primes[found++] = n;
     }
     return primes;
 }
@@ -32,8 +30,7 @@ constexpr uint64_t integer_root(u128 value, int power) {
     while (lo < hi) {
         uint64_t mid = lo + (hi - lo + 1) / 2;
         u128 p = u128{mid} * mid;
-        if (power == 3)
-            p *= mid;
+        if (power == 3) p *= mid;
         if (p <= value)
             lo = mid;
         else
@@ -67,8 +64,8 @@ static_assert(k_initial_hash[0] == 0x6a09e667u && k_round[0] == 0x428a2f98u && k
 void compress(std::array<uint32_t, 8>& state, const unsigned char* block) {
     std::array<uint32_t, 64> w{};
     for (size_t t = 0; t < 16; ++t)
-        w[t] = uint32_t{block[4 * t]} << 24 | uint32_t{block[4 * t + 1]} << 16 | uint32_t{block[4 * t + 2]} << 8 |
-               uint32_t{block[4 * t + 3]};
+        w[t] = uint32_t{block[4 * t]} << 24 | uint32_t{block[4 * t + 1]} << 16 |
+               uint32_t{block[4 * t + 2]} << 8 | uint32_t{block[4 * t + 3]};
     for (size_t t = 16; t < 64; ++t) {
         uint32_t s0 = std::rotr(w[t - 15], 7) ^ std::rotr(w[t - 15], 18) ^ (w[t - 15] >> 3);
         uint32_t s1 = std::rotr(w[t - 2], 17) ^ std::rotr(w[t - 2], 19) ^ (w[t - 2] >> 10);
@@ -92,8 +89,7 @@ void compress(std::array<uint32_t, 8>& state, const unsigned char* block) {
         a = t1 + t2;
     }
     std::array<uint32_t, 8> add{a, b, c, d, e, f, g, h};
-    for (size_t i = 0; i < 8; ++i)
-        state[i] += add[i];
+    for (size_t i = 0; i < 8; ++i) state[i] += add[i];
 }
 
 }  // namespace
@@ -103,28 +99,24 @@ std::string config_hash(const std::string& resolved_yaml) {
     const auto* bytes = reinterpret_cast<const unsigned char*>(resolved_yaml.data());
     size_t size = resolved_yaml.size();
     size_t whole = size - size % 64;
-    for (size_t off = 0; off < whole; off += 64)
-        compress(state, bytes + off);
+    for (size_t off = 0; off < whole; off += 64) compress(state, bytes + off);
 
-    // Tail: the remaining bytes, a 1 bit, zeros, and the message length in bits (big-endian), in one or two blocks.
+    // Tail: the remaining bytes, a 1 bit, zeros, and the message length in bits (big-endian), in one or two
+    // blocks.
     std::array<unsigned char, 128> tail{};
     size_t rest = size - whole;
-    for (size_t i = 0; i < rest; ++i)
-        tail[i] = bytes[whole + i];
+    for (size_t i = 0; i < rest; ++i) tail[i] = bytes[whole + i];
     tail[rest] = 0x80;
     size_t tail_len = rest + 1 + 8 <= 64 ? 64 : 128;
     uint64_t bits = static_cast<uint64_t>(size) * 8;
-    for (size_t i = 0; i < 8; ++i)
-        tail[tail_len - 1 - i] = static_cast<unsigned char>(bits >> (8 * i));
-    for (size_t off = 0; off < tail_len; off += 64)
-        compress(state, tail.data() + off);
+    for (size_t i = 0; i < 8; ++i) tail[tail_len - 1 - i] = static_cast<unsigned char>(bits >> (8 * i));
+    for (size_t off = 0; off < tail_len; off += 64) compress(state, tail.data() + off);
 
     static constexpr char k_hex[] = "0123456789abcdef";
     std::string out;
     out.reserve(64);
     for (uint32_t word : state)
-        for (int shift = 28; shift >= 0; shift -= 4)
-            out += k_hex[(word >> shift) & 0xf];
+        for (int shift = 28; shift >= 0; shift -= 4) out += k_hex[(word >> shift) & 0xf];
     return out;
 }
 

@@ -53,7 +53,7 @@ struct LayerRow {
 };
 
 class ResultsDb {
-public:
+  public:
     explicit ResultsDb(const std::string& path);
     ~ResultsDb();
     ResultsDb(const ResultsDb&) = delete;
@@ -69,7 +69,7 @@ public:
 
     const std::string& path() const;
 
-private:
+  private:
     struct Impl;
     std::unique_ptr<Impl> m_impl;
 };

@@ -1,13 +1,13 @@
 #include "db/schema.h"
 
-#include "db/sqlite.h"
-#include "sim/config/error.h"
-#include "sim/core/check.h"
-
 #include <fmt/format.h>
 
 #include <array>
 #include <set>
+
+#include "db/sqlite.h"
+#include "sim/config/error.h"
+#include "sim/core/check.h"
 
 namespace mlsim::db::schema {
 
@@ -90,16 +90,14 @@ bool contains(std::string_view haystack, std::string_view needle) {
 
 // ALTER TABLE ADD COLUMN cannot add keys or unique columns, nor NOT NULL ones without a default.
 bool addable(const Column& col) {
-    if (contains(col.decl, "PRIMARY KEY") || contains(col.decl, "UNIQUE"))
-        return false;
+    if (contains(col.decl, "PRIMARY KEY") || contains(col.decl, "UNIQUE")) return false;
     return !contains(col.decl, "NOT NULL") || contains(col.decl, "DEFAULT");
 }
 
 std::set<std::string> existing_columns(sql::Connection& conn, std::string_view table) {
     std::set<std::string> names;
     sql::Statement info(conn, fmt::format("SELECT name FROM pragma_table_info('{}')", table));
-    while (info.step())
-        names.insert(info.column_text(0));
+    while (info.step()) names.insert(info.column_text(0));
     return names;
 }
 
@@ -123,25 +121,23 @@ int64_t read_application_id(sql::Connection& conn) {
 
 // 0 when the file has no meta table or no version row (older than versioning, or brand new).
 int64_t read_schema_version(sql::Connection& conn) {
-    if (!table_exists(conn, "meta"))
-        return 0;
+    if (!table_exists(conn, "meta")) return 0;
     sql::Statement q(conn, "SELECT value FROM meta WHERE key = 'schema_version'");
-    if (!q.step())
-        return 0;
+    if (!q.step()) return 0;
     std::string text = q.column_text(0);
     try {
         return std::stoll(text);
     } catch (const std::exception&) {
-        throw cfg::UserError(fmt::format("{}: error: results database: meta.schema_version is '{}', not a number",
-                                         conn.path(), text));
+        throw cfg::UserError(fmt::format(
+            "{}: error: results database: meta.schema_version is '{}', not a number", conn.path(), text));
     }
 }
 
 void check_identity(sql::Connection& conn) {
     int64_t app_id = read_application_id(conn);
-    if (app_id == application_id)
-        return;
-    // A brand-new (empty) file is ours to stamp; anything else with a different stamp belongs to another tool.
+    if (app_id == application_id) return;
+    // A brand-new (empty) file is ours to stamp; anything else with a different stamp belongs to another
+    // tool.
     if (app_id != 0 || count_schema_objects(conn) != 0)
         throw cfg::UserError(fmt::format(
             "{}: error: results database: this SQLite file was not written by mlsim (application_id {:#x}, "
@@ -157,18 +153,18 @@ void migrate_table(sql::Connection& conn, const Table& table) {
     }
     std::set<std::string> have = existing_columns(conn, table.name);
     for (const Column& col : table.columns) {
-        if (have.contains(std::string(col.name)))
-            continue;
-        MLSIM_CHECK(addable(col), fmt::format("column {}.{} '{}' cannot be added by ALTER TABLE; give it a DEFAULT "
-                                              "or drop the key constraint",
-                                              table.name, col.name, col.decl));
+        if (have.contains(std::string(col.name))) continue;
+        MLSIM_CHECK(addable(col),
+                    fmt::format("column {}.{} '{}' cannot be added by ALTER TABLE; give it a DEFAULT "
+                                "or drop the key constraint",
+                                table.name, col.name, col.decl));
         conn.exec(fmt::format("ALTER TABLE {} ADD COLUMN {} {}", table.name, col.name, col.decl));
     }
 }
 
 // Rolls back unless committed, so a failed migration leaves the file as it was.
 class MigrationTransaction {
-public:
+  public:
     explicit MigrationTransaction(sql::Connection& conn) : m_conn(conn) { m_conn.exec("BEGIN IMMEDIATE"); }
     ~MigrationTransaction() {
         if (!m_committed) {
@@ -185,7 +181,7 @@ public:
         m_committed = true;
     }
 
-private:
+  private:
     sql::Connection& m_conn;
     bool m_committed = false;
 };
@@ -200,8 +196,7 @@ std::string create_table_sql(const Table& table) {
     std::string sql = fmt::format("CREATE TABLE {} (", table.name);
     for (size_t i = 0; i < table.columns.size(); ++i)
         sql += fmt::format("{}{} {}", i == 0 ? "" : ", ", table.columns[i].name, table.columns[i].decl);
-    if (!table.constraints.empty())
-        sql += fmt::format(", {}", table.constraints);
+    if (!table.constraints.empty()) sql += fmt::format(", {}", table.constraints);
     sql += ")";
     return sql;
 }
@@ -215,8 +210,7 @@ void migrate(sql::Connection& conn) {
             "{}: error: results database: schema version {} is newer than this mlsim understands ({}); "
             "use a newer mlsim or another file",
             conn.path(), found, current_version));
-    for (const Table& table : k_tables)
-        migrate_table(conn, table);
+    for (const Table& table : k_tables) migrate_table(conn, table);
     for (const Index& index : k_indexes)
         conn.exec(fmt::format("CREATE INDEX IF NOT EXISTS {} ON {}", index.name, index.definition));
     if (found != current_version)

@@ -1,10 +1,10 @@
 #include "db/sqlite.h"
 
-#include "sim/config/error.h"
-#include "sim/core/check.h"
-
 #include <fmt/format.h>
 #include <sqlite3.h>
+
+#include "sim/config/error.h"
+#include "sim/core/check.h"
 
 namespace mlsim::db::sql {
 
@@ -13,28 +13,27 @@ namespace {
 // Codes that describe the file or the machine rather than a mistake in our SQL.
 bool is_environment_error(int rc) {
     switch (rc & 0xff) {
-    case SQLITE_CANTOPEN:
-    case SQLITE_NOTADB:
-    case SQLITE_CORRUPT:
-    case SQLITE_FULL:
-    case SQLITE_IOERR:
-    case SQLITE_READONLY:
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-    case SQLITE_PERM:
-    case SQLITE_NOLFS:
-    case SQLITE_PROTOCOL:
-        return true;
-    default:
-        return false;
+        case SQLITE_CANTOPEN:
+        case SQLITE_NOTADB:
+        case SQLITE_CORRUPT:
+        case SQLITE_FULL:
+        case SQLITE_IOERR:
+        case SQLITE_READONLY:
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED:
+        case SQLITE_PERM:
+        case SQLITE_NOLFS:
+        case SQLITE_PROTOCOL:
+            return true;
+        default:
+            return false;
     }
 }
 
 [[noreturn]] void raise(int rc, const std::string& path, std::string_view what, const char* detail) {
     std::string msg = fmt::format("{}: error: results database: cannot {}: {}", path, what,
                                   detail != nullptr ? detail : sqlite3_errstr(rc));
-    if (is_environment_error(rc))
-        throw cfg::UserError(msg);
+    if (is_environment_error(rc)) throw cfg::UserError(msg);
     MLSIM_CHECK(false, msg);
     throw cfg::UserError(msg);  // unreachable; MLSIM_CHECK(false) always throws
 }
@@ -71,14 +70,16 @@ void Connection::exec(const std::string& sql) {
     }
 }
 
+int64_t Connection::last_insert_rowid() const { return sqlite3_last_insert_rowid(m_db); }
+
 void Connection::check(int rc, std::string_view what) const {
     if (rc != SQLITE_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
         raise(rc, m_path, what, sqlite3_errmsg(m_db));
 }
 
 Statement::Statement(Connection& conn, const std::string& sql) : m_conn(conn), m_sql(sql) {
-    int rc = sqlite3_prepare_v3(conn.handle(), sql.c_str(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
-                                &m_stmt, nullptr);
+    int rc = sqlite3_prepare_v3(conn.handle(), sql.c_str(), static_cast<int>(sql.size()),
+                                SQLITE_PREPARE_PERSISTENT, &m_stmt, nullptr);
     conn.check(rc, fmt::format("prepare '{}'", sql));
 }
 
@@ -113,16 +114,14 @@ Statement& Statement::bind_null() {
 
 void Statement::finish_binding() const {
     MLSIM_CHECK(m_next_param - 1 == sqlite3_bind_parameter_count(m_stmt),
-                fmt::format("bound {} of {} values for '{}'", m_next_param - 1, sqlite3_bind_parameter_count(m_stmt),
-                            m_sql));
+                fmt::format("bound {} of {} values for '{}'", m_next_param - 1,
+                            sqlite3_bind_parameter_count(m_stmt), m_sql));
 }
 
 bool Statement::step() {
     int rc = sqlite3_step(m_stmt);
-    if (rc == SQLITE_ROW)
-        return true;
-    if (rc == SQLITE_DONE)
-        return false;
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
     // Take the message before resetting, and leave the statement reusable for a caller that recovers.
     std::string detail = sqlite3_errmsg(m_conn.handle());
     reset();
@@ -152,9 +151,9 @@ double Statement::column_real(int col) const { return sqlite3_column_double(m_st
 
 std::string Statement::column_text(int col) const {
     const unsigned char* text = sqlite3_column_text(m_stmt, col);
-    if (text == nullptr)
-        return {};
-    return std::string(reinterpret_cast<const char*>(text), static_cast<size_t>(sqlite3_column_bytes(m_stmt, col)));
+    if (text == nullptr) return {};
+    return std::string(reinterpret_cast<const char*>(text),
+                       static_cast<size_t>(sqlite3_column_bytes(m_stmt, col)));
 }
 
 }  // namespace mlsim::db::sql

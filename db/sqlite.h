@@ -15,7 +15,7 @@ struct sqlite3_stmt;
 namespace mlsim::db::sql {
 
 class Connection {
-public:
+  public:
     enum class Mode { read_write_create, read_only };
 
     Connection(const std::string& path, Mode mode);
@@ -28,16 +28,17 @@ public:
     // Throws for a failed call; `what` says what we were doing (goes into the message).
     void check(int rc, std::string_view what) const;
 
+    int64_t last_insert_rowid() const;
     sqlite3* handle() const { return m_db; }
     const std::string& path() const { return m_path; }
 
-private:
+  private:
     sqlite3* m_db = nullptr;
     std::string m_path;
 };
 
 class Statement {
-public:
+  public:
     Statement(Connection& conn, const std::string& sql);
     ~Statement();
     Statement(const Statement&) = delete;
@@ -65,7 +66,7 @@ public:
     double column_real(int col) const;
     std::string column_text(int col) const;
 
-private:
+  private:
     int next_index();
 
     Connection& m_conn;

@@ -15,7 +15,10 @@
 
 namespace mlsim::cfg {
 
+// Locations in the result name `path` as given (and extended files as resolved from it, e.g.
+// "configs/devices/../base.yaml" becomes "configs/base.yaml"). An empty document is a null node.
 Node load_file(const std::string& path);
+// Parses one YAML document; `filename` is only used in locations. Does not resolve `extends:`.
 Node parse_string(std::string_view text, const std::string& filename);
 std::string to_yaml(const Node& node);
 

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -22,6 +23,8 @@ public:
     static Node make_scalar(std::string value, SourceLoc loc, std::string path);
     static Node make_map(SourceLoc loc, std::string path);
     static Node make_sequence(SourceLoc loc, std::string path);
+    // An explicit YAML null ("key:" or "key: ~"), kept with its location so errors can point at it.
+    static Node make_null(SourceLoc loc, std::string path);
 
     Kind kind() const { return m_kind; }
     bool is_null() const { return m_kind == Kind::null; }
@@ -32,6 +35,10 @@ public:
 
     const SourceLoc& loc() const { return m_loc; }
     const std::string& path() const { return m_path; }  // key path from the document root
+    // Where the key of this node was written, for a value inside a map (loc() otherwise), so that an
+    // unknown or duplicate key can point at the key rather than at its value.
+    const SourceLoc& key_loc() const { return m_key_loc.line > 0 ? m_key_loc : m_loc; }
+    void set_key_loc(SourceLoc loc) { m_key_loc = std::move(loc); }
 
     // Scalars.
     const std::string& scalar() const;  // precondition: is_scalar()
@@ -53,16 +60,26 @@ public:
     double as_double() const;
     bool as_bool() const;
 
-    // Re-root paths (used when a subtree is moved under another key).
+    // Re-root paths (used when a subtree is moved under another key): this node gets `path` and every
+    // descendant the path below it.
     void set_path(std::string path);
+
+    // Same kinds, scalar texts, keys (in order) and items, ignoring locations and paths.
+    bool same_content(const Node& other) const;
 
 private:
     Kind m_kind = Kind::null;
     SourceLoc m_loc;
     std::string m_path;
+    SourceLoc m_key_loc;
     std::string m_scalar;
     std::vector<std::pair<std::string, Node>> m_map;
     std::vector<Node> m_seq;
 };
+
+// Key paths: child_key_path("device", "memory") == "device.memory", child_key_path("", "device") ==
+// "device", child_index_path("device.memory", 1) == "device.memory[1]".
+std::string child_key_path(std::string_view parent, std::string_view key);
+std::string child_index_path(std::string_view parent, std::size_t index);
 
 }  // namespace mlsim::cfg

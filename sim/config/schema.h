@@ -56,6 +56,12 @@ Param quantity(std::string name, Dim dim, std::optional<std::string> default_val
 // Validate `node` (a map) against `schema`. Throws UserError at the first problem, located at the
 // offending node. Returns the resolved tree: a copy of `node` with defaults filled in for absent
 // optional parameters (so to_yaml of it is the fully resolved config).
+// Details: keys of the resolved map follow the schema's declaration order (dict keys keep the user's
+// order); a default is a scalar node located at the parent map; an absent optional map parameter whose
+// sub-schema has no required keys is filled with its defaults; an empty value ("memory:") for a map,
+// list or dict reads as empty; quantities must be >= 0 (and > 0 when `positive`). A default that does
+// not validate is an internal error. An error about a scalar points at the scalar; one about a whole
+// map or list (wrong kind, missing required key) points at the key that holds it.
 Node validate(const Node& node, const Schema& schema);
 
 // Text for --help: one line per parameter with type/unit, default or "required", and its doc;
@@ -63,11 +69,14 @@ Node validate(const Node& node, const Schema& schema);
 std::string describe(const Schema& schema);
 
 // Nearest candidate by edit distance, or empty when nothing is close (distance > max(2, len/3)).
+// Case is ignored, an adjacent swap counts as one edit, ties go to the earlier candidate, and a
+// candidate that shares nothing with the word (distance >= the longer length) is never near.
 std::string nearest(std::string_view word, const std::vector<std::string>& candidates);
 
 // Typed access to a validated node. Accessors look up declared keys; asking for a key that the schema
 // does not declare, or that is absent with no default, is an internal error (MLSIM_CHECK), because
-// validate() has already run.
+// validate() has already run. list(), quantity_dict() and map_dict() of an absent optional key are
+// empty. A Reader points into the node it was given: keep that node alive while using it.
 class Reader {
 public:
     Reader(const Node& node, const Schema& schema);

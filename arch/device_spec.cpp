@@ -1,0 +1,608 @@
+#include "arch/device_spec.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+#include <set>
+#include <utility>
+
+#include "sim/config/loader.h"
+#include "sim/config/units.h"
+#include "sim/core/check.h"
+
+namespace mlsim::arch {
+
+namespace fs = std::filesystem;
+using cfg::Dim;
+using cfg::Param;
+using cfg::PType;
+
+const std::vector<std::string>& known_dtypes() {
+    static const std::vector<std::string> dtypes = {"fp32", "tf32",  "bf16", "fp16",
+                                                    "fp8",  "int16", "int8", "int4"};
+    return dtypes;
+}
+
+const std::vector<std::string>& known_families() {
+    static const std::vector<std::string> families = {"tpu", "gpu", "cpu", "mcu", "npu"};
+    return families;
+}
+
+namespace {
+
+// Which families may carry which per-family section. An NPU is either a spatial array (systolic) or a
+// microcontroller with an accelerator attached (mcu).
+const std::vector<std::pair<std::string, std::vector<std::string>>>& section_families() {
+    static const std::vector<std::pair<std::string, std::vector<std::string>>> table = {
+        {"systolic", {"tpu", "npu"}},
+        {"gpu", {"gpu"}},
+        {"cpu", {"cpu"}},
+        {"mcu", {"mcu", "npu"}},
+    };
+    return table;
+}
+
+// An optional parameter with no default: absent from the resolved tree unless the file gives it.
+Param optional_no_default(std::string name, PType type, std::string doc) {
+    Param p;
+    p.name = std::move(name);
+    p.type = type;
+    p.doc = std::move(doc);
+    return p;
+}
+
+Param count_param(std::string name, std::string doc) {
+    Param p = optional_no_default(std::move(name), PType::integer, std::move(doc));
+    p.min = 1;
+    return p;
+}
+
+Param size_param(std::string name, std::string doc) {
+    Param p = optional_no_default(std::move(name), PType::quantity, std::move(doc));
+    p.dim = Dim::size;
+    p.positive = true;
+    return p;
+}
+
+Param map_param(std::string name, const cfg::Schema& sub, std::string doc) {
+    Param p = optional_no_default(std::move(name), PType::map, std::move(doc));
+    p.sub = &sub;
+    return p;
+}
+
+Param dict_param(std::string name, Dim dim, bool positive, std::string doc) {
+    Param p;
+    p.name = std::move(name);
+    p.type = PType::dict;
+    p.doc = std::move(doc);
+    p.required = true;
+    p.value_type = PType::quantity;
+    p.dim = dim;
+    p.choices = known_dtypes();
+    p.positive = positive;
+    if (!positive) p.min = 0.0;
+    return p;
+}
+
+const cfg::Schema& memory_schema() {
+    static const cfg::Schema schema = [] {
+        cfg::Schema s;
+        s.name = "device.memory";
+        s.doc = "one memory level; levels are listed innermost first, the last is main memory";
+        s.params.push_back(cfg::required("name", PType::string, "level name, e.g. l1, l2, hbm, sram, flash"));
+        s.params.push_back(cfg::quantity("capacity", Dim::size, std::nullopt,
+                                         "capacity of one instance (e.g. one L1 of one SM)"));
+        Param instances = cfg::optional("instances", PType::integer, "1",
+                                        "identical instances of this level (e.g. one per SM or core)");
+        instances.min = 1;
+        s.params.push_back(instances);
+        s.params.push_back(cfg::quantity("bandwidth", Dim::bandwidth, std::nullopt,
+                                         "total bandwidth over all instances, toward the compute units"));
+        s.params.push_back(cfg::quantity("latency", Dim::time, std::string("0ns"),
+                                         "access latency; 0 = not modelled at this fidelity", false));
+        Param read = cfg::quantity("read_energy", Dim::energy_per_byte, std::nullopt,
+                                   "energy per byte read from this level", false);
+        read.min = 0.0;
+        s.params.push_back(read);
+        Param write = optional_no_default("write_energy", PType::quantity,
+                                          "energy per byte written to this level; read_energy when absent");
+        write.dim = Dim::energy_per_byte;
+        write.min = 0.0;
+        s.params.push_back(write);
+        return s;
+    }();
+    return schema;
+}
+
+const cfg::Schema& systolic_schema() {
+    static const cfg::Schema schema = [] {
+        cfg::Schema s;
+        s.name = "device.systolic";
+        s.doc = "systolic / spatial array organisation (used by the detailed systolic model)";
+        s.params.push_back(count_param("rows", "PE rows of one array"));
+        s.params.push_back(count_param("cols", "PE columns of one array"));
+        s.params.push_back(count_param("arrays", "number of arrays on the device (e.g. MXUs)"));
+        Param dataflow = optional_no_default("dataflow", PType::choice, "native dataflow of the array");
+        dataflow.choices = {"weight_stationary", "output_stationary", "input_stationary", "row_stationary"};
+        s.params.push_back(dataflow);
+        return s;
+    }();
+    return schema;
+}
+
+const cfg::Schema& gpu_schema() {
+    static const cfg::Schema schema = [] {
+        cfg::Schema s;
+        s.name = "device.gpu";
+        s.doc = "SIMT GPU organisation (used by the detailed GPU model)";
+        s.params.push_back(count_param("sms", "streaming multiprocessors"));
+        s.params.push_back(count_param("cuda_cores_per_sm", "FP32 lanes per SM"));
+        s.params.push_back(count_param("tensor_cores_per_sm", "tensor cores per SM"));
+        s.params.push_back(size_param("registers_per_sm", "register file per SM"));
+        s.params.push_back(size_param("shared_memory_per_sm", "largest shared-memory carve-out per SM"));
+        return s;
+    }();
+    return schema;
+}
+
+const cfg::Schema& cpu_schema() {
+    static const cfg::Schema schema = [] {
+        cfg::Schema s;
+        s.name = "device.cpu";
+        s.doc = "CPU organisation (used by the detailed CPU model)";
+        s.params.push_back(count_param("cores", "physical cores"));
+        s.params.push_back(size_param("simd_width", "SIMD register width, e.g. 512b"));
+        s.params.push_back(count_param("fma_units_per_core", "SIMD FMA pipes per core"));
+        Param matrix = optional_no_default("matrix_unit", PType::string, "matrix extension, e.g. amx");
+        s.params.push_back(matrix);
+        return s;
+    }();
+    return schema;
+}
+
+const cfg::Schema& mcu_schema() {
+    static const cfg::Schema schema = [] {
+        cfg::Schema s;
+        s.name = "device.mcu";
+        s.doc = "microcontroller organisation (used by the detailed MCU model)";
+        s.params.push_back(optional_no_default("core", PType::string, "CPU core, e.g. cortex-m7"));
+        s.params.push_back(count_param("macs_per_cycle", "int8/int16 MACs per cycle of the SIMD/DSP unit"));
+        Param ws = optional_no_default("flash_wait_states", PType::integer, "flash wait states at `clock`");
+        ws.min = 0;
+        s.params.push_back(ws);
+        s.params.push_back(size_param("flash_line", "bytes fetched from flash per access"));
+        return s;
+    }();
+    return schema;
+}
+
+std::string join(const std::vector<std::string>& items, std::string_view sep = ", ") {
+    std::string out;
+    for (size_t i = 0; i < items.size(); ++i) {
+        if (i) out += sep;
+        out += items[i];
+    }
+    return out;
+}
+
+bool contains(const std::vector<std::string>& items, std::string_view item) {
+    return std::find(items.begin(), items.end(), item) != items.end();
+}
+
+std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates) {
+    std::string near = cfg::nearest(word, candidates);
+    return near.empty() ? std::string() : " (did you mean '" + near + "'?)";
+}
+
+const cfg::Node& child(const cfg::Node& map, std::string_view key) {
+    const cfg::Node* n = map.find(key);
+    MLSIM_CHECK(n != nullptr, "validated tree lacks key " + std::string(key));
+    return *n;
+}
+
+// A complaint about a whole map or list points at its key; one about a value points at the value.
+[[noreturn]] void fail_at(const cfg::Node& node, const std::string& message) {
+    cfg::fail(node.is_scalar() ? node.loc() : node.key_loc(), node.path(), message);
+}
+
+std::map<std::string, double> dtype_table(const cfg::Reader& r, std::string_view key, bool positive) {
+    const cfg::Node& table = r.at(key);
+    std::map<std::string, double> out;
+    for (const auto& [dtype, value] : r.quantity_dict(key)) {
+        const cfg::Node& entry = child(table, dtype);
+        if (!contains(known_dtypes(), dtype))
+            fail_at(entry, "unknown data type '" + dtype + "'" + did_you_mean(dtype, known_dtypes()) +
+                               "; known data types: " + join(known_dtypes()));
+        if (positive ? !(value > 0) : !(value >= 0))
+            fail_at(entry, std::string("must be ") + (positive ? "greater than zero" : "zero or more"));
+        out[dtype] = value;
+    }
+    return out;
+}
+
+// The top-level keys a device or system document may have.
+const std::vector<std::string>& top_level_keys() {
+    static const std::vector<std::string> keys = {"device", "system"};
+    return keys;
+}
+
+void check_top_level(const cfg::Node& doc) {
+    if (!doc.is_map())
+        cfg::fail(doc.loc(), "",
+                  "expected a map with a top-level `device:` or `system:` key, got " +
+                      std::string(doc.kind_name()));
+    for (const auto& [key, value] : doc.entries()) {
+        if (!contains(top_level_keys(), key))
+            fail_at(value, "unknown top-level key" + did_you_mean(key, top_level_keys()) +
+                               "; expected `device:` (a device file) or `system:` (a system file)");
+        if (!value.is_map()) fail_at(value, "expected a map, got " + std::string(value.kind_name()));
+    }
+}
+
+}  // namespace
+
+const cfg::Schema& device_schema() {
+    static const cfg::Schema schema = [] {
+        cfg::Schema s;
+        s.name = "device";
+        s.doc =
+            "one device at roofline level (peaks, memory levels, energy), plus optional per-family detail";
+        s.params.push_back(cfg::required("name", PType::string, "short name, e.g. a100"));
+        Param family =
+            cfg::required("family", PType::choice, "device family: " + join(known_families(), " | "));
+        family.choices = known_families();
+        s.params.push_back(family);
+        s.params.push_back(cfg::optional("description", PType::string, "", "one line for listings"));
+        s.params.push_back(cfg::optional("source", PType::string, "", "where the figures come from"));
+        Param node =
+            optional_no_default("process_nm", PType::integer, "technology node in nm (for energy scaling)");
+        node.min = 1;
+        s.params.push_back(node);
+        s.params.push_back(
+            cfg::quantity("clock", Dim::frequency, std::nullopt, "clock the peaks are quoted at"));
+        s.params.push_back(dict_param(
+            "peak", Dim::throughput, true,
+            "dense peak throughput per data type (" + join(known_dtypes(), " ") + "); one MAC = 2 ops"));
+        s.params.push_back(dict_param("mac_energy", Dim::energy, false,
+                                      "energy per MAC per data type; every data type with a peak needs one"));
+        Param memory =
+            cfg::required("memory", PType::list, "memory levels, innermost first; the last is main memory");
+        memory.sub = &memory_schema();
+        s.params.push_back(memory);
+        Param static_power = cfg::quantity("static_power", Dim::power, std::nullopt,
+                                           "power drawn whenever powered and clocked, busy or not", false);
+        static_power.min = 0.0;
+        s.params.push_back(static_power);
+        s.params.push_back(cfg::quantity("tdp", Dim::power, std::nullopt, "thermal design power"));
+        Param overhead = cfg::quantity("op_overhead", Dim::time, std::string("0s"),
+                                       "fixed per-op launch / dispatch overhead", false);
+        overhead.min = 0.0;
+        s.params.push_back(overhead);
+        s.params.push_back(map_param("systolic", systolic_schema(), "systolic array detail (tpu, npu)"));
+        s.params.push_back(map_param("gpu", gpu_schema(), "GPU detail (gpu)"));
+        s.params.push_back(map_param("cpu", cpu_schema(), "CPU detail (cpu)"));
+        s.params.push_back(map_param("mcu", mcu_schema(), "microcontroller detail (mcu, npu)"));
+        return s;
+    }();
+    return schema;
+}
+
+const cfg::Schema& system_schema() {
+    static const cfg::Schema schema = [] {
+        cfg::Schema s;
+        s.name = "system";
+        s.doc = "a system: `count` identical devices";
+        s.params.push_back(cfg::required("name", PType::string, "system name, e.g. dgx-a100"));
+        s.params.push_back(optional_no_default(
+            "device", PType::string,
+            "device preset name (configs/devices/<name>.yaml) or path relative to this file; "
+            "may be omitted when the file has a complete top-level `device:` map"));
+        Param count = cfg::optional("count", PType::integer, "1", "number of devices");
+        count.min = 1;
+        s.params.push_back(count);
+        return s;
+    }();
+    return schema;
+}
+
+// --- DeviceSpec ---------------------------------------------------------------------------------
+
+const MemoryLevel& DeviceSpec::main_memory() const {
+    MLSIM_CHECK(!memory.empty(), "device '" + name + "' has no memory levels");
+    return memory.back();
+}
+
+const MemoryLevel* DeviceSpec::find_memory(std::string_view level_name) const {
+    for (const MemoryLevel& level : memory)
+        if (level.name == level_name) return &level;
+    return nullptr;
+}
+
+bool DeviceSpec::supports(std::string_view dtype) const {
+    return peak_ops_per_s.find(std::string(dtype)) != peak_ops_per_s.end();
+}
+
+std::vector<std::string> DeviceSpec::dtypes() const {
+    std::vector<std::string> out;
+    for (const std::string& d : known_dtypes())
+        if (supports(d)) out.push_back(d);
+    for (const auto& [d, v] : peak_ops_per_s)  // anything set in code outside the known list
+        if (!contains(out, d)) out.push_back(d);
+    return out;
+}
+
+namespace {
+
+[[noreturn]] void fail_no_dtype(const DeviceSpec& spec, std::string_view key, std::string_view dtype,
+                                std::string_view what) {
+    const cfg::Node* node = spec.resolved.is_map() ? spec.resolved.find(key) : nullptr;
+    cfg::SourceLoc loc = node ? node->loc() : cfg::SourceLoc{};
+    std::string path = node ? node->path() : "device." + std::string(key);
+    std::vector<std::string> have = spec.dtypes();
+    cfg::fail(loc, path,
+              "device '" + spec.name + "' has no " + std::string(what) + " for data type '" +
+                  std::string(dtype) + "'" + did_you_mean(dtype, have) +
+                  "; it supports: " + (have.empty() ? "none" : join(have)));
+}
+
+}  // namespace
+
+double DeviceSpec::peak_for(std::string_view dtype) const {
+    auto it = peak_ops_per_s.find(std::string(dtype));
+    if (it == peak_ops_per_s.end()) fail_no_dtype(*this, "peak", dtype, "peak");
+    return it->second;
+}
+
+double DeviceSpec::mac_energy_for(std::string_view dtype) const {
+    auto it = mac_energy_J.find(std::string(dtype));
+    if (it == mac_energy_J.end()) fail_no_dtype(*this, "mac_energy", dtype, "MAC energy");
+    return it->second;
+}
+
+double DeviceSpec::ridge_point(std::string_view dtype) const {
+    return peak_for(dtype) / main_memory().bandwidth_Bps;
+}
+
+const cfg::Node* DeviceSpec::section(std::string_view section_name) const {
+    if (!resolved.is_map()) return nullptr;
+    const cfg::Node* n = resolved.find(section_name);
+    if (!n || !n->is_map() || n->entries().empty()) return nullptr;
+    return n;
+}
+
+// --- building ----------------------------------------------------------------------------------
+
+DeviceSpec device_from_node(const cfg::Node& resolved) {
+    const cfg::Node* dev = &resolved;
+    if (resolved.is_map() && !resolved.find("name")) {
+        const cfg::Node* inner = resolved.find("device");
+        if (inner && inner->is_map()) dev = inner;
+    }
+    const cfg::Reader r(*dev, device_schema());
+    DeviceSpec d;
+    d.name = r.str("name");
+    d.family = r.str("family");
+    d.description = r.str("description");
+    d.source = r.str("source");
+    if (r.has("process_nm")) d.process_nm = r.integer("process_nm");
+    d.clock_hz = r.quantity("clock");
+    if (!(d.clock_hz > 0)) fail_at(r.at("clock"), "must be greater than zero");
+
+    d.peak_ops_per_s = dtype_table(r, "peak", true);
+    if (d.peak_ops_per_s.empty())
+        fail_at(r.at("peak"), "needs at least one data type (" + join(known_dtypes()) + ")");
+    d.mac_energy_J = dtype_table(r, "mac_energy", false);
+    for (const auto& [dtype, peak] : d.peak_ops_per_s) {
+        if (d.mac_energy_J.count(dtype) == 0)
+            fail_at(r.at("mac_energy"), "no MAC energy for data type '" + dtype +
+                                            "', which has a peak; every data type in `peak` needs one here");
+    }
+
+    const cfg::Node& memory_node = r.at("memory");
+    const std::vector<cfg::Reader> levels = r.list("memory");
+    if (levels.empty()) fail_at(memory_node, "needs at least one memory level (the last is main memory)");
+    std::set<std::string> seen;
+    for (const cfg::Reader& lr : levels) {
+        MemoryLevel m;
+        m.name = lr.str("name");
+        if (!seen.insert(m.name).second)
+            fail_at(lr.at("name"), "memory level '" + m.name + "' is listed twice");
+        m.capacity_bytes = lr.quantity("capacity");
+        if (!(m.capacity_bytes > 0)) fail_at(lr.at("capacity"), "must be greater than zero");
+        m.instances = lr.integer("instances");
+        if (m.instances < 1) fail_at(lr.at("instances"), "must be at least 1");
+        m.bandwidth_Bps = lr.quantity("bandwidth");
+        if (!(m.bandwidth_Bps > 0)) fail_at(lr.at("bandwidth"), "must be greater than zero");
+        m.latency_s = lr.quantity("latency");
+        if (m.latency_s < 0) fail_at(lr.at("latency"), "must be zero or more");
+        m.read_energy_J_per_byte = lr.quantity("read_energy");
+        if (m.read_energy_J_per_byte < 0) fail_at(lr.at("read_energy"), "must be zero or more");
+        m.write_energy_J_per_byte =
+            lr.has("write_energy") ? lr.quantity("write_energy") : m.read_energy_J_per_byte;
+        if (m.write_energy_J_per_byte < 0) fail_at(lr.at("write_energy"), "must be zero or more");
+        if (!d.memory.empty()) {
+            const MemoryLevel& inner = d.memory.back();
+            if (m.capacity_bytes < inner.capacity_bytes)
+                fail_at(lr.at("capacity"),
+                        "memory level '" + m.name + "' holds " +
+                            cfg::format_quantity(m.capacity_bytes, Dim::size) + " per instance, less than '" +
+                            inner.name + "' inside it (" +
+                            cfg::format_quantity(inner.capacity_bytes, Dim::size) +
+                            "); levels are listed innermost first and each must hold at least as much as the "
+                            "one before it");
+        }
+        d.memory.push_back(std::move(m));
+    }
+
+    d.static_power_W = r.quantity("static_power");
+    d.tdp_W = r.quantity("tdp");
+    if (!(d.tdp_W > 0)) fail_at(r.at("tdp"), "must be greater than zero");
+    if (d.static_power_W > d.tdp_W)
+        fail_at(r.at("static_power"), "static power " + cfg::format_quantity(d.static_power_W, Dim::power) +
+                                          " exceeds the TDP " + cfg::format_quantity(d.tdp_W, Dim::power));
+    d.op_overhead_s = r.quantity("op_overhead");
+    if (d.op_overhead_s < 0) fail_at(r.at("op_overhead"), "must be zero or more");
+
+    for (const auto& [section, families] : section_families()) {
+        const cfg::Node* n = dev->find(section);
+        if (!n || !n->is_map() || n->entries().empty()) continue;
+        if (!contains(families, d.family))
+            fail_at(*n, "a `" + section + ":` section describes a " + join(families, " or ") +
+                            " device, but this device's family is '" + d.family + "'");
+    }
+    // validate() fills every absent section with an empty map; records read better without them.
+    d.resolved = *dev;
+    for (const auto& [section, families] : section_families()) {
+        const cfg::Node* n = d.resolved.find(section);
+        if (n && (n->is_null() || (n->is_map() && n->entries().empty()))) d.resolved.erase(section);
+    }
+    return d;
+}
+
+namespace {
+
+DeviceSpec validate_and_build(const cfg::Node& device_map) {
+    return device_from_node(cfg::validate(device_map, device_schema()));
+}
+
+std::string parent_dir(const std::string& path) {
+    fs::path p = fs::path(path).parent_path();
+    return p.empty() ? std::string(".") : p.string();
+}
+
+bool file_exists(const fs::path& p) {
+    std::error_code ec;
+    return fs::is_regular_file(p, ec);
+}
+
+}  // namespace
+
+DeviceSpec load_device(const std::string& path) {
+    const cfg::Node doc = cfg::load_file(path);
+    check_top_level(doc);
+    if (const cfg::Node* sys = doc.find("system"))
+        fail_at(*sys,
+                "this is a system file; a device file has only a top-level `device:` map "
+                "(load it as a system instead)");
+    const cfg::Node* dev = doc.find("device");
+    if (!dev) cfg::fail(doc.loc(), "", "expected a top-level `device:` map");
+    return validate_and_build(*dev);
+}
+
+std::vector<std::string> list_device_presets(const std::string& configs_dir) {
+    std::error_code ec;
+    fs::path dir = fs::path(configs_dir);
+    if (fs::is_directory(dir / "devices", ec)) dir /= "devices";
+    std::vector<std::string> names;
+    if (!fs::is_directory(dir, ec)) return names;
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+        if (!entry.is_regular_file(ec)) continue;
+        const fs::path& p = entry.path();
+        if (p.extension() == ".yaml") names.push_back(p.stem().string());
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
+std::string find_device_preset(const std::string& name, const std::vector<std::string>& search_dirs,
+                               const cfg::SourceLoc& where, std::string_view key_path) {
+    for (const std::string& dir : search_dirs) {
+        fs::path candidate = fs::path(dir) / (name + ".yaml");
+        if (file_exists(candidate)) return candidate.string();
+    }
+    std::vector<std::string> found;
+    for (const std::string& dir : search_dirs)
+        for (std::string& preset : list_device_presets(dir))
+            if (!contains(found, preset)) found.push_back(std::move(preset));
+    std::sort(found.begin(), found.end());
+    cfg::fail(where, key_path,
+              "no device preset '" + name + "'" + did_you_mean(name, found) + "; searched " +
+                  join(search_dirs) +
+                  "; presets found: " + (found.empty() ? std::string("none") : join(found)) +
+                  " (a path to a device file must contain '/' or end in .yaml)");
+}
+
+namespace {
+
+std::vector<std::string> preset_search_dirs(const std::string& system_file,
+                                            const std::vector<std::string>& extra) {
+    std::vector<std::string> dirs = extra;
+    if (const char* env = std::getenv("MLSIM_DEVICES_DIR"); env && *env) dirs.emplace_back(env);
+    const std::string here = parent_dir(system_file);
+    dirs.push_back((fs::path(here) / ".." / "devices").lexically_normal().string());
+    dirs.emplace_back("configs/devices");
+    return dirs;
+}
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+    return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+// The raw (not yet validated) `device` map of the device file that `ref` names.
+cfg::Node referenced_device(const cfg::Node& ref_node, const std::string& system_file,
+                            const std::vector<std::string>& preset_dirs) {
+    const std::string ref = ref_node.as_string();
+    std::string file;
+    if (ref.find('/') != std::string::npos || ends_with(ref, ".yaml") || ends_with(ref, ".yml")) {
+        fs::path p(ref);
+        if (p.is_relative()) p = fs::path(parent_dir(system_file)) / p;
+        file = p.lexically_normal().string();
+        if (!file_exists(file))
+            fail_at(ref_node, "no device file '" + file + "' (relative to the system file)");
+    } else {
+        file = find_device_preset(ref, preset_search_dirs(system_file, preset_dirs), ref_node.loc(),
+                                  ref_node.path());
+    }
+    const cfg::Node doc = cfg::load_file(file);
+    check_top_level(doc);
+    const cfg::Node* dev = doc.find("device");
+    if (!dev || doc.find("system"))
+        fail_at(ref_node, "'" + file + "' is not a device file (expected only a top-level `device:` map)");
+    return *dev;
+}
+
+}  // namespace
+
+SystemSpec load_system(const std::string& path, const std::vector<std::string>& preset_dirs) {
+    const cfg::Node doc = cfg::load_file(path);
+    check_top_level(doc);
+    const cfg::Node* sys = doc.find("system");
+    const cfg::Node* dev = doc.find("device");
+    if (!sys && !dev) cfg::fail(doc.loc(), "", "expected a top-level `system:` or `device:` map");
+
+    SystemSpec out;
+    cfg::Node system_map;
+    if (!sys) {
+        out.device = validate_and_build(*dev);
+        out.name = out.device.name;
+        out.device_count = 1;
+        system_map = cfg::Node::make_map(dev->loc(), "system");
+        system_map.set("name", cfg::Node::make_scalar(out.name, dev->loc(), "system.name"));
+        system_map.set("count", cfg::Node::make_scalar("1", dev->loc(), "system.count"));
+    } else {
+        system_map = cfg::validate(*sys, system_schema());
+        const cfg::Reader sr(system_map, system_schema());
+        out.name = sr.str("name");
+        out.device_count = sr.integer("count");
+        if (out.device_count < 1) fail_at(sr.at("count"), "must be at least 1");
+        if (sr.has("device")) {
+            cfg::Node device_map = referenced_device(sr.at("device"), path, preset_dirs);
+            if (dev) device_map = cfg::merge(device_map, *dev);  // local overrides win
+            out.device = validate_and_build(device_map);
+            system_map.erase("device");
+        } else if (dev) {
+            out.device = validate_and_build(*dev);
+        } else {
+            fail_at(*sys,
+                    "names no device: give `device: <preset name or path>` here, or a complete "
+                    "top-level `device:` map in this file");
+        }
+    }
+    out.resolved = cfg::Node::make_map(doc.loc(), "");
+    out.resolved.set("system", std::move(system_map));
+    out.resolved.set("device", out.device.resolved);
+    return out;
+}
+
+}  // namespace mlsim::arch

@@ -1,0 +1,113 @@
+#pragma once
+// Device and system descriptions at roofline level: what a device can compute (peak throughput per data
+// type), what it can hold and move (memory levels, innermost first), and what that costs (energy per MAC,
+// per byte read/written at each level, static power), plus a fixed per-op dispatch overhead.
+//
+// Contract:
+// - A device file has a top-level `device:` map; a system file has a top-level `system:` map naming one
+//   device (preset name or path relative to the system file) and a count, and may carry a partial
+//   `device:` map that is deep-merged over the named device (see configs/README.md).
+// - load_device / load_system validate against device_schema() / system_schema(): unknown keys (with a
+//   suggestion), missing required keys, wrong units, non-positive sizes and bandwidths are UserErrors
+//   located at file:line:col and key path. Consistency errors (a peak for an unknown data type, a data
+//   type with a peak but no MAC energy, a memory level smaller per instance than the level inside it,
+//   static power above TDP, a family section that does not match `family`) are UserErrors located at
+//   the offending key, too.
+// - Every figure in a DeviceSpec is in SI units (Hz, op/s, bytes, bytes/s, J, J/byte, W, s).
+// - Per-family sections (`systolic:`, `gpu:`, `cpu:`, `mcu:`) are declared and their keys checked, but
+//   their contents are not used by the roofline level; detailed models read them from DeviceSpec::resolved.
+// - A DeviceSpec is a plain value: copying it is cheap enough for sweeps; it owns its resolved tree.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sim/config/node.h"
+#include "sim/config/schema.h"
+
+namespace mlsim::arch {
+
+// Data types a device may declare a peak for. One MAC counts as 2 ops (FLOP or OP).
+const std::vector<std::string>& known_dtypes();  // fp32 tf32 bf16 fp16 fp8 int16 int8 int4
+// Device families: tpu gpu cpu mcu npu.
+const std::vector<std::string>& known_families();
+
+struct MemoryLevel {
+    std::string name;
+    double capacity_bytes = 0;  // per instance (one L1 per SM, one L2 slice per core, ...)
+    int64_t instances = 1;      // identical copies of this level on the device
+    double bandwidth_Bps = 0;   // total over all instances, toward the compute units
+    double latency_s = 0;       // access latency; 0 = not modelled at this level of detail
+    double read_energy_J_per_byte = 0;
+    double write_energy_J_per_byte = 0;
+
+    double total_capacity_bytes() const { return capacity_bytes * static_cast<double>(instances); }
+};
+
+struct DeviceSpec {
+    std::string name;
+    std::string family;  // one of known_families()
+    std::string description;
+    std::string source;
+    int64_t process_nm = 0;  // technology node; 0 = not given
+    double clock_hz = 0;
+    std::map<std::string, double> peak_ops_per_s;  // dense, per data type
+    std::vector<MemoryLevel> memory;               // innermost first; the last is main memory
+    double static_power_W = 0;
+    double tdp_W = 0;
+    std::map<std::string, double> mac_energy_J;  // energy per MAC per data type
+    double op_overhead_s = 0;                    // fixed per-op launch / dispatch overhead
+    cfg::Node resolved;  // the validated `device` map, defaults filled in, empty family sections left out
+
+    const MemoryLevel& main_memory() const;
+    // nullptr when there is no level of that name.
+    const MemoryLevel* find_memory(std::string_view level_name) const;
+    // Throw UserError (located at the device's `peak` / `mac_energy` key) when the device has no figure
+    // for that data type; the message lists the data types it supports.
+    double peak_for(std::string_view dtype) const;
+    double mac_energy_for(std::string_view dtype) const;
+    bool supports(std::string_view dtype) const;
+    std::vector<std::string> dtypes() const;  // those with a peak, in known_dtypes() order
+    // Roofline ridge point against main memory: peak_for(dtype) / main_memory().bandwidth_Bps, in op/byte.
+    double ridge_point(std::string_view dtype) const;
+    // The per-family section (`systolic`, `gpu`, `cpu`, `mcu`) when the file gives one, else nullptr.
+    const cfg::Node* section(std::string_view section_name) const;
+};
+
+// Parameter declarations of a `device:` map (also printed by `mlsim run --help`).
+const cfg::Schema& device_schema();
+// Parameter declarations of a `system:` map.
+const cfg::Schema& system_schema();
+
+// Load a device file (top-level `device:` map): load_file + validate + build.
+DeviceSpec load_device(const std::string& path);
+// Build from an already validated tree: the `device` map itself, or a document holding it under `device`.
+DeviceSpec device_from_node(const cfg::Node& resolved);
+
+// Systems: one device type times a count. count > 1 is recorded; the multi-device model comes later.
+struct SystemSpec {
+    std::string name;
+    DeviceSpec device;
+    int64_t device_count = 1;
+    // The fully resolved document: `system:` (name, count) and the complete `device:` map, so that
+    // to_yaml(resolved) reloads to the same system without the preset files.
+    cfg::Node resolved;
+};
+
+// Accepts a system file or a device file (then the system is that device, count 1, named after it).
+// A preset name in `system.device` is looked up, in order, in: each of `preset_dirs`, the directory
+// named by the environment variable MLSIM_DEVICES_DIR, <dir of the system file>/../devices (the
+// configs/systems -> configs/devices layout), ./configs/devices (relative to the working directory).
+SystemSpec load_system(const std::string& path, const std::vector<std::string>& preset_dirs = {});
+
+// Names (file stems, sorted) of the device presets in `configs_dir`/devices/*.yaml, or in
+// `configs_dir`/*.yaml when it has no devices/ folder. Empty when the folder does not exist.
+std::vector<std::string> list_device_presets(const std::string& configs_dir);
+
+// The path of preset `name` in the search order of load_system, or a UserError (located at `where`)
+// naming the folders searched, the presets found and the nearest name.
+std::string find_device_preset(const std::string& name, const std::vector<std::string>& search_dirs,
+                               const cfg::SourceLoc& where, std::string_view key_path);
+
+}  // namespace mlsim::arch

@@ -1,1 +1,0 @@
-// placeholder so the library exists until real sources land

@@ -1,0 +1,361 @@
+#include "db/results_db.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <limits>
+#include <mutex>
+#include <optional>
+#include <system_error>
+
+#include "db/schema.h"
+#include "db/sqlite.h"
+#include "sim/config/error.h"
+#include "sim/core/check.h"
+#include "sim/version.h"
+
+namespace mlsim::db {
+
+namespace {
+
+// Long enough to ride out another process's commit of a large run; short enough that a stuck
+// writer is reported rather than waited on forever.
+constexpr int k_busy_timeout_ms = 30'000;
+
+// The columns each insert writes, in the order write_run()/write_layer() bind them. The SQL is
+// generated from these lists, and finish_binding() checks that the number of values bound matches.
+constexpr const char* k_run_insert_columns[] = {
+    "status",
+    "error",
+    "config_yaml",
+    "config_hash",
+    "version",
+    "wall_s",
+    "created_utc",
+    "system",
+    "device",
+    "model",
+    "mode",
+    "dtype",
+    "batch",
+    "seq",
+    "peak_flops_per_s",
+    "mem_bandwidth_Bps",
+    "total_time_s",
+    "total_energy_j",
+    "layer_count",
+    "total_macs",
+    "total_flops",
+    "total_bytes_read",
+    "total_bytes_written",
+    "total_energy_compute_j",
+    "total_energy_memory_j",
+    "total_energy_static_j",
+};
+
+constexpr const char* k_layer_insert_columns[] = {
+    "run_id",
+    "idx",
+    "name",
+    "op",
+    "phase",
+    "dtype",
+    "macs",
+    "flops",
+    "params",
+    "bytes_read",
+    "bytes_written",
+    "start_s",
+    "end_s",
+    "time_s",
+    "cycles",
+    "stall_cycles",
+    "energy_j",
+    "energy_compute_j",
+    "energy_memory_j",
+    "energy_static_j",
+    "utilization",
+    "bound",
+};
+
+template <size_t N>
+std::string insert_sql(std::string_view table, const char* const (&columns)[N]) {
+    std::string names;
+    std::string marks;
+    for (size_t i = 0; i < N; ++i) {
+        names += fmt::format("{}{}", i == 0 ? "" : ", ", columns[i]);
+        marks += i == 0 ? "?" : ", ?";
+    }
+    return fmt::format("INSERT INTO {} ({}) VALUES ({})", table, names, marks);
+}
+
+struct Totals {
+    int64_t layer_count = 0;
+    double time_s = 0, energy_j = 0, macs = 0, flops = 0, bytes_read = 0, bytes_written = 0;
+    double energy_compute_j = 0, energy_memory_j = 0, energy_static_j = 0;
+};
+
+bool non_negative(double v) { return std::isfinite(v) && v >= 0; }
+
+void check_quantity(const LayerRow& layer, const char* field, double v) {
+    MLSIM_CHECK(non_negative(v), fmt::format("results: layer {} '{}': {} = {} must be finite and >= 0",
+                                             layer.idx, layer.name, field, v));
+}
+
+void check_count(const LayerRow& layer, const char* field, int64_t v) {
+    MLSIM_CHECK(v >= 0,
+                fmt::format("results: layer {} '{}': {} = {} must be >= 0", layer.idx, layer.name, field, v));
+}
+
+void validate_info(const RunInfo& info, double wall_s) {
+    MLSIM_CHECK(non_negative(wall_s), fmt::format("results: wall_s = {} must be finite and >= 0", wall_s));
+    MLSIM_CHECK(info.batch >= 0 && info.seq >= 0,
+                fmt::format("results: batch = {} and seq = {} must be >= 0", info.batch, info.seq));
+    MLSIM_CHECK(
+        non_negative(info.peak_flops_per_s) && non_negative(info.mem_bandwidth_Bps),
+        fmt::format("results: peak_flops_per_s = {} and mem_bandwidth_Bps = {} must be finite and >= 0",
+                    info.peak_flops_per_s, info.mem_bandwidth_Bps));
+}
+
+// Checks every physics invariant before anything touches the file, and sums the run totals.
+Totals validate_layers(const std::vector<LayerRow>& layers) {
+    Totals t;
+    std::vector<int64_t> ids;
+    ids.reserve(layers.size());
+    double first_start = std::numeric_limits<double>::infinity();
+    double last_end = 0;
+    for (const LayerRow& l : layers) {
+        check_quantity(l, "macs", l.macs);
+        check_quantity(l, "flops", l.flops);
+        check_quantity(l, "bytes_read", l.bytes_read);
+        check_quantity(l, "bytes_written", l.bytes_written);
+        check_quantity(l, "start_s", l.start_s);
+        check_quantity(l, "end_s", l.end_s);
+        check_quantity(l, "time_s", l.time_s);
+        check_quantity(l, "energy_j", l.energy_j);
+        check_quantity(l, "energy_compute_j", l.energy_compute_j);
+        check_quantity(l, "energy_memory_j", l.energy_memory_j);
+        check_quantity(l, "energy_static_j", l.energy_static_j);
+        check_quantity(l, "utilization", l.utilization);
+        check_count(l, "params", l.params);
+        check_count(l, "cycles", l.cycles);
+        check_count(l, "stall_cycles", l.stall_cycles);
+        MLSIM_CHECK(l.stall_cycles <= l.cycles,
+                    fmt::format("results: layer {} '{}': stall_cycles {} > cycles {}", l.idx, l.name,
+                                l.stall_cycles, l.cycles));
+        MLSIM_CHECK(l.end_s >= l.start_s, fmt::format("results: layer {} '{}': end_s {} < start_s {}", l.idx,
+                                                      l.name, l.end_s, l.start_s));
+        // Relative slack for the rounding of end_s - start_s in seconds; far below one picosecond.
+        double span = l.end_s - l.start_s;
+        MLSIM_CHECK(l.time_s <= span + 1e-9 * std::max(l.end_s, l.time_s),
+                    fmt::format("results: layer {} '{}': time_s {} exceeds its interval [{}, {}]", l.idx,
+                                l.name, l.time_s, l.start_s, l.end_s));
+        double parts = l.energy_compute_j + l.energy_memory_j + l.energy_static_j;
+        MLSIM_CHECK(
+            l.energy_j >= parts * (1 - 1e-9),
+            fmt::format("results: layer {} '{}': energy_j {} is less than its parts (compute + memory + "
+                        "static = {})",
+                        l.idx, l.name, l.energy_j, parts));
+        MLSIM_CHECK(l.utilization <= 1 + 1e-9,
+                    fmt::format("results: layer {} '{}': utilization {} > 1", l.idx, l.name, l.utilization));
+
+        ids.push_back(l.idx);
+        first_start = std::min(first_start, l.start_s);
+        last_end = std::max(last_end, l.end_s);
+        t.energy_j += l.energy_j;
+        t.energy_compute_j += l.energy_compute_j;
+        t.energy_memory_j += l.energy_memory_j;
+        t.energy_static_j += l.energy_static_j;
+        t.macs += l.macs;
+        t.flops += l.flops;
+        t.bytes_read += l.bytes_read;
+        t.bytes_written += l.bytes_written;
+    }
+    std::sort(ids.begin(), ids.end());
+    auto dup = std::adjacent_find(ids.begin(), ids.end());
+    MLSIM_CHECK(dup == ids.end(), fmt::format("results: layer idx {} appears more than once", *dup));
+    t.layer_count = static_cast<int64_t>(layers.size());
+    t.time_s = layers.empty() ? 0.0 : last_end - first_start;
+    return t;
+}
+
+std::string utc_now() {
+    auto now = std::chrono::system_clock::now();
+    std::time_t secs = std::chrono::system_clock::to_time_t(now);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1,
+                       tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+}
+
+void create_parent_directories(const std::string& path) {
+    std::filesystem::path parent = std::filesystem::path(path).parent_path();
+    if (parent.empty()) return;
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    if (ec)
+        throw cfg::UserError(fmt::format("{}: error: results database: cannot create directory '{}': {}",
+                                         path, parent.string(), ec.message()));
+}
+
+}  // namespace
+
+struct ResultsDb::Impl {
+    explicit Impl(const std::string& p)
+        : path(p), conn((create_parent_directories(p), p), sql::Connection::Mode::read_write_create) {
+        conn.exec(fmt::format("PRAGMA busy_timeout = {}", k_busy_timeout_ms));
+        {
+            // The first statement that reads the file: a non-database file is reported here.
+            sql::Statement wal(conn, "PRAGMA journal_mode = WAL");
+            wal.step();
+            std::string mode = wal.column_text(0);
+            if (mode != "wal")
+                throw cfg::UserError(
+                    fmt::format("{}: error: results database: cannot use write-ahead logging "
+                                "(journal mode stays '{}'); is it on a network filesystem?",
+                                path, mode));
+        }
+        // See the contract in results_db.h for why NORMAL rather than FULL.
+        conn.exec("PRAGMA synchronous = NORMAL");
+        conn.exec("PRAGMA foreign_keys = ON");
+        schema::migrate(conn);
+
+        insert_run.emplace(conn, insert_sql("runs", k_run_insert_columns));
+        insert_layer.emplace(conn, insert_sql("layers", k_layer_insert_columns));
+        find_ok.emplace(conn, "SELECT 1 FROM runs WHERE config_hash = ? AND status = 'ok' LIMIT 1");
+        begin.emplace(conn, "BEGIN IMMEDIATE");
+        commit.emplace(conn, "COMMIT");
+        rollback.emplace(conn, "ROLLBACK");
+    }
+
+    // Binds the shared run columns; totals are null for a failed run.
+    int64_t write_run(const RunInfo& info, const char* status, const std::string* error, double wall_s,
+                      const Totals* totals) {
+        std::string hash = info.config_hash.empty() ? config_hash(info.config_yaml) : info.config_hash;
+        sql::Statement& s = *insert_run;
+        s.reset();
+        s.bind_text(status);
+        if (error != nullptr)
+            s.bind_text(*error);
+        else
+            s.bind_null();
+        s.bind_text(info.config_yaml)
+            .bind_text(hash)
+            .bind_text(version())
+            .bind_real(wall_s)
+            .bind_text(utc_now());
+        s.bind_text(info.system)
+            .bind_text(info.device)
+            .bind_text(info.model)
+            .bind_text(info.mode)
+            .bind_text(info.dtype);
+        s.bind_int(info.batch)
+            .bind_int(info.seq)
+            .bind_real(info.peak_flops_per_s)
+            .bind_real(info.mem_bandwidth_Bps);
+        if (totals != nullptr) {
+            s.bind_real(totals->time_s).bind_real(totals->energy_j).bind_int(totals->layer_count);
+            s.bind_real(totals->macs).bind_real(totals->flops).bind_real(totals->bytes_read);
+            s.bind_real(totals->bytes_written).bind_real(totals->energy_compute_j);
+            s.bind_real(totals->energy_memory_j).bind_real(totals->energy_static_j);
+        } else {
+            s.bind_null().bind_null().bind_int(0);
+            for (int i = 0; i < 7; ++i) s.bind_null();
+        }
+        s.run();
+        return conn.last_insert_rowid();
+    }
+
+    void write_layer(int64_t run_id, const LayerRow& l) {
+        sql::Statement& s = *insert_layer;
+        s.reset();
+        s.bind_int(run_id).bind_int(l.idx).bind_text(l.name).bind_text(l.op).bind_text(l.phase).bind_text(
+            l.dtype);
+        s.bind_real(l.macs)
+            .bind_real(l.flops)
+            .bind_int(l.params)
+            .bind_real(l.bytes_read)
+            .bind_real(l.bytes_written);
+        s.bind_real(l.start_s).bind_real(l.end_s).bind_real(l.time_s).bind_int(l.cycles).bind_int(
+            l.stall_cycles);
+        s.bind_real(l.energy_j).bind_real(l.energy_compute_j).bind_real(l.energy_memory_j);
+        s.bind_real(l.energy_static_j).bind_real(l.utilization).bind_text(l.bound);
+        s.run();
+    }
+
+    // One write transaction; rolled back unless commit() ran. IMMEDIATE takes the write lock up front,
+    // so a second writer waits in the busy handler instead of failing on a lock upgrade.
+    class Transaction {
+      public:
+        explicit Transaction(Impl& impl) : m_impl(impl) { m_impl.begin->run(); }
+        ~Transaction() {
+            if (!m_committed) {
+                try {
+                    m_impl.rollback->run();
+                } catch (...) {  // NOLINT: the exception that got us here is the one to report
+                }
+            }
+        }
+        Transaction(const Transaction&) = delete;
+        Transaction& operator=(const Transaction&) = delete;
+        void commit() {
+            m_impl.commit->run();
+            m_committed = true;
+        }
+
+      private:
+        Impl& m_impl;
+        bool m_committed = false;
+    };
+
+    std::string path;
+    sql::Connection conn;
+    // Declared after conn so they are finalised before it closes.
+    std::optional<sql::Statement> insert_run, insert_layer, find_ok, begin, commit, rollback;
+    std::mutex mutex;
+};
+
+ResultsDb::ResultsDb(const std::string& path) : m_impl(std::make_unique<Impl>(path)) {}
+
+ResultsDb::~ResultsDb() = default;
+
+const std::string& ResultsDb::path() const { return m_impl->path; }
+
+int64_t ResultsDb::record_run(const RunInfo& info, const std::vector<LayerRow>& layers, double wall_s) {
+    MLSIM_CHECK(!info.config_yaml.empty(), "results: an ok run needs its resolved config");
+    validate_info(info, wall_s);
+    Totals totals = validate_layers(layers);
+
+    std::lock_guard lock(m_impl->mutex);
+    Impl::Transaction txn(*m_impl);
+    int64_t run_id = m_impl->write_run(info, "ok", nullptr, wall_s, &totals);
+    for (const LayerRow& layer : layers) m_impl->write_layer(run_id, layer);
+    txn.commit();
+    return run_id;
+}
+
+int64_t ResultsDb::record_failed_run(const RunInfo& info, const std::string& error, double wall_s) {
+    validate_info(info, wall_s);
+    std::lock_guard lock(m_impl->mutex);
+    Impl::Transaction txn(*m_impl);
+    int64_t run_id = m_impl->write_run(info, "error", &error, wall_s, nullptr);
+    txn.commit();
+    return run_id;
+}
+
+bool ResultsDb::has_ok_run(const std::string& config_hash) const {
+    std::lock_guard lock(m_impl->mutex);
+    sql::Statement& s = *m_impl->find_ok;
+    s.reset();
+    s.bind_text(config_hash).finish_binding();
+    bool found = s.step();
+    s.reset();
+    return found;
+}
+
+}  // namespace mlsim::db

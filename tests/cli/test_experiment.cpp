@@ -1,0 +1,151 @@
+// End-to-end: configs + zoo + roofline device + results database, through the same code path as `mlsim run`.
+#include <catch2/catch.hpp>
+#include <sqlite3.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "arch/roofline/roofline.h"
+#include "cli/experiment.h"
+#include "db/results_db.h"
+#include "sim/config/error.h"
+
+using namespace mlsim;
+namespace fs = std::filesystem;
+
+namespace {
+
+cli::ExperimentOptions options(const char* system, const char* model, const char* dtype, int64_t batch = 1) {
+    cli::ExperimentOptions o;
+    o.system = system;
+    o.model = model;
+    o.dtype = dtype;
+    o.batch = batch;
+    return o;
+}
+
+// All `layers` rows of a run, as text, without the run id.
+std::vector<std::string> layer_rows(const std::string& db_path, int64_t run_id) {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db, "SELECT * FROM layers WHERE run_id = ? ORDER BY idx", -1, &st, nullptr) ==
+            SQLITE_OK);
+    sqlite3_bind_int64(st, 1, run_id);
+    std::vector<std::string> rows;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        std::string row;
+        for (int c = 0; c < sqlite3_column_count(st); ++c) {
+            if (std::string(sqlite3_column_name(st, c)) == "run_id") continue;
+            const unsigned char* t = sqlite3_column_text(st, c);
+            row += (t ? reinterpret_cast<const char*>(t) : "NULL");
+            row += '|';
+        }
+        rows.push_back(row);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return rows;
+}
+
+}  // namespace
+
+TEST_CASE("ResNet-50 on the A100 preset is compute-bound overall and takes longer than its FLOPs at peak") {
+    const auto r = cli::run_experiment(options("a100", "resnet50", "fp16", 32));
+    double flops = 0, compute_s = 0;
+    for (const auto& l : r.layers) {
+        flops += l.counts.flops;
+        if (l.bound == "compute") compute_s += l.time_s;
+    }
+    CHECK(r.total_time_s > flops / 312e12);
+    CHECK(compute_s > 0.5 * r.total_time_s);
+    CHECK(r.info.peak_flops_per_s == Approx(312e12));
+}
+
+TEST_CASE("GPT-2 XL decode at batch 1 is memory-bound on every datacenter preset") {
+    for (const char* dev : {"a100", "h100"}) {
+        const auto r = cli::run_experiment(options(dev, "gpt2-xl-decode", "fp16"));
+        double memory_s = 0;
+        for (const auto& l : r.layers)
+            if (l.bound == "memory") memory_s += l.time_s;
+        INFO(dev);
+        CHECK(memory_s > 0.9 * r.total_time_s);
+        // Every token streams all weights: time at least weights / bandwidth.
+        CHECK(r.total_time_s >= r.model.totals().weight_bytes / r.info.mem_bandwidth_Bps);
+    }
+}
+
+TEST_CASE("Every roofline layer respects the bound, with non-negative energy and consistent times") {
+    for (const char* model : {"resnet50", "mobilenetv2", "bert-base", "gpt2-small-prefill", "dlrm-mlperf"}) {
+        const auto r = cli::run_experiment(options("h100", model, "fp16"));
+        double t = 0;
+        for (const auto& l : r.layers) {
+            INFO(model << " " << l.name);
+            CHECK(l.start_s == Approx(t).margin(1e-15));
+            CHECK(l.time_s >= arch::roofline_bound(r.system.device, r.model.ops()[l.idx]).bound_s());
+            CHECK(l.energy_compute_j >= 0);
+            CHECK(l.energy_memory_j >= 0);
+            CHECK(l.energy_static_j >= 0);
+            CHECK(l.utilization <= 1.0 + 1e-12);
+            t = l.end_s;
+        }
+    }
+}
+
+TEST_CASE("A device without the requested data type is a user error") {
+    CHECK_THROWS_AS(cli::run_experiment(options("stm32f746", "ds-cnn-kws", "bf16")), cfg::UserError);
+}
+
+TEST_CASE("A model that does not fit in the device memory is a user error naming both") {
+    try {
+        cli::run_experiment(options("stm32f746", "gpt2-xl-decode", "int8"));
+        FAIL("expected a UserError");
+    } catch (const cfg::UserError& e) {
+        const std::string msg = e.what();
+        CHECK(msg.find("does not fit") != std::string::npos);
+        CHECK(msg.find("gpt2") != std::string::npos);
+    }
+}
+
+TEST_CASE("Training lowers the model and costs about three forward passes on the roofline") {
+    auto inf = cli::run_experiment(options("a100", "mlp3", "fp16", 64));
+    auto opt = options("a100", "mlp3", "fp16", 64);
+    opt.mode = "training";
+    auto tr = cli::run_experiment(opt);
+    CHECK(tr.layers.size() > inf.layers.size());
+    double f_inf = 0, f_tr = 0;
+    for (const auto& l : inf.layers) f_inf += l.counts.flops;
+    for (const auto& l : tr.layers) f_tr += l.counts.flops;
+    CHECK(f_tr > 2.9 * f_inf);
+}
+
+TEST_CASE("Rerunning the same command produces identical layers rows and the same config hash") {
+    const fs::path dir = fs::temp_directory_path() / "mlsim_test_rerun";
+    fs::remove_all(dir);
+    const std::string path = (dir / "rerun.db").string();
+    int64_t ids[2];
+    std::string hashes[2];
+    for (int i = 0; i < 2; ++i) {
+        const auto r = cli::run_experiment(options("a100", "resnet50", "fp16", 8));
+        db::ResultsDb db(path);
+        ids[i] = db.record_run(r.info, cli::to_rows(r.layers), 0.0);
+        hashes[i] = r.info.config_hash;
+    }
+    CHECK(ids[0] != ids[1]);
+    CHECK(hashes[0] == hashes[1]);
+    const auto a = layer_rows(path, ids[0]);
+    const auto b = layer_rows(path, ids[1]);
+    REQUIRE(a.size() > 50);
+    CHECK(a == b);
+    fs::remove_all(dir);
+}
+
+TEST_CASE("Changing a config value changes the resolved config and its hash") {
+    const auto a = cli::run_experiment(options("a100", "lenet5", "fp16", 1));
+    const auto b = cli::run_experiment(options("a100", "lenet5", "fp16", 2));
+    CHECK(a.info.config_hash != b.info.config_hash);
+    CHECK(a.resolved_yaml.find("batch: 1") != std::string::npos);
+}

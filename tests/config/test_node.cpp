@@ -1,0 +1,129 @@
+#include <catch2/catch.hpp>
+#include <string>
+
+#include "sim/config/loader.h"
+#include "sim/config/node.h"
+#include "sim/core/check.h"
+#include "tests/config/helpers.h"
+
+using namespace mlsim::cfg;
+using mlsim::cfg::test::error_of;
+
+namespace {
+
+Node scalar(const std::string& text) { return Node::make_scalar(text, SourceLoc{"n.yaml", 4, 9}, "a.b"); }
+
+}  // namespace
+
+TEST_CASE("SourceLoc prints file:line:col, file alone, or <built-in>", "[node]") {
+    CHECK(SourceLoc{"f.yaml", 3, 7}.str() == "f.yaml:3:7");
+    CHECK(SourceLoc{"f.yaml", 3, 0}.str() == "f.yaml:3");
+    CHECK(SourceLoc{"f.yaml", 0, 0}.str() == "f.yaml");
+    CHECK(SourceLoc{"", 3, 7}.str() == "<built-in>");
+}
+
+TEST_CASE("fail formats location, key path and message on one line", "[node][errors]") {
+    CHECK(error_of([] { fail(SourceLoc{"f.yaml", 3, 7}, "x.y", "bad"); }) == "f.yaml:3:7: error: x.y: bad");
+    CHECK(error_of([] { fail(SourceLoc{"f.yaml", 3, 7}, "", "bad"); }) == "f.yaml:3:7: error: bad");
+}
+
+TEST_CASE("as_int accepts decimal integers only", "[node]") {
+    CHECK(scalar("42").as_int() == 42);
+    CHECK(scalar("-7").as_int() == -7);
+    CHECK(scalar("+7").as_int() == 7);
+    CHECK(scalar("9223372036854775807").as_int() == INT64_MAX);
+    CHECK(error_of([] { scalar("abc").as_int(); }) ==
+          "n.yaml:4:9: error: a.b: expected an integer, found \"abc\"");
+    CHECK(error_of([] { scalar("1e3").as_int(); }) ==
+          "n.yaml:4:9: error: a.b: expected an integer, found \"1e3\"");
+    CHECK(error_of([] { scalar("0x10").as_int(); }) ==
+          "n.yaml:4:9: error: a.b: expected an integer, found \"0x10\"");
+    CHECK(error_of([] { scalar("99999999999999999999").as_int(); }) ==
+          "n.yaml:4:9: error: a.b: integer out of range, found \"99999999999999999999\"");
+    CHECK_THROWS_AS(scalar("").as_int(), UserError);
+    CHECK_THROWS_AS(scalar("--1").as_int(), UserError);
+    CHECK_THROWS_AS(scalar(" 1").as_int(), UserError);
+}
+
+TEST_CASE("as_double accepts finite decimal numbers", "[node]") {
+    CHECK(scalar("0.9").as_double() == 0.9);
+    CHECK(scalar("1e-3").as_double() == 1e-3);
+    CHECK(scalar("-2").as_double() == -2.0);
+    CHECK(scalar(".5").as_double() == 0.5);
+    CHECK(error_of([] { scalar("inf").as_double(); }) ==
+          "n.yaml:4:9: error: a.b: expected a number, found \"inf\"");
+    CHECK_THROWS_AS(scalar(".inf").as_double(), UserError);
+    CHECK_THROWS_AS(scalar("nan").as_double(), UserError);
+    CHECK_THROWS_AS(scalar("1e999").as_double(), UserError);
+    CHECK_THROWS_AS(scalar("1.5GHz").as_double(), UserError);
+}
+
+TEST_CASE("as_bool accepts true and false only", "[node]") {
+    CHECK(scalar("true").as_bool());
+    CHECK(scalar("True").as_bool());
+    CHECK_FALSE(scalar("false").as_bool());
+    CHECK_FALSE(scalar("FALSE").as_bool());
+    CHECK(error_of([] { scalar("yes").as_bool(); }) ==
+          "n.yaml:4:9: error: a.b: expected true or false, found \"yes\"");
+    CHECK_THROWS_AS(scalar("1").as_bool(), UserError);
+}
+
+TEST_CASE("typed views of a map or list name what was found", "[node]") {
+    Node m = Node::make_map(SourceLoc{"n.yaml", 2, 3}, "m");
+    CHECK(error_of([&] { m.as_string(); }) == "n.yaml:2:3: error: m: expected a string, found a map");
+    CHECK(error_of([&] { m.as_int(); }) == "n.yaml:2:3: error: m: expected an integer, found a map");
+    CHECK(error_of([&] {
+              Node::make_null(SourceLoc{"n.yaml", 5, 1}, "z").as_bool();
+          }) == "n.yaml:5:1: error: z: expected true or false, found nothing");
+}
+
+TEST_CASE("kind names", "[node]") {
+    CHECK(Node().kind_name() == "nothing");
+    CHECK(scalar("x").kind_name() == "a scalar");
+    CHECK(Node::make_sequence({}, "").kind_name() == "a list");
+    CHECK(Node::make_map({}, "").kind_name() == "a map");
+}
+
+TEST_CASE("set replaces in place, erase removes, find misses return null", "[node]") {
+    Node m = Node::make_map({}, "");
+    m.set("a", scalar("1"));
+    m.set("b", scalar("2"));
+    m.set("a", scalar("3"));
+    REQUIRE(m.entries().size() == 2);
+    CHECK(m.entries()[0].first == "a");
+    CHECK(m.find("a")->scalar() == "3");
+    CHECK(m.erase("a"));
+    CHECK_FALSE(m.erase("a"));
+    CHECK(m.find("a") == nullptr);
+    CHECK(m.entries().size() == 1);
+}
+
+TEST_CASE("misusing a node is an internal error", "[node]") {
+    CHECK_THROWS_AS(Node::make_map({}, "").scalar(), mlsim::InternalError);
+    Node s = scalar("x");
+    CHECK_THROWS_AS(s.set("k", scalar("v")), mlsim::InternalError);
+    CHECK_THROWS_AS(s.push_back(scalar("v")), mlsim::InternalError);
+}
+
+TEST_CASE("set_path re-roots a whole subtree", "[node]") {
+    Node root = parse_string("a:\n  b: [1, {c: 2}]\n", "p.yaml");
+    Node sub = *root.find("a");
+    sub.set_path("x.y");
+    CHECK(sub.path() == "x.y");
+    CHECK(sub.find("b")->path() == "x.y.b");
+    CHECK(sub.find("b")->items()[1].find("c")->path() == "x.y.b[1].c");
+    sub.set_path("");
+    CHECK(sub.find("b")->items()[0].path() == "b[0]");
+}
+
+TEST_CASE("an empty value is a null node located at its key", "[node]") {
+    Node root = parse_string("a:\n  b:\n  c: 1\n", "p.yaml");
+    const Node* b = root.find("a")->find("b");
+    REQUIRE(b);
+    CHECK(b->is_null());
+    CHECK(b->loc().line == 2);
+    CHECK(b->loc().col == 3);
+    CHECK(child_key_path("", "a") == "a");
+    CHECK(child_key_path("a", "b") == "a.b");
+    CHECK(child_index_path("a.b", 3) == "a.b[3]");
+}
