@@ -28,6 +28,10 @@ public:
         x ^= x >> 33;
         return x;
     }
+    // Uniform in [0, range) by multiply-shift: a 64-bit division would cost more than the event itself.
+    std::uint64_t below(std::uint64_t range) noexcept {
+        return static_cast<std::uint64_t>((static_cast<unsigned __int128>(next()) * range) >> 64);
+    }
 
 private:
     std::uint64_t m_state;
@@ -37,14 +41,14 @@ struct Hold {
     mlsim::Simulator* sim;
     Rng rng{12345};
     std::uint64_t left = 0;
-    std::int64_t max_delay_ps = 1'000'000;
+    std::uint64_t max_delay_ps = 1'000'000;
 
     void on_event() {
         if (--left == 0) {
             sim->stop();
             return;
         }
-        const auto d = static_cast<std::int64_t>(rng.next() % static_cast<std::uint64_t>(max_delay_ps)) + 1;
+        const auto d = static_cast<std::int64_t>(rng.below(max_delay_ps)) + 1;
         sim->schedule_in(mlsim::Tick::from_ps(d), mlsim::callback<&Hold::on_event>(this));
     }
 };
@@ -65,7 +69,7 @@ Rates run_once(std::size_t pending, std::uint64_t events) {
     Hold h{&sim};
     h.left = events;
     for (std::size_t i = 0; i < pending; ++i) {
-        const auto d = static_cast<std::int64_t>(h.rng.next() % static_cast<std::uint64_t>(h.max_delay_ps));
+        const auto d = static_cast<std::int64_t>(h.rng.below(h.max_delay_ps));
         sim.schedule_at(mlsim::Tick::from_ps(d), mlsim::callback<&Hold::on_event>(&h));
     }
     // Warm up: one full turnover of the pending set so the slab and heap reach steady state.

@@ -160,6 +160,24 @@ Model ModelBuilder::build() && {
         names.push_back(op.name);
     }
 
+    // Tied weights must name an op that has weights of its own.
+    for (const Op& op : m_ops) {
+        if (op.tied_to.empty()) continue;
+        auto it = index.find(op.tied_to);
+        if (it == index.end() || it->second == index.at(op.name))
+            cfg::fail(op.loc, op.key_path,
+                      fmt::format("op '{}' ties its weights to '{}', which is not another op of model '{}'", op.name,
+                                  op.tied_to, m_name));
+        const Op& owner = m_ops[it->second];
+        Op untied = op;
+        untied.tied_to.clear();
+        if (!owner.tied_to.empty() || owner.counts().params == 0 || untied.counts().params != owner.counts().params)
+            cfg::fail(op.loc, op.key_path,
+                      fmt::format("op '{}' ties its weights to '{}', which does not own as many weights ({} vs {})",
+                                  op.name, op.tied_to, untied.counts().params,
+                                  owner.tied_to.empty() ? owner.counts().params : 0));
+    }
+
     // Resolve named edges; remember where each edge came from for error messages.
     struct Located {
         Edge e;

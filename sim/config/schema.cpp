@@ -200,7 +200,7 @@ std::string type_text(const Param& p) {
     std::string constraint;
     if (p.positive)
         constraint = " > 0";
-    else if (p.min)
+    else if (p.min && !(p.type == PType::quantity && *p.min <= 0))  // quantities are never negative anyway
         constraint = fmt::format(
             " >= {}", p.type == PType::quantity ? format_quantity(*p.min, p.dim) : fmt::format("{}", *p.min));
     auto dim_word = [](Dim d) {
@@ -248,9 +248,11 @@ void collect_rows(const Schema& schema, int indent, std::vector<const Schema*>& 
                   std::vector<Row>& rows) {
     open.push_back(&schema);
     for (const Param& p : schema.params) {
-        std::string status = p.required        ? "required"
-                             : p.default_value ? fmt::format("default {}", *p.default_value)
-                                               : "optional";
+        std::string status =
+            p.required ? "required"
+            : p.default_value
+                ? fmt::format("default {}", p.default_value->empty() ? std::string("\"\"") : *p.default_value)
+                : "optional";
         rows.push_back(Row{indent, p.name, type_text(p), status, p.doc});
         bool has_sub = p.sub && (p.type == PType::map || p.type == PType::list ||
                                  (p.type == PType::dict && p.value_type == PType::map));
@@ -328,9 +330,11 @@ std::string describe(const Schema& schema) {
     std::size_t name_width = 0;
     std::size_t type_width = 0;
     std::size_t status_width = 0;
+    // A long list of choices would push every doc far right; such a row overflows its column instead.
+    constexpr std::size_t max_type_width = 32;
     for (const Row& r : rows) {
         name_width = std::max(name_width, static_cast<std::size_t>(r.indent) + r.name.size());
-        type_width = std::max(type_width, r.type.size());
+        if (r.type.size() <= max_type_width) type_width = std::max(type_width, r.type.size());
         status_width = std::max(status_width, r.status.size());
     }
     std::string out;

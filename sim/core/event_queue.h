@@ -49,16 +49,17 @@ public:
     std::size_t size() const noexcept { return m_size; }
 
     void push(Tick time, Phase phase, std::uint32_t slot) {
-        MLSIM_CHECK(slot < k_max_slots, "event slot index exceeds 24 bits");
-        if (m_next_sequence == m_sequence_limit) [[unlikely]]
-            renumber();
+        const Key k = make_key(time, phase, slot);
         if (m_size == m_capacity) [[unlikely]]
             grow();
-        const Key k{static_cast<std::uint64_t>(time.ps()),
-                    (static_cast<std::uint64_t>(phase) << (k_sequence_bits + k_slot_bits)) |
-                        (m_next_sequence << k_slot_bits) | slot};
-        ++m_next_sequence;
         sift_up(m_size++, k);
+    }
+
+    // pop() then push() in one pass: the hole left by the top walks down and the new key fills it.
+    // This is what an event that schedules its successor costs.
+    void replace_top(Tick time, Phase phase, std::uint32_t slot) {
+        const Key k = make_key(time, phase, slot);
+        sift_up(hole_to_leaf(m_size), k);
     }
 
     Entry top() const noexcept {
@@ -74,32 +75,10 @@ public:
     // and the last entry is dropped into it and sifted up: the last entry almost always belongs near
     // the bottom, so this skips the comparison against it on every level on the way down.
     void pop() noexcept {
-        Key* const h = m_heap;
         const std::size_t n = --m_size;
         if (n == 0)
             return;
-        const Key last = h[n];
-        std::size_t i = 0;
-        std::size_t c = 1;
-        while (c + 3 < n) {
-            // Which child is smallest is a coin toss, so select by arithmetic, not by branches.
-            const Key* const g = h + c;
-            const std::size_t a = less(g[1], g[0]);
-            const std::size_t b = 2 + less(g[3], g[2]);
-            const std::size_t m = a ^ ((a ^ b) & (std::size_t{0} - less(g[b], g[a])));
-            h[i] = g[m];
-            i = c + m;
-            c = 4 * i + 1;
-        }
-        if (c < n) {  // a last, partial group of children; their children lie beyond n
-            std::size_t m = c;
-            for (std::size_t j = c + 1; j < n; ++j)
-                if (less(h[j], h[m]))
-                    m = j;
-            h[i] = h[m];
-            i = m;
-        }
-        sift_up(i, last);
+        sift_up(hole_to_leaf(n), m_heap[n]);
     }
 
     void reserve(std::size_t n) {
@@ -123,6 +102,46 @@ private:
         if (a.time != b.time) [[likely]]
             return a.time < b.time;
         return a.order < b.order;
+    }
+
+    Key make_key(Tick time, Phase phase, std::uint32_t slot) {
+        MLSIM_CHECK(slot < k_max_slots, "event slot index exceeds 24 bits");
+        if (m_next_sequence == m_sequence_limit) [[unlikely]]
+            renumber();
+        return Key{static_cast<std::uint64_t>(time.ps()),
+                   (static_cast<std::uint64_t>(phase) << (k_sequence_bits + k_slot_bits)) |
+                       (m_next_sequence++ << k_slot_bits) | slot};
+    }
+
+    // Moves the hole at the root down to a leaf of the heap h[0..n), always promoting the smaller child,
+    // and returns where the hole ended. The key that fills it almost always belongs near the bottom, so
+    // walking all the way down and sifting up a little beats comparing it on every level going down.
+    std::size_t hole_to_leaf(std::size_t n) noexcept {
+        Key* const h = m_heap;
+        Key* hole = h;
+        Key* g = h + 1;  // first child of the hole
+        if (n > 4) {
+            const Key* const last_full = h + n - 4;  // the last place a complete group of four can start
+            while (g <= last_full) {
+                // Which child is smallest is a coin toss, so select by arithmetic, not by branches.
+                const std::size_t a = less(g[1], g[0]);
+                const std::size_t b = 2 + less(g[3], g[2]);
+                const std::size_t m = a ^ ((a ^ b) & (std::size_t{0} - less(g[b], g[a])));
+                *hole = g[m];
+                hole = g + m;
+                g = h + 4 * static_cast<std::size_t>(hole - h) + 1;
+            }
+        }
+        const Key* const end = h + n;
+        if (g < end) {  // a last, partial group of children; their children lie beyond n
+            Key* m = g;
+            for (Key* j = g + 1; j < end; ++j)
+                if (less(*j, *m))
+                    m = j;
+            *hole = *m;
+            hole = m;
+        }
+        return static_cast<std::size_t>(hole - h);
     }
 
     void sift_up(std::size_t i, Key k) noexcept {

@@ -36,6 +36,7 @@ bool Simulator::cancel(EventHandle h) noexcept {
 }
 
 void Simulator::run() {
+    settle();
     m_stop = false;
     while (!m_queue.empty() && !m_stop)
         run_top();
@@ -43,6 +44,7 @@ void Simulator::run() {
 
 void Simulator::run_until(Tick t) {
     MLSIM_CHECK(t >= m_now, past_message(t));
+    settle();
     m_stop = false;
     while (!m_queue.empty() && !m_stop && m_queue.top_time() <= t)
         run_top();
@@ -51,6 +53,7 @@ void Simulator::run_until(Tick t) {
 }
 
 bool Simulator::step() {
+    settle();
     while (!m_queue.empty()) {
         const bool live = static_cast<bool>(m_slots[m_queue.top().slot].cb);
         run_top();

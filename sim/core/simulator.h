@@ -66,7 +66,12 @@ public:
         const std::uint32_t slot = allocate_slot();
         Slot& s = m_slots[slot];
         s.cb = cb;
-        m_queue.push(at, phase, slot);
+        if (m_top_spent) {  // the running event's key is still at the top: reuse its place
+            m_top_spent = false;
+            m_queue.replace_top(at, phase, slot);
+        } else {
+            m_queue.push(at, phase, slot);
+        }
         ++m_pending;
         return EventHandle{slot, s.generation};
     }
@@ -96,7 +101,10 @@ public:
     std::uint64_t events_run() const noexcept { return m_events_run; }
     std::size_t pending() const noexcept { return m_pending; }
     // Time of the next pending (possibly cancelled) event; Tick::max() when none.
-    Tick next_time() const noexcept { return m_queue.empty() ? Tick::max() : m_queue.top_time(); }
+    Tick next_time() const noexcept {
+        settle();
+        return m_queue.empty() ? Tick::max() : m_queue.top_time();
+    }
 
     StatRegistry& stats() noexcept { return m_stats; }
     const StatRegistry& stats() const noexcept { return m_stats; }
@@ -132,27 +140,41 @@ private:
         m_free_head = s;
     }
 
-    // Pops the top entry and runs it unless it was cancelled.
+    // Runs the top entry unless it was cancelled. Its key stays in the heap while it runs, marked spent,
+    // so that the first event it schedules can take its place in one sift (see schedule_at); if it
+    // schedules nothing, the key is popped afterwards.
     void run_top() {
         const EventQueue::Entry e = m_queue.top();
-        m_queue.pop();
         Slot& slot = m_slots[e.slot];
         // Copy out before freeing: the handler may schedule, which may reuse this slot or grow the slab.
         Callback cb = slot.cb;
+        free_slot(e.slot);
         if (!cb) {  // cancelled; cancel() already dropped it from m_pending
-            free_slot(e.slot);
+            m_queue.pop();
             return;
         }
-        free_slot(e.slot);
         --m_pending;
         m_now = e.time;
         ++m_events_run;
+        m_top_spent = true;
         cb();
+        settle();
+    }
+
+    // Drops a spent top key left by a handler that scheduled nothing or threw. Every path that reads the
+    // queue outside run_top calls this first.
+    void settle() const noexcept {
+        if (m_top_spent) {
+            m_top_spent = false;
+            m_queue.pop();
+        }
     }
 
     std::string past_message(Tick at) const;
 
-    EventQueue m_queue;
+    // Mutable only so that const observers can settle a spent top key; the order of events is unaffected.
+    mutable EventQueue m_queue;
+    mutable bool m_top_spent = false;
     std::vector<Slot> m_slots;
     std::uint32_t m_free_head = k_no_slot;
     Tick m_now;

@@ -1,0 +1,44 @@
+#pragma once
+// Training lowering: lower_training(forward, opts) and training_memory(forward, opts), declared in
+// workloads/model.h. This header documents the rules; it declares nothing else.
+//
+// Contract:
+// - The lowered model contains the forward ops unchanged (phase forward), then backward ops (phase
+//   backward), recompute ops (phase recompute, checkpointing only) and one optimizer update per
+//   weight-owning op (phase optimizer, covering its weight and bias). It is a validated DAG: backward ops
+//   read the gradient of their forward op's output and the activations they need (from the forward op
+//   that produced them, or from its recompute copy), so device models can schedule it like any model.
+// - Gradients flow only where they are needed (autograd semantics): an input gets a gradient when some
+//   op upstream of it has weights; model inputs get none unless opts.input_grads (frameworks skip the
+//   first layer's grad-input GEMM). A tensor read by k > 1 ops gets a grad_accumulate op (k-1 adds per
+//   element). The loss is outside the model: the gradient of each model output is an input.
+// - Backward rules (per forward op f; MACs and FLOPs as in workloads/op.h):
+//     linear / matmul / conv (any groups): grad_input and grad_weight (or matmul_grad_a / _b), each with
+//       f's MACs: backward MACs are exactly 2x forward; grad_weight adds the bias reduction (one add per
+//       output element);
+//     element-wise activations: (f's FLOPs per element + 1) per element (the derivative times the
+//       incoming gradient); add: none (the gradient passes through); mul: 1 per element per input;
+//     softmax 4 per element; layernorm / batchnorm grad_input 9 and grad_weight 3 per element, rmsnorm 6
+//       and 2; pooling 1 per input element;
+//     attention: one attention_grad op, FlashAttention-style (Dao et al. 2022, arXiv:2205.14135): it
+//       keeps q, k, v and recomputes Q·K^T, so it runs 5 GEMMs (2.5x forward MACs) plus 11 FLOPs per score;
+//     embedding: a sparse grad_weight (one add per gathered element), no input gradient;
+//     RNN / LSTM / GRU: grad_input (always, BPTT needs it; outputs dX and the gate gradients) and
+//       grad_weight, each with f's MACs; gate arithmetic as in the forward cell;
+//     dot interaction: 2x forward MACs; concat / slice / reshape: data movement only.
+// - Optimizers, FLOPs per updated element and state tensors per weight: sgd 2 and 0; momentum 4 and 1;
+//   adam 12 and 2 (m and v updates 7, bias-corrected step 5). An embedding table updated only through
+//   lookups is updated sparsely (the rows touched this step), as the DLRM reference does; its optimizer
+//   state still covers the whole table. Weights, gradients and states use the op's dtype (no FP32
+//   master copy for mixed precision).
+// - Checkpointing (Chen et al. 2016, "Training Deep Nets with Sublinear Memory Cost",
+//   arXiv:1604.06174): the forward ops, in topological order, are cut into round(sqrt(n)) segments of
+//   equal op count; tensors crossing a segment boundary are kept, and in every segment but the last the
+//   ops whose outputs backward needs are recomputed (phase recompute) just before that segment's
+//   backward ops.
+// - training_memory: weights = stored weight bytes (Model::totals().weight_bytes); gradients = one
+//   gradient per weight element (touched rows only for sparse embedding updates); optimizer state =
+//   0 / 1 / 2 tensors per weight for sgd / momentum / adam; activations = every tensor some backward op
+//   reads, each counted once (views such as reshape cost nothing), or with checkpointing the boundary
+//   tensors plus the largest segment's needed tensors. An unknown optimizer is a UserError.
+#include "workloads/model.h"
