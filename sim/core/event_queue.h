@@ -104,7 +104,7 @@ private:
         return a.order < b.order;
     }
 
-    Key make_key(Tick time, Phase phase, std::uint32_t slot) {
+    [[gnu::always_inline]] Key make_key(Tick time, Phase phase, std::uint32_t slot) {
         MLSIM_CHECK(slot < k_max_slots, "event slot index exceeds 24 bits");
         if (m_next_sequence == m_sequence_limit) [[unlikely]]
             renumber();
@@ -116,7 +116,7 @@ private:
     // Moves the hole at the root down to a leaf of the heap h[0..n), always promoting the smaller child,
     // and returns where the hole ended. The key that fills it almost always belongs near the bottom, so
     // walking all the way down and sifting up a little beats comparing it on every level going down.
-    std::size_t hole_to_leaf(std::size_t n) noexcept {
+    [[gnu::always_inline]] std::size_t hole_to_leaf(std::size_t n) noexcept {
         Key* const h = m_heap;
         Key* hole = h;
         Key* g = h + 1;  // first child of the hole
@@ -144,7 +144,7 @@ private:
         return static_cast<std::size_t>(hole - h);
     }
 
-    void sift_up(std::size_t i, Key k) noexcept {
+    [[gnu::always_inline]] void sift_up(std::size_t i, Key k) noexcept {
         Key* const h = m_heap;
         while (i > 0) {
             const std::size_t parent = (i - 1) / 4;
