@@ -160,7 +160,7 @@ int cmd_validate(const Args& args) {
                 wl::Model m = wl::load_model_yaml(f, wl::ZooOptions{});
                 fmt::print("{}: ok (model '{}', {} ops)\n", f, m.name(), m.ops().size());
             } else {
-                arch::SystemSpec s = arch::load_system(f);
+                arch::SystemSpec s = arch::load_system(f, {configs_dir() + "/devices"});
                 fmt::print("{}: ok (system '{}': {} x {})\n", f, s.name, s.device_count, s.device.name);
             }
         } catch (const cfg::UserError& e) {

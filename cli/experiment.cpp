@@ -71,21 +71,21 @@ void check_fits(const arch::SystemSpec& sys, const wl::Model& model, const Exper
         if (dev.family == "mcu" && dev.memory.size() > 1) {
             // Weights stay in flash (main memory); activations must fit in the SRAM arena.
             const arch::MemoryLevel& sram = dev.memory.front();
-            if (working > sram.capacity_bytes)
-                cfg::fail(cfg::SourceLoc{opt.model, 0, 0}, "",
+            if (weights <= main.capacity_bytes && working > sram.capacity_bytes)
+                cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, "--model",
                           fmt::format("model '{}' does not fit on {}: its largest layer needs {} of "
                                       "activations but {} has {}",
                                       model.name(), dev.name, cfg::format_quantity(working, cfg::Dim::size),
                                       sram.name, cfg::format_quantity(sram.capacity_bytes, cfg::Dim::size)));
             resident = weights;
-            what = "weights";
+            what = "its weights";
         } else {
             resident = weights + working;
-            what = "weights plus the largest layer's activations";
+            what = "its weights plus the largest layer's activations";
         }
     }
     if (resident > main.capacity_bytes)
-        cfg::fail(cfg::SourceLoc{opt.model, 0, 0}, "",
+        cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, "--model",
                   fmt::format("model '{}' does not fit on {}: {} need {} but {} holds {}", model.name(),
                               dev.name, what, cfg::format_quantity(resident, cfg::Dim::size), main.name,
                               cfg::format_quantity(main.capacity_bytes, cfg::Dim::size)));
@@ -167,7 +167,7 @@ ExperimentResult run_experiment(const ExperimentOptions& opt) {
                               opt.dtype));
 
     ExperimentResult r;
-    r.system = arch::load_system(resolve_system_path(opt.system));
+    r.system = arch::load_system(resolve_system_path(opt.system), {configs_dir() + "/devices"});
     // The dtype must be one the device computes in; fail before any work.
     (void)r.system.device.peak_for(opt.dtype);
 

@@ -5,7 +5,7 @@
 # Every case must exit with status 2 (user error), print exactly the expected message and nothing on a
 # crash path (no signal, no status 1). UPDATE_GOLDEN=1 rewrites the expected files (review the diff!).
 set -u
-mlsim=$1
+mlsim=$(realpath "$1")
 src=$2
 cases="$src/tests/golden/cases"
 fail=0
@@ -16,6 +16,7 @@ for dir in "$cases"/*/; do
   args=$(cat "$dir/cmd")
   actual=$(cd "$dir" && MLSIM_CONFIGS="$src/configs" eval "\"$mlsim\" $args" 2>&1 >/dev/null)
   status=$?
+  actual=${actual//"$src"/@SRC@}   # machine-independent paths
   if [ "${UPDATE_GOLDEN:-0}" = 1 ]; then
     printf '%s\n' "$actual" > "$dir/expected"
   fi
