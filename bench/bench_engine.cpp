@@ -18,7 +18,7 @@ namespace {
 // xoshiro-style generators are overkill here; a 64-bit LCG step + xorshift output is cheap and, with a
 // fixed seed, makes every repetition schedule the same delays.
 class Rng {
-public:
+  public:
     explicit Rng(std::uint64_t seed) : m_state(seed) {}
     std::uint64_t next() noexcept {
         m_state = m_state * 6364136223846793005ULL + 1442695040888963407ULL;
@@ -33,7 +33,7 @@ public:
         return static_cast<std::uint64_t>((static_cast<unsigned __int128>(next()) * range) >> 64);
     }
 
-private:
+  private:
     std::uint64_t m_state;
 };
 
@@ -93,7 +93,8 @@ int main(int argc, char** argv) {
     const std::uint64_t events = 20'000'000;
     std::printf("hold model, %llu events per repetition, median of %d repetitions\n",
                 static_cast<unsigned long long>(events), reps);
-    std::printf("%10s %20s %20s %20s\n", "pending", "median events/s", "min..max events/s", "median events/cpu-s");
+    std::printf("%10s %20s %20s %20s\n", "pending", "median events/s", "min..max events/s",
+                "median events/cpu-s");
     for (std::size_t pending : {std::size_t{64}, std::size_t{4096}, std::size_t{262144}}) {
         std::vector<double> wall;
         std::vector<double> cpu;
@@ -104,8 +105,8 @@ int main(int argc, char** argv) {
         }
         std::sort(wall.begin(), wall.end());
         std::sort(cpu.begin(), cpu.end());
-        std::printf("%10zu %20.3e %9.3e..%9.3e %20.3e\n", pending, wall[wall.size() / 2], wall.front(), wall.back(),
-                    cpu[cpu.size() / 2]);
+        std::printf("%10zu %20.3e %9.3e..%9.3e %20.3e\n", pending, wall[wall.size() / 2], wall.front(),
+                    wall.back(), cpu[cpu.size() / 2]);
     }
     return 0;
 }

@@ -8,7 +8,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "cli/key_path.h"
 #include "sim/config/loader.h"
+#include "sim/config/schema.h"
 #include "sim/config/units.h"
 #include "sim/core/check.h"
 
@@ -150,7 +152,39 @@ std::vector<db::LayerRow> to_rows(const std::vector<arch::LayerResult>& layers) 
     return rows;
 }
 
-ExperimentResult run_experiment(const ExperimentOptions& opt) {
+arch::SystemSpec apply_overrides(const arch::SystemSpec& system,
+                                 const std::vector<ConfigOverride>& overrides) {
+    if (overrides.empty()) return system;
+    cfg::Node doc = system.resolved;
+    for (const ConfigOverride& o : overrides) {
+        const std::vector<PathStep> steps = parse_key_path(o.key_path, o.value.key_loc());
+        const std::string& head = steps.front().key;
+        if ((head != "device" && head != "system") || steps.size() < 2 || steps[1].index)
+            cfg::fail(o.value.key_loc(), o.key_path,
+                      "an override names a key inside the device or the system: device.<key>... or "
+                      "system.<key> (e.g. device.clock, device.memory[0].capacity, system.count)");
+        set_at_path(doc, o.key_path, o.value, o.value.key_loc());
+    }
+    arch::SystemSpec out;
+    const cfg::Node* dev = doc.find("device");
+    const cfg::Node* sys = doc.find("system");
+    MLSIM_CHECK(dev && sys, "a resolved system lacks its `system` or `device` map");
+    out.device = arch::device_from_node(cfg::validate(*dev, arch::device_schema()));
+    cfg::Node system_map = cfg::validate(*sys, arch::system_schema());
+    const cfg::Reader sr(system_map, arch::system_schema());
+    if (sr.has("device"))
+        cfg::fail(sr.at("device").loc(), "system.device",
+                  "cannot be overridden: the device is already loaded; sweep over `system` (the file or "
+                  "preset) instead");
+    out.name = sr.str("name");
+    out.device_count = sr.integer("count");
+    out.resolved = cfg::Node::make_map(doc.loc(), "");
+    out.resolved.set("system", std::move(system_map));
+    out.resolved.set("device", out.device.resolved);
+    return out;
+}
+
+PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
     if (opt.mode != "inference" && opt.mode != "training")
         cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, "--mode",
                   fmt::format("expected one of: inference, training; found \"{}\"", opt.mode));
@@ -166,8 +200,13 @@ ExperimentResult run_experiment(const ExperimentOptions& opt) {
                   fmt::format("expected one of: fp32, tf32, bf16, fp16, fp8, int8, int4; found \"{}\"",
                               opt.dtype));
 
-    ExperimentResult r;
-    r.system = arch::load_system(resolve_system_path(opt.system), {configs_dir() + "/devices"});
+    PreparedExperiment p;
+    p.result = std::make_unique<ExperimentResult>();
+    ExperimentResult& r = *p.result;
+    r.system = opt.preloaded_system
+                   ? *opt.preloaded_system
+                   : arch::load_system(resolve_system_path(opt.system), {configs_dir() + "/devices"});
+    r.system = apply_overrides(r.system, opt.device_overrides);
     // The dtype must be one the device computes in; fail before any work.
     (void)r.system.device.peak_for(opt.dtype);
 
@@ -183,12 +222,8 @@ ExperimentResult run_experiment(const ExperimentOptions& opt) {
                   ? wl::lower_training(forward, wl::TrainingOptions{opt.optimizer, opt.checkpointing})
                   : std::move(forward);
 
-    auto device = arch::make_device_model(r.system.device);
-    r.layers = device->run(r.model);
-    for (const arch::LayerResult& l : r.layers) {
-        r.total_time_s += l.time_s;
-        r.total_energy_j += l.energy_j();
-    }
+    p.device = arch::make_device_model(r.system.device);
+    const std::unique_ptr<arch::DeviceModel>& device = p.device;
 
     // The fully resolved config: everything that decides the numbers, in one deterministic text.
     cfg::Node exp = cfg::Node::make_map(cfg::SourceLoc{"<command line>", 0, 0}, "experiment");
@@ -221,7 +256,22 @@ ExperimentResult run_experiment(const ExperimentOptions& opt) {
     info.seq = opt.seq;
     info.peak_flops_per_s = r.system.device.peak_for(opt.dtype);
     info.mem_bandwidth_Bps = r.system.device.main_memory().bandwidth_Bps;
+    return p;
+}
+
+ExperimentResult simulate(PreparedExperiment&& prepared) {
+    MLSIM_CHECK(prepared.device != nullptr && prepared.result != nullptr,
+                "simulate() of an experiment that was not prepared");
+    // Run before moving the result out: a device model may refer to the spec and model it was built from.
+    prepared.result->layers = prepared.device->run(prepared.result->model);
+    ExperimentResult r = std::move(*prepared.result);
+    for (const arch::LayerResult& l : r.layers) {
+        r.total_time_s += l.time_s;
+        r.total_energy_j += l.energy_j();
+    }
     return r;
 }
+
+ExperimentResult run_experiment(const ExperimentOptions& opt) { return simulate(prepare_experiment(opt)); }
 
 }  // namespace mlsim::cli

@@ -3,7 +3,12 @@
 // YAML text (and its hash) identifies the run in the results database.
 // Contract: run_experiment() never writes partial results; a UserError (bad config, unknown model, a model
 // that does not fit) propagates to the caller before anything is recorded.
+// Overrides: ExperimentOptions::device_overrides set values at key paths of the loaded system document
+// ("device.clock", "device.memory[1].bandwidth", "system.count") before the device is built; the
+// overridden tree is validated again with the device and system schemas, so a bad value is reported at
+// the override node's own location (e.g. the sweep file that gave it).
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,6 +21,12 @@
 
 namespace mlsim::cli {
 
+// One value set at a key path of the system document (`system:` and `device:` maps).
+struct ConfigOverride {
+    std::string key_path;  // "device.clock", "device.memory[0].capacity", "device.systolic.rows", ...
+    cfg::Node value;       // located where the user wrote it; its key_loc() is where the key path was written
+};
+
 struct ExperimentOptions {
     std::string system;  // path to a system or device file, or a device preset name
     std::string model;   // zoo name or a .yaml / .csv file
@@ -26,6 +37,11 @@ struct ExperimentOptions {
     std::string mode = "inference";  // inference | training
     std::string optimizer = "adam";
     bool checkpointing = false;
+    // Applied in order to the loaded system before the device is built (see the contract above).
+    std::vector<ConfigOverride> device_overrides;
+    // When set, used instead of loading `system` (a sweep loads each system file once); overrides still
+    // apply.
+    std::shared_ptr<const arch::SystemSpec> preloaded_system;
 };
 
 struct ExperimentResult {
@@ -43,7 +59,23 @@ std::string configs_dir();
 // Resolves a --system argument: an existing file, or a preset name in configs/devices or configs/systems.
 std::string resolve_system_path(const std::string& arg);
 
+// The system with the overrides applied and re-validated; `system` unchanged when there are none.
+arch::SystemSpec apply_overrides(const arch::SystemSpec& system,
+                                 const std::vector<ConfigOverride>& overrides);
+
 ExperimentResult run_experiment(const ExperimentOptions& opt);
+
+// run_experiment in two steps, for callers that need a run's identity (resolved config and its hash)
+// before simulating it: a resumable sweep skips points whose config already has a result.
+// prepare_experiment does every check and builds the model and the device; simulate() runs it.
+// The result lives on the heap so that moving a PreparedExperiment never moves the spec and model that
+// `device` may refer to.
+struct PreparedExperiment {
+    std::unique_ptr<ExperimentResult> result;  // all but layers and totals
+    std::unique_ptr<arch::DeviceModel> device;
+};
+PreparedExperiment prepare_experiment(const ExperimentOptions& opt);
+ExperimentResult simulate(PreparedExperiment&& prepared);
 
 // Per-layer results as results-database rows.
 std::vector<db::LayerRow> to_rows(const std::vector<arch::LayerResult>& layers);

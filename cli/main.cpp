@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/sweep.h"
 #include "sim/config/error.h"
 #include "sim/config/schema.h"
 #include "sim/core/check.h"
@@ -20,6 +21,7 @@ const char* k_usage = R"(usage: mlsim <command> [options]
 
 commands:
   run       simulate a model on a system and print per-layer time and energy
+  sweep     run every point of a design-space sweep file into a results database
   validate  check config, model and topology files without simulating
   list      list device presets (mlsim list devices) or zoo models (mlsim list models)
   demo      run the built-in comparison of edge, datacenter and microcontroller devices
@@ -51,10 +53,11 @@ int main(int argc, char** argv) {
         }
         const std::vector<std::string> rest(args.begin() + 1, args.end());
         if (cmd == "run") return mlsim::cli::cmd_run(rest);
+        if (cmd == "sweep") return mlsim::cli::cmd_sweep(rest);
         if (cmd == "validate") return mlsim::cli::cmd_validate(rest);
         if (cmd == "list") return mlsim::cli::cmd_list(rest);
         if (cmd == "demo") return mlsim::cli::cmd_demo(rest);
-        const std::string near = mlsim::cfg::nearest(cmd, {"run", "validate", "list", "demo"});
+        const std::string near = mlsim::cfg::nearest(cmd, {"run", "sweep", "validate", "list", "demo"});
         fmt::print(stderr, "mlsim: error: unknown command '{}'{}\n{}", cmd,
                    near.empty() ? "" : fmt::format("; did you mean '{}'?", near), k_usage);
         return 2;

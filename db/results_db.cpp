@@ -193,6 +193,56 @@ std::string utc_now() {
                        tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
 }
 
+// JSON string literal: quotes, backslashes and control characters escaped; UTF-8 passes through.
+std::string json_string(std::string_view text) {
+    std::string out = "\"";
+    for (char c : text) {
+        switch (c) {
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            default:
+                if (static_cast<unsigned char>(c) < 0x20)
+                    out += fmt::format("\\u{:04x}", static_cast<unsigned>(static_cast<unsigned char>(c)));
+                else
+                    out += c;
+        }
+    }
+    out += '"';
+    return out;
+}
+
+// {"factor": "value", ...} in the sweep file's factor order.
+std::string factors_json(const SweepPoint& point) {
+    std::string out = "{";
+    for (size_t i = 0; i < point.factors.size(); ++i) {
+        if (i) out += ", ";
+        out += json_string(point.factors[i].factor) + ": " + json_string(point.factors[i].value);
+    }
+    return out + "}";
+}
+
+void validate_point(const SweepPoint& point) {
+    MLSIM_CHECK(!point.sweep_name.empty(), "results: a sweep point needs its sweep name");
+    MLSIM_CHECK(point.point >= 0, fmt::format("results: sweep point index {} must be >= 0", point.point));
+    for (const SweepFactorValue& f : point.factors)
+        MLSIM_CHECK(
+            !f.value_num || std::isfinite(*f.value_num),
+            fmt::format("results: sweep factor {} = {} has a non-finite value_num", f.factor, f.value));
+}
+
 void create_parent_directories(const std::string& path) {
     std::filesystem::path parent = std::filesystem::path(path).parent_path();
     if (parent.empty()) return;
@@ -228,6 +278,18 @@ struct ResultsDb::Impl {
         insert_run.emplace(conn, insert_sql("runs", k_run_insert_columns));
         insert_layer.emplace(conn, insert_sql("layers", k_layer_insert_columns));
         find_ok.emplace(conn, "SELECT 1 FROM runs WHERE config_hash = ? AND status = 'ok' LIMIT 1");
+        find_run.emplace(
+            conn,
+            "SELECT run_id FROM runs WHERE config_hash = ? AND status = ? ORDER BY run_id DESC LIMIT 1");
+        find_link.emplace(conn, "SELECT 1 FROM sweeps WHERE sweep_name = ? AND run_id = ?");
+        run_hash.emplace(conn, "SELECT config_hash FROM runs WHERE run_id = ?");
+        insert_sweep.emplace(
+            conn,
+            "INSERT INTO sweeps (sweep_name, point, run_id, config_hash, factors_json, created_utc) "
+            "VALUES (?, ?, ?, ?, ?, ?)");
+        insert_factor.emplace(conn,
+                              "INSERT INTO sweep_factors (sweep_name, run_id, factor, value, value_num) "
+                              "VALUES (?, ?, ?, ?, ?)");
         begin.emplace(conn, "BEGIN IMMEDIATE");
         commit.emplace(conn, "COMMIT");
         rollback.emplace(conn, "ROLLBACK");
@@ -269,6 +331,28 @@ struct ResultsDb::Impl {
         }
         s.run();
         return conn.last_insert_rowid();
+    }
+
+    void write_sweep_point(const SweepPoint& p, int64_t run_id, const std::string& hash) {
+        sql::Statement& s = *insert_sweep;
+        s.reset();
+        s.bind_text(p.sweep_name)
+            .bind_int(p.point)
+            .bind_int(run_id)
+            .bind_text(hash)
+            .bind_text(factors_json(p));
+        s.bind_text(utc_now());
+        s.run();
+        for (const SweepFactorValue& f : p.factors) {
+            sql::Statement& fs = *insert_factor;
+            fs.reset();
+            fs.bind_text(p.sweep_name).bind_int(run_id).bind_text(f.factor).bind_text(f.value);
+            if (f.value_num)
+                fs.bind_real(*f.value_num);
+            else
+                fs.bind_null();
+            fs.run();
+        }
     }
 
     void write_layer(int64_t run_id, const LayerRow& l) {
@@ -317,6 +401,7 @@ struct ResultsDb::Impl {
     sql::Connection conn;
     // Declared after conn so they are finalised before it closes.
     std::optional<sql::Statement> insert_run, insert_layer, find_ok, begin, commit, rollback;
+    std::optional<sql::Statement> find_run, find_link, run_hash, insert_sweep, insert_factor;
     std::mutex mutex;
 };
 
@@ -326,26 +411,68 @@ ResultsDb::~ResultsDb() = default;
 
 const std::string& ResultsDb::path() const { return m_impl->path; }
 
-int64_t ResultsDb::record_run(const RunInfo& info, const std::vector<LayerRow>& layers, double wall_s) {
+int64_t ResultsDb::record_run(const RunInfo& info, const std::vector<LayerRow>& layers, double wall_s,
+                              const SweepPoint* point) {
     MLSIM_CHECK(!info.config_yaml.empty(), "results: an ok run needs its resolved config");
     validate_info(info, wall_s);
     Totals totals = validate_layers(layers);
+    if (point) validate_point(*point);
 
     std::lock_guard lock(m_impl->mutex);
     Impl::Transaction txn(*m_impl);
     int64_t run_id = m_impl->write_run(info, "ok", nullptr, wall_s, &totals);
     for (const LayerRow& layer : layers) m_impl->write_layer(run_id, layer);
+    if (point)
+        m_impl->write_sweep_point(
+            *point, run_id, info.config_hash.empty() ? config_hash(info.config_yaml) : info.config_hash);
     txn.commit();
     return run_id;
 }
 
-int64_t ResultsDb::record_failed_run(const RunInfo& info, const std::string& error, double wall_s) {
+int64_t ResultsDb::record_failed_run(const RunInfo& info, const std::string& error, double wall_s,
+                                     const SweepPoint* point) {
     validate_info(info, wall_s);
+    if (point) validate_point(*point);
     std::lock_guard lock(m_impl->mutex);
     Impl::Transaction txn(*m_impl);
     int64_t run_id = m_impl->write_run(info, "error", &error, wall_s, nullptr);
+    if (point)
+        m_impl->write_sweep_point(
+            *point, run_id, info.config_hash.empty() ? config_hash(info.config_yaml) : info.config_hash);
     txn.commit();
     return run_id;
+}
+
+std::optional<int64_t> ResultsDb::find_run(const std::string& config_hash, std::string_view status) const {
+    std::lock_guard lock(m_impl->mutex);
+    sql::Statement& s = *m_impl->find_run;
+    s.reset();
+    s.bind_text(config_hash).bind_text(status).finish_binding();
+    std::optional<int64_t> id;
+    if (s.step()) id = s.column_int(0);
+    s.reset();
+    return id;
+}
+
+bool ResultsDb::link_sweep_point(const SweepPoint& point, int64_t run_id) {
+    validate_point(point);
+    std::lock_guard lock(m_impl->mutex);
+    Impl::Transaction txn(*m_impl);
+    sql::Statement& linked = *m_impl->find_link;
+    linked.reset();
+    linked.bind_text(point.sweep_name).bind_int(run_id).finish_binding();
+    const bool already = linked.step();
+    linked.reset();
+    if (already) return false;  // the transaction rolls back: nothing was written
+    sql::Statement& h = *m_impl->run_hash;
+    h.reset();
+    h.bind_int(run_id).finish_binding();
+    MLSIM_CHECK(h.step(), fmt::format("results: link_sweep_point: no run {}", run_id));
+    const std::string hash = h.column_text(0);
+    h.reset();
+    m_impl->write_sweep_point(point, run_id, hash);
+    txn.commit();
+    return true;
 }
 
 bool ResultsDb::has_ok_run(const std::string& config_hash) const {

@@ -19,9 +19,15 @@
 //   loss may drop the last few commits but never corrupts the file. A resumable sweep re-runs those
 //   points (has_ok_run), which is far cheaper than an fsync per point.
 // - SQLite I/O failures (disk full, read-only, locked past the timeout) are UserErrors naming the path.
+// - Sweeps: given a SweepPoint, record_run/record_failed_run also write the point's `sweeps` row and its
+//   `sweep_factors` rows in the SAME transaction as the run, so a run of a sweep is never without them.
+//   link_sweep_point() attaches an existing run to a sweep (a resumed sweep, or a point already run
+//   elsewhere); linking the same run to the same sweep again changes nothing.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mlsim::db {
@@ -52,6 +58,20 @@ struct LayerRow {
     std::string bound;       // "compute" | "memory" | "overhead" | "communication" | ...
 };
 
+// One factor of a sweep point: the key path and the value as written in the sweep file.
+struct SweepFactorValue {
+    std::string factor;               // "batch", "device.memory[0].capacity", ...
+    std::string value;                // "8MiB"
+    std::optional<double> value_num;  // SI value when the text is a number or a quantity
+};
+
+// Which point of which sweep a run is.
+struct SweepPoint {
+    std::string sweep_name;
+    int64_t point = 0;  // index in the sweep's enumeration, from 0
+    std::vector<SweepFactorValue> factors;
+};
+
 class ResultsDb {
   public:
     explicit ResultsDb(const std::string& path);
@@ -61,11 +81,19 @@ class ResultsDb {
 
     // Atomically writes a status 'ok' run and its layers; returns the new run_id.
     // total_time_s = max(end_s) - min(start_s) over the layers, total_energy_j = sum of energy_j.
-    int64_t record_run(const RunInfo& info, const std::vector<LayerRow>& layers, double wall_s);
+    // With `point`, the run's sweep rows are written in the same transaction.
+    int64_t record_run(const RunInfo& info, const std::vector<LayerRow>& layers, double wall_s,
+                       const SweepPoint* point = nullptr);
     // Writes a status 'error' run with its message and no layers; returns the new run_id.
-    int64_t record_failed_run(const RunInfo& info, const std::string& error, double wall_s);
+    int64_t record_failed_run(const RunInfo& info, const std::string& error, double wall_s,
+                              const SweepPoint* point = nullptr);
     // True when some run with this config hash finished with status 'ok'.
     bool has_ok_run(const std::string& config_hash) const;
+    // The latest run with this config hash and status ('ok' or 'error'), if any.
+    std::optional<int64_t> find_run(const std::string& config_hash, std::string_view status) const;
+    // Writes the sweep rows of `point` for the existing run `run_id` (one transaction), unless that
+    // run is already linked to that sweep. Returns whether rows were written.
+    bool link_sweep_point(const SweepPoint& point, int64_t run_id);
 
     const std::string& path() const;
 

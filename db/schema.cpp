@@ -74,14 +74,37 @@ constexpr std::array k_layer_columns{
     Column{"bound", "TEXT"},
 };
 
+// One row per (sweep, run): which point of which sweep a run is. A point rerun after a failure
+// (--retry-failed) has one row per attempt; a point found already done (in another sweep or by
+// `mlsim run`) is linked to that run.
+constexpr std::array k_sweep_columns{
+    Column{"sweep_name", "TEXT NOT NULL", 2},
+    Column{"point", "INTEGER NOT NULL", 2},
+    Column{"run_id", "INTEGER NOT NULL REFERENCES runs(run_id)", 2},
+    Column{"config_hash", "TEXT NOT NULL", 2},
+    Column{"factors_json", "TEXT NOT NULL", 2},
+    Column{"created_utc", "TEXT", 2},
+};
+
+// The same factor values in long format, one row per factor, for pandas to pivot; value_num is the
+// value in SI units when it is a number or a quantity ("8MiB" -> 8388608), else NULL.
+constexpr std::array k_sweep_factor_columns{
+    Column{"sweep_name", "TEXT NOT NULL", 2}, Column{"run_id", "INTEGER NOT NULL REFERENCES runs(run_id)", 2},
+    Column{"factor", "TEXT NOT NULL", 2},     Column{"value", "TEXT NOT NULL", 2},
+    Column{"value_num", "REAL", 2},
+};
+
 const std::array k_tables{
     Table{"meta", k_meta_columns, ""},
     Table{"runs", k_run_columns, ""},
     Table{"layers", k_layer_columns, "PRIMARY KEY (run_id, idx)"},
+    Table{"sweeps", k_sweep_columns, "PRIMARY KEY (sweep_name, run_id)"},
+    Table{"sweep_factors", k_sweep_factor_columns, "PRIMARY KEY (sweep_name, run_id, factor)"},
 };
 
 constexpr std::array k_indexes{
     Index{"runs_by_config_hash", "runs(config_hash, status)"},
+    Index{"sweeps_by_run", "sweeps(run_id)"},
 };
 
 bool contains(std::string_view haystack, std::string_view needle) {

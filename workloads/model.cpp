@@ -73,7 +73,8 @@ std::vector<Edge> Model::out_edges(size_t i) const {
 
 std::optional<TensorRef> Model::producer(size_t op, int slot) const {
     for (auto [it, end] = boost::in_edges(op, m_graph); it != end; ++it)
-        if (m_graph[*it].to_slot == slot) return TensorRef{boost::source(*it, m_graph), m_graph[*it].from_slot};
+        if (m_graph[*it].to_slot == slot)
+            return TensorRef{boost::source(*it, m_graph), m_graph[*it].from_slot};
     return std::nullopt;
 }
 
@@ -126,8 +127,8 @@ size_t ModelBuilder::add(Op op) {
 }
 
 size_t ModelBuilder::add(Op op, const std::vector<std::optional<TensorRef>>& sources) {
-    MLSIM_CHECK(sources.size() <= op.inputs.size(),
-                fmt::format("op '{}' has {} inputs but {} sources", op.name, op.inputs.size(), sources.size()));
+    MLSIM_CHECK(sources.size() <= op.inputs.size(), fmt::format("op '{}' has {} inputs but {} sources",
+                                                                op.name, op.inputs.size(), sources.size()));
     const size_t id = add(std::move(op));
     for (size_t s = 0; s < sources.size(); ++s)
         if (sources[s]) connect(*sources[s], id, static_cast<int>(s));
@@ -140,8 +141,8 @@ void ModelBuilder::connect(TensorRef from, size_t to, int to_slot) {
 
 void ModelBuilder::connect(std::string from, int from_slot, std::string to, int to_slot, cfg::SourceLoc loc,
                            std::string key_path) {
-    m_named.push_back(PendingEdge{std::move(from), std::move(to), from_slot, to_slot, std::move(loc),
-                                  std::move(key_path)});
+    m_named.push_back(
+        PendingEdge{std::move(from), std::move(to), from_slot, to_slot, std::move(loc), std::move(key_path)});
 }
 
 Model ModelBuilder::build() && {
@@ -166,16 +167,18 @@ Model ModelBuilder::build() && {
         auto it = index.find(op.tied_to);
         if (it == index.end() || it->second == index.at(op.name))
             cfg::fail(op.loc, op.key_path,
-                      fmt::format("op '{}' ties its weights to '{}', which is not another op of model '{}'", op.name,
-                                  op.tied_to, m_name));
+                      fmt::format("op '{}' ties its weights to '{}', which is not another op of model '{}'",
+                                  op.name, op.tied_to, m_name));
         const Op& owner = m_ops[it->second];
         Op untied = op;
         untied.tied_to.clear();
-        if (!owner.tied_to.empty() || owner.counts().params == 0 || untied.counts().params != owner.counts().params)
-            cfg::fail(op.loc, op.key_path,
-                      fmt::format("op '{}' ties its weights to '{}', which does not own as many weights ({} vs {})",
-                                  op.name, op.tied_to, untied.counts().params,
-                                  owner.tied_to.empty() ? owner.counts().params : 0));
+        if (!owner.tied_to.empty() || owner.counts().params == 0 ||
+            untied.counts().params != owner.counts().params)
+            cfg::fail(
+                op.loc, op.key_path,
+                fmt::format("op '{}' ties its weights to '{}', which does not own as many weights ({} vs {})",
+                            op.name, op.tied_to, untied.counts().params,
+                            owner.tied_to.empty() ? owner.counts().params : 0));
     }
 
     // Resolve named edges; remember where each edge came from for error messages.
@@ -187,8 +190,10 @@ Model ModelBuilder::build() && {
     std::vector<Located> all;
     for (const Edge& e : m_edges) {
         if (e.from >= n || e.to >= n)
-            cfg::fail({}, "", fmt::format("model '{}': edge {} -> {} joins an op that does not exist (model has "
-                                          "{} ops)", m_name, e.from, e.to, n));
+            cfg::fail({}, "",
+                      fmt::format("model '{}': edge {} -> {} joins an op that does not exist (model has "
+                                  "{} ops)",
+                                  m_name, e.from, e.to, n));
         all.push_back(Located{e, m_ops[e.to].loc, m_ops[e.to].key_path});
     }
     for (const PendingEdge& p : m_named) {
@@ -214,17 +219,17 @@ Model ModelBuilder::build() && {
         const Op& dst = m_ops[l.e.to];
         if (l.e.from_slot < 0 || static_cast<size_t>(l.e.from_slot) >= src.outputs.size())
             cfg::fail(l.loc, l.key_path,
-                      fmt::format("edge '{}' -> '{}': op '{}' has no output {} (it has {})", src.name, dst.name,
-                                  src.name, l.e.from_slot, src.outputs.size()));
+                      fmt::format("edge '{}' -> '{}': op '{}' has no output {} (it has {})", src.name,
+                                  dst.name, src.name, l.e.from_slot, src.outputs.size()));
         if (l.e.to_slot < 0 || static_cast<size_t>(l.e.to_slot) >= dst.inputs.size())
             cfg::fail(l.loc, l.key_path,
-                      fmt::format("edge '{}' -> '{}': op '{}' has no input {} (it has {})", src.name, dst.name,
-                                  dst.name, l.e.to_slot, dst.inputs.size()));
+                      fmt::format("edge '{}' -> '{}': op '{}' has no input {} (it has {})", src.name,
+                                  dst.name, dst.name, l.e.to_slot, dst.inputs.size()));
         int& f = fed[l.e.to][static_cast<size_t>(l.e.to_slot)];
         if (f >= 0)
             cfg::fail(l.loc, l.key_path,
-                      fmt::format("input {} of op '{}' is fed twice (by '{}' and '{}')", l.e.to_slot, dst.name,
-                                  m_ops[all[static_cast<size_t>(f)].e.from].name, src.name));
+                      fmt::format("input {} of op '{}' is fed twice (by '{}' and '{}')", l.e.to_slot,
+                                  dst.name, m_ops[all[static_cast<size_t>(f)].e.from].name, src.name));
         f = static_cast<int>(k);
         const Shape& produced = src.outputs[static_cast<size_t>(l.e.from_slot)];
         const Shape& expected = dst.inputs[static_cast<size_t>(l.e.to_slot)];
@@ -236,7 +241,8 @@ Model ModelBuilder::build() && {
     }
 
     Graph g(n);
-    for (const Located& l : all) boost::add_edge(l.e.from, l.e.to, Model::EdgeProp{l.e.from_slot, l.e.to_slot}, g);
+    for (const Located& l : all)
+        boost::add_edge(l.e.from, l.e.to, Model::EdgeProp{l.e.from_slot, l.e.to_slot}, g);
 
     // A cycle: Boost's depth-first search reports a back edge u -> v; the tree path v ... u closes it.
     {
@@ -247,9 +253,8 @@ Model ModelBuilder::build() && {
         vis.parent = &parent;
         vis.back = &back;
         std::vector<boost::default_color_type> color(n);
-        boost::depth_first_search(
-            g, boost::visitor(vis).color_map(boost::make_iterator_property_map(color.begin(),
-                                                                                boost::get(boost::vertex_index, g))));
+        boost::depth_first_search(g, boost::visitor(vis).color_map(boost::make_iterator_property_map(
+                                         color.begin(), boost::get(boost::vertex_index, g))));
         if (back) {
             std::vector<std::string> path;
             for (Vertex v = back->first;; v = parent[v]) {
@@ -289,9 +294,11 @@ Model ModelBuilder::build() && {
     for (size_t i = 0; i < n; ++i) m.m_ops.push_back(std::move(m_ops[order[i]]));
     m.m_graph = Graph(n);
     std::vector<Edge> sorted;
-    for (const Located& l : all) sorted.push_back(Edge{pos[l.e.from], l.e.from_slot, pos[l.e.to], l.e.to_slot});
+    for (const Located& l : all)
+        sorted.push_back(Edge{pos[l.e.from], l.e.from_slot, pos[l.e.to], l.e.to_slot});
     std::sort(sorted.begin(), sorted.end(), edge_less);
-    for (const Edge& e : sorted) boost::add_edge(e.from, e.to, Model::EdgeProp{e.from_slot, e.to_slot}, m.m_graph);
+    for (const Edge& e : sorted)
+        boost::add_edge(e.from, e.to, Model::EdgeProp{e.from_slot, e.to_slot}, m.m_graph);
     for (size_t i = 0; i < n; ++i) m.m_index.emplace(m.m_ops[i].name, i);
     return m;
 }

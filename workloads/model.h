@@ -43,13 +43,13 @@ struct ModelInput {  // an input slot no edge feeds
 };
 
 class Model {
-public:
+  public:
     struct EdgeProp {
         int from_slot = 0;
         int to_slot = 0;
     };
-    using Graph = boost::adjacency_list<boost::vecS, boost::vecS, boost::bidirectionalS, boost::no_property,
-                                        EdgeProp>;
+    using Graph =
+        boost::adjacency_list<boost::vecS, boost::vecS, boost::bidirectionalS, boost::no_property, EdgeProp>;
 
     const std::string& name() const { return m_name; }
     const std::vector<Op>& ops() const { return m_ops; }
@@ -57,9 +57,9 @@ public:
     std::optional<size_t> find(std::string_view name) const;
     const Graph& graph() const { return m_graph; }
 
-    std::vector<Edge> edges() const;              // by consumer, then input slot
-    std::vector<Edge> in_edges(size_t i) const;   // by input slot
-    std::vector<Edge> out_edges(size_t i) const;  // by consumer, then input slot
+    std::vector<Edge> edges() const;                               // by consumer, then input slot
+    std::vector<Edge> in_edges(size_t i) const;                    // by input slot
+    std::vector<Edge> out_edges(size_t i) const;                   // by consumer, then input slot
     std::optional<TensorRef> producer(size_t op, int slot) const;  // nullopt: a model input
     std::vector<ModelInput> inputs() const;
     std::vector<TensorRef> outputs() const;  // output slots no edge reads
@@ -70,7 +70,7 @@ public:
     OpCounts totals() const;
     double kv_cache_bytes() const;  // KV cache read by the decode attention ops
 
-private:
+  private:
     friend class ModelBuilder;
     std::string m_name;
     std::vector<Op> m_ops;
@@ -80,7 +80,7 @@ private:
 
 // Collects ops and edges, then validates and orders them into a Model.
 class ModelBuilder {
-public:
+  public:
     explicit ModelBuilder(std::string name);
 
     // Adds an op with its input slots unconnected; returns its id (insertion index).
@@ -99,7 +99,7 @@ public:
 
     Model build() &&;
 
-private:
+  private:
     struct PendingEdge {
         std::string from, to;
         int from_slot = 0, to_slot = 0;

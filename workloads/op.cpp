@@ -91,7 +91,8 @@ void expect_inputs(const Op& op, size_t lo, size_t hi) {
 void expect_rank(const Op& op, size_t slot, size_t lo, size_t hi, std::string_view layout) {
     const size_t r = op.inputs[slot].size();
     if (r < lo || r > hi)
-        op_fail(op, fmt::format("input {} has shape {}, expected {}", slot, shape_str(op.inputs[slot]), layout));
+        op_fail(op,
+                fmt::format("input {} has shape {}, expected {}", slot, shape_str(op.inputs[slot]), layout));
 }
 
 void check_derived(const Op& op, int64_t& field, int64_t actual, std::string_view what) {
@@ -137,7 +138,10 @@ Shape infer(Op& op, ConvAttr& a) {
     expect_inputs(op, 1, 1);
     if (a.dims < 1 || a.dims > 3) op_fail(op, fmt::format("dims must be 1, 2 or 3, got {}", a.dims));
     const size_t d = static_cast<size_t>(a.dims);
-    expect_rank(op, 0, d + 2, d + 2, a.dims == 1 ? "[N, C, W]" : a.dims == 2 ? "[N, C, H, W]" : "[N, C, D, H, W]");
+    expect_rank(op, 0, d + 2, d + 2,
+                a.dims == 1   ? "[N, C, W]"
+                : a.dims == 2 ? "[N, C, H, W]"
+                              : "[N, C, D, H, W]");
     check_derived(op, a.in_channels, op.inputs[0][1], "in_channels");
     op.kind = conv_kind(a);
     check_positive(op, a.out_channels, "out_channels");
@@ -154,8 +158,8 @@ Shape infer(Op& op, ConvAttr& a) {
         const int64_t in = op.inputs[0][2 + i] + a.pad_begin[i] + a.pad_end[i];
         const int64_t span = a.dilation[i] * (a.kernel[i] - 1) + 1;
         if (in < span)
-            op_fail(op, fmt::format("kernel extent {} exceeds the padded input extent {} (input {})", span, in,
-                                    shape_str(op.inputs[0])));
+            op_fail(op, fmt::format("kernel extent {} exceeds the padded input extent {} (input {})", span,
+                                    in, shape_str(op.inputs[0])));
         out.push_back((in - span) / a.stride[i] + 1);
     }
     return out;
@@ -220,7 +224,8 @@ Shape infer(Op& op, SoftmaxAttr&) {
 
 Shape infer(Op& op, AttentionAttr& a) {
     expect_inputs(op, 3, 3);
-    for (size_t i = 0; i < 3; ++i) expect_rank(op, i, 3, 3, i == 0 ? "[B, Sq, heads·head_dim]" : "[B, Sk, kv_heads·head_dim]");
+    for (size_t i = 0; i < 3; ++i)
+        expect_rank(op, i, 3, 3, i == 0 ? "[B, Sq, heads·head_dim]" : "[B, Sk, kv_heads·head_dim]");
     const Shape& q = op.inputs[0];
     const Shape& k = op.inputs[1];
     const Shape& v = op.inputs[2];
@@ -239,8 +244,8 @@ Shape infer(Op& op, AttentionAttr& a) {
     if (a.cache_len < 0) op_fail(op, "cache_len must not be negative");
     if (!a.decode && a.cache_len != 0) op_fail(op, "cache_len is only meaningful for attention_decode");
     if (a.causal && q[1] != k[1])
-        op_fail(op, fmt::format("a causal mask needs as many new keys as queries (q {} vs k {})", shape_str(q),
-                                shape_str(k)));
+        op_fail(op, fmt::format("a causal mask needs as many new keys as queries (q {} vs k {})",
+                                shape_str(q), shape_str(k)));
     if (a.skip_masked && !a.causal) op_fail(op, "skip_masked needs causal");
     return q;
 }
@@ -300,7 +305,8 @@ Shape infer(Op& op, ReshapeAttr& a) {
     int infer_at = -1;
     for (size_t i = 0; i < out.size(); ++i) {
         if (out[i] == 0) {
-            if (i >= in.size()) op_fail(op, fmt::format("shape entry {} copies a dimension the input lacks", i));
+            if (i >= in.size())
+                op_fail(op, fmt::format("shape entry {} copies a dimension the input lacks", i));
             out[i] = in[i];
         } else if (out[i] == -1) {
             if (infer_at >= 0) op_fail(op, "only one shape entry may be -1");
@@ -317,8 +323,8 @@ Shape infer(Op& op, ReshapeAttr& a) {
         out[static_cast<size_t>(infer_at)] = numel(in) / rest;
     }
     if (numel(out) != numel(in))
-        op_fail(op, fmt::format("cannot reshape {} ({} elements) into {} ({} elements)", shape_str(in), numel(in),
-                                shape_str(out), numel(out)));
+        op_fail(op, fmt::format("cannot reshape {} ({} elements) into {} ({} elements)", shape_str(in),
+                                numel(in), shape_str(out), numel(out)));
     a.shape = out;
     return out;
 }
@@ -327,7 +333,8 @@ Shape infer(Op& op, SliceAttr& a) {
     expect_inputs(op, 1, 1);
     const int rank = static_cast<int>(op.inputs[0].size());
     const int axis = a.axis < 0 ? a.axis + rank : a.axis;
-    if (axis < 0 || axis >= rank) op_fail(op, fmt::format("axis {} is out of range for rank {}", a.axis, rank));
+    if (axis < 0 || axis >= rank)
+        op_fail(op, fmt::format("axis {} is out of range for rank {}", a.axis, rank));
     a.axis = axis;
     const int64_t extent = op.inputs[0][static_cast<size_t>(axis)];
     if (a.start < 0 || a.length <= 0 || a.start + a.length > extent)
@@ -353,9 +360,7 @@ Shape infer(Op& op, InteractionAttr& a) {
     return Shape{op.inputs[0][0], a.dim + pairs};
 }
 
-Shape infer(Op& op, LoweredAttr&) {
-    op_fail(op, "lowered ops are built with make_lowered");
-}
+Shape infer(Op& op, LoweredAttr&) { op_fail(op, "lowered ops are built with make_lowered"); }
 
 // ---- counts
 
@@ -399,12 +404,14 @@ struct Counter {
     }
     OpCounts operator()(const PoolAttr& a) const {
         OpCounts c = base();
-        c.flops = static_cast<double>(numel(op.output())) * static_cast<double>(window_size(a.kernel, a.dims));
+        c.flops =
+            static_cast<double>(numel(op.output())) * static_cast<double>(window_size(a.kernel, a.dims));
         return c;
     }
     OpCounts operator()(const EltwiseAttr& a) const {
         OpCounts c = base();
-        c.flops = static_cast<double>(numel(op.output())) * eltwise_flops(a.fn, static_cast<int>(op.inputs.size()));
+        c.flops =
+            static_cast<double>(numel(op.output())) * eltwise_flops(a.fn, static_cast<int>(op.inputs.size()));
         return c;
     }
     OpCounts operator()(const NormAttr& a) const {
@@ -655,8 +662,9 @@ Op make_op(std::string name, OpAttr attr, std::vector<Shape> inputs, DType dtype
     for (size_t i = 0; i < op.inputs.size(); ++i) {
         if (op.inputs[i].empty()) op_fail(op, fmt::format("input {} has no shape", i));
         for (int64_t d : op.inputs[i])
-            if (d <= 0) op_fail(op, fmt::format("input {} has shape {}: dimensions must be positive", i,
-                                                shape_str(op.inputs[i])));
+            if (d <= 0)
+                op_fail(op, fmt::format("input {} has shape {}: dimensions must be positive", i,
+                                        shape_str(op.inputs[i])));
     }
     Shape out = std::visit([&](auto& a) { return infer(op, a); }, attr);
     op.attr = std::move(attr);
@@ -684,9 +692,7 @@ OpCounts Op::counts() const {
     return c;
 }
 
-std::vector<GemmShape> Op::gemms() const {
-    return std::visit(GemmViews{*this}, attr);
-}
+std::vector<GemmShape> Op::gemms() const { return std::visit(GemmViews{*this}, attr); }
 
 std::optional<GemmShape> Op::gemm() const {
     if (get<AttentionAttr>() || get<RnnAttr>()) return std::nullopt;

@@ -72,7 +72,7 @@ struct GemmShape {
 // ---- attributes, one struct per family. Zero-valued "derived" fields are filled by make_op from the
 // input shapes; non-zero ones are checked against them.
 
-struct LinearAttr {  // input [..., in] -> [..., out]; weight out×in (+ bias out)
+struct LinearAttr {           // input [..., in] -> [..., out]; weight out×in (+ bias out)
     int64_t in_features = 0;  // derived
     int64_t out_features = 0;
     bool bias = true;
@@ -83,8 +83,8 @@ struct MatmulAttr {  // A [..., m, k] · B [..., k, n] (B [..., n, k] when trans
 };
 
 struct ConvAttr {  // input [N, C, D?, H?, W] -> [N, Cout, ...]; weight Cout × C/groups × kernel (+ bias)
-    int dims = 2;                      // 1, 2 or 3 spatial dimensions; the first `dims` entries are used
-    int64_t in_channels = 0;           // derived
+    int dims = 2;  // 1, 2 or 3 spatial dimensions; the first `dims` entries are used
+    int64_t in_channels = 0;  // derived
     int64_t out_channels = 0;
     std::array<int64_t, 3> kernel{1, 1, 1};
     std::array<int64_t, 3> stride{1, 1, 1};
@@ -202,7 +202,9 @@ struct Op {
     bool has_weights() const { return counts().params > 0; }
 
     template <class A>
-    const A* get() const { return std::get_if<A>(&attr); }
+    const A* get() const {
+        return std::get_if<A>(&attr);
+    }
 };
 
 // Builds an op: derives `kind`, checks and completes the attributes, infers the output shape.

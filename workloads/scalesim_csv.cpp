@@ -21,7 +21,8 @@ std::vector<Field> split_row(const std::string& line) {
     size_t start = 0;
     while (true) {
         const size_t end = line.find(',', start);
-        const std::string raw = line.substr(start, end == std::string::npos ? std::string::npos : end - start);
+        const std::string raw =
+            line.substr(start, end == std::string::npos ? std::string::npos : end - start);
         size_t b = 0;
         while (b < raw.size() && std::isspace(static_cast<unsigned char>(raw[b]))) ++b;
         size_t e = raw.size();
@@ -38,12 +39,14 @@ std::vector<Field> split_row(const std::string& line) {
 std::string squash(std::string_view s) {
     std::string out;
     for (char c : s)
-        if (!std::isspace(static_cast<unsigned char>(c))) out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        if (!std::isspace(static_cast<unsigned char>(c)))
+            out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return out;
 }
 
 bool is_blank(const std::string& line) {
-    return std::all_of(line.begin(), line.end(), [](char c) { return std::isspace(static_cast<unsigned char>(c)) || c == ','; });
+    return std::all_of(line.begin(), line.end(),
+                       [](char c) { return std::isspace(static_cast<unsigned char>(c)) || c == ','; });
 }
 
 }  // namespace
@@ -51,11 +54,13 @@ bool is_blank(const std::string& line) {
 Model load_scalesim_csv(const std::string& path, const ZooOptions& opts) {
     std::ifstream in(path);
     if (!in) cfg::fail(cfg::SourceLoc{path, 0, 0}, "", "cannot open SCALE-Sim topology file");
-    if (opts.batch < 1) cfg::fail(cfg::SourceLoc{path, 0, 0}, "", fmt::format("batch must be at least 1, got {}", opts.batch));
+    if (opts.batch < 1)
+        cfg::fail(cfg::SourceLoc{path, 0, 0}, "",
+                  fmt::format("batch must be at least 1, got {}", opts.batch));
 
-    static const std::vector<std::string> conv_cols = {"Layer name",   "IFMAP Height", "IFMAP Width",
+    static const std::vector<std::string> conv_cols = {"Layer name",    "IFMAP Height", "IFMAP Width",
                                                        "Filter Height", "Filter Width", "Channels",
-                                                       "Num Filter",   "Strides"};
+                                                       "Num Filter",    "Strides"};
     static const std::vector<std::string> gemm_cols = {"Layer", "M", "N", "K"};
 
     std::string line;
@@ -84,7 +89,8 @@ Model load_scalesim_csv(const std::string& path, const ZooOptions& opts) {
     const std::vector<std::string>& cols = conv ? conv_cols : gemm_cols;
 
     std::string model_name = path;
-    if (const size_t slash = model_name.find_last_of('/'); slash != std::string::npos) model_name.erase(0, slash + 1);
+    if (const size_t slash = model_name.find_last_of('/'); slash != std::string::npos)
+        model_name.erase(0, slash + 1);
     if (const size_t dot = model_name.rfind('.'); dot != std::string::npos) model_name.erase(dot);
     ModelBuilder b(model_name);
 
@@ -95,8 +101,9 @@ Model load_scalesim_csv(const std::string& path, const ZooOptions& opts) {
         const std::vector<Field> f = split_row(line);
         const cfg::SourceLoc row_loc{path, lineno, 1};
         if (f.size() != cols.size())
-            cfg::fail(row_loc, "",
-                      fmt::format("expected {} fields ({}), got {}", cols.size(), fmt::join(cols, ", "), f.size()));
+            cfg::fail(
+                row_loc, "",
+                fmt::format("expected {} fields ({}), got {}", cols.size(), fmt::join(cols, ", "), f.size()));
         const std::string& name = f[0].text;
         if (name.empty()) cfg::fail(row_loc, "", "the layer has no name");
         std::vector<int64_t> v;
@@ -105,8 +112,9 @@ Model load_scalesim_csv(const std::string& path, const ZooOptions& opts) {
             const std::string& t = f[i].text;
             auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), x);
             if (ec != std::errc{} || p != t.data() + t.size() || x <= 0)
-                cfg::fail(cfg::SourceLoc{path, lineno, f[i].col}, "",
-                          fmt::format("layer '{}': {} must be a positive integer, got '{}'", name, cols[i], t));
+                cfg::fail(
+                    cfg::SourceLoc{path, lineno, f[i].col}, "",
+                    fmt::format("layer '{}': {} must be a positive integer, got '{}'", name, cols[i], t));
             v.push_back(x);
         }
         Op op;
@@ -114,7 +122,8 @@ Model load_scalesim_csv(const std::string& path, const ZooOptions& opts) {
             const int64_t h = v[0], w = v[1], fh = v[2], fw = v[3], c = v[4], nf = v[5], s = v[6];
             if (fh > h || fw > w)
                 cfg::fail(cfg::SourceLoc{path, lineno, f[3].col}, "",
-                          fmt::format("layer '{}': filter {}x{} is larger than the {}x{} input", name, fh, fw, h, w));
+                          fmt::format("layer '{}': filter {}x{} is larger than the {}x{} input", name, fh, fw,
+                                      h, w));
             ConvAttr a;
             a.out_channels = nf;
             a.kernel = {fh, fw, 1};
@@ -124,10 +133,11 @@ Model load_scalesim_csv(const std::string& path, const ZooOptions& opts) {
                 if (nf == 1 || nf == c)
                     a.out_channels = c;
                 else if (nf % c != 0)
-                    cfg::fail(cfg::SourceLoc{path, lineno, f[6].col}, "",
-                              fmt::format("depthwise layer '{}': Num Filter {} is neither 1, Channels ({}) nor a "
-                                          "multiple of it",
-                                          name, nf, c));
+                    cfg::fail(
+                        cfg::SourceLoc{path, lineno, f[6].col}, "",
+                        fmt::format("depthwise layer '{}': Num Filter {} is neither 1, Channels ({}) nor a "
+                                    "multiple of it",
+                                    name, nf, c));
             }
             op = make_op(name, a, {Shape{opts.batch, c, h, w}}, opts.dtype, row_loc);
         } else {

@@ -59,7 +59,7 @@ bool owns_weights(const Op& f) { return f.counts().params > 0 || !f.tied_to.empt
 bool is_index_input(const Op& f, size_t slot) { return f.get<EmbeddingAttr>() && slot == 0; }
 
 class Planner {
-public:
+  public:
     Planner(const Op& f, const std::vector<bool>& need) : m_f(f), m_need(need), m_b(dtype_bytes(f.dtype)) {
         MLSIM_CHECK(f.outputs.size() == 1, "forward op '" + f.name + "' has several outputs");
         m_plan.grad_in.assign(f.inputs.size(), std::nullopt);
@@ -70,7 +70,7 @@ public:
         return std::move(m_plan);
     }
 
-private:
+  private:
     const Shape& dy() const { return m_f.output(); }
     const Shape& x(size_t j = 0) const { return m_f.inputs[j]; }
     double elems(const Shape& s) const { return static_cast<double>(numel(s)); }
@@ -82,15 +82,16 @@ private:
     }
 
     int add(std::string suffix, std::string kind, std::vector<Shape> ins, std::vector<Ref> refs,
-            std::vector<Shape> outs, double macs, double flops, double wbytes, std::vector<GemmShape> gemms = {}) {
+            std::vector<Shape> outs, double macs, double flops, double wbytes,
+            std::vector<GemmShape> gemms = {}) {
         OpCounts c;
         c.macs = macs;
         c.flops = flops;
         c.weight_bytes = wbytes;
         for (const Shape& s : ins) c.input_bytes += elems(s) * m_b;
         for (const Shape& s : outs) c.output_bytes += elems(s) * m_b;
-        Op op = make_lowered(m_f.name + "." + suffix, std::move(kind), Phase::backward, m_f.dtype, std::move(ins),
-                             std::move(outs), c, std::move(gemms));
+        Op op = make_lowered(m_f.name + "." + suffix, std::move(kind), Phase::backward, m_f.dtype,
+                             std::move(ins), std::move(outs), c, std::move(gemms));
         op.forward_of = m_f.name;
         op.loc = m_f.loc;
         op.key_path = m_f.key_path;
@@ -109,23 +110,28 @@ private:
         const double macs = m_f.counts().macs;
         const int64_t tokens = numel(x()) / a.in_features;
         if (m_need[0])
-            set_grad(0, add("grad_input", "linear_grad_input", {dy()}, {grad()}, {x()}, macs, 2 * macs,
-                            weight_bytes(), {GemmShape{1, tokens, a.in_features, a.out_features}}),
+            set_grad(0,
+                     add("grad_input", "linear_grad_input", {dy()}, {grad()}, {x()}, macs, 2 * macs,
+                         weight_bytes(), {GemmShape{1, tokens, a.in_features, a.out_features}}),
                      0);
         const double bias = a.bias ? static_cast<double>(tokens * a.out_features) : 0;
-        weight_grad(add("grad_weight", "linear_grad_weight", {dy(), x()}, {grad(), saved(0)}, {{params()}}, macs,
-                        2 * macs + bias, 0, {GemmShape{1, a.out_features, a.in_features, tokens}}));
+        weight_grad(add("grad_weight", "linear_grad_weight", {dy(), x()}, {grad(), saved(0)}, {{params()}},
+                        macs, 2 * macs + bias, 0, {GemmShape{1, a.out_features, a.in_features, tokens}}));
     }
     void plan(const MatmulAttr& a) {
         const double macs = m_f.counts().macs;
         const GemmShape g = *m_f.gemm();  // {b, m, n, k}
         if (m_need[0])
-            set_grad(0, add("grad_a", "matmul_grad_a", {dy(), x(1)}, {grad(), saved(1)}, {x(0)}, macs, 2 * macs, 0,
-                            {GemmShape{g.batch, g.m, g.k, g.n}}),
+            set_grad(0,
+                     add("grad_a", "matmul_grad_a", {dy(), x(1)}, {grad(), saved(1)}, {x(0)}, macs, 2 * macs,
+                         0, {GemmShape{g.batch, g.m, g.k, g.n}}),
                      0);
         if (m_need[1]) {
-            const GemmShape gb = a.transpose_b ? GemmShape{g.batch, g.n, g.k, g.m} : GemmShape{g.batch, g.k, g.n, g.m};
-            set_grad(1, add("grad_b", "matmul_grad_b", {dy(), x(0)}, {grad(), saved(0)}, {x(1)}, macs, 2 * macs, 0, {gb}),
+            const GemmShape gb =
+                a.transpose_b ? GemmShape{g.batch, g.n, g.k, g.m} : GemmShape{g.batch, g.k, g.n, g.m};
+            set_grad(1,
+                     add("grad_b", "matmul_grad_b", {dy(), x(0)}, {grad(), saved(0)}, {x(1)}, macs, 2 * macs,
+                         0, {gb}),
                      0);
         }
     }
@@ -133,16 +139,19 @@ private:
         const double macs = m_f.counts().macs;
         const GemmShape g = *m_f.gemm();  // {groups, N·Ho·Wo, Cout/g, Cin/g·K}
         if (m_need[0])
-            set_grad(0, add("grad_input", m_f.kind + "_grad_input", {dy()}, {grad()}, {x()}, macs, 2 * macs,
-                            weight_bytes(), {GemmShape{g.batch, g.m, g.k, g.n}}),
+            set_grad(0,
+                     add("grad_input", m_f.kind + "_grad_input", {dy()}, {grad()}, {x()}, macs, 2 * macs,
+                         weight_bytes(), {GemmShape{g.batch, g.m, g.k, g.n}}),
                      0);
         const double bias = a.bias ? elems(dy()) : 0;
-        weight_grad(add("grad_weight", m_f.kind + "_grad_weight", {dy(), x()}, {grad(), saved(0)}, {{params()}}, macs,
-                        2 * macs + bias, 0, {GemmShape{g.batch, g.n, g.k, g.m}}));
+        weight_grad(add("grad_weight", m_f.kind + "_grad_weight", {dy(), x()}, {grad(), saved(0)},
+                        {{params()}}, macs, 2 * macs + bias, 0, {GemmShape{g.batch, g.n, g.k, g.m}}));
     }
     void plan(const PoolAttr&) {
         if (m_need[0])
-            set_grad(0, add("grad", m_f.kind + "_grad", {dy(), x()}, {grad(), saved(0)}, {x()}, 0, elems(x()), 0), 0);
+            set_grad(
+                0, add("grad", m_f.kind + "_grad", {dy(), x()}, {grad(), saved(0)}, {x()}, 0, elems(x()), 0),
+                0);
     }
     void plan(const EltwiseAttr& a) {
         if (a.fn == Eltwise::add) {
@@ -165,22 +174,26 @@ private:
             return;
         }
         if (m_need[0])
-            set_grad(0, add("grad", m_f.kind + "_grad", {dy(), x()}, {grad(), saved(0)}, {x()}, 0,
-                            elems(x()) * (eltwise_flops(a.fn, 1) + 1), 0),
+            set_grad(0,
+                     add("grad", m_f.kind + "_grad", {dy(), x()}, {grad(), saved(0)}, {x()}, 0,
+                         elems(x()) * (eltwise_flops(a.fn, 1) + 1), 0),
                      0);
     }
     void plan(const NormAttr& a) {
         const bool rms = a.type == NormType::rms;
         if (m_need[0])
-            set_grad(0, add("grad_input", m_f.kind + "_grad_input", {dy(), x()}, {grad(), saved(0)}, {x()}, 0,
-                            elems(x()) * (rms ? 6 : 9), weight_bytes()),
+            set_grad(0,
+                     add("grad_input", m_f.kind + "_grad_input", {dy(), x()}, {grad(), saved(0)}, {x()}, 0,
+                         elems(x()) * (rms ? 6 : 9), weight_bytes()),
                      0);
-        weight_grad(add("grad_weight", m_f.kind + "_grad_weight", {dy(), x()}, {grad(), saved(0)}, {{params()}}, 0,
-                        elems(x()) * (rms ? 2 : 3), 0));
+        weight_grad(add("grad_weight", m_f.kind + "_grad_weight", {dy(), x()}, {grad(), saved(0)},
+                        {{params()}}, 0, elems(x()) * (rms ? 2 : 3), 0));
     }
     void plan(const SoftmaxAttr&) {
         if (m_need[0])
-            set_grad(0, add("grad", "softmax_grad", {dy(), x()}, {grad(), saved(0)}, {x()}, 0, 4 * elems(x()), 0), 0);
+            set_grad(
+                0, add("grad", "softmax_grad", {dy(), x()}, {grad(), saved(0)}, {x()}, 0, 4 * elems(x()), 0),
+                0);
     }
     void plan(const AttentionAttr&) {
         const std::vector<GemmShape> fg = m_f.gemms();  // {BH, Sq, T, d}, {BH, Sq, d, T}
@@ -188,13 +201,14 @@ private:
         const int64_t bh = s.batch, sq = s.m, t = s.n, d = s.k;
         const double scores = attention_scores(m_f);
         const double macs = 2.5 * m_f.counts().macs;
-        const int op = add("grad", "attention_grad", {dy(), x(0), x(1), x(2)}, {grad(), saved(0), saved(1), saved(2)},
-                           {x(0), x(1), x(2)}, macs, 2 * macs + 11 * scores, 0,
-                           {GemmShape{bh, sq, t, d},    // S = Q·K^T, recomputed
-                            GemmShape{bh, t, d, sq},    // dV = P^T·dO
-                            GemmShape{bh, sq, t, d},    // dP = dO·V^T
-                            GemmShape{bh, sq, d, t},    // dQ = dS·K
-                            GemmShape{bh, t, d, sq}});  // dK = dS^T·Q
+        const int op =
+            add("grad", "attention_grad", {dy(), x(0), x(1), x(2)}, {grad(), saved(0), saved(1), saved(2)},
+                {x(0), x(1), x(2)}, macs, 2 * macs + 11 * scores, 0,
+                {GemmShape{bh, sq, t, d},    // S = Q·K^T, recomputed
+                 GemmShape{bh, t, d, sq},    // dV = P^T·dO
+                 GemmShape{bh, sq, t, d},    // dP = dO·V^T
+                 GemmShape{bh, sq, d, t},    // dQ = dS·K
+                 GemmShape{bh, t, d, sq}});  // dK = dS^T·Q
         for (size_t j = 0; j < 3; ++j) set_grad(j, op, static_cast<int>(j));
     }
     void plan(const EmbeddingAttr& a) {
@@ -212,12 +226,14 @@ private:
         const int64_t gh = rnn_gates(a.cell) * a.hidden_size;
         const double steps = static_cast<double>(b * t);
         const Shape dgates{b, t, gh};
-        const int gi = add("grad_input", m_f.kind + "_grad_input", {dy(), x()}, {grad(), saved(0)}, {x(), dgates}, macs,
-                           2 * macs + steps * static_cast<double>(a.hidden_size) * rnn_cell_flops(a.cell),
-                           weight_bytes(), {GemmShape{t, b, a.hidden_size, gh}, GemmShape{1, b * t, a.input_size, gh}});
+        const int gi =
+            add("grad_input", m_f.kind + "_grad_input", {dy(), x()}, {grad(), saved(0)}, {x(), dgates}, macs,
+                2 * macs + steps * static_cast<double>(a.hidden_size) * rnn_cell_flops(a.cell),
+                weight_bytes(), {GemmShape{t, b, a.hidden_size, gh}, GemmShape{1, b * t, a.input_size, gh}});
         set_grad(0, gi, 0);
-        weight_grad(add("grad_weight", m_f.kind + "_grad_weight", {dgates, x()}, {Ref{Ref::local, gi, 1}, saved(0)},
-                        {{params()}}, macs, 2 * macs + (a.bias ? steps * static_cast<double>(gh) : 0), 0,
+        weight_grad(add("grad_weight", m_f.kind + "_grad_weight", {dgates, x()},
+                        {Ref{Ref::local, gi, 1}, saved(0)}, {{params()}}, macs,
+                        2 * macs + (a.bias ? steps * static_cast<double>(gh) : 0), 0,
                         {GemmShape{1, gh, a.input_size, b * t}, GemmShape{1, gh, a.hidden_size, b * t}}));
     }
     void plan(const ConcatAttr&) {
@@ -251,8 +267,8 @@ private:
     }
     void plan(const LoweredAttr&) {
         cfg::fail(m_f.loc, m_f.key_path,
-                  fmt::format("op '{}' ({}) is already a training op; lower_training takes a forward model", m_f.name,
-                              m_f.kind));
+                  fmt::format("op '{}' ({}) is already a training op; lower_training takes a forward model",
+                              m_f.name, m_f.kind));
     }
 
     const Op& m_f;
@@ -265,8 +281,8 @@ private:
 // of each op, the saved tensors, and the checkpoint segments.
 struct Analysis {
     const Model& m;
-    std::vector<bool> rg;                  // per op: its output requires a gradient
-    std::vector<std::vector<bool>> need;   // per op, per input slot: a gradient must flow there
+    std::vector<bool> rg;                 // per op: its output requires a gradient
+    std::vector<std::vector<bool>> need;  // per op, per input slot: a gradient must flow there
     std::vector<std::optional<BwdPlan>> plans;
     // Tensors backward reads: as produced (op, output slot), and canonical, i.e. looked at through
     // reshape views to the tensor that holds the data; model inputs as (op, input slot).
@@ -298,14 +314,16 @@ struct Analysis {
             for (const BwdOp& b : plans[i]->ops)
                 for (const Ref& r : b.in) {
                     if (r.kind != Ref::saved) continue;
-                    if (const std::optional<TensorRef> p = m.producer(i, r.index)) saved_raw.insert({p->op, p->slot});
+                    if (const std::optional<TensorRef> p = m.producer(i, r.index))
+                        saved_raw.insert({p->op, p->slot});
                     add_canonical(i, r.index, saved, true);
                 }
         }
         seg.assign(n, 0);
         recompute.assign(n, false);
         if (!opts.checkpointing || n == 0) return;
-        const size_t want = std::max<size_t>(1, static_cast<size_t>(std::llround(std::sqrt(static_cast<double>(n)))));
+        const size_t want =
+            std::max<size_t>(1, static_cast<size_t>(std::llround(std::sqrt(static_cast<double>(n)))));
         const size_t size = (n + want - 1) / want;
         for (size_t i = 0; i < n; ++i) seg[i] = i / size;
         segments = (n + size - 1) / size;
@@ -328,7 +346,8 @@ struct Analysis {
         // A view is recomputed with the tensor it views, so backward never reads a view of dropped data.
         for (size_t i = 0; i < n; ++i)
             if (m.op(i).get<ReshapeAttr>() && seg[i] + 1 < segments)
-                if (const std::optional<TensorRef> p = m.producer(i, 0); p && recompute[p->op] && seg[p->op] == seg[i])
+                if (const std::optional<TensorRef> p = m.producer(i, 0);
+                    p && recompute[p->op] && seg[p->op] == seg[i])
                     recompute[i] = true;
     }
 
@@ -352,7 +371,8 @@ struct Analysis {
     }
     double input_bytes(size_t op, int slot) const {
         const Op& f = m.op(op);
-        const double per = is_index_input(f, static_cast<size_t>(slot)) ? k_index_bytes : dtype_bytes(f.dtype);
+        const double per =
+            is_index_input(f, static_cast<size_t>(slot)) ? k_index_bytes : dtype_bytes(f.dtype);
         return static_cast<double>(numel(f.inputs[static_cast<size_t>(slot)])) * per;
     }
 
@@ -393,8 +413,8 @@ std::map<size_t, std::vector<size_t>> weight_groups(const Model& m) {
             const std::optional<size_t> o = m.find(f.tied_to);
             if (!o)
                 cfg::fail(f.loc, f.key_path,
-                          fmt::format("op '{}' is tied to '{}', which is not an op of model '{}'", f.name, f.tied_to,
-                                      m.name()));
+                          fmt::format("op '{}' is tied to '{}', which is not an op of model '{}'", f.name,
+                                      f.tied_to, m.name()));
             owner = *o;
         }
         groups[owner].push_back(i);
@@ -414,9 +434,9 @@ Model lower_training(const Model& fwd, const TrainingOptions& opts) {
     for (const Op& op : fwd.ops()) b.add(op);
     for (const Edge& e : fwd.edges()) b.connect(TensorRef{e.from, e.from_slot}, e.to, e.to_slot);
 
-    std::vector<std::optional<size_t>> copy(n);                           // recompute copies
-    std::vector<std::vector<std::vector<TensorRef>>> contrib(n);          // gradient contributions per output
-    std::vector<std::optional<TensorRef>> wgrad(n);                       // weight gradient per op
+    std::vector<std::optional<size_t>> copy(n);                   // recompute copies
+    std::vector<std::vector<std::vector<TensorRef>>> contrib(n);  // gradient contributions per output
+    std::vector<std::optional<TensorRef>> wgrad(n);               // weight gradient per op
     for (size_t i = 0; i < n; ++i) contrib[i].resize(fwd.op(i).outputs.size());
 
     auto saved_source = [&](size_t i, int slot) -> std::optional<TensorRef> {
@@ -441,9 +461,9 @@ Model lower_training(const Model& fwd, const TrainingOptions& opts) {
                 cnt.flops = el * static_cast<double>(c.size() - 1);
                 cnt.input_bytes = el * dtype_bytes(f.dtype) * static_cast<double>(c.size());
                 cnt.output_bytes = el * dtype_bytes(f.dtype);
-                Op acc = make_lowered(f.name + (s ? fmt::format(".{}", s) : "") + ".grad_acc", "grad_accumulate",
-                                      Phase::backward, f.dtype, std::vector<Shape>(c.size(), f.outputs[s]),
-                                      {f.outputs[s]}, cnt);
+                Op acc = make_lowered(f.name + (s ? fmt::format(".{}", s) : "") + ".grad_acc",
+                                      "grad_accumulate", Phase::backward, f.dtype,
+                                      std::vector<Shape>(c.size(), f.outputs[s]), {f.outputs[s]}, cnt);
                 acc.forward_of = f.name;
                 std::vector<std::optional<TensorRef>> srcs(c.begin(), c.end());
                 dy[s] = TensorRef{b.add(std::move(acc), srcs), 0};
@@ -496,7 +516,8 @@ Model lower_training(const Model& fwd, const TrainingOptions& opts) {
         std::vector<std::optional<TensorRef>> srcs;
         std::vector<Shape> ins;
         for (size_t mbr : members) {
-            MLSIM_CHECK(wgrad[mbr].has_value(), "weight-owning op '" + fwd.op(mbr).name + "' has no weight gradient");
+            MLSIM_CHECK(wgrad[mbr].has_value(),
+                        "weight-owning op '" + fwd.op(mbr).name + "' has no weight gradient");
             srcs.push_back(wgrad[mbr]);
             ins.push_back(b.op(wgrad[mbr]->op).outputs[static_cast<size_t>(wgrad[mbr]->slot)]);
         }
@@ -508,8 +529,8 @@ Model lower_training(const Model& fwd, const TrainingOptions& opts) {
         for (const Shape& s : ins) c.input_bytes += static_cast<double>(numel(s)) * bytes;
         c.input_bytes += u * bytes * opt.state_tensors;
         c.output_bytes = u * bytes * (1 + opt.state_tensors);
-        Op up = make_lowered(f.name + "." + opt.name + "_update", opt.name + "_update", Phase::optimizer, f.dtype, ins,
-                             {{f.counts().params}}, c);
+        Op up = make_lowered(f.name + "." + opt.name + "_update", opt.name + "_update", Phase::optimizer,
+                             f.dtype, ins, {{f.counts().params}}, c);
         up.forward_of = f.name;
         up.loc = f.loc;
         up.key_path = f.key_path;
@@ -530,7 +551,8 @@ MemoryAccount training_memory(const Model& fwd, const TrainingOptions& opts) {
         acc.optimizer_state_bytes += static_cast<double>(f.counts().params) * bytes * opt.state_tensors;
     }
     acc.activations_bytes = an.activation_bytes();
-    acc.total_bytes = acc.weights_bytes + acc.gradients_bytes + acc.optimizer_state_bytes + acc.activations_bytes;
+    acc.total_bytes =
+        acc.weights_bytes + acc.gradients_bytes + acc.optimizer_state_bytes + acc.activations_bytes;
     return acc;
 }
 

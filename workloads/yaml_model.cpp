@@ -31,7 +31,8 @@ struct Ctx {
 int64_t int_value(const Node& n, const Ctx& c) {
     if (n.is_scalar() && n.scalar() == "N") return c.batch;
     if (n.is_scalar() && n.scalar() == "S") {
-        if (!c.seq) fail_at(n, "S is the sequence length, but neither the command line nor the file's `seq` sets it");
+        if (!c.seq)
+            fail_at(n, "S is the sequence length, but neither the command line nor the file's `seq` sets it");
         return *c.seq;
     }
     return n.as_int();
@@ -51,7 +52,7 @@ Shape shape_value(const Node& n, const Ctx& c) {
 
 // The attributes of one op: typed access with defaults, errors located at the value or at the op.
 class Attrs {
-public:
+  public:
     Attrs(const Node& op, std::string name, std::string kind, const Ctx& ctx)
         : m_op(op), m_name(std::move(name)), m_kind(std::move(kind)), m_ctx(ctx) {}
 
@@ -79,8 +80,10 @@ public:
         std::array<int64_t, 3> out{1, 1, 1};
         if (n->is_sequence()) {
             if (n->items().size() != static_cast<size_t>(dims))
-                fail_at(*n, fmt::format("expected {} values (one per spatial axis), found {}", dims, n->items().size()));
-            for (int i = 0; i < dims; ++i) out[static_cast<size_t>(i)] = int_value(n->items()[static_cast<size_t>(i)], m_ctx);
+                fail_at(*n, fmt::format("expected {} values (one per spatial axis), found {}", dims,
+                                        n->items().size()));
+            for (int i = 0; i < dims; ++i)
+                out[static_cast<size_t>(i)] = int_value(n->items()[static_cast<size_t>(i)], m_ctx);
         } else {
             const int64_t v = int_value(*n, m_ctx);
             for (int i = 0; i < dims; ++i) out[static_cast<size_t>(i)] = v;
@@ -103,7 +106,8 @@ public:
         for (const Node& d : n->items()) s.push_back(int_value(d, m_ctx));
         return s;
     }
-    std::string choice(std::string_view key, std::string dflt, const std::vector<std::string>& choices) const {
+    std::string choice(std::string_view key, std::string dflt,
+                       const std::vector<std::string>& choices) const {
         const Node* n = get(key);
         if (!n) return dflt;
         const std::string v = n->as_string();
@@ -112,7 +116,7 @@ public:
         return v;
     }
 
-private:
+  private:
     const Node& m_op;
     std::string m_name, m_kind;
     const Ctx& m_ctx;
@@ -130,7 +134,8 @@ OpAttr parse_conv(const Attrs& a, const std::vector<Shape>& in) {
     const bool depthwise = a.kind() == "depthwise_conv2d";
     c.in_channels = a.integer("in_channels", 0);
     if (depthwise) {
-        const int64_t channels = c.in_channels ? c.in_channels : (!in.empty() && in[0].size() > 1 ? in[0][1] : 1);
+        const int64_t channels =
+            c.in_channels ? c.in_channels : (!in.empty() && in[0].size() > 1 ? in[0][1] : 1);
         c.groups = channels;
         c.out_channels = a.integer("out_channels", channels);
     } else {
@@ -166,8 +171,8 @@ OpAttr parse_pool(const Attrs& a, const std::vector<Shape>&) {
 }
 
 OpAttr parse_eltwise(const Attrs& a, const std::vector<Shape>&) {
-    for (Eltwise fn : {Eltwise::relu, Eltwise::relu6, Eltwise::sigmoid, Eltwise::tanh, Eltwise::silu, Eltwise::gelu,
-                       Eltwise::rope, Eltwise::add, Eltwise::mul})
+    for (Eltwise fn : {Eltwise::relu, Eltwise::relu6, Eltwise::sigmoid, Eltwise::tanh, Eltwise::silu,
+                       Eltwise::gelu, Eltwise::rope, Eltwise::add, Eltwise::mul})
         if (eltwise_name(fn) == a.kind()) return EltwiseAttr{fn};
     return EltwiseAttr{};
 }
@@ -196,16 +201,21 @@ struct KindSpec {
 };
 
 const std::vector<KindSpec>& kinds() {
-    static const std::vector<std::string> conv_keys = {"out_channels", "in_channels", "kernel", "stride", "padding",
-                                                       "pad_begin",    "pad_end",     "dilation", "groups", "bias"};
-    static const std::vector<std::string> dw_keys = {"out_channels", "in_channels", "kernel",   "stride",
-                                                     "padding",      "pad_begin",   "pad_end",  "dilation", "bias"};
+    static const std::vector<std::string> conv_keys = {"out_channels", "in_channels", "kernel",  "stride",
+                                                       "padding",      "pad_begin",   "pad_end", "dilation",
+                                                       "groups",       "bias"};
+    static const std::vector<std::string> dw_keys = {"out_channels", "in_channels", "kernel",
+                                                     "stride",       "padding",     "pad_begin",
+                                                     "pad_end",      "dilation",    "bias"};
     static const std::vector<std::string> pool_keys = {"kernel", "stride", "padding"};
     auto none = [](const Attrs&, const std::vector<Shape>&) -> OpAttr { return SoftmaxAttr{}; };
     static const std::vector<KindSpec> all = [&] {
         std::vector<KindSpec> v;
-        v.push_back({"linear", {"out_features", "in_features", "bias"}, [](const Attrs& a, const std::vector<Shape>&) -> OpAttr {
-                         return LinearAttr{a.integer("in_features", 0), a.integer("out_features"), a.boolean("bias", true)};
+        v.push_back({"linear",
+                     {"out_features", "in_features", "bias"},
+                     [](const Attrs& a, const std::vector<Shape>&) -> OpAttr {
+                         return LinearAttr{a.integer("in_features", 0), a.integer("out_features"),
+                                           a.boolean("bias", true)};
                      }});
         v.push_back({"matmul", {"transpose_b"}, [](const Attrs& a, const std::vector<Shape>&) -> OpAttr {
                          return MatmulAttr{a.boolean("transpose_b", false)};
@@ -228,21 +238,28 @@ const std::vector<KindSpec>& kinds() {
                          return NormAttr{NormType::rms, a.integer("features", 0)};
                      }});
         v.push_back({"softmax", {}, none});
-        v.push_back({"attention_prefill", {"heads", "kv_heads", "head_dim", "causal", "skip_masked"}, parse_attention});
+        v.push_back({"attention_prefill",
+                     {"heads", "kv_heads", "head_dim", "causal", "skip_masked"},
+                     parse_attention});
         v.push_back({"attention_decode", {"heads", "kv_heads", "head_dim", "cache_len"}, parse_attention});
         v.push_back({"embedding", {"rows", "dim"}, [](const Attrs& a, const std::vector<Shape>&) -> OpAttr {
                          return EmbeddingAttr{a.integer("rows"), a.integer("dim"), false, false};
                      }});
-        v.push_back({"embedding_bag", {"rows", "dim", "mode"}, [](const Attrs& a, const std::vector<Shape>&) -> OpAttr {
+        v.push_back({"embedding_bag",
+                     {"rows", "dim", "mode"},
+                     [](const Attrs& a, const std::vector<Shape>&) -> OpAttr {
                          return EmbeddingAttr{a.integer("rows"), a.integer("dim"), true,
                                               a.choice("mode", "sum", {"sum", "mean"}) == "mean"};
                      }});
         for (const char* k : {"rnn", "lstm", "gru"})
-            v.push_back({k, {"hidden_size", "input_size", "bias"}, [](const Attrs& a, const std::vector<Shape>&) -> OpAttr {
-                             const RnnCell cell = a.kind() == "rnn" ? RnnCell::rnn
+            v.push_back({k,
+                         {"hidden_size", "input_size", "bias"},
+                         [](const Attrs& a, const std::vector<Shape>&) -> OpAttr {
+                             const RnnCell cell = a.kind() == "rnn"   ? RnnCell::rnn
                                                   : a.kind() == "gru" ? RnnCell::gru
                                                                       : RnnCell::lstm;
-                             return RnnAttr{cell, a.integer("input_size", 0), a.integer("hidden_size"), a.boolean("bias", true)};
+                             return RnnAttr{cell, a.integer("input_size", 0), a.integer("hidden_size"),
+                                            a.boolean("bias", true)};
                          }});
         v.push_back({"concat", {"axis"}, [](const Attrs& a, const std::vector<Shape>&) -> OpAttr {
                          return ConcatAttr{static_cast<int>(a.integer("axis", -1))};
@@ -250,11 +267,17 @@ const std::vector<KindSpec>& kinds() {
         v.push_back({"reshape", {"shape"}, [](const Attrs& a, const std::vector<Shape>&) -> OpAttr {
                          return ReshapeAttr{a.int_list("shape"), false};
                      }});
-        v.push_back({"flatten", {}, [](const Attrs&, const std::vector<Shape>&) -> OpAttr { return ReshapeAttr{{}, true}; }});
-        v.push_back({"slice", {"axis", "start", "length"}, [](const Attrs& a, const std::vector<Shape>&) -> OpAttr {
-                         return SliceAttr{static_cast<int>(a.integer("axis", 1)), a.integer("start", 0), a.integer("length", 1)};
+        v.push_back({"flatten", {}, [](const Attrs&, const std::vector<Shape>&) -> OpAttr {
+                         return ReshapeAttr{{}, true};
                      }});
-        v.push_back({"dot_interaction", {"self_interaction"}, [](const Attrs& a, const std::vector<Shape>&) -> OpAttr {
+        v.push_back(
+            {"slice", {"axis", "start", "length"}, [](const Attrs& a, const std::vector<Shape>&) -> OpAttr {
+                 return SliceAttr{static_cast<int>(a.integer("axis", 1)), a.integer("start", 0),
+                                  a.integer("length", 1)};
+             }});
+        v.push_back({"dot_interaction",
+                     {"self_interaction"},
+                     [](const Attrs& a, const std::vector<Shape>&) -> OpAttr {
                          return InteractionAttr{0, 0, a.boolean("self_interaction", false)};
                      }});
         return v;
@@ -262,7 +285,8 @@ const std::vector<KindSpec>& kinds() {
     return all;
 }
 
-const std::vector<std::string> k_common_keys = {"name", "kind", "inputs", "input_shape", "input_shapes", "dtype", "tied_to"};
+const std::vector<std::string> k_common_keys = {"name",         "kind",  "inputs", "input_shape",
+                                                "input_shapes", "dtype", "tied_to"};
 
 struct InputRef {
     std::string name;
@@ -298,7 +322,8 @@ InputRef parse_ref(const Node& n) {
 }
 
 Decl parse_decl(const Node& n, const Ctx& ctx, DType dflt_dtype) {
-    if (!n.is_map()) fail_at(n, fmt::format("expected an op (a map with name and kind), found {}", n.kind_name()));
+    if (!n.is_map())
+        fail_at(n, fmt::format("expected an op (a map with name and kind), found {}", n.kind_name()));
     Decl d;
     d.node = &n;
     const Node* name = n.find("name");
@@ -318,7 +343,8 @@ Decl parse_decl(const Node& n, const Ctx& ctx, DType dflt_dtype) {
     valid.insert(valid.end(), d.spec->keys.begin(), d.spec->keys.end());
     for (const auto& [key, value] : n.entries())
         if (std::find(valid.begin(), valid.end(), key) == valid.end())
-            fail_key(value, fmt::format("unknown attribute '{}' for op '{}' ({}){}", key, d.name, k, suggest(key, valid)));
+            fail_key(value, fmt::format("unknown attribute '{}' for op '{}' ({}){}", key, d.name, k,
+                                        suggest(key, valid)));
     if (const Node* in = n.find("inputs")) {
         if (in->is_scalar())
             d.inputs.push_back(parse_ref(*in));
@@ -338,7 +364,8 @@ Decl parse_decl(const Node& n, const Ctx& ctx, DType dflt_dtype) {
         for (const Node& s : many->items()) d.shapes->push_back(shape_value(s, ctx));
     }
     if (d.inputs.empty() && !d.shapes)
-        fail_at(n, fmt::format("op '{}' needs 'inputs' (names of ops or model inputs) or 'input_shape'", d.name));
+        fail_at(
+            n, fmt::format("op '{}' needs 'inputs' (names of ops or model inputs) or 'input_shape'", d.name));
     if (!d.inputs.empty() && d.shapes && d.shapes->size() != d.inputs.size())
         fail_key(*(one ? one : many), fmt::format("op '{}' lists {} inputs but {} input shapes", d.name,
                                                   d.inputs.size(), d.shapes->size()));
@@ -359,12 +386,15 @@ Decl parse_decl(const Node& n, const Ctx& ctx, DType dflt_dtype) {
 
 Model load_model_yaml(const std::string& path, const ZooOptions& opts) {
     const Node doc = cfg::load_file(path);
-    if (!doc.is_map()) fail_at(doc, fmt::format("expected a model (a map with 'ops'), found {}", doc.kind_name()));
+    if (!doc.is_map())
+        fail_at(doc, fmt::format("expected a model (a map with 'ops'), found {}", doc.kind_name()));
     const std::vector<std::string> top = {"name", "description", "seq", "inputs", "ops", "edges"};
     for (const auto& [key, value] : doc.entries())
         if (std::find(top.begin(), top.end(), key) == top.end())
             fail_key(value, fmt::format("unknown key '{}'{}", key, suggest(key, top)));
-    if (opts.batch < 1) cfg::fail(cfg::SourceLoc{path, 0, 0}, "", fmt::format("batch must be at least 1, got {}", opts.batch));
+    if (opts.batch < 1)
+        cfg::fail(cfg::SourceLoc{path, 0, 0}, "",
+                  fmt::format("batch must be at least 1, got {}", opts.batch));
 
     Ctx ctx;
     ctx.batch = opts.batch;
@@ -374,13 +404,15 @@ Model load_model_yaml(const std::string& path, const ZooOptions& opts) {
         ctx.seq = s->as_int();
         if (*ctx.seq < 1) fail_at(*s, "seq must be positive");
     }
-    std::string name = path.substr(path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/') + 1);
+    std::string name =
+        path.substr(path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/') + 1);
     if (const size_t dot = name.rfind('.'); dot != std::string::npos) name.erase(dot);
     if (const Node* n = doc.find("name")) name = n->as_string();
 
     std::map<std::string, Shape> model_inputs;
     if (const Node* in = doc.find("inputs")) {
-        if (!in->is_map()) fail_at(*in, fmt::format("expected a map of input name -> shape, found {}", in->kind_name()));
+        if (!in->is_map())
+            fail_at(*in, fmt::format("expected a map of input name -> shape, found {}", in->kind_name()));
         for (const auto& [key, value] : in->entries()) model_inputs[key] = shape_value(value, ctx);
     }
     const Node* ops = doc.find("ops");
@@ -424,7 +456,8 @@ Model load_model_yaml(const std::string& path, const ZooOptions& opts) {
             for (size_t j = 0; j < d.inputs.size(); ++j) {
                 const InputRef& r = d.inputs[j];
                 if (model_inputs.count(r.name)) {
-                    if (r.slot != 0) fail_at(*r.node, fmt::format("model input '{}' has no output {}", r.name, r.slot));
+                    if (r.slot != 0)
+                        fail_at(*r.node, fmt::format("model input '{}' has no output {}", r.name, r.slot));
                     shapes.push_back(model_inputs.at(r.name));
                     srcs.push_back(std::nullopt);
                     continue;
@@ -432,17 +465,21 @@ Model load_model_yaml(const std::string& path, const ZooOptions& opts) {
                 const size_t id = *decls[by_name.at(r.name)].id;
                 const Op& p = b.op(id);
                 if (static_cast<size_t>(r.slot) >= p.outputs.size())
-                    fail_at(*r.node, fmt::format("op '{}' has no output {} (it has {})", r.name, r.slot, p.outputs.size()));
+                    fail_at(*r.node, fmt::format("op '{}' has no output {} (it has {})", r.name, r.slot,
+                                                 p.outputs.size()));
                 shapes.push_back(p.outputs[static_cast<size_t>(r.slot)]);
                 srcs.push_back(TensorRef{id, r.slot});
                 if (d.shapes && (*d.shapes)[j] != shapes.back())
-                    fail_at(*r.node, fmt::format("shape mismatch: op '{}' input {} expects {} but op '{}' output {} is {}",
-                                                 d.name, j, shape_str((*d.shapes)[j]), r.name, r.slot,
-                                                 shape_str(shapes.back())));
+                    fail_at(
+                        *r.node,
+                        fmt::format("shape mismatch: op '{}' input {} expects {} but op '{}' output {} is {}",
+                                    d.name, j, shape_str((*d.shapes)[j]), r.name, r.slot,
+                                    shape_str(shapes.back())));
             }
             if (d.inputs.empty()) shapes = *d.shapes;
             const Attrs attrs(*d.node, d.name, d.spec->kind, ctx);
-            Op op = make_op(d.name, d.spec->parse(attrs, shapes), shapes, d.dtype, d.node->loc(), d.node->path());
+            Op op =
+                make_op(d.name, d.spec->parse(attrs, shapes), shapes, d.dtype, d.node->loc(), d.node->path());
             if (op.kind != d.spec->kind && !(d.spec->kind == "depthwise_conv2d" || op.get<ConvAttr>()))
                 fail_at(*d.node, fmt::format("op '{}' was declared {} but its attributes make it {}", d.name,
                                              d.spec->kind, op.kind));
@@ -465,31 +502,31 @@ Model load_model_yaml(const std::string& path, const ZooOptions& opts) {
                     break;
                 }
         }
+        // walk[m..] each wait on the next, so data flows from the end of the walk back to walk[m].
         const auto start = std::find(walk.begin(), walk.end(), at);
-        std::vector<std::string> cycle;
-        for (auto it = walk.rbegin(); it != walk.rend(); ++it) {
-            cycle.push_back("'" + decls[*it].name + "'");
-            if (it.base() - 1 == start) break;
-        }
+        std::vector<std::string> cycle{"'" + decls[at].name + "'"};
+        for (auto it = walk.end(); --it != start;) cycle.push_back("'" + decls[*it].name + "'");
         cycle.push_back(cycle.front());
         fail_at(*decls[at].node, fmt::format("model '{}' has a cycle: {}", name, fmt::join(cycle, " -> ")));
     }
 
     if (const Node* edges = doc.find("edges")) {
-        if (!edges->is_sequence()) fail_at(*edges, fmt::format("expected a list of edges, found {}", edges->kind_name()));
+        if (!edges->is_sequence())
+            fail_at(*edges, fmt::format("expected a list of edges, found {}", edges->kind_name()));
         const std::vector<std::string> edge_keys = {"from", "to", "slot", "from_slot"};
         for (const Node& e : edges->items()) {
             if (!e.is_map()) fail_at(e, "expected an edge such as {from: a, to: b, slot: 0}");
             for (const auto& [key, value] : e.entries())
                 if (std::find(edge_keys.begin(), edge_keys.end(), key) == edge_keys.end())
-                    fail_key(value, fmt::format("unknown key '{}' in an edge{}", key, suggest(key, edge_keys)));
+                    fail_key(value,
+                             fmt::format("unknown key '{}' in an edge{}", key, suggest(key, edge_keys)));
             const Node* from = e.find("from");
             const Node* to = e.find("to");
             if (!from || !to) fail_at(e, "an edge needs 'from' and 'to'");
             const Node* slot = e.find("slot");
             const Node* from_slot = e.find("from_slot");
-            b.connect(from->as_string(), from_slot ? static_cast<int>(from_slot->as_int()) : 0, to->as_string(),
-                      slot ? static_cast<int>(slot->as_int()) : 0, e.loc(), e.path());
+            b.connect(from->as_string(), from_slot ? static_cast<int>(from_slot->as_int()) : 0,
+                      to->as_string(), slot ? static_cast<int>(slot->as_int()) : 0, e.loc(), e.path());
         }
     }
     return std::move(b).build();

@@ -58,15 +58,13 @@ void BoundedBuffer::grant(Request k, std::uint64_t n) {
 }
 
 bool BoundedBuffer::try_grant_now(Request k, std::uint64_t n) {
-    MLSIM_CHECK(n <= m_capacity,
-                fmt::format("request of {} units on buffer '{}' exceeds its capacity {}", n, m_name, m_capacity));
+    MLSIM_CHECK(n <= m_capacity, fmt::format("request of {} units on buffer '{}' exceeds its capacity {}", n,
+                                             m_name, m_capacity));
     const WaitQueue& queue = is_producer(k) ? m_producers : m_consumers;
-    if (!queue.empty() || !can_grant(k, n))
-        return false;
+    if (!queue.empty() || !can_grant(k, n)) return false;
     grant(k, n);
     // A put adds data and a get frees space: either may unblock the other side.
-    if (k == Request::put || k == Request::get)
-        wake_waiters();
+    if (k == Request::put || k == Request::get) wake_waiters();
     return true;
 }
 
@@ -82,8 +80,8 @@ void BoundedBuffer::request(Request kind, std::uint64_t n, Callback on_granted) 
 }
 
 void BoundedBuffer::commit(std::uint64_t n) {
-    MLSIM_CHECK(n <= m_reserved,
-                fmt::format("buffer '{}': commit of {} exceeds the {} units reserved", m_name, n, m_reserved));
+    MLSIM_CHECK(n <= m_reserved, fmt::format("buffer '{}': commit of {} exceeds the {} units reserved",
+                                             m_name, n, m_reserved));
     m_reserved -= n;
     m_data += n;
     m_committed += n;
@@ -91,8 +89,8 @@ void BoundedBuffer::commit(std::uint64_t n) {
 }
 
 void BoundedBuffer::release(std::uint64_t n) {
-    MLSIM_CHECK(n <= m_acquired,
-                fmt::format("buffer '{}': release of {} exceeds the {} units acquired", m_name, n, m_acquired));
+    MLSIM_CHECK(n <= m_acquired, fmt::format("buffer '{}': release of {} exceeds the {} units acquired",
+                                             m_name, n, m_acquired));
     m_acquired -= n;
     m_released += n;
     wake_waiters();

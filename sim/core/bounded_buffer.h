@@ -31,7 +31,7 @@
 namespace mlsim {
 
 class BoundedBuffer {
-public:
+  public:
     enum class Request : std::uint8_t { reserve, put, acquire, get };
 
     BoundedBuffer(Simulator& sim, std::string name, std::uint64_t capacity, std::string unit = "bytes");
@@ -39,14 +39,17 @@ public:
     BoundedBuffer& operator=(const BoundedBuffer&) = delete;
 
     class Awaiter {
-    public:
+      public:
         bool await_ready() { return m_buffer->try_grant_now(m_kind, m_amount); }
-        void await_suspend(std::coroutine_handle<> h) { m_buffer->enqueue(m_kind, m_amount, Callback::resume(h)); }
+        void await_suspend(std::coroutine_handle<> h) {
+            m_buffer->enqueue(m_kind, m_amount, Callback::resume(h));
+        }
         void await_resume() const noexcept {}
 
-    private:
+      private:
         friend class BoundedBuffer;
-        Awaiter(BoundedBuffer* b, Request k, std::uint64_t n) noexcept : m_buffer(b), m_amount(n), m_kind(k) {}
+        Awaiter(BoundedBuffer* b, Request k, std::uint64_t n) noexcept
+            : m_buffer(b), m_amount(n), m_kind(k) {}
         BoundedBuffer* m_buffer;
         std::uint64_t m_amount;
         Request m_kind;
@@ -73,7 +76,7 @@ public:
     std::size_t waiting_producers() const noexcept { return m_producers.size(); }
     std::size_t waiting_consumers() const noexcept { return m_consumers.size(); }
 
-private:
+  private:
     struct Waiter {
         std::uint64_t amount;
         Tick since;
@@ -83,7 +86,7 @@ private:
 
     // FIFO ring that keeps its storage, so waiting allocates nothing after warm-up.
     class WaitQueue {
-    public:
+      public:
         bool empty() const noexcept { return m_size == 0; }
         std::size_t size() const noexcept { return m_size; }
         Waiter& front() noexcept { return m_items[m_head]; }
@@ -93,7 +96,7 @@ private:
         }
         void push_back(const Waiter& w);
 
-    private:
+      private:
         std::vector<Waiter> m_items;  // size is zero or a power of two
         std::size_t m_head = 0;
         std::size_t m_size = 0;

@@ -15,14 +15,15 @@
 namespace mlsim {
 
 class Callback {
-public:
+  public:
     static constexpr std::size_t k_capacity = 16;
 
     constexpr Callback() noexcept = default;
 
     template <class F>
-        requires(!std::is_same_v<std::remove_cvref_t<F>, Callback> && std::is_invocable_v<std::decay_t<F>&>)
-    Callback(F&& f) noexcept {  // NOLINT: implicit so that a lambda can be passed where a Callback is taken
+    requires(!std::is_same_v<std::remove_cvref_t<F>, Callback> && std::is_invocable_v<std::decay_t<F>&>)
+        Callback(F&& f)
+    noexcept {  // NOLINT: implicit so that a lambda can be passed where a Callback is taken
         using Fd = std::decay_t<F>;
         static_assert(sizeof(Fd) <= k_capacity, "callable too big for a Callback: capture a pointer instead");
         static_assert(alignof(Fd) <= alignof(std::uint64_t), "callable over-aligned for a Callback");
@@ -39,12 +40,14 @@ public:
     }
 
     explicit operator bool() const noexcept { return m_fn != nullptr; }
+    // Empties the callback; cheaper than assigning Callback{} since the storage is left as it was.
+    void reset() noexcept { m_fn = nullptr; }
 
     // Calls the stored callable. The callable may be stateful (mutable lambda); state changes stay in
     // this copy.
     void operator()() { m_fn(m_storage); }
 
-private:
+  private:
     using Fn = void (*)(void*);
 
     template <class F>

@@ -11,7 +11,8 @@ Channel::Channel(Simulator& sim, std::string name, std::uint64_t bytes_per_secon
       m_name(std::move(name)),
       m_bytes_per_second(bytes_per_second),
       m_latency(latency),
-      m_busy_ps(sim.stats().counter(m_name + ".busy_time", "ps", "time the channel was occupied by transfers")),
+      m_busy_ps(
+          sim.stats().counter(m_name + ".busy_time", "ps", "time the channel was occupied by transfers")),
       m_bytes(sim.stats().counter(m_name + ".bytes", "bytes", "bytes carried")),
       m_transfers(sim.stats().counter(m_name + ".transfers", "count", "transfers carried")) {
     MLSIM_CHECK(bytes_per_second >= 1, "channel '" + m_name + "' has zero bandwidth");
@@ -20,7 +21,8 @@ Channel::Channel(Simulator& sim, std::string name, std::uint64_t bytes_per_secon
 
 Tick Channel::hold_time(std::uint64_t bytes) const {
     using u128 = unsigned __int128;
-    const u128 ps = (static_cast<u128>(bytes) * 1'000'000'000'000ULL + m_bytes_per_second - 1) / m_bytes_per_second;
+    const u128 ps =
+        (static_cast<u128>(bytes) * 1'000'000'000'000ULL + m_bytes_per_second - 1) / m_bytes_per_second;
     MLSIM_CHECK(ps <= static_cast<u128>(INT64_MAX), "transfer time does not fit in 64 bits");
     return Tick::from_ps(static_cast<std::int64_t>(ps));
 }

@@ -21,7 +21,7 @@
 namespace mlsim {
 
 class Channel {
-public:
+  public:
     Channel(Simulator& sim, std::string name, std::uint64_t bytes_per_second, Tick latency);
     Channel(const Channel&) = delete;
     Channel& operator=(const Channel&) = delete;
@@ -55,7 +55,7 @@ public:
     std::uint64_t bytes() const noexcept { return m_bytes.value(); }
     std::uint64_t transfers() const noexcept { return m_transfers.value(); }
 
-private:
+  private:
     Simulator& m_sim;
     std::string m_name;
     std::uint64_t m_bytes_per_second;

@@ -15,7 +15,7 @@
 namespace mlsim {
 
 class ClockDomain {
-public:
+  public:
     static constexpr std::uint64_t k_ps_per_second = 1'000'000'000'000ULL;
 
     explicit ClockDomain(std::uint64_t frequency_hz) : m_hz(frequency_hz) {
@@ -52,7 +52,7 @@ public:
     // that becomes ready at t and needs n cycles reports as its finish time.
     Tick after(Tick t, Cycles n) const { return edge(edge_at_or_after(t) + n); }
 
-private:
+  private:
     using u128 = unsigned __int128;
 
     static std::int64_t narrow(u128 v) {

@@ -24,7 +24,7 @@ namespace mlsim {
 enum class Phase : std::uint8_t { first = 0, normal = 128, last = 255 };
 
 class EventQueue {
-public:
+  public:
     static constexpr unsigned k_slot_bits = 24;
     static constexpr unsigned k_sequence_bits = 32;
     static constexpr std::uint32_t k_max_slots = 1U << k_slot_bits;
@@ -76,17 +76,15 @@ public:
     // the bottom, so this skips the comparison against it on every level on the way down.
     void pop() noexcept {
         const std::size_t n = --m_size;
-        if (n == 0)
-            return;
+        if (n == 0) return;
         sift_up(hole_to_leaf(n), m_heap[n]);
     }
 
     void reserve(std::size_t n) {
-        while (m_capacity < n)
-            grow();
+        while (m_capacity < n) grow();
     }
 
-private:
+  private:
     struct Key {
         std::uint64_t time;   // non-negative ps
         std::uint64_t order;  // phase:8 | sequence:32 | slot:24
@@ -118,38 +116,42 @@ private:
     // walking all the way down and sifting up a little beats comparing it on every level going down.
     [[gnu::always_inline]] std::size_t hole_to_leaf(std::size_t n) noexcept {
         Key* const h = m_heap;
-        Key* hole = h;
-        Key* g = h + 1;  // first child of the hole
-        if (n > 4) {
-            const Key* const last_full = h + n - 4;  // the last place a complete group of four can start
-            while (g <= last_full) {
-                // Which child is smallest is a coin toss, so select by arithmetic, not by branches.
-                const std::size_t a = less(g[1], g[0]);
-                const std::size_t b = 2 + less(g[3], g[2]);
-                const std::size_t m = a ^ ((a ^ b) & (std::size_t{0} - less(g[b], g[a])));
-                *hole = g[m];
-                hole = g + m;
-                g = h + 4 * static_cast<std::size_t>(hole - h) + 1;
+        std::size_t i = 0;  // the hole
+        std::size_t c = 1;  // its first child
+        while (c + 3 < n) {
+            // Fetch the four grandchild groups while this level is compared: one of them is the next
+            // level's cache line. Matters once the heap outgrows L2; harmless before.
+            const std::size_t gc = 4 * c + 1;
+            if (gc + 15 < n) {
+                __builtin_prefetch(h + gc);
+                __builtin_prefetch(h + gc + 4);
+                __builtin_prefetch(h + gc + 8);
+                __builtin_prefetch(h + gc + 12);
             }
+            // Which child is smallest is a coin toss, so select by arithmetic, not by branches.
+            const Key* const g = h + c;
+            const std::size_t a = less(g[1], g[0]);
+            const std::size_t b = 2 + less(g[3], g[2]);
+            const std::size_t m = a ^ ((a ^ b) & (std::size_t{0} - less(g[b], g[a])));
+            h[i] = g[m];
+            i = c + m;
+            c = 4 * i + 1;
         }
-        const Key* const end = h + n;
-        if (g < end) {  // a last, partial group of children; their children lie beyond n
-            Key* m = g;
-            for (Key* j = g + 1; j < end; ++j)
-                if (less(*j, *m))
-                    m = j;
-            *hole = *m;
-            hole = m;
+        if (c < n) {  // a last, partial group of children; their children lie beyond n
+            std::size_t m = c;
+            for (std::size_t j = c + 1; j < n; ++j)
+                if (less(h[j], h[m])) m = j;
+            h[i] = h[m];
+            i = m;
         }
-        return static_cast<std::size_t>(hole - h);
+        return i;
     }
 
     [[gnu::always_inline]] void sift_up(std::size_t i, Key k) noexcept {
         Key* const h = m_heap;
         while (i > 0) {
             const std::size_t parent = (i - 1) / 4;
-            if (!less(k, h[parent]))
-                break;
+            if (!less(k, h[parent])) break;
             h[i] = h[parent];
             i = parent;
         }
@@ -159,8 +161,7 @@ private:
     void grow() {
         const std::size_t cap = m_capacity == 0 ? 64 : 2 * m_capacity;
         Key* storage = static_cast<Key*>(::operator new((cap + k_pad) * sizeof(Key), k_align));
-        for (std::size_t i = 0; i < m_size; ++i)
-            storage[i + k_pad] = m_heap[i];
+        for (std::size_t i = 0; i < m_size; ++i) storage[i + k_pad] = m_heap[i];
         release(m_storage);
         m_storage = storage;
         m_heap = storage + k_pad;
@@ -168,15 +169,13 @@ private:
     }
 
     static void release(Key* storage) noexcept {
-        if (storage)
-            ::operator delete(storage, k_align);
+        if (storage) ::operator delete(storage, k_align);
     }
 
     void renumber() {
         MLSIM_CHECK(m_size < m_sequence_limit, "more pending events than sequence numbers");
         std::vector<std::uint32_t> idx(m_size);
-        for (std::uint32_t i = 0; i < idx.size(); ++i)
-            idx[i] = i;
+        for (std::uint32_t i = 0; i < idx.size(); ++i) idx[i] = i;
         std::sort(idx.begin(), idx.end(), [this](auto a, auto b) { return less(m_heap[a], m_heap[b]); });
         constexpr std::uint64_t seq_mask = ((1ULL << k_sequence_bits) - 1) << k_slot_bits;
         for (std::uint64_t rank = 0; rank < idx.size(); ++rank) {

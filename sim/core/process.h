@@ -30,7 +30,7 @@
 namespace mlsim {
 
 class [[nodiscard]] Process {
-public:
+  public:
     struct promise_type;
     using handle_type = std::coroutine_handle<promise_type>;
 
@@ -38,8 +38,7 @@ public:
         bool await_ready() const noexcept { return false; }
         std::coroutine_handle<> await_suspend(handle_type h) noexcept {
             promise_type& p = h.promise();
-            if (p.continuation)
-                return p.continuation;
+            if (p.continuation) return p.continuation;
             if (p.link.linked())  // a spawned root: nobody else will free the frame
                 h.destroy();
             return std::noop_coroutine();
@@ -65,8 +64,7 @@ public:
     Process(Process&& o) noexcept : m_handle(std::exchange(o.m_handle, {})) {}
     Process& operator=(Process&& o) noexcept {
         if (this != &o) {
-            if (m_handle)
-                m_handle.destroy();
+            if (m_handle) m_handle.destroy();
             m_handle = std::exchange(o.m_handle, {});
         }
         return *this;
@@ -74,8 +72,7 @@ public:
     Process(const Process&) = delete;
     Process& operator=(const Process&) = delete;
     ~Process() {
-        if (m_handle)
-            m_handle.destroy();
+        if (m_handle) m_handle.destroy();
     }
 
     bool done() const noexcept { return !m_handle || m_handle.done(); }
@@ -94,7 +91,7 @@ public:
     // Awaiting a process runs it to completion as part of the awaiting one.
     ChildAwaiter operator co_await() && noexcept { return ChildAwaiter{m_handle}; }
 
-private:
+  private:
     friend class Simulator;
     explicit Process(handle_type h) noexcept : m_handle(h) {}
     handle_type m_handle;

@@ -6,9 +6,7 @@
 
 namespace mlsim {
 
-Simulator::Simulator() {
-    m_processes.prev = m_processes.next = &m_processes;
-}
+Simulator::Simulator() { m_processes.prev = m_processes.next = &m_processes; }
 
 Simulator::~Simulator() {
     // Destroying a frame runs its promise destructor, which unlinks it; children awaited by a frame are
@@ -25,10 +23,9 @@ std::uint32_t Simulator::grow_slots() {
 }
 
 bool Simulator::cancel(EventHandle h) noexcept {
-    if (!is_pending(h))
-        return false;
+    if (!is_pending(h)) return false;
     Slot& s = m_slots[h.slot];
-    s.cb = Callback{};
+    s.cb.reset();
     // A new generation makes this handle stale at once; the slot itself is freed when its key pops.
     ++s.generation;
     --m_pending;
@@ -38,18 +35,15 @@ bool Simulator::cancel(EventHandle h) noexcept {
 void Simulator::run() {
     settle();
     m_stop = false;
-    while (!m_queue.empty() && !m_stop)
-        run_top();
+    while (!m_queue.empty() && !m_stop) run_top();
 }
 
 void Simulator::run_until(Tick t) {
     MLSIM_CHECK(t >= m_now, past_message(t));
     settle();
     m_stop = false;
-    while (!m_queue.empty() && !m_stop && m_queue.top_time() <= t)
-        run_top();
-    if (!m_stop)
-        m_now = t;
+    while (!m_queue.empty() && !m_stop && m_queue.top_time() <= t) run_top();
+    if (!m_stop) m_now = t;
 }
 
 bool Simulator::step() {
@@ -57,8 +51,7 @@ bool Simulator::step() {
     while (!m_queue.empty()) {
         const bool live = static_cast<bool>(m_slots[m_queue.top().slot].cb);
         run_top();
-        if (live)
-            return true;
+        if (live) return true;
     }
     return false;
 }

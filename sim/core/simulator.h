@@ -51,7 +51,7 @@ struct ProcessLink {
 }  // namespace detail
 
 class Simulator {
-public:
+  public:
     Simulator();
     ~Simulator();
     Simulator(const Simulator&) = delete;
@@ -60,7 +60,8 @@ public:
     Tick now() const noexcept { return m_now; }
 
     EventHandle schedule_at(Tick at, Callback cb) { return schedule_at(at, Phase::normal, cb); }
-    EventHandle schedule_at(Tick at, Phase phase, Callback cb) {
+    // Forced inline: the call and register spills cost about 5% of an event in the hold benchmark.
+    [[gnu::always_inline]] EventHandle schedule_at(Tick at, Phase phase, Callback cb) {
         MLSIM_CHECK(at >= m_now, past_message(at));
         MLSIM_CHECK(static_cast<bool>(cb), "scheduled an empty Callback");
         const std::uint32_t slot = allocate_slot();
@@ -111,9 +112,9 @@ public:
 
     // Takes ownership of a process and starts it at now() (as an event, in FIFO order with other events
     // at now()). Defined in process.h.
-    void spawn(Process process);
+    inline void spawn(Process process);
 
-private:
+  private:
     struct Slot {
         Callback cb;  // empty when free or cancelled
         std::uint32_t generation = 0;
@@ -134,7 +135,7 @@ private:
 
     void free_slot(std::uint32_t s) noexcept {
         Slot& slot = m_slots[s];
-        slot.cb = Callback{};
+        slot.cb.reset();
         ++slot.generation;
         slot.next_free = m_free_head;
         m_free_head = s;

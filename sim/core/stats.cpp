@@ -29,8 +29,7 @@ std::vector<StatRow> StatRegistry::dump() const {
 }
 
 void StatRegistry::reset_all() noexcept {
-    for (Entry& e : m_entries)
-        e.counter.reset();
+    for (Entry& e : m_entries) e.counter.reset();
 }
 
 }  // namespace mlsim

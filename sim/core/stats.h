@@ -17,7 +17,7 @@
 namespace mlsim {
 
 class Counter {
-public:
+  public:
     void add(std::uint64_t n) noexcept { m_value += n; }
     Counter& operator+=(std::uint64_t n) noexcept {
         m_value += n;
@@ -30,7 +30,7 @@ public:
     std::uint64_t value() const noexcept { return m_value; }
     void reset() noexcept { m_value = 0; }
 
-private:
+  private:
     std::uint64_t m_value = 0;
 };
 
@@ -42,7 +42,7 @@ struct StatRow {
 };
 
 class StatRegistry {
-public:
+  public:
     StatRegistry() = default;
     StatRegistry(const StatRegistry&) = delete;
     StatRegistry& operator=(const StatRegistry&) = delete;
@@ -56,7 +56,7 @@ public:
     std::size_t size() const noexcept { return m_entries.size(); }
     void reset_all() noexcept;
 
-private:
+  private:
     struct Entry {
         std::string name;
         std::string unit;

@@ -40,7 +40,7 @@ constexpr std::int64_t checked_mul(std::int64_t a, std::int64_t b) {
 }  // namespace detail
 
 class Tick {
-public:
+  public:
     using rep = std::int64_t;
 
     constexpr Tick() noexcept = default;
@@ -86,13 +86,13 @@ public:
     }
     friend constexpr auto operator<=>(Tick, Tick) noexcept = default;
 
-private:
+  private:
     explicit constexpr Tick(rep ps) noexcept : m_ps(ps) {}
     rep m_ps = 0;
 };
 
 class Cycles {
-public:
+  public:
     using rep = std::int64_t;
 
     constexpr Cycles() noexcept = default;
@@ -114,7 +114,7 @@ public:
     friend constexpr Cycles operator*(rep k, Cycles a) { return a * k; }
     friend constexpr auto operator<=>(Cycles, Cycles) noexcept = default;
 
-private:
+  private:
     rep m_n = 0;
 };
 
@@ -126,7 +126,8 @@ std::ostream& operator<<(std::ostream& os, Cycles c);
 namespace literals {
 
 constexpr Tick operator""_ps(unsigned long long v) {
-    MLSIM_CHECK(v <= static_cast<unsigned long long>(std::numeric_limits<Tick::rep>::max()), "literal too big");
+    MLSIM_CHECK(v <= static_cast<unsigned long long>(std::numeric_limits<Tick::rep>::max()),
+                "literal too big");
     return Tick::from_ps(static_cast<Tick::rep>(v));
 }
 constexpr Tick operator""_ns(unsigned long long v) { return Tick::from_ns(operator""_ps(v).ps()); }

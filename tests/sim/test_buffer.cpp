@@ -69,7 +69,8 @@ TEST_CASE("waiting requests are granted first-in first-out, a big head is not ov
     std::vector<int> order;
     buf.request(BoundedBuffer::Request::put, 8, [&order] { order.push_back(0); });
     buf.request(BoundedBuffer::Request::put, 5, [&order] { order.push_back(1); });  // waits: 2 free
-    buf.request(BoundedBuffer::Request::put, 1, [&order] { order.push_back(2); });  // fits, but waits its turn
+    buf.request(BoundedBuffer::Request::put, 1,
+                [&order] { order.push_back(2); });  // fits, but waits its turn
     sim.run();
     CHECK(order == std::vector<int>{0});
     CHECK(buf.waiting_producers() == 2);
@@ -152,12 +153,12 @@ TEST_CASE("a double-buffered pipeline takes L + (S-1) * max(L, C) + C", "[buffer
         int steps;
     };
     const Case cases[] = {
-        {10_ns, 3_ns, 7},            // load-bound
-        {3_ns, 10_ns, 7},            // compute-bound
-        {5_ns, 5_ns, 9},             // balanced
+        {10_ns, 3_ns, 7},                                    // load-bound
+        {3_ns, 10_ns, 7},                                    // compute-bound
+        {5_ns, 5_ns, 9},                                     // balanced
         {Tick::from_ps(1'409), Tick::from_ps(1'410), 1000},  // off by one picosecond
         {Tick::from_ps(7'777), Tick::from_ps(333), 64},
-        {4_ns, 9_ns, 1},             // a single step: just L + C
+        {4_ns, 9_ns, 1},  // a single step: just L + C
     };
     for (const Case& c : cases) {
         INFO("load " << c.load << ", compute " << c.compute << ", steps " << c.steps);
@@ -173,7 +174,7 @@ TEST_CASE("a double-buffered pipeline takes L + (S-1) * max(L, C) + C", "[buffer
 
 TEST_CASE("a single-buffered pipeline serializes to S * (L + C)", "[buffer][pipeline]") {
     for (auto [load, compute, steps] : {std::tuple{10_ns, 3_ns, 7}, std::tuple{3_ns, 10_ns, 7},
-                                         std::tuple{Tick::from_ps(1'409), Tick::from_ps(1'410), 100}}) {
+                                        std::tuple{Tick::from_ps(1'409), Tick::from_ps(1'410), 100}}) {
         const PipelineResult r = run_pipeline(1, load, compute, steps);
         CHECK(r.end == steps * (load + compute));
     }

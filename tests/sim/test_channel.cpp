@@ -31,9 +31,9 @@ TEST_CASE("hold time rounds up to whole picoseconds and is exact for huge transf
     Simulator sim;
     Channel hbm{sim, "hbm", 2'039'000'000'000ULL, 0_ps};  // 2039 GB/s
     CHECK(hbm.hold_time(0) == 0_ps);
-    CHECK(hbm.hold_time(1) == 1_ps);                        // 0.49 ps rounds up
-    CHECK(hbm.hold_time(2'039) == 1_ns);                    // exact, no rounding
-    CHECK(hbm.hold_time(2'040) == 1_ns + 1_ps);             // 1000.49 ps rounds up
+    CHECK(hbm.hold_time(1) == 1_ps);             // 0.49 ps rounds up
+    CHECK(hbm.hold_time(2'039) == 1_ns);         // exact, no rounding
+    CHECK(hbm.hold_time(2'040) == 1_ns + 1_ps);  // 1000.49 ps rounds up
     // 80 GiB at 2039 GB/s: 85899345920e12 / 2039e9 = 42128173575.3... ps.
     CHECK(hbm.hold_time(85'899'345'920ULL) == Tick::from_ps(42'128'173'576));
 }

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdint>
+#include <map>
 #include <random>
 #include <tuple>
 #include <vector>
@@ -60,15 +61,15 @@ TEST_CASE("events with equal time and phase run first-in first-out", "[engine]")
     std::vector<int> expected;
     for (int i = 0; i < 1000; ++i) {
         // Interleave other times and phases so the heap really reorders things.
-        sim.schedule_at(Tick::from_ps(100 + (i * 7919) % 13), Phase::last, callback<&Recorder::on_event>(&r, 10'000 + i));
+        sim.schedule_at(Tick::from_ps(100 + (i * 7919) % 13), Phase::last,
+                        callback<&Recorder::on_event>(&r, 10'000 + i));
         sim.schedule_at(100_ps, callback<&Recorder::on_event>(&r, i));
         expected.push_back(i);
     }
     sim.run_until(100_ps);
     std::vector<int> at100;
     for (int id : r.order)
-        if (id < 10'000)
-            at100.push_back(id);
+        if (id < 10'000) at100.push_back(id);
     CHECK(at100 == expected);
     sim.run();
     // Within each later (time, phase) group, insertion order holds too.
@@ -220,12 +221,10 @@ TEST_CASE("the engine orders many random events exactly like a stable sort by (t
         std::vector<std::uint64_t>* out = &ran;
         sim.schedule_at(t, Phase{static_cast<std::uint8_t>(phase)}, [out, id] { out->push_back(id); });
     };
-    for (int i = 0; i < 5000; ++i)
-        schedule_random(Tick::zero());
+    for (int i = 0; i < 5000; ++i) schedule_random(Tick::zero());
     sim.run_until(20_ps);
     // More arrive mid-run, after everything at <= 20 ps ran, and queue behind pending equal keys.
-    for (int i = 0; i < 5000; ++i)
-        schedule_random(sim.now() + 1_ps);
+    for (int i = 0; i < 5000; ++i) schedule_random(sim.now() + 1_ps);
     sim.run();
     std::vector<Ev> expected = scheduled;
     std::stable_sort(expected.begin(), expected.end(), [](const Ev& a, const Ev& b) {
@@ -233,8 +232,7 @@ TEST_CASE("the engine orders many random events exactly like a stable sort by (t
     });
     REQUIRE(ran.size() == expected.size());
     bool same = true;
-    for (std::size_t i = 0; i < ran.size(); ++i)
-        same = same && ran[i] == expected[i].seq;
+    for (std::size_t i = 0; i < ran.size(); ++i) same = same && ran[i] == expected[i].seq;
     CHECK(same);
 }
 
@@ -249,11 +247,9 @@ TEST_CASE("FIFO order survives running out of sequence numbers", "[engine][queue
         expected.push_back(next++);
     };
     // Three entries stay pending across every renumbering.
-    for (int i = 0; i < 3; ++i)
-        push(0);
+    for (int i = 0; i < 3; ++i) push(0);
     for (int round = 0; round < 50; ++round) {
-        for (int i = 0; i < 5; ++i)
-            push(round);
+        for (int i = 0; i < 5; ++i) push(round);
         for (int i = 0; i < 5; ++i) {
             popped.push_back(q.top().slot);
             q.pop();
@@ -264,4 +260,56 @@ TEST_CASE("FIFO order survives running out of sequence numbers", "[engine][queue
         q.pop();
     }
     CHECK(popped == expected);
+}
+
+TEST_CASE("random scheduling and cancelling from inside events matches a sorted reference", "[engine]") {
+    // Reference: a std::map keyed by (time, phase, sequence) that mirrors every schedule and cancel.
+    using RefKey = std::tuple<std::int64_t, int, std::uint64_t>;
+    struct World {
+        Simulator sim;
+        std::mt19937_64 rng{777};
+        std::map<RefKey, std::uint64_t> reference;  // key -> id
+        std::vector<std::pair<EventHandle, RefKey>> live;
+        std::vector<std::uint64_t> ran;
+        std::vector<std::uint64_t> expected;
+        std::uint64_t next_id = 0;
+        int budget = 20'000;
+
+        void schedule_one() {
+            const Tick t = sim.now() + Tick::from_ps(static_cast<std::int64_t>(rng() % 20));
+            const int phase = static_cast<int>(rng() % 4) * 60;
+            const std::uint64_t id = next_id++;
+            const EventHandle h = sim.schedule_at(t, Phase{static_cast<std::uint8_t>(phase)},
+                                                  callback<&World::on_event>(this, id));
+            const RefKey k{t.ps(), phase, id};
+            reference.emplace(k, id);
+            live.emplace_back(h, k);
+        }
+        void on_event(std::uint64_t id) {
+            ran.push_back(id);
+            // The reference's first entry must be this very event.
+            REQUIRE(!reference.empty());
+            expected.push_back(reference.begin()->second);
+            reference.erase(reference.begin());
+            if (--budget <= 0) return;
+            const auto action = rng() % 10;
+            const int births = action < 3 ? 0 : action < 7 ? 1 : 2;
+            for (int i = 0; i < births; ++i) schedule_one();
+            if (action % 3 == 0 && !live.empty()) {  // cancel a random handle, often a stale one
+                const std::size_t pick = rng() % live.size();
+                const auto [h, k] = live[pick];
+                live[pick] = live.back();
+                live.pop_back();
+                const bool pending = reference.count(k) == 1;
+                CHECK(sim.cancel(h) == pending);
+                reference.erase(k);
+            }
+        }
+    } w;
+    for (int i = 0; i < 300; ++i) w.schedule_one();
+    w.sim.run();
+    CHECK(w.ran == w.expected);
+    CHECK(w.reference.empty());
+    CHECK(w.sim.pending() == 0);
+    CHECK(w.ran.size() > 5'000);
 }

@@ -19,13 +19,11 @@ TEST_CASE("stats are registered once and dumped with name, unit, value and descr
     StatRegistry reg;
     Counter& macs = reg.counter("pe.macs", "count", "multiply-accumulates performed");
     Counter& bytes = reg.counter("sram.read_bytes", "bytes", "bytes read from the SRAM");
-    for (int i = 0; i < 10; ++i)
-        ++macs;
+    for (int i = 0; i < 10; ++i) ++macs;
     bytes += 4096;
     bytes.add(4);
     // Registering more stats must not move the ones already handed out.
-    for (int i = 0; i < 100; ++i)
-        reg.counter("filler." + std::to_string(i), "count", "padding");
+    for (int i = 0; i < 100; ++i) reg.counter("filler." + std::to_string(i), "count", "padding");
     macs += 5;
 
     const std::vector<StatRow> rows = reg.dump();
@@ -76,7 +74,8 @@ struct Ticker {
     void on_tick() {
         trace->emplace_back(sim->now().ps(), 1'000'000 + id);
         if (--left > 0)
-            sim->schedule_in(Tick::from_ps(static_cast<std::int64_t>(id % 3) * 700), callback<&Ticker::on_tick>(this));
+            sim->schedule_in(Tick::from_ps(static_cast<std::int64_t>(id % 3) * 700),
+                             callback<&Ticker::on_tick>(this));
     }
 };
 
@@ -87,10 +86,8 @@ Trace run_scenario() {
     Trace trace;
     std::vector<Ticker> tickers;
     tickers.reserve(8);
-    for (std::uint64_t i = 0; i < 8; ++i)
-        tickers.push_back(Ticker{&sim, &trace, i, 40});
-    for (Ticker& t : tickers)
-        sim.schedule_at(Tick::zero(), callback<&Ticker::on_tick>(&t));
+    for (std::uint64_t i = 0; i < 8; ++i) tickers.push_back(Ticker{&sim, &trace, i, 40});
+    for (Ticker& t : tickers) sim.schedule_at(Tick::zero(), callback<&Ticker::on_tick>(&t));
     for (int id = 0; id < 6; ++id)
         sim.spawn(worker(sim, link, buf, 42 + static_cast<std::uint64_t>(id), id, trace));
     sim.run();
@@ -107,7 +104,6 @@ TEST_CASE("two identical runs produce identical traces of (time, event id)", "[d
     CHECK(a == b);
     // The trace is not trivially ordered: many events share a time, so FIFO tie-breaking is exercised.
     std::size_t ties = 0;
-    for (std::size_t i = 1; i < a.size(); ++i)
-        ties += a[i].first == a[i - 1].first;
+    for (std::size_t i = 1; i < a.size(); ++i) ties += a[i].first == a[i - 1].first;
     CHECK(ties > 100);
 }

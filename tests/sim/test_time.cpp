@@ -90,15 +90,23 @@ TEST_CASE("cycles are their own integer type", "[time]") {
 }
 
 TEST_CASE("edge n of a clock is floor(n * 1e12 / f) exactly, even at n = 10^12", "[time][clock]") {
-    const std::uint64_t freqs[] = {1'410'000'000ULL, 700'000'000ULL, 1'000'000'000ULL, 3'000'000'000ULL,
+    const std::uint64_t freqs[] = {1'410'000'000ULL, 700'000'000ULL, 1'000'000'000ULL,    3'000'000'000ULL,
                                    32'768ULL,        999'999'937ULL, 1'000'000'000'000ULL};
-    const std::int64_t ns[] = {0, 1, 2, 3, 141, 1'000, 999'999, 1'000'000'007, 1'000'000'000'000,
-                               1'000'000'000'001, 123'456'789'012'345};
+    const std::int64_t ns[] = {0,
+                               1,
+                               2,
+                               3,
+                               141,
+                               1'000,
+                               999'999,
+                               1'000'000'007,
+                               1'000'000'000'000,
+                               1'000'000'000'001,
+                               123'456'789'012'345};
     for (std::uint64_t hz : freqs) {
         const ClockDomain clk{hz};
         for (std::int64_t n : ns) {
-            if (hz < 1'000'000 && n > 1'000'000'000)
-                continue;  // beyond 2^63 ps for slow clocks
+            if (hz < 1'000'000 && n > 1'000'000'000) continue;  // beyond 2^63 ps for slow clocks
             INFO("f = " << hz << " Hz, n = " << n);
             CHECK(clk.edge(Cycles{n}).ps() == exact_edge(n, hz));
         }

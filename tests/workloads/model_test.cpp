@@ -1,16 +1,21 @@
 // The model graph: topological order, validation errors, inputs and outputs.
+#include "workloads/model.h"
+
 #include <catch2/catch.hpp>
 
 #include "sim/config/error.h"
-#include "workloads/model.h"
 
 using namespace mlsim;
 using namespace mlsim::wl;
 
 namespace {
 
-Op relu(const std::string& name, Shape s = {2, 8}) { return make_op(name, EltwiseAttr{Eltwise::relu}, {std::move(s)}); }
-Op add2(const std::string& name, Shape s = {2, 8}) { return make_op(name, EltwiseAttr{Eltwise::add}, {s, s}); }
+Op relu(const std::string& name, Shape s = {2, 8}) {
+    return make_op(name, EltwiseAttr{Eltwise::relu}, {std::move(s)});
+}
+Op add2(const std::string& name, Shape s = {2, 8}) {
+    return make_op(name, EltwiseAttr{Eltwise::add}, {s, s});
+}
 
 std::vector<std::string> names(const Model& m) {
     std::vector<std::string> out;
@@ -70,7 +75,8 @@ TEST_CASE("a cycle is a user error naming the ops on it", "[model][errors]") {
     b.connect("a", 0, "b", 0);
     b.connect("b", 0, "c", 0);
     b.connect("c", 0, "a", 0, cfg::SourceLoc{"m.yaml", 9, 3}, "edges[2]");
-    CHECK_THROWS_WITH(std::move(b).build(), Catch::Contains("model 'loop' has a cycle: 'a' -> 'b' -> 'c' -> 'a'"));
+    CHECK_THROWS_WITH(std::move(b).build(),
+                      Catch::Contains("model 'loop' has a cycle: 'a' -> 'b' -> 'c' -> 'a'"));
 }
 
 TEST_CASE("a dangling edge is a user error with the nearest op name and its location", "[model][errors]") {
@@ -78,9 +84,10 @@ TEST_CASE("a dangling edge is a user error with the nearest op name and its loca
     b.add(relu("conv1"));
     b.add(relu("conv2"));
     b.connect("conv1", 0, "cnv2x", 0, cfg::SourceLoc{"m.yaml", 4, 7}, "edges[0]");
-    CHECK_THROWS_WITH(std::move(b).build(),
-                      Catch::StartsWith("m.yaml:4:7: error: edges[0]: edge 'conv1' -> 'cnv2x': no op named 'cnv2x'; "
-                                        "did you mean 'conv2'?"));
+    CHECK_THROWS_WITH(
+        std::move(b).build(),
+        Catch::StartsWith("m.yaml:4:7: error: edges[0]: edge 'conv1' -> 'cnv2x': no op named 'cnv2x'; "
+                          "did you mean 'conv2'?"));
     ModelBuilder c("m");
     c.add(relu("x"));
     c.connect({0, 0}, 5, 0);
@@ -92,8 +99,9 @@ TEST_CASE("a shape mismatch between producer and consumer is a user error naming
     b.add(relu("p", {2, 8}));
     b.add(relu("q", {2, 9}));
     b.connect("p", 0, "q", 0);
-    CHECK_THROWS_WITH(std::move(b).build(),
-                      Catch::Contains("shape mismatch: op 'q' input 0 expects [2,9] but op 'p' output 0 is [2,8]"));
+    CHECK_THROWS_WITH(
+        std::move(b).build(),
+        Catch::Contains("shape mismatch: op 'q' input 0 expects [2,9] but op 'p' output 0 is [2,8]"));
 }
 
 TEST_CASE("duplicate names, double-fed inputs and bad slots are user errors", "[model][errors]") {
@@ -110,7 +118,8 @@ TEST_CASE("duplicate names, double-fed inputs and bad slots are user errors", "[
         b.add(relu("c"));
         b.connect("a", 0, "c", 0);
         b.connect("b", 0, "c", 0);
-        CHECK_THROWS_WITH(std::move(b).build(), Catch::Contains("input 0 of op 'c' is fed twice (by 'a' and 'b')"));
+        CHECK_THROWS_WITH(std::move(b).build(),
+                          Catch::Contains("input 0 of op 'c' is fed twice (by 'a' and 'b')"));
     }
     {
         ModelBuilder b("m");

@@ -209,7 +209,7 @@ TEST_CASE("embeddings: lookups read only the gathered rows; bags add (pooling-1)
     CHECK(e.output() == Shape{8, 16, 128});
     CHECK(e.counts().params == 100000000LL * 128);
     CHECK(e.counts().weight_bytes == 8.0 * 16 * 128 * 4);
-    CHECK(e.counts().input_bytes == 8.0 * 16 * 8);  // int64 ids
+    CHECK(e.counts().input_bytes == 8.0 * 16 * 8);      // int64 ids
     CHECK(e.weight_storage_bytes() == Approx(51.2e9));  // seed: 100 M x 128 x FP32 = 51.2 GB
     const Op bag = make_op("b", EmbeddingAttr{1000, 64, true, false}, {{32, 20}});
     CHECK(bag.kind == "embedding_bag");
@@ -258,13 +258,15 @@ TEST_CASE("inconsistent attributes are user errors that name the op", "[op][erro
     CHECK_THROWS_WITH(make_op("big", conv2d(8, 9), {{1, 4, 8, 8}}), Catch::Contains("op 'big'"));
     CHECK_THROWS_WITH(make_op("fc", LinearAttr{100, 10, true}, {{1, 64}}),
                       Catch::Contains("in_features is 100 but the input gives 64"));
-    CHECK_THROWS_WITH(make_op("mm", MatmulAttr{}, {{4, 8}, {9, 2}}), Catch::Contains("inner dimensions differ"));
+    CHECK_THROWS_WITH(make_op("mm", MatmulAttr{}, {{4, 8}, {9, 2}}),
+                      Catch::Contains("inner dimensions differ"));
     CHECK_THROWS_WITH(make_op("a", attn(12, 5, false, 0), {{1, 4, 768}, {1, 4, 320}, {1, 4, 320}}),
                       Catch::Contains("kv_heads = 5 must divide heads = 12"));
     CHECK_THROWS_WITH(make_op("add", EltwiseAttr{Eltwise::add}, {{2, 3}, {3, 2}}),
                       Catch::Contains("input 1 has shape [3,2] but input 0 has [2,3]"));
     CHECK_THROWS_AS(make_op("neg", EltwiseAttr{Eltwise::relu}, {{2, 0}}), cfg::UserError);
     const cfg::SourceLoc at{"m.yaml", 7, 5};
-    CHECK_THROWS_WITH(make_op("x", LinearAttr{0, 0, true}, {{2, 3}}, DType::fp32, at, "ops[2]"),
-                      Catch::StartsWith("m.yaml:7:5: error: ops[2]: op 'x' (linear): out_features must be positive"));
+    CHECK_THROWS_WITH(
+        make_op("x", LinearAttr{0, 0, true}, {{2, 3}}, DType::fp32, at, "ops[2]"),
+        Catch::StartsWith("m.yaml:7:5: error: ops[2]: op 'x' (linear): out_features must be positive"));
 }

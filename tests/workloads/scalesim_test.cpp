@@ -9,7 +9,9 @@ using namespace mlsim::wl;
 
 namespace {
 
-std::string data(const std::string& f) { return std::string(MLSIM_SOURCE_DIR) + "/tests/workloads/data/" + f; }
+std::string data(const std::string& f) {
+    return std::string(MLSIM_SOURCE_DIR) + "/tests/workloads/data/" + f;
+}
 
 }  // namespace
 
@@ -50,11 +52,13 @@ TEST_CASE("a SCALE-Sim GEMM topology is M output rows, N output columns, K reduc
 TEST_CASE("malformed SCALE-Sim rows are user errors at file:line:col", "[scalesim][errors]") {
     CHECK_THROWS_WITH(load_scalesim_csv(data("bad_fields.csv"), ZooOptions{}),
                       Catch::StartsWith(data("bad_fields.csv") + ":3:1: error: expected 8 fields"));
-    CHECK_THROWS_WITH(load_scalesim_csv(data("bad_number.csv"), ZooOptions{}),
-                      Catch::StartsWith(data("bad_number.csv") + ":2:21: error: layer 'Conv1': Num Filter must be a "
-                                                                 "positive integer, got '6x4'"));
-    CHECK_THROWS_WITH(load_scalesim_csv(data("bad_filter.csv"), ZooOptions{}),
-                      Catch::Contains("bad_filter.csv:2:") && Catch::Contains("filter 7x7 is larger than the 5x5 input"));
+    CHECK_THROWS_WITH(
+        load_scalesim_csv(data("bad_number.csv"), ZooOptions{}),
+        Catch::StartsWith(data("bad_number.csv") + ":2:21: error: layer 'Conv1': Num Filter must be a "
+                                                   "positive integer, got '6x4'"));
+    CHECK_THROWS_WITH(
+        load_scalesim_csv(data("bad_filter.csv"), ZooOptions{}),
+        Catch::Contains("bad_filter.csv:2:") && Catch::Contains("filter 7x7 is larger than the 5x5 input"));
     CHECK_THROWS_WITH(load_scalesim_csv(data("bad_header.csv"), ZooOptions{}),
                       Catch::Contains("bad_header.csv:1:1: error: not a SCALE-Sim topology header"));
     CHECK_THROWS_WITH(load_scalesim_csv(data("missing.csv"), ZooOptions{}), Catch::Contains("cannot open"));

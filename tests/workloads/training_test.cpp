@@ -59,9 +59,9 @@ TEST_CASE("the lowered graph is a DAG that orders backward after forward and upd
     for (const Op& op : t.ops()) names.push_back(op.name);
     // Insertion order is already topological here, so it is the order.
     CHECK(names == std::vector<std::string>{"fc1", "relu1", "fc2", "relu2", "fc3", "fc3.grad_input",
-                                            "fc3.grad_weight", "relu2.grad", "fc2.grad_input", "fc2.grad_weight",
-                                            "relu1.grad", "fc1.grad_weight", "fc1.sgd_update", "fc2.sgd_update",
-                                            "fc3.sgd_update"});
+                                            "fc3.grad_weight", "relu2.grad", "fc2.grad_input",
+                                            "fc2.grad_weight", "relu1.grad", "fc1.grad_weight",
+                                            "fc1.sgd_update", "fc2.sgd_update", "fc3.sgd_update"});
     const size_t gw = *t.find("fc2.grad_weight");
     const Op& op = t.op(gw);
     CHECK(op.kind == "linear_grad_weight");
@@ -88,8 +88,8 @@ TEST_CASE("optimizers keep 0, 1 and 2 state tensors per weight; Adam adds two", 
     CHECK(sgd.optimizer_state_bytes == 0);
     CHECK(mom.optimizer_state_bytes == w);
     CHECK(adam.optimizer_state_bytes == 2 * w);
-    CHECK(adam.total_bytes == adam.weights_bytes + adam.gradients_bytes + adam.optimizer_state_bytes +
-                                  adam.activations_bytes);
+    CHECK(adam.total_bytes ==
+          adam.weights_bytes + adam.gradients_bytes + adam.optimizer_state_bytes + adam.activations_bytes);
     // Activations kept for backward: the input (read by fc1's weight gradient) and the four hidden tensors.
     CHECK(adam.activations_bytes == (16.0 * 784 + 4 * 16.0 * 128) * 4);
     // The update ops: 12 FLOPs per weight for Adam, reading the gradient and both moments.
@@ -132,7 +132,8 @@ TEST_CASE("recompute ops feed the backward ops of their segment", "[training]") 
     CHECK(t.op(r).phase == Phase::recompute);
     CHECK(t.op(r).tied_to == "layer1.0.conv2");
     bool feeds_backward = false;
-    for (const Edge& e : t.out_edges(r)) feeds_backward = feeds_backward || t.op(e.to).phase == Phase::backward;
+    for (const Edge& e : t.out_edges(r))
+        feeds_backward = feeds_backward || t.op(e.to).phase == Phase::backward;
     CHECK(feeds_backward);
     // Every recompute op runs after the backward ops of later segments have started.
     CHECK(r > *t.find("fc.grad_weight"));

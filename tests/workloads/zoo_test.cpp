@@ -1,7 +1,6 @@
 // The zoo against published figures. Each expected value names its source; exact integers are used
 // where the reference implementation's count is exact, tolerances where papers round.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 
 #include "sim/config/error.h"
@@ -24,10 +23,10 @@ double rel_err(double got, double want) { return std::abs(got - want) / want; }
 }  // namespace
 
 TEST_CASE("the zoo lists exactly the required models, each with a description", "[zoo]") {
-    const std::vector<std::string> want = {"lenet5",           "resnet50",          "mobilenetv2",
-                                           "ds-cnn-kws",       "bert-base",         "gpt2-small-prefill",
-                                           "gpt2-small-decode", "gpt2-xl-prefill",  "gpt2-xl-decode",
-                                           "llama2-7b-decode", "dlrm-mlperf",       "mlp3"};
+    const std::vector<std::string> want = {
+        "lenet5",         "resnet50",           "mobilenetv2",       "ds-cnn-kws",
+        "bert-base",      "gpt2-small-prefill", "gpt2-small-decode", "gpt2-xl-prefill",
+        "gpt2-xl-decode", "llama2-7b-decode",   "dlrm-mlperf",       "mlp3"};
     std::vector<std::string> got;
     for (const ZooEntry& e : zoo_list()) {
         got.push_back(e.name);
@@ -78,10 +77,10 @@ TEST_CASE("LeNet-5 (common variant) has 61,706 parameters and 416,520 MACs", "[z
 TEST_CASE("ResNet-50 matches torchvision: 25,557,032 parameters and about 4.1 GMACs at 224x224", "[zoo]") {
     const Model m = zoo_build("resnet50", ZooOptions{});
     const OpCounts t = m.totals();
-    CHECK(t.params == 25557032);                      // torchvision resnet50 (v1.5)
+    CHECK(t.params == 25557032);                        // torchvision resnet50 (v1.5)
     CHECK(rel_err(double(t.params), 25.56e6) < 0.005);  // the brief's tolerance against "25.56 M"
-    CHECK(rel_err(t.macs, 4.1e9) < 0.03);             // He et al. 2016 Table 1: 3.8e9 FLOPs(=MACs) for v1;
-                                                      // v1.5 is ~4.1 G
+    CHECK(rel_err(t.macs, 4.1e9) < 0.03);               // He et al. 2016 Table 1: 3.8e9 FLOPs(=MACs) for v1;
+                                                        // v1.5 is ~4.1 G
     // Weights at FP32: seed claim "102 MB": 25,557,032 params x 4 B plus batchnorm running statistics.
     CHECK(t.weight_bytes == Approx(102.2e6).epsilon(0.01));
     // Batch scales MACs exactly, parameters not at all.
@@ -118,7 +117,8 @@ TEST_CASE("BERT-base has 109,482,240 parameters (the paper's 110 M)", "[zoo]") {
     CHECK(m.totals().params == 109482240);
     CHECK(rel_err(double(m.totals().params), 110e6) < 0.01);
     // Encoder linears at seq 128: 12 layers x 128 tokens x (4·768² + 2·768·3072); pooler 768² once.
-    CHECK(sum_where(m, "linear", &OpCounts::macs) == 12.0 * 128 * (4.0 * 768 * 768 + 2.0 * 768 * 3072) + 768.0 * 768);
+    CHECK(sum_where(m, "linear", &OpCounts::macs) ==
+          12.0 * 128 * (4.0 * 768 * 768 + 2.0 * 768 * 3072) + 768.0 * 768);
 }
 
 TEST_CASE("GPT-2 small and XL have 124,439,808 and 1,557,611,200 parameters (tied LM head)", "[zoo]") {

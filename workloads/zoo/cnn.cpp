@@ -90,7 +90,7 @@ Model mobilenetv2(const ZooOptions& o) {
     struct Row {
         int64_t t, c, n, s;
     };
-    const Row rows[] = {{1, 16, 1, 1}, {6, 24, 2, 2}, {6, 32, 3, 2}, {6, 64, 4, 2},
+    const Row rows[] = {{1, 16, 1, 1}, {6, 24, 2, 2},  {6, 32, 3, 2}, {6, 64, 4, 2},
                         {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}};
     int idx = 1;
     int64_t cin = 32;

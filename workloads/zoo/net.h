@@ -17,7 +17,7 @@ struct T {
 };
 
 class Net {
-public:
+  public:
     Net(std::string name, DType dtype) : m_b(std::move(name)), m_dtype(dtype) {}
 
     static T input(Shape s) { return T{std::nullopt, std::move(s)}; }
@@ -55,7 +55,9 @@ public:
     }
     T act(std::string name, Eltwise fn, const T& x) { return eltwise(std::move(name), fn, {x}); }
     T add(std::string name, const T& a, const T& b) { return eltwise(std::move(name), Eltwise::add, {a, b}); }
-    T norm(std::string name, NormType type, const T& x) { return op(std::move(name), NormAttr{type, 0}, {x}); }
+    T norm(std::string name, NormType type, const T& x) {
+        return op(std::move(name), NormAttr{type, 0}, {x});
+    }
     T pool2d(std::string name, PoolType type, const T& x, int64_t k, int64_t stride, int64_t pad) {
         PoolAttr a;
         a.type = type;
@@ -79,7 +81,7 @@ public:
     DType dtype() const { return m_dtype; }
     Model build() && { return std::move(m_b).build(); }
 
-private:
+  private:
     ModelBuilder m_b;
     DType m_dtype;
 };

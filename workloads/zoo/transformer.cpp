@@ -80,7 +80,8 @@ Model bert_base(const ZooOptions& o) {
 Model gpt2(std::string_view name, const ZooOptions& o, bool xl, bool decode) {
     check_options(name, o, true, false);
     const int64_t ctx = 1024;
-    const int64_t s = decode ? pick(name, "seq", o.seq, ctx - 1, 1, ctx - 1) : pick(name, "seq", o.seq, ctx, 1, ctx);
+    const int64_t s =
+        decode ? pick(name, "seq", o.seq, ctx - 1, 1, ctx - 1) : pick(name, "seq", o.seq, ctx, 1, ctx);
     const int64_t layers = xl ? 48 : 12;
     Block b;
     b.d = xl ? 1600 : 768;

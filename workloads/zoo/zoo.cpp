@@ -19,7 +19,8 @@ const std::vector<Entry>& registry() {
     static const std::vector<Entry> entries = {
         {"lenet5", "LeNet-5 (LeCun 1998, common variant: full C3, 10-way linear output), 32x32 grayscale",
          zoo::lenet5},
-        {"resnet50", "ResNet-50 v1.5 (He 2016; torchvision), 224x224, 25.6 M params, 4.1 G MACs", zoo::resnet50},
+        {"resnet50", "ResNet-50 v1.5 (He 2016; torchvision), 224x224, 25.6 M params, 4.1 G MACs",
+         zoo::resnet50},
         {"mobilenetv2", "MobileNetV2 1.0 (Sandler 2018; torchvision), 224x224, 3.5 M params, 300 M MACs",
          zoo::mobilenetv2},
         {"ds-cnn-kws", "DS-CNN keyword spotting (MLPerf Tiny reference), 49x10 MFCC input, 12 classes",
@@ -36,11 +37,13 @@ const std::vector<Entry>& registry() {
          [](const ZooOptions& o) { return zoo::gpt2("gpt2-xl-decode", o, true, true); }},
         {"llama2-7b-decode", "Llama-2-7B (6.74 B) one decode step, seq = KV-cache length (default 1024)",
          zoo::llama2_7b_decode},
-        {"dlrm-mlperf", "DLRM, MLPerf Criteo Terabyte config (26 tables x 128, 24 B params); seq = pooling "
-                        "factor (default 1)",
+        {"dlrm-mlperf",
+         "DLRM, MLPerf Criteo Terabyte config (26 tables x 128, 24 B params); seq = pooling "
+         "factor (default 1)",
          zoo::dlrm_mlperf},
-        {"mlp3", "3-layer MLP d->h->h->k, no biases; d = image^2 (default 28 -> 784), h = hidden (default 1024), "
-                 "k = 10",
+        {"mlp3",
+         "3-layer MLP d->h->h->k, no biases; d = image^2 (default 28 -> 784), h = hidden (default 1024), "
+         "k = 10",
          zoo::mlp3},
     };
     return entries;
@@ -62,7 +65,8 @@ void check_options(std::string_view model, const ZooOptions& o, bool allow_seq, 
     if (!allow_hidden && o.hidden != 0) option_error(model, "hidden", "this model takes no hidden width");
 }
 
-int64_t pick(std::string_view model, std::string_view key, int64_t given, int64_t dflt, int64_t lo, int64_t hi) {
+int64_t pick(std::string_view model, std::string_view key, int64_t given, int64_t dflt, int64_t lo,
+             int64_t hi) {
     const int64_t v = given == 0 ? dflt : given;
     if (v < lo || v > hi)
         option_error(model, key, fmt::format("{} must be between {} and {}, got {}", key, lo, hi, v));

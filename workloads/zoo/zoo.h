@@ -13,7 +13,8 @@ namespace mlsim::wl::zoo {
 // Positive batch; `seq`, `image` and `hidden` rejected unless the model takes them (allow_* = true).
 void check_options(std::string_view model, const ZooOptions& o, bool allow_seq, bool allow_image,
                    bool allow_hidden = false);
-int64_t pick(std::string_view model, std::string_view key, int64_t given, int64_t dflt, int64_t lo, int64_t hi);
+int64_t pick(std::string_view model, std::string_view key, int64_t given, int64_t dflt, int64_t lo,
+             int64_t hi);
 
 Model lenet5(const ZooOptions& o);
 Model resnet50(const ZooOptions& o);

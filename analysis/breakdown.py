@@ -1,0 +1,179 @@
+#!/usr/bin/python3
+"""Per-layer time and energy breakdown of one run of an mlsim results database.
+
+Reads the `runs` and `layers` tables (read-only) and draws two figures:
+
+- breakdown_time.png: time (or, with --cycles, device cycles) per layer in execution order, each bar
+  coloured by the layer's `bound` (compute, memory, ...), with the share of the run's time per bound;
+- breakdown_energy.png: energy per layer stacked by component (compute = MACs x MAC energy, memory =
+  bytes x per-byte energy, static = static power x time), above the same split summed per op kind.
+
+Usage:
+    analysis/breakdown.py DB --out DIR [--run RUN_ID] [--cycles]
+
+Without --run the run is the ok run with the most layers (the latest on a tie), as for roofline.py.
+Exit status: 0 done, 2 bad input (missing database, missing or failed run, not an mlsim database).
+"""
+
+import argparse
+import os
+import sqlite3
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+
+from roofline import (  # noqa: E402  (same folder; shares the database checks and colours)
+    BOUND_COLOURS,
+    SPARE_COLOURS,
+    PandasDatabaseError,
+    UserError,
+    check_run,
+    colour_for,
+    default_run,
+    load_runs,
+    open_db,
+    si,
+)
+import pandas as pd  # noqa: E402
+
+# Energy components as stored in `layers`, with fixed colours so figures of different runs compare.
+COMPONENTS = [
+    ("energy_compute_j", "compute", "tab:blue"),
+    ("energy_memory_j", "memory", "tab:orange"),
+    ("energy_static_j", "static", "tab:gray"),
+]
+
+# Beyond this many layers the per-layer bars carry no readable labels.
+MAX_LABELLED_LAYERS = 40
+
+
+def load_layers(conn, run_id):
+    return pd.read_sql_query(
+        "SELECT idx, name, op, bound, time_s, cycles, energy_j, energy_compute_j, energy_memory_j, "
+        "energy_static_j FROM layers WHERE run_id = ? ORDER BY idx",
+        conn,
+        params=(run_id,),
+    )
+
+
+def title_of(run):
+    detail = ", ".join(
+        str(v) for v in (run["mode"], run["dtype"], f"batch {run['batch']}", f"run {run['run_id']}") if v
+    )
+    return f"{run['device'] or '?'} / {run['model'] or '?'}\n{detail}"
+
+
+def label_layers(ax, layers):
+    if len(layers) <= MAX_LABELLED_LAYERS:
+        ax.set_xticks(range(len(layers)))
+        ax.set_xticklabels(layers["name"], rotation=90, fontsize=6)
+    else:
+        ax.set_xlabel(f"layer (execution order, {len(layers)} layers)")
+
+
+def draw_time(run, layers, use_cycles, out_path):
+    column, unit = ("cycles", "cycles") if use_cycles else ("time_s", "s")
+    values = layers[column].fillna(0).astype(float)
+    bounds = layers["bound"].fillna("unknown").replace("", "unknown")
+    colours = [colour_for(b, SPARE_COLOURS) for b in bounds]
+    total = values.sum()
+
+    fig, ax = plt.subplots(figsize=(max(8, min(20, len(layers) * 0.12)), 5), dpi=120)
+    ax.bar(range(len(layers)), values, color=colours, width=0.85)
+    handles = []
+    for bound in sorted(bounds.unique()):
+        share = values[bounds == bound].sum() / total if total > 0 else 0
+        handles.append(plt.Rectangle((0, 0), 1, 1, color=BOUND_COLOURS[bound],
+                                     label=f"{bound}-bound ({share:.0%} of the {'cycles' if use_cycles else 'time'})"))
+    ax.legend(handles=handles, loc="upper right", fontsize=8)
+    ax.set_ylabel(f"{'cycles' if use_cycles else 'time'} per layer ({unit})")
+    label_layers(ax, layers)
+    ax.set_xlim(-0.6, len(layers) - 0.4)
+    ax.grid(True, axis="y", linestyle=":", linewidth=0.6)
+    total_text = f"{total:.4g} cycles" if use_cycles else si(total, "s")
+    ax.set_title(f"{'Cycles' if use_cycles else 'Time'} per layer: {title_of(run)}; total {total_text}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out_path)
+    plt.close(fig)
+
+
+def draw_energy(run, layers, out_path):
+    parts = layers[[c for c, _, _ in COMPONENTS]].fillna(0)
+    by_op = layers.assign(**{c: parts[c] for c, _, _ in COMPONENTS}).groupby("op", sort=False)[
+        [c for c, _, _ in COMPONENTS]].sum()
+    by_op = by_op.loc[by_op.sum(axis=1).sort_values(ascending=False).index]
+
+    fig, (ax_op, ax_layer) = plt.subplots(2, 1, figsize=(max(8, min(20, len(layers) * 0.12)), 8), dpi=120,
+                                          gridspec_kw={"height_ratios": [1, 1.4]})
+    bottom_op = pd.Series(0.0, index=by_op.index)
+    bottom_layer = pd.Series(0.0, index=layers.index)
+    totals = {}
+    for column, label, colour in COMPONENTS:
+        totals[label] = parts[column].sum()
+        ax_op.bar(range(len(by_op)), by_op[column], bottom=bottom_op, color=colour, width=0.7, label=label)
+        bottom_op += by_op[column]
+        ax_layer.bar(range(len(layers)), parts[column], bottom=bottom_layer, color=colour, width=0.85, label=label)
+        bottom_layer += parts[column]
+    grand = sum(totals.values())
+    legend = [f"{label} {si(v, 'J')} ({v / grand:.0%})" if grand > 0 else label for label, v in totals.items()]
+    ax_op.set_xticks(range(len(by_op)))
+    ax_op.set_xticklabels(by_op.index, rotation=30, ha="right", fontsize=8)
+    ax_op.set_ylabel("energy per op kind (J)")
+    ax_op.legend(legend, loc="upper right", fontsize=8)
+    ax_op.grid(True, axis="y", linestyle=":", linewidth=0.6)
+    ax_op.set_title(f"Energy by component: {title_of(run)}; total {si(grand, 'J')}", fontsize=10)
+    ax_layer.set_ylabel("energy per layer (J)")
+    label_layers(ax_layer, layers)
+    ax_layer.set_xlim(-0.6, len(layers) - 0.4)
+    ax_layer.grid(True, axis="y", linestyle=":", linewidth=0.6)
+    fig.tight_layout()
+    fig.savefig(out_path)
+    plt.close(fig)
+    return totals
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Per-layer time and energy breakdown of one mlsim run.")
+    parser.add_argument("db", help="results database (SQLite file written by mlsim)")
+    parser.add_argument("--out", required=True, help="directory for the PNG files (created if missing)")
+    parser.add_argument("--run", type=int, help="run_id (default: the ok run with the most layers, latest on a tie)")
+    parser.add_argument("--cycles", action="store_true", help="plot device cycles per layer instead of time")
+    args = parser.parse_args(argv)
+
+    try:
+        conn = open_db(args.db)
+        runs = load_runs(conn)
+        run_id = args.run if args.run is not None else default_run(runs)
+        run = check_run(runs, run_id)
+        layers = load_layers(conn, run_id)
+        if layers.empty:
+            raise UserError(f"run {run_id} has no layers")
+        use_cycles = args.cycles
+        if use_cycles and not (layers["cycles"].fillna(0) > 0).any():
+            print(f"warning: run {run_id} records no cycles; plotting time instead", file=sys.stderr)
+            use_cycles = False
+        os.makedirs(args.out, exist_ok=True)
+        time_path = os.path.join(args.out, "breakdown_time.png")
+        energy_path = os.path.join(args.out, "breakdown_energy.png")
+        draw_time(run, layers, use_cycles, time_path)
+        totals = draw_energy(run, layers, energy_path)
+        grand = sum(totals.values())
+        split = ", ".join(f"{k} {v / grand:.1%}" for k, v in totals.items()) if grand > 0 else "no energy"
+        print(f"run {run_id}: {len(layers)} layers; energy {si(grand, 'J')} ({split}) -> {time_path}, {energy_path}")
+    except UserError as e:
+        print(f"breakdown.py: error: {args.db}: {e}", file=sys.stderr)
+        return 2
+    except (sqlite3.DatabaseError, PandasDatabaseError) as e:
+        print(f"breakdown.py: error: {args.db}: cannot read the database: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"breakdown.py: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

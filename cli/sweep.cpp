@@ -1,0 +1,919 @@
+#include "cli/sweep.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <exception>
+#include <filesystem>
+#include <iostream>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "cli/format.h"
+#include "cli/key_path.h"
+#include "sim/config/loader.h"
+#include "sim/core/check.h"
+#include "workloads/model.h"
+
+namespace mlsim::cli {
+
+namespace fs = std::filesystem;
+namespace po = boost::program_options;
+using cfg::Param;
+using cfg::PType;
+
+namespace {
+
+// Far more than any sweep worth running; guards the size_t arithmetic of the enumeration.
+constexpr std::size_t k_max_points = 10'000'000;
+// Failure messages kept for the summary.
+constexpr std::size_t k_max_errors = 5;
+
+Param choice(std::string name, std::vector<std::string> choices, std::string default_value, std::string doc) {
+    Param p = cfg::optional(std::move(name), PType::choice, std::move(default_value), std::move(doc));
+    p.choices = std::move(choices);
+    return p;
+}
+
+Param at_least(Param p, double min) {
+    p.min = min;
+    return p;
+}
+
+}  // namespace
+
+const cfg::Schema& sweep_base_schema() {
+    static const cfg::Schema schema = [] {
+        cfg::Schema s;
+        s.name = "base";
+        s.doc = "the experiment every point starts from (the options of `mlsim run`)";
+        s.params.push_back(cfg::required(
+            "system", PType::string,
+            "system or device file (relative to the sweep file), or a preset name (mlsim list devices)"));
+        s.params.push_back(cfg::required("model", PType::string,
+                                         "zoo model name (mlsim list models), or a model .yaml / topology "
+                                         ".csv relative to the sweep file"));
+        s.params.push_back(at_least(cfg::optional("batch", PType::integer, "1", "batch size"), 1));
+        s.params.push_back(at_least(
+            cfg::optional("seq", PType::integer, "0",
+                          "sequence length (prompt for prefill, KV cache for decode); 0 = model default"),
+            0));
+        s.params.push_back(at_least(
+            cfg::optional("image", PType::integer, "0", "image side in pixels; 0 = model default"), 0));
+        s.params.push_back(
+            choice("dtype", {"fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4"}, "fp32", "data type"));
+        s.params.push_back(choice("mode", {"inference", "training"}, "inference", "inference or training"));
+        s.params.push_back(choice("optimizer", {"sgd", "momentum", "adam"}, "adam", "training optimizer"));
+        s.params.push_back(cfg::optional("checkpointing", PType::boolean, "false",
+                                         "training: recompute activations (checkpointing)"));
+        return s;
+    }();
+    return schema;
+}
+
+const cfg::Schema& sweep_schema() {
+    static const cfg::Schema schema = [] {
+        cfg::Schema s;
+        s.name = "sweep file";
+        s.doc = "a base experiment and the factors that vary it";
+        Param name;
+        name.name = "name";
+        name.type = PType::string;
+        name.doc = "the sweep's name in the results database; default: the file name without .yaml";
+        s.params.push_back(name);
+        s.params.push_back(cfg::optional("description", PType::string, "", "what the sweep studies"));
+        Param base = cfg::required("base", PType::map, "the experiment every point starts from");
+        base.sub = &sweep_base_schema();
+        s.params.push_back(base);
+        Param factors;
+        factors.name = "factors";
+        factors.type = PType::dict;
+        factors.value_type = PType::string;
+        factors.doc =
+            "key path -> list of values; the points are the Cartesian product of all factors "
+            "(e.g. `batch: [1, 8]`, `device.clock: [1GHz, 2GHz]`)";
+        s.params.push_back(factors);
+        Param zip;
+        zip.name = "zip";
+        zip.type = PType::list;
+        static const cfg::Schema group{
+            "zip group", "key path -> list of values, all lists the same length", {}};
+        zip.sub = &group;
+        zip.doc =
+            "groups of factors (maps of key path -> list of values, all of one length) whose i-th values "
+            "go together; each group is one factor of the product";
+        s.params.push_back(zip);
+        return s;
+    }();
+    return schema;
+}
+
+std::size_t Sweep::point_count() const {
+    std::size_t n = 1;
+    for (const SweepAxis& a : axes) n *= a.size();
+    return n;
+}
+
+namespace {
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+    return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+bool path_like(std::string_view s) {
+    return s.find('/') != std::string_view::npos || ends_with(s, ".yaml") || ends_with(s, ".yml") ||
+           ends_with(s, ".csv");
+}
+
+std::string join(const std::vector<std::string>& items, std::string_view sep = ", ") {
+    std::string out;
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        if (i) out += sep;
+        out += items[i];
+    }
+    return out;
+}
+
+std::vector<std::string> param_names(const cfg::Schema& schema) {
+    std::vector<std::string> names;
+    for (const Param& p : schema.params) names.push_back(p.name);
+    return names;
+}
+
+const Param* find_param(const cfg::Schema& schema, std::string_view name) {
+    for (const Param& p : schema.params)
+        if (p.name == name) return &p;
+    return nullptr;
+}
+
+std::string suggestion(std::string_view word, const std::vector<std::string>& candidates) {
+    const std::string near = cfg::nearest(word, candidates);
+    return near.empty() ? fmt::format("; valid keys: {}", join(candidates))
+                        : fmt::format("; did you mean '{}'?", near);
+}
+
+// Checks an override path against the device / system schema, step by step, so that a misspelt key is
+// reported with the nearest valid one before any point is built. Returns the dimension of the value
+// when the path ends at a quantity.
+std::optional<cfg::Dim> check_override_path(const std::vector<PathStep>& steps, const std::string& path,
+                                            const cfg::SourceLoc& loc) {
+    const cfg::Schema* schema =
+        steps.front().key == "device" ? &arch::device_schema() : &arch::system_schema();
+    std::string at = steps.front().key;
+    auto no_index = [&] {
+        cfg::fail(loc, path, fmt::format("'{}' is a map, not a list, so it cannot be indexed", at));
+    };
+    auto single = [&](std::size_t i) {
+        if (i < steps.size())
+            cfg::fail(loc, path,
+                      fmt::format("'{}' is a single value; it has no key '{}'", at,
+                                  steps[i].index ? fmt::format("[{}]", *steps[i].index) : steps[i].key));
+    };
+    std::size_t i = 1;
+    while (i < steps.size()) {
+        if (steps[i].index) no_index();
+        const std::string& key = steps[i].key;
+        const Param* p = find_param(*schema, key);
+        if (!p)
+            cfg::fail(
+                loc, path,
+                fmt::format("unknown key '{}' in {}{}", key, at, suggestion(key, param_names(*schema))));
+        at = cfg::child_key_path(at, key);
+        ++i;
+        if (p->type == PType::map) {
+            schema = p->sub;
+        } else if (p->type == PType::list) {
+            if (i == steps.size()) return std::nullopt;  // the whole list
+            if (!steps[i].index)
+                cfg::fail(loc, path,
+                          fmt::format("'{}' is a list; give an index, e.g. {}[0].{}", at, at, steps[i].key));
+            at = cfg::child_index_path(at, *steps[i].index);
+            ++i;
+            schema = p->sub;
+        } else if (p->type == PType::dict) {
+            if (i == steps.size()) return std::nullopt;  // the whole map
+            if (steps[i].index) no_index();
+            const std::string& entry = steps[i].key;
+            if (!p->choices.empty() &&
+                std::find(p->choices.begin(), p->choices.end(), entry) == p->choices.end())
+                cfg::fail(loc, path,
+                          fmt::format("unknown key '{}' in {}{}", entry, at, suggestion(entry, p->choices)));
+            at = cfg::child_key_path(at, entry);
+            ++i;
+            if (p->value_type == PType::map) {
+                schema = p->sub;
+            } else {
+                single(i);
+                if (p->value_type == PType::quantity) return p->dim;
+                return std::nullopt;
+            }
+        } else {
+            single(i);
+            if (p->type == PType::quantity) return p->dim;
+            return std::nullopt;
+        }
+    }
+    return std::nullopt;  // a whole section
+}
+
+// The candidates offered for a factor path that names nothing known.
+std::vector<std::string> factor_candidates() {
+    std::vector<std::string> out = param_names(sweep_base_schema());
+    for (const Param& p : arch::device_schema().params) out.push_back("device." + p.name);
+    for (const Param& p : arch::system_schema().params)
+        if (p.name != "device") out.push_back("system." + p.name);
+    return out;
+}
+
+SweepFactor make_factor(const std::string& path, const cfg::Node& values) {
+    SweepFactor f;
+    f.path = path;
+    f.loc = values.key_loc();
+    const std::vector<PathStep> steps = parse_key_path(path, f.loc);
+    const std::string& head = steps.front().key;
+    if (steps.size() == 1 && !steps.front().index && find_param(sweep_base_schema(), head)) {
+        f.override = false;
+    } else if ((head == "device" || head == "system") && steps.size() >= 2) {
+        f.override = true;
+        f.dim = check_override_path(steps, path, f.loc);
+        if (head == "system" && steps[1].key == "device")
+            cfg::fail(f.loc, path,
+                      "the device cannot be swept through system.device; use the `system` factor "
+                      "(a list of system or device files or presets)");
+    } else if (head == "device" || head == "system") {
+        cfg::fail(f.loc, path,
+                  fmt::format("name a key inside the {0}, e.g. {0}.{1}", head,
+                              head == "device" ? "clock" : "count"));
+    } else {
+        const std::vector<std::string> candidates = factor_candidates();
+        const std::string near = cfg::nearest(path, candidates);
+        cfg::fail(
+            f.loc, path,
+            fmt::format("unknown factor '{}'{}; a factor is an experiment key ({}) or a key path into the "
+                        "device or system config (device.clock, device.memory[0].capacity, system.count, "
+                        "...; see mlsim run --help)",
+                        path, near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near),
+                        join(param_names(sweep_base_schema()))));
+    }
+    if (!values.is_sequence())
+        cfg::fail(values.is_scalar() ? values.loc() : values.key_loc(), values.path(),
+                  fmt::format("expected a list of values (e.g. [a, b]), found {}", values.kind_name()));
+    if (values.items().empty()) cfg::fail(values.key_loc(), values.path(), "needs at least one value");
+    for (std::size_t i = 0; i < values.items().size(); ++i) {
+        const cfg::Node& v = values.items()[i];
+        if (!f.override && !v.is_scalar())
+            cfg::fail(v.is_null() ? v.loc() : v.key_loc(), v.path(),
+                      fmt::format("expected a single value, found {}", v.kind_name()));
+        if (v.is_null()) cfg::fail(v.loc(), v.path(), "a value is empty");
+        for (std::size_t j = 0; j < i; ++j)
+            if (values.items()[j].same_content(v))
+                cfg::fail(v.loc(), v.path(),
+                          fmt::format("the value is listed twice (also at line {}, column {})",
+                                      values.items()[j].loc().line, values.items()[j].loc().col));
+        f.values.push_back(v);
+    }
+    return f;
+}
+
+std::string value_text(const cfg::Node& v) {
+    if (v.is_scalar()) return v.scalar();
+    std::string text = cfg::to_yaml(v);
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+    return text;
+}
+
+std::optional<double> value_number(const cfg::Node& v, std::optional<cfg::Dim> dim) {
+    if (!v.is_scalar()) return std::nullopt;
+    if (auto q = cfg::parse_quantity_any(v.scalar())) {
+        if (!dim || q->dim == *dim) return q->value;
+    }
+    try {
+        return v.as_double();
+    } catch (const cfg::UserError&) {
+        return std::nullopt;
+    }
+}
+
+fs::path sweep_dir(const Sweep& sweep) {
+    fs::path dir = fs::path(sweep.file).parent_path();
+    return dir.empty() ? fs::path(".") : dir;
+}
+
+// A system or model file named in the sweep is relative to the sweep file; a preset or zoo name is not
+// a path. Files are made absolute: a model file's path is part of the resolved config, and so of the
+// hash that lets a rerun from another working directory find the points already done.
+std::string relative_to_sweep(const Sweep& sweep, const std::string& value) {
+    fs::path p(value);
+    if (p.is_relative()) p = sweep_dir(sweep) / p;
+    return fs::absolute(p).lexically_normal().string();
+}
+
+std::string resolve_system(const Sweep& sweep, const cfg::Node& v) {
+    const std::string s = v.as_string();
+    if (path_like(s)) {
+        const std::string file = relative_to_sweep(sweep, s);
+        std::error_code ec;
+        if (!fs::is_regular_file(file, ec))
+            cfg::fail(
+                v.loc(), v.path(),
+                fmt::format("no system or device file '{}' (paths are relative to the sweep file)", file));
+        return file;
+    }
+    for (const char* sub : {"systems", "devices"}) {
+        fs::path p = fs::path(configs_dir()) / sub / (s + ".yaml");
+        std::error_code ec;
+        if (fs::is_regular_file(p, ec)) return p.string();
+    }
+    std::vector<std::string> names = arch::list_device_presets(configs_dir());
+    const std::string near = cfg::nearest(s, names);
+    cfg::fail(v.loc(), v.path(),
+              fmt::format("no preset '{}'{}; see mlsim list devices (a file path needs a '/' or .yaml)", s,
+                          near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near)));
+}
+
+std::string resolve_model(const Sweep& sweep, const cfg::Node& v) {
+    const std::string s = v.as_string();
+    if (path_like(s)) {
+        const std::string file = relative_to_sweep(sweep, s);
+        std::error_code ec;
+        if (!fs::is_regular_file(file, ec))
+            cfg::fail(v.loc(), v.path(),
+                      fmt::format("no model file '{}' (paths are relative to the sweep file)", file));
+        return file;
+    }
+    std::vector<std::string> names;
+    for (const wl::ZooEntry& e : wl::zoo_list()) names.push_back(e.name);
+    if (std::find(names.begin(), names.end(), s) == names.end()) {
+        const std::string near = cfg::nearest(s, names);
+        cfg::fail(v.loc(), v.path(),
+                  fmt::format("unknown model '{}'{}; see mlsim list models, or give a .yaml / .csv file", s,
+                              near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near)));
+    }
+    return s;
+}
+
+}  // namespace
+
+Sweep load_sweep(const std::string& path) {
+    const cfg::Node doc = cfg::load_file(path);
+    // The schema checks the keys, `name`, `description` and `base`; the factor maps hold free key paths
+    // with lists of values, which no schema type describes, so they are checked below.
+    cfg::Node head = doc;
+    if (head.is_map()) {
+        head.erase("factors");
+        head.erase("zip");
+    }
+    const cfg::Node checked = cfg::validate(head, sweep_schema());
+    const cfg::Reader r(checked, sweep_schema());
+
+    Sweep sweep;
+    sweep.file = path;
+    sweep.name = r.has("name") ? r.str("name") : fs::path(path).stem().string();
+    if (sweep.name.empty()) cfg::fail(r.at("name").loc(), "name", "must not be empty");
+    sweep.description = r.str("description");
+    sweep.base = r.at("base");
+
+    std::map<std::string, cfg::SourceLoc> seen;
+    auto add_factor = [&](SweepFactor f, std::vector<SweepFactor>& into) {
+        if (auto it = seen.find(f.path); it != seen.end())
+            cfg::fail(f.loc, f.path,
+                      fmt::format("factor '{}' is given twice (first at line {}, column {})", f.path,
+                                  it->second.line, it->second.col));
+        seen.emplace(f.path, f.loc);
+        into.push_back(std::move(f));
+    };
+    for (const auto& [key, value] : doc.entries()) {
+        if (key == "factors") {
+            if (value.is_null()) continue;
+            if (!value.is_map())
+                cfg::fail(
+                    value.is_scalar() ? value.loc() : value.key_loc(), "factors",
+                    fmt::format("expected a map of key path -> list of values, found {}", value.kind_name()));
+            for (const auto& [factor_path, values] : value.entries()) {
+                SweepAxis axis;
+                add_factor(make_factor(factor_path, values), axis.factors);
+                sweep.axes.push_back(std::move(axis));
+            }
+        } else if (key == "zip") {
+            if (value.is_null()) continue;
+            if (!value.is_sequence())
+                cfg::fail(
+                    value.is_scalar() ? value.loc() : value.key_loc(), "zip",
+                    fmt::format("expected a list of groups (maps of key path -> list of values), found {}",
+                                value.kind_name()));
+            for (const cfg::Node& group : value.items()) {
+                if (!group.is_map() || group.entries().empty())
+                    cfg::fail(group.is_scalar() ? group.loc() : group.key_loc(), group.path(),
+                              fmt::format("expected a map of key path -> list of values, found {}",
+                                          group.is_map() ? "an empty map" : group.kind_name()));
+                SweepAxis axis;
+                axis.zipped = true;
+                for (const auto& [factor_path, values] : group.entries())
+                    add_factor(make_factor(factor_path, values), axis.factors);
+                const SweepFactor& first = axis.factors.front();
+                for (const SweepFactor& f : axis.factors) {
+                    if (f.values.size() != first.values.size())
+                        cfg::fail(
+                            f.loc, f.path,
+                            fmt::format("zipped factors must have the same number of values: '{}' has {}, "
+                                        "but '{}' (line {}) has {}",
+                                        f.path, f.values.size(), first.path, first.loc.line,
+                                        first.values.size()));
+                }
+                // A repeated combination would be one point listed twice.
+                for (std::size_t i = 0; i < axis.size(); ++i) {
+                    for (std::size_t j = 0; j < i; ++j) {
+                        bool same = true;
+                        for (const SweepFactor& f : axis.factors)
+                            same = same && f.values[i].same_content(f.values[j]);
+                        if (same)
+                            cfg::fail(
+                                first.values[i].loc(), first.values[i].path(),
+                                fmt::format("zipped values {} and {} of this group are the same combination",
+                                            j, i));
+                    }
+                }
+                sweep.axes.push_back(std::move(axis));
+            }
+        }
+    }
+    std::size_t n = 1;
+    for (const SweepAxis& a : sweep.axes) {
+        if (n > k_max_points / a.size())
+            cfg::fail(
+                doc.loc(), "",
+                fmt::format("the sweep has more than {} points; split it into several files", k_max_points));
+        n *= a.size();
+    }
+    return sweep;
+}
+
+namespace {
+
+// Names the point a located error belongs to, when there are points to tell apart.
+[[noreturn]] void rethrow_in_point(const cfg::UserError& e, const SweepPointConfig& pc, const Sweep& sweep) {
+    if (sweep.axes.empty()) throw e;
+    throw cfg::UserError(fmt::format("{}\n  (in sweep point {} of {}: {})", e.what(), pc.index,
+                                     sweep.point_count(), pc.description));
+}
+
+}  // namespace
+
+SweepPointConfig make_point(const Sweep& sweep, std::size_t index) {
+    MLSIM_CHECK(index < sweep.point_count(), fmt::format("sweep point {} of {}", index, sweep.point_count()));
+    SweepPointConfig pc;
+    pc.index = index;
+    pc.db_point.sweep_name = sweep.name;
+    pc.db_point.point = static_cast<int64_t>(index);
+
+    // Mixed-radix digits, the last axis fastest.
+    std::vector<std::size_t> digit(sweep.axes.size());
+    std::size_t rest = index;
+    for (std::size_t a = sweep.axes.size(); a-- > 0;) {
+        digit[a] = rest % sweep.axes[a].size();
+        rest /= sweep.axes[a].size();
+    }
+
+    cfg::Node base = sweep.base;
+    std::vector<std::string> parts;
+    for (std::size_t a = 0; a < sweep.axes.size(); ++a) {
+        for (const SweepFactor& f : sweep.axes[a].factors) {
+            const cfg::Node& v = f.values[digit[a]];
+            const std::string text = value_text(v);
+            pc.db_point.factors.push_back(db::SweepFactorValue{f.path, text, value_number(v, f.dim)});
+            parts.push_back(fmt::format("{}={}", f.path, text));
+            if (f.override) {
+                cfg::Node value = v;
+                value.set_key_loc(f.loc);
+                pc.options.device_overrides.push_back(ConfigOverride{f.path, std::move(value)});
+            } else {
+                base.set(f.path, v);  // keeps its sweep-file location and path for messages
+            }
+        }
+    }
+    pc.description = parts.empty() ? "the base experiment" : join(parts);
+
+    try {
+        const cfg::Node exp = cfg::validate(base, sweep_base_schema());
+        const cfg::Reader r(exp, sweep_base_schema());
+        ExperimentOptions& o = pc.options;
+        o.system = resolve_system(sweep, r.at("system"));
+        o.model = resolve_model(sweep, r.at("model"));
+        o.batch = r.integer("batch");
+        o.seq = r.integer("seq");
+        o.image = r.integer("image");
+        o.dtype = r.str("dtype");
+        o.mode = r.str("mode");
+        o.optimizer = r.str("optimizer");
+        o.checkpointing = r.boolean("checkpointing");
+    } catch (const cfg::UserError& e) {
+        rethrow_in_point(e, pc, sweep);
+    }
+    return pc;
+}
+
+SystemCache check_points(const Sweep& sweep) {
+    SystemCache systems;
+    const std::size_t n = sweep.point_count();
+    for (std::size_t i = 0; i < n; ++i) {
+        const SweepPointConfig pc = make_point(sweep, i);
+        auto it = systems.find(pc.options.system);
+        if (it == systems.end()) {
+            auto spec = std::make_shared<const arch::SystemSpec>(
+                arch::load_system(pc.options.system, {configs_dir() + "/devices"}));
+            it = systems.emplace(pc.options.system, std::move(spec)).first;
+        }
+        try {
+            (void)apply_overrides(*it->second, pc.options.device_overrides);
+        } catch (const cfg::UserError& e) {
+            rethrow_in_point(e, pc, sweep);
+        }
+    }
+    return systems;
+}
+
+std::string point_description_yaml(const SweepPointConfig& pc) {
+    const cfg::SourceLoc here{"<sweep>", 0, 0};
+    auto scalar = [&](const std::string& v, const std::string& path) {
+        return cfg::Node::make_scalar(v, here, path);
+    };
+    const ExperimentOptions& o = pc.options;
+    cfg::Node p = cfg::Node::make_map(here, "sweep_point");
+    p.set("system", scalar(o.system, "sweep_point.system"));
+    p.set("model", scalar(o.model, "sweep_point.model"));
+    p.set("batch", scalar(std::to_string(o.batch), "sweep_point.batch"));
+    p.set("seq", scalar(std::to_string(o.seq), "sweep_point.seq"));
+    p.set("image", scalar(std::to_string(o.image), "sweep_point.image"));
+    p.set("dtype", scalar(o.dtype, "sweep_point.dtype"));
+    p.set("mode", scalar(o.mode, "sweep_point.mode"));
+    if (o.mode == "training") {
+        p.set("optimizer", scalar(o.optimizer, "sweep_point.optimizer"));
+        p.set("checkpointing", scalar(o.checkpointing ? "true" : "false", "sweep_point.checkpointing"));
+    }
+    if (!o.device_overrides.empty()) {
+        cfg::Node overrides = cfg::Node::make_map(here, "sweep_point.overrides");
+        for (const ConfigOverride& ov : o.device_overrides) overrides.set(ov.key_path, ov.value);
+        p.set("overrides", std::move(overrides));
+    }
+    cfg::Node root = cfg::Node::make_map(here, "");
+    root.set("sweep_point", std::move(p));
+    return cfg::to_yaml(root);
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string clock_text(double s) {
+    if (!std::isfinite(s) || s < 0) return "--:--";
+    const auto total = static_cast<long long>(s + 0.5);
+    if (total >= 3600) return fmt::format("{}:{:02}:{:02}", total / 3600, total / 60 % 60, total % 60);
+    return fmt::format("{}:{:02}", total / 60, total % 60);
+}
+
+// Progress on stderr: a bar redrawn in place on a terminal, else a line every 2 s or 10 %.
+class Progress {
+  public:
+    Progress(std::FILE* out, bool tty, std::size_t total)
+        : m_out(out), m_tty(tty), m_total(total), m_start(Clock::now()), m_last_line(m_start) {}
+
+    void update(std::size_t done, std::size_t failed, bool final) {
+        if (!m_out) return;
+        const auto now = Clock::now();
+        const double elapsed = std::chrono::duration<double>(now - m_start).count();
+        const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0;
+        const double eta = rate > 0 ? static_cast<double>(m_total - done) / rate : -1;
+        const double fraction = m_total ? static_cast<double>(done) / static_cast<double>(m_total) : 1;
+        const std::string failed_text = failed ? fmt::format(", {} failed", failed) : "";
+        if (m_tty) {
+            constexpr int width = 30;
+            const int filled = static_cast<int>(fraction * width);
+            std::string bar(static_cast<std::size_t>(filled), '=');
+            if (filled < width) bar += '>';
+            bar.resize(width, ' ');
+            const std::string line =
+                fmt::format("\r[{}] {}/{} {:3.0f}%  {:.1f} points/s  ETA {}{}", bar, done, m_total,
+                            fraction * 100, rate, clock_text(final ? 0 : eta), failed_text);
+            // Pad over the remains of a longer previous line.
+            std::fputs(fmt::format("{:<{}}", line, std::max(line.size(), m_last_width)).c_str(), m_out);
+            m_last_width = line.size();
+            if (final) std::fputs("\n", m_out);
+            std::fflush(m_out);
+            return;
+        }
+        const auto decile = static_cast<int>(fraction * 10);
+        const bool due = now - m_last_line >= std::chrono::seconds(2) || decile > m_last_decile;
+        if (final || !due || done == m_last_done || done == m_total) return;  // the summary follows
+        m_last_line = now;
+        m_last_decile = decile;
+        m_last_done = done;
+        fmt::print(m_out, "sweep: {}/{} points ({:.0f}%), {:.1f} points/s, ETA {}{}\n", done, m_total,
+                   fraction * 100, rate, clock_text(eta), failed_text);
+        std::fflush(m_out);
+    }
+
+  private:
+    std::FILE* m_out;
+    bool m_tty;
+    std::size_t m_total;
+    Clock::time_point m_start, m_last_line;
+    std::size_t m_last_width = 0;
+    int m_last_decile = 0;
+    std::size_t m_last_done = 0;
+};
+
+db::RunInfo failed_info(const SweepPointConfig& pc, const SystemCache& systems) {
+    db::RunInfo info;
+    info.config_yaml = point_description_yaml(pc);
+    info.config_hash = db::config_hash(info.config_yaml);
+    const ExperimentOptions& o = pc.options;
+    if (auto it = systems.find(o.system); it != systems.end()) {
+        info.system = it->second->name;
+        info.device = it->second->device.name;
+    } else {
+        info.system = o.system;
+    }
+    info.model = o.model;
+    info.mode = o.mode;
+    info.dtype = o.dtype;
+    info.batch = o.batch;
+    info.seq = o.seq;
+    return info;
+}
+
+}  // namespace
+
+SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::ResultsDb& db,
+                       const SweepRunOptions& options) {
+    MLSIM_CHECK(options.jobs >= 1, fmt::format("run_sweep: jobs = {}", options.jobs));
+    const std::size_t total = sweep.point_count();
+    const auto start = Clock::now();
+
+    std::atomic<std::size_t> next{0}, done{0}, ran{0}, skipped{0}, failed{0}, failed_before{0};
+    std::atomic<bool> stop{false};
+    std::mutex mutex;  // guards the members below
+    std::condition_variable wake;
+    int workers_left = options.jobs;
+    std::exception_ptr fatal;
+    std::set<std::string> claimed;                                  // resolved hashes taken by this sweep
+    std::vector<std::pair<SweepPointConfig, std::string>> repeats;  // points equal to an earlier one
+    std::vector<std::pair<std::size_t, std::string>> errors;
+
+    auto process = [&](std::size_t i) {
+        SweepPointConfig pc = make_point(sweep, i);
+        auto sys = systems.find(pc.options.system);
+        MLSIM_CHECK(sys != systems.end(), "run_sweep: a system missing from check_points()");
+        pc.options.preloaded_system = sys->second;
+
+        const db::RunInfo fail_info = failed_info(pc, systems);
+        if (!options.retry_failed) {
+            if (auto id = db.find_run(fail_info.config_hash, "error")) {
+                db.link_sweep_point(pc.db_point, *id);
+                ++failed_before;
+                return;
+            }
+        }
+        const auto t0 = Clock::now();
+        std::optional<ExperimentResult> result;
+        std::string error;
+        try {
+            PreparedExperiment prepared = prepare_experiment(pc.options);
+            const std::string hash = prepared.result->info.config_hash;
+            if (auto id = db.find_run(hash, "ok")) {
+                db.link_sweep_point(pc.db_point, *id);
+                ++skipped;
+                return;
+            }
+            {
+                std::lock_guard lock(mutex);
+                if (!claimed.insert(hash).second) {
+                    repeats.emplace_back(std::move(pc), hash);
+                    ++skipped;
+                    return;
+                }
+            }
+            result = simulate(std::move(prepared));
+        } catch (const cfg::UserError& e) {
+            error = e.what();
+        }
+        const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
+        if (result) {
+            db.record_run(result->info, to_rows(result->layers), wall, &pc.db_point);
+            ++ran;
+        } else {
+            db.record_failed_run(fail_info, error, wall, &pc.db_point);
+            ++failed;
+            std::lock_guard lock(mutex);
+            errors.emplace_back(i, fmt::format("point {} ({}): {}", i, pc.description, error));
+        }
+    };
+
+    auto worker = [&] {
+        while (!stop.load()) {
+            const std::size_t i = next.fetch_add(1);
+            if (i >= total) break;
+            try {
+                process(i);
+            } catch (...) {
+                std::lock_guard lock(mutex);
+                if (!fatal) fatal = std::current_exception();
+                stop = true;
+            }
+            ++done;
+        }
+        std::lock_guard lock(mutex);
+        --workers_left;
+        wake.notify_all();
+    };
+
+    Progress progress(options.progress, options.progress_tty, total);
+    std::vector<std::thread> threads;
+    threads.reserve(static_cast<std::size_t>(options.jobs));
+    for (int t = 0; t < options.jobs; ++t) threads.emplace_back(worker);
+    {
+        const auto interval =
+            options.progress_tty ? std::chrono::milliseconds(100) : std::chrono::milliseconds(250);
+        std::unique_lock lock(mutex);
+        while (workers_left > 0) {
+            wake.wait_for(lock, interval);
+            lock.unlock();
+            progress.update(done.load(), failed.load(), false);
+            lock.lock();
+        }
+    }
+    for (std::thread& t : threads) t.join();
+    if (fatal) {
+        if (options.progress && options.progress_tty) std::fputs("\n", options.progress);
+        std::rethrow_exception(fatal);
+    }
+    progress.update(done.load(), failed.load(), true);
+
+    // A point equal to an earlier one of this sweep shares its run.
+    for (const auto& [pc, hash] : repeats) {
+        if (auto id = db.find_run(hash, "ok")) db.link_sweep_point(pc.db_point, *id);
+    }
+
+    SweepSummary s;
+    s.points = total;
+    s.ran = ran;
+    s.skipped = skipped;
+    s.failed = failed;
+    s.failed_before = failed_before;
+    s.wall_s = std::chrono::duration<double>(Clock::now() - start).count();
+    std::sort(errors.begin(), errors.end());
+    for (std::size_t k = 0; k < errors.size() && k < k_max_errors; ++k) s.errors.push_back(errors[k].second);
+    return s;
+}
+
+namespace {
+
+const char* k_sweep_example = R"(example (configs/sweeps/resnet50-array.yaml, 6 x 3 x 4 = 72 points):
+
+  name: resnet50-array        # the sweep's name in the database; default: the file name
+  base:
+    system: tpu-v4            # a preset, or a system/device file relative to this file
+    model: resnet50
+    batch: 1
+    dtype: bf16
+  zip:                        # each group's lists move together (equal lengths)
+    - device.systolic.rows: [8, 16, 32, 64, 128, 256]
+      device.systolic.cols: [8, 16, 32, 64, 128, 256]
+  factors:                    # Cartesian product; axes in file order, the first varies slowest
+    device.systolic.dataflow: [output_stationary, weight_stationary, input_stationary]
+    device.memory[0].capacity: [4MiB, 8MiB, 16MiB, 32MiB]
+
+key paths: an experiment key of `base` (system, model, batch, seq, image, dtype, mode, optimizer,
+checkpointing), or a path into the loaded system document: device.<key> or system.<key>, with
+[i] for list items (device.clock, device.peak.bf16, device.memory[0].capacity,
+device.systolic.dataflow, system.count). Device keys are listed by `mlsim run --help`. A factor with
+one value is a fixed override. Each overridden device is validated again: a bad value is reported at
+its line in this file.
+
+results: one `runs` row (and its `layers`) per point in the database, plus `sweeps` (sweep_name,
+point, run_id, config_hash, factors_json) and `sweep_factors` (sweep_name, run_id, factor, value,
+value_num), written in the same transaction. A point whose resolved config already has an ok run is
+skipped, so rerunning an interrupted sweep finishes it. A point that fails with a user error (the model
+does not fit, the data type is not supported) is recorded with status 'error' and the sweep goes on;
+reruns skip it unless --retry-failed. Exit status: 0 when the sweep ran (failed points are results),
+2 for a bad sweep file or database, 1 for an internal error. More: configs/sweeps/README.md.
+)";
+
+void print_points(const Sweep& sweep) {
+    std::vector<std::string> header{"point"};
+    for (const SweepAxis& a : sweep.axes)
+        for (const SweepFactor& f : a.factors) header.push_back(f.path);
+    std::vector<std::vector<std::string>> rows;
+    for (std::size_t i = 0; i < sweep.point_count(); ++i) {
+        const SweepPointConfig pc = make_point(sweep, i);
+        std::vector<std::string> row{std::to_string(i)};
+        for (const db::SweepFactorValue& f : pc.db_point.factors) row.push_back(f.value);
+        rows.push_back(std::move(row));
+    }
+    std::vector<std::size_t> width(header.size());
+    for (std::size_t c = 0; c < header.size(); ++c) {
+        width[c] = header[c].size();
+        for (const auto& row : rows) width[c] = std::max(width[c], row[c].size());
+    }
+    auto print_row = [&](const std::vector<std::string>& row) {
+        std::string line;
+        for (std::size_t c = 0; c < row.size(); ++c)
+            line +=
+                c == 0 ? fmt::format("{:>{}}", row[c], width[c]) : fmt::format("  {:<{}}", row[c], width[c]);
+        while (!line.empty() && line.back() == ' ') line.pop_back();
+        fmt::print("{}\n", line);
+    };
+    print_row(header);
+    for (const auto& row : rows) print_row(row);
+}
+
+std::string axes_text(const Sweep& sweep) {
+    std::vector<std::string> parts;
+    for (const SweepAxis& a : sweep.axes) {
+        std::vector<std::string> names;
+        for (const SweepFactor& f : a.factors) names.push_back(f.path);
+        parts.push_back(
+            fmt::format("{} {}", a.zipped ? join(names, " + ") + " (zipped)" : names.front(), a.size()));
+    }
+    return parts.empty() ? "no factors: the base experiment only" : join(parts, " x ");
+}
+
+}  // namespace
+
+int cmd_sweep(const Args& args) {
+    std::string file, db_path;
+    int jobs = 1;
+    bool dry_run = false, retry_failed = false, quiet = false;
+    po::options_description desc("mlsim sweep options");
+    desc.add_options()("help,h", "show this help and the sweep file format")("file", po::value(&file),
+                                                                             "the sweep file (YAML)")(
+        "db", po::value(&db_path), "results database; default results/<sweep name>.db")(
+        "jobs,j", po::value(&jobs)->default_value(1), "points simulated in parallel (threads)")(
+        "dry-run,n", po::bool_switch(&dry_run),
+        "check the sweep file and every point, list the points, run nothing")(
+        "retry-failed", po::bool_switch(&retry_failed), "rerun points recorded as failed by an earlier run")(
+        "quiet,q", po::bool_switch(&quiet), "no progress output, only the summary");
+    po::positional_options_description pos;
+    pos.add("file", 1);
+    po::variables_map vm;
+    po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
+    if (vm.count("help")) {
+        std::cout << "usage: mlsim sweep FILE [--db FILE] [--jobs N] [--dry-run] [--retry-failed]\n\n"
+                  << "Runs every point of a design-space sweep and appends the results to a database.\n\n"
+                  << desc << "\nSweep file keys:\n"
+                  << cfg::describe(sweep_schema()) << "\n"
+                  << k_sweep_example;
+        return 0;
+    }
+    po::notify(vm);
+    if (file.empty()) {
+        fmt::print(stderr, "mlsim sweep: error: no sweep file given (mlsim sweep --help)\n");
+        return 2;
+    }
+    if (jobs < 1) {
+        fmt::print(stderr, "mlsim sweep: error: --jobs must be at least 1, found {}\n", jobs);
+        return 2;
+    }
+
+    const Sweep sweep = load_sweep(file);
+    const SystemCache systems = check_points(sweep);
+    const std::size_t n = sweep.point_count();
+    if (dry_run) {
+        fmt::print("sweep '{}': {} point{} ({}); all check out\n", sweep.name, n, n == 1 ? "" : "s",
+                   axes_text(sweep));
+        print_points(sweep);
+        return 0;
+    }
+    if (db_path.empty()) db_path = (fs::path("results") / (sweep.name + ".db")).string();
+    db::ResultsDb db(db_path);
+    fmt::print("sweep '{}': {} point{} ({}), {} job{}, database {}\n", sweep.name, n, n == 1 ? "" : "s",
+               axes_text(sweep), jobs, jobs == 1 ? "" : "s", db_path);
+    std::fflush(stdout);
+
+    SweepRunOptions o;
+    o.jobs =
+        static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(jobs), std::max<std::size_t>(n, 1)));
+    o.retry_failed = retry_failed;
+    o.progress = quiet ? nullptr : stderr;
+    o.progress_tty = !quiet && isatty(fileno(stderr));
+    const SweepSummary s = run_sweep(sweep, systems, db, o);
+
+    std::string skipped;
+    if (s.skipped) skipped += fmt::format(", {} skipped (already in the database)", s.skipped);
+    if (s.failed_before)
+        skipped += fmt::format(", {} skipped (failed before; --retry-failed reruns them)", s.failed_before);
+    fmt::print("done: {} points in {:.2f} s ({:.1f} points/s): {} run{}, {} failed\n", s.points, s.wall_s,
+               s.wall_s > 0 ? static_cast<double>(s.points) / s.wall_s : 0.0, s.ran, skipped, s.failed);
+    for (const std::string& e : s.errors) fmt::print("  failed: {}\n", e);
+    if (s.failed > s.errors.size())
+        fmt::print("  ... and {} more failed points\n", s.failed - s.errors.size());
+    return 0;
+}
+
+}  // namespace mlsim::cli

@@ -1,0 +1,112 @@
+#pragma once
+// Design-space sweeps (`mlsim sweep FILE`): a sweep file names a base experiment and factors, each a
+// config key path with a list of values. The points are the Cartesian product of the factors; a zipped
+// group of factors counts as one factor whose values move together.
+//
+// Contract:
+// - load_sweep() reads and checks the whole file: its keys against sweep_schema() (unknown keys get a
+//   suggestion), every factor path (an experiment key, or a key path into the device or system config
+//   checked against the device / system schema), non-empty value lists without repeats, equal lengths
+//   within a zipped group. Every problem is a cfg::UserError located in the sweep file.
+// - Points are enumerated in a fixed order: axes (single factors and zipped groups) in the order the
+//   file gives them, the first varying slowest. Point i is the same configuration on every run of the
+//   same file.
+// - check_points() resolves every point without simulating: experiment values (validated against the
+//   base schema), system and model files, device overrides (the overridden tree re-validated with the
+//   device schema). A bad value is reported at its line in the sweep file, with the point it belongs to.
+// - run_sweep() simulates the points on `jobs` threads. A point's run row, layer rows and sweep rows are
+//   committed in one transaction. A point whose resolved config (db::config_hash of
+//   ExperimentResult::resolved_yaml) already has an ok run in the database is skipped and linked to this
+//   sweep, so an interrupted sweep resumes with nothing lost or duplicated. A point that fails with a
+//   user error (the model does not fit, the device lacks the data type) is recorded as a failed run with
+//   its message, and the sweep goes on; on a later run it is skipped (identified by the hash of its point
+//   description) unless retry_failed. The rows written never depend on `jobs`. An internal error, or a
+//   database that cannot be written, stops the sweep: points in flight finish, then it is rethrown.
+#include <cstddef>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "cli/experiment.h"
+#include "db/results_db.h"
+#include "sim/config/node.h"
+#include "sim/config/schema.h"
+#include "sim/config/units.h"
+
+namespace mlsim::cli {
+
+// The keys of a sweep file, and of its `base:` map (the experiment every point starts from).
+const cfg::Schema& sweep_schema();
+const cfg::Schema& sweep_base_schema();
+
+struct SweepFactor {
+    std::string path;               // "batch", "device.memory[0].capacity", "device.systolic.rows"
+    bool override = false;          // a key path into the system document (device.* or system.*)
+    cfg::SourceLoc loc;             // where the key path is written
+    std::vector<cfg::Node> values;  // as written, located in the sweep file
+    std::optional<cfg::Dim> dim;    // for a quantity parameter: the dimension its values parse in
+};
+
+// One factor, or a zipped group whose factors all have the same number of values.
+struct SweepAxis {
+    std::vector<SweepFactor> factors;
+    bool zipped = false;
+    std::size_t size() const { return factors.front().values.size(); }
+};
+
+struct Sweep {
+    std::string file;  // as given
+    std::string name;  // `name:`, else the file name without its extension
+    std::string description;
+    cfg::Node base;  // the validated `base:` map, defaults filled in
+    std::vector<SweepAxis> axes;
+    std::size_t point_count() const;
+};
+
+// One point: the experiment to run and how the database will know it.
+struct SweepPointConfig {
+    std::size_t index = 0;
+    ExperimentOptions options;  // system and model files resolved to absolute paths
+    db::SweepPoint db_point;    // sweep name, index and factor values
+    std::string description;    // "device.systolic.rows=8, dtype=bf16"
+};
+
+Sweep load_sweep(const std::string& path);
+SweepPointConfig make_point(const Sweep& sweep, std::size_t index);
+
+// Loaded systems, by the path ExperimentOptions::system names.
+using SystemCache = std::map<std::string, std::shared_ptr<const arch::SystemSpec>>;
+// Resolves every point (see the contract); returns the systems they use, each loaded once.
+SystemCache check_points(const Sweep& sweep);
+
+// The YAML text identifying a point that failed (its experiment options and overrides); its hash
+// finds the failure again on a rerun.
+std::string point_description_yaml(const SweepPointConfig& point);
+
+struct SweepRunOptions {
+    int jobs = 1;
+    bool retry_failed = false;
+    std::FILE* progress = nullptr;  // where progress goes (nullptr: nowhere)
+    bool progress_tty = false;      // redraw a bar with \r, rather than print periodic lines
+};
+
+struct SweepSummary {
+    std::size_t points = 0;
+    std::size_t ran = 0;            // simulated and recorded ok
+    std::size_t skipped = 0;        // an ok run with the same resolved config was already there
+    std::size_t failed = 0;         // simulated, failed with a user error, recorded as failed
+    std::size_t failed_before = 0;  // skipped: failed on an earlier run (retry_failed reruns them)
+    double wall_s = 0;
+    std::vector<std::string> errors;  // failure messages, by point index (at most 5)
+};
+
+SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::ResultsDb& db,
+                       const SweepRunOptions& options);
+
+int cmd_sweep(const Args& args);
+
+}  // namespace mlsim::cli

@@ -1,0 +1,352 @@
+// Sweeps: key paths, sweep-file checking (located errors), enumeration, overrides, determinism over
+// thread counts, skipping of points already in the database, and failed points.
+#include <sqlite3.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cli/experiment.h"
+#include "cli/key_path.h"
+#include "cli/sweep.h"
+#include "db/results_db.h"
+#include "sim/config/error.h"
+#include "sim/config/loader.h"
+
+using namespace mlsim;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string data(const char* name) { return std::string(MLSIM_SOURCE_DIR) + "/tests/cli/data/" + name; }
+
+struct TempDir {
+    fs::path path;
+    explicit TempDir(const char* name) : path(fs::temp_directory_path() / name) {
+        fs::remove_all(path);
+        fs::create_directories(path);
+    }
+    ~TempDir() { fs::remove_all(path); }
+    std::string file(const char* name) const { return (path / name).string(); }
+};
+
+// Rows of a query as text, one string per row.
+std::vector<std::string> query(const std::string& db_path, const std::string& sql) {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK);
+    std::vector<std::string> rows;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        std::string row;
+        for (int c = 0; c < sqlite3_column_count(st); ++c) {
+            const unsigned char* t = sqlite3_column_text(st, c);
+            row += (t ? reinterpret_cast<const char*>(t) : "NULL");
+            row += '|';
+        }
+        rows.push_back(row);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return rows;
+}
+
+int64_t count(const std::string& db_path, const std::string& sql) {
+    auto rows = query(db_path, sql);
+    REQUIRE(rows.size() == 1);
+    return std::stoll(rows.front());
+}
+
+// config_hash -> every `layers` column except run_id, for each ok run.
+std::map<std::string, std::vector<std::string>> layers_by_hash(const std::string& db_path) {
+    std::map<std::string, std::vector<std::string>> out;
+    for (const std::string& row :
+         query(db_path, "SELECT run_id, config_hash FROM runs WHERE status = 'ok'")) {
+        const auto bar = row.find('|');
+        const std::string id = row.substr(0, bar);
+        const std::string hash = row.substr(bar + 1, row.size() - bar - 2);
+        REQUIRE(out.count(hash) == 0);
+        out[hash] =
+            query(db_path,
+                  "SELECT idx, name, op, phase, dtype, macs, flops, params, bytes_read, bytes_written, "
+                  "start_s, end_s, time_s, cycles, stall_cycles, energy_j, energy_compute_j, "
+                  "energy_memory_j, energy_static_j, utilization, bound FROM layers WHERE run_id = " +
+                      id + " ORDER BY idx");
+    }
+    return out;
+}
+
+std::string error_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const cfg::UserError& e) {
+        return e.what();
+    }
+    return "";
+}
+
+cli::SweepSummary run(const std::string& file, const std::string& db_path, int jobs, bool retry = false) {
+    const cli::Sweep sweep = cli::load_sweep(file);
+    const cli::SystemCache systems = cli::check_points(sweep);
+    db::ResultsDb db(db_path);
+    cli::SweepRunOptions o;
+    o.jobs = jobs;
+    o.retry_failed = retry;
+    return cli::run_sweep(sweep, systems, db, o);
+}
+
+bool contains(const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("A key path splits into map keys and list indices", "[sweep]") {
+    const cfg::SourceLoc loc{"s.yaml", 3, 4};
+    const auto steps = cli::parse_key_path("device.memory[1].bandwidth", loc);
+    REQUIRE(steps.size() == 4);
+    CHECK(steps[0].key == "device");
+    CHECK(steps[1].key == "memory");
+    CHECK(steps[2].index == 1u);
+    CHECK(steps[3].key == "bandwidth");
+    for (const char* bad : {"", "device..clock", "device.", "[0].x", "device.memory[x]", "device.memory[1"}) {
+        INFO(bad);
+        CHECK(contains(error_of([&] { cli::parse_key_path(bad, loc); }), "s.yaml:3:4: error:"));
+    }
+}
+
+TEST_CASE("Setting a value at a key path replaces it, adds missing keys and keeps the value's location",
+          "[sweep]") {
+    cfg::Node doc = cfg::parse_string(
+        "device:\n  clock: 1GHz\n  memory:\n    - name: a\n      capacity: 1MiB\n", "d.yaml");
+    const cfg::SourceLoc where{"sweep.yaml", 7, 3};
+    cli::set_at_path(doc, "device.memory[0].capacity",
+                     cfg::Node::make_scalar("2MiB", cfg::SourceLoc{"sweep.yaml", 7, 30}, "x"), where);
+    cli::set_at_path(doc, "device.systolic.rows", cfg::Node::make_scalar("8", where, "y"), where);
+    const cfg::Node& cap = *doc.find("device")->find("memory")->items()[0].find("capacity");
+    CHECK(cap.scalar() == "2MiB");
+    CHECK(cap.loc().line == 7);
+    CHECK(cap.loc().col == 30);
+    CHECK(cap.path() == "device.memory[0].capacity");
+    CHECK(doc.find("device")->find("systolic")->find("rows")->scalar() == "8");
+    CHECK(doc.find("device")->find("clock")->scalar() == "1GHz");  // untouched
+    // The list keeps its other items and its length.
+    CHECK(doc.find("device")->find("memory")->items().size() == 1);
+    CHECK(contains(error_of([&] { cli::set_at_path(doc, "device.memory[3].capacity", cfg::Node(), where); }),
+                   "index 3 is out of range: 'device.memory' has 1 item"));
+    CHECK(contains(error_of([&] { cli::set_at_path(doc, "device.clock.x", cfg::Node(), where); }),
+                   "'device.clock' is a scalar, so it has no key 'x'"));
+    CHECK(contains(error_of([&] { cli::set_at_path(doc, "device.clock[0]", cfg::Node(), where); }),
+                   "not a list"));
+}
+
+TEST_CASE("Sweep-file errors name the sweep file, line and column, and suggest the nearest key", "[sweep]") {
+    auto check_error = [](const char* file, const std::string& where, const std::string& what) {
+        INFO(file);
+        const std::string msg = error_of([&] {
+            const cli::Sweep s = cli::load_sweep(data(file));
+            cli::check_points(s);
+        });
+        CHECK(contains(msg, data(file) + ":" + where + ": error: "));
+        CHECK(contains(msg, what));
+    };
+    check_error("sweep_bad_zip.yaml", "7:5",
+                "zipped factors must have the same number of values: 'device.systolic.cols' has 2, but "
+                "'device.systolic.rows' (line 6) has 3");
+    check_error("sweep_bad_key.yaml", "5:1", "unknown key 'factor' in sweep file; did you mean 'factors'?");
+    check_error("sweep_bad_path.yaml", "5:3", "unknown key 'rowz' in device.systolic; did you mean 'rows'?");
+    check_error("sweep_bad_index.yaml", "5:3", "index 5 is out of range: 'device.memory' has 2 items");
+    // A bad value is reported at the value, in the sweep file, by the device schema; with its point.
+    check_error("sweep_bad_value.yaml", "6:37", "expected a size");
+    check_error("sweep_bad_value.yaml", "6:37", "(in sweep point 1 of 2: device.memory[0].capacity=8GHz)");
+    check_error("sweep_bad_dataflow.yaml", "6:49", "device.systolic.dataflow: expected one of:");
+    check_error("sweep_bad_batch.yaml", "5:14", "must be at least 1");
+}
+
+TEST_CASE("An unknown factor path suggests the nearest experiment key or device path", "[sweep]") {
+    TempDir dir("mlsim_test_sweep_factor");
+    const std::string file = dir.file("s.yaml");
+    {
+        std::FILE* f = std::fopen(file.c_str(), "w");
+        std::fputs(
+            "base:\n  system: a100\n  model: resnet50\nfactors:\n  devcie.clock: [1GHz]\n  btach: [1]\n", f);
+        std::fclose(f);
+    }
+    const std::string msg = error_of([&] { cli::load_sweep(file); });
+    CHECK(contains(msg, file + ":5:3: error: devcie.clock: unknown factor 'devcie.clock' (did you mean "
+                               "'device.clock'?)"));
+}
+
+TEST_CASE("Points are the product of the factors, zipped groups move together, the first factor slowest",
+          "[sweep]") {
+    const cli::Sweep s = cli::load_sweep(data("sweep_small.yaml"));
+    REQUIRE(s.point_count() == 16);
+    REQUIRE(s.axes.size() == 4);
+    CHECK(s.axes[3].zipped);
+    std::set<std::string> seen;
+    for (std::size_t i = 0; i < 16; ++i) {
+        const cli::SweepPointConfig p = cli::make_point(s, i);
+        seen.insert(p.description);
+        REQUIRE(p.db_point.factors.size() == 5);
+        // clock and static_power are zipped: 1GHz always with 50W.
+        CHECK((p.db_point.factors[3].value == "1GHz") == (p.db_point.factors[4].value == "50W"));
+    }
+    CHECK(seen.size() == 16);
+    const cli::SweepPointConfig first = cli::make_point(s, 0), second = cli::make_point(s, 1),
+                                last = cli::make_point(s, 15);
+    CHECK(
+        first.description ==
+        "batch=1, dtype=fp16, device.memory[2].bandwidth=1TB/s, device.clock=1GHz, device.static_power=50W");
+    CHECK(second.description ==
+          "batch=1, dtype=fp16, device.memory[2].bandwidth=1TB/s, device.clock=1.41GHz, "
+          "device.static_power=60W");
+    CHECK(last.options.batch == 4);
+    CHECK(last.options.dtype == "bf16");
+    REQUIRE(last.options.device_overrides.size() == 3);
+    CHECK(first.db_point.factors[2].value_num == Approx(1e12));
+    CHECK(first.db_point.factors[3].value_num == Approx(1e9));
+    CHECK(!first.db_point.factors[1].value_num);  // "fp16" is not a number
+}
+
+TEST_CASE(
+    "A device override changes the simulated device and the config hash, and an override to the "
+    "preset's own value changes neither",
+    "[sweep]") {
+    cli::ExperimentOptions o;
+    o.system = "a100";
+    o.model = "resnet50";
+    o.dtype = "fp16";
+    const auto plain = cli::run_experiment(o);
+
+    cli::ExperimentOptions same = o;
+    same.device_overrides.push_back(
+        cli::ConfigOverride{"device.memory[2].bandwidth",
+                            cfg::Node::make_scalar("2039GB/s", cfg::SourceLoc{"s.yaml", 1, 1}, "v")});
+    const auto a = cli::run_experiment(same);
+    CHECK(a.info.config_hash == plain.info.config_hash);
+
+    cli::ExperimentOptions slower = o;
+    slower.device_overrides.push_back(
+        cli::ConfigOverride{"device.memory[2].bandwidth",
+                            cfg::Node::make_scalar("500GB/s", cfg::SourceLoc{"s.yaml", 1, 1}, "v")});
+    const auto b = cli::run_experiment(slower);
+    CHECK(b.info.config_hash != plain.info.config_hash);
+    CHECK(b.info.mem_bandwidth_Bps == Approx(500e9));
+    CHECK(b.total_time_s > plain.total_time_s);
+    CHECK(contains(b.resolved_yaml, "bandwidth: 500GB/s"));
+
+    cli::ExperimentOptions bad = o;
+    bad.device_overrides.push_back(cli::ConfigOverride{
+        "device.clock", cfg::Node::make_scalar("fast", cfg::SourceLoc{"s.yaml", 9, 12}, "v")});
+    CHECK(contains(error_of([&] { cli::run_experiment(bad); }), "s.yaml:9:12: error: device.clock:"));
+}
+
+TEST_CASE("A sweep writes the same layers rows whatever the number of threads", "[sweep]") {
+    TempDir dir("mlsim_test_sweep_jobs");
+    const auto one = run(data("sweep_small.yaml"), dir.file("one.db"), 1);
+    const auto four = run(data("sweep_small.yaml"), dir.file("four.db"), 4);
+    CHECK(one.ran == 16);
+    CHECK(four.ran == 16);
+    const auto a = layers_by_hash(dir.file("one.db"));
+    const auto b = layers_by_hash(dir.file("four.db"));
+    REQUIRE(a.size() == 16);
+    CHECK(a.begin()->second.size() > 50);
+    CHECK(a == b);
+    // Each point is in `sweeps` once, with its factors in long form.
+    CHECK(count(dir.file("four.db"), "SELECT COUNT(DISTINCT point) FROM sweeps WHERE sweep_name = 'small'") ==
+          16);
+    CHECK(count(dir.file("four.db"), "SELECT COUNT(*) FROM sweep_factors WHERE sweep_name = 'small'") ==
+          16 * 5);
+    CHECK(
+        count(
+            dir.file("four.db"),
+            "SELECT COUNT(*) FROM sweeps s JOIN runs r USING (run_id) WHERE s.config_hash = r.config_hash") ==
+        16);
+    CHECK(query(dir.file("one.db"), "SELECT factors_json FROM sweeps WHERE point = 0").front() ==
+          R"({"batch": "1", "dtype": "fp16", "device.memory[2].bandwidth": "1TB/s", "device.clock": "1GHz", )"
+          R"("device.static_power": "50W"}|)");
+}
+
+TEST_CASE(
+    "Rerunning a sweep skips the points already in the database, including an mlsim run of the same "
+    "config",
+    "[sweep]") {
+    TempDir dir("mlsim_test_sweep_skip");
+    const std::string path = dir.file("r.db");
+    {
+        // The same config as point 3 of `small` (batch 1, fp16, 2039GB/s, 1.41GHz, 60W), run by hand.
+        cli::ExperimentOptions o;
+        o.system = "a100";
+        o.model = "resnet50";
+        o.dtype = "fp16";
+        auto value = [](const char* v) { return cfg::Node::make_scalar(v, cfg::SourceLoc{}, ""); };
+        o.device_overrides = {{"device.memory[2].bandwidth", value("2039GB/s")},
+                              {"device.clock", value("1.41GHz")},
+                              {"device.static_power", value("60W")}};
+        const auto r = cli::run_experiment(o);
+        db::ResultsDb db(path);
+        db.record_run(r.info, cli::to_rows(r.layers), 0.0);
+    }
+    const auto first = run(data("sweep_small.yaml"), path, 2);
+    CHECK(first.ran == 15);
+    CHECK(first.skipped == 1);
+    CHECK(query(path, "SELECT run_id FROM sweeps WHERE point = 3").front() == "1|");
+    const auto second = run(data("sweep_small.yaml"), path, 2);
+    CHECK(second.ran == 0);
+    CHECK(second.skipped == 16);
+    CHECK(count(path, "SELECT COUNT(*) FROM runs") == 16);
+    CHECK(count(path, "SELECT COUNT(*) FROM sweeps") == 16);
+}
+
+TEST_CASE("A point that fails with a user error is recorded with its message and the sweep goes on",
+          "[sweep]") {
+    TempDir dir("mlsim_test_sweep_fail");
+    const std::string path = dir.file("f.db");
+    const auto s = run(data("sweep_fail.yaml"), path, 2);
+    CHECK(s.ran == 1);
+    CHECK(s.failed == 3);
+    REQUIRE(s.errors.size() == 3);
+    CHECK(contains(s.errors[0], "point 1 (device.memory[1].capacity=32GiB, dtype=fp16)"));
+    CHECK(contains(s.errors[0], "no peak for data type 'fp16'"));
+    CHECK(contains(s.errors[1], "does not fit"));
+    CHECK(count(path, "SELECT COUNT(*) FROM runs WHERE status = 'error' AND error LIKE '%does not fit%'") ==
+          1);
+    CHECK(count(path, "SELECT COUNT(*) FROM sweeps s JOIN runs r USING (run_id) WHERE r.status = 'error'") ==
+          3);
+
+    // A rerun skips them (they would fail the same way) ...
+    const auto again = run(data("sweep_fail.yaml"), path, 1);
+    CHECK(again.failed_before == 3);
+    CHECK(again.skipped == 1);
+    CHECK(count(path, "SELECT COUNT(*) FROM runs") == 4);
+    // ... unless asked to retry them.
+    const auto retried = run(data("sweep_fail.yaml"), path, 1, true);
+    CHECK(retried.failed == 3);
+    CHECK(count(path, "SELECT COUNT(*) FROM runs WHERE status = 'error'") == 6);
+}
+
+TEST_CASE("A system factor takes presets and files relative to the sweep file", "[sweep]") {
+    const cli::Sweep s = cli::load_sweep(data("sweep_system_file.yaml"));
+    const cli::SystemCache systems = cli::check_points(s);
+    CHECK(systems.size() == 2);
+    const auto p = cli::make_point(s, 1);
+    CHECK(fs::equivalent(p.options.system,
+                         std::string(MLSIM_SOURCE_DIR) + "/configs/systems/a100-hbm-2x.yaml"));
+}
+
+TEST_CASE("The example sweeps in configs/sweeps check out", "[sweep]") {
+    for (const char* name : {"smoke", "resnet50-array", "gpt2-decode-array"}) {
+        INFO(name);
+        const cli::Sweep s =
+            cli::load_sweep(std::string(MLSIM_SOURCE_DIR) + "/configs/sweeps/" + name + ".yaml");
+        CHECK(s.name == name);
+        CHECK_NOTHROW(cli::check_points(s));
+    }
+    CHECK(cli::load_sweep(std::string(MLSIM_SOURCE_DIR) + "/configs/sweeps/smoke.yaml").point_count() == 12);
+    CHECK(cli::load_sweep(std::string(MLSIM_SOURCE_DIR) + "/configs/sweeps/resnet50-array.yaml")
+              .point_count() == 72);
+}
