@@ -16,7 +16,6 @@
 #include <set>
 #include <thread>
 
-#include "cli/format.h"
 #include "cli/key_path.h"
 #include "sim/config/loader.h"
 #include "sim/core/check.h"
@@ -680,12 +679,18 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
                 return;
             }
         }
+        // Only the experiment's own user errors make a failed point; a database error stops the sweep.
         const auto t0 = Clock::now();
         std::optional<ExperimentResult> result;
         std::string error;
+        std::optional<PreparedExperiment> prepared;
         try {
-            PreparedExperiment prepared = prepare_experiment(pc.options);
-            const std::string hash = prepared.result->info.config_hash;
+            prepared.emplace(prepare_experiment(pc.options));
+        } catch (const cfg::UserError& e) {
+            error = e.what();
+        }
+        if (prepared) {
+            const std::string hash = prepared->result->info.config_hash;
             if (auto id = db.find_run(hash, "ok")) {
                 db.link_sweep_point(pc.db_point, *id);
                 ++skipped;
@@ -699,9 +704,11 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
                     return;
                 }
             }
-            result = simulate(std::move(prepared));
-        } catch (const cfg::UserError& e) {
-            error = e.what();
+            try {
+                result = simulate(std::move(*prepared));
+            } catch (const cfg::UserError& e) {
+                error = e.what();
+            }
         }
         const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
         if (result) {

@@ -4,8 +4,10 @@
 // Promises: pop order is by (time, phase, insertion sequence), so entries with equal time and phase
 // leave first-in first-out and a run is bit-for-bit repeatable. Each key carries a 24-bit slot index
 // that the owner (Simulator) uses to find the payload; the queue never looks at payloads. Pushing and
-// popping allocate nothing once the heap has grown to its high-water mark.
-// Assumes: fewer than 2^24 entries are pending at once (checked), times are non-negative.
+// popping allocate nothing once the heap has grown to its high-water mark (only the rare renumbering
+// below takes temporary memory).
+// Assumes: fewer than 2^24 entries are pending at once (checked); times are non-negative; top(), pop()
+// and replace_top() are called on a non-empty queue only.
 //
 // The insertion sequence has 32 bits in the key. When it runs out, all pending keys are renumbered
 // 0..n-1 in their current order; every comparison between pending keys is unchanged, so the heap stays

@@ -350,3 +350,22 @@ TEST_CASE("The example sweeps in configs/sweeps check out", "[sweep]") {
     CHECK(cli::load_sweep(std::string(MLSIM_SOURCE_DIR) + "/configs/sweeps/resnet50-array.yaml")
               .point_count() == 72);
 }
+
+TEST_CASE("A results database from before sweeps gains the sweep tables when a sweep opens it", "[sweep]") {
+    TempDir dir("mlsim_test_sweep_migrate");
+    const std::string path = dir.file("old.db");
+    { db::ResultsDb create(path); }
+    // Make it look like a version-1 file: no sweep tables, schema_version 1.
+    sqlite3* raw = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &raw) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(raw,
+                         "DROP INDEX sweeps_by_run; DROP TABLE sweeps; DROP TABLE sweep_factors; "
+                         "UPDATE meta SET value = '1' WHERE key = 'schema_version'",
+                         nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(raw);
+    CHECK(count(path, "SELECT COUNT(*) FROM sqlite_schema WHERE name LIKE 'sweep%'") == 0);
+    const auto s = run(data("sweep_system_file.yaml"), path, 1);
+    CHECK(s.ran == 2);
+    CHECK(count(path, "SELECT COUNT(*) FROM sweeps") == 2);
+    CHECK(query(path, "SELECT value FROM meta WHERE key = 'schema_version'").front() == "2|");
+}

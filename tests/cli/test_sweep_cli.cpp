@@ -1,0 +1,79 @@
+// `mlsim sweep` as a user runs it: help text, dry run, summary, exit statuses.
+#include <sys/wait.h>
+
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Output {
+    int status = -1;
+    std::string text;  // stdout and stderr together
+};
+
+Output run_mlsim(const std::string& args) {
+    const std::string cmd = std::string("'") + MLSIM_BINARY + "' " + args + " 2>&1";
+    Output out;
+    std::FILE* pipe = popen(cmd.c_str(), "r");
+    REQUIRE(pipe != nullptr);
+    char buf[4096];
+    std::size_t n = 0;
+    while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.text.append(buf, n);
+    const int status = pclose(pipe);
+    out.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return out;
+}
+
+bool contains(const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+}
+
+const std::string k_src = MLSIM_SOURCE_DIR;
+
+}  // namespace
+
+TEST_CASE("mlsim sweep --help documents the sweep file keys from their declarations, with an example",
+          "[sweep]") {
+    const Output o = run_mlsim("sweep --help");
+    CHECK(o.status == 0);
+    for (const char* part :
+         {"usage: mlsim sweep FILE", "--jobs", "--dry-run", "base", "factors", "zip",
+          "batch          integer >= 1", "device.systolic.rows: [8, 16, 32, 64, 128, 256]", "sweep_factors"})
+        CHECK(contains(o.text, part));
+}
+
+TEST_CASE("mlsim sweep --dry-run checks every point and lists them without running anything", "[sweep]") {
+    const fs::path dir = fs::temp_directory_path() / "mlsim_test_sweep_cli";
+    fs::remove_all(dir);
+    const Output o = run_mlsim("sweep '" + k_src + "/configs/sweeps/smoke.yaml' --dry-run --db '" +
+                               (dir / "x.db").string() + "'");
+    CHECK(o.status == 0);
+    CHECK(contains(o.text, "sweep 'smoke': 12 points (batch 2 x dtype 2 x device.memory[2].bandwidth 3)"));
+    CHECK(contains(o.text, "   11  8      bf16   4TB/s"));
+    CHECK_FALSE(fs::exists(dir / "x.db"));
+}
+
+TEST_CASE("mlsim sweep prints a summary and exits 0; a bad sweep file exits 2 with its location", "[sweep]") {
+    const fs::path dir = fs::temp_directory_path() / "mlsim_test_sweep_cli_run";
+    fs::remove_all(dir);
+    const std::string db = (dir / "s.db").string();
+    const Output first =
+        run_mlsim("sweep '" + k_src + "/configs/sweeps/smoke.yaml' --jobs 2 --db '" + db + "'");
+    CHECK(first.status == 0);
+    CHECK(contains(first.text, "done: 12 points in"));
+    CHECK(contains(first.text, "12 run, 0 failed"));
+    const Output again = run_mlsim("sweep '" + k_src + "/configs/sweeps/smoke.yaml' --db '" + db + "'");
+    CHECK(contains(again.text, "0 run, 12 skipped (already in the database), 0 failed"));
+
+    const std::string bad = k_src + "/tests/cli/data/sweep_bad_zip.yaml";
+    const Output b = run_mlsim("sweep '" + bad + "' --db '" + db + "'");
+    CHECK(b.status == 2);
+    CHECK(contains(b.text, bad + ":7:5: error: device.systolic.cols: zipped factors"));
+    const Output j = run_mlsim("sweep '" + k_src + "/configs/sweeps/smoke.yaml' --jobs 0");
+    CHECK(j.status == 2);
+    fs::remove_all(dir);
+}
