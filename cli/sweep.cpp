@@ -1,22 +1,20 @@
 #include "cli/sweep.h"
 
 #include <fmt/format.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <boost/program_options.hpp>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <exception>
 #include <filesystem>
-#include <iostream>
 #include <mutex>
 #include <set>
 #include <thread>
 
 #include "cli/key_path.h"
+#include "cli/progress.h"
 #include "sim/config/loader.h"
 #include "sim/core/check.h"
 #include "workloads/model.h"
@@ -24,7 +22,6 @@
 namespace mlsim::cli {
 
 namespace fs = std::filesystem;
-namespace po = boost::program_options;
 using cfg::Param;
 using cfg::PType;
 
@@ -570,64 +567,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string clock_text(double s) {
-    if (!std::isfinite(s) || s < 0) return "--:--";
-    const auto total = static_cast<long long>(s + 0.5);
-    if (total >= 3600) return fmt::format("{}:{:02}:{:02}", total / 3600, total / 60 % 60, total % 60);
-    return fmt::format("{}:{:02}", total / 60, total % 60);
-}
-
-// Progress on stderr: a bar redrawn in place on a terminal, else a line every 2 s or 10 %.
-class Progress {
-  public:
-    Progress(std::FILE* out, bool tty, std::size_t total)
-        : m_out(out), m_tty(tty), m_total(total), m_start(Clock::now()), m_last_line(m_start) {}
-
-    void update(std::size_t done, std::size_t failed, bool final) {
-        if (!m_out) return;
-        const auto now = Clock::now();
-        const double elapsed = std::chrono::duration<double>(now - m_start).count();
-        const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0;
-        const double eta = rate > 0 ? static_cast<double>(m_total - done) / rate : -1;
-        const double fraction = m_total ? static_cast<double>(done) / static_cast<double>(m_total) : 1;
-        const std::string failed_text = failed ? fmt::format(", {} failed", failed) : "";
-        if (m_tty) {
-            constexpr int width = 30;
-            const int filled = static_cast<int>(fraction * width);
-            std::string bar(static_cast<std::size_t>(filled), '=');
-            if (filled < width) bar += '>';
-            bar.resize(width, ' ');
-            const std::string line =
-                fmt::format("\r[{}] {}/{} {:3.0f}%  {:.1f} points/s  ETA {}{}", bar, done, m_total,
-                            fraction * 100, rate, clock_text(final ? 0 : eta), failed_text);
-            // Pad over the remains of a longer previous line.
-            std::fputs(fmt::format("{:<{}}", line, std::max(line.size(), m_last_width)).c_str(), m_out);
-            m_last_width = line.size();
-            if (final) std::fputs("\n", m_out);
-            std::fflush(m_out);
-            return;
-        }
-        const auto decile = static_cast<int>(fraction * 10);
-        const bool due = now - m_last_line >= std::chrono::seconds(2) || decile > m_last_decile;
-        if (final || !due || done == m_last_done || done == m_total) return;  // the summary follows
-        m_last_line = now;
-        m_last_decile = decile;
-        m_last_done = done;
-        fmt::print(m_out, "sweep: {}/{} points ({:.0f}%), {:.1f} points/s, ETA {}{}\n", done, m_total,
-                   fraction * 100, rate, clock_text(eta), failed_text);
-        std::fflush(m_out);
-    }
-
-  private:
-    std::FILE* m_out;
-    bool m_tty;
-    std::size_t m_total;
-    Clock::time_point m_start, m_last_line;
-    std::size_t m_last_width = 0;
-    int m_last_decile = 0;
-    std::size_t m_last_done = 0;
-};
-
 db::RunInfo failed_info(const SweepPointConfig& pc, const SystemCache& systems) {
     db::RunInfo info;
     info.config_yaml = point_description_yaml(pc);
@@ -777,150 +716,6 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
     std::sort(errors.begin(), errors.end());
     for (std::size_t k = 0; k < errors.size() && k < k_max_errors; ++k) s.errors.push_back(errors[k].second);
     return s;
-}
-
-namespace {
-
-const char* k_sweep_example = R"(example (configs/sweeps/resnet50-array.yaml, 6 x 3 x 4 = 72 points):
-
-  name: resnet50-array        # the sweep's name in the database; default: the file name
-  base:
-    system: tpu-v4            # a preset, or a system/device file relative to this file
-    model: resnet50
-    batch: 1
-    dtype: bf16
-  zip:                        # each group's lists move together (equal lengths)
-    - device.systolic.rows: [8, 16, 32, 64, 128, 256]
-      device.systolic.cols: [8, 16, 32, 64, 128, 256]
-  factors:                    # Cartesian product; axes in file order, the first varies slowest
-    device.systolic.dataflow: [output_stationary, weight_stationary, input_stationary]
-    device.memory[0].capacity: [4MiB, 8MiB, 16MiB, 32MiB]
-
-key paths: an experiment key of `base` (system, model, batch, seq, image, dtype, mode, optimizer,
-checkpointing), or a path into the loaded system document: device.<key> or system.<key>, with
-[i] for list items (device.clock, device.peak.bf16, device.memory[0].capacity,
-device.systolic.dataflow, system.count). Device keys are listed by `mlsim run --help`. A factor with
-one value is a fixed override. Each overridden device is validated again: a bad value is reported at
-its line in this file.
-
-results: one `runs` row (and its `layers`) per point in the database, plus `sweeps` (sweep_name,
-point, run_id, config_hash, factors_json) and `sweep_factors` (sweep_name, run_id, factor, value,
-value_num), written in the same transaction. A point whose resolved config already has an ok run is
-skipped, so rerunning an interrupted sweep finishes it. A point that fails with a user error (the model
-does not fit, the data type is not supported) is recorded with status 'error' and the sweep goes on;
-reruns skip it unless --retry-failed. Exit status: 0 when the sweep ran (failed points are results),
-2 for a bad sweep file or database, 1 for an internal error. More: configs/sweeps/README.md.
-)";
-
-void print_points(const Sweep& sweep) {
-    std::vector<std::string> header{"point"};
-    for (const SweepAxis& a : sweep.axes)
-        for (const SweepFactor& f : a.factors) header.push_back(f.path);
-    std::vector<std::vector<std::string>> rows;
-    for (std::size_t i = 0; i < sweep.point_count(); ++i) {
-        const SweepPointConfig pc = make_point(sweep, i);
-        std::vector<std::string> row{std::to_string(i)};
-        for (const db::SweepFactorValue& f : pc.db_point.factors) row.push_back(f.value);
-        rows.push_back(std::move(row));
-    }
-    std::vector<std::size_t> width(header.size());
-    for (std::size_t c = 0; c < header.size(); ++c) {
-        width[c] = header[c].size();
-        for (const auto& row : rows) width[c] = std::max(width[c], row[c].size());
-    }
-    auto print_row = [&](const std::vector<std::string>& row) {
-        std::string line;
-        for (std::size_t c = 0; c < row.size(); ++c)
-            line +=
-                c == 0 ? fmt::format("{:>{}}", row[c], width[c]) : fmt::format("  {:<{}}", row[c], width[c]);
-        while (!line.empty() && line.back() == ' ') line.pop_back();
-        fmt::print("{}\n", line);
-    };
-    print_row(header);
-    for (const auto& row : rows) print_row(row);
-}
-
-std::string axes_text(const Sweep& sweep) {
-    std::vector<std::string> parts;
-    for (const SweepAxis& a : sweep.axes) {
-        std::vector<std::string> names;
-        for (const SweepFactor& f : a.factors) names.push_back(f.path);
-        parts.push_back(
-            fmt::format("{} {}", a.zipped ? join(names, " + ") + " (zipped)" : names.front(), a.size()));
-    }
-    return parts.empty() ? "no factors: the base experiment only" : join(parts, " x ");
-}
-
-}  // namespace
-
-int cmd_sweep(const Args& args) {
-    std::string file, db_path;
-    int jobs = 1;
-    bool dry_run = false, retry_failed = false, quiet = false;
-    po::options_description desc("mlsim sweep options");
-    desc.add_options()("help,h", "show this help and the sweep file format")("file", po::value(&file),
-                                                                             "the sweep file (YAML)")(
-        "db", po::value(&db_path), "results database; default results/<sweep name>.db")(
-        "jobs,j", po::value(&jobs)->default_value(1), "points simulated in parallel (threads)")(
-        "dry-run,n", po::bool_switch(&dry_run),
-        "check the sweep file and every point, list the points, run nothing")(
-        "retry-failed", po::bool_switch(&retry_failed), "rerun points recorded as failed by an earlier run")(
-        "quiet,q", po::bool_switch(&quiet), "no progress output, only the summary");
-    po::positional_options_description pos;
-    pos.add("file", 1);
-    po::variables_map vm;
-    po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
-    if (vm.count("help")) {
-        std::cout << "usage: mlsim sweep FILE [--db FILE] [--jobs N] [--dry-run] [--retry-failed]\n\n"
-                  << "Runs every point of a design-space sweep and appends the results to a database.\n\n"
-                  << desc << "\nSweep file keys:\n"
-                  << cfg::describe(sweep_schema()) << "\n"
-                  << k_sweep_example;
-        return 0;
-    }
-    po::notify(vm);
-    if (file.empty()) {
-        fmt::print(stderr, "mlsim sweep: error: no sweep file given (mlsim sweep --help)\n");
-        return 2;
-    }
-    if (jobs < 1) {
-        fmt::print(stderr, "mlsim sweep: error: --jobs must be at least 1, found {}\n", jobs);
-        return 2;
-    }
-
-    const Sweep sweep = load_sweep(file);
-    const SystemCache systems = check_points(sweep);
-    const std::size_t n = sweep.point_count();
-    if (dry_run) {
-        fmt::print("sweep '{}': {} point{} ({}); all check out\n", sweep.name, n, n == 1 ? "" : "s",
-                   axes_text(sweep));
-        print_points(sweep);
-        return 0;
-    }
-    if (db_path.empty()) db_path = (fs::path("results") / (sweep.name + ".db")).string();
-    db::ResultsDb db(db_path);
-    fmt::print("sweep '{}': {} point{} ({}), {} job{}, database {}\n", sweep.name, n, n == 1 ? "" : "s",
-               axes_text(sweep), jobs, jobs == 1 ? "" : "s", db_path);
-    std::fflush(stdout);
-
-    SweepRunOptions o;
-    o.jobs =
-        static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(jobs), std::max<std::size_t>(n, 1)));
-    o.retry_failed = retry_failed;
-    o.progress = quiet ? nullptr : stderr;
-    o.progress_tty = !quiet && isatty(fileno(stderr));
-    const SweepSummary s = run_sweep(sweep, systems, db, o);
-
-    std::string skipped;
-    if (s.skipped) skipped += fmt::format(", {} skipped (already in the database)", s.skipped);
-    if (s.failed_before)
-        skipped += fmt::format(", {} skipped (failed before; --retry-failed reruns them)", s.failed_before);
-    fmt::print("done: {} points in {:.2f} s ({:.1f} points/s): {} run{}, {} failed\n", s.points, s.wall_s,
-               s.wall_s > 0 ? static_cast<double>(s.points) / s.wall_s : 0.0, s.ran, skipped, s.failed);
-    for (const std::string& e : s.errors) fmt::print("  failed: {}\n", e);
-    if (s.failed > s.errors.size())
-        fmt::print("  ... and {} more failed points\n", s.failed - s.errors.size());
-    return 0;
 }
 
 }  // namespace mlsim::cli

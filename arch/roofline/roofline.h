@@ -16,7 +16,8 @@ struct RooflineBound {
     double compute_s = 0;  // FLOPs / peak
     double memory_s = 0;   // bytes / bandwidth
     double bound_s() const { return compute_s > memory_s ? compute_s : memory_s; }
-    bool compute_bound() const { return compute_s >= memory_s; }
+    // An op with no arithmetic (a gather, a copy) is memory-bound even when it moves nothing.
+    bool compute_bound() const { return compute_s > 0 && compute_s >= memory_s; }
 };
 
 // The bound of one op on a device (no overhead). Throws UserError if the device lacks the op's dtype.

@@ -53,15 +53,24 @@ std::vector<std::string> layer_rows(const std::string& db_path, int64_t run_id) 
 
 }  // namespace
 
-TEST_CASE("ResNet-50 on the A100 preset is compute-bound overall and takes longer than its FLOPs at peak") {
+TEST_CASE("ResNet-50 at batch 32 on the A100: most convolutions are compute-bound, norms and activations memory-bound") {
     const auto r = cli::run_experiment(options("a100", "resnet50", "fp16", 32));
-    double flops = 0, compute_s = 0;
+    int conv = 0, conv_compute = 0, eltwise = 0, eltwise_memory = 0;
+    double flops = 0;
     for (const auto& l : r.layers) {
         flops += l.counts.flops;
-        if (l.bound == "compute") compute_s += l.time_s;
+        if (l.op == "conv2d") {
+            ++conv;
+            conv_compute += l.bound == "compute";
+        }
+        if (l.op == "batchnorm" || l.op == "relu") {
+            ++eltwise;
+            eltwise_memory += l.bound == "memory";
+        }
     }
+    CHECK(conv_compute * 3 > conv * 2);
+    CHECK(eltwise_memory == eltwise);
     CHECK(r.total_time_s > flops / 312e12);
-    CHECK(compute_s > 0.5 * r.total_time_s);
     CHECK(r.info.peak_flops_per_s == Approx(312e12));
 }
 
@@ -110,7 +119,7 @@ TEST_CASE("A model that does not fit in the device memory is a user error naming
     }
 }
 
-TEST_CASE("Training lowers the model and costs about three forward passes on the roofline") {
+TEST_CASE("Training lowers the model into backward and optimizer ops with more than twice the forward FLOPs") {
     auto inf = cli::run_experiment(options("a100", "mlp3", "fp16", 64));
     auto opt = options("a100", "mlp3", "fp16", 64);
     opt.mode = "training";
@@ -119,7 +128,7 @@ TEST_CASE("Training lowers the model and costs about three forward passes on the
     double f_inf = 0, f_tr = 0;
     for (const auto& l : inf.layers) f_inf += l.counts.flops;
     for (const auto& l : tr.layers) f_tr += l.counts.flops;
-    CHECK(f_tr > 2.9 * f_inf);
+    CHECK(f_tr > 2.2 * f_inf);  // backward skips the first layer's input gradient: 1 + 1.25 + optimizer
 }
 
 TEST_CASE("Rerunning the same command produces identical layers rows and the same config hash") {
