@@ -96,6 +96,15 @@ class EventQueue {
     // 64-byte cache line, so each level of a sift costs at most one miss.
     static constexpr std::size_t k_pad = 3;
     static constexpr std::align_val_t k_align{64};
+    static constexpr std::size_t k_prefetch_above = 32768;  // entries: 512 KiB of keys
+
+    // Hides a value from the optimizer, which would otherwise turn the arithmetic selections that use it
+    // back into branches, mispredicted half the time.
+    template <class T>
+    [[gnu::always_inline]] static T opaque(T v) noexcept {
+        asm("" : "+r"(v));
+        return v;
+    }
 
     static bool less(const Key& a, const Key& b) noexcept {
         // Times almost always differ, so the branch is well predicted and the tie is rarely looked at.
@@ -120,21 +129,36 @@ class EventQueue {
         Key* const h = m_heap;
         std::size_t i = 0;  // the hole
         std::size_t c = 1;  // its first child
+        const bool prefetch = n > k_prefetch_above;
         while (c + 3 < n) {
-            // Fetch the four grandchild groups while this level is compared: one of them is the next
-            // level's cache line. Matters once the heap outgrows L2; harmless before.
+            // Once the heap outgrows the L2 cache, fetch the four grandchild groups while this level is
+            // compared: one of them is the next level's cache line. Below that size it only costs.
             const std::size_t gc = 4 * c + 1;
-            if (gc + 15 < n) {
+            if (prefetch && gc + 15 < n) {
                 __builtin_prefetch(h + gc);
                 __builtin_prefetch(h + gc + 4);
                 __builtin_prefetch(h + gc + 8);
                 __builtin_prefetch(h + gc + 12);
             }
-            // Which child is smallest is a coin toss, so select by arithmetic, not by branches.
+            // Which child is smallest is a coin toss, so it is selected by arithmetic, not by branches,
+            // and from times already in registers, so each level waits on one round of loads only.
+            // Equal times are rare (a well-predicted branch); only they look at the order word.
             const Key* const g = h + c;
-            const std::size_t a = less(g[1], g[0]);
-            const std::size_t b = 2 + less(g[3], g[2]);
-            const std::size_t m = a ^ ((a ^ b) & (std::size_t{0} - less(g[b], g[a])));
+            const std::uint64_t t0 = g[0].time, t1 = g[1].time, t2 = g[2].time, t3 = g[3].time;
+            std::size_t a, b;
+            if (t0 != t1 && t2 != t3) [[likely]] {
+                a = t1 < t0;
+                b = 2 + (t3 < t2);
+            } else {
+                a = less(g[1], g[0]);
+                b = 2 + less(g[3], g[2]);
+            }
+            a = opaque(a);
+            b = opaque(b);
+            const std::uint64_t ta = t0 ^ ((t0 ^ t1) & (std::uint64_t{0} - a));
+            const std::uint64_t tb = t2 ^ ((t2 ^ t3) & (std::uint64_t{0} - (b & 1)));
+            const std::size_t sel = opaque<std::size_t>(ta != tb ? tb < ta : less(g[b], g[a]));
+            const std::size_t m = a ^ ((a ^ b) & (std::size_t{0} - sel));
             h[i] = g[m];
             i = c + m;
             c = 4 * i + 1;

@@ -1,0 +1,276 @@
+#include "arch/systolic/scalesim_cfg.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "sim/config/error.h"
+#include "sim/config/schema.h"
+
+namespace mlsim::arch::systolic {
+
+namespace {
+
+struct Entry {
+    std::string value;
+    cfg::SourceLoc loc;  // of the value
+    cfg::SourceLoc key_loc;
+};
+
+struct KeySpec {
+    const char* section;
+    const char* key;
+    bool required;
+};
+
+// What SCALE-Sim v2 reads. Offsets, banks and request buffers shape its address traces, which mlsim
+// does not generate, so they are accepted and ignored.
+constexpr KeySpec k_keys[] = {
+    {"general", "run_name", false},
+    {"architecture_presets", "ArrayHeight", true},
+    {"architecture_presets", "ArrayWidth", true},
+    {"architecture_presets", "IfmapSramSzkB", true},
+    {"architecture_presets", "FilterSramSzkB", true},
+    {"architecture_presets", "OfmapSramSzkB", true},
+    {"architecture_presets", "IfmapOffset", false},
+    {"architecture_presets", "FilterOffset", false},
+    {"architecture_presets", "OfmapOffset", false},
+    {"architecture_presets", "Dataflow", true},
+    {"architecture_presets", "Bandwidth", false},
+    {"architecture_presets", "MemoryBanks", false},
+    {"architecture_presets", "ReadRequestBuffer", false},
+    {"architecture_presets", "WriteRequestBuffer", false},
+    {"run_presets", "InterfaceBandwidth", false},
+    {"run_presets", "UseRamulatorTrace", false},
+};
+
+std::string trim(std::string s) {
+    const auto not_space = [](unsigned char c) { return !std::isspace(c); };
+    s.erase(s.begin(), std::find_if(s.begin(), s.end(), not_space));
+    s.erase(std::find_if(s.rbegin(), s.rend(), not_space).base(), s.end());
+    return s;
+}
+
+int64_t positive_int(const Entry& e, const std::string& key) {
+    int64_t v = 0;
+    size_t used = 0;
+    try {
+        v = std::stoll(e.value, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    if (used == 0 || used != e.value.size())
+        cfg::fail(e.loc, key, fmt::format("expected a positive integer, found \"{}\"", e.value));
+    if (v <= 0) cfg::fail(e.loc, key, fmt::format("must be greater than 0, found {}", v));
+    return v;
+}
+
+}  // namespace
+
+cfg::Node scalesim_cfg_document(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) cfg::fail(cfg::SourceLoc{path, 0, 0}, "", fmt::format("cannot open '{}': no such file", path));
+
+    std::map<std::string, Entry> entries;  // "section.key"
+    std::string section;
+    std::string line;
+    int lineno = 0;
+    std::vector<std::string> sections, all_keys;
+    for (const KeySpec& k : k_keys) {
+        if (std::find(sections.begin(), sections.end(), k.section) == sections.end())
+            sections.push_back(k.section);
+        all_keys.push_back(k.key);
+    }
+    while (std::getline(in, line)) {
+        ++lineno;
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        const std::string t = trim(line);
+        if (t.empty() || t[0] == '#' || t[0] == ';') continue;
+        const int indent = static_cast<int>(line.find_first_not_of(" \t"));
+        if (t.front() == '[') {
+            if (t.back() != ']')
+                cfg::fail(cfg::SourceLoc{path, lineno, indent + 1}, "",
+                          fmt::format("malformed section header \"{}\"", t));
+            section = trim(t.substr(1, t.size() - 2));
+            if (std::find(sections.begin(), sections.end(), section) == sections.end()) {
+                const std::string near = cfg::nearest(section, sections);
+                cfg::fail(cfg::SourceLoc{path, lineno, indent + 1}, "",
+                          fmt::format("unknown section [{}]{}", section,
+                                      near.empty() ? "" : fmt::format("; did you mean [{}]?", near)));
+            }
+            continue;
+        }
+        const size_t sep = t.find_first_of(":=");
+        if (sep == std::string::npos)
+            cfg::fail(cfg::SourceLoc{path, lineno, indent + 1}, "",
+                      fmt::format("expected 'Key: value' or 'Key = value', found \"{}\"", t));
+        const std::string key = trim(t.substr(0, sep));
+        const std::string value = trim(t.substr(sep + 1));
+        const cfg::SourceLoc key_loc{path, lineno, indent + 1};
+        const size_t vpos = line.find(value, line.find_first_of(":=") + 1);
+        const cfg::SourceLoc val_loc{path, lineno, static_cast<int>(vpos == std::string::npos ? 0 : vpos + 1)};
+        if (section.empty())
+            cfg::fail(key_loc, key, "key outside of any section; SCALE-Sim configs start with [general]");
+        const KeySpec* spec = nullptr;
+        for (const KeySpec& k : k_keys)
+            if (section == k.section && key == k.key) spec = &k;
+        if (!spec) {
+            std::vector<std::string> in_section;
+            for (const KeySpec& k : k_keys)
+                if (section == k.section) in_section.push_back(k.key);
+            const std::string near = cfg::nearest(key, in_section);
+            cfg::fail(key_loc, section + "." + key,
+                      fmt::format("unknown key '{}' in [{}]{}", key, section,
+                                  near.empty() ? "" : fmt::format("; did you mean '{}'?", near)));
+        }
+        const std::string id = section + "." + key;
+        if (entries.count(id))
+            cfg::fail(key_loc, id, fmt::format("duplicate key '{}' (first set at line {})", key,
+                                                 entries[id].key_loc.line));
+        entries[id] = Entry{value, val_loc, key_loc};
+    }
+    for (const KeySpec& k : k_keys) {
+        if (k.required && !entries.count(std::string(k.section) + "." + k.key))
+            cfg::fail(cfg::SourceLoc{path, 0, 0}, "",
+                      fmt::format("missing required key '{}' in [{}]", k.key, k.section));
+    }
+
+    const auto get = [&](const char* sec, const char* key) -> const Entry& {
+        return entries.at(std::string(sec) + "." + key);
+    };
+    const auto has = [&](const char* sec, const char* key) {
+        return entries.count(std::string(sec) + "." + key) > 0;
+    };
+    const cfg::SourceLoc file_loc{path, 1, 1};
+    const auto scalar = [](const std::string& v, const cfg::SourceLoc& loc, const std::string& p) {
+        return cfg::Node::make_scalar(v, loc, p);
+    };
+
+    const Entry& eh = get("architecture_presets", "ArrayHeight");
+    const Entry& ew = get("architecture_presets", "ArrayWidth");
+    const int64_t rows = positive_int(eh, "ArrayHeight");
+    const int64_t cols = positive_int(ew, "ArrayWidth");
+    const Entry& edf = get("architecture_presets", "Dataflow");
+    std::string dataflow = edf.value;
+    for (char& c : dataflow) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (dataflow != "os" && dataflow != "ws" && dataflow != "is")
+        cfg::fail(edf.loc, "Dataflow", fmt::format("expected one of: os, ws, is; found \"{}\"", edf.value));
+
+    bool calc = true;
+    if (has("run_presets", "InterfaceBandwidth")) {
+        const Entry& e = get("run_presets", "InterfaceBandwidth");
+        if (e.value == "USER")
+            calc = false;
+        else if (e.value != "CALC")
+            cfg::fail(e.loc, "InterfaceBandwidth", fmt::format("expected CALC or USER, found \"{}\"", e.value));
+    }
+    int64_t words_per_cycle = rows + 2 * cols;  // what the array edge can consume per cycle
+    cfg::SourceLoc bw_loc = file_loc;
+    if (!calc) {
+        if (!has("architecture_presets", "Bandwidth"))
+            cfg::fail(get("run_presets", "InterfaceBandwidth").loc, "InterfaceBandwidth",
+                      "USER mode needs 'Bandwidth' (words per cycle) in [architecture_presets]");
+        const Entry& e = get("architecture_presets", "Bandwidth");
+        words_per_cycle = positive_int(e, "Bandwidth");
+        bw_loc = e.loc;
+    }
+    const std::string name = has("general", "run_name") ? get("general", "run_name").value : "scalesim";
+    const double clock = 1e9;  // (est.) SCALE-Sim counts cycles only
+    const double peak = static_cast<double>(rows * cols) * 2 * clock;
+
+    cfg::Node dev = cfg::Node::make_map(file_loc, "device");
+    const auto p = [](const char* k) { return std::string("device.") + k; };
+    dev.set("name", scalar(name, has("general", "run_name") ? get("general", "run_name").loc : file_loc, p("name")));
+    dev.set("family", scalar("tpu", file_loc, p("family")));
+    dev.set("description", scalar(fmt::format("SCALE-Sim config {} ({}x{} {}, {} interface bandwidth)", path,
+                                              rows, cols, dataflow, calc ? "CALC" : "USER"),
+                                  file_loc, p("description")));
+    dev.set("source", scalar(path, file_loc, p("source")));
+    dev.set("clock", scalar("1GHz", file_loc, p("clock")));
+    cfg::Node peak_map = cfg::Node::make_map(eh.loc, p("peak"));
+    peak_map.set("int8", scalar(fmt::format("{}OP/s", peak), eh.loc, p("peak.int8")));
+    dev.set("peak", std::move(peak_map));
+    cfg::Node mac = cfg::Node::make_map(file_loc, p("mac_energy"));
+    mac.set("int8", scalar("0.3pJ", file_loc, p("mac_energy.int8")));  // Horowitz 45 nm: 0.2 mult + 0.1 add
+    dev.set("mac_energy", std::move(mac));
+
+    cfg::Node memory = cfg::Node::make_sequence(file_loc, p("memory"));
+    const auto level = [&](const std::string& lname, double cap, const std::string& bw, const cfg::SourceLoc& loc,
+                           const char* energy, int i) {
+        const std::string base = fmt::format("device.memory[{}]", i);
+        cfg::Node m = cfg::Node::make_map(loc, base);
+        m.set("name", scalar(lname, loc, base + ".name"));
+        m.set("capacity", scalar(fmt::format("{}B", cap), loc, base + ".capacity"));
+        m.set("bandwidth", scalar(bw, loc, base + ".bandwidth"));
+        m.set("read_energy", scalar(energy, loc, base + ".read_energy"));
+        return m;
+    };
+    const Entry& ei = get("architecture_presets", "IfmapSramSzkB");
+    const Entry& ef = get("architecture_presets", "FilterSramSzkB");
+    const Entry& eo = get("architecture_presets", "OfmapSramSzkB");
+    const int64_t ifmap_kib = positive_int(ei, "IfmapSramSzkB");
+    const int64_t filter_kib = positive_int(ef, "FilterSramSzkB");
+    const int64_t ofmap_kib = positive_int(eo, "OfmapSramSzkB");
+    const double sram_total = static_cast<double>(ifmap_kib + filter_kib + ofmap_kib) * 1024;
+    // On-chip: the three scratchpads together (roofline level); DRAM: SCALE-Sim does not size it.
+    memory.push_back(level("sram", sram_total, fmt::format("{}GB/s", rows + 2 * cols), file_loc, "12.5pJ/B", 0));
+    memory.push_back(level("dram", 8.0 * 1024 * 1024 * 1024, fmt::format("{}GB/s", words_per_cycle), bw_loc,
+                           "325pJ/B", 1));  // Horowitz: 2.6 nJ per 64-bit DRAM access
+    dev.set("memory", std::move(memory));
+    dev.set("static_power", scalar("0W", file_loc, p("static_power")));
+    // (est.) TDP = every MAC busy at 0.3 pJ; only a ceiling for the static-power check, never used for energy.
+    dev.set("tdp", scalar(fmt::format("{}W", std::max(1.0, peak / 2 * 0.3e-12)), file_loc, p("tdp")));
+    dev.set("op_overhead", scalar("0s", file_loc, p("op_overhead")));
+
+    cfg::Node sys = cfg::Node::make_map(eh.key_loc, p("systolic"));
+    const auto sp = [](const std::string& k) { return "device.systolic." + k; };
+    sys.set("rows", scalar(std::to_string(rows), eh.loc, sp("rows")));
+    sys.set("cols", scalar(std::to_string(cols), ew.loc, sp("cols")));
+    sys.set("arrays", scalar("1", file_loc, sp("arrays")));
+    sys.set("dataflow", scalar(dataflow, edf.loc, sp("dataflow")));
+    sys.set("convention", scalar(calc ? "scalesim" : "faithful", file_loc, sp("convention")));
+    cfg::Node buffers = cfg::Node::make_map(file_loc, sp("buffers"));
+    const auto buffer = [&](const char* bname, int64_t kib, const Entry& e, int64_t words) {
+        const std::string base = sp("buffers.") + bname;
+        cfg::Node b = cfg::Node::make_map(e.key_loc, base);
+        b.set("name", scalar(std::string(bname) + "_sram", e.loc, base + ".name"));
+        b.set("capacity", scalar(fmt::format("{}KiB", kib), e.loc, base + ".capacity"));
+        b.set("bandwidth", scalar(fmt::format("{}GB/s", words), e.loc, base + ".bandwidth"));
+        b.set("double_buffered", scalar("true", e.loc, base + ".double_buffered"));
+        b.set("read_energy", scalar("12.5pJ/B", e.loc, base + ".read_energy"));  // 1 MB array, 100 pJ / 8 B
+        b.set("write_energy", scalar("12.5pJ/B", e.loc, base + ".write_energy"));
+        return b;
+    };
+    buffers.set("ifmap", buffer("ifmap", ifmap_kib, ei, rows));
+    buffers.set("filter", buffer("filter", filter_kib, ef, cols));
+    buffers.set("ofmap", buffer("ofmap", ofmap_kib, eo, cols));
+    sys.set("buffers", std::move(buffers));
+    dev.set("systolic", std::move(sys));
+
+    cfg::Node doc = cfg::Node::make_map(file_loc, "");
+    doc.set("device", std::move(dev));
+    return doc;
+}
+
+SystemSpec load_scalesim_cfg(const std::string& path) {
+    const cfg::Node doc = scalesim_cfg_document(path);
+    SystemSpec out;
+    out.device = device_from_node(cfg::validate(*doc.find("device"), device_schema()));
+    out.name = out.device.name;
+    out.device_count = 1;
+    const cfg::SourceLoc loc{path, 1, 1};
+    cfg::Node system_map = cfg::Node::make_map(loc, "system");
+    system_map.set("name", cfg::Node::make_scalar(out.name, loc, "system.name"));
+    system_map.set("count", cfg::Node::make_scalar("1", loc, "system.count"));
+    out.resolved = cfg::Node::make_map(loc, "");
+    out.resolved.set("system", std::move(system_map));
+    out.resolved.set("device", out.device.resolved);
+    return out;
+}
+
+}  // namespace mlsim::arch::systolic

@@ -1,0 +1,89 @@
+// SCALE-Sim .cfg files read as mlsim systems.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "arch/systolic/scalesim_cfg.h"
+#include "sim/config/error.h"
+
+using namespace mlsim;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string k_ref = std::string(MLSIM_SOURCE_DIR) + "/../shared/reference/scalesim/";
+const std::string k_data = std::string(MLSIM_SOURCE_DIR) + "/tests/arch/data/";
+
+std::string error_of(const std::string& text) {
+    const fs::path p = fs::temp_directory_path() / "mlsim_bad_scalesim.cfg";
+    std::ofstream(p) << text;
+    try {
+        arch::systolic::load_scalesim_cfg(p.string());
+    } catch (const cfg::UserError& e) {
+        return e.what();
+    }
+    return "no error";
+}
+
+const char* k_google = R"([general]
+run_name = google
+
+[architecture_presets]
+ArrayHeight:    256
+ArrayWidth:     256
+IfmapSramSzkB:    6144
+FilterSramSzkB:   6144
+OfmapSramSzkB:    2048
+IfmapOffset:    0
+FilterOffset:   10000000
+OfmapOffset:    20000000
+Dataflow : ws
+Bandwidth : 10
+MemoryBanks: 1
+
+[run_presets]
+InterfaceBandwidth: CALC
+)";
+
+}  // namespace
+
+TEST_CASE("SCALE-Sim's google.cfg becomes a 256x256 weight-stationary system with its SRAM sizes", "[scalesim]") {
+    const std::string path = fs::exists(k_ref + "google.cfg") ? k_ref + "google.cfg" : k_data + "google.cfg";
+    const arch::SystemSpec s = arch::systolic::load_scalesim_cfg(path);
+    CHECK(s.device_count == 1);
+    CHECK(s.device.family == "tpu");
+    CHECK(s.device.peak_for("int8") == Approx(256.0 * 256 * 2 * 1e9));
+    const cfg::Node* sys = s.device.section("systolic");
+    REQUIRE(sys != nullptr);
+    CHECK(sys->find("rows")->scalar() == "256");
+    CHECK(sys->find("dataflow")->scalar() == "ws");
+    CHECK(sys->find("convention")->scalar() == "scalesim");
+    CHECK(sys->find("buffers")->find("ifmap")->find("capacity")->scalar() == "6144KiB");
+    CHECK(sys->find("buffers")->find("ofmap")->find("capacity")->scalar() == "2048KiB");
+}
+
+TEST_CASE("Every SCALE-Sim reference config loads", "[scalesim]") {
+    if (!fs::exists(k_ref)) return;  // the shared reference folder is outside the repository
+    for (const char* name : {"google.cfg", "scale.cfg", "eyeriss.cfg"}) {
+        INFO(name);
+        CHECK_NOTHROW(arch::systolic::load_scalesim_cfg(k_ref + name));
+    }
+}
+
+TEST_CASE("Bad SCALE-Sim configs are located user errors", "[scalesim]") {
+    std::string text = k_google;
+    CHECK_THAT(error_of(std::string(text).replace(text.find("ArrayWidth"), 10, "ArrayWdth")),
+               Catch::Contains("mlsim_bad_scalesim.cfg:6:1") && Catch::Contains("did you mean 'ArrayWidth'"));
+    CHECK_THAT(error_of(std::string(text).replace(text.find("256\nArrayWidth"), 3, "-4")),
+               Catch::Contains(":5:17") && Catch::Contains("must be greater than 0"));
+    CHECK_THAT(error_of(std::string(text).replace(text.find("Dataflow : ws"), 13, "Dataflow : rs")),
+               Catch::Contains("expected one of: os, ws, is"));
+    CHECK_THAT(error_of(std::string(text).replace(text.find("[run_presets]"), 13, "[run_preset]")),
+               Catch::Contains("did you mean [run_presets]"));
+    CHECK_THAT(error_of(std::string(text).replace(text.find("OfmapSramSzkB:    2048\n"), 23, "")),
+               Catch::Contains("missing required key 'OfmapSramSzkB'"));
+    CHECK_THAT(error_of(std::string(text).replace(text.find("CALC"), 4, "USR")),
+               Catch::Contains("expected CALC or USER"));
+}
