@@ -1,6 +1,9 @@
 #include "arch/device_spec.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
@@ -115,17 +118,118 @@ const cfg::Schema& memory_schema() {
     return schema;
 }
 
+Param choice_param(std::string name, std::string default_value, std::vector<std::string> choices,
+                   std::string doc) {
+    Param p = cfg::optional(std::move(name), PType::choice, std::move(default_value), std::move(doc));
+    p.choices = std::move(choices);
+    return p;
+}
+
+// One operand buffer of the systolic array. The keys are fixed: a SCALE-Sim .cfg translator
+// (arch/systolic/scalesim_cfg.cpp) writes exactly these names.
+const cfg::Schema& systolic_buffer_schema() {
+    static const cfg::Schema schema = [] {
+        cfg::Schema s;
+        s.name = "device.systolic.buffers.<operand>";
+        s.doc = "one operand's on-chip SRAM; its word size is the layer's data type";
+        s.params.push_back(optional_no_default("name", PType::string,
+                                               "buffer name, e.g. unified_buffer; the operand's name when absent"));
+        s.params.push_back(cfg::quantity("capacity", Dim::size, std::nullopt,
+                                         "capacity of the whole buffer (both halves when double-buffered)"));
+        s.params.push_back(cfg::quantity("bandwidth", Dim::bandwidth, std::nullopt,
+                                         "toward the array, per direction, shared by all arrays"));
+        s.params.push_back(cfg::optional("double_buffered", PType::boolean, "true",
+                                         "fill / drain one half while the array uses the other"));
+        Param read = cfg::quantity("read_energy", Dim::energy_per_byte, std::nullopt,
+                                   "energy per byte read from this buffer", false);
+        read.min = 0.0;
+        s.params.push_back(read);
+        Param write = optional_no_default("write_energy", PType::quantity,
+                                          "energy per byte written to this buffer; read_energy when absent");
+        write.dim = Dim::energy_per_byte;
+        write.min = 0.0;
+        s.params.push_back(write);
+        return s;
+    }();
+    return schema;
+}
+
+const cfg::Schema& systolic_buffers_schema() {
+    static const cfg::Schema schema = [] {
+        cfg::Schema s;
+        s.name = "device.systolic.buffers";
+        s.doc = "on-chip SRAM per operand";
+        for (const auto& [name, doc] :
+             {std::pair<const char*, const char*>{"ifmap", "input activations (A; im2col rows of a convolution)"},
+              {"filter", "weights (B)"},
+              {"ofmap", "outputs and partial sums (C)"}}) {
+            Param p = map_param(name, systolic_buffer_schema(), doc);
+            p.required = true;
+            s.params.push_back(p);
+        }
+        return s;
+    }();
+    return schema;
+}
+
+const cfg::Schema& systolic_tile_schema() {
+    static const cfg::Schema schema = [] {
+        cfg::Schema s;
+        s.name = "device.systolic.tile";
+        s.doc = "the tile of a GEMM (per array) when `tiling: fixed`";
+        for (const char* dim : {"m", "n", "k"}) {
+            Param p = cfg::optional(dim, PType::integer, "0", std::string("tile extent along ") + dim +
+                                                                  "; 0 = the whole dimension");
+            p.min = 0;
+            s.params.push_back(p);
+        }
+        return s;
+    }();
+    return schema;
+}
+
+// The detailed systolic model's section. The key names are fixed (see configs/README.md).
 const cfg::Schema& systolic_schema() {
     static const cfg::Schema schema = [] {
         cfg::Schema s;
         s.name = "device.systolic";
-        s.doc = "systolic / spatial array organisation (used by the detailed systolic model)";
-        s.params.push_back(count_param("rows", "PE rows of one array"));
-        s.params.push_back(count_param("cols", "PE columns of one array"));
-        s.params.push_back(count_param("arrays", "number of arrays on the device (e.g. MXUs)"));
-        Param dataflow = optional_no_default("dataflow", PType::choice, "native dataflow of the array");
-        dataflow.choices = {"weight_stationary", "output_stationary", "input_stationary", "row_stationary"};
-        s.params.push_back(dataflow);
+        s.doc = "systolic array organisation, buffers and tiling (read by the detailed systolic model)";
+        Param rows = cfg::required("rows", PType::integer, "PE rows of one array");
+        rows.min = 1;
+        s.params.push_back(rows);
+        Param cols = cfg::required("cols", PType::integer, "PE columns of one array");
+        cols.min = 1;
+        s.params.push_back(cols);
+        Param arrays = cfg::optional("arrays", PType::integer, "1",
+                                     "arrays sharing the buffers and main memory (e.g. MXUs); work is "
+                                     "partitioned across them");
+        arrays.min = 1;
+        s.params.push_back(arrays);
+        // The long names are accepted for configs written before the short ones were chosen.
+        s.params.push_back(choice_param("dataflow", "ws",
+                                        {"os", "ws", "is", "output_stationary", "weight_stationary",
+                                         "input_stationary"},
+                                        "output-, weight- or input-stationary"));
+        s.params.push_back(choice_param("fidelity", "tile", {"tile", "cycle"},
+                                        "tile: closed-form folds; cycle: PE grid stepped with real values"));
+        s.params.push_back(choice_param("convention", "faithful", {"faithful", "scalesim"},
+                                        "faithful: mlsim timing; scalesim: SCALE-Sim v2 CALC-mode cycle count"));
+        Param buffers = map_param("buffers", systolic_buffers_schema(), "on-chip SRAM per operand");
+        buffers.required = true;
+        s.params.push_back(buffers);
+        s.params.push_back(choice_param("tiling", "search", {"search", "fixed"},
+                                        "search: fewest estimated cycles; fixed: use `tile`"));
+        s.params.push_back(map_param("tile", systolic_tile_schema(), "tile extents for `tiling: fixed`"));
+        Param vector = optional_no_default("vector_throughput", PType::quantity,
+                                           "vector unit for non-matmul ops; default cols x arrays x clock "
+                                           "(one element per column per cycle); never faster than the op's peak");
+        vector.dim = Dim::throughput;
+        vector.positive = true;
+        s.params.push_back(vector);
+        Param hop = cfg::quantity("pe_hop_energy", Dim::energy, std::string("0pJ"),
+                                  "energy of moving one operand word to a neighbouring PE", false);
+        hop.min = 0.0;
+        s.params.push_back(hop);
         return s;
     }();
     return schema;
@@ -371,6 +475,90 @@ const cfg::Node* DeviceSpec::section(std::string_view section_name) const {
     return n;
 }
 
+namespace {
+
+// Enough digits that the value can be pasted back into the config and pass the check.
+std::string exact_throughput(double ops) {
+    static const std::pair<double, const char*> units[] = {
+        {1e15, "POP/s"}, {1e12, "TOP/s"}, {1e9, "GOP/s"}, {1e6, "MOP/s"}, {1e3, "kOP/s"}};
+    for (const auto& [scale, unit] : units)
+        if (ops >= scale) return fmt::format("{:.7g}{}", ops / scale, unit);
+    return fmt::format("{:.7g}OP/s", ops);
+}
+
+systolic::BufferSpec parse_buffer(const cfg::Reader& r, const std::string& operand) {
+    systolic::BufferSpec b;
+    b.name = r.has("name") ? r.str("name") : operand;
+    b.capacity_bytes = r.quantity("capacity");
+    b.bandwidth_Bps = r.quantity("bandwidth");
+    b.double_buffered = r.boolean("double_buffered");
+    b.read_energy_J_per_byte = r.quantity("read_energy");
+    b.write_energy_J_per_byte = r.has("write_energy") ? r.quantity("write_energy") : b.read_energy_J_per_byte;
+    return b;
+}
+
+// The systolic section, with the checks that tie it to the roofline figures: a detailed model may
+// never report a layer faster than the roofline of the same device, so every peak must be at least
+// what the array computes at its rate for that data type (and close to it, or the roofline misleads).
+systolic::SystolicSpec parse_systolic(const cfg::Node& dev, const DeviceSpec& d) {
+    const cfg::Node& node = child(dev, "systolic");
+    const cfg::Reader r(node, systolic_schema());
+    systolic::SystolicSpec s;
+    s.rows = r.integer("rows");
+    s.cols = r.integer("cols");
+    s.arrays = r.integer("arrays");
+    std::string df = r.str("dataflow");
+    if (df == "output_stationary") df = "os";
+    if (df == "weight_stationary") df = "ws";
+    if (df == "input_stationary") df = "is";
+    const std::optional<systolic::Dataflow> dataflow = systolic::parse_dataflow(df);
+    MLSIM_CHECK(dataflow.has_value(), "validated dataflow does not parse: " + df);
+    s.dataflow = *dataflow;
+    s.fidelity = *systolic::parse_fidelity(r.str("fidelity"));
+    s.convention = *systolic::parse_convention(r.str("convention"));
+    const cfg::Reader buffers = r.sub("buffers");
+    s.ifmap = parse_buffer(buffers.sub("ifmap"), "ifmap");
+    s.filter = parse_buffer(buffers.sub("filter"), "filter");
+    s.ofmap = parse_buffer(buffers.sub("ofmap"), "ofmap");
+    s.tiling = r.str("tiling") == "fixed" ? systolic::Tiling::fixed : systolic::Tiling::search;
+    const cfg::Reader tile = r.sub("tile");
+    s.tile_m = tile.integer("m");
+    s.tile_n = tile.integer("n");
+    s.tile_k = tile.integer("k");
+    s.pe_hop_energy_J = r.quantity("pe_hop_energy");
+
+    const double pes = static_cast<double>(s.rows) * static_cast<double>(s.cols) * static_cast<double>(s.arrays);
+    const double array_rate = pes * 2 * d.clock_hz;
+    const std::string rate_text =
+        std::to_string(s.rows) + " x " + std::to_string(s.cols) + " x " + std::to_string(s.arrays) +
+        " PEs x 2 x " + cfg::format_quantity(d.clock_hz, Dim::frequency) + " = " +
+        cfg::format_quantity(array_rate, Dim::throughput);
+    const cfg::Node& peak_node = child(dev, "peak");
+    for (const auto& [dtype, peak] : d.peak_ops_per_s) {
+        // A data type the array runs at reduced rate takes a whole number of passes per MAC.
+        const double ratio = array_rate / peak;
+        const int64_t passes = std::max<int64_t>(1, static_cast<int64_t>(std::llround(ratio)));
+        const double expected = array_rate / static_cast<double>(passes);
+        if (peak < expected * (1 - 1e-12) || peak > expected * 1.01) {
+            const std::string rate = passes == 1 ? "its full rate" : "1/" + std::to_string(passes) + " rate";
+            fail_at(child(peak_node, dtype),
+                    "peak " + cfg::format_quantity(peak, Dim::throughput) + " for " + dtype +
+                        " does not match the systolic array (" + rate_text + "): a data type's peak must be " +
+                        "the array's rate divided by a whole number of passes, at least that and at most 1 % "
+                        "more; the nearest is " + exact_throughput(expected * (1 + 1e-6)) + " (" + rate + ")");
+        }
+        s.passes[dtype] = passes;
+    }
+    // The vector unit may be given faster than a small array's peak (a sweep over array sizes keeps
+    // it); the model then caps it at the op's peak, so the roofline still bounds every op.
+    s.vector_throughput_ops = r.has("vector_throughput")
+                                  ? r.quantity("vector_throughput")
+                                  : static_cast<double>(s.cols) * static_cast<double>(s.arrays) * d.clock_hz;
+    return s;
+}
+
+}  // namespace
+
 // --- building ----------------------------------------------------------------------------------
 
 DeviceSpec device_from_node(const cfg::Node& resolved) {
@@ -451,6 +639,8 @@ DeviceSpec device_from_node(const cfg::Node& resolved) {
             fail_at(*n, "a `" + section + ":` section describes a " + join(families, " or ") +
                             " device, but this device's family is '" + d.family + "'");
     }
+    if (const cfg::Node* sys = dev->find("systolic"); sys && sys->is_map() && !sys->entries().empty())
+        d.systolic = parse_systolic(*dev, d);
     // validate() fills every absent section with an empty map; records read better without them.
     d.resolved = *dev;
     for (const auto& [section, families] : section_families()) {

@@ -15,14 +15,18 @@
 //   the offending key, too.
 // - Every figure in a DeviceSpec is in SI units (Hz, op/s, bytes, bytes/s, J, J/byte, W, s).
 // - Per-family sections (`systolic:`, `gpu:`, `cpu:`, `mcu:`) are declared and their keys checked, but
-//   their contents are not used by the roofline level; detailed models read them from DeviceSpec::resolved.
+//   their contents are not used by the roofline level; detailed models read them from DeviceSpec::resolved,
+//   except `systolic:`, which is parsed into DeviceSpec::systolic and checked against the peaks
+//   (arch/systolic/systolic_spec.h states the rule).
 // - A DeviceSpec is a plain value: copying it is cheap enough for sweeps; it owns its resolved tree.
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "arch/systolic/systolic_spec.h"
 #include "sim/config/node.h"
 #include "sim/config/schema.h"
 
@@ -59,6 +63,8 @@ struct DeviceSpec {
     std::map<std::string, double> mac_energy_J;  // energy per MAC per data type
     double op_overhead_s = 0;                    // fixed per-op launch / dispatch overhead
     cfg::Node resolved;  // the validated `device` map, defaults filled in, empty family sections left out
+    // The parsed `systolic:` section, when the file gives one (the factory then picks the systolic model).
+    std::optional<systolic::SystolicSpec> systolic;
 
     const MemoryLevel& main_memory() const;
     // nullptr when there is no level of that name.

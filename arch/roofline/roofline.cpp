@@ -59,8 +59,4 @@ std::vector<LayerResult> RooflineModel::run(const wl::Model& model) {
     return out;
 }
 
-std::unique_ptr<DeviceModel> make_device_model(const DeviceSpec& spec) {
-    return std::make_unique<RooflineModel>(spec);
-}
-
 }  // namespace mlsim::arch

@@ -1,0 +1,451 @@
+#include "arch/systolic/pipeline.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "arch/systolic/scalesim_convention.h"
+#include "sim/core/bounded_buffer.h"
+#include "sim/core/channel.h"
+#include "sim/core/check.h"
+#include "sim/core/clock_domain.h"
+#include "sim/core/process.h"
+#include "sim/core/simulator.h"
+
+namespace mlsim::arch::systolic {
+
+namespace {
+
+// splitmix64: a fixed, portable mix, so operand values are the same on every machine.
+uint64_t mix(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+// Small signed values keep every product exact in int64 and still catch misplaced words.
+Matrix random_matrix(int64_t rows, int64_t cols, uint64_t seed) {
+    Matrix m(rows, cols);
+    uint64_t state = mix(seed);
+    for (int64_t& v : m.data) {
+        state = mix(state);
+        v = static_cast<int64_t>(state >> 60) - 8;
+    }
+    return m;
+}
+
+// Tile statistics of tile fidelity, memoized by shape: a job has at most a handful of tile shapes.
+class TileStatsCache {
+  public:
+    TileStatsCache(Dataflow df, ArrayShape shape) : m_df(df), m_shape(shape) {}
+    const GemmStats& get(int64_t m, int64_t n, int64_t k) {
+        for (const Entry& e : m_entries)
+            if (e.m == m && e.n == n && e.k == k) return e.stats;
+        m_entries.push_back(Entry{m, n, k, gemm_stats(m_df, m_shape, GemmShape{m, n, k})});
+        return m_entries.back().stats;
+    }
+
+  private:
+    struct Entry {
+        int64_t m, n, k;
+        GemmStats stats;
+    };
+    Dataflow m_df;
+    ArrayShape m_shape;
+    std::vector<Entry> m_entries;
+};
+
+// One array's share of a lockstep group: its instance and its range of the instance's M and N.
+struct ArrayWork {
+    int64_t instance = 0;
+    int64_t m0 = 0, n0 = 0;  // offsets in the instance
+    int64_t m = 0, n = 0;    // extents
+};
+
+}  // namespace
+
+uint64_t StepList::dram_read() const {
+    uint64_t r = 0;
+    for (const Step& s : steps) {
+        if (s.has(Step::a_new)) r += s.a_bytes;
+        if (s.has(Step::b_new)) r += s.b_bytes;
+        if (s.has(Step::c_reload)) r += s.c_bytes;
+    }
+    return r;
+}
+
+uint64_t StepList::dram_write() const {
+    uint64_t w = 0;
+    for (const Step& s : steps)
+        if (s.has(Step::c_end)) w += s.c_bytes + s.c_extra;
+    return w;
+}
+
+// --- cycle fidelity ----------------------------------------------------------------------------
+
+CycleChecker::CycleChecker(ArrayShape shape, Dataflow dataflow) : m_grid(shape), m_dataflow(dataflow) {}
+
+void CycleChecker::begin_instance(int64_t job, int64_t instance, const wl::GemmShape& shape) {
+    const uint64_t seed = mix(static_cast<uint64_t>(job) * 1000003ULL + static_cast<uint64_t>(instance));
+    Instance in;
+    in.a = random_matrix(shape.m, shape.k, seed);
+    in.b = random_matrix(shape.k, shape.n, ~seed);
+    in.c = Matrix(shape.m, shape.n);
+    m_open[{job, instance}] = std::move(in);
+}
+
+GemmStats CycleChecker::run_tile(int64_t job, int64_t instance, int64_t m0, int64_t n0, int64_t k0, int64_t tm,
+                                 int64_t tn, int64_t tk) {
+    auto it = m_open.find({job, instance});
+    MLSIM_CHECK(it != m_open.end(), "cycle fidelity: a tile of an instance that was not begun");
+    Instance& in = it->second;
+    Matrix a(tm, tk), b(tk, tn);
+    for (int64_t i = 0; i < tm; ++i)
+        for (int64_t l = 0; l < tk; ++l) a.at(i, l) = in.a.at(m0 + i, k0 + l);
+    for (int64_t l = 0; l < tk; ++l)
+        for (int64_t j = 0; j < tn; ++j) b.at(l, j) = in.b.at(k0 + l, n0 + j);
+    const CycleRun run = m_grid.run(m_dataflow, a, b);
+    for (int64_t i = 0; i < tm; ++i)
+        for (int64_t j = 0; j < tn; ++j) in.c.at(m0 + i, n0 + j) += run.c.at(i, j);
+    ++m_tiles;
+    return run.stats;
+}
+
+void CycleChecker::verify(int64_t job, int64_t instance) {
+    auto it = m_open.find({job, instance});
+    MLSIM_CHECK(it != m_open.end(), "cycle fidelity: verifying an instance that was not begun");
+    const Instance& in = it->second;
+    for (int64_t i = 0; i < in.c.rows; ++i)
+        for (int64_t j = 0; j < in.c.cols; ++j) {
+            int64_t ref = 0;
+            for (int64_t l = 0; l < in.a.cols; ++l) ref += in.a.at(i, l) * in.b.at(l, j);
+            MLSIM_CHECK(in.c.at(i, j) == ref,
+                        fmt::format("cycle fidelity: the PE grid computed C[{}][{}] = {} but A·B gives {} "
+                                    "(job {}, instance {})",
+                                    i, j, in.c.at(i, j), ref, job, instance));
+        }
+    m_open.erase(it);
+}
+
+// --- steps -------------------------------------------------------------------------------------
+
+StepList build_steps(const MappingContext& ctx, const std::vector<GemmJob>& jobs,
+                     const std::vector<TilePlan>& plans, CycleChecker* checker) {
+    MLSIM_CHECK(jobs.size() == plans.size(), "one plan per GEMM job");
+    const SystolicSpec& spec = *ctx.spec;
+    StepList out;
+    TileStatsCache cache(spec.dataflow, spec.shape());
+    size_t total_steps = 0;
+    for (const TilePlan& p : plans) total_steps += static_cast<size_t>(p.steps() * p.part.groups);
+    out.steps.reserve(total_steps);
+    std::vector<ArrayWork> work;
+
+    for (size_t ji = 0; ji < jobs.size(); ++ji) {
+        const GemmJob& job = jobs[ji];
+        const TilePlan& plan = plans[ji];
+        const Partition& part = plan.part;
+        const wl::GemmShape& g = job.shape;
+        const auto [tm, tn, tk] = plan.tile;
+        if (!out.tiling.empty()) out.tiling += "; ";
+        out.tiling += plan.describe();
+        {
+            const FoldGeometry fg =
+                fold_geometry(spec.dataflow, spec.shape(), GemmShape{part.m, part.n, part.k});
+            out.scalesim_rows += part.groups * fg.folds() *
+                                 scalesim_fold_rows(spec.dataflow, spec.shape(), GemmShape{part.m, part.n, part.k});
+        }
+
+        for (int64_t grp = 0; grp < part.groups; ++grp) {
+            work.clear();
+            for (int64_t a = 0; a < part.arrays_used; ++a) {
+                ArrayWork w{grp, 0, 0, g.m, g.n};
+                switch (part.split) {
+                    case Split::none:
+                        break;
+                    case Split::batch:
+                        w.instance = grp * spec.arrays + a;
+                        break;
+                    case Split::n:
+                        w.n0 = a * part.chunk;
+                        w.n = std::min(part.chunk, g.n - w.n0);
+                        break;
+                    case Split::m:
+                        w.m0 = a * part.chunk;
+                        w.m = std::min(part.chunk, g.m - w.m0);
+                        break;
+                }
+                if (w.instance >= g.batch || w.m <= 0 || w.n <= 0) continue;
+                work.push_back(w);
+            }
+            if (checker)
+                for (const ArrayWork& w : work)
+                    if (w.m0 == 0 && w.n0 == 0) checker->begin_instance(static_cast<int64_t>(ji), w.instance, g);
+
+            std::array<int64_t, 3> idx{}, prev{-1, -1, -1};
+            const std::array<Dim, 3>& o = plan.order;
+            for (idx[o[0]] = 0; idx[o[0]] < plan.count[o[0]]; ++idx[o[0]])
+                for (idx[o[1]] = 0; idx[o[1]] < plan.count[o[1]]; ++idx[o[1]])
+                    for (idx[o[2]] = 0; idx[o[2]] < plan.count[o[2]]; ++idx[o[2]]) {
+                        const int64_t i = idx[dim_m], j = idx[dim_n], l = idx[dim_k];
+                        Step s;
+                        const bool first = prev[0] < 0;
+                        if (first || i != prev[dim_m] || l != prev[dim_k]) s.flags |= Step::a_new;
+                        if (first || l != prev[dim_k] || j != prev[dim_n]) s.flags |= Step::b_new;
+                        if (first || i != prev[dim_m] || j != prev[dim_n]) s.flags |= Step::c_new;
+                        if (s.has(Step::c_new) && l > 0) s.flags |= Step::c_reload;
+                        prev = idx;
+
+                        const int64_t k0 = l * tk, kk = std::min(tk, g.k - k0);
+                        double a_words = 0, b_words = 0, c_words = 0;
+                        int64_t base = 0;
+                        for (const ArrayWork& w : work) {
+                            const int64_t mm = std::min(tm, w.m - i * tm), nn = std::min(tn, w.n - j * tn);
+                            if (mm <= 0 || nn <= 0) continue;  // this array has no tile in this step
+                            const GemmStats st =
+                                checker ? checker->run_tile(static_cast<int64_t>(ji), w.instance, w.m0 + i * tm,
+                                                            w.n0 + j * tn, k0, mm, nn, kk)
+                                        : cache.get(mm, nn, kk);
+                            const TileTime tt = tile_time(ctx, st, mm, nn, l > 0);
+                            if (tt.total > s.cycles) {
+                                s.cycles = tt.total;
+                                s.port_cause = tt.cause;
+                            }
+                            base = std::max(base, tt.base);
+                            out.counts += st.counts;
+                            if (l > 0) out.accumulate_reads += static_cast<double>(mm * nn);
+                            a_words += static_cast<double>(mm * kk);
+                            b_words += static_cast<double>(kk * nn);
+                            c_words += static_cast<double>(mm * nn);
+                        }
+                        MLSIM_CHECK(s.cycles > 0, "a tile step in which no array computes");
+                        s.port_stall = s.cycles - base;
+                        // A shared operand is one tile for all arrays, fetched and stored once.
+                        if (part.shared_a()) a_words = static_cast<double>(std::min(tm, g.m - i * tm) * kk);
+                        if (part.shared_b()) b_words = static_cast<double>(kk * std::min(tn, g.n - j * tn));
+                        if (s.has(Step::a_new)) s.a_bytes = operand_bytes(ctx, a_words, job.scale.a);
+                        if (s.has(Step::b_new)) s.b_bytes = operand_bytes(ctx, b_words, job.scale.b);
+                        s.c_bytes = operand_bytes(ctx, c_words, job.scale.c);
+                        out.steps.push_back(s);
+                    }
+            if (checker)
+                for (const ArrayWork& w : work)
+                    if (w.m0 == 0 && w.n0 == 0) checker->verify(static_cast<int64_t>(ji), w.instance);
+        }
+    }
+    // What is used for the last time before a step that loads its successor (or the layer's end).
+    for (size_t t = 0; t < out.steps.size(); ++t) {
+        const bool end = t + 1 == out.steps.size();
+        const Step* next = end ? nullptr : &out.steps[t + 1];
+        Step& s = out.steps[t];
+        if (end || next->has(Step::a_new)) s.flags |= Step::a_last;
+        if (end || next->has(Step::b_new)) s.flags |= Step::b_last;
+        if (end || next->has(Step::c_new)) s.flags |= Step::c_end;
+    }
+    return out;
+}
+
+void add_compulsory(StepList& list, double read_bytes, double write_bytes, bool weights) {
+    if (list.steps.empty()) return;
+    const double r = static_cast<double>(list.dram_read());
+    if (r < read_bytes) {
+        const auto extra = static_cast<uint64_t>(std::ceil(read_bytes - r));
+        Step& first = list.steps.front();
+        MLSIM_CHECK(first.has(Step::a_new) && first.has(Step::b_new), "the first step must load A and B");
+        (weights ? first.b_bytes : first.a_bytes) += extra;
+    }
+    const double w = static_cast<double>(list.dram_write());
+    if (w < write_bytes) list.steps.back().c_extra += static_cast<uint64_t>(std::ceil(write_bytes - w));
+}
+
+LevelAccesses level_accesses(const StepList& list, double word_bytes) {
+    LevelAccesses acc;
+    for (const Step& s : list.steps) {
+        if (s.has(Step::a_new)) acc.ifmap.write += static_cast<double>(s.a_bytes);
+        if (s.has(Step::b_new)) acc.filter.write += static_cast<double>(s.b_bytes);
+        if (s.has(Step::c_reload)) acc.ofmap.write += static_cast<double>(s.c_bytes);
+        if (s.has(Step::c_end)) acc.ofmap.read += static_cast<double>(s.c_bytes + s.c_extra);
+    }
+    const AccessCounts& c = list.counts;
+    acc.ifmap.read += static_cast<double>(c.a_reads) * word_bytes;
+    acc.filter.read += static_cast<double>(c.b_reads) * word_bytes;
+    acc.ofmap.write += static_cast<double>(c.out_writes) * word_bytes;
+    acc.ofmap.read += (static_cast<double>(c.out_reads) + list.accumulate_reads) * word_bytes;
+    acc.dram.read = static_cast<double>(list.dram_read());
+    acc.dram.write = static_cast<double>(list.dram_write());
+    return acc;
+}
+
+// --- the event-driven run ------------------------------------------------------------------------
+
+namespace {
+
+class PipelineSim {
+  public:
+    PipelineSim(const MappingContext& ctx, const StepList& list)
+        : m_ctx(ctx),
+          m_list(list),
+          m_clock(static_cast<uint64_t>(std::ceil(ctx.clock_hz))),
+          // Rounding the bandwidth down keeps every transfer at least as long as the roofline charges.
+          m_dram(m_sim, "dram", std::max<uint64_t>(1, static_cast<uint64_t>(std::floor(ctx.dram_Bps))),
+                 Tick::from_seconds(ctx.dram_latency_s)),
+          m_ifmap(m_sim, "ifmap", ctx.spec->ifmap.double_buffered ? 2 : 1, "slots"),
+          m_filter(m_sim, "filter", ctx.spec->filter.double_buffered ? 2 : 1, "slots"),
+          m_ofmap(m_sim, "ofmap", ctx.spec->ofmap.double_buffered ? 2 : 1, "slots"),
+          m_done(m_sim, "finished_runs", std::max<uint64_t>(1, runs(list)), "runs") {}
+
+    PipelineTiming run() {
+        m_sim.spawn(loader());
+        m_sim.spawn(compute());
+        m_sim.spawn(drainer());
+        m_sim.run();
+        MLSIM_CHECK(m_loaded == m_list.steps.size() && m_computed == m_list.steps.size() && m_drained == runs(m_list),
+                    fmt::format("systolic pipeline stopped early (loaded {}, computed {}, drained {} of {} steps / "
+                                "{} runs): a buffer protocol deadlock",
+                                m_loaded, m_computed, m_drained, m_list.steps.size(), runs(m_list)));
+        MLSIM_CHECK(m_dram.bytes() == m_list.dram_read() + m_list.dram_write(),
+                    "main-memory channel carried other bytes than the steps asked for");
+        MLSIM_CHECK(m_end_edge == m_t.busy + m_t.stall_weight + m_t.stall_input + m_t.stall_output,
+                    "systolic pipeline: busy and stall cycles do not add up to the compute timeline");
+        const Tick end = std::max(m_clock.edge(Cycles{m_end_edge}), m_drain_end);
+        m_t.cycles = m_clock.edge_at_or_after(end).count();
+        // After the last step the arrays wait for the outputs to reach main memory.
+        m_t.stall_output += m_t.cycles - m_end_edge;
+        m_t.events = m_sim.events_run();
+        return m_t;
+    }
+
+  private:
+    static uint64_t runs(const StepList& list) {
+        uint64_t n = 0;
+        for (const Step& s : list.steps) n += s.has(Step::c_end);
+        return n;
+    }
+
+    // Extra time a transfer takes when the buffer's port is slower than main memory.
+    Tick port_extra(uint64_t bytes, double buffer_Bps) const {
+        const Tick port = Tick::from_seconds(static_cast<double>(bytes) / buffer_Bps);
+        const Tick dram = m_dram.hold_time(bytes);
+        return port > dram ? port - dram : Tick::zero();
+    }
+
+    Process loader() {
+        const SystolicSpec& s = *m_ctx.spec;
+        for (const Step& st : m_list.steps) {
+            if (st.has(Step::b_new)) {
+                co_await m_filter.reserve(1);
+                if (st.b_bytes > 0) {
+                    co_await m_dram.transfer(st.b_bytes);
+                    if (const Tick x = port_extra(st.b_bytes, s.filter.bandwidth_Bps); x > Tick::zero())
+                        co_await delay(x);
+                }
+                m_filter.commit(1);
+            }
+            if (st.has(Step::a_new)) {
+                co_await m_ifmap.reserve(1);
+                if (st.a_bytes > 0) {
+                    co_await m_dram.transfer(st.a_bytes);
+                    if (const Tick x = port_extra(st.a_bytes, s.ifmap.bandwidth_Bps); x > Tick::zero())
+                        co_await delay(x);
+                }
+                m_ifmap.commit(1);
+            }
+            if (st.has(Step::c_new)) {
+                co_await m_ofmap.reserve(1);
+                if (st.has(Step::c_reload) && st.c_bytes > 0) {
+                    co_await m_dram.transfer(st.c_bytes);
+                    if (const Tick x = port_extra(st.c_bytes, s.ofmap.bandwidth_Bps); x > Tick::zero())
+                        co_await delay(x);
+                }
+                m_ofmap.commit(1);
+            }
+            ++m_loaded;
+        }
+    }
+
+    // The cycle index at which a wait that ended now lets the arrays start.
+    int64_t started(int64_t edge) const {
+        return std::max(edge, m_clock.edge_at_or_after(m_sim.now()).count());
+    }
+
+    Process compute() {
+        int64_t edge = 0;  // where the previous step ended
+        for (const Step& st : m_list.steps) {
+            if (st.has(Step::b_new)) {
+                co_await m_filter.acquire(1);
+                const int64_t e = started(edge);
+                m_t.stall_weight += e - edge;
+                edge = e;
+            }
+            if (st.has(Step::a_new)) {
+                co_await m_ifmap.acquire(1);
+                const int64_t e = started(edge);
+                m_t.stall_input += e - edge;
+                edge = e;
+            }
+            if (st.has(Step::c_new)) {
+                co_await m_ofmap.acquire(1);
+                const int64_t e = started(edge);
+                m_t.stall_output += e - edge;
+                edge = e;
+            }
+            switch (st.port_cause) {
+                case StallCause::weight:
+                    m_t.stall_weight += st.port_stall;
+                    break;
+                case StallCause::input:
+                    m_t.stall_input += st.port_stall;
+                    break;
+                case StallCause::output:
+                    m_t.stall_output += st.port_stall;
+                    break;
+            }
+            m_t.busy += st.cycles - st.port_stall;
+            edge += st.cycles;
+            co_await wait_until(m_clock.edge(Cycles{edge}));
+            if (st.has(Step::b_last)) m_filter.release(1);
+            if (st.has(Step::a_last)) m_ifmap.release(1);
+            if (st.has(Step::c_end)) co_await m_done.put(1);
+            ++m_computed;
+        }
+        m_end_edge = edge;
+    }
+
+    Process drainer() {
+        for (const Step& st : m_list.steps) {
+            if (!st.has(Step::c_end)) continue;
+            co_await m_done.get(1);
+            if (const uint64_t bytes = st.c_bytes + st.c_extra; bytes > 0) {
+                co_await m_dram.transfer(bytes);
+                if (const Tick x = port_extra(bytes, m_ctx.spec->ofmap.bandwidth_Bps); x > Tick::zero())
+                    co_await delay(x);
+            }
+            m_ofmap.release(1);
+            ++m_drained;
+            m_drain_end = m_sim.now();
+        }
+    }
+
+    const MappingContext& m_ctx;
+    const StepList& m_list;
+    Simulator m_sim;
+    ClockDomain m_clock;
+    Channel m_dram;
+    BoundedBuffer m_ifmap, m_filter, m_ofmap;
+    BoundedBuffer m_done;  // finished output runs, from compute to the drainer
+    PipelineTiming m_t;
+    Tick m_drain_end;
+    int64_t m_end_edge = 0;  // cycle at which the last step's compute ended
+    uint64_t m_loaded = 0, m_computed = 0, m_drained = 0;
+};
+
+}  // namespace
+
+PipelineTiming run_pipeline(const MappingContext& ctx, const StepList& list) {
+    if (list.steps.empty()) return PipelineTiming{};
+    PipelineSim sim(ctx, list);
+    return sim.run();
+}
+
+}  // namespace mlsim::arch::systolic

@@ -1,0 +1,256 @@
+#include "arch/systolic/systolic_model.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+
+#include "arch/roofline/roofline.h"
+#include "arch/systolic/energy.h"
+#include "arch/systolic/pipeline.h"
+#include "arch/systolic/tiling.h"
+#include "sim/core/check.h"
+
+namespace mlsim::arch::systolic {
+
+namespace {
+
+// The recurrent GEMM of an RNN runs its T steps one after another: they may not be spread over arrays.
+bool sequential_batch(const wl::Op& op, size_t gemm_index) {
+    if (op.get<wl::RnnAttr>()) return gemm_index == 1;
+    for (const char* cell : {"rnn", "lstm", "gru"})
+        if (op.kind == std::string(cell) + "_grad_input") return gemm_index == 0;  // training.cpp's order
+    return false;
+}
+
+// Everything that decides a layer's numbers besides the device; names and places do not.
+std::string op_signature(const wl::Op& op, const wl::OpCounts& c) {
+    std::string s = fmt::format("{}|{}|{}|{}|{}|{}|{}", op.kind, wl::dtype_name(op.dtype), c.macs, c.flops,
+                                c.weight_bytes, c.input_bytes, c.output_bytes);
+    for (const wl::GemmShape& g : op.gemms()) s += fmt::format("|{}x{}x{}x{}", g.batch, g.m, g.n, g.k);
+    return s;
+}
+
+// Whole cycles covering `seconds`, such that cycles / clock_hz >= seconds also in floating point (the
+// roofline check compares the two).
+int64_t cycles_for(double seconds, double clock_hz) {
+    auto c = static_cast<int64_t>(std::ceil(seconds * clock_hz));
+    while (static_cast<double>(c) / clock_hz < seconds) ++c;
+    return c;
+}
+
+}  // namespace
+
+SystolicModel::SystolicModel(DeviceSpec spec, const ModelOptions& options) : m_spec(std::move(spec)) {
+    MLSIM_CHECK(m_spec.systolic.has_value(), "the systolic model needs a device with a systolic section");
+    m_sys = *m_spec.systolic;
+    if (options.fidelity) m_sys.fidelity = *options.fidelity;
+    if (options.convention) m_sys.convention = *options.convention;
+    m_spec.systolic = m_sys;  // energy_of reads the buffers from the spec
+}
+
+std::vector<LayerResult> SystolicModel::run(const wl::Model& model) {
+    std::vector<LayerResult> out;
+    out.reserve(model.ops().size());
+    double now = 0;
+    int64_t idx = 0;
+    for (const wl::Op& op : model.ops()) {
+        LayerResult r = run_op(op);
+        r.idx = idx++;
+        r.start_s = now;
+        now += r.time_s;
+        r.end_s = now;
+        out.push_back(std::move(r));
+    }
+    return out;
+}
+
+LayerResult SystolicModel::run_op(const wl::Op& op) {
+    const wl::OpCounts c = op.counts();
+    // Fails (a UserError) for a data type the device does not compute in, before any work.
+    const RooflineBound bound = roofline_bound(m_spec, op);
+    const bool memoize = m_sys.fidelity == Fidelity::tile;
+    std::string key;
+    LayerResult r;
+    bool found = false;
+    if (memoize) {
+        key = op_signature(op, c);
+        if (auto it = m_memo.find(key); it != m_memo.end()) {
+            r = it->second;
+            found = true;
+            ++m_work.cache_hits;
+        }
+    }
+    if (!found) {
+        const bool on_arrays = c.macs > 0 && !op.gemms().empty();
+        r = on_arrays ? gemm_layer(op) : vector_layer(op);
+        r.op = op.kind;
+        r.dtype = std::string(wl::dtype_name(op.dtype));
+        r.counts = c;
+        r.time_s = static_cast<double>(r.cycles) / m_spec.clock_hz + m_spec.op_overhead_s;
+        r.energy_static_j = m_spec.static_power_W * r.time_s;
+        r.bytes_read = r.access.dram.read;
+        r.bytes_written = r.access.dram.write;
+
+        MLSIM_CHECK(r.time_s >= bound.bound_s() * (1 - 1e-12),
+                    fmt::format("systolic layer '{}' ({}) takes {} s, below its roofline bound {} s", op.name,
+                                op.kind, r.time_s, bound.bound_s()));
+        MLSIM_CHECK(r.energy_compute_j >= 0 && r.energy_memory_j >= 0 && r.energy_static_j >= 0,
+                    "negative energy");
+        MLSIM_CHECK(r.stall_cycles == r.stall_weight_cycles + r.stall_input_cycles + r.stall_output_cycles &&
+                        r.stall_cycles >= 0 && r.stall_cycles <= r.cycles,
+                    fmt::format("systolic layer '{}': stall cycles {} (weight {}, input {}, output {}) vs cycles {}",
+                                op.name, r.stall_cycles, r.stall_weight_cycles, r.stall_input_cycles,
+                                r.stall_output_cycles, r.cycles));
+        MLSIM_CHECK(r.bytes_read >= (c.weight_bytes + c.input_bytes) * (1 - 1e-12) &&
+                        r.bytes_written >= c.output_bytes * (1 - 1e-12),
+                    fmt::format("systolic layer '{}' moves less than its compulsory traffic", op.name));
+        MLSIM_CHECK(r.utilization >= 0 && r.utilization <= 1 + 1e-12, "utilization outside [0, 1]");
+        ++m_work.layers_simulated;
+        if (memoize) m_memo.emplace(key, r);
+    }
+    r.name = op.name;
+    r.phase = std::string(wl::phase_name(op.phase));
+    r.idx = 0;
+    r.start_s = 0;
+    r.end_s = r.time_s;
+    return r;
+}
+
+double SystolicModel::vector_throughput(std::string_view dtype) const {
+    // Never faster than the device's peak for the data type: the roofline must bound vector ops too.
+    return std::min(m_sys.vector_throughput_ops, m_spec.peak_for(dtype));
+}
+
+LayerResult SystolicModel::gemm_layer(const wl::Op& op) {
+    const wl::OpCounts c = op.counts();
+    const std::string dtype(wl::dtype_name(op.dtype));
+    const MemoryLevel& mem = m_spec.main_memory();
+    MappingContext ctx;
+    ctx.device = &m_spec;
+    ctx.spec = &m_sys;
+    ctx.op_name = op.name;
+    ctx.clock_hz = m_spec.clock_hz;
+    ctx.dram_Bps = mem.bandwidth_Bps;
+    ctx.dram_latency_s = mem.latency_s;
+    ctx.word_bytes = wl::dtype_bytes(op.dtype);
+    ctx.passes = m_sys.passes_for(dtype);
+
+    const std::vector<wl::GemmShape> gemms = op.gemms();
+    std::vector<GemmJob> jobs;
+    std::vector<TilePlan> plans;
+    for (size_t i = 0; i < gemms.size(); ++i) {
+        GemmJob job;
+        job.shape = gemms[i];
+        job.sequential = sequential_batch(op, i);
+        // An im2col matrix is a view of the feature map: memory holds and moves the feature map.
+        if (op.get<wl::ConvAttr>()) {
+            const double a_words = static_cast<double>(job.shape.batch) * static_cast<double>(job.shape.m) *
+                                   static_cast<double>(job.shape.k);
+            job.scale.a = c.input_bytes / (a_words * ctx.word_bytes);
+        }
+        plans.push_back(plan_gemm(ctx, job));
+        jobs.push_back(job);
+    }
+
+    std::optional<CycleChecker> checker;
+    if (m_sys.fidelity == Fidelity::cycle) checker.emplace(m_sys.shape(), m_sys.dataflow);
+    StepList list = build_steps(ctx, jobs, plans, checker ? &*checker : nullptr);
+    add_compulsory(list, c.weight_bytes + c.input_bytes, c.output_bytes, c.weight_bytes > 0);
+    if (checker) m_work.grid_tiles += static_cast<uint64_t>(checker->tiles_run());
+
+    LayerResult r;
+    r.access = level_accesses(list, ctx.word_bytes);
+    // Conservation between levels.
+    MLSIM_CHECK(r.access.dram.read == r.access.ifmap.write + r.access.filter.write +
+                                          (r.access.ofmap.write -
+                                           static_cast<double>(list.counts.out_writes) * ctx.word_bytes),
+                "main-memory reads differ from the bytes filled into the buffers");
+    MLSIM_CHECK(r.access.ifmap.read == static_cast<double>(list.counts.a_reads) * ctx.word_bytes &&
+                    r.access.filter.read == static_cast<double>(list.counts.b_reads) * ctx.word_bytes,
+                "buffer reads differ from the words the arrays consumed");
+
+    int64_t pipeline_cycles = 0;
+    if (m_sys.convention == Convention::faithful) {
+        const PipelineTiming t = run_pipeline(ctx, list);
+        m_work.events += t.events;
+        pipeline_cycles = t.cycles;
+        r.stall_weight_cycles = t.stall_weight;
+        r.stall_input_cycles = t.stall_input;
+        r.stall_output_cycles = t.stall_output;
+        MLSIM_CHECK(t.busy + t.stall_weight + t.stall_input + t.stall_output == t.cycles,
+                    "pipeline cycles are not busy + stalls");
+    } else {
+        pipeline_cycles = std::max<int64_t>(0, list.scalesim_rows * ctx.passes - 1);
+    }
+    const double vector_ops = std::max(0.0, c.flops - 2 * c.macs);
+    const double vt = vector_throughput(dtype);
+    const int64_t vector_cycles = vector_ops > 0 ? cycles_for(vector_ops / vt, m_spec.clock_hz) : 0;
+    r.cycles = pipeline_cycles + vector_cycles;
+    if (m_sys.convention == Convention::scalesim) {
+        const int64_t floor_cycles = cycles_for(roofline_bound(m_spec, op).bound_s(), m_spec.clock_hz);
+        if (r.cycles < floor_cycles) {
+            r.stall_input_cycles += floor_cycles - r.cycles;
+            r.cycles = floor_cycles;
+        }
+    }
+    r.stall_cycles = r.stall_weight_cycles + r.stall_input_cycles + r.stall_output_cycles;
+    r.tiling = list.tiling;
+    r.pe_hops = list.counts.hops();
+    const double macs = static_cast<double>(list.counts.macs);
+    r.utilization = r.cycles > 0 ? macs / (static_cast<double>(r.cycles) * static_cast<double>(m_sys.pes())) : 0;
+    r.bound = r.stall_cycles > r.cycles - r.stall_cycles ? "memory" : "compute";
+
+    ActionCounts actions;
+    actions.macs = macs;
+    actions.vector_ops = vector_ops;
+    actions.pe_hops = static_cast<double>(r.pe_hops);
+    actions.access = r.access;
+    const EnergyBreakdown e = energy_of(m_spec, dtype, actions);
+    r.energy_compute_j = e.compute();
+    r.energy_memory_j = e.memory();
+    r.energy_sram_j = e.sram;
+    r.energy_dram_j = e.dram;
+    r.energy_noc_j = e.noc;
+    return r;
+}
+
+LayerResult SystolicModel::vector_layer(const wl::Op& op) {
+    const wl::OpCounts c = op.counts();
+    const MemoryLevel& mem = m_spec.main_memory();
+    LayerResult r;
+    r.tiling = "vector";
+    const double bytes = c.total_bytes();
+    const double vt = vector_throughput(wl::dtype_name(op.dtype));
+    const int64_t compute = c.flops > 0 ? cycles_for(c.flops / vt, m_spec.clock_hz) : 0;
+    const int64_t memory = bytes > 0 ? cycles_for(bytes / mem.bandwidth_Bps + mem.latency_s, m_spec.clock_hz) : 0;
+    r.cycles = std::max(compute, memory);
+    const int64_t stall = r.cycles - compute;
+    if (stall > 0) {
+        r.stall_weight_cycles = static_cast<int64_t>(std::floor(static_cast<double>(stall) * c.weight_bytes / bytes));
+        r.stall_output_cycles = static_cast<int64_t>(std::floor(static_cast<double>(stall) * c.output_bytes / bytes));
+        r.stall_input_cycles = stall - r.stall_weight_cycles - r.stall_output_cycles;
+    }
+    r.stall_cycles = stall;
+    // Data passes through the buffers on its way to and from the vector unit.
+    r.access.filter = {c.weight_bytes, c.weight_bytes};
+    r.access.ifmap = {c.input_bytes, c.input_bytes};
+    r.access.ofmap = {c.output_bytes, c.output_bytes};
+    r.access.dram = {c.weight_bytes + c.input_bytes, c.output_bytes};
+    r.bound = compute > 0 && compute >= memory ? "compute" : "memory";
+    r.utilization = 0;  // the arrays are idle
+
+    ActionCounts actions;
+    actions.vector_ops = c.flops;
+    actions.access = r.access;
+    const EnergyBreakdown e = energy_of(m_spec, wl::dtype_name(op.dtype), actions);
+    r.energy_compute_j = e.compute();
+    r.energy_memory_j = e.memory();
+    r.energy_sram_j = e.sram;
+    r.energy_dram_j = e.dram;
+    r.energy_noc_j = e.noc;
+    return r;
+}
+
+}  // namespace mlsim::arch::systolic

@@ -1,0 +1,78 @@
+#pragma once
+// The detailed systolic-array (TPU-like) device model: layers mapped onto R×C PE arrays fed by
+// per-operand SRAM buffers and one main-memory channel, timed in the event engine.
+//
+// Per op:
+//  * Ops with GEMMs (linear, matmul, convolution through im2col, attention's two products, RNN gates,
+//    DLRM interaction, and the GEMMs of lowered backward ops) run on the arrays: each GEMM is
+//    partitioned across the arrays and tiled to fit the buffers (tiling.h), and the tiles flow through
+//    the double-buffered memory pipeline (pipeline.h). The op's arithmetic beyond its MACs (bias,
+//    softmax inside attention, gate activations) then runs on the vector unit, after the GEMMs:
+//    ceil(extra FLOPs / vector_throughput) cycles, counted as busy, not stalled.
+//  * Every other op (activations, pooling, norms, softmax, element-wise, embedding gathers, concat,
+//    slice) runs on the vector unit (its throughput capped at the data type's peak, so the roofline
+//    bounds it too): cycles = max(FLOPs / vector_throughput, main-memory bytes /
+//    bandwidth + latency); the excess over the compute part is a stall, split between weight, input
+//    and output causes by their share of the bytes. Views (reshape, flatten) take no cycles.
+//  * time_s = cycles / clock + op_overhead (cycles exclude the fixed per-op overhead).
+//  * convention scalesim: the GEMM part's cycles are SCALE-Sim v2's CALC-mode count
+//    (scalesim_convention.h) of the slowest array's share: folds strictly serialized, no memory
+//    stalls, one count over all GEMM instances of the op (Σ folds · rows − 1), times the data type's
+//    passes. Energy still comes from the tiled pipeline's action counts. Should that count ever fall
+//    below the device's roofline bound (a main memory slower than SCALE-Sim's CALC mode assumes, or a
+//    1×1 array), the layer is raised to the bound and the difference counted as input stall.
+//  * fidelity cycle: every tile's folds run on the PE grid with real values, checked against a plain
+//    matmul; the numbers are exactly those of tile fidelity. Meant for small layers: the cost is the
+//    grid's R·C work per simulated cycle.
+// Energy: energy.h (action counts × the config's table) plus static_power × time_s.
+//
+// Promises (MLSIM_CHECK, so a violation is an InternalError): no layer is faster than
+// arch::roofline_bound of the same device; energies are >= 0; stall_cycles <= cycles; main-memory
+// bytes = bytes filled into the buffers + bytes drained from the ofmap buffer; buffer edge reads =
+// the words the folds consumed; bytes_read/written >= the op's compulsory traffic.
+// Results are memoized per op signature within a model run (tile fidelity only): repeated blocks of
+// a network cost nothing extra and give bit-identical rows.
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "arch/device_model.h"
+#include "arch/systolic/systolic_spec.h"
+
+namespace mlsim::arch::systolic {
+
+class SystolicModel final : public DeviceModel {
+  public:
+    // spec.systolic must be set; options override its fidelity / convention.
+    explicit SystolicModel(DeviceSpec spec, const ModelOptions& options = {});
+
+    std::string_view model_name() const override { return "systolic"; }
+    std::vector<LayerResult> run(const wl::Model& model) override;
+
+    // One op as a layer on its own (idx 0, starting at 0).
+    LayerResult run_op(const wl::Op& op);
+
+    const SystolicSpec& systolic() const { return m_sys; }
+
+    // Work counters, for benchmarks and tests.
+    struct Work {
+        uint64_t events = 0;      // engine events run
+        uint64_t layers_simulated = 0;
+        uint64_t cache_hits = 0;  // layers answered from the memo
+        uint64_t grid_tiles = 0;  // tiles stepped on the PE grid (cycle fidelity)
+    };
+    const Work& work() const { return m_work; }
+
+  private:
+    LayerResult gemm_layer(const wl::Op& op);
+    LayerResult vector_layer(const wl::Op& op);
+    double vector_throughput(std::string_view dtype) const;  // op/s, capped at the dtype's peak
+
+    DeviceSpec m_spec;
+    SystolicSpec m_sys;  // the spec's section with the options applied
+    std::unordered_map<std::string, LayerResult> m_memo;
+    Work m_work;
+};
+
+}  // namespace mlsim::arch::systolic

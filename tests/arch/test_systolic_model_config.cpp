@@ -1,0 +1,155 @@
+// The `device.systolic` section: its keys, its consistency checks (located user errors), the presets
+// that carry it, and the factory that picks the systolic model for them.
+#include <catch2/catch.hpp>
+#include <string>
+
+#include "arch/device_model.h"
+#include "arch/roofline/roofline.h"
+#include "systolic_model_helpers.h"
+
+using namespace mlsim;
+using namespace mlsim::test;
+using Catch::Matchers::Contains;
+using arch::systolic::Convention;
+using arch::systolic::Dataflow;
+using arch::systolic::Fidelity;
+
+namespace {
+
+const std::string k_devices = std::string(MLSIM_SOURCE_DIR) + "/configs/devices/";
+
+arch::DeviceSpec preset(const std::string& name) { return arch::load_device(k_devices + name + ".yaml"); }
+
+std::string replace(std::string text, const std::string& from, const std::string& to) {
+    const size_t at = text.find(from);
+    REQUIRE(at != std::string::npos);
+    return text.replace(at, from.size(), to);
+}
+
+}  // namespace
+
+TEST_CASE("TPU v1's systolic section parses into its buffers, dataflow and passes", "[systolic]") {
+    const arch::DeviceSpec v1 = preset("tpu-v1");
+    REQUIRE(v1.systolic.has_value());
+    const arch::systolic::SystolicSpec& s = *v1.systolic;
+    CHECK(s.rows == 256);
+    CHECK(s.cols == 256);
+    CHECK(s.arrays == 1);
+    CHECK(s.dataflow == Dataflow::ws);
+    CHECK(s.fidelity == Fidelity::tile);
+    CHECK(s.convention == Convention::faithful);
+    CHECK(s.ifmap.name == "unified_buffer");
+    CHECK(s.ifmap.capacity_bytes == Approx(24.0 * 1024 * 1024));
+    CHECK(s.filter.name == "weight_fifo");
+    CHECK(s.filter.capacity_bytes == Approx(256.0 * 1024));
+    CHECK(s.ofmap.name == "accumulators");
+    CHECK(s.ofmap.double_buffered);
+    CHECK(s.ofmap.tile_capacity_bytes() == Approx(2.0 * 1024 * 1024));
+    CHECK(s.passes_for("int8") == 1);
+    CHECK(s.passes_for("int16") == 4);  // 16-bit operands at quarter speed
+    CHECK(s.vector_throughput_ops == Approx(179.2e9));
+    CHECK(s.pe_hop_energy_J == Approx(0.019e-12));
+}
+
+TEST_CASE("Every systolic preset matches its array and gets the systolic model", "[systolic]") {
+    for (const char* name : {"tpu-v1", "tpu-v4", "ethos-u55", "scalesim-google", "scalesim-scale", "scalesim-eyeriss"}) {
+        INFO(name);
+        const arch::DeviceSpec d = preset(name);
+        REQUIRE(d.systolic.has_value());
+        const double rate = static_cast<double>(d.systolic->pes()) * 2 * d.clock_hz;
+        for (const auto& [dtype, peak] : d.peak_ops_per_s) {
+            const double full = rate / static_cast<double>(d.systolic->passes_for(dtype));
+            CHECK(peak >= full * (1 - 1e-12));
+            CHECK(peak <= full * 1.01);
+        }
+        CHECK(arch::make_device_model(d)->model_name() == "systolic");
+    }
+    const arch::DeviceSpec v4 = preset("tpu-v4");
+    CHECK(v4.systolic->arrays == 8);
+    CHECK(preset("scalesim-google").systolic->convention == Convention::scalesim);
+    CHECK(preset("scalesim-scale").systolic->dataflow == Dataflow::os);
+    // Row-stationary is not a dataflow of the model: Eyeriss itself stays a roofline device.
+    CHECK_FALSE(preset("eyeriss").systolic.has_value());
+    CHECK(arch::make_device_model(preset("eyeriss"))->model_name() == "roofline");
+    CHECK(arch::make_device_model(preset("a100"))->model_name() == "roofline");
+}
+
+TEST_CASE("Model options override the configured fidelity and convention", "[systolic]") {
+    const arch::DeviceSpec d = preset("scalesim-google");
+    arch::ModelOptions o;
+    o.fidelity = Fidelity::cycle;
+    o.convention = Convention::faithful;
+    arch::systolic::SystolicModel m(d, o);
+    CHECK(m.systolic().fidelity == Fidelity::cycle);
+    CHECK(m.systolic().convention == Convention::faithful);
+    CHECK(arch::systolic::parse_fidelity("cycle") == Fidelity::cycle);
+    CHECK_FALSE(arch::systolic::parse_fidelity("rtl").has_value());
+    CHECK(arch::systolic::parse_convention("scalesim") == Convention::scalesim);
+    CHECK_FALSE(arch::systolic::parse_convention("timeloop").has_value());
+}
+
+TEST_CASE("Defaults fill the optional systolic keys, and long dataflow names are accepted", "[systolic]") {
+    Toy t;
+    t.dataflow = "output_stationary";
+    const arch::DeviceSpec d = toy_device(t);
+    CHECK(d.systolic->dataflow == Dataflow::os);
+    CHECK(d.systolic->tiling == arch::systolic::Tiling::search);
+    CHECK(d.systolic->tile_m == 0);
+    // One element per array column per cycle.
+    CHECK(d.systolic->vector_throughput_ops == Approx(4 * 1e9));
+    CHECK(d.systolic->filter.write_energy_J_per_byte == Approx(2e-12));
+    const cfg::Node* sys = d.section("systolic");
+    REQUIRE(sys != nullptr);
+    CHECK(sys->find("fidelity")->scalar() == "tile");
+    CHECK(sys->find("convention")->scalar() == "faithful");
+}
+
+TEST_CASE("A peak that disagrees with the array is a user error at that peak, naming the expected rate",
+          "[systolic]") {
+    Toy t;  // 4 x 4 PEs x 2 x 1 GHz = 32 GOP/s
+    const std::string good = t.yaml();
+    // Above the array by more than 1 %.
+    std::string msg = user_error_of([&] { device_from_text(replace(good, "int8: 32000000000OP/s", "int8: 33GOP/s")); });
+    CHECK_THAT(msg, Contains("toy.yaml:5:") && Contains("device.peak.int8") &&
+                        Contains("does not match the systolic array") && Contains("4 x 4 x 1 PEs") &&
+                        Contains("the nearest is 32.00003GOP/s"));
+    // Below what the array computes: the roofline would no longer bound the model.
+    msg = user_error_of([&] { device_from_text(replace(good, "int8: 32000000000OP/s", "int8: 31.9GOP/s")); });
+    CHECK_THAT(msg, Contains("device.peak.int8"));
+    // A data type at an odd fraction of the rate.
+    msg = user_error_of([&] { device_from_text(replace(good, "bf16: 8000000000FLOP/s", "bf16: 11TFLOP/s")); });
+    CHECK_THAT(msg, Contains("device.peak.bf16") && Contains("its full rate"));
+    msg = user_error_of([&] { device_from_text(replace(good, "bf16: 8000000000FLOP/s", "bf16: 11GFLOP/s")); });
+    CHECK_THAT(msg, Contains("device.peak.bf16") && Contains("(1/3 rate)"));
+    // Within 1 % above is fine.
+    CHECK_NOTHROW(device_from_text(replace(good, "int8: 32000000000OP/s", "int8: 32.3GOP/s")));
+}
+
+TEST_CASE("Bad systolic sections are located user errors", "[systolic]") {
+    Toy t;
+    const std::string good = t.yaml();
+    CHECK_THAT(user_error_of([&] { device_from_text(replace(good, "capacity: 1MiB", "capacity: 0B")); }),
+               Contains("device.systolic.buffers.ifmap.capacity") && Contains("must be greater than 0"));
+    CHECK_THAT(user_error_of([&] { device_from_text(replace(good, "double_buffered: true", "double_bufered: true")); }),
+               Contains("did you mean 'double_buffered'?"));
+    CHECK_THAT(user_error_of([&] { device_from_text(replace(good, "dataflow: ws", "dataflow: rs")); }),
+               Contains("device.systolic.dataflow: expected one of: os, ws, is"));
+    CHECK_THAT(user_error_of([&] { device_from_text(replace(good, "bandwidth: 1TB/s", "bandwidth: 1TB")); }),
+               Contains("device.systolic.buffers.ifmap.bandwidth"));
+    CHECK_THAT(user_error_of([&] { device_from_text(replace(good, "    dataflow: ws\n", "    dataflow: ws\n    fidelity: rtl\n")); }),
+               Contains("expected one of: tile, cycle"));
+    const std::string no_ofmap = good.substr(0, good.find("      ofmap:"));
+    CHECK_THAT(user_error_of([&] { device_from_text(no_ofmap); }), Contains("missing required key 'ofmap'"));
+    const std::string no_buffers = good.substr(0, good.find("    buffers:"));
+    CHECK_THAT(user_error_of([&] { device_from_text(no_buffers); }), Contains("missing required key 'buffers'"));
+    CHECK_THAT(user_error_of([&] { device_from_text(replace(good, "family: tpu", "family: gpu")); }),
+               Contains("a `systolic:` section describes a tpu or npu device"));
+}
+
+TEST_CASE("The device schema documents the systolic keys for --help", "[systolic]") {
+    const std::string help = cfg::describe(arch::device_schema());
+    for (const char* key : {"rows", "cols", "arrays", "dataflow", "fidelity", "convention", "buffers", "ifmap",
+                            "filter", "ofmap", "double_buffered", "tiling", "tile", "vector_throughput",
+                            "pe_hop_energy"})
+        CHECK_THAT(help, Contains(key));
+}

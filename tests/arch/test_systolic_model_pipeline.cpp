@@ -1,0 +1,335 @@
+// The systolic device model on single layers: closed-form oracles of the memory pipeline, the two
+// fidelities agreeing exactly, tiling, reuse and refetch counts, partitioning across arrays, stall
+// attribution, conservation of bytes between levels, and the SCALE-Sim convention.
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "arch/roofline/roofline.h"
+#include "arch/systolic/fold_model.h"
+#include "arch/systolic/pipeline.h"
+#include "arch/systolic/scalesim_convention.h"
+#include "arch/systolic/tiling.h"
+#include "systolic_model_helpers.h"
+
+using namespace mlsim;
+using namespace mlsim::test;
+using namespace mlsim::arch::systolic;
+using Catch::Matchers::Contains;
+
+namespace {
+
+int64_t fold_cycles(const char* df, int64_t r, int64_t c, int64_t m, int64_t n, int64_t k) {
+    return gemm_cycles(*parse_dataflow(df), ArrayShape{r, c}, GemmShape{m, n, k}).count();
+}
+
+std::string fixed_tile(int64_t m, int64_t n, int64_t k) {
+    return fmt::format("    tiling: fixed\n    tile: {{m: {}, n: {}, k: {}}}\n", m, n, k);
+}
+
+void check_same(const arch::LayerResult& a, const arch::LayerResult& b) {
+    CHECK(a.cycles == b.cycles);
+    CHECK(a.stall_cycles == b.stall_cycles);
+    CHECK(a.stall_weight_cycles == b.stall_weight_cycles);
+    CHECK(a.stall_input_cycles == b.stall_input_cycles);
+    CHECK(a.stall_output_cycles == b.stall_output_cycles);
+    CHECK(a.time_s == b.time_s);
+    CHECK(a.tiling == b.tiling);
+    CHECK(a.pe_hops == b.pe_hops);
+    CHECK(a.bytes_read == b.bytes_read);
+    CHECK(a.bytes_written == b.bytes_written);
+    for (auto [x, y] : {std::pair{a.access.ifmap, b.access.ifmap}, std::pair{a.access.filter, b.access.filter},
+                        std::pair{a.access.ofmap, b.access.ofmap}, std::pair{a.access.dram, b.access.dram}}) {
+        CHECK(x.read == y.read);
+        CHECK(x.write == y.write);
+    }
+    CHECK(a.energy_j() == b.energy_j());
+    CHECK(a.utilization == b.utilization);
+}
+
+// Bytes conservation and the other per-layer invariants of a GEMM layer.
+void check_invariants(const arch::DeviceSpec& spec, const wl::Op& op, const arch::LayerResult& r) {
+    const wl::OpCounts c = op.counts();
+    CHECK(r.time_s >= arch::roofline_bound(spec, op).bound_s());
+    CHECK(r.stall_cycles == r.stall_weight_cycles + r.stall_input_cycles + r.stall_output_cycles);
+    CHECK(r.stall_cycles <= r.cycles);
+    CHECK(r.bytes_read >= c.weight_bytes + c.input_bytes);
+    CHECK(r.bytes_written >= c.output_bytes);
+    CHECK(r.bytes_read == r.access.dram.read);
+    CHECK(r.utilization <= 1.0);
+    CHECK(r.energy_compute_j >= 0);
+    CHECK(r.energy_memory_j == Approx(r.energy_sram_j + r.energy_dram_j + r.energy_noc_j));
+}
+
+}  // namespace
+
+TEST_CASE("One tile without double buffering overlap: load B and A, compute the folds, drain C", "[systolic]") {
+    // 1 GB/s at 1 GHz: one byte per cycle, no latency, so the layer takes exactly
+    // K·N + M·K (loads) + the folds + M·N (drain) cycles.
+    for (const char* df : {"os", "ws", "is"}) {
+        INFO(df);
+        Toy t;
+        t.dataflow = df;
+        t.extra = fixed_tile(0, 0, 0);
+        const arch::DeviceSpec spec = toy_device(t);
+        const int64_t m = 10, n = 6, k = 7;
+        const arch::LayerResult r = run_one(spec, linear(m, n, k));
+        const int64_t folds = fold_cycles(df, 4, 4, m, n, k);
+        CHECK(r.cycles == k * n + m * k + folds + m * n);
+        CHECK(r.stall_weight_cycles == k * n);
+        CHECK(r.stall_input_cycles == m * k);
+        CHECK(r.stall_output_cycles == m * n);
+        CHECK(r.tiling == "m=10 n=6 k=7 tiles=1x1x1 order=mnk");
+        CHECK(r.time_s == Approx(static_cast<double>(r.cycles) * 1e-9));
+        CHECK(r.bound == "memory");
+        CHECK(r.access.dram.read == k * n + m * k);
+        CHECK(r.access.dram.write == m * n);
+    }
+}
+
+TEST_CASE("Double buffering loads the next tile and drains the last while the array computes", "[systolic]") {
+    // ws on 2x2, two tiles along M (the streamed dimension): B stays, A and C change. K > R·C and
+    // N > R·C make a tile's folds outlast its A load and its C drain.
+    const int64_t m = 64, n = 8, k = 8, tm = 32;
+    const int64_t a = tm * k, b = k * n, d = tm * n, c = fold_cycles("ws", 2, 2, tm, n, k);
+    REQUIRE(a <= c);
+    REQUIRE(d <= c);
+    Toy t;
+    t.rows = t.cols = 2;
+    t.extra = fixed_tile(tm, 0, 0);
+    SECTION("on: B, A0, two tiles back to back, the last drain") {
+        const arch::LayerResult r = run_one(toy_device(t), linear(m, n, k));
+        CHECK(r.cycles == b + a + 2 * c + d);
+        CHECK(r.stall_weight_cycles == b);
+        CHECK(r.stall_input_cycles == a);
+        CHECK(r.stall_output_cycles == d);
+    }
+    SECTION("off: every load and drain waits for the tile before it") {
+        t.ifmap.double_buffered = t.filter.double_buffered = t.ofmap.double_buffered = false;
+        const arch::LayerResult r = run_one(toy_device(t), linear(m, n, k));
+        // B, A0, tile 0; A1 (its slot frees), C0 drains behind it on the channel, tile 1; C1.
+        CHECK(r.cycles == b + a + c + a + d + c + d);
+        CHECK(r.stall_input_cycles == 2 * a);
+        CHECK(r.stall_output_cycles == 2 * d);
+    }
+}
+
+TEST_CASE("Main-memory latency delays the first load and the last drain", "[systolic]") {
+    Toy t;
+    t.latency = "50ns";
+    t.extra = fixed_tile(0, 0, 0);
+    const int64_t m = 10, n = 6, k = 7;
+    const arch::LayerResult r = run_one(toy_device(t), linear(m, n, k));
+    // The two loads pipeline behind each other: one latency before compute, one after the drain.
+    CHECK(r.cycles == k * n + m * k + 50 + fold_cycles("ws", 4, 4, m, n, k) + m * n + 50);
+}
+
+TEST_CASE("Tile and cycle fidelity agree exactly, with and without double buffering and stalls", "[systolic]") {
+    struct Device {
+        int64_t rows, cols, arrays;
+        const char* dram;
+        const char* latency;
+        const char* capacity;  // small: forces tiling
+        bool db;
+    };
+    const Device devices[] = {
+        {4, 4, 1, "1GB/s", "0ns", "1MiB", true},  {4, 4, 1, "1GB/s", "3ns", "64B", true},
+        {3, 5, 1, "2GB/s", "0ns", "96B", false},  {4, 4, 2, "1GB/s", "5ns", "128B", true},
+        {2, 3, 3, "4GB/s", "0ns", "1MiB", false}, {4, 2, 2, "0.5GB/s", "2ns", "160B", false},
+    };
+    std::vector<wl::Op> ops;
+    ops.push_back(linear(9, 7, 11));
+    ops.push_back(linear(1, 20, 16));
+    ops.push_back(conv(1, 3, 6, 6, 5, 3, 1, 1));        // im2col: M = 36, N = 5, K = 27
+    ops.push_back(conv(1, 4, 5, 5, 4, 3, 2, 0, 4));     // depthwise: 4 GEMMs of N = 1
+    ops.push_back(wl::make_op("mm", wl::MatmulAttr{}, {{3, 5, 6}, {3, 6, 4}}, wl::DType::int8));  // batch 3
+    int64_t compared = 0, with_stalls = 0, tiled = 0, on_grid = 0;
+    for (const Device& dv : devices)
+        for (const char* df : {"os", "ws", "is"}) {
+            Toy t;
+            t.rows = dv.rows, t.cols = dv.cols, t.arrays = dv.arrays;
+            t.dataflow = df;
+            t.dram = dv.dram;
+            t.latency = dv.latency;
+            t.ifmap.capacity = t.filter.capacity = t.ofmap.capacity = dv.capacity;
+            t.ifmap.double_buffered = t.filter.double_buffered = t.ofmap.double_buffered = dv.db;
+            t.ofmap.bandwidth = "3GB/s";  // narrower than the array's edge: port stalls too
+            const arch::DeviceSpec spec = toy_device(t);
+            for (const wl::Op& op : ops) {
+                INFO(df << " on " << dv.rows << "x" << dv.cols << " x" << dv.arrays << ", buffers " << dv.capacity
+                        << (dv.db ? " double" : " single") << ", op " << op.kind << " " << op.gemms().front().m << "x"
+                        << op.gemms().front().n << "x" << op.gemms().front().k);
+                arch::systolic::SystolicModel tile(spec);
+                arch::ModelOptions o;
+                o.fidelity = Fidelity::cycle;
+                arch::systolic::SystolicModel cycle(spec, o);
+                const arch::LayerResult a = tile.run_op(op), b = cycle.run_op(op);
+                check_same(a, b);
+                check_invariants(spec, op, a);
+                on_grid += static_cast<int64_t>(cycle.work().grid_tiles);
+                with_stalls += a.stall_cycles > 0;
+                tiled += a.tiling.find("tiles=1x1x1") == std::string::npos;
+                ++compared;
+            }
+        }
+    CHECK(compared == 6 * 3 * 5);
+    CHECK(with_stalls == compared);
+    CHECK(tiled > compared / 3);
+    CHECK(on_grid > compared);
+}
+
+TEST_CASE("Reuse follows the loop order: an operand is fetched again whenever its tile index changes",
+          "[systolic]") {
+    Toy t;
+    t.rows = t.cols = 2;
+    const arch::DeviceSpec spec = toy_device(t);
+    MappingContext ctx;
+    ctx.device = &spec;
+    ctx.spec = &*spec.systolic;
+    ctx.clock_hz = 1e9;
+    ctx.dram_Bps = 1e9;
+    ctx.word_bytes = 1;
+    GemmJob job;
+    job.shape = wl::GemmShape{1, 8, 8, 8};
+    TilePlan plan;
+    plan.part.m = plan.part.n = plan.part.k = 8;
+    plan.tile = {4, 4, 4};
+    plan.count = {2, 2, 2};
+    SECTION("order mnk: A and B change every step, each output tile is finished in one run") {
+        plan.order = {dim_m, dim_n, dim_k};
+        const StepList s = build_steps(ctx, {job}, {plan}, nullptr);
+        CHECK(s.steps.size() == 8);
+        CHECK(s.dram_read() == 8 * 16 + 8 * 16);  // A refetched for each n tile, B for each m tile
+        CHECK(s.dram_write() == 4 * 16);
+        CHECK(s.tiling == "m=4 n=4 k=4 tiles=2x2x2 order=mnk");
+    }
+    SECTION("order kmn: A fetched once, outputs leave as partial sums and come back") {
+        plan.order = {dim_k, dim_m, dim_n};
+        const StepList s = build_steps(ctx, {job}, {plan}, nullptr);
+        CHECK(s.dram_read() == 4 * 16 + 8 * 16 + 4 * 16);  // A once, B every step, 4 read-backs
+        CHECK(s.dram_write() == 8 * 16);                   // every run ends with a write
+        const arch::LevelAccesses acc = level_accesses(s, 1.0);
+        CHECK(acc.dram.read == acc.ifmap.write + acc.filter.write + 4 * 16);
+        CHECK(s.accumulate_reads == 4 * 16);
+    }
+}
+
+TEST_CASE("The tiling search fits the buffers, and a buffer too small for any tile is a user error",
+          "[systolic]") {
+    Toy t;
+    t.ifmap.capacity = "2KiB";
+    t.filter.capacity = "512B";
+    t.ofmap.capacity = "1KiB";
+    const arch::DeviceSpec spec = toy_device(t);
+    const arch::LayerResult r = run_one(spec, linear(64, 48, 40));
+    CHECK(r.tiling.find("tiles=1x1x1") == std::string::npos);
+    // Every fill fits half of its buffer (double-buffered): the largest A tile ≤ 1 KiB etc.
+    int tm = 0, tn = 0, tk = 0;
+    REQUIRE(std::sscanf(r.tiling.c_str(), "m=%d n=%d k=%d", &tm, &tn, &tk) == 3);
+    CHECK(tm * tk <= 1024);
+    CHECK(tk * tn <= 256);
+    CHECK(tm * tn <= 512);
+
+    Toy tiny;
+    tiny.filter.capacity = "1B";  // half a byte per half: not even one weight
+    const std::string msg = user_error_of([&] { run_one(toy_device(tiny), linear(64, 48, 40)); });
+    CHECK_THAT(msg, Contains("toy.yaml:") && Contains("device.systolic.buffers.filter.capacity") &&
+                        Contains("layer 'fc'") && Contains("smallest tile"));
+
+    Toy fixed;
+    fixed.ifmap.capacity = "256B";
+    fixed.extra = fixed_tile(64, 0, 0);
+    CHECK_THAT(user_error_of([&] { run_one(toy_device(fixed), linear(64, 48, 40)); }),
+               Contains("device.systolic.tile") && Contains("does not fit"));
+}
+
+TEST_CASE("Several arrays split N when it is wide, M when N is narrow, and instances when there are many",
+          "[systolic]") {
+    Toy t;
+    t.arrays = 4;
+    t.dram = "1TB/s";
+    const arch::DeviceSpec spec = toy_device(t);
+    CHECK_THAT(run_one(spec, linear(1, 64, 32)).tiling, Contains("split=n/4"));
+    CHECK_THAT(run_one(spec, linear(256, 4, 32)).tiling, Contains("split=m/4"));
+    CHECK_THAT(run_one(spec, conv(1, 8, 8, 8, 8, 3, 1, 1, 8)).tiling, Contains("split=batch/4"));
+    // Work split four ways ends sooner than on one array, and never sooner than a quarter of it.
+    Toy one = t;
+    one.arrays = 1;
+    const arch::LayerResult r4 = run_one(spec, linear(64, 64, 64));
+    const arch::LayerResult r1 = run_one(toy_device(one), linear(64, 64, 64));
+    CHECK(r4.cycles < r1.cycles);
+    CHECK(r4.utilization <= 1.0);
+    CHECK(r4.access.dram.read >= 64 * 64 * 2);
+}
+
+TEST_CASE("A data type at quarter rate keeps the arrays busy four times as long", "[systolic]") {
+    Toy t;
+    t.dram = "100TB/s";
+    t.extra = fixed_tile(0, 0, 0);
+    const arch::DeviceSpec spec = toy_device(t);
+    CHECK(spec.systolic->passes_for("bf16") == 4);
+    const arch::LayerResult r8 = run_one(spec, linear(32, 16, 16, wl::DType::int8));
+    const arch::LayerResult r16 = run_one(spec, linear(32, 16, 16, wl::DType::bf16));
+    CHECK(r16.cycles - r16.stall_cycles == 4 * (r8.cycles - r8.stall_cycles));
+    CHECK(r8.cycles - r8.stall_cycles == fold_cycles("ws", 4, 4, 32, 16, 16));
+}
+
+TEST_CASE("Stalls are attributed to the operand the arrays wait for", "[systolic]") {
+    Toy t;
+    t.extra = fixed_tile(0, 0, 0);
+    const arch::DeviceSpec spec = toy_device(t);
+    // Weights dominate: K·N ≫ M·K.
+    const arch::LayerResult w = run_one(spec, linear(1, 64, 64));
+    CHECK(w.stall_weight_cycles > w.stall_input_cycles);
+    CHECK(w.stall_weight_cycles > w.stall_output_cycles);
+    // Outputs dominate: M·N ≫ the operands.
+    const arch::LayerResult o = run_one(spec, linear(64, 64, 1));
+    CHECK(o.stall_output_cycles > o.stall_input_cycles);
+    CHECK(o.stall_output_cycles > o.stall_weight_cycles);
+    // A buffer port narrower than the array's edge stretches the folds: an input stall that main
+    // memory does not cause (its fill is slowed by the port too).
+    Toy fast = t;
+    fast.dram = "100TB/s";
+    Toy slow = fast;
+    slow.ifmap.bandwidth = "1GB/s";  // one byte per cycle for a 4-row edge
+    const arch::LayerResult p = run_one(toy_device(slow), linear(64, 4, 4));
+    const arch::LayerResult q = run_one(toy_device(fast), linear(64, 4, 4));
+    const int64_t folds = fold_cycles("ws", 4, 4, 64, 4, 4);
+    CHECK(q.cycles - q.stall_cycles == folds);
+    CHECK(p.cycles - p.stall_cycles == folds);           // the arrays compute as long as before...
+    CHECK(p.stall_input_cycles >= q.stall_input_cycles + 64 * 4 - folds);  // ...but wait on the port
+    CHECK(p.stall_weight_cycles == q.stall_weight_cycles);
+}
+
+TEST_CASE("Convention scalesim reports SCALE-Sim's CALC-mode count for a plain GEMM layer", "[systolic]") {
+    const arch::DeviceSpec spec = arch::load_device(std::string(MLSIM_SOURCE_DIR) + "/configs/devices/scalesim-google.yaml");
+    // A SCALE-Sim-style convolution (no bias): im2col GEMM M = 56·56, N = 64, K = 3·3·64.
+    const wl::Op op = conv(1, 64, 56, 56, 64, 3, 1, 1);
+    const arch::LayerResult r = run_one(spec, op);
+    const GemmShape g{56 * 56, 64, 576};
+    CHECK(r.cycles == scalesim_cycles(Dataflow::ws, ArrayShape{256, 256}, g).count());
+    CHECK(r.stall_cycles == 0);
+    CHECK(r.bound == "compute");
+    // Energy still comes from the tiled pipeline's actions.
+    CHECK(r.energy_memory_j > 0);
+    CHECK(r.access.dram.read >= op.counts().input_bytes + op.counts().weight_bytes);
+}
+
+TEST_CASE("Vector ops take the longer of their arithmetic and their memory traffic", "[systolic]") {
+    Toy t;
+    const arch::DeviceSpec spec = toy_device(t);  // vector unit: 4 op/cycle; memory: 1 B/cycle
+    wl::EltwiseAttr relu;
+    relu.fn = wl::Eltwise::relu;
+    const wl::Op op = wl::make_op("relu", relu, {{1, 1000}}, wl::DType::int8);
+    const arch::LayerResult r = run_one(spec, op);
+    CHECK(r.cycles == 2000);  // 1000 bytes in, 1000 out; 1000 ops take only 250 cycles
+    CHECK(r.stall_cycles == 2000 - 250);
+    CHECK(r.stall_input_cycles + r.stall_output_cycles == r.stall_cycles);
+    CHECK(r.bound == "memory");
+    CHECK(r.tiling == "vector");
+    CHECK(r.utilization == 0);
+    check_invariants(spec, op, r);
+    wl::Op view = wl::make_op("flat", wl::ReshapeAttr{{}, true}, {{2, 3, 4}}, wl::DType::int8);
+    CHECK(run_one(spec, view).cycles == 0);
+}

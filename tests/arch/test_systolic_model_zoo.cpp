@@ -1,0 +1,136 @@
+// The systolic model over the model zoo on its presets: every layer respects the roofline bound of the
+// same device and the model's other invariants, results are deterministic, and memoized layers equal
+// freshly simulated ones.
+#include <catch2/catch.hpp>
+#include <string>
+#include <vector>
+
+#include "arch/roofline/roofline.h"
+#include "systolic_model_helpers.h"
+#include "workloads/model.h"
+
+using namespace mlsim;
+using namespace mlsim::test;
+
+namespace {
+
+const std::string k_devices = std::string(MLSIM_SOURCE_DIR) + "/configs/devices/";
+
+struct Case {
+    const char* device;
+    wl::DType dtype;
+};
+
+const Case k_cases[] = {{"tpu-v1", wl::DType::int8},
+                        {"tpu-v4", wl::DType::bf16},
+                        {"scalesim-google", wl::DType::int8},
+                        {"ethos-u55", wl::DType::int8}};
+
+wl::Model zoo(const char* name, wl::DType dtype) {
+    wl::ZooOptions o;
+    o.dtype = dtype;
+    if (std::string(name) == "dlrm-mlperf") o.batch = 4;  // a small batch
+    return wl::zoo_build(name, o);
+}
+
+}  // namespace
+
+TEST_CASE("No layer of any zoo model runs faster than the roofline bound of its systolic preset",
+          "[systolic]") {
+    const char* models[] = {"lenet5",     "resnet50",           "mobilenetv2",       "ds-cnn-kws", "bert-base",
+                            "gpt2-small-prefill", "gpt2-small-decode", "dlrm-mlperf", "mlp3"};
+    int64_t layers = 0, on_arrays = 0, memory_bound = 0;
+    for (const Case& c : k_cases) {
+        const arch::DeviceSpec spec = arch::load_device(k_devices + c.device + ".yaml");
+        for (const char* name : models) {
+            // The Ethos-U55 preset holds 4 MiB of flash: only the edge models are its workload.
+            if (std::string(c.device) == "ethos-u55" &&
+                std::string(name) != "ds-cnn-kws" && std::string(name) != "lenet5")
+                continue;
+            const wl::Model model = zoo(name, c.dtype);
+            auto dm = arch::make_device_model(spec);
+            REQUIRE(dm->model_name() == "systolic");
+            const std::vector<arch::LayerResult> rs = dm->run(model);
+            REQUIRE(rs.size() == model.ops().size());
+            double t = 0;
+            for (const arch::LayerResult& r : rs) {
+                const wl::Op& op = model.ops()[static_cast<size_t>(r.idx)];
+                INFO(c.device << " " << name << " layer " << r.idx << " " << r.name << " (" << r.op << ", "
+                              << r.tiling << ")");
+                const arch::RooflineBound b = arch::roofline_bound(spec, op);
+                CHECK(r.time_s >= b.bound_s());
+                CHECK(r.start_s == t);
+                t = r.end_s;
+                CHECK(r.energy_compute_j >= 0);
+                CHECK(r.energy_memory_j >= 0);
+                CHECK(r.energy_static_j >= 0);
+                CHECK(r.stall_cycles <= r.cycles);
+                CHECK(r.stall_cycles == r.stall_weight_cycles + r.stall_input_cycles + r.stall_output_cycles);
+                CHECK(r.utilization <= 1.0);
+                CHECK(r.bytes_read >= op.counts().weight_bytes + op.counts().input_bytes);
+                CHECK(r.bytes_written >= op.counts().output_bytes);
+                CHECK(r.bytes_read == r.access.dram.read);
+                CHECK(r.bytes_written == r.access.dram.write);
+                // Bytes are conserved between levels: what main memory delivers is what the buffers take in
+                // (the ofmap buffer also takes the array's outputs), and what it receives is what the
+                // ofmap buffer gives out beyond the array's read-backs.
+                CHECK(r.access.ifmap.write + r.access.filter.write <= r.access.dram.read);
+                CHECK(r.access.ofmap.read >= r.access.dram.write);
+                CHECK(r.energy_memory_j == Approx(r.energy_sram_j + r.energy_dram_j + r.energy_noc_j));
+                on_arrays += r.tiling != "vector";
+                memory_bound += r.bound == "memory";
+                ++layers;
+            }
+        }
+    }
+    CHECK(layers > 2000);
+    CHECK(on_arrays > 400);
+    CHECK(memory_bound > 0);
+}
+
+TEST_CASE("A model run is deterministic and memoized layers equal freshly simulated ones", "[systolic]") {
+    const arch::DeviceSpec spec = arch::load_device(k_devices + "tpu-v4.yaml");
+    const wl::Model model = zoo("resnet50", wl::DType::bf16);
+    arch::systolic::SystolicModel a(spec), b(spec);
+    const std::vector<arch::LayerResult> ra = a.run(model), rb = b.run(model);
+    CHECK(a.work().cache_hits > 50);  // ResNet-50 repeats its blocks
+    REQUIRE(ra.size() == rb.size());
+    for (size_t i = 0; i < ra.size(); ++i) {
+        INFO(ra[i].name);
+        CHECK(ra[i].cycles == rb[i].cycles);
+        CHECK(ra[i].end_s == rb[i].end_s);
+        CHECK(ra[i].energy_j() == rb[i].energy_j());
+        CHECK(ra[i].tiling == rb[i].tiling);
+        // The same op in a fresh model: no memo.
+        arch::systolic::SystolicModel fresh(spec);
+        const arch::LayerResult f = fresh.run_op(model.ops()[i]);
+        CHECK(f.cycles == ra[i].cycles);
+        CHECK(f.stall_input_cycles == ra[i].stall_input_cycles);
+        CHECK(f.energy_j() == ra[i].energy_j());
+    }
+}
+
+TEST_CASE("ResNet-50 on TPU v4: convolutions run on the arrays, element-wise ops on the vector unit",
+          "[systolic]") {
+    const arch::DeviceSpec spec = arch::load_device(k_devices + "tpu-v4.yaml");
+    const wl::Model model = zoo("resnet50", wl::DType::bf16);
+    arch::systolic::SystolicModel m(spec);
+    const std::vector<arch::LayerResult> rs = m.run(model);
+    double conv_s = 0, total_s = 0;
+    for (const arch::LayerResult& r : rs) {
+        total_s += r.time_s;
+        if (r.op == "conv2d") {
+            conv_s += r.time_s;
+            CHECK(r.tiling.find("split=") != std::string::npos);  // 8 arrays share the work
+            CHECK(r.utilization > 0);
+            CHECK(r.energy_noc_j > 0);
+        } else if (r.op == "relu" || r.op == "batchnorm" || r.op == "add") {
+            CHECK(r.tiling == "vector");
+            CHECK(r.bound == "memory");
+        }
+    }
+    CHECK(conv_s > 0.3 * total_s);
+    // Every event of the pipelines ran: a few per tile step, nothing per cycle.
+    CHECK(m.work().events > 100);
+    CHECK(m.work().events < 20000);
+}
