@@ -323,11 +323,22 @@ class PipelineSim {
         return n;
     }
 
-    // Extra time a transfer takes when the buffer's port is slower than main memory.
-    Tick port_extra(uint64_t bytes, double buffer_Bps) const {
-        const Tick port = Tick::from_seconds(static_cast<double>(bytes) / buffer_Bps);
-        const Tick dram = m_dram.hold_time(bytes);
-        return port > dram ? port - dram : Tick::zero();
+    // Issues a transfer of `bytes` between main memory and a buffer port of `port_Bps` and runs `done`
+    // when both have moved the last byte: at the channel's arrival, or later when the port (which moves
+    // one transfer after another) is the slower of the two. The caller does not wait: several
+    // transfers may be in flight, and the channel serves them in order.
+    void transfer(uint64_t bytes, double port_Bps, Tick& port_free, Callback done) {
+        const Tick port_done = std::max(m_sim.now(), port_free) +
+                               Tick::from_seconds(static_cast<double>(bytes) / port_Bps);
+        const Tick arrival = m_dram.arrival_if_sent_now(bytes);
+        if (port_done <= arrival) {
+            m_dram.send(bytes, done);
+            port_free = arrival;
+            return;
+        }
+        m_dram.send(bytes, Callback{[] {}});
+        m_sim.schedule_at(port_done, done);
+        port_free = port_done;
     }
 
     Process loader() {
@@ -335,30 +346,27 @@ class PipelineSim {
         for (const Step& st : m_list.steps) {
             if (st.has(Step::b_new)) {
                 co_await m_filter.reserve(1);
-                if (st.b_bytes > 0) {
-                    co_await m_dram.transfer(st.b_bytes);
-                    if (const Tick x = port_extra(st.b_bytes, s.filter.bandwidth_Bps); x > Tick::zero())
-                        co_await delay(x);
-                }
-                m_filter.commit(1);
+                if (st.b_bytes > 0)
+                    transfer(st.b_bytes, s.filter.bandwidth_Bps, m_port_filter,
+                             callback<&BoundedBuffer::commit>(&m_filter, 1));
+                else
+                    m_filter.commit(1);
             }
             if (st.has(Step::a_new)) {
                 co_await m_ifmap.reserve(1);
-                if (st.a_bytes > 0) {
-                    co_await m_dram.transfer(st.a_bytes);
-                    if (const Tick x = port_extra(st.a_bytes, s.ifmap.bandwidth_Bps); x > Tick::zero())
-                        co_await delay(x);
-                }
-                m_ifmap.commit(1);
+                if (st.a_bytes > 0)
+                    transfer(st.a_bytes, s.ifmap.bandwidth_Bps, m_port_ifmap,
+                             callback<&BoundedBuffer::commit>(&m_ifmap, 1));
+                else
+                    m_ifmap.commit(1);
             }
             if (st.has(Step::c_new)) {
                 co_await m_ofmap.reserve(1);
-                if (st.has(Step::c_reload) && st.c_bytes > 0) {
-                    co_await m_dram.transfer(st.c_bytes);
-                    if (const Tick x = port_extra(st.c_bytes, s.ofmap.bandwidth_Bps); x > Tick::zero())
-                        co_await delay(x);
-                }
-                m_ofmap.commit(1);
+                if (st.has(Step::c_reload) && st.c_bytes > 0)
+                    transfer(st.c_bytes, s.ofmap.bandwidth_Bps, m_port_ofmap_in,
+                             callback<&BoundedBuffer::commit>(&m_ofmap, 1));
+                else
+                    m_ofmap.commit(1);  // a fresh output tile starts from zero
             }
             ++m_loaded;
         }
@@ -412,18 +420,20 @@ class PipelineSim {
         m_end_edge = edge;
     }
 
+    // The ofmap slot is free again once its bytes have reached main memory.
     Process drainer() {
         for (const Step& st : m_list.steps) {
             if (!st.has(Step::c_end)) continue;
             co_await m_done.get(1);
             if (const uint64_t bytes = st.c_bytes + st.c_extra; bytes > 0) {
-                co_await m_dram.transfer(bytes);
-                if (const Tick x = port_extra(bytes, m_ctx.spec->ofmap.bandwidth_Bps); x > Tick::zero())
-                    co_await delay(x);
+                transfer(bytes, m_ctx.spec->ofmap.bandwidth_Bps, m_port_ofmap_out,
+                         callback<&BoundedBuffer::release>(&m_ofmap, 1));
+                m_drain_end = std::max(m_drain_end, m_port_ofmap_out);
+            } else {
+                m_ofmap.release(1);
+                m_drain_end = std::max(m_drain_end, m_sim.now());
             }
-            m_ofmap.release(1);
             ++m_drained;
-            m_drain_end = m_sim.now();
         }
     }
 
@@ -435,7 +445,8 @@ class PipelineSim {
     BoundedBuffer m_ifmap, m_filter, m_ofmap;
     BoundedBuffer m_done;  // finished output runs, from compute to the drainer
     PipelineTiming m_t;
-    Tick m_drain_end;
+    Tick m_drain_end;  // when the last output byte reaches main memory
+    Tick m_port_ifmap, m_port_filter, m_port_ofmap_in, m_port_ofmap_out;  // when each port is free
     int64_t m_end_edge = 0;  // cycle at which the last step's compute ended
     uint64_t m_loaded = 0, m_computed = 0, m_drained = 0;
 };

@@ -57,7 +57,8 @@ TEST_CASE("mlsim sweep --dry-run checks every point and lists them without runni
     CHECK_FALSE(fs::exists(dir / "x.db"));
 }
 
-TEST_CASE("mlsim sweep prints a summary and exits 0; a bad sweep file exits 2 with its location", "[sweep]") {
+TEST_CASE("mlsim sweep prints a summary and exits 0, and a bad sweep file exits 2 with its location",
+          "[sweep]") {
     const fs::path dir = fs::temp_directory_path() / "mlsim_test_sweep_cli_run";
     fs::remove_all(dir);
     const std::string db = (dir / "s.db").string();
