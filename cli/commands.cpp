@@ -12,7 +12,9 @@
 
 #include "arch/device_spec.h"
 #include "cli/experiment.h"
+#include "arch/systolic/scalesim_cfg.h"
 #include "cli/format.h"
+#include "cli/sweep.h"
 #include "db/results_db.h"
 #include "sim/config/loader.h"
 #include "sim/config/schema.h"
@@ -78,6 +80,18 @@ void print_totals(const ExperimentResult& r) {
                si(t.energy_j / static_cast<double>(r.info.batch), "J"), si(t.energy_j / t.time_s, "W"));
     fmt::print("  work    {} MACs, {} FLOPs, {} moved, intensity {:.3g} FLOP/B\n", si(t.macs, ""),
                si(t.flops, ""), si(t.bytes, "B"), t.bytes > 0 ? t.flops / t.bytes : 0.0);
+    if (r.info.device_model != "roofline") {
+        int64_t cycles = 0, stalls = 0, sw = 0, si_ = 0, so = 0;
+        for (const auto& l : r.layers) {
+            cycles += l.cycles;
+            stalls += l.stall_cycles;
+            sw += l.stall_weight_cycles;
+            si_ += l.stall_input_cycles;
+            so += l.stall_output_cycles;
+        }
+        fmt::print("  cycles  {} ({} model; stalls {}: weight {}, input {}, output {})\n", cycles,
+                   r.info.device_model, stalls, sw, si_, so);
+    }
     fmt::print("  bound   compute {} of the time, memory {}; achieved {} of peak {}\n",
                percent(t.compute_bound_s / t.time_s), percent(1 - t.compute_bound_s / t.time_s),
                si(t.flops / t.time_s, "FLOP/s"), si(r.info.peak_flops_per_s, "FLOP/s"));
@@ -92,7 +106,7 @@ int cmd_run(const Args& args) {
     po::options_description desc("mlsim run options");
     desc.add_options()("help,h", "show this help and the device config keys")(
         "system,s", po::value(&opt.system)->required(),
-        "system or device config file, or a preset name (mlsim list devices)")(
+        "system or device config file, a SCALE-Sim .cfg, or a preset name (mlsim list devices)")(
         "model,m", po::value(&opt.model)->required(),
         "zoo model name (mlsim list models), a model .yaml, or a SCALE-Sim topology .csv")(
         "batch,b", po::value(&opt.batch)->default_value(1), "batch size")(
@@ -103,6 +117,11 @@ int cmd_run(const Args& args) {
         "mode", po::value(&opt.mode)->default_value("inference"), "inference | training")(
         "optimizer", po::value(&opt.optimizer)->default_value("adam"), "training optimizer: sgd | momentum | adam")(
         "checkpointing", po::bool_switch(&opt.checkpointing), "training: recompute activations (checkpointing)")(
+        "fidelity", po::value(&opt.fidelity),
+        "systolic devices: tile (closed-form folds in the event engine, default) | cycle (PE grid stepped "
+        "cycle by cycle with real values)")(
+        "convention", po::value(&opt.convention),
+        "systolic devices: faithful (default) | scalesim (SCALE-Sim v2 cycle counts, CALC mode)")(
         "db", po::value(&db_path), "append the run to this SQLite results database")(
         "quiet,q", po::bool_switch(&quiet), "print totals only, not the per-layer table");
     auto vm = parse(args, desc);
@@ -155,8 +174,17 @@ int cmd_validate(const Args& args) {
                 fmt::print("{}: ok (SCALE-Sim topology, {} layers)\n", f, m.ops().size());
                 continue;
             }
+            if (f.size() > 4 && f.substr(f.size() - 4) == ".cfg") {
+                arch::SystemSpec s = arch::systolic::load_scalesim_cfg(f);
+                fmt::print("{}: ok (SCALE-Sim config: {})\n", f, s.device.description);
+                continue;
+            }
             const cfg::Node doc = cfg::load_file(f);
-            if (doc.is_map() && (doc.find("ops") || doc.find("model"))) {
+            if (doc.is_map() && (doc.find("factors") || doc.find("base") || doc.find("zip"))) {
+                const Sweep sweep = load_sweep(f);
+                check_points(sweep);
+                fmt::print("{}: ok (sweep '{}', {} points)\n", f, sweep.name, sweep.point_count());
+            } else if (doc.is_map() && (doc.find("ops") || doc.find("model"))) {
                 wl::Model m = wl::load_model_yaml(f, wl::ZooOptions{});
                 fmt::print("{}: ok (model '{}', {} ops)\n", f, m.name(), m.ops().size());
             } else {

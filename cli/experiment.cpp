@@ -7,8 +7,10 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
 #include "cli/key_path.h"
+#include "arch/systolic/scalesim_cfg.h"
 #include "sim/config/loader.h"
 #include "sim/config/schema.h"
 #include "sim/config/units.h"
@@ -142,6 +144,20 @@ static db::LayerRow to_row(const arch::LayerResult& l) {
     r.energy_static_j = l.energy_static_j;
     r.utilization = l.utilization;
     r.bound = l.bound;
+    r.stall_weight_cycles = l.stall_weight_cycles;
+    r.stall_input_cycles = l.stall_input_cycles;
+    r.stall_output_cycles = l.stall_output_cycles;
+    r.pe_hops = l.pe_hops;
+    r.tiling = l.tiling;
+    r.energy_sram_j = l.energy_sram_j;
+    r.energy_dram_j = l.energy_dram_j;
+    r.energy_noc_j = l.energy_noc_j;
+    r.bytes_ifmap_read = l.access.ifmap.read;
+    r.bytes_ifmap_written = l.access.ifmap.write;
+    r.bytes_filter_read = l.access.filter.read;
+    r.bytes_filter_written = l.access.filter.write;
+    r.bytes_ofmap_read = l.access.ofmap.read;
+    r.bytes_ofmap_written = l.access.ofmap.write;
     return r;
 }
 
@@ -203,10 +219,28 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
     PreparedExperiment p;
     p.result = std::make_unique<ExperimentResult>();
     ExperimentResult& r = *p.result;
-    r.system = opt.preloaded_system
-                   ? *opt.preloaded_system
-                   : arch::load_system(resolve_system_path(opt.system), {configs_dir() + "/devices"});
-    r.system = apply_overrides(r.system, opt.device_overrides);
+    if (opt.preloaded_system) {
+        r.system = *opt.preloaded_system;
+    } else {
+        const std::string path = resolve_system_path(opt.system);
+        r.system = ends_with(path, ".cfg") ? arch::systolic::load_scalesim_cfg(path)
+                                           : arch::load_system(path, {configs_dir() + "/devices"});
+    }
+    std::vector<ConfigOverride> overrides = opt.device_overrides;
+    for (const auto& [flag, key, value] :
+         {std::tuple<const char*, const char*, const std::string*>{"--fidelity", "fidelity", &opt.fidelity},
+          {"--convention", "convention", &opt.convention}}) {
+        if (value->empty()) continue;
+        if (!r.system.device.section("systolic"))
+            cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, flag,
+                      fmt::format("device '{}' has no systolic section: its model (roofline) has no {} choice",
+                                  r.system.device.name, key));
+        const cfg::SourceLoc loc{"<command line>", 0, 0};
+        cfg::Node v = cfg::Node::make_scalar(*value, loc, std::string("device.systolic.") + key);
+        v.set_key_loc(loc);
+        overrides.push_back(ConfigOverride{std::string("device.systolic.") + key, std::move(v)});
+    }
+    r.system = apply_overrides(r.system, overrides);
     // The dtype must be one the device computes in; fail before any work.
     (void)r.system.device.peak_for(opt.dtype);
 
@@ -256,6 +290,7 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
     info.seq = opt.seq;
     info.peak_flops_per_s = r.system.device.peak_for(opt.dtype);
     info.mem_bandwidth_Bps = r.system.device.main_memory().bandwidth_Bps;
+    info.device_model = std::string(device->model_name());
     return p;
 }
 

@@ -37,6 +37,10 @@ struct ExperimentOptions {
     std::string mode = "inference";  // inference | training
     std::string optimizer = "adam";
     bool checkpointing = false;
+    // Detailed-model choices (--fidelity tile|cycle, --convention faithful|scalesim); empty = the
+    // device config's. Applied as overrides of device.systolic.*, so they are part of the resolved config.
+    std::string fidelity;
+    std::string convention;
     // Applied in order to the loaded system before the device is built (see the contract above).
     std::vector<ConfigOverride> device_overrides;
     // When set, used instead of loading `system` (a sweep loads each system file once); overrides still

@@ -55,6 +55,9 @@ constexpr const char* k_run_insert_columns[] = {
     "total_energy_compute_j",
     "total_energy_memory_j",
     "total_energy_static_j",
+    "device_model",
+    "total_cycles",
+    "total_stall_cycles",
 };
 
 constexpr const char* k_layer_insert_columns[] = {
@@ -80,6 +83,20 @@ constexpr const char* k_layer_insert_columns[] = {
     "energy_static_j",
     "utilization",
     "bound",
+    "stall_weight_cycles",
+    "stall_input_cycles",
+    "stall_output_cycles",
+    "pe_hops",
+    "tiling",
+    "energy_sram_j",
+    "energy_dram_j",
+    "energy_noc_j",
+    "bytes_ifmap_read",
+    "bytes_ifmap_written",
+    "bytes_filter_read",
+    "bytes_filter_written",
+    "bytes_ofmap_read",
+    "bytes_ofmap_written",
 };
 
 template <size_t N>
@@ -97,6 +114,7 @@ struct Totals {
     int64_t layer_count = 0;
     double time_s = 0, energy_j = 0, macs = 0, flops = 0, bytes_read = 0, bytes_written = 0;
     double energy_compute_j = 0, energy_memory_j = 0, energy_static_j = 0;
+    int64_t cycles = 0, stall_cycles = 0;
 };
 
 bool non_negative(double v) { return std::isfinite(v) && v >= 0; }
@@ -174,6 +192,8 @@ Totals validate_layers(const std::vector<LayerRow>& layers) {
         t.flops += l.flops;
         t.bytes_read += l.bytes_read;
         t.bytes_written += l.bytes_written;
+        t.cycles += l.cycles;
+        t.stall_cycles += l.stall_cycles;
     }
     std::sort(ids.begin(), ids.end());
     auto dup = std::adjacent_find(ids.begin(), ids.end());
@@ -329,6 +349,11 @@ struct ResultsDb::Impl {
             s.bind_null().bind_null().bind_int(0);
             for (int i = 0; i < 7; ++i) s.bind_null();
         }
+        s.bind_text(info.device_model);
+        if (totals != nullptr)
+            s.bind_int(totals->cycles).bind_int(totals->stall_cycles);
+        else
+            s.bind_null().bind_null();
         s.run();
         return conn.last_insert_rowid();
     }
@@ -369,6 +394,11 @@ struct ResultsDb::Impl {
             l.stall_cycles);
         s.bind_real(l.energy_j).bind_real(l.energy_compute_j).bind_real(l.energy_memory_j);
         s.bind_real(l.energy_static_j).bind_real(l.utilization).bind_text(l.bound);
+        s.bind_int(l.stall_weight_cycles).bind_int(l.stall_input_cycles).bind_int(l.stall_output_cycles);
+        s.bind_int(l.pe_hops).bind_text(l.tiling);
+        s.bind_real(l.energy_sram_j).bind_real(l.energy_dram_j).bind_real(l.energy_noc_j);
+        s.bind_real(l.bytes_ifmap_read).bind_real(l.bytes_ifmap_written).bind_real(l.bytes_filter_read);
+        s.bind_real(l.bytes_filter_written).bind_real(l.bytes_ofmap_read).bind_real(l.bytes_ofmap_written);
         s.run();
     }
 

@@ -41,6 +41,7 @@ struct RunInfo {
     int64_t seq = 0;
     double peak_flops_per_s = 0;   // device peak for the run's dtype
     double mem_bandwidth_Bps = 0;  // device main-memory bandwidth, bytes per second
+    std::string device_model;      // which device model produced the layers: roofline, systolic, ...
 };
 
 struct LayerRow {
@@ -56,6 +57,13 @@ struct LayerRow {
     double energy_compute_j = 0, energy_memory_j = 0, energy_static_j = 0;
     double utilization = 0;  // in [0, 1]
     std::string bound;       // "compute" | "memory" | "overhead" | "communication" | ...
+    // Detailed device models (zero / empty for the roofline): stall cycles by cause, the mapping,
+    // energy of on-chip buffers, main memory and PE-to-PE hops, and bytes per operand buffer.
+    int64_t stall_weight_cycles = 0, stall_input_cycles = 0, stall_output_cycles = 0, pe_hops = 0;
+    std::string tiling;
+    double energy_sram_j = 0, energy_dram_j = 0, energy_noc_j = 0;
+    double bytes_ifmap_read = 0, bytes_ifmap_written = 0, bytes_filter_read = 0, bytes_filter_written = 0;
+    double bytes_ofmap_read = 0, bytes_ofmap_written = 0;
 };
 
 // One factor of a sweep point: the key path and the value as written in the sweep file.

@@ -47,6 +47,9 @@ constexpr std::array k_run_columns{
     Column{"total_energy_compute_j", "REAL"},
     Column{"total_energy_memory_j", "REAL"},
     Column{"total_energy_static_j", "REAL"},
+    Column{"device_model", "TEXT", 3},  // roofline | systolic | ...
+    Column{"total_cycles", "INTEGER", 3},
+    Column{"total_stall_cycles", "INTEGER", 3},
 };
 
 constexpr std::array k_layer_columns{
@@ -72,6 +75,21 @@ constexpr std::array k_layer_columns{
     Column{"energy_static_j", "REAL"},
     Column{"utilization", "REAL"},
     Column{"bound", "TEXT"},
+    // Detailed device models (schema 3): stalls by cause, the mapping, energy and bytes per level.
+    Column{"stall_weight_cycles", "INTEGER", 3},
+    Column{"stall_input_cycles", "INTEGER", 3},
+    Column{"stall_output_cycles", "INTEGER", 3},
+    Column{"pe_hops", "INTEGER", 3},
+    Column{"tiling", "TEXT", 3},
+    Column{"energy_sram_j", "REAL", 3},
+    Column{"energy_dram_j", "REAL", 3},
+    Column{"energy_noc_j", "REAL", 3},
+    Column{"bytes_ifmap_read", "REAL", 3},
+    Column{"bytes_ifmap_written", "REAL", 3},
+    Column{"bytes_filter_read", "REAL", 3},
+    Column{"bytes_filter_written", "REAL", 3},
+    Column{"bytes_ofmap_read", "REAL", 3},
+    Column{"bytes_ofmap_written", "REAL", 3},
 };
 
 // One row per (sweep, run): which point of which sweep a run is. A point rerun after a failure

@@ -18,7 +18,7 @@ class Connection;
 namespace mlsim::db::schema {
 
 // Version 1: runs, layers, meta. Version 2: sweeps, sweep_factors (cli/sweep.h).
-inline constexpr int64_t current_version = 2;
+inline constexpr int64_t current_version = 3;
 
 // PRAGMA application_id stamped into every file so a foreign SQLite file is recognised ('mlsi').
 inline constexpr int32_t application_id = 0x6d6c7369;

@@ -96,8 +96,8 @@ void CycleChecker::begin_instance(int64_t job, int64_t instance, const wl::GemmS
     m_open[{job, instance}] = std::move(in);
 }
 
-GemmStats CycleChecker::run_tile(int64_t job, int64_t instance, int64_t m0, int64_t n0, int64_t k0, int64_t tm,
-                                 int64_t tn, int64_t tk) {
+GemmStats CycleChecker::run_tile(int64_t job, int64_t instance, int64_t m0, int64_t n0, int64_t k0,
+                                 int64_t tm, int64_t tn, int64_t tk) {
     auto it = m_open.find({job, instance});
     MLSIM_CHECK(it != m_open.end(), "cycle fidelity: a tile of an instance that was not begun");
     Instance& in = it->second;
@@ -153,8 +153,9 @@ StepList build_steps(const MappingContext& ctx, const std::vector<GemmJob>& jobs
         {
             const FoldGeometry fg =
                 fold_geometry(spec.dataflow, spec.shape(), GemmShape{part.m, part.n, part.k});
-            out.scalesim_rows += part.groups * fg.folds() *
-                                 scalesim_fold_rows(spec.dataflow, spec.shape(), GemmShape{part.m, part.n, part.k});
+            out.scalesim_rows +=
+                part.groups * fg.folds() *
+                scalesim_fold_rows(spec.dataflow, spec.shape(), GemmShape{part.m, part.n, part.k});
         }
 
         for (int64_t grp = 0; grp < part.groups; ++grp) {
@@ -181,7 +182,8 @@ StepList build_steps(const MappingContext& ctx, const std::vector<GemmJob>& jobs
             }
             if (checker)
                 for (const ArrayWork& w : work)
-                    if (w.m0 == 0 && w.n0 == 0) checker->begin_instance(static_cast<int64_t>(ji), w.instance, g);
+                    if (w.m0 == 0 && w.n0 == 0)
+                        checker->begin_instance(static_cast<int64_t>(ji), w.instance, g);
 
             std::array<int64_t, 3> idx{}, prev{-1, -1, -1};
             const std::array<Dim, 3>& o = plan.order;
@@ -204,8 +206,8 @@ StepList build_steps(const MappingContext& ctx, const std::vector<GemmJob>& jobs
                             const int64_t mm = std::min(tm, w.m - i * tm), nn = std::min(tn, w.n - j * tn);
                             if (mm <= 0 || nn <= 0) continue;  // this array has no tile in this step
                             const GemmStats st =
-                                checker ? checker->run_tile(static_cast<int64_t>(ji), w.instance, w.m0 + i * tm,
-                                                            w.n0 + j * tn, k0, mm, nn, kk)
+                                checker ? checker->run_tile(static_cast<int64_t>(ji), w.instance,
+                                                            w.m0 + i * tm, w.n0 + j * tn, k0, mm, nn, kk)
                                         : cache.get(mm, nn, kk);
                             const TileTime tt = tile_time(ctx, st, mm, nn, l > 0);
                             if (tt.total > s.cycles) {
@@ -300,10 +302,11 @@ class PipelineSim {
         m_sim.spawn(compute());
         m_sim.spawn(drainer());
         m_sim.run();
-        MLSIM_CHECK(m_loaded == m_list.steps.size() && m_computed == m_list.steps.size() && m_drained == runs(m_list),
-                    fmt::format("systolic pipeline stopped early (loaded {}, computed {}, drained {} of {} steps / "
-                                "{} runs): a buffer protocol deadlock",
-                                m_loaded, m_computed, m_drained, m_list.steps.size(), runs(m_list)));
+        MLSIM_CHECK(
+            m_loaded == m_list.steps.size() && m_computed == m_list.steps.size() && m_drained == runs(m_list),
+            fmt::format("systolic pipeline stopped early (loaded {}, computed {}, drained {} of {} steps / "
+                        "{} runs): a buffer protocol deadlock",
+                        m_loaded, m_computed, m_drained, m_list.steps.size(), runs(m_list)));
         MLSIM_CHECK(m_dram.bytes() == m_list.dram_read() + m_list.dram_write(),
                     "main-memory channel carried other bytes than the steps asked for");
         MLSIM_CHECK(m_end_edge == m_t.busy + m_t.stall_weight + m_t.stall_input + m_t.stall_output,
@@ -328,8 +331,8 @@ class PipelineSim {
     // one transfer after another) is the slower of the two. The caller does not wait: several
     // transfers may be in flight, and the channel serves them in order.
     void transfer(uint64_t bytes, double port_Bps, Tick& port_free, Callback done) {
-        const Tick port_done = std::max(m_sim.now(), port_free) +
-                               Tick::from_seconds(static_cast<double>(bytes) / port_Bps);
+        const Tick port_done =
+            std::max(m_sim.now(), port_free) + Tick::from_seconds(static_cast<double>(bytes) / port_Bps);
         const Tick arrival = m_dram.arrival_if_sent_now(bytes);
         if (port_done <= arrival) {
             m_dram.send(bytes, done);

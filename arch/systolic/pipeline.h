@@ -7,13 +7,17 @@
 // slowest array computes. Three coroutine processes share one main-memory Channel (bandwidth +
 // latency, first come first served between reads and writes):
 //   loader:  for each step, for each operand tile that changed: reserve a half of that operand's
-//            buffer (a BoundedBuffer of 2 slots when double-buffered, 1 otherwise), transfer it from
-//            main memory, commit it. The output buffer gets a slot per output tile run (filled with
-//            partial sums from main memory when the run resumes an earlier one).
+//            buffer (a BoundedBuffer of 2 slots when double-buffered, 1 otherwise), issue its transfer
+//            from main memory, and commit it when it arrives; it does not wait for the arrival before
+//            issuing the next, so transfers pipeline behind each other and latency is paid once per
+//            burst. The output buffer gets a slot per output tile run (filled with partial sums from
+//            main memory when the run resumes an earlier one).
 //   compute: for each step, wait for its filter, ifmap and ofmap slots (in that order; each wait is a
 //            stall of that cause, counted in whole cycles), then compute on clock edges; free an
 //            operand's slot after the last step that uses it; hand a finished output run to the drainer.
-//   drainer: write each finished output run to main memory, then free its slot.
+//   drainer: write each finished output run to main memory; its slot is free once the bytes arrive.
+// A tile is one run of its folds through the array (fold_model.h: preload, skew and drain included);
+// tiles do not overlap inside the array, only their memory traffic overlaps their compute.
 // With double buffering the next tile loads and the previous output drains while a tile computes;
 // without it they wait for each other. A fill or drain cannot be faster than the buffer's own
 // bandwidth either. The layer ends when the last output byte reaches main memory; the cycles after the
@@ -38,8 +42,13 @@ namespace mlsim::arch::systolic {
 
 struct Step {
     enum Flag : uint8_t {
-        a_new = 1, b_new = 2, c_new = 4, c_reload = 8,  // before the step
-        a_last = 16, b_last = 32, c_end = 64,          // after it
+        a_new = 1,
+        b_new = 2,
+        c_new = 4,
+        c_reload = 8,  // before the step
+        a_last = 16,
+        b_last = 32,
+        c_end = 64,  // after it
     };
     uint64_t a_bytes = 0;  // main-memory bytes of the A tile(s) (when a_new)
     uint64_t b_bytes = 0;  // of the B tile(s) (when b_new)
@@ -54,10 +63,10 @@ struct Step {
 
 struct StepList {
     std::vector<Step> steps;
-    AccessCounts counts;         // summed over steps and arrays
-    double accumulate_reads = 0; // output words read to add a K tile into earlier partial sums
-    int64_t scalesim_rows = 0;   // SCALE-Sim's serialized fold rows of the slowest array (all jobs)
-    std::string tiling;          // TilePlan::describe() of each job, "; "-separated
+    AccessCounts counts;          // summed over steps and arrays
+    double accumulate_reads = 0;  // output words read to add a K tile into earlier partial sums
+    int64_t scalesim_rows = 0;    // SCALE-Sim's serialized fold rows of the slowest array (all jobs)
+    std::string tiling;           // TilePlan::describe() of each job, "; "-separated
     uint64_t dram_read() const;
     uint64_t dram_write() const;
 };
@@ -69,8 +78,8 @@ class CycleChecker {
   public:
     CycleChecker(ArrayShape shape, Dataflow dataflow);
     void begin_instance(int64_t job, int64_t instance, const wl::GemmShape& shape);
-    GemmStats run_tile(int64_t job, int64_t instance, int64_t m0, int64_t n0, int64_t k0, int64_t tm, int64_t tn,
-                       int64_t tk);
+    GemmStats run_tile(int64_t job, int64_t instance, int64_t m0, int64_t n0, int64_t k0, int64_t tm,
+                       int64_t tn, int64_t tk);
     void verify(int64_t job, int64_t instance);
     int64_t tiles_run() const { return m_tiles; }
 

@@ -98,11 +98,12 @@ LayerResult SystolicModel::run_op(const wl::Op& op) {
                                 op.kind, r.time_s, bound.bound_s()));
         MLSIM_CHECK(r.energy_compute_j >= 0 && r.energy_memory_j >= 0 && r.energy_static_j >= 0,
                     "negative energy");
-        MLSIM_CHECK(r.stall_cycles == r.stall_weight_cycles + r.stall_input_cycles + r.stall_output_cycles &&
-                        r.stall_cycles >= 0 && r.stall_cycles <= r.cycles,
-                    fmt::format("systolic layer '{}': stall cycles {} (weight {}, input {}, output {}) vs cycles {}",
-                                op.name, r.stall_cycles, r.stall_weight_cycles, r.stall_input_cycles,
-                                r.stall_output_cycles, r.cycles));
+        MLSIM_CHECK(
+            r.stall_cycles == r.stall_weight_cycles + r.stall_input_cycles + r.stall_output_cycles &&
+                r.stall_cycles >= 0 && r.stall_cycles <= r.cycles,
+            fmt::format("systolic layer '{}': stall cycles {} (weight {}, input {}, output {}) vs cycles {}",
+                        op.name, r.stall_cycles, r.stall_weight_cycles, r.stall_input_cycles,
+                        r.stall_output_cycles, r.cycles));
         MLSIM_CHECK(r.bytes_read >= (c.weight_bytes + c.input_bytes) * (1 - 1e-12) &&
                         r.bytes_written >= c.output_bytes * (1 - 1e-12),
                     fmt::format("systolic layer '{}' moves less than its compulsory traffic", op.name));
@@ -163,9 +164,9 @@ LayerResult SystolicModel::gemm_layer(const wl::Op& op) {
     LayerResult r;
     r.access = level_accesses(list, ctx.word_bytes);
     // Conservation between levels.
-    MLSIM_CHECK(r.access.dram.read == r.access.ifmap.write + r.access.filter.write +
-                                          (r.access.ofmap.write -
-                                           static_cast<double>(list.counts.out_writes) * ctx.word_bytes),
+    MLSIM_CHECK(r.access.dram.read ==
+                    r.access.ifmap.write + r.access.filter.write +
+                        (r.access.ofmap.write - static_cast<double>(list.counts.out_writes) * ctx.word_bytes),
                 "main-memory reads differ from the bytes filled into the buffers");
     MLSIM_CHECK(r.access.ifmap.read == static_cast<double>(list.counts.a_reads) * ctx.word_bytes &&
                     r.access.filter.read == static_cast<double>(list.counts.b_reads) * ctx.word_bytes,
@@ -199,7 +200,8 @@ LayerResult SystolicModel::gemm_layer(const wl::Op& op) {
     r.tiling = list.tiling;
     r.pe_hops = list.counts.hops();
     const double macs = static_cast<double>(list.counts.macs);
-    r.utilization = r.cycles > 0 ? macs / (static_cast<double>(r.cycles) * static_cast<double>(m_sys.pes())) : 0;
+    r.utilization =
+        r.cycles > 0 ? macs / (static_cast<double>(r.cycles) * static_cast<double>(m_sys.pes())) : 0;
     r.bound = r.stall_cycles > r.cycles - r.stall_cycles ? "memory" : "compute";
 
     ActionCounts actions;
@@ -224,12 +226,15 @@ LayerResult SystolicModel::vector_layer(const wl::Op& op) {
     const double bytes = c.total_bytes();
     const double vt = vector_throughput(wl::dtype_name(op.dtype));
     const int64_t compute = c.flops > 0 ? cycles_for(c.flops / vt, m_spec.clock_hz) : 0;
-    const int64_t memory = bytes > 0 ? cycles_for(bytes / mem.bandwidth_Bps + mem.latency_s, m_spec.clock_hz) : 0;
+    const int64_t memory =
+        bytes > 0 ? cycles_for(bytes / mem.bandwidth_Bps + mem.latency_s, m_spec.clock_hz) : 0;
     r.cycles = std::max(compute, memory);
     const int64_t stall = r.cycles - compute;
     if (stall > 0) {
-        r.stall_weight_cycles = static_cast<int64_t>(std::floor(static_cast<double>(stall) * c.weight_bytes / bytes));
-        r.stall_output_cycles = static_cast<int64_t>(std::floor(static_cast<double>(stall) * c.output_bytes / bytes));
+        r.stall_weight_cycles =
+            static_cast<int64_t>(std::floor(static_cast<double>(stall) * c.weight_bytes / bytes));
+        r.stall_output_cycles =
+            static_cast<int64_t>(std::floor(static_cast<double>(stall) * c.output_bytes / bytes));
         r.stall_input_cycles = stall - r.stall_weight_cycles - r.stall_output_cycles;
     }
     r.stall_cycles = stall;

@@ -57,7 +57,7 @@ class SystolicModel final : public DeviceModel {
 
     // Work counters, for benchmarks and tests.
     struct Work {
-        uint64_t events = 0;      // engine events run
+        uint64_t events = 0;  // engine events run
         uint64_t layers_simulated = 0;
         uint64_t cache_hits = 0;  // layers answered from the memo
         uint64_t grid_tiles = 0;  // tiles stepped on the PE grid (cycle fidelity)

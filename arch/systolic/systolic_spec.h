@@ -32,15 +32,15 @@ enum class Tiling { search, fixed };
 std::string_view to_string(Fidelity f);
 std::string_view to_string(Convention c);
 std::string_view to_string(Tiling t);
-std::optional<Fidelity> parse_fidelity(std::string_view name);        // "tile" | "cycle"
-std::optional<Convention> parse_convention(std::string_view name);    // "faithful" | "scalesim"
+std::optional<Fidelity> parse_fidelity(std::string_view name);      // "tile" | "cycle"
+std::optional<Convention> parse_convention(std::string_view name);  // "faithful" | "scalesim"
 
 // One operand's on-chip SRAM. With double buffering the capacity is split into two halves: one is
 // filled (or drained) while the array works on the other.
 struct BufferSpec {
-    std::string name;             // e.g. unified_buffer, weight_fifo, accumulators
-    double capacity_bytes = 0;    // the whole buffer (both halves when double-buffered)
-    double bandwidth_Bps = 0;     // toward the array, per direction (reads and writes each)
+    std::string name;           // e.g. unified_buffer, weight_fifo, accumulators
+    double capacity_bytes = 0;  // the whole buffer (both halves when double-buffered)
+    double bandwidth_Bps = 0;   // toward the array, per direction (reads and writes each)
     bool double_buffered = true;
     double read_energy_J_per_byte = 0;
     double write_energy_J_per_byte = 0;

@@ -77,7 +77,8 @@ class Evaluator {
         const std::array<int64_t, 3> ext{m_part.m, m_part.n, m_part.k};
         const std::array<int64_t, 3> t{tm, tn, tk};
         std::array<int64_t, 3> cnt{};
-        for (int d = 0; d < 3; ++d) cnt[static_cast<size_t>(d)] = ceil_div(ext[static_cast<size_t>(d)], t[static_cast<size_t>(d)]);
+        for (int d = 0; d < 3; ++d)
+            cnt[static_cast<size_t>(d)] = ceil_div(ext[static_cast<size_t>(d)], t[static_cast<size_t>(d)]);
         const double steps = static_cast<double>(cnt[0] * cnt[1] * cnt[2]);
         const double compute = compute_cycles(ext, t, cnt);
         const double c_avg = compute / steps;
@@ -87,14 +88,17 @@ class Evaluator {
         int fixed = 0, active = 0;
         std::array<Dim, 3> act{};
         for (int d = 0; d < 3; ++d) {
-            if (cnt[static_cast<size_t>(d)] == 1) base[static_cast<size_t>(fixed++)] = static_cast<Dim>(d);
-            else act[static_cast<size_t>(active++)] = static_cast<Dim>(d);
+            if (cnt[static_cast<size_t>(d)] == 1)
+                base[static_cast<size_t>(fixed++)] = static_cast<Dim>(d);
+            else
+                act[static_cast<size_t>(active++)] = static_cast<Dim>(d);
         }
         // act is filled in ascending order, the first permutation next_permutation needs.
         double best = std::numeric_limits<double>::infinity();
         do {
             std::array<Dim, 3> order = base;
-            for (int i = 0; i < active; ++i) order[static_cast<size_t>(fixed + i)] = act[static_cast<size_t>(i)];
+            for (int i = 0; i < active; ++i)
+                order[static_cast<size_t>(fixed + i)] = act[static_cast<size_t>(i)];
             const double e = pipeline(order, cnt, c_avg);
             if (e < best) {
                 best = e;
@@ -132,7 +136,8 @@ class Evaluator {
                     if (n == 0) continue;
                     const int64_t tm = size[0][i], tn = size[1][j], tk = size[2][l];
                     const GemmStats st = gemm_stats(m_ctx.spec->dataflow, m_array, GemmShape{tm, tn, tk});
-                    total += static_cast<double>(n) * static_cast<double>(tile_time(m_ctx, st, tm, tn, false).total);
+                    total += static_cast<double>(n) *
+                             static_cast<double>(tile_time(m_ctx, st, tm, tn, false).total);
                 }
         return total;
     }
@@ -164,8 +169,10 @@ class Evaluator {
             const bool c = changed[dim_m] || changed[dim_n];
             double reload = 0;
             if (c && cnt[dim_k] > 1) {
-                if (pos[dim_k] == q) reload = 1;
-                else if (pos[dim_k] < q) reload = static_cast<double>(cnt[dim_k] - 1) / static_cast<double>(cnt[dim_k]);
+                if (pos[dim_k] == q)
+                    reload = 1;
+                else if (pos[dim_k] < q)
+                    reload = static_cast<double>(cnt[dim_k] - 1) / static_cast<double>(cnt[dim_k]);
             }
             double overlapped = 0, serial = 0;
             bool serial_any = false;
@@ -181,7 +188,8 @@ class Evaluator {
             if (a) add(m_db[0], tile_a);
             if (b) add(m_db[1], tile_b);
             if (c) add(m_db[2], tile_c * (1 + reload));
-            const double step = std::max(c_avg, overlapped / m_bpc) + serial / m_bpc + (serial_any ? m_latency : 0);
+            const double step =
+                std::max(c_avg, overlapped / m_bpc) + serial / m_bpc + (serial_any ? m_latency : 0);
             total += static_cast<double>(n) * step;
         }
         return total + c_avg + tile_c / m_bpc + m_latency;
@@ -282,14 +290,15 @@ TilePlan search(const MappingContext& ctx, const GemmJob& job, const Partition& 
         const int64_t tn = s.tile_n > 0 ? std::min(s.tile_n, part.n) : part.n;
         const int64_t tk = s.tile_k > 0 ? std::min(s.tile_k, part.k) : part.k;
         if (!(ev.fits_a(tm, tk) && ev.fits_b(tk, tn) && ev.fits_c(tm, tn)))
-            fail_at_key(ctx, {"systolic", "tile"}, "device.systolic.tile",
-                        fmt::format("layer '{}': the fixed tile m={} n={} k={} (per array) does not fit the "
-                                    "buffers: it needs ifmap {}, filter {}, ofmap {}; they hold {}, {}, {} per tile",
-                                    ctx.op_name, tm, tn, tk, bytes_text(ev.footprint_a(tm, tk)),
-                                    bytes_text(ev.footprint_b(tk, tn)), bytes_text(ev.footprint_c(tm, tn)),
-                                    bytes_text(s.ifmap.tile_capacity_bytes()),
-                                    bytes_text(s.filter.tile_capacity_bytes()),
-                                    bytes_text(s.ofmap.tile_capacity_bytes())));
+            fail_at_key(
+                ctx, {"systolic", "tile"}, "device.systolic.tile",
+                fmt::format("layer '{}': the fixed tile m={} n={} k={} (per array) does not fit the "
+                            "buffers: it needs ifmap {}, filter {}, ofmap {}; they hold {}, {}, {} per tile",
+                            ctx.op_name, tm, tn, tk, bytes_text(ev.footprint_a(tm, tk)),
+                            bytes_text(ev.footprint_b(tk, tn)), bytes_text(ev.footprint_c(tm, tn)),
+                            bytes_text(s.ifmap.tile_capacity_bytes()),
+                            bytes_text(s.filter.tile_capacity_bytes()),
+                            bytes_text(s.ofmap.tile_capacity_bytes())));
         ev.evaluate(tm, tn, tk, best);
         return best;
     }
@@ -339,7 +348,8 @@ TilePlan search(const MappingContext& ctx, const GemmJob& job, const Partition& 
             break;
         }
     }
-    if (best_e == std::numeric_limits<double>::infinity()) fail_no_fit(ctx, ev, part, ms.back(), ns.back(), ks.back());
+    if (best_e == std::numeric_limits<double>::infinity())
+        fail_no_fit(ctx, ev, part, ms.back(), ns.back(), ks.back());
     return best;
 }
 
@@ -358,9 +368,9 @@ int64_t granularity(Dataflow df, ArrayShape array, Dim d) {
 }
 
 std::string TilePlan::describe() const {
-    std::string s = fmt::format("m={} n={} k={} tiles={}x{}x{} order={}{}{}", tile[0], tile[1], tile[2], count[0],
-                                count[1], count[2], k_dim_names[order[0]], k_dim_names[order[1]],
-                                k_dim_names[order[2]]);
+    std::string s =
+        fmt::format("m={} n={} k={} tiles={}x{}x{} order={}{}{}", tile[0], tile[1], tile[2], count[0],
+                    count[1], count[2], k_dim_names[order[0]], k_dim_names[order[1]], k_dim_names[order[2]]);
     switch (part.split) {
         case Split::none:
             break;

@@ -48,12 +48,12 @@ enum class StallCause : uint8_t { weight, input, output };
 struct MappingContext {
     const DeviceSpec* device = nullptr;
     const SystolicSpec* spec = nullptr;
-    std::string op_name;      // for messages
+    std::string op_name;  // for messages
     double clock_hz = 0;
-    double dram_Bps = 0;      // main memory
+    double dram_Bps = 0;  // main memory
     double dram_latency_s = 0;
-    double word_bytes = 0;    // one element of the layer's data type (0.5 for int4)
-    int64_t passes = 1;       // array passes per MAC for this data type
+    double word_bytes = 0;  // one element of the layer's data type (0.5 for int4)
+    int64_t passes = 1;     // array passes per MAC for this data type
 };
 
 // Main-memory / buffer bytes per word, relative to word_bytes, per operand (see the header comment).
@@ -83,10 +83,10 @@ enum Dim : uint8_t { dim_m = 0, dim_n = 1, dim_k = 2 };
 
 struct TilePlan {
     Partition part;
-    std::array<int64_t, 3> tile{};   // tm, tn, tk
-    std::array<int64_t, 3> count{};  // tiles per dimension
+    std::array<int64_t, 3> tile{};                  // tm, tn, tk
+    std::array<int64_t, 3> count{};                 // tiles per dimension
     std::array<Dim, 3> order{dim_m, dim_n, dim_k};  // outer to inner
-    double estimate_cycles = 0;      // for the whole job (all groups)
+    double estimate_cycles = 0;                     // for the whole job (all groups)
     int64_t steps() const { return count[0] * count[1] * count[2]; }
     // "m=392 n=64 k=576 tiles=1x1x1 order=mnk" (+ " split=m/8" with several arrays)
     std::string describe() const;
@@ -96,8 +96,8 @@ struct TilePlan {
 // when one of the buffers cannot move the tile's words in that time (its bandwidth is shared equally
 // by all arrays; reads and writes have a port each).
 struct TileTime {
-    int64_t base = 0;   // fold cycles × passes
-    int64_t total = 0;  // >= base
+    int64_t base = 0;                      // fold cycles × passes
+    int64_t total = 0;                     // >= base
     StallCause cause = StallCause::input;  // the buffer that stretched it, when total > base
 };
 // `accumulate`: the tile adds into partial sums of earlier K tiles, so every output word is also read.

@@ -1,18 +1,20 @@
 // The `device.systolic` section: its keys, its consistency checks (located user errors), the presets
 // that carry it, and the factory that picks the systolic model for them.
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <string>
 
 #include "arch/device_model.h"
 #include "arch/roofline/roofline.h"
+#include "arch/systolic/scalesim_cfg.h"
 #include "systolic_model_helpers.h"
 
 using namespace mlsim;
 using namespace mlsim::test;
-using Catch::Matchers::Contains;
 using arch::systolic::Convention;
 using arch::systolic::Dataflow;
 using arch::systolic::Fidelity;
+using Catch::Matchers::Contains;
 
 namespace {
 
@@ -52,7 +54,8 @@ TEST_CASE("TPU v1's systolic section parses into its buffers, dataflow and passe
 }
 
 TEST_CASE("Every systolic preset matches its array and gets the systolic model", "[systolic]") {
-    for (const char* name : {"tpu-v1", "tpu-v4", "ethos-u55", "scalesim-google", "scalesim-scale", "scalesim-eyeriss"}) {
+    for (const char* name :
+         {"tpu-v1", "tpu-v4", "ethos-u55", "scalesim-google", "scalesim-scale", "scalesim-eyeriss"}) {
         INFO(name);
         const arch::DeviceSpec d = preset(name);
         REQUIRE(d.systolic.has_value());
@@ -109,7 +112,8 @@ TEST_CASE("A peak that disagrees with the array is a user error at that peak, na
     Toy t;  // 4 x 4 PEs x 2 x 1 GHz = 32 GOP/s
     const std::string good = t.yaml();
     // Above the array by more than 1 %.
-    std::string msg = user_error_of([&] { device_from_text(replace(good, "int8: 32000000000OP/s", "int8: 33GOP/s")); });
+    std::string msg =
+        user_error_of([&] { device_from_text(replace(good, "int8: 32000000000OP/s", "int8: 33GOP/s")); });
     CHECK_THAT(msg, Contains("toy.yaml:5:") && Contains("device.peak.int8") &&
                         Contains("does not match the systolic array") && Contains("4 x 4 x 1 PEs") &&
                         Contains("the nearest is 32.00003GOP/s"));
@@ -117,9 +121,11 @@ TEST_CASE("A peak that disagrees with the array is a user error at that peak, na
     msg = user_error_of([&] { device_from_text(replace(good, "int8: 32000000000OP/s", "int8: 31.9GOP/s")); });
     CHECK_THAT(msg, Contains("device.peak.int8"));
     // A data type at an odd fraction of the rate.
-    msg = user_error_of([&] { device_from_text(replace(good, "bf16: 8000000000FLOP/s", "bf16: 11TFLOP/s")); });
+    msg =
+        user_error_of([&] { device_from_text(replace(good, "bf16: 8000000000FLOP/s", "bf16: 11TFLOP/s")); });
     CHECK_THAT(msg, Contains("device.peak.bf16") && Contains("its full rate"));
-    msg = user_error_of([&] { device_from_text(replace(good, "bf16: 8000000000FLOP/s", "bf16: 11GFLOP/s")); });
+    msg =
+        user_error_of([&] { device_from_text(replace(good, "bf16: 8000000000FLOP/s", "bf16: 11GFLOP/s")); });
     CHECK_THAT(msg, Contains("device.peak.bf16") && Contains("(1/3 rate)"));
     // Within 1 % above is fine.
     CHECK_NOTHROW(device_from_text(replace(good, "int8: 32000000000OP/s", "int8: 32.3GOP/s")));
@@ -130,26 +136,59 @@ TEST_CASE("Bad systolic sections are located user errors", "[systolic]") {
     const std::string good = t.yaml();
     CHECK_THAT(user_error_of([&] { device_from_text(replace(good, "capacity: 1MiB", "capacity: 0B")); }),
                Contains("device.systolic.buffers.ifmap.capacity") && Contains("must be greater than 0"));
-    CHECK_THAT(user_error_of([&] { device_from_text(replace(good, "double_buffered: true", "double_bufered: true")); }),
+    CHECK_THAT(user_error_of(
+                   [&] { device_from_text(replace(good, "double_buffered: true", "double_bufered: true")); }),
                Contains("did you mean 'double_buffered'?"));
     CHECK_THAT(user_error_of([&] { device_from_text(replace(good, "dataflow: ws", "dataflow: rs")); }),
                Contains("device.systolic.dataflow: expected one of: os, ws, is"));
     CHECK_THAT(user_error_of([&] { device_from_text(replace(good, "bandwidth: 1TB/s", "bandwidth: 1TB")); }),
                Contains("device.systolic.buffers.ifmap.bandwidth"));
-    CHECK_THAT(user_error_of([&] { device_from_text(replace(good, "    dataflow: ws\n", "    dataflow: ws\n    fidelity: rtl\n")); }),
-               Contains("expected one of: tile, cycle"));
+    CHECK_THAT(
+        user_error_of([&] {
+            device_from_text(replace(good, "    dataflow: ws\n", "    dataflow: ws\n    fidelity: rtl\n"));
+        }),
+        Contains("expected one of: tile, cycle"));
     const std::string no_ofmap = good.substr(0, good.find("      ofmap:"));
     CHECK_THAT(user_error_of([&] { device_from_text(no_ofmap); }), Contains("missing required key 'ofmap'"));
     const std::string no_buffers = good.substr(0, good.find("    buffers:"));
-    CHECK_THAT(user_error_of([&] { device_from_text(no_buffers); }), Contains("missing required key 'buffers'"));
+    CHECK_THAT(user_error_of([&] { device_from_text(no_buffers); }),
+               Contains("missing required key 'buffers'"));
     CHECK_THAT(user_error_of([&] { device_from_text(replace(good, "family: tpu", "family: gpu")); }),
                Contains("a `systolic:` section describes a tpu or npu device"));
 }
 
 TEST_CASE("The device schema documents the systolic keys for --help", "[systolic]") {
     const std::string help = cfg::describe(arch::device_schema());
-    for (const char* key : {"rows", "cols", "arrays", "dataflow", "fidelity", "convention", "buffers", "ifmap",
-                            "filter", "ofmap", "double_buffered", "tiling", "tile", "vector_throughput",
-                            "pe_hop_energy"})
+    for (const char* key :
+         {"rows", "cols", "arrays", "dataflow", "fidelity", "convention", "buffers", "ifmap", "filter",
+          "ofmap", "double_buffered", "tiling", "tile", "vector_throughput", "pe_hop_energy"})
         CHECK_THAT(help, Contains(key));
+}
+
+TEST_CASE("The scalesim-google preset is what SCALE-Sim's google.cfg translates into", "[systolic]") {
+    namespace fs = std::filesystem;
+    const std::string shared = std::string(MLSIM_SOURCE_DIR) + "/../shared/reference/scalesim/google.cfg";
+    const std::string local = std::string(MLSIM_SOURCE_DIR) + "/tests/arch/data/google.cfg";
+    const std::string cfg = fs::exists(shared) ? shared : local;
+    if (!fs::exists(cfg)) return;  // neither copy of the reference config is present
+    const arch::DeviceSpec from_cfg = arch::systolic::load_scalesim_cfg(cfg).device;
+    const arch::DeviceSpec p = preset("scalesim-google");
+    REQUIRE(from_cfg.systolic.has_value());
+    const arch::systolic::SystolicSpec &a = *from_cfg.systolic, &b = *p.systolic;
+    CHECK(a.rows == b.rows);
+    CHECK(a.cols == b.cols);
+    CHECK(a.dataflow == b.dataflow);
+    CHECK(a.convention == b.convention);
+    CHECK(from_cfg.clock_hz == p.clock_hz);
+    CHECK(from_cfg.peak_for("int8") == Approx(p.peak_for("int8")));
+    CHECK(from_cfg.main_memory().bandwidth_Bps == Approx(p.main_memory().bandwidth_Bps));
+    for (auto [x, y] :
+         {std::pair{a.ifmap, b.ifmap}, std::pair{a.filter, b.filter}, std::pair{a.ofmap, b.ofmap}}) {
+        CHECK(x.capacity_bytes == y.capacity_bytes);
+        CHECK(x.bandwidth_Bps == Approx(y.bandwidth_Bps));
+        CHECK(x.double_buffered == y.double_buffered);
+    }
+    // Same cycles for a layer.
+    const wl::Op op = conv(1, 16, 28, 28, 32, 3, 1, 1);
+    CHECK(run_one(from_cfg, op).cycles == run_one(p, op).cycles);
 }

@@ -39,8 +39,9 @@ void check_same(const arch::LayerResult& a, const arch::LayerResult& b) {
     CHECK(a.pe_hops == b.pe_hops);
     CHECK(a.bytes_read == b.bytes_read);
     CHECK(a.bytes_written == b.bytes_written);
-    for (auto [x, y] : {std::pair{a.access.ifmap, b.access.ifmap}, std::pair{a.access.filter, b.access.filter},
-                        std::pair{a.access.ofmap, b.access.ofmap}, std::pair{a.access.dram, b.access.dram}}) {
+    for (auto [x, y] :
+         {std::pair{a.access.ifmap, b.access.ifmap}, std::pair{a.access.filter, b.access.filter},
+          std::pair{a.access.ofmap, b.access.ofmap}, std::pair{a.access.dram, b.access.dram}}) {
         CHECK(x.read == y.read);
         CHECK(x.write == y.write);
     }
@@ -64,7 +65,8 @@ void check_invariants(const arch::DeviceSpec& spec, const wl::Op& op, const arch
 
 }  // namespace
 
-TEST_CASE("One tile without double buffering overlap: load B and A, compute the folds, drain C", "[systolic]") {
+TEST_CASE("One tile without double buffering overlap: load B and A, compute the folds, drain C",
+          "[systolic]") {
     // 1 GB/s at 1 GHz: one byte per cycle, no latency, so the layer takes exactly
     // K·N + M·K (loads) + the folds + M·N (drain) cycles.
     for (const char* df : {"os", "ws", "is"}) {
@@ -125,7 +127,8 @@ TEST_CASE("Main-memory latency delays the first load and the last drain", "[syst
     CHECK(r.cycles == k * n + m * k + 50 + fold_cycles("ws", 4, 4, m, n, k) + m * n + 50);
 }
 
-TEST_CASE("Tile and cycle fidelity agree exactly, with and without double buffering and stalls", "[systolic]") {
+TEST_CASE("Tile and cycle fidelity agree exactly, with and without double buffering and stalls",
+          "[systolic]") {
     struct Device {
         int64_t rows, cols, arrays;
         const char* dram;
@@ -141,8 +144,8 @@ TEST_CASE("Tile and cycle fidelity agree exactly, with and without double buffer
     std::vector<wl::Op> ops;
     ops.push_back(linear(9, 7, 11));
     ops.push_back(linear(1, 20, 16));
-    ops.push_back(conv(1, 3, 6, 6, 5, 3, 1, 1));        // im2col: M = 36, N = 5, K = 27
-    ops.push_back(conv(1, 4, 5, 5, 4, 3, 2, 0, 4));     // depthwise: 4 GEMMs of N = 1
+    ops.push_back(conv(1, 3, 6, 6, 5, 3, 1, 1));     // im2col: M = 36, N = 5, K = 27
+    ops.push_back(conv(1, 4, 5, 5, 4, 3, 2, 0, 4));  // depthwise: 4 GEMMs of N = 1
     ops.push_back(wl::make_op("mm", wl::MatmulAttr{}, {{3, 5, 6}, {3, 6, 4}}, wl::DType::int8));  // batch 3
     int64_t compared = 0, with_stalls = 0, tiled = 0, on_grid = 0;
     for (const Device& dv : devices)
@@ -157,9 +160,10 @@ TEST_CASE("Tile and cycle fidelity agree exactly, with and without double buffer
             t.ofmap.bandwidth = "3GB/s";  // narrower than the array's edge: port stalls too
             const arch::DeviceSpec spec = toy_device(t);
             for (const wl::Op& op : ops) {
-                INFO(df << " on " << dv.rows << "x" << dv.cols << " x" << dv.arrays << ", buffers " << dv.capacity
-                        << (dv.db ? " double" : " single") << ", op " << op.kind << " " << op.gemms().front().m << "x"
-                        << op.gemms().front().n << "x" << op.gemms().front().k);
+                INFO(df << " on " << dv.rows << "x" << dv.cols << " x" << dv.arrays << ", buffers "
+                        << dv.capacity << (dv.db ? " double" : " single") << ", op " << op.kind << " "
+                        << op.gemms().front().m << "x" << op.gemms().front().n << "x"
+                        << op.gemms().front().k);
                 arch::systolic::SystolicModel tile(spec);
                 arch::ModelOptions o;
                 o.fidelity = Fidelity::cycle;
@@ -297,13 +301,14 @@ TEST_CASE("Stalls are attributed to the operand the arrays wait for", "[systolic
     const arch::LayerResult q = run_one(toy_device(fast), linear(64, 4, 4));
     const int64_t folds = fold_cycles("ws", 4, 4, 64, 4, 4);
     CHECK(q.cycles - q.stall_cycles == folds);
-    CHECK(p.cycles - p.stall_cycles == folds);           // the arrays compute as long as before...
+    CHECK(p.cycles - p.stall_cycles == folds);  // the arrays compute as long as before...
     CHECK(p.stall_input_cycles >= q.stall_input_cycles + 64 * 4 - folds);  // ...but wait on the port
     CHECK(p.stall_weight_cycles == q.stall_weight_cycles);
 }
 
 TEST_CASE("Convention scalesim reports SCALE-Sim's CALC-mode count for a plain GEMM layer", "[systolic]") {
-    const arch::DeviceSpec spec = arch::load_device(std::string(MLSIM_SOURCE_DIR) + "/configs/devices/scalesim-google.yaml");
+    const arch::DeviceSpec spec =
+        arch::load_device(std::string(MLSIM_SOURCE_DIR) + "/configs/devices/scalesim-google.yaml");
     // A SCALE-Sim-style convolution (no bias): im2col GEMM M = 56·56, N = 64, K = 3·3·64.
     const wl::Op op = conv(1, 64, 56, 56, 64, 3, 1, 1);
     const arch::LayerResult r = run_one(spec, op);

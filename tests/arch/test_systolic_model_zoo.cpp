@@ -37,15 +37,16 @@ wl::Model zoo(const char* name, wl::DType dtype) {
 
 TEST_CASE("No layer of any zoo model runs faster than the roofline bound of its systolic preset",
           "[systolic]") {
-    const char* models[] = {"lenet5",     "resnet50",           "mobilenetv2",       "ds-cnn-kws", "bert-base",
-                            "gpt2-small-prefill", "gpt2-small-decode", "dlrm-mlperf", "mlp3"};
+    const char* models[] = {"lenet5",    "resnet50",           "mobilenetv2",       "ds-cnn-kws",
+                            "bert-base", "gpt2-small-prefill", "gpt2-small-decode", "dlrm-mlperf",
+                            "mlp3"};
     int64_t layers = 0, on_arrays = 0, memory_bound = 0;
     for (const Case& c : k_cases) {
         const arch::DeviceSpec spec = arch::load_device(k_devices + c.device + ".yaml");
         for (const char* name : models) {
             // The Ethos-U55 preset holds 4 MiB of flash: only the edge models are its workload.
-            if (std::string(c.device) == "ethos-u55" &&
-                std::string(name) != "ds-cnn-kws" && std::string(name) != "lenet5")
+            if (std::string(c.device) == "ethos-u55" && std::string(name) != "ds-cnn-kws" &&
+                std::string(name) != "lenet5")
                 continue;
             const wl::Model model = zoo(name, c.dtype);
             auto dm = arch::make_device_model(spec);
@@ -133,4 +134,40 @@ TEST_CASE("ResNet-50 on TPU v4: convolutions run on the arrays, element-wise ops
     // Every event of the pipelines ran: a few per tile step, nothing per cycle.
     CHECK(m.work().events > 100);
     CHECK(m.work().events < 20000);
+}
+
+TEST_CASE("Cycle fidelity reproduces tile fidelity on every layer of LeNet-5 and DS-CNN", "[systolic]") {
+    for (const char* df : {"os", "ws", "is"}) {
+        Toy t;
+        t.rows = t.cols = 8;
+        t.dataflow = df;
+        t.dram = "8GB/s";
+        t.latency = "20ns";
+        t.ifmap.capacity = "16KiB";
+        t.filter.capacity = "4KiB";
+        t.ofmap.capacity = "8KiB";
+        const arch::DeviceSpec spec = toy_device(t);
+        for (const char* name : {"lenet5", "ds-cnn-kws"}) {
+            const wl::Model model = zoo(name, wl::DType::int8);
+            arch::ModelOptions o;
+            o.fidelity = arch::systolic::Fidelity::cycle;
+            arch::systolic::SystolicModel tile(spec), cycle(spec, o);
+            const std::vector<arch::LayerResult> a = tile.run(model), b = cycle.run(model);
+            REQUIRE(a.size() == b.size());
+            for (size_t i = 0; i < a.size(); ++i) {
+                INFO(df << " " << name << " " << a[i].name << " " << a[i].tiling);
+                CHECK(a[i].cycles == b[i].cycles);
+                CHECK(a[i].stall_weight_cycles == b[i].stall_weight_cycles);
+                CHECK(a[i].stall_input_cycles == b[i].stall_input_cycles);
+                CHECK(a[i].stall_output_cycles == b[i].stall_output_cycles);
+                CHECK(a[i].access.ifmap.read == b[i].access.ifmap.read);
+                CHECK(a[i].access.filter.read == b[i].access.filter.read);
+                CHECK(a[i].access.ofmap.read == b[i].access.ofmap.read);
+                CHECK(a[i].access.ofmap.write == b[i].access.ofmap.write);
+                CHECK(a[i].access.dram.read == b[i].access.dram.read);
+                CHECK(a[i].energy_j() == b[i].energy_j());
+            }
+            CHECK(cycle.work().grid_tiles > 0);
+        }
+    }
 }
