@@ -33,14 +33,17 @@ const char* k_sweep_example = R"(example (configs/sweeps/resnet50-array.yaml, 6 
   zip:                        # each group's lists move together (equal lengths)
     - device.systolic.rows: [8, 16, 32, 64, 128, 256]
       device.systolic.cols: [8, 16, 32, 64, 128, 256]
+      # the peak must follow the array (8 arrays x rows x cols x 2 x 1.049 GHz)
+      device.peak.bf16: [1.0742TFLOP/s, 4.2968TFLOP/s, 17.187TFLOP/s, 68.748TFLOP/s, 275TFLOP/s, 1100TFLOP/s]
+      device.peak.int8: [1.0742TOP/s, 4.2968TOP/s, 17.187TOP/s, 68.748TOP/s, 275TOP/s, 1100TOP/s]
   factors:                    # Cartesian product; axes in file order, the first varies slowest
-    device.systolic.dataflow: [output_stationary, weight_stationary, input_stationary]
-    device.memory[0].capacity: [4MiB, 8MiB, 16MiB, 32MiB]
+    device.systolic.dataflow: [os, ws, is]
+    device.systolic.buffers.ifmap.capacity: [4MiB, 8MiB, 16MiB, 32MiB]
 
 key paths: an experiment key of `base` (system, model, batch, seq, image, dtype, mode, optimizer,
 checkpointing), or a path into the loaded system document: device.<key> or system.<key>, with
 [i] for list items (device.clock, device.peak.bf16, device.memory[0].capacity,
-device.systolic.dataflow, system.count). Device keys are listed by `mlsim run --help`. A factor with
+device.systolic.dataflow, device.systolic.buffers.ifmap.capacity, system.count). Device keys are listed by `mlsim run --help`. A factor with
 one value is a fixed override. Each overridden device is validated again: a bad value is reported at
 its line in this file.
 

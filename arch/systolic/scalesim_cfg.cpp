@@ -250,6 +250,7 @@ cfg::Node scalesim_cfg_document(const std::string& path) {
     buffers.set("filter", buffer("filter", filter_kib, ef, cols));
     buffers.set("ofmap", buffer("ofmap", ofmap_kib, eo, cols));
     sys.set("buffers", std::move(buffers));
+    sys.set("pe_hop_energy", scalar("0.03pJ", file_loc, sp("pe_hop_energy")));  // (est.) as scalesim-*.yaml
     dev.set("systolic", std::move(sys));
 
     cfg::Node doc = cfg::Node::make_map(file_loc, "");
