@@ -200,6 +200,22 @@ arch::SystemSpec apply_overrides(const arch::SystemSpec& system,
     return out;
 }
 
+void set_workload_options(cfg::Node& map, const ExperimentOptions& o) {
+    const cfg::SourceLoc loc = map.loc();
+    const auto put = [&](const char* key, const std::string& value) {
+        map.set(key, cfg::Node::make_scalar(value, loc, map.path() + "." + key));
+    };
+    put("batch", std::to_string(o.batch));
+    put("seq", std::to_string(o.seq));
+    put("image", std::to_string(o.image));
+    put("dtype", o.dtype);
+    put("mode", o.mode);
+    if (o.mode == "training") {
+        put("optimizer", o.optimizer);
+        put("checkpointing", o.checkpointing ? "true" : "false");
+    }
+}
+
 PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
     if (opt.mode != "inference" && opt.mode != "training")
         cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, "--mode",
@@ -263,15 +279,7 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
     cfg::Node exp = cfg::Node::make_map(cfg::SourceLoc{"<command line>", 0, 0}, "experiment");
     exp.set("model", scalar(opt.model, "experiment.model"));
     if (!model_source.empty()) exp.set("model_source", scalar(model_source, "experiment.model_source"));
-    exp.set("batch", scalar(std::to_string(opt.batch), "experiment.batch"));
-    exp.set("seq", scalar(std::to_string(opt.seq), "experiment.seq"));
-    exp.set("image", scalar(std::to_string(opt.image), "experiment.image"));
-    exp.set("dtype", scalar(opt.dtype, "experiment.dtype"));
-    exp.set("mode", scalar(opt.mode, "experiment.mode"));
-    if (opt.mode == "training") {
-        exp.set("optimizer", scalar(opt.optimizer, "experiment.optimizer"));
-        exp.set("checkpointing", scalar(opt.checkpointing ? "true" : "false", "experiment.checkpointing"));
-    }
+    set_workload_options(exp, opt);
     exp.set("device_model", scalar(std::string(device->model_name()), "experiment.device_model"));
     cfg::Node root = cfg::Node::make_map(cfg::SourceLoc{"<command line>", 0, 0}, "");
     root.set("experiment", std::move(exp));

@@ -81,6 +81,10 @@ struct PreparedExperiment {
 PreparedExperiment prepare_experiment(const ExperimentOptions& opt);
 ExperimentResult simulate(PreparedExperiment&& prepared);
 
+// Writes the workload options (batch, seq, image, dtype, mode, and optimizer/checkpointing when
+// training) into `map`, located at the map; the one place that lists what shapes a workload.
+void set_workload_options(cfg::Node& map, const ExperimentOptions& o);
+
 // Per-layer results as results-database rows.
 std::vector<db::LayerRow> to_rows(const std::vector<arch::LayerResult>& layers);
 

@@ -544,15 +544,7 @@ std::string point_description_yaml(const SweepPointConfig& pc) {
     cfg::Node p = cfg::Node::make_map(here, "sweep_point");
     p.set("system", scalar(o.system, "sweep_point.system"));
     p.set("model", scalar(o.model, "sweep_point.model"));
-    p.set("batch", scalar(std::to_string(o.batch), "sweep_point.batch"));
-    p.set("seq", scalar(std::to_string(o.seq), "sweep_point.seq"));
-    p.set("image", scalar(std::to_string(o.image), "sweep_point.image"));
-    p.set("dtype", scalar(o.dtype, "sweep_point.dtype"));
-    p.set("mode", scalar(o.mode, "sweep_point.mode"));
-    if (o.mode == "training") {
-        p.set("optimizer", scalar(o.optimizer, "sweep_point.optimizer"));
-        p.set("checkpointing", scalar(o.checkpointing ? "true" : "false", "sweep_point.checkpointing"));
-    }
+    set_workload_options(p, o);
     if (!o.device_overrides.empty()) {
         cfg::Node overrides = cfg::Node::make_map(here, "sweep_point.overrides");
         for (const ConfigOverride& ov : o.device_overrides) overrides.set(ov.key_path, ov.value);
