@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "arch/roofline/roofline.h"
+#include "arch/systolic/scalesim_convention.h"
 #include "cli/experiment.h"
 #include "db/results_db.h"
 #include "sim/config/error.h"
@@ -157,4 +158,41 @@ TEST_CASE("Changing a config value changes the resolved config and its hash") {
     const auto b = cli::run_experiment(options("a100", "lenet5", "fp16", 2));
     CHECK(a.info.config_hash != b.info.config_hash);
     CHECK(a.resolved_yaml.find("batch: 1") != std::string::npos);
+}
+
+TEST_CASE("SCALE-Sim inputs: a .cfg and a topology CSV run end to end with each layer at SCALE-Sim's count") {
+    const std::string data = std::string(MLSIM_SOURCE_DIR) + "/tests/arch/data/";
+    cli::ExperimentOptions o = options("", "", "int8");
+    o.system = data + "google.cfg";
+    o.model = data + "Resnet18.csv";
+    const auto r = cli::run_experiment(o);
+    REQUIRE(r.info.device_model == "systolic");
+    REQUIRE(r.layers.size() == 21);
+    int64_t total = 0;
+    for (const auto& l : r.layers) {
+        const auto g = r.model.ops()[l.idx].gemm();
+        REQUIRE(g.has_value());
+        // google.cfg is weight-stationary, 256x256; CALC mode selects the scalesim convention.
+        const int64_t expect = arch::systolic::scalesim_cycles(arch::systolic::Dataflow::ws, {256, 256},
+                                                               {g->m, g->n, g->k})
+                                   .count();
+        INFO(l.name);
+        CHECK(l.cycles == expect);
+        CHECK(l.stall_cycles == 0);
+        total += l.cycles;
+    }
+    CHECK(total == 222312);  // the figure README.md reports for ws
+    o.convention = "faithful";
+    const auto f = cli::run_experiment(o);
+    CHECK(f.info.config_hash != r.info.config_hash);
+    for (const auto& l : f.layers) {
+        INFO(l.name);
+        CHECK(l.time_s >= arch::roofline_bound(f.system.device, f.model.ops()[l.idx]).bound_s());
+    }
+}
+
+TEST_CASE("A fidelity choice on a device without a systolic section is a user error") {
+    auto o = options("a100", "lenet5", "fp16");
+    o.fidelity = "cycle";
+    CHECK_THROWS_AS(cli::run_experiment(o), cfg::UserError);
 }
