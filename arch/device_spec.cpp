@@ -196,14 +196,18 @@ const cfg::Schema& systolic_schema() {
         s.doc = "systolic array organisation, buffers and tiling (read by the detailed systolic model)";
         Param rows = cfg::required("rows", PType::integer, "PE rows of one array");
         rows.min = 1;
+        // Far beyond any built array; keeps cycle counts (R·C·folds) inside 64-bit arithmetic.
+        rows.max = 65536;
         s.params.push_back(rows);
         Param cols = cfg::required("cols", PType::integer, "PE columns of one array");
         cols.min = 1;
+        cols.max = 65536;
         s.params.push_back(cols);
         Param arrays = cfg::optional("arrays", PType::integer, "1",
                                      "arrays sharing the buffers and main memory (e.g. MXUs); work is "
                                      "partitioned across them");
         arrays.min = 1;
+        arrays.max = 65536;
         s.params.push_back(arrays);
         // The long names are accepted for configs written before the short ones were chosen.
         s.params.push_back(choice_param("dataflow", "ws",

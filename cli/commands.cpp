@@ -31,8 +31,9 @@ namespace {
 std::optional<po::variables_map> parse(const Args& args, const po::options_description& desc,
                                        const po::positional_options_description* pos = nullptr) {
     po::variables_map vm;
-    auto parser = po::command_line_parser(args).options(desc);
-    if (pos) parser.positional(*pos);
+    // With no positional arguments declared, a stray word is an error, not silently ignored.
+    static const po::positional_options_description none;
+    auto parser = po::command_line_parser(args).options(desc).positional(pos ? *pos : none);
     po::store(parser.run(), vm);
     if (vm.count("help")) return std::nullopt;
     po::notify(vm);
@@ -78,6 +79,12 @@ void print_totals(const ExperimentResult& r) {
                static_cast<double>(r.info.batch) / t.time_s);
     fmt::print("  energy  {}   ({} per sample, average power {})\n", si(t.energy_j, "J"),
                si(t.energy_j / static_cast<double>(r.info.batch), "J"), si(t.energy_j / t.time_s, "W"));
+    if (r.info.mode == "training") {
+        const wl::MemoryAccount m = r.training_memory;
+        fmt::print("  memory  {} resident: weights {}, gradients {}, optimizer state {}, activations {}\n",
+                   si(m.total_bytes, "B"), si(m.weights_bytes, "B"), si(m.gradients_bytes, "B"),
+                   si(m.optimizer_state_bytes, "B"), si(m.activations_bytes, "B"));
+    }
     fmt::print("  work    {} MACs, {} FLOPs, {} moved, intensity {:.3g} FLOP/B\n", si(t.macs, ""),
                si(t.flops, ""), si(t.bytes, "B"), t.bytes > 0 ? t.flops / t.bytes : 0.0);
     if (r.info.device_model != "roofline") {
@@ -113,7 +120,9 @@ int cmd_run(const Args& args) {
         "seq", po::value(&opt.seq)->default_value(0),
         "sequence length (prompt length for prefill, KV-cache length for decode); 0 = model default")(
         "image", po::value(&opt.image)->default_value(0), "image side in pixels; 0 = model default")(
-        "dtype,t", po::value(&opt.dtype)->default_value("fp32"), "data type: fp32 tf32 bf16 fp16 fp8 int8 int4")(
+        "dtype,t", po::value(&opt.dtype),
+        "data type: fp32 tf32 bf16 fp16 fp8 int8 int4; default fp32, or the device's first data type when it "
+        "has no fp32")(
         "mode", po::value(&opt.mode)->default_value("inference"), "inference | training")(
         "optimizer", po::value(&opt.optimizer)->default_value("adam"), "training optimizer: sgd | momentum | adam")(
         "checkpointing", po::bool_switch(&opt.checkpointing), "training: recompute activations (checkpointing)")(
@@ -139,6 +148,11 @@ int cmd_run(const Args& args) {
     const double wall =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!quiet) print_layer_table(r);
+    if (r.system.device_count > 1)
+        fmt::print(stderr,
+                   "note: system '{}' has {} devices; multi-device execution is not modelled yet, so these "
+                   "figures are for one {}\n",
+                   r.system.name, r.system.device_count, r.system.device.name);
     print_totals(r);
     if (db) {
         const int64_t id = db->record_run(r.info, to_rows(r.layers), wall);

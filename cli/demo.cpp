@@ -10,6 +10,7 @@
 #include "cli/experiment.h"
 #include "cli/format.h"
 #include "db/results_db.h"
+#include "sim/config/loader.h"
 
 namespace mlsim::cli {
 
@@ -56,7 +57,8 @@ int cmd_demo(const Args& args) {
     }
     po::notify(vm);
     db::ResultsDb db(db_path);
-    fmt::print("mlsim demo: roofline-level comparison (device model: roofline; per-layer rows in {})\n\n",
+    fmt::print("mlsim demo: the roofline model, or the systolic model for devices with a systolic section "
+               "(TPU v4); per-layer rows in {}\n\n",
                db_path);
     fmt::print("{:<16} {:<18} {:>5} {:<5} {:>10} {:>12} {:>12} {:>10} {:>8} {:>6}\n", "model", "device", "batch",
                "dtype", "latency", "samples/s", "energy/smpl", "avg power", "compute", "util");
@@ -94,6 +96,14 @@ int cmd_demo(const Args& args) {
             info.dtype = p.dtype;
             info.batch = p.batch;
             info.seq = p.seq;
+            // What was asked, so each failed point keeps its own config text and hash.
+            cfg::Node req = cfg::Node::make_map(cfg::SourceLoc{"<demo>", 0, 0}, "experiment");
+            req.set("system", cfg::Node::make_scalar(p.device, req.loc(), "experiment.system"));
+            req.set("model", cfg::Node::make_scalar(p.model, req.loc(), "experiment.model"));
+            set_workload_options(req, opt);
+            cfg::Node root = cfg::Node::make_map(req.loc(), "");
+            root.set("experiment", std::move(req));
+            info.config_yaml = cfg::to_yaml(root);
             db.record_failed_run(info, e.what(), wall);
             std::string msg = e.what();
             const auto pos = msg.find("error: ");

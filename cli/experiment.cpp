@@ -43,8 +43,9 @@ wl::Model build_model(const ExperimentOptions& opt, const wl::ZooOptions& zo, st
     if (!file_like) return wl::zoo_build(opt.model, zo);
     if (!fs::is_regular_file(opt.model))
         cfg::fail(cfg::SourceLoc{opt.model, 0, 0}, "",
-                  "cannot open model file (no such file); give a zoo model name (mlsim list models) "
-                  "or a .yaml / .csv file");
+                  fmt::format("cannot open model file ({}); give a zoo model name (mlsim list models) "
+                              "or a .yaml / .csv file",
+                              fs::exists(opt.model) ? "not a regular file" : "no such file"));
     *model_source = read_text(opt.model);
     if (ends_with(opt.model, ".csv")) return wl::load_scalesim_csv(opt.model, zo);
     return wl::load_model_yaml(opt.model, zo);
@@ -200,6 +201,14 @@ arch::SystemSpec apply_overrides(const arch::SystemSpec& system,
     return out;
 }
 
+std::string default_dtype(const arch::DeviceSpec& device) {
+    if (device.supports("fp32")) return "fp32";
+    for (const std::string& t : device.dtypes())
+        if (wl::parse_dtype(t)) return t;
+    cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, "--dtype",
+              fmt::format("device '{}' supports no workload data type; give --dtype", device.name));
+}
+
 void set_workload_options(cfg::Node& map, const ExperimentOptions& o) {
     const cfg::SourceLoc loc = map.loc();
     const auto put = [&](const char* key, const std::string& value) {
@@ -226,8 +235,7 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
     if (opt.seq < 0 || opt.image < 0)
         cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, opt.seq < 0 ? "--seq" : "--image",
                   "must not be negative");
-    const std::optional<wl::DType> dtype = wl::parse_dtype(opt.dtype);
-    if (!dtype)
+    if (!opt.dtype.empty() && !wl::parse_dtype(opt.dtype))
         cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, "--dtype",
                   fmt::format("expected one of: fp32, tf32, bf16, fp16, fp8, int8, int4; found \"{}\"",
                               opt.dtype));
@@ -257,8 +265,15 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
         overrides.push_back(ConfigOverride{std::string("device.systolic.") + key, std::move(v)});
     }
     r.system = apply_overrides(r.system, overrides);
+    // No --dtype: fp32 where the device computes in it, else the first data type it supports
+    // (a SCALE-Sim .cfg or an int8 accelerator).
+    const std::string dtype_name = opt.dtype.empty() ? default_dtype(r.system.device) : opt.dtype;
+    const std::optional<wl::DType> dtype = wl::parse_dtype(dtype_name);
+    MLSIM_CHECK(dtype.has_value(), "default data type not a workload data type");
     // The dtype must be one the device computes in; fail before any work.
-    (void)r.system.device.peak_for(opt.dtype);
+    (void)r.system.device.peak_for(dtype_name);
+    ExperimentOptions eff = opt;
+    eff.dtype = dtype_name;
 
     wl::ZooOptions zo;
     zo.batch = opt.batch;
@@ -268,6 +283,8 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
     std::string model_source;
     wl::Model forward = build_model(opt, zo, &model_source);
     check_fits(r.system, forward, opt);
+    if (opt.mode == "training")
+        r.training_memory = wl::training_memory(forward, wl::TrainingOptions{opt.optimizer, opt.checkpointing});
     r.model = opt.mode == "training"
                   ? wl::lower_training(forward, wl::TrainingOptions{opt.optimizer, opt.checkpointing})
                   : std::move(forward);
@@ -279,7 +296,7 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
     cfg::Node exp = cfg::Node::make_map(cfg::SourceLoc{"<command line>", 0, 0}, "experiment");
     exp.set("model", scalar(opt.model, "experiment.model"));
     if (!model_source.empty()) exp.set("model_source", scalar(model_source, "experiment.model_source"));
-    set_workload_options(exp, opt);
+    set_workload_options(exp, eff);
     exp.set("device_model", scalar(std::string(device->model_name()), "experiment.device_model"));
     cfg::Node root = cfg::Node::make_map(cfg::SourceLoc{"<command line>", 0, 0}, "");
     root.set("experiment", std::move(exp));
@@ -293,10 +310,10 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
     info.device = r.system.device.name;
     info.model = r.model.name();
     info.mode = opt.mode;
-    info.dtype = opt.dtype;
+    info.dtype = dtype_name;
     info.batch = opt.batch;
     info.seq = opt.seq;
-    info.peak_flops_per_s = r.system.device.peak_for(opt.dtype);
+    info.peak_flops_per_s = r.system.device.peak_for(dtype_name);
     info.mem_bandwidth_Bps = r.system.device.main_memory().bandwidth_Bps;
     info.device_model = std::string(device->model_name());
     return p;

@@ -33,7 +33,7 @@ struct ExperimentOptions {
     int64_t batch = 1;
     int64_t seq = 0;
     int64_t image = 0;
-    std::string dtype = "fp32";
+    std::string dtype;  // empty: fp32 where the device has it, else its first supported data type
     std::string mode = "inference";  // inference | training
     std::string optimizer = "adam";
     bool checkpointing = false;
@@ -52,6 +52,7 @@ struct ExperimentResult {
     arch::SystemSpec system;
     wl::Model model;
     std::vector<arch::LayerResult> layers;
+    wl::MemoryAccount training_memory;  // filled in training mode
     std::string resolved_yaml;
     db::RunInfo info;
     double total_time_s = 0;

@@ -1,5 +1,6 @@
 #include "arch/roofline/roofline.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "sim/core/check.h"
@@ -47,7 +48,8 @@ std::vector<LayerResult> RooflineModel::run(const wl::Model& model) {
         r.stall_cycles =
             static_cast<int64_t>(std::floor((r.time_s - b.compute_s) * m_spec.clock_hz));
         const double peak = m_spec.peak_for(r.dtype);
-        r.utilization = r.time_s > 0 ? (c.flops / r.time_s) / peak : 0;
+        // Clamped: at zero overhead a compute-bound layer reaches the peak up to one rounding step.
+        r.utilization = r.time_s > 0 ? std::min(1.0, (c.flops / r.time_s) / peak) : 0;
         r.energy_compute_j = c.flops * m_spec.mac_energy_for(r.dtype) / 2;
         r.energy_memory_j =
             r.bytes_read * mem.read_energy_J_per_byte + r.bytes_written * mem.write_energy_J_per_byte;

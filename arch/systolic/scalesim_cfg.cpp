@@ -233,7 +233,6 @@ cfg::Node scalesim_cfg_document(const std::string& path) {
     sys.set("cols", scalar(std::to_string(cols), ew.loc, sp("cols")));
     sys.set("arrays", scalar("1", file_loc, sp("arrays")));
     sys.set("dataflow", scalar(dataflow, edf.loc, sp("dataflow")));
-    sys.set("convention", scalar(calc ? "scalesim" : "faithful", file_loc, sp("convention")));
     cfg::Node buffers = cfg::Node::make_map(file_loc, sp("buffers"));
     const auto buffer = [&](const char* bname, int64_t kib, const Entry& e, int64_t words) {
         const std::string base = sp("buffers.") + bname;

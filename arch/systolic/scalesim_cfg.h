@@ -16,8 +16,8 @@
 //     SCALE-Sim has no clock and no data type: the clock is taken as 1 GHz (est.), words are 1 byte
 //     (int8), so cycles map to ns. Bandwidth (words/cycle) -> DRAM bandwidth (1 B x 1 GHz); in CALC
 //     mode SCALE-Sim sizes the interface so the array never stalls: there the DRAM bandwidth is set to
-//     what the array can consume (ifmap rows + filter cols + ofmap cols words per cycle) and the
-//     convention defaults to `scalesim`. Energies are Horowitz 45 nm figures (est.), as in
+//     what the array can consume (ifmap rows + filter cols + ofmap cols words per cycle). The
+//     convention stays mlsim's faithful one unless --convention scalesim asks for SCALE-Sim's count. Energies are Horowitz 45 nm figures (est.), as in
 //     configs/devices/scalesim-*.yaml.
 #include <string>
 

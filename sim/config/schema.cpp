@@ -72,6 +72,8 @@ void check_number_range(const Node& n, double value, const Param& p, std::string
         fail(n.loc(), n.path(), fmt::format("must be greater than 0, found {}", found_text(n)));
     if (p.min && value < *p.min)
         fail(n.loc(), n.path(), fmt::format("must be at least {}, found {}", min_text, found_text(n)));
+    if (p.max && value > *p.max)
+        fail(n.loc(), n.path(), fmt::format("must be at most {}, found {}", *p.max, found_text(n)));
 }
 
 Node validate_map(const Node& node, const Schema& schema, int depth);

@@ -38,6 +38,7 @@ struct Param {
     PType value_type = PType::quantity;         // for dict
     std::vector<std::string> choices;           // for choice (and for dict: allowed keys if non-empty)
     std::optional<double> min;                  // inclusive lower bound (in SI units for quantities)
+    std::optional<double> max;                  // inclusive upper bound (integers and reals)
     bool positive = false;                      // value must be > 0
 };
 

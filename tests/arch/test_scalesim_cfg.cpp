@@ -59,7 +59,7 @@ TEST_CASE("SCALE-Sim's google.cfg becomes a 256x256 weight-stationary system wit
     REQUIRE(sys != nullptr);
     CHECK(sys->find("rows")->scalar() == "256");
     CHECK(sys->find("dataflow")->scalar() == "ws");
-    CHECK(sys->find("convention")->scalar() == "scalesim");
+    CHECK(sys->find("convention")->scalar() == "faithful");  // unless --convention scalesim
     CHECK(sys->find("buffers")->find("ifmap")->find("capacity")->scalar() == "6144KiB");
     CHECK(sys->find("buffers")->find("ofmap")->find("capacity")->scalar() == "2048KiB");
 }

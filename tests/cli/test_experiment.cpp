@@ -162,17 +162,19 @@ TEST_CASE("Changing a config value changes the resolved config and its hash") {
 
 TEST_CASE("SCALE-Sim inputs: a .cfg and a topology CSV run end to end with each layer at SCALE-Sim's count") {
     const std::string data = std::string(MLSIM_SOURCE_DIR) + "/tests/arch/data/";
-    cli::ExperimentOptions o = options("", "", "int8");
+    cli::ExperimentOptions o = options("", "", "");  // no --dtype: the .cfg's only type, int8
     o.system = data + "google.cfg";
     o.model = data + "Resnet18.csv";
+    o.convention = "scalesim";
     const auto r = cli::run_experiment(o);
     REQUIRE(r.info.device_model == "systolic");
+    CHECK(r.info.dtype == "int8");
     REQUIRE(r.layers.size() == 21);
     int64_t total = 0;
     for (const auto& l : r.layers) {
         const auto g = r.model.ops()[l.idx].gemm();
         REQUIRE(g.has_value());
-        // google.cfg is weight-stationary, 256x256; CALC mode selects the scalesim convention.
+        // google.cfg is weight-stationary, 256x256.
         const int64_t expect = arch::systolic::scalesim_cycles(arch::systolic::Dataflow::ws, {256, 256},
                                                                {g->m, g->n, g->k})
                                    .count();
