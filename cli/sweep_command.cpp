@@ -38,7 +38,7 @@ const char* k_sweep_example = R"(example (configs/sweeps/resnet50-array.yaml, 6 
       device.peak.int8: [1.0742TOP/s, 4.2968TOP/s, 17.187TOP/s, 68.748TOP/s, 275TOP/s, 1100TOP/s]
   factors:                    # Cartesian product; axes in file order, the first varies slowest
     device.systolic.dataflow: [os, ws, is]
-    device.systolic.buffers.ifmap.capacity: [4MiB, 8MiB, 16MiB, 32MiB]
+    device.systolic.buffers.ifmap.capacity: [64KiB, 256KiB, 1MiB, 4MiB]
 
 key paths: an experiment key of `base` (system, model, batch, seq, image, dtype, mode, optimizer,
 checkpointing), or a path into the loaded system document: device.<key> or system.<key>, with
