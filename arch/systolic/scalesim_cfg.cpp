@@ -169,6 +169,9 @@ cfg::Node scalesim_cfg_document(const std::string& path) {
         else if (e.value != "CALC")
             cfg::fail(e.loc, "InterfaceBandwidth", fmt::format("expected CALC or USER, found \"{}\"", e.value));
     }
+    // Checked in both modes: a bad value is a mistake even where CALC mode does not read it.
+    if (has("architecture_presets", "Bandwidth"))
+        (void)positive_int(get("architecture_presets", "Bandwidth"), "Bandwidth");
     int64_t words_per_cycle = rows + 2 * cols;  // what the array edge can consume per cycle
     cfg::SourceLoc bw_loc = file_loc;
     if (!calc) {

@@ -86,4 +86,6 @@ TEST_CASE("Bad SCALE-Sim configs are located user errors", "[scalesim]") {
                Catch::Contains("missing required key 'OfmapSramSzkB'"));
     CHECK_THAT(error_of(std::string(text).replace(text.find("CALC"), 4, "USR")),
                Catch::Contains("expected CALC or USER"));
+    CHECK_THAT(error_of(std::string(text).replace(text.find("Bandwidth : 10"), 14, "Bandwidth : -5")),
+               Catch::Contains(":14:13") && Catch::Contains("must be greater than 0"));
 }
