@@ -529,6 +529,10 @@ systolic::SystolicSpec parse_systolic(const cfg::Node& dev, const DeviceSpec& d)
     s.tile_m = tile.integer("m");
     s.tile_n = tile.integer("n");
     s.tile_k = tile.integer("k");
+    // Tile extents only take effect with `tiling: fixed`; given under `search` they would be ignored.
+    if (s.tiling == systolic::Tiling::search && (s.tile_m || s.tile_n || s.tile_k))
+        cfg::fail(tile.node().loc(), tile.node().path(),
+                  "tile extents are used only with `tiling: fixed`; set `tiling: fixed` or remove `tile`");
     s.pe_hop_energy_J = r.quantity("pe_hop_energy");
 
     const double pes = static_cast<double>(s.rows) * static_cast<double>(s.cols) * static_cast<double>(s.arrays);

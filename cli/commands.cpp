@@ -140,6 +140,9 @@ int cmd_run(const Args& args) {
                   << cfg::describe(arch::device_schema());
         return 0;
     }
+    if (opt.mode != "training" && (!vm->at("optimizer").defaulted() || opt.checkpointing))
+        cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, opt.checkpointing ? "--checkpointing" : "--optimizer",
+                  "applies only to --mode training");
     // Open the database first so a bad path fails before any simulation work.
     std::optional<db::ResultsDb> db;
     if (!db_path.empty()) db.emplace(db_path);
