@@ -8,6 +8,8 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+
+#include "tests/db/temp_dir.h"
 #include <chrono>
 #include <filesystem>
 #include <new>
@@ -29,23 +31,9 @@ namespace {
 
 constexpr int k_layers_per_run = 200;
 
-class TempDir {
-  public:
-    TempDir() {
-        std::random_device rd;
-        m_path = fs::temp_directory_path() / fmt::format("mlsim-test-crash-{}-{:08x}", getpid(), rd());
-        fs::create_directories(m_path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(m_path, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    std::string file(const std::string& name) const { return (m_path / name).string(); }
-
-  private:
-    fs::path m_path;
+// Each test gets its own directory, tagged "crash".
+struct TempDir : mlsim::test::TempDir {
+    TempDir() : mlsim::test::TempDir("crash") {}
 };
 
 // Progress the child publishes through shared memory, so the parent can tell where the kill landed.

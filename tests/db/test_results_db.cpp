@@ -2,6 +2,8 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+
+#include "tests/db/temp_dir.h"
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -31,23 +33,9 @@ namespace sql = mlsim::db::sql;
 
 namespace {
 
-class TempDir {
-  public:
-    TempDir() {
-        std::random_device rd;
-        m_path = fs::temp_directory_path() / fmt::format("mlsim-test-db-{}-{:08x}", getpid(), rd());
-        fs::create_directories(m_path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(m_path, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    std::string file(const std::string& name) const { return (m_path / name).string(); }
-
-  private:
-    fs::path m_path;
+// Each test gets its own directory, tagged "db".
+struct TempDir : mlsim::test::TempDir {
+    TempDir() : mlsim::test::TempDir("db") {}
 };
 
 RunInfo sample_info(const std::string& yaml = "device: tpu_v4i\nbatch: 8\n") {
