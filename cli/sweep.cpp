@@ -63,8 +63,11 @@ const cfg::Schema& sweep_base_schema() {
             0));
         s.params.push_back(at_least(
             cfg::optional("image", PType::integer, "0", "image side in pixels; 0 = model default"), 0));
-        s.params.push_back(
-            choice("dtype", {"fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4"}, "fp32", "data type"));
+        // No default here: like `mlsim run`, fp32 where the device has it, else its first data type.
+        Param dtype = choice("dtype", {"fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4"}, "fp32",
+                             "data type; default fp32, or the device's first data type when it has no fp32");
+        dtype.default_value.reset();
+        s.params.push_back(dtype);
         s.params.push_back(choice("mode", {"inference", "training"}, "inference", "inference or training"));
         s.params.push_back(choice("optimizer", {"sgd", "momentum", "adam"}, "adam", "training optimizer"));
         s.params.push_back(cfg::optional("checkpointing", PType::boolean, "false",
@@ -505,7 +508,7 @@ SweepPointConfig make_point(const Sweep& sweep, std::size_t index) {
         o.batch = r.integer("batch");
         o.seq = r.integer("seq");
         o.image = r.integer("image");
-        o.dtype = r.str("dtype");
+        o.dtype = r.has("dtype") ? r.str("dtype") : "";
         o.mode = r.str("mode");
         o.optimizer = r.str("optimizer");
         o.checkpointing = r.boolean("checkpointing");
