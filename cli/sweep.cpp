@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <exception>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -598,6 +599,8 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
     std::set<std::string> claimed;                                  // resolved hashes taken by this sweep
     std::vector<std::pair<SweepPointConfig, std::string>> repeats;  // points equal to an earlier one
     std::vector<std::pair<std::size_t, std::string>> errors;
+    // Points of this sweep that failed after preparing, by resolved hash: a repeat of one fails with it.
+    std::map<std::string, std::pair<int64_t, std::string>> failed_by_hash;
 
     auto process = [&](std::size_t i) {
         SweepPointConfig pc = make_point(sweep, i);
@@ -623,8 +626,9 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
         } catch (const cfg::UserError& e) {
             error = e.what();
         }
+        std::string hash;
         if (prepared) {
-            const std::string hash = prepared->result->info.config_hash;
+            hash = prepared->result->info.config_hash;
             if (auto id = db.find_run(hash, "ok")) {
                 db.link_sweep_point(pc.db_point, *id);
                 ++skipped;
@@ -649,10 +653,11 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
             db.record_run(result->info, to_rows(result->layers), wall, &pc.db_point);
             ++ran;
         } else {
-            db.record_failed_run(fail_info, error, wall, &pc.db_point);
+            const int64_t id = db.record_failed_run(fail_info, error, wall, &pc.db_point);
             ++failed;
             std::lock_guard lock(mutex);
             errors.emplace_back(i, fmt::format("point {} ({}): {}", i, pc.description, error));
+            if (!hash.empty()) failed_by_hash.emplace(hash, std::make_pair(id, error));
         }
     };
 
@@ -698,7 +703,15 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
 
     // A point equal to an earlier one of this sweep shares its run.
     for (const auto& [pc, hash] : repeats) {
-        if (auto id = db.find_run(hash, "ok")) db.link_sweep_point(pc.db_point, *id);
+        if (auto id = db.find_run(hash, "ok")) {
+            db.link_sweep_point(pc.db_point, *id);
+        } else if (auto f = failed_by_hash.find(hash); f != failed_by_hash.end()) {
+            db.link_sweep_point(pc.db_point, f->second.first);
+            --skipped;
+            ++failed;
+            errors.emplace_back(pc.index, fmt::format("point {} ({}): same configuration as a failed point: {}",
+                                                      pc.index, pc.description, f->second.second));
+        }
     }
 
     SweepSummary s;
