@@ -28,27 +28,21 @@ std::string child_index_path(std::string_view parent, std::size_t index) {
 }
 
 Node Node::make_scalar(std::string value, SourceLoc loc, std::string path) {
-    Node n;
+    Node n = make_null(std::move(loc), std::move(path));
     n.m_kind = Kind::scalar;
     n.m_scalar = std::move(value);
-    n.m_loc = std::move(loc);
-    n.m_path = std::move(path);
     return n;
 }
 
 Node Node::make_map(SourceLoc loc, std::string path) {
-    Node n;
+    Node n = make_null(std::move(loc), std::move(path));
     n.m_kind = Kind::map;
-    n.m_loc = std::move(loc);
-    n.m_path = std::move(path);
     return n;
 }
 
 Node Node::make_sequence(SourceLoc loc, std::string path) {
-    Node n;
+    Node n = make_null(std::move(loc), std::move(path));
     n.m_kind = Kind::sequence;
-    n.m_loc = std::move(loc);
-    n.m_path = std::move(path);
     return n;
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "arch/device_model.h"
+#include "tests/arch/user_error.h"
 #include "arch/device_spec.h"
 #include "arch/systolic/systolic_model.h"
 #include "sim/config/loader.h"
@@ -71,16 +72,7 @@ inline arch::DeviceSpec device_from_text(const std::string& text, const std::str
 
 inline arch::DeviceSpec toy_device(const Toy& t) { return device_from_text(t.yaml()); }
 
-template <typename F>
-std::string user_error_of(F&& f) {
-    try {
-        f();
-    } catch (const cfg::UserError& e) {
-        return e.what();
-    }
-    FAIL("expected a UserError, but nothing was thrown");
-    return {};
-}
+using mlsim::test::user_error_of;
 
 // C(M×N) = A(M×K)·W(K×N) with weights and no bias: a GEMM with nothing for the vector unit.
 inline wl::Op linear(int64_t m, int64_t n, int64_t k, wl::DType dt = wl::DType::int8) {

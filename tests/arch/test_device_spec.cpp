@@ -15,6 +15,7 @@
 #include "arch/device_spec.h"
 #include "sim/config/error.h"
 #include "sim/config/loader.h"
+#include "tests/arch/user_error.h"
 
 namespace fs = std::filesystem;
 using namespace mlsim;
@@ -56,13 +57,7 @@ std::string write_temp(const std::string& name, const std::string& text) {
 
 template <typename F>
 std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const cfg::UserError& e) {
-        return e.what();
-    }
-    FAIL("expected a UserError, but nothing was thrown");
-    return {};
+    return mlsim::test::user_error_of(std::forward<F>(f));
 }
 
 // A small valid device; the error tests change one line of it and expect the error on that line.

@@ -13,6 +13,7 @@
 #include "cli/experiment.h"
 #include "db/results_db.h"
 #include "sim/config/error.h"
+#include "tests/cli/query.h"
 
 using namespace mlsim;
 namespace fs = std::filesystem;
@@ -28,27 +29,11 @@ cli::ExperimentOptions options(const char* system, const char* model, const char
     return o;
 }
 
-// All `layers` rows of a run, as text, without the run id.
+// All `layers` rows of a run, as text, without the run id (the table's first column).
 std::vector<std::string> layer_rows(const std::string& db_path, int64_t run_id) {
-    sqlite3* db = nullptr;
-    REQUIRE(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
-    sqlite3_stmt* st = nullptr;
-    REQUIRE(sqlite3_prepare_v2(db, "SELECT * FROM layers WHERE run_id = ? ORDER BY idx", -1, &st, nullptr) ==
-            SQLITE_OK);
-    sqlite3_bind_int64(st, 1, run_id);
-    std::vector<std::string> rows;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        std::string row;
-        for (int c = 0; c < sqlite3_column_count(st); ++c) {
-            if (std::string(sqlite3_column_name(st, c)) == "run_id") continue;
-            const unsigned char* t = sqlite3_column_text(st, c);
-            row += (t ? reinterpret_cast<const char*>(t) : "NULL");
-            row += '|';
-        }
-        rows.push_back(row);
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    std::vector<std::string> rows =
+        mlsim::test::query(db_path, "SELECT * FROM layers WHERE run_id = " + std::to_string(run_id) + " ORDER BY idx");
+    for (std::string& r : rows) r.erase(0, r.find('|') + 1);
     return rows;
 }
 

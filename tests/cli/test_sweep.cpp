@@ -13,6 +13,7 @@
 #include "cli/experiment.h"
 #include "cli/key_path.h"
 #include "cli/sweep.h"
+#include "tests/cli/query.h"
 #include "db/results_db.h"
 #include "db/schema.h"
 #include "sim/config/error.h"
@@ -35,26 +36,7 @@ struct TempDir {
     std::string file(const char* name) const { return (path / name).string(); }
 };
 
-// Rows of a query as text, one string per row.
-std::vector<std::string> query(const std::string& db_path, const std::string& sql) {
-    sqlite3* db = nullptr;
-    REQUIRE(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
-    sqlite3_stmt* st = nullptr;
-    REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK);
-    std::vector<std::string> rows;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        std::string row;
-        for (int c = 0; c < sqlite3_column_count(st); ++c) {
-            const unsigned char* t = sqlite3_column_text(st, c);
-            row += (t ? reinterpret_cast<const char*>(t) : "NULL");
-            row += '|';
-        }
-        rows.push_back(row);
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return rows;
-}
+using mlsim::test::query;
 
 int64_t count(const std::string& db_path, const std::string& sql) {
     auto rows = query(db_path, sql);
