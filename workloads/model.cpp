@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <boost/graph/adjacency_list.hpp>
 #include <boost/graph/depth_first_search.hpp>
 #include <queue>
 
@@ -13,16 +14,23 @@ namespace mlsim::wl {
 
 namespace {
 
-using Graph = Model::Graph;
-using Vertex = boost::graph_traits<Graph>::vertex_descriptor;
-using GEdge = boost::graph_traits<Graph>::edge_descriptor;
+struct EdgeProp {
+    int from_slot = 0;
+    int to_slot = 0;
+};
+using BoostGraph =
+    boost::adjacency_list<boost::vecS, boost::vecS, boost::bidirectionalS, boost::no_property, EdgeProp>;
+using Vertex = boost::graph_traits<BoostGraph>::vertex_descriptor;
+using GEdge = boost::graph_traits<BoostGraph>::edge_descriptor;
 
 // Records the first back edge a depth-first search meets, and the tree parents to walk the cycle.
 struct CycleFinder : boost::default_dfs_visitor {
     std::vector<Vertex>* parent;
     std::optional<std::pair<Vertex, Vertex>>* back;
-    void tree_edge(GEdge e, const Graph& g) const { (*parent)[boost::target(e, g)] = boost::source(e, g); }
-    void back_edge(GEdge e, const Graph& g) const {
+    void tree_edge(GEdge e, const BoostGraph& g) const {
+        (*parent)[boost::target(e, g)] = boost::source(e, g);
+    }
+    void back_edge(GEdge e, const BoostGraph& g) const {
         if (!*back) *back = std::make_pair(boost::source(e, g), boost::target(e, g));
     }
 };
@@ -33,7 +41,19 @@ bool edge_less(const Edge& a, const Edge& b) {
 
 }  // namespace
 
+// Vertex i is ops()[i]; edges were added in edges() order, so each vertex's edge lists are sorted too.
+struct Model::Graph {
+    BoostGraph g;
+};
+
+const Model::Graph& Model::graph() const {
+    static const Graph empty;
+    return m_graph ? *m_graph : empty;
+}
+
 // ---- Model
+
+size_t Model::edge_count() const { return boost::num_edges(graph().g); }
 
 std::optional<size_t> Model::find(std::string_view name) const {
     auto it = m_index.find(std::string(name));
@@ -42,39 +62,42 @@ std::optional<size_t> Model::find(std::string_view name) const {
 }
 
 std::vector<Edge> Model::edges() const {
+    const BoostGraph& g = graph().g;
     std::vector<Edge> out;
-    for (auto [it, end] = boost::edges(m_graph); it != end; ++it) {
-        const EdgeProp& p = m_graph[*it];
-        out.push_back(Edge{boost::source(*it, m_graph), p.from_slot, boost::target(*it, m_graph), p.to_slot});
+    for (auto [it, end] = boost::edges(g); it != end; ++it) {
+        const EdgeProp& p = g[*it];
+        out.push_back(Edge{boost::source(*it, g), p.from_slot, boost::target(*it, g), p.to_slot});
     }
     std::sort(out.begin(), out.end(), edge_less);
     return out;
 }
 
 std::vector<Edge> Model::in_edges(size_t i) const {
+    const BoostGraph& g = graph().g;
     std::vector<Edge> out;
-    for (auto [it, end] = boost::in_edges(i, m_graph); it != end; ++it) {
-        const EdgeProp& p = m_graph[*it];
-        out.push_back(Edge{boost::source(*it, m_graph), p.from_slot, i, p.to_slot});
+    for (auto [it, end] = boost::in_edges(i, g); it != end; ++it) {
+        const EdgeProp& p = g[*it];
+        out.push_back(Edge{boost::source(*it, g), p.from_slot, i, p.to_slot});
     }
     std::sort(out.begin(), out.end(), edge_less);
     return out;
 }
 
 std::vector<Edge> Model::out_edges(size_t i) const {
+    const BoostGraph& g = graph().g;
     std::vector<Edge> out;
-    for (auto [it, end] = boost::out_edges(i, m_graph); it != end; ++it) {
-        const EdgeProp& p = m_graph[*it];
-        out.push_back(Edge{i, p.from_slot, boost::target(*it, m_graph), p.to_slot});
+    for (auto [it, end] = boost::out_edges(i, g); it != end; ++it) {
+        const EdgeProp& p = g[*it];
+        out.push_back(Edge{i, p.from_slot, boost::target(*it, g), p.to_slot});
     }
     std::sort(out.begin(), out.end(), edge_less);
     return out;
 }
 
 std::optional<TensorRef> Model::producer(size_t op, int slot) const {
-    for (auto [it, end] = boost::in_edges(op, m_graph); it != end; ++it)
-        if (m_graph[*it].to_slot == slot)
-            return TensorRef{boost::source(*it, m_graph), m_graph[*it].from_slot};
+    const BoostGraph& g = graph().g;
+    for (auto [it, end] = boost::in_edges(op, g); it != end; ++it)
+        if (g[*it].to_slot == slot) return TensorRef{boost::source(*it, g), g[*it].from_slot};
     return std::nullopt;
 }
 
@@ -240,9 +263,8 @@ Model ModelBuilder::build() && {
                                   shape_str(produced)));
     }
 
-    Graph g(n);
-    for (const Located& l : all)
-        boost::add_edge(l.e.from, l.e.to, Model::EdgeProp{l.e.from_slot, l.e.to_slot}, g);
+    BoostGraph g(n);
+    for (const Located& l : all) boost::add_edge(l.e.from, l.e.to, EdgeProp{l.e.from_slot, l.e.to_slot}, g);
 
     // A cycle: Boost's depth-first search reports a back edge u -> v; the tree path v ... u closes it.
     {
@@ -292,13 +314,13 @@ Model ModelBuilder::build() && {
     m.m_name = std::move(m_name);
     m.m_ops.reserve(n);
     for (size_t i = 0; i < n; ++i) m.m_ops.push_back(std::move(m_ops[order[i]]));
-    m.m_graph = Graph(n);
+    auto graph = std::make_shared<Model::Graph>(Model::Graph{BoostGraph(n)});
     std::vector<Edge> sorted;
     for (const Located& l : all)
         sorted.push_back(Edge{pos[l.e.from], l.e.from_slot, pos[l.e.to], l.e.to_slot});
     std::sort(sorted.begin(), sorted.end(), edge_less);
-    for (const Edge& e : sorted)
-        boost::add_edge(e.from, e.to, Model::EdgeProp{e.from_slot, e.to_slot}, m.m_graph);
+    for (const Edge& e : sorted) boost::add_edge(e.from, e.to, EdgeProp{e.from_slot, e.to_slot}, graph->g);
+    m.m_graph = std::move(graph);
     for (size_t i = 0; i < n; ++i) m.m_index.emplace(m.m_ops[i].name, i);
     return m;
 }

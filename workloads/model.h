@@ -1,7 +1,7 @@
 #pragma once
-// Models: DAGs of ops (a Boost.Graph adjacency_list whose edges are tensors from a producer's output
-// slot to a consumer's input slot), and every way of obtaining one: the zoo, user YAML files, SCALE-Sim
-// topology CSVs, and training lowering of a forward model.
+// Models: DAGs of ops (edges are tensors from a producer's output slot to a consumer's input slot), and
+// every way of obtaining one: the zoo, user YAML files, SCALE-Sim topology CSVs, and training lowering
+// of a forward model.
 //
 // Contract:
 // - A Model is immutable and valid: op names are unique; every edge joins existing ops and slots; each
@@ -11,9 +11,11 @@
 // - ops() lists the ops in topological order; among ops that are ready at the same time the one added
 //   first comes first (Kahn's algorithm with an insertion-order priority), so the order is
 //   deterministic and equals insertion order whenever insertion order is already topological.
-// - Vertex i of graph() is ops()[i].
-#include <boost/graph/adjacency_list.hpp>
+// - The graph itself (a Boost.Graph adjacency_list) stays inside model.cpp: callers see ops by index and
+//   edges as plain Edge values, so only model.cpp compiles Boost.Graph. Copies share the immutable graph,
+//   so copying or moving a Model never copies it.
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -44,19 +46,12 @@ struct ModelInput {  // an input slot no edge feeds
 
 class Model {
   public:
-    struct EdgeProp {
-        int from_slot = 0;
-        int to_slot = 0;
-    };
-    using Graph =
-        boost::adjacency_list<boost::vecS, boost::vecS, boost::bidirectionalS, boost::no_property, EdgeProp>;
-
     const std::string& name() const { return m_name; }
-    const std::vector<Op>& ops() const { return m_ops; }
+    const std::vector<Op>& ops() const { return m_ops; }  // in topological order
     const Op& op(size_t i) const { return m_ops.at(i); }
     std::optional<size_t> find(std::string_view name) const;
-    const Graph& graph() const { return m_graph; }
 
+    size_t edge_count() const;
     std::vector<Edge> edges() const;                               // by consumer, then input slot
     std::vector<Edge> in_edges(size_t i) const;                    // by input slot
     std::vector<Edge> out_edges(size_t i) const;                   // by consumer, then input slot
@@ -72,9 +67,12 @@ class Model {
 
   private:
     friend class ModelBuilder;
+    struct Graph;  // defined in model.cpp
+    const Graph& graph() const;
+
     std::string m_name;
     std::vector<Op> m_ops;
-    Graph m_graph;
+    std::shared_ptr<const Graph> m_graph;  // null for a default-constructed (empty) model
     std::unordered_map<std::string, size_t> m_index;
 };
 

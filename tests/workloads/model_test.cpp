@@ -42,8 +42,9 @@ TEST_CASE("ops come out in topological order, ties by insertion order", "[model]
     // src (inserted before other) goes first; then right and left (inserted before other); then sum,
     // which is ready by now and was inserted first of all, before other.
     CHECK(names(m) == std::vector<std::string>{"src", "right", "left", "sum", "other"});
-    CHECK(boost::num_vertices(m.graph()) == 5);
-    CHECK(boost::num_edges(m.graph()) == 4);
+    CHECK(m.ops().size() == 5);
+    CHECK(m.edge_count() == 4);
+    CHECK(m.edges().size() == 4);
     const size_t s = *m.find("sum");
     CHECK(m.producer(s, 0) == TensorRef{*m.find("left"), 0});
     CHECK(m.producer(s, 1) == TensorRef{*m.find("right"), 0});
@@ -57,6 +58,15 @@ TEST_CASE("ops come out in topological order, ties by insertion order", "[model]
     REQUIRE(outs.size() == 2);
     CHECK(m.op(outs[0].op).name == "sum");
     CHECK(m.op(outs[1].op).name == "other");
+
+    // Copies and moves share the graph and see the same edges; a default model has no edges.
+    Model copy = m;
+    CHECK(copy.edge_count() == 4);
+    CHECK(copy.producer(s, 1) == TensorRef{*copy.find("right"), 0});
+    Model moved = std::move(copy);
+    CHECK(moved.in_edges(s).size() == 2);
+    CHECK(Model{}.edge_count() == 0);
+    CHECK(Model{}.edges().empty());
 }
 
 TEST_CASE("insertion order that is already topological is kept", "[model]") {
