@@ -11,12 +11,10 @@
 #include <optional>
 
 #include "arch/device_spec.h"
-#include "cli/experiment.h"
-#include "arch/systolic/scalesim_cfg.h"
 #include "cli/format.h"
-#include "cli/sweep.h"
 #include "db/results_db.h"
-#include "sim/config/loader.h"
+#include "experiment/experiment.h"
+#include "experiment/validate.h"
 #include "sim/config/schema.h"
 #include "workloads/model.h"
 
@@ -57,7 +55,7 @@ Totals totals_of(const std::vector<arch::LayerResult>& layers) {
     return t;
 }
 
-void print_layer_table(const ExperimentResult& r) {
+void print_layer_table(const exp::ExperimentResult& r) {
     fmt::print("{:>4}  {:<28} {:<20} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7}  {}\n", "idx", "layer", "op",
                "MACs", "FLOPs", "bytes", "time", "energy", "util", "bound");
     for (const auto& l : r.layers) {
@@ -69,7 +67,7 @@ void print_layer_table(const ExperimentResult& r) {
     }
 }
 
-void print_totals(const ExperimentResult& r) {
+void print_totals(const exp::ExperimentResult& r) {
     const Totals t = totals_of(r.layers);
     const auto& dev = r.system.device;
     fmt::print("\n{} on {} ({} layers, batch {}, {}, {}):\n", r.model.name(), dev.name, r.layers.size(),
@@ -107,7 +105,7 @@ void print_totals(const ExperimentResult& r) {
 }  // namespace
 
 int cmd_run(const Args& args) {
-    ExperimentOptions opt;
+    exp::ExperimentOptions opt;
     std::string db_path;
     bool quiet = false;
     po::options_description desc("mlsim run options");
@@ -122,10 +120,10 @@ int cmd_run(const Args& args) {
         "image", po::value(&opt.image)->default_value(0), "image side in pixels; 0 = model default")(
         "dtype,t", po::value(&opt.dtype),
         "data type: fp32 tf32 bf16 fp16 fp8 int8 int4; default fp32, or the device's first data type when it "
-        "has no fp32")(
-        "mode", po::value(&opt.mode)->default_value("inference"), "inference | training")(
-        "optimizer", po::value(&opt.optimizer)->default_value("adam"), "training optimizer: sgd | momentum | adam")(
-        "checkpointing", po::bool_switch(&opt.checkpointing), "training: recompute activations (checkpointing)")(
+        "has no fp32")("mode", po::value(&opt.mode)->default_value("inference"), "inference | training")(
+        "optimizer", po::value(&opt.optimizer)->default_value("adam"),
+        "training optimizer: sgd | momentum | adam")("checkpointing", po::bool_switch(&opt.checkpointing),
+                                                     "training: recompute activations (checkpointing)")(
         "fidelity", po::value(&opt.fidelity),
         "systolic devices: tile (closed-form folds in the event engine, default) | cycle (PE grid stepped "
         "cycle by cycle with real values)")(
@@ -135,21 +133,21 @@ int cmd_run(const Args& args) {
         "quiet,q", po::bool_switch(&quiet), "print totals only, not the per-layer table");
     auto vm = parse(args, desc);
     if (!vm) {
-        std::cout << "usage: mlsim run --system FILE --model NAME|FILE [options]\n\n" << desc << "\n"
+        std::cout << "usage: mlsim run --system FILE --model NAME|FILE [options]\n\n"
+                  << desc << "\n"
                   << "Device config keys (configs/README.md):\n"
                   << cfg::describe(arch::device_schema());
         return 0;
     }
     if (opt.mode != "training" && (!vm->at("optimizer").defaulted() || opt.checkpointing))
-        cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, opt.checkpointing ? "--checkpointing" : "--optimizer",
-                  "applies only to --mode training");
+        cfg::fail(cfg::SourceLoc{"<command line>", 0, 0},
+                  opt.checkpointing ? "--checkpointing" : "--optimizer", "applies only to --mode training");
     // Open the database first so a bad path fails before any simulation work.
     std::optional<db::ResultsDb> db;
     if (!db_path.empty()) db.emplace(db_path);
     const auto t0 = std::chrono::steady_clock::now();
-    ExperimentResult r = run_experiment(opt);
-    const double wall =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    exp::ExperimentResult r = exp::run_experiment(opt);
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!quiet) print_layer_table(r);
     if (r.system.device_count > 1)
         fmt::print(stderr,
@@ -158,7 +156,7 @@ int cmd_run(const Args& args) {
                    r.system.name, r.system.device_count, r.system.device.name);
     print_totals(r);
     if (db) {
-        const int64_t id = db->record_run(r.info, to_rows(r.layers), wall);
+        const int64_t id = db->record_run(r.info, exp::to_rows(r.layers), wall);
         fmt::print("  saved   run {} in {}\n", id, db_path);
     }
     return 0;
@@ -185,29 +183,7 @@ int cmd_validate(const Args& args) {
     int status = 0;
     for (const std::string& f : files) {
         try {
-            const bool csv = f.size() > 4 && f.substr(f.size() - 4) == ".csv";
-            if (csv) {
-                wl::Model m = wl::load_scalesim_csv(f, wl::ZooOptions{});
-                fmt::print("{}: ok (SCALE-Sim topology, {} layers)\n", f, m.ops().size());
-                continue;
-            }
-            if (f.size() > 4 && f.substr(f.size() - 4) == ".cfg") {
-                arch::SystemSpec s = arch::systolic::load_scalesim_cfg(f);
-                fmt::print("{}: ok (SCALE-Sim config: {})\n", f, s.device.description);
-                continue;
-            }
-            const cfg::Node doc = cfg::load_file(f);
-            if (doc.is_map() && (doc.find("factors") || doc.find("base") || doc.find("zip"))) {
-                const Sweep sweep = load_sweep(f);
-                check_points(sweep);
-                fmt::print("{}: ok (sweep '{}', {} points)\n", f, sweep.name, sweep.point_count());
-            } else if (doc.is_map() && (doc.find("ops") || doc.find("model"))) {
-                wl::Model m = wl::load_model_yaml(f, wl::ZooOptions{});
-                fmt::print("{}: ok (model '{}', {} ops)\n", f, m.name(), m.ops().size());
-            } else {
-                arch::SystemSpec s = arch::load_system(f, {configs_dir() + "/devices"});
-                fmt::print("{}: ok (system '{}': {} x {})\n", f, s.name, s.device_count, s.device.name);
-            }
+            fmt::print("{}: ok ({})\n", f, exp::check_input(f));
         } catch (const cfg::UserError& e) {
             fmt::print(stderr, "{}\n", e.what());
             status = 2;
@@ -234,9 +210,9 @@ int cmd_list(const Args& args) {
     if (what == "devices") {
         fmt::print("{:<24} {:<6} {:>14} {:>14}  {}\n", "preset", "family", "peak (best)", "main memory BW",
                    "name");
-        for (const std::string& name : arch::list_device_presets(configs_dir())) {
+        for (const std::string& name : arch::list_device_presets(exp::configs_dir())) {
             const arch::DeviceSpec d =
-                arch::load_device((fs::path(configs_dir()) / "devices" / (name + ".yaml")).string());
+                arch::load_device((fs::path(exp::configs_dir()) / "devices" / (name + ".yaml")).string());
             double best = 0;
             std::string best_t;
             for (const auto& [t, v] : d.peak_ops_per_s)

@@ -9,6 +9,7 @@ namespace mlsim::cli {
 using Args = std::vector<std::string>;  // arguments after the subcommand name
 
 int cmd_run(const Args& args);
+int cmd_sweep(const Args& args);
 int cmd_validate(const Args& args);
 int cmd_list(const Args& args);
 int cmd_demo(const Args& args);

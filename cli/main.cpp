@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "cli/commands.h"
-#include "cli/sweep.h"
 #include "sim/config/error.h"
 #include "sim/config/schema.h"
 #include "sim/core/check.h"

@@ -56,4 +56,12 @@ void Progress::update(std::size_t done, std::size_t failed, bool final) {
     std::fflush(m_out);
 }
 
+void Progress::interrupt() {
+    if (m_out && m_tty && m_last_width > 0) {
+        std::fputs("\n", m_out);
+        std::fflush(m_out);
+        m_last_width = 0;
+    }
+}
+
 }  // namespace mlsim::cli

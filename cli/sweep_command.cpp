@@ -4,15 +4,19 @@
 
 #include <algorithm>
 #include <boost/program_options.hpp>
+#include <chrono>
 #include <filesystem>
 #include <iostream>
 
-#include "cli/sweep.h"
+#include "cli/commands.h"
+#include "cli/progress.h"
+#include "experiment/sweep.h"
 
 namespace mlsim::cli {
 
 namespace fs = std::filesystem;
 namespace po = boost::program_options;
+using exp::Sweep;
 
 namespace {
 
@@ -58,11 +62,11 @@ reruns skip it unless --retry-failed. Exit status: 0 when the sweep ran (failed 
 
 void print_points(const Sweep& sweep) {
     std::vector<std::string> header{"point"};
-    for (const SweepAxis& a : sweep.axes)
-        for (const SweepFactor& f : a.factors) header.push_back(f.path);
+    for (const exp::SweepAxis& a : sweep.axes)
+        for (const exp::SweepFactor& f : a.factors) header.push_back(f.path);
     std::vector<std::vector<std::string>> rows;
     for (std::size_t i = 0; i < sweep.point_count(); ++i) {
-        const SweepPointConfig pc = make_point(sweep, i);
+        const exp::SweepPointConfig pc = exp::make_point(sweep, i);
         std::vector<std::string> row{std::to_string(i)};
         for (const db::SweepFactorValue& f : pc.db_point.factors) row.push_back(f.value);
         rows.push_back(std::move(row));
@@ -86,9 +90,9 @@ void print_points(const Sweep& sweep) {
 
 std::string axes_text(const Sweep& sweep) {
     std::vector<std::string> parts;
-    for (const SweepAxis& a : sweep.axes) {
+    for (const exp::SweepAxis& a : sweep.axes) {
         std::vector<std::string> names;
-        for (const SweepFactor& f : a.factors) names.push_back(f.path);
+        for (const exp::SweepFactor& f : a.factors) names.push_back(f.path);
         parts.push_back(
             fmt::format("{} {}", a.zipped ? join(names, " + ") + " (zipped)" : names.front(), a.size()));
     }
@@ -118,7 +122,7 @@ int cmd_sweep(const Args& args) {
         std::cout << "usage: mlsim sweep FILE [--db FILE] [--jobs N] [--dry-run] [--retry-failed]\n\n"
                   << "Runs every point of a design-space sweep and appends the results to a database.\n\n"
                   << desc << "\nSweep file keys:\n"
-                  << cfg::describe(sweep_schema()) << "\n"
+                  << cfg::describe(exp::sweep_schema()) << "\n"
                   << k_sweep_example;
         return 0;
     }
@@ -132,8 +136,8 @@ int cmd_sweep(const Args& args) {
         return 2;
     }
 
-    const Sweep sweep = load_sweep(file);
-    const SystemCache systems = check_points(sweep);
+    const Sweep sweep = exp::load_sweep(file);
+    const exp::SystemCache systems = exp::check_points(sweep);
     const std::size_t n = sweep.point_count();
     if (dry_run) {
         fmt::print("sweep '{}': {} point{} ({}); all check out\n", sweep.name, n, n == 1 ? "" : "s",
@@ -147,13 +151,21 @@ int cmd_sweep(const Args& args) {
                axes_text(sweep), jobs, jobs == 1 ? "" : "s", db_path);
     std::fflush(stdout);
 
-    SweepRunOptions o;
+    exp::SweepRunOptions o;
     o.jobs =
         static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(jobs), std::max<std::size_t>(n, 1)));
     o.retry_failed = retry_failed;
-    o.progress = quiet ? nullptr : stderr;
-    o.progress_tty = !quiet && isatty(fileno(stderr));
-    const SweepSummary s = run_sweep(sweep, systems, db, o);
+    const bool tty = !quiet && isatty(fileno(stderr));
+    Progress progress(quiet ? nullptr : stderr, tty, n);
+    o.progress = [&](const exp::SweepProgress& p) { progress.update(p.done, p.failed, p.final); };
+    o.progress_interval = std::chrono::milliseconds(tty ? 100 : 250);
+    exp::SweepSummary s;
+    try {
+        s = exp::run_sweep(sweep, systems, db, o);
+    } catch (...) {
+        progress.interrupt();  // the error message starts on a line of its own
+        throw;
+    }
 
     std::string skipped;
     if (s.skipped) skipped += fmt::format(", {} skipped (already in the database)", s.skipped);

@@ -70,7 +70,7 @@ TEST_CASE("mlsim sweep prints a summary and exits 0, and a bad sweep file exits 
     const Output again = run_mlsim("sweep '" + k_src + "/configs/sweeps/smoke.yaml' --db '" + db + "'");
     CHECK(contains(again.text, "0 run, 12 skipped (already in the database), 0 failed"));
 
-    const std::string bad = k_src + "/tests/cli/data/sweep_bad_zip.yaml";
+    const std::string bad = k_src + "/tests/experiment/data/sweep_bad_zip.yaml";
     const Output b = run_mlsim("sweep '" + bad + "' --db '" + db + "'");
     CHECK(b.status == 2);
     CHECK(contains(b.text, bad + ":7:5: error: device.systolic.cols: zipped factors"));

@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -10,21 +11,23 @@
 #include <string>
 #include <vector>
 
-#include "cli/experiment.h"
-#include "cli/key_path.h"
-#include "cli/sweep.h"
-#include "tests/cli/query.h"
 #include "db/results_db.h"
 #include "db/schema.h"
+#include "experiment/experiment.h"
+#include "experiment/key_path.h"
+#include "experiment/sweep.h"
 #include "sim/config/error.h"
 #include "sim/config/loader.h"
+#include "tests/experiment/query.h"
 
 using namespace mlsim;
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string data(const char* name) { return std::string(MLSIM_SOURCE_DIR) + "/tests/cli/data/" + name; }
+std::string data(const char* name) {
+    return std::string(MLSIM_SOURCE_DIR) + "/tests/experiment/data/" + name;
+}
 
 struct TempDir {
     fs::path path;
@@ -72,14 +75,14 @@ std::string error_of(const std::function<void()>& f) {
     return "";
 }
 
-cli::SweepSummary run(const std::string& file, const std::string& db_path, int jobs, bool retry = false) {
-    const cli::Sweep sweep = cli::load_sweep(file);
-    const cli::SystemCache systems = cli::check_points(sweep);
+exp::SweepSummary run(const std::string& file, const std::string& db_path, int jobs, bool retry = false) {
+    const exp::Sweep sweep = exp::load_sweep(file);
+    const exp::SystemCache systems = exp::check_points(sweep);
     db::ResultsDb db(db_path);
-    cli::SweepRunOptions o;
+    exp::SweepRunOptions o;
     o.jobs = jobs;
     o.retry_failed = retry;
-    return cli::run_sweep(sweep, systems, db, o);
+    return exp::run_sweep(sweep, systems, db, o);
 }
 
 bool contains(const std::string& text, const std::string& part) {
@@ -90,7 +93,7 @@ bool contains(const std::string& text, const std::string& part) {
 
 TEST_CASE("A key path splits into map keys and list indices", "[sweep]") {
     const cfg::SourceLoc loc{"s.yaml", 3, 4};
-    const auto steps = cli::parse_key_path("device.memory[1].bandwidth", loc);
+    const auto steps = exp::parse_key_path("device.memory[1].bandwidth", loc);
     REQUIRE(steps.size() == 4);
     CHECK(steps[0].key == "device");
     CHECK(steps[1].key == "memory");
@@ -98,7 +101,7 @@ TEST_CASE("A key path splits into map keys and list indices", "[sweep]") {
     CHECK(steps[3].key == "bandwidth");
     for (const char* bad : {"", "device..clock", "device.", "[0].x", "device.memory[x]", "device.memory[1"}) {
         INFO(bad);
-        CHECK(contains(error_of([&] { cli::parse_key_path(bad, loc); }), "s.yaml:3:4: error:"));
+        CHECK(contains(error_of([&] { exp::parse_key_path(bad, loc); }), "s.yaml:3:4: error:"));
     }
 }
 
@@ -107,9 +110,9 @@ TEST_CASE("Setting a value at a key path replaces it, adds missing keys and keep
     cfg::Node doc = cfg::parse_string(
         "device:\n  clock: 1GHz\n  memory:\n    - name: a\n      capacity: 1MiB\n", "d.yaml");
     const cfg::SourceLoc where{"sweep.yaml", 7, 3};
-    cli::set_at_path(doc, "device.memory[0].capacity",
+    exp::set_at_path(doc, "device.memory[0].capacity",
                      cfg::Node::make_scalar("2MiB", cfg::SourceLoc{"sweep.yaml", 7, 30}, "x"), where);
-    cli::set_at_path(doc, "device.systolic.rows", cfg::Node::make_scalar("8", where, "y"), where);
+    exp::set_at_path(doc, "device.systolic.rows", cfg::Node::make_scalar("8", where, "y"), where);
     const cfg::Node& cap = *doc.find("device")->find("memory")->items()[0].find("capacity");
     CHECK(cap.scalar() == "2MiB");
     CHECK(cap.loc().line == 7);
@@ -119,11 +122,11 @@ TEST_CASE("Setting a value at a key path replaces it, adds missing keys and keep
     CHECK(doc.find("device")->find("clock")->scalar() == "1GHz");  // untouched
     // The list keeps its other items and its length.
     CHECK(doc.find("device")->find("memory")->items().size() == 1);
-    CHECK(contains(error_of([&] { cli::set_at_path(doc, "device.memory[3].capacity", cfg::Node(), where); }),
+    CHECK(contains(error_of([&] { exp::set_at_path(doc, "device.memory[3].capacity", cfg::Node(), where); }),
                    "index 3 is out of range: 'device.memory' has 1 item"));
-    CHECK(contains(error_of([&] { cli::set_at_path(doc, "device.clock.x", cfg::Node(), where); }),
+    CHECK(contains(error_of([&] { exp::set_at_path(doc, "device.clock.x", cfg::Node(), where); }),
                    "'device.clock' is a scalar, so it has no key 'x'"));
-    CHECK(contains(error_of([&] { cli::set_at_path(doc, "device.clock[0]", cfg::Node(), where); }),
+    CHECK(contains(error_of([&] { exp::set_at_path(doc, "device.clock[0]", cfg::Node(), where); }),
                    "not a list"));
 }
 
@@ -131,8 +134,8 @@ TEST_CASE("Sweep-file errors name the sweep file, line and column, and suggest t
     auto check_error = [](const char* file, const std::string& where, const std::string& what) {
         INFO(file);
         const std::string msg = error_of([&] {
-            const cli::Sweep s = cli::load_sweep(data(file));
-            cli::check_points(s);
+            const exp::Sweep s = exp::load_sweep(data(file));
+            exp::check_points(s);
         });
         CHECK(contains(msg, data(file) + ":" + where + ": error: "));
         CHECK(contains(msg, what));
@@ -159,28 +162,28 @@ TEST_CASE("An unknown factor path suggests the nearest experiment key or device 
             "base:\n  system: a100\n  model: resnet50\nfactors:\n  devcie.clock: [1GHz]\n  btach: [1]\n", f);
         std::fclose(f);
     }
-    const std::string msg = error_of([&] { cli::load_sweep(file); });
+    const std::string msg = error_of([&] { exp::load_sweep(file); });
     CHECK(contains(msg, file + ":5:3: error: devcie.clock: unknown factor 'devcie.clock' (did you mean "
                                "'device.clock'?)"));
 }
 
 TEST_CASE("Points are the product of the factors, zipped groups move together, the first factor slowest",
           "[sweep]") {
-    const cli::Sweep s = cli::load_sweep(data("sweep_small.yaml"));
+    const exp::Sweep s = exp::load_sweep(data("sweep_small.yaml"));
     REQUIRE(s.point_count() == 16);
     REQUIRE(s.axes.size() == 4);
     CHECK(s.axes[3].zipped);
     std::set<std::string> seen;
     for (std::size_t i = 0; i < 16; ++i) {
-        const cli::SweepPointConfig p = cli::make_point(s, i);
+        const exp::SweepPointConfig p = exp::make_point(s, i);
         seen.insert(p.description);
         REQUIRE(p.db_point.factors.size() == 5);
         // clock and static_power are zipped: 1GHz always with 50W.
         CHECK((p.db_point.factors[3].value == "1GHz") == (p.db_point.factors[4].value == "50W"));
     }
     CHECK(seen.size() == 16);
-    const cli::SweepPointConfig first = cli::make_point(s, 0), second = cli::make_point(s, 1),
-                                last = cli::make_point(s, 15);
+    const exp::SweepPointConfig first = exp::make_point(s, 0), second = exp::make_point(s, 1),
+                                last = exp::make_point(s, 15);
     CHECK(
         first.description ==
         "batch=1, dtype=fp16, device.memory[2].bandwidth=1TB/s, device.clock=1GHz, device.static_power=50W");
@@ -199,33 +202,33 @@ TEST_CASE(
     "A device override changes the simulated device and the config hash, and an override to the "
     "preset's own value changes neither",
     "[sweep]") {
-    cli::ExperimentOptions o;
+    exp::ExperimentOptions o;
     o.system = "a100";
     o.model = "resnet50";
     o.dtype = "fp16";
-    const auto plain = cli::run_experiment(o);
+    const auto plain = exp::run_experiment(o);
 
-    cli::ExperimentOptions same = o;
+    exp::ExperimentOptions same = o;
     same.device_overrides.push_back(
-        cli::ConfigOverride{"device.memory[2].bandwidth",
+        exp::ConfigOverride{"device.memory[2].bandwidth",
                             cfg::Node::make_scalar("2039GB/s", cfg::SourceLoc{"s.yaml", 1, 1}, "v")});
-    const auto a = cli::run_experiment(same);
+    const auto a = exp::run_experiment(same);
     CHECK(a.info.config_hash == plain.info.config_hash);
 
-    cli::ExperimentOptions slower = o;
+    exp::ExperimentOptions slower = o;
     slower.device_overrides.push_back(
-        cli::ConfigOverride{"device.memory[2].bandwidth",
+        exp::ConfigOverride{"device.memory[2].bandwidth",
                             cfg::Node::make_scalar("500GB/s", cfg::SourceLoc{"s.yaml", 1, 1}, "v")});
-    const auto b = cli::run_experiment(slower);
+    const auto b = exp::run_experiment(slower);
     CHECK(b.info.config_hash != plain.info.config_hash);
     CHECK(b.info.mem_bandwidth_Bps == Approx(500e9));
     CHECK(b.total_time_s > plain.total_time_s);
     CHECK(contains(b.resolved_yaml, "bandwidth: 500GB/s"));
 
-    cli::ExperimentOptions bad = o;
-    bad.device_overrides.push_back(cli::ConfigOverride{
+    exp::ExperimentOptions bad = o;
+    bad.device_overrides.push_back(exp::ConfigOverride{
         "device.clock", cfg::Node::make_scalar("fast", cfg::SourceLoc{"s.yaml", 9, 12}, "v")});
-    CHECK(contains(error_of([&] { cli::run_experiment(bad); }), "s.yaml:9:12: error: device.clock:"));
+    CHECK(contains(error_of([&] { exp::run_experiment(bad); }), "s.yaml:9:12: error: device.clock:"));
 }
 
 TEST_CASE("A sweep writes the same layers rows whatever the number of threads", "[sweep]") {
@@ -254,6 +257,29 @@ TEST_CASE("A sweep writes the same layers rows whatever the number of threads", 
           R"("device.static_power": "50W"}|)");
 }
 
+TEST_CASE("run_sweep reports progress only through its callback, ending with one final report of every point",
+          "[sweep]") {
+    TempDir dir("mlsim_test_sweep_progress");
+    const exp::Sweep sweep = exp::load_sweep(data("sweep_small.yaml"));
+    const exp::SystemCache systems = exp::check_points(sweep);
+    db::ResultsDb db(dir.file("p.db"));
+    std::vector<exp::SweepProgress> reports;
+    exp::SweepRunOptions o;
+    o.jobs = 2;
+    o.progress = [&](const exp::SweepProgress& p) { reports.push_back(p); };
+    o.progress_interval = std::chrono::milliseconds(1);
+    const exp::SweepSummary s = exp::run_sweep(sweep, systems, db, o);
+    CHECK(s.ran == 16);
+    REQUIRE(!reports.empty());
+    for (std::size_t i = 0; i < reports.size(); ++i) {
+        CHECK(reports[i].total == 16);
+        CHECK(reports[i].failed == 0);
+        CHECK(reports[i].final == (i + 1 == reports.size()));
+        if (i > 0) CHECK(reports[i].done >= reports[i - 1].done);
+    }
+    CHECK(reports.back().done == 16);
+}
+
 TEST_CASE(
     "Rerunning a sweep skips the points already in the database, including an mlsim run of the same "
     "config",
@@ -262,7 +288,7 @@ TEST_CASE(
     const std::string path = dir.file("r.db");
     {
         // The same config as point 3 of `small` (batch 1, fp16, 2039GB/s, 1.41GHz, 60W), run by hand.
-        cli::ExperimentOptions o;
+        exp::ExperimentOptions o;
         o.system = "a100";
         o.model = "resnet50";
         o.dtype = "fp16";
@@ -270,9 +296,9 @@ TEST_CASE(
         o.device_overrides = {{"device.memory[2].bandwidth", value("2039GB/s")},
                               {"device.clock", value("1.41GHz")},
                               {"device.static_power", value("60W")}};
-        const auto r = cli::run_experiment(o);
+        const auto r = exp::run_experiment(o);
         db::ResultsDb db(path);
-        db.record_run(r.info, cli::to_rows(r.layers), 0.0);
+        db.record_run(r.info, exp::to_rows(r.layers), 0.0);
     }
     const auto first = run(data("sweep_small.yaml"), path, 2);
     CHECK(first.ran == 15);
@@ -313,10 +339,10 @@ TEST_CASE("A point that fails with a user error is recorded with its message and
 }
 
 TEST_CASE("A system factor takes presets and files relative to the sweep file", "[sweep]") {
-    const cli::Sweep s = cli::load_sweep(data("sweep_system_file.yaml"));
-    const cli::SystemCache systems = cli::check_points(s);
+    const exp::Sweep s = exp::load_sweep(data("sweep_system_file.yaml"));
+    const exp::SystemCache systems = exp::check_points(s);
     CHECK(systems.size() == 2);
-    const auto p = cli::make_point(s, 1);
+    const auto p = exp::make_point(s, 1);
     CHECK(fs::equivalent(p.options.system,
                          std::string(MLSIM_SOURCE_DIR) + "/configs/systems/a100-hbm-2x.yaml"));
 }
@@ -324,13 +350,13 @@ TEST_CASE("A system factor takes presets and files relative to the sweep file", 
 TEST_CASE("The example sweeps in configs/sweeps check out", "[sweep]") {
     for (const char* name : {"smoke", "resnet50-array", "gpt2-decode-array"}) {
         INFO(name);
-        const cli::Sweep s =
-            cli::load_sweep(std::string(MLSIM_SOURCE_DIR) + "/configs/sweeps/" + name + ".yaml");
+        const exp::Sweep s =
+            exp::load_sweep(std::string(MLSIM_SOURCE_DIR) + "/configs/sweeps/" + name + ".yaml");
         CHECK(s.name == name);
-        CHECK_NOTHROW(cli::check_points(s));
+        CHECK_NOTHROW(exp::check_points(s));
     }
-    CHECK(cli::load_sweep(std::string(MLSIM_SOURCE_DIR) + "/configs/sweeps/smoke.yaml").point_count() == 12);
-    CHECK(cli::load_sweep(std::string(MLSIM_SOURCE_DIR) + "/configs/sweeps/resnet50-array.yaml")
+    CHECK(exp::load_sweep(std::string(MLSIM_SOURCE_DIR) + "/configs/sweeps/smoke.yaml").point_count() == 12);
+    CHECK(exp::load_sweep(std::string(MLSIM_SOURCE_DIR) + "/configs/sweeps/resnet50-array.yaml")
               .point_count() == 72);
 }
 
@@ -350,5 +376,6 @@ TEST_CASE("A results database from before sweeps gains the sweep tables when a s
     const auto s = run(data("sweep_system_file.yaml"), path, 1);
     CHECK(s.ran == 2);
     CHECK(count(path, "SELECT COUNT(*) FROM sweeps") == 2);
-    CHECK(query(path, "SELECT value FROM meta WHERE key = 'schema_version'").front() == std::to_string(db::schema::current_version) + "|");
+    CHECK(query(path, "SELECT value FROM meta WHERE key = 'schema_version'").front() ==
+          std::to_string(db::schema::current_version) + "|");
 }

@@ -16,7 +16,7 @@
 
 #include "sim/config/node.h"
 
-namespace mlsim::cli {
+namespace mlsim::exp {
 
 struct PathStep {
     std::string key;                   // a map key, when index is empty
@@ -27,4 +27,4 @@ std::vector<PathStep> parse_key_path(std::string_view path, const cfg::SourceLoc
 
 void set_at_path(cfg::Node& root, std::string_view path, cfg::Node value, const cfg::SourceLoc& loc);
 
-}  // namespace mlsim::cli
+}  // namespace mlsim::exp

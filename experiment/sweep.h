@@ -1,6 +1,6 @@
 #pragma once
-// Design-space sweeps (`mlsim sweep FILE`): a sweep file names a base experiment and factors, each a
-// config key path with a list of values. The points are the Cartesian product of the factors; a zipped
+// Design-space sweeps (what `mlsim sweep FILE` runs): a sweep file names a base experiment and factors, each
+// a config key path with a list of values. The points are the Cartesian product of the factors; a zipped
 // group of factors counts as one factor whose values move together.
 //
 // Contract:
@@ -22,22 +22,24 @@
 //   its message, and the sweep goes on; on a later run it is skipped (identified by the hash of its point
 //   description) unless retry_failed. The rows written never depend on `jobs`. An internal error, or a
 //   database that cannot be written, stops the sweep: points in flight finish, then it is rethrown.
+// - Nothing here prints: run_sweep() reports progress only through SweepRunOptions::progress, which it
+//   calls from the thread that called run_sweep().
+#include <chrono>
 #include <cstddef>
-#include <cstdio>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "cli/commands.h"
-#include "cli/experiment.h"
 #include "db/results_db.h"
+#include "experiment/experiment.h"
 #include "sim/config/node.h"
 #include "sim/config/schema.h"
 #include "sim/config/units.h"
 
-namespace mlsim::cli {
+namespace mlsim::exp {
 
 // The keys of a sweep file, and of its `base:` map (the experiment every point starts from).
 const cfg::Schema& sweep_schema();
@@ -87,11 +89,20 @@ SystemCache check_points(const Sweep& sweep);
 // finds the failure again on a rerun.
 std::string point_description_yaml(const SweepPointConfig& point);
 
+// Where a sweep stands, for a progress display.
+struct SweepProgress {
+    std::size_t done = 0;    // points finished (ran, skipped or failed)
+    std::size_t failed = 0;  // of which failed
+    std::size_t total = 0;
+    bool final = false;  // the last report, after every point finished (not sent when the sweep stops)
+};
+
 struct SweepRunOptions {
     int jobs = 1;
     bool retry_failed = false;
-    std::FILE* progress = nullptr;  // where progress goes (nullptr: nowhere)
-    bool progress_tty = false;      // redraw a bar with \r, rather than print periodic lines
+    // Called about every progress_interval while points run, then once with final set; empty: no reports.
+    std::function<void(const SweepProgress&)> progress;
+    std::chrono::milliseconds progress_interval{250};
 };
 
 struct SweepSummary {
@@ -107,6 +118,4 @@ struct SweepSummary {
 SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::ResultsDb& db,
                        const SweepRunOptions& options);
 
-int cmd_sweep(const Args& args);
-
-}  // namespace mlsim::cli
+}  // namespace mlsim::exp

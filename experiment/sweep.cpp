@@ -1,4 +1,4 @@
-#include "cli/sweep.h"
+#include "experiment/sweep.h"
 
 #include <fmt/format.h>
 
@@ -14,13 +14,12 @@
 #include <set>
 #include <thread>
 
-#include "cli/key_path.h"
-#include "cli/progress.h"
+#include "experiment/key_path.h"
 #include "sim/config/loader.h"
 #include "sim/core/check.h"
 #include "workloads/model.h"
 
-namespace mlsim::cli {
+namespace mlsim::exp {
 
 namespace fs = std::filesystem;
 using cfg::Param;
@@ -679,27 +678,24 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
         wake.notify_all();
     };
 
-    Progress progress(options.progress, options.progress_tty, total);
+    auto report = [&](bool final) {
+        if (options.progress) options.progress(SweepProgress{done.load(), failed.load(), total, final});
+    };
     std::vector<std::thread> threads;
     threads.reserve(static_cast<std::size_t>(options.jobs));
     for (int t = 0; t < options.jobs; ++t) threads.emplace_back(worker);
     {
-        const auto interval =
-            options.progress_tty ? std::chrono::milliseconds(100) : std::chrono::milliseconds(250);
         std::unique_lock lock(mutex);
         while (workers_left > 0) {
-            wake.wait_for(lock, interval);
+            wake.wait_for(lock, options.progress_interval);
             lock.unlock();
-            progress.update(done.load(), failed.load(), false);
+            report(false);
             lock.lock();
         }
     }
     for (std::thread& t : threads) t.join();
-    if (fatal) {
-        if (options.progress && options.progress_tty) std::fputs("\n", options.progress);
-        std::rethrow_exception(fatal);
-    }
-    progress.update(done.load(), failed.load(), true);
+    if (fatal) std::rethrow_exception(fatal);
+    report(true);
 
     // A point equal to an earlier one of this sweep shares its run.
     for (const auto& [pc, hash] : repeats) {
@@ -709,8 +705,9 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
             db.link_sweep_point(pc.db_point, f->second.first);
             --skipped;
             ++failed;
-            errors.emplace_back(pc.index, fmt::format("point {} ({}): same configuration as a failed point: {}",
-                                                      pc.index, pc.description, f->second.second));
+            errors.emplace_back(
+                pc.index, fmt::format("point {} ({}): same configuration as a failed point: {}", pc.index,
+                                      pc.description, f->second.second));
         }
     }
 
@@ -726,4 +723,4 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
     return s;
 }
 
-}  // namespace mlsim::cli
+}  // namespace mlsim::exp

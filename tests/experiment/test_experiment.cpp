@@ -1,7 +1,7 @@
 // End-to-end: configs + zoo + roofline device + results database, through the same code path as `mlsim run`.
-#include <catch2/catch.hpp>
 #include <sqlite3.h>
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -10,18 +10,18 @@
 
 #include "arch/roofline/roofline.h"
 #include "arch/systolic/scalesim_convention.h"
-#include "cli/experiment.h"
 #include "db/results_db.h"
+#include "experiment/experiment.h"
 #include "sim/config/error.h"
-#include "tests/cli/query.h"
+#include "tests/experiment/query.h"
 
 using namespace mlsim;
 namespace fs = std::filesystem;
 
 namespace {
 
-cli::ExperimentOptions options(const char* system, const char* model, const char* dtype, int64_t batch = 1) {
-    cli::ExperimentOptions o;
+exp::ExperimentOptions options(const char* system, const char* model, const char* dtype, int64_t batch = 1) {
+    exp::ExperimentOptions o;
     o.system = system;
     o.model = model;
     o.dtype = dtype;
@@ -31,16 +31,18 @@ cli::ExperimentOptions options(const char* system, const char* model, const char
 
 // All `layers` rows of a run, as text, without the run id (the table's first column).
 std::vector<std::string> layer_rows(const std::string& db_path, int64_t run_id) {
-    std::vector<std::string> rows =
-        mlsim::test::query(db_path, "SELECT * FROM layers WHERE run_id = " + std::to_string(run_id) + " ORDER BY idx");
+    std::vector<std::string> rows = mlsim::test::query(
+        db_path, "SELECT * FROM layers WHERE run_id = " + std::to_string(run_id) + " ORDER BY idx");
     for (std::string& r : rows) r.erase(0, r.find('|') + 1);
     return rows;
 }
 
 }  // namespace
 
-TEST_CASE("ResNet-50 at batch 32 on the A100: most convolutions are compute-bound, norms and activations memory-bound") {
-    const auto r = cli::run_experiment(options("a100", "resnet50", "fp16", 32));
+TEST_CASE(
+    "ResNet-50 at batch 32 on the A100: most convolutions are compute-bound, norms and activations "
+    "memory-bound") {
+    const auto r = exp::run_experiment(options("a100", "resnet50", "fp16", 32));
     int conv = 0, conv_compute = 0, eltwise = 0, eltwise_memory = 0;
     double flops = 0;
     for (const auto& l : r.layers) {
@@ -62,7 +64,7 @@ TEST_CASE("ResNet-50 at batch 32 on the A100: most convolutions are compute-boun
 
 TEST_CASE("GPT-2 XL decode at batch 1 is memory-bound on every datacenter preset") {
     for (const char* dev : {"a100", "h100"}) {
-        const auto r = cli::run_experiment(options(dev, "gpt2-xl-decode", "fp16"));
+        const auto r = exp::run_experiment(options(dev, "gpt2-xl-decode", "fp16"));
         double memory_s = 0;
         for (const auto& l : r.layers)
             if (l.bound == "memory") memory_s += l.time_s;
@@ -75,7 +77,7 @@ TEST_CASE("GPT-2 XL decode at batch 1 is memory-bound on every datacenter preset
 
 TEST_CASE("Every roofline layer respects the bound, with non-negative energy and consistent times") {
     for (const char* model : {"resnet50", "mobilenetv2", "bert-base", "gpt2-small-prefill", "dlrm-mlperf"}) {
-        const auto r = cli::run_experiment(options("h100", model, "fp16"));
+        const auto r = exp::run_experiment(options("h100", model, "fp16"));
         double t = 0;
         for (const auto& l : r.layers) {
             INFO(model << " " << l.name);
@@ -91,12 +93,12 @@ TEST_CASE("Every roofline layer respects the bound, with non-negative energy and
 }
 
 TEST_CASE("A device without the requested data type is a user error") {
-    CHECK_THROWS_AS(cli::run_experiment(options("stm32f746", "ds-cnn-kws", "bf16")), cfg::UserError);
+    CHECK_THROWS_AS(exp::run_experiment(options("stm32f746", "ds-cnn-kws", "bf16")), cfg::UserError);
 }
 
 TEST_CASE("A model that does not fit in the device memory is a user error naming both") {
     try {
-        cli::run_experiment(options("stm32f746", "gpt2-xl-decode", "int8"));
+        exp::run_experiment(options("stm32f746", "gpt2-xl-decode", "int8"));
         FAIL("expected a UserError");
     } catch (const cfg::UserError& e) {
         const std::string msg = e.what();
@@ -105,11 +107,12 @@ TEST_CASE("A model that does not fit in the device memory is a user error naming
     }
 }
 
-TEST_CASE("Training lowers the model into backward and optimizer ops with more than twice the forward FLOPs") {
-    auto inf = cli::run_experiment(options("a100", "mlp3", "fp16", 64));
+TEST_CASE(
+    "Training lowers the model into backward and optimizer ops with more than twice the forward FLOPs") {
+    auto inf = exp::run_experiment(options("a100", "mlp3", "fp16", 64));
     auto opt = options("a100", "mlp3", "fp16", 64);
     opt.mode = "training";
-    auto tr = cli::run_experiment(opt);
+    auto tr = exp::run_experiment(opt);
     CHECK(tr.layers.size() > inf.layers.size());
     double f_inf = 0, f_tr = 0;
     for (const auto& l : inf.layers) f_inf += l.counts.flops;
@@ -124,9 +127,9 @@ TEST_CASE("Rerunning the same command produces identical layers rows and the sam
     int64_t ids[2];
     std::string hashes[2];
     for (int i = 0; i < 2; ++i) {
-        const auto r = cli::run_experiment(options("a100", "resnet50", "fp16", 8));
+        const auto r = exp::run_experiment(options("a100", "resnet50", "fp16", 8));
         db::ResultsDb db(path);
-        ids[i] = db.record_run(r.info, cli::to_rows(r.layers), 0.0);
+        ids[i] = db.record_run(r.info, exp::to_rows(r.layers), 0.0);
         hashes[i] = r.info.config_hash;
     }
     CHECK(ids[0] != ids[1]);
@@ -139,19 +142,19 @@ TEST_CASE("Rerunning the same command produces identical layers rows and the sam
 }
 
 TEST_CASE("Changing a config value changes the resolved config and its hash") {
-    const auto a = cli::run_experiment(options("a100", "lenet5", "fp16", 1));
-    const auto b = cli::run_experiment(options("a100", "lenet5", "fp16", 2));
+    const auto a = exp::run_experiment(options("a100", "lenet5", "fp16", 1));
+    const auto b = exp::run_experiment(options("a100", "lenet5", "fp16", 2));
     CHECK(a.info.config_hash != b.info.config_hash);
     CHECK(a.resolved_yaml.find("batch: 1") != std::string::npos);
 }
 
 TEST_CASE("SCALE-Sim inputs: a .cfg and a topology CSV run end to end with each layer at SCALE-Sim's count") {
     const std::string data = std::string(MLSIM_SOURCE_DIR) + "/tests/arch/data/";
-    cli::ExperimentOptions o = options("", "", "");  // no --dtype: the .cfg's only type, int8
+    exp::ExperimentOptions o = options("", "", "");  // no --dtype: the .cfg's only type, int8
     o.system = data + "google.cfg";
     o.model = data + "Resnet18.csv";
     o.convention = "scalesim";
-    const auto r = cli::run_experiment(o);
+    const auto r = exp::run_experiment(o);
     REQUIRE(r.info.device_model == "systolic");
     CHECK(r.info.dtype == "int8");
     REQUIRE(r.layers.size() == 21);
@@ -160,9 +163,9 @@ TEST_CASE("SCALE-Sim inputs: a .cfg and a topology CSV run end to end with each 
         const auto g = r.model.ops()[l.idx].gemm();
         REQUIRE(g.has_value());
         // google.cfg is weight-stationary, 256x256.
-        const int64_t expect = arch::systolic::scalesim_cycles(arch::systolic::Dataflow::ws, {256, 256},
-                                                               {g->m, g->n, g->k})
-                                   .count();
+        const int64_t expect =
+            arch::systolic::scalesim_cycles(arch::systolic::Dataflow::ws, {256, 256}, {g->m, g->n, g->k})
+                .count();
         INFO(l.name);
         CHECK(l.cycles == expect);
         CHECK(l.stall_cycles == 0);
@@ -170,7 +173,7 @@ TEST_CASE("SCALE-Sim inputs: a .cfg and a topology CSV run end to end with each 
     }
     CHECK(total == 222312);  // the figure README.md reports for ws
     o.convention = "faithful";
-    const auto f = cli::run_experiment(o);
+    const auto f = exp::run_experiment(o);
     CHECK(f.info.config_hash != r.info.config_hash);
     for (const auto& l : f.layers) {
         INFO(l.name);
@@ -181,5 +184,5 @@ TEST_CASE("SCALE-Sim inputs: a .cfg and a topology CSV run end to end with each 
 TEST_CASE("A fidelity choice on a device without a systolic section is a user error") {
     auto o = options("a100", "lenet5", "fp16");
     o.fidelity = "cycle";
-    CHECK_THROWS_AS(cli::run_experiment(o), cfg::UserError);
+    CHECK_THROWS_AS(exp::run_experiment(o), cfg::UserError);
 }

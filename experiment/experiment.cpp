@@ -1,4 +1,4 @@
-#include "cli/experiment.h"
+#include "experiment/experiment.h"
 
 #include <fmt/format.h>
 
@@ -9,14 +9,14 @@
 #include <sstream>
 #include <tuple>
 
-#include "cli/key_path.h"
 #include "arch/systolic/scalesim_cfg.h"
+#include "experiment/key_path.h"
 #include "sim/config/loader.h"
 #include "sim/config/schema.h"
 #include "sim/config/units.h"
 #include "sim/core/check.h"
 
-namespace mlsim::cli {
+namespace mlsim::exp {
 
 namespace fs = std::filesystem;
 
@@ -236,9 +236,9 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
         cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, opt.seq < 0 ? "--seq" : "--image",
                   "must not be negative");
     if (!opt.dtype.empty() && !wl::parse_dtype(opt.dtype))
-        cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, "--dtype",
-                  fmt::format("expected one of: fp32, tf32, bf16, fp16, fp8, int8, int4; found \"{}\"",
-                              opt.dtype));
+        cfg::fail(
+            cfg::SourceLoc{"<command line>", 0, 0}, "--dtype",
+            fmt::format("expected one of: fp32, tf32, bf16, fp16, fp8, int8, int4; found \"{}\"", opt.dtype));
 
     PreparedExperiment p;
     p.result = std::make_unique<ExperimentResult>();
@@ -256,9 +256,10 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
           {"--convention", "convention", &opt.convention}}) {
         if (value->empty()) continue;
         if (!r.system.device.section("systolic"))
-            cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, flag,
-                      fmt::format("device '{}' has no systolic section: its model (roofline) has no {} choice",
-                                  r.system.device.name, key));
+            cfg::fail(
+                cfg::SourceLoc{"<command line>", 0, 0}, flag,
+                fmt::format("device '{}' has no systolic section: its model (roofline) has no {} choice",
+                            r.system.device.name, key));
         const cfg::SourceLoc loc{"<command line>", 0, 0};
         cfg::Node v = cfg::Node::make_scalar(*value, loc, std::string("device.systolic.") + key);
         v.set_key_loc(loc);
@@ -334,4 +335,4 @@ ExperimentResult simulate(PreparedExperiment&& prepared) {
 
 ExperimentResult run_experiment(const ExperimentOptions& opt) { return simulate(prepare_experiment(opt)); }
 
-}  // namespace mlsim::cli
+}  // namespace mlsim::exp

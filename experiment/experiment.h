@@ -19,7 +19,7 @@
 #include "sim/config/node.h"
 #include "workloads/model.h"
 
-namespace mlsim::cli {
+namespace mlsim::exp {
 
 // One value set at a key path of the system document (`system:` and `device:` maps).
 struct ConfigOverride {
@@ -89,4 +89,4 @@ void set_workload_options(cfg::Node& map, const ExperimentOptions& o);
 // Per-layer results as results-database rows.
 std::vector<db::LayerRow> to_rows(const std::vector<arch::LayerResult>& layers);
 
-}  // namespace mlsim::cli
+}  // namespace mlsim::exp

@@ -1,11 +1,11 @@
-#include "cli/key_path.h"
+#include "experiment/key_path.h"
 
 #include <fmt/format.h>
 
 #include <cctype>
 #include <span>
 
-namespace mlsim::cli {
+namespace mlsim::exp {
 
 std::vector<PathStep> parse_key_path(std::string_view path, const cfg::SourceLoc& loc) {
     std::vector<PathStep> steps;
@@ -116,4 +116,4 @@ void set_at_path(cfg::Node& root, std::string_view path, cfg::Node value, const 
     set_steps(root, steps, root.path(), value, path, loc);
 }
 
-}  // namespace mlsim::cli
+}  // namespace mlsim::exp

@@ -1,0 +1,45 @@
+#include "experiment/validate.h"
+
+#include <fmt/format.h>
+
+#include "arch/device_spec.h"
+#include "arch/systolic/scalesim_cfg.h"
+#include "experiment/experiment.h"
+#include "experiment/sweep.h"
+#include "sim/config/loader.h"
+#include "workloads/model.h"
+
+namespace mlsim::exp {
+
+namespace {
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+    return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+}  // namespace
+
+std::string check_input(const std::string& f) {
+    if (f.size() > 4 && ends_with(f, ".csv")) {
+        const wl::Model m = wl::load_scalesim_csv(f, wl::ZooOptions{});
+        return fmt::format("SCALE-Sim topology, {} layers", m.ops().size());
+    }
+    if (f.size() > 4 && ends_with(f, ".cfg")) {
+        const arch::SystemSpec s = arch::systolic::load_scalesim_cfg(f);
+        return fmt::format("SCALE-Sim config: {}", s.device.description);
+    }
+    const cfg::Node doc = cfg::load_file(f);
+    if (doc.is_map() && (doc.find("factors") || doc.find("base") || doc.find("zip"))) {
+        const Sweep sweep = load_sweep(f);
+        check_points(sweep);
+        return fmt::format("sweep '{}', {} points", sweep.name, sweep.point_count());
+    }
+    if (doc.is_map() && (doc.find("ops") || doc.find("model"))) {
+        const wl::Model m = wl::load_model_yaml(f, wl::ZooOptions{});
+        return fmt::format("model '{}', {} ops", m.name(), m.ops().size());
+    }
+    const arch::SystemSpec s = arch::load_system(f, {configs_dir() + "/devices"});
+    return fmt::format("system '{}': {} x {}", s.name, s.device_count, s.device.name);
+}
+
+}  // namespace mlsim::exp
