@@ -13,6 +13,7 @@
 #include "sim/config/loader.h"
 #include "sim/config/units.h"
 #include "sim/core/check.h"
+#include "workloads/dtype.h"
 
 namespace mlsim::arch {
 
@@ -21,11 +22,7 @@ using cfg::Dim;
 using cfg::Param;
 using cfg::PType;
 
-const std::vector<std::string>& known_dtypes() {
-    static const std::vector<std::string> dtypes = {"fp32", "tf32",  "bf16", "fp16",
-                                                    "fp8",  "int16", "int8", "int4"};
-    return dtypes;
-}
+const std::vector<std::string>& known_dtypes() { return wl::dtype_names(); }
 
 const std::vector<std::string>& known_families() {
     static const std::vector<std::string> families = {"tpu", "gpu", "cpu", "mcu", "npu"};

@@ -119,8 +119,9 @@ int cmd_run(const Args& args) {
         "sequence length (prompt length for prefill, KV-cache length for decode); 0 = model default")(
         "image", po::value(&opt.image)->default_value(0), "image side in pixels; 0 = model default")(
         "dtype,t", po::value(&opt.dtype),
-        "data type: fp32 tf32 bf16 fp16 fp8 int8 int4; default fp32, or the device's first data type when it "
-        "has no fp32")("mode", po::value(&opt.mode)->default_value("inference"), "inference | training")(
+        fmt::format("data type: {}; default fp32, or the device's first data type when it has no fp32",
+                    fmt::join(wl::dtype_names(), " "))
+            .c_str())("mode", po::value(&opt.mode)->default_value("inference"), "inference | training")(
         "optimizer", po::value(&opt.optimizer)->default_value("adam"),
         "training optimizer: sgd | momentum | adam")("checkpointing", po::bool_switch(&opt.checkpointing),
                                                      "training: recompute activations (checkpointing)")(

@@ -236,9 +236,8 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
         cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, opt.seq < 0 ? "--seq" : "--image",
                   "must not be negative");
     if (!opt.dtype.empty() && !wl::parse_dtype(opt.dtype))
-        cfg::fail(
-            cfg::SourceLoc{"<command line>", 0, 0}, "--dtype",
-            fmt::format("expected one of: fp32, tf32, bf16, fp16, fp8, int8, int4; found \"{}\"", opt.dtype));
+        cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, "--dtype",
+                  fmt::format("expected one of: {}; found \"{}\"", fmt::join(wl::dtype_names(), ", "), opt.dtype));
 
     PreparedExperiment p;
     p.result = std::make_unique<ExperimentResult>();

@@ -64,7 +64,7 @@ const cfg::Schema& sweep_base_schema() {
         s.params.push_back(at_least(
             cfg::optional("image", PType::integer, "0", "image side in pixels; 0 = model default"), 0));
         // No default here: like `mlsim run`, fp32 where the device has it, else its first data type.
-        Param dtype = choice("dtype", {"fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4"}, "fp32",
+        Param dtype = choice("dtype", wl::dtype_names(), "fp32",
                              "data type; default fp32, or the device's first data type when it has no fp32");
         dtype.default_value.reset();
         s.params.push_back(dtype);

@@ -9,12 +9,13 @@ namespace mlsim::wl {
 
 namespace {
 
-constexpr std::array<std::pair<DType, std::string_view>, 7> k_dtypes{{
+constexpr std::array<std::pair<DType, std::string_view>, 8> k_dtypes{{
     {DType::fp32, "fp32"},
     {DType::tf32, "tf32"},
     {DType::bf16, "bf16"},
     {DType::fp16, "fp16"},
     {DType::fp8, "fp8"},
+    {DType::int16, "int16"},
     {DType::int8, "int8"},
     {DType::int4, "int4"},
 }};
@@ -28,6 +29,7 @@ int dtype_bits(DType t) {
             return 32;
         case DType::bf16:
         case DType::fp16:
+        case DType::int16:
             return 16;
         case DType::fp8:
         case DType::int8:
@@ -54,10 +56,13 @@ std::optional<DType> parse_dtype(std::string_view name) {
     return std::nullopt;
 }
 
-std::vector<std::string_view> dtype_names() {
-    std::vector<std::string_view> out;
-    for (const auto& [d, n] : k_dtypes) out.push_back(n);
-    return out;
+const std::vector<std::string>& dtype_names() {
+    static const std::vector<std::string> names = [] {
+        std::vector<std::string> out;
+        for (const auto& [d, n] : k_dtypes) out.emplace_back(n);
+        return out;
+    }();
+    return names;
 }
 
 std::string_view phase_name(Phase p) {

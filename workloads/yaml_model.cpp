@@ -373,9 +373,7 @@ Decl parse_decl(const Node& n, const Ctx& ctx, DType dflt_dtype) {
     if (const Node* dt = n.find("dtype")) {
         const std::string s = dt->as_string();
         const std::optional<DType> t = parse_dtype(s);
-        std::vector<std::string> names;
-        for (std::string_view v : dtype_names()) names.emplace_back(v);
-        if (!t) fail_at(*dt, fmt::format("unknown dtype '{}'{}", s, suggest(s, names)));
+        if (!t) fail_at(*dt, fmt::format("unknown dtype '{}'{}", s, suggest(s, dtype_names())));
         d.dtype = *t;
     }
     if (const Node* t = n.find("tied_to")) d.tied_to = t->as_string();

@@ -1,36 +1,17 @@
 // `mlsim sweep` as a user runs it: help text, dry run, summary, exit statuses.
-#include <sys/wait.h>
-
 #include <catch2/catch.hpp>
-#include <cstdio>
 #include <filesystem>
 #include <string>
+
+#include "tests/cli/run_mlsim.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Output {
-    int status = -1;
-    std::string text;  // stdout and stderr together
-};
-
-Output run_mlsim(const std::string& args) {
-    const std::string cmd = std::string("'") + MLSIM_BINARY + "' " + args + " 2>&1";
-    Output out;
-    std::FILE* pipe = popen(cmd.c_str(), "r");
-    REQUIRE(pipe != nullptr);
-    char buf[4096];
-    std::size_t n = 0;
-    while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.text.append(buf, n);
-    const int status = pclose(pipe);
-    out.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return out;
-}
-
-bool contains(const std::string& text, const std::string& part) {
-    return text.find(part) != std::string::npos;
-}
+using mlsim::test::contains;
+using mlsim::test::Output;
+using mlsim::test::run_mlsim;
 
 const std::string k_src = MLSIM_SOURCE_DIR;
 

@@ -12,6 +12,7 @@
 #include "arch/systolic/scalesim_convention.h"
 #include "db/results_db.h"
 #include "experiment/experiment.h"
+#include "experiment/sweep.h"
 #include "sim/config/error.h"
 #include "tests/experiment/query.h"
 
@@ -94,6 +95,42 @@ TEST_CASE("Every roofline layer respects the bound, with non-negative energy and
 
 TEST_CASE("A device without the requested data type is a user error") {
     CHECK_THROWS_AS(exp::run_experiment(options("stm32f746", "ds-cnn-kws", "bf16")), cfg::UserError);
+}
+
+TEST_CASE("Data types are listed once: device peaks, --dtype and sweep files take wl::dtype_names()") {
+    CHECK(arch::known_dtypes() == wl::dtype_names());
+    const cfg::Param* dtype = nullptr;
+    for (const cfg::Param& p : exp::sweep_base_schema().params)
+        if (p.name == "dtype") dtype = &p;
+    REQUIRE(dtype != nullptr);
+    CHECK(dtype->choices == wl::dtype_names());
+    auto o = options("a100", "lenet5", "fp12");
+    try {
+        exp::run_experiment(o);
+        FAIL("expected a UserError");
+    } catch (const cfg::UserError& e) {
+        CHECK(std::string(e.what()).find("expected one of: fp32, tf32, bf16, fp16, fp8, int16, int8, int4;") !=
+              std::string::npos);
+    }
+}
+
+TEST_CASE("int16 runs on the TPU v1, which declares an int16 peak: 2-byte words, at the int16 peak") {
+    const auto r16 = exp::run_experiment(options("tpu-v1", "mlp3", "int16"));
+    const auto r8 = exp::run_experiment(options("tpu-v1", "mlp3", "int8"));
+    CHECK(r16.info.dtype == "int16");
+    CHECK(r16.info.peak_flops_per_s == Approx(22.94e12));
+    REQUIRE(r16.layers.size() == r8.layers.size());
+    double bytes16 = 0, bytes8 = 0;
+    for (std::size_t i = 0; i < r16.layers.size(); ++i) {
+        INFO(r16.layers[i].name);
+        CHECK(r16.layers[i].dtype == "int16");
+        bytes16 += r16.layers[i].bytes_read + r16.layers[i].bytes_written;
+        bytes8 += r8.layers[i].bytes_read + r8.layers[i].bytes_written;
+    }
+    // Every word is twice as wide; the buffers then hold half as many, so refetches differ a little.
+    CHECK(bytes16 == Approx(2 * bytes8).epsilon(0.01));
+    CHECK(r16.total_time_s > r8.total_time_s);
+    CHECK(r16.resolved_yaml.find("dtype: int16") != std::string::npos);
 }
 
 TEST_CASE("A model that does not fit in the device memory is a user error naming both") {
