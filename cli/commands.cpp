@@ -14,6 +14,7 @@
 #include "cli/format.h"
 #include "db/results_db.h"
 #include "experiment/experiment.h"
+#include "experiment/run_options.h"
 #include "experiment/validate.h"
 #include "sim/config/schema.h"
 #include "workloads/model.h"
@@ -36,6 +37,25 @@ std::optional<po::variables_map> parse(const Args& args, const po::options_descr
     if (vm.count("help")) return std::nullopt;
     po::notify(vm);
     return vm;
+}
+
+// One entry of the run-option table as a command-line option: its doc, its choices, and for a device
+// setting the key path it sets. Booleans are switches; everything else is read as text and checked by
+// the experiment, so the command line and sweep files give the same messages.
+void add_run_option(po::options_description& desc, const exp::RunOption& e) {
+    const cfg::Param& p = e.param;
+    std::string help = p.doc;
+    if (p.type == cfg::PType::choice) help += fmt::format(" [{}]", fmt::join(p.choices, " | "));
+    if (e.is_device_override()) help += fmt::format(" (sets {})", e.device_key);
+    const std::string flag = e.short_name ? fmt::format("{},{}", e.name(), e.short_name) : e.name();
+    if (p.type == cfg::PType::boolean) {
+        desc.add_options()(flag.c_str(), po::bool_switch(), help.c_str());
+        return;
+    }
+    po::typed_value<std::string>* value = po::value<std::string>();
+    if (p.required) value->required();
+    if (p.default_value) value->default_value(*p.default_value);
+    desc.add_options()(flag.c_str(), value, help.c_str());
 }
 
 struct Totals {
@@ -105,44 +125,38 @@ void print_totals(const exp::ExperimentResult& r) {
 }  // namespace
 
 int cmd_run(const Args& args) {
-    exp::ExperimentOptions opt;
+    const std::vector<exp::RunOption>& table = exp::run_options();
     std::string db_path;
     bool quiet = false;
     po::options_description desc("mlsim run options");
-    desc.add_options()("help,h", "show this help and the device config keys")(
-        "system,s", po::value(&opt.system)->required(),
-        "system or device config file, a SCALE-Sim .cfg, or a preset name (mlsim list devices)")(
-        "model,m", po::value(&opt.model)->required(),
-        "zoo model name (mlsim list models), a model .yaml, or a SCALE-Sim topology .csv")(
-        "batch,b", po::value(&opt.batch)->default_value(1), "batch size")(
-        "seq", po::value(&opt.seq)->default_value(0),
-        "sequence length (prompt length for prefill, KV-cache length for decode); 0 = model default")(
-        "image", po::value(&opt.image)->default_value(0), "image side in pixels; 0 = model default")(
-        "dtype,t", po::value(&opt.dtype),
-        fmt::format("data type: {}; default fp32, or the device's first data type when it has no fp32",
-                    fmt::join(wl::dtype_names(), " "))
-            .c_str())("mode", po::value(&opt.mode)->default_value("inference"), "inference | training")(
-        "optimizer", po::value(&opt.optimizer)->default_value("adam"),
-        "training optimizer: sgd | momentum | adam")("checkpointing", po::bool_switch(&opt.checkpointing),
-                                                     "training: recompute activations (checkpointing)")(
-        "fidelity", po::value(&opt.fidelity),
-        "systolic devices: tile (closed-form folds in the event engine, default) | cycle (PE grid stepped "
-        "cycle by cycle with real values)")(
-        "convention", po::value(&opt.convention),
-        "systolic devices: faithful (default) | scalesim (SCALE-Sim v2 cycle counts, CALC mode)")(
-        "db", po::value(&db_path), "append the run to this SQLite results database")(
+    desc.add_options()("help,h", "show this help and the device config keys");
+    for (const exp::RunOption& e : table) add_run_option(desc, e);
+    desc.add_options()("db", po::value(&db_path), "append the run to this SQLite results database")(
         "quiet,q", po::bool_switch(&quiet), "print totals only, not the per-layer table");
     auto vm = parse(args, desc);
     if (!vm) {
-        std::cout << "usage: mlsim run --system FILE --model NAME|FILE [options]\n\n"
-                  << desc << "\n"
+        std::cout << "usage: mlsim run --system FILE --model NAME|FILE [options]\n\n" << desc << "\n"
                   << "Device config keys (configs/README.md):\n"
                   << cfg::describe(arch::device_schema());
         return 0;
     }
-    if (opt.mode != "training" && (!vm->at("optimizer").defaulted() || opt.checkpointing))
-        cfg::fail(cfg::SourceLoc{"<command line>", 0, 0},
-                  opt.checkpointing ? "--checkpointing" : "--optimizer", "applies only to --mode training");
+    // Options the user gave, in table order; the others keep ExperimentOptions' defaults, which are the
+    // table's.
+    exp::ExperimentOptions opt;
+    for (const exp::RunOption& e : table) {
+        const po::variable_value& v = (*vm)[e.name()];
+        if (v.empty() || v.defaulted()) continue;
+        if (e.param.type == cfg::PType::boolean) {
+            if (v.as<bool>()) exp::set_run_option(opt, e.name(), "true", table);
+        } else {
+            exp::set_run_option(opt, e.name(), v.as<std::string>(), table);
+        }
+    }
+    const po::variable_value& optimizer = (*vm)["optimizer"];
+    const bool optimizer_given = !optimizer.empty() && !optimizer.defaulted();
+    if (opt.mode != "training" && (optimizer_given || opt.checkpointing))
+        cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, opt.checkpointing ? "--checkpointing" : "--optimizer",
+                  "applies only to --mode training");
     // Open the database first so a bad path fails before any simulation work.
     std::optional<db::ResultsDb> db;
     if (!db_path.empty()) db.emplace(db_path);

@@ -10,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "cli/progress.h"
+#include "experiment/run_options.h"
 #include "experiment/sweep.h"
 
 namespace mlsim::cli {
@@ -44,11 +45,10 @@ const char* k_sweep_example = R"(example (configs/sweeps/resnet50-array.yaml, 6 
     device.systolic.dataflow: [os, ws, is]
     device.systolic.buffers.ifmap.capacity: [64KiB, 256KiB, 1MiB, 4MiB]
 
-key paths: an experiment key of `base` (system, model, batch, seq, image, dtype, mode, optimizer,
-checkpointing), or a path into the loaded system document: device.<key> or system.<key>, with
-[i] for list items (device.clock, device.peak.bf16, device.memory[0].capacity,
-device.systolic.dataflow, device.systolic.buffers.ifmap.capacity, system.count). Device keys are listed by `mlsim run --help`. A factor with
-one value is a fixed override. Each overridden device is validated again: a bad value is reported at
+key paths: an experiment key of `base` (@KEYS@), or a path into the loaded system document:
+device.<key> or system.<key>, with [i] for list items (device.clock, device.peak.bf16,
+device.memory[0].capacity, device.systolic.dataflow, device.systolic.buffers.ifmap.capacity,
+system.count). Device keys are listed by `mlsim run --help`. A factor with one value is a fixed override. Each overridden device is validated again: a bad value is reported at
 its line in this file.
 
 results: one `runs` row (and its `layers`) per point in the database, plus `sweeps` (sweep_name,
@@ -119,11 +119,15 @@ int cmd_sweep(const Args& args) {
     po::variables_map vm;
     po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
     if (vm.count("help")) {
+        std::vector<std::string> names;
+        for (const exp::RunOption& e : exp::run_options()) names.push_back(e.name());
+        std::string example = k_sweep_example;
+        example.replace(example.find("@KEYS@"), 6, join(names, ", "));
         std::cout << "usage: mlsim sweep FILE [--db FILE] [--jobs N] [--dry-run] [--retry-failed]\n\n"
                   << "Runs every point of a design-space sweep and appends the results to a database.\n\n"
                   << desc << "\nSweep file keys:\n"
                   << cfg::describe(exp::sweep_schema()) << "\n"
-                  << k_sweep_example;
+                  << example;
         return 0;
     }
     po::notify(vm);

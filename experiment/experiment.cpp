@@ -11,6 +11,7 @@
 
 #include "arch/systolic/scalesim_cfg.h"
 #include "experiment/key_path.h"
+#include "experiment/run_options.h"
 #include "sim/config/loader.h"
 #include "sim/config/schema.h"
 #include "sim/config/units.h"
@@ -180,6 +181,16 @@ arch::SystemSpec apply_overrides(const arch::SystemSpec& system,
             cfg::fail(o.value.key_loc(), o.key_path,
                       "an override names a key inside the device or the system: device.<key>... or "
                       "system.<key> (e.g. device.clock, device.memory[0].capacity, system.count)");
+        if (!o.option.empty()) {
+            // A run option sets one setting of a section the device has; it does not create the section.
+            const cfg::Node* section = &doc;
+            for (std::size_t i = 0; section && i + 1 < steps.size(); ++i)
+                section = steps[i].index || !section->is_map() ? nullptr : section->find(steps[i].key);
+            if (!section)
+                cfg::fail(o.value.key_loc(), o.option,
+                          fmt::format("device '{}' has no {} section, so {} cannot be set", system.device.name,
+                                      steps[steps.size() - 2].key, o.key_path));
+        }
         set_at_path(doc, o.key_path, o.value, o.value.key_loc());
     }
     arch::SystemSpec out;
@@ -226,18 +237,7 @@ void set_workload_options(cfg::Node& map, const ExperimentOptions& o) {
 }
 
 PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
-    if (opt.mode != "inference" && opt.mode != "training")
-        cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, "--mode",
-                  fmt::format("expected one of: inference, training; found \"{}\"", opt.mode));
-    if (opt.batch < 1)
-        cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, "--batch",
-                  fmt::format("must be at least 1, found {}", opt.batch));
-    if (opt.seq < 0 || opt.image < 0)
-        cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, opt.seq < 0 ? "--seq" : "--image",
-                  "must not be negative");
-    if (!opt.dtype.empty() && !wl::parse_dtype(opt.dtype))
-        cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, "--dtype",
-                  fmt::format("expected one of: {}; found \"{}\"", fmt::join(wl::dtype_names(), ", "), opt.dtype));
+    check_run_options(opt);
 
     PreparedExperiment p;
     p.result = std::make_unique<ExperimentResult>();
@@ -249,22 +249,7 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
         r.system = ends_with(path, ".cfg") ? arch::systolic::load_scalesim_cfg(path)
                                            : arch::load_system(path, {configs_dir() + "/devices"});
     }
-    std::vector<ConfigOverride> overrides = opt.device_overrides;
-    for (const auto& [flag, key, value] :
-         {std::tuple<const char*, const char*, const std::string*>{"--fidelity", "fidelity", &opt.fidelity},
-          {"--convention", "convention", &opt.convention}}) {
-        if (value->empty()) continue;
-        if (!r.system.device.section("systolic"))
-            cfg::fail(
-                cfg::SourceLoc{"<command line>", 0, 0}, flag,
-                fmt::format("device '{}' has no systolic section: its model (roofline) has no {} choice",
-                            r.system.device.name, key));
-        const cfg::SourceLoc loc{"<command line>", 0, 0};
-        cfg::Node v = cfg::Node::make_scalar(*value, loc, std::string("device.systolic.") + key);
-        v.set_key_loc(loc);
-        overrides.push_back(ConfigOverride{std::string("device.systolic.") + key, std::move(v)});
-    }
-    r.system = apply_overrides(r.system, overrides);
+    r.system = apply_overrides(r.system, opt.device_overrides);
     // No --dtype: fp32 where the device computes in it, else the first data type it supports
     // (a SCALE-Sim .cfg or an int8 accelerator).
     const std::string dtype_name = opt.dtype.empty() ? default_dtype(r.system.device) : opt.dtype;

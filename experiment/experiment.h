@@ -25,8 +25,12 @@ namespace mlsim::exp {
 struct ConfigOverride {
     std::string key_path;  // "device.clock", "device.memory[0].capacity", "device.systolic.rows", ...
     cfg::Node value;       // located where the user wrote it; its key_loc() is where the key path was written
+    // Set by a run option (experiment/run_options.h): how the user named it ("--fidelity",
+    // "base.fidelity"). Such an override sets a key of a section the device must already have.
+    std::string option = {};
 };
 
+// The fields are declared, with their defaults, docs and checks, in experiment/run_options.h.
 struct ExperimentOptions {
     std::string system;  // path to a system or device file, or a device preset name
     std::string model;   // zoo name or a .yaml / .csv file
@@ -37,11 +41,8 @@ struct ExperimentOptions {
     std::string mode = "inference";  // inference | training
     std::string optimizer = "adam";
     bool checkpointing = false;
-    // Detailed-model choices (--fidelity tile|cycle, --convention faithful|scalesim); empty = the
-    // device config's. Applied as overrides of device.systolic.*, so they are part of the resolved config.
-    std::string fidelity;
-    std::string convention;
-    // Applied in order to the loaded system before the device is built (see the contract above).
+    // Applied in order to the loaded system before the device is built (see the contract above). Run
+    // options that are device settings (--fidelity, --convention: experiment/run_options.h) land here too.
     std::vector<ConfigOverride> device_overrides;
     // When set, used instead of loading `system` (a sweep loads each system file once); overrides still
     // apply.

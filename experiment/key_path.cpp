@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <span>
 
@@ -114,6 +115,97 @@ void set_steps(cfg::Node& node, std::span<const PathStep> steps, const std::stri
 void set_at_path(cfg::Node& root, std::string_view path, cfg::Node value, const cfg::SourceLoc& loc) {
     const std::vector<PathStep> steps = parse_key_path(path, loc);
     set_steps(root, steps, root.path(), value, path, loc);
+}
+
+namespace {
+
+std::vector<std::string> param_names(const cfg::Schema& schema) {
+    std::vector<std::string> names;
+    for (const cfg::Param& p : schema.params) names.push_back(p.name);
+    return names;
+}
+
+const cfg::Param* find_param(const cfg::Schema& schema, std::string_view name) {
+    for (const cfg::Param& p : schema.params)
+        if (p.name == name) return &p;
+    return nullptr;
+}
+
+std::string suggestion(std::string_view word, const std::vector<std::string>& candidates) {
+    const std::string near = cfg::nearest(word, candidates);
+    return near.empty() ? fmt::format("; valid keys: {}", fmt::join(candidates, ", "))
+                        : fmt::format("; did you mean '{}'?", near);
+}
+
+}  // namespace
+
+std::optional<cfg::Dim> SchemaLeaf::dim() const {
+    if (!param) return std::nullopt;
+    const cfg::PType type = dict_entry ? param->value_type : param->type;
+    if (type == cfg::PType::quantity) return param->dim;
+    return std::nullopt;
+}
+
+SchemaLeaf schema_leaf(const cfg::Schema& root, const std::vector<PathStep>& steps, std::string_view path,
+                       const cfg::SourceLoc& loc) {
+    using cfg::PType;
+    const cfg::Schema* schema = &root;
+    std::string at = steps.front().key;
+    auto no_index = [&] {
+        cfg::fail(loc, path, fmt::format("'{}' is a map, not a list, so it cannot be indexed", at));
+    };
+    auto single = [&](std::size_t i) {
+        if (i < steps.size())
+            cfg::fail(loc, path,
+                      fmt::format("'{}' is a single value; it has no key '{}'", at,
+                                  steps[i].index ? fmt::format("[{}]", *steps[i].index) : steps[i].key));
+    };
+    SchemaLeaf leaf;
+    std::size_t i = 1;
+    while (i < steps.size()) {
+        if (steps[i].index) no_index();
+        const std::string& key = steps[i].key;
+        const cfg::Param* p = find_param(*schema, key);
+        if (!p)
+            cfg::fail(
+                loc, path,
+                fmt::format("unknown key '{}' in {}{}", key, at, suggestion(key, param_names(*schema))));
+        leaf = SchemaLeaf{p, false};
+        at = cfg::child_key_path(at, key);
+        ++i;
+        if (p->type == PType::map) {
+            schema = p->sub;
+        } else if (p->type == PType::list) {
+            if (i == steps.size()) return leaf;  // the whole list
+            if (!steps[i].index)
+                cfg::fail(loc, path,
+                          fmt::format("'{}' is a list; give an index, e.g. {}[0].{}", at, at, steps[i].key));
+            at = cfg::child_index_path(at, *steps[i].index);
+            ++i;
+            schema = p->sub;
+        } else if (p->type == PType::dict) {
+            if (i == steps.size()) return leaf;  // the whole map
+            if (steps[i].index) no_index();
+            const std::string& entry = steps[i].key;
+            if (!p->choices.empty() &&
+                std::find(p->choices.begin(), p->choices.end(), entry) == p->choices.end())
+                cfg::fail(loc, path,
+                          fmt::format("unknown key '{}' in {}{}", entry, at, suggestion(entry, p->choices)));
+            at = cfg::child_key_path(at, entry);
+            ++i;
+            leaf.dict_entry = true;
+            if (p->value_type == PType::map) {
+                schema = p->sub;
+            } else {
+                single(i);
+                return leaf;
+            }
+        } else {
+            single(i);
+            return leaf;
+        }
+    }
+    return leaf;  // a whole section
 }
 
 }  // namespace mlsim::exp

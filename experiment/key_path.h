@@ -8,6 +8,9 @@
 //   must address an existing list item; indexing something that is not a list, or stepping into a scalar,
 //   is a UserError at `loc` naming the path. Whether a key is *allowed* is the schema's business: the
 //   caller validates the tree afterwards.
+// - schema_leaf walks a path through a schema without any tree, so that a misspelt key is reported (with
+//   the nearest valid one) before anything is loaded: an unknown key, an index into a map, a list
+//   entered without an index and a step into a single value are UserErrors at `loc` naming the path.
 #include <cstddef>
 #include <optional>
 #include <string>
@@ -15,6 +18,7 @@
 #include <vector>
 
 #include "sim/config/node.h"
+#include "sim/config/schema.h"
 
 namespace mlsim::exp {
 
@@ -26,5 +30,17 @@ struct PathStep {
 std::vector<PathStep> parse_key_path(std::string_view path, const cfg::SourceLoc& loc);
 
 void set_at_path(cfg::Node& root, std::string_view path, cfg::Node value, const cfg::SourceLoc& loc);
+
+// What a key path ends at, under `schema` (the map steps[0] names): the declaration of its last key,
+// or null for the root itself. For a path ending at an entry of a dict (device.peak.bf16), `param` is
+// the dict's declaration and `dict_entry` is set: the entry's type is param->value_type.
+struct SchemaLeaf {
+    const cfg::Param* param = nullptr;
+    bool dict_entry = false;
+    // The dimension of the value when the path ends at a quantity.
+    std::optional<cfg::Dim> dim() const;
+};
+SchemaLeaf schema_leaf(const cfg::Schema& schema, const std::vector<PathStep>& steps, std::string_view path,
+                       const cfg::SourceLoc& loc);
 
 }  // namespace mlsim::exp

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "experiment/key_path.h"
+#include "experiment/run_options.h"
 #include "sim/config/loader.h"
 #include "sim/core/check.h"
 #include "workloads/model.h"
@@ -32,48 +33,12 @@ constexpr std::size_t k_max_points = 10'000'000;
 // Failure messages kept for the summary.
 constexpr std::size_t k_max_errors = 5;
 
-Param choice(std::string name, std::vector<std::string> choices, std::string default_value, std::string doc) {
-    Param p = cfg::optional(std::move(name), PType::choice, std::move(default_value), std::move(doc));
-    p.choices = std::move(choices);
-    return p;
-}
-
-Param at_least(Param p, double min) {
-    p.min = min;
-    return p;
-}
-
 }  // namespace
 
 const cfg::Schema& sweep_base_schema() {
-    static const cfg::Schema schema = [] {
-        cfg::Schema s;
-        s.name = "base";
-        s.doc = "the experiment every point starts from (the options of `mlsim run`)";
-        s.params.push_back(cfg::required(
-            "system", PType::string,
-            "system or device file (relative to the sweep file), or a preset name (mlsim list devices)"));
-        s.params.push_back(cfg::required("model", PType::string,
-                                         "zoo model name (mlsim list models), or a model .yaml / topology "
-                                         ".csv relative to the sweep file"));
-        s.params.push_back(at_least(cfg::optional("batch", PType::integer, "1", "batch size"), 1));
-        s.params.push_back(at_least(
-            cfg::optional("seq", PType::integer, "0",
-                          "sequence length (prompt for prefill, KV cache for decode); 0 = model default"),
-            0));
-        s.params.push_back(at_least(
-            cfg::optional("image", PType::integer, "0", "image side in pixels; 0 = model default"), 0));
-        // No default here: like `mlsim run`, fp32 where the device has it, else its first data type.
-        Param dtype = choice("dtype", wl::dtype_names(), "fp32",
-                             "data type; default fp32, or the device's first data type when it has no fp32");
-        dtype.default_value.reset();
-        s.params.push_back(dtype);
-        s.params.push_back(choice("mode", {"inference", "training"}, "inference", "inference or training"));
-        s.params.push_back(choice("optimizer", {"sgd", "momentum", "adam"}, "adam", "training optimizer"));
-        s.params.push_back(cfg::optional("checkpointing", PType::boolean, "false",
-                                         "training: recompute activations (checkpointing)"));
-        return s;
-    }();
+    // The options of `mlsim run`, from their one declaration: the same keys and values in both.
+    static const cfg::Schema schema = run_options_schema(
+        run_options(), "base", "the experiment every point starts from (the options of `mlsim run`)");
     return schema;
 }
 
@@ -152,74 +117,13 @@ const Param* find_param(const cfg::Schema& schema, std::string_view name) {
     return nullptr;
 }
 
-std::string suggestion(std::string_view word, const std::vector<std::string>& candidates) {
-    const std::string near = cfg::nearest(word, candidates);
-    return near.empty() ? fmt::format("; valid keys: {}", join(candidates))
-                        : fmt::format("; did you mean '{}'?", near);
-}
-
 // Checks an override path against the device / system schema, step by step, so that a misspelt key is
 // reported with the nearest valid one before any point is built. Returns the dimension of the value
 // when the path ends at a quantity.
 std::optional<cfg::Dim> check_override_path(const std::vector<PathStep>& steps, const std::string& path,
                                             const cfg::SourceLoc& loc) {
-    const cfg::Schema* schema =
-        steps.front().key == "device" ? &arch::device_schema() : &arch::system_schema();
-    std::string at = steps.front().key;
-    auto no_index = [&] {
-        cfg::fail(loc, path, fmt::format("'{}' is a map, not a list, so it cannot be indexed", at));
-    };
-    auto single = [&](std::size_t i) {
-        if (i < steps.size())
-            cfg::fail(loc, path,
-                      fmt::format("'{}' is a single value; it has no key '{}'", at,
-                                  steps[i].index ? fmt::format("[{}]", *steps[i].index) : steps[i].key));
-    };
-    std::size_t i = 1;
-    while (i < steps.size()) {
-        if (steps[i].index) no_index();
-        const std::string& key = steps[i].key;
-        const Param* p = find_param(*schema, key);
-        if (!p)
-            cfg::fail(
-                loc, path,
-                fmt::format("unknown key '{}' in {}{}", key, at, suggestion(key, param_names(*schema))));
-        at = cfg::child_key_path(at, key);
-        ++i;
-        if (p->type == PType::map) {
-            schema = p->sub;
-        } else if (p->type == PType::list) {
-            if (i == steps.size()) return std::nullopt;  // the whole list
-            if (!steps[i].index)
-                cfg::fail(loc, path,
-                          fmt::format("'{}' is a list; give an index, e.g. {}[0].{}", at, at, steps[i].key));
-            at = cfg::child_index_path(at, *steps[i].index);
-            ++i;
-            schema = p->sub;
-        } else if (p->type == PType::dict) {
-            if (i == steps.size()) return std::nullopt;  // the whole map
-            if (steps[i].index) no_index();
-            const std::string& entry = steps[i].key;
-            if (!p->choices.empty() &&
-                std::find(p->choices.begin(), p->choices.end(), entry) == p->choices.end())
-                cfg::fail(loc, path,
-                          fmt::format("unknown key '{}' in {}{}", entry, at, suggestion(entry, p->choices)));
-            at = cfg::child_key_path(at, entry);
-            ++i;
-            if (p->value_type == PType::map) {
-                schema = p->sub;
-            } else {
-                single(i);
-                if (p->value_type == PType::quantity) return p->dim;
-                return std::nullopt;
-            }
-        } else {
-            single(i);
-            if (p->type == PType::quantity) return p->dim;
-            return std::nullopt;
-        }
-    }
-    return std::nullopt;  // a whole section
+    const cfg::Schema& schema = steps.front().key == "device" ? arch::device_schema() : arch::system_schema();
+    return schema_leaf(schema, steps, path, loc).dim();
 }
 
 // The candidates offered for a factor path that names nothing known.
@@ -239,6 +143,7 @@ SweepFactor make_factor(const std::string& path, const cfg::Node& values) {
     const std::string& head = steps.front().key;
     if (steps.size() == 1 && !steps.front().index && find_param(sweep_base_schema(), head)) {
         f.override = false;
+        if (const Param* p = find_param(sweep_base_schema(), head); p->type == PType::quantity) f.dim = p->dim;
     } else if ((head == "device" || head == "system") && steps.size() >= 2) {
         f.override = true;
         f.dim = check_override_path(steps, path, f.loc);
@@ -482,6 +387,7 @@ SweepPointConfig make_point(const Sweep& sweep, std::size_t index) {
 
     cfg::Node base = sweep.base;
     std::vector<std::string> parts;
+    std::vector<ConfigOverride> factor_overrides;
     for (std::size_t a = 0; a < sweep.axes.size(); ++a) {
         for (const SweepFactor& f : sweep.axes[a].factors) {
             const cfg::Node& v = f.values[digit[a]];
@@ -491,7 +397,7 @@ SweepPointConfig make_point(const Sweep& sweep, std::size_t index) {
             if (f.override) {
                 cfg::Node value = v;
                 value.set_key_loc(f.loc);
-                pc.options.device_overrides.push_back(ConfigOverride{f.path, std::move(value)});
+                factor_overrides.push_back(ConfigOverride{f.path, std::move(value)});
             } else {
                 base.set(f.path, v);  // keeps its sweep-file location and path for messages
             }
@@ -500,18 +406,14 @@ SweepPointConfig make_point(const Sweep& sweep, std::size_t index) {
     pc.description = parts.empty() ? "the base experiment" : join(parts);
 
     try {
-        const cfg::Node exp = cfg::validate(base, sweep_base_schema());
-        const cfg::Reader r(exp, sweep_base_schema());
+        const cfg::Node validated = cfg::validate(base, sweep_base_schema());
+        const cfg::Reader r(validated, sweep_base_schema());
         ExperimentOptions& o = pc.options;
+        // Options first, key-path factors after: a factor overrides what an option set.
+        apply_run_options(validated, o);
         o.system = resolve_system(sweep, r.at("system"));
         o.model = resolve_model(sweep, r.at("model"));
-        o.batch = r.integer("batch");
-        o.seq = r.integer("seq");
-        o.image = r.integer("image");
-        o.dtype = r.has("dtype") ? r.str("dtype") : "";
-        o.mode = r.str("mode");
-        o.optimizer = r.str("optimizer");
-        o.checkpointing = r.boolean("checkpointing");
+        for (ConfigOverride& f : factor_overrides) o.device_overrides.push_back(std::move(f));
     } catch (const cfg::UserError& e) {
         rethrow_in_point(e, pc, sweep);
     }

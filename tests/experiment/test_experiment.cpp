@@ -12,6 +12,7 @@
 #include "arch/systolic/scalesim_convention.h"
 #include "db/results_db.h"
 #include "experiment/experiment.h"
+#include "experiment/run_options.h"
 #include "experiment/sweep.h"
 #include "sim/config/error.h"
 #include "tests/experiment/query.h"
@@ -190,7 +191,7 @@ TEST_CASE("SCALE-Sim inputs: a .cfg and a topology CSV run end to end with each 
     exp::ExperimentOptions o = options("", "", "");  // no --dtype: the .cfg's only type, int8
     o.system = data + "google.cfg";
     o.model = data + "Resnet18.csv";
-    o.convention = "scalesim";
+    exp::set_run_option(o, "convention", "scalesim");
     const auto r = exp::run_experiment(o);
     REQUIRE(r.info.device_model == "systolic");
     CHECK(r.info.dtype == "int8");
@@ -209,7 +210,8 @@ TEST_CASE("SCALE-Sim inputs: a .cfg and a topology CSV run end to end with each 
         total += l.cycles;
     }
     CHECK(total == 222312);  // the figure README.md reports for ws
-    o.convention = "faithful";
+    o.device_overrides.clear();
+    exp::set_run_option(o, "convention", "faithful");
     const auto f = exp::run_experiment(o);
     CHECK(f.info.config_hash != r.info.config_hash);
     for (const auto& l : f.layers) {
@@ -220,6 +222,13 @@ TEST_CASE("SCALE-Sim inputs: a .cfg and a topology CSV run end to end with each 
 
 TEST_CASE("A fidelity choice on a device without a systolic section is a user error") {
     auto o = options("a100", "lenet5", "fp16");
-    o.fidelity = "cycle";
-    CHECK_THROWS_AS(exp::run_experiment(o), cfg::UserError);
+    exp::set_run_option(o, "fidelity", "cycle");
+    try {
+        exp::run_experiment(o);
+        FAIL("expected a UserError");
+    } catch (const cfg::UserError& e) {
+        CHECK(std::string(e.what()) ==
+              "<command line>: error: --fidelity: device 'a100' has no systolic section, so "
+              "device.systolic.fidelity cannot be set");
+    }
 }

@@ -1,0 +1,246 @@
+#include "experiment/run_options.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <set>
+
+#include "arch/device_spec.h"
+#include "experiment/key_path.h"
+#include "sim/core/check.h"
+#include "workloads/dtype.h"
+
+namespace mlsim::exp {
+
+using cfg::Param;
+using cfg::PType;
+
+namespace {
+
+const cfg::SourceLoc k_command_line{"<command line>", 0, 0};
+
+Param param(std::string name, PType type, std::optional<std::string> default_value, std::string doc) {
+    Param p;
+    p.name = std::move(name);
+    p.type = type;
+    p.default_value = std::move(default_value);
+    p.doc = std::move(doc);
+    return p;
+}
+
+Param choice(std::string name, std::vector<std::string> choices, std::optional<std::string> default_value,
+             std::string doc) {
+    Param p = param(std::move(name), PType::choice, std::move(default_value), std::move(doc));
+    p.choices = std::move(choices);
+    return p;
+}
+
+Param at_least(Param p, double min) {
+    p.min = min;
+    return p;
+}
+
+Param required(Param p) {
+    p.required = true;
+    return p;
+}
+
+RunOption field(Param p, char short_name, std::function<void(ExperimentOptions&, const cfg::Node&)> set,
+                std::function<std::optional<std::string>(const ExperimentOptions&)> get) {
+    RunOption o;
+    o.param = std::move(p);
+    o.short_name = short_name;
+    o.set = std::move(set);
+    o.get = std::move(get);
+    return o;
+}
+
+// Entries for string, integer and boolean fields, by member pointer.
+RunOption string_field(Param p, char short_name, std::string ExperimentOptions::*member) {
+    return field(
+        std::move(p), short_name, [member](ExperimentOptions& o, const cfg::Node& v) { o.*member = v.as_string(); },
+        [member](const ExperimentOptions& o) -> std::optional<std::string> {
+            if ((o.*member).empty()) return std::nullopt;
+            return o.*member;
+        });
+}
+
+RunOption integer_field(Param p, char short_name, int64_t ExperimentOptions::*member) {
+    return field(
+        std::move(p), short_name, [member](ExperimentOptions& o, const cfg::Node& v) { o.*member = v.as_int(); },
+        [member](const ExperimentOptions& o) -> std::optional<std::string> { return std::to_string(o.*member); });
+}
+
+RunOption boolean_field(Param p, char short_name, bool ExperimentOptions::*member) {
+    return field(
+        std::move(p), short_name, [member](ExperimentOptions& o, const cfg::Node& v) { o.*member = v.as_bool(); },
+        [member](const ExperimentOptions& o) -> std::optional<std::string> {
+            return o.*member ? "true" : "false";
+        });
+}
+
+std::vector<RunOption> builtin_fields() {
+    std::vector<RunOption> t;
+    t.push_back(string_field(
+        required(param("system", PType::string, std::nullopt,
+                       "system or device config file, a SCALE-Sim .cfg, or a preset name (mlsim list devices); "
+                       "in a sweep file, files are relative to it")),
+        's', &ExperimentOptions::system));
+    t.push_back(string_field(
+        required(param("model", PType::string, std::nullopt,
+                       "zoo model name (mlsim list models), a model .yaml, or a SCALE-Sim topology .csv; in a "
+                       "sweep file, files are relative to it")),
+        'm', &ExperimentOptions::model));
+    t.push_back(integer_field(at_least(param("batch", PType::integer, "1", "batch size"), 1), 'b',
+                              &ExperimentOptions::batch));
+    t.push_back(integer_field(
+        at_least(param("seq", PType::integer, "0",
+                       "sequence length (prompt length for prefill, KV-cache length for decode); 0 = model "
+                       "default"),
+                 0),
+        0, &ExperimentOptions::seq));
+    t.push_back(integer_field(
+        at_least(param("image", PType::integer, "0", "image side in pixels; 0 = model default"), 0), 0,
+        &ExperimentOptions::image));
+    // No default: fp32 where the device has it, else its first data type (decided once it is loaded).
+    t.push_back(string_field(
+        choice("dtype", wl::dtype_names(), std::nullopt,
+               "data type; default fp32, or the device's first data type when it has no fp32"),
+        't', &ExperimentOptions::dtype));
+    t.push_back(string_field(choice("mode", {"inference", "training"}, "inference",
+                                    "what to simulate: the forward pass, or training (backward and optimizer "
+                                    "ops too)"),
+                             0, &ExperimentOptions::mode));
+    t.push_back(string_field(choice("optimizer", {"sgd", "momentum", "adam"}, "adam", "training optimizer"), 0,
+                             &ExperimentOptions::optimizer));
+    t.push_back(boolean_field(
+        param("checkpointing", PType::boolean, "false", "training: recompute activations (checkpointing)"), 0,
+        &ExperimentOptions::checkpointing));
+    return t;
+}
+
+// Device overrides built in until the family registry declares them with the systolic family.
+std::vector<RunOption> builtin_device_options() {
+    std::vector<RunOption> t;
+    t.push_back(device_option("fidelity", "device.systolic.fidelity",
+                              "systolic devices: tile = closed-form folds in the event engine; cycle = the PE "
+                              "grid stepped cycle by cycle with real values; default: the device config's"));
+    t.push_back(device_option("convention", "device.systolic.convention",
+                              "systolic devices: faithful = mlsim's own counts; scalesim = SCALE-Sim v2 cycle "
+                              "counts (CALC mode); default: the device config's"));
+    return t;
+}
+
+[[noreturn]] void fail_option(const RunOption& e, const std::string& message) {
+    cfg::fail(k_command_line, "--" + e.name(), message);
+}
+
+}  // namespace
+
+RunOption device_option(std::string name, std::string key_path, std::string doc, char short_name) {
+    const std::vector<PathStep> steps = parse_key_path(key_path, k_command_line);
+    MLSIM_CHECK(steps.front().key == "device" && steps.size() >= 2,
+                fmt::format("device option '{}': '{}' is not a key path into the device", name, key_path));
+    const SchemaLeaf leaf = schema_leaf(arch::device_schema(), steps, key_path, k_command_line);
+    MLSIM_CHECK(leaf.param != nullptr && !leaf.dict_entry && leaf.param->type != PType::map &&
+                    leaf.param->type != PType::list && leaf.param->type != PType::dict,
+                fmt::format("device option '{}': '{}' is not a single value of the device schema", name, key_path));
+    RunOption o;
+    o.param = *leaf.param;
+    o.param.name = std::move(name);
+    o.param.doc = std::move(doc);
+    o.param.required = false;
+    o.param.default_value.reset();  // the device config's value stands unless the option is given
+    o.short_name = short_name;
+    o.device_key = std::move(key_path);
+    return o;
+}
+
+std::vector<RunOption> make_run_options(std::vector<RunOption> extra) {
+    std::vector<RunOption> table = builtin_fields();
+    for (RunOption& e : builtin_device_options()) table.push_back(std::move(e));
+    for (RunOption& e : extra) {
+        MLSIM_CHECK(e.is_device_override(),
+                    fmt::format("run option '{}': extra entries must be device overrides", e.name()));
+        table.push_back(std::move(e));
+    }
+    std::set<std::string> names;
+    std::set<char> shorts;
+    for (const RunOption& e : table) {
+        MLSIM_CHECK(!e.name().empty() && names.insert(e.name()).second,
+                    fmt::format("run option '{}' is declared twice", e.name()));
+        MLSIM_CHECK(e.short_name == 0 || shorts.insert(e.short_name).second,
+                    fmt::format("run option '{}': short name -{} is taken", e.name(), e.short_name));
+        MLSIM_CHECK(e.is_device_override() != static_cast<bool>(e.set),
+                    fmt::format("run option '{}' must set a field or be a device override", e.name()));
+    }
+    return table;
+}
+
+const std::vector<RunOption>& run_options() {
+    // The device family registry's entries (e.g. --device-model -> device.model) go in as `extra`.
+    static const std::vector<RunOption> table = make_run_options();
+    return table;
+}
+
+const RunOption* find_run_option(std::string_view name, const std::vector<RunOption>& table) {
+    for (const RunOption& e : table)
+        if (e.name() == name) return &e;
+    return nullptr;
+}
+
+cfg::Schema run_options_schema(const std::vector<RunOption>& table, std::string name, std::string doc) {
+    cfg::Schema s;
+    s.name = std::move(name);
+    s.doc = std::move(doc);
+    for (const RunOption& e : table) {
+        Param p = e.param;
+        if (e.is_device_override()) p.doc += fmt::format(" (sets {})", e.device_key);
+        s.params.push_back(std::move(p));
+    }
+    return s;
+}
+
+void apply_run_option(const RunOption& entry, const cfg::Node& value, ExperimentOptions& o,
+                      const std::string& given_as) {
+    if (!entry.is_device_override()) {
+        entry.set(o, value);
+        return;
+    }
+    cfg::Node v = value;
+    v.set_key_loc(value.key_loc());
+    o.device_overrides.push_back(
+        ConfigOverride{entry.device_key, std::move(v), given_as.empty() ? value.path() : given_as});
+}
+
+void apply_run_options(const cfg::Node& validated, ExperimentOptions& o, const std::vector<RunOption>& table) {
+    for (const RunOption& e : table)
+        if (const cfg::Node* v = validated.find(e.name())) apply_run_option(e, *v, o);
+}
+
+void set_run_option(ExperimentOptions& o, std::string_view name, const std::string& value,
+                    const std::vector<RunOption>& table) {
+    const RunOption* e = find_run_option(name, table);
+    MLSIM_CHECK(e != nullptr, fmt::format("no run option '{}'", name));
+    const std::string flag = "--" + e->name();
+    const std::string path = e->is_device_override() ? e->device_key : flag;
+    apply_run_option(*e, cfg::Node::make_scalar(value, k_command_line, path), o, flag);
+}
+
+void check_run_options(const ExperimentOptions& o, const std::vector<RunOption>& table) {
+    for (const RunOption& e : table) {
+        if (e.is_device_override()) continue;  // checked with the device schema when applied
+        const std::optional<std::string> text = e.get(o);
+        if (!text) continue;
+        const Param& p = e.param;
+        if (p.type == PType::choice && std::find(p.choices.begin(), p.choices.end(), *text) == p.choices.end())
+            fail_option(e, fmt::format("expected one of: {}; found \"{}\"", fmt::join(p.choices, ", "), *text));
+        if (p.type == PType::integer && p.min) {
+            const int64_t v = std::stoll(*text);
+            if (static_cast<double>(v) < *p.min)
+                fail_option(e, fmt::format("must be at least {}, found {}", *p.min, v));
+        }
+    }
+}
+
+}  // namespace mlsim::exp
