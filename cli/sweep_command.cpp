@@ -45,11 +45,13 @@ const char* k_sweep_example = R"(example (configs/sweeps/resnet50-array.yaml, 6 
     device.systolic.dataflow: [os, ws, is]
     device.systolic.buffers.ifmap.capacity: [64KiB, 256KiB, 1MiB, 4MiB]
 
-key paths: an experiment key of `base` (@KEYS@), or a path into the loaded system document:
-device.<key> or system.<key>, with [i] for list items (device.clock, device.peak.bf16,
-device.memory[0].capacity, device.systolic.dataflow, device.systolic.buffers.ifmap.capacity,
-system.count). Device keys are listed by `mlsim run --help`. A factor with one value is a fixed override. Each overridden device is validated again: a bad value is reported at
-its line in this file.
+key paths: an experiment key of `base`, the options of `mlsim run`
+(@KEYS@),
+or a path into the loaded system document: device.<key> or system.<key>, with [i] for list items
+(device.clock, device.peak.bf16, device.memory[0].capacity, device.systolic.dataflow,
+device.systolic.buffers.ifmap.capacity, system.count). Device keys are listed by `mlsim run --help`.
+A factor with one value is a fixed override. Each overridden device is validated again: a bad value is
+reported at its line in this file.
 
 results: one `runs` row (and its `layers`) per point in the database, plus `sweeps` (sweep_name,
 point, run_id, config_hash, factors_json) and `sweep_factors` (sweep_name, run_id, factor, value,
