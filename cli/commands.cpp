@@ -12,6 +12,7 @@
 
 #include "arch/device_spec.h"
 #include "cli/format.h"
+#include "cli/parse_args.h"
 #include "db/results_db.h"
 #include "experiment/experiment.h"
 #include "experiment/run_options.h"
@@ -25,19 +26,6 @@ namespace po = boost::program_options;
 namespace fs = std::filesystem;
 
 namespace {
-
-// Parses args against desc; returns nullopt after printing help when --help was given.
-std::optional<po::variables_map> parse(const Args& args, const po::options_description& desc,
-                                       const po::positional_options_description* pos = nullptr) {
-    po::variables_map vm;
-    // With no positional arguments declared, a stray word is an error, not silently ignored.
-    static const po::positional_options_description none;
-    auto parser = po::command_line_parser(args).options(desc).positional(pos ? *pos : none);
-    po::store(parser.run(), vm);
-    if (vm.count("help")) return std::nullopt;
-    po::notify(vm);
-    return vm;
-}
 
 // One entry of the run-option table as a command-line option: its doc, its choices, and for a device
 // setting the key path it sets. Booleans are switches; everything else is read as text and checked by

@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "cli/format.h"
+#include "cli/parse_args.h"
 #include "db/results_db.h"
 
 namespace mlsim::cli {
@@ -20,15 +21,12 @@ int cmd_demo(const Args& args) {
     po::options_description desc("mlsim demo options");
     desc.add_options()("help,h", "show this help")("db", po::value(&db_path)->default_value(db_path),
                                                    "SQLite results database to append to");
-    po::variables_map vm;
-    po::store(po::command_line_parser(args).options(desc).run(), vm);
-    if (vm.count("help")) {
+    if (!parse(args, desc)) {
         std::cout << "usage: mlsim demo [--db FILE]\n\nRuns ResNet-50 (batch 1 and 32), GPT-2 XL decode, "
                      "DLRM and keyword spotting on edge, datacenter and microcontroller presets.\n\n"
                   << desc;
         return 0;
     }
-    po::notify(vm);
     db::ResultsDb db(db_path);
     fmt::print(
         "mlsim demo: the roofline model, or the systolic model for devices with a systolic section "

@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "cli/parse_args.h"
 #include "cli/progress.h"
 #include "experiment/run_options.h"
 #include "experiment/sweep.h"
@@ -118,9 +119,8 @@ int cmd_sweep(const Args& args) {
         "quiet,q", po::bool_switch(&quiet), "no progress output, only the summary");
     po::positional_options_description pos;
     pos.add("file", 1);
-    po::variables_map vm;
-    po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
-    if (vm.count("help")) {
+    const std::optional<po::variables_map> vm = parse(args, desc, &pos);
+    if (!vm) {
         std::vector<std::string> names;
         for (const exp::RunOption& e : exp::run_options()) names.push_back(e.name());
         std::string example = k_sweep_example;
@@ -132,7 +132,6 @@ int cmd_sweep(const Args& args) {
                   << example;
         return 0;
     }
-    po::notify(vm);
     if (file.empty()) {
         fmt::print(stderr, "mlsim sweep: error: no sweep file given (mlsim sweep --help)\n");
         return 2;

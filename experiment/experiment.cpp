@@ -104,23 +104,34 @@ std::string configs_dir() {
     return std::string(MLSIM_DEFAULT_CONFIGS);
 }
 
-std::string resolve_system_path(const std::string& arg) {
+std::optional<std::string> find_system_preset(const std::string& name) {
+    for (const char* sub : {"systems", "devices"}) {
+        fs::path p = fs::path(configs_dir()) / sub / (name + ".yaml");
+        std::error_code ec;
+        if (fs::is_regular_file(p, ec)) return p.string();
+    }
+    return std::nullopt;
+}
+
+std::string resolve_system_path(const std::string& arg, const cfg::SourceLoc& loc, std::string_view key) {
     if (fs::exists(arg)) return arg;
     const bool path_like = arg.find('/') != std::string::npos || ends_with(arg, ".yaml") ||
                            ends_with(arg, ".yml") || ends_with(arg, ".cfg");
     if (!path_like) {
-        for (const char* sub : {"systems", "devices"}) {
-            fs::path p = fs::path(configs_dir()) / sub / (arg + ".yaml");
-            if (fs::exists(p)) return p.string();
-        }
+        if (std::optional<std::string> preset = find_system_preset(arg)) return *preset;
         std::vector<std::string> names = arch::list_device_presets(configs_dir());
         const std::string near = cfg::nearest(arg, names);
-        cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, "--system",
+        cfg::fail(loc, key,
                   fmt::format("no such file or preset '{}'{}", arg,
                               near.empty() ? "; see 'mlsim list devices'"
                                            : fmt::format("; did you mean '{}'?", near)));
     }
     cfg::fail(cfg::SourceLoc{arg, 0, 0}, "", "cannot open system file (no such file)");
+}
+
+arch::SystemSpec load_system_file(const std::string& path) {
+    return ends_with(path, ".cfg") ? arch::systolic::load_scalesim_cfg(path)
+                                   : arch::load_system(path, {configs_dir() + "/devices"});
 }
 
 static db::LayerRow to_row(const arch::LayerResult& l) {
@@ -245,9 +256,7 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
     if (opt.preloaded_system) {
         r.system = *opt.preloaded_system;
     } else {
-        const std::string path = resolve_system_path(opt.system);
-        r.system = ends_with(path, ".cfg") ? arch::systolic::load_scalesim_cfg(path)
-                                           : arch::load_system(path, {configs_dir() + "/devices"});
+        r.system = load_system_file(resolve_system_path(opt.system));
     }
     r.system = apply_overrides(r.system, opt.device_overrides);
     // No --dtype: fp32 where the device computes in it, else the first data type it supports

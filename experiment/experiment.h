@@ -62,8 +62,17 @@ struct ExperimentResult {
 
 // The directory holding configs/ presets (MLSIM_CONFIGS env var, else the source tree's configs/).
 std::string configs_dir();
+// A preset's file: configs/systems/<name>.yaml, else configs/devices/<name>.yaml; nullopt when neither
+// exists.
+std::optional<std::string> find_system_preset(const std::string& name);
 // Resolves a --system argument: an existing file, or a preset name in configs/devices or configs/systems.
-std::string resolve_system_path(const std::string& arg);
+// A name that is neither is a UserError at `loc`, keyed by `key` ("--system").
+std::string resolve_system_path(const std::string& arg,
+                                const cfg::SourceLoc& loc = cfg::SourceLoc{"<command line>", 0, 0},
+                                std::string_view key = "--system");
+// Loads a resolved system path: a SCALE-Sim .cfg, or a system or device YAML file (a device named inside
+// it by preset is looked up in configs/devices).
+arch::SystemSpec load_system_file(const std::string& path);
 
 // The system with the overrides applied and re-validated; `system` unchanged when there are none.
 arch::SystemSpec apply_overrides(const arch::SystemSpec& system,

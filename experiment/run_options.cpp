@@ -58,7 +58,8 @@ RunOption field(Param p, char short_name, std::function<void(ExperimentOptions&,
 // Entries for string, integer and boolean fields, by member pointer.
 RunOption string_field(Param p, char short_name, std::string ExperimentOptions::*member) {
     return field(
-        std::move(p), short_name, [member](ExperimentOptions& o, const cfg::Node& v) { o.*member = v.as_string(); },
+        std::move(p), short_name,
+        [member](ExperimentOptions& o, const cfg::Node& v) { o.*member = v.as_string(); },
         [member](const ExperimentOptions& o) -> std::optional<std::string> {
             if ((o.*member).empty()) return std::nullopt;
             return o.*member;
@@ -67,13 +68,17 @@ RunOption string_field(Param p, char short_name, std::string ExperimentOptions::
 
 RunOption integer_field(Param p, char short_name, int64_t ExperimentOptions::*member) {
     return field(
-        std::move(p), short_name, [member](ExperimentOptions& o, const cfg::Node& v) { o.*member = v.as_int(); },
-        [member](const ExperimentOptions& o) -> std::optional<std::string> { return std::to_string(o.*member); });
+        std::move(p), short_name,
+        [member](ExperimentOptions& o, const cfg::Node& v) { o.*member = v.as_int(); },
+        [member](const ExperimentOptions& o) -> std::optional<std::string> {
+            return std::to_string(o.*member);
+        });
 }
 
 RunOption boolean_field(Param p, char short_name, bool ExperimentOptions::*member) {
     return field(
-        std::move(p), short_name, [member](ExperimentOptions& o, const cfg::Node& v) { o.*member = v.as_bool(); },
+        std::move(p), short_name,
+        [member](ExperimentOptions& o, const cfg::Node& v) { o.*member = v.as_bool(); },
         [member](const ExperimentOptions& o) -> std::optional<std::string> {
             return o.*member ? "true" : "false";
         });
@@ -82,14 +87,16 @@ RunOption boolean_field(Param p, char short_name, bool ExperimentOptions::*membe
 std::vector<RunOption> builtin_fields() {
     std::vector<RunOption> t;
     t.push_back(string_field(
-        required(param("system", PType::string, std::nullopt,
-                       "system or device config file, a SCALE-Sim .cfg, or a preset name (mlsim list devices); "
-                       "in a sweep file, files are relative to it")),
+        required(
+            param("system", PType::string, std::nullopt,
+                  "system or device config file, a SCALE-Sim .cfg, or a preset name (mlsim list devices); "
+                  "in a sweep file, files are relative to it")),
         's', &ExperimentOptions::system));
     t.push_back(string_field(
-        required(param("model", PType::string, std::nullopt,
-                       "zoo model name (mlsim list models), a model .yaml, or a SCALE-Sim topology .csv; in a "
-                       "sweep file, files are relative to it")),
+        required(
+            param("model", PType::string, std::nullopt,
+                  "zoo model name (mlsim list models), a model .yaml, or a SCALE-Sim topology .csv; in a "
+                  "sweep file, files are relative to it")),
         'm', &ExperimentOptions::model));
     t.push_back(integer_field(at_least(param("batch", PType::integer, "1", "batch size"), 1), 'b',
                               &ExperimentOptions::batch));
@@ -103,16 +110,16 @@ std::vector<RunOption> builtin_fields() {
         at_least(param("image", PType::integer, "0", "image side in pixels; 0 = model default"), 0), 0,
         &ExperimentOptions::image));
     // No default: fp32 where the device has it, else its first data type (decided once it is loaded).
-    t.push_back(string_field(
-        choice("dtype", wl::dtype_names(), std::nullopt,
-               "data type; default fp32, or the device's first data type when it has no fp32"),
-        't', &ExperimentOptions::dtype));
+    t.push_back(
+        string_field(choice("dtype", wl::dtype_names(), std::nullopt,
+                            "data type; default fp32, or the device's first data type when it has no fp32"),
+                     't', &ExperimentOptions::dtype));
     t.push_back(string_field(choice("mode", {"inference", "training"}, "inference",
                                     "what to simulate: the forward pass, or training (backward and optimizer "
                                     "ops too)"),
                              0, &ExperimentOptions::mode));
-    t.push_back(string_field(choice("optimizer", {"sgd", "momentum", "adam"}, "adam", "training optimizer"), 0,
-                             &ExperimentOptions::optimizer));
+    t.push_back(string_field(choice("optimizer", {"sgd", "momentum", "adam"}, "adam", "training optimizer"),
+                             0, &ExperimentOptions::optimizer));
     t.push_back(boolean_field(
         param("checkpointing", PType::boolean, "false", "training: recompute activations (checkpointing)"), 0,
         &ExperimentOptions::checkpointing));
@@ -122,12 +129,14 @@ std::vector<RunOption> builtin_fields() {
 // Device overrides built in until the family registry declares them with the systolic family.
 std::vector<RunOption> builtin_device_options() {
     std::vector<RunOption> t;
-    t.push_back(device_option("fidelity", "device.systolic.fidelity",
-                              "systolic devices: tile = closed-form folds in the event engine; cycle = the PE "
-                              "grid stepped cycle by cycle with real values; default: the device config's"));
-    t.push_back(device_option("convention", "device.systolic.convention",
-                              "systolic devices: faithful = mlsim's own counts; scalesim = SCALE-Sim v2 cycle "
-                              "counts (CALC mode); default: the device config's"));
+    t.push_back(
+        device_option("fidelity", "device.systolic.fidelity",
+                      "systolic devices: tile = closed-form folds in the event engine; cycle = the PE "
+                      "grid stepped cycle by cycle with real values; default: the device config's"));
+    t.push_back(
+        device_option("convention", "device.systolic.convention",
+                      "systolic devices: faithful = mlsim's own counts; scalesim = SCALE-Sim v2 cycle "
+                      "counts (CALC mode); default: the device config's"));
     return t;
 }
 
@@ -142,9 +151,10 @@ RunOption device_option(std::string name, std::string key_path, std::string doc,
     MLSIM_CHECK(steps.front().key == "device" && steps.size() >= 2,
                 fmt::format("device option '{}': '{}' is not a key path into the device", name, key_path));
     const SchemaLeaf leaf = schema_leaf(arch::device_schema(), steps, key_path, k_command_line);
-    MLSIM_CHECK(leaf.param != nullptr && !leaf.dict_entry && leaf.param->type != PType::map &&
-                    leaf.param->type != PType::list && leaf.param->type != PType::dict,
-                fmt::format("device option '{}': '{}' is not a single value of the device schema", name, key_path));
+    MLSIM_CHECK(
+        leaf.param != nullptr && !leaf.dict_entry && leaf.param->type != PType::map &&
+            leaf.param->type != PType::list && leaf.param->type != PType::dict,
+        fmt::format("device option '{}': '{}' is not a single value of the device schema", name, key_path));
     RunOption o;
     o.param = *leaf.param;
     o.param.name = std::move(name);
@@ -213,7 +223,8 @@ void apply_run_option(const RunOption& entry, const cfg::Node& value, Experiment
         ConfigOverride{entry.device_key, std::move(v), given_as.empty() ? value.path() : given_as});
 }
 
-void apply_run_options(const cfg::Node& validated, ExperimentOptions& o, const std::vector<RunOption>& table) {
+void apply_run_options(const cfg::Node& validated, ExperimentOptions& o,
+                       const std::vector<RunOption>& table) {
     for (const RunOption& e : table)
         if (const cfg::Node* v = validated.find(e.name())) apply_run_option(e, *v, o);
 }
@@ -233,8 +244,10 @@ void check_run_options(const ExperimentOptions& o, const std::vector<RunOption>&
         const std::optional<std::string> text = e.get(o);
         if (!text) continue;
         const Param& p = e.param;
-        if (p.type == PType::choice && std::find(p.choices.begin(), p.choices.end(), *text) == p.choices.end())
-            fail_option(e, fmt::format("expected one of: {}; found \"{}\"", fmt::join(p.choices, ", "), *text));
+        if (p.type == PType::choice &&
+            std::find(p.choices.begin(), p.choices.end(), *text) == p.choices.end())
+            fail_option(e,
+                        fmt::format("expected one of: {}; found \"{}\"", fmt::join(p.choices, ", "), *text));
         if (p.type == PType::integer && p.min) {
             const int64_t v = std::stoll(*text);
             if (static_cast<double>(v) < *p.min)

@@ -91,9 +91,10 @@ bool ends_with(std::string_view s, std::string_view suffix) {
     return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
+// A SCALE-Sim .cfg is a system file too, as on the command line.
 bool path_like(std::string_view s) {
     return s.find('/') != std::string_view::npos || ends_with(s, ".yaml") || ends_with(s, ".yml") ||
-           ends_with(s, ".csv");
+           ends_with(s, ".csv") || ends_with(s, ".cfg");
 }
 
 std::string join(const std::vector<std::string>& items, std::string_view sep = ", ") {
@@ -230,11 +231,7 @@ std::string resolve_system(const Sweep& sweep, const cfg::Node& v) {
                 fmt::format("no system or device file '{}' (paths are relative to the sweep file)", file));
         return file;
     }
-    for (const char* sub : {"systems", "devices"}) {
-        fs::path p = fs::path(configs_dir()) / sub / (s + ".yaml");
-        std::error_code ec;
-        if (fs::is_regular_file(p, ec)) return p.string();
-    }
+    if (std::optional<std::string> preset = find_system_preset(s)) return *preset;
     std::vector<std::string> names = arch::list_device_presets(configs_dir());
     const std::string near = cfg::nearest(s, names);
     cfg::fail(v.loc(), v.path(),
@@ -428,7 +425,7 @@ SystemCache check_points(const Sweep& sweep) {
         auto it = systems.find(pc.options.system);
         if (it == systems.end()) {
             auto spec = std::make_shared<const arch::SystemSpec>(
-                arch::load_system(pc.options.system, {configs_dir() + "/devices"}));
+                load_system_file(pc.options.system));
             it = systems.emplace(pc.options.system, std::move(spec)).first;
         }
         try {

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <filesystem>
+
 #include "arch/device_spec.h"
 #include "arch/systolic/scalesim_cfg.h"
 #include "experiment/experiment.h"
@@ -11,6 +13,8 @@
 
 namespace mlsim::exp {
 
+namespace fs = std::filesystem;
+
 namespace {
 
 bool ends_with(std::string_view s, std::string_view suffix) {
@@ -19,7 +23,18 @@ bool ends_with(std::string_view s, std::string_view suffix) {
 
 }  // namespace
 
-std::string check_input(const std::string& f) {
+std::string check_input(const std::string& arg) {
+    // A preset name, as --system and a sweep's `system` take it; anything else is a file.
+    std::error_code ec;
+    const bool file_like = fs::exists(arg, ec) || arg.find('/') != std::string::npos ||
+                           ends_with(arg, ".yaml") || ends_with(arg, ".yml") || ends_with(arg, ".cfg") ||
+                           ends_with(arg, ".csv");
+    if (!file_like) {
+        const std::string path = resolve_system_path(arg, cfg::SourceLoc{arg, 0, 0}, "");
+        const arch::SystemSpec s = load_system_file(path);
+        return fmt::format("preset {}: system '{}': {} x {}", path, s.name, s.device_count, s.device.name);
+    }
+    const std::string& f = arg;
     if (f.size() > 4 && ends_with(f, ".csv")) {
         const wl::Model m = wl::load_scalesim_csv(f, wl::ZooOptions{});
         return fmt::format("SCALE-Sim topology, {} layers", m.ops().size());
@@ -38,7 +53,7 @@ std::string check_input(const std::string& f) {
         const wl::Model m = wl::load_model_yaml(f, wl::ZooOptions{});
         return fmt::format("model '{}', {} ops", m.name(), m.ops().size());
     }
-    const arch::SystemSpec s = arch::load_system(f, {configs_dir() + "/devices"});
+    const arch::SystemSpec s = load_system_file(f);
     return fmt::format("system '{}': {} x {}", s.name, s.device_count, s.device.name);
 }
 

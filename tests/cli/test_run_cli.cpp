@@ -1,6 +1,8 @@
 // `mlsim run`, `validate`, `list` and `demo` as a user runs them: options, help and exit statuses.
 #include <catch2/catch.hpp>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "tests/cli/run_mlsim.h"
 
@@ -31,9 +33,9 @@ TEST_CASE("mlsim run --help is generated from the run-option table", "[run]") {
     for (const char* part :
          {"-t [ --dtype ] arg data type; default fp32, or the device's first data type when it has no fp32 "
           "[fp32 | tf32 | bf16 | fp16 | fp8 | int16 | int8 | int4]",
-          "-b [ --batch ] arg (=1) batch size", "--mode arg (=inference)", "--checkpointing training:",
-          "[tile | cycle] (sets device.systolic.fidelity)", "(sets device.systolic.convention)",
-          "--db arg", "-q [ --quiet ]"})
+          "-b [ --batch ] arg (=1) batch size", "--mode arg (=inference)",
+          "--checkpointing training:", "[tile | cycle] (sets device.systolic.fidelity)",
+          "(sets device.systolic.convention)", "--db arg", "-q [ --quiet ]"})
         CHECK(contains(text, part));
 }
 
@@ -45,4 +47,38 @@ TEST_CASE("mlsim run reads option values as the sweep file does: a bad integer i
     const Output f = run_mlsim("run --system a100 --model mlp3 --fidelity cycle");
     CHECK(f.status == 2);
     CHECK(contains(f.text, "<command line>: error: --fidelity: device 'a100' has no systolic section"));
+}
+
+TEST_CASE("No parser guesses an abbreviated option: each rejects it, names it and suggests the real one",
+          "[run]") {
+    const Output run = run_mlsim("run --system a100 --model mlp3 --dtyp fp16");
+    CHECK(run.status == 2);
+    CHECK(contains(run.text, "mlsim run: error: unrecognised option '--dtyp'; did you mean '--dtype'?"));
+    CHECK_FALSE(contains(run.text, "mlp3 on a100"));
+    // Built by appending: GCC 12 misreports -Wrestrict on operator+ of a literal and a string here.
+    std::string sweep_dry = "sweep '";
+    sweep_dry += MLSIM_SOURCE_DIR;
+    sweep_dry += "/configs/sweeps/smoke.yaml' --dry";
+    for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
+             {sweep_dry, "mlsim sweep: error: unrecognised option '--dry'; did you mean '--dry-run'?"},
+             {"validate --hel", "mlsim validate: error: unrecognised option '--hel'; did you mean '--help'?"},
+             {"list devices --hel", "mlsim list: error: unrecognised option '--hel'; did you mean '--help'?"},
+             {"demo --d /tmp/mlsim_test_never.db",
+              "mlsim demo: error: unrecognised option '--d'; did you mean '--db'?"}}) {
+        const Output o = run_mlsim(args);
+        INFO(args);
+        CHECK(o.status == 2);
+        CHECK(contains(o.text, message));
+    }
+}
+
+TEST_CASE("mlsim validate takes a device preset name, as --system does", "[run]") {
+    const Output ok = run_mlsim("validate a100 tpu-v1");
+    CHECK(ok.status == 0);
+    CHECK(contains(ok.text, "a100: ok (preset "));
+    CHECK(contains(ok.text, "system 'a100': 1 x a100)"));
+    CHECK(contains(ok.text, "tpu-v1: ok (preset "));
+    const Output bad = run_mlsim("validate a1000");
+    CHECK(bad.status == 2);
+    CHECK(contains(bad.text, "a1000: error: no such file or preset 'a1000'; did you mean 'a100'?"));
 }

@@ -85,7 +85,8 @@ TEST_CASE("The sweep file's base schema is the run-option table", "[options]") {
     }
 }
 
-TEST_CASE("A sweep takes run options in the form mlsim run does, with the same resolved configs", "[options]") {
+TEST_CASE("A sweep takes run options in the form mlsim run does, with the same resolved configs",
+          "[options]") {
     const exp::Sweep sweep = exp::load_sweep(data("sweep_options.yaml"));
     REQUIRE(sweep.point_count() == 4);
     exp::check_points(sweep);
@@ -93,9 +94,12 @@ TEST_CASE("A sweep takes run options in the form mlsim run does, with the same r
     CHECK(pc.description == "convention=scalesim, dtype=int16");
 
     exp::ExperimentOptions o;
-    for (const auto& [name, value] : std::vector<std::pair<const char*, const char*>>{
-             {"system", "tpu-v1"}, {"model", "mlp3"}, {"fidelity", "cycle"}, {"convention", "scalesim"},
-             {"dtype", "int16"}})
+    for (const auto& [name, value] :
+         std::vector<std::pair<const char*, const char*>>{{"system", "tpu-v1"},
+                                                          {"model", "mlp3"},
+                                                          {"fidelity", "cycle"},
+                                                          {"convention", "scalesim"},
+                                                          {"dtype", "int16"}})
         exp::set_run_option(o, name, value);
     const exp::PreparedExperiment from_run = exp::prepare_experiment(o);
     const exp::PreparedExperiment from_sweep = exp::prepare_experiment(pc.options);
@@ -103,7 +107,8 @@ TEST_CASE("A sweep takes run options in the form mlsim run does, with the same r
     CHECK(contains(from_run.result->resolved_yaml, "convention: scalesim"));
     CHECK(from_sweep.result->info.config_hash == from_run.result->info.config_hash);
 
-    const std::string msg = user_error_of([] { exp::check_points(exp::load_sweep(data("sweep_option_no_section.yaml"))); });
+    const std::string msg =
+        user_error_of([] { exp::check_points(exp::load_sweep(data("sweep_option_no_section.yaml"))); });
     CHECK(contains(msg, "sweep_option_no_section.yaml:6:14: error:"));
     CHECK(contains(msg, "device 'a100' has no systolic section, so device.systolic.fidelity cannot be set"));
     CHECK(contains(msg, "(in sweep point 0 of 2: fidelity=tile)"));

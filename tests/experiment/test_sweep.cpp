@@ -347,6 +347,23 @@ TEST_CASE("A system factor takes presets and files relative to the sweep file", 
                          std::string(MLSIM_SOURCE_DIR) + "/configs/systems/a100-hbm-2x.yaml"));
 }
 
+TEST_CASE("A sweep's system takes a SCALE-Sim .cfg as mlsim run does, and presets by name", "[sweep]") {
+    const exp::Sweep s = exp::load_sweep(data("sweep_scalesim_cfg.yaml"));
+    const exp::SystemCache systems = exp::check_points(s);
+    REQUIRE(systems.size() == 1);
+    CHECK(systems.begin()->second->device.family == "tpu");
+    const exp::SweepPointConfig pc = exp::make_point(s, 1);
+    exp::ExperimentOptions direct;
+    direct.system = std::string(MLSIM_SOURCE_DIR) + "/tests/arch/data/google.cfg";
+    direct.model = "mlp3";
+    direct.batch = 2;
+    CHECK(exp::prepare_experiment(pc.options).result->info.config_hash ==
+          exp::prepare_experiment(direct).result->info.config_hash);
+
+    const exp::Sweep presets = exp::load_sweep(data("sweep_system_file.yaml"));
+    CHECK(exp::make_point(presets, 0).options.system == exp::resolve_system_path("a100"));
+}
+
 TEST_CASE("The example sweeps in configs/sweeps check out", "[sweep]") {
     for (const char* name : {"smoke", "resnet50-array", "gpt2-decode-array"}) {
         INFO(name);
