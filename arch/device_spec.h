@@ -14,10 +14,12 @@
 //   static power above TDP, a family section that does not match `family`) are UserErrors located at
 //   the offending key, too.
 // - Every figure in a DeviceSpec is in SI units (Hz, op/s, bytes, bytes/s, J, J/byte, W, s).
-// - Per-family sections (`systolic:`, `gpu:`, `cpu:`, `mcu:`) are declared and their keys checked, but
-//   their contents are not used by the roofline level; detailed models read them from DeviceSpec::resolved,
-//   except `systolic:`, which is parsed into DeviceSpec::systolic and checked against the peaks
-//   (arch/systolic/systolic_spec.h states the rule).
+// - Per-family sections (`systolic:`, `gpu:`, `cpu:`, `mcu:`, ...) are declared by their families
+//   (arch/family.h), each in its own folder; device_schema() gathers them. A family that reads its
+//   section parses it into DeviceSpec::params and may derive the device's peaks from it (a systolic
+//   array's peak is rows x cols x arrays x 2 x clock); a declared `peak` must then agree with it.
+// - `model` chooses the family whose model runs the device (DeviceSpec::model): when absent, the first
+//   family with a model whose section the device gives, else the roofline.
 // - A DeviceSpec is a plain value: copying it is cheap enough for sweeps; it owns its resolved tree.
 #include <cstdint>
 #include <map>
@@ -26,11 +28,16 @@
 #include <string_view>
 #include <vector>
 
-#include "arch/systolic/systolic_spec.h"
+#include <memory>
 #include "sim/config/node.h"
 #include "sim/config/schema.h"
 
 namespace mlsim::arch {
+
+// A family's parsed section (arch/family.h); each family derives its own type from it.
+struct FamilyParams {
+    virtual ~FamilyParams() = default;
+};
 
 // Data types a device may declare a peak for. One MAC counts as 2 ops (FLOP or OP).
 const std::vector<std::string>& known_dtypes();  // fp32 tf32 bf16 fp16 fp8 int16 int8 int4
@@ -63,8 +70,16 @@ struct DeviceSpec {
     std::map<std::string, double> mac_energy_J;  // energy per MAC per data type
     double op_overhead_s = 0;                    // fixed per-op launch / dispatch overhead
     cfg::Node resolved;  // the validated `device` map, defaults filled in, empty family sections left out
-    // The parsed `systolic:` section, when the file gives one (the factory then picks the systolic model).
-    std::optional<systolic::SystolicSpec> systolic;
+    std::string model;   // the family whose model runs this device (`device.model`, or the default)
+    // Parsed family sections, by family name (only for families that read their section).
+    std::map<std::string, std::shared_ptr<const FamilyParams>> params;
+
+    // The parsed section of family `family_name` as its own type, or nullptr when the device has none.
+    template <class T>
+    const T* params_of(std::string_view family_name) const {
+        auto it = params.find(std::string(family_name));
+        return it == params.end() ? nullptr : dynamic_cast<const T*>(it->second.get());
+    }
 
     const MemoryLevel& main_memory() const;
     // nullptr when there is no level of that name.

@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "arch/device_spec.h"
+#include "arch/family.h"
 #include "cli/experiment.h"
 #include "arch/systolic/scalesim_cfg.h"
 #include "cli/format.h"
@@ -40,8 +41,26 @@ std::optional<po::variables_map> parse(const Args& args, const po::options_descr
     return vm;
 }
 
+// Rows of cells in columns as wide as their widest cell; `right` aligns a column to the right.
+void print_columns(const std::vector<std::vector<std::string>>& rows, const std::vector<bool>& right) {
+    std::vector<size_t> width(right.size(), 0);
+    for (const auto& row : rows)
+        for (size_t i = 0; i < row.size() && i < width.size(); ++i) width[i] = std::max(width[i], row[i].size());
+    for (const auto& row : rows) {
+        std::string line;
+        for (size_t i = 0; i < row.size(); ++i) {
+            if (i) line += "  ";
+            const bool last = i + 1 == row.size();
+            if (right[i]) line += fmt::format("{:>{}}", row[i], width[i]);
+            else line += last ? row[i] : fmt::format("{:<{}}", row[i], width[i]);
+        }
+        fmt::print("{}\n", line);
+    }
+}
+
 struct Totals {
-    double macs = 0, flops = 0, bytes = 0, time_s = 0, energy_j = 0, compute_bound_s = 0;
+    double macs = 0, flops = 0, bytes = 0, time_s = 0, energy_j = 0;
+    arch::TimeParts parts;
 };
 
 Totals totals_of(const std::vector<arch::LayerResult>& layers) {
@@ -52,7 +71,10 @@ Totals totals_of(const std::vector<arch::LayerResult>& layers) {
         t.bytes += l.bytes_read + l.bytes_written;
         t.time_s += l.time_s;
         t.energy_j += l.energy_j();
-        if (l.bound == "compute") t.compute_bound_s += l.time_s;
+        t.parts.compute_s += l.parts.compute_s;
+        t.parts.memory_s += l.parts.memory_s;
+        t.parts.overhead_s += l.parts.overhead_s;
+        t.parts.communication_s += l.parts.communication_s;
     }
     return t;
 }
@@ -87,21 +109,19 @@ void print_totals(const ExperimentResult& r) {
     }
     fmt::print("  work    {} MACs, {} FLOPs, {} moved, intensity {:.3g} FLOP/B\n", si(t.macs, ""),
                si(t.flops, ""), si(t.bytes, "B"), t.bytes > 0 ? t.flops / t.bytes : 0.0);
-    if (r.info.device_model != "roofline") {
-        int64_t cycles = 0, stalls = 0, sw = 0, si_ = 0, so = 0;
-        for (const auto& l : r.layers) {
-            cycles += l.cycles;
-            stalls += l.stall_cycles;
-            sw += l.stall_weight_cycles;
-            si_ += l.stall_input_cycles;
-            so += l.stall_output_cycles;
-        }
-        fmt::print("  cycles  {} ({} model; stalls {}: weight {}, input {}, output {})\n", cycles,
-                   r.info.device_model, stalls, sw, si_, so);
-    }
-    fmt::print("  bound   compute {} of the time, memory {}; achieved {} of peak {}\n",
-               percent(t.compute_bound_s / t.time_s), percent(1 - t.compute_bound_s / t.time_s),
-               si(t.flops / t.time_s, "FLOP/s"), si(r.info.peak_flops_per_s, "FLOP/s"));
+    if (const arch::Family* f = arch::find_family(r.info.device_model); f && f->summary)
+        for (const std::string& line : f->summary(r.layers)) fmt::print("  {}\n", line);
+    const auto share = [&](double part) { return percent(t.time_s > 0 ? part / t.time_s : 0); };
+    std::string parts = fmt::format("compute {}, memory {}, overhead {}", share(t.parts.compute_s),
+                                    share(t.parts.memory_s), share(t.parts.overhead_s));
+    if (t.parts.communication_s > 0) parts += fmt::format(", communication {}", share(t.parts.communication_s));
+    fmt::print("  bound   {} of the time ({} bound); achieved {} of peak {}\n", parts,
+               arch::bound_of(t.parts), si(t.flops / t.time_s, "FLOP/s"), si(r.info.peak_flops_per_s, "FLOP/s"));
+    const double power = t.time_s > 0 ? t.energy_j / t.time_s : 0;
+    if (power > dev.tdp_W * (1 + 1e-9))
+        fmt::print(stderr,
+                   "warning: average power {} exceeds {}'s TDP {}: an energy figure of this device is too high\n",
+                   si(power, "W"), dev.name, si(dev.tdp_W, "W"));
 }
 
 }  // namespace
@@ -232,8 +252,8 @@ int cmd_list(const Args& args) {
         return 0;
     }
     if (what == "devices") {
-        fmt::print("{:<24} {:<6} {:>14} {:>14}  {}\n", "preset", "family", "peak (best)", "main memory BW",
-                   "name");
+        std::vector<std::vector<std::string>> rows = {
+            {"preset", "family", "model", "peak (best)", "main memory BW", "name"}};
         for (const std::string& name : arch::list_device_presets(configs_dir())) {
             const arch::DeviceSpec d =
                 arch::load_device((fs::path(configs_dir()) / "devices" / (name + ".yaml")).string());
@@ -241,9 +261,10 @@ int cmd_list(const Args& args) {
             std::string best_t;
             for (const auto& [t, v] : d.peak_ops_per_s)
                 if (v > best) best = v, best_t = t;
-            fmt::print("{:<24} {:<6} {:>14} {:>14}  {}\n", name, d.family, si(best, "OP/s") + " " + best_t,
-                       si(d.main_memory().bandwidth_Bps, "B/s"), d.name);
+            rows.push_back({name, d.family, d.model, si(best, "OP/s") + " " + best_t,
+                            si(d.main_memory().bandwidth_Bps, "B/s"), d.name});
         }
+        print_columns(rows, {false, false, false, true, true, false});
         return 0;
     }
     const std::string near = cfg::nearest(what, {"devices", "models"});

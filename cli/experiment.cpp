@@ -145,20 +145,13 @@ static db::LayerRow to_row(const arch::LayerResult& l) {
     r.energy_static_j = l.energy_static_j;
     r.utilization = l.utilization;
     r.bound = l.bound;
-    r.stall_weight_cycles = l.stall_weight_cycles;
-    r.stall_input_cycles = l.stall_input_cycles;
-    r.stall_output_cycles = l.stall_output_cycles;
-    r.pe_hops = l.pe_hops;
-    r.tiling = l.tiling;
-    r.energy_sram_j = l.energy_sram_j;
-    r.energy_dram_j = l.energy_dram_j;
-    r.energy_noc_j = l.energy_noc_j;
-    r.bytes_ifmap_read = l.access.ifmap.read;
-    r.bytes_ifmap_written = l.access.ifmap.write;
-    r.bytes_filter_read = l.access.filter.read;
-    r.bytes_filter_written = l.access.filter.write;
-    r.bytes_ofmap_read = l.access.ofmap.read;
-    r.bytes_ofmap_written = l.access.ofmap.write;
+    // Temporary: the v3 columns from the family's levels and metrics (until the long tables land).
+    r.stall_weight_cycles = static_cast<int64_t>(l.metric_value("stall_weight_cycles"));
+    r.stall_input_cycles = static_cast<int64_t>(l.metric_value("stall_input_cycles"));
+    r.stall_output_cycles = static_cast<int64_t>(l.metric_value("stall_output_cycles"));
+    r.pe_hops = static_cast<int64_t>(l.metric_value("pe_hops"));
+    if (const arch::Metric* t = l.metric("tiling")) r.tiling = t->text;
+    r.energy_noc_j = l.metric_value("energy_pe_hops_j");
     return r;
 }
 
