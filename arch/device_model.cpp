@@ -42,6 +42,17 @@ void LayerResult::add_text(std::string metric_name, std::string text) {
     metrics.push_back(std::move(m));
 }
 
+void LayerResult::add_stats(const std::vector<StatRow>& stats) {
+    for (const StatRow& row : stats) {
+        std::string metric_name = row.name;
+        std::replace(metric_name.begin(), metric_name.end(), '.', '_');
+        if (row.unit == "ps")
+            add_metric(metric_name + "_s", static_cast<double>(row.value) * 1e-12, "s");
+        else
+            add_metric(metric_name, static_cast<double>(row.value), row.unit == "bytes" ? "B" : row.unit);
+    }
+}
+
 const Metric* LayerResult::metric(std::string_view metric_name) const {
     for (const Metric& m : metrics)
         if (m.name == metric_name) return &m;

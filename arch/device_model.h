@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "arch/device_spec.h"
+#include "sim/core/stats.h"
 #include "workloads/model.h"
 
 namespace mlsim::arch {
@@ -77,6 +78,9 @@ struct LayerResult {
     // One line per metric in a model: add_metric("stall_weight_cycles", n, "cycles").
     void add_metric(std::string metric_name, double value, std::string unit);
     void add_text(std::string metric_name, std::string text);
+    // The engine's counters (sim/core/stats.h) as metrics: "dram.busy_time" in ps becomes
+    // dram_busy_time_s in seconds; other units keep their value and unit ("bytes" becomes "B").
+    void add_stats(const std::vector<StatRow>& stats);
     // nullptr when absent.
     const Metric* metric(std::string_view metric_name) const;
     // The value of a numeric metric, or `fallback` when absent.

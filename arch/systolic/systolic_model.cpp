@@ -218,6 +218,7 @@ LayerResult SystolicModel::gemm_layer(const wl::Op& op, Detail& d) {
         const PipelineTiming t = run_pipeline(ctx, list);
         m_work.events += t.events;
         pipeline_cycles = t.cycles;
+        r.add_stats(t.stats);
         d.stall_weight = t.stall_weight;
         d.stall_input = t.stall_input;
         d.stall_output = t.stall_output;

@@ -234,3 +234,17 @@ TEST_CASE("Each family reports per-level traffic that conserves main-memory byte
         }
     }
 }
+
+TEST_CASE("The engine's counters of the main-memory channel become metrics that agree with the layer") {
+    // The channel counted every byte it carried; the layer reports the same bytes across main memory.
+    const arch::DeviceSpec d = preset("tpu-v1");
+    arch::systolic::SystolicModel model(d);
+    const arch::LayerResult r = model.run_op(linear(256, 512, 1024));
+    REQUIRE(r.metric("dram_bytes") != nullptr);
+    CHECK(r.metric("dram_bytes")->unit == "B");
+    CHECK(r.metric_value("dram_bytes") == r.bytes_read + r.bytes_written);
+    CHECK(r.metric_value("dram_transfers") > 0);
+    CHECK(r.metric("dram_busy_time_s")->unit == "s");
+    CHECK(r.metric_value("dram_busy_time_s") > 0);
+    CHECK(r.metric_value("dram_busy_time_s") <= r.time_s);
+}
