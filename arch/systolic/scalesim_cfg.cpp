@@ -195,9 +195,8 @@ cfg::Node scalesim_cfg_document(const std::string& path) {
                                   file_loc, p("description")));
     dev.set("source", scalar(path, file_loc, p("source")));
     dev.set("clock", scalar("1GHz", file_loc, p("clock")));
-    cfg::Node peak_map = cfg::Node::make_map(eh.loc, p("peak"));
-    peak_map.set("int8", scalar(fmt::format("{}OP/s", peak), eh.loc, p("peak.int8")));
-    dev.set("peak", std::move(peak_map));
+    // No `peak:`: the systolic family derives it from the array (rows x cols x 2 x clock), so a sweep
+    // over the array size of a .cfg system changes it too.
     cfg::Node mac = cfg::Node::make_map(file_loc, p("mac_energy"));
     mac.set("int8", scalar("0.3pJ", file_loc, p("mac_energy.int8")));  // Horowitz 45 nm: 0.2 mult + 0.1 add
     dev.set("mac_energy", std::move(mac));
