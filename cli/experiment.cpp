@@ -145,20 +145,32 @@ static db::LayerRow to_row(const arch::LayerResult& l) {
     r.energy_static_j = l.energy_static_j;
     r.utilization = l.utilization;
     r.bound = l.bound;
-    r.stall_weight_cycles = l.stall_weight_cycles;
-    r.stall_input_cycles = l.stall_input_cycles;
-    r.stall_output_cycles = l.stall_output_cycles;
-    r.pe_hops = l.pe_hops;
-    r.tiling = l.tiling;
-    r.energy_sram_j = l.energy_sram_j;
-    r.energy_dram_j = l.energy_dram_j;
-    r.energy_noc_j = l.energy_noc_j;
-    r.bytes_ifmap_read = l.access.ifmap.read;
-    r.bytes_ifmap_written = l.access.ifmap.write;
-    r.bytes_filter_read = l.access.filter.read;
-    r.bytes_filter_written = l.access.filter.write;
-    r.bytes_ofmap_read = l.access.ofmap.read;
-    r.bytes_ofmap_written = l.access.ofmap.write;
+    // Temporary mapping of today's LayerResult onto the long-format rows (results schema 4), until the
+    // device models report levels, metrics and the time split themselves. The roofline fills none of the
+    // detailed fields; a layer of a detailed model always has some (its tiling at least).
+    (l.bound == "compute" ? r.compute_s : r.memory_s) = l.time_s;
+    const bool detailed = l.stall_weight_cycles != 0 || l.stall_input_cycles != 0 ||
+                          l.stall_output_cycles != 0 || l.pe_hops != 0 || !l.tiling.empty() ||
+                          l.energy_sram_j != 0 || l.energy_dram_j != 0 || l.energy_noc_j != 0 ||
+                          l.access.ifmap.read != 0 || l.access.ifmap.write != 0 ||
+                          l.access.filter.read != 0 || l.access.filter.write != 0 ||
+                          l.access.ofmap.read != 0 || l.access.ofmap.write != 0;
+    if (!detailed) return r;
+    for (const auto& [level, bytes] :
+         {std::pair{"ifmap", l.access.ifmap}, std::pair{"filter", l.access.filter},
+          std::pair{"ofmap", l.access.ofmap}})
+        r.levels.push_back(db::LevelRow{level, bytes.read, bytes.write, 0, 0});
+    const auto metric = [&](const char* name, double value, const char* unit) {
+        r.metrics.push_back(db::MetricRow{name, value, unit, ""});
+    };
+    metric("stall_weight_cycles", static_cast<double>(l.stall_weight_cycles), "cycles");
+    metric("stall_input_cycles", static_cast<double>(l.stall_input_cycles), "cycles");
+    metric("stall_output_cycles", static_cast<double>(l.stall_output_cycles), "cycles");
+    metric("pe_hops", static_cast<double>(l.pe_hops), "count");
+    metric("energy_sram_j", l.energy_sram_j, "J");
+    metric("energy_dram_j", l.energy_dram_j, "J");
+    metric("energy_noc_j", l.energy_noc_j, "J");
+    if (!l.tiling.empty()) r.metrics.push_back(db::MetricRow{"tiling", std::nullopt, "", l.tiling});
     return r;
 }
 
@@ -316,6 +328,7 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
     info.peak_flops_per_s = r.system.device.peak_for(dtype_name);
     info.mem_bandwidth_Bps = r.system.device.main_memory().bandwidth_Bps;
     info.device_model = std::string(device->model_name());
+    info.tdp_W = r.system.device.tdp_W;
     return p;
 }
 
