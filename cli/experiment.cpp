@@ -145,13 +145,15 @@ static db::LayerRow to_row(const arch::LayerResult& l) {
     r.energy_static_j = l.energy_static_j;
     r.utilization = l.utilization;
     r.bound = l.bound;
-    // Temporary: the v3 columns from the family's levels and metrics (until the long tables land).
-    r.stall_weight_cycles = static_cast<int64_t>(l.metric_value("stall_weight_cycles"));
-    r.stall_input_cycles = static_cast<int64_t>(l.metric_value("stall_input_cycles"));
-    r.stall_output_cycles = static_cast<int64_t>(l.metric_value("stall_output_cycles"));
-    r.pe_hops = static_cast<int64_t>(l.metric_value("pe_hops"));
-    if (const arch::Metric* t = l.metric("tiling")) r.tiling = t->text;
-    r.energy_noc_j = l.metric_value("energy_pe_hops_j");
+    r.compute_s = l.parts.compute_s;
+    r.memory_s = l.parts.memory_s;
+    r.overhead_s = l.parts.overhead_s;
+    r.communication_s = l.parts.communication_s;
+    r.levels.reserve(l.levels.size());
+    for (const arch::LevelTraffic& lv : l.levels)
+        r.levels.push_back(db::LevelRow{lv.level, lv.bytes_read, lv.bytes_written, lv.accesses, lv.energy_j});
+    r.metrics.reserve(l.metrics.size());
+    for (const arch::Metric& m : l.metrics) r.metrics.push_back(db::MetricRow{m.name, m.value, m.unit, m.text});
     return r;
 }
 
@@ -309,6 +311,7 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
     info.peak_flops_per_s = r.system.device.peak_for(dtype_name);
     info.mem_bandwidth_Bps = r.system.device.main_memory().bandwidth_Bps;
     info.device_model = std::string(device->model_name());
+    info.tdp_W = r.system.device.tdp_W;
     return p;
 }
 

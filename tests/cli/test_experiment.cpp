@@ -1,7 +1,8 @@
 // End-to-end: configs + zoo + roofline device + results database, through the same code path as `mlsim run`.
-#include <catch2/catch.hpp>
+#include <fmt/format.h>
 #include <sqlite3.h>
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -29,10 +30,10 @@ cli::ExperimentOptions options(const char* system, const char* model, const char
     return o;
 }
 
-// All `layers` rows of a run, as text, without the run id (the table's first column).
-std::vector<std::string> layer_rows(const std::string& db_path, int64_t run_id) {
-    std::vector<std::string> rows =
-        mlsim::test::query(db_path, "SELECT * FROM layers WHERE run_id = " + std::to_string(run_id) + " ORDER BY idx");
+// All rows of a run in a per-layer table, as text, without the run id (the table's first column).
+std::vector<std::string> run_rows(const std::string& db_path, const char* table, int64_t run_id) {
+    std::vector<std::string> rows = mlsim::test::query(
+        db_path, fmt::format("SELECT * FROM {} WHERE run_id = {} ORDER BY rowid", table, run_id));
     for (std::string& r : rows) r.erase(0, r.find('|') + 1);
     return rows;
 }
@@ -129,20 +130,97 @@ TEST_CASE("Rerunning the same command produces identical layers rows and the sam
     const fs::path dir = fs::temp_directory_path() / "mlsim_test_rerun";
     fs::remove_all(dir);
     const std::string path = (dir / "rerun.db").string();
-    int64_t ids[2];
-    std::string hashes[2];
-    for (int i = 0; i < 2; ++i) {
-        const auto r = cli::run_experiment(options("a100", "resnet50", "fp16", 8));
-        db::ResultsDb db(path);
-        ids[i] = db.record_run(r.info, cli::to_rows(r.layers), 0.0);
-        hashes[i] = r.info.config_hash;
+    // The roofline, and the systolic model whose levels and metrics go to the long-format tables.
+    for (const auto& o : {options("a100", "resnet50", "fp16", 8), options("tpu-v1", "lenet5", "int8", 2)}) {
+        INFO(o.system);
+        int64_t ids[2];
+        std::string hashes[2];
+        for (int i = 0; i < 2; ++i) {
+            const auto r = cli::run_experiment(o);
+            db::ResultsDb db(path);
+            ids[i] = db.record_run(r.info, cli::to_rows(r.layers), 0.0);
+            hashes[i] = r.info.config_hash;
+        }
+        CHECK(ids[0] != ids[1]);
+        CHECK(hashes[0] == hashes[1]);
+        const bool systolic = o.system == "tpu-v1";
+        for (const char* table : {"layers", "layer_levels", "layer_metrics"}) {
+            INFO(table);
+            const auto a = run_rows(path, table, ids[0]);
+            const auto b = run_rows(path, table, ids[1]);
+            if (std::string(table) == "layers") REQUIRE(a.size() > (systolic ? 10u : 50u));
+            // Every family reports its levels (the roofline: main memory) and some metrics.
+            if (std::string(table) != "layers") CHECK_FALSE(a.empty());
+            CHECK(a == b);
+        }
     }
-    CHECK(ids[0] != ids[1]);
-    CHECK(hashes[0] == hashes[1]);
-    const auto a = layer_rows(path, ids[0]);
-    const auto b = layer_rows(path, ids[1]);
-    REQUIRE(a.size() > 50);
-    CHECK(a == b);
+    fs::remove_all(dir);
+}
+
+TEST_CASE("Each layer's levels, metrics and time parts are stored as the family reported them") {
+    const fs::path dir = fs::temp_directory_path() / "mlsim_test_long_rows";
+    fs::remove_all(dir);
+    const std::string path = (dir / "long.db").string();
+    const auto sys = cli::run_experiment(options("tpu-v1", "lenet5", "int8"));
+    const auto roof = cli::run_experiment(options("a100", "mlp3", "fp32"));
+    int64_t sys_id = 0, roof_id = 0;
+    {
+        db::ResultsDb db(path);
+        sys_id = db.record_run(sys.info, cli::to_rows(sys.layers), 0.0);
+        roof_id = db.record_run(roof.info, cli::to_rows(roof.layers), 0.0);
+    }
+    // The roofline models one level, main memory, and no stall causes.
+    CHECK(mlsim::test::query(path, fmt::format("SELECT DISTINCT level FROM layer_levels WHERE run_id = {}",
+                                               roof_id)) == std::vector<std::string>{"hbm|"});
+    CHECK(mlsim::test::query(path, fmt::format("SELECT COUNT(*) FROM layer_metrics WHERE run_id = {} AND "
+                                               "name LIKE 'stall%'",
+                                               roof_id)) == std::vector<std::string>{"0|"});
+    REQUIRE(sys.layers.size() > 5);
+    for (const arch::LayerResult& l : sys.layers) {
+        INFO(l.name);
+        const std::string where = fmt::format("WHERE run_id = {} AND idx = {}", sys_id, l.idx);
+        // SQLite prints a REAL with 15 significant digits: close enough to tell the fields apart.
+        for (const arch::Metric& m : l.metrics) {
+            INFO(m.name);
+            const auto rows = mlsim::test::query(
+                path, fmt::format("SELECT value, unit, text FROM layer_metrics {} AND name = '{}'", where, m.name));
+            REQUIRE(rows.size() == 1);
+            if (m.value) {
+                CHECK_THAT(rows.front(), Catch::EndsWith("|" + m.unit + "|NULL|"));
+                CHECK(std::stod(rows.front()) == Approx(*m.value).epsilon(1e-13));
+            } else {
+                CHECK(rows.front() == "NULL|NULL|" + m.text + "|");
+            }
+        }
+        CHECK(mlsim::test::query(path, fmt::format("SELECT COUNT(*) FROM layer_metrics {}", where)) ==
+              std::vector<std::string>{fmt::format("{}|", l.metrics.size())});
+        // The three operand buffers under their TPU v1 names, and main memory.
+        REQUIRE(l.levels.size() == 4);
+        CHECK(l.levels[0].level == "unified_buffer");
+        CHECK(l.levels[1].level == "weight_fifo");
+        CHECK(l.levels[2].level == "accumulators");
+        CHECK(l.levels[3].level == "dram");
+        for (const arch::LevelTraffic& lv : l.levels) {
+            INFO(lv.level);
+            const auto rows = mlsim::test::query(
+                path, fmt::format("SELECT bytes_read, bytes_written, accesses, energy_j FROM layer_levels {} AND "
+                                  "level = '{}'",
+                                  where, lv.level));
+            REQUIRE(rows.size() == 1);
+            // Byte counts are whole numbers, printed exactly.
+            CHECK_THAT(rows.front(), Catch::StartsWith(fmt::format("{:.1f}|{:.1f}|0|", lv.bytes_read, lv.bytes_written)));
+        }
+        CHECK(mlsim::test::query(path, fmt::format("SELECT bound FROM layers {}", where)) ==
+              std::vector<std::string>{l.bound + "|"});
+        CHECK(mlsim::test::query(path, fmt::format("SELECT abs(compute_s + memory_s + overhead_s + communication_s "
+                                                   "- time_s) <= 1e-12 * time_s FROM layers {}",
+                                                   where)) == std::vector<std::string>{"1|"});
+    }
+    // The device's TDP reaches the run row.
+    CHECK(mlsim::test::query(path, fmt::format("SELECT tdp_w = {:.17g}, over_tdp FROM runs WHERE run_id = {}",
+                                               sys.system.device.tdp_W, sys_id)) ==
+          std::vector<std::string>{"1|0|"});
+    CHECK(sys.system.device.tdp_W > 0);
     fs::remove_all(dir);
 }
 
