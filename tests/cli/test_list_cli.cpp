@@ -1,9 +1,11 @@
 // `mlsim list devices` and the device-model choice as a user sees them.
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "tests/cli/query.h"
 #include "tests/cli/run_mlsim.h"
 
 using mlsim::test::run_mlsim;
@@ -61,4 +63,21 @@ TEST_CASE("The run summary splits the time into compute, memory and overhead and
     REQUIRE(tpu.status == 0);
     // The systolic family's own summary line.
     CHECK_THAT(tpu.text, Contains("systolic model; stalls"));
+}
+
+TEST_CASE("A run whose average power exceeds the device's TDP is reported and marked in the database") {
+    namespace fs = std::filesystem;
+    const fs::path db = fs::temp_directory_path() / "mlsim_test_over_tdp.db";
+    fs::remove(db);
+    const std::string device = std::string(MLSIM_SOURCE_DIR) + "/tests/cli/data/over-tdp.yaml";
+    const auto hot = run_mlsim("run --system '" + device + "' --model mlp3 --dtype int8 -q --db '" + db.string() + "'");
+    REQUIRE(hot.status == 0);
+    CHECK_THAT(hot.text, Contains("warning: average power"));
+    CHECK_THAT(hot.text, Contains("exceeds over-tdp's TDP 10 W"));
+    const auto cool = run_mlsim("run --system a100 --model mlp3 --dtype int8 -q --db '" + db.string() + "'");
+    REQUIRE(cool.status == 0);
+    CHECK_THAT(cool.text, !Contains("warning: average power"));
+    CHECK(mlsim::test::query(db.string(), "SELECT device, over_tdp, average_power_w > tdp_w FROM runs ORDER BY run_id") ==
+          std::vector<std::string>{"over-tdp|1|1|", "a100|0|0|"});
+    fs::remove(db);
 }
