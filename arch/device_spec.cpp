@@ -208,24 +208,6 @@ const cfg::Schema& device_schema() {
     return schema;
 }
 
-const cfg::Schema& system_schema() {
-    static const cfg::Schema schema = [] {
-        cfg::Schema s;
-        s.name = "system";
-        s.doc = "a system: `count` identical devices";
-        s.params.push_back(cfg::required("name", PType::string, "system name, e.g. dgx-a100"));
-        s.params.push_back(optional_no_default(
-            "device", PType::string,
-            "device preset name (configs/devices/<name>.yaml) or path relative to this file; "
-            "may be omitted when the file has a complete top-level `device:` map"));
-        Param count = cfg::optional("count", PType::integer, "1", "number of devices");
-        count.min = 1;
-        s.params.push_back(count);
-        return s;
-    }();
-    return schema;
-}
-
 // --- DeviceSpec ---------------------------------------------------------------------------------
 
 const MemoryLevel& DeviceSpec::main_memory() const {
@@ -422,11 +404,6 @@ DeviceSpec validate_and_build(const cfg::Node& device_map) {
     return device_from_node(cfg::validate(device_map, device_schema()));
 }
 
-std::string parent_dir(const std::string& path) {
-    fs::path p = fs::path(path).parent_path();
-    return p.empty() ? std::string(".") : p.string();
-}
-
 bool file_exists(const fs::path& p) {
     std::error_code ec;
     return fs::is_regular_file(p, ec);
@@ -477,88 +454,6 @@ std::string find_device_preset(const std::string& name, const std::vector<std::s
                   join(search_dirs) +
                   "; presets found: " + (found.empty() ? std::string("none") : join(found)) +
                   " (a path to a device file must contain '/' or end in .yaml)");
-}
-
-namespace {
-
-std::vector<std::string> preset_search_dirs(const std::string& system_file,
-                                            const std::vector<std::string>& extra) {
-    std::vector<std::string> dirs = extra;
-    if (const char* env = std::getenv("MLSIM_DEVICES_DIR"); env && *env) dirs.emplace_back(env);
-    const std::string here = parent_dir(system_file);
-    dirs.push_back((fs::path(here) / ".." / "devices").lexically_normal().string());
-    dirs.emplace_back("configs/devices");
-    return dirs;
-}
-
-bool ends_with(std::string_view s, std::string_view suffix) {
-    return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
-// The raw (not yet validated) `device` map of the device file that `ref` names.
-cfg::Node referenced_device(const cfg::Node& ref_node, const std::string& system_file,
-                            const std::vector<std::string>& preset_dirs) {
-    const std::string ref = ref_node.as_string();
-    std::string file;
-    if (ref.find('/') != std::string::npos || ends_with(ref, ".yaml") || ends_with(ref, ".yml")) {
-        fs::path p(ref);
-        if (p.is_relative()) p = fs::path(parent_dir(system_file)) / p;
-        file = p.lexically_normal().string();
-        if (!file_exists(file))
-            fail_at(ref_node, "no device file '" + file + "' (relative to the system file)");
-    } else {
-        file = find_device_preset(ref, preset_search_dirs(system_file, preset_dirs), ref_node.loc(),
-                                  ref_node.path());
-    }
-    const cfg::Node doc = cfg::load_file(file);
-    check_top_level(doc);
-    const cfg::Node* dev = doc.find("device");
-    if (!dev || doc.find("system"))
-        fail_at(ref_node, "'" + file + "' is not a device file (expected only a top-level `device:` map)");
-    return *dev;
-}
-
-}  // namespace
-
-SystemSpec load_system(const std::string& path, const std::vector<std::string>& preset_dirs) {
-    const cfg::Node doc = cfg::load_file(path);
-    check_top_level(doc);
-    const cfg::Node* sys = doc.find("system");
-    const cfg::Node* dev = doc.find("device");
-    if (!sys && !dev) cfg::fail(doc.loc(), "", "expected a top-level `system:` or `device:` map");
-
-    SystemSpec out;
-    cfg::Node system_map;
-    if (!sys) {
-        out.device = validate_and_build(*dev);
-        out.name = out.device.name;
-        out.device_count = 1;
-        system_map = cfg::Node::make_map(dev->loc(), "system");
-        system_map.set("name", cfg::Node::make_scalar(out.name, dev->loc(), "system.name"));
-        system_map.set("count", cfg::Node::make_scalar("1", dev->loc(), "system.count"));
-    } else {
-        system_map = cfg::validate(*sys, system_schema());
-        const cfg::Reader sr(system_map, system_schema());
-        out.name = sr.str("name");
-        out.device_count = sr.integer("count");
-        if (out.device_count < 1) fail_at(sr.at("count"), "must be at least 1");
-        if (sr.has("device")) {
-            cfg::Node device_map = referenced_device(sr.at("device"), path, preset_dirs);
-            if (dev) device_map = cfg::merge(device_map, *dev);  // local overrides win
-            out.device = validate_and_build(device_map);
-            system_map.erase("device");
-        } else if (dev) {
-            out.device = validate_and_build(*dev);
-        } else {
-            fail_at(*sys,
-                    "names no device: give `device: <preset name or path>` here, or a complete "
-                    "top-level `device:` map in this file");
-        }
-    }
-    out.resolved = cfg::Node::make_map(doc.loc(), "");
-    out.resolved.set("system", std::move(system_map));
-    out.resolved.set("device", out.device.resolved);
-    return out;
 }
 
 }  // namespace mlsim::arch

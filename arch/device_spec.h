@@ -1,13 +1,12 @@
 #pragma once
-// Device and system descriptions at roofline level: what a device can compute (peak throughput per data
-// type), what it can hold and move (memory levels, innermost first), and what that costs (energy per MAC,
-// per byte read/written at each level, static power), plus a fixed per-op dispatch overhead.
+// Device descriptions at roofline level: what a device can compute (peak throughput per data type),
+// what it can hold and move (memory levels, innermost first), and what that costs (energy per MAC, per
+// byte read/written at each level, static power), plus a fixed per-op dispatch overhead. Systems of
+// devices (nodes, links, switches) are in arch/system/system_spec.h.
 //
 // Contract:
-// - A device file has a top-level `device:` map; a system file has a top-level `system:` map naming one
-//   device (preset name or path relative to the system file) and a count, and may carry a partial
-//   `device:` map that is deep-merged over the named device (see configs/README.md).
-// - load_device / load_system validate against device_schema() / system_schema(): unknown keys (with a
+// - A device file has a top-level `device:` map (see configs/README.md).
+// - load_device validates against device_schema(): unknown keys (with a
 //   suggestion), missing required keys, wrong units, non-positive sizes and bandwidths are UserErrors
 //   located at file:line:col and key path. Consistency errors (a peak for an unknown data type, a data
 //   type with a peak but no MAC energy, a memory level smaller per instance than the level inside it,
@@ -98,36 +97,18 @@ struct DeviceSpec {
 
 // Parameter declarations of a `device:` map (also printed by `mlsim run --help`).
 const cfg::Schema& device_schema();
-// Parameter declarations of a `system:` map.
-const cfg::Schema& system_schema();
 
 // Load a device file (top-level `device:` map): load_file + validate + build.
 DeviceSpec load_device(const std::string& path);
 // Build from an already validated tree: the `device` map itself, or a document holding it under `device`.
 DeviceSpec device_from_node(const cfg::Node& resolved);
 
-// Systems: one device type times a count. count > 1 is recorded; the multi-device model comes later.
-struct SystemSpec {
-    std::string name;
-    DeviceSpec device;
-    int64_t device_count = 1;
-    // The fully resolved document: `system:` (name, count) and the complete `device:` map, so that
-    // to_yaml(resolved) reloads to the same system without the preset files.
-    cfg::Node resolved;
-};
-
-// Accepts a system file or a device file (then the system is that device, count 1, named after it).
-// A preset name in `system.device` is looked up, in order, in: each of `preset_dirs`, the directory
-// named by the environment variable MLSIM_DEVICES_DIR, <dir of the system file>/../devices (the
-// configs/systems -> configs/devices layout), ./configs/devices (relative to the working directory).
-SystemSpec load_system(const std::string& path, const std::vector<std::string>& preset_dirs = {});
-
 // Names (file stems, sorted) of the device presets in `configs_dir`/devices/*.yaml, or in
 // `configs_dir`/*.yaml when it has no devices/ folder. Empty when the folder does not exist.
 std::vector<std::string> list_device_presets(const std::string& configs_dir);
 
-// The path of preset `name` in the search order of load_system, or a UserError (located at `where`)
-// naming the folders searched, the presets found and the nearest name.
+// The path of preset `name` in the search order of load_system (arch/system/system_spec.h), or a
+// UserError (located at `where`) naming the folders searched, the presets found and the nearest name.
 std::string find_device_preset(const std::string& name, const std::vector<std::string>& search_dirs,
                                const cfg::SourceLoc& where, std::string_view key_path);
 

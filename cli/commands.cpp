@@ -12,6 +12,7 @@
 
 #include "arch/device_spec.h"
 #include "arch/family.h"
+#include "arch/system/system_spec.h"
 #include "cli/experiment.h"
 #include "arch/systolic/scalesim_cfg.h"
 #include "cli/format.h"
@@ -54,6 +55,7 @@ void print_columns(const std::vector<std::vector<std::string>>& rows, const std:
             if (right[i]) line += fmt::format("{:>{}}", row[i], width[i]);
             else line += last ? row[i] : fmt::format("{:<{}}", row[i], width[i]);
         }
+        while (!line.empty() && line.back() == ' ') line.pop_back();
         fmt::print("{}\n", line);
     }
 }
@@ -226,7 +228,12 @@ int cmd_validate(const Args& args) {
                 fmt::print("{}: ok (model '{}', {} ops)\n", f, m.name(), m.ops().size());
             } else {
                 arch::SystemSpec s = arch::load_system(f, {configs_dir() + "/devices"});
-                fmt::print("{}: ok (system '{}': {} x {})\n", f, s.name, s.device_count, s.device.name);
+                const std::size_t switches = s.topology->switches().size(), links = s.topology->link_count();
+                fmt::print("{}: ok (system '{}': {}{})\n", f, s.name, s.device_summary(),
+                           s.has_network() || switches
+                               ? fmt::format("; {} switch{}, {} link{}", switches, switches == 1 ? "" : "es",
+                                             links, links == 1 ? "" : "s")
+                               : "");
             }
         } catch (const cfg::UserError& e) {
             fmt::print(stderr, "{}\n", e.what());
@@ -236,15 +243,37 @@ int cmd_validate(const Args& args) {
     return status;
 }
 
+namespace {
+
+// The system presets as a table whose columns fit their widest entry (descriptions last, unpadded).
+void print_system_list() {
+    const std::vector<std::string> header = {"preset",   "devices", "device types", "nodes",
+                                             "switches", "links",   "description"};
+    const std::vector<bool> right = {false, true, false, true, true, true, false};
+    std::vector<std::vector<std::string>> rows{header};
+    for (const std::string& name : arch::list_system_presets(configs_dir())) {
+        const arch::SystemSpec s = arch::load_system(
+            (fs::path(configs_dir()) / "systems" / (name + ".yaml")).string(), {configs_dir() + "/devices"});
+        std::string types;
+        for (const std::string& t : s.type_names()) types += (types.empty() ? "" : ",") + t;
+        rows.push_back({name, std::to_string(s.device_count), types, std::to_string(s.nodes.size()),
+                        std::to_string(s.topology->switches().size()),
+                        std::to_string(s.topology->link_count()), s.description});
+    }
+    print_columns(rows, right);
+}
+
+}  // namespace
+
 int cmd_list(const Args& args) {
     std::string what;
     po::options_description desc("mlsim list options");
-    desc.add_options()("help,h", "show this help")("what", po::value(&what), "devices | models");
+    desc.add_options()("help,h", "show this help")("what", po::value(&what), "devices | systems | models");
     po::positional_options_description pos;
     pos.add("what", 1);
     auto vm = parse(args, desc, &pos);
     if (!vm || what.empty()) {
-        std::cout << "usage: mlsim list devices|models\n\n" << desc;
+        std::cout << "usage: mlsim list devices|systems|models\n\n" << desc;
         return vm ? 2 : 0;
     }
     if (what == "models") {
@@ -267,9 +296,14 @@ int cmd_list(const Args& args) {
         print_columns(rows, {false, false, false, true, true, false});
         return 0;
     }
-    const std::string near = cfg::nearest(what, {"devices", "models"});
-    fmt::print(stderr, "mlsim list: error: unknown list '{}'{}\n", what,
-               near.empty() ? "; expected devices or models" : fmt::format("; did you mean '{}'?", near));
+    if (what == "systems") {
+        print_system_list();
+        return 0;
+    }
+    const std::string near = cfg::nearest(what, {"devices", "systems", "models"});
+    fmt::print(
+        stderr, "mlsim list: error: unknown list '{}'{}\n", what,
+        near.empty() ? "; expected devices, systems or models" : fmt::format("; did you mean '{}'?", near));
     return 2;
 }
 

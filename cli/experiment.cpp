@@ -177,23 +177,14 @@ arch::SystemSpec apply_overrides(const arch::SystemSpec& system,
                       "system.<key> (e.g. device.clock, device.memory[0].capacity, system.count)");
         set_at_path(doc, o.key_path, o.value, o.value.key_loc());
     }
-    arch::SystemSpec out;
     const cfg::Node* dev = doc.find("device");
     const cfg::Node* sys = doc.find("system");
     MLSIM_CHECK(dev && sys, "a resolved system lacks its `system` or `device` map");
-    out.device = arch::device_from_node(cfg::validate(*dev, arch::device_schema()));
-    cfg::Node system_map = cfg::validate(*sys, arch::system_schema());
-    const cfg::Reader sr(system_map, arch::system_schema());
-    if (sr.has("device"))
-        cfg::fail(sr.at("device").loc(), "system.device",
+    if (const cfg::Node* d = sys->is_map() ? sys->find("device") : nullptr)
+        cfg::fail(d->loc(), "system.device",
                   "cannot be overridden: the device is already loaded; sweep over `system` (the file or "
                   "preset) instead");
-    out.name = sr.str("name");
-    out.device_count = sr.integer("count");
-    out.resolved = cfg::Node::make_map(doc.loc(), "");
-    out.resolved.set("system", std::move(system_map));
-    out.resolved.set("device", out.device.resolved);
-    return out;
+    return arch::system_from_resolved(doc);
 }
 
 std::string default_dtype(const arch::DeviceSpec& device) {

@@ -261,18 +261,8 @@ cfg::Node scalesim_cfg_document(const std::string& path) {
 
 SystemSpec load_scalesim_cfg(const std::string& path) {
     const cfg::Node doc = scalesim_cfg_document(path);
-    SystemSpec out;
-    out.device = device_from_node(cfg::validate(*doc.find("device"), device_schema()));
-    out.name = out.device.name;
-    out.device_count = 1;
-    const cfg::SourceLoc loc{path, 1, 1};
-    cfg::Node system_map = cfg::Node::make_map(loc, "system");
-    system_map.set("name", cfg::Node::make_scalar(out.name, loc, "system.name"));
-    system_map.set("count", cfg::Node::make_scalar("1", loc, "system.count"));
-    out.resolved = cfg::Node::make_map(loc, "");
-    out.resolved.set("system", std::move(system_map));
-    out.resolved.set("device", out.device.resolved);
-    return out;
+    return system_of_one(device_from_node(cfg::validate(*doc.find("device"), device_schema())),
+                         cfg::SourceLoc{path, 1, 1});
 }
 
 }  // namespace mlsim::arch::systolic
