@@ -1,13 +1,79 @@
 #include "arch/device_model.h"
 
-#include "arch/roofline/roofline.h"
-#include "arch/systolic/systolic_model.h"
+#include <algorithm>
+
+#include "arch/family.h"
+#include "sim/core/check.h"
 
 namespace mlsim::arch {
 
-std::unique_ptr<DeviceModel> make_device_model(const DeviceSpec& spec, const ModelOptions& options) {
-    if (spec.systolic) return std::make_unique<systolic::SystolicModel>(spec, options);
-    return std::make_unique<RooflineModel>(spec);
+std::string bound_of(const TimeParts& p) {
+    const std::pair<double, const char*> parts[] = {
+        {p.compute_s, "compute"}, {p.memory_s, "memory"}, {p.overhead_s, "overhead"},
+        {p.communication_s, "communication"}};
+    const auto* best = &parts[0];
+    for (const auto& part : parts)
+        if (part.first > best->first) best = &part;
+    // A layer that takes no time at all (a view) waits on nothing: it is memory-bound by convention,
+    // like a zero-work op on the roofline.
+    if (best->first <= 0) return "memory";
+    return best->second;
+}
+
+void LayerResult::set_parts(const TimeParts& p) {
+    MLSIM_CHECK(p.compute_s >= 0 && p.memory_s >= 0 && p.overhead_s >= 0 && p.communication_s >= 0,
+                "negative part of a layer's time");
+    parts = p;
+    bound = bound_of(p);
+}
+
+void LayerResult::add_metric(std::string metric_name, double value, std::string unit) {
+    Metric m;
+    m.name = std::move(metric_name);
+    m.value = value;
+    m.unit = std::move(unit);
+    metrics.push_back(std::move(m));
+}
+
+void LayerResult::add_text(std::string metric_name, std::string text) {
+    Metric m;
+    m.name = std::move(metric_name);
+    m.text = std::move(text);
+    metrics.push_back(std::move(m));
+}
+
+void LayerResult::add_stats(const std::vector<StatRow>& stats) {
+    for (const StatRow& row : stats) {
+        std::string metric_name = row.name;
+        std::replace(metric_name.begin(), metric_name.end(), '.', '_');
+        if (row.unit == "ps")
+            add_metric(metric_name + "_s", static_cast<double>(row.value) * 1e-12, "s");
+        else
+            add_metric(metric_name, static_cast<double>(row.value), row.unit == "bytes" ? "B" : row.unit);
+    }
+}
+
+const Metric* LayerResult::metric(std::string_view metric_name) const {
+    for (const Metric& m : metrics)
+        if (m.name == metric_name) return &m;
+    return nullptr;
+}
+
+double LayerResult::metric_value(std::string_view metric_name, double fallback) const {
+    const Metric* m = metric(metric_name);
+    return m && m->value ? *m->value : fallback;
+}
+
+const LevelTraffic* LayerResult::level(std::string_view level_name) const {
+    for (const LevelTraffic& l : levels)
+        if (l.level == level_name) return &l;
+    return nullptr;
+}
+
+std::unique_ptr<DeviceModel> make_device_model(const DeviceSpec& spec) {
+    const Family* f = find_family(spec.model.empty() ? std::string_view("roofline") : spec.model);
+    MLSIM_CHECK(f != nullptr && f->has_model(), "device '" + spec.name + "' names no model family");
+    return f->factory(spec);
 }
 
 }  // namespace mlsim::arch

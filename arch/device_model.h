@@ -7,7 +7,8 @@
 //   (arch/roofline/roofline.h: roofline_bound), energy is never negative, and
 //   bytes_read/bytes_written are what crossed the device's main-memory interface;
 // - layers run one after another in the model's topological order: start_s of layer i+1 is end_s of layer i;
-// - fields a family does not model stay zero / empty (the roofline fills none of the "detailed" ones).
+// - time_s = parts.total() and bound = bound_of(parts): one meaning of `bound` in every family;
+// - what only some families model goes into `levels` and `metrics`, never into new fields here.
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -15,22 +16,39 @@
 #include <vector>
 
 #include "arch/device_spec.h"
+#include "sim/core/stats.h"
 #include "workloads/model.h"
 
 namespace mlsim::arch {
 
-// Bytes moved at one storage level, by direction.
-struct AccessBytes {
-    double read = 0, write = 0;
+// Traffic at one memory level a family models (an on-chip buffer, a cache, main memory).
+struct LevelTraffic {
+    std::string level;  // the level's name as configured: unified_buffer, weight_fifo, l2, hbm, dram
+    double bytes_read = 0, bytes_written = 0;
+    int64_t accesses = 0;  // accesses (words, lines) when the family counts them, else 0
+    double energy_j = 0;   // dynamic energy of this level's accesses
 };
 
-// Per-level access record of a layer (detailed models). For the systolic model: `ifmap`, `filter`,
-// `ofmap` are its three operand buffers; writes into a buffer are fills from main memory (and, for
-// ofmap, outputs and partial sums written by the array), reads are words crossing the array edge (and,
-// for ofmap, drains to main memory); `dram` is the main-memory interface (= bytes_read / bytes_written).
-struct LevelAccesses {
-    AccessBytes ifmap, filter, ofmap, dram;
+// Any other per-layer figure of a family: a number with its unit, or a text (value empty).
+struct Metric {
+    std::string name;  // snake_case, unit-suffixed where it helps: stall_weight_cycles, energy_pe_hops_j
+    std::optional<double> value;
+    std::string unit;  // "cycles", "count", "J", "B", "1" (a ratio); empty for a text
+    std::string text;
 };
+
+// Where a layer's time went. The parts add up to the layer's time_s; the largest names its bound.
+//   compute:       the units doing arithmetic (including array fill and drain);
+//   memory:        waiting on a memory level (the `memory_level` metric names it);
+//   overhead:      launch / dispatch / fixed per-op time;
+//   communication: waiting on other devices (systems).
+struct TimeParts {
+    double compute_s = 0, memory_s = 0, overhead_s = 0, communication_s = 0;
+    double total() const { return compute_s + memory_s + overhead_s + communication_s; }
+};
+
+// "compute" | "memory" | "overhead" | "communication": the largest part (ties go to the earlier name).
+std::string bound_of(const TimeParts& parts);
 
 struct LayerResult {
     int64_t idx = 0;
@@ -41,28 +59,33 @@ struct LayerResult {
     // Device clock cycles the layer occupies. Roofline: ceil(time_s · clock). Systolic: the array's
     // cycles (pipeline plus vector unit), without the fixed op_overhead that time_s adds on top.
     int64_t cycles = 0;
-    // Cycles the compute units wait on memory: the sum of the three causes below (systolic), or the
-    // non-computing part of the layer (roofline).
+    // Cycles the compute units wait on memory (systolic: the sum of its stall causes; roofline: the
+    // non-computing part of the layer).
     int64_t stall_cycles = 0;
     double energy_compute_j = 0, energy_memory_j = 0, energy_static_j = 0;
     // Roofline: achieved / peak throughput for the layer's data type. Systolic: MACs performed by the
     // arrays / (cycles · rows · cols · arrays).
     double utilization = 0;
-    std::string bound;  // "compute" | "memory"
-
-    // --- detailed models (zero / empty under the roofline) ---
-    // Stall cycles by cause: waiting for weights (filter buffer), input activations (ifmap buffer),
-    // or output space / partial sums (ofmap buffer, including the final drain to main memory).
-    int64_t stall_weight_cycles = 0, stall_input_cycles = 0, stall_output_cycles = 0;
-    // How the layer was mapped, one entry per GEMM of the op, separated by "; ", e.g.
-    // "m=392 n=64 k=576 tiles=1x1x1 order=mnk split=m/8"; "vector" for ops on the vector unit.
-    std::string tiling;
-    // The parts of energy_memory_j: on-chip buffers, main memory, PE-to-PE operand hops.
-    double energy_sram_j = 0, energy_dram_j = 0, energy_noc_j = 0;
-    LevelAccesses access;
-    int64_t pe_hops = 0;  // operand words moved between neighbouring PEs
+    TimeParts parts;    // sums to time_s
+    std::string bound;  // bound_of(parts)
+    // What differs by family: traffic per memory level, and named metrics.
+    std::vector<LevelTraffic> levels;
+    std::vector<Metric> metrics;
 
     double energy_j() const { return energy_compute_j + energy_memory_j + energy_static_j; }
+    // Sets parts and the bound derived from them.
+    void set_parts(const TimeParts& p);
+    // One line per metric in a model: add_metric("stall_weight_cycles", n, "cycles").
+    void add_metric(std::string metric_name, double value, std::string unit);
+    void add_text(std::string metric_name, std::string text);
+    // The engine's counters (sim/core/stats.h) as metrics: "dram.busy_time" in ps becomes
+    // dram_busy_time_s in seconds; other units keep their value and unit ("bytes" becomes "B").
+    void add_stats(const std::vector<StatRow>& stats);
+    // nullptr when absent.
+    const Metric* metric(std::string_view metric_name) const;
+    // The value of a numeric metric, or `fallback` when absent.
+    double metric_value(std::string_view metric_name, double fallback = 0) const;
+    const LevelTraffic* level(std::string_view level_name) const;
 };
 
 class DeviceModel {
@@ -72,15 +95,7 @@ public:
     virtual std::vector<LayerResult> run(const wl::Model& model) = 0;
 };
 
-// Run-time choices that override the device config (the command line's --fidelity / --convention).
-// Unset fields keep the config's value; families without such a choice ignore them.
-struct ModelOptions {
-    std::optional<systolic::Fidelity> fidelity;
-    std::optional<systolic::Convention> convention;
-};
-
-// The model for a device spec: the systolic model when the spec has a `systolic` section
-// (DeviceSpec::systolic), the roofline otherwise. Defined in arch/device_model.cpp.
-std::unique_ptr<DeviceModel> make_device_model(const DeviceSpec& spec, const ModelOptions& options = {});
+// The model that runs a device: the family named by DeviceSpec::model (arch/family.h).
+std::unique_ptr<DeviceModel> make_device_model(const DeviceSpec& spec);
 
 }  // namespace mlsim::arch

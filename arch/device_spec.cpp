@@ -10,6 +10,8 @@
 #include <set>
 #include <utility>
 
+#include "arch/family.h"
+#include "arch/section_params.h"
 #include "sim/config/loader.h"
 #include "sim/config/units.h"
 #include "sim/core/check.h"
@@ -31,44 +33,10 @@ const std::vector<std::string>& known_families() {
 
 namespace {
 
-// Which families may carry which per-family section. An NPU is either a spatial array (systolic) or a
-// microcontroller with an accelerator attached (mcu).
-const std::vector<std::pair<std::string, std::vector<std::string>>>& section_families() {
-    static const std::vector<std::pair<std::string, std::vector<std::string>>> table = {
-        {"systolic", {"tpu", "npu"}},
-        {"gpu", {"gpu"}},
-        {"cpu", {"cpu"}},
-        {"mcu", {"mcu", "npu"}},
-    };
-    return table;
-}
-
-// An optional parameter with no default: absent from the resolved tree unless the file gives it.
-Param optional_no_default(std::string name, PType type, std::string doc) {
-    Param p;
-    p.name = std::move(name);
-    p.type = type;
-    p.doc = std::move(doc);
-    return p;
-}
-
-Param count_param(std::string name, std::string doc) {
-    Param p = optional_no_default(std::move(name), PType::integer, std::move(doc));
-    p.min = 1;
-    return p;
-}
-
-Param size_param(std::string name, std::string doc) {
-    Param p = optional_no_default(std::move(name), PType::quantity, std::move(doc));
-    p.dim = Dim::size;
-    p.positive = true;
-    return p;
-}
-
-Param map_param(std::string name, const cfg::Schema& sub, std::string doc) {
-    Param p = optional_no_default(std::move(name), PType::map, std::move(doc));
-    p.sub = &sub;
-    return p;
+std::vector<std::string> family_names() {
+    std::vector<std::string> names;
+    for (const Family& f : families()) names.push_back(f.name);
+    return names;
 }
 
 Param dict_param(std::string name, Dim dim, bool positive, std::string doc) {
@@ -76,7 +44,6 @@ Param dict_param(std::string name, Dim dim, bool positive, std::string doc) {
     p.name = std::move(name);
     p.type = PType::dict;
     p.doc = std::move(doc);
-    p.required = true;
     p.value_type = PType::quantity;
     p.dim = dim;
     p.choices = known_dtypes();
@@ -110,173 +77,6 @@ const cfg::Schema& memory_schema() {
         write.dim = Dim::energy_per_byte;
         write.min = 0.0;
         s.params.push_back(write);
-        return s;
-    }();
-    return schema;
-}
-
-Param choice_param(std::string name, std::string default_value, std::vector<std::string> choices,
-                   std::string doc) {
-    Param p = cfg::optional(std::move(name), PType::choice, std::move(default_value), std::move(doc));
-    p.choices = std::move(choices);
-    return p;
-}
-
-// One operand buffer of the systolic array. The keys are fixed: a SCALE-Sim .cfg translator
-// (arch/systolic/scalesim_cfg.cpp) writes exactly these names.
-const cfg::Schema& systolic_buffer_schema() {
-    static const cfg::Schema schema = [] {
-        cfg::Schema s;
-        s.name = "device.systolic.buffers.<operand>";
-        s.doc = "one operand's on-chip SRAM; its word size is the layer's data type";
-        s.params.push_back(optional_no_default("name", PType::string,
-                                               "buffer name, e.g. unified_buffer; the operand's name when absent"));
-        s.params.push_back(cfg::quantity("capacity", Dim::size, std::nullopt,
-                                         "capacity of the whole buffer (both halves when double-buffered)"));
-        s.params.push_back(cfg::quantity("bandwidth", Dim::bandwidth, std::nullopt,
-                                         "toward the array, per direction, shared by all arrays"));
-        s.params.push_back(cfg::optional("double_buffered", PType::boolean, "true",
-                                         "fill / drain one half while the array uses the other"));
-        Param read = cfg::quantity("read_energy", Dim::energy_per_byte, std::nullopt,
-                                   "energy per byte read from this buffer", false);
-        read.min = 0.0;
-        s.params.push_back(read);
-        Param write = optional_no_default("write_energy", PType::quantity,
-                                          "energy per byte written to this buffer; read_energy when absent");
-        write.dim = Dim::energy_per_byte;
-        write.min = 0.0;
-        s.params.push_back(write);
-        return s;
-    }();
-    return schema;
-}
-
-const cfg::Schema& systolic_buffers_schema() {
-    static const cfg::Schema schema = [] {
-        cfg::Schema s;
-        s.name = "device.systolic.buffers";
-        s.doc = "on-chip SRAM per operand";
-        for (const auto& [name, doc] :
-             {std::pair<const char*, const char*>{"ifmap", "input activations (A; im2col rows of a convolution)"},
-              {"filter", "weights (B)"},
-              {"ofmap", "outputs and partial sums (C)"}}) {
-            Param p = map_param(name, systolic_buffer_schema(), doc);
-            p.required = true;
-            s.params.push_back(p);
-        }
-        return s;
-    }();
-    return schema;
-}
-
-const cfg::Schema& systolic_tile_schema() {
-    static const cfg::Schema schema = [] {
-        cfg::Schema s;
-        s.name = "device.systolic.tile";
-        s.doc = "the tile of a GEMM (per array) when `tiling: fixed`";
-        for (const char* dim : {"m", "n", "k"}) {
-            Param p = cfg::optional(dim, PType::integer, "0", std::string("tile extent along ") + dim +
-                                                                  "; 0 = the whole dimension");
-            p.min = 0;
-            s.params.push_back(p);
-        }
-        return s;
-    }();
-    return schema;
-}
-
-// The detailed systolic model's section. The key names are fixed (see configs/README.md).
-const cfg::Schema& systolic_schema() {
-    static const cfg::Schema schema = [] {
-        cfg::Schema s;
-        s.name = "device.systolic";
-        s.doc = "systolic array organisation, buffers and tiling (read by the detailed systolic model)";
-        Param rows = cfg::required("rows", PType::integer, "PE rows of one array");
-        rows.min = 1;
-        // Far beyond any built array; keeps cycle counts (R·C·folds) inside 64-bit arithmetic.
-        rows.max = 65536;
-        s.params.push_back(rows);
-        Param cols = cfg::required("cols", PType::integer, "PE columns of one array");
-        cols.min = 1;
-        cols.max = 65536;
-        s.params.push_back(cols);
-        Param arrays = cfg::optional("arrays", PType::integer, "1",
-                                     "arrays sharing the buffers and main memory (e.g. MXUs); work is "
-                                     "partitioned across them");
-        arrays.min = 1;
-        arrays.max = 65536;
-        s.params.push_back(arrays);
-        // The long names are accepted for configs written before the short ones were chosen.
-        s.params.push_back(choice_param("dataflow", "ws",
-                                        {"os", "ws", "is", "output_stationary", "weight_stationary",
-                                         "input_stationary"},
-                                        "output-, weight- or input-stationary"));
-        s.params.push_back(choice_param("fidelity", "tile", {"tile", "cycle"},
-                                        "tile: closed-form folds; cycle: PE grid stepped with real values"));
-        s.params.push_back(choice_param("convention", "faithful", {"faithful", "scalesim"},
-                                        "faithful: mlsim timing; scalesim: SCALE-Sim v2 CALC-mode cycle count"));
-        Param buffers = map_param("buffers", systolic_buffers_schema(), "on-chip SRAM per operand");
-        buffers.required = true;
-        s.params.push_back(buffers);
-        s.params.push_back(choice_param("tiling", "search", {"search", "fixed"},
-                                        "search: fewest estimated cycles; fixed: use `tile`"));
-        s.params.push_back(map_param("tile", systolic_tile_schema(), "tile extents for `tiling: fixed`"));
-        Param vector = optional_no_default("vector_throughput", PType::quantity,
-                                           "vector unit for non-matmul ops; default cols x arrays x clock "
-                                           "(one element per column per cycle); never faster than the op's peak");
-        vector.dim = Dim::throughput;
-        vector.positive = true;
-        s.params.push_back(vector);
-        Param hop = cfg::quantity("pe_hop_energy", Dim::energy, std::string("0pJ"),
-                                  "energy of moving one operand word to a neighbouring PE", false);
-        hop.min = 0.0;
-        s.params.push_back(hop);
-        return s;
-    }();
-    return schema;
-}
-
-const cfg::Schema& gpu_schema() {
-    static const cfg::Schema schema = [] {
-        cfg::Schema s;
-        s.name = "device.gpu";
-        s.doc = "SIMT GPU organisation (used by the detailed GPU model)";
-        s.params.push_back(count_param("sms", "streaming multiprocessors"));
-        s.params.push_back(count_param("cuda_cores_per_sm", "FP32 lanes per SM"));
-        s.params.push_back(count_param("tensor_cores_per_sm", "tensor cores per SM"));
-        s.params.push_back(size_param("registers_per_sm", "register file per SM"));
-        s.params.push_back(size_param("shared_memory_per_sm", "largest shared-memory carve-out per SM"));
-        return s;
-    }();
-    return schema;
-}
-
-const cfg::Schema& cpu_schema() {
-    static const cfg::Schema schema = [] {
-        cfg::Schema s;
-        s.name = "device.cpu";
-        s.doc = "CPU organisation (used by the detailed CPU model)";
-        s.params.push_back(count_param("cores", "physical cores"));
-        s.params.push_back(size_param("simd_width", "SIMD register width, e.g. 512b"));
-        s.params.push_back(count_param("fma_units_per_core", "SIMD FMA pipes per core"));
-        Param matrix = optional_no_default("matrix_unit", PType::string, "matrix extension, e.g. amx");
-        s.params.push_back(matrix);
-        return s;
-    }();
-    return schema;
-}
-
-const cfg::Schema& mcu_schema() {
-    static const cfg::Schema schema = [] {
-        cfg::Schema s;
-        s.name = "device.mcu";
-        s.doc = "microcontroller organisation (used by the detailed MCU model)";
-        s.params.push_back(optional_no_default("core", PType::string, "CPU core, e.g. cortex-m7"));
-        s.params.push_back(count_param("macs_per_cycle", "int8/int16 MACs per cycle of the SIMD/DSP unit"));
-        Param ws = optional_no_default("flash_wait_states", PType::integer, "flash wait states at `clock`");
-        ws.min = 0;
-        s.params.push_back(ws);
-        s.params.push_back(size_param("flash_line", "bytes fetched from flash per access"));
         return s;
     }();
     return schema;
@@ -366,11 +166,15 @@ const cfg::Schema& device_schema() {
         s.params.push_back(node);
         s.params.push_back(
             cfg::quantity("clock", Dim::frequency, std::nullopt, "clock the peaks are quoted at"));
-        s.params.push_back(dict_param(
-            "peak", Dim::throughput, true,
-            "dense peak throughput per data type (" + join(known_dtypes(), " ") + "); one MAC = 2 ops"));
-        s.params.push_back(dict_param("mac_energy", Dim::energy, false,
-                                      "energy per MAC per data type; every data type with a peak needs one"));
+        s.params.push_back(dict_param("peak", Dim::throughput, true,
+                                      "dense peak throughput per data type (" + join(known_dtypes(), " ") +
+                                          "); one MAC = 2 ops. Required unless the device's model derives "
+                                          "it (a systolic array: rows x cols x arrays x 2 x clock); given "
+                                          "as well, it must agree"));
+        Param mac = dict_param("mac_energy", Dim::energy, false,
+                               "energy per MAC per data type; every data type with a peak needs one");
+        mac.required = true;
+        s.params.push_back(mac);
         Param memory =
             cfg::required("memory", PType::list, "memory levels, innermost first; the last is main memory");
         memory.sub = &memory_schema();
@@ -384,28 +188,18 @@ const cfg::Schema& device_schema() {
                                        "fixed per-op launch / dispatch overhead", false);
         overhead.min = 0.0;
         s.params.push_back(overhead);
-        s.params.push_back(map_param("systolic", systolic_schema(), "systolic array detail (tpu, npu)"));
-        s.params.push_back(map_param("gpu", gpu_schema(), "GPU detail (gpu)"));
-        s.params.push_back(map_param("cpu", cpu_schema(), "CPU detail (cpu)"));
-        s.params.push_back(map_param("mcu", mcu_schema(), "microcontroller detail (mcu, npu)"));
-        return s;
-    }();
-    return schema;
-}
-
-const cfg::Schema& system_schema() {
-    static const cfg::Schema schema = [] {
-        cfg::Schema s;
-        s.name = "system";
-        s.doc = "a system: `count` identical devices";
-        s.params.push_back(cfg::required("name", PType::string, "system name, e.g. dgx-a100"));
-        s.params.push_back(optional_no_default(
-            "device", PType::string,
-            "device preset name (configs/devices/<name>.yaml) or path relative to this file; "
-            "may be omitted when the file has a complete top-level `device:` map"));
-        Param count = cfg::optional("count", PType::integer, "1", "number of devices");
-        count.min = 1;
-        s.params.push_back(count);
+        // The model that runs the device, and each family's section, from the family registry.
+        Param model = optional_no_default(
+            "model", PType::choice,
+            "the model that runs this device: " + join(family_names(), " | ") +
+                "; default: the detailed model of the section the device gives, else roofline");
+        model.choices = family_names();
+        s.params.push_back(model);
+        for (const Family& f : families()) {
+            if (f.section.empty()) continue;
+            s.params.push_back(map_param(f.section, *f.schema,
+                                         f.description + " (" + join(f.hardware, ", ") + ")"));
+        }
         return s;
     }();
     return schema;
@@ -442,7 +236,8 @@ namespace {
 [[noreturn]] void fail_no_dtype(const DeviceSpec& spec, std::string_view key, std::string_view dtype,
                                 std::string_view what) {
     const cfg::Node* node = spec.resolved.is_map() ? spec.resolved.find(key) : nullptr;
-    cfg::SourceLoc loc = node ? node->loc() : cfg::SourceLoc{};
+    // A derived peak has no node of its own: point at the device map.
+    cfg::SourceLoc loc = node ? node->loc() : spec.resolved.is_map() ? spec.resolved.key_loc() : cfg::SourceLoc{};
     std::string path = node ? node->path() : "device." + std::string(key);
     std::vector<std::string> have = spec.dtypes();
     cfg::fail(loc, path,
@@ -478,88 +273,27 @@ const cfg::Node* DeviceSpec::section(std::string_view section_name) const {
 
 namespace {
 
-// Enough digits that the value can be pasted back into the config and pass the check.
-std::string exact_throughput(double ops) {
-    static const std::pair<double, const char*> units[] = {
-        {1e15, "POP/s"}, {1e12, "TOP/s"}, {1e9, "GOP/s"}, {1e6, "MOP/s"}, {1e3, "kOP/s"}};
-    for (const auto& [scale, unit] : units)
-        if (ops >= scale) return fmt::format("{:.7g}{}", ops / scale, unit);
-    return fmt::format("{:.7g}OP/s", ops);
-}
-
-systolic::BufferSpec parse_buffer(const cfg::Reader& r, const std::string& operand) {
-    systolic::BufferSpec b;
-    b.name = r.has("name") ? r.str("name") : operand;
-    b.capacity_bytes = r.quantity("capacity");
-    b.bandwidth_Bps = r.quantity("bandwidth");
-    b.double_buffered = r.boolean("double_buffered");
-    b.read_energy_J_per_byte = r.quantity("read_energy");
-    b.write_energy_J_per_byte = r.has("write_energy") ? r.quantity("write_energy") : b.read_energy_J_per_byte;
-    return b;
-}
-
-// The systolic section, with the checks that tie it to the roofline figures: a detailed model may
-// never report a layer faster than the roofline of the same device, so every peak must be at least
-// what the array computes at its rate for that data type (and close to it, or the roofline misleads).
-systolic::SystolicSpec parse_systolic(const cfg::Node& dev, const DeviceSpec& d) {
-    const cfg::Node& node = child(dev, "systolic");
-    const cfg::Reader r(node, systolic_schema());
-    systolic::SystolicSpec s;
-    s.rows = r.integer("rows");
-    s.cols = r.integer("cols");
-    s.arrays = r.integer("arrays");
-    std::string df = r.str("dataflow");
-    if (df == "output_stationary") df = "os";
-    if (df == "weight_stationary") df = "ws";
-    if (df == "input_stationary") df = "is";
-    const std::optional<systolic::Dataflow> dataflow = systolic::parse_dataflow(df);
-    MLSIM_CHECK(dataflow.has_value(), "validated dataflow does not parse: " + df);
-    s.dataflow = *dataflow;
-    s.fidelity = *systolic::parse_fidelity(r.str("fidelity"));
-    s.convention = *systolic::parse_convention(r.str("convention"));
-    const cfg::Reader buffers = r.sub("buffers");
-    s.ifmap = parse_buffer(buffers.sub("ifmap"), "ifmap");
-    s.filter = parse_buffer(buffers.sub("filter"), "filter");
-    s.ofmap = parse_buffer(buffers.sub("ofmap"), "ofmap");
-    s.tiling = r.str("tiling") == "fixed" ? systolic::Tiling::fixed : systolic::Tiling::search;
-    const cfg::Reader tile = r.sub("tile");
-    s.tile_m = tile.integer("m");
-    s.tile_n = tile.integer("n");
-    s.tile_k = tile.integer("k");
-    // Tile extents only take effect with `tiling: fixed`; given under `search` they would be ignored.
-    if (s.tiling == systolic::Tiling::search && (s.tile_m || s.tile_n || s.tile_k))
-        cfg::fail(tile.node().loc(), tile.node().path(),
-                  "tile extents are used only with `tiling: fixed`; set `tiling: fixed` or remove `tile`");
-    s.pe_hop_energy_J = r.quantity("pe_hop_energy");
-
-    const double pes = static_cast<double>(s.rows) * static_cast<double>(s.cols) * static_cast<double>(s.arrays);
-    const double array_rate = pes * 2 * d.clock_hz;
-    const std::string rate_text =
-        std::to_string(s.rows) + " x " + std::to_string(s.cols) + " x " + std::to_string(s.arrays) +
-        " PEs x 2 x " + cfg::format_quantity(d.clock_hz, Dim::frequency) + " = " +
-        cfg::format_quantity(array_rate, Dim::throughput);
-    const cfg::Node& peak_node = child(dev, "peak");
-    for (const auto& [dtype, peak] : d.peak_ops_per_s) {
-        // A data type the array runs at reduced rate takes a whole number of passes per MAC.
-        const double ratio = array_rate / peak;
-        const int64_t passes = std::max<int64_t>(1, static_cast<int64_t>(std::llround(ratio)));
-        const double expected = array_rate / static_cast<double>(passes);
-        if (peak < expected * (1 - 1e-12) || peak > expected * 1.01) {
-            const std::string rate = passes == 1 ? "its full rate" : "1/" + std::to_string(passes) + " rate";
-            fail_at(child(peak_node, dtype),
-                    "peak " + cfg::format_quantity(peak, Dim::throughput) + " for " + dtype +
-                        " does not match the systolic array (" + rate_text + "): a data type's peak must be " +
-                        "the array's rate divided by a whole number of passes, at least that and at most 1 % "
-                        "more; the nearest is " + exact_throughput(expected * (1 + 1e-6)) + " (" + rate + ")");
-        }
-        s.passes[dtype] = passes;
+// `device.model` when given (it must name a family with a model, and that family's section must be
+// there if it has one); else the first family with a model whose section the device gives; else the
+// roofline.
+std::string choose_model(const cfg::Node& dev) {
+    const auto has_section = [&](const Family& f) {
+        const cfg::Node* n = dev.find(f.section);
+        return n && n->is_map() && !n->entries().empty();
+    };
+    if (const cfg::Node* m = dev.find("model"); m && m->is_scalar()) {
+        const Family* f = find_family(m->as_string());
+        MLSIM_CHECK(f != nullptr, "validated device.model names no family");
+        if (!f->has_model())
+            fail_at(*m, "the " + f->name + " model is not built yet; this device runs on the roofline "
+                        "(`model: roofline`, or leave `model` out)");
+        if (!f->section.empty() && !has_section(*f))
+            fail_at(*m, "the " + f->name + " model needs a `" + f->section + ":` section in the device");
+        return f->name;
     }
-    // The vector unit may be given faster than a small array's peak (a sweep over array sizes keeps
-    // it); the model then caps it at the op's peak, so the roofline still bounds every op.
-    s.vector_throughput_ops = r.has("vector_throughput")
-                                  ? r.quantity("vector_throughput")
-                                  : static_cast<double>(s.cols) * static_cast<double>(s.arrays) * d.clock_hz;
-    return s;
+    for (const Family& f : families())
+        if (f.has_model() && !f.section.empty() && has_section(f)) return f.name;
+    return "roofline";
 }
 
 }  // namespace
@@ -582,16 +316,8 @@ DeviceSpec device_from_node(const cfg::Node& resolved) {
     d.clock_hz = r.quantity("clock");
     if (!(d.clock_hz > 0)) fail_at(r.at("clock"), "must be greater than zero");
 
-    d.peak_ops_per_s = dtype_table(r, "peak", true);
-    if (d.peak_ops_per_s.empty())
-        fail_at(r.at("peak"), "needs at least one data type (" + join(known_dtypes()) + ")");
     d.mac_energy_J = dtype_table(r, "mac_energy", false);
-    for (const auto& [dtype, peak] : d.peak_ops_per_s) {
-        if (d.mac_energy_J.count(dtype) == 0)
-            fail_at(r.at("mac_energy"), "no MAC energy for data type '" + dtype +
-                                            "', which has a peak; every data type in `peak` needs one here");
-    }
-
+    if (r.has("peak")) d.peak_ops_per_s = dtype_table(r, "peak", true);
     const cfg::Node& memory_node = r.at("memory");
     const std::vector<cfg::Reader> levels = r.list("memory");
     if (levels.empty()) fail_at(memory_node, "needs at least one memory level (the last is main memory)");
@@ -637,20 +363,34 @@ DeviceSpec device_from_node(const cfg::Node& resolved) {
     d.op_overhead_s = r.quantity("op_overhead");
     if (d.op_overhead_s < 0) fail_at(r.at("op_overhead"), "must be zero or more");
 
-    for (const auto& [section, families] : section_families()) {
-        const cfg::Node* n = dev->find(section);
+    // Family sections: each on a device of a family that may carry it, parsed by its family (which
+    // may derive the peaks from its own parameters and checks declared ones against them).
+    for (const Family& f : families()) {
+        if (f.section.empty()) continue;
+        const cfg::Node* n = dev->find(f.section);
         if (!n || !n->is_map() || n->entries().empty()) continue;
-        if (!contains(families, d.family))
-            fail_at(*n, "a `" + section + ":` section describes a " + join(families, " or ") +
+        if (!contains(f.hardware, d.family))
+            fail_at(*n, "a `" + f.section + ":` section describes a " + join(f.hardware, " or ") +
                             " device, but this device's family is '" + d.family + "'");
+        if (f.parse) d.params[f.name] = f.parse(*dev, d);
     }
-    if (const cfg::Node* sys = dev->find("systolic"); sys && sys->is_map() && !sys->entries().empty())
-        d.systolic = parse_systolic(*dev, d);
+    if (d.peak_ops_per_s.empty())
+        fail_at(r.has("peak") ? r.at("peak") : *dev,
+                r.has("peak") ? "needs at least one data type (" + join(known_dtypes()) + ")"
+                              : "needs `peak:` (dense peak throughput per data type), or a section from which "
+                                "its model derives it (e.g. `systolic:`)");
+    for (const auto& [dtype, peak] : d.peak_ops_per_s) {
+        if (d.mac_energy_J.count(dtype) == 0)
+            fail_at(r.at("mac_energy"), "no MAC energy for data type '" + dtype +
+                                            "', which has a peak; every data type in `peak` needs one here");
+    }
+    d.model = choose_model(*dev);
     // validate() fills every absent section with an empty map; records read better without them.
     d.resolved = *dev;
-    for (const auto& [section, families] : section_families()) {
-        const cfg::Node* n = d.resolved.find(section);
-        if (n && (n->is_null() || (n->is_map() && n->entries().empty()))) d.resolved.erase(section);
+    for (const Family& f : families()) {
+        if (f.section.empty()) continue;
+        const cfg::Node* n = d.resolved.find(f.section);
+        if (n && (n->is_null() || (n->is_map() && n->entries().empty()))) d.resolved.erase(f.section);
     }
     return d;
 }
@@ -659,11 +399,6 @@ namespace {
 
 DeviceSpec validate_and_build(const cfg::Node& device_map) {
     return device_from_node(cfg::validate(device_map, device_schema()));
-}
-
-std::string parent_dir(const std::string& path) {
-    fs::path p = fs::path(path).parent_path();
-    return p.empty() ? std::string(".") : p.string();
 }
 
 bool file_exists(const fs::path& p) {
@@ -716,88 +451,6 @@ std::string find_device_preset(const std::string& name, const std::vector<std::s
                   join(search_dirs) +
                   "; presets found: " + (found.empty() ? std::string("none") : join(found)) +
                   " (a path to a device file must contain '/' or end in .yaml)");
-}
-
-namespace {
-
-std::vector<std::string> preset_search_dirs(const std::string& system_file,
-                                            const std::vector<std::string>& extra) {
-    std::vector<std::string> dirs = extra;
-    if (const char* env = std::getenv("MLSIM_DEVICES_DIR"); env && *env) dirs.emplace_back(env);
-    const std::string here = parent_dir(system_file);
-    dirs.push_back((fs::path(here) / ".." / "devices").lexically_normal().string());
-    dirs.emplace_back("configs/devices");
-    return dirs;
-}
-
-bool ends_with(std::string_view s, std::string_view suffix) {
-    return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
-// The raw (not yet validated) `device` map of the device file that `ref` names.
-cfg::Node referenced_device(const cfg::Node& ref_node, const std::string& system_file,
-                            const std::vector<std::string>& preset_dirs) {
-    const std::string ref = ref_node.as_string();
-    std::string file;
-    if (ref.find('/') != std::string::npos || ends_with(ref, ".yaml") || ends_with(ref, ".yml")) {
-        fs::path p(ref);
-        if (p.is_relative()) p = fs::path(parent_dir(system_file)) / p;
-        file = p.lexically_normal().string();
-        if (!file_exists(file))
-            fail_at(ref_node, "no device file '" + file + "' (relative to the system file)");
-    } else {
-        file = find_device_preset(ref, preset_search_dirs(system_file, preset_dirs), ref_node.loc(),
-                                  ref_node.path());
-    }
-    const cfg::Node doc = cfg::load_file(file);
-    check_top_level(doc);
-    const cfg::Node* dev = doc.find("device");
-    if (!dev || doc.find("system"))
-        fail_at(ref_node, "'" + file + "' is not a device file (expected only a top-level `device:` map)");
-    return *dev;
-}
-
-}  // namespace
-
-SystemSpec load_system(const std::string& path, const std::vector<std::string>& preset_dirs) {
-    const cfg::Node doc = cfg::load_file(path);
-    check_top_level(doc);
-    const cfg::Node* sys = doc.find("system");
-    const cfg::Node* dev = doc.find("device");
-    if (!sys && !dev) cfg::fail(doc.loc(), "", "expected a top-level `system:` or `device:` map");
-
-    SystemSpec out;
-    cfg::Node system_map;
-    if (!sys) {
-        out.device = validate_and_build(*dev);
-        out.name = out.device.name;
-        out.device_count = 1;
-        system_map = cfg::Node::make_map(dev->loc(), "system");
-        system_map.set("name", cfg::Node::make_scalar(out.name, dev->loc(), "system.name"));
-        system_map.set("count", cfg::Node::make_scalar("1", dev->loc(), "system.count"));
-    } else {
-        system_map = cfg::validate(*sys, system_schema());
-        const cfg::Reader sr(system_map, system_schema());
-        out.name = sr.str("name");
-        out.device_count = sr.integer("count");
-        if (out.device_count < 1) fail_at(sr.at("count"), "must be at least 1");
-        if (sr.has("device")) {
-            cfg::Node device_map = referenced_device(sr.at("device"), path, preset_dirs);
-            if (dev) device_map = cfg::merge(device_map, *dev);  // local overrides win
-            out.device = validate_and_build(device_map);
-            system_map.erase("device");
-        } else if (dev) {
-            out.device = validate_and_build(*dev);
-        } else {
-            fail_at(*sys,
-                    "names no device: give `device: <preset name or path>` here, or a complete "
-                    "top-level `device:` map in this file");
-        }
-    }
-    out.resolved = cfg::Node::make_map(doc.loc(), "");
-    out.resolved.set("system", std::move(system_map));
-    out.resolved.set("device", out.device.resolved);
-    return out;
 }
 
 }  // namespace mlsim::arch

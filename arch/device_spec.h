@@ -1,23 +1,24 @@
 #pragma once
-// Device and system descriptions at roofline level: what a device can compute (peak throughput per data
-// type), what it can hold and move (memory levels, innermost first), and what that costs (energy per MAC,
-// per byte read/written at each level, static power), plus a fixed per-op dispatch overhead.
+// Device descriptions at roofline level: what a device can compute (peak throughput per data type),
+// what it can hold and move (memory levels, innermost first), and what that costs (energy per MAC, per
+// byte read/written at each level, static power), plus a fixed per-op dispatch overhead. Systems of
+// devices (nodes, links, switches) are in arch/system/system_spec.h.
 //
 // Contract:
-// - A device file has a top-level `device:` map; a system file has a top-level `system:` map naming one
-//   device (preset name or path relative to the system file) and a count, and may carry a partial
-//   `device:` map that is deep-merged over the named device (see configs/README.md).
-// - load_device / load_system validate against device_schema() / system_schema(): unknown keys (with a
+// - A device file has a top-level `device:` map (see configs/README.md).
+// - load_device validates against device_schema(): unknown keys (with a
 //   suggestion), missing required keys, wrong units, non-positive sizes and bandwidths are UserErrors
 //   located at file:line:col and key path. Consistency errors (a peak for an unknown data type, a data
 //   type with a peak but no MAC energy, a memory level smaller per instance than the level inside it,
 //   static power above TDP, a family section that does not match `family`) are UserErrors located at
 //   the offending key, too.
 // - Every figure in a DeviceSpec is in SI units (Hz, op/s, bytes, bytes/s, J, J/byte, W, s).
-// - Per-family sections (`systolic:`, `gpu:`, `cpu:`, `mcu:`) are declared and their keys checked, but
-//   their contents are not used by the roofline level; detailed models read them from DeviceSpec::resolved,
-//   except `systolic:`, which is parsed into DeviceSpec::systolic and checked against the peaks
-//   (arch/systolic/systolic_spec.h states the rule).
+// - Per-family sections (`systolic:`, `gpu:`, `cpu:`, `mcu:`, ...) are declared by their families
+//   (arch/family.h), each in its own folder; device_schema() gathers them. A family that reads its
+//   section parses it into DeviceSpec::params and may derive the device's peaks from it (a systolic
+//   array's peak is rows x cols x arrays x 2 x clock); a declared `peak` must then agree with it.
+// - `model` chooses the family whose model runs the device (DeviceSpec::model): when absent, the first
+//   family with a model whose section the device gives, else the roofline.
 // - A DeviceSpec is a plain value: copying it is cheap enough for sweeps; it owns its resolved tree.
 #include <cstdint>
 #include <map>
@@ -26,11 +27,16 @@
 #include <string_view>
 #include <vector>
 
-#include "arch/systolic/systolic_spec.h"
+#include <memory>
 #include "sim/config/node.h"
 #include "sim/config/schema.h"
 
 namespace mlsim::arch {
+
+// A family's parsed section (arch/family.h); each family derives its own type from it.
+struct FamilyParams {
+    virtual ~FamilyParams() = default;
+};
 
 // Data types a device may declare a peak for. One MAC counts as 2 ops (FLOP or OP).
 const std::vector<std::string>& known_dtypes();  // fp32 tf32 bf16 fp16 fp8 int16 int8 int4
@@ -63,8 +69,16 @@ struct DeviceSpec {
     std::map<std::string, double> mac_energy_J;  // energy per MAC per data type
     double op_overhead_s = 0;                    // fixed per-op launch / dispatch overhead
     cfg::Node resolved;  // the validated `device` map, defaults filled in, empty family sections left out
-    // The parsed `systolic:` section, when the file gives one (the factory then picks the systolic model).
-    std::optional<systolic::SystolicSpec> systolic;
+    std::string model;   // the family whose model runs this device (`device.model`, or the default)
+    // Parsed family sections, by family name (only for families that read their section).
+    std::map<std::string, std::shared_ptr<const FamilyParams>> params;
+
+    // The parsed section of family `family_name` as its own type, or nullptr when the device has none.
+    template <class T>
+    const T* params_of(std::string_view family_name) const {
+        auto it = params.find(std::string(family_name));
+        return it == params.end() ? nullptr : dynamic_cast<const T*>(it->second.get());
+    }
 
     const MemoryLevel& main_memory() const;
     // nullptr when there is no level of that name.
@@ -83,36 +97,18 @@ struct DeviceSpec {
 
 // Parameter declarations of a `device:` map (also printed by `mlsim run --help`).
 const cfg::Schema& device_schema();
-// Parameter declarations of a `system:` map.
-const cfg::Schema& system_schema();
 
 // Load a device file (top-level `device:` map): load_file + validate + build.
 DeviceSpec load_device(const std::string& path);
 // Build from an already validated tree: the `device` map itself, or a document holding it under `device`.
 DeviceSpec device_from_node(const cfg::Node& resolved);
 
-// Systems: one device type times a count. count > 1 is recorded; the multi-device model comes later.
-struct SystemSpec {
-    std::string name;
-    DeviceSpec device;
-    int64_t device_count = 1;
-    // The fully resolved document: `system:` (name, count) and the complete `device:` map, so that
-    // to_yaml(resolved) reloads to the same system without the preset files.
-    cfg::Node resolved;
-};
-
-// Accepts a system file or a device file (then the system is that device, count 1, named after it).
-// A preset name in `system.device` is looked up, in order, in: each of `preset_dirs`, the directory
-// named by the environment variable MLSIM_DEVICES_DIR, <dir of the system file>/../devices (the
-// configs/systems -> configs/devices layout), ./configs/devices (relative to the working directory).
-SystemSpec load_system(const std::string& path, const std::vector<std::string>& preset_dirs = {});
-
 // Names (file stems, sorted) of the device presets in `configs_dir`/devices/*.yaml, or in
 // `configs_dir`/*.yaml when it has no devices/ folder. Empty when the folder does not exist.
 std::vector<std::string> list_device_presets(const std::string& configs_dir);
 
-// The path of preset `name` in the search order of load_system, or a UserError (located at `where`)
-// naming the folders searched, the presets found and the nearest name.
+// The path of preset `name` in the search order of load_system (arch/system/system_spec.h), or a
+// UserError (located at `where`) naming the folders searched, the presets found and the nearest name.
 std::string find_device_preset(const std::string& name, const std::vector<std::string>& search_dirs,
                                const cfg::SourceLoc& where, std::string_view key_path);
 

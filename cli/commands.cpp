@@ -11,6 +11,8 @@
 #include <optional>
 
 #include "arch/device_spec.h"
+#include "arch/family.h"
+#include "arch/system/system_spec.h"
 #include "cli/format.h"
 #include "cli/parse_args.h"
 #include "db/results_db.h"
@@ -46,8 +48,27 @@ void add_run_option(po::options_description& desc, const exp::RunOption& e) {
     desc.add_options()(flag.c_str(), value, help.c_str());
 }
 
+// Rows of cells in columns as wide as their widest cell; `right` aligns a column to the right.
+void print_columns(const std::vector<std::vector<std::string>>& rows, const std::vector<bool>& right) {
+    std::vector<size_t> width(right.size(), 0);
+    for (const auto& row : rows)
+        for (size_t i = 0; i < row.size() && i < width.size(); ++i) width[i] = std::max(width[i], row[i].size());
+    for (const auto& row : rows) {
+        std::string line;
+        for (size_t i = 0; i < row.size(); ++i) {
+            if (i) line += "  ";
+            const bool last = i + 1 == row.size();
+            if (right[i]) line += fmt::format("{:>{}}", row[i], width[i]);
+            else line += last ? row[i] : fmt::format("{:<{}}", row[i], width[i]);
+        }
+        while (!line.empty() && line.back() == ' ') line.pop_back();
+        fmt::print("{}\n", line);
+    }
+}
+
 struct Totals {
-    double macs = 0, flops = 0, bytes = 0, time_s = 0, energy_j = 0, compute_bound_s = 0;
+    double macs = 0, flops = 0, bytes = 0, time_s = 0, energy_j = 0;
+    arch::TimeParts parts;
 };
 
 Totals totals_of(const std::vector<arch::LayerResult>& layers) {
@@ -58,7 +79,10 @@ Totals totals_of(const std::vector<arch::LayerResult>& layers) {
         t.bytes += l.bytes_read + l.bytes_written;
         t.time_s += l.time_s;
         t.energy_j += l.energy_j();
-        if (l.bound == "compute") t.compute_bound_s += l.time_s;
+        t.parts.compute_s += l.parts.compute_s;
+        t.parts.memory_s += l.parts.memory_s;
+        t.parts.overhead_s += l.parts.overhead_s;
+        t.parts.communication_s += l.parts.communication_s;
     }
     return t;
 }
@@ -93,21 +117,19 @@ void print_totals(const exp::ExperimentResult& r) {
     }
     fmt::print("  work    {} MACs, {} FLOPs, {} moved, intensity {:.3g} FLOP/B\n", si(t.macs, ""),
                si(t.flops, ""), si(t.bytes, "B"), t.bytes > 0 ? t.flops / t.bytes : 0.0);
-    if (r.info.device_model != "roofline") {
-        int64_t cycles = 0, stalls = 0, sw = 0, si_ = 0, so = 0;
-        for (const auto& l : r.layers) {
-            cycles += l.cycles;
-            stalls += l.stall_cycles;
-            sw += l.stall_weight_cycles;
-            si_ += l.stall_input_cycles;
-            so += l.stall_output_cycles;
-        }
-        fmt::print("  cycles  {} ({} model; stalls {}: weight {}, input {}, output {})\n", cycles,
-                   r.info.device_model, stalls, sw, si_, so);
-    }
-    fmt::print("  bound   compute {} of the time, memory {}; achieved {} of peak {}\n",
-               percent(t.compute_bound_s / t.time_s), percent(1 - t.compute_bound_s / t.time_s),
-               si(t.flops / t.time_s, "FLOP/s"), si(r.info.peak_flops_per_s, "FLOP/s"));
+    if (const arch::Family* f = arch::find_family(r.info.device_model); f && f->summary)
+        for (const std::string& line : f->summary(r.layers)) fmt::print("  {}\n", line);
+    const auto share = [&](double part) { return percent(t.time_s > 0 ? part / t.time_s : 0); };
+    std::string parts = fmt::format("compute {}, memory {}, overhead {}", share(t.parts.compute_s),
+                                    share(t.parts.memory_s), share(t.parts.overhead_s));
+    if (t.parts.communication_s > 0) parts += fmt::format(", communication {}", share(t.parts.communication_s));
+    fmt::print("  bound   {} of the time ({} bound); achieved {} of peak {}\n", parts,
+               arch::bound_of(t.parts), si(t.flops / t.time_s, "FLOP/s"), si(r.info.peak_flops_per_s, "FLOP/s"));
+    const double power = t.time_s > 0 ? t.energy_j / t.time_s : 0;
+    if (power > dev.tdp_W * (1 + 1e-9))
+        fmt::print(stderr,
+                   "warning: average power {} exceeds {}'s TDP {}: an energy figure of this device is too high\n",
+                   si(power, "W"), dev.name, si(dev.tdp_W, "W"));
 }
 
 }  // namespace
@@ -195,15 +217,37 @@ int cmd_validate(const Args& args) {
     return status;
 }
 
+namespace {
+
+// The system presets as a table whose columns fit their widest entry (descriptions last, unpadded).
+void print_system_list() {
+    const std::vector<std::string> header = {"preset",   "devices", "device types", "nodes",
+                                             "switches", "links",   "description"};
+    const std::vector<bool> right = {false, true, false, true, true, true, false};
+    std::vector<std::vector<std::string>> rows{header};
+    for (const std::string& name : arch::list_system_presets(exp::configs_dir())) {
+        const arch::SystemSpec s = arch::load_system(
+            (fs::path(exp::configs_dir()) / "systems" / (name + ".yaml")).string(), {exp::configs_dir() + "/devices"});
+        std::string types;
+        for (const std::string& t : s.type_names()) types += (types.empty() ? "" : ",") + t;
+        rows.push_back({name, std::to_string(s.device_count), types, std::to_string(s.nodes.size()),
+                        std::to_string(s.topology->switches().size()),
+                        std::to_string(s.topology->link_count()), s.description});
+    }
+    print_columns(rows, right);
+}
+
+}  // namespace
+
 int cmd_list(const Args& args) {
     std::string what;
     po::options_description desc("mlsim list options");
-    desc.add_options()("help,h", "show this help")("what", po::value(&what), "devices | models");
+    desc.add_options()("help,h", "show this help")("what", po::value(&what), "devices | systems | models");
     po::positional_options_description pos;
     pos.add("what", 1);
     auto vm = parse(args, desc, &pos);
     if (!vm || what.empty()) {
-        std::cout << "usage: mlsim list devices|models\n\n" << desc;
+        std::cout << "usage: mlsim list devices|systems|models\n\n" << desc;
         return vm ? 2 : 0;
     }
     if (what == "models") {
@@ -211,8 +255,8 @@ int cmd_list(const Args& args) {
         return 0;
     }
     if (what == "devices") {
-        fmt::print("{:<24} {:<6} {:>14} {:>14}  {}\n", "preset", "family", "peak (best)", "main memory BW",
-                   "name");
+        std::vector<std::vector<std::string>> rows = {
+            {"preset", "family", "model", "peak (best)", "main memory BW", "name"}};
         for (const std::string& name : arch::list_device_presets(exp::configs_dir())) {
             const arch::DeviceSpec d =
                 arch::load_device((fs::path(exp::configs_dir()) / "devices" / (name + ".yaml")).string());
@@ -220,14 +264,20 @@ int cmd_list(const Args& args) {
             std::string best_t;
             for (const auto& [t, v] : d.peak_ops_per_s)
                 if (v > best) best = v, best_t = t;
-            fmt::print("{:<24} {:<6} {:>14} {:>14}  {}\n", name, d.family, si(best, "OP/s") + " " + best_t,
-                       si(d.main_memory().bandwidth_Bps, "B/s"), d.name);
+            rows.push_back({name, d.family, d.model, si(best, "OP/s") + " " + best_t,
+                            si(d.main_memory().bandwidth_Bps, "B/s"), d.name});
         }
+        print_columns(rows, {false, false, false, true, true, false});
         return 0;
     }
-    const std::string near = cfg::nearest(what, {"devices", "models"});
-    fmt::print(stderr, "mlsim list: error: unknown list '{}'{}\n", what,
-               near.empty() ? "; expected devices or models" : fmt::format("; did you mean '{}'?", near));
+    if (what == "systems") {
+        print_system_list();
+        return 0;
+    }
+    const std::string near = cfg::nearest(what, {"devices", "systems", "models"});
+    fmt::print(
+        stderr, "mlsim list: error: unknown list '{}'{}\n", what,
+        near.empty() ? "; expected devices, systems or models" : fmt::format("; did you mean '{}'?", near));
     return 2;
 }
 

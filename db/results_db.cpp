@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <ctime>
@@ -10,6 +11,7 @@
 #include <limits>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <system_error>
 
 #include "db/schema.h"
@@ -58,6 +60,13 @@ constexpr const char* k_run_insert_columns[] = {
     "device_model",
     "total_cycles",
     "total_stall_cycles",
+    "average_power_w",
+    "tdp_w",
+    "over_tdp",
+    "total_compute_s",
+    "total_memory_s",
+    "total_overhead_s",
+    "total_communication_s",
 };
 
 constexpr const char* k_layer_insert_columns[] = {
@@ -83,20 +92,18 @@ constexpr const char* k_layer_insert_columns[] = {
     "energy_static_j",
     "utilization",
     "bound",
-    "stall_weight_cycles",
-    "stall_input_cycles",
-    "stall_output_cycles",
-    "pe_hops",
-    "tiling",
-    "energy_sram_j",
-    "energy_dram_j",
-    "energy_noc_j",
-    "bytes_ifmap_read",
-    "bytes_ifmap_written",
-    "bytes_filter_read",
-    "bytes_filter_written",
-    "bytes_ofmap_read",
-    "bytes_ofmap_written",
+    "compute_s",
+    "memory_s",
+    "overhead_s",
+    "communication_s",
+};
+
+constexpr const char* k_level_insert_columns[] = {
+    "run_id", "idx", "level", "bytes_read", "bytes_written", "accesses", "energy_j",
+};
+
+constexpr const char* k_metric_insert_columns[] = {
+    "run_id", "idx", "name", "value", "unit", "text",
 };
 
 template <size_t N>
@@ -115,6 +122,7 @@ struct Totals {
     double time_s = 0, energy_j = 0, macs = 0, flops = 0, bytes_read = 0, bytes_written = 0;
     double energy_compute_j = 0, energy_memory_j = 0, energy_static_j = 0;
     int64_t cycles = 0, stall_cycles = 0;
+    double compute_s = 0, memory_s = 0, overhead_s = 0, communication_s = 0;
 };
 
 bool non_negative(double v) { return std::isfinite(v) && v >= 0; }
@@ -129,6 +137,94 @@ void check_count(const LayerRow& layer, const char* field, int64_t v) {
                 fmt::format("results: layer {} '{}': {} = {} must be >= 0", layer.idx, layer.name, field, v));
 }
 
+// The parts of a layer's time, in the order and with the names `bound` uses.
+struct TimePart {
+    const char* name;   // as in `bound`
+    const char* field;  // the LayerRow field
+    double value;
+};
+std::array<TimePart, 4> time_parts(const LayerRow& l) {
+    return {TimePart{"compute", "compute_s", l.compute_s}, TimePart{"memory", "memory_s", l.memory_s},
+            TimePart{"overhead", "overhead_s", l.overhead_s},
+            TimePart{"communication", "communication_s", l.communication_s}};
+}
+
+void check_time_split(const LayerRow& l) {
+    const auto parts = time_parts(l);
+    double sum = 0;
+    for (const TimePart& p : parts) {
+        check_quantity(l, p.field, p.value);
+        sum += p.value;
+    }
+    // Rounding of the producer's own split; far below a picosecond at any layer time.
+    const double slack = 1e-9 * l.time_s + 1e-15;
+    MLSIM_CHECK(
+        std::abs(sum - l.time_s) <= slack,
+        fmt::format("results: layer {} '{}': compute_s + memory_s + overhead_s + communication_s = {} "
+                    "but time_s = {}",
+                    l.idx, l.name, sum, l.time_s));
+    const auto named =
+        std::find_if(parts.begin(), parts.end(), [&](const TimePart& p) { return l.bound == p.name; });
+    MLSIM_CHECK(named != parts.end(),
+                fmt::format("results: layer {} '{}': bound '{}' is not one of compute, memory, overhead, "
+                            "communication",
+                            l.idx, l.name, l.bound));
+    for (const TimePart& p : parts)
+        MLSIM_CHECK(
+            named->value + slack >= p.value,
+            fmt::format("results: layer {} '{}': bound '{}' ({} s) is not the largest part of its time: "
+                        "{} takes {} s",
+                        l.idx, l.name, l.bound, named->value, p.name, p.value));
+}
+
+void check_levels(const LayerRow& l) {
+    std::set<std::string_view> seen;
+    for (const LevelRow& v : l.levels) {
+        MLSIM_CHECK(!v.level.empty(),
+                    fmt::format("results: layer {} '{}': a memory level without a name", l.idx, l.name));
+        MLSIM_CHECK(
+            seen.insert(v.level).second,
+            fmt::format("results: layer {} '{}': level '{}' appears more than once", l.idx, l.name, v.level));
+        for (const auto& [field, value] :
+             {std::pair{"bytes_read", v.bytes_read}, std::pair{"bytes_written", v.bytes_written},
+              std::pair{"energy_j", v.energy_j}})
+            MLSIM_CHECK(non_negative(value),
+                        fmt::format("results: layer {} '{}': level '{}': {} = {} must be finite and >= 0",
+                                    l.idx, l.name, v.level, field, value));
+        MLSIM_CHECK(v.accesses >= 0,
+                    fmt::format("results: layer {} '{}': level '{}': accesses = {} must be >= 0", l.idx,
+                                l.name, v.level, v.accesses));
+    }
+}
+
+void check_metrics(const LayerRow& l) {
+    std::set<std::string_view> seen;
+    for (const MetricRow& m : l.metrics) {
+        MLSIM_CHECK(!m.name.empty(),
+                    fmt::format("results: layer {} '{}': a metric without a name", l.idx, l.name));
+        MLSIM_CHECK(
+            seen.insert(m.name).second,
+            fmt::format("results: layer {} '{}': metric '{}' appears more than once", l.idx, l.name, m.name));
+        MLSIM_CHECK(
+            m.value.has_value() != !m.text.empty(),
+            fmt::format("results: layer {} '{}': metric '{}' needs exactly one of a value or a text ({})",
+                        l.idx, l.name, m.name, m.value ? "both are set" : "neither is set"));
+        if (m.value) {
+            MLSIM_CHECK(std::isfinite(*m.value),
+                        fmt::format("results: layer {} '{}': metric '{}' = {} must be finite", l.idx, l.name,
+                                    m.name, *m.value));
+            MLSIM_CHECK(!m.unit.empty(),
+                        fmt::format("results: layer {} '{}': metric '{}' has a value but no unit "
+                                    "(\"1\" for a ratio, \"count\" for a count)",
+                                    l.idx, l.name, m.name));
+        } else {
+            MLSIM_CHECK(m.unit.empty(),
+                        fmt::format("results: layer {} '{}': text metric '{}' has a unit '{}'", l.idx, l.name,
+                                    m.name, m.unit));
+        }
+    }
+}
+
 void validate_info(const RunInfo& info, double wall_s) {
     MLSIM_CHECK(non_negative(wall_s), fmt::format("results: wall_s = {} must be finite and >= 0", wall_s));
     MLSIM_CHECK(info.batch >= 0 && info.seq >= 0,
@@ -137,6 +233,8 @@ void validate_info(const RunInfo& info, double wall_s) {
         non_negative(info.peak_flops_per_s) && non_negative(info.mem_bandwidth_Bps),
         fmt::format("results: peak_flops_per_s = {} and mem_bandwidth_Bps = {} must be finite and >= 0",
                     info.peak_flops_per_s, info.mem_bandwidth_Bps));
+    MLSIM_CHECK(non_negative(info.tdp_W),
+                fmt::format("results: tdp_W = {} must be finite and >= 0", info.tdp_W));
 }
 
 // Checks every physics invariant before anything touches the file, and sums the run totals.
@@ -180,6 +278,9 @@ Totals validate_layers(const std::vector<LayerRow>& layers) {
                         l.idx, l.name, l.energy_j, parts));
         MLSIM_CHECK(l.utilization <= 1 + 1e-9,
                     fmt::format("results: layer {} '{}': utilization {} > 1", l.idx, l.name, l.utilization));
+        check_time_split(l);
+        check_levels(l);
+        check_metrics(l);
 
         ids.push_back(l.idx);
         first_start = std::min(first_start, l.start_s);
@@ -194,6 +295,10 @@ Totals validate_layers(const std::vector<LayerRow>& layers) {
         t.bytes_written += l.bytes_written;
         t.cycles += l.cycles;
         t.stall_cycles += l.stall_cycles;
+        t.compute_s += l.compute_s;
+        t.memory_s += l.memory_s;
+        t.overhead_s += l.overhead_s;
+        t.communication_s += l.communication_s;
     }
     std::sort(ids.begin(), ids.end());
     auto dup = std::adjacent_find(ids.begin(), ids.end());
@@ -201,6 +306,13 @@ Totals validate_layers(const std::vector<LayerRow>& layers) {
     t.layer_count = static_cast<int64_t>(layers.size());
     t.time_s = layers.empty() ? 0.0 : last_end - first_start;
     return t;
+}
+
+void bind_optional(sql::Statement& s, std::optional<double> v) {
+    if (v)
+        s.bind_real(*v);
+    else
+        s.bind_null();
 }
 
 std::string utc_now() {
@@ -297,6 +409,8 @@ struct ResultsDb::Impl {
 
         insert_run.emplace(conn, insert_sql("runs", k_run_insert_columns));
         insert_layer.emplace(conn, insert_sql("layers", k_layer_insert_columns));
+        insert_level.emplace(conn, insert_sql("layer_levels", k_level_insert_columns));
+        insert_metric.emplace(conn, insert_sql("layer_metrics", k_metric_insert_columns));
         find_ok.emplace(conn, "SELECT 1 FROM runs WHERE config_hash = ? AND status = 'ok' LIMIT 1");
         find_run.emplace(
             conn,
@@ -354,6 +468,23 @@ struct ResultsDb::Impl {
             s.bind_int(totals->cycles).bind_int(totals->stall_cycles);
         else
             s.bind_null().bind_null();
+        // Power needs a span to average over; the TDP comparison needs both figures.
+        std::optional<double> power;
+        if (totals != nullptr && totals->time_s > 0) power = totals->energy_j / totals->time_s;
+        const bool tdp_known = info.tdp_W > 0;
+        bind_optional(s, power);
+        bind_optional(s, tdp_known ? std::optional<double>(info.tdp_W) : std::nullopt);
+        if (power && tdp_known)
+            s.bind_int(*power > info.tdp_W * (1 + 1e-9) ? 1 : 0);
+        else
+            s.bind_null();
+        if (totals != nullptr)
+            s.bind_real(totals->compute_s)
+                .bind_real(totals->memory_s)
+                .bind_real(totals->overhead_s)
+                .bind_real(totals->communication_s);
+        else
+            s.bind_null().bind_null().bind_null().bind_null();
         s.run();
         return conn.last_insert_rowid();
     }
@@ -394,12 +525,36 @@ struct ResultsDb::Impl {
             l.stall_cycles);
         s.bind_real(l.energy_j).bind_real(l.energy_compute_j).bind_real(l.energy_memory_j);
         s.bind_real(l.energy_static_j).bind_real(l.utilization).bind_text(l.bound);
-        s.bind_int(l.stall_weight_cycles).bind_int(l.stall_input_cycles).bind_int(l.stall_output_cycles);
-        s.bind_int(l.pe_hops).bind_text(l.tiling);
-        s.bind_real(l.energy_sram_j).bind_real(l.energy_dram_j).bind_real(l.energy_noc_j);
-        s.bind_real(l.bytes_ifmap_read).bind_real(l.bytes_ifmap_written).bind_real(l.bytes_filter_read);
-        s.bind_real(l.bytes_filter_written).bind_real(l.bytes_ofmap_read).bind_real(l.bytes_ofmap_written);
+        s.bind_real(l.compute_s).bind_real(l.memory_s).bind_real(l.overhead_s).bind_real(l.communication_s);
         s.run();
+    }
+
+    void write_levels(int64_t run_id, const LayerRow& l) {
+        for (const LevelRow& v : l.levels) {
+            sql::Statement& s = *insert_level;
+            s.reset();
+            s.bind_int(run_id)
+                .bind_int(l.idx)
+                .bind_text(v.level)
+                .bind_real(v.bytes_read)
+                .bind_real(v.bytes_written);
+            s.bind_int(v.accesses).bind_real(v.energy_j);
+            s.run();
+        }
+    }
+
+    // A numeric metric stores value and unit with text NULL; a text metric only its text.
+    void write_metrics(int64_t run_id, const LayerRow& l) {
+        for (const MetricRow& m : l.metrics) {
+            sql::Statement& s = *insert_metric;
+            s.reset();
+            s.bind_int(run_id).bind_int(l.idx).bind_text(m.name);
+            if (m.value)
+                s.bind_real(*m.value).bind_text(m.unit).bind_null();
+            else
+                s.bind_null().bind_null().bind_text(m.text);
+            s.run();
+        }
     }
 
     // One write transaction; rolled back unless commit() ran. IMMEDIATE takes the write lock up front,
@@ -430,7 +585,8 @@ struct ResultsDb::Impl {
     std::string path;
     sql::Connection conn;
     // Declared after conn so they are finalised before it closes.
-    std::optional<sql::Statement> insert_run, insert_layer, find_ok, begin, commit, rollback;
+    std::optional<sql::Statement> insert_run, insert_layer, insert_level, insert_metric, find_ok, begin,
+        commit, rollback;
     std::optional<sql::Statement> find_run, find_link, run_hash, insert_sweep, insert_factor;
     std::mutex mutex;
 };
@@ -451,7 +607,11 @@ int64_t ResultsDb::record_run(const RunInfo& info, const std::vector<LayerRow>& 
     std::lock_guard lock(m_impl->mutex);
     Impl::Transaction txn(*m_impl);
     int64_t run_id = m_impl->write_run(info, "ok", nullptr, wall_s, &totals);
-    for (const LayerRow& layer : layers) m_impl->write_layer(run_id, layer);
+    for (const LayerRow& layer : layers) {
+        m_impl->write_layer(run_id, layer);
+        m_impl->write_levels(run_id, layer);
+        m_impl->write_metrics(run_id, layer);
+    }
     if (point)
         m_impl->write_sweep_point(
             *point, run_id, info.config_hash.empty() ? config_hash(info.config_yaml) : info.config_hash);

@@ -1,18 +1,25 @@
 #pragma once
-// The results database: one SQLite file per study, one `runs` row per simulated point and one `layers`
-// row per layer of that point (schema in db/schema.h; units in column names).
+// The results database: one SQLite file per study, one `runs` row per simulated point, one `layers`
+// row per layer of that point, and in long format what differs by device family: `layer_levels` (bytes,
+// accesses and energy per memory level) and `layer_metrics` (any other named figure with its unit).
+// Schema in db/schema.h; units in column names.
 //
 // Contract:
-// - Opening never truncates: an existing mlsim file is appended to (and migrated additively to the
-//   current schema); a missing file and its parent directories are created. A path that cannot be
+// - Opening never truncates: an existing mlsim file is appended to (and migrated to the current schema,
+//   see db/schema.h); a missing file and its parent directories are created. A path that cannot be
 //   created, a file that is not an SQLite database, a foreign SQLite file or one from a newer mlsim is a
 //   cfg::UserError naming the path.
-// - record_run() writes the run row and all its layer rows in ONE transaction: after a crash (even
-//   SIGKILL mid-write) a run is either entirely present or absent. Run totals are computed from the layers.
-// - Rows are validated before anything is written: NaN/infinite or negative times, energies, bytes,
-//   counts, or a layer whose busy time exceeds its [start_s, end_s] interval, are bugs in the producer and
-//   throw InternalError (MLSIM_CHECK); nothing is written then.
-// - Equal inputs write equal `layers` rows (only run_id differs).
+// - record_run() writes the run row and all its layer, level and metric rows in ONE transaction: after
+//   a crash (even SIGKILL mid-write) a run is either entirely present or absent. Run totals are computed
+//   from the layers.
+// - Rows are validated before anything is written; these are bugs in the producer and throw
+//   InternalError (MLSIM_CHECK), and nothing is written then: NaN/infinite or negative times, energies,
+//   bytes, counts; a layer whose busy time exceeds its [start_s, end_s] interval; time parts (compute_s,
+//   memory_s, overhead_s, communication_s) that are negative or do not sum to time_s (relative 1e-9 plus
+//   1e-15 s); a bound that is not one of the four parts or not the largest of them; an unnamed or repeated
+//   level or metric within a layer; a metric without exactly one of value / text (an empty text counts as
+//   unset), with a non-finite value, a numeric metric without a unit or a text metric with one.
+// - Equal inputs write equal `layers`, `layer_levels` and `layer_metrics` rows (only run_id differs).
 // - A ResultsDb may be shared between threads (writes are serialised by an internal mutex); several
 //   processes may append to one file (SQLite locking plus a busy timeout).
 // - Durability: WAL with synchronous=NORMAL. A committed run survives the process being killed; a power
@@ -42,6 +49,24 @@ struct RunInfo {
     double peak_flops_per_s = 0;   // device peak for the run's dtype
     double mem_bandwidth_Bps = 0;  // device main-memory bandwidth, bytes per second
     std::string device_model;      // which device model produced the layers: roofline, systolic, ...
+    double tdp_W = 0;              // the device's thermal design power; 0 = unknown
+};
+
+// Traffic at one memory level a family models (on-chip buffers, caches, main memory): one
+// `layer_levels` row.
+struct LevelRow {
+    std::string level;  // the level's name, e.g. unified_buffer, weight_fifo, l2, hbm, dram
+    double bytes_read = 0, bytes_written = 0;
+    int64_t accesses = 0;  // accesses (words, lines) when the family counts them, else 0
+    double energy_j = 0;   // dynamic energy of this level's accesses
+};
+
+// Any other per-layer figure: one `layer_metrics` row. Exactly one of value / text is set.
+struct MetricRow {
+    std::string name;  // e.g. stall_weight_cycles, pe_hops, energy_pe_hops_j, tiling, memory_level
+    std::optional<double> value;
+    std::string unit;  // "cycles", "count", "J", "B", "1" (ratio); empty for a text metric
+    std::string text;  // for a text metric (value empty), else empty
 };
 
 struct LayerRow {
@@ -56,14 +81,13 @@ struct LayerRow {
     double energy_j = 0;  // total; at least the sum of the parts below
     double energy_compute_j = 0, energy_memory_j = 0, energy_static_j = 0;
     double utilization = 0;  // in [0, 1]
-    std::string bound;       // "compute" | "memory" | "overhead" | "communication" | ...
-    // Detailed device models (zero / empty for the roofline): stall cycles by cause, the mapping,
-    // energy of on-chip buffers, main memory and PE-to-PE hops, and bytes per operand buffer.
-    int64_t stall_weight_cycles = 0, stall_input_cycles = 0, stall_output_cycles = 0, pe_hops = 0;
-    std::string tiling;
-    double energy_sram_j = 0, energy_dram_j = 0, energy_noc_j = 0;
-    double bytes_ifmap_read = 0, bytes_ifmap_written = 0, bytes_filter_read = 0, bytes_filter_written = 0;
-    double bytes_ofmap_read = 0, bytes_ofmap_written = 0;
+    std::string bound;       // "compute" | "memory" | "overhead" | "communication"
+    // The layer's time split by what dominated each part; compute_s + memory_s + overhead_s +
+    // communication_s == time_s. bound is the largest of the four.
+    double compute_s = 0, memory_s = 0, overhead_s = 0, communication_s = 0;
+    // What differs by device family, in long format (empty when the family models none of it).
+    std::vector<LevelRow> levels;
+    std::vector<MetricRow> metrics;
 };
 
 // One factor of a sweep point: the key path and the value as written in the sweep file.
@@ -87,8 +111,10 @@ class ResultsDb {
     ResultsDb(const ResultsDb&) = delete;
     ResultsDb& operator=(const ResultsDb&) = delete;
 
-    // Atomically writes a status 'ok' run and its layers; returns the new run_id.
-    // total_time_s = max(end_s) - min(start_s) over the layers, total_energy_j = sum of energy_j.
+    // Atomically writes a status 'ok' run and its layers (with their levels and metrics); returns the
+    // new run_id. total_time_s = max(end_s) - min(start_s) over the layers, total_energy_j = sum of
+    // energy_j, total_<part>_s = sum of the layers' <part>_s; average_power_w = total_energy_j /
+    // total_time_s (NULL for a zero span); over_tdp = average power above info.tdp_W (NULL when unknown).
     // With `point`, the run's sweep rows are written in the same transaction.
     int64_t record_run(const RunInfo& info, const std::vector<LayerRow>& layers, double wall_s,
                        const SweepPoint* point = nullptr);

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <set>
+#include <vector>
 
 #include "db/sqlite.h"
 #include "sim/config/error.h"
@@ -14,6 +15,7 @@ namespace mlsim::db::schema {
 namespace {
 
 // To add a column: append it to its table with since = current_version + 1, then bump current_version.
+// To move or drop one: also add a Step (below) that does it for files older than the new version.
 constexpr std::array k_meta_columns{
     Column{"key", "TEXT PRIMARY KEY"},
     Column{"value", "TEXT NOT NULL"},
@@ -50,6 +52,15 @@ constexpr std::array k_run_columns{
     Column{"device_model", "TEXT", 3},  // roofline | systolic | ...
     Column{"total_cycles", "INTEGER", 3},
     Column{"total_stall_cycles", "INTEGER", 3},
+    // Schema 4. average_power_w = total_energy_j / total_time_s; tdp_w NULL when the device's TDP is
+    // unknown, and then over_tdp NULL too. The total_<part>_s are sums of the layers' time parts.
+    Column{"average_power_w", "REAL", 4},
+    Column{"tdp_w", "REAL", 4},
+    Column{"over_tdp", "INTEGER CHECK (over_tdp IN (0, 1))", 4},
+    Column{"total_compute_s", "REAL", 4},
+    Column{"total_memory_s", "REAL", 4},
+    Column{"total_overhead_s", "REAL", 4},
+    Column{"total_communication_s", "REAL", 4},
 };
 
 constexpr std::array k_layer_columns{
@@ -75,21 +86,33 @@ constexpr std::array k_layer_columns{
     Column{"energy_static_j", "REAL"},
     Column{"utilization", "REAL"},
     Column{"bound", "TEXT"},
-    // Detailed device models (schema 3): stalls by cause, the mapping, energy and bytes per level.
-    Column{"stall_weight_cycles", "INTEGER", 3},
-    Column{"stall_input_cycles", "INTEGER", 3},
-    Column{"stall_output_cycles", "INTEGER", 3},
-    Column{"pe_hops", "INTEGER", 3},
-    Column{"tiling", "TEXT", 3},
-    Column{"energy_sram_j", "REAL", 3},
-    Column{"energy_dram_j", "REAL", 3},
-    Column{"energy_noc_j", "REAL", 3},
-    Column{"bytes_ifmap_read", "REAL", 3},
-    Column{"bytes_ifmap_written", "REAL", 3},
-    Column{"bytes_filter_read", "REAL", 3},
-    Column{"bytes_filter_written", "REAL", 3},
-    Column{"bytes_ofmap_read", "REAL", 3},
-    Column{"bytes_ofmap_written", "REAL", 3},
+    // Schema 4: time_s split by what dominated each part (they sum to time_s; bound names the largest).
+    // NULL in rows migrated from older files, where the split is unknown.
+    Column{"compute_s", "REAL", 4},
+    Column{"memory_s", "REAL", 4},
+    Column{"overhead_s", "REAL", 4},
+    Column{"communication_s", "REAL", 4},
+};
+
+// What differs by device family, in long format (schema 4): one row per memory level a layer's family
+// models, and one per other named figure. A metric has exactly one of value (with its unit) or text.
+constexpr std::array k_layer_level_columns{
+    Column{"run_id", "INTEGER NOT NULL REFERENCES runs(run_id)", 4},
+    Column{"idx", "INTEGER NOT NULL", 4},
+    Column{"level", "TEXT NOT NULL", 4},
+    Column{"bytes_read", "REAL NOT NULL", 4},
+    Column{"bytes_written", "REAL NOT NULL", 4},
+    Column{"accesses", "INTEGER NOT NULL", 4},
+    Column{"energy_j", "REAL NOT NULL", 4},
+};
+
+constexpr std::array k_layer_metric_columns{
+    Column{"run_id", "INTEGER NOT NULL REFERENCES runs(run_id)", 4},
+    Column{"idx", "INTEGER NOT NULL", 4},
+    Column{"name", "TEXT NOT NULL", 4},
+    Column{"value", "REAL", 4},
+    Column{"unit", "TEXT", 4},
+    Column{"text", "TEXT", 4},
 };
 
 // One row per (sweep, run): which point of which sweep a run is. A point rerun after a failure
@@ -116,10 +139,16 @@ const std::array k_tables{
     Table{"meta", k_meta_columns, ""},
     Table{"runs", k_run_columns, ""},
     Table{"layers", k_layer_columns, "PRIMARY KEY (run_id, idx)"},
+    Table{"layer_levels", k_layer_level_columns,
+          "PRIMARY KEY (run_id, idx, level), FOREIGN KEY (run_id, idx) REFERENCES layers(run_id, idx)"},
+    Table{"layer_metrics", k_layer_metric_columns,
+          "PRIMARY KEY (run_id, idx, name), FOREIGN KEY (run_id, idx) REFERENCES layers(run_id, idx), "
+          "CHECK ((value IS NULL) = (text IS NOT NULL)), CHECK ((value IS NULL) = (unit IS NULL))"},
     Table{"sweeps", k_sweep_columns, "PRIMARY KEY (sweep_name, run_id)"},
     Table{"sweep_factors", k_sweep_factor_columns, "PRIMARY KEY (sweep_name, run_id, factor)"},
 };
 
+// Queries by run (or run and layer) on layer_levels / layer_metrics use their primary keys' prefix.
 constexpr std::array k_indexes{
     Index{"runs_by_config_hash", "runs(config_hash, status)"},
     Index{"sweeps_by_run", "sweeps(run_id)"},
@@ -227,6 +256,88 @@ class MigrationTransaction {
     bool m_committed = false;
 };
 
+// Schema 3 kept the systolic model's figures in fixed `layers` columns; schema 4 moves them into the
+// long-format tables under the same names. An empty unit marks the text metric.
+struct V3Metric {
+    std::string_view column, unit;
+};
+constexpr std::array k_v3_metrics{
+    V3Metric{"stall_weight_cycles", "cycles"},
+    V3Metric{"stall_input_cycles", "cycles"},
+    V3Metric{"stall_output_cycles", "cycles"},
+    V3Metric{"pe_hops", "count"},
+    V3Metric{"energy_sram_j", "J"},
+    V3Metric{"energy_dram_j", "J"},
+    V3Metric{"energy_noc_j", "J"},
+    V3Metric{"tiling", ""},
+};
+// Operand buffers with bytes_<level>_read / bytes_<level>_written columns; schema 3 split neither
+// accesses nor energy by level, so those move as 0.
+constexpr std::array<std::string_view, 3> k_v3_levels{"ifmap", "filter", "ofmap"};
+// The roofline wrote zeros there, which measured nothing; files from before schema 3 have no device_model.
+constexpr std::string_view k_v3_detailed_run = "r.device_model IS NOT NULL AND r.device_model <> 'roofline'";
+
+void drop_layers_column(sql::Connection& conn, std::string_view column) {
+    try {
+        conn.exec(fmt::format("ALTER TABLE layers DROP COLUMN {}", column));
+    } catch (const InternalError& e) {
+        // Only something added to the file by hand (an index, view or trigger on the column) stops it.
+        throw cfg::UserError(fmt::format(
+            "{}: error: results database: cannot migrate to schema version {}: column layers.{} moves to "
+            "the long-format tables but cannot be dropped ({}); drop the index, view or trigger that uses "
+            "it and open the file again",
+            conn.path(), current_version, column, e.what()));
+    }
+}
+
+// Step to schema 4: the per-family columns of `layers` become layer_metrics / layer_levels rows, then
+// leave `layers`. Works from whichever of those columns the file has (none before schema 3).
+void move_family_columns_to_long_tables(sql::Connection& conn) {
+    const std::set<std::string> have = existing_columns(conn, "layers");
+    const auto has = [&](std::string_view c) { return have.contains(std::string(c)); };
+    std::vector<std::string> moved;
+    for (const V3Metric& m : k_v3_metrics) {
+        if (!has(m.column)) continue;
+        const bool text = m.unit.empty();
+        conn.exec(fmt::format(
+            "INSERT INTO layer_metrics (run_id, idx, name, value, unit, text) "
+            "SELECT l.run_id, l.idx, '{0}', {1}, {2}, {3} FROM layers l JOIN runs r ON r.run_id = l.run_id "
+            "WHERE {4} AND l.{0} IS NOT NULL{5}",
+            m.column, text ? "NULL" : fmt::format("l.{}", m.column),
+            text ? "NULL" : fmt::format("'{}'", m.unit), text ? fmt::format("l.{}", m.column) : "NULL",
+            k_v3_detailed_run, text ? fmt::format(" AND l.{} <> ''", m.column) : ""));
+        moved.emplace_back(m.column);
+    }
+    for (std::string_view level : k_v3_levels) {
+        const std::string read = fmt::format("bytes_{}_read", level);
+        const std::string written = fmt::format("bytes_{}_written", level);
+        if (!has(read) || !has(written)) continue;
+        conn.exec(fmt::format(
+            "INSERT INTO layer_levels (run_id, idx, level, bytes_read, bytes_written, accesses, energy_j) "
+            "SELECT l.run_id, l.idx, '{0}', l.{1}, l.{2}, 0, 0 FROM layers l JOIN runs r ON r.run_id = "
+            "l.run_id "
+            "WHERE {3} AND l.{1} IS NOT NULL AND l.{2} IS NOT NULL",
+            level, read, written, k_v3_detailed_run));
+        moved.push_back(read);
+        moved.push_back(written);
+    }
+    for (const std::string& column : moved) drop_layers_column(conn, column);
+    // Known exactly for every finished run; the TDP and the time split are not, and stay NULL.
+    conn.exec(
+        "UPDATE runs SET average_power_w = total_energy_j / total_time_s "
+        "WHERE status = 'ok' AND total_time_s > 0 AND total_energy_j IS NOT NULL");
+}
+
+// Steps that move data, applied in order to a file older than their version (after the additive pass
+// has created the tables and columns they write to).
+struct Step {
+    int64_t version;
+    void (*apply)(sql::Connection&);
+};
+constexpr std::array k_steps{
+    Step{4, move_family_columns_to_long_tables},
+};
+
 }  // namespace
 
 std::span<const Table> tables() { return k_tables; }
@@ -252,6 +363,8 @@ void migrate(sql::Connection& conn) {
             "use a newer mlsim or another file",
             conn.path(), found, current_version));
     for (const Table& table : k_tables) migrate_table(conn, table);
+    for (const Step& step : k_steps)
+        if (found < step.version) step.apply(conn);
     for (const Index& index : k_indexes)
         conn.exec(fmt::format("CREATE INDEX IF NOT EXISTS {} ON {}", index.name, index.definition));
     if (found != current_version)

@@ -1,11 +1,25 @@
 #pragma once
-// The results-database schema, declared once, and the additive migration that brings any file to it.
+// The results-database schema, declared once, and the migration that brings any older mlsim file to it.
 // Contract: after migrate() the file holds every table, column and index declared here and
-// meta.schema_version == current_version; rows already in the file are untouched. Migrations are only
-// additive: a later change appends a Column (with `since` = the new version) to its table below and
-// bumps current_version, nothing else. Columns added that way must be addable by ALTER TABLE (no
-// PRIMARY KEY / UNIQUE, and NOT NULL only with a DEFAULT); migrate() checks it. A file written by a
-// newer schema is refused with a UserError rather than half-understood.
+// meta.schema_version == current_version. migrate() runs in ONE transaction: it either completes or
+// leaves the file exactly as it was. It has two parts:
+// - Additive: missing tables are created and missing columns added (NULL in existing rows). A column is
+//   added by appending a Column (with `since` = the new version) to its table below and bumping
+//   current_version. Columns added that way must be addable by ALTER TABLE (no PRIMARY KEY / UNIQUE,
+//   and NOT NULL only with a DEFAULT); migrate() checks it.
+// - Versioned steps, run after the additive part, each on files older than its version, for changes
+//   that move data. Step to 4: the schema-3 per-family columns of `layers` move to the long-format
+//   tables, for runs whose device_model is set and is not 'roofline' (the roofline wrote zeros that
+//   measured nothing): stall_weight_cycles, stall_input_cycles, stall_output_cycles ("cycles"), pe_hops
+//   ("count"), energy_sram_j, energy_dram_j, energy_noc_j ("J") become layer_metrics rows of the same
+//   name, tiling a text metric when non-empty; bytes_<op>_read / bytes_<op>_written become layer_levels
+//   rows 'ifmap', 'filter', 'ofmap' with accesses 0 and energy_j 0 (schema 3 did not split them). The
+//   columns are then dropped from `layers` (ALTER TABLE DROP COLUMN, SQLite >= 3.35); an index, view or
+//   trigger added by hand that uses one stops the migration with a UserError. Finished runs get
+//   average_power_w = total_energy_j / total_time_s; the time split (layers.compute_s ..., runs.total_*_s)
+//   and tdp_w / over_tdp stay NULL: unknown. Every other existing value is untouched.
+// A file written by a newer schema is refused with a UserError rather than half-understood, and so is an
+// SQLite file whose application_id is not mlsim's.
 #include <cstdint>
 #include <span>
 #include <string>
@@ -17,8 +31,10 @@ class Connection;
 
 namespace mlsim::db::schema {
 
-// Version 1: runs, layers, meta. Version 2: sweeps, sweep_factors (cli/sweep.h).
-inline constexpr int64_t current_version = 3;
+// Version 1: runs, layers, meta. Version 2: sweeps, sweep_factors (cli/sweep.h). Version 3: device_model,
+// cycle totals and the systolic model's columns in `layers`. Version 4: layer_levels, layer_metrics (the
+// per-family columns moved there), the time split by bound, average power and TDP.
+inline constexpr int64_t current_version = 4;
 
 // PRAGMA application_id stamped into every file so a foreign SQLite file is recognised ('mlsi').
 inline constexpr int32_t application_id = 0x6d6c7369;
@@ -43,8 +59,8 @@ struct Index {
 std::span<const Table> tables();
 std::span<const Index> indexes();
 
-// Creates missing tables, adds missing columns and indexes, stamps the version. Runs in one
-// transaction, so a concurrent opener never sees a half-migrated file.
+// Creates missing tables, adds missing columns and indexes, runs the versioned steps, stamps the version.
+// Runs in one transaction, so a concurrent opener never sees a half-migrated file.
 void migrate(sql::Connection& conn);
 
 // The CREATE TABLE statement for a table as declared (all columns, current version).

@@ -157,20 +157,15 @@ static db::LayerRow to_row(const arch::LayerResult& l) {
     r.energy_static_j = l.energy_static_j;
     r.utilization = l.utilization;
     r.bound = l.bound;
-    r.stall_weight_cycles = l.stall_weight_cycles;
-    r.stall_input_cycles = l.stall_input_cycles;
-    r.stall_output_cycles = l.stall_output_cycles;
-    r.pe_hops = l.pe_hops;
-    r.tiling = l.tiling;
-    r.energy_sram_j = l.energy_sram_j;
-    r.energy_dram_j = l.energy_dram_j;
-    r.energy_noc_j = l.energy_noc_j;
-    r.bytes_ifmap_read = l.access.ifmap.read;
-    r.bytes_ifmap_written = l.access.ifmap.write;
-    r.bytes_filter_read = l.access.filter.read;
-    r.bytes_filter_written = l.access.filter.write;
-    r.bytes_ofmap_read = l.access.ofmap.read;
-    r.bytes_ofmap_written = l.access.ofmap.write;
+    r.compute_s = l.parts.compute_s;
+    r.memory_s = l.parts.memory_s;
+    r.overhead_s = l.parts.overhead_s;
+    r.communication_s = l.parts.communication_s;
+    r.levels.reserve(l.levels.size());
+    for (const arch::LevelTraffic& lv : l.levels)
+        r.levels.push_back(db::LevelRow{lv.level, lv.bytes_read, lv.bytes_written, lv.accesses, lv.energy_j});
+    r.metrics.reserve(l.metrics.size());
+    for (const arch::Metric& m : l.metrics) r.metrics.push_back(db::MetricRow{m.name, m.value, m.unit, m.text});
     return r;
 }
 
@@ -204,29 +199,33 @@ arch::SystemSpec apply_overrides(const arch::SystemSpec& system,
         }
         set_at_path(doc, o.key_path, o.value, o.value.key_loc());
     }
-    arch::SystemSpec out;
     const cfg::Node* dev = doc.find("device");
     const cfg::Node* sys = doc.find("system");
     MLSIM_CHECK(dev && sys, "a resolved system lacks its `system` or `device` map");
-    out.device = arch::device_from_node(cfg::validate(*dev, arch::device_schema()));
-    cfg::Node system_map = cfg::validate(*sys, arch::system_schema());
-    const cfg::Reader sr(system_map, arch::system_schema());
-    if (sr.has("device"))
-        cfg::fail(sr.at("device").loc(), "system.device",
+    if (const cfg::Node* d = sys->is_map() ? sys->find("device") : nullptr)
+        cfg::fail(d->loc(), "system.device",
                   "cannot be overridden: the device is already loaded; sweep over `system` (the file or "
                   "preset) instead");
-    out.name = sr.str("name");
-    out.device_count = sr.integer("count");
-    out.resolved = cfg::Node::make_map(doc.loc(), "");
-    out.resolved.set("system", std::move(system_map));
-    out.resolved.set("device", out.device.resolved);
-    return out;
+    return arch::system_from_resolved(doc);
 }
 
+// fp32 where the device has it; else its first floating-point type, widest first; else an integer
+// accelerator's native mode: its fastest integer type, the narrower on a tie (TPU v1 and Eyeriss run
+// int16 too, but int8 is what they are built for).
 std::string default_dtype(const arch::DeviceSpec& device) {
     if (device.supports("fp32")) return "fp32";
     for (const std::string& t : device.dtypes())
-        if (wl::parse_dtype(t)) return t;
+        if (const auto d = wl::parse_dtype(t); d && wl::dtype_is_float(*d)) return t;
+    std::string best;
+    for (const std::string& t : device.dtypes()) {
+        const auto d = wl::parse_dtype(t);
+        if (!d) continue;
+        if (best.empty() || device.peak_for(t) > device.peak_for(best) ||
+            (device.peak_for(t) == device.peak_for(best) &&
+             wl::dtype_bits(*d) < wl::dtype_bits(*wl::parse_dtype(best))))
+            best = t;
+    }
+    if (!best.empty()) return best;
     cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, "--dtype",
               fmt::format("device '{}' supports no workload data type; give --dtype", device.name));
 }
@@ -259,7 +258,7 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
         r.system = load_system_file(resolve_system_path(opt.system));
     }
     r.system = apply_overrides(r.system, opt.device_overrides);
-    // No --dtype: fp32 where the device computes in it, else the first data type it supports
+    // No --dtype: fp32 where the device computes in it, else see default_dtype()
     // (a SCALE-Sim .cfg or an int8 accelerator).
     const std::string dtype_name = opt.dtype.empty() ? default_dtype(r.system.device) : opt.dtype;
     const std::optional<wl::DType> dtype = wl::parse_dtype(dtype_name);
@@ -310,6 +309,7 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
     info.peak_flops_per_s = r.system.device.peak_for(dtype_name);
     info.mem_bandwidth_Bps = r.system.device.main_memory().bandwidth_Bps;
     info.device_model = std::string(device->model_name());
+    info.tdp_W = r.system.device.tdp_W;
     return p;
 }
 

@@ -15,6 +15,7 @@
 
 #include "arch/device_model.h"
 #include "arch/device_spec.h"
+#include "arch/system/system_spec.h"
 #include "db/results_db.h"
 #include "sim/config/node.h"
 #include "workloads/model.h"

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "arch/device_spec.h"
+#include "arch/family.h"
 #include "experiment/key_path.h"
 #include "sim/core/check.h"
 #include "workloads/dtype.h"
@@ -109,10 +110,11 @@ std::vector<RunOption> builtin_fields() {
     t.push_back(integer_field(
         at_least(param("image", PType::integer, "0", "image side in pixels; 0 = model default"), 0), 0,
         &ExperimentOptions::image));
-    // No default: fp32 where the device has it, else its first data type (decided once it is loaded).
+    // No default: decided once the device is loaded (experiment.cpp, default_dtype()).
     t.push_back(
         string_field(choice("dtype", wl::dtype_names(), std::nullopt,
-                            "data type; default fp32, or the device's first data type when it has no fp32"),
+                            "data type; default fp32, else the device's first floating-point type, else its fastest "
+               "integer type"),
                      't', &ExperimentOptions::dtype));
     t.push_back(string_field(choice("mode", {"inference", "training"}, "inference",
                                     "what to simulate: the forward pass, or training (backward and optimizer "
@@ -126,17 +128,19 @@ std::vector<RunOption> builtin_fields() {
     return t;
 }
 
-// Device overrides built in until the family registry declares them with the systolic family.
+// Device settings that are not a family's: the model that runs the device.
 std::vector<RunOption> builtin_device_options() {
     std::vector<RunOption> t;
-    t.push_back(
-        device_option("fidelity", "device.systolic.fidelity",
-                      "systolic devices: tile = closed-form folds in the event engine; cycle = the PE "
-                      "grid stepped cycle by cycle with real values; default: the device config's"));
-    t.push_back(
-        device_option("convention", "device.systolic.convention",
-                      "systolic devices: faithful = mlsim's own counts; scalesim = SCALE-Sim v2 cycle "
-                      "counts (CALC mode); default: the device config's"));
+    t.push_back(device_option("device-model", "device.model",
+                              "the model that runs the device (e.g. roofline, to compare any preset with its "
+                              "floor); default: the device config's"));
+    return t;
+}
+
+// The run options device families declare in the registry (the systolic family's --fidelity, ...).
+std::vector<RunOption> family_device_options() {
+    std::vector<RunOption> t;
+    for (const arch::FamilyOption& o : arch::family_options()) t.push_back(device_option(o.flag, o.key_path, o.doc));
     return t;
 }
 
@@ -188,8 +192,7 @@ std::vector<RunOption> make_run_options(std::vector<RunOption> extra) {
 }
 
 const std::vector<RunOption>& run_options() {
-    // The device family registry's entries (e.g. --device-model -> device.model) go in as `extra`.
-    static const std::vector<RunOption> table = make_run_options();
+    static const std::vector<RunOption> table = make_run_options(family_device_options());
     return table;
 }
 

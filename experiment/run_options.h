@@ -48,10 +48,11 @@ struct RunOption {
 // `key_path` (the device config's value is the default); `doc` says what it means on the command line.
 RunOption device_option(std::string name, std::string key_path, std::string doc, char short_name = 0);
 
-// The table: the experiment's own entries, the built-in device overrides (--fidelity, --convention),
-// then `extra`: the device-override entries a device family declares (the family registry's hook).
+// The table: the experiment's own entries, the built-in device override (--device-model), then `extra`:
+// device-override entries from elsewhere.
 std::vector<RunOption> make_run_options(std::vector<RunOption> extra = {});
-// The table `mlsim run` and sweep files use, built once.
+// The table `mlsim run` and sweep files use, built once: make_run_options() with every run option the
+// device families declare in the registry (arch/family.h, FamilyOption: --fidelity, --convention).
 const std::vector<RunOption>& run_options();
 const RunOption* find_run_option(std::string_view name, const std::vector<RunOption>& table = run_options());
 

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "arch/device_spec.h"
+#include "arch/system/system_spec.h"
 #include "arch/systolic/scalesim_cfg.h"
 #include "experiment/experiment.h"
 #include "experiment/sweep.h"
@@ -21,6 +22,16 @@ bool ends_with(std::string_view s, std::string_view suffix) {
     return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
+// "system 'dgx': 8 x h100; 6 switches, 56 links" (the network part only when there is one).
+std::string system_summary(const arch::SystemSpec& s) {
+    const std::size_t switches = s.topology->switches().size(), links = s.topology->link_count();
+    return fmt::format("system '{}': {}{}", s.name, s.device_summary(),
+                       s.has_network() || switches
+                           ? fmt::format("; {} switch{}, {} link{}", switches, switches == 1 ? "" : "es", links,
+                                         links == 1 ? "" : "s")
+                           : "");
+}
+
 }  // namespace
 
 std::string check_input(const std::string& arg) {
@@ -31,8 +42,7 @@ std::string check_input(const std::string& arg) {
                            ends_with(arg, ".csv");
     if (!file_like) {
         const std::string path = resolve_system_path(arg, cfg::SourceLoc{arg, 0, 0}, "");
-        const arch::SystemSpec s = load_system_file(path);
-        return fmt::format("preset {}: system '{}': {} x {}", path, s.name, s.device_count, s.device.name);
+        return fmt::format("preset {}: {}", path, system_summary(load_system_file(path)));
     }
     const std::string& f = arg;
     if (f.size() > 4 && ends_with(f, ".csv")) {
@@ -53,8 +63,7 @@ std::string check_input(const std::string& arg) {
         const wl::Model m = wl::load_model_yaml(f, wl::ZooOptions{});
         return fmt::format("model '{}', {} ops", m.name(), m.ops().size());
     }
-    const arch::SystemSpec s = load_system_file(f);
-    return fmt::format("system '{}': {} x {}", s.name, s.device_count, s.device.name);
+    return system_summary(load_system_file(f));
 }
 
 }  // namespace mlsim::exp

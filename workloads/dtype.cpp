@@ -43,6 +43,23 @@ int dtype_bits(DType t) {
 
 double dtype_bytes(DType t) { return dtype_bits(t) / 8.0; }
 
+bool dtype_is_float(DType t) {
+    switch (t) {
+        case DType::fp32:
+        case DType::tf32:
+        case DType::bf16:
+        case DType::fp16:
+        case DType::fp8:
+            return true;
+        case DType::int16:
+        case DType::int8:
+        case DType::int4:
+            return false;
+    }
+    MLSIM_CHECK(false, "unhandled DType");
+    return false;
+}
+
 std::string_view dtype_name(DType t) {
     for (const auto& [d, name] : k_dtypes)
         if (d == t) return name;

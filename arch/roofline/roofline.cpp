@@ -42,7 +42,10 @@ std::vector<LayerResult> RooflineModel::run(const wl::Model& model) {
         r.start_s = now;
         now += r.time_s;
         r.end_s = now;
-        r.bound = b.compute_bound() ? "compute" : "memory";
+        TimeParts parts;
+        (b.compute_bound() ? parts.compute_s : parts.memory_s) = b.bound_s();
+        parts.overhead_s = m_spec.op_overhead_s;
+        r.set_parts(parts);
         r.cycles = static_cast<int64_t>(std::ceil(r.time_s * m_spec.clock_hz));
         // The compute units idle for whatever part of the layer is not spent computing.
         r.stall_cycles =
@@ -54,6 +57,9 @@ std::vector<LayerResult> RooflineModel::run(const wl::Model& model) {
         r.energy_memory_j =
             r.bytes_read * mem.read_energy_J_per_byte + r.bytes_written * mem.write_energy_J_per_byte;
         r.energy_static_j = m_spec.static_power_W * r.time_s;
+        // The one level this model sees: main memory.
+        r.levels.push_back(LevelTraffic{mem.name, r.bytes_read, r.bytes_written, 0, r.energy_memory_j});
+        if (r.bound == "memory") r.add_text("memory_level", mem.name);
         MLSIM_CHECK(r.time_s >= b.bound_s(), "roofline layer faster than its own bound");
         MLSIM_CHECK(r.energy_j() >= 0, "negative energy");
         out.push_back(std::move(r));

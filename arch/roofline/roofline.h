@@ -6,6 +6,8 @@
 // nothing is kept on chip (each op's inputs come back from main memory). This is the least traffic a
 // layer-at-a-time execution can have, so the bound is a true lower bound on a detailed model's time
 // only when that model also runs layer by layer without fusion.
+// Time parts: the larger of the two terms is compute or memory time, the overhead is overhead; the
+// layer's bound is the largest part (so an op dominated by launch overhead is "overhead"-bound).
 // Energy = FLOPs × (MAC energy of the dtype / 2) + bytes × per-byte energy of main memory
 //          + static power × time. One MAC counts as two FLOPs.
 #include "arch/device_model.h"

@@ -14,6 +14,7 @@
 
 #include "arch/device_model.h"
 #include "arch/device_spec.h"
+#include "arch/systolic/systolic_spec.h"
 
 namespace mlsim::arch::systolic {
 
@@ -26,6 +27,7 @@ struct ActionCounts {
 
 struct EnergyBreakdown {
     double mac = 0, vector = 0, sram = 0, dram = 0, noc = 0;
+    double ifmap = 0, filter = 0, ofmap = 0;  // the parts of sram, per operand buffer
     double compute() const { return mac + vector; }
     double memory() const { return sram + dram + noc; }
 };

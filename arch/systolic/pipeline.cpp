@@ -316,6 +316,9 @@ class PipelineSim {
         // After the last step the arrays wait for the outputs to reach main memory.
         m_t.stall_output += m_t.cycles - m_end_edge;
         m_t.events = m_sim.events_run();
+        // The engine's counters of the main-memory channel, for the layer's metrics.
+        for (StatRow& row : m_sim.stats().dump())
+            if (row.name.rfind("dram.", 0) == 0) m_t.stats.push_back(std::move(row));
         return m_t;
     }
 

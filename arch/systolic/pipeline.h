@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "arch/device_model.h"
+#include "sim/core/stats.h"
 #include "arch/systolic/fold_model.h"
 #include "arch/systolic/pe_grid.h"
 #include "arch/systolic/tiling.h"
@@ -111,6 +112,7 @@ struct PipelineTiming {
     int64_t busy = 0;    // cycles the arrays computed (the slowest array of each step)
     int64_t stall_weight = 0, stall_input = 0, stall_output = 0;
     uint64_t events = 0;
+    std::vector<StatRow> stats;  // the main-memory channel's engine counters (dram.busy_time, ...)
 };
 
 // The event-driven run of a step list.

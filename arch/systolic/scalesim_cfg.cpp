@@ -195,9 +195,8 @@ cfg::Node scalesim_cfg_document(const std::string& path) {
                                   file_loc, p("description")));
     dev.set("source", scalar(path, file_loc, p("source")));
     dev.set("clock", scalar("1GHz", file_loc, p("clock")));
-    cfg::Node peak_map = cfg::Node::make_map(eh.loc, p("peak"));
-    peak_map.set("int8", scalar(fmt::format("{}OP/s", peak), eh.loc, p("peak.int8")));
-    dev.set("peak", std::move(peak_map));
+    // No `peak:`: the systolic family derives it from the array (rows x cols x 2 x clock), so a sweep
+    // over the array size of a .cfg system changes it too.
     cfg::Node mac = cfg::Node::make_map(file_loc, p("mac_energy"));
     mac.set("int8", scalar("0.3pJ", file_loc, p("mac_energy.int8")));  // Horowitz 45 nm: 0.2 mult + 0.1 add
     dev.set("mac_energy", std::move(mac));
@@ -262,18 +261,8 @@ cfg::Node scalesim_cfg_document(const std::string& path) {
 
 SystemSpec load_scalesim_cfg(const std::string& path) {
     const cfg::Node doc = scalesim_cfg_document(path);
-    SystemSpec out;
-    out.device = device_from_node(cfg::validate(*doc.find("device"), device_schema()));
-    out.name = out.device.name;
-    out.device_count = 1;
-    const cfg::SourceLoc loc{path, 1, 1};
-    cfg::Node system_map = cfg::Node::make_map(loc, "system");
-    system_map.set("name", cfg::Node::make_scalar(out.name, loc, "system.name"));
-    system_map.set("count", cfg::Node::make_scalar("1", loc, "system.count"));
-    out.resolved = cfg::Node::make_map(loc, "");
-    out.resolved.set("system", std::move(system_map));
-    out.resolved.set("device", out.device.resolved);
-    return out;
+    return system_of_one(device_from_node(cfg::validate(*doc.find("device"), device_schema())),
+                         cfg::SourceLoc{path, 1, 1});
 }
 
 }  // namespace mlsim::arch::systolic

@@ -22,6 +22,7 @@
 #include <string>
 
 #include "arch/device_spec.h"
+#include "arch/system/system_spec.h"
 #include "sim/config/node.h"
 
 namespace mlsim::arch::systolic {

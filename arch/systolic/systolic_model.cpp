@@ -42,12 +42,51 @@ int64_t cycles_for(double seconds, double clock_hz) {
 
 }  // namespace
 
-SystolicModel::SystolicModel(DeviceSpec spec, const ModelOptions& options) : m_spec(std::move(spec)) {
-    MLSIM_CHECK(m_spec.systolic.has_value(), "the systolic model needs a device with a systolic section");
-    m_sys = *m_spec.systolic;
-    if (options.fidelity) m_sys.fidelity = *options.fidelity;
-    if (options.convention) m_sys.convention = *options.convention;
-    m_spec.systolic = m_sys;  // energy_of reads the buffers from the spec
+// The figures of a layer that only this family has; record() turns them into levels and metrics.
+struct SystolicModel::Detail {
+    int64_t stall_weight = 0, stall_input = 0, stall_output = 0;
+    LevelAccesses access;
+    std::string tiling;
+    int64_t pe_hops = 0;
+    EnergyBreakdown energy;
+    int64_t stalls() const { return stall_weight + stall_input + stall_output; }
+};
+
+SystolicModel::SystolicModel(DeviceSpec spec) : m_spec(std::move(spec)) {
+    const SystolicSpec* sys = spec_of(m_spec);
+    MLSIM_CHECK(sys != nullptr, "the systolic model needs a device with a systolic section");
+    m_sys = *sys;
+}
+
+void SystolicModel::record(LayerResult& r, const Detail& d) const {
+    const MemoryLevel& mem = m_spec.main_memory();
+    TimeParts parts;
+    parts.compute_s = static_cast<double>(r.cycles - d.stalls()) / m_spec.clock_hz;
+    parts.memory_s = static_cast<double>(d.stalls()) / m_spec.clock_hz;
+    parts.overhead_s = m_spec.op_overhead_s;
+    r.set_parts(parts);
+    const auto add_level = [&](const std::string& name, const AccessBytes& a, double energy) {
+        // Two operands may share one physical buffer: one level, their traffic added.
+        for (LevelTraffic& l : r.levels)
+            if (l.level == name) {
+                l.bytes_read += a.read;
+                l.bytes_written += a.write;
+                l.energy_j += energy;
+                return;
+            }
+        r.levels.push_back(LevelTraffic{name, a.read, a.write, 0, energy});
+    };
+    add_level(m_sys.ifmap.name, d.access.ifmap, d.energy.ifmap);
+    add_level(m_sys.filter.name, d.access.filter, d.energy.filter);
+    add_level(m_sys.ofmap.name, d.access.ofmap, d.energy.ofmap);
+    add_level(mem.name, d.access.dram, d.energy.dram);
+    r.add_metric("stall_weight_cycles", static_cast<double>(d.stall_weight), "cycles");
+    r.add_metric("stall_input_cycles", static_cast<double>(d.stall_input), "cycles");
+    r.add_metric("stall_output_cycles", static_cast<double>(d.stall_output), "cycles");
+    r.add_metric("pe_hops", static_cast<double>(d.pe_hops), "count");
+    r.add_metric("energy_pe_hops_j", d.energy.noc, "J");
+    r.add_text("tiling", d.tiling);
+    if (r.bound == "memory") r.add_text("memory_level", mem.name);
 }
 
 std::vector<LayerResult> SystolicModel::run(const wl::Model& model) {
@@ -84,26 +123,28 @@ LayerResult SystolicModel::run_op(const wl::Op& op) {
     }
     if (!found) {
         const bool on_arrays = c.macs > 0 && !op.gemms().empty();
-        r = on_arrays ? gemm_layer(op) : vector_layer(op);
+        Detail d;
+        r = on_arrays ? gemm_layer(op, d) : vector_layer(op, d);
         r.op = op.kind;
         r.dtype = std::string(wl::dtype_name(op.dtype));
         r.counts = c;
         r.time_s = static_cast<double>(r.cycles) / m_spec.clock_hz + m_spec.op_overhead_s;
         r.energy_static_j = m_spec.static_power_W * r.time_s;
-        r.bytes_read = r.access.dram.read;
-        r.bytes_written = r.access.dram.write;
+        r.bytes_read = d.access.dram.read;
+        r.bytes_written = d.access.dram.write;
+        r.stall_cycles = d.stalls();
+        record(r, d);
 
         MLSIM_CHECK(r.time_s >= bound.bound_s() * (1 - 1e-12),
                     fmt::format("systolic layer '{}' ({}) takes {} s, below its roofline bound {} s", op.name,
                                 op.kind, r.time_s, bound.bound_s()));
         MLSIM_CHECK(r.energy_compute_j >= 0 && r.energy_memory_j >= 0 && r.energy_static_j >= 0,
                     "negative energy");
-        MLSIM_CHECK(
-            r.stall_cycles == r.stall_weight_cycles + r.stall_input_cycles + r.stall_output_cycles &&
-                r.stall_cycles >= 0 && r.stall_cycles <= r.cycles,
-            fmt::format("systolic layer '{}': stall cycles {} (weight {}, input {}, output {}) vs cycles {}",
-                        op.name, r.stall_cycles, r.stall_weight_cycles, r.stall_input_cycles,
-                        r.stall_output_cycles, r.cycles));
+        MLSIM_CHECK(d.stall_weight >= 0 && d.stall_input >= 0 && d.stall_output >= 0 &&
+                        r.stall_cycles <= r.cycles,
+                    fmt::format("systolic layer '{}': stall cycles {} (weight {}, input {}, output {}) vs cycles {}",
+                                op.name, r.stall_cycles, d.stall_weight, d.stall_input, d.stall_output,
+                                r.cycles));
         MLSIM_CHECK(r.bytes_read >= (c.weight_bytes + c.input_bytes) * (1 - 1e-12) &&
                         r.bytes_written >= c.output_bytes * (1 - 1e-12),
                     fmt::format("systolic layer '{}' moves less than its compulsory traffic", op.name));
@@ -124,7 +165,7 @@ double SystolicModel::vector_throughput(std::string_view dtype) const {
     return std::min(m_sys.vector_throughput_ops, m_spec.peak_for(dtype));
 }
 
-LayerResult SystolicModel::gemm_layer(const wl::Op& op) {
+LayerResult SystolicModel::gemm_layer(const wl::Op& op, Detail& d) {
     const wl::OpCounts c = op.counts();
     const std::string dtype(wl::dtype_name(op.dtype));
     const MemoryLevel& mem = m_spec.main_memory();
@@ -162,14 +203,14 @@ LayerResult SystolicModel::gemm_layer(const wl::Op& op) {
     if (checker) m_work.grid_tiles += static_cast<uint64_t>(checker->tiles_run());
 
     LayerResult r;
-    r.access = level_accesses(list, ctx.word_bytes);
+    d.access = level_accesses(list, ctx.word_bytes);
     // Conservation between levels.
-    MLSIM_CHECK(r.access.dram.read ==
-                    r.access.ifmap.write + r.access.filter.write +
-                        (r.access.ofmap.write - static_cast<double>(list.counts.out_writes) * ctx.word_bytes),
+    MLSIM_CHECK(d.access.dram.read ==
+                    d.access.ifmap.write + d.access.filter.write +
+                        (d.access.ofmap.write - static_cast<double>(list.counts.out_writes) * ctx.word_bytes),
                 "main-memory reads differ from the bytes filled into the buffers");
-    MLSIM_CHECK(r.access.ifmap.read == static_cast<double>(list.counts.a_reads) * ctx.word_bytes &&
-                    r.access.filter.read == static_cast<double>(list.counts.b_reads) * ctx.word_bytes,
+    MLSIM_CHECK(d.access.ifmap.read == static_cast<double>(list.counts.a_reads) * ctx.word_bytes &&
+                    d.access.filter.read == static_cast<double>(list.counts.b_reads) * ctx.word_bytes,
                 "buffer reads differ from the words the arrays consumed");
 
     int64_t pipeline_cycles = 0;
@@ -177,9 +218,10 @@ LayerResult SystolicModel::gemm_layer(const wl::Op& op) {
         const PipelineTiming t = run_pipeline(ctx, list);
         m_work.events += t.events;
         pipeline_cycles = t.cycles;
-        r.stall_weight_cycles = t.stall_weight;
-        r.stall_input_cycles = t.stall_input;
-        r.stall_output_cycles = t.stall_output;
+        r.add_stats(t.stats);
+        d.stall_weight = t.stall_weight;
+        d.stall_input = t.stall_input;
+        d.stall_output = t.stall_output;
         MLSIM_CHECK(t.busy + t.stall_weight + t.stall_input + t.stall_output == t.cycles,
                     "pipeline cycles are not busy + stalls");
     } else {
@@ -192,37 +234,31 @@ LayerResult SystolicModel::gemm_layer(const wl::Op& op) {
     if (m_sys.convention == Convention::scalesim) {
         const int64_t floor_cycles = cycles_for(roofline_bound(m_spec, op).bound_s(), m_spec.clock_hz);
         if (r.cycles < floor_cycles) {
-            r.stall_input_cycles += floor_cycles - r.cycles;
+            d.stall_input += floor_cycles - r.cycles;
             r.cycles = floor_cycles;
         }
     }
-    r.stall_cycles = r.stall_weight_cycles + r.stall_input_cycles + r.stall_output_cycles;
-    r.tiling = list.tiling;
-    r.pe_hops = list.counts.hops();
+    d.tiling = list.tiling;
+    d.pe_hops = list.counts.hops();
     const double macs = static_cast<double>(list.counts.macs);
     r.utilization =
         r.cycles > 0 ? macs / (static_cast<double>(r.cycles) * static_cast<double>(m_sys.pes())) : 0;
-    r.bound = r.stall_cycles > r.cycles - r.stall_cycles ? "memory" : "compute";
-
     ActionCounts actions;
     actions.macs = macs;
     actions.vector_ops = vector_ops;
-    actions.pe_hops = static_cast<double>(r.pe_hops);
-    actions.access = r.access;
-    const EnergyBreakdown e = energy_of(m_spec, dtype, actions);
-    r.energy_compute_j = e.compute();
-    r.energy_memory_j = e.memory();
-    r.energy_sram_j = e.sram;
-    r.energy_dram_j = e.dram;
-    r.energy_noc_j = e.noc;
+    actions.pe_hops = static_cast<double>(d.pe_hops);
+    actions.access = d.access;
+    d.energy = energy_of(m_spec, dtype, actions);
+    r.energy_compute_j = d.energy.compute();
+    r.energy_memory_j = d.energy.memory();
     return r;
 }
 
-LayerResult SystolicModel::vector_layer(const wl::Op& op) {
+LayerResult SystolicModel::vector_layer(const wl::Op& op, Detail& d) {
     const wl::OpCounts c = op.counts();
     const MemoryLevel& mem = m_spec.main_memory();
     LayerResult r;
-    r.tiling = "vector";
+    d.tiling = "vector";
     const double bytes = c.total_bytes();
     const double vt = vector_throughput(wl::dtype_name(op.dtype));
     const int64_t compute = c.flops > 0 ? cycles_for(c.flops / vt, m_spec.clock_hz) : 0;
@@ -231,30 +267,23 @@ LayerResult SystolicModel::vector_layer(const wl::Op& op) {
     r.cycles = std::max(compute, memory);
     const int64_t stall = r.cycles - compute;
     if (stall > 0) {
-        r.stall_weight_cycles =
-            static_cast<int64_t>(std::floor(static_cast<double>(stall) * c.weight_bytes / bytes));
-        r.stall_output_cycles =
-            static_cast<int64_t>(std::floor(static_cast<double>(stall) * c.output_bytes / bytes));
-        r.stall_input_cycles = stall - r.stall_weight_cycles - r.stall_output_cycles;
+        d.stall_weight = static_cast<int64_t>(std::floor(static_cast<double>(stall) * c.weight_bytes / bytes));
+        d.stall_output = static_cast<int64_t>(std::floor(static_cast<double>(stall) * c.output_bytes / bytes));
+        d.stall_input = stall - d.stall_weight - d.stall_output;
     }
-    r.stall_cycles = stall;
     // Data passes through the buffers on its way to and from the vector unit.
-    r.access.filter = {c.weight_bytes, c.weight_bytes};
-    r.access.ifmap = {c.input_bytes, c.input_bytes};
-    r.access.ofmap = {c.output_bytes, c.output_bytes};
-    r.access.dram = {c.weight_bytes + c.input_bytes, c.output_bytes};
-    r.bound = compute > 0 && compute >= memory ? "compute" : "memory";
+    d.access.filter = {c.weight_bytes, c.weight_bytes};
+    d.access.ifmap = {c.input_bytes, c.input_bytes};
+    d.access.ofmap = {c.output_bytes, c.output_bytes};
+    d.access.dram = {c.weight_bytes + c.input_bytes, c.output_bytes};
     r.utilization = 0;  // the arrays are idle
 
     ActionCounts actions;
     actions.vector_ops = c.flops;
-    actions.access = r.access;
-    const EnergyBreakdown e = energy_of(m_spec, wl::dtype_name(op.dtype), actions);
-    r.energy_compute_j = e.compute();
-    r.energy_memory_j = e.memory();
-    r.energy_sram_j = e.sram;
-    r.energy_dram_j = e.dram;
-    r.energy_noc_j = e.noc;
+    actions.access = d.access;
+    d.energy = energy_of(m_spec, wl::dtype_name(op.dtype), actions);
+    r.energy_compute_j = d.energy.compute();
+    r.energy_memory_j = d.energy.memory();
     return r;
 }
 

@@ -25,6 +25,10 @@
 //    matmul; the numbers are exactly those of tile fidelity. Meant for small layers: the cost is the
 //    grid's R·C work per simulated cycle.
 // Energy: energy.h (action counts × the config's table) plus static_power × time_s.
+// Results: time parts compute = (cycles − stalls) / clock, memory = stalls / clock (waiting on main
+// memory, named by the `memory_level` metric), overhead = op_overhead; levels = the three operand
+// buffers under their configured names plus main memory (bytes each way and their energy); metrics =
+// stall_weight/input/output_cycles, pe_hops, energy_pe_hops_j, tiling (text).
 //
 // Promises (MLSIM_CHECK, so a violation is an InternalError): no layer is faster than
 // arch::roofline_bound of the same device; energies are >= 0; stall_cycles <= cycles; main-memory
@@ -44,8 +48,8 @@ namespace mlsim::arch::systolic {
 
 class SystolicModel final : public DeviceModel {
   public:
-    // spec.systolic must be set; options override its fidelity / convention.
-    explicit SystolicModel(DeviceSpec spec, const ModelOptions& options = {});
+    // The device must have a `systolic:` section (spec_of(spec) != nullptr).
+    explicit SystolicModel(DeviceSpec spec);
 
     std::string_view model_name() const override { return "systolic"; }
     std::vector<LayerResult> run(const wl::Model& model) override;
@@ -65,12 +69,14 @@ class SystolicModel final : public DeviceModel {
     const Work& work() const { return m_work; }
 
   private:
-    LayerResult gemm_layer(const wl::Op& op);
-    LayerResult vector_layer(const wl::Op& op);
+    struct Detail;  // what a layer's levels and metrics are made of
+    LayerResult gemm_layer(const wl::Op& op, Detail& d);
+    LayerResult vector_layer(const wl::Op& op, Detail& d);
+    void record(LayerResult& r, const Detail& d) const;
     double vector_throughput(std::string_view dtype) const;  // op/s, capped at the dtype's peak
 
     DeviceSpec m_spec;
-    SystolicSpec m_sys;  // the spec's section with the options applied
+    SystolicSpec m_sys;  // the spec's section
     std::unordered_map<std::string, LayerResult> m_memo;
     Work m_work;
 };

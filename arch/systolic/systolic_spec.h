@@ -1,8 +1,8 @@
 #pragma once
 // The `device.systolic` section of a device config, parsed: the array organisation, the on-chip
 // buffer per operand, the tiling policy, the vector unit, and the per-action energies the section adds
-// to the device's table. arch/device_spec.cpp declares the keys and fills this struct; the systolic
-// device model (systolic_model.h) is its only reader.
+// to the device's table. arch/systolic/systolic_family.cpp declares the keys and fills this struct
+// (kept in DeviceSpec::params); the systolic device model (systolic_model.h) is its only reader.
 //
 // Promises: every figure is in SI units (bytes, bytes/s, J, J/byte, op/s). A SystolicSpec that came
 // out of device_from_node() passed the consistency checks documented in configs/README.md: each
@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 
+#include "arch/device_spec.h"
 #include "arch/systolic/dataflow.h"
 
 namespace mlsim::arch::systolic {
@@ -35,6 +36,19 @@ std::string_view to_string(Tiling t);
 std::optional<Fidelity> parse_fidelity(std::string_view name);      // "tile" | "cycle"
 std::optional<Convention> parse_convention(std::string_view name);  // "faithful" | "scalesim"
 
+// Bytes moved at one storage level, by direction.
+struct AccessBytes {
+    double read = 0, write = 0;
+};
+
+// A layer's traffic per level: `ifmap`, `filter`, `ofmap` are the three operand buffers; writes into a
+// buffer are fills from main memory (and, for ofmap, outputs and partial sums written by the array),
+// reads are words crossing the array edge (and, for ofmap, drains to main memory); `dram` is the
+// main-memory interface.
+struct LevelAccesses {
+    AccessBytes ifmap, filter, ofmap, dram;
+};
+
 // One operand's on-chip SRAM. With double buffering the capacity is split into two halves: one is
 // filled (or drained) while the array works on the other.
 struct BufferSpec {
@@ -49,7 +63,7 @@ struct BufferSpec {
     double tile_capacity_bytes() const { return double_buffered ? capacity_bytes / 2 : capacity_bytes; }
 };
 
-struct SystolicSpec {
+struct SystolicSpec : FamilyParams {
     int64_t rows = 0, cols = 0;  // PEs of one array
     int64_t arrays = 1;          // arrays sharing the buffers and main memory
     Dataflow dataflow = Dataflow::ws;
@@ -70,5 +84,8 @@ struct SystolicSpec {
     ArrayShape shape() const { return ArrayShape{rows, cols}; }
     int64_t pes() const { return rows * cols * arrays; }
 };
+
+// The parsed `systolic:` section of a device, or nullptr when it has none.
+inline const SystolicSpec* spec_of(const DeviceSpec& device) { return device.params_of<SystolicSpec>("systolic"); }
 
 }  // namespace mlsim::arch::systolic

@@ -94,11 +94,45 @@ inline wl::Op conv(int64_t n, int64_t c, int64_t h, int64_t w, int64_t cout, int
     return wl::make_op("conv", a, {{n, c, h, w}}, dt);
 }
 
+// A text metric of a layer ("" when absent).
+inline std::string text_of(const arch::LayerResult& r, std::string_view name) {
+    const arch::Metric* m = r.metric(name);
+    return m ? m->text : std::string();
+}
+
+// The systolic model's levels in the order it writes them: the ifmap, filter and ofmap buffers, then
+// main memory (the test devices name their buffers apart, so none are merged).
+inline arch::systolic::LevelAccesses access_of(const arch::LayerResult& r) {
+    REQUIRE(r.levels.size() == 4);
+    const auto bytes = [&](size_t i) { return arch::systolic::AccessBytes{r.levels[i].bytes_read, r.levels[i].bytes_written}; };
+    return arch::systolic::LevelAccesses{bytes(0), bytes(1), bytes(2), bytes(3)};
+}
+
+// Dynamic energy over every level of a layer.
+inline double level_energy(const arch::LayerResult& r) {
+    double e = 0;
+    for (const arch::LevelTraffic& l : r.levels) e += l.energy_j;
+    return e;
+}
+
+// The same device with its parsed systolic section changed by `edit`.
+template <class Edit>
+arch::DeviceSpec with_systolic(const arch::DeviceSpec& spec, Edit edit) {
+    arch::DeviceSpec out = spec;
+    auto sys = std::make_shared<arch::systolic::SystolicSpec>(*arch::systolic::spec_of(spec));
+    edit(*sys);
+    out.params["systolic"] = sys;
+    return out;
+}
+
+// The same device with its systolic section's fidelity set (what `--fidelity` does through the config).
+inline arch::DeviceSpec with_fidelity(const arch::DeviceSpec& spec, arch::systolic::Fidelity fidelity) {
+    return with_systolic(spec, [&](arch::systolic::SystolicSpec& s) { s.fidelity = fidelity; });
+}
+
 inline arch::LayerResult run_one(const arch::DeviceSpec& spec, const wl::Op& op,
                                  arch::systolic::Fidelity fidelity = arch::systolic::Fidelity::tile) {
-    arch::ModelOptions o;
-    o.fidelity = fidelity;
-    arch::systolic::SystolicModel model(spec, o);
+    arch::systolic::SystolicModel model(with_fidelity(spec, fidelity));
     return model.run_op(op);
 }
 

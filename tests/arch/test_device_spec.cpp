@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "arch/device_spec.h"
+#include "arch/system/system_spec.h"
 #include "sim/config/error.h"
 #include "sim/config/loader.h"
 #include "tests/arch/user_error.h"

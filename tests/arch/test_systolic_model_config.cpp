@@ -2,9 +2,11 @@
 // that carry it, and the factory that picks the systolic model for them.
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <map>
 #include <string>
 
 #include "arch/device_model.h"
+#include "arch/family.h"
 #include "arch/roofline/roofline.h"
 #include "arch/systolic/scalesim_cfg.h"
 #include "systolic_model_helpers.h"
@@ -32,8 +34,8 @@ std::string replace(std::string text, const std::string& from, const std::string
 
 TEST_CASE("TPU v1's systolic section parses into its buffers, dataflow and passes", "[systolic]") {
     const arch::DeviceSpec v1 = preset("tpu-v1");
-    REQUIRE(v1.systolic.has_value());
-    const arch::systolic::SystolicSpec& s = *v1.systolic;
+    REQUIRE((arch::systolic::spec_of(v1) != nullptr));
+    const arch::systolic::SystolicSpec& s = *arch::systolic::spec_of(v1);
     CHECK(s.rows == 256);
     CHECK(s.cols == 256);
     CHECK(s.arrays == 1);
@@ -58,33 +60,36 @@ TEST_CASE("Every systolic preset matches its array and gets the systolic model",
          {"tpu-v1", "tpu-v4", "ethos-u55", "scalesim-google", "scalesim-scale", "scalesim-eyeriss"}) {
         INFO(name);
         const arch::DeviceSpec d = preset(name);
-        REQUIRE(d.systolic.has_value());
-        const double rate = static_cast<double>(d.systolic->pes()) * 2 * d.clock_hz;
+        REQUIRE((arch::systolic::spec_of(d) != nullptr));
+        const double rate = static_cast<double>(arch::systolic::spec_of(d)->pes()) * 2 * d.clock_hz;
         for (const auto& [dtype, peak] : d.peak_ops_per_s) {
-            const double full = rate / static_cast<double>(d.systolic->passes_for(dtype));
+            const double full = rate / static_cast<double>(arch::systolic::spec_of(d)->passes_for(dtype));
             CHECK(peak >= full * (1 - 1e-12));
             CHECK(peak <= full * 1.01);
         }
         CHECK(arch::make_device_model(d)->model_name() == "systolic");
     }
     const arch::DeviceSpec v4 = preset("tpu-v4");
-    CHECK(v4.systolic->arrays == 8);
-    CHECK(preset("scalesim-google").systolic->convention == Convention::scalesim);
-    CHECK(preset("scalesim-scale").systolic->dataflow == Dataflow::os);
+    CHECK(arch::systolic::spec_of(v4)->arrays == 8);
+    CHECK(arch::systolic::spec_of(preset("scalesim-google"))->convention == Convention::scalesim);
+    CHECK(arch::systolic::spec_of(preset("scalesim-scale"))->dataflow == Dataflow::os);
     // Row-stationary is not a dataflow of the model: Eyeriss itself stays a roofline device.
-    CHECK_FALSE(preset("eyeriss").systolic.has_value());
+    CHECK_FALSE((arch::systolic::spec_of(preset("eyeriss")) != nullptr));
     CHECK(arch::make_device_model(preset("eyeriss"))->model_name() == "roofline");
     CHECK(arch::make_device_model(preset("a100"))->model_name() == "roofline");
 }
 
-TEST_CASE("Model options override the configured fidelity and convention", "[systolic]") {
-    const arch::DeviceSpec d = preset("scalesim-google");
-    arch::ModelOptions o;
-    o.fidelity = Fidelity::cycle;
-    o.convention = Convention::faithful;
-    arch::systolic::SystolicModel m(d, o);
+TEST_CASE("The systolic family's run options override its section's fidelity and convention", "[systolic]") {
+    // --fidelity / --convention are declared by the family as overrides of its section's keys.
+    std::map<std::string, std::string> keys;
+    for (const arch::FamilyOption& o : arch::family_options()) keys[o.flag] = o.key_path;
+    CHECK(keys.at("fidelity") == "device.systolic.fidelity");
+    CHECK(keys.at("convention") == "device.systolic.convention");
+    // The model reads what the (overridden) section says.
+    const arch::DeviceSpec d = with_fidelity(preset("scalesim-google"), Fidelity::cycle);
+    arch::systolic::SystolicModel m(d);
     CHECK(m.systolic().fidelity == Fidelity::cycle);
-    CHECK(m.systolic().convention == Convention::faithful);
+    CHECK(m.systolic().convention == Convention::scalesim);
     CHECK(arch::systolic::parse_fidelity("cycle") == Fidelity::cycle);
     CHECK_FALSE(arch::systolic::parse_fidelity("rtl").has_value());
     CHECK(arch::systolic::parse_convention("scalesim") == Convention::scalesim);
@@ -95,12 +100,12 @@ TEST_CASE("Defaults fill the optional systolic keys, and long dataflow names are
     Toy t;
     t.dataflow = "output_stationary";
     const arch::DeviceSpec d = toy_device(t);
-    CHECK(d.systolic->dataflow == Dataflow::os);
-    CHECK(d.systolic->tiling == arch::systolic::Tiling::search);
-    CHECK(d.systolic->tile_m == 0);
+    CHECK(arch::systolic::spec_of(d)->dataflow == Dataflow::os);
+    CHECK(arch::systolic::spec_of(d)->tiling == arch::systolic::Tiling::search);
+    CHECK(arch::systolic::spec_of(d)->tile_m == 0);
     // One element per array column per cycle.
-    CHECK(d.systolic->vector_throughput_ops == Approx(4 * 1e9));
-    CHECK(d.systolic->filter.write_energy_J_per_byte == Approx(2e-12));
+    CHECK(arch::systolic::spec_of(d)->vector_throughput_ops == Approx(4 * 1e9));
+    CHECK(arch::systolic::spec_of(d)->filter.write_energy_J_per_byte == Approx(2e-12));
     const cfg::Node* sys = d.section("systolic");
     REQUIRE(sys != nullptr);
     CHECK(sys->find("fidelity")->scalar() == "tile");
@@ -173,13 +178,13 @@ TEST_CASE("The scalesim-google preset is what SCALE-Sim's google.cfg translates 
     if (!fs::exists(cfg)) return;  // neither copy of the reference config is present
     arch::DeviceSpec from_cfg = arch::systolic::load_scalesim_cfg(cfg).device;
     const arch::DeviceSpec p = preset("scalesim-google");
-    REQUIRE(from_cfg.systolic.has_value());
+    REQUIRE((arch::systolic::spec_of(from_cfg) != nullptr));
     // A .cfg runs on mlsim's faithful count unless --convention scalesim asks; the preset exists to
     // reproduce SCALE-Sim and selects its convention. Everything else must agree.
-    CHECK(from_cfg.systolic->convention == arch::systolic::Convention::faithful);
-    CHECK(p.systolic->convention == arch::systolic::Convention::scalesim);
-    from_cfg.systolic->convention = p.systolic->convention;
-    const arch::systolic::SystolicSpec &a = *from_cfg.systolic, &b = *p.systolic;
+    CHECK(arch::systolic::spec_of(from_cfg)->convention == arch::systolic::Convention::faithful);
+    CHECK(arch::systolic::spec_of(p)->convention == arch::systolic::Convention::scalesim);
+    from_cfg = with_systolic(from_cfg, [](arch::systolic::SystolicSpec& s) { s.convention = arch::systolic::Convention::scalesim; });
+    const arch::systolic::SystolicSpec &a = *arch::systolic::spec_of(from_cfg), &b = *arch::systolic::spec_of(p);
     CHECK(a.rows == b.rows);
     CHECK(a.cols == b.cols);
     CHECK(a.dataflow == b.dataflow);

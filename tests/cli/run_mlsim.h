@@ -1,5 +1,5 @@
 #pragma once
-// Test helper: runs the mlsim binary as a user would, capturing its exit status and output.
+// Test helper: run the mlsim binary as a user would and capture its exit status and output.
 #include <sys/wait.h>
 
 #include <catch2/catch.hpp>
@@ -8,15 +8,15 @@
 
 namespace mlsim::test {
 
-struct Output {
+struct MlsimOutput {
     int status = -1;
     std::string text;  // stdout and stderr together
 };
 
-// `args` is appended to the binary's path and run by the shell (quote paths yourself).
-inline Output run_mlsim(const std::string& args) {
+// `args` is appended to the binary's path as shell words.
+inline MlsimOutput run_mlsim(const std::string& args) {
     const std::string cmd = std::string("'") + MLSIM_BINARY + "' " + args + " 2>&1";
-    Output out;
+    MlsimOutput out;
     std::FILE* pipe = popen(cmd.c_str(), "r");
     REQUIRE(pipe != nullptr);
     char buf[4096];

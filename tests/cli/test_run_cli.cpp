@@ -9,7 +9,7 @@
 namespace {
 
 using mlsim::test::contains;
-using mlsim::test::Output;
+using Output = mlsim::test::MlsimOutput;
 using mlsim::test::run_mlsim;
 
 }  // namespace
@@ -31,7 +31,8 @@ TEST_CASE("mlsim run --help is generated from the run-option table", "[run]") {
         if (!(space && !text.empty() && text.back() == ' ')) text += space ? ' ' : c;
     }
     for (const char* part :
-         {"-t [ --dtype ] arg data type; default fp32, or the device's first data type when it has no fp32 "
+         {"-t [ --dtype ] arg data type; default fp32, else the device's first floating-point type, else its "
+          "fastest integer type "
           "[fp32 | tf32 | bf16 | fp16 | fp8 | int16 | int8 | int4]",
           "-b [ --batch ] arg (=1) batch size", "--mode arg (=inference)",
           "--checkpointing training:", "[tile | cycle] (sets device.systolic.fidelity)",

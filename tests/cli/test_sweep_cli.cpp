@@ -10,7 +10,7 @@ namespace fs = std::filesystem;
 namespace {
 
 using mlsim::test::contains;
-using mlsim::test::Output;
+using Output = mlsim::test::MlsimOutput;
 using mlsim::test::run_mlsim;
 
 const std::string k_src = MLSIM_SOURCE_DIR;

@@ -66,6 +66,10 @@ std::vector<LayerRow> layers_for(int64_t run) {
         l.energy_j = 1e-6;
         l.utilization = 0.5;
         l.bound = "compute";
+        l.compute_s = l.time_s;
+        // Long-format rows ride in the same transaction as their layer.
+        l.levels = {mlsim::db::LevelRow{"sram", 4096, 1024, 80, 2e-9}};
+        l.metrics = {mlsim::db::MetricRow{"pe_hops", 1e4, "count", ""}};
     }
     return layers;
 }
@@ -127,6 +131,11 @@ void check_only_whole_runs(const std::string& path) {
                                   "(SELECT COUNT(*) FROM layers l WHERE l.run_id = runs.run_id) != {}",
                                   k_layers_per_run, k_layers_per_run)) == 0);
     CHECK(count(conn, "SELECT COUNT(*) FROM layers WHERE run_id NOT IN (SELECT run_id FROM runs)") == 0);
+    for (const char* table : {"layer_levels", "layer_metrics"})
+        CHECK(count(conn,
+                    fmt::format("SELECT COUNT(*) FROM runs WHERE (SELECT COUNT(*) FROM {} t WHERE t.run_id = "
+                                "runs.run_id) != {}",
+                                table, k_layers_per_run)) == 0);
 }
 
 }  // namespace

@@ -27,6 +27,8 @@ namespace fs = std::filesystem;
 using mlsim::InternalError;
 using mlsim::cfg::UserError;
 using mlsim::db::LayerRow;
+using mlsim::db::LevelRow;
+using mlsim::db::MetricRow;
 using mlsim::db::ResultsDb;
 using mlsim::db::RunInfo;
 namespace sql = mlsim::db::sql;
@@ -51,6 +53,14 @@ RunInfo sample_info(const std::string& yaml = "device: tpu_v4i\nbatch: 8\n") {
     info.peak_flops_per_s = 138e12;
     info.mem_bandwidth_Bps = 614e9;
     return info;
+}
+
+// Splits time_s with every part in use and the bound's part the largest: compute-bound for even i.
+void split_time(LayerRow& l, int i) {
+    l.overhead_s = 0.05 * l.time_s;
+    l.communication_s = i % 3 == 0 ? 0.1 * l.time_s : 0.0;
+    (i % 2 == 0 ? l.memory_s : l.compute_s) = 0.2 * l.time_s;
+    (i % 2 == 0 ? l.compute_s : l.memory_s) = l.time_s - 0.2 * l.time_s - l.overhead_s - l.communication_s;
 }
 
 // Layers back to back on the timeline, with values that differ from layer to layer.
@@ -81,6 +91,13 @@ std::vector<LayerRow> sample_layers(int count) {
         l.energy_j = l.energy_compute_j + l.energy_memory_j + l.energy_static_j;
         l.utilization = 0.1 * (i % 10);
         l.bound = i % 2 == 0 ? "compute" : "memory";
+        split_time(l, i);
+        l.levels = {LevelRow{"sram", 8192.0 * (i + 1), 2048.0 * (i + 1), 64 * (i + 1), 1e-7 * (i + 1)},
+                    LevelRow{"dram", l.bytes_read, l.bytes_written, 0, 4e-7 * (i % 4 + 1)}};
+        l.metrics = {MetricRow{"pe_hops", 1000.0 * i, "count", ""},
+                     MetricRow{"stall_weight_cycles", 3.0 * (i % 3), "cycles", ""}};
+        if (i % 2 == 0)
+            l.metrics.push_back(MetricRow{"tiling", std::nullopt, "", fmt::format("m={} n=8", i + 1)});
         layers.push_back(l);
     }
     return layers;
@@ -135,9 +152,32 @@ TEST_CASE("opening creates the file, its parent directories and the schema", "[d
     CHECK(query_int(path, "SELECT COUNT(*) FROM runs") == 0);
 
     std::set<std::string> runs = column_names(path, "runs");
-    for (const char* col : {"run_id", "status", "error", "config_yaml", "config_hash", "version", "wall_s",
-                            "created_utc", "system", "device", "model", "mode", "dtype", "batch", "seq",
-                            "peak_flops_per_s", "mem_bandwidth_Bps", "total_time_s", "total_energy_j"})
+    for (const char* col : {"run_id",
+                            "status",
+                            "error",
+                            "config_yaml",
+                            "config_hash",
+                            "version",
+                            "wall_s",
+                            "created_utc",
+                            "system",
+                            "device",
+                            "model",
+                            "mode",
+                            "dtype",
+                            "batch",
+                            "seq",
+                            "peak_flops_per_s",
+                            "mem_bandwidth_Bps",
+                            "total_time_s",
+                            "total_energy_j",
+                            "average_power_w",
+                            "tdp_w",
+                            "over_tdp",
+                            "total_compute_s",
+                            "total_memory_s",
+                            "total_overhead_s",
+                            "total_communication_s"})
         CHECK(runs.contains(col));
     std::set<std::string> layers = column_names(path, "layers");
     for (const char* col : {"run_id",
@@ -161,8 +201,28 @@ TEST_CASE("opening creates the file, its parent directories and the schema", "[d
                             "energy_memory_j",
                             "energy_static_j",
                             "utilization",
-                            "bound"})
+                            "bound",
+                            "compute_s",
+                            "memory_s",
+                            "overhead_s",
+                            "communication_s"})
         CHECK(layers.contains(col));
+    // What differs by family lives in long-format tables, not in per-family layer columns.
+    for (const char* col : {"stall_weight_cycles", "pe_hops", "tiling", "energy_sram_j", "bytes_ifmap_read"})
+        CHECK_FALSE(layers.contains(col));
+    CHECK(column_names(path, "layer_levels") == std::set<std::string>{"run_id", "idx", "level", "bytes_read",
+                                                                      "bytes_written", "accesses",
+                                                                      "energy_j"});
+    CHECK(column_names(path, "layer_metrics") ==
+          std::set<std::string>{"run_id", "idx", "name", "value", "unit", "text"});
+    CHECK(
+        query_text(path,
+                   "SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_table_info('layer_levels') "
+                   "WHERE pk > 0 ORDER BY pk)") == "run_id,idx,level");
+    CHECK(
+        query_text(path,
+                   "SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_table_info('layer_metrics') "
+                   "WHERE pk > 0 ORDER BY pk)") == "run_id,idx,name");
     CHECK(column_names(path, "meta") == std::set<std::string>{"key", "value"});
     // (run_id, idx) is the key: pk positions 1 and 2 in table_info.
     CHECK(query_int(path, "SELECT COUNT(*) FROM pragma_table_info('layers') WHERE pk > 0") == 2);
@@ -223,6 +283,92 @@ TEST_CASE("record_run writes one run row with totals computed from its layers", 
     CHECK(query_real(path, "SELECT energy_memory_j" + lw) == l.energy_memory_j);
     CHECK(query_real(path, "SELECT energy_static_j" + lw) == l.energy_static_j);
     CHECK(query_real(path, "SELECT utilization" + lw) == l.utilization);
+    CHECK(query_real(path, "SELECT compute_s" + lw) == l.compute_s);
+    CHECK(query_real(path, "SELECT memory_s" + lw) == l.memory_s);
+    CHECK(query_real(path, "SELECT overhead_s" + lw) == l.overhead_s);
+    CHECK(query_real(path, "SELECT communication_s" + lw) == l.communication_s);
+
+    // Its levels and metrics, as given.
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layer_levels WHERE run_id = 1") == 3 * 2);
+    std::string vw = " FROM layer_levels WHERE run_id = 1 AND idx = 1 AND level = 'sram'";
+    CHECK(query_real(path, "SELECT bytes_read" + vw) == l.levels[0].bytes_read);
+    CHECK(query_real(path, "SELECT bytes_written" + vw) == l.levels[0].bytes_written);
+    CHECK(query_int(path, "SELECT accesses" + vw) == l.levels[0].accesses);
+    CHECK(query_real(path, "SELECT energy_j" + vw) == l.levels[0].energy_j);
+    CHECK(query_real(path,
+                     "SELECT bytes_read FROM layer_levels WHERE run_id = 1 AND idx = 1 AND level = 'dram'") ==
+          l.bytes_read);
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layer_metrics WHERE run_id = 1") ==
+          3 * 2 + 2);  // tilings: 0, 2
+    std::string mw = " FROM layer_metrics WHERE run_id = 1 AND idx = 1 AND name = 'pe_hops'";
+    CHECK(query_real(path, "SELECT value" + mw) == 1000.0);
+    CHECK(query_text(path, "SELECT unit" + mw) == "count");
+    CHECK(query_int(path, "SELECT text IS NULL" + mw) == 1);
+    std::string tw = " FROM layer_metrics WHERE run_id = 1 AND idx = 2 AND name = 'tiling'";
+    CHECK(query_text(path, "SELECT text" + tw) == "m=3 n=8");
+    CHECK(query_int(path, "SELECT value IS NULL AND unit IS NULL" + tw) == 1);
+    CHECK(query_int(path,
+                    "SELECT COUNT(*) FROM layer_metrics WHERE run_id = 1 AND idx = 1 AND name = 'tiling'") ==
+          0);
+
+    // Run totals of the time split and the average power over the run's span; the TDP was not given.
+    CHECK(query_real(path, "SELECT total_compute_s" + where) ==
+          layers[0].compute_s + layers[1].compute_s + layers[2].compute_s);
+    CHECK(query_real(path, "SELECT total_memory_s" + where) ==
+          layers[0].memory_s + layers[1].memory_s + layers[2].memory_s);
+    CHECK(query_real(path, "SELECT total_overhead_s" + where) ==
+          layers[0].overhead_s + layers[1].overhead_s + layers[2].overhead_s);
+    CHECK(query_real(path, "SELECT total_communication_s" + where) ==
+          layers[0].communication_s + layers[1].communication_s + layers[2].communication_s);
+    CHECK(query_real(path, "SELECT average_power_w" + where) ==
+          energy / (layers[2].end_s - layers[0].start_s));
+    CHECK(query_int(path, "SELECT tdp_w IS NULL AND over_tdp IS NULL" + where) == 1);
+}
+
+TEST_CASE("over_tdp says whether the average power exceeds the device's TDP, and is unknown without one",
+          "[db]") {
+    TempDir dir;
+    std::string path = dir.file("r.db");
+    ResultsDb db(path);
+    std::vector<LayerRow> layers = sample_layers(4);
+    double energy = 0;
+    for (const LayerRow& l : layers) energy += l.energy_j;
+    const double power = energy / layers.back().end_s;
+    const auto over_tdp = [&](double tdp) {
+        RunInfo info = sample_info(fmt::format("tdp: {}\n", tdp));
+        info.tdp_W = tdp;
+        int64_t id = db.record_run(info, layers, 0);
+        std::string where = fmt::format(" FROM runs WHERE run_id = {}", id);
+        CHECK(query_real(path, "SELECT average_power_w" + where) == power);
+        if (tdp == 0) {
+            CHECK(query_int(path, "SELECT tdp_w IS NULL AND over_tdp IS NULL" + where) == 1);
+            return std::string("unknown");
+        }
+        CHECK(query_real(path, "SELECT tdp_w" + where) == tdp);
+        return std::to_string(query_int(path, "SELECT over_tdp" + where));
+    };
+    CHECK(over_tdp(power * 0.5) == "1");
+    CHECK(over_tdp(power * (1 - 1e-6)) == "1");
+    CHECK(over_tdp(power) == "0");                // at the TDP is not over it
+    CHECK(over_tdp(power * (1 - 1e-12)) == "0");  // nor within rounding of it
+    CHECK(over_tdp(power * 2) == "0");
+    CHECK(over_tdp(0) == "unknown");
+    // A failed run has no power: its TDP is kept, the comparison unknown.
+    RunInfo failed = sample_info("failed\n");
+    failed.tdp_W = 300;
+    int64_t id = db.record_failed_run(failed, "x", 0);
+    CHECK(
+        query_int(path, fmt::format("SELECT tdp_w = 300 AND over_tdp IS NULL AND average_power_w IS NULL AND "
+                                    "total_compute_s IS NULL FROM runs WHERE run_id = {}",
+                                    id)) == 1);
+    // A run without layers has no span to average over.
+    RunInfo empty = sample_info("empty\n");
+    empty.tdp_W = 300;
+    id = db.record_run(empty, {}, 0);
+    CHECK(query_int(path,
+                    fmt::format("SELECT average_power_w IS NULL AND over_tdp IS NULL AND total_compute_s = 0 "
+                                "FROM runs WHERE run_id = {}",
+                                id)) == 1);
 }
 
 TEST_CASE("total_time_s is the span of overlapping layers, not the sum of their times", "[db]") {
@@ -235,6 +381,8 @@ TEST_CASE("total_time_s is the span of overlapping layers, not the sum of their 
     layers[1].start_s = 2e-6;
     layers[1].end_s = 5e-6;
     layers[1].time_s = 2e-6;  // busy for part of its interval
+    split_time(layers[0], 0);
+    split_time(layers[1], 1);
     ResultsDb db(path);
     int64_t id = db.record_run(sample_info(), layers, 0);
     CHECK(query_real(path, fmt::format("SELECT total_time_s FROM runs WHERE run_id = {}", id)) ==
@@ -321,6 +469,21 @@ TEST_CASE("equal inputs write identical layer rows", "[db]") {
     }
     std::string three = fmt::format("SELECT {} FROM layers WHERE run_id = 3", cols);
     CHECK(query_int(path, fmt::format("SELECT COUNT(*) FROM ({} EXCEPT {})", three, one)) == 1);
+    // The long-format rows too.
+    for (const char* table : {"layer_levels", "layer_metrics"}) {
+        INFO(table);
+        std::string long_cols;
+        for (const auto& t : mlsim::db::schema::tables())
+            if (t.name == table)
+                for (const auto& c : t.columns)
+                    if (c.name != "run_id")
+                        long_cols += fmt::format("{}{}", long_cols.empty() ? "" : ", ", c.name);
+        std::string a = fmt::format("SELECT {} FROM {} WHERE run_id = 1", long_cols, table);
+        std::string b = fmt::format("SELECT {} FROM {} WHERE run_id = 2", long_cols, table);
+        CHECK(query_int(path, fmt::format("SELECT COUNT(*) FROM {} WHERE run_id = 2", table)) >= 100);
+        CHECK(query_int(path, fmt::format("SELECT COUNT(*) FROM ({} EXCEPT {})", a, b)) == 0);
+        CHECK(query_int(path, fmt::format("SELECT COUNT(*) FROM ({} EXCEPT {})", b, a)) == 0);
+    }
 }
 
 TEST_CASE("rows that break physics are refused as internal errors and nothing is written", "[db]") {
@@ -346,6 +509,35 @@ TEST_CASE("rows that break physics are refused as internal errors and nothing is
         {"energy below the sum of its parts", [](LayerRow& l) { l.energy_j *= 0.5; }},
         {"utilization above one", [](LayerRow& l) { l.utilization = 1.5; }},
         {"duplicate idx", [](LayerRow& l) { l.idx = 0; }},
+        // The time split (layer 2 is compute-bound: compute 0.75, memory 0.2, overhead 0.05 of its time).
+        {"time parts that do not add up", [](LayerRow& l) { l.memory_s += 1e-6 * l.time_s; }},
+        {"a negative time part",
+         [](LayerRow& l) {
+             l.compute_s += 2 * l.overhead_s;
+             l.overhead_s = -l.overhead_s;
+         }},
+        {"a NaN time part", [&](LayerRow& l) { l.communication_s = nan; }},
+        {"a bound that is not the largest part", [](LayerRow& l) { l.bound = "memory"; }},
+        {"a bound that names no part", [](LayerRow& l) { l.bound = "io"; }},
+        {"no bound", [](LayerRow& l) { l.bound.clear(); }},
+        // Levels (sram, dram).
+        {"negative level bytes read", [](LayerRow& l) { l.levels[0].bytes_read = -1; }},
+        {"infinite level bytes written", [&](LayerRow& l) { l.levels[1].bytes_written = inf; }},
+        {"NaN level energy", [&](LayerRow& l) { l.levels[1].energy_j = nan; }},
+        {"negative level energy", [](LayerRow& l) { l.levels[0].energy_j = -1e-12; }},
+        {"negative accesses", [](LayerRow& l) { l.levels[0].accesses = -1; }},
+        {"a level twice", [](LayerRow& l) { l.levels[1].level = "sram"; }},
+        {"an unnamed level", [](LayerRow& l) { l.levels[0].level.clear(); }},
+        // Metrics (pe_hops, stall_weight_cycles, tiling).
+        {"a metric twice", [](LayerRow& l) { l.metrics[1].name = "pe_hops"; }},
+        {"an unnamed metric", [](LayerRow& l) { l.metrics[0].name.clear(); }},
+        {"a metric with a value and a text", [](LayerRow& l) { l.metrics[0].text = "many"; }},
+        {"a metric with neither value nor text", [](LayerRow& l) { l.metrics[0].value.reset(); }},
+        {"a text metric with an empty text", [](LayerRow& l) { l.metrics[2].text.clear(); }},
+        {"an infinite metric value", [&](LayerRow& l) { l.metrics[0].value = inf; }},
+        {"a NaN metric value", [&](LayerRow& l) { l.metrics[1].value = nan; }},
+        {"a numeric metric without a unit", [](LayerRow& l) { l.metrics[1].unit.clear(); }},
+        {"a text metric with a unit", [](LayerRow& l) { l.metrics[2].unit = l.metrics[1].unit; }},
     };
     for (const auto& [what, mutate] : cases) {
         INFO(what);
@@ -359,10 +551,41 @@ TEST_CASE("rows that break physics are refused as internal errors and nothing is
     CHECK_THROWS_AS(db.record_run(sample_info(), sample_layers(2), -1.0), InternalError);
     CHECK_THROWS_AS(db.record_failed_run(sample_info(), "x", nan), InternalError);
     CHECK_THROWS_AS(db.record_run(sample_info(""), sample_layers(2), 1.0), InternalError);
+    bad = sample_info();
+    bad.tdp_W = -1;
+    CHECK_THROWS_AS(db.record_run(bad, sample_layers(2), 1.0), InternalError);
+    bad.tdp_W = inf;
+    CHECK_THROWS_AS(db.record_failed_run(bad, "x", 1.0), InternalError);
     CHECK(query_int(path, "SELECT COUNT(*) FROM runs") == 0);
     CHECK(query_int(path, "SELECT COUNT(*) FROM layers") == 0);
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layer_levels") == 0);
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layer_metrics") == 0);
     // The refusals left the database usable.
     CHECK(db.record_run(sample_info(), sample_layers(4), 1.0) == 1);
+}
+
+TEST_CASE("the time parts must sum to time_s within 1e-9 relative plus 1e-15 s", "[db]") {
+    TempDir dir;
+    std::string path = dir.file("r.db");
+    ResultsDb db(path);
+    const auto off_by = [](double excess, double time_s) {
+        std::vector<LayerRow> layers = sample_layers(1);
+        LayerRow& l = layers[0];
+        l.time_s = time_s;
+        l.end_s = l.start_s + time_s;
+        l.memory_s = l.overhead_s = l.communication_s = 0;
+        l.compute_s = time_s + excess;
+        return layers;
+    };
+    // 1 ms: the relative part dominates (slack 1e-12 s + 1e-15 s).
+    CHECK_NOTHROW(db.record_run(sample_info("a\n"), off_by(0.9e-12, 1e-3), 0));
+    CHECK_NOTHROW(db.record_run(sample_info("b\n"), off_by(-0.9e-12, 1e-3), 0));
+    CHECK_THROWS_AS(db.record_run(sample_info("c\n"), off_by(1.2e-12, 1e-3), 0), InternalError);
+    CHECK_THROWS_AS(db.record_run(sample_info("d\n"), off_by(-1.2e-12, 1e-3), 0), InternalError);
+    // A zero-time layer: only the absolute part.
+    CHECK_NOTHROW(db.record_run(sample_info("e\n"), off_by(0.9e-15, 0), 0));
+    CHECK_THROWS_AS(db.record_run(sample_info("f\n"), off_by(1.1e-15, 0), 0), InternalError);
+    CHECK(query_int(path, "SELECT COUNT(*) FROM runs") == 3);
 }
 
 TEST_CASE("a failure halfway through a run's layers rolls the whole run back", "[db]") {

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "arch/device_spec.h"
+#include "arch/family.h"
 #include "experiment/experiment.h"
 #include "experiment/run_options.h"
 #include "experiment/sweep.h"
@@ -42,7 +43,8 @@ TEST_CASE("Every run option is declared once, and ExperimentOptions' defaults ar
         CHECK(e.get(defaults) == e.param.default_value);
     }
     CHECK(names == std::vector<std::string>{"system", "model", "batch", "seq", "image", "dtype", "mode",
-                                            "optimizer", "checkpointing", "fidelity", "convention"});
+                                            "optimizer", "checkpointing", "device-model", "fidelity",
+                                            "convention"});
     const exp::RunOption* dtype = exp::find_run_option("dtype");
     REQUIRE(dtype != nullptr);
     CHECK(dtype->short_name == 't');
@@ -51,6 +53,18 @@ TEST_CASE("Every run option is declared once, and ExperimentOptions' defaults ar
 
 TEST_CASE("Device settings are device-override entries whose choices come from the device schema",
           "[options]") {
+    // --device-model is the core key device.model; --fidelity and --convention come from the registry.
+    const exp::RunOption* model = exp::find_run_option("device-model");
+    REQUIRE(model != nullptr);
+    CHECK(model->device_key == "device.model");
+    std::vector<std::string> family_names;
+    for (const arch::Family& f : arch::families()) family_names.push_back(f.name);
+    CHECK(model->param.choices == family_names);
+    for (const arch::FamilyOption& o : arch::family_options()) {
+        const exp::RunOption* e = exp::find_run_option(o.flag);
+        REQUIRE(e != nullptr);
+        CHECK(e->device_key == o.key_path);
+    }
     const exp::RunOption* fidelity = exp::find_run_option("fidelity");
     REQUIRE(fidelity != nullptr);
     CHECK(fidelity->is_device_override());

@@ -47,7 +47,8 @@ int64_t count(const std::string& db_path, const std::string& sql) {
     return std::stoll(rows.front());
 }
 
-// config_hash -> every `layers` column except run_id, for each ok run.
+// config_hash -> every `layers` column except run_id, then the run's layer_levels and layer_metrics rows,
+// for each ok run.
 std::map<std::string, std::vector<std::string>> layers_by_hash(const std::string& db_path) {
     std::map<std::string, std::vector<std::string>> out;
     for (const std::string& row :
@@ -60,8 +61,20 @@ std::map<std::string, std::vector<std::string>> layers_by_hash(const std::string
             query(db_path,
                   "SELECT idx, name, op, phase, dtype, macs, flops, params, bytes_read, bytes_written, "
                   "start_s, end_s, time_s, cycles, stall_cycles, energy_j, energy_compute_j, "
-                  "energy_memory_j, energy_static_j, utilization, bound FROM layers WHERE run_id = " +
+                  "energy_memory_j, energy_static_j, utilization, bound, compute_s, memory_s, overhead_s, "
+                  "communication_s FROM layers WHERE run_id = " +
                       id + " ORDER BY idx");
+        for (const std::string& r :
+             query(db_path,
+                   "SELECT idx, level, bytes_read, bytes_written, accesses, energy_j FROM layer_levels "
+                   "WHERE run_id = " +
+                       id + " ORDER BY idx, level"))
+            out[hash].push_back("level " + r);
+        for (const std::string& r : query(db_path,
+                                          "SELECT idx, name, value, unit, text FROM layer_metrics "
+                                          "WHERE run_id = " +
+                                              id + " ORDER BY idx, name"))
+            out[hash].push_back("metric " + r);
     }
     return out;
 }

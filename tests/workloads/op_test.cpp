@@ -38,6 +38,8 @@ TEST_CASE("dtype names round-trip and widths are storage widths", "[op]") {
     CHECK(dtype_bits(DType::fp8) == 8);
     CHECK(dtype_bits(DType::int16) == 16);
     CHECK(dtype_bytes(DType::int16) == 2);
+    CHECK(dtype_is_float(DType::fp8));
+    CHECK_FALSE(dtype_is_float(DType::int16));
     CHECK(dtype_names() ==
           std::vector<std::string>{"fp32", "tf32", "bf16", "fp16", "fp8", "int16", "int8", "int4"});
     CHECK(dtype_bits(DType::int4) == 4);

@@ -1,0 +1,725 @@
+#include "arch/system/system_spec.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <utility>
+
+#include "sim/config/loader.h"
+#include "sim/config/units.h"
+#include "sim/core/check.h"
+
+namespace mlsim::arch {
+
+namespace fs = std::filesystem;
+using cfg::Dim;
+using cfg::Param;
+using cfg::PType;
+
+namespace {
+
+// Far more devices than any system built; keeps the expanded device and link lists in memory.
+constexpr int64_t max_devices = int64_t{1} << 20;
+// A latency beyond this is a unit slip, and keeps sums of latencies along any route inside 64-bit ps.
+constexpr double max_latency_s = 1.0;
+// The name of the one node of the simple form (`device` and `count`, no `nodes:`).
+constexpr const char* simple_node_name = "device";
+
+const std::vector<std::string>& link_kinds() {
+    static const std::vector<std::string> kinds = {"nvlink", "pcie", "infiniband", "ethernet",
+                                                   "cxl",    "ici",  "other"};
+    return kinds;
+}
+
+std::string join(const std::vector<std::string>& items, std::string_view sep = ", ") {
+    std::string out;
+    for (size_t i = 0; i < items.size(); ++i) {
+        if (i) out += sep;
+        out += items[i];
+    }
+    return out;
+}
+
+std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates) {
+    std::string near = cfg::nearest(word, candidates);
+    return near.empty() ? std::string() : " (did you mean '" + near + "'?)";
+}
+
+// A complaint about a whole map or list points at its key; one about a value points at the value.
+[[noreturn]] void fail_at(const cfg::Node& node, const std::string& message) {
+    cfg::fail(node.is_scalar() ? node.loc() : node.key_loc(), node.path(), message);
+}
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+    return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+std::string parent_dir(const std::string& path) {
+    fs::path p = fs::path(path).parent_path();
+    return p.empty() ? std::string(".") : p.string();
+}
+
+bool file_exists(const fs::path& p) {
+    std::error_code ec;
+    return fs::is_regular_file(p, ec);
+}
+
+Param optional_no_default(std::string name, PType type, std::string doc) {
+    Param p;
+    p.name = std::move(name);
+    p.type = type;
+    p.doc = std::move(doc);
+    return p;
+}
+
+Param list_param(std::string name, const cfg::Schema& sub, std::string doc) {
+    Param p = optional_no_default(std::move(name), PType::list, std::move(doc));
+    p.sub = &sub;
+    return p;
+}
+
+Param latency_param(std::string doc) {
+    return cfg::quantity("latency", Dim::time, std::string("0ns"), std::move(doc), false);
+}
+
+Param energy_param(std::string doc) {
+    return cfg::quantity("energy", Dim::energy_per_byte, std::string("0pJ/b"), std::move(doc), false);
+}
+
+const cfg::Schema& node_schema() {
+    static const cfg::Schema schema = [] {
+        cfg::Schema s;
+        s.name = "system.nodes";
+        s.doc = "a node: devices of one type; node n with k devices holds n.0 ... n.(k-1)";
+        s.params.push_back(
+            cfg::required("name", PType::string, "node name (no '.', '*' or spaces), e.g. dgx0"));
+        s.params.push_back(optional_no_default("device", PType::string,
+                                               "device type: a key of the file's `devices:` map, a preset "
+                                               "name or a path; default system.device"));
+        Param devices = cfg::optional("devices", PType::integer, "1", "how many devices of that type");
+        devices.min = 1;
+        devices.max = static_cast<double>(max_devices);
+        s.params.push_back(devices);
+        return s;
+    }();
+    return schema;
+}
+
+const cfg::Schema& switch_schema() {
+    static const cfg::Schema schema = [] {
+        cfg::Schema s;
+        s.name = "system.switches";
+        s.doc = "a switch: links to it join the devices behind it";
+        s.params.push_back(cfg::required("name", PType::string, "switch name (no '.', '*' or spaces)"));
+        s.params.push_back(
+            cfg::optional("kind", PType::string, "", "what it is, for people, e.g. NVSwitch gen2"));
+        s.params.push_back(latency_param("to cross the switch, port to port"));
+        Param bw =
+            optional_no_default("bandwidth", PType::quantity,
+                                "per port, per direction; caps each link plugged into it; default no cap");
+        bw.dim = Dim::bandwidth;
+        bw.positive = true;
+        s.params.push_back(bw);
+        s.params.push_back(energy_param("per bit (pJ/b) or byte (pJ/B) switched; 0 = not modelled"));
+        s.params.push_back(cfg::optional("in_network_reduction", PType::boolean, "false",
+                                         "reduces data in flight, e.g. NVLink SHARP"));
+        return s;
+    }();
+    return schema;
+}
+
+const cfg::Schema& link_schema() {
+    static const cfg::Schema schema = [] {
+        cfg::Schema s;
+        s.name = "system.links";
+        s.doc =
+            "a full-duplex link between two endpoints: a switch, a device node.i, or node.* (one link "
+            "from each device of the node)";
+        s.params.push_back(cfg::required("from", PType::string, "one endpoint: switch, node.i or node.*"));
+        s.params.push_back(
+            cfg::required("to", PType::string, "the other endpoint (the order does not matter)"));
+        Param kind =
+            cfg::optional("kind", PType::choice, "other", "link technology: " + join(link_kinds(), " | "));
+        kind.choices = link_kinds();
+        s.params.push_back(kind);
+        s.params.push_back(cfg::quantity("bandwidth", Dim::bandwidth, std::nullopt,
+                                         "per link, per direction (full duplex)"));
+        s.params.push_back(latency_param("one way, per link"));
+        s.params.push_back(energy_param("per bit (pJ/b) or byte (pJ/B) carried; 0 = not modelled"));
+        Param count = cfg::optional("count", PType::integer, "1", "parallel links, e.g. 12 NVLinks");
+        count.min = 1;
+        count.max = 65536;
+        s.params.push_back(count);
+        return s;
+    }();
+    return schema;
+}
+
+// The top-level keys of a system document.
+const std::vector<std::string>& top_level_keys() {
+    static const std::vector<std::string> keys = {"system", "device", "devices"};
+    return keys;
+}
+
+void check_top_level(const cfg::Node& doc) {
+    if (!doc.is_map())
+        cfg::fail(doc.loc(), "",
+                  "expected a map with a top-level `device:` or `system:` key, got " +
+                      std::string(doc.kind_name()));
+    for (const auto& [key, value] : doc.entries()) {
+        if (std::find(top_level_keys().begin(), top_level_keys().end(), key) == top_level_keys().end())
+            fail_at(value, "unknown top-level key" + did_you_mean(key, top_level_keys()) +
+                               "; expected `system:`, and beside it `device:` (merged over system.device) or "
+                               "`devices:` (named device types)");
+        if (!value.is_map()) fail_at(value, "expected a map, got " + std::string(value.kind_name()));
+    }
+}
+
+DeviceSpec validate_and_build(const cfg::Node& device_map) {
+    return device_from_node(cfg::validate(device_map, device_schema()));
+}
+
+std::vector<std::string> preset_search_dirs(const std::string& system_file,
+                                            const std::vector<std::string>& extra) {
+    std::vector<std::string> dirs = extra;
+    if (const char* env = std::getenv("MLSIM_DEVICES_DIR"); env && *env) dirs.emplace_back(env);
+    const std::string here = parent_dir(system_file);
+    dirs.push_back((fs::path(here) / ".." / "devices").lexically_normal().string());
+    dirs.emplace_back("configs/devices");
+    return dirs;
+}
+
+// Names for nodes and switches double as link endpoints: node.i, node.*, switch.
+void check_name(const cfg::Node& name_node, const std::string& what) {
+    const std::string name = name_node.as_string();
+    if (name.empty()) fail_at(name_node, "a " + what + " needs a name");
+    for (char c : name)
+        if (c == '.' || c == '*' || std::isspace(static_cast<unsigned char>(c)))
+            fail_at(name_node, fmt::format("a {} name may not contain '.', '*' or spaces (devices are named "
+                                           "<node>.<index>, and <node>.* means each device of a node); found "
+                                           "\"{}\"",
+                                           what, name));
+}
+
+// Builds a SystemSpec from a parsed system document (a file, or a resolved document when `file` is
+// empty, which reads nothing from disk).
+class Builder {
+  public:
+    Builder(const cfg::Node& doc, std::string file, std::vector<std::string> preset_dirs)
+        : m_doc(doc), m_file(std::move(file)), m_preset_dirs(std::move(preset_dirs)) {}
+
+    SystemSpec build();
+
+  private:
+    struct DeviceType {
+        std::string identity;  // "default", "file:<path>" or "inline:<key>"
+        DeviceSpec spec;
+    };
+
+    struct Reference {
+        std::string identity;  // "file:<canonical path>" or "inline:<key>"
+        std::string target;    // the file, or the key of `devices:`
+        const cfg::Node* where = nullptr;
+    };
+
+    struct Endpoint {
+        std::vector<net::VertexId> vertices;  // one, or each device of a node for node.*
+        bool each = false;
+    };
+
+    bool reads_files() const { return !m_file.empty(); }
+    std::size_t add_type(std::string identity, DeviceSpec spec);
+    Reference resolve(const cfg::Node& ref) const;
+    cfg::Node raw_device(const Reference& r) const;
+    std::size_t type_of(const Reference& r);
+    void load_inline_types(const cfg::Node& devices_map);
+    Endpoint endpoint(const cfg::Node& ref) const;
+    void claim_name(const cfg::Node& name_node, const std::string& what);
+    void check_connected(const cfg::Reader& sr) const;
+    cfg::Node resolved_document(const cfg::Node& system_map) const;
+
+    const cfg::Node& m_doc;
+    std::string m_file;
+    std::vector<std::string> m_preset_dirs;
+    SystemSpec m_out;
+    std::vector<DeviceType> m_types;
+    std::map<std::string, cfg::Node> m_inline;  // validated `devices:` entries by key
+    std::map<std::string, std::pair<std::string, cfg::SourceLoc>> m_names;  // name -> (what, where)
+    std::vector<const cfg::Node*> m_node_names;  // each node's `name` value, for errors
+    std::vector<const cfg::Node*> m_switch_names;
+    std::optional<std::size_t> m_default_type;
+    net::Topology m_topology;
+};
+
+std::size_t Builder::add_type(std::string identity, DeviceSpec spec) {
+    for (std::size_t i = 0; i < m_types.size(); ++i)
+        if (m_types[i].identity == identity) return i;
+    m_types.push_back(DeviceType{std::move(identity), std::move(spec)});
+    return m_types.size() - 1;
+}
+
+void Builder::load_inline_types(const cfg::Node& devices_map) {
+    for (const auto& [key, value] : devices_map.entries()) {
+        if (key.empty()) fail_at(value, "a device type in `devices:` needs a name");
+        cfg::Node validated = cfg::validate(value, device_schema());
+        (void)device_from_node(validated);  // consistency errors now, even for a type no node uses
+        m_inline.emplace(key, std::move(validated));
+    }
+}
+
+// A node's `device` or system.device: a key of `devices:`, else a preset name or a path. Only the
+// identity is worked out here; the device is read once per identity (raw_device).
+Builder::Reference Builder::resolve(const cfg::Node& ref_node) const {
+    const std::string ref = ref_node.as_string();
+    if (m_inline.count(ref)) return Reference{"inline:" + ref, ref, &ref_node};
+    std::vector<std::string> inline_keys;
+    for (const auto& [key, value] : m_inline) inline_keys.push_back(key);
+    if (!reads_files())
+        fail_at(ref_node, "names no device type of this document's `devices:` map" +
+                              did_you_mean(ref, inline_keys) +
+                              "; a resolved system carries every device inline");
+    if (const std::string near = cfg::nearest(ref, inline_keys); !near.empty())
+        fail_at(ref_node, "no device type '" + ref + "' in this file's `devices:` (did you mean '" + near +
+                              "'?), nor a preset of that name");
+    std::string file;
+    if (ref.find('/') != std::string::npos || ends_with(ref, ".yaml") || ends_with(ref, ".yml")) {
+        fs::path p(ref);
+        if (p.is_relative()) p = fs::path(parent_dir(m_file)) / p;
+        file = p.lexically_normal().string();
+        if (!file_exists(file))
+            fail_at(ref_node, "no device file '" + file + "' (relative to the system file)");
+    } else {
+        file = find_device_preset(ref, preset_search_dirs(m_file, m_preset_dirs), ref_node.loc(),
+                                  ref_node.path());
+    }
+    std::error_code ec;
+    const fs::path canonical = fs::weakly_canonical(file, ec);
+    return Reference{"file:" + (ec ? file : canonical.string()), file, &ref_node};
+}
+
+// The unvalidated `device` map a reference names.
+cfg::Node Builder::raw_device(const Reference& r) const {
+    if (r.identity.rfind("inline:", 0) == 0) return m_inline.at(r.target);
+    const cfg::Node doc = cfg::load_file(r.target);
+    const cfg::Node* dev = doc.is_map() ? doc.find("device") : nullptr;
+    if (!dev || !dev->is_map() || doc.entries().size() != 1)
+        fail_at(*r.where,
+                "'" + r.target + "' is not a device file (expected only a top-level `device:` map)");
+    return *dev;
+}
+
+std::size_t Builder::type_of(const Reference& r) {
+    for (std::size_t i = 0; i < m_types.size(); ++i)
+        if (m_types[i].identity == r.identity) return i;
+    return add_type(r.identity, validate_and_build(raw_device(r)));
+}
+
+void Builder::claim_name(const cfg::Node& name_node, const std::string& what) {
+    check_name(name_node, what);
+    const std::string name = name_node.as_string();
+    auto [it, fresh] = m_names.emplace(name, std::make_pair(what, name_node.loc()));
+    if (!fresh)
+        fail_at(name_node,
+                fmt::format("the name '{}' is already used by a {} at {}; node and switch names must "
+                            "be unique",
+                            name, it->second.first, it->second.second.str()));
+}
+
+Builder::Endpoint Builder::endpoint(const cfg::Node& ref_node) const {
+    const std::string ref = ref_node.as_string();
+    auto nowhere = [&](const std::string& why) {
+        std::vector<std::string> candidates;
+        for (net::VertexId v : m_topology.switches()) candidates.push_back(m_topology.vertex(v).name);
+        for (const SystemNode& n : m_out.nodes) {
+            candidates.push_back(n.name + ".*");
+            for (int64_t i = 0; i < std::min<int64_t>(n.devices, 64); ++i)
+                candidates.push_back(n.name + "." + std::to_string(i));
+        }
+        fail_at(ref_node, fmt::format("link to nowhere: '{}' {}{}; an endpoint is a switch, a device "
+                                      "<node>.<index>, or <node>.* for each device of a node",
+                                      ref, why, did_you_mean(ref, candidates)));
+    };
+    const std::size_t dot = ref.rfind('.');
+    if (dot == std::string::npos) {
+        if (auto v = m_topology.find_switch(ref)) return Endpoint{{*v}, false};
+        for (const SystemNode& n : m_out.nodes)
+            if (n.name == ref)
+                fail_at(ref_node,
+                        fmt::format("'{0}' is a node; a link joins one of its devices ({0}.0 ... {0}.{1}) "
+                                    "or each of them ({0}.*)",
+                                    ref, n.devices - 1));
+        nowhere("names no switch or device");
+    }
+    const std::string node_name = ref.substr(0, dot);
+    const std::string index = ref.substr(dot + 1);
+    const SystemNode* node = nullptr;
+    for (const SystemNode& n : m_out.nodes)
+        if (n.name == node_name) node = &n;
+    if (!node) nowhere("names no device: there is no node '" + node_name + "'");
+    if (index == "*") {
+        Endpoint e{{}, true};
+        for (int64_t i = 0; i < node->devices; ++i)
+            e.vertices.push_back(node->first + static_cast<std::size_t>(i));
+        return e;
+    }
+    const bool digits = !index.empty() && index.size() <= 9 &&
+                        std::all_of(index.begin(), index.end(),
+                                    [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+    if (!digits) nowhere("names no device: after the node name comes a device index or '*'");
+    const int64_t i = std::stoll(index);
+    if (i >= node->devices)
+        fail_at(ref_node,
+                fmt::format("link to nowhere: node '{0}' has {1} device{2} ({0}.0 ... {0}.{3}), so '{4}' "
+                            "names none",
+                            node_name, node->devices, node->devices == 1 ? "" : "s", node->devices - 1, ref));
+    return Endpoint{{node->first + static_cast<std::size_t>(i)}, false};
+}
+
+void Builder::check_connected(const cfg::Reader& sr) const {
+    if (m_topology.devices().empty()) return;
+    if (m_topology.devices().size() < 2 && m_topology.switches().empty()) return;
+    const std::vector<net::VertexId> lost = m_topology.unreachable_from(m_topology.devices().front());
+    if (lost.empty()) return;
+    const std::string& first = m_topology.vertex(m_topology.devices().front()).name;
+    const auto device_it = std::find_if(lost.begin(), lost.end(),
+                                        [&](net::VertexId v) { return m_topology.vertex(v).is_device(); });
+    const std::size_t lost_devices = static_cast<std::size_t>(std::count_if(
+        lost.begin(), lost.end(), [&](net::VertexId v) { return m_topology.vertex(v).is_device(); }));
+    if (device_it != lost.end()) {
+        const SystemDevice& d = m_out.devices[*device_it];
+        const std::string why =
+            sr.has("links") ? "no chain of links joins them" : "there are no `links:` to join the devices";
+        fail_at(*m_node_names[d.node],
+                fmt::format(
+                    "device '{}' cannot be reached from '{}': {} ({} of {} devices are cut off); a system "
+                    "with more than one device must be connected",
+                    d.name, first, why, lost_devices, m_topology.devices().size()));
+    }
+    const net::VertexId sw = lost.front();
+    const std::size_t index = sw - m_topology.devices().size();
+    fail_at(*m_switch_names[index],
+            fmt::format("switch '{}' is not connected to the devices: no chain of links "
+                        "joins it to '{}'",
+                        m_topology.vertex(sw).name, first));
+}
+
+SystemSpec Builder::build() {
+    check_top_level(m_doc);
+    const cfg::Node* sys = m_doc.find("system");
+    const cfg::Node* dev = m_doc.find("device");
+    const cfg::Node* devs = m_doc.find("devices");
+    if (!sys) {
+        if (devs) fail_at(*devs, "`devices:` belongs in a system file, beside a `system:` map");
+        if (!dev) cfg::fail(m_doc.loc(), "", "expected a top-level `system:` or `device:` map");
+        return system_of_one(validate_and_build(*dev), dev->loc());
+    }
+    const cfg::Node system_map = cfg::validate(*sys, system_schema());
+    const cfg::Reader sr(system_map, system_schema());
+    m_out.name = sr.str("name");
+    m_out.description = sr.has("description") ? sr.str("description") : std::string();
+    if (devs) load_inline_types(*devs);
+
+    // The default type first, so that it is device_types[0].
+    if (sr.has("device")) {
+        const Reference ref = resolve(sr.at("device"));
+        if (dev) {
+            // A what-if map over the named device: the merged device is a type of its own.
+            m_default_type = add_type("default", validate_and_build(cfg::merge(raw_device(ref), *dev)));
+        } else {
+            m_default_type = type_of(ref);
+        }
+    } else if (dev) {
+        m_default_type = add_type("default", validate_and_build(*dev));
+    }
+
+    const std::vector<cfg::Reader> nodes = sr.list("nodes");
+    const bool simple = !sr.has("nodes");
+    if (simple) {
+        for (const char* key : {"switches", "links"})
+            if (sr.has(key))
+                fail_at(sr.at(key), std::string("`") + key +
+                                        ":` joins the devices of `nodes:`; list the nodes "
+                                        "(a node n with k devices holds n.0 ... n.(k-1))");
+        if (!m_default_type)
+            fail_at(*sys,
+                    "names no device: give `device: <preset name or path>` here, or a complete "
+                    "top-level `device:` map in this file");
+        const int64_t count = sr.has("count") ? sr.integer("count") : 1;
+        if (count < 1) fail_at(sr.at("count"), "must be at least 1");
+        if (count > max_devices)
+            fail_at(sr.at("count"), fmt::format("must be at most {} devices", max_devices));
+        m_out.nodes.push_back(SystemNode{simple_node_name, *m_default_type, count, 0});
+        m_node_names.push_back(&system_map);
+    } else {
+        if (nodes.empty())
+            fail_at(sr.at("nodes"), "needs at least one node (or leave `nodes:` out and give `count`)");
+        int64_t total = 0;
+        for (const cfg::Reader& nr : nodes) {
+            claim_name(nr.at("name"), "node");
+            m_node_names.push_back(&nr.at("name"));
+            std::size_t type = 0;
+            if (nr.has("device")) {
+                type = type_of(resolve(nr.at("device")));
+            } else if (m_default_type) {
+                type = *m_default_type;
+            } else {
+                fail_at(nr.node(),
+                        "names no device: give this node `device: <preset name or path>`, or the "
+                        "system a default `system.device`");
+            }
+            if (!m_default_type) m_default_type = type;
+            const int64_t k = nr.integer("devices");
+            if (k < 1) fail_at(nr.at("devices"), "a node holds at least one device");
+            total += k;
+            if (total > max_devices)
+                fail_at(nr.at("devices"),
+                        fmt::format("brings the system to {} devices; at most {} are supported", total,
+                                    max_devices));
+            m_out.nodes.push_back(SystemNode{nr.str("name"), type, k, static_cast<std::size_t>(total - k)});
+        }
+        if (sr.has("count") && sr.integer("count") != total) {
+            std::vector<std::string> parts;
+            for (const SystemNode& n : m_out.nodes) parts.push_back(fmt::format("{} {}", n.name, n.devices));
+            fail_at(sr.at("count"),
+                    fmt::format("count {} disagrees with the nodes, which hold {} device{} ({}); "
+                                "give the total or leave `count` out",
+                                sr.integer("count"), total, total == 1 ? "" : "s", join(parts)));
+        }
+    }
+    MLSIM_CHECK(m_default_type && *m_default_type == 0, "the default device type is not the first type");
+
+    for (std::size_t n = 0; n < m_out.nodes.size(); ++n) {
+        const SystemNode& node = m_out.nodes[n];
+        for (int64_t i = 0; i < node.devices; ++i) {
+            SystemDevice d{node.name + "." + std::to_string(i), n, i, node.type};
+            const net::VertexId v = m_topology.add_device(d.name);
+            MLSIM_CHECK(v == m_out.devices.size(), "device vertex ids out of step with the device list");
+            m_out.devices.push_back(std::move(d));
+        }
+    }
+
+    auto latency_of = [](const cfg::Reader& r) {
+        const double s = r.quantity("latency");
+        if (s < 0) fail_at(r.at("latency"), "must not be negative");
+        if (s > max_latency_s)
+            fail_at(r.at("latency"), fmt::format("must be at most {} (a link or switch latency, not a "
+                                                 "transfer time)",
+                                                 cfg::format_quantity(max_latency_s, Dim::time)));
+        return Tick::from_seconds(s);
+    };
+    for (const cfg::Reader& w : sr.list("switches")) {
+        claim_name(w.at("name"), "switch");
+        m_switch_names.push_back(&w.at("name"));
+        net::SwitchProps p;
+        p.kind = w.str("kind");
+        p.latency = latency_of(w);
+        p.port_bandwidth_Bps = w.has("bandwidth") ? w.quantity("bandwidth") : 0;
+        if (w.has("bandwidth") && !(p.port_bandwidth_Bps > 0))
+            fail_at(w.at("bandwidth"), "must be greater than zero");
+        p.energy_J_per_byte = w.quantity("energy");
+        p.in_network_reduction = w.boolean("in_network_reduction");
+        m_topology.add_switch(w.str("name"), std::move(p));
+    }
+
+    for (const cfg::Reader& l : sr.list("links")) {
+        const Endpoint a = endpoint(l.at("from"));
+        const Endpoint b = endpoint(l.at("to"));
+        if (a.each && b.each)
+            fail_at(l.at("to"),
+                    "only one end of a link may be <node>.*; the other must be one device or a switch");
+        net::LinkProps p;
+        p.kind = l.str("kind");
+        p.bandwidth_Bps = l.quantity("bandwidth");
+        if (!(p.bandwidth_Bps > 0)) fail_at(l.at("bandwidth"), "must be greater than zero");
+        p.latency = latency_of(l);
+        p.energy_J_per_byte = l.quantity("energy");
+        p.count = l.integer("count");
+        const Endpoint& many = a.each ? a : b;
+        const Endpoint& one = a.each ? b : a;
+        for (net::VertexId v : many.vertices) {
+            const net::VertexId from = a.each ? v : one.vertices.front();
+            const net::VertexId to = a.each ? one.vertices.front() : v;
+            if (from == to)
+                fail_at(l.at("to"),
+                        fmt::format("a link from '{0}' to itself{1}", m_topology.vertex(from).name,
+                                    many.each ? fmt::format(" ('{}' includes '{}')",
+                                                            (a.each ? l.at("from") : l.at("to")).as_string(),
+                                                            m_topology.vertex(from).name)
+                                              : std::string()));
+            m_topology.add_link(from, to, p);
+        }
+    }
+    if (!simple) check_connected(sr);
+
+    for (DeviceType& t : m_types) m_out.device_types.push_back(std::move(t.spec));
+    m_out.device = m_out.device_types.front();
+    m_out.device_count = static_cast<int64_t>(m_out.devices.size());
+    m_out.topology = std::make_shared<const net::Topology>(std::move(m_topology));
+    m_out.resolved = resolved_document(system_map);
+    return std::move(m_out);
+}
+
+// See the contract in the header: the system map in declaration order, nodes naming only non-default
+// types (by a key of `devices:`), every device inline.
+cfg::Node Builder::resolved_document(const cfg::Node& system_map) const {
+    // Keys of the non-default types: the device's name, made unique.
+    std::vector<std::string> keys(m_out.device_types.size());
+    std::vector<std::string> taken;
+    for (std::size_t t = 1; t < m_out.device_types.size(); ++t) {
+        std::string key = m_out.device_types[t].name;
+        for (int n = 2; std::find(taken.begin(), taken.end(), key) != taken.end(); ++n)
+            key = m_out.device_types[t].name + "-" + std::to_string(n);
+        taken.push_back(key);
+        keys[t] = key;
+    }
+    const bool simple = system_map.find("nodes") == nullptr;
+    cfg::Node sys = cfg::Node::make_map(system_map.loc(), system_map.path());
+    sys.set_key_loc(system_map.key_loc());
+    for (const Param& p : system_schema().params) {
+        if (p.name == "device") continue;
+        if (p.name == "count") {
+            // The simple form keeps its count (sweeps override system.count); with nodes it is derived.
+            if (simple)
+                sys.set("count",
+                        cfg::Node::make_scalar(
+                            std::to_string(m_out.device_count),
+                            system_map.find("count") ? system_map.find("count")->loc() : system_map.loc(),
+                            cfg::child_key_path(system_map.path(), "count")));
+            continue;
+        }
+        const cfg::Node* value = system_map.find(p.name);
+        if (!value) continue;
+        if (p.name != "nodes") {
+            sys.set(p.name, *value);
+            continue;
+        }
+        cfg::Node list = cfg::Node::make_sequence(value->loc(), value->path());
+        list.set_key_loc(value->key_loc());
+        for (std::size_t i = 0; i < value->items().size(); ++i) {
+            const cfg::Node& item = value->items()[i];
+            cfg::Node node = cfg::Node::make_map(item.loc(), item.path());
+            node.set_key_loc(item.key_loc());
+            node.set("name", *item.find("name"));
+            const std::size_t type = m_out.nodes[i].type;
+            if (type != 0) {
+                const cfg::Node* ref = item.find("device");
+                node.set("device", cfg::Node::make_scalar(keys[type], ref ? ref->loc() : item.loc(),
+                                                          cfg::child_key_path(item.path(), "device")));
+            }
+            node.set("devices", *item.find("devices"));
+            list.push_back(std::move(node));
+        }
+        sys.set("nodes", std::move(list));
+    }
+    cfg::Node out = cfg::Node::make_map(m_doc.loc(), "");
+    out.set("system", std::move(sys));
+    cfg::Node default_device = m_out.device.resolved;
+    default_device.set_path("device");
+    out.set("device", std::move(default_device));
+    if (m_out.device_types.size() > 1) {
+        const cfg::Node* devs = m_doc.find("devices");
+        cfg::Node types = cfg::Node::make_map(devs ? devs->loc() : m_doc.loc(), "devices");
+        for (std::size_t t = 1; t < m_out.device_types.size(); ++t) {
+            cfg::Node d = m_out.device_types[t].resolved;
+            d.set_path(cfg::child_key_path("devices", keys[t]));
+            types.set(keys[t], std::move(d));
+        }
+        out.set("devices", std::move(types));
+    }
+    return out;
+}
+
+}  // namespace
+
+const cfg::Schema& system_schema() {
+    static const cfg::Schema schema = [] {
+        cfg::Schema s;
+        s.name = "system";
+        s.doc = "a system: devices in nodes, joined by links and switches (or simply `count` devices)";
+        s.params.push_back(cfg::required("name", PType::string, "system name, e.g. dgx-a100"));
+        // No default, so that a system without one resolves as it did before the key existed.
+        s.params.push_back(optional_no_default("description", PType::string, "one line for listings"));
+        s.params.push_back(
+            optional_no_default("device", PType::string,
+                                "default device type: preset name (configs/devices/<name>.yaml) or path "
+                                "relative to this file; may "
+                                "be omitted when the file has a complete top-level `device:` map or every "
+                                "node names its device"));
+        Param count =
+            optional_no_default("count", PType::integer,
+                                "number of devices: without `nodes:`, that many of `device` (default 1), no "
+                                "links; with `nodes:`, must equal their total");
+        count.min = 1;
+        s.params.push_back(count);
+        s.params.push_back(list_param("nodes", node_schema(), "groups of devices of one type"));
+        s.params.push_back(list_param("switches", switch_schema(), "switches that links may join"));
+        s.params.push_back(list_param("links", link_schema(), "links between devices and switches"));
+        return s;
+    }();
+    return schema;
+}
+
+std::string SystemSpec::device_summary() const {
+    std::vector<int64_t> per_type(device_types.size(), 0);
+    for (const SystemDevice& d : devices) ++per_type.at(d.type);
+    if (devices.empty() && !per_type.empty()) per_type[0] = device_count;  // a spec built by hand
+    std::vector<std::string> parts;
+    for (std::size_t t = 0; t < device_types.size(); ++t)
+        if (per_type[t] > 0) parts.push_back(fmt::format("{} x {}", per_type[t], device_types[t].name));
+    if (parts.empty()) return fmt::format("{} x {}", device_count, device.name);
+    return join(parts, " + ");
+}
+
+std::vector<std::string> SystemSpec::type_names() const {
+    std::vector<std::string> out;
+    for (const DeviceSpec& d : device_types) out.push_back(d.name);
+    return out;
+}
+
+SystemSpec load_system(const std::string& path, const std::vector<std::string>& preset_dirs) {
+    const cfg::Node doc = cfg::load_file(path);
+    return Builder(doc, path, preset_dirs).build();
+}
+
+SystemSpec system_from_resolved(const cfg::Node& doc) { return Builder(doc, "", {}).build(); }
+
+SystemSpec system_of_one(DeviceSpec device, const cfg::SourceLoc& where) {
+    SystemSpec out;
+    out.name = device.name;
+    out.device = device;
+    out.device_count = 1;
+    out.nodes.push_back(SystemNode{simple_node_name, 0, 1, 0});
+    out.devices.push_back(SystemDevice{std::string(simple_node_name) + ".0", 0, 0, 0});
+    auto topology = std::make_shared<net::Topology>();
+    topology->add_device(out.devices.front().name);
+    out.topology = std::move(topology);
+    cfg::Node system_map = cfg::Node::make_map(where, "system");
+    system_map.set("name", cfg::Node::make_scalar(out.name, where, "system.name"));
+    system_map.set("count", cfg::Node::make_scalar("1", where, "system.count"));
+    out.resolved = cfg::Node::make_map(where, "");
+    out.resolved.set("system", std::move(system_map));
+    out.resolved.set("device", device.resolved);
+    out.device_types.push_back(std::move(device));
+    return out;
+}
+
+std::vector<std::string> list_system_presets(const std::string& configs_dir) {
+    std::error_code ec;
+    const fs::path dir = fs::path(configs_dir) / "systems";
+    std::vector<std::string> names;
+    if (!fs::is_directory(dir, ec)) return names;
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+        if (!entry.is_regular_file(ec)) continue;
+        const fs::path& p = entry.path();
+        if (p.extension() == ".yaml") names.push_back(p.stem().string());
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
+}  // namespace mlsim::arch
