@@ -226,8 +226,9 @@ void print_system_list() {
     const std::vector<bool> right = {false, true, false, true, true, true, false};
     std::vector<std::vector<std::string>> rows{header};
     for (const std::string& name : arch::list_system_presets(exp::configs_dir())) {
-        const arch::SystemSpec s = arch::load_system(
-            (fs::path(exp::configs_dir()) / "systems" / (name + ".yaml")).string(), {exp::configs_dir() + "/devices"});
+        const arch::SystemSpec s =
+            arch::load_system((fs::path(exp::configs_dir()) / "systems" / (name + ".yaml")).string(),
+                              {exp::configs_dir() + "/devices"});
         std::string types;
         for (const std::string& t : s.type_names()) types += (types.empty() ? "" : ",") + t;
         rows.push_back({name, std::to_string(s.device_count), types, std::to_string(s.nodes.size()),

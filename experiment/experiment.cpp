@@ -194,8 +194,8 @@ arch::SystemSpec apply_overrides(const arch::SystemSpec& system,
                 section = steps[i].index || !section->is_map() ? nullptr : section->find(steps[i].key);
             if (!section)
                 cfg::fail(o.value.key_loc(), o.option,
-                          fmt::format("device '{}' has no {} section, so {} cannot be set", system.device.name,
-                                      steps[steps.size() - 2].key, o.key_path));
+                          fmt::format("device '{}' has no {} section, so {} cannot be set",
+                                      system.device.name, steps[steps.size() - 2].key, o.key_path));
         }
         set_at_path(doc, o.key_path, o.value, o.value.key_loc());
     }

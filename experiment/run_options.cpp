@@ -111,11 +111,11 @@ std::vector<RunOption> builtin_fields() {
         at_least(param("image", PType::integer, "0", "image side in pixels; 0 = model default"), 0), 0,
         &ExperimentOptions::image));
     // No default: decided once the device is loaded (experiment.cpp, default_dtype()).
-    t.push_back(
-        string_field(choice("dtype", wl::dtype_names(), std::nullopt,
-                            "data type; default fp32, else the device's first floating-point type, else its fastest "
+    t.push_back(string_field(
+        choice("dtype", wl::dtype_names(), std::nullopt,
+               "data type; default fp32, else the device's first floating-point type, else its fastest "
                "integer type"),
-                     't', &ExperimentOptions::dtype));
+        't', &ExperimentOptions::dtype));
     t.push_back(string_field(choice("mode", {"inference", "training"}, "inference",
                                     "what to simulate: the forward pass, or training (backward and optimizer "
                                     "ops too)"),
@@ -140,7 +140,8 @@ std::vector<RunOption> builtin_device_options() {
 // The run options device families declare in the registry (the systolic family's --fidelity, ...).
 std::vector<RunOption> family_device_options() {
     std::vector<RunOption> t;
-    for (const arch::FamilyOption& o : arch::family_options()) t.push_back(device_option(o.flag, o.key_path, o.doc));
+    for (const arch::FamilyOption& o : arch::family_options())
+        t.push_back(device_option(o.flag, o.key_path, o.doc));
     return t;
 }
 

@@ -144,7 +144,8 @@ SweepFactor make_factor(const std::string& path, const cfg::Node& values) {
     const std::string& head = steps.front().key;
     if (steps.size() == 1 && !steps.front().index && find_param(sweep_base_schema(), head)) {
         f.override = false;
-        if (const Param* p = find_param(sweep_base_schema(), head); p->type == PType::quantity) f.dim = p->dim;
+        if (const Param* p = find_param(sweep_base_schema(), head); p->type == PType::quantity)
+            f.dim = p->dim;
     } else if ((head == "device" || head == "system") && steps.size() >= 2) {
         f.override = true;
         f.dim = check_override_path(steps, path, f.loc);
@@ -424,8 +425,7 @@ SystemCache check_points(const Sweep& sweep) {
         const SweepPointConfig pc = make_point(sweep, i);
         auto it = systems.find(pc.options.system);
         if (it == systems.end()) {
-            auto spec = std::make_shared<const arch::SystemSpec>(
-                load_system_file(pc.options.system));
+            auto spec = std::make_shared<const arch::SystemSpec>(load_system_file(pc.options.system));
             it = systems.emplace(pc.options.system, std::move(spec)).first;
         }
         try {

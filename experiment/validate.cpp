@@ -27,8 +27,8 @@ std::string system_summary(const arch::SystemSpec& s) {
     const std::size_t switches = s.topology->switches().size(), links = s.topology->link_count();
     return fmt::format("system '{}': {}{}", s.name, s.device_summary(),
                        s.has_network() || switches
-                           ? fmt::format("; {} switch{}, {} link{}", switches, switches == 1 ? "" : "es", links,
-                                         links == 1 ? "" : "s")
+                           ? fmt::format("; {} switch{}, {} link{}", switches, switches == 1 ? "" : "es",
+                                         links, links == 1 ? "" : "s")
                            : "");
 }
 
