@@ -324,3 +324,23 @@ TEST_CASE("A fidelity choice on a device without a systolic section is a user er
               "device.systolic.fidelity cannot be set");
     }
 }
+
+TEST_CASE("--device-model roofline runs a systolic preset on the roofline, the floor of every layer") {
+    for (const char* dev : {"tpu-v1", "tpu-v4"}) {
+        INFO(dev);
+        auto o = options(dev, "resnet50", std::string(dev) == "tpu-v1" ? "int8" : "bf16");
+        const auto sys = exp::run_experiment(o);
+        exp::set_run_option(o, "device-model", "roofline");
+        const auto roof = exp::run_experiment(o);
+        CHECK(sys.info.device_model == "systolic");
+        CHECK(roof.info.device_model == "roofline");
+        CHECK(roof.info.config_hash != sys.info.config_hash);
+        // Same device, same peaks: the systolic array fixes them whichever model runs it.
+        CHECK(roof.info.peak_flops_per_s == sys.info.peak_flops_per_s);
+        REQUIRE(roof.layers.size() == sys.layers.size());
+        for (size_t i = 0; i < sys.layers.size(); ++i) {
+            INFO(sys.layers[i].name);
+            CHECK(sys.layers[i].time_s >= roof.layers[i].time_s * (1 - 1e-12));
+        }
+    }
+}

@@ -409,3 +409,32 @@ TEST_CASE("A results database from before sweeps gains the sweep tables when a s
     CHECK(query(path, "SELECT value FROM meta WHERE key = 'schema_version'").front() ==
           std::to_string(db::schema::current_version) + "|");
 }
+
+TEST_CASE("device.model is a sweep factor, and an array-size factor needs no peak beside it", "[sweep]") {
+    const fs::path dir = fs::temp_directory_path() / "mlsim_test_sweep_device_model";
+    fs::remove_all(dir);
+    const std::string db_path = (dir / "m.db").string();
+    const exp::SweepSummary s = run(data("sweep_device_model.yaml"), db_path, 2);
+    CHECK(s.points == 6);
+    CHECK(s.ran == 6);
+    CHECK(s.failed == 0);
+    // Each point ran on the model it named, with the peak of its own array (8 arrays x rows x 128 x 2 x clock).
+    const auto rows = mlsim::test::query(
+        db_path,
+        "SELECT r.device_model, f.value, r.peak_flops_per_s / (8.0 * f.value_num * 128 * 2 * 1.049042e9), "
+        "r.total_time_s FROM runs r JOIN sweep_factors f ON f.run_id = r.run_id "
+        "AND f.factor = 'device.systolic.rows' ORDER BY r.device_model, f.value_num");
+    REQUIRE(rows.size() == 6);
+    std::vector<double> times;
+    for (size_t i = 0; i < rows.size(); ++i) {
+        INFO(rows[i]);
+        CHECK(rows[i].rfind(i < 3 ? "roofline|" : "systolic|", 0) == 0);
+        const size_t a = rows[i].find('|', rows[i].find('|') + 1);
+        const size_t b = rows[i].find('|', a + 1);
+        CHECK(std::stod(rows[i].substr(a + 1, b - a - 1)) == Approx(1.0).epsilon(1e-9));
+        times.push_back(std::stod(rows[i].substr(b + 1)));
+    }
+    // The roofline is the floor of the systolic model at every array size.
+    for (size_t i = 0; i < 3; ++i) CHECK(times[i + 3] >= times[i]);
+    fs::remove_all(dir);
+}
