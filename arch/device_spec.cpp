@@ -16,6 +16,7 @@
 #include "sim/config/units.h"
 #include "sim/core/check.h"
 #include "workloads/dtype.h"
+#include "sim/config/messages.h"
 
 namespace mlsim::arch {
 
@@ -30,6 +31,12 @@ const std::vector<std::string>& known_families() {
     static const std::vector<std::string> families = {"tpu", "gpu", "cpu", "mcu", "npu"};
     return families;
 }
+
+using cfg::join;
+using cfg::contains;
+using cfg::did_you_mean;
+using cfg::child;
+using cfg::fail_at;
 
 namespace {
 
@@ -80,35 +87,6 @@ const cfg::Schema& memory_schema() {
         return s;
     }();
     return schema;
-}
-
-std::string join(const std::vector<std::string>& items, std::string_view sep = ", ") {
-    std::string out;
-    for (size_t i = 0; i < items.size(); ++i) {
-        if (i) out += sep;
-        out += items[i];
-    }
-    return out;
-}
-
-bool contains(const std::vector<std::string>& items, std::string_view item) {
-    return std::find(items.begin(), items.end(), item) != items.end();
-}
-
-std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates) {
-    std::string near = cfg::nearest(word, candidates);
-    return near.empty() ? std::string() : " (did you mean '" + near + "'?)";
-}
-
-const cfg::Node& child(const cfg::Node& map, std::string_view key) {
-    const cfg::Node* n = map.find(key);
-    MLSIM_CHECK(n != nullptr, "validated tree lacks key " + std::string(key));
-    return *n;
-}
-
-// A complaint about a whole map or list points at its key; one about a value points at the value.
-[[noreturn]] void fail_at(const cfg::Node& node, const std::string& message) {
-    cfg::fail(node.is_scalar() ? node.loc() : node.key_loc(), node.path(), message);
 }
 
 std::map<std::string, double> dtype_table(const cfg::Reader& r, std::string_view key, bool positive) {

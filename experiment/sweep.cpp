@@ -19,12 +19,15 @@
 #include "sim/config/loader.h"
 #include "sim/core/check.h"
 #include "workloads/model.h"
+#include "sim/config/messages.h"
 
 namespace mlsim::exp {
 
 namespace fs = std::filesystem;
 using cfg::Param;
 using cfg::PType;
+
+using cfg::join;
 
 namespace {
 
@@ -95,15 +98,6 @@ bool ends_with(std::string_view s, std::string_view suffix) {
 bool path_like(std::string_view s) {
     return s.find('/') != std::string_view::npos || ends_with(s, ".yaml") || ends_with(s, ".yml") ||
            ends_with(s, ".csv") || ends_with(s, ".cfg");
-}
-
-std::string join(const std::vector<std::string>& items, std::string_view sep = ", ") {
-    std::string out;
-    for (std::size_t i = 0; i < items.size(); ++i) {
-        if (i) out += sep;
-        out += items[i];
-    }
-    return out;
 }
 
 std::vector<std::string> param_names(const cfg::Schema& schema) {

@@ -13,6 +13,7 @@
 #include "sim/config/loader.h"
 #include "sim/config/units.h"
 #include "sim/core/check.h"
+#include "sim/config/messages.h"
 
 namespace mlsim::arch {
 
@@ -20,6 +21,10 @@ namespace fs = std::filesystem;
 using cfg::Dim;
 using cfg::Param;
 using cfg::PType;
+
+using cfg::join;
+using cfg::did_you_mean;
+using cfg::fail_at;
 
 namespace {
 
@@ -34,25 +39,6 @@ const std::vector<std::string>& link_kinds() {
     static const std::vector<std::string> kinds = {"nvlink", "pcie", "infiniband", "ethernet",
                                                    "cxl",    "ici",  "other"};
     return kinds;
-}
-
-std::string join(const std::vector<std::string>& items, std::string_view sep = ", ") {
-    std::string out;
-    for (size_t i = 0; i < items.size(); ++i) {
-        if (i) out += sep;
-        out += items[i];
-    }
-    return out;
-}
-
-std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates) {
-    std::string near = cfg::nearest(word, candidates);
-    return near.empty() ? std::string() : " (did you mean '" + near + "'?)";
-}
-
-// A complaint about a whole map or list points at its key; one about a value points at the value.
-[[noreturn]] void fail_at(const cfg::Node& node, const std::string& message) {
-    cfg::fail(node.is_scalar() ? node.loc() : node.key_loc(), node.path(), message);
 }
 
 bool ends_with(std::string_view s, std::string_view suffix) {

@@ -13,8 +13,12 @@
 #include "sim/config/error.h"
 #include "sim/config/units.h"
 #include "sim/core/check.h"
+#include "sim/config/messages.h"
 
 namespace mlsim::arch::systolic {
+
+using cfg::child;
+using cfg::fail_at;
 
 namespace {
 
@@ -142,17 +146,6 @@ const cfg::Schema& systolic_schema() {
     return schema;
 }
 
-
-const cfg::Node& child(const cfg::Node& map, std::string_view key) {
-    const cfg::Node* n = map.find(key);
-    MLSIM_CHECK(n != nullptr, "validated tree lacks key " + std::string(key));
-    return *n;
-}
-
-// A complaint about a whole map or list points at its key; one about a value points at the value.
-[[noreturn]] void fail_at(const cfg::Node& node, const std::string& message) {
-    cfg::fail(node.is_scalar() ? node.loc() : node.key_loc(), node.path(), message);
-}
 
 // Enough digits that the value can be pasted back into the config and pass the check.
 std::string exact_throughput(double ops) {
