@@ -72,4 +72,13 @@ std::vector<FamilyOption> family_options() {
     return out;
 }
 
+const SystemFormat* find_system_format(std::string_view path) {
+    for (const Family& f : families())
+        for (const SystemFormat& format : f.system_formats)
+            if (path.size() > format.extension.size() &&
+                path.substr(path.size() - format.extension.size()) == format.extension)
+                return &format;
+    return nullptr;
+}
+
 }  // namespace mlsim::arch

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "arch/device_spec.h"
+#include "arch/system/system_spec.h"
 #include "sim/config/node.h"
 #include "sim/config/schema.h"
 
@@ -43,6 +44,14 @@ struct FamilyOption {
     std::string doc;       // one line for --help
 };
 
+// A system file format a family reads besides mlsim's YAML (e.g. SCALE-Sim's .cfg for the systolic
+// family): wherever a system is taken, a file with this extension is loaded by `load`.
+struct SystemFormat {
+    std::string extension;    // ".cfg"
+    std::string description;  // "SCALE-Sim config", for messages and `mlsim validate`
+    std::function<SystemSpec(const std::string& path)> load;
+};
+
 struct Family {
     std::string name;          // the value of `device.model`: roofline, systolic, gpu, cpu, mcu
     std::string description;   // one line for listings and --help
@@ -55,6 +64,7 @@ struct Family {
     // Builds the family's model for a device. Null: not built yet (the device runs on the roofline).
     std::function<std::unique_ptr<DeviceModel>(const DeviceSpec&)> factory;
     std::vector<FamilyOption> options;
+    std::vector<SystemFormat> system_formats;
     // Extra lines for the run summary (each printed indented, after the common lines); may be null.
     std::function<std::vector<std::string>(const std::vector<LayerResult>&)> summary;
 
@@ -71,6 +81,8 @@ const Family* find_family(std::string_view name);
 std::vector<std::string> model_names();
 // Every family option, in registration order.
 std::vector<FamilyOption> family_options();
+// The format a family registered for this path's extension, or nullptr.
+const SystemFormat* find_system_format(std::string_view path);
 
 // Calls every family's register function once (arch/families.def); families() does it on first use.
 void register_all();

@@ -9,7 +9,7 @@
 #include <sstream>
 #include <tuple>
 
-#include "arch/systolic/scalesim_cfg.h"
+#include "arch/family.h"
 #include "experiment/key_path.h"
 #include "experiment/run_options.h"
 #include "sim/config/loader.h"
@@ -116,7 +116,7 @@ std::optional<std::string> find_system_preset(const std::string& name) {
 std::string resolve_system_path(const std::string& arg, const cfg::SourceLoc& loc, std::string_view key) {
     if (fs::exists(arg)) return arg;
     const bool path_like = arg.find('/') != std::string::npos || ends_with(arg, ".yaml") ||
-                           ends_with(arg, ".yml") || ends_with(arg, ".cfg");
+                           ends_with(arg, ".yml") || arch::find_system_format(arg) != nullptr;
     if (!path_like) {
         if (std::optional<std::string> preset = find_system_preset(arg)) return *preset;
         std::vector<std::string> names = arch::list_device_presets(configs_dir());
@@ -130,8 +130,8 @@ std::string resolve_system_path(const std::string& arg, const cfg::SourceLoc& lo
 }
 
 arch::SystemSpec load_system_file(const std::string& path) {
-    return ends_with(path, ".cfg") ? arch::systolic::load_scalesim_cfg(path)
-                                   : arch::load_system(path, {configs_dir() + "/devices"});
+    if (const arch::SystemFormat* format = arch::find_system_format(path)) return format->load(path);
+    return arch::load_system(path, {configs_dir() + "/devices"});
 }
 
 static db::LayerRow to_row(const arch::LayerResult& l) {

@@ -19,6 +19,7 @@
 #include "sim/config/loader.h"
 #include "sim/core/check.h"
 #include "workloads/model.h"
+#include "arch/family.h"
 #include "sim/config/messages.h"
 
 namespace mlsim::exp {
@@ -97,7 +98,7 @@ bool ends_with(std::string_view s, std::string_view suffix) {
 // A SCALE-Sim .cfg is a system file too, as on the command line.
 bool path_like(std::string_view s) {
     return s.find('/') != std::string_view::npos || ends_with(s, ".yaml") || ends_with(s, ".yml") ||
-           ends_with(s, ".csv") || ends_with(s, ".cfg");
+           ends_with(s, ".csv") || arch::find_system_format(s) != nullptr;
 }
 
 std::vector<std::string> param_names(const cfg::Schema& schema) {

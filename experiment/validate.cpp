@@ -6,7 +6,7 @@
 
 #include "arch/device_spec.h"
 #include "arch/system/system_spec.h"
-#include "arch/systolic/scalesim_cfg.h"
+#include "arch/family.h"
 #include "experiment/experiment.h"
 #include "experiment/sweep.h"
 #include "sim/config/loader.h"
@@ -38,7 +38,7 @@ std::string check_input(const std::string& arg) {
     // A preset name, as --system and a sweep's `system` take it; anything else is a file.
     std::error_code ec;
     const bool file_like = fs::exists(arg, ec) || arg.find('/') != std::string::npos ||
-                           ends_with(arg, ".yaml") || ends_with(arg, ".yml") || ends_with(arg, ".cfg") ||
+                           ends_with(arg, ".yaml") || ends_with(arg, ".yml") || arch::find_system_format(arg) != nullptr ||
                            ends_with(arg, ".csv");
     if (!file_like) {
         const std::string path = resolve_system_path(arg, cfg::SourceLoc{arg, 0, 0}, "");
@@ -49,9 +49,9 @@ std::string check_input(const std::string& arg) {
         const wl::Model m = wl::load_scalesim_csv(f, wl::ZooOptions{});
         return fmt::format("SCALE-Sim topology, {} layers", m.ops().size());
     }
-    if (f.size() > 4 && ends_with(f, ".cfg")) {
-        const arch::SystemSpec s = arch::systolic::load_scalesim_cfg(f);
-        return fmt::format("SCALE-Sim config: {}", s.device.description);
+    if (const arch::SystemFormat* format = arch::find_system_format(f)) {
+        const arch::SystemSpec s = format->load(f);
+        return fmt::format("{}: {}", format->description, s.device.description);
     }
     const cfg::Node doc = cfg::load_file(f);
     if (doc.is_map() && (doc.find("factors") || doc.find("base") || doc.find("zip"))) {

@@ -8,6 +8,7 @@
 #include "arch/device_model.h"
 #include "arch/family.h"
 #include "arch/section_params.h"
+#include "arch/systolic/scalesim_cfg.h"
 #include "arch/systolic/systolic_model.h"
 #include "arch/systolic/systolic_spec.h"
 #include "sim/config/error.h"
@@ -295,6 +296,7 @@ void register_family() {
         {"convention", "device.systolic.convention",
          "systolic devices: faithful (default) | scalesim (SCALE-Sim v2 cycle counts, CALC mode)"},
     };
+    f.system_formats = {{".cfg", "SCALE-Sim config", load_scalesim_cfg}};
     f.summary = summary_lines;
     register_family(std::move(f));
 }

@@ -248,3 +248,12 @@ TEST_CASE("The engine's counters of the main-memory channel become metrics that 
     CHECK(r.metric_value("dram_busy_time_s") > 0);
     CHECK(r.metric_value("dram_busy_time_s") <= r.time_s);
 }
+
+TEST_CASE("A family's own system file format is found by extension") {
+    const arch::SystemFormat* cfg_format = arch::find_system_format("../shared/reference/scalesim/google.cfg");
+    REQUIRE(cfg_format != nullptr);
+    CHECK(cfg_format->extension == ".cfg");
+    CHECK(cfg_format->description == "SCALE-Sim config");
+    CHECK(arch::find_system_format("configs/systems/dgx-a100.yaml") == nullptr);
+    CHECK(arch::find_system_format(".cfg") == nullptr);  // a bare extension names no file
+}
