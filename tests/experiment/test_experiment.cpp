@@ -351,6 +351,24 @@ TEST_CASE("SCALE-Sim v2.0.2's own totals: ResNet-18 and AlexNet on google.cfg, e
     }
 }
 
+TEST_CASE("The Eyeriss presets average at most their TDP on the edge and mid-size zoo models") {
+    // A run above its device's TDP means an energy figure is wrong (README); scalesim-eyeriss averaged
+    // 1 to 2.3 W against 1 W with a DDR-class DRAM energy and a TDP that left out memory.
+    const std::string data = std::string(MLSIM_SOURCE_DIR) + "/tests/arch/data/";
+    for (const char* device : {"eyeriss", "scalesim-eyeriss"}) {
+        for (const std::string& model :
+             {std::string("lenet5"), std::string("ds-cnn-kws"), std::string("mobilenetv2"),
+              std::string("resnet50"), std::string("bert-base"), std::string("gpt2-small-decode"),
+              std::string("mlp3"), data + "Resnet18.csv", data + "alexnet.csv"}) {
+            INFO(device << " " << model);
+            const auto r = exp::run_experiment(options(device, model.c_str(), "int8"));
+            REQUIRE(r.total_time_s > 0);
+            CHECK(r.total_energy_j > 0);
+            CHECK(r.total_energy_j / r.total_time_s <= r.system.device.tdp_W);
+        }
+    }
+}
+
 TEST_CASE("A fidelity choice on a device without a systolic section is a user error") {
     auto o = options("a100", "lenet5", "fp16");
     exp::set_run_option(o, "fidelity", "cycle");
@@ -364,7 +382,7 @@ TEST_CASE("A fidelity choice on a device without a systolic section is a user er
     }
 }
 
-TEST_CASE("--device-model roofline runs a systolic preset on the roofline, the floor of every layer") {
+TEST_CASE("Option --device-model roofline runs a systolic preset on the roofline, the floor of every layer") {
     for (const char* dev : {"tpu-v1", "tpu-v4"}) {
         INFO(dev);
         auto o = options(dev, "resnet50", std::string(dev) == "tpu-v1" ? "int8" : "bf16");
