@@ -100,10 +100,11 @@ Model load_scalesim_csv(const std::string& path, const ZooOptions& opts) {
         if (is_blank(line)) continue;
         const std::vector<Field> f = split_row(line);
         const cfg::SourceLoc row_loc{path, lineno, 1};
-        if (f.size() != cols.size())
-            cfg::fail(
-                row_loc, "",
-                fmt::format("expected {} fields ({}), got {}", cols.size(), fmt::join(cols, ", "), f.size()));
+        // A conv row may add the width's stride after Strides.
+        if (f.size() != cols.size() && !(conv && f.size() == cols.size() + 1))
+            cfg::fail(row_loc, "",
+                      fmt::format("expected {} fields ({}{}), got {}", cols.size(), fmt::join(cols, ", "),
+                                  conv ? ", and optionally the width's stride" : "", f.size()));
         const std::string& name = f[0].text;
         if (name.empty()) cfg::fail(row_loc, "", "the layer has no name");
         std::vector<int64_t> v;
@@ -112,14 +113,15 @@ Model load_scalesim_csv(const std::string& path, const ZooOptions& opts) {
             const std::string& t = f[i].text;
             auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), x);
             if (ec != std::errc{} || p != t.data() + t.size() || x <= 0)
-                cfg::fail(
-                    cfg::SourceLoc{path, lineno, f[i].col}, "",
-                    fmt::format("layer '{}': {} must be a positive integer, got '{}'", name, cols[i], t));
+                cfg::fail(cfg::SourceLoc{path, lineno, f[i].col}, "",
+                          fmt::format("layer '{}': {} must be a positive integer, got '{}'", name,
+                                      i < cols.size() ? cols[i] : std::string("the width's stride"), t));
             v.push_back(x);
         }
         Op op;
         if (conv) {
-            const int64_t h = v[0], w = v[1], fh = v[2], fw = v[3], c = v[4], nf = v[5], s = v[6];
+            const int64_t h = v[0], w = v[1], fh = v[2], fw = v[3], c = v[4], nf = v[5], sh = v[6];
+            const int64_t sw = v.size() > 7 ? v[7] : sh;
             if (fh > h || fw > w)
                 cfg::fail(cfg::SourceLoc{path, lineno, f[3].col}, "",
                           fmt::format("layer '{}': filter {}x{} is larger than the {}x{} input", name, fh, fw,
@@ -127,17 +129,10 @@ Model load_scalesim_csv(const std::string& path, const ZooOptions& opts) {
             ConvAttr a;
             a.out_channels = nf;
             a.kernel = {fh, fw, 1};
-            a.stride = {s, s, 1};
+            a.stride = {sh, sw, 1};
             if (name.find("DP") != std::string::npos) {
                 a.groups = c;
-                if (nf == 1 || nf == c)
-                    a.out_channels = c;
-                else if (nf % c != 0)
-                    cfg::fail(
-                        cfg::SourceLoc{path, lineno, f[6].col}, "",
-                        fmt::format("depthwise layer '{}': Num Filter {} is neither 1, Channels ({}) nor a "
-                                    "multiple of it",
-                                    name, nf, c));
+                a.out_channels = c * nf;
             }
             op = make_op(name, a, {Shape{opts.batch, c, h, w}}, opts.dtype, row_loc);
         } else {

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "arch/systolic/scalesim_convention.h"
 #include "sim/core/bounded_buffer.h"
 #include "sim/core/channel.h"
 #include "sim/core/check.h"
@@ -150,13 +149,6 @@ StepList build_steps(const MappingContext& ctx, const std::vector<GemmJob>& jobs
         const auto [tm, tn, tk] = plan.tile;
         if (!out.tiling.empty()) out.tiling += "; ";
         out.tiling += plan.describe();
-        {
-            const FoldGeometry fg =
-                fold_geometry(spec.dataflow, spec.shape(), GemmShape{part.m, part.n, part.k});
-            out.scalesim_rows +=
-                part.groups * fg.folds() *
-                scalesim_fold_rows(spec.dataflow, spec.shape(), GemmShape{part.m, part.n, part.k});
-        }
 
         for (int64_t grp = 0; grp < part.groups; ++grp) {
             work.clear();

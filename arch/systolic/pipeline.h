@@ -66,7 +66,6 @@ struct StepList {
     std::vector<Step> steps;
     AccessCounts counts;          // summed over steps and arrays
     double accumulate_reads = 0;  // output words read to add a K tile into earlier partial sums
-    int64_t scalesim_rows = 0;    // SCALE-Sim's serialized fold rows of the slowest array (all jobs)
     std::string tiling;           // TilePlan::describe() of each job, "; "-separated
     uint64_t dram_read() const;
     uint64_t dram_write() const;

@@ -18,7 +18,8 @@
 //     mode SCALE-Sim sizes the interface so the array never stalls: there the DRAM bandwidth is set to
 //     what the array can consume (ifmap rows + filter cols + ofmap cols words per cycle). The
 //     convention stays mlsim's faithful one unless --convention scalesim asks for SCALE-Sim's count. Energies are Horowitz 45 nm figures (est.), as in
-//     configs/devices/scalesim-*.yaml.
+//     configs/devices/scalesim-google.yaml and scalesim-scale.yaml (scalesim-eyeriss.yaml takes the tables
+//     Accelergy uses for its Eyeriss example instead, and derives its TDP from every part's peak rate).
 #include <string>
 
 #include "arch/device_spec.h"

@@ -33,6 +33,25 @@ int64_t scalesim_folds(Dataflow df, ArrayShape array, GemmShape gemm) {
     return fold_geometry(df, array, gemm).folds();
 }
 
+int64_t scalesim_out_extent(int64_t in, int64_t window, int64_t stride) {
+    MLSIM_CHECK(in >= window && window >= 1 && stride >= 1, "SCALE-Sim output extent of an invalid window");
+    return (in - window + stride - 1) / stride + 1;
+}
+
+wl::GemmShape scalesim_gemm(const wl::Op& op, const wl::GemmShape& g) {
+    const wl::ConvAttr* a = op.get<wl::ConvAttr>();
+    if (!a) return g;
+    const wl::Shape& x = op.inputs.at(0);
+    int64_t m = x.at(0);
+    for (size_t i = 0; i < static_cast<size_t>(a->dims); ++i) {
+        const int64_t in = x.at(2 + i) + a->pad_begin[i] + a->pad_end[i];
+        const int64_t span = a->dilation[i] * (a->kernel[i] - 1) + 1;
+        m *= scalesim_out_extent(in, span, a->stride[i]);
+    }
+    MLSIM_CHECK(m >= g.m, "SCALE-Sim's ofmap is smaller than the convolution's");
+    return wl::GemmShape{g.batch, m, g.n, g.k};
+}
+
 Cycles scalesim_cycles(Dataflow df, ArrayShape array, GemmShape gemm) {
     const int64_t folds = scalesim_folds(df, array, gemm), rows = scalesim_fold_rows(df, array, gemm);
     int64_t total = 0;

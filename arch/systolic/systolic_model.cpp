@@ -9,6 +9,7 @@
 #include "arch/roofline/roofline.h"
 #include "arch/systolic/energy.h"
 #include "arch/systolic/pipeline.h"
+#include "arch/systolic/scalesim_convention.h"
 #include "arch/systolic/tiling.h"
 #include "sim/core/check.h"
 
@@ -38,6 +39,32 @@ int64_t cycles_for(double seconds, double clock_hz) {
     auto c = static_cast<int64_t>(std::ceil(seconds * clock_hz));
     while (static_cast<double>(c) / clock_hz < seconds) ++c;
     return c;
+}
+
+// Convention scalesim: the cycles SCALE-Sim would report for the op's GEMMs (scalesim_convention.h).
+// Each GEMM instance is a SCALE-Sim layer of folds · rows − 1 cycles (times the data type's passes),
+// on SCALE-Sim's GEMM (its larger ofmap for a strided convolution); with several arrays, the count is
+// that of the slowest array's share under the split the tiling chose for the job, the instances it
+// runs one after another.
+int64_t scalesim_op_cycles(const MappingContext& ctx, const wl::Op& op, const std::vector<GemmJob>& jobs,
+                           const std::vector<TilePlan>& plans) {
+    const SystolicSpec& spec = *ctx.spec;
+    int64_t total = 0;
+    for (size_t i = 0; i < jobs.size(); ++i) {
+        GemmJob job = jobs[i];
+        job.shape = scalesim_gemm(op, job.shape);
+        const Partition p = make_partition(ctx, job, plans[i].part.split);
+        const GemmShape share{p.m, p.n, p.k};
+        int64_t rows = 0, per_instance = 0, cycles = 0;
+        const bool overflow =
+            __builtin_mul_overflow(scalesim_folds(spec.dataflow, spec.shape(), share),
+                                   scalesim_fold_rows(spec.dataflow, spec.shape(), share), &rows) ||
+            __builtin_mul_overflow(rows, ctx.passes, &per_instance) ||
+            __builtin_mul_overflow(per_instance - 1, p.groups, &cycles) ||
+            __builtin_add_overflow(total, cycles, &total);
+        MLSIM_CHECK(!overflow, fmt::format("layer '{}': SCALE-Sim cycle count overflows int64", op.name));
+    }
+    return total;
 }
 
 }  // namespace
@@ -225,7 +252,7 @@ LayerResult SystolicModel::gemm_layer(const wl::Op& op, Detail& d) {
         MLSIM_CHECK(t.busy + t.stall_weight + t.stall_input + t.stall_output == t.cycles,
                     "pipeline cycles are not busy + stalls");
     } else {
-        pipeline_cycles = std::max<int64_t>(0, list.scalesim_rows * ctx.passes - 1);
+        pipeline_cycles = scalesim_op_cycles(ctx, op, jobs, plans);
     }
     const double vector_ops = std::max(0.0, c.flops - 2 * c.macs);
     const double vt = vector_throughput(dtype);

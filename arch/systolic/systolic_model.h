@@ -17,8 +17,10 @@
 //  * time_s = cycles / clock + op_overhead (cycles exclude the fixed per-op overhead).
 //  * convention scalesim: the GEMM part's cycles are SCALE-Sim v2's CALC-mode count
 //    (scalesim_convention.h) of the slowest array's share: folds strictly serialized, no memory
-//    stalls, one count over all GEMM instances of the op (Σ folds · rows − 1), times the data type's
-//    passes. Energy still comes from the tiled pipeline's action counts. Should that count ever fall
+//    stalls, a count per GEMM instance as SCALE-Sim counts a layer (Σ (folds · rows · passes − 1)),
+//    on SCALE-Sim's GEMM (a strided convolution's ofmap sized by SCALE-Sim's rule; the model's
+//    tensors, bytes, MACs and energy stay those of the real layer). Energy still comes from the tiled
+//    pipeline's action counts. Should that count ever fall
 //    below the device's roofline bound (a main memory slower than SCALE-Sim's CALC mode assumes, or a
 //    1×1 array), the layer is raised to the bound and the difference counted as input stall.
 //  * fidelity cycle: every tile's folds run on the PE grid with real values, checked against a plain

@@ -204,6 +204,8 @@ class Evaluator {
     double m_bpc = 0, m_latency = 0;
 };
 
+}  // namespace
+
 Partition make_partition(const MappingContext& ctx, const GemmJob& job, Split split) {
     const wl::GemmShape& s = job.shape;
     const int64_t arrays = ctx.spec->arrays;
@@ -232,6 +234,8 @@ Partition make_partition(const MappingContext& ctx, const GemmJob& job, Split sp
     }
     return p;
 }
+
+namespace {
 
 const cfg::Node* resolved_at(const MappingContext& ctx, std::initializer_list<const char*> path) {
     const cfg::Node* n = ctx.device && ctx.device->resolved.is_map() ? &ctx.device->resolved : nullptr;

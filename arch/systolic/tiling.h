@@ -109,6 +109,10 @@ uint64_t operand_bytes(const MappingContext& ctx, double words, double s);
 // The partition and tiling of one GEMM job.
 TilePlan plan_gemm(const MappingContext& ctx, const GemmJob& job);
 
+// The partition of one GEMM job over the arrays under `split` (the rules above); the convention
+// scalesim applies it to SCALE-Sim's GEMM of the same job (systolic_model.cpp).
+Partition make_partition(const MappingContext& ctx, const GemmJob& job, Split split);
+
 // Fold granularity of a GEMM dimension under a dataflow: the array extent it is spread over (rows
 // or columns), or 1 for the streamed dimension.
 int64_t granularity(Dataflow df, ArrayShape array, Dim d);

@@ -315,6 +315,36 @@ TEST_CASE("MCU figures match hardware.md", "[arch][device]") {
     }
 }
 
+TEST_CASE("Eyeriss energies are those of the tables Accelergy uses for its Eyeriss example",
+          "[arch][device]") {
+    // Accelergy's Aladdin plug-in: an intmac of w bits is a 32-bit multiplier (8.63 pJ) scaled by (w/32)^2
+    // plus a 32-bit adder (0.0857 pJ) scaled by w/32; its CACTI plug-in: LPDDR4 at 8 pJ per bit; the
+    // example's 128 KiB global buffer: 75.22 pJ per 64-bit access (timeloop-accelergy-exercises,
+    // eyeriss_like).
+    const auto mac = [](double bits) {
+        return (8.63 * (bits / 32) * (bits / 32) + 0.0857 * bits / 32) * 1e-12;
+    };
+    const double pJ = 1e-12;
+    const arch::DeviceSpec e = preset("eyeriss");
+    CHECK(e.mac_energy_for("int16") == Approx(mac(16)).epsilon(1e-3));
+    CHECK(e.mac_energy_for("int8") == Approx(mac(16)).epsilon(1e-3));  // 8-bit data on the 16-bit datapath
+    CHECK(e.find_memory("global_buffer")->read_energy_J_per_byte == Approx(75.22 * pJ / 8).epsilon(1e-3));
+    CHECK(e.main_memory().read_energy_J_per_byte == Approx(8 * 8 * pJ));
+    // The scratchpads as a MAC uses them: ifmap and weight reads, a psum read and write, 16-bit words.
+    CHECK(e.find_memory("spad")->read_energy_J_per_byte ==
+          Approx((0.24 + 1.59 + 0.25 + 0.25) * pJ / 8).epsilon(0.01));
+
+    const arch::DeviceSpec s = preset("scalesim-eyeriss");
+    CHECK(s.mac_energy_for("int8") == Approx(mac(8)).epsilon(0.01));
+    CHECK(s.main_memory().read_energy_J_per_byte == Approx(8 * 8 * pJ));
+    // TDP: every part at its configured peak rate (MACs, vector unit, buffer reads and writes, DRAM,
+    // two PE hops per PE per cycle), as its preset file derives it.
+    const double peak_macs = 12.0 * 14 * 1e9;
+    const double tdp = peak_macs * mac(8) + 14e9 * mac(8) / 2 + 2 * (12 + 14 + 14) * 1e9 * 75.22 * pJ / 8 +
+                       40e9 * 64 * pJ + 2 * peak_macs * 0.03 * pJ;
+    CHECK(s.tdp_W == Approx(tdp).epsilon(0.01));
+}
+
 TEST_CASE("peak_for a data type the device lacks is a located UserError listing what it supports",
           "[arch][device]") {
     const arch::DeviceSpec d = preset("tpu-v1");

@@ -1,4 +1,5 @@
-// SCALE-Sim topology CSVs: both formats, SCALE-Sim's output-size rule, depthwise by name, located errors.
+// SCALE-Sim topology CSVs: both formats, real (unpadded) layers, depthwise by name, located errors.
+#include <array>
 #include <catch2/catch.hpp>
 
 #include "sim/config/error.h"
@@ -24,7 +25,8 @@ TEST_CASE("a SCALE-Sim conv topology becomes independent unpadded conv layers", 
     const Op& c1 = m.op(0);
     CHECK(c1.name == "Conv1");
     CHECK(c1.kind == "conv2d");
-    // SCALE-Sim: no padding, ofmap = floor((224 - 7) / 2) + 1 = 109.
+    // No padding; the real convolution's ofmap, floor((224 - 7) / 2) + 1 = 109 (SCALE-Sim's cycle count
+    // uses 110: the systolic model's scalesim convention applies that, the layer keeps its real size).
     CHECK(c1.output() == Shape{1, 64, 109, 109});
     CHECK(c1.counts().macs == 109.0 * 109 * 64 * 7 * 7 * 3);
     CHECK(c1.gemm() == GemmShape{1, 109 * 109, 64, 147});
@@ -36,6 +38,22 @@ TEST_CASE("a SCALE-Sim conv topology becomes independent unpadded conv layers", 
     CHECK(m.op(2).output() == Shape{1, 128, 56, 56});
     CHECK(m.op(3).gemm() == GemmShape{1, 1, 1000, 512});  // a row without the trailing comma
     CHECK(m.op(0).loc.str() == data("conv_topology.csv") + ":2:1");
+}
+
+TEST_CASE("DP layers take Num Filter per channel; a ninth field is the width's stride", "[scalesim]") {
+    const Model m = load_scalesim_csv(data("dp_stride_topology.csv"), ZooOptions{});
+    REQUIRE(m.ops().size() == 3);
+    // SCALE-Sim runs a "DP" layer as one layer per channel, each of Num Filter filters over one channel.
+    const Op& b = m.op(0);
+    CHECK(b.kind == "depthwise_conv2d");
+    CHECK(b.output() == Shape{1, 6, 5, 5});
+    CHECK(b.gemm() == GemmShape{3, 25, 2, 9});
+    const Op& c = m.op(1);
+    CHECK(c.output() == Shape{1, 16, 6, 6});  // Num Filter = Channels: 4 filters on each of 4 channels
+    CHECK(c.gemm() == GemmShape{4, 36, 4, 9});
+    const Op& e = m.op(2);
+    CHECK(e.get<ConvAttr>()->stride == std::array<int64_t, 3>{3, 2, 1});
+    CHECK(e.output() == Shape{1, 7, 3, 4});
 }
 
 TEST_CASE("a SCALE-Sim GEMM topology is M output rows, N output columns, K reduction", "[scalesim]") {
