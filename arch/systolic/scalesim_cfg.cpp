@@ -56,6 +56,34 @@ std::string trim(std::string s) {
     return s;
 }
 
+// Energies (est.): SCALE-Sim gives none. On chip, Horowitz (ISSCC 2014, 45 nm), unscaled, as the
+// scalesim-google and scalesim-scale presets state them.
+constexpr double k_clock_hz = 1e9;        // SCALE-Sim counts cycles only; 1 GHz reads them as ns
+constexpr double k_mac_pJ = 0.3;          // int8 MAC: 0.2 pJ multiply + 0.1 pJ int32 add
+constexpr double k_sram_pJ_per_B = 12.5;  // 100 pJ per 64-bit read of a 1 MB array
+constexpr double k_hop_pJ = 0.03;         // one word to a neighbouring PE ~ an 8-bit add
+// Each PE drives at most three neighbour links in a cycle: the streamed operand to the right, the
+// other operand (streamed, or the stationary one's shadow load) and the partial sum or drained output
+// downward. Only the TDP uses it.
+constexpr double k_links_per_pe = 3;
+
+// Main memory (est.): the technology an accelerator would pair with the interface bandwidth the .cfg
+// implies, at its energy per bit from Accelergy's CACTI tables (shared/reference/hardware.md).
+// Up to 204.8 GB/s, what one 256-bit LPDDR5 interface carries at 6.4 Gb/s a pin (Jetson AGX Orin's,
+// the widest LPDDR bus there): LPDDR4/5, 8 pJ/bit, the off-package DRAM of edge accelerators and of
+// Accelergy's Eyeriss example. DDR's terminated DIMM buses cost 5.6 (DDR4) to 8.75 (DDR3) times as much
+// a bit and are chosen for capacity, which a .cfg does not state. Above 204.8 GB/s, HBM2 at 3.9 pJ/bit:
+// the accelerators in hardware.md that need more (TPU v4, A100, H100) stack HBM beside the die.
+constexpr double k_lpddr_max_Bps = 204.8e9;
+struct DramClass {
+    const char* name;
+    double pJ_per_B;
+};
+DramClass dram_class(double bandwidth_Bps) {
+    if (bandwidth_Bps > k_lpddr_max_Bps) return {"HBM2, 3.9 pJ/bit", 3.9 * 8};
+    return {"LPDDR4, 8 pJ/bit", 8.0 * 8};
+}
+
 int64_t positive_int(const Entry& e, const std::string& key) {
     int64_t v = 0;
     size_t used = 0;
@@ -183,27 +211,28 @@ cfg::Node scalesim_cfg_document(const std::string& path) {
         bw_loc = e.loc;
     }
     const std::string name = has("general", "run_name") ? get("general", "run_name").value : "scalesim";
-    const double clock = 1e9;  // (est.) SCALE-Sim counts cycles only
-    const double peak = static_cast<double>(rows * cols) * 2 * clock;
 
     cfg::Node dev = cfg::Node::make_map(file_loc, "device");
     const auto p = [](const char* k) { return std::string("device.") + k; };
     dev.set("name", scalar(name, has("general", "run_name") ? get("general", "run_name").loc : file_loc, p("name")));
     dev.set("family", scalar("tpu", file_loc, p("family")));
-    dev.set("description", scalar(fmt::format("SCALE-Sim config {} ({}x{} {}, {} interface bandwidth)", path,
-                                              rows, cols, dataflow, calc ? "CALC" : "USER"),
-                                  file_loc, p("description")));
+    const DramClass dram = dram_class(static_cast<double>(words_per_cycle) * k_clock_hz);
+    dev.set("description",
+            scalar(fmt::format("SCALE-Sim config {} ({}x{} {}, {} interface bandwidth, main memory "
+                               "as {} (est.))",
+                               path, rows, cols, dataflow, calc ? "CALC" : "USER", dram.name),
+                   file_loc, p("description")));
     dev.set("source", scalar(path, file_loc, p("source")));
     dev.set("clock", scalar("1GHz", file_loc, p("clock")));
     // No `peak:`: the systolic family derives it from the array (rows x cols x 2 x clock), so a sweep
     // over the array size of a .cfg system changes it too.
     cfg::Node mac = cfg::Node::make_map(file_loc, p("mac_energy"));
-    mac.set("int8", scalar("0.3pJ", file_loc, p("mac_energy.int8")));  // Horowitz 45 nm: 0.2 mult + 0.1 add
+    mac.set("int8", scalar(fmt::format("{}pJ", k_mac_pJ), file_loc, p("mac_energy.int8")));
     dev.set("mac_energy", std::move(mac));
 
     cfg::Node memory = cfg::Node::make_sequence(file_loc, p("memory"));
-    const auto level = [&](const std::string& lname, double cap, const std::string& bw, const cfg::SourceLoc& loc,
-                           const char* energy, int i) {
+    const auto level = [&](const std::string& lname, double cap, const std::string& bw,
+                           const cfg::SourceLoc& loc, const std::string& energy, int i) {
         const std::string base = fmt::format("device.memory[{}]", i);
         cfg::Node m = cfg::Node::make_map(loc, base);
         m.set("name", scalar(lname, loc, base + ".name"));
@@ -220,13 +249,24 @@ cfg::Node scalesim_cfg_document(const std::string& path) {
     const int64_t ofmap_kib = positive_int(eo, "OfmapSramSzkB");
     const double sram_total = static_cast<double>(ifmap_kib + filter_kib + ofmap_kib) * 1024;
     // On-chip: the three scratchpads together (roofline level); DRAM: SCALE-Sim does not size it.
-    memory.push_back(level("sram", sram_total, fmt::format("{}GB/s", rows + 2 * cols), file_loc, "12.5pJ/B", 0));
+    const std::string sram_energy = fmt::format("{}pJ/B", k_sram_pJ_per_B);
+    memory.push_back(
+        level("sram", sram_total, fmt::format("{}GB/s", rows + 2 * cols), file_loc, sram_energy, 0));
     memory.push_back(level("dram", 8.0 * 1024 * 1024 * 1024, fmt::format("{}GB/s", words_per_cycle), bw_loc,
-                           "325pJ/B", 1));  // Horowitz: 2.6 nJ per 64-bit DRAM access
+                           fmt::format("{}pJ/B", dram.pJ_per_B), 1));
     dev.set("memory", std::move(memory));
     dev.set("static_power", scalar("0W", file_loc, p("static_power")));
-    // (est.) TDP = every MAC busy at 0.3 pJ; only a ceiling for the static-power check, never used for energy.
-    dev.set("tdp", scalar(fmt::format("{}W", std::max(1.0, peak / 2 * 0.3e-12)), file_loc, p("tdp")));
+    // (est.) TDP = every part at its configured peak rate, so that a run above it means an energy or a
+    // rate is wrong: every MAC each cycle; the vector unit (one element per column per cycle) at half a
+    // MAC an op; each buffer read and written at its bandwidth (one word per edge PE per cycle each way);
+    // main memory at its bandwidth; every PE link busy.
+    const double pes = static_cast<double>(rows * cols);
+    const double edge_words = static_cast<double>(rows + 2 * cols);  // per cycle, each way
+    const double pJ_per_cycle =
+        pes * k_mac_pJ + static_cast<double>(cols) * k_mac_pJ / 2 + 2 * edge_words * k_sram_pJ_per_B +
+        static_cast<double>(words_per_cycle) * dram.pJ_per_B + k_links_per_pe * pes * k_hop_pJ;
+    const double tdp_W = pJ_per_cycle * 1e-12 * k_clock_hz;
+    dev.set("tdp", scalar(fmt::format("{}W", tdp_W), file_loc, p("tdp")));
     dev.set("op_overhead", scalar("0s", file_loc, p("op_overhead")));
 
     cfg::Node sys = cfg::Node::make_map(eh.key_loc, p("systolic"));
@@ -243,15 +283,15 @@ cfg::Node scalesim_cfg_document(const std::string& path) {
         b.set("capacity", scalar(fmt::format("{}KiB", kib), e.loc, base + ".capacity"));
         b.set("bandwidth", scalar(fmt::format("{}GB/s", words), e.loc, base + ".bandwidth"));
         b.set("double_buffered", scalar("true", e.loc, base + ".double_buffered"));
-        b.set("read_energy", scalar("12.5pJ/B", e.loc, base + ".read_energy"));  // 1 MB array, 100 pJ / 8 B
-        b.set("write_energy", scalar("12.5pJ/B", e.loc, base + ".write_energy"));
+        b.set("read_energy", scalar(sram_energy, e.loc, base + ".read_energy"));
+        b.set("write_energy", scalar(sram_energy, e.loc, base + ".write_energy"));
         return b;
     };
     buffers.set("ifmap", buffer("ifmap", ifmap_kib, ei, rows));
     buffers.set("filter", buffer("filter", filter_kib, ef, cols));
     buffers.set("ofmap", buffer("ofmap", ofmap_kib, eo, cols));
     sys.set("buffers", std::move(buffers));
-    sys.set("pe_hop_energy", scalar("0.03pJ", file_loc, sp("pe_hop_energy")));  // (est.) as scalesim-*.yaml
+    sys.set("pe_hop_energy", scalar(fmt::format("{}pJ", k_hop_pJ), file_loc, sp("pe_hop_energy")));
     dev.set("systolic", std::move(sys));
 
     cfg::Node doc = cfg::Node::make_map(file_loc, "");

@@ -17,9 +17,13 @@
 //     (int8), so cycles map to ns. Bandwidth (words/cycle) -> DRAM bandwidth (1 B x 1 GHz); in CALC
 //     mode SCALE-Sim sizes the interface so the array never stalls: there the DRAM bandwidth is set to
 //     what the array can consume (ifmap rows + filter cols + ofmap cols words per cycle). The
-//     convention stays mlsim's faithful one unless --convention scalesim asks for SCALE-Sim's count. Energies are Horowitz 45 nm figures (est.), as in
-//     configs/devices/scalesim-google.yaml and scalesim-scale.yaml (scalesim-eyeriss.yaml takes the tables
-//     Accelergy uses for its Eyeriss example instead, and derives its TDP from every part's peak rate).
+//     convention stays mlsim's faithful one unless --convention scalesim asks for SCALE-Sim's count.
+// - Energies (est.): on chip, Horowitz 45 nm figures; main memory by its bandwidth, LPDDR4 (8 pJ/bit) up
+//   to 204.8 GB/s, the most one LPDDR interface carries, HBM2 (3.9 pJ/bit) above. TDP = every part at
+//   its configured peak rate (MACs, vector unit, buffer reads and writes, main memory, three PE links
+//   a PE), so a run averaging more means an energy or a rate is wrong. configs/devices/scalesim-google.yaml
+//   and scalesim-scale.yaml are what google.cfg and scale.cfg translate into (scalesim-eyeriss.yaml takes
+//   the tables Accelergy uses for its Eyeriss example instead, its TDP derived the same way).
 #include <string>
 
 #include "arch/device_spec.h"

@@ -89,3 +89,34 @@ TEST_CASE("Bad SCALE-Sim configs are located user errors", "[scalesim]") {
     CHECK_THAT(error_of(std::string(text).replace(text.find("Bandwidth : 10"), 14, "Bandwidth : -5")),
                Catch::Contains(":14:13") && Catch::Contains("must be greater than 0"));
 }
+
+TEST_CASE("A .cfg's main memory is LPDDR4 up to 204.8 GB/s and HBM2 above, by the bandwidth it implies",
+          "[scalesim]") {
+    // 204.8 GB/s: one 256-bit LPDDR5 bus at 6.4 Gb/s a pin. LPDDR4 8 pJ/bit, HBM2 3.9 pJ/bit.
+    const double lpddr = 8 * 8e-12, hbm = 3.9 * 8e-12;
+    const auto dram = [](const std::string& text) {
+        const fs::path p = fs::temp_directory_path() / "mlsim_dram_class.cfg";
+        std::ofstream(p) << text;
+        return arch::systolic::load_scalesim_cfg(p.string()).device.main_memory();
+    };
+    const std::string user = std::string(k_google).replace(std::string(k_google).find("CALC"), 4, "USER");
+    const auto with_bandwidth = [&](int words) {
+        return std::string(user).replace(user.find("Bandwidth : 10"), 14,
+                                         "Bandwidth : " + std::to_string(words));
+    };
+    CHECK(dram(with_bandwidth(10)).read_energy_J_per_byte == Approx(lpddr));
+    CHECK(dram(with_bandwidth(204)).read_energy_J_per_byte == Approx(lpddr));
+    CHECK(dram(with_bandwidth(205)).bandwidth_Bps == Approx(205e9));
+    CHECK(dram(with_bandwidth(205)).read_energy_J_per_byte == Approx(hbm));
+    CHECK(dram(with_bandwidth(205)).write_energy_J_per_byte == Approx(hbm));
+    // CALC: the array edge's words per cycle. google.cfg 256 + 2 x 256 = 768 GB/s; scale.cfg 32 + 2 x 32 =
+    // 96 GB/s; eyeriss.cfg 12 + 2 x 14 = 40 GB/s.
+    CHECK(dram(k_google).read_energy_J_per_byte == Approx(hbm));
+    for (const auto& [name, bandwidth] : {std::pair{"scale.cfg", 96e9}, std::pair{"eyeriss.cfg", 40e9}}) {
+        INFO(name);
+        const std::string path = fs::exists(k_ref + name) ? k_ref + name : k_data + name;
+        const arch::MemoryLevel m = arch::systolic::load_scalesim_cfg(path).device.main_memory();
+        CHECK(m.bandwidth_Bps == Approx(bandwidth));
+        CHECK(m.read_energy_J_per_byte == Approx(lpddr));
+    }
+}

@@ -1,5 +1,6 @@
 // The `device.systolic` section: its keys, its consistency checks (located user errors), the presets
 // that carry it, and the factory that picks the systolic model for them.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <map>
@@ -170,14 +171,39 @@ TEST_CASE("The device schema documents the systolic keys for --help", "[systolic
         CHECK_THAT(help, Contains(key));
 }
 
-TEST_CASE("The scalesim-google preset is what SCALE-Sim's google.cfg translates into", "[systolic]") {
-    namespace fs = std::filesystem;
-    const std::string shared = std::string(MLSIM_SOURCE_DIR) + "/../shared/reference/scalesim/google.cfg";
-    const std::string local = std::string(MLSIM_SOURCE_DIR) + "/tests/arch/data/google.cfg";
-    const std::string cfg = fs::exists(shared) ? shared : local;
-    if (!fs::exists(cfg)) return;  // neither copy of the reference config is present
-    arch::DeviceSpec from_cfg = arch::systolic::load_scalesim_cfg(cfg).device;
-    const arch::DeviceSpec p = preset("scalesim-google");
+namespace {
+
+// SCALE-Sim's reference configs: shared/reference/scalesim/ when it is there, else the copies in
+// tests/arch/data.
+std::string reference_cfg(const std::string& name) {
+    const std::string shared = std::string(MLSIM_SOURCE_DIR) + "/../shared/reference/scalesim/" + name;
+    return std::filesystem::exists(shared) ? shared
+                                           : std::string(MLSIM_SOURCE_DIR) + "/tests/arch/data/" + name;
+}
+
+// The power of every part of a one-data-type (int8) systolic device at its configured peak rate: every
+// MAC each cycle, the vector unit at half a MAC an op, each buffer read and written at its bandwidth,
+// main memory at its bandwidth, three words out of every PE each cycle (the streamed operand right, the
+// other operand or a shadow load down, a partial sum or drained output down).
+double every_part_at_peak_W(const arch::DeviceSpec& d) {
+    const arch::systolic::SystolicSpec& s = *arch::systolic::spec_of(d);
+    const double mac = d.mac_energy_for("int8");
+    const double pes = static_cast<double>(s.pes());
+    double buffers = 0;
+    for (const arch::systolic::BufferSpec* b : {&s.ifmap, &s.filter, &s.ofmap})
+        buffers += b->bandwidth_Bps * (b->read_energy_J_per_byte + b->write_energy_J_per_byte);
+    const arch::MemoryLevel& mem = d.main_memory();
+    return pes * d.clock_hz * mac + s.vector_throughput_ops * mac / 2 + buffers +
+           mem.bandwidth_Bps * std::max(mem.read_energy_J_per_byte, mem.write_energy_J_per_byte) +
+           3 * pes * d.clock_hz * s.pe_hop_energy_J;
+}
+
+// A preset that reproduces SCALE-Sim agrees with what the translator makes of its .cfg: the array, the
+// buffers, main memory, every energy and the TDP, and the cycles of a layer.
+void check_preset_is_translation(const std::string& preset_name, const std::string& cfg_name) {
+    INFO(preset_name << " vs " << cfg_name);
+    arch::DeviceSpec from_cfg = arch::systolic::load_scalesim_cfg(reference_cfg(cfg_name)).device;
+    const arch::DeviceSpec p = preset(preset_name);
     REQUIRE((arch::systolic::spec_of(from_cfg) != nullptr));
     // A .cfg runs on mlsim's faithful count unless --convention scalesim asks; the preset exists to
     // reproduce SCALE-Sim and selects its convention. Everything else must agree.
@@ -196,8 +222,50 @@ TEST_CASE("The scalesim-google preset is what SCALE-Sim's google.cfg translates 
         CHECK(x.capacity_bytes == y.capacity_bytes);
         CHECK(x.bandwidth_Bps == Approx(y.bandwidth_Bps));
         CHECK(x.double_buffered == y.double_buffered);
+        CHECK(x.read_energy_J_per_byte == Approx(y.read_energy_J_per_byte));
+        CHECK(x.write_energy_J_per_byte == Approx(y.write_energy_J_per_byte));
     }
-    // Same cycles for a layer.
+    CHECK(a.vector_throughput_ops == Approx(b.vector_throughput_ops));
+    CHECK(a.pe_hop_energy_J == Approx(b.pe_hop_energy_J));
+    CHECK(from_cfg.mac_energy_for("int8") == Approx(p.mac_energy_for("int8")));
+    CHECK(from_cfg.main_memory().read_energy_J_per_byte == Approx(p.main_memory().read_energy_J_per_byte));
+    CHECK(from_cfg.main_memory().write_energy_J_per_byte == Approx(p.main_memory().write_energy_J_per_byte));
+    CHECK(from_cfg.static_power_W == p.static_power_W);
+    CHECK(from_cfg.tdp_W == Approx(p.tdp_W).epsilon(1e-4));  // the preset writes it rounded
+    // Same cycles and energy for a layer.
     const wl::Op op = conv(1, 16, 28, 28, 32, 3, 1, 1);
-    CHECK(run_one(from_cfg, op).cycles == run_one(p, op).cycles);
+    const arch::LayerResult x = run_one(from_cfg, op), y = run_one(p, op);
+    CHECK(x.cycles == y.cycles);
+    CHECK(x.energy_j() == Approx(y.energy_j()));
+}
+
+}  // namespace
+
+TEST_CASE("The scalesim-google preset is what SCALE-Sim's google.cfg translates into", "[systolic]") {
+    check_preset_is_translation("scalesim-google", "google.cfg");
+}
+
+TEST_CASE("The scalesim-scale preset is what SCALE-Sim's scale.cfg translates into", "[systolic]") {
+    check_preset_is_translation("scalesim-scale", "scale.cfg");
+}
+
+TEST_CASE("The SCALE-Sim presets' and .cfg translations' TDP is every part at its configured peak rate",
+          "[systolic]") {
+    // A TDP that leaves out a part every run is charged for (it was "every MAC busy at 0.3 pJ") lets
+    // a correct run exceed it; one with every part at its peak rate is what no run can exceed unless
+    // an energy or a rate is wrong.
+    for (const char* name : {"scalesim-google", "scalesim-scale", "scalesim-eyeriss"}) {
+        INFO(name);
+        const arch::DeviceSpec d = preset(name);
+        CHECK(d.tdp_W == Approx(every_part_at_peak_W(d)).epsilon(1e-3));  // the presets write it rounded
+    }
+    for (const char* name : {"google.cfg", "scale.cfg", "eyeriss.cfg"}) {
+        INFO(name);
+        const arch::DeviceSpec d = arch::systolic::load_scalesim_cfg(reference_cfg(name)).device;
+        CHECK(d.tdp_W == Approx(every_part_at_peak_W(d)).epsilon(1e-9));
+    }
+    // The parts, as scalesim-google.yaml derives them: MACs, vector unit, buffers, HBM2, PE links.
+    CHECK(preset("scalesim-google").tdp_W ==
+          Approx(65536 * 0.3e-3 + 256 * 0.15e-3 + 2 * 768 * 12.5e-3 + 768 * 31.2e-3 + 3 * 65536 * 0.03e-3)
+              .epsilon(1e-4));
 }

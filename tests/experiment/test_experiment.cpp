@@ -369,6 +369,36 @@ TEST_CASE("The Eyeriss presets average at most their TDP on the edge and mid-siz
     }
 }
 
+TEST_CASE(
+    "The SCALE-Sim presets and the translations of SCALE-Sim's reference configs average at most their TDP") {
+    // Before: scalesim-google averaged 64.8 W on ResNet-50 against 19.7 W (DRAM at Horowitz's DDR figure,
+    // 325 pJ/B, over a 768 GB/s interface; TDP = the MACs alone), scalesim-scale 7.6 W against 1 W.
+    // The .cfg files are SCALE-Sim's (copies of shared/reference/scalesim/ in tests/arch/data), run on
+    // mlsim's count and on SCALE-Sim's; bert-base is GEMM-heavy, gpt2-small-decode memory-bound.
+    const std::string data = std::string(MLSIM_SOURCE_DIR) + "/tests/arch/data/";
+    struct System {
+        std::string system;
+        const char* convention;  // nullptr: the system's own
+    };
+    std::vector<System> systems = {
+        {"scalesim-google", nullptr}, {"scalesim-scale", nullptr}, {"scalesim-eyeriss", nullptr}};
+    for (const char* cfg : {"google.cfg", "scale.cfg", "eyeriss.cfg"})
+        for (const char* convention : {"faithful", "scalesim"}) systems.push_back({data + cfg, convention});
+    for (const System& s : systems) {
+        for (const std::string& model : {std::string("resnet50"), data + "Resnet18.csv",
+                                         std::string("bert-base"), std::string("gpt2-small-decode")}) {
+            INFO(s.system << " " << (s.convention ? s.convention : "") << " " << model);
+            auto o = options(s.system.c_str(), model.c_str(), "int8");
+            if (s.convention) exp::set_run_option(o, "convention", s.convention);
+            const auto r = exp::run_experiment(o);
+            REQUIRE(r.total_time_s > 0);
+            CHECK(r.total_energy_j > 0);
+            CHECK(r.system.device.tdp_W > 0);
+            CHECK(r.total_energy_j / r.total_time_s <= r.system.device.tdp_W);
+        }
+    }
+}
+
 TEST_CASE("A fidelity choice on a device without a systolic section is a user error") {
     auto o = options("a100", "lenet5", "fp16");
     exp::set_run_option(o, "fidelity", "cycle");
