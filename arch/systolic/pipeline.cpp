@@ -71,15 +71,14 @@ uint64_t StepList::dram_read() const {
     for (const Step& s : steps) {
         if (s.has(Step::a_new)) r += s.a_bytes;
         if (s.has(Step::b_new)) r += s.b_bytes;
-        if (s.has(Step::c_reload)) r += s.c_bytes;
+        r += s.c_read();
     }
     return r;
 }
 
 uint64_t StepList::dram_write() const {
     uint64_t w = 0;
-    for (const Step& s : steps)
-        if (s.has(Step::c_end)) w += s.c_bytes + s.c_extra;
+    for (const Step& s : steps) w += s.c_write();
     return w;
 }
 
@@ -197,6 +196,7 @@ StepList build_steps(const MappingContext& ctx, const std::vector<GemmJob>& jobs
                         if (first || l != prev[dim_k] || j != prev[dim_n]) s.flags |= Step::b_new;
                         if (first || i != prev[dim_m] || j != prev[dim_n]) s.flags |= Step::c_new;
                         if (s.has(Step::c_new) && l > 0) s.flags |= Step::c_reload;
+                        if (l == plan.count[dim_k] - 1) s.flags |= Step::c_final;
                         prev = idx;
 
                         const int64_t k0 = l * tk, kk = std::min(tk, g.k - k0);
@@ -229,6 +229,8 @@ StepList build_steps(const MappingContext& ctx, const std::vector<GemmJob>& jobs
                         if (s.has(Step::a_new)) s.a_bytes = operand_bytes(ctx, a_words, job.scale.a);
                         if (s.has(Step::b_new)) s.b_bytes = operand_bytes(ctx, b_words, job.scale.b);
                         s.c_bytes = operand_bytes(ctx, c_words, job.scale.c);
+                        s.c_partial_bytes = static_cast<uint64_t>(
+                            std::ceil(c_words * ctx.partial_bytes() * job.scale.c));
                         out.steps.push_back(s);
                     }
             if (checker)
@@ -261,19 +263,21 @@ void add_compulsory(StepList& list, double read_bytes, double write_bytes, bool 
     if (w < write_bytes) list.steps.back().c_extra += static_cast<uint64_t>(std::ceil(write_bytes - w));
 }
 
-LevelAccesses level_accesses(const StepList& list, double word_bytes) {
+LevelAccesses level_accesses(const StepList& list, double word_bytes, double acc_bytes) {
+    if (acc_bytes <= 0) acc_bytes = word_bytes;
     LevelAccesses acc;
     for (const Step& s : list.steps) {
         if (s.has(Step::a_new)) acc.ifmap.write += static_cast<double>(s.a_bytes);
         if (s.has(Step::b_new)) acc.filter.write += static_cast<double>(s.b_bytes);
-        if (s.has(Step::c_reload)) acc.ofmap.write += static_cast<double>(s.c_bytes);
-        if (s.has(Step::c_end)) acc.ofmap.read += static_cast<double>(s.c_bytes + s.c_extra);
+        acc.ofmap.write += static_cast<double>(s.c_read());
+        // A drain reads accumulator words out of the buffer, whatever width leaves for main memory.
+        if (s.has(Step::c_end)) acc.ofmap.read += static_cast<double>(s.c_partial_bytes + s.c_extra);
     }
     const AccessCounts& c = list.counts;
     acc.ifmap.read += static_cast<double>(c.a_reads) * word_bytes;
     acc.filter.read += static_cast<double>(c.b_reads) * word_bytes;
-    acc.ofmap.write += static_cast<double>(c.out_writes) * word_bytes;
-    acc.ofmap.read += (static_cast<double>(c.out_reads) + list.accumulate_reads) * word_bytes;
+    acc.ofmap.write += static_cast<double>(c.out_writes) * acc_bytes;
+    acc.ofmap.read += (static_cast<double>(c.out_reads) + list.accumulate_reads) * acc_bytes;
     acc.dram.read = static_cast<double>(list.dram_read());
     acc.dram.write = static_cast<double>(list.dram_write());
     return acc;
@@ -368,8 +372,8 @@ class PipelineSim {
             }
             if (st.has(Step::c_new)) {
                 co_await m_ofmap.reserve(1);
-                if (st.has(Step::c_reload) && st.c_bytes > 0)
-                    transfer(st.c_bytes, s.ofmap.bandwidth_Bps, m_port_ofmap_in,
+                if (st.c_read() > 0)
+                    transfer(st.c_read(), s.ofmap.bandwidth_Bps, m_port_ofmap_in,
                              callback<&BoundedBuffer::commit>(&m_ofmap, 1));
                 else
                     m_ofmap.commit(1);  // a fresh output tile starts from zero
@@ -431,7 +435,7 @@ class PipelineSim {
         for (const Step& st : m_list.steps) {
             if (!st.has(Step::c_end)) continue;
             co_await m_done.get(1);
-            if (const uint64_t bytes = st.c_bytes + st.c_extra; bytes > 0) {
+            if (const uint64_t bytes = st.c_write(); bytes > 0) {
                 transfer(bytes, m_ctx.spec->ofmap.bandwidth_Bps, m_port_ofmap_out,
                          callback<&BoundedBuffer::release>(&m_ofmap, 1));
                 m_drain_end = std::max(m_drain_end, m_port_ofmap_out);

@@ -49,17 +49,25 @@ struct Step {
         c_reload = 8,  // before the step
         a_last = 16,
         b_last = 32,
-        c_end = 64,  // after it
+        c_end = 64,    // after it
+        c_final = 128,  // the step adds the last K tile: what c_end writes is the finished output
     };
-    uint64_t a_bytes = 0;  // main-memory bytes of the A tile(s) (when a_new)
-    uint64_t b_bytes = 0;  // of the B tile(s) (when b_new)
-    uint64_t c_bytes = 0;  // of the output tile(s): read back when c_reload, written when c_end
-    uint64_t c_extra = 0;  // compulsory bytes written with this step's drain (add_compulsory)
+    uint64_t a_bytes = 0;          // main-memory bytes of the A tile(s) (when a_new)
+    uint64_t b_bytes = 0;          // of the B tile(s) (when b_new)
+    uint64_t c_bytes = 0;          // of the finished output tile(s), at the layer's word size
+    uint64_t c_partial_bytes = 0;  // of the same tile(s) as partial sums, at the accumulator width
+    uint64_t c_extra = 0;          // compulsory bytes written with this step's drain (add_compulsory)
     int64_t cycles = 0;    // of the slowest array, including port_stall
     int64_t port_stall = 0;
     StallCause port_cause = StallCause::input;
     uint8_t flags = 0;
     bool has(Flag f) const { return (flags & f) != 0; }
+    // Main-memory bytes read back before the step (partial sums) and written after it (the finished
+    // tile, or partial sums spilled because the loop order leaves the tile before its last K tile).
+    uint64_t c_read() const { return has(c_reload) ? c_partial_bytes : 0; }
+    uint64_t c_write() const {
+        return has(c_end) ? (has(c_final) ? c_bytes : c_partial_bytes) + c_extra : 0;
+    }
 };
 
 struct StepList {
@@ -104,8 +112,9 @@ StepList build_steps(const MappingContext& ctx, const std::vector<GemmJob>& jobs
 // least what the roofline charges it.
 void add_compulsory(StepList& list, double read_bytes, double write_bytes, bool weights);
 
-// Bytes at each level: fills and edge reads of each buffer, drains, and main memory.
-LevelAccesses level_accesses(const StepList& list, double word_bytes);
+// Bytes at each level: fills and edge reads of each buffer, drains, and main memory. The ofmap
+// buffer's traffic with the array and its drains are accumulator words of `acc_bytes` (0: word_bytes).
+LevelAccesses level_accesses(const StepList& list, double word_bytes, double acc_bytes = 0);
 
 struct PipelineTiming {
     int64_t cycles = 0;  // first cycle to the last byte in main memory

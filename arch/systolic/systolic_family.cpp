@@ -133,6 +133,14 @@ const cfg::Schema& systolic_schema() {
         vector.dim = cfg::Dim::throughput;
         vector.positive = true;
         s.params.push_back(vector);
+        cfg::Param acc = optional_no_default(
+            "accumulator_bits", cfg::PType::integer,
+            "bits of one partial sum in the ofmap buffer (e.g. 32 for TPU v1's accumulators); its capacity "
+            "is counted in these words and spilled partial sums move at this width. Absent: the layer's word "
+            "size; never narrower than it");
+        acc.min = 1;
+        acc.max = 128;
+        s.params.push_back(acc);
         cfg::Param hop = cfg::quantity("pe_hop_energy", cfg::Dim::energy, std::string("0pJ"),
                                   "energy of moving one operand word to a neighbouring PE", false);
         hop.min = 0.0;
@@ -210,6 +218,7 @@ std::shared_ptr<const FamilyParams> parse_systolic(const cfg::Node& dev, DeviceS
         cfg::fail(tile.node().loc(), tile.node().path(),
                   "tile extents are used only with `tiling: fixed`; set `tiling: fixed` or remove `tile`");
     s.pe_hop_energy_J = r.quantity("pe_hop_energy");
+    s.accumulator_bits = r.has("accumulator_bits") ? r.integer("accumulator_bits") : 0;
     // The vector unit may be given faster than a small array's peak (a sweep over array sizes keeps
     // it); the model then caps it at the op's peak, so the roofline still bounds every op.
     s.vector_throughput_ops = r.has("vector_throughput")

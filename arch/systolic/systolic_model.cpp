@@ -177,6 +177,7 @@ LayerResult SystolicModel::gemm_layer(const wl::Op& op, Detail& d) {
     ctx.dram_Bps = mem.bandwidth_Bps;
     ctx.dram_latency_s = mem.latency_s;
     ctx.word_bytes = wl::dtype_bytes(op.dtype);
+    ctx.acc_bytes = m_sys.accumulator_bytes(ctx.word_bytes);
     ctx.passes = m_sys.passes_for(dtype);
 
     const std::vector<wl::GemmShape> gemms = op.gemms();
@@ -203,11 +204,11 @@ LayerResult SystolicModel::gemm_layer(const wl::Op& op, Detail& d) {
     if (checker) m_work.grid_tiles += static_cast<uint64_t>(checker->tiles_run());
 
     LayerResult r;
-    d.access = level_accesses(list, ctx.word_bytes);
+    d.access = level_accesses(list, ctx.word_bytes, ctx.acc_bytes);
     // Conservation between levels.
     MLSIM_CHECK(d.access.dram.read ==
                     d.access.ifmap.write + d.access.filter.write +
-                        (d.access.ofmap.write - static_cast<double>(list.counts.out_writes) * ctx.word_bytes),
+                        (d.access.ofmap.write - static_cast<double>(list.counts.out_writes) * ctx.acc_bytes),
                 "main-memory reads differ from the bytes filled into the buffers");
     MLSIM_CHECK(d.access.ifmap.read == static_cast<double>(list.counts.a_reads) * ctx.word_bytes &&
                     d.access.filter.read == static_cast<double>(list.counts.b_reads) * ctx.word_bytes,

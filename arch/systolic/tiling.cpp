@@ -48,6 +48,7 @@ class Evaluator {
         m_total[0] = w * job.scale.a * M * K * mult;
         m_total[1] = w * job.scale.b * K * N * mult;
         m_total[2] = w * job.scale.c * M * N * mult;
+        m_acc = ctx.partial_bytes() / ctx.word_bytes;
         m_bpc = ctx.dram_Bps / ctx.clock_hz;
         m_latency = ctx.dram_latency_s * ctx.clock_hz;
         const SystolicSpec& s = *ctx.spec;
@@ -61,7 +62,8 @@ class Evaluator {
     double footprint_b(int64_t tk, int64_t tn) const {
         return words(tk, tn) * m_job.scale.b * (m_part.shared_b() ? 1.0 : used());
     }
-    double footprint_c(int64_t tm, int64_t tn) const { return words(tm, tn) * m_job.scale.c * used(); }
+    // Partial sums: accumulator words.
+    double footprint_c(int64_t tm, int64_t tn) const { return words(tm, tn) * m_acc * m_job.scale.c * used(); }
     bool fits_a(int64_t tm, int64_t tk) const {
         return footprint_a(tm, tk) <= m_ctx.spec->ifmap.tile_capacity_bytes();
     }
@@ -187,7 +189,8 @@ class Evaluator {
             };
             if (a) add(m_db[0], tile_a);
             if (b) add(m_db[1], tile_b);
-            if (c) add(m_db[2], tile_c * (1 + reload));
+            // Partial sums leave and come back at the accumulator width; finished tiles at the word size.
+            if (c) add(m_db[2], tile_c * ((1 - reload) + 2 * reload * m_acc));
             const double step =
                 std::max(c_avg, overlapped / m_bpc) + serial / m_bpc + (serial_any ? m_latency : 0);
             total += static_cast<double>(n) * step;
@@ -201,6 +204,7 @@ class Evaluator {
     ArrayShape m_array;
     std::array<double, 3> m_total{};  // bytes of A, B, C per group in main memory
     std::array<bool, 3> m_db{};
+    double m_acc = 1;  // accumulator bytes per word byte
     double m_bpc = 0, m_latency = 0;
 };
 
@@ -404,13 +408,14 @@ TileTime tile_time(const MappingContext& ctx, const GemmStats& st, int64_t m, in
     const double out_words = std::max(static_cast<double>(st.counts.out_writes), out_reads);
     const struct {
         double words;
+        double word_bytes;
         double bandwidth;
         StallCause cause;
-    } ports[] = {{static_cast<double>(st.counts.a_reads), s.ifmap.bandwidth_Bps, StallCause::input},
-                 {static_cast<double>(st.counts.b_reads), s.filter.bandwidth_Bps, StallCause::weight},
-                 {out_words, s.ofmap.bandwidth_Bps, StallCause::output}};
+    } ports[] = {{static_cast<double>(st.counts.a_reads), ctx.word_bytes, s.ifmap.bandwidth_Bps, StallCause::input},
+                 {static_cast<double>(st.counts.b_reads), ctx.word_bytes, s.filter.bandwidth_Bps, StallCause::weight},
+                 {out_words, ctx.partial_bytes(), s.ofmap.bandwidth_Bps, StallCause::output}};
     for (const auto& p : ports) {
-        const double need = std::ceil(p.words * ctx.word_bytes / (p.bandwidth / share) * (1 - 1e-12));
+        const double need = std::ceil(p.words * p.word_bytes / (p.bandwidth / share) * (1 - 1e-12));
         if (need > static_cast<double>(t.total)) {
             t.total = static_cast<int64_t>(need);
             t.cause = p.cause;

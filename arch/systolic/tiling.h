@@ -26,7 +26,10 @@
 // Bytes in main memory and in the buffers: a word of the layer's data type, except that an
 // im2col matrix is not stored: its DRAM traffic and buffer footprint are those of the input feature
 // map (scale = input elements / A elements, e.g. 1/9 for a 3×3 stride-1 convolution), while the
-// array edge still reads every im2col word from the ifmap buffer (on-chip im2col).
+// array edge still reads every im2col word from the ifmap buffer (on-chip im2col). The ofmap buffer
+// holds partial sums at the accumulator width (MappingContext::acc_bytes): its capacity is counted in
+// accumulator words, partial sums spilled to main memory and read back move at that width, and only a
+// finished output tile leaves at the layer's word size.
 //
 // Promises: plan_gemm never returns a tiling that does not fit; it throws cfg::UserError (located at
 // the buffer's `capacity`, or at `tile` for a fixed tiling) when none does. The search is a pure
@@ -53,7 +56,9 @@ struct MappingContext {
     double dram_Bps = 0;  // main memory
     double dram_latency_s = 0;
     double word_bytes = 0;  // one element of the layer's data type (0.5 for int4)
+    double acc_bytes = 0;   // one partial sum in the ofmap buffer (SystolicSpec::accumulator_bytes); 0: word_bytes
     int64_t passes = 1;     // array passes per MAC for this data type
+    double partial_bytes() const { return acc_bytes > 0 ? acc_bytes : word_bytes; }
 };
 
 // Main-memory / buffer bytes per word, relative to word_bytes, per operand (see the header comment).

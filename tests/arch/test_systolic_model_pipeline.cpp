@@ -217,6 +217,58 @@ TEST_CASE("Reuse follows the loop order: an operand is fetched again whenever it
     }
 }
 
+TEST_CASE("Partial sums spill and come back at the accumulator width; finished outputs leave at the word size",
+          "[systolic]") {
+    Toy t;
+    t.rows = t.cols = 2;
+    const arch::DeviceSpec spec = toy_device(t);
+    MappingContext ctx;
+    ctx.device = &spec;
+    ctx.spec = &*arch::systolic::spec_of(spec);
+    ctx.clock_hz = 1e9;
+    ctx.dram_Bps = 1e9;
+    ctx.word_bytes = 1;
+    ctx.acc_bytes = 4;  // 32-bit accumulators for 8-bit words
+    GemmJob job;
+    job.shape = wl::GemmShape{1, 8, 8, 8};
+    TilePlan plan;
+    plan.part.m = plan.part.n = plan.part.k = 8;
+    plan.tile = {4, 4, 4};
+    plan.count = {2, 2, 2};
+    plan.order = {dim_k, dim_m, dim_n};  // every output tile is left after its first K tile
+    const StepList s = build_steps(ctx, {job}, {plan}, nullptr);
+    // A once, B every step, and the 4 output tiles read back once each as 32-bit partial sums.
+    CHECK(s.dram_read() == 4 * 16 + 8 * 16 + 4 * 16 * 4);
+    // 4 spills of partial sums (32-bit), then the 4 finished tiles at 8 bits.
+    CHECK(s.dram_write() == 4 * 16 * 4 + 4 * 16);
+    const arch::systolic::LevelAccesses acc = level_accesses(s, 1.0, 4.0);
+    CHECK(acc.dram.read == acc.ifmap.write + acc.filter.write + 4 * 16 * 4);
+    // The array writes every partial sum and output into the buffer as a 32-bit word; drains read them.
+    CHECK(acc.ofmap.write == 4 * 16 * 4 + static_cast<double>(s.counts.out_writes) * 4);
+    CHECK(acc.ofmap.read == 8 * 16 * 4 + (static_cast<double>(s.counts.out_reads) + s.accumulate_reads) * 4);
+    CHECK(acc.ofmap.read >= acc.dram.write);
+}
+
+TEST_CASE("The ofmap buffer holds accumulator words: a wider accumulator leaves room for fewer outputs",
+          "[systolic]") {
+    Toy t;
+    t.ofmap.capacity = "2KiB";  // 1 KiB per tile: 1024 8-bit outputs, 256 32-bit partial sums
+    t.dram = "100GB/s";
+    Toy wide = t;
+    wide.extra = "    accumulator_bits: 32\n";
+    const wl::Op op = linear(32, 32, 64);
+    const arch::LayerResult narrow_r = run_one(toy_device(t), op), wide_r = run_one(toy_device(wide), op);
+    int tm = 0, tn = 0;
+    REQUIRE(std::sscanf(text_of(narrow_r, "tiling").c_str(), "m=%d n=%d", &tm, &tn) == 2);
+    CHECK(tm * tn == 32 * 32);  // the whole output fits at 8 bits
+    REQUIRE(std::sscanf(text_of(wide_r, "tiling").c_str(), "m=%d n=%d", &tm, &tn) == 2);
+    CHECK(tm * tn <= 256);  // not at 32 bits
+    // Either way the finished outputs leave once, at their word size.
+    CHECK(narrow_r.bytes_written >= 32 * 32);
+    CHECK(wide_r.bytes_written >= 32 * 32);
+    CHECK(access_of(wide_r).ofmap.write >= 4.0 * 32 * 32);
+}
+
 TEST_CASE("The tiling search fits the buffers, and a buffer too small for any tile is a user error",
           "[systolic]") {
     Toy t;
