@@ -45,6 +45,10 @@ int64_t cycles_for(double seconds, double clock_hz) {
 // The figures of a layer that only this family has; record() turns them into levels and metrics.
 struct SystolicModel::Detail {
     int64_t stall_weight = 0, stall_input = 0, stall_output = 0;
+    // Of the stalls, cycles spent on a buffer port slower than the array edge, by cause; the rest
+    // waited on main memory.
+    int64_t port_weight = 0, port_input = 0, port_output = 0;
+    int64_t dram_busy = 0;  // cycles main memory was transferring (faithful GEMM layers; else 0)
     LevelAccesses access;
     std::string tiling;
     int64_t pe_hops = 0;
@@ -60,9 +64,15 @@ SystolicModel::SystolicModel(DeviceSpec spec) : m_spec(std::move(spec)) {
 
 void SystolicModel::record(LayerResult& r, const Detail& d) const {
     const MemoryLevel& mem = m_spec.main_memory();
+    // The arrays compute for cycles − stalls and wait for the stalls; but when main memory was busy
+    // for longer than the arrays computed, the layer ran at main memory's pace and the arrays' work
+    // hid under its transfers: the memory part is then main memory's busy time (or the stalls, if
+    // longer), and compute only what did not overlap.
+    const int64_t busy = r.cycles - d.stalls();
+    const int64_t memory = d.dram_busy > busy ? std::max(d.stalls(), std::min(d.dram_busy, r.cycles)) : d.stalls();
     TimeParts parts;
-    parts.compute_s = static_cast<double>(r.cycles - d.stalls()) / m_spec.clock_hz;
-    parts.memory_s = static_cast<double>(d.stalls()) / m_spec.clock_hz;
+    parts.compute_s = static_cast<double>(r.cycles - memory) / m_spec.clock_hz;
+    parts.memory_s = static_cast<double>(memory) / m_spec.clock_hz;
     parts.overhead_s = m_spec.op_overhead_s;
     r.set_parts(parts);
     const auto add_level = [&](const std::string& name, const AccessBytes& a, double energy) {
@@ -86,7 +96,17 @@ void SystolicModel::record(LayerResult& r, const Detail& d) const {
     r.add_metric("pe_hops", static_cast<double>(d.pe_hops), "count");
     r.add_metric("energy_pe_hops_j", d.energy.noc, "J");
     r.add_text("tiling", d.tiling);
-    if (r.bound == "memory") r.add_text("memory_level", mem.name);
+    if (r.bound == "memory") {
+        // The level the layer waited on most: main memory when it set the pace, else the level with
+        // the most stall cycles (main memory, or a buffer whose port stretched the tiles).
+        const int64_t on_memory = d.stalls() - d.port_weight - d.port_input - d.port_output;
+        std::pair<int64_t, const std::string*> level{on_memory, &mem.name};
+        for (const auto& [cycles, name] : {std::pair{d.port_weight, &m_sys.filter.name},
+                                           std::pair{d.port_input, &m_sys.ifmap.name},
+                                           std::pair{d.port_output, &m_sys.ofmap.name}})
+            if (cycles > level.first) level = {cycles, name};
+        r.add_text("memory_level", d.dram_busy > busy ? mem.name : *level.second);
+    }
 }
 
 std::vector<LayerResult> SystolicModel::run(const wl::Model& model) {
@@ -179,6 +199,7 @@ LayerResult SystolicModel::gemm_layer(const wl::Op& op, Detail& d) {
     ctx.word_bytes = wl::dtype_bytes(op.dtype);
     ctx.acc_bytes = m_sys.accumulator_bytes(ctx.word_bytes);
     ctx.passes = m_sys.passes_for(dtype);
+    ctx.stream_across_tiles = m_sys.convention == Convention::faithful;
 
     const std::vector<wl::GemmShape> gemms = op.gemms();
     std::vector<GemmJob> jobs;
@@ -223,6 +244,10 @@ LayerResult SystolicModel::gemm_layer(const wl::Op& op, Detail& d) {
         d.stall_weight = t.stall_weight;
         d.stall_input = t.stall_input;
         d.stall_output = t.stall_output;
+        d.port_weight = t.port_weight;
+        d.port_input = t.port_input;
+        d.port_output = t.port_output;
+        d.dram_busy = t.dram_busy;
         MLSIM_CHECK(t.busy + t.stall_weight + t.stall_input + t.stall_output == t.cycles,
                     "pipeline cycles are not busy + stalls");
     } else {

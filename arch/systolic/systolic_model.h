@@ -25,10 +25,16 @@
 //    matmul; the numbers are exactly those of tile fidelity. Meant for small layers: the cost is the
 //    grid's R·C work per simulated cycle.
 // Energy: energy.h (action counts × the config's table) plus static_power × time_s.
-// Results: time parts compute = (cycles − stalls) / clock, memory = stalls / clock (waiting on main
-// memory, named by the `memory_level` metric), overhead = op_overhead; levels = the three operand
-// buffers under their configured names plus main memory (bytes each way and their energy); metrics =
-// stall_weight/input/output_cycles, pe_hops, energy_pe_hops_j, tiling (text).
+// Results: time parts compute = (cycles − stalls) / clock, memory = stalls / clock, overhead =
+// op_overhead; except that when main memory was busy transferring for more cycles than the arrays
+// computed, the layer ran at main memory's pace with the arrays' work hidden under its transfers (a
+// small-batch MLP on TPU v1): memory is then main memory's busy time (or the stalls, if longer) and
+// compute the rest. `memory_level` (text, on memory-bound layers) names the level waited on: main
+// memory when it set the pace, else the level with the most stall cycles (main memory, or a buffer
+// whose port stretched the tiles). Levels = the three operand buffers under their configured names
+// plus main memory (bytes each way and their energy); metrics = stall_weight/input/output_cycles,
+// pe_hops, energy_pe_hops_j, tiling (text), and the main-memory channel's counters (dram_busy_time_s,
+// dram_bytes, dram_transfers).
 //
 // Promises (MLSIM_CHECK, so a violation is an InternalError): no layer is faster than
 // arch::roofline_bound of the same device; energies are >= 0; stall_cycles <= cycles; main-memory
