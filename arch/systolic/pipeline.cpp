@@ -78,6 +78,12 @@ uint64_t StepList::dram_read() const {
     return r;
 }
 
+uint64_t StepList::kept() const {
+    uint64_t k = 0;
+    for (const Step& s : steps) k += s.c_kept();
+    return k;
+}
+
 uint64_t StepList::dram_write() const {
     uint64_t w = 0;
     for (const Step& s : steps) w += s.c_write();
@@ -266,7 +272,7 @@ StepList build_steps(const MappingContext& ctx, const std::vector<GemmJob>& jobs
                         if (c_changed) s.flags |= Step::c_new;
                         if (c_changed && l > 0) s.flags |= Step::c_reload;
                         if (l == plan.count[dim_k] - 1) s.flags |= Step::c_final;
-                        if (keep_output) s.flags |= Step::c_keep;
+                        if (keep_output && ji + 1 == jobs.size()) s.flags |= Step::c_keep;
                         if (first && (grp == 0 || job.sequential)) s.flags |= Step::barrier;
 
                         const int64_t k0 = l * tk, kk = std::min(tk, g.k - k0);

@@ -116,6 +116,7 @@ struct StepList {
     std::string tiling;           // TilePlan::describe() of each job, "; "-separated
     uint64_t dram_read() const;
     uint64_t dram_write() const;
+    uint64_t kept() const;  // finished output bytes written into the ifmap buffer
 };
 
 // One tile's numbers: its fold statistics and where its folds sit in time.
@@ -147,7 +148,7 @@ class CycleChecker {
 };
 
 // Builds the steps of a layer's jobs with their plans. `checker` null: tile fidelity. `keep_output`:
-// the finished outputs stay on chip (Step::c_keep).
+// the finished outputs of the last job (the layer's output) stay on chip (Step::c_keep).
 StepList build_steps(const MappingContext& ctx, const std::vector<GemmJob>& jobs,
                      const std::vector<TilePlan>& plans, CycleChecker* checker, bool keep_output = false);
 

@@ -141,6 +141,11 @@ const cfg::Schema& systolic_schema() {
         acc.min = 1;
         acc.max = 128;
         s.params.push_back(acc);
+        s.params.push_back(cfg::optional(
+            "keep_activations", cfg::PType::boolean, "true",
+            "a layer's output stays in the ifmap buffer for the layers that read it when it fits beside the "
+            "other activations kept there and their tiles (faithful convention); false: every layer "
+            "reads its inputs from and writes its output to main memory"));
         cfg::Param hop = cfg::quantity("pe_hop_energy", cfg::Dim::energy, std::string("0pJ"),
                                   "energy of moving one operand word to a neighbouring PE", false);
         hop.min = 0.0;
@@ -219,6 +224,7 @@ std::shared_ptr<const FamilyParams> parse_systolic(const cfg::Node& dev, DeviceS
                   "tile extents are used only with `tiling: fixed`; set `tiling: fixed` or remove `tile`");
     s.pe_hop_energy_J = r.quantity("pe_hop_energy");
     s.accumulator_bits = r.has("accumulator_bits") ? r.integer("accumulator_bits") : 0;
+    s.keep_activations = r.boolean("keep_activations");
     // The vector unit may be given faster than a small array's peak (a sweep over array sizes keeps
     // it); the model then caps it at the op's peak, so the roofline still bounds every op.
     s.vector_throughput_ops = r.has("vector_throughput")

@@ -48,6 +48,7 @@
 #include <vector>
 
 #include "arch/device_model.h"
+#include "arch/residency.h"
 #include "arch/systolic/systolic_spec.h"
 
 namespace mlsim::arch::systolic {
@@ -60,8 +61,18 @@ class SystolicModel final : public DeviceModel {
     std::string_view model_name() const override { return "systolic"; }
     std::vector<LayerResult> run(const wl::Model& model) override;
 
-    // One op as a layer on its own (idx 0, starting at 0).
+    // What a layer finds in the ifmap buffer and leaves there (residency across layers).
+    struct OnChip {
+        std::vector<double> inputs;  // bytes of each input slot read in place (empty / 0: main memory)
+        double kept = 0;             // output bytes written into the ifmap buffer for later layers
+        double resident = 0;         // bytes other layers' activations occupy in the ifmap buffer meanwhile
+        double input_total() const;
+    };
+
+    // One op as a layer on its own (idx 0, starting at 0), with nothing on chip.
     LayerResult run_op(const wl::Op& op);
+    // One op as a layer of a model, finding `on_chip` in the ifmap buffer.
+    LayerResult run_op(const wl::Op& op, const OnChip& on_chip);
 
     const SystolicSpec& systolic() const { return m_sys; }
 
@@ -73,11 +84,23 @@ class SystolicModel final : public DeviceModel {
         uint64_t grid_tiles = 0;  // tiles stepped on the PE grid (cycle fidelity)
     };
     const Work& work() const { return m_work; }
+    // Test hook: simulate every layer afresh, to show that memoized layers equal fresh ones.
+    void set_memoize_for_test(bool on) { m_memoize = on; }
 
   private:
     struct Detail;  // what a layer's levels and metrics are made of
-    LayerResult gemm_layer(const wl::Op& op, Detail& d);
-    LayerResult vector_layer(const wl::Op& op, Detail& d);
+    struct Mapping;  // a GEMM layer's context, jobs and plans
+    Mapping map_gemms(const wl::Op& op, const OnChip& on_chip) const;
+    // Whether the arrays (not the vector unit) run the op.
+    static bool on_arrays(const wl::Op& op);
+    // Input slot 0 is the A operand of the op's first GEMM, which the arrays can read in place.
+    static bool reads_a_in_place(const wl::Op& op);
+    // The op's one GEMM produces its output (so the output can stay in the ifmap buffer).
+    static bool writes_c_in_place(const wl::Op& op);
+    LayerNeeds needs_of(const wl::Op& op) const;
+    bool residency() const;
+    LayerResult gemm_layer(const wl::Op& op, const OnChip& on_chip, Detail& d);
+    LayerResult vector_layer(const wl::Op& op, const OnChip& on_chip, Detail& d);
     void record(LayerResult& r, const Detail& d) const;
     double vector_throughput(std::string_view dtype) const;  // op/s, capped at the dtype's peak
 
@@ -85,6 +108,7 @@ class SystolicModel final : public DeviceModel {
     SystolicSpec m_sys;  // the spec's section
     std::unordered_map<std::string, LayerResult> m_memo;
     Work m_work;
+    bool m_memoize = true;
 };
 
 }  // namespace mlsim::arch::systolic

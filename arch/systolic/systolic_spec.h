@@ -79,6 +79,9 @@ struct SystolicSpec : FamilyParams {
     // 0: the layer's word size. Partial sums are stored, moved and spilled at this width, never
     // narrower than the layer's word; finished outputs leave the ofmap buffer at the layer's word size.
     int64_t accumulator_bits = 0;
+    // Activations stay in the ifmap buffer between layers when they fit (arch/residency.h; faithful
+    // convention only: SCALE-Sim runs every layer from main memory).
+    bool keep_activations = true;
     double pe_hop_energy_J = 0;                  // one operand word moved to a neighbouring PE
     // Per data type with a peak: passes of the array per MAC (peak = rows·cols·arrays·2·clock / passes).
     std::map<std::string, int64_t> passes;

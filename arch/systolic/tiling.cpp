@@ -447,6 +447,15 @@ std::string TilePlan::describe() const {
     return s;
 }
 
+double ifmap_space(const MappingContext& ctx, const GemmJob& job, const TilePlan& plan) {
+    if (job.a_on_chip) return 0;
+    const Partition& p = plan.part;
+    const double words = plan.keep_a ? static_cast<double>(p.m) * static_cast<double>(p.k)
+                                     : static_cast<double>(plan.tile[0]) * static_cast<double>(plan.tile[2]);
+    const double copies = p.shared_a() ? 1.0 : static_cast<double>(p.arrays_used);
+    return words * ctx.word_bytes * job.scale.a * copies * (ctx.spec->ifmap.double_buffered ? 2 : 1);
+}
+
 uint64_t operand_bytes(const MappingContext& ctx, double words, double s) {
     return static_cast<uint64_t>(std::ceil(words * ctx.word_bytes * s));
 }

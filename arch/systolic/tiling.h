@@ -173,6 +173,10 @@ struct PortStretch {
 PortStretch port_stretch(const MappingContext& ctx, const GemmStats& st, int64_t span, int64_t m, int64_t n,
                          bool accumulate);
 
+// Bytes of the ifmap buffer a plan's A operand takes: both halves when double-buffered, the whole
+// operand (of one lockstep group) when kept, nothing when read in place.
+double ifmap_space(const MappingContext& ctx, const GemmJob& job, const TilePlan& plan);
+
 // Bytes of `words` words of an operand with scale `s` (rounded up to whole bytes).
 uint64_t operand_bytes(const MappingContext& ctx, double words, double s);
 
