@@ -184,16 +184,21 @@ StepList build_steps(const MappingContext& ctx, const std::vector<GemmJob>& jobs
             out.counts += g.counts;
             if (accumulate) out.accumulate_reads += static_cast<double>(t.m * t.n);
             s.lead = std::max(s.lead, sch.lead * passes);
-            s.last_start = std::max(s.last_start, (sch.last_start - sch.lead) * passes + ps.cycles);
+            // The arrays run in lockstep: the one whose last stream starts latest sets the step's pace,
+            // and its stationary shifts and port stretch are what the step waits for.
+            const int64_t last = (sch.last_start - sch.lead) * passes + ps.cycles;
+            const int64_t shift = (sch.last_start - sch.lead - (sch.folds - 1) * sch.stream) * passes;
+            if (last > s.last_start || (last == s.last_start && shift + ps.cycles > s.shift + s.port_stall)) {
+                s.shift = shift;
+                s.port_stall = ps.cycles;
+                s.port_cause = ps.cause;
+            }
+            s.last_start = std::max(s.last_start, last);
             s.stream = std::max(s.stream, sch.stream * passes);
             s.hold = std::max(s.hold, sch.hold(df, spec.rows) * passes);
             s.done = std::max(s.done, (sch.done - sch.lead) * passes + ps.cycles);
             s.a_free = std::max(s.a_free, (sch.a_free(df) - sch.lead) * passes + ps.cycles);
             s.b_free = std::max(s.b_free, (sch.b_free(df) - sch.lead) * passes + ps.cycles);
-            if (ps.cycles > s.port_stall) {
-                s.port_stall = ps.cycles;
-                s.port_cause = ps.cause;
-            }
         }
         MLSIM_CHECK(s.done > 0, "a tile step in which no array computes");
         out.steps.push_back(s);
@@ -509,6 +514,18 @@ class PipelineSim {
                 at = prev_last + prev_stream;
             else
                 at = prev_last + std::max(prev_stream, prev_hold + pre);
+            // The array waits for its stationary operand to shift in (or, os, its outputs to shift out)
+            // where no stream hides it: before this step's first stream, and between its folds.
+            int64_t shift = st.shift;
+            if (!have_prev || st.has(Step::barrier))
+                shift += pre;
+            else if (!st.has(Step::streams_on))
+                shift += std::max<int64_t>(0, at - (prev_last + prev_stream));
+            int64_t& shift_cause = df == Dataflow::ws ? m_t.stall_weight : df == Dataflow::is ? m_t.stall_input : m_t.stall_output;
+            int64_t& shift_chip = df == Dataflow::ws ? m_t.chip_weight : df == Dataflow::is ? m_t.chip_input : m_t.chip_output;
+            shift_cause += shift;
+            shift_chip += shift;
+            m_t.shift += shift;
             // Wait until the operands are first needed: the stationary one `pre` cycles ahead.
             if (const Tick need = m_clock.edge(Cycles{at - pre}); need > m_sim.now()) co_await wait_until(need);
             if (st.has(Step::b_new)) {
@@ -529,15 +546,15 @@ class PipelineSim {
             switch (st.port_cause) {
                 case StallCause::weight:
                     m_t.stall_weight += st.port_stall;
-                    m_t.port_weight += st.port_stall;
+                    m_t.chip_weight += st.port_stall;
                     break;
                 case StallCause::input:
                     m_t.stall_input += st.port_stall;
-                    m_t.port_input += st.port_stall;
+                    m_t.chip_input += st.port_stall;
                     break;
                 case StallCause::output:
                     m_t.stall_output += st.port_stall;
-                    m_t.port_output += st.port_stall;
+                    m_t.chip_output += st.port_stall;
                     break;
             }
             const int64_t done = at + st.done;

@@ -87,6 +87,9 @@ struct Step {
     int64_t last_start = 0;  // S + last_start: its last fold's stream starts (port stretch included)
     int64_t stream = 0;      // T: the stream length of its folds
     int64_t hold = 0;        // TileSchedule::hold
+    // Cycles between its folds' streams spent shifting the next stationary operand in (ws/is) or the
+    // last outputs out (os) where the streams are too short to hide it: s_last − s_0 − (folds − 1)·T.
+    int64_t shift = 0;
     int64_t done = 0;        // S + done: its last output is written (port stretch included)
     int64_t a_free = 0, b_free = 0;  // S + x: it has read its last A / B word (TileSchedule::a_free)
     int64_t port_stall = 0;  // cycles a buffer port slower than the array edge added
@@ -167,9 +170,11 @@ struct PipelineTiming {
     int64_t cycles = 0;  // first cycle to the last byte in main memory
     int64_t busy = 0;    // cycles the arrays computed (the slowest array of each step)
     int64_t stall_weight = 0, stall_input = 0, stall_output = 0;
-    // Of those, cycles a buffer port slower than the array edge added, by cause (the rest waited on
-    // main memory).
-    int64_t port_weight = 0, port_input = 0, port_output = 0;
+    // Of those, cycles spent waiting on an on-chip buffer, by cause: a port slower than the array
+    // edge, or a stationary operand shifting from its buffer into the PEs when the streams are too
+    // short to hide it (the rest waited on main memory).
+    int64_t chip_weight = 0, chip_input = 0, chip_output = 0;
+    int64_t shift = 0;      // of the stalls, the stationary operand's shifts (ws: weight, is: input, os: output drain)
     int64_t dram_busy = 0;  // cycles the main-memory channel was transferring (whole cycles, rounded up)
     uint64_t events = 0;
     std::vector<StatRow> stats;  // the main-memory channel's engine counters (dram.busy_time, ...)

@@ -282,19 +282,37 @@ std::shared_ptr<const FamilyParams> parse_systolic(const cfg::Node& dev, DeviceS
     return sp;
 }
 
-// The run's cycles and its stalls by cause, summed over the layers.
+// "25.8 MB": decimal units, as the run summary prints bytes moved.
+std::string bytes_si(double b) {
+    static const std::pair<double, const char*> units[] = {{1e12, "TB"}, {1e9, "GB"}, {1e6, "MB"}, {1e3, "kB"}};
+    for (const auto& [scale, unit] : units)
+        if (b >= scale) return fmt::format("{:.3g} {}", b / scale, unit);
+    return fmt::format("{:.3g} B", b);
+}
+
+// The run's cycles, its stalls by cause, and the activations it kept on chip, summed over the layers.
 std::vector<std::string> summary_lines(const std::vector<LayerResult>& layers) {
     int64_t cycles = 0, stalls = 0;
-    double weight = 0, input = 0, output = 0;
+    double weight = 0, input = 0, output = 0, shift = 0, on_chip = 0, from_dram = 0;
+    int64_t kept = 0, outputs = 0;
     for (const LayerResult& l : layers) {
         cycles += l.cycles;
         stalls += l.stall_cycles;
         weight += l.metric_value("stall_weight_cycles");
         input += l.metric_value("stall_input_cycles");
         output += l.metric_value("stall_output_cycles");
+        shift += l.metric_value("stall_shift_cycles");
+        on_chip += l.metric_value("input_bytes_on_chip");
+        from_dram += l.metric_value("input_bytes_from_dram");
+        kept += l.metric_value("output_bytes_kept") > 0;
+        outputs += l.counts.output_bytes > 0;
     }
-    return {fmt::format("cycles  {} (systolic model; stalls {}: weight {:.0f}, input {:.0f}, output {:.0f})",
-                        cycles, stalls, weight, input, output)};
+    return {fmt::format("cycles  {} (systolic model; stalls {}: weight {:.0f}, input {:.0f}, output {:.0f}; "
+                        "of them shifting stationary operands {:.0f})",
+                        cycles, stalls, weight, input, output, shift),
+            fmt::format("on chip {} of {} layer outputs kept for later layers; inputs read {} on chip, {} from "
+                        "main memory",
+                        kept, outputs, bytes_si(on_chip), bytes_si(from_dram))};
 }
 
 }  // namespace

@@ -45,9 +45,10 @@ int64_t cycles_for(double seconds, double clock_hz) {
 // The figures of a layer that only this family has; record() turns them into levels and metrics.
 struct SystolicModel::Detail {
     int64_t stall_weight = 0, stall_input = 0, stall_output = 0;
-    // Of the stalls, cycles spent on a buffer port slower than the array edge, by cause; the rest
-    // waited on main memory.
-    int64_t port_weight = 0, port_input = 0, port_output = 0;
+    // Of the stalls, cycles spent waiting on an on-chip buffer (a slow port, a stationary operand
+    // shifting into the PEs), by cause; the rest waited on main memory.
+    int64_t chip_weight = 0, chip_input = 0, chip_output = 0;
+    int64_t shift = 0;  // of the stalls, stationary shifts
     int64_t dram_busy = 0;  // cycles main memory was transferring (faithful GEMM layers; else 0)
     double input_on_chip = 0, input_from_dram = 0, output_kept = 0;  // bytes (residency)
     LevelAccesses access;
@@ -72,11 +73,12 @@ SystolicModel::SystolicModel(DeviceSpec spec) : m_spec(std::move(spec)) {
 void SystolicModel::record(LayerResult& r, const Detail& d) const {
     const MemoryLevel& mem = m_spec.main_memory();
     // The arrays compute for cycles − stalls and wait for the stalls; but when main memory was busy
-    // for longer than the arrays computed, the layer ran at main memory's pace and the arrays' work
-    // hid under its transfers: the memory part is then main memory's busy time (or the stalls, if
-    // longer), and compute only what did not overlap.
+    // for longer than the arrays worked on their own (computing, or shifting stationary operands in),
+    // the layer ran at main memory's pace with that work hidden under its transfers: the memory part
+    // is then main memory's busy time (or the stalls, if longer), and compute only what did not overlap.
     const int64_t busy = r.cycles - d.stalls();
-    const int64_t memory = d.dram_busy > busy ? std::max(d.stalls(), std::min(d.dram_busy, r.cycles)) : d.stalls();
+    const bool memory_paced = d.dram_busy > busy + d.shift;
+    const int64_t memory = memory_paced ? std::max(d.stalls(), std::min(d.dram_busy, r.cycles)) : d.stalls();
     TimeParts parts;
     parts.compute_s = static_cast<double>(r.cycles - memory) / m_spec.clock_hz;
     parts.memory_s = static_cast<double>(memory) / m_spec.clock_hz;
@@ -100,6 +102,9 @@ void SystolicModel::record(LayerResult& r, const Detail& d) const {
     r.add_metric("stall_weight_cycles", static_cast<double>(d.stall_weight), "cycles");
     r.add_metric("stall_input_cycles", static_cast<double>(d.stall_input), "cycles");
     r.add_metric("stall_output_cycles", static_cast<double>(d.stall_output), "cycles");
+    // Of the stalls, the arrays waiting for stationary operands to shift into the PEs (or, os, outputs
+    // out of them) where the streams are too short to hide it (the TPU paper's "weight shift").
+    r.add_metric("stall_shift_cycles", static_cast<double>(d.shift), "cycles");
     r.add_metric("pe_hops", static_cast<double>(d.pe_hops), "count");
     r.add_metric("energy_pe_hops_j", d.energy.noc, "J");
     r.add_text("tiling", d.tiling);
@@ -110,13 +115,13 @@ void SystolicModel::record(LayerResult& r, const Detail& d) const {
     if (r.bound == "memory") {
         // The level the layer waited on most: main memory when it set the pace, else the level with
         // the most stall cycles (main memory, or a buffer whose port stretched the tiles).
-        const int64_t on_memory = d.stalls() - d.port_weight - d.port_input - d.port_output;
+        const int64_t on_memory = d.stalls() - d.chip_weight - d.chip_input - d.chip_output;
         std::pair<int64_t, const std::string*> level{on_memory, &mem.name};
-        for (const auto& [cycles, name] : {std::pair{d.port_weight, &m_sys.filter.name},
-                                           std::pair{d.port_input, &m_sys.ifmap.name},
-                                           std::pair{d.port_output, &m_sys.ofmap.name}})
+        for (const auto& [cycles, name] : {std::pair{d.chip_weight, &m_sys.filter.name},
+                                           std::pair{d.chip_input, &m_sys.ifmap.name},
+                                           std::pair{d.chip_output, &m_sys.ofmap.name}})
             if (cycles > level.first) level = {cycles, name};
-        r.add_text("memory_level", d.dram_busy > busy ? mem.name : *level.second);
+        r.add_text("memory_level", memory_paced ? mem.name : *level.second);
     }
 }
 
@@ -344,9 +349,10 @@ LayerResult SystolicModel::gemm_layer(const wl::Op& op, const OnChip& on_chip, D
         d.stall_weight = t.stall_weight;
         d.stall_input = t.stall_input;
         d.stall_output = t.stall_output;
-        d.port_weight = t.port_weight;
-        d.port_input = t.port_input;
-        d.port_output = t.port_output;
+        d.chip_weight = t.chip_weight;
+        d.chip_input = t.chip_input;
+        d.chip_output = t.chip_output;
+        d.shift = t.shift;
         d.dram_busy = t.dram_busy;
         MLSIM_CHECK(t.busy + t.stall_weight + t.stall_input + t.stall_output == t.cycles,
                     "pipeline cycles are not busy + stalls");
@@ -406,7 +412,7 @@ LayerResult SystolicModel::vector_layer(const wl::Op& op, const OnChip& on_chip,
         d.stall_output = static_cast<int64_t>(std::floor(static_cast<double>(stall) * c.output_bytes / moved));
         d.stall_input = stall - d.stall_weight - d.stall_output;
         // Waiting on the ifmap buffer's port rather than on main memory.
-        if (on_chip_cycles > memory) d.port_input = stall;
+        if (on_chip_cycles > memory) d.chip_input = stall;
     }
     // Data passes through the buffers on its way to and from the vector unit.
     d.access.filter = {c.weight_bytes, c.weight_bytes};
