@@ -173,7 +173,7 @@ TEST_CASE("Tile and cycle fidelity agree exactly, with and without double buffer
     ops.push_back(conv(1, 3, 6, 6, 5, 3, 1, 1));     // im2col: M = 36, N = 5, K = 27
     ops.push_back(conv(1, 4, 5, 5, 4, 3, 2, 0, 4));  // depthwise: 4 GEMMs of N = 1
     ops.push_back(wl::make_op("mm", wl::MatmulAttr{}, {{3, 5, 6}, {3, 6, 4}}, wl::DType::int8));  // batch 3
-    int64_t compared = 0, with_stalls = 0, tiled = 0, on_grid = 0;
+    int64_t compared = 0, with_stalls = 0, tiled = 0, on_grid = 0, in_place = 0;
     for (const Device& dv : devices)
         for (const char* df : {"os", "ws", "is"}) {
             Toy t;
@@ -195,6 +195,25 @@ TEST_CASE("Tile and cycle fidelity agree exactly, with and without double buffer
                 const arch::LayerResult a = tile.run_op(op), b = cycle.run_op(op);
                 check_same(a, b);
                 check_invariants(spec, op, a);
+                // The same layer reading its input in place and keeping its output (residency), where
+                // the op allows it (its input 0 is the A operand and its one GEMM makes the output).
+                if (op.get<wl::LinearAttr>() || op.get<wl::ConvAttr>()) {
+                    arch::systolic::SystolicModel::OnChip chip;
+                    chip.inputs = {op.counts().input_bytes};
+                    chip.kept = op.counts().output_bytes;
+                    chip.resident = chip.inputs[0] + chip.kept;
+                    const arch::LayerResult ca = tile.run_op(op, chip), cb = cycle.run_op(op, chip);
+                    check_same(ca, cb);
+                    CHECK(ca.metric_value("input_bytes_on_chip") == op.counts().input_bytes);
+                    CHECK(ca.metric_value("output_bytes_kept") == op.counts().output_bytes);
+                    CHECK(ca.bytes_read >= op.counts().weight_bytes);
+                    CHECK(ca.bytes_read + ca.bytes_written < a.bytes_read + a.bytes_written);
+                    if (std::string(dv.capacity) == "1MiB") {  // nothing refetched, no partial sums
+                        CHECK(ca.bytes_read == op.counts().weight_bytes);
+                        CHECK(ca.bytes_written == 0);
+                    }
+                    ++in_place;
+                }
                 on_grid += static_cast<int64_t>(cycle.work().grid_tiles);
                 with_stalls += a.stall_cycles > 0;
                 tiled += text_of(a, "tiling").find("tiles=1x1x1") == std::string::npos;
@@ -202,6 +221,7 @@ TEST_CASE("Tile and cycle fidelity agree exactly, with and without double buffer
             }
         }
     CHECK(compared == 6 * 3 * 5);
+    CHECK(in_place == 6 * 3 * 4);
     CHECK(with_stalls == compared);
     CHECK(tiled > compared / 3);
     CHECK(on_grid > compared);
