@@ -19,7 +19,8 @@ bool reads_in_place(const LayerNeeds& needs, int slot) {
 
 }  // namespace
 
-ResidencyTracker::ResidencyTracker(const wl::Model& model, double capacity_bytes, std::vector<LayerNeeds> needs)
+ResidencyTracker::ResidencyTracker(const wl::Model& model, double capacity_bytes,
+                                   std::vector<LayerNeeds> needs)
     : m_model(model), m_capacity(capacity_bytes), m_needs(std::move(needs)) {
     const size_t n = model.ops().size();
     MLSIM_CHECK(m_needs.size() == n, "residency: one LayerNeeds per layer");
@@ -85,7 +86,9 @@ std::vector<double> ResidencyTracker::inputs_on_chip(size_t layer) const {
     for (const wl::Edge& e : m_model.in_edges(layer)) {
         const Tensor& t = tensor(e.from, e.from_slot);
         MLSIM_CHECK(t.decided, "residency: a layer asked for inputs its producer has not decided");
-        if (t.kept) on_chip[static_cast<size_t>(e.to_slot)] = slot_bytes(op.inputs[static_cast<size_t>(e.to_slot)], op.dtype);
+        if (t.kept)
+            on_chip[static_cast<size_t>(e.to_slot)] =
+                slot_bytes(op.inputs[static_cast<size_t>(e.to_slot)], op.dtype);
     }
     return on_chip;
 }

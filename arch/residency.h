@@ -63,17 +63,19 @@ class ResidencyTracker {
         bool decided = false;
     };
     Tensor& tensor(size_t op, int slot) { return m_tensors[m_first[op] + static_cast<size_t>(slot)]; }
-    const Tensor& tensor(size_t op, int slot) const { return m_tensors[m_first[op] + static_cast<size_t>(slot)]; }
+    const Tensor& tensor(size_t op, int slot) const {
+        return m_tensors[m_first[op] + static_cast<size_t>(slot)];
+    }
     // Whether `layer` reads some kept tensor in place (or `pending`, the one being decided).
     bool reads_kept(size_t layer, const Tensor* pending) const;
 
     const wl::Model& m_model;
     double m_capacity;
     std::vector<LayerNeeds> m_needs;
-    std::vector<size_t> m_first;    // index of op i's first output tensor
-    std::vector<Tensor> m_tensors;  // all output slots of all ops
-    std::vector<double> m_resident; // per layer: bytes of kept tensors live there
-    size_t m_next = 0;              // the next layer decide() expects
+    std::vector<size_t> m_first;     // index of op i's first output tensor
+    std::vector<Tensor> m_tensors;   // all output slots of all ops
+    std::vector<double> m_resident;  // per layer: bytes of kept tensors live there
+    size_t m_next = 0;               // the next layer decide() expects
 };
 
 }  // namespace mlsim::arch

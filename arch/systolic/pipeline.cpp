@@ -103,8 +103,8 @@ void CycleChecker::begin_instance(int64_t job, int64_t instance, const wl::GemmS
     m_open[{job, instance}] = std::move(in);
 }
 
-TileRun CycleChecker::run_tile(int64_t job, int64_t instance, int64_t m0, int64_t n0, int64_t k0,
-                               int64_t tm, int64_t tn, int64_t tk) {
+TileRun CycleChecker::run_tile(int64_t job, int64_t instance, int64_t m0, int64_t n0, int64_t k0, int64_t tm,
+                               int64_t tn, int64_t tk) {
     auto it = m_open.find({job, instance});
     MLSIM_CHECK(it != m_open.end(), "cycle fidelity: a tile of an instance that was not begun");
     Instance& in = it->second;
@@ -248,8 +248,10 @@ StepList build_steps(const MappingContext& ctx, const std::vector<GemmJob>& jobs
                         checker->begin_instance(static_cast<int64_t>(ji), w.instance, g);
 
             // Kept operands: which of their tiles the buffer holds already.
-            std::vector<char> seen_a(plan.keep_a ? static_cast<size_t>(plan.count[dim_m] * plan.count[dim_k]) : 0);
-            std::vector<char> seen_b(plan.keep_b ? static_cast<size_t>(plan.count[dim_k] * plan.count[dim_n]) : 0);
+            std::vector<char> seen_a(plan.keep_a ? static_cast<size_t>(plan.count[dim_m] * plan.count[dim_k])
+                                                 : 0);
+            std::vector<char> seen_b(plan.keep_b ? static_cast<size_t>(plan.count[dim_k] * plan.count[dim_n])
+                                                 : 0);
             std::array<int64_t, 3> idx{}, prev{-1, -1, -1};
             const std::array<Dim, 3>& o = plan.order;
             for (idx[o[0]] = 0; idx[o[0]] < plan.count[o[0]]; ++idx[o[0]])
@@ -308,8 +310,8 @@ StepList build_steps(const MappingContext& ctx, const std::vector<GemmJob>& jobs
                         if (s.has(Step::a_new)) s.a_bytes = operand_bytes(ctx, a_words, job.scale.a);
                         if (s.has(Step::b_new)) s.b_bytes = operand_bytes(ctx, b_words, job.scale.b);
                         s.c_bytes = operand_bytes(ctx, c_words, job.scale.c);
-                        s.c_partial_bytes = static_cast<uint64_t>(
-                            std::ceil(c_words * ctx.partial_bytes() * job.scale.c));
+                        s.c_partial_bytes =
+                            static_cast<uint64_t>(std::ceil(c_words * ctx.partial_bytes() * job.scale.c));
                         if (pending) finish(*pending, s.has(Step::streams_on));
                         pending = std::move(cur);
                     }
@@ -418,8 +420,9 @@ class PipelineSim {
                         m_loaded, m_computed, m_drained, m_list.steps.size(), runs(m_list)));
         MLSIM_CHECK(m_dram.bytes() == m_list.dram_read() + m_list.dram_write(),
                     "main-memory channel carried other bytes than the steps asked for");
-        MLSIM_CHECK(m_t.busy > 0 && m_end_edge == m_t.busy + m_t.stall_weight + m_t.stall_input + m_t.stall_output,
-                    "systolic pipeline: stalls exceed the compute timeline");
+        MLSIM_CHECK(
+            m_t.busy > 0 && m_end_edge == m_t.busy + m_t.stall_weight + m_t.stall_input + m_t.stall_output,
+            "systolic pipeline: stalls exceed the compute timeline");
         const Tick end = std::max(m_clock.edge(Cycles{m_end_edge}), m_drain_end);
         m_t.cycles = m_clock.edge_at_or_after(end).count();
         // After the last step the arrays wait for the outputs to reach main memory.
@@ -521,13 +524,18 @@ class PipelineSim {
                 shift += pre;
             else if (!st.has(Step::streams_on))
                 shift += std::max<int64_t>(0, at - (prev_last + prev_stream));
-            int64_t& shift_cause = df == Dataflow::ws ? m_t.stall_weight : df == Dataflow::is ? m_t.stall_input : m_t.stall_output;
-            int64_t& shift_chip = df == Dataflow::ws ? m_t.chip_weight : df == Dataflow::is ? m_t.chip_input : m_t.chip_output;
+            int64_t& shift_cause = df == Dataflow::ws   ? m_t.stall_weight
+                                   : df == Dataflow::is ? m_t.stall_input
+                                                        : m_t.stall_output;
+            int64_t& shift_chip = df == Dataflow::ws   ? m_t.chip_weight
+                                  : df == Dataflow::is ? m_t.chip_input
+                                                       : m_t.chip_output;
             shift_cause += shift;
             shift_chip += shift;
             m_t.shift += shift;
             // Wait until the operands are first needed: the stationary one `pre` cycles ahead.
-            if (const Tick need = m_clock.edge(Cycles{at - pre}); need > m_sim.now()) co_await wait_until(need);
+            if (const Tick need = m_clock.edge(Cycles{at - pre}); need > m_sim.now())
+                co_await wait_until(need);
             if (st.has(Step::b_new)) {
                 co_await m_filter.acquire(1);
                 const int64_t ready = now_edge() + (df == Dataflow::ws ? pre : 0);
@@ -561,9 +569,11 @@ class PipelineSim {
             const Tick done_at = m_clock.edge(Cycles{done});
             // A buffer half may be refilled once the array has read its last word.
             if (st.has(Step::a_last))
-                m_sim.schedule_at(m_clock.edge(Cycles{at + st.a_free}), callback<&BoundedBuffer::release>(&m_ifmap, 1));
+                m_sim.schedule_at(m_clock.edge(Cycles{at + st.a_free}),
+                                  callback<&BoundedBuffer::release>(&m_ifmap, 1));
             if (st.has(Step::b_last))
-                m_sim.schedule_at(m_clock.edge(Cycles{at + st.b_free}), callback<&BoundedBuffer::release>(&m_filter, 1));
+                m_sim.schedule_at(m_clock.edge(Cycles{at + st.b_free}),
+                                  callback<&BoundedBuffer::release>(&m_filter, 1));
             if (st.has(Step::c_end)) {
                 // Output runs drain in step order, each once it is all written.
                 m_handoff = std::max(m_handoff, done_at);
@@ -580,7 +590,9 @@ class PipelineSim {
         m_t.busy = end - m_t.stall_weight - m_t.stall_input - m_t.stall_output;
     }
 
-    void hand_off() { m_done.request(BoundedBuffer::Request::put, 1, Callback{[] {}}); }
+    void hand_off() {
+        m_done.request(BoundedBuffer::Request::put, 1, Callback{[] {}});
+    }
 
     // The ofmap slot is free again once its bytes have left: to main memory, or (a finished output
     // kept for a later layer) into the ifmap buffer, through the slower of the two buffers' ports.

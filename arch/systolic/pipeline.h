@@ -4,8 +4,8 @@
 // A layer is a list of tile steps (every GEMM job, every lockstep group, every tile in loop order;
 // tiling.h). Each step names what must be in the buffers before the arrays start it (the operand
 // tiles that changed since the previous step, and partial sums to read back) and where its folds sit
-// in time on the slowest array (Step::lead .. done). Three coroutine processes share one main-memory Channel (bandwidth +
-// latency, first come first served between reads and writes):
+// in time on the slowest array (Step::lead .. done). Three coroutine processes share one main-memory Channel
+// (bandwidth + latency, first come first served between reads and writes):
 //   loader:  for each step, for each operand tile that changed: reserve a half of that operand's
 //            buffer (a BoundedBuffer of 2 slots when double-buffered, 1 otherwise), issue its transfer
 //            from main memory, and commit it when it arrives; it does not wait for the arrival before
@@ -90,9 +90,9 @@ struct Step {
     // Cycles between its folds' streams spent shifting the next stationary operand in (ws/is) or the
     // last outputs out (os) where the streams are too short to hide it: s_last − s_0 − (folds − 1)·T.
     int64_t shift = 0;
-    int64_t done = 0;        // S + done: its last output is written (port stretch included)
+    int64_t done = 0;                // S + done: its last output is written (port stretch included)
     int64_t a_free = 0, b_free = 0;  // S + x: it has read its last A / B word (TileSchedule::a_free)
-    int64_t port_stall = 0;  // cycles a buffer port slower than the array edge added
+    int64_t port_stall = 0;          // cycles a buffer port slower than the array edge added
     StallCause port_cause = StallCause::input;
     uint16_t flags = 0;
     bool has(Flag f) const { return (flags & f) != 0; }
@@ -112,7 +112,7 @@ struct Step {
 struct StepList {
     std::vector<Step> steps;
     Dataflow dataflow = Dataflow::ws;
-    int64_t array_rows = 0;  // R × passes: a drain's length in the fold rule (os)
+    int64_t array_rows = 0;       // R × passes: a drain's length in the fold rule (os)
     AccessCounts counts;          // summed over steps and arrays
     double accumulate_reads = 0;  // output words read to add a K tile into earlier partial sums
     int64_t scalesim_rows = 0;    // SCALE-Sim's serialized fold rows of the slowest array (all jobs)
@@ -174,7 +174,8 @@ struct PipelineTiming {
     // edge, or a stationary operand shifting from its buffer into the PEs when the streams are too
     // short to hide it (the rest waited on main memory).
     int64_t chip_weight = 0, chip_input = 0, chip_output = 0;
-    int64_t shift = 0;      // of the stalls, the stationary operand's shifts (ws: weight, is: input, os: output drain)
+    int64_t shift =
+        0;  // of the stalls, the stationary operand's shifts (ws: weight, is: input, os: output drain)
     int64_t dram_busy = 0;  // cycles the main-memory channel was transferring (whole cycles, rounded up)
     uint64_t events = 0;
     std::vector<StatRow> stats;  // the main-memory channel's engine counters (dram.busy_time, ...)

@@ -284,7 +284,8 @@ std::shared_ptr<const FamilyParams> parse_systolic(const cfg::Node& dev, DeviceS
 
 // "25.8 MB": decimal units, as the run summary prints bytes moved.
 std::string bytes_si(double b) {
-    static const std::pair<double, const char*> units[] = {{1e12, "TB"}, {1e9, "GB"}, {1e6, "MB"}, {1e3, "kB"}};
+    static const std::pair<double, const char*> units[] = {
+        {1e12, "TB"}, {1e9, "GB"}, {1e6, "MB"}, {1e3, "kB"}};
     for (const auto& [scale, unit] : units)
         if (b >= scale) return fmt::format("{:.3g} {}", b / scale, unit);
     return fmt::format("{:.3g} B", b);
@@ -307,12 +308,13 @@ std::vector<std::string> summary_lines(const std::vector<LayerResult>& layers) {
         kept += l.metric_value("output_bytes_kept") > 0;
         outputs += l.counts.output_bytes > 0;
     }
-    return {fmt::format("cycles  {} (systolic model; stalls {}: weight {:.0f}, input {:.0f}, output {:.0f}; "
-                        "of them shifting stationary operands {:.0f})",
-                        cycles, stalls, weight, input, output, shift),
-            fmt::format("on chip {} of {} layer outputs kept for later layers; inputs read {} on chip, {} from "
-                        "main memory",
-                        kept, outputs, bytes_si(on_chip), bytes_si(from_dram))};
+    return {
+        fmt::format("cycles  {} (systolic model; stalls {}: weight {:.0f}, input {:.0f}, output {:.0f}; "
+                    "of them shifting stationary operands {:.0f})",
+                    cycles, stalls, weight, input, output, shift),
+        fmt::format("on chip {} of {} layer outputs kept for later layers; inputs read {} on chip, {} from "
+                    "main memory",
+                    kept, outputs, bytes_si(on_chip), bytes_si(from_dram))};
 }
 
 }  // namespace

@@ -48,7 +48,7 @@ struct SystolicModel::Detail {
     // Of the stalls, cycles spent waiting on an on-chip buffer (a slow port, a stationary operand
     // shifting into the PEs), by cause; the rest waited on main memory.
     int64_t chip_weight = 0, chip_input = 0, chip_output = 0;
-    int64_t shift = 0;  // of the stalls, stationary shifts
+    int64_t shift = 0;      // of the stalls, stationary shifts
     int64_t dram_busy = 0;  // cycles main memory was transferring (faithful GEMM layers; else 0)
     double input_on_chip = 0, input_from_dram = 0, output_kept = 0;  // bytes (residency)
     LevelAccesses access;
@@ -117,9 +117,9 @@ void SystolicModel::record(LayerResult& r, const Detail& d) const {
         // the most stall cycles (main memory, or a buffer whose port stretched the tiles).
         const int64_t on_memory = d.stalls() - d.chip_weight - d.chip_input - d.chip_output;
         std::pair<int64_t, const std::string*> level{on_memory, &mem.name};
-        for (const auto& [cycles, name] : {std::pair{d.chip_weight, &m_sys.filter.name},
-                                           std::pair{d.chip_input, &m_sys.ifmap.name},
-                                           std::pair{d.chip_output, &m_sys.ofmap.name}})
+        for (const auto& [cycles, name] :
+             {std::pair{d.chip_weight, &m_sys.filter.name}, std::pair{d.chip_input, &m_sys.ifmap.name},
+              std::pair{d.chip_output, &m_sys.ofmap.name}})
             if (cycles > level.first) level = {cycles, name};
         r.add_text("memory_level", memory_paced ? mem.name : *level.second);
     }
@@ -138,7 +138,8 @@ bool SystolicModel::residency() const {
 bool SystolicModel::on_arrays(const wl::Op& op) { return op.counts().macs > 0 && !op.gemms().empty(); }
 
 bool SystolicModel::reads_a_in_place(const wl::Op& op) {
-    return op.get<wl::LinearAttr>() || op.get<wl::ConvAttr>() || op.get<wl::MatmulAttr>() || op.get<wl::RnnAttr>();
+    return op.get<wl::LinearAttr>() || op.get<wl::ConvAttr>() || op.get<wl::MatmulAttr>() ||
+           op.get<wl::RnnAttr>();
 }
 
 bool SystolicModel::writes_c_in_place(const wl::Op& op) {
@@ -161,8 +162,10 @@ LayerNeeds SystolicModel::needs_of(const wl::Op& op) const {
         // Reading input 0 in place frees the first GEMM's A tiles; later GEMMs keep theirs.
         if (j > 0) n.space_on_chip = std::max(n.space_on_chip, space);
     }
-    if (reads_a_in_place(op) && !n.reads_on_chip.empty()) n.reads_on_chip[0] = true;
-    else n.space_on_chip = n.space_from_memory;
+    if (reads_a_in_place(op) && !n.reads_on_chip.empty())
+        n.reads_on_chip[0] = true;
+    else
+        n.space_on_chip = n.space_from_memory;
     return n;
 }
 
@@ -237,10 +240,11 @@ LayerResult SystolicModel::run_op(const wl::Op& op, const OnChip& on_chip) {
         r.stall_cycles = d.stalls();
         record(r, d);
 
-        MLSIM_CHECK(r.time_s >= bound.bound_s() * (1 - 1e-12),
-                    fmt::format("systolic layer '{}' ({}) takes {} s, below its roofline bound {} s (over the "
-                                "bytes it moves: {} B of its inputs on chip, {} B of its output kept)",
-                                op.name, op.kind, r.time_s, bound.bound_s(), in_on_chip, kept));
+        MLSIM_CHECK(
+            r.time_s >= bound.bound_s() * (1 - 1e-12),
+            fmt::format("systolic layer '{}' ({}) takes {} s, below its roofline bound {} s (over the "
+                        "bytes it moves: {} B of its inputs on chip, {} B of its output kept)",
+                        op.name, op.kind, r.time_s, bound.bound_s(), in_on_chip, kept));
         MLSIM_CHECK(r.energy_compute_j >= 0 && r.energy_memory_j >= 0 && r.energy_static_j >= 0,
                     "negative energy");
         MLSIM_CHECK(d.stall_weight >= 0 && d.stall_input >= 0 && d.stall_output >= 0 &&
@@ -284,7 +288,8 @@ SystolicModel::Mapping SystolicModel::map_gemms(const wl::Op& op, const OnChip& 
     ctx.passes = m_sys.passes_for(wl::dtype_name(op.dtype));
     ctx.stream_across_tiles = m_sys.convention == Convention::faithful;
     // Activations other layers keep in the ifmap buffer leave the rest to this layer's tiles.
-    if (on_chip.resident > 0) ctx.ifmap_free_bytes = std::max(0.0, m_sys.ifmap.capacity_bytes - on_chip.resident);
+    if (on_chip.resident > 0)
+        ctx.ifmap_free_bytes = std::max(0.0, m_sys.ifmap.capacity_bytes - on_chip.resident);
     const bool a_in_place = reads_a_in_place(op) && !on_chip.inputs.empty() && on_chip.inputs[0] > 0;
 
     const std::vector<wl::GemmShape> gemms = op.gemms();
@@ -314,13 +319,15 @@ LayerResult SystolicModel::gemm_layer(const wl::Op& op, const OnChip& on_chip, D
     const std::vector<TilePlan>& plans = mp.plans;
     const double in_place = mp.jobs.front().a_on_chip ? std::min(on_chip.input_total(), c.input_bytes) : 0.0;
     const double kept = writes_c_in_place(op) ? std::min(on_chip.kept, c.output_bytes) : 0.0;
-    MLSIM_CHECK(on_chip.input_total() <= in_place * (1 + 1e-12) + 1e-9 && on_chip.kept <= kept * (1 + 1e-12) + 1e-9,
-                fmt::format("layer '{}' was given on-chip tensors it cannot use", op.name));
+    MLSIM_CHECK(
+        on_chip.input_total() <= in_place * (1 + 1e-12) + 1e-9 && on_chip.kept <= kept * (1 + 1e-12) + 1e-9,
+        fmt::format("layer '{}' was given on-chip tensors it cannot use", op.name));
 
     std::optional<CycleChecker> checker;
     if (m_sys.fidelity == Fidelity::cycle) checker.emplace(m_sys.shape(), m_sys.dataflow);
     StepList list = build_steps(ctx, jobs, plans, checker ? &*checker : nullptr, kept > 0);
-    add_compulsory(list, c.weight_bytes + c.input_bytes - in_place, c.output_bytes - kept, c.weight_bytes > 0);
+    add_compulsory(list, c.weight_bytes + c.input_bytes - in_place, c.output_bytes - kept,
+                   c.weight_bytes > 0);
     MLSIM_CHECK(static_cast<double>(list.kept()) >= kept * (1 - 1e-12),
                 fmt::format("layer '{}' keeps less of its output on chip than it was told", op.name));
     if (checker) m_work.grid_tiles += static_cast<uint64_t>(checker->tiles_run());
@@ -402,14 +409,17 @@ LayerResult SystolicModel::vector_layer(const wl::Op& op, const OnChip& on_chip,
     const int64_t memory =
         bytes > 0 ? cycles_for(bytes / mem.bandwidth_Bps + mem.latency_s, m_spec.clock_hz) : 0;
     const double port = std::max(in_chip, out_kept);
-    const int64_t on_chip_cycles = port > 0 ? cycles_for(port / m_sys.ifmap.bandwidth_Bps, m_spec.clock_hz) : 0;
+    const int64_t on_chip_cycles =
+        port > 0 ? cycles_for(port / m_sys.ifmap.bandwidth_Bps, m_spec.clock_hz) : 0;
     r.cycles = std::max({compute, memory, on_chip_cycles});
     const int64_t stall = r.cycles - compute;
     if (stall > 0) {
         // Split by what the layer moved: its weights, inputs and outputs, wherever they were.
         const double moved = c.total_bytes();
-        d.stall_weight = static_cast<int64_t>(std::floor(static_cast<double>(stall) * c.weight_bytes / moved));
-        d.stall_output = static_cast<int64_t>(std::floor(static_cast<double>(stall) * c.output_bytes / moved));
+        d.stall_weight =
+            static_cast<int64_t>(std::floor(static_cast<double>(stall) * c.weight_bytes / moved));
+        d.stall_output =
+            static_cast<int64_t>(std::floor(static_cast<double>(stall) * c.output_bytes / moved));
         d.stall_input = stall - d.stall_weight - d.stall_output;
         // Waiting on the ifmap buffer's port rather than on main memory.
         if (on_chip_cycles > memory) d.chip_input = stall;

@@ -70,7 +70,9 @@ class Evaluator {
         return words(tk, tn) * m_job.scale.b * (m_part.shared_b() ? 1.0 : used());
     }
     // Partial sums: accumulator words.
-    double footprint_c(int64_t tm, int64_t tn) const { return words(tm, tn) * m_acc * m_job.scale.c * used(); }
+    double footprint_c(int64_t tm, int64_t tn) const {
+        return words(tm, tn) * m_acc * m_job.scale.c * used();
+    }
     bool fits_a(int64_t tm, int64_t tk) const {
         return m_job.a_on_chip || footprint_a(tm, tk) <= m_ctx.ifmap_tile_capacity();
     }
@@ -177,7 +179,8 @@ class Evaluator {
                     const int64_t span = (sch.last_start - sch.lead + sch.stream) * p;
                     const int64_t stretch = port_stretch(m_ctx, st, span, tm, tn, false).cycles;
                     if (!m_ctx.stream_across_tiles) {
-                        total += static_cast<double>(n) * static_cast<double>(st.cycles.count() * p + stretch);
+                        total +=
+                            static_cast<double>(n) * static_cast<double>(st.cycles.count() * p + stretch);
                         continue;
                     }
                     const int64_t step = sch.chained(df, m_array.rows);
@@ -353,8 +356,7 @@ TilePlan search(const MappingContext& ctx, const GemmJob& job, const Partition& 
                             "buffers: it needs ifmap {}, filter {}, ofmap {}; they hold {}, {}, {} per tile",
                             ctx.op_name, tm, tn, tk, bytes_text(ev.footprint_a(tm, tk)),
                             bytes_text(ev.footprint_b(tk, tn)), bytes_text(ev.footprint_c(tm, tn)),
-                            bytes_text(ctx.ifmap_tile_capacity()),
-                            bytes_text(s.filter.tile_capacity_bytes()),
+                            bytes_text(ctx.ifmap_tile_capacity()), bytes_text(s.filter.tile_capacity_bytes()),
                             bytes_text(s.ofmap.tile_capacity_bytes())));
         ev.evaluate(tm, tn, tk, best);
         return best;
@@ -409,7 +411,8 @@ TilePlan search(const MappingContext& ctx, const GemmJob& job, const Partition& 
     // Within 2 % of the fastest estimate, the least array work (the first such candidate on ties).
     const TilePlan* chosen = nullptr;
     for (const TilePlan& p : evaluated)
-        if (p.estimate_cycles <= best_e * 1.02 && (!chosen || p.array_cycles < chosen->array_cycles)) chosen = &p;
+        if (p.estimate_cycles <= best_e * 1.02 && (!chosen || p.array_cycles < chosen->array_cycles))
+            chosen = &p;
     return *chosen;
 }
 
@@ -465,7 +468,8 @@ double MappingContext::ifmap_tile_capacity() const {
     return spec->ifmap.double_buffered ? cap / 2 : cap;
 }
 
-TileSchedule tile_schedule(const FoldGeometry& g, const FoldStats& first, const FoldStats& last, Cycles cycles) {
+TileSchedule tile_schedule(const FoldGeometry& g, const FoldStats& first, const FoldStats& last,
+                           Cycles cycles) {
     TileSchedule s;
     s.lead = first.timing.stream_start.count();
     s.last_start = last.timing.stream_start.count();
@@ -497,9 +501,10 @@ PortStretch port_stretch(const MappingContext& ctx, const GemmStats& st, int64_t
         double word_bytes;
         double bandwidth;
         StallCause cause;
-    } ports[] = {{static_cast<double>(st.counts.a_reads), ctx.word_bytes, s.ifmap.bandwidth_Bps, StallCause::input},
-                 {static_cast<double>(st.counts.b_reads), ctx.word_bytes, s.filter.bandwidth_Bps, StallCause::weight},
-                 {out_words, ctx.partial_bytes(), s.ofmap.bandwidth_Bps, StallCause::output}};
+    } ports[] = {
+        {static_cast<double>(st.counts.a_reads), ctx.word_bytes, s.ifmap.bandwidth_Bps, StallCause::input},
+        {static_cast<double>(st.counts.b_reads), ctx.word_bytes, s.filter.bandwidth_Bps, StallCause::weight},
+        {out_words, ctx.partial_bytes(), s.ofmap.bandwidth_Bps, StallCause::output}};
     for (const auto& p : ports) {
         const double need = std::ceil(p.words * p.word_bytes / (p.bandwidth / share) * (1 - 1e-12));
         if (need - static_cast<double>(span) > static_cast<double>(out.cycles)) {

@@ -70,7 +70,8 @@ struct MappingContext {
     // convention); off, only the step list's counts matter (scalesim convention).
     bool stream_across_tiles = true;
     double word_bytes = 0;  // one element of the layer's data type (0.5 for int4)
-    double acc_bytes = 0;   // one partial sum in the ofmap buffer (SystolicSpec::accumulator_bytes); 0: word_bytes
+    double acc_bytes =
+        0;  // one partial sum in the ofmap buffer (SystolicSpec::accumulator_bytes); 0: word_bytes
     int64_t passes = 1;     // array passes per MAC for this data type
     double partial_bytes() const { return acc_bytes > 0 ? acc_bytes : word_bytes; }
     // What one A tile may occupy (half of the free part when double-buffered).
@@ -130,7 +131,7 @@ struct TileSchedule {
     int64_t last_rows = 0;   // r of the last fold
     int64_t last_cols = 0;   // c of the last fold
     int64_t folds = 0;
-    int64_t done = 0;        // the tile's cycles: one past its last output write
+    int64_t done = 0;  // the tile's cycles: one past its last output write
     // After the last fold's stream starts, the cycles before a fold of another tile may start besides
     // its own preload: ws/is r_last (its shadow chain is free once the last copy passed), os r_last + R
     // (its drain must have left the shadow registers).
@@ -140,7 +141,9 @@ struct TileSchedule {
     // One past the cycle the tile reads its last A and B word from the buffers: a stationary operand
     // is read by the preloads, so by the last fold's stream start; a streamed one enters row i (os B:
     // column j) at s + τ + i, so by s_last + T + r_last − 1 (os B: + c_last − 1).
-    int64_t a_free(Dataflow df) const { return df == Dataflow::is ? last_start : last_start + stream + last_rows - 1; }
+    int64_t a_free(Dataflow df) const {
+        return df == Dataflow::is ? last_start : last_start + stream + last_rows - 1;
+    }
     int64_t b_free(Dataflow df) const {
         switch (df) {
             case Dataflow::ws:
@@ -159,7 +162,8 @@ struct TileSchedule {
     }
 };
 // The schedule from a tile's first and last folds and its cycles (closed form or measured on the grid).
-TileSchedule tile_schedule(const FoldGeometry& g, const FoldStats& first, const FoldStats& last, Cycles cycles);
+TileSchedule tile_schedule(const FoldGeometry& g, const FoldStats& first, const FoldStats& last,
+                           Cycles cycles);
 TileSchedule tile_schedule(const FoldGeometry& g);  // closed form (fold_model.h)
 
 // Cycles by which a buffer port slower than the array edge stretches a tile: the words it moves need

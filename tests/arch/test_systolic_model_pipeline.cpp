@@ -112,10 +112,10 @@ TEST_CASE("Double buffering loads the next tile and drains the last while the ar
     const int64_t a = tm * k, b = k * n, d = tm * n;
     const FoldGeometry g = fold_geometry(Dataflow::ws, {2, 2}, {tm, n, k});
     REQUIRE(g.folds() == 16);
-    const int64_t lead = fold_stats(g, 0).timing.stream_start.count();                  // 2
-    const int64_t last = fold_stats(g, 15).timing.stream_start.count() - lead;          // 15 x 32
+    const int64_t lead = fold_stats(g, 0).timing.stream_start.count();          // 2
+    const int64_t last = fold_stats(g, 15).timing.stream_start.count() - lead;  // 15 x 32
     const int64_t span = gemm_cycles(g).count() - lead;  // first stream start to the last output
-    const int64_t step = last + tm;                       // max(T, r + r') = T = 32
+    const int64_t step = last + tm;                      // max(T, r + r') = T = 32
     REQUIRE(a <= step);
     REQUIRE(d <= step);
     Toy t;
@@ -246,19 +246,20 @@ TEST_CASE("Tiles that follow each other in the fold sequence take as long as one
         bool streams_on;
     };
     const Case cases[] = {
-        {"ws", {4, 4}, {23, 3, 4}, {7, 3, 4}, true},     // M tiles 7, 7, 7, 2 under one weight fold
-        {"ws", {3, 5}, {10, 5, 2}, {3, 5, 2}, true},     // partial fold in both array extents
-        {"is", {4, 4}, {3, 19, 4}, {3, 5, 4}, true},     // N tiles under one A fold
-        {"os", {4, 4}, {4, 3, 17}, {4, 3, 5}, true},     // K tiles accumulate in place
+        {"ws", {4, 4}, {23, 3, 4}, {7, 3, 4}, true},  // M tiles 7, 7, 7, 2 under one weight fold
+        {"ws", {3, 5}, {10, 5, 2}, {3, 5, 2}, true},  // partial fold in both array extents
+        {"is", {4, 4}, {3, 19, 4}, {3, 5, 4}, true},  // N tiles under one A fold
+        {"os", {4, 4}, {4, 3, 17}, {4, 3, 5}, true},  // K tiles accumulate in place
         {"os", {2, 3}, {2, 3, 9}, {2, 3, 2}, true},
-        {"ws", {4, 4}, {9, 4, 11}, {9, 4, 4}, false},    // K tiles: row folds 4, 4, 3
-        {"ws", {4, 4}, {6, 11, 3}, {6, 4, 3}, false},    // N tiles: column folds
-        {"is", {4, 4}, {4, 9, 10}, {4, 9, 4}, false},    // K tiles
-        {"os", {4, 4}, {11, 4, 6}, {4, 4, 6}, false},    // M tiles: row folds
+        {"ws", {4, 4}, {9, 4, 11}, {9, 4, 4}, false},  // K tiles: row folds 4, 4, 3
+        {"ws", {4, 4}, {6, 11, 3}, {6, 4, 3}, false},  // N tiles: column folds
+        {"is", {4, 4}, {4, 9, 10}, {4, 9, 4}, false},  // K tiles
+        {"os", {4, 4}, {11, 4, 6}, {4, 4, 6}, false},  // M tiles: row folds
     };
     for (const Case& c : cases) {
         INFO(c.df << " on " << c.arr.rows << "x" << c.arr.cols << ", M=" << c.whole.m << " N=" << c.whole.n
-                  << " K=" << c.whole.k << " in tiles of " << c.tile[0] << "x" << c.tile[1] << "x" << c.tile[2]);
+                  << " K=" << c.whole.k << " in tiles of " << c.tile[0] << "x" << c.tile[1] << "x"
+                  << c.tile[2]);
         Toy t;
         t.rows = c.arr.rows;
         t.cols = c.arr.cols;
@@ -291,7 +292,8 @@ TEST_CASE("Tiles that follow each other in the fold sequence take as long as one
         CHECK(streamed == (c.streams_on ? static_cast<int64_t>(tile.steps.size()) - 1 : 0));
         const PipelineTiming pt = run_pipeline(ctx, tile), pc = run_pipeline(ctx, cycle);
         const GemmStats whole = gemm_stats(df, c.arr, c.whole);
-        const CycleRun grid = PeGrid(c.arr).run(df, Matrix(c.whole.m, c.whole.k), Matrix(c.whole.k, c.whole.n));
+        const CycleRun grid =
+            PeGrid(c.arr).run(df, Matrix(c.whole.m, c.whole.k), Matrix(c.whole.k, c.whole.n));
         CHECK(grid.stats == whole);
         // The arrays' own time: computing, and shifting stationary operands where no stream hides it.
         CHECK(pt.busy + pt.shift == whole.cycles.count());
@@ -344,8 +346,9 @@ TEST_CASE("Reuse follows the loop order: an operand is fetched again whenever it
     }
 }
 
-TEST_CASE("Partial sums spill and come back at the accumulator width; finished outputs leave at the word size",
-          "[systolic]") {
+TEST_CASE(
+    "Partial sums spill and come back at the accumulator width; finished outputs leave at the word size",
+    "[systolic]") {
     Toy t;
     t.rows = t.cols = 2;
     const arch::DeviceSpec spec = toy_device(t);

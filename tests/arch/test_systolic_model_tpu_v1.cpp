@@ -55,8 +55,10 @@ TEST_CASE("TPU v1 runs a 2000x2000 layer at batch 200 weight-bound on DDR3", "[s
     CHECK(tk % 256 == 0);
 }
 
-TEST_CASE("A layer whose arrays compute longer than main memory transfers is compute-bound, its memory "
-          "part its stalls", "[systolic]") {
+TEST_CASE(
+    "A layer whose arrays compute longer than main memory transfers is compute-bound, its memory "
+    "part its stalls",
+    "[systolic]") {
     // (No single 8-bit layer gets there on TPU v1 when all its operands come from DDR3: its 4 MiB of
     // accumulators bound the rows that share a weight tile, so the weights or the activations always
     // take longer than 65,536 MACs per cycle. A toy with a wide memory does.)
@@ -105,7 +107,8 @@ double total(const std::vector<arch::LayerResult>& rs, double (*f)(const arch::L
 
 }  // namespace
 
-TEST_CASE("A chain of convolutions that fits TPU v1's unified buffer keeps its activations there", "[systolic]") {
+TEST_CASE("A chain of convolutions that fits TPU v1's unified buffer keeps its activations there",
+          "[systolic]") {
     // 1x1 convolutions of 256 channels at 56 x 56: 800 KB activations against 24 MiB, 64 KiB of
     // weights. From DDR3 each layer's activations take ten times as long as its arithmetic.
     const arch::DeviceSpec spec = tpu_v1();
@@ -132,14 +135,17 @@ TEST_CASE("A chain of convolutions that fits TPU v1's unified buffer keeps its a
         CHECK(off[i].metric_value("output_bytes_kept") == 0);
         CHECK(off[i].bytes_read == c.weight_bytes + c.input_bytes);
         // Faster, with fewer cycles spent waiting for outputs to drain.
-        if (i + 1 < on.size()) CHECK(r.metric_value("stall_output_cycles") < off[i].metric_value("stall_output_cycles"));
+        if (i + 1 < on.size())
+            CHECK(r.metric_value("stall_output_cycles") < off[i].metric_value("stall_output_cycles"));
         if (i > 0) CHECK(r.time_s < off[i].time_s);
     }
     const auto bytes = [](const arch::LayerResult& r) { return r.bytes_read + r.bytes_written; };
     CHECK(total(on, bytes) == weights + m.op(0).counts().input_bytes + m.op(3).counts().output_bytes);
     const auto time = [](const arch::LayerResult& r) { return r.time_s; };
     CHECK(total(on, time) < 0.5 * total(off, time));
-    const auto output_stalls = [](const arch::LayerResult& r) { return r.metric_value("stall_output_cycles"); };
+    const auto output_stalls = [](const arch::LayerResult& r) {
+        return r.metric_value("stall_output_cycles");
+    };
     const auto cycles = [](const arch::LayerResult& r) { return static_cast<double>(r.cycles); };
     // Without residency a large share of the cycles wait for outputs to drain to DDR3; with it, the
     // middle layers' outputs go into the unified buffer at its port's pace.
@@ -157,7 +163,8 @@ TEST_CASE("Activations too large for the unified buffer spill to DDR3", "[systol
     SECTION("each one larger than the buffer: the chain runs as without residency") {
         // 64 x 640 x 640 int8 = 26.2 MB > 24 MiB.
         const wl::Model m = conv_chain(2, 64, 640, 3);
-        const std::vector<arch::LayerResult> on = run_model(spec, m), off = run_model(without_residency(spec), m);
+        const std::vector<arch::LayerResult> on = run_model(spec, m),
+                                             off = run_model(without_residency(spec), m);
         for (size_t i = 0; i < on.size(); ++i) {
             INFO(on[i].name);
             CHECK(on[i].metric_value("output_bytes_kept") == 0);
@@ -202,7 +209,8 @@ TEST_CASE("Residency never changes the results of a model with one layer", "[sys
         wl::ModelBuilder b("one");
         b.add(op);
         const wl::Model m = std::move(b).build();
-        const arch::LayerResult on = run_model(spec, m).at(0), off = run_model(without_residency(spec), m).at(0);
+        const arch::LayerResult on = run_model(spec, m).at(0),
+                                off = run_model(without_residency(spec), m).at(0);
         const arch::LayerResult alone = run_one(spec, op);
         for (const arch::LayerResult* r : {&off, &alone}) {
             CHECK(on.cycles == r->cycles);

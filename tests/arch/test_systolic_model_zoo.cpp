@@ -144,7 +144,8 @@ TEST_CASE("A model run is deterministic and memoized layers equal freshly simula
     // A layer with nothing on chip is the op on its own.
     int64_t alone = 0;
     for (size_t i = 0; i < ra.size(); ++i) {
-        if (ra[i].metric_value("input_bytes_on_chip") > 0 || ra[i].metric_value("output_bytes_kept") > 0) continue;
+        if (ra[i].metric_value("input_bytes_on_chip") > 0 || ra[i].metric_value("output_bytes_kept") > 0)
+            continue;
         arch::systolic::SystolicModel one(spec);
         const arch::LayerResult f = one.run_op(model.ops()[i]);
         INFO(ra[i].name);
