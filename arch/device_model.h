@@ -45,7 +45,10 @@ struct Metric {
 
 // Where a layer's time went. The parts add up to the layer's time_s; the largest names its bound.
 //   compute:       the units doing arithmetic (including array fill and drain);
-//   memory:        waiting on a memory level (the `memory_level` metric names it);
+//   memory:        waiting on a memory level (the `memory_level` metric names it), including the
+//                  compute units waiting for an operand to shift in from an on-chip buffer; time in
+//                  which transfers overlap computing belongs to whichever of the two was busier, as on
+//                  the roofline (a layer paced by main memory is memory time even where it computed);
 //   overhead:      launch / dispatch / fixed per-op time;
 //   communication: waiting on other devices (systems).
 struct TimeParts {
