@@ -4,8 +4,14 @@
 // Contract:
 // - results are deterministic functions of (device spec, model options, model);
 // - no detailed model reports a layer time below the roofline bound of the same device
-//   (arch/roofline/roofline.h: roofline_bound), energy is never negative, and
-//   bytes_read/bytes_written are what crossed the device's main-memory interface;
+//   (arch/roofline/roofline.h: roofline_bound) over the bytes the layer must move across main memory:
+//   all of its weights, the inputs it does not find in an on-chip buffer and the outputs it does not
+//   keep there for a later layer (arch/residency.h; the `input_bytes_on_chip` and `output_bytes_kept`
+//   metrics say how many). A layer with nothing on chip is held to the roofline's own bound; one with
+//   inputs on chip may legitimately beat the roofline device's time for it (which re-reads every input
+//   from main memory), never its compute bound;
+// - energy is never negative, and bytes_read/bytes_written are what crossed the device's main-memory
+//   interface;
 // - layers run one after another in the model's topological order: start_s of layer i+1 is end_s of layer i;
 // - time_s = parts.total() and bound = bound_of(parts): one meaning of `bound` in every family;
 // - what only some families model goes into `levels` and `metrics`, never into new fields here.
@@ -39,7 +45,10 @@ struct Metric {
 
 // Where a layer's time went. The parts add up to the layer's time_s; the largest names its bound.
 //   compute:       the units doing arithmetic (including array fill and drain);
-//   memory:        waiting on a memory level (the `memory_level` metric names it);
+//   memory:        waiting on a memory level (the `memory_level` metric names it), including the
+//                  compute units waiting for an operand to shift in from an on-chip buffer; time in
+//                  which transfers overlap computing belongs to whichever of the two was busier, as on
+//                  the roofline (a layer paced by main memory is memory time even where it computed);
 //   overhead:      launch / dispatch / fixed per-op time;
 //   communication: waiting on other devices (systems).
 struct TimeParts {

@@ -18,6 +18,18 @@ RooflineBound roofline_bound(const DeviceSpec& spec, const wl::Op& op) {
     return b;
 }
 
+RooflineBound roofline_bound(const DeviceSpec& spec, const wl::Op& op, const OnChip& on_chip) {
+    const wl::OpCounts c = op.counts();
+    MLSIM_CHECK(on_chip.input_bytes >= 0 && on_chip.input_bytes <= c.input_bytes * (1 + 1e-12) &&
+                    on_chip.output_bytes >= 0 && on_chip.output_bytes <= c.output_bytes * (1 + 1e-12),
+                "more bytes on chip than the op moves");
+    RooflineBound b = roofline_bound(spec, op);
+    const double bytes = c.weight_bytes + std::max(0.0, c.input_bytes - on_chip.input_bytes) +
+                         std::max(0.0, c.output_bytes - on_chip.output_bytes);
+    b.memory_s = bytes / spec.main_memory().bandwidth_Bps;
+    return b;
+}
+
 RooflineModel::RooflineModel(DeviceSpec spec) : m_spec(std::move(spec)) {}
 
 std::vector<LayerResult> RooflineModel::run(const wl::Model& model) {

@@ -57,6 +57,9 @@
 //    for the last fold; they sum to the layer's cycles.
 // Single full fold on an idle array: os K + 2R + C − 2 (K + R + C − 2 compute and skew, R drain);
 // ws 2R + C + M − 2 (R preload, then M + R + C − 2); is 2R + C + N − 2.
+// Across tiles (pipeline.h, faithful convention) the same rules link the last fold of one tile to the
+// first of the next; and a fold whose stationary operand is the one already in the PEs needs no
+// preload (ws/is) or drain before it (os): s' = s + T, as if the two streams were one.
 #include <cstdint>
 #include <iosfwd>
 #include <optional>

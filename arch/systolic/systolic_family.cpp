@@ -138,6 +138,19 @@ const cfg::Schema& systolic_schema() {
         vector.dim = cfg::Dim::throughput;
         vector.positive = true;
         s.params.push_back(vector);
+        cfg::Param acc = optional_no_default(
+            "accumulator_bits", cfg::PType::integer,
+            "bits of one partial sum in the ofmap buffer (e.g. 32 for TPU v1's accumulators); its capacity "
+            "is counted in these words and spilled partial sums move at this width. Absent: the layer's word "
+            "size; never narrower than it");
+        acc.min = 1;
+        acc.max = 128;
+        s.params.push_back(acc);
+        s.params.push_back(cfg::optional(
+            "keep_activations", cfg::PType::boolean, "true",
+            "a layer's output stays in the ifmap buffer for the layers that read it when it fits beside the "
+            "other activations kept there and their tiles (faithful convention); false: every layer "
+            "reads its inputs from and writes its output to main memory"));
         cfg::Param hop = cfg::quantity("pe_hop_energy", cfg::Dim::energy, std::string("0pJ"),
                                   "energy of moving one operand word to a neighbouring PE", false);
         hop.min = 0.0;
@@ -204,6 +217,8 @@ std::shared_ptr<const FamilyParams> parse_systolic(const cfg::Node& dev, DeviceS
         cfg::fail(tile.node().loc(), tile.node().path(),
                   "tile extents are used only with `tiling: fixed`; set `tiling: fixed` or remove `tile`");
     s.pe_hop_energy_J = r.quantity("pe_hop_energy");
+    s.accumulator_bits = r.has("accumulator_bits") ? r.integer("accumulator_bits") : 0;
+    s.keep_activations = r.boolean("keep_activations");
     // The vector unit may be given faster than a small array's peak (a sweep over array sizes keeps
     // it); the model then caps it at the op's peak, so the roofline still bounds every op.
     s.vector_throughput_ops = r.has("vector_throughput")
@@ -261,19 +276,39 @@ std::shared_ptr<const FamilyParams> parse_systolic(const cfg::Node& dev, DeviceS
     return sp;
 }
 
-// The run's cycles and its stalls by cause, summed over the layers.
+// "25.8 MB": decimal units, as the run summary prints bytes moved.
+std::string bytes_si(double b) {
+    static const std::pair<double, const char*> units[] = {
+        {1e12, "TB"}, {1e9, "GB"}, {1e6, "MB"}, {1e3, "kB"}};
+    for (const auto& [scale, unit] : units)
+        if (b >= scale) return fmt::format("{:.3g} {}", b / scale, unit);
+    return fmt::format("{:.3g} B", b);
+}
+
+// The run's cycles, its stalls by cause, and the activations it kept on chip, summed over the layers.
 std::vector<std::string> summary_lines(const std::vector<LayerResult>& layers) {
     int64_t cycles = 0, stalls = 0;
-    double weight = 0, input = 0, output = 0;
+    double weight = 0, input = 0, output = 0, shift = 0, on_chip = 0, from_dram = 0;
+    int64_t kept = 0, outputs = 0;
     for (const LayerResult& l : layers) {
         cycles += l.cycles;
         stalls += l.stall_cycles;
         weight += l.metric_value("stall_weight_cycles");
         input += l.metric_value("stall_input_cycles");
         output += l.metric_value("stall_output_cycles");
+        shift += l.metric_value("stall_shift_cycles");
+        on_chip += l.metric_value("input_bytes_on_chip");
+        from_dram += l.metric_value("input_bytes_from_dram");
+        kept += l.metric_value("output_bytes_kept") > 0;
+        outputs += l.counts.output_bytes > 0;
     }
-    return {fmt::format("cycles  {} (systolic model; stalls {}: weight {:.0f}, input {:.0f}, output {:.0f})",
-                        cycles, stalls, weight, input, output)};
+    return {
+        fmt::format("cycles  {} (systolic model; stalls {}: weight {:.0f}, input {:.0f}, output {:.0f}; "
+                    "of them shifting stationary operands {:.0f})",
+                    cycles, stalls, weight, input, output, shift),
+        fmt::format("on chip {} of {} layer outputs kept for later layers; inputs read {} on chip, {} from "
+                    "main memory",
+                    kept, outputs, bytes_si(on_chip), bytes_si(from_dram))};
 }
 
 }  // namespace

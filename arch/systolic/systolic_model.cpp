@@ -72,11 +72,23 @@ int64_t scalesim_op_cycles(const MappingContext& ctx, const wl::Op& op, const st
 // The figures of a layer that only this family has; record() turns them into levels and metrics.
 struct SystolicModel::Detail {
     int64_t stall_weight = 0, stall_input = 0, stall_output = 0;
+    // Of the stalls, cycles spent waiting on an on-chip buffer (a slow port, a stationary operand
+    // shifting into the PEs), by cause; the rest waited on main memory.
+    int64_t chip_weight = 0, chip_input = 0, chip_output = 0;
+    int64_t shift = 0;      // of the stalls, stationary shifts
+    int64_t dram_busy = 0;  // cycles main memory was transferring (faithful GEMM layers; else 0)
+    double input_on_chip = 0, input_from_dram = 0, output_kept = 0;  // bytes (residency)
     LevelAccesses access;
     std::string tiling;
     int64_t pe_hops = 0;
     EnergyBreakdown energy;
     int64_t stalls() const { return stall_weight + stall_input + stall_output; }
+};
+
+struct SystolicModel::Mapping {
+    MappingContext ctx;
+    std::vector<GemmJob> jobs;
+    std::vector<TilePlan> plans;
 };
 
 SystolicModel::SystolicModel(DeviceSpec spec) : m_spec(std::move(spec)) {
@@ -87,9 +99,16 @@ SystolicModel::SystolicModel(DeviceSpec spec) : m_spec(std::move(spec)) {
 
 void SystolicModel::record(LayerResult& r, const Detail& d) const {
     const MemoryLevel& mem = m_spec.main_memory();
+    // The arrays compute for cycles − stalls and wait for the stalls; but when main memory was busy
+    // for longer than the arrays worked on their own (computing, or shifting stationary operands in),
+    // the layer ran at main memory's pace with that work hidden under its transfers: the memory part
+    // is then main memory's busy time (or the stalls, if longer), and compute only what did not overlap.
+    const int64_t busy = r.cycles - d.stalls();
+    const bool memory_paced = d.dram_busy > busy + d.shift;
+    const int64_t memory = memory_paced ? std::max(d.stalls(), std::min(d.dram_busy, r.cycles)) : d.stalls();
     TimeParts parts;
-    parts.compute_s = static_cast<double>(r.cycles - d.stalls()) / m_spec.clock_hz;
-    parts.memory_s = static_cast<double>(d.stalls()) / m_spec.clock_hz;
+    parts.compute_s = static_cast<double>(r.cycles - memory) / m_spec.clock_hz;
+    parts.memory_s = static_cast<double>(memory) / m_spec.clock_hz;
     parts.overhead_s = m_spec.op_overhead_s;
     r.set_parts(parts);
     const auto add_level = [&](const std::string& name, const AccessBytes& a, double energy) {
@@ -110,19 +129,94 @@ void SystolicModel::record(LayerResult& r, const Detail& d) const {
     r.add_metric("stall_weight_cycles", static_cast<double>(d.stall_weight), "cycles");
     r.add_metric("stall_input_cycles", static_cast<double>(d.stall_input), "cycles");
     r.add_metric("stall_output_cycles", static_cast<double>(d.stall_output), "cycles");
+    // Of the stalls, the arrays waiting for stationary operands to shift into the PEs (or, os, outputs
+    // out of them) where the streams are too short to hide it (the TPU paper's "weight shift").
+    r.add_metric("stall_shift_cycles", static_cast<double>(d.shift), "cycles");
     r.add_metric("pe_hops", static_cast<double>(d.pe_hops), "count");
     r.add_metric("energy_pe_hops_j", d.energy.noc, "J");
     r.add_text("tiling", d.tiling);
-    if (r.bound == "memory") r.add_text("memory_level", mem.name);
+    // Where the layer's inputs came from and whether its output stayed (arch/residency.h).
+    r.add_metric("input_bytes_on_chip", d.input_on_chip, "B");
+    r.add_metric("input_bytes_from_dram", d.input_from_dram, "B");
+    r.add_metric("output_bytes_kept", d.output_kept, "B");
+    if (r.bound == "memory") {
+        // The level the layer waited on most: main memory when it set the pace, else the level with
+        // the most stall cycles (main memory, or a buffer whose port stretched the tiles).
+        const int64_t on_memory = d.stalls() - d.chip_weight - d.chip_input - d.chip_output;
+        std::pair<int64_t, const std::string*> level{on_memory, &mem.name};
+        for (const auto& [cycles, name] :
+             {std::pair{d.chip_weight, &m_sys.filter.name}, std::pair{d.chip_input, &m_sys.ifmap.name},
+              std::pair{d.chip_output, &m_sys.ofmap.name}})
+            if (cycles > level.first) level = {cycles, name};
+        r.add_text("memory_level", memory_paced ? mem.name : *level.second);
+    }
+}
+
+double SystolicModel::OnChip::input_total() const {
+    double t = 0;
+    for (double b : inputs) t += b;
+    return t;
+}
+
+bool SystolicModel::residency() const {
+    return m_sys.keep_activations && m_sys.convention == Convention::faithful;
+}
+
+bool SystolicModel::on_arrays(const wl::Op& op) { return op.counts().macs > 0 && !op.gemms().empty(); }
+
+bool SystolicModel::reads_a_in_place(const wl::Op& op) {
+    return op.get<wl::LinearAttr>() || op.get<wl::ConvAttr>() || op.get<wl::MatmulAttr>() ||
+           op.get<wl::RnnAttr>();
+}
+
+bool SystolicModel::writes_c_in_place(const wl::Op& op) {
+    return op.get<wl::LinearAttr>() || op.get<wl::ConvAttr>() || op.get<wl::MatmulAttr>();
+}
+
+LayerNeeds SystolicModel::needs_of(const wl::Op& op) const {
+    LayerNeeds n;
+    if (!on_arrays(op)) {
+        // The vector unit streams its operands through the buffers: any input in place, no tiles.
+        n.reads_on_chip.assign(op.inputs.size(), true);
+        return n;
+    }
+    n.reads_on_chip.assign(op.inputs.size(), false);
+    n.writes_on_chip = writes_c_in_place(op);
+    const Mapping from_memory = map_gemms(op, OnChip{});
+    for (size_t j = 0; j < from_memory.jobs.size(); ++j) {
+        const double space = ifmap_space(from_memory.ctx, from_memory.jobs[j], from_memory.plans[j]);
+        n.space_from_memory = std::max(n.space_from_memory, space);
+        // Reading input 0 in place frees the first GEMM's A tiles; later GEMMs keep theirs.
+        if (j > 0) n.space_on_chip = std::max(n.space_on_chip, space);
+    }
+    if (reads_a_in_place(op) && !n.reads_on_chip.empty())
+        n.reads_on_chip[0] = true;
+    else
+        n.space_on_chip = n.space_from_memory;
+    return n;
 }
 
 std::vector<LayerResult> SystolicModel::run(const wl::Model& model) {
     std::vector<LayerResult> out;
     out.reserve(model.ops().size());
+    std::optional<ResidencyTracker> tracker;
+    if (residency()) {
+        std::vector<LayerNeeds> needs;
+        needs.reserve(model.ops().size());
+        for (const wl::Op& op : model.ops()) needs.push_back(needs_of(op));
+        tracker.emplace(model, m_sys.ifmap.capacity_bytes, std::move(needs));
+    }
     double now = 0;
     int64_t idx = 0;
-    for (const wl::Op& op : model.ops()) {
-        LayerResult r = run_op(op);
+    for (size_t i = 0; i < model.ops().size(); ++i) {
+        OnChip on_chip;
+        if (tracker) {
+            for (double b : tracker->decide(i)) on_chip.kept += b;
+            on_chip.inputs = tracker->inputs_on_chip(i);
+            // The layer's own on-chip inputs and kept output count as resident: its tiles fit beside them.
+            on_chip.resident = tracker->resident_bytes(i);
+        }
+        LayerResult r = run_op(model.op(i), on_chip);
         r.idx = idx++;
         r.start_s = now;
         now += r.time_s;
@@ -132,16 +226,25 @@ std::vector<LayerResult> SystolicModel::run(const wl::Model& model) {
     return out;
 }
 
-LayerResult SystolicModel::run_op(const wl::Op& op) {
+LayerResult SystolicModel::run_op(const wl::Op& op) { return run_op(op, OnChip{}); }
+
+LayerResult SystolicModel::run_op(const wl::Op& op, const OnChip& on_chip) {
     const wl::OpCounts c = op.counts();
-    // Fails (a UserError) for a data type the device does not compute in, before any work.
-    const RooflineBound bound = roofline_bound(m_spec, op);
-    const bool memoize = m_sys.fidelity == Fidelity::tile;
+    const double in_on_chip = std::min(on_chip.input_total(), c.input_bytes);
+    const double kept = std::min(on_chip.kept, c.output_bytes);
+    // Fails (a UserError) for a data type the device does not compute in, before any work. The floor
+    // is the roofline over the bytes the layer still moves across main memory (roofline.h).
+    const RooflineBound bound = roofline_bound(m_spec, op, arch::OnChip{in_on_chip, kept});
+    const bool memoize = m_memoize && m_sys.fidelity == Fidelity::tile;
     std::string key;
     LayerResult r;
     bool found = false;
     if (memoize) {
         key = op_signature(op, c);
+        if (in_on_chip > 0 || kept > 0 || on_chip.resident > 0) {
+            key += fmt::format("|chip {:.17g} {:.17g} {:.17g}", kept, on_chip.resident, in_on_chip);
+            for (double b : on_chip.inputs) key += fmt::format(" {:.17g}", b);
+        }
         if (auto it = m_memo.find(key); it != m_memo.end()) {
             r = it->second;
             found = true;
@@ -149,9 +252,11 @@ LayerResult SystolicModel::run_op(const wl::Op& op) {
         }
     }
     if (!found) {
-        const bool on_arrays = c.macs > 0 && !op.gemms().empty();
         Detail d;
-        r = on_arrays ? gemm_layer(op, d) : vector_layer(op, d);
+        r = on_arrays(op) ? gemm_layer(op, on_chip, d) : vector_layer(op, on_chip, d);
+        d.input_on_chip = in_on_chip;
+        d.input_from_dram = c.input_bytes - in_on_chip;
+        d.output_kept = kept;
         r.op = op.kind;
         r.dtype = std::string(wl::dtype_name(op.dtype));
         r.counts = c;
@@ -162,9 +267,11 @@ LayerResult SystolicModel::run_op(const wl::Op& op) {
         r.stall_cycles = d.stalls();
         record(r, d);
 
-        MLSIM_CHECK(r.time_s >= bound.bound_s() * (1 - 1e-12),
-                    fmt::format("systolic layer '{}' ({}) takes {} s, below its roofline bound {} s", op.name,
-                                op.kind, r.time_s, bound.bound_s()));
+        MLSIM_CHECK(
+            r.time_s >= bound.bound_s() * (1 - 1e-12),
+            fmt::format("systolic layer '{}' ({}) takes {} s, below its roofline bound {} s (over the "
+                        "bytes it moves: {} B of its inputs on chip, {} B of its output kept)",
+                        op.name, op.kind, r.time_s, bound.bound_s(), in_on_chip, kept));
         MLSIM_CHECK(r.energy_compute_j >= 0 && r.energy_memory_j >= 0 && r.energy_static_j >= 0,
                     "negative energy");
         MLSIM_CHECK(d.stall_weight >= 0 && d.stall_input >= 0 && d.stall_output >= 0 &&
@@ -172,8 +279,8 @@ LayerResult SystolicModel::run_op(const wl::Op& op) {
                     fmt::format("systolic layer '{}': stall cycles {} (weight {}, input {}, output {}) vs cycles {}",
                                 op.name, r.stall_cycles, d.stall_weight, d.stall_input, d.stall_output,
                                 r.cycles));
-        MLSIM_CHECK(r.bytes_read >= (c.weight_bytes + c.input_bytes) * (1 - 1e-12) &&
-                        r.bytes_written >= c.output_bytes * (1 - 1e-12),
+        MLSIM_CHECK(r.bytes_read >= (c.weight_bytes + c.input_bytes - in_on_chip) * (1 - 1e-12) &&
+                        r.bytes_written >= (c.output_bytes - kept) * (1 - 1e-12),
                     fmt::format("systolic layer '{}' moves less than its compulsory traffic", op.name));
         MLSIM_CHECK(r.utilization >= 0 && r.utilization <= 1 + 1e-12, "utilization outside [0, 1]");
         ++m_work.layers_simulated;
@@ -192,11 +299,11 @@ double SystolicModel::vector_throughput(std::string_view dtype) const {
     return std::min(m_sys.vector_throughput_ops, m_spec.peak_for(dtype));
 }
 
-LayerResult SystolicModel::gemm_layer(const wl::Op& op, Detail& d) {
+SystolicModel::Mapping SystolicModel::map_gemms(const wl::Op& op, const OnChip& on_chip) const {
     const wl::OpCounts c = op.counts();
-    const std::string dtype(wl::dtype_name(op.dtype));
     const MemoryLevel& mem = m_spec.main_memory();
-    MappingContext ctx;
+    Mapping mp;
+    MappingContext& ctx = mp.ctx;
     ctx.device = &m_spec;
     ctx.spec = &m_sys;
     ctx.op_name = op.name;
@@ -204,38 +311,65 @@ LayerResult SystolicModel::gemm_layer(const wl::Op& op, Detail& d) {
     ctx.dram_Bps = mem.bandwidth_Bps;
     ctx.dram_latency_s = mem.latency_s;
     ctx.word_bytes = wl::dtype_bytes(op.dtype);
-    ctx.passes = m_sys.passes_for(dtype);
+    ctx.acc_bytes = m_sys.accumulator_bytes(ctx.word_bytes);
+    ctx.passes = m_sys.passes_for(wl::dtype_name(op.dtype));
+    ctx.stream_across_tiles = m_sys.convention == Convention::faithful;
+    // Activations other layers keep in the ifmap buffer leave the rest to this layer's tiles.
+    if (on_chip.resident > 0)
+        ctx.ifmap_free_bytes = std::max(0.0, m_sys.ifmap.capacity_bytes - on_chip.resident);
+    const bool a_in_place = reads_a_in_place(op) && !on_chip.inputs.empty() && on_chip.inputs[0] > 0;
 
     const std::vector<wl::GemmShape> gemms = op.gemms();
-    std::vector<GemmJob> jobs;
-    std::vector<TilePlan> plans;
     for (size_t i = 0; i < gemms.size(); ++i) {
         GemmJob job;
         job.shape = gemms[i];
         job.sequential = sequential_batch(op, i);
+        job.a_on_chip = i == 0 && a_in_place;
         // An im2col matrix is a view of the feature map: memory holds and moves the feature map.
         if (op.get<wl::ConvAttr>()) {
             const double a_words = static_cast<double>(job.shape.batch) * static_cast<double>(job.shape.m) *
                                    static_cast<double>(job.shape.k);
             job.scale.a = c.input_bytes / (a_words * ctx.word_bytes);
         }
-        plans.push_back(plan_gemm(ctx, job));
-        jobs.push_back(job);
+        mp.plans.push_back(plan_gemm(ctx, job));
+        mp.jobs.push_back(job);
     }
+    return mp;
+}
+
+LayerResult SystolicModel::gemm_layer(const wl::Op& op, const OnChip& on_chip, Detail& d) {
+    const wl::OpCounts c = op.counts();
+    const std::string dtype(wl::dtype_name(op.dtype));
+    Mapping mp = map_gemms(op, on_chip);
+    const MappingContext& ctx = mp.ctx;
+    const std::vector<GemmJob>& jobs = mp.jobs;
+    const std::vector<TilePlan>& plans = mp.plans;
+    const double in_place = mp.jobs.front().a_on_chip ? std::min(on_chip.input_total(), c.input_bytes) : 0.0;
+    const double kept = writes_c_in_place(op) ? std::min(on_chip.kept, c.output_bytes) : 0.0;
+    MLSIM_CHECK(
+        on_chip.input_total() <= in_place * (1 + 1e-12) + 1e-9 && on_chip.kept <= kept * (1 + 1e-12) + 1e-9,
+        fmt::format("layer '{}' was given on-chip tensors it cannot use", op.name));
 
     std::optional<CycleChecker> checker;
     if (m_sys.fidelity == Fidelity::cycle) checker.emplace(m_sys.shape(), m_sys.dataflow);
-    StepList list = build_steps(ctx, jobs, plans, checker ? &*checker : nullptr);
-    add_compulsory(list, c.weight_bytes + c.input_bytes, c.output_bytes, c.weight_bytes > 0);
+    StepList list = build_steps(ctx, jobs, plans, checker ? &*checker : nullptr, kept > 0);
+    add_compulsory(list, c.weight_bytes + c.input_bytes - in_place, c.output_bytes - kept,
+                   c.weight_bytes > 0);
+    MLSIM_CHECK(static_cast<double>(list.kept()) >= kept * (1 - 1e-12),
+                fmt::format("layer '{}' keeps less of its output on chip than it was told", op.name));
     if (checker) m_work.grid_tiles += static_cast<uint64_t>(checker->tiles_run());
 
     LayerResult r;
-    d.access = level_accesses(list, ctx.word_bytes);
+    d.access = level_accesses(list, ctx.word_bytes, ctx.acc_bytes);
     // Conservation between levels.
+    // Conservation between levels: main-memory reads are the fills of the buffers (the ifmap buffer
+    // also takes the outputs kept for later layers, on chip), writes are the drains that leave.
     MLSIM_CHECK(d.access.dram.read ==
-                    d.access.ifmap.write + d.access.filter.write +
-                        (d.access.ofmap.write - static_cast<double>(list.counts.out_writes) * ctx.word_bytes),
+                    d.access.ifmap.write - static_cast<double>(list.kept()) + d.access.filter.write +
+                        (d.access.ofmap.write - static_cast<double>(list.counts.out_writes) * ctx.acc_bytes),
                 "main-memory reads differ from the bytes filled into the buffers");
+    MLSIM_CHECK(d.access.dram.write == static_cast<double>(list.dram_write()),
+                "main-memory writes differ from the bytes drained to it");
     MLSIM_CHECK(d.access.ifmap.read == static_cast<double>(list.counts.a_reads) * ctx.word_bytes &&
                     d.access.filter.read == static_cast<double>(list.counts.b_reads) * ctx.word_bytes,
                 "buffer reads differ from the words the arrays consumed");
@@ -249,6 +383,11 @@ LayerResult SystolicModel::gemm_layer(const wl::Op& op, Detail& d) {
         d.stall_weight = t.stall_weight;
         d.stall_input = t.stall_input;
         d.stall_output = t.stall_output;
+        d.chip_weight = t.chip_weight;
+        d.chip_input = t.chip_input;
+        d.chip_output = t.chip_output;
+        d.shift = t.shift;
+        d.dram_busy = t.dram_busy;
         MLSIM_CHECK(t.busy + t.stall_weight + t.stall_input + t.stall_output == t.cycles,
                     "pipeline cycles are not busy + stalls");
     } else {
@@ -281,28 +420,42 @@ LayerResult SystolicModel::gemm_layer(const wl::Op& op, Detail& d) {
     return r;
 }
 
-LayerResult SystolicModel::vector_layer(const wl::Op& op, Detail& d) {
+LayerResult SystolicModel::vector_layer(const wl::Op& op, const OnChip& on_chip, Detail& d) {
     const wl::OpCounts c = op.counts();
     const MemoryLevel& mem = m_spec.main_memory();
     LayerResult r;
     d.tiling = "vector";
-    const double bytes = c.total_bytes();
+    // Inputs found in the ifmap buffer and an output kept there do not cross main memory; they move
+    // through the ifmap buffer's ports (reads and writes have one each).
+    const double in_chip = std::min(on_chip.input_total(), c.input_bytes);
+    const double out_kept = std::min(on_chip.kept, c.output_bytes);
+    const double in_dram = c.input_bytes - in_chip, out_dram = c.output_bytes - out_kept;
+    const double bytes = c.weight_bytes + in_dram + out_dram;
     const double vt = vector_throughput(wl::dtype_name(op.dtype));
     const int64_t compute = c.flops > 0 ? cycles_for(c.flops / vt, m_spec.clock_hz) : 0;
     const int64_t memory =
         bytes > 0 ? cycles_for(bytes / mem.bandwidth_Bps + mem.latency_s, m_spec.clock_hz) : 0;
-    r.cycles = std::max(compute, memory);
+    const double port = std::max(in_chip, out_kept);
+    const int64_t on_chip_cycles =
+        port > 0 ? cycles_for(port / m_sys.ifmap.bandwidth_Bps, m_spec.clock_hz) : 0;
+    r.cycles = std::max({compute, memory, on_chip_cycles});
     const int64_t stall = r.cycles - compute;
     if (stall > 0) {
-        d.stall_weight = static_cast<int64_t>(std::floor(static_cast<double>(stall) * c.weight_bytes / bytes));
-        d.stall_output = static_cast<int64_t>(std::floor(static_cast<double>(stall) * c.output_bytes / bytes));
+        // Split by what the layer moved: its weights, inputs and outputs, wherever they were.
+        const double moved = c.total_bytes();
+        d.stall_weight =
+            static_cast<int64_t>(std::floor(static_cast<double>(stall) * c.weight_bytes / moved));
+        d.stall_output =
+            static_cast<int64_t>(std::floor(static_cast<double>(stall) * c.output_bytes / moved));
         d.stall_input = stall - d.stall_weight - d.stall_output;
+        // Waiting on the ifmap buffer's port rather than on main memory.
+        if (on_chip_cycles > memory) d.chip_input = stall;
     }
     // Data passes through the buffers on its way to and from the vector unit.
     d.access.filter = {c.weight_bytes, c.weight_bytes};
-    d.access.ifmap = {c.input_bytes, c.input_bytes};
+    d.access.ifmap = {c.input_bytes, in_dram + out_kept};
     d.access.ofmap = {c.output_bytes, c.output_bytes};
-    d.access.dram = {c.weight_bytes + c.input_bytes, c.output_bytes};
+    d.access.dram = {c.weight_bytes + in_dram, out_dram};
     r.utilization = 0;  // the arrays are idle
 
     ActionCounts actions;

@@ -75,11 +75,23 @@ struct SystolicSpec : FamilyParams {
     Tiling tiling = Tiling::search;
     int64_t tile_m = 0, tile_n = 0, tile_k = 0;  // fixed tiling; 0 = the whole dimension
     double vector_throughput_ops = 0;            // op/s of the vector unit (given or the default)
+    // Bits of one partial sum in the ofmap buffer (TPU v1: 32-bit accumulators for 8-bit operands);
+    // 0: the layer's word size. Partial sums are stored, moved and spilled at this width, never
+    // narrower than the layer's word; finished outputs leave the ofmap buffer at the layer's word size.
+    int64_t accumulator_bits = 0;
+    // Activations stay in the ifmap buffer between layers when they fit (arch/residency.h; faithful
+    // convention only: SCALE-Sim runs every layer from main memory).
+    bool keep_activations = true;
     double pe_hop_energy_J = 0;                  // one operand word moved to a neighbouring PE
     // Per data type with a peak: passes of the array per MAC (peak = rows·cols·arrays·2·clock / passes).
     std::map<std::string, int64_t> passes;
 
     int64_t passes_for(std::string_view dtype) const;  // 1 when the data type is not listed
+    // Bytes of one partial sum for a layer whose words are `word_bytes` long.
+    double accumulator_bytes(double word_bytes) const {
+        const double acc = static_cast<double>(accumulator_bits) / 8;
+        return acc > word_bytes ? acc : word_bytes;
+    }
 
     ArrayShape shape() const { return ArrayShape{rows, cols}; }
     int64_t pes() const { return rows * cols * arrays; }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <vector>
@@ -24,7 +25,7 @@ constexpr char k_dim_names[3] = {'m', 'n', 'k'};
 
 // Candidate tile extents of a dimension of extent x, largest first: x cut into 1, 2, 3, 4, 6, 9, ...
 // pieces, each rounded up to whole folds (granularity g) while a piece is at least one fold, and
-// below that down to 1, for buffers too small for a full fold.
+// below that down to 1, for buffers too small for a full fold; and exactly one fold.
 std::vector<int64_t> tile_sizes(int64_t x, int64_t g) {
     std::vector<int64_t> out;
     for (int64_t t = 1;; t = t < 4 ? t + 1 : t + t / 2) {
@@ -33,6 +34,8 @@ std::vector<int64_t> tile_sizes(int64_t x, int64_t g) {
         if (out.empty() || s < out.back()) out.push_back(s);
         if (s == 1) break;
     }
+    if (x > g && std::find(out.begin(), out.end(), g) == out.end())
+        out.insert(std::upper_bound(out.begin(), out.end(), g, std::greater<>()), g);
     return out;
 }
 
@@ -48,6 +51,11 @@ class Evaluator {
         m_total[0] = w * job.scale.a * M * K * mult;
         m_total[1] = w * job.scale.b * K * N * mult;
         m_total[2] = w * job.scale.c * M * N * mult;
+        m_acc = ctx.partial_bytes() / ctx.word_bytes;
+        if (job.a_on_chip) m_total[0] = 0;  // read in place, never fetched
+        // Whole operands that fit half of their buffer stay for the group (fetched once).
+        m_keep_a = !job.a_on_chip && footprint_a(part.m, part.k) <= ctx.ifmap_tile_capacity();
+        m_keep_b = footprint_b(part.k, part.n) <= ctx.spec->filter.tile_capacity_bytes();
         m_bpc = ctx.dram_Bps / ctx.clock_hz;
         m_latency = ctx.dram_latency_s * ctx.clock_hz;
         const SystolicSpec& s = *ctx.spec;
@@ -61,9 +69,12 @@ class Evaluator {
     double footprint_b(int64_t tk, int64_t tn) const {
         return words(tk, tn) * m_job.scale.b * (m_part.shared_b() ? 1.0 : used());
     }
-    double footprint_c(int64_t tm, int64_t tn) const { return words(tm, tn) * m_job.scale.c * used(); }
+    // Partial sums: accumulator words.
+    double footprint_c(int64_t tm, int64_t tn) const {
+        return words(tm, tn) * m_acc * m_job.scale.c * used();
+    }
     bool fits_a(int64_t tm, int64_t tk) const {
-        return footprint_a(tm, tk) <= m_ctx.spec->ifmap.tile_capacity_bytes();
+        return m_job.a_on_chip || footprint_a(tm, tk) <= m_ctx.ifmap_tile_capacity();
     }
     bool fits_b(int64_t tk, int64_t tn) const {
         return footprint_b(tk, tn) <= m_ctx.spec->filter.tile_capacity_bytes();
@@ -108,11 +119,32 @@ class Evaluator {
         plan.part = m_part;
         plan.tile = t;
         plan.count = cnt;
+        plan.keep_a = m_keep_a;
+        plan.keep_b = m_keep_b;
         plan.estimate_cycles = best * static_cast<double>(m_part.groups);
+        plan.array_cycles = compute * static_cast<double>(m_part.groups);
         return plan.estimate_cycles;
     }
 
   private:
+    // Steps (the first included) at which the operand indexed by dimensions x and y changes tile.
+    static int64_t changes(const std::array<Dim, 3>& order, const std::array<int64_t, 3>& cnt, Dim x, Dim y) {
+        int64_t n = 1, outer = 1;
+        for (int q = 0; q < 3; ++q) {
+            const Dim d = order[static_cast<size_t>(q)];
+            const int64_t tq = cnt[d];
+            const int64_t advances = outer * (tq - 1);
+            outer *= tq;
+            bool changed = false;
+            for (int p = q; p < 3; ++p) {
+                const Dim e = order[static_cast<size_t>(p)];
+                if ((e == x || e == y) && (p == q || cnt[e] > 1)) changed = true;
+            }
+            if (changed) n += advances;
+        }
+        return n;
+    }
+
     double used() const { return static_cast<double>(m_part.arrays_used); }
     double words(int64_t x, int64_t y) const {
         return static_cast<double>(x) * static_cast<double>(y) * m_ctx.word_bytes;
@@ -128,16 +160,36 @@ class Evaluator {
             size[d] = {t[d], edge};
             num[d] = edge == t[d] ? std::array<int64_t, 2>{cnt[d], 0} : std::array<int64_t, 2>{cnt[d] - 1, 1};
         }
+        // Faithful: tiles follow each other in the array's fold sequence (the pipeline's rule), so a
+        // tile costs its chained span and the job pays one lead-in and one tail, those of its first
+        // (full) tile. Otherwise every tile runs on its own.
+        const Dataflow df = m_ctx.spec->dataflow;
+        const int64_t p = m_ctx.passes;
         double total = 0;
+        bool ends_added = false;
         for (size_t i = 0; i < 2; ++i)
             for (size_t j = 0; j < 2; ++j)
                 for (size_t l = 0; l < 2; ++l) {
                     const int64_t n = num[0][i] * num[1][j] * num[2][l];
                     if (n == 0) continue;
                     const int64_t tm = size[0][i], tn = size[1][j], tk = size[2][l];
-                    const GemmStats st = gemm_stats(m_ctx.spec->dataflow, m_array, GemmShape{tm, tn, tk});
-                    total += static_cast<double>(n) *
-                             static_cast<double>(tile_time(m_ctx, st, tm, tn, false).total);
+                    const FoldGeometry g = fold_geometry(df, m_array, GemmShape{tm, tn, tk});
+                    const GemmStats st = gemm_stats(g);
+                    const TileSchedule sch = tile_schedule(g);
+                    const int64_t span = (sch.last_start - sch.lead + sch.stream) * p;
+                    const int64_t stretch = port_stretch(m_ctx, st, span, tm, tn, false).cycles;
+                    if (!m_ctx.stream_across_tiles) {
+                        total +=
+                            static_cast<double>(n) * static_cast<double>(st.cycles.count() * p + stretch);
+                        continue;
+                    }
+                    const int64_t step = sch.chained(df, m_array.rows);
+                    total += static_cast<double>(n) * static_cast<double>(step * p + stretch);
+                    if (!ends_added) {
+                        total += static_cast<double>(
+                            (sch.lead + std::max<int64_t>(0, sch.done - sch.lead - step)) * p);
+                        ends_added = true;
+                    }
                 }
         return total;
     }
@@ -146,11 +198,14 @@ class Evaluator {
     // traffic of buffers that are not double-buffered serialized instead of overlapped. Steps are
     // grouped by which loop advances (all inner ones wrap), which decides what changes.
     double pipeline(const std::array<Dim, 3>& order, const std::array<int64_t, 3>& cnt, double c_avg) const {
-        const double tile_a = m_total[0] / static_cast<double>(cnt[dim_m] * cnt[dim_k]);
-        const double tile_b = m_total[1] / static_cast<double>(cnt[dim_k] * cnt[dim_n]);
+        double tile_a = m_total[0] / static_cast<double>(cnt[dim_m] * cnt[dim_k]);
+        double tile_b = m_total[1] / static_cast<double>(cnt[dim_k] * cnt[dim_n]);
         const double tile_c = m_total[2] / static_cast<double>(cnt[dim_m] * cnt[dim_n]);
         std::array<int, 3> pos{};
         for (int p = 0; p < 3; ++p) pos[order[static_cast<size_t>(p)]] = p;
+        // A kept operand is fetched once in all: spread its bytes over the steps that change it.
+        if (m_keep_a) tile_a = m_total[0] / static_cast<double>(changes(order, cnt, dim_m, dim_k));
+        if (m_keep_b) tile_b = m_total[1] / static_cast<double>(changes(order, cnt, dim_k, dim_n));
         double total = (tile_a + tile_b) / m_bpc + m_latency;
         int64_t outer = 1;
         for (int q = 0; q < 3; ++q) {
@@ -187,7 +242,8 @@ class Evaluator {
             };
             if (a) add(m_db[0], tile_a);
             if (b) add(m_db[1], tile_b);
-            if (c) add(m_db[2], tile_c * (1 + reload));
+            // Partial sums leave and come back at the accumulator width; finished tiles at the word size.
+            if (c) add(m_db[2], tile_c * ((1 - reload) + 2 * reload * m_acc));
             const double step =
                 std::max(c_avg, overlapped / m_bpc) + serial / m_bpc + (serial_any ? m_latency : 0);
             total += static_cast<double>(n) * step;
@@ -201,6 +257,8 @@ class Evaluator {
     ArrayShape m_array;
     std::array<double, 3> m_total{};  // bytes of A, B, C per group in main memory
     std::array<bool, 3> m_db{};
+    double m_acc = 1;  // accumulator bytes per word byte
+    bool m_keep_a = false, m_keep_b = false;
     double m_bpc = 0, m_latency = 0;
 };
 
@@ -268,14 +326,16 @@ std::string bytes_text(double b) { return cfg::format_quantity(b, cfg::Dim::size
                           {"filter", &s.filter, ev.footprint_b(tk, tn)},
                           {"ofmap", &s.ofmap, ev.footprint_c(tm, tn)}};
     for (const Need& n : needs) {
-        if (n.bytes <= n.buffer->tile_capacity_bytes()) continue;
+        const bool ifmap = n.buffer == &s.ifmap;
+        const double holds = ifmap ? ctx.ifmap_tile_capacity() : n.buffer->tile_capacity_bytes();
+        if (n.bytes <= holds) continue;
         fail_at_key(ctx, {"systolic", "buffers", n.operand, "capacity"},
                     std::string("device.systolic.buffers.") + n.operand + ".capacity",
                     fmt::format("layer '{}': the smallest tile of its GEMM (m={} n={} k={} per array, {} "
                                 "array(s)) needs {} in the {} buffer '{}', which holds {} per tile{}; "
                                 "enlarge the buffer",
                                 ctx.op_name, tm, tn, tk, p.arrays_used, bytes_text(n.bytes), n.operand,
-                                n.buffer->name, bytes_text(n.buffer->tile_capacity_bytes()),
+                                n.buffer->name, bytes_text(holds),
                                 n.buffer->double_buffered ? " (half, double-buffered)" : ""));
     }
     MLSIM_CHECK(false, "a tiling was rejected although every operand fits");
@@ -300,8 +360,7 @@ TilePlan search(const MappingContext& ctx, const GemmJob& job, const Partition& 
                             "buffers: it needs ifmap {}, filter {}, ofmap {}; they hold {}, {}, {} per tile",
                             ctx.op_name, tm, tn, tk, bytes_text(ev.footprint_a(tm, tk)),
                             bytes_text(ev.footprint_b(tk, tn)), bytes_text(ev.footprint_c(tm, tn)),
-                            bytes_text(s.ifmap.tile_capacity_bytes()),
-                            bytes_text(s.filter.tile_capacity_bytes()),
+                            bytes_text(ctx.ifmap_tile_capacity()), bytes_text(s.filter.tile_capacity_bytes()),
                             bytes_text(s.ofmap.tile_capacity_bytes())));
         ev.evaluate(tm, tn, tk, best);
         return best;
@@ -313,6 +372,7 @@ TilePlan search(const MappingContext& ctx, const GemmJob& job, const Partition& 
     const std::vector<int64_t> ms = tile_sizes(part.m, granularity(s.dataflow, arr, dim_m));
     const std::vector<int64_t> ns = tile_sizes(part.n, granularity(s.dataflow, arr, dim_n));
     const std::vector<int64_t> ks = tile_sizes(part.k, granularity(s.dataflow, arr, dim_k));
+    std::vector<TilePlan> evaluated;
     int worse_k = 0;
     double best_k = std::numeric_limits<double>::infinity();
     for (int64_t tk : ks) {
@@ -325,10 +385,8 @@ TilePlan search(const MappingContext& ctx, const GemmJob& job, const Partition& 
             for (int64_t tm : ms) {
                 if (!ev.fits_a(tm, tk) || !ev.fits_c(tm, tn)) continue;
                 const double e = ev.evaluate(tm, tn, tk, cand);
-                if (e < best_e) {
-                    best_e = e;
-                    best = cand;
-                }
+                evaluated.push_back(cand);
+                best_e = std::min(best_e, e);
                 if (e < best_m) {
                     best_m = e;
                     worse_m = 0;
@@ -354,7 +412,12 @@ TilePlan search(const MappingContext& ctx, const GemmJob& job, const Partition& 
     }
     if (best_e == std::numeric_limits<double>::infinity())
         fail_no_fit(ctx, ev, part, ms.back(), ns.back(), ks.back());
-    return best;
+    // Within 2 % of the fastest estimate, the least array work (the first such candidate on ties).
+    const TilePlan* chosen = nullptr;
+    for (const TilePlan& p : evaluated)
+        if (p.estimate_cycles <= best_e * 1.02 && (!chosen || p.array_cycles < chosen->array_cycles))
+            chosen = &p;
+    return *chosen;
 }
 
 }  // namespace
@@ -391,36 +454,69 @@ std::string TilePlan::describe() const {
     return s;
 }
 
+double ifmap_space(const MappingContext& ctx, const GemmJob& job, const TilePlan& plan) {
+    if (job.a_on_chip) return 0;
+    const Partition& p = plan.part;
+    const double words = plan.keep_a ? static_cast<double>(p.m) * static_cast<double>(p.k)
+                                     : static_cast<double>(plan.tile[0]) * static_cast<double>(plan.tile[2]);
+    const double copies = p.shared_a() ? 1.0 : static_cast<double>(p.arrays_used);
+    return words * ctx.word_bytes * job.scale.a * copies * (ctx.spec->ifmap.double_buffered ? 2 : 1);
+}
+
 uint64_t operand_bytes(const MappingContext& ctx, double words, double s) {
     return static_cast<uint64_t>(std::ceil(words * ctx.word_bytes * s));
 }
 
-TileTime tile_time(const MappingContext& ctx, const GemmStats& st, int64_t m, int64_t n, bool accumulate) {
+double MappingContext::ifmap_tile_capacity() const {
+    const double cap = ifmap_free_bytes >= 0 ? ifmap_free_bytes : spec->ifmap.capacity_bytes;
+    return spec->ifmap.double_buffered ? cap / 2 : cap;
+}
+
+TileSchedule tile_schedule(const FoldGeometry& g, const FoldStats& first, const FoldStats& last,
+                           Cycles cycles) {
+    TileSchedule s;
+    s.lead = first.timing.stream_start.count();
+    s.last_start = last.timing.stream_start.count();
+    s.stream = g.t;
+    s.first_rows = first.coord.rows;
+    s.last_rows = last.coord.rows;
+    s.last_cols = last.coord.cols;
+    s.folds = g.folds();
+    s.done = cycles.count();
+    return s;
+}
+
+TileSchedule tile_schedule(const FoldGeometry& g) {
+    return tile_schedule(g, fold_stats(g, 0), fold_stats(g, g.folds() - 1), gemm_cycles(g));
+}
+
+PortStretch port_stretch(const MappingContext& ctx, const GemmStats& st, int64_t span, int64_t m, int64_t n,
+                         bool accumulate) {
     const SystolicSpec& s = *ctx.spec;
-    TileTime t;
-    t.base = st.cycles.count() * ctx.passes;
-    t.total = t.base;
+    PortStretch out;
     // Words per cycle each array gets from a buffer port; a buffer that delivers fewer than the tile
-    // needs in `base` cycles stretches the tile.
+    // needs while it streams stretches the tile.
     const double share = ctx.clock_hz * static_cast<double>(s.arrays);
     const double out_reads = static_cast<double>(st.counts.out_reads) +
                              (accumulate ? static_cast<double>(m) * static_cast<double>(n) : 0.0);
     const double out_words = std::max(static_cast<double>(st.counts.out_writes), out_reads);
     const struct {
         double words;
+        double word_bytes;
         double bandwidth;
         StallCause cause;
-    } ports[] = {{static_cast<double>(st.counts.a_reads), s.ifmap.bandwidth_Bps, StallCause::input},
-                 {static_cast<double>(st.counts.b_reads), s.filter.bandwidth_Bps, StallCause::weight},
-                 {out_words, s.ofmap.bandwidth_Bps, StallCause::output}};
+    } ports[] = {
+        {static_cast<double>(st.counts.a_reads), ctx.word_bytes, s.ifmap.bandwidth_Bps, StallCause::input},
+        {static_cast<double>(st.counts.b_reads), ctx.word_bytes, s.filter.bandwidth_Bps, StallCause::weight},
+        {out_words, ctx.partial_bytes(), s.ofmap.bandwidth_Bps, StallCause::output}};
     for (const auto& p : ports) {
-        const double need = std::ceil(p.words * ctx.word_bytes / (p.bandwidth / share) * (1 - 1e-12));
-        if (need > static_cast<double>(t.total)) {
-            t.total = static_cast<int64_t>(need);
-            t.cause = p.cause;
+        const double need = std::ceil(p.words * p.word_bytes / (p.bandwidth / share) * (1 - 1e-12));
+        if (need - static_cast<double>(span) > static_cast<double>(out.cycles)) {
+            out.cycles = static_cast<int64_t>(need) - span;
+            out.cause = p.cause;
         }
     }
-    return t;
+    return out;
 }
 
 TilePlan plan_gemm(const MappingContext& ctx, const GemmJob& job) {

@@ -20,17 +20,28 @@
 // double-buffered; a shared operand is stored once, private ones once per array). The loop order
 // (outer to inner, e.g. "mnk") decides reuse: an operand stays in its buffer while its tile index does
 // not change between consecutive steps, and is fetched again (a refetch, counted) whenever it changes,
-// even if an earlier step had it. An output tile left before all its K tiles are done is written out
-// as partial sums and read back when the order returns to it.
+// even if an earlier step had it, unless the whole operand fits in half of its buffer: then it is
+// kept (TilePlan::keep_a / keep_b) and each tile is fetched once. An A operand a previous layer left
+// in the ifmap buffer (GemmJob::a_on_chip) is not fetched at all. An output tile left before all its K
+// tiles are done is written out as partial sums and read back when the order returns to it.
 //
 // Bytes in main memory and in the buffers: a word of the layer's data type, except that an
 // im2col matrix is not stored: its DRAM traffic and buffer footprint are those of the input feature
 // map (scale = input elements / A elements, e.g. 1/9 for a 3×3 stride-1 convolution), while the
-// array edge still reads every im2col word from the ifmap buffer (on-chip im2col).
+// array edge still reads every im2col word from the ifmap buffer (on-chip im2col). The ofmap buffer
+// holds partial sums at the accumulator width (MappingContext::acc_bytes): its capacity is counted in
+// accumulator words, partial sums spilled to main memory and read back move at that width, and only a
+// finished output tile leaves at the layer's word size.
+//
+// Choice: the search estimates each candidate's cycles (the pipeline's rules in closed form) and
+// takes, among the candidates within 2 % of the fastest estimate, the one whose arrays compute for the
+// fewest cycles: when main memory sets the pace, many tilings tie, and the one that uses the arrays
+// best (full folds) does the same work with fewer buffer reads, hops and preloads.
 //
 // Promises: plan_gemm never returns a tiling that does not fit; it throws cfg::UserError (located at
 // the buffer's `capacity`, or at `tile` for a fixed tiling) when none does. The search is a pure
 // function of its inputs and cheap (tens of closed-form evaluations per GEMM).
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <string>
@@ -52,8 +63,19 @@ struct MappingContext {
     double clock_hz = 0;
     double dram_Bps = 0;  // main memory
     double dram_latency_s = 0;
+    // Bytes of the ifmap buffer this layer's own A tiles may use: its capacity less the activations
+    // other layers keep there (residency); < 0: the whole buffer.
+    double ifmap_free_bytes = -1;
+    // Tiles may stream back to back and overlap their preloads across tile boundaries (faithful
+    // convention); off, only the step list's counts matter (scalesim convention).
+    bool stream_across_tiles = true;
     double word_bytes = 0;  // one element of the layer's data type (0.5 for int4)
+    double acc_bytes =
+        0;  // one partial sum in the ofmap buffer (SystolicSpec::accumulator_bytes); 0: word_bytes
     int64_t passes = 1;     // array passes per MAC for this data type
+    double partial_bytes() const { return acc_bytes > 0 ? acc_bytes : word_bytes; }
+    // What one A tile may occupy (half of the free part when double-buffered).
+    double ifmap_tile_capacity() const;
 };
 
 // Main-memory / buffer bytes per word, relative to word_bytes, per operand (see the header comment).
@@ -64,6 +86,9 @@ struct OperandScale {
 struct GemmJob {
     wl::GemmShape shape;      // batch, m, n, k
     bool sequential = false;  // the batch entries depend on each other (RNN steps)
+    // A is already in the ifmap buffer (a previous layer left its output there): it is neither
+    // fetched nor given space of its own; the arrays read it in place.
+    bool a_on_chip = false;
     OperandScale scale;
 };
 
@@ -86,22 +111,75 @@ struct TilePlan {
     std::array<int64_t, 3> tile{};                  // tm, tn, tk
     std::array<int64_t, 3> count{};                 // tiles per dimension
     std::array<Dim, 3> order{dim_m, dim_n, dim_k};  // outer to inner
+    // The whole operand (of one lockstep group) fits in half of its buffer, so it stays there for the
+    // group: each of its tiles is fetched once, on first use, however often the loop order returns.
+    bool keep_a = false, keep_b = false;
     double estimate_cycles = 0;                     // for the whole job (all groups)
+    double array_cycles = 0;                        // of which the arrays compute (all groups)
     int64_t steps() const { return count[0] * count[1] * count[2]; }
     // "m=392 n=64 k=576 tiles=1x1x1 order=mnk" (+ " split=m/8" with several arrays)
     std::string describe() const;
 };
 
-// Cycles a tile keeps its array busy: the folds' cycles times the data type's passes, stretched
-// when one of the buffers cannot move the tile's words in that time (its bandwidth is shared equally
-// by all arrays; reads and writes have a port each).
-struct TileTime {
-    int64_t base = 0;                      // fold cycles × passes
-    int64_t total = 0;                     // >= base
-    StallCause cause = StallCause::input;  // the buffer that stretched it, when total > base
+// A tile's folds on an idle array (dataflow.h), counted from the tile's first cycle, in array cycles
+// (before the data type's passes): what the pipeline needs to place a tile right behind the one before.
+struct TileSchedule {
+    int64_t lead = 0;        // s_0: the first stream starts (ws/is: after fold 0's preload; os: 0)
+    int64_t last_start = 0;  // s of the last fold
+    int64_t stream = 0;      // T: streamed steps of every fold
+    int64_t first_rows = 0;  // r of the first fold
+    int64_t last_rows = 0;   // r of the last fold
+    int64_t last_cols = 0;   // c of the last fold
+    int64_t folds = 0;
+    int64_t done = 0;  // the tile's cycles: one past its last output write
+    // After the last fold's stream starts, the cycles before a fold of another tile may start besides
+    // its own preload: ws/is r_last (its shadow chain is free once the last copy passed), os r_last + R
+    // (its drain must have left the shadow registers).
+    int64_t hold(Dataflow df, int64_t array_rows) const {
+        return df == Dataflow::os ? last_rows + array_rows : last_rows;
+    }
+    // One past the cycle the tile reads its last A and B word from the buffers: a stationary operand
+    // is read by the preloads, so by the last fold's stream start; a streamed one enters row i (os B:
+    // column j) at s + τ + i, so by s_last + T + r_last − 1 (os B: + c_last − 1).
+    int64_t a_free(Dataflow df) const {
+        return df == Dataflow::is ? last_start : last_start + stream + last_rows - 1;
+    }
+    int64_t b_free(Dataflow df) const {
+        switch (df) {
+            case Dataflow::ws:
+                return last_start;
+            case Dataflow::is:
+                return last_start + stream + last_rows - 1;
+            case Dataflow::os:
+                break;
+        }
+        return last_start + stream + last_cols - 1;
+    }
+    // Cycles from one tile's first stream start to the next one's, when tiles of this shape follow
+    // each other with the stationary operand changing (dataflow.h's fold rule across tiles).
+    int64_t chained(Dataflow df, int64_t array_rows) const {
+        return last_start - lead + std::max(stream, hold(df, array_rows) + lead);
+    }
+};
+// The schedule from a tile's first and last folds and its cycles (closed form or measured on the grid).
+TileSchedule tile_schedule(const FoldGeometry& g, const FoldStats& first, const FoldStats& last,
+                           Cycles cycles);
+TileSchedule tile_schedule(const FoldGeometry& g);  // closed form (fold_model.h)
+
+// Cycles by which a buffer port slower than the array edge stretches a tile: the words it moves need
+// more cycles than the tile streams for (`span`, already times passes). A port's bandwidth is shared
+// equally by all arrays; reads and writes have a port each.
+struct PortStretch {
+    int64_t cycles = 0;
+    StallCause cause = StallCause::input;  // the buffer that stretched it, when cycles > 0
 };
 // `accumulate`: the tile adds into partial sums of earlier K tiles, so every output word is also read.
-TileTime tile_time(const MappingContext& ctx, const GemmStats& st, int64_t m, int64_t n, bool accumulate);
+PortStretch port_stretch(const MappingContext& ctx, const GemmStats& st, int64_t span, int64_t m, int64_t n,
+                         bool accumulate);
+
+// Bytes of the ifmap buffer a plan's A operand takes: both halves when double-buffered, the whole
+// operand (of one lockstep group) when kept, nothing when read in place.
+double ifmap_space(const MappingContext& ctx, const GemmJob& job, const TilePlan& plan);
 
 // Bytes of `words` words of an operand with scale `s` (rounded up to whole bytes).
 uint64_t operand_bytes(const MappingContext& ctx, double words, double s);

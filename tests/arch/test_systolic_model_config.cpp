@@ -54,6 +54,10 @@ TEST_CASE("TPU v1's systolic section parses into its buffers, dataflow and passe
     CHECK(s.passes_for("int16") == 4);  // 16-bit operands at quarter speed
     CHECK(s.vector_throughput_ops == Approx(179.2e9));
     CHECK(s.pe_hop_energy_J == Approx(0.019e-12));
+    // 32-bit accumulators: 4 bytes per partial sum for 8- and 16-bit operands.
+    CHECK(s.accumulator_bits == 32);
+    CHECK(s.accumulator_bytes(1) == 4);
+    CHECK(s.accumulator_bytes(2) == 4);
 }
 
 TEST_CASE("Every systolic preset matches its array and gets the systolic model", "[systolic]") {
@@ -107,6 +111,15 @@ TEST_CASE("Defaults fill the optional systolic keys, and long dataflow names are
     // One element per array column per cycle.
     CHECK(arch::systolic::spec_of(d)->vector_throughput_ops == Approx(4 * 1e9));
     CHECK(arch::systolic::spec_of(d)->filter.write_energy_J_per_byte == Approx(2e-12));
+    // No accumulator width: partial sums are words of the layer's data type.
+    CHECK(arch::systolic::spec_of(d)->accumulator_bits == 0);
+    CHECK(arch::systolic::spec_of(d)->accumulator_bytes(1) == 1);
+    CHECK(arch::systolic::spec_of(d)->accumulator_bytes(0.5) == 0.5);
+    // Never narrower than the layer's word.
+    Toy narrow;
+    narrow.extra = "    accumulator_bits: 16\n";
+    CHECK(arch::systolic::spec_of(toy_device(narrow))->accumulator_bytes(4) == 4);
+    CHECK(arch::systolic::spec_of(toy_device(narrow))->accumulator_bytes(1) == 2);
     const cfg::Node* sys = d.section("systolic");
     REQUIRE(sys != nullptr);
     CHECK(sys->find("fidelity")->scalar() == "tile");

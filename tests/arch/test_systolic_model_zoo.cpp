@@ -48,7 +48,7 @@ TEST_CASE("No layer of any zoo model runs faster than the roofline bound of its 
                             "bert-base", "gpt2-small-prefill", "gpt2-small-decode", "dlrm-mlperf",
                             "mlp3",      "gpt2-xl-decode",     "llama2-7b-decode",  "mlp3-training",
                             "lenet5-training"};
-    int64_t layers = 0, on_arrays = 0, memory_bound = 0;
+    int64_t layers = 0, on_arrays = 0, memory_bound = 0, resident = 0;
     for (const Case& c : k_cases) {
         const arch::DeviceSpec spec = arch::load_device(k_devices + c.device + ".yaml");
         for (const char* name : models) {
@@ -71,8 +71,18 @@ TEST_CASE("No layer of any zoo model runs faster than the roofline bound of its 
                 const wl::Op& op = model.ops()[static_cast<size_t>(r.idx)];
                 INFO(c.device << " " << name << " layer " << r.idx << " " << r.name << " (" << r.op << ", "
                               << text_of(r, "tiling") << ")");
-                const arch::RooflineBound b = arch::roofline_bound(spec, op);
+                // The floor: the roofline over the bytes the layer still moves across main memory (its
+                // inputs found on chip and its output kept there do not); with nothing on chip, the
+                // roofline's own bound.
+                const double on_chip = r.metric_value("input_bytes_on_chip", -1);
+                const double kept = r.metric_value("output_bytes_kept", -1);
+                REQUIRE(on_chip >= 0);
+                REQUIRE(kept >= 0);
+                CHECK(on_chip + r.metric_value("input_bytes_from_dram") == Approx(op.counts().input_bytes));
+                const arch::RooflineBound b = arch::roofline_bound(spec, op, arch::OnChip{on_chip, kept});
                 CHECK(r.time_s >= b.bound_s());
+                if (on_chip == 0 && kept == 0) CHECK(r.time_s >= arch::roofline_bound(spec, op).bound_s());
+                resident += on_chip > 0;
                 CHECK(r.start_s == t);
                 t = r.end_s;
                 CHECK(r.energy_compute_j >= 0);
@@ -81,14 +91,15 @@ TEST_CASE("No layer of any zoo model runs faster than the roofline bound of its 
                 CHECK(r.stall_cycles <= r.cycles);
                 CHECK(r.stall_cycles == r.metric_value("stall_weight_cycles") + r.metric_value("stall_input_cycles") + r.metric_value("stall_output_cycles"));
                 CHECK(r.utilization <= 1.0);
-                CHECK(r.bytes_read >= op.counts().weight_bytes + op.counts().input_bytes);
-                CHECK(r.bytes_written >= op.counts().output_bytes);
+                CHECK(r.bytes_read >= op.counts().weight_bytes + op.counts().input_bytes - on_chip);
+                CHECK(r.bytes_written >= op.counts().output_bytes - kept);
                 CHECK(r.bytes_read == access_of(r).dram.read);
                 CHECK(r.bytes_written == access_of(r).dram.write);
                 // Bytes are conserved between levels: what main memory delivers is what the buffers take in
-                // (the ofmap buffer also takes the array's outputs), and what it receives is what the
-                // ofmap buffer gives out beyond the array's read-backs.
-                CHECK(access_of(r).ifmap.write + access_of(r).filter.write <= access_of(r).dram.read);
+                // (the ofmap buffer also takes the array's outputs, the ifmap buffer the outputs kept for
+                // later layers), and what it receives is what the ofmap buffer gives out beyond the
+                // array's read-backs.
+                CHECK(access_of(r).ifmap.write - kept + access_of(r).filter.write <= access_of(r).dram.read);
                 CHECK(access_of(r).ofmap.read >= access_of(r).dram.write);
                 CHECK(r.energy_memory_j == Approx(level_energy(r) + r.metric_value("energy_pe_hops_j")));
                 on_arrays += text_of(r, "tiling") != "vector";
@@ -100,6 +111,7 @@ TEST_CASE("No layer of any zoo model runs faster than the roofline bound of its 
     CHECK(layers > 2000);
     CHECK(on_arrays > 400);
     CHECK(memory_bound > 0);
+    CHECK(resident > 500);  // activations stay on chip between layers
 }
 
 TEST_CASE("A model run is deterministic and memoized layers equal freshly simulated ones", "[systolic]") {
@@ -115,13 +127,33 @@ TEST_CASE("A model run is deterministic and memoized layers equal freshly simula
         CHECK(ra[i].end_s == rb[i].end_s);
         CHECK(ra[i].energy_j() == rb[i].energy_j());
         CHECK(text_of(ra[i], "tiling") == text_of(rb[i], "tiling"));
-        // The same op in a fresh model: no memo.
-        arch::systolic::SystolicModel fresh(spec);
-        const arch::LayerResult f = fresh.run_op(model.ops()[i]);
-        CHECK(f.cycles == ra[i].cycles);
-        CHECK(f.metric_value("stall_input_cycles") == ra[i].metric_value("stall_input_cycles"));
-        CHECK(f.energy_j() == ra[i].energy_j());
     }
+    // Every layer simulated afresh (no memo), with the same activations on chip: the same numbers.
+    arch::systolic::SystolicModel fresh(spec);
+    fresh.set_memoize_for_test(false);
+    const std::vector<arch::LayerResult> rf = fresh.run(model);
+    CHECK(fresh.work().cache_hits == 0);
+    REQUIRE(rf.size() == ra.size());
+    for (size_t i = 0; i < ra.size(); ++i) {
+        INFO(ra[i].name);
+        CHECK(rf[i].cycles == ra[i].cycles);
+        CHECK(rf[i].metric_value("stall_input_cycles") == ra[i].metric_value("stall_input_cycles"));
+        CHECK(rf[i].metric_value("input_bytes_on_chip") == ra[i].metric_value("input_bytes_on_chip"));
+        CHECK(rf[i].energy_j() == ra[i].energy_j());
+    }
+    // A layer with nothing on chip is the op on its own.
+    int64_t alone = 0;
+    for (size_t i = 0; i < ra.size(); ++i) {
+        if (ra[i].metric_value("input_bytes_on_chip") > 0 || ra[i].metric_value("output_bytes_kept") > 0)
+            continue;
+        arch::systolic::SystolicModel one(spec);
+        const arch::LayerResult f = one.run_op(model.ops()[i]);
+        INFO(ra[i].name);
+        CHECK(f.bytes_read == ra[i].bytes_read);
+        CHECK(f.bytes_written == ra[i].bytes_written);
+        ++alone;
+    }
+    CHECK(alone > 0);
 }
 
 TEST_CASE("ResNet-50 on TPU v4: convolutions run on the arrays, element-wise ops on the vector unit",
@@ -131,6 +163,7 @@ TEST_CASE("ResNet-50 on TPU v4: convolutions run on the arrays, element-wise ops
     arch::systolic::SystolicModel m(spec);
     const std::vector<arch::LayerResult> rs = m.run(model);
     double conv_s = 0, total_s = 0;
+    int64_t in_vmem = 0;
     for (const arch::LayerResult& r : rs) {
         total_s += r.time_s;
         if (r.op == "conv2d") {
@@ -140,12 +173,20 @@ TEST_CASE("ResNet-50 on TPU v4: convolutions run on the arrays, element-wise ops
             CHECK(r.metric_value("energy_pe_hops_j") > 0);
         } else if (r.op == "relu" || r.op == "batchnorm" || r.op == "add") {
             CHECK(text_of(r, "tiling") == "vector");
-            // Waiting on HBM, or so small at batch 1 that the per-op overhead dominates; never compute.
-            CHECK(r.bound != "compute");
-            CHECK(r.parts.memory_s > r.parts.compute_s);
+            if (r.metric_value("input_bytes_on_chip") == 0 && r.metric_value("output_bytes_kept") == 0) {
+                // Waiting on HBM, or so small at batch 1 that the per-op overhead dominates; never compute.
+                CHECK(r.bound != "compute");
+                CHECK(r.parts.memory_s > r.parts.compute_s);
+            } else {
+                // Its activations stayed in VMEM: HBM sees at most its parameters.
+                ++in_vmem;
+                CHECK(r.bytes_read <= r.counts.weight_bytes + r.metric_value("input_bytes_from_dram"));
+                CHECK(r.bytes_written <= r.counts.output_bytes - r.metric_value("output_bytes_kept"));
+            }
         }
     }
     CHECK(conv_s > 0.3 * total_s);
+    CHECK(in_vmem > 50);
     // Every event of the pipelines ran: a few per tile step, nothing per cycle.
     CHECK(m.work().events > 100);
     CHECK(m.work().events < 20000);
