@@ -51,9 +51,16 @@ run_target() {
         cp "$f" "$seeds/$n-$(basename "$f")"
         n=$((n + 1))
     done
-    # A dictionary of the keys the seeds use ("name:") helps the mutator build valid documents.
-    grep -ohE '^[ -]*[A-Za-z_][A-Za-z0-9_.]*\s*[:=]' "$seeds"/* 2>/dev/null |
-        sed -E 's/^[ -]*//; s/\s*([:=])$/\1/; s/"/\\"/g; s/.*/"&"/' | sort -u > "$build_dir/$t.dict" || true
+    # A dictionary helps the mutator build valid documents with hostile values: the keys the seeds use
+    # ("name:"), then numbers at the edges of 32- and 64-bit ranges and of doubles, and YAML's anchors,
+    # aliases and merge keys.
+    {
+        grep -ohE '^[ -]*[A-Za-z_][A-Za-z0-9_.]*\s*[:=]' "$seeds"/* 2>/dev/null |
+            sed -E 's/^[ -]*//; s/\s*([:=])$/\1/; s/"/\\"/g; s/.*/"&"/' || true
+        printf '"%s"\n' 0 -1 2147483647 2147483648 4294967296 9223372036854775807 9223372036854775808 \
+            -9223372036854775808 18446744073709551616 1e30 1e-30 1e308 inf nan 0.0 -0 \
+            '&a ' '*a' '<<: ' '[' '{' '- ' 'GHz' 'TB/s' 'GiB' 'pJ' 'W'
+    } | sort -u > "$build_dir/$t.dict"
     local dict=()
     [ -s "$build_dir/$t.dict" ] && dict=(-dict="$build_dir/$t.dict")
     echo "== fuzz $t: ${secs} s from $n seed files and $(find "$corpus" -type f | wc -l) corpus inputs"

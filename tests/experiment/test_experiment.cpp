@@ -325,7 +325,7 @@ TEST_CASE("A fidelity choice on a device without a systolic section is a user er
     }
 }
 
-TEST_CASE("--device-model roofline runs a systolic preset on the roofline, the floor of every layer") {
+TEST_CASE("Option --device-model roofline runs a systolic preset on the roofline, the floor of every layer") {
     for (const char* dev : {"tpu-v1", "tpu-v4"}) {
         INFO(dev);
         auto o = options(dev, "resnet50", std::string(dev) == "tpu-v1" ? "int8" : "bf16");
