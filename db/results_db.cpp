@@ -14,6 +14,13 @@
 #include <set>
 #include <system_error>
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+#include <sstream>
+
 #include "db/schema.h"
 #include "db/sqlite.h"
 #include "sim/config/error.h"
@@ -385,6 +392,72 @@ void create_parent_directories(const std::string& path) {
                                          path, parent.string(), ec.message()));
 }
 
+// Who holds a claim: enough to tell, on this host, whether that process still runs.
+struct ProcessIdentity {
+    std::string host;
+    int64_t pid = 0;
+    std::string start;  // "<boot id>/<start time in clock ticks>"; empty where /proc is unavailable
+};
+
+std::string first_line(const std::string& path) {
+    std::ifstream in(path);
+    std::string line;
+    std::getline(in, line);
+    return line;
+}
+
+// Fields 3 (state) and 22 (start time) of /proc/PID/stat; nullopt when there is no such process. The
+// command name (field 2) may hold spaces and parentheses, so fields are counted after its last ')'.
+struct ProcStat {
+    char state = '?';
+    std::string start_ticks;
+};
+std::optional<ProcStat> proc_stat(int64_t pid) {
+    const std::string line = first_line(fmt::format("/proc/{}/stat", pid));
+    const size_t paren = line.rfind(')');
+    if (paren == std::string::npos) return std::nullopt;
+    std::istringstream fields(line.substr(paren + 1));
+    ProcStat st;
+    std::string field;
+    for (int n = 3; n <= 22 && fields >> field; ++n) {
+        if (n == 3) st.state = field.empty() ? '?' : field[0];
+        if (n == 22) st.start_ticks = field;
+    }
+    if (st.start_ticks.empty()) return std::nullopt;
+    return st;
+}
+
+std::string process_start(int64_t pid, const std::string& boot_id) {
+    if (boot_id.empty()) return "";
+    const std::optional<ProcStat> st = proc_stat(pid);
+    return st ? fmt::format("{}/{}", boot_id, st->start_ticks) : "";
+}
+
+std::string host_name() {
+    char buf[256] = {};
+    if (gethostname(buf, sizeof buf - 1) != 0) return "localhost";
+    return buf;
+}
+
+ProcessIdentity this_process() {
+    ProcessIdentity me;
+    me.host = host_name();
+    me.pid = getpid();
+    me.start = process_start(me.pid, first_line("/proc/sys/kernel/random/boot_id"));
+    return me;
+}
+
+// See the contract in results_db.h: live only on this host, while a process with that pid and start
+// time runs (a zombie has finished).
+bool claim_is_live(const ProcessIdentity& holder, const ProcessIdentity& me) {
+    if (holder.host != me.host) return false;
+    if (me.start.empty()) return kill(static_cast<pid_t>(holder.pid), 0) == 0 || errno == EPERM;
+    const std::optional<ProcStat> st = proc_stat(holder.pid);
+    if (!st || st->state == 'Z' || st->state == 'X') return false;
+    const std::string boot = me.start.substr(0, me.start.find('/'));
+    return holder.start == fmt::format("{}/{}", boot, st->start_ticks);
+}
+
 }  // namespace
 
 struct ResultsDb::Impl {
@@ -424,6 +497,16 @@ struct ResultsDb::Impl {
         insert_factor.emplace(conn,
                               "INSERT INTO sweep_factors (sweep_name, run_id, factor, value, value_num) "
                               "VALUES (?, ?, ?, ?, ?)");
+        find_error_after.emplace(conn,
+                                 "SELECT run_id FROM runs WHERE config_hash = ? AND status = 'error' AND "
+                                 "run_id > ? ORDER BY run_id DESC LIMIT 1");
+        find_claim.emplace(conn, "SELECT host, pid, process_start FROM claims WHERE claim_key = ?");
+        put_claim.emplace(conn,
+                          "INSERT OR REPLACE INTO claims (claim_key, host, pid, process_start, claimed_utc, "
+                          "sweep_name, point) VALUES (?, ?, ?, ?, ?, ?, ?)");
+        drop_claim.emplace(
+            conn, "DELETE FROM claims WHERE claim_key = ? AND host = ? AND pid = ? AND process_start = ?");
+        max_run.emplace(conn, "SELECT COALESCE(MAX(run_id), 0) FROM runs");
         begin.emplace(conn, "BEGIN IMMEDIATE");
         commit.emplace(conn, "COMMIT");
         rollback.emplace(conn, "ROLLBACK");
@@ -511,6 +594,30 @@ struct ResultsDb::Impl {
         }
     }
 
+    // The latest run with this hash and status whose run_id is above `after`.
+    std::optional<int64_t> latest_run(const std::string& hash, std::string_view status, int64_t after) {
+        sql::Statement& s = status == "ok" ? *find_run : *find_error_after;
+        s.reset();
+        s.bind_text(hash);
+        if (status == "ok")
+            s.bind_text(status);
+        else
+            s.bind_int(after);
+        s.finish_binding();
+        std::optional<int64_t> id;
+        if (s.step()) id = s.column_int(0);
+        s.reset();
+        if (status == "ok" && id && *id <= after) id.reset();
+        return id;
+    }
+
+    void release(const std::string& key) {
+        sql::Statement& d = *drop_claim;
+        d.reset();
+        d.bind_text(key).bind_text(me.host).bind_int(me.pid).bind_text(me.start);
+        d.run();
+    }
+
     void write_layer(int64_t run_id, const LayerRow& l) {
         sql::Statement& s = *insert_layer;
         s.reset();
@@ -588,6 +695,8 @@ struct ResultsDb::Impl {
     std::optional<sql::Statement> insert_run, insert_layer, insert_level, insert_metric, find_ok, begin,
         commit, rollback;
     std::optional<sql::Statement> find_run, find_link, run_hash, insert_sweep, insert_factor;
+    std::optional<sql::Statement> find_error_after, find_claim, put_claim, drop_claim, max_run;
+    const ProcessIdentity me = this_process();
     std::mutex mutex;
 };
 
@@ -612,9 +721,11 @@ int64_t ResultsDb::record_run(const RunInfo& info, const std::vector<LayerRow>& 
         m_impl->write_levels(run_id, layer);
         m_impl->write_metrics(run_id, layer);
     }
-    if (point)
+    if (point) {
         m_impl->write_sweep_point(
             *point, run_id, info.config_hash.empty() ? config_hash(info.config_yaml) : info.config_hash);
+        if (!point->claim_key.empty()) m_impl->release(point->claim_key);
+    }
     txn.commit();
     return run_id;
 }
@@ -626,9 +737,11 @@ int64_t ResultsDb::record_failed_run(const RunInfo& info, const std::string& err
     std::lock_guard lock(m_impl->mutex);
     Impl::Transaction txn(*m_impl);
     int64_t run_id = m_impl->write_run(info, "error", &error, wall_s, nullptr);
-    if (point)
+    if (point) {
         m_impl->write_sweep_point(
             *point, run_id, info.config_hash.empty() ? config_hash(info.config_yaml) : info.config_hash);
+        if (!point->claim_key.empty()) m_impl->release(point->claim_key);
+    }
     txn.commit();
     return run_id;
 }
@@ -663,6 +776,65 @@ bool ResultsDb::link_sweep_point(const SweepPoint& point, int64_t run_id) {
     m_impl->write_sweep_point(point, run_id, hash);
     txn.commit();
     return true;
+}
+
+ClaimResult ResultsDb::claim(const ClaimQuery& q) {
+    MLSIM_CHECK(!q.key.empty(), "results: claim() needs a key");
+    std::lock_guard lock(m_impl->mutex);
+    Impl::Transaction txn(*m_impl);  // rolled back (nothing written) unless the claim is taken
+    ClaimResult result;
+    std::optional<int64_t> done;
+    if (!q.ok_hash.empty() && (done = m_impl->latest_run(q.ok_hash, "ok", 0))) result.run_ok = true;
+    if (!done && !q.error_hash.empty()) done = m_impl->latest_run(q.error_hash, "error", q.errors_after);
+    if (done) {
+        result.state = ClaimResult::State::done;
+        result.run_id = *done;
+        return result;
+    }
+    sql::Statement& f = *m_impl->find_claim;
+    f.reset();
+    f.bind_text(q.key).finish_binding();
+    if (f.step()) {
+        const ProcessIdentity holder{f.column_text(0), f.column_int(1), f.column_text(2)};
+        f.reset();
+        const bool mine = holder.host == m_impl->me.host && holder.pid == m_impl->me.pid &&
+                          holder.start == m_impl->me.start;
+        if (!mine && claim_is_live(holder, m_impl->me)) {
+            result.state = ClaimResult::State::busy;
+            return result;
+        }
+    }
+    f.reset();
+    sql::Statement& p = *m_impl->put_claim;
+    p.reset();
+    p.bind_text(q.key).bind_text(m_impl->me.host).bind_int(m_impl->me.pid).bind_text(m_impl->me.start);
+    p.bind_text(utc_now());
+    if (q.point)
+        p.bind_text(q.point->sweep_name).bind_int(q.point->point);
+    else
+        p.bind_null().bind_null();
+    p.run();
+    txn.commit();
+    result.state = ClaimResult::State::claimed;
+    return result;
+}
+
+void ResultsDb::release_claim(const std::string& key) {
+    std::lock_guard lock(m_impl->mutex);
+    Impl::Transaction txn(*m_impl);
+    m_impl->release(key);
+    txn.commit();
+}
+
+int64_t ResultsDb::max_run_id() const {
+    std::lock_guard lock(m_impl->mutex);
+    sql::Statement& s = *m_impl->max_run;
+    s.reset();
+    s.finish_binding();
+    s.step();
+    const int64_t id = s.column_int(0);
+    s.reset();
+    return id;
 }
 
 bool ResultsDb::has_ok_run(const std::string& config_hash) const {

@@ -30,6 +30,14 @@
 //   `sweep_factors` rows in the SAME transaction as the run, so a run of a sweep is never without them.
 //   link_sweep_point() attaches an existing run to a sweep (a resumed sweep, or a point already run
 //   elsewhere); linking the same run to the same sweep again changes nothing.
+// - Claims (schema 5) let several processes (and threads) share out the points of sweeps writing one file
+//   so that each point is simulated once: claim() checks in ONE write transaction whether a run already
+//   settles the point and, if not, whether a live process holds it, and otherwise records this process as
+//   its holder. The run that settles the point releases the claim in its own transaction
+//   (SweepPoint::claim_key), so a claim never outlives its run and a run is never without its claim
+//   released. A claim is live while its process runs: same host, same boot, a process with that pid and
+//   start time that is not a zombie. Any other claim is stale (its holder was killed, or the file was
+//   copied from another machine; WAL files are only ever shared on one host) and is taken over.
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -102,6 +110,29 @@ struct SweepPoint {
     std::string sweep_name;
     int64_t point = 0;  // index in the sweep's enumeration, from 0
     std::vector<SweepFactorValue> factors;
+    std::string claim_key;  // the key this process claimed for the point, released with its run; may be empty
+};
+
+// What claim() found.
+struct ClaimResult {
+    enum class State {
+        claimed,  // this process now holds the key: simulate the point, then record it
+        done,     // a run already settles the point: link it
+        busy,     // another live process holds the key: try again later
+    };
+    State state = State::claimed;
+    int64_t run_id = 0;  // done: the run
+    bool run_ok = false;  // done: whether that run's status is 'ok' (else 'error')
+};
+
+// What settles a point for claim(): an ok run with ok_hash (when not empty), or a failed run with
+// error_hash (when not empty) whose run_id is above errors_after (0: any; a rerun of failed points passes
+// the largest run_id it found at its start, so only failures of this round count).
+struct ClaimQuery {
+    std::string key;
+    std::string ok_hash, error_hash;
+    int64_t errors_after = 0;
+    const SweepPoint* point = nullptr;  // recorded with the claim, for people reading the file
 };
 
 class ResultsDb {
@@ -128,6 +159,13 @@ class ResultsDb {
     // Writes the sweep rows of `point` for the existing run `run_id` (one transaction), unless that
     // run is already linked to that sweep. Returns whether rows were written.
     bool link_sweep_point(const SweepPoint& point, int64_t run_id);
+
+    // See the contract: done, busy or claimed, decided and (for claimed) recorded in one transaction.
+    ClaimResult claim(const ClaimQuery& query);
+    // Drops this process's claim on `key`, if it holds one (a point given up without a run).
+    void release_claim(const std::string& key);
+    // The largest run_id in the file, 0 when it has no runs.
+    int64_t max_run_id() const;
 
     const std::string& path() const;
 

@@ -135,6 +135,18 @@ constexpr std::array k_sweep_factor_columns{
     Column{"value_num", "REAL", 2},
 };
 
+// Schema 5: the points being simulated right now, one row per key (the resolved config's hash, or the
+// point description's hash for a point that fails before it resolves), naming the process that holds it.
+// A row lives from the claim to the commit of the run that releases it (in that run's transaction); a row
+// whose process is gone (killed) is stale and the next claimer takes it over. sweep_name and point say
+// which point it was claimed for, for people reading the file.
+constexpr std::array k_claim_columns{
+    Column{"claim_key", "TEXT PRIMARY KEY", 5},     Column{"host", "TEXT NOT NULL", 5},
+    Column{"pid", "INTEGER NOT NULL", 5},           Column{"process_start", "TEXT NOT NULL", 5},
+    Column{"claimed_utc", "TEXT NOT NULL", 5},      Column{"sweep_name", "TEXT", 5},
+    Column{"point", "INTEGER", 5},
+};
+
 const std::array k_tables{
     Table{"meta", k_meta_columns, ""},
     Table{"runs", k_run_columns, ""},
@@ -146,6 +158,7 @@ const std::array k_tables{
           "CHECK ((value IS NULL) = (text IS NOT NULL)), CHECK ((value IS NULL) = (unit IS NULL))"},
     Table{"sweeps", k_sweep_columns, "PRIMARY KEY (sweep_name, run_id)"},
     Table{"sweep_factors", k_sweep_factor_columns, "PRIMARY KEY (sweep_name, run_id, factor)"},
+    Table{"claims", k_claim_columns, ""},
 };
 
 // Queries by run (or run and layer) on layer_levels / layer_metrics use their primary keys' prefix.

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <deque>
 #include <exception>
 #include <filesystem>
 #include <map>
@@ -475,6 +476,27 @@ db::RunInfo failed_info(const SweepPointConfig& pc, const SystemCache& systems) 
     return info;
 }
 
+// Gives a claimed key back unless the point's run released it: a point abandoned by an exception must
+// not keep another process waiting until this one exits.
+class ClaimGuard {
+  public:
+    ClaimGuard(db::ResultsDb& db, std::string key) : m_db(db), m_key(std::move(key)) {}
+    ~ClaimGuard() {
+        if (m_key.empty()) return;
+        try {
+            m_db.release_claim(m_key);
+        } catch (...) {  // NOLINT: the exception that got us here is the one to report
+        }
+    }
+    ClaimGuard(const ClaimGuard&) = delete;
+    ClaimGuard& operator=(const ClaimGuard&) = delete;
+    void released() { m_key.clear(); }
+
+  private:
+    db::ResultsDb& m_db;
+    std::string m_key;
+};
+
 }  // namespace
 
 SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::ResultsDb& db,
@@ -482,6 +504,8 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
     MLSIM_CHECK(options.jobs >= 1, fmt::format("run_sweep: jobs = {}", options.jobs));
     const std::size_t total = sweep.point_count();
     const auto start = Clock::now();
+    // A rerun of failed points counts only the failures of this round as settling a point.
+    const int64_t errors_after = options.retry_failed ? db.max_run_id() : 0;
 
     std::atomic<std::size_t> next{0}, done{0}, ran{0}, skipped{0}, failed{0}, failed_before{0};
     std::atomic<bool> stop{false};
@@ -494,8 +518,18 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
     std::vector<std::pair<std::size_t, std::string>> errors;
     // Points of this sweep that failed after preparing, by resolved hash: a repeat of one fails with it.
     std::map<std::string, std::pair<int64_t, std::string>> failed_by_hash;
+    // Points another live process is simulating, with when they were last tried; retried until that
+    // process records them (or dies and leaves its claim stale).
+    std::deque<std::pair<std::size_t, Clock::time_point>> deferred;
 
-    auto process = [&](std::size_t i) {
+    // A point settled elsewhere (an earlier run, another process): link its run to this sweep.
+    auto settled = [&](const SweepPointConfig& pc, const db::ClaimResult& c) {
+        db.link_sweep_point(pc.db_point, c.run_id);
+        ++(c.run_ok ? skipped : failed_before);
+    };
+
+    // Returns false when another live process holds the point: it is deferred, nothing was counted.
+    auto process = [&](std::size_t i) -> bool {
         SweepPointConfig pc = make_point(sweep, i);
         auto sys = systems.find(pc.options.system);
         MLSIM_CHECK(sys != systems.end(), "run_sweep: a system missing from check_points()");
@@ -506,7 +540,7 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
             if (auto id = db.find_run(fail_info.config_hash, "error")) {
                 db.link_sweep_point(pc.db_point, *id);
                 ++failed_before;
-                return;
+                return true;
             }
         }
         // Only the experiment's own user errors make a failed point; a database error stops the sweep.
@@ -519,22 +553,39 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
         } catch (const cfg::UserError& e) {
             error = e.what();
         }
+        // The claim's key: the resolved config when there is one, else the point's description.
         std::string hash;
+        db::ClaimQuery query;
+        query.error_hash = fail_info.config_hash;
+        query.errors_after = errors_after;
+        query.point = &pc.db_point;
         if (prepared) {
             hash = prepared->result->info.config_hash;
-            if (auto id = db.find_run(hash, "ok")) {
-                db.link_sweep_point(pc.db_point, *id);
-                ++skipped;
-                return;
-            }
             {
                 std::lock_guard lock(mutex);
                 if (!claimed.insert(hash).second) {
                     repeats.emplace_back(std::move(pc), hash);
                     ++skipped;
-                    return;
+                    return true;
                 }
             }
+            query.key = query.ok_hash = hash;
+        } else {
+            query.key = fail_info.config_hash;
+        }
+        const db::ClaimResult claim = db.claim(query);
+        if (claim.state == db::ClaimResult::State::done) {
+            settled(pc, claim);
+            return true;
+        }
+        if (claim.state == db::ClaimResult::State::busy) {
+            std::lock_guard lock(mutex);
+            if (!hash.empty()) claimed.erase(hash);
+            return false;
+        }
+        ClaimGuard guard(db, query.key);
+        pc.db_point.claim_key = query.key;
+        if (prepared) {
             try {
                 result = simulate(std::move(*prepared));
             } catch (const cfg::UserError& e) {
@@ -544,22 +595,54 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
         const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
         if (result) {
             db.record_run(result->info, to_rows(result->layers), wall, &pc.db_point);
+            guard.released();
             ++ran;
         } else {
             const int64_t id = db.record_failed_run(fail_info, error, wall, &pc.db_point);
+            guard.released();
             ++failed;
             std::lock_guard lock(mutex);
             errors.emplace_back(i, fmt::format("point {} ({}): {}", i, pc.description, error));
             if (!hash.empty()) failed_by_hash.emplace(hash, std::make_pair(id, error));
         }
+        return true;
+    };
+
+    // How often a point held by another process is tried again; that process takes milliseconds per point.
+    constexpr auto k_retry_interval = std::chrono::milliseconds(10);
+    // The next point to work on: a fresh one while any are left, then the deferred ones in turn; nullopt
+    // when every point is finished (or the sweep stops).
+    auto next_point = [&]() -> std::optional<std::size_t> {
+        if (const std::size_t i = next.fetch_add(1); i < total) return i;
+        std::unique_lock lock(mutex);
+        while (!stop.load()) {
+            if (!deferred.empty()) {
+                const auto [i, tried] = deferred.front();
+                deferred.pop_front();
+                const auto due = tried + k_retry_interval;
+                if (Clock::now() < due) {
+                    lock.unlock();
+                    std::this_thread::sleep_until(due);
+                }
+                return i;
+            }
+            if (done.load() >= total) return std::nullopt;
+            // Another worker is on the last points; one it defers comes back here.
+            wake.wait_for(lock, k_retry_interval);
+        }
+        return std::nullopt;
     };
 
     auto worker = [&] {
         while (!stop.load()) {
-            const std::size_t i = next.fetch_add(1);
-            if (i >= total) break;
+            const std::optional<std::size_t> i = next_point();
+            if (!i) break;
             try {
-                process(i);
+                if (!process(*i)) {
+                    std::lock_guard lock(mutex);
+                    deferred.emplace_back(*i, Clock::now());
+                    continue;
+                }
             } catch (...) {
                 std::lock_guard lock(mutex);
                 if (!fatal) fatal = std::current_exception();

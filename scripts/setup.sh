@@ -3,6 +3,9 @@
 #   scripts/setup.sh demo         build Release into build/ and run the main demo
 #   scripts/setup.sh test         build Release into build/ and run the whole test suite (CTest)
 #   scripts/setup.sh sanitize     build with ASan+UBSan into build-asan/ and run the test suite
+#   scripts/setup.sh fuzz [MODE]  build the libFuzzer targets with clang into build-fuzz/ and run them
+#                                 (scripts/fuzz.sh MODE: short, the default, 25 s each; long, 10 min each)
+#   scripts/setup.sh format       check that the C++ sources follow .clang-format (scripts/format.sh check)
 # Idempotent: apt-get runs only when a package is missing; the build is incremental.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -10,6 +13,12 @@ cd "$here"
 
 pkgs=(build-essential cmake libboost-graph-dev libboost-program-options-dev libsqlite3-dev sqlite3
       catch2 libfmt-dev libyaml-cpp-dev python3 python3-pandas python3-matplotlib)
+# clang with its libFuzzer runtime (libclang-rt-dev: libclang_rt.fuzzer) for the fuzz targets;
+# clang-format for the formatting check.
+case "${1:-demo}" in
+  fuzz) pkgs+=(clang libclang-rt-dev) ;;
+  format) pkgs+=(clang-format git) ;;
+esac
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -43,5 +52,11 @@ case "${1:-demo}" in
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
       ctest --test-dir build-asan --output-on-failure -j "$jobs"
     ;;
-  *) echo "usage: scripts/setup.sh demo|test|sanitize" >&2; exit 2 ;;
+  fuzz)
+    exec scripts/fuzz.sh "${2:-short}"
+    ;;
+  format)
+    exec scripts/format.sh check
+    ;;
+  *) echo "usage: scripts/setup.sh demo|test|sanitize|fuzz [short|long]|format" >&2; exit 2 ;;
 esac

@@ -27,9 +27,6 @@ struct Prefix {
     int pow10;
 };
 
-constexpr Dim all_dims[] = {Dim::time,   Dim::frequency,       Dim::size,  Dim::bandwidth,
-                            Dim::energy, Dim::energy_per_byte, Dim::power, Dim::throughput};
-
 std::vector<Unit> build_units() {
     std::vector<Unit> units;
     for (Prefix p : {Prefix{"p", -12}, Prefix{"n", -9}, Prefix{"u", -6}, Prefix{"m", -3}, Prefix{"", 0}})

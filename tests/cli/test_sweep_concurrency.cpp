@@ -1,0 +1,136 @@
+// Several real `mlsim` processes writing one results database at the same time: nothing is lost, nothing
+// is duplicated (each sweep point is claimed atomically, db/results_db.h); and what a sweep writes does
+// not depend on --jobs.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "tests/cli/processes.h"
+
+namespace fs = std::filesystem;
+using mlsim::test::db_count;
+using mlsim::test::db_rows;
+using mlsim::test::exited_ok;
+using mlsim::test::spawn_mlsim;
+using mlsim::test::wait_status;
+
+namespace {
+
+std::string data(const std::string& name) { return std::string(MLSIM_SOURCE_DIR) + "/tests/cli/data/" + name; }
+
+struct TempDir {
+    explicit TempDir(const std::string& name) : path(fs::temp_directory_path() / name) {
+        fs::remove_all(path);
+        fs::create_directories(path);
+    }
+    ~TempDir() { fs::remove_all(path); }
+    std::string file(const std::string& name) const { return (path / name).string(); }
+    fs::path path;
+};
+
+// Every table of the file, whole, as sorted text rows that do not depend on the order in which runs were
+// committed: a run_id is replaced by its run's config_hash (unique among the runs a sweep writes), and the
+// wall-clock columns (wall_s, created_utc, claimed_utc) are left out.
+std::vector<std::string> whole_file(const std::string& db_path) {
+    std::vector<std::string> out;
+    for (const std::string& table :
+         db_rows(db_path, "SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")) {
+        std::vector<std::string> exprs;
+        for (const std::string& col :
+             db_rows(db_path, fmt::format("SELECT name FROM pragma_table_info('{}') ORDER BY cid", table))) {
+            if (col == "wall_s" || col == "created_utc" || col == "claimed_utc") continue;
+            if (col == "run_id")
+                exprs.push_back("(SELECT r.config_hash FROM runs r WHERE r.run_id = t.run_id)");
+            else
+                exprs.push_back(fmt::format("quote(t.{})", col));
+        }
+        std::vector<std::string> rows = db_rows(
+            db_path, fmt::format("SELECT {} FROM {} t", fmt::join(exprs, ", "), table));
+        std::sort(rows.begin(), rows.end());
+        out.push_back(fmt::format("table {} ({} columns compared, {} rows)", table, exprs.size(), rows.size()));
+        for (std::string& r : rows) out.push_back(table + ": " + r);
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("The same sweep started twice at once runs every point exactly once", "[sweep][concurrency]") {
+    TempDir dir("mlsim_test_sweep_twice");
+    constexpr int64_t points = 48;
+    // Each trial races two fresh processes from the first point on a new file. Without claims about half of
+    // such trials end with duplicated points, so six trials catch a regression nearly always.
+    for (int trial = 0; trial < 6; ++trial) {
+        const std::string db_path = dir.file(fmt::format("twice{}.db", trial));
+        const pid_t a = spawn_mlsim({"sweep", data("sweep_twice.yaml"), "--db", db_path, "--jobs", "2"});
+        const pid_t b = spawn_mlsim({"sweep", data("sweep_twice.yaml"), "--db", db_path, "--jobs", "2"});
+        INFO("trial " << trial);
+        CHECK(exited_ok(wait_status(a)));
+        CHECK(exited_ok(wait_status(b)));
+        CHECK(db_count(db_path, "SELECT COUNT(*) FROM runs") == points);
+        CHECK(db_count(db_path, "SELECT COUNT(*) FROM runs WHERE status = 'ok'") == points);
+        CHECK(db_count(db_path, "SELECT COUNT(DISTINCT config_hash) FROM runs") == points);
+        CHECK(db_count(db_path, "SELECT COUNT(*) FROM sweeps WHERE sweep_name = 'twice'") == points);
+        CHECK(db_count(db_path, "SELECT COUNT(DISTINCT point) FROM sweeps WHERE sweep_name = 'twice'") == points);
+        CHECK(db_count(db_path, "SELECT COUNT(*) FROM sweep_factors") == points * 3);
+        CHECK(db_count(db_path,
+                       "SELECT COUNT(*) FROM runs r WHERE layer_count != "
+                       "(SELECT COUNT(*) FROM layers l WHERE l.run_id = r.run_id)") == 0);
+        CHECK(db_count(db_path, "SELECT COUNT(*) FROM claims") == 0);
+        CHECK(db_rows(db_path, "PRAGMA integrity_check") == std::vector<std::string>{"ok"});
+    }
+}
+
+TEST_CASE("Two mlsim run processes writing one new database at once are both recorded", "[concurrency]") {
+    TempDir dir("mlsim_test_run_twice");
+    for (int trial = 0; trial < 3; ++trial) {
+        const std::string db_path = dir.file(fmt::format("runs{}.db", trial));
+        // The same config twice (mlsim run records every run it is asked for) and a different one.
+        std::vector<pid_t> pids;
+        for (const char* dtype : {"bf16", "bf16", "int8"})
+            pids.push_back(spawn_mlsim({"run", "--system", "tpu-v4", "--model", "resnet50", "--dtype", dtype,
+                                        "--db", db_path, "-q"}));
+        INFO("trial " << trial);
+        for (pid_t pid : pids) CHECK(exited_ok(wait_status(pid)));
+        CHECK(db_count(db_path, "SELECT COUNT(*) FROM runs WHERE status = 'ok'") == 3);
+        CHECK(db_count(db_path, "SELECT COUNT(*) FROM runs WHERE dtype = 'bf16'") == 2);
+        CHECK(db_count(db_path, "SELECT COUNT(DISTINCT config_hash) FROM runs") == 2);
+        CHECK(db_count(db_path, "SELECT MIN(layer_count) FROM runs") > 50);
+        CHECK(db_count(db_path,
+                       "SELECT COUNT(*) FROM runs r WHERE layer_count != "
+                       "(SELECT COUNT(*) FROM layers l WHERE l.run_id = r.run_id)") == 0);
+        // The two bf16 runs wrote identical layers.
+        CHECK(db_count(db_path,
+                       "SELECT COUNT(*) FROM (SELECT idx, name, cycles, time_s, energy_j FROM layers l JOIN runs "
+                       "r USING (run_id) WHERE r.dtype = 'bf16' GROUP BY idx, name, cycles, time_s, energy_j "
+                       "HAVING COUNT(*) != 2)") == 0);
+        CHECK(db_rows(db_path, "PRAGMA integrity_check") == std::vector<std::string>{"ok"});
+    }
+}
+
+TEST_CASE("A sweep writes the same database with --jobs 1 and --jobs 2, every table, apart from wall times",
+          "[sweep]") {
+    TempDir dir("mlsim_test_sweep_jobs_db");
+    const std::string one = dir.file("one.db"), two = dir.file("two.db");
+    CHECK(exited_ok(wait_status(spawn_mlsim({"sweep", data("sweep_jobs.yaml"), "--db", one, "--jobs", "1"}))));
+    CHECK(exited_ok(wait_status(spawn_mlsim({"sweep", data("sweep_jobs.yaml"), "--db", two, "--jobs", "2"}))));
+    // What the comparison covers: ok and failed runs, per-family rows, the sweep rows.
+    CHECK(db_count(one, "SELECT COUNT(*) FROM runs WHERE status = 'ok'") == 6);
+    CHECK(db_count(one, "SELECT COUNT(*) FROM runs WHERE status = 'error'") == 6);
+    CHECK(db_count(one, "SELECT COUNT(*) FROM layer_levels") > 1000);
+    CHECK(db_count(one, "SELECT COUNT(*) FROM layer_metrics") > 1000);
+    CHECK(db_count(one, "SELECT COUNT(*) FROM sweeps") == 12);
+    const std::vector<std::string> a = whole_file(one);
+    const std::vector<std::string> b = whole_file(two);
+    CHECK(std::count_if(a.begin(), a.end(), [](const std::string& l) { return l.rfind("table ", 0) == 0; }) ==
+          8);
+    REQUIRE(a.size() == b.size());
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        INFO("row " << i);
+        CHECK(a[i] == b[i]);  // one line each so that a difference shows the row
+    }
+}
