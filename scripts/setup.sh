@@ -4,7 +4,7 @@
 #   scripts/setup.sh test         build Release into build/ and run the whole test suite (CTest)
 #   scripts/setup.sh sanitize     build with ASan+UBSan into build-asan/ and run the test suite
 #   scripts/setup.sh fuzz [MODE]  build the libFuzzer targets with clang into build-fuzz/ and run them
-#                                 (scripts/fuzz.sh MODE: short, the default, 25 s each; long, 10 min each)
+#                                 (scripts/fuzz.sh MODE: short, the default, 4000 inputs each from seed 1; long, 10 min each)
 #   scripts/setup.sh format       check that the C++ sources follow .clang-format (scripts/format.sh check)
 # Idempotent: apt-get runs only when a package is missing; the build is incremental.
 set -euo pipefail
