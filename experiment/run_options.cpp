@@ -125,6 +125,14 @@ std::vector<RunOption> builtin_fields() {
     t.push_back(boolean_field(
         param("checkpointing", PType::boolean, "false", "training: recompute activations (checkpointing)"), 0,
         &ExperimentOptions::checkpointing));
+    t.push_back(integer_field(
+        at_least(param("max-pe-cycles", PType::integer,
+                       std::to_string(static_cast<int64_t>(limits::default_max_pe_cycles)),
+                       "cycle fidelity: the most PE-cycles (PEs x cycles stepped, plus the reference "
+                       "products) a run may take, estimated before it starts (about 3e8 per second); "
+                       "raise it to run a larger one"),
+                 1),
+        0, &ExperimentOptions::max_pe_cycles));
     return t;
 }
 

@@ -43,8 +43,8 @@ TEST_CASE("Every run option is declared once, and ExperimentOptions' defaults ar
         CHECK(e.get(defaults) == e.param.default_value);
     }
     CHECK(names == std::vector<std::string>{"system", "model", "batch", "seq", "image", "dtype", "mode",
-                                            "optimizer", "checkpointing", "device-model", "fidelity",
-                                            "convention"});
+                                            "optimizer", "checkpointing", "max-pe-cycles", "device-model",
+                                            "fidelity", "convention"});
     const exp::RunOption* dtype = exp::find_run_option("dtype");
     REQUIRE(dtype != nullptr);
     CHECK(dtype->short_name == 't');
