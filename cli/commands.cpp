@@ -38,7 +38,7 @@ void add_run_option(po::options_description& desc, const exp::RunOption& e) {
     const cfg::Param& p = e.param;
     std::string help = p.doc;
     if (p.type == cfg::PType::choice) help += fmt::format(" [{}]", fmt::join(p.choices, " | "));
-    if (e.is_device_override()) help += fmt::format(" (sets {})", e.device_key);
+    if (e.is_device_override()) help += fmt::format(" (sets {})", e.keys_text());
     const std::string flag = e.short_name ? fmt::format("{},{}", e.name(), e.short_name) : e.name();
     if (p.type == cfg::PType::boolean) {
         desc.add_options()(flag.c_str(), po::bool_switch(), help.c_str());

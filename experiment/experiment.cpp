@@ -178,17 +178,39 @@ arch::SystemSpec apply_overrides(const arch::SystemSpec& system,
             cfg::fail(o.value.key_loc(), o.key_path,
                       "an override names a key inside the device or the system: device.<key>... or "
                       "system.<key> (e.g. device.clock, device.memory[0].capacity, system.count)");
+        std::string key_path = o.key_path;
         if (!o.option.empty()) {
             // A run option sets one setting of a section the device has; it does not create the section.
-            const cfg::Node* section = &doc;
-            for (std::size_t i = 0; section && i + 1 < steps.size(); ++i)
-                section = steps[i].index || !section->is_map() ? nullptr : section->find(steps[i].key);
-            if (!section)
+            // A shared one (several families declare it) sets the key of the section the device has.
+            const auto section_of = [&](const std::vector<PathStep>& path) {
+                const cfg::Node* section = &doc;
+                for (std::size_t i = 0; section && i + 1 < path.size(); ++i)
+                    section = path[i].index || !section->is_map() ? nullptr : section->find(path[i].key);
+                return section;
+            };
+            std::vector<std::string> candidates{o.key_path};
+            candidates.insert(candidates.end(), o.alternatives.begin(), o.alternatives.end());
+            std::vector<std::string> sections;
+            const cfg::Node* section = nullptr;
+            for (const std::string& candidate : candidates) {
+                const std::vector<PathStep> path = parse_key_path(candidate, o.value.key_loc());
+                sections.push_back(path[path.size() - 2].key);
+                if ((section = section_of(path))) {
+                    key_path = candidate;
+                    break;
+                }
+            }
+            if (!section && candidates.size() == 1)
                 cfg::fail(o.value.key_loc(), o.option,
                           fmt::format("device '{}' has no {} section, so {} cannot be set",
                                       system.device.name, steps[steps.size() - 2].key, o.key_path));
+            if (!section)
+                cfg::fail(
+                    o.value.key_loc(), o.option,
+                    fmt::format("device '{}' has none of the sections it sets ({}: {})", system.device.name,
+                                fmt::join(sections, ", "), fmt::join(candidates, ", ")));
         }
-        set_at_path(doc, o.key_path, o.value, o.value.key_loc());
+        set_at_path(doc, key_path, o.value, o.value.key_loc());
     }
     const cfg::Node* dev = doc.find("device");
     const cfg::Node* sys = doc.find("system");

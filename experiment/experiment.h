@@ -30,6 +30,9 @@ struct ConfigOverride {
     // Set by a run option (experiment/run_options.h): how the user named it ("--fidelity",
     // "base.fidelity"). Such an override sets a key of a section the device must already have.
     std::string option = {};
+    // A run option several families share (--fidelity): the other families' key paths. The first of
+    // key_path and these whose section the device has is set; the device's section decides.
+    std::vector<std::string> alternatives = {};
 };
 
 // The fields are declared, with their defaults, docs and checks, in experiment/run_options.h.

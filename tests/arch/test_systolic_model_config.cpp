@@ -87,7 +87,7 @@ TEST_CASE("Every systolic preset matches its array and gets the systolic model",
 TEST_CASE("The systolic family's run options override its section's fidelity and convention", "[systolic]") {
     // --fidelity / --convention are declared by the family as overrides of its section's keys.
     std::map<std::string, std::string> keys;
-    for (const arch::FamilyOption& o : arch::family_options()) keys[o.flag] = o.key_path;
+    for (const arch::FamilyOption& o : arch::find_family("systolic")->options) keys[o.flag] = o.key_path;
     CHECK(keys.at("fidelity") == "device.systolic.fidelity");
     CHECK(keys.at("convention") == "device.systolic.convention");
     // The model reads what the (overridden) section says.

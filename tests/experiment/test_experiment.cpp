@@ -399,16 +399,42 @@ TEST_CASE(
     }
 }
 
-TEST_CASE("A fidelity choice on a device without a systolic section is a user error") {
-    auto o = options("a100", "lenet5", "fp16");
+TEST_CASE("A fidelity choice on a device without a systolic or GPU section is a user error") {
+    auto o = options("eyeriss", "lenet5", "fp16");
     exp::set_run_option(o, "fidelity", "cycle");
     try {
         exp::run_experiment(o);
         FAIL("expected a UserError");
     } catch (const cfg::UserError& e) {
-        CHECK(std::string(e.what()) ==
-              "<command line>: error: --fidelity: device 'a100' has no systolic section, so "
-              "device.systolic.fidelity cannot be set");
+        CHECK(
+            std::string(e.what()) ==
+            "<command line>: error: --fidelity: device 'eyeriss' has none of the sections it sets (systolic, "
+            "gpu: device.systolic.fidelity, device.gpu.fidelity)");
+    }
+}
+
+TEST_CASE("--fidelity is shared: it sets the key of the section the device has, checked by that section") {
+    // A systolic preset takes the systolic choices.
+    auto tpu = options("tpu-v1", "lenet5", "int8");
+    exp::set_run_option(tpu, "fidelity", "cycle");
+    const exp::PreparedExperiment t = exp::prepare_experiment(tpu);
+    CHECK(t.result->system.device.resolved.find("systolic")->find("fidelity")->scalar() == "cycle");
+    // A GPU preset takes the GPU's.
+    auto gpu = options("a100", "lenet5", "fp16");
+    exp::set_run_option(gpu, "fidelity", "block");
+    const exp::PreparedExperiment g = exp::prepare_experiment(gpu);
+    CHECK(g.result->system.device.resolved.find("gpu")->find("fidelity")->scalar() == "block");
+    CHECK(g.result->system.device.resolved.find("systolic") == nullptr);
+    // A choice of the other family is rejected by the device's own section, located at the value.
+    auto wrong = options("tpu-v1", "lenet5", "int8");
+    exp::set_run_option(wrong, "fidelity", "block");
+    try {
+        exp::prepare_experiment(wrong);
+        FAIL("expected a UserError");
+    } catch (const cfg::UserError& e) {
+        CHECK(std::string(e.what()).rfind("<command line>: error: device.systolic.fidelity: expected one of: "
+                                          "tile, cycle",
+                                          0) == 0);
     }
 }
 
