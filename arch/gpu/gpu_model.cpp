@@ -142,43 +142,56 @@ struct Wave {
 // region and share A rows and B columns. Batch (or split-K slice) outermost.
 constexpr int64_t k_swizzle = 8;
 
-struct TileIndex {
-    int64_t group, row, col;
-};
-TileIndex tile_of(const GemmPlan& p, int64_t per_group, int64_t id) {
-    const int64_t g = id / per_group, r = id % per_group;
-    const int64_t stripe = r / (k_swizzle * p.tiles_n);
-    const int64_t height = std::min(k_swizzle, p.tiles_m - stripe * k_swizzle);
-    const int64_t in = r - stripe * k_swizzle * p.tiles_n;
-    return TileIndex{g, stripe * k_swizzle + in % height, in / height};
-}
-// The first block (in order) that loads A row `row` / B column `col` of group `g`.
-int64_t first_with_row(const GemmPlan& p, int64_t per_group, int64_t g, int64_t row) {
-    const int64_t stripe = row / k_swizzle;
-    return g * per_group + stripe * k_swizzle * p.tiles_n + row % k_swizzle;
-}
-int64_t first_with_col(const GemmPlan& p, int64_t per_group, int64_t g, int64_t col) {
-    return g * per_group + col * std::min(k_swizzle, p.tiles_m);
-}
-
 // DRAM bytes of the A and B tiles the blocks [start, start + n) load per K step: their distinct tiles;
-// when the operands fit the L2, only those no earlier block loaded.
+// when the operands fit the L2, only those no earlier block loaded. Counted per stripe of the blocks'
+// order: a run of `count` consecutive blocks inside a stripe of height h covers min(h, count) rows, and
+// its columns are an interval; a row is first loaded in its stripe's first column, a column in the
+// group's first stripe.
 double wave_dram_per_step(const GemmPlan& p, const Geometry& x, int64_t start, int64_t n) {
-    std::vector<int64_t> rows, cols;
-    rows.reserve(static_cast<size_t>(n));
-    cols.reserve(static_cast<size_t>(n));
-    for (int64_t id = start; id < start + n; ++id) {
-        const TileIndex t = tile_of(p, x.per_group, id);
-        if (!x.fit || first_with_row(p, x.per_group, t.group, t.row) >= start)
-            rows.push_back(t.group * p.tiles_m + t.row);
-        if (!x.fit || first_with_col(p, x.per_group, t.group, t.col) >= start)
-            cols.push_back(t.group * p.tiles_n + t.col);
+    const int64_t tn = p.tiles_n, stripe_blocks = k_swizzle * tn;
+    const int64_t h0 = std::min(k_swizzle, p.tiles_m);
+    double rows = 0, cols = 0;
+    for (int64_t g = start / x.per_group; g <= (start + n - 1) / x.per_group; ++g) {
+        const int64_t base = g * x.per_group;
+        const int64_t ls = std::max(start, base) - base;  // first block of the range in the group
+        const int64_t le = std::min(start + n, base + x.per_group) - base;  // one past its last
+        int64_t col_lo = tn, col_hi = -1, col_lo2 = tn, col_hi2 = -1;       // up to two column intervals
+        for (int64_t st = ls / stripe_blocks; st * stripe_blocks < le; ++st) {
+            const int64_t sb = st * stripe_blocks;
+            const int64_t h = std::min(k_swizzle, p.tiles_m - st * k_swizzle);
+            const int64_t a = std::max(ls, sb) - sb,
+                          b = std::min(le, sb + h * tn) - sb;  // [a, b) in the stripe
+            if (b <= a) continue;
+            if (x.fit) {
+                rows += static_cast<double>(std::max<int64_t>(0, std::min(h, b) - a));  // first column only
+            } else {
+                rows += static_cast<double>(std::min(h, b - a));
+                const int64_t c0 = a / h, c1 = (b - 1) / h;
+                if (col_hi < 0) {
+                    col_lo = c0;
+                    col_hi = c1;
+                } else {
+                    col_lo2 = std::min(col_lo2, c0);
+                    col_hi2 = std::max(col_hi2, c1);
+                }
+            }
+        }
+        if (x.fit) {
+            // Columns first loaded in stripe 0, at positions c·h0: those in [ls, le).
+            const int64_t hi = std::min(le, h0 * tn);
+            if (hi > ls) cols += static_cast<double>((hi + h0 - 1) / h0 - (ls + h0 - 1) / h0);
+        } else {
+            double c = col_hi >= 0 ? static_cast<double>(col_hi - col_lo + 1) : 0;
+            if (col_hi2 >= 0) {
+                // Union of two intervals.
+                const int64_t lo = std::max(col_lo, col_lo2), hi = std::min(col_hi, col_hi2);
+                c += static_cast<double>(col_hi2 - col_lo2 + 1) -
+                     static_cast<double>(std::max<int64_t>(0, hi - lo + 1));
+            }
+            cols += std::min(c, static_cast<double>(tn));
+        }
     }
-    const auto distinct = [](std::vector<int64_t>& v) {
-        std::sort(v.begin(), v.end());
-        return static_cast<double>(std::unique(v.begin(), v.end()) - v.begin());
-    };
-    return distinct(rows) * x.a_dram_per_tile + distinct(cols) * x.b_tile;
+    return rows * x.a_dram_per_tile + cols * x.b_tile;
 }
 
 Wave wave_cost(const GemmPlan& p, const Geometry& x, const GpuSpec& g, int64_t w) {

@@ -423,7 +423,7 @@ TEST_CASE("A fidelity choice on a device without a systolic or GPU section is a 
     }
 }
 
-TEST_CASE("--fidelity is shared: it sets the key of the section the device has, checked by that section") {
+TEST_CASE("The shared --fidelity sets the key of the section the device has, checked by that section") {
     // A systolic preset takes the systolic choices.
     auto tpu = options("tpu-v1", "lenet5", "int8");
     exp::set_run_option(tpu, "fidelity", "cycle");
