@@ -689,7 +689,7 @@ LayerResult GpuModel::layer(const wl::Op& op, const Fused& f) {
         a.dram_write += write;
         a.l2 += read + write;
         a.mac_energy += flops / 2 * d.mac_energy_for(dtype);
-        a.rf_bytes += flops * 4 * e;  // (est.) two operands in, one out per op on the CUDA cores
+        a.rf_bytes += flops * 3 * e;  // (est.) two operands read and one result written per op
         if (mem > comp) a.stall_dram += mem - comp;
     };
     const auto gemm_kernel = [&](const wl::GemmShape& s, double a_reuse, double epi_read_per_elem) {
@@ -757,7 +757,7 @@ LayerResult GpuModel::layer(const wl::Op& op, const Fused& f) {
         a.dram_write += write;
         a.l2 += other_in + write;
         a.mac_energy += c.flops / 2 * d.mac_energy_for(dtype);
-        a.rf_bytes += c.flops * 4 * e;
+        a.rf_bytes += c.flops * 3 * e;  // as a streaming kernel's arithmetic
         extra_flops = 0;
     } else if (att) {
         const std::vector<wl::GemmShape> gs = op.gemms();
@@ -765,19 +765,21 @@ LayerResult GpuModel::layer(const wl::Op& op, const Fused& f) {
         if (g.fused_attention && gs.size() == 2) {
             // One kernel: the products' MACs at the GEMM tiles' efficiency (their compute time alone), the
             // softmax on the CUDA cores, DRAM traffic Q, K, V (the cache for decode) and O only.
-            Acc saved = a;
+            // Each product's blocks on the SMs: K steps x the step's MMA (or shared-memory) time x the
+            // blocks each SM runs one after another. The tile metrics are those of Q·K^T.
             double mac_time = 0;
             for (const wl::GemmShape& s : gs) {
-                GemmPlan p = plan_gemm(s, dtype);
+                const GemmPlan p = plan_gemm(s, dtype);
                 const Geometry x = geometry(p, g, d);
                 mac_time += static_cast<double>(p.k_steps) * std::max(x.t_mma, x.t_smem) *
                             static_cast<double>(cdiv(p.blocks, g.sms));
                 a.tensor = a.tensor || p.tensor;
                 a.blocks += p.blocks;
-                saved.keep = p;
+                if (!a.plan) {
+                    a.keep = p;
+                    a.plan = &a.keep;
+                }
             }
-            a.keep = saved.keep;
-            a.plan = &a.keep;
             const double comp = mac_time + scores * 6 / cuda_rate;
             const double read = c.input_bytes + c.weight_bytes, write = c.output_bytes;
             const double mem = (read + write) / dram_Bps + g.dram_latency_s;
@@ -789,7 +791,7 @@ LayerResult GpuModel::layer(const wl::Op& op, const Fused& f) {
             a.dram_write += write;
             a.l2 += read + write;
             a.mac_energy += c.macs * d.mac_energy_for(dtype) + scores * 3 * d.mac_energy_for(dtype);
-            a.rf_bytes += c.macs * (a.tensor ? 0.4375 * e : 16.0) + scores * 24 * e;
+            a.rf_bytes += c.macs * (a.tensor ? 0.4375 * e : 16.0) + scores * 6 * 3 * e;
         } else {
             // Unfused: S = Q·K^T written to DRAM, softmax over it, P·V reading it back.
             for (size_t j = 0; j < gs.size(); ++j) {
