@@ -45,10 +45,11 @@
 // the blocks' MMAs on the SM (tensor rate; at least the shared-memory fragment reads), their L2 loads
 // through the SM's L2 port, the wave's L2 traffic over the L2 bandwidth, its L2 misses over the sustained
 // DRAM bandwidth, and the load latency over S-1 steps in flight; with S = 1 load and compute serialise.
-// L2 hits: the blocks of a wave (rasterised row by row over N) share A tiles along a row and B tiles down
-// a column, so DRAM reads per wave are its distinct tiles; across waves a tile stays in L2 when the GEMM's
-// operands fit the usable L2 (l2_reuse_fraction of it), else it is re-read. DRAM writes: the C tiles (and
-// split-K partials, reduced by a second kernel).
+// L2 hits: the blocks of a wave (rasterised in stripes of 8 tile rows, column by column, as CUTLASS's
+// swizzle does) share A tiles along a row and B tiles down a column, so DRAM reads per wave are its
+// distinct tiles; across waves a tile stays in L2 when the GEMM's operands fit the usable L2
+// (l2_reuse_fraction of it), else it is re-read. DRAM writes: the C tiles. Split-K is serial inside the
+// kernel: the fp32 partials go through L2 and the last block of a tile sums them.
 // Fidelities: wave (default): each wave's closed form, one event per wave in the engine with the waves
 // sharing the L2 and DRAM channels; block: every block's every K step as events, blocks dispatched to SMs
 // as slots free, contending FIFO for each SM's tensor cores and L2 port and for the shared L2 and DRAM.
