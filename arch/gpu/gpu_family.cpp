@@ -36,7 +36,7 @@ const cfg::Schema& gpu_tile_schema() {
                 key, cfg::PType::integer,
                 std::string(key) == "stages" ? "pipeline stages in shared memory" : "tile extent (elements)");
             p.min = 1;
-            p.max = 1024;
+            p.max = std::string(key) == "stages" ? 8 : 1024;  // CUTLASS ships pipelines of up to 8 stages
             s.params.push_back(p);
         }
         return s;
@@ -52,9 +52,12 @@ const cfg::Schema& gpu_schema() {
         // Required, so that a device without a `gpu:` section does not get one filled with defaults.
         cfg::Param sms = count_param("sms", "streaming multiprocessors");
         sms.required = true;
+        sms.max = 100000;  // far beyond any GPU; keeps grid and wave arithmetic inside 64-bit integers
         s.params.push_back(sms);
-        s.params.push_back(
-            count_param("cuda_cores_per_sm", "FP32 lanes per SM (the FP32 peak is lanes x 2 x SMs x clock)"));
+        cfg::Param lanes =
+            count_param("cuda_cores_per_sm", "FP32 lanes per SM (the FP32 peak is lanes x 2 x SMs x clock)");
+        lanes.max = 100000;
+        s.params.push_back(lanes);
         s.params.push_back(count_param("tensor_cores_per_sm", "tensor cores per SM (informative)"));
         cfg::Param rates;
         rates.name = "tensor_ops_per_clock";
@@ -78,16 +81,17 @@ const cfg::Schema& gpu_schema() {
             size_param("shared_memory_per_block",
                        "largest shared memory one thread block may use; default per SM - 1 KiB"));
         s.params.push_back(with_min(
-            cfg::optional("max_threads_per_sm", cfg::PType::integer, "2048", "resident threads per SM"), 32));
+            cfg::optional("max_threads_per_sm", cfg::PType::integer, "2048", "resident threads per SM"), 32,
+            1 << 20));
         s.params.push_back(with_min(
-            cfg::optional("max_blocks_per_sm", cfg::PType::integer, "32", "resident thread blocks per SM"),
-            1));
+            cfg::optional("max_blocks_per_sm", cfg::PType::integer, "32", "resident thread blocks per SM"), 1,
+            1 << 16));
         s.params.push_back(with_min(cfg::optional("shared_memory_bandwidth", cfg::PType::integer, "128",
                                                   "shared-memory bytes per clock per SM (32 banks x 4 B)"),
-                                    1));
+                                    1, 1 << 20));
         s.params.push_back(with_min(cfg::optional("l2_port_bandwidth", cfg::PType::integer, "64",
                                                   "bytes per clock one SM can take from L2"),
-                                    1));
+                                    1, 1 << 20));
         s.params.push_back(cfg::quantity("l2_latency", cfg::Dim::time, std::string("200ns"),
                                          "load latency of an L2 hit, SM to SM"));
         s.params.push_back(cfg::quantity("dram_latency", cfg::Dim::time, std::string("500ns"),
