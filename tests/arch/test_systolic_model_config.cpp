@@ -81,7 +81,7 @@ TEST_CASE("Every systolic preset matches its array and gets the systolic model",
     // Row-stationary is not a dataflow of the model: Eyeriss itself stays a roofline device.
     CHECK_FALSE((arch::systolic::spec_of(preset("eyeriss")) != nullptr));
     CHECK(arch::make_device_model(preset("eyeriss"))->model_name() == "roofline");
-    CHECK(arch::make_device_model(preset("a100"))->model_name() == "roofline");
+    CHECK(arch::make_device_model(preset("a100"))->model_name() == "gpu");
 }
 
 TEST_CASE("The systolic family's run options override its section's fidelity and convention", "[systolic]") {

@@ -44,7 +44,7 @@ TEST_CASE("Every run option is declared once, and ExperimentOptions' defaults ar
     }
     CHECK(names == std::vector<std::string>{"system", "model", "batch", "seq", "image", "dtype", "mode",
                                             "optimizer", "checkpointing", "max-pe-cycles", "device-model",
-                                            "fidelity", "convention"});
+                                            "fidelity", "convention", "fusion"});
     const exp::RunOption* dtype = exp::find_run_option("dtype");
     REQUIRE(dtype != nullptr);
     CHECK(dtype->short_name == 't');
@@ -189,7 +189,9 @@ TEST_CASE("A device family's extra entries join the table as device overrides, e
 
     const cfg::Schema schema = exp::run_options_schema(table, "base", "test");
     cfg::Node base = cfg::Node::make_map(cfg::SourceLoc{"s.yaml", 1, 1}, "base");
-    base.set("system", cfg::Node::make_scalar("a100", cfg::SourceLoc{"s.yaml", 2, 11}, "base.system"));
+    // A device whose peaks do not follow from its clock (a GPU's or systolic array's declared peaks must
+    // agree with the clock, so a clock override there needs `peak` left out).
+    base.set("system", cfg::Node::make_scalar("eyeriss", cfg::SourceLoc{"s.yaml", 2, 11}, "base.system"));
     base.set("model", cfg::Node::make_scalar("mlp3", cfg::SourceLoc{"s.yaml", 3, 10}, "base.model"));
     base.set("clock", cfg::Node::make_scalar("1GHz", cfg::SourceLoc{"s.yaml", 4, 10}, "base.clock"));
     exp::ExperimentOptions o;
