@@ -13,8 +13,10 @@
 #include <optional>
 #include <set>
 #include <system_error>
+#include <thread>
 
 #include <signal.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -468,6 +470,35 @@ bool claim_is_live(const ProcessIdentity& holder, const ProcessIdentity& me) {
 
 }  // namespace
 
+// Switches the file to write-ahead logging and returns the journal mode it then has. The switch needs the
+// file to itself for a moment; when another process is opening the same new file, SQLite answers
+// SQLITE_BUSY at once instead of calling the busy handler (waiting could deadlock), so the switch is
+// retried every millisecond up to the busy timeout. A file that is not a database fails here, on the
+// first statement that reads it.
+std::string set_wal(sql::Connection& conn) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(k_busy_timeout_ms);
+    for (;;) {
+        sqlite3_stmt* st = nullptr;
+        int rc = sqlite3_prepare_v2(conn.handle(), "PRAGMA journal_mode = WAL", -1, &st, nullptr);
+        std::string mode;
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_step(st);
+            if (rc == SQLITE_ROW) {
+                const unsigned char* text = sqlite3_column_text(st, 0);
+                mode = text != nullptr ? reinterpret_cast<const char*>(text) : "";
+            }
+            sqlite3_finalize(st);
+        }
+        if (rc == SQLITE_ROW) return mode;
+        const int primary = rc & 0xff;
+        if ((primary == SQLITE_BUSY || primary == SQLITE_LOCKED) && std::chrono::steady_clock::now() < deadline) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            continue;
+        }
+        conn.check(rc, "switch to write-ahead logging");
+    }
+}
+
 struct ResultsDb::Impl {
     explicit Impl(const std::string& p)
         : path(p), conn((create_parent_directories(p), p), sql::Connection::Mode::read_write_create) {
@@ -475,10 +506,7 @@ struct ResultsDb::Impl {
         // A file mlsim must not write to is refused before the journal mode below changes its header.
         schema::check_file(conn);
         {
-            // The first statement that reads the file: a non-database file is reported here.
-            sql::Statement wal(conn, "PRAGMA journal_mode = WAL");
-            wal.step();
-            std::string mode = wal.column_text(0);
+            const std::string mode = set_wal(conn);
             if (mode != "wal")
                 throw cfg::UserError(
                     fmt::format("{}: error: results database: cannot use write-ahead logging "

@@ -433,14 +433,27 @@ std::string create_table_sql(const Table& table) {
 
 void check_file(sql::Connection& conn) {
     check_declarations();
-    check_stamp(conn);
-    check_shapes(conn);
-    const int64_t found = read_schema_version(conn);
-    if (found > current_version)
-        throw cfg::UserError(fmt::format(
-            "{}: error: results database: schema version {} is newer than this mlsim understands ({}); "
-            "use a newer mlsim or another file",
-            conn.path(), found, current_version));
+    // One read transaction: another process may be creating the same file right now (its schema and
+    // stamp arrive in one transaction, migrate()), and reads spread over several transactions could see
+    // the stamp before and the tables after it.
+    conn.exec("BEGIN");
+    try {
+        check_stamp(conn);
+        check_shapes(conn);
+        const int64_t found = read_schema_version(conn);
+        if (found > current_version)
+            throw cfg::UserError(fmt::format(
+                "{}: error: results database: schema version {} is newer than this mlsim understands ({}); "
+                "use a newer mlsim or another file",
+                conn.path(), found, current_version));
+    } catch (...) {
+        try {
+            conn.exec("ROLLBACK");
+        } catch (...) {  // the first error is the one to report
+        }
+        throw;
+    }
+    conn.exec("COMMIT");
 }
 
 void migrate(sql::Connection& conn) {
