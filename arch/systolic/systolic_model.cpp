@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <optional>
 
@@ -360,6 +361,34 @@ double SystolicModel::vector_throughput(std::string_view dtype) const {
     return std::min(m_sys.vector_throughput_ops, m_spec.peak_for(dtype));
 }
 
+SystolicModel::PlanKey SystolicModel::plan_key(const MappingContext& ctx, const GemmJob& job) {
+    const auto bits = [](double x) { return std::bit_cast<uint64_t>(x); };
+    const auto u = [](int64_t x) { return static_cast<uint64_t>(x); };
+    return {u(job.shape.batch),
+            u(job.shape.m),
+            u(job.shape.n),
+            u(job.shape.k),
+            (job.sequential ? 1u : 0u) | (job.a_on_chip ? 2u : 0u) | (ctx.stream_across_tiles ? 4u : 0u),
+            bits(job.scale.a),
+            bits(job.scale.b),
+            bits(job.scale.c),
+            bits(ctx.ifmap_free_bytes),
+            bits(ctx.word_bytes),
+            bits(ctx.acc_bytes),
+            u(ctx.passes)};
+}
+
+TilePlan SystolicModel::plan(const MappingContext& ctx, const GemmJob& job) const {
+    // The rest of the context (device, spec, clock, main memory) is this model's; the op's name only
+    // enters error messages, and a failed search is not stored.
+    if (!m_memoize) return plan_gemm(ctx, job);
+    const PlanKey key = plan_key(ctx, job);
+    if (auto it = m_plans.find(key); it != m_plans.end()) return it->second;
+    TilePlan p = plan_gemm(ctx, job);
+    m_plans.emplace(key, p);
+    return p;
+}
+
 SystolicModel::Mapping SystolicModel::map_gemms(const wl::Op& op, const OnChip& on_chip) const {
     const wl::OpCounts c = op.counts();
     const MemoryLevel& mem = m_spec.main_memory();
@@ -393,7 +422,7 @@ SystolicModel::Mapping SystolicModel::map_gemms(const wl::Op& op, const OnChip& 
                                    static_cast<double>(job.shape.k);
             job.scale.a = c.input_bytes / (a_words * ctx.word_bytes);
         }
-        mp.plans.push_back(plan_gemm(ctx, job));
+        mp.plans.push_back(plan(ctx, job));
         mp.jobs.push_back(job);
         // Counts per dimension are at most the GEMM's extents, whose product is bounded (op.h).
         steps += mp.plans.back().steps() * mp.plans.back().part.groups;
