@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstring>
 #include <optional>
+#include <type_traits>
 
 #include "arch/roofline/roofline.h"
 #include "arch/systolic/energy.h"
@@ -28,11 +30,28 @@ bool sequential_batch(const wl::Op& op, size_t gemm_index) {
     return false;
 }
 
-// Everything that decides a layer's numbers besides the device; names and places do not.
+// Appends the bytes of a number to a memo key (a key is never printed; numbers by their bits, so that
+// building one formats nothing).
+template <class T>
+void append_bits(std::string& key, T x) {
+    static_assert(std::is_arithmetic_v<T>);
+    char b[sizeof(T)];
+    std::memcpy(b, &x, sizeof(T));
+    key.append(b, sizeof(T));
+}
+
+// Everything that decides a layer's numbers besides the device; names and places do not. Strings end
+// in a NUL and lists start with their length, so that different signatures never give one key.
 std::string op_signature(const wl::Op& op, const wl::OpCounts& c) {
-    std::string s = fmt::format("{}|{}|{}|{}|{}|{}|{}", op.kind, wl::dtype_name(op.dtype), c.macs, c.flops,
-                                c.weight_bytes, c.input_bytes, c.output_bytes);
-    for (const wl::GemmShape& g : op.gemms()) s += fmt::format("|{}x{}x{}x{}", g.batch, g.m, g.n, g.k);
+    std::string s = op.kind;
+    s += '\0';
+    s += wl::dtype_name(op.dtype);
+    s += '\0';
+    for (double x : {c.macs, c.flops, c.weight_bytes, c.input_bytes, c.output_bytes}) append_bits(s, x);
+    const std::vector<wl::GemmShape> gemms = op.gemms();
+    append_bits(s, gemms.size());
+    for (const wl::GemmShape& g : gemms)
+        for (int64_t x : {g.batch, g.m, g.n, g.k}) append_bits(s, x);
     return s;
 }
 
@@ -304,8 +323,9 @@ LayerResult SystolicModel::run_op(const wl::Op& op, const OnChip& on_chip) {
     if (memoize) {
         key = op_signature(op, c);
         if (in_on_chip > 0 || kept > 0 || on_chip.resident > 0) {
-            key += fmt::format("|chip {:.17g} {:.17g} {:.17g}", kept, on_chip.resident, in_on_chip);
-            for (double b : on_chip.inputs) key += fmt::format(" {:.17g}", b);
+            for (double x : {kept, on_chip.resident, in_on_chip}) append_bits(key, x);
+            append_bits(key, on_chip.inputs.size());
+            for (double b : on_chip.inputs) append_bits(key, b);
         }
         if (auto it = m_memo.find(key); it != m_memo.end()) {
             r = it->second;
@@ -372,7 +392,9 @@ SystolicModel::PlanKey SystolicModel::plan_key(const MappingContext& ctx, const 
             bits(job.scale.a),
             bits(job.scale.b),
             bits(job.scale.c),
-            bits(ctx.ifmap_free_bytes),
+            // The room left in the ifmap buffer matters only below the settled capacity.
+            ctx.ifmap_tile_capacity() >= ifmap_capacity_settled(ctx, job) ? ~uint64_t{0}
+                                                                          : bits(ctx.ifmap_free_bytes),
             bits(ctx.word_bytes),
             bits(ctx.acc_bytes),
             u(ctx.passes)};

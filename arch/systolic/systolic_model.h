@@ -139,7 +139,8 @@ class SystolicModel final : public DeviceModel {
     SystolicSpec m_sys;  // the spec's section
     std::unordered_map<std::string, LayerResult> m_memo;
     // plan_gemm's inputs besides the device (the same for every call of this model): the job and the
-    // context's per-layer fields, doubles by their bits.
+    // context's per-layer fields, doubles by their bits; the room in the ifmap buffer only where it
+    // matters (below ifmap_capacity_settled).
     using PlanKey = std::array<uint64_t, 12>;
     static PlanKey plan_key(const MappingContext& ctx, const GemmJob& job);
     TilePlan plan(const MappingContext& ctx, const GemmJob& job) const;
