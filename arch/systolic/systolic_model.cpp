@@ -384,20 +384,13 @@ double SystolicModel::vector_throughput(std::string_view dtype) const {
 SystolicModel::PlanKey SystolicModel::plan_key(const MappingContext& ctx, const GemmJob& job) {
     const auto bits = [](double x) { return std::bit_cast<uint64_t>(x); };
     const auto u = [](int64_t x) { return static_cast<uint64_t>(x); };
-    return {u(job.shape.batch),
-            u(job.shape.m),
-            u(job.shape.n),
-            u(job.shape.k),
+    return {u(job.shape.batch), u(job.shape.m), u(job.shape.n), u(job.shape.k),
             (job.sequential ? 1u : 0u) | (job.a_on_chip ? 2u : 0u) | (ctx.stream_across_tiles ? 4u : 0u),
-            bits(job.scale.a),
-            bits(job.scale.b),
-            bits(job.scale.c),
+            bits(job.scale.a), bits(job.scale.b), bits(job.scale.c),
             // The room left in the ifmap buffer matters only below the settled capacity.
             ctx.ifmap_tile_capacity() >= ifmap_capacity_settled(ctx, job) ? ~uint64_t{0}
                                                                           : bits(ctx.ifmap_free_bytes),
-            bits(ctx.word_bytes),
-            bits(ctx.acc_bytes),
-            u(ctx.passes)};
+            bits(ctx.word_bytes), bits(ctx.acc_bytes), u(ctx.passes)};
 }
 
 TilePlan SystolicModel::plan(const MappingContext& ctx, const GemmJob& job) const {

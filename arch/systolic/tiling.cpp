@@ -265,10 +265,10 @@ class Evaluator {
         t.tile_b = m_total[1] / static_cast<double>(cnt[dim_k] * cnt[dim_n]);
         t.tile_c = m_total[2] / static_cast<double>(cnt[dim_m] * cnt[dim_n]);
         const auto c_out = [&](double reload) { return t.tile_c * ((1 - reload) + 2 * reload * m_acc); };
-        t.c_out = {c_out(0),
-                   c_out(1),
-                   cnt[dim_k] > 1 ? c_out(static_cast<double>(cnt[dim_k] - 1) / static_cast<double>(cnt[dim_k]))
-                                  : 0.0};
+        t.c_out = {c_out(0), c_out(1),
+                   cnt[dim_k] > 1
+                       ? c_out(static_cast<double>(cnt[dim_k] - 1) / static_cast<double>(cnt[dim_k]))
+                       : 0.0};
         return t;
     }
 
