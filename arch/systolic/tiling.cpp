@@ -445,7 +445,10 @@ TilePlan search(const MappingContext& ctx, const GemmJob& job, const Partition& 
     const std::vector<int64_t> ms = tile_sizes(part.m, granularity(s.dataflow, arr, dim_m));
     const std::vector<int64_t> ns = tile_sizes(part.n, granularity(s.dataflow, arr, dim_n));
     const std::vector<int64_t> ks = tile_sizes(part.k, granularity(s.dataflow, arr, dim_k));
-    std::vector<TilePlan> evaluated;
+    // Reused from one search to the next (one runs per GEMM job and split): a fresh vector would grow
+    // by reallocation every time, touching new heap pages that cost a page fault each.
+    thread_local std::vector<TilePlan> evaluated;
+    evaluated.clear();
     int worse_k = 0;
     double best_k = std::numeric_limits<double>::infinity();
     for (int64_t tk : ks) {
