@@ -145,7 +145,6 @@ class SystolicModel final : public DeviceModel {
     static PlanKey plan_key(const MappingContext& ctx, const GemmJob& job);
     TilePlan plan(const MappingContext& ctx, const GemmJob& job) const;
     mutable std::map<PlanKey, TilePlan> m_plans;
-    mutable TileCostCache m_tile_costs;  // shared by the tile searches of this device
     Work m_work;
     bool m_memoize = true;
 };

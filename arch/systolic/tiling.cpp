@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -190,19 +189,14 @@ class Evaluator {
         return static_cast<double>(x) * static_cast<double>(y) * m_ctx.word_bytes;
     }
 
-    // TileShapeCost of one tile shape, from the context's memo when it has one.
-    TileShapeCost shape_cost(int64_t tm, int64_t tn, int64_t tk) const {
-        if (!m_ctx.tile_costs) return compute_shape_cost(tm, tn, tk);
-        const auto bits = [](double x) { return std::bit_cast<uint64_t>(x); };
-        const TileCostCache::Key key{static_cast<uint64_t>(tm), static_cast<uint64_t>(tn),
-                                     static_cast<uint64_t>(tk), static_cast<uint64_t>(m_ctx.passes),
-                                     bits(m_ctx.word_bytes),    bits(m_ctx.partial_bytes())};
-        if (const TileShapeCost* c = m_ctx.tile_costs->find(key)) return *c;
-        const TileShapeCost c = compute_shape_cost(tm, tn, tk);
-        m_ctx.tile_costs->put(key, c);
-        return c;
-    }
-    TileShapeCost compute_shape_cost(int64_t tm, int64_t tn, int64_t tk) const {
+    // What one tile shape costs the arrays (in array cycles, times the passes): chained behind a tile
+    // of the same shape (stream_across_tiles) or alone, plus the port stretch; and, chained, the
+    // lead-in and tail the job pays once.
+    struct ShapeCost {
+        int64_t per_tile = 0;
+        int64_t ends = 0;
+    };
+    ShapeCost shape_cost(int64_t tm, int64_t tn, int64_t tk) const {
         const Dataflow df = m_ctx.spec->dataflow;
         const int64_t p = m_ctx.passes;
         const FoldGeometry g = fold_geometry(df, m_array, GemmShape{tm, tn, tk});
@@ -211,7 +205,7 @@ class Evaluator {
         const int64_t lead = gs.first_start, last_start = gs.last_start, done = gs.stats.cycles.count();
         const int64_t span = (last_start - lead + g.t) * p;
         const int64_t stretch = port_stretch_cycles(gs.stats, span);
-        TileShapeCost c;
+        ShapeCost c;
         if (!m_ctx.stream_across_tiles) {
             c.per_tile = done * p + stretch;
             return c;
@@ -260,7 +254,7 @@ class Evaluator {
                 for (size_t l = 0; l < 2; ++l) {
                     const int64_t n = num[0][i] * num[1][j] * num[2][l];
                     if (n == 0) continue;
-                    const TileShapeCost sc = shape_cost(size[0][i], size[1][j], size[2][l]);
+                    const ShapeCost sc = shape_cost(size[0][i], size[1][j], size[2][l]);
                     total += static_cast<double>(n) * static_cast<double>(sc.per_tile);
                     if (m_ctx.stream_across_tiles && !ends_added) {
                         total += static_cast<double>(sc.ends);

@@ -45,7 +45,6 @@
 #include <array>
 #include <cstdint>
 #include <string>
-#include <unordered_map>
 
 #include "arch/device_spec.h"
 #include "arch/systolic/dataflow.h"
@@ -55,36 +54,6 @@
 namespace mlsim::arch::systolic {
 
 enum class StallCause : uint8_t { weight, input, output };
-
-// What one tile shape costs the arrays in the search's estimate (array cycles times the data type's
-// passes): chained behind a tile of the same shape (or alone, when tiles do not stream across), plus
-// the port stretch; and, chained, the lead-in and tail a job pays once.
-struct TileShapeCost {
-    int64_t per_tile = 0;
-    int64_t ends = 0;
-};
-
-// Memo of TileShapeCost per tile shape and the context fields it depends on besides the device; one
-// per device model, shared by all its searches (the same shapes recur across splits and layers).
-class TileCostCache {
-  public:
-    using Key = std::array<uint64_t, 6>;  // m, n, k, passes, word bytes, partial-sum bytes (bits)
-    const TileShapeCost* find(const Key& key) const {
-        auto it = m_map.find(key);
-        return it == m_map.end() ? nullptr : &it->second;
-    }
-    void put(const Key& key, TileShapeCost cost) { m_map.emplace(key, cost); }
-
-  private:
-    struct Hash {
-        size_t operator()(const Key& k) const {
-            uint64_t h = 0x9e3779b97f4a7c15ull;
-            for (uint64_t x : k) h = (h ^ x) * 0x100000001b3ull + (h >> 29);
-            return static_cast<size_t>(h);
-        }
-    };
-    std::unordered_map<Key, TileShapeCost, Hash> m_map;
-};
 
 // What a layer's GEMMs see of the device.
 struct MappingContext {
@@ -104,9 +73,6 @@ struct MappingContext {
     double acc_bytes =
         0;  // one partial sum in the ofmap buffer (SystolicSpec::accumulator_bytes); 0: word_bytes
     int64_t passes = 1;     // array passes per MAC for this data type
-    // Optional memo of tile-shape costs for the search (the device's and this context's: the caller
-    // keeps one per device); nullptr: none.
-    TileCostCache* tile_costs = nullptr;
     double partial_bytes() const { return acc_bytes > 0 ? acc_bytes : word_bytes; }
     // What one A tile may occupy (half of the free part when double-buffered).
     double ifmap_tile_capacity() const;
