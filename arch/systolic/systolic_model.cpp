@@ -221,6 +221,20 @@ LayerNeeds SystolicModel::needs_of(const wl::Op& op) const {
 std::vector<LayerResult> SystolicModel::run(const wl::Model& model) {
     std::vector<LayerResult> out;
     out.reserve(model.ops().size());
+    // run_op() memoizes into `out` for this run (layer i is out[i] once run_op returns).
+    struct RunMemo {
+        SystolicModel& m;
+        RunMemo(SystolicModel& model, const std::vector<LayerResult>& out) : m(model) {
+            m.m_run_out = &out;
+            m.m_run_memo.clear();
+        }
+        ~RunMemo() {
+            m.m_run_out = nullptr;
+            m.m_run_memo.clear();
+        }
+        RunMemo(const RunMemo&) = delete;
+        RunMemo& operator=(const RunMemo&) = delete;
+    } run_memo(*this, out);
     std::optional<ResidencyTracker> tracker;
     if (residency()) {
         std::vector<LayerNeeds> needs;
@@ -327,7 +341,13 @@ LayerResult SystolicModel::run_op(const wl::Op& op, const OnChip& on_chip) {
             append_bits(key, on_chip.inputs.size());
             for (double b : on_chip.inputs) append_bits(key, b);
         }
-        if (auto it = m_memo.find(key); it != m_memo.end()) {
+        if (m_run_out) {
+            if (auto it = m_run_memo.find(key); it != m_run_memo.end()) {
+                r = (*m_run_out)[it->second];
+                found = true;
+                ++m_work.cache_hits;
+            }
+        } else if (auto it = m_memo.find(key); it != m_memo.end()) {
             r = it->second;
             found = true;
             ++m_work.cache_hits;
@@ -366,7 +386,12 @@ LayerResult SystolicModel::run_op(const wl::Op& op, const OnChip& on_chip) {
                     fmt::format("systolic layer '{}' moves less than its compulsory traffic", op.name));
         MLSIM_CHECK(r.utilization >= 0 && r.utilization <= 1 + 1e-12, "utilization outside [0, 1]");
         ++m_work.layers_simulated;
-        if (memoize) m_memo.emplace(key, r);
+        if (memoize) {
+            if (m_run_out)
+                m_run_memo.emplace(std::move(key), m_run_out->size());  // where run() puts this layer
+            else
+                m_memo.emplace(std::move(key), r);
+        }
     }
     r.name = op.name;
     r.phase = std::string(wl::phase_name(op.phase));

@@ -138,6 +138,10 @@ class SystolicModel final : public DeviceModel {
     DeviceSpec m_spec;
     SystolicSpec m_sys;  // the spec's section
     std::unordered_map<std::string, LayerResult> m_memo;
+    // During run(): the layers so far, and the memo as indices into them (a second copy of every
+    // distinct layer would cost its heap pages; the rows differ only in what run_op() sets last).
+    const std::vector<LayerResult>* m_run_out = nullptr;
+    std::unordered_map<std::string, size_t> m_run_memo;
     // plan_gemm's inputs besides the device (the same for every call of this model): the job and the
     // context's per-layer fields, doubles by their bits; the room in the ifmap buffer only where it
     // matters (below ifmap_capacity_settled).
