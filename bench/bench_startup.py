@@ -1,23 +1,44 @@
 #!/usr/bin/python3
 """CPU time (user + system) of short `mlsim` commands, median of N runs.
 
-    /usr/bin/python3 bench/bench_startup.py [--mlsim build/mlsim] [--compare OTHER] [-n 21] [-- mlsim arguments...]
+    /usr/bin/python3 bench/bench_startup.py [--mlsim build/mlsim] [--compare OTHER] [-n 21] [--no-floor]
+                                            [-- mlsim arguments...]
 
-Without arguments it measures two commands: `mlsim --version` (start-up alone: the dynamic loader,
+Without arguments it measures two commands: `mlsim --version` (start-up alone: exec, page faults,
 static initialisers, argument dispatch) and one ResNet-50 run on the TPU v4 preset (the systolic
 model), bf16, totals only, no database. Issue 8 target: that run under 5 ms of CPU.
 
-CPU time, not wall time: it is what the process itself costs, and it stays meaningful when other jobs
-share the cores. It comes from wait4()'s resource usage of each child, so it covers the whole process
-(loader included) and nothing of this script. With --compare OTHER (another mlsim binary, e.g. one built
-from an earlier commit) the two binaries run alternately, so that both see the same load on a shared
-machine, and both medians are printed.
+How it measures. Each child is started with os.posix_spawn (glibc spawns with vfork semantics: the
+child shares this script's memory until it execs, so it copies no page tables) and reaped with
+os.wait4, whose resource usage is the child's own user and system CPU time: the kernel's exec, every
+page fault of loading and running the binary, and everything mlsim does, but nothing of this script.
+(Started with subprocess.Popen, Python forks first, and the child may then be charged for copying and
+tearing down a copy of the interpreter's page tables.) stdout goes to /dev/null and stderr to a file
+that is shown if the command fails.
+
+How to read the figures.
+  * floor: a static C program that returns at once (built here with `cc -static`, if a compiler is
+    found; --no-floor skips it). Any process costs this much, mostly the kernel's exec and page faults
+    (about 1.8 ms on the project's 2-core VM). Nothing mlsim does can go below it.
+  * `--version`: the floor plus mlsim's fixed start-up (mapping a larger static binary, its static
+    initialisers); about 0.1 M instructions of its own.
+  * the run: `--version` plus the work of the command (loading the preset, building the model,
+    simulating, printing). Subtract `--version` to see the work alone.
+  * median is the figure to quote; min shows what the machine gives when nothing else runs. CPU time
+    is charged per process, so it stays meaningful when other jobs share the cores, but a loaded VM
+    still inflates it (cache and TLB misses, steal time counted as system time): compare binaries
+    with --compare, which runs them alternately so that both see the same load, and note the load
+    average. `perf stat -r 20 -e task-clock build/mlsim run ...` gives a second opinion (same
+    quantity, mean rather than median); instruction counts (valgrind --tool=callgrind) do not depend
+    on the load at all.
 """
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 
 DEFAULT_COMMANDS = [
     ["--version"],
@@ -25,14 +46,37 @@ DEFAULT_COMMANDS = [
 ]
 
 
-def cpu_seconds(cmd):
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    err = proc.stderr.read().decode()
-    proc.stderr.close()
+def cpu_seconds(cmd, err_path):
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 2, err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+    ]
+    pid = os.posix_spawn(cmd[0], cmd, os.environ, file_actions=actions)
+    _, status, usage = os.wait4(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"command failed ({status}): {' '.join(cmd)}\n{err}")
+        with open(err_path) as f:
+            sys.exit(f"command failed ({status}): {' '.join(cmd)}\n{f.read()}")
     return usage.ru_utime + usage.ru_stime, usage.ru_utime, usage.ru_stime
+
+
+def build_floor(tmp):
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not cc:
+        return None
+    src, exe = os.path.join(tmp, "floor.c"), os.path.join(tmp, "floor")
+    with open(src, "w") as f:
+        f.write("int main(void) { return 0; }\n")
+    r = subprocess.run([cc, "-O2", "-static", "-o", exe, src], capture_output=True)
+    return exe if r.returncode == 0 else None
+
+
+def report(label, runs):
+    total = [t for t, _, _ in runs]
+    print(f"  {label}: {len(runs)} runs, median CPU (user+sys) {statistics.median(total) * 1e3:.2f} ms  "
+          f"(min {min(total) * 1e3:.2f}, max {max(total) * 1e3:.2f}; "
+          f"median user {statistics.median(u for _, u, _ in runs) * 1e3:.2f}, "
+          f"sys {statistics.median(s for _, _, s in runs) * 1e3:.2f})")
 
 
 def main():
@@ -40,24 +84,28 @@ def main():
     ap.add_argument("--mlsim", default="build/mlsim")
     ap.add_argument("--compare", help="another mlsim binary, run alternately with --mlsim")
     ap.add_argument("-n", type=int, default=21, help="counted runs per command (after one warm-up)")
+    ap.add_argument("--no-floor", action="store_true", help="do not build and measure the static floor")
     ap.add_argument("args", nargs="*", help="one mlsim command to measure instead of the default two")
     a = ap.parse_args()
     commands = [a.args] if a.args else DEFAULT_COMMANDS
-    binaries = [a.mlsim] + ([a.compare] if a.compare else [])
-    for args in commands:
-        print(f"{' '.join(args)}")
-        runs = {b: [] for b in binaries}
-        for b in binaries:
-            cpu_seconds([b] + args)  # warm the page cache
-        for _ in range(a.n):
+    binaries = [os.path.abspath(a.mlsim)] + ([os.path.abspath(a.compare)] if a.compare else [])
+    with tempfile.TemporaryDirectory(prefix="mlsim-startup-") as tmp:
+        err = os.path.join(tmp, "stderr")
+        floor = None if a.no_floor else build_floor(tmp)
+        if floor:
+            print("floor (static `int main() { return 0; }`)")
+            cpu_seconds([floor], err)
+            report(floor, [cpu_seconds([floor], err) for _ in range(a.n)])
+        for args in commands:
+            print(f"{' '.join(args)}")
+            runs = {b: [] for b in binaries}
             for b in binaries:
-                runs[b].append(cpu_seconds([b] + args))
-        for b in binaries:
-            total = [t for t, _, _ in runs[b]]
-            print(f"  {b}: {a.n} runs, median CPU (user+sys) {statistics.median(total) * 1e3:.2f} ms  "
-                  f"(min {min(total) * 1e3:.2f}, max {max(total) * 1e3:.2f}; "
-                  f"median user {statistics.median(u for _, u, _ in runs[b]) * 1e3:.2f}, "
-                  f"sys {statistics.median(s for _, _, s in runs[b]) * 1e3:.2f})")
+                cpu_seconds([b] + args, err)  # warm the page cache
+            for _ in range(a.n):
+                for b in binaries:
+                    runs[b].append(cpu_seconds([b] + args, err))
+            for b in binaries:
+                report(b, runs[b])
 
 
 if __name__ == "__main__":

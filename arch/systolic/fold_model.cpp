@@ -8,7 +8,7 @@ namespace mlsim::arch::systolic {
 
 namespace {
 
-int64_t mul(int64_t a, int64_t b) {
+[[gnu::always_inline]] inline int64_t mul(int64_t a, int64_t b) {
     int64_t r = 0;
     MLSIM_CHECK(!__builtin_mul_overflow(a, b, &r), "systolic access count overflows int64");
     return r;
@@ -156,6 +156,14 @@ GemmStats gemm_stats(const FoldGeometry& g) {
     st.folds = g.folds();
     st.counts = layer_counts(g);
     return st;
+}
+
+GemmSummary gemm_summary(const FoldGeometry& g) {
+    GemmSummary s;
+    s.stats = gemm_stats(g);
+    s.first_start = stream_start(g, 0);
+    s.last_start = stream_start(g, g.folds() - 1);
+    return s;
 }
 
 GemmStats gemm_stats(Dataflow df, ArrayShape array, GemmShape gemm) {

@@ -21,6 +21,14 @@ FoldStats fold_stats(const FoldGeometry& g, int64_t fold);
 GemmStats gemm_stats(const FoldGeometry& g);
 GemmStats gemm_stats(Dataflow df, ArrayShape array, GemmShape gemm);
 
+// gemm_stats(g) and the stream starts of the first and last folds (fold_stream_start): what the tile
+// search (tiling.h) needs of one tile shape, in one call.
+struct GemmSummary {
+    GemmStats stats;
+    int64_t first_start = 0, last_start = 0;
+};
+GemmSummary gemm_summary(const FoldGeometry& g);
+
 // Cycles only.
 Cycles gemm_cycles(const FoldGeometry& g);
 Cycles gemm_cycles(Dataflow df, ArrayShape array, GemmShape gemm);

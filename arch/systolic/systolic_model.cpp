@@ -3,8 +3,11 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstring>
 #include <optional>
+#include <type_traits>
 
 #include "arch/roofline/roofline.h"
 #include "arch/systolic/energy.h"
@@ -27,11 +30,28 @@ bool sequential_batch(const wl::Op& op, size_t gemm_index) {
     return false;
 }
 
-// Everything that decides a layer's numbers besides the device; names and places do not.
+// Appends the bytes of a number to a memo key (a key is never printed; numbers by their bits, so that
+// building one formats nothing).
+template <class T>
+void append_bits(std::string& key, T x) {
+    static_assert(std::is_arithmetic_v<T>);
+    char b[sizeof(T)];
+    std::memcpy(b, &x, sizeof(T));
+    key.append(b, sizeof(T));
+}
+
+// Everything that decides a layer's numbers besides the device; names and places do not. Strings end
+// in a NUL and lists start with their length, so that different signatures never give one key.
 std::string op_signature(const wl::Op& op, const wl::OpCounts& c) {
-    std::string s = fmt::format("{}|{}|{}|{}|{}|{}|{}", op.kind, wl::dtype_name(op.dtype), c.macs, c.flops,
-                                c.weight_bytes, c.input_bytes, c.output_bytes);
-    for (const wl::GemmShape& g : op.gemms()) s += fmt::format("|{}x{}x{}x{}", g.batch, g.m, g.n, g.k);
+    std::string s = op.kind;
+    s += '\0';
+    s += wl::dtype_name(op.dtype);
+    s += '\0';
+    for (double x : {c.macs, c.flops, c.weight_bytes, c.input_bytes, c.output_bytes}) append_bits(s, x);
+    const std::vector<wl::GemmShape> gemms = op.gemms();
+    append_bits(s, gemms.size());
+    for (const wl::GemmShape& g : gemms)
+        for (int64_t x : {g.batch, g.m, g.n, g.k}) append_bits(s, x);
     return s;
 }
 
@@ -201,6 +221,20 @@ LayerNeeds SystolicModel::needs_of(const wl::Op& op) const {
 std::vector<LayerResult> SystolicModel::run(const wl::Model& model) {
     std::vector<LayerResult> out;
     out.reserve(model.ops().size());
+    // run_op() memoizes into `out` for this run (layer i is out[i] once run_op returns).
+    struct RunMemo {
+        SystolicModel& m;
+        RunMemo(SystolicModel& model, const std::vector<LayerResult>& out) : m(model) {
+            m.m_run_out = &out;
+            m.m_run_memo.clear();
+        }
+        ~RunMemo() {
+            m.m_run_out = nullptr;
+            m.m_run_memo.clear();
+        }
+        RunMemo(const RunMemo&) = delete;
+        RunMemo& operator=(const RunMemo&) = delete;
+    } run_memo(*this, out);
     std::optional<ResidencyTracker> tracker;
     if (residency()) {
         std::vector<LayerNeeds> needs;
@@ -303,10 +337,17 @@ LayerResult SystolicModel::run_op(const wl::Op& op, const OnChip& on_chip) {
     if (memoize) {
         key = op_signature(op, c);
         if (in_on_chip > 0 || kept > 0 || on_chip.resident > 0) {
-            key += fmt::format("|chip {:.17g} {:.17g} {:.17g}", kept, on_chip.resident, in_on_chip);
-            for (double b : on_chip.inputs) key += fmt::format(" {:.17g}", b);
+            for (double x : {kept, on_chip.resident, in_on_chip}) append_bits(key, x);
+            append_bits(key, on_chip.inputs.size());
+            for (double b : on_chip.inputs) append_bits(key, b);
         }
-        if (auto it = m_memo.find(key); it != m_memo.end()) {
+        if (m_run_out) {
+            if (auto it = m_run_memo.find(key); it != m_run_memo.end()) {
+                r = (*m_run_out)[it->second];
+                found = true;
+                ++m_work.cache_hits;
+            }
+        } else if (auto it = m_memo.find(key); it != m_memo.end()) {
             r = it->second;
             found = true;
             ++m_work.cache_hits;
@@ -345,7 +386,12 @@ LayerResult SystolicModel::run_op(const wl::Op& op, const OnChip& on_chip) {
                     fmt::format("systolic layer '{}' moves less than its compulsory traffic", op.name));
         MLSIM_CHECK(r.utilization >= 0 && r.utilization <= 1 + 1e-12, "utilization outside [0, 1]");
         ++m_work.layers_simulated;
-        if (memoize) m_memo.emplace(key, r);
+        if (memoize) {
+            if (m_run_out)
+                m_run_memo.emplace(std::move(key), m_run_out->size());  // where run() puts this layer
+            else
+                m_memo.emplace(std::move(key), r);
+        }
     }
     r.name = op.name;
     r.phase = std::string(wl::phase_name(op.phase));
@@ -358,6 +404,29 @@ LayerResult SystolicModel::run_op(const wl::Op& op, const OnChip& on_chip) {
 double SystolicModel::vector_throughput(std::string_view dtype) const {
     // Never faster than the device's peak for the data type: the roofline must bound vector ops too.
     return std::min(m_sys.vector_throughput_ops, m_spec.peak_for(dtype));
+}
+
+SystolicModel::PlanKey SystolicModel::plan_key(const MappingContext& ctx, const GemmJob& job) {
+    const auto bits = [](double x) { return std::bit_cast<uint64_t>(x); };
+    const auto u = [](int64_t x) { return static_cast<uint64_t>(x); };
+    return {u(job.shape.batch), u(job.shape.m), u(job.shape.n), u(job.shape.k),
+            (job.sequential ? 1u : 0u) | (job.a_on_chip ? 2u : 0u) | (ctx.stream_across_tiles ? 4u : 0u),
+            bits(job.scale.a), bits(job.scale.b), bits(job.scale.c),
+            // The room left in the ifmap buffer matters only below the settled capacity.
+            ctx.ifmap_tile_capacity() >= ifmap_capacity_settled(ctx, job) ? ~uint64_t{0}
+                                                                          : bits(ctx.ifmap_free_bytes),
+            bits(ctx.word_bytes), bits(ctx.acc_bytes), u(ctx.passes)};
+}
+
+TilePlan SystolicModel::plan(const MappingContext& ctx, const GemmJob& job) const {
+    // The rest of the context (device, spec, clock, main memory) is this model's; the op's name only
+    // enters error messages, and a failed search is not stored.
+    if (!m_memoize) return plan_gemm(ctx, job);
+    const PlanKey key = plan_key(ctx, job);
+    if (auto it = m_plans.find(key); it != m_plans.end()) return it->second;
+    TilePlan p = plan_gemm(ctx, job);
+    m_plans.emplace(key, p);
+    return p;
 }
 
 SystolicModel::Mapping SystolicModel::map_gemms(const wl::Op& op, const OnChip& on_chip) const {
@@ -393,7 +462,7 @@ SystolicModel::Mapping SystolicModel::map_gemms(const wl::Op& op, const OnChip& 
                                    static_cast<double>(job.shape.k);
             job.scale.a = c.input_bytes / (a_words * ctx.word_bytes);
         }
-        mp.plans.push_back(plan_gemm(ctx, job));
+        mp.plans.push_back(plan(ctx, job));
         mp.jobs.push_back(job);
         // Counts per dimension are at most the GEMM's extents, whose product is bounded (op.h).
         steps += mp.plans.back().steps() * mp.plans.back().part.groups;

@@ -66,8 +66,12 @@
 // buffer edge reads = the words the folds consumed; bytes_read/written >= the op's compulsory traffic
 // less what it found on chip and kept there.
 // Results are memoized per op signature and on-chip context within a model run (tile fidelity
-// only): repeated blocks of a network cost nothing extra and give bit-identical rows.
+// only): repeated blocks of a network cost nothing extra and give bit-identical rows. Tile plans are
+// memoized too, per GEMM job and the mapping context's inputs that plan_gemm reads (tiling.h: a pure
+// function), so that needs_of() and run_op() of ops with the same GEMMs search once.
+#include <array>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -75,6 +79,7 @@
 #include "arch/device_model.h"
 #include "arch/residency.h"
 #include "arch/systolic/systolic_spec.h"
+#include "arch/systolic/tiling.h"
 
 namespace mlsim::arch::systolic {
 
@@ -133,6 +138,17 @@ class SystolicModel final : public DeviceModel {
     DeviceSpec m_spec;
     SystolicSpec m_sys;  // the spec's section
     std::unordered_map<std::string, LayerResult> m_memo;
+    // During run(): the layers so far, and the memo as indices into them (a second copy of every
+    // distinct layer would cost its heap pages; the rows differ only in what run_op() sets last).
+    const std::vector<LayerResult>* m_run_out = nullptr;
+    std::unordered_map<std::string, size_t> m_run_memo;
+    // plan_gemm's inputs besides the device (the same for every call of this model): the job and the
+    // context's per-layer fields, doubles by their bits; the room in the ifmap buffer only where it
+    // matters (below ifmap_capacity_settled).
+    using PlanKey = std::array<uint64_t, 12>;
+    static PlanKey plan_key(const MappingContext& ctx, const GemmJob& job);
+    TilePlan plan(const MappingContext& ctx, const GemmJob& job) const;
+    mutable std::map<PlanKey, TilePlan> m_plans;
     Work m_work;
     bool m_memoize = true;
 };

@@ -60,6 +60,10 @@ class Evaluator {
         m_latency = ctx.dram_latency_s * ctx.clock_hz;
         const SystolicSpec& s = *ctx.spec;
         m_db = {s.ifmap.double_buffered, s.filter.double_buffered, s.ofmap.double_buffered};
+        const double share = ctx.clock_hz * static_cast<double>(s.arrays);
+        m_port_word = {ctx.word_bytes, ctx.word_bytes, ctx.partial_bytes()};
+        m_port_share = {s.ifmap.bandwidth_Bps / share, s.filter.bandwidth_Bps / share,
+                        s.ofmap.bandwidth_Bps / share};
     }
 
     // Bytes each operand's tile occupies in its buffer, and whether that fits.
@@ -85,6 +89,17 @@ class Evaluator {
 
     // Estimated cycles of the whole job for this tile, with the best loop order (written to `plan`).
     double evaluate(int64_t tm, int64_t tn, int64_t tk, TilePlan& plan) const {
+        const double inf = std::numeric_limits<double>::infinity();
+        return *evaluate_unless(tm, tn, tk, plan, inf, inf);  // nothing is above infinity
+    }
+
+    // The same, unless the estimate is provably at least `at_least` and above `above`: then nothing
+    // (and `plan` is not written). The bound is the arrays' cycles: every loop order's estimate is the
+    // first load, plus each of the steps − 1 transitions at no less than c_avg, plus c_avg and the last
+    // drain, all non-negative, so it is at least steps · c_avg ≈ compute in exact arithmetic; the few
+    // roundings of the sum are far below the 1e-12 taken off.
+    std::optional<double> evaluate_unless(int64_t tm, int64_t tn, int64_t tk, TilePlan& plan, double at_least,
+                                          double above) const {
         const std::array<int64_t, 3> ext{m_part.m, m_part.n, m_part.k};
         const std::array<int64_t, 3> t{tm, tn, tk};
         std::array<int64_t, 3> cnt{};
@@ -92,7 +107,10 @@ class Evaluator {
             cnt[static_cast<size_t>(d)] = ceil_div(ext[static_cast<size_t>(d)], t[static_cast<size_t>(d)]);
         const double steps = static_cast<double>(cnt[0] * cnt[1] * cnt[2]);
         const double compute = compute_cycles(ext, t, cnt);
+        const double floor = compute * (1 - 1e-12) * static_cast<double>(m_part.groups);
+        if (floor >= at_least && floor > above) return std::nullopt;
         const double c_avg = compute / steps;
+        const Traffic traffic = traffic_of(cnt);
 
         // Dimensions with one tile never change; they go outermost in m, n, k order.
         std::array<Dim, 3> base{};
@@ -110,7 +128,7 @@ class Evaluator {
             std::array<Dim, 3> order = base;
             for (int i = 0; i < active; ++i)
                 order[static_cast<size_t>(fixed + i)] = act[static_cast<size_t>(i)];
-            const double e = pipeline(order, cnt, c_avg);
+            const double e = pipeline(order, cnt, c_avg, traffic);
             if (e < best) {
                 best = e;
                 plan.order = order;
@@ -127,27 +145,93 @@ class Evaluator {
     }
 
   private:
-    // Steps (the first included) at which the operand indexed by dimensions x and y changes tile.
-    static int64_t changes(const std::array<Dim, 3>& order, const std::array<int64_t, 3>& cnt, Dim x, Dim y) {
-        int64_t n = 1, outer = 1;
-        for (int q = 0; q < 3; ++q) {
+    static constexpr unsigned bit(Dim d) { return 1u << d; }
+    static constexpr unsigned k_a_dims = (1u << dim_m) | (1u << dim_k);  // A's tile index
+    static constexpr unsigned k_b_dims = (1u << dim_k) | (1u << dim_n);  // B's
+    static constexpr unsigned k_c_dims = (1u << dim_m) | (1u << dim_n);  // C's
+
+    // How the loop order `order` steps: for each loop q (outer to inner), the steps at which it
+    // advances (all inner loops wrap), and the dimensions whose tile index changes then: its own and
+    // every inner one that has more than one tile.
+    struct Advances {
+        std::array<int64_t, 3> steps{};
+        std::array<unsigned, 3> changed{};
+        int pos_k = 0;  // the position of the k loop
+    };
+    static Advances advances(const std::array<Dim, 3>& order, const std::array<int64_t, 3>& cnt) {
+        Advances a;
+        unsigned inner = 0;
+        for (int q = 2; q >= 0; --q) {
             const Dim d = order[static_cast<size_t>(q)];
-            const int64_t tq = cnt[d];
-            const int64_t advances = outer * (tq - 1);
-            outer *= tq;
-            bool changed = false;
-            for (int p = q; p < 3; ++p) {
-                const Dim e = order[static_cast<size_t>(p)];
-                if ((e == x || e == y) && (p == q || cnt[e] > 1)) changed = true;
-            }
-            if (changed) n += advances;
+            a.changed[static_cast<size_t>(q)] = bit(d) | inner;
+            if (cnt[d] > 1) inner |= bit(d);
+            if (d == dim_k) a.pos_k = q;
         }
+        int64_t outer = 1;
+        for (size_t q = 0; q < 3; ++q) {
+            const int64_t tq = cnt[order[q]];
+            a.steps[q] = outer * (tq - 1);
+            outer *= tq;
+        }
+        return a;
+    }
+
+    // Steps (the first included) at which the operand indexed by the dimensions `dims` changes tile.
+    static int64_t changes(const Advances& adv, unsigned dims) {
+        int64_t n = 1;
+        for (size_t q = 0; q < 3; ++q)
+            if (adv.changed[q] & dims) n += adv.steps[q];
         return n;
     }
 
     double used() const { return static_cast<double>(m_part.arrays_used); }
     double words(int64_t x, int64_t y) const {
         return static_cast<double>(x) * static_cast<double>(y) * m_ctx.word_bytes;
+    }
+
+    // What one tile shape costs the arrays (in array cycles, times the passes): chained behind a tile
+    // of the same shape (stream_across_tiles) or alone, plus the port stretch; and, chained, the
+    // lead-in and tail the job pays once.
+    struct ShapeCost {
+        int64_t per_tile = 0;
+        int64_t ends = 0;
+    };
+    ShapeCost shape_cost(int64_t tm, int64_t tn, int64_t tk) const {
+        const Dataflow df = m_ctx.spec->dataflow;
+        const int64_t p = m_ctx.passes;
+        const FoldGeometry g = fold_geometry(df, m_array, GemmShape{tm, tn, tk});
+        const GemmSummary gs = gemm_summary(g);
+        // tile_schedule(g) from the summary: lead = s_0, last_start = s_last, done = the layer's end.
+        const int64_t lead = gs.first_start, last_start = gs.last_start, done = gs.stats.cycles.count();
+        const int64_t span = (last_start - lead + g.t) * p;
+        const int64_t stretch = port_stretch_cycles(gs.stats, span);
+        ShapeCost c;
+        if (!m_ctx.stream_across_tiles) {
+            c.per_tile = done * p + stretch;
+            return c;
+        }
+        // TileSchedule::chained and hold.
+        const int64_t hold = df == Dataflow::os ? g.rows_last + m_array.rows : g.rows_last;
+        const int64_t step = last_start - lead + std::max(g.t, hold + lead);
+        c.per_tile = step * p + stretch;
+        c.ends = (lead + std::max<int64_t>(0, done - lead - step)) * p;
+        return c;
+    }
+
+    // port_stretch(ctx, st, span, m, n, false).cycles, with each port's share of its bandwidth taken
+    // once per job (the same arithmetic, so the same doubles).
+    int64_t port_stretch_cycles(const GemmStats& st, int64_t span) const {
+        const double out_reads = static_cast<double>(st.counts.out_reads) + 0.0;
+        const std::array<double, 3> words = {static_cast<double>(st.counts.a_reads),
+                                             static_cast<double>(st.counts.b_reads),
+                                             std::max(static_cast<double>(st.counts.out_writes), out_reads)};
+        int64_t cycles = 0;
+        for (size_t i = 0; i < 3; ++i) {
+            const double need = std::ceil(words[i] * m_port_word[i] / m_port_share[i] * (1 - 1e-12));
+            if (need - static_cast<double>(span) > static_cast<double>(cycles))
+                cycles = static_cast<int64_t>(need) - span;
+        }
+        return cycles;
     }
 
     // Σ over the tiles of array 0 (which holds the largest share, so it is the slowest in every
@@ -163,8 +247,6 @@ class Evaluator {
         // Faithful: tiles follow each other in the array's fold sequence (the pipeline's rule), so a
         // tile costs its chained span and the job pays one lead-in and one tail, those of its first
         // (full) tile. Otherwise every tile runs on its own.
-        const Dataflow df = m_ctx.spec->dataflow;
-        const int64_t p = m_ctx.passes;
         double total = 0;
         bool ends_added = false;
         for (size_t i = 0; i < 2; ++i)
@@ -172,62 +254,64 @@ class Evaluator {
                 for (size_t l = 0; l < 2; ++l) {
                     const int64_t n = num[0][i] * num[1][j] * num[2][l];
                     if (n == 0) continue;
-                    const int64_t tm = size[0][i], tn = size[1][j], tk = size[2][l];
-                    const FoldGeometry g = fold_geometry(df, m_array, GemmShape{tm, tn, tk});
-                    const GemmStats st = gemm_stats(g);
-                    const TileSchedule sch = tile_schedule(g);
-                    const int64_t span = (sch.last_start - sch.lead + sch.stream) * p;
-                    const int64_t stretch = port_stretch(m_ctx, st, span, tm, tn, false).cycles;
-                    if (!m_ctx.stream_across_tiles) {
-                        total +=
-                            static_cast<double>(n) * static_cast<double>(st.cycles.count() * p + stretch);
-                        continue;
-                    }
-                    const int64_t step = sch.chained(df, m_array.rows);
-                    total += static_cast<double>(n) * static_cast<double>(step * p + stretch);
-                    if (!ends_added) {
-                        total += static_cast<double>(
-                            (sch.lead + std::max<int64_t>(0, sch.done - sch.lead - step)) * p);
+                    const ShapeCost sc = shape_cost(size[0][i], size[1][j], size[2][l]);
+                    total += static_cast<double>(n) * static_cast<double>(sc.per_tile);
+                    if (m_ctx.stream_across_tiles && !ends_added) {
+                        total += static_cast<double>(sc.ends);
                         ends_added = true;
                     }
                 }
         return total;
     }
 
+    // Bytes per step of each operand's tile, whatever the loop order (a kept operand's are spread over
+    // the steps that change it, which the order decides), and what a C tile moves when it leaves with
+    // no, all or (k − 1)/k of its K tiles to come back for: partial sums leave and come back at the
+    // accumulator width, finished tiles at the word size.
+    struct Traffic {
+        double tile_a = 0, tile_b = 0, tile_c = 0;
+        std::array<double, 3> c_out{};  // reload 0, 1, (k − 1)/k
+    };
+    Traffic traffic_of(const std::array<int64_t, 3>& cnt) const {
+        Traffic t;
+        t.tile_a = m_total[0] / static_cast<double>(cnt[dim_m] * cnt[dim_k]);
+        t.tile_b = m_total[1] / static_cast<double>(cnt[dim_k] * cnt[dim_n]);
+        t.tile_c = m_total[2] / static_cast<double>(cnt[dim_m] * cnt[dim_n]);
+        const auto c_out = [&](double reload) { return t.tile_c * ((1 - reload) + 2 * reload * m_acc); };
+        t.c_out = {c_out(0), c_out(1),
+                   cnt[dim_k] > 1
+                       ? c_out(static_cast<double>(cnt[dim_k] - 1) / static_cast<double>(cnt[dim_k]))
+                       : 0.0};
+        return t;
+    }
+
     // first load + Σ over steps of max(traffic of the next step, compute) + last drain, with the
     // traffic of buffers that are not double-buffered serialized instead of overlapped. Steps are
     // grouped by which loop advances (all inner ones wrap), which decides what changes.
-    double pipeline(const std::array<Dim, 3>& order, const std::array<int64_t, 3>& cnt, double c_avg) const {
-        double tile_a = m_total[0] / static_cast<double>(cnt[dim_m] * cnt[dim_k]);
-        double tile_b = m_total[1] / static_cast<double>(cnt[dim_k] * cnt[dim_n]);
-        const double tile_c = m_total[2] / static_cast<double>(cnt[dim_m] * cnt[dim_n]);
-        std::array<int, 3> pos{};
-        for (int p = 0; p < 3; ++p) pos[order[static_cast<size_t>(p)]] = p;
+    double pipeline(const std::array<Dim, 3>& order, const std::array<int64_t, 3>& cnt, double c_avg,
+                    const Traffic& tr) const {
+        const Advances adv = advances(order, cnt);
+        double tile_a = tr.tile_a;
+        double tile_b = tr.tile_b;
         // A kept operand is fetched once in all: spread its bytes over the steps that change it.
-        if (m_keep_a) tile_a = m_total[0] / static_cast<double>(changes(order, cnt, dim_m, dim_k));
-        if (m_keep_b) tile_b = m_total[1] / static_cast<double>(changes(order, cnt, dim_k, dim_n));
+        if (m_keep_a) tile_a = m_total[0] / static_cast<double>(changes(adv, k_a_dims));
+        if (m_keep_b) tile_b = m_total[1] / static_cast<double>(changes(adv, k_b_dims));
         double total = (tile_a + tile_b) / m_bpc + m_latency;
-        int64_t outer = 1;
         for (int q = 0; q < 3; ++q) {
-            const int64_t tq = cnt[order[static_cast<size_t>(q)]];
-            const int64_t n = outer * (tq - 1);
-            outer *= tq;
+            const int64_t n = adv.steps[static_cast<size_t>(q)];
             if (n == 0) continue;
-            // Changed: the advancing loop and every inner one that has more than one tile.
-            std::array<bool, 3> changed{};
-            for (int p = q; p < 3; ++p) {
-                const Dim d = order[static_cast<size_t>(p)];
-                changed[d] = p == q || cnt[d] > 1;
-            }
-            const bool a = changed[dim_m] || changed[dim_k];
-            const bool b = changed[dim_k] || changed[dim_n];
-            const bool c = changed[dim_m] || changed[dim_n];
-            double reload = 0;
+            const unsigned changed = adv.changed[static_cast<size_t>(q)];
+            const bool a = changed & k_a_dims;
+            const bool b = changed & k_b_dims;
+            const bool c = changed & k_c_dims;
+            // Which c_out: the output tile is left for good (0), before its K tiles (the k loop
+            // advances: 1), or, k outer, with (k − 1)/k of them still to come.
+            size_t reload = 0;
             if (c && cnt[dim_k] > 1) {
-                if (pos[dim_k] == q)
+                if (adv.pos_k == q)
                     reload = 1;
-                else if (pos[dim_k] < q)
-                    reload = static_cast<double>(cnt[dim_k] - 1) / static_cast<double>(cnt[dim_k]);
+                else if (adv.pos_k < q)
+                    reload = 2;
             }
             double overlapped = 0, serial = 0;
             bool serial_any = false;
@@ -242,13 +326,12 @@ class Evaluator {
             };
             if (a) add(m_db[0], tile_a);
             if (b) add(m_db[1], tile_b);
-            // Partial sums leave and come back at the accumulator width; finished tiles at the word size.
-            if (c) add(m_db[2], tile_c * ((1 - reload) + 2 * reload * m_acc));
+            if (c) add(m_db[2], tr.c_out[reload]);
             const double step =
                 std::max(c_avg, overlapped / m_bpc) + serial / m_bpc + (serial_any ? m_latency : 0);
             total += static_cast<double>(n) * step;
         }
-        return total + c_avg + tile_c / m_bpc + m_latency;
+        return total + c_avg + tr.tile_c / m_bpc + m_latency;
     }
 
     const MappingContext& m_ctx;
@@ -260,6 +343,9 @@ class Evaluator {
     double m_acc = 1;  // accumulator bytes per word byte
     bool m_keep_a = false, m_keep_b = false;
     double m_bpc = 0, m_latency = 0;
+    // Per buffer port (ifmap, filter, ofmap): bytes per word, and the bandwidth one array gets
+    // (port_stretch).
+    std::array<double, 3> m_port_word{}, m_port_share{};
 };
 
 }  // namespace
@@ -372,7 +458,10 @@ TilePlan search(const MappingContext& ctx, const GemmJob& job, const Partition& 
     const std::vector<int64_t> ms = tile_sizes(part.m, granularity(s.dataflow, arr, dim_m));
     const std::vector<int64_t> ns = tile_sizes(part.n, granularity(s.dataflow, arr, dim_n));
     const std::vector<int64_t> ks = tile_sizes(part.k, granularity(s.dataflow, arr, dim_k));
-    std::vector<TilePlan> evaluated;
+    // Reused from one search to the next (one runs per GEMM job and split): a fresh vector would grow
+    // by reallocation every time, touching new heap pages that cost a page fault each.
+    thread_local std::vector<TilePlan> evaluated;
+    evaluated.clear();
     int worse_k = 0;
     double best_k = std::numeric_limits<double>::infinity();
     for (int64_t tk : ks) {
@@ -384,7 +473,14 @@ TilePlan search(const MappingContext& ctx, const GemmJob& job, const Partition& 
             int worse_m = 0;
             for (int64_t tm : ms) {
                 if (!ev.fits_a(tm, tk) || !ev.fits_c(tm, tn)) continue;
-                const double e = ev.evaluate(tm, tn, tk, cand);
+                // A candidate that cannot beat this loop's best nor come within 2 % of the fastest
+                // seen (so not of the fastest at the end) changes nothing but the count of worse ones.
+                const std::optional<double> est = ev.evaluate_unless(tm, tn, tk, cand, best_m, best_e * 1.02);
+                if (!est) {
+                    if (++worse_m >= 2) break;
+                    continue;
+                }
+                const double e = *est;
                 evaluated.push_back(cand);
                 best_e = std::min(best_e, e);
                 if (e < best_m) {
@@ -486,9 +582,22 @@ TileSchedule tile_schedule(const FoldGeometry& g, const FoldStats& first, const 
     return s;
 }
 
-TileSchedule tile_schedule(const FoldGeometry& g) {
-    return tile_schedule(g, fold_stats(g, 0), fold_stats(g, g.folds() - 1), gemm_cycles(g));
+TileSchedule tile_schedule(const FoldGeometry& g, Cycles cycles) {
+    // What tile_schedule(g, fold_stats(g, 0), fold_stats(g, last), cycles) reads of the two folds: their
+    // stream starts and extents (fold 0 is the first row fold, the last the last row and column fold).
+    TileSchedule s;
+    s.lead = fold_stream_start(g, 0).count();
+    s.last_start = fold_stream_start(g, g.folds() - 1).count();
+    s.stream = g.t;
+    s.first_rows = g.row_folds == 1 ? g.rows_last : g.array_rows;
+    s.last_rows = g.rows_last;
+    s.last_cols = g.cols_last;
+    s.folds = g.folds();
+    s.done = cycles.count();
+    return s;
 }
+
+TileSchedule tile_schedule(const FoldGeometry& g) { return tile_schedule(g, gemm_cycles(g)); }
 
 PortStretch port_stretch(const MappingContext& ctx, const GemmStats& st, int64_t span, int64_t m, int64_t n,
                          bool accumulate) {
@@ -519,12 +628,36 @@ PortStretch port_stretch(const MappingContext& ctx, const GemmStats& st, int64_t
     return out;
 }
 
+namespace {
+
+// The splits plan_gemm tries, in its order.
+std::vector<Split> splits_for(const MappingContext& ctx, const GemmJob& job) {
+    if (ctx.spec->arrays == 1) return {Split::none};
+    std::vector<Split> splits = {Split::n, Split::m};
+    if (job.shape.batch > 1 && !job.sequential) splits.insert(splits.begin(), Split::batch);
+    return splits;
+}
+
+}  // namespace
+
+double ifmap_capacity_settled(const MappingContext& ctx, const GemmJob& job) {
+    if (job.a_on_chip) return 0;
+    // The capacity enters the search only through keep_a (the whole operand fits) and fits_a (a tile
+    // fits); a tile's footprint is at most the whole operand's, so where every split keeps A, every
+    // tile fits too and the search sees the same thing at any larger capacity.
+    double need = 0;
+    for (Split s : splits_for(ctx, job)) {
+        const Partition p = make_partition(ctx, job, s);
+        need = std::max(need, Evaluator(ctx, job, p).footprint_a(p.m, p.k));
+    }
+    return need;
+}
+
 TilePlan plan_gemm(const MappingContext& ctx, const GemmJob& job) {
     MLSIM_CHECK(job.shape.batch >= 1 && job.shape.m >= 1 && job.shape.n >= 1 && job.shape.k >= 1,
                 "GEMM job with an empty dimension");
     if (ctx.spec->arrays == 1) return search(ctx, job, make_partition(ctx, job, Split::none));
-    std::vector<Split> splits = {Split::n, Split::m};
-    if (job.shape.batch > 1 && !job.sequential) splits.insert(splits.begin(), Split::batch);
+    const std::vector<Split> splits = splits_for(ctx, job);
     TilePlan best;
     double best_e = std::numeric_limits<double>::infinity();
     std::optional<cfg::UserError> first_error;

@@ -165,6 +165,8 @@ struct TileSchedule {
 TileSchedule tile_schedule(const FoldGeometry& g, const FoldStats& first, const FoldStats& last,
                            Cycles cycles);
 TileSchedule tile_schedule(const FoldGeometry& g);  // closed form (fold_model.h)
+// The same, given the layer's cycles (gemm_cycles(g), e.g. from gemm_stats(g)): no fold's stats needed.
+TileSchedule tile_schedule(const FoldGeometry& g, Cycles cycles);
 
 // Cycles by which a buffer port slower than the array edge stretches a tile: the words it moves need
 // more cycles than the tile streams for (`span`, already times passes). A port's bandwidth is shared
@@ -186,6 +188,12 @@ uint64_t operand_bytes(const MappingContext& ctx, double words, double s);
 
 // The partition and tiling of one GEMM job.
 TilePlan plan_gemm(const MappingContext& ctx, const GemmJob& job);
+
+// The ifmap capacity per tile (MappingContext::ifmap_tile_capacity) from which on plan_gemm's result no
+// longer depends on it: every split keeps its whole A operand in the buffer (so every tile fits as
+// well); 0 when A is read in place. Lets a caller memoize plans across layers that leave different
+// room in the ifmap buffer.
+double ifmap_capacity_settled(const MappingContext& ctx, const GemmJob& job);
 
 // The partition of one GEMM job over the arrays under `split` (the rules above); the convention
 // scalesim applies it to SCALE-Sim's GEMM of the same job (systolic_model.cpp).

@@ -524,3 +524,66 @@ TEST_CASE("Vector ops take the longer of their arithmetic and their memory traff
     wl::Op view = wl::make_op("flat", wl::ReshapeAttr{{}, true}, {{2, 3, 4}}, wl::DType::int8);
     CHECK(run_one(spec, view).cycles == 0);
 }
+
+TEST_CASE("A tile's schedule in closed form is the one read off its first and last folds", "[systolic]") {
+    // tile_schedule(g) and gemm_summary skip the folds' full stats (the tiling search's hot path).
+    for (const char* df : {"os", "ws", "is"})
+        for (ArrayShape a : {ArrayShape{1, 1}, ArrayShape{4, 4}, ArrayShape{3, 5}, ArrayShape{8, 2}})
+            for (int64_t m : {1, 3, 4, 9, 17})
+                for (int64_t n : {1, 2, 5, 8, 13})
+                    for (int64_t k : {1, 4, 7, 16}) {
+                        const FoldGeometry g = fold_geometry(*parse_dataflow(df), a, GemmShape{m, n, k});
+                        const int64_t last = g.folds() - 1;
+                        const TileSchedule want =
+                            tile_schedule(g, fold_stats(g, 0), fold_stats(g, last), gemm_cycles(g));
+                        const TileSchedule got = tile_schedule(g);
+                        CHECK(got.lead == want.lead);
+                        CHECK(got.last_start == want.last_start);
+                        CHECK(got.stream == want.stream);
+                        CHECK(got.first_rows == want.first_rows);
+                        CHECK(got.last_rows == want.last_rows);
+                        CHECK(got.last_cols == want.last_cols);
+                        CHECK(got.folds == want.folds);
+                        CHECK(got.done == want.done);
+                        const GemmSummary s = gemm_summary(g);
+                        CHECK(s.stats == gemm_stats(g));
+                        CHECK(s.first_start == fold_stream_start(g, 0).count());
+                        CHECK(s.last_start == fold_stream_start(g, last).count());
+                    }
+}
+
+TEST_CASE("From the settled ifmap capacity on, the tiling no longer depends on the room left", "[systolic]") {
+    Toy t;
+    t.arrays = 4;
+    t.ifmap.capacity = "64KiB";
+    t.filter.capacity = "64KiB";
+    t.ofmap.capacity = "64KiB";
+    const arch::DeviceSpec spec = toy_device(t);
+    MappingContext ctx;
+    ctx.device = &spec;
+    ctx.spec = &*arch::systolic::spec_of(spec);
+    ctx.clock_hz = 1e9;
+    ctx.dram_Bps = 1e9;
+    ctx.word_bytes = 1;
+    for (wl::GemmShape shape : {wl::GemmShape{1, 64, 96, 80}, wl::GemmShape{3, 40, 8, 120}}) {
+        GemmJob job;
+        job.shape = shape;
+        const double settled = ifmap_capacity_settled(ctx, job);
+        REQUIRE(settled > 0);
+        // ifmap_free_bytes is the room before halving for double buffering.
+        ctx.ifmap_free_bytes = 2 * settled;
+        const TilePlan at = plan_gemm(ctx, job);
+        CHECK(at.keep_a);
+        for (double room : {2 * settled * 1.5, 2 * settled * 4}) {
+            ctx.ifmap_free_bytes = room;
+            const TilePlan p = plan_gemm(ctx, job);
+            CHECK(p.describe() == at.describe());
+            CHECK(p.estimate_cycles == at.estimate_cycles);
+            CHECK(p.array_cycles == at.array_cycles);
+        }
+        // A read in place takes no room at all.
+        job.a_on_chip = true;
+        CHECK(ifmap_capacity_settled(ctx, job) == 0);
+        ctx.ifmap_free_bytes = -1;
+    }
+}
