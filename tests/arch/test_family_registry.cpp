@@ -56,7 +56,7 @@ TEST_CASE("The registry lists every family once, in families.def order, with its
         CHECK(arch::find_family(f.name) == &f);
     }
     CHECK(names == std::vector<std::string>{"roofline", "systolic", "gpu", "cpu", "mcu"});
-    CHECK(arch::model_names() == std::vector<std::string>{"roofline", "systolic"});
+    CHECK(arch::model_names() == std::vector<std::string>{"roofline", "systolic", "cpu"});
     CHECK(arch::find_family("tpu") == nullptr);  // a hardware family, not a model family
     // The device schema gathers `model` and every family's section.
     std::vector<std::string> keys;
@@ -75,7 +75,7 @@ TEST_CASE("A device runs on its section's detailed model by default, and `model:
     CHECK(preset("a100").model == "roofline");  // the GPU model is not built yet
     CHECK(preset("eyeriss").model == "roofline");
     CHECK(arch::make_device_model(preset("tpu-v4"))->model_name() == "systolic");
-    CHECK(arch::make_device_model(preset("xeon-8380"))->model_name() == "roofline");
+    CHECK(arch::make_device_model(preset("xeon-8380"))->model_name() == "cpu");
 
     const arch::DeviceSpec r = device_from_text(array_device("  model: roofline\n"));
     CHECK(r.model == "roofline");
