@@ -23,8 +23,10 @@ using cfg::fail_at;
 
 namespace {
 
+// Section keys carry no schema default (a device without `cpu:` must resolve to no section at all); the
+// defaults are applied by parse_cpu (the `*_or` readers) and named in the docs.
 cfg::Param int_param(const char* name, const char* default_value, int64_t lo, int64_t hi, const char* doc) {
-    cfg::Param p = cfg::optional(name, cfg::PType::integer, default_value, doc);
+    cfg::Param p = optional_no_default(name, cfg::PType::integer, std::string(doc) + " (default " + default_value + ")");
     p.min = static_cast<double>(lo);
     p.max = static_cast<double>(hi);
     return p;
@@ -36,10 +38,12 @@ const cfg::Schema& unit_schema() {
         s.name = "device.cpu.units.<dtype>";
         s.doc = "the unit that computes one data type";
         s.params.push_back(cfg::required("unit", cfg::PType::string, "its name: avx512, avx512_vnni, amx, neon, ..."));
-        s.params.push_back(choice_param("kind", "vector", {"vector", "matrix"},
-                                        "vector: simd_width / element bits lanes x FMA pipes MACs per cycle "
-                                        "(dot-product extensions count lanes of the narrow type); matrix: "
-                                        "`macs_per_cycle`"));
+        cfg::Param kind = optional_no_default("kind", cfg::PType::choice,
+                                              "vector (default): simd_width / element bits lanes x FMA pipes MACs "
+                                              "per cycle (dot-product extensions count lanes of the narrow type); "
+                                              "matrix: `macs_per_cycle`");
+        kind.choices = {"vector", "matrix"};
+        s.params.push_back(kind);
         cfg::Param macs = optional_no_default("macs_per_cycle", cfg::PType::integer,
                                               "MACs per cycle per core of a matrix unit (AMX BF16: 512)");
         macs.min = 1;
@@ -86,15 +90,23 @@ const cfg::Schema& dram_schema() {
         cfg::Schema s;
         s.name = "device.cpu.dram";
         s.doc = "main memory as the cores see it (its bandwidth and energy are the last `memory:` level's)";
-        s.params.push_back(int_param("channels", "1", 1, 1024, "memory channels"));
-        s.params.push_back(cfg::quantity("latency", cfg::Dim::time, std::string("100ns"), "load-to-use latency"));
-        cfg::Param refresh = cfg::optional("refresh_overhead", cfg::PType::real, "0",
-                                           "tRFC / tREFI: fraction of time a rank is refreshing");
+        // Required, so that a device without `cpu.dram` resolves to no `dram` map at all.
+        cfg::Param channels = cfg::required("channels", cfg::PType::integer, "memory channels");
+        channels.min = 1;
+        channels.max = 1024;
+        s.params.push_back(channels);
+        cfg::Param lat = optional_no_default("latency", cfg::PType::quantity, "load-to-use latency (default 100ns)");
+        lat.dim = cfg::Dim::time;
+        s.params.push_back(lat);
+        cfg::Param refresh = optional_no_default("refresh_overhead", cfg::PType::real,
+                                                 "tRFC / tREFI: fraction of time a rank is refreshing (default 0)");
         refresh.min = 0;
         refresh.max = 0.5;
         s.params.push_back(refresh);
-        s.params.push_back(cfg::quantity("turnaround", cfg::Dim::time, std::string("0ns"),
-                                         "bus turnaround (read->write->read) per write burst", false));
+        cfg::Param turn = optional_no_default("turnaround", cfg::PType::quantity,
+                                              "bus turnaround (read->write->read) per write burst (default 0)");
+        turn.dim = cfg::Dim::time;
+        s.params.push_back(turn);
         s.params.push_back(int_param("write_batch", "32", 1, 1 << 20, "lines drained per write burst"));
         s.params.push_back(int_param("miss_buffers", "16", 1, 1 << 16,
                                      "misses one core keeps in flight toward DRAM (Little's law bound)"));
@@ -116,8 +128,9 @@ const cfg::Schema& cpu_schema() {
         s.params.push_back(int_param("vector_registers", "32", 4, 1024, "architectural vector registers"));
         s.params.push_back(int_param("fma_latency", "4", 1, 64, "FMA latency in cycles"));
         s.params.push_back(int_param("load_ports", "2", 1, 16, "vector loads per cycle from L1"));
-        cfg::Param call = cfg::optional("kernel_call_cycles", cfg::PType::real, "20",
-                                        "cycles per micro-kernel call beyond its C tile update (call, loop set-up)");
+        cfg::Param call = optional_no_default("kernel_call_cycles", cfg::PType::real,
+                                              "cycles per micro-kernel call beyond its C tile update (call, loop "
+                                              "set-up; default 20, est.)");
         call.min = 0;
         s.params.push_back(call);
         cfg::Param units;
@@ -136,11 +149,14 @@ const cfg::Schema& cpu_schema() {
         caches.doc = "geometry of each cache level, keyed by its `memory:` name";
         s.params.push_back(caches);
         s.params.push_back(map_param("dram", dram_schema(), "main memory timing"));
-        s.params.push_back(choice_param("fidelity", "closed", {"closed", "trace"},
-                                        "closed: closed-form traffic per level; trace: set-associative LRU "
-                                        "caches fed the blocked loop nest's addresses (small and medium GEMMs)"));
-        cfg::Param limit = cfg::optional("trace_limit", cfg::PType::integer, "200000000",
-                                         "most line accesses the trace fidelity replays for one layer");
+        cfg::Param fid = optional_no_default("fidelity", cfg::PType::choice,
+                                             "closed (default): closed-form traffic per level; trace: set-associative "
+                                             "LRU caches fed the blocked loop nest's addresses (small and medium GEMMs)");
+        fid.choices = {"closed", "trace"};
+        s.params.push_back(fid);
+        cfg::Param limit = optional_no_default("trace_limit", cfg::PType::integer,
+                                               "most line accesses the trace fidelity replays for one layer "
+                                               "(default 200000000)");
         limit.min = 1;
         s.params.push_back(limit);
         return s;
@@ -178,14 +194,17 @@ std::shared_ptr<const FamilyParams> parse_cpu(const cfg::Node& dev, DeviceSpec& 
     s.cores = r.integer("cores");
     s.simd_bits = static_cast<int64_t>(std::llround(r.quantity("simd_width") * 8));
     s.fma_pipes = r.integer("fma_units_per_core");
-    s.vector_registers = r.integer("vector_registers");
-    s.fma_latency = r.integer("fma_latency");
-    s.load_ports = r.integer("load_ports");
-    s.kernel_call_cycles = r.real("kernel_call_cycles");
-    s.fidelity = r.str("fidelity") == "trace" ? Fidelity::trace : Fidelity::closed;
-    s.fidelity_loc = r.at("fidelity").loc();
-    s.fidelity_path = r.at("fidelity").path();
-    s.trace_limit = r.integer("trace_limit");
+    const auto int_or = [](const cfg::Reader& rd, const char* k, int64_t v) { return rd.has(k) ? rd.integer(k) : v; };
+    const auto real_or = [](const cfg::Reader& rd, const char* k, double v) { return rd.has(k) ? rd.real(k) : v; };
+    const auto qty_or = [](const cfg::Reader& rd, const char* k, double v) { return rd.has(k) ? rd.quantity(k) : v; };
+    s.vector_registers = int_or(r, "vector_registers", 32);
+    s.fma_latency = int_or(r, "fma_latency", 4);
+    s.load_ports = int_or(r, "load_ports", 2);
+    s.kernel_call_cycles = real_or(r, "kernel_call_cycles", 20);
+    s.fidelity = r.has("fidelity") && r.str("fidelity") == "trace" ? Fidelity::trace : Fidelity::closed;
+    s.fidelity_loc = r.has("fidelity") ? r.at("fidelity").loc() : node.key_loc();
+    s.fidelity_path = r.has("fidelity") ? r.at("fidelity").path() : node.path() + ".fidelity";
+    s.trace_limit = int_or(r, "trace_limit", 200000000);
     if (s.simd_bits < 64 || s.simd_bits % 64 != 0)
         fail_at(r.at("simd_width"), "simd_width must be a whole number of 64-bit lanes");
 
@@ -215,9 +234,9 @@ std::shared_ptr<const FamilyParams> parse_cpu(const cfg::Node& dev, DeviceSpec& 
         c.cores_sharing = s.cores / m.instances;
         c.line_bytes = static_cast<int64_t>(std::llround(g.quantity("line")));
         c.associativity = g.integer("associativity");
-        c.latency_cycles = g.integer("latency");
+        c.latency_cycles = g.has("latency") ? g.integer("latency") : 0;
         c.bytes_per_cycle = g.quantity("bytes_per_cycle");
-        c.slices = g.integer("slices");
+        c.slices = g.has("slices") ? g.integer("slices") : 1;
         c.read_energy_J_per_byte = m.read_energy_J_per_byte;
         c.write_energy_J_per_byte = m.write_energy_J_per_byte;
         const double sets = m.capacity_bytes / static_cast<double>(c.line_bytes * c.associativity);
@@ -242,15 +261,21 @@ std::shared_ptr<const FamilyParams> parse_cpu(const cfg::Node& dev, DeviceSpec& 
         cfg::fail(node.key_loc(), node.path(), "the CPU model needs at least one cache level before main memory");
 
     const MemoryLevel& mem = d.main_memory();
-    const cfg::Reader dr = r.sub("dram");
+    const bool has_dram = r.has("dram");
     s.dram.name = mem.name;
     s.dram.bandwidth_Bps = mem.bandwidth_Bps;
-    s.dram.channels = dr.integer("channels");
-    s.dram.latency_s = mem.latency_s > 0 ? mem.latency_s : dr.quantity("latency");
-    s.dram.refresh_overhead = dr.real("refresh_overhead");
-    s.dram.turnaround_s = dr.quantity("turnaround");
-    s.dram.write_batch = dr.integer("write_batch");
-    s.dram.miss_buffers = dr.integer("miss_buffers");
+    if (has_dram) {
+        const cfg::Reader dr = r.sub("dram");
+        s.dram.channels = dr.integer("channels");
+        s.dram.latency_s = qty_or(dr, "latency", 100e-9);
+        s.dram.refresh_overhead = real_or(dr, "refresh_overhead", 0);
+        s.dram.turnaround_s = qty_or(dr, "turnaround", 0);
+        s.dram.write_batch = int_or(dr, "write_batch", 32);
+        s.dram.miss_buffers = int_or(dr, "miss_buffers", 16);
+    } else {
+        s.dram.latency_s = 100e-9;
+    }
+    if (mem.latency_s > 0) s.dram.latency_s = mem.latency_s;
     s.dram.read_energy_J_per_byte = mem.read_energy_J_per_byte;
     s.dram.write_energy_J_per_byte = mem.write_energy_J_per_byte;
 
@@ -263,7 +288,7 @@ std::shared_ptr<const FamilyParams> parse_cpu(const cfg::Node& dev, DeviceSpec& 
             fail_at(child(*units_node, dtype), "a unit for data type '" + dtype + "', which has no MAC energy (`mac_energy`)");
         ComputeUnit cu;
         cu.name = u.str("unit");
-        cu.matrix = u.str("kind") == "matrix";
+        cu.matrix = u.has("kind") && u.str("kind") == "matrix";
         cu.clock_hz = u.has("clock") ? u.quantity("clock") : d.clock_hz;
         const double bytes = dtype_bytes_of(dtype);
         if (cu.matrix) {
