@@ -11,33 +11,32 @@ SetAssocCache::SetAssocCache(double capacity_bytes, int64_t line_bytes, int64_t 
     : m_line(line_bytes), m_ways(ways) {
     const double sets = capacity_bytes / static_cast<double>(line_bytes * ways);
     m_sets = static_cast<uint64_t>(std::max(1.0, std::floor(sets)));
-    const size_t n = static_cast<size_t>(m_sets) * static_cast<size_t>(m_ways);
-    m_tag.assign(n, 0);
-    m_used.assign(n, 0);
-    m_dirty.assign(n, 0);
+    if ((m_sets & (m_sets - 1)) == 0) m_mask = m_sets - 1;
+    m_tag.assign(static_cast<size_t>(m_sets) * static_cast<size_t>(m_ways), 0);
 }
 
+// Each set keeps its ways in recency order, most recent first: an entry is (line + 1) << 1 | dirty, 0
+// when empty. A hit moves its entry to the front; a miss drops the last (least recently used) entry.
 bool SetAssocCache::access(uint64_t line, bool write, bool& victim_dirty, uint64_t& victim) {
     victim_dirty = false;
-    const size_t base = static_cast<size_t>(line % m_sets) * static_cast<size_t>(m_ways);
-    const uint64_t tag = line + 1;
-    ++m_clock;
-    size_t lru = base;
-    for (size_t i = base; i < base + static_cast<size_t>(m_ways); ++i) {
-        if (m_tag[i] == tag) {
-            m_used[i] = m_clock;
-            m_dirty[i] |= static_cast<uint8_t>(write);
+    const uint64_t set = m_mask ? (line & m_mask) : line % m_sets;
+    uint64_t* w = m_tag.data() + static_cast<size_t>(set) * static_cast<size_t>(m_ways);
+    const uint64_t tag = (line + 1) << 1;
+    const auto n = static_cast<size_t>(m_ways);
+    for (size_t i = 0; i < n; ++i)
+        if ((w[i] & ~uint64_t{1}) == tag) {
+            const uint64_t e = w[i] | static_cast<uint64_t>(write);
+            for (size_t j = i; j > 0; --j) w[j] = w[j - 1];
+            w[0] = e;
             return true;
         }
-        if (m_used[i] < m_used[lru]) lru = i;
-    }
-    if (m_tag[lru] != 0 && m_dirty[lru]) {
+    const uint64_t last = w[n - 1];
+    if (last != 0 && (last & 1)) {
         victim_dirty = true;
-        victim = m_tag[lru] - 1;
+        victim = (last >> 1) - 1;
     }
-    m_tag[lru] = tag;
-    m_used[lru] = m_clock;
-    m_dirty[lru] = static_cast<uint8_t>(write);
+    for (size_t j = n - 1; j > 0; --j) w[j] = w[j - 1];
+    w[0] = tag | static_cast<uint64_t>(write);
     return false;
 }
 
@@ -61,7 +60,12 @@ class Hierarchy {
         const uint64_t first = addr >> m_shift, last = (addr + bytes - 1) >> m_shift;
         for (uint64_t l = first; l <= last; ++l) {
             ++m_result.accesses;
+            // The line the previous access touched is in L1 and most recently used: a hit that
+            // changes no LRU order (only its dirty bit, which the next lookup of it sets anyway).
+            if (l == m_last && !(write && !m_last_dirty)) continue;
             at(0, l, write);
+            m_last = l;
+            m_last_dirty = write;
         }
     }
     TraceResult result() const { return m_result; }
@@ -82,6 +86,8 @@ class Hierarchy {
     }
     std::vector<SetAssocCache> m_caches;
     TraceResult m_result;
+    uint64_t m_last = UINT64_MAX;
+    bool m_last_dirty = false;
     int m_shift = 6;
 };
 

@@ -26,11 +26,9 @@ class SetAssocCache {
   private:
     int64_t m_line;
     uint64_t m_sets;
+    uint64_t m_mask = 0;  // m_sets - 1 when a power of two (an AND instead of a division)
     int64_t m_ways;
-    std::vector<uint64_t> m_tag;   // line + 1; 0 = empty
-    std::vector<uint64_t> m_used;  // LRU stamp
-    std::vector<uint8_t> m_dirty;
-    uint64_t m_clock = 0;
+    std::vector<uint64_t> m_tag;  // per set, most recently used first: (line + 1) << 1 | dirty; 0 = empty
 };
 
 struct TraceResult {
