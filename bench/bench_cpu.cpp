@@ -53,13 +53,15 @@ int main(int argc, char** argv) {
         wall.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
         total = rs.back().end_s;
     }
-    std::printf("closed fidelity: resnet50 on %s (%zu layers, simulated %.3f ms): %.2f ms wall, %.2f ms CPU "
-                "per run (median of %d)\n",
-                name.c_str(), model.ops().size(), total * 1e3, median(wall) * 1e3, median(cpu) * 1e3, reps);
+    std::printf(
+        "closed fidelity: resnet50 on %s (%zu layers, simulated %.3f ms): %.2f ms wall, %.2f ms CPU "
+        "per run (median of %d)\n",
+        name.c_str(), model.ops().size(), total * 1e3, median(wall) * 1e3, median(cpu) * 1e3, reps);
 
     const arch::DeviceSpec x = arch::load_device(dir + "xeon-8380.yaml");
     const arch::cpu::CpuSpec& cs = *arch::cpu::spec_of(x);
-    const arch::cpu::Blocking b = arch::cpu::choose_blocking(cs, cs.units.at("fp32"), 4, cs.caches.back().capacity_bytes);
+    const arch::cpu::Blocking b =
+        arch::cpu::choose_blocking(cs, cs.units.at("fp32"), 4, cs.caches.back().capacity_bytes);
     arch::cpu::GemmTask g;
     g.m = g.n = g.k = 1024;
     std::vector<double> aw, ac;
@@ -75,8 +77,10 @@ int main(int argc, char** argv) {
         aw.push_back(static_cast<double>(t.accesses) / w);
         ac.push_back(static_cast<double>(t.accesses) / c);
     }
-    std::printf("trace fidelity: 1024^3 fp32 GEMM, %s, xeon-8380 caches: %llu line accesses, %.1f M/s wall, "
-                "%.1f M/s CPU (median of %d)\n",
-                b.text().c_str(), static_cast<unsigned long long>(accesses), median(aw) / 1e6, median(ac) / 1e6, reps);
+    std::printf(
+        "trace fidelity: 1024^3 fp32 GEMM, %s, xeon-8380 caches: %llu line accesses, %.1f M/s wall, "
+        "%.1f M/s CPU (median of %d)\n",
+        b.text().c_str(), static_cast<unsigned long long>(accesses), median(aw) / 1e6, median(ac) / 1e6,
+        reps);
     return 0;
 }

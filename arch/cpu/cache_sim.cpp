@@ -47,12 +47,14 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 class Hierarchy {
   public:
     explicit Hierarchy(const std::vector<CacheLevel>& levels) {
-        for (const CacheLevel& l : levels) m_caches.emplace_back(l.capacity_bytes, l.line_bytes, l.associativity);
+        for (const CacheLevel& l : levels)
+            m_caches.emplace_back(l.capacity_bytes, l.line_bytes, l.associativity);
         m_result.traffic.resize(levels.size());
         m_shift = 0;
         while ((int64_t{1} << m_shift) < m_caches.front().line_bytes()) ++m_shift;
-        for (const SetAssocCache& c : m_caches) MLSIM_CHECK(c.line_bytes() == m_caches.front().line_bytes(),
-                                                            "the trace needs one line size at every level");
+        for (const SetAssocCache& c : m_caches)
+            MLSIM_CHECK(c.line_bytes() == m_caches.front().line_bytes(),
+                        "the trace needs one line size at every level");
     }
     // Every line of [addr, addr + bytes).
     void touch(uint64_t addr, uint64_t bytes, bool write) {
@@ -98,10 +100,14 @@ uint64_t pad(uint64_t bytes) { return (bytes + 63) / 64 * 64; }
 double trace_accesses_estimate(const Blocking& b, const GemmTask& g, int64_t line_bytes) {
     const double w = g.elem_bytes, ld = static_cast<double>(line_bytes);
     const double tiles = static_cast<double>(ceil_div(g.m, b.mr)) * static_cast<double>(ceil_div(g.n, b.nr));
-    const double per_step = std::ceil(static_cast<double>(b.mr) * w / ld) + std::ceil(static_cast<double>(b.nr) * w / ld);
-    const double kernel = tiles * static_cast<double>(ceil_div(g.k, b.k_granule)) * per_step * static_cast<double>(b.k_granule);
+    const double per_step =
+        std::ceil(static_cast<double>(b.mr) * w / ld) + std::ceil(static_cast<double>(b.nr) * w / ld);
+    const double kernel =
+        tiles * static_cast<double>(ceil_div(g.k, b.k_granule)) * per_step * static_cast<double>(b.k_granule);
     const double nj = static_cast<double>(ceil_div(g.n, std::max<int64_t>(1, b.nc)));
-    const double pack = (static_cast<double>(g.m) * static_cast<double>(g.k) * nj + static_cast<double>(g.k) * static_cast<double>(g.n)) * w / ld * 2;
+    const double pack = (static_cast<double>(g.m) * static_cast<double>(g.k) * nj +
+                         static_cast<double>(g.k) * static_cast<double>(g.n)) *
+                        w / ld * 2;
     return static_cast<double>(g.count) * (kernel + pack);
 }
 
@@ -118,7 +124,8 @@ TraceResult trace_gemm(const std::vector<CacheLevel>& levels, const Blocking& b,
     for (int64_t inst = 0; inst < g.count; ++inst) {
         // Each instance has its own A, B, C (groups, heads); the packing buffers are reused.
         const uint64_t off = static_cast<uint64_t>(inst) << 34;
-        const uint64_t A = (uint64_t{1} << 40) + off, B = (uint64_t{2} << 40) + off, C = (uint64_t{3} << 40) + off;
+        const uint64_t A = (uint64_t{1} << 40) + off, B = (uint64_t{2} << 40) + off,
+                       C = (uint64_t{3} << 40) + off;
         const uint64_t Ap = uint64_t{4} << 40, Bp = uint64_t{5} << 40;
         for (int64_t jc = 0; jc < N; jc += nc_max) {
             const int64_t nc = std::min(nc_max, N - jc);
@@ -130,7 +137,8 @@ TraceResult trace_gemm(const std::vector<CacheLevel>& levels, const Blocking& b,
                             static_cast<uint64_t>(nc) * w, false);
                     for (int64_t jr = 0; jr < nc; jr += b.nr)
                         h.touch(Bp + (static_cast<uint64_t>(jr) * static_cast<uint64_t>(kc) +
-                                      static_cast<uint64_t>(p) * static_cast<uint64_t>(b.nr)) * w,
+                                      static_cast<uint64_t>(p) * static_cast<uint64_t>(b.nr)) *
+                                         w,
                                 static_cast<uint64_t>(b.nr) * w, true);
                 }
                 for (int64_t ic = 0; ic < M; ic += mc_max) {
@@ -138,21 +146,28 @@ TraceResult trace_gemm(const std::vector<CacheLevel>& levels, const Blocking& b,
                     // Pack A: mc rows of kc elements into MR-tall micro-panels.
                     for (int64_t i = 0; i < mc; ++i) {
                         const double src = static_cast<double>(static_cast<uint64_t>(ic + i) * a_pitch +
-                                                               static_cast<uint64_t>(pc) * w) * g.a_scale;
+                                                               static_cast<uint64_t>(pc) * w) *
+                                           g.a_scale;
                         h.touch(A + static_cast<uint64_t>(src), static_cast<uint64_t>(kc) * w, false);
                     }
                     for (int64_t ir = 0; ir < mc; ir += b.mr)
-                        h.touch(Ap + static_cast<uint64_t>(ir) * static_cast<uint64_t>(kc) * w,
-                                static_cast<uint64_t>(std::min(b.mr, mc - ir)) * static_cast<uint64_t>(kc) * w, true);
+                        h.touch(
+                            Ap + static_cast<uint64_t>(ir) * static_cast<uint64_t>(kc) * w,
+                            static_cast<uint64_t>(std::min(b.mr, mc - ir)) * static_cast<uint64_t>(kc) * w,
+                            true);
                     for (int64_t jr = 0; jr < nc; jr += b.nr) {
                         const int64_t nr = std::min(b.nr, nc - jr);
                         for (int64_t ir = 0; ir < mc; ir += b.mr) {
                             const int64_t mr = std::min(b.mr, mc - ir);
-                            const uint64_t a0 = Ap + static_cast<uint64_t>(ir) * static_cast<uint64_t>(kc) * w;
-                            const uint64_t b0 = Bp + static_cast<uint64_t>(jr) * static_cast<uint64_t>(kc) * w;
+                            const uint64_t a0 =
+                                Ap + static_cast<uint64_t>(ir) * static_cast<uint64_t>(kc) * w;
+                            const uint64_t b0 =
+                                Bp + static_cast<uint64_t>(jr) * static_cast<uint64_t>(kc) * w;
                             for (int64_t p = 0; p < kc; ++p) {
-                                h.touch(a0 + static_cast<uint64_t>(p * b.mr) * w, static_cast<uint64_t>(mr) * w, false);
-                                h.touch(b0 + static_cast<uint64_t>(p * b.nr) * w, static_cast<uint64_t>(nr) * w, false);
+                                h.touch(a0 + static_cast<uint64_t>(p * b.mr) * w,
+                                        static_cast<uint64_t>(mr) * w, false);
+                                h.touch(b0 + static_cast<uint64_t>(p * b.nr) * w,
+                                        static_cast<uint64_t>(nr) * w, false);
                             }
                             for (int64_t i = 0; i < mr; ++i) {
                                 const uint64_t c = C + static_cast<uint64_t>(ic + ir + i) * c_pitch +

@@ -26,7 +26,8 @@ namespace {
 // Section keys carry no schema default (a device without `cpu:` must resolve to no section at all); the
 // defaults are applied by parse_cpu (the `*_or` readers) and named in the docs.
 cfg::Param int_param(const char* name, const char* default_value, int64_t lo, int64_t hi, const char* doc) {
-    cfg::Param p = optional_no_default(name, cfg::PType::integer, std::string(doc) + " (default " + default_value + ")");
+    cfg::Param p =
+        optional_no_default(name, cfg::PType::integer, std::string(doc) + " (default " + default_value + ")");
     p.min = static_cast<double>(lo);
     p.max = static_cast<double>(hi);
     return p;
@@ -37,11 +38,13 @@ const cfg::Schema& unit_schema() {
         cfg::Schema s;
         s.name = "device.cpu.units.<dtype>";
         s.doc = "the unit that computes one data type";
-        s.params.push_back(cfg::required("unit", cfg::PType::string, "its name: avx512, avx512_vnni, amx, neon, ..."));
-        cfg::Param kind = optional_no_default("kind", cfg::PType::choice,
-                                              "vector (default): simd_width / element bits lanes x FMA pipes MACs "
-                                              "per cycle (dot-product extensions count lanes of the narrow type); "
-                                              "matrix: `macs_per_cycle`");
+        s.params.push_back(
+            cfg::required("unit", cfg::PType::string, "its name: avx512, avx512_vnni, amx, neon, ..."));
+        cfg::Param kind =
+            optional_no_default("kind", cfg::PType::choice,
+                                "vector (default): simd_width / element bits lanes x FMA pipes MACs "
+                                "per cycle (dot-product extensions count lanes of the narrow type); "
+                                "matrix: `macs_per_cycle`");
         kind.choices = {"vector", "matrix"};
         s.params.push_back(kind);
         cfg::Param macs = optional_no_default("macs_per_cycle", cfg::PType::integer,
@@ -49,9 +52,10 @@ const cfg::Schema& unit_schema() {
         macs.min = 1;
         macs.max = 1 << 20;
         s.params.push_back(macs);
-        cfg::Param clock = optional_no_default("clock", cfg::PType::quantity,
-                                               "the core clock while this unit runs (wide-vector and matrix "
-                                               "code may run below the all-core turbo); the device clock when absent");
+        cfg::Param clock =
+            optional_no_default("clock", cfg::PType::quantity,
+                                "the core clock while this unit runs (wide-vector and matrix "
+                                "code may run below the all-core turbo); the device clock when absent");
         clock.dim = cfg::Dim::frequency;
         clock.positive = true;
         s.params.push_back(clock);
@@ -79,7 +83,8 @@ const cfg::Schema& cache_schema() {
         bpc.dim = cfg::Dim::size;
         bpc.positive = true;
         s.params.push_back(bpc);
-        s.params.push_back(int_param("slices", "1", 1, 4096, "slices per instance (an L3 split over the mesh)"));
+        s.params.push_back(
+            int_param("slices", "1", 1, 4096, "slices per instance (an L3 split over the mesh)"));
         return s;
     }();
     return schema;
@@ -95,16 +100,19 @@ const cfg::Schema& dram_schema() {
         channels.min = 1;
         channels.max = 1024;
         s.params.push_back(channels);
-        cfg::Param lat = optional_no_default("latency", cfg::PType::quantity, "load-to-use latency (default 100ns)");
+        cfg::Param lat =
+            optional_no_default("latency", cfg::PType::quantity, "load-to-use latency (default 100ns)");
         lat.dim = cfg::Dim::time;
         s.params.push_back(lat);
-        cfg::Param refresh = optional_no_default("refresh_overhead", cfg::PType::real,
-                                                 "tRFC / tREFI: fraction of time a rank is refreshing (default 0)");
+        cfg::Param refresh =
+            optional_no_default("refresh_overhead", cfg::PType::real,
+                                "tRFC / tREFI: fraction of time a rank is refreshing (default 0)");
         refresh.min = 0;
         refresh.max = 0.5;
         s.params.push_back(refresh);
-        cfg::Param turn = optional_no_default("turnaround", cfg::PType::quantity,
-                                              "bus turnaround (read->write->read) per write burst (default 0)");
+        cfg::Param turn =
+            optional_no_default("turnaround", cfg::PType::quantity,
+                                "bus turnaround (read->write->read) per write burst (default 0)");
         turn.dim = cfg::Dim::time;
         s.params.push_back(turn);
         s.params.push_back(int_param("write_batch", "32", 1, 1 << 20, "lines drained per write burst"));
@@ -119,18 +127,21 @@ const cfg::Schema& cpu_schema() {
     static const cfg::Schema schema = [] {
         cfg::Schema s;
         s.name = "device.cpu";
-        s.doc = "CPU organisation: SIMD cores, compute units per data type, cache geometry, DRAM (read by the "
-                "detailed CPU model)";
+        s.doc =
+            "CPU organisation: SIMD cores, compute units per data type, cache geometry, DRAM (read by the "
+            "detailed CPU model)";
         s.params.push_back(count_param("cores", "physical cores"));
         s.params.push_back(size_param("simd_width", "SIMD register width (datapath width), e.g. 512b"));
         s.params.push_back(count_param("fma_units_per_core", "SIMD FMA pipes per core"));
-        s.params.push_back(optional_no_default("matrix_unit", cfg::PType::string, "matrix extension, e.g. amx"));
+        s.params.push_back(
+            optional_no_default("matrix_unit", cfg::PType::string, "matrix extension, e.g. amx"));
         s.params.push_back(int_param("vector_registers", "32", 4, 1024, "architectural vector registers"));
         s.params.push_back(int_param("fma_latency", "4", 1, 64, "FMA latency in cycles"));
         s.params.push_back(int_param("load_ports", "2", 1, 16, "vector loads per cycle from L1"));
-        cfg::Param call = optional_no_default("kernel_call_cycles", cfg::PType::real,
-                                              "cycles per micro-kernel call beyond its C tile update (call, loop "
-                                              "set-up; default 20, est.)");
+        cfg::Param call =
+            optional_no_default("kernel_call_cycles", cfg::PType::real,
+                                "cycles per micro-kernel call beyond its C tile update (call, loop "
+                                "set-up; default 20, est.)");
         call.min = 0;
         s.params.push_back(call);
         cfg::Param units;
@@ -149,9 +160,10 @@ const cfg::Schema& cpu_schema() {
         caches.doc = "geometry of each cache level, keyed by its `memory:` name";
         s.params.push_back(caches);
         s.params.push_back(map_param("dram", dram_schema(), "main memory timing"));
-        cfg::Param fid = optional_no_default("fidelity", cfg::PType::choice,
-                                             "closed (default): closed-form traffic per level; trace: set-associative "
-                                             "LRU caches fed the blocked loop nest's addresses (small and medium GEMMs)");
+        cfg::Param fid =
+            optional_no_default("fidelity", cfg::PType::choice,
+                                "closed (default): closed-form traffic per level; trace: set-associative "
+                                "LRU caches fed the blocked loop nest's addresses (small and medium GEMMs)");
         fid.choices = {"closed", "trace"};
         s.params.push_back(fid);
         cfg::Param limit = optional_no_default("trace_limit", cfg::PType::integer,
@@ -194,9 +206,15 @@ std::shared_ptr<const FamilyParams> parse_cpu(const cfg::Node& dev, DeviceSpec& 
     s.cores = r.integer("cores");
     s.simd_bits = static_cast<int64_t>(std::llround(r.quantity("simd_width") * 8));
     s.fma_pipes = r.integer("fma_units_per_core");
-    const auto int_or = [](const cfg::Reader& rd, const char* k, int64_t v) { return rd.has(k) ? rd.integer(k) : v; };
-    const auto real_or = [](const cfg::Reader& rd, const char* k, double v) { return rd.has(k) ? rd.real(k) : v; };
-    const auto qty_or = [](const cfg::Reader& rd, const char* k, double v) { return rd.has(k) ? rd.quantity(k) : v; };
+    const auto int_or = [](const cfg::Reader& rd, const char* k, int64_t v) {
+        return rd.has(k) ? rd.integer(k) : v;
+    };
+    const auto real_or = [](const cfg::Reader& rd, const char* k, double v) {
+        return rd.has(k) ? rd.real(k) : v;
+    };
+    const auto qty_or = [](const cfg::Reader& rd, const char* k, double v) {
+        return rd.has(k) ? rd.quantity(k) : v;
+    };
     s.vector_registers = int_or(r, "vector_registers", 32);
     s.fma_latency = int_or(r, "fma_latency", 4);
     s.load_ports = int_or(r, "load_ports", 2);
@@ -214,8 +232,8 @@ std::shared_ptr<const FamilyParams> parse_cpu(const cfg::Node& dev, DeviceSpec& 
     const cfg::Node* caches_node = node.find("caches");
     for (const auto& [name, g] : geometry)
         if (!d.find_memory(name) || name == d.main_memory().name)
-            fail_at(child(*caches_node, name), "cache geometry for '" + name +
-                                                   "', which is not a `memory:` level before main memory");
+            fail_at(child(*caches_node, name),
+                    "cache geometry for '" + name + "', which is not a `memory:` level before main memory");
     for (size_t i = 0; i + 1 < d.memory.size(); ++i) {
         const MemoryLevel& m = d.memory[i];
         auto it = geometry.find(m.name);
@@ -229,8 +247,10 @@ std::shared_ptr<const FamilyParams> parse_cpu(const cfg::Node& dev, DeviceSpec& 
         c.capacity_bytes = m.capacity_bytes;
         c.instances = m.instances;
         if (s.cores % m.instances != 0)
-            fail_at(child(*caches_node, m.name), fmt::format("{} cores do not divide evenly over {} instances "
-                                                             "of '{}'", s.cores, m.instances, m.name));
+            fail_at(child(*caches_node, m.name),
+                    fmt::format("{} cores do not divide evenly over {} instances "
+                                "of '{}'",
+                                s.cores, m.instances, m.name));
         c.cores_sharing = s.cores / m.instances;
         c.line_bytes = static_cast<int64_t>(std::llround(g.quantity("line")));
         c.associativity = g.integer("associativity");
@@ -245,20 +265,23 @@ std::shared_ptr<const FamilyParams> parse_cpu(const cfg::Node& dev, DeviceSpec& 
         if (sets < 1 || std::abs(sets - std::round(sets)) > 1e-9)
             fail_at(g.at("associativity"),
                     fmt::format("'{}': capacity {} is not a whole number of sets of {} ways x {} B lines",
-                                m.name, cfg::format_quantity(m.capacity_bytes, cfg::Dim::size), c.associativity,
-                                c.line_bytes));
+                                m.name, cfg::format_quantity(m.capacity_bytes, cfg::Dim::size),
+                                c.associativity, c.line_bytes));
         const double derived = c.bytes_per_cycle * static_cast<double>(s.cores) * d.clock_hz;
         if (std::abs(m.bandwidth_Bps - derived) > 0.01 * derived)
-            fail_at(g.at("bytes_per_cycle"),
-                    fmt::format("'{}': {} B per cycle per core x {} cores x {} = {}, but its `memory:` bandwidth "
-                                "is {} (they must agree within 1 %)",
-                                m.name, c.bytes_per_cycle, s.cores, cfg::format_quantity(d.clock_hz, cfg::Dim::frequency),
-                                cfg::format_quantity(derived, cfg::Dim::bandwidth),
-                                cfg::format_quantity(m.bandwidth_Bps, cfg::Dim::bandwidth)));
+            fail_at(
+                g.at("bytes_per_cycle"),
+                fmt::format("'{}': {} B per cycle per core x {} cores x {} = {}, but its `memory:` bandwidth "
+                            "is {} (they must agree within 1 %)",
+                            m.name, c.bytes_per_cycle, s.cores,
+                            cfg::format_quantity(d.clock_hz, cfg::Dim::frequency),
+                            cfg::format_quantity(derived, cfg::Dim::bandwidth),
+                            cfg::format_quantity(m.bandwidth_Bps, cfg::Dim::bandwidth)));
         s.caches.push_back(c);
     }
     if (s.caches.empty())
-        cfg::fail(node.key_loc(), node.path(), "the CPU model needs at least one cache level before main memory");
+        cfg::fail(node.key_loc(), node.path(),
+                  "the CPU model needs at least one cache level before main memory");
 
     const MemoryLevel& mem = d.main_memory();
     const bool has_dram = r.has("dram");
@@ -285,7 +308,8 @@ std::shared_ptr<const FamilyParams> parse_cpu(const cfg::Node& dev, DeviceSpec& 
     std::vector<std::pair<std::string, cfg::Reader>> declared = r.map_dict("units");
     for (const auto& [dtype, u] : declared) {
         if (!d.mac_energy_J.count(dtype))
-            fail_at(child(*units_node, dtype), "a unit for data type '" + dtype + "', which has no MAC energy (`mac_energy`)");
+            fail_at(child(*units_node, dtype),
+                    "a unit for data type '" + dtype + "', which has no MAC energy (`mac_energy`)");
         ComputeUnit cu;
         cu.name = u.str("unit");
         cu.matrix = u.has("kind") && u.str("kind") == "matrix";
@@ -297,8 +321,9 @@ std::shared_ptr<const FamilyParams> parse_cpu(const cfg::Node& dev, DeviceSpec& 
             cu.macs_per_cycle = static_cast<double>(u.integer("macs_per_cycle"));
         } else {
             if (u.has("macs_per_cycle"))
-                fail_at(u.at("macs_per_cycle"), "a vector unit's MACs per cycle follow from simd_width and "
-                                                "fma_units_per_core; give `macs_per_cycle` only with `kind: matrix`");
+                fail_at(u.at("macs_per_cycle"),
+                        "a vector unit's MACs per cycle follow from simd_width and "
+                        "fma_units_per_core; give `macs_per_cycle` only with `kind: matrix`");
             cu.macs_per_cycle = s.lanes(bytes) * static_cast<double>(s.fma_pipes);
         }
         s.units[dtype] = cu;
@@ -329,18 +354,20 @@ std::shared_ptr<const FamilyParams> parse_cpu(const cfg::Node& dev, DeviceSpec& 
         const double expected = rate_of(dtype);
         if (peak < expected * (1 - 1e-12) || peak > expected * 1.01)
             fail_at(child(peak_node, dtype),
-                    fmt::format("peak {} for {} does not match its unit {} ({} cores x {} MACs/cycle x 2 x {} = "
-                                "{}); it must be at least that and at most 1 % more: {}. Leave `peak` out to have it "
-                                "derived",
-                                cfg::format_quantity(peak, cfg::Dim::throughput), dtype, u.name, s.cores,
-                                u.macs_per_cycle, cfg::format_quantity(u.clock_hz, cfg::Dim::frequency),
-                                cfg::format_quantity(expected, cfg::Dim::throughput),
-                                exact_throughput(expected * (1 + 1e-6))));
+                    fmt::format(
+                        "peak {} for {} does not match its unit {} ({} cores x {} MACs/cycle x 2 x {} = "
+                        "{}); it must be at least that and at most 1 % more: {}. Leave `peak` out to have it "
+                        "derived",
+                        cfg::format_quantity(peak, cfg::Dim::throughput), dtype, u.name, s.cores,
+                        u.macs_per_cycle, cfg::format_quantity(u.clock_hz, cfg::Dim::frequency),
+                        cfg::format_quantity(expected, cfg::Dim::throughput),
+                        exact_throughput(expected * (1 + 1e-6))));
     }
     for (const auto& [dtype, u] : s.units)
         if (!d.peak_ops_per_s.count(dtype))
-            fail_at(child(*units_node, dtype), "a unit for " + dtype + ", which has no peak in `peak` (list it there, "
-                                               "or leave `peak` out to have every peak derived)");
+            fail_at(child(*units_node, dtype), "a unit for " + dtype +
+                                                   ", which has no peak in `peak` (list it there, "
+                                                   "or leave `peak` out to have every peak derived)");
     return sp;
 }
 
@@ -357,8 +384,8 @@ std::vector<std::string> summary_lines(const std::vector<LayerResult>& layers) {
     }
     std::string traffic;
     for (const auto& [name, b] : by_level) traffic += fmt::format(" {} {:.3g} GB", name, b / 1e9);
-    return {fmt::format("cycles  {:.0f} (cpu model; stalls: packing {:.0f}, memory {:.0f}); {:.3g} GFLOP/s", cycles,
-                        pack, mem, time > 0 ? flops / time / 1e9 : 0.0),
+    return {fmt::format("cycles  {:.0f} (cpu model; stalls: packing {:.0f}, memory {:.0f}); {:.3g} GFLOP/s",
+                        cycles, pack, mem, time > 0 ? flops / time / 1e9 : 0.0),
             "traffic" + traffic};
 }
 

@@ -84,14 +84,16 @@ Blocking choose_blocking(const CpuSpec& s, const ComputeUnit& u, double w, doubl
     }
     // KC from L1 (Low et al. 2016): the B micro-panel keeps C_B of the W ways.
     const double ways1 = static_cast<double>(l1.associativity);
-    const double cb = std::max(1.0, std::floor((ways1 - 1) / (1 + static_cast<double>(b.mr) / static_cast<double>(b.nr))));
+    const double cb =
+        std::max(1.0, std::floor((ways1 - 1) / (1 + static_cast<double>(b.mr) / static_cast<double>(b.nr))));
     const double way_bytes = l1.capacity_bytes / ways1;
     const int64_t gran = std::max<int64_t>(b.k_granule, static_cast<int64_t>(64 / w));
     b.kc = round_down(static_cast<int64_t>(cb * way_bytes / (static_cast<double>(b.nr) * w)), gran);
     // MC from L2 (the A block), NC from L3 (the B panel); one level serves both when there is no L3.
     const CacheLevel& l2 = s.caches.size() > 1 ? s.caches[1] : l1;
     const double w2 = static_cast<double>(l2.associativity);
-    b.mc = round_down(static_cast<int64_t>((w2 - 2) / w2 * l2.capacity_bytes / (static_cast<double>(b.kc) * w)), b.mr);
+    b.mc = round_down(
+        static_cast<int64_t>((w2 - 2) / w2 * l2.capacity_bytes / (static_cast<double>(b.kc) * w)), b.mr);
     const CacheLevel& l3 = s.caches.back();
     const double w3 = static_cast<double>(l3.associativity);
     const double l3_bytes = s.caches.size() > 2 ? l3_share : l2.capacity_bytes;
@@ -123,8 +125,8 @@ Traffic gemm_traffic(const CpuSpec& s, const Blocking& b, const GemmTask& g, dou
     // Bytes of the working sets between two uses (see cpu_spec.h).
     const double bp = static_cast<double>(kc) * static_cast<double>(nc) * w;  // packed B panel
     const double ap = static_cast<double>(mc) * static_cast<double>(kc) * w;  // packed A block
-    const double a_block = ap * g.a_scale;                                     // its source
-    const double a_panel = Md * static_cast<double>(kc) * w * g.a_scale;        // A source for one pc
+    const double a_block = ap * g.a_scale;                                    // its source
+    const double a_panel = Md * static_cast<double>(kc) * w * g.a_scale;      // A source for one pc
     const double a_all = Md * Kd * w * g.a_scale;
     const double c_panel = Md * static_cast<double>(nc) * w;
     const double c_block = static_cast<double>(mc) * static_cast<double>(nc) * w;
@@ -151,7 +153,8 @@ Traffic gemm_traffic(const CpuSpec& s, const Blocking& b, const GemmTask& g, dou
         const auto fits = [&](double bytes) { return bytes <= eff; };
         double miss = 0, wb = 0;
         // (a) B source, read once by packing: kc rows of nc·w bytes per block.
-        const double b_src = Kd * (Nd / static_cast<double>(nc)) * seg_lines(static_cast<double>(nc) * w, static_cast<double>(nc) * w, line);
+        const double b_src = Kd * (Nd / static_cast<double>(nc)) *
+                             seg_lines(static_cast<double>(nc) * w, static_cast<double>(nc) * w, line);
         miss += b_src;
         // (b) Bp written per (jc, pc); kept when one pc iteration's data fits.
         const double bp_lines = std::ceil(bp / ld);

@@ -39,7 +39,7 @@ struct LayerWork {
     double pack_cycles = 0;    // slowest thread: packing
     double macs_done = 0;      // including padded edge tiles
     int64_t threads = 1;
-    Traffic traffic;           // per cache level (lines) + L1 register traffic
+    Traffic traffic;  // per cache level (lines) + L1 register traffic
     std::string blocking;
     double dram_write_fraction = 0;
 };
@@ -91,13 +91,15 @@ std::vector<LayerResult> CpuModel::run(const wl::Model& model) {
             const auto it = m_cpu.units.find(std::string(wl::dtype_name(op.dtype)));
             if (it != m_cpu.units.end()) {
                 const Blocking b = choose_blocking(m_cpu, it->second, w, llc.capacity_bytes);
-                n.space_from_memory = static_cast<double>(b.kc * b.nc) * w * static_cast<double>(llc.instances);
+                n.space_from_memory =
+                    static_cast<double>(b.kc * b.nc) * w * static_cast<double>(llc.instances);
             }
         }
         n.space_on_chip = n.space_from_memory;
         needs.push_back(std::move(n));
     }
-    ResidencyTracker tracker(model, llc.capacity_bytes * static_cast<double>(llc.instances), std::move(needs));
+    ResidencyTracker tracker(model, llc.capacity_bytes * static_cast<double>(llc.instances),
+                             std::move(needs));
     double now = 0;
     for (size_t i = 0; i < model.ops().size(); ++i) {
         OnChip oc;
@@ -156,7 +158,8 @@ LayerResult CpuModel::simulate(const wl::Op& op, const OnChip& oc) {
     const size_t nlev = caches.size();
     const CacheLevel& llc = caches.back();
     const double lanes = std::max(1.0, m_cpu.lanes(w));
-    const double vec_ops_per_cycle = lanes * static_cast<double>(m_cpu.fma_pipes);  // one op per lane per pipe
+    const double vec_ops_per_cycle =
+        lanes * static_cast<double>(m_cpu.fma_pipes);  // one op per lane per pipe
     const int64_t cores = m_cpu.cores;
 
     LayerWork wk;
@@ -174,11 +177,13 @@ LayerResult CpuModel::simulate(const wl::Op& op, const OnChip& oc) {
         const Blocking b = choose_blocking(m_cpu, unit, w, l3);
         wk.blocking = b.text();
         const CacheLevel& l1 = caches.front();
-        const double c_update = 2 * static_cast<double>(b.mr * b.nr) * (b.matrix ? 4.0 : w) / l1.bytes_per_cycle +
-                                static_cast<double>(m_cpu.fma_latency) + m_cpu.kernel_call_cycles;
+        const double c_update =
+            2 * static_cast<double>(b.mr * b.nr) * (b.matrix ? 4.0 : w) / l1.bytes_per_cycle +
+            static_cast<double>(m_cpu.fma_latency) + m_cpu.kernel_call_cycles;
         double input_view_bytes = 0;
         for (const wl::GemmShape& g : gemms)
-            input_view_bytes += static_cast<double>(g.batch) * static_cast<double>(g.m) * static_cast<double>(g.k) * w;
+            input_view_bytes +=
+                static_cast<double>(g.batch) * static_cast<double>(g.m) * static_cast<double>(g.k) * w;
         int64_t max_threads = 1;
         double kernel = 0, pack = 0;
         for (size_t gi = 0; gi < gemms.size(); ++gi) {
@@ -198,21 +203,25 @@ LayerResult CpuModel::simulate(const wl::Op& op, const OnChip& oc) {
             const int64_t tn = std::min(cores / (tb * tm), nt);
             const int64_t threads = tb * tm * tn;
             max_threads = std::max(max_threads, threads);
-            const double tiles = static_cast<double>(ceil_div(g.batch, tb) * ceil_div(mt, tm) * ceil_div(nt, tn));
+            const double tiles =
+                static_cast<double>(ceil_div(g.batch, tb) * ceil_div(mt, tm) * ceil_div(nt, tn));
             const int64_t kc = std::min(b.kc, g.k);
             const double passes = static_cast<double>(ceil_div(g.k, kc));
             const double steps = static_cast<double>(ceil_div(g.k, b.k_granule));
             kernel += tiles * (steps * b.cycles_per_step + passes * c_update);
-            wk.macs_done += static_cast<double>(g.batch * mt * nt * b.mr * b.nr) * steps * static_cast<double>(b.k_granule);
+            wk.macs_done += static_cast<double>(g.batch * mt * nt * b.mr * b.nr) * steps *
+                            static_cast<double>(b.k_granule);
             Traffic tr;
             if (m_cpu.fidelity == Fidelity::trace) {
                 const double est = trace_accesses_estimate(b, t, caches.front().line_bytes);
                 if (est > static_cast<double>(m_cpu.trace_limit))
-                    cfg::fail(m_cpu.fidelity_loc, m_cpu.fidelity_path,
-                              fmt::format("layer '{}' ({}): GEMM {} x {} x {} (x{}) needs about {:.3g} line accesses, "
-                                          "above trace_limit {}; the trace fidelity is for small and medium "
-                                          "shapes: use `fidelity: closed`, or raise device.cpu.trace_limit",
-                                          op.name, op.kind, g.m, g.n, g.k, g.batch, est, m_cpu.trace_limit));
+                    cfg::fail(
+                        m_cpu.fidelity_loc, m_cpu.fidelity_path,
+                        fmt::format(
+                            "layer '{}' ({}): GEMM {} x {} x {} (x{}) needs about {:.3g} line accesses, "
+                            "above trace_limit {}; the trace fidelity is for small and medium "
+                            "shapes: use `fidelity: closed`, or raise device.cpu.trace_limit",
+                            op.name, op.kind, g.m, g.n, g.k, g.batch, est, m_cpu.trace_limit));
                 const TraceResult tres = trace_gemm(trace_levels(m_cpu, l3), b, t);
                 m_work.trace_accesses += tres.accesses;
                 tr = tres.traffic;
@@ -296,10 +305,12 @@ LayerResult CpuModel::simulate(const wl::Op& op, const OnChip& oc) {
     Pipe pipe;
     std::vector<double> bytes(nlev, 0);  // per server: traffic below cache level i (i = nlev-1: DRAM)
     for (size_t l = 0; l < nlev; ++l)
-        bytes[l] = (wk.traffic.misses[l] + wk.traffic.writebacks[l]) * static_cast<double>(caches[l].line_bytes);
+        bytes[l] =
+            (wk.traffic.misses[l] + wk.traffic.writebacks[l]) * static_cast<double>(caches[l].line_bytes);
     const double dram_bytes = bytes.back();
     wk.dram_write_fraction = dram_bytes > 0 ? dram_write_lines * line / dram_bytes : 0;
-    const double little = threads * static_cast<double>(m_cpu.dram.miss_buffers) * line / m_cpu.dram.latency_s;
+    const double little =
+        threads * static_cast<double>(m_cpu.dram.miss_buffers) * line / m_cpu.dram.latency_s;
     const double dram_bw = std::min(m_cpu.dram.sustained_Bps(wk.dram_write_fraction), little);
     std::vector<std::string> server_names;
     for (size_t l = 0; l < nlev; ++l) {
@@ -320,7 +331,8 @@ LayerResult CpuModel::simulate(const wl::Op& op, const OnChip& oc) {
             name = below.name;
         }
         server_names.push_back(name);
-        pipe.servers.push_back(std::make_unique<Channel>(pipe.sim, name, static_cast<uint64_t>(std::max(1.0, bw)), lat));
+        pipe.servers.push_back(
+            std::make_unique<Channel>(pipe.sim, name, static_cast<uint64_t>(std::max(1.0, bw)), lat));
     }
     const double core_cycles = wk.kernel_cycles + wk.pack_cycles;
     double total_bytes = 0;
@@ -352,9 +364,10 @@ LayerResult CpuModel::simulate(const wl::Op& op, const OnChip& oc) {
     r.set_parts(parts);
     r.time_s = parts.total();
     r.stall_cycles = static_cast<int64_t>(std::llround(parts.memory_s * clock));
-    r.utilization = layer_s > 0 && c.macs > 0
-                        ? std::min(1.0, c.macs / (layer_s * clock * static_cast<double>(cores) * unit.macs_per_cycle))
-                        : 0;
+    r.utilization =
+        layer_s > 0 && c.macs > 0
+            ? std::min(1.0, c.macs / (layer_s * clock * static_cast<double>(cores) * unit.macs_per_cycle))
+            : 0;
     r.bytes_read = dram_read_lines * line;
     r.bytes_written = dram_write_lines * line;
 
@@ -379,7 +392,8 @@ LayerResult CpuModel::simulate(const wl::Op& op, const OnChip& oc) {
             const double lb = static_cast<double>(caches[l - 1].line_bytes);
             lt.bytes_read = wk.traffic.misses[l - 1] * lb;
             lt.bytes_written = wk.traffic.writebacks[l - 1] * lb;
-            lt.accesses = static_cast<int64_t>(std::llround(wk.traffic.misses[l - 1] + wk.traffic.writebacks[l - 1]));
+            lt.accesses =
+                static_cast<int64_t>(std::llround(wk.traffic.misses[l - 1] + wk.traffic.writebacks[l - 1]));
         }
         lt.energy_j = lt.bytes_read * re + lt.bytes_written * we;
         mem_energy += lt.energy_j;
@@ -396,7 +410,8 @@ LayerResult CpuModel::simulate(const wl::Op& op, const OnChip& oc) {
     r.add_text("fidelity", m_cpu.fidelity == Fidelity::trace && gemm_op ? "trace" : "closed");
     for (size_t l = 0; l < nlev; ++l) {
         r.add_metric("misses_" + caches[l].name, wk.traffic.misses[l], "count");
-        r.add_metric("bytes_" + caches[l].name, r.levels[l + 1].bytes_read + r.levels[l + 1].bytes_written, "B");
+        r.add_metric("bytes_" + caches[l].name, r.levels[l + 1].bytes_read + r.levels[l + 1].bytes_written,
+                     "B");
     }
     r.add_metric("bytes_" + m_cpu.dram.name, r.bytes_read + r.bytes_written, "B");
     r.add_metric("packed_bytes", wk.traffic.pack_bytes, "B");
@@ -428,7 +443,8 @@ LayerResult CpuModel::simulate(const wl::Op& op, const OnChip& oc) {
     MLSIM_CHECK(r.time_s >= bound.bound_s() * (1 - 1e-12),
                 fmt::format("cpu layer '{}' ({}) takes {} s, below its roofline bound {} s", op.name, op.kind,
                             r.time_s, bound.bound_s()));
-    MLSIM_CHECK(r.energy_compute_j >= 0 && r.energy_memory_j >= 0 && r.energy_static_j >= 0, "negative energy");
+    MLSIM_CHECK(r.energy_compute_j >= 0 && r.energy_memory_j >= 0 && r.energy_static_j >= 0,
+                "negative energy");
     MLSIM_CHECK(r.bytes_read >= (c.weight_bytes + in_dram) * (1 - 1e-9) - 1e-6 &&
                     r.bytes_written >= out_dram * (1 - 1e-9) - 1e-6,
                 fmt::format("cpu layer '{}' moves less than its compulsory DRAM traffic", op.name));

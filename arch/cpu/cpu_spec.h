@@ -22,8 +22,9 @@
 //   - MR x NR: a = MR / lanes vector rows and NR columns of accumulators, a·NR + a + 1 <= registers
 //     (accumulators, the A vectors, one B broadcast), a·NR >= pipes · FMA latency where possible
 //     (enough independent accumulators to keep every pipe busy): the highest FMA rate per cycle given
-//     issue, loads and latency, ties to more accumulators (more reuse of each load). Matrix units: MR = NR = 2 tiles of 16 rows (AMX: 8 tile registers,
-//     2 x 2 accumulator tiles and 2 + 2 operand tiles), k granule = 64 B of the data type.
+//     issue, loads and latency, ties to more accumulators (more reuse of each load). Matrix units: MR = NR =
+//     2 tiles of 16 rows (AMX: 8 tile registers, 2 x 2 accumulator tiles and 2 + 2 operand tiles), k granule
+//     = 64 B of the data type.
 //   - KC from L1 (Low et al.): the B micro-panel KC x NR takes C_B = floor((W1 - 1) / (1 + MR / NR))
 //     of the W1 ways and the A micro-panel MR x KC the C_B · MR / NR ways beside it (one way left for C):
 //     KC = C_B · (L1 / W1) / (NR · w).
@@ -57,7 +58,7 @@ enum class Fidelity { closed, trace };
 
 // The unit that computes one data type.
 struct ComputeUnit {
-    std::string name;   // avx512, avx512_vnni, amx, neon, ... (as the config names it)
+    std::string name;  // avx512, avx512_vnni, amx, neon, ... (as the config names it)
     bool matrix = false;
     double macs_per_cycle = 0;  // per core
     double clock_hz = 0;        // the clock while the unit runs (wide-vector / matrix code clocks lower)
@@ -98,7 +99,7 @@ struct CpuSpec final : FamilyParams {
     int64_t vector_registers = 16;
     int64_t fma_latency = 4;
     int64_t load_ports = 2;
-    double kernel_call_cycles = 20;  // per micro-kernel call, beyond its C tile update
+    double kernel_call_cycles = 20;            // per micro-kernel call, beyond its C tile update
     std::map<std::string, ComputeUnit> units;  // by data type
     std::vector<CacheLevel> caches;            // innermost first (L1D, L2, L3)
     DramParams dram;
@@ -116,7 +117,7 @@ const CpuSpec* spec_of(const DeviceSpec& d);
 
 struct Blocking {
     int64_t mr = 1, nr = 1, kc = 1, mc = 1, nc = 1;
-    int64_t k_granule = 1;  // k per micro-kernel step (1 for vector FMAs; a tile's depth for AMX)
+    int64_t k_granule = 1;       // k per micro-kernel step (1 for vector FMAs; a tile's depth for AMX)
     double cycles_per_step = 1;  // micro-kernel cycles per k step at full speed
     bool matrix = false;
     std::string text() const;  // "MRxNR=16x6 KC=256 MC=72 NC=4080"

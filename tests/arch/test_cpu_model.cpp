@@ -95,22 +95,27 @@ TEST_CASE("A CPU section that contradicts itself is a located error", "[cpu]") {
         return write_temp("cpu_bad.yaml", t);
     };
     SECTION("a peak the units do not give") {
-        const std::string msg = user_error_of([&] { arch::load_device(with("fp32: 5.888TFLOP/s", "fp32: 7TFLOP/s")); });
+        const std::string msg =
+            user_error_of([&] { arch::load_device(with("fp32: 5.888TFLOP/s", "fp32: 7TFLOP/s")); });
         CHECK_THAT(msg, Contains("cpu_bad.yaml:"));
         CHECK_THAT(msg, Contains("device.peak.fp32"));
         CHECK_THAT(msg, Contains("avx512"));
     }
     SECTION("a cache bandwidth that disagrees with bytes per cycle") {
-        const std::string msg = user_error_of([&] { arch::load_device(with("bytes_per_cycle: 64B}", "bytes_per_cycle: 32B}")); });
+        const std::string msg =
+            user_error_of([&] { arch::load_device(with("bytes_per_cycle: 64B}", "bytes_per_cycle: 32B}")); });
         CHECK_THAT(msg, Contains("device.cpu.caches.l2.bytes_per_cycle"));
     }
     SECTION("a capacity that is not a whole number of sets") {
-        const std::string msg = user_error_of([&] { arch::load_device(with("associativity: 20", "associativity: 7")); });
+        const std::string msg =
+            user_error_of([&] { arch::load_device(with("associativity: 20", "associativity: 7")); });
         CHECK_THAT(msg, Contains("device.cpu.caches.l2.associativity"));
     }
     SECTION("a cache level without its geometry") {
         const std::string msg = user_error_of([&] {
-            arch::load_device(with("      l3: {line: 64B, associativity: 12, latency: 70, bytes_per_cycle: 16B, slices: 40}", ""));
+            arch::load_device(with(
+                "      l3: {line: 64B, associativity: 12, latency: 70, bytes_per_cycle: 16B, slices: 40}",
+                ""));
         });
         CHECK_THAT(msg, Contains("'l3'"));
     }
@@ -151,8 +156,8 @@ TEST_CASE("The closed-form misses per level agree with the set-associative LRU t
                         {"small L3 32K/8 256K/8 1M/16", 32768, 8, 262144, 8, 1 << 20, 16},
                         {"icx-like 48K/12 1.25M/20 6M/12", 49152, 12, 1310720, 20, 6 << 20, 12}};
     // Shapes that fit every level, only L3, or no level, including thin and odd ones.
-    const int64_t shapes[][3] = {{64, 64, 64},  {96, 1000, 300}, {500, 200, 700},
-                                 {1000, 72, 1000}, {37, 129, 513}, {300, 300, 40}};
+    const int64_t shapes[][3] = {{64, 64, 64},     {96, 1000, 300}, {500, 200, 700},
+                                 {1000, 72, 1000}, {37, 129, 513},  {300, 300, 40}};
     int compared = 0, not_fitting_l3 = 0;
     for (const Geo& g : geos) {
         const arch::cpu::CpuSpec s = avx2_core(g.l1, g.w1, g.l2, g.w2, g.l3, g.w3);
@@ -164,7 +169,8 @@ TEST_CASE("The closed-form misses per level agree with the set-associative LRU t
             t.k = sh[2];
             t.elem_bytes = 4;
             const arch::cpu::Traffic closed = arch::cpu::gemm_traffic(s, b, t, g.l3);
-            const arch::cpu::TraceResult trace = arch::cpu::trace_gemm(arch::cpu::trace_levels(s, g.l3), b, t);
+            const arch::cpu::TraceResult trace =
+                arch::cpu::trace_gemm(arch::cpu::trace_levels(s, g.l3), b, t);
             const double data = static_cast<double>(sh[0] * sh[2] + sh[2] * sh[1] + sh[0] * sh[1]) * 4;
             not_fitting_l3 += data > g.l3;
             for (size_t l = 0; l < 3; ++l) {
@@ -196,8 +202,9 @@ TEST_CASE("A power-of-two leading dimension adds conflict misses the closed form
 }
 
 TEST_CASE("No layer of any zoo model runs faster than the roofline bound of its CPU preset", "[cpu]") {
-    const char* models[] = {"lenet5", "resnet50", "mobilenetv2", "ds-cnn-kws", "bert-base", "gpt2-small-prefill",
-                            "gpt2-small-decode", "mlp3", "dlrm-mlperf"};
+    const char* models[] = {"lenet5",     "resnet50",           "mobilenetv2",       "ds-cnn-kws",
+                            "bert-base",  "gpt2-small-prefill", "gpt2-small-decode", "mlp3",
+                            "dlrm-mlperf"};
     int64_t layers = 0, memory_bound = 0, compute_bound = 0, kept = 0;
     for (const char* p : k_presets) {
         const arch::DeviceSpec spec = preset(p);
@@ -218,7 +225,8 @@ TEST_CASE("No layer of any zoo model runs faster than the roofline bound of its 
                 const double out_kept = r.metric_value("output_bytes_kept", -1);
                 REQUIRE(on_chip >= 0);
                 REQUIRE(out_kept >= 0);
-                const arch::RooflineBound bnd = arch::roofline_bound(spec, op, arch::OnChip{on_chip, out_kept});
+                const arch::RooflineBound bnd =
+                    arch::roofline_bound(spec, op, arch::OnChip{on_chip, out_kept});
                 CHECK(r.time_s >= bnd.bound_s());
                 CHECK(r.time_s - spec.op_overhead_s >= bnd.compute_s * (1 - 1e-12));
                 CHECK(r.start_s == t);
@@ -253,10 +261,12 @@ TEST_CASE("No layer of any zoo model runs faster than the roofline bound of its 
     CHECK(kept > 100);  // activations stay in L3 between layers
 }
 
-TEST_CASE("A large SGEMM on all cores runs near the FMA peak, limited by the kernel's own overheads", "[cpu]") {
+TEST_CASE("A large SGEMM on all cores runs near the FMA peak, limited by the kernel's own overheads",
+          "[cpu]") {
     arch::DeviceSpec spec = preset("xeon-8380");
     const wl::Model m = one_op_model(
-        "name: g\ninputs:\n  x: [2048, 2048]\nops:\n  - {name: fc, kind: linear, inputs: [x], out_features: 2048, bias: false}\n");
+        "name: g\ninputs:\n  x: [2048, 2048]\nops:\n  - {name: fc, kind: linear, inputs: [x], out_features: "
+        "2048, bias: false}\n");
     arch::cpu::CpuModel model(spec);
     const arch::LayerResult r = model.run_op(m.op(0));
     // 40 cores: compute-bound, at most the peak, and more than 70 % of it for a large square GEMM (what
@@ -273,7 +283,8 @@ TEST_CASE("Streaming a large vector add is held to the sustained DRAM bandwidth,
     const arch::DeviceSpec spec = preset("epyc-9654");
     // STREAM-like add: 2 x 256 MB in, 256 MB out, far beyond the L3.
     const wl::Model m = one_op_model(
-        "name: s\ninputs:\n  a: [67108864]\n  b: [67108864]\nops:\n  - {name: add, kind: add, inputs: [a, b]}\n");
+        "name: s\ninputs:\n  a: [67108864]\n  b: [67108864]\nops:\n  - {name: add, kind: add, inputs: [a, "
+        "b]}\n");
     arch::cpu::CpuModel model(spec);
     const arch::LayerResult r = model.run_op(m.op(0));
     const double bw = r.counts.total_bytes() / (r.time_s - spec.op_overhead_s);
@@ -290,7 +301,8 @@ TEST_CASE("The trace fidelity refuses a GEMM above its limit with a located mess
     const arch::DeviceSpec spec = arch::load_device(write_temp("cpu_trace.yaml", text));
     arch::cpu::CpuModel model(spec);
     const wl::Model small = one_op_model(
-        "name: g\ninputs:\n  x: [64, 96]\nops:\n  - {name: fc, kind: linear, inputs: [x], out_features: 80, bias: false}\n");
+        "name: g\ninputs:\n  x: [64, 96]\nops:\n  - {name: fc, kind: linear, inputs: [x], out_features: 80, "
+        "bias: false}\n");
     const arch::LayerResult r = model.run_op(small.op(0));
     CHECK(r.metric("fidelity")->text == "trace");
     CHECK(model.work().trace_accesses > 0);
@@ -298,7 +310,8 @@ TEST_CASE("The trace fidelity refuses a GEMM above its limit with a located mess
     arch::cpu::CpuModel closed(preset("orin-cpu"));
     CHECK(r.time_s == Approx(closed.run_op(small.op(0)).time_s).epsilon(0.25));
     const wl::Model big = one_op_model(
-        "name: g\ninputs:\n  x: [1024, 1024]\nops:\n  - {name: fc, kind: linear, inputs: [x], out_features: 1024, bias: false}\n");
+        "name: g\ninputs:\n  x: [1024, 1024]\nops:\n  - {name: fc, kind: linear, inputs: [x], out_features: "
+        "1024, bias: false}\n");
     const std::string msg = user_error_of([&] { model.run_op(big.op(0)); });
     CHECK_THAT(msg, Contains("cpu_trace.yaml:"));
     CHECK_THAT(msg, Contains("device.cpu.fidelity"));
