@@ -155,10 +155,10 @@ TEST_CASE("The closed-form misses per level agree with the set-associative LRU t
     const Geo geos[] = {{"desktop 32K/8 256K/8 8M/16", 32768, 8, 262144, 8, 8 << 20, 16},
                         {"small L3 32K/8 256K/8 1M/16", 32768, 8, 262144, 8, 1 << 20, 16},
                         {"icx-like 48K/12 1.25M/20 6M/12", 49152, 12, 1310720, 20, 6 << 20, 12}};
-    // Shapes that fit every level, only L3, or no level, including thin and odd ones.
-    const int64_t shapes[][3] = {{64, 64, 64},     {96, 1000, 300}, {500, 200, 700},
-                                 {1000, 72, 1000}, {37, 129, 513},  {300, 300, 40}};
-    int compared = 0, not_fitting_l3 = 0;
+    // Shapes that fit every level (24x40x32: 12 KiB), L2 and L3 only, L3 only, or no level; thin and odd.
+    const int64_t shapes[][3] = {{24, 40, 32},     {64, 64, 64},   {96, 1000, 300}, {500, 200, 700},
+                                 {1000, 72, 1000}, {37, 129, 513}, {300, 300, 40}};
+    int compared = 0, not_fitting_l3 = 0, fitting_l1 = 0;
     for (const Geo& g : geos) {
         const arch::cpu::CpuSpec s = avx2_core(g.l1, g.w1, g.l2, g.w2, g.l3, g.w3);
         const arch::cpu::Blocking b = arch::cpu::choose_blocking(s, fp32_unit(s), 4, g.l3);
@@ -173,6 +173,7 @@ TEST_CASE("The closed-form misses per level agree with the set-associative LRU t
                 arch::cpu::trace_gemm(arch::cpu::trace_levels(s, g.l3), b, t);
             const double data = static_cast<double>(sh[0] * sh[2] + sh[2] * sh[1] + sh[0] * sh[1]) * 4;
             not_fitting_l3 += data > g.l3;
+            fitting_l1 += data <= g.l1;
             for (size_t l = 0; l < 3; ++l) {
                 INFO(g.name << " " << sh[0] << "x" << sh[1] << "x" << sh[2] << " level " << l << ": closed "
                             << closed.misses[l] << ", trace " << trace.traffic.misses[l]);
@@ -185,8 +186,9 @@ TEST_CASE("The closed-form misses per level agree with the set-associative LRU t
             }
         }
     }
-    CHECK(compared == 54);
+    CHECK(compared == 63);
     CHECK(not_fitting_l3 >= 3);
+    CHECK(fitting_l1 >= 3);
 }
 
 TEST_CASE("A power-of-two leading dimension adds conflict misses the closed form does not count", "[cpu]") {
