@@ -203,16 +203,18 @@ LayerResult CpuModel::simulate(const wl::Op& op, const OnChip& oc) {
             const int64_t tn = std::min(cores / (tb * tm), nt);
             const int64_t threads = tb * tm * tn;
             max_threads = std::max(max_threads, threads);
-            const double tiles =
-                static_cast<double>(ceil_div(g.batch, tb) * ceil_div(mt, tm) * ceil_div(nt, tn));
+            const double tiles = static_cast<double>(ceil_div(g.batch, tb)) *
+                                 static_cast<double>(ceil_div(mt, tm)) *
+                                 static_cast<double>(ceil_div(nt, tn));
             const int64_t kc = std::min(b.kc, g.k);
             const double passes = static_cast<double>(ceil_div(g.k, kc));
             const double steps = static_cast<double>(ceil_div(g.k, b.k_granule));
             kernel += tiles * (steps * b.cycles_per_step + passes * c_update);
-            wk.macs_done += static_cast<double>(g.batch * mt * nt * b.mr * b.nr) * steps *
-                            static_cast<double>(b.k_granule);
+            wk.macs_done += static_cast<double>(g.batch) * static_cast<double>(mt) * static_cast<double>(nt) *
+                            static_cast<double>(b.mr * b.nr) * steps * static_cast<double>(b.k_granule);
             Traffic tr;
-            if (m_cpu.fidelity == Fidelity::trace) {
+            // The trace addresses whole bytes: sub-byte types (int4) keep the closed form.
+            if (m_cpu.fidelity == Fidelity::trace && w >= 1) {
                 const double est = trace_accesses_estimate(b, t, caches.front().line_bytes);
                 if (est > static_cast<double>(m_cpu.trace_limit))
                     cfg::fail(
@@ -407,7 +409,7 @@ LayerResult CpuModel::simulate(const wl::Op& op, const OnChip& oc) {
     // Metrics.
     r.add_metric("threads", static_cast<double>(wk.threads), "count");
     r.add_text("blocking", wk.blocking);
-    r.add_text("fidelity", m_cpu.fidelity == Fidelity::trace && gemm_op ? "trace" : "closed");
+    r.add_text("fidelity", m_cpu.fidelity == Fidelity::trace && gemm_op && w >= 1 ? "trace" : "closed");
     for (size_t l = 0; l < nlev; ++l) {
         r.add_metric("misses_" + caches[l].name, wk.traffic.misses[l], "count");
         r.add_metric("bytes_" + caches[l].name, r.levels[l + 1].bytes_read + r.levels[l + 1].bytes_written,
