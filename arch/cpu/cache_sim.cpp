@@ -119,9 +119,30 @@ TraceResult trace_gemm(const std::vector<CacheLevel>& levels, const Blocking& b,
     const int64_t kc_max = std::min(b.kc, K);
     const int64_t mc_max = std::min(b.mc, ceil_div(M, b.mr) * b.mr);
     const int64_t nc_max = std::min(b.nc, ceil_div(N, b.nr) * b.nr);
+    const bool pack_b = packs_b(b, g);
     const uint64_t a_pitch = pad(static_cast<uint64_t>(K) * w), b_pitch = pad(static_cast<uint64_t>(N) * w),
                    c_pitch = pad(static_cast<uint64_t>(N) * w);
-    for (int64_t inst = 0; inst < g.count; ++inst) {
+    const int64_t chunk = pack_b ? 0 : gemv_chunk(levels, g);
+    for (int64_t inst = 0; !pack_b && inst < g.count; ++inst) {
+        // Matrix-vector form (cpu_spec.h): per column chunk, per k: A[:, k], B[k, chunk], C[:, chunk].
+        const uint64_t off = static_cast<uint64_t>(inst) << 34;
+        const uint64_t A = (uint64_t{1} << 40) + off, B = (uint64_t{2} << 40) + off,
+                       C = (uint64_t{3} << 40) + off;
+        for (int64_t jc = 0; jc < N; jc += chunk) {
+            const uint64_t nb = static_cast<uint64_t>(std::min(chunk, N - jc)) * w;
+            for (int64_t p = 0; p < K; ++p) {
+                for (int64_t i = 0; i < M; ++i)
+                    h.touch(A + static_cast<uint64_t>(i) * a_pitch + static_cast<uint64_t>(p) * w, w, false);
+                h.touch(B + static_cast<uint64_t>(p) * b_pitch + static_cast<uint64_t>(jc) * w, nb, false);
+                for (int64_t i = 0; i < M; ++i) {
+                    const uint64_t c = C + static_cast<uint64_t>(i) * c_pitch + static_cast<uint64_t>(jc) * w;
+                    h.touch(c, nb, false);
+                    h.touch(c, nb, true);
+                }
+            }
+        }
+    }
+    for (int64_t inst = 0; pack_b && inst < g.count; ++inst) {
         // Each instance has its own A, B, C (groups, heads); the packing buffers are reused.
         const uint64_t off = static_cast<uint64_t>(inst) << 34;
         const uint64_t A = (uint64_t{1} << 40) + off, B = (uint64_t{2} << 40) + off,

@@ -293,6 +293,9 @@ std::shared_ptr<const FamilyParams> parse_cpu(const cfg::Node& dev, DeviceSpec& 
         s.dram.latency_s = qty_or(dr, "latency", 100e-9);
         s.dram.refresh_overhead = real_or(dr, "refresh_overhead", 0);
         s.dram.turnaround_s = qty_or(dr, "turnaround", 0);
+        if (s.dram.latency_s > 1e-5) fail_at(dr.at("latency"), "DRAM latency above 10 us is not a DRAM");
+        if (s.dram.turnaround_s > 1e-6)
+            fail_at(dr.at("turnaround"), "a bus turnaround above 1 us is not a DRAM bus");
         s.dram.write_batch = int_or(dr, "write_batch", 32);
         s.dram.miss_buffers = int_or(dr, "miss_buffers", 16);
     } else {
@@ -372,21 +375,19 @@ std::shared_ptr<const FamilyParams> parse_cpu(const cfg::Node& dev, DeviceSpec& 
 }
 
 std::vector<std::string> summary_lines(const std::vector<LayerResult>& layers) {
-    double cycles = 0, pack = 0, mem = 0, flops = 0, time = 0;
+    double cycles = 0, pack = 0, mem = 0;
     std::map<std::string, double> by_level;
     for (const LayerResult& l : layers) {
         cycles += static_cast<double>(l.cycles);
         pack += l.metric_value("stall_packing_cycles");
         mem += static_cast<double>(l.stall_cycles) - l.metric_value("stall_packing_cycles");
-        flops += l.counts.flops;
-        time += l.time_s;
         for (const LevelTraffic& t : l.levels) by_level[t.level] += t.bytes_read + t.bytes_written;
     }
     std::string traffic;
     for (const auto& [name, b] : by_level) traffic += fmt::format(" {} {:.3g} GB", name, b / 1e9);
-    return {fmt::format("cycles  {:.0f} (cpu model; stalls: packing {:.0f}, memory {:.0f}); {:.3g} GFLOP/s",
-                        cycles, pack, mem, time > 0 ? flops / time / 1e9 : 0.0),
-            "traffic" + traffic};
+    return {
+        fmt::format("cycles  {:.0f} (cpu model; stalls: packing {:.0f}, memory {:.0f})", cycles, pack, mem),
+        "traffic" + traffic};
 }
 
 }  // namespace

@@ -102,6 +102,16 @@ Blocking choose_blocking(const CpuSpec& s, const ComputeUnit& u, double w, doubl
     return b;
 }
 
+bool packs_b(const Blocking& b, const GemmTask& g) { return 2 * g.m > b.mr; }
+
+int64_t gemv_chunk(const std::vector<CacheLevel>& levels, const GemmTask& g) {
+    // A quarter of L1 for the C chunk (M rows), in whole 64-byte lines of elements.
+    const int64_t per_line = std::max<int64_t>(1, static_cast<int64_t>(64 / g.elem_bytes));
+    const auto cols = static_cast<int64_t>(levels.front().capacity_bytes / 4 /
+                                           (static_cast<double>(std::max<int64_t>(1, g.m)) * g.elem_bytes));
+    return std::min(std::max(per_line, cols / per_line * per_line), std::max<int64_t>(1, g.n));
+}
+
 std::vector<CacheLevel> trace_levels(const CpuSpec& s, double l3_capacity) {
     std::vector<CacheLevel> v = s.caches;
     if (v.size() > 2) v.back().capacity_bytes = l3_capacity;
@@ -122,11 +132,14 @@ Traffic gemm_traffic(const CpuSpec& s, const Blocking& b, const GemmTask& g, dou
     const double cnt = static_cast<double>(g.count);
     const double Md = static_cast<double>(M), Nd = static_cast<double>(N), Kd = static_cast<double>(K);
 
+    // With at most half a micro-panel of rows (M <= MR / 2) each B element is used about once: the
+    // kernels run in matrix-vector form, reading B where it lies (packs_b in cpu_spec.h).
+    const bool pack_b = packs_b(b, g);
     // Bytes of the working sets between two uses (see cpu_spec.h).
-    const double bp = static_cast<double>(kc) * static_cast<double>(nc) * w;  // packed B panel
-    const double ap = static_cast<double>(mc) * static_cast<double>(kc) * w;  // packed A block
-    const double a_block = ap * g.a_scale;                                    // its source
-    const double a_panel = Md * static_cast<double>(kc) * w * g.a_scale;      // A source for one pc
+    const double bp = pack_b ? static_cast<double>(kc) * static_cast<double>(nc) * w : 0.0;  // packed B panel
+    const double ap = static_cast<double>(mc) * static_cast<double>(kc) * w;                 // packed A block
+    const double a_block = ap * g.a_scale;                                                   // its source
+    const double a_panel = Md * static_cast<double>(kc) * w * g.a_scale;  // A source for one pc
     const double a_all = Md * Kd * w * g.a_scale;
     const double c_panel = Md * static_cast<double>(nc) * w;
     const double c_block = static_cast<double>(mc) * static_cast<double>(nc) * w;
@@ -139,10 +152,17 @@ Traffic gemm_traffic(const CpuSpec& s, const Blocking& b, const GemmTask& g, dou
     const double tiles = static_cast<double>(ceil_div(M, b.mr)) * static_cast<double>(ceil_div(N, b.nr));
     t.l1_load_bytes = cnt * (tiles * Kd * static_cast<double>(b.mr + b.nr) * w +
                              tiles * static_cast<double>(nP) * static_cast<double>(b.mr * b.nr) * w +
-                             a_all * static_cast<double>(nJ) + Kd * Nd * w);
+                             a_all * static_cast<double>(nJ) + (pack_b ? Kd * Nd * w : 0.0));
     t.l1_store_bytes = cnt * (tiles * static_cast<double>(nP) * static_cast<double>(b.mr * b.nr) * w +
-                              Md * Kd * w * static_cast<double>(nJ) + Kd * Nd * w);
-    t.pack_bytes = cnt * (Md * Kd * w * static_cast<double>(nJ) + Kd * Nd * w);
+                              Md * Kd * w * static_cast<double>(nJ) + (pack_b ? Kd * Nd * w : 0.0));
+    t.pack_bytes = cnt * (Md * Kd * w * static_cast<double>(nJ) + (pack_b ? Kd * Nd * w : 0.0));
+    if (!pack_b) {
+        // Matrix-vector form: every B element loaded once, A once per chunk, C chunks updated per k.
+        const double chunks = std::ceil(Nd / static_cast<double>(gemv_chunk(levels, g)));
+        t.l1_load_bytes = cnt * (Kd * Nd * w + Md * Kd * w * chunks + Md * Nd * w);
+        t.l1_store_bytes = cnt * Md * Nd * w;
+        t.pack_bytes = 0;
+    }
 
     for (size_t li = 0; li < levels.size(); ++li) {
         const CacheLevel& L = levels[li];
@@ -155,6 +175,20 @@ Traffic gemm_traffic(const CpuSpec& s, const Blocking& b, const GemmTask& g, dou
         // (a) B source, read once by packing: kc rows of nc·w bytes per block.
         const double b_src = Kd * (Nd / static_cast<double>(nc)) *
                              seg_lines(static_cast<double>(nc) * w, static_cast<double>(nc) * w, line);
+        if (!pack_b) {
+            // Matrix-vector form (gemv_chunk): B streams row by row, read once; each chunk of C is
+            // touched at every k, so LRU keeps it: its lines miss once; A (M x K) is read once per chunk
+            // unless it stays.
+            const double chunk = static_cast<double>(gemv_chunk(levels, g));
+            const double b_rows = Kd * (Nd / chunk) * seg_lines(chunk * w, chunk * w, line);
+            const double a_lines = Md * Kd * w / ld;
+            const double n_chunks = std::ceil(Nd / chunk);
+            const double c_lines = Md * std::ceil(Nd * w / ld);
+            miss = b_rows + (fits(Md * Kd * w + chunk * Md * w) ? a_lines : a_lines * n_chunks) + c_lines;
+            t.misses[li] = cnt * miss;
+            t.writebacks[li] = cnt * c_lines;
+            continue;
+        }
         miss += b_src;
         // (b) Bp written per (jc, pc); kept when one pc iteration's data fits.
         const double bp_lines = std::ceil(bp / ld);

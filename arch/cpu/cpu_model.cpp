@@ -175,7 +175,7 @@ LayerResult CpuModel::simulate(const wl::Op& op, const OnChip& oc) {
     if (gemm_op) {
         const double l3 = llc.capacity_bytes;
         const Blocking b = choose_blocking(m_cpu, unit, w, l3);
-        wk.blocking = b.text();
+        bool blocked = false, gemv = false;
         const CacheLevel& l1 = caches.front();
         const double c_update =
             2 * static_cast<double>(b.mr * b.nr) * (b.matrix ? 4.0 : w) / l1.bytes_per_cycle +
@@ -196,22 +196,43 @@ LayerResult CpuModel::simulate(const wl::Op& op, const OnChip& oc) {
             t.elem_bytes = w;
             if (op.get<wl::ConvAttr>() && gi == 0 && input_view_bytes > 0)
                 t.a_scale = std::min(1.0, c.input_bytes / input_view_bytes);
-            // Threads: batch first, then MR rows (3rd loop), then NR columns (2nd loop).
-            const int64_t mt = ceil_div(g.m, b.mr), nt = ceil_div(g.n, b.nr);
-            const int64_t tb = std::min(g.batch, cores);
-            const int64_t tm = std::min(cores / tb, mt);
-            const int64_t tn = std::min(cores / (tb * tm), nt);
-            const int64_t threads = tb * tm * tn;
+            int64_t threads = 1;
+            blocked = blocked || packs_b(b, t);
+            gemv = gemv || !packs_b(b, t);
+            if (packs_b(b, t)) {
+                // Threads: batch first, then MR rows (3rd loop), then NR columns (2nd loop).
+                const int64_t mt = ceil_div(g.m, b.mr), nt = ceil_div(g.n, b.nr);
+                const int64_t tb = std::min(g.batch, cores);
+                const int64_t tm = std::min(cores / tb, mt);
+                const int64_t tn = std::min(cores / (tb * tm), nt);
+                threads = tb * tm * tn;
+                const double tiles = static_cast<double>(ceil_div(g.batch, tb)) *
+                                     static_cast<double>(ceil_div(mt, tm)) *
+                                     static_cast<double>(ceil_div(nt, tn));
+                const int64_t kc = std::min(b.kc, g.k);
+                const double passes = static_cast<double>(ceil_div(g.k, kc));
+                const double steps = static_cast<double>(ceil_div(g.k, b.k_granule));
+                kernel += tiles * (steps * b.cycles_per_step + passes * c_update);
+                wk.macs_done += static_cast<double>(g.batch) * static_cast<double>(mt) *
+                                static_cast<double>(nt) * static_cast<double>(b.mr * b.nr) * steps *
+                                static_cast<double>(b.k_granule);
+            } else {
+                // Matrix-vector form: threads split the batch, then the columns (in SIMD vectors); one
+                // B vector load per vector FMA.
+                const auto vl = static_cast<int64_t>(lanes);
+                const int64_t nv = ceil_div(g.n, vl);
+                const int64_t tb = std::min(g.batch, cores);
+                const int64_t tn = std::min(cores / tb, nv);
+                threads = tb * tn;
+                const double per_fma = std::max(1.0 / static_cast<double>(m_cpu.fma_pipes),
+                                                1.0 / static_cast<double>(m_cpu.load_ports));
+                kernel += static_cast<double>(ceil_div(g.batch, tb)) * static_cast<double>(g.m) *
+                              static_cast<double>(g.k) * static_cast<double>(ceil_div(nv, tn)) * per_fma +
+                          m_cpu.kernel_call_cycles;
+                wk.macs_done += static_cast<double>(g.batch) * static_cast<double>(g.m) *
+                                static_cast<double>(g.k) * static_cast<double>(nv * vl);
+            }
             max_threads = std::max(max_threads, threads);
-            const double tiles = static_cast<double>(ceil_div(g.batch, tb)) *
-                                 static_cast<double>(ceil_div(mt, tm)) *
-                                 static_cast<double>(ceil_div(nt, tn));
-            const int64_t kc = std::min(b.kc, g.k);
-            const double passes = static_cast<double>(ceil_div(g.k, kc));
-            const double steps = static_cast<double>(ceil_div(g.k, b.k_granule));
-            kernel += tiles * (steps * b.cycles_per_step + passes * c_update);
-            wk.macs_done += static_cast<double>(g.batch) * static_cast<double>(mt) * static_cast<double>(nt) *
-                            static_cast<double>(b.mr * b.nr) * steps * static_cast<double>(b.k_granule);
             Traffic tr;
             // The trace addresses whole bytes: sub-byte types (int4) keep the closed form.
             if (m_cpu.fidelity == Fidelity::trace && w >= 1) {
@@ -245,6 +266,8 @@ LayerResult CpuModel::simulate(const wl::Op& op, const OnChip& oc) {
             const double l2_bpc = caches.size() > 1 ? caches[1].bytes_per_cycle : caches[0].bytes_per_cycle;
             pack += tr.pack_bytes / static_cast<double>(threads) / l2_bpc;
         }
+        wk.blocking = blocked ? b.text() : "";
+        if (gemv) wk.blocking += std::string(blocked ? "; " : "") + "matrix-vector (B read in place)";
         wk.threads = max_threads;
         wk.kernel_cycles = kernel;
         wk.pack_cycles = pack;
@@ -339,6 +362,16 @@ LayerResult CpuModel::simulate(const wl::Op& op, const OnChip& oc) {
     const double core_cycles = wk.kernel_cycles + wk.pack_cycles;
     double total_bytes = 0;
     for (double b : bytes) total_bytes += b;
+    // The engine's clock (64-bit picoseconds) covers about 106 days; refuse a layer that would not fit
+    // rather than overflow it.
+    double longest = core_cycles / clock;
+    for (size_t l = 0; l < nlev; ++l)
+        longest = std::max(longest, bytes[l] / static_cast<double>(pipe.servers[l]->bandwidth()));
+    if (longest > 1e6)
+        cfg::fail(op.loc, op.key_path,
+                  fmt::format("layer '{}' ({}) would take about {:.3g} s on device '{}', beyond what the "
+                              "simulator's clock covers (1e6 s per layer)",
+                              op.name, op.kind, longest, m_spec.name));
     pipe.chunks = core_cycles > 0 || total_bytes > 0 ? 32 : 1;
     for (double b : bytes) pipe.chunk_bytes.push_back(b / pipe.chunks);
     pipe.chunk_compute = Tick::from_seconds(core_cycles / clock / pipe.chunks);

@@ -35,17 +35,16 @@
 // over the L3's total capacity); a layer reading such an input reads it from L3, not DRAM.
 // Time parts: compute = the micro-kernels' (or the vector unit's) cycles; memory = the rest (packing,
 // and waiting for a server); overhead = op_overhead (thread fork/join). `memory_level` names the
-// server that held the cores longest. Metrics: threads, blocking (text), fidelity (text),
-// misses_<level> and bytes_<level> per cache level and DRAM, stall_packing_cycles,
-// stall_<level>_cycles (the wait split over the servers by their busy time beyond the compute),
-// input_bytes_on_chip, input_bytes_from_dram, output_bytes_kept, and the servers' counters.
-// Levels: every cache level and DRAM; bytes_read of a level = the lines it delivered to the level
-// above (L1: the registers' loads), bytes_written = what the level above wrote into it.
-// Energy: MACs x mac_energy(dtype), other FLOPs x mac_energy / 2 (est.: one add or multiply of an FMA),
-// each level's bytes x its read / write energy, static power x time.
-// Promises (MLSIM_CHECK): no layer below arch::roofline_bound over the bytes it moves across DRAM;
-// energies >= 0; DRAM reads >= the compulsory bytes not found in L3; level traffic conserved (bytes
-// read from level i+1 = misses of level i x line).
+// server that held the cores longest ("packing" when packing took longer than the waiting). Metrics: threads,
+// blocking (text), fidelity (text), misses_<level> and bytes_<level> per cache level and DRAM,
+// stall_packing_cycles, stall_<level>_cycles (the wait split over the servers by their busy time beyond the
+// compute), input_bytes_on_chip, input_bytes_from_dram, output_bytes_kept, and the servers' counters. Levels:
+// every cache level and DRAM; bytes_read of a level = the lines it delivered to the level above (L1: the
+// registers' loads), bytes_written = what the level above wrote into it. Energy: MACs x mac_energy(dtype),
+// other FLOPs x mac_energy / 2 (est.: one add or multiply of an FMA), each level's bytes x its read / write
+// energy, static power x time. Promises (MLSIM_CHECK): no layer below arch::roofline_bound over the bytes it
+// moves across DRAM; energies >= 0; DRAM reads >= the compulsory bytes not found in L3; level traffic
+// conserved (bytes read from level i+1 = misses of level i x line).
 #include <cstdint>
 #include <string>
 #include <unordered_map>

@@ -146,6 +146,15 @@ struct GemmTask {
     double a_scale = 1;  // bytes of A in memory / bytes of the im2col view (a convolution's feature map)
 };
 
+// Whether the kernels run the blocked GEMM: not for at most half a micro-panel of rows (M <= MR / 2, a
+// matrix-vector product), whose B elements are used once each, so packing would cost as much as it saves.
+// Those run in matrix-vector form instead (as BLAS libraries switch to GEMV kernels): for each chunk of
+// gemv_chunk() columns (its M rows of C fill a quarter of L1), for each k, C[:, chunk] += A[:, k] ·
+// B[k, chunk], B streaming row by row from where it lies; threads split the columns; each FMA needs
+// one B vector load, so a core does min(pipes, load ports) vector FMAs per cycle.
+bool packs_b(const Blocking& b, const GemmTask& g);
+int64_t gemv_chunk(const std::vector<CacheLevel>& levels, const GemmTask& g);
+
 // Closed-form traffic of the blocked loop nest of one GEMM (all of its `count` instances), single
 // thread's view: L1 and L2 as one core has them, L3 at `l3_capacity`.
 Traffic gemm_traffic(const CpuSpec& s, const Blocking& b, const GemmTask& g, double l3_capacity);
