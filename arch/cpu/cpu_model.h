@@ -13,6 +13,9 @@
 //    at the core's L2 bandwidth, on the cores, before the micro-kernels of each block (not overlapped:
 //    the same load/store ports do it): `stall_packing_cycles`. The op's arithmetic beyond its MACs
 //    (bias, activation, softmax inside attention) runs on the vector unit afterwards.
+//  * A GEMM with at most MR / 2 rows (a matrix-vector product: LLM decode, small-batch MLPs) runs in
+//    matrix-vector form instead (cpu_spec.h, packs_b): no packing, B streamed once row by row, threads
+//    over the columns, one B vector load per vector FMA.
 //  * Depthwise convolution (one output channel per group) runs a direct kernel: channels across the
 //    lanes, per output pixel and lane group kh·kw FMAs and kh·kw loads, input and output streamed once.
 //  * Every other op (element-wise, norms, softmax, pooling, embedding gathers, concat, slice) streams:
