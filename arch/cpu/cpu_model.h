@@ -33,6 +33,12 @@
 // issued when the cores start the previous chunk (one chunk of lookahead), and the cores start a chunk
 // when its data has arrived and they finished the previous one. So the first chunk's fill is exposed,
 // the rest overlaps, and a layer runs at the pace of its slowest server.
+// Fidelity trace (`device.cpu.fidelity: trace`): each GEMM's misses and write-backs per level come from
+// replaying its loop nest through set-associative LRU caches (cache_sim.h) instead of the closed form;
+// the rest of the layer is modelled as above (other ops keep the closed form). A GEMM whose replay would
+// exceed `trace_limit` line accesses is refused with a UserError located at device.cpu.fidelity. A
+// layer that would outlast the engine's clock (1e6 s) is refused with a UserError, too. Closed-form
+// results are memoized per op signature and L3 context within a model run.
 // Residency: caches are transparent to software, so a layer's output stays in L3 for its consumers
 // when it fits beside the other kept activations and the layer's packed blocks (ResidencyTracker
 // over the L3's total capacity); a layer reading such an input reads it from L3, not DRAM.
