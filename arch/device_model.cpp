@@ -1,6 +1,9 @@
 #include "arch/device_model.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <cmath>
 
 #include "arch/family.h"
 #include "sim/core/check.h"
@@ -68,6 +71,19 @@ const LevelTraffic* LayerResult::level(std::string_view level_name) const {
     for (const LevelTraffic& l : levels)
         if (l.level == level_name) return &l;
     return nullptr;
+}
+
+void DeviceModel::check_work(const wl::Model& /*model*/, const WorkLimits& /*limits*/) const {}
+
+void check_simulated_time(const wl::Op& op, double end_s, const DeviceSpec& spec) {
+    if (std::isfinite(end_s) && end_s <= limits::max_simulated_s) return;
+    cfg::fail(op.loc, op.key_path,
+              fmt::format("op '{}' ({}) would end {} after the run starts on device '{}', past {:.3g} s "
+                          "(about 106 days, 2^63 ps), the longest time mlsim simulates; a device this slow "
+                          "for this workload needs a smaller workload or faster figures",
+                          op.name, op.kind,
+                          std::isfinite(end_s) ? fmt::format("{:.4g} s", end_s) : std::string("infinitely long"),
+                          spec.name, limits::max_simulated_s));
 }
 
 std::unique_ptr<DeviceModel> make_device_model(const DeviceSpec& spec) {

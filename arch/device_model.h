@@ -14,14 +14,19 @@
 //   interface;
 // - layers run one after another in the model's topological order: start_s of layer i+1 is end_s of layer i;
 // - time_s = parts.total() and bound = bound_of(parts): one meaning of `bound` in every family;
-// - what only some families model goes into `levels` and `metrics`, never into new fields here.
+// - what only some families model goes into `levels` and `metrics`, never into new fields here;
+// - bounded: a run never simulates past limits::max_simulated_s (a UserError at the layer that would
+//   cross it, check_simulated_time), and check_work() refuses, before anything runs, a run whose
+//   estimated work is above the WorkLimits the user set.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "arch/device_spec.h"
+#include "sim/config/limits.h"
 #include "sim/core/stats.h"
 #include "workloads/model.h"
 
@@ -97,12 +102,39 @@ struct LayerResult {
     const LevelTraffic* level(std::string_view level_name) const;
 };
 
+// How much work one run may start (the run options --max-pe-cycles, ...; sim/config/limits.h).
+struct WorkLimits {
+    double max_pe_cycles = limits::default_max_pe_cycles;
+};
+
+// Reports a run's progress: layers done so far, of `total`.
+using LayerProgress = std::function<void(std::size_t done, std::size_t total)>;
+
 class DeviceModel {
 public:
     virtual ~DeviceModel() = default;
     virtual std::string_view model_name() const = 0;  // e.g. "roofline", "systolic"
     virtual std::vector<LayerResult> run(const wl::Model& model) = 0;
+    // Estimates the work of run(model) and refuses it (a UserError naming the estimate, the limit and
+    // the option that raises it) when it is above `limits`; cheap next to the run. A family whose cost
+    // does not grow with the size of the layers (closed forms) accepts every run.
+    virtual void check_work(const wl::Model& model, const WorkLimits& limits) const;
+    // Called after each layer that run() finishes; empty by default.
+    void set_progress(LayerProgress progress) { m_progress = std::move(progress); }
+
+protected:
+    void report_progress(std::size_t done, std::size_t total) const {
+        if (m_progress) m_progress(done, total);
+    }
+
+private:
+    LayerProgress m_progress;
 };
+
+// Refuses a layer that would end `end_s` after the run's start when that is past
+// limits::max_simulated_s (a UserError at the op, naming the device), so that no time or cycle count
+// overflows. Models call it before converting a layer's time into cycles or engine ticks.
+void check_simulated_time(const wl::Op& op, double end_s, const DeviceSpec& spec);
 
 // The model that runs a device: the family named by DeviceSpec::model (arch/family.h).
 std::unique_ptr<DeviceModel> make_device_model(const DeviceSpec& spec);

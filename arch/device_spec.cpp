@@ -12,6 +12,7 @@
 
 #include "arch/family.h"
 #include "arch/section_params.h"
+#include "sim/config/limits.h"
 #include "sim/config/loader.h"
 #include "sim/config/units.h"
 #include "sim/core/check.h"
@@ -70,6 +71,7 @@ const cfg::Schema& memory_schema() {
         Param instances = cfg::optional("instances", PType::integer, "1",
                                         "identical instances of this level (e.g. one per SM or core)");
         instances.min = 1;
+        instances.max = static_cast<double>(limits::max_memory_instances);
         s.params.push_back(instances);
         s.params.push_back(cfg::quantity("bandwidth", Dim::bandwidth, std::nullopt,
                                          "total bandwidth over all instances, toward the compute units"));
@@ -141,6 +143,7 @@ const cfg::Schema& device_schema() {
         Param node =
             optional_no_default("process_nm", PType::integer, "technology node in nm (for energy scaling)");
         node.min = 1;
+        node.max = static_cast<double>(limits::max_process_nm);
         s.params.push_back(node);
         s.params.push_back(
             cfg::quantity("clock", Dim::frequency, std::nullopt, "clock the peaks are quoted at"));

@@ -62,13 +62,17 @@ std::vector<std::string> model_names() {
 }
 
 std::vector<FamilyOption> family_options() {
+    // Several families may declare the same flag, each for its own section (a shared option); one family
+    // declaring it twice is a mistake.
     std::vector<FamilyOption> out;
-    std::set<std::string> flags;
-    for (const Family& f : families())
+    for (const Family& f : families()) {
+        std::set<std::string> flags;
         for (const FamilyOption& o : f.options) {
-            MLSIM_CHECK(flags.insert(o.flag).second, "family option --" + o.flag + " declared twice");
+            MLSIM_CHECK(flags.insert(o.flag).second,
+                        "family option --" + o.flag + " declared twice by family '" + f.name + "'");
             out.push_back(o);
         }
+    }
     return out;
 }
 

@@ -79,7 +79,8 @@ const std::vector<Family>& families();
 const Family* find_family(std::string_view name);
 // Names of the families that have a model (the choices of `device.model`), in registration order.
 std::vector<std::string> model_names();
-// Every family option, in registration order.
+// Every family option, in registration order. A flag may appear once per family: several families
+// declaring it share it (experiment/run_options.h: one option whose choices are the union of theirs).
 std::vector<FamilyOption> family_options();
 // The format a family registered for this path's extension, or nullptr.
 const SystemFormat* find_system_format(std::string_view path);

@@ -1,6 +1,7 @@
 #include "cli/commands.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <boost/program_options.hpp>
@@ -15,6 +16,7 @@
 #include "arch/system/system_spec.h"
 #include "cli/format.h"
 #include "cli/parse_args.h"
+#include "cli/progress.h"
 #include "db/results_db.h"
 #include "experiment/experiment.h"
 #include "experiment/run_options.h"
@@ -36,7 +38,7 @@ void add_run_option(po::options_description& desc, const exp::RunOption& e) {
     const cfg::Param& p = e.param;
     std::string help = p.doc;
     if (p.type == cfg::PType::choice) help += fmt::format(" [{}]", fmt::join(p.choices, " | "));
-    if (e.is_device_override()) help += fmt::format(" (sets {})", e.device_key);
+    if (e.is_device_override()) help += fmt::format(" (sets {})", e.keys_text());
     const std::string flag = e.short_name ? fmt::format("{},{}", e.name(), e.short_name) : e.name();
     if (p.type == cfg::PType::boolean) {
         desc.add_options()(flag.c_str(), po::bool_switch(), help.c_str());
@@ -142,26 +144,34 @@ int cmd_run(const Args& args) {
     desc.add_options()("help,h", "show this help and the device config keys");
     for (const exp::RunOption& e : table) add_run_option(desc, e);
     desc.add_options()("db", po::value(&db_path), "append the run to this SQLite results database")(
-        "quiet,q", po::bool_switch(&quiet), "print totals only, not the per-layer table");
+        "quiet,q", po::bool_switch(&quiet), "print totals only: no per-layer table, no progress bar");
     auto vm = parse(args, desc);
     if (!vm) {
         std::cout << "usage: mlsim run --system FILE --model NAME|FILE [options]\n\n" << desc << "\n"
                   << "Device config keys (configs/README.md):\n"
-                  << cfg::describe(arch::device_schema());
+                  << cfg::describe(arch::device_schema())
+                  << "\nValid range of every physical value, by dimension (0 too where a key allows it):\n"
+                  << cfg::describe_quantity_ranges();
         return 0;
     }
     // Options the user gave, in table order; the others keep ExperimentOptions' defaults, which are the
     // table's.
     exp::ExperimentOptions opt;
+    const cfg::SourceLoc command_line{"<command line>", 0, 0};
     for (const exp::RunOption& e : table) {
         const po::variable_value& v = (*vm)[e.name()];
         if (v.empty() || v.defaulted()) continue;
         if (e.param.type == cfg::PType::boolean) {
             if (v.as<bool>()) exp::set_run_option(opt, e.name(), "true", table);
         } else {
+            // An empty value would read as "not given" (--dtype '' as the device's default type).
+            if (v.as<std::string>().empty())
+                cfg::fail(command_line, "--" + e.name(), "needs a value, found an empty string");
             exp::set_run_option(opt, e.name(), v.as<std::string>(), table);
         }
     }
+    if (vm->count("db") && db_path.empty())
+        cfg::fail(command_line, "--db", "needs a file name, found an empty string");
     const po::variable_value& optimizer = (*vm)["optimizer"];
     const bool optimizer_given = !optimizer.empty() && !optimizer.defaulted();
     if (opt.mode != "training" && (optimizer_given || opt.checkpointing))
@@ -171,7 +181,20 @@ int cmd_run(const Args& args) {
     std::optional<db::ResultsDb> db;
     if (!db_path.empty()) db.emplace(db_path);
     const auto t0 = std::chrono::steady_clock::now();
-    exp::ExperimentResult r = exp::run_experiment(opt);
+    exp::PreparedExperiment prepared = exp::prepare_experiment(opt);
+    // A bar with an ETA once the run has taken a second (cycle fidelity, large models).
+    Progress progress(quiet ? nullptr : stderr, isatty(fileno(stderr)) != 0, prepared.result->model.ops().size(),
+                      "run", "layers");
+    exp::ExperimentResult r = [&] {
+        try {
+            return exp::simulate(std::move(prepared), [&](std::size_t done, std::size_t total) {
+                progress.update(done, 0, done == total);
+            });
+        } catch (...) {
+            progress.interrupt();
+            throw;
+        }
+    }();
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!quiet) print_layer_table(r);
     if (r.system.device_count > 1)

@@ -13,6 +13,7 @@
 #include "cli/progress.h"
 #include "experiment/run_options.h"
 #include "experiment/sweep.h"
+#include "sim/config/limits.h"
 
 namespace mlsim::cli {
 
@@ -63,21 +64,29 @@ reruns skip it unless --retry-failed. Exit status: 0 when the sweep ran (failed 
 2 for a bad sweep file or database, 1 for an internal error. More: configs/sweeps/README.md.
 )";
 
+// Streams the table: column widths come from each factor's values, so no row is held in memory and a
+// sweep of millions of points prints in constant space.
 void print_points(const Sweep& sweep) {
     std::vector<std::string> header{"point"};
+    std::vector<std::size_t> width{std::max<std::size_t>(5, std::to_string(sweep.point_count() - 1).size())};
     for (const exp::SweepAxis& a : sweep.axes)
-        for (const exp::SweepFactor& f : a.factors) header.push_back(f.path);
-    std::vector<std::vector<std::string>> rows;
-    for (std::size_t i = 0; i < sweep.point_count(); ++i) {
-        const exp::SweepPointConfig pc = exp::make_point(sweep, i);
-        std::vector<std::string> row{std::to_string(i)};
-        for (const db::SweepFactorValue& f : pc.db_point.factors) row.push_back(f.value);
-        rows.push_back(std::move(row));
-    }
-    std::vector<std::size_t> width(header.size());
-    for (std::size_t c = 0; c < header.size(); ++c) {
-        width[c] = header[c].size();
-        for (const auto& row : rows) width[c] = std::max(width[c], row[c].size());
+        for (const exp::SweepFactor& f : a.factors) {
+            header.push_back(f.path);
+            width.push_back(f.path.size());
+        }
+    // The widest value of each factor: every value of an axis appears in one point per value, the
+    // axis's digit times the product of the later axes' sizes.
+    {
+        std::size_t column = 1, stride = sweep.point_count();
+        for (const exp::SweepAxis& a : sweep.axes) {
+            stride /= a.size();
+            for (std::size_t v = 0; v < a.size(); ++v) {
+                const std::vector<std::string> values = exp::point_values(sweep, v * stride);
+                for (std::size_t f = 0; f < a.factors.size(); ++f)
+                    width[column + f] = std::max(width[column + f], values[column - 1 + f].size());
+            }
+            column += a.factors.size();
+        }
     }
     auto print_row = [&](const std::vector<std::string>& row) {
         std::string line;
@@ -88,7 +97,11 @@ void print_points(const Sweep& sweep) {
         fmt::print("{}\n", line);
     };
     print_row(header);
-    for (const auto& row : rows) print_row(row);
+    for (std::size_t i = 0; i < sweep.point_count(); ++i) {
+        std::vector<std::string> row{std::to_string(i)};
+        for (std::string& v : exp::point_values(sweep, i)) row.push_back(std::move(v));
+        print_row(row);
+    }
 }
 
 std::string axes_text(const Sweep& sweep) {
@@ -107,6 +120,7 @@ std::string axes_text(const Sweep& sweep) {
 int cmd_sweep(const Args& args) {
     std::string file, db_path;
     int jobs = 1;
+    std::size_t max_points = limits::default_max_sweep_points;
     bool dry_run = false, retry_failed = false, quiet = false;
     po::options_description desc("mlsim sweep options");
     desc.add_options()("help,h", "show this help and the sweep file format")("file", po::value(&file),
@@ -116,6 +130,11 @@ int cmd_sweep(const Args& args) {
         "dry-run,n", po::bool_switch(&dry_run),
         "check the sweep file and every point, list the points, run nothing")(
         "retry-failed", po::bool_switch(&retry_failed), "rerun points recorded as failed by an earlier run")(
+        "max-points", po::value(&max_points)->default_value(limits::default_max_sweep_points),
+        ("refuse a sweep of more points than this (checking alone takes up to 0.4 ms a point); at "
+         "most " +
+         std::to_string(limits::hard_max_sweep_points))
+            .c_str())(
         "quiet,q", po::bool_switch(&quiet), "no progress output, only the summary");
     po::positional_options_description pos;
     pos.add("file", 1);
@@ -136,14 +155,31 @@ int cmd_sweep(const Args& args) {
         fmt::print(stderr, "mlsim sweep: error: no sweep file given (mlsim sweep --help)\n");
         return 2;
     }
-    if (jobs < 1) {
-        fmt::print(stderr, "mlsim sweep: error: --jobs must be at least 1, found {}\n", jobs);
-        return 2;
-    }
+    const cfg::SourceLoc command_line{"<command line>", 0, 0};
+    if (jobs < 1) cfg::fail(command_line, "--jobs", fmt::format("must be at least 1, found {}", jobs));
+    if (max_points < 1 || max_points > limits::hard_max_sweep_points)
+        cfg::fail(command_line, "--max-points",
+                  fmt::format("must be between 1 and {}, found {}", limits::hard_max_sweep_points, max_points));
+    if (vm->count("db") && db_path.empty())
+        cfg::fail(command_line, "--db", "needs a file name, found an empty string");
 
     const Sweep sweep = exp::load_sweep(file);
-    const exp::SystemCache systems = exp::check_points(sweep);
+    exp::check_point_count(sweep, max_points);
     const std::size_t n = sweep.point_count();
+    const bool tty = !quiet && isatty(fileno(stderr));
+    const exp::SystemCache systems = [&] {
+        // Every point is resolved before any runs: a bar once that takes a second.
+        Progress checking(quiet ? nullptr : stderr, tty, n, "checking", "points");
+        try {
+            exp::SystemCache checked = exp::check_points(
+                sweep, max_points, [&](std::size_t done, std::size_t) { checking.update(done, 0, false); });
+            checking.update(n, 0, true);
+            return checked;
+        } catch (...) {
+            checking.interrupt();
+            throw;
+        }
+    }();
     if (dry_run) {
         fmt::print("sweep '{}': {} point{} ({}); all check out\n", sweep.name, n, n == 1 ? "" : "s",
                    axes_text(sweep));
@@ -160,7 +196,6 @@ int cmd_sweep(const Args& args) {
     o.jobs =
         static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(jobs), std::max<std::size_t>(n, 1)));
     o.retry_failed = retry_failed;
-    const bool tty = !quiet && isatty(fileno(stderr));
     Progress progress(quiet ? nullptr : stderr, tty, n);
     o.progress = [&](const exp::SweepProgress& p) { progress.update(p.done, p.failed, p.final); };
     o.progress_interval = std::chrono::milliseconds(tty ? 100 : 250);

@@ -382,7 +382,15 @@ void validate_point(const SweepPoint& point) {
             fmt::format("results: sweep factor {} = {} has a non-finite value_num", f.factor, f.value));
 }
 
+// Also refuses a path that exists but is not a regular file: SQLite would wait forever reading a FIFO.
 void create_parent_directories(const std::string& path) {
+    std::error_code status_ec;
+    const auto status = std::filesystem::status(path, status_ec);
+    if (!status_ec && std::filesystem::exists(status) && !std::filesystem::is_regular_file(status))
+        throw cfg::UserError(fmt::format("{}: error: results database: cannot open: {}", path,
+                                         std::filesystem::is_directory(status)
+                                             ? "it is a directory"
+                                             : "not a regular file (a FIFO, socket or device)"));
     std::filesystem::path parent = std::filesystem::path(path).parent_path();
     if (parent.empty()) return;
     std::error_code ec;
@@ -464,6 +472,8 @@ struct ResultsDb::Impl {
     explicit Impl(const std::string& p)
         : path(p), conn((create_parent_directories(p), p), sql::Connection::Mode::read_write_create) {
         conn.exec(fmt::format("PRAGMA busy_timeout = {}", k_busy_timeout_ms));
+        // A file mlsim must not write to is refused before the journal mode below changes its header.
+        schema::check_file(conn);
         {
             // The first statement that reads the file: a non-database file is reported here.
             sql::Statement wal(conn, "PRAGMA journal_mode = WAL");

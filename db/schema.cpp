@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <charconv>
 #include <set>
 #include <vector>
 
@@ -208,25 +209,92 @@ int64_t read_schema_version(sql::Connection& conn) {
     sql::Statement q(conn, "SELECT value FROM meta WHERE key = 'schema_version'");
     if (!q.step()) return 0;
     std::string text = q.column_text(0);
-    try {
-        return std::stoll(text);
-    } catch (const std::exception&) {
+    // The whole text: '3abc' is not version 3 (a file whose meta another program wrote).
+    int64_t version = -1;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), version);
+    if (ec != std::errc{} || end != text.data() + text.size() || text.empty() || version < 0)
         throw cfg::UserError(fmt::format(
-            "{}: error: results database: meta.schema_version is '{}', not a number", conn.path(), text));
+            "{}: error: results database: meta.schema_version is '{}', not a version number (0, 1, 2, ...); "
+            "the file was changed by another program, and mlsim writes nothing to it",
+            conn.path(), text));
+    return version;
+}
+
+// The type of the schema object called `name` ("table", "view", "index", "trigger"), empty when none.
+std::string object_type(sql::Connection& conn, std::string_view name) {
+    sql::Statement q(conn, "SELECT type FROM sqlite_schema WHERE name = ? COLLATE NOCASE");
+    q.bind_text(name).finish_binding();
+    return q.step() ? q.column_text(0) : std::string();
+}
+
+[[noreturn]] void foreign_shape(sql::Connection& conn, const std::string& what) {
+    throw cfg::UserError(fmt::format(
+        "{}: error: results database: {}; the file was changed or written by another program, and mlsim "
+        "writes nothing to it (use another file)",
+        conn.path(), what));
+}
+
+// Read-only checks that the file's objects under mlsim's names are what mlsim would have made, so that
+// the migration below cannot fail half-way on them: a view or index where a table belongs, a meta table
+// of another shape, a table or view where an index belongs.
+void check_shapes(sql::Connection& conn) {
+    for (const Table& table : k_tables) {
+        const std::string type = object_type(conn, table.name);
+        if (!type.empty() && type != "table") foreign_shape(conn, fmt::format("'{}' is a {}, not a table", table.name, type));
+    }
+    for (const Index& index : k_indexes) {
+        const std::string type = object_type(conn, index.name);
+        if (!type.empty() && type != "index")
+            foreign_shape(conn, fmt::format("'{}' is a {}, where mlsim keeps an index", index.name, type));
+    }
+    if (table_exists(conn, "meta")) {
+        const std::set<std::string> have = existing_columns(conn, "meta");
+        if (!have.contains("key") || !have.contains("value"))
+            foreign_shape(conn, fmt::format("table 'meta' has the columns ({}), not (key, value)",
+                                            fmt::join(have, ", ")));
+    }
+    // A table that lacks a column ALTER TABLE cannot add (a key, a NOT NULL one) was not made by mlsim
+    // (partial tables of another program): refused before any table is changed.
+    for (const Table& table : k_tables) {
+        if (!table_exists(conn, table.name)) continue;
+        const std::set<std::string> have = existing_columns(conn, table.name);
+        for (const Column& col : table.columns)
+            if (!have.contains(std::string(col.name)) && !addable(col))
+                foreign_shape(conn, fmt::format("table '{}' has no column '{}' ({}), which only creating the "
+                                                "table makes",
+                                                table.name, col.name, col.decl));
     }
 }
 
-void check_identity(sql::Connection& conn) {
+// A column added after its table existed must be addable by ALTER TABLE (see schema.h): a declaration
+// mistake, checked on every open.
+void check_declarations() {
+    for (const Table& table : k_tables) {
+        int64_t born = table.columns.front().since;
+        for (const Column& col : table.columns) born = std::min(born, col.since);
+        for (const Column& col : table.columns)
+            MLSIM_CHECK(col.since == born || addable(col),
+                        fmt::format("column {}.{} '{}' cannot be added by ALTER TABLE; give it a DEFAULT "
+                                    "or drop the key constraint",
+                                    table.name, col.name, col.decl));
+    }
+}
+
+// True for a brand-new (empty) file, which is ours to stamp; a file with another stamp, or an unstamped
+// one with content, belongs to another tool.
+bool check_stamp(sql::Connection& conn) {
     int64_t app_id = read_application_id(conn);
-    if (app_id == application_id) return;
-    // A brand-new (empty) file is ours to stamp; anything else with a different stamp belongs to another
-    // tool.
+    if (app_id == application_id) return false;
     if (app_id != 0 || count_schema_objects(conn) != 0)
         throw cfg::UserError(fmt::format(
             "{}: error: results database: this SQLite file was not written by mlsim (application_id {:#x}, "
             "expected {:#x}); choose another file",
             conn.path(), app_id, application_id));
-    conn.exec(fmt::format("PRAGMA application_id = {}", application_id));
+    return true;
+}
+
+void check_identity(sql::Connection& conn) {
+    if (check_stamp(conn)) conn.exec(fmt::format("PRAGMA application_id = {}", application_id));
 }
 
 void migrate_table(sql::Connection& conn, const Table& table) {
@@ -237,10 +305,7 @@ void migrate_table(sql::Connection& conn, const Table& table) {
     std::set<std::string> have = existing_columns(conn, table.name);
     for (const Column& col : table.columns) {
         if (have.contains(std::string(col.name))) continue;
-        MLSIM_CHECK(addable(col),
-                    fmt::format("column {}.{} '{}' cannot be added by ALTER TABLE; give it a DEFAULT "
-                                "or drop the key constraint",
-                                table.name, col.name, col.decl));
+        MLSIM_CHECK(addable(col), fmt::format("column {}.{} reached ALTER TABLE unchecked", table.name, col.name));
         conn.exec(fmt::format("ALTER TABLE {} ADD COLUMN {} {}", table.name, col.name, col.decl));
     }
 }
@@ -366,9 +431,23 @@ std::string create_table_sql(const Table& table) {
     return sql;
 }
 
+void check_file(sql::Connection& conn) {
+    check_declarations();
+    check_stamp(conn);
+    check_shapes(conn);
+    const int64_t found = read_schema_version(conn);
+    if (found > current_version)
+        throw cfg::UserError(fmt::format(
+            "{}: error: results database: schema version {} is newer than this mlsim understands ({}); "
+            "use a newer mlsim or another file",
+            conn.path(), found, current_version));
+}
+
 void migrate(sql::Connection& conn) {
+    check_declarations();
     MigrationTransaction txn(conn);
     check_identity(conn);
+    check_shapes(conn);
     int64_t found = read_schema_version(conn);
     if (found > current_version)
         throw cfg::UserError(fmt::format(

@@ -19,7 +19,10 @@
 //   average_power_w = total_energy_j / total_time_s; the time split (layers.compute_s ..., runs.total_*_s)
 //   and tdp_w / over_tdp stay NULL: unknown. Every other existing value is untouched.
 // A file written by a newer schema is refused with a UserError rather than half-understood, and so is an
-// SQLite file whose application_id is not mlsim's.
+// SQLite file whose application_id is not mlsim's, and one whose objects under mlsim's names are not what
+// mlsim makes (a view or index where a table belongs, a meta table without key and value, a table that
+// lacks a key or NOT NULL column, a schema_version that is not a whole number): each a UserError naming
+// the file and what is wrong, found before anything is written.
 #include <cstdint>
 #include <span>
 #include <string>
@@ -56,6 +59,12 @@ struct Index {
     std::string_view name;
     std::string_view definition;  // "<table>(<columns>)"
 };
+
+// Read-only: refuses (a UserError naming the file and what is wrong) a file migrate() would refuse:
+// another tool's file, objects of the wrong kind or shape under mlsim's names, a schema version that is
+// not a number or is newer than ours. It writes nothing, so it runs before anything that changes the
+// file (the journal mode); migrate() checks again inside its transaction.
+void check_file(sql::Connection& conn);
 
 std::span<const Table> tables();
 std::span<const Index> indexes();

@@ -5,8 +5,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <tuple>
 
 #include "arch/family.h"
@@ -31,13 +29,6 @@ cfg::Node scalar(const std::string& value, const std::string& path) {
     return cfg::Node::make_scalar(value, cfg::SourceLoc{"<command line>", 0, 0}, path);
 }
 
-std::string read_text(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
 wl::Model build_model(const ExperimentOptions& opt, const wl::ZooOptions& zo, std::string* model_source) {
     const bool file_like = ends_with(opt.model, ".yaml") || ends_with(opt.model, ".yml") ||
                            ends_with(opt.model, ".csv") || opt.model.find('/') != std::string::npos;
@@ -47,7 +38,7 @@ wl::Model build_model(const ExperimentOptions& opt, const wl::ZooOptions& zo, st
                   fmt::format("cannot open model file ({}); give a zoo model name (mlsim list models) "
                               "or a .yaml / .csv file",
                               fs::exists(opt.model) ? "not a regular file" : "no such file"));
-    *model_source = read_text(opt.model);
+    *model_source = cfg::read_text_file(opt.model, cfg::SourceLoc{opt.model, 0, 0}, "");
     if (ends_with(opt.model, ".csv")) return wl::load_scalesim_csv(opt.model, zo);
     return wl::load_model_yaml(opt.model, zo);
 }
@@ -187,17 +178,39 @@ arch::SystemSpec apply_overrides(const arch::SystemSpec& system,
             cfg::fail(o.value.key_loc(), o.key_path,
                       "an override names a key inside the device or the system: device.<key>... or "
                       "system.<key> (e.g. device.clock, device.memory[0].capacity, system.count)");
+        std::string key_path = o.key_path;
         if (!o.option.empty()) {
             // A run option sets one setting of a section the device has; it does not create the section.
-            const cfg::Node* section = &doc;
-            for (std::size_t i = 0; section && i + 1 < steps.size(); ++i)
-                section = steps[i].index || !section->is_map() ? nullptr : section->find(steps[i].key);
-            if (!section)
+            // A shared one (several families declare it) sets the key of the section the device has.
+            const auto section_of = [&](const std::vector<PathStep>& path) {
+                const cfg::Node* section = &doc;
+                for (std::size_t i = 0; section && i + 1 < path.size(); ++i)
+                    section = path[i].index || !section->is_map() ? nullptr : section->find(path[i].key);
+                return section;
+            };
+            std::vector<std::string> candidates{o.key_path};
+            candidates.insert(candidates.end(), o.alternatives.begin(), o.alternatives.end());
+            std::vector<std::string> sections;
+            const cfg::Node* section = nullptr;
+            for (const std::string& candidate : candidates) {
+                const std::vector<PathStep> path = parse_key_path(candidate, o.value.key_loc());
+                sections.push_back(path[path.size() - 2].key);
+                if ((section = section_of(path))) {
+                    key_path = candidate;
+                    break;
+                }
+            }
+            if (!section && candidates.size() == 1)
                 cfg::fail(o.value.key_loc(), o.option,
                           fmt::format("device '{}' has no {} section, so {} cannot be set",
                                       system.device.name, steps[steps.size() - 2].key, o.key_path));
+            if (!section)
+                cfg::fail(
+                    o.value.key_loc(), o.option,
+                    fmt::format("device '{}' has none of the sections it sets ({}: {})", system.device.name,
+                                fmt::join(sections, ", "), fmt::join(candidates, ", ")));
         }
-        set_at_path(doc, o.key_path, o.value, o.value.key_loc());
+        set_at_path(doc, key_path, o.value, o.value.key_loc());
     }
     const cfg::Node* dev = doc.find("device");
     const cfg::Node* sys = doc.find("system");
@@ -284,6 +297,8 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
 
     p.device = arch::make_device_model(r.system.device);
     const std::unique_ptr<arch::DeviceModel>& device = p.device;
+    // Refused here, before anything runs, when it would take too long or too much memory.
+    device->check_work(r.model, arch::WorkLimits{static_cast<double>(opt.max_pe_cycles)});
 
     // The fully resolved config: everything that decides the numbers, in one deterministic text.
     cfg::Node exp = cfg::Node::make_map(cfg::SourceLoc{"<command line>", 0, 0}, "experiment");
@@ -313,9 +328,12 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
     return p;
 }
 
-ExperimentResult simulate(PreparedExperiment&& prepared) {
+ExperimentResult simulate(PreparedExperiment&& prepared) { return simulate(std::move(prepared), {}); }
+
+ExperimentResult simulate(PreparedExperiment&& prepared, const arch::LayerProgress& progress) {
     MLSIM_CHECK(prepared.device != nullptr && prepared.result != nullptr,
                 "simulate() of an experiment that was not prepared");
+    prepared.device->set_progress(progress);
     // Run before moving the result out: a device model may refer to the spec and model it was built from.
     prepared.result->layers = prepared.device->run(prepared.result->model);
     ExperimentResult r = std::move(*prepared.result);

@@ -17,6 +17,7 @@
 #include "arch/device_spec.h"
 #include "arch/system/system_spec.h"
 #include "db/results_db.h"
+#include "sim/config/limits.h"
 #include "sim/config/node.h"
 #include "workloads/model.h"
 
@@ -29,6 +30,9 @@ struct ConfigOverride {
     // Set by a run option (experiment/run_options.h): how the user named it ("--fidelity",
     // "base.fidelity"). Such an override sets a key of a section the device must already have.
     std::string option = {};
+    // A run option several families share (--fidelity): the other families' key paths. The first of
+    // key_path and these whose section the device has is set; the device's section decides.
+    std::vector<std::string> alternatives = {};
 };
 
 // The fields are declared, with their defaults, docs and checks, in experiment/run_options.h.
@@ -42,6 +46,9 @@ struct ExperimentOptions {
     std::string mode = "inference";  // inference | training
     std::string optimizer = "adam";
     bool checkpointing = false;
+    // What the run may cost (sim/config/limits.h): refused before it starts when its estimate is above.
+    // Not part of the resolved config: it never changes a result.
+    int64_t max_pe_cycles = static_cast<int64_t>(limits::default_max_pe_cycles);
     // Applied in order to the loaded system before the device is built (see the contract above). Run
     // options that are device settings (--fidelity, --convention: experiment/run_options.h) land here too.
     std::vector<ConfigOverride> device_overrides;
@@ -96,6 +103,9 @@ ExperimentResult simulate(PreparedExperiment&& prepared);
 // Writes the workload options (batch, seq, image, dtype, mode, and optimizer/checkpointing when
 // training) into `map`, located at the map; the one place that lists what shapes a workload.
 void set_workload_options(cfg::Node& map, const ExperimentOptions& o);
+
+// Runs a prepared experiment like simulate(), reporting each finished layer to `progress`.
+ExperimentResult simulate(PreparedExperiment&& prepared, const arch::LayerProgress& progress);
 
 // Per-layer results as results-database rows.
 std::vector<db::LayerRow> to_rows(const std::vector<arch::LayerResult>& layers);

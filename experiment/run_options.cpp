@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "arch/device_spec.h"
@@ -125,6 +126,14 @@ std::vector<RunOption> builtin_fields() {
     t.push_back(boolean_field(
         param("checkpointing", PType::boolean, "false", "training: recompute activations (checkpointing)"), 0,
         &ExperimentOptions::checkpointing));
+    t.push_back(integer_field(
+        at_least(param("max-pe-cycles", PType::integer,
+                       std::to_string(static_cast<int64_t>(limits::default_max_pe_cycles)),
+                       "cycle fidelity: the most PE-cycles (PEs x cycles stepped, plus the reference "
+                       "products) a run may take, estimated before it starts (about 3e8 per second); "
+                       "raise it to run a larger one"),
+                 1),
+        0, &ExperimentOptions::max_pe_cycles));
     return t;
 }
 
@@ -137,11 +146,29 @@ std::vector<RunOption> builtin_device_options() {
     return t;
 }
 
-// The run options device families declare in the registry (the systolic family's --fidelity, ...).
+// The run options device families declare in the registry (the systolic family's --fidelity, ...): one
+// entry per flag, in order of first declaration; a flag declared by several families is shared.
 std::vector<RunOption> family_device_options() {
+    std::vector<std::string> flags;
+    std::map<std::string, std::vector<arch::FamilyOption>> by_flag;
+    for (const arch::FamilyOption& o : arch::family_options()) {
+        if (!by_flag.count(o.flag)) flags.push_back(o.flag);
+        by_flag[o.flag].push_back(o);
+    }
     std::vector<RunOption> t;
-    for (const arch::FamilyOption& o : arch::family_options())
-        t.push_back(device_option(o.flag, o.key_path, o.doc));
+    for (const std::string& flag : flags) {
+        const std::vector<arch::FamilyOption>& decl = by_flag.at(flag);
+        if (decl.size() == 1) {
+            t.push_back(device_option(flag, decl[0].key_path, decl[0].doc));
+            continue;
+        }
+        std::vector<std::string> keys, docs;
+        for (const arch::FamilyOption& o : decl) {
+            keys.push_back(o.key_path);
+            docs.push_back(o.doc);
+        }
+        t.push_back(shared_device_option(flag, keys, docs));
+    }
     return t;
 }
 
@@ -169,6 +196,31 @@ RunOption device_option(std::string name, std::string key_path, std::string doc,
     o.short_name = short_name;
     o.device_key = std::move(key_path);
     return o;
+}
+
+RunOption shared_device_option(std::string name, const std::vector<std::string>& key_paths,
+                               const std::vector<std::string>& docs) {
+    MLSIM_CHECK(!key_paths.empty() && key_paths.size() == docs.size(),
+                fmt::format("shared device option '{}': one doc per key path", name));
+    RunOption o = device_option(name, key_paths.front(), fmt::format("{}", fmt::join(docs, "; ")));
+    for (std::size_t i = 1; i < key_paths.size(); ++i) {
+        const RunOption other = device_option(name, key_paths[i], docs[i]);
+        MLSIM_CHECK(other.param.type == o.param.type,
+                    fmt::format("shared device option '{}': {} and {} are of different kinds", name,
+                                key_paths.front(), key_paths[i]));
+        for (const std::string& c : other.param.choices)
+            if (std::find(o.param.choices.begin(), o.param.choices.end(), c) == o.param.choices.end())
+                o.param.choices.push_back(c);
+        // A bound holds only where every section has it; each section's own is checked when applied.
+        if (o.param.min != other.param.min) o.param.min.reset();
+        if (o.param.max != other.param.max) o.param.max.reset();
+    }
+    o.shared_keys = key_paths;
+    return o;
+}
+
+std::string RunOption::keys_text() const {
+    return shared_keys.empty() ? device_key : fmt::format("{}", fmt::join(shared_keys, " | "));
 }
 
 std::vector<RunOption> make_run_options(std::vector<RunOption> extra) {
@@ -209,7 +261,7 @@ cfg::Schema run_options_schema(const std::vector<RunOption>& table, std::string 
     s.doc = std::move(doc);
     for (const RunOption& e : table) {
         Param p = e.param;
-        if (e.is_device_override()) p.doc += fmt::format(" (sets {})", e.device_key);
+        if (e.is_device_override()) p.doc += fmt::format(" (sets {})", e.keys_text());
         s.params.push_back(std::move(p));
     }
     return s;
@@ -223,8 +275,10 @@ void apply_run_option(const RunOption& entry, const cfg::Node& value, Experiment
     }
     cfg::Node v = value;
     v.set_key_loc(value.key_loc());
-    o.device_overrides.push_back(
-        ConfigOverride{entry.device_key, std::move(v), given_as.empty() ? value.path() : given_as});
+    ConfigOverride c{entry.device_key, std::move(v), given_as.empty() ? value.path() : given_as};
+    if (!entry.shared_keys.empty())
+        c.alternatives.assign(entry.shared_keys.begin() + 1, entry.shared_keys.end());
+    o.device_overrides.push_back(std::move(c));
 }
 
 void apply_run_options(const cfg::Node& validated, ExperimentOptions& o,

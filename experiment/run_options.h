@@ -8,6 +8,9 @@
 //   `device_key` in the loaded system document (a ConfigOverride, re-validated with the device schema),
 //   so it becomes part of the resolved config exactly as the same key path given as an override would.
 //   ExperimentOptions has no field for a device-override entry.
+// - A flag several device families declare (arch/family.h, FamilyOption) is one entry whose choices are
+//   the union of theirs; applied, it sets the key of the family whose section the device has, and the
+//   device schema then checks the value against that section's choices (located errors both).
 // - Names are unique, and so are short names; make_run_options() checks both (MLSIM_CHECK).
 // - run_options_schema() is the table as a config schema: kinds, choices, lower bounds, defaults and
 //   docs are the entries' own. A sweep file's `base:` map is validated with it, and its keys are the
@@ -39,14 +42,23 @@ struct RunOption {
     std::function<std::optional<std::string>(const ExperimentOptions&)> get;
     // A device-override entry: the key path its value is set at ("device.systolic.fidelity").
     std::string device_key;
+    // A flag several families share (--fidelity): every family's key path, device_key first. The value
+    // goes to the one whose section the device has (experiment.cpp, apply_overrides). Empty otherwise.
+    std::vector<std::string> shared_keys;
 
     const std::string& name() const { return param.name; }
     bool is_device_override() const { return !device_key.empty(); }
+    // "device.systolic.fidelity", or "device.systolic.fidelity | device.gpu.fidelity" for a shared flag.
+    std::string keys_text() const;
 };
 
 // A device-override entry whose kind, choices and bounds are those the device schema declares at
 // `key_path` (the device config's value is the default); `doc` says what it means on the command line.
 RunOption device_option(std::string name, std::string key_path, std::string doc, char short_name = 0);
+// A flag several families declare, each for a key of its own section: its choices are the union of theirs
+// (in declaration order), its kind must be the same in every section, and its doc joins theirs.
+RunOption shared_device_option(std::string name, const std::vector<std::string>& key_paths,
+                               const std::vector<std::string>& docs);
 
 // The table: the experiment's own entries, the built-in device override (--device-model), then `extra`:
 // device-override entries from elsewhere.

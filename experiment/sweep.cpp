@@ -14,9 +14,11 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <unordered_map>
 
 #include "experiment/key_path.h"
 #include "experiment/run_options.h"
+#include "sim/config/limits.h"
 #include "sim/config/loader.h"
 #include "sim/core/check.h"
 #include "workloads/model.h"
@@ -33,8 +35,6 @@ using cfg::join;
 
 namespace {
 
-// Far more than any sweep worth running; guards the size_t arithmetic of the enumeration.
-constexpr std::size_t k_max_points = 10'000'000;
 // Failure messages kept for the summary.
 constexpr std::size_t k_max_errors = 5;
 
@@ -132,6 +132,12 @@ std::vector<std::string> factor_candidates() {
     return out;
 }
 
+// Equal for nodes with the same content (Node::same_content), different otherwise: the kind, then the
+// deterministic YAML text, which writes a null, a scalar "null" and a list differently.
+std::string content_key(const cfg::Node& v) {
+    return std::to_string(static_cast<int>(v.kind())) + cfg::to_yaml(v);
+}
+
 SweepFactor make_factor(const std::string& path, const cfg::Node& values) {
     SweepFactor f;
     f.path = path;
@@ -168,17 +174,18 @@ SweepFactor make_factor(const std::string& path, const cfg::Node& values) {
         cfg::fail(values.is_scalar() ? values.loc() : values.key_loc(), values.path(),
                   fmt::format("expected a list of values (e.g. [a, b]), found {}", values.kind_name()));
     if (values.items().empty()) cfg::fail(values.key_loc(), values.path(), "needs at least one value");
+    // Repeats are found by content (content_key), in time linear in the number of values.
+    std::unordered_map<std::string, std::size_t> seen;
     for (std::size_t i = 0; i < values.items().size(); ++i) {
         const cfg::Node& v = values.items()[i];
         if (!f.override && !v.is_scalar())
             cfg::fail(v.is_null() ? v.loc() : v.key_loc(), v.path(),
                       fmt::format("expected a single value, found {}", v.kind_name()));
         if (v.is_null()) cfg::fail(v.loc(), v.path(), "a value is empty");
-        for (std::size_t j = 0; j < i; ++j)
-            if (values.items()[j].same_content(v))
-                cfg::fail(v.loc(), v.path(),
-                          fmt::format("the value is listed twice (also at line {}, column {})",
-                                      values.items()[j].loc().line, values.items()[j].loc().col));
+        if (auto [it, fresh] = seen.emplace(content_key(v), i); !fresh)
+            cfg::fail(v.loc(), v.path(),
+                      fmt::format("the value is listed twice (also at line {}, column {})",
+                                  values.items()[it->second].loc().line, values.items()[it->second].loc().col));
         f.values.push_back(v);
     }
     return f;
@@ -325,18 +332,18 @@ Sweep load_sweep(const std::string& path) {
                                         f.path, f.values.size(), first.path, first.loc.line,
                                         first.values.size()));
                 }
-                // A repeated combination would be one point listed twice.
+                // A repeated combination would be one point listed twice (found by content, in linear time).
+                std::unordered_map<std::string, std::size_t> combinations;
                 for (std::size_t i = 0; i < axis.size(); ++i) {
-                    for (std::size_t j = 0; j < i; ++j) {
-                        bool same = true;
-                        for (const SweepFactor& f : axis.factors)
-                            same = same && f.values[i].same_content(f.values[j]);
-                        if (same)
-                            cfg::fail(
-                                first.values[i].loc(), first.values[i].path(),
-                                fmt::format("zipped values {} and {} of this group are the same combination",
-                                            j, i));
+                    std::string key;
+                    for (const SweepFactor& f : axis.factors) {
+                        const std::string part = content_key(f.values[i]);
+                        key += std::to_string(part.size()) + ':' + part;
                     }
+                    if (auto [it, fresh] = combinations.emplace(std::move(key), i); !fresh)
+                        cfg::fail(first.values[i].loc(), first.values[i].path(),
+                                  fmt::format("zipped values {} and {} of this group are the same combination",
+                                              it->second, i));
                 }
                 sweep.axes.push_back(std::move(axis));
             }
@@ -344,10 +351,11 @@ Sweep load_sweep(const std::string& path) {
     }
     std::size_t n = 1;
     for (const SweepAxis& a : sweep.axes) {
-        if (n > k_max_points / a.size())
-            cfg::fail(
-                doc.loc(), "",
-                fmt::format("the sweep has more than {} points; split it into several files", k_max_points));
+        if (n > limits::hard_max_sweep_points / a.size())
+            cfg::fail(a.factors.front().loc, a.factors.front().path,
+                      fmt::format("the sweep has more than {} points (the most one sweep may have) with this "
+                                  "factor; split it into several files",
+                                  limits::hard_max_sweep_points));
         n *= a.size();
     }
     return sweep;
@@ -414,16 +422,46 @@ SweepPointConfig make_point(const Sweep& sweep, std::size_t index) {
     return pc;
 }
 
-SystemCache check_points(const Sweep& sweep) {
+void check_point_count(const Sweep& sweep, std::size_t max_points) {
+    const std::size_t n = sweep.point_count();
+    if (n <= max_points) return;
+    // At the first factor: the factors are what make the count.
+    const SweepFactor& first = sweep.axes.front().factors.front();
+    cfg::fail(first.loc, first.path,
+              fmt::format("the sweep has {} points, more than the limit of {} (mlsim sweep --max-points; "
+                          "checking them alone may take {:.0f} s); raise --max-points to run it, or "
+                          "split the sweep",
+                          n, max_points, static_cast<double>(n) * 4e-4));
+}
+
+std::vector<std::string> point_values(const Sweep& sweep, std::size_t index) {
+    MLSIM_CHECK(index < sweep.point_count(), fmt::format("sweep point {} of {}", index, sweep.point_count()));
+    std::vector<std::size_t> digit(sweep.axes.size());
+    std::size_t rest = index;
+    for (std::size_t a = sweep.axes.size(); a-- > 0;) {
+        digit[a] = rest % sweep.axes[a].size();
+        rest /= sweep.axes[a].size();
+    }
+    std::vector<std::string> out;
+    for (std::size_t a = 0; a < sweep.axes.size(); ++a)
+        for (const SweepFactor& f : sweep.axes[a].factors) out.push_back(value_text(f.values[digit[a]]));
+    return out;
+}
+
+SystemCache check_points(const Sweep& sweep, std::size_t max_points,
+                         const std::function<void(std::size_t done, std::size_t total)>& progress) {
+    check_point_count(sweep, max_points);
     SystemCache systems;
     const std::size_t n = sweep.point_count();
     for (std::size_t i = 0; i < n; ++i) {
+        if (progress) progress(i, n);
         const SweepPointConfig pc = make_point(sweep, i);
         auto it = systems.find(pc.options.system);
         if (it == systems.end()) {
             auto spec = std::make_shared<const arch::SystemSpec>(load_system_file(pc.options.system));
             it = systems.emplace(pc.options.system, std::move(spec)).first;
         }
+        if (pc.options.device_overrides.empty()) continue;  // the loaded system is valid as it is
         try {
             (void)apply_overrides(*it->second, pc.options.device_overrides);
         } catch (const cfg::UserError& e) {

@@ -8,6 +8,10 @@
 //   suggestion), every factor path (an experiment key, or a key path into the device or system config
 //   checked against the device / system schema), non-empty value lists without repeats, equal lengths
 //   within a zipped group. Every problem is a cfg::UserError located in the sweep file.
+// - Bounded: a sweep has at most limits::hard_max_sweep_points points (load_sweep); checking or running
+//   more than a caller's limit (default limits::default_max_sweep_points, `mlsim sweep --max-points`)
+//   is refused before any point is resolved. Loading is linear in the file (repeated values are found
+//   by hashing).
 // - Points are enumerated in a fixed order: axes (single factors and zipped groups) in the order the
 //   file gives them, the first varying slowest. Point i is the same configuration on every run of the
 //   same file.
@@ -35,6 +39,7 @@
 
 #include "db/results_db.h"
 #include "experiment/experiment.h"
+#include "sim/config/limits.h"
 #include "sim/config/node.h"
 #include "sim/config/schema.h"
 #include "sim/config/units.h"
@@ -80,10 +85,21 @@ struct SweepPointConfig {
 Sweep load_sweep(const std::string& path);
 SweepPointConfig make_point(const Sweep& sweep, std::size_t index);
 
+// The factor values of point `index`, as written, in the order of the axes and their factors; cheap
+// (nothing is resolved), for listing points.
+std::vector<std::string> point_values(const Sweep& sweep, std::size_t index);
+
+// A sweep of more than `max_points` points is a UserError located at its first factor, naming the
+// count, the limit and `mlsim sweep --max-points`.
+void check_point_count(const Sweep& sweep, std::size_t max_points = limits::default_max_sweep_points);
+
 // Loaded systems, by the path ExperimentOptions::system names.
 using SystemCache = std::map<std::string, std::shared_ptr<const arch::SystemSpec>>;
-// Resolves every point (see the contract); returns the systems they use, each loaded once.
-SystemCache check_points(const Sweep& sweep);
+// Resolves every point (see the contract); returns the systems they use, each loaded once. Refuses
+// first a sweep of more than `max_points` (check_point_count). `progress`, when given, is called
+// before each point with (points checked, total).
+SystemCache check_points(const Sweep& sweep, std::size_t max_points = limits::default_max_sweep_points,
+                         const std::function<void(std::size_t done, std::size_t total)>& progress = {});
 
 // The YAML text identifying a point that failed (its experiment options and overrides); its hash
 // finds the failure again on a rerun.

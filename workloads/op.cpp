@@ -4,6 +4,7 @@
 
 #include <numeric>
 
+#include "sim/config/limits.h"
 #include "sim/core/check.h"
 
 namespace mlsim::wl {
@@ -15,6 +16,42 @@ constexpr double k_index_bytes = 8;
 
 [[noreturn]] void op_fail(const Op& op, const std::string& msg) {
     cfg::fail(op.loc, op.key_path, fmt::format("op '{}' ({}): {}", op.name, op.kind, msg));
+}
+
+// Integer arithmetic on user-given dimensions and attributes, checked: a count that would pass
+// limits::max_op_count (and so could wrap a 64-bit integer later) is a located user error naming the
+// op and the limit, never a garbage number.
+[[noreturn]] void too_large(const Op& op, std::string_view what) {
+    op_fail(op, fmt::format("{} exceeds 2^60 = {}, the largest count mlsim computes with", what,
+                            limits::max_op_count));
+}
+
+int64_t mul(const Op& op, int64_t a, int64_t b, std::string_view what) {
+    int64_t r = 0;
+    if (__builtin_mul_overflow(a, b, &r) || r > limits::max_op_count || r < -limits::max_op_count)
+        too_large(op, what);
+    return r;
+}
+
+int64_t add(const Op& op, int64_t a, int64_t b, std::string_view what) {
+    int64_t r = 0;
+    if (__builtin_add_overflow(a, b, &r) || r > limits::max_op_count || r < -limits::max_op_count)
+        too_large(op, what);
+    return r;
+}
+
+// Elements of a shape, or nullopt when they pass the tensor limit (or the product overflows).
+std::optional<int64_t> checked_numel(const Shape& s) {
+    int64_t n = 1;
+    for (const int64_t d : s)
+        if (d < 0 || __builtin_mul_overflow(n, d, &n) || n > limits::max_tensor_elements) return std::nullopt;
+    return n;
+}
+
+void check_tensor(const Op& op, const Shape& s, std::string_view what) {
+    if (!checked_numel(s))
+        op_fail(op, fmt::format("{} has shape {}, more than 2^53 = {} elements (the limit for one tensor)",
+                                what, shape_str(s), limits::max_tensor_elements));
 }
 
 double bytes_of(const Shape& s, DType t) { return static_cast<double>(numel(s)) * dtype_bytes(t); }
@@ -31,9 +68,9 @@ int64_t prod(const Shape& s, size_t begin, size_t end) {
     return p;
 }
 
-int64_t window_size(const std::array<int64_t, 3>& k, int dims) {
+int64_t window_size(const Op& op, const std::array<int64_t, 3>& k, int dims) {
     int64_t p = 1;
-    for (int d = 0; d < dims; ++d) p *= k[static_cast<size_t>(d)];
+    for (int d = 0; d < dims; ++d) p = mul(op, p, k[static_cast<size_t>(d)], "the kernel window");
     return p;
 }
 
@@ -155,8 +192,10 @@ Shape infer(Op& op, ConvAttr& a) {
         check_positive(op, a.stride[i], "stride");
         check_positive(op, a.dilation[i], "dilation");
         if (a.pad_begin[i] < 0 || a.pad_end[i] < 0) op_fail(op, "padding must not be negative");
-        const int64_t in = op.inputs[0][2 + i] + a.pad_begin[i] + a.pad_end[i];
-        const int64_t span = a.dilation[i] * (a.kernel[i] - 1) + 1;
+        const int64_t in = add(op, add(op, op.inputs[0][2 + i], a.pad_begin[i], "the padded input extent"),
+                               a.pad_end[i], "the padded input extent");
+        const int64_t span = add(op, mul(op, a.dilation[i], a.kernel[i] - 1, "the kernel extent"), 1,
+                                 "the kernel extent");
         if (in < span)
             op_fail(op, fmt::format("kernel extent {} exceeds the padded input extent {} (input {})", span,
                                     in, shape_str(op.inputs[0])));
@@ -182,7 +221,8 @@ Shape infer(Op& op, PoolAttr& a) {
         check_positive(op, a.kernel[i], "kernel");
         check_positive(op, a.stride[i], "stride");
         if (a.padding[i] < 0) op_fail(op, "padding must not be negative");
-        const int64_t in = op.inputs[0][2 + i] + 2 * a.padding[i];
+        const int64_t in = add(op, op.inputs[0][2 + i], mul(op, 2, a.padding[i], "the padding"),
+                               "the padded input extent");
         if (in < a.kernel[i])
             op_fail(op, fmt::format("kernel {} exceeds the padded input extent {}", a.kernel[i], in));
         out.push_back((in - a.kernel[i]) / a.stride[i] + 1);
@@ -242,6 +282,8 @@ Shape infer(Op& op, AttentionAttr& a) {
     if (k[2] != a.kv_heads * a.head_dim)
         op_fail(op, fmt::format("k width {} is not kv_heads·head_dim = {}·{}", k[2], a.kv_heads, a.head_dim));
     if (a.cache_len < 0) op_fail(op, "cache_len must not be negative");
+    // The keys each query attends to, and the KV cache read, stay countable.
+    check_tensor(op, Shape{k[0], add(op, a.cache_len, k[1], "cache_len + new tokens"), k[2]}, "the KV cache");
     if (!a.decode && a.cache_len != 0) op_fail(op, "cache_len is only meaningful for attention_decode");
     if (a.causal && q[1] != k[1])
         op_fail(op, fmt::format("a causal mask needs as many new keys as queries (q {} vs k {})",
@@ -288,7 +330,8 @@ Shape infer(Op& op, ConcatAttr& a) {
         if (!ok)
             op_fail(op, fmt::format("input {} has shape {}, which does not concatenate with {} on axis {}", i,
                                     shape_str(s), shape_str(op.inputs[0]), axis));
-        out[static_cast<size_t>(axis)] += s[static_cast<size_t>(axis)];
+        out[static_cast<size_t>(axis)] =
+            add(op, out[static_cast<size_t>(axis)], s[static_cast<size_t>(axis)], "the concatenated extent");
     }
     return out;
 }
@@ -317,14 +360,16 @@ Shape infer(Op& op, ReshapeAttr& a) {
     }
     if (infer_at >= 0) {
         out[static_cast<size_t>(infer_at)] = 1;
-        const int64_t rest = numel(out);
-        if (rest == 0 || numel(in) % rest != 0)
+        const std::optional<int64_t> rest = checked_numel(out);
+        if (!rest || *rest == 0 || numel(in) % *rest != 0)
             op_fail(op, fmt::format("cannot reshape {} into {}", shape_str(in), shape_str(a.shape)));
-        out[static_cast<size_t>(infer_at)] = numel(in) / rest;
+        out[static_cast<size_t>(infer_at)] = numel(in) / *rest;
     }
-    if (numel(out) != numel(in))
+    const std::optional<int64_t> out_elements = checked_numel(out);
+    if (out_elements != numel(in))
         op_fail(op, fmt::format("cannot reshape {} ({} elements) into {} ({} elements)", shape_str(in),
-                                numel(in), shape_str(out), numel(out)));
+                                numel(in), shape_str(out),
+                                out_elements ? fmt::format("{}", *out_elements) : std::string("more than 2^53")));
     a.shape = out;
     return out;
 }
@@ -337,8 +382,9 @@ Shape infer(Op& op, SliceAttr& a) {
         op_fail(op, fmt::format("axis {} is out of range for rank {}", a.axis, rank));
     a.axis = axis;
     const int64_t extent = op.inputs[0][static_cast<size_t>(axis)];
-    if (a.start < 0 || a.length <= 0 || a.start + a.length > extent)
-        op_fail(op, fmt::format("slice [{}, {}) is outside axis {} of extent {}", a.start, a.start + a.length,
+    // start > extent - length rather than start + length > extent: the sum could wrap.
+    if (a.start < 0 || a.length <= 0 || a.length > extent || a.start > extent - a.length)
+        op_fail(op, fmt::format("slice of length {} from {} is outside axis {} of extent {}", a.length, a.start,
                                 axis, extent));
     Shape out = op.inputs[0];
     out[static_cast<size_t>(axis)] = a.length;
@@ -384,7 +430,8 @@ struct Counter {
         const double tokens = static_cast<double>(numel(op.inputs[0]) / a.in_features);
         c.macs = tokens * a.in_features * a.out_features;
         c.flops = 2 * c.macs + (a.bias ? tokens * a.out_features : 0);
-        weights(c, a.in_features * a.out_features + (a.bias ? a.out_features : 0));
+        weights(c, add(op, mul(op, a.in_features, a.out_features, "the parameter count"),
+                       a.bias ? a.out_features : 0, "the parameter count"));
         return c;
     }
     OpCounts operator()(const MatmulAttr&) const {
@@ -396,16 +443,18 @@ struct Counter {
     }
     OpCounts operator()(const ConvAttr& a) const {
         OpCounts c = base();
-        const int64_t per_out = a.in_channels / a.groups * window_size(a.kernel, a.dims);
+        const int64_t per_out =
+            mul(op, a.in_channels / a.groups, window_size(op, a.kernel, a.dims), "MACs per output element");
         c.macs = static_cast<double>(numel(op.output())) * static_cast<double>(per_out);
         c.flops = 2 * c.macs + (a.bias ? static_cast<double>(numel(op.output())) : 0);
-        weights(c, a.out_channels * per_out + (a.bias ? a.out_channels : 0));
+        weights(c, add(op, mul(op, a.out_channels, per_out, "the parameter count"), a.bias ? a.out_channels : 0,
+                       "the parameter count"));
         return c;
     }
     OpCounts operator()(const PoolAttr& a) const {
         OpCounts c = base();
         c.flops =
-            static_cast<double>(numel(op.output())) * static_cast<double>(window_size(a.kernel, a.dims));
+            static_cast<double>(numel(op.output())) * static_cast<double>(window_size(op, a.kernel, a.dims));
         return c;
     }
     OpCounts operator()(const EltwiseAttr& a) const {
@@ -455,7 +504,7 @@ struct Counter {
         const double lookups = static_cast<double>(numel(op.inputs[0]));
         c.input_bytes = lookups * k_index_bytes;
         c.output_bytes = bytes_of(op.outputs, op.dtype);
-        c.params = a.rows * a.dim;
+        c.params = mul(op, a.rows, a.dim, "the parameter count (rows x dim)");
         c.weight_bytes = lookups * static_cast<double>(a.dim) * b;
         if (a.bag) {
             const double bags = static_cast<double>(op.inputs[0][0]);
@@ -468,9 +517,12 @@ struct Counter {
         OpCounts c = base();
         const double steps = static_cast<double>(op.inputs[0][0] * op.inputs[0][1]);  // B·T
         const int64_t g = rnn_gates(a.cell);
-        c.macs = steps * static_cast<double>(g * a.hidden_size * (a.input_size + a.hidden_size));
+        const int64_t per_step =
+            mul(op, mul(op, g, a.hidden_size, "the gate width"),
+                add(op, a.input_size, a.hidden_size, "input_size + hidden_size"), "the parameter count");
+        c.macs = steps * static_cast<double>(per_step);
         c.flops = 2 * c.macs + steps * static_cast<double>(a.hidden_size) * rnn_cell_flops(a.cell);
-        weights(c, g * a.hidden_size * (a.input_size + a.hidden_size) + (a.bias ? 2 * g * a.hidden_size : 0));
+        weights(c, add(op, per_step, a.bias ? 2 * g * a.hidden_size : 0, "the parameter count"));
         return c;
     }
     OpCounts operator()(const ConcatAttr&) const { return base(); }
@@ -482,7 +534,9 @@ struct Counter {
     }
     OpCounts operator()(const InteractionAttr& a) const {
         OpCounts c = base();
-        c.macs = static_cast<double>(op.inputs[0][0]) * static_cast<double>(a.features * a.features * a.dim);
+        c.macs = static_cast<double>(op.inputs[0][0]) *
+                 static_cast<double>(mul(op, mul(op, a.features, a.features, "features^2"), a.dim,
+                                         "MACs per sample"));
         c.flops = 2 * c.macs;
         return c;
     }
@@ -503,7 +557,7 @@ struct GemmViews {
         const Shape& y = op.output();
         const int64_t m = y[0] * prod(y, 2, y.size());
         return {GemmShape{a.groups, m, a.out_channels / a.groups,
-                          a.in_channels / a.groups * window_size(a.kernel, a.dims)}};
+                          a.in_channels / a.groups * window_size(op, a.kernel, a.dims)}};
     }
     std::vector<GemmShape> operator()(const AttentionAttr& a) const {
         const int64_t bh = op.inputs[0][0] * a.heads;
@@ -666,10 +720,25 @@ Op make_op(std::string name, OpAttr attr, std::vector<Shape> inputs, DType dtype
                 op_fail(op, fmt::format("input {} has shape {}: dimensions must be positive", i,
                                         shape_str(op.inputs[i])));
     }
+    for (size_t i = 0; i < op.inputs.size(); ++i) check_tensor(op, op.inputs[i], fmt::format("input {}", i));
     Shape out = std::visit([&](auto& a) { return infer(op, a); }, attr);
     op.attr = std::move(attr);
     op.kind = initial_kind(op.attr);
+    check_tensor(op, out, "the output");
     op.outputs = {std::move(out)};
+    // Every count and GEMM view is computed here once, with checked arithmetic (which throws for an
+    // op beyond the limits), so that counts() and gemms() never overflow later.
+    const OpCounts c = op.counts();
+    const double limit = static_cast<double>(limits::max_op_count);
+    if (!(c.macs <= limit)) too_large(op, fmt::format("its MAC count {:.4g}", c.macs));
+    // FLOPs are 2 per MAC plus the op's other arithmetic: a quarter of their limit is left to spare.
+    if (!(c.flops <= 4 * limit))
+        op_fail(op, fmt::format("its FLOP count {:.4g} exceeds 2^62, the largest FLOP count mlsim computes with",
+                                c.flops));
+    if (c.params > limits::max_op_count) too_large(op, fmt::format("its parameter count {}", c.params));
+    for (const GemmShape& g : op.gemms())
+        (void)mul(op, mul(op, mul(op, g.batch, g.m, "a GEMM"), g.n, "a GEMM"), g.k,
+                  fmt::format("its GEMM {}x{}x{}x{} (batch x m x n x k)", g.batch, g.m, g.n, g.k));
     return op;
 }
 

@@ -7,8 +7,13 @@
 // - make_op() is the only way ops get their output shapes: it checks the attributes against the input
 //   shapes, fills attributes that follow from the inputs (in_features, in_channels, ...), and throws
 //   cfg::UserError located at op.loc naming the op when they disagree.
-// - counts() depends only on the op (attributes, shapes, dtype); it is deterministic and exact (doubles
-//   hold integers up to 2^53, far above any layer here).
+// - make_op() also bounds the op (sim/config/limits.h), with checked integer arithmetic: every input
+//   and output tensor has at most 2^53 elements, and the op's MACs, parameters, each GEMM's
+//   batch·m·n·k and every intermediate product of its attributes (padded extents, kernel windows,
+//   slice bounds, cache length) are at most 2^60 (FLOPs at most 2^62). Beyond that it is a UserError
+//   naming the op and the limit, so counts() and gemms() never overflow.
+// - counts() depends only on the op (attributes, shapes, dtype); it is deterministic and exact up to
+//   2^53 (doubles hold every integer up to there; larger MAC and FLOP counts are rounded to 53 bits).
 //
 // Counting conventions (the figures tests and the seed claims are checked against):
 // - MACs are multiply-accumulates of matrix-like arithmetic (linear, matmul, conv, attention's two

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
-#include <fstream>
+#include <sstream>
+
+#include "sim/config/loader.h"
 
 namespace mlsim::wl {
 
@@ -52,8 +54,7 @@ bool is_blank(const std::string& line) {
 }  // namespace
 
 Model load_scalesim_csv(const std::string& path, const ZooOptions& opts) {
-    std::ifstream in(path);
-    if (!in) cfg::fail(cfg::SourceLoc{path, 0, 0}, "", "cannot open SCALE-Sim topology file");
+    std::istringstream in(cfg::read_text_file(path, cfg::SourceLoc{path, 0, 0}, ""));
     if (opts.batch < 1)
         cfg::fail(cfg::SourceLoc{path, 0, 0}, "",
                   fmt::format("batch must be at least 1, got {}", opts.batch));

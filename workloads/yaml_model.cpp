@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <climits>
+#include <tuple>
 #include <map>
 
 #include "sim/config/loader.h"
@@ -68,6 +70,15 @@ class Attrs {
         if (const Node* n = get(key)) return int_value(*n, m_ctx);
         if (!dflt) missing(key);
         return *dflt;
+    }
+    // An integer that the op keeps in an int (an axis): a value beyond that range is an error here,
+    // not a silently truncated axis.
+    int small_integer(std::string_view key, int dflt) const {
+        const Node* n = get(key);
+        if (!n) return dflt;
+        const int64_t v = int_value(*n, m_ctx);
+        if (v < INT_MIN || v > INT_MAX) fail_at(*n, fmt::format("{} {} is out of range", key, v));
+        return static_cast<int>(v);
     }
     bool boolean(std::string_view key, bool dflt) const {
         const Node* n = get(key);
@@ -262,7 +273,7 @@ const std::vector<KindSpec>& kinds() {
                                             a.boolean("bias", true)};
                          }});
         v.push_back({"concat", {"axis"}, [](const Attrs& a, const std::vector<Shape>&) -> OpAttr {
-                         return ConcatAttr{static_cast<int>(a.integer("axis", -1))};
+                         return ConcatAttr{a.small_integer("axis", -1)};
                      }});
         v.push_back({"reshape", {"shape"}, [](const Attrs& a, const std::vector<Shape>&) -> OpAttr {
                          return ReshapeAttr{a.int_list("shape"), false};
@@ -272,7 +283,7 @@ const std::vector<KindSpec>& kinds() {
                      }});
         v.push_back(
             {"slice", {"axis", "start", "length"}, [](const Attrs& a, const std::vector<Shape>&) -> OpAttr {
-                 return SliceAttr{static_cast<int>(a.integer("axis", 1)), a.integer("start", 0),
+                 return SliceAttr{a.small_integer("axis", 1), a.integer("start", 0),
                                   a.integer("length", 1)};
              }});
         v.push_back({"dot_interaction",
@@ -366,9 +377,12 @@ Decl parse_decl(const Node& n, const Ctx& ctx, DType dflt_dtype) {
     if (d.inputs.empty() && !d.shapes)
         fail_at(
             n, fmt::format("op '{}' needs 'inputs' (names of ops or model inputs) or 'input_shape'", d.name));
-    if (!d.inputs.empty() && d.shapes && d.shapes->size() != d.inputs.size())
-        fail_key(*(one ? one : many), fmt::format("op '{}' lists {} inputs but {} input shapes", d.name,
-                                                  d.inputs.size(), d.shapes->size()));
+    // Sources fix the input shapes; a declared shape would be a second, possibly different, answer.
+    if (!d.inputs.empty() && d.shapes)
+        fail_key(*(one ? one : many),
+                 fmt::format("op '{}' gives both 'inputs' and '{}': give inputs (the shapes follow from "
+                             "them) or input shapes (slots that edges may feed), not both",
+                             d.name, one ? "input_shape" : "input_shapes"));
     d.dtype = dflt_dtype;
     if (const Node* dt = n.find("dtype")) {
         const std::string s = dt->as_string();
@@ -438,61 +452,72 @@ Model load_model_yaml(const std::string& path, const ZooOptions& opts) {
                 fail_at(*r.node, fmt::format("op '{}': no op or model input named '{}'{}", d.name, r.name,
                                              suggest(r.name, known)));
 
-    // Build ops once their sources are built, in file order among those ready.
-    ModelBuilder b(name);
-    size_t built = 0;
-    for (bool progress = true; progress && built < decls.size();) {
-        progress = false;
-        for (Decl& d : decls) {
-            if (d.id) continue;
-            bool ready = true;
-            for (const InputRef& r : d.inputs)
-                if (!model_inputs.count(r.name) && !decls[by_name.at(r.name)].id) ready = false;
-            if (!ready) continue;
-            std::vector<Shape> shapes;
-            std::vector<std::optional<TensorRef>> srcs;
-            for (size_t j = 0; j < d.inputs.size(); ++j) {
-                const InputRef& r = d.inputs[j];
-                if (model_inputs.count(r.name)) {
-                    if (r.slot != 0)
-                        fail_at(*r.node, fmt::format("model input '{}' has no output {}", r.name, r.slot));
-                    shapes.push_back(model_inputs.at(r.name));
-                    srcs.push_back(std::nullopt);
-                    continue;
-                }
-                const size_t id = *decls[by_name.at(r.name)].id;
-                const Op& p = b.op(id);
-                if (static_cast<size_t>(r.slot) >= p.outputs.size())
-                    fail_at(*r.node, fmt::format("op '{}' has no output {} (it has {})", r.name, r.slot,
-                                                 p.outputs.size()));
-                shapes.push_back(p.outputs[static_cast<size_t>(r.slot)]);
-                srcs.push_back(TensorRef{id, r.slot});
-                if (d.shapes && (*d.shapes)[j] != shapes.back())
-                    fail_at(
-                        *r.node,
-                        fmt::format("shape mismatch: op '{}' input {} expects {} but op '{}' output {} is {}",
-                                    d.name, j, shape_str((*d.shapes)[j]), r.name, r.slot,
-                                    shape_str(shapes.back())));
+    // Ops are built once their sources are: in passes over the file, each pass building, in file order,
+    // every op whose sources are built by then. An op's pass is therefore the latest pass of its
+    // sources, plus one for a source listed after it; one topological sweep computes it, so loading
+    // stays linear however the ops are ordered (repeating the passes would be quadratic for ops listed
+    // in reverse).
+    const size_t n = decls.size();
+    std::vector<std::vector<size_t>> readers(n);  // the ops each op feeds, once per input slot
+    std::vector<size_t> waiting(n, 0);            // op sources not yet ordered
+    for (size_t i = 0; i < n; ++i)
+        for (const InputRef& r : decls[i].inputs)
+            if (!model_inputs.count(r.name)) {
+                readers[by_name.at(r.name)].push_back(i);
+                ++waiting[i];
             }
-            if (d.inputs.empty()) shapes = *d.shapes;
-            const Attrs attrs(*d.node, d.name, d.spec->kind, ctx);
-            Op op =
-                make_op(d.name, d.spec->parse(attrs, shapes), shapes, d.dtype, d.node->loc(), d.node->path());
-            if (op.kind != d.spec->kind && !(d.spec->kind == "depthwise_conv2d" || op.get<ConvAttr>()))
-                fail_at(*d.node, fmt::format("op '{}' was declared {} but its attributes make it {}", d.name,
-                                             d.spec->kind, op.kind));
-            op.tied_to = d.tied_to;
-            d.id = b.add(std::move(op), srcs);
-            ++built;
-            progress = true;
+    std::vector<size_t> pass(n, 0);
+    std::vector<size_t> order;
+    order.reserve(n);
+    for (size_t i = 0; i < n; ++i)
+        if (waiting[i] == 0) order.push_back(i);
+    for (size_t q = 0; q < order.size(); ++q) {
+        const size_t j = order[q];
+        for (const size_t i : readers[j]) {
+            pass[i] = std::max(pass[i], pass[j] + (j > i ? 1 : 0));
+            if (--waiting[i] == 0) order.push_back(i);
         }
     }
-    if (built < decls.size()) {
+    std::sort(order.begin(), order.end(),
+              [&](size_t a, size_t b) { return std::tie(pass[a], a) < std::tie(pass[b], b); });
+
+    ModelBuilder b(name);
+    for (const size_t i : order) {
+        Decl& d = decls[i];
+        std::vector<Shape> shapes;
+        std::vector<std::optional<TensorRef>> srcs;
+        for (const InputRef& r : d.inputs) {
+            if (model_inputs.count(r.name)) {
+                if (r.slot != 0) fail_at(*r.node, fmt::format("model input '{}' has no output {}", r.name, r.slot));
+                shapes.push_back(model_inputs.at(r.name));
+                srcs.push_back(std::nullopt);
+                continue;
+            }
+            const size_t id = *decls[by_name.at(r.name)].id;
+            const Op& p = b.op(id);
+            if (static_cast<size_t>(r.slot) >= p.outputs.size())
+                fail_at(*r.node,
+                        fmt::format("op '{}' has no output {} (it has {})", r.name, r.slot, p.outputs.size()));
+            shapes.push_back(p.outputs[static_cast<size_t>(r.slot)]);
+            srcs.push_back(TensorRef{id, r.slot});
+        }
+        if (d.inputs.empty()) shapes = *d.shapes;
+        const Attrs attrs(*d.node, d.name, d.spec->kind, ctx);
+        Op op = make_op(d.name, d.spec->parse(attrs, shapes), shapes, d.dtype, d.node->loc(), d.node->path());
+        if (op.kind != d.spec->kind && !(d.spec->kind == "depthwise_conv2d" || op.get<ConvAttr>()))
+            fail_at(*d.node, fmt::format("op '{}' was declared {} but its attributes make it {}", d.name,
+                                         d.spec->kind, op.kind));
+        op.tied_to = d.tied_to;
+        d.id = b.add(std::move(op), srcs);
+    }
+    if (order.size() < n) {
         // Unbuilt ops wait on each other: walk first unbuilt sources until an op repeats.
         size_t at = 0;
         while (decls[at].id) ++at;
         std::vector<size_t> walk;
-        while (std::find(walk.begin(), walk.end(), at) == walk.end()) {
+        std::vector<size_t> step_of(n, SIZE_MAX);  // position of an op in the walk
+        while (step_of[at] == SIZE_MAX) {
+            step_of[at] = walk.size();
             walk.push_back(at);
             for (const InputRef& r : decls[at].inputs)
                 if (by_name.count(r.name) && !decls[by_name.at(r.name)].id) {
@@ -501,7 +526,7 @@ Model load_model_yaml(const std::string& path, const ZooOptions& opts) {
                 }
         }
         // walk[m..] each wait on the next, so data flows from the end of the walk back to walk[m].
-        const auto start = std::find(walk.begin(), walk.end(), at);
+        const auto start = walk.begin() + static_cast<std::ptrdiff_t>(step_of[at]);
         std::vector<std::string> cycle{"'" + decls[at].name + "'"};
         for (auto it = walk.end(); --it != start;) cycle.push_back("'" + decls[*it].name + "'");
         cycle.push_back(cycle.front());
@@ -523,8 +548,14 @@ Model load_model_yaml(const std::string& path, const ZooOptions& opts) {
             if (!from || !to) fail_at(e, "an edge needs 'from' and 'to'");
             const Node* slot = e.find("slot");
             const Node* from_slot = e.find("from_slot");
-            b.connect(from->as_string(), from_slot ? static_cast<int>(from_slot->as_int()) : 0,
-                      to->as_string(), slot ? static_cast<int>(slot->as_int()) : 0, e.loc(), e.path());
+            const auto slot_number = [](const Node* v) {
+                if (!v) return 0;
+                const int64_t k = v->as_int();
+                if (k < 0 || k > INT_MAX) fail_at(*v, fmt::format("slot {} is out of range", k));
+                return static_cast<int>(k);
+            };
+            b.connect(from->as_string(), slot_number(from_slot), to->as_string(), slot_number(slot), e.loc(),
+                      e.path());
         }
     }
     return std::move(b).build();

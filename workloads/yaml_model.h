@@ -17,7 +17,7 @@
 //       padding: 1
 //     - name: fc
 //       kind: linear
-//       input_shape: [N, 256]       # instead of inputs: declare the shape(s) (input_shapes: [[..], ..]);
+//       input_shape: [N, 256]       # instead of (never with) inputs: declare the shape(s) (input_shapes);
 //       out_features: 10            # such slots are model inputs unless an edge feeds them
 //   edges:                          # optional explicit edges, for ops that declare their input shapes
 //     - {from: conv1, to: fc, slot: 0, from_slot: 0}

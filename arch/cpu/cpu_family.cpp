@@ -405,6 +405,9 @@ void register_family() {
     f.factory = [](const DeviceSpec& spec) -> std::unique_ptr<DeviceModel> {
         return std::make_unique<CpuModel>(spec);
     };
+    f.options = {{"fidelity", "device.cpu.fidelity",
+                  "CPU devices: closed (closed-form misses per level, default) | trace (set-associative LRU "
+                  "caches replay each GEMM's blocked loop nest; small and medium shapes)"}};
     f.summary = summary_lines;
     register_family(std::move(f));
 }

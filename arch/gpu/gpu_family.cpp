@@ -1,36 +1,289 @@
-// The SIMT GPU family: its `gpu:` section is declared here; the detailed model is not built yet, so GPU
-// devices run on the roofline (and `device.model: gpu` says so).
+// The SIMT GPU family: its `gpu:` section (declared here, next to the model), how the section is parsed
+// and how it fixes the device's peaks, the model's factory, its run options and summary lines.
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "arch/device_model.h"
 #include "arch/family.h"
+#include "arch/gpu/gpu_model.h"
+#include "arch/gpu/gpu_spec.h"
 #include "arch/section_params.h"
+#include "sim/config/error.h"
+#include "sim/config/messages.h"
+#include "sim/config/units.h"
 
 namespace mlsim::arch::gpu {
 
+using cfg::child;
+using cfg::fail_at;
+
 namespace {
 
-const cfg::Schema& gpu_schema() {
+cfg::Param with_min(cfg::Param p, double min, std::optional<double> max = std::nullopt) {
+    p.min = min;
+    p.max = max;
+    return p;
+}
+
+const cfg::Schema& gpu_tile_schema() {
     static const cfg::Schema schema = [] {
         cfg::Schema s;
-        s.name = "device.gpu";
-        s.doc = "SIMT GPU organisation (used by the detailed GPU model)";
-        s.params.push_back(count_param("sms", "streaming multiprocessors"));
-        s.params.push_back(count_param("cuda_cores_per_sm", "FP32 lanes per SM"));
-        s.params.push_back(count_param("tensor_cores_per_sm", "tensor cores per SM"));
-        s.params.push_back(size_param("registers_per_sm", "register file per SM"));
-        s.params.push_back(size_param("shared_memory_per_sm", "largest shared-memory carve-out per SM"));
+        s.name = "device.gpu.tile";
+        s.doc = "a fixed GEMM thread-block tile (instead of the search over the candidates)";
+        for (const char* key : {"bm", "bn", "bk", "stages"}) {
+            cfg::Param p = cfg::required(
+                key, cfg::PType::integer,
+                std::string(key) == "stages" ? "pipeline stages in shared memory" : "tile extent (elements)");
+            p.min = 1;
+            p.max = std::string(key) == "stages" ? 8 : 1024;  // CUTLASS ships pipelines of up to 8 stages
+            s.params.push_back(p);
+        }
         return s;
     }();
     return schema;
 }
 
+const cfg::Schema& gpu_schema() {
+    static const cfg::Schema schema = [] {
+        cfg::Schema s;
+        s.name = "device.gpu";
+        s.doc = "SIMT GPU organisation (read by the detailed GPU model)";
+        // Required, so that a device without a `gpu:` section does not get one filled with defaults.
+        cfg::Param sms = count_param("sms", "streaming multiprocessors");
+        sms.required = true;
+        sms.max = 100000;  // far beyond any GPU; keeps grid and wave arithmetic inside 64-bit integers
+        s.params.push_back(sms);
+        cfg::Param lanes =
+            count_param("cuda_cores_per_sm", "FP32 lanes per SM (the FP32 peak is lanes x 2 x SMs x clock)");
+        lanes.max = 100000;
+        s.params.push_back(lanes);
+        s.params.push_back(count_param("tensor_cores_per_sm", "tensor cores per SM (informative)"));
+        cfg::Param rates;
+        rates.name = "tensor_ops_per_clock";
+        rates.type = cfg::PType::dict;
+        rates.value_type = cfg::PType::integer;
+        rates.choices = known_dtypes();
+        rates.min = 1;
+        rates.doc =
+            "dense tensor-core ops (1 MAC = 2) per clock per SM, per data type; the peak is this x SMs "
+            "x clock. Absent: no tensor cores";
+        s.params.push_back(rates);
+        cfg::Param cclock =
+            optional_no_default("cuda_core_clock", cfg::PType::quantity,
+                                "clock of the FP32 (CUDA core) peak; default the device clock");
+        cclock.dim = cfg::Dim::frequency;
+        cclock.positive = true;
+        s.params.push_back(cclock);
+        s.params.push_back(size_param("registers_per_sm", "register file per SM"));
+        s.params.push_back(size_param("shared_memory_per_sm", "largest shared-memory carve-out per SM"));
+        s.params.push_back(
+            size_param("shared_memory_per_block",
+                       "largest shared memory one thread block may use; default per SM - 1 KiB"));
+        s.params.push_back(with_min(
+            cfg::optional("max_threads_per_sm", cfg::PType::integer, "2048", "resident threads per SM"), 32,
+            1 << 20));
+        s.params.push_back(with_min(
+            cfg::optional("max_blocks_per_sm", cfg::PType::integer, "32", "resident thread blocks per SM"), 1,
+            1 << 16));
+        s.params.push_back(with_min(cfg::optional("shared_memory_bandwidth", cfg::PType::integer, "128",
+                                                  "shared-memory bytes per clock per SM (32 banks x 4 B)"),
+                                    1, 1 << 20));
+        s.params.push_back(with_min(cfg::optional("l2_port_bandwidth", cfg::PType::integer, "64",
+                                                  "bytes per clock one SM can take from L2"),
+                                    1, 1 << 20));
+        s.params.push_back(cfg::quantity("l2_latency", cfg::Dim::time, std::string("200ns"),
+                                         "load latency of an L2 hit, SM to SM"));
+        s.params.push_back(cfg::quantity("dram_latency", cfg::Dim::time, std::string("500ns"),
+                                         "load latency of an L2 miss served by DRAM, SM to SM"));
+        s.params.push_back(with_min(cfg::optional("dram_efficiency", cfg::PType::real, "0.9",
+                                                  "sustained / peak DRAM bandwidth of streaming kernels"),
+                                    0.05, 1.0));
+        s.params.push_back(
+            with_min(cfg::optional("l2_reuse_fraction", cfg::PType::real, "1",
+                                   "share of the L2 that keeps a GEMM's operands between waves"),
+                     0.0, 1.0));
+        s.params.push_back(cfg::quantity("graph_launch_overhead", cfg::Dim::time, std::string("1us"),
+                                         "per kernel inside a CUDA graph (the device's op_overhead is the "
+                                         "per-kernel launch overhead without one)"));
+        s.params.push_back(cfg::optional("cuda_graphs", cfg::PType::boolean, "false",
+                                         "kernels launched as one CUDA graph (graph_launch_overhead each)"));
+        s.params.push_back(cfg::optional("async_copy", cfg::PType::boolean, "true",
+                                         "asynchronous global-to-shared copies (Ampere and later): pipelines "
+                                         "of up to 8 stages; false: 2 stages through registers (Volta)"));
+        s.params.push_back(cfg::quantity("register_file_energy", cfg::Dim::energy_per_byte,
+                                         std::string("0pJ/B"),
+                                         "energy per byte of register-file operand traffic", false));
+        s.params.push_back(choice_param("fusion", "epilogue", {"none", "epilogue"},
+                                        "epilogue: batch-norm folded, bias / activation / residual add fused "
+                                        "into the GEMM epilogue (inference engines); none: a kernel per op"));
+        s.params.push_back(choice_param("attention", "fused", {"fused", "unfused"},
+                                        "fused: FlashAttention-style tiles in shared memory; unfused: the "
+                                        "score matrix goes through DRAM"));
+        s.params.push_back(
+            choice_param("fidelity", "wave", {"wave", "block"},
+                         "wave: each wave of thread blocks in closed form; block: every thread "
+                         "block's every K step as events"));
+        s.params.push_back(map_param("tile", gpu_tile_schema(), "a fixed GEMM tile; absent: searched"));
+        return s;
+    }();
+    return schema;
+}
+
+std::string exact_throughput(double ops) {
+    static const std::pair<double, const char*> units[] = {
+        {1e15, "POP/s"}, {1e12, "TOP/s"}, {1e9, "GOP/s"}, {1e6, "MOP/s"}, {1e3, "kOP/s"}};
+    for (const auto& [scale, unit] : units)
+        if (ops >= scale) return fmt::format("{:.6g}{}", ops / scale, unit);
+    return fmt::format("{:.6g}OP/s", ops);
+}
+
+// The section, with the rule that ties it to the roofline figures: the SM array fixes each data type's
+// peak (tensor ops per clock x SMs x clock; FP32: lanes x 2 x SMs x CUDA-core clock). Without `peak:` the
+// device's peaks are derived so; a declared peak must agree within 1 % (vendors round: A100's
+// 2048 x 108 x 1.41 GHz = 311.9 TFLOP/s is quoted as 312).
+std::shared_ptr<const FamilyParams> parse_gpu(const cfg::Node& dev, DeviceSpec& d) {
+    const cfg::Node& node = child(dev, "gpu");
+    const cfg::Reader r(node, gpu_schema());
+    auto gp = std::make_shared<GpuSpec>();
+    GpuSpec& g = *gp;
+    const auto need = [&](const char* key) {
+        if (!r.has(key))
+            fail_at(node, std::string("the GPU model needs `") + key + "` in the `gpu:` section");
+    };
+    for (const char* key : {"cuda_cores_per_sm", "registers_per_sm", "shared_memory_per_sm"}) need(key);
+    g.sms = r.integer("sms");
+    g.fp32_lanes_per_sm = r.integer("cuda_cores_per_sm");
+    g.tensor_cores_per_sm = r.has("tensor_cores_per_sm") ? r.integer("tensor_cores_per_sm") : 0;
+    if (const cfg::Node* rates = node.find("tensor_ops_per_clock"); rates && rates->is_map())
+        for (const auto& [dtype, value] : rates->entries())
+            g.tensor_ops_per_clock[dtype] = static_cast<double>(value.as_int());
+    g.cuda_core_clock_hz = r.has("cuda_core_clock") ? r.quantity("cuda_core_clock") : d.clock_hz;
+    g.registers_bytes = r.quantity("registers_per_sm");
+    g.shared_memory_bytes = r.quantity("shared_memory_per_sm");
+    g.shared_memory_per_block_bytes = r.has("shared_memory_per_block") ? r.quantity("shared_memory_per_block")
+                                                                       : g.shared_memory_bytes - 1024;
+    if (g.shared_memory_per_block_bytes > g.shared_memory_bytes)
+        fail_at(child(node, "shared_memory_per_block"), "larger than `shared_memory_per_sm`");
+    g.max_threads_per_sm = r.integer("max_threads_per_sm");
+    g.max_blocks_per_sm = r.integer("max_blocks_per_sm");
+    g.shared_memory_bandwidth_per_clock = static_cast<double>(r.integer("shared_memory_bandwidth"));
+    g.l2_port_bytes_per_clock = static_cast<double>(r.integer("l2_port_bandwidth"));
+    g.l2_latency_s = r.quantity("l2_latency");
+    g.dram_latency_s = r.quantity("dram_latency");
+    g.dram_efficiency = r.real("dram_efficiency");
+    g.l2_effective_fraction = r.real("l2_reuse_fraction");
+    g.launch_overhead_s = d.op_overhead_s;
+    g.graph_launch_overhead_s = r.quantity("graph_launch_overhead");
+    g.cuda_graphs = r.boolean("cuda_graphs");
+    g.async_copy = r.boolean("async_copy");
+    g.register_file_energy_J_per_byte = r.quantity("register_file_energy");
+    g.fusion = r.str("fusion") == "none" ? Fusion::none : Fusion::epilogue;
+    g.fused_attention = r.str("attention") == "fused";
+    g.fidelity = r.str("fidelity") == "block" ? Fidelity::block : Fidelity::wave;
+    if (r.has("tile")) {
+        const cfg::Reader t = r.sub("tile");
+        g.tile = FixedTile{t.integer("bm"), t.integer("bn"), t.integer("bk"), t.integer("stages")};
+        if (g.tile.stages > 1 && !g.async_copy && g.tile.stages != 2)
+            fail_at(child(t.node(), "stages"), "without async_copy a GEMM pipeline has 2 stages (or 1)");
+    }
+
+    // The peaks the SM array gives.
+    std::map<std::string, double> derived;
+    derived["fp32"] =
+        static_cast<double>(g.fp32_lanes_per_sm) * 2 * static_cast<double>(g.sms) * g.cuda_core_clock_hz;
+    for (const auto& [dtype, ops] : g.tensor_ops_per_clock)
+        derived[dtype] = ops * static_cast<double>(g.sms) * d.clock_hz;
+    if (d.peak_ops_per_s.empty()) {
+        d.peak_ops_per_s = derived;
+        return gp;
+    }
+    const cfg::Node& peak_node = child(dev, "peak");
+    for (const auto& [dtype, peak] : d.peak_ops_per_s) {
+        auto it = derived.find(dtype);
+        if (it == derived.end())
+            fail_at(child(peak_node, dtype),
+                    "peak for " + dtype +
+                        ", which the GPU neither computes on tensor cores (add it to "
+                        "`gpu.tensor_ops_per_clock`) nor is FP32 on the CUDA cores");
+        if (std::abs(peak - it->second) > 0.01 * it->second)
+            fail_at(child(peak_node, dtype),
+                    "peak " + cfg::format_quantity(peak, cfg::Dim::throughput) + " for " + dtype +
+                        " does not match the SM array: " +
+                        (dtype == "fp32" ? "cuda_cores_per_sm x 2 x SMs x cuda_core_clock"
+                                         : "tensor_ops_per_clock x SMs x clock") +
+                        " = " + exact_throughput(it->second) +
+                        " (a declared peak must agree within 1 %; leave `peak` out to have it derived)");
+    }
+    return gp;
+}
+
+// "25.8 MB": decimal units, as the run summary prints bytes moved.
+std::string bytes_si(double b) {
+    static const std::pair<double, const char*> units[] = {
+        {1e12, "TB"}, {1e9, "GB"}, {1e6, "MB"}, {1e3, "kB"}};
+    for (const auto& [scale, unit] : units)
+        if (b >= scale) return fmt::format("{:.3g} {}", b / scale, unit);
+    return fmt::format("{:.3g} B", b);
+}
+
+std::vector<std::string> summary_lines(const std::vector<LayerResult>& layers) {
+    double kernels = 0, fused = 0, l2 = 0, dram = 0, launch = 0, energy = 0, time = 0;
+    for (const LayerResult& l : layers) {
+        kernels += l.metric_value("kernels");
+        fused += l.metric("fused_into") != nullptr;
+        launch += l.parts.overhead_s;
+        if (const LevelTraffic* lv = l.level("l2")) l2 += lv->bytes_read + lv->bytes_written;
+        dram += l.bytes_read + l.bytes_written;
+        energy += l.energy_j();
+        time += l.time_s;
+    }
+    return {
+        fmt::format("kernels {:.0f} ({:.0f} layers fused into a GEMM epilogue); launch overhead {:.3g} us",
+                    kernels, fused, launch * 1e6),
+        fmt::format("traffic L2 {}, DRAM {}; average power {:.1f} W", bytes_si(l2), bytes_si(dram),
+                    time > 0 ? energy / time : 0.0)};
+}
+
 }  // namespace
+
+const GpuSpec* spec_of(const DeviceSpec& spec) { return spec.params_of<GpuSpec>("gpu"); }
+
+double GpuSpec::tensor_rate(const std::string& dtype, double clock_hz) const {
+    auto it = tensor_ops_per_clock.find(dtype);
+    return it == tensor_ops_per_clock.end() ? 0.0 : it->second * static_cast<double>(sms) * clock_hz;
+}
+
+// CUDA-core arithmetic (CUDA C Programming Guide, "Arithmetic Instructions" throughput table): one FP32
+// FMA per lane per clock; 16-bit floats as paired HFMA2 (2 per lane); 8-bit integers as DP4A (4 MACs per
+// lane); TF32 and FP8 computed in FP32 there. 2 ops per MAC.
+double GpuSpec::cuda_core_rate(const std::string& dtype) const {
+    const double fp32 =
+        static_cast<double>(fp32_lanes_per_sm) * 2 * static_cast<double>(sms) * cuda_core_clock_hz;
+    if (dtype == "fp16" || dtype == "bf16") return 2 * fp32;
+    if (dtype == "int8" || dtype == "int4") return 4 * fp32;
+    return fp32;
+}
 
 void register_family() {
     Family f;
     f.name = "gpu";
-    f.description = "SIMT GPU: SMs, tensor cores, shared memory, L2, HBM (model not built yet)";
+    f.description = "SIMT GPU: thread blocks and waves on SMs, tensor cores, shared memory, L2, DRAM";
     f.section = "gpu";
     f.schema = &gpu_schema();
     f.hardware = {"gpu"};
+    f.parse = parse_gpu;
+    f.factory = [](const DeviceSpec& spec) -> std::unique_ptr<DeviceModel> {
+        return std::make_unique<GpuModel>(spec);
+    };
+    // Shared with the systolic family's --fidelity: the device's section decides which key it sets.
+    f.options = {
+        {"fidelity", "device.gpu.fidelity",
+         "GPU devices: wave (each wave in closed form, default) | block (every thread block's K steps "
+         "as events)"},
+        {"fusion", "device.gpu.fusion",
+         "GPU devices: epilogue (default: BN folded, bias/activation/residual fused into GEMMs) | none"}};
+    f.summary = summary_lines;
     register_family(std::move(f));
 }
 

@@ -51,6 +51,7 @@ std::vector<LayerResult> RooflineModel::run(const wl::Model& model) {
         r.bytes_read = c.weight_bytes + c.input_bytes;
         r.bytes_written = c.output_bytes;
         r.time_s = b.bound_s() + m_spec.op_overhead_s;
+        check_simulated_time(op, now + r.time_s, m_spec);
         r.start_s = now;
         now += r.time_s;
         r.end_s = now;
@@ -75,6 +76,7 @@ std::vector<LayerResult> RooflineModel::run(const wl::Model& model) {
         MLSIM_CHECK(r.time_s >= b.bound_s(), "roofline layer faster than its own bound");
         MLSIM_CHECK(r.energy_j() >= 0, "negative energy");
         out.push_back(std::move(r));
+        report_progress(out.size(), model.ops().size());
     }
     return out;
 }

@@ -10,6 +10,7 @@
 #include <optional>
 #include <utility>
 
+#include "sim/config/limits.h"
 #include "sim/config/loader.h"
 #include "sim/config/units.h"
 #include "sim/core/check.h"
@@ -29,9 +30,9 @@ using cfg::fail_at;
 namespace {
 
 // Far more devices than any system built; keeps the expanded device and link lists in memory.
-constexpr int64_t max_devices = int64_t{1} << 20;
+constexpr int64_t max_devices = limits::max_system_devices;
 // A latency beyond this is a unit slip, and keeps sums of latencies along any route inside 64-bit ps.
-constexpr double max_latency_s = 1.0;
+constexpr double max_latency_s = limits::quantity_range(Dim::time).max;
 // The name of the one node of the simple form (`device` and `count`, no `nodes:`).
 constexpr const char* simple_node_name = "device";
 
@@ -139,7 +140,7 @@ const cfg::Schema& link_schema() {
         s.params.push_back(energy_param("per bit (pJ/b) or byte (pJ/B) carried; 0 = not modelled"));
         Param count = cfg::optional("count", PType::integer, "1", "parallel links, e.g. 12 NVLinks");
         count.min = 1;
-        count.max = 65536;
+        count.max = static_cast<double>(limits::max_parallel_links);
         s.params.push_back(count);
         return s;
     }();

@@ -4,12 +4,14 @@
 
 #include <algorithm>
 #include <cctype>
-#include <fstream>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <vector>
 
 #include "sim/config/error.h"
+#include "sim/config/limits.h"
+#include "sim/config/loader.h"
 #include "sim/config/schema.h"
 
 namespace mlsim::arch::systolic {
@@ -84,7 +86,9 @@ DramClass dram_class(double bandwidth_Bps) {
     return {"LPDDR4, 8 pJ/bit", 8.0 * 8};
 }
 
-int64_t positive_int(const Entry& e, const std::string& key) {
+// `max` keeps the device that is built from it inside the device schema's ranges (limits.h), so a
+// huge value is reported here, at its line, rather than as a derived figure.
+int64_t positive_int(const Entry& e, const std::string& key, int64_t max) {
     int64_t v = 0;
     size_t used = 0;
     try {
@@ -95,16 +99,23 @@ int64_t positive_int(const Entry& e, const std::string& key) {
     if (used == 0 || used != e.value.size())
         cfg::fail(e.loc, key, fmt::format("expected a positive integer, found \"{}\"", e.value));
     if (v <= 0) cfg::fail(e.loc, key, fmt::format("must be greater than 0, found {}", v));
+    if (v > max) cfg::fail(e.loc, key, fmt::format("must be at most {}, found {}", max, v));
     return v;
 }
+
+// The systolic section's largest array side; SRAM sizes (in kB) whose sum stays within the size limit;
+// the interface's words per cycle (limits.h).
+constexpr int64_t k_max_side = limits::max_array_side;
+constexpr int64_t k_max_kib = static_cast<int64_t>(limits::quantity_range(cfg::Dim::size).max / 1024 / 4);
+constexpr int64_t k_max_words_per_cycle = limits::max_cfg_words_per_cycle;
 
 }  // namespace
 
 cfg::Node scalesim_cfg_document(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) cfg::fail(cfg::SourceLoc{path, 0, 0}, "", fmt::format("cannot open '{}': no such file", path));
+    std::istringstream in(cfg::read_text_file(path, cfg::SourceLoc{path, 0, 0}, ""));
 
     std::map<std::string, Entry> entries;  // "section.key"
+    std::map<std::string, int> section_line;  // where each section header is (its first one)
     std::string section;
     std::string line;
     int lineno = 0;
@@ -131,6 +142,7 @@ cfg::Node scalesim_cfg_document(const std::string& path) {
                           fmt::format("unknown section [{}]{}", section,
                                       near.empty() ? "" : fmt::format("; did you mean [{}]?", near)));
             }
+            section_line.emplace(section, lineno);
             continue;
         }
         const size_t sep = t.find_first_of(":=");
@@ -163,9 +175,14 @@ cfg::Node scalesim_cfg_document(const std::string& path) {
         entries[id] = Entry{value, val_loc, key_loc};
     }
     for (const KeySpec& k : k_keys) {
-        if (k.required && !entries.count(std::string(k.section) + "." + k.key))
-            cfg::fail(cfg::SourceLoc{path, 0, 0}, "",
-                      fmt::format("missing required key '{}' in [{}]", k.key, k.section));
+        if (!k.required || entries.count(std::string(k.section) + "." + k.key)) continue;
+        // At the section's header, where the key belongs; at the top when the section is missing too.
+        const auto at = section_line.find(k.section);
+        if (at == section_line.end())
+            cfg::fail(cfg::SourceLoc{path, 1, 1}, "",
+                      fmt::format("missing section [{}] (with its required key '{}')", k.section, k.key));
+        cfg::fail(cfg::SourceLoc{path, at->second, 1}, "",
+                  fmt::format("missing required key '{}' in [{}]", k.key, k.section));
     }
 
     const auto get = [&](const char* sec, const char* key) -> const Entry& {
@@ -181,8 +198,8 @@ cfg::Node scalesim_cfg_document(const std::string& path) {
 
     const Entry& eh = get("architecture_presets", "ArrayHeight");
     const Entry& ew = get("architecture_presets", "ArrayWidth");
-    const int64_t rows = positive_int(eh, "ArrayHeight");
-    const int64_t cols = positive_int(ew, "ArrayWidth");
+    const int64_t rows = positive_int(eh, "ArrayHeight", k_max_side);
+    const int64_t cols = positive_int(ew, "ArrayWidth", k_max_side);
     const Entry& edf = get("architecture_presets", "Dataflow");
     std::string dataflow = edf.value;
     for (char& c : dataflow) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -199,7 +216,7 @@ cfg::Node scalesim_cfg_document(const std::string& path) {
     }
     // Checked in both modes: a bad value is a mistake even where CALC mode does not read it.
     if (has("architecture_presets", "Bandwidth"))
-        (void)positive_int(get("architecture_presets", "Bandwidth"), "Bandwidth");
+        (void)positive_int(get("architecture_presets", "Bandwidth"), "Bandwidth", k_max_words_per_cycle);
     int64_t words_per_cycle = rows + 2 * cols;  // what the array edge can consume per cycle
     cfg::SourceLoc bw_loc = file_loc;
     if (!calc) {
@@ -207,7 +224,7 @@ cfg::Node scalesim_cfg_document(const std::string& path) {
             cfg::fail(get("run_presets", "InterfaceBandwidth").loc, "InterfaceBandwidth",
                       "USER mode needs 'Bandwidth' (words per cycle) in [architecture_presets]");
         const Entry& e = get("architecture_presets", "Bandwidth");
-        words_per_cycle = positive_int(e, "Bandwidth");
+        words_per_cycle = positive_int(e, "Bandwidth", k_max_words_per_cycle);
         bw_loc = e.loc;
     }
     const std::string name = has("general", "run_name") ? get("general", "run_name").value : "scalesim";
@@ -244,9 +261,9 @@ cfg::Node scalesim_cfg_document(const std::string& path) {
     const Entry& ei = get("architecture_presets", "IfmapSramSzkB");
     const Entry& ef = get("architecture_presets", "FilterSramSzkB");
     const Entry& eo = get("architecture_presets", "OfmapSramSzkB");
-    const int64_t ifmap_kib = positive_int(ei, "IfmapSramSzkB");
-    const int64_t filter_kib = positive_int(ef, "FilterSramSzkB");
-    const int64_t ofmap_kib = positive_int(eo, "OfmapSramSzkB");
+    const int64_t ifmap_kib = positive_int(ei, "IfmapSramSzkB", k_max_kib);
+    const int64_t filter_kib = positive_int(ef, "FilterSramSzkB", k_max_kib);
+    const int64_t ofmap_kib = positive_int(eo, "OfmapSramSzkB", k_max_kib);
     const double sram_total = static_cast<double>(ifmap_kib + filter_kib + ofmap_kib) * 1024;
     // On-chip: the three scratchpads together (roofline level); DRAM: SCALE-Sim does not size it.
     const std::string sram_energy = fmt::format("{}pJ/B", k_sram_pJ_per_B);

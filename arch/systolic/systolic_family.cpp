@@ -12,6 +12,7 @@
 #include "arch/systolic/systolic_model.h"
 #include "arch/systolic/systolic_spec.h"
 #include "sim/config/error.h"
+#include "sim/config/limits.h"
 #include "sim/config/units.h"
 #include "sim/core/check.h"
 #include "sim/config/messages.h"
@@ -79,6 +80,7 @@ const cfg::Schema& systolic_tile_schema() {
             cfg::Param p = cfg::optional(dim, cfg::PType::integer, "0", std::string("tile extent along ") + dim +
                                                                   "; 0 = the whole dimension");
             p.min = 0;
+            p.max = static_cast<double>(limits::max_tile_extent);  // products of extents stay in 64 bits
             s.params.push_back(p);
         }
         return s;
@@ -95,17 +97,17 @@ const cfg::Schema& systolic_schema() {
         cfg::Param rows = cfg::required("rows", cfg::PType::integer, "PE rows of one array");
         rows.min = 1;
         // Far beyond any built array; keeps cycle counts (R·C·folds) inside 64-bit arithmetic.
-        rows.max = 65536;
+        rows.max = static_cast<double>(limits::max_array_side);
         s.params.push_back(rows);
         cfg::Param cols = cfg::required("cols", cfg::PType::integer, "PE columns of one array");
         cols.min = 1;
-        cols.max = 65536;
+        cols.max = static_cast<double>(limits::max_array_side);
         s.params.push_back(cols);
         cfg::Param arrays = cfg::optional("arrays", cfg::PType::integer, "1",
                                      "arrays sharing the buffers and main memory (e.g. MXUs); work is "
                                      "partitioned across them");
         arrays.min = 1;
-        arrays.max = 65536;
+        arrays.max = static_cast<double>(limits::max_array_side);
         s.params.push_back(arrays);
         // The long names are accepted for configs written before the short ones were chosen.
         s.params.push_back(choice_param("dataflow", "ws",
@@ -129,6 +131,7 @@ const cfg::Schema& systolic_schema() {
         passes.value_type = cfg::PType::integer;
         passes.choices = known_dtypes();
         passes.min = 1;
+        passes.max = static_cast<double>(limits::max_passes);
         passes.doc = "array passes per MAC, per data type (e.g. int16: 4 on an 8-bit array); 1 when absent. "
                      "The peak of a data type is rows x cols x arrays x 2 x clock / passes";
         s.params.push_back(passes);
@@ -236,6 +239,13 @@ std::shared_ptr<const FamilyParams> parse_systolic(const cfg::Node& dev, DeviceS
 
     const double pes = static_cast<double>(s.rows) * static_cast<double>(s.cols) * static_cast<double>(s.arrays);
     const double array_rate = pes * 2 * d.clock_hz;
+    const double max_rate = limits::quantity_range(cfg::Dim::throughput).max;
+    if (array_rate > max_rate)
+        fail_at(child(node, "rows"),
+                fmt::format("the array's peak, rows x cols x arrays x 2 x clock = {}, exceeds {}, the largest "
+                            "throughput mlsim accepts",
+                            cfg::format_quantity(array_rate, cfg::Dim::throughput),
+                            cfg::format_quantity(max_rate, cfg::Dim::throughput)));
     const std::string rate_text =
         std::to_string(s.rows) + " x " + std::to_string(s.cols) + " x " + std::to_string(s.arrays) +
         " PEs x 2 x " + cfg::format_quantity(d.clock_hz, cfg::Dim::frequency) + " = " +

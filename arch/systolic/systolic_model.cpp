@@ -11,6 +11,8 @@
 #include "arch/systolic/pipeline.h"
 #include "arch/systolic/scalesim_convention.h"
 #include "arch/systolic/tiling.h"
+#include "sim/config/limits.h"
+#include "sim/config/units.h"
 #include "sim/core/check.h"
 
 namespace mlsim::arch::systolic {
@@ -217,13 +219,72 @@ std::vector<LayerResult> SystolicModel::run(const wl::Model& model) {
             on_chip.resident = tracker->resident_bytes(i);
         }
         LayerResult r = run_op(model.op(i), on_chip);
+        check_simulated_time(model.op(i), now + r.time_s, m_spec);
         r.idx = idx++;
         r.start_s = now;
         now += r.time_s;
         r.end_s = now;
         out.push_back(std::move(r));
+        report_progress(out.size(), model.ops().size());
     }
     return out;
+}
+
+void SystolicModel::check_work(const wl::Model& model, const WorkLimits& limits) const {
+    if (m_sys.fidelity != Fidelity::cycle) return;
+    const double pes_per_array = static_cast<double>(m_sys.rows) * static_cast<double>(m_sys.cols);
+    // The grid's register files (about 100 bytes per PE), reused by every tile.
+    const double grid_bytes = pes_per_array * 100;
+    if (grid_bytes > limits::max_cycle_fidelity_bytes) {
+        const cfg::Node* section = m_spec.section("systolic");
+        const cfg::Node* rows = section ? section->find("rows") : nullptr;
+        cfg::fail(rows ? rows->loc() : cfg::SourceLoc{"<command line>", 0, 0}, rows ? rows->path() : "--fidelity",
+                  fmt::format("the cycle fidelity would need about {} for the registers of the {}x{} PE grid, more "
+                              "than {}, the most it may take; use --fidelity tile (the same numbers, in closed "
+                              "form)",
+                              cfg::format_quantity(grid_bytes, cfg::Dim::size), m_sys.rows, m_sys.cols,
+                              cfg::format_quantity(limits::max_cycle_fidelity_bytes, cfg::Dim::size)));
+    }
+    double work = 0, largest = 0;
+    const wl::Op* largest_op = nullptr;
+    for (const wl::Op& op : model.ops()) {
+        if (!(op.counts().macs > 0) || op.gemms().empty()) continue;
+        const Mapping p = map_gemms(op, OnChip{});
+        double op_work = 0, matrix_words = 0;
+        for (size_t i = 0; i < p.jobs.size(); ++i) {
+            const wl::GemmShape& g = p.jobs[i].shape;
+            const TilePlan& plan = p.plans[i];
+            const double m = static_cast<double>(g.m), n = static_cast<double>(g.n), k = static_cast<double>(g.k);
+            // Every array's tiles step the one grid; each instance's product is checked by a plain matmul.
+            op_work += plan.estimate_cycles * static_cast<double>(plan.part.arrays_used) * pes_per_array +
+                       static_cast<double>(g.batch) * m * n * k;
+            // A, B and C of the instances open at once (one per array), 8 bytes a word.
+            matrix_words = std::max(matrix_words, (m * k + k * n + m * n) *
+                                                      static_cast<double>(std::min(g.batch, m_sys.arrays)));
+        }
+        const double bytes = grid_bytes + matrix_words * 8;
+        if (bytes > limits::max_cycle_fidelity_bytes)
+            cfg::fail(op.loc, op.key_path,
+                      fmt::format("op '{}' ({}): the cycle fidelity would need about {} for the {}x{} PE grid "
+                                  "and the layer's operand matrices, more than {}, the most it may take; use "
+                                  "--fidelity tile (the same numbers, in closed form)",
+                                  op.name, op.kind, cfg::format_quantity(bytes, cfg::Dim::size), m_sys.rows,
+                                  m_sys.cols,
+                                  cfg::format_quantity(limits::max_cycle_fidelity_bytes, cfg::Dim::size)));
+        work += op_work;
+        if (op_work > largest) {
+            largest = op_work;
+            largest_op = &op;
+        }
+    }
+    if (work <= limits.max_pe_cycles) return;
+    cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, "--max-pe-cycles",
+              fmt::format("the cycle fidelity would step about {:.3g} PE-cycles for model '{}' on device '{}' "
+                          "(the largest layer, '{}', {:.3g}), more than the limit of {:.3g} (about {:.0f} s); "
+                          "raise --max-pe-cycles (max-pe-cycles in a sweep's base) to run it, or use "
+                          "--fidelity tile (the same numbers, in closed form)",
+                          work, model.name(), m_spec.name, largest_op ? largest_op->name : "", largest,
+                          limits.max_pe_cycles, limits.max_pe_cycles / 3e8));
 }
 
 LayerResult SystolicModel::run_op(const wl::Op& op) { return run_op(op, OnChip{}); }
@@ -320,6 +381,7 @@ SystolicModel::Mapping SystolicModel::map_gemms(const wl::Op& op, const OnChip& 
     const bool a_in_place = reads_a_in_place(op) && !on_chip.inputs.empty() && on_chip.inputs[0] > 0;
 
     const std::vector<wl::GemmShape> gemms = op.gemms();
+    int64_t steps = 0;
     for (size_t i = 0; i < gemms.size(); ++i) {
         GemmJob job;
         job.shape = gemms[i];
@@ -333,7 +395,15 @@ SystolicModel::Mapping SystolicModel::map_gemms(const wl::Op& op, const OnChip& 
         }
         mp.plans.push_back(plan_gemm(ctx, job));
         mp.jobs.push_back(job);
+        // Counts per dimension are at most the GEMM's extents, whose product is bounded (op.h).
+        steps += mp.plans.back().steps() * mp.plans.back().part.groups;
     }
+    if (steps > limits::max_tile_steps)
+        cfg::fail(op.loc, op.key_path,
+                  fmt::format("op '{}' ({}) maps to {} tile steps on device '{}', more than {}, the most one "
+                              "layer may take (its step list would not fit in memory); larger buffers make "
+                              "larger tiles",
+                              op.name, op.kind, steps, m_spec.name, limits::max_tile_steps));
     return mp;
 }
 
@@ -357,6 +427,18 @@ LayerResult SystolicModel::gemm_layer(const wl::Op& op, const OnChip& on_chip, D
                    c.weight_bytes > 0);
     MLSIM_CHECK(static_cast<double>(list.kept()) >= kept * (1 - 1e-12),
                 fmt::format("layer '{}' keeps less of its output on chip than it was told", op.name));
+    {
+        // The steps one after another, each transfer with its latency: no pipeline takes longer, so
+        // within the limit no time below overflows the engine's picoseconds.
+        double serial_s = 0;
+        for (const Step& s : list.steps)
+            serial_s += static_cast<double>(s.lead + s.done) / ctx.clock_hz +
+                        static_cast<double>(s.a_bytes + s.b_bytes + s.c_read() + s.c_write() + s.c_kept()) /
+                            ctx.dram_Bps +
+                        4 * ctx.dram_latency_s;
+        const double vector_s = std::max(0.0, c.flops - 2 * c.macs) / vector_throughput(dtype);
+        check_simulated_time(op, serial_s + vector_s + m_spec.op_overhead_s, m_spec);
+    }
     if (checker) m_work.grid_tiles += static_cast<uint64_t>(checker->tiles_run());
 
     LayerResult r;
@@ -432,6 +514,8 @@ LayerResult SystolicModel::vector_layer(const wl::Op& op, const OnChip& on_chip,
     const double in_dram = c.input_bytes - in_chip, out_dram = c.output_bytes - out_kept;
     const double bytes = c.weight_bytes + in_dram + out_dram;
     const double vt = vector_throughput(wl::dtype_name(op.dtype));
+    check_simulated_time(op, std::max(c.flops / vt, bytes / mem.bandwidth_Bps + mem.latency_s) + m_spec.op_overhead_s,
+                         m_spec);
     const int64_t compute = c.flops > 0 ? cycles_for(c.flops / vt, m_spec.clock_hz) : 0;
     const int64_t memory =
         bytes > 0 ? cycles_for(bytes / mem.bandwidth_Bps + mem.latency_s, m_spec.clock_hz) : 0;

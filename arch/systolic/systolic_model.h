@@ -36,7 +36,14 @@
 //    1×1 array), the layer is raised to the bound and the difference counted as input stall.
 //  * fidelity cycle: every tile's folds run on the PE grid with real values, checked against a plain
 //    matmul; the numbers are exactly those of tile fidelity. Meant for small layers: the cost is the
-//    grid's R·C work per simulated cycle.
+//    grid's R·C work per simulated cycle. check_work() estimates a run's PE-cycles (R·C × the tiling's
+//    estimated cycles × arrays, plus the reference products) and refuses a run above
+//    WorkLimits::max_pe_cycles, or one whose grid and operand matrices would take more than
+//    limits::max_cycle_fidelity_bytes, before anything runs.
+//  * bounded at either fidelity: a layer of more than limits::max_tile_steps tile steps is refused
+//    (the step list would not fit in memory), and so is one whose serialized steps (compute plus every
+//    transfer and its latency, an upper bound of the pipeline's time) would pass
+//    limits::max_simulated_s; both are UserErrors located at the op.
 // Energy: energy.h (action counts × the config's table) plus static_power × time_s.
 // Results: time parts compute = (cycles − stalls) / clock, memory = stalls / clock, overhead =
 // op_overhead. The stalls include the arrays waiting for a stationary operand to shift into the PEs
@@ -78,6 +85,7 @@ class SystolicModel final : public DeviceModel {
 
     std::string_view model_name() const override { return "systolic"; }
     std::vector<LayerResult> run(const wl::Model& model) override;
+    void check_work(const wl::Model& model, const WorkLimits& limits) const override;
 
     // What a layer finds in the ifmap buffer and leaves there (residency across layers).
     struct OnChip {

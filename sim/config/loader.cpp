@@ -11,6 +11,7 @@
 #include <map>
 #include <sstream>
 
+#include "sim/config/limits.h"
 #include "sim/core/check.h"
 
 namespace mlsim::cfg {
@@ -42,33 +43,43 @@ class TreeBuilder : public YAML::EventHandler {
         SourceLoc at = loc(mark);
         if (!m_stack.empty() && top().has_key && top().key_loc.line > 0 && at.line > top().key_loc.line)
             at = top().key_loc;
-        add(Node::make_null(std::move(at), child_path()), mark, anchor);
+        count(mark, Size{1, 0});
+        add(Node::make_null(std::move(at), child_path()), mark, anchor, Size{1, 0});
     }
 
     void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
         auto it = m_anchors.find(anchor);
-        MLSIM_CHECK(it != m_anchors.end(), "yaml-cpp reported an alias to an unknown anchor");
+        if (it == m_anchors.end()) {
+            // yaml-cpp knows the anchor but its node is not finished: the alias is inside it.
+            fail(loc(mark), child_path(),
+                 "this alias refers to a map or list that contains it; a YAML alias cannot be recursive");
+        }
         if (expecting_key()) {
-            if (!it->second.is_scalar())
+            if (!it->second.node.is_scalar())
                 fail(loc(mark), top().node.path(), "a map key must be plain text, not a map or list");
-            add_key(it->second.scalar(), mark);
+            add_key(it->second.node.scalar(), mark);
             return;
         }
+        // An alias copies its anchor's whole tree: count every node and byte it copies before copying
+        // any, so that aliases of aliases ("billion laughs") stop at the limit instead of filling memory.
+        count(mark, it->second.size);
         // The copy keeps the anchored text's locations (that is where the values are written) but
         // takes the key path of the place it is used.
-        Node copy = it->second;
+        Node copy = it->second.node;
         copy.set_path(child_path());
-        add(std::move(copy), mark, 0);
+        add(std::move(copy), mark, 0, it->second.size);
     }
 
     void OnScalar(const YAML::Mark& mark, const std::string& /*tag*/, YAML::anchor_t anchor,
                   const std::string& value) override {
         if (expecting_key()) {
-            if (anchor != 0) m_anchors[anchor] = Node::make_scalar(value, loc(mark), "");
+            if (anchor != 0) m_anchors[anchor] = Anchored{Node::make_scalar(value, loc(mark), ""), Size{1, value.size()}};
             add_key(value, mark);
             return;
         }
-        add(Node::make_scalar(value, loc(mark), child_path()), mark, anchor);
+        const Size size{1, value.size()};
+        count(mark, size);
+        add(Node::make_scalar(value, loc(mark), child_path()), mark, anchor, size);
     }
 
     void OnSequenceStart(const YAML::Mark& mark, const std::string& /*tag*/, YAML::anchor_t anchor,
@@ -84,10 +95,16 @@ class TreeBuilder : public YAML::EventHandler {
     void OnMapEnd() override { close(); }
 
   private:
+    // What a tree holds: nodes, and bytes of text in its keys and values.
+    struct Size {
+        std::size_t nodes = 0;
+        std::size_t bytes = 0;
+    };
     struct Frame {
         Node node;
         YAML::Mark mark;
         YAML::anchor_t anchor = 0;
+        Size before;  // m_size when it opened: its subtree is what was counted since
         bool has_key = false;  // maps: a key has been read and waits for its value
         std::string key;
         SourceLoc key_loc;
@@ -112,6 +129,7 @@ class TreeBuilder : public YAML::EventHandler {
     }
 
     void add_key(const std::string& key, const YAML::Mark& mark) {
+        count(mark, Size{0, key.size()});
         Frame& f = top();
         if (const Node* first = f.node.find(key)) {
             const SourceLoc& at = first->key_loc();
@@ -126,18 +144,41 @@ class TreeBuilder : public YAML::EventHandler {
     void open(Node node, const YAML::Mark& mark, YAML::anchor_t anchor) {
         if (expecting_key())
             fail(loc(mark), top().node.path(), "a map key must be plain text, not a map or list");
-        m_stack.push_back(Frame{std::move(node), mark, anchor, false, {}, {}});
+        if (m_stack.size() >= limits::max_yaml_depth)
+            fail(loc(mark), node.path(),
+                 fmt::format("maps and lists nest more than {} levels deep here (the limit)",
+                             limits::max_yaml_depth));
+        const Size before = m_size;
+        count(mark, Size{1, 0});
+        m_stack.push_back(Frame{std::move(node), mark, anchor, before, false, {}, {}});
     }
 
     void close() {
         MLSIM_CHECK(!m_stack.empty(), "yaml-cpp closed a collection that was not open");
         Frame f = std::move(m_stack.back());
         m_stack.pop_back();
-        add(std::move(f.node), f.mark, f.anchor);
+        add(std::move(f.node), f.mark, f.anchor, Size{m_size.nodes - f.before.nodes, m_size.bytes - f.before.bytes});
     }
 
-    void add(Node node, const YAML::Mark& /*mark*/, YAML::anchor_t anchor) {
-        if (anchor != 0) m_anchors[anchor] = node;
+    // Counts more of the document (aliases count what they copy) against the limits.
+    void count(const YAML::Mark& mark, Size more) {
+        if (more.nodes > limits::max_yaml_nodes - m_size.nodes)
+            fail(loc(mark), child_path(),
+                 fmt::format("the document has more than {} nodes (maps, lists and values, aliases "
+                             "counted as what they copy), the limit",
+                             limits::max_yaml_nodes));
+        if (more.bytes > limits::max_yaml_bytes - m_size.bytes)
+            fail(loc(mark), child_path(),
+                 fmt::format("the document's keys and values hold more than {} MiB of text (aliases counted "
+                             "as what they copy), the limit",
+                             limits::max_yaml_bytes >> 20));
+        m_size.nodes += more.nodes;
+        m_size.bytes += more.bytes;
+    }
+
+    // `size`: the size of node's tree, remembered with its anchor for aliases to count.
+    void add(Node node, const YAML::Mark& /*mark*/, YAML::anchor_t anchor, Size size) {
+        if (anchor != 0) m_anchors[anchor] = Anchored{node, size};
         if (m_stack.empty()) {
             m_root = std::move(node);
             return;
@@ -158,7 +199,12 @@ class TreeBuilder : public YAML::EventHandler {
     Node m_root;
     int m_documents = 0;
     std::vector<Frame> m_stack;
-    std::map<YAML::anchor_t, Node> m_anchors;
+    struct Anchored {
+        Node node;
+        Size size;  // of its tree
+    };
+    std::map<YAML::anchor_t, Anchored> m_anchors;
+    Size m_size;  // of the document so far
 };
 
 struct Chain {
@@ -167,20 +213,8 @@ struct Chain {
 };
 
 std::string read_file(const std::string& path, const Node* from) {
-    auto fail_open = [&](std::string_view why) {
-        if (from) fail(from->loc(), from->path(), fmt::format("cannot open '{}': {}", path, why));
-        fail(SourceLoc{path, 0, 0}, "", fmt::format("cannot open '{}': {}", path, why));
-    };
-    std::error_code ec;
-    auto status = fs::status(path, ec);
-    if (ec || !fs::exists(status)) fail_open("no such file");
-    if (fs::is_directory(status)) fail_open("it is a directory");
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail_open("cannot read it");
-    std::ostringstream text;
-    text << in.rdbuf();
-    if (in.bad()) fail_open("read error");
-    return text.str();
+    if (from) return read_text_file(path, from->loc(), from->path());
+    return read_text_file(path, SourceLoc{path, 0, 0}, "");
 }
 
 std::string resolve_relative(const std::string& from_file, const std::string& name) {
@@ -212,6 +246,10 @@ Node load_extended(const std::string& from_file, const Node& entry, Chain& chain
 }
 
 Node load_chain(const std::string& path, const Node* from, Chain& chain) {
+    if (from && chain.shown.size() >= limits::max_extends_depth)
+        fail(from->loc(), from->path(),
+             fmt::format("the `extends:` chain is more than {} files long here (the limit), starting at {}",
+                         limits::max_extends_depth, chain.shown.front()));
     std::string text = read_file(path, from);
     std::error_code ec;
     fs::path canonical = fs::weakly_canonical(path, ec);
@@ -351,6 +389,37 @@ void emit_seq(const Node& n, int indent, bool first_inline, std::string& out) {
 }
 
 }  // namespace
+
+std::string read_text_file(const std::string& path, const SourceLoc& at, std::string_view key_path) {
+    auto fail_open = [&](std::string_view why) {
+        fail(at, key_path, fmt::format("cannot open '{}': {}", path, why));
+    };
+    std::error_code ec;
+    const auto status = fs::status(path, ec);
+    if (ec || !fs::exists(status)) fail_open("no such file");
+    if (fs::is_directory(status)) fail_open("it is a directory");
+    // A FIFO, socket or device (/dev/zero, /dev/urandom) could be read forever.
+    if (!fs::is_regular_file(status)) fail_open("not a regular file (a FIFO, socket or device)");
+    const std::uintmax_t size = fs::file_size(path, ec);
+    const auto too_large = [&] {
+        fail_open(fmt::format("it is larger than {} MiB, the limit for an input file",
+                              limits::max_file_bytes >> 20));
+    };
+    if (!ec && size > limits::max_file_bytes) too_large();
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail_open("cannot read it");
+    // In chunks, stopping past the limit: the file may grow while it is read.
+    std::string text;
+    if (!ec) text.reserve(static_cast<std::size_t>(size));
+    char chunk[1 << 16];
+    while (in) {
+        in.read(chunk, sizeof chunk);
+        text.append(chunk, static_cast<std::size_t>(in.gcount()));
+        if (text.size() > limits::max_file_bytes) too_large();
+    }
+    if (in.bad()) fail_open("read error");
+    return text;
+}
 
 Node parse_string(std::string_view text, const std::string& filename) {
     std::istringstream in{std::string(text)};

@@ -3,6 +3,12 @@
 // Contract:
 // - load_file("a.yaml"): a missing/unreadable file, malformed YAML (with yaml-cpp's line/column),
 //   a duplicate key, or an `extends:` cycle is a UserError naming the file and location.
+// - Bounded (sim/config/limits.h): only regular files of at most limits::max_file_bytes are read; a
+//   document has at most limits::max_yaml_nodes nodes and limits::max_yaml_bytes of key and value text,
+//   counting what every alias copies (so an alias "bomb" stops before it is expanded), and nests at
+//   most limits::max_yaml_depth maps and lists;
+//   an `extends:` chain has at most limits::max_extends_depth files; a recursive alias is an error.
+//   Each is a UserError located where the limit is crossed. Loading is linear in the document's size.
 // - `extends: other.yaml` (or a list of files) at the top level of a document: the path is relative to
 //   the file that names it; the other file is loaded first, then this document is deep-merged over it
 //   (maps merge key by key, scalars and lists are replaced). The `extends` key is removed from the result.
@@ -14,6 +20,10 @@
 #include "sim/config/node.h"
 
 namespace mlsim::cfg {
+
+// The whole text of an input file, read with the same checks as load_file (a regular file, within the
+// size limit); problems are reported at `at` / `key_path` (where the file was named).
+std::string read_text_file(const std::string& path, const SourceLoc& at, std::string_view key_path);
 
 // Locations in the result name `path` as given (and extended files as resolved from it, e.g.
 // "configs/devices/../base.yaml" becomes "configs/base.yaml"). An empty document is a null node.

@@ -73,37 +73,58 @@ const std::string& Node::scalar() const {
     return m_scalar;
 }
 
-const Node* Node::find(std::string_view key) const {
-    for (const auto& [k, v] : m_map) {
-        if (k == key) return &v;
+namespace {
+
+// Small maps (nearly all of them) are searched in place; an index pays off only for large ones.
+constexpr std::size_t k_index_from = 16;
+
+}  // namespace
+
+std::optional<std::size_t> Node::position(std::string_view key) const {
+    if (!m_index.empty()) {
+        auto it = m_index.find(std::string(key));
+        if (it == m_index.end()) return std::nullopt;
+        return it->second;
     }
-    return nullptr;
+    for (std::size_t i = 0; i < m_map.size(); ++i)
+        if (m_map[i].first == key) return i;
+    return std::nullopt;
+}
+
+const Node* Node::find(std::string_view key) const {
+    const std::optional<std::size_t> i = position(key);
+    return i ? &m_map[*i].second : nullptr;
 }
 
 Node* Node::find(std::string_view key) {
-    for (auto& [k, v] : m_map) {
-        if (k == key) return &v;
-    }
-    return nullptr;
+    const std::optional<std::size_t> i = position(key);
+    return i ? &m_map[*i].second : nullptr;
 }
 
 void Node::set(std::string key, Node value) {
     MLSIM_CHECK(is_map(), fmt::format("Node::set('{}') on {} at {}", key, kind_name(), m_path));
-    if (Node* existing = find(key)) {
-        *existing = std::move(value);
+    if (const std::optional<std::size_t> i = position(key)) {
+        m_map[*i].second = std::move(value);
         return;
     }
     m_map.emplace_back(std::move(key), std::move(value));
+    if (!m_index.empty()) {
+        m_index.emplace(m_map.back().first, m_map.size() - 1);
+    } else if (m_map.size() > k_index_from) {
+        for (std::size_t i = 0; i < m_map.size(); ++i) m_index.emplace(m_map[i].first, i);
+    }
 }
 
 bool Node::erase(std::string_view key) {
-    for (auto it = m_map.begin(); it != m_map.end(); ++it) {
-        if (it->first == key) {
-            m_map.erase(it);
-            return true;
-        }
+    const std::optional<std::size_t> i = position(key);
+    if (!i) return false;
+    m_map.erase(m_map.begin() + static_cast<std::ptrdiff_t>(*i));
+    if (!m_index.empty()) {
+        m_index.clear();
+        if (m_map.size() > k_index_from)
+            for (std::size_t j = 0; j < m_map.size(); ++j) m_index.emplace(m_map[j].first, j);
     }
-    return false;
+    return true;
 }
 
 void Node::push_back(Node value) {

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -43,7 +44,9 @@ public:
     // Scalars.
     const std::string& scalar() const;  // precondition: is_scalar()
 
-    // Maps (in order of appearance). find() returns nullptr when the key is absent.
+    // Maps (in order of appearance). find() returns nullptr when the key is absent. Lookups take
+    // constant time however many keys a map has (a large map keeps a hash index), so building or
+    // validating a map of n keys is linear in n.
     const std::vector<std::pair<std::string, Node>>& entries() const { return m_map; }
     const Node* find(std::string_view key) const;
     Node* find(std::string_view key);
@@ -75,6 +78,9 @@ private:
     std::string m_scalar;
     std::vector<std::pair<std::string, Node>> m_map;
     std::vector<Node> m_seq;
+    // Position of each key in m_map, kept once a map has more than k_index_from keys (empty before).
+    std::unordered_map<std::string, std::size_t> m_index;
+    std::optional<std::size_t> position(std::string_view key) const;
 };
 
 // Key paths: child_key_path("device", "memory") == "device.memory", child_key_path("", "device") ==

@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cmath>
 
+#include "sim/config/limits.h"
 #include "sim/core/check.h"
 
 namespace mlsim::cfg {
@@ -118,6 +119,17 @@ Node validate_value(const Node& v, const Param& p, int depth) {
             if (q.value < 0)
                 fail(v.loc(), v.path(), fmt::format("must not be negative, found {}", found_text(v)));
             check_number_range(v, q.value, p, p.min ? format_quantity(*p.min, p.dim) : "");
+            // Every dimension has a valid range (limits.h); 0 stays allowed where the parameter allows it.
+            const limits::Range range = limits::quantity_range(p.dim);
+            if (!(q.value == 0 && !p.positive) && (q.value < range.min || q.value > range.max))
+                fail(v.loc(), v.path(),
+                     fmt::format("must be {} {} (the valid range of {} is {} to {}), found {}",
+                                 q.value > range.max ? "at most"
+                                 : p.positive        ? "at least"
+                                                     : "0 or at least",
+                                 format_quantity(q.value > range.max ? range.max : range.min, p.dim),
+                                 dim_name(p.dim), format_quantity(range.min, p.dim),
+                                 format_quantity(range.max, p.dim), found_text(v)));
             return v;
         }
         case PType::map:
@@ -354,6 +366,18 @@ std::string describe(const Schema& schema) {
                                        r.status, status_width, r.doc);
         while (!line.empty() && line.back() == ' ') line.pop_back();
         out += line + "\n";
+    }
+    return out;
+}
+
+std::string describe_quantity_ranges() {
+    std::string out;
+    for (Dim d : {Dim::time, Dim::frequency, Dim::size, Dim::bandwidth, Dim::energy, Dim::energy_per_byte,
+                  Dim::power, Dim::throughput}) {
+        const limits::Range r = limits::quantity_range(d);
+        std::string_view name = dim_name(d);
+        name.remove_prefix(name.find(' ') + 1);
+        out += fmt::format("  {:<16} {} to {}\n", name, format_quantity(r.min, d), format_quantity(r.max, d));
     }
     return out;
 }

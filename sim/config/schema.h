@@ -60,7 +60,8 @@ Param quantity(std::string name, Dim dim, std::optional<std::string> default_val
 // Details: keys of the resolved map follow the schema's declaration order (dict keys keep the user's
 // order); a default is a scalar node located at the parent map; an absent optional map parameter whose
 // sub-schema has no required keys is filled with its defaults; an empty value ("memory:") for a map,
-// list or dict reads as empty; quantities must be >= 0 (and > 0 when `positive`). A default that does
+// list or dict reads as empty; quantities must be >= 0 (and > 0 when `positive`) and inside the valid
+// range of their dimension (limits::quantity_range; 0 stays allowed where the parameter allows it). A default that does
 // not validate is an internal error. An error about a scalar points at the scalar; one about a whole
 // map or list (wrong kind, missing required key) points at the key that holds it.
 Node validate(const Node& node, const Schema& schema);
@@ -68,6 +69,9 @@ Node validate(const Node& node, const Schema& schema);
 // Text for --help: one line per parameter with type/unit, default or "required", and its doc;
 // nested schemas indented.
 std::string describe(const Schema& schema);
+
+// One line per physical dimension with its valid range (sim/config/limits.h), for --help.
+std::string describe_quantity_ranges();
 
 // Nearest candidate by edit distance, or empty when nothing is close (distance > max(2, len/3)).
 // Case is ignored, an adjacent swap counts as one edit, ties go to the earlier candidate, and a

@@ -81,13 +81,13 @@ TEST_CASE("Every systolic preset matches its array and gets the systolic model",
     // Row-stationary is not a dataflow of the model: Eyeriss itself stays a roofline device.
     CHECK_FALSE((arch::systolic::spec_of(preset("eyeriss")) != nullptr));
     CHECK(arch::make_device_model(preset("eyeriss"))->model_name() == "roofline");
-    CHECK(arch::make_device_model(preset("a100"))->model_name() == "roofline");
+    CHECK(arch::make_device_model(preset("a100"))->model_name() == "gpu");
 }
 
 TEST_CASE("The systolic family's run options override its section's fidelity and convention", "[systolic]") {
     // --fidelity / --convention are declared by the family as overrides of its section's keys.
     std::map<std::string, std::string> keys;
-    for (const arch::FamilyOption& o : arch::family_options()) keys[o.flag] = o.key_path;
+    for (const arch::FamilyOption& o : arch::find_family("systolic")->options) keys[o.flag] = o.key_path;
     CHECK(keys.at("fidelity") == "device.systolic.fidelity");
     CHECK(keys.at("convention") == "device.systolic.convention");
     // The model reads what the (overridden) section says.

@@ -1,4 +1,8 @@
+#include <fmt/format.h>
+#include <sys/stat.h>
+
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <string>
 
 #include "sim/config/loader.h"
@@ -243,4 +247,68 @@ TEST_CASE("aliases copy the anchored value under the new key path", "[loader]") 
 TEST_CASE("an empty document is a null node", "[loader]") {
     CHECK(parse_string("", "e.yaml").is_null());
     CHECK(parse_string("# only a comment\n", "e.yaml").is_null());
+}
+
+// ---- bounded loading (sim/config/limits.h)
+
+TEST_CASE("aliases count every node they copy, so an alias bomb stops at the node limit", "[loader][limits]") {
+    // Each level lists its predecessor ten times: level n copies 10^n scalars.
+    std::string text = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+    for (int i = 1; i < 9; ++i) {
+        text += fmt::format("a{0}: &a{0} [", i);
+        for (int j = 0; j < 10; ++j) text += fmt::format("{}*a{}", j ? ", " : "", i - 1);
+        text += "]\n";
+    }
+    const std::string msg = error_of([&] { parse_string(text, "bomb.yaml"); });
+    // Levels 0..4 hold about 122,000 nodes; level 5 would add 1.1 million.
+    CHECK_THAT(msg, StartsWith("bomb.yaml:6:") && Contains("more than 1000000 nodes"));
+    // Below the limit an alias is an ordinary copy.
+    const Node ok = parse_string("a: &x [1, 2]\nb: *x\n", "ok.yaml");
+    CHECK(ok.find("b")->items().size() == 2);
+    CHECK(ok.find("b")->path() == "b");
+}
+
+TEST_CASE("a recursive alias is a located user error, not an internal one", "[loader][limits]") {
+    CHECK_THAT(error_of([] { parse_string("a: &x [1, *x]\n", "r.yaml"); }),
+               StartsWith("r.yaml:1:11: error: a[1]: this alias refers to a map or list that contains it"));
+    CHECK_THAT(error_of([] { parse_string("a: &x {b: {c: *x}}\n", "r.yaml"); }),
+               StartsWith("r.yaml:1:15: error: a.b.c:"));
+}
+
+TEST_CASE("maps and lists may nest 64 deep, not deeper", "[loader][limits]") {
+    const auto nested = [](int depth) {
+        return fmt::format("a: {}{}\n", std::string(depth, '['), std::string(depth, ']'));
+    };
+    CHECK_NOTHROW(parse_string(nested(63), "n.yaml"));  // the root map is the 64th
+    CHECK_THAT(error_of([&] { parse_string(nested(64), "n.yaml"); }),
+               StartsWith("n.yaml:1:67: error: ") && Contains("nest more than 64 levels"));
+    CHECK_THAT(error_of([&] { parse_string(nested(100000), "n.yaml"); }), Contains("nest more than 64 levels"));
+}
+
+TEST_CASE("only regular files of at most 16 MiB are read", "[loader][limits]") {
+    CHECK_THAT(error_of([] { load_file("/dev/zero"); }),
+               StartsWith("/dev/zero: error: cannot open '/dev/zero': not a regular file"));
+    const std::string fifo = mlsim::cfg::test::write_temp("placeholder.yaml", "") + ".fifo";
+    std::filesystem::remove(fifo);
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    CHECK_THAT(error_of([&] { load_file(fifo); }), Contains("not a regular file"));
+    std::filesystem::remove(fifo);
+    // Exactly at the limit a file is read; one byte more and it is refused unread.
+    std::string text = "a: 1\n#";
+    text += std::string((16u << 20) - text.size() - 1, 'x') + "\n";
+    const std::string big = mlsim::cfg::test::write_temp("big.yaml", text);
+    CHECK(load_file(big).find("a")->scalar() == "1");
+    std::filesystem::resize_file(big, (16u << 20) + 1);
+    CHECK_THAT(error_of([&] { load_file(big); }), Contains("larger than 16 MiB"));
+}
+
+TEST_CASE("an extends chain of more than 32 files is refused where it passes the limit", "[loader][limits]") {
+    for (int i = 0; i < 40; ++i)
+        mlsim::cfg::test::write_temp(fmt::format("chain{}.yaml", i), fmt::format("extends: chain{}.yaml\n", i + 1));
+    const std::string last = mlsim::cfg::test::write_temp("chain40.yaml", "a: 1\n");
+    const std::string first = std::filesystem::path(last).parent_path().string() + "/chain0.yaml";
+    CHECK_THAT(error_of([&] { load_file(first); }),
+               Contains("chain31.yaml:1:10: error: extends: the `extends:` chain is more than 32 files long"));
+    const std::string ok = std::filesystem::path(last).parent_path().string() + "/chain9.yaml";
+    CHECK(load_file(ok).find("a")->scalar() == "1");  // 32 files: chain9 ... chain40
 }

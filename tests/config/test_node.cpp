@@ -1,3 +1,5 @@
+#include <fmt/format.h>
+
 #include <catch2/catch.hpp>
 #include <string>
 
@@ -126,4 +128,30 @@ TEST_CASE("an empty value is a null node located at its key", "[node]") {
     CHECK(child_key_path("", "a") == "a");
     CHECK(child_key_path("a", "b") == "a.b");
     CHECK(child_index_path("a.b", 3) == "a.b[3]");
+}
+
+TEST_CASE("a large map finds, replaces and erases keys like a small one", "[node]") {
+    // Past a few keys a map keeps a hash index; it must agree with the ordered entries after any edit.
+    Node m = Node::make_map(SourceLoc{"f.yaml", 1, 1}, "m");
+    for (int i = 0; i < 1000; ++i)
+        m.set(fmt::format("k{}", i), Node::make_scalar(std::to_string(i), SourceLoc{}, ""));
+    REQUIRE(m.entries().size() == 1000);
+    CHECK(m.find("k999")->scalar() == "999");
+    CHECK(m.find("k1000") == nullptr);
+    m.set("k5", Node::make_scalar("five", SourceLoc{}, ""));
+    CHECK(m.entries().size() == 1000);
+    CHECK(m.entries()[5].second.scalar() == "five");
+    CHECK(m.erase("k0"));
+    CHECK_FALSE(m.erase("k0"));
+    CHECK(m.find("k0") == nullptr);
+    CHECK(m.find("k1")->scalar() == "1");
+    CHECK(m.entries().front().first == "k1");
+    for (int i = 1; i < 990; ++i) CHECK(m.erase(fmt::format("k{}", i)));
+    CHECK(m.entries().size() == 10);  // back below the index threshold: found by scanning
+    CHECK(m.find("k995")->scalar() == "995");
+    m.set("k0", Node::make_scalar("again", SourceLoc{}, ""));
+    CHECK(m.entries().back().first == "k0");
+    const Node copy = m;
+    CHECK(copy.find("k0")->scalar() == "again");
+    CHECK(copy.same_content(m));
 }

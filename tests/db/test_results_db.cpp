@@ -1,4 +1,5 @@
 #include <fmt/format.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -725,4 +726,56 @@ TEST_CASE("concurrent writers, threads sharing one ResultsDb or each with its ow
     CHECK(query_int(path, fmt::format("SELECT COUNT(*) FROM (SELECT run_id FROM layers GROUP BY run_id "
                                       "HAVING COUNT(*) != {})",
                                       k_layers)) == 0);
+}
+
+TEST_CASE("a damaged or foreign database is refused with its problem named, and left byte for byte", "[db]") {
+    TempDir dir;
+    const std::string good = dir.file("good.db");
+    {
+        ResultsDb db(good);
+        db.record_run(sample_info("kept\n"), sample_layers(2), 1.0);
+    }
+    struct Damage {
+        const char* sql;
+        const char* says;
+    };
+    const Damage damages[] = {
+        {"UPDATE meta SET value = '3abc' WHERE key = 'schema_version'", "meta.schema_version is '3abc'"},
+        {"UPDATE meta SET value = '-1' WHERE key = 'schema_version'", "meta.schema_version is '-1'"},
+        {"ALTER TABLE runs RENAME TO runs_t; CREATE VIEW runs AS SELECT * FROM runs_t", "'runs' is a view"},
+        {"DROP TABLE meta; CREATE TABLE meta (a, b, c)", "table 'meta' has the columns (a, b, c)"},
+        {"DROP TABLE sweep_factors; CREATE TABLE sweep_factors (x)", "table 'sweep_factors' has no column"},
+        {"DROP INDEX runs_by_config_hash; CREATE TABLE runs_by_config_hash (x)", "'runs_by_config_hash' is a table"},
+    };
+    for (const Damage& d : damages) {
+        INFO(d.sql);
+        const std::string path = dir.file("damaged.db");
+        std::filesystem::copy_file(good, path, std::filesystem::copy_options::overwrite_existing);
+        {
+            mlsim::db::sql::Connection raw(path, mlsim::db::sql::Connection::Mode::read_write_create);
+            raw.exec(d.sql);
+            raw.exec("PRAGMA journal_mode = DELETE");  // everything in the main file
+        }
+        const std::string before = file_bytes(path);
+        CHECK_THROWS_WITH(ResultsDb(path), Catch::StartsWith(path + ": error: results database: ") &&
+                                               Catch::Contains(d.says));
+        CHECK(file_bytes(path) == before);
+    }
+}
+
+TEST_CASE("partial mlsim tables written by another program are refused before anything is added", "[db]") {
+    TempDir dir;
+    const std::string path = dir.file("partial.db");
+    {
+        mlsim::db::sql::Connection raw(path, mlsim::db::sql::Connection::Mode::read_write_create);
+        raw.exec(fmt::format("PRAGMA application_id = {}", mlsim::db::schema::application_id));
+        raw.exec("CREATE TABLE runs (x INTEGER)");
+    }
+    const std::string before = file_bytes(path);
+    CHECK_THROWS_WITH(ResultsDb(path), Catch::Contains("table 'runs' has no column 'run_id'"));
+    CHECK(file_bytes(path) == before);
+    // A FIFO is not opened at all (SQLite would wait on it forever).
+    const std::string fifo = dir.file("fifo.db");
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    CHECK_THROWS_WITH(ResultsDb(fifo), Catch::Contains("not a regular file"));
 }

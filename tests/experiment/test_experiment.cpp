@@ -43,7 +43,11 @@ std::vector<std::string> run_rows(const std::string& db_path, const char* table,
 }  // namespace
 
 TEST_CASE("ResNet-50 at batch 32 on the A100: most convolutions are compute-bound, norms and activations never") {
-    const auto r = exp::run_experiment(options("a100", "resnet50", "fp16", 32));
+    // On the A100's roofline (its default model, the GPU model, fuses norms and activations into the
+    // convolutions: tests/arch/test_gpu_model.cpp).
+    auto o = options("a100", "resnet50", "fp16", 32);
+    exp::set_run_option(o, "device-model", "roofline");
+    const auto r = exp::run_experiment(o);
     int conv = 0, conv_compute = 0, eltwise = 0, eltwise_memory = 0;
     double flops = 0;
     for (const auto& l : r.layers) {
@@ -61,7 +65,7 @@ TEST_CASE("ResNet-50 at batch 32 on the A100: most convolutions are compute-boun
     CHECK(conv_compute * 3 > conv * 2);
     CHECK(eltwise_memory == eltwise);
     CHECK(r.total_time_s > flops / 312e12);
-    CHECK(r.info.peak_flops_per_s == Approx(312e12));
+    CHECK(r.info.peak_flops_per_s == Approx(312e12).epsilon(0.001));  // 2048 x 108 x 1.41 GHz
 }
 
 TEST_CASE("GPT-2 XL decode at batch 1 is memory-bound on every datacenter preset") {
@@ -72,7 +76,9 @@ TEST_CASE("GPT-2 XL decode at batch 1 is memory-bound on every datacenter preset
             memory_s += l.parts.memory_s;
             compute_s += l.parts.compute_s;
             overhead_s += l.parts.overhead_s;
-            CHECK(l.bound != "compute");
+            // A GELU fused into its GEMM's epilogue has no kernel of its own: its few nanoseconds of
+            // arithmetic are compute.
+            if (!l.metric("fused_into")) CHECK(l.bound != "compute");
         }
         INFO(dev);
         // Of the time the device is busy, streaming weights and the KV cache dominates; the rest of
@@ -86,7 +92,9 @@ TEST_CASE("GPT-2 XL decode at batch 1 is memory-bound on every datacenter preset
 
 TEST_CASE("Every roofline layer respects the bound, with non-negative energy and consistent times") {
     for (const char* model : {"resnet50", "mobilenetv2", "bert-base", "gpt2-small-prefill", "dlrm-mlperf"}) {
-        const auto r = exp::run_experiment(options("h100", model, "fp16"));
+        auto o = options("h100", model, "fp16");
+        exp::set_run_option(o, "device-model", "roofline");
+        const auto r = exp::run_experiment(o);
         double t = 0;
         for (const auto& l : r.layers) {
             INFO(model << " " << l.name);
@@ -209,7 +217,9 @@ TEST_CASE("Each layer's levels, metrics and time parts are stored as the family 
     fs::remove_all(dir);
     const std::string path = (dir / "long.db").string();
     const auto sys = exp::run_experiment(options("tpu-v1", "lenet5", "int8"));
-    const auto roof = exp::run_experiment(options("a100", "mlp3", "fp32"));
+    auto roof_options = options("a100", "mlp3", "fp32");
+    exp::set_run_option(roof_options, "device-model", "roofline");
+    const auto roof = exp::run_experiment(roof_options);
     int64_t sys_id = 0, roof_id = 0;
     {
         db::ResultsDb db(path);
@@ -399,16 +409,42 @@ TEST_CASE(
     }
 }
 
-TEST_CASE("A fidelity choice on a device without a systolic section is a user error") {
-    auto o = options("a100", "lenet5", "fp16");
+TEST_CASE("A fidelity choice on a device without a systolic, GPU or CPU section is a user error") {
+    auto o = options("eyeriss", "lenet5", "fp16");
     exp::set_run_option(o, "fidelity", "cycle");
     try {
         exp::run_experiment(o);
         FAIL("expected a UserError");
     } catch (const cfg::UserError& e) {
-        CHECK(std::string(e.what()) ==
-              "<command line>: error: --fidelity: device 'a100' has no systolic section, so "
-              "device.systolic.fidelity cannot be set");
+        CHECK(
+            std::string(e.what()) ==
+            "<command line>: error: --fidelity: device 'eyeriss' has none of the sections it sets (systolic, "
+            "gpu, cpu: device.systolic.fidelity, device.gpu.fidelity, device.cpu.fidelity)");
+    }
+}
+
+TEST_CASE("The shared --fidelity sets the key of the section the device has, checked by that section") {
+    // A systolic preset takes the systolic choices.
+    auto tpu = options("tpu-v1", "lenet5", "int8");
+    exp::set_run_option(tpu, "fidelity", "cycle");
+    const exp::PreparedExperiment t = exp::prepare_experiment(tpu);
+    CHECK(t.result->system.device.resolved.find("systolic")->find("fidelity")->scalar() == "cycle");
+    // A GPU preset takes the GPU's.
+    auto gpu = options("a100", "lenet5", "fp16");
+    exp::set_run_option(gpu, "fidelity", "block");
+    const exp::PreparedExperiment g = exp::prepare_experiment(gpu);
+    CHECK(g.result->system.device.resolved.find("gpu")->find("fidelity")->scalar() == "block");
+    CHECK(g.result->system.device.resolved.find("systolic") == nullptr);
+    // A choice of the other family is rejected by the device's own section, located at the value.
+    auto wrong = options("tpu-v1", "lenet5", "int8");
+    exp::set_run_option(wrong, "fidelity", "block");
+    try {
+        exp::prepare_experiment(wrong);
+        FAIL("expected a UserError");
+    } catch (const cfg::UserError& e) {
+        CHECK(std::string(e.what()).rfind("<command line>: error: device.systolic.fidelity: expected one of: "
+                                          "tile, cycle",
+                                          0) == 0);
     }
 }
 

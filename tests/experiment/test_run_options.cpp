@@ -43,8 +43,8 @@ TEST_CASE("Every run option is declared once, and ExperimentOptions' defaults ar
         CHECK(e.get(defaults) == e.param.default_value);
     }
     CHECK(names == std::vector<std::string>{"system", "model", "batch", "seq", "image", "dtype", "mode",
-                                            "optimizer", "checkpointing", "device-model", "fidelity",
-                                            "convention"});
+                                            "optimizer", "checkpointing", "max-pe-cycles", "device-model",
+                                            "fidelity", "convention", "fusion"});
     const exp::RunOption* dtype = exp::find_run_option("dtype");
     REQUIRE(dtype != nullptr);
     CHECK(dtype->short_name == 't');
@@ -63,14 +63,20 @@ TEST_CASE("Device settings are device-override entries whose choices come from t
     for (const arch::FamilyOption& o : arch::family_options()) {
         const exp::RunOption* e = exp::find_run_option(o.flag);
         REQUIRE(e != nullptr);
-        CHECK(e->device_key == o.key_path);
+        // A flag one family declares sets its key; a shared one lists every family's key.
+        CHECK((e->device_key == o.key_path ||
+               std::find(e->shared_keys.begin(), e->shared_keys.end(), o.key_path) != e->shared_keys.end()));
     }
+    // --fidelity is shared by the systolic, GPU and CPU families: the choices are the union of theirs.
     const exp::RunOption* fidelity = exp::find_run_option("fidelity");
     REQUIRE(fidelity != nullptr);
     CHECK(fidelity->is_device_override());
     CHECK(fidelity->device_key == "device.systolic.fidelity");
+    CHECK(fidelity->shared_keys ==
+          std::vector<std::string>{"device.systolic.fidelity", "device.gpu.fidelity", "device.cpu.fidelity"});
     CHECK(fidelity->param.type == cfg::PType::choice);
-    CHECK(fidelity->param.choices == std::vector<std::string>{"tile", "cycle"});
+    CHECK(fidelity->param.choices ==
+          std::vector<std::string>{"tile", "cycle", "wave", "block", "closed", "trace"});
     const exp::RunOption* convention = exp::find_run_option("convention");
     REQUIRE(convention != nullptr);
     CHECK(convention->param.choices == std::vector<std::string>{"faithful", "scalesim"});
@@ -82,6 +88,26 @@ TEST_CASE("Device settings are device-override entries whose choices come from t
     CHECK(o.device_overrides[0].key_path == "device.systolic.fidelity");
     CHECK(o.device_overrides[0].value.scalar() == "cycle");
     CHECK(o.device_overrides[0].option == "--fidelity");
+    CHECK(o.device_overrides[0].alternatives ==
+          std::vector<std::string>{"device.gpu.fidelity", "device.cpu.fidelity"});
+}
+
+TEST_CASE("A flag shared by families: choices are the union, each section keeps its own", "[options]") {
+    // Two sections that declare the same flag with overlapping choices (the CPU family will declare
+    // `fidelity` with `trace`): the union keeps each choice once, in declaration order.
+    const exp::RunOption shared = exp::shared_device_option(
+        "fidelity", {"device.systolic.fidelity", "device.gpu.fidelity"}, {"systolic: ...", "gpu: ..."});
+    CHECK(shared.param.choices == std::vector<std::string>{"tile", "cycle", "wave", "block"});
+    CHECK(shared.param.doc == "systolic: ...; gpu: ...");
+    CHECK(shared.keys_text() == "device.systolic.fidelity | device.gpu.fidelity");
+    const exp::RunOption same = exp::shared_device_option(
+        "fidelity", {"device.systolic.fidelity", "device.systolic.fidelity"}, {"a", "b"});
+    CHECK(same.param.choices == std::vector<std::string>{"tile", "cycle"});
+    // A single-family flag names one key.
+    const exp::RunOption* convention = exp::find_run_option("convention");
+    REQUIRE(convention != nullptr);
+    CHECK(convention->shared_keys.empty());
+    CHECK(convention->keys_text() == "device.systolic.convention");
 }
 
 TEST_CASE("The sweep file's base schema is the run-option table", "[options]") {
@@ -124,7 +150,9 @@ TEST_CASE("A sweep takes run options in the form mlsim run does, with the same r
     const std::string msg =
         user_error_of([] { exp::check_points(exp::load_sweep(data("sweep_option_no_section.yaml"))); });
     CHECK(contains(msg, "sweep_option_no_section.yaml:6:14: error:"));
-    CHECK(contains(msg, "device 'a100' has no systolic section, so device.systolic.fidelity cannot be set"));
+    CHECK(contains(msg,
+                   "device 'eyeriss' has none of the sections it sets (systolic, gpu, cpu: "
+                   "device.systolic.fidelity, device.gpu.fidelity, device.cpu.fidelity)"));
     CHECK(contains(msg, "(in sweep point 0 of 2: fidelity=tile)"));
 }
 
@@ -163,7 +191,9 @@ TEST_CASE("A device family's extra entries join the table as device overrides, e
 
     const cfg::Schema schema = exp::run_options_schema(table, "base", "test");
     cfg::Node base = cfg::Node::make_map(cfg::SourceLoc{"s.yaml", 1, 1}, "base");
-    base.set("system", cfg::Node::make_scalar("a100", cfg::SourceLoc{"s.yaml", 2, 11}, "base.system"));
+    // A device whose peaks do not follow from its clock (a GPU's or systolic array's declared peaks must
+    // agree with the clock, so a clock override there needs `peak` left out).
+    base.set("system", cfg::Node::make_scalar("eyeriss", cfg::SourceLoc{"s.yaml", 2, 11}, "base.system"));
     base.set("model", cfg::Node::make_scalar("mlp3", cfg::SourceLoc{"s.yaml", 3, 10}, "base.model"));
     base.set("clock", cfg::Node::make_scalar("1GHz", cfg::SourceLoc{"s.yaml", 4, 10}, "base.clock"));
     exp::ExperimentOptions o;

@@ -121,3 +121,22 @@ TEST_CASE("YAML model errors are located at file:line:col with a suggestion", "[
     // S without a sequence length.
     CHECK_THAT(error_of(data("ops_any_order.yaml")), Catch::Contains("no error"));
 }
+
+TEST_CASE("ops are built in passes over the file, in file order, however they are listed", "[yaml]") {
+    // b reads c, which is listed after it; d reads b. Pass 1 builds c and a (b waits on c, d on b);
+    // pass 2 builds b, then d. The model lists its ops in that order (ties in build order).
+    const std::string path = std::string(MLSIM_SOURCE_DIR) + "/tests/workloads/data/ops_passes.yaml";
+    const Model m = load_model_yaml(path, ZooOptions{});
+    std::vector<std::string> names;
+    for (const Op& op : m.ops()) names.push_back(op.name);
+    CHECK(names == std::vector<std::string>{"c", "a", "b", "d"});
+}
+
+TEST_CASE("an op gives inputs or input shapes, not both; axes and slots must fit", "[yaml][errors]") {
+    CHECK_THAT(error_of(data("bad_inputs_and_shape.yaml")),
+               Catch::StartsWith(data("bad_inputs_and_shape.yaml") + ":4:40: error: ops[0].input_shape: op 'a' "
+                                                                     "gives both 'inputs' and 'input_shape'"));
+    CHECK_THAT(error_of(data("bad_concat_axis.yaml")),
+               Catch::StartsWith(data("bad_concat_axis.yaml") + ":4:") &&
+                   Catch::Contains("axis 4294967297 is out of range"));
+}
