@@ -30,7 +30,7 @@ int cmd_demo(const Args& args) {
     db::ResultsDb db(db_path);
     fmt::print(
         "mlsim demo: each device on its detailed model (systolic: TPU v4; GPU: the A100, H100 and Jetson "
-        "presets), else the roofline; per-layer rows in {}\n\n",
+        "presets; CPU: Xeon 8480+ and Orin's CPU cluster), else the roofline; per-layer rows in {}\n\n",
         db_path);
     fmt::print("{:<16} {:<18} {:>5} {:<5} {:>10} {:>12} {:>12} {:>10} {:>8} {:>6}\n", "model", "device",
                "batch", "dtype", "latency", "samples/s", "energy/smpl", "avg power", "compute", "util");

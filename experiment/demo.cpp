@@ -8,7 +8,8 @@
 namespace mlsim::exp {
 
 const std::vector<DemoPoint>& demo_points() {
-    // Edge (Jetson Orin Nano), datacenter (A100, H100, TPU v4) and microcontrollers (STM32).
+    // Edge (Jetson Orin Nano), datacenter (A100, H100, TPU v4), CPUs (Xeon 8480+, Orin's Cortex-A78AE
+    // cluster) and microcontrollers (STM32).
     static const std::vector<DemoPoint> points = {
         {"resnet50", "jetson-orin-nano", 1, 0, "fp16"},
         {"resnet50", "a100", 1, 0, "fp16"},
@@ -29,6 +30,11 @@ const std::vector<DemoPoint>& demo_points() {
         {"ds-cnn-kws", "stm32f746", 1, 0, "int8"},
         {"ds-cnn-kws", "stm32u575", 1, 0, "int8"},
         {"ds-cnn-kws", "jetson-orin-nano", 1, 0, "int8"},
+        // CPUs (the detailed CPU model): a server socket with AMX and an edge cluster.
+        {"resnet50", "xeon-8480", 1, 0, "bf16"},
+        {"resnet50", "xeon-8480", 32, 0, "bf16"},
+        {"gpt2-xl-decode", "xeon-8480", 1, 1023, "bf16"},
+        {"ds-cnn-kws", "orin-cpu", 1, 0, "int8"},
     };
     return points;
 }

@@ -56,7 +56,7 @@ TEST_CASE("The registry lists every family once, in families.def order, with its
         CHECK(arch::find_family(f.name) == &f);
     }
     CHECK(names == std::vector<std::string>{"roofline", "systolic", "gpu", "cpu", "mcu"});
-    CHECK(arch::model_names() == std::vector<std::string>{"roofline", "systolic", "gpu"});
+    CHECK(arch::model_names() == std::vector<std::string>{"roofline", "systolic", "gpu", "cpu"});
     CHECK(arch::find_family("tpu") == nullptr);  // a hardware family, not a model family
     // The device schema gathers `model` and every family's section.
     std::vector<std::string> keys;
@@ -75,7 +75,7 @@ TEST_CASE("A device runs on its section's detailed model by default, and `model:
     CHECK(preset("a100").model == "gpu");
     CHECK(preset("eyeriss").model == "roofline");
     CHECK(arch::make_device_model(preset("tpu-v4"))->model_name() == "systolic");
-    CHECK(arch::make_device_model(preset("xeon-8380"))->model_name() == "roofline");
+    CHECK(arch::make_device_model(preset("xeon-8380"))->model_name() == "cpu");
 
     const arch::DeviceSpec r = device_from_text(array_device("  model: roofline\n"));
     CHECK(r.model == "roofline");
@@ -88,7 +88,7 @@ TEST_CASE("A device runs on its section's detailed model by default, and `model:
 TEST_CASE("A model that cannot run the device is a located error") {
     const std::string not_built = user_error_of([] {
         device_from_text(
-            "device:\n  name: g\n  family: cpu\n  model: cpu\n  clock: 1GHz\n"
+            "device:\n  name: g\n  family: mcu\n  model: mcu\n  clock: 1GHz\n"
             "  peak: {fp16: 1TFLOP/s}\n  mac_energy: {fp16: 1pJ}\n"
             "  memory:\n    - {name: hbm, capacity: 1GiB, bandwidth: 1TB/s, read_energy: 1pJ/B}\n"
             "  tdp: 100W\n  static_power: 10W\n",
@@ -96,7 +96,7 @@ TEST_CASE("A model that cannot run the device is a located error") {
     });
     CHECK_THAT(not_built, Contains("g.yaml:4:"));
     CHECK_THAT(not_built, Contains("device.model"));
-    CHECK_THAT(not_built, Contains("cpu model is not built yet"));
+    CHECK_THAT(not_built, Contains("mcu model is not built yet"));
 
     const std::string no_section = user_error_of([] {
         device_from_text("device:\n  name: g\n  family: gpu\n  model: systolic\n  clock: 1GHz\n"

@@ -35,7 +35,9 @@ TEST_CASE("mlsim run --help is generated from the run-option table", "[run]") {
           "fastest integer type "
           "[fp32 | tf32 | bf16 | fp16 | fp8 | int16 | int8 | int4]",
           "-b [ --batch ] arg (=1) batch size", "--mode arg (=inference)", "--checkpointing training:",
-          "[tile | cycle | wave | block] (sets device.systolic.fidelity | device.gpu.fidelity)",
+          "[tile | cycle | wave | block | closed | trace] (sets device.systolic.fidelity | "
+          "device.gpu.fidelity | "
+          "device.cpu.fidelity)",
           "(sets device.systolic.convention)", "--db arg", "-q [ --quiet ]"})
         CHECK(contains(text, part));
 }
@@ -53,6 +55,12 @@ TEST_CASE("mlsim run reads option values as the sweep file does: a bad integer i
     const Output g = run_mlsim("run --system a100 --model mlp3 --fidelity cycle");
     CHECK(g.status == 2);
     CHECK(contains(g.text, "<command line>: error: device.gpu.fidelity: expected one of: wave, block"));
+    // And with the CPU family: a CPU device takes closed | trace.
+    const Output c = run_mlsim("run --system orin-cpu --model mlp3 --fidelity wave");
+    CHECK(c.status == 2);
+    CHECK(contains(c.text, "<command line>: error: device.cpu.fidelity: expected one of: closed, trace"));
+    const Output t = run_mlsim("run --system orin-cpu --model mlp3 --fidelity trace");
+    CHECK(t.status == 0);
 }
 
 TEST_CASE("No parser guesses an abbreviated option: each rejects it, names it and suggests the real one",

@@ -409,7 +409,7 @@ TEST_CASE(
     }
 }
 
-TEST_CASE("A fidelity choice on a device without a systolic or GPU section is a user error") {
+TEST_CASE("A fidelity choice on a device without a systolic, GPU or CPU section is a user error") {
     auto o = options("eyeriss", "lenet5", "fp16");
     exp::set_run_option(o, "fidelity", "cycle");
     try {
@@ -419,7 +419,7 @@ TEST_CASE("A fidelity choice on a device without a systolic or GPU section is a 
         CHECK(
             std::string(e.what()) ==
             "<command line>: error: --fidelity: device 'eyeriss' has none of the sections it sets (systolic, "
-            "gpu: device.systolic.fidelity, device.gpu.fidelity)");
+            "gpu, cpu: device.systolic.fidelity, device.gpu.fidelity, device.cpu.fidelity)");
     }
 }
 

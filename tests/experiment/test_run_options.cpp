@@ -67,15 +67,16 @@ TEST_CASE("Device settings are device-override entries whose choices come from t
         CHECK((e->device_key == o.key_path ||
                std::find(e->shared_keys.begin(), e->shared_keys.end(), o.key_path) != e->shared_keys.end()));
     }
-    // --fidelity is shared by the systolic and GPU families: the choices are the union of theirs.
+    // --fidelity is shared by the systolic, GPU and CPU families: the choices are the union of theirs.
     const exp::RunOption* fidelity = exp::find_run_option("fidelity");
     REQUIRE(fidelity != nullptr);
     CHECK(fidelity->is_device_override());
     CHECK(fidelity->device_key == "device.systolic.fidelity");
     CHECK(fidelity->shared_keys ==
-          std::vector<std::string>{"device.systolic.fidelity", "device.gpu.fidelity"});
+          std::vector<std::string>{"device.systolic.fidelity", "device.gpu.fidelity", "device.cpu.fidelity"});
     CHECK(fidelity->param.type == cfg::PType::choice);
-    CHECK(fidelity->param.choices == std::vector<std::string>{"tile", "cycle", "wave", "block"});
+    CHECK(fidelity->param.choices ==
+          std::vector<std::string>{"tile", "cycle", "wave", "block", "closed", "trace"});
     const exp::RunOption* convention = exp::find_run_option("convention");
     REQUIRE(convention != nullptr);
     CHECK(convention->param.choices == std::vector<std::string>{"faithful", "scalesim"});
@@ -87,7 +88,8 @@ TEST_CASE("Device settings are device-override entries whose choices come from t
     CHECK(o.device_overrides[0].key_path == "device.systolic.fidelity");
     CHECK(o.device_overrides[0].value.scalar() == "cycle");
     CHECK(o.device_overrides[0].option == "--fidelity");
-    CHECK(o.device_overrides[0].alternatives == std::vector<std::string>{"device.gpu.fidelity"});
+    CHECK(o.device_overrides[0].alternatives ==
+          std::vector<std::string>{"device.gpu.fidelity", "device.cpu.fidelity"});
 }
 
 TEST_CASE("A flag shared by families: choices are the union, each section keeps its own", "[options]") {
@@ -149,8 +151,8 @@ TEST_CASE("A sweep takes run options in the form mlsim run does, with the same r
         user_error_of([] { exp::check_points(exp::load_sweep(data("sweep_option_no_section.yaml"))); });
     CHECK(contains(msg, "sweep_option_no_section.yaml:6:14: error:"));
     CHECK(contains(msg,
-                   "device 'eyeriss' has none of the sections it sets (systolic, gpu: "
-                   "device.systolic.fidelity, device.gpu.fidelity)"));
+                   "device 'eyeriss' has none of the sections it sets (systolic, gpu, cpu: "
+                   "device.systolic.fidelity, device.gpu.fidelity, device.cpu.fidelity)"));
     CHECK(contains(msg, "(in sweep point 0 of 2: fidelity=tile)"));
 }
 

@@ -1,0 +1,391 @@
+// The CPU family: peaks derived from its units and checked against `peak`, BLIS blocking, the closed-form
+// cache traffic against the set-associative LRU trace, the roofline floor over the zoo on every CPU preset,
+// the DRAM model against STREAM, and the trace fidelity's refusal of large shapes.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "arch/cpu/cache_sim.h"
+#include "arch/cpu/cpu_model.h"
+#include "arch/cpu/cpu_spec.h"
+#include "arch/roofline/roofline.h"
+#include "user_error.h"
+#include "workloads/model.h"
+
+using namespace mlsim;
+using namespace mlsim::test;
+using Catch::Matchers::Contains;
+
+namespace {
+
+const std::string k_devices = std::string(MLSIM_SOURCE_DIR) + "/configs/devices/";
+const char* k_presets[] = {"xeon-8380", "xeon-8480", "epyc-9654", "orin-cpu"};
+
+arch::DeviceSpec preset(const std::string& name) { return arch::load_device(k_devices + name + ".yaml"); }
+
+arch::cpu::CacheLevel level(const char* name, double capacity, int64_t ways, double bpc) {
+    arch::cpu::CacheLevel c;
+    c.name = name;
+    c.capacity_bytes = capacity;
+    c.associativity = ways;
+    c.line_bytes = 64;
+    c.bytes_per_cycle = bpc;
+    return c;
+}
+
+// A one-core AVX2-like CPU (16 registers of 256 bits, 2 FMA pipes) with the given cache geometry.
+arch::cpu::CpuSpec avx2_core(double l1, int64_t w1, double l2, int64_t w2, double l3, int64_t w3) {
+    arch::cpu::CpuSpec s;
+    s.cores = 1;
+    s.simd_bits = 256;
+    s.fma_pipes = 2;
+    s.vector_registers = 16;
+    s.fma_latency = 5;
+    s.load_ports = 2;
+    s.caches = {level("l1d", l1, w1, 64), level("l2", l2, w2, 64), level("l3", l3, w3, 32)};
+    return s;
+}
+
+arch::cpu::ComputeUnit fp32_unit(const arch::cpu::CpuSpec& s) {
+    arch::cpu::ComputeUnit u;
+    u.name = "avx2";
+    u.macs_per_cycle = s.lanes(4) * static_cast<double>(s.fma_pipes);
+    u.clock_hz = 3e9;
+    return u;
+}
+
+std::string write_temp(const std::string& name, const std::string& text) {
+    const std::string path = std::string(MLSIM_SOURCE_DIR) + "/build/" + name;
+    std::ofstream(path) << text;
+    return path;
+}
+
+wl::Model one_op_model(const std::string& yaml) {
+    const std::string path = write_temp("cpu_test_model.yaml", yaml);
+    return wl::load_model_yaml(path, wl::ZooOptions{});
+}
+
+// A zoo model; "<name>-training" lowers it to a training step (backward GEMMs, optimizer).
+wl::Model zoo(const std::string& name, const wl::ZooOptions& o) {
+    const std::string suffix = "-training";
+    if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+        return wl::lower_training(wl::zoo_build(name.substr(0, name.size() - suffix.size()), o),
+                                  wl::TrainingOptions{"adam", false});
+    return wl::zoo_build(name, o);
+}
+
+}  // namespace
+
+TEST_CASE("CPU presets derive their peaks from their units and agree with the declared ones", "[cpu]") {
+    const arch::DeviceSpec x = preset("xeon-8380");
+    REQUIRE(arch::cpu::spec_of(x) != nullptr);
+    CHECK(x.model == "cpu");
+    // 40 cores x (512 / 32 lanes x 2 pipes) x 2 x 2.3 GHz
+    CHECK(x.peak_for("fp32") == Approx(40 * 32 * 2 * 2.3e9).epsilon(1e-3));
+    const arch::DeviceSpec s = preset("xeon-8480");
+    CHECK(arch::cpu::spec_of(s)->units.at("bf16").matrix);
+    CHECK(s.peak_for("bf16") == Approx(56 * 512 * 2 * 2.0e9).epsilon(2e-3));
+    const arch::DeviceSpec o = preset("orin-cpu");
+    CHECK(o.peak_for("fp32") == Approx(12 * 8 * 2 * 2.2e9).epsilon(1e-9));  // derived, no `peak:`
+    CHECK(o.peak_for("int8") == Approx(12 * 32 * 2 * 2.2e9).epsilon(1e-9));
+    for (const char* p : k_presets) CHECK(arch::make_device_model(preset(p))->model_name() == "cpu");
+}
+
+TEST_CASE("A CPU section that contradicts itself is a located error", "[cpu]") {
+    std::ifstream in(k_devices + "xeon-8380.yaml");
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto with = [&](const std::string& from, const std::string& to) {
+        std::string t = text;
+        const size_t at = t.find(from);
+        REQUIRE(at != std::string::npos);
+        t.replace(at, from.size(), to);
+        return write_temp("cpu_bad.yaml", t);
+    };
+    SECTION("a peak the units do not give") {
+        const std::string msg =
+            user_error_of([&] { arch::load_device(with("fp32: 5.888TFLOP/s", "fp32: 7TFLOP/s")); });
+        CHECK_THAT(msg, Contains("cpu_bad.yaml:"));
+        CHECK_THAT(msg, Contains("device.peak.fp32"));
+        CHECK_THAT(msg, Contains("avx512"));
+    }
+    SECTION("a cache bandwidth that disagrees with bytes per cycle") {
+        const std::string msg =
+            user_error_of([&] { arch::load_device(with("bytes_per_cycle: 64B}", "bytes_per_cycle: 32B}")); });
+        CHECK_THAT(msg, Contains("device.cpu.caches.l2.bytes_per_cycle"));
+    }
+    SECTION("a capacity that is not a whole number of sets") {
+        const std::string msg =
+            user_error_of([&] { arch::load_device(with("associativity: 20", "associativity: 7")); });
+        CHECK_THAT(msg, Contains("device.cpu.caches.l2.associativity"));
+    }
+    SECTION("a cache level without its geometry") {
+        const std::string msg = user_error_of([&] {
+            arch::load_device(with(
+                "      l3: {line: 64B, associativity: 12, latency: 70, bytes_per_cycle: 16B, slices: 40}",
+                ""));
+        });
+        CHECK_THAT(msg, Contains("'l3'"));
+    }
+}
+
+TEST_CASE("BLIS blocking follows the registers and the caches", "[cpu]") {
+    const arch::cpu::CpuSpec s = avx2_core(32768, 8, 262144, 8, 8 << 20, 16);
+    const arch::cpu::Blocking b = arch::cpu::choose_blocking(s, fp32_unit(s), 4, 8 << 20);
+    // 16 registers of 8 floats: 2 x 6 accumulators + 2 A vectors + 1 broadcast = 15 (BLIS's Haswell 6x16).
+    CHECK(b.mr == 16);
+    CHECK(b.nr == 6);
+    // Every block fits its level: B micro-panel + A micro-panel in L1, the A block in L2, Bp in L3.
+    CHECK(static_cast<double>(b.kc * (b.mr + b.nr) * 4) <= 32768);
+    CHECK(static_cast<double>(b.mc * b.kc * 4) <= 262144);
+    CHECK(static_cast<double>(b.kc * b.nc * 4) <= 8 << 20);
+    CHECK(b.mc % b.mr == 0);
+    CHECK(b.nc % b.nr == 0);
+    CHECK(b.cycles_per_step == Approx(6));  // 12 FMAs on 2 pipes; loads (8) and latency (5) hidden
+}
+
+TEST_CASE("The closed-form misses per level agree with the set-associative LRU trace", "[cpu]") {
+    // Tolerance 25 % per level. Why they differ at all: the closed form counts a block as kept when the
+    // data touched between two uses fits (W-1)/W of the capacity, and as reloaded on every use otherwise;
+    // LRU with real sets keeps part of a block that is just too large, and loses a few lines of one that
+    // just fits to conflicts (rows that map to the same sets); partial edge blocks and the alignment of
+    // row segments shift a few percent. Counts under 5000 lines (cold misses of tiny shapes, where one
+    // block's boundary lines matter) are compared to 50 %.
+    struct Geo {
+        const char* name;
+        double l1;
+        int64_t w1;
+        double l2;
+        int64_t w2;
+        double l3;
+        int64_t w3;
+    };
+    const Geo geos[] = {{"desktop 32K/8 256K/8 8M/16", 32768, 8, 262144, 8, 8 << 20, 16},
+                        {"small L3 32K/8 256K/8 1M/16", 32768, 8, 262144, 8, 1 << 20, 16},
+                        {"icx-like 48K/12 1.25M/20 6M/12", 49152, 12, 1310720, 20, 6 << 20, 12}};
+    // Shapes that fit every level (24x40x32: 12 KiB), L2 and L3 only, L3 only, or no level; thin and odd;
+    // and matrix-vector products (M <= MR / 2: B read in place, row by row).
+    const int64_t shapes[][3] = {{24, 40, 32},    {64, 64, 64},     {96, 1000, 300},
+                                 {500, 200, 700}, {1000, 72, 1000}, {37, 129, 513},
+                                 {300, 300, 40},  {1, 4096, 4096},  {8, 3000, 500}};
+    int compared = 0, not_fitting_l3 = 0, fitting_l1 = 0;
+    for (const Geo& g : geos) {
+        const arch::cpu::CpuSpec s = avx2_core(g.l1, g.w1, g.l2, g.w2, g.l3, g.w3);
+        const arch::cpu::Blocking b = arch::cpu::choose_blocking(s, fp32_unit(s), 4, g.l3);
+        for (const auto& sh : shapes) {
+            arch::cpu::GemmTask t;
+            t.m = sh[0];
+            t.n = sh[1];
+            t.k = sh[2];
+            t.elem_bytes = 4;
+            const arch::cpu::Traffic closed = arch::cpu::gemm_traffic(s, b, t, g.l3);
+            const arch::cpu::TraceResult trace =
+                arch::cpu::trace_gemm(arch::cpu::trace_levels(s, g.l3), b, t);
+            const double data = static_cast<double>(sh[0] * sh[2] + sh[2] * sh[1] + sh[0] * sh[1]) * 4;
+            not_fitting_l3 += data > g.l3;
+            fitting_l1 += data <= g.l1;
+            for (size_t l = 0; l < 3; ++l) {
+                INFO(g.name << " " << sh[0] << "x" << sh[1] << "x" << sh[2] << " level " << l << ": closed "
+                            << closed.misses[l] << ", trace " << trace.traffic.misses[l]);
+                const double c = closed.misses[l], tr = trace.traffic.misses[l];
+                const double tol = std::max(c, tr) < 5000 ? 0.5 : 0.25;
+                CHECK(std::abs(c - tr) <= tol * std::max(c, tr));
+                // Both at least the compulsory lines of A, B and C.
+                CHECK(tr >= data / 64 * 0.99);
+                ++compared;
+            }
+        }
+    }
+    CHECK(compared == 81);
+    CHECK(not_fitting_l3 >= 3);
+    CHECK(fitting_l1 >= 3);
+}
+
+TEST_CASE("A power-of-two leading dimension adds conflict misses the closed form does not count", "[cpu]") {
+    // 256 floats per row: C strips map onto 1/16 of the L2's sets and evict the A block there.
+    const arch::cpu::CpuSpec s = avx2_core(32768, 8, 262144, 8, 8 << 20, 16);
+    const arch::cpu::Blocking b = arch::cpu::choose_blocking(s, fp32_unit(s), 4, 8 << 20);
+    arch::cpu::GemmTask t;
+    t.m = t.n = t.k = 256;
+    const arch::cpu::Traffic closed = arch::cpu::gemm_traffic(s, b, t, 8 << 20);
+    const arch::cpu::TraceResult trace = arch::cpu::trace_gemm(arch::cpu::trace_levels(s, 8 << 20), b, t);
+    CHECK(trace.traffic.misses[1] > closed.misses[1] * 1.2);
+    CHECK(trace.traffic.misses[2] == Approx(closed.misses[2]).epsilon(0.05));  // L3 holds everything
+}
+
+TEST_CASE("A known gap: one micro-panel of rows misses L1 more often than the closed form counts", "[cpu]") {
+    // M = MR (16 rows, blocked path): the trace finds 1.67x the closed form's L1 misses (L2 and L3
+    // agree). The cause is not pinned down; likely candidates: with a single MR-row panel the A block is
+    // one micro-panel, so the closed form's "B micro-panel stays in L1" (KC chosen for it) meets C rows at
+    // a 4000-byte pitch and the packed A in the same sets. Recorded here so that a change shows.
+    const arch::cpu::CpuSpec s = avx2_core(32768, 8, 262144, 8, 8 << 20, 16);
+    const arch::cpu::Blocking b = arch::cpu::choose_blocking(s, fp32_unit(s), 4, 8 << 20);
+    arch::cpu::GemmTask t;
+    t.m = 16;
+    t.n = 1000;
+    t.k = 2000;
+    const arch::cpu::Traffic closed = arch::cpu::gemm_traffic(s, b, t, 8 << 20);
+    const arch::cpu::TraceResult trace = arch::cpu::trace_gemm(arch::cpu::trace_levels(s, 8 << 20), b, t);
+    CHECK(trace.traffic.misses[0] > closed.misses[0] * 1.4);
+    CHECK(trace.traffic.misses[0] < closed.misses[0] * 2.0);
+    CHECK(trace.traffic.misses[2] == Approx(closed.misses[2]).epsilon(0.05));
+}
+
+TEST_CASE("No layer of any zoo model runs faster than the roofline bound of its CPU preset", "[cpu]") {
+    const char* models[] = {"lenet5",      "resnet50",           "mobilenetv2",       "ds-cnn-kws",
+                            "bert-base",   "gpt2-small-prefill", "gpt2-small-decode", "mlp3",
+                            "dlrm-mlperf", "mlp3-training",      "lenet5-training",   "resnet50-training"};
+    int64_t layers = 0, memory_bound = 0, compute_bound = 0, kept = 0;
+    for (const char* p : k_presets) {
+        const arch::DeviceSpec spec = preset(p);
+        for (const char* name : models) {
+            wl::ZooOptions o;
+            o.dtype = std::string(p) == "xeon-8480" ? wl::DType::bf16 : wl::DType::fp32;
+            if (std::string(name) == "dlrm-mlperf") o.batch = 4;
+            const wl::Model model = zoo(name, o);
+            auto dm = arch::make_device_model(spec);
+            REQUIRE(dm->model_name() == "cpu");
+            const std::vector<arch::LayerResult> rs = dm->run(model);
+            REQUIRE(rs.size() == model.ops().size());
+            double t = 0;
+            for (const arch::LayerResult& r : rs) {
+                const wl::Op& op = model.ops()[static_cast<size_t>(r.idx)];
+                INFO(p << " " << name << " layer " << r.idx << " " << r.name << " (" << r.op << ")");
+                const double on_chip = r.metric_value("input_bytes_on_chip", -1);
+                const double out_kept = r.metric_value("output_bytes_kept", -1);
+                REQUIRE(on_chip >= 0);
+                REQUIRE(out_kept >= 0);
+                const arch::RooflineBound bnd =
+                    arch::roofline_bound(spec, op, arch::OnChip{on_chip, out_kept});
+                CHECK(r.time_s >= bnd.bound_s());
+                CHECK(r.time_s - spec.op_overhead_s >= bnd.compute_s * (1 - 1e-12));
+                CHECK(r.start_s == t);
+                t = r.end_s;
+                CHECK(r.energy_compute_j >= 0);
+                CHECK(r.energy_memory_j >= 0);
+                CHECK(r.energy_static_j >= 0);
+                CHECK(r.utilization <= 1.0);
+                CHECK(r.parts.total() == Approx(r.time_s));
+                CHECK(r.bytes_read >= op.counts().weight_bytes + op.counts().input_bytes - on_chip - 1e-6);
+                CHECK(r.bytes_written >= op.counts().output_bytes - out_kept - 1e-6);
+                // Bytes are conserved between levels: what level i+1 delivers is level i's misses x line.
+                REQUIRE(r.levels.size() == 4);
+                CHECK(r.levels[1].bytes_read == Approx(r.metric_value("misses_l1d") * 64));
+                CHECK(r.levels[2].bytes_read == Approx(r.metric_value("misses_l2") * 64));
+                CHECK(r.levels[3].bytes_read == Approx(r.bytes_read));
+                double e = 0;
+                for (const arch::LevelTraffic& l : r.levels) e += l.energy_j;
+                CHECK(r.energy_memory_j == Approx(e));
+                CHECK(r.metric_value("threads") >= 1);
+                CHECK(r.metric_value("threads") <= static_cast<double>(arch::cpu::spec_of(spec)->cores));
+                memory_bound += r.bound == "memory";
+                compute_bound += r.bound == "compute";
+                kept += out_kept > 0;
+                ++layers;
+            }
+        }
+    }
+    CHECK(layers > 2500);
+    CHECK(memory_bound > 100);
+    CHECK(compute_bound > 100);
+    CHECK(kept > 100);  // activations stay in L3 between layers
+}
+
+TEST_CASE("A large SGEMM on all cores runs near the FMA peak, limited by the kernel's own overheads",
+          "[cpu]") {
+    arch::DeviceSpec spec = preset("xeon-8380");
+    const wl::Model m = one_op_model(
+        "name: g\ninputs:\n  x: [2048, 2048]\nops:\n  - {name: fc, kind: linear, inputs: [x], out_features: "
+        "2048, bias: false}\n");
+    arch::cpu::CpuModel model(spec);
+    const arch::LayerResult r = model.run_op(m.op(0));
+    // 40 cores: compute-bound, at most the peak, and more than 70 % of it for a large square GEMM (what
+    // is lost: packing, C tile updates per KC pass, the exposed first fill, M/MR rows over 40 threads).
+    const double achieved = r.counts.flops / (r.time_s - spec.op_overhead_s);
+    CHECK(achieved <= spec.peak_for("fp32"));
+    CHECK(achieved >= 0.7 * spec.peak_for("fp32"));
+    CHECK(r.bound == "compute");
+    CHECK(r.metric_value("threads") == 40);
+    CHECK(r.metric("blocking") != nullptr);
+}
+
+TEST_CASE("Streaming a large vector add is held to the sustained DRAM bandwidth, below its peak", "[cpu]") {
+    const arch::DeviceSpec spec = preset("epyc-9654");
+    // STREAM-like add: 2 x 256 MB in, 256 MB out, far beyond the L3.
+    const wl::Model m = one_op_model(
+        "name: s\ninputs:\n  a: [67108864]\n  b: [67108864]\nops:\n  - {name: add, kind: add, inputs: [a, "
+        "b]}\n");
+    arch::cpu::CpuModel model(spec);
+    const arch::LayerResult r = model.run_op(m.op(0));
+    const double bw = r.counts.total_bytes() / (r.time_s - spec.op_overhead_s);
+    CHECK(bw < 0.9 * spec.main_memory().bandwidth_Bps);  // refresh and bus turnarounds
+    CHECK(bw > 0.75 * spec.main_memory().bandwidth_Bps);
+    CHECK(r.bound == "memory");
+    CHECK(r.metric_value("stall_dram_cycles") > 0);
+}
+
+TEST_CASE("The trace fidelity refuses a GEMM above its limit with a located message", "[cpu]") {
+    std::ifstream in(k_devices + "orin-cpu.yaml");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    text += "    fidelity: trace\n    trace_limit: 1000000\n";
+    const arch::DeviceSpec spec = arch::load_device(write_temp("cpu_trace.yaml", text));
+    arch::cpu::CpuModel model(spec);
+    const wl::Model small = one_op_model(
+        "name: g\ninputs:\n  x: [64, 96]\nops:\n  - {name: fc, kind: linear, inputs: [x], out_features: 80, "
+        "bias: false}\n");
+    const arch::LayerResult r = model.run_op(small.op(0));
+    CHECK(r.metric("fidelity")->text == "trace");
+    CHECK(model.work().trace_accesses > 0);
+    // The trace and the closed form agree on this layer's time within the cache model's tolerance.
+    arch::cpu::CpuModel closed(preset("orin-cpu"));
+    CHECK(r.time_s == Approx(closed.run_op(small.op(0)).time_s).epsilon(0.25));
+    const wl::Model big = one_op_model(
+        "name: g\ninputs:\n  x: [1024, 1024]\nops:\n  - {name: fc, kind: linear, inputs: [x], out_features: "
+        "1024, bias: false}\n");
+    const std::string msg = user_error_of([&] { model.run_op(big.op(0)); });
+    CHECK_THAT(msg, Contains("cpu_trace.yaml:"));
+    CHECK_THAT(msg, Contains("device.cpu.fidelity"));
+    CHECK_THAT(msg, Contains("trace_limit"));
+}
+
+TEST_CASE("A CPU model run is deterministic and memoized layers equal fresh ones", "[cpu]") {
+    const arch::DeviceSpec spec = preset("epyc-9654");
+    const wl::Model model = wl::zoo_build("resnet50", wl::ZooOptions{});
+    arch::cpu::CpuModel a(spec), b(spec);
+    const auto ra = a.run(model), rb = b.run(model);
+    REQUIRE(ra.size() == rb.size());
+    for (size_t i = 0; i < ra.size(); ++i) CHECK(ra[i].time_s == rb[i].time_s);
+    CHECK(a.work().cache_hits > 0);
+}
+
+TEST_CASE("Whole models under the trace fidelity agree with the closed form and respect the roofline",
+          "[cpu]") {
+    std::ifstream in(k_devices + "orin-cpu.yaml");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    text += "    fidelity: trace\n";
+    const arch::DeviceSpec traced = arch::load_device(write_temp("cpu_trace_models.yaml", text));
+    const arch::DeviceSpec closed = preset("orin-cpu");
+    for (const char* name : {"lenet5", "ds-cnn-kws", "mlp3"}) {
+        const wl::Model model = wl::zoo_build(name, wl::ZooOptions{});
+        arch::cpu::CpuModel t(traced), c(closed);
+        const auto rt = t.run(model), rc = c.run(model);
+        REQUIRE(rt.size() == rc.size());
+        int64_t traced_layers = 0;
+        for (size_t i = 0; i < rt.size(); ++i) {
+            INFO(name << " layer " << rt[i].name);
+            const arch::RooflineBound bnd =
+                arch::roofline_bound(traced, model.ops()[i],
+                                     arch::OnChip{rt[i].metric_value("input_bytes_on_chip"),
+                                                  rt[i].metric_value("output_bytes_kept")});
+            CHECK(rt[i].time_s >= bnd.bound_s());
+            traced_layers += rt[i].metric("fidelity")->text == "trace";
+        }
+        INFO(name);
+        CHECK(traced_layers > 0);
+        CHECK(t.work().trace_accesses > 0);
+        // Small models: the layers are short and their traffic is mostly first touches, on which the
+        // two agree closely (the grid test above covers the blocked reuse); 10 % bounds the rest.
+        CHECK(rt.back().end_s == Approx(rc.back().end_s).epsilon(0.10));
+    }
+}
