@@ -1,5 +1,7 @@
 #include "arch/section_params.h"
 
+#include <fmt/format.h>
+
 #include <utility>
 
 namespace mlsim::arch {
@@ -36,6 +38,13 @@ cfg::Param choice_param(std::string name, std::string default_value, std::vector
     cfg::Param p = cfg::optional(std::move(name), cfg::PType::choice, std::move(default_value), std::move(doc));
     p.choices = std::move(choices);
     return p;
+}
+
+std::string bytes_si(double bytes) {
+    static const std::pair<double, const char*> units[] = {{1e12, "TB"}, {1e9, "GB"}, {1e6, "MB"}, {1e3, "kB"}};
+    for (const auto& [scale, unit] : units)
+        if (bytes >= scale) return fmt::format("{:.3g} {}", bytes / scale, unit);
+    return fmt::format("{:.3g} B", bytes);
 }
 
 }  // namespace mlsim::arch

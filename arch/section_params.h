@@ -19,4 +19,7 @@ cfg::Param map_param(std::string name, const cfg::Schema& sub, std::string doc);
 cfg::Param choice_param(std::string name, std::string default_value, std::vector<std::string> choices,
                         std::string doc);
 
+// Bytes in decimal units with three significant digits ("25.8 MB"), as the run summaries print them.
+std::string bytes_si(double bytes);
+
 }  // namespace mlsim::arch

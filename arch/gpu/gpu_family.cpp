@@ -218,15 +218,6 @@ std::shared_ptr<const FamilyParams> parse_gpu(const cfg::Node& dev, DeviceSpec& 
     return gp;
 }
 
-// "25.8 MB": decimal units, as the run summary prints bytes moved.
-std::string bytes_si(double b) {
-    static const std::pair<double, const char*> units[] = {
-        {1e12, "TB"}, {1e9, "GB"}, {1e6, "MB"}, {1e3, "kB"}};
-    for (const auto& [scale, unit] : units)
-        if (b >= scale) return fmt::format("{:.3g} {}", b / scale, unit);
-    return fmt::format("{:.3g} B", b);
-}
-
 std::vector<std::string> summary_lines(const std::vector<LayerResult>& layers) {
     double kernels = 0, fused = 0, l2 = 0, dram = 0, launch = 0, energy = 0, time = 0;
     for (const LayerResult& l : layers) {

@@ -286,15 +286,6 @@ std::shared_ptr<const FamilyParams> parse_systolic(const cfg::Node& dev, DeviceS
     return sp;
 }
 
-// "25.8 MB": decimal units, as the run summary prints bytes moved.
-std::string bytes_si(double b) {
-    static const std::pair<double, const char*> units[] = {
-        {1e12, "TB"}, {1e9, "GB"}, {1e6, "MB"}, {1e3, "kB"}};
-    for (const auto& [scale, unit] : units)
-        if (b >= scale) return fmt::format("{:.3g} {}", b / scale, unit);
-    return fmt::format("{:.3g} B", b);
-}
-
 // The run's cycles, its stalls by cause, and the activations it kept on chip, summed over the layers.
 std::vector<std::string> summary_lines(const std::vector<LayerResult>& layers) {
     int64_t cycles = 0, stalls = 0;
