@@ -153,7 +153,7 @@ std::shared_ptr<const FamilyParams> parse_mcu(const cfg::Node& dev, DeviceSpec& 
 }
 
 std::vector<std::string> summary_lines(const std::vector<LayerResult>& layers) {
-    double flash = 0, stall = 0, energy = 0, time = 0, macs = 0, cycles = 0, arena = 0;
+    double flash = 0, stall = 0, energy = 0, time = 0, macs = 0, cycles = 0, arena = 0, largest = 0;
     for (const LayerResult& l : layers) {
         flash += l.bytes_read;
         stall += l.metric_value("flash_wait_cycles");
@@ -162,10 +162,12 @@ std::vector<std::string> summary_lines(const std::vector<LayerResult>& layers) {
         macs += l.counts.macs;
         cycles += static_cast<double>(l.cycles);
         arena = std::max(arena, l.metric_value("arena_bytes"));
+        largest = std::max(largest, l.metric_value("largest_layer_io_bytes"));
     }
     return {
-        fmt::format("tensor arena {:.1f} KiB; flash read {:.1f} KiB, {:.0f} wait cycles", arena / 1024,
-                    flash / 1024, stall),
+        fmt::format("tensor arena {:.1f} KiB (largest layer's inputs + outputs {:.1f} KiB); flash read "
+                    "{:.1f} KiB, {:.0f} wait cycles",
+                    arena / 1024, largest / 1024, flash / 1024, stall),
         fmt::format("{:.3f} MACs per cycle overall; {:.1f} uJ per inference, average power {:.1f} mW",
                     cycles > 0 ? macs / cycles : 0.0, energy * 1e6, time > 0 ? energy / time * 1e3 : 0.0)};
 }

@@ -429,6 +429,7 @@ std::vector<LayerResult> McuModel::run(const wl::Model& model) {
         r.add_metric("input_bytes_on_chip", c.input_bytes, "B");
         r.add_metric("output_bytes_kept", c.output_bytes, "B");
         r.add_metric("arena_bytes", arena.peak_bytes, "B");
+        r.add_metric("largest_layer_io_bytes", arena.naive_bytes, "B");
         for (const ArenaTensor& t : arena.tensors) {
             if (t.name == op.name) {
                 r.add_metric("arena_offset", t.offset, "B");

@@ -53,7 +53,7 @@ struct ArenaPlan {
     std::vector<ArenaTensor> tensors;
     double peak_bytes = 0;        // the arena: max over tensors of offset + bytes
     double largest_op_bytes = 0;  // the largest single op's inputs + outputs + scratch (a lower bound)
-    double naive_bytes = 0;       // weights-free "largest activation" estimate: max op input + output
+    double naive_bytes = 0;       // the estimate used before: the largest op's inputs + outputs
 };
 
 // Plans the tensor arena of a model on this MCU (its kernels' scratch sizes depend on the runtime).
