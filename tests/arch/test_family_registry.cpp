@@ -56,7 +56,7 @@ TEST_CASE("The registry lists every family once, in families.def order, with its
         CHECK(arch::find_family(f.name) == &f);
     }
     CHECK(names == std::vector<std::string>{"roofline", "systolic", "gpu", "cpu", "mcu"});
-    CHECK(arch::model_names() == std::vector<std::string>{"roofline", "systolic", "gpu", "cpu"});
+    CHECK(arch::model_names() == std::vector<std::string>{"roofline", "systolic", "gpu", "cpu", "mcu"});
     CHECK(arch::find_family("tpu") == nullptr);  // a hardware family, not a model family
     // The device schema gathers `model` and every family's section.
     std::vector<std::string> keys;

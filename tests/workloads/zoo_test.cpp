@@ -24,9 +24,9 @@ double rel_err(double got, double want) { return std::abs(got - want) / want; }
 
 TEST_CASE("the zoo lists exactly the required models, each with a description", "[zoo]") {
     const std::vector<std::string> want = {
-        "lenet5",         "resnet50",           "mobilenetv2",       "ds-cnn-kws",
-        "bert-base",      "gpt2-small-prefill", "gpt2-small-decode", "gpt2-xl-prefill",
-        "gpt2-xl-decode", "llama2-7b-decode",   "dlrm-mlperf",       "mlp3"};
+        "lenet5",          "resnet50",       "mobilenetv2",      "ds-cnn-kws",         "vww-mobilenetv1",
+        "resnet8-cifar",   "fc-autoencoder", "bert-base",        "gpt2-small-prefill", "gpt2-small-decode",
+        "gpt2-xl-prefill", "gpt2-xl-decode", "llama2-7b-decode", "dlrm-mlperf",        "mlp3"};
     std::vector<std::string> got;
     for (const ZooEntry& e : zoo_list()) {
         got.push_back(e.name);
@@ -190,4 +190,30 @@ TEST_CASE("image size and dtype parameterize the models", "[zoo]") {
     for (const Op& op : m.ops()) CHECK(op.dtype == DType::fp16);
     CHECK(m.op(0).inputs[0] == Shape{1, 3, 448, 448});
     CHECK(m.totals().weight_bytes == base.totals().weight_bytes / 2);
+}
+
+namespace {
+// Parameters of the convolutions and linear layers only (BN's are counted by convention elsewhere).
+int64_t gemm_params(const Model& m) {
+    int64_t p = 0;
+    for (const Op& op : m.ops())
+        if (op.kind == "linear" || op.kind.rfind("conv", 0) == 0 || op.kind == "depthwise_conv2d")
+            p += op.counts().params;
+    return p;
+}
+}  // namespace
+
+TEST_CASE("The MLPerf Tiny networks have their reference definitions' MACs and weights", "[zoo]") {
+    // Hand-worked from the layer tables (workloads/zoo/cnn.cpp); MLPerf Tiny (Banbury et al. 2021)
+    // quotes 7.5 M MACs for VWW, 12.5 M for ResNet-8 and 0.26 M for the autoencoder.
+    // VWW: conv1 48x48x8x27; per block dw Ho^2 x C x 9 + pw Ho^2 x C x Cout; fc 256 x 2.
+    const Model vww = zoo_build("vww-mobilenetv1", ZooOptions{});
+    CHECK(vww.totals().macs == 7489664);
+    CHECK(gemm_params(vww) == 208114);  // conv1 216 + blocks (no bias) + fc 514
+    const Model r8 = zoo_build("resnet8-cifar", ZooOptions{});
+    CHECK(r8.totals().macs == 12501632);
+    CHECK(gemm_params(r8) == 77706);  // Keras convolutions with bias
+    const Model ae = zoo_build("fc-autoencoder", ZooOptions{});
+    CHECK(ae.totals().macs == 640 * 128 + 3 * 128 * 128 + 128 * 8 + 8 * 128 + 3 * 128 * 128 + 128 * 640);
+    CHECK(gemm_params(ae) == 265864);
 }

@@ -166,4 +166,84 @@ Model ds_cnn_kws(const ZooOptions& o) {
     return std::move(n).build();
 }
 
+// MLPerf Tiny visual wake words (Banbury et al. 2021; the reference Keras model): MobileNetV1 at width
+// 0.25, 96x96 RGB, 2 classes. Depthwise-separable blocks (output channels, stride) as in Howard et al.
+// 2017 Table 1 times 0.25; the depthwise and pointwise convolutions have no bias (BN follows).
+Model vww_mobilenetv1(const ZooOptions& o) {
+    check_options("vww-mobilenetv1", o, false, false);
+    Net n("vww-mobilenetv1", o.dtype);
+    T x = Net::input({o.batch, 3, 96, 96});
+    x = n.conv2d("conv1", x, 8, 3, 2, 1);
+    x = n.norm("bn1", NormType::batch, x);
+    x = n.act("relu1", Eltwise::relu, x);
+    const std::pair<int64_t, int64_t> blocks[] = {{16, 1},  {32, 2},  {32, 1},  {64, 2},  {64, 1},
+                                                  {128, 2}, {128, 1}, {128, 1}, {128, 1}, {128, 1},
+                                                  {128, 1}, {256, 2}, {256, 1}};
+    int i = 0;
+    for (const auto& [cout, stride] : blocks) {
+        const std::string p = fmt::format("block{}.", ++i);
+        const int64_t c = x.shape[1];
+        x = n.conv2d(p + "dw", x, c, 3, stride, 1, c);
+        x = n.norm(p + "dw_bn", NormType::batch, x);
+        x = n.act(p + "dw_relu", Eltwise::relu, x);
+        x = n.conv2d(p + "pw", x, cout, 1, 1, 0);
+        x = n.norm(p + "pw_bn", NormType::batch, x);
+        x = n.act(p + "pw_relu", Eltwise::relu, x);
+    }
+    x = n.global_avgpool("avgpool", x);
+    x = n.flatten("flatten", x);
+    x = n.linear("fc", x, 2);
+    n.op("softmax", SoftmaxAttr{}, {x});
+    return std::move(n).build();
+}
+
+// MLPerf Tiny image classification (the reference Keras model, resnet_v1_eembc): ResNet-8 on CIFAR-10,
+// 32x32 RGB: a 3x3 convolution of 16, three residual stacks of two 3x3 convolutions (16, 32, 64
+// channels; the second and third start with stride 2 and a 1x1 stride-2 projection shortcut), 8x8
+// average pooling, a 10-way dense layer. Keras convolutions keep their bias.
+Model resnet8_cifar(const ZooOptions& o) {
+    check_options("resnet8-cifar", o, false, false);
+    Net n("resnet8-cifar", o.dtype);
+    T x = Net::input({o.batch, 3, 32, 32});
+    x = n.conv2d("conv1", x, 16, 3, 1, 1, 1, true);
+    x = n.norm("bn1", NormType::batch, x);
+    x = n.act("relu1", Eltwise::relu, x);
+    int i = 0;
+    for (const int64_t c : {16, 32, 64}) {
+        const std::string p = fmt::format("stack{}.", ++i);
+        const int64_t stride = c == 16 ? 1 : 2;
+        T y = n.conv2d(p + "conv1", x, c, 3, stride, 1, 1, true);
+        y = n.norm(p + "bn1", NormType::batch, y);
+        y = n.act(p + "relu1", Eltwise::relu, y);
+        y = n.conv2d(p + "conv2", y, c, 3, 1, 1, 1, true);
+        y = n.norm(p + "bn2", NormType::batch, y);
+        T s = stride == 1 ? x : n.conv2d(p + "shortcut", x, c, 1, stride, 0, 1, true);
+        x = n.add(p + "add", y, s);
+        x = n.act(p + "relu2", Eltwise::relu, x);
+    }
+    x = n.pool2d("avgpool", PoolType::avg, x, 8, 8, 0);
+    x = n.flatten("flatten", x);
+    x = n.linear("fc", x, 10);
+    n.op("softmax", SoftmaxAttr{}, {x});
+    return std::move(n).build();
+}
+
+// MLPerf Tiny anomaly detection (the DCASE 2020 task 2 baseline): a fully connected autoencoder on
+// 640 features (5 frames x 128 mel bands): 4 x (dense 128, BN, ReLU), a bottleneck of 8 (dense, BN,
+// ReLU), 4 x (dense 128, BN, ReLU), dense 640.
+Model fc_autoencoder(const ZooOptions& o) {
+    check_options("fc-autoencoder", o, false, false);
+    Net n("fc-autoencoder", o.dtype);
+    T x = Net::input({o.batch, 640});
+    int i = 0;
+    for (const int64_t w : {128, 128, 128, 128, 8, 128, 128, 128, 128}) {
+        const std::string p = fmt::format("dense{}", ++i);
+        x = n.linear(p, x, w);
+        x = n.norm(p + "_bn", NormType::batch, x);
+        x = n.act(p + "_relu", Eltwise::relu, x);
+    }
+    n.linear("dense10", x, 640);
+    return std::move(n).build();
+}
+
 }  // namespace mlsim::wl::zoo
