@@ -226,9 +226,15 @@ class Evaluator {
                                              static_cast<double>(st.counts.b_reads),
                                              std::max(static_cast<double>(st.counts.out_writes), out_reads)};
         int64_t cycles = 0;
+        const double span_d = static_cast<double>(span);
         for (size_t i = 0; i < 3; ++i) {
-            const double need = std::ceil(words[i] * m_port_word[i] / m_port_share[i] * (1 - 1e-12));
-            if (need - static_cast<double>(span) > static_cast<double>(cycles))
+            const double x = words[i] * m_port_word[i] / m_port_share[i] * (1 - 1e-12);
+            // A port that needs no more than the span stretches nothing: span is a whole number, so
+            // ceil(x) <= span too, and need − span <= 0 <= cycles. Only then is the ceil skipped (it
+            // is the costliest step here and most ports are fast enough).
+            if (!(x > span_d)) continue;
+            const double need = std::ceil(x);
+            if (need - span_d > static_cast<double>(cycles))
                 cycles = static_cast<int64_t>(need) - span;
         }
         return cycles;
