@@ -25,10 +25,9 @@ constexpr char k_dim_names[3] = {'m', 'n', 'k'};
 
 // Candidate tile extents of a dimension of extent x, largest first: x cut into 1, 2, 3, 4, 6, 9, ...
 // pieces, each rounded up to whole folds (granularity g) while a piece is at least one fold, and
-// below that down to 1, for buffers too small for a full fold; and exactly one fold. Written to
-// `out` (cleared first), which the search keeps from one call to the next.
-void tile_sizes(int64_t x, int64_t g, std::vector<int64_t>& out) {
-    out.clear();
+// below that down to 1, for buffers too small for a full fold; and exactly one fold.
+std::vector<int64_t> tile_sizes(int64_t x, int64_t g) {
+    std::vector<int64_t> out;
     for (int64_t t = 1;; t = t < 4 ? t + 1 : t + t / 2) {
         int64_t s = ceil_div(x, t);
         if (s >= g) s = std::min(x, round_up(s, g));
@@ -37,6 +36,7 @@ void tile_sizes(int64_t x, int64_t g, std::vector<int64_t>& out) {
     }
     if (x > g && std::find(out.begin(), out.end(), g) == out.end())
         out.insert(std::upper_bound(out.begin(), out.end(), g, std::greater<>()), g);
+    return out;
 }
 
 // A GEMM job under a partition: operand footprints, traffic per step and the closed-form estimate.
@@ -476,12 +476,11 @@ TilePlan search(const MappingContext& ctx, const GemmJob& job, const Partition& 
     // Coordinate search from the largest tiles down: along each dimension, stop once two smaller
     // extents in a row did not improve on the best seen (the estimate first falls as tiles overlap
     // better, then rises as per-tile fill, drain and refetches grow).
+    const std::vector<int64_t> ms = tile_sizes(part.m, granularity(s.dataflow, arr, dim_m));
+    const std::vector<int64_t> ns = tile_sizes(part.n, granularity(s.dataflow, arr, dim_n));
+    const std::vector<int64_t> ks = tile_sizes(part.k, granularity(s.dataflow, arr, dim_k));
     // Reused from one search to the next (one runs per GEMM job and split): a fresh vector would grow
     // by reallocation every time, touching new heap pages that cost a page fault each.
-    thread_local std::vector<int64_t> ms, ns, ks;
-    tile_sizes(part.m, granularity(s.dataflow, arr, dim_m), ms);
-    tile_sizes(part.n, granularity(s.dataflow, arr, dim_n), ns);
-    tile_sizes(part.k, granularity(s.dataflow, arr, dim_k), ks);
     thread_local std::vector<TilePlan> evaluated;
     evaluated.clear();
     int worse_k = 0;
