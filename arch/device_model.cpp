@@ -46,6 +46,7 @@ void LayerResult::add_text(std::string metric_name, std::string text) {
 }
 
 void LayerResult::add_stats(const std::vector<StatRow>& stats) {
+    metrics.reserve(metrics.size() + stats.size());
     for (const StatRow& row : stats) {
         std::string metric_name = row.name;
         std::replace(metric_name.begin(), metric_name.end(), '.', '_');

@@ -9,7 +9,8 @@ every zoo model (`mlsim list models`) on every systolic preset (tpu-v1, tpu-v4, 
 scalesim-scale, scalesim-eyeriss, ethos-u55) with the preset's default data type; on the scalesim-*
 presets again with --convention scalesim; in training mode on tpu-v4 and scalesim-google; and with
 batch 8 (the batch split) and int8 on tpu-v4; and seven models on variants of the tpu-v4 preset (the
-is and os dataflows, single-buffered buffers, small buffers, a 48x80 array x 3). Each run goes into a fresh results database, and every
+is and os dataflows, single-buffered buffers, small buffers, a 48x80 array x 3); and, for the detailed GPU model, which shares the engine and the results code,
+resnet50 and gpt2-xl-decode on a100 and h100. Each run goes into a fresh results database, and every
 row of `runs` (less wall_s, created_utc and version), `layers`, `layer_levels` and `layer_metrics` is
 written out, floats by their shortest exact decimal (repr), so that two dumps are equal only if every
 stored value is bit for bit the same. A run that fails is recorded as its exit status and message, so
@@ -41,6 +42,8 @@ VARIANTS = {
                  ("dataflow: ws", "dataflow: os")],
 }
 VARIANT_MODELS = ["lenet5", "resnet50", "mobilenetv2", "ds-cnn-kws", "bert-base", "gpt2-small-decode", "mlp3"]
+GPU_PRESETS = ["a100", "h100"]
+GPU_MODELS = ["resnet50", "gpt2-xl-decode"]
 SKIP_RUN_COLUMNS = {"run_id", "wall_s", "created_utc", "version"}
 
 
@@ -60,6 +63,10 @@ def cases(models):
     for v in VARIANTS:
         for m in VARIANT_MODELS:
             out.append([v, m])
+    # The detailed GPU model shares the engine, the model zoo and the results code with the systolic one.
+    for p in GPU_PRESETS:
+        for m in GPU_MODELS:
+            out.append([p, m])
     return out
 
 

@@ -312,8 +312,14 @@ Model ModelBuilder::build() && {
     for (size_t i = 0; i < n; ++i) pos[order[i]] = i;
     Model m;
     m.m_name = std::move(m_name);
-    m.m_ops.reserve(n);
-    for (size_t i = 0; i < n; ++i) m.m_ops.push_back(std::move(m_ops[order[i]]));
+    if (std::is_sorted(order.begin(), order.end())) {
+        // Added in an order already topological (the zoo's models are): the ops stay where they are,
+        // and the builder's vector becomes the model's without a second copy of every op alive.
+        m.m_ops = std::move(m_ops);
+    } else {
+        m.m_ops.reserve(n);
+        for (size_t i = 0; i < n; ++i) m.m_ops.push_back(std::move(m_ops[order[i]]));
+    }
     auto graph = std::make_shared<Model::Graph>(Model::Graph{BoostGraph(n)});
     std::vector<Edge> sorted;
     for (const Located& l : all)

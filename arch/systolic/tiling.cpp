@@ -97,7 +97,7 @@ class Evaluator {
     // (and `plan` is not written). The bound is the arrays' cycles: every loop order's estimate is the
     // first load, plus each of the steps − 1 transitions at no less than c_avg, plus c_avg and the last
     // drain, all non-negative, so it is at least steps · c_avg ≈ compute in exact arithmetic; the few
-    // roundings of the sum are far below the 1e-12 taken off.
+    // roundings of the sum are far below the 1e-12 taken off. compute_cycles tests it as it sums.
     std::optional<double> evaluate_unless(int64_t tm, int64_t tn, int64_t tk, TilePlan& plan, double at_least,
                                           double above) const {
         const std::array<int64_t, 3> ext{m_part.m, m_part.n, m_part.k};
@@ -106,9 +106,9 @@ class Evaluator {
         for (int d = 0; d < 3; ++d)
             cnt[static_cast<size_t>(d)] = ceil_div(ext[static_cast<size_t>(d)], t[static_cast<size_t>(d)]);
         const double steps = static_cast<double>(cnt[0] * cnt[1] * cnt[2]);
-        const double compute = compute_cycles(ext, t, cnt);
-        const double floor = compute * (1 - 1e-12) * static_cast<double>(m_part.groups);
-        if (floor >= at_least && floor > above) return std::nullopt;
+        const std::optional<double> sum = compute_cycles(ext, t, cnt, at_least, above);
+        if (!sum) return std::nullopt;
+        const double compute = *sum;
         const double c_avg = compute / steps;
         const Traffic traffic = traffic_of(cnt);
 
@@ -226,18 +226,34 @@ class Evaluator {
                                              static_cast<double>(st.counts.b_reads),
                                              std::max(static_cast<double>(st.counts.out_writes), out_reads)};
         int64_t cycles = 0;
+        const double span_d = static_cast<double>(span);
         for (size_t i = 0; i < 3; ++i) {
-            const double need = std::ceil(words[i] * m_port_word[i] / m_port_share[i] * (1 - 1e-12));
-            if (need - static_cast<double>(span) > static_cast<double>(cycles))
-                cycles = static_cast<int64_t>(need) - span;
+            const double x = words[i] * m_port_word[i] / m_port_share[i] * (1 - 1e-12);
+            // A port that needs no more than the span stretches nothing: span is a whole number, so
+            // ceil(x) <= span too, and need − span <= 0 <= cycles. Only then is the ceil skipped (it
+            // is the costliest step here and most ports are fast enough).
+            if (!(x > span_d)) continue;
+            const double need = std::ceil(x);
+            if (need - span_d > static_cast<double>(cycles)) cycles = static_cast<int64_t>(need) - span;
         }
         return cycles;
     }
 
     // Σ over the tiles of array 0 (which holds the largest share, so it is the slowest in every
     // step) of the tile time; tiles come in at most 2 × 2 × 2 shapes (full and edge per dimension).
-    double compute_cycles(const std::array<int64_t, 3>& ext, const std::array<int64_t, 3>& t,
-                          const std::array<int64_t, 3>& cnt) const {
+    // Nothing (std::nullopt) where the bound of evaluate_unless proves the candidate out: checked
+    // after each shape, since a partial sum of terms that are all >= 0 is no more than the whole
+    // (adding a non-negative double never lowers a sum, and rounding is monotone), so a partial sum
+    // that passes the test means the whole one passes it too; the shapes after it are not costed.
+    // Where no partial sum passes, the whole sum is the same double as before and meets the same test.
+    std::optional<double> compute_cycles(const std::array<int64_t, 3>& ext, const std::array<int64_t, 3>& t,
+                                         const std::array<int64_t, 3>& cnt, double at_least,
+                                         double above) const {
+        const auto out = [&](double c) {
+            const double floor = c * (1 - 1e-12) * static_cast<double>(m_part.groups);
+            return floor >= at_least && floor > above;
+        };
+        bool monotone = true;
         std::array<std::array<int64_t, 2>, 3> size{}, num{};
         for (size_t d = 0; d < 3; ++d) {
             const int64_t edge = ext[d] - (cnt[d] - 1) * t[d];
@@ -256,11 +272,16 @@ class Evaluator {
                     if (n == 0) continue;
                     const ShapeCost sc = shape_cost(size[0][i], size[1][j], size[2][l]);
                     total += static_cast<double>(n) * static_cast<double>(sc.per_tile);
+                    monotone = monotone && sc.per_tile >= 0;
                     if (m_ctx.stream_across_tiles && !ends_added) {
                         total += static_cast<double>(sc.ends);
+                        monotone = monotone && sc.ends >= 0;
                         ends_added = true;
                     }
+                    if (monotone && out(total)) return std::nullopt;
                 }
+        // The whole sum: the test evaluate_unless made on it (terms < 0 or not).
+        if (out(total)) return std::nullopt;
         return total;
     }
 
