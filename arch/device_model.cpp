@@ -11,9 +11,10 @@
 namespace mlsim::arch {
 
 std::string bound_of(const TimeParts& p) {
-    const std::pair<double, const char*> parts[] = {
-        {p.compute_s, "compute"}, {p.memory_s, "memory"}, {p.overhead_s, "overhead"},
-        {p.communication_s, "communication"}};
+    const std::pair<double, const char*> parts[] = {{p.compute_s, "compute"},
+                                                    {p.memory_s, "memory"},
+                                                    {p.overhead_s, "overhead"},
+                                                    {p.communication_s, "communication"}};
     const auto* best = &parts[0];
     for (const auto& part : parts)
         if (part.first > best->first) best = &part;
@@ -78,13 +79,14 @@ void DeviceModel::check_work(const wl::Model& /*model*/, const WorkLimits& /*lim
 
 void check_simulated_time(const wl::Op& op, double end_s, const DeviceSpec& spec) {
     if (std::isfinite(end_s) && end_s <= limits::max_simulated_s) return;
-    cfg::fail(op.loc, op.key_path,
-              fmt::format("op '{}' ({}) would end {} after the run starts on device '{}', past {:.3g} s "
-                          "(about 106 days, 2^63 ps), the longest time mlsim simulates; a device this slow "
-                          "for this workload needs a smaller workload or faster figures",
-                          op.name, op.kind,
-                          std::isfinite(end_s) ? fmt::format("{:.4g} s", end_s) : std::string("infinitely long"),
-                          spec.name, limits::max_simulated_s));
+    cfg::fail(
+        op.loc, op.key_path,
+        fmt::format("op '{}' ({}) would end {} after the run starts on device '{}', past {:.3g} s "
+                    "(about 106 days, 2^63 ps), the longest time mlsim simulates; a device this slow "
+                    "for this workload needs a smaller workload or faster figures",
+                    op.name, op.kind,
+                    std::isfinite(end_s) ? fmt::format("{:.4g} s", end_s) : std::string("infinitely long"),
+                    spec.name, limits::max_simulated_s));
 }
 
 std::unique_ptr<DeviceModel> make_device_model(const DeviceSpec& spec) {

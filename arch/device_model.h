@@ -111,7 +111,7 @@ struct WorkLimits {
 using LayerProgress = std::function<void(std::size_t done, std::size_t total)>;
 
 class DeviceModel {
-public:
+  public:
     virtual ~DeviceModel() = default;
     virtual std::string_view model_name() const = 0;  // e.g. "roofline", "systolic"
     virtual std::vector<LayerResult> run(const wl::Model& model) = 0;
@@ -122,12 +122,12 @@ public:
     // Called after each layer that run() finishes; empty by default.
     void set_progress(LayerProgress progress) { m_progress = std::move(progress); }
 
-protected:
+  protected:
     void report_progress(std::size_t done, std::size_t total) const {
         if (m_progress) m_progress(done, total);
     }
 
-private:
+  private:
     LayerProgress m_progress;
 };
 

@@ -14,10 +14,10 @@
 #include "arch/section_params.h"
 #include "sim/config/limits.h"
 #include "sim/config/loader.h"
+#include "sim/config/messages.h"
 #include "sim/config/units.h"
 #include "sim/core/check.h"
 #include "workloads/dtype.h"
-#include "sim/config/messages.h"
 
 namespace mlsim::arch {
 
@@ -33,11 +33,11 @@ const std::vector<std::string>& known_families() {
     return families;
 }
 
-using cfg::join;
+using cfg::child;
 using cfg::contains;
 using cfg::did_you_mean;
-using cfg::child;
 using cfg::fail_at;
+using cfg::join;
 
 namespace {
 
@@ -178,8 +178,8 @@ const cfg::Schema& device_schema() {
         s.params.push_back(model);
         for (const Family& f : families()) {
             if (f.section.empty()) continue;
-            s.params.push_back(map_param(f.section, *f.schema,
-                                         f.description + " (" + join(f.hardware, ", ") + ")"));
+            s.params.push_back(
+                map_param(f.section, *f.schema, f.description + " (" + join(f.hardware, ", ") + ")"));
         }
         return s;
     }();
@@ -218,7 +218,9 @@ namespace {
                                 std::string_view what) {
     const cfg::Node* node = spec.resolved.is_map() ? spec.resolved.find(key) : nullptr;
     // A derived peak has no node of its own: point at the device map.
-    cfg::SourceLoc loc = node ? node->loc() : spec.resolved.is_map() ? spec.resolved.key_loc() : cfg::SourceLoc{};
+    cfg::SourceLoc loc = node                     ? node->loc()
+                         : spec.resolved.is_map() ? spec.resolved.key_loc()
+                                                  : cfg::SourceLoc{};
     std::string path = node ? node->path() : "device." + std::string(key);
     std::vector<std::string> have = spec.dtypes();
     cfg::fail(loc, path,
@@ -266,8 +268,9 @@ std::string choose_model(const cfg::Node& dev) {
         const Family* f = find_family(m->as_string());
         MLSIM_CHECK(f != nullptr, "validated device.model names no family");
         if (!f->has_model())
-            fail_at(*m, "the " + f->name + " model is not built yet; this device runs on the roofline "
-                        "(`model: roofline`, or leave `model` out)");
+            fail_at(*m, "the " + f->name +
+                            " model is not built yet; this device runs on the roofline "
+                            "(`model: roofline`, or leave `model` out)");
         if (!f->section.empty() && !has_section(*f))
             fail_at(*m, "the " + f->name + " model needs a `" + f->section + ":` section in the device");
         return f->name;
@@ -357,9 +360,10 @@ DeviceSpec device_from_node(const cfg::Node& resolved) {
     }
     if (d.peak_ops_per_s.empty())
         fail_at(r.has("peak") ? r.at("peak") : *dev,
-                r.has("peak") ? "needs at least one data type (" + join(known_dtypes()) + ")"
-                              : "needs `peak:` (dense peak throughput per data type), or a section from which "
-                                "its model derives it (e.g. `systolic:`)");
+                r.has("peak")
+                    ? "needs at least one data type (" + join(known_dtypes()) + ")"
+                    : "needs `peak:` (dense peak throughput per data type), or a section from which "
+                      "its model derives it (e.g. `systolic:`)");
     for (const auto& [dtype, peak] : d.peak_ops_per_s) {
         if (d.mac_energy_J.count(dtype) == 0)
             fail_at(r.at("mac_energy"), "no MAC energy for data type '" + dtype +

@@ -22,12 +22,12 @@
 // - A DeviceSpec is a plain value: copying it is cheap enough for sweeps; it owns its resolved tree.
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include <memory>
 #include "sim/config/node.h"
 #include "sim/config/schema.h"
 

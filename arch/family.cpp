@@ -6,9 +6,9 @@
 #include "sim/core/check.h"
 
 // Each family's register function, declared from the one list of families.
-#define MLSIM_FAMILY(name) \
+#define MLSIM_FAMILY(name)        \
     namespace mlsim::arch::name { \
-    void register_family(); \
+    void register_family();       \
     }
 #include "arch/families.def"
 #undef MLSIM_FAMILY

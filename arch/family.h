@@ -53,9 +53,9 @@ struct SystemFormat {
 };
 
 struct Family {
-    std::string name;          // the value of `device.model`: roofline, systolic, gpu, cpu, mcu
-    std::string description;   // one line for listings and --help
-    std::string section;       // the device config section it reads (`systolic:`); empty for none
+    std::string name;                     // the value of `device.model`: roofline, systolic, gpu, cpu, mcu
+    std::string description;              // one line for listings and --help
+    std::string section;                  // the device config section it reads (`systolic:`); empty for none
     const cfg::Schema* schema = nullptr;  // that section's keys; nullptr when there is no section
     std::vector<std::string> hardware;    // `device.family` values that may carry the section
     // Parses and checks the validated section of `device` (the `device` map) into a family value;

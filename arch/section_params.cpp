@@ -35,13 +35,15 @@ cfg::Param map_param(std::string name, const cfg::Schema& sub, std::string doc) 
 
 cfg::Param choice_param(std::string name, std::string default_value, std::vector<std::string> choices,
                         std::string doc) {
-    cfg::Param p = cfg::optional(std::move(name), cfg::PType::choice, std::move(default_value), std::move(doc));
+    cfg::Param p =
+        cfg::optional(std::move(name), cfg::PType::choice, std::move(default_value), std::move(doc));
     p.choices = std::move(choices);
     return p;
 }
 
 std::string bytes_si(double bytes) {
-    static const std::pair<double, const char*> units[] = {{1e12, "TB"}, {1e9, "GB"}, {1e6, "MB"}, {1e3, "kB"}};
+    static const std::pair<double, const char*> units[] = {
+        {1e12, "TB"}, {1e9, "GB"}, {1e6, "MB"}, {1e3, "kB"}};
     for (const auto& [scale, unit] : units)
         if (bytes >= scale) return fmt::format("{:.3g} {}", bytes / scale, unit);
     return fmt::format("{:.3g} B", bytes);

@@ -54,14 +54,17 @@ void add_run_option(po::options_description& desc, const exp::RunOption& e) {
 void print_columns(const std::vector<std::vector<std::string>>& rows, const std::vector<bool>& right) {
     std::vector<size_t> width(right.size(), 0);
     for (const auto& row : rows)
-        for (size_t i = 0; i < row.size() && i < width.size(); ++i) width[i] = std::max(width[i], row[i].size());
+        for (size_t i = 0; i < row.size() && i < width.size(); ++i)
+            width[i] = std::max(width[i], row[i].size());
     for (const auto& row : rows) {
         std::string line;
         for (size_t i = 0; i < row.size(); ++i) {
             if (i) line += "  ";
             const bool last = i + 1 == row.size();
-            if (right[i]) line += fmt::format("{:>{}}", row[i], width[i]);
-            else line += last ? row[i] : fmt::format("{:<{}}", row[i], width[i]);
+            if (right[i])
+                line += fmt::format("{:>{}}", row[i], width[i]);
+            else
+                line += last ? row[i] : fmt::format("{:<{}}", row[i], width[i]);
         }
         while (!line.empty() && line.back() == ' ') line.pop_back();
         fmt::print("{}\n", line);
@@ -124,14 +127,17 @@ void print_totals(const exp::ExperimentResult& r) {
     const auto share = [&](double part) { return percent(t.time_s > 0 ? part / t.time_s : 0); };
     std::string parts = fmt::format("compute {}, memory {}, overhead {}", share(t.parts.compute_s),
                                     share(t.parts.memory_s), share(t.parts.overhead_s));
-    if (t.parts.communication_s > 0) parts += fmt::format(", communication {}", share(t.parts.communication_s));
+    if (t.parts.communication_s > 0)
+        parts += fmt::format(", communication {}", share(t.parts.communication_s));
     fmt::print("  bound   {} of the time ({} bound); achieved {} of peak {}\n", parts,
-               arch::bound_of(t.parts), si(t.flops / t.time_s, "FLOP/s"), si(r.info.peak_flops_per_s, "FLOP/s"));
+               arch::bound_of(t.parts), si(t.flops / t.time_s, "FLOP/s"),
+               si(r.info.peak_flops_per_s, "FLOP/s"));
     const double power = t.time_s > 0 ? t.energy_j / t.time_s : 0;
     if (power > dev.tdp_W * (1 + 1e-9))
-        fmt::print(stderr,
-                   "warning: average power {} exceeds {}'s TDP {}: an energy figure of this device is too high\n",
-                   si(power, "W"), dev.name, si(dev.tdp_W, "W"));
+        fmt::print(
+            stderr,
+            "warning: average power {} exceeds {}'s TDP {}: an energy figure of this device is too high\n",
+            si(power, "W"), dev.name, si(dev.tdp_W, "W"));
 }
 
 }  // namespace
@@ -147,7 +153,8 @@ int cmd_run(const Args& args) {
         "quiet,q", po::bool_switch(&quiet), "print totals only: no per-layer table, no progress bar");
     auto vm = parse(args, desc);
     if (!vm) {
-        std::cout << "usage: mlsim run --system FILE --model NAME|FILE [options]\n\n" << desc << "\n"
+        std::cout << "usage: mlsim run --system FILE --model NAME|FILE [options]\n\n"
+                  << desc << "\n"
                   << "Device config keys (configs/README.md):\n"
                   << cfg::describe(arch::device_schema())
                   << "\nValid range of every physical value, by dimension (0 too where a key allows it):\n"
@@ -175,16 +182,16 @@ int cmd_run(const Args& args) {
     const po::variable_value& optimizer = (*vm)["optimizer"];
     const bool optimizer_given = !optimizer.empty() && !optimizer.defaulted();
     if (opt.mode != "training" && (optimizer_given || opt.checkpointing))
-        cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, opt.checkpointing ? "--checkpointing" : "--optimizer",
-                  "applies only to --mode training");
+        cfg::fail(cfg::SourceLoc{"<command line>", 0, 0},
+                  opt.checkpointing ? "--checkpointing" : "--optimizer", "applies only to --mode training");
     // Open the database first so a bad path fails before any simulation work.
     std::optional<db::ResultsDb> db;
     if (!db_path.empty()) db.emplace(db_path);
     const auto t0 = std::chrono::steady_clock::now();
     exp::PreparedExperiment prepared = exp::prepare_experiment(opt);
     // A bar with an ETA once the run has taken a second (cycle fidelity, large models).
-    Progress progress(quiet ? nullptr : stderr, isatty(fileno(stderr)) != 0, prepared.result->model.ops().size(),
-                      "run", "layers");
+    Progress progress(quiet ? nullptr : stderr, isatty(fileno(stderr)) != 0,
+                      prepared.result->model.ops().size(), "run", "layers");
     exp::ExperimentResult r = [&] {
         try {
             return exp::simulate(std::move(prepared), [&](std::size_t done, std::size_t total) {

@@ -134,8 +134,7 @@ int cmd_sweep(const Args& args) {
         ("refuse a sweep of more points than this (checking alone takes up to 0.4 ms a point); at "
          "most " +
          std::to_string(limits::hard_max_sweep_points))
-            .c_str())(
-        "quiet,q", po::bool_switch(&quiet), "no progress output, only the summary");
+            .c_str())("quiet,q", po::bool_switch(&quiet), "no progress output, only the summary");
     po::positional_options_description pos;
     pos.add("file", 1);
     const std::optional<po::variables_map> vm = parse(args, desc, &pos);
@@ -158,8 +157,9 @@ int cmd_sweep(const Args& args) {
     const cfg::SourceLoc command_line{"<command line>", 0, 0};
     if (jobs < 1) cfg::fail(command_line, "--jobs", fmt::format("must be at least 1, found {}", jobs));
     if (max_points < 1 || max_points > limits::hard_max_sweep_points)
-        cfg::fail(command_line, "--max-points",
-                  fmt::format("must be between 1 and {}, found {}", limits::hard_max_sweep_points, max_points));
+        cfg::fail(
+            command_line, "--max-points",
+            fmt::format("must be between 1 and {}, found {}", limits::hard_max_sweep_points, max_points));
     if (vm->count("db") && db_path.empty())
         cfg::fail(command_line, "--db", "needs a file name, found an empty string");
 

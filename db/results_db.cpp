@@ -1,27 +1,25 @@
 #include "db/results_db.h"
 
 #include <fmt/format.h>
-
-#include <algorithm>
-#include <array>
-#include <chrono>
-#include <cmath>
-#include <ctime>
-#include <filesystem>
-#include <limits>
-#include <mutex>
-#include <optional>
-#include <set>
-#include <system_error>
-#include <thread>
-
 #include <signal.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
 #include <fstream>
+#include <limits>
+#include <mutex>
+#include <optional>
+#include <set>
 #include <sstream>
+#include <system_error>
+#include <thread>
 
 #include "db/schema.h"
 #include "db/sqlite.h"
@@ -491,7 +489,8 @@ std::string set_wal(sql::Connection& conn) {
         }
         if (rc == SQLITE_ROW) return mode;
         const int primary = rc & 0xff;
-        if ((primary == SQLITE_BUSY || primary == SQLITE_LOCKED) && std::chrono::steady_clock::now() < deadline) {
+        if ((primary == SQLITE_BUSY || primary == SQLITE_LOCKED) &&
+            std::chrono::steady_clock::now() < deadline) {
             std::this_thread::sleep_for(std::chrono::milliseconds(1));
             continue;
         }

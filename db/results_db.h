@@ -121,7 +121,7 @@ struct ClaimResult {
         busy,     // another live process holds the key: try again later
     };
     State state = State::claimed;
-    int64_t run_id = 0;  // done: the run
+    int64_t run_id = 0;   // done: the run
     bool run_ok = false;  // done: whether that run's status is 'ok' (else 'error')
 };
 

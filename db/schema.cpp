@@ -142,9 +142,12 @@ constexpr std::array k_sweep_factor_columns{
 // whose process is gone (killed) is stale and the next claimer takes it over. sweep_name and point say
 // which point it was claimed for, for people reading the file.
 constexpr std::array k_claim_columns{
-    Column{"claim_key", "TEXT PRIMARY KEY", 5},     Column{"host", "TEXT NOT NULL", 5},
-    Column{"pid", "INTEGER NOT NULL", 5},           Column{"process_start", "TEXT NOT NULL", 5},
-    Column{"claimed_utc", "TEXT NOT NULL", 5},      Column{"sweep_name", "TEXT", 5},
+    Column{"claim_key", "TEXT PRIMARY KEY", 5},
+    Column{"host", "TEXT NOT NULL", 5},
+    Column{"pid", "INTEGER NOT NULL", 5},
+    Column{"process_start", "TEXT NOT NULL", 5},
+    Column{"claimed_utc", "TEXT NOT NULL", 5},
+    Column{"sweep_name", "TEXT", 5},
     Column{"point", "INTEGER", 5},
 };
 
@@ -240,7 +243,8 @@ std::string object_type(sql::Connection& conn, std::string_view name) {
 void check_shapes(sql::Connection& conn) {
     for (const Table& table : k_tables) {
         const std::string type = object_type(conn, table.name);
-        if (!type.empty() && type != "table") foreign_shape(conn, fmt::format("'{}' is a {}, not a table", table.name, type));
+        if (!type.empty() && type != "table")
+            foreign_shape(conn, fmt::format("'{}' is a {}, not a table", table.name, type));
     }
     for (const Index& index : k_indexes) {
         const std::string type = object_type(conn, index.name);
@@ -305,7 +309,8 @@ void migrate_table(sql::Connection& conn, const Table& table) {
     std::set<std::string> have = existing_columns(conn, table.name);
     for (const Column& col : table.columns) {
         if (have.contains(std::string(col.name))) continue;
-        MLSIM_CHECK(addable(col), fmt::format("column {}.{} reached ALTER TABLE unchecked", table.name, col.name));
+        MLSIM_CHECK(addable(col),
+                    fmt::format("column {}.{} reached ALTER TABLE unchecked", table.name, col.name));
         conn.exec(fmt::format("ALTER TABLE {} ADD COLUMN {} {}", table.name, col.name, col.decl));
     }
 }

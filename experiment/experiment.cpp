@@ -158,7 +158,8 @@ static db::LayerRow to_row(const arch::LayerResult& l) {
     for (const arch::LevelTraffic& lv : l.levels)
         r.levels.push_back(db::LevelRow{lv.level, lv.bytes_read, lv.bytes_written, lv.accesses, lv.energy_j});
     r.metrics.reserve(l.metrics.size());
-    for (const arch::Metric& m : l.metrics) r.metrics.push_back(db::MetricRow{m.name, m.value, m.unit, m.text});
+    for (const arch::Metric& m : l.metrics)
+        r.metrics.push_back(db::MetricRow{m.name, m.value, m.unit, m.text});
     return r;
 }
 
@@ -292,7 +293,8 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
     wl::Model forward = build_model(opt, zo, &model_source);
     check_fits(r.system, forward, opt);
     if (opt.mode == "training")
-        r.training_memory = wl::training_memory(forward, wl::TrainingOptions{opt.optimizer, opt.checkpointing});
+        r.training_memory =
+            wl::training_memory(forward, wl::TrainingOptions{opt.optimizer, opt.checkpointing});
     r.model = opt.mode == "training"
                   ? wl::lower_training(forward, wl::TrainingOptions{opt.optimizer, opt.checkpointing})
                   : std::move(forward);

@@ -16,14 +16,14 @@
 #include <thread>
 #include <unordered_map>
 
+#include "arch/family.h"
 #include "experiment/key_path.h"
 #include "experiment/run_options.h"
 #include "sim/config/limits.h"
 #include "sim/config/loader.h"
+#include "sim/config/messages.h"
 #include "sim/core/check.h"
 #include "workloads/model.h"
-#include "arch/family.h"
-#include "sim/config/messages.h"
 
 namespace mlsim::exp {
 
@@ -183,9 +183,10 @@ SweepFactor make_factor(const std::string& path, const cfg::Node& values) {
                       fmt::format("expected a single value, found {}", v.kind_name()));
         if (v.is_null()) cfg::fail(v.loc(), v.path(), "a value is empty");
         if (auto [it, fresh] = seen.emplace(content_key(v), i); !fresh)
-            cfg::fail(v.loc(), v.path(),
-                      fmt::format("the value is listed twice (also at line {}, column {})",
-                                  values.items()[it->second].loc().line, values.items()[it->second].loc().col));
+            cfg::fail(
+                v.loc(), v.path(),
+                fmt::format("the value is listed twice (also at line {}, column {})",
+                            values.items()[it->second].loc().line, values.items()[it->second].loc().col));
         f.values.push_back(v);
     }
     return f;
@@ -341,9 +342,10 @@ Sweep load_sweep(const std::string& path) {
                         key += std::to_string(part.size()) + ':' + part;
                     }
                     if (auto [it, fresh] = combinations.emplace(std::move(key), i); !fresh)
-                        cfg::fail(first.values[i].loc(), first.values[i].path(),
-                                  fmt::format("zipped values {} and {} of this group are the same combination",
-                                              it->second, i));
+                        cfg::fail(
+                            first.values[i].loc(), first.values[i].path(),
+                            fmt::format("zipped values {} and {} of this group are the same combination",
+                                        it->second, i));
                 }
                 sweep.axes.push_back(std::move(axis));
             }

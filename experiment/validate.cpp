@@ -5,8 +5,8 @@
 #include <filesystem>
 
 #include "arch/device_spec.h"
-#include "arch/system/system_spec.h"
 #include "arch/family.h"
+#include "arch/system/system_spec.h"
 #include "experiment/experiment.h"
 #include "experiment/sweep.h"
 #include "sim/config/loader.h"
@@ -38,8 +38,8 @@ std::string check_input(const std::string& arg) {
     // A preset name, as --system and a sweep's `system` take it; anything else is a file.
     std::error_code ec;
     const bool file_like = fs::exists(arg, ec) || arg.find('/') != std::string::npos ||
-                           ends_with(arg, ".yaml") || ends_with(arg, ".yml") || arch::find_system_format(arg) != nullptr ||
-                           ends_with(arg, ".csv");
+                           ends_with(arg, ".yaml") || ends_with(arg, ".yml") ||
+                           arch::find_system_format(arg) != nullptr || ends_with(arg, ".csv");
     if (!file_like) {
         const std::string path = resolve_system_path(arg, cfg::SourceLoc{arg, 0, 0}, "");
         return fmt::format("preset {}: {}", path, system_summary(load_system_file(path)));

@@ -13,7 +13,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
         // A device file's document is a map holding `device:`; anything else is still checked as a device
         // map, so that the schema sees every shape of input.
         const cfg::Node* dev = doc.is_map() ? doc.find("device") : nullptr;
-        const arch::DeviceSpec spec = arch::device_from_node(cfg::validate(dev ? *dev : doc, arch::device_schema()));
+        const arch::DeviceSpec spec =
+            arch::device_from_node(cfg::validate(dev ? *dev : doc, arch::device_schema()));
         (void)cfg::to_yaml(spec.resolved);
     });
     return 0;

@@ -15,7 +15,7 @@ namespace mlsim::wl {
 enum class DType { fp32, tf32, bf16, fp16, fp8, int16, int8, int4 };
 
 int dtype_bits(DType t);
-double dtype_bytes(DType t);  // dtype_bits / 8, 0.5 for int4
+double dtype_bytes(DType t);   // dtype_bits / 8, 0.5 for int4
 bool dtype_is_float(DType t);  // fp32 tf32 bf16 fp16 fp8
 std::string_view dtype_name(DType t);
 std::optional<DType> parse_dtype(std::string_view name);

@@ -194,8 +194,8 @@ Shape infer(Op& op, ConvAttr& a) {
         if (a.pad_begin[i] < 0 || a.pad_end[i] < 0) op_fail(op, "padding must not be negative");
         const int64_t in = add(op, add(op, op.inputs[0][2 + i], a.pad_begin[i], "the padded input extent"),
                                a.pad_end[i], "the padded input extent");
-        const int64_t span = add(op, mul(op, a.dilation[i], a.kernel[i] - 1, "the kernel extent"), 1,
-                                 "the kernel extent");
+        const int64_t span =
+            add(op, mul(op, a.dilation[i], a.kernel[i] - 1, "the kernel extent"), 1, "the kernel extent");
         if (in < span)
             op_fail(op, fmt::format("kernel extent {} exceeds the padded input extent {} (input {})", span,
                                     in, shape_str(op.inputs[0])));
@@ -221,8 +221,8 @@ Shape infer(Op& op, PoolAttr& a) {
         check_positive(op, a.kernel[i], "kernel");
         check_positive(op, a.stride[i], "stride");
         if (a.padding[i] < 0) op_fail(op, "padding must not be negative");
-        const int64_t in = add(op, op.inputs[0][2 + i], mul(op, 2, a.padding[i], "the padding"),
-                               "the padded input extent");
+        const int64_t in =
+            add(op, op.inputs[0][2 + i], mul(op, 2, a.padding[i], "the padding"), "the padded input extent");
         if (in < a.kernel[i])
             op_fail(op, fmt::format("kernel {} exceeds the padded input extent {}", a.kernel[i], in));
         out.push_back((in - a.kernel[i]) / a.stride[i] + 1);
@@ -367,9 +367,10 @@ Shape infer(Op& op, ReshapeAttr& a) {
     }
     const std::optional<int64_t> out_elements = checked_numel(out);
     if (out_elements != numel(in))
-        op_fail(op, fmt::format("cannot reshape {} ({} elements) into {} ({} elements)", shape_str(in),
-                                numel(in), shape_str(out),
-                                out_elements ? fmt::format("{}", *out_elements) : std::string("more than 2^53")));
+        op_fail(op,
+                fmt::format("cannot reshape {} ({} elements) into {} ({} elements)", shape_str(in), numel(in),
+                            shape_str(out),
+                            out_elements ? fmt::format("{}", *out_elements) : std::string("more than 2^53")));
     a.shape = out;
     return out;
 }
@@ -384,8 +385,8 @@ Shape infer(Op& op, SliceAttr& a) {
     const int64_t extent = op.inputs[0][static_cast<size_t>(axis)];
     // start > extent - length rather than start + length > extent: the sum could wrap.
     if (a.start < 0 || a.length <= 0 || a.length > extent || a.start > extent - a.length)
-        op_fail(op, fmt::format("slice of length {} from {} is outside axis {} of extent {}", a.length, a.start,
-                                axis, extent));
+        op_fail(op, fmt::format("slice of length {} from {} is outside axis {} of extent {}", a.length,
+                                a.start, axis, extent));
     Shape out = op.inputs[0];
     out[static_cast<size_t>(axis)] = a.length;
     return out;
@@ -447,8 +448,8 @@ struct Counter {
             mul(op, a.in_channels / a.groups, window_size(op, a.kernel, a.dims), "MACs per output element");
         c.macs = static_cast<double>(numel(op.output())) * static_cast<double>(per_out);
         c.flops = 2 * c.macs + (a.bias ? static_cast<double>(numel(op.output())) : 0);
-        weights(c, add(op, mul(op, a.out_channels, per_out, "the parameter count"), a.bias ? a.out_channels : 0,
-                       "the parameter count"));
+        weights(c, add(op, mul(op, a.out_channels, per_out, "the parameter count"),
+                       a.bias ? a.out_channels : 0, "the parameter count"));
         return c;
     }
     OpCounts operator()(const PoolAttr& a) const {
@@ -535,8 +536,8 @@ struct Counter {
     OpCounts operator()(const InteractionAttr& a) const {
         OpCounts c = base();
         c.macs = static_cast<double>(op.inputs[0][0]) *
-                 static_cast<double>(mul(op, mul(op, a.features, a.features, "features^2"), a.dim,
-                                         "MACs per sample"));
+                 static_cast<double>(
+                     mul(op, mul(op, a.features, a.features, "features^2"), a.dim, "MACs per sample"));
         c.flops = 2 * c.macs;
         return c;
     }
@@ -733,8 +734,9 @@ Op make_op(std::string name, OpAttr attr, std::vector<Shape> inputs, DType dtype
     if (!(c.macs <= limit)) too_large(op, fmt::format("its MAC count {:.4g}", c.macs));
     // FLOPs are 2 per MAC plus the op's other arithmetic: a quarter of their limit is left to spare.
     if (!(c.flops <= 4 * limit))
-        op_fail(op, fmt::format("its FLOP count {:.4g} exceeds 2^62, the largest FLOP count mlsim computes with",
-                                c.flops));
+        op_fail(op,
+                fmt::format("its FLOP count {:.4g} exceeds 2^62, the largest FLOP count mlsim computes with",
+                            c.flops));
     if (c.params > limits::max_op_count) too_large(op, fmt::format("its parameter count {}", c.params));
     for (const GemmShape& g : op.gemms())
         (void)mul(op, mul(op, mul(op, g.batch, g.m, "a GEMM"), g.n, "a GEMM"), g.k,

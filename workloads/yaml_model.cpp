@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <charconv>
 #include <climits>
-#include <tuple>
 #include <map>
+#include <tuple>
 
 #include "sim/config/loader.h"
 #include "sim/config/schema.h"
@@ -283,8 +283,7 @@ const std::vector<KindSpec>& kinds() {
                      }});
         v.push_back(
             {"slice", {"axis", "start", "length"}, [](const Attrs& a, const std::vector<Shape>&) -> OpAttr {
-                 return SliceAttr{a.small_integer("axis", 1), a.integer("start", 0),
-                                  a.integer("length", 1)};
+                 return SliceAttr{a.small_integer("axis", 1), a.integer("start", 0), a.integer("length", 1)};
              }});
         v.push_back({"dot_interaction",
                      {"self_interaction"},
@@ -488,7 +487,8 @@ Model load_model_yaml(const std::string& path, const ZooOptions& opts) {
         std::vector<std::optional<TensorRef>> srcs;
         for (const InputRef& r : d.inputs) {
             if (model_inputs.count(r.name)) {
-                if (r.slot != 0) fail_at(*r.node, fmt::format("model input '{}' has no output {}", r.name, r.slot));
+                if (r.slot != 0)
+                    fail_at(*r.node, fmt::format("model input '{}' has no output {}", r.name, r.slot));
                 shapes.push_back(model_inputs.at(r.name));
                 srcs.push_back(std::nullopt);
                 continue;
@@ -496,8 +496,8 @@ Model load_model_yaml(const std::string& path, const ZooOptions& opts) {
             const size_t id = *decls[by_name.at(r.name)].id;
             const Op& p = b.op(id);
             if (static_cast<size_t>(r.slot) >= p.outputs.size())
-                fail_at(*r.node,
-                        fmt::format("op '{}' has no output {} (it has {})", r.name, r.slot, p.outputs.size()));
+                fail_at(*r.node, fmt::format("op '{}' has no output {} (it has {})", r.name, r.slot,
+                                             p.outputs.size()));
             shapes.push_back(p.outputs[static_cast<size_t>(r.slot)]);
             srcs.push_back(TensorRef{id, r.slot});
         }

@@ -61,8 +61,7 @@ std::vector<LayerResult> RooflineModel::run(const wl::Model& model) {
         r.set_parts(parts);
         r.cycles = static_cast<int64_t>(std::ceil(r.time_s * m_spec.clock_hz));
         // The compute units idle for whatever part of the layer is not spent computing.
-        r.stall_cycles =
-            static_cast<int64_t>(std::floor((r.time_s - b.compute_s) * m_spec.clock_hz));
+        r.stall_cycles = static_cast<int64_t>(std::floor((r.time_s - b.compute_s) * m_spec.clock_hz));
         const double peak = m_spec.peak_for(r.dtype);
         // Clamped: at zero overhead a compute-bound layer reaches the peak up to one rounding step.
         r.utilization = r.time_s > 0 ? std::min(1.0, (c.flops / r.time_s) / peak) : 0;

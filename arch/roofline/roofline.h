@@ -42,12 +42,12 @@ struct OnChip {
 RooflineBound roofline_bound(const DeviceSpec& spec, const wl::Op& op, const OnChip& on_chip);
 
 class RooflineModel final : public DeviceModel {
-public:
+  public:
     explicit RooflineModel(DeviceSpec spec);
     std::string_view model_name() const override { return "roofline"; }
     std::vector<LayerResult> run(const wl::Model& model) override;
 
-private:
+  private:
     DeviceSpec m_spec;
 };
 

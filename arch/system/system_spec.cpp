@@ -12,9 +12,9 @@
 
 #include "sim/config/limits.h"
 #include "sim/config/loader.h"
+#include "sim/config/messages.h"
 #include "sim/config/units.h"
 #include "sim/core/check.h"
-#include "sim/config/messages.h"
 
 namespace mlsim::arch {
 
@@ -23,9 +23,9 @@ using cfg::Dim;
 using cfg::Param;
 using cfg::PType;
 
-using cfg::join;
 using cfg::did_you_mean;
 using cfg::fail_at;
+using cfg::join;
 
 namespace {
 

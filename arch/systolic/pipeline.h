@@ -49,10 +49,10 @@
 #include <vector>
 
 #include "arch/device_model.h"
-#include "sim/core/stats.h"
 #include "arch/systolic/fold_model.h"
 #include "arch/systolic/pe_grid.h"
 #include "arch/systolic/tiling.h"
+#include "sim/core/stats.h"
 
 namespace mlsim::arch::systolic {
 

@@ -114,7 +114,7 @@ constexpr int64_t k_max_words_per_cycle = limits::max_cfg_words_per_cycle;
 cfg::Node scalesim_cfg_document(const std::string& path) {
     std::istringstream in(cfg::read_text_file(path, cfg::SourceLoc{path, 0, 0}, ""));
 
-    std::map<std::string, Entry> entries;  // "section.key"
+    std::map<std::string, Entry> entries;     // "section.key"
     std::map<std::string, int> section_line;  // where each section header is (its first one)
     std::string section;
     std::string line;
@@ -153,7 +153,8 @@ cfg::Node scalesim_cfg_document(const std::string& path) {
         const std::string value = trim(t.substr(sep + 1));
         const cfg::SourceLoc key_loc{path, lineno, indent + 1};
         const size_t vpos = line.find(value, line.find_first_of(":=") + 1);
-        const cfg::SourceLoc val_loc{path, lineno, static_cast<int>(vpos == std::string::npos ? 0 : vpos + 1)};
+        const cfg::SourceLoc val_loc{path, lineno,
+                                     static_cast<int>(vpos == std::string::npos ? 0 : vpos + 1)};
         if (section.empty())
             cfg::fail(key_loc, key, "key outside of any section; SCALE-Sim configs start with [general]");
         const KeySpec* spec = nullptr;
@@ -170,8 +171,9 @@ cfg::Node scalesim_cfg_document(const std::string& path) {
         }
         const std::string id = section + "." + key;
         if (entries.count(id))
-            cfg::fail(key_loc, id, fmt::format("duplicate key '{}' (first set at line {})", key,
-                                                 entries[id].key_loc.line));
+            cfg::fail(
+                key_loc, id,
+                fmt::format("duplicate key '{}' (first set at line {})", key, entries[id].key_loc.line));
         entries[id] = Entry{value, val_loc, key_loc};
     }
     for (const KeySpec& k : k_keys) {
@@ -212,7 +214,8 @@ cfg::Node scalesim_cfg_document(const std::string& path) {
         if (e.value == "USER")
             calc = false;
         else if (e.value != "CALC")
-            cfg::fail(e.loc, "InterfaceBandwidth", fmt::format("expected CALC or USER, found \"{}\"", e.value));
+            cfg::fail(e.loc, "InterfaceBandwidth",
+                      fmt::format("expected CALC or USER, found \"{}\"", e.value));
     }
     // Checked in both modes: a bad value is a mistake even where CALC mode does not read it.
     if (has("architecture_presets", "Bandwidth"))
@@ -231,7 +234,8 @@ cfg::Node scalesim_cfg_document(const std::string& path) {
 
     cfg::Node dev = cfg::Node::make_map(file_loc, "device");
     const auto p = [](const char* k) { return std::string("device.") + k; };
-    dev.set("name", scalar(name, has("general", "run_name") ? get("general", "run_name").loc : file_loc, p("name")));
+    dev.set("name",
+            scalar(name, has("general", "run_name") ? get("general", "run_name").loc : file_loc, p("name")));
     dev.set("family", scalar("tpu", file_loc, p("family")));
     const DramClass dram = dram_class(static_cast<double>(words_per_cycle) * k_clock_hz);
     dev.set("description",

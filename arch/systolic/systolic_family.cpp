@@ -13,9 +13,9 @@
 #include "arch/systolic/systolic_spec.h"
 #include "sim/config/error.h"
 #include "sim/config/limits.h"
+#include "sim/config/messages.h"
 #include "sim/config/units.h"
 #include "sim/core/check.h"
-#include "sim/config/messages.h"
 
 namespace mlsim::arch::systolic {
 
@@ -31,8 +31,8 @@ const cfg::Schema& systolic_buffer_schema() {
         cfg::Schema s;
         s.name = "device.systolic.buffers.<operand>";
         s.doc = "one operand's on-chip SRAM; its word size is the layer's data type";
-        s.params.push_back(optional_no_default("name", cfg::PType::string,
-                                               "buffer name, e.g. unified_buffer; the operand's name when absent"));
+        s.params.push_back(optional_no_default(
+            "name", cfg::PType::string, "buffer name, e.g. unified_buffer; the operand's name when absent"));
         s.params.push_back(cfg::quantity("capacity", cfg::Dim::size, std::nullopt,
                                          "capacity of the whole buffer (both halves when double-buffered)"));
         s.params.push_back(cfg::quantity("bandwidth", cfg::Dim::bandwidth, std::nullopt,
@@ -40,11 +40,12 @@ const cfg::Schema& systolic_buffer_schema() {
         s.params.push_back(cfg::optional("double_buffered", cfg::PType::boolean, "true",
                                          "fill / drain one half while the array uses the other"));
         cfg::Param read = cfg::quantity("read_energy", cfg::Dim::energy_per_byte, std::nullopt,
-                                   "energy per byte read from this buffer", false);
+                                        "energy per byte read from this buffer", false);
         read.min = 0.0;
         s.params.push_back(read);
-        cfg::Param write = optional_no_default("write_energy", cfg::PType::quantity,
-                                          "energy per byte written to this buffer; read_energy when absent");
+        cfg::Param write =
+            optional_no_default("write_energy", cfg::PType::quantity,
+                                "energy per byte written to this buffer; read_energy when absent");
         write.dim = cfg::Dim::energy_per_byte;
         write.min = 0.0;
         s.params.push_back(write);
@@ -58,10 +59,10 @@ const cfg::Schema& systolic_buffers_schema() {
         cfg::Schema s;
         s.name = "device.systolic.buffers";
         s.doc = "on-chip SRAM per operand";
-        for (const auto& [name, doc] :
-             {std::pair<const char*, const char*>{"ifmap", "input activations (A; im2col rows of a convolution)"},
-              {"filter", "weights (B)"},
-              {"ofmap", "outputs and partial sums (C)"}}) {
+        for (const auto& [name, doc] : {std::pair<const char*, const char*>{
+                                            "ifmap", "input activations (A; im2col rows of a convolution)"},
+                                        {"filter", "weights (B)"},
+                                        {"ofmap", "outputs and partial sums (C)"}}) {
             cfg::Param p = map_param(name, systolic_buffer_schema(), doc);
             p.required = true;
             s.params.push_back(p);
@@ -77,8 +78,9 @@ const cfg::Schema& systolic_tile_schema() {
         s.name = "device.systolic.tile";
         s.doc = "the tile of a GEMM (per array) when `tiling: fixed`";
         for (const char* dim : {"m", "n", "k"}) {
-            cfg::Param p = cfg::optional(dim, cfg::PType::integer, "0", std::string("tile extent along ") + dim +
-                                                                  "; 0 = the whole dimension");
+            cfg::Param p =
+                cfg::optional(dim, cfg::PType::integer, "0",
+                              std::string("tile extent along ") + dim + "; 0 = the whole dimension");
             p.min = 0;
             p.max = static_cast<double>(limits::max_tile_extent);  // products of extents stay in 64 bits
             s.params.push_back(p);
@@ -104,20 +106,21 @@ const cfg::Schema& systolic_schema() {
         cols.max = static_cast<double>(limits::max_array_side);
         s.params.push_back(cols);
         cfg::Param arrays = cfg::optional("arrays", cfg::PType::integer, "1",
-                                     "arrays sharing the buffers and main memory (e.g. MXUs); work is "
-                                     "partitioned across them");
+                                          "arrays sharing the buffers and main memory (e.g. MXUs); work is "
+                                          "partitioned across them");
         arrays.min = 1;
         arrays.max = static_cast<double>(limits::max_array_side);
         s.params.push_back(arrays);
         // The long names are accepted for configs written before the short ones were chosen.
-        s.params.push_back(choice_param("dataflow", "ws",
-                                        {"os", "ws", "is", "output_stationary", "weight_stationary",
-                                         "input_stationary"},
-                                        "output-, weight- or input-stationary"));
+        s.params.push_back(
+            choice_param("dataflow", "ws",
+                         {"os", "ws", "is", "output_stationary", "weight_stationary", "input_stationary"},
+                         "output-, weight- or input-stationary"));
         s.params.push_back(choice_param("fidelity", "tile", {"tile", "cycle"},
                                         "tile: closed-form folds; cycle: PE grid stepped with real values"));
-        s.params.push_back(choice_param("convention", "faithful", {"faithful", "scalesim"},
-                                        "faithful: mlsim timing; scalesim: SCALE-Sim v2 CALC-mode cycle count"));
+        s.params.push_back(
+            choice_param("convention", "faithful", {"faithful", "scalesim"},
+                         "faithful: mlsim timing; scalesim: SCALE-Sim v2 CALC-mode cycle count"));
         cfg::Param buffers = map_param("buffers", systolic_buffers_schema(), "on-chip SRAM per operand");
         buffers.required = true;
         s.params.push_back(buffers);
@@ -132,12 +135,14 @@ const cfg::Schema& systolic_schema() {
         passes.choices = known_dtypes();
         passes.min = 1;
         passes.max = static_cast<double>(limits::max_passes);
-        passes.doc = "array passes per MAC, per data type (e.g. int16: 4 on an 8-bit array); 1 when absent. "
-                     "The peak of a data type is rows x cols x arrays x 2 x clock / passes";
+        passes.doc =
+            "array passes per MAC, per data type (e.g. int16: 4 on an 8-bit array); 1 when absent. "
+            "The peak of a data type is rows x cols x arrays x 2 x clock / passes";
         s.params.push_back(passes);
-        cfg::Param vector = optional_no_default("vector_throughput", cfg::PType::quantity,
-                                           "vector unit for non-matmul ops; default cols x arrays x clock "
-                                           "(one element per column per cycle); never faster than the op's peak");
+        cfg::Param vector =
+            optional_no_default("vector_throughput", cfg::PType::quantity,
+                                "vector unit for non-matmul ops; default cols x arrays x clock "
+                                "(one element per column per cycle); never faster than the op's peak");
         vector.dim = cfg::Dim::throughput;
         vector.positive = true;
         s.params.push_back(vector);
@@ -155,14 +160,13 @@ const cfg::Schema& systolic_schema() {
             "other activations kept there and their tiles (faithful convention); false: every layer "
             "reads its inputs from and writes its output to main memory"));
         cfg::Param hop = cfg::quantity("pe_hop_energy", cfg::Dim::energy, std::string("0pJ"),
-                                  "energy of moving one operand word to a neighbouring PE", false);
+                                       "energy of moving one operand word to a neighbouring PE", false);
         hop.min = 0.0;
         s.params.push_back(hop);
         return s;
     }();
     return schema;
 }
-
 
 // Enough digits that the value can be pasted back into the config and pass the check.
 std::string exact_throughput(double ops) {
@@ -233,23 +237,26 @@ std::shared_ptr<const FamilyParams> parse_systolic(const cfg::Node& dev, DeviceS
     if (passes_node && passes_node->is_map())
         for (const auto& [dtype, value] : passes_node->entries()) {
             if (!d.mac_energy_J.count(dtype))
-                fail_at(value, "passes for data type '" + dtype + "', which has no MAC energy (`mac_energy`)");
+                fail_at(value,
+                        "passes for data type '" + dtype + "', which has no MAC energy (`mac_energy`)");
             given_passes[dtype] = value.as_int();
         }
 
-    const double pes = static_cast<double>(s.rows) * static_cast<double>(s.cols) * static_cast<double>(s.arrays);
+    const double pes =
+        static_cast<double>(s.rows) * static_cast<double>(s.cols) * static_cast<double>(s.arrays);
     const double array_rate = pes * 2 * d.clock_hz;
     const double max_rate = limits::quantity_range(cfg::Dim::throughput).max;
     if (array_rate > max_rate)
-        fail_at(child(node, "rows"),
-                fmt::format("the array's peak, rows x cols x arrays x 2 x clock = {}, exceeds {}, the largest "
-                            "throughput mlsim accepts",
-                            cfg::format_quantity(array_rate, cfg::Dim::throughput),
-                            cfg::format_quantity(max_rate, cfg::Dim::throughput)));
-    const std::string rate_text =
-        std::to_string(s.rows) + " x " + std::to_string(s.cols) + " x " + std::to_string(s.arrays) +
-        " PEs x 2 x " + cfg::format_quantity(d.clock_hz, cfg::Dim::frequency) + " = " +
-        cfg::format_quantity(array_rate, cfg::Dim::throughput);
+        fail_at(
+            child(node, "rows"),
+            fmt::format("the array's peak, rows x cols x arrays x 2 x clock = {}, exceeds {}, the largest "
+                        "throughput mlsim accepts",
+                        cfg::format_quantity(array_rate, cfg::Dim::throughput),
+                        cfg::format_quantity(max_rate, cfg::Dim::throughput)));
+    const std::string rate_text = std::to_string(s.rows) + " x " + std::to_string(s.cols) + " x " +
+                                  std::to_string(s.arrays) + " PEs x 2 x " +
+                                  cfg::format_quantity(d.clock_hz, cfg::Dim::frequency) + " = " +
+                                  cfg::format_quantity(array_rate, cfg::Dim::throughput);
     if (d.peak_ops_per_s.empty()) {
         // Derived: every data type the device has a MAC energy for.
         for (const auto& [dtype, energy] : d.mac_energy_J) {
@@ -263,26 +270,29 @@ std::shared_ptr<const FamilyParams> parse_systolic(const cfg::Node& dev, DeviceS
     const cfg::Node& peak_node = child(dev, "peak");
     for (const auto& [dtype, peak] : d.peak_ops_per_s) {
         auto it = given_passes.find(dtype);
-        const int64_t passes = it != given_passes.end()
-                                   ? it->second
-                                   : std::max<int64_t>(1, static_cast<int64_t>(std::llround(array_rate / peak)));
+        const int64_t passes =
+            it != given_passes.end()
+                ? it->second
+                : std::max<int64_t>(1, static_cast<int64_t>(std::llround(array_rate / peak)));
         const double expected = array_rate / static_cast<double>(passes);
         if (peak < expected * (1 - 1e-12) || peak > expected * 1.01) {
             const std::string rate = passes == 1 ? "its full rate" : "1/" + std::to_string(passes) + " rate";
             fail_at(child(peak_node, dtype),
                     "peak " + cfg::format_quantity(peak, cfg::Dim::throughput) + " for " + dtype +
-                        " does not match the systolic array (" + rate_text + "): a data type's peak must be " +
+                        " does not match the systolic array (" + rate_text +
+                        "): a data type's peak must be " +
                         "the array's rate divided by a whole number of passes, at least that and at most 1 % "
-                        "more; the nearest is " + exact_throughput(expected * (1 + 1e-6)) + " (" + rate +
+                        "more; the nearest is " +
+                        exact_throughput(expected * (1 + 1e-6)) + " (" + rate +
                         "). Leave `peak` out to have it derived from the array");
         }
         s.passes[dtype] = passes;
     }
     for (const auto& [dtype, passes] : given_passes)
         if (!d.peak_ops_per_s.count(dtype))
-            fail_at(child(*passes_node, dtype),
-                    "passes for data type '" + dtype + "', which has no peak in `peak` (list it there, or leave "
-                    "`peak` out to have every peak derived from the array)");
+            fail_at(child(*passes_node, dtype), "passes for data type '" + dtype +
+                                                    "', which has no peak in `peak` (list it there, or leave "
+                                                    "`peak` out to have every peak derived from the array)");
     return sp;
 }
 

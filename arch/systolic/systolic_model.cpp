@@ -275,12 +275,13 @@ void SystolicModel::check_work(const wl::Model& model, const WorkLimits& limits)
     if (grid_bytes > limits::max_cycle_fidelity_bytes) {
         const cfg::Node* section = m_spec.section("systolic");
         const cfg::Node* rows = section ? section->find("rows") : nullptr;
-        cfg::fail(rows ? rows->loc() : cfg::SourceLoc{"<command line>", 0, 0}, rows ? rows->path() : "--fidelity",
-                  fmt::format("the cycle fidelity would need about {} for the registers of the {}x{} PE grid, more "
-                              "than {}, the most it may take; use --fidelity tile (the same numbers, in closed "
-                              "form)",
-                              cfg::format_quantity(grid_bytes, cfg::Dim::size), m_sys.rows, m_sys.cols,
-                              cfg::format_quantity(limits::max_cycle_fidelity_bytes, cfg::Dim::size)));
+        cfg::fail(
+            rows ? rows->loc() : cfg::SourceLoc{"<command line>", 0, 0}, rows ? rows->path() : "--fidelity",
+            fmt::format("the cycle fidelity would need about {} for the registers of the {}x{} PE grid, more "
+                        "than {}, the most it may take; use --fidelity tile (the same numbers, in closed "
+                        "form)",
+                        cfg::format_quantity(grid_bytes, cfg::Dim::size), m_sys.rows, m_sys.cols,
+                        cfg::format_quantity(limits::max_cycle_fidelity_bytes, cfg::Dim::size)));
     }
     double work = 0, largest = 0;
     const wl::Op* largest_op = nullptr;
@@ -291,23 +292,25 @@ void SystolicModel::check_work(const wl::Model& model, const WorkLimits& limits)
         for (size_t i = 0; i < p.jobs.size(); ++i) {
             const wl::GemmShape& g = p.jobs[i].shape;
             const TilePlan& plan = p.plans[i];
-            const double m = static_cast<double>(g.m), n = static_cast<double>(g.n), k = static_cast<double>(g.k);
+            const double m = static_cast<double>(g.m), n = static_cast<double>(g.n),
+                         k = static_cast<double>(g.k);
             // Every array's tiles step the one grid; each instance's product is checked by a plain matmul.
             op_work += plan.estimate_cycles * static_cast<double>(plan.part.arrays_used) * pes_per_array +
                        static_cast<double>(g.batch) * m * n * k;
             // A, B and C of the instances open at once (one per array), 8 bytes a word.
-            matrix_words = std::max(matrix_words, (m * k + k * n + m * n) *
-                                                      static_cast<double>(std::min(g.batch, m_sys.arrays)));
+            matrix_words = std::max(
+                matrix_words, (m * k + k * n + m * n) * static_cast<double>(std::min(g.batch, m_sys.arrays)));
         }
         const double bytes = grid_bytes + matrix_words * 8;
         if (bytes > limits::max_cycle_fidelity_bytes)
-            cfg::fail(op.loc, op.key_path,
-                      fmt::format("op '{}' ({}): the cycle fidelity would need about {} for the {}x{} PE grid "
-                                  "and the layer's operand matrices, more than {}, the most it may take; use "
-                                  "--fidelity tile (the same numbers, in closed form)",
-                                  op.name, op.kind, cfg::format_quantity(bytes, cfg::Dim::size), m_sys.rows,
-                                  m_sys.cols,
-                                  cfg::format_quantity(limits::max_cycle_fidelity_bytes, cfg::Dim::size)));
+            cfg::fail(
+                op.loc, op.key_path,
+                fmt::format("op '{}' ({}): the cycle fidelity would need about {} for the {}x{} PE grid "
+                            "and the layer's operand matrices, more than {}, the most it may take; use "
+                            "--fidelity tile (the same numbers, in closed form)",
+                            op.name, op.kind, cfg::format_quantity(bytes, cfg::Dim::size), m_sys.rows,
+                            m_sys.cols,
+                            cfg::format_quantity(limits::max_cycle_fidelity_bytes, cfg::Dim::size)));
         work += op_work;
         if (op_work > largest) {
             largest = op_work;
@@ -315,13 +318,14 @@ void SystolicModel::check_work(const wl::Model& model, const WorkLimits& limits)
         }
     }
     if (work <= limits.max_pe_cycles) return;
-    cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, "--max-pe-cycles",
-              fmt::format("the cycle fidelity would step about {:.3g} PE-cycles for model '{}' on device '{}' "
-                          "(the largest layer, '{}', {:.3g}), more than the limit of {:.3g} (about {:.0f} s); "
-                          "raise --max-pe-cycles (max-pe-cycles in a sweep's base) to run it, or use "
-                          "--fidelity tile (the same numbers, in closed form)",
-                          work, model.name(), m_spec.name, largest_op ? largest_op->name : "", largest,
-                          limits.max_pe_cycles, limits.max_pe_cycles / 3e8));
+    cfg::fail(
+        cfg::SourceLoc{"<command line>", 0, 0}, "--max-pe-cycles",
+        fmt::format("the cycle fidelity would step about {:.3g} PE-cycles for model '{}' on device '{}' "
+                    "(the largest layer, '{}', {:.3g}), more than the limit of {:.3g} (about {:.0f} s); "
+                    "raise --max-pe-cycles (max-pe-cycles in a sweep's base) to run it, or use "
+                    "--fidelity tile (the same numbers, in closed form)",
+                    work, model.name(), m_spec.name, largest_op ? largest_op->name : "", largest,
+                    limits.max_pe_cycles, limits.max_pe_cycles / 3e8));
 }
 
 LayerResult SystolicModel::run_op(const wl::Op& op) { return run_op(op, OnChip{}); }
@@ -379,11 +383,10 @@ LayerResult SystolicModel::run_op(const wl::Op& op, const OnChip& on_chip) {
                         op.name, op.kind, r.time_s, bound.bound_s(), in_on_chip, kept));
         MLSIM_CHECK(r.energy_compute_j >= 0 && r.energy_memory_j >= 0 && r.energy_static_j >= 0,
                     "negative energy");
-        MLSIM_CHECK(d.stall_weight >= 0 && d.stall_input >= 0 && d.stall_output >= 0 &&
-                        r.stall_cycles <= r.cycles,
-                    fmt::format("systolic layer '{}': stall cycles {} (weight {}, input {}, output {}) vs cycles {}",
-                                op.name, r.stall_cycles, d.stall_weight, d.stall_input, d.stall_output,
-                                r.cycles));
+        MLSIM_CHECK(
+            d.stall_weight >= 0 && d.stall_input >= 0 && d.stall_output >= 0 && r.stall_cycles <= r.cycles,
+            fmt::format("systolic layer '{}': stall cycles {} (weight {}, input {}, output {}) vs cycles {}",
+                        op.name, r.stall_cycles, d.stall_weight, d.stall_input, d.stall_output, r.cycles));
         MLSIM_CHECK(r.bytes_read >= (c.weight_bytes + c.input_bytes - in_on_chip) * (1 - 1e-12) &&
                         r.bytes_written >= (c.output_bytes - kept) * (1 - 1e-12),
                     fmt::format("systolic layer '{}' moves less than its compulsory traffic", op.name));
@@ -586,8 +589,8 @@ LayerResult SystolicModel::vector_layer(const wl::Op& op, const OnChip& on_chip,
     const double in_dram = c.input_bytes - in_chip, out_dram = c.output_bytes - out_kept;
     const double bytes = c.weight_bytes + in_dram + out_dram;
     const double vt = vector_throughput(wl::dtype_name(op.dtype));
-    check_simulated_time(op, std::max(c.flops / vt, bytes / mem.bandwidth_Bps + mem.latency_s) + m_spec.op_overhead_s,
-                         m_spec);
+    check_simulated_time(
+        op, std::max(c.flops / vt, bytes / mem.bandwidth_Bps + mem.latency_s) + m_spec.op_overhead_s, m_spec);
     const int64_t compute = c.flops > 0 ? cycles_for(c.flops / vt, m_spec.clock_hz) : 0;
     const int64_t memory =
         bytes > 0 ? cycles_for(bytes / mem.bandwidth_Bps + mem.latency_s, m_spec.clock_hz) : 0;

@@ -119,7 +119,7 @@ class SystolicModel final : public DeviceModel {
     void set_memoize_for_test(bool on) { m_memoize = on; }
 
   private:
-    struct Detail;  // what a layer's levels and metrics are made of
+    struct Detail;   // what a layer's levels and metrics are made of
     struct Mapping;  // a GEMM layer's context, jobs and plans
     Mapping map_gemms(const wl::Op& op, const OnChip& on_chip) const;
     // Whether the arrays (not the vector unit) run the op.

@@ -82,7 +82,7 @@ struct SystolicSpec : FamilyParams {
     // Activations stay in the ifmap buffer between layers when they fit (arch/residency.h; faithful
     // convention only: SCALE-Sim runs every layer from main memory).
     bool keep_activations = true;
-    double pe_hop_energy_J = 0;                  // one operand word moved to a neighbouring PE
+    double pe_hop_energy_J = 0;  // one operand word moved to a neighbouring PE
     // Per data type with a peak: passes of the array per MAC (peak = rows·cols·arrays·2·clock / passes).
     std::map<std::string, int64_t> passes;
 
@@ -98,6 +98,8 @@ struct SystolicSpec : FamilyParams {
 };
 
 // The parsed `systolic:` section of a device, or nullptr when it has none.
-inline const SystolicSpec* spec_of(const DeviceSpec& device) { return device.params_of<SystolicSpec>("systolic"); }
+inline const SystolicSpec* spec_of(const DeviceSpec& device) {
+    return device.params_of<SystolicSpec>("systolic");
+}
 
 }  // namespace mlsim::arch::systolic

@@ -72,7 +72,7 @@ struct MappingContext {
     double word_bytes = 0;  // one element of the layer's data type (0.5 for int4)
     double acc_bytes =
         0;  // one partial sum in the ofmap buffer (SystolicSpec::accumulator_bytes); 0: word_bytes
-    int64_t passes = 1;     // array passes per MAC for this data type
+    int64_t passes = 1;  // array passes per MAC for this data type
     double partial_bytes() const { return acc_bytes > 0 ? acc_bytes : word_bytes; }
     // What one A tile may occupy (half of the free part when double-buffered).
     double ifmap_tile_capacity() const;
@@ -114,8 +114,8 @@ struct TilePlan {
     // The whole operand (of one lockstep group) fits in half of its buffer, so it stays there for the
     // group: each of its tiles is fetched once, on first use, however often the loop order returns.
     bool keep_a = false, keep_b = false;
-    double estimate_cycles = 0;                     // for the whole job (all groups)
-    double array_cycles = 0;                        // of which the arrays compute (all groups)
+    double estimate_cycles = 0;  // for the whole job (all groups)
+    double array_cycles = 0;     // of which the arrays compute (all groups)
     int64_t steps() const { return count[0] * count[1] * count[2]; }
     // "m=392 n=64 k=576 tiles=1x1x1 order=mnk" (+ " split=m/8" with several arrays)
     std::string describe() const;

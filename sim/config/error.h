@@ -10,14 +10,14 @@
 namespace mlsim::cfg {
 
 struct SourceLoc {
-    std::string file;  // path as given by the user; empty for built-in text
-    int line = 0;      // 1-based; 0 = unknown
-    int col = 0;       // 1-based; 0 = unknown
+    std::string file;         // path as given by the user; empty for built-in text
+    int line = 0;             // 1-based; 0 = unknown
+    int col = 0;              // 1-based; 0 = unknown
     std::string str() const;  // "file:line:col", "file" when line is 0, "<built-in>" when file empty
 };
 
 class UserError : public std::runtime_error {
-public:
+  public:
     explicit UserError(const std::string& message) : std::runtime_error(message) {}
 };
 

@@ -63,9 +63,9 @@ constexpr Range quantity_range(cfg::Dim d) {
 }
 
 // ---- counts in device and system configs
-inline constexpr int64_t max_array_side = 65536;        // systolic rows, cols and arrays; a .cfg's sides
-inline constexpr int64_t max_passes = 256;              // systolic array passes per MAC
-inline constexpr int64_t max_tile_extent = 1 << 24;     // systolic `tile` m, n, k
+inline constexpr int64_t max_array_side = 65536;          // systolic rows, cols and arrays; a .cfg's sides
+inline constexpr int64_t max_passes = 256;                // systolic array passes per MAC
+inline constexpr int64_t max_tile_extent = 1 << 24;       // systolic `tile` m, n, k
 inline constexpr int64_t max_memory_instances = 1 << 20;  // instances of one memory level
 inline constexpr int64_t max_process_nm = 100'000;
 inline constexpr int64_t max_system_devices = int64_t{1} << 20;  // devices of one system

@@ -73,7 +73,8 @@ class TreeBuilder : public YAML::EventHandler {
     void OnScalar(const YAML::Mark& mark, const std::string& /*tag*/, YAML::anchor_t anchor,
                   const std::string& value) override {
         if (expecting_key()) {
-            if (anchor != 0) m_anchors[anchor] = Anchored{Node::make_scalar(value, loc(mark), ""), Size{1, value.size()}};
+            if (anchor != 0)
+                m_anchors[anchor] = Anchored{Node::make_scalar(value, loc(mark), ""), Size{1, value.size()}};
             add_key(value, mark);
             return;
         }
@@ -104,7 +105,7 @@ class TreeBuilder : public YAML::EventHandler {
         Node node;
         YAML::Mark mark;
         YAML::anchor_t anchor = 0;
-        Size before;  // m_size when it opened: its subtree is what was counted since
+        Size before;           // m_size when it opened: its subtree is what was counted since
         bool has_key = false;  // maps: a key has been read and waits for its value
         std::string key;
         SourceLoc key_loc;
@@ -157,7 +158,8 @@ class TreeBuilder : public YAML::EventHandler {
         MLSIM_CHECK(!m_stack.empty(), "yaml-cpp closed a collection that was not open");
         Frame f = std::move(m_stack.back());
         m_stack.pop_back();
-        add(std::move(f.node), f.mark, f.anchor, Size{m_size.nodes - f.before.nodes, m_size.bytes - f.before.bytes});
+        add(std::move(f.node), f.mark, f.anchor,
+            Size{m_size.nodes - f.before.nodes, m_size.bytes - f.before.bytes});
     }
 
     // Counts more of the document (aliases count what they copy) against the limits.

@@ -17,7 +17,7 @@
 namespace mlsim::cfg {
 
 class Node {
-public:
+  public:
     enum class Kind { null, scalar, sequence, map };
 
     Node() = default;
@@ -70,7 +70,7 @@ public:
     // Same kinds, scalar texts, keys (in order) and items, ignoring locations and paths.
     bool same_content(const Node& other) const;
 
-private:
+  private:
     Kind m_kind = Kind::null;
     SourceLoc m_loc;
     std::string m_path;

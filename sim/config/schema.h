@@ -19,12 +19,12 @@ enum class PType {
     integer,
     real,
     string,
-    choice,      // one of Param::choices
-    quantity,    // a physical quantity of Param::dim
-    map,         // a nested map validated against Param::sub
-    list,        // a list of maps, each validated against Param::sub
-    dict,        // a map with free keys whose values are validated as Param::value_type
-                 // (quantity of Param::dim, or map of Param::sub), e.g. peak throughput per data type
+    choice,    // one of Param::choices
+    quantity,  // a physical quantity of Param::dim
+    map,       // a nested map validated against Param::sub
+    list,      // a list of maps, each validated against Param::sub
+    dict,      // a map with free keys whose values are validated as Param::value_type
+               // (quantity of Param::dim, or map of Param::sub), e.g. peak throughput per data type
 };
 
 struct Param {
@@ -33,13 +33,13 @@ struct Param {
     std::string doc;
     bool required = false;
     std::optional<std::string> default_value;  // scalar text, parsed like user input
-    Dim dim = Dim::size;                        // for quantity / dict of quantities
-    const Schema* sub = nullptr;                // for map / list / dict of maps
-    PType value_type = PType::quantity;         // for dict
-    std::vector<std::string> choices;           // for choice (and for dict: allowed keys if non-empty)
-    std::optional<double> min;                  // inclusive lower bound (in SI units for quantities)
-    std::optional<double> max;                  // inclusive upper bound (integers and reals)
-    bool positive = false;                      // value must be > 0
+    Dim dim = Dim::size;                       // for quantity / dict of quantities
+    const Schema* sub = nullptr;               // for map / list / dict of maps
+    PType value_type = PType::quantity;        // for dict
+    std::vector<std::string> choices;          // for choice (and for dict: allowed keys if non-empty)
+    std::optional<double> min;                 // inclusive lower bound (in SI units for quantities)
+    std::optional<double> max;                 // inclusive upper bound (integers and reals)
+    bool positive = false;                     // value must be > 0
 };
 
 struct Schema {
@@ -61,9 +61,9 @@ Param quantity(std::string name, Dim dim, std::optional<std::string> default_val
 // order); a default is a scalar node located at the parent map; an absent optional map parameter whose
 // sub-schema has no required keys is filled with its defaults; an empty value ("memory:") for a map,
 // list or dict reads as empty; quantities must be >= 0 (and > 0 when `positive`) and inside the valid
-// range of their dimension (limits::quantity_range; 0 stays allowed where the parameter allows it). A default that does
-// not validate is an internal error. An error about a scalar points at the scalar; one about a whole
-// map or list (wrong kind, missing required key) points at the key that holds it.
+// range of their dimension (limits::quantity_range; 0 stays allowed where the parameter allows it). A default
+// that does not validate is an internal error. An error about a scalar points at the scalar; one about a
+// whole map or list (wrong kind, missing required key) points at the key that holds it.
 Node validate(const Node& node, const Schema& schema);
 
 // Text for --help: one line per parameter with type/unit, default or "required", and its doc;
@@ -83,7 +83,7 @@ std::string nearest(std::string_view word, const std::vector<std::string>& candi
 // validate() has already run. list(), quantity_dict() and map_dict() of an absent optional key are
 // empty. A Reader points into the node it was given: keep that node alive while using it.
 class Reader {
-public:
+  public:
     Reader(const Node& node, const Schema& schema);
     bool has(std::string_view key) const;
     const Node& node() const { return *m_node; }
@@ -93,13 +93,13 @@ public:
     double real(std::string_view key) const;
     bool boolean(std::string_view key) const;
     double quantity(std::string_view key) const;  // SI value
-    Reader sub(std::string_view key) const;        // for map params
+    Reader sub(std::string_view key) const;       // for map params
     std::vector<Reader> list(std::string_view key) const;
     // dict params: (key, SI value) pairs for dict-of-quantity; (key, Reader) for dict-of-map.
     std::vector<std::pair<std::string, double>> quantity_dict(std::string_view key) const;
     std::vector<std::pair<std::string, Reader>> map_dict(std::string_view key) const;
 
-private:
+  private:
     const Param& param(std::string_view key) const;
     const Node* m_node;
     const Schema* m_schema;

@@ -7,7 +7,7 @@
 namespace mlsim {
 
 class InternalError : public std::logic_error {
-public:
+  public:
     explicit InternalError(const std::string& what) : std::logic_error(what) {}
 };
 

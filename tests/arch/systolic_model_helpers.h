@@ -7,11 +7,11 @@
 #include <string>
 
 #include "arch/device_model.h"
-#include "tests/arch/user_error.h"
 #include "arch/device_spec.h"
 #include "arch/systolic/systolic_model.h"
 #include "sim/config/loader.h"
 #include "sim/config/schema.h"
+#include "tests/arch/user_error.h"
 #include "workloads/op.h"
 
 namespace mlsim::test {
@@ -104,7 +104,9 @@ inline std::string text_of(const arch::LayerResult& r, std::string_view name) {
 // main memory (the test devices name their buffers apart, so none are merged).
 inline arch::systolic::LevelAccesses access_of(const arch::LayerResult& r) {
     REQUIRE(r.levels.size() == 4);
-    const auto bytes = [&](size_t i) { return arch::systolic::AccessBytes{r.levels[i].bytes_read, r.levels[i].bytes_written}; };
+    const auto bytes = [&](size_t i) {
+        return arch::systolic::AccessBytes{r.levels[i].bytes_read, r.levels[i].bytes_written};
+    };
     return arch::systolic::LevelAccesses{bytes(0), bytes(1), bytes(2), bytes(3)};
 }
 

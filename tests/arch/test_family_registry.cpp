@@ -28,7 +28,9 @@ std::string array_device(const std::string& extra = "", const std::string& sys =
                          const std::string& family = "tpu") {
     return "device:\n"
            "  name: arr\n"
-           "  family: " + family + "\n"
+           "  family: " +
+           family +
+           "\n"
            "  clock: 1GHz\n"
            "  mac_energy: {int8: 0.3pJ, int16: 1pJ}\n"
            "  memory:\n"
@@ -100,16 +102,18 @@ TEST_CASE("A model that cannot run the device is a located error") {
     CHECK_THAT(not_built, Contains("the mcu model needs a `mcu:` section"));
 
     const std::string no_section = user_error_of([] {
-        device_from_text("device:\n  name: g\n  family: gpu\n  model: systolic\n  clock: 1GHz\n"
-                         "  peak: {fp16: 1TFLOP/s}\n  mac_energy: {fp16: 1pJ}\n"
-                         "  memory:\n    - {name: hbm, capacity: 1GiB, bandwidth: 1TB/s, read_energy: 1pJ/B}\n"
-                         "  tdp: 100W\n  static_power: 10W\n",
-                         "g.yaml");
+        device_from_text(
+            "device:\n  name: g\n  family: gpu\n  model: systolic\n  clock: 1GHz\n"
+            "  peak: {fp16: 1TFLOP/s}\n  mac_energy: {fp16: 1pJ}\n"
+            "  memory:\n    - {name: hbm, capacity: 1GiB, bandwidth: 1TB/s, read_energy: 1pJ/B}\n"
+            "  tdp: 100W\n  static_power: 10W\n",
+            "g.yaml");
     });
     CHECK_THAT(no_section, Contains("g.yaml:4:"));
     CHECK_THAT(no_section, Contains("needs a `systolic:` section"));
 
-    const std::string unknown = user_error_of([] { device_from_text(array_device("  model: systolc\n"), "a.yaml"); });
+    const std::string unknown =
+        user_error_of([] { device_from_text(array_device("  model: systolc\n"), "a.yaml"); });
     CHECK_THAT(unknown, Contains("a.yaml:10:"));
     CHECK_THAT(unknown, Contains("systolic"));
 }
@@ -141,8 +145,8 @@ TEST_CASE("A systolic device derives its peaks from the array; a declared peak m
         CHECK_THAT(passes, Contains("device.peak.int8"));
     }
     SECTION("passes for a data type the device cannot compute in") {
-        const std::string msg = user_error_of(
-            [] { device_from_text(array_device("", "    passes: {bf16: 2}\n"), "q.yaml"); });
+        const std::string msg =
+            user_error_of([] { device_from_text(array_device("", "    passes: {bf16: 2}\n"), "q.yaml"); });
         CHECK_THAT(msg, Contains("q.yaml:"));
         CHECK_THAT(msg, Contains("device.systolic.passes.bf16"));
         CHECK_THAT(msg, Contains("no MAC energy"));
@@ -156,10 +160,11 @@ TEST_CASE("A systolic device derives its peaks from the array; a declared peak m
 
 TEST_CASE("A device with neither a peak nor a section that derives one is a located error") {
     const std::string msg = user_error_of([] {
-        device_from_text("device:\n  name: n\n  family: cpu\n  clock: 1GHz\n  mac_energy: {fp32: 1pJ}\n"
-                         "  memory:\n    - {name: dram, capacity: 1GiB, bandwidth: 10GB/s, read_energy: 1pJ/B}\n"
-                         "  tdp: 100W\n  static_power: 10W\n",
-                         "n.yaml");
+        device_from_text(
+            "device:\n  name: n\n  family: cpu\n  clock: 1GHz\n  mac_energy: {fp32: 1pJ}\n"
+            "  memory:\n    - {name: dram, capacity: 1GiB, bandwidth: 10GB/s, read_energy: 1pJ/B}\n"
+            "  tdp: 100W\n  static_power: 10W\n",
+            "n.yaml");
     });
     CHECK_THAT(msg, Contains("n.yaml:"));
     CHECK_THAT(msg, Contains("needs `peak:`"));
@@ -262,7 +267,8 @@ TEST_CASE("The engine's counters of the main-memory channel become metrics that 
 }
 
 TEST_CASE("A family's own system file format is found by extension") {
-    const arch::SystemFormat* cfg_format = arch::find_system_format("../shared/reference/scalesim/google.cfg");
+    const arch::SystemFormat* cfg_format =
+        arch::find_system_format("../shared/reference/scalesim/google.cfg");
     REQUIRE(cfg_format != nullptr);
     CHECK(cfg_format->extension == ".cfg");
     CHECK(cfg_format->description == "SCALE-Sim config");

@@ -1,6 +1,5 @@
 // SCALE-Sim .cfg files read as mlsim systems.
 #include <catch2/catch.hpp>
-
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -49,7 +48,8 @@ InterfaceBandwidth: CALC
 
 }  // namespace
 
-TEST_CASE("SCALE-Sim's google.cfg becomes a 256x256 weight-stationary system with its SRAM sizes", "[scalesim]") {
+TEST_CASE("SCALE-Sim's google.cfg becomes a 256x256 weight-stationary system with its SRAM sizes",
+          "[scalesim]") {
     const std::string path = fs::exists(k_ref + "google.cfg") ? k_ref + "google.cfg" : k_data + "google.cfg";
     const arch::SystemSpec s = arch::systolic::load_scalesim_cfg(path);
     CHECK(s.device_count == 1);

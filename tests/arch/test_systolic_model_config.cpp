@@ -222,8 +222,11 @@ void check_preset_is_translation(const std::string& preset_name, const std::stri
     // reproduce SCALE-Sim and selects its convention. Everything else must agree.
     CHECK(arch::systolic::spec_of(from_cfg)->convention == arch::systolic::Convention::faithful);
     CHECK(arch::systolic::spec_of(p)->convention == arch::systolic::Convention::scalesim);
-    from_cfg = with_systolic(from_cfg, [](arch::systolic::SystolicSpec& s) { s.convention = arch::systolic::Convention::scalesim; });
-    const arch::systolic::SystolicSpec &a = *arch::systolic::spec_of(from_cfg), &b = *arch::systolic::spec_of(p);
+    from_cfg = with_systolic(from_cfg, [](arch::systolic::SystolicSpec& s) {
+        s.convention = arch::systolic::Convention::scalesim;
+    });
+    const arch::systolic::SystolicSpec &a = *arch::systolic::spec_of(from_cfg),
+                                       &b = *arch::systolic::spec_of(p);
     CHECK(a.rows == b.rows);
     CHECK(a.cols == b.cols);
     CHECK(a.dataflow == b.dataflow);

@@ -40,9 +40,10 @@ void check_same(const arch::LayerResult& a, const arch::LayerResult& b) {
     CHECK(a.metric_value("pe_hops") == b.metric_value("pe_hops"));
     CHECK(a.bytes_read == b.bytes_read);
     CHECK(a.bytes_written == b.bytes_written);
-    for (auto [x, y] :
-         {std::pair{access_of(a).ifmap, access_of(b).ifmap}, std::pair{access_of(a).filter, access_of(b).filter},
-          std::pair{access_of(a).ofmap, access_of(b).ofmap}, std::pair{access_of(a).dram, access_of(b).dram}}) {
+    for (auto [x, y] : {std::pair{access_of(a).ifmap, access_of(b).ifmap},
+                        std::pair{access_of(a).filter, access_of(b).filter},
+                        std::pair{access_of(a).ofmap, access_of(b).ofmap},
+                        std::pair{access_of(a).dram, access_of(b).dram}}) {
         CHECK(x.read == y.read);
         CHECK(x.write == y.write);
     }
@@ -54,7 +55,8 @@ void check_same(const arch::LayerResult& a, const arch::LayerResult& b) {
 void check_invariants(const arch::DeviceSpec& spec, const wl::Op& op, const arch::LayerResult& r) {
     const wl::OpCounts c = op.counts();
     CHECK(r.time_s >= arch::roofline_bound(spec, op).bound_s());
-    CHECK(r.stall_cycles == r.metric_value("stall_weight_cycles") + r.metric_value("stall_input_cycles") + r.metric_value("stall_output_cycles"));
+    CHECK(r.stall_cycles == r.metric_value("stall_weight_cycles") + r.metric_value("stall_input_cycles") +
+                                r.metric_value("stall_output_cycles"));
     CHECK(r.stall_cycles <= r.cycles);
     CHECK(r.bytes_read >= c.weight_bytes + c.input_bytes);
     CHECK(r.bytes_written >= c.output_bytes);
@@ -488,7 +490,8 @@ TEST_CASE("Stalls are attributed to the operand the arrays wait for", "[systolic
     };
     CHECK(own(q) == folds);
     CHECK(own(p) == folds);  // the arrays compute as long as before...
-    CHECK(p.metric_value("stall_input_cycles") >= q.metric_value("stall_input_cycles") + 64 * 4 - folds);  // ...but wait on the port
+    CHECK(p.metric_value("stall_input_cycles") >=
+          q.metric_value("stall_input_cycles") + 64 * 4 - folds);  // ...but wait on the port
     CHECK(p.metric_value("stall_weight_cycles") == q.metric_value("stall_weight_cycles"));
 }
 

@@ -21,12 +21,9 @@ struct Case {
     wl::DType dtype;
 };
 
-const Case k_cases[] = {{"tpu-v1", wl::DType::int8},
-                        {"tpu-v4", wl::DType::bf16},
-                        {"scalesim-google", wl::DType::int8},
-                        {"scalesim-scale", wl::DType::int8},
-                        {"scalesim-eyeriss", wl::DType::int8},
-                        {"ethos-u55", wl::DType::int8}};
+const Case k_cases[] = {{"tpu-v1", wl::DType::int8},           {"tpu-v4", wl::DType::bf16},
+                        {"scalesim-google", wl::DType::int8},  {"scalesim-scale", wl::DType::int8},
+                        {"scalesim-eyeriss", wl::DType::int8}, {"ethos-u55", wl::DType::int8}};
 
 wl::Model zoo(const char* name, wl::DType dtype) {
     wl::ZooOptions o;
@@ -44,9 +41,9 @@ wl::Model zoo(const char* name, wl::DType dtype) {
 
 TEST_CASE("No layer of any zoo model runs faster than the roofline bound of its systolic preset",
           "[systolic]") {
-    const char* models[] = {"lenet5",    "resnet50",           "mobilenetv2",       "ds-cnn-kws",
-                            "bert-base", "gpt2-small-prefill", "gpt2-small-decode", "dlrm-mlperf",
-                            "mlp3",      "gpt2-xl-decode",     "llama2-7b-decode",  "mlp3-training",
+    const char* models[] = {"lenet5",         "resnet50",           "mobilenetv2",       "ds-cnn-kws",
+                            "bert-base",      "gpt2-small-prefill", "gpt2-small-decode", "dlrm-mlperf",
+                            "mlp3",           "gpt2-xl-decode",     "llama2-7b-decode",  "mlp3-training",
                             "lenet5-training"};
     int64_t layers = 0, on_arrays = 0, memory_bound = 0, resident = 0;
     for (const Case& c : k_cases) {
@@ -89,7 +86,9 @@ TEST_CASE("No layer of any zoo model runs faster than the roofline bound of its 
                 CHECK(r.energy_memory_j >= 0);
                 CHECK(r.energy_static_j >= 0);
                 CHECK(r.stall_cycles <= r.cycles);
-                CHECK(r.stall_cycles == r.metric_value("stall_weight_cycles") + r.metric_value("stall_input_cycles") + r.metric_value("stall_output_cycles"));
+                CHECK(r.stall_cycles == r.metric_value("stall_weight_cycles") +
+                                            r.metric_value("stall_input_cycles") +
+                                            r.metric_value("stall_output_cycles"));
                 CHECK(r.utilization <= 1.0);
                 CHECK(r.bytes_read >= op.counts().weight_bytes + op.counts().input_bytes - on_chip);
                 CHECK(r.bytes_written >= op.counts().output_bytes - kept);
@@ -205,7 +204,8 @@ TEST_CASE("Cycle fidelity reproduces tile fidelity on every layer of LeNet-5 and
         const arch::DeviceSpec spec = toy_device(t);
         for (const char* name : {"lenet5", "ds-cnn-kws"}) {
             const wl::Model model = zoo(name, wl::DType::int8);
-            arch::systolic::SystolicModel tile(spec), cycle(with_fidelity(spec, arch::systolic::Fidelity::cycle));
+            arch::systolic::SystolicModel tile(spec),
+                cycle(with_fidelity(spec, arch::systolic::Fidelity::cycle));
             const std::vector<arch::LayerResult> a = tile.run(model), b = cycle.run(model);
             REQUIRE(a.size() == b.size());
             for (size_t i = 0; i < a.size(); ++i) {

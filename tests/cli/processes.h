@@ -55,7 +55,8 @@ inline std::vector<std::string> db_rows(const std::string& db_path, const std::s
         sqlite3_busy_timeout(db, 5000);
         prepared = sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK;
     }
-    if (!prepared && !allow_missing) FAIL("cannot query " << db_path << ": " << sql << ": " << sqlite3_errmsg(db));
+    if (!prepared && !allow_missing)
+        FAIL("cannot query " << db_path << ": " << sql << ": " << sqlite3_errmsg(db));
     while (prepared && sqlite3_step(st) == SQLITE_ROW) {
         std::string row;
         for (int c = 0; c < sqlite3_column_count(st); ++c) {

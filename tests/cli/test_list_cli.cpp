@@ -5,11 +5,11 @@
 #include <string>
 #include <vector>
 
-#include "tests/experiment/query.h"
 #include "tests/cli/run_mlsim.h"
+#include "tests/experiment/query.h"
 
-using mlsim::test::run_mlsim;
 using Catch::Matchers::Contains;
+using mlsim::test::run_mlsim;
 
 namespace {
 
@@ -70,14 +70,16 @@ TEST_CASE("A run whose average power exceeds the device's TDP is reported and ma
     const fs::path db = fs::temp_directory_path() / "mlsim_test_over_tdp.db";
     fs::remove(db);
     const std::string device = std::string(MLSIM_SOURCE_DIR) + "/tests/cli/data/over-tdp.yaml";
-    const auto hot = run_mlsim("run --system '" + device + "' --model mlp3 --dtype int8 -q --db '" + db.string() + "'");
+    const auto hot =
+        run_mlsim("run --system '" + device + "' --model mlp3 --dtype int8 -q --db '" + db.string() + "'");
     REQUIRE(hot.status == 0);
     CHECK_THAT(hot.text, Contains("warning: average power"));
     CHECK_THAT(hot.text, Contains("exceeds over-tdp's TDP 10 W"));
     const auto cool = run_mlsim("run --system a100 --model mlp3 --dtype int8 -q --db '" + db.string() + "'");
     REQUIRE(cool.status == 0);
     CHECK_THAT(cool.text, !Contains("warning: average power"));
-    CHECK(mlsim::test::query(db.string(), "SELECT device, over_tdp, average_power_w > tdp_w FROM runs ORDER BY run_id") ==
+    CHECK(mlsim::test::query(db.string(),
+                             "SELECT device, over_tdp, average_power_w > tdp_w FROM runs ORDER BY run_id") ==
           std::vector<std::string>{"over-tdp|1|1|", "a100|0|0|"});
     fs::remove(db);
 }

@@ -20,7 +20,9 @@ using mlsim::test::wait_status;
 
 namespace {
 
-std::string data(const std::string& name) { return std::string(MLSIM_SOURCE_DIR) + "/tests/cli/data/" + name; }
+std::string data(const std::string& name) {
+    return std::string(MLSIM_SOURCE_DIR) + "/tests/cli/data/" + name;
+}
 
 struct TempDir {
     explicit TempDir(const std::string& name) : path(fs::temp_directory_path() / name) {
@@ -48,10 +50,11 @@ std::vector<std::string> whole_file(const std::string& db_path) {
             else
                 exprs.push_back(fmt::format("quote(t.{})", col));
         }
-        std::vector<std::string> rows = db_rows(
-            db_path, fmt::format("SELECT {} FROM {} t", fmt::join(exprs, ", "), table));
+        std::vector<std::string> rows =
+            db_rows(db_path, fmt::format("SELECT {} FROM {} t", fmt::join(exprs, ", "), table));
         std::sort(rows.begin(), rows.end());
-        out.push_back(fmt::format("table {} ({} columns compared, {} rows)", table, exprs.size(), rows.size()));
+        out.push_back(
+            fmt::format("table {} ({} columns compared, {} rows)", table, exprs.size(), rows.size()));
         for (std::string& r : rows) out.push_back(table + ": " + r);
     }
     return out;
@@ -75,7 +78,8 @@ TEST_CASE("The same sweep started twice at once runs every point exactly once", 
         CHECK(db_count(db_path, "SELECT COUNT(*) FROM runs WHERE status = 'ok'") == points);
         CHECK(db_count(db_path, "SELECT COUNT(DISTINCT config_hash) FROM runs") == points);
         CHECK(db_count(db_path, "SELECT COUNT(*) FROM sweeps WHERE sweep_name = 'twice'") == points);
-        CHECK(db_count(db_path, "SELECT COUNT(DISTINCT point) FROM sweeps WHERE sweep_name = 'twice'") == points);
+        CHECK(db_count(db_path, "SELECT COUNT(DISTINCT point) FROM sweeps WHERE sweep_name = 'twice'") ==
+              points);
         CHECK(db_count(db_path, "SELECT COUNT(*) FROM sweep_factors") == points * 3);
         CHECK(db_count(db_path,
                        "SELECT COUNT(*) FROM runs r WHERE layer_count != "
@@ -104,10 +108,11 @@ TEST_CASE("Two mlsim run processes writing one new database at once are both rec
                        "SELECT COUNT(*) FROM runs r WHERE layer_count != "
                        "(SELECT COUNT(*) FROM layers l WHERE l.run_id = r.run_id)") == 0);
         // The two bf16 runs wrote identical layers.
-        CHECK(db_count(db_path,
-                       "SELECT COUNT(*) FROM (SELECT idx, name, cycles, time_s, energy_j FROM layers l JOIN runs "
-                       "r USING (run_id) WHERE r.dtype = 'bf16' GROUP BY idx, name, cycles, time_s, energy_j "
-                       "HAVING COUNT(*) != 2)") == 0);
+        CHECK(db_count(
+                  db_path,
+                  "SELECT COUNT(*) FROM (SELECT idx, name, cycles, time_s, energy_j FROM layers l JOIN runs "
+                  "r USING (run_id) WHERE r.dtype = 'bf16' GROUP BY idx, name, cycles, time_s, energy_j "
+                  "HAVING COUNT(*) != 2)") == 0);
         CHECK(db_rows(db_path, "PRAGMA integrity_check") == std::vector<std::string>{"ok"});
     }
 }
@@ -116,8 +121,10 @@ TEST_CASE("A sweep writes the same database with --jobs 1 and --jobs 2, every ta
           "[sweep]") {
     TempDir dir("mlsim_test_sweep_jobs_db");
     const std::string one = dir.file("one.db"), two = dir.file("two.db");
-    CHECK(exited_ok(wait_status(spawn_mlsim({"sweep", data("sweep_jobs.yaml"), "--db", one, "--jobs", "1"}))));
-    CHECK(exited_ok(wait_status(spawn_mlsim({"sweep", data("sweep_jobs.yaml"), "--db", two, "--jobs", "2"}))));
+    CHECK(
+        exited_ok(wait_status(spawn_mlsim({"sweep", data("sweep_jobs.yaml"), "--db", one, "--jobs", "1"}))));
+    CHECK(
+        exited_ok(wait_status(spawn_mlsim({"sweep", data("sweep_jobs.yaml"), "--db", two, "--jobs", "2"}))));
     // What the comparison covers: ok and failed runs, per-family rows, the sweep rows.
     CHECK(db_count(one, "SELECT COUNT(*) FROM runs WHERE status = 'ok'") == 6);
     CHECK(db_count(one, "SELECT COUNT(*) FROM runs WHERE status = 'error'") == 6);

@@ -94,9 +94,10 @@ TEST_CASE("A sweep killed with SIGKILL part way resumes on rerun: every point on
     fs::remove_all(dir);
 }
 
-TEST_CASE("A sweep SIGKILLed at five random moments and resumed each time ends with every point once, "
-          "the file intact",
-          "[sweep]") {
+TEST_CASE(
+    "A sweep SIGKILLed at five random moments and resumed each time ends with every point once, "
+    "the file intact",
+    "[sweep]") {
     const fs::path dir = fs::temp_directory_path() / "mlsim_test_sweep_kill5";
     fs::remove_all(dir);
     fs::create_directories(dir);

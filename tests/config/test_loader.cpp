@@ -251,7 +251,8 @@ TEST_CASE("an empty document is a null node", "[loader]") {
 
 // ---- bounded loading (sim/config/limits.h)
 
-TEST_CASE("aliases count every node they copy, so an alias bomb stops at the node limit", "[loader][limits]") {
+TEST_CASE("aliases count every node they copy, so an alias bomb stops at the node limit",
+          "[loader][limits]") {
     // Each level lists its predecessor ten times: level n copies 10^n scalars.
     std::string text = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
     for (int i = 1; i < 9; ++i) {
@@ -282,7 +283,8 @@ TEST_CASE("maps and lists may nest 64 deep, not deeper", "[loader][limits]") {
     CHECK_NOTHROW(parse_string(nested(63), "n.yaml"));  // the root map is the 64th
     CHECK_THAT(error_of([&] { parse_string(nested(64), "n.yaml"); }),
                StartsWith("n.yaml:1:67: error: ") && Contains("nest more than 64 levels"));
-    CHECK_THAT(error_of([&] { parse_string(nested(100000), "n.yaml"); }), Contains("nest more than 64 levels"));
+    CHECK_THAT(error_of([&] { parse_string(nested(100000), "n.yaml"); }),
+               Contains("nest more than 64 levels"));
 }
 
 TEST_CASE("only regular files of at most 16 MiB are read", "[loader][limits]") {
@@ -304,11 +306,13 @@ TEST_CASE("only regular files of at most 16 MiB are read", "[loader][limits]") {
 
 TEST_CASE("an extends chain of more than 32 files is refused where it passes the limit", "[loader][limits]") {
     for (int i = 0; i < 40; ++i)
-        mlsim::cfg::test::write_temp(fmt::format("chain{}.yaml", i), fmt::format("extends: chain{}.yaml\n", i + 1));
+        mlsim::cfg::test::write_temp(fmt::format("chain{}.yaml", i),
+                                     fmt::format("extends: chain{}.yaml\n", i + 1));
     const std::string last = mlsim::cfg::test::write_temp("chain40.yaml", "a: 1\n");
     const std::string first = std::filesystem::path(last).parent_path().string() + "/chain0.yaml";
-    CHECK_THAT(error_of([&] { load_file(first); }),
-               Contains("chain31.yaml:1:10: error: extends: the `extends:` chain is more than 32 files long"));
+    CHECK_THAT(
+        error_of([&] { load_file(first); }),
+        Contains("chain31.yaml:1:10: error: extends: the `extends:` chain is more than 32 files long"));
     const std::string ok = std::filesystem::path(last).parent_path().string() + "/chain9.yaml";
     CHECK(load_file(ok).find("a")->scalar() == "1");  // 32 files: chain9 ... chain40
 }

@@ -13,7 +13,8 @@ class TempDir {
   public:
     explicit TempDir(const char* tag) {
         std::random_device rd;
-        m_path = std::filesystem::temp_directory_path() / fmt::format("mlsim-test-{}-{}-{:08x}", tag, getpid(), rd());
+        m_path = std::filesystem::temp_directory_path() /
+                 fmt::format("mlsim-test-{}-{}-{:08x}", tag, getpid(), rd());
         std::filesystem::create_directories(m_path);
     }
     ~TempDir() {

@@ -53,9 +53,10 @@ std::string host() {
 void put_claim(const std::string& path, const std::string& key, const std::string& host, int64_t pid,
                const std::string& start) {
     sql::Connection raw(path, sql::Connection::Mode::read_write_create);
-    raw.exec(fmt::format("INSERT OR REPLACE INTO claims (claim_key, host, pid, process_start, claimed_utc) "
-                         "VALUES ('{}', '{}', {}, '{}', '2024-01-01T00:00:00.000Z')",
-                         key, host, pid, start));
+    raw.exec(
+        fmt::format("INSERT OR REPLACE INTO claims (claim_key, host, pid, process_start, claimed_utc) "
+                    "VALUES ('{}', '{}', {}, '{}', '2024-01-01T00:00:00.000Z')",
+                    key, host, pid, start));
 }
 
 int64_t count(const std::string& path, const std::string& sql_text) {
@@ -88,9 +89,10 @@ ClaimQuery query(const std::string& key, const std::string& ok_hash = "", const 
 
 }  // namespace
 
-TEST_CASE("A claimed point is released in the transaction of the run that settles it, which settles it for "
-          "every later claim",
-          "[db][claims]") {
+TEST_CASE(
+    "A claimed point is released in the transaction of the run that settles it, which settles it for "
+    "every later claim",
+    "[db][claims]") {
     TempDir dir;
     const std::string path = dir.file("c.db");
     ResultsDb db(path);
@@ -131,9 +133,10 @@ TEST_CASE("A failed run settles its point, unless it is older than the round tha
     CHECK(db.claim(query(fail_hash, "", fail_hash, db.max_run_id())).state == ClaimResult::State::claimed);
 }
 
-TEST_CASE("A claim held by a live process is busy; one whose process is gone, a zombie, another incarnation "
-          "of the pid or on another host is stale and taken over",
-          "[db][claims]") {
+TEST_CASE(
+    "A claim held by a live process is busy; one whose process is gone, a zombie, another incarnation "
+    "of the pid or on another host is stale and taken over",
+    "[db][claims]") {
     TempDir dir;
     const std::string path = dir.file("c.db");
     ResultsDb db(path);

@@ -8,8 +8,6 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
-
-#include "tests/db/temp_dir.h"
 #include <chrono>
 #include <filesystem>
 #include <new>
@@ -20,6 +18,7 @@
 
 #include "db/results_db.h"
 #include "db/sqlite.h"
+#include "tests/db/temp_dir.h"
 
 namespace fs = std::filesystem;
 using mlsim::db::LayerRow;

@@ -3,8 +3,6 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
-
-#include "tests/db/temp_dir.h"
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -23,6 +21,7 @@
 #include "sim/config/error.h"
 #include "sim/core/check.h"
 #include "sim/version.h"
+#include "tests/db/temp_dir.h"
 
 namespace fs = std::filesystem;
 using mlsim::InternalError;
@@ -745,7 +744,8 @@ TEST_CASE("a damaged or foreign database is refused with its problem named, and 
         {"ALTER TABLE runs RENAME TO runs_t; CREATE VIEW runs AS SELECT * FROM runs_t", "'runs' is a view"},
         {"DROP TABLE meta; CREATE TABLE meta (a, b, c)", "table 'meta' has the columns (a, b, c)"},
         {"DROP TABLE sweep_factors; CREATE TABLE sweep_factors (x)", "table 'sweep_factors' has no column"},
-        {"DROP INDEX runs_by_config_hash; CREATE TABLE runs_by_config_hash (x)", "'runs_by_config_hash' is a table"},
+        {"DROP INDEX runs_by_config_hash; CREATE TABLE runs_by_config_hash (x)",
+         "'runs_by_config_hash' is a table"},
     };
     for (const Damage& d : damages) {
         INFO(d.sql);
@@ -757,8 +757,8 @@ TEST_CASE("a damaged or foreign database is refused with its problem named, and 
             raw.exec("PRAGMA journal_mode = DELETE");  // everything in the main file
         }
         const std::string before = file_bytes(path);
-        CHECK_THROWS_WITH(ResultsDb(path), Catch::StartsWith(path + ": error: results database: ") &&
-                                               Catch::Contains(d.says));
+        CHECK_THROWS_WITH(ResultsDb(path),
+                          Catch::StartsWith(path + ": error: results database: ") && Catch::Contains(d.says));
         CHECK(file_bytes(path) == before);
     }
 }

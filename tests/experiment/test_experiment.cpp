@@ -11,10 +11,10 @@
 
 #include "arch/roofline/roofline.h"
 #include "arch/systolic/scalesim_convention.h"
+#include "db/results_db.h"
 #include "experiment/experiment.h"
 #include "experiment/run_options.h"
 #include "experiment/sweep.h"
-#include "db/results_db.h"
 #include "sim/config/error.h"
 #include "tests/experiment/query.h"
 
@@ -42,7 +42,8 @@ std::vector<std::string> run_rows(const std::string& db_path, const char* table,
 
 }  // namespace
 
-TEST_CASE("ResNet-50 at batch 32 on the A100: most convolutions are compute-bound, norms and activations never") {
+TEST_CASE(
+    "ResNet-50 at batch 32 on the A100: most convolutions are compute-bound, norms and activations never") {
     // On the A100's roofline (its default model, the GPU model, fuses norms and activations into the
     // convolutions: tests/arch/test_gpu_model.cpp).
     auto o = options("a100", "resnet50", "fp16", 32);
@@ -125,8 +126,8 @@ TEST_CASE("Data types are listed once: device peaks, --dtype and sweep files tak
         exp::run_experiment(o);
         FAIL("expected a UserError");
     } catch (const cfg::UserError& e) {
-        CHECK(std::string(e.what()).find("expected one of: fp32, tf32, bf16, fp16, fp8, int16, int8, int4;") !=
-              std::string::npos);
+        CHECK(std::string(e.what()).find(
+                  "expected one of: fp32, tf32, bf16, fp16, fp8, int16, int8, int4;") != std::string::npos);
     }
 }
 
@@ -169,7 +170,8 @@ TEST_CASE("A model that does not fit in the device memory is a user error naming
     }
 }
 
-TEST_CASE("Training lowers the model into backward and optimizer ops with more than twice the forward FLOPs") {
+TEST_CASE(
+    "Training lowers the model into backward and optimizer ops with more than twice the forward FLOPs") {
     auto inf = exp::run_experiment(options("a100", "mlp3", "fp16", 64));
     auto opt = options("a100", "mlp3", "fp16", 64);
     opt.mode = "training";
@@ -240,7 +242,8 @@ TEST_CASE("Each layer's levels, metrics and time parts are stored as the family 
         for (const arch::Metric& m : l.metrics) {
             INFO(m.name);
             const auto rows = mlsim::test::query(
-                path, fmt::format("SELECT value, unit, text FROM layer_metrics {} AND name = '{}'", where, m.name));
+                path,
+                fmt::format("SELECT value, unit, text FROM layer_metrics {} AND name = '{}'", where, m.name));
             REQUIRE(rows.size() == 1);
             if (m.value) {
                 CHECK_THAT(rows.front(), Catch::EndsWith("|" + m.unit + "|NULL|"));
@@ -260,18 +263,21 @@ TEST_CASE("Each layer's levels, metrics and time parts are stored as the family 
         for (const arch::LevelTraffic& lv : l.levels) {
             INFO(lv.level);
             const auto rows = mlsim::test::query(
-                path, fmt::format("SELECT bytes_read, bytes_written, accesses, energy_j FROM layer_levels {} AND "
-                                  "level = '{}'",
-                                  where, lv.level));
+                path,
+                fmt::format("SELECT bytes_read, bytes_written, accesses, energy_j FROM layer_levels {} AND "
+                            "level = '{}'",
+                            where, lv.level));
             REQUIRE(rows.size() == 1);
             // Byte counts are whole numbers, printed exactly.
-            CHECK_THAT(rows.front(), Catch::StartsWith(fmt::format("{:.1f}|{:.1f}|0|", lv.bytes_read, lv.bytes_written)));
+            CHECK_THAT(rows.front(),
+                       Catch::StartsWith(fmt::format("{:.1f}|{:.1f}|0|", lv.bytes_read, lv.bytes_written)));
         }
         CHECK(mlsim::test::query(path, fmt::format("SELECT bound FROM layers {}", where)) ==
               std::vector<std::string>{l.bound + "|"});
-        CHECK(mlsim::test::query(path, fmt::format("SELECT abs(compute_s + memory_s + overhead_s + communication_s "
-                                                   "- time_s) <= 1e-12 * time_s FROM layers {}",
-                                                   where)) == std::vector<std::string>{"1|"});
+        CHECK(mlsim::test::query(path,
+                                 fmt::format("SELECT abs(compute_s + memory_s + overhead_s + communication_s "
+                                             "- time_s) <= 1e-12 * time_s FROM layers {}",
+                                             where)) == std::vector<std::string>{"1|"});
     }
     // The device's TDP reaches the run row.
     CHECK(mlsim::test::query(path, fmt::format("SELECT tdp_w = {:.17g}, over_tdp FROM runs WHERE run_id = {}",

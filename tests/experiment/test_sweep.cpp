@@ -418,7 +418,8 @@ TEST_CASE("device.model is a sweep factor, and an array-size factor needs no pea
     CHECK(s.points == 6);
     CHECK(s.ran == 6);
     CHECK(s.failed == 0);
-    // Each point ran on the model it named, with the peak of its own array (8 arrays x rows x 128 x 2 x clock).
+    // Each point ran on the model it named, with the peak of its own array (8 arrays x rows x 128 x 2 x
+    // clock).
     const auto rows = mlsim::test::query(
         db_path,
         "SELECT r.device_model, f.value, r.peak_flops_per_s / (8.0 * f.value_num * 128 * 2 * 1.049042e9), "

@@ -279,20 +279,24 @@ TEST_CASE("inconsistent attributes are user errors that name the op", "[op][erro
         Catch::StartsWith("m.yaml:7:5: error: ops[2]: op 'x' (linear): out_features must be positive"));
 }
 
-TEST_CASE("counts beyond 64 bits are user errors naming the op and the limit, never wrapped", "[op][errors]") {
+TEST_CASE("counts beyond 64 bits are user errors naming the op and the limit, never wrapped",
+          "[op][errors]") {
     const int64_t max = INT64_MAX;
     // A tensor of more than 2^53 elements.
-    CHECK_THROWS_WITH(make_op("fc", LinearAttr{0, 4, true}, {{int64_t{1} << 32, int64_t{1} << 32}}),
-                      Catch::Contains("op 'fc' (linear): input 0 has shape [4294967296,4294967296], more than 2^53"));
+    CHECK_THROWS_WITH(
+        make_op("fc", LinearAttr{0, 4, true}, {{int64_t{1} << 32, int64_t{1} << 32}}),
+        Catch::Contains("op 'fc' (linear): input 0 has shape [4294967296,4294967296], more than 2^53"));
     // Tensors within the limit whose MACs are not: 2^26 tokens x 2^26 x 2^26.
-    CHECK_THROWS_WITH(make_op("fc", LinearAttr{0, int64_t{1} << 26, true}, {{int64_t{1} << 26, int64_t{1} << 26}}),
-                      Catch::Contains("op 'fc' (linear): its MAC count") && Catch::Contains("exceeds 2^60"));
+    CHECK_THROWS_WITH(
+        make_op("fc", LinearAttr{0, int64_t{1} << 26, true}, {{int64_t{1} << 26, int64_t{1} << 26}}),
+        Catch::Contains("op 'fc' (linear): its MAC count") && Catch::Contains("exceeds 2^60"));
     // An embedding table of 2^63 - 1 rows has more parameters than 64 bits count.
     CHECK_THROWS_WITH(make_op("e", EmbeddingAttr{max, 2, false, false}, {{1, 8}}),
                       Catch::Contains("op 'e' (embedding): the parameter count (rows x dim) exceeds 2^60"));
     // Slice bounds near INT64_MAX: start + length would wrap.
-    CHECK_THROWS_WITH(make_op("s", SliceAttr{1, max - 10, 100}, {{1, 16}}),
-                      Catch::Contains("op 's' (slice): slice of length 100 from 9223372036854775797 is outside"));
+    CHECK_THROWS_WITH(
+        make_op("s", SliceAttr{1, max - 10, 100}, {{1, 16}}),
+        Catch::Contains("op 's' (slice): slice of length 100 from 9223372036854775797 is outside"));
     // Padding that overflows the padded extent.
     CHECK_THROWS_WITH(make_op("c", conv2d(4, 3, 1, max / 2), {{1, 3, 8, 8}}),
                       Catch::Contains("op 'c' (conv2d): the padded input extent exceeds 2^60"));
@@ -303,11 +307,13 @@ TEST_CASE("counts beyond 64 bits are user errors naming the op and the limit, ne
     CHECK_THROWS_WITH(make_op("p", pool, {{1, 3, 8, 8}}), Catch::Contains("op 'p' (maxpool2d)"));
     CHECK_THROWS_WITH(make_op("a", attn(1, 1, true, max - 1), {{1, 1, 64}, {1, 1, 64}, {1, 1, 64}}),
                       Catch::Contains("op 'a' (attention_decode): cache_len + new tokens exceeds 2^60"));
-    CHECK_THROWS_WITH(make_op("r", ReshapeAttr{{int64_t{1} << 62, 4}, false}, {{1, 16}}),
-                      Catch::Contains("cannot reshape [1,16] (16 elements) into [4611686018427387904,4] (more than "
-                                      "2^53 elements)"));
+    CHECK_THROWS_WITH(
+        make_op("r", ReshapeAttr{{int64_t{1} << 62, 4}, false}, {{1, 16}}),
+        Catch::Contains("cannot reshape [1,16] (16 elements) into [4611686018427387904,4] (more than "
+                        "2^53 elements)"));
     // At the limits themselves an op is fine, and its counts are exact.
-    const Op edge = make_op("fc", LinearAttr{0, int64_t{1} << 20, false}, {{int64_t{1} << 20, int64_t{1} << 20}});
+    const Op edge =
+        make_op("fc", LinearAttr{0, int64_t{1} << 20, false}, {{int64_t{1} << 20, int64_t{1} << 20}});
     CHECK(edge.counts().macs == std::ldexp(1.0, 60));
     CHECK(edge.counts().params == int64_t{1} << 40);
 }

@@ -133,9 +133,10 @@ TEST_CASE("ops are built in passes over the file, in file order, however they ar
 }
 
 TEST_CASE("an op gives inputs or input shapes, not both; axes and slots must fit", "[yaml][errors]") {
-    CHECK_THAT(error_of(data("bad_inputs_and_shape.yaml")),
-               Catch::StartsWith(data("bad_inputs_and_shape.yaml") + ":4:40: error: ops[0].input_shape: op 'a' "
-                                                                     "gives both 'inputs' and 'input_shape'"));
+    CHECK_THAT(
+        error_of(data("bad_inputs_and_shape.yaml")),
+        Catch::StartsWith(data("bad_inputs_and_shape.yaml") + ":4:40: error: ops[0].input_shape: op 'a' "
+                                                              "gives both 'inputs' and 'input_shape'"));
     CHECK_THAT(error_of(data("bad_concat_axis.yaml")),
                Catch::StartsWith(data("bad_concat_axis.yaml") + ":4:") &&
                    Catch::Contains("axis 4294967297 is out of range"));
