@@ -127,7 +127,8 @@ TEST_CASE("Every MCU preset loads on the MCU model with its peaks and flash cros
 }
 
 TEST_CASE("The arena planner matches hand-worked lifetimes", "[mcu]") {
-    const arch::mcu::McuSpec& m = mcu_of(from_text(mcu_device()));
+    const arch::DeviceSpec device = from_text(mcu_device());  // owns the section m refers to
+    const arch::mcu::McuSpec& m = mcu_of(device);
     SECTION("a chain: two 100 B tensors live at a time") {
         wl::ModelBuilder b("chain");
         const size_t a = b.add(relu("a", 100));
