@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/warm_start.h"
 #include "sim/config/error.h"
 #include "sim/config/schema.h"
 #include "sim/core/check.h"
@@ -51,6 +52,7 @@ int main(int argc, char** argv) {
             return 0;
         }
         const std::vector<std::string> rest(args.begin() + 1, args.end());
+        mlsim::cli::warm_start();
         if (cmd == "run") return mlsim::cli::cmd_run(rest);
         if (cmd == "sweep") return mlsim::cli::cmd_sweep(rest);
         if (cmd == "validate") return mlsim::cli::cmd_validate(rest);

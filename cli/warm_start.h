@@ -1,0 +1,15 @@
+#pragma once
+// Start-up cost of a short run: on a virtual machine a page fault costs 10-30 us, and a ResNet-50 run
+// touches about 300 pages (its heap, its data and the parts of the binary it executes) - more CPU time
+// than the simulation itself. warm_start() cuts the faults, with no effect on any result:
+// - the executable's loaded segments are pre-faulted with one madvise(MADV_POPULATE_READ / _WRITE) call
+//   each (Linux >= 5.14; older kernels ignore it);
+// - glibc's heap top is moved to a 2 MiB boundary inside an 8 MiB window marked MADV_HUGEPAGE, so the
+//   first megabytes allocated are served by transparent huge pages where the kernel offers them on
+//   request (transparent_hugepage/enabled = madvise or always).
+// It does nothing under the sanitizers (their allocators own the heap), off Linux/glibc, or when the
+// environment variable MLSIM_NO_WARM_START is set (bench/bench_startup.py compares both).
+// Call it once, first thing in main, before any other thread exists.
+namespace mlsim::cli {
+void warm_start();
+}
