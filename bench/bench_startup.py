@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """CPU time (user + system) of short `mlsim` commands, median of N runs.
 
-    /usr/bin/python3 bench/bench_startup.py [--mlsim build/mlsim] [--compare OTHER] [-n 21] [--no-floor]
-                                            [-- mlsim arguments...]
+    /usr/bin/python3 bench/bench_startup.py [--mlsim build/mlsim] [--compare OTHER | --warm-start-ab]
+                                            [-n 21] [--no-floor] [-- mlsim arguments...]
 
 Without arguments it measures two commands: `mlsim --version` (start-up alone: exec, page faults,
 static initialisers, argument dispatch) and one ResNet-50 run on the TPU v4 preset (the systolic
@@ -31,6 +31,9 @@ How to read the figures.
     average. `perf stat -r 20 -e task-clock build/mlsim run ...` gives a second opinion (same
     quantity, mean rather than median); instruction counts (valgrind --tool=callgrind) do not depend
     on the load at all.
+  * --warm-start-ab runs the binary alternately as is and with MLSIM_NO_WARM_START=1, which turns off
+    cli/warm_start.cpp (pre-faulting the binary's segments, transparent huge pages for the heap): what
+    the page faults it saves were worth under the same load.
 """
 import argparse
 import os
@@ -46,13 +49,13 @@ DEFAULT_COMMANDS = [
 ]
 
 
-def cpu_seconds(cmd, err_path):
+def cpu_seconds(cmd, err_path, env=None):
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
         (os.POSIX_SPAWN_OPEN, 2, err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
     ]
-    pid = os.posix_spawn(cmd[0], cmd, os.environ, file_actions=actions)
+    pid = os.posix_spawn(cmd[0], cmd, env if env is not None else os.environ, file_actions=actions)
     _, status, usage = os.wait4(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         with open(err_path) as f:
@@ -83,12 +86,20 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mlsim", default="build/mlsim")
     ap.add_argument("--compare", help="another mlsim binary, run alternately with --mlsim")
+    ap.add_argument("--warm-start-ab", action="store_true",
+                    help="the binary alternately as is and with MLSIM_NO_WARM_START=1")
     ap.add_argument("-n", type=int, default=21, help="counted runs per command (after one warm-up)")
     ap.add_argument("--no-floor", action="store_true", help="do not build and measure the static floor")
     ap.add_argument("args", nargs="*", help="one mlsim command to measure instead of the default two")
     a = ap.parse_args()
     commands = [a.args] if a.args else DEFAULT_COMMANDS
-    binaries = [os.path.abspath(a.mlsim)] + ([os.path.abspath(a.compare)] if a.compare else [])
+    # Variants to run alternately: (label, binary, environment).
+    env_off = dict(os.environ, MLSIM_NO_WARM_START="1")
+    binaries = [(os.path.abspath(a.mlsim), os.path.abspath(a.mlsim), None)]
+    if a.compare:
+        binaries.append((os.path.abspath(a.compare), os.path.abspath(a.compare), None))
+    elif a.warm_start_ab:
+        binaries.append((os.path.abspath(a.mlsim) + " (MLSIM_NO_WARM_START=1)", os.path.abspath(a.mlsim), env_off))
     with tempfile.TemporaryDirectory(prefix="mlsim-startup-") as tmp:
         err = os.path.join(tmp, "stderr")
         floor = None if a.no_floor else build_floor(tmp)
@@ -98,14 +109,14 @@ def main():
             report(floor, [cpu_seconds([floor], err) for _ in range(a.n)])
         for args in commands:
             print(f"{' '.join(args)}")
-            runs = {b: [] for b in binaries}
-            for b in binaries:
-                cpu_seconds([b] + args, err)  # warm the page cache
+            runs = {label: [] for label, _, _ in binaries}
+            for _, b, env in binaries:
+                cpu_seconds([b] + args, err, env)  # warm the page cache
             for _ in range(a.n):
-                for b in binaries:
-                    runs[b].append(cpu_seconds([b] + args, err))
-            for b in binaries:
-                report(b, runs[b])
+                for label, b, env in binaries:
+                    runs[label].append(cpu_seconds([b] + args, err, env))
+            for label, _, _ in binaries:
+                report(label, runs[label])
 
 
 if __name__ == "__main__":

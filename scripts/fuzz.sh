@@ -14,7 +14,10 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
 
 all_targets=(config model scalesim_csv scalesim_cfg sweep)
-build_dir=build-fuzz
+# MLSIM_FUZZ_BUILD names another build directory that already has the targets (CI: build-asan, a clang
+# ASan + UBSan build configured with MLSIM_FUZZ=ON by scripts/setup.sh sanitize); it is built, not
+# reconfigured.
+build_dir=${MLSIM_FUZZ_BUILD:-build-fuzz}
 
 # The inputs each target starts from, as globs relative to the repository root.
 seeds_of() {
@@ -31,6 +34,12 @@ seeds_of() {
 
 build() {
     command -v clang++ >/dev/null || { echo "scripts/fuzz.sh: clang++ not found (scripts/setup.sh fuzz installs it)" >&2; exit 2; }
+    if [ "$build_dir" != build-fuzz ]; then
+        grep -q '^MLSIM_FUZZ:BOOL=ON' "$build_dir/CMakeCache.txt" 2>/dev/null ||
+            { echo "scripts/fuzz.sh: $build_dir is not a build configured with MLSIM_FUZZ=ON" >&2; exit 2; }
+        cmake --build "$build_dir" --target fuzz -j "$(nproc 2>/dev/null || echo 2)"
+        return
+    fi
     local launcher=()
     command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
     cmake -S . -B "$build_dir" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \

@@ -2,8 +2,10 @@
 # One entry point for a fresh Debian 12 machine: installs what is missing, builds, then runs a job.
 #   scripts/setup.sh demo         build Release into build/ and run the main demo
 #   scripts/setup.sh test         build Release into build/ and run the whole test suite (CTest)
-#   scripts/setup.sh sanitize     build with ASan+UBSan into build-asan/ and run the test suite
-#   scripts/setup.sh fuzz [MODE]  build the libFuzzer targets with clang into build-fuzz/ and run them
+#   scripts/setup.sh sanitize     build with ASan+UBSan into build-asan/ (clang, with the libFuzzer targets
+#                                 too, so that CI's fuzz step needs no second build) and run the test suite
+#   scripts/setup.sh fuzz [MODE]  build the libFuzzer targets with clang into build-fuzz/ (or the directory
+#                                 named by MLSIM_FUZZ_BUILD, e.g. build-asan) and run them
 #                                 (scripts/fuzz.sh MODE: short, the default, 4000 inputs each from seed 1; long, 10 min each)
 #   scripts/setup.sh format       check that the C++ sources follow .clang-format (scripts/format.sh check)
 # Idempotent: apt-get runs only when a package is missing; the build is incremental.
@@ -16,7 +18,7 @@ pkgs=(build-essential cmake libboost-graph-dev libboost-program-options-dev libs
 # clang with its libFuzzer runtime (libclang-rt-dev: libclang_rt.fuzzer) for the fuzz targets;
 # clang-format for the formatting check.
 case "${1:-demo}" in
-  fuzz) pkgs+=(clang libclang-rt-dev) ;;
+  fuzz|sanitize) pkgs+=(clang libclang-rt-dev) ;;
   format) pkgs+=(clang-format git) ;;
 esac
 missing=()
@@ -48,7 +50,9 @@ case "${1:-demo}" in
     ctest --test-dir build --output-on-failure -j "$jobs"
     ;;
   sanitize)
-    build build-asan -DMLSIM_SANITIZE=ON
+    # clang: one build serves the tests under ASan + UBSan and the fuzz targets (MLSIM_FUZZ adds
+    # coverage instrumentation, which the tests do not notice).
+    build build-asan -DCMAKE_CXX_COMPILER=clang++ -DMLSIM_SANITIZE=ON -DMLSIM_FUZZ=ON
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
       ctest --test-dir build-asan --output-on-failure -j "$jobs"
     ;;

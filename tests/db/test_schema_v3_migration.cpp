@@ -295,7 +295,9 @@ TEST_CASE("Opening a schema-3 file moves the per-family columns into layer_metri
                 CHECK(db.count("SELECT COUNT(*) FROM layer_levels " + where) == 0);
                 continue;
             }
-            for (const auto& [name, value] : v.numeric) {
+            for (const auto& [name_binding, value] : v.numeric) {
+                const std::string& name =
+                    name_binding;  // a lambda may not capture a structured binding (clang)
                 INFO(name);
                 const MovedMetric& m = *std::find_if(k_moved_metrics.begin(), k_moved_metrics.end(),
                                                      [&](const MovedMetric& x) { return name == x.column; });
