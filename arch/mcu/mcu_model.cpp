@@ -6,6 +6,7 @@
 #include <cmath>
 #include <map>
 
+#include "arch/family.h"
 #include "arch/roofline/roofline.h"
 #include "sim/config/error.h"
 #include "sim/config/units.h"
@@ -219,6 +220,141 @@ Kernel kernel_of(const wl::Op& op, const McuSpec& m) {
 
 }  // namespace
 
+// ---- the NPU's operators -----------------------------------------------------------------------------
+// Arm Ethos-U Vela, SUPPORTED_OPS.md (the "Supported Ops" list for Ethos-U55, Vela 3.x): operators are
+// mapped to the NPU only when quantised to int8 / uint8 / int16 (generic constraint: "Tensors must be of
+// type: int16, int32, int8, uint8"), so float models run on the host entirely. Per operator:
+//  * CONV_2D, DEPTHWISE_CONV_2D, TRANSPOSE_CONV: "Stride values for both width and height must be in the
+//    range [1, 3]", "Dilated kernel height must be in the range [1, 64]"; no grouped CONV_2D (the
+//    weights' depth must equal the IFM depth), no 3-D convolution (CONV_3D is not in the list);
+//  * FULLY_CONNECTED, BATCH_MATMUL: yes;
+//  * MAX_POOL_2D / AVERAGE_POOL_2D: stride [1, 3], kernel width and height [1, 256] and their product
+//    <= 65536; AVERAGE_POOL_2D with SAME padding only up to 8 x 8; a pool over the whole input (one
+//    output pixel) is lowered to MEAN by the converter / Vela (supported, whatever its stride);
+//  * ADD, SUB, MUL, LOGISTIC, TANH, RELU, RELU6, HARD_SWISH, SOFTMAX, CONCATENATION, RESHAPE, SLICE /
+//    STRIDED_SLICE: yes;
+//  * not in the list, run on the host: GELU, GATHER (embeddings), attention as one op, recurrent cells
+//    other than int16 LSTM (taken as host, est.), layer / RMS normalisation (no builtin; left to the host,
+//    est.), and mlsim's lowered / interaction ops.
+bool npu_runs(const wl::Op& op) {
+    if (op.dtype != wl::DType::int8 && op.dtype != wl::DType::int16) return false;
+    const auto stride_ok = [](const auto& stride, int dims) {
+        for (int d = 0; d < dims; ++d)
+            if (stride[static_cast<size_t>(d)] < 1 || stride[static_cast<size_t>(d)] > 3) return false;
+        return true;
+    };
+    if (const auto* c = std::get_if<wl::ConvAttr>(&op.attr)) {
+        if (c->dims > 2 || !stride_ok(c->stride, c->dims)) return false;
+        for (int d = 0; d < c->dims; ++d) {
+            const auto u = static_cast<size_t>(d);
+            if ((c->kernel[u] - 1) * c->dilation[u] + 1 > 64) return false;
+        }
+        return c->groups == 1 || c->groups == c->in_channels;
+    }
+    if (const auto* p = std::get_if<wl::PoolAttr>(&op.attr)) {
+        // A pool over the whole input (global, or a window that leaves one output pixel) is a MEAN.
+        const wl::Shape& out = op.outputs.at(0);
+        if (p->global || (out.size() >= 2 && wl::numel(out) == out[0] * out[1])) return true;
+        if (p->dims > 2 || !stride_ok(p->stride, p->dims)) return false;
+        int64_t area = 1;
+        bool padded = false;
+        for (int d = 0; d < p->dims; ++d) {
+            const auto u = static_cast<size_t>(d);
+            if (p->kernel[u] > 256) return false;
+            area *= p->kernel[u];
+            padded = padded || p->padding[u] > 0;
+        }
+        if (p->type == wl::PoolType::avg && padded && area > 64) return false;
+        return area <= 65536;
+    }
+    if (const auto* e = std::get_if<wl::EltwiseAttr>(&op.attr))
+        return e->fn != wl::Eltwise::gelu && e->fn != wl::Eltwise::rope;
+    if (const auto* n = std::get_if<wl::NormAttr>(&op.attr)) return n->type == wl::NormType::batch;
+    return std::holds_alternative<wl::LinearAttr>(op.attr) ||
+           std::holds_alternative<wl::MatmulAttr>(op.attr) ||
+           std::holds_alternative<wl::SoftmaxAttr>(op.attr) ||
+           std::holds_alternative<wl::ConcatAttr>(op.attr) ||
+           std::holds_alternative<wl::ReshapeAttr>(op.attr) ||
+           std::holds_alternative<wl::SliceAttr>(op.attr) || is_view(op);
+}
+
+// ---- placement ------------------------------------------------------------------------------------------
+
+Placement place(const ArenaPlan& arena, double weights, const McuSpec& m, const std::string& model,
+                const std::string& device) {
+    const auto size = [](double b) { return cfg::format_quantity(b, cfg::Dim::size); };
+    Placement p;
+    const double need = arena.peak_bytes + m.runtime_ram_bytes;
+    const ExternalMemory& ext = m.external;
+    // The arena is checked first, then the weights (its message is the more telling one).
+    const bool weights_fit = weights <= m.flash_bytes || (ext.present() && weights <= ext.bytes);
+    p.weights_external = weights > m.flash_bytes && weights_fit;
+    const auto check_weights = [&] {
+        if (!weights_fit)
+            cfg::fail(
+                m.loc, m.key_path,
+                fmt::format("model '{}' does not fit on {}: its weights need {} but the flash holds {}{}",
+                            model, device, size(weights), size(m.flash_bytes),
+                            ext.present() ? fmt::format(" and the {} {}", ext.name, size(ext.bytes))
+                                          : std::string()));
+    };
+    const double ext_free = ext.bytes - (p.weights_external ? weights : 0);
+    const SramBank* chosen = nullptr;
+    if (m.arena_bank == "auto") {
+        for (const SramBank& b : m.banks) {
+            // With an NPU the arena is where the NPU's AXI masters read it: not in the core's TCMs.
+            if (need > b.bytes || (m.npu && b.tcm)) continue;
+            if (!chosen || b.wait_states < chosen->wait_states ||
+                (b.wait_states == chosen->wait_states && b.tcm && !chosen->tcm))
+                chosen = &b;
+        }
+        if (!chosen && ext.present() && need <= ext_free) {
+            p.arena_where = ext.name;
+            p.arena_external = true;
+            check_weights();
+            return p;
+        }
+    } else if (ext.present() && m.arena_bank == ext.name) {
+        if (need > ext_free)
+            cfg::fail(
+                m.loc, m.key_path,
+                fmt::format("model '{}' does not fit on {}: its tensor arena needs {} (+ {} runtime) but "
+                            "the {} has {} free",
+                            model, device, size(arena.peak_bytes), size(m.runtime_ram_bytes), ext.name,
+                            size(ext_free)));
+        p.arena_where = ext.name;
+        p.arena_external = true;
+        check_weights();
+        return p;
+    } else {
+        for (const SramBank& b : m.banks)
+            if (b.name == m.arena_bank) chosen = &b;
+        if (chosen && need > chosen->bytes)
+            cfg::fail(
+                m.loc, m.key_path,
+                fmt::format("model '{}' does not fit on {}: its tensor arena needs {} (+ {} runtime) but "
+                            "bank {} (arena_bank) holds {}",
+                            model, device, size(arena.peak_bytes), size(m.runtime_ram_bytes), chosen->name,
+                            size(chosen->bytes)));
+    }
+    if (!chosen) {
+        double largest = 0;
+        for (const SramBank& b : m.banks) largest = std::max(largest, b.bytes);
+        cfg::fail(
+            m.loc, m.key_path,
+            fmt::format(
+                "model '{}' does not fit on {}: its tensor arena needs {} (+ {} runtime) but "
+                "the SRAM holds {}{} (weights plus the largest layer would say {})",
+                model, device, size(arena.peak_bytes), size(m.runtime_ram_bytes), size(m.sram_bytes),
+                m.banks.size() > 1 ? fmt::format(", its largest bank {}", size(largest)) : std::string(),
+                size(weights + arena.naive_bytes)));
+    }
+    p.arena_where = chosen->name;
+    p.arena_wait_states = chosen->wait_states;
+    check_weights();
+    return p;
+}
+
 // ---- the tensor arena ----------------------------------------------------------------------------------
 
 ArenaPlan plan_arena(const wl::Model& model, const McuSpec& mcu) {
@@ -327,17 +463,7 @@ std::vector<LayerResult> McuModel::run(const wl::Model& model) {
     const DeviceSpec& d = m_spec;
     const ArenaPlan arena = plan_arena(model, m);
     const double weights = model.totals().weight_bytes;
-    const auto size = [](double b) { return cfg::format_quantity(b, cfg::Dim::size); };
-    if (arena.peak_bytes + m.runtime_ram_bytes > m.sram_bytes)
-        cfg::fail(m.loc, m.key_path,
-                  fmt::format("model '{}' does not fit on {}: its tensor arena needs {} (+ {} runtime) but "
-                              "the SRAM holds {} (weights plus the largest layer would say {})",
-                              model.name(), d.name, size(arena.peak_bytes), size(m.runtime_ram_bytes),
-                              size(m.sram_bytes), size(weights + arena.naive_bytes)));
-    if (weights > m.flash_bytes)
-        cfg::fail(m.loc, m.key_path,
-                  fmt::format("model '{}' does not fit on {}: its weights need {} but the flash holds {}",
-                              model.name(), d.name, size(weights), size(m.flash_bytes)));
+    const Placement where = place(arena, weights, m, model.name(), d.name);
 
     const std::vector<bool> fused = fused_ops(model);
     const MemoryLevel* sram = nullptr;
@@ -347,8 +473,33 @@ std::vector<LayerResult> McuModel::run(const wl::Model& model) {
     const MemoryLevel& flash = d.main_memory();
     const double clock = d.clock_hz;
 
+    const size_t n_ops = model.ops().size();
+    // The NPU's layers (a device with a `systolic:` section beside this one): the ops it runs (npu_runs)
+    // go to the systolic model of the same device, each on its own (its operands come from the SRAM
+    // arena); a folded op goes where its producer goes. The host runs the rest.
+    std::vector<LayerResult> npu_results;
+    std::vector<int64_t> npu_index(n_ops, -1);
+    std::vector<bool> on_npu(n_ops, false);
+    if (m.npu) {
+        wl::ModelBuilder b(model.name() + ".npu");
+        for (size_t i = 0; i < n_ops; ++i) {
+            if (fused[i]) {
+                on_npu[i] = on_npu[model.producer(i, 0)->op];
+            } else if (npu_runs(model.op(i))) {
+                on_npu[i] = true;
+                npu_index[i] = static_cast<int64_t>(b.size());
+                b.add(model.op(i));
+            }
+        }
+        if (b.size() > 0) {
+            const Family* sys = find_family("systolic");
+            MLSIM_CHECK(sys != nullptr && sys->has_model(), "an NPU device without the systolic model");
+            npu_results = sys->factory(d)->run(std::move(b).build());
+        }
+    }
+
     std::vector<LayerResult> out;
-    out.reserve(model.ops().size());
+    out.reserve(n_ops);
     // The layers run one after another on the core: each is an event of the engine at its end time.
     Simulator sim;
     struct Chain {
@@ -357,79 +508,132 @@ std::vector<LayerResult> McuModel::run(const wl::Model& model) {
         void on_end() { end = sim->now().to_seconds(); }
     } chain{&sim};
     double now = 0;
-    for (size_t i = 0; i < model.ops().size(); ++i) {
+    const ExternalMemory& ext = m.external;
+    // One external burst, in core cycles: the latency plus the line at the bandwidth.
+    const double ext_burst_cycles =
+        ext.present() ? (ext.latency_s + ext.line_bytes / ext.bandwidth_Bps) * clock : 0;
+    // Bytes per data access of the core to its SRAM (a 32-bit load; 64-bit beats on the Helium cores'
+    // data path, Cortex-M55 / M85 TRMs, est.).
+    const double access_bytes = m.core.helium ? 8.0 : 4.0;
+    for (size_t i = 0; i < n_ops; ++i) {
         const wl::Op& op = model.op(i);
         const wl::OpCounts c = op.counts();
         LayerResult r;
-        r.idx = static_cast<int64_t>(i);
-        r.name = op.name;
-        r.op = op.kind;
-        r.phase = std::string(wl::phase_name(op.phase));
-        r.dtype = std::string(wl::dtype_name(op.dtype));
-        r.counts = c;
-        // Activations stay in SRAM; the floor is over the weights from flash.
-        const RooflineBound floor = roofline_bound(d, op, OnChip{c.input_bytes, c.output_bytes});
-
         double kernel_cycles = 0, stall_cycles = 0, dispatch = 0, flash_bytes = 0, flash_lines = 0;
+        double sram_stall = 0, ext_bytes = 0, ext_lines = 0;
         Kernel k;
-        if (fused[i]) {
-            flash_bytes = c.weight_bytes;  // folded into the producer's bias / scale
-            r.add_text("fused_into", model.op(model.producer(i, 0)->op).name);
+        if (npu_index[i] >= 0) {
+            // On the NPU: its layer as the systolic model gives it; the host dispatches one Ethos-U
+            // custom operator per run of consecutive NPU ops (Vela merges them), not one per op.
+            r = std::move(npu_results[static_cast<size_t>(npu_index[i])]);
+            const bool segment_start = i == 0 || !on_npu[i - 1];
+            dispatch = segment_start ? m.dispatch_cycles : 0;
+            TimeParts parts = r.parts;
+            parts.overhead_s += dispatch / clock;
+            r.set_parts(parts);
+            r.energy_static_j += d.static_power_W * dispatch / clock;
+            r.time_s = parts.total();
+            r.add_text("runs_on", "npu");
         } else {
-            k = kernel_of(op, m);
-            kernel_cycles = k.compute_cycles;
-            dispatch = m.dispatch_cycles;
-            if (c.weight_bytes > 0) {
-                const double line = m.flash_line_bytes;
-                const double once = std::ceil(c.weight_bytes / line);
-                flash_lines = c.weight_bytes <= m.flash_cache_bytes ? once : once * k.passes;
-                flash_bytes = std::max(c.weight_bytes, flash_lines * line);
-                stall_cycles = flash_lines * static_cast<double>(m.flash_wait_states);
+            r.name = op.name;
+            r.op = op.kind;
+            r.phase = std::string(wl::phase_name(op.phase));
+            r.dtype = std::string(wl::dtype_name(op.dtype));
+            r.counts = c;
+            // Activations stay in SRAM; the floor is over the weights from flash.
+            const RooflineBound floor = roofline_bound(d, op, OnChip{c.input_bytes, c.output_bytes});
+            if (fused[i]) {
+                // Folded into the producer's bias / scale, read where the weights are.
+                (where.weights_external ? ext_bytes : flash_bytes) = c.weight_bytes;
+                r.add_text("fused_into", model.op(model.producer(i, 0)->op).name);
+            } else {
+                k = kernel_of(op, m);
+                kernel_cycles = k.compute_cycles;
+                dispatch = m.dispatch_cycles;
+                if (c.weight_bytes > 0 && where.weights_external) {
+                    // Weights in external memory: one burst per line, per pass unless the cache holds them.
+                    const double once = std::ceil(c.weight_bytes / ext.line_bytes);
+                    ext_lines = c.weight_bytes <= m.flash_cache_bytes ? once : once * k.passes;
+                    ext_bytes = std::max(c.weight_bytes, ext_lines * ext.line_bytes);
+                    stall_cycles = ext_lines * ext_burst_cycles;
+                } else if (c.weight_bytes > 0) {
+                    const double line = m.flash_line_bytes;
+                    const double once = std::ceil(c.weight_bytes / line);
+                    flash_lines = c.weight_bytes <= m.flash_cache_bytes ? once : once * k.passes;
+                    flash_bytes = std::max(c.weight_bytes, flash_lines * line);
+                    stall_cycles = flash_lines * static_cast<double>(m.flash_wait_states);
+                }
+                // The arena's bank: its wait states on every data access; in external memory, one burst
+                // per line of activations moved.
+                const double act_bytes = k.sram_read + k.sram_write;
+                if (where.arena_external) {
+                    const double lines = std::ceil(act_bytes / ext.line_bytes);
+                    ext_lines += lines;
+                    ext_bytes += lines * ext.line_bytes;
+                    sram_stall = lines * ext_burst_cycles;
+                } else {
+                    sram_stall = act_bytes / access_bytes * static_cast<double>(where.arena_wait_states);
+                }
             }
+            TimeParts parts;
+            parts.compute_s = kernel_cycles / clock;
+            parts.memory_s = (stall_cycles + sram_stall) / clock;
+            parts.overhead_s = dispatch / clock;
+            // The floor: the MACs at the SIMD peak and the weights at the flash bandwidth.
+            const double busy = parts.compute_s + parts.memory_s;
+            if (busy < floor.bound_s()) {
+                const double gap = floor.bound_s() - busy;
+                (floor.compute_bound() ? parts.compute_s : parts.memory_s) += gap;
+            }
+            r.set_parts(parts);
+            r.time_s = parts.total();
+            r.cycles = static_cast<int64_t>(std::ceil(r.time_s * clock - 1e-6));
+            r.stall_cycles = static_cast<int64_t>(std::llround(stall_cycles + sram_stall));
+            r.bytes_read = flash_bytes + ext_bytes;
+            r.bytes_written = 0;
+            const double peak = d.peak_for(r.dtype);
+            r.utilization = r.time_s > 0 ? std::min(1.0, c.flops / r.time_s / peak) : 0;
+            r.energy_compute_j = c.flops * d.mac_energy_for(r.dtype) / 2;
+            const double flash_e = flash_bytes * flash.read_energy_J_per_byte;
+            const double ext_e = ext_bytes * ext.read_energy_J_per_byte;
+            const double sram_e = where.arena_external ? 0
+                                                       : k.sram_read * sram->read_energy_J_per_byte +
+                                                             k.sram_write * sram->write_energy_J_per_byte;
+            r.energy_memory_j = flash_e + sram_e + ext_e;
+            r.energy_static_j = d.static_power_W * r.time_s;
+            r.levels.push_back(LevelTraffic{sram->name, where.arena_external ? 0 : k.sram_read,
+                                            where.arena_external ? 0 : k.sram_write, 0, sram_e});
+            r.levels.push_back(
+                LevelTraffic{flash.name, flash_bytes, 0, static_cast<int64_t>(flash_lines), flash_e});
+            if (ext.present())
+                r.levels.push_back(
+                    LevelTraffic{ext.name, ext_bytes, 0, static_cast<int64_t>(ext_lines), ext_e});
+            r.add_metric("macs_per_cycle", r.cycles > 0 ? c.macs / static_cast<double>(r.cycles) : 0, "1");
+            r.add_metric("kernel_cycles", kernel_cycles, "cycles");
+            r.add_metric("flash_wait_cycles", stall_cycles, "cycles");
+            r.add_metric("sram_wait_cycles", sram_stall, "cycles");
+            r.add_metric("dispatch_cycles", dispatch, "cycles");
+            r.add_metric("im2col_elements", k.im2col_elems, "count");
+            r.add_metric("weight_passes", k.passes, "count");
+            r.add_metric("input_bytes_on_chip", c.input_bytes, "B");
+            r.add_metric("output_bytes_kept", c.output_bytes, "B");
+            if (r.bound == "memory")
+                r.add_text("memory_level",
+                           where.weights_external || where.arena_external ? ext.name : flash.name);
+            MLSIM_CHECK(r.time_s >= floor.bound_s() * (1 - 1e-9),
+                        fmt::format("MCU layer {} beats its roofline floor", op.name));
+            if (m.npu) r.add_text("runs_on", on_npu[i] ? "npu" : "host");
         }
-        TimeParts parts;
-        parts.compute_s = kernel_cycles / clock;
-        parts.memory_s = stall_cycles / clock;
-        parts.overhead_s = dispatch / clock;
-        // The floor: the MACs at the SIMD peak and the weights at the flash bandwidth.
-        const double busy = parts.compute_s + parts.memory_s;
-        if (busy < floor.bound_s()) {
-            const double gap = floor.bound_s() - busy;
-            (floor.compute_bound() ? parts.compute_s : parts.memory_s) += gap;
-        }
-        r.set_parts(parts);
-        r.time_s = parts.total();
+        r.idx = static_cast<int64_t>(i);
         check_simulated_time(op, now + r.time_s, d);
         sim.schedule_at(Tick::from_seconds(now + r.time_s), callback<&Chain::on_end>(&chain));
         sim.run();
         r.start_s = now;
         r.end_s = std::max(chain.end, now + r.time_s);
         now = r.end_s;
-        r.cycles = static_cast<int64_t>(std::ceil(r.time_s * clock - 1e-6));
-        r.stall_cycles = static_cast<int64_t>(std::llround(stall_cycles));
-        r.bytes_read = flash_bytes;
-        r.bytes_written = 0;
-        const double peak = d.peak_for(r.dtype);
-        r.utilization = r.time_s > 0 ? std::min(1.0, c.flops / r.time_s / peak) : 0;
-        r.energy_compute_j = c.flops * d.mac_energy_for(r.dtype) / 2;
-        const double flash_e = flash_bytes * flash.read_energy_J_per_byte;
-        const double sram_e =
-            k.sram_read * sram->read_energy_J_per_byte + k.sram_write * sram->write_energy_J_per_byte;
-        r.energy_memory_j = flash_e + sram_e;
-        r.energy_static_j = d.static_power_W * r.time_s;
-        r.levels.push_back(LevelTraffic{sram->name, k.sram_read, k.sram_write, 0, sram_e});
-        r.levels.push_back(
-            LevelTraffic{flash.name, flash_bytes, 0, static_cast<int64_t>(flash_lines), flash_e});
-        r.add_metric("macs_per_cycle", r.cycles > 0 ? c.macs / static_cast<double>(r.cycles) : 0, "1");
-        r.add_metric("kernel_cycles", kernel_cycles, "cycles");
-        r.add_metric("flash_wait_cycles", stall_cycles, "cycles");
-        r.add_metric("dispatch_cycles", dispatch, "cycles");
-        r.add_metric("im2col_elements", k.im2col_elems, "count");
-        r.add_metric("weight_passes", k.passes, "count");
-        r.add_metric("input_bytes_on_chip", c.input_bytes, "B");
-        r.add_metric("output_bytes_kept", c.output_bytes, "B");
         r.add_metric("arena_bytes", arena.peak_bytes, "B");
         r.add_metric("largest_layer_io_bytes", arena.naive_bytes, "B");
+        r.add_text("arena_bank", where.arena_where);
         for (const ArenaTensor& t : arena.tensors) {
             if (t.name == op.name) {
                 r.add_metric("arena_offset", t.offset, "B");
@@ -437,13 +641,16 @@ std::vector<LayerResult> McuModel::run(const wl::Model& model) {
             }
             if (t.name == op.name + ".scratch") r.add_metric("scratch_bytes", t.bytes, "B");
         }
-        if (r.bound == "memory") r.add_text("memory_level", flash.name);
-        MLSIM_CHECK(r.time_s >= floor.bound_s() * (1 - 1e-9),
-                    fmt::format("MCU layer {} beats its roofline floor", op.name));
         MLSIM_CHECK(r.energy_compute_j >= 0 && r.energy_memory_j >= 0 && r.energy_static_j >= 0,
                     "negative energy");
         out.push_back(std::move(r));
-        report_progress(out.size(), model.ops().size());
+        report_progress(out.size(), n_ops);
+    }
+    // A duty cycle: one inference per period, asleep for the rest of it (the last layer carries it).
+    if (m.duty_period_s > 0 && !out.empty()) {
+        out.back().add_metric("duty_period", m.duty_period_s, "s");
+        out.back().add_metric("sleep_energy_per_period",
+                              m.sleep_power_W * std::max(0.0, m.duty_period_s - now), "J");
     }
     return out;
 }

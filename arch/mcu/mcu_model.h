@@ -59,6 +59,23 @@ struct ArenaPlan {
 // Plans the tensor arena of a model on this MCU (its kernels' scratch sizes depend on the runtime).
 ArenaPlan plan_arena(const wl::Model& model, const McuSpec& mcu);
 
+// Where the arena and the weights go. The weights: the flash when they fit, else the external memory.
+// The arena (+ runtime_ram): the bank `arena_bank` names; under auto the bank with the fewest wait
+// states that holds it (a TCM first on a tie, then the listed order; on a device with an NPU not a TCM,
+// which the NPU cannot read), else the external memory.
+struct Placement {
+    std::string arena_where;        // a bank's name or the external memory's
+    int64_t arena_wait_states = 0;  // of that bank (external: 0, its latency counts instead)
+    bool arena_external = false, weights_external = false;
+};
+// Throws a UserError located at the `mcu:` section, with both numbers, when something does not fit.
+Placement place(const ArenaPlan& arena, double weight_bytes, const McuSpec& mcu, const std::string& model,
+                const std::string& device);
+
+// Whether the Ethos-U55 runs this op (Arm's Vela compiler, "Supported Ops" for Ethos-U55: int8 / int16
+// operators with their constraints); the others run on the host core.
+bool npu_runs(const wl::Op& op);
+
 class McuModel final : public DeviceModel {
   public:
     explicit McuModel(DeviceSpec spec);  // the device must have an `mcu:` section
