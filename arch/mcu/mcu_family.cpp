@@ -141,13 +141,22 @@ const cfg::Schema& mcu_schema() {
         s.params.push_back(choice_param("runtime", "cmsis-nn", {"cmsis-nn", "reference"},
                                         "cmsis-nn: optimised int8 kernels (SIMD); reference: portable "
                                         "scalar kernels"));
+        // Per operator (est., no published per-op overhead was found): TFLite Micro's Invoke loop
+        // (node and registration look-up, the indirect call, the profiler scope when one is given:
+        // some 30 instructions) and the kernel's prologue before its inner loop (GetEvalInput / Output
+        // for 3-4 tensors, the op data, filling the cmsis_nn_context / dims / params structs, the
+        // wrapper's choice of kernel and its buffer-size query: a few hundred instructions), about
+        // 400 instructions, fetched from flash through a small instruction cache that misses on each
+        // new kernel's code (each miss costs the flash wait states): ~1000 cycles.
         cfg::Param disp = cfg::optional("dispatch_cycles", cfg::PType::integer, "1000",
                                         "per-operator cycles of the runtime's interpreter (est.)");
         disp.min = 0;
         disp.max = 100000000;
         s.params.push_back(disp);
         s.params.push_back(cfg::quantity("runtime_ram", cfg::Dim::size, std::string("0B"),
-                                         "SRAM the runtime needs besides the tensor arena", false));
+                                         "SRAM the application needs in the arena's bank besides the "
+                                         "arena and the runtime's records (which the model counts)",
+                                         false));
         cfg::Param banks = optional_no_default(
             "banks", cfg::PType::list,
             "SRAM regions (their capacities add up to the `sram` level's); default: one region");
@@ -329,10 +338,11 @@ std::shared_ptr<const FamilyParams> parse_mcu(const cfg::Node& dev, DeviceSpec& 
 
 std::vector<std::string> summary_lines(const std::vector<LayerResult>& layers) {
     double flash = 0, stall = 0, energy = 0, time = 0, macs = 0, cycles = 0, arena = 0, largest = 0;
-    double period = 0, sleep_j = 0, npu_layers = 0;
+    double period = 0, sleep_j = 0, npu_layers = 0, records = 0;
     std::string bank;
     for (const LayerResult& l : layers) {
         period = std::max(period, l.metric_value("duty_period"));
+        records = std::max(records, l.metric_value("runtime_records_bytes"));
         sleep_j = std::max(sleep_j, l.metric_value("sleep_energy_per_period"));
         if (const Metric* t = l.metric("arena_bank")) bank = t->text;
         if (const Metric* t = l.metric("runs_on"); t && t->text == "npu") ++npu_layers;
@@ -346,9 +356,10 @@ std::vector<std::string> summary_lines(const std::vector<LayerResult>& layers) {
         largest = std::max(largest, l.metric_value("largest_layer_io_bytes"));
     }
     std::vector<std::string> lines = {
-        fmt::format("tensor arena {:.1f} KiB in {} (largest layer's inputs + outputs {:.1f} KiB); flash "
-                    "read {:.1f} KiB, {:.0f} wait cycles",
-                    arena / 1024, bank.empty() ? "sram" : bank, largest / 1024, flash / 1024, stall),
+        fmt::format("tensor arena {:.1f} KiB + {:.1f} KiB runtime records in {} (largest layer's inputs + "
+                    "outputs {:.1f} KiB); flash read {:.1f} KiB, {:.0f} wait cycles",
+                    arena / 1024, records / 1024, bank.empty() ? "sram" : bank, largest / 1024, flash / 1024,
+                    stall),
         fmt::format("{:.3f} MACs per cycle overall; {:.1f} uJ per inference, average power {:.1f} mW",
                     cycles > 0 ? macs / cycles : 0.0, energy * 1e6, time > 0 ? energy / time * 1e3 : 0.0)};
     if (npu_layers > 0)

@@ -284,7 +284,8 @@ Placement place(const ArenaPlan& arena, double weights, const McuSpec& m, const 
                 const std::string& device) {
     const auto size = [](double b) { return cfg::format_quantity(b, cfg::Dim::size); };
     Placement p;
-    const double need = arena.peak_bytes + m.runtime_ram_bytes;
+    const double extra = arena.persistent_bytes + m.runtime_ram_bytes;
+    const double need = arena.peak_bytes + extra;
     const ExternalMemory& ext = m.external;
     // The arena is checked first, then the weights (its message is the more telling one).
     const bool weights_fit = weights <= m.flash_bytes || (ext.present() && weights <= ext.bytes);
@@ -320,8 +321,7 @@ Placement place(const ArenaPlan& arena, double weights, const McuSpec& m, const 
                 m.loc, m.key_path,
                 fmt::format("model '{}' does not fit on {}: its tensor arena needs {} (+ {} runtime) but "
                             "the {} has {} free",
-                            model, device, size(arena.peak_bytes), size(m.runtime_ram_bytes), ext.name,
-                            size(ext_free)));
+                            model, device, size(arena.peak_bytes), size(extra), ext.name, size(ext_free)));
         p.arena_where = ext.name;
         p.arena_external = true;
         check_weights();
@@ -334,20 +334,19 @@ Placement place(const ArenaPlan& arena, double weights, const McuSpec& m, const 
                 m.loc, m.key_path,
                 fmt::format("model '{}' does not fit on {}: its tensor arena needs {} (+ {} runtime) but "
                             "bank {} (arena_bank) holds {}",
-                            model, device, size(arena.peak_bytes), size(m.runtime_ram_bytes), chosen->name,
+                            model, device, size(arena.peak_bytes), size(extra), chosen->name,
                             size(chosen->bytes)));
     }
     if (!chosen) {
         double largest = 0;
         for (const SramBank& b : m.banks) largest = std::max(largest, b.bytes);
-        cfg::fail(
-            m.loc, m.key_path,
-            fmt::format(
-                "model '{}' does not fit on {}: its tensor arena needs {} (+ {} runtime) but "
-                "the SRAM holds {}{} (weights plus the largest layer would say {})",
-                model, device, size(arena.peak_bytes), size(m.runtime_ram_bytes), size(m.sram_bytes),
-                m.banks.size() > 1 ? fmt::format(", its largest bank {}", size(largest)) : std::string(),
-                size(weights + arena.naive_bytes)));
+        cfg::fail(m.loc, m.key_path,
+                  fmt::format("model '{}' does not fit on {}: its tensor arena needs {} (+ {} runtime) but "
+                              "the SRAM holds {}{} (weights plus the largest layer would say {})",
+                              model, device, size(arena.peak_bytes), size(extra), size(m.sram_bytes),
+                              m.banks.size() > 1 ? fmt::format(", its largest bank {}", size(largest))
+                                                 : std::string(),
+                              size(weights + arena.naive_bytes)));
     }
     p.arena_where = chosen->name;
     p.arena_wait_states = chosen->wait_states;
@@ -411,6 +410,29 @@ ArenaPlan plan_arena(const wl::Model& model, const McuSpec& mcu) {
     }
     for (const wl::TensorRef& o : model.outputs())
         plan.tensors[out_tensor[o.op]].last = static_cast<int64_t>(n) - 1;
+    // The runtime's persistent records (TFLite Micro's arena "tail", docs/memory_management.md), 32-bit
+    // core: a TfLiteEvalTensor of 12 B per tensor (data pointer, dims pointer, type: the Recording
+    // allocator reports "'TfLiteEvalTensor data' ... 120 bytes for 10 allocations", Samsung/ONE issue
+    // 7598); per op a node and its registration (est. 40 B: TfLiteNode's input / output / intermediate /
+    // temporary array pointers, user data, builtin data, custom data size, plus the registration
+    // pointer); per int8 convolution (depthwise too) its kernel's per-channel output multiplier and
+    // shift, 2 x 4 B per output channel (TFLM's conv and depthwise kernels allocate them as persistent
+    // buffers; fully connected layers are quantised per tensor by the converter: one multiplier); and a fixed
+    // ~300 B of interpreter, subgraph and allocator records (est.: the tail of that issue's 3-op sine model
+    // is 636 B, of which 120 B tensors and ~120 B nodes).
+    double records = 300;
+    for (size_t i = 0; i < n; ++i) {
+        const wl::Op& op = model.op(i);
+        if (fused[i]) continue;  // folded away by the converter: no node, no tensor
+        const wl::OpCounts c = op.counts();
+        const double weight_tensors = c.weight_bytes > 0 ? 2 : 0;  // weights and bias
+        records += 40 + 12 * (1 + weight_tensors);
+        if (std::holds_alternative<wl::ConvAttr>(op.attr) && op.dtype != wl::DType::fp32 &&
+            !op.outputs.empty() && op.outputs[0].size() >= 2)
+            records += 8.0 * static_cast<double>(op.outputs[0][1]);
+    }
+    records += 12.0 * static_cast<double>(input_tensor.size());
+    plan.persistent_bytes = records;
     for (size_t i = 0; i < n; ++i) {
         std::sort(used[i].begin(), used[i].end());
         used[i].erase(std::unique(used[i].begin(), used[i].end()), used[i].end());
@@ -633,6 +655,7 @@ std::vector<LayerResult> McuModel::run(const wl::Model& model) {
         now = r.end_s;
         r.add_metric("arena_bytes", arena.peak_bytes, "B");
         r.add_metric("largest_layer_io_bytes", arena.naive_bytes, "B");
+        r.add_metric("runtime_records_bytes", arena.persistent_bytes, "B");
         r.add_text("arena_bank", where.arena_where);
         for (const ArenaTensor& t : arena.tensors) {
             if (t.name == op.name) {
