@@ -76,7 +76,7 @@ struct Placement {
 Placement place(const ArenaPlan& arena, double weight_bytes, const McuSpec& mcu, const std::string& model,
                 const std::string& device);
 
-// Whether the Ethos-U55 runs this op (Arm's Vela compiler, "Supported Ops" for Ethos-U55: int8 / int16
+// Whether the Ethos-U55 runs this op (Arm's Vela compiler 3.6, SUPPORTED_OPS.md: int8 / int16
 // operators with their constraints); the others run on the host core.
 bool npu_runs(const wl::Op& op);
 
