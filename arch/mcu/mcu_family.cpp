@@ -340,13 +340,20 @@ std::vector<std::string> summary_lines(const std::vector<LayerResult>& layers) {
     double flash = 0, stall = 0, energy = 0, time = 0, macs = 0, cycles = 0, arena = 0, largest = 0;
     double period = 0, sleep_j = 0, npu_layers = 0, records = 0;
     std::string bank;
+    double ext = 0, ext_stall = 0;
+    std::string ext_name;
     for (const LayerResult& l : layers) {
         period = std::max(period, l.metric_value("duty_period"));
         records = std::max(records, l.metric_value("runtime_records_bytes"));
         sleep_j = std::max(sleep_j, l.metric_value("sleep_energy_per_period"));
         if (const Metric* t = l.metric("arena_bank")) bank = t->text;
         if (const Metric* t = l.metric("runs_on"); t && t->text == "npu") ++npu_layers;
-        flash += l.bytes_read;
+        // Flash: the level named so (the main memory); the rest of the main-memory traffic is external.
+        const LevelTraffic* fl = l.level("flash");
+        flash += fl ? fl->bytes_read : l.bytes_read;
+        ext += fl ? l.bytes_read - fl->bytes_read : 0;
+        ext_stall += l.metric_value("external_wait_cycles");
+        if (l.levels.size() > 2 && ext_name.empty()) ext_name = l.levels.back().level;
         stall += l.metric_value("flash_wait_cycles");
         energy += l.energy_j();
         time += l.time_s;
@@ -362,6 +369,9 @@ std::vector<std::string> summary_lines(const std::vector<LayerResult>& layers) {
                     stall),
         fmt::format("{:.3f} MACs per cycle overall; {:.1f} uJ per inference, average power {:.1f} mW",
                     cycles > 0 ? macs / cycles : 0.0, energy * 1e6, time > 0 ? energy / time * 1e3 : 0.0)};
+    if (ext > 0)
+        lines.push_back(fmt::format("{} read {:.1f} KiB, {:.0f} stall cycles",
+                                    ext_name.empty() ? "external memory" : ext_name, ext / 1024, ext_stall));
     if (npu_layers > 0)
         lines.push_back(fmt::format("{:.0f} of {} layers on the NPU, the rest on the host core", npu_layers,
                                     layers.size()));

@@ -557,7 +557,7 @@ std::vector<LayerResult> McuModel::run(const wl::Model& model) {
         const wl::OpCounts c = op.counts();
         LayerResult r;
         double kernel_cycles = 0, stall_cycles = 0, dispatch = 0, flash_bytes = 0, flash_lines = 0;
-        double sram_stall = 0, ext_bytes = 0, ext_lines = 0;
+        double sram_stall = 0, ext_bytes = 0, ext_lines = 0, ext_stall = 0;
         Kernel k;
         if (npu_index[i] >= 0) {
             // On the NPU: its layer as the systolic model gives it; the host dispatches one Ethos-U
@@ -592,7 +592,7 @@ std::vector<LayerResult> McuModel::run(const wl::Model& model) {
                     const double once = std::ceil(c.weight_bytes / ext.line_bytes);
                     ext_lines = c.weight_bytes <= m.flash_cache_bytes ? once : once * k.passes;
                     ext_bytes = std::max(c.weight_bytes, ext_lines * ext.line_bytes);
-                    stall_cycles = ext_lines * ext_burst_cycles;
+                    ext_stall = ext_lines * ext_burst_cycles;
                 } else if (c.weight_bytes > 0) {
                     const double line = m.flash_line_bytes;
                     const double once = std::ceil(c.weight_bytes / line);
@@ -607,14 +607,14 @@ std::vector<LayerResult> McuModel::run(const wl::Model& model) {
                     const double lines = std::ceil(act_bytes / ext.line_bytes);
                     ext_lines += lines;
                     ext_bytes += lines * ext.line_bytes;
-                    sram_stall = lines * ext_burst_cycles;
+                    ext_stall += lines * ext_burst_cycles;
                 } else {
                     sram_stall = act_bytes / access_bytes * static_cast<double>(where.arena_wait_states);
                 }
             }
             TimeParts parts;
             parts.compute_s = kernel_cycles / clock;
-            parts.memory_s = (stall_cycles + sram_stall) / clock;
+            parts.memory_s = (stall_cycles + sram_stall + ext_stall) / clock;
             parts.overhead_s = dispatch / clock;
             // The floor: the MACs at the SIMD peak and the weights at the flash bandwidth.
             const double busy = parts.compute_s + parts.memory_s;
@@ -625,7 +625,7 @@ std::vector<LayerResult> McuModel::run(const wl::Model& model) {
             r.set_parts(parts);
             r.time_s = parts.total();
             r.cycles = static_cast<int64_t>(std::ceil(r.time_s * clock - 1e-6));
-            r.stall_cycles = static_cast<int64_t>(std::llround(stall_cycles + sram_stall));
+            r.stall_cycles = static_cast<int64_t>(std::llround(stall_cycles + sram_stall + ext_stall));
             r.bytes_read = flash_bytes + ext_bytes;
             r.bytes_written = 0;
             const double peak = d.peak_for(r.dtype);
@@ -649,6 +649,7 @@ std::vector<LayerResult> McuModel::run(const wl::Model& model) {
             r.add_metric("kernel_cycles", kernel_cycles, "cycles");
             r.add_metric("flash_wait_cycles", stall_cycles, "cycles");
             r.add_metric("sram_wait_cycles", sram_stall, "cycles");
+            if (ext.present()) r.add_metric("external_wait_cycles", ext_stall, "cycles");
             r.add_metric("dispatch_cycles", dispatch, "cycles");
             r.add_metric("im2col_elements", k.im2col_elems, "count");
             r.add_metric("weight_passes", k.passes, "count");
