@@ -669,10 +669,12 @@ std::vector<LayerResult> McuModel::run(const wl::Model& model) {
         r.start_s = now;
         r.end_s = std::max(chain.end, now + r.time_s);
         now = r.end_s;
-        r.add_metric("arena_bytes", arena.peak_bytes, "B");
-        r.add_metric("largest_layer_io_bytes", arena.naive_bytes, "B");
-        r.add_metric("runtime_records_bytes", arena.persistent_bytes, "B");
-        r.add_text("arena_bank", where.arena_where);
+        if (i == 0) {  // the run's figures, once (the database keeps every layer's metrics)
+            r.add_metric("arena_bytes", arena.peak_bytes, "B");
+            r.add_metric("largest_layer_io_bytes", arena.naive_bytes, "B");
+            r.add_metric("runtime_records_bytes", arena.persistent_bytes, "B");
+            r.add_text("arena_bank", where.arena_where);
+        }
         for (const ArenaTensor& t : arena.tensors) {
             if (t.name == op.name) {
                 r.add_metric("arena_offset", t.offset, "B");
