@@ -1,6 +1,7 @@
 // The microcontroller family: its `mcu:` section (declared here, next to the model), how the section is
 // parsed and how the core fixes the device's peaks, the model's factory and its summary lines.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cmath>
 #include <map>
@@ -51,6 +52,65 @@ std::vector<std::string> core_names() {
     return names;
 }
 
+const cfg::Schema& wait_step_schema() {
+    static const cfg::Schema schema = [] {
+        cfg::Schema s;
+        s.name = "device.mcu.flash_wait_table";
+        s.doc = "one row of the datasheet's flash wait-state table (at the supply-voltage range used)";
+        s.params.push_back(
+            cfg::quantity("max_clock", cfg::Dim::frequency, std::nullopt, "highest clock of this row"));
+        cfg::Param ws = cfg::required("wait_states", cfg::PType::integer, "wait states up to max_clock");
+        ws.min = 0;
+        ws.max = 64;
+        s.params.push_back(ws);
+        return s;
+    }();
+    return schema;
+}
+
+const cfg::Schema& bank_schema() {
+    static const cfg::Schema schema = [] {
+        cfg::Schema s;
+        s.name = "device.mcu.banks";
+        s.doc = "one SRAM region (contiguous addresses) the tensor arena may be placed in";
+        s.params.push_back(cfg::required("name", cfg::PType::string, "region name, e.g. dtcm, sram1"));
+        s.params.push_back(cfg::quantity("capacity", cfg::Dim::size, std::nullopt, "bytes"));
+        cfg::Param ws = cfg::optional("wait_states", cfg::PType::integer, "0",
+                                      "extra core cycles per data access (after the data cache, if any)");
+        ws.min = 0;
+        ws.max = 64;
+        s.params.push_back(ws);
+        s.params.push_back(cfg::optional("tcm", cfg::PType::boolean, "false",
+                                         "tightly coupled to the core (zero wait states)"));
+        return s;
+    }();
+    return schema;
+}
+
+const cfg::Schema& external_schema() {
+    static const cfg::Schema schema = [] {
+        cfg::Schema s;
+        s.name = "device.mcu.external";
+        s.doc =
+            "external memory (OCTOSPI PSRAM, SDRAM): holds the weights when the flash is too small, "
+            "the arena when no SRAM bank holds it";
+        s.params.push_back(cfg::required("name", cfg::PType::string, "e.g. psram, sdram"));
+        s.params.push_back(cfg::quantity("capacity", cfg::Dim::size, std::nullopt, "bytes"));
+        s.params.push_back(
+            cfg::quantity("bandwidth", cfg::Dim::bandwidth, std::nullopt, "sustained read bandwidth"));
+        s.params.push_back(cfg::quantity("latency", cfg::Dim::time, std::string("0ns"),
+                                         "access latency of one burst (command + address + dummy cycles)",
+                                         false));
+        s.params.push_back(
+            cfg::quantity("line", cfg::Dim::size, std::string("32B"), "bytes per burst (a cache line)"));
+        cfg::Param e = cfg::quantity("read_energy", cfg::Dim::energy_per_byte, std::string("0pJ/B"),
+                                     "energy per byte read", false);
+        s.params.push_back(e);
+        return s;
+    }();
+    return schema;
+}
+
 const cfg::Schema& mcu_schema() {
     static const cfg::Schema schema = [] {
         cfg::Schema s;
@@ -61,11 +121,18 @@ const cfg::Schema& mcu_schema() {
         s.params.push_back(core);
         s.params.push_back(count_param(
             "macs_per_cycle", "int8 MACs per cycle of the SIMD/DSP unit; checked against the core's"));
-        cfg::Param ws = cfg::required("flash_wait_states", cfg::PType::integer,
-                                      "flash wait states at `clock` (datasheet / reference manual)");
+        cfg::Param ws = optional_no_default("flash_wait_states", cfg::PType::integer,
+                                            "flash wait states at `clock` (datasheet / reference manual); "
+                                            "required without `flash_wait_table`, must agree with it");
         ws.min = 0;
         ws.max = 64;
         s.params.push_back(ws);
+        cfg::Param table = optional_no_default(
+            "flash_wait_table", cfg::PType::list,
+            "the datasheet's wait states per clock range, lowest first: the wait states (and the flash "
+            "level's bandwidth) then follow `clock`");
+        table.sub = &wait_step_schema();
+        s.params.push_back(table);
         cfg::Param line = size_param("flash_line", "bytes fetched from flash per access");
         line.required = true;
         s.params.push_back(line);
@@ -74,13 +141,42 @@ const cfg::Schema& mcu_schema() {
         s.params.push_back(choice_param("runtime", "cmsis-nn", {"cmsis-nn", "reference"},
                                         "cmsis-nn: optimised int8 kernels (SIMD); reference: portable "
                                         "scalar kernels"));
+        // Per operator (est., no published per-op overhead was found): TFLite Micro's Invoke loop
+        // (node and registration look-up, the indirect call, the profiler scope when one is given:
+        // some 30 instructions) and the kernel's prologue before its inner loop (GetEvalInput / Output
+        // for 3-4 tensors, the op data, filling the cmsis_nn_context / dims / params structs, the
+        // wrapper's choice of kernel and its buffer-size query: a few hundred instructions), about
+        // 400 instructions, fetched from flash through a small instruction cache that misses on each
+        // new kernel's code (each miss costs the flash wait states): ~1000 cycles.
         cfg::Param disp = cfg::optional("dispatch_cycles", cfg::PType::integer, "1000",
                                         "per-operator cycles of the runtime's interpreter (est.)");
         disp.min = 0;
         disp.max = 100000000;
         s.params.push_back(disp);
         s.params.push_back(cfg::quantity("runtime_ram", cfg::Dim::size, std::string("0B"),
-                                         "SRAM the runtime needs besides the tensor arena", false));
+                                         "SRAM the application needs in the arena's bank besides the "
+                                         "arena and the runtime's records (which the model counts)",
+                                         false));
+        cfg::Param banks = optional_no_default(
+            "banks", cfg::PType::list,
+            "SRAM regions (their capacities add up to the `sram` level's); default: one region");
+        banks.sub = &bank_schema();
+        s.params.push_back(banks);
+        s.params.push_back(cfg::optional("arena_bank", cfg::PType::string, "auto",
+                                         "where the tensor arena goes: a bank's name, the external "
+                                         "memory's, or auto (the fewest wait states that holds it, TCM "
+                                         "first on a tie, then listed order; external when none does)"));
+        s.params.push_back(map_param("external", external_schema(), "optional external memory"));
+        s.params.push_back(optional_no_default(
+            "active_power_per_mhz", cfg::PType::quantity,
+            "run-mode power per MHz of clock (datasheet current per MHz x supply voltage); when given "
+            "it sets `static_power` at `clock`"));
+        s.params.back().dim = cfg::Dim::power;
+        s.params.push_back(cfg::quantity("sleep_power", cfg::Dim::power, std::string("0W"),
+                                         "power between inferences (sleep current x supply voltage)", false));
+        s.params.push_back(cfg::quantity("duty_period", cfg::Dim::time, std::string("0s"),
+                                         "one inference per period, asleep in between (0: back to back)",
+                                         false));
         return s;
     }();
     return schema;
@@ -99,7 +195,31 @@ std::shared_ptr<const FamilyParams> parse_mcu(const cfg::Node& dev, DeviceSpec& 
         fail_at(child(node, "macs_per_cycle"),
                 fmt::format("{} int8 MACs per cycle, but a {} issues {:g} (leave it out to have it derived)",
                             r.integer("macs_per_cycle"), core->name, core->int8_macs_per_cycle));
-    m.flash_wait_states = r.integer("flash_wait_states");
+    for (const cfg::Reader& row : r.list("flash_wait_table")) {
+        WaitStep w{row.quantity("max_clock"), row.integer("wait_states")};
+        if (!m.wait_table.empty() && (w.max_clock_hz <= m.wait_table.back().max_clock_hz ||
+                                      w.wait_states < m.wait_table.back().wait_states))
+            fail_at(row.node(), "rows must rise in clock and not fall in wait states");
+        m.wait_table.push_back(w);
+    }
+    if (!m.wait_table.empty()) {
+        m.flash_wait_states = wait_states_at(m.wait_table, d.clock_hz);
+        if (m.flash_wait_states < 0)
+            fail_at(child(dev, "clock"),
+                    fmt::format("clock {} is above the flash wait-state table's last row ({})",
+                                cfg::format_quantity(d.clock_hz, cfg::Dim::frequency),
+                                cfg::format_quantity(m.wait_table.back().max_clock_hz, cfg::Dim::frequency)));
+        if (r.has("flash_wait_states") && r.integer("flash_wait_states") != m.flash_wait_states)
+            fail_at(r.at("flash_wait_states"),
+                    fmt::format("{} wait states, but the table gives {} at {} (leave it out to have it "
+                                "derived)",
+                                r.integer("flash_wait_states"), m.flash_wait_states,
+                                cfg::format_quantity(d.clock_hz, cfg::Dim::frequency)));
+    } else if (r.has("flash_wait_states")) {
+        m.flash_wait_states = r.integer("flash_wait_states");
+    } else {
+        fail_at(node, "needs `flash_wait_states` or `flash_wait_table`");
+    }
     m.flash_line_bytes = r.quantity("flash_line");
     m.flash_cache_bytes = r.quantity("flash_cache");
     m.runtime = r.str("runtime") == "reference" ? Runtime::reference : Runtime::cmsis_nn;
@@ -107,9 +227,34 @@ std::shared_ptr<const FamilyParams> parse_mcu(const cfg::Node& dev, DeviceSpec& 
     m.runtime_ram_bytes = r.quantity("runtime_ram");
     m.loc = node.loc();
     m.key_path = node.path();
-    const MemoryLevel* sram = nullptr;
-    const MemoryLevel* flash = nullptr;
-    for (const MemoryLevel& lv : d.memory) {
+    m.arena_bank = r.str("arena_bank");
+    m.sleep_power_W = r.quantity("sleep_power");
+    m.duty_period_s = r.quantity("duty_period");
+    if (r.has("active_power_per_mhz")) {
+        d.static_power_W = r.quantity("active_power_per_mhz") * d.clock_hz / 1e6;
+        if (d.static_power_W > d.tdp_W)
+            fail_at(r.at("active_power_per_mhz"),
+                    fmt::format("{} per MHz x {} = {}, above the TDP {}",
+                                cfg::format_quantity(r.quantity("active_power_per_mhz"), cfg::Dim::power),
+                                cfg::format_quantity(d.clock_hz, cfg::Dim::frequency),
+                                cfg::format_quantity(d.static_power_W, cfg::Dim::power),
+                                cfg::format_quantity(d.tdp_W, cfg::Dim::power)));
+    }
+    if (r.has("external")) {
+        const cfg::Reader e = r.sub("external");
+        m.external.name = e.str("name");
+        m.external.bytes = e.quantity("capacity");
+        m.external.bandwidth_Bps = e.quantity("bandwidth");
+        m.external.latency_s = e.quantity("latency");
+        m.external.line_bytes = e.quantity("line");
+        m.external.read_energy_J_per_byte = e.quantity("read_energy");
+    }
+    // An NPU beside the core (a `systolic:` section, parsed before this one): the device's peaks are the
+    // NPU's; the core runs the ops the NPU does not.
+    m.npu = d.params.count("systolic") > 0;
+    MemoryLevel* sram = nullptr;
+    MemoryLevel* flash = nullptr;
+    for (MemoryLevel& lv : d.memory) {
         if (lv.name == "sram") sram = &lv;
         if (lv.name == "flash") flash = &lv;
     }
@@ -118,8 +263,41 @@ std::shared_ptr<const FamilyParams> parse_mcu(const cfg::Node& dev, DeviceSpec& 
                 "the MCU model needs memory levels named `sram` and `flash`, flash the last (main memory)");
     m.sram_bytes = sram->total_capacity_bytes();
     m.flash_bytes = flash->total_capacity_bytes();
-    // The flash as the roofline sees it: one line per (wait states + 1) cycles.
+    double bank_sum = 0;
+    for (const cfg::Reader& b : r.list("banks")) {
+        SramBank bank{b.str("name"), b.quantity("capacity"), b.integer("wait_states"), b.boolean("tcm")};
+        if (bank.tcm && bank.wait_states != 0)
+            fail_at(b.at("wait_states"), "a tightly coupled bank has zero wait states");
+        for (const SramBank& o : m.banks)
+            if (o.name == bank.name) fail_at(b.at("name"), "a second bank named '" + bank.name + "'");
+        if (bank.name == m.external.name) fail_at(b.at("name"), "the external memory has this name too");
+        bank_sum += bank.bytes;
+        m.banks.push_back(bank);
+    }
+    if (m.banks.empty()) {
+        m.banks.push_back(SramBank{sram->name, m.sram_bytes, 0, false});
+    } else if (std::abs(bank_sum - m.sram_bytes) > 0.5) {
+        fail_at(child(node, "banks"),
+                fmt::format("the banks hold {} but the `{}` level holds {}; they must add up",
+                            cfg::format_quantity(bank_sum, cfg::Dim::size), sram->name,
+                            cfg::format_quantity(m.sram_bytes, cfg::Dim::size)));
+    }
+    if (m.arena_bank != "auto" && m.arena_bank != m.external.name) {
+        bool found = false;
+        std::vector<std::string> names;
+        for (const SramBank& b : m.banks) {
+            found = found || b.name == m.arena_bank;
+            names.push_back(b.name);
+        }
+        if (!m.external.name.empty()) names.push_back(m.external.name);
+        if (!found)
+            fail_at(r.at("arena_bank"),
+                    fmt::format("no bank '{}' (auto, {})", m.arena_bank, fmt::join(names, ", ")));
+    }
+    // The flash as the roofline sees it: one line per (wait states + 1) cycles. With a wait-state table
+    // the level's bandwidth follows the clock (the file's figure is the one at its own clock).
     const double flash_Bps = m.flash_line_bytes / static_cast<double>(m.flash_wait_states + 1) * d.clock_hz;
+    if (!m.wait_table.empty()) flash->bandwidth_Bps = flash_Bps;
     if (std::abs(flash->bandwidth_Bps - flash_Bps) > 0.01 * flash_Bps)
         fail_at(
             child(dev, "memory"),
@@ -131,6 +309,12 @@ std::shared_ptr<const FamilyParams> parse_mcu(const cfg::Node& dev, DeviceSpec& 
     std::map<std::string, double> derived = {{"int8", core->int8_macs_per_cycle * 2 * d.clock_hz},
                                              {"int16", core->int16_macs_per_cycle * 2 * d.clock_hz},
                                              {"fp32", core->fp32_macs_per_cycle * 2 * d.clock_hz}};
+    if (m.npu) {
+        // The NPU's peaks (checked by its section); a data type the NPU does not compute is the host's.
+        for (const auto& [dtype, peak] : derived)
+            if (!d.peak_ops_per_s.count(dtype) && d.mac_energy_J.count(dtype)) d.peak_ops_per_s[dtype] = peak;
+        return mp;
+    }
     if (d.peak_ops_per_s.empty()) {
         d.peak_ops_per_s = derived;
         return mp;
@@ -154,8 +338,22 @@ std::shared_ptr<const FamilyParams> parse_mcu(const cfg::Node& dev, DeviceSpec& 
 
 std::vector<std::string> summary_lines(const std::vector<LayerResult>& layers) {
     double flash = 0, stall = 0, energy = 0, time = 0, macs = 0, cycles = 0, arena = 0, largest = 0;
+    double period = 0, sleep_j = 0, npu_layers = 0, records = 0;
+    std::string bank;
+    double ext = 0, ext_stall = 0;
+    std::string ext_name;
     for (const LayerResult& l : layers) {
-        flash += l.bytes_read;
+        period = std::max(period, l.metric_value("duty_period"));
+        records = std::max(records, l.metric_value("runtime_records_bytes"));
+        sleep_j = std::max(sleep_j, l.metric_value("sleep_energy_per_period"));
+        if (const Metric* t = l.metric("arena_bank")) bank = t->text;
+        if (const Metric* t = l.metric("runs_on"); t && t->text == "npu") ++npu_layers;
+        // Flash: the level named so (the main memory); the rest of the main-memory traffic is external.
+        const LevelTraffic* fl = l.level("flash");
+        flash += fl ? fl->bytes_read : l.bytes_read;
+        ext += fl ? l.bytes_read - fl->bytes_read : 0;
+        ext_stall += l.metric_value("external_wait_cycles");
+        if (l.levels.size() > 2 && ext_name.empty()) ext_name = l.levels.back().level;
         stall += l.metric_value("flash_wait_cycles");
         energy += l.energy_j();
         time += l.time_s;
@@ -164,17 +362,41 @@ std::vector<std::string> summary_lines(const std::vector<LayerResult>& layers) {
         arena = std::max(arena, l.metric_value("arena_bytes"));
         largest = std::max(largest, l.metric_value("largest_layer_io_bytes"));
     }
-    return {
-        fmt::format("tensor arena {:.1f} KiB (largest layer's inputs + outputs {:.1f} KiB); flash read "
-                    "{:.1f} KiB, {:.0f} wait cycles",
-                    arena / 1024, largest / 1024, flash / 1024, stall),
+    std::vector<std::string> lines = {
+        fmt::format("tensor arena {:.1f} KiB + {:.1f} KiB runtime records in {} (largest layer's inputs + "
+                    "outputs {:.1f} KiB); flash read {:.1f} KiB, {:.0f} wait cycles",
+                    arena / 1024, records / 1024, bank.empty() ? "sram" : bank, largest / 1024, flash / 1024,
+                    stall),
         fmt::format("{:.3f} MACs per cycle overall; {:.1f} uJ per inference, average power {:.1f} mW",
                     cycles > 0 ? macs / cycles : 0.0, energy * 1e6, time > 0 ? energy / time * 1e3 : 0.0)};
+    if (ext > 0)
+        lines.push_back(fmt::format("{} read {:.1f} KiB, {:.0f} stall cycles",
+                                    ext_name.empty() ? "external memory" : ext_name, ext / 1024, ext_stall));
+    if (npu_layers > 0)
+        lines.push_back(fmt::format("{:.0f} of {} layers on the NPU, the rest on the host core", npu_layers,
+                                    layers.size()));
+    if (period > 0) {
+        const double total = energy + sleep_j;
+        lines.push_back(
+            time > period
+                ? fmt::format("duty period {:g} ms is shorter than one inference ({:.3f} ms): no sleep",
+                              period * 1e3, time * 1e3)
+                : fmt::format("duty period {:g} ms: {:.1f} uJ per period (active {:.1f} + sleep {:.1f}), "
+                              "average power {:.3f} mW",
+                              period * 1e3, total * 1e6, energy * 1e6, sleep_j * 1e6, total / period * 1e3));
+    }
+    return lines;
 }
 
 }  // namespace
 
 const McuSpec* spec_of(const DeviceSpec& spec) { return spec.params_of<McuSpec>("mcu"); }
+
+int64_t wait_states_at(const std::vector<WaitStep>& table, double clock_hz) {
+    for (const WaitStep& w : table)
+        if (clock_hz <= w.max_clock_hz * (1 + 1e-9)) return w.wait_states;
+    return -1;
+}
 
 const CoreInfo* find_core(const std::string& name) {
     for (const CoreInfo& c : cores())
@@ -194,6 +416,12 @@ void register_family() {
     f.parse = parse_mcu;
     f.factory = [](const DeviceSpec& spec) -> std::unique_ptr<DeviceModel> {
         return std::make_unique<McuModel>(spec);
+    };
+    f.options = {
+        {"duty-period", "device.mcu.duty_period",
+         "MCU devices: one inference per period, asleep in between (energy per period in the summary)"},
+        {"arena-bank", "device.mcu.arena_bank",
+         "MCU devices: the SRAM bank (or external memory) for the tensor arena; auto picks the fastest"},
     };
     f.summary = summary_lines;
     register_family(std::move(f));

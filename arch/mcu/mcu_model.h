@@ -28,7 +28,8 @@
 // Tensor arena: lifetimes of every activation tensor from the execution order (an aliased tensor lives
 // until its aliases' last reader), plus each kernel's scratch (im2col) buffer for its own op; offsets by
 // greedy-by-size (largest first, lowest offset free over its lifetime), as TFLM's planner does. The run
-// is refused (a UserError at the `mcu:` section) when arena + runtime_ram > SRAM or weights > flash.
+// is refused (a UserError at the `mcu:` section) when arena + the runtime's persistent records +
+// runtime_ram > SRAM (the bank it goes to) or weights > flash (and no external memory holds them).
 // Energy: MACs × MAC energy + flash bytes × flash read energy + SRAM bytes × SRAM energy + active power
 // (static_power) × time.
 // Bytes: bytes_read / bytes_written are flash traffic (the device's main memory is flash); activations
@@ -54,10 +55,30 @@ struct ArenaPlan {
     double peak_bytes = 0;        // the arena: max over tensors of offset + bytes
     double largest_op_bytes = 0;  // the largest single op's inputs + outputs + scratch (a lower bound)
     double naive_bytes = 0;       // the estimate used before: the largest op's inputs + outputs
+    // The runtime's persistent records, which TFLite Micro keeps in the same arena (its "tail"):
+    // see plan_arena. Placement counts peak_bytes + persistent_bytes + runtime_ram.
+    double persistent_bytes = 0;
 };
 
 // Plans the tensor arena of a model on this MCU (its kernels' scratch sizes depend on the runtime).
 ArenaPlan plan_arena(const wl::Model& model, const McuSpec& mcu);
+
+// Where the arena and the weights go. The weights: the flash when they fit, else the external memory.
+// The arena (+ persistent records + runtime_ram): the bank `arena_bank` names; under auto the bank with the
+// fewest wait states that holds it (a TCM first on a tie, then the listed order; on a device with an NPU not
+// a TCM, which the NPU cannot read), else the external memory.
+struct Placement {
+    std::string arena_where;        // a bank's name or the external memory's
+    int64_t arena_wait_states = 0;  // of that bank (external: 0, its latency counts instead)
+    bool arena_external = false, weights_external = false;
+};
+// Throws a UserError located at the `mcu:` section, with both numbers, when something does not fit.
+Placement place(const ArenaPlan& arena, double weight_bytes, const McuSpec& mcu, const std::string& model,
+                const std::string& device);
+
+// Whether the Ethos-U55 runs this op (Arm's Vela compiler 3.6, SUPPORTED_OPS.md: int8 / int16
+// operators with their constraints); the others run on the host core.
+bool npu_runs(const wl::Op& op);
 
 class McuModel final : public DeviceModel {
   public:

@@ -2,11 +2,14 @@
 // planner against hand-worked lifetimes, "does it fit", and the roofline floor over the small zoo models
 // on every MCU preset.
 #include <catch2/catch.hpp>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "arch/device_model.h"
 #include "arch/device_spec.h"
+#include "arch/family.h"
 #include "arch/mcu/mcu_model.h"
 #include "arch/mcu/mcu_spec.h"
 #include "arch/roofline/roofline.h"
@@ -24,9 +27,30 @@ using test::user_error_of;
 namespace {
 
 const std::string k_devices = std::string(MLSIM_SOURCE_DIR) + "/configs/devices/";
-const char* const k_mcus[] = {"stm32f746", "stm32h7a3", "stm32l4r5", "stm32u575"};
+const char* const k_mcus[] = {"stm32f746", "stm32h7a3", "stm32l4r5", "stm32u575", "nrf5340", "ra8d1"};
 
 arch::DeviceSpec preset(const std::string& name) { return arch::load_device(k_devices + name + ".yaml"); }
+
+std::string preset_text(const std::string& name) {
+    std::ifstream in(k_devices + name + ".yaml");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+std::string fmt_uJ(double j) {
+    std::ostringstream o;
+    o.setf(std::ios::fixed);
+    o.precision(1);
+    o << "active " << j * 1e6;
+    return o.str();
+}
+
+std::string replaced(std::string text, const std::string& from, const std::string& to) {
+    const size_t at = text.find(from);
+    REQUIRE(at != std::string::npos);
+    return text.replace(at, from.size(), to);
+}
 
 arch::DeviceSpec from_text(const std::string& text) {
     const cfg::Node doc = cfg::parse_string(text, "mcu.yaml");
@@ -137,6 +161,9 @@ TEST_CASE("The arena planner matches hand-worked lifetimes", "[mcu]") {
         const arch::mcu::ArenaPlan p = arch::mcu::plan_arena(std::move(b).build(), m);
         CHECK(p.peak_bytes == 200);
         CHECK(p.tensors.size() == 4);  // the input and three outputs
+        // The runtime's records: 300 B fixed, per op a 40 B node and its output's 12 B eval tensor,
+        // 12 B for the input.
+        CHECK(p.persistent_bytes == 300 + 3 * (40 + 12) + 12);
     }
     SECTION("a residual block: a lives until the add, beside b and the sum") {
         wl::ModelBuilder b("res");
@@ -158,6 +185,20 @@ TEST_CASE("The arena planner matches hand-worked lifetimes", "[mcu]") {
         const arch::mcu::ArenaPlan p = arch::mcu::plan_arena(std::move(b).build(), m);
         // Step 2 (b): in, a, b live = 300; step 3 (cat): a, b, cat = 400.
         CHECK(p.peak_bytes == 400);
+    }
+    SECTION("the runtime's records grow with the output channels of an int8 convolution") {
+        const auto one_conv = [&](wl::DType dt) {
+            wl::ConvAttr c;
+            c.out_channels = 8;
+            c.kernel = {3, 3, 1};
+            wl::ModelBuilder b("conv");
+            b.add(wl::make_op("c", c, {{1, 4, 8, 8}}, dt));
+            return arch::mcu::plan_arena(std::move(b).build(), m).persistent_bytes;
+        };
+        // 300 fixed + node 40 + output, weight and bias tensors 3 x 12 + the input 12; int8 adds the
+        // per-channel multiplier and shift, 8 x 8 B.
+        CHECK(one_conv(wl::DType::fp32) == 300 + 40 + 36 + 12);
+        CHECK(one_conv(wl::DType::int8) == 300 + 40 + 36 + 12 + 64);
     }
     SECTION("zoo models: the arena holds the largest op and no two live tensors overlap") {
         for (const char* name :
@@ -209,8 +250,11 @@ TEST_CASE("No layer of the small zoo models beats the roofline on any MCU preset
                 const wl::Model model = zoo(mn, dt);
                 arch::mcu::McuModel m(spec);
                 const arch::mcu::ArenaPlan plan = arch::mcu::plan_arena(model, mcu_of(spec));
+                double largest_bank = 0;
+                for (const arch::mcu::SramBank& b : mcu_of(spec).banks)
+                    largest_bank = std::max(largest_bank, b.bytes);
                 if (model.totals().weight_bytes > mcu_of(spec).flash_bytes ||
-                    plan.peak_bytes > mcu_of(spec).sram_bytes) {
+                    plan.peak_bytes + plan.persistent_bytes > largest_bank) {
                     CHECK_THAT(user_error_of([&] { m.run(model); }), Contains("does not fit"));
                     continue;
                 }
@@ -248,7 +292,7 @@ TEST_CASE("No layer of the small zoo models beats the roofline on any MCU preset
             }
         }
     }
-    CHECK(runs >= 30);  // most (device, model, dtype) triples fit
+    CHECK(runs >= 45);  // most (device, model, dtype) triples fit
 }
 
 TEST_CASE("Flash wait states, the runtime and the core change the time the way they should", "[mcu]") {
@@ -274,4 +318,284 @@ TEST_CASE("Flash wait states, the runtime and the core change the time the way t
     // Helium at the same clock is faster.
     const auto m55 = total("cortex-m55", "", "");
     CHECK(m55.first < base.first);
+}
+
+TEST_CASE("Flash wait states and active power follow the clock through the datasheet's table", "[mcu]") {
+    const std::string l4 = preset_text("stm32l4r5");
+    const arch::DeviceSpec at120 = from_text(l4);
+    const arch::DeviceSpec at80 = from_text(replaced(l4, "clock: 120MHz", "clock: 80MHz"));
+    CHECK(mcu_of(at120).flash_wait_states == 5);  // RM0432, range 1 boost: 100 < HCLK <= 120 MHz
+    CHECK(mcu_of(at80).flash_wait_states == 3);   // 60 < HCLK <= 80 MHz
+    CHECK(from_text(replaced(l4, "clock: 120MHz", "clock: 20MHz"))
+              .params_of<arch::mcu::McuSpec>("mcu")
+              ->flash_wait_states == 0);
+    // The flash level and the peaks follow: 8 B per (3 + 1) cycles at 80 MHz; 2 MACs x 2 x 80 MHz.
+    CHECK(at80.main_memory().bandwidth_Bps == Approx(8.0 / 4 * 80e6));
+    CHECK(at80.peak_for("int8") == Approx(4 * 80e6));
+    CHECK(at80.static_power_W == Approx(at120.static_power_W * 80.0 / 120));
+    // Slower clock: longer, but fewer wait cycles per flash line.
+    const wl::Model kws = zoo("ds-cnn-kws");
+    const auto sum = [&](const arch::DeviceSpec& d, const char* metric) {
+        arch::mcu::McuModel m(d);
+        double t = 0, v = 0;
+        for (const arch::LayerResult& r : m.run(kws)) {
+            t += r.time_s;
+            v += r.metric_value(metric);
+        }
+        return std::pair{t, v};
+    };
+    const auto f120 = sum(at120, "flash_wait_cycles"), f80 = sum(at80, "flash_wait_cycles");
+    CHECK(f80.first > f120.first);
+    CHECK(f80.second == Approx(f120.second * 3 / 5));
+    // Above the table, or a fixed figure that disagrees with it: located errors.
+    std::string msg = user_error_of([&] { from_text(replaced(l4, "clock: 120MHz", "clock: 150MHz")); });
+    CHECK_THAT(msg, Contains("mcu.yaml:"));
+    CHECK_THAT(msg, Contains("wait-state table"));
+    msg = user_error_of([&] {
+        from_text(replaced(l4, "    flash_line: 8B", "    flash_wait_states: 4\n    flash_line: 8B"));
+    });
+    CHECK_THAT(msg, Contains("the table gives 5"));
+    msg = user_error_of([&] {
+        from_text(replaced(l4, "{max_clock: 40MHz, wait_states: 1}", "{max_clock: 10MHz, wait_states: 1}"));
+    });
+    CHECK_THAT(msg, Contains("rise in clock"));
+    msg = user_error_of([] { from_text(replaced(mcu_device(), "    flash_wait_states: 2\n", "")); });
+    CHECK_THAT(msg, Contains("flash_wait_table"));
+}
+
+TEST_CASE("The arena goes to the bank the user names or the fastest that holds it", "[mcu]") {
+    // 16 KiB of TCM and 48 KiB of SRAM at 2 wait states per access.
+    const std::string banks =
+        "    banks:\n"
+        "      - {name: tcm, capacity: 16KiB, tcm: true}\n"
+        "      - {name: slow, capacity: 48KiB, wait_states: 2}\n";
+    const auto run = [&](const std::string& model, const std::string& sec) {
+        arch::mcu::McuModel m(from_text(mcu_device("cortex-m4", "", banks + sec)));
+        return m.run(zoo(model));
+    };
+    const auto total = [](const std::vector<arch::LayerResult>& rs, const char* metric) {
+        double t = 0, v = 0;
+        for (const arch::LayerResult& r : rs) {
+            t += r.time_s;
+            v += r.metric_value(metric);
+        }
+        return std::pair{t, v};
+    };
+    // The autoencoder's 0.8 KiB arena fits the TCM: no SRAM wait cycles.
+    const auto ae = run("fc-autoencoder", "");
+    REQUIRE(ae.front().metric("arena_bank") != nullptr);
+    CHECK(ae.front().metric("arena_bank")->text == "tcm");
+    CHECK(total(ae, "sram_wait_cycles").second == 0);
+    // Forced into the slow bank it pays 2 cycles per 32-bit access of its activations.
+    const auto ae_slow = run("fc-autoencoder", "    arena_bank: slow\n");
+    CHECK(ae_slow.front().metric("arena_bank")->text == "slow");
+    double act_bytes = 0;
+    for (const arch::LayerResult& r : ae_slow) {
+        const arch::LevelTraffic* s = r.level("sram");
+        if (s) act_bytes += s->bytes_read + s->bytes_written;
+    }
+    CHECK(total(ae_slow, "sram_wait_cycles").second == Approx(act_bytes / 4 * 2));
+    CHECK(total(ae_slow, "x").first > total(ae, "x").first);
+    // DS-CNN's 16.8 KiB arena does not fit the TCM: auto takes the slow bank; naming the TCM is refused.
+    CHECK(run("ds-cnn-kws", "").front().metric("arena_bank")->text == "slow");
+    std::string msg = user_error_of([&] { run("ds-cnn-kws", "    arena_bank: tcm\n"); });
+    CHECK_THAT(msg, Contains("does not fit"));
+    CHECK_THAT(msg, Contains("bank tcm"));
+    // ResNet-8's 48.6 KiB fits no bank, though the SRAM holds 64 KiB in all.
+    msg = user_error_of([&] { run("resnet8-cifar", ""); });
+    CHECK_THAT(msg, Contains("tensor arena needs"));
+    CHECK_THAT(msg, Contains("largest bank 48 KiB"));
+    // Located errors: banks that do not add up, a TCM with wait states, an unknown bank.
+    msg = user_error_of(
+        [] { from_text(mcu_device("cortex-m4", "", "    banks:\n      - {name: a, capacity: 32KiB}\n")); });
+    CHECK_THAT(msg, Contains("must add up"));
+    msg = user_error_of([] {
+        from_text(mcu_device("cortex-m4", "",
+                             "    banks:\n      - {name: a, capacity: 64KiB, tcm: true, wait_states: 1}\n"));
+    });
+    CHECK_THAT(msg, Contains("zero wait states"));
+    msg = user_error_of([&] { from_text(mcu_device("cortex-m4", "", banks + "    arena_bank: dtcm\n")); });
+    CHECK_THAT(msg, Contains("no bank 'dtcm'"));
+    // The H7A3 preset puts small arenas in its DTCM.
+    arch::mcu::McuModel h7(preset("stm32h7a3"));
+    CHECK(h7.run(zoo("ds-cnn-kws")).front().metric("arena_bank")->text == "dtcm");
+}
+
+TEST_CASE("External memory holds the weights or the arena that do not fit on chip", "[mcu]") {
+    const std::string psram =
+        "    external: {name: psram, capacity: 8MiB, bandwidth: 100MB/s, latency: 100ns, line: 32B, "
+        "read_energy: 100pJ/B}\n";
+    // MobileNetV2 at 224x224: 3.5 MB of weights (flash 1 MiB) and a multi-MiB arena (SRAM 64 KiB).
+    const wl::Model mnv2 = zoo("mobilenetv2");
+    arch::mcu::McuModel without(from_text(mcu_device()));
+    CHECK_THAT(user_error_of([&] { without.run(mnv2); }), Contains("does not fit"));
+    arch::mcu::McuModel with(from_text(mcu_device("cortex-m4", "", psram)));
+    const std::vector<arch::LayerResult> rs = with.run(mnv2);
+    double ext = 0;
+    for (const arch::LayerResult& r : rs) {
+        if (r.idx == 0) CHECK(r.metric("arena_bank")->text == "psram");
+        const arch::LevelTraffic* e = r.level("psram");
+        const arch::LevelTraffic* f = r.level("flash");
+        REQUIRE(e != nullptr);
+        REQUIRE(f != nullptr);
+        CHECK(f->bytes_read == 0);  // the weights are in the PSRAM
+        CHECK(e->bytes_read + f->bytes_read == Approx(r.bytes_read));
+        CHECK(r.bytes_read >= r.counts.weight_bytes * (1 - 1e-12));
+        CHECK(r.energy_memory_j >= 0);
+        ext += e->bytes_read;
+    }
+    CHECK(ext > mnv2.totals().weight_bytes);
+    // A model that fits on chip stays there; forced into the PSRAM its arena is slower.
+    const auto time_of = [&](const std::string& sec) {
+        arch::mcu::McuModel m(from_text(mcu_device("cortex-m4", "", psram + sec)));
+        double t = 0;
+        std::string where;
+        for (const arch::LayerResult& r : m.run(zoo("ds-cnn-kws"))) {
+            t += r.time_s;
+            if (r.idx == 0) where = r.metric("arena_bank")->text;
+        }
+        return std::pair{t, where};
+    };
+    const auto on_chip = time_of("");
+    const auto off_chip = time_of("    arena_bank: psram\n");
+    CHECK(on_chip.second == "sram");
+    CHECK(off_chip.second == "psram");
+    CHECK(off_chip.first > on_chip.first);
+    // The 32F746GDISCOVERY preset: MobileNetV2 (3.5 MB of weights) runs from its 8 MiB SDRAM, which the
+    // plain STM32F746 refuses.
+    arch::mcu::McuModel disco(preset("stm32f746-disco"));
+    const std::vector<arch::LayerResult> d = disco.run(mnv2);
+    double sdram = 0, stall = 0;
+    for (const arch::LayerResult& r : d) {
+        sdram += r.level("sdram")->bytes_read;
+        stall += r.metric_value("external_wait_cycles");
+    }
+    CHECK(d.front().metric("arena_bank")->text == "sdram");
+    CHECK(sdram >= mnv2.totals().weight_bytes);
+    CHECK(stall > 0);
+}
+
+TEST_CASE("A duty cycle adds the sleep between inferences to the energy per period", "[mcu]") {
+    const arch::DeviceSpec d =
+        from_text(mcu_device("cortex-m4", "", "    sleep_power: 10uW\n    duty_period: 1s\n"));
+    arch::mcu::McuModel m(d);
+    const std::vector<arch::LayerResult> rs = m.run(zoo("ds-cnn-kws"));
+    double t = 0, active = 0;
+    for (const arch::LayerResult& r : rs) {
+        t += r.time_s;
+        active += r.energy_j();
+    }
+    REQUIRE(t < 1);
+    CHECK(rs.back().metric_value("duty_period") == 1);
+    CHECK(rs.back().metric_value("sleep_energy_per_period") == Approx(10e-6 * (1 - t)));
+    const arch::Family* f = arch::find_family("mcu");
+    REQUIRE(f != nullptr);
+    std::string lines;
+    for (const std::string& l : f->summary(rs)) lines += l + "\n";
+    CHECK_THAT(lines, Contains("uJ per period"));
+    CHECK_THAT(lines, Contains(fmt_uJ(active)));
+    // A period shorter than one inference: no sleep, said so.
+    arch::mcu::McuModel busy(
+        from_text(mcu_device("cortex-m4", "", "    sleep_power: 10uW\n    duty_period: 1ms\n")));
+    const std::vector<arch::LayerResult> rb = busy.run(zoo("ds-cnn-kws"));
+    CHECK(rb.back().metric_value("sleep_energy_per_period") == 0);
+    lines.clear();
+    for (const std::string& l : f->summary(rb)) lines += l + "\n";
+    CHECK_THAT(lines, Contains("shorter than one inference"));
+}
+
+TEST_CASE("The Ethos-U55 runs the ops Vela maps to it; its Cortex-M55 host runs the rest", "[mcu]") {
+    // Operator support (Vela's list for the Ethos-U55).
+    const auto conv = [](int64_t stride, wl::DType dt, int64_t groups = 1) {
+        wl::ConvAttr c;
+        c.out_channels = 8;
+        c.kernel = {3, 3, 1};
+        c.stride = {stride, stride, 1};
+        c.pad_begin = {1, 1, 0};
+        c.pad_end = {1, 1, 0};
+        c.groups = groups;
+        return wl::make_op("c", c, {{1, 8, 16, 16}}, dt);
+    };
+    CHECK(arch::mcu::npu_runs(conv(2, wl::DType::int8)));
+    CHECK(arch::mcu::npu_runs(conv(4, wl::DType::int8)));        // CONV_2D: stride 1 to 4
+    CHECK_FALSE(arch::mcu::npu_runs(conv(5, wl::DType::int8)));  // stride above 4
+    CHECK_FALSE(arch::mcu::npu_runs(conv(1, wl::DType::fp32)));  // not quantised
+    CHECK(arch::mcu::npu_runs(conv(1, wl::DType::int8, 2)));     // grouped: split by the converter
+    CHECK(arch::mcu::npu_runs(conv(3, wl::DType::int8, 8)));     // depthwise: stride 1 to 3
+    CHECK_FALSE(arch::mcu::npu_runs(conv(4, wl::DType::int8, 8)));
+    wl::EltwiseAttr gelu;
+    gelu.fn = wl::Eltwise::gelu;
+    CHECK_FALSE(arch::mcu::npu_runs(wl::make_op("g", gelu, {{1, 64}}, wl::DType::int8)));
+    CHECK(arch::mcu::npu_runs(relu("r", 64)));
+    wl::ConvAttr b2;
+    b2.out_channels = 8;
+    b2.kernel = {3, 3, 1};
+    CHECK_FALSE(arch::mcu::npu_runs(wl::make_op("b2", b2, {{2, 8, 16, 16}}, wl::DType::int8)));  // batch 2
+    CHECK(arch::mcu::npu_runs(wl::make_op("fc2", wl::LinearAttr{0, 10, true}, {{2, 64}}, wl::DType::int8)));
+    CHECK(arch::mcu::npu_runs(wl::make_op("s", wl::SoftmaxAttr{}, {{1, 12}}, wl::DType::int8)));
+
+    const arch::DeviceSpec npu = preset("ethos-u55-m55");
+    CHECK(npu.model == "mcu");
+    CHECK(mcu_of(npu).npu);
+    CHECK(npu.peak_for("int8") == Approx(256 * 2 * 400e6));  // the NPU's peak, not the M55's
+    // The four MLPerf Tiny networks: every convolution and fully connected layer on the NPU, an op the
+    // NPU cannot run (a pool with a stride above 3) on the host, none faster than its roofline, and the
+    // arena in system SRAM (the NPU does not read the M55's TCM).
+    for (const char* mn : {"ds-cnn-kws", "vww-mobilenetv1", "resnet8-cifar", "fc-autoencoder"}) {
+        INFO(mn);
+        const wl::Model model = zoo(mn);
+        arch::mcu::McuModel m(npu);
+        const std::vector<arch::LayerResult> rs = m.run(model);
+        REQUIRE(rs.size() == model.ops().size());
+        double t = 0;
+        int host = 0;
+        for (size_t i = 0; i < rs.size(); ++i) {
+            const arch::LayerResult& r = rs[i];
+            const wl::Op& op = model.op(i);
+            INFO(r.name);
+            REQUIRE(r.metric("runs_on") != nullptr);
+            const bool on_npu = r.metric("runs_on")->text == "npu";
+            if (r.metric("fused_into") == nullptr) CHECK(on_npu == arch::mcu::npu_runs(op));
+            if (std::holds_alternative<wl::ConvAttr>(op.attr) ||
+                std::holds_alternative<wl::LinearAttr>(op.attr))
+                CHECK(on_npu);
+            host += on_npu ? 0 : 1;
+            if (i == 0) CHECK(r.metric("arena_bank")->text == "sysram");
+            CHECK(r.start_s == Approx(t));
+            CHECK(r.time_s == Approx(r.parts.total()));
+            CHECK(r.energy_j() >= 0);
+            const arch::RooflineBound b = arch::roofline_bound(npu, op, arch::OnChip{});
+            if (r.metric("fused_into") == nullptr) CHECK(r.time_s >= b.bound_s() * (1 - 1e-9));
+            t = r.end_s;
+        }
+        CHECK(host <= 1);
+    }
+    // A model with an op the NPU cannot run: that op runs on the host, at the M55's rate.
+    wl::ModelBuilder b("mixed");
+    const size_t c0 = b.add(conv(1, wl::DType::int8));
+    wl::EltwiseAttr g;
+    g.fn = wl::Eltwise::gelu;
+    const size_t g1 =
+        b.add(wl::make_op("gelu", g, {{1, 8, 16, 16}}, wl::DType::int8), {wl::TensorRef{c0, 0}});
+    wl::ConvAttr c5;
+    c5.out_channels = 8;
+    c5.kernel = {3, 3, 1};
+    c5.stride = {5, 5, 1};
+    b.add(wl::make_op("c5", c5, {{1, 8, 16, 16}}, wl::DType::int8), {wl::TensorRef{g1, 0}});
+    const wl::Model mixed = std::move(b).build();
+    arch::mcu::McuModel mm(npu);
+    const std::vector<arch::LayerResult> rs = mm.run(mixed);
+    REQUIRE(rs.size() == 3);
+    CHECK(rs[0].metric("runs_on")->text == "npu");
+    CHECK(rs[1].metric("runs_on")->text == "host");
+    CHECK(rs[2].metric("runs_on")->text == "host");
+    // The host's convolution runs at the M55's rate (at most 8 int8 MACs per cycle, Helium), not the
+    // NPU's 256.
+    CHECK(rs[2].metric_value("kernel_cycles") >= rs[2].counts.macs / 8);
+    CHECK(rs[2].time_s >= rs[2].counts.macs / (8 * 400e6));
+    CHECK(rs[2].metric_value("kernel_cycles") > 0);
+    const arch::Family* f = arch::find_family("mcu");
+    std::string lines;
+    for (const std::string& l : f->summary(rs)) lines += l + "\n";
+    CHECK_THAT(lines, Contains("1 of 3 layers on the NPU"));
 }

@@ -44,7 +44,7 @@ TEST_CASE("Every run option is declared once, and ExperimentOptions' defaults ar
     }
     CHECK(names == std::vector<std::string>{"system", "model", "batch", "seq", "image", "dtype", "mode",
                                             "optimizer", "checkpointing", "max-pe-cycles", "device-model",
-                                            "fidelity", "convention", "fusion"});
+                                            "fidelity", "convention", "fusion", "duty-period", "arena-bank"});
     const exp::RunOption* dtype = exp::find_run_option("dtype");
     REQUIRE(dtype != nullptr);
     CHECK(dtype->short_name == 't');
