@@ -726,9 +726,12 @@ void Builder::build_node_shape(const cfg::Reader& tr, const SystemNode& node, st
         const int64_t per_socket = pr.integer("switches_per_socket");
         const int64_t groups = sockets * std::max<int64_t>(per_socket, 1);
         if (k % groups != 0)
-            fail_at(pr.at(per_socket > 0 ? "switches_per_socket" : "sockets"),
-                    fmt::format("{} device{} of node '{}' do not spread evenly over {} {}", k, k == 1 ? "" : "s",
-                                node.name, groups, per_socket > 0 ? "PCIe switches" : "sockets"));
+            fail_at(pr.at("sockets"),
+                    fmt::format("{} device{} of node '{}' do not spread evenly over {} {} ({} socket{} x {})", k,
+                                k == 1 ? "" : "s", node.name, groups, per_socket > 0 ? "PCIe switches" : "sockets",
+                                sockets, sockets == 1 ? "" : "s",
+                                per_socket > 0 ? fmt::format("{} switches_per_socket", per_socket)
+                                               : std::string("devices on the root complex")));
         if (sockets > 1 && !pr.has("socket_link"))
             fail_at(pr.at("sockets"), "more than one socket needs `socket_link:` (UPI, xGMI) to join them");
         const cfg::Reader link = pr.sub("link");
@@ -1019,7 +1022,10 @@ SystemSpec Builder::build() {
             m_entry_first_node.push_back(m_out.nodes.size());
             for (int64_t c = 0; c < copies; ++c) {
                 const std::string name = nr.str("name") + (nr.has("count") ? std::to_string(c) : std::string());
-                claim_generated(name, "node", nr.at("name"));
+                if (nr.has("count"))
+                    claim_generated(name, "node", nr.at("name"));
+                else
+                    claim_name(nr.at("name"), "node");
                 m_node_names.push_back(&nr.at("name"));
                 total += k;
                 m_out.nodes.push_back(SystemNode{name, type, k, static_cast<std::size_t>(total - k)});
