@@ -5,12 +5,11 @@
 #include <algorithm>
 #include <boost/graph/adjacency_list.hpp>
 #include <boost/graph/connected_components.hpp>
-#include <boost/graph/dijkstra_shortest_paths.hpp>
 #include <boost/graph/push_relabel_max_flow.hpp>
-#include <boost/property_map/function_property_map.hpp>
 #include <limits>
 #include <cmath>
 #include <map>
+#include <atomic>
 #include <mutex>
 #include <tuple>
 #include <utility>
@@ -28,8 +27,6 @@ struct EdgeData {
 // Vertex descriptors of a vecS graph are the vertex ids, so no vertex property is needed.
 using Graph =
     boost::adjacency_list<boost::vecS, boost::vecS, boost::undirectedS, boost::no_property, EdgeData>;
-using EdgeDesc = boost::graph_traits<Graph>::edge_descriptor;
-using VertexDesc = boost::graph_traits<Graph>::vertex_descriptor;
 
 // The cost Dijkstra minimises: latency first, then hops. A switch's latency is split over the two
 // links of a route that touch it; halves would not stay whole picoseconds, so the cost counts twice
@@ -74,11 +71,27 @@ using CostVector = std::vector<Cost>;
 // The lazily built parts that make routes cheap: neighbours sorted by (name, link id) in one array,
 // and the cheapest-path costs to each destination asked for. A copy starts empty; adding a vertex or
 // a link clears it.
+// A neighbour in the route cache, with the cost of the link to it.
+struct AdjEntry {
+    VertexId vertex = 0;
+    LinkId link = 0;
+    Cost cost;
+};
+
+// What a hop needs of its link, packed (Link itself carries strings).
+struct HopData {
+    VertexId a = 0, b = 0;
+    int64_t latency_ps = 0;
+    double bandwidth_Bps = 0;
+};
+
 struct RouteCache {
     std::mutex mutex;
-    bool adjacency_ready = false;
+    std::atomic<bool> adjacency_ready{false};
     std::vector<std::size_t> adj_begin;  // CSR offsets into adj, one per vertex plus one
-    std::vector<Neighbour> adj;
+    std::vector<AdjEntry> adj;
+    std::vector<HopData> hop;              // per link
+    std::vector<int64_t> switch_latency;  // per vertex, ps; 0 for devices
     std::vector<std::shared_ptr<const CostVector>> to_dst;
     std::size_t entries = 0;
 
@@ -93,6 +106,8 @@ struct RouteCache {
         adjacency_ready = false;
         adj_begin.clear();
         adj.clear();
+        hop.clear();
+        switch_latency.clear();
         to_dst.clear();
         entries = 0;
     }
@@ -109,7 +124,8 @@ struct Torus {
 };
 
 struct TorusMember {
-    std::size_t torus = 0;
+    static constexpr std::size_t none = std::numeric_limits<std::size_t>::max();
+    std::size_t torus = none;
     std::size_t index = 0;
 };
 
@@ -123,7 +139,7 @@ struct Topology::Impl {
     std::vector<VertexId> switches;
     std::map<std::string, VertexId, std::less<>> by_name;
     std::vector<Torus> tori;
-    std::map<VertexId, TorusMember> torus_of;
+    std::vector<TorusMember> torus_of;  // by vertex id; torus == none (or past the end): in no torus
     RouteCache cache;
 
     VertexId add_vertex(std::string name, VertexKind kind, SwitchProps sw) {
@@ -148,9 +164,16 @@ struct Topology::Impl {
         return Cost{saturating_add(twice, saturating_add(switch_latency_ps(l.a), switch_latency_ps(l.b))), 1};
     }
 
+    // The cache's adjacency and hop data, built once (double-checked: routes on a built cache take no lock).
+    void ensure_adjacency() {
+        if (cache.adjacency_ready.load(std::memory_order_acquire)) return;
+        std::lock_guard<std::mutex> lock(cache.mutex);
+        build_adjacency();
+    }
+
     // Under cache.mutex.
     void build_adjacency() {
-        if (cache.adjacency_ready) return;
+        if (cache.adjacency_ready.load(std::memory_order_relaxed)) return;
         const std::size_t n = vertices.size();
         cache.adj_begin.assign(n + 1, 0);
         cache.adj.clear();
@@ -159,36 +182,54 @@ struct Topology::Impl {
             cache.adj_begin[v] = cache.adj.size();
             const std::size_t first = cache.adj.size();
             for (auto [it, end] = boost::out_edges(v, graph); it != end; ++it)
-                cache.adj.push_back(Neighbour{boost::target(*it, graph), graph[*it].link});
+                cache.adj.push_back(
+                    AdjEntry{boost::target(*it, graph), graph[*it].link, cost(graph[*it].link)});
             std::sort(cache.adj.begin() + static_cast<std::ptrdiff_t>(first), cache.adj.end(),
-                      [&](const Neighbour& x, const Neighbour& y) {
+                      [&](const AdjEntry& x, const AdjEntry& y) {
                           return std::tie(vertices[x.vertex].name, x.link) <
                                  std::tie(vertices[y.vertex].name, y.link);
                       });
         }
         cache.adj_begin[n] = cache.adj.size();
+        cache.hop.clear();
+        for (const Link& l : links)
+            cache.hop.push_back(HopData{l.a, l.b, l.props.latency.ps(), l.bandwidth_Bps});
+        cache.switch_latency.assign(n, 0);
+        for (VertexId v = 0; v < n; ++v) cache.switch_latency[v] = switch_latency_ps(v);
         cache.to_dst.assign(n, nullptr);
         cache.entries = 0;
-        cache.adjacency_ready = true;
+        cache.adjacency_ready.store(true, std::memory_order_release);
     }
 
-    // Cheapest-path costs from every vertex to dst (the graph is undirected, so the costs from dst).
+    // Cheapest-path costs from every vertex to dst (the graph is undirected, so the costs from dst): Dijkstra
+    // with a binary heap over the cached adjacency, whose link costs are precomputed.
     CostVector dijkstra_to(VertexId dst) const {
         const std::size_t n = vertices.size();
         CostVector dist(n, infinite_cost);
-        std::vector<VertexDesc> pred(n);
-        const auto index = boost::get(boost::vertex_index, graph);
-        const auto weight = boost::make_function_property_map<EdgeDesc, Cost>(
-            [this](const EdgeDesc& e) { return cost(graph[e].link); });
-        boost::dijkstra_shortest_paths(
-            graph, dst,
-            boost::predecessor_map(boost::make_iterator_property_map(pred.begin(), index))
-                .distance_map(boost::make_iterator_property_map(dist.begin(), index))
-                .weight_map(weight)
-                .distance_compare(CostLess{})
-                .distance_combine(CostPlus{})
-                .distance_inf(infinite_cost)
-                .distance_zero(Cost{}));
+        struct Item {
+            Cost cost;
+            VertexId v;
+        };
+        auto later = [](const Item& x, const Item& y) { return CostLess{}(y.cost, x.cost); };
+        std::vector<Item> heap;
+        heap.reserve(n);
+        dist[dst] = Cost{};
+        heap.push_back(Item{Cost{}, dst});
+        while (!heap.empty()) {
+            std::pop_heap(heap.begin(), heap.end(), later);
+            const Item top = heap.back();
+            heap.pop_back();
+            if (CostLess{}(dist[top.v], top.cost)) continue;  // a stale entry
+            for (std::size_t i = cache.adj_begin[top.v]; i < cache.adj_begin[top.v + 1]; ++i) {
+                const AdjEntry& e = cache.adj[i];
+                const Cost c = CostPlus{}(top.cost, e.cost);
+                if (CostLess{}(c, dist[e.vertex])) {
+                    dist[e.vertex] = c;
+                    heap.push_back(Item{c, e.vertex});
+                    std::push_heap(heap.begin(), heap.end(), later);
+                }
+            }
+        }
         return dist;
     }
 
@@ -215,19 +256,21 @@ struct Topology::Impl {
     // order, written to `out`.
     void next_hops(VertexId v, const CostVector& dist, std::vector<Neighbour>& out) const {
         out.clear();
+        const Cost here = dist[v];
         for (std::size_t i = cache.adj_begin[v]; i < cache.adj_begin[v + 1]; ++i) {
-            const Neighbour& nb = cache.adj[i];
-            if (dist[nb.vertex] == infinite_cost) continue;
-            if (CostPlus{}(dist[nb.vertex], cost(nb.link)) == dist[v]) out.push_back(nb);
+            const AdjEntry& nb = cache.adj[i];
+            const Cost& there = dist[nb.vertex];
+            if (there == infinite_cost) continue;
+            if (CostPlus{}(there, nb.cost) == here) out.push_back(Neighbour{nb.vertex, nb.link});
         }
     }
 
+    // With the adjacency ready.
     void append_hop(Route& r, int64_t& latency_ps, LinkId id, VertexId from) const {
-        const Link& l = links[id];
+        const HopData& l = cache.hop[id];
         const VertexId to = l.a == from ? l.b : l.a;
         r.hops.push_back(Hop{id, from, to});
-        latency_ps =
-            saturating_add(latency_ps, saturating_add(l.props.latency.ps(), switch_latency_ps(to)));
+        latency_ps = saturating_add(latency_ps, saturating_add(l.latency_ps, cache.switch_latency[to]));
         r.bottleneck_Bps = std::min(r.bottleneck_Bps, l.bandwidth_Bps);
     }
 
@@ -410,12 +453,13 @@ bool Topology::route_into(VertexId src, VertexId dst, uint64_t flow_hash, Route&
     if (src == dst) return true;
 
     int64_t latency_ps = im.switch_latency_ps(src);
+    im.ensure_adjacency();
     if (!im.tori.empty()) {
-        const auto a = im.torus_of.find(src);
-        const auto b = im.torus_of.find(dst);
-        if (a != im.torus_of.end() && b != im.torus_of.end() && a->second.torus == b->second.torus) {
-            im.torus_route(im.tori[a->second.torus], a->second.index, b->second.index, flow_hash, r,
-                           latency_ps);
+        const std::size_t n = im.torus_of.size();
+        const TorusMember a = src < n ? im.torus_of[src] : TorusMember{};
+        const TorusMember b = dst < n ? im.torus_of[dst] : TorusMember{};
+        if (a.torus != TorusMember::none && a.torus == b.torus) {
+            im.torus_route(im.tori[a.torus], a.index, b.index, flow_hash, r, latency_ps);
             r.latency = Tick::from_ps(latency_ps);
             return true;
         }
@@ -482,9 +526,10 @@ void Topology::add_torus(const std::vector<VertexId>& chips, const std::vector<i
         return best;
     };
     const std::size_t index = im.tori.size();
+    if (im.torus_of.size() < im.vertices.size()) im.torus_of.resize(im.vertices.size());
     for (std::size_t i = 0; i < total; ++i) {
-        MLSIM_CHECK(!im.torus_of.count(chips[i]), "a chip in two tori");
-        im.torus_of.emplace(chips[i], TorusMember{index, i});
+        MLSIM_CHECK(im.torus_of[chips[i]].torus == TorusMember::none, "a chip in two tori");
+        im.torus_of[chips[i]] = TorusMember{index, i};
         std::vector<int64_t> coords;
         std::size_t stride = 1;
         for (std::size_t d = 0; d < nd; ++d) {

@@ -463,6 +463,7 @@ class Builder {
     std::vector<const cfg::Node*> m_switch_names;  // the `switches:` entries' names, then shape switches'
     std::vector<std::size_t> m_entry_first_node;   // per `nodes:` entry, its first node
     int64_t m_shape_links = 0;
+    bool m_simple = false;  // the simple form: one node of `count` devices
     std::optional<std::size_t> m_default_type;
     net::Topology m_topology;
 };
@@ -693,10 +694,12 @@ void Builder::build_node_shape(const cfg::Reader& tr, const SystemNode& node, st
         int64_t product = 1;
         for (int64_t d : dims) product = product > max_devices / d ? max_devices + 1 : product * d;
         if (product != k)
-            fail_at(tr.at("dims"), fmt::format("{} = {} chips, but node '{}' holds {} device{}",
-                                               tr.str("dims"), product > max_devices ? std::string("too many")
-                                                                                      : std::to_string(product),
-                                               node.name, k, k == 1 ? "" : "s"));
+            fail_at(tr.at("dims"), fmt::format("{} = {} chips, but {} holds {} device{}", tr.str("dims"),
+                                               product > max_devices ? std::string("too many")
+                                                                     : std::to_string(product),
+                                               m_simple ? std::string("the system (`count`)")
+                                                        : "node '" + node.name + "'",
+                                               k, k == 1 ? "" : "s"));
         const bool wrap = tr.has("wrap") ? tr.boolean("wrap") : true;
         const cfg::Reader link = tr.sub("link");
         count_link(tr.at("dims"), k * static_cast<int64_t>(dims.size()));
@@ -978,6 +981,7 @@ SystemSpec Builder::build() {
 
     const std::vector<cfg::Reader> nodes = sr.list("nodes");
     const bool simple = !sr.has("nodes");
+    m_simple = simple;
     if (simple) {
         for (const char* key : {"switches", "links"})
             if (sr.has(key))
