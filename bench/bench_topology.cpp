@@ -26,8 +26,8 @@ struct Timer {
         const double w = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall).count();
         const double c = cpu_seconds() - cpu;
         if (extra_count > 0)
-            std::printf("%-46s %8.3f s wall %8.3f s cpu  (%.1f ns per %s)\n", what, w, c, 1e9 * c / extra_count,
-                        unit);
+            std::printf("%-46s %8.3f s wall %8.3f s cpu  (%.1f ns per %s)\n", what, w, c,
+                        1e9 * c / extra_count, unit);
         else
             std::printf("%-46s %8.3f s wall %8.3f s cpu\n", what, w, c);
     }
@@ -36,7 +36,8 @@ struct Timer {
 void all_pairs(const std::string& preset) {
     const std::string path = std::string(MLSIM_BENCH_CONFIGS) + "/systems/" + preset + ".yaml";
     Timer load;
-    const mlsim::arch::SystemSpec s = mlsim::arch::load_system(path, {std::string(MLSIM_BENCH_CONFIGS) + "/devices"});
+    const mlsim::arch::SystemSpec s =
+        mlsim::arch::load_system(path, {std::string(MLSIM_BENCH_CONFIGS) + "/devices"});
     load.print((preset + ": load").c_str());
     const mlsim::arch::net::Topology& t = *s.topology;
     const std::size_t n = t.devices().size();

@@ -262,10 +262,10 @@ void print_system_list() {
                               {exp::configs_dir() + "/devices"});
         std::string types;
         for (const std::string& t : s.type_names()) types += (types.empty() ? "" : ",") + t;
-        rows.push_back({name, std::to_string(s.device_count), types, std::to_string(s.nodes.size()),
-                        std::to_string(s.topology->switches().size()),
-                        std::to_string(s.topology->link_count()),
-                        s.bisection_Bps() > 0 ? si(s.bisection_Bps(), "B/s") : std::string("-"), s.description});
+        rows.push_back(
+            {name, std::to_string(s.device_count), types, std::to_string(s.nodes.size()),
+             std::to_string(s.topology->switches().size()), std::to_string(s.topology->link_count()),
+             s.bisection_Bps() > 0 ? si(s.bisection_Bps(), "B/s") : std::string("-"), s.description});
     }
     print_columns(rows, right);
 }

@@ -3,13 +3,13 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/graph/adjacency_list.hpp>
 #include <boost/graph/connected_components.hpp>
 #include <boost/graph/push_relabel_max_flow.hpp>
-#include <limits>
 #include <cmath>
+#include <limits>
 #include <map>
-#include <atomic>
 #include <mutex>
 #include <tuple>
 #include <utility>
@@ -90,7 +90,7 @@ struct RouteCache {
     std::atomic<bool> adjacency_ready{false};
     std::vector<std::size_t> adj_begin;  // CSR offsets into adj, one per vertex plus one
     std::vector<AdjEntry> adj;
-    std::vector<HopData> hop;              // per link
+    std::vector<HopData> hop;             // per link
     std::vector<int64_t> switch_latency;  // per vertex, ps; 0 for devices
     std::vector<std::shared_ptr<const CostVector>> to_dst;
     std::size_t entries = 0;
@@ -305,7 +305,8 @@ struct Topology::Impl {
                 MLSIM_CHECK(id != Torus::none, "a torus chip without the link to its neighbour");
                 append_hop(r, latency_ps, id, t.chips[at]);
                 const int64_t nx = dir == 0 ? (x + 1) % k : (x + k - 1) % k;
-                at = static_cast<std::size_t>(static_cast<int64_t>(at) + (nx - x) * static_cast<int64_t>(stride));
+                at = static_cast<std::size_t>(static_cast<int64_t>(at) +
+                                              (nx - x) * static_cast<int64_t>(stride));
                 x = nx;
             }
             stride *= static_cast<std::size_t>(k);
@@ -474,7 +475,8 @@ bool Topology::route_into(VertexId src, VertexId dst, uint64_t flow_hash, Route&
     VertexId at = src;
     while (at != dst) {
         im.next_hops(at, *dist, next);
-        MLSIM_CHECK(!next.empty(), "route walk left the shortest-path tree at '" + im.vertices[at].name + "'");
+        MLSIM_CHECK(!next.empty(),
+                    "route walk left the shortest-path tree at '" + im.vertices[at].name + "'");
         const std::size_t pick =
             flow_hash == 0 || next.size() == 1
                 ? 0

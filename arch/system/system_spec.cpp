@@ -92,9 +92,10 @@ const cfg::Schema& node_schema() {
         devices.min = 1;
         devices.max = static_cast<double>(max_devices);
         s.params.push_back(devices);
-        Param count = optional_no_default("count", PType::integer,
-                                          "that many nodes alike, named <name>0 ... <name>(count-1); default one, "
-                                          "named <name>");
+        Param count =
+            optional_no_default("count", PType::integer,
+                                "that many nodes alike, named <name>0 ... <name>(count-1); default one, "
+                                "named <name>");
         count.min = 1;
         count.max = static_cast<double>(max_devices);
         s.params.push_back(count);
@@ -268,7 +269,8 @@ const cfg::Schema& pcie_schema() {
 }
 
 const std::vector<std::string>& topology_shapes() {
-    static const std::vector<std::string> shapes = {"switch", "fully-connected", "ring", "torus", "pcie-tree"};
+    static const std::vector<std::string> shapes = {"switch", "fully-connected", "ring", "torus",
+                                                    "pcie-tree"};
     return shapes;
 }
 
@@ -322,8 +324,8 @@ const cfg::Schema& fabric_schema() {
         nics.min = 1;
         nics.max = static_cast<double>(limits::max_parallel_links);
         s.params.push_back(nics);
-        Param nic = cfg::required("nic", PType::map,
-                                  "each NIC: a link from its device to its leaf switch, of the NIC's figures");
+        Param nic = cfg::required(
+            "nic", PType::map, "each NIC: a link from its device to its leaf switch, of the NIC's figures");
         nic.sub = &link_props_schema();
         s.params.push_back(nic);
         Param per_su = optional_no_default("nodes_per_su", PType::integer,
@@ -459,7 +461,7 @@ class Builder {
     std::vector<DeviceType> m_types;
     std::map<std::string, cfg::Node> m_inline;  // validated `devices:` entries by key
     std::map<std::string, std::pair<std::string, cfg::SourceLoc>> m_names;  // name -> (what, where)
-    std::vector<const cfg::Node*> m_node_names;  // each node's `name` value, for errors
+    std::vector<const cfg::Node*> m_node_names;    // each node's `name` value, for errors
     std::vector<const cfg::Node*> m_switch_names;  // the `switches:` entries' names, then shape switches'
     std::vector<std::size_t> m_entry_first_node;   // per `nodes:` entry, its first node
     int64_t m_shape_links = 0;
@@ -555,12 +557,14 @@ constexpr int64_t max_shape_links = int64_t{1} << 24;
 
 void Builder::count_link(const cfg::Node& where, int64_t more) {
     if (more > max_shape_links - m_shape_links)
-        fail_at(where, fmt::format("makes more than {} links; at most that many are supported", max_shape_links));
+        fail_at(where,
+                fmt::format("makes more than {} links; at most that many are supported", max_shape_links));
     m_shape_links += more;
 }
 
-net::VertexId Builder::add_shape_switch(const std::string& name, const cfg::Reader* props, const std::string& role,
-                                        int64_t node, int64_t rail, const cfg::Node& where) {
+net::VertexId Builder::add_shape_switch(const std::string& name, const cfg::Reader* props,
+                                        const std::string& role, int64_t node, int64_t rail,
+                                        const cfg::Node& where) {
     claim_generated(name, "switch", where);
     net::SwitchProps p;
     if (props) {
@@ -583,7 +587,8 @@ net::VertexId Builder::add_shape_switch(const std::string& name, const cfg::Read
 
 int64_t count_of(const cfg::Reader& l) { return l.has("count") ? l.integer("count") : 1; }
 
-void Builder::add_shape_link(net::VertexId a, net::VertexId b, const cfg::Reader& l, std::optional<int64_t> count) {
+void Builder::add_shape_link(net::VertexId a, net::VertexId b, const cfg::Reader& l,
+                             std::optional<int64_t> count) {
     net::LinkProps p;
     p.kind = l.str("kind");
     p.bandwidth_Bps = l.quantity("bandwidth");
@@ -632,8 +637,9 @@ void Builder::build_shapes(const cfg::Reader& sr, bool simple) {
     }
     if (sr.has("fabric")) {
         if (simple)
-            fail_at(sr.at("fabric"), "`fabric:` joins nodes; list them under `nodes:` (e.g. `- {name: dgx, "
-                                     "devices: 8, count: 4}`)");
+            fail_at(sr.at("fabric"),
+                    "`fabric:` joins nodes; list them under `nodes:` (e.g. `- {name: dgx, "
+                    "devices: 8, count: 4}`)");
         build_fabric(sr.sub("fabric"));
     }
     for (std::size_t d = 0; d < m_out.devices.size(); ++d) {
@@ -646,7 +652,9 @@ void Builder::build_shapes(const cfg::Reader& sr, bool simple) {
 void Builder::build_node_shape(const cfg::Reader& tr, const SystemNode& node, std::size_t node_index) {
     const std::string shape = tr.str("shape");
     const int64_t k = node.devices;
-    const auto dev = [&](int64_t i) { return static_cast<net::VertexId>(node.first + static_cast<std::size_t>(i)); };
+    const auto dev = [&](int64_t i) {
+        return static_cast<net::VertexId>(node.first + static_cast<std::size_t>(i));
+    };
     const int64_t ni = static_cast<int64_t>(node_index);
     if (tr.has("dims") && shape != "torus")
         fail_at(tr.at("dims"), "`dims` belongs to shape torus (this topology is " + shape + ")");
@@ -654,10 +662,12 @@ void Builder::build_node_shape(const cfg::Reader& tr, const SystemNode& node, st
         fail_at(tr.at("wrap"), "`wrap` belongs to shape torus (this topology is " + shape + ")");
     if (shape == "pcie-tree") {
         if (!tr.has("pcie"))
-            fail_at(tr.at("shape"), "shape pcie-tree needs a `pcie:` map (sockets, switches_per_socket, link, ...)");
+            fail_at(tr.at("shape"),
+                    "shape pcie-tree needs a `pcie:` map (sockets, switches_per_socket, link, ...)");
         if (tr.has("link"))
-            fail_at(tr.at("link"), "shape pcie-tree takes its links from `pcie:`; `link` joins devices of the "
-                                   "other shapes");
+            fail_at(tr.at("link"),
+                    "shape pcie-tree takes its links from `pcie:`; `link` joins devices of the "
+                    "other shapes");
     } else if (!tr.has("link")) {
         fail_at(tr.at("shape"), "shape " + shape + " needs a `link:` map (kind, bandwidth, latency, count)");
     }
@@ -694,12 +704,11 @@ void Builder::build_node_shape(const cfg::Reader& tr, const SystemNode& node, st
         int64_t product = 1;
         for (int64_t d : dims) product = product > max_devices / d ? max_devices + 1 : product * d;
         if (product != k)
-            fail_at(tr.at("dims"), fmt::format("{} = {} chips, but {} holds {} device{}", tr.str("dims"),
-                                               product > max_devices ? std::string("too many")
-                                                                     : std::to_string(product),
-                                               m_simple ? std::string("the system (`count`)")
-                                                        : "node '" + node.name + "'",
-                                               k, k == 1 ? "" : "s"));
+            fail_at(tr.at("dims"),
+                    fmt::format("{} = {} chips, but {} holds {} device{}", tr.str("dims"),
+                                product > max_devices ? std::string("too many") : std::to_string(product),
+                                m_simple ? std::string("the system (`count`)") : "node '" + node.name + "'",
+                                k, k == 1 ? "" : "s"));
         const bool wrap = tr.has("wrap") ? tr.boolean("wrap") : true;
         const cfg::Reader link = tr.sub("link");
         count_link(tr.at("dims"), k * static_cast<int64_t>(dims.size()));
@@ -714,7 +723,8 @@ void Builder::build_node_shape(const cfg::Reader& tr, const SystemNode& node, st
                 if (x + 1 < size) {
                     // A ring of 2 with wrap: the wrap-around link joins the same pair, so one link of twice
                     // the count.
-                    add_shape_link(dev(i), dev(i + stride), link, count_of(link) * (size == 2 && wrap ? 2 : 1));
+                    add_shape_link(dev(i), dev(i + stride), link,
+                                   count_of(link) * (size == 2 && wrap ? 2 : 1));
                 } else if (wrap && size > 2) {
                     add_shape_link(dev(i), dev(i - x * stride), link);
                 }
@@ -729,17 +739,19 @@ void Builder::build_node_shape(const cfg::Reader& tr, const SystemNode& node, st
         const int64_t per_socket = pr.integer("switches_per_socket");
         const int64_t groups = sockets * std::max<int64_t>(per_socket, 1);
         if (k % groups != 0)
-            fail_at(pr.at("sockets"),
-                    fmt::format("{} device{} of node '{}' do not spread evenly over {} {} ({} socket{} x {})", k,
-                                k == 1 ? "" : "s", node.name, groups, per_socket > 0 ? "PCIe switches" : "sockets",
-                                sockets, sockets == 1 ? "" : "s",
-                                per_socket > 0 ? fmt::format("{} switches_per_socket", per_socket)
-                                               : std::string("devices on the root complex")));
+            fail_at(
+                pr.at("sockets"),
+                fmt::format("{} device{} of node '{}' do not spread evenly over {} {} ({} socket{} x {})", k,
+                            k == 1 ? "" : "s", node.name, groups,
+                            per_socket > 0 ? "PCIe switches" : "sockets", sockets, sockets == 1 ? "" : "s",
+                            per_socket > 0 ? fmt::format("{} switches_per_socket", per_socket)
+                                           : std::string("devices on the root complex")));
         if (sockets > 1 && !pr.has("socket_link"))
             fail_at(pr.at("sockets"), "more than one socket needs `socket_link:` (UPI, xGMI) to join them");
         const cfg::Reader link = pr.sub("link");
         const cfg::Reader uplink = pr.has("uplink") ? pr.sub("uplink") : link;
-        const std::optional<cfg::Reader> psw = pr.has("switch") ? std::optional(pr.sub("switch")) : std::nullopt;
+        const std::optional<cfg::Reader> psw =
+            pr.has("switch") ? std::optional(pr.sub("switch")) : std::nullopt;
         const std::optional<cfg::Reader> rc =
             pr.has("root_complex") ? std::optional(pr.sub("root_complex")) : std::nullopt;
         count_link(tr.at("pcie"), k + sockets * per_socket + sockets * (sockets - 1) / 2);
@@ -755,19 +767,21 @@ void Builder::build_node_shape(const cfg::Reader& tr, const SystemNode& node, st
             }
             for (int64_t w = 0; w < per_socket; ++w) {
                 const net::VertexId v =
-                    add_shape_switch(node.name + "-pcie" + std::to_string(c * per_socket + w), psw ? &*psw : nullptr,
-                                     "pcie-switch", ni, -1, tr.at("pcie"));
+                    add_shape_switch(node.name + "-pcie" + std::to_string(c * per_socket + w),
+                                     psw ? &*psw : nullptr, "pcie-switch", ni, -1, tr.at("pcie"));
                 add_shape_link(v, cpus[static_cast<std::size_t>(c)], uplink);
                 attach.push_back(v);
             }
         }
         const int64_t per_group = k / groups;
-        for (int64_t i = 0; i < k; ++i) add_shape_link(dev(i), attach[static_cast<std::size_t>(i / per_group)], link);
+        for (int64_t i = 0; i < k; ++i)
+            add_shape_link(dev(i), attach[static_cast<std::size_t>(i / per_group)], link);
         if (sockets > 1) {
             const cfg::Reader sock = pr.sub("socket_link");
             for (int64_t a = 0; a < sockets; ++a)
                 for (int64_t b = a + 1; b < sockets; ++b)
-                    add_shape_link(cpus[static_cast<std::size_t>(a)], cpus[static_cast<std::size_t>(b)], sock);
+                    add_shape_link(cpus[static_cast<std::size_t>(a)], cpus[static_cast<std::size_t>(b)],
+                                   sock);
         }
     }
 }
@@ -777,11 +791,13 @@ void Builder::build_fabric(const cfg::Reader& fr) {
     const bool rails = shape == "rail-optimised";
     const int64_t n_nodes = static_cast<int64_t>(m_out.nodes.size());
     if (rails && fr.has("nodes_per_leaf"))
-        fail_at(fr.at("nodes_per_leaf"), "`nodes_per_leaf` belongs to shape fat-tree; a rail-optimised fabric "
-                                         "has a leaf per rail in each scalable unit (`nodes_per_su`)");
+        fail_at(fr.at("nodes_per_leaf"),
+                "`nodes_per_leaf` belongs to shape fat-tree; a rail-optimised fabric "
+                "has a leaf per rail in each scalable unit (`nodes_per_su`)");
     if (!rails && fr.has("nodes_per_su"))
-        fail_at(fr.at("nodes_per_su"), "`nodes_per_su` belongs to shape rail-optimised; a fat-tree groups "
-                                       "nodes per leaf with `nodes_per_leaf`");
+        fail_at(fr.at("nodes_per_su"),
+                "`nodes_per_su` belongs to shape rail-optimised; a fat-tree groups "
+                "nodes per leaf with `nodes_per_leaf`");
     const char* group_key = rails ? "nodes_per_su" : "nodes_per_leaf";
     const int64_t per_group = fr.has(group_key) ? fr.integer(group_key) : n_nodes;
     if (per_group < 1) fail_at(fr.at(group_key), "must be at least 1");
@@ -812,9 +828,9 @@ void Builder::build_fabric(const cfg::Reader& fr) {
     std::vector<net::VertexId> leaves;
     for (int64_t g = 0; g < groups; ++g)
         for (int64_t r = 0; r < leaves_per_group; ++r)
-            leaves.push_back(add_shape_switch(rails ? fmt::format("su{}-rail{}", g, r) : fmt::format("leaf{}", g),
-                                              leaf_props ? &*leaf_props : nullptr, "leaf", -1, rails ? r : -1,
-                                              fr.at("shape")));
+            leaves.push_back(add_shape_switch(
+                rails ? fmt::format("su{}-rail{}", g, r) : fmt::format("leaf{}", g),
+                leaf_props ? &*leaf_props : nullptr, "leaf", -1, rails ? r : -1, fr.at("shape")));
     int64_t nic_links = 0;
     for (const SystemNode& n : m_out.nodes) nic_links += n.devices * nics_per_device[&n - m_out.nodes.data()];
     count_link(fr.at("nic"), nic_links);
@@ -826,7 +842,8 @@ void Builder::build_fabric(const cfg::Reader& fr) {
             const net::VertexId d = n.first + static_cast<std::size_t>(i);
             if (rails) {
                 for (int64_t j = 0; j < m; ++j)
-                    add_shape_link(d, leaves[static_cast<std::size_t>(g * leaves_per_group + i * m + j)], nic);
+                    add_shape_link(d, leaves[static_cast<std::size_t>(g * leaves_per_group + i * m + j)],
+                                   nic);
                 net::Placement p = m_topology.vertex(d).place;
                 p.rail = i * m;
                 m_topology.set_placement(d, std::move(p));
@@ -848,26 +865,29 @@ void Builder::build_fabric(const cfg::Reader& fr) {
     int64_t per_pair = 0;
     if (fr.has("uplink") && up.has("count")) {
         if (fr.has("oversubscription"))
-            fail_at(fr.at("oversubscription"), "give either `uplink.count` (links per leaf-spine pair) or "
-                                               "`oversubscription`, not both");
+            fail_at(fr.at("oversubscription"),
+                    "give either `uplink.count` (links per leaf-spine pair) or "
+                    "`oversubscription`, not both");
         per_pair = up.integer("count");
     } else {
         const double over = fr.has("oversubscription") ? fr.real("oversubscription") : 1.0;
-        const int64_t down = (rails ? per_group : per_group * max_nics) * count_of(nic);  // NIC ports into a full leaf
+        const int64_t down =
+            (rails ? per_group : per_group * max_nics) * count_of(nic);  // NIC ports into a full leaf
         const double exact = static_cast<double>(down) / (over * static_cast<double>(spines));
         per_pair = std::llround(exact);
         if (per_pair < 1 || std::abs(exact - static_cast<double>(per_pair)) > 1e-9)
-            fail_at(fr.has("oversubscription") ? fr.at("oversubscription") : spine.at("count"),
-                    fmt::format("a leaf has {} NIC port{} down; over {} spine{} at oversubscription {} that is "
-                                "{:.4g} uplinks per leaf-spine pair, which is not a whole number >= 1 (or give "
-                                "`uplink.count`)",
-                                down, down == 1 ? "" : "s", spines, spines == 1 ? "" : "s", over, exact));
+            fail_at(
+                fr.has("oversubscription") ? fr.at("oversubscription") : spine.at("count"),
+                fmt::format("a leaf has {} NIC port{} down; over {} spine{} at oversubscription {} that is "
+                            "{:.4g} uplinks per leaf-spine pair, which is not a whole number >= 1 (or give "
+                            "`uplink.count`)",
+                            down, down == 1 ? "" : "s", spines, spines == 1 ? "" : "s", over, exact));
     }
     count_link(spine.at("count"), spines * static_cast<int64_t>(leaves.size()));
     std::vector<net::VertexId> spine_ids;
     for (int64_t s = 0; s < spines; ++s)
-        spine_ids.push_back(add_shape_switch("spine" + std::to_string(s), &spine, "spine", -1, -1,
-                                             spine.at("count")));
+        spine_ids.push_back(
+            add_shape_switch("spine" + std::to_string(s), &spine, "spine", -1, -1, spine.at("count")));
     for (net::VertexId l : leaves)
         for (net::VertexId s : spine_ids) add_shape_link(l, s, up, per_pair);
 }
@@ -1025,7 +1045,8 @@ SystemSpec Builder::build() {
                                     max_devices));
             m_entry_first_node.push_back(m_out.nodes.size());
             for (int64_t c = 0; c < copies; ++c) {
-                const std::string name = nr.str("name") + (nr.has("count") ? std::to_string(c) : std::string());
+                const std::string name =
+                    nr.str("name") + (nr.has("count") ? std::to_string(c) : std::string());
                 if (nr.has("count"))
                     claim_generated(name, "node", nr.at("name"));
                 else

@@ -58,8 +58,9 @@ std::string shape_system(const std::string& nodes, const std::string& rest) {
 
 TEST_CASE("shape switch: one switch per node, every device linked to it, planes split the links",
           "[arch][system][shapes]") {
-    const arch::SystemSpec s = test::load_test_system("switch.yaml", shape_system("    - {name: n, devices: 4, count: 2}\n",
-                                                                                  R"(  topology:
+    const arch::SystemSpec s =
+        test::load_test_system("switch.yaml", shape_system("    - {name: n, devices: 4, count: 2}\n",
+                                                           R"(  topology:
     shape: switch
     link: {kind: nvlink, count: 12, bandwidth: 25GB/s}
     switch: {latency: 0.2us}
@@ -81,8 +82,9 @@ TEST_CASE("shape switch: one switch per node, every device linked to it, planes 
     CHECK(t.vertex(*t.find("n1-switch")).place.role == "switch");
     CHECK(t.vertex(*t.find("n1.3")).place.node == 1);
 
-    const arch::SystemSpec planes = test::load_test_system("planes.yaml", shape_system("    - {name: n, devices: 4}\n",
-                                                                                       R"(  topology:
+    const arch::SystemSpec planes =
+        test::load_test_system("planes.yaml", shape_system("    - {name: n, devices: 4}\n",
+                                                           R"(  topology:
     shape: switch
     link: {kind: nvlink, count: 12, bandwidth: 25GB/s}
     switch: {planes: 6}
@@ -101,8 +103,9 @@ TEST_CASE("shape switch: one switch per node, every device linked to it, planes 
 }
 
 TEST_CASE("shapes fully-connected and ring: counts and degrees", "[arch][system][shapes]") {
-    const arch::SystemSpec fc = test::load_test_system("fc.yaml", shape_system("    - {name: n, devices: 5}\n",
-                                                                               R"(  topology:
+    const arch::SystemSpec fc =
+        test::load_test_system("fc.yaml", shape_system("    - {name: n, devices: 5}\n",
+                                                       R"(  topology:
     shape: fully-connected
     link: {kind: other, bandwidth: 50GB/s, count: 2}
 )"));
@@ -111,8 +114,9 @@ TEST_CASE("shapes fully-connected and ring: counts and degrees", "[arch][system]
     for (int i = 0; i < 5; ++i) CHECK(degree(*fc.topology, "n." + std::to_string(i)) == 4);
     CHECK(fc.topology->route(0, 4)->hops.size() == 1);
 
-    const arch::SystemSpec ring = test::load_test_system("ring.yaml", shape_system("    - {name: n, devices: 6}\n",
-                                                                                   R"(  topology:
+    const arch::SystemSpec ring =
+        test::load_test_system("ring.yaml", shape_system("    - {name: n, devices: 6}\n",
+                                                         R"(  topology:
     shape: ring
     link: {bandwidth: 10GB/s}
 )"));
@@ -140,8 +144,10 @@ TEST_CASE("shape torus: 6 neighbours per chip, wrap-around, meshes and dimension
     // Hand-worked bisection: 2 x 4 x 4 = 32 links cut across z.
     CHECK(s.bisection_Bps() == Approx(32 * 50e9));
 
-    const arch::SystemSpec mesh = test::load_test_system("mesh.yaml", shape_system("    - {name: m, devices: 9}\n",
-                                                                                   R"(  topology: {shape: torus, dims: 3x3, wrap: false, link: {bandwidth: 1GB/s}}
+    const arch::SystemSpec mesh = test::load_test_system(
+        "mesh.yaml",
+        shape_system("    - {name: m, devices: 9}\n",
+                     R"(  topology: {shape: torus, dims: 3x3, wrap: false, link: {bandwidth: 1GB/s}}
 )"));
     CHECK(mesh.topology->link_count() == 12);  // 2 x 3 x (3 - 1)
     CHECK(degree(*mesh.topology, "m.0") == 2);
@@ -149,8 +155,9 @@ TEST_CASE("shape torus: 6 neighbours per chip, wrap-around, meshes and dimension
     CHECK(mesh.topology->route(0, 8)->hops.size() == 4);
 
     // A dimension of 2 with wrap: the pair is joined once, by twice the links.
-    const arch::SystemSpec two = test::load_test_system("two.yaml", shape_system("    - {name: m, devices: 8}\n",
-                                                                                 R"(  topology: {shape: torus, dims: 4x2, link: {bandwidth: 1GB/s}}
+    const arch::SystemSpec two = test::load_test_system(
+        "two.yaml", shape_system("    - {name: m, devices: 8}\n",
+                                 R"(  topology: {shape: torus, dims: 4x2, link: {bandwidth: 1GB/s}}
 )"));
     CHECK(two.topology->link_count() == 4 * 2 + 4);
     CHECK(two.topology->link(*two.topology->route(0, 4)->links().begin()).props.count == 2);
@@ -198,7 +205,8 @@ TEST_CASE("torus routes are dimension-order routes of Manhattan length with wrap
     CHECK(t.route(5, 42)->links() == t.route(5, 42, 0)->links());
 }
 
-TEST_CASE("the TPU v4 pod: 4,096 chips, 12,288 ICI links, routes of Manhattan length", "[arch][system][shapes]") {
+TEST_CASE("the TPU v4 pod: 4,096 chips, 12,288 ICI links, routes of Manhattan length",
+          "[arch][system][shapes]") {
     const arch::SystemSpec s = preset("tpu-v4-4096");
     const Topology& t = *s.topology;
     CHECK(s.device_count == 4096);
@@ -220,7 +228,8 @@ TEST_CASE("the TPU v4 pod: 4,096 chips, 12,288 ICI links, routes of Manhattan le
     CHECK(s.bisection_Bps() == Approx(512 * 50e9));
 }
 
-TEST_CASE("shape pcie-tree: devices - PCIe switches - root complexes - socket link", "[arch][system][shapes]") {
+TEST_CASE("shape pcie-tree: devices - PCIe switches - root complexes - socket link",
+          "[arch][system][shapes]") {
     const arch::SystemSpec s = preset("pcie-8gpu");
     const Topology& t = *s.topology;
     CHECK(t.switches().size() == 6);
@@ -231,8 +240,8 @@ TEST_CASE("shape pcie-tree: devices - PCIe switches - root complexes - socket li
     CHECK(walk(t, *t.route(0, 1)) == std::vector<std::string>{"gpu.0", "gpu-pcie0", "gpu.1"});
     CHECK(walk(t, *t.route(0, 2)) ==
           std::vector<std::string>{"gpu.0", "gpu-pcie0", "gpu-cpu0", "gpu-pcie1", "gpu.2"});
-    CHECK(walk(t, *t.route(0, 7)) == std::vector<std::string>{"gpu.0", "gpu-pcie0", "gpu-cpu0", "gpu-cpu1",
-                                                              "gpu-pcie3", "gpu.7"});
+    CHECK(walk(t, *t.route(0, 7)) ==
+          std::vector<std::string>{"gpu.0", "gpu-pcie0", "gpu-cpu0", "gpu-cpu1", "gpu-pcie3", "gpu.7"});
     // Hand-worked: the cut between the sockets is min(2 uplinks x 31.5, 3 UPI x 22.4) = 63 GB/s.
     CHECK(s.bisection_Bps() == Approx(63e9));
 }
@@ -290,9 +299,11 @@ TEST_CASE("a rail-optimised fabric keeps same-rail traffic on its leaf", "[arch]
     CHECK(t.vertex(d).place.node == 5);
     CHECK(t.vertex(*t.find("su2-rail6")).place.rail == 6);
     // Same rail, same scalable unit: up to the rail's leaf and down.
-    CHECK(walk(t, *t.route(d, *t.find("dgx31.3"))) == std::vector<std::string>{"dgx5.3", "su0-rail3", "dgx31.3"});
+    CHECK(walk(t, *t.route(d, *t.find("dgx31.3"))) ==
+          std::vector<std::string>{"dgx5.3", "su0-rail3", "dgx31.3"});
     // Same node: over NVLink.
-    CHECK(walk(t, *t.route(d, *t.find("dgx5.0"))) == std::vector<std::string>{"dgx5.3", "dgx5-switch", "dgx5.0"});
+    CHECK(walk(t, *t.route(d, *t.find("dgx5.0"))) ==
+          std::vector<std::string>{"dgx5.3", "dgx5-switch", "dgx5.0"});
     // Same rail, another scalable unit: leaf - spine - leaf, spread over the 16 spines by flow hash.
     std::set<std::string> spines;
     for (uint64_t h = 0; h < 256; ++h) {
@@ -315,8 +326,10 @@ TEST_CASE("the bisection bandwidth of every node and edge preset, worked by hand
     // Two DGX A100: the halves are the nodes; 8 HDR NICs of 25 GB/s cross.
     CHECK(preset("dgx-a100-2node").bisection_Bps() == Approx(8 * 25e9));
     // Full nodes: NVSwitch + 4 NICs through the leaf + the PCIe path, min(2 uplinks, socket links).
-    CHECK(preset("dgx-a100-node").bisection_Bps() == Approx(1200e9 + 4 * 25e9 + std::min(2 * 31.5e9, 4 * 31.5e9)));
-    CHECK(preset("dgx-h100-node").bisection_Bps() == Approx(1800e9 + 4 * 50e9 + std::min(2 * 63e9, 4 * 32e9)));
+    CHECK(preset("dgx-a100-node").bisection_Bps() ==
+          Approx(1200e9 + 4 * 25e9 + std::min(2 * 31.5e9, 4 * 31.5e9)));
+    CHECK(preset("dgx-h100-node").bisection_Bps() ==
+          Approx(1800e9 + 4 * 50e9 + std::min(2 * 63e9, 4 * 32e9)));
     // The A100s of pcie-4gpu: two of them on one switch, 2 x 31.5 GB/s.
     CHECK(preset("pcie-4gpu").bisection_Bps() == Approx(2 * 31.5e9));
     // Four Jetsons on one 10 GbE switch: two NICs of 1.25 GB/s.
@@ -335,7 +348,8 @@ TEST_CASE("a full DGX node: NVLink inside, its NICs and PCIe tree beside", "[arc
     CHECK(walk(t, *t.route(0, 5)) == std::vector<std::string>{"dgx.0", "dgx-switch", "dgx.5"});
 }
 
-TEST_CASE("route costs stay cached: many routes to one destination cost one Dijkstra", "[arch][system][shapes]") {
+TEST_CASE("route costs stay cached: many routes to one destination cost one Dijkstra",
+          "[arch][system][shapes]") {
     const arch::SystemSpec s = preset("superpod-h100-512");
     const Topology& t = *s.topology;
     Route r;
@@ -369,12 +383,15 @@ TEST_CASE("bad shape keys are located user errors", "[arch][system][shapes][erro
                Contains("system.topology.shape") && Contains("ring"));
     CHECK_THAT(err(four, "  topology: {shape: ring, link: {bandwidth: 0GB/s}}\n"),
                Contains("system.topology.link.bandwidth"));
-    CHECK_THAT(err(four, "  topology: {shape: switch, link: {bandwidth: 1GB/s, count: 3}, switch: {planes: 2}}\n"),
-               Contains("system.topology.switch.planes") && Contains("multiple of planes"));
-    CHECK_THAT(err(four, "  topology:\n    shape: pcie-tree\n    pcie: {sockets: 3, link: {bandwidth: 1GB/s}}\n"),
-               Contains("system.topology.pcie.sockets") && Contains("do not spread evenly over 3 PCIe switches"));
-    CHECK_THAT(err(four, "  topology:\n    shape: pcie-tree\n    pcie: {sockets: 2, link: {bandwidth: 1GB/s}}\n"),
-               Contains("system.topology.pcie.sockets") && Contains("socket_link"));
+    CHECK_THAT(
+        err(four, "  topology: {shape: switch, link: {bandwidth: 1GB/s, count: 3}, switch: {planes: 2}}\n"),
+        Contains("system.topology.switch.planes") && Contains("multiple of planes"));
+    CHECK_THAT(
+        err(four, "  topology:\n    shape: pcie-tree\n    pcie: {sockets: 3, link: {bandwidth: 1GB/s}}\n"),
+        Contains("system.topology.pcie.sockets") && Contains("do not spread evenly over 3 PCIe switches"));
+    CHECK_THAT(
+        err(four, "  topology:\n    shape: pcie-tree\n    pcie: {sockets: 2, link: {bandwidth: 1GB/s}}\n"),
+        Contains("system.topology.pcie.sockets") && Contains("socket_link"));
     CHECK_THAT(err(four, "  topology: {shape: pcie-tree}\n"), Contains("needs a `pcie:` map"));
     // Fabrics.
     const std::string nodes = "    - {name: n, devices: 4, count: 4}\n";
@@ -389,8 +406,9 @@ TEST_CASE("bad shape keys are located user errors", "[arch][system][shapes][erro
     CHECK_THAT(err(nodes, "  fabric: {shape: fat-tree}\n"), Contains("system.fabric") && Contains("nic"));
     CHECK_THAT(err(nodes, "  fabric: {shape: rail-optimised, nodes_per_su: 2, nic: {bandwidth: 1GB/s}}\n"),
                Contains("cannot be reached"));
-    CHECK_THAT(test::system_error("simple_fabric.yaml", "system:\n  name: t\n  device: a100\n  count: 4\n"
-                                                        "  fabric: {shape: fat-tree, nic: {bandwidth: 1GB/s}}\n"),
+    CHECK_THAT(test::system_error("simple_fabric.yaml",
+                                  "system:\n  name: t\n  device: a100\n  count: 4\n"
+                                  "  fabric: {shape: fat-tree, nic: {bandwidth: 1GB/s}}\n"),
                Contains("`fabric:` joins nodes"));
     // A generated name that a node already has.
     CHECK_THAT(err("    - {name: leaf0, devices: 1}\n    - {name: b, devices: 1}\n",
