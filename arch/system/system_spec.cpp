@@ -552,8 +552,8 @@ void Builder::claim_generated(const std::string& name, const std::string& what, 
                                    what, name, it->second.first, it->second.second.str()));
 }
 
-// The most links the shapes may generate: far more than any system built, small enough for memory.
-constexpr int64_t max_shape_links = int64_t{1} << 24;
+// The most links (and switches) the shapes may generate: 170 x the 4,096-chip torus, and ~0.5 GB at most.
+constexpr int64_t max_shape_links = int64_t{1} << 21;
 
 void Builder::count_link(const cfg::Node& where, int64_t more) {
     if (more > max_shape_links - m_shape_links)
