@@ -557,8 +557,8 @@ constexpr int64_t max_shape_links = int64_t{1} << 21;
 
 void Builder::count_link(const cfg::Node& where, int64_t more) {
     if (more > max_shape_links - m_shape_links)
-        fail_at(where,
-                fmt::format("makes more than {} links; at most that many are supported", max_shape_links));
+        fail_at(where, fmt::format("makes more than {} links and switches; at most that many are supported",
+                                   max_shape_links));
     m_shape_links += more;
 }
 
