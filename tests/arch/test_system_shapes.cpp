@@ -416,3 +416,27 @@ TEST_CASE("bad shape keys are located user errors", "[arch][system][shapes][erro
                Contains("system.fabric.shape") && Contains("makes a switch named 'leaf0'"));
     CHECK_THAT(err("    - {name: n, devices: 1, count: 0}\n", ""), Contains("system.nodes[0].count"));
 }
+
+TEST_CASE("a resolved system keeps its shape keys, so a sweep may change them", "[arch][system][shapes]") {
+    const arch::SystemSpec s = preset("superpod-h100-512");
+    cfg::Node doc = s.resolved;
+    cfg::Node* fabric = doc.find("system")->find("fabric");
+    REQUIRE(fabric != nullptr);
+    CHECK(fabric->find("shape")->as_string() == "rail-optimised");
+    // Halve the NIC bandwidth: the bisection halves.
+    cfg::Node* nic = fabric->find("nic");
+    nic->set("bandwidth", cfg::Node::make_scalar("25GB/s", nic->loc(), "system.fabric.nic.bandwidth"));
+    const arch::SystemSpec slower = arch::system_from_resolved(doc);
+    CHECK(slower.bisection_Bps() == Approx(s.bisection_Bps() / 2));
+    // Half the nodes: one scalable unit; 32 x 8 NICs of 25 GB/s, half of them across.
+    cfg::Node node = doc.find("system")->find("nodes")->items().front();
+    CHECK(node.find("count")->as_string() == "64");
+    node.set("count", cfg::Node::make_scalar("32", node.loc(), "system.nodes[0].count"));
+    cfg::Node list = cfg::Node::make_sequence(doc.find("system")->find("nodes")->loc(), "system.nodes");
+    list.push_back(node);
+    doc.find("system")->set("nodes", list);
+    const arch::SystemSpec one_su = arch::system_from_resolved(doc);
+    CHECK(one_su.device_count == 256);
+    CHECK(one_su.topology->switches().size() == 32 + 8 + 8);
+    CHECK(one_su.bisection_Bps() == Approx(128 * 25e9));
+}
