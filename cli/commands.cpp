@@ -251,9 +251,10 @@ namespace {
 
 // The system presets as a table whose columns fit their widest entry (descriptions last, unpadded).
 void print_system_list() {
+    // bisection: one way, between the halves of the default-type devices (SystemSpec::bisection_Bps).
     const std::vector<std::string> header = {"preset",   "devices", "device types", "nodes",
-                                             "switches", "links",   "description"};
-    const std::vector<bool> right = {false, true, false, true, true, true, false};
+                                             "switches", "links",   "bisection",    "description"};
+    const std::vector<bool> right = {false, true, false, true, true, true, true, false};
     std::vector<std::vector<std::string>> rows{header};
     for (const std::string& name : arch::list_system_presets(exp::configs_dir())) {
         const arch::SystemSpec s =
@@ -261,9 +262,10 @@ void print_system_list() {
                               {exp::configs_dir() + "/devices"});
         std::string types;
         for (const std::string& t : s.type_names()) types += (types.empty() ? "" : ",") + t;
-        rows.push_back({name, std::to_string(s.device_count), types, std::to_string(s.nodes.size()),
-                        std::to_string(s.topology->switches().size()),
-                        std::to_string(s.topology->link_count()), s.description});
+        rows.push_back(
+            {name, std::to_string(s.device_count), types, std::to_string(s.nodes.size()),
+             std::to_string(s.topology->switches().size()), std::to_string(s.topology->link_count()),
+             s.bisection_Bps() > 0 ? si(s.bisection_Bps(), "B/s") : std::string("-"), s.description});
     }
     print_columns(rows, right);
 }

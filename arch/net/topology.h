@@ -19,8 +19,32 @@
 //   are whole picoseconds (sim/core/time.h), so equal sums are real ties. Vertices in different
 //   components have no route (nullopt); src == dst is the empty route (zero latency, infinite
 //   bottleneck).
+// - route(src, dst, flow_hash) spreads flows over equal-cost paths (ECMP), deterministically: the walk
+//   from src to dst takes, at every vertex with k > 1 next hops that stay on a cheapest path (in
+//   (name, link id) order), choice number splitmix64(flow_hash ^ splitmix64(vertex id)) mod k.
+//   flow_hash 0 always takes choice 0, so route(src, dst, 0) == route(src, dst). A model gives each
+//   flow its own hash (e.g. from (src, dst, flow index)) to spread flows over the spines of a fat tree
+//   or the planes of a switch; the same hash always gives the same path.
+// - Tori (add_torus): between two chips of one torus, route() uses dimension-order routing instead:
+//   first dimension first, each dimension the shorter way round (a mesh: the only way); when both ways
+//   are equally short (exactly half way round an even ring), + for flow_hash 0, else bit d of
+//   splitmix64(flow_hash) for dimension d (1 = -). Its hop count is the Manhattan distance with
+//   wrap-around, which is the least; with equal links it is also a least-latency route (other links to
+//   the chips are not considered: a torus routes on its own links).
+// - Routes cost O(hops) after the first route to a destination: the cheapest-path costs to a
+//   destination (one Dijkstra from it) are cached inside the topology, up to max_cached_costs entries
+//   in all (then the cache starts over); tori need no Dijkstra at all. route_into() reuses the
+//   caller's Route, so a model asking for millions of routes allocates nothing per route. A const
+//   Topology may be routed from several threads at once (the cache is locked).
+// - Placement (set_placement): where a vertex sits, for models that group devices (intra-node first)
+//   or use rails and coordinates; the shape builders of system_spec.cpp set it, a hand-built topology
+//   may leave it empty (node = rail = -1, no coords, role "").
+// - max_flow_Bps(a, b): the most bytes per second that can cross from the vertices of `a` to those of
+//   `b` at once, each link carrying up to its Link::bandwidth_Bps in each direction (switches
+//   non-blocking), in whole MB/s (the figures are rounded to 1e6 B/s). With a and b the two halves of
+//   the devices it is a bisection bandwidth, one way.
 // - The Boost graph stays inside topology.cpp (pimpl): including this header does not pull in Boost.
-// - A Topology is a value: copies are deep and independent.
+// - A Topology is a value: copies are deep and independent (a copy starts with an empty route cache).
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -46,11 +70,21 @@ struct SwitchProps {
     bool in_network_reduction = false;  // the switch can reduce data in flight (NVLink SHARP)
 };
 
+// Where a vertex sits in its system (see the contract): set by the shape builders.
+struct Placement {
+    int64_t node = -1;            // index of its node (SystemSpec::nodes); -1: a fabric switch, or unknown
+    int64_t rail = -1;            // rail-optimised fabric: the rail of a device's NIC (its index in the
+                                  // node), the rail a leaf serves; -1 otherwise
+    std::vector<int64_t> coords;  // torus chips: coordinates, first dimension first; empty otherwise
+    std::string role;             // switches of a shape: nvswitch, pcie-switch, root-complex, leaf, spine
+};
+
 struct Vertex {
     VertexId id = 0;
     std::string name;
     VertexKind kind = VertexKind::device;
     SwitchProps sw;  // meaningful for switches only
+    Placement place;
 
     bool is_device() const { return kind == VertexKind::device; }
     bool is_switch() const { return kind == VertexKind::network_switch; }
@@ -127,6 +161,27 @@ class Topology {
     bool connected() const;
 
     std::optional<Route> route(VertexId src, VertexId dst) const;
+    // The path that flow `flow_hash` takes (see the contract); flow_hash 0 is route(src, dst).
+    std::optional<Route> route(VertexId src, VertexId dst, uint64_t flow_hash) const;
+    // As route(src, dst, flow_hash), written into `out` (its hop vector's capacity is reused); false,
+    // and `out` unspecified, when there is no route.
+    bool route_into(VertexId src, VertexId dst, uint64_t flow_hash, Route& out) const;
+    // How many next hops at `at` stay on a cheapest path to `dst` (1 on a single path, 0 at dst or when
+    // dst cannot be reached): the ECMP fan-out a flow hash chooses among there.
+    std::size_t equal_cost_next_hops(VertexId at, VertexId dst) const;
+
+    void set_placement(VertexId id, Placement place);
+    // Declares a torus (wrap) or mesh of chips whose neighbour links are already added: chips[i] has
+    // coordinates x with i = x0 + d0 * (x1 + d1 * (x2 + ...)) (first dimension fastest). Each chip's
+    // neighbour in each dimension and direction must be joined to it by a link (the lowest link id is
+    // used); a dimension of size 1 has none. Sets the chips' coords.
+    void add_torus(const std::vector<VertexId>& chips, const std::vector<int64_t>& dims, bool wrap);
+
+    // See the contract: one way from a to b, in B/s (whole MB/s). a and b must not share a vertex.
+    double max_flow_Bps(const std::vector<VertexId>& a, const std::vector<VertexId>& b) const;
+
+    // Cheapest-path cost entries the route cache may hold (16 bytes each).
+    static constexpr std::size_t max_cached_costs = std::size_t{8} << 20;
 
   private:
     struct Impl;

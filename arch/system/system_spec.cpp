@@ -92,6 +92,13 @@ const cfg::Schema& node_schema() {
         devices.min = 1;
         devices.max = static_cast<double>(max_devices);
         s.params.push_back(devices);
+        Param count =
+            optional_no_default("count", PType::integer,
+                                "that many nodes alike, named <name>0 ... <name>(count-1); default one, "
+                                "named <name>");
+        count.min = 1;
+        count.max = static_cast<double>(max_devices);
+        s.params.push_back(count);
         return s;
     }();
     return schema;
@@ -142,6 +149,212 @@ const cfg::Schema& link_schema() {
         count.min = 1;
         count.max = static_cast<double>(limits::max_parallel_links);
         s.params.push_back(count);
+        return s;
+    }();
+    return schema;
+}
+
+// The figures of one generated link (the shapes of `topology:` and `fabric:`).
+const cfg::Schema& link_props_schema() {
+    static const cfg::Schema schema = [] {
+        cfg::Schema s;
+        s.name = "link";
+        s.doc = "the figures of each generated link";
+        Param kind =
+            cfg::optional("kind", PType::choice, "other", "link technology: " + join(link_kinds(), " | "));
+        kind.choices = link_kinds();
+        s.params.push_back(kind);
+        s.params.push_back(cfg::quantity("bandwidth", Dim::bandwidth, std::nullopt,
+                                         "per link, per direction (full duplex)"));
+        s.params.push_back(latency_param("one way, per link"));
+        s.params.push_back(energy_param("per bit (pJ/b) or byte (pJ/B) carried; 0 = not modelled"));
+        Param count = optional_no_default("count", PType::integer, "parallel links; default 1");
+        count.min = 1;
+        count.max = static_cast<double>(limits::max_parallel_links);
+        s.params.push_back(count);
+        return s;
+    }();
+    return schema;
+}
+
+void add_switch_props(cfg::Schema& s) {
+    s.params.push_back(cfg::optional("kind", PType::string, "", "what it is, for people"));
+    s.params.push_back(latency_param("to cross the switch, port to port"));
+    Param bw = optional_no_default("bandwidth", PType::quantity,
+                                   "per port, per direction; caps each link plugged into it; default no cap");
+    bw.dim = Dim::bandwidth;
+    bw.positive = true;
+    s.params.push_back(bw);
+    s.params.push_back(energy_param("per bit (pJ/b) or byte (pJ/B) switched; 0 = not modelled"));
+    s.params.push_back(cfg::optional("in_network_reduction", PType::boolean, "false",
+                                     "reduces data in flight, e.g. NVLink SHARP"));
+}
+
+const cfg::Schema& switch_props_schema() {
+    static const cfg::Schema schema = [] {
+        cfg::Schema s;
+        s.name = "switch";
+        s.doc = "the figures of each generated switch";
+        add_switch_props(s);
+        return s;
+    }();
+    return schema;
+}
+
+const cfg::Schema& node_switch_schema() {
+    static const cfg::Schema schema = [] {
+        cfg::Schema s;
+        s.name = "system.topology.switch";
+        s.doc = "shape switch: the switch inside each node that every device links to";
+        add_switch_props(s);
+        Param planes = cfg::optional("planes", PType::integer, "1",
+                                     "separate switches, each taking count/planes of every device's links "
+                                     "(1 = one logical switch)");
+        planes.min = 1;
+        planes.max = 64;
+        s.params.push_back(planes);
+        return s;
+    }();
+    return schema;
+}
+
+const cfg::Schema& spine_schema() {
+    static const cfg::Schema schema = [] {
+        cfg::Schema s;
+        s.name = "system.fabric.spine";
+        s.doc = "the spine switches; every leaf links to every spine";
+        add_switch_props(s);
+        Param count = cfg::optional("count", PType::integer, "0", "spine switches (0 = no spine layer)");
+        count.min = 0;
+        count.max = 4096;
+        s.params.push_back(count);
+        return s;
+    }();
+    return schema;
+}
+
+const cfg::Schema& pcie_schema() {
+    static const cfg::Schema schema = [] {
+        cfg::Schema s;
+        s.name = "system.topology.pcie";
+        s.doc = "a PCIe tree in each node: devices - PCIe switches - CPU root complexes - socket links";
+        Param sockets = cfg::optional("sockets", PType::integer, "1", "CPU sockets (root complexes)");
+        sockets.min = 1;
+        sockets.max = 64;
+        s.params.push_back(sockets);
+        Param sw = cfg::optional("switches_per_socket", PType::integer, "1",
+                                 "PCIe switches under each root complex (0 = devices on the root complex)");
+        sw.min = 0;
+        sw.max = 1024;
+        s.params.push_back(sw);
+        Param link = cfg::required("link", PType::map, "device to its PCIe switch (or root complex)");
+        link.sub = &link_props_schema();
+        s.params.push_back(link);
+        Param up = optional_no_default("uplink", PType::map, "PCIe switch to root complex; default `link`");
+        up.sub = &link_props_schema();
+        s.params.push_back(up);
+        Param psw = optional_no_default("switch", PType::map, "each PCIe switch");
+        psw.sub = &switch_props_schema();
+        s.params.push_back(psw);
+        Param rc = optional_no_default("root_complex", PType::map, "each CPU root complex (host bridge)");
+        rc.sub = &switch_props_schema();
+        s.params.push_back(rc);
+        Param sock = optional_no_default("socket_link", PType::map,
+                                         "between every two sockets (UPI, xGMI); needed with sockets > 1");
+        sock.sub = &link_props_schema();
+        s.params.push_back(sock);
+        return s;
+    }();
+    return schema;
+}
+
+const std::vector<std::string>& topology_shapes() {
+    static const std::vector<std::string> shapes = {"switch", "fully-connected", "ring", "torus",
+                                                    "pcie-tree"};
+    return shapes;
+}
+
+const std::vector<std::string>& fabric_shapes() {
+    static const std::vector<std::string> shapes = {"fat-tree", "rail-optimised"};
+    return shapes;
+}
+
+const cfg::Schema& topology_schema() {
+    static const cfg::Schema schema = [] {
+        cfg::Schema s;
+        s.name = "system.topology";
+        s.doc = "the shape that joins the devices inside each node";
+        Param shape = cfg::required("shape", PType::choice, join(topology_shapes(), " | "));
+        shape.choices = topology_shapes();
+        s.params.push_back(shape);
+        s.params.push_back(optional_no_default("dims", PType::string,
+                                               "torus: sizes, first dimension first, e.g. 16x16x16; their "
+                                               "product is the devices of each node"));
+        s.params.push_back(optional_no_default("wrap", PType::boolean,
+                                               "torus: wrap-around links (default true; false = a mesh)"));
+        Param link = optional_no_default("link", PType::map,
+                                         "each device-to-device (torus, ring, fully-connected) or "
+                                         "device-to-switch (switch) link");
+        link.sub = &link_props_schema();
+        s.params.push_back(link);
+        Param sw = optional_no_default("switch", PType::map, "shape switch: the switch in each node");
+        sw.sub = &node_switch_schema();
+        s.params.push_back(sw);
+        Param pcie = optional_no_default("pcie", PType::map,
+                                         "a PCIe tree in each node, with any shape (the only links of "
+                                         "pcie-tree)");
+        pcie.sub = &pcie_schema();
+        s.params.push_back(pcie);
+        return s;
+    }();
+    return schema;
+}
+
+const cfg::Schema& fabric_schema() {
+    static const cfg::Schema schema = [] {
+        cfg::Schema s;
+        s.name = "system.fabric";
+        s.doc = "the network across nodes: NICs, leaf switches and spines";
+        Param shape = cfg::required("shape", PType::choice, join(fabric_shapes(), " | "));
+        shape.choices = fabric_shapes();
+        s.params.push_back(shape);
+        Param nics = optional_no_default("nics_per_node", PType::integer,
+                                         "NICs of each node, a multiple of its devices (each device gets "
+                                         "nics/devices); default one per device");
+        nics.min = 1;
+        nics.max = static_cast<double>(limits::max_parallel_links);
+        s.params.push_back(nics);
+        Param nic = cfg::required(
+            "nic", PType::map, "each NIC: a link from its device to its leaf switch, of the NIC's figures");
+        nic.sub = &link_props_schema();
+        s.params.push_back(nic);
+        Param per_su = optional_no_default("nodes_per_su", PType::integer,
+                                           "rail-optimised: nodes per scalable unit (one leaf per rail in "
+                                           "each); default all nodes");
+        per_su.min = 1;
+        s.params.push_back(per_su);
+        Param per_leaf = optional_no_default("nodes_per_leaf", PType::integer,
+                                             "fat-tree: nodes whose NICs share a leaf; default all nodes");
+        per_leaf.min = 1;
+        s.params.push_back(per_leaf);
+        Param leaf = optional_no_default("leaf", PType::map, "each leaf switch");
+        leaf.sub = &switch_props_schema();
+        s.params.push_back(leaf);
+        Param spine = optional_no_default("spine", PType::map, "the spine switches");
+        spine.sub = &spine_schema();
+        s.params.push_back(spine);
+        Param up = optional_no_default("uplink", PType::map,
+                                       "each leaf-to-spine link; default the NIC's figures; `count` per "
+                                       "leaf-spine pair, default from oversubscription");
+        up.sub = &link_props_schema();
+        s.params.push_back(up);
+        Param over = optional_no_default("oversubscription", PType::real,
+                                         "down:up bandwidth at each leaf (default 1, non-blocking); "
+                                         "sets the uplinks per leaf-spine pair");
+        over.positive = true;
+        over.min = 0;
+        over.max = 1e6;
+        s.params.push_back(over);
         return s;
     }();
     return schema;
@@ -227,6 +440,17 @@ class Builder {
     void load_inline_types(const cfg::Node& devices_map);
     Endpoint endpoint(const cfg::Node& ref) const;
     void claim_name(const cfg::Node& name_node, const std::string& what);
+    // A name made by the loader (a counted node, a shape's switch), claimed at `where`.
+    void claim_generated(const std::string& name, const std::string& what, const cfg::Node& where);
+    void build_shapes(const cfg::Reader& sr, bool simple);
+    void build_node_shape(const cfg::Reader& tr, const SystemNode& node, std::size_t node_index);
+    void build_fabric(const cfg::Reader& fr);
+    net::VertexId add_shape_switch(const std::string& name, const cfg::Reader* props, const std::string& role,
+                                   int64_t node, int64_t rail, const cfg::Node& where);
+    // A link of the figures of `props`; `count` parallel links, default props' count (else 1).
+    void add_shape_link(net::VertexId a, net::VertexId b, const cfg::Reader& props,
+                        std::optional<int64_t> count = std::nullopt);
+    void count_link(const cfg::Node& where, int64_t more);
     void check_connected(const cfg::Reader& sr) const;
     cfg::Node resolved_document(const cfg::Node& system_map) const;
 
@@ -237,8 +461,11 @@ class Builder {
     std::vector<DeviceType> m_types;
     std::map<std::string, cfg::Node> m_inline;  // validated `devices:` entries by key
     std::map<std::string, std::pair<std::string, cfg::SourceLoc>> m_names;  // name -> (what, where)
-    std::vector<const cfg::Node*> m_node_names;  // each node's `name` value, for errors
-    std::vector<const cfg::Node*> m_switch_names;
+    std::vector<const cfg::Node*> m_node_names;    // each node's `name` value, for errors
+    std::vector<const cfg::Node*> m_switch_names;  // the `switches:` entries' names, then shape switches'
+    std::vector<std::size_t> m_entry_first_node;   // per `nodes:` entry, its first node
+    int64_t m_shape_links = 0;
+    bool m_simple = false;  // the simple form: one node of `count` devices
     std::optional<std::size_t> m_default_type;
     net::Topology m_topology;
 };
@@ -315,6 +542,354 @@ void Builder::claim_name(const cfg::Node& name_node, const std::string& what) {
                 fmt::format("the name '{}' is already used by a {} at {}; node and switch names must "
                             "be unique",
                             name, it->second.first, it->second.second.str()));
+}
+
+void Builder::claim_generated(const std::string& name, const std::string& what, const cfg::Node& where) {
+    auto [it, fresh] = m_names.emplace(name, std::make_pair(what, where.loc()));
+    if (!fresh)
+        fail_at(where, fmt::format("makes a {} named '{}', a name already used by a {} at {}; node and "
+                                   "switch names must be unique",
+                                   what, name, it->second.first, it->second.second.str()));
+}
+
+// The most links (and switches) the shapes may generate: 170 x the 4,096-chip torus, and ~0.5 GB at most.
+constexpr int64_t max_shape_links = int64_t{1} << 21;
+
+void Builder::count_link(const cfg::Node& where, int64_t more) {
+    if (more > max_shape_links - m_shape_links)
+        fail_at(where, fmt::format("makes more than {} links and switches; at most that many are supported",
+                                   max_shape_links));
+    m_shape_links += more;
+}
+
+net::VertexId Builder::add_shape_switch(const std::string& name, const cfg::Reader* props,
+                                        const std::string& role, int64_t node, int64_t rail,
+                                        const cfg::Node& where) {
+    claim_generated(name, "switch", where);
+    net::SwitchProps p;
+    if (props) {
+        p.kind = props->str("kind");
+        const double lat = props->quantity("latency");
+        if (lat > max_latency_s)
+            fail_at(props->at("latency"),
+                    fmt::format("must be at most {} (a switch latency, not a transfer time)",
+                                cfg::format_quantity(max_latency_s, Dim::time)));
+        p.latency = Tick::from_seconds(lat);
+        p.port_bandwidth_Bps = props->has("bandwidth") ? props->quantity("bandwidth") : 0;
+        p.energy_J_per_byte = props->quantity("energy");
+        p.in_network_reduction = props->boolean("in_network_reduction");
+    }
+    const net::VertexId v = m_topology.add_switch(name, std::move(p));
+    m_topology.set_placement(v, net::Placement{node, rail, {}, role});
+    m_switch_names.push_back(&where);
+    return v;
+}
+
+int64_t count_of(const cfg::Reader& l) { return l.has("count") ? l.integer("count") : 1; }
+
+void Builder::add_shape_link(net::VertexId a, net::VertexId b, const cfg::Reader& l,
+                             std::optional<int64_t> count) {
+    net::LinkProps p;
+    p.kind = l.str("kind");
+    p.bandwidth_Bps = l.quantity("bandwidth");
+    if (!(p.bandwidth_Bps > 0)) fail_at(l.at("bandwidth"), "must be greater than zero");
+    const double lat = l.quantity("latency");
+    if (lat > max_latency_s)
+        fail_at(l.at("latency"), fmt::format("must be at most {} (a link latency, not a transfer time)",
+                                             cfg::format_quantity(max_latency_s, Dim::time)));
+    p.latency = Tick::from_seconds(lat);
+    p.energy_J_per_byte = l.quantity("energy");
+    p.count = count ? *count : count_of(l);
+    if (p.count > limits::max_parallel_links)
+        fail_at(l.node(), fmt::format("makes {} parallel links between two ends; at most {}", p.count,
+                                      limits::max_parallel_links));
+    m_topology.add_link(a, b, p);
+}
+
+// "16x16x16" -> {16, 16, 16}; located errors.
+std::vector<int64_t> parse_dims(const cfg::Node& where) {
+    const std::string text = where.as_string();
+    std::vector<int64_t> dims;
+    std::size_t start = 0;
+    while (true) {
+        const std::size_t x = text.find_first_of("xX", start);
+        const std::string part = text.substr(start, x == std::string::npos ? std::string::npos : x - start);
+        const bool digits = !part.empty() && part.size() <= 7 &&
+                            std::all_of(part.begin(), part.end(),
+                                        [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+        if (!digits)
+            fail_at(where, fmt::format("expected sizes joined by 'x', first dimension first (e.g. 16x16x16 "
+                                       "or 8x8), found \"{}\"",
+                                       text));
+        dims.push_back(std::stoll(part));
+        if (dims.back() < 1) fail_at(where, "every dimension must be at least 1");
+        if (x == std::string::npos) break;
+        start = x + 1;
+    }
+    if (dims.size() > 4) fail_at(where, fmt::format("at most 4 dimensions, found {}", dims.size()));
+    return dims;
+}
+
+void Builder::build_shapes(const cfg::Reader& sr, bool simple) {
+    if (sr.has("topology")) {
+        const cfg::Reader tr = sr.sub("topology");
+        for (std::size_t n = 0; n < m_out.nodes.size(); ++n) build_node_shape(tr, m_out.nodes[n], n);
+    }
+    if (sr.has("fabric")) {
+        if (simple)
+            fail_at(sr.at("fabric"),
+                    "`fabric:` joins nodes; list them under `nodes:` (e.g. `- {name: dgx, "
+                    "devices: 8, count: 4}`)");
+        build_fabric(sr.sub("fabric"));
+    }
+    for (std::size_t d = 0; d < m_out.devices.size(); ++d) {
+        net::Placement p = m_topology.vertex(d).place;
+        p.node = static_cast<int64_t>(m_out.devices[d].node);
+        m_topology.set_placement(d, std::move(p));
+    }
+}
+
+void Builder::build_node_shape(const cfg::Reader& tr, const SystemNode& node, std::size_t node_index) {
+    const std::string shape = tr.str("shape");
+    const int64_t k = node.devices;
+    const auto dev = [&](int64_t i) {
+        return static_cast<net::VertexId>(node.first + static_cast<std::size_t>(i));
+    };
+    const int64_t ni = static_cast<int64_t>(node_index);
+    if (tr.has("dims") && shape != "torus")
+        fail_at(tr.at("dims"), "`dims` belongs to shape torus (this topology is " + shape + ")");
+    if (tr.has("wrap") && shape != "torus")
+        fail_at(tr.at("wrap"), "`wrap` belongs to shape torus (this topology is " + shape + ")");
+    if (shape == "pcie-tree") {
+        if (!tr.has("pcie"))
+            fail_at(tr.at("shape"),
+                    "shape pcie-tree needs a `pcie:` map (sockets, switches_per_socket, link, ...)");
+        if (tr.has("link"))
+            fail_at(tr.at("link"),
+                    "shape pcie-tree takes its links from `pcie:`; `link` joins devices of the "
+                    "other shapes");
+    } else if (!tr.has("link")) {
+        fail_at(tr.at("shape"), "shape " + shape + " needs a `link:` map (kind, bandwidth, latency, count)");
+    }
+    if (shape == "switch") {
+        const cfg::Reader sw = tr.sub("switch");
+        const int64_t planes = sw.integer("planes");
+        const cfg::Reader link = tr.sub("link");
+        const int64_t count = link.has("count") ? link.integer("count") : 1;
+        if (count % planes != 0)
+            fail_at(sw.at("planes"), fmt::format("{} planes do not share {} link{} per device evenly; give a "
+                                                 "link count that is a multiple of planes",
+                                                 planes, count, count == 1 ? "" : "s"));
+        count_link(tr.at("shape"), k * planes);
+        for (int64_t p = 0; p < planes; ++p) {
+            const std::string name = node.name + "-switch" + (planes > 1 ? std::to_string(p) : std::string());
+            const net::VertexId v = add_shape_switch(name, &sw, "switch", ni, -1, tr.at("shape"));
+            // Each plane takes count / planes of every device's links.
+            for (int64_t i = 0; i < k; ++i) add_shape_link(dev(i), v, link, count / planes);
+        }
+    } else if (shape == "fully-connected") {
+        const cfg::Reader link = tr.sub("link");
+        count_link(tr.at("shape"), k * (k - 1) / 2);
+        for (int64_t i = 0; i < k; ++i)
+            for (int64_t j = i + 1; j < k; ++j) add_shape_link(dev(i), dev(j), link);
+    } else if (shape == "ring") {
+        const cfg::Reader link = tr.sub("link");
+        count_link(tr.at("shape"), k);
+        if (k == 2) add_shape_link(dev(0), dev(1), link);
+        if (k >= 3)
+            for (int64_t i = 0; i < k; ++i) add_shape_link(dev(i), dev((i + 1) % k), link);
+    } else if (shape == "torus") {
+        if (!tr.has("dims")) fail_at(tr.at("shape"), "shape torus needs `dims`, e.g. dims: 16x16x16");
+        const std::vector<int64_t> dims = parse_dims(tr.at("dims"));
+        int64_t product = 1;
+        for (int64_t d : dims) product = product > max_devices / d ? max_devices + 1 : product * d;
+        if (product != k)
+            fail_at(tr.at("dims"),
+                    fmt::format("{} = {} chips, but {} holds {} device{}", tr.str("dims"),
+                                product > max_devices ? std::string("too many") : std::to_string(product),
+                                m_simple ? std::string("the system (`count`)") : "node '" + node.name + "'",
+                                k, k == 1 ? "" : "s"));
+        const bool wrap = tr.has("wrap") ? tr.boolean("wrap") : true;
+        const cfg::Reader link = tr.sub("link");
+        count_link(tr.at("dims"), k * static_cast<int64_t>(dims.size()));
+        std::vector<net::VertexId> chips;
+        int64_t stride = 1;
+        for (int64_t i = 0; i < k; ++i) chips.push_back(dev(i));
+        for (std::size_t d = 0; d < dims.size(); ++d) {
+            const int64_t size = dims[d];
+            for (int64_t i = 0; i < k; ++i) {
+                const int64_t x = (i / stride) % size;
+                if (size == 1) continue;
+                if (x + 1 < size) {
+                    // A ring of 2 with wrap: the wrap-around link joins the same pair, so one link of twice
+                    // the count.
+                    add_shape_link(dev(i), dev(i + stride), link,
+                                   count_of(link) * (size == 2 && wrap ? 2 : 1));
+                } else if (wrap && size > 2) {
+                    add_shape_link(dev(i), dev(i - x * stride), link);
+                }
+            }
+            stride *= size;
+        }
+        m_topology.add_torus(chips, dims, wrap);
+    }
+    if (tr.has("pcie")) {
+        const cfg::Reader pr = tr.sub("pcie");
+        const int64_t sockets = pr.integer("sockets");
+        const int64_t per_socket = pr.integer("switches_per_socket");
+        const int64_t groups = sockets * std::max<int64_t>(per_socket, 1);
+        if (k % groups != 0)
+            fail_at(
+                pr.at("sockets"),
+                fmt::format("{} device{} of node '{}' do not spread evenly over {} {} ({} socket{} x {})", k,
+                            k == 1 ? "" : "s", node.name, groups,
+                            per_socket > 0 ? "PCIe switches" : "sockets", sockets, sockets == 1 ? "" : "s",
+                            per_socket > 0 ? fmt::format("{} switches_per_socket", per_socket)
+                                           : std::string("devices on the root complex")));
+        if (sockets > 1 && !pr.has("socket_link"))
+            fail_at(pr.at("sockets"), "more than one socket needs `socket_link:` (UPI, xGMI) to join them");
+        const cfg::Reader link = pr.sub("link");
+        const cfg::Reader uplink = pr.has("uplink") ? pr.sub("uplink") : link;
+        const std::optional<cfg::Reader> psw =
+            pr.has("switch") ? std::optional(pr.sub("switch")) : std::nullopt;
+        const std::optional<cfg::Reader> rc =
+            pr.has("root_complex") ? std::optional(pr.sub("root_complex")) : std::nullopt;
+        count_link(tr.at("pcie"), k + sockets * per_socket + sockets * (sockets - 1) / 2);
+        std::vector<net::VertexId> cpus;
+        for (int64_t c = 0; c < sockets; ++c)
+            cpus.push_back(add_shape_switch(node.name + "-cpu" + std::to_string(c), rc ? &*rc : nullptr,
+                                            "root-complex", ni, -1, tr.at("pcie")));
+        std::vector<net::VertexId> attach;  // where each group of devices plugs in
+        for (int64_t c = 0; c < sockets; ++c) {
+            if (per_socket == 0) {
+                attach.push_back(cpus[static_cast<std::size_t>(c)]);
+                continue;
+            }
+            for (int64_t w = 0; w < per_socket; ++w) {
+                const net::VertexId v =
+                    add_shape_switch(node.name + "-pcie" + std::to_string(c * per_socket + w),
+                                     psw ? &*psw : nullptr, "pcie-switch", ni, -1, tr.at("pcie"));
+                add_shape_link(v, cpus[static_cast<std::size_t>(c)], uplink);
+                attach.push_back(v);
+            }
+        }
+        const int64_t per_group = k / groups;
+        for (int64_t i = 0; i < k; ++i)
+            add_shape_link(dev(i), attach[static_cast<std::size_t>(i / per_group)], link);
+        if (sockets > 1) {
+            const cfg::Reader sock = pr.sub("socket_link");
+            for (int64_t a = 0; a < sockets; ++a)
+                for (int64_t b = a + 1; b < sockets; ++b)
+                    add_shape_link(cpus[static_cast<std::size_t>(a)], cpus[static_cast<std::size_t>(b)],
+                                   sock);
+        }
+    }
+}
+
+void Builder::build_fabric(const cfg::Reader& fr) {
+    const std::string shape = fr.str("shape");
+    const bool rails = shape == "rail-optimised";
+    const int64_t n_nodes = static_cast<int64_t>(m_out.nodes.size());
+    if (rails && fr.has("nodes_per_leaf"))
+        fail_at(fr.at("nodes_per_leaf"),
+                "`nodes_per_leaf` belongs to shape fat-tree; a rail-optimised fabric "
+                "has a leaf per rail in each scalable unit (`nodes_per_su`)");
+    if (!rails && fr.has("nodes_per_su"))
+        fail_at(fr.at("nodes_per_su"),
+                "`nodes_per_su` belongs to shape rail-optimised; a fat-tree groups "
+                "nodes per leaf with `nodes_per_leaf`");
+    const char* group_key = rails ? "nodes_per_su" : "nodes_per_leaf";
+    const int64_t per_group = fr.has(group_key) ? fr.integer(group_key) : n_nodes;
+    if (per_group < 1) fail_at(fr.at(group_key), "must be at least 1");
+    const int64_t groups = (n_nodes + per_group - 1) / per_group;
+    // NICs per device of each node.
+    std::vector<int64_t> nics_per_device;
+    int64_t max_nics = 0;
+    for (const SystemNode& n : m_out.nodes) {
+        int64_t m = 1;
+        if (fr.has("nics_per_node")) {
+            const int64_t nics = fr.integer("nics_per_node");
+            if (nics % n.devices != 0)
+                fail_at(fr.at("nics_per_node"),
+                        fmt::format("{} NICs do not spread evenly over the {} device{} of node '{}': each "
+                                    "device has its own NICs here (a NIC shared by devices is not modelled)",
+                                    nics, n.devices, n.devices == 1 ? "" : "s", n.name));
+            m = nics / n.devices;
+        }
+        nics_per_device.push_back(m);
+        max_nics = std::max(max_nics, m * n.devices);
+    }
+    const cfg::Reader nic = fr.sub("nic");
+    const std::optional<cfg::Reader> leaf_props =
+        fr.has("leaf") ? std::optional(fr.sub("leaf")) : std::nullopt;
+    // Leaves: fat-tree leaf<g>; rail-optimised su<g>-rail<r>.
+    const int64_t leaves_per_group = rails ? max_nics : 1;
+    count_link(fr.at("shape"), groups * leaves_per_group);
+    std::vector<net::VertexId> leaves;
+    for (int64_t g = 0; g < groups; ++g)
+        for (int64_t r = 0; r < leaves_per_group; ++r)
+            leaves.push_back(add_shape_switch(
+                rails ? fmt::format("su{}-rail{}", g, r) : fmt::format("leaf{}", g),
+                leaf_props ? &*leaf_props : nullptr, "leaf", -1, rails ? r : -1, fr.at("shape")));
+    int64_t nic_links = 0;
+    for (const SystemNode& n : m_out.nodes) nic_links += n.devices * nics_per_device[&n - m_out.nodes.data()];
+    count_link(fr.at("nic"), nic_links);
+    for (std::size_t ni = 0; ni < m_out.nodes.size(); ++ni) {
+        const SystemNode& n = m_out.nodes[ni];
+        const int64_t g = static_cast<int64_t>(ni) / per_group;
+        const int64_t m = nics_per_device[ni];
+        for (int64_t i = 0; i < n.devices; ++i) {
+            const net::VertexId d = n.first + static_cast<std::size_t>(i);
+            if (rails) {
+                for (int64_t j = 0; j < m; ++j)
+                    add_shape_link(d, leaves[static_cast<std::size_t>(g * leaves_per_group + i * m + j)],
+                                   nic);
+                net::Placement p = m_topology.vertex(d).place;
+                p.rail = i * m;
+                m_topology.set_placement(d, std::move(p));
+            } else {
+                add_shape_link(d, leaves[static_cast<std::size_t>(g)], nic, count_of(nic) * m);
+            }
+        }
+    }
+    const cfg::Reader spine = fr.sub("spine");
+    const int64_t spines = spine.integer("count");
+    if (spines == 0) {
+        for (const char* key : {"uplink", "oversubscription"})
+            if (fr.has(key))
+                fail_at(fr.at(key), std::string("`") + key + "` needs spine switches (`spine: {count: N}`)");
+        return;
+    }
+    // Uplinks per leaf-spine pair: given, or the down ports of a full leaf over oversubscription x spines.
+    const cfg::Reader up = fr.has("uplink") ? fr.sub("uplink") : nic;
+    int64_t per_pair = 0;
+    if (fr.has("uplink") && up.has("count")) {
+        if (fr.has("oversubscription"))
+            fail_at(fr.at("oversubscription"),
+                    "give either `uplink.count` (links per leaf-spine pair) or "
+                    "`oversubscription`, not both");
+        per_pair = up.integer("count");
+    } else {
+        const double over = fr.has("oversubscription") ? fr.real("oversubscription") : 1.0;
+        const int64_t down =
+            (rails ? per_group : per_group * max_nics) * count_of(nic);  // NIC ports into a full leaf
+        const double exact = static_cast<double>(down) / (over * static_cast<double>(spines));
+        per_pair = std::llround(exact);
+        if (per_pair < 1 || std::abs(exact - static_cast<double>(per_pair)) > 1e-9)
+            fail_at(
+                fr.has("oversubscription") ? fr.at("oversubscription") : spine.at("count"),
+                fmt::format("a leaf has {} NIC port{} down; over {} spine{} at oversubscription {} that is "
+                            "{:.4g} uplinks per leaf-spine pair, which is not a whole number >= 1 (or give "
+                            "`uplink.count`)",
+                            down, down == 1 ? "" : "s", spines, spines == 1 ? "" : "s", over, exact));
+    }
+    count_link(spine.at("count"), spines * static_cast<int64_t>(leaves.size()));
+    std::vector<net::VertexId> spine_ids;
+    for (int64_t s = 0; s < spines; ++s)
+        spine_ids.push_back(
+            add_shape_switch("spine" + std::to_string(s), &spine, "spine", -1, -1, spine.at("count")));
+    for (net::VertexId l : leaves)
+        for (net::VertexId s : spine_ids) add_shape_link(l, s, up, per_pair);
 }
 
 Builder::Endpoint Builder::endpoint(const cfg::Node& ref_node) const {
@@ -426,6 +1001,7 @@ SystemSpec Builder::build() {
 
     const std::vector<cfg::Reader> nodes = sr.list("nodes");
     const bool simple = !sr.has("nodes");
+    m_simple = simple;
     if (simple) {
         for (const char* key : {"switches", "links"})
             if (sr.has(key))
@@ -447,8 +1023,9 @@ SystemSpec Builder::build() {
             fail_at(sr.at("nodes"), "needs at least one node (or leave `nodes:` out and give `count`)");
         int64_t total = 0;
         for (const cfg::Reader& nr : nodes) {
-            claim_name(nr.at("name"), "node");
-            m_node_names.push_back(&nr.at("name"));
+            check_name(nr.at("name"), "node");
+            const int64_t copies = nr.has("count") ? nr.integer("count") : 1;
+            if (copies < 1) fail_at(nr.at("count"), "must be at least 1");
             std::size_t type = 0;
             if (nr.has("device")) {
                 type = type_of(resolve(nr.at("device")));
@@ -462,12 +1039,22 @@ SystemSpec Builder::build() {
             if (!m_default_type) m_default_type = type;
             const int64_t k = nr.integer("devices");
             if (k < 1) fail_at(nr.at("devices"), "a node holds at least one device");
-            total += k;
-            if (total > max_devices)
-                fail_at(nr.at("devices"),
-                        fmt::format("brings the system to {} devices; at most {} are supported", total,
+            if (copies > max_devices / k || total + copies * k > max_devices)
+                fail_at(nr.has("count") ? nr.at("count") : nr.at("devices"),
+                        fmt::format("brings the system to more than {} devices, the most supported",
                                     max_devices));
-            m_out.nodes.push_back(SystemNode{nr.str("name"), type, k, static_cast<std::size_t>(total - k)});
+            m_entry_first_node.push_back(m_out.nodes.size());
+            for (int64_t c = 0; c < copies; ++c) {
+                const std::string name =
+                    nr.str("name") + (nr.has("count") ? std::to_string(c) : std::string());
+                if (nr.has("count"))
+                    claim_generated(name, "node", nr.at("name"));
+                else
+                    claim_name(nr.at("name"), "node");
+                m_node_names.push_back(&nr.at("name"));
+                total += k;
+                m_out.nodes.push_back(SystemNode{name, type, k, static_cast<std::size_t>(total - k)});
+            }
         }
         if (sr.has("count") && sr.integer("count") != total) {
             std::vector<std::string> parts;
@@ -512,6 +1099,8 @@ SystemSpec Builder::build() {
         p.in_network_reduction = w.boolean("in_network_reduction");
         m_topology.add_switch(w.str("name"), std::move(p));
     }
+
+    build_shapes(sr, simple);
 
     for (const cfg::Reader& l : sr.list("links")) {
         const Endpoint a = endpoint(l.at("from"));
@@ -592,13 +1181,14 @@ cfg::Node Builder::resolved_document(const cfg::Node& system_map) const {
             cfg::Node node = cfg::Node::make_map(item.loc(), item.path());
             node.set_key_loc(item.key_loc());
             node.set("name", *item.find("name"));
-            const std::size_t type = m_out.nodes[i].type;
+            const std::size_t type = m_out.nodes[m_entry_first_node.at(i)].type;
             if (type != 0) {
                 const cfg::Node* ref = item.find("device");
                 node.set("device", cfg::Node::make_scalar(keys[type], ref ? ref->loc() : item.loc(),
                                                           cfg::child_key_path(item.path(), "device")));
             }
             node.set("devices", *item.find("devices"));
+            if (const cfg::Node* count = item.find("count")) node.set("count", *count);
             list.push_back(std::move(node));
         }
         sys.set("nodes", std::move(list));
@@ -646,6 +1236,12 @@ const cfg::Schema& system_schema() {
         s.params.push_back(list_param("nodes", node_schema(), "groups of devices of one type"));
         s.params.push_back(list_param("switches", switch_schema(), "switches that links may join"));
         s.params.push_back(list_param("links", link_schema(), "links between devices and switches"));
+        Param topo = optional_no_default("topology", PType::map, "a shape joining the devices of each node");
+        topo.sub = &topology_schema();
+        s.params.push_back(topo);
+        Param fabric = optional_no_default("fabric", PType::map, "a leaf/spine network across the nodes");
+        fabric.sub = &fabric_schema();
+        s.params.push_back(fabric);
         return s;
     }();
     return schema;
@@ -660,6 +1256,18 @@ std::string SystemSpec::device_summary() const {
         if (per_type[t] > 0) parts.push_back(fmt::format("{} x {}", per_type[t], device_types[t].name));
     if (parts.empty()) return fmt::format("{} x {}", device_count, device.name);
     return join(parts, " + ");
+}
+
+double SystemSpec::bisection_Bps() const {
+    if (!topology) return 0;
+    std::vector<net::VertexId> accel;
+    for (std::size_t i = 0; i < devices.size(); ++i)
+        if (devices[i].type == 0) accel.push_back(i);
+    if (accel.size() < 2) return 0;
+    const std::size_t half = accel.size() / 2;
+    const std::vector<net::VertexId> a(accel.begin(), accel.begin() + static_cast<std::ptrdiff_t>(half));
+    const std::vector<net::VertexId> b(accel.begin() + static_cast<std::ptrdiff_t>(half), accel.end());
+    return topology->max_flow_Bps(a, b);
 }
 
 std::vector<std::string> SystemSpec::type_names() const {

@@ -22,9 +22,19 @@
 //   system without any preset or device file: `system:` without `device`, `count` = the total, a node
 //   without `device` uses the default type, the complete default device under `device:`, and the other
 //   types under `devices:`.
-// - The topology's vertices are the devices (vertex i = devices[i]), then the switches, in file order;
-//   its links are the `links:` entries in file order, a `node.*` entry expanded to one link per device
-//   of the node in index order. A SystemSpec is a plain value; the topology is shared and immutable.
+// - The topology's vertices are the devices (vertex i = devices[i]), then the `switches:` entries in file
+//   order, then the switches the shapes make (each node's, in node order, then the fabric's leaves and
+//   spines); its links are the shapes' links (each node's `topology:`, then the `fabric:`), then the
+//   `links:` entries in file order, a `node.*` entry expanded to one link per device of the node in
+//   index order. `links:` may name the shapes' switches. A SystemSpec is a plain value; the topology is
+//   shared and immutable.
+// - Shapes (configs/README.md, "A system file"): a node entry with `count: N` is N nodes <name>0 ...
+//   <name>(N-1). `topology:` joins the devices inside every node (switch, fully-connected, ring, torus,
+//   pcie-tree, plus an optional PCIe tree for any shape); `fabric:` joins the nodes (fat-tree or
+//   rail-optimised leaf/spine), a NIC being a link from its device to its leaf of the NIC's figures.
+//   Generated switch names: <node>-switch[p], <node>-pcie<i>, <node>-cpu<s>, leaf<g> (fat-tree),
+//   su<g>-rail<r> (rail-optimised), spine<i>; each vertex's Placement (node, rail, torus coords, role)
+//   is set. Every error in these keys is a located UserError, like the rest.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -71,6 +81,12 @@ struct SystemSpec {
     std::string device_summary() const;
     // Device names of the types, in device_types order.
     std::vector<std::string> type_names() const;
+    // Bisection bandwidth, one way, B/s: Topology::max_flow_Bps from the first half of the devices of the
+    // default type (device_types[0]), in device order, to the second half (with an odd count the middle
+    // device goes to the second half). For the shapes here, whose devices are numbered node by node and
+    // a torus dimension by dimension, that split is a least balanced cut (worked by hand for each preset
+    // in tests/arch/test_system_shapes.cpp). 0 with fewer than two such devices.
+    double bisection_Bps() const;
 };
 
 // Parameter declarations of a `system:` map (nodes, switches and links included).

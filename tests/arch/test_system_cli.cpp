@@ -64,7 +64,7 @@ TEST_CASE("mlsim list systems prints every preset in aligned columns", "[arch][s
     REQUIRE(lines.size() >= 8);
     const std::string& header = lines.front();
     CHECK(cells(header) == std::vector<std::string>{"preset", "devices", "device types", "nodes", "switches",
-                                                    "links", "description"});
+                                                    "links", "bisection", "description"});
     // Right-aligned numbers end under their header; text columns start under theirs.
     const std::size_t devices_end = header.find("devices") + std::string("devices").size();
     const std::size_t types_at = header.find("device types");
@@ -75,15 +75,15 @@ TEST_CASE("mlsim list systems prints every preset in aligned columns", "[arch][s
         const std::string& line = lines[i];
         INFO(line);
         const std::vector<std::string> c = cells(line);
-        REQUIRE(c.size() == 7);
+        REQUIRE(c.size() == 8);
         CHECK(line.substr(devices_end - c[1].size(), c[1].size()) == c[1]);
         CHECK(line.substr(types_at, c[2].size()) == c[2]);
         CHECK(line.substr(links_end - c[5].size(), c[5].size()) == c[5]);
-        CHECK(line.substr(desc_at) == c[6]);
+        CHECK(line.substr(desc_at) == c[7]);
         if (c[0] == "dgx-a100") {
             saw_dgx = true;
             CHECK(c ==
-                  std::vector<std::string>{"dgx-a100", "8", "a100", "1", "1", "8",
+                  std::vector<std::string>{"dgx-a100", "8", "a100", "1", "1", "8", "1.2 TB/s",
                                            "NVIDIA DGX A100, 8 x A100 SXM 80GB on NVLink3 / NVSwitch gen2"});
         }
         if (c[0] == "dgx-a100-2node") {

@@ -514,6 +514,15 @@ def overflow():
                                 "  links:\n    - {from: a.0, to: a.1, bandwidth: 1e30B/s}\n", "bandwidth"),
         ("link_latency_1e21", "system:\n  name: s\n  device: tpu-v1\n  nodes:\n    - {name: a, devices: 2}\n"
                               "  links:\n    - {from: a.0, to: a.1, bandwidth: 1GB/s, latency: 1e21s}\n", "latency"),
+        # Shapes (issue 12) whose generated links or switches pass the limit, or whose sizes overflow.
+        ("shape_fully_connected_huge", "system:\n  name: s\n  device: tpu-v1\n  count: 4096\n"
+                                       "  topology: {shape: fully-connected, link: {bandwidth: 1GB/s}}\n", "links"),
+        ("shape_torus_dims_huge", "system:\n  name: s\n  device: tpu-v1\n  count: 8\n"
+                                  "  topology: {shape: torus, dims: 9999999x9999999x9999999, link: {bandwidth: 1GB/s}}\n",
+         "chips"),
+        ("shape_rails_huge", "system:\n  name: s\n  device: tpu-v1\n  nodes:\n    - {name: a, count: 64}\n"
+                             "  fabric: {shape: rail-optimised, nodes_per_su: 1, nics_per_node: 65536, "
+                             "nic: {bandwidth: 1GB/s}}\n", "links"),
     ]:
         out.append(Case(cls, f"system_{name}", ["validate", "sys.yaml"], files={"sys.yaml": body},
                         at=r"sys\.yaml:\d+:\d+", says=says))
