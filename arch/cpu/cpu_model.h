@@ -22,6 +22,17 @@
 //    vector-unit cycles = FLOPs / (threads · lanes · pipes), its bytes read from the level its
 //    working set lives in (an input kept in L3 by the previous layers, else DRAM) and written to L3
 //    (kept) or DRAM (non-temporal stores: no read for ownership). Views take no time.
+//  * Post-op fusion (`fusion: epilogue`, the default; `none` turns it off): in inference, an element-wise
+//    op or a batch-norm whose input is the only use of a convolution's / GEMM's output (or of an op already
+//    fused into one) runs as that primitive's post-op, as oneDNN applies eltwise / binary / sum post-ops
+//    to each output tile before storing it and inference runtimes fold batch-norm into the weights
+//    (oneDNN developer guide, "Primitive Attributes: Post-ops"). The fused layer has no fork/join
+//    (op_overhead) of its own; its arithmetic runs on the vector units of all the producer's threads; its
+//    fused input is the producer's output tile (charged as an L3 read, est.: conservative, oneDNN keeps the
+//    tile in registers / L1); its other inputs (a residual) come from where they lie; the chain's result
+//    is stored once: by the last fused layer unless it stays in L3, or by the producer's row when the
+//    producer's result did not stay in L3. Training steps are not fused (backward reads every
+//    intermediate result). Rows: `fused_into` names the producer.
 //  * Threads: GEMMs as above; streaming ops one thread per 32 KiB of data, at most the cores (est.:
 //    below that a fork/join costs more than the work saves).
 // Timing (the event engine): the traffic below L1 goes through bandwidth servers (sim/core/channel.h),
