@@ -123,6 +123,7 @@ std::vector<LayerResult> CpuModel::run(const wl::Model& model) {
     bool training = false;
     for (const wl::Op& op : ops) training = training || op.phase != wl::Phase::forward;
     std::vector<int64_t> head(ops.size(), -1), fused_slot(ops.size(), -1), producer(ops.size(), -1);
+    std::vector<bool> has_post_op(ops.size(), false);
     if (m_cpu.fuse_post_ops && !training)
         for (size_t i = 0; i < ops.size(); ++i) {
             if (!post_op(ops[i])) continue;
@@ -132,6 +133,7 @@ std::vector<LayerResult> CpuModel::run(const wl::Model& model) {
                 head[i] = head[p] >= 0 ? head[p] : static_cast<int64_t>(p);
                 fused_slot[i] = e.to_slot;
                 producer[i] = static_cast<int64_t>(p);
+                has_post_op[p] = true;
                 break;
             }
         }
@@ -152,7 +154,9 @@ std::vector<LayerResult> CpuModel::run(const wl::Model& model) {
             const auto slot = static_cast<size_t>(fused_slot[i]);
             const double tile = static_cast<double>(wl::numel(op.inputs[slot])) * wl::dtype_bytes(op.dtype);
             oc.inputs += std::max(0.0, tile - in_chip[slot]);
-            if (stored[static_cast<size_t>(producer[i])]) oc.kept = out_bytes;
+            oc.in_registers = tile;
+            if (stored[static_cast<size_t>(producer[i])] || has_post_op[i]) oc.kept = out_bytes;
+            oc.out_in_registers = has_post_op[i];
         }
         stored[i] =
             oc.kept < out_bytes * (1 - 1e-12) || (head[i] >= 0 && stored[static_cast<size_t>(producer[i])]);
@@ -180,11 +184,14 @@ LayerResult CpuModel::run_op(const wl::Op& op, const OnChip& on_chip) {
     OnChip oc = on_chip;
     oc.inputs = std::min(oc.inputs, c.input_bytes);
     oc.kept = std::min(oc.kept, c.output_bytes);
+    oc.in_registers = std::min(oc.in_registers, oc.inputs);
+    if (oc.out_in_registers) oc.kept = c.output_bytes;
     std::string key;
     LayerResult r;
     const bool memoize = m_cpu.fidelity == Fidelity::closed;
     if (memoize) {
-        key = op_signature(op, c) + fmt::format("|{:.17g}|{:.17g}", oc.inputs, oc.kept);
+        key = op_signature(op, c) + fmt::format("|{:.17g}|{:.17g}|{:.17g}|{}", oc.inputs, oc.kept,
+                                                oc.in_registers, oc.out_in_registers);
         if (auto it = m_memo.find(key); it != m_memo.end()) {
             ++m_work.cache_hits;
             r = it->second;
@@ -363,14 +370,17 @@ LayerResult CpuModel::simulate(const wl::Op& op, const OnChip& oc) {
         }
         wk.kernel_cycles += vector_flops / (static_cast<double>(wk.threads) * vec_ops_per_cycle);
         vector_flops = 0;
-        // Every byte passes each level once: lines in from below, written lines out to below.
-        const double in_lines = (c.weight_bytes + c.input_bytes) / line, out_lines = c.output_bytes / line;
+        // Every byte passes each level once: lines in from below, written lines out to below; a fused
+        // post-op's input from the producer's tile and a result kept in registers pass none.
+        const double loaded = c.weight_bytes + c.input_bytes - oc.in_registers;
+        const double stored = oc.out_in_registers ? 0.0 : c.output_bytes;
+        const double in_lines = loaded / line, out_lines = stored / line;
         for (size_t l = 0; l < nlev; ++l) {
             wk.traffic.misses[l] = in_lines;
             wk.traffic.writebacks[l] = out_lines;
         }
-        wk.traffic.l1_load_bytes = c.weight_bytes + c.input_bytes;
-        wk.traffic.l1_store_bytes = c.output_bytes;
+        wk.traffic.l1_load_bytes = loaded;
+        wk.traffic.l1_store_bytes = stored;
         // The last cache's misses of inputs kept in it are hits; kept outputs stay (no write-back).
         wk.traffic.misses.back() = (c.weight_bytes + in_dram) / line;
         wk.traffic.writebacks.back() = out_dram / line;

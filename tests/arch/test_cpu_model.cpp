@@ -415,6 +415,12 @@ TEST_CASE("Post-op fusion: BN, activations and residual adds ride on the convolu
         CHECK(f[i].bytes_read <= n[i].bytes_read);
         if (op != "add") CHECK(f[i].bytes_read <= f[i].counts.weight_bytes);
         if (op == "relu") CHECK(f[i].bytes_read == 0);
+        // A BN whose ReLU is fused after it hands its result on in registers: no store at any level.
+        if (op == "batchnorm" && i + 1 < f.size() && f[i + 1].op == "relu" && f[i + 1].metric("fused_into")) {
+            CHECK(f[i].levels[0].bytes_written == 0);
+            CHECK(f[i].bytes_written == 0);
+        }
+        CHECK(f[i].levels[0].bytes_read < n[i].levels[0].bytes_read);  // the producer's tile is not loaded
     }
     CHECK(fused > 100);  // 53 BN, 49 ReLU, 16 residual adds
     CHECK(tf < 0.9 * tn);
