@@ -39,7 +39,7 @@ struct FamilyParams {
 };
 
 // Data types a device may declare a peak for. One MAC counts as 2 ops (FLOP or OP).
-const std::vector<std::string>& known_dtypes();  // fp32 tf32 bf16 fp16 fp8 int16 int8 int4
+const std::vector<std::string>& known_dtypes();  // fp64 fp32 tf32 bf16 fp16 fp8 int16 int8 int4
 // Device families: tpu gpu cpu mcu npu.
 const std::vector<std::string>& known_families();
 

@@ -9,7 +9,8 @@ namespace mlsim::wl {
 
 namespace {
 
-constexpr std::array<std::pair<DType, std::string_view>, 8> k_dtypes{{
+constexpr std::array<std::pair<DType, std::string_view>, 9> k_dtypes{{
+    {DType::fp64, "fp64"},
     {DType::fp32, "fp32"},
     {DType::tf32, "tf32"},
     {DType::bf16, "bf16"},
@@ -24,6 +25,8 @@ constexpr std::array<std::pair<DType, std::string_view>, 8> k_dtypes{{
 
 int dtype_bits(DType t) {
     switch (t) {
+        case DType::fp64:
+            return 64;
         case DType::fp32:
         case DType::tf32:
             return 32;
@@ -45,6 +48,7 @@ double dtype_bytes(DType t) { return dtype_bits(t) / 8.0; }
 
 bool dtype_is_float(DType t) {
     switch (t) {
+        case DType::fp64:
         case DType::fp32:
         case DType::tf32:
         case DType::bf16:

@@ -12,14 +12,14 @@
 
 namespace mlsim::wl {
 
-enum class DType { fp32, tf32, bf16, fp16, fp8, int16, int8, int4 };
+enum class DType { fp64, fp32, tf32, bf16, fp16, fp8, int16, int8, int4 };
 
 int dtype_bits(DType t);
 double dtype_bytes(DType t);   // dtype_bits / 8, 0.5 for int4
-bool dtype_is_float(DType t);  // fp32 tf32 bf16 fp16 fp8
+bool dtype_is_float(DType t);  // fp64 fp32 tf32 bf16 fp16 fp8
 std::string_view dtype_name(DType t);
 std::optional<DType> parse_dtype(std::string_view name);
-// All names, widest floating-point types first: fp32 tf32 bf16 fp16 fp8 int16 int8 int4.
+// All names, widest floating-point types first: fp64 fp32 tf32 bf16 fp16 fp8 int16 int8 int4.
 const std::vector<std::string>& dtype_names();
 
 // forward: inference or the forward pass of training; backward: gradients; optimizer: weight updates;

@@ -166,6 +166,14 @@ const cfg::Schema& cpu_schema() {
                                 "LRU caches fed the blocked loop nest's addresses (small and medium GEMMs)");
         fid.choices = {"closed", "trace"};
         s.params.push_back(fid);
+        cfg::Param fusion = optional_no_default(
+            "fusion", cfg::PType::choice,
+            "epilogue (default): in inference, element-wise ops and batch-norm that are the sole consumer of "
+            "a "
+            "convolution's or GEMM's output run as its post-ops (oneDNN), without a pass of their own over "
+            "memory; none: every op on its own");
+        fusion.choices = {"none", "epilogue"};
+        s.params.push_back(fusion);
         cfg::Param limit = optional_no_default("trace_limit", cfg::PType::integer,
                                                "most line accesses the trace fidelity replays for one layer "
                                                "(default 200000000)");
@@ -223,6 +231,7 @@ std::shared_ptr<const FamilyParams> parse_cpu(const cfg::Node& dev, DeviceSpec& 
     s.fidelity_loc = r.has("fidelity") ? r.at("fidelity").loc() : node.key_loc();
     s.fidelity_path = r.has("fidelity") ? r.at("fidelity").path() : node.path() + ".fidelity";
     s.trace_limit = int_or(r, "trace_limit", 200000000);
+    s.fuse_post_ops = !(r.has("fusion") && r.str("fusion") == "none");
     if (s.simd_bits < 64 || s.simd_bits % 64 != 0)
         fail_at(r.at("simd_width"), "simd_width must be a whole number of 64-bit lanes");
 
@@ -405,9 +414,13 @@ void register_family() {
     f.factory = [](const DeviceSpec& spec) -> std::unique_ptr<DeviceModel> {
         return std::make_unique<CpuModel>(spec);
     };
-    f.options = {{"fidelity", "device.cpu.fidelity",
-                  "CPU devices: closed (closed-form misses per level, default) | trace (set-associative LRU "
-                  "caches replay each GEMM's blocked loop nest; small and medium shapes)"}};
+    f.options = {
+        {"fidelity", "device.cpu.fidelity",
+         "CPU devices: closed (closed-form misses per level, default) | trace (set-associative LRU "
+         "caches replay each GEMM's blocked loop nest; small and medium shapes)"},
+        {"fusion", "device.cpu.fusion",
+         "CPU devices: epilogue (default: element-wise ops and BN after a GEMM as its oneDNN post-ops) | "
+         "none"}};
     f.summary = summary_lines;
     register_family(std::move(f));
 }

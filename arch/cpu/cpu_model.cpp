@@ -28,6 +28,22 @@ std::string op_signature(const wl::Op& op, const wl::OpCounts& c) {
     return s;
 }
 
+// Post-op fusion (cpu_model.h): the ops oneDNN applies to a convolution's or matmul's output tile as it
+// is written (eltwise, binary / sum post-ops; batch-norm folded into the weights at inference), and the
+// ops whose output tile they can take.
+bool post_op(const wl::Op& op) {
+    if (op.phase != wl::Phase::forward) return false;
+    if (op.get<wl::EltwiseAttr>()) return true;
+    const auto* n = op.get<wl::NormAttr>();
+    return n && n->type == wl::NormType::batch;
+}
+
+bool takes_post_ops(const wl::Op& op) {
+    if (op.phase != wl::Phase::forward || op.get<wl::AttentionAttr>() || op.get<wl::EmbeddingAttr>())
+        return false;
+    return !op.gemms().empty() && op.counts().macs > 0;
+}
+
 bool is_depthwise(const wl::Op& op) {
     const auto* conv = op.get<wl::ConvAttr>();
     return conv && conv->groups > 1 && conv->out_channels == conv->groups;
@@ -100,13 +116,60 @@ std::vector<LayerResult> CpuModel::run(const wl::Model& model) {
     }
     ResidencyTracker tracker(model, llc.capacity_bytes * static_cast<double>(llc.instances),
                              std::move(needs));
+    // Post-op fusion, in inference only (training keeps every intermediate result for backward): a
+    // post_op whose input is the sole output use of a convolution / GEMM, or of an op already fused
+    // into one, runs on that output's tiles.
+    const std::vector<wl::Op>& ops = model.ops();
+    bool training = false;
+    for (const wl::Op& op : ops) training = training || op.phase != wl::Phase::forward;
+    std::vector<int64_t> head(ops.size(), -1), fused_slot(ops.size(), -1), producer(ops.size(), -1);
+    std::vector<bool> has_post_op(ops.size(), false);
+    if (m_cpu.fuse_post_ops && !training)
+        for (size_t i = 0; i < ops.size(); ++i) {
+            if (!post_op(ops[i])) continue;
+            for (const wl::Edge& e : model.in_edges(i)) {
+                const size_t p = e.from;
+                if (!(takes_post_ops(ops[p]) || head[p] >= 0) || model.out_edges(p).size() != 1) continue;
+                head[i] = head[p] >= 0 ? head[p] : static_cast<int64_t>(p);
+                fused_slot[i] = e.to_slot;
+                producer[i] = static_cast<int64_t>(p);
+                has_post_op[p] = true;
+                break;
+            }
+        }
+    std::vector<bool> stored(ops.size(), false);  // the layer's result went to memory
     double now = 0;
     for (size_t i = 0; i < model.ops().size(); ++i) {
+        const wl::Op& op = model.op(i);
         OnChip oc;
         for (double b : tracker.decide(i)) oc.kept += b;
-        for (double b : tracker.inputs_on_chip(i)) oc.inputs += b;
+        const std::vector<double> in_chip = tracker.inputs_on_chip(i);
+        for (double b : in_chip) oc.inputs += b;
         oc.resident = tracker.resident_bytes(i);
-        LayerResult r = run_op(model.op(i), oc);
+        const double out_bytes = op.counts().output_bytes;
+        if (head[i] >= 0) {
+            // The fused input is the producer's output tile (charged as an L3 read, est.: oneDNN holds it in
+            // registers / L1). The chain's result is stored once: by this layer unless it stays in L3, or
+            // already by the producer when the producer's result did not stay.
+            const auto slot = static_cast<size_t>(fused_slot[i]);
+            const double tile = static_cast<double>(wl::numel(op.inputs[slot])) * wl::dtype_bytes(op.dtype);
+            oc.inputs += std::max(0.0, tile - in_chip[slot]);
+            oc.in_registers = tile;
+            if (stored[static_cast<size_t>(producer[i])] || has_post_op[i]) oc.kept = out_bytes;
+            oc.out_in_registers = has_post_op[i];
+        }
+        stored[i] =
+            oc.kept < out_bytes * (1 - 1e-12) || (head[i] >= 0 && stored[static_cast<size_t>(producer[i])]);
+        LayerResult r = run_op(op, oc);
+        if (head[i] >= 0) {
+            // No fork/join of its own: the producer's threads apply it.
+            TimeParts parts = r.parts;
+            parts.overhead_s = 0;
+            r.set_parts(parts);
+            r.time_s = parts.total();
+            r.energy_static_j = m_spec.static_power_W * r.time_s;
+            r.add_text("fused_into", ops[static_cast<size_t>(head[i])].name);
+        }
         r.idx = static_cast<int64_t>(i);
         r.start_s = now;
         now += r.time_s;
@@ -121,11 +184,14 @@ LayerResult CpuModel::run_op(const wl::Op& op, const OnChip& on_chip) {
     OnChip oc = on_chip;
     oc.inputs = std::min(oc.inputs, c.input_bytes);
     oc.kept = std::min(oc.kept, c.output_bytes);
+    oc.in_registers = std::min(oc.in_registers, oc.inputs);
+    if (oc.out_in_registers) oc.kept = c.output_bytes;
     std::string key;
     LayerResult r;
     const bool memoize = m_cpu.fidelity == Fidelity::closed;
     if (memoize) {
-        key = op_signature(op, c) + fmt::format("|{:.17g}|{:.17g}", oc.inputs, oc.kept);
+        key = op_signature(op, c) + fmt::format("|{:.17g}|{:.17g}|{:.17g}|{}", oc.inputs, oc.kept,
+                                                oc.in_registers, oc.out_in_registers);
         if (auto it = m_memo.find(key); it != m_memo.end()) {
             ++m_work.cache_hits;
             r = it->second;
@@ -304,14 +370,17 @@ LayerResult CpuModel::simulate(const wl::Op& op, const OnChip& oc) {
         }
         wk.kernel_cycles += vector_flops / (static_cast<double>(wk.threads) * vec_ops_per_cycle);
         vector_flops = 0;
-        // Every byte passes each level once: lines in from below, written lines out to below.
-        const double in_lines = (c.weight_bytes + c.input_bytes) / line, out_lines = c.output_bytes / line;
+        // Every byte passes each level once: lines in from below, written lines out to below; a fused
+        // post-op's input from the producer's tile and a result kept in registers pass none.
+        const double loaded = c.weight_bytes + c.input_bytes - oc.in_registers;
+        const double stored = oc.out_in_registers ? 0.0 : c.output_bytes;
+        const double in_lines = loaded / line, out_lines = stored / line;
         for (size_t l = 0; l < nlev; ++l) {
             wk.traffic.misses[l] = in_lines;
             wk.traffic.writebacks[l] = out_lines;
         }
-        wk.traffic.l1_load_bytes = c.weight_bytes + c.input_bytes;
-        wk.traffic.l1_store_bytes = c.output_bytes;
+        wk.traffic.l1_load_bytes = loaded;
+        wk.traffic.l1_store_bytes = stored;
         // The last cache's misses of inputs kept in it are hits; kept outputs stay (no write-back).
         wk.traffic.misses.back() = (c.weight_bytes + in_dram) / line;
         wk.traffic.writebacks.back() = out_dram / line;

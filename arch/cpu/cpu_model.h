@@ -22,6 +22,19 @@
 //    vector-unit cycles = FLOPs / (threads · lanes · pipes), its bytes read from the level its
 //    working set lives in (an input kept in L3 by the previous layers, else DRAM) and written to L3
 //    (kept) or DRAM (non-temporal stores: no read for ownership). Views take no time.
+//  * Post-op fusion (`fusion: epilogue`, the default; `none` turns it off): in inference, an element-wise
+//    op or a batch-norm whose input is the only use of a convolution's / GEMM's output (or of an op already
+//    fused into one) runs as that primitive's post-op, as oneDNN applies eltwise / binary / sum post-ops
+//    to each output tile before storing it and inference runtimes fold batch-norm into the weights
+//    (oneDNN developer guide, "Primitive Attributes: Post-ops"). The fused layer has no fork/join
+//    (op_overhead) of its own; its arithmetic runs on the vector units of all the producer's threads; its
+//    fused input is the producer's output tile, already in registers (no loads, no cache traffic); its
+//    other inputs (a residual) come from where they lie; a result that a further post-op takes stays in
+//    registers (no store). The producer's row still stores its C tiles (to L3 when its output fits
+//    there, else DRAM), and the chain's last op stores the final result too unless the producer's store
+//    already went to DRAM (then that store stands for it): so a chain costs one DRAM store at most, and
+//    an extra L3 write when it stays on chip (est.: oneDNN stores only the final result). Training steps
+//    are not fused (backward reads every intermediate result). Rows: `fused_into` names the producer.
 //  * Threads: GEMMs as above; streaming ops one thread per 32 KiB of data, at most the cores (est.:
 //    below that a fork/join costs more than the work saves).
 // Timing (the event engine): the traffic below L1 goes through bandwidth servers (sim/core/channel.h),
@@ -74,6 +87,8 @@ class CpuModel final : public DeviceModel {
         double inputs = 0;  // input bytes read from L3
         double kept = 0;    // output bytes kept in L3
         double resident = 0;
+        double in_registers = 0;        // of `inputs`: bytes a fused post-op takes from the producer's tile
+        bool out_in_registers = false;  // a fused post-op's result goes on in registers (no store)
     };
     LayerResult run_op(const wl::Op& op) { return run_op(op, OnChip{}); }
     LayerResult run_op(const wl::Op& op, const OnChip& on_chip);

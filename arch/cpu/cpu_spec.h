@@ -104,6 +104,7 @@ struct CpuSpec final : FamilyParams {
     std::vector<CacheLevel> caches;            // innermost first (L1D, L2, L3)
     DramParams dram;
     Fidelity fidelity = Fidelity::closed;
+    bool fuse_post_ops = true;    // `fusion: epilogue` (default): element-wise / BN after a GEMM as post-ops
     int64_t trace_limit = 0;      // most line accesses the trace fidelity replays per layer
     cfg::SourceLoc fidelity_loc;  // where the fidelity was chosen, for located refusals
     std::string fidelity_path;

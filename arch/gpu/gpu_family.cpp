@@ -59,6 +59,11 @@ const cfg::Schema& gpu_schema() {
         lanes.max = 100000;
         s.params.push_back(lanes);
         s.params.push_back(count_param("tensor_cores_per_sm", "tensor cores per SM (informative)"));
+        cfg::Param fp64 = count_param("fp64_cores_per_sm",
+                                      "FP64 FMA lanes per SM (the CUDA-core FP64 peak is lanes x 2 x SMs x "
+                                      "cuda_core_clock); absent: no FP64");
+        fp64.max = 100000;
+        s.params.push_back(fp64);
         cfg::Param rates;
         rates.name = "tensor_ops_per_clock";
         rates.type = cfg::PType::dict;
@@ -155,10 +160,18 @@ std::shared_ptr<const FamilyParams> parse_gpu(const cfg::Node& dev, DeviceSpec& 
     g.sms = r.integer("sms");
     g.fp32_lanes_per_sm = r.integer("cuda_cores_per_sm");
     g.tensor_cores_per_sm = r.has("tensor_cores_per_sm") ? r.integer("tensor_cores_per_sm") : 0;
+    g.fp64_lanes_per_sm = r.has("fp64_cores_per_sm") ? r.integer("fp64_cores_per_sm") : 0;
     if (const cfg::Node* rates = node.find("tensor_ops_per_clock"); rates && rates->is_map())
         for (const auto& [dtype, value] : rates->entries())
             g.tensor_ops_per_clock[dtype] = static_cast<double>(value.as_int());
     g.cuda_core_clock_hz = r.has("cuda_core_clock") ? r.quantity("cuda_core_clock") : d.clock_hz;
+    g.fp64_clock_ratio = g.cuda_core_clock_hz / d.clock_hz;
+    // What the FP64 tensor cores cannot take (misaligned GEMMs, element-wise ops) runs on the FP64 CUDA
+    // cores, so DMMA without them would leave those ops without a unit.
+    if (g.tensor_ops_per_clock.count("fp64") && g.fp64_lanes_per_sm == 0)
+        fail_at(child(child(node, "tensor_ops_per_clock"), "fp64"),
+                "FP64 tensor cores need `fp64_cores_per_sm` (the FP64 CUDA cores that run the ops the "
+                "tensor cores cannot)");
     g.registers_bytes = r.quantity("registers_per_sm");
     g.shared_memory_bytes = r.quantity("shared_memory_per_sm");
     g.shared_memory_per_block_bytes = r.has("shared_memory_per_block") ? r.quantity("shared_memory_per_block")
@@ -192,8 +205,9 @@ std::shared_ptr<const FamilyParams> parse_gpu(const cfg::Node& dev, DeviceSpec& 
     std::map<std::string, double> derived;
     derived["fp32"] =
         static_cast<double>(g.fp32_lanes_per_sm) * 2 * static_cast<double>(g.sms) * g.cuda_core_clock_hz;
-    for (const auto& [dtype, ops] : g.tensor_ops_per_clock)
-        derived[dtype] = ops * static_cast<double>(g.sms) * d.clock_hz;
+    // FP64: the DMMA tensor cores' rate where there are some, else the FP64 CUDA cores'.
+    if (g.fp64_lanes_per_sm > 0) derived["fp64"] = g.cuda_core_rate("fp64");
+    for (const auto& [dtype, ops] : g.tensor_ops_per_clock) derived[dtype] = g.tensor_rate(dtype, d.clock_hz);
     if (d.peak_ops_per_s.empty()) {
         d.peak_ops_per_s = derived;
         return gp;
@@ -205,13 +219,17 @@ std::shared_ptr<const FamilyParams> parse_gpu(const cfg::Node& dev, DeviceSpec& 
             fail_at(child(peak_node, dtype),
                     "peak for " + dtype +
                         ", which the GPU neither computes on tensor cores (add it to "
-                        "`gpu.tensor_ops_per_clock`) nor is FP32 on the CUDA cores");
+                        "`gpu.tensor_ops_per_clock`) nor is FP32 or FP64 (`fp64_cores_per_sm`) on the CUDA "
+                        "cores");
         if (std::abs(peak - it->second) > 0.01 * it->second)
             fail_at(child(peak_node, dtype),
                     "peak " + cfg::format_quantity(peak, cfg::Dim::throughput) + " for " + dtype +
                         " does not match the SM array: " +
-                        (dtype == "fp32" ? "cuda_cores_per_sm x 2 x SMs x cuda_core_clock"
-                                         : "tensor_ops_per_clock x SMs x clock") +
+                        (dtype == "fp32"   ? "cuda_cores_per_sm x 2 x SMs x cuda_core_clock"
+                         : dtype == "fp64" ? (g.tensor_ops_per_clock.count("fp64")
+                                                  ? "tensor_ops_per_clock x SMs x cuda_core_clock"
+                                                  : "fp64_cores_per_sm x 2 x SMs x cuda_core_clock")
+                                           : "tensor_ops_per_clock x SMs x clock") +
                         " = " + exact_throughput(it->second) +
                         " (a declared peak must agree within 1 %; leave `peak` out to have it derived)");
     }
@@ -242,17 +260,21 @@ const GpuSpec* spec_of(const DeviceSpec& spec) { return spec.params_of<GpuSpec>(
 
 double GpuSpec::tensor_rate(const std::string& dtype, double clock_hz) const {
     auto it = tensor_ops_per_clock.find(dtype);
-    return it == tensor_ops_per_clock.end() ? 0.0 : it->second * static_cast<double>(sms) * clock_hz;
+    const double clock = dtype == "fp64" ? clock_hz * fp64_clock_ratio : clock_hz;
+    return it == tensor_ops_per_clock.end() ? 0.0 : it->second * static_cast<double>(sms) * clock;
 }
 
 // CUDA-core arithmetic (CUDA C Programming Guide, "Arithmetic Instructions" throughput table): one FP32
 // FMA per lane per clock; 16-bit floats as paired HFMA2 (2 per lane); 8-bit integers as DP4A (4 MACs per
-// lane); TF32 and FP8 computed in FP32 there. 2 ops per MAC.
+// lane); TF32 and FP8 computed in FP32 there; FP64 on the FP64 lanes (fp64_cores_per_sm: 32 per SM on
+// GA100 and GV100, 64 on GH100, 2 on GA10x and AD10x). 2 ops per MAC.
 double GpuSpec::cuda_core_rate(const std::string& dtype) const {
     const double fp32 =
         static_cast<double>(fp32_lanes_per_sm) * 2 * static_cast<double>(sms) * cuda_core_clock_hz;
     if (dtype == "fp16" || dtype == "bf16") return 2 * fp32;
     if (dtype == "int8" || dtype == "int4") return 4 * fp32;
+    if (dtype == "fp64")
+        return static_cast<double>(fp64_lanes_per_sm) * 2 * static_cast<double>(sms) * cuda_core_clock_hz;
     return fp32;
 }
 

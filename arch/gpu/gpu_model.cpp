@@ -290,7 +290,10 @@ GemmPlan GpuModel::plan_gemm(const wl::GemmShape& s, const std::string& dtype, d
     base.out_bytes = base.elem_bytes;
     // Tensor-core alignment (NVIDIA Deep Learning Performance Guide, "Tensor Core Requirements"): the
     // contiguous dimensions K and N in multiples of 16 bytes (8 fp16, 16 int8, 4 tf32 elements).
-    const int64_t align = std::max<int64_t>(1, static_cast<int64_t>(16 / base.elem_bytes));
+    // FP64 (DMMA, mma.m8n8k4) takes any K and N: CUTLASS's SM80 double tensor-op GEMM is configured with
+    // an alignment of one element (cutlass/gemm/device/default_gemm_configuration.h, Sm80 double).
+    const int64_t align =
+        base.elem_bytes >= 8 ? 1 : std::max<int64_t>(1, static_cast<int64_t>(16 / base.elem_bytes));
     base.aligned = s.k % align == 0 && s.n % align == 0;
     base.tensor = g.tensor_rate(dtype, m_spec.clock_hz) > 0 && base.aligned;
     // Outside the tensor cores an int8 / fp8 GEMM runs in 32-bit arithmetic words (DP4A packs 4).
@@ -299,7 +302,11 @@ GemmPlan GpuModel::plan_gemm(const wl::GemmShape& s, const std::string& dtype, d
         tiles.assign(std::begin(k_tensor_tiles), std::end(k_tensor_tiles));
     else
         tiles.assign(std::begin(k_simt_tiles), std::end(k_simt_tiles));
-    const int64_t bk_bytes = base.tensor ? (base.elem_bytes >= 2 ? 64 : 128) : 32;
+    // FP64 tensor op: a K step of 16 doubles (128 B), CUTLASS's SM80 double configuration (128 x 128 x 16).
+    const int64_t bk_bytes = base.tensor ? (base.elem_bytes >= 8   ? 128
+                                            : base.elem_bytes >= 2 ? 64
+                                                                   : 128)
+                                         : 32;
     const int64_t bk =
         std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(bk_bytes) / base.elem_bytes));
     std::vector<int64_t> stage_options;
@@ -331,7 +338,9 @@ GemmPlan GpuModel::plan_gemm(const wl::GemmShape& s, const std::string& dtype, d
             const double smem = static_cast<double>(stages * (p.bm + p.bn) * p.bk) * p.elem_bytes;
             if (smem > g.shared_memory_per_block_bytes) continue;
             const int64_t threads = 32 * p.warps;
-            const int64_t regs_per_thread = p.bm * p.bn / threads + 40;
+            // An FP64 accumulator takes two 32-bit registers.
+            const int64_t acc_regs = std::max<int64_t>(1, static_cast<int64_t>(p.out_bytes / 4));
+            const int64_t regs_per_thread = p.bm * p.bn / threads * acc_regs + 40;
             if (regs_per_thread > g.max_registers_per_thread) continue;
             const double regs = static_cast<double>(threads * regs_per_thread * 4);
             int64_t per_sm = std::min({static_cast<int64_t>(g.shared_memory_bytes / smem),

@@ -24,10 +24,15 @@ struct FixedTile {
 struct GpuSpec final : FamilyParams {
     int64_t sms = 0;
     int64_t fp32_lanes_per_sm = 0;    // CUDA cores (FP32 FMA lanes) per SM
+    int64_t fp64_lanes_per_sm = 0;    // FP64 FMA lanes per SM (0: no FP64)
     int64_t tensor_cores_per_sm = 0;  // informative; the rates below are per SM
     // Dense tensor-core throughput per SM per clock, in ops (1 MAC = 2 ops), per data type.
     std::map<std::string, double> tensor_ops_per_clock;
-    double cuda_core_clock_hz = 0;   // clock of the FP32 peak (H100 quotes it at the 1.98 GHz boost)
+    double cuda_core_clock_hz = 0;  // clock of the FP32 peak (H100 quotes it at the 1.98 GHz boost)
+    // FP64 (CUDA cores and DMMA tensor cores) runs at the CUDA-core clock: NVIDIA quotes H100's FP64 and
+    // FP64 tensor peaks at the 1.98 GHz of its FP32 peak (66.9 = 256 op x 132 SMs x 1.98 GHz), the
+    // lower-precision tensor peaks at 1.83 GHz. tensor_rate scales its clock argument by this ratio.
+    double fp64_clock_ratio = 1;     // cuda_core_clock / device clock
     double registers_bytes = 0;      // register file per SM
     double shared_memory_bytes = 0;  // largest shared-memory carve-out per SM
     double shared_memory_per_block_bytes = 0;

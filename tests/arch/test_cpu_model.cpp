@@ -93,6 +93,69 @@ TEST_CASE("CPU presets derive their peaks from their units and agree with the de
     for (const char* p : k_presets) CHECK(arch::make_device_model(preset(p))->model_name() == "cpu");
 }
 
+TEST_CASE("FP64 runs on the vector FMA units: 8 doubles per 512-bit FMA, 2 per 128-bit NEON FMA", "[cpu]") {
+    // Peaks: cores x (SIMD bits / 64 lanes x FMA pipes) x 2 x the unit's clock.
+    CHECK(preset("xeon-8380").peak_for("fp64") == Approx(40.0 * 8 * 2 * 2 * 2.3e9).epsilon(1e-9));
+    CHECK(preset("xeon-8480").peak_for("fp64") == Approx(56.0 * 8 * 2 * 2 * 2.0e9).epsilon(1e-9));
+    CHECK(preset("epyc-9654").peak_for("fp64") == Approx(96.0 * 4 * 2 * 2 * 2.4e9).epsilon(1e-9));
+    CHECK(preset("orin-cpu").peak_for("fp64") == Approx(12.0 * 2 * 2 * 2 * 2.2e9).epsilon(1e-9));
+    for (const char* p : k_presets) {
+        INFO(p);
+        const arch::DeviceSpec d = preset(p);
+        // Half the FP32 rate on the same units (declared peaks are rounded up by at most 1 %).
+        CHECK(d.peak_for("fp64") == Approx(d.peak_for("fp32") / 2).epsilon(0.01));
+        CHECK_FALSE(arch::cpu::spec_of(d)->units.at("fp64").matrix);  // AMX has no FP64 tiles
+    }
+}
+
+TEST_CASE("FP64 blocking: the same register tile in 8-double vectors, cache blocks sized in bytes", "[cpu]") {
+    const arch::DeviceSpec d = preset("xeon-8380");
+    const arch::cpu::CpuSpec& s = *arch::cpu::spec_of(d);
+    const double l3 = s.caches.back().capacity_bytes;
+    const arch::cpu::Blocking b32 = arch::cpu::choose_blocking(s, s.units.at("fp32"), 4, l3);
+    const arch::cpu::Blocking b64 = arch::cpu::choose_blocking(s, s.units.at("fp64"), 8, l3);
+    // The accumulator tile is the same registers: MR in 8-double vectors is half MR in 16-float ones.
+    CHECK(b64.mr % 8 == 0);
+    CHECK(b64.mr * 2 == b32.mr);
+    CHECK(b64.nr == b32.nr);
+    CHECK(b64.mr / 8 * b64.nr + b64.mr / 8 + 1 <= s.vector_registers);
+    // The blocks fit their levels in bytes: the A and B micro-panels in all L1 ways but one (Low et al.:
+    // one way for the C stream); halving MR in elements frees L1 ways for a deeper B panel.
+    const double ways = static_cast<double>(s.caches[0].associativity);
+    CHECK(static_cast<double>(b64.kc * (b64.mr + b64.nr) * 8) <=
+          (ways - 1) / ways * s.caches[0].capacity_bytes);
+    CHECK(b64.kc * 8 * b64.nr >= b32.kc * 4 * b32.nr);
+    CHECK(static_cast<double>(b64.mc * b64.kc * 8) <= s.caches[1].capacity_bytes);
+    CHECK(static_cast<double>(b64.kc * b64.nc * 8) <= l3);
+    CHECK(b64.mc % b64.mr == 0);
+}
+
+TEST_CASE("A large DGEMM runs near the FP64 peak, twice as long as the SGEMM, moving twice the bytes",
+          "[cpu]") {
+    const arch::DeviceSpec spec = preset("xeon-8380");
+    const auto gemm = [](const char* dtype) {
+        return one_op_model(
+            std::string("name: g\ninputs:\n  x: [2048, 2048]\nops:\n  - {name: fc, kind: linear, ") +
+            "inputs: [x], out_features: 2048, bias: false, dtype: " + dtype + "}\n");
+    };
+    arch::cpu::CpuModel model(spec);
+    const wl::Model m64 = gemm("fp64"), m32 = gemm("fp32");
+    REQUIRE(m64.op(0).dtype == wl::DType::fp64);
+    const arch::LayerResult r64 = model.run_op(m64.op(0));
+    const arch::LayerResult r32 = model.run_op(m32.op(0));
+    const double achieved = r64.counts.flops / (r64.time_s - spec.op_overhead_s);
+    CHECK(achieved <= spec.peak_for("fp64"));
+    CHECK(achieved >= 0.7 * spec.peak_for("fp64"));
+    CHECK(r64.bound == "compute");
+    CHECK(r64.metric_value("threads") == 40);
+    const double ratio = (r64.time_s - spec.op_overhead_s) / (r32.time_s - spec.op_overhead_s);
+    CHECK(ratio > 1.7);
+    CHECK(ratio < 2.3);
+    CHECK(r64.counts.input_bytes == 2 * r32.counts.input_bytes);
+    CHECK(r64.bytes_read >= 2 * 2048.0 * 2048 * 8);          // A and B from DRAM at least once
+    CHECK(r64.energy_compute_j > 3 * r32.energy_compute_j);  // a 53-bit multiplier per FMA
+}
+
 TEST_CASE("A CPU section that contradicts itself is a located error", "[cpu]") {
     std::ifstream in(k_devices + "xeon-8380.yaml");
     const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -259,7 +322,8 @@ TEST_CASE("No layer of any zoo model runs faster than the roofline bound of its 
                 const arch::RooflineBound bnd =
                     arch::roofline_bound(spec, op, arch::OnChip{on_chip, out_kept});
                 CHECK(r.time_s >= bnd.bound_s());
-                CHECK(r.time_s - spec.op_overhead_s >= bnd.compute_s * (1 - 1e-12));
+                CHECK(r.time_s - r.parts.overhead_s >= bnd.compute_s * (1 - 1e-12));
+                CHECK(r.parts.overhead_s == (r.metric("fused_into") ? 0 : spec.op_overhead_s));
                 CHECK(r.start_s == t);
                 t = r.end_s;
                 CHECK(r.energy_compute_j >= 0);
@@ -290,6 +354,83 @@ TEST_CASE("No layer of any zoo model runs faster than the roofline bound of its 
     CHECK(memory_bound > 100);
     CHECK(compute_bound > 100);
     CHECK(kept > 100);  // activations stay in L3 between layers
+}
+
+TEST_CASE("FP64 zoo models keep the roofline floor on every CPU preset", "[cpu]") {
+    int64_t layers = 0;
+    for (const char* p : k_presets) {
+        const arch::DeviceSpec spec = preset(p);
+        for (const char* name : {"resnet50", "bert-base", "mlp3-training"}) {
+            wl::ZooOptions o;
+            o.dtype = wl::DType::fp64;
+            const wl::Model model = zoo(name, o);
+            auto dm = arch::make_device_model(spec);
+            for (const arch::LayerResult& r : dm->run(model)) {
+                const wl::Op& op = model.ops()[static_cast<size_t>(r.idx)];
+                INFO(p << " " << name << " layer " << r.idx << " " << r.name << " (" << r.op << ")");
+                const arch::RooflineBound bnd = arch::roofline_bound(
+                    spec, op,
+                    arch::OnChip{r.metric_value("input_bytes_on_chip"), r.metric_value("output_bytes_kept")});
+                CHECK(r.time_s >= bnd.bound_s());
+                CHECK(r.dtype == "fp64");
+                CHECK(r.energy_compute_j >= 0);
+                CHECK(r.utilization <= 1.0);
+                ++layers;
+            }
+        }
+    }
+    CHECK(layers > 500);
+}
+
+TEST_CASE("Post-op fusion: BN, activations and residual adds ride on the convolution's output tiles",
+          "[cpu]") {
+    const arch::DeviceSpec fused_spec = preset("xeon-8480");
+    arch::DeviceSpec plain_spec = fused_spec;
+    auto plain_cpu = std::make_shared<arch::cpu::CpuSpec>(*arch::cpu::spec_of(fused_spec));
+    plain_cpu->fuse_post_ops = false;
+    plain_spec.params["cpu"] = plain_cpu;
+    wl::ZooOptions o;
+    o.dtype = wl::DType::bf16;
+    o.batch = 32;
+    const wl::Model m = wl::zoo_build("resnet50", o);
+    const std::vector<arch::LayerResult> f = arch::cpu::CpuModel(fused_spec).run(m);
+    const std::vector<arch::LayerResult> n = arch::cpu::CpuModel(plain_spec).run(m);
+    double tf = 0, tn = 0, dram_f = 0, dram_n = 0;
+    int64_t fused = 0;
+    for (size_t i = 0; i < f.size(); ++i) {
+        tf += f[i].time_s;
+        tn += n[i].time_s;
+        dram_f += f[i].bytes_read + f[i].bytes_written;
+        dram_n += n[i].bytes_read + n[i].bytes_written;
+        CHECK(n[i].metric("fused_into") == nullptr);
+        if (!f[i].metric("fused_into")) continue;
+        ++fused;
+        INFO(f[i].name << " (" << f[i].op << ")");
+        const std::string op = f[i].op;
+        CHECK((op == "batchnorm" || op == "relu" || op == "add"));
+        CHECK(f[i].parts.overhead_s == 0);
+        CHECK(f[i].time_s <= n[i].time_s);
+        // Its fused input never comes from DRAM: a ReLU reads nothing there, a BN its scale and shift at
+        // most, an add its shortcut at most.
+        CHECK(f[i].bytes_read <= n[i].bytes_read);
+        if (op != "add") CHECK(f[i].bytes_read <= f[i].counts.weight_bytes);
+        if (op == "relu") CHECK(f[i].bytes_read == 0);
+        // A BN whose ReLU is fused after it hands its result on in registers: no store at any level.
+        if (op == "batchnorm" && i + 1 < f.size() && f[i + 1].op == "relu" && f[i + 1].metric("fused_into")) {
+            CHECK(f[i].levels[0].bytes_written == 0);
+            CHECK(f[i].bytes_written == 0);
+        }
+        CHECK(f[i].levels[0].bytes_read < n[i].levels[0].bytes_read);  // the producer's tile is not loaded
+    }
+    CHECK(fused > 100);  // 53 BN, 49 ReLU, 16 residual adds
+    CHECK(tf < 0.9 * tn);
+    CHECK(dram_f < dram_n);
+    // Training steps are not fused: backward reads the intermediate results.
+    wl::ZooOptions t;
+    t.dtype = wl::DType::bf16;
+    const wl::Model step = zoo("lenet5-training", t);
+    for (const arch::LayerResult& r : arch::cpu::CpuModel(fused_spec).run(step))
+        CHECK(r.metric("fused_into") == nullptr);
 }
 
 TEST_CASE("A large SGEMM on all cores runs near the FMA peak, limited by the kernel's own overheads",

@@ -393,8 +393,11 @@ TEST_CASE("bad device files are UserErrors located at file:line", "[arch][device
     }
     SECTION("negative size") { device_error("negative.yaml", with_line(15, "      capacity: -16GiB"), 15); }
     SECTION("peak for an unknown data type") {
-        CHECK_THAT(device_error("dtype.yaml", with_line(6, "    fp61: 100TFLOP/s"), 6),
+        CHECK_THAT(device_error("dtype.yaml", with_line(6, "    fp17: 100TFLOP/s"), 6),
                    Contains("did you mean 'fp16'"));
+        // One edit from fp64 (and two from fp16): the nearest name wins.
+        CHECK_THAT(device_error("dtype.yaml", with_line(6, "    fp61: 100TFLOP/s"), 6),
+                   Contains("did you mean 'fp64'"));
     }
     SECTION("unknown family") {
         CHECK_THAT(device_error("family.yaml", with_line(3, "  family: gpx"), 3), Contains("tpu"));

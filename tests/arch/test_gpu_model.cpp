@@ -71,9 +71,74 @@ TEST_CASE("GPU presets run on the GPU model, their peaks derived from the SM arr
         CHECK(d.peak_for("fp32") ==
               Approx(static_cast<double>(g->fp32_lanes_per_sm * 2 * g->sms) * g->cuda_core_clock_hz)
                   .epsilon(0.01));
+        // FP64 (tensor cores or CUDA cores) at the CUDA-core clock (gpu_spec.h).
         for (const auto& [dtype, ops] : g->tensor_ops_per_clock)
-            CHECK(d.peak_for(dtype) == Approx(ops * static_cast<double>(g->sms) * d.clock_hz).epsilon(0.01));
+            CHECK(d.peak_for(dtype) == Approx(ops * static_cast<double>(g->sms) *
+                                              (dtype == "fp64" ? g->cuda_core_clock_hz : d.clock_hz))
+                                           .epsilon(0.01));
     }
+}
+
+TEST_CASE("FP64: DMMA tensor cores on A100 and H100, FP64 CUDA cores elsewhere, at the published peaks",
+          "[gpu]") {
+    // NVIDIA datasheets / whitepapers: A100 9.7 (19.5 tensor), H100 SXM 33.5 (66.9 tensor), V100 7.8,
+    // L4 and RTX 4090 at 1/64 of FP32.
+    CHECK(preset("a100").peak_for("fp64") == Approx(19.5e12).epsilon(0.01));
+    CHECK(arch::gpu::spec_of(preset("a100"))->cuda_core_rate("fp64") == Approx(9.7e12).epsilon(0.01));
+    CHECK(preset("h100").peak_for("fp64") == Approx(66.9e12).epsilon(0.01));
+    CHECK(arch::gpu::spec_of(preset("h100"))->cuda_core_rate("fp64") == Approx(33.5e12).epsilon(0.01));
+    CHECK(preset("v100").peak_for("fp64") == Approx(7.8e12).epsilon(0.01));
+    for (const char* name : {"l4", "rtx-4090", "jetson-agx-orin", "jetson-orin-nano"}) {
+        INFO(name);
+        const arch::DeviceSpec d = preset(name);
+        CHECK(d.peak_for("fp64") == Approx(d.peak_for("fp32") / 64).epsilon(1e-9));
+    }
+    CHECK(preset("jetson-orin-nano-super").peak_for("fp64") == Approx(2.0 * 2 * 8 * 1.02e9).epsilon(0.01));
+
+    // A large DGEMM: on A100 through the tensor cores (any K and N: DMMA needs no 16-byte alignment), below
+    // the tensor peak and above the CUDA cores' 9.7 TFLOP/s; on V100 on the CUDA cores.
+    GpuModel a100(preset("a100"));
+    const arch::LayerResult a = a100.run_op(gemm_op(8192, 8192, 8192, wl::DType::fp64));
+    CHECK(a.metric_value("tensor_cores") == 1);
+    const double a_rate = a.counts.flops / (a.time_s - a.parts.overhead_s);
+    CHECK(a_rate <= 19.5e12);
+    CHECK(a_rate > 9.75e12);
+    CHECK(a100.run_op(gemm_op(4096, 4095, 4096, wl::DType::fp64)).metric_value("tensor_cores") == 1);
+    const GemmPlan p = a100.plan_gemm(wl::GemmShape{1, 8192, 8192, 8192}, "fp64");
+    CHECK(p.bk * 8 == 128);  // a K step of 16 doubles
+    // Two registers per FP64 accumulator: a block's accumulators fit the 255 registers a thread may hold.
+    CHECK(p.bm * p.bn / (32 * p.warps) * 2 + 40 <= 255);
+    GpuModel v100(preset("v100"));
+    const arch::LayerResult v = v100.run_op(gemm_op(8192, 8192, 8192, wl::DType::fp64));
+    CHECK(v.metric_value("tensor_cores") == 0);
+    const double v_rate = v.counts.flops / (v.time_s - v.parts.overhead_s);
+    CHECK(v_rate <= 7.84e12);
+    CHECK(v_rate > 0.5 * 7.84e12);
+    // L4: FP64 at 1/64 of FP32 on 2 lanes per SM: a 4096^3 DGEMM is bound by those lanes, near their peak.
+    GpuModel l4(preset("l4"));
+    const arch::LayerResult l64 = l4.run_op(gemm_op(4096, 4096, 4096, wl::DType::fp64));
+    CHECK(l64.metric_value("tensor_cores") == 0);
+    CHECK(l64.bound == "compute");
+    const double l_rate = l64.counts.flops / (l64.time_s - l64.parts.overhead_s);
+    CHECK(l_rate <= preset("l4").peak_for("fp64"));
+    CHECK(l_rate > 0.8 * preset("l4").peak_for("fp64"));
+}
+
+TEST_CASE("FP64 tensor cores without FP64 CUDA cores are a located user error", "[gpu]") {
+    std::ifstream in(k_devices + "a100.yaml");
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string yaml = text.str();
+    const std::string line = "    fp64_cores_per_sm: 32";
+    REQUIRE(yaml.find(line) != std::string::npos);
+    yaml.replace(yaml.find(line), line.size(), "   ");
+    const std::string path = (std::filesystem::temp_directory_path() / "mlsim_gpu_no_fp64.yaml").string();
+    std::ofstream(path) << yaml;
+    const std::string msg = test::user_error_of([&] { arch::load_device(path); });
+    CHECK(msg.find("mlsim_gpu_no_fp64.yaml:") != std::string::npos);
+    CHECK(msg.find("device.gpu.tensor_ops_per_clock.fp64") != std::string::npos);
+    CHECK(msg.find("fp64_cores_per_sm") != std::string::npos);
+    std::filesystem::remove(path);
 }
 
 TEST_CASE("A declared peak that the SM array does not give is a located user error", "[gpu]") {
@@ -368,4 +433,30 @@ TEST_CASE("Block fidelity keeps the roofline floor and stays near the wave fidel
             CHECK(block.work().blocks > 0);
         }
     }
+}
+
+TEST_CASE("FP64 zoo models keep the roofline floor and the power limit on every GPU preset", "[gpu]") {
+    int64_t layers = 0, tensor = 0;
+    for (const char* name : k_gpus) {
+        if (!exists(name)) continue;
+        const arch::DeviceSpec spec = preset(name);
+        for (const char* model_name : {"lenet5", "resnet50", "gpt2-small-prefill", "mlp3-training"}) {
+            const wl::Model model = zoo(model_name, wl::DType::fp64);
+            GpuModel m(spec);
+            for (const arch::LayerResult& r : m.run(model)) {
+                const wl::Op& op = model.ops()[static_cast<size_t>(r.idx)];
+                INFO(name << " " << model_name << " layer " << r.idx << " " << r.name << " (" << r.op << ")");
+                const arch::RooflineBound b = arch::roofline_bound(
+                    spec, op,
+                    arch::OnChip{r.metric_value("input_bytes_on_chip"), r.metric_value("output_bytes_kept")});
+                CHECK(r.time_s >= b.bound_s() * (1 - 1e-9));
+                CHECK(r.energy_compute_j >= 0);
+                if (r.time_s > 0) CHECK(r.energy_j() / r.time_s <= spec.tdp_W * (1 + 1e-9));
+                tensor += r.metric_value("tensor_cores") > 0;
+                ++layers;
+            }
+        }
+    }
+    CHECK(layers > 300);
+    CHECK(tensor > 10);  // A100 and H100 run FP64 GEMMs on their DMMA tensor cores
 }

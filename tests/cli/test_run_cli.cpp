@@ -33,7 +33,7 @@ TEST_CASE("mlsim run --help is generated from the run-option table", "[run]") {
     for (const char* part :
          {"-t [ --dtype ] arg data type; default fp32, else the device's first floating-point type, else its "
           "fastest integer type "
-          "[fp32 | tf32 | bf16 | fp16 | fp8 | int16 | int8 | int4]",
+          "[fp64 | fp32 | tf32 | bf16 | fp16 | fp8 | int16 | int8 | int4]",
           "-b [ --batch ] arg (=1) batch size", "--mode arg (=inference)", "--checkpointing training:",
           "[tile | cycle | wave | block | closed | trace] (sets device.systolic.fidelity | "
           "device.gpu.fidelity | "

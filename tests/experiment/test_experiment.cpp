@@ -127,7 +127,8 @@ TEST_CASE("Data types are listed once: device peaks, --dtype and sweep files tak
         FAIL("expected a UserError");
     } catch (const cfg::UserError& e) {
         CHECK(std::string(e.what()).find(
-                  "expected one of: fp32, tf32, bf16, fp16, fp8, int16, int8, int4;") != std::string::npos);
+                  "expected one of: fp64, fp32, tf32, bf16, fp16, fp8, int16, int8, int4;") !=
+              std::string::npos);
     }
 }
 

@@ -34,7 +34,8 @@ AttentionAttr attn(int64_t heads, int64_t kv_heads, bool decode, int64_t cache) 
 
 TEST_CASE("dtype names round-trip and widths are storage widths", "[op]") {
     for (std::string_view n : dtype_names()) CHECK(dtype_name(*parse_dtype(n)) == n);
-    CHECK_FALSE(parse_dtype("fp64"));
+    CHECK_FALSE(parse_dtype("fp128"));
+    CHECK_FALSE(parse_dtype("FP64"));  // names are lower case
     CHECK(dtype_bits(DType::tf32) == 32);
     CHECK(dtype_bits(DType::bf16) == 16);
     CHECK(dtype_bits(DType::fp8) == 8);
@@ -43,7 +44,10 @@ TEST_CASE("dtype names round-trip and widths are storage widths", "[op]") {
     CHECK(dtype_is_float(DType::fp8));
     CHECK_FALSE(dtype_is_float(DType::int16));
     CHECK(dtype_names() ==
-          std::vector<std::string>{"fp32", "tf32", "bf16", "fp16", "fp8", "int16", "int8", "int4"});
+          std::vector<std::string>{"fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int16", "int8", "int4"});
+    CHECK(dtype_bits(DType::fp64) == 64);
+    CHECK(dtype_bytes(DType::fp64) == 8);
+    CHECK(dtype_is_float(DType::fp64));
     CHECK(dtype_bits(DType::int4) == 4);
     CHECK(dtype_bytes(DType::int4) == 0.5);
     CHECK(phase_name(Phase::recompute) == "recompute");
