@@ -96,6 +96,27 @@ std::vector<CollectiveAlgorithm> supported_algorithms(CollectiveKind kind) {
     return {};
 }
 
+std::vector<CollectiveAlgorithm> automatic_candidates(CollectiveKind kind) {
+    using A = CollectiveAlgorithm;
+    using K = CollectiveKind;
+    switch (kind) {
+        case K::all_reduce:
+            return {A::ring, A::tree, A::hierarchical, A::nvls};
+        case K::all_gather:
+        case K::reduce_scatter:
+            return {A::ring, A::hierarchical, A::nvls};
+        case K::broadcast:
+        case K::reduce:
+            return {A::ring, A::hierarchical};
+        case K::scatter:
+        case K::gather:
+        case K::all_to_all:
+        case K::send_recv:
+            return {A::direct};
+    }
+    return {};
+}
+
 struct FlowNetwork::Impl {
     std::shared_ptr<const Topology> topo;
     NetworkOptions opt;
@@ -427,6 +448,8 @@ struct FlowNetwork::Impl {
         const K kind = q.kind;
         const auto& sup = supported_algorithms(kind);
         if (std::find(sup.begin(), sup.end(), alg) == sup.end()) unsupported(kind, alg);
+        if (alg == A::nvls && (run.proto == Protocol::ll || run.proto == Protocol::ll128))
+            unsupported(kind, alg, "NVLS runs with the Simple protocol only, as in NCCL");
         if (!q.counts.empty() && kind == K::all_to_all && alg == A::bruck)
             unsupported(kind, alg, "all-to-allv needs direct or pairwise");
         std::vector<StepFlow> f;
@@ -673,7 +696,7 @@ struct FlowNetwork::Impl {
         std::vector<std::vector<VertexId>> across(L);
         for (std::size_t l = 0; l < L; ++l)
             for (std::size_t i = 0; i < N; ++i) across[l].push_back(g.nodes[i][l]);
-        bool sharp = L > 1;
+        bool sharp = L > 1 && run.proto != Protocol::ll && run.proto != Protocol::ll128;  // NVLS: Simple only
         for (const auto& nd : g.nodes) sharp = sharp && nvls_switch(nd).has_value();
         auto intra = [&](bool reduce_scatter_phase) {
             if (L < 2) return;
@@ -901,7 +924,7 @@ CollectiveResult FlowNetwork::collective(const CollectiveRequest& request) {
     im.validate(request);
     std::vector<CollectiveAlgorithm> algs;
     if (request.algorithm == CollectiveAlgorithm::automatic)
-        algs = supported_algorithms(request.kind);
+        algs = automatic_candidates(request.kind);
     else
         algs = {request.algorithm};
     std::vector<Protocol> protos;
@@ -922,7 +945,8 @@ CollectiveResult FlowNetwork::collective(const CollectiveRequest& request) {
                     best = {a, p};
                 }
             } catch (const cfg::UserError& e) {
-                if (algs.size() == 1 || im.opt.fidelity == Fidelity::packet) throw;
+                const bool too_big = std::string(e.what()).find("packet-hops") != std::string::npos;
+                if (too_big) throw;
                 if (!first_error) first_error = e;
             }
         }

@@ -27,8 +27,15 @@
 //   the default, as NCCL reduces chunk by chunk while the next arrives) a flow that is reduced on arrival
 //   cannot go faster than its receiver reduces, and one chunk's reduction is exposed per step; otherwise the
 //   whole step's reduction follows the transfer (the gamma term of Thakur, Rabenseifner and Gropp 2005).
-// - Algorithm::automatic (and Protocol::automatic) simulate every algorithm (protocol) that supports the
-//   request on the idle network and keep the fastest; ties go to the earlier in declaration order.
+// - NVLS (in-switch reduction) runs with Simple (or ideal) only: NCCL offers no LL / LL128 for it.
+// - Algorithm::automatic simulates each of the algorithms NCCL itself would consider for the kind
+//   (automatic_candidates: ring, tree, hierarchical, NVLS for all-reduce; ring, hierarchical, NVLS for
+//   all-gather and reduce-scatter; ring and hierarchical for broadcast and reduce; direct point-to-point for
+//   the rest) that supports the request, on the idle network from the request's start, and keeps the
+//   fastest; Protocol::automatic likewise over LL, LL128 and Simple. Ties go to the earlier in declaration
+//   order. The MPI-literature algorithms (direct, pairwise, halving-doubling, Bruck) run when asked for:
+//   they model no per-peer cost, so on a full-bisection switch their two or log2(p) steps would beat what
+//   NCCL does on real hardware.
 // - Across calls a network remembers, per link direction, when its last byte was sent: a later call's flows
 //   on that link start no earlier (first come, first served between calls, fair sharing within one).
 #include <cstdint>
@@ -73,5 +80,7 @@ class FlowNetwork final : public INetwork {
 
 // The algorithms FlowNetwork implements for `kind` (automatic excluded), in declaration order.
 std::vector<CollectiveAlgorithm> supported_algorithms(CollectiveKind kind);
+// Those that Algorithm::automatic chooses among (see the contract).
+std::vector<CollectiveAlgorithm> automatic_candidates(CollectiveKind kind);
 
 }  // namespace mlsim::arch::net
