@@ -42,6 +42,7 @@ RouteTable::RouteTable(const Topology& topology) : m_topo(topology) {
     m_capacity.resize(2 * nl);
     m_hop_latency.resize(2 * nl);
     m_class.resize(nl);
+    m_step_ps.resize(2 * nl);
     std::vector<std::vector<std::pair<uint32_t, uint32_t>>> adj(nv);
     for (LinkId id = 0; id < nl; ++id) {
         const Link& l = topology.link(id);
@@ -53,8 +54,23 @@ RouteTable::RouteTable(const Topology& topology) : m_topo(topology) {
         m_hop_latency[2 * id] = l.props.latency.to_seconds() + sw(l.b);
         m_hop_latency[2 * id + 1] = l.props.latency.to_seconds() + sw(l.a);
         m_class[id] = link_class_of(l.props);
+        m_step_ps[2 * id] = l.props.latency.ps() +
+                            (topology.vertex(l.b).is_switch() ? topology.vertex(l.b).sw.latency.ps() : 0);
+        m_step_ps[2 * id + 1] = l.props.latency.ps() +
+                                (topology.vertex(l.a).is_switch() ? topology.vertex(l.a).sw.latency.ps() : 0);
         adj[l.a].push_back({static_cast<uint32_t>(l.b), static_cast<uint32_t>(id)});
         adj[l.b].push_back({static_cast<uint32_t>(l.a), static_cast<uint32_t>(id)});
+    }
+    {
+        std::vector<std::string> kinds;
+        for (LinkId id = 0; id < nl; ++id) kinds.push_back(topology.link(id).props.kind);
+        std::vector<std::string> sorted = kinds;
+        std::sort(sorted.begin(), sorted.end());
+        sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+        m_kind_rank.resize(nl);
+        for (LinkId id = 0; id < nl; ++id)
+            m_kind_rank[id] = static_cast<uint32_t>(
+                std::lower_bound(sorted.begin(), sorted.end(), kinds[id]) - sorted.begin());
     }
     m_adj_off.resize(nv + 1, 0);
     for (std::size_t v = 0; v < nv; ++v) {
@@ -75,41 +91,46 @@ VertexId RouteTable::head(DirLink d) const {
 const RouteTable::Tree& RouteTable::tree(VertexId src) {
     if (m_trees[src]) return *m_trees[src];
     const std::size_t nv = m_topo.vertex_count();
-    using Cost = std::pair<int64_t, int64_t>;  // (latency ps, hops)
     constexpr int64_t inf = std::numeric_limits<int64_t>::max();
-    std::vector<Cost> dist(nv, Cost{inf, inf});
-    std::vector<std::vector<uint32_t>> preds(nv);
+    // cost = (latency ps, hops), compared lexicographically
+    m_dist_lat.assign(nv, inf);
+    m_dist_hops.assign(nv, inf);
     using Item = std::tuple<int64_t, int64_t, uint32_t>;
     std::priority_queue<Item, std::vector<Item>, std::greater<>> q;
-    dist[src] = {0, 0};
+    m_dist_lat[src] = 0;
+    m_dist_hops[src] = 0;
     q.push({0, 0, static_cast<uint32_t>(src)});
     while (!q.empty()) {
-        auto [lat, hops, v] = q.top();
+        const auto [lat, hops, v] = q.top();
         q.pop();
-        if (Cost{lat, hops} != dist[v]) continue;
+        if (lat != m_dist_lat[v] || hops != m_dist_hops[v]) continue;
         for (uint32_t k = m_adj_off[v]; k < m_adj_off[v + 1]; ++k) {
             const auto [w, link] = m_adj[k];
-            const Link& l = m_topo.link(link);
-            const Vertex& wv = m_topo.vertex(w);
-            const int64_t step = l.props.latency.ps() + (wv.is_switch() ? wv.sw.latency.ps() : 0);
-            const Cost c{lat + step, hops + 1};
-            if (c < dist[w]) {
-                dist[w] = c;
-                preds[w].assign(1, link);
-                q.push({c.first, c.second, w});
-            } else if (c == dist[w]) {
-                preds[w].push_back(link);
+            const int64_t l2 = lat + m_step_ps[link * 2 + (m_topo.link(link).a == v ? 0 : 1)];
+            if (l2 < m_dist_lat[w] || (l2 == m_dist_lat[w] && hops + 1 < m_dist_hops[w])) {
+                m_dist_lat[w] = l2;
+                m_dist_hops[w] = hops + 1;
+                q.push({l2, hops + 1, w});
             }
         }
     }
+    // every link into v from a u with dist(u) + step == dist(v) lies on a least-cost path
     auto t = std::make_unique<Tree>();
     t->pred_off.resize(nv + 1, 0);
     t->reached.resize(nv, 0);
     for (std::size_t v = 0; v < nv; ++v) {
-        t->reached[v] = dist[v].first != inf;
-        t->pred_off[v + 1] = t->pred_off[v] + static_cast<uint32_t>(preds[v].size());
-        t->pred.insert(t->pred.end(), preds[v].begin(), preds[v].end());
+        t->reached[v] = m_dist_lat[v] != inf;
+        if (t->reached[v] && v != src)
+            for (uint32_t k = m_adj_off[v]; k < m_adj_off[v + 1]; ++k) {
+                const auto [u, link] = m_adj[k];
+                if (m_dist_lat[u] == inf) continue;
+                const int64_t step = m_step_ps[link * 2 + (m_topo.link(link).a == u ? 0 : 1)];
+                if (m_dist_lat[u] + step == m_dist_lat[v] && m_dist_hops[u] + 1 == m_dist_hops[v])
+                    t->pred.push_back(link);
+            }
+        t->pred_off[v + 1] = static_cast<uint32_t>(t->pred.size());
     }
+    t->pred.shrink_to_fit();
     m_trees[src] = std::move(t);
     return *m_trees[src];
 }
@@ -120,6 +141,14 @@ PathView RouteTable::path(VertexId src, VertexId dst) {
     PathView out;
     m_scratch.clear();
     if (src == dst) return out;
+    const uint64_t key = (static_cast<uint64_t>(src) << 32) | static_cast<uint64_t>(dst);
+    if (const auto it = m_cache.find(key); it != m_cache.end()) {
+        out.hops = m_pool.data() + it->second.off;
+        out.size = it->second.len;
+        out.latency_s = it->second.latency_s;
+        out.cls = it->second.cls;
+        return out;
+    }
     const Tree& t = tree(src);
     if (!t.reached[dst]) {
         out.latency_s = -1;
@@ -132,7 +161,23 @@ PathView RouteTable::path(VertexId src, VertexId dst) {
     while (at != src) {
         const uint32_t lo = t.pred_off[at], n = t.pred_off[at + 1] - lo;
         MLSIM_CHECK(n > 0, "route walk lost its way");
-        const uint32_t pick = n == 1 ? 0 : static_cast<uint32_t>(mix(flow ^ (at * 0x100000001b3ULL)) % n);
+        uint32_t pick = 0;
+        if (n > 1) {
+            // preference: the later kind, then a link crossed as declared (Link::a -> Link::b, here: at == b)
+            auto score = [&](uint32_t k) {
+                const uint32_t id = t.pred[lo + k];
+                return 2 * m_kind_rank[id] + (m_topo.link(id).b == at ? 1u : 0u);
+            };
+            uint32_t best = 0, count = 0;
+            for (uint32_t k = 0; k < n; ++k) best = std::max(best, score(k));
+            for (uint32_t k = 0; k < n; ++k) count += score(k) == best;
+            uint32_t nth = static_cast<uint32_t>(mix(flow ^ (at * 0x100000001b3ULL)) % count);
+            for (uint32_t k = 0; k < n; ++k)
+                if (score(k) == best && nth-- == 0) {
+                    pick = k;
+                    break;
+                }
+        }
         const Link& l = m_topo.link(t.pred[lo + pick]);
         const VertexId from = l.other(at);
         const DirLink d = dir_link(l, from);
@@ -144,10 +189,19 @@ PathView RouteTable::path(VertexId src, VertexId dst) {
     std::reverse(m_scratch.begin(), m_scratch.end());
     const Vertex& sv = m_topo.vertex(src);
     if (sv.is_switch()) latency += sv.sw.latency.to_seconds();
-    out.hops = m_scratch.data();
     out.size = static_cast<uint32_t>(m_scratch.size());
     out.latency_s = latency;
     out.cls = cls;
+    if (m_pool.size() + m_scratch.size() <= m_pool_limit) {
+        const Cached c{static_cast<uint32_t>(m_pool.size()), out.size, latency, cls};
+        if (m_pool.capacity() < m_pool.size() + m_scratch.size())
+            m_pool.reserve(std::max(m_pool.size() + m_scratch.size(), 2 * m_pool.capacity()));
+        m_pool.insert(m_pool.end(), m_scratch.begin(), m_scratch.end());
+        m_cache.emplace(key, c);
+        out.hops = m_pool.data() + c.off;
+    } else {
+        out.hops = m_scratch.data();
+    }
     return out;
 }
 

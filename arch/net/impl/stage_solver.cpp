@@ -69,28 +69,51 @@ void FluidSolver::rates(const std::vector<uint32_t>& active, const std::vector<S
             --m_unfrozen[r];
         }
     };
-    std::vector<DirLink> bottlenecks;
+    // Progressive filling with a min-heap of link shares (cap_left / unfrozen flows), entries refreshed
+    // lazily: the least share is the next bottleneck; its flows freeze at that rate, which changes the
+    // shares of the other links they cross. Flow caps compete through a second heap.
+    using Entry = std::pair<double, DirLink>;
+    std::vector<Entry>& heap = m_heap;
+    heap.clear();
+    for (DirLink r : m_touched) heap.push_back({m_cap_left[r] / m_unfrozen[r], r});
+    std::make_heap(heap.begin(), heap.end(), std::greater<>());
+    std::vector<std::pair<double, uint32_t>>& caps = m_caps;
+    caps.clear();
+    for (uint32_t f : active)
+        if (!m_frozen[f] && flows[f].cap_Bps > 0) caps.push_back({flows[f].cap_Bps, f});
+    std::sort(caps.begin(), caps.end());
+    std::size_t next_cap = 0;
+    auto freeze_and_push = [&](uint32_t f, double rate) {
+        freeze(f, rate);
+        const StageFlowTiming& fl = flows[f];
+        for (uint32_t k = 0; k < fl.path_len; ++k) {
+            const DirLink r = hops[fl.path_off + k];
+            if (m_unfrozen[r] > 0) {
+                heap.push_back({m_cap_left[r] / m_unfrozen[r], r});
+                std::push_heap(heap.begin(), heap.end(), std::greater<>());
+            }
+        }
+    };
     while (left > 0) {
-        double level = inf;
-        for (DirLink r : m_touched)
-            if (m_unfrozen[r] > 0) level = std::min(level, m_cap_left[r] / m_unfrozen[r]);
-        double cap_level = inf;
-        for (uint32_t f : active)
-            if (!m_frozen[f] && flows[f].cap_Bps > 0) cap_level = std::min(cap_level, flows[f].cap_Bps);
-        if (cap_level <= level * (1 + rel_tol)) {
-            for (uint32_t f : active)
-                if (!m_frozen[f] && flows[f].cap_Bps > 0 && flows[f].cap_Bps <= cap_level * (1 + rel_tol))
-                    freeze(f, flows[f].cap_Bps);
+        while (next_cap < caps.size() && m_frozen[caps[next_cap].second]) ++next_cap;
+        // drop stale heap entries
+        while (!heap.empty()) {
+            const auto [share, r] = heap.front();
+            if (m_unfrozen[r] > 0 && share == m_cap_left[r] / m_unfrozen[r]) break;
+            std::pop_heap(heap.begin(), heap.end(), std::greater<>());
+            heap.pop_back();
+        }
+        const double level = heap.empty() ? inf : heap.front().first;
+        if (next_cap < caps.size() && caps[next_cap].first <= level) {
+            freeze_and_push(caps[next_cap].second, caps[next_cap].first);
             continue;
         }
-        MLSIM_CHECK(level < inf, "progressive filling found no bottleneck");
-        bottlenecks.clear();
-        for (DirLink r : m_touched)
-            if (m_unfrozen[r] > 0 && m_cap_left[r] / m_unfrozen[r] <= level * (1 + rel_tol))
-                bottlenecks.push_back(r);
-        for (DirLink r : bottlenecks)
-            for (uint32_t k = m_res_off[r]; k < m_fill[r]; ++k)
-                if (!m_frozen[m_res_flows[k]]) freeze(m_res_flows[k], level);
+        MLSIM_CHECK(!heap.empty(), "progressive filling found no bottleneck");
+        const DirLink r = heap.front().second;
+        std::pop_heap(heap.begin(), heap.end(), std::greater<>());
+        heap.pop_back();
+        for (uint32_t k = m_res_off[r]; k < m_fill[r]; ++k)
+            if (!m_frozen[m_res_flows[k]]) freeze_and_push(m_res_flows[k], level);
     }
     for (DirLink r : m_touched) m_unfrozen[r] = 0;
 }

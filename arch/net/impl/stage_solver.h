@@ -50,6 +50,8 @@ class FluidSolver {
     std::vector<uint32_t> m_touched;
     std::vector<uint32_t> m_res_off, m_res_flows, m_fill;
     std::vector<uint8_t> m_frozen;
+    std::vector<std::pair<double, DirLink>> m_heap;
+    std::vector<std::pair<double, uint32_t>> m_caps;
 };
 
 class PacketSolver {
