@@ -248,3 +248,37 @@ TEST_CASE("a group of one costs nothing; bad groups are user errors", "[arch][ne
     CHECK(test::user_error_of([&] { net.collective(q); }).find("supported: direct, pairwise, bruck") !=
           std::string::npos);
 }
+
+TEST_CASE("all-to-allv: a receiver's port is shared, then the rest of it goes to the flow left",
+          "[arch][net][closed-form]") {
+    auto t = star(3, B, link_ns, switch_ns);
+    CollectiveRequest q;
+    q.kind = CollectiveKind::all_to_all;
+    q.algorithm = CollectiveAlgorithm::direct;
+    q.protocol = Protocol::ideal;
+    q.group = {0, 1, 2};
+    q.counts = {0, 6'000'000, 0,   // rank 0 sends 6 MB to rank 1
+                0, 0,         0,   //
+                0, 2'000'000, 0};  // rank 2 sends 2 MB to rank 1
+    FlowNetwork net(t, exact_options(*t));
+    // both share rank 1's port at B/2 until the 2 MB flow ends (4 MB sent), then 4 MB at B: 8 MB / B
+    check_time(net.collective(q).duration().to_seconds(), alpha + 8e6 / B, 1);
+    q.counts.resize(4);
+    CHECK(test::user_error_of([&] { net.collective(q); }).find("p x p") != std::string::npos);
+}
+
+TEST_CASE("hierarchical all-reduce uses the nodes' reducing switches within each node",
+          "[arch][net][closed-form]") {
+    const int N = 2, L = 4, p = N * L;
+    const double b1 = 200e9, b2 = 25e9;
+    auto t = two_level(N, L, b1, 200, 100, b2, 1000, 300, /*reduction=*/true);
+    Net net{t, exact_options(*t)};
+    const double a2 = 2 * 1000e-9 + 300e-9, up = 200e-9 + 100e-9;
+    const double n = 64e6, pd = p, Nd = N;
+    // in each node: every rank pushes n into its switch and gets n/L back (reduce-scatter), then pushes n/L
+    // and gets n (all-gather): n beta1 + 2 (link + switch) each, the switch doing the reduction
+    const double intra = n / b1 + 2 * up;
+    const double inter = 2 * (Nd - 1) * (a2 + n / pd / b2) + (Nd - 1) * n / pd * gamma_s;
+    check_time(run(net, CollectiveKind::all_reduce, CollectiveAlgorithm::hierarchical, 64'000'000, p),
+               2 * intra + inter, 10);
+}
