@@ -438,6 +438,25 @@ struct FlowNetwork::Impl {
         return {ranks[root - 1], ranks[m % 2 == 0 ? root % m : m - root]};
     }
 
+    // The ring of the symmetric ring collectives: node by node, each node's ranks in index order, every
+    // other node reversed, so that consecutive nodes meet on the same local index (the same NIC rail of a
+    // rail-optimised fabric, as NCCL's ring search arranges). Nodes of unequal size, an odd number of
+    // nodes, or one node: rank order.
+    static std::vector<VertexId> node_ring(const Group& g) {
+        const std::size_t N = g.nodes.size();
+        if (N < 2 || N % 2 != 0) return g.r;
+        for (const auto& nd : g.nodes)
+            if (nd.size() != g.nodes[0].size()) return g.r;
+        std::vector<VertexId> out;
+        for (std::size_t i = 0; i < N; ++i) {
+            if (i % 2 == 0)
+                out.insert(out.end(), g.nodes[i].begin(), g.nodes[i].end());
+            else
+                out.insert(out.end(), g.nodes[i].rbegin(), g.nodes[i].rend());
+        }
+        return out;
+    }
+
     // ---- algorithms ----
     void plan(Run& run, const CollectiveRequest& q, CollectiveAlgorithm alg, const Group& g) {
         using A = CollectiveAlgorithm;
@@ -469,14 +488,14 @@ struct FlowNetwork::Impl {
             case A::ring:
                 switch (kind) {
                     case K::all_reduce:
-                        ring_steps(run, g.r, n / pd, p - 1, true);
-                        ring_steps(run, g.r, n / pd, p - 1, false);
+                        ring_steps(run, node_ring(g), n / pd, p - 1, true);
+                        ring_steps(run, node_ring(g), n / pd, p - 1, false);
                         return;
                     case K::reduce_scatter:
-                        ring_steps(run, g.r, n / pd, p - 1, true);
+                        ring_steps(run, node_ring(g), n / pd, p - 1, true);
                         return;
                     case K::all_gather:
-                        ring_steps(run, g.r, n / pd, p - 1, false);
+                        ring_steps(run, node_ring(g), n / pd, p - 1, false);
                         return;
                     case K::broadcast:
                         chains(run, {from_root}, n, chunks(n), false);
