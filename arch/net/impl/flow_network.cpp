@@ -969,6 +969,11 @@ CollectiveResult FlowNetwork::collective(const CollectiveRequest& request) {
                 if (!first_error) first_error = e;
             }
         }
+    // an all-to-all too large for direct (p (p - 1) concurrent flows past the limit) falls back to Bruck
+    if (!best && request.algorithm == CollectiveAlgorithm::automatic &&
+        request.kind == CollectiveKind::all_to_all && request.counts.empty())
+        return im.run_one(request, CollectiveAlgorithm::bruck,
+                          protos.size() == 1 ? protos[0] : Protocol::simple, true);
     if (!best) throw *first_error;
     return im.run_one(request, best->first, best->second, true);
 }

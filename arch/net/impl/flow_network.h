@@ -31,7 +31,8 @@
 // - Algorithm::automatic simulates each of the algorithms NCCL itself would consider for the kind
 //   (automatic_candidates: ring, tree, hierarchical, NVLS for all-reduce; ring, hierarchical, NVLS for
 //   all-gather and reduce-scatter; ring and hierarchical for broadcast and reduce; direct point-to-point for
-//   the rest) that supports the request, on the idle network from the request's start, and keeps the
+//   the rest; an all-to-all too large for direct, over 16M concurrent flows, runs Bruck with Simple) that
+//   supports the request, on the idle network from the request's start, and keeps the
 //   fastest; Protocol::automatic likewise over LL, LL128 and Simple. Ties go to the earlier in declaration
 //   order. The MPI-literature algorithms (direct, pairwise, halving-doubling, Bruck) run when asked for:
 //   they model no per-peer cost, so on a full-bisection switch their two or log2(p) steps would beat what
