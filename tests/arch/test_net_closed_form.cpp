@@ -27,6 +27,7 @@ constexpr double gamma_s = 1 / 400e9;  // reduction: 400 GB/s of payload
 NetworkOptions exact_options(const Topology& t, bool with_gamma = true) {
     NetworkOptions o;
     o.overlap_reduction = false;
+    o.pipeline_pieces = 1;  // hierarchical phases one after the other: the serial formulas
     o.reduce_Bps.assign(t.vertex_count(), with_gamma ? 1 / gamma_s : 0.0);
     return o;
 }
@@ -281,4 +282,36 @@ TEST_CASE("hierarchical all-reduce uses the nodes' reducing switches within each
     const double inter = 2 * (Nd - 1) * (a2 + n / pd / b2) + (Nd - 1) * n / pd * gamma_s;
     check_time(run(net, CollectiveKind::all_reduce, CollectiveAlgorithm::hierarchical, 64'000'000, p),
                2 * intra + inter, 10);
+}
+
+TEST_CASE("hierarchical phases pipeline over pieces: sum of one piece's phases + (C - 1) x the longest",
+          "[arch][net][closed-form]") {
+    const int N = 2, L = 4, p = N * L;
+    const double b1 = 200e9, b2 = 25e9;
+    auto t = two_level(N, L, b1, 200, 100, b2, 1000, 300);
+    NetworkOptions o = exact_options(*t);
+    o.pipeline_pieces = 8;
+    Net net{t, o};
+    const double a1 = 2 * 200e-9 + 100e-9, a2 = 2 * 1000e-9 + 300e-9;
+    const double n = 64e6, c = n / 8, pd = p, Ld = L, Nd = N;
+    // one piece: intra reduce-scatter, inter reduce-scatter, inter all-gather, intra all-gather
+    const double rs1 = (Ld - 1) * (a1 + c / Ld / b1 + c / Ld * gamma_s);
+    const double rs2 = (Nd - 1) * (a2 + c / pd / b2 + c / pd * gamma_s);
+    const double ag2 = (Nd - 1) * (a2 + c / pd / b2);
+    const double ag1 = (Ld - 1) * (a1 + c / Ld / b1);
+    const double longest = std::max({rs1, rs2, ag2, ag1});
+    check_time(run(net, CollectiveKind::all_reduce, CollectiveAlgorithm::hierarchical, 64'000'000, p),
+               rs1 + rs2 + ag2 + ag1 + 7 * longest, 20);
+    // the link bytes are those of the whole message: each NIC link carries 2 (N-1)/p n each way
+    FlowNetwork fresh(t, o);
+    CollectiveRequest q;
+    q.kind = CollectiveKind::all_reduce;
+    q.algorithm = CollectiveAlgorithm::hierarchical;
+    q.protocol = Protocol::ideal;
+    for (int i = 0; i < p; ++i) q.group.push_back(static_cast<VertexId>(i));
+    q.bytes = 64'000'000;
+    double nic = 0;
+    for (const LinkBytes& lb : fresh.collective(q).link_bytes)
+        if (t->link(lb.link).props.kind == "infiniband") nic = std::max(nic, lb.a_to_b);
+    CHECK(nic == Approx(2 * (Nd - 1) / pd * n));
 }

@@ -717,8 +717,9 @@ struct FlowNetwork::Impl {
             for (std::size_t i = 0; i < N; ++i) across[l].push_back(g.nodes[i][l]);
         bool sharp = L > 1 && run.proto != Protocol::ll && run.proto != Protocol::ll128;  // NVLS: Simple only
         for (const auto& nd : g.nodes) sharp = sharp && nvls_switch(nd).has_value();
-        auto intra = [&](bool reduce_scatter_phase) {
+        auto intra = [&](bool reduce_scatter_phase, double bytes) {
             if (L < 2) return;
+            const double n = bytes;  // the phase's own size
             if (sharp) {
                 std::vector<StepFlow> f;
                 for (const auto& nd : g.nodes) {
@@ -733,25 +734,47 @@ struct FlowNetwork::Impl {
                 rings_steps(run, g.nodes, n / Ld, L - 1, reduce_scatter_phase);
             }
         };
+        // The symmetric kinds pipeline their phases over C pieces of the message, as NCCL overlaps its
+        // intra- and inter-node stages: each phase is timed on one piece, and the whole takes the pipeline
+        // time sum_j T_j + (C - 1) max_j T_j. This assumes the phases use different links (NVLink inside a
+        // node, NICs across), which holds for hierarchical fabrics; the link bytes are those of C pieces.
+        const bool symmetric =
+            q.kind == K::all_reduce || q.kind == K::reduce_scatter || q.kind == K::all_gather;
+        const std::size_t C = symmetric && N > 1 && L > 1
+                                  ? std::max<std::size_t>(1, std::min(opt.pipeline_pieces, chunks(n)))
+                                  : 1;
+        const double piece = n / static_cast<double>(C);
+        double longest = 0;
+        auto timed = [&](auto&& phase) {
+            const double t0 = run.now;
+            phase();
+            longest = std::max(longest, run.now - t0);
+        };
+        if (symmetric) {
+            const double m = piece;
+            if (q.kind != K::all_gather) {
+                timed([&] { intra(true, m); });
+                timed([&] { rings_steps(run, across, m / pd, N - 1, true); });
+            }
+            if (q.kind != K::reduce_scatter) {
+                timed([&] { rings_steps(run, across, m / pd, N - 1, false); });
+                timed([&] { intra(false, m); });
+            }
+            if (C > 1) {
+                run.now += static_cast<double>(C - 1) * longest;
+                for (std::size_t d = 0; d < run.dir_bytes.size(); ++d)
+                    if (run.dir_bytes[d] > 0) {
+                        run.dir_bytes[d] *= static_cast<double>(C);
+                        run.local_busy[d] = std::max(run.local_busy[d], run.now);
+                    }
+            }
+            return;
+        }
         std::size_t root_node = 0, root_local = 0;
         for (std::size_t i = 0; i < N; ++i)
             for (std::size_t l = 0; l < L; ++l)
                 if (g.nodes[i][l] == g.rel(0)) root_node = i, root_local = l;
         switch (q.kind) {
-            case K::all_reduce:
-                intra(true);
-                rings_steps(run, across, n / pd, N - 1, true);
-                rings_steps(run, across, n / pd, N - 1, false);
-                intra(false);
-                return;
-            case K::reduce_scatter:
-                intra(true);
-                rings_steps(run, across, n / pd, N - 1, true);
-                return;
-            case K::all_gather:
-                rings_steps(run, across, n / pd, N - 1, false);
-                intra(false);
-                return;
             case K::broadcast:
             case K::reduce: {
                 std::vector<VertexId> inter;  // the root's local peers, starting at the root's node

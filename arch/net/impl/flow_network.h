@@ -57,6 +57,10 @@ struct NetworkOptions {
     // its 8 steps (NCCL_STEPS) = 512 KiB per chunk (NCCL environment-variable documentation).
     double chunk_bytes = 512.0 * 1024;
     std::vector<double> reduce_Bps;  // per vertex id; missing or 0 = reductions are free
+    // Hierarchical all-reduce / reduce-scatter / all-gather over several nodes pipeline their phases over
+    // this many pieces (at most one per chunk_bytes): 1 = the phases one after the other. NCCL overlaps
+    // them through its chunked steps; 8 pieces bring the pipeline within 1 / 8 of the longest phase.
+    std::size_t pipeline_pieces = 8;
     bool overlap_reduction = true;
 };
 
