@@ -717,7 +717,7 @@ struct FlowNetwork::Impl {
             for (std::size_t i = 0; i < N; ++i) across[l].push_back(g.nodes[i][l]);
         bool sharp = L > 1 && run.proto != Protocol::ll && run.proto != Protocol::ll128;  // NVLS: Simple only
         for (const auto& nd : g.nodes) sharp = sharp && nvls_switch(nd).has_value();
-        auto intra = [&](bool reduce_scatter_phase, double bytes) {
+        auto intra = [&](Run& r, bool reduce_scatter_phase, double bytes) {
             if (L < 2) return;
             const double n = bytes;  // the phase's own size
             if (sharp) {
@@ -729,45 +729,56 @@ struct FlowNetwork::Impl {
                         f.push_back({sw, v, reduce_scatter_phase ? n / Ld : n, false});
                     }
                 }
-                run.step(f, up_latency(g.nodes[0][0], *nvls_switch(g.nodes[0])));
+                r.step(f, up_latency(g.nodes[0][0], *nvls_switch(g.nodes[0])));
             } else {
-                rings_steps(run, g.nodes, n / Ld, L - 1, reduce_scatter_phase);
+                rings_steps(r, g.nodes, n / Ld, L - 1, reduce_scatter_phase);
             }
         };
-        // The symmetric kinds pipeline their phases over C pieces of the message, as NCCL overlaps its
+        // The symmetric kinds may pipeline their phases over C pieces of the message, as NCCL overlaps its
         // intra- and inter-node stages: each phase is timed on one piece, and the whole takes the pipeline
-        // time sum_j T_j + (C - 1) max_j T_j. This assumes the phases use different links (NVLink inside a
-        // node, NICs across), which holds for hierarchical fabrics; the link bytes are those of C pieces.
+        // time sum_j T_j + (C - 1) max(T_inside, T_across), where T_inside sums the phases within nodes
+        // (they share the node's links) and T_across those across nodes. This assumes the two sets use
+        // different links (NVLink inside a node, NICs across), as hierarchical fabrics do; the link bytes
+        // are those of C pieces. C is the fastest of 1, 2, 4, ... up to pipeline_pieces (more pieces hide
+        // more of the shorter set but pay every step's latency once per piece).
         const bool symmetric =
             q.kind == K::all_reduce || q.kind == K::reduce_scatter || q.kind == K::all_gather;
-        const std::size_t C = symmetric && N > 1 && L > 1
-                                  ? std::max<std::size_t>(1, std::min(opt.pipeline_pieces, chunks(n)))
-                                  : 1;
-        const double piece = n / static_cast<double>(C);
-        double longest = 0;
-        auto timed = [&](auto&& phase) {
-            const double t0 = run.now;
-            phase();
-            longest = std::max(longest, run.now - t0);
-        };
-        if (symmetric) {
-            const double m = piece;
+        auto pipeline = [&](Run& r, std::size_t C) {
+            const double m = n / static_cast<double>(C);
+            double inside = 0, across_s = 0;  // phases on the same links add up
+            auto timed = [&](double& into, auto&& phase) {
+                const double t0 = r.now;
+                phase();
+                into += r.now - t0;
+            };
             if (q.kind != K::all_gather) {
-                timed([&] { intra(true, m); });
-                timed([&] { rings_steps(run, across, m / pd, N - 1, true); });
+                timed(inside, [&] { intra(r, true, m); });
+                timed(across_s, [&] { rings_steps(r, across, m / pd, N - 1, true); });
             }
             if (q.kind != K::reduce_scatter) {
-                timed([&] { rings_steps(run, across, m / pd, N - 1, false); });
-                timed([&] { intra(false, m); });
+                timed(across_s, [&] { rings_steps(r, across, m / pd, N - 1, false); });
+                timed(inside, [&] { intra(r, false, m); });
             }
             if (C > 1) {
-                run.now += static_cast<double>(C - 1) * longest;
-                for (std::size_t d = 0; d < run.dir_bytes.size(); ++d)
-                    if (run.dir_bytes[d] > 0) {
-                        run.dir_bytes[d] *= static_cast<double>(C);
-                        run.local_busy[d] = std::max(run.local_busy[d], run.now);
+                r.now += static_cast<double>(C - 1) * std::max(inside, across_s);
+                for (std::size_t d = 0; d < r.dir_bytes.size(); ++d)
+                    if (r.dir_bytes[d] > 0) {
+                        r.dir_bytes[d] *= static_cast<double>(C);
+                        r.local_busy[d] = std::max(r.local_busy[d], r.now);
                     }
             }
+        };
+        if (symmetric) {
+            std::size_t best = 1;
+            if (N > 1 && L > 1) {
+                double best_end = std::numeric_limits<double>::infinity();
+                for (std::size_t C = 1; C <= std::max<std::size_t>(1, opt.pipeline_pieces); C *= 2) {
+                    Run trial(*this, run.kind, run.proto, false, true, run.now);
+                    pipeline(trial, C);
+                    if (trial.now < best_end) best_end = trial.now, best = C;
+                }
+            }
+            pipeline(run, best);
             return;
         }
         std::size_t root_node = 0, root_local = 0;

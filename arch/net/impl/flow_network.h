@@ -58,8 +58,9 @@ struct NetworkOptions {
     double chunk_bytes = 512.0 * 1024;
     std::vector<double> reduce_Bps;  // per vertex id; missing or 0 = reductions are free
     // Hierarchical all-reduce / reduce-scatter / all-gather over several nodes pipeline their phases over
-    // this many pieces (at most one per chunk_bytes): 1 = the phases one after the other. NCCL overlaps
-    // them through its chunked steps; 8 pieces bring the pipeline within 1 / 8 of the longest phase.
+    // up to this many pieces (the fastest of 1, 2, 4, ...: more pieces hide more of the shorter phases but
+    // pay every step's latency once per piece; 1 = the phases one after the other). NCCL overlaps them
+    // through its chunked steps; 8 pieces bring the pipeline within 1 / 8 of the busier link set.
     std::size_t pipeline_pieces = 8;
     bool overlap_reduction = true;
 };
