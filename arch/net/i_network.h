@@ -25,7 +25,7 @@
 //   kind, a group with a repeated or unknown device, or an empty group is a UserError that names the
 //   supported choices; a group of one costs nothing.
 // - A switch with in_network_reduction may reduce in flight: a model that uses it says so in its
-//   algorithm (hierarchical) and counts the bytes the switch forwarded, not the bytes it would have
+//   algorithm (nvls, hierarchical) and counts the bytes the switch forwarded, not the bytes it would have
 //   forwarded without reduction.
 // - Extensions (issue 12): send_recv (every rank i sends `bytes` to rank i+1 mod p at once, nccl-tests'
 //   sendrecv_perf), all-to-all(v) through CollectiveRequest::counts, the algorithms pairwise, bruck, nvls
