@@ -25,6 +25,7 @@ commands:
   validate  check config, model and topology files without simulating
   list      list device presets (mlsim list devices) or zoo models (mlsim list models)
   demo      run the built-in comparison of edge, datacenter and microcontroller devices
+  collective  time a collective over a system's network for a range of sizes (nccl-tests style)
 
 options:
   --help     this text; 'mlsim <command> --help' for a command's options
@@ -58,7 +59,9 @@ int main(int argc, char** argv) {
         if (cmd == "validate") return mlsim::cli::cmd_validate(rest);
         if (cmd == "list") return mlsim::cli::cmd_list(rest);
         if (cmd == "demo") return mlsim::cli::cmd_demo(rest);
-        const std::string near = mlsim::cfg::nearest(cmd, {"run", "sweep", "validate", "list", "demo"});
+        if (cmd == "collective") return mlsim::cli::cmd_collective(rest);
+        const std::string near =
+            mlsim::cfg::nearest(cmd, {"run", "sweep", "validate", "list", "demo", "collective"});
         fmt::print(stderr, "mlsim: error: unknown command '{}'{}\n{}", cmd,
                    near.empty() ? "" : fmt::format("; did you mean '{}'?", near), k_usage);
         return 2;

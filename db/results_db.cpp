@@ -767,6 +767,58 @@ int64_t ResultsDb::record_run(const RunInfo& info, const std::vector<LayerRow>& 
     return run_id;
 }
 
+int64_t ResultsDb::record_collectives(const RunInfo& info, const std::vector<CollectiveRow>& rows,
+                                      const std::vector<LinkUtilRow>& links, double wall_s) {
+    MLSIM_CHECK(!info.config_yaml.empty(), "results: an ok run needs its resolved config");
+    validate_info(info, wall_s);
+    Totals totals;
+    std::vector<int64_t> ids;
+    for (const CollectiveRow& r : rows) {
+        for (double v : {r.start_s, r.end_s, r.algbw_GBps, r.busbw_GBps})
+            MLSIM_CHECK(non_negative(v),
+                        fmt::format("results: collective {}: a time or bandwidth is {}", r.idx, v));
+        MLSIM_CHECK(r.end_s >= r.start_s && r.ranks >= 0 && r.bytes >= 0 && r.steps >= 0,
+                    fmt::format("results: collective {}: end before start or a negative count", r.idx));
+        ids.push_back(r.idx);
+        totals.time_s += r.end_s - r.start_s;
+        totals.communication_s += r.end_s - r.start_s;
+    }
+    std::sort(ids.begin(), ids.end());
+    MLSIM_CHECK(std::adjacent_find(ids.begin(), ids.end()) == ids.end(), "results: repeated collective idx");
+    for (const LinkUtilRow& l : links)
+        for (double v : {l.bytes, l.busy_s, l.utilization})
+            MLSIM_CHECK(non_negative(v),
+                        fmt::format("results: link {} {}: a figure is {}", l.link, l.direction, v));
+    std::lock_guard lock(m_impl->mutex);
+    Impl::Transaction txn(*m_impl);
+    const int64_t run_id = m_impl->write_run(info, "ok", nullptr, wall_s, &totals);
+    sql::Statement ins(
+        m_impl->conn,
+        "INSERT INTO collectives (run_id, idx, kind, algorithm, protocol, ranks, bytes, start_s, "
+        "end_s, time_s, algbw_GBps, busbw_GBps, steps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    for (const CollectiveRow& r : rows) {
+        ins.reset();
+        ins.bind_int(run_id).bind_int(r.idx).bind_text(r.kind).bind_text(r.algorithm).bind_text(r.protocol);
+        ins.bind_int(r.ranks).bind_int(r.bytes).bind_real(r.start_s).bind_real(r.end_s);
+        ins.bind_real(r.end_s - r.start_s).bind_real(r.algbw_GBps).bind_real(r.busbw_GBps).bind_int(r.steps);
+        ins.finish_binding();
+        ins.run();
+    }
+    sql::Statement lin(
+        m_impl->conn,
+        "INSERT INTO link_utilization (run_id, link, direction, kind, bytes, busy_s, utilization) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)");
+    for (const LinkUtilRow& l : links) {
+        lin.reset();
+        lin.bind_int(run_id).bind_int(l.link).bind_text(l.direction).bind_text(l.kind);
+        lin.bind_real(l.bytes).bind_real(l.busy_s).bind_real(l.utilization);
+        lin.finish_binding();
+        lin.run();
+    }
+    txn.commit();
+    return run_id;
+}
+
 int64_t ResultsDb::record_failed_run(const RunInfo& info, const std::string& error, double wall_s,
                                      const SweepPoint* point) {
     validate_info(info, wall_s);

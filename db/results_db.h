@@ -98,6 +98,24 @@ struct LayerRow {
     std::vector<MetricRow> metrics;
 };
 
+// One collective call timed by the network model: a `collectives` row (nccl-tests' units, GB = 1e9 B).
+struct CollectiveRow {
+    int64_t idx = 0;  // unique within a run
+    std::string kind, algorithm, protocol;
+    int64_t ranks = 0, bytes = 0;
+    double start_s = 0, end_s = 0;
+    double algbw_GBps = 0, busbw_GBps = 0;
+    int64_t steps = 0;
+};
+
+// One direction of one link over a run's collectives: a `link_utilization` row.
+struct LinkUtilRow {
+    int64_t link = 0;
+    std::string direction;  // "from->to"
+    std::string kind;
+    double bytes = 0, busy_s = 0, utilization = 0;
+};
+
 // One factor of a sweep point: the key path and the value as written in the sweep file.
 struct SweepFactorValue {
     std::string factor;               // "batch", "device.memory[0].capacity", ...
@@ -152,6 +170,11 @@ class ResultsDb {
     // Writes a status 'error' run with its message and no layers; returns the new run_id.
     int64_t record_failed_run(const RunInfo& info, const std::string& error, double wall_s,
                               const SweepPoint* point = nullptr);
+    // Atomically writes a status 'ok' run without layers and its collective and link rows (schema 6);
+    // total_time_s = the sum of the collectives' times. Rows are checked as layers are (finite,
+    // non-negative, end_s >= start_s, unique idx): a violation is an InternalError and writes nothing.
+    int64_t record_collectives(const RunInfo& info, const std::vector<CollectiveRow>& rows,
+                               const std::vector<LinkUtilRow>& links, double wall_s);
     // True when some run with this config hash finished with status 'ok'.
     bool has_ok_run(const std::string& config_hash) const;
     // The latest run with this config hash and status ('ok' or 'error'), if any.

@@ -151,6 +151,37 @@ constexpr std::array k_claim_columns{
     Column{"point", "INTEGER", 5},
 };
 
+// Schema 6 (issue 12): collective operations timed by the network model (arch/net), one row per call, in
+// nccl-tests' units: algbw = bytes / time, busbw = algbw x the kind's factor (2(n-1)/n all-reduce, (n-1)/n
+// all-gather, reduce-scatter, all-to-all, scatter, gather, 1 broadcast, reduce, send/recv); GB = 1e9 B.
+constexpr std::array k_collective_columns{
+    Column{"run_id", "INTEGER NOT NULL REFERENCES runs(run_id)", 6},
+    Column{"idx", "INTEGER NOT NULL", 6},
+    Column{"kind", "TEXT NOT NULL", 6},
+    Column{"algorithm", "TEXT NOT NULL", 6},
+    Column{"protocol", "TEXT", 6},
+    Column{"ranks", "INTEGER NOT NULL", 6},
+    Column{"bytes", "INTEGER NOT NULL", 6},
+    Column{"start_s", "REAL NOT NULL", 6},
+    Column{"end_s", "REAL NOT NULL", 6},
+    Column{"time_s", "REAL NOT NULL", 6},
+    Column{"algbw_GBps", "REAL", 6},
+    Column{"busbw_GBps", "REAL", 6},
+    Column{"steps", "INTEGER", 6},
+};
+
+// Schema 6: per link direction, the busiest links of a run's collectives: bytes carried, time spent
+// sending (bytes / bandwidth) and utilisation = busy_s / the run's span.
+constexpr std::array k_link_util_columns{
+    Column{"run_id", "INTEGER NOT NULL REFERENCES runs(run_id)", 6},
+    Column{"link", "INTEGER NOT NULL", 6},
+    Column{"direction", "TEXT NOT NULL", 6},  // "a->b" names, as in the system file
+    Column{"kind", "TEXT", 6},
+    Column{"bytes", "REAL NOT NULL", 6},
+    Column{"busy_s", "REAL NOT NULL", 6},
+    Column{"utilization", "REAL NOT NULL", 6},
+};
+
 const std::array k_tables{
     Table{"meta", k_meta_columns, ""},
     Table{"runs", k_run_columns, ""},
@@ -163,6 +194,8 @@ const std::array k_tables{
     Table{"sweeps", k_sweep_columns, "PRIMARY KEY (sweep_name, run_id)"},
     Table{"sweep_factors", k_sweep_factor_columns, "PRIMARY KEY (sweep_name, run_id, factor)"},
     Table{"claims", k_claim_columns, ""},
+    Table{"collectives", k_collective_columns, "PRIMARY KEY (run_id, idx)"},
+    Table{"link_utilization", k_link_util_columns, "PRIMARY KEY (run_id, link, direction)"},
 };
 
 // Queries by run (or run and layer) on layer_levels / layer_metrics use their primary keys' prefix.

@@ -9,7 +9,7 @@ namespace mlsim::arch::net {
 
 namespace {
 
-constexpr std::array<std::pair<CollectiveKind, std::string_view>, 8> kind_names{{
+constexpr std::array<std::pair<CollectiveKind, std::string_view>, 9> kind_names{{
     {CollectiveKind::broadcast, "broadcast"},
     {CollectiveKind::scatter, "scatter"},
     {CollectiveKind::gather, "gather"},
@@ -18,14 +18,27 @@ constexpr std::array<std::pair<CollectiveKind, std::string_view>, 8> kind_names{
     {CollectiveKind::reduce_scatter, "reduce_scatter"},
     {CollectiveKind::all_reduce, "all_reduce"},
     {CollectiveKind::all_to_all, "all_to_all"},
+    {CollectiveKind::send_recv, "send_recv"},
 }};
 
-constexpr std::array<std::pair<CollectiveAlgorithm, std::string_view>, 5> algorithm_names{{
+constexpr std::array<std::pair<CollectiveAlgorithm, std::string_view>, 9> algorithm_names{{
     {CollectiveAlgorithm::ring, "ring"},
     {CollectiveAlgorithm::tree, "tree"},
     {CollectiveAlgorithm::direct, "direct"},
     {CollectiveAlgorithm::halving_doubling, "halving_doubling"},
     {CollectiveAlgorithm::hierarchical, "hierarchical"},
+    {CollectiveAlgorithm::pairwise, "pairwise"},
+    {CollectiveAlgorithm::bruck, "bruck"},
+    {CollectiveAlgorithm::nvls, "nvls"},
+    {CollectiveAlgorithm::automatic, "auto"},
+}};
+
+constexpr std::array<std::pair<Protocol, std::string_view>, 5> protocol_names{{
+    {Protocol::ll, "ll"},
+    {Protocol::ll128, "ll128"},
+    {Protocol::simple, "simple"},
+    {Protocol::ideal, "ideal"},
+    {Protocol::automatic, "auto"},
 }};
 
 // Lower case without separators, so that all_reduce, all-reduce, AllReduce and allreduce compare equal.
@@ -41,7 +54,7 @@ std::optional<std::string> squeeze(std::string_view text) {
         if (sep && (previous == '_' || previous == '-')) return std::nullopt;  // "all__reduce"
         previous = c;
         if (sep) continue;
-        if (!std::isalpha(static_cast<unsigned char>(c))) return std::nullopt;
+        if (!std::isalnum(static_cast<unsigned char>(c))) return std::nullopt;
         out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     }
     return out;
@@ -69,11 +82,48 @@ std::string_view name_of(const std::array<std::pair<Enum, std::string_view>, N>&
 std::string_view to_string(CollectiveKind kind) { return name_of(kind_names, kind); }
 std::string_view to_string(CollectiveAlgorithm algorithm) { return name_of(algorithm_names, algorithm); }
 
+std::string_view to_string(Protocol protocol) { return name_of(protocol_names, protocol); }
+
+std::optional<Protocol> parse_protocol(std::string_view text) {
+    if (text == "automatic") return Protocol::automatic;
+    return parse_name(protocol_names, text);
+}
+
+const std::vector<Protocol>& all_protocols() {
+    static const std::vector<Protocol> out = [] {
+        std::vector<Protocol> v;
+        for (const auto& [p, name] : protocol_names) v.push_back(p);
+        return v;
+    }();
+    return out;
+}
+
+double bus_bandwidth_factor(CollectiveKind kind, int64_t ranks) {
+    if (ranks <= 1) return 1.0;
+    const double n = static_cast<double>(ranks);
+    switch (kind) {
+        case CollectiveKind::all_reduce:
+            return 2.0 * (n - 1) / n;
+        case CollectiveKind::all_gather:
+        case CollectiveKind::reduce_scatter:
+        case CollectiveKind::all_to_all:
+        case CollectiveKind::scatter:
+        case CollectiveKind::gather:
+            return (n - 1) / n;
+        case CollectiveKind::broadcast:
+        case CollectiveKind::reduce:
+        case CollectiveKind::send_recv:
+            return 1.0;
+    }
+    return 1.0;
+}
+
 std::optional<CollectiveKind> parse_collective_kind(std::string_view text) {
     return parse_name(kind_names, text);
 }
 
 std::optional<CollectiveAlgorithm> parse_collective_algorithm(std::string_view text) {
+    if (text == "automatic") return CollectiveAlgorithm::automatic;
     return parse_name(algorithm_names, text);
 }
 

@@ -25,8 +25,13 @@
 //   kind, a group with a repeated or unknown device, or an empty group is a UserError that names the
 //   supported choices; a group of one costs nothing.
 // - A switch with in_network_reduction may reduce in flight: a model that uses it says so in its
-//   algorithm (hierarchical) and counts the bytes the switch forwarded, not the bytes it would have
+//   algorithm (nvls, hierarchical) and counts the bytes the switch forwarded, not the bytes it would have
 //   forwarded without reduction.
+// - Extensions (issue 12): send_recv (every rank i sends `bytes` to rank i+1 mod p at once, nccl-tests'
+//   sendrecv_perf), all-to-all(v) through CollectiveRequest::counts, the algorithms pairwise, bruck, nvls
+//   and automatic (the model picks; the result names what it picked), and protocols (NCCL's LL, LL128,
+//   Simple, or ideal: the bare alpha-beta model with no protocol cost). The implementation and its rules
+//   are in arch/net/impl/flow_network.h.
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -47,6 +52,7 @@ enum class CollectiveKind {
     reduce_scatter,
     all_reduce,
     all_to_all,
+    send_recv,
 };
 
 enum class CollectiveAlgorithm {
@@ -55,13 +61,30 @@ enum class CollectiveAlgorithm {
     direct,            // every rank sends straight to every peer that needs its data
     halving_doubling,  // recursive halving / doubling (Rabenseifner)
     hierarchical,      // within each node first, then across nodes (and in-switch reduction where offered)
+    pairwise,          // p-1 rounds; in round k rank i exchanges with rank i+k (all-to-all)
+    bruck,             // ceil(log2 p) rounds of doubling distance (all-gather, all-to-all)
+    nvls,              // in-switch reduction / multicast (NVLink SHARP): one switch joins the whole group
+    automatic,         // the model picks the fastest (CollectiveResult::algorithm names it)
 };
+
+// How data is framed on the wire, as in NCCL (LL: 8-byte stores of 4 data + 4 flag bytes; LL128: 128-byte
+// lines with 8 flag bytes; Simple: bulk copies with a synchronisation per step). `ideal` is the bare
+// alpha-beta model (no per-call or per-step overhead, every byte is payload), used by closed-form tests.
+enum class Protocol { ll, ll128, simple, ideal, automatic };
 
 // Canonical names are snake_case, as in the config and the results database ("all_reduce",
 // "halving_doubling"). parse_* also accepts '-' for '_' and no separator ("all-reduce", "allreduce"),
 // in any letter case; nullopt for anything else.
 std::string_view to_string(CollectiveKind kind);
 std::string_view to_string(CollectiveAlgorithm algorithm);
+std::string_view to_string(Protocol protocol);
+std::optional<Protocol> parse_protocol(std::string_view text);
+const std::vector<Protocol>& all_protocols();  // in declaration order
+
+// nccl-tests' bus-bandwidth factor (busbw = algbw x factor) for a group of n ranks: 2(n-1)/n all-reduce;
+// (n-1)/n all-gather, reduce-scatter, all-to-all; 1 broadcast, reduce, send/recv; (n-1)/n scatter and
+// gather (nccl-tests' scatter/gather tests). 1 for n <= 1.
+double bus_bandwidth_factor(CollectiveKind kind, int64_t ranks);
 std::optional<CollectiveKind> parse_collective_kind(std::string_view text);
 std::optional<CollectiveAlgorithm> parse_collective_algorithm(std::string_view text);
 const std::vector<CollectiveKind>& all_collective_kinds();            // in declaration order
@@ -80,6 +103,10 @@ struct CollectiveRequest {
     int64_t bytes = 0;             // nccl-tests' size (see the contract)
     std::optional<VertexId> root;  // rooted kinds; default group[0]
     Tick start = Tick::zero();
+    Protocol protocol = Protocol::automatic;
+    // all-to-all(v) only: p x p bytes, counts[i * p + j] from rank i to rank j (the diagonal stays local);
+    // empty = bytes / p to every rank. `bytes` is then ignored for timing (algbw uses the largest row sum).
+    std::vector<int64_t> counts;
 };
 
 // Bytes one link carried during a collective, by direction (a_to_b follows Link::a -> Link::b).
@@ -93,6 +120,9 @@ struct CollectiveResult {
     Tick start = Tick::zero();
     Tick end = Tick::zero();  // the last rank has its result
     std::vector<LinkBytes> link_bytes;
+    CollectiveAlgorithm algorithm = CollectiveAlgorithm::ring;  // the one that ran (never automatic)
+    Protocol protocol = Protocol::simple;                       // likewise
+    int64_t steps = 0;                                          // synchronised steps (rounds) it took
 
     Tick duration() const { return end - start; }
 };

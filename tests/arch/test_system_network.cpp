@@ -7,7 +7,7 @@
 using namespace mlsim::arch::net;
 
 TEST_CASE("collective kinds print as snake_case and parse back", "[arch][net]") {
-    CHECK(all_collective_kinds().size() == 8);
+    CHECK(all_collective_kinds().size() == 9);
     for (CollectiveKind k : all_collective_kinds()) {
         INFO(std::string(to_string(k)));
         CHECK(parse_collective_kind(to_string(k)) == k);
@@ -28,7 +28,7 @@ TEST_CASE("collective kinds print as snake_case and parse back", "[arch][net]") 
 }
 
 TEST_CASE("collective algorithms print as snake_case and parse back", "[arch][net]") {
-    CHECK(all_collective_algorithms().size() == 5);
+    CHECK(all_collective_algorithms().size() == 9);
     for (CollectiveAlgorithm a : all_collective_algorithms()) {
         INFO(std::string(to_string(a)));
         CHECK(parse_collective_algorithm(to_string(a)) == a);

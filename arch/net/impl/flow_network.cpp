@@ -1,0 +1,1015 @@
+#include "arch/net/impl/flow_network.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <string>
+
+#include "arch/net/impl/routing.h"
+#include "arch/net/impl/stage_solver.h"
+#include "sim/config/error.h"
+#include "sim/core/check.h"
+
+namespace mlsim::arch::net {
+
+using impl::DirLink;
+using impl::LinkClass;
+
+namespace {
+
+// NCCL's tuning tables (NVIDIA/nccl src/graph/tuning.cc, stored version 01afd20), microseconds.
+// Index: protocol LL, LL128, Simple.
+constexpr double base_lat_ring_us[3] = {3.6, 10.0, 8.4};
+constexpr double base_lat_tree_us[3] = {4.4, 4.4, 0.0};
+// hwLat, ring row, by link class (NVLink, PCI, network).
+constexpr double hw_lat_ring_us[3][3] = {{0.47, 1.9, 3.4}, {1.0, 2.5, 5.7}, {2.7, 4.0, 9.6}};
+
+int proto_index(Protocol p) {
+    switch (p) {
+        case Protocol::ll:
+            return 0;
+        case Protocol::ll128:
+            return 1;
+        case Protocol::simple:
+            return 2;
+        default:
+            return -1;
+    }
+}
+
+bool is_reduction(CollectiveKind k) {
+    return k == CollectiveKind::all_reduce || k == CollectiveKind::reduce ||
+           k == CollectiveKind::reduce_scatter;
+}
+
+[[noreturn]] void unsupported(CollectiveKind kind, CollectiveAlgorithm alg, const std::string& why = "") {
+    std::string msg = "error: collective " + std::string(to_string(kind)) + ": algorithm '" +
+                      std::string(to_string(alg)) + "' is not available" +
+                      (why.empty() ? "" : " (" + why + ")") + "; supported: ";
+    bool first = true;
+    for (CollectiveAlgorithm a : supported_algorithms(kind)) {
+        msg += (first ? "" : ", ") + std::string(to_string(a));
+        first = false;
+    }
+    throw cfg::UserError(msg + ", auto");
+}
+
+bool power_of_two(std::size_t p) { return p > 0 && (p & (p - 1)) == 0; }
+
+int ceil_log2(std::size_t p) {
+    int k = 0;
+    while ((std::size_t{1} << k) < p) ++k;
+    return k;
+}
+
+// A flow of a step, before routing.
+struct StepFlow {
+    VertexId src = 0, dst = 0;
+    double bytes = 0;     // payload
+    bool reduce = false;  // the receiver reduces it into its buffer
+};
+
+}  // namespace
+
+std::vector<CollectiveAlgorithm> supported_algorithms(CollectiveKind kind) {
+    using A = CollectiveAlgorithm;
+    using K = CollectiveKind;
+    switch (kind) {
+        case K::all_reduce:
+            return {A::ring, A::tree, A::direct, A::halving_doubling, A::hierarchical, A::nvls};
+        case K::broadcast:
+        case K::reduce:
+            return {A::ring, A::tree, A::direct, A::halving_doubling, A::hierarchical, A::nvls};
+        case K::all_gather:
+            return {A::ring, A::direct, A::halving_doubling, A::hierarchical, A::bruck, A::nvls};
+        case K::reduce_scatter:
+            return {A::ring, A::direct, A::halving_doubling, A::hierarchical, A::nvls};
+        case K::scatter:
+        case K::gather:
+            return {A::ring, A::tree, A::direct, A::halving_doubling};
+        case K::all_to_all:
+            return {A::direct, A::pairwise, A::bruck};
+        case K::send_recv:
+            return {A::ring, A::direct};
+    }
+    return {};
+}
+
+std::vector<CollectiveAlgorithm> automatic_candidates(CollectiveKind kind) {
+    using A = CollectiveAlgorithm;
+    using K = CollectiveKind;
+    switch (kind) {
+        case K::all_reduce:
+            return {A::ring, A::tree, A::hierarchical, A::nvls};
+        case K::all_gather:
+        case K::reduce_scatter:
+            return {A::ring, A::hierarchical, A::nvls};
+        case K::broadcast:
+        case K::reduce:
+            return {A::ring, A::hierarchical};
+        case K::scatter:
+        case K::gather:
+        case K::all_to_all:
+        case K::send_recv:
+            return {A::direct};
+    }
+    return {};
+}
+
+struct FlowNetwork::Impl {
+    std::shared_ptr<const Topology> topo;
+    NetworkOptions opt;
+    impl::RouteTable routes;
+    impl::FluidSolver fluid;
+    std::vector<double> busy_until;    // per directed link, seconds
+    std::vector<double> busy_seconds;  // per directed link, accumulated
+    std::vector<double> reduce_scratch;
+
+    Impl(std::shared_ptr<const Topology> t, NetworkOptions o)
+        : topo(std::move(t)), opt(std::move(o)), routes(*topo), fluid(routes) {
+        busy_until.assign(routes.resource_count(), 0);
+        busy_seconds.assign(routes.resource_count(), 0);
+        reduce_scratch.assign(topo->vertex_count(), 0);
+    }
+
+    // ---- one collective with a fixed algorithm and protocol ----
+    struct Run {
+        Impl& net;
+        CollectiveKind kind;
+        Protocol proto;
+        bool record;  // keep link state (busy_until) and bytes; false for the trials of `automatic`
+        double eff = 1;
+        double now = 0;
+        int64_t steps = 0;
+        std::vector<double> dir_bytes;   // per directed link, wire bytes
+        std::vector<double> local_busy;  // busy_until as this run sees it
+        std::vector<impl::StageFlowTiming> timing;
+        std::vector<DirLink> hops;
+        std::vector<double> finish;
+        std::unique_ptr<impl::PacketSolver> packets;
+
+        Run(Impl& n, CollectiveKind k, Protocol p, bool rec, bool multi_node, double t0)
+            : net(n), kind(k), proto(p), record(rec), now(t0) {
+            const int pi = proto_index(p);
+            if (pi == 0) eff = (is_reduction(k) || multi_node) ? 1.0 / 4.0 : 1.0 / 3.0;
+            if (pi == 1) eff = 0.92;
+            dir_bytes.assign(n.routes.resource_count(), 0);
+            local_busy = n.busy_until;
+            if (n.opt.fidelity == Fidelity::packet)
+                packets =
+                    std::make_unique<impl::PacketSolver>(n.routes, n.opt.packet_bytes, n.opt.max_packet_hops);
+        }
+
+        double reduce_rate(VertexId v) const {
+            return v < net.opt.reduce_Bps.size() ? net.opt.reduce_Bps[v] : 0.0;
+        }
+
+        // Runs one synchronised step; `extra_s` is added after the last arrival (e.g. a pipeline fill).
+        void step(const std::vector<StepFlow>& flows, double extra_s = 0) {
+            timing.clear();
+            hops.clear();
+            std::vector<double>& red = net.reduce_scratch;
+            std::vector<VertexId> reducers;
+            int cls = -1;
+            for (const StepFlow& f : flows) {
+                if (f.reduce && reduce_rate(f.dst) > 0) {
+                    if (red[f.dst] == 0) reducers.push_back(f.dst);
+                    red[f.dst] += f.bytes;
+                }
+            }
+            // flows reduced by one receiver share its reduction rate
+            std::map<VertexId, int> into;
+            if (net.opt.overlap_reduction)
+                for (const StepFlow& f : flows)
+                    if (f.reduce && reduce_rate(f.dst) > 0) ++into[f.dst];
+            for (const StepFlow& f : flows) {
+                impl::PathView pv = net.routes.path(f.src, f.dst);
+                MLSIM_CHECK(pv.latency_s >= 0, "a planned flow has no route");
+                impl::StageFlowTiming t;
+                t.path_off = static_cast<uint32_t>(hops.size());
+                t.path_len = pv.size;
+                t.bytes = f.bytes / eff;
+                t.latency_s = pv.latency_s;
+                t.start_s = now;
+                for (uint32_t k = 0; k < pv.size; ++k) {
+                    hops.push_back(pv.hops[k]);
+                    t.start_s = std::max(t.start_s, local_busy[pv.hops[k]]);
+                }
+                if (f.reduce && net.opt.overlap_reduction && reduce_rate(f.dst) > 0)
+                    t.cap_Bps = reduce_rate(f.dst) / into[f.dst] / eff;
+                if (pv.size > 0) cls = std::max(cls, static_cast<int>(pv.cls));
+                timing.push_back(t);
+            }
+            if (packets)
+                packets->solve(timing, hops, finish);
+            else
+                net.fluid.solve(timing, hops, finish);
+            double end = now;
+            for (std::size_t i = 0; i < timing.size(); ++i) {
+                end = std::max(end, finish[i]);
+                const impl::StageFlowTiming& t = timing[i];
+                // when the flow stopped sending: its arrival less the path latency
+                const double sent = finish[i] - t.latency_s;
+                for (uint32_t k = 0; k < t.path_len; ++k) {
+                    const DirLink d = hops[t.path_off + k];
+                    dir_bytes[d] += t.bytes;
+                    local_busy[d] = std::max(local_busy[d], sent);
+                }
+            }
+            double reduce_s = 0;
+            for (VertexId v : reducers) {
+                const double b = net.opt.overlap_reduction ? std::min(red[v], net.opt.chunk_bytes) : red[v];
+                reduce_s = std::max(reduce_s, b / reduce_rate(v));
+                red[v] = 0;
+            }
+            double step_s = 0;
+            const int pi = proto_index(proto);
+            if (pi > 0 && cls >= 0) step_s = (hw_lat_ring_us[cls][pi] - hw_lat_ring_us[cls][0]) * 1e-6;
+            now = end + reduce_s + step_s + extra_s;
+            ++steps;
+        }
+    };
+
+    // ---- helpers over the group ----
+    struct Group {
+        std::vector<VertexId> r;                   // ranks
+        std::size_t root = 0;                      // index into r
+        std::vector<std::vector<VertexId>> nodes;  // ranks by node, in order of first appearance
+        std::size_t p() const { return r.size(); }
+        VertexId at(std::size_t i) const { return r[i % r.size()]; }
+        VertexId rel(std::size_t i) const { return r[(root + i) % r.size()]; }  // relative to the root
+    };
+
+    static std::string node_of(const std::string& device) {
+        const auto dot = device.rfind('.');
+        return dot == std::string::npos ? device : device.substr(0, dot);
+    }
+
+    Group make_group(const CollectiveRequest& q) const {
+        Group g;
+        g.r = q.group;
+        if (q.root) {
+            const auto it = std::find(g.r.begin(), g.r.end(), *q.root);
+            if (it == g.r.end())
+                throw cfg::UserError("error: collective " + std::string(to_string(q.kind)) + ": root '" +
+                                     topo->vertex(*q.root).name + "' is not in the group");
+            g.root = static_cast<std::size_t>(it - g.r.begin());
+        }
+        std::vector<std::string> names;
+        for (VertexId v : g.r) {
+            const std::string n = node_of(topo->vertex(v).name);
+            const auto it = std::find(names.begin(), names.end(), n);
+            if (it == names.end()) {
+                names.push_back(n);
+                g.nodes.push_back({v});
+            } else {
+                g.nodes[static_cast<std::size_t>(it - names.begin())].push_back(v);
+            }
+        }
+        return g;
+    }
+
+    // The switch with in-network reduction that every rank of `ranks` is linked to directly, if any.
+    std::optional<VertexId> nvls_switch(const std::vector<VertexId>& ranks) const {
+        for (VertexId s : topo->switches()) {
+            if (!topo->vertex(s).sw.in_network_reduction) continue;
+            bool all = true;
+            for (VertexId v : ranks) {
+                bool linked = false;
+                for (const Neighbour& nb : topo->neighbours(v))
+                    if (nb.vertex == s) linked = true;
+                if (!linked) {
+                    all = false;
+                    break;
+                }
+            }
+            if (all) return s;
+        }
+        return std::nullopt;
+    }
+
+    std::size_t chunks(double bytes) const {
+        if (opt.chunk_bytes <= 0 || bytes <= opt.chunk_bytes) return 1;
+        return static_cast<std::size_t>(std::ceil(bytes / opt.chunk_bytes));
+    }
+
+    // ---- building blocks (each runs its own steps) ----
+    // Ring steps: `nsteps` steps in each of which chain[i] sends `piece` to chain[i+1 mod size].
+    static void ring_steps(Run& run, const std::vector<VertexId>& ring, double piece, std::size_t nsteps,
+                           bool reduce) {
+        std::vector<StepFlow> f;
+        for (std::size_t s = 0; s < nsteps; ++s) {
+            f.clear();
+            for (std::size_t i = 0; i < ring.size(); ++i)
+                f.push_back({ring[i], ring[(i + 1) % ring.size()], piece, reduce});
+            run.step(f);
+        }
+    }
+    // Several rings stepping together (the rings of a hierarchical phase).
+    static void rings_steps(Run& run, const std::vector<std::vector<VertexId>>& rings, double piece,
+                            std::size_t nsteps, bool reduce) {
+        std::vector<StepFlow> f;
+        for (std::size_t s = 0; s < nsteps; ++s) {
+            f.clear();
+            for (const auto& ring : rings)
+                if (ring.size() > 1)
+                    for (std::size_t i = 0; i < ring.size(); ++i)
+                        f.push_back({ring[i], ring[(i + 1) % ring.size()], piece, reduce});
+            if (!f.empty()) run.step(f);
+        }
+    }
+    // Pipelined chains: every chain[0] -> chain[1] -> ... moves `bytes` in `k` chunks.
+    static void chains(Run& run, const std::vector<std::vector<VertexId>>& cs, double bytes, std::size_t k,
+                       bool reduce) {
+        std::size_t len = 0;
+        for (const auto& c : cs) len = std::max(len, c.size());
+        if (len < 2) return;
+        const double c = bytes / static_cast<double>(k);
+        std::vector<StepFlow> f;
+        for (std::size_t s = 0; s < len - 2 + k; ++s) {
+            f.clear();
+            for (const auto& ch : cs)
+                for (std::size_t j = 0; j + 1 < ch.size(); ++j)
+                    if (s >= j && s - j < k) f.push_back({ch[j], ch[j + 1], c, reduce});
+            run.step(f);
+        }
+    }
+    static void binomial_scatter(Run& run, const Group& g, double piece) {
+        const std::size_t p = g.p();
+        std::size_t mask = std::size_t{1} << (ceil_log2(p) - 1);
+        std::vector<StepFlow> f;
+        for (; mask >= 1; mask >>= 1) {
+            f.clear();
+            for (std::size_t i = 0; i < p; i += 2 * mask)
+                if (i + mask < p)
+                    f.push_back({g.rel(i), g.rel(i + mask),
+                                 piece * static_cast<double>(std::min(i + 2 * mask, p) - (i + mask)), false});
+            run.step(f);
+            if (mask == 1) break;
+        }
+    }
+    static void binomial_gather(Run& run, const Group& g, double piece) {
+        const std::size_t p = g.p();
+        std::vector<StepFlow> f;
+        for (std::size_t mask = 1; mask < p; mask <<= 1) {
+            f.clear();
+            for (std::size_t i = 0; i < p; i += 2 * mask)
+                if (i + mask < p)
+                    f.push_back({g.rel(i + mask), g.rel(i),
+                                 piece * static_cast<double>(std::min(i + 2 * mask, p) - (i + mask)), false});
+            run.step(f);
+        }
+    }
+    static void halving_rs(Run& run, const Group& g, double n) {
+        const std::size_t p = g.p();
+        std::vector<StepFlow> f;
+        double part = n;
+        for (std::size_t d = p / 2; d >= 1; d /= 2) {
+            part /= 2;
+            f.clear();
+            for (std::size_t i = 0; i < p; ++i) f.push_back({g.rel(i), g.rel(i ^ d), part, true});
+            run.step(f);
+            if (d == 1) break;
+        }
+    }
+    static void doubling_ag(Run& run, const Group& g, double n) {
+        const std::size_t p = g.p();
+        std::vector<StepFlow> f;
+        for (std::size_t d = 1; d < p; d *= 2) {
+            f.clear();
+            for (std::size_t i = 0; i < p; ++i)
+                f.push_back(
+                    {g.rel(i), g.rel(i ^ d), n / static_cast<double>(p) * static_cast<double>(d), false});
+            run.step(f);
+        }
+    }
+    struct Edge {
+        VertexId child, parent;
+        int depth;  // of the child
+    };
+    // An in-order binary tree over positions 1..m: a position's lowest set bit b gives its level, its parent
+    // is (x | 2b) & ~b (going further up while that is past m), the root the largest power of two <= m. The
+    // odd positions are the leaves. Returns parent position (0 = none) and depth, indexed by position.
+    static void btree(std::size_t m, std::vector<std::size_t>& parent, std::vector<int>& depth) {
+        parent.assign(m + 1, 0);
+        depth.assign(m + 1, 0);
+        for (std::size_t x = 1; x <= m; ++x) {
+            std::size_t y = x;
+            while (true) {
+                const std::size_t bit = y & (~y + 1);
+                const std::size_t up = (y | (bit << 1)) & ~bit;
+                if (up == y || bit << 1 > (std::size_t{1} << 62)) break;
+                y = up;
+                if (y <= m) break;
+            }
+            parent[x] = (y != x && y <= m) ? y : 0;
+        }
+        for (std::size_t x = 1; x <= m; ++x) {
+            int d = 0;
+            for (std::size_t y = x; parent[y] != 0; y = parent[y]) ++d;
+            depth[x] = d;
+        }
+    }
+    // NCCL's double binary tree (after Sanders, Speck and Traeff 2009): two trees over `ranks`, the second
+    // shifted by one position, so that the leaves of one (odd positions) are the interior ranks of the
+    // other; for an odd count the second is the mirror image instead, as NCCL does.
+    static std::vector<std::vector<Edge>> double_tree(const std::vector<VertexId>& ranks, int depth0) {
+        const std::size_t m = ranks.size();
+        std::vector<std::size_t> par;
+        std::vector<int> dep;
+        btree(m, par, dep);
+        std::vector<std::vector<Edge>> out(2);
+        auto second = [&](std::size_t pos) {  // position (1-based) in tree 1 -> rank index for tree 2
+            return m % 2 == 0 ? pos % m : m - pos;
+        };
+        for (std::size_t x = 1; x <= m; ++x)
+            if (par[x] != 0) {
+                out[0].push_back({ranks[x - 1], ranks[par[x] - 1], dep[x] + depth0});
+                out[1].push_back({ranks[second(x)], ranks[second(par[x])], dep[x] + depth0});
+            }
+        return out;
+    }
+    // The ranks at the roots of the two trees of double_tree.
+    static std::pair<VertexId, VertexId> tree_roots(const std::vector<VertexId>& ranks) {
+        const std::size_t m = ranks.size();
+        std::size_t root = 1;
+        while (root * 2 <= m) root *= 2;
+        return {ranks[root - 1], ranks[m % 2 == 0 ? root % m : m - root]};
+    }
+
+    // The ring of the symmetric ring collectives: node by node, each node's ranks in index order, every
+    // other node reversed, so that consecutive nodes meet on the same local index (the same NIC rail of a
+    // rail-optimised fabric, as NCCL's ring search arranges). Nodes of unequal size, an odd number of
+    // nodes, or one node: rank order.
+    static std::vector<VertexId> node_ring(const Group& g) {
+        const std::size_t N = g.nodes.size();
+        if (N < 2 || N % 2 != 0) return g.r;
+        for (const auto& nd : g.nodes)
+            if (nd.size() != g.nodes[0].size()) return g.r;
+        std::vector<VertexId> out;
+        for (std::size_t i = 0; i < N; ++i) {
+            if (i % 2 == 0)
+                out.insert(out.end(), g.nodes[i].begin(), g.nodes[i].end());
+            else
+                out.insert(out.end(), g.nodes[i].rbegin(), g.nodes[i].rend());
+        }
+        return out;
+    }
+
+    // ---- algorithms ----
+    void plan(Run& run, const CollectiveRequest& q, CollectiveAlgorithm alg, const Group& g) {
+        using A = CollectiveAlgorithm;
+        using K = CollectiveKind;
+        const std::size_t p = g.p();
+        const double n = static_cast<double>(q.bytes);
+        const double pd = static_cast<double>(p);
+        const K kind = q.kind;
+        const auto& sup = supported_algorithms(kind);
+        if (std::find(sup.begin(), sup.end(), alg) == sup.end()) unsupported(kind, alg);
+        if (alg == A::nvls && (run.proto == Protocol::ll || run.proto == Protocol::ll128))
+            unsupported(kind, alg, "NVLS runs with the Simple protocol only, as in NCCL");
+        if (!q.counts.empty() && kind == K::all_to_all && alg == A::bruck)
+            unsupported(kind, alg, "all-to-allv needs direct or pairwise");
+        std::vector<StepFlow> f;
+        // ranks in order starting at the root
+        std::vector<VertexId> from_root(p);
+        for (std::size_t i = 0; i < p; ++i) from_root[i] = g.rel(i);
+        // the root last, in ring order: root+1, ..., root
+        std::vector<VertexId> to_root(p);
+        for (std::size_t i = 0; i < p; ++i) to_root[i] = g.rel(i + 1);
+
+        auto a2a_bytes = [&](std::size_t i, std::size_t j) {
+            if (!q.counts.empty()) return static_cast<double>(q.counts[i * p + j]);
+            return n / pd;
+        };
+
+        switch (alg) {
+            case A::ring:
+                switch (kind) {
+                    case K::all_reduce:
+                        ring_steps(run, node_ring(g), n / pd, p - 1, true);
+                        ring_steps(run, node_ring(g), n / pd, p - 1, false);
+                        return;
+                    case K::reduce_scatter:
+                        ring_steps(run, node_ring(g), n / pd, p - 1, true);
+                        return;
+                    case K::all_gather:
+                        ring_steps(run, node_ring(g), n / pd, p - 1, false);
+                        return;
+                    case K::broadcast:
+                        chains(run, {from_root}, n, chunks(n), false);
+                        return;
+                    case K::reduce:
+                        chains(run, {to_root}, n, chunks(n), true);
+                        return;
+                    case K::send_recv:
+                        ring_steps(run, g.r, n, 1, false);
+                        return;
+                    case K::scatter:
+                        for (std::size_t s = 0; s + 1 < p; ++s) {
+                            f.clear();
+                            for (std::size_t j = 0; j <= s; ++j)
+                                f.push_back({from_root[j], from_root[j + 1], n / pd, false});
+                            run.step(f);
+                        }
+                        return;
+                    case K::gather:
+                        for (std::size_t s = 0; s + 1 < p; ++s) {
+                            f.clear();
+                            for (std::size_t j = p - 2 - s; j + 1 < p; ++j)
+                                f.push_back({to_root[j], to_root[j + 1], n / pd, false});
+                            run.step(f);
+                        }
+                        return;
+                    default:
+                        break;
+                }
+                break;
+            case A::direct:
+                switch (kind) {
+                    case K::broadcast:
+                    case K::scatter:
+                        f.clear();
+                        for (std::size_t i = 1; i < p; ++i)
+                            f.push_back({g.rel(0), g.rel(i), kind == K::broadcast ? n : n / pd, false});
+                        run.step(f);
+                        return;
+                    case K::reduce:
+                    case K::gather:
+                        for (std::size_t i = 1; i < p; ++i)
+                            f.push_back(
+                                {g.rel(i), g.rel(0), kind == K::reduce ? n : n / pd, kind == K::reduce});
+                        run.step(f);
+                        return;
+                    case K::all_gather:
+                    case K::reduce_scatter:
+                    case K::all_reduce:
+                        if (kind != K::all_gather) {
+                            f.clear();
+                            for (std::size_t i = 0; i < p; ++i)
+                                for (std::size_t j = 0; j < p; ++j)
+                                    if (i != j) f.push_back({g.r[i], g.r[j], n / pd, true});
+                            run.step(f);
+                        }
+                        if (kind != K::reduce_scatter) {
+                            f.clear();
+                            for (std::size_t i = 0; i < p; ++i)
+                                for (std::size_t j = 0; j < p; ++j)
+                                    if (i != j) f.push_back({g.r[i], g.r[j], n / pd, false});
+                            run.step(f);
+                        }
+                        return;
+                    case K::all_to_all:
+                        if (p * (p - 1) > 16'000'000)
+                            unsupported(kind, alg,
+                                        std::to_string(p * (p - 1)) + " concurrent flows; use pairwise");
+                        for (std::size_t i = 0; i < p; ++i)
+                            for (std::size_t j = 0; j < p; ++j)
+                                if (i != j) f.push_back({g.r[i], g.r[j], a2a_bytes(i, j), false});
+                        run.step(f);
+                        return;
+                    case K::send_recv:
+                        ring_steps(run, g.r, n, 1, false);
+                        return;
+                }
+                break;
+            case A::pairwise:
+                for (std::size_t k = 1; k < p; ++k) {
+                    f.clear();
+                    for (std::size_t i = 0; i < p; ++i)
+                        f.push_back({g.r[i], g.r[(i + k) % p], a2a_bytes(i, (i + k) % p), false});
+                    run.step(f);
+                }
+                return;
+            case A::bruck:
+                for (std::size_t d = 1; d < p; d *= 2) {
+                    f.clear();
+                    if (kind == K::all_gather) {
+                        const double blocks = static_cast<double>(std::min(d, p - d));
+                        for (std::size_t i = 0; i < p; ++i)
+                            f.push_back({g.r[i], g.r[(i + p - d) % p], blocks * n / pd, false});
+                    } else {
+                        std::size_t blocks = 0;
+                        for (std::size_t j = 0; j < p; ++j) blocks += (j & d) ? 1 : 0;
+                        for (std::size_t i = 0; i < p; ++i)
+                            f.push_back(
+                                {g.r[i], g.r[(i + d) % p], static_cast<double>(blocks) * n / pd, false});
+                    }
+                    run.step(f);
+                }
+                return;
+            case A::halving_doubling:
+                if (!power_of_two(p))
+                    unsupported(kind, alg, "needs a power-of-two group, got " + std::to_string(p));
+                switch (kind) {
+                    case K::all_reduce:
+                        halving_rs(run, g, n);
+                        doubling_ag(run, g, n);
+                        return;
+                    case K::reduce_scatter:
+                        halving_rs(run, g, n);
+                        return;
+                    case K::all_gather:
+                        doubling_ag(run, g, n);
+                        return;
+                    case K::broadcast:
+                        binomial_scatter(run, g, n / pd);
+                        doubling_ag(run, g, n);
+                        return;
+                    case K::reduce:
+                        halving_rs(run, g, n);
+                        binomial_gather(run, g, n / pd);
+                        return;
+                    case K::scatter:
+                        binomial_scatter(run, g, n / pd);
+                        return;
+                    case K::gather:
+                        binomial_gather(run, g, n / pd);
+                        return;
+                    default:
+                        break;
+                }
+                break;
+            case A::tree:
+                switch (kind) {
+                    case K::scatter:
+                        binomial_scatter(run, g, n / pd);
+                        return;
+                    case K::gather:
+                        binomial_gather(run, g, n / pd);
+                        return;
+                    case K::all_reduce: {
+                        const auto trees = double_tree(g.r, 0);
+                        tree_pipeline(run, trees, n / 2, true, true);
+                        return;
+                    }
+                    case K::broadcast:
+                    case K::reduce: {
+                        std::vector<VertexId> others(from_root.begin() + 1, from_root.end());
+                        auto trees = double_tree(others, 1);
+                        // the root is the parent of both trees' roots
+                        const auto [r1, r2] = tree_roots(others);
+                        trees[0].push_back({r1, g.rel(0), 1});
+                        trees[1].push_back({r2, g.rel(0), 1});
+                        tree_pipeline(run, trees, n / 2, kind == K::reduce, kind == K::broadcast);
+                        return;
+                    }
+                    default:
+                        break;
+                }
+                break;
+            case A::hierarchical:
+                hierarchical(run, q, g);
+                return;
+            case A::nvls:
+                nvls(run, q, g);
+                return;
+            case A::automatic:
+                break;
+        }
+        unsupported(kind, alg);
+    }
+
+    // Both trees move `half` bytes each in chunks: up (child -> parent, reduced) then down.
+    void tree_pipeline(Run& run, const std::vector<std::vector<Edge>>& trees, double half, bool up,
+                       bool down) {
+        int depth = 0;
+        for (const auto& t : trees)
+            for (const Edge& e : t) depth = std::max(depth, e.depth);
+        if (depth == 0) return;
+        const std::size_t k = chunks(half);
+        const double c = half / static_cast<double>(k);
+        const long D = depth, K = static_cast<long>(k);
+        const long total = up && down ? 2 * D + K - 1 : D + K - 1;
+        std::vector<StepFlow> f;
+        for (long s = 0; s < total; ++s) {
+            f.clear();
+            for (const auto& t : trees)
+                for (const Edge& e : t) {
+                    if (up) {
+                        const long ch = s - (D - e.depth);
+                        if (ch >= 0 && ch < K) f.push_back({e.child, e.parent, c, true});
+                    }
+                    if (down) {
+                        const long first = up ? D : 0;  // a chunk leaves the root after it got there
+                        const long ch = s - first - (e.depth - 1);
+                        if (ch >= 0 && ch < K) f.push_back({e.parent, e.child, c, false});
+                    }
+                }
+            run.step(f);
+        }
+    }
+
+    void hierarchical(Run& run, const CollectiveRequest& q, const Group& g) {
+        using K = CollectiveKind;
+        const std::size_t N = g.nodes.size();
+        const std::size_t L = g.nodes[0].size();
+        for (const auto& nd : g.nodes)
+            if (nd.size() != L)
+                unsupported(q.kind, CollectiveAlgorithm::hierarchical,
+                            "every node must hold as many ranks of the group");
+        const double n = static_cast<double>(q.bytes);
+        const double pd = static_cast<double>(g.p()), Ld = static_cast<double>(L);
+        // inter-node rings: one per local index
+        std::vector<std::vector<VertexId>> across(L);
+        for (std::size_t l = 0; l < L; ++l)
+            for (std::size_t i = 0; i < N; ++i) across[l].push_back(g.nodes[i][l]);
+        bool sharp = L > 1 && run.proto != Protocol::ll && run.proto != Protocol::ll128;  // NVLS: Simple only
+        for (const auto& nd : g.nodes) sharp = sharp && nvls_switch(nd).has_value();
+        auto intra = [&](Run& r, bool reduce_scatter_phase, double bytes) {
+            if (L < 2) return;
+            const double n = bytes;  // the phase's own size
+            if (sharp) {
+                std::vector<StepFlow> f;
+                for (const auto& nd : g.nodes) {
+                    const VertexId sw = *nvls_switch(nd);
+                    for (VertexId v : nd) {
+                        f.push_back({v, sw, reduce_scatter_phase ? n : n / Ld, false});
+                        f.push_back({sw, v, reduce_scatter_phase ? n / Ld : n, false});
+                    }
+                }
+                r.step(f, up_latency(g.nodes[0][0], *nvls_switch(g.nodes[0])));
+            } else {
+                rings_steps(r, g.nodes, n / Ld, L - 1, reduce_scatter_phase);
+            }
+        };
+        // The symmetric kinds may pipeline their phases over C pieces of the message, as NCCL overlaps its
+        // intra- and inter-node stages: each phase is timed on one piece, and the whole takes the pipeline
+        // time sum_j T_j + (C - 1) max(T_inside, T_across), where T_inside sums the phases within nodes
+        // (they share the node's links) and T_across those across nodes. This assumes the two sets use
+        // different links (NVLink inside a node, NICs across), as hierarchical fabrics do; the link bytes
+        // are those of C pieces. C is the fastest of 1, 2, 4, ... up to pipeline_pieces (more pieces hide
+        // more of the shorter set but pay every step's latency once per piece).
+        const bool symmetric =
+            q.kind == K::all_reduce || q.kind == K::reduce_scatter || q.kind == K::all_gather;
+        auto pipeline = [&](Run& r, std::size_t C) {
+            const double m = n / static_cast<double>(C);
+            double inside = 0, across_s = 0;  // phases on the same links add up
+            auto timed = [&](double& into, auto&& phase) {
+                const double t0 = r.now;
+                phase();
+                into += r.now - t0;
+            };
+            if (q.kind != K::all_gather) {
+                timed(inside, [&] { intra(r, true, m); });
+                timed(across_s, [&] { rings_steps(r, across, m / pd, N - 1, true); });
+            }
+            if (q.kind != K::reduce_scatter) {
+                timed(across_s, [&] { rings_steps(r, across, m / pd, N - 1, false); });
+                timed(inside, [&] { intra(r, false, m); });
+            }
+            if (C > 1) {
+                r.now += static_cast<double>(C - 1) * std::max(inside, across_s);
+                for (std::size_t d = 0; d < r.dir_bytes.size(); ++d)
+                    if (r.dir_bytes[d] > 0) {
+                        r.dir_bytes[d] *= static_cast<double>(C);
+                        r.local_busy[d] = std::max(r.local_busy[d], r.now);
+                    }
+            }
+        };
+        if (symmetric) {
+            std::size_t best = 1;
+            if (N > 1 && L > 1) {
+                double best_end = std::numeric_limits<double>::infinity();
+                for (std::size_t C = 1; C <= std::max<std::size_t>(1, opt.pipeline_pieces); C *= 2) {
+                    Run trial(*this, run.kind, run.proto, false, true, run.now);
+                    pipeline(trial, C);
+                    if (trial.now < best_end) best_end = trial.now, best = C;
+                }
+            }
+            pipeline(run, best);
+            return;
+        }
+        std::size_t root_node = 0, root_local = 0;
+        for (std::size_t i = 0; i < N; ++i)
+            for (std::size_t l = 0; l < L; ++l)
+                if (g.nodes[i][l] == g.rel(0)) root_node = i, root_local = l;
+        switch (q.kind) {
+            case K::broadcast:
+            case K::reduce: {
+                std::vector<VertexId> inter;  // the root's local peers, starting at the root's node
+                for (std::size_t i = 0; i < N; ++i) inter.push_back(g.nodes[(root_node + i) % N][root_local]);
+                std::vector<std::vector<VertexId>> local;
+                for (std::size_t i = 0; i < N; ++i) {
+                    std::vector<VertexId> c;
+                    for (std::size_t l = 0; l < L; ++l) c.push_back(g.nodes[i][(root_local + l) % L]);
+                    local.push_back(c);
+                }
+                if (q.kind == K::broadcast) {
+                    chains(run, {inter}, n, chunks(n), false);
+                    chains(run, local, n, chunks(n), false);
+                } else {
+                    for (auto& c : local) std::reverse(c.begin(), c.end());
+                    std::reverse(inter.begin(), inter.end());
+                    chains(run, local, n, chunks(n), true);
+                    chains(run, {inter}, n, chunks(n), true);
+                }
+                return;
+            }
+            default:
+                unsupported(q.kind, CollectiveAlgorithm::hierarchical);
+        }
+    }
+
+    double up_latency(VertexId v, VertexId sw) {
+        const impl::PathView pv = routes.path(v, sw);
+        return pv.latency_s;
+    }
+
+    // In-switch reduction and multicast (NVLink SHARP): ranks push their data into the switch, which
+    // reduces it and multicasts results. Both directions of every link run at once (chunks pipeline the
+    // two halves); the multicast can only start once the first data reached the switch (one up latency).
+    void nvls(Run& run, const CollectiveRequest& q, const Group& g) {
+        using K = CollectiveKind;
+        const auto sw = nvls_switch(g.r);
+        if (!sw)
+            unsupported(q.kind, CollectiveAlgorithm::nvls,
+                        "no switch with in_network_reduction joins every rank");
+        const double n = static_cast<double>(q.bytes), pd = static_cast<double>(g.p());
+        std::vector<StepFlow> f;
+        for (std::size_t i = 0; i < g.p(); ++i) {
+            const VertexId v = g.r[i];
+            const bool is_root = v == g.rel(0);
+            double upb = 0, downb = 0;
+            switch (q.kind) {
+                case K::all_reduce:
+                    upb = n + n / pd;
+                    downb = n / pd + n;
+                    break;
+                case K::all_gather:
+                    upb = n / pd;
+                    downb = n;
+                    break;
+                case K::reduce_scatter:
+                    upb = n;
+                    downb = n / pd;
+                    break;
+                case K::broadcast:
+                    upb = is_root ? n : 0;
+                    downb = is_root ? 0 : n;
+                    break;
+                case K::reduce:
+                    upb = n;
+                    downb = is_root ? n : 0;
+                    break;
+                default:
+                    unsupported(q.kind, CollectiveAlgorithm::nvls);
+            }
+            if (upb > 0) f.push_back({v, *sw, upb, false});
+            if (downb > 0) f.push_back({*sw, v, downb, false});
+        }
+        run.step(f, up_latency(g.r[0], *sw));
+    }
+
+    void validate(const CollectiveRequest& q) const {
+        const std::string what = "error: collective " + std::string(to_string(q.kind)) + ": ";
+        if (q.group.empty()) throw cfg::UserError(what + "the group is empty");
+        if (q.bytes < 0) throw cfg::UserError(what + "negative size " + std::to_string(q.bytes));
+        std::vector<VertexId> seen;
+        for (VertexId v : q.group) {
+            if (v >= topo->vertex_count())
+                throw cfg::UserError(what + "vertex " + std::to_string(v) + " does not exist");
+            if (!topo->vertex(v).is_device())
+                throw cfg::UserError(what + "'" + topo->vertex(v).name + "' is a switch, not a device");
+            if (std::find(seen.begin(), seen.end(), v) != seen.end())
+                throw cfg::UserError(what + "device '" + topo->vertex(v).name + "' is in the group twice");
+            seen.push_back(v);
+        }
+        if (q.root && (*q.root >= topo->vertex_count()))
+            throw cfg::UserError(what + "root vertex " + std::to_string(*q.root) + " does not exist");
+        if (!q.counts.empty() &&
+            (q.kind != CollectiveKind::all_to_all || q.counts.size() != q.group.size() * q.group.size()))
+            throw cfg::UserError(what + "counts must be a p x p matrix (" +
+                                 std::to_string(q.group.size() * q.group.size()) +
+                                 " entries) and only all_to_all takes them");
+        for (int64_t c : q.counts)
+            if (c < 0) throw cfg::UserError(what + "negative count " + std::to_string(c));
+        for (VertexId v : q.group)
+            if (!routes_reachable(q.group[0], v))
+                throw cfg::UserError(what + "no route between '" + topo->vertex(q.group[0]).name + "' and '" +
+                                     topo->vertex(v).name + "'");
+    }
+    bool routes_reachable(VertexId a, VertexId b) const {
+        return const_cast<impl::RouteTable&>(routes).reachable(a, b);
+    }
+
+    CollectiveResult run_one(const CollectiveRequest& q, CollectiveAlgorithm alg, Protocol proto,
+                             bool record) {
+        const Group g = make_group(q);
+        const double t0 = q.start.to_seconds();
+        Run run(*this, q.kind, proto, record, g.nodes.size() > 1, t0);
+        CollectiveResult res;
+        res.start = q.start;
+        res.algorithm = alg;
+        res.protocol = proto;
+        if (g.p() > 1) {
+            plan(run, q, alg, g);
+            const int pi = proto_index(proto);
+            if (pi >= 0)
+                run.now +=
+                    (alg == CollectiveAlgorithm::tree ? base_lat_tree_us[pi] : base_lat_ring_us[pi]) * 1e-6;
+        }
+        res.end = Tick::from_seconds(run.now);
+        if (res.end < res.start) res.end = res.start;
+        res.steps = run.steps;
+        if (record) {
+            for (std::size_t d = 0; d < run.dir_bytes.size(); ++d) {
+                if (run.local_busy[d] > busy_until[d]) {
+                    busy_seconds[d] += run.dir_bytes[d] / routes.capacity(static_cast<DirLink>(d));
+                    busy_until[d] = run.local_busy[d];
+                }
+            }
+            for (LinkId l = 0; l < topo->link_count(); ++l) {
+                const double ab = run.dir_bytes[2 * l], ba = run.dir_bytes[2 * l + 1];
+                if (ab > 0 || ba > 0) res.link_bytes.push_back({l, ab, ba});
+            }
+        }
+        return res;
+    }
+};
+
+FlowNetwork::FlowNetwork(std::shared_ptr<const Topology> topology, NetworkOptions options)
+    : m_impl(std::make_unique<Impl>(std::move(topology), std::move(options))) {
+    MLSIM_CHECK(m_impl->opt.packet_bytes > 0, "packet size must be positive");
+}
+
+FlowNetwork::~FlowNetwork() = default;
+
+const Topology& FlowNetwork::topology() const { return *m_impl->topo; }
+const NetworkOptions& FlowNetwork::options() const { return m_impl->opt; }
+const std::vector<double>& FlowNetwork::busy_seconds() const { return m_impl->busy_seconds; }
+
+Transfer FlowNetwork::transfer(VertexId src, VertexId dst, int64_t bytes, Tick start) {
+    const Topology& t = *m_impl->topo;
+    auto name = [&](VertexId v) {
+        return v < t.vertex_count() ? "'" + t.vertex(v).name + "'" : "vertex " + std::to_string(v);
+    };
+    if (src >= t.vertex_count() || dst >= t.vertex_count() || !t.vertex(src).is_device() ||
+        !t.vertex(dst).is_device())
+        throw cfg::UserError("error: transfer from " + name(src) + " to " + name(dst) +
+                             ": both ends must be devices");
+    if (bytes < 0) throw cfg::UserError("error: transfer of a negative size");
+    Transfer out;
+    out.start = out.end = start;
+    if (src == dst) return out;
+    if (!m_impl->routes_reachable(src, dst))
+        throw cfg::UserError("error: transfer: no route between " + name(src) + " and " + name(dst));
+    Impl::Run run(*m_impl, CollectiveKind::send_recv, Protocol::ideal, true, false, start.to_seconds());
+    run.step({{src, dst, static_cast<double>(bytes), false}});
+    const impl::PathView pv = m_impl->routes.path(src, dst);
+    for (uint32_t k = 0; k < pv.size; ++k) {
+        const Link& l = t.link(pv.hops[k] / 2);
+        const VertexId from = pv.hops[k] % 2 == 0 ? l.a : l.b;
+        out.hops.push_back({l.id, from, l.other(from)});
+    }
+    for (std::size_t d = 0; d < run.dir_bytes.size(); ++d)
+        if (run.local_busy[d] > m_impl->busy_until[d]) {
+            m_impl->busy_seconds[d] += run.dir_bytes[d] / m_impl->routes.capacity(static_cast<DirLink>(d));
+            m_impl->busy_until[d] = run.local_busy[d];
+        }
+    out.end = std::max(start, Tick::from_seconds(run.now));
+    return out;
+}
+
+CollectiveResult FlowNetwork::collective(const CollectiveRequest& request) {
+    Impl& im = *m_impl;
+    im.validate(request);
+    std::vector<CollectiveAlgorithm> algs;
+    if (request.algorithm == CollectiveAlgorithm::automatic)
+        algs = automatic_candidates(request.kind);
+    else
+        algs = {request.algorithm};
+    std::vector<Protocol> protos;
+    if (request.protocol == Protocol::automatic)
+        protos = {Protocol::ll, Protocol::ll128, Protocol::simple};
+    else
+        protos = {request.protocol};
+    if (algs.size() == 1 && protos.size() == 1) return im.run_one(request, algs[0], protos[0], true);
+    std::optional<std::pair<CollectiveAlgorithm, Protocol>> best;
+    Tick best_end = Tick::max();
+    std::optional<cfg::UserError> first_error;
+    for (CollectiveAlgorithm a : algs)
+        for (Protocol p : protos) {
+            try {
+                const CollectiveResult r = im.run_one(request, a, p, false);
+                if (r.end < best_end) {
+                    best_end = r.end;
+                    best = {a, p};
+                }
+            } catch (const cfg::UserError& e) {
+                const bool too_big = std::string(e.what()).find("packet-hops") != std::string::npos;
+                if (too_big) throw;
+                if (!first_error) first_error = e;
+            }
+        }
+    // an all-to-all too large for direct (p (p - 1) concurrent flows past the limit) falls back to Bruck
+    if (!best && request.algorithm == CollectiveAlgorithm::automatic &&
+        request.kind == CollectiveKind::all_to_all && request.counts.empty())
+        return im.run_one(request, CollectiveAlgorithm::bruck,
+                          protos.size() == 1 ? protos[0] : Protocol::simple, true);
+    if (!best) throw *first_error;
+    return im.run_one(request, best->first, best->second, true);
+}
+
+}  // namespace mlsim::arch::net

@@ -1,0 +1,92 @@
+#pragma once
+// Routes for the network models: one shortest-path DAG per source, with every equal-cost path kept, and a
+// deterministic ECMP choice among them.
+//
+// Contract:
+// - The cost of a path is the one Topology::route minimises: the sum of its links' latencies and of the
+//   latencies of the switches it enters (ties: fewer hops). Among the paths of least cost, a flow from src
+//   to dst takes the one chosen, hop by hop walking back from dst, by a hash of (src, dst, vertex): ECMP as
+//   switches do it, per flow (a pair always takes the same path; different pairs spread over the equal
+//   paths). Before the hash, a tie prefers the link whose kind sorts last (walking back), so a torus whose
+//   links are named by dimension ("ici-x", "ici-y", "ici-z") routes in dimension order, x first, as torus
+//   networks do (TPU ICI), and then the link crossed in its declared direction (from -> to: a torus's
+//   half-way ties all go the same way round); links of one kind and direction (a fat tree's uplinks) are
+//   left to the hash. Where the
+//   least-cost path is unique it is Topology::route's path.
+// - A path is a list of directed link ids: 2 * link + 0 for Link::a -> Link::b, 2 * link + 1 for b -> a.
+// - Trees are built once per source and kept (a few bytes per vertex and source), so asking for many pairs
+//   costs one Dijkstra per distinct source.
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "arch/net/topology.h"
+
+namespace mlsim::arch::net::impl {
+
+using DirLink = uint32_t;
+
+inline DirLink dir_link(const Link& l, VertexId from) {
+    return static_cast<DirLink>(2 * l.id + (from == l.a ? 0 : 1));
+}
+
+// Link classes for protocol overheads (NCCL's NVLink / PCI / network latency rows).
+enum class LinkClass : uint8_t { nvlink = 0, pci = 1, net = 2 };
+LinkClass link_class_of(const LinkProps& props);
+
+struct PathView {
+    const DirLink* hops = nullptr;
+    uint32_t size = 0;
+    double latency_s = 0;  // links + switches passed (src and dst included when they are switches)
+    LinkClass cls = LinkClass::nvlink;  // the slowest class on the path
+};
+
+class RouteTable {
+  public:
+    explicit RouteTable(const Topology& topology);
+    ~RouteTable();
+    RouteTable(const RouteTable&) = delete;
+    RouteTable& operator=(const RouteTable&) = delete;
+
+    // nullopt-like: size 0 and latency < 0 when dst cannot be reached. The view stays valid until the next
+    // call.
+    PathView path(VertexId src, VertexId dst);
+    bool reachable(VertexId src, VertexId dst);
+
+    const Topology& topology() const { return m_topo; }
+    std::size_t resource_count() const { return 2 * m_topo.link_count(); }
+    double capacity(DirLink d) const { return m_capacity[d]; }
+    // Latency to cross directed link d, including the switch it enters.
+    double hop_latency(DirLink d) const { return m_hop_latency[d]; }
+    VertexId head(DirLink d) const;  // the vertex d enters
+
+  private:
+    struct Tree;
+    const Tree& tree(VertexId src);
+
+    const Topology& m_topo;
+    std::vector<double> m_capacity;
+    std::vector<double> m_hop_latency;
+    std::vector<LinkClass> m_class;
+    std::vector<int64_t> m_step_ps;                // per directed link: its latency plus the switch it enters
+    std::vector<int64_t> m_dist_lat, m_dist_hops;  // Dijkstra scratch
+    std::vector<uint32_t> m_kind_rank;  // per link: rank of its kind among the topology's kinds, sorted
+    // adjacency in CSR form: for vertex v, m_adj[m_adj_off[v] .. m_adj_off[v+1]) = (neighbour, link)
+    std::vector<uint32_t> m_adj_off;
+    std::vector<std::pair<uint32_t, uint32_t>> m_adj;
+    std::vector<std::unique_ptr<Tree>> m_trees;
+    std::vector<DirLink> m_scratch;
+    // Paths already walked, by (src, dst): their hops live in m_pool. Bounded (m_pool_limit hops); past
+    // that, paths are walked again each time (large all-to-alls visit each pair once anyway).
+    struct Cached {
+        uint32_t off = 0, len = 0;
+        double latency_s = 0;
+        LinkClass cls = LinkClass::nvlink;
+    };
+    std::unordered_map<uint64_t, Cached> m_cache;
+    std::vector<DirLink> m_pool;
+    std::size_t m_pool_limit = std::size_t{1} << 24;
+};
+
+}  // namespace mlsim::arch::net::impl

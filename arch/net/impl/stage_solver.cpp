@@ -1,0 +1,263 @@
+#include "arch/net/impl/stage_solver.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <queue>
+#include <string>
+
+#include "sim/config/error.h"
+#include "sim/core/check.h"
+
+namespace mlsim::arch::net::impl {
+
+namespace {
+constexpr double inf = std::numeric_limits<double>::infinity();
+// Two rates (or times) this close are the same level: progressive filling freezes them together, so that
+// the symmetric flows of a collective finish at one instant instead of a few ulps apart.
+constexpr double rel_tol = 1e-12;
+}  // namespace
+
+void FluidSolver::rates(const std::vector<uint32_t>& active, const std::vector<StageFlowTiming>& flows,
+                        const std::vector<DirLink>& hops) {
+    const std::size_t nres = m_routes.resource_count();
+    if (m_cap_left.size() != nres) {
+        m_cap_left.assign(nres, 0);
+        m_unfrozen.assign(nres, 0);
+        m_res_off.assign(nres, 0);
+        m_fill.assign(nres, 0);
+    }
+    m_touched.clear();
+    for (uint32_t f : active) {
+        m_frozen[f] = 0;
+        const StageFlowTiming& fl = flows[f];
+        for (uint32_t k = 0; k < fl.path_len; ++k) {
+            const DirLink r = hops[fl.path_off + k];
+            if (m_unfrozen[r]++ == 0) {
+                m_touched.push_back(r);
+                m_cap_left[r] = m_routes.capacity(r);
+            }
+        }
+    }
+    // resource -> its active flows: row r is m_res_flows[m_res_off[r] .. m_fill[r])
+    uint32_t total = 0;
+    for (DirLink r : m_touched) {
+        m_res_off[r] = m_fill[r] = total;
+        total += m_unfrozen[r];
+    }
+    m_res_flows.resize(total);
+    for (uint32_t f : active) {
+        const StageFlowTiming& fl = flows[f];
+        for (uint32_t k = 0; k < fl.path_len; ++k) m_res_flows[m_fill[hops[fl.path_off + k]]++] = f;
+    }
+    std::size_t left = active.size();
+    for (uint32_t f : active)
+        if (flows[f].path_len == 0) {
+            m_rate[f] = flows[f].cap_Bps > 0 ? flows[f].cap_Bps : inf;
+            m_frozen[f] = 1;
+            --left;
+        }
+    auto freeze = [&](uint32_t f, double rate) {
+        m_frozen[f] = 1;
+        m_rate[f] = rate;
+        --left;
+        const StageFlowTiming& fl = flows[f];
+        for (uint32_t k = 0; k < fl.path_len; ++k) {
+            const DirLink r = hops[fl.path_off + k];
+            m_cap_left[r] = std::max(0.0, m_cap_left[r] - rate);
+            --m_unfrozen[r];
+        }
+    };
+    // Progressive filling with a min-heap of link shares (cap_left / unfrozen flows), entries refreshed
+    // lazily: the least share is the next bottleneck; its flows freeze at that rate, which changes the
+    // shares of the other links they cross. Flow caps compete through a second heap.
+    using Entry = std::pair<double, DirLink>;
+    std::vector<Entry>& heap = m_heap;
+    heap.clear();
+    for (DirLink r : m_touched) heap.push_back({m_cap_left[r] / m_unfrozen[r], r});
+    std::make_heap(heap.begin(), heap.end(), std::greater<>());
+    std::vector<std::pair<double, uint32_t>>& caps = m_caps;
+    caps.clear();
+    for (uint32_t f : active)
+        if (!m_frozen[f] && flows[f].cap_Bps > 0) caps.push_back({flows[f].cap_Bps, f});
+    std::sort(caps.begin(), caps.end());
+    std::size_t next_cap = 0;
+    auto freeze_and_push = [&](uint32_t f, double rate) {
+        freeze(f, rate);
+        const StageFlowTiming& fl = flows[f];
+        for (uint32_t k = 0; k < fl.path_len; ++k) {
+            const DirLink r = hops[fl.path_off + k];
+            if (m_unfrozen[r] > 0) {
+                heap.push_back({m_cap_left[r] / m_unfrozen[r], r});
+                std::push_heap(heap.begin(), heap.end(), std::greater<>());
+            }
+        }
+    };
+    while (left > 0) {
+        while (next_cap < caps.size() && m_frozen[caps[next_cap].second]) ++next_cap;
+        // drop stale heap entries
+        while (!heap.empty()) {
+            const auto [share, r] = heap.front();
+            if (m_unfrozen[r] > 0 && share == m_cap_left[r] / m_unfrozen[r]) break;
+            std::pop_heap(heap.begin(), heap.end(), std::greater<>());
+            heap.pop_back();
+        }
+        const double level = heap.empty() ? inf : heap.front().first;
+        if (next_cap < caps.size() && caps[next_cap].first <= level) {
+            freeze_and_push(caps[next_cap].second, caps[next_cap].first);
+            continue;
+        }
+        MLSIM_CHECK(!heap.empty(), "progressive filling found no bottleneck");
+        const DirLink r = heap.front().second;
+        std::pop_heap(heap.begin(), heap.end(), std::greater<>());
+        heap.pop_back();
+        for (uint32_t k = m_res_off[r]; k < m_fill[r]; ++k)
+            if (!m_frozen[m_res_flows[k]]) freeze_and_push(m_res_flows[k], level);
+    }
+    for (DirLink r : m_touched) m_unfrozen[r] = 0;
+}
+
+void FluidSolver::solve(const std::vector<StageFlowTiming>& flows, const std::vector<DirLink>& hops,
+                        std::vector<double>& finish) {
+    const std::size_t n = flows.size();
+    finish.assign(n, 0);
+    m_rate.assign(n, 0);
+    m_frozen.assign(n, 0);
+    std::vector<double> left(n);
+    std::vector<uint32_t> order(n);
+    std::iota(order.begin(), order.end(), 0u);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](uint32_t a, uint32_t b) { return flows[a].start_s < flows[b].start_s; });
+    std::vector<uint32_t> active;
+    std::size_t next = 0;
+    double t = n ? flows[order[0]].start_s : 0;
+    for (std::size_t i = 0; i < n; ++i) left[i] = flows[i].bytes;
+    while (next < n || !active.empty()) {
+        if (active.empty()) t = std::max(t, flows[order[next]].start_s);
+        while (next < n && flows[order[next]].start_s <= t) {
+            const uint32_t f = order[next++];
+            if (flows[f].bytes <= 0) {
+                finish[f] = t + flows[f].latency_s;
+                continue;
+            }
+            active.push_back(f);
+        }
+        if (active.empty()) continue;
+        rates(active, flows, hops);
+        double dt = inf;
+        for (uint32_t f : active) dt = std::min(dt, left[f] / m_rate[f]);
+        const double t_arrive = next < n ? flows[order[next]].start_s : inf;
+        const bool completes = t + dt <= t_arrive;
+        const double t_next = completes ? t + dt : t_arrive;
+        const double step = t_next - t;
+        std::size_t keep = 0;
+        for (uint32_t f : active) {
+            const double need = left[f] / m_rate[f];
+            if (completes && need <= dt * (1 + rel_tol)) {
+                finish[f] = t_next + flows[f].latency_s;
+                left[f] = 0;
+            } else {
+                left[f] = std::max(0.0, left[f] - m_rate[f] * step);
+                active[keep++] = f;
+            }
+        }
+        active.resize(keep);
+        t = t_next;
+    }
+}
+
+void PacketSolver::solve(const std::vector<StageFlowTiming>& flows, const std::vector<DirLink>& hops,
+                         std::vector<double>& finish) {
+    const std::size_t n = flows.size();
+    finish.assign(n, 0);
+    int64_t work = 0;
+    std::vector<int64_t> packets(n);
+    for (std::size_t f = 0; f < n; ++f) {
+        packets[f] =
+            flows[f].bytes <= 0 ? 0 : static_cast<int64_t>(std::ceil(flows[f].bytes / m_packet_bytes));
+        work += packets[f] * flows[f].path_len;
+    }
+    m_total_packet_hops += work;
+    if (m_total_packet_hops > m_max_packet_hops)
+        throw cfg::UserError(
+            "error: --fidelity packet: the collective moves more than " + std::to_string(m_max_packet_hops) +
+            " packet-hops; the packet reference is for small systems and sizes (use --fidelity "
+            "flow, or a larger --packet-size)");
+    struct Ev {
+        double t;
+        uint64_t seq;
+        uint32_t flow;
+        int64_t pkt;
+        uint32_t hop;
+        bool txdone;
+        bool operator>(const Ev& o) const { return t != o.t ? t > o.t : seq > o.seq; }
+    };
+    std::priority_queue<Ev, std::vector<Ev>, std::greater<>> q;
+    uint64_t seq = 0;
+    struct Port {
+        bool busy = false;
+        std::queue<std::pair<uint32_t, int64_t>> fifo;  // (flow, packet)
+    };
+    std::vector<Port> ports(m_routes.resource_count());
+    std::vector<uint32_t> hop_of_port_tx(m_routes.resource_count(), 0);
+    auto size_of = [&](uint32_t f, int64_t k) {
+        const double full = m_packet_bytes;
+        return k + 1 < packets[f] ? full : flows[f].bytes - full * static_cast<double>(packets[f] - 1);
+    };
+    for (uint32_t f = 0; f < n; ++f) {
+        if (packets[f] == 0 || flows[f].path_len == 0) {
+            finish[f] = flows[f].start_s + flows[f].latency_s;
+            continue;
+        }
+        q.push({flows[f].start_s, seq++, f, 0, 0, false});
+    }
+    // A port that starts a packet: schedules its end, and lets the packet's source queue the next one.
+    std::vector<double> next_inject(n, 0);
+    auto start_tx = [&](DirLink r, double t) {
+        Port& p = ports[r];
+        if (p.busy || p.fifo.empty()) return;
+        const auto [f, k] = p.fifo.front();
+        p.fifo.pop();
+        p.busy = true;
+        const double sz = size_of(f, k);
+        // the hop index of r on f's path
+        uint32_t h = 0;
+        while (hops[flows[f].path_off + h] != r) ++h;
+        q.push({t + sz / m_routes.capacity(r), seq++, f, k, h, true});
+        if (h == 0 && k + 1 < packets[f]) {
+            double when = t;
+            if (flows[f].cap_Bps > 0) when = std::max(when, next_inject[f]);
+            next_inject[f] = when + sz / (flows[f].cap_Bps > 0 ? flows[f].cap_Bps : inf);
+            q.push({when, seq++, f, k + 1, 0, false});
+        }
+    };
+    while (!q.empty()) {
+        const Ev e = q.top();
+        q.pop();
+        const StageFlowTiming& fl = flows[e.flow];
+        const DirLink r = hops[fl.path_off + e.hop];
+        if (!e.txdone) {
+            ports[r].fifo.push({e.flow, e.pkt});
+            start_tx(r, e.t);
+            continue;
+        }
+        ports[r].busy = false;
+        const double arrive = e.t + m_routes.hop_latency(r);
+        if (e.hop + 1 == fl.path_len) {
+            if (e.pkt + 1 == packets[e.flow]) finish[e.flow] = arrive;
+        } else {
+            q.push({arrive, seq++, e.flow, e.pkt, e.hop + 1, false});
+        }
+        start_tx(r, e.t);
+    }
+    // a source that is a switch adds its own latency once (as the fluid path latency does)
+    for (uint32_t f = 0; f < n; ++f) {
+        double hop_sum = 0;
+        for (uint32_t h = 0; h < flows[f].path_len; ++h)
+            hop_sum += m_routes.hop_latency(hops[flows[f].path_off + h]);
+        if (packets[f] > 0 && flows[f].path_len > 0) finish[f] += flows[f].latency_s - hop_sum;
+    }
+}
+
+}  // namespace mlsim::arch::net::impl

@@ -1,0 +1,73 @@
+#pragma once
+// The two ways a stage of flows is timed: the fluid (flow-level) model and the packet-level reference.
+//
+// A stage is a set of flows, each a byte count over a path of directed links, released at a time of its
+// own. Both solvers return, per flow, when its last byte reaches the destination.
+//
+// Fluid model (FluidSolver): every directed link's bandwidth is shared max-min fairly among the flows
+// crossing it (progressive filling: all unfrozen flows grow at the same rate until a link is full or a
+// flow reaches its own rate cap; the flows of that link are frozen, and so on), recomputed whenever a flow
+// is released or finishes. A flow's last byte arrives its path latency after it finished sending
+// (cut-through: latency and transmission overlap across hops, alpha + n beta for one flow).
+//
+// Packet model (PacketSolver): each flow is cut into packets of `packet_bytes` (the last one shorter),
+// which cross each link store-and-forward through a FIFO output queue per directed link: a packet is sent
+// when the link is free and it is at the head of the queue, takes size / bandwidth, and arrives at the
+// next vertex the hop latency later (link plus the switch it enters). A source keeps one packet per flow in
+// its first queue, so flows leaving one port take turns packet by packet (round robin). For one flow over
+// h equal hops it gives n/B + (h-1) packet/B + latency: above the fluid time by (h-1) packets' worth.
+#include <cstdint>
+#include <vector>
+
+#include "arch/net/impl/routing.h"
+
+namespace mlsim::arch::net::impl {
+
+struct StageFlowTiming {
+    uint32_t path_off = 0;  // into the hops array given to solve()
+    uint32_t path_len = 0;
+    double bytes = 0;      // on the wire
+    double start_s = 0;    // released
+    double cap_Bps = 0;    // the flow's own rate limit; 0 = none
+    double latency_s = 0;  // the path's latency
+};
+
+class FluidSolver {
+  public:
+    explicit FluidSolver(const RouteTable& routes) : m_routes(routes) {}
+    // finish[i] = when flow i's last byte arrives.
+    void solve(const std::vector<StageFlowTiming>& flows, const std::vector<DirLink>& hops,
+               std::vector<double>& finish);
+
+  private:
+    void rates(const std::vector<uint32_t>& active, const std::vector<StageFlowTiming>& flows,
+               const std::vector<DirLink>& hops);
+
+    const RouteTable& m_routes;
+    std::vector<double> m_rate;        // per flow
+    std::vector<double> m_cap_left;    // per directed link
+    std::vector<uint32_t> m_unfrozen;  // per directed link
+    std::vector<uint32_t> m_touched;
+    std::vector<uint32_t> m_res_off, m_res_flows, m_fill;
+    std::vector<uint8_t> m_frozen;
+    std::vector<std::pair<double, DirLink>> m_heap;
+    std::vector<std::pair<double, uint32_t>> m_caps;
+};
+
+class PacketSolver {
+  public:
+    PacketSolver(const RouteTable& routes, double packet_bytes, int64_t max_packet_hops)
+        : m_routes(routes), m_packet_bytes(packet_bytes), m_max_packet_hops(max_packet_hops) {}
+    // Throws a UserError when the stage would move more than max_packet_hops packet-hops.
+    void solve(const std::vector<StageFlowTiming>& flows, const std::vector<DirLink>& hops,
+               std::vector<double>& finish);
+    int64_t packet_hops() const { return m_total_packet_hops; }
+
+  private:
+    const RouteTable& m_routes;
+    double m_packet_bytes;
+    int64_t m_max_packet_hops;
+    int64_t m_total_packet_hops = 0;
+};
+
+}  // namespace mlsim::arch::net::impl

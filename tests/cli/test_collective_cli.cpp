@@ -1,0 +1,119 @@
+// `mlsim collective` as a user sees it: an nccl-tests-style table, the database rows, located errors.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <filesystem>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/cli/run_mlsim.h"
+#include "tests/experiment/query.h"
+
+using mlsim::test::contains;
+using mlsim::test::run_mlsim;
+namespace fs = std::filesystem;
+
+namespace {
+
+// The data rows of the table: size, count, type, redop, root, time (us), algbw, busbw, algorithm, protocol.
+struct Row {
+    double size = 0, count = 0, time_us = 0, algbw = 0, busbw = 0;
+    std::string algorithm;
+};
+
+std::vector<Row> rows_of(const std::string& text) {
+    std::vector<Row> out;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+        if (line.empty() || line[0] == '#') continue;
+        std::istringstream l(line);
+        Row r;
+        std::string type, redop, root, proto;
+        l >> r.size >> r.count >> type >> redop >> root >> r.time_us >> r.algbw >> r.busbw >> r.algorithm >>
+            proto;
+        if (l) out.push_back(r);
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("mlsim collective prints nccl-tests' columns, sizes doubling, busbw = algbw x 2(n-1)/n") {
+    const auto out = run_mlsim("collective --system dgx-h100 --op all-reduce --sizes 8B:1MiB");
+    INFO(out.text);
+    REQUIRE(out.status == 0);
+    CHECK(contains(out.text, "size"));
+    CHECK(contains(out.text, "(elements)"));
+    CHECK(contains(out.text, "algbw"));
+    CHECK(contains(out.text, "busbw"));
+    const auto rows = rows_of(out.text);
+    REQUIRE(rows.size() == 18);  // 8 B .. 1 MiB by x2
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        CHECK(rows[i].size == 8 * std::pow(2.0, static_cast<double>(i)));
+        CHECK(rows[i].count == rows[i].size / 4);  // fp32 elements
+        CHECK(rows[i].busbw == Approx(rows[i].algbw * 2 * 7 / 8).margin(0.011));
+        if (i > 0) CHECK(rows[i].time_us >= rows[i - 1].time_us);  // more bytes never take less time
+    }
+}
+
+TEST_CASE("mlsim collective writes a run with its collectives and busiest links") {
+    const fs::path db = fs::temp_directory_path() / "mlsim_test_collective.db";
+    fs::remove(db);
+    const auto out = run_mlsim(
+        "collective --system dgx-a100 --op all-gather --sizes 1KiB:1MiB --step 4 --algorithm ring --db '" +
+        db.string() + "'");
+    INFO(out.text);
+    REQUIRE(out.status == 0);
+    const auto rows = mlsim::test::query(
+        db.string(),
+        "SELECT kind, algorithm, ranks, bytes, time_s > 0, abs(algbw_GBps - bytes / time_s / 1e9) < 1e-9, "
+        "abs(busbw_GBps - algbw_GBps * 7.0 / 8) < 1e-9, end_s >= start_s FROM collectives ORDER BY idx");
+    REQUIRE(rows.size() == 6);
+    CHECK(rows[0] == "all_gather|ring|8|1024|1|1|1|1|");
+    CHECK(rows[5] == "all_gather|ring|8|1048576|1|1|1|1|");
+    const auto runs = mlsim::test::query(db.string(), "SELECT status, mode, system FROM runs");
+    REQUIRE(runs.size() == 1);
+    CHECK(runs[0] == "ok|collective|dgx-a100|");
+    const auto links = mlsim::test::query(
+        db.string(), "SELECT COUNT(*), MAX(utilization) <= 1, MIN(bytes) > 0 FROM link_utilization");
+    CHECK(links[0] == "16|1|1|");
+    fs::remove(db);
+}
+
+TEST_CASE("mlsim collective: bad input is a located user error (exit 2)") {
+    struct Bad {
+        const char* args;
+        const char* says;
+    };
+    for (const Bad& b :
+         {Bad{"collective --system dgx-h100 --op allreduse", "did you mean 'all_reduce'"},
+          Bad{"collective --system dgx-h100 --sizes 8GB:8B", "--sizes"},
+          Bad{"collective --system dgx-h100 --sizes 8", "--sizes"},
+          Bad{"collective --system dgx-h100 --sizes 8:16", "--sizes"},
+          Bad{"collective --system dgx-h100 --step 1", "--step"},
+          Bad{"collective --system dgx-h100 --algorithm butterfly", "--algorithm"},
+          Bad{"collective --system dgx-h100 --fidelity cycle", "--fidelity"},
+          Bad{"collective --system dgx-h100 --op all-to-all --algorithm ring", "supported: direct"},
+          Bad{"collective --system a100-single", "no network"},
+          Bad{"collective --system no-such-system", "--system"}}) {
+        const auto out = run_mlsim(b.args);
+        INFO(b.args << "\n" << out.text);
+        CHECK(out.status == 2);
+        CHECK(contains(out.text, b.says));
+        CHECK(contains(out.text, "error"));
+    }
+}
+
+TEST_CASE("mlsim collective --fidelity packet agrees with the flow model on a DGX") {
+    const auto flow = rows_of(run_mlsim("collective --system dgx-a100 --op all-reduce --algorithm ring "
+                                        "--protocol simple --sizes 4MiB:4MiB")
+                                  .text);
+    const auto pkt =
+        rows_of(run_mlsim("collective --system dgx-a100 --op all-reduce --algorithm ring --protocol simple "
+                          "--sizes 4MiB:4MiB --fidelity packet --packet-size 4KiB")
+                    .text);
+    REQUIRE(flow.size() == 1);
+    REQUIRE(pkt.size() == 1);
+    CHECK(pkt[0].time_us >= flow[0].time_us * 0.999);
+    CHECK(pkt[0].time_us <= flow[0].time_us * 1.03);
+}
