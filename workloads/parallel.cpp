@@ -1171,15 +1171,14 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
             }
         }
         if (opts.training) {
-            // Tensors read by a later pass: each forward output of the stage some backward op reads, seen
-            // through reshape views to the tensor that holds the data, each once.
+            // Tensors read by a later pass: each forward tensor a backward op of the stage reads (received
+            // ones included), seen through reshape views to the tensor that holds the data, each once.
             std::set<std::pair<size_t, int>> kept;
             for (size_t i = 0; i < n; ++i) {
-                const Op& f = rm.op(i);
-                if (stage[i] != s || f.phase != Phase::forward) continue;
-                for (const Edge& e : rm.out_edges(i)) {
-                    if (rm.op(e.to).phase == Phase::forward) continue;
-                    TensorRef t{i, e.from_slot};
+                if (stage[i] != s || rm.op(i).phase == Phase::forward) continue;
+                for (const Edge& e : rm.in_edges(i)) {
+                    if (rm.op(e.from).phase != Phase::forward) continue;
+                    TensorRef t{e.from, e.from_slot};
                     while (rm.op(t.op).kind == "reshape" || rm.op(t.op).kind == "flatten") {
                         const std::optional<TensorRef> pr = rm.producer(t.op, 0);
                         if (!pr) break;

@@ -64,7 +64,8 @@ std::string error_of(const std::function<void()>& f) {
 
 TEST_CASE("a plan of one device runs the unchanged model", "[parallel]") {
     const Model m = gpt2(2, 64);
-    const ParallelLowering inf = lower_parallel(m, ParallelPlan{}, inference());
+    const ParallelPlan single;
+    const ParallelLowering inf = lower_parallel(m, single, inference());
     REQUIRE(inf.stages.size() == 1);
     const StageProgram& p = inf.stages[0];
     REQUIRE(p.forward.size() == m.ops().size());
@@ -78,7 +79,7 @@ TEST_CASE("a plan of one device runs the unchanged model", "[parallel]") {
     CHECK(p.backward.empty());
     CHECK(inf.rank_flops(0) == m.totals().flops);
 
-    const ParallelLowering tr = lower_parallel(m, ParallelPlan{});
+    const ParallelLowering tr = lower_parallel(m, single);
     const Model lowered = lower_training(m, TrainingOptions{});
     CHECK(tr.rank_flops(0) == Approx(lowered.totals().flops).epsilon(1e-12));
     CHECK(tr.stages[0].forward.size() + tr.stages[0].backward.size() + tr.stages[0].step.size() ==
@@ -409,4 +410,24 @@ TEST_CASE("decode on a pipeline keeps the KV cache of its layers for all of the 
     CHECK(l.memory[0].kv_cache_bytes == 2.0 * 4 * 1000 * 16 * 4 * 128 * 2);
     CHECK(l.memory[0].gradients_bytes == 0);
     CHECK(total_flops(l) == Approx(m.totals().flops + l.tp_duplicated_flops).epsilon(1e-9));
+}
+
+// Korthikanti et al. 2022 (arXiv:2205.05198), section 4.1, count a GPT layer's stored activations as
+// s·b·h·(34 + 5·a·s/h) bytes in 16-bit without recomputation, s·b·h·(10 + 24/t + 5·a·s/(h·t)) with
+// tensor parallelism. The lowering stores what its backward ops read: no dropout masks (the 2 of the 10,
+// 1 byte each for the two residual dropouts... and attention's), and FlashAttention's backward keeps q, k
+// and v instead of the s x s scores (the 5·a·s/h term). The rest is their derivation term for term:
+// layer-norm inputs 4, the QKV and MLP inputs 4 (their 2 + 2), q k v 6/t, the attention output 2/t for
+// the projection, the MLP's 8/t + 8/t: s·b·h·(8 + 24/t).
+TEST_CASE("a GPT layer stores s·b·h·(8 + 24/t) bytes: Korthikanti's count without dropout and scores",
+          "[parallel]") {
+    const int64_t b = 2, s = 64, h = 768;
+    for (int64_t t : {1, 2, 4}) {
+        // One layer per stage: stage 5 holds layer 5 alone (and receives its input from stage 4).
+        const Model m = gpt2(b, s);
+        const ParallelPlan plan = make_plan(1, t, 12);
+        const ParallelLowering l = lower_parallel(m, plan);
+        const double sbh = static_cast<double>(s * b * h);
+        CHECK(l.memory[5].activations_per_microbatch_bytes == sbh * (8 + 24.0 / static_cast<double>(t)));
+    }
 }

@@ -47,6 +47,8 @@ TEST_CASE("the zoo lists exactly the required models, each with a description", 
                                            "mixtral-8x7b-prefill",
                                            "mixtral-8x7b-decode",
                                            "dlrm-mlperf",
+                                           "dlrm-kaggle",
+                                           "dlrm-dcnv2",
                                            "mlp3"};
     std::vector<std::string> got;
     for (const ZooEntry& e : zoo_list()) {
@@ -256,6 +258,26 @@ TEST_CASE("MoE dispatch and combine check their shapes and lower to training", "
     const Model t = lower_training(zoo_build("mixtral-8x7b-prefill", o), TrainingOptions{});
     CHECK(t.find("layers.0.block_sparse_moe.combine.grad"));
     CHECK(t.find("layers.0.block_sparse_moe.experts.2.dispatch.grad"));
+}
+
+TEST_CASE("DLRM Kaggle and DLRM-DCNv2 have their references' table sizes and layer widths", "[zoo]") {
+    ZooOptions o;
+    o.batch = 4;
+    const Model k = zoo_build("dlrm-kaggle", o);
+    // 33,762,577 rows x 16, plus the MLPs: 13-512-256-64-16 and 367-512-256-1 with biases.
+    const int64_t kaggle_mlp = (13 * 512 + 512) + (512 * 256 + 256) + (256 * 64 + 64) + (64 * 16 + 16) +
+                               (367 * 512 + 512) + (512 * 256 + 256) + (256 + 1);
+    CHECK(k.totals().params == 33762577LL * 16 + kaggle_mlp);
+    CHECK(k.totals().weight_bytes == Approx(2.16e9).epsilon(0.005));  // fits one GPU in FP32
+    CHECK(k.op(*k.find("top_l.0")).inputs[0] == Shape{4, 367});
+    const Model d = zoo_build("dlrm-dcnv2", o);
+    const int64_t cross = 3 * (3456 * 512 + 512 * 3456 + 3456);
+    const int64_t dcn_mlp = (13 * 512 + 512) + (512 * 256 + 256) + (256 * 128 + 128) + (3456 * 1024 + 1024) +
+                            (1024 * 1024 + 1024) + (1024 * 512 + 512) + (512 * 256 + 256) + (256 + 1);
+    CHECK(d.totals().params == 204184588LL * 128 + cross + dcn_mlp);
+    // Multi-hot: table 20 pools 100 rows per sample.
+    CHECK(d.op(*d.find("emb.20")).inputs[0] == Shape{4, 100});
+    CHECK(d.op(*d.find("crossnet.2.add")).output() == Shape{4, 3456});
 }
 
 TEST_CASE("DLRM (MLPerf) parameters are the 26 embedding tables plus 2.37 M of MLP", "[zoo]") {

@@ -74,6 +74,14 @@ const std::vector<Entry>& registry() {
          "DLRM, MLPerf Criteo Terabyte config (26 tables x 128, 24 B params); seq = pooling "
          "factor (default 1)",
          zoo::dlrm_mlperf},
+        {"dlrm-kaggle",
+         "DLRM, reference Criteo Kaggle config (26 tables x 16, 541 M params: one GPU); seq = pooling factor "
+         "(default 1)",
+         zoo::dlrm_kaggle},
+        {"dlrm-dcnv2",
+         "DLRM-DCNv2, MLPerf Training v3+ config (26 tables x 128 capped at 40 M rows, multi-hot, 3 low-rank "
+         "cross layers; 26.2 B params)",
+         zoo::dlrm_dcnv2},
         {"mlp3",
          "3-layer MLP d->h->h->k, no biases; d = image^2 (default 28 -> 784), h = hidden (default 1024), "
          "k = 10",
