@@ -252,7 +252,7 @@ wl::ParallelPlan parallel_plan(const ExperimentOptions& o) {
     p.tensor = o.tensor_parallel;
     p.pipeline = o.pipeline_parallel;
     p.expert = o.expert_parallel;
-    p.zero = static_cast<int>(std::clamp<int64_t>(o.zero, -1, 4));
+    p.zero = o.zero;
     p.microbatches = o.microbatches;
     p.sequence_parallel = o.sequence_parallel;
     p.schedule =

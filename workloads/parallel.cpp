@@ -775,7 +775,7 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
         return fwd_sec;
     };
 
-    // Weight owners of the rank model: forward ops with parameters, in the rank model.
+    // ZeRO shards over the data group; expert weights over the expert-data group.
     const double zero_div = plan.data;
     const double expert_div = static_cast<double>(plan.data / plan.expert);
     std::vector<std::vector<size_t>> task_of(n);  // tasks that make op i's output available
@@ -783,6 +783,7 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
     for (int64_t s = 0; s < P; ++s) {
         StageProgram& prog = L.stages[static_cast<size_t>(s)];
         for (int sec = fwd_sec; sec <= step_sec; ++sec) {
+            if (!opts.training && sec != fwd_sec) continue;  // inference: one forward section
             std::vector<Task>& tasks = sec == fwd_sec   ? prog.forward
                                        : sec == bwd_sec ? prog.backward
                                                         : prog.step;

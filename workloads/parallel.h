@@ -87,7 +87,7 @@ enum class PipelineSchedule { gpipe, one_f_one_b };
 
 struct ParallelPlan {
     int64_t data = 1, tensor = 1, pipeline = 1, expert = 1;
-    int zero = 0;
+    int64_t zero = 0;
     int64_t microbatches = 1;
     bool sequence_parallel = false;
     PipelineSchedule schedule = PipelineSchedule::one_f_one_b;

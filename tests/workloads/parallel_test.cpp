@@ -409,6 +409,12 @@ TEST_CASE("decode on a pipeline keeps the KV cache of its layers for all of the 
     // 4 sequences per data rank, 16 layers per stage, 8 / 2 KV heads of 128 per tensor rank.
     CHECK(l.memory[0].kv_cache_bytes == 2.0 * 4 * 1000 * 16 * 4 * 128 * 2);
     CHECK(l.memory[0].gradients_bytes == 0);
+    for (const StageProgram& p : l.stages) {
+        CHECK(p.backward.empty());
+        CHECK(p.step.empty());
+        CHECK(comms(p.forward, "pp_activation").size() == 1);  // stage 0 sends, stage 1 receives
+        CHECK(comms(p.forward, "tp_forward").size() == 2 * 16 + (p.stage == 0 ? 1 : 0));
+    }
     CHECK(total_flops(l) == Approx(m.totals().flops + l.tp_duplicated_flops).epsilon(1e-9));
 }
 
