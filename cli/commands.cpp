@@ -120,6 +120,21 @@ void print_totals(const exp::ExperimentResult& r) {
                    si(m.total_bytes, "B"), si(m.weights_bytes, "B"), si(m.gradients_bytes, "B"),
                    si(m.optimizer_state_bytes, "B"), si(m.activations_bytes, "B"));
     }
+    if (r.parallel) {  // the plan's per-rank memory, one line per pipeline stage
+        const wl::ParallelLowering& l = *r.parallel;
+        fmt::print("  parallel D={} T={} P={} E={} ZeRO-{} M={} (micro-batch {}), bubble {:.1f}%\n",
+                   l.plan.data, l.plan.tensor, l.plan.pipeline, l.plan.expert, l.plan.zero,
+                   l.plan.microbatches, l.microbatch_size, 100 * l.bubble_fraction);
+        for (size_t s = 0; s < l.memory.size(); ++s) {
+            const wl::StageMemory& m = l.memory[s];
+            fmt::print(
+                "  stage {} memory per rank {}: weights {}, gradients {}, optimizer state {}, activations {} "
+                "({} in flight), KV cache {}\n",
+                s, si(m.total_bytes, "B"), si(m.weights_bytes, "B"), si(m.gradients_bytes, "B"),
+                si(m.optimizer_state_bytes, "B"), si(m.activations_bytes, "B"), m.inflight_microbatches,
+                si(m.kv_cache_bytes, "B"));
+        }
+    }
     fmt::print("  work    {} MACs, {} FLOPs, {} moved, intensity {:.3g} FLOP/B\n", si(t.macs, ""),
                si(t.flops, ""), si(t.bytes, "B"), t.bytes > 0 ? t.flops / t.bytes : 0.0);
     if (const arch::Family* f = arch::find_family(r.info.device_model); f && f->summary)

@@ -251,6 +251,35 @@ std::string default_dtype(const arch::DeviceSpec& device) {
               fmt::format("device '{}' supports no workload data type; give --dtype", device.name));
 }
 
+wl::ParallelPlan parallel_plan(const ExperimentOptions& o) {
+    wl::ParallelPlan p;
+    p.data = o.data_parallel;
+    p.tensor = o.tensor_parallel;
+    p.pipeline = o.pipeline_parallel;
+    p.expert = o.expert_parallel;
+    p.zero = o.zero;
+    p.microbatches = o.microbatches;
+    p.sequence_parallel = o.sequence_parallel;
+    p.schedule =
+        o.pipeline_schedule == "gpipe" ? wl::PipelineSchedule::gpipe : wl::PipelineSchedule::one_f_one_b;
+    p.loc = cfg::SourceLoc{"<command line>", 0, 0};
+    p.key = "--parallel";
+    p.keys = {{"data", "--data-parallel"},
+              {"tensor", "--tensor-parallel"},
+              {"pipeline", "--pipeline-parallel"},
+              {"expert", "--expert-parallel"},
+              {"zero", "--zero"},
+              {"microbatches", "--microbatches"},
+              {"sequence_parallel", "--sequence-parallel"}};
+    return p;
+}
+
+bool has_parallel_plan(const ExperimentOptions& o) {
+    return o.data_parallel != 1 || o.tensor_parallel != 1 || o.pipeline_parallel != 1 ||
+           o.expert_parallel != 1 || o.zero != 0 || o.microbatches != 1 || o.sequence_parallel ||
+           o.pipeline_schedule != "1f1b";
+}
+
 void set_workload_options(cfg::Node& map, const ExperimentOptions& o) {
     const cfg::SourceLoc loc = map.loc();
     const auto put = [&](const char* key, const std::string& value) {
@@ -264,6 +293,21 @@ void set_workload_options(cfg::Node& map, const ExperimentOptions& o) {
     if (o.mode == "training") {
         put("optimizer", o.optimizer);
         put("checkpointing", o.checkpointing ? "true" : "false");
+    }
+    if (has_parallel_plan(o)) {  // only then, so that single-device configs keep their hashes
+        cfg::Node par = cfg::Node::make_map(loc, map.path() + ".parallel");
+        const auto pput = [&](const char* key, const std::string& value) {
+            par.set(key, cfg::Node::make_scalar(value, loc, par.path() + "." + key));
+        };
+        pput("data", std::to_string(o.data_parallel));
+        pput("tensor", std::to_string(o.tensor_parallel));
+        pput("pipeline", std::to_string(o.pipeline_parallel));
+        pput("expert", std::to_string(o.expert_parallel));
+        pput("zero", std::to_string(o.zero));
+        pput("microbatches", std::to_string(o.microbatches));
+        pput("sequence_parallel", o.sequence_parallel ? "true" : "false");
+        pput("schedule", o.pipeline_schedule);
+        map.set("parallel", std::move(par));
     }
 }
 
@@ -296,7 +340,21 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
     zo.dtype = *dtype;
     std::string model_source;
     wl::Model forward = build_model(opt, zo, &model_source);
-    check_fits(r.system, forward, opt);
+    if (has_parallel_plan(opt)) {
+        // The plan decides what each device holds: checked against the system's device count and each
+        // rank's memory against its device (workloads/parallel.h); the execution engine runs the ranks.
+        wl::ParallelOptions po;
+        po.training = opt.mode == "training";
+        po.training_options = wl::TrainingOptions{opt.optimizer, opt.checkpointing};
+        const wl::ParallelPlan plan = parallel_plan(opt);
+        wl::check_parallel_plan(forward, plan, r.system.device_count, po);
+        auto lowering = std::make_shared<wl::ParallelLowering>(wl::lower_parallel(forward, plan, po));
+        wl::check_parallel_memory(*lowering, r.system.device.main_memory().capacity_bytes,
+                                  r.system.device.name);
+        r.parallel = std::move(lowering);
+    } else {
+        check_fits(r.system, forward, opt);
+    }
     if (opt.mode == "training")
         r.training_memory =
             wl::training_memory(forward, wl::TrainingOptions{opt.optimizer, opt.checkpointing});

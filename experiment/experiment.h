@@ -20,6 +20,7 @@
 #include "sim/config/limits.h"
 #include "sim/config/node.h"
 #include "workloads/model.h"
+#include "workloads/parallel.h"
 
 namespace mlsim::exp {
 
@@ -46,6 +47,13 @@ struct ExperimentOptions {
     std::string mode = "inference";  // inference | training
     std::string optimizer = "adam";
     bool checkpointing = false;
+    // The parallel plan (workloads/parallel.h; run options --data-parallel, --tensor-parallel, ...).
+    // All at their defaults: a single-device run, exactly as before.
+    int64_t data_parallel = 1, tensor_parallel = 1, pipeline_parallel = 1, expert_parallel = 1;
+    int64_t zero = 0;
+    int64_t microbatches = 1;
+    bool sequence_parallel = false;
+    std::string pipeline_schedule = "1f1b";  // 1f1b | gpipe
     // What the run may cost (sim/config/limits.h): refused before it starts when its estimate is above.
     // Not part of the resolved config: it never changes a result.
     int64_t max_pe_cycles = static_cast<int64_t>(limits::default_max_pe_cycles);
@@ -62,6 +70,8 @@ struct ExperimentResult {
     wl::Model model;
     std::vector<arch::LayerResult> layers;
     wl::MemoryAccount training_memory;  // filled in training mode
+    // With a parallel plan: its lowering (per-stage programs) and per-stage memory; null without one.
+    std::shared_ptr<const wl::ParallelLowering> parallel;
     std::string resolved_yaml;
     db::RunInfo info;
     double total_time_s = 0;
@@ -99,6 +109,11 @@ struct PreparedExperiment {
 };
 PreparedExperiment prepare_experiment(const ExperimentOptions& opt);
 ExperimentResult simulate(PreparedExperiment&& prepared);
+
+// The parallel plan the options give (errors located at "<command line>", keyed by the flags), and whether
+// they give one (any option not at its default).
+wl::ParallelPlan parallel_plan(const ExperimentOptions& o);
+bool has_parallel_plan(const ExperimentOptions& o);
 
 // Writes the workload options (batch, seq, image, dtype, mode, and optimizer/checkpointing when
 // training) into `map`, located at the map; the one place that lists what shapes a workload.

@@ -126,6 +126,37 @@ std::vector<RunOption> builtin_fields() {
     t.push_back(boolean_field(
         param("checkpointing", PType::boolean, "false", "training: recompute activations (checkpointing)"), 0,
         &ExperimentOptions::checkpointing));
+    // The parallel plan (workloads/parallel.h): each degree its own flag, so a sweep can vary one.
+    t.push_back(integer_field(
+        at_least(param("data-parallel", PType::integer, "1", "parallel plan: data-parallel degree D"), 1), 0,
+        &ExperimentOptions::data_parallel));
+    t.push_back(
+        integer_field(at_least(param("tensor-parallel", PType::integer, "1",
+                                     "parallel plan: tensor-parallel degree T (Megatron column/row splits)"),
+                               1),
+                      0, &ExperimentOptions::tensor_parallel));
+    t.push_back(integer_field(
+        at_least(param("pipeline-parallel", PType::integer, "1", "parallel plan: pipeline stages P"), 1), 0,
+        &ExperimentOptions::pipeline_parallel));
+    t.push_back(
+        integer_field(at_least(param("expert-parallel", PType::integer, "1",
+                                     "parallel plan: expert-parallel degree E (divides D; MoE models)"),
+                               1),
+                      0, &ExperimentOptions::expert_parallel));
+    t.push_back(integer_field(
+        at_least(param("zero", PType::integer, "0", "parallel plan: ZeRO stage 0-3 (training, D > 1)"), 0), 0,
+        &ExperimentOptions::zero));
+    t.push_back(integer_field(
+        at_least(param("microbatches", PType::integer, "1",
+                       "parallel plan: micro-batches M per step (the batch is a multiple of D x M)"),
+                 1),
+        0, &ExperimentOptions::microbatches));
+    t.push_back(boolean_field(param("sequence-parallel", PType::boolean, "false",
+                                    "parallel plan: Megatron sequence parallelism (T > 1)"),
+                              0, &ExperimentOptions::sequence_parallel));
+    t.push_back(string_field(
+        choice("pipeline-schedule", {"1f1b", "gpipe"}, "1f1b", "parallel plan: pipeline schedule"), 0,
+        &ExperimentOptions::pipeline_schedule));
     t.push_back(integer_field(
         at_least(param("max-pe-cycles", PType::integer,
                        std::to_string(static_cast<int64_t>(limits::default_max_pe_cycles)),

@@ -111,6 +111,7 @@ std::string initial_kind(const OpAttr& attr) {
         std::string operator()(const ReshapeAttr& a) const { return a.flatten ? "flatten" : "reshape"; }
         std::string operator()(const SliceAttr&) const { return "slice"; }
         std::string operator()(const InteractionAttr&) const { return "dot_interaction"; }
+        std::string operator()(const MoeAttr& a) const { return a.combine ? "moe_combine" : "moe_dispatch"; }
         std::string operator()(const LoweredAttr&) const { return "lowered"; }
     };
     return std::visit(V{}, attr);
@@ -407,6 +408,55 @@ Shape infer(Op& op, InteractionAttr& a) {
     return Shape{op.inputs[0][0], a.dim + pairs};
 }
 
+Shape infer(Op& op, MoeAttr& a) {
+    check_positive(op, a.experts, "experts");
+    if (a.top_k < 1 || a.top_k > a.experts)
+        op_fail(op, fmt::format("top_k must be between 1 and experts ({}), got {}", a.experts, a.top_k));
+    if (a.ep < 1 || a.experts % a.ep != 0)
+        op_fail(op, fmt::format("expert parallelism {} does not divide the {} experts", a.ep, a.experts));
+    const int64_t local = a.experts / a.ep;
+    if (a.combine) {
+        if (a.experts > (1 << 20)) op_fail(op, fmt::format("experts is {}, above 2^20", a.experts));
+        expect_inputs(op, static_cast<size_t>(local) + 1, static_cast<size_t>(local) + 1);
+    } else {
+        expect_inputs(op, 2, 2);
+        if (a.expert < 0 || a.expert >= a.experts)
+            op_fail(op, fmt::format("expert must be between 0 and {}, got {}", a.experts - 1, a.expert));
+    }
+    const Shape& probs = op.inputs[a.combine ? 0 : 1];
+    expect_rank(op, a.combine ? 0 : 1, 2, 8, "probabilities [..., experts]");
+    if (probs.back() != a.experts)
+        op_fail(op, fmt::format("the probabilities {} are not over {} experts", shape_str(probs), a.experts));
+    const int64_t tokens = numel(probs) / a.experts;
+    const int64_t routed = mul(op, mul(op, tokens, a.top_k, "tokens x top_k"), a.ep, "tokens x top_k x ep");
+    const int64_t cap = routed / a.experts + (routed % a.experts ? 1 : 0);
+    if (a.combine) {
+        const Shape& e0 = op.inputs[1];
+        for (size_t i = 1; i < op.inputs.size(); ++i) {
+            expect_rank(op, i, 3, 3, "[1, C, d]");
+            if (op.inputs[i] != e0 || e0[0] != 1)
+                op_fail(op,
+                        fmt::format("expert output {} has shape {}; expected [1, C, d] like expert 0's {}",
+                                    i - 1, shape_str(op.inputs[i]), shape_str(e0)));
+        }
+        check_derived(op, a.dim, e0[2], "dim");
+        check_derived(op, a.capacity, cap, "capacity");
+        if (e0[1] != cap)
+            op_fail(op, fmt::format("experts hold {} tokens each but the routing gives {}", e0[1], cap));
+        Shape out = probs;
+        out.back() = a.dim;
+        return out;
+    }
+    const Shape& x = op.inputs[0];
+    expect_rank(op, 0, 2, 8, "[..., d]");
+    if (numel(x) / x.back() != tokens)
+        op_fail(op, fmt::format("x {} and probabilities {} hold different token counts", shape_str(x),
+                                shape_str(probs)));
+    check_derived(op, a.dim, x.back(), "dim");
+    check_derived(op, a.capacity, cap, "capacity");
+    return Shape{1, cap, a.dim};
+}
+
 Shape infer(Op& op, LoweredAttr&) { op_fail(op, "lowered ops are built with make_lowered"); }
 
 // ---- counts
@@ -539,6 +589,21 @@ struct Counter {
                  static_cast<double>(
                      mul(op, mul(op, a.features, a.features, "features^2"), a.dim, "MACs per sample"));
         c.flops = 2 * c.macs;
+        return c;
+    }
+    OpCounts operator()(const MoeAttr& a) const {
+        OpCounts c;
+        const double rows = static_cast<double>(a.capacity) * static_cast<double>(a.dim);
+        if (!a.combine) {  // a gather of C rows
+            c.input_bytes = rows * b;
+            c.output_bytes = rows * b;
+            return c;
+        }
+        const double tokens = static_cast<double>(numel(op.inputs[0]) / a.experts);
+        c.input_bytes =
+            static_cast<double>(a.experts / a.ep) * rows * b + tokens * static_cast<double>(a.top_k) * b;
+        c.output_bytes = bytes_of(op.outputs, op.dtype);
+        c.flops = tokens * static_cast<double>(a.dim) * static_cast<double>(2 * a.top_k - 1);
         return c;
     }
     OpCounts operator()(const LoweredAttr& a) const { return a.counts; }

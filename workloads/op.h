@@ -173,6 +173,32 @@ struct InteractionAttr {
     bool self_interaction = false;
 };
 
+// Mixture-of-experts routing (Shazeer et al. 2017, arXiv:1701.06538; Mixtral: Jiang et al. 2024,
+// arXiv:2401.04088). A router linear and softmax give probabilities [B, S, experts]; then one dispatch op
+// per expert gathers the tokens routed to it, the experts run as ordinary ops on those tokens, and one
+// combine op sums each token's top_k expert outputs weighted by their gate values. Routing is assumed
+// balanced: every expert gets the average load C = ceil(tokens·top_k / experts) tokens (rounded up, so a
+// decode step with fewer routed tokens than experts still runs every expert on one token: an upper
+// bound on the weights a small batch reads). Dispatch and combine are also where an expert-parallel
+// lowering puts its all-to-alls (workloads/parallel.h).
+//   dispatch (combine = false): x [..., d] and probs [..., experts] -> [1, C, d] for expert `expert`;
+//     a gather: reads and writes C·d elements, no arithmetic (top-k selection is comparisons, 0 FLOPs).
+//   combine (combine = true): probs [..., experts], then `experts` inputs [1, C, d] -> x's shape
+//     [..., d] (taken from probs' leading dimensions); (2·top_k - 1)·d FLOPs per token.
+struct MoeAttr {
+    int64_t experts = 0;
+    int64_t top_k = 0;
+    int64_t expert = 0;  // dispatch: which expert's tokens
+    bool combine = false;
+    // Expert parallelism (set by workloads/parallel.h): the experts are spread over `ep` ranks, each
+    // holding experts / ep of them and routing its tokens to all: a dispatch gathers the tokens routed to
+    // its expert from ep ranks' batches (C = ceil(ep·tokens·top_k / experts)), and a combine takes only
+    // the rank's own experts / ep expert outputs.
+    int64_t ep = 1;
+    int64_t dim = 0;       // derived: d
+    int64_t capacity = 0;  // derived: C
+};
+
 // Ops produced by lowering (backward, optimizer, gradient accumulation) carry their counts and GEMM
 // views, computed when they were created from the forward op.
 struct LoweredAttr {
@@ -182,7 +208,7 @@ struct LoweredAttr {
 
 using OpAttr = std::variant<LinearAttr, MatmulAttr, ConvAttr, PoolAttr, EltwiseAttr, NormAttr, SoftmaxAttr,
                             AttentionAttr, EmbeddingAttr, RnnAttr, ConcatAttr, ReshapeAttr, SliceAttr,
-                            InteractionAttr, LoweredAttr>;
+                            InteractionAttr, MoeAttr, LoweredAttr>;
 
 struct Op {
     std::string name;  // unique within a model

@@ -265,6 +265,34 @@ class Planner {
                            {GemmShape{g.batch, g.m, g.k, g.n}, GemmShape{g.batch, g.m, g.k, g.n}});
         for (size_t j = 0; j < m_f.inputs.size(); ++j) set_grad(j, op, static_cast<int>(j));
     }
+    // MoE dispatch: its gradient scatters the C·d rows back to the token positions (the top_k copies of
+    // a token are summed by the accumulation of the dispatch ops' gradients); written as x-shaped
+    // tensors (the IR's gradients are dense) though only the C·d rows are written, which is what is
+    // counted. No gradient reaches the probabilities through dispatch (the routing choice is discrete).
+    // Combine: each expert output's gradient is the gate-weighted dy (C·d multiplies per expert), and
+    // each token's top_k gate gradients are dot products of dy with the expert outputs (top_k·d MACs).
+    void plan(const MoeAttr& a) {
+        const double rows = static_cast<double>(a.capacity) * static_cast<double>(a.dim);
+        if (!a.combine) {
+            if (!m_need[0]) return;
+            const int op = add("grad", "moe_dispatch_grad", {dy()}, {grad()}, {x()}, 0, 0, 0);
+            OpCounts& c = std::get<LoweredAttr>(m_plan.ops[static_cast<size_t>(op)].op.attr).counts;
+            c.output_bytes = rows * m_b;
+            set_grad(0, op, 0);
+            return;
+        }
+        std::vector<Shape> ins{dy()};
+        std::vector<Ref> refs{grad()};
+        for (size_t j = 0; j < m_f.inputs.size(); ++j) {
+            ins.push_back(x(j));
+            refs.push_back(saved(static_cast<int>(j)));
+        }
+        const double tokens = elems(x(0)) / static_cast<double>(a.experts);
+        const double gate_macs = tokens * static_cast<double>(a.top_k * a.dim);
+        const int op = add("grad", "moe_combine_grad", ins, refs, m_f.inputs, gate_macs,
+                           2 * gate_macs + static_cast<double>(a.experts / a.ep) * rows, 0);
+        for (size_t j = 0; j < m_f.inputs.size(); ++j) set_grad(j, op, static_cast<int>(j));
+    }
     void plan(const LoweredAttr&) {
         cfg::fail(m_f.loc, m_f.key_path,
                   fmt::format("op '{}' ({}) is already a training op; lower_training takes a forward model",

@@ -42,9 +42,30 @@ TEST_CASE("Every run option is declared once, and ExperimentOptions' defaults ar
         }
         CHECK(e.get(defaults) == e.param.default_value);
     }
-    CHECK(names == std::vector<std::string>{"system", "model", "batch", "seq", "image", "dtype", "mode",
-                                            "optimizer", "checkpointing", "max-pe-cycles", "device-model",
-                                            "fidelity", "convention", "fusion", "duty-period", "arena-bank"});
+    CHECK(names == std::vector<std::string>{"system",
+                                            "model",
+                                            "batch",
+                                            "seq",
+                                            "image",
+                                            "dtype",
+                                            "mode",
+                                            "optimizer",
+                                            "checkpointing",
+                                            "data-parallel",
+                                            "tensor-parallel",
+                                            "pipeline-parallel",
+                                            "expert-parallel",
+                                            "zero",
+                                            "microbatches",
+                                            "sequence-parallel",
+                                            "pipeline-schedule",
+                                            "max-pe-cycles",
+                                            "device-model",
+                                            "fidelity",
+                                            "convention",
+                                            "fusion",
+                                            "duty-period",
+                                            "arena-bank"});
     const exp::RunOption* dtype = exp::find_run_option("dtype");
     REQUIRE(dtype != nullptr);
     CHECK(dtype->short_name == 't');

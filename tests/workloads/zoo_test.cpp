@@ -23,10 +23,33 @@ double rel_err(double got, double want) { return std::abs(got - want) / want; }
 }  // namespace
 
 TEST_CASE("the zoo lists exactly the required models, each with a description", "[zoo]") {
-    const std::vector<std::string> want = {
-        "lenet5",          "resnet50",       "mobilenetv2",      "ds-cnn-kws",         "vww-mobilenetv1",
-        "resnet8-cifar",   "fc-autoencoder", "bert-base",        "gpt2-small-prefill", "gpt2-small-decode",
-        "gpt2-xl-prefill", "gpt2-xl-decode", "llama2-7b-decode", "dlrm-mlperf",        "mlp3"};
+    const std::vector<std::string> want = {"lenet5",
+                                           "resnet50",
+                                           "mobilenetv2",
+                                           "ds-cnn-kws",
+                                           "vww-mobilenetv1",
+                                           "resnet8-cifar",
+                                           "fc-autoencoder",
+                                           "bert-base",
+                                           "gpt2-small-prefill",
+                                           "gpt2-small-decode",
+                                           "gpt2-xl-prefill",
+                                           "gpt2-xl-decode",
+                                           "llama2-7b-decode",
+                                           "gpt3-175b-prefill",
+                                           "gpt3-175b-decode",
+                                           "llama2-70b-prefill",
+                                           "llama2-70b-decode",
+                                           "llama3-8b-prefill",
+                                           "llama3-8b-decode",
+                                           "llama3-70b-prefill",
+                                           "llama3-70b-decode",
+                                           "mixtral-8x7b-prefill",
+                                           "mixtral-8x7b-decode",
+                                           "dlrm-mlperf",
+                                           "dlrm-kaggle",
+                                           "dlrm-dcnv2",
+                                           "mlp3"};
     std::vector<std::string> got;
     for (const ZooEntry& e : zoo_list()) {
         got.push_back(e.name);
@@ -145,6 +168,116 @@ TEST_CASE("Llama-2-7B has 6,738,415,616 parameters", "[zoo]") {
     const Model m = zoo_build("llama2-7b-decode", ZooOptions{});
     CHECK(m.totals().params == 6738415616);
     CHECK(rel_err(double(m.totals().params), 6.74e9) < 0.001);
+}
+
+// Published figures are rounded (GPT-3's Table 2.1 "175.0B", Llama 2's "70B", Llama 3's "8B"/"70B",
+// Mixtral's 46.7 B / 12.9 B): the exact counts of the released checkpoints' configurations are checked
+// exactly, and each against its published figure within that figure's rounding.
+TEST_CASE("GPT-3 175B has 174.6 B parameters: the paper's 175.0B within 0.5% (dense attention)", "[zoo]") {
+    ZooOptions o;
+    o.seq = 16;  // parameters do not depend on it; keeps the build small
+    for (const char* name : {"gpt3-175b-prefill", "gpt3-175b-decode"}) {
+        const Model m = zoo_build(name, o);
+        // 96 (12 d^2 + 13 d) + 50,257 d + 2,048 d + 2 d, d = 12,288.
+        const int64_t d = 12288;
+        CHECK(m.totals().params == 96 * (12 * d * d + 13 * d) + 50257 * d + 2048 * d + 2 * d);
+        CHECK(m.totals().params == 174604259328);
+        CHECK(rel_err(double(m.totals().params), 175.0e9) < 0.005);
+    }
+}
+
+TEST_CASE("Llama-2-70B, Llama-3-8B and Llama-3-70B have their checkpoints' parameter counts", "[zoo]") {
+    ZooOptions o;
+    o.seq = 16;
+    const int64_t l2 = zoo_build("llama2-70b-prefill", o).totals().params;
+    CHECK(l2 == 68976648192);
+    CHECK(zoo_build("llama2-70b-decode", o).totals().params == l2);
+    CHECK(std::round(double(l2) / 10e9) * 10 == 70);  // "70B" rounds to tens of billions
+    const int64_t l8 = zoo_build("llama3-8b-prefill", o).totals().params;
+    CHECK(l8 == 8030261248);
+    CHECK(std::round(double(l8) / 1e9) == 8);
+    const int64_t l70 = zoo_build("llama3-70b-decode", o).totals().params;
+    CHECK(l70 == 70553706496);
+    CHECK(rel_err(double(l70), 70e9) < 0.01);
+    // Grouped-query attention: the KV cache of one decode token is 2 x 80 layers x 8 x 128 values.
+    o.seq = 1000;
+    const Model dec = zoo_build("llama3-70b-decode", o);
+    CHECK(dec.kv_cache_bytes() == 2.0 * 80 * 8 * 128 * 1000 * 4);
+}
+
+TEST_CASE("Mixtral 8x7B has 46.7 B parameters, 12.9 B of them active per token (top-2 of 8)", "[zoo]") {
+    ZooOptions o;
+    o.seq = 128;
+    const Model m = zoo_build("mixtral-8x7b-prefill", o);
+    CHECK(m.totals().params == 46702792704);
+    CHECK(rel_err(double(m.totals().params), 46.7e9) < 0.001);
+    int64_t expert_params = 0;
+    for (const Op& op : m.ops())
+        if (op.name.find(".experts.") != std::string::npos) expert_params += op.counts().params;
+    const int64_t active = m.totals().params - expert_params + expert_params * 2 / 8;
+    CHECK(active == 12879925248);
+    CHECK(rel_err(double(active), 12.9e9) < 0.002);
+    // Each expert runs on tokens x top_k / experts = 128 x 2 / 8 = 32 tokens, so the linears' MACs are
+    // exactly the tokens times the active linear parameters (all but the embedding and the norms).
+    const Op& tok = m.op(*m.find("layers.0.block_sparse_moe.experts.3.dispatch"));
+    CHECK(tok.kind == "moe_dispatch");
+    CHECK(tok.output() == Shape{1, 32, 4096});
+    const int64_t norms = (2 * 32 + 1) * 4096;
+    CHECK(sum_where(m, "linear", &OpCounts::macs) == 128.0 * double(active - 32000 * 4096 - norms));
+    // Decode with batch 1: 2 routed tokens over 8 experts round up to one token each (stated bound).
+    o.seq = 100;
+    const Model dec = zoo_build("mixtral-8x7b-decode", o);
+    CHECK(dec.op(*dec.find("layers.5.block_sparse_moe.experts.7.dispatch")).output() == Shape{1, 1, 4096});
+    CHECK(dec.op(*dec.find("layers.5.block_sparse_moe.combine")).output() == Shape{1, 1, 4096});
+}
+
+TEST_CASE("MoE dispatch and combine check their shapes and lower to training", "[zoo]") {
+    MoeAttr a;
+    a.experts = 4;
+    a.top_k = 5;
+    CHECK_THROWS_WITH(make_op("d", a, {{2, 8, 16}, {2, 8, 4}}),
+                      Catch::Contains("top_k must be between 1 and"));
+    a.top_k = 2;
+    a.expert = 4;
+    CHECK_THROWS_WITH(make_op("d", a, {{2, 8, 16}, {2, 8, 4}}),
+                      Catch::Contains("expert must be between 0 and 3"));
+    a.expert = 1;
+    CHECK_THROWS_WITH(make_op("d", a, {{2, 8, 16}, {2, 8, 3}}), Catch::Contains("are not over 4 experts"));
+    const Op d = make_op("d", a, {{2, 8, 16}, {2, 8, 4}});
+    CHECK(d.output() == Shape{1, 8, 16});  // 16 tokens x 2 / 4
+    MoeAttr c = a;
+    c.combine = true;
+    CHECK_THROWS_WITH(make_op("c", c, {{2, 8, 4}, {1, 8, 16}}), Catch::Contains("takes 5 input(s)"));
+    CHECK_THROWS_WITH(make_op("c", c, {{2, 8, 4}, {1, 8, 16}, {1, 8, 16}, {1, 8, 16}, {1, 7, 16}}),
+                      Catch::Contains("expert output 3"));
+    const Op k = make_op("c", c, {{2, 8, 4}, {1, 8, 16}, {1, 8, 16}, {1, 8, 16}, {1, 8, 16}});
+    CHECK(k.output() == Shape{2, 8, 16});
+    CHECK(k.counts().flops == 16.0 * 16 * 3);
+    ZooOptions o;
+    o.seq = 8;
+    const Model t = lower_training(zoo_build("mixtral-8x7b-prefill", o), TrainingOptions{});
+    CHECK(t.find("layers.0.block_sparse_moe.combine.grad"));
+    CHECK(t.find("layers.0.block_sparse_moe.experts.2.dispatch.grad"));
+}
+
+TEST_CASE("DLRM Kaggle and DLRM-DCNv2 have their references' table sizes and layer widths", "[zoo]") {
+    ZooOptions o;
+    o.batch = 4;
+    const Model k = zoo_build("dlrm-kaggle", o);
+    // 33,762,577 rows x 16, plus the MLPs: 13-512-256-64-16 and 367-512-256-1 with biases.
+    const int64_t kaggle_mlp = (13 * 512 + 512) + (512 * 256 + 256) + (256 * 64 + 64) + (64 * 16 + 16) +
+                               (367 * 512 + 512) + (512 * 256 + 256) + (256 + 1);
+    CHECK(k.totals().params == 33762577LL * 16 + kaggle_mlp);
+    CHECK(k.totals().weight_bytes == Approx(2.16e9).epsilon(0.005));  // fits one GPU in FP32
+    CHECK(k.op(*k.find("top_l.0")).inputs[0] == Shape{4, 367});
+    const Model d = zoo_build("dlrm-dcnv2", o);
+    const int64_t cross = 3 * (3456 * 512 + 512 * 3456 + 3456);
+    const int64_t dcn_mlp = (13 * 512 + 512) + (512 * 256 + 256) + (256 * 128 + 128) + (3456 * 1024 + 1024) +
+                            (1024 * 1024 + 1024) + (1024 * 512 + 512) + (512 * 256 + 256) + (256 + 1);
+    CHECK(d.totals().params == 204184588LL * 128 + cross + dcn_mlp);
+    // Multi-hot: table 20 pools 100 rows per sample.
+    CHECK(d.op(*d.find("emb.20")).inputs[0] == Shape{4, 100});
+    CHECK(d.op(*d.find("crossnet.2.add")).output() == Shape{4, 3456});
 }
 
 TEST_CASE("DLRM (MLPerf) parameters are the 26 embedding tables plus 2.37 M of MLP", "[zoo]") {

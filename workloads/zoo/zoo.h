@@ -26,7 +26,13 @@ Model fc_autoencoder(const ZooOptions& o);
 Model bert_base(const ZooOptions& o);
 Model gpt2(std::string_view name, const ZooOptions& o, bool xl, bool decode);
 Model llama2_7b_decode(const ZooOptions& o);
+Model gpt3_175b(std::string_view name, const ZooOptions& o, bool decode);
+Model llama(std::string_view name, const ZooOptions& o, int version, bool big,
+            bool decode);  // 2-70b, 3-8b, 3-70b
+Model mixtral_8x7b(std::string_view name, const ZooOptions& o, bool decode);
 Model dlrm_mlperf(const ZooOptions& o);
+Model dlrm_kaggle(const ZooOptions& o);
+Model dlrm_dcnv2(const ZooOptions& o);
 Model mlp3(const ZooOptions& o);
 
 }  // namespace mlsim::wl::zoo

@@ -1,0 +1,439 @@
+// Parallel lowering (workloads/parallel.h) against hand-worked figures: Megatron's per-layer
+// communication, DDP buckets, the pipeline schedules and bubble, and the ZeRO paper's model-state memory.
+#include "workloads/parallel.h"
+
+#include <catch2/catch.hpp>
+#include <cmath>
+
+#include "sim/config/error.h"
+#include "workloads/model.h"
+
+using namespace mlsim;
+using namespace mlsim::wl;
+using arch::net::CollectiveKind;
+
+namespace {
+
+ParallelPlan make_plan(int64_t d, int64_t t, int64_t p, int zero = 0, int64_t m = 1) {
+    ParallelPlan plan;
+    plan.data = d;
+    plan.tensor = t;
+    plan.pipeline = p;
+    plan.zero = zero;
+    plan.microbatches = m;
+    return plan;
+}
+
+ParallelOptions inference() {
+    ParallelOptions o;
+    o.training = false;
+    return o;
+}
+
+std::vector<const Task*> comms(const std::vector<Task>& tasks, std::string_view purpose) {
+    std::vector<const Task*> out;
+    for (const Task& t : tasks)
+        if (t.comm && (purpose.empty() || t.comm->purpose == purpose)) out.push_back(&t);
+    return out;
+}
+
+double total_flops(const ParallelLowering& l) {
+    double s = 0;
+    for (int64_t r = 0; r < l.ranks(); ++r) s += l.rank_flops(r);
+    return s;
+}
+
+Model gpt2(int64_t batch, int64_t seq, DType dtype = DType::fp16) {
+    ZooOptions o;
+    o.batch = batch;
+    o.seq = seq;
+    o.dtype = dtype;
+    return zoo_build("gpt2-small-prefill", o);
+}
+
+std::string error_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const cfg::UserError& e) {
+        return e.what();
+    }
+    return "no error";
+}
+
+}  // namespace
+
+TEST_CASE("a plan of one device runs the unchanged model", "[parallel]") {
+    const Model m = gpt2(2, 64);
+    const ParallelPlan single;
+    const ParallelLowering inf = lower_parallel(m, single, inference());
+    REQUIRE(inf.stages.size() == 1);
+    const StageProgram& p = inf.stages[0];
+    REQUIRE(p.forward.size() == m.ops().size());
+    for (size_t i = 0; i < m.ops().size(); ++i) {
+        REQUIRE(p.forward[i].op);
+        CHECK(p.forward[i].op->name == m.op(i).name);
+        CHECK(p.forward[i].op->counts().flops == m.op(i).counts().flops);
+        CHECK(p.forward[i].op->counts().total_bytes() == m.op(i).counts().total_bytes());
+    }
+    CHECK(comms(p.forward, "").empty());
+    CHECK(p.backward.empty());
+    CHECK(inf.rank_flops(0) == m.totals().flops);
+
+    const ParallelLowering tr = lower_parallel(m, single);
+    const Model lowered = lower_training(m, TrainingOptions{});
+    CHECK(tr.rank_flops(0) == Approx(lowered.totals().flops).epsilon(1e-12));
+    CHECK(tr.stages[0].forward.size() + tr.stages[0].backward.size() + tr.stages[0].step.size() ==
+          lowered.ops().size());
+    CHECK(comms(tr.stages[0].backward, "").empty());
+    // Model states as the ZeRO paper counts them for mixed-precision Adam: 2 + 2 + 12 bytes per parameter.
+    const StageMemory& mem = tr.memory[0];
+    CHECK(mem.params == 124439808);
+    CHECK(mem.weights_bytes == 2.0 * 124439808);
+    CHECK(mem.gradients_bytes == 2.0 * 124439808);
+    CHECK(mem.optimizer_state_bytes == 12.0 * 124439808);
+}
+
+TEST_CASE("data parallelism splits the batch and conserves FLOPs (ZeRO shards the update)", "[parallel]") {
+    ZooOptions o;
+    o.batch = 16;
+    const Model m = zoo_build("mlp3", o);
+    const Model whole = lower_training(m, TrainingOptions{});
+    double optimizer = 0;
+    for (const Op& op : whole.ops())
+        if (op.phase == Phase::optimizer) optimizer += op.counts().flops;
+    REQUIRE(optimizer > 0);
+    const ParallelLowering z0 = lower_parallel(m, make_plan(4, 1, 1, 0, 2));
+    CHECK(z0.microbatch_size == 2);
+    CHECK(z0.stages[0].forward[0].op->inputs[0] == Shape{2, 784});
+    // Every replica runs the whole optimizer update: 3 extra copies.
+    CHECK(total_flops(z0) == Approx(whole.totals().flops + 3 * optimizer).epsilon(1e-12));
+    const ParallelLowering z1 = lower_parallel(m, make_plan(4, 1, 1, 1, 2));
+    CHECK(total_flops(z1) == Approx(whole.totals().flops).epsilon(1e-12));
+}
+
+TEST_CASE("tensor parallelism splits column/row pairs; replicated ops are the stated duplication",
+          "[parallel]") {
+    ZooOptions o;
+    o.batch = 8;
+    const Model m = zoo_build("mlp3", o);  // fc1 (column) relu1 fc2 (row) | relu2 fc3 replicated
+    const ParallelLowering l = lower_parallel(m, make_plan(1, 2, 1));
+    const StageProgram& p = l.stages[0];
+    auto find = [&](const std::vector<Task>& ts, std::string_view name) -> const Task& {
+        for (const Task& t : ts)
+            if (t.name == name) return t;
+        FAIL("no task " << name);
+        return ts.front();
+    };
+    CHECK(find(p.forward, "fc1").op->output() == Shape{8, 512});
+    CHECK(find(p.forward, "fc2").op->inputs[0] == Shape{8, 512});
+    CHECK(find(p.forward, "fc3").op->inputs[0] == Shape{8, 1024});
+    const Model whole = lower_training(m, TrainingOptions{});
+    double replicated = 0;
+    for (const Op& op : whole.ops()) {
+        const std::string base = op.phase == Phase::forward ? op.name : op.forward_of;
+        if (base == "relu2" || base == "fc3") replicated += op.counts().flops;
+    }
+    CHECK(l.tp_duplicated_flops == Approx(replicated).epsilon(1e-12));
+    CHECK(total_flops(l) == Approx(whole.totals().flops + l.tp_duplicated_flops).epsilon(1e-12));
+    // One all-reduce forward (after fc2) of the [8, 1024] fp32 output.
+    const auto fwd = comms(p.forward, "tp_forward");
+    REQUIRE(fwd.size() == 1);
+    CHECK(fwd[0]->comm->collective == CollectiveKind::all_reduce);
+    CHECK(fwd[0]->comm->bytes == 8 * 1024 * 4);
+    // Its dependencies: fc2 produces its input; relu2 waits for it.
+    const size_t ar = static_cast<size_t>(fwd[0] - p.forward.data());
+    CHECK(p.forward[fwd[0]->deps.at(0)].name == "fc2");
+    CHECK(std::find(find(p.forward, "relu2").deps.begin(), find(p.forward, "relu2").deps.end(), ar) !=
+          find(p.forward, "relu2").deps.end());
+    CHECK(l.group(0, GroupAxis::tensor) == std::vector<int64_t>{0, 1});
+}
+
+TEST_CASE("Megatron GPT layer: two all-reduces of b·s·h forward and two backward", "[parallel]") {
+    const int64_t b = 2, s = 64, h = 768;
+    const Model m = gpt2(b, s);
+    const ParallelLowering l = lower_parallel(m, make_plan(1, 4, 1));
+    const StageProgram& p = l.stages[0];
+    const auto fwd = comms(p.forward, "tp_forward");
+    CHECK(fwd.size() == 2 * 12);
+    for (const Task* t : fwd) {
+        CHECK(t->comm->collective == CollectiveKind::all_reduce);
+        CHECK(t->comm->bytes == b * s * h * 2);
+    }
+    const auto bwd = comms(p.backward, "tp_backward_grad");
+    CHECK(bwd.size() == 2 * 12);
+    for (const Task* t : bwd) CHECK(t->comm->bytes == b * s * h * 2);
+    // Heads and the MLP width are split four ways.
+    for (const Task& t : p.forward)
+        if (t.name == "h.3.attn.attn")
+            CHECK(t.op->get<AttentionAttr>()->heads == 3);
+        else if (t.name == "h.3.mlp.c_fc")
+            CHECK(t.op->output().back() == 768);
+    CHECK(total_flops(l) ==
+          Approx(lower_training(m, TrainingOptions{}).totals().flops + l.tp_duplicated_flops).epsilon(1e-9));
+
+    // Sequence parallelism: a reduce-scatter after each row linear and an all-gather before each column
+    // group (the first layer's input norm runs on the whole sequence: its group needs no gather), all of
+    // the whole b·s·h tensor; no duplication left inside the layers.
+    ParallelPlan sp = make_plan(1, 4, 1);
+    sp.sequence_parallel = true;
+    const ParallelLowering q = lower_parallel(m, sp);
+    const auto rs = comms(q.stages[0].forward, "sp_reduce_scatter");
+    const auto ag = comms(q.stages[0].forward, "sp_gather");
+    CHECK(rs.size() == 24);
+    CHECK(ag.size() == 23);
+    for (const Task* t : rs)
+        CHECK((t->comm->collective == CollectiveKind::reduce_scatter && t->comm->bytes == b * s * h * 2));
+    for (const Task* t : ag)
+        CHECK((t->comm->collective == CollectiveKind::all_gather && t->comm->bytes == b * s * h * 2));
+    CHECK(q.tp_duplicated_flops < l.tp_duplicated_flops / 4);
+    // Activations: layer norms and residuals are split too.
+    CHECK(q.memory[0].activations_bytes < l.memory[0].activations_bytes);
+}
+
+TEST_CASE("Llama: the vocabulary splits with the tensor group (embedding all-reduced, LM head split)",
+          "[parallel]") {
+    ZooOptions o;
+    o.batch = 2;
+    o.seq = 16;
+    o.dtype = DType::bf16;
+    const Model m = zoo_build("llama3-8b-prefill", o);
+    const ParallelLowering l = lower_parallel(m, make_plan(1, 8, 1));
+    const int64_t norms = (2 * 32 + 1) * 4096;
+    CHECK(l.memory[0].params == (8030261248 - norms) / 8 + norms);
+    const auto fwd = comms(l.stages[0].forward, "tp_forward");
+    CHECK(fwd.size() == 2 * 32 + 1);
+    CHECK(fwd.front()->name == "embed_tokens.tp_g");
+    for (const Task* t : fwd) CHECK(t->comm->bytes == 2 * 16 * 4096 * 2);
+    for (const Task& t : l.stages[0].forward)
+        if (t.name == "lm_head") CHECK(t.op->output() == Shape{2, 16, 128256 / 8});
+    CHECK(total_flops(l) ==
+          Approx(lower_training(m, TrainingOptions{}).totals().flops + l.tp_duplicated_flops).epsilon(1e-9));
+}
+
+TEST_CASE("DDP buckets of 25 MiB in the order backward produces the gradients", "[parallel]") {
+    ZooOptions o;
+    o.batch = 4;
+    o.hidden = 4096;
+    const Model m = zoo_build("mlp3", o);  // fp32: fc1 12.8 MB, fc2 67.1 MB, fc3 0.16 MB
+    const ParallelLowering l = lower_parallel(m, make_plan(2, 1, 1));
+    const auto buckets = comms(l.stages[0].backward, "dp_bucket");
+    REQUIRE(buckets.size() == 2);
+    // fc3's gradient comes first; with fc2's the bucket passes 25 MiB and closes; fc1 fills the next.
+    CHECK(buckets[0]->comm->bytes == (4096 * 10 + 4096 * 4096) * 4);
+    CHECK(buckets[1]->comm->bytes == 784 * 4096 * 4);
+    for (const Task* t : buckets) {
+        CHECK(t->comm->collective == CollectiveKind::all_reduce);
+        CHECK(t->last_microbatch_only);
+        CHECK(t->comm->axis == GroupAxis::data);
+    }
+    // GPT-2 small in fp16: the buckets hold every gradient once; each but the last holds >= 25 MiB.
+    const ParallelLowering g = lower_parallel(gpt2(2, 32), make_plan(2, 1, 1));
+    const auto gb = comms(g.stages[0].backward, "dp_bucket");
+    double sum = 0;
+    for (size_t i = 0; i < gb.size(); ++i) {
+        sum += static_cast<double>(gb[i]->comm->bytes);
+        if (i + 1 < gb.size()) CHECK(gb[i]->comm->bytes >= 25 * 1024 * 1024);
+    }
+    CHECK(sum == 2.0 * 124439808);
+    CHECK(gb.size() <= 9);  // 248.9 MB in buckets of >= 26.2 MB (the last one partial)
+    // ZeRO-1: reduce-scatter the same buckets and all-gather the updated parameters.
+    const ParallelLowering z = lower_parallel(gpt2(2, 32), make_plan(2, 1, 1, 1));
+    CHECK(comms(z.stages[0].backward, "zero_reduce_scatter").size() == gb.size());
+    CHECK(comms(z.stages[0].step, "zero_param_gather").size() == gb.size());
+}
+
+TEST_CASE("GPipe and 1F1B orders with P = 4, M = 8, and the bubble (P-1)/(M+P-1)", "[parallel]") {
+    using F = ScheduleItem;
+    const Pass f = Pass::forward, b = Pass::backward;
+    const std::vector<ScheduleItem> one_f_one_b_0 = {F{0, f}, F{1, f}, F{2, f}, F{3, f}, F{0, b}, F{4, f},
+                                                     F{1, b}, F{5, f}, F{2, b}, F{6, f}, F{3, b}, F{7, f},
+                                                     F{4, b}, F{5, b}, F{6, b}, F{7, b}};
+    CHECK(pipeline_schedule(PipelineSchedule::one_f_one_b, 0, 4, 8, true) == one_f_one_b_0);
+    std::vector<ScheduleItem> last;
+    for (int64_t i = 0; i < 8; ++i) {
+        last.push_back({i, f});
+        last.push_back({i, b});
+    }
+    CHECK(pipeline_schedule(PipelineSchedule::one_f_one_b, 3, 4, 8, true) == last);
+    std::vector<ScheduleItem> gpipe;
+    for (int64_t i = 0; i < 8; ++i) gpipe.push_back({i, f});
+    for (int64_t i = 8; i-- > 0;) gpipe.push_back({i, b});
+    CHECK(pipeline_schedule(PipelineSchedule::gpipe, 2, 4, 8, true) == gpipe);
+    CHECK(bubble_fraction(4, 8) == 3.0 / 11.0);
+
+    // GPT-2 small on 4 stages of 3 layers: activations b·s·h go forward, their gradients backward;
+    // 1F1B keeps P - s micro-batches in flight, GPipe all M.
+    const ParallelLowering l = lower_parallel(gpt2(8, 32), make_plan(1, 1, 4, 0, 8));
+    CHECK(l.bubble_fraction == 3.0 / 11.0);
+    for (int64_t s = 0; s < 4; ++s) {
+        const StageProgram& p = l.stages[static_cast<size_t>(s)];
+        CHECK(p.layers == 3);
+        CHECK(p.first_layer == 3 * s);
+        const auto sends = comms(p.forward, "pp_activation");
+        CHECK(sends.size() == (s == 0 || s == 3 ? 1u : 2u));
+        for (const Task* t : sends) CHECK(t->comm->bytes == 1 * 32 * 768 * 2);
+        CHECK(l.memory[static_cast<size_t>(s)].inflight_microbatches == 4 - s);
+    }
+    CHECK(l.stages[0].forward.front().name == "wte");
+    CHECK(l.stages[3].forward.back().name == "lm_head");
+    // The LM head tied to the first stage's embedding: both stages all-reduce its gradient.
+    CHECK(comms(l.stages[0].backward, "embedding_grad").size() == 1);
+    CHECK(comms(l.stages[3].backward, "embedding_grad").size() == 1);
+    CHECK(l.group(l.rank_of(RankCoord{0, 0, 3}), GroupAxis::embedding) == std::vector<int64_t>{0, 3});
+    ParallelPlan gp = make_plan(1, 1, 4, 0, 8);
+    gp.schedule = PipelineSchedule::gpipe;
+    CHECK(lower_parallel(gpt2(8, 32), gp).memory[0].inflight_microbatches == 8);
+    CHECK(total_flops(l) ==
+          Approx(lower_training(gpt2(8, 32), TrainingOptions{}).totals().flops).epsilon(1e-12));
+}
+
+TEST_CASE("ZeRO model states per GPU: 7.5 B parameters on 64 GPUs (ZeRO paper, Figure 1)", "[parallel]") {
+    const StateBytes sb = state_bytes_per_param(DType::fp16, "adam");
+    CHECK(sb.weights == 2);
+    CHECK(sb.gradients == 2);
+    CHECK(sb.optimizer == 12);
+    const double psi = 7.5e9, nd = 64;
+    CHECK((sb.weights + sb.gradients + sb.optimizer) * psi == 120e9);  // baseline 120 GB
+    CHECK((sb.weights + sb.gradients) * psi + sb.optimizer * psi / nd == Approx(31.4e9).epsilon(0.002));
+    CHECK(sb.weights * psi + (sb.gradients + sb.optimizer) * psi / nd == Approx(16.6e9).epsilon(0.003));
+    CHECK((sb.weights + sb.gradients + sb.optimizer) * psi / nd == Approx(1.9e9).epsilon(0.02));
+    // Through the lowering: a 7.57 B-parameter MLP on 64 data-parallel ranks, fp16.
+    ZooOptions o;
+    o.batch = 64;
+    o.hidden = 86600;
+    o.dtype = DType::fp16;
+    const Model m = zoo_build("mlp3", o);
+    const double params = static_cast<double>(m.totals().params);
+    const double want[4] = {16 * params, 4 * params + 12 * params / 64, 2 * params + 14 * params / 64,
+                            16 * params / 64};
+    for (int zero = 0; zero <= 3; ++zero) {
+        const ParallelLowering low = lower_parallel(m, make_plan(64, 1, 1, zero));
+        const StageMemory& mem = low.memory[0];
+        CHECK(mem.weights_bytes + mem.gradients_bytes + mem.optimizer_state_bytes == Approx(want[zero]));
+    }
+    // ZeRO-3 gathers every layer's parameters before its forward and again before its backward.
+    const ParallelLowering z3 = lower_parallel(m, make_plan(64, 1, 1, 3));
+    double gathered = 0;
+    for (const Task* t : comms(z3.stages[0].forward, "zero_gather"))
+        gathered += static_cast<double>(t->comm->bytes);
+    CHECK(gathered == 2 * params);
+    CHECK(comms(z3.stages[0].backward, "zero_gather").size() ==
+          comms(z3.stages[0].forward, "zero_gather").size());
+}
+
+TEST_CASE("expert parallelism: all-to-all dispatch and combine around each MoE layer", "[parallel]") {
+    ZooOptions o;
+    o.batch = 4;
+    o.seq = 16;
+    o.dtype = DType::bf16;
+    const Model m = zoo_build("mixtral-8x7b-prefill", o);
+    ParallelPlan plan = make_plan(4, 1, 1);
+    plan.expert = 4;
+    const ParallelLowering l = lower_parallel(m, plan);
+    const StageProgram& p = l.stages[0];
+    // Each rank holds 8 / 4 = 2 experts; each expert gets the tokens of 4 ranks: 4 x 16 x 2 / 8 = 16.
+    int dispatch = 0;
+    for (const Task& t : p.forward)
+        if (t.op && t.op->kind == "moe_dispatch") {
+            ++dispatch;
+            CHECK(t.op->output() == Shape{1, 16, 4096});
+        }
+    CHECK(dispatch == 2 * 32);
+    // Per layer, forward and backward: dispatch and combine, each rank's send buffer b·s·top_k·d·2 bytes.
+    for (const char* purpose : {"ep_dispatch", "ep_combine"}) {
+        const auto a = comms(p.forward, purpose);
+        CHECK(a.size() == 32);
+        for (const Task* t : a) {
+            CHECK(t->comm->collective == CollectiveKind::all_to_all);
+            CHECK(t->comm->bytes == 1 * 16 * 2 * 4096 * 2);
+        }
+    }
+    CHECK(comms(p.backward, "ep_dispatch_grad").size() == 32);
+    CHECK(comms(p.backward, "ep_combine_grad").size() == 32);
+    CHECK(l.group(3, GroupAxis::expert) == std::vector<int64_t>{0, 1, 2, 3});
+    CHECK(l.group(3, GroupAxis::expert_data) == std::vector<int64_t>{3});
+    // Expert gradients sync over the expert-data group (here of one rank: none); the rest over all 4.
+    CHECK(comms(p.backward, "dp_bucket").size() > 0);
+    for (const Task* t : comms(p.backward, "dp_bucket")) CHECK(t->comm->axis == GroupAxis::data);
+    // A rank stores the shared weights and a quarter of the experts.
+    int64_t expert_params = 0;
+    for (const Op& op : m.ops())
+        if (op.name.find(".experts.") != std::string::npos) expert_params += op.counts().params;
+    CHECK(l.memory[0].params == m.totals().params - expert_params + expert_params / 4);
+}
+
+TEST_CASE("plans that cannot run are located errors", "[parallel]") {
+    const Model m = gpt2(8, 32);
+    auto check = [&](ParallelPlan p, int64_t devices, const std::string& want) {
+        p.loc = cfg::SourceLoc{"sweep.yaml", 4, 3};
+        const std::string e = error_of([&] { check_parallel_plan(m, p, devices); });
+        CHECK_THAT(e, Catch::Contains("sweep.yaml:4:3") && Catch::Contains(want));
+    };
+    check(make_plan(2, 2, 1), 8,
+          "parallel: data x tensor x pipeline = 2 x 2 x 1 = 4 ranks, but the system has 8");
+    check(make_plan(1, 5, 1), 5,
+          "parallel.tensor: tensor = 5 does not divide the 768 output features of column-parallel op "
+          "'h.0.attn.q_proj'");
+    check(make_plan(1, 8, 1), 8, "parallel.tensor: tensor = 8 does not divide the 12 heads");
+    check(make_plan(1, 1, 13), 13,
+          "parallel.pipeline: pipeline = 13 stages, but model 'gpt2-small-prefill' has 12");
+    check(make_plan(1, 1, 1, 1), 1,
+          "parallel.zero: ZeRO stage 1 shards over data-parallel ranks, but data = 1");
+    check(make_plan(1, 1, 1, 0, 3), 1,
+          "parallel.microbatches: the batch 8 is not a multiple of data x microbatches");
+    check(make_plan(1, 1, 1, 4), 1, "parallel.zero: must be 0, 1, 2 or 3");
+    ParallelPlan e = make_plan(2, 1, 1);
+    e.expert = 2;
+    check(e, 2,
+          "parallel.expert: expert = 2, but model 'gpt2-small-prefill' has no mixture-of-experts layer");
+    ParallelPlan s = make_plan(1, 1, 1);
+    s.sequence_parallel = true;
+    check(s, 1, "parallel.sequence_parallel");
+    // A plan that does not fit: named rank, what it holds, by how much it is over.
+    const ParallelLowering l = lower_parallel(m, make_plan(1, 1, 2));
+    const std::string over = error_of([&] { check_parallel_memory(l, 1e9, "tiny"); });
+    CHECK_THAT(over, Catch::Contains("rank 0 (pipeline stage 0 of 2, layers 0-5) needs") &&
+                         Catch::Contains("its device 'tiny' has 1.0 GB of main memory") &&
+                         Catch::Contains("GB over"));
+    CHECK(error_of([&] { check_parallel_memory(l, 1e12, "big"); }) == "no error");
+}
+
+TEST_CASE("decode on a pipeline keeps the KV cache of its layers for all of the rank's sequences",
+          "[parallel]") {
+    ZooOptions o;
+    o.batch = 8;
+    o.seq = 1000;
+    o.dtype = DType::fp16;
+    const Model m = zoo_build("llama3-8b-decode", o);
+    const ParallelLowering l = lower_parallel(m, make_plan(2, 2, 2, 0, 2), inference());
+    // 4 sequences per data rank, 16 layers per stage, 8 / 2 KV heads of 128 per tensor rank.
+    CHECK(l.memory[0].kv_cache_bytes == 2.0 * 4 * 1000 * 16 * 4 * 128 * 2);
+    CHECK(l.memory[0].gradients_bytes == 0);
+    for (const StageProgram& p : l.stages) {
+        CHECK(p.backward.empty());
+        CHECK(p.step.empty());
+        CHECK(comms(p.forward, "pp_activation").size() == 1);  // stage 0 sends, stage 1 receives
+        CHECK(comms(p.forward, "tp_forward").size() == 2 * 16 + (p.stage == 0 ? 1 : 0));
+    }
+    CHECK(total_flops(l) == Approx(m.totals().flops + l.tp_duplicated_flops).epsilon(1e-9));
+}
+
+// Korthikanti et al. 2022 (arXiv:2205.05198), section 4.1, count a GPT layer's stored activations as
+// s·b·h·(34 + 5·a·s/h) bytes in 16-bit without recomputation, s·b·h·(10 + 24/t + 5·a·s/(h·t)) with
+// tensor parallelism. The lowering stores what its backward ops read: no dropout masks (the 2 of the 10,
+// 1 byte each for the two residual dropouts... and attention's), and FlashAttention's backward keeps q, k
+// and v instead of the s x s scores (the 5·a·s/h term). The rest is their derivation term for term:
+// layer-norm inputs 4, the QKV and MLP inputs 4 (their 2 + 2), q k v 6/t, the attention output 2/t for
+// the projection, the MLP's 8/t + 8/t: s·b·h·(8 + 24/t).
+TEST_CASE("a GPT layer stores s·b·h·(8 + 24/t) bytes: Korthikanti's count without dropout and scores",
+          "[parallel]") {
+    const int64_t b = 2, s = 64, h = 768;
+    for (int64_t t : {1, 2, 4}) {
+        // One layer per stage: stage 5 holds layer 5 alone (and receives its input from stage 4).
+        const Model m = gpt2(b, s);
+        const ParallelPlan plan = make_plan(1, t, 12);
+        const ParallelLowering l = lower_parallel(m, plan);
+        const double sbh = static_cast<double>(s * b * h);
+        CHECK(l.memory[5].activations_per_microbatch_bytes == sbh * (8 + 24.0 / static_cast<double>(t)));
+    }
+}

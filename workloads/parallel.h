@@ -1,0 +1,209 @@
+#pragma once
+// Parallel lowering (issue 13): a model and a parallel plan become per-rank programs with communication
+// ops, and each rank's memory. A pure function of (model, plan, options): the model does not know where it
+// runs, and the lowering knows nothing of the network beyond the names of collectives (CollectiveKind,
+// arch/net/i_network.h); an execution engine times the programs on device and network models.
+//
+// Contract:
+// - Plan (check_parallel_plan): data D, tensor T, pipeline P, expert E >= 1, ZeRO stage 0..3,
+//   microbatches M >= 1. D·T·P = the system's devices; E divides D (expert-parallel groups are carved out
+//   of the data-parallel ranks, as Megatron-Core and DeepSpeed-MoE do) and every MoE layer's expert
+//   count, and E > 1 needs an MoE layer; T divides the heads, KV heads and split widths of every op it
+//   splits (Megatron-LM also requires KV heads divisible by T); P <= the model's layers; the batch is a
+//   multiple of D·M; ZeRO > 0 needs D > 1 and training; sequence parallelism needs T > 1, a sequence
+//   divisible by T and no MoE layer. Every violation is a cfg::UserError
+//   located at the plan (plan.loc, key "<plan.key>.tensor" etc.).
+// - Ranks: rank = t + T·(d + D·p) (Megatron-LM's default order: tensor-parallel ranks adjacent, so they
+//   share a node's fastest links; pipeline stages outermost). Expert-parallel groups are E consecutive
+//   data indices (d = e + E·r); the expert-data-parallel group holds the D/E ranks with the same e.
+// - Batch: the model's batch B (dimension 0 of every model input) is split into D·M micro-batches of
+//   b = B/(D·M); every op is rebuilt with make_op from its new input shapes, so counts follow.
+// - Tensor parallelism (Shoeybi et al. 2019, arXiv:1909.08053): a linear R whose input comes, through
+//   element-wise ops (not add), attention and nothing else, only from linears L_i used only there, is a
+//   row-parallel linear (in_features / T) and the L_i are column-parallel (out_features / T, bias
+//   split); the ops between are split by T (attention heads and KV heads / T). Pairs are taken greedily
+//   in topological order. Forward: one all-reduce of R's output (moved past an MoE combine that R feeds,
+//   as the sum commutes). Backward: one all-reduce of the gradient of the L_i's input. A token
+//   embedding and the LM head over the same vocabulary are vocabulary-parallel when T divides the
+//   vocabulary (rows / T; the embedding's output all-reduced; logits left split); Megatron pads the
+//   vocabulary instead, so GPT-2/3's 50,257 keeps them replicated here. Every other op (norms, residual
+//   adds, position embeddings, routers) is replicated on the T ranks: its FLOPs are counted T times (the
+//   stated TP duplication, tp_duplicated_flops, which also holds row-parallel biases and the
+//   vocabulary-parallel embedding's lookups, gradient and sparse update: every rank sees every token). With
+//   sequence parallelism (Korthikanti et al. 2022, arXiv:2205.05198) the all-reduce becomes a reduce-scatter
+//   after R and an all-gather before the L_i; replicated ops then run on s/T of the sequence (no duplication
+//   inside the layers); backward mirrors them (all-gather of R's output gradient, reduce-scatter of the L_i
+//   input gradient) plus the re-all-gather of the L_i input for their weight gradients.
+// - Pipeline parallelism: the ops are grouped into layers (the name up to its first all-digit
+//   component: "layers.3.", "h.11.", "layer1.0."; ops outside any layer join the next layer, or the
+//   last when none follows); stages get consecutive layers, floor(L/P) each and one more for the first
+//   L mod P stages (Megatron-LM's uniform split when P divides L). Tensors crossing a stage boundary are
+//   sent forward (activations) and their gradients backward, one send/recv pair per boundary per
+//   micro-batch. Schedules: GPipe (Huang et al. 2019: all forwards, then all backwards in reverse) and
+//   1F1B (Narayanan et al. 2021, PipeDream-Flush: stage s runs min(P-s, M) warm-up forwards, then
+//   alternates one forward and one backward, then drains); bubble fraction (P-1)/(M+P-1) for both.
+// - Data parallelism: weight gradients are all-reduced over the data group in buckets of 25 MiB
+//   (PyTorch DDP's bucket_cap_mb = 25 default; its smaller first bucket is not modelled), filled in the
+//   order backward produces the gradients, each issued when its last gradient is produced, on the last
+//   micro-batch only (gradient accumulation). Expert weights sync over the expert-data group instead.
+// - ZeRO (Rajbhandari et al. 2020, arXiv:1910.02054): stage 1 reduce-scatters the buckets instead, updates
+//   1/D of the optimizer state and all-gathers the updated parameters; stage 2 also reduce-scatters on
+//   every micro-batch (only the gradient shard is kept); stage 3 all-gathers each layer's parameters
+//   before its forward and again before its backward (FSDP-style per-layer units, Zhao et al. 2023)
+//   and keeps no parameter all-gather after the optimizer. Volumes per step: 2Ψ (stages 0-2 per
+//   accumulation step), 3Ψ per micro-batch for stage 3.
+// - Expert parallelism: an all-to-all dispatch before a layer's local dispatch ops and an all-to-all
+//   combine before its combine op (each rank's send buffer: its tokens x top_k x d elements); backward
+//   mirrors both. Each rank keeps experts [r·n/E, (r+1)·n/E).
+// - Comm ops carry the nccl-tests size convention of arch/net/i_network.h, a group axis resolved per rank
+//   by ParallelLowering::group(), and their dependencies (the tasks producing the input and, through
+//   their own deps, the tasks consuming the output). Send/recv are point-to-point (peer rank).
+// - Memory (ParallelLowering::memory): per stage (all ranks of a stage hold the same), in bytes. Weights: the
+//   rank's parameters (after TP, EP and pipeline splits) at the model dtype; gradients likewise; Adam
+//   optimizer state as the ZeRO paper counts it for mixed precision (16-bit weights and gradients plus
+//   K = 12 bytes per parameter: FP32 master weights, momentum and variance; with FP32 weights K = 8,
+//   momentum and variance); ZeRO divides optimizer state (>= 1), gradients (>= 2) and weights (3) by
+//   the data-parallel degree (expert weights by D/E). Activations: the tensors backward reads for one
+//   micro-batch on the rank's stage (the training lowering's account, FlashAttention-style attention, no
+//   dropout masks; so a GPT layer holds sbh(10 + 24/t) - style terms, not Korthikanti's 34 + 5as/h),
+//   times the micro-batches in flight: 1F1B stage s keeps min(P-s, M), GPipe M. Inference: KV cache of
+//   the stage's decode attention for all B/D sequences, plus the largest op's input and output of one
+//   micro-batch. A stage that does not fit its device is a UserError naming its first rank, what it
+//   holds and by how much it is over.
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "arch/net/i_network.h"
+#include "sim/config/error.h"
+#include "workloads/model.h"
+
+namespace mlsim::wl {
+
+enum class PipelineSchedule { gpipe, one_f_one_b };
+
+struct ParallelPlan {
+    int64_t data = 1, tensor = 1, pipeline = 1, expert = 1;
+    int64_t zero = 0;
+    int64_t microbatches = 1;
+    bool sequence_parallel = false;
+    PipelineSchedule schedule = PipelineSchedule::one_f_one_b;
+    // Where the plan was written, for errors ("<command line>", "--tensor-parallel"; a sweep file).
+    cfg::SourceLoc loc{"<command line>", 0, 0};
+    std::string key = "parallel";  // errors name "<key>.tensor", ... (the plan as a whole: "<key>")
+    std::map<std::string, std::string> keys;  // per field, a key that replaces "<key>.<field>" ("--zero")
+
+    int64_t devices() const { return data * tensor * pipeline; }
+};
+
+struct ParallelOptions {
+    bool training = true;
+    TrainingOptions training_options;
+    int64_t bucket_bytes = 25LL * 1024 * 1024;  // PyTorch DDP bucket_cap_mb = 25 (MiB)
+};
+
+// Which group of ranks a comm op runs over, seen from the rank that runs it.
+enum class GroupAxis { tensor, data, expert, expert_data, pipeline_next, pipeline_prev, embedding };
+
+struct CommOp {
+    // nullopt: point-to-point (a send to, or a receive from, the one peer of `axis`).
+    std::optional<arch::net::CollectiveKind> collective;
+    bool send = false;  // point-to-point: send (true) or receive
+    GroupAxis axis = GroupAxis::tensor;
+    int64_t bytes = 0;    // nccl-tests' size (arch/net/i_network.h); point-to-point: the message
+    std::string purpose;  // "tp_forward", "tp_backward", "sp_gather", "dp_bucket", "zero_gather", ...
+};
+
+// One item of a section: a compute op or a comm op, and the earlier tasks of the same section it waits
+// for. A task that reads a tensor of an earlier section (backward reading forward activations) needs no
+// dep: sections of one micro-batch run in schedule order.
+struct Task {
+    std::optional<Op> op;  // compute
+    std::optional<CommOp> comm;
+    std::string name;
+    std::vector<size_t> deps;
+    bool last_microbatch_only = false;   // gradient sync that waits for accumulation (DDP, ZeRO-1)
+    std::vector<size_t> after_backward;  // step section only: backward tasks (last micro-batch) it waits for
+};
+
+enum class Pass { forward, backward };
+struct ScheduleItem {
+    int64_t microbatch = 0;
+    Pass pass = Pass::forward;
+    bool operator==(const ScheduleItem&) const = default;
+};
+
+// What every rank of one pipeline stage runs (ranks of a stage differ only in their groups).
+struct StageProgram {
+    int64_t stage = 0;
+    std::vector<Task> forward;   // one micro-batch's forward
+    std::vector<Task> backward;  // one micro-batch's backward (training)
+    std::vector<Task> step;      // once per step: gradient sync, optimizer, parameter gathers
+    std::vector<ScheduleItem> schedule;
+    int64_t first_layer = 0, layers = 0;  // the layers it holds
+};
+
+struct RankCoord {
+    int64_t data = 0, tensor = 0, pipeline = 0;
+};
+
+struct StageMemory {
+    double weights_bytes = 0, gradients_bytes = 0, optimizer_state_bytes = 0, activations_bytes = 0,
+           kv_cache_bytes = 0, total_bytes = 0;
+    int64_t inflight_microbatches = 1;
+    double activations_per_microbatch_bytes = 0;
+    int64_t params = 0;  // parameters this rank holds the weights of (before ZeRO-3 sharding)
+};
+
+struct ParallelLowering {
+    ParallelPlan plan;
+    int64_t microbatch_size = 0;  // b = B / (D·M)
+    std::vector<StageProgram> stages;
+    double model_flops = 0;          // the unsplit model's FLOPs for the whole batch (training: lowered)
+    double tp_duplicated_flops = 0;  // FLOPs of replicated ops run T times, counted (T-1) times here
+    double bubble_fraction = 0;      // (P-1)/(M+P-1)
+    int64_t layers = 0;
+    std::vector<StageMemory> memory;  // per stage (see the contract)
+
+    int64_t ranks() const { return plan.devices(); }
+    RankCoord coord(int64_t rank) const;
+    int64_t rank_of(const RankCoord& c) const;
+    const StageProgram& program(int64_t rank) const {
+        return stages.at(static_cast<size_t>(coord(rank).pipeline));
+    }
+    // The ranks of `axis` for `rank`, in rank order; point-to-point axes give {peer} (empty at the ends).
+    std::vector<int64_t> group(int64_t rank, GroupAxis axis) const;
+    // FLOPs one rank runs in one step (every micro-batch, every section).
+    double rank_flops(int64_t rank) const;
+};
+
+// Checks the plan against the model and the device count (see the contract).
+void check_parallel_plan(const Model& forward, const ParallelPlan& plan, int64_t devices,
+                         const ParallelOptions& opts = {});
+// Lowers a forward model (inference or training per opts.training) under a checked plan.
+ParallelLowering lower_parallel(const Model& forward, const ParallelPlan& plan,
+                                const ParallelOptions& opts = {});
+
+// The schedule of one stage: GPipe or 1F1B order of (micro-batch, pass) items; forward only when not
+// training.
+std::vector<ScheduleItem> pipeline_schedule(PipelineSchedule kind, int64_t stage, int64_t stages,
+                                            int64_t microbatches, bool training);
+double bubble_fraction(int64_t stages, int64_t microbatches);
+
+// Model-state bytes per parameter (weights, gradients, optimizer state) before ZeRO sharding, the ZeRO
+// paper's accounting: 16-bit dtypes 2 + 2 + K (K = 12 for Adam, 4 for momentum, 4 for SGD: the FP32
+// master copy); 32-bit 4 + 4 + 4·states. Other dtypes: their size for weights and gradients, K as 16-bit.
+struct StateBytes {
+    double weights = 0, gradients = 0, optimizer = 0;
+};
+StateBytes state_bytes_per_param(DType dtype, const std::string& optimizer);
+
+// Throws a located UserError when a stage's memory total exceeds `capacity_bytes` (see the contract).
+void check_parallel_memory(const ParallelLowering& lowering, double capacity_bytes,
+                           const std::string& device_name);
+std::string to_string(GroupAxis axis);
+
+}  // namespace mlsim::wl
