@@ -13,5 +13,6 @@ int cmd_sweep(const Args& args);
 int cmd_validate(const Args& args);
 int cmd_list(const Args& args);
 int cmd_demo(const Args& args);
+int cmd_serve(const Args& args);  // cli/serve.cpp (LLM serving)
 
 }  // namespace mlsim::cli

@@ -24,6 +24,7 @@ commands:
   sweep     run every point of a design-space sweep file into a results database
   validate  check config, model and topology files without simulating
   list      list device presets (mlsim list devices) or zoo models (mlsim list models)
+  serve     serve LLM requests with continuous batching: TTFT, TPOT, throughput, energy per token
   demo      run the built-in comparison of edge, datacenter and microcontroller devices
 
 options:
@@ -58,7 +59,8 @@ int main(int argc, char** argv) {
         if (cmd == "validate") return mlsim::cli::cmd_validate(rest);
         if (cmd == "list") return mlsim::cli::cmd_list(rest);
         if (cmd == "demo") return mlsim::cli::cmd_demo(rest);
-        const std::string near = mlsim::cfg::nearest(cmd, {"run", "sweep", "validate", "list", "demo"});
+        if (cmd == "serve") return mlsim::cli::cmd_serve(rest);
+        const std::string near = mlsim::cfg::nearest(cmd, {"run", "sweep", "validate", "list", "demo", "serve"});
         fmt::print(stderr, "mlsim: error: unknown command '{}'{}\n{}", cmd,
                    near.empty() ? "" : fmt::format("; did you mean '{}'?", near), k_usage);
         return 2;

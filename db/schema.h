@@ -37,8 +37,9 @@ namespace mlsim::db::schema {
 // Version 1: runs, layers, meta. Version 2: sweeps, sweep_factors (cli/sweep.h). Version 3: device_model,
 // cycle totals and the systolic model's columns in `layers`. Version 4: layer_levels, layer_metrics (the
 // per-family columns moved there), the time split by bound, average power and TDP. Version 5: claims (which
-// process is simulating which point right now; see db/results_db.h).
-inline constexpr int64_t current_version = 5;
+// process is simulating which point right now; see db/results_db.h). Version 6: requests, serving_metrics,
+// kv_occupancy (serving runs, experiment/serving/).
+inline constexpr int64_t current_version = 6;
 
 // PRAGMA application_id stamped into every file so a foreign SQLite file is recognised ('mlsi').
 inline constexpr int32_t application_id = 0x6d6c7369;
