@@ -190,8 +190,15 @@ IterationCost DeviceIterationModel::dense(int64_t tokens, int64_t rows) {
     return run(std::move(m.b).build(), static_cast<double>(s.layers));
 }
 
-IterationCost DeviceIterationModel::prefill_attention(int64_t tokens, int64_t context) {
+IterationCost DeviceIterationModel::prefill_attention(int64_t tokens_in, int64_t context_in) {
     const DecoderShape& s = m_shape;
+    // FlashAttention-style kernels (Dao et al. 2022; vLLM's prefill path) work on whole 64- or 128-row
+    // tiles and mask the rows past the sequence's end, so a ragged length costs its padded tiles. The
+    // queries and the cached keys are padded to a multiple of 8 here: the GPU model puts a product on the
+    // tensor cores only when its dimensions are multiples of 16 bytes (arch/gpu/gpu_model.h), which a
+    // real fused kernel satisfies by that padding; unpadded, a 1,500-token prompt would run its attention
+    // on the CUDA cores (~10x slower).
+    const int64_t tokens = round_up(tokens_in, 8), context = round_up(context_in, 8);
     Builder m{wl::ModelBuilder(fmt::format("{}-prefill-attn-{}-{}", s.name, tokens, context)), m_opt.dtype};
     wl::AttentionAttr a;
     a.heads = s.heads;
@@ -242,12 +249,23 @@ int64_t decode_context_of(const std::vector<int64_t>& ctx, int64_t bucket) {
 }
 }  // namespace
 
+IterationCost DeviceIterationModel::interpolated(int kind, int64_t a, int64_t context) {
+    const int64_t q = m_opt.kv_bucket;
+    const int64_t lo = context / q * q;
+    if (lo == context) return memo(kind, a, context);
+    const int64_t hi = lo + q;
+    const IterationCost cl = memo(kind, a, lo), ch = memo(kind, a, hi);
+    const double f = static_cast<double>(context - lo) / static_cast<double>(q);
+    return IterationCost{cl.time_s + f * (ch.time_s - cl.time_s),
+                         cl.energy_j + f * (ch.energy_j - cl.energy_j)};
+}
+
 IterationCost DeviceIterationModel::cost(const Batch& batch) {
     IterationCost c = memo(0, batch.tokens(), batch.logit_rows());
-    for (const PrefillChunk& p : batch.prefills) c += memo(1, p.tokens, round_up(p.context, m_opt.kv_bucket));
+    for (const PrefillChunk& p : batch.prefills) c += interpolated(1, p.tokens, p.context);
     if (!batch.decode_context.empty())
-        c += memo(2, static_cast<int64_t>(batch.decode_context.size()),
-                  decode_context_of(batch.decode_context, m_opt.kv_bucket));
+        c += interpolated(2, static_cast<int64_t>(batch.decode_context.size()),
+                          decode_context_of(batch.decode_context, 1));
     return c;
 }
 

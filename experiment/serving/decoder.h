@@ -102,9 +102,11 @@ class IterationModel {
 
 struct DeviceModelOptions {
     wl::DType dtype = wl::DType::fp16;
-    // KV lengths are rounded up to a multiple of this before a decode attention op (or a prefill
-    // chunk's context) is simulated; 1 = exact. Memory-bound attention time is linear in the cache
-    // length, so rounding up the mean by < kv_bucket tokens changes it by < kv_bucket / length.
+    // Attention ops are simulated at cached lengths that are multiples of this (1 = every length):
+    // the time and energy at another length are interpolated linearly between the two multiples around
+    // it. Attention over a cache is linear in its length (every cached K and V row is read once and
+    // enters one dot product per query), so the interpolation is exact up to the device model's tile
+    // and wave steps; the test bounds the effect on serving results at < 1 %.
     int64_t kv_bucket = 16;
     // Fraction of device memory the server may use (vLLM's gpu_memory_utilization, default 0.9).
     double memory_utilization = 0.9;
@@ -137,7 +139,9 @@ class DeviceIterationModel final : public IterationModel {
 
     // The three parts (public for tests): the dense ops of an iteration of `tokens` tokens and `rows`
     // logit rows (all layers and the head); one prefill chunk's attention (all layers); B decode
-    // sequences' attention over `context` cached tokens each (all layers).
+    // sequences' attention over `context` cached tokens each (all layers). A decode batch with different
+    // cached lengths is simulated at their mean (rounded up to a whole token): the batched kernel reads
+    // every sequence's cache once, so its memory time is that of B caches of the mean length.
     IterationCost dense(int64_t tokens, int64_t rows);
     IterationCost prefill_attention(int64_t tokens, int64_t context);
     IterationCost decode_attention(int64_t batch, int64_t context);
@@ -145,6 +149,7 @@ class DeviceIterationModel final : public IterationModel {
   private:
     IterationCost run(const wl::Model& model, double layer_scale_prefix_count);
     IterationCost memo(int kind, int64_t a, int64_t b);
+    IterationCost interpolated(int kind, int64_t a, int64_t context);
 
     arch::DeviceSpec m_device;
     DecoderShape m_shape;
