@@ -133,6 +133,12 @@ int cmd_serve(const Args& args) {
     const serving::ServeRun run = serving::run_serving(o);
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const serving::ServingResult& r = run.result;
+    if (run.system.device_count > 1)
+        fmt::print(
+            stderr,
+            "note: {} has {} devices; this run serves one replica on one {} (tensor / pipeline parallel "
+            "serving is not modelled yet)\n",
+            run.system.name, run.system.device_count, run.system.device.name);
     fmt::print("{} on {} ({}, {}), {} requests{}:\n", run.shape.name, run.system.device.name, o.dtype,
                run.system.device.model, r.requests.size(),
                o.requests.trace.empty()

@@ -46,7 +46,7 @@ ServeRun run_serving(const ServeOptions& opt) {
     if (!(opt.memory_utilization > 0 && opt.memory_utilization <= 1))
         cfg::fail(k_cl, "--mem-util", fmt::format("must be in (0, 1], got {}", opt.memory_utilization));
     if (opt.requests.trace.empty()) {
-        positive(opt.requests.count, "--requests", 10'000'000);
+        positive(opt.requests.count, "--requests", 1'000'000);
         if (!(opt.requests.rate >= 0) || !std::isfinite(opt.requests.rate))
             cfg::fail(k_cl, "--rate",
                       fmt::format("must be a finite rate >= 0 (0: all at once), got {}", opt.requests.rate));

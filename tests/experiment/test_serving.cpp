@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -250,4 +251,23 @@ TEST_CASE("mlsim serve writes the requests table and reports bad input as locate
     bad = test::run_mlsim("serve --model llama2-70b --system a100");
     CHECK(bad.status == 2);
     CHECK(test::contains(bad.text, "does not fit"));
+}
+
+TEST_CASE("a serving run appends to an older results database, which stays readable", "[serving][db]") {
+    test::TempDir dir("serve-v3");
+    const std::string db = dir.file("old.db");
+    std::filesystem::copy_file(std::string(MLSIM_SOURCE_DIR) + "/tests/db/data/schema_v3.db", db);
+    const std::vector<std::string> before =
+        test::query(db, "SELECT run_id, model, total_time_s FROM runs ORDER BY run_id");
+    REQUIRE(!before.empty());
+    const auto out = test::run_mlsim(fmt::format("serve --requests 20 --rate 2 --db '{}'", db));
+    REQUIRE(out.status == 0);
+    CHECK(test::query(db, "SELECT value FROM meta WHERE key = 'schema_version'") ==
+          std::vector<std::string>{"6|"});
+    std::vector<std::string> after =
+        test::query(db, "SELECT run_id, model, total_time_s FROM runs ORDER BY run_id");
+    REQUIRE(after.size() == before.size() + 1);
+    after.pop_back();
+    CHECK(after == before);
+    CHECK(test::query(db, "SELECT COUNT(*) FROM requests") == std::vector<std::string>{"20|"});
 }
