@@ -89,6 +89,8 @@ int cmd_serve(const Args& args) {
          "fraction of device memory for weights, workspace and KV cache (vLLM gpu_memory_utilization)")  //
         ("kv-capacity", po::value<std::string>(),
          "KV-cache bytes (e.g. 2GB) instead of the memory budget")  //
+        ("tp", po::value<std::string>()->default_value("1"),
+         "tensor-parallel ranks: the system's first N devices (collectives: ring over its topology)")  //
         ("db", po::value<std::string>(), "results database to append the run to");
     auto vm = parse(args, desc);
     if (!vm) {
@@ -120,6 +122,7 @@ int cmd_serve(const Args& args) {
     o.scheduler.block = to_int(text("block"), "--block");
     o.kv_bucket = to_int(text("kv-bucket"), "--kv-bucket");
     o.memory_utilization = to_real(text("mem-util"), "--mem-util");
+    o.tp = to_int(text("tp"), "--tp");
     if (vm->count("kv-capacity")) {
         const cfg::Quantity q =
             cfg::parse_quantity(text("kv-capacity"), cfg::Dim::size, k_cl, "--kv-capacity");
@@ -133,19 +136,17 @@ int cmd_serve(const Args& args) {
     const serving::ServeRun run = serving::run_serving(o);
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const serving::ServingResult& r = run.result;
-    if (run.system.device_count > 1)
-        fmt::print(
-            stderr,
-            "note: {} has {} devices; this run serves one replica on one {} (tensor / pipeline parallel "
-            "serving is not modelled yet)\n",
-            run.system.name, run.system.device_count, run.system.device.name);
-    fmt::print("{} on {} ({}, {}), {} requests{}:\n", run.shape.name, run.system.device.name, o.dtype,
-               run.system.device.model, r.requests.size(),
-               o.requests.trace.empty()
-                   ? fmt::format(" at {} req/s (seed {})", o.requests.rate, o.requests.seed)
-                   : fmt::format(" from {}", o.requests.trace));
+    if (run.system.device_count > o.tp)
+        fmt::print(stderr, "note: {} has {} devices; this run serves one replica on {} of them (--tp {})\n",
+                   run.system.name, run.system.device_count, o.tp, o.tp);
     fmt::print(
-        "  memory    weights {:.2f} GB, workspace {:.2f} GB, KV cache {:.2f} GB = {} blocks of {} tokens\n",
+        "{} on {}{} ({}, {}), {} requests{}:\n", run.shape.name, o.tp > 1 ? fmt::format("{} x ", o.tp) : "",
+        run.system.device.name, o.dtype, run.system.device.model, r.requests.size(),
+        o.requests.trace.empty() ? fmt::format(" at {} req/s (seed {})", o.requests.rate, o.requests.seed)
+                                 : fmt::format(" from {}", o.requests.trace));
+    fmt::print(
+        "  memory    per device: weights {:.2f} GB, workspace {:.2f} GB, KV cache {:.2f} GB = {} blocks of "
+        "{} tokens\n",
         run.weight_bytes / 1e9, run.workspace_bytes / 1e9, run.kv_capacity_bytes / 1e9, r.total_blocks,
         o.scheduler.block);
     fmt::print("  TTFT      mean {}  p50 {}  p90 {}  p99 {}\n", ms(r.ttft_s.mean), ms(r.ttft_s.p50),

@@ -112,14 +112,42 @@ int64_t Batch::logit_rows() const {
 DeviceIterationModel::DeviceIterationModel(const arch::DeviceSpec& device, DecoderShape shape,
                                            DeviceModelOptions opt)
     : m_device(device), m_shape(std::move(shape)), m_opt(opt), m_model(arch::make_device_model(m_device)) {
-    MLSIM_CHECK(m_opt.kv_bucket >= 1 && m_opt.max_batched_tokens >= 1 && m_opt.max_batch >= 1,
-                "serving: bad device-model options");
+    MLSIM_CHECK(
+        m_opt.kv_bucket >= 1 && m_opt.max_batched_tokens >= 1 && m_opt.max_batch >= 1 && m_opt.tp >= 1,
+        "serving: bad device-model options");
+    const int64_t tp = m_opt.tp;
+    const cfg::SourceLoc cl{"<command line>", 0, 0};
+    if (m_shape.heads % tp != 0 || m_shape.ffn % tp != 0 ||
+        (m_shape.kv_heads % tp != 0 && tp % m_shape.kv_heads != 0))
+        cfg::fail(
+            cl, "--tp",
+            fmt::format("{} ({} heads, {} KV heads, FFN {}) does not split over {} ranks: tp must divide the "
+                        "heads and the FFN width, and divide or be a multiple of the KV heads",
+                        m_shape.name, m_shape.heads, m_shape.kv_heads, m_shape.ffn, tp));
+    MLSIM_CHECK(tp == 1 || (m_opt.comm.all_reduce_s && m_opt.comm.all_gather_s),
+                "serving: tensor parallelism without a communication model");
+    m_heads = m_shape.heads / tp;
+    m_kv_heads = std::max<int64_t>(1, m_shape.kv_heads / tp);
+    m_ffn = m_shape.ffn / tp;
+    m_vocab = (m_shape.vocab + tp - 1) / tp;  // vLLM pads the vocabulary to a multiple of the ranks
     const double elem = wl::dtype_bytes(m_opt.dtype);
     m_workspace = static_cast<double>(m_opt.max_batched_tokens) *
-                      static_cast<double>(3 * m_shape.d_model + 2 * m_shape.ffn) * elem +
+                      static_cast<double>(3 * m_shape.d_model + 2 * m_ffn) * elem +
                   static_cast<double>(m_opt.max_batch) * static_cast<double>(m_shape.vocab) * 4.0;
     const double memory = m_device.main_memory().total_capacity_bytes();
-    const double weights = m_shape.weight_bytes(m_opt.dtype);
+    {
+        // Sharded: Q/K/V/O, the MLP, embedding and head; replicated: norms (and replicated KV heads).
+        const double d = static_cast<double>(m_shape.d_model), hd = static_cast<double>(m_shape.head_dim());
+        const double norms = (m_shape.rms_norm ? 1.0 : 2.0) * d * static_cast<double>(2 * m_shape.layers + 1);
+        const double attn =
+            2 * d * static_cast<double>(m_heads) * hd + 2 * d * static_cast<double>(m_kv_heads) * hd;
+        const double mlp = (m_shape.gated_ffn ? 3.0 : 2.0) * d * static_cast<double>(m_ffn);
+        const double emb = static_cast<double>(m_vocab) * d * (m_shape.tied_head ? 1 : 2) +
+                           (m_shape.rope ? 0 : static_cast<double>(m_shape.max_context) * d);
+        m_weights = tp == 1 ? m_shape.parameters() * elem
+                            : (norms + static_cast<double>(m_shape.layers) * (attn + mlp) + emb) * elem;
+    }
+    const double weights = m_weights;
     m_kv_capacity = m_opt.kv_capacity_override > 0
                         ? m_opt.kv_capacity_override
                         : m_opt.memory_utilization * memory - weights - m_workspace;
@@ -138,6 +166,23 @@ IterationCost DeviceIterationModel::run(const wl::Model& model, double layers) {
         c.time_s += scale * r.time_s;
         c.energy_j += scale * r.energy_j();
     }
+    // Every rank runs the same ops at the same time: the group's energy is tp x one rank's.
+    c.energy_j *= static_cast<double>(m_opt.tp);
+    return c;
+}
+
+IterationCost DeviceIterationModel::comm_cost(int64_t tokens, int64_t rows) const {
+    const double e = wl::dtype_bytes(m_opt.dtype);
+    const double act = static_cast<double>(tokens * m_shape.d_model) * e;
+    const double logits = static_cast<double>(rows * m_vocab * m_opt.tp) * e;
+    const double n = static_cast<double>(m_opt.tp);
+    IterationCost c;
+    const double reduces = 2.0 * static_cast<double>(m_shape.layers) + 1;  // per layer two, the embedding one
+    c.time_s = reduces * m_opt.comm.all_reduce_s(act) + (rows > 0 ? m_opt.comm.all_gather_s(logits) : 0.0);
+    // Ring traffic: each rank sends 2(n-1)/n of the buffer per all-reduce and (n-1)/n per all-gather; the
+    // devices draw static power meanwhile (the compute units wait).
+    const double bytes = n * (reduces * 2 * (n - 1) / n * act + (rows > 0 ? (n - 1) / n * logits : 0.0));
+    c.energy_j = bytes * m_opt.comm.energy_J_per_byte + c.time_s * m_device.static_power_W * n;
     return c;
 }
 
@@ -146,8 +191,8 @@ IterationCost DeviceIterationModel::dense(int64_t tokens, int64_t rows) {
     Builder m{wl::ModelBuilder(fmt::format("{}-dense-{}-{}", s.name, tokens, rows)), m_opt.dtype};
     using H = Builder::H;
     const wl::NormType nt = s.rms_norm ? wl::NormType::rms : wl::NormType::layer;
-    const int64_t kvw = s.kv_heads * s.head_dim();
-    H x = m.op("embed_tokens", wl::EmbeddingAttr{s.vocab, s.d_model, false, false},
+    const int64_t kvw = m_kv_heads * s.head_dim(), qw = m_heads * s.head_dim();
+    H x = m.op("embed_tokens", wl::EmbeddingAttr{m_vocab, s.d_model, false, false},
                {Builder::input({1, tokens})});
     if (!s.rope) {
         H pos = m.op("embed_positions", wl::EmbeddingAttr{s.max_context, s.d_model, false, false},
@@ -158,7 +203,7 @@ IterationCost DeviceIterationModel::dense(int64_t tokens, int64_t rows) {
     const std::string p(k_layer_prefix);
     H in = Builder::input({1, tokens, s.d_model});
     H y = m.op(p + "input_norm", wl::NormAttr{nt, 0}, {in});
-    H q = m.op(p + "q_proj", wl::LinearAttr{0, s.d_model, s.bias}, {y});
+    H q = m.op(p + "q_proj", wl::LinearAttr{0, qw, s.bias}, {y});
     H k = m.op(p + "k_proj", wl::LinearAttr{0, kvw, s.bias}, {y});
     m.op(p + "v_proj", wl::LinearAttr{0, kvw, s.bias}, {y});
     if (s.rope) {
@@ -166,17 +211,17 @@ IterationCost DeviceIterationModel::dense(int64_t tokens, int64_t rows) {
         m.op(p + "rope_k", wl::EltwiseAttr{wl::Eltwise::rope}, {k});
     }
     // The attention output (the attention ops are simulated apart, per sequence) feeds o_proj.
-    H o = m.op(p + "o_proj", wl::LinearAttr{0, s.d_model, s.bias}, {Builder::input({1, tokens, s.d_model})});
+    H o = m.op(p + "o_proj", wl::LinearAttr{0, s.d_model, s.bias}, {Builder::input({1, tokens, qw})});
     H r = m.op(p + "attn.add", wl::EltwiseAttr{wl::Eltwise::add}, {o, in});
     y = m.op(p + "post_attention_norm", wl::NormAttr{nt, 0}, {r});
     if (s.gated_ffn) {
-        H gate = m.op(p + "mlp.gate_proj", wl::LinearAttr{0, s.ffn, false}, {y});
-        H up = m.op(p + "mlp.up_proj", wl::LinearAttr{0, s.ffn, false}, {y});
+        H gate = m.op(p + "mlp.gate_proj", wl::LinearAttr{0, m_ffn, false}, {y});
+        H up = m.op(p + "mlp.up_proj", wl::LinearAttr{0, m_ffn, false}, {y});
         gate = m.op(p + "mlp.silu", wl::EltwiseAttr{wl::Eltwise::silu}, {gate});
         y = m.op(p + "mlp.mul", wl::EltwiseAttr{wl::Eltwise::mul}, {gate, up});
         y = m.op(p + "mlp.down_proj", wl::LinearAttr{0, s.d_model, false}, {y});
     } else {
-        y = m.op(p + "mlp.fc", wl::LinearAttr{0, s.ffn, s.bias}, {y});
+        y = m.op(p + "mlp.fc", wl::LinearAttr{0, m_ffn, s.bias}, {y});
         y = m.op(p + "mlp.gelu", wl::EltwiseAttr{wl::Eltwise::gelu}, {y});
         y = m.op(p + "mlp.proj", wl::LinearAttr{0, s.d_model, s.bias}, {y});
     }
@@ -184,10 +229,12 @@ IterationCost DeviceIterationModel::dense(int64_t tokens, int64_t rows) {
     // The final norm and the LM head over the rows whose next token is sampled.
     if (rows > 0) {
         H last = m.op("final_norm", wl::NormAttr{nt, 0}, {Builder::input({1, rows, s.d_model})});
-        m.op("lm_head", wl::LinearAttr{0, s.vocab, false}, {last});
+        m.op("lm_head", wl::LinearAttr{0, m_vocab, false}, {last});
     }
     (void)x;
-    return run(std::move(m.b).build(), static_cast<double>(s.layers));
+    IterationCost c = run(std::move(m.b).build(), static_cast<double>(s.layers));
+    if (m_opt.tp > 1) c += comm_cost(tokens, rows);
+    return c;
 }
 
 IterationCost DeviceIterationModel::prefill_attention(int64_t tokens_in, int64_t context_in) {
@@ -201,15 +248,15 @@ IterationCost DeviceIterationModel::prefill_attention(int64_t tokens_in, int64_t
     const int64_t tokens = round_up(tokens_in, 8), context = round_up(context_in, 8);
     Builder m{wl::ModelBuilder(fmt::format("{}-prefill-attn-{}-{}", s.name, tokens, context)), m_opt.dtype};
     wl::AttentionAttr a;
-    a.heads = s.heads;
-    a.kv_heads = s.kv_heads;
+    a.heads = m_heads;
+    a.kv_heads = m_kv_heads;
     a.causal = true;
     a.skip_masked = true;  // FlashAttention / vLLM's prefill kernels skip fully masked key blocks
     a.decode = context > 0;
     a.cache_len = context;
-    const int64_t kvw = s.kv_heads * s.head_dim();
+    const int64_t kvw = m_kv_heads * s.head_dim(), qw = m_heads * s.head_dim();
     m.op(std::string(k_layer_prefix) + "attn", a,
-         {Builder::input({1, tokens, s.d_model}), Builder::input({1, tokens, kvw}),
+         {Builder::input({1, tokens, qw}), Builder::input({1, tokens, kvw}),
           Builder::input({1, tokens, kvw})});
     return run(std::move(m.b).build(), static_cast<double>(s.layers));
 }
@@ -218,15 +265,14 @@ IterationCost DeviceIterationModel::decode_attention(int64_t batch, int64_t cont
     const DecoderShape& s = m_shape;
     Builder m{wl::ModelBuilder(fmt::format("{}-decode-attn-{}-{}", s.name, batch, context)), m_opt.dtype};
     wl::AttentionAttr a;
-    a.heads = s.heads;
-    a.kv_heads = s.kv_heads;
+    a.heads = m_heads;
+    a.kv_heads = m_kv_heads;
     a.causal = true;
     a.decode = true;
     a.cache_len = context;
-    const int64_t kvw = s.kv_heads * s.head_dim();
+    const int64_t kvw = m_kv_heads * s.head_dim(), qw = m_heads * s.head_dim();
     m.op(std::string(k_layer_prefix) + "attn", a,
-         {Builder::input({batch, 1, s.d_model}), Builder::input({batch, 1, kvw}),
-          Builder::input({batch, 1, kvw})});
+         {Builder::input({batch, 1, qw}), Builder::input({batch, 1, kvw}), Builder::input({batch, 1, kvw})});
     return run(std::move(m.b).build(), static_cast<double>(s.layers));
 }
 

@@ -19,6 +19,7 @@
 // tensor-parallel plan implements the same interface with the shards' GEMMs (d/TP heads and FFN columns
 // per rank) plus the all-reduces of the network model, a pipeline-parallel plan with its stages.
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -100,8 +101,23 @@ class IterationModel {
     virtual int64_t simulated_shapes() const = 0;
 };
 
+// Collectives of a tensor-parallel group, from the system's network (serving.cpp builds it from the
+// topology; the network helper's INetwork can replace it). Times in seconds for `bytes` in nccl-tests'
+// convention (the whole buffer), energy in J.
+struct GroupComm {
+    std::function<double(double bytes)> all_reduce_s, all_gather_s;
+    double energy_J_per_byte = 0;  // per byte carried over one link
+};
+
 struct DeviceModelOptions {
     wl::DType dtype = wl::DType::fp16;
+    // Tensor parallelism (Megatron-LM, Shoeybi et al. 2019, arXiv:1909.08053; vLLM's layout): each of `tp`
+    // ranks holds heads / tp query heads and kv_heads / tp KV heads (each KV head replicated over
+    // tp / kv_heads ranks when tp > kv_heads, as vLLM does), FFN columns ffn / tp, a vocab / tp slice of
+    // the embedding and the LM head. Per layer two all-reduces of the T x d activations (after o_proj and
+    // after down_proj), one for the embedding, and an all-gather of the R x vocab logits. tp > 1 needs comm.
+    int64_t tp = 1;
+    GroupComm comm;
     // Attention ops are simulated at cached lengths that are multiples of this (1 = every length):
     // the time and energy at another length are interpolated linearly between the two multiples around
     // it. Attention over a cache is linear in its length (every cached K and V row is read once and
@@ -131,8 +147,13 @@ class DeviceIterationModel final : public IterationModel {
     // plus fp32 logits for max_batch rows (max_batch · vocab · 4 B). A UserError when it is not positive
     // (the model does not fit).
     double kv_capacity_bytes() const override { return m_kv_capacity; }
-    double kv_bytes_per_token() const override { return m_shape.kv_bytes_per_token(m_opt.dtype); }
-    double static_power_W() const override { return m_device.static_power_W; }
+    double kv_bytes_per_token() const override {
+        return 2.0 * static_cast<double>(m_shape.layers * m_kv_heads * m_shape.head_dim()) *
+               wl::dtype_bytes(m_opt.dtype);
+    }
+    double static_power_W() const override { return m_device.static_power_W * static_cast<double>(m_opt.tp); }
+    // One rank's share of the weights: the sharded matrices / tp, the norms whole.
+    double weight_bytes_per_rank() const { return m_weights; }
     int64_t simulated_shapes() const override { return static_cast<int64_t>(m_memo.size()); }
     double workspace_bytes() const { return m_workspace; }
     const DecoderShape& shape() const { return m_shape; }
@@ -155,7 +176,9 @@ class DeviceIterationModel final : public IterationModel {
     DecoderShape m_shape;
     DeviceModelOptions m_opt;
     std::unique_ptr<arch::DeviceModel> m_model;
-    double m_kv_capacity = 0, m_workspace = 0;
+    double m_kv_capacity = 0, m_workspace = 0, m_weights = 0;
+    int64_t m_heads = 0, m_kv_heads = 0, m_ffn = 0, m_vocab = 0;  // per rank
+    IterationCost comm_cost(int64_t tokens, int64_t rows) const;
     std::map<std::tuple<int, int64_t, int64_t>, IterationCost> m_memo;
 };
 

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <limits>
+
 #include "sim/config/error.h"
 #include "sim/config/loader.h"
 #include "workloads/dtype.h"
@@ -17,6 +19,28 @@ cfg::Node scalar(const std::string& value, const std::string& path) {
 }
 
 }  // namespace
+
+GroupComm ring_comm(const arch::net::Topology& topo, const std::vector<arch::net::VertexId>& ranks) {
+    double latency = 0, bw = std::numeric_limits<double>::infinity(), energy = 0;
+    for (size_t i = 0; i < ranks.size(); ++i) {
+        const std::optional<arch::net::Route> r = topo.route(ranks[i], ranks[(i + 1) % ranks.size()]);
+        if (!r)
+            cfg::fail(k_cl, "--tp",
+                      fmt::format("no route from {} to {}", topo.vertex(ranks[i]).name,
+                                  topo.vertex(ranks[(i + 1) % ranks.size()]).name));
+        latency = std::max(latency, r->latency.to_seconds());
+        bw = std::min(bw, r->bottleneck_Bps);
+        double e = 0;
+        for (const arch::net::Hop& h : r->hops) e += topo.link(h.link).props.energy_J_per_byte;
+        energy = std::max(energy, e);
+    }
+    const double n = static_cast<double>(ranks.size());
+    GroupComm c;
+    c.all_reduce_s = [=](double bytes) { return 2 * (n - 1) * (latency + bytes / n / bw); };
+    c.all_gather_s = [=](double bytes) { return (n - 1) * (latency + bytes / n / bw); };
+    c.energy_J_per_byte = energy;
+    return c;
+}
 
 ServeRun run_serving(const ServeOptions& opt) {
     ServeRun run;
@@ -69,9 +93,26 @@ ServeRun run_serving(const ServeOptions& opt) {
     dm.max_batched_tokens = sched.chunked_prefill > 0 ? sched.chunked_prefill : sched.max_batched_tokens;
     dm.max_batch = sched.max_batch;
     dm.kv_capacity_override = opt.kv_capacity_bytes;
+    if (opt.tp < 1 || opt.tp > 4096)
+        cfg::fail(k_cl, "--tp", fmt::format("must be from 1 to 4096, got {}", opt.tp));
+    dm.tp = opt.tp;
+    if (opt.tp > 1) {
+        std::vector<arch::net::VertexId> ranks;
+        if (run.system.has_network())
+            for (const arch::SystemDevice& d : run.system.devices)
+                if (d.type == 0 && static_cast<int64_t>(ranks.size()) < opt.tp)
+                    if (const auto v = run.system.topology->find_device(d.name)) ranks.push_back(*v);
+        if (static_cast<int64_t>(ranks.size()) < opt.tp)
+            cfg::fail(
+                k_cl, "--tp",
+                fmt::format("{} has {} networked {} devices; tensor parallelism over {} needs that many "
+                            "(a system file with nodes and links, e.g. dgx-a100-node)",
+                            run.system.name, ranks.size(), run.system.device.name, opt.tp));
+        dm.comm = ring_comm(*run.system.topology, ranks);
+    }
     DeviceIterationModel model(run.system.device, run.shape, dm);
     run.kv_capacity_bytes = model.kv_capacity_bytes();
-    run.weight_bytes = run.shape.weight_bytes(*dtype);
+    run.weight_bytes = model.weight_bytes_per_rank();
     run.workspace_bytes = model.workspace_bytes();
     run.result = serve(model, std::move(reqs), sched);
 
@@ -82,7 +123,7 @@ ServeRun run_serving(const ServeOptions& opt) {
     };
     put("model", run.shape.name);
     put("dtype", opt.dtype);
-    put("replica_devices", "1");
+    put("tensor_parallel", std::to_string(opt.tp));
     if (opt.requests.trace.empty()) {
         put("requests", std::to_string(opt.requests.count));
         put("rate", fmt::format("{}", opt.requests.rate));

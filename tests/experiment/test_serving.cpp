@@ -271,3 +271,41 @@ TEST_CASE("a serving run appends to an older results database, which stays reada
     CHECK(after == before);
     CHECK(test::query(db, "SELECT COUNT(*) FROM requests") == std::vector<std::string>{"20|"});
 }
+
+TEST_CASE("tensor-parallel serving splits the work and pays the ring collectives", "[serving][tp]") {
+    const arch::SystemSpec node = exp::load_system_file(exp::resolve_system_path("dgx-a100-node"));
+    const DecoderShape s = decoder_shape("llama2-13b", {}, "model");
+    std::vector<arch::net::VertexId> ranks;
+    for (size_t i = 0; i < 2; ++i) ranks.push_back(*node.topology->find_device(node.devices[i].name));
+    DeviceModelOptions o1, o2;
+    o2.tp = 2;
+    o2.comm = ring_comm(*node.topology, ranks);
+    // NVLink3 through the NVSwitch: 12 x 25 GB/s per direction; 0.6 us a step (link, switch, link).
+    CHECK(o2.comm.all_reduce_s(0) == Approx(2 * 0.6e-6).epsilon(1e-6));
+    CHECK(o2.comm.all_reduce_s(300e6) == Approx(2 * (0.6e-6 + 150e6 / 300e9)).epsilon(1e-6));
+    DeviceIterationModel one(node.device, s, o1), two(node.device, s, o2);
+    CHECK(two.kv_bytes_per_token() == Approx(one.kv_bytes_per_token() / 2));
+    CHECK(two.weight_bytes_per_rank() < 0.51 * one.weight_bytes_per_rank());
+    CHECK(two.weight_bytes_per_rank() > 0.49 * one.weight_bytes_per_rank());
+    const Batch step = decode_of(std::vector<int64_t>(32, 1000));
+    const double t1 = one.cost(step).time_s, t2 = two.cost(step).time_s;
+    CHECK(t2 < t1);
+    CHECK(t2 > t1 / 2);  // the collectives and the launch overheads do not shrink
+    // The group's energy: both ranks' ops and static power, plus the links.
+    CHECK(two.cost(step).energy_j > one.cost(step).energy_j * 0.9);
+
+    ServeOptions so;
+    so.system = "dgx-a100-node";
+    so.model = "llama2-70b";
+    so.tp = 8;
+    so.requests.count = 200;
+    so.requests.rate = 4;
+    const ServeRun run = run_serving(so);
+    CHECK(run.result.requests.size() == 200);
+    CHECK(run.result.tpot_s.p50 > 0);
+    so.system = "a100";
+    CHECK_THROWS_AS(run_serving(so), cfg::UserError);  // one device, no network
+    so.system = "dgx-a100-node";
+    so.tp = 3;  // 64 heads do not split over 3 ranks
+    CHECK_THROWS_AS(run_serving(so), cfg::UserError);
+}
