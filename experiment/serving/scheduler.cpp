@@ -59,6 +59,7 @@ std::vector<Request> read_trace(const std::string& path) {
         if (f.size() != 3) trace_fail(path, n, 1, fmt::format("expected 3 fields, got {}", f.size()));
         Request r;
         r.id = static_cast<int64_t>(out.size());
+        r.line = n;
         int col = 1;
         const auto num = [&](const std::string& s, const char* what) {
             char* end = nullptr;

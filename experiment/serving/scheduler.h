@@ -40,6 +40,7 @@ struct Request {
     int64_t id = 0;
     double arrival_s = 0;
     int64_t prompt_tokens = 0, output_tokens = 0;
+    int line = 0;  // the trace line it came from; 0 when generated
 };
 
 struct RequestSource {

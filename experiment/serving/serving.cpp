@@ -81,7 +81,7 @@ ServeRun run_serving(const ServeOptions& opt) {
     for (const Request& r : reqs)
         if (r.prompt_tokens + r.output_tokens > run.shape.max_context)
             cfg::fail(
-                opt.requests.trace.empty() ? k_cl : cfg::SourceLoc{opt.requests.trace, 0, 0},
+                opt.requests.trace.empty() ? k_cl : cfg::SourceLoc{opt.requests.trace, r.line, 1},
                 opt.requests.trace.empty() ? "--prompt" : "trace",
                 fmt::format("request {}: prompt {} + output {} tokens exceed {}'s context of {} tokens", r.id,
                             r.prompt_tokens, r.output_tokens, run.shape.name, run.shape.max_context));

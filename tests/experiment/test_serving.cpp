@@ -240,6 +240,11 @@ TEST_CASE("mlsim serve writes the requests table and reports bad input as locate
     CHECK(bad.status == 2);
     CHECK(test::contains(bad.text, "t.csv:3:"));
     CHECK(test::contains(bad.text, "prompt_tokens 'abc' is not a number"));
+    std::ofstream(trace) << "arrival_s,prompt_tokens,output_tokens\n0,100,10\n# long\n0.5,4000,200\n";
+    bad = test::run_mlsim(fmt::format("serve --trace '{}'", trace));
+    CHECK(bad.status == 2);
+    CHECK(test::contains(bad.text, "t.csv:4:1"));
+    CHECK(test::contains(bad.text, "exceed llama2-7b's context of 4096 tokens"));
     bad = test::run_mlsim("serve --model llama2-7 --requests 5");
     CHECK(bad.status == 2);
     CHECK(test::contains(bad.text, "did you mean 'llama2-7b'"));
