@@ -60,7 +60,8 @@ int main(int argc, char** argv) {
         if (cmd == "list") return mlsim::cli::cmd_list(rest);
         if (cmd == "demo") return mlsim::cli::cmd_demo(rest);
         if (cmd == "serve") return mlsim::cli::cmd_serve(rest);
-        const std::string near = mlsim::cfg::nearest(cmd, {"run", "sweep", "validate", "list", "demo", "serve"});
+        const std::string near =
+            mlsim::cfg::nearest(cmd, {"run", "sweep", "validate", "list", "demo", "serve"});
         fmt::print(stderr, "mlsim: error: unknown command '{}'{}\n{}", cmd,
                    near.empty() ? "" : fmt::format("; did you mean '{}'?", near), k_usage);
         return 2;
