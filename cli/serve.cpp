@@ -98,7 +98,8 @@ int cmd_serve(const Args& args) {
             << "usage: mlsim serve [--system a100] [--model llama2-7b] [--rate R] [--requests N] "
                "[options]\n\n"
                "Serves LLM requests with continuous batching (vLLM-style paged KV cache, preemption by\n"
-               "recompute) on one device of the system; prints TTFT, TPOT, throughput and energy.\n\n"
+               "recompute) on one device, or on --tp N devices of a networked system; prints TTFT, TPOT,\n"
+               "throughput and energy.\n\n"
             << desc;
         return 0;
     }
