@@ -24,6 +24,7 @@ commands:
   sweep     run every point of a design-space sweep file into a results database
   validate  check config, model and topology files without simulating
   list      list device presets (mlsim list devices) or zoo models (mlsim list models)
+  serve     serve LLM requests with continuous batching: TTFT, TPOT, throughput, energy per token
   demo      run the built-in comparison of edge, datacenter and microcontroller devices
   collective  time a collective over a system's network for a range of sizes (nccl-tests style)
 
@@ -60,8 +61,9 @@ int main(int argc, char** argv) {
         if (cmd == "list") return mlsim::cli::cmd_list(rest);
         if (cmd == "demo") return mlsim::cli::cmd_demo(rest);
         if (cmd == "collective") return mlsim::cli::cmd_collective(rest);
+        if (cmd == "serve") return mlsim::cli::cmd_serve(rest);
         const std::string near =
-            mlsim::cfg::nearest(cmd, {"run", "sweep", "validate", "list", "demo", "collective"});
+            mlsim::cfg::nearest(cmd, {"run", "sweep", "validate", "list", "demo", "collective", "serve"});
         fmt::print(stderr, "mlsim: error: unknown command '{}'{}\n{}", cmd,
                    near.empty() ? "" : fmt::format("; did you mean '{}'?", near), k_usage);
         return 2;

@@ -835,6 +835,70 @@ int64_t ResultsDb::record_failed_run(const RunInfo& info, const std::string& err
     return run_id;
 }
 
+int64_t ResultsDb::record_serving_run(const RunInfo& info, const ServingRows& rows, double wall_s) {
+    MLSIM_CHECK(!info.config_yaml.empty(), "results: an ok run needs its resolved config");
+    validate_info(info, wall_s);
+    MLSIM_CHECK(non_negative(rows.makespan_s) && non_negative(rows.energy_j),
+                "results: serving run with a negative or non-finite makespan or energy");
+    std::set<int64_t> ids;
+    for (const RequestRow& r : rows.requests) {
+        MLSIM_CHECK(non_negative(r.arrival_s) && std::isfinite(r.first_token_s) &&
+                        std::isfinite(r.finish_s) && r.arrival_s <= r.first_token_s &&
+                        r.first_token_s <= r.finish_s,
+                    fmt::format("results: request {}: times out of order or not finite", r.request_id));
+        MLSIM_CHECK(r.prompt_tokens >= 0 && r.output_tokens >= 0 && r.preemptions >= 0,
+                    fmt::format("results: request {}: negative count", r.request_id));
+        MLSIM_CHECK(ids.insert(r.request_id).second,
+                    fmt::format("results: request {} repeated", r.request_id));
+    }
+    std::set<std::string> names;
+    for (const ServingMetric& m : rows.summary)
+        MLSIM_CHECK(
+            std::isfinite(m.value) && !m.name.empty() && !m.unit.empty() && names.insert(m.name).second,
+            fmt::format("results: serving metric '{}' unnamed, repeated, without unit or not finite",
+                        m.name));
+    for (const OccupancyRow& o : rows.occupancy)
+        MLSIM_CHECK(non_negative(o.time_s) && o.used_blocks >= 0 && o.used_blocks <= o.total_blocks &&
+                        o.running >= 0 && o.waiting >= 0,
+                    "results: bad KV-occupancy sample");
+    Totals totals;
+    totals.time_s = rows.makespan_s;
+    totals.energy_j = rows.energy_j;
+
+    std::lock_guard lock(m_impl->mutex);
+    Impl::Transaction txn(*m_impl);
+    const int64_t run_id = m_impl->write_run(info, "ok", nullptr, wall_s, &totals);
+    sql::Statement req(m_impl->conn,
+                       "INSERT INTO requests (run_id, request_id, arrival_s, first_token_s, finish_s, "
+                       "prompt_tokens, output_tokens, preemptions) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    for (const RequestRow& r : rows.requests) {
+        req.reset();
+        req.bind_int(run_id).bind_int(r.request_id).bind_real(r.arrival_s).bind_real(r.first_token_s);
+        req.bind_real(r.finish_s).bind_int(r.prompt_tokens).bind_int(r.output_tokens).bind_int(r.preemptions);
+        req.run();
+    }
+    sql::Statement met(m_impl->conn,
+                       "INSERT INTO serving_metrics (run_id, name, value, unit) VALUES (?, ?, ?, ?)");
+    for (const ServingMetric& m : rows.summary) {
+        met.reset();
+        met.bind_int(run_id).bind_text(m.name).bind_real(m.value).bind_text(m.unit);
+        met.run();
+    }
+    sql::Statement occ(
+        m_impl->conn,
+        "INSERT INTO kv_occupancy (run_id, sample, time_s, used_blocks, total_blocks, running, "
+        "waiting) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    int64_t sample = 0;
+    for (const OccupancyRow& o : rows.occupancy) {
+        occ.reset();
+        occ.bind_int(run_id).bind_int(sample++).bind_real(o.time_s).bind_int(o.used_blocks);
+        occ.bind_int(o.total_blocks).bind_int(o.running).bind_int(o.waiting);
+        occ.run();
+    }
+    txn.commit();
+    return run_id;
+}
+
 std::optional<int64_t> ResultsDb::find_run(const std::string& config_hash, std::string_view status) const {
     std::lock_guard lock(m_impl->mutex);
     sql::Statement& s = *m_impl->find_run;

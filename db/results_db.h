@@ -153,8 +153,39 @@ struct ClaimQuery {
     const SweepPoint* point = nullptr;  // recorded with the claim, for people reading the file
 };
 
+// ---- serving runs (schema 6; experiment/serving/) ------------------------------------------------
+// One `requests` row per request of a serving run, one `serving_metrics` row per summary figure (TTFT
+// and TPOT percentiles, throughput, energy per token, ...) and a sampled KV-cache occupancy series in
+// `kv_occupancy`. Times are seconds on the run's timeline (the first arrival is not shifted).
+struct RequestRow {
+    int64_t request_id = 0;
+    double arrival_s = 0, first_token_s = 0, finish_s = 0;
+    int64_t prompt_tokens = 0, output_tokens = 0, preemptions = 0;
+};
+struct OccupancyRow {
+    double time_s = 0;
+    int64_t used_blocks = 0, total_blocks = 0, running = 0, waiting = 0;
+};
+struct ServingMetric {
+    std::string name;  // snake_case, unit-suffixed: ttft_p99_s, throughput_tokens_per_s
+    double value = 0;
+    std::string unit;
+};
+struct ServingRows {
+    double makespan_s = 0, energy_j = 0;  // the run row's total_time_s and total_energy_j
+    std::vector<RequestRow> requests;
+    std::vector<OccupancyRow> occupancy;
+    std::vector<ServingMetric> summary;
+};
+
 class ResultsDb {
   public:
+    // Atomically writes a status 'ok' serving run (mode 'serving', no layers) with its requests, summary
+    // and occupancy rows; returns the new run_id. Rows are validated first (InternalError, nothing
+    // written): finite non-negative times with arrival <= first token <= finish, counts >= 0, unique
+    // request ids and metric names.
+    int64_t record_serving_run(const RunInfo& info, const ServingRows& rows, double wall_s);
+
     explicit ResultsDb(const std::string& path);
     ~ResultsDb();
     ResultsDb(const ResultsDb&) = delete;

@@ -182,6 +182,33 @@ constexpr std::array k_link_util_columns{
     Column{"utilization", "REAL NOT NULL", 6},
 };
 
+// Schema 6: serving runs (experiment/serving/, db/results_db.h).
+constexpr std::array k_request_columns{
+    Column{"run_id", "INTEGER NOT NULL REFERENCES runs(run_id)", 6},
+    Column{"request_id", "INTEGER NOT NULL", 6},
+    Column{"arrival_s", "REAL NOT NULL", 6},
+    Column{"first_token_s", "REAL NOT NULL", 6},
+    Column{"finish_s", "REAL NOT NULL", 6},
+    Column{"prompt_tokens", "INTEGER NOT NULL", 6},
+    Column{"output_tokens", "INTEGER NOT NULL", 6},
+    Column{"preemptions", "INTEGER NOT NULL", 6},
+};
+constexpr std::array k_serving_metric_columns{
+    Column{"run_id", "INTEGER NOT NULL REFERENCES runs(run_id)", 6},
+    Column{"name", "TEXT NOT NULL", 6},
+    Column{"value", "REAL NOT NULL", 6},
+    Column{"unit", "TEXT NOT NULL", 6},
+};
+constexpr std::array k_kv_occupancy_columns{
+    Column{"run_id", "INTEGER NOT NULL REFERENCES runs(run_id)", 6},
+    Column{"sample", "INTEGER NOT NULL", 6},
+    Column{"time_s", "REAL NOT NULL", 6},
+    Column{"used_blocks", "INTEGER NOT NULL", 6},
+    Column{"total_blocks", "INTEGER NOT NULL", 6},
+    Column{"running", "INTEGER NOT NULL", 6},
+    Column{"waiting", "INTEGER NOT NULL", 6},
+};
+
 const std::array k_tables{
     Table{"meta", k_meta_columns, ""},
     Table{"runs", k_run_columns, ""},
@@ -196,6 +223,9 @@ const std::array k_tables{
     Table{"claims", k_claim_columns, ""},
     Table{"collectives", k_collective_columns, "PRIMARY KEY (run_id, idx)"},
     Table{"link_utilization", k_link_util_columns, "PRIMARY KEY (run_id, link, direction)"},
+    Table{"requests", k_request_columns, "PRIMARY KEY (run_id, request_id)"},
+    Table{"serving_metrics", k_serving_metric_columns, "PRIMARY KEY (run_id, name)"},
+    Table{"kv_occupancy", k_kv_occupancy_columns, "PRIMARY KEY (run_id, sample)"},
 };
 
 // Queries by run (or run and layer) on layer_levels / layer_metrics use their primary keys' prefix.

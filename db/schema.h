@@ -38,7 +38,8 @@ namespace mlsim::db::schema {
 // cycle totals and the systolic model's columns in `layers`. Version 4: layer_levels, layer_metrics (the
 // per-family columns moved there), the time split by bound, average power and TDP. Version 5: claims (which
 // process is simulating which point right now; see db/results_db.h). Version 6: collectives and
-// link_utilization (the network model, issue 12).
+// link_utilization (the network model, issue 12); requests, serving_metrics, kv_occupancy (serving runs,
+// experiment/serving/).
 inline constexpr int64_t current_version = 6;
 
 // PRAGMA application_id stamped into every file so a foreign SQLite file is recognised ('mlsi').
