@@ -11,6 +11,7 @@
 #include <cstring>
 #include <deque>
 #include <exception>
+#include <list>
 #include <map>
 #include <mutex>
 #include <set>
@@ -33,8 +34,10 @@ using exp::SystemCache;
 
 constexpr int k_tag_work = 1;    // rank 0 -> worker: one int64 point index, or -1: no more points
 constexpr int k_tag_result = 2;  // worker -> rank 0: a serialized Outcome
+constexpr int k_tag_done = 3;    // rank 0 -> worker: the sweep is committed (empty)
 constexpr std::size_t k_max_errors = 5;
-constexpr int k_in_flight = 2;  // points a worker holds at once: the next is there when one finishes
+constexpr int k_commit_batch = 2;  // points rank 0 commits between two looks for arriving results
+constexpr int k_in_flight = 2;     // points a worker holds at once: the next is there when one finishes
 
 // ---- Serialization: little-endian-as-the-host bytes (every rank runs the same binary) ----
 class Writer {
@@ -352,6 +355,18 @@ std::vector<char> broadcast(std::vector<char> bytes) {
     return bytes;
 }
 
+// Waits for a message from rank 0 with `tag` by polling: a blocking receive keeps a core busy in Open MPI,
+// and the core is what the other ranks need.
+void wait_for(int tag) {
+    auto pause = std::chrono::microseconds(20);
+    for (int flag = 0;;) {
+        MPI_Iprobe(0, tag, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE);
+        if (flag) return;
+        std::this_thread::sleep_for(pause);
+        pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(1));
+    }
+}
+
 void send_index(int rank, int64_t index) {
     MPI_Send(&index, 1, MPI_INT64_T, rank, k_tag_work, MPI_COMM_WORLD);
 }
@@ -361,7 +376,27 @@ void work(const Sweep& sweep, const SystemCache& systems) {
     const Known known = deserialize_known(broadcast({}));
     std::deque<int64_t> queue;
     bool last = false;  // rank 0 said there are no more points
+    struct Sending {
+        std::vector<char> bytes;
+        MPI_Request request = MPI_REQUEST_NULL;
+    };
+    std::list<Sending> sending;  // results on their way to rank 0 (a list: the buffers must not move)
+    // Frees the finished sends; with `all`, waits (polling) until every send has finished.
+    auto reap = [&](bool all) {
+        auto pause = std::chrono::microseconds(20);
+        while (!sending.empty()) {
+            for (auto it = sending.begin(); it != sending.end();) {
+                int done = 0;
+                MPI_Test(&it->request, &done, MPI_STATUS_IGNORE);
+                it = done ? sending.erase(it) : std::next(it);
+            }
+            if (!all || sending.empty()) return;
+            std::this_thread::sleep_for(pause);
+            pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(1));
+        }
+    };
     auto receive = [&] {
+        wait_for(k_tag_work);
         int64_t index = 0;
         MPI_Recv(&index, 1, MPI_INT64_T, 0, k_tag_work, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
         if (index < 0)
@@ -377,13 +412,22 @@ void work(const Sweep& sweep, const SystemCache& systems) {
         }
         const auto index = static_cast<std::size_t>(queue.front());
         queue.pop_front();
-        const std::vector<char> bytes = serialize(run_point(sweep, systems, index, known));
-        MPI_Send(bytes.data(), static_cast<int>(bytes.size()), MPI_CHAR, 0, k_tag_result, MPI_COMM_WORLD);
+        // Sent without waiting: a result of many layers goes by rendezvous, and a blocking send would
+        // wait (spinning) until rank 0, busy committing, posts its receive.
+        sending.emplace_back();
+        sending.back().bytes = serialize(run_point(sweep, systems, index, known));
+        MPI_Isend(sending.back().bytes.data(), static_cast<int>(sending.back().bytes.size()), MPI_CHAR, 0,
+                  k_tag_result, MPI_COMM_WORLD, &sending.back().request);
+        reap(false);
         for (int flag = 1; flag && !last;) {
             MPI_Iprobe(0, k_tag_work, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE);
             if (flag) receive();
         }
     }
+    reap(true);
+    // Rank 0 may still be committing: wait for its word without spinning (MPI_Finalize would).
+    wait_for(k_tag_done);
+    MPI_Recv(nullptr, 0, MPI_CHAR, 0, k_tag_done, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
 }
 
 // Gives a claimed key back unless the point was recorded (as exp::run_sweep() does).
@@ -556,13 +600,17 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
             pending.merge(arrived);
         }
         // In point order: the run_ids and the choice among repeated points do not depend on timing.
-        for (auto it = pending.begin(); it != pending.end() && it->first == committed + busy.size();) {
+        // A few at a time, so that the results other ranks are sending are received promptly.
+        int batch = 0;
+        for (auto it = pending.begin();
+             it != pending.end() && it->first == committed + busy.size() && batch < k_commit_batch; ++batch) {
             if (!commit(it->second))
                 busy.push_back(std::move(it->second));
             else
                 ++committed;
             it = pending.erase(it);
         }
+        if (batch) idle = false;
         if (Clock::now() - last_report >= options.progress_interval) {
             report(false);
             last_report = Clock::now();
@@ -581,6 +629,7 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
         }
     }
     MLSIM_CHECK(workers_busy == 0, fmt::format("mpi sweep: {} ranks still working", workers_busy));
+    for (int r = 1; r < ranks; ++r) MPI_Send(nullptr, 0, MPI_CHAR, r, k_tag_done, MPI_COMM_WORLD);
     report(true);
 
     for (const auto& [point, hash, description] : repeats) {
@@ -616,6 +665,8 @@ exp::DistributedSweep make_backend() {
     const int ranks = b.ranks;
     b.coordinate = [ranks](const Sweep& sweep, const SystemCache& systems, db::ResultsDb& db,
                            const exp::SweepRunOptions& options) {
+        // One rank alone is the threaded sweep: nothing to hand out, and no writer thread beside its jobs.
+        if (ranks == 1) return exp::run_sweep(sweep, systems, db, options);
         return coordinate(sweep, systems, db, options, ranks);
     };
     b.work = [](const Sweep& sweep, const SystemCache& systems) { work(sweep, systems); };

@@ -14,6 +14,7 @@
 // - Resume: rank 0 reads the config hashes of the file's ok runs (and of its failed runs, unless
 //   --retry-failed) once and broadcasts them; a rank that resolves a point to one of them skips the
 //   simulation, and rank 0 links the existing run, as run_sweep() does.
+// - One rank alone (mpirun -np 1) runs exp::run_sweep() on its --jobs threads.
 // - Errors: a user error in a point is a failed run, as in run_sweep(); anything else stops the sweep and
 //   mpi/main.cpp aborts every rank (MPI_Abort) with mlsim's exit status.
 #include "experiment/sweep.h"
