@@ -27,6 +27,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from roofline import (  # noqa: E402  (same folder; shares the database checks and colours)
     BOUND_COLOURS,
@@ -112,17 +113,23 @@ def draw_time(run, layers, use_cycles, out_path):
         share = raw[bounds == bound].sum() / total if total > 0 else 0
         handles.append(plt.Rectangle((0, 0), 1, 1, color=BOUND_COLOURS[bound],
                                      label=f"{bound}-bound ({share:.0%} of the {'cycles' if use_cycles else 'time'})"))
-    ax.legend(handles=handles, loc="upper right", fontsize=8)
+    # Above the axes, right: the names over the tallest bars must not run under it.
+    ax.legend(handles=handles, loc="lower right", bbox_to_anchor=(1, 1.0), ncol=len(handles), fontsize=8,
+              frameon=False)
     # Layer times often span decades (a 1x1 add next to a big convolution): a log axis shows them all.
     log = spans_decades(values)
     if log:
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))  # 0.01, not 10^-2
     ax.set_ylabel(f"{'cycles' if use_cycles else 'time'} per layer ({unit}{', log scale' if log else ''})")
     label_layers(ax, layers, values)
+    bottom, top = ax.get_ylim()
+    ax.set_ylim(bottom, top * (3 if log else 1.12))  # room for the names above the tallest bars
     ax.set_xlim(-0.6, len(layers) - 0.4)
     ax.grid(True, axis="y", linestyle=":", linewidth=0.6)
     total_text = f"{total:.4g} cycles" if use_cycles else si(total, "s")
-    ax.set_title(f"{'Cycles' if use_cycles else 'Time'} per layer: {title_of(run)}; total {total_text}", fontsize=10)
+    ax.set_title(f"{'Cycles' if use_cycles else 'Time'} per layer: {title_of(run)}; total {total_text}", fontsize=10,
+                 loc="left")
     fig.tight_layout()
     fig.savefig(out_path)
     plt.close(fig)

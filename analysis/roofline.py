@@ -213,15 +213,10 @@ def draw(run, points, skipped, out_path):
                 label=f"roof of {run['device'] or '?'} ({si(peak, 'FLOP/s')}, {si(bw, 'B/s')})", zorder=2)
         ax.plot([ridge], [peak], marker="D", color="black", markersize=7, zorder=4)
         ax.axvline(ridge, color="black", linestyle=":", linewidth=0.8, zorder=1)
-        ax.annotate(
-            f"ridge {ridge:.3g} FLOP/B\npeak {si(peak, 'FLOP/s')}\nbandwidth {si(bw, 'B/s')}",
-            (ridge, peak),
-            textcoords="offset points",
-            xytext=(10, -48),
-            fontsize=8,
-            bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "edgecolor": "lightgray", "alpha": 0.9},
-            zorder=5,
-        )
+        # In the upper-left corner, above the slope, where no layer can be (it would be above the roof).
+        ax.text(0.02, 0.97, f"ridge {ridge:.3g} FLOP/B\npeak {si(peak, 'FLOP/s')}\nbandwidth {si(bw, 'B/s')}",
+                transform=ax.transAxes, va="top", ha="left", fontsize=8,
+                bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "edgecolor": "lightgray"})
         roof = points["ai"].clip(upper=ridge) * bw
         above = int((points["achieved"] > roof * (1 + ROOF_TOLERANCE)).sum())
 
