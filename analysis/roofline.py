@@ -10,9 +10,10 @@ achieved = flops / time_s, coloured by the layer's `bound`.
 Usage:
     analysis/roofline.py DB --out DIR [--run RUN_ID | --all]
 
-Without --run or --all the plotted run is the ok run with the most layers (the latest such run on a
-tie): in a study of one model over several devices that is the most detailed picture, and in a
-sweep it is the most recent of the biggest points. Exit status: 0 done, 2 bad input (missing
+Without --run or --all the plotted run is the one that shows the most on a roofline (default_run):
+an ok run with layers on both sides of the ridge (compute- and memory-bound), then the widest spread
+of arithmetic intensity, then the most layers, then the latest. The axes carry SI prefixes
+(GFLOP/s, TFLOP/s) and the roof's legend names the device. Exit status: 0 done, 2 bad input (missing
 database, missing or failed run, not an mlsim database).
 """
 
@@ -70,7 +71,12 @@ def load_runs(conn):
     runs = pd.read_sql_query(
         "SELECT r.run_id, r.status, r.error, r.system, r.device, r.model, r.mode, r.dtype, r.batch, "
         "r.peak_flops_per_s, r.mem_bandwidth_Bps, "
-        "(SELECT COUNT(*) FROM layers l WHERE l.run_id = r.run_id) AS n_layers "
+        "(SELECT COUNT(*) FROM layers l WHERE l.run_id = r.run_id) AS n_layers, "
+        "(SELECT COUNT(*) FROM layers l WHERE l.run_id = r.run_id AND l.bound = 'compute') AS n_compute, "
+        "(SELECT COUNT(*) FROM layers l WHERE l.run_id = r.run_id AND l.bound = 'memory') AS n_memory, "
+        "(SELECT MAX(l.flops / (l.bytes_read + l.bytes_written)) / MIN(l.flops / (l.bytes_read + l.bytes_written)) "
+        " FROM layers l WHERE l.run_id = r.run_id AND l.flops > 0 AND l.bytes_read + l.bytes_written > 0) "
+        "AS ai_ratio "
         "FROM runs r ORDER BY r.run_id",
         conn,
     )
@@ -79,11 +85,16 @@ def load_runs(conn):
 
 
 def default_run(runs):
+    """The ok run that shows the most on a roofline: layers on both sides of the ridge (compute- and
+    memory-bound) first, then the widest spread of arithmetic intensity (in decades, to 0.1), then the
+    most layers, then the latest."""
     ok = runs[runs["status"] == "ok"]
     if ok.empty:
         raise UserError("the database holds no run with status 'ok'")
-    ok = ok.sort_values(["n_layers", "run_id"])
-    return int(ok["run_id"].iloc[-1])
+    both = (ok["n_compute"] > 0) & (ok["n_memory"] > 0)
+    spread = ok["ai_ratio"].fillna(1).clip(lower=1).map(lambda r: round(math.log10(r), 1))
+    key = pd.DataFrame({"both": both.astype(int), "spread": spread, "n": ok["n_layers"], "id": ok["run_id"]})
+    return int(key.sort_values(["both", "spread", "n", "id"]).iloc[-1]["id"])
 
 
 def check_run(runs, run_id):
@@ -140,11 +151,47 @@ def positive(x):
     return x is not None and not (isinstance(x, float) and math.isnan(x)) and x > 0
 
 
+SI_PREFIXES = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""),
+               (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"), (1e-12, "p"))
+
+
+def prefix_for(value):
+    """(factor, prefix) that puts |value| in [1, 1000): 7.1e-4 -> (1e-3, 'm')."""
+    value = abs(value)
+    if not value or not math.isfinite(value):
+        return 1, ""
+    for factor, prefix in SI_PREFIXES:
+        if value >= factor * (1 - 1e-9):
+            return factor, prefix
+    return SI_PREFIXES[-1]
+
+
 def si(value, unit):
-    for factor, prefix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if value >= factor:
-            return f"{value / factor:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}"
+    """3 significant digits with a human-scale prefix: si(7.13e-4, 's') == '713 µs'."""
+    factor, prefix = prefix_for(value)
+    if abs(float(f"{value / factor:.3g}")) >= 1000 and factor < SI_PREFIXES[0][0]:  # 999.9 -> 1 k
+        factor, prefix = prefix_for(value * 1.001)
+    return f"{value / factor:.3g} {prefix}{unit}"
+
+
+def si_formatter(unit):
+    """A tick formatter that writes each tick as si() does (log or linear axes)."""
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda v, _pos: si(v, unit) if v else f"0 {unit}")
+
+
+def scale_for(values, unit):
+    """(factor, label unit) for plotting `values` in a human-scale unit: divide by factor, label e.g. 'µs'."""
+    vals = [abs(v) for v in values if v and math.isfinite(v)]
+    factor, prefix = prefix_for(max(vals)) if vals else (1, "")
+    return factor, prefix + unit
+
+
+def spans_decades(values, decades=2):
+    """True when the positive values span more than `decades` powers of ten: a log axis reads better."""
+    vals = [v for v in values if v > 0 and math.isfinite(v)]
+    return len(vals) > 1 and max(vals) / min(vals) > 10 ** decades
 
 
 def draw(run, points, skipped, out_path):
@@ -162,16 +209,14 @@ def draw(run, points, skipped, out_path):
     above = 0
     if have_roof:
         xs = [lo, ridge, hi]
-        ax.plot(xs, [min(peak, x * bw) for x in xs], color="black", linewidth=1.8, label="roof", zorder=2)
+        ax.plot(xs, [min(peak, x * bw) for x in xs], color="black", linewidth=1.8,
+                label=f"roof of {run['device'] or '?'} ({si(peak, 'FLOP/s')}, {si(bw, 'B/s')})", zorder=2)
         ax.plot([ridge], [peak], marker="D", color="black", markersize=7, zorder=4)
         ax.axvline(ridge, color="black", linestyle=":", linewidth=0.8, zorder=1)
-        ax.annotate(
-            f"ridge {ridge:.3g} FLOP/B\npeak {si(peak, 'FLOP/s')}\nbandwidth {si(bw, 'B/s')}",
-            (ridge, peak),
-            textcoords="offset points",
-            xytext=(8, -40),
-            fontsize=8,
-        )
+        # In the upper-left corner, above the slope, where no layer can be (it would be above the roof).
+        ax.text(0.02, 0.97, f"ridge {ridge:.3g} FLOP/B\npeak {si(peak, 'FLOP/s')}\nbandwidth {si(bw, 'B/s')}",
+                transform=ax.transAxes, va="top", ha="left", fontsize=8,
+                bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "edgecolor": "lightgray"})
         roof = points["ai"].clip(upper=ridge) * bw
         above = int((points["achieved"] > roof * (1 + ROOF_TOLERANCE)).sum())
 
@@ -197,7 +242,8 @@ def draw(run, points, skipped, out_path):
     ax.set_yscale("log")
     ax.set_xlim(lo, hi)
     ax.set_xlabel("arithmetic intensity (FLOP / byte of main-memory traffic)")
-    ax.set_ylabel("attainable performance (FLOP/s)")
+    ax.set_ylabel("attainable performance")
+    ax.yaxis.set_major_formatter(si_formatter("FLOP/s"))
     title = f"{run['device'] or '?'} / {run['model'] or '?'}"
     detail = ", ".join(
         str(v) for v in (run["mode"], run["dtype"], f"batch {run['batch']}", f"run {run['run_id']}") if v
@@ -245,8 +291,8 @@ def main(argv=None):
     parser.add_argument("db", help="results database (SQLite file written by mlsim)")
     parser.add_argument("--out", required=True, help="directory for the PNG files (created if missing)")
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--run", type=int, help="run_id to plot (default: the ok run with the most layers, "
-                                                "latest on a tie)")
+    which.add_argument("--run", type=int, help="run_id to plot (default: the ok run that shows the most: "
+                                                "layers on both sides of the ridge, widest intensity spread)")
     which.add_argument("--all", action="store_true", help="one roofline_run<ID>.png per ok run")
     args = parser.parse_args(argv)
 

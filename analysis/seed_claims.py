@@ -12,6 +12,7 @@ finding (printed with the reason where the seed is loose), not a failure: the sc
 every run worked and 2 when mlsim is missing or a run fails.
 """
 import argparse
+import json
 import os
 import sqlite3
 import subprocess
@@ -98,6 +99,10 @@ def claim(text, seed, ours, tol, ok, note=""):
     results.append(ok)
     line = f"{'PASS' if ok else 'GAP ':4} {text:<46.46} seed {seed:>9} mlsim {ours:>9} tol {tol:<5}"
     print(line + (f" ({note})" if note else ""))
+    # For analysis/reproduce/run_all.py (the RESULT convention of analysis/reproduce/common.py).
+    print("RESULT " + json.dumps({"name": text, "source": "seed documents (shared/reference/seed-claims.md)",
+                                  "published": seed, "mlsim": ours, "error": None, "tolerance": tol,
+                                  "status": "PASS" if ok else "GAP", "note": note}))
 
 
 def rel(ours, seed, tol):

@@ -16,6 +16,9 @@ with the x or lines factor (zipped with it), which follow it. A factor whose val
 or quantities ("8MiB", "2039GB/s") gets a numeric axis in SI units (log-scaled when its values span
 more than a factor of 8); otherwise its values are spaced evenly in sweep order.
 
+Time and energy are drawn in human-scale units (µs, ms, mJ), on a log axis when they span more than a
+decade; the line legend names the lines' factor and values, the title the model and device.
+
 Output: DIR/sweep_<NAME>.png, and DIR/sweep_<NAME>.csv with one row per point plotted.
 Exit status: 0 done, 2 bad input (missing database or sweep, unknown factor, no ok points).
 """
@@ -32,10 +35,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import matplotlib.ticker  # noqa: E402
 
-from roofline import PandasDatabaseError, UserError, open_db, si  # noqa: E402  (same folder)
+from roofline import PandasDatabaseError, UserError, open_db, scale_for, si, spans_decades  # noqa: E402
 import pandas as pd  # noqa: E402
 
-METRICS_TIME = ("total_time_s", "total time (s)")
+METRICS_TIME = ("total_time_s", "total time")
 METRICS_CYCLES = ("total_cycles", "total cycles")
 # Up to this many distinct x values are labelled with their text from the sweep file.
 MAX_TEXT_TICKS = 12
@@ -168,16 +171,25 @@ def main(argv=None):
             data = data.assign(_x=data[args.x].map({v: i for i, v in enumerate(x_order)}))
         line_values = order_of(data[args.lines], data.sort_values("point").index) if args.lines else [None]
 
-        panels = [(time_col, time_label), ("total_energy_j", "total energy (J)"),
-                  ("utilization", "utilization (FLOPs / (time x peak))")]
+        # Time and energy in a human-scale unit (µs, ms, mJ), on a log axis when they span more than a decade.
+        panels = [(time_col, time_label, None if args.cycles else "s"), ("total_energy_j", "total energy", "J"),
+                  ("utilization", "utilization (FLOPs / (time x peak))", None)]
         fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), dpi=120)
-        for ax, (col, label) in zip(axes, panels):
-            for lv in line_values:
+        for ax, (col, label, unit) in zip(axes, panels):
+            factor, shown = scale_for(data[col], unit) if unit else (1, "")
+            for k, lv in enumerate(line_values):
                 sel = data if lv is None else data[data[args.lines] == lv]
                 sel = sel.sort_values("_x")
-                ax.plot(sel["_x"], sel[col], marker="o", markersize=4, linewidth=1.4,
+                # Markers and dashes differ by line, so that lines lying on one another stay visible.
+                ax.plot(sel["_x"], sel[col] / factor, marker="osD^v<>"[k % 7], markersize=5 if k else 6,
+                        linewidth=1.4, linestyle=("-", "--", "-.", ":")[k % 4], fillstyle="full" if k else "none",
                         label=None if lv is None else f"{args.lines} = {lv}")
-            ax.set_ylabel(label)
+            log_y = col != "utilization" and spans_decades(data[col], 1)
+            if log_y:
+                ax.set_yscale("log")
+                ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p: f"{v:g}"))
+            ax.set_ylabel(label + (f" ({shown}{', log scale' if log_y else ''})" if shown else
+                                   " (log scale)" if log_y else ""))
             ax.set_xlabel(args.x)
             ax.grid(True, linestyle=":", linewidth=0.6)
             if x_numeric:

@@ -37,7 +37,12 @@ exit status: 0 success, 2 user error (bad config or input), 1 internal error
 
 }  // namespace
 
-int main(int argc, char** argv) {
+// mlsim-mpi compiles this file with MLSIM_MAIN renamed and wraps it in MPI start-up (mpi/main.cpp).
+#ifndef MLSIM_MAIN
+#define MLSIM_MAIN main
+#endif
+
+int MLSIM_MAIN(int argc, char** argv) {
     std::vector<std::string> args(argv + 1, argv + argc);
     try {
         if (args.empty()) {

@@ -126,7 +126,8 @@ int cmd_sweep(const Args& args) {
     desc.add_options()("help,h", "show this help and the sweep file format")("file", po::value(&file),
                                                                              "the sweep file (YAML)")(
         "db", po::value(&db_path), "results database; default results/<sweep name>.db")(
-        "jobs,j", po::value(&jobs)->default_value(1), "points simulated in parallel (threads)")(
+        "jobs,j", po::value(&jobs)->default_value(1),
+        "points simulated in parallel (threads; under mpirun, threads on rank 0 besides the other ranks)")(
         "dry-run,n", po::bool_switch(&dry_run),
         "check the sweep file and every point, list the points, run nothing")(
         "retry-failed", po::bool_switch(&retry_failed), "rerun points recorded as failed by an earlier run")(
@@ -166,6 +167,9 @@ int cmd_sweep(const Args& args) {
     const Sweep sweep = exp::load_sweep(file);
     exp::check_point_count(sweep, max_points);
     const std::size_t n = sweep.point_count();
+    // Under mpirun (mlsim-mpi): every rank checks the points; only rank 0 prints and owns the database.
+    exp::DistributedSweep* const mpi = dry_run ? nullptr : exp::distributed_sweep();
+    if (mpi && mpi->rank != 0) quiet = true;
     const bool tty = !quiet && isatty(fileno(stderr));
     const exp::SystemCache systems = [&] {
         // Every point is resolved before any runs: a bar once that takes a second.
@@ -186,10 +190,19 @@ int cmd_sweep(const Args& args) {
         print_points(sweep);
         return 0;
     }
+    if (mpi && mpi->rank != 0) {
+        mpi->work(sweep, systems);
+        return 0;
+    }
     if (db_path.empty()) db_path = (fs::path("results") / (sweep.name + ".db")).string();
     db::ResultsDb db(db_path);
-    fmt::print("sweep '{}': {} point{} ({}), {} job{}, database {}\n", sweep.name, n, n == 1 ? "" : "s",
-               axes_text(sweep), jobs, jobs == 1 ? "" : "s", db_path);
+    if (mpi)
+        fmt::print("sweep '{}': {} point{} ({}), {} MPI rank{} ({} job{} on rank 0), database {}\n",
+                   sweep.name, n, n == 1 ? "" : "s", axes_text(sweep), mpi->ranks, mpi->ranks == 1 ? "" : "s",
+                   jobs, jobs == 1 ? "" : "s", db_path);
+    else
+        fmt::print("sweep '{}': {} point{} ({}), {} job{}, database {}\n", sweep.name, n, n == 1 ? "" : "s",
+                   axes_text(sweep), jobs, jobs == 1 ? "" : "s", db_path);
     std::fflush(stdout);
 
     exp::SweepRunOptions o;
@@ -201,7 +214,7 @@ int cmd_sweep(const Args& args) {
     o.progress_interval = std::chrono::milliseconds(tty ? 100 : 250);
     exp::SweepSummary s;
     try {
-        s = exp::run_sweep(sweep, systems, db, o);
+        s = mpi ? mpi->coordinate(sweep, systems, db, o) : exp::run_sweep(sweep, systems, db, o);
     } catch (...) {
         progress.interrupt();  // the error message starts on a line of its own
         throw;

@@ -539,6 +539,11 @@ class ClaimGuard {
 
 }  // namespace
 
+DistributedSweep*& distributed_sweep() {
+    static DistributedSweep* backend = nullptr;
+    return backend;
+}
+
 SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::ResultsDb& db,
                        const SweepRunOptions& options) {
     MLSIM_CHECK(options.jobs >= 1, fmt::format("run_sweep: jobs = {}", options.jobs));

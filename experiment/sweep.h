@@ -134,4 +134,18 @@ struct SweepSummary {
 SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::ResultsDb& db,
                        const SweepRunOptions& options);
 
+// Distributed sweeps (mlsim-mpi launched by mpirun; mpi/sweep_mpi.h): when a backend is installed,
+// `mlsim sweep` runs on every rank. Rank 0 opens the database and calls `coordinate` in place of
+// run_sweep(), with the same contract (the rows written never depend on the number of ranks or jobs);
+// every other rank calls `work`, simulates the points rank 0 hands it, and writes nothing.
+struct DistributedSweep {
+    int rank = 0;
+    int ranks = 1;
+    std::function<SweepSummary(const Sweep&, const SystemCache&, db::ResultsDb&, const SweepRunOptions&)>
+        coordinate;
+    std::function<void(const Sweep&, const SystemCache&)> work;
+};
+// The installed backend; null (the default, and always in the plain mlsim binary): threads only.
+DistributedSweep*& distributed_sweep();
+
 }  // namespace mlsim::exp

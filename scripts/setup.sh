@@ -18,6 +18,8 @@ pkgs=(build-essential cmake libboost-graph-dev libboost-program-options-dev libs
 # clang with its libFuzzer runtime (libclang-rt-dev: libclang_rt.fuzzer) for the fuzz targets;
 # clang-format for the formatting check.
 case "${1:-demo}" in
+  # Open MPI for mlsim-mpi (sweeps over MPI: mpirun -np N build/mlsim-mpi sweep FILE) and its test.
+  test) pkgs+=(libopenmpi-dev openmpi-bin) ;;
   fuzz|sanitize) pkgs+=(clang libclang-rt-dev) ;;
   format) pkgs+=(clang-format git) ;;
 esac

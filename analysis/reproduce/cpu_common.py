@@ -4,6 +4,7 @@ Each script runs `mlsim run ... --db DB --quiet` on a device and a small user mo
 temporary folder, reads the layer rows back from the SQLite results database, compares one figure with a
 published measurement within a stated tolerance, prints one line, and exits 0 when the figure is within
 it, 1 when it is not (a gap: the figure is still printed), 2 when mlsim is missing or a run fails.
+Results are reported with common.report (a human line and a RESULT line for run_all.py).
 """
 import argparse
 import os
@@ -12,17 +13,19 @@ import subprocess
 import sys
 import tempfile
 
+import common
+from common import mlsim_path
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def args(doc):
-    p = argparse.ArgumentParser(description=doc)
-    p.add_argument("--mlsim", default=os.path.join(ROOT, "build", "mlsim"))
-    a = p.parse_args()
-    if not os.access(a.mlsim, os.X_OK):
-        print(f"{sys.argv[0]}: no mlsim at {a.mlsim} (build it, or pass --mlsim)", file=sys.stderr)
-        sys.exit(2)
-    return a
+    """The script's arguments: the mlsim binary as `--mlsim PATH` or as the first argument (common.py)."""
+    argv = sys.argv[1:]
+    if "-h" in argv or "--help" in argv:
+        print(doc)
+        sys.exit(0)
+    return argparse.Namespace(mlsim=mlsim_path(argv))
 
 
 class Run:
@@ -51,7 +54,9 @@ class Run:
 
 
 def report(name, ours, published, lo, hi, unit, source, note=""):
-    ok = lo <= ours <= hi
-    print(f"{'PASS' if ok else 'GAP '} {name}: mlsim {ours:.1f} {unit}, published {published} {unit} "
-          f"(tolerance {lo:.1f}-{hi:.1f}; {source}){'; ' + note if note else ''}")
-    return 0 if ok else 1
+    """PASS inside [lo, hi], else GAP (exit status 1); the error is against the figure the tolerance is
+    centred on."""
+    mid = (lo + hi) / 2
+    return common.report(name, source, f"{published} {unit}", f"{ours:.1f} {unit}",
+                         "PASS" if lo <= ours <= hi else "GAP", f"{lo:.1f}-{hi:.1f} {unit}",
+                         error=ours / mid - 1, note=note)

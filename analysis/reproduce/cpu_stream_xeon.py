@@ -35,6 +35,7 @@ above the measurement, ratios at least 1.33.
 """
 import sys
 
+import common
 from cpu_common import Run, args
 
 N = 134217728  # 2^27 fp32 elements = 512 MiB per array
@@ -58,11 +59,11 @@ def check(name, ours, published, lo, hi, unit, source, gap=None):
     if lo <= ours <= hi:
         tag, rc, note = "PASS", 0, ""
     elif gap and gap[0] <= ours <= gap[1]:
-        tag, rc, note = "KNOWN GAP", 0, f"; bound {gap[0]:.2f}-{gap[1]:.2f}: {gap[2]}"
+        tag, rc, note = "KNOWN GAP", 0, f"bound {gap[0]:.2f}-{gap[1]:.2f}: {gap[2]}"
     else:
-        tag, rc, note = "GAP", 1, f"; outside the known-gap bound {gap[0]:.2f}-{gap[1]:.2f}" if gap else ""
-    print(f"{tag} {name}: mlsim {ours:.2f} {unit}, published {published} {unit} "
-          f"(tolerance {lo:.2f}-{hi:.2f}; {source}){note}")
+        tag, rc, note = "GAP", 1, f"outside the known-gap bound {gap[0]:.2f}-{gap[1]:.2f}" if gap else ""
+    common.report(name, source, f"{published} {unit}", f"{ours:.2f} {unit}", tag, f"{lo:.2f}-{hi:.2f} {unit}",
+                  error=ours / ((lo + hi) / 2) - 1, note=note)
     return rc
 
 

@@ -18,13 +18,15 @@ the mean exceeds 10 % or a shape other than the known gaps below is outside +-15
 tolerance), 2 when mlsim fails. A known gap is printed with its reason and must stay within
 KNOWN_GAP_LIMIT, so that it cannot silently grow.
 
-usage: gpu_gemm_a100.py [path/to/mlsim] [--fidelity wave|block]
+usage: gpu_gemm_a100.py [[--mlsim] path/to/mlsim] [--fidelity wave|block]
 """
 import os
 import re
 import subprocess
 import sys
 import tempfile
+
+import common
 
 # (M, K, N, measured seconds)
 MEASURED = [
@@ -52,7 +54,12 @@ KNOWN_GAPS = {
     (8192, 64, 64): "per-call host time above the 1x1 harness figure",
 }
 KNOWN_GAP_LIMIT = 0.35
+SOURCE = "LLMCompass (Zhang et al., ISCA 2024) A100 measurements, as quoted in issue 9"
 UNITS = {"ps": 1e-12, "ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def fmt_time(s):
+    return f"{s * 1e6:.1f} us" if s < 1e-3 else f"{s * 1e3:.3f} ms"
 
 
 def harness_device(workdir):
@@ -88,9 +95,9 @@ def main():
         i = args.index("--fidelity")
         fidelity = args[i + 1]
         del args[i:i + 2]
-    here = os.path.dirname(os.path.abspath(__file__))
-    mlsim = args[0] if args else os.path.join(here, "..", "..", "build", "mlsim")
+    mlsim = common.mlsim_path(args)
     errors = []
+    rows = []
     ok = True
     print(f"harness per-call time {HARNESS_S * 1e6:g} us in place of the launch overhead (see the docstring)")
     print(f"{'M x K x N':>22}  {'measured':>10}  {'simulated':>10}  {'error':>7}")
@@ -110,9 +117,18 @@ def main():
                 flag = "  outside +-15 %"
                 ok = False
             print(f"{m:>6} x {k:>5} x {n:>5}  {measured * 1e3:>8.4f}ms  {sim * 1e3:>8.4f}ms  {err * 100:>+6.1f}%{flag}")
+            rows.append((m, k, n, measured, sim, err, gap, flag))
     mae = sum(abs(e) for e in errors) / len(errors)
     within = sum(abs(e) <= 0.15 for e in errors)
     print(f"mean absolute error {mae * 100:.1f} % (target <= 10 %); {within} of {len(errors)} shapes within +-15 %")
+    # One result per shape and one for the mean, for run_all.py (analysis/reproduce/common.py).
+    for m, k, n, measured, sim, err, gap, flag in rows:
+        status = "PASS" if abs(err) <= 0.15 else "KNOWN GAP" if gap and abs(err) <= KNOWN_GAP_LIMIT else "GAP"
+        common.report(f"A100 fp16 GEMM {m}x{k}x{n} ({fidelity})", SOURCE, fmt_time(measured), fmt_time(sim),
+                      status, "+-15 %" + (f" (known gap: <= {KNOWN_GAP_LIMIT * 100:.0f} %)" if gap else ""),
+                      error=err, note=gap if gap and status != "PASS" else "")
+    common.report(f"A100 fp16 GEMM, mean absolute error of {len(errors)} shapes ({fidelity})", SOURCE,
+                  "0 % (the measurements)", f"{mae * 100:.1f} %", "PASS" if mae <= 0.10 else "GAP", "<= 10 %")
     return 0 if ok and mae <= 0.10 else 1
 
 

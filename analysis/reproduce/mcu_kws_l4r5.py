@@ -8,12 +8,14 @@ The model is built from the core's documented instruction timings and the kernel
 within +-25 %, energy within +-30 %. Prints both figures with their errors; exits 1 outside the tolerance,
 2 when mlsim fails.
 
-usage: mcu_kws_l4r5.py [path/to/mlsim]
+usage: mcu_kws_l4r5.py [[--mlsim] path/to/mlsim]
 """
 import os
 import re
 import subprocess
 import sys
+
+import common
 
 MEASURED_S = 43.2e-3
 MEASURED_J = 1820e-6
@@ -23,8 +25,7 @@ EUNITS = {"pJ": 1e-12, "nJ": 1e-9, "uJ": 1e-6, "mJ": 1e-3, "J": 1.0}
 
 
 def main():
-    here = os.path.dirname(os.path.abspath(__file__))
-    mlsim = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "..", "build", "mlsim")
+    mlsim = common.mlsim_path(sys.argv[1:])
     cmd = [mlsim, "run", "--system", "stm32l4r5", "--model", "ds-cnn-kws", "--dtype", "int8"]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
@@ -43,6 +44,12 @@ def main():
           f"(tolerance +-{TOL_TIME:.0%})")
     print(f"  energy   measured {MEASURED_J * 1e6:.0f} uJ   mlsim {sim_j * 1e6:.0f} uJ   error {ee:+.1%} "
           f"(tolerance +-{TOL_ENERGY:.0%})")
+    source = "MLPerf Tiny v1.2, NUCLEO-L4R5ZI, ST optimised runtime (issue 11)"
+    common.report("DS-CNN KWS latency, NUCLEO-L4R5ZI int8", source, f"{MEASURED_S * 1e3:.1f} ms",
+                  f"{sim_s * 1e3:.2f} ms", "PASS" if abs(et) <= TOL_TIME else "GAP", f"+-{TOL_TIME:.0%}", error=et)
+    common.report("DS-CNN KWS energy per inference, NUCLEO-L4R5ZI int8", source, f"{MEASURED_J * 1e6:.0f} uJ",
+                  f"{sim_j * 1e6:.0f} uJ", "PASS" if abs(ee) <= TOL_ENERGY else "GAP", f"+-{TOL_ENERGY:.0%}",
+                  error=ee)
     return 0 if abs(et) <= TOL_TIME and abs(ee) <= TOL_ENERGY else 1
 
 

@@ -143,3 +143,89 @@ TEST_CASE("A sweep writes the same database with --jobs 1 and --jobs 2, every ta
         CHECK(a[i] == b[i]);  // one line each so that a difference shows the row
     }
 }
+
+// Sweeps over MPI (mpi/sweep_mpi.h): built only when CMake finds MPI (MLSIM_MPI_BINARY, MLSIM_MPIEXEC).
+namespace {
+
+// `mpirun -np RANKS mlsim-mpi ARGS...`, quiet; allowed to run as root (CI containers); returns its status.
+[[maybe_unused]] int run_mpi(int ranks, std::vector<std::string> args) {
+#ifdef MLSIM_MPI_BINARY
+    std::vector<std::string> cmd{MLSIM_MPIEXEC, "--oversubscribe",     "--allow-run-as-root",
+                                 "-np",         std::to_string(ranks), MLSIM_MPI_BINARY};
+    cmd.insert(cmd.end(), args.begin(), args.end());
+    const pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        const int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+        setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+        std::vector<char*> argv;
+        for (std::string& a : cmd) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        execv(argv[0], argv.data());
+        _exit(127);
+    }
+    return wait_status(pid);
+#else
+    (void)ranks;
+    (void)args;
+    return -1;
+#endif
+}
+
+}  // namespace
+
+TEST_CASE("An MPI sweep writes the same rows as the threaded one, for any number of ranks, and resumes",
+          "[sweep][mpi]") {
+#ifndef MLSIM_MPI_BINARY
+    WARN("skipped: mlsim-mpi is not built (CMake found no MPI; scripts/setup.sh installs Open MPI)");
+#else
+    TempDir dir("mlsim_test_sweep_mpi");
+    const std::string threads = dir.file("threads.db");
+    CHECK(exited_ok(
+        wait_status(spawn_mlsim({"sweep", data("sweep_jobs.yaml"), "--db", threads, "--jobs", "2"}))));
+    const std::vector<std::string> expected = whole_file(threads);
+    REQUIRE(expected.size() > 1000);
+    for (const auto& [ranks, jobs] : {std::pair{2, "1"}, std::pair{3, "2"}}) {
+        INFO(ranks << " ranks, --jobs " << jobs << " on rank 0");
+        const std::string db = dir.file(fmt::format("mpi{}.db", ranks));
+        REQUIRE(exited_ok(run_mpi(ranks, {"sweep", data("sweep_jobs.yaml"), "--db", db, "--jobs", jobs})));
+        const std::vector<std::string> got = whole_file(db);
+        REQUIRE(got.size() == expected.size());
+        for (std::size_t i = 0; i < got.size(); ++i) {
+            INFO("row " << i);
+            CHECK(got[i] == expected[i]);
+        }
+        // Committed in point order: run_ids follow the points.
+        CHECK(db_count(db,
+                       "SELECT COUNT(*) FROM sweeps a JOIN sweeps b ON a.point < b.point "
+                       "WHERE a.run_id > b.run_id") == 0);
+        // Run again: every point is found (ok runs skipped, failed ones not retried); nothing is added.
+        REQUIRE(exited_ok(run_mpi(ranks, {"sweep", data("sweep_jobs.yaml"), "--db", db})));
+        CHECK(whole_file(db) == expected);
+        CHECK(db_count(db, "SELECT COUNT(*) FROM runs") == 12);
+    }
+    // A partly done file (the first run's ok points deleted from the threaded file's copy) is completed.
+    const std::string partial = dir.file("partial.db");
+    fs::copy_file(threads, partial);
+    {
+        sqlite3* h = nullptr;
+        REQUIRE(sqlite3_open(partial.c_str(), &h) == SQLITE_OK);
+        REQUIRE(sqlite3_exec(
+                    h,
+                    "PRAGMA foreign_keys = ON; DELETE FROM sweep_factors WHERE run_id IN (SELECT run_id "
+                    "FROM runs WHERE batch = 4); DELETE FROM sweeps WHERE run_id IN (SELECT run_id FROM "
+                    "runs WHERE batch = 4); DELETE FROM layer_levels WHERE run_id IN (SELECT run_id FROM "
+                    "runs WHERE batch = 4); DELETE FROM layer_metrics WHERE run_id IN (SELECT run_id "
+                    "FROM runs WHERE batch = 4); DELETE FROM layers WHERE run_id IN (SELECT run_id FROM "
+                    "runs WHERE batch = 4); DELETE FROM runs WHERE batch = 4;",
+                    nullptr, nullptr, nullptr) == SQLITE_OK);
+        sqlite3_close(h);
+    }
+    REQUIRE(db_count(partial, "SELECT COUNT(*) FROM runs") == 6);
+    REQUIRE(exited_ok(run_mpi(2, {"sweep", data("sweep_jobs.yaml"), "--db", partial})));
+    CHECK(whole_file(partial) == expected);
+#endif
+}

@@ -1,0 +1,122 @@
+#!/usr/bin/python3
+"""Sweeps over MPI: parallel efficiency of 2 ranks vs 1, and the sweep path's throughput.
+
+    /usr/bin/python3 bench/bench_sweep_mpi.py [--mlsim build/mlsim] [--mlsim-mpi build/mlsim-mpi]
+        [--model resnet50] [--points 2000] [-n 3] [--kinds roofline,systolic]
+
+For each kind of point it writes a sweep of --points points into a temporary folder:
+  roofline: the A100 preset with device.model: roofline; batch x dtype x HBM bandwidth
+  systolic: the TPU v4 preset (detailed systolic model); array size (zipped with rows/cols) x dataflow
+            x ifmap buffer x batch
+and runs it, each run into a fresh database, median of -n runs:
+  threads   build/mlsim sweep FILE --jobs 1 and --jobs 2 (the threaded path, for reference)
+  mpi 1     mpirun -np 1 build/mlsim-mpi sweep FILE   (rank 0 alone: one simulating thread + the database)
+  mpi 2     mpirun -np 2 build/mlsim-mpi sweep FILE   (rank 0 as above + one more simulating rank)
+Rates are the in-sweep rate `mlsim sweep` prints (first point to last; start-up and checking the points
+excluded). Parallel efficiency = rate(2 ranks) / (2 x rate(1 rank)). Targets (issue 15): efficiency
+>= 90 % on a 2,000-point sweep; >= 500 points/s on 2 cores for roofline and systolic points. The load
+average is printed with the figures: on a shared machine it decides them; the points per CPU second
+(user + system time of the whole command, start-up and checking included) show the work each way costs.
+"""
+import argparse
+import os
+import resource
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+
+SUMMARY = re.compile(r"done: (\d+) points in ([0-9.]+) s \(([0-9.]+) points/s\): (\d+) run")
+
+
+def sweep_yaml(kind, model, points):
+    if kind == "roofline":
+        batches = [1, 2, 4, 8, 16]
+        dtypes = ["fp16", "bf16"]
+        n_bw = max(1, points // (len(batches) * len(dtypes)))
+        bws = [f"{1000 + 10 * i}GB/s" for i in range(n_bw)]
+        return (f"name: bench-roofline\nbase:\n  system: a100\n  model: {model}\n"
+                f"factors:\n  batch: [{', '.join(map(str, batches))}]\n  dtype: [{', '.join(dtypes)}]\n"
+                f"  device.memory[2].bandwidth: [{', '.join(bws)}]\n"
+                f"  device.model: [roofline]\n")  # the A100 preset's GPU model off: roofline points
+    sizes = [8, 16, 32, 64, 128]
+    flows = ["os", "ws", "is"]
+    batches = [1, 2]
+    n_buf = max(1, points // (len(sizes) * len(flows) * len(batches)))
+    bufs = [f"{64 + 4 * i}KiB" for i in range(n_buf)]
+    return (f"name: bench-systolic\nbase:\n  system: tpu-v4\n  model: {model}\n  dtype: bf16\n"
+            f"zip:\n  - device.systolic.rows: [{', '.join(map(str, sizes))}]\n"
+            f"    device.systolic.cols: [{', '.join(map(str, sizes))}]\n"
+            f"factors:\n  device.systolic.dataflow: [{', '.join(flows)}]\n"
+            f"  batch: [{', '.join(map(str, batches))}]\n"
+            f"  device.systolic.buffers.ifmap.capacity: [{', '.join(bufs)}]\n")
+
+
+def children_cpu_s():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)  # mpirun's ranks included once it has waited for them
+    return r.ru_utime + r.ru_stime
+
+
+def run(cmd, env):
+    cpu0 = children_cpu_s()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    cpu = children_cpu_s() - cpu0
+    if proc.returncode != 0:
+        sys.exit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}")
+    m = SUMMARY.search(proc.stdout)
+    if not m:
+        sys.exit(f"no summary line in the output of {' '.join(cmd)}:\n{proc.stdout}")
+    points, ran = int(m.group(1)), int(m.group(4))
+    if ran != points:
+        sys.exit(f"expected every point to run in a fresh database, but {ran} of {points} ran")
+    return points, float(m.group(3)), cpu
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mlsim", default="build/mlsim")
+    ap.add_argument("--mlsim-mpi", default="build/mlsim-mpi")
+    ap.add_argument("--mpirun", default="mpirun")
+    ap.add_argument("--model", default="resnet50")
+    ap.add_argument("--points", type=int, default=2000)
+    ap.add_argument("--kinds", default="roofline,systolic")
+    ap.add_argument("-n", type=int, default=3)
+    a = ap.parse_args()
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    mpirun = [a.mpirun, "--oversubscribe", "--allow-run-as-root", "--bind-to", "none"]
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}  cores: {os.cpu_count()}")
+    with tempfile.TemporaryDirectory(prefix="mlsim-bench-mpi-") as tmp:
+        for kind in a.kinds.split(","):
+            sweep = os.path.join(tmp, f"{kind}.yaml")
+            with open(sweep, "w") as f:
+                f.write(sweep_yaml(kind, a.model, a.points))
+            configs = {
+                "threads --jobs 1": [a.mlsim, "sweep", sweep, "--jobs", "1"],
+                "threads --jobs 2": [a.mlsim, "sweep", sweep, "--jobs", "2"],
+                "mpi 1 rank": mpirun + ["-np", "1", a.mlsim_mpi, "sweep", sweep],
+                "mpi 2 ranks": mpirun + ["-np", "2", a.mlsim_mpi, "sweep", sweep],
+            }
+            rates = {name: [] for name in configs}
+            cpus = {name: [] for name in configs}
+            points = 0
+            for i in range(a.n):  # interleaved, so that a change of load hits every configuration alike
+                for name, cmd in configs.items():
+                    db = os.path.join(tmp, f"{kind}-{i}-{len(rates[name])}-{name.replace(' ', '_')}.db")
+                    points, rate, cpu = run(cmd + ["--db", db, "--quiet"], env)
+                    rates[name].append(rate)
+                    cpus[name].append(cpu)
+                    os.remove(db)
+            med = {name: statistics.median(r) for name, r in rates.items()}
+            print(f"{kind}: {points} points of {a.model}, median of {a.n} (in-sweep points/s):")
+            for name, r in rates.items():
+                print(f"  {name:<17} {med[name]:7.0f} points/s  (runs: {', '.join(f'{x:.0f}' for x in r)}); "
+                      f"{points / statistics.median(cpus[name]):.0f} points per CPU second (whole process)")
+            eff = med["mpi 2 ranks"] / (2 * med["mpi 1 rank"])
+            print(f"  parallel efficiency, 2 ranks vs 1: {eff * 100:.0f} %  "
+                  f"(2 ranks vs threads --jobs 1: {med['mpi 2 ranks'] / med['threads --jobs 1']:.2f}x)")
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,676 @@
+#include "mpi/sweep_mpi.h"
+
+#include <fmt/format.h>
+#include <mpi.h>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <list>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <tuple>
+#include <unordered_set>
+
+#include "sim/config/error.h"
+#include "sim/core/check.h"
+
+namespace mlsim::mpi {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using exp::Sweep;
+using exp::SweepPointConfig;
+using exp::SweepSummary;
+using exp::SystemCache;
+
+constexpr int k_tag_work = 1;    // rank 0 -> worker: one int64 point index, or -1: no more points
+constexpr int k_tag_result = 2;  // worker -> rank 0: a serialized Outcome
+constexpr int k_tag_done = 3;    // rank 0 -> worker: the sweep is committed (empty)
+constexpr std::size_t k_max_errors = 5;
+constexpr int k_commit_batch = 2;  // points rank 0 commits between two looks for arriving results
+constexpr int k_in_flight = 2;     // points a worker holds at once: the next is there when one finishes
+
+// ---- Serialization: little-endian-as-the-host bytes (every rank runs the same binary) ----
+class Writer {
+  public:
+    void u64(uint64_t v) { raw(&v, sizeof v); }
+    void i64(int64_t v) { raw(&v, sizeof v); }
+    void f64(double v) { raw(&v, sizeof v); }
+    void str(const std::string& s) {
+        u64(s.size());
+        raw(s.data(), s.size());
+    }
+    void opt(const std::optional<double>& v) {
+        u64(v ? 1 : 0);
+        f64(v.value_or(0));
+    }
+    std::vector<char>& bytes() { return m_buf; }
+
+  private:
+    void raw(const void* p, std::size_t n) {
+        const char* c = static_cast<const char*>(p);
+        m_buf.insert(m_buf.end(), c, c + n);
+    }
+    std::vector<char> m_buf;
+};
+
+class Reader {
+  public:
+    Reader(const char* p, std::size_t n) : m_p(p), m_end(p + n) {}
+    uint64_t u64() { return get<uint64_t>(); }
+    int64_t i64() { return get<int64_t>(); }
+    double f64() { return get<double>(); }
+    std::string str() {
+        const uint64_t n = u64();
+        MLSIM_CHECK(n <= static_cast<uint64_t>(m_end - m_p), "mpi: a truncated message");
+        std::string s(m_p, n);
+        m_p += n;
+        return s;
+    }
+    std::optional<double> opt() {
+        const bool has = u64() != 0;
+        const double v = f64();
+        return has ? std::optional<double>(v) : std::nullopt;
+    }
+
+  private:
+    template <class T>
+    T get() {
+        MLSIM_CHECK(sizeof(T) <= static_cast<std::size_t>(m_end - m_p), "mpi: a truncated message");
+        T v;
+        std::memcpy(&v, m_p, sizeof v);
+        m_p += sizeof v;
+        return v;
+    }
+    const char* m_p;
+    const char* m_end;
+};
+
+void put(Writer& w, const db::RunInfo& r) {
+    for (const std::string* s :
+         {&r.config_yaml, &r.config_hash, &r.system, &r.device, &r.model, &r.mode, &r.dtype, &r.device_model})
+        w.str(*s);
+    w.i64(r.batch);
+    w.i64(r.seq);
+    w.f64(r.peak_flops_per_s);
+    w.f64(r.mem_bandwidth_Bps);
+    w.f64(r.tdp_W);
+}
+
+db::RunInfo get_info(Reader& rd) {
+    db::RunInfo r;
+    for (std::string* s :
+         {&r.config_yaml, &r.config_hash, &r.system, &r.device, &r.model, &r.mode, &r.dtype, &r.device_model})
+        *s = rd.str();
+    r.batch = rd.i64();
+    r.seq = rd.i64();
+    r.peak_flops_per_s = rd.f64();
+    r.mem_bandwidth_Bps = rd.f64();
+    r.tdp_W = rd.f64();
+    return r;
+}
+
+void put(Writer& w, const db::LayerRow& l) {
+    w.i64(l.idx);
+    for (const std::string* s : {&l.name, &l.op, &l.phase, &l.dtype, &l.bound}) w.str(*s);
+    for (double v : {l.macs, l.flops, l.bytes_read, l.bytes_written, l.start_s, l.end_s, l.time_s, l.energy_j,
+                     l.energy_compute_j, l.energy_memory_j, l.energy_static_j, l.utilization, l.compute_s,
+                     l.memory_s, l.overhead_s, l.communication_s})
+        w.f64(v);
+    w.i64(l.params);
+    w.i64(l.cycles);
+    w.i64(l.stall_cycles);
+    w.u64(l.levels.size());
+    for (const db::LevelRow& v : l.levels) {
+        w.str(v.level);
+        w.f64(v.bytes_read);
+        w.f64(v.bytes_written);
+        w.i64(v.accesses);
+        w.f64(v.energy_j);
+    }
+    w.u64(l.metrics.size());
+    for (const db::MetricRow& m : l.metrics) {
+        w.str(m.name);
+        w.opt(m.value);
+        w.str(m.unit);
+        w.str(m.text);
+    }
+}
+
+db::LayerRow get_layer(Reader& rd) {
+    db::LayerRow l;
+    l.idx = rd.i64();
+    for (std::string* s : {&l.name, &l.op, &l.phase, &l.dtype, &l.bound}) *s = rd.str();
+    for (double* v : {&l.macs, &l.flops, &l.bytes_read, &l.bytes_written, &l.start_s, &l.end_s, &l.time_s,
+                      &l.energy_j, &l.energy_compute_j, &l.energy_memory_j, &l.energy_static_j,
+                      &l.utilization, &l.compute_s, &l.memory_s, &l.overhead_s, &l.communication_s})
+        *v = rd.f64();
+    l.params = rd.i64();
+    l.cycles = rd.i64();
+    l.stall_cycles = rd.i64();
+    l.levels.resize(rd.u64());
+    for (db::LevelRow& v : l.levels) {
+        v.level = rd.str();
+        v.bytes_read = rd.f64();
+        v.bytes_written = rd.f64();
+        v.accesses = rd.i64();
+        v.energy_j = rd.f64();
+    }
+    l.metrics.resize(rd.u64());
+    for (db::MetricRow& m : l.metrics) {
+        m.name = rd.str();
+        m.value = rd.opt();
+        m.unit = rd.str();
+        m.text = rd.str();
+    }
+    return l;
+}
+
+// What a rank found for one point: everything rank 0 needs to commit it as run_sweep() would.
+struct Outcome {
+    enum class Kind : uint64_t {
+        ran,            // simulated: info and rows
+        failed,         // a user error (before or while simulating): error
+        known_ok,       // resolved to a config with an ok run at the start of the sweep: not simulated
+        failed_before,  // its description failed on an earlier run (and no --retry-failed): not prepared
+    };
+    uint64_t index = 0;
+    Kind kind = Kind::ran;
+    std::string hash;  // the resolved config's hash; empty when preparing failed or was skipped
+    std::string error;
+    double wall_s = 0;
+    db::RunInfo fail_info;  // identifies the point as a failure (point_description_yaml)
+    db::SweepPoint point;   // sweep name, index and factor values
+    std::string description;
+    db::RunInfo info;
+    std::vector<db::LayerRow> rows;
+};
+
+std::vector<char> serialize(const Outcome& o) {
+    Writer w;
+    w.u64(o.index);
+    w.u64(static_cast<uint64_t>(o.kind));
+    w.str(o.hash);
+    w.str(o.error);
+    w.f64(o.wall_s);
+    put(w, o.fail_info);
+    w.str(o.point.sweep_name);
+    w.i64(o.point.point);
+    w.u64(o.point.factors.size());
+    for (const db::SweepFactorValue& f : o.point.factors) {
+        w.str(f.factor);
+        w.str(f.value);
+        w.opt(f.value_num);
+    }
+    w.str(o.description);
+    put(w, o.info);
+    w.u64(o.rows.size());
+    for (const db::LayerRow& l : o.rows) put(w, l);
+    return std::move(w.bytes());
+}
+
+Outcome deserialize(const std::vector<char>& bytes) {
+    Reader rd(bytes.data(), bytes.size());
+    Outcome o;
+    o.index = rd.u64();
+    o.kind = static_cast<Outcome::Kind>(rd.u64());
+    o.hash = rd.str();
+    o.error = rd.str();
+    o.wall_s = rd.f64();
+    o.fail_info = get_info(rd);
+    o.point.sweep_name = rd.str();
+    o.point.point = rd.i64();
+    o.point.factors.resize(rd.u64());
+    for (db::SweepFactorValue& f : o.point.factors) {
+        f.factor = rd.str();
+        f.value = rd.str();
+        f.value_num = rd.opt();
+    }
+    o.description = rd.str();
+    o.info = get_info(rd);
+    o.rows.resize(rd.u64());
+    for (db::LayerRow& l : o.rows) l = get_layer(rd);
+    return o;
+}
+
+// The config hashes rank 0 found in the database at the start, which let a rank skip a point.
+struct Known {
+    std::unordered_set<std::string> ok, failed;
+};
+
+std::vector<char> serialize(const Known& k) {
+    Writer w;
+    for (const auto* set : {&k.ok, &k.failed}) {
+        std::vector<std::string> sorted(set->begin(), set->end());
+        std::sort(sorted.begin(), sorted.end());
+        w.u64(sorted.size());
+        for (const std::string& h : sorted) w.str(h);
+    }
+    return std::move(w.bytes());
+}
+
+Known deserialize_known(const std::vector<char>& bytes) {
+    Reader rd(bytes.data(), bytes.size());
+    Known k;
+    for (auto* set : {&k.ok, &k.failed})
+        for (uint64_t n = rd.u64(); n-- > 0;) set->insert(rd.str());
+    return k;
+}
+
+// Reads the hashes of the file's runs (a second, read-only connection: ResultsDb has no listing).
+Known read_known(const std::string& path, bool retry_failed) {
+    Known k;
+    sqlite3* h = nullptr;
+    if (sqlite3_open_v2(path.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+        const std::string msg = h ? sqlite3_errmsg(h) : "out of memory";
+        sqlite3_close(h);
+        throw cfg::UserError(fmt::format("{}: cannot read the results database: {}", path, msg));
+    }
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(h, "SELECT config_hash, status FROM runs", -1, &st, nullptr) == SQLITE_OK) {
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            const auto* hash = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+            const auto* status = reinterpret_cast<const char*>(sqlite3_column_text(st, 1));
+            if (!hash || !status) continue;
+            if (std::strcmp(status, "ok") == 0)
+                k.ok.insert(hash);
+            else if (!retry_failed && std::strcmp(status, "error") == 0)
+                k.failed.insert(hash);
+        }
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return k;
+}
+
+db::RunInfo failed_info(const SweepPointConfig& pc, const SystemCache& systems) {
+    db::RunInfo info;
+    info.config_yaml = exp::point_description_yaml(pc);
+    info.config_hash = db::config_hash(info.config_yaml);
+    const exp::ExperimentOptions& o = pc.options;
+    if (auto it = systems.find(o.system); it != systems.end()) {
+        info.system = it->second->name;
+        info.device = it->second->device.name;
+    } else {
+        info.system = o.system;
+    }
+    info.model = o.model;
+    info.mode = o.mode;
+    info.dtype = o.dtype;
+    info.batch = o.batch;
+    info.seq = o.seq;
+    return info;
+}
+
+// One point, on any rank: what exp::run_sweep()'s worker does before it touches the database.
+Outcome run_point(const Sweep& sweep, const SystemCache& systems, std::size_t index, const Known& known) {
+    const auto t0 = Clock::now();
+    Outcome out;
+    out.index = index;
+    SweepPointConfig pc = exp::make_point(sweep, index);
+    auto sys = systems.find(pc.options.system);
+    MLSIM_CHECK(sys != systems.end(), "mpi sweep: a system missing from check_points()");
+    pc.options.preloaded_system = sys->second;
+    out.fail_info = failed_info(pc, systems);
+    out.point = pc.db_point;
+    out.description = pc.description;
+    if (known.failed.count(out.fail_info.config_hash)) {
+        out.kind = Outcome::Kind::failed_before;
+        return out;
+    }
+    std::optional<exp::PreparedExperiment> prepared;
+    try {
+        prepared.emplace(exp::prepare_experiment(pc.options));
+        out.hash = prepared->result->info.config_hash;
+        if (known.ok.count(out.hash)) {
+            out.kind = Outcome::Kind::known_ok;
+            return out;
+        }
+        exp::ExperimentResult r = exp::simulate(std::move(*prepared));
+        out.info = std::move(r.info);
+        out.rows = exp::to_rows(r.layers);
+        out.kind = Outcome::Kind::ran;
+    } catch (const cfg::UserError& e) {
+        out.kind = Outcome::Kind::failed;
+        out.error = e.what();
+    }
+    out.wall_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    return out;
+}
+
+std::vector<char> broadcast(std::vector<char> bytes) {
+    uint64_t n = bytes.size();
+    MPI_Bcast(&n, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+    bytes.resize(n);
+    if (n) MPI_Bcast(bytes.data(), static_cast<int>(n), MPI_CHAR, 0, MPI_COMM_WORLD);
+    return bytes;
+}
+
+// Waits for a message from rank 0 with `tag` by polling: a blocking receive keeps a core busy in Open MPI,
+// and the core is what the other ranks need.
+void wait_for(int tag) {
+    auto pause = std::chrono::microseconds(20);
+    for (int flag = 0;;) {
+        MPI_Iprobe(0, tag, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE);
+        if (flag) return;
+        std::this_thread::sleep_for(pause);
+        pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(1));
+    }
+}
+
+void send_index(int rank, int64_t index) {
+    MPI_Send(&index, 1, MPI_INT64_T, rank, k_tag_work, MPI_COMM_WORLD);
+}
+
+// ---- Other ranks ----
+void work(const Sweep& sweep, const SystemCache& systems) {
+    const Known known = deserialize_known(broadcast({}));
+    std::deque<int64_t> queue;
+    bool last = false;  // rank 0 said there are no more points
+    struct Sending {
+        std::vector<char> bytes;
+        MPI_Request request = MPI_REQUEST_NULL;
+    };
+    std::list<Sending> sending;  // results on their way to rank 0 (a list: the buffers must not move)
+    // Frees the finished sends; with `all`, waits (polling) until every send has finished.
+    auto reap = [&](bool all) {
+        auto pause = std::chrono::microseconds(20);
+        while (!sending.empty()) {
+            for (auto it = sending.begin(); it != sending.end();) {
+                int done = 0;
+                MPI_Test(&it->request, &done, MPI_STATUS_IGNORE);
+                it = done ? sending.erase(it) : std::next(it);
+            }
+            if (!all || sending.empty()) return;
+            std::this_thread::sleep_for(pause);
+            pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(1));
+        }
+    };
+    auto receive = [&] {
+        wait_for(k_tag_work);
+        int64_t index = 0;
+        MPI_Recv(&index, 1, MPI_INT64_T, 0, k_tag_work, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        if (index < 0)
+            last = true;
+        else
+            queue.push_back(index);
+    };
+    while (true) {
+        if (queue.empty()) {
+            if (last) break;
+            receive();
+            continue;
+        }
+        const auto index = static_cast<std::size_t>(queue.front());
+        queue.pop_front();
+        // Sent without waiting: a result of many layers goes by rendezvous, and a blocking send would
+        // wait (spinning) until rank 0, busy committing, posts its receive.
+        sending.emplace_back();
+        sending.back().bytes = serialize(run_point(sweep, systems, index, known));
+        MPI_Isend(sending.back().bytes.data(), static_cast<int>(sending.back().bytes.size()), MPI_CHAR, 0,
+                  k_tag_result, MPI_COMM_WORLD, &sending.back().request);
+        reap(false);
+        for (int flag = 1; flag && !last;) {
+            MPI_Iprobe(0, k_tag_work, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE);
+            if (flag) receive();
+        }
+    }
+    reap(true);
+    // Rank 0 may still be committing: wait for its word without spinning (MPI_Finalize would).
+    wait_for(k_tag_done);
+    MPI_Recv(nullptr, 0, MPI_CHAR, 0, k_tag_done, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+}
+
+// Gives a claimed key back unless the point was recorded (as exp::run_sweep() does).
+class ClaimGuard {
+  public:
+    ClaimGuard(db::ResultsDb& db, std::string key) : m_db(db), m_key(std::move(key)) {}
+    ~ClaimGuard() {
+        if (m_key.empty()) return;
+        try {
+            m_db.release_claim(m_key);
+        } catch (...) {  // NOLINT: the exception that got us here is the one to report
+        }
+    }
+    ClaimGuard(const ClaimGuard&) = delete;
+    ClaimGuard& operator=(const ClaimGuard&) = delete;
+    void released() { m_key.clear(); }
+
+  private:
+    db::ResultsDb& m_db;
+    std::string m_key;
+};
+
+// ---- Rank 0 ----
+SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::ResultsDb& db,
+                        const exp::SweepRunOptions& options, int ranks) {
+    const std::size_t total = sweep.point_count();
+    const auto start = Clock::now();
+    const int64_t errors_after = options.retry_failed ? db.max_run_id() : 0;
+    const Known known = deserialize_known(broadcast(serialize(read_known(db.path(), options.retry_failed))));
+
+    // Rank 0's own threads and the dispatch to other ranks draw from one counter.
+    std::atomic<std::size_t> next{0};
+    std::atomic<bool> stop{false};
+    std::mutex mutex;
+    std::map<std::size_t, Outcome> arrived;  // guarded by mutex
+    std::exception_ptr local_fatal;          // guarded by mutex
+    auto local = [&] {
+        try {
+            while (!stop.load()) {
+                const std::size_t i = next.fetch_add(1);
+                if (i >= total) break;
+                Outcome o = run_point(sweep, systems, i, known);
+                std::lock_guard lock(mutex);
+                arrived.emplace(i, std::move(o));
+            }
+        } catch (...) {
+            std::lock_guard lock(mutex);
+            if (!local_fatal) local_fatal = std::current_exception();
+            stop = true;
+        }
+    };
+    std::vector<std::thread> threads;
+    struct Joiner {
+        std::atomic<bool>& stop;
+        std::vector<std::thread>& threads;
+        ~Joiner() {
+            stop = true;
+            for (std::thread& t : threads)
+                if (t.joinable()) t.join();
+        }
+    } joiner{stop, threads};
+    for (int t = 0; t < std::max(1, options.jobs); ++t) threads.emplace_back(local);
+
+    // Sends a worker rank its next index, or once -1 when every point is handed out.
+    std::vector<bool> told_last(static_cast<std::size_t>(ranks), false);
+    int workers_busy = ranks - 1;  // worker ranks that have not been told there is nothing left
+    auto hand_out = [&](int rank) {
+        if (told_last[static_cast<std::size_t>(rank)]) return;
+        const std::size_t i = stop.load() ? total : next.fetch_add(1);
+        send_index(rank, i < total ? static_cast<int64_t>(i) : -1);
+        if (i >= total) {
+            told_last[static_cast<std::size_t>(rank)] = true;
+            --workers_busy;
+        }
+    };
+    for (int r = 1; r < ranks; ++r)
+        for (int k = 0; k < k_in_flight; ++k) hand_out(r);
+
+    std::size_t committed = 0, failed = 0, ran = 0, skipped = 0, failed_before = 0;
+    std::set<std::string> claimed;
+    std::vector<std::tuple<db::SweepPoint, std::string, std::string>> repeats;  // point, hash, description
+    std::vector<std::pair<std::size_t, std::string>> errors;
+    std::map<std::string, std::pair<int64_t, std::string>> failed_by_hash;
+    std::deque<Outcome> busy;  // held by another live process: retried after the others
+
+    // Commits one point as exp::run_sweep() does; false when another process holds it.
+    auto commit = [&](Outcome& o) -> bool {
+        if (o.kind == Outcome::Kind::failed_before) {
+            if (auto id = db.find_run(o.fail_info.config_hash, "error")) {
+                db.link_sweep_point(o.point, *id);
+                ++failed_before;
+                return true;
+            }
+            // Gone since the start: prepare and simulate it here.
+            o = run_point(sweep, systems, o.index, Known{});
+        }
+        db::ClaimQuery query;
+        query.error_hash = o.fail_info.config_hash;
+        query.errors_after = errors_after;
+        query.point = &o.point;
+        if (!o.hash.empty()) {
+            if (!claimed.insert(o.hash).second) {
+                repeats.emplace_back(o.point, o.hash, o.description);
+                ++skipped;
+                return true;
+            }
+            query.key = query.ok_hash = o.hash;
+        } else {
+            query.key = o.fail_info.config_hash;
+        }
+        const db::ClaimResult claim = db.claim(query);
+        if (claim.state == db::ClaimResult::State::done) {
+            db.link_sweep_point(o.point, claim.run_id);
+            ++(claim.run_ok ? skipped : failed_before);
+            return true;
+        }
+        if (claim.state == db::ClaimResult::State::busy) {
+            if (!o.hash.empty()) claimed.erase(o.hash);
+            return false;
+        }
+        ClaimGuard guard(db, query.key);
+        o.point.claim_key = query.key;
+        if (o.kind == Outcome::Kind::known_ok) {  // its run is gone since the start: simulate it here
+            Outcome again = run_point(sweep, systems, o.index, Known{});
+            again.point.claim_key = query.key;
+            o = std::move(again);
+        }
+        if (o.kind == Outcome::Kind::ran) {
+            db.record_run(o.info, o.rows, o.wall_s, &o.point);
+            guard.released();
+            ++ran;
+        } else {
+            const int64_t id = db.record_failed_run(o.fail_info, o.error, o.wall_s, &o.point);
+            guard.released();
+            ++failed;
+            errors.emplace_back(o.index, fmt::format("point {} ({}): {}", o.index, o.description, o.error));
+            if (!o.hash.empty()) failed_by_hash.emplace(o.hash, std::make_pair(id, o.error));
+        }
+        return true;
+    };
+
+    auto report = [&](bool final) {
+        if (options.progress)
+            options.progress(exp::SweepProgress{committed + busy.size(), failed, total, final});
+    };
+    auto last_report = Clock::now();
+    std::vector<char> buffer;
+    std::map<std::size_t, Outcome> pending;  // arrived, waiting for the points before them
+    while (committed + busy.size() < total) {
+        bool idle = true;
+        for (int flag = 1; flag;) {
+            MPI_Status status;
+            MPI_Iprobe(MPI_ANY_SOURCE, k_tag_result, MPI_COMM_WORLD, &flag, &status);
+            if (!flag) break;
+            idle = false;
+            int count = 0;
+            MPI_Get_count(&status, MPI_CHAR, &count);
+            buffer.resize(static_cast<std::size_t>(count));
+            MPI_Recv(buffer.data(), count, MPI_CHAR, status.MPI_SOURCE, k_tag_result, MPI_COMM_WORLD,
+                     MPI_STATUS_IGNORE);
+            hand_out(status.MPI_SOURCE);
+            Outcome o = deserialize(buffer);
+            const std::size_t i = o.index;
+            pending.emplace(i, std::move(o));
+        }
+        {
+            std::lock_guard lock(mutex);
+            if (local_fatal) std::rethrow_exception(local_fatal);
+            if (!arrived.empty()) idle = false;
+            pending.merge(arrived);
+        }
+        // In point order: the run_ids and the choice among repeated points do not depend on timing.
+        // A few at a time, so that the results other ranks are sending are received promptly.
+        int batch = 0;
+        for (auto it = pending.begin();
+             it != pending.end() && it->first == committed + busy.size() && batch < k_commit_batch; ++batch) {
+            if (!commit(it->second))
+                busy.push_back(std::move(it->second));
+            else
+                ++committed;
+            it = pending.erase(it);
+        }
+        if (batch) idle = false;
+        if (Clock::now() - last_report >= options.progress_interval) {
+            report(false);
+            last_report = Clock::now();
+        }
+        if (idle) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    // Points another process held: retried until it records them (or its claim goes stale).
+    while (!busy.empty()) {
+        Outcome o = std::move(busy.front());
+        busy.pop_front();
+        if (commit(o))
+            ++committed;
+        else {
+            busy.push_back(std::move(o));
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+    }
+    MLSIM_CHECK(workers_busy == 0, fmt::format("mpi sweep: {} ranks still working", workers_busy));
+    for (int r = 1; r < ranks; ++r) MPI_Send(nullptr, 0, MPI_CHAR, r, k_tag_done, MPI_COMM_WORLD);
+    report(true);
+
+    for (const auto& [point, hash, description] : repeats) {
+        if (auto id = db.find_run(hash, "ok")) {
+            db.link_sweep_point(point, *id);
+        } else if (auto f = failed_by_hash.find(hash); f != failed_by_hash.end()) {
+            db.link_sweep_point(point, f->second.first);
+            --skipped;
+            ++failed;
+            errors.emplace_back(point.point,
+                                fmt::format("point {} ({}): same configuration as a failed point: {}",
+                                            point.point, description, f->second.second));
+        }
+    }
+    SweepSummary s;
+    s.points = total;
+    s.ran = ran;
+    s.skipped = skipped;
+    s.failed = failed;
+    s.failed_before = failed_before;
+    s.wall_s = std::chrono::duration<double>(Clock::now() - start).count();
+    std::sort(errors.begin(), errors.end());
+    for (std::size_t k = 0; k < errors.size() && k < k_max_errors; ++k) s.errors.push_back(errors[k].second);
+    return s;
+}
+
+}  // namespace
+
+exp::DistributedSweep make_backend() {
+    exp::DistributedSweep b;
+    MPI_Comm_rank(MPI_COMM_WORLD, &b.rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &b.ranks);
+    const int ranks = b.ranks;
+    b.coordinate = [ranks](const Sweep& sweep, const SystemCache& systems, db::ResultsDb& db,
+                           const exp::SweepRunOptions& options) {
+        // One rank alone is the threaded sweep: nothing to hand out, and no writer thread beside its jobs.
+        if (ranks == 1) return exp::run_sweep(sweep, systems, db, options);
+        return coordinate(sweep, systems, db, options, ranks);
+    };
+    b.work = [](const Sweep& sweep, const SystemCache& systems) { work(sweep, systems); };
+    return b;
+}
+
+}  // namespace mlsim::mpi
