@@ -14,6 +14,6 @@ int cmd_validate(const Args& args);
 int cmd_list(const Args& args);
 int cmd_demo(const Args& args);
 int cmd_collective(const Args& args);  // cli/collective.cpp (issue 12)
-int cmd_serve(const Args& args);  // cli/serve.cpp (LLM serving)
+int cmd_serve(const Args& args);       // cli/serve.cpp (LLM serving)
 
 }  // namespace mlsim::cli
