@@ -17,6 +17,7 @@
 #include <unordered_map>
 
 #include "arch/family.h"
+#include "db/claim_guard.h"
 #include "experiment/key_path.h"
 #include "experiment/run_options.h"
 #include "sim/config/limits.h"
@@ -516,27 +517,6 @@ db::RunInfo failed_info(const SweepPointConfig& pc, const SystemCache& systems) 
     return info;
 }
 
-// Gives a claimed key back unless the point's run released it: a point abandoned by an exception must
-// not keep another process waiting until this one exits.
-class ClaimGuard {
-  public:
-    ClaimGuard(db::ResultsDb& db, std::string key) : m_db(db), m_key(std::move(key)) {}
-    ~ClaimGuard() {
-        if (m_key.empty()) return;
-        try {
-            m_db.release_claim(m_key);
-        } catch (...) {  // NOLINT: the exception that got us here is the one to report
-        }
-    }
-    ClaimGuard(const ClaimGuard&) = delete;
-    ClaimGuard& operator=(const ClaimGuard&) = delete;
-    void released() { m_key.clear(); }
-
-  private:
-    db::ResultsDb& m_db;
-    std::string m_key;
-};
-
 }  // namespace
 
 DistributedSweep*& distributed_sweep() {
@@ -628,7 +608,7 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
             if (!hash.empty()) claimed.erase(hash);
             return false;
         }
-        ClaimGuard guard(db, query.key);
+        db::ClaimGuard guard(db, query.key);
         pc.db_point.claim_key = query.key;
         if (prepared) {
             try {

@@ -19,6 +19,7 @@
 #include <tuple>
 #include <unordered_set>
 
+#include "db/claim_guard.h"
 #include "sim/config/error.h"
 #include "sim/core/check.h"
 
@@ -430,26 +431,6 @@ void work(const Sweep& sweep, const SystemCache& systems) {
     MPI_Recv(nullptr, 0, MPI_CHAR, 0, k_tag_done, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
 }
 
-// Gives a claimed key back unless the point was recorded (as exp::run_sweep() does).
-class ClaimGuard {
-  public:
-    ClaimGuard(db::ResultsDb& db, std::string key) : m_db(db), m_key(std::move(key)) {}
-    ~ClaimGuard() {
-        if (m_key.empty()) return;
-        try {
-            m_db.release_claim(m_key);
-        } catch (...) {  // NOLINT: the exception that got us here is the one to report
-        }
-    }
-    ClaimGuard(const ClaimGuard&) = delete;
-    ClaimGuard& operator=(const ClaimGuard&) = delete;
-    void released() { m_key.clear(); }
-
-  private:
-    db::ResultsDb& m_db;
-    std::string m_key;
-};
-
 // ---- Rank 0 ----
 SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::ResultsDb& db,
                         const exp::SweepRunOptions& options, int ranks) {
@@ -548,7 +529,7 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
             if (!o.hash.empty()) claimed.erase(o.hash);
             return false;
         }
-        ClaimGuard guard(db, query.key);
+        db::ClaimGuard guard(db, query.key);
         o.point.claim_key = query.key;
         if (o.kind == Outcome::Kind::known_ok) {  // its run is gone since the start: simulate it here
             Outcome again = run_point(sweep, systems, o.index, Known{});
