@@ -494,11 +494,7 @@ std::string point_description_yaml(const SweepPointConfig& pc) {
     return cfg::to_yaml(root);
 }
 
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-db::RunInfo failed_info(const SweepPointConfig& pc, const SystemCache& systems) {
+db::RunInfo failed_run_info(const SweepPointConfig& pc, const SystemCache& systems) {
     db::RunInfo info;
     info.config_yaml = point_description_yaml(pc);
     info.config_hash = db::config_hash(info.config_yaml);
@@ -516,6 +512,10 @@ db::RunInfo failed_info(const SweepPointConfig& pc, const SystemCache& systems) 
     info.seq = o.seq;
     return info;
 }
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
 
 }  // namespace
 
@@ -560,7 +560,7 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
         MLSIM_CHECK(sys != systems.end(), "run_sweep: a system missing from check_points()");
         pc.options.preloaded_system = sys->second;
 
-        const db::RunInfo fail_info = failed_info(pc, systems);
+        const db::RunInfo fail_info = failed_run_info(pc, systems);
         if (!options.retry_failed) {
             if (auto id = db.find_run(fail_info.config_hash, "error")) {
                 db.link_sweep_point(pc.db_point, *id);

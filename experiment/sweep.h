@@ -105,6 +105,10 @@ SystemCache check_points(const Sweep& sweep, std::size_t max_points = limits::de
 // finds the failure again on a rerun.
 std::string point_description_yaml(const SweepPointConfig& point);
 
+// The run row recorded for a point that failed with a user error: its description's hash identifies it
+// on a rerun (used by the threaded and the MPI sweep).
+db::RunInfo failed_run_info(const SweepPointConfig& point, const SystemCache& systems);
+
 // Where a sweep stands, for a progress display.
 struct SweepProgress {
     std::size_t done = 0;    // points finished (ran, skipped or failed)

@@ -293,25 +293,6 @@ Known read_known(const std::string& path, bool retry_failed) {
     return k;
 }
 
-db::RunInfo failed_info(const SweepPointConfig& pc, const SystemCache& systems) {
-    db::RunInfo info;
-    info.config_yaml = exp::point_description_yaml(pc);
-    info.config_hash = db::config_hash(info.config_yaml);
-    const exp::ExperimentOptions& o = pc.options;
-    if (auto it = systems.find(o.system); it != systems.end()) {
-        info.system = it->second->name;
-        info.device = it->second->device.name;
-    } else {
-        info.system = o.system;
-    }
-    info.model = o.model;
-    info.mode = o.mode;
-    info.dtype = o.dtype;
-    info.batch = o.batch;
-    info.seq = o.seq;
-    return info;
-}
-
 // One point, on any rank: what exp::run_sweep()'s worker does before it touches the database.
 Outcome run_point(const Sweep& sweep, const SystemCache& systems, std::size_t index, const Known& known) {
     const auto t0 = Clock::now();
@@ -321,7 +302,7 @@ Outcome run_point(const Sweep& sweep, const SystemCache& systems, std::size_t in
     auto sys = systems.find(pc.options.system);
     MLSIM_CHECK(sys != systems.end(), "mpi sweep: a system missing from check_points()");
     pc.options.preloaded_system = sys->second;
-    out.fail_info = failed_info(pc, systems);
+    out.fail_info = exp::failed_run_info(pc, systems);
     out.point = pc.db_point;
     out.description = pc.description;
     if (known.failed.count(out.fail_info.config_hash)) {
