@@ -65,6 +65,22 @@ struct ExperimentOptions {
     std::shared_ptr<const arch::SystemSpec> preloaded_system;
 };
 
+// One step of a parallel run (a parallel plan on a multi-device system), from the execution engine that
+// runs every rank's program on its device model and every communication on the network model
+// (arch/system/parallel_exec.h). Times in seconds, energies in joules.
+struct ParallelSummary {
+    double step_time_s = 0;         // one training step (inference: one batch), first start to last end
+    double samples_per_s = 0;       // batch / step time
+    double tokens_per_s = 0;        // batch x seq / step time (0 for models without a sequence)
+    double mfu = 0;                 // model FLOPs / (step time x devices x peak for the dtype)
+    double compute_s = 0;           // the critical rank's busy compute time
+    double exposed_comm_s = 0;      // time the critical rank waits on communication
+    double bubble_s = 0;            // time the critical rank idles on the pipeline schedule
+    double peak_memory_bytes = 0;   // the largest rank's peak
+    double device_energy_j = 0;     // every rank's device energy
+    double link_energy_j = 0;       // bytes over links x their energy per bit
+};
+
 struct ExperimentResult {
     arch::SystemSpec system;
     wl::Model model;
@@ -72,6 +88,9 @@ struct ExperimentResult {
     wl::MemoryAccount training_memory;  // filled in training mode
     // With a parallel plan: its lowering (per-stage programs) and per-stage memory; null without one.
     std::shared_ptr<const wl::ParallelLowering> parallel;
+    // With a parallel plan, after simulate(): the step (total_time_s = step time, total_energy_j =
+    // device + link energy); `layers` then holds rank 0's layers.
+    std::optional<ParallelSummary> parallel_run;
     std::string resolved_yaml;
     db::RunInfo info;
     double total_time_s = 0;

@@ -115,6 +115,10 @@ struct CommOp {
     GroupAxis axis = GroupAxis::tensor;
     int64_t bytes = 0;    // nccl-tests' size (arch/net/i_network.h); point-to-point: the message
     std::string purpose;  // "tp_forward", "tp_backward", "sp_gather", "dp_bucket", "zero_gather", ...
+    // all-to-all(v) only: p x p bytes in group order, counts[i * p + j] from group member i to member j
+    // (arch/net/i_network.h, CollectiveRequest::counts); empty = bytes / p to every member. Embedding
+    // sharding (table-wise, column-wise) sends uneven lookups and pooled embeddings this way.
+    std::vector<int64_t> counts;
 };
 
 // One item of a section: a compute op or a comm op, and the earlier tasks of the same section it waits
@@ -167,12 +171,22 @@ struct ParallelLowering {
     double bubble_fraction = 0;      // (P-1)/(M+P-1)
     int64_t layers = 0;
     std::vector<StageMemory> memory;  // per stage (see the contract)
+    // Per-rank programs, for lowerings whose ranks of one stage run different work (embedding tables
+    // sharded table- or row-wise: each rank looks up its own tables). Empty: every rank runs its stage's
+    // program. When set it has one entry per rank and program(rank) returns it; rank_memory likewise.
+    std::vector<StageProgram> rank_programs;
+    std::vector<StageMemory> rank_memory;
 
     int64_t ranks() const { return plan.devices(); }
     RankCoord coord(int64_t rank) const;
     int64_t rank_of(const RankCoord& c) const;
     const StageProgram& program(int64_t rank) const {
+        if (!rank_programs.empty()) return rank_programs.at(static_cast<size_t>(rank));
         return stages.at(static_cast<size_t>(coord(rank).pipeline));
+    }
+    const StageMemory& memory_of(int64_t rank) const {
+        if (!rank_memory.empty()) return rank_memory.at(static_cast<size_t>(rank));
+        return memory.at(static_cast<size_t>(coord(rank).pipeline));
     }
     // The ranks of `axis` for `rank`, in rank order; point-to-point axes give {peer} (empty at the ends).
     std::vector<int64_t> group(int64_t rank, GroupAxis axis) const;
