@@ -69,16 +69,16 @@ struct ExperimentOptions {
 // runs every rank's program on its device model and every communication on the network model
 // (arch/system/parallel_exec.h). Times in seconds, energies in joules.
 struct ParallelSummary {
-    double step_time_s = 0;         // one training step (inference: one batch), first start to last end
-    double samples_per_s = 0;       // batch / step time
-    double tokens_per_s = 0;        // batch x seq / step time (0 for models without a sequence)
-    double mfu = 0;                 // model FLOPs / (step time x devices x peak for the dtype)
-    double compute_s = 0;           // the critical rank's busy compute time
-    double exposed_comm_s = 0;      // time the critical rank waits on communication
-    double bubble_s = 0;            // time the critical rank idles on the pipeline schedule
-    double peak_memory_bytes = 0;   // the largest rank's peak
-    double device_energy_j = 0;     // every rank's device energy
-    double link_energy_j = 0;       // bytes over links x their energy per bit
+    double step_time_s = 0;        // one training step (inference: one batch), first start to last end
+    double samples_per_s = 0;      // batch / step time
+    double tokens_per_s = 0;       // batch x seq / step time (0 for models without a sequence)
+    double mfu = 0;                // model FLOPs / (step time x devices x peak for the dtype)
+    double compute_s = 0;          // the critical rank's busy compute time
+    double exposed_comm_s = 0;     // time the critical rank waits on communication
+    double bubble_s = 0;           // time the critical rank idles on the pipeline schedule
+    double peak_memory_bytes = 0;  // the largest rank's peak
+    double device_energy_j = 0;    // every rank's device energy
+    double link_energy_j = 0;      // bytes over links x their energy per bit
 };
 
 struct ExperimentResult {
