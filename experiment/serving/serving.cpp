@@ -324,6 +324,10 @@ db::ServingRows to_serving_rows(const ServeRun& run) {
     add("kv_occupancy_mean", r.mean_kv_occupancy, "1");
     add("kv_occupancy_max", r.max_kv_occupancy, "1");
     add("busy_s", r.busy_s, "s");
+    // Pipeline runs only (single-stage runs keep the rows they had): each stage's compute time.
+    if (r.stage_busy_s.size() > 1)
+        for (size_t st = 0; st < r.stage_busy_s.size(); ++st)
+            add(fmt::format("stage{}_busy_s", st).c_str(), r.stage_busy_s[st], "s");
     return rows;
 }
 
