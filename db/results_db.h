@@ -220,6 +220,12 @@ class ResultsDb {
     void release_claim(const std::string& key);
     // The largest run_id in the file, 0 when it has no runs.
     int64_t max_run_id() const;
+    // Groups every write until end_batch() into one transaction (each write a savepoint in it, undone
+    // alone when it fails): one commit for many points. Nothing of the batch is in the file before
+    // end_batch() returns, so a process killed in between leaves the file as it was before begin_batch()
+    // (the points are run again on resume). The write lock is held throughout: keep batches short.
+    void begin_batch();
+    void end_batch();
 
     const std::string& path() const;
 
