@@ -848,6 +848,61 @@ int64_t ResultsDb::record_collectives(const RunInfo& info, const std::vector<Col
     return run_id;
 }
 
+int64_t ResultsDb::record_comparison(const std::string& name, const std::vector<ComparisonRow>& rows) {
+    std::vector<int64_t> ids;
+    for (const ComparisonRow& r : rows) {
+        for (const std::optional<double>& v :
+             {r.latency_s, r.samples_per_s, r.energy_per_sample_j, r.average_power_w, r.system_tdp_w,
+              r.samples_per_s_per_w, r.usd_per_million_samples, r.time_to_train_s, r.latency_target_s,
+              r.compute_s, r.memory_s, r.communication_s, r.overhead_s, r.flops_per_sample,
+              r.bytes_per_sample, r.peak_flops_per_s, r.mem_bandwidth_Bps})
+            MLSIM_CHECK(!v || non_negative(*v),
+                        fmt::format("results: comparison {} ({} on {}): a figure is {}", r.idx, r.workload,
+                                    r.system, v.value_or(0)));
+        MLSIM_CHECK(r.run_id > 0 && r.devices >= 1 && r.batch >= 0,
+                    fmt::format("results: comparison {}: no run, or a bad device count or batch", r.idx));
+        ids.push_back(r.idx);
+    }
+    std::sort(ids.begin(), ids.end());
+    MLSIM_CHECK(std::adjacent_find(ids.begin(), ids.end()) == ids.end(), "results: repeated comparison idx");
+    std::lock_guard lock(m_impl->mutex);
+    Impl::Transaction txn(*m_impl);
+    sql::Statement next(m_impl->conn, "SELECT COALESCE(MAX(compare_id), 0) + 1 FROM comparisons");
+    next.finish_binding();
+    next.step();
+    const int64_t compare_id = next.column_int(0);
+    next.reset();
+    sql::Statement ins(
+        m_impl->conn,
+        "INSERT INTO comparisons (compare_id, name, idx, run_id, workload, system, status, error, devices, "
+        "batch, latency_s, samples_per_s, energy_per_sample_j, average_power_w, system_tdp_w, "
+        "samples_per_s_per_w, usd_per_million_samples, time_to_train_s, latency_target_s, compute_s, "
+        "memory_s, communication_s, overhead_s, flops_per_sample, bytes_per_sample, peak_flops_per_s, "
+        "mem_bandwidth_Bps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+        "?, "
+        "?, ?)");
+    for (const ComparisonRow& r : rows) {
+        ins.reset();
+        ins.bind_int(compare_id).bind_text(name).bind_int(r.idx).bind_int(r.run_id);
+        ins.bind_text(r.workload).bind_text(r.system).bind_text(r.status);
+        if (r.error.empty())
+            ins.bind_null();
+        else
+            ins.bind_text(r.error);
+        ins.bind_int(r.devices).bind_int(r.batch);
+        for (const std::optional<double>& v :
+             {r.latency_s, r.samples_per_s, r.energy_per_sample_j, r.average_power_w, r.system_tdp_w,
+              r.samples_per_s_per_w, r.usd_per_million_samples, r.time_to_train_s, r.latency_target_s,
+              r.compute_s, r.memory_s, r.communication_s, r.overhead_s, r.flops_per_sample,
+              r.bytes_per_sample, r.peak_flops_per_s, r.mem_bandwidth_Bps})
+            bind_optional(ins, v);
+        ins.finish_binding();
+        ins.run();
+    }
+    txn.commit();
+    return compare_id;
+}
+
 int64_t ResultsDb::record_failed_run(const RunInfo& info, const std::string& error, double wall_s,
                                      const SweepPoint* point) {
     validate_info(info, wall_s);

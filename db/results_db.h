@@ -178,8 +178,27 @@ struct ServingRows {
     std::vector<ServingMetric> summary;
 };
 
+// ---- comparisons (schema 7; experiment/compare.h) -------------------------------------------------
+// One `comparisons` row per (workload, system) pair of an `mlsim compare` study; run_id is the pair's run
+// (ok or failed). Figures are NULL where they do not apply (a failed pair, no price, not training).
+struct ComparisonRow {
+    int64_t idx = 0;  // the pair's place in the study
+    int64_t run_id = 0;
+    std::string workload, system, status, error;
+    int64_t devices = 1, batch = 0;
+    std::optional<double> latency_s, samples_per_s, energy_per_sample_j, average_power_w, system_tdp_w,
+        samples_per_s_per_w, usd_per_million_samples, time_to_train_s, latency_target_s;
+    std::optional<double> compute_s, memory_s, communication_s, overhead_s;
+    std::optional<double> flops_per_sample, bytes_per_sample, peak_flops_per_s, mem_bandwidth_Bps;
+};
+
 class ResultsDb {
   public:
+    // Writes a study's comparison rows in one transaction under a new compare_id (1 + the largest in the
+    // file) and returns it. Figures must be finite and non-negative, idx unique (InternalError otherwise,
+    // nothing written).
+    int64_t record_comparison(const std::string& name, const std::vector<ComparisonRow>& rows);
+
     // Atomically writes a status 'ok' serving run (mode 'serving', no layers) with its requests, summary
     // and occupancy rows; returns the new run_id. Rows are validated first (InternalError, nothing
     // written): finite non-negative times with arrival <= first token <= finish, counts >= 0, unique

@@ -1242,6 +1242,34 @@ const cfg::Schema& system_schema() {
         Param fabric = optional_no_default("fabric", PType::map, "a leaf/spine network across the nodes");
         fabric.sub = &fabric_schema();
         s.params.push_back(fabric);
+        // What the system costs, for `mlsim compare` (experiment/compare.h states the rule). Its `source`
+        // is required, so a price always says where it comes from, and a system without one resolves as it
+        // did before the key existed.
+        static const cfg::Schema price_schema = [] {
+            cfg::Schema p;
+            p.name = "system.price";
+            p.doc = "the system's price: a rental price per hour, or a purchase price and a lifetime";
+            p.params.push_back(
+                cfg::required("source", PType::string, "where the price comes from, and when"));
+            const auto money = [](std::string name, std::string doc) {
+                Param m = optional_no_default(std::move(name), PType::real, std::move(doc));
+                m.positive = true;
+                m.min = 0;
+                m.max = 1e12;
+                return m;
+            };
+            p.params.push_back(
+                money("usd_per_hour", "rental price of the whole system, US dollars per hour"));
+            p.params.push_back(money("purchase_usd", "purchase price of the whole system, US dollars"));
+            p.params.push_back(
+                money("lifetime_years", "years the purchase is amortised over (with purchase_usd)"));
+            p.params.push_back(
+                money("usd_per_kwh", "electricity price, US dollars per kWh; default 0 (none)"));
+            return p;
+        }();
+        Param price = optional_no_default("price", PType::map, "what the system costs (mlsim compare)");
+        price.sub = &price_schema;
+        s.params.push_back(price);
         return s;
     }();
     return schema;
