@@ -996,7 +996,9 @@ struct FlowNetwork::Impl {
                 for (const auto& [v, d] : degree) busiest = std::max(busiest, d);
                 const PathSet ps = paths_of(pairs);
                 const double k = static_cast<double>(chunks(n / 2)), c = n / 2 / k;
-                return base + (2 * depth + k - 1) * step(ps, busiest * c, c, true);
+                // one chunk: the up and down waves never overlap, each step one chunk per port; more chunks:
+                // in steady state a rank sends to its parents and children at once
+                return base + (2 * depth + k - 1) * step(ps, (k > 1 ? busiest : 1) * c, c, true);
             }
             case A::nvls: {
                 if (pi == 0 || pi == 1) return inf;
