@@ -803,7 +803,7 @@ int64_t ResultsDb::record_collectives(const RunInfo& info, const std::vector<Col
     Totals totals;
     std::vector<int64_t> ids;
     for (const CollectiveRow& r : rows) {
-        for (double v : {r.start_s, r.end_s, r.algbw_GBps, r.busbw_GBps})
+        for (double v : {r.start_s, r.end_s, r.algbw_GBps, r.busbw_GBps, r.energy_j})
             MLSIM_CHECK(non_negative(v),
                         fmt::format("results: collective {}: a time or bandwidth is {}", r.idx, v));
         MLSIM_CHECK(r.end_s >= r.start_s && r.ranks >= 0 && r.bytes >= 0 && r.steps >= 0,
@@ -811,11 +811,12 @@ int64_t ResultsDb::record_collectives(const RunInfo& info, const std::vector<Col
         ids.push_back(r.idx);
         totals.time_s += r.end_s - r.start_s;
         totals.communication_s += r.end_s - r.start_s;
+        totals.energy_j += r.energy_j;
     }
     std::sort(ids.begin(), ids.end());
     MLSIM_CHECK(std::adjacent_find(ids.begin(), ids.end()) == ids.end(), "results: repeated collective idx");
     for (const LinkUtilRow& l : links)
-        for (double v : {l.bytes, l.busy_s, l.utilization})
+        for (double v : {l.bytes, l.busy_s, l.utilization, l.energy_j})
             MLSIM_CHECK(non_negative(v),
                         fmt::format("results: link {} {}: a figure is {}", l.link, l.direction, v));
     std::lock_guard lock(m_impl->mutex);
@@ -824,23 +825,26 @@ int64_t ResultsDb::record_collectives(const RunInfo& info, const std::vector<Col
     sql::Statement ins(
         m_impl->conn,
         "INSERT INTO collectives (run_id, idx, kind, algorithm, protocol, ranks, bytes, start_s, "
-        "end_s, time_s, algbw_GBps, busbw_GBps, steps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        "end_s, time_s, algbw_GBps, busbw_GBps, steps, energy_j) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+        "?, "
+        "?)");
     for (const CollectiveRow& r : rows) {
         ins.reset();
         ins.bind_int(run_id).bind_int(r.idx).bind_text(r.kind).bind_text(r.algorithm).bind_text(r.protocol);
         ins.bind_int(r.ranks).bind_int(r.bytes).bind_real(r.start_s).bind_real(r.end_s);
         ins.bind_real(r.end_s - r.start_s).bind_real(r.algbw_GBps).bind_real(r.busbw_GBps).bind_int(r.steps);
+        ins.bind_real(r.energy_j);
         ins.finish_binding();
         ins.run();
     }
     sql::Statement lin(
         m_impl->conn,
-        "INSERT INTO link_utilization (run_id, link, direction, kind, bytes, busy_s, utilization) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)");
+        "INSERT INTO link_utilization (run_id, link, direction, kind, bytes, busy_s, utilization, energy_j) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
     for (const LinkUtilRow& l : links) {
         lin.reset();
         lin.bind_int(run_id).bind_int(l.link).bind_text(l.direction).bind_text(l.kind);
-        lin.bind_real(l.bytes).bind_real(l.busy_s).bind_real(l.utilization);
+        lin.bind_real(l.bytes).bind_real(l.busy_s).bind_real(l.utilization).bind_real(l.energy_j);
         lin.finish_binding();
         lin.run();
     }
