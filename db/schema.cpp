@@ -168,6 +168,9 @@ constexpr std::array k_collective_columns{
     Column{"algbw_GBps", "REAL", 6},
     Column{"busbw_GBps", "REAL", 6},
     Column{"steps", "INTEGER", 6},
+    // Schema 7: link energy of the call: bytes on the wire x each crossed link's energy per byte, plus the
+    // bytes each switch forwarded x its energy per byte (0 where the system gives no figure).
+    Column{"energy_j", "REAL", 7},
 };
 
 // Schema 6: per link direction, the busiest links of a run's collectives: bytes carried, time spent
@@ -180,6 +183,7 @@ constexpr std::array k_link_util_columns{
     Column{"bytes", "REAL NOT NULL", 6},
     Column{"busy_s", "REAL NOT NULL", 6},
     Column{"utilization", "REAL NOT NULL", 6},
+    Column{"energy_j", "REAL", 7},  // schema 7: the bytes' link energy (and the entered switch's)
 };
 
 // Schema 6: serving runs (experiment/serving/, db/results_db.h).
