@@ -755,7 +755,7 @@ void Engine::advance(RankState& r) {
                                        : fmt::format("mb{}.{}", it.microbatch, (*p.sec[sec].tasks)[j].name);
             l.idx = static_cast<int64_t>(m_res.rank0_layers.size());
             l.start_s = m_sim.now().to_seconds();
-            l.end_s = (m_sim.now() + tt.time).to_seconds();
+            l.end_s = l.start_s + l.time_s;  // the model's time (the step runs it rounded to 1 ps)
             m_res.rank0_layers.push_back(std::move(l));
         }
         m_sim.schedule_at(m_sim.now() + tt.time, callback<&Engine::on_compute_done>(this, ri));

@@ -389,7 +389,7 @@ TEST_CASE("parallel: a parallel run's summary, rank and collective rows are stor
         std::filesystem::temp_directory_path() / ("mlsim-test-parallel-db-" + std::to_string(getpid()));
     std::filesystem::create_directories(dir);
     const exp::ExperimentOptions o =
-        with_plan(training(preset("dgx-a100-2node"), "gpt2-small-prefill", 16, 128), 2, 4, 2, 4);
+        with_plan(training(preset("dgx-a100-node"), "gpt2-small-prefill", 16, 128), 2, 2, 2, 4);
     std::vector<std::vector<std::string>> dumps;
     for (int i = 0; i < 2; ++i) {
         const std::string path = (dir / ("run" + std::to_string(i) + ".db")).string();
@@ -409,13 +409,13 @@ TEST_CASE("parallel: a parallel run's summary, rank and collective rows are stor
               "SELECT * FROM collectives ORDER BY idx"})
             for (std::string& row : dump(path, q)) all.push_back(std::move(row));
         dumps.push_back(all);
-        CHECK(dump(path, "SELECT rank FROM parallel_ranks").size() == 16);
+        CHECK(dump(path, "SELECT rank FROM parallel_ranks").size() == 8);
         CHECK(dump(path, "SELECT idx FROM collectives").size() == x.comms.size());
         const std::vector<std::string> s =
             dump(path, "SELECT step_time_s, ranks, data, tensor, pipeline FROM parallel_runs");
         REQUIRE(s.size() == 1);
         CHECK(std::stod(s[0]) == Approx(x.step_time_s).epsilon(1e-12));
-        CHECK(s[0].substr(s[0].find('|') + 1) == "16|2|4|2|");
+        CHECK(s[0].substr(s[0].find('|') + 1) == "8|2|2|2|");
         // Every collective row names its purpose, and the copies sum to the calls the step made.
         CHECK(dump(path, "SELECT idx FROM collectives WHERE purpose IS NULL OR copies < 1").empty());
         int64_t copies = 0;
