@@ -117,12 +117,13 @@ void print_parallel_run(const exp::ExperimentResult& r) {
     for (const auto& [purpose, t] : x.exposed_by_purpose)
         fmt::print("          exposed {:<22} {}\n", purpose, seconds(t));
     fmt::print(
-        "  energy  devices {}, links {}; symmetry {}{}; {} ranks simulated, {} network calls\n",
+        "  energy  devices {}, links {}; symmetry {}{}; {} ranks simulated, {} network calls, {} "
+        "replayed\n",
         si(s.device_energy_j, "J"), si(s.link_energy_j, "J"), x.symmetry,
         x.symmetry == "off"
             ? ""
             : (x.symmetry_exact ? " (exact)" : fmt::format(" (spread {})", seconds(x.symmetry_spread_s))),
-        x.simulated_ranks, x.network_calls);
+        x.simulated_ranks, x.network_calls, x.memo_hits);
     fmt::print("  {:>5} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
                "rank", "stage", "compute", "comm", "exposed", "bubble", "memory", "weights", "grads",
                "optimizer", "activ.", "KV");
@@ -272,7 +273,9 @@ int cmd_run(const Args& args) {
                    r.system.name, r.system.device_count, r.system.device.name);
     print_totals(r);
     if (db) {
-        const int64_t id = db->record_run(r.info, exp::to_rows(r.layers), wall);
+        const db::ParallelRows par = r.parallel_run ? exp::parallel_rows(r) : db::ParallelRows{};
+        const int64_t id =
+            db->record_run(r.info, exp::to_rows(r.layers), wall, nullptr, r.parallel_run ? &par : nullptr);
         fmt::print("  saved   run {} in {}\n", id, db_path);
     }
     return 0;

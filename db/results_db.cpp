@@ -658,6 +658,8 @@ struct ResultsDb::Impl {
         d.run();
     }
 
+    void write_parallel(int64_t run_id, const ParallelRows& p);
+
     void write_layer(int64_t run_id, const LayerRow& l) {
         sql::Statement& s = *insert_layer;
         s.reset();
@@ -772,12 +774,105 @@ void ResultsDb::end_batch() {
     m_impl->commit->run();
 }
 
+namespace {
+
+void validate_parallel(const ParallelRows& p) {
+    for (double v : {p.step_time_s, p.samples_per_s, p.tokens_per_s, p.mfu, p.compute_s, p.exposed_comm_s,
+                     p.bubble_s, p.peak_memory_bytes, p.device_energy_j, p.link_energy_j})
+        MLSIM_CHECK(non_negative(v), fmt::format("results: parallel run: a figure is {}", v));
+    std::vector<int64_t> ids;
+    for (const ParallelRankRow& r : p.rank_rows) {
+        for (double v : {r.compute_s, r.comm_s, r.exposed_comm_s, r.bubble_s, r.end_s, r.energy_j, r.flops,
+                         r.memory_bytes, r.weights_bytes, r.gradients_bytes, r.optimizer_bytes,
+                         r.activations_bytes, r.kv_cache_bytes})
+            MLSIM_CHECK(non_negative(v), fmt::format("results: parallel rank {}: a figure is {}", r.rank, v));
+        ids.push_back(r.rank);
+    }
+    std::sort(ids.begin(), ids.end());
+    MLSIM_CHECK(std::adjacent_find(ids.begin(), ids.end()) == ids.end(), "results: repeated parallel rank");
+    ids.clear();
+    for (const ParallelCollectiveRow& c : p.collectives) {
+        const CollectiveRow& r = c.call;
+        for (double v : {r.start_s, r.end_s, r.algbw_GBps, r.busbw_GBps, r.energy_j})
+            MLSIM_CHECK(non_negative(v),
+                        fmt::format("results: parallel collective {}: a figure is {}", r.idx, v));
+        MLSIM_CHECK(r.end_s >= r.start_s && c.copies >= 1,
+                    fmt::format("results: parallel collective {}: end before start or no copies", r.idx));
+        ids.push_back(r.idx);
+    }
+    std::sort(ids.begin(), ids.end());
+    MLSIM_CHECK(std::adjacent_find(ids.begin(), ids.end()) == ids.end(), "results: repeated collective idx");
+    for (const auto& [purpose, t] : p.exposed_by_purpose)
+        MLSIM_CHECK(non_negative(t), fmt::format("results: parallel exposed {}: {}", purpose, t));
+}
+
+}  // namespace
+
+void ResultsDb::Impl::write_parallel(int64_t run_id, const ParallelRows& p) {
+    sql::Statement run(
+        conn,
+        "INSERT INTO parallel_runs (run_id, data, tensor, pipeline, expert, zero, microbatches, "
+        "schedule, ranks, step_time_s, samples_per_s, tokens_per_s, mfu, critical_rank, "
+        "compute_s, exposed_comm_s, bubble_s, peak_memory_bytes, device_energy_j, link_energy_j, "
+        "symmetry, simulated_ranks, network_calls, memo_hits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
+        "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    run.bind_int(run_id).bind_int(p.data).bind_int(p.tensor).bind_int(p.pipeline).bind_int(p.expert);
+    run.bind_int(p.zero).bind_int(p.microbatches).bind_text(p.schedule).bind_int(p.ranks);
+    run.bind_real(p.step_time_s).bind_real(p.samples_per_s).bind_real(p.tokens_per_s).bind_real(p.mfu);
+    run.bind_int(p.critical_rank).bind_real(p.compute_s).bind_real(p.exposed_comm_s).bind_real(p.bubble_s);
+    run.bind_real(p.peak_memory_bytes).bind_real(p.device_energy_j).bind_real(p.link_energy_j);
+    run.bind_text(p.symmetry).bind_int(p.simulated_ranks).bind_int(p.network_calls).bind_int(p.memo_hits);
+    run.finish_binding();
+    run.run();
+    sql::Statement rk(
+        conn,
+        "INSERT INTO parallel_ranks (run_id, rank, stage, compute_s, comm_s, exposed_comm_s, "
+        "bubble_s, end_s, energy_j, flops, memory_bytes, weights_bytes, gradients_bytes, "
+        "optimizer_bytes, activations_bytes, kv_cache_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
+        "?, ?, ?, ?, ?, ?, ?)");
+    for (const ParallelRankRow& r : p.rank_rows) {
+        rk.reset();
+        rk.bind_int(run_id).bind_int(r.rank).bind_int(r.stage).bind_real(r.compute_s).bind_real(r.comm_s);
+        rk.bind_real(r.exposed_comm_s).bind_real(r.bubble_s).bind_real(r.end_s).bind_real(r.energy_j);
+        rk.bind_real(r.flops)
+            .bind_real(r.memory_bytes)
+            .bind_real(r.weights_bytes)
+            .bind_real(r.gradients_bytes);
+        rk.bind_real(r.optimizer_bytes).bind_real(r.activations_bytes).bind_real(r.kv_cache_bytes);
+        rk.finish_binding();
+        rk.run();
+    }
+    sql::Statement ex(conn, "INSERT INTO parallel_exposed (run_id, purpose, exposed_s) VALUES (?, ?, ?)");
+    for (const auto& [purpose, t] : p.exposed_by_purpose) {
+        ex.reset();
+        ex.bind_int(run_id).bind_text(purpose).bind_real(t);
+        ex.finish_binding();
+        ex.run();
+    }
+    sql::Statement co(
+        conn,
+        "INSERT INTO collectives (run_id, idx, kind, algorithm, protocol, ranks, bytes, start_s, "
+        "end_s, time_s, algbw_GBps, busbw_GBps, steps, energy_j, purpose, copies) VALUES (?, ?, "
+        "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    for (const ParallelCollectiveRow& c : p.collectives) {
+        const CollectiveRow& r = c.call;
+        co.reset();
+        co.bind_int(run_id).bind_int(r.idx).bind_text(r.kind).bind_text(r.algorithm).bind_text(r.protocol);
+        co.bind_int(r.ranks).bind_int(r.bytes).bind_real(r.start_s).bind_real(r.end_s);
+        co.bind_real(r.end_s - r.start_s).bind_real(r.algbw_GBps).bind_real(r.busbw_GBps).bind_int(r.steps);
+        co.bind_real(r.energy_j).bind_text(c.purpose).bind_int(c.copies);
+        co.finish_binding();
+        co.run();
+    }
+}
+
 int64_t ResultsDb::record_run(const RunInfo& info, const std::vector<LayerRow>& layers, double wall_s,
-                              const SweepPoint* point) {
+                              const SweepPoint* point, const ParallelRows* parallel) {
     MLSIM_CHECK(!info.config_yaml.empty(), "results: an ok run needs its resolved config");
     validate_info(info, wall_s);
     Totals totals = validate_layers(layers);
     if (point) validate_point(*point);
+    if (parallel) validate_parallel(*parallel);
 
     std::lock_guard lock(m_impl->mutex);
     Impl::Transaction txn(*m_impl);
@@ -787,6 +882,7 @@ int64_t ResultsDb::record_run(const RunInfo& info, const std::vector<LayerRow>& 
         m_impl->write_levels(run_id, layer);
         m_impl->write_metrics(run_id, layer);
     }
+    if (parallel) m_impl->write_parallel(run_id, *parallel);
     if (point) {
         m_impl->write_sweep_point(
             *point, run_id, info.config_hash.empty() ? config_hash(info.config_yaml) : info.config_hash);

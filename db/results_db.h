@@ -109,6 +109,34 @@ struct CollectiveRow {
     double energy_j = 0;  // link (and switch) energy of the call
 };
 
+// A parallel run (schema 7, issue 13): the `parallel_runs` row, one `parallel_ranks` row per rank, the
+// critical rank's exposed communication by purpose (`parallel_exposed`) and the step's collectives and
+// pipeline transfers as `collectives` rows (with purpose and copies).
+struct ParallelRankRow {
+    int64_t rank = 0, stage = 0;
+    double compute_s = 0, comm_s = 0, exposed_comm_s = 0, bubble_s = 0, end_s = 0, energy_j = 0, flops = 0;
+    double memory_bytes = 0, weights_bytes = 0, gradients_bytes = 0, optimizer_bytes = 0,
+           activations_bytes = 0, kv_cache_bytes = 0;
+};
+struct ParallelCollectiveRow {
+    CollectiveRow call;
+    std::string purpose;
+    int64_t copies = 1;
+};
+struct ParallelRows {
+    int64_t data = 1, tensor = 1, pipeline = 1, expert = 1, zero = 0, microbatches = 1, ranks = 1;
+    std::string schedule;
+    double step_time_s = 0, samples_per_s = 0, tokens_per_s = 0, mfu = 0;
+    int64_t critical_rank = 0;
+    double compute_s = 0, exposed_comm_s = 0, bubble_s = 0, peak_memory_bytes = 0, device_energy_j = 0,
+           link_energy_j = 0;
+    std::string symmetry;
+    int64_t simulated_ranks = 0, network_calls = 0, memo_hits = 0;
+    std::vector<ParallelRankRow> rank_rows;
+    std::vector<std::pair<std::string, double>> exposed_by_purpose;
+    std::vector<ParallelCollectiveRow> collectives;
+};
+
 // One direction of one link over a run's collectives: a `link_utilization` row.
 struct LinkUtilRow {
     int64_t link = 0;
@@ -217,8 +245,10 @@ class ResultsDb {
     // energy_j, total_<part>_s = sum of the layers' <part>_s; average_power_w = total_energy_j /
     // total_time_s (NULL for a zero span); over_tdp = average power above info.tdp_W (NULL when unknown).
     // With `point`, the run's sweep rows are written in the same transaction.
+    // With `parallel`, its rows (ParallelRows) are written in the same transaction; figures must be finite
+    // and non-negative, ranks and collective idx unique (InternalError, nothing written).
     int64_t record_run(const RunInfo& info, const std::vector<LayerRow>& layers, double wall_s,
-                       const SweepPoint* point = nullptr);
+                       const SweepPoint* point = nullptr, const ParallelRows* parallel = nullptr);
     // Writes a status 'error' run with its message and no layers; returns the new run_id.
     int64_t record_failed_run(const RunInfo& info, const std::string& error, double wall_s,
                               const SweepPoint* point = nullptr);

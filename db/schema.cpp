@@ -171,6 +171,10 @@ constexpr std::array k_collective_columns{
     // Schema 7: link energy of the call: bytes on the wire x each crossed link's energy per byte, plus the
     // bytes each switch forwarded x its energy per byte (0 where the system gives no figure).
     Column{"energy_j", "REAL", 7},
+    // Schema 7: in a parallel run (issue 13), what the call was for (tp_forward, dp_bucket, ...) and how
+    // many calls the row stands for (the stage symmetry's mirrors); NULL for `mlsim collective` runs.
+    Column{"purpose", "TEXT", 7},
+    Column{"copies", "INTEGER", 7},
 };
 
 // Schema 6: per link direction, the busiest links of a run's collectives: bytes carried, time spent
@@ -244,6 +248,60 @@ constexpr std::array k_comparison_columns{
     Column{"mem_bandwidth_Bps", "REAL", 7},
 };
 
+// Schema 7 (issue 13): a parallel run's summary (one row per run with a parallel plan, `mlsim run`),
+// its ranks (one row per rank: times in seconds over the step, memory in bytes) and the critical rank's
+// exposed communication by purpose; its collectives and pipeline transfers go to `collectives` (with
+// purpose and copies: the calls a stage-symmetric run stood for by one row).
+constexpr std::array k_parallel_run_columns{
+    Column{"run_id", "INTEGER PRIMARY KEY REFERENCES runs(run_id)", 7},
+    Column{"data", "INTEGER NOT NULL", 7},
+    Column{"tensor", "INTEGER NOT NULL", 7},
+    Column{"pipeline", "INTEGER NOT NULL", 7},
+    Column{"expert", "INTEGER NOT NULL", 7},
+    Column{"zero", "INTEGER NOT NULL", 7},
+    Column{"microbatches", "INTEGER NOT NULL", 7},
+    Column{"schedule", "TEXT NOT NULL", 7},
+    Column{"ranks", "INTEGER NOT NULL", 7},
+    Column{"step_time_s", "REAL NOT NULL", 7},
+    Column{"samples_per_s", "REAL", 7},
+    Column{"tokens_per_s", "REAL", 7},
+    Column{"mfu", "REAL", 7},
+    Column{"critical_rank", "INTEGER NOT NULL", 7},
+    Column{"compute_s", "REAL NOT NULL", 7},  // the critical rank's
+    Column{"exposed_comm_s", "REAL NOT NULL", 7},
+    Column{"bubble_s", "REAL NOT NULL", 7},
+    Column{"peak_memory_bytes", "REAL", 7},
+    Column{"device_energy_j", "REAL", 7},
+    Column{"link_energy_j", "REAL", 7},
+    Column{"symmetry", "TEXT NOT NULL", 7},  // off | stage
+    Column{"simulated_ranks", "INTEGER NOT NULL", 7},
+    Column{"network_calls", "INTEGER NOT NULL", 7},
+    Column{"memo_hits", "INTEGER NOT NULL", 7},
+};
+constexpr std::array k_parallel_rank_columns{
+    Column{"run_id", "INTEGER NOT NULL REFERENCES runs(run_id)", 7},
+    Column{"rank", "INTEGER NOT NULL", 7},
+    Column{"stage", "INTEGER NOT NULL", 7},
+    Column{"compute_s", "REAL NOT NULL", 7},
+    Column{"comm_s", "REAL NOT NULL", 7},
+    Column{"exposed_comm_s", "REAL NOT NULL", 7},
+    Column{"bubble_s", "REAL NOT NULL", 7},
+    Column{"end_s", "REAL NOT NULL", 7},
+    Column{"energy_j", "REAL NOT NULL", 7},
+    Column{"flops", "REAL NOT NULL", 7},
+    Column{"memory_bytes", "REAL NOT NULL", 7},
+    Column{"weights_bytes", "REAL NOT NULL", 7},
+    Column{"gradients_bytes", "REAL NOT NULL", 7},
+    Column{"optimizer_bytes", "REAL NOT NULL", 7},
+    Column{"activations_bytes", "REAL NOT NULL", 7},
+    Column{"kv_cache_bytes", "REAL NOT NULL", 7},
+};
+constexpr std::array k_parallel_exposed_columns{
+    Column{"run_id", "INTEGER NOT NULL REFERENCES runs(run_id)", 7},
+    Column{"purpose", "TEXT NOT NULL", 7},
+    Column{"exposed_s", "REAL NOT NULL", 7},
+};
+
 const std::array k_tables{
     Table{"meta", k_meta_columns, ""},
     Table{"runs", k_run_columns, ""},
@@ -262,6 +320,9 @@ const std::array k_tables{
     Table{"serving_metrics", k_serving_metric_columns, "PRIMARY KEY (run_id, name)"},
     Table{"kv_occupancy", k_kv_occupancy_columns, "PRIMARY KEY (run_id, sample)"},
     Table{"comparisons", k_comparison_columns, "PRIMARY KEY (compare_id, idx)"},
+    Table{"parallel_runs", k_parallel_run_columns, ""},
+    Table{"parallel_ranks", k_parallel_rank_columns, "PRIMARY KEY (run_id, rank)"},
+    Table{"parallel_exposed", k_parallel_exposed_columns, "PRIMARY KEY (run_id, purpose)"},
 };
 
 // Queries by run (or run and layer) on layer_levels / layer_metrics use their primary keys' prefix.

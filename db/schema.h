@@ -40,7 +40,8 @@ namespace mlsim::db::schema {
 // process is simulating which point right now; see db/results_db.h). Version 6: collectives and
 // link_utilization (the network model, issue 12); requests, serving_metrics, kv_occupancy (serving runs,
 // experiment/serving/). Version 7: comparisons (`mlsim compare` studies, experiment/compare.h); energy_j in
-// collectives and link_utilization (link energy, issue 12).
+// collectives and link_utilization (link energy, issue 12); parallel_runs, parallel_ranks, parallel_exposed
+// and purpose / copies in collectives (parallel runs, issue 13).
 inline constexpr int64_t current_version = 7;
 
 // PRAGMA application_id stamped into every file so a foreign SQLite file is recognised ('mlsi').

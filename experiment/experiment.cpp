@@ -451,6 +451,80 @@ ExperimentResult simulate_parallel(PreparedExperiment&& prepared) {
     return r;
 }
 
+db::ParallelRows parallel_rows(const ExperimentResult& r) {
+    MLSIM_CHECK(r.parallel && r.parallel_run && r.parallel_exec, "parallel_rows of a run without a plan");
+    const wl::ParallelPlan& pl = r.parallel->plan;
+    const ParallelSummary& s = *r.parallel_run;
+    const arch::ExecResult& x = *r.parallel_exec;
+    db::ParallelRows p;
+    p.data = pl.data;
+    p.tensor = pl.tensor;
+    p.pipeline = pl.pipeline;
+    p.expert = pl.expert;
+    p.zero = pl.zero;
+    p.microbatches = pl.microbatches;
+    p.schedule = pl.schedule == wl::PipelineSchedule::gpipe ? "gpipe" : "1f1b";
+    p.ranks = r.parallel->ranks();
+    p.step_time_s = s.step_time_s;
+    p.samples_per_s = s.samples_per_s;
+    p.tokens_per_s = s.tokens_per_s;
+    p.mfu = s.mfu;
+    p.critical_rank = x.critical_rank;
+    p.compute_s = s.compute_s;
+    p.exposed_comm_s = s.exposed_comm_s;
+    p.bubble_s = s.bubble_s;
+    p.peak_memory_bytes = s.peak_memory_bytes;
+    p.device_energy_j = s.device_energy_j;
+    p.link_energy_j = s.link_energy_j;
+    p.symmetry = x.symmetry;
+    p.simulated_ranks = x.simulated_ranks;
+    p.network_calls = x.network_calls;
+    p.memo_hits = x.memo_hits;
+    for (const arch::RankExec& k : x.ranks) {
+        db::ParallelRankRow row;
+        row.rank = k.rank;
+        row.stage = k.stage;
+        row.compute_s = k.compute_s;
+        row.comm_s = k.comm_s;
+        row.exposed_comm_s = k.exposed_comm_s;
+        row.bubble_s = k.bubble_s;
+        row.end_s = k.end_s;
+        row.energy_j = k.energy_j;
+        row.flops = k.flops;
+        row.memory_bytes = k.memory.total_bytes;
+        row.weights_bytes = k.memory.weights_bytes;
+        row.gradients_bytes = k.memory.gradients_bytes;
+        row.optimizer_bytes = k.memory.optimizer_state_bytes;
+        row.activations_bytes = k.memory.activations_bytes;
+        row.kv_cache_bytes = k.memory.kv_cache_bytes;
+        p.rank_rows.push_back(row);
+    }
+    for (const auto& [purpose, t] : x.exposed_by_purpose) p.exposed_by_purpose.emplace_back(purpose, t);
+    for (size_t i = 0; i < x.comms.size(); ++i) {
+        const arch::ExecComm& c = x.comms[i];
+        db::ParallelCollectiveRow row;
+        row.call.idx = static_cast<int64_t>(i);
+        row.call.kind = c.kind;
+        row.call.algorithm = c.algorithm;
+        row.call.protocol = c.protocol;
+        row.call.ranks = c.ranks;
+        row.call.bytes = c.bytes;
+        row.call.start_s = c.start_s;
+        row.call.end_s = c.end_s;
+        const double t = c.end_s - c.start_s;
+        if (t > 0) {
+            row.call.algbw_GBps = static_cast<double>(c.bytes) / t / 1e9;
+            const std::optional<arch::net::CollectiveKind> k = arch::net::parse_collective_kind(c.kind);
+            row.call.busbw_GBps =
+                row.call.algbw_GBps * (k ? arch::net::bus_bandwidth_factor(*k, c.ranks) : 1.0);
+        }
+        row.purpose = c.purpose;
+        row.copies = c.copies;
+        p.collectives.push_back(std::move(row));
+    }
+    return p;
+}
+
 ExperimentResult simulate(PreparedExperiment&& prepared, const arch::LayerProgress& progress) {
     MLSIM_CHECK(prepared.device != nullptr && prepared.result != nullptr,
                 "simulate() of an experiment that was not prepared");

@@ -151,5 +151,8 @@ ExperimentResult simulate(PreparedExperiment&& prepared, const arch::LayerProgre
 
 // Per-layer results as results-database rows.
 std::vector<db::LayerRow> to_rows(const std::vector<arch::LayerResult>& layers);
+// A parallel run's database rows (schema 7: parallel_runs, parallel_ranks, parallel_exposed and its
+// collectives); `r` must hold a parallel run (parallel_run and parallel_exec set).
+db::ParallelRows parallel_rows(const ExperimentResult& r);
 
 }  // namespace mlsim::exp

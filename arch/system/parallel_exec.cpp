@@ -204,7 +204,7 @@ struct RankState {
     bool group_cached[k_axes] = {};
     // accounting
     double compute_s = 0, comm_s = 0, exposed_s = 0, bubble_s = 0, energy_j = 0, flops = 0;
-    Tick last_comm_end = Tick::zero();
+    Tick last_comm_end = Tick::zero(), last_comm_start = Tick::zero();
     std::string last_comm_purpose;
     std::map<std::string, double> exposed_by;
 };
@@ -225,16 +225,18 @@ struct PendingComm {
 class Engine {
   public:
     Engine(const SystemSpec& system, const wl::ParallelLowering& lowering, const ExecOptions& options,
-           bool symmetric, bool skip_tensor_mirrors)
+           bool symmetric, bool skip_tensor_mirrors, bool memoize)
         : m_sys(system),
           m_low(lowering),
           m_opt(options),
           m_sym(symmetric),
           m_skip_tp(skip_tensor_mirrors),
+          m_memo(memoize),
           m_net(system.topology, options.network) {}
 
     ExecResult run();
     bool tensor_links_private() const { return m_tp_private; }
+    bool memo_valid() const { return m_memo_valid; }
 
     void on_compute_done(std::uint64_t r);
     void on_comm_done(std::uint64_t id);
@@ -269,7 +271,7 @@ class Engine {
     const SystemSpec& m_sys;
     const wl::ParallelLowering& m_low;
     const ExecOptions& m_opt;
-    bool m_sym, m_skip_tp;
+    bool m_sym, m_skip_tp, m_memo;
     net::FlowNetwork m_net;
     Simulator m_sim;
     std::vector<RankState> m_ranks;
@@ -284,6 +286,59 @@ class Engine {
     std::vector<double> m_link_dir_bytes;  // 2 * link + direction
     std::set<net::LinkId> m_tp_links, m_other_links;
     bool m_tp_private = true;
+    // Memo (see the contract): per link direction (2 * link + direction, as m_link_dir_bytes), until when
+    // a call held it and until when a replayed one did.
+    struct CallMemo {
+        Tick duration = Tick::zero();
+        std::vector<net::LinkBytes> link_bytes;
+        std::vector<net::Hop> hops;
+        std::vector<net::LinkId> links;
+        net::CollectiveAlgorithm algorithm = net::CollectiveAlgorithm::ring;
+        net::Protocol protocol = net::Protocol::simple;
+    };
+    std::vector<Tick> m_busy_until, m_replay_until;
+    // Per link: the memo key (index + 1) of the only call that used it, or -1 when two keys did.
+    std::vector<int64_t> m_owner;
+    std::map<std::vector<int64_t>, CallMemo> m_memos;
+    std::map<std::vector<int64_t>, int64_t> m_key_ids;
+    bool m_memo_valid = true;
+
+  public:
+    std::set<net::LinkId> shared_links;  // in: links a previous try found crossed; out: those found now
+
+  private:
+    int64_t key_id(const std::vector<int64_t>& key) {
+        return m_key_ids.emplace(key, static_cast<int64_t>(m_key_ids.size()) + 1).first->second;
+    }
+    // A remembered call replays when its links are idle and used by no other call's key.
+    bool replayable(const CallMemo& m, int64_t id, Tick at) const {
+        for (net::LinkId l : m.links)
+            if (m_busy_until[l] > at || m_owner[l] != id) return false;
+        return true;
+    }
+    bool links_idle(const std::vector<net::LinkId>& links, Tick at) const {
+        for (net::LinkId l : links)
+            if (m_busy_until[l] > at) return false;
+        return true;
+    }
+    // Before a simulated call's result is used: the replay check, then its links' busy spans and owners.
+    void hold_simulated(const std::vector<net::LinkId>& links, int64_t id, Tick start, Tick end) {
+        for (net::LinkId l : links) {
+            if (m_replay_until[l] > start) {
+                m_memo_valid = false;
+                shared_links.insert(l);
+            }
+            m_busy_until[l] = std::max(m_busy_until[l], end);
+            if (m_owner[l] == 0) m_owner[l] = id;
+            if (m_owner[l] != id) m_owner[l] = -1;
+        }
+    }
+    void hold_replayed(const std::vector<net::LinkId>& links, Tick end) {
+        for (net::LinkId l : links) {
+            m_busy_until[l] = std::max(m_busy_until[l], end);
+            m_replay_until[l] = std::max(m_replay_until[l], end);
+        }
+    }
 };
 
 ProgramTiming& Engine::timing_for(const StageProgram& prog, std::size_t type) {
@@ -480,10 +535,33 @@ void Engine::launch(size_t id) {
         rec.algorithm = "direct";
         rec.protocol = "simple";
         const auto xfer = [&](int64_t s, int64_t d) {
+            std::vector<int64_t> key;
+            if (m_memo) {
+                key = {-1, s, d, pc.op->bytes};
+                auto it = m_memos.find(key);
+                if (it != m_memos.end() && replayable(it->second, key_id(key), now)) {
+                    ++m_res.memo_hits;
+                    const Tick e = now + it->second.duration;
+                    hold_replayed(it->second.links, e);
+                    count_hops(it->second.hops, static_cast<double>(pc.op->bytes));
+                    return e;
+                }
+            }
             const net::Transfer t = m_net.transfer(static_cast<net::VertexId>(s),
                                                    static_cast<net::VertexId>(d), pc.op->bytes, now);
             ++m_res.network_calls;
             count_hops(t.hops, static_cast<double>(pc.op->bytes));
+            if (m_memo) {
+                std::vector<net::LinkId> links;
+                for (const net::Hop& h : t.hops)
+                    links.push_back(2 * h.link + (h.from == m_net.topology().link(h.link).a ? 0 : 1));
+                std::sort(links.begin(), links.end());
+                links.erase(std::unique(links.begin(), links.end()), links.end());
+                const bool idle = links_idle(links, now);
+                hold_simulated(links, key_id(key), now, t.end);
+                if (idle && !m_memos.count(key))
+                    m_memos.emplace(key, CallMemo{t.end - now, {}, t.hops, links, {}, {}});
+            }
             return t.end;
         };
         end = xfer(pc.group[0], pc.group[1]);
@@ -512,11 +590,43 @@ void Engine::launch(size_t id) {
         q.counts = pc.op->counts;
         const auto call = [&](const std::vector<int64_t>& g, double copies) {
             q.group.assign(g.begin(), g.end());
+            std::vector<int64_t> key;
+            if (m_memo) {
+                key = {static_cast<int64_t>(q.kind), static_cast<int64_t>(q.algorithm),
+                       static_cast<int64_t>(q.protocol), q.bytes, static_cast<int64_t>(g.size())};
+                key.insert(key.end(), g.begin(), g.end());
+                key.insert(key.end(), q.counts.begin(), q.counts.end());
+                auto it = m_memos.find(key);
+                if (it != m_memos.end() && replayable(it->second, key_id(key), now)) {
+                    ++m_res.memo_hits;
+                    const CallMemo& m = it->second;
+                    const Tick e = now + m.duration;
+                    hold_replayed(m.links, e);
+                    count_links(m.link_bytes, copies, tensor);
+                    rec.algorithm = std::string(net::to_string(m.algorithm));
+                    rec.protocol = std::string(net::to_string(m.protocol));
+                    return e;
+                }
+            }
             const net::CollectiveResult res = m_net.collective(q);
             ++m_res.network_calls;
             count_links(res.link_bytes, copies, tensor);
             rec.algorithm = std::string(net::to_string(res.algorithm));
             rec.protocol = std::string(net::to_string(res.protocol));
+            if (m_memo) {
+                std::vector<net::LinkId> links;
+                for (const net::LinkBytes& b : res.link_bytes) {
+                    if (b.a_to_b > 0) links.push_back(2 * b.link);
+                    if (b.b_to_a > 0) links.push_back(2 * b.link + 1);
+                }
+                std::sort(links.begin(), links.end());
+                links.erase(std::unique(links.begin(), links.end()), links.end());
+                const bool idle = links_idle(links, now);
+                hold_simulated(links, key_id(key), now, res.end);
+                if (idle && !m_memos.count(key))
+                    m_memos.emplace(
+                        key, CallMemo{res.end - now, res.link_bytes, {}, links, res.algorithm, res.protocol});
+            }
             return res.end;
         };
         rec.kind = std::string(net::to_string(q.kind));
@@ -552,6 +662,7 @@ void Engine::on_comm_done(std::uint64_t id) {
         r.comm_s += (pc.end - pc.start).to_seconds();
         if (pc.end >= r.last_comm_end) {
             r.last_comm_end = pc.end;
+            r.last_comm_start = pc.start;
             r.last_comm_purpose = c.purpose;
         }
         const int stream = 2 * axis_of(c.axis) + (c.collective ? 0 : (c.send ? 1 : 0));
@@ -579,7 +690,11 @@ void Engine::finish_task(const Instance& in, Tick at, const Wait& why) {
         const int sec2 = sec_of_item(p, item);
         const Task& t = (*p.sec[sec2].tasks)[j];
         if (t.comm) {
-            if (s2.started) make_ready(Instance{in.rank, static_cast<uint32_t>(item), j});
+            // A last-micro-batch-only task of an earlier backward item was finished (skipped) when its
+            // item started: it never runs.
+            const bool skipped =
+                t.last_microbatch_only && sec2 == 1 && static_cast<int64_t>(item) != p.last_backward_item;
+            if (s2.started && !skipped) make_ready(Instance{in.rank, static_cast<uint32_t>(item), j});
             return;
         }
         // A compute task: if the compute stream waits for it, it starts now.
@@ -587,7 +702,7 @@ void Engine::finish_task(const Instance& in, Tick at, const Wait& why) {
             const Tick waited = m_sim.now() - r.wait_start;
             if (waited > Tick::zero()) {
                 double bubble = 0;
-                if (why.recv)
+                if (why.comm)
                     bubble = std::max(
                         0.0, (std::min(why.transfer_start, m_sim.now()) - r.wait_start).to_seconds());
                 const double exposed = waited.to_seconds() - bubble;
@@ -640,8 +755,7 @@ void Engine::advance(RankState& r) {
                                        : fmt::format("mb{}.{}", it.microbatch, (*p.sec[sec].tasks)[j].name);
             l.idx = static_cast<int64_t>(m_res.rank0_layers.size());
             l.start_s = m_sim.now().to_seconds();
-            // The engine's tick rounds the layer's time to a picosecond; the interval must hold all of it.
-            l.end_s = std::max((m_sim.now() + tt.time).to_seconds(), l.start_s + l.time_s);
+            l.end_s = l.start_s + l.time_s;  // the model's time (the step runs it rounded to 1 ps)
             m_res.rank0_layers.push_back(std::move(l));
         }
         m_sim.schedule_at(m_sim.now() + tt.time, callback<&Engine::on_compute_done>(this, ri));
@@ -666,6 +780,11 @@ ExecResult Engine::run() {
     const int64_t n = m_low.ranks();
     m_models.resize(m_sys.device_types.size());
     m_link_dir_bytes.assign(2 * m_net.topology().link_count(), 0);
+    m_busy_until.assign(m_net.topology().link_count() * 2, Tick::zero());
+    m_replay_until.assign(m_net.topology().link_count() * 2, Tick::zero());
+    m_owner.assign(m_net.topology().link_count() * 2, 0);
+    for (net::LinkId l : shared_links) m_owner[l] = -1;
+    m_res.memoized = m_memo;
     m_sim_index.assign(static_cast<size_t>(n), -1);
     std::vector<int64_t> sim_ranks;
     for (int64_t rk = 0; rk < n; ++rk) {
@@ -760,7 +879,10 @@ ExecResult Engine::run() {
                                 r.rank, r.cur_item, r.info->items.size(), r.cur_pos));
         ends[i] = std::max(r.compute_end, r.last_comm_end);
         if (r.last_comm_end > r.compute_end) {
-            const double tail = (r.last_comm_end - r.compute_end).to_seconds();
+            // Until the last communication started (its peers were behind): bubble; then exposed.
+            const Tick from = std::max(r.compute_end, std::min(r.last_comm_start, r.last_comm_end));
+            const double tail = (r.last_comm_end - from).to_seconds();
+            r.bubble_s += (from - r.compute_end).to_seconds();
             r.exposed_s += tail;
             r.exposed_by[r.last_comm_purpose] += tail;
         }
@@ -859,15 +981,23 @@ ExecResult run_parallel(const SystemSpec& system, const wl::ParallelLowering& lo
                      (options.symmetry == ExecSymmetry::automatic && symmetry_applies(system, lowering));
     MLSIM_CHECK(!sym || symmetry_applies(system, lowering),
                 "stage symmetry asked for a plan it does not apply to (per-rank programs, E > 1 or D·T = 1)");
-    const bool skip_tp = sym && nodes_alike(system);
-    {
-        Engine e(system, lowering, options, sym, skip_tp);
+    bool skip_tp = sym && nodes_alike(system);
+    bool memo = options.memoize;
+    std::set<net::LinkId> shared;
+    for (int tries = 0;; ++tries) {
+        Engine e(system, lowering, options, sym, skip_tp, memo);
+        e.shared_links = shared;
         ExecResult r = e.run();
-        if (!skip_tp || e.tensor_links_private()) return r;
+        // A tensor-parallel collective left its node or shared links with other traffic: issue its
+        // mirrors. A simulated call crossed a replayed one's links: run again without the memo.
+        const bool skip_ok = !skip_tp || e.tensor_links_private();
+        const bool memo_ok = !memo || e.memo_valid();
+        if (skip_ok && memo_ok) return r;
+        skip_tp = skip_tp && skip_ok;
+        // The links found crossed are shared from the start next time; after three tries, no memo.
+        shared = e.shared_links;
+        memo = memo && (memo_ok || tries < 3);
     }
-    // A tensor-parallel collective left its node or shared links with other traffic: issue its mirrors.
-    Engine e(system, lowering, options, sym, false);
-    return e.run();
 }
 
 }  // namespace mlsim::arch

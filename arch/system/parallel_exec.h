@@ -27,12 +27,14 @@
 // - Gradient accumulation: tasks marked last_microbatch_only run in the last backward item of the
 //   schedule only; step tasks wait for their after_backward tasks of that item.
 // - Accounting per rank: compute_s = the sum of its compute tasks' times; while its compute stream waits
-//   for a dependency, the wait goes to the dependency that ended last: to the bubble when it is a
-//   pipeline receive whose transfer had not started (the neighbour stage had not produced it), otherwise
-//   to exposed communication of that task's purpose; after its last compute task, the wait for its last
-//   communication is exposed too. So compute + exposed + bubble = the rank's end. comm_s = the time its
-//   communication tasks ran (start to end, summed, overlapping ones counted each). The step time is the
-//   latest rank's end; that rank (the lowest on a tie) is the critical rank of the summary.
+//   for a dependency, the wait goes to the dependency that ended last: until that communication started,
+//   to the bubble (a pipeline receive whose neighbour stage had not produced it, or a collective whose
+//   other members had not reached it: they were behind in the pipeline or in their own waits), from its
+//   start to exposed communication of that task's purpose; after its last compute task, the wait for its last
+//   communication likewise (bubble until it started, then exposed). So compute + exposed + bubble = the
+//   rank's end. comm_s = the time its communication tasks ran (start to end, summed, overlapping ones counted
+//   each). The step time is the latest rank's end; that rank (the lowest on a tie) is the critical rank of
+//   the summary.
 // - Energy: device = every rank's compute tasks' energies plus the device's static power over the rest of
 //   the step (idle in bubbles and waits, and after its end); links = bytes each link carried x its
 //   energy per byte (switch energies per byte as well).
@@ -48,6 +50,22 @@
 //   are alike, and every stage's ranks hold one device type. The result states whether every mirror ended
 //   within 1 ns of the representative (exact) or gives the largest spread (ECMP collisions between
 //   replicas' flows break the symmetry: the step then follows the slowest copy).
+// - Memo (ExecOptions::memoize): a network call is a pure function of its request (collective: kind,
+//   algorithm, protocol, bytes, counts and the exact group; transfer: source, destination, bytes) and of
+//   when the link directions it touches were last busy (FCFS between calls; routes are fixed per pair).
+//   The engine keeps, per link direction, until when any call used it (a call holds every direction it
+//   sent on from its start to its end: the network's own record, when the last byte was sent, is never
+//   later) and which request used it (its owner, or `shared` once two different requests did). A call
+//   whose directions were all idle at its start is remembered with its duration, links and bytes. A later
+//   identical call replays it without simulating when every remembered direction is idle at its start
+//   and owned by that request alone: a TP group's all-reduces on its node's private NVLink ports (4 per
+//   layer and micro-batch), a pipeline pair's sends on a path no other traffic takes. The network never
+//   learns of a replayed call, so the run is checked: when a simulated call sent on a direction during a
+//   replayed call's span, the run is redone with those directions shared from the start (at most three
+//   times, then without the memo); replays thus never change a result. The footprint is the chosen
+//   algorithm's links: with the automatic choice, a candidate the first call rejected could have been
+//   slowed by traffic on other links (on an NVSwitch node every candidate uses the same GPU-switch
+//   ports). Tests: equal to the unmemoized run, call for call.
 // - Deterministic: a pure function of (system, lowering, options).
 #include <cstdint>
 #include <map>
@@ -68,6 +86,9 @@ struct ExecOptions {
     net::CollectiveAlgorithm algorithm = net::CollectiveAlgorithm::automatic;
     net::Protocol protocol = net::Protocol::automatic;
     ExecSymmetry symmetry = ExecSymmetry::automatic;
+    // Reuse a network call's result for a repeat of the same call on idle links (see the contract's
+    // Memo rule); false = every call goes to the network.
+    bool memoize = true;
 };
 
 struct RankExec {
@@ -101,7 +122,9 @@ struct ExecResult {
     double symmetry_spread_s = 0;  // the largest end-time difference between a task and its mirrors
     int64_t simulated_ranks = 0;
     int64_t device_model_runs = 0;  // distinct programs timed
-    int64_t network_calls = 0;
+    int64_t network_calls = 0;      // calls the network simulated
+    int64_t memo_hits = 0;          // calls answered from the memo instead (see the contract)
+    bool memoized = false;          // the result came from a run with the memo on (its check passed)
 };
 
 ExecResult run_parallel(const SystemSpec& system, const wl::ParallelLowering& lowering,

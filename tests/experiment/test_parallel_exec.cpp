@@ -2,12 +2,17 @@
 // single-device limit, monotonicity in link bandwidth, the closed form of a data-parallel step, the
 // pipeline bubble, the accounting identities, energy and the roofline bound, and the stage symmetry
 // against the full simulation.
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <filesystem>
 #include <memory>
 
 #include "arch/roofline/roofline.h"
 #include "arch/system/parallel_exec.h"
+#include "db/results_db.h"
+#include "db/sqlite.h"
 #include "experiment/collective_study.h"
 #include "experiment/experiment.h"
 #include "experiment/run_options.h"
@@ -140,8 +145,11 @@ TEST_CASE("parallel: a data-parallel step whose gradients fit one bucket is comp
         const arch::ExecResult r = arch::run_parallel(p.result->system, low, eo);
         double compute = 0;
         for (const arch::LayerResult& l : r.rank0_layers) compute += l.time_s;
-        // alpha: GPU -> NVSwitch -> GPU (0.2 us + 0.2 us + 0.2 us); beta: 12 NVLink3 links of 25 GB/s.
-        const double pd = static_cast<double>(d), alpha = 0.6e-6, bw = 12 * 25e9;
+        // alpha: GPU -> NVSwitch -> GPU (0.2 us + 0.2 us + 0.2 us); beta: 12 NVLink3 links of 25 GB/s at
+        // the preset's payload efficiency (NCCL's 20 GB/s per link: 0.8).
+        const double eff = p.result->system.topology->link(0).props.efficiency;
+        REQUIRE(eff == Approx(0.8));
+        const double pd = static_cast<double>(d), alpha = 0.6e-6, bw = 12 * 25e9 * eff;
         const double ring = 2 * (pd - 1) * alpha + 2 * (pd - 1) / pd * static_cast<double>(bytes) / bw;
         INFO("D=" << d << " compute " << compute << " s, ring " << ring << " s, step " << r.step_time_s
                   << " s");
@@ -295,4 +303,126 @@ TEST_CASE("parallel: the stage symmetry gives the full simulation's results on a
             CHECK(b.ranks[i].bubble_s == Approx(a.ranks[i].bubble_s).margin(1e-12).epsilon(1e-9));
         }
     }
+}
+
+TEST_CASE("parallel: the memo of repeated network calls gives the unmemoized results",
+          "[parallel][exec][memo]") {
+    const exp::ExperimentOptions base = training(preset("dgx-a100-2node"), "gpt2-small-prefill", 16, 128);
+    const exp::ExperimentOptions node = training(preset("dgx-a100-node"), "gpt2-small-prefill", 16, 128);
+    for (const arch::ExecSymmetry symmetry : {arch::ExecSymmetry::off, arch::ExecSymmetry::automatic})
+        for (const exp::ExperimentOptions& o : {with_plan(base, 2, 4, 2, 4), with_plan(base, 4, 2, 2, 2),
+                                                with_plan(node, 1, 4, 2, 4, 0, "gpipe")}) {
+            arch::ExecOptions off, on;
+            off.memoize = false;
+            off.symmetry = on.symmetry = symmetry;
+            const arch::ExecResult a = run_plan(o, nullptr, off);
+            const arch::ExecResult b = run_plan(o, nullptr, on);
+            CHECK(a.memo_hits == 0);
+            CHECK_FALSE(a.memoized);
+            CHECK(b.memoized);
+            CHECK(b.memo_hits > 0);  // the TP group's per-layer all-reduces repeat on idle NVLink
+            CHECK(b.network_calls + b.memo_hits == a.network_calls);
+            CHECK(b.step_time_s == Approx(a.step_time_s).epsilon(1e-12));
+            CHECK(b.link_energy_j == Approx(a.link_energy_j).epsilon(1e-12));
+            CHECK(b.device_energy_j == Approx(a.device_energy_j).epsilon(1e-12));
+            REQUIRE(b.comms.size() == a.comms.size());
+            for (size_t i = 0; i < a.comms.size(); ++i) {
+                INFO("comm " << i << " " << a.comms[i].purpose);
+                CHECK(b.comms[i].start_s == a.comms[i].start_s);
+                CHECK(b.comms[i].end_s == a.comms[i].end_s);
+                CHECK(b.comms[i].algorithm == a.comms[i].algorithm);
+            }
+            for (size_t i = 0; i < a.ranks.size(); ++i) {
+                INFO("rank " << i);
+                CHECK(b.ranks[i].end_s == a.ranks[i].end_s);
+                CHECK(b.ranks[i].exposed_comm_s == a.ranks[i].exposed_comm_s);
+                CHECK(b.ranks[i].bubble_s == a.ranks[i].bubble_s);
+            }
+        }
+}
+
+TEST_CASE("parallel: gradient buckets and the embedding all-reduce run once per step, not per micro-batch",
+          "[parallel][exec]") {
+    const exp::ExperimentOptions base = training(preset("dgx-a100-node"), "gpt2-small-prefill", 16, 128);
+    const exp::ExperimentOptions o = with_plan(base, 2, 2, 2, 4);  // D = T = P = 2, M = 4
+    exp::PreparedExperiment p = exp::prepare_experiment(o);
+    const wl::ParallelLowering& low = *p.result->parallel;
+    // Last-micro-batch-only tasks per stage (rank (0, 0, s)).
+    std::map<std::string, int64_t> stage0, stage1;
+    for (int s = 0; s < 2; ++s)
+        for (const wl::Task& t : low.program(low.rank_of(wl::RankCoord{0, 0, s})).backward)
+            if (t.comm && t.last_microbatch_only) ++(s == 0 ? stage0 : stage1)[t.comm->purpose];
+    REQUIRE(stage0["dp_bucket"] > 0);
+    REQUIRE(stage0["embedding_grad"] > 0);
+    REQUIRE(stage1["embedding_grad"] == stage0["embedding_grad"]);
+    arch::ExecOptions eo;
+    eo.symmetry = arch::ExecSymmetry::off;
+    const arch::ExecResult r = run_plan(o, nullptr, eo);
+    std::map<std::string, int64_t> ran;  // collectives that ran, by purpose
+    for (const arch::ExecComm& c : r.comms) ++ran[c.purpose];
+    // T = 2 data-parallel groups per stage run each of their stage's buckets once in the step.
+    CHECK(ran["dp_bucket"] == 2 * (stage0["dp_bucket"] + stage1["dp_bucket"]));
+    // D x T = 4 embedding groups (first and last stage) run each tied weight's all-reduce once.
+    CHECK(ran["embedding_grad"] == 4 * stage0["embedding_grad"]);
+}
+
+namespace {
+
+// Every row of `query` as text, columns joined by '|' (NULL as "NULL").
+std::vector<std::string> dump(const std::string& path, const std::string& query) {
+    db::sql::Connection conn(path, db::sql::Connection::Mode::read_only);
+    db::sql::Statement q(conn, query);
+    std::vector<std::string> rows;
+    while (q.step()) {
+        std::string row;
+        for (int c = 0; c < q.column_count(); ++c) row += q.column_text(c) + "|";
+        rows.push_back(row);
+    }
+    return rows;
+}
+
+}  // namespace
+
+TEST_CASE("parallel: a parallel run's summary, rank and collective rows are stored and deterministic",
+          "[parallel][exec][db]") {
+    const std::filesystem::path dir =
+        std::filesystem::temp_directory_path() / ("mlsim-test-parallel-db-" + std::to_string(getpid()));
+    std::filesystem::create_directories(dir);
+    const exp::ExperimentOptions o =
+        with_plan(training(preset("dgx-a100-node"), "gpt2-small-prefill", 16, 128), 2, 2, 2, 4);
+    std::vector<std::vector<std::string>> dumps;
+    for (int i = 0; i < 2; ++i) {
+        const std::string path = (dir / ("run" + std::to_string(i) + ".db")).string();
+        const exp::ExperimentResult r = exp::run_experiment(o);
+        REQUIRE(r.parallel_exec);
+        {
+            db::ResultsDb rdb(path);
+            const db::ParallelRows rows = exp::parallel_rows(r);
+            rdb.record_run(r.info, exp::to_rows(r.layers), 1.0, nullptr, &rows);
+        }
+        const arch::ExecResult& x = *r.parallel_exec;
+        std::vector<std::string> all;
+        for (const char* q :
+             {"SELECT data, tensor, pipeline, microbatches, schedule, ranks, step_time_s, critical_rank, "
+              "compute_s, exposed_comm_s, bubble_s, symmetry, network_calls, memo_hits FROM parallel_runs",
+              "SELECT * FROM parallel_ranks ORDER BY rank", "SELECT * FROM parallel_exposed ORDER BY purpose",
+              "SELECT * FROM collectives ORDER BY idx"})
+            for (std::string& row : dump(path, q)) all.push_back(std::move(row));
+        dumps.push_back(all);
+        CHECK(dump(path, "SELECT rank FROM parallel_ranks").size() == 8);
+        CHECK(dump(path, "SELECT idx FROM collectives").size() == x.comms.size());
+        const std::vector<std::string> s =
+            dump(path, "SELECT step_time_s, ranks, data, tensor, pipeline FROM parallel_runs");
+        REQUIRE(s.size() == 1);
+        CHECK(std::stod(s[0]) == Approx(x.step_time_s).epsilon(1e-12));
+        CHECK(s[0].substr(s[0].find('|') + 1) == "8|2|2|2|");
+        // Every collective row names its purpose, and the copies sum to the calls the step made.
+        CHECK(dump(path, "SELECT idx FROM collectives WHERE purpose IS NULL OR copies < 1").empty());
+        int64_t copies = 0;
+        for (const arch::ExecComm& c : x.comms) copies += c.copies;
+        CHECK(std::stoll(dump(path, "SELECT SUM(copies) FROM collectives")[0]) == copies);
+        CHECK(std::stoll(dump(path, "SELECT COUNT(*) FROM collectives WHERE purpose = 'tp_forward'")[0]) > 0);
+    }
+    CHECK(dumps[0] == dumps[1]);
+    std::filesystem::remove_all(dir);
 }
