@@ -57,11 +57,11 @@ int main(int argc, char** argv) {
             wall.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
             step = res.parallel_run ? res.parallel_run->step_time_s : res.total_time_s;
         }
-        std::printf("dlrm-mlperf training, %s (%lld GPUs, batch %lld, auto sharding): %.3f s wall, %.3f s CPU "
-                    "(median of %d); simulated step %.3f ms%s\n",
-                    c.system, static_cast<long long>(c.batch / 8192), static_cast<long long>(c.batch),
-                    median(wall), median(cpu), reps, step * 1e3,
-                    step > 0 ? "" : " (no parallel engine in this build)");
+        std::printf(
+            "dlrm-mlperf training, %s (%lld GPUs, batch %lld, auto sharding): %.3f s wall, %.3f s CPU "
+            "(median of %d); simulated step %.3f ms%s\n",
+            c.system, static_cast<long long>(c.batch / 8192), static_cast<long long>(c.batch), median(wall),
+            median(cpu), reps, step * 1e3, step > 0 ? "" : " (no parallel engine in this build)");
     }
     return 0;
 }

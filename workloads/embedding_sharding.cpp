@@ -18,11 +18,11 @@ namespace {
 
 using arch::net::CollectiveKind;
 
-constexpr double k_id_bytes = 8;              // embedding ids are int64 (workloads/op.h)
-constexpr double k_length_bytes = 4;          // KeyedJaggedTensor lengths, int32 (est.)
-constexpr double k_rowwise_state_bytes = 4;   // FBGEMM rowwise_adagrad: one FP32 accumulator per row
-constexpr double k_rowwise_flops_elem = 4;    // g^2, its sum, the scaled step, the subtraction
-constexpr double k_rowwise_flops_row = 3;     // mean, accumulate, rsqrt
+constexpr double k_id_bytes = 8;             // embedding ids are int64 (workloads/op.h)
+constexpr double k_length_bytes = 4;         // KeyedJaggedTensor lengths, int32 (est.)
+constexpr double k_rowwise_state_bytes = 4;  // FBGEMM rowwise_adagrad: one FP32 accumulator per row
+constexpr double k_rowwise_flops_elem = 4;   // g^2, its sum, the scaled step, the subtraction
+constexpr double k_rowwise_flops_row = 3;    // mean, accumulate, rsqrt
 constexpr double k_inf = std::numeric_limits<double>::infinity();
 
 // Optimizer FLOPs per element and state tensors, as workloads/training.h states them.
@@ -40,7 +40,9 @@ int64_t model_batch(const Model& m) {
     return m.op(ins.front().op).inputs.at(static_cast<size_t>(ins.front().slot)).at(0);
 }
 
-int64_t nodes_of(const ShardingOptions& o) { return o.ranks / (o.ranks_per_node > 0 ? o.ranks_per_node : o.ranks); }
+int64_t nodes_of(const ShardingOptions& o) {
+    return o.ranks / (o.ranks_per_node > 0 ? o.ranks_per_node : o.ranks);
+}
 int64_t per_node(const ShardingOptions& o) { return o.ranks_per_node > 0 ? o.ranks_per_node : o.ranks; }
 
 double shard_weight_bytes(const EmbeddingTable& t, int64_t rows, int64_t cols) {
@@ -114,7 +116,8 @@ class Planner {
         m_s.batch = m_B;
         m_load.assign(static_cast<size_t>(o.ranks), 0);
         const double reserve = o.capacity_bytes > 0 ? dense_reserve(m, m_s.tables, o) : 0;
-        m_free.assign(static_cast<size_t>(o.ranks), o.capacity_bytes > 0 ? o.capacity_bytes - reserve : k_inf);
+        m_free.assign(static_cast<size_t>(o.ranks),
+                      o.capacity_bytes > 0 ? o.capacity_bytes - reserve : k_inf);
         m_done.assign(m_s.tables.size(), false);
     }
 
@@ -122,7 +125,9 @@ class Planner {
     const std::vector<EmbeddingTable>& tables() const { return m_s.tables; }
 
     double cost(size_t t) const { return table_cost_bytes(m_s.tables[t], m_B, m_o.training); }
-    double mem(size_t t, int64_t rows, int64_t cols) const { return shard_bytes(m_s.tables[t], rows, cols, m_o); }
+    double mem(size_t t, int64_t rows, int64_t cols) const {
+        return shard_bytes(m_s.tables[t], rows, cols, m_o);
+    }
 
     // A shard placement, charged to its ranks; false (nothing charged) when some rank lacks room.
     bool commit(size_t t, TablePlacement p, double share_cost, bool check_room = true) {
@@ -135,9 +140,9 @@ class Planner {
         const EmbeddingTable& tb = m_s.tables[t];
         if (p.kind != ShardKind::data)
             for (const TableShard& s : p.shards)
-                m_load[static_cast<size_t>(s.rank)] += share_cost * static_cast<double>(s.rows) *
-                                                       static_cast<double>(s.cols) /
-                                                       (static_cast<double>(tb.rows) * static_cast<double>(tb.dim));
+                m_load[static_cast<size_t>(s.rank)] +=
+                    share_cost * static_cast<double>(s.rows) * static_cast<double>(s.cols) /
+                    (static_cast<double>(tb.rows) * static_cast<double>(tb.dim));
         m_s.placements[t] = std::move(p);
         m_done[t] = true;
         return true;
@@ -266,13 +271,16 @@ class Planner {
         const size_t r = dp ? fullest : roomiest;
         const double need = dp || (kind && *kind == ShardKind::table) ? whole : share;
         const std::string msg = fmt::format(
-            "embedding table '{}' ({} rows x {}, {:.2f} GB with its optimizer state) does not fit {}: rank {} "
+            "embedding table '{}' ({} rows x {}, {:.2f} GB with its optimizer state) does not fit {}: rank "
+            "{} "
             "has {:.2f} GB left of its {:.1f} GB ('{}', after the dense part and the tables placed before) "
             "and {} {:.2f} GB: {:.2f} GB over",
             tb.name, tb.rows, tb.dim, whole / 1e9,
             kind ? fmt::format("as {}", to_string(*kind)) : std::string("any placement"), r,
             std::max(0.0, m_free[r]) / 1e9, m_o.capacity_bytes / 1e9, m_o.device_name,
-            dp ? "a copy needs" : kind && *kind == ShardKind::table ? "the table needs" : "a 1/W row share needs",
+            dp                                  ? "a copy needs"
+            : kind && *kind == ShardKind::table ? "the table needs"
+                                                : "a 1/W row share needs",
             need / 1e9, (need - std::max(0.0, m_free[r])) / 1e9);
         if (at) cfg::fail_at(*at, msg);
         sfail(m_o, msg);
@@ -319,17 +327,20 @@ void check_options(const Model& m, const ShardingOptions& o) {
     if (o.ranks_per_node < 0 || (o.ranks_per_node > 0 && o.ranks % o.ranks_per_node != 0))
         sfail(o, fmt::format("{} ranks per node does not divide the {} ranks", o.ranks_per_node, o.ranks));
     if (o.sparse_optimizer != "rowwise_adagrad" && o.sparse_optimizer != "dense")
-        sfail(o, fmt::format("unknown sparse optimizer '{}'; expected rowwise_adagrad or dense", o.sparse_optimizer));
+        sfail(o, fmt::format("unknown sparse optimizer '{}'; expected rowwise_adagrad or dense",
+                             o.sparse_optimizer));
     if (embedding_tables(m).empty())
         sfail(o, fmt::format("model '{}' has no embedding-bag tables to shard", m.name()));
     const int64_t B = model_batch(m);
     for (const ModelInput& in : m.inputs())
         if (m.op(in.op).inputs.at(static_cast<size_t>(in.slot)).at(0) != B)
-            sfail(o, fmt::format("model input {} of op '{}' does not have the batch {} as its first dimension",
-                                 in.slot, m.op(in.op).name, B));
+            sfail(o,
+                  fmt::format("model input {} of op '{}' does not have the batch {} as its first dimension",
+                              in.slot, m.op(in.op).name, B));
     if (B % o.ranks != 0)
-        sfail(o, fmt::format("the batch {} is not a multiple of the {} ranks (the dense part is data-parallel)",
-                             B, o.ranks));
+        sfail(o,
+              fmt::format("the batch {} is not a multiple of the {} ranks (the dense part is data-parallel)",
+                          B, o.ranks));
 }
 
 }  // namespace
@@ -351,7 +362,8 @@ std::string to_string(ShardKind k) {
 }
 
 std::optional<ShardKind> parse_shard_kind(std::string_view s) {
-    for (ShardKind k : {ShardKind::table, ShardKind::row, ShardKind::column, ShardKind::table_row, ShardKind::data})
+    for (ShardKind k :
+         {ShardKind::table, ShardKind::row, ShardKind::column, ShardKind::table_row, ShardKind::data})
         if (s == to_string(k)) return k;
     return std::nullopt;
 }
@@ -416,7 +428,8 @@ EmbeddingSharding load_embedding_sharding(const std::string& path, const Model& 
                                       cfg::join(allowed)));
             }
     };
-    if (!doc.is_map()) cfg::fail_at(doc, "an embedding sharding file is a map with the key embedding_sharding");
+    if (!doc.is_map())
+        cfg::fail_at(doc, "an embedding sharding file is a map with the key embedding_sharding");
     fail_keys(doc, {"embedding_sharding"});
     const cfg::Node* root = doc.find("embedding_sharding");
     if (!root) cfg::fail(doc.loc(), "embedding_sharding", "missing key 'embedding_sharding'");
@@ -441,7 +454,8 @@ EmbeddingSharding load_embedding_sharding(const std::string& path, const Model& 
     auto rank_of = [&](const cfg::Node& n, int64_t limit, const char* what) {
         const int64_t r = n.as_int();
         if (r < 0 || r >= limit)
-            cfg::fail_at(n, fmt::format("{} {} out of range: the system has {} (0-{})", what, r, limit, limit - 1));
+            cfg::fail_at(
+                n, fmt::format("{} {} out of range: the system has {} (0-{})", what, r, limit, limit - 1));
         return r;
     };
     std::optional<ShardKind> fallback;
@@ -480,7 +494,8 @@ EmbeddingSharding load_embedding_sharding(const std::string& path, const Model& 
                             cfg::fail_at(x, fmt::format("rank {} given twice", rq.ranks.back()));
                     }
                     if (static_cast<int64_t>(rq.ranks.size()) > tb.dim)
-                        cfg::fail_at(*r, fmt::format("{} column shards of a table of dim {}", rq.ranks.size(), tb.dim));
+                        cfg::fail_at(*r, fmt::format("{} column shards of a table of dim {}", rq.ranks.size(),
+                                                     tb.dim));
                 }
                 if (const cfg::Node* n = spec.find("node")) {
                     if (*rq.kind != ShardKind::table_row) cfg::fail_at(*n, "'node' goes with kind table-row");
@@ -547,11 +562,11 @@ int64_t to_bytes(double b) { return static_cast<int64_t>(std::llround(b)); }
 
 struct KindComm {  // the collectives of one sharding kind, global (every rank's view)
     bool any = false;
-    std::vector<double> ids;             // W x W index all-to-all
-    std::vector<double> pooled;          // table/column: W x W pooled-embedding all-to-all (forward)
-    double rs_bytes = 0;                 // row: B x D x dtype
-    std::vector<double> node_rs;         // table_row: per node, B x D_n x dtype
-    std::vector<double> cross;           // table_row: N x N (forward)
+    std::vector<double> ids;      // W x W index all-to-all
+    std::vector<double> pooled;   // table/column: W x W pooled-embedding all-to-all (forward)
+    double rs_bytes = 0;          // row: B x D x dtype
+    std::vector<double> node_rs;  // table_row: per node, B x D_n x dtype
+    std::vector<double> cross;    // table_row: N x N (forward)
 };
 
 std::vector<int64_t> rounded(const std::vector<double>& v) {
@@ -564,7 +579,8 @@ std::vector<int64_t> rounded(const std::vector<double>& v) {
 std::vector<int64_t> transposed(const std::vector<int64_t>& v, int64_t p) {
     std::vector<int64_t> out(v.size());
     for (int64_t i = 0; i < p; ++i)
-        for (int64_t j = 0; j < p; ++j) out[static_cast<size_t>(j * p + i)] = v[static_cast<size_t>(i * p + j)];
+        for (int64_t j = 0; j < p; ++j)
+            out[static_cast<size_t>(j * p + i)] = v[static_cast<size_t>(i * p + j)];
     return out;
 }
 
@@ -576,7 +592,8 @@ int64_t row_sum(const std::vector<int64_t>& v, int64_t p, int64_t i) {
 
 }  // namespace
 
-ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingSharding& S, const ShardingOptions& o) {
+ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingSharding& S,
+                                          const ShardingOptions& o) {
     check_options(fwd, o);
     MLSIM_CHECK(S.ranks == o.ranks && S.placements.size() == S.tables.size(), "sharding for another system");
     const int64_t W = o.ranks, L = per_node(o), N = nodes_of(o);
@@ -588,15 +605,15 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
     Lw.plan.key = o.key;
     Lw.microbatch_size = b;
     Lw.layers = 1;
-    Lw.ranks_per_node = L;
-    Lw.model_flops =
-        (o.training ? lower_training(fwd, o.training_options) : fwd).totals().flops;
+    Lw.plan.expert = L;  // the node groups (see the contract)
+    Lw.model_flops = (o.training ? lower_training(fwd, o.training_options) : fwd).totals().flops;
 
     std::map<size_t, size_t> table_of;  // model op -> table
     for (size_t t = 0; t < S.tables.size(); ++t) table_of[S.tables[t].op] = t;
 
     // The collectives, from the placements (see the contract).
-    const std::vector<ShardKind> kinds = {ShardKind::table, ShardKind::column, ShardKind::row, ShardKind::table_row};
+    const std::vector<ShardKind> kinds = {ShardKind::table, ShardKind::column, ShardKind::row,
+                                          ShardKind::table_row};
     std::map<ShardKind, KindComm> comm;
     for (ShardKind k : kinds) {
         KindComm& c = comm[k];
@@ -616,8 +633,10 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
             const bool rowsplit = p.kind == ShardKind::row || p.kind == ShardKind::table_row;
             const double frac = rowsplit ? static_cast<double>(s.rows) / static_cast<double>(tb.rows) : 1.0;
             for (int64_t i = 0; i < W; ++i) {
-                c.ids[static_cast<size_t>(i * W + s.rank)] += bd * (pool * k_id_bytes * frac + k_length_bytes);
-                if (!rowsplit) c.pooled[static_cast<size_t>(s.rank * W + i)] += bd * static_cast<double>(s.cols) * dt;
+                c.ids[static_cast<size_t>(i * W + s.rank)] +=
+                    bd * (pool * k_id_bytes * frac + k_length_bytes);
+                if (!rowsplit)
+                    c.pooled[static_cast<size_t>(s.rank * W + i)] += bd * static_cast<double>(s.cols) * dt;
             }
         }
         if (p.kind == ShardKind::row) c.rs_bytes += Bd * static_cast<double>(tb.dim) * dt;
@@ -641,8 +660,8 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
         ModelBuilder mb(fwd.name() + ".rank");
         const size_t n = fwd.ops().size();
         std::vector<std::optional<size_t>> id(n);
-        std::map<std::string, ShardKind> shard_kind;    // shard op -> kind
-        std::map<std::string, size_t> shard_table;      // shard op -> table
+        std::map<std::string, ShardKind> shard_kind;  // shard op -> kind
+        std::map<std::string, size_t> shard_table;    // shard op -> table
         std::set<std::string> data_tables, feature_consumers;
         std::set<std::string> dense_input_ops;  // ops reading a (non-index) model input
         for (size_t i = 0; i < n; ++i) {
@@ -684,8 +703,10 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
                 const std::optional<TensorRef> pr = fwd.producer(i, static_cast<int>(j));
                 Shape s = orig.inputs[j];
                 if (!pr || (table_of.count(pr->op) && !id[pr->op])) {
-                    if (pr) feature_consumers.insert(orig.name);
-                    else reads_dense_input = true;
+                    if (pr)
+                        feature_consumers.insert(orig.name);
+                    else
+                        reads_dense_input = true;
                     s[0] = b;
                     srcs.push_back(std::nullopt);
                     shapes.push_back(std::move(s));
@@ -700,7 +721,8 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
                 a->capacity = 0;
                 a->dim = 0;
             }
-            Op op = make_op(orig.name, std::move(attr), std::move(shapes), orig.dtype, orig.loc, orig.key_path);
+            Op op =
+                make_op(orig.name, std::move(attr), std::move(shapes), orig.dtype, orig.loc, orig.key_path);
             op.tied_to = orig.tied_to;
             id[i] = mb.add(std::move(op), srcs);
         }
@@ -723,7 +745,8 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
             if (op.phase != Phase::backward || !rm.out_edges(i).empty()) continue;
             const std::string base = base_of(op);
             if (!dense_input_ops.count(base) || feature_consumers.count(base)) continue;
-            if (op.kind.size() >= 10 && op.kind.compare(op.kind.size() - 10, 10, "grad_input") == 0) drop[i] = true;
+            if (op.kind.size() >= 10 && op.kind.compare(op.kind.size() - 10, 10, "grad_input") == 0)
+                drop[i] = true;
         }
         // Forward order groups: 0 = not downstream of a pooled embedding, 1 = shard lookups, 2 = the rest.
         std::vector<int> group(rn, 0);
@@ -769,7 +792,8 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
             t.op = rm.op(i);
             const bool fw = rm.op(i).phase == Phase::forward;
             for (const Edge& e : rm.in_edges(i))
-                if (task[e.from] && (rm.op(e.from).phase == Phase::forward) == fw) extra.push_back(*task[e.from]);
+                if (task[e.from] && (rm.op(e.from).phase == Phase::forward) == fw)
+                    extra.push_back(*task[e.from]);
             std::sort(extra.begin(), extra.end());
             extra.erase(std::unique(extra.begin(), extra.end()), extra.end());
             t.deps = std::move(extra);
@@ -778,7 +802,8 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
         };
         auto is_phase = [&](size_t i, Pass p) {
             const Phase ph = rm.op(i).phase;
-            return p == Pass::forward ? ph == Phase::forward : (ph == Phase::backward || ph == Phase::recompute);
+            return p == Pass::forward ? ph == Phase::forward
+                                      : (ph == Phase::backward || ph == Phase::recompute);
         };
 
         // ---- forward
@@ -788,8 +813,8 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
             for (ShardKind k : kinds)
                 if (comm[k].any)
                     ids_task[k] = comm_task(prog.forward, "emb." + to_string(k) + ".ids_all_to_all",
-                                            CollectiveKind::all_to_all, GroupAxis::data, row_sum(ids_i[k], W, r),
-                                            ids_i[k], {}, "emb_ids");
+                                            CollectiveKind::all_to_all, GroupAxis::data,
+                                            row_sum(ids_i[k], W, r), ids_i[k], {}, "emb_ids");
         std::map<ShardKind, std::vector<size_t>> lookups;
         std::map<ShardKind, size_t> out_task;
         bool out_done = false;
@@ -801,22 +826,23 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
                 const std::string p = "emb." + to_string(k);
                 const std::vector<size_t>& deps = lookups[k];
                 if (k == ShardKind::table || k == ShardKind::column) {
-                    out_task[k] = comm_task(prog.forward, p + ".pooled_all_to_all", CollectiveKind::all_to_all,
-                                            GroupAxis::data, row_sum(pooled_i[k], W, r), pooled_i[k], deps,
-                                            "emb_pooled");
+                    out_task[k] = comm_task(prog.forward, p + ".pooled_all_to_all",
+                                            CollectiveKind::all_to_all, GroupAxis::data,
+                                            row_sum(pooled_i[k], W, r), pooled_i[k], deps, "emb_pooled");
                 } else if (k == ShardKind::row) {
-                    out_task[k] = comm_task(prog.forward, p + ".pooled_reduce_scatter",
-                                            CollectiveKind::reduce_scatter, GroupAxis::data,
-                                            to_bytes(comm[k].rs_bytes), {}, deps, "emb_pooled");
+                    out_task[k] =
+                        comm_task(prog.forward, p + ".pooled_reduce_scatter", CollectiveKind::reduce_scatter,
+                                  GroupAxis::data, to_bytes(comm[k].rs_bytes), {}, deps, "emb_pooled");
                 } else {
                     std::vector<size_t> d = deps;
                     const double rs = comm[k].node_rs[static_cast<size_t>(node)];
                     if (L > 1 && rs > 0)
-                        d = {comm_task(prog.forward, p + ".pooled_reduce_scatter", CollectiveKind::reduce_scatter,
-                                       GroupAxis::node, to_bytes(rs), {}, deps, "emb_pooled")};
+                        d = {comm_task(prog.forward, p + ".pooled_reduce_scatter",
+                                       CollectiveKind::reduce_scatter, GroupAxis::expert, to_bytes(rs), {},
+                                       deps, "emb_pooled")};
                     if (N > 1)
                         d = {comm_task(prog.forward, p + ".pooled_all_to_all", CollectiveKind::all_to_all,
-                                       GroupAxis::cross_node, row_sum(cross_i[k], N, node), cross_i[k], d,
+                                       GroupAxis::expert_data, row_sum(cross_i[k], N, node), cross_i[k], d,
                                        "emb_pooled")};
                     if (!d.empty()) out_task[k] = d.front();
                 }
@@ -855,23 +881,24 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
                     const std::string p = "emb." + to_string(k);
                     if (k == ShardKind::table || k == ShardKind::column) {
                         const std::vector<int64_t> c = transposed(pooled_i[k], W);
-                        grad_task[k] = comm_task(prog.backward, p + ".grad_all_to_all", CollectiveKind::all_to_all,
-                                                 GroupAxis::data, row_sum(c, W, r), c, producer_tasks, "emb_grad");
+                        grad_task[k] =
+                            comm_task(prog.backward, p + ".grad_all_to_all", CollectiveKind::all_to_all,
+                                      GroupAxis::data, row_sum(c, W, r), c, producer_tasks, "emb_grad");
                     } else if (k == ShardKind::row) {
-                        grad_task[k] = comm_task(prog.backward, p + ".grad_all_gather", CollectiveKind::all_gather,
-                                                 GroupAxis::data, to_bytes(comm[k].rs_bytes), {}, producer_tasks,
-                                                 "emb_grad");
+                        grad_task[k] = comm_task(prog.backward, p + ".grad_all_gather",
+                                                 CollectiveKind::all_gather, GroupAxis::data,
+                                                 to_bytes(comm[k].rs_bytes), {}, producer_tasks, "emb_grad");
                     } else {
                         std::vector<size_t> d = producer_tasks;
                         if (N > 1) {
                             const std::vector<int64_t> c = transposed(cross_i[k], N);
                             d = {comm_task(prog.backward, p + ".grad_all_to_all", CollectiveKind::all_to_all,
-                                           GroupAxis::cross_node, row_sum(c, N, node), c, d, "emb_grad")};
+                                           GroupAxis::expert_data, row_sum(c, N, node), c, d, "emb_grad")};
                         }
                         const double rs = comm[k].node_rs[static_cast<size_t>(node)];
                         if (L > 1 && rs > 0)
                             d = {comm_task(prog.backward, p + ".grad_all_gather", CollectiveKind::all_gather,
-                                           GroupAxis::node, to_bytes(rs), {}, d, "emb_grad")};
+                                           GroupAxis::expert, to_bytes(rs), {}, d, "emb_grad")};
                         grad_task[k] = d.front();
                     }
                 }
@@ -889,7 +916,8 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
                             grads_done = true;
                             emit_grad_dists();
                         }
-                        if (grad_task.count(shard_kind.at(base))) extra.push_back(grad_task.at(shard_kind.at(base)));
+                        if (grad_task.count(shard_kind.at(base)))
+                            extra.push_back(grad_task.at(shard_kind.at(base)));
                     }
                     compute_task(prog.backward, i, extra);
                     if (producers.count(i)) {
@@ -950,7 +978,8 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
                 if (shard || dp) {
                     const EmbeddingAttr& ea = *owner.get<EmbeddingAttr>();
                     const double dt = dtype_bytes(owner.dtype);
-                    const double rows = dp ? static_cast<double>(ea.rows) : static_cast<double>(numel(owner.inputs[0]));
+                    const double rows =
+                        dp ? static_cast<double>(ea.rows) : static_cast<double>(numel(owner.inputs[0]));
                     const double elems = rows * static_cast<double>(ea.dim);
                     if (o.sparse_optimizer == "rowwise_adagrad") {
                         OpCounts c;
@@ -967,7 +996,8 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
                         c.weight_bytes = elems * dt;
                         c.input_bytes = elems * dt * (1 + opt_states);
                         c.output_bytes = elems * dt * (1 + opt_states);
-                        op = make_lowered(up.name, up.kind, Phase::optimizer, owner.dtype, up.inputs, up.outputs, c);
+                        op = make_lowered(up.name, up.kind, Phase::optimizer, owner.dtype, up.inputs,
+                                          up.outputs, c);
                         op.forward_of = owner.name;
                     }
                 }
@@ -979,10 +1009,13 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
                     if (task[e.from]) ready = ready ? std::max(*ready, *task[e.from]) : *task[e.from];
                 if (shard && ready) t.after_backward.push_back(*ready);
                 prog.step.push_back(std::move(t));
-                if (!shard && ready && W > 1) grads.push_back({*ready, prog.step.size() - 1, owner.weight_storage_bytes()});
-                else if (!shard && ready) prog.step.back().after_backward.push_back(*ready);
+                if (!shard && ready && W > 1)
+                    grads.push_back({*ready, prog.step.size() - 1, owner.weight_storage_bytes()});
+                else if (!shard && ready)
+                    prog.step.back().after_backward.push_back(*ready);
             }
-            std::stable_sort(grads.begin(), grads.end(), [](const Grad& a, const Grad& c) { return a.ready < c.ready; });
+            std::stable_sort(grads.begin(), grads.end(),
+                             [](const Grad& a, const Grad& c) { return a.ready < c.ready; });
             struct Bucket {
                 double bytes = 0;
                 std::vector<size_t> producers, updates;
@@ -995,8 +1028,9 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
                 bs.back().updates.push_back(g.step);
             }
             for (size_t j = 0; j < bs.size(); ++j) {
-                const size_t bi = comm_task(prog.backward, fmt::format("dp.grad_bucket{}", j), CollectiveKind::all_reduce,
-                                            GroupAxis::data, to_bytes(bs[j].bytes), {}, bs[j].producers, "dp_bucket");
+                const size_t bi =
+                    comm_task(prog.backward, fmt::format("dp.grad_bucket{}", j), CollectiveKind::all_reduce,
+                              GroupAxis::data, to_bytes(bs[j].bytes), {}, bs[j].producers, "dp_bucket");
                 prog.backward[bi].last_microbatch_only = true;
                 for (size_t k : bs[j].updates) prog.step[k].after_backward.push_back(bi);
             }
@@ -1040,7 +1074,7 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
         mem.activations_bytes = act;
         mem.inflight_microbatches = 1;
         mem.total_bytes = mem.weights_bytes + mem.gradients_bytes + mem.optimizer_state_bytes + act;
-                Lw.rank_programs.push_back(std::move(prog));
+        Lw.rank_programs.push_back(std::move(prog));
         Lw.rank_memory.push_back(mem);
     }
     Lw.stages = {Lw.rank_programs.front()};
@@ -1056,12 +1090,13 @@ void check_embedding_memory(const ParallelLowering& l, const EmbeddingSharding& 
         int64_t shards = 0;
         for (const TablePlacement& p : s.placements)
             for (const TableShard& sh : p.shards) shards += sh.rank == static_cast<int64_t>(r);
-        sfail(o, fmt::format("rank {} needs {:.2f} GB with embedding sharding '{}' ({} table shard(s)): weights "
-                             "{:.2f} GB, gradients {:.2f} GB, optimizer state {:.2f} GB, activations {:.2f} GB; "
-                             "its device '{}' has {:.2f} GB of main memory: {:.2f} GB over",
-                             r, m.total_bytes / 1e9, s.source, shards, m.weights_bytes / 1e9,
-                             m.gradients_bytes / 1e9, m.optimizer_state_bytes / 1e9, m.activations_bytes / 1e9,
-                             o.device_name, o.capacity_bytes / 1e9, (m.total_bytes - o.capacity_bytes) / 1e9));
+        sfail(o,
+              fmt::format("rank {} needs {:.2f} GB with embedding sharding '{}' ({} table shard(s)): weights "
+                          "{:.2f} GB, gradients {:.2f} GB, optimizer state {:.2f} GB, activations {:.2f} GB; "
+                          "its device '{}' has {:.2f} GB of main memory: {:.2f} GB over",
+                          r, m.total_bytes / 1e9, s.source, shards, m.weights_bytes / 1e9,
+                          m.gradients_bytes / 1e9, m.optimizer_state_bytes / 1e9, m.activations_bytes / 1e9,
+                          o.device_name, o.capacity_bytes / 1e9, (m.total_bytes - o.capacity_bytes) / 1e9));
     }
 }
 

@@ -42,8 +42,10 @@
 // - Dense part (bottom and top MLPs, interaction, DCN cross layers): data-parallel over all W ranks at
 //   batch b; weight gradients all-reduced in 25 MiB buckets (PyTorch DDP's bucket_cap_mb) in the order
 //   backward produces them, data-parallel tables' gradients with them.
-// - Groups: the world (GroupAxis::data, plan data = W), the ranks of one node (GroupAxis::node) and the
-//   ranks with the same local index on every node (GroupAxis::cross_node); ranks_per_node L divides W.
+// - Groups: the world (GroupAxis::data, plan data = W); the ranks of one node and the ranks with the same
+//   local index on every node are the plan's expert-parallel groups with plan.expert = L, the ranks per
+//   node (GroupAxis::expert: L consecutive ranks; GroupAxis::expert_data: the W / L ranks r mod L alike),
+//   so ParallelLowering::group() resolves them unchanged; L divides W. No op of the lowering is an expert.
 // - Programs: forward: the index all-to-alls first, then the dense ops that do not read pooled
 //   embeddings (bottom MLP, data-parallel lookups), the rank's shard lookups (each after its kind's index
 //   all-to-all), each kind's output distribution (after the rank's lookups of that kind), then the ops that
@@ -118,7 +120,7 @@ struct ShardingOptions {
     int64_t ranks = 1;
     int64_t ranks_per_node = 0;  // 0: all ranks in one node
     bool training = true;
-    TrainingOptions training_options;            // the dense optimizer
+    TrainingOptions training_options;                  // the dense optimizer
     std::string sparse_optimizer = "rowwise_adagrad";  // rowwise_adagrad | dense
     int64_t bucket_bytes = 25LL * 1024 * 1024;
     double capacity_bytes = 0;  // per rank; 0 = unlimited (the planner ignores memory)
@@ -148,8 +150,8 @@ EmbeddingSharding make_embedding_sharding(const std::string& spec, const Model& 
 
 // Per-rank figures of a sharding, before lowering: what the planner balances and what memory it places.
 struct ShardLoad {
-    double cost_bytes = 0;    // the planner's cost placed on the rank
-    double table_bytes = 0;   // shard weights + sparse optimizer state (data-parallel tables included)
+    double cost_bytes = 0;   // the planner's cost placed on the rank
+    double table_bytes = 0;  // shard weights + sparse optimizer state (data-parallel tables included)
     int64_t shards = 0;
 };
 std::vector<ShardLoad> sharding_loads(const EmbeddingSharding& s, const ShardingOptions& o);

@@ -234,10 +234,6 @@ std::string to_string(GroupAxis axis) {
             return "pipeline_prev";
         case GroupAxis::embedding:
             return "embedding";
-        case GroupAxis::node:
-            return "node";
-        case GroupAxis::cross_node:
-            return "cross_node";
     }
     return "?";
 }
@@ -335,16 +331,6 @@ std::vector<int64_t> ParallelLowering::group(int64_t rank, GroupAxis axis) const
                 g.push_back(rank_of(k));
             }
             break;
-        case GroupAxis::node:
-        case GroupAxis::cross_node: {
-            const int64_t n = ranks();
-            const int64_t L = ranks_per_node > 0 ? ranks_per_node : n;
-            if (axis == GroupAxis::node)
-                for (int64_t r = rank / L * L; r < rank / L * L + L && r < n; ++r) g.push_back(r);
-            else
-                for (int64_t r = rank % L; r < n; r += L) g.push_back(r);
-            break;
-        }
     }
     return g;
 }

@@ -106,19 +106,7 @@ struct ParallelOptions {
 };
 
 // Which group of ranks a comm op runs over, seen from the rank that runs it.
-// node / cross_node (embedding sharding, workloads/embedding_sharding.h): the ranks of this rank's node, and
-// the ranks with its local index on every node; nodes are ranks_per_node consecutive ranks.
-enum class GroupAxis {
-    tensor,
-    data,
-    expert,
-    expert_data,
-    pipeline_next,
-    pipeline_prev,
-    embedding,
-    node,
-    cross_node
-};
+enum class GroupAxis { tensor, data, expert, expert_data, pipeline_next, pipeline_prev, embedding };
 
 struct CommOp {
     // nullopt: point-to-point (a send to, or a receive from, the one peer of `axis`).
@@ -188,8 +176,6 @@ struct ParallelLowering {
     // program. When set it has one entry per rank and program(rank) returns it; rank_memory likewise.
     std::vector<StageProgram> rank_programs;
     std::vector<StageMemory> rank_memory;
-    // Ranks per node for the node and cross_node axes (0: all ranks form one node).
-    int64_t ranks_per_node = 0;
 
     int64_t ranks() const { return plan.devices(); }
     RankCoord coord(int64_t rank) const;

@@ -29,8 +29,8 @@ Model tiny_dlrm(int64_t B, DType dt = DType::fp32) {
     const int64_t rows[] = {10, 7, 5}, pool[] = {1, 2, 1};
     std::vector<size_t> emb;
     for (int t = 0; t < 3; ++t)
-        emb.push_back(mb.add(make_op("emb." + std::to_string(t), EmbeddingAttr{rows[t], 8, true, false},
-                                     {{B, pool[t]}}, dt)));
+        emb.push_back(mb.add(
+            make_op("emb." + std::to_string(t), EmbeddingAttr{rows[t], 8, true, false}, {{B, pool[t]}}, dt)));
     const size_t inter =
         mb.add(make_op("interaction", InteractionAttr{}, {{B, 8}, {B, 8}, {B, 8}, {B, 8}}, dt),
                {TensorRef{bot, 0}, TensorRef{emb[0], 0}, TensorRef{emb[1], 0}, TensorRef{emb[2], 0}});
@@ -80,7 +80,8 @@ std::string write_temp(const std::string& name, const std::string& text) {
 TEST_CASE("Every placement conserves each table's rows and columns", "[sharding]") {
     const Model m = tiny_dlrm(8);
     for (int64_t W : {2, 4}) {
-        for (ShardKind k : {ShardKind::table, ShardKind::row, ShardKind::column, ShardKind::table_row, ShardKind::data}) {
+        for (ShardKind k :
+             {ShardKind::table, ShardKind::row, ShardKind::column, ShardKind::table_row, ShardKind::data}) {
             const EmbeddingSharding s = place_embeddings(m, k, opts(W, 2));
             REQUIRE(s.tables.size() == 3);
             for (size_t t = 0; t < 3; ++t) {
@@ -107,12 +108,14 @@ TEST_CASE("Every placement conserves each table's rows and columns", "[sharding]
     }
 }
 
-TEST_CASE("Table-wise on 2 ranks: index, pooled and gradient all-to-alls match their closed forms", "[sharding]") {
+TEST_CASE("Table-wise on 2 ranks: index, pooled and gradient all-to-alls match their closed forms",
+          "[sharding]") {
     const int64_t B = 4, b = 2;
     const Model m = tiny_dlrm(B);
-    const std::string f = write_temp("mlsim_tw2.yaml",
-                                     "embedding_sharding:\n  tables:\n    emb.0: {kind: table, rank: 0}\n"
-                                     "    emb.1: {kind: table, rank: 1}\n    emb.2: {kind: table, rank: 0}\n");
+    const std::string f =
+        write_temp("mlsim_tw2.yaml",
+                   "embedding_sharding:\n  tables:\n    emb.0: {kind: table, rank: 0}\n"
+                   "    emb.1: {kind: table, rank: 1}\n    emb.2: {kind: table, rank: 0}\n");
     const EmbeddingSharding s = load_embedding_sharding(f, m, opts(2));
     const ParallelLowering l = lower_embedding_sharding(m, s, opts(2));
     REQUIRE(l.rank_programs.size() == 2);
@@ -159,7 +162,8 @@ TEST_CASE("Table-wise on 2 ranks: index, pooled and gradient all-to-alls match t
     CHECK(l.memory_of(1).optimizer_state_bytes == dense * 2 + 7 * 4.0);
 }
 
-TEST_CASE("Row-wise on 2 ranks: bucketised indices, reduce-scatter forward, all-gather backward", "[sharding]") {
+TEST_CASE("Row-wise on 2 ranks: bucketised indices, reduce-scatter forward, all-gather backward",
+          "[sharding]") {
     const int64_t B = 4, b = 2;
     const Model m = tiny_dlrm(B);
     const EmbeddingSharding s = place_embeddings(m, ShardKind::row, opts(2));
@@ -206,26 +210,28 @@ TEST_CASE("Column-wise on 2 ranks: two 4-wide blocks per table, each a table-wis
     CHECK(pooled->comm->counts == std::vector<int64_t>(4, b * 4 * 4 * 3));
     // The indices go to both blocks' owners: b x (pooling x 8 + 4) per table per owner.
     const int64_t ids = b * (12 + 20 + 12);
-    CHECK(named(l.program(1).forward, "emb.column.ids_all_to_all")->comm->counts == std::vector<int64_t>(4, ids));
+    CHECK(named(l.program(1).forward, "emb.column.ids_all_to_all")->comm->counts ==
+          std::vector<int64_t>(4, ids));
 }
 
 TEST_CASE("Table-row-wise on 2 nodes of 2: intra-node reduce-scatter, cross-node all-to-all", "[sharding]") {
     const int64_t B = 8, b = 2;
     const Model m = tiny_dlrm(B);
-    const std::string f = write_temp("mlsim_twrw.yaml",
-                                     "embedding_sharding:\n  tables:\n    emb.0: {kind: table-row, node: 0}\n"
-                                     "    emb.1: {kind: table-row, node: 1}\n    emb.2: {kind: table-row, node: 1}\n");
+    const std::string f =
+        write_temp("mlsim_twrw.yaml",
+                   "embedding_sharding:\n  tables:\n    emb.0: {kind: table-row, node: 0}\n"
+                   "    emb.1: {kind: table-row, node: 1}\n    emb.2: {kind: table-row, node: 1}\n");
     const EmbeddingSharding s = load_embedding_sharding(f, m, opts(4, 2));
     const ParallelLowering l = lower_embedding_sharding(m, s, opts(4, 2));
-    CHECK(l.group(3, GroupAxis::node) == std::vector<int64_t>{2, 3});
-    CHECK(l.group(3, GroupAxis::cross_node) == std::vector<int64_t>{1, 3});
+    CHECK(l.group(3, GroupAxis::expert) == std::vector<int64_t>{2, 3});
+    CHECK(l.group(3, GroupAxis::expert_data) == std::vector<int64_t>{1, 3});
     // Node 0 holds 8 columns, node 1 holds 16: B x D_n x 4 B reduce-scattered inside the node.
     CHECK(named(l.program(0).forward, "emb.table-row.pooled_reduce_scatter")->comm->bytes == B * 8 * 4);
     CHECK(named(l.program(2).forward, "emb.table-row.pooled_reduce_scatter")->comm->bytes == B * 16 * 4);
     // Cross-node: local rank l of node n sends b x D_n x 4 B to each node's rank l.
     const Task* x = named(l.program(1).forward, "emb.table-row.pooled_all_to_all");
     REQUIRE(x);
-    CHECK(x->comm->axis == GroupAxis::cross_node);
+    CHECK(x->comm->axis == GroupAxis::expert_data);
     CHECK(x->comm->counts == std::vector<int64_t>{b * 8 * 4, b * 8 * 4, b * 16 * 4, b * 16 * 4});
     const Task* g = named(l.program(1).backward, "emb.table-row.grad_all_to_all");
     REQUIRE(g);
@@ -235,7 +241,8 @@ TEST_CASE("Table-row-wise on 2 nodes of 2: intra-node reduce-scatter, cross-node
 
 TEST_CASE("Data-parallel tables: local lookups, their dense gradients in the DDP buckets", "[sharding]") {
     const Model m = tiny_dlrm(4);
-    const ParallelLowering l = lower_embedding_sharding(m, place_embeddings(m, ShardKind::data, opts(2)), opts(2));
+    const ParallelLowering l =
+        lower_embedding_sharding(m, place_embeddings(m, ShardKind::data, opts(2)), opts(2));
     for (int64_t r = 0; r < 2; ++r) {
         const StageProgram& p = l.program(r);
         CHECK(comms(p.forward).empty());
@@ -248,8 +255,8 @@ TEST_CASE("Data-parallel tables: local lookups, their dense gradients in the DDP
 
 TEST_CASE("Inference shards the forward only", "[sharding]") {
     const Model m = tiny_dlrm(4);
-    const ParallelLowering l =
-        lower_embedding_sharding(m, place_embeddings(m, ShardKind::table, opts(2, 0, false)), opts(2, 0, false));
+    const ParallelLowering l = lower_embedding_sharding(
+        m, place_embeddings(m, ShardKind::table, opts(2, 0, false)), opts(2, 0, false));
     for (int64_t r = 0; r < 2; ++r) {
         CHECK(l.program(r).backward.empty());
         CHECK(l.program(r).step.empty());
@@ -282,7 +289,8 @@ TEST_CASE("Per-rank memory over capacity is a located error naming the rank and 
     const ParallelLowering l = lower_embedding_sharding(m, place_embeddings(m, ShardKind::table, o), o);
     o.capacity_bytes = 1000;
     o.device_name = "tiny";
-    const std::string e = error_of([&] { check_embedding_memory(l, place_embeddings(m, ShardKind::table, opts(2)), o); });
+    const std::string e =
+        error_of([&] { check_embedding_memory(l, place_embeddings(m, ShardKind::table, opts(2)), o); });
     CHECK_THAT(e, Catch::Contains("<command line>") && Catch::Contains("--embedding-sharding") &&
                       Catch::Contains("rank 0") && Catch::Contains("GB over") && Catch::Contains("'tiny'"));
     o.capacity_bytes = 1e12;
@@ -291,7 +299,8 @@ TEST_CASE("Per-rank memory over capacity is a located error naming the rank and 
     // A placement that cannot fit is refused while placing, naming the table and the rank.
     o.capacity_bytes = 1200;
     const std::string p = error_of([&] { place_embeddings(m, ShardKind::data, o); });
-    CHECK_THAT(p, Catch::Contains("embedding table 'emb.") && Catch::Contains("rank") && Catch::Contains("over"));
+    CHECK_THAT(
+        p, Catch::Contains("embedding table 'emb.") && Catch::Contains("rank") && Catch::Contains("over"));
 }
 
 TEST_CASE("Placement files: unknown tables, kinds and ranks are located errors", "[sharding]") {
@@ -309,8 +318,9 @@ TEST_CASE("Placement files: unknown tables, kinds and ranks are located errors",
                Catch::Contains("rank 2 out of range"));
     CHECK_THAT(err("embedding_sharding:\n  tablez: {}\n"), Catch::Contains("unknown key 'tablez'"));
     // Unlisted tables are planned; `default` places them all in one kind.
-    const std::string f = write_temp("mlsim_partial.yaml",
-                                     "embedding_sharding:\n  default: row\n  tables:\n    emb.0: {kind: table, rank: 1}\n");
+    const std::string f =
+        write_temp("mlsim_partial.yaml",
+                   "embedding_sharding:\n  default: row\n  tables:\n    emb.0: {kind: table, rank: 1}\n");
     const EmbeddingSharding s = load_embedding_sharding(f, m, opts(2));
     CHECK(s.placements[0].kind == ShardKind::table);
     CHECK(s.placements[0].shards[0].rank == 1);
