@@ -13,6 +13,7 @@
 #include <tuple>
 
 #include "sim/config/error.h"
+#include "experiment/experiment.h"
 #include "workloads/model.h"
 
 using namespace mlsim;
@@ -362,4 +363,19 @@ TEST_CASE("The planner is deterministic and balances table-wise load within one 
     const EmbeddingSharding r = plan_embedding_sharding(m, o);
     CHECK(r.placements[0].kind == ShardKind::row);  // table 0: 39.9 M x 128 x 4 B = 20.4 GB
     for (const ShardLoad& l : sharding_loads(r, o)) CHECK(l.table_bytes < 16e9);
+}
+
+TEST_CASE("dgx-a100-16node: 128 A100 in 16 nodes, half the NICs across its bisection", "[sharding]") {
+    const arch::SystemSpec s = exp::load_system_file(exp::resolve_system_path("dgx-a100-16node"));
+    CHECK(s.device_count == 128);
+    CHECK(s.nodes.size() == 16);
+    // Non-blocking rail-optimised fabric: 8 nodes x 8 HDR NICs of 25 GB/s cross.
+    CHECK(s.bisection_Bps() == Approx(64 * 25e9));
+    // The sharding options see 16 nodes of 8.
+    exp::ExperimentOptions o;
+    o.mode = "training";
+    const ShardingOptions so = exp::sharding_options(o, s);
+    CHECK(so.ranks == 128);
+    CHECK(so.ranks_per_node == 8);
+    CHECK(so.capacity_bytes == Approx(80.0 * 1024 * 1024 * 1024));
 }
