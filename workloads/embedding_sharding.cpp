@@ -258,7 +258,8 @@ class Planner {
     }
 
     // The located error of a table that fits nowhere (placed as `kind`, or by the planner when nullopt).
-    [[noreturn]] void overflow(size_t t, std::optional<ShardKind> kind, const cfg::Node* at = nullptr) const {
+    [[noreturn]] void overflow(size_t t, std::optional<ShardKind> kind, const cfg::Node* at = nullptr,
+                               std::optional<int64_t> pinned = {}) const {
         const EmbeddingTable& tb = m_s.tables[t];
         size_t fullest = 0, roomiest = 0;
         for (size_t r = 0; r < m_free.size(); ++r) {
@@ -266,22 +267,41 @@ class Planner {
             if (m_free[r] > m_free[roomiest]) roomiest = r;
         }
         const double whole = mem(t, tb.rows, tb.dim);
-        const double share = mem(t, (tb.rows + m_o.ranks - 1) / m_o.ranks, tb.dim);
-        const bool dp = kind && *kind == ShardKind::data;
-        const size_t r = dp ? fullest : roomiest;
-        const double need = dp || (kind && *kind == ShardKind::table) ? whole : share;
+        const ShardKind k = kind ? *kind : ShardKind::row;  // the planner's last resort
+        const int64_t L = per_node(m_o);
+        double need = whole;
+        size_t r = roomiest;
+        std::string what = "the table needs";
+        switch (k) {
+            case ShardKind::table:
+                if (pinned) r = static_cast<size_t>(*pinned);
+                break;
+            case ShardKind::data:
+                r = fullest;
+                what = "a copy needs";
+                break;
+            case ShardKind::column:
+                need = mem(t, tb.rows, (tb.dim + m_o.ranks - 1) / std::min(m_o.ranks, tb.dim));
+                what = "a column block needs";
+                break;
+            case ShardKind::row:
+                need = mem(t, (tb.rows + m_o.ranks - 1) / m_o.ranks, tb.dim);
+                r = fullest;
+                what = fmt::format("a 1/{} row share needs", m_o.ranks);
+                break;
+            case ShardKind::table_row:
+                need = mem(t, (tb.rows + L - 1) / L, tb.dim);
+                what = fmt::format("a 1/{} row share on a node needs", L);
+                break;
+        }
+        const double left = std::max(0.0, m_free[r]);
         const std::string msg = fmt::format(
-            "embedding table '{}' ({} rows x {}, {:.2f} GB with its optimizer state) does not fit {}: rank "
-            "{} "
-            "has {:.2f} GB left of its {:.1f} GB ('{}', after the dense part and the tables placed before) "
-            "and {} {:.2f} GB: {:.2f} GB over",
+            "embedding table '{}' ({} rows x {}, {:.2f} GB with its optimizer state) does not fit {}: rank {} has "
+            "{:.2f} GB left of its {:.1f} GB ('{}', after the dense part and the tables placed before) and {} "
+            "{:.2f} GB: {:.2f} GB over",
             tb.name, tb.rows, tb.dim, whole / 1e9,
-            kind ? fmt::format("as {}", to_string(*kind)) : std::string("any placement"), r,
-            std::max(0.0, m_free[r]) / 1e9, m_o.capacity_bytes / 1e9, m_o.device_name,
-            dp                                  ? "a copy needs"
-            : kind && *kind == ShardKind::table ? "the table needs"
-                                                : "a 1/W row share needs",
-            need / 1e9, (need - std::max(0.0, m_free[r])) / 1e9);
+            kind ? fmt::format("as {}", to_string(*kind)) : std::string("any placement"), r, left / 1e9,
+            m_o.capacity_bytes / 1e9, m_o.device_name, what, need / 1e9, (need - left) / 1e9);
         if (at) cfg::fail_at(*at, msg);
         sfail(m_o, msg);
     }
@@ -518,7 +538,7 @@ EmbeddingSharding load_embedding_sharding(const std::string& path, const Model& 
                 default:
                     ok = p.place(t, *rq.kind);
             }
-            if (!ok) p.overflow(t, rq.kind, &spec);
+            if (!ok) p.overflow(t, rq.kind, &spec, rq.rank);
         }
     }
     if (fallback) {

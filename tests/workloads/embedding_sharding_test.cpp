@@ -379,3 +379,30 @@ TEST_CASE("dgx-a100-16node: 128 A100 in 16 nodes, half the NICs across its bisec
     CHECK(so.ranks_per_node == 8);
     CHECK(so.capacity_bytes == Approx(80.0 * 1024 * 1024 * 1024));
 }
+
+TEST_CASE("mlsim run --embedding-sharding: a file that overfills a rank is an error at its line", "[sharding]") {
+    const std::string f = write_temp("mlsim_overfull.yaml",
+                                     "embedding_sharding:\n  tables:\n    emb.0: {kind: table, rank: 1}\n"
+                                     "    emb.9: {kind: table, rank: 1}\n    emb.19: {kind: table, rank: 1}\n"
+                                     "    emb.20: {kind: table, rank: 1}\n    emb.21: {kind: table, rank: 1}\n");
+    exp::ExperimentOptions o;
+    o.system = "dgx-a100-node";
+    o.model = "dlrm-mlperf";
+    o.mode = "training";
+    o.batch = 8192;
+    o.embedding_sharding = f;
+    // Four 40 M-row FP32 tables (20.5 GB each with their accumulators) fill rank 1's 80 GiB; the fifth
+    // does not fit.
+    const std::string e = error_of([&] { exp::prepare_experiment(o); });
+    CHECK_THAT(e, Catch::Contains("mlsim_overfull.yaml:7") && Catch::Contains("embedding table 'emb.21'") &&
+                      Catch::Contains("rank 1 has") && Catch::Contains("GB over"));
+    // Auto on the same system fits, and the lowering has one program per rank.
+    o.embedding_sharding = "auto";
+    const exp::PreparedExperiment p = exp::prepare_experiment(o);
+    REQUIRE(p.result->parallel);
+    CHECK(p.result->parallel->rank_programs.size() == 8);
+    CHECK(p.result->resolved_yaml.find("embedding_sharding: auto") != std::string::npos);
+    // Other plans do not combine with it.
+    o.tensor_parallel = 2;
+    CHECK_THAT(error_of([&] { exp::prepare_experiment(o); }), Catch::Contains("--embedding-sharding"));
+}
