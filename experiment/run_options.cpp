@@ -161,7 +161,7 @@ std::vector<RunOption> builtin_fields() {
     t.push_back(string_field(
         param("embedding-sharding", PType::string, std::nullopt,
               "shard embedding tables over the system's devices: auto (greedy planner), table, row, column, "
-              "table-row, data, or a placement YAML file; the dense part is data-parallel; empty = off"),
+              "table-row, data, or a placement YAML file; the dense part is data-parallel; unset: off"),
         0, &ExperimentOptions::embedding_sharding));
     t.push_back(integer_field(
         at_least(param("max-pe-cycles", PType::integer,
