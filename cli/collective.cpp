@@ -126,6 +126,11 @@ int cmd_collective(const Args& args) {
             fmt::print("#   {:<40} {:<12} {:>6.1f}%\n", r.busiest[i].direction, r.busiest[i].kind,
                        100 * r.busiest[i].utilization);
     }
+    double joules = 0;
+    for (const exp::CollectivePoint& p : r.points) joules += p.result.energy_j;
+    fmt::print(
+        "# link energy over the study: {:.6g} J (bytes on the wire x the links' and switches' energy)\n",
+        joules);
     if (!db_path.empty()) fmt::print("# written to {} (run {})\n", db_path, r.run_id);
     fmt::print("# simulated in {:.3f} s\n", r.wall_s);
     return 0;

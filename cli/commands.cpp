@@ -104,8 +104,50 @@ void print_layer_table(const exp::ExperimentResult& r) {
     }
 }
 
+// A parallel run (issue 13): the step, where the critical rank's time went, and each rank's memory.
+void print_parallel_run(const exp::ExperimentResult& r) {
+    const exp::ParallelSummary& s = *r.parallel_run;
+    const arch::ExecResult& x = *r.parallel_exec;
+    const auto share = [&](double v) { return percent(s.step_time_s > 0 ? v / s.step_time_s : 0); };
+    fmt::print("  step    {} on {} ranks: {:.4g} samples/s, {:.4g} tokens/s, MFU {}\n",
+               seconds(s.step_time_s), x.ranks.size(), s.samples_per_s, s.tokens_per_s, percent(s.mfu));
+    fmt::print("  step    critical rank {}: compute {} ({}), exposed communication {} ({}), bubble {} ({})\n",
+               x.critical_rank, seconds(s.compute_s), share(s.compute_s), seconds(s.exposed_comm_s),
+               share(s.exposed_comm_s), seconds(s.bubble_s), share(s.bubble_s));
+    for (const auto& [purpose, t] : x.exposed_by_purpose)
+        fmt::print("          exposed {:<22} {}\n", purpose, seconds(t));
+    fmt::print(
+        "  energy  devices {}, links {}; symmetry {}{}; {} ranks simulated, {} network calls\n",
+        si(s.device_energy_j, "J"), si(s.link_energy_j, "J"), x.symmetry,
+        x.symmetry == "off"
+            ? ""
+            : (x.symmetry_exact ? " (exact)" : fmt::format(" (spread {})", seconds(x.symmetry_spread_s))),
+        x.simulated_ranks, x.network_calls);
+    fmt::print("  {:>5} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
+               "rank", "stage", "compute", "comm", "exposed", "bubble", "memory", "weights", "grads",
+               "optimizer", "activ.", "KV");
+    const size_t n = x.ranks.size();
+    for (size_t i = 0; i < n; ++i) {
+        if (n > 16 && i >= 8 && i + 8 < n) {  // long tables: the first and last eight ranks
+            if (i == 8) fmt::print("  {:>5}\n", "...");
+            continue;
+        }
+        const arch::RankExec& k = x.ranks[i];
+        fmt::print("  {:>5} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
+                   k.rank, k.stage, seconds(k.compute_s), seconds(k.comm_s), seconds(k.exposed_comm_s),
+                   seconds(k.bubble_s), si(k.memory.total_bytes, "B"), si(k.memory.weights_bytes, "B"),
+                   si(k.memory.gradients_bytes, "B"), si(k.memory.optimizer_state_bytes, "B"),
+                   si(k.memory.activations_bytes, "B"), si(k.memory.kv_cache_bytes, "B"));
+    }
+}
+
 void print_totals(const exp::ExperimentResult& r) {
-    const Totals t = totals_of(r.layers);
+    Totals t = totals_of(r.layers);
+    if (r.parallel_run) {  // the step and every device's energy, not rank 0's layers
+        t.time_s = r.total_time_s;
+        t.energy_j = r.total_energy_j;
+    }
+    const double devices = r.parallel_exec ? static_cast<double>(r.parallel_exec->ranks.size()) : 1.0;
     const auto& dev = r.system.device;
     fmt::print("\n{} on {} ({} layers, batch {}, {}, {}):\n", r.model.name(), dev.name, r.layers.size(),
                r.info.batch, r.info.dtype, r.info.mode);
@@ -142,6 +184,7 @@ void print_totals(const exp::ExperimentResult& r) {
                        si(m.optimizer_state_bytes, "B"), si(m.activations_bytes, "B"));
         }
     }
+    if (r.parallel_run && r.parallel_exec) print_parallel_run(r);
     fmt::print("  work    {} MACs, {} FLOPs, {} moved, intensity {:.3g} FLOP/B\n", si(t.macs, ""),
                si(t.flops, ""), si(t.bytes, "B"), t.bytes > 0 ? t.flops / t.bytes : 0.0);
     if (const arch::Family* f = arch::find_family(r.info.device_model); f && f->summary)
@@ -155,7 +198,7 @@ void print_totals(const exp::ExperimentResult& r) {
                arch::bound_of(t.parts), si(t.flops / t.time_s, "FLOP/s"),
                si(r.info.peak_flops_per_s, "FLOP/s"));
     const double power = t.time_s > 0 ? t.energy_j / t.time_s : 0;
-    if (power > dev.tdp_W * (1 + 1e-9))
+    if (power > devices * dev.tdp_W * (1 + 1e-9))
         fmt::print(
             stderr,
             "warning: average power {} exceeds {}'s TDP {}: an energy figure of this device is too high\n",
@@ -225,8 +268,11 @@ int cmd_run(const Args& args) {
         }
     }();
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (!quiet) print_layer_table(r);
-    if (r.system.device_count > 1)
+    if (!quiet && (!r.parallel_run || r.layers.size() <= 2000)) print_layer_table(r);
+    if (!quiet && r.parallel_run && r.layers.size() > 2000)
+        fmt::print("(rank 0 ran {} layers in the step; the table is left out above 2000: --db keeps them)\n",
+                   r.layers.size());
+    if (r.system.device_count > 1 && !r.parallel_run)
         fmt::print(stderr,
                    "note: system '{}' has {} devices; multi-device execution is not modelled yet, so these "
                    "figures are for one {}\n",

@@ -12,7 +12,8 @@ int cmd_run(const Args& args);
 int cmd_sweep(const Args& args);
 int cmd_validate(const Args& args);
 int cmd_list(const Args& args);
-int cmd_demo(const Args& args);
+int cmd_demo(const Args& args);        // cli/compare.cpp: the built-in comparison
+int cmd_compare(const Args& args);     // cli/compare.cpp
 int cmd_collective(const Args& args);  // cli/collective.cpp (issue 12)
 int cmd_serve(const Args& args);       // cli/serve.cpp (LLM serving)
 

@@ -25,7 +25,8 @@ commands:
   validate  check config, model and topology files without simulating
   list      list device presets (mlsim list devices) or zoo models (mlsim list models)
   serve     serve LLM requests with continuous batching: TTFT, TPOT, throughput, energy per token
-  demo      run the built-in comparison of edge, datacenter and microcontroller devices
+  compare   compare workloads on edge, datacenter and supercomputer systems (a table, the database, a report)
+  demo      the built-in comparison (mlsim compare with its default file)
   collective  time a collective over a system's network for a range of sizes (nccl-tests style)
 
 options:
@@ -65,10 +66,11 @@ int MLSIM_MAIN(int argc, char** argv) {
         if (cmd == "validate") return mlsim::cli::cmd_validate(rest);
         if (cmd == "list") return mlsim::cli::cmd_list(rest);
         if (cmd == "demo") return mlsim::cli::cmd_demo(rest);
+        if (cmd == "compare") return mlsim::cli::cmd_compare(rest);
         if (cmd == "collective") return mlsim::cli::cmd_collective(rest);
         if (cmd == "serve") return mlsim::cli::cmd_serve(rest);
-        const std::string near =
-            mlsim::cfg::nearest(cmd, {"run", "sweep", "validate", "list", "demo", "collective", "serve"});
+        const std::string near = mlsim::cfg::nearest(
+            cmd, {"run", "sweep", "validate", "list", "demo", "compare", "collective", "serve"});
         fmt::print(stderr, "mlsim: error: unknown command '{}'{}\n{}", cmd,
                    near.empty() ? "" : fmt::format("; did you mean '{}'?", near), k_usage);
         return 2;

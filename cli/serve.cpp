@@ -90,7 +90,12 @@ int cmd_serve(const Args& args) {
         ("kv-capacity", po::value<std::string>(),
          "KV-cache bytes (e.g. 2GB) instead of the memory budget")  //
         ("tp", po::value<std::string>()->default_value("1"),
-         "tensor-parallel ranks: the system's first N devices (collectives: ring over its topology)")  //
+         "tensor-parallel ranks per pipeline stage (collectives on the system's network model)")  //
+        ("pipeline-parallel", po::value<std::string>()->default_value("1"),
+         "pipeline stages: layers split over P groups of --tp devices (micro-batches as vLLM's virtual "
+         "engines)")  //
+        ("collectives", po::value<std::string>()->default_value("network"),
+         "network: TP collectives on the network model; ring: the closed-form alpha-beta ring")  //
         ("db", po::value<std::string>(), "results database to append the run to");
     auto vm = parse(args, desc);
     if (!vm) {
@@ -124,6 +129,11 @@ int cmd_serve(const Args& args) {
     o.kv_bucket = to_int(text("kv-bucket"), "--kv-bucket");
     o.memory_utilization = to_real(text("mem-util"), "--mem-util");
     o.tp = to_int(text("tp"), "--tp");
+    o.pp = to_int(text("pipeline-parallel"), "--pipeline-parallel");
+    if (text("collectives") != "network" && text("collectives") != "ring")
+        cfg::fail(k_cl, "--collectives",
+                  fmt::format("'{}' is neither network nor ring", text("collectives")));
+    o.ring_collectives = text("collectives") == "ring";
     if (vm->count("kv-capacity")) {
         const cfg::Quantity q =
             cfg::parse_quantity(text("kv-capacity"), cfg::Dim::size, k_cl, "--kv-capacity");
@@ -137,14 +147,16 @@ int cmd_serve(const Args& args) {
     const serving::ServeRun run = serving::run_serving(o);
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const serving::ServingResult& r = run.result;
-    if (run.system.device_count > o.tp)
-        fmt::print(stderr, "note: {} has {} devices; this run serves one replica on {} of them (--tp {})\n",
-                   run.system.name, run.system.device_count, o.tp, o.tp);
-    fmt::print(
-        "{} on {}{} ({}, {}), {} requests{}:\n", run.shape.name, o.tp > 1 ? fmt::format("{} x ", o.tp) : "",
-        run.system.device.name, o.dtype, run.system.device.model, r.requests.size(),
-        o.requests.trace.empty() ? fmt::format(" at {} req/s (seed {})", o.requests.rate, o.requests.seed)
-                                 : fmt::format(" from {}", o.requests.trace));
+    if (run.system.device_count > o.tp * o.pp)
+        fmt::print(stderr, "note: {} has {} devices; this run serves one replica on {} of them (--tp {}{})\n",
+                   run.system.name, run.system.device_count, o.tp * o.pp, o.tp,
+                   o.pp > 1 ? fmt::format(" --pipeline-parallel {}", o.pp) : "");
+    fmt::print("{} on {}{} ({}, {}), {} requests{}:\n", run.shape.name,
+               o.tp * o.pp > 1 ? fmt::format("{} x ", o.tp * o.pp) : "", run.system.device.name, o.dtype,
+               run.system.device.model, r.requests.size(),
+               o.requests.trace.empty()
+                   ? fmt::format(" at {} req/s (seed {})", o.requests.rate, o.requests.seed)
+                   : fmt::format(" from {}", o.requests.trace));
     fmt::print(
         "  memory    per device: weights {:.2f} GB, workspace {:.2f} GB, KV cache {:.2f} GB = {} blocks of "
         "{} tokens\n",
@@ -160,6 +172,12 @@ int cmd_serve(const Args& args) {
                r.requests_per_s, r.makespan_s);
     fmt::print("  batch     max {} sequences, {} iterations, {} preemptions\n", r.max_batch_reached,
                r.iterations, r.preemptions);
+    if (o.pp > 1) {
+        std::string util;
+        for (double b : r.stage_busy_s)
+            util += fmt::format(" {:.1f} %", r.makespan_s > 0 ? b / r.makespan_s * 100 : 0.0);
+        fmt::print("  pipeline  {} stages of {} devices, busy{}\n", o.pp, o.tp, util);
+    }
     fmt::print("  KV cache  occupancy mean {:.1f} %, max {:.1f} %\n", r.mean_kv_occupancy * 100,
                r.max_kv_occupancy * 100);
     fmt::print("  energy    {:.3f} J per output token ({:.1f} kJ, average {:.0f} W)\n", r.energy_per_token_j,

@@ -547,6 +547,9 @@ struct ResultsDb::Impl {
         begin.emplace(conn, "BEGIN IMMEDIATE");
         commit.emplace(conn, "COMMIT");
         rollback.emplace(conn, "ROLLBACK");
+        savepoint.emplace(conn, "SAVEPOINT mlsim_write");
+        release_savepoint.emplace(conn, "RELEASE mlsim_write");
+        rollback_to.emplace(conn, "ROLLBACK TO mlsim_write");
     }
 
     // Binds the shared run columns; totals are null for a failed run.
@@ -703,13 +706,22 @@ struct ResultsDb::Impl {
 
     // One write transaction; rolled back unless commit() ran. IMMEDIATE takes the write lock up front,
     // so a second writer waits in the busy handler instead of failing on a lock upgrade.
+    // Inside a batch (begin_batch) it is a savepoint of the batch's transaction instead: undone alone on
+    // failure, written with the batch.
     class Transaction {
       public:
-        explicit Transaction(Impl& impl) : m_impl(impl) { m_impl.begin->run(); }
+        explicit Transaction(Impl& impl) : m_impl(impl), m_nested(impl.in_batch) {
+            (m_nested ? m_impl.savepoint : m_impl.begin)->run();
+        }
         ~Transaction() {
             if (!m_committed) {
                 try {
-                    m_impl.rollback->run();
+                    if (m_nested) {
+                        m_impl.rollback_to->run();
+                        m_impl.release_savepoint->run();
+                    } else {
+                        m_impl.rollback->run();
+                    }
                 } catch (...) {  // NOLINT: the exception that got us here is the one to report
                 }
             }
@@ -717,14 +729,16 @@ struct ResultsDb::Impl {
         Transaction(const Transaction&) = delete;
         Transaction& operator=(const Transaction&) = delete;
         void commit() {
-            m_impl.commit->run();
+            (m_nested ? m_impl.release_savepoint : m_impl.commit)->run();
             m_committed = true;
         }
 
       private:
         Impl& m_impl;
+        bool m_nested = false;
         bool m_committed = false;
     };
+    bool in_batch = false;
 
     std::string path;
     sql::Connection conn;
@@ -733,6 +747,7 @@ struct ResultsDb::Impl {
         commit, rollback;
     std::optional<sql::Statement> find_run, find_link, run_hash, insert_sweep, insert_factor;
     std::optional<sql::Statement> find_error_after, find_claim, put_claim, drop_claim, max_run;
+    std::optional<sql::Statement> savepoint, release_savepoint, rollback_to;
     const ProcessIdentity me = this_process();
     std::mutex mutex;
 };
@@ -742,6 +757,20 @@ ResultsDb::ResultsDb(const std::string& path) : m_impl(std::make_unique<Impl>(pa
 ResultsDb::~ResultsDb() = default;
 
 const std::string& ResultsDb::path() const { return m_impl->path; }
+
+void ResultsDb::begin_batch() {
+    std::lock_guard lock(m_impl->mutex);
+    MLSIM_CHECK(!m_impl->in_batch, "results: a batch inside a batch");
+    m_impl->begin->run();
+    m_impl->in_batch = true;
+}
+
+void ResultsDb::end_batch() {
+    std::lock_guard lock(m_impl->mutex);
+    MLSIM_CHECK(m_impl->in_batch, "results: end_batch without begin_batch");
+    m_impl->in_batch = false;
+    m_impl->commit->run();
+}
 
 int64_t ResultsDb::record_run(const RunInfo& info, const std::vector<LayerRow>& layers, double wall_s,
                               const SweepPoint* point) {
@@ -774,7 +803,7 @@ int64_t ResultsDb::record_collectives(const RunInfo& info, const std::vector<Col
     Totals totals;
     std::vector<int64_t> ids;
     for (const CollectiveRow& r : rows) {
-        for (double v : {r.start_s, r.end_s, r.algbw_GBps, r.busbw_GBps})
+        for (double v : {r.start_s, r.end_s, r.algbw_GBps, r.busbw_GBps, r.energy_j})
             MLSIM_CHECK(non_negative(v),
                         fmt::format("results: collective {}: a time or bandwidth is {}", r.idx, v));
         MLSIM_CHECK(r.end_s >= r.start_s && r.ranks >= 0 && r.bytes >= 0 && r.steps >= 0,
@@ -782,11 +811,12 @@ int64_t ResultsDb::record_collectives(const RunInfo& info, const std::vector<Col
         ids.push_back(r.idx);
         totals.time_s += r.end_s - r.start_s;
         totals.communication_s += r.end_s - r.start_s;
+        totals.energy_j += r.energy_j;
     }
     std::sort(ids.begin(), ids.end());
     MLSIM_CHECK(std::adjacent_find(ids.begin(), ids.end()) == ids.end(), "results: repeated collective idx");
     for (const LinkUtilRow& l : links)
-        for (double v : {l.bytes, l.busy_s, l.utilization})
+        for (double v : {l.bytes, l.busy_s, l.utilization, l.energy_j})
             MLSIM_CHECK(non_negative(v),
                         fmt::format("results: link {} {}: a figure is {}", l.link, l.direction, v));
     std::lock_guard lock(m_impl->mutex);
@@ -795,28 +825,86 @@ int64_t ResultsDb::record_collectives(const RunInfo& info, const std::vector<Col
     sql::Statement ins(
         m_impl->conn,
         "INSERT INTO collectives (run_id, idx, kind, algorithm, protocol, ranks, bytes, start_s, "
-        "end_s, time_s, algbw_GBps, busbw_GBps, steps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        "end_s, time_s, algbw_GBps, busbw_GBps, steps, energy_j) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+        "?, "
+        "?)");
     for (const CollectiveRow& r : rows) {
         ins.reset();
         ins.bind_int(run_id).bind_int(r.idx).bind_text(r.kind).bind_text(r.algorithm).bind_text(r.protocol);
         ins.bind_int(r.ranks).bind_int(r.bytes).bind_real(r.start_s).bind_real(r.end_s);
         ins.bind_real(r.end_s - r.start_s).bind_real(r.algbw_GBps).bind_real(r.busbw_GBps).bind_int(r.steps);
+        ins.bind_real(r.energy_j);
         ins.finish_binding();
         ins.run();
     }
     sql::Statement lin(
         m_impl->conn,
-        "INSERT INTO link_utilization (run_id, link, direction, kind, bytes, busy_s, utilization) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)");
+        "INSERT INTO link_utilization (run_id, link, direction, kind, bytes, busy_s, utilization, energy_j) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
     for (const LinkUtilRow& l : links) {
         lin.reset();
         lin.bind_int(run_id).bind_int(l.link).bind_text(l.direction).bind_text(l.kind);
-        lin.bind_real(l.bytes).bind_real(l.busy_s).bind_real(l.utilization);
+        lin.bind_real(l.bytes).bind_real(l.busy_s).bind_real(l.utilization).bind_real(l.energy_j);
         lin.finish_binding();
         lin.run();
     }
     txn.commit();
     return run_id;
+}
+
+int64_t ResultsDb::record_comparison(const std::string& name, const std::vector<ComparisonRow>& rows) {
+    std::vector<int64_t> ids;
+    for (const ComparisonRow& r : rows) {
+        for (const std::optional<double>& v :
+             {r.latency_s, r.samples_per_s, r.energy_per_sample_j, r.average_power_w, r.system_tdp_w,
+              r.samples_per_s_per_w, r.usd_per_million_samples, r.time_to_train_s, r.latency_target_s,
+              r.compute_s, r.memory_s, r.communication_s, r.overhead_s, r.flops_per_sample,
+              r.bytes_per_sample, r.peak_flops_per_s, r.mem_bandwidth_Bps})
+            MLSIM_CHECK(!v || non_negative(*v),
+                        fmt::format("results: comparison {} ({} on {}): a figure is {}", r.idx, r.workload,
+                                    r.system, v.value_or(0)));
+        MLSIM_CHECK(r.run_id > 0 && r.devices >= 1 && r.batch >= 0,
+                    fmt::format("results: comparison {}: no run, or a bad device count or batch", r.idx));
+        ids.push_back(r.idx);
+    }
+    std::sort(ids.begin(), ids.end());
+    MLSIM_CHECK(std::adjacent_find(ids.begin(), ids.end()) == ids.end(), "results: repeated comparison idx");
+    std::lock_guard lock(m_impl->mutex);
+    Impl::Transaction txn(*m_impl);
+    sql::Statement next(m_impl->conn, "SELECT COALESCE(MAX(compare_id), 0) + 1 FROM comparisons");
+    next.finish_binding();
+    next.step();
+    const int64_t compare_id = next.column_int(0);
+    next.reset();
+    sql::Statement ins(
+        m_impl->conn,
+        "INSERT INTO comparisons (compare_id, name, idx, run_id, workload, system, status, error, devices, "
+        "batch, latency_s, samples_per_s, energy_per_sample_j, average_power_w, system_tdp_w, "
+        "samples_per_s_per_w, usd_per_million_samples, time_to_train_s, latency_target_s, compute_s, "
+        "memory_s, communication_s, overhead_s, flops_per_sample, bytes_per_sample, peak_flops_per_s, "
+        "mem_bandwidth_Bps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+        "?, "
+        "?, ?)");
+    for (const ComparisonRow& r : rows) {
+        ins.reset();
+        ins.bind_int(compare_id).bind_text(name).bind_int(r.idx).bind_int(r.run_id);
+        ins.bind_text(r.workload).bind_text(r.system).bind_text(r.status);
+        if (r.error.empty())
+            ins.bind_null();
+        else
+            ins.bind_text(r.error);
+        ins.bind_int(r.devices).bind_int(r.batch);
+        for (const std::optional<double>& v :
+             {r.latency_s, r.samples_per_s, r.energy_per_sample_j, r.average_power_w, r.system_tdp_w,
+              r.samples_per_s_per_w, r.usd_per_million_samples, r.time_to_train_s, r.latency_target_s,
+              r.compute_s, r.memory_s, r.communication_s, r.overhead_s, r.flops_per_sample,
+              r.bytes_per_sample, r.peak_flops_per_s, r.mem_bandwidth_Bps})
+            bind_optional(ins, v);
+        ins.finish_binding();
+        ins.run();
+    }
+    txn.commit();
+    return compare_id;
 }
 
 int64_t ResultsDb::record_failed_run(const RunInfo& info, const std::string& error, double wall_s,

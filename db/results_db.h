@@ -106,6 +106,7 @@ struct CollectiveRow {
     double start_s = 0, end_s = 0;
     double algbw_GBps = 0, busbw_GBps = 0;
     int64_t steps = 0;
+    double energy_j = 0;  // link (and switch) energy of the call
 };
 
 // One direction of one link over a run's collectives: a `link_utilization` row.
@@ -114,6 +115,7 @@ struct LinkUtilRow {
     std::string direction;  // "from->to"
     std::string kind;
     double bytes = 0, busy_s = 0, utilization = 0;
+    double energy_j = 0;  // the bytes x the link's energy per byte (plus the switch it enters)
 };
 
 // One factor of a sweep point: the key path and the value as written in the sweep file.
@@ -178,8 +180,27 @@ struct ServingRows {
     std::vector<ServingMetric> summary;
 };
 
+// ---- comparisons (schema 7; experiment/compare.h) -------------------------------------------------
+// One `comparisons` row per (workload, system) pair of an `mlsim compare` study; run_id is the pair's run
+// (ok or failed). Figures are NULL where they do not apply (a failed pair, no price, not training).
+struct ComparisonRow {
+    int64_t idx = 0;  // the pair's place in the study
+    int64_t run_id = 0;
+    std::string workload, system, status, error;
+    int64_t devices = 1, batch = 0;
+    std::optional<double> latency_s, samples_per_s, energy_per_sample_j, average_power_w, system_tdp_w,
+        samples_per_s_per_w, usd_per_million_samples, time_to_train_s, latency_target_s;
+    std::optional<double> compute_s, memory_s, communication_s, overhead_s;
+    std::optional<double> flops_per_sample, bytes_per_sample, peak_flops_per_s, mem_bandwidth_Bps;
+};
+
 class ResultsDb {
   public:
+    // Writes a study's comparison rows in one transaction under a new compare_id (1 + the largest in the
+    // file) and returns it. Figures must be finite and non-negative, idx unique (InternalError otherwise,
+    // nothing written).
+    int64_t record_comparison(const std::string& name, const std::vector<ComparisonRow>& rows);
+
     // Atomically writes a status 'ok' serving run (mode 'serving', no layers) with its requests, summary
     // and occupancy rows; returns the new run_id. Rows are validated first (InternalError, nothing
     // written): finite non-negative times with arrival <= first token <= finish, counts >= 0, unique
@@ -202,8 +223,9 @@ class ResultsDb {
     int64_t record_failed_run(const RunInfo& info, const std::string& error, double wall_s,
                               const SweepPoint* point = nullptr);
     // Atomically writes a status 'ok' run without layers and its collective and link rows (schema 6);
-    // total_time_s = the sum of the collectives' times. Rows are checked as layers are (finite,
-    // non-negative, end_s >= start_s, unique idx): a violation is an InternalError and writes nothing.
+    // total_time_s = the sum of the collectives' times, total_energy_j the sum of their energy_j (schema 7).
+    // Rows are checked as layers are (finite, non-negative, end_s >= start_s, unique idx): a violation is an
+    // InternalError and writes nothing.
     int64_t record_collectives(const RunInfo& info, const std::vector<CollectiveRow>& rows,
                                const std::vector<LinkUtilRow>& links, double wall_s);
     // True when some run with this config hash finished with status 'ok'.
@@ -220,6 +242,12 @@ class ResultsDb {
     void release_claim(const std::string& key);
     // The largest run_id in the file, 0 when it has no runs.
     int64_t max_run_id() const;
+    // Groups every write until end_batch() into one transaction (each write a savepoint in it, undone
+    // alone when it fails): one commit for many points. Nothing of the batch is in the file before
+    // end_batch() returns, so a process killed in between leaves the file as it was before begin_batch()
+    // (the points are run again on resume). The write lock is held throughout: keep batches short.
+    void begin_batch();
+    void end_batch();
 
     const std::string& path() const;
 

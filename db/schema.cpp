@@ -168,6 +168,9 @@ constexpr std::array k_collective_columns{
     Column{"algbw_GBps", "REAL", 6},
     Column{"busbw_GBps", "REAL", 6},
     Column{"steps", "INTEGER", 6},
+    // Schema 7: link energy of the call: bytes on the wire x each crossed link's energy per byte, plus the
+    // bytes each switch forwarded x its energy per byte (0 where the system gives no figure).
+    Column{"energy_j", "REAL", 7},
 };
 
 // Schema 6: per link direction, the busiest links of a run's collectives: bytes carried, time spent
@@ -180,6 +183,7 @@ constexpr std::array k_link_util_columns{
     Column{"bytes", "REAL NOT NULL", 6},
     Column{"busy_s", "REAL NOT NULL", 6},
     Column{"utilization", "REAL NOT NULL", 6},
+    Column{"energy_j", "REAL", 7},  // schema 7: the bytes' link energy (and the entered switch's)
 };
 
 // Schema 6: serving runs (experiment/serving/, db/results_db.h).
@@ -209,6 +213,37 @@ constexpr std::array k_kv_occupancy_columns{
     Column{"waiting", "INTEGER NOT NULL", 6},
 };
 
+// Schema 7: `mlsim compare` studies (experiment/compare.h): one row per (workload, system) pair.
+constexpr std::array k_comparison_columns{
+    Column{"compare_id", "INTEGER NOT NULL", 7},
+    Column{"name", "TEXT NOT NULL", 7},
+    Column{"idx", "INTEGER NOT NULL", 7},
+    Column{"run_id", "INTEGER NOT NULL REFERENCES runs(run_id)", 7},
+    Column{"workload", "TEXT NOT NULL", 7},
+    Column{"system", "TEXT NOT NULL", 7},
+    Column{"status", "TEXT NOT NULL", 7},  // ok | error | not_modelled
+    Column{"error", "TEXT", 7},
+    Column{"devices", "INTEGER NOT NULL", 7},
+    Column{"batch", "INTEGER NOT NULL", 7},
+    Column{"latency_s", "REAL", 7},
+    Column{"samples_per_s", "REAL", 7},
+    Column{"energy_per_sample_j", "REAL", 7},
+    Column{"average_power_w", "REAL", 7},
+    Column{"system_tdp_w", "REAL", 7},
+    Column{"samples_per_s_per_w", "REAL", 7},
+    Column{"usd_per_million_samples", "REAL", 7},
+    Column{"time_to_train_s", "REAL", 7},
+    Column{"latency_target_s", "REAL", 7},
+    Column{"compute_s", "REAL", 7},
+    Column{"memory_s", "REAL", 7},
+    Column{"communication_s", "REAL", 7},
+    Column{"overhead_s", "REAL", 7},
+    Column{"flops_per_sample", "REAL", 7},
+    Column{"bytes_per_sample", "REAL", 7},
+    Column{"peak_flops_per_s", "REAL", 7},
+    Column{"mem_bandwidth_Bps", "REAL", 7},
+};
+
 const std::array k_tables{
     Table{"meta", k_meta_columns, ""},
     Table{"runs", k_run_columns, ""},
@@ -226,6 +261,7 @@ const std::array k_tables{
     Table{"requests", k_request_columns, "PRIMARY KEY (run_id, request_id)"},
     Table{"serving_metrics", k_serving_metric_columns, "PRIMARY KEY (run_id, name)"},
     Table{"kv_occupancy", k_kv_occupancy_columns, "PRIMARY KEY (run_id, sample)"},
+    Table{"comparisons", k_comparison_columns, "PRIMARY KEY (compare_id, idx)"},
 };
 
 // Queries by run (or run and layer) on layer_levels / layer_metrics use their primary keys' prefix.

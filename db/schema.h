@@ -39,8 +39,9 @@ namespace mlsim::db::schema {
 // per-family columns moved there), the time split by bound, average power and TDP. Version 5: claims (which
 // process is simulating which point right now; see db/results_db.h). Version 6: collectives and
 // link_utilization (the network model, issue 12); requests, serving_metrics, kv_occupancy (serving runs,
-// experiment/serving/).
-inline constexpr int64_t current_version = 6;
+// experiment/serving/). Version 7: comparisons (`mlsim compare` studies, experiment/compare.h); energy_j in
+// collectives and link_utilization (link energy, issue 12).
+inline constexpr int64_t current_version = 7;
 
 // PRAGMA application_id stamped into every file so a foreign SQLite file is recognised ('mlsi').
 inline constexpr int32_t application_id = 0x6d6c7369;

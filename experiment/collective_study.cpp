@@ -111,6 +111,7 @@ CollectiveStudyResult run_collective_study(const CollectiveStudyOptions& opt) {
         r.busy_s = sec;
         r.bytes = sec * l.bandwidth_Bps;
         r.utilization = span > 0 ? std::min(1.0, sec / span) : 0;
+        r.energy_j = net.link_energy_j()[d];
         out.busiest.push_back(r);
     }
     out.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -147,6 +148,7 @@ CollectiveStudyResult run_collective_study(const CollectiveStudyOptions& opt) {
             r.algbw_GBps = p.algbw_GBps;
             r.busbw_GBps = p.busbw_GBps;
             r.steps = p.result.steps;
+            r.energy_j = p.result.energy_j;
             rows.push_back(r);
         }
         db::ResultsDb rdb(opt.db_path);

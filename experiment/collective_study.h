@@ -16,7 +16,7 @@
 //   the device's peak for the element type, whichever is slower.
 // - With a database path, one `runs` row (the resolved system and the study's options as config) plus one
 //   `collectives` row per size and `link_utilization` rows for the busiest link directions, in one
-//   transaction.
+//   transaction; both carry the link energy (CollectiveResult::energy_j, FlowNetwork::link_energy_j).
 #include <cstdint>
 #include <optional>
 #include <string>

@@ -8,6 +8,8 @@
 #include <tuple>
 
 #include "arch/family.h"
+#include "arch/system/parallel_exec.h"
+#include "experiment/collective_study.h"
 #include "experiment/key_path.h"
 #include "experiment/run_options.h"
 #include "sim/config/loader.h"
@@ -378,6 +380,11 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
         po.training_options = wl::TrainingOptions{opt.optimizer, opt.checkpointing};
         const wl::ParallelPlan plan = parallel_plan(opt);
         wl::check_parallel_plan(forward, plan, r.system.device_count, po);
+        if (plan.devices() > 1 && !r.system.has_network())
+            cfg::fail(plan.loc, plan.key,
+                      fmt::format("system '{}' has {} devices but no links or switches between them: a plan "
+                                  "over several devices needs a system with a network (e.g. dgx-a100-node)",
+                                  r.system.name, r.system.device_count));
         auto lowering = std::make_shared<wl::ParallelLowering>(wl::lower_parallel(forward, plan, po));
         wl::check_parallel_memory(*lowering, r.system.device.main_memory().capacity_bytes,
                                   r.system.device.name);
@@ -427,9 +434,57 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
 
 ExperimentResult simulate(PreparedExperiment&& prepared) { return simulate(std::move(prepared), {}); }
 
+// ---- parallel runs (issue 13 §2): the execution engine, arch/system/parallel_exec.h ----
+namespace {
+
+// Tokens in the batch: the ids of a leading token embedding ([B, S]), else batch x seq when seq is given.
+double batch_tokens(const wl::Model& model, const db::RunInfo& info) {
+    for (const wl::Op& op : model.ops()) {
+        if (op.phase != wl::Phase::forward) continue;
+        if (const wl::EmbeddingAttr* e = op.get<wl::EmbeddingAttr>();
+            e && !e->bag && op.inputs[0].size() == 2)
+            return static_cast<double>(wl::numel(op.inputs[0]));
+        break;
+    }
+    return info.seq > 0 ? static_cast<double>(info.batch * info.seq) : 0.0;
+}
+
+}  // namespace
+
+ExperimentResult simulate_parallel(PreparedExperiment&& prepared) {
+    ExperimentResult r = std::move(*prepared.result);
+    const wl::ParallelLowering& low = *r.parallel;
+    arch::ExecOptions eo;
+    eo.network = network_options_for(r.system, r.info.dtype);
+    auto ex = std::make_shared<arch::ExecResult>(arch::run_parallel(r.system, low, eo));
+    ParallelSummary s;
+    s.step_time_s = ex->step_time_s;
+    if (s.step_time_s > 0) {
+        s.samples_per_s = static_cast<double>(r.info.batch) / s.step_time_s;
+        s.tokens_per_s = batch_tokens(r.model, r.info) / s.step_time_s;
+        s.mfu =
+            low.model_flops / (s.step_time_s * static_cast<double>(low.ranks()) * r.info.peak_flops_per_s);
+    }
+    const arch::RankExec& crit = ex->ranks.at(static_cast<size_t>(ex->critical_rank));
+    s.compute_s = crit.compute_s;
+    s.exposed_comm_s = crit.exposed_comm_s;
+    s.bubble_s = crit.bubble_s;
+    for (const arch::RankExec& k : ex->ranks)
+        s.peak_memory_bytes = std::max(s.peak_memory_bytes, k.memory.total_bytes);
+    s.device_energy_j = ex->device_energy_j;
+    s.link_energy_j = ex->link_energy_j;
+    r.parallel_run = s;
+    r.layers = ex->rank0_layers;  // rank 0's layers (the per-rank table: parallel_exec)
+    r.total_time_s = s.step_time_s;
+    r.total_energy_j = s.device_energy_j + s.link_energy_j;
+    r.parallel_exec = std::move(ex);
+    return r;
+}
+
 ExperimentResult simulate(PreparedExperiment&& prepared, const arch::LayerProgress& progress) {
     MLSIM_CHECK(prepared.device != nullptr && prepared.result != nullptr,
                 "simulate() of an experiment that was not prepared");
+    if (prepared.result->parallel) return simulate_parallel(std::move(prepared));
     prepared.device->set_progress(progress);
     // Run before moving the result out: a device model may refer to the spec and model it was built from.
     prepared.result->layers = prepared.device->run(prepared.result->model);

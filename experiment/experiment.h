@@ -15,6 +15,7 @@
 
 #include "arch/device_model.h"
 #include "arch/device_spec.h"
+#include "arch/system/parallel_exec.h"
 #include "arch/system/system_spec.h"
 #include "db/results_db.h"
 #include "sim/config/limits.h"
@@ -73,16 +74,16 @@ struct ExperimentOptions {
 // runs every rank's program on its device model and every communication on the network model
 // (arch/system/parallel_exec.h). Times in seconds, energies in joules.
 struct ParallelSummary {
-    double step_time_s = 0;         // one training step (inference: one batch), first start to last end
-    double samples_per_s = 0;       // batch / step time
-    double tokens_per_s = 0;        // batch x seq / step time (0 for models without a sequence)
-    double mfu = 0;                 // model FLOPs / (step time x devices x peak for the dtype)
-    double compute_s = 0;           // the critical rank's busy compute time
-    double exposed_comm_s = 0;      // time the critical rank waits on communication
-    double bubble_s = 0;            // time the critical rank idles on the pipeline schedule
-    double peak_memory_bytes = 0;   // the largest rank's peak
-    double device_energy_j = 0;     // every rank's device energy
-    double link_energy_j = 0;       // bytes over links x their energy per bit
+    double step_time_s = 0;        // one training step (inference: one batch), first start to last end
+    double samples_per_s = 0;      // batch / step time
+    double tokens_per_s = 0;       // batch x seq / step time (0 for models without a sequence)
+    double mfu = 0;                // model FLOPs / (step time x devices x peak for the dtype)
+    double compute_s = 0;          // the critical rank's busy compute time
+    double exposed_comm_s = 0;     // time the critical rank waits on communication
+    double bubble_s = 0;           // time the critical rank idles on the pipeline schedule
+    double peak_memory_bytes = 0;  // the largest rank's peak
+    double device_energy_j = 0;    // every rank's device energy
+    double link_energy_j = 0;      // bytes over links x their energy per bit
 };
 
 struct ExperimentResult {
@@ -95,6 +96,9 @@ struct ExperimentResult {
     // With a parallel plan, after simulate(): the step (total_time_s = step time, total_energy_j =
     // device + link energy); `layers` then holds rank 0's layers.
     std::optional<ParallelSummary> parallel_run;
+    // With a parallel run: the engine's full result (per-rank table, collectives, exposed communication
+    // by purpose on the critical rank).
+    std::shared_ptr<const arch::ExecResult> parallel_exec;
     std::string resolved_yaml;
     db::RunInfo info;
     double total_time_s = 0;
@@ -143,6 +147,10 @@ wl::ShardingOptions sharding_options(const ExperimentOptions& o, const arch::Sys
 // Writes the workload options (batch, seq, image, dtype, mode, and optimizer/checkpointing when
 // training) into `map`, located at the map; the one place that lists what shapes a workload.
 void set_workload_options(cfg::Node& map, const ExperimentOptions& o);
+
+// A prepared experiment with a parallel plan: every rank on the execution engine
+// (arch/system/parallel_exec.h); simulate() calls it when `parallel` is set.
+ExperimentResult simulate_parallel(PreparedExperiment&& prepared);
 
 // Runs a prepared experiment like simulate(), reporting each finished layer to `progress`.
 ExperimentResult simulate(PreparedExperiment&& prepared, const arch::LayerProgress& progress);

@@ -22,8 +22,10 @@ namespace {
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 std::string op_signature(const wl::Op& op, const wl::OpCounts& c) {
-    std::string s = fmt::format("{}|{}|{}|{}|{}|{}|{}", op.kind, wl::dtype_name(op.dtype), c.macs, c.flops,
-                                c.weight_bytes, c.input_bytes, c.output_bytes);
+    // params: two embeddings with equal lookups differ in their table, whose size decides the cache
+    // level the gathers hit (wte and wpe of a GPT).
+    std::string s = fmt::format("{}|{}|{}|{}|{}|{}|{}|{}", op.kind, wl::dtype_name(op.dtype), c.macs, c.flops,
+                                c.weight_bytes, c.input_bytes, c.output_bytes, c.params);
     for (const wl::GemmShape& g : op.gemms()) s += fmt::format("|{}x{}x{}x{}", g.batch, g.m, g.n, g.k);
     return s;
 }
@@ -195,6 +197,7 @@ LayerResult CpuModel::run_op(const wl::Op& op, const OnChip& on_chip) {
         if (auto it = m_memo.find(key); it != m_memo.end()) {
             ++m_work.cache_hits;
             r = it->second;
+            r.counts = c;
         } else {
             r = simulate(op, oc);
             m_memo.emplace(key, r);

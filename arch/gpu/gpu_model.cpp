@@ -688,11 +688,13 @@ LayerResult GpuModel::layer(const wl::Op& op, const Fused& f) {
     key += "->";
     for (const wl::Shape& s : op.outputs) key += wl::shape_str(s);
     const wl::OpCounts c = op.counts();
-    key += fmt::format("|{}|{}|{}|{}|{}", c.macs, c.flops, c.weight_bytes, c.input_bytes, c.output_bytes);
+    key += fmt::format("|{}|{}|{}|{}|{}|{}", c.macs, c.flops, c.weight_bytes, c.input_bytes, c.output_bytes,
+                       c.params);
     if (auto it = m_memo.find(key); it != m_memo.end()) {
         ++m_work.cache_hits;
         LayerResult r = it->second;
         r.name = op.name;
+        r.counts = c;  // the op's own counts (parameters and all), whatever the memoized op had
         for (Metric& m : r.metrics)
             if (m.name == "fused_into") m.text = f.into;
         return r;

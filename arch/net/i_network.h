@@ -32,6 +32,8 @@
 //   and automatic (the model picks; the result names what it picked), and protocols (NCCL's LL, LL128,
 //   Simple, or ideal: the bare alpha-beta model with no protocol cost). The implementation and its rules
 //   are in arch/net/impl/flow_network.h.
+// - Link energy (issue 12): CollectiveResult::energy_j, filled by every implementation (flow and packet
+//   fidelity alike), whether or not the call is recorded.
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -123,6 +125,11 @@ struct CollectiveResult {
     CollectiveAlgorithm algorithm = CollectiveAlgorithm::ring;  // the one that ran (never automatic)
     Protocol protocol = Protocol::simple;                       // likewise
     int64_t steps = 0;                                          // synchronised steps (rounds) it took
+    // Energy of moving the data (issue 12): over every link direction, the bytes on the wire (payload and
+    // protocol framing, over LinkProps::efficiency for the link's own packet overhead) x the link's
+    // energy_J_per_byte, plus those bytes x the energy_J_per_byte of the switch they enter. Never negative;
+    // 0 when the topology gives no energy figures. Device-side (reduction) energy is not included.
+    double energy_j = 0;
 
     Tick duration() const { return end - start; }
 };

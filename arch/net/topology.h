@@ -31,6 +31,10 @@
 //   splitmix64(flow_hash) for dimension d (1 = -). Its hop count is the Manhattan distance with
 //   wrap-around, which is the least; with equal links it is also a least-latency route (other links to
 //   the chips are not considered: a torus routes on its own links).
+// - One rule (issue 12): the network models (arch/net/impl/routing.h) route every flow with
+//   route(src, dst, flow_hash), the hash fixed per (src, dst) pair; no model breaks ties its own way (link
+//   kinds play no part in routing). A torus therefore routes in dimension order only when it is declared
+//   with add_torus (the `torus` shape does); links named per dimension are not needed.
 // - Routes cost O(hops) after the first route to a destination: the cheapest-path costs to a
 //   destination (one Dijkstra from it) are cached inside the topology, up to max_cached_costs entries
 //   in all (then the cache starts over); tori need no Dijkstra at all. route_into() reuses the
@@ -68,6 +72,9 @@ struct SwitchProps {
     double port_bandwidth_Bps = 0;      // per port, per direction; 0 = no limit beyond the links'
     double energy_J_per_byte = 0;       // per byte switched; 0 = not modelled
     bool in_network_reduction = false;  // the switch can reduce data in flight (NVLink SHARP)
+    // With in_network_reduction: the share of a port's payload rate at which the switch reduces and
+    // multicasts (1 = as fast as its links); the network models cap in-switch-reduction flows with it.
+    double reduction_efficiency = 1;
 };
 
 // Where a vertex sits in its system (see the contract): set by the shape builders.
@@ -96,6 +103,10 @@ struct LinkProps {
     Tick latency = Tick::zero();   // one way, first bit in to first bit out
     double energy_J_per_byte = 0;  // per byte carried; 0 = not modelled
     int64_t count = 1;             // parallel links between the same two endpoints
+    // Payload bytes per byte of line rate, in (0, 1]: what the link's packet format (headers, CRC, flow
+    // control) leaves for data. bandwidth_Bps stays the line rate (bisection figures are line rates);
+    // the network models move payload at bandwidth_Bps x efficiency.
+    double efficiency = 1;
 };
 
 struct Link {

@@ -78,6 +78,26 @@ Param energy_param(std::string doc) {
     return cfg::quantity("energy", Dim::energy_per_byte, std::string("0pJ/b"), std::move(doc), false);
 }
 
+// A share in (0, 1] (issue 12: protocol efficiencies of links and switches).
+Param share_param(std::string name, std::string doc) {
+    Param p = cfg::optional(std::move(name), PType::real, "1", std::move(doc));
+    p.positive = true;
+    p.max = 1;
+    return p;
+}
+
+Param link_efficiency_param() {
+    return share_param("efficiency",
+                       "payload bytes per byte of line rate (packet headers, CRC, flow control): the "
+                       "network model moves payload at bandwidth x efficiency; 1 = every byte is payload");
+}
+
+Param reduction_efficiency_param() {
+    return share_param("reduction_efficiency",
+                       "with in_network_reduction: the switch reduces and multicasts at this share of "
+                       "a port's payload rate (NVLink SHARP: 0.85 on NVSwitch gen3, NCCL)");
+}
+
 const cfg::Schema& node_schema() {
     static const cfg::Schema schema = [] {
         cfg::Schema s;
@@ -122,6 +142,7 @@ const cfg::Schema& switch_schema() {
         s.params.push_back(energy_param("per bit (pJ/b) or byte (pJ/B) switched; 0 = not modelled"));
         s.params.push_back(cfg::optional("in_network_reduction", PType::boolean, "false",
                                          "reduces data in flight, e.g. NVLink SHARP"));
+        s.params.push_back(reduction_efficiency_param());
         return s;
     }();
     return schema;
@@ -145,6 +166,7 @@ const cfg::Schema& link_schema() {
                                          "per link, per direction (full duplex)"));
         s.params.push_back(latency_param("one way, per link"));
         s.params.push_back(energy_param("per bit (pJ/b) or byte (pJ/B) carried; 0 = not modelled"));
+        s.params.push_back(link_efficiency_param());
         Param count = cfg::optional("count", PType::integer, "1", "parallel links, e.g. 12 NVLinks");
         count.min = 1;
         count.max = static_cast<double>(limits::max_parallel_links);
@@ -168,6 +190,7 @@ const cfg::Schema& link_props_schema() {
                                          "per link, per direction (full duplex)"));
         s.params.push_back(latency_param("one way, per link"));
         s.params.push_back(energy_param("per bit (pJ/b) or byte (pJ/B) carried; 0 = not modelled"));
+        s.params.push_back(link_efficiency_param());
         Param count = optional_no_default("count", PType::integer, "parallel links; default 1");
         count.min = 1;
         count.max = static_cast<double>(limits::max_parallel_links);
@@ -188,6 +211,7 @@ void add_switch_props(cfg::Schema& s) {
     s.params.push_back(energy_param("per bit (pJ/b) or byte (pJ/B) switched; 0 = not modelled"));
     s.params.push_back(cfg::optional("in_network_reduction", PType::boolean, "false",
                                      "reduces data in flight, e.g. NVLink SHARP"));
+    s.params.push_back(reduction_efficiency_param());
 }
 
 const cfg::Schema& switch_props_schema() {
@@ -578,6 +602,7 @@ net::VertexId Builder::add_shape_switch(const std::string& name, const cfg::Read
         p.port_bandwidth_Bps = props->has("bandwidth") ? props->quantity("bandwidth") : 0;
         p.energy_J_per_byte = props->quantity("energy");
         p.in_network_reduction = props->boolean("in_network_reduction");
+        p.reduction_efficiency = props->real("reduction_efficiency");
     }
     const net::VertexId v = m_topology.add_switch(name, std::move(p));
     m_topology.set_placement(v, net::Placement{node, rail, {}, role});
@@ -599,6 +624,7 @@ void Builder::add_shape_link(net::VertexId a, net::VertexId b, const cfg::Reader
                                              cfg::format_quantity(max_latency_s, Dim::time)));
     p.latency = Tick::from_seconds(lat);
     p.energy_J_per_byte = l.quantity("energy");
+    p.efficiency = l.real("efficiency");
     p.count = count ? *count : count_of(l);
     if (p.count > limits::max_parallel_links)
         fail_at(l.node(), fmt::format("makes {} parallel links between two ends; at most {}", p.count,
@@ -1097,6 +1123,7 @@ SystemSpec Builder::build() {
             fail_at(w.at("bandwidth"), "must be greater than zero");
         p.energy_J_per_byte = w.quantity("energy");
         p.in_network_reduction = w.boolean("in_network_reduction");
+        p.reduction_efficiency = w.real("reduction_efficiency");
         m_topology.add_switch(w.str("name"), std::move(p));
     }
 
@@ -1114,6 +1141,7 @@ SystemSpec Builder::build() {
         if (!(p.bandwidth_Bps > 0)) fail_at(l.at("bandwidth"), "must be greater than zero");
         p.latency = latency_of(l);
         p.energy_J_per_byte = l.quantity("energy");
+        p.efficiency = l.real("efficiency");
         p.count = l.integer("count");
         const Endpoint& many = a.each ? a : b;
         const Endpoint& one = a.each ? b : a;
@@ -1242,6 +1270,34 @@ const cfg::Schema& system_schema() {
         Param fabric = optional_no_default("fabric", PType::map, "a leaf/spine network across the nodes");
         fabric.sub = &fabric_schema();
         s.params.push_back(fabric);
+        // What the system costs, for `mlsim compare` (experiment/compare.h states the rule). Its `source`
+        // is required, so a price always says where it comes from, and a system without one resolves as it
+        // did before the key existed.
+        static const cfg::Schema price_schema = [] {
+            cfg::Schema p;
+            p.name = "system.price";
+            p.doc = "the system's price: a rental price per hour, or a purchase price and a lifetime";
+            p.params.push_back(
+                cfg::required("source", PType::string, "where the price comes from, and when"));
+            const auto money = [](std::string name, std::string doc) {
+                Param m = optional_no_default(std::move(name), PType::real, std::move(doc));
+                m.positive = true;
+                m.min = 0;
+                m.max = 1e12;
+                return m;
+            };
+            p.params.push_back(
+                money("usd_per_hour", "rental price of the whole system, US dollars per hour"));
+            p.params.push_back(money("purchase_usd", "purchase price of the whole system, US dollars"));
+            p.params.push_back(
+                money("lifetime_years", "years the purchase is amortised over (with purchase_usd)"));
+            p.params.push_back(
+                money("usd_per_kwh", "electricity price, US dollars per kWh; default 0 (none)"));
+            return p;
+        }();
+        Param price = optional_no_default("price", PType::map, "what the system costs (mlsim compare)");
+        price.sub = &price_schema;
+        s.params.push_back(price);
         return s;
     }();
     return schema;

@@ -400,6 +400,7 @@ LayerResult SystolicModel::run_op(const wl::Op& op, const OnChip& on_chip) {
         }
     }
     r.name = op.name;
+    r.counts = c;  // a memoized layer may come from an op with other parameters (a smaller table)
     r.phase = std::string(wl::phase_name(op.phase));
     r.idx = 0;
     r.start_s = 0;

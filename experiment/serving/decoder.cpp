@@ -124,8 +124,11 @@ DeviceIterationModel::DeviceIterationModel(const arch::DeviceSpec& device, Decod
             fmt::format("{} ({} heads, {} KV heads, FFN {}) does not split over {} ranks: tp must divide the "
                         "heads and the FFN width, and divide or be a multiple of the KV heads",
                         m_shape.name, m_shape.heads, m_shape.kv_heads, m_shape.ffn, tp));
-    MLSIM_CHECK(tp == 1 || (m_opt.comm.all_reduce_s && m_opt.comm.all_gather_s),
+    MLSIM_CHECK(tp == 1 || (m_opt.comm.all_reduce && m_opt.comm.all_gather),
                 "serving: tensor parallelism without a communication model");
+    MLSIM_CHECK(m_opt.stage_layers >= 0 && m_opt.stage_layers <= m_shape.layers,
+                "serving: a stage holds more layers than the model");
+    m_layers = m_opt.stage_layers > 0 ? m_opt.stage_layers : m_shape.layers;
     m_heads = m_shape.heads / tp;
     m_kv_heads = std::max<int64_t>(1, m_shape.kv_heads / tp);
     m_ffn = m_shape.ffn / tp;
@@ -138,14 +141,21 @@ DeviceIterationModel::DeviceIterationModel(const arch::DeviceSpec& device, Decod
     {
         // Sharded: Q/K/V/O, the MLP, embedding and head; replicated: norms (and replicated KV heads).
         const double d = static_cast<double>(m_shape.d_model), hd = static_cast<double>(m_shape.head_dim());
-        const double norms = (m_shape.rms_norm ? 1.0 : 2.0) * d * static_cast<double>(2 * m_shape.layers + 1);
+        const bool first = m_opt.first_stage, last = m_opt.last_stage;
+        const double norm = (m_shape.rms_norm ? 1.0 : 2.0) * d;
+        const double norms = norm * static_cast<double>(2 * m_layers + (last ? 1 : 0));
         const double attn =
             2 * d * static_cast<double>(m_heads) * hd + 2 * d * static_cast<double>(m_kv_heads) * hd;
         const double mlp = (m_shape.gated_ffn ? 3.0 : 2.0) * d * static_cast<double>(m_ffn);
-        const double emb = static_cast<double>(m_vocab) * d * (m_shape.tied_head ? 1 : 2) +
-                           (m_shape.rope ? 0 : static_cast<double>(m_shape.max_context) * d);
-        m_weights = tp == 1 ? m_shape.parameters() * elem
-                            : (norms + static_cast<double>(m_shape.layers) * (attn + mlp) + emb) * elem;
+        // The token embedding on the first stage, the LM head on the last (a tied head on both: the last
+        // stage keeps its own copy of the shared matrix, as vLLM's pipeline stages do).
+        const double table = static_cast<double>(m_vocab) * d;
+        const double emb =
+            (first ? table + (m_shape.rope ? 0 : static_cast<double>(m_shape.max_context) * d) : 0.0) +
+            (last && (!m_shape.tied_head || !first) ? table : 0.0);
+        const bool whole = first && last && m_layers == m_shape.layers;
+        m_weights = tp == 1 && whole ? m_shape.parameters() * elem
+                                     : (norms + static_cast<double>(m_layers) * (attn + mlp) + emb) * elem;
     }
     const double weights = m_weights;
     m_kv_capacity = m_opt.kv_capacity_override > 0
@@ -177,12 +187,14 @@ IterationCost DeviceIterationModel::comm_cost(int64_t tokens, int64_t rows) cons
     const double logits = static_cast<double>(rows * m_vocab * m_opt.tp) * e;
     const double n = static_cast<double>(m_opt.tp);
     IterationCost c;
-    const double reduces = 2.0 * static_cast<double>(m_shape.layers) + 1;  // per layer two, the embedding one
-    c.time_s = reduces * m_opt.comm.all_reduce_s(act) + (rows > 0 ? m_opt.comm.all_gather_s(logits) : 0.0);
-    // Ring traffic: each rank sends 2(n-1)/n of the buffer per all-reduce and (n-1)/n per all-gather; the
-    // devices draw static power meanwhile (the compute units wait).
-    const double bytes = n * (reduces * 2 * (n - 1) / n * act + (rows > 0 ? (n - 1) / n * logits : 0.0));
-    c.energy_j = bytes * m_opt.comm.energy_J_per_byte + c.time_s * m_device.static_power_W * n;
+    // Per layer two all-reduces; the vocabulary-parallel embedding one (first stage); the logits'
+    // all-gather on the last stage.
+    const double reduces = 2.0 * static_cast<double>(m_layers) + (m_opt.first_stage ? 1 : 0);
+    const CommCost ar = m_opt.comm.all_reduce(act);
+    const CommCost ag = rows > 0 && m_opt.last_stage ? m_opt.comm.all_gather(logits) : CommCost{};
+    c.time_s = reduces * ar.time_s + ag.time_s;
+    // The links' energy, and the devices' static power meanwhile (the compute units wait).
+    c.energy_j = reduces * ar.energy_j + ag.energy_j + c.time_s * m_device.static_power_W * n;
     return c;
 }
 
@@ -192,12 +204,14 @@ IterationCost DeviceIterationModel::dense(int64_t tokens, int64_t rows) {
     using H = Builder::H;
     const wl::NormType nt = s.rms_norm ? wl::NormType::rms : wl::NormType::layer;
     const int64_t kvw = m_kv_heads * s.head_dim(), qw = m_heads * s.head_dim();
-    H x = m.op("embed_tokens", wl::EmbeddingAttr{m_vocab, s.d_model, false, false},
-               {Builder::input({1, tokens})});
-    if (!s.rope) {
+    std::optional<H> x;
+    if (m_opt.first_stage)
+        x = m.op("embed_tokens", wl::EmbeddingAttr{m_vocab, s.d_model, false, false},
+                 {Builder::input({1, tokens})});
+    if (m_opt.first_stage && !s.rope) {
         H pos = m.op("embed_positions", wl::EmbeddingAttr{s.max_context, s.d_model, false, false},
                      {Builder::input({1, tokens})});
-        x = m.op("embed.add", wl::EltwiseAttr{wl::Eltwise::add}, {x, pos});
+        x = m.op("embed.add", wl::EltwiseAttr{wl::Eltwise::add}, {*x, pos});
     }
     // One layer; its input is a model input of the same shape (the previous layer's output).
     const std::string p(k_layer_prefix);
@@ -227,12 +241,12 @@ IterationCost DeviceIterationModel::dense(int64_t tokens, int64_t rows) {
     }
     m.op(p + "mlp.add", wl::EltwiseAttr{wl::Eltwise::add}, {y, r});
     // The final norm and the LM head over the rows whose next token is sampled.
-    if (rows > 0) {
+    if (rows > 0 && m_opt.last_stage) {
         H last = m.op("final_norm", wl::NormAttr{nt, 0}, {Builder::input({1, rows, s.d_model})});
         m.op("lm_head", wl::LinearAttr{0, m_vocab, false}, {last});
     }
     (void)x;
-    IterationCost c = run(std::move(m.b).build(), static_cast<double>(s.layers));
+    IterationCost c = run(std::move(m.b).build(), static_cast<double>(m_layers));
     if (m_opt.tp > 1) c += comm_cost(tokens, rows);
     return c;
 }
@@ -258,7 +272,7 @@ IterationCost DeviceIterationModel::prefill_attention(int64_t tokens_in, int64_t
     m.op(std::string(k_layer_prefix) + "attn", a,
          {Builder::input({1, tokens, qw}), Builder::input({1, tokens, kvw}),
           Builder::input({1, tokens, kvw})});
-    return run(std::move(m.b).build(), static_cast<double>(s.layers));
+    return run(std::move(m.b).build(), static_cast<double>(m_layers));
 }
 
 IterationCost DeviceIterationModel::decode_attention(int64_t batch, int64_t context) {
@@ -273,7 +287,7 @@ IterationCost DeviceIterationModel::decode_attention(int64_t batch, int64_t cont
     const int64_t kvw = m_kv_heads * s.head_dim(), qw = m_heads * s.head_dim();
     m.op(std::string(k_layer_prefix) + "attn", a,
          {Builder::input({batch, 1, qw}), Builder::input({batch, 1, kvw}), Builder::input({batch, 1, kvw})});
-    return run(std::move(m.b).build(), static_cast<double>(s.layers));
+    return run(std::move(m.b).build(), static_cast<double>(m_layers));
 }
 
 IterationCost DeviceIterationModel::memo(int kind, int64_t a, int64_t b) {

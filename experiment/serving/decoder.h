@@ -86,6 +86,11 @@ struct IterationCost {
     }
 };
 
+// Time and link energy of one collective call or point-to-point send.
+struct CommCost {
+    double time_s = 0, energy_j = 0;
+};
+
 // The iteration-time interface the scheduler uses (one rank's view; see the header comment).
 class IterationModel {
   public:
@@ -99,14 +104,29 @@ class IterationModel {
     virtual double static_power_W() const = 0;
     // Distinct shapes simulated so far (memo entries).
     virtual int64_t simulated_shapes() const = 0;
+
+    // Pipeline stages (1: the whole model on one device group). With P > 1 the scheduler runs P
+    // micro-batches through the stages at once (experiment/serving/pipeline.h states the schedule).
+    virtual int64_t stages() const { return 1; }
+    // Per stage s: its compute on the batch and the send of the activations to stage s + 1 (none after
+    // the last). The single-stage default is cost(batch).
+    struct StageCost {
+        IterationCost compute;
+        CommCost send;
+    };
+    virtual void stage_costs(const Batch& batch, std::vector<StageCost>& out) {
+        out.assign(1, StageCost{cost(batch), {}});
+    }
+    // Static power of stage s's devices, W.
+    virtual double stage_static_power_W(int64_t /*stage*/) const { return static_power_W(); }
 };
 
-// Collectives of a tensor-parallel group, from the system's network (serving.cpp builds it from the
-// topology; the network helper's INetwork can replace it). Times in seconds for `bytes` in nccl-tests'
-// convention (the whole buffer), energy in J.
+// Collectives of a tensor-parallel group, for `bytes` in nccl-tests' convention (the whole buffer;
+// arch/net/i_network.h): serving.cpp fills them from the network model (INetwork::collective on the
+// system's topology, network_comm()); ring_comm() is the closed-form alpha-beta ring kept as the stated
+// fallback and cross-check. energy_j is what the links carry (bytes x the links' energy per byte).
 struct GroupComm {
-    std::function<double(double bytes)> all_reduce_s, all_gather_s;
-    double energy_J_per_byte = 0;  // per byte carried over one link
+    std::function<CommCost(double bytes)> all_reduce, all_gather;
 };
 
 struct DeviceModelOptions {
@@ -118,6 +138,12 @@ struct DeviceModelOptions {
     // after down_proj), one for the embedding, and an all-gather of the R x vocab logits. tp > 1 needs comm.
     int64_t tp = 1;
     GroupComm comm;
+    // Pipeline stage (workloads/parallel.h's uniform split; experiment/serving/pipeline.h): the number of
+    // decoder layers this device group holds (0: all of them), and whether it holds the token embedding
+    // (the first stage) and the final norm and LM head (the last stage). Weights, KV bytes per token and
+    // every op count follow.
+    int64_t stage_layers = 0;
+    bool first_stage = true, last_stage = true;
     // Attention ops are simulated at cached lengths that are multiples of this (1 = every length):
     // the time and energy at another length are interpolated linearly between the two multiples around
     // it. Attention over a cache is linear in its length (every cached K and V row is read once and
@@ -148,7 +174,7 @@ class DeviceIterationModel final : public IterationModel {
     // (the model does not fit).
     double kv_capacity_bytes() const override { return m_kv_capacity; }
     double kv_bytes_per_token() const override {
-        return 2.0 * static_cast<double>(m_shape.layers * m_kv_heads * m_shape.head_dim()) *
+        return 2.0 * static_cast<double>(m_layers * m_kv_heads * m_shape.head_dim()) *
                wl::dtype_bytes(m_opt.dtype);
     }
     double static_power_W() const override { return m_device.static_power_W * static_cast<double>(m_opt.tp); }
@@ -178,6 +204,7 @@ class DeviceIterationModel final : public IterationModel {
     std::unique_ptr<arch::DeviceModel> m_model;
     double m_kv_capacity = 0, m_workspace = 0, m_weights = 0;
     int64_t m_heads = 0, m_kv_heads = 0, m_ffn = 0, m_vocab = 0;  // per rank
+    int64_t m_layers = 0;                                         // decoder layers on this stage
     IterationCost comm_cost(int64_t tokens, int64_t rows) const;
     std::map<std::tuple<int, int64_t, int64_t>, IterationCost> m_memo;
 };

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <deque>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <sstream>
 
@@ -156,19 +157,27 @@ ServingResult serve(IterationModel& model, std::vector<Request> requests, const 
     });
     ServingResult res;
     const double block_bytes = static_cast<double>(opt.block) * model.kv_bytes_per_token();
-    res.total_blocks = static_cast<int64_t>(std::floor(model.kv_capacity_bytes() / block_bytes));
+    // Pipeline stages: one scheduler (virtual engine) per stage, each with 1/P of the blocks (see
+    // experiment/serving/pipeline.h for the schedule and its source).
+    const int64_t stages = model.stages();
+    MLSIM_CHECK(stages >= 1, "serving: a model without stages");
+    const auto engine_blocks =
+        static_cast<int64_t>(std::floor(model.kv_capacity_bytes() / block_bytes)) / stages;
+    res.total_blocks = engine_blocks * stages;
     const cfg::SourceLoc cl{"<command line>", 0, 0};
     const bool chunked = opt.chunked_prefill > 0;
     const int64_t budget = chunked ? opt.chunked_prefill : opt.max_batched_tokens;
     for (const Request& r : requests) {
         const int64_t peak = r.prompt_tokens + r.output_tokens - 1;  // tokens cached when it finishes
-        if (blocks_for(peak, opt.block) > res.total_blocks)
+        if (blocks_for(peak, opt.block) > engine_blocks)
             cfg::fail(
                 cl, "--requests",
-                fmt::format("request {} (prompt {} + output {} tokens) needs {} KV blocks of {} tokens; the "
-                            "cache holds {} ({:.3f} GB)",
+                fmt::format("request {} (prompt {} + output {} tokens) needs {} KV blocks of {} tokens; "
+                            "the cache holds {} ({:.3f} GB){}",
                             r.id, r.prompt_tokens, r.output_tokens, blocks_for(peak, opt.block), opt.block,
-                            res.total_blocks, model.kv_capacity_bytes() / 1e9));
+                            engine_blocks, model.kv_capacity_bytes() / 1e9,
+                            stages > 1 ? fmt::format(" per pipeline scheduler ({} of them)", stages)
+                                       : std::string()));
         if (!chunked && peak > budget)
             cfg::fail(
                 cl, "--max-tokens",
@@ -181,64 +190,106 @@ ServingResult serve(IterationModel& model, std::vector<Request> requests, const 
     for (size_t i = 0; i < requests.size(); ++i) res.requests[i].req = requests[i];
     if (requests.empty()) return res;
 
-    std::deque<Seq> waiting;
-    std::vector<Seq> running;  // in arrival order: the last is the youngest
-    size_t next = 0;
-    int64_t free_blocks = res.total_blocks;
+    struct Engine {
+        std::deque<Seq> waiting;
+        std::vector<Seq> running;  // in arrival order: the last is the youngest
+        int64_t free_blocks = 0;
+        double ready = 0;  // its previous micro-batch has left the last stage
+        bool busy() const { return !waiting.empty() || !running.empty(); }
+    };
+    std::vector<Engine> engines(static_cast<size_t>(stages));
     const double t0 = requests.front().arrival_s;
-    double now = t0;
+    for (Engine& e : engines) {
+        e.free_blocks = engine_blocks;
+        e.ready = t0;
+    }
+    std::vector<double> stage_free(static_cast<size_t>(stages), t0),
+        stage_busy(static_cast<size_t>(stages), 0);
+    size_t next = 0;
+    double now = t0, end = t0;
     size_t finished = 0;
     std::vector<OccupancySample> samples;
     double occ_integral = 0;
-    const auto insert_running = [&](Seq s) {
-        auto it = std::upper_bound(running.begin(), running.end(), s.idx,
-                                   [](size_t idx, const Seq& o) { return idx < o.idx; });
-        running.insert(it, std::move(s));
+    std::vector<IterationModel::StageCost> sc;
+    const auto used_blocks = [&] {
+        int64_t u = 0;
+        for (const Engine& e : engines) u += engine_blocks - e.free_blocks;
+        return u;
     };
-    const auto preempt = [&](size_t pos) {
-        Seq v = running[pos];
-        running.erase(running.begin() + static_cast<std::ptrdiff_t>(pos));
-        free_blocks += v.blocks;
-        res.requests[v.idx].preemptions += 1;
-        res.preemptions += 1;
-        v.blocks = 0;
-        v.kv = 0;
-        v.prefilled = 0;
-        v.target = requests[v.idx].prompt_tokens + v.generated;
-        waiting.push_front(v);
-    };
-    // Admits waiting requests (FCFS) while their prompts' blocks are free and the batch has room; adds
-    // their first chunks to `batch` within `tokens_left`.
-    const auto admit = [&](Batch& batch, int64_t& tokens_left, std::vector<size_t>& chunk_of) {
-        while (!waiting.empty() && static_cast<int64_t>(running.size()) < opt.max_batch && tokens_left > 0) {
-            Seq& s = waiting.front();
-            const int64_t need = blocks_for(s.target, opt.block);
-            if (need > free_blocks) break;
-            if (!chunked && s.target > tokens_left) break;
-            const int64_t c = std::min(s.target, tokens_left);
-            s.blocks = need;
-            free_blocks -= need;
-            batch.prefills.push_back(PrefillChunk{c, 0, c == s.target});
-            tokens_left -= c;
-            const size_t idx = s.idx;
-            insert_running(s);
-            waiting.pop_front();
-            chunk_of.push_back(idx);
-        }
+    const auto counts = [&](auto member) {
+        int64_t n = 0;
+        for (const Engine& e : engines) n += static_cast<int64_t>((e.*member).size());
+        return n;
     };
 
     while (finished < requests.size()) {
-        while (next < requests.size() && requests[next].arrival_s <= now) {
+        // The engine whose next micro-batch starts first (the lowest index on ties); arrivals up to that
+        // time join first, each the engine with the fewest unfinished requests (vLLM).
+        size_t pick = engines.size();
+        for (size_t i = 0; i < engines.size(); ++i)
+            if (engines[i].busy() && (pick == engines.size() || engines[i].ready < engines[pick].ready))
+                pick = i;
+        const double start = pick < engines.size() ? std::max(engines[pick].ready, stage_free[0])
+                                                   : std::numeric_limits<double>::infinity();
+        if (next < requests.size() && requests[next].arrival_s <= start) {
+            size_t to = 0;
+            for (size_t i = 1; i < engines.size(); ++i)
+                if (engines[i].waiting.size() + engines[i].running.size() <
+                    engines[to].waiting.size() + engines[to].running.size())
+                    to = i;
+            Engine& e = engines[to];
+            if (!e.busy()) e.ready = std::max(e.ready, requests[next].arrival_s);
             Seq s;
             s.idx = next;
             s.target = requests[next].prompt_tokens;
-            waiting.push_back(s);
+            e.waiting.push_back(s);
             ++next;
-        }
-        if (running.empty() && waiting.empty()) {
-            now = requests[next].arrival_s;
             continue;
         }
+        MLSIM_CHECK(pick < engines.size(), "serving: no work and no arrival left");
+        now = start;
+        Engine& eng = engines[pick];
+        std::deque<Seq>& waiting = eng.waiting;
+        std::vector<Seq>& running = eng.running;
+        int64_t& free_blocks = eng.free_blocks;
+        const auto insert_running = [&](Seq s) {
+            auto it = std::upper_bound(running.begin(), running.end(), s.idx,
+                                       [](size_t idx, const Seq& o) { return idx < o.idx; });
+            running.insert(it, std::move(s));
+        };
+        const auto preempt = [&](size_t pos) {
+            Seq v = running[pos];
+            running.erase(running.begin() + static_cast<std::ptrdiff_t>(pos));
+            free_blocks += v.blocks;
+            res.requests[v.idx].preemptions += 1;
+            res.preemptions += 1;
+            v.blocks = 0;
+            v.kv = 0;
+            v.prefilled = 0;
+            v.target = requests[v.idx].prompt_tokens + v.generated;
+            waiting.push_front(v);
+        };
+        // Admits waiting requests (FCFS) while their prompts' blocks are free and the batch has room; adds
+        // their first chunks to `batch` within `tokens_left`.
+        const auto admit = [&](Batch& batch, int64_t& tokens_left, std::vector<size_t>& chunk_of) {
+            while (!waiting.empty() && static_cast<int64_t>(running.size()) < opt.max_batch &&
+                   tokens_left > 0) {
+                Seq& s = waiting.front();
+                const int64_t need = blocks_for(s.target, opt.block);
+                if (need > free_blocks) break;
+                if (!chunked && s.target > tokens_left) break;
+                const int64_t c = std::min(s.target, tokens_left);
+                s.blocks = need;
+                free_blocks -= need;
+                batch.prefills.push_back(PrefillChunk{c, 0, c == s.target});
+                tokens_left -= c;
+                const size_t idx = s.idx;
+                insert_running(s);
+                waiting.pop_front();
+                chunk_of.push_back(idx);
+            }
+        };
+
         Batch batch;
         std::vector<size_t> chunk_of;   // result index of each prefill chunk, in batch order
         std::vector<size_t> decode_of;  // result index of each decode sequence
@@ -292,25 +343,33 @@ ServingResult serve(IterationModel& model, std::vector<Request> requests, const 
             }
             admit(batch, tokens_left, chunk_of);
         }
-        if (batch.prefills.empty() && batch.decode_context.empty()) {
-            // Nothing could run: only possible while waiting for blocks that no running sequence will free.
-            MLSIM_CHECK(!running.empty() || next < requests.size(), "serving: scheduler made no progress");
-            if (running.empty()) {
-                now = std::max(now, requests[next].arrival_s);
-                continue;
-            }
-            MLSIM_CHECK(false, "serving: scheduler stalled with running sequences");
+        // A busy engine always runs something: with nothing running its queue head fits the empty cache
+        // (checked above), and running sequences decode.
+        MLSIM_CHECK(!batch.prefills.empty() || !batch.decode_context.empty(),
+                    "serving: scheduler stalled with work to do");
+        model.stage_costs(batch, sc);
+        MLSIM_CHECK(static_cast<int64_t>(sc.size()) == stages, "serving: stage costs of the wrong size");
+        // The micro-batch through the stages: each stage takes it when the previous stage (and the send)
+        // has delivered it and the stage has finished the micro-batch before it.
+        double t = now, busy = 0;
+        for (size_t s = 0; s < sc.size(); ++s) {
+            const double begin = std::max(t, stage_free[s]);
+            const double finish = begin + sc[s].compute.time_s;
+            stage_free[s] = finish;
+            stage_busy[s] += sc[s].compute.time_s;
+            busy += sc[s].compute.time_s;
+            res.energy_j += sc[s].compute.energy_j + sc[s].send.energy_j;
+            t = s + 1 < sc.size() ? finish + sc[s].send.time_s : finish;
         }
-        const IterationCost c = model.cost(batch);
-        const int64_t used = res.total_blocks - free_blocks;
-        samples.push_back(OccupancySample{now, used, static_cast<int64_t>(running.size()),
-                                          static_cast<int64_t>(waiting.size())});
-        occ_integral += static_cast<double>(used) * c.time_s;
-        res.max_batch_reached = std::max(res.max_batch_reached, static_cast<int64_t>(running.size()));
+        const double done = t;
+        eng.ready = done;
+        end = std::max(end, done);
+        const int64_t used = used_blocks();
+        samples.push_back(OccupancySample{now, used, counts(&Engine::running), counts(&Engine::waiting)});
+        // This engine's blocks, held from the decision to its tokens (one stage: the iteration's time).
+        occ_integral += static_cast<double>(engine_blocks - free_blocks) * (stages == 1 ? busy : done - now);
+        res.max_batch_reached = std::max(res.max_batch_reached, counts(&Engine::running));
         res.iterations += 1;
-        res.busy_s += c.time_s;
-        res.energy_j += c.energy_j;
-        now += c.time_s;
 
         // Apply the iteration: prefill chunks advance, decodes add a token; finished sequences leave.
         const auto find = [&](size_t idx) {
@@ -322,8 +381,8 @@ ServingResult serve(IterationModel& model, std::vector<Request> requests, const 
         const auto emit = [&](Seq& s) {
             s.generated += 1;
             RequestResult& rr = res.requests[s.idx];
-            if (s.generated == 1) rr.first_token_s = now;
-            if (s.generated == rr.req.output_tokens) rr.finish_s = now;
+            if (s.generated == 1) rr.first_token_s = done;
+            if (s.generated == rr.req.output_tokens) rr.finish_s = done;
         };
         for (size_t k = 0; k < chunk_of.size(); ++k) {
             Seq& s = *find(chunk_of[k]);
@@ -346,9 +405,15 @@ ServingResult serve(IterationModel& model, std::vector<Request> requests, const 
             }
         }
     }
-
+    now = end;
+    res.stage_busy_s = stage_busy;
+    double busy_sum = 0;
+    for (double b : stage_busy) busy_sum += b;
+    res.busy_s = busy_sum / static_cast<double>(stages);
     res.makespan_s = now - t0;
-    res.energy_j += model.static_power_W() * std::max(0.0, res.makespan_s - res.busy_s);
+    for (int64_t st = 0; st < stages; ++st)
+        res.energy_j += model.stage_static_power_W(st) *
+                        std::max(0.0, res.makespan_s - stage_busy[static_cast<size_t>(st)]);
     std::vector<double> ttft, tpot, e2e;
     for (const RequestResult& r : res.requests) {
         ttft.push_back(r.first_token_s - r.req.arrival_s);

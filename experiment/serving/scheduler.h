@@ -25,6 +25,9 @@
 //     latest arrival) is preempted by recompute (vLLM's default mode): its blocks are freed and it goes
 //     back to the head of the queue; on readmission its prompt and the tokens it had generated are
 //     prefilled again.
+// Pipeline parallelism (IterationModel::stages() = P > 1): P such schedulers (vLLM's virtual engines),
+// each with 1/P of the blocks; their micro-batches flow through the stages (the schedule is stated in
+// experiment/serving/pipeline.h). P = 1 is the scheduler above, unchanged.
 // A request's first token comes at the end of the iteration that completes its prompt's prefill; each
 // later iteration that decodes it adds one token. TTFT = first_token − arrival; TPOT = (finish −
 // first_token) / (output_tokens − 1) for requests with more than one output token.
@@ -87,9 +90,10 @@ struct ServingResult {
     std::vector<OccupancySample> occupancy;
     int64_t total_blocks = 0;
     int64_t iterations = 0, max_batch_reached = 0, preemptions = 0;
-    double makespan_s = 0;  // first arrival to last finish
-    double busy_s = 0;      // time spent in iterations
-    double energy_j = 0;    // iterations' device energy + static power over idle time
+    double makespan_s = 0;             // first arrival to last finish
+    double busy_s = 0;                 // time spent in iterations (pipeline: the stages' mean)
+    std::vector<double> stage_busy_s;  // per pipeline stage, time spent computing
+    double energy_j = 0;               // iterations' device energy + static power over idle time
     int64_t output_tokens = 0, prompt_tokens = 0;
     Percentiles ttft_s, tpot_s, e2e_s;
     double tokens_per_s = 0;    // output tokens / makespan

@@ -2,10 +2,17 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <limits>
+#include <map>
+#include <memory>
 
+#include "arch/net/impl/flow_network.h"
+#include "experiment/collective_study.h"
+#include "experiment/serving/pipeline.h"
 #include "sim/config/error.h"
 #include "sim/config/loader.h"
+#include "sim/core/check.h"
 #include "workloads/dtype.h"
 
 namespace mlsim::serving {
@@ -36,10 +43,99 @@ GroupComm ring_comm(const arch::net::Topology& topo, const std::vector<arch::net
     }
     const double n = static_cast<double>(ranks.size());
     GroupComm c;
-    c.all_reduce_s = [=](double bytes) { return 2 * (n - 1) * (latency + bytes / n / bw); };
-    c.all_gather_s = [=](double bytes) { return (n - 1) * (latency + bytes / n / bw); };
-    c.energy_J_per_byte = energy;
+    // Ring traffic: every rank sends S/n per step.
+    c.all_reduce = [=](double bytes) {
+        return CommCost{2 * (n - 1) * (latency + bytes / n / bw), 2 * (n - 1) * bytes * energy};
+    };
+    c.all_gather = [=](double bytes) {
+        return CommCost{(n - 1) * (latency + bytes / n / bw), (n - 1) * bytes * energy};
+    };
     return c;
+}
+
+namespace {
+
+// One network model shared by a serving run's collectives and sends. Each distinct call is simulated
+// once on an idle network (a probe clock moved past the previous call's end, so no call sees another's
+// traffic) and memoized: serving times an iteration's communication as if the group's links were its
+// own, which they are within one TP group or one stage boundary of a single replica.
+struct NetworkProbe {
+    arch::net::FlowNetwork net;
+    Tick clock = Tick::zero();
+    std::map<std::pair<int, int64_t>, CommCost> memo;
+
+    NetworkProbe(const arch::SystemSpec& sys, const std::string& dtype)
+        : net(sys.topology, exp::network_options_for(sys, dtype)) {}
+
+    double link_energy(const std::vector<arch::net::LinkBytes>& bytes) const {
+        double e = 0;
+        for (const arch::net::LinkBytes& b : bytes)
+            e += (b.a_to_b + b.b_to_a) * net.topology().link(b.link).props.energy_J_per_byte;
+        return e;
+    }
+    // Start every call a microsecond after the last one ended: the links are idle again.
+    Tick next_start(Tick end) { return std::max(clock, end) + Tick::from_seconds(1e-6); }
+
+    CommCost collective(arch::net::CollectiveKind kind, const std::vector<arch::net::VertexId>& group,
+                        double bytes_in, int tag) {
+        const auto bytes = static_cast<int64_t>(std::ceil(bytes_in));
+        const auto key = std::make_pair(tag, bytes);
+        if (auto it = memo.find(key); it != memo.end()) return it->second;
+        arch::net::CollectiveRequest q;
+        q.kind = kind;
+        // NCCL picks the algorithm and the protocol per call from its tuning model; so does the network
+        // model (arch/net/impl/flow_network.h, automatic).
+        q.algorithm = arch::net::CollectiveAlgorithm::automatic;
+        q.protocol = arch::net::Protocol::automatic;
+        q.group = group;
+        q.bytes = bytes;
+        q.start = clock;
+        const arch::net::CollectiveResult r = net.collective(q);
+        clock = next_start(r.end);
+        const CommCost c{r.duration().to_seconds(), link_energy(r.link_bytes)};
+        memo.emplace(key, c);
+        return c;
+    }
+    // Every pair (src[i], dst[i]) sends `bytes` at once; the send ends when the last one arrives.
+    CommCost sends(const std::vector<arch::net::VertexId>& src, const std::vector<arch::net::VertexId>& dst,
+                   double bytes_in, int tag) {
+        const auto bytes = static_cast<int64_t>(std::ceil(bytes_in));
+        const auto key = std::make_pair(tag, bytes);
+        if (auto it = memo.find(key); it != memo.end()) return it->second;
+        const Tick start = clock;
+        Tick end = start;
+        double energy = 0;
+        for (size_t i = 0; i < src.size(); ++i) {
+            const arch::net::Transfer t = net.transfer(src[i], dst[i], bytes, start);
+            end = std::max(end, t.end);
+            for (const arch::net::Hop& h : t.hops)
+                energy += static_cast<double>(bytes) * net.topology().link(h.link).props.energy_J_per_byte;
+        }
+        clock = next_start(end);
+        const CommCost c{(end - start).to_seconds(), energy};
+        memo.emplace(key, c);
+        return c;
+    }
+};
+
+GroupComm group_comm(const std::shared_ptr<NetworkProbe>& probe,
+                     const std::vector<arch::net::VertexId>& ranks, int tag) {
+    GroupComm c;
+    c.all_reduce = [probe, ranks, tag](double bytes) {
+        return probe->collective(arch::net::CollectiveKind::all_reduce, ranks, bytes, 2 * tag);
+    };
+    c.all_gather = [probe, ranks, tag](double bytes) {
+        return probe->collective(arch::net::CollectiveKind::all_gather, ranks, bytes, 2 * tag + 1);
+    };
+    return c;
+}
+
+}  // namespace
+
+GroupComm network_comm(const arch::SystemSpec& system, const std::vector<arch::net::VertexId>& ranks,
+                       const std::string& dtype) {
+    MLSIM_CHECK(system.has_network(), "serving: network_comm on a system without a network");
+    return group_comm(std::make_shared<NetworkProbe>(system, dtype), ranks, 0);
 }
 
 ServeRun run_serving(const ServeOptions& opt) {
@@ -95,26 +191,53 @@ ServeRun run_serving(const ServeOptions& opt) {
     dm.kv_capacity_override = opt.kv_capacity_bytes;
     if (opt.tp < 1 || opt.tp > 4096)
         cfg::fail(k_cl, "--tp", fmt::format("must be from 1 to 4096, got {}", opt.tp));
+    if (opt.pp < 1 || opt.pp > run.shape.layers)
+        cfg::fail(k_cl, "--pipeline-parallel",
+                  fmt::format("must be from 1 to {}'s {} layers, got {}", run.shape.name, run.shape.layers,
+                              opt.pp));
     dm.tp = opt.tp;
-    if (opt.tp > 1) {
+    const int64_t group = opt.tp * opt.pp;
+    std::unique_ptr<IterationModel> model;
+    if (group > 1) {
+        // The group: the first tp x pp devices of the default type; rank = t + tp * s (pipeline.h).
         std::vector<arch::net::VertexId> ranks;
         if (run.system.has_network())
             for (const arch::SystemDevice& d : run.system.devices)
-                if (d.type == 0 && static_cast<int64_t>(ranks.size()) < opt.tp)
+                if (d.type == 0 && static_cast<int64_t>(ranks.size()) < group)
                     if (const auto v = run.system.topology->find_device(d.name)) ranks.push_back(*v);
-        if (static_cast<int64_t>(ranks.size()) < opt.tp)
+        if (static_cast<int64_t>(ranks.size()) < group)
             cfg::fail(
-                k_cl, "--tp",
-                fmt::format("{} has {} networked {} devices; tensor parallelism over {} needs that many "
-                            "(a system file with nodes and links, e.g. dgx-a100-node)",
-                            run.system.name, ranks.size(), run.system.device.name, opt.tp));
-        dm.comm = ring_comm(*run.system.topology, ranks);
+                k_cl, opt.tp > 1 ? "--tp" : "--pipeline-parallel",
+                fmt::format("{} has {} networked {} devices; tensor parallel {} x pipeline parallel {} "
+                            "needs {} (a system file with nodes and links, e.g. dgx-a100-node)",
+                            run.system.name, ranks.size(), run.system.device.name, opt.tp, opt.pp, group));
+        const auto probe = std::make_shared<NetworkProbe>(run.system, opt.dtype);
+        const auto stage_ranks = [ranks, tp = opt.tp](int64_t st) {
+            return std::vector<arch::net::VertexId>(ranks.begin() + st * tp, ranks.begin() + (st + 1) * tp);
+        };
+        std::vector<DeviceModelOptions> stages;
+        for (int64_t st = 0; st < opt.pp; ++st) {
+            DeviceModelOptions so = PipelineIterationModel::stage_options(dm, run.shape, st, opt.pp);
+            if (opt.tp > 1)
+                so.comm = opt.ring_collectives ? ring_comm(*run.system.topology, stage_ranks(st))
+                                               : group_comm(probe, stage_ranks(st), static_cast<int>(st));
+            stages.push_back(so);
+        }
+        const auto send = [probe, stage_ranks, pp = opt.pp](int64_t st, double bytes) {
+            return probe->sends(stage_ranks(st), stage_ranks(st + 1), bytes, static_cast<int>(2 * pp + st));
+        };
+        model = std::make_unique<PipelineIterationModel>(run.system.device, run.shape, stages, send);
+        const auto& pm = static_cast<const PipelineIterationModel&>(*model);
+        run.weight_bytes = pm.max_weight_bytes_per_rank();
+        run.workspace_bytes = pm.workspace_bytes();
+    } else {
+        auto dev = std::make_unique<DeviceIterationModel>(run.system.device, run.shape, dm);
+        run.weight_bytes = dev->weight_bytes_per_rank();
+        run.workspace_bytes = dev->workspace_bytes();
+        model = std::move(dev);
     }
-    DeviceIterationModel model(run.system.device, run.shape, dm);
-    run.kv_capacity_bytes = model.kv_capacity_bytes();
-    run.weight_bytes = model.weight_bytes_per_rank();
-    run.workspace_bytes = model.workspace_bytes();
-    run.result = serve(model, std::move(reqs), sched);
+    run.kv_capacity_bytes = model->kv_capacity_bytes();
+    run.result = serve(*model, std::move(reqs), sched);
 
     // The resolved config: everything that decides the numbers.
     cfg::Node s = cfg::Node::make_map(k_cl, "experiment.serving");
@@ -124,6 +247,9 @@ ServeRun run_serving(const ServeOptions& opt) {
     put("model", run.shape.name);
     put("dtype", opt.dtype);
     put("tensor_parallel", std::to_string(opt.tp));
+    // Written only when used, so that the single-stage runs keep the hash they had before.
+    if (opt.pp > 1) put("pipeline_parallel", std::to_string(opt.pp));
+    if (opt.ring_collectives) put("collectives", "ring");
     if (opt.requests.trace.empty()) {
         put("requests", std::to_string(opt.requests.count));
         put("rate", fmt::format("{}", opt.requests.rate));
@@ -198,6 +324,10 @@ db::ServingRows to_serving_rows(const ServeRun& run) {
     add("kv_occupancy_mean", r.mean_kv_occupancy, "1");
     add("kv_occupancy_max", r.max_kv_occupancy, "1");
     add("busy_s", r.busy_s, "s");
+    // Pipeline runs only (single-stage runs keep the rows they had): each stage's compute time.
+    if (r.stage_busy_s.size() > 1)
+        for (size_t st = 0; st < r.stage_busy_s.size(); ++st)
+            add(fmt::format("stage{}_busy_s", st).c_str(), r.stage_busy_s[st], "s");
     return rows;
 }
 

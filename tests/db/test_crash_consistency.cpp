@@ -215,3 +215,42 @@ TEST_CASE("a writer killed mid-run leaves only whole runs and the file stays app
     CHECK(fingerprint(conn, runs_so_far) == before);
     CHECK(count(conn, "SELECT COUNT(*) FROM runs") == runs_so_far + 1);
 }
+
+TEST_CASE("a batch of runs is one transaction: a writer killed before its end leaves none of them",
+          "[db][crash][batch]") {
+    TempDir dir;
+    const std::string path = dir.file("batch.db");
+    {
+        ResultsDb db(path);
+        db.record_run(info_for(0, 0), layers_for(0), 0.0);
+    }
+    const pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        ResultsDb db(path);
+        db.begin_batch();
+        for (int64_t run = 1; run <= 5; ++run) db.record_run(info_for(0, run), layers_for(run), 0.0);
+        raise(SIGKILL);  // before end_batch()
+        _exit(0);
+    }
+    int status = 0;
+    REQUIRE(waitpid(child, &status, 0) == child);
+    REQUIRE(WIFSIGNALED(status));
+    check_only_whole_runs(path);
+    {
+        sql::Connection conn(path, sql::Connection::Mode::read_write_create);
+        CHECK(count(conn, "SELECT COUNT(*) FROM runs") == 1);
+    }
+    // A batch that ends is all there, and a reader sees none of it before the end.
+    ResultsDb db(path);
+    db.begin_batch();
+    for (int64_t run = 1; run <= 3; ++run) db.record_run(info_for(1, run), layers_for(run), 0.0);
+    {
+        sql::Connection reader(path, sql::Connection::Mode::read_write_create);
+        CHECK(count(reader, "SELECT COUNT(*) FROM runs") == 1);
+    }
+    db.end_batch();
+    check_only_whole_runs(path);
+    sql::Connection conn(path, sql::Connection::Mode::read_write_create);
+    CHECK(count(conn, "SELECT COUNT(*) FROM runs") == 4);
+}

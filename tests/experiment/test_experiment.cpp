@@ -91,6 +91,25 @@ TEST_CASE("GPT-2 XL decode at batch 1 is memory-bound on every datacenter preset
     }
 }
 
+TEST_CASE("Each layer reports its own op's counts on every family, memoized or not (wpe is not wte)") {
+    // GPT-2's token and position embeddings look up the same number of rows, so every family's layer
+    // memo once answered wpe with wte's result, parameters included (1.64 G instead of 1.56 G).
+    for (const char* dev : {"a100", "xeon-8480", "tpu-v4", "h100"}) {
+        INFO(dev);
+        const auto r = exp::run_experiment(options(dev, "gpt2-xl-decode", "bf16"));
+        REQUIRE(r.layers.size() == r.model.ops().size());
+        int64_t params = 0;
+        for (size_t i = 0; i < r.layers.size(); ++i) {
+            INFO(r.layers[i].name);
+            CHECK(r.layers[i].counts.params == r.model.ops()[i].counts().params);
+            CHECK(r.layers[i].counts.macs == r.model.ops()[i].counts().macs);
+            params += r.layers[i].counts.params;
+        }
+        CHECK(params == 1'557'611'200);  // the released checkpoint's count (zoo/transformer.cpp)
+        CHECK(params == r.model.totals().params);
+    }
+}
+
 TEST_CASE("Every roofline layer respects the bound, with non-negative energy and consistent times") {
     for (const char* model : {"resnet50", "mobilenetv2", "bert-base", "gpt2-small-prefill", "dlrm-mlperf"}) {
         auto o = options("h100", model, "fp16");

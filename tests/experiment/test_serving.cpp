@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "experiment/experiment.h"
+#include "experiment/serving/pipeline.h"
 #include "experiment/serving/serving.h"
 #include "sim/config/error.h"
 #include "tests/cli/run_mlsim.h"
@@ -286,8 +287,8 @@ TEST_CASE("tensor-parallel serving splits the work and pays the ring collectives
     o2.tp = 2;
     o2.comm = ring_comm(*node.topology, ranks);
     // NVLink3 through the NVSwitch: 12 x 25 GB/s per direction; 0.6 us a step (link, switch, link).
-    CHECK(o2.comm.all_reduce_s(0) == Approx(2 * 0.6e-6).epsilon(1e-6));
-    CHECK(o2.comm.all_reduce_s(300e6) == Approx(2 * (0.6e-6 + 150e6 / 300e9)).epsilon(1e-6));
+    CHECK(o2.comm.all_reduce(0).time_s == Approx(2 * 0.6e-6).epsilon(1e-6));
+    CHECK(o2.comm.all_reduce(300e6).time_s == Approx(2 * (0.6e-6 + 150e6 / 300e9)).epsilon(1e-6));
     DeviceIterationModel one(node.device, s, o1), two(node.device, s, o2);
     CHECK(two.kv_bytes_per_token() == Approx(one.kv_bytes_per_token() / 2));
     CHECK(two.weight_bytes_per_rank() < 0.51 * one.weight_bytes_per_rank());
@@ -313,4 +314,147 @@ TEST_CASE("tensor-parallel serving splits the work and pays the ring collectives
     so.system = "dgx-a100-node";
     so.tp = 3;  // 64 heads do not split over 3 ranks
     CHECK_THROWS_AS(run_serving(so), cfg::UserError);
+}
+
+namespace {
+
+// Two A100s joined by one link of the given bandwidth and latency (a pipeline of two stages).
+std::string two_gpu_system(const test::TempDir& dir, const char* bandwidth, const char* latency) {
+    static int n = 0;
+    const std::string path = dir.file(fmt::format("two-{}.yaml", ++n));
+    std::ofstream(path) << fmt::format(
+        "system:\n  name: two-a100\n  device: a100\n  nodes:\n    - {{name: gpu, devices: 2}}\n"
+        "  links:\n    - {{from: gpu.0, to: gpu.1, kind: other, bandwidth: {}, latency: {}}}\n",
+        bandwidth, latency);
+    return path;
+}
+
+ServeOptions pp_options(const std::string& system, int64_t pp, int64_t count, double rate) {
+    ServeOptions o;
+    o.system = system;
+    o.model = "llama2-7b";
+    o.pp = pp;
+    o.requests.count = count;
+    o.requests.rate = rate;
+    o.requests.prompt_tokens = {512};
+    o.requests.output_tokens = {64};
+    return o;
+}
+
+}  // namespace
+
+TEST_CASE("pipeline stages split the layers as the parallel lowering does", "[serving][pp]") {
+    CHECK(stage_layer_split(32, 2) == std::vector<int64_t>{16, 16});
+    CHECK(stage_layer_split(80, 3) == std::vector<int64_t>{27, 27, 26});
+    CHECK(stage_layer_split(5, 5) == std::vector<int64_t>{1, 1, 1, 1, 1});
+    // One stage is the single-device model: the same costs, the same served requests.
+    DeviceModelOptions o;
+    const DecoderShape s = decoder_shape("llama2-7b", {}, "model");
+    PipelineIterationModel one(device("a100"), s, {PipelineIterationModel::stage_options(o, s, 0, 1)}, {});
+    DeviceIterationModel plain(device("a100"), s, o);
+    const Batch b = decode_of({100, 300, 700});
+    CHECK(one.cost(b).time_s == plain.cost(b).time_s);
+    CHECK(one.kv_capacity_bytes() == Approx(plain.kv_capacity_bytes()).epsilon(1e-12));
+    const ServingResult r1 = serve(one, fixed(60, 300, 40, 20), SchedulerOptions{});
+    const ServingResult r2 = serve(plain, fixed(60, 300, 40, 20), SchedulerOptions{});
+    REQUIRE(r1.requests.size() == r2.requests.size());
+    for (size_t i = 0; i < r1.requests.size(); ++i) {
+        CHECK(r1.requests[i].first_token_s == r2.requests[i].first_token_s);
+        CHECK(r1.requests[i].finish_s == r2.requests[i].finish_s);
+    }
+    CHECK(r1.energy_j == r2.energy_j);
+
+    // Two stages hold the model between them: layers, weights and KV bytes per token split in half (the
+    // embedding on the first, the head on the second), and their compute adds up to the whole model's.
+    const auto st0 = PipelineIterationModel::stage_options(o, s, 0, 2);
+    const auto st1 = PipelineIterationModel::stage_options(o, s, 1, 2);
+    DeviceIterationModel a(device("a100"), s, st0), z(device("a100"), s, st1);
+    CHECK(a.kv_bytes_per_token() == Approx(plain.kv_bytes_per_token() / 2));
+    CHECK(a.weight_bytes_per_rank() + z.weight_bytes_per_rank() ==
+          Approx(plain.weight_bytes_per_rank()).epsilon(1e-12));
+    for (const Batch& x : {prefill_of(512), decode_of(std::vector<int64_t>(16, 600))})
+        CHECK(a.cost(x).time_s + z.cost(x).time_s == Approx(plain.cost(x).time_s).epsilon(1e-6));
+    // A stage without the LM head is cheaper at the same layer count.
+    CHECK(z.cost(prefill_of(512)).time_s > a.cost(prefill_of(512)).time_s);
+}
+
+TEST_CASE("a pipeline's first token pays the P-1 stage-to-stage sends", "[serving][pp]") {
+    test::TempDir dir("serve-pp");
+    // 1 GB/s and 50 us: a 512-token prompt's hidden states and residual (2 x 512 x 4096 x 2 B = 8.4 MB)
+    // take 8.4 ms, visible beside the ~60 ms prefill.
+    const std::string slow = two_gpu_system(dir, "1GB/s", "50us");
+    const ServeRun pp = run_serving(pp_options(slow, 2, 1, 0));
+    const ServeRun one = run_serving(pp_options(slow, 1, 1, 0));
+    const double send = 2.0 * 512 * 4096 * 2 / 1e9 + 50e-6;
+    const double ttft_pp = pp.result.requests[0].first_token_s, ttft_1 = one.result.requests[0].first_token_s;
+    // The stages' compute adds up to the single device's (checked above); the rest is the send.
+    CHECK(ttft_pp - ttft_1 == Approx(send).epsilon(0.02));
+    CHECK(ttft_pp > ttft_1 + send * 0.99);
+    // Each decode step sends one token's activations: 16 KB + 50 us.
+    const double tpot_pp = pp.result.tpot_s.p50, tpot_1 = one.result.tpot_s.p50;
+    CHECK(tpot_pp - tpot_1 == Approx(2.0 * 4096 * 2 / 1e9 + 50e-6).epsilon(0.05));
+}
+
+TEST_CASE("pipeline-parallel serving on a fast link approaches the ideal pipeline", "[serving][pp]") {
+    test::TempDir dir("serve-pp-ideal");
+    // An offline batch of 256 requests: the two schedulers stay balanced, so each stage works nearly all
+    // the time (an ideal pipeline has no bubble); over a slow link the sends open bubbles.
+    const ServeRun fast = run_serving(pp_options(two_gpu_system(dir, "600GB/s", "1us"), 2, 256, 0));
+    const ServeRun slow = run_serving(pp_options(two_gpu_system(dir, "2GB/s", "1ms"), 2, 256, 0));
+    const ServeRun one = run_serving(pp_options(two_gpu_system(dir, "600GB/s", "1us"), 1, 256, 0));
+    REQUIRE(fast.result.stage_busy_s.size() == 2);
+    for (double b : fast.result.stage_busy_s) {
+        CHECK(b <= fast.result.makespan_s);
+        CHECK(b / fast.result.makespan_s > 0.9);
+    }
+    for (size_t s = 0; s < 2; ++s)
+        CHECK(slow.result.stage_busy_s[s] / slow.result.makespan_s <
+              fast.result.stage_busy_s[s] / fast.result.makespan_s - 0.05);
+    // Twice the memory for the KV cache and two devices' bandwidth: at least the one device's throughput.
+    CHECK(fast.result.tokens_per_s > one.result.tokens_per_s);
+    CHECK(fast.result.total_blocks > one.result.total_blocks);
+    // Every request is served once, with its tokens.
+    CHECK(fast.result.requests.size() == 256);
+    for (const RequestResult& r : fast.result.requests) CHECK(r.finish_s >= r.first_token_s);
+    // Bad plans are located errors.
+    ServeOptions bad = pp_options("a100", 2, 4, 0);
+    CHECK_THROWS_AS(run_serving(bad), cfg::UserError);  // one device, no network
+    bad.system = "dgx-a100-node";
+    bad.pp = 33;  // more stages than layers
+    CHECK_THROWS_AS(run_serving(bad), cfg::UserError);
+    bad.pp = 4;
+    bad.tp = 4;  // 16 devices on an 8-GPU node
+    CHECK_THROWS_AS(run_serving(bad), cfg::UserError);
+}
+
+TEST_CASE("tensor-parallel collectives come from the network model", "[serving][tp][net]") {
+    const arch::SystemSpec node = exp::load_system_file(exp::resolve_system_path("dgx-a100-node"));
+    std::vector<arch::net::VertexId> ranks;
+    for (size_t i = 0; i < 8; ++i) ranks.push_back(*node.topology->find_device(node.devices[i].name));
+    const GroupComm net = network_comm(node, ranks, "fp16");
+    const GroupComm ring = ring_comm(*node.topology, ranks);
+    // Large messages are bandwidth-bound: the network model's ring through the NVSwitch is within 15 % of
+    // the alpha-beta ring (it adds NCCL's protocol costs and the reduction), never faster than 0.9 x.
+    const double big = 256e6;
+    CHECK(net.all_reduce(big).time_s > 0.9 * ring.all_reduce(big).time_s);
+    CHECK(net.all_reduce(big).time_s < 1.15 * ring.all_reduce(big).time_s);
+    // Small ones pay NCCL's per-call latency (LL: 3.6 us), which the bare ring lacks, and take the
+    // latency-optimal tree instead of the ring's 2(n-1) = 14 steps: the same order as the ring's 8.5 us.
+    CHECK(net.all_reduce(16384).time_s > 3.6e-6);
+    CHECK(net.all_reduce(16384).time_s < 2 * ring.all_reduce(16384).time_s);
+    // Memoized: the same size gives the same answer.
+    CHECK(net.all_reduce(16384).time_s == net.all_reduce(16384).time_s);
+    CHECK(net.all_gather(1e6).time_s > 0);
+    // A serving run with the ring fallback differs from the network model's.
+    ServeOptions so;
+    so.system = "dgx-a100-node";
+    so.model = "llama2-70b";
+    so.tp = 8;
+    so.requests.count = 50;
+    so.requests.rate = 4;
+    const ServeRun a = run_serving(so);
+    so.ring_collectives = true;
+    const ServeRun b = run_serving(so);
+    CHECK(a.result.tpot_s.p50 > b.result.tpot_s.p50);
+    CHECK(a.info.config_hash != b.info.config_hash);
 }

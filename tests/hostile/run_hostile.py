@@ -19,7 +19,9 @@ A case expects:
   same files that must be byte-identical afterwards (a refused database is left as it was).
 Every case also fails on "internal error", on a sanitizer report, on a signal or any other status.
 
-Limits per case: TIME_LIMIT seconds (more under the sanitizers), and a 2 GiB address-space cap (under
+Limits per case: TIME_LIMIT seconds of CPU time (more under the sanitizers; RLIMIT_CPU, so a case is judged
+by the work it does, not by how loaded the machine is), a wall-clock backstop WALL_FACTOR times longer for
+a case that hangs without computing (blocked on a FIFO, say), and a 2 GiB address-space cap (under
 AddressSanitizer, which reserves terabytes of address space, its hard_rss_limit_mb instead).
 """
 
@@ -30,14 +32,16 @@ import os
 import re
 import resource
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 
-TIME_LIMIT = 10  # seconds per case in a release build
+TIME_LIMIT = 10  # CPU seconds per case in a release build
 SANITIZED_TIME_LIMIT = 60  # ASan + UBSan runs some 5-10x slower
+WALL_FACTOR = 6  # wall-clock backstop: a case blocked without using CPU still ends
 MEMORY_CAP = 2 << 30  # bytes of address space per case (release build)
 
 # A small device at roofline level, valid as it is; cases change one line of it.
@@ -873,6 +877,8 @@ def run_case(mlsim, src, folder, case, sanitized):
         env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1:" + env.get("UBSAN_OPTIONS", "")
 
     def cap():
+        # SIGXCPU at `limit` CPU seconds (the hard limit a second later: SIGKILL).
+        resource.setrlimit(resource.RLIMIT_CPU, (limit, limit + 1))
         if not sanitized:
             resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
 
@@ -880,10 +886,13 @@ def run_case(mlsim, src, folder, case, sanitized):
     start = time.monotonic()
     try:
         p = subprocess.run([mlsim] + case.args, cwd=folder, env=env, stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=limit, preexec_fn=cap)
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=limit * WALL_FACTOR,
+                           preexec_fn=cap)
     except subprocess.TimeoutExpired:
-        return f"ran past the {limit} s limit (a hang)", time.monotonic() - start
+        return f"ran past the {limit * WALL_FACTOR} s wall-clock backstop (a hang)", time.monotonic() - start
     elapsed = time.monotonic() - start
+    if p.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+        return f"used more than the {limit} s CPU limit (a hang)", elapsed
     err = p.stderr.decode(errors="replace")
     first = err.splitlines()[0] if err else ""
     problems = []

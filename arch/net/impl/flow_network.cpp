@@ -68,6 +68,9 @@ struct StepFlow {
     VertexId src = 0, dst = 0;
     double bytes = 0;     // payload
     bool reduce = false;  // the receiver reduces it into its buffer
+    // > 0: the flow runs at most at this share of its path's narrowest payload rate (a switch's in-network
+    // reduction engine: SwitchProps::reduction_efficiency)
+    double rate_share = 0;
 };
 
 }  // namespace
@@ -122,15 +125,38 @@ struct FlowNetwork::Impl {
     NetworkOptions opt;
     impl::RouteTable routes;
     impl::FluidSolver fluid;
-    std::vector<double> busy_until;    // per directed link, seconds
-    std::vector<double> busy_seconds;  // per directed link, accumulated
+    std::vector<double> busy_until;      // per directed link, seconds
+    std::vector<double> busy_seconds;    // per directed link, accumulated
+    std::vector<double> energy_j;        // per directed link, accumulated
+    std::vector<double> joule_per_byte;  // per directed link: per payload-level byte it carries
     std::vector<double> reduce_scratch;
 
     Impl(std::shared_ptr<const Topology> t, NetworkOptions o)
         : topo(std::move(t)), opt(std::move(o)), routes(*topo), fluid(routes) {
         busy_until.assign(routes.resource_count(), 0);
         busy_seconds.assign(routes.resource_count(), 0);
+        energy_j.assign(routes.resource_count(), 0);
         reduce_scratch.assign(topo->vertex_count(), 0);
+        // A byte the model moves is 1 / efficiency bytes on the line (the link's packet overhead), each
+        // costing the link's energy and that of the switch it enters.
+        joule_per_byte.assign(routes.resource_count(), 0);
+        for (LinkId l = 0; l < topo->link_count(); ++l) {
+            const Link& link = topo->link(l);
+            const double line = 1 / link.props.efficiency;
+            for (int dir = 0; dir < 2; ++dir) {
+                const Vertex& head = topo->vertex(dir == 0 ? link.b : link.a);
+                const double sw = head.is_switch() ? head.sw.energy_J_per_byte : 0.0;
+                joule_per_byte[2 * l + static_cast<std::size_t>(dir)] =
+                    line * (link.props.energy_J_per_byte + sw);
+            }
+        }
+    }
+
+    double energy_of(const std::vector<double>& dir_bytes) const {
+        double e = 0;
+        for (std::size_t d = 0; d < dir_bytes.size(); ++d)
+            if (dir_bytes[d] > 0) e += dir_bytes[d] * joule_per_byte[d];
+        return e;
     }
 
     // ---- one collective with a fixed algorithm and protocol ----
@@ -198,6 +224,13 @@ struct FlowNetwork::Impl {
                 }
                 if (f.reduce && net.opt.overlap_reduction && reduce_rate(f.dst) > 0)
                     t.cap_Bps = reduce_rate(f.dst) / into[f.dst] / eff;
+                if (f.rate_share > 0 && pv.size > 0) {
+                    double narrowest = std::numeric_limits<double>::infinity();
+                    for (uint32_t k = 0; k < pv.size; ++k)
+                        narrowest = std::min(narrowest, net.routes.capacity(pv.hops[k]));
+                    const double cap = f.rate_share * narrowest;
+                    t.cap_Bps = t.cap_Bps > 0 ? std::min(t.cap_Bps, cap) : cap;
+                }
                 if (pv.size > 0) cls = std::max(cls, static_cast<int>(pv.cls));
                 timing.push_back(t);
             }
@@ -724,9 +757,10 @@ struct FlowNetwork::Impl {
                 std::vector<StepFlow> f;
                 for (const auto& nd : g.nodes) {
                     const VertexId sw = *nvls_switch(nd);
+                    const double share = sharp_share(sw);
                     for (VertexId v : nd) {
-                        f.push_back({v, sw, reduce_scatter_phase ? n : n / Ld, false});
-                        f.push_back({sw, v, reduce_scatter_phase ? n / Ld : n, false});
+                        f.push_back({v, sw, reduce_scatter_phase ? n : n / Ld, false, share});
+                        f.push_back({sw, v, reduce_scatter_phase ? n / Ld : n, false, share});
                     }
                 }
                 r.step(f, up_latency(g.nodes[0][0], *nvls_switch(g.nodes[0])));
@@ -812,6 +846,12 @@ struct FlowNetwork::Impl {
         }
     }
 
+    // The rate share of flows into and out of an in-network-reduction switch (1: none below the links').
+    double sharp_share(VertexId sw) const {
+        const double e = topo->vertex(sw).sw.reduction_efficiency;
+        return e > 0 && e < 1 ? e : 0.0;
+    }
+
     double up_latency(VertexId v, VertexId sw) {
         const impl::PathView pv = routes.path(v, sw);
         return pv.latency_s;
@@ -856,10 +896,192 @@ struct FlowNetwork::Impl {
                 default:
                     unsupported(q.kind, CollectiveAlgorithm::nvls);
             }
-            if (upb > 0) f.push_back({v, *sw, upb, false});
-            if (downb > 0) f.push_back({*sw, v, downb, false});
+            if (upb > 0) f.push_back({v, *sw, upb, false, sharp_share(*sw)});
+            if (downb > 0) f.push_back({*sw, v, downb, false, sharp_share(*sw)});
         }
         run.step(f, up_latency(g.r[0], *sw));
+    }
+
+    // ---- closed-form estimates for the automatic choice (see the contract in flow_network.h) ----
+    struct PathSet {
+        double lat = 0;                                        // slowest path latency
+        double cap = std::numeric_limits<double>::infinity();  // narrowest payload rate
+        int cls = -1;                                          // slowest link class
+    };
+    PathSet paths_of(const std::vector<std::pair<VertexId, VertexId>>& pairs) {
+        PathSet ps;
+        for (const auto& [a, b] : pairs) {
+            if (a == b) continue;
+            const impl::PathView pv = routes.path(a, b);
+            if (pv.latency_s < 0) continue;
+            ps.lat = std::max(ps.lat, pv.latency_s);
+            for (uint32_t k = 0; k < pv.size; ++k) ps.cap = std::min(ps.cap, routes.capacity(pv.hops[k]));
+            if (pv.size > 0) ps.cls = std::max(ps.cls, static_cast<int>(pv.cls));
+        }
+        return ps;
+    }
+    static std::vector<std::pair<VertexId, VertexId>> ring_pairs(const std::vector<VertexId>& ring) {
+        std::vector<std::pair<VertexId, VertexId>> out;
+        if (ring.size() < 2) return out;
+        for (std::size_t i = 0; i < ring.size(); ++i) out.push_back({ring[i], ring[(i + 1) % ring.size()]});
+        return out;
+    }
+
+    double estimate(const CollectiveRequest& q, const Group& g, CollectiveAlgorithm alg, Protocol proto) {
+        using A = CollectiveAlgorithm;
+        using K = CollectiveKind;
+        constexpr double inf = std::numeric_limits<double>::infinity();
+        const std::size_t p = g.p();
+        if (p < 2) return 0;
+        const auto& sup = supported_algorithms(q.kind);
+        if (std::find(sup.begin(), sup.end(), alg) == sup.end()) return inf;
+        const int pi = proto_index(proto);
+        const bool multi = g.nodes.size() > 1;
+        double eff = 1;
+        if (pi == 0) eff = (is_reduction(q.kind) || multi) ? 1.0 / 4.0 : 1.0 / 3.0;
+        if (pi == 1) eff = 0.92;
+        double R = inf;  // the slowest receiver's reduction rate (payload)
+        for (VertexId v : g.r) {
+            const double r = v < opt.reduce_Bps.size() ? opt.reduce_Bps[v] : 0.0;
+            if (r > 0) R = std::min(R, r);
+        }
+        auto extra = [&](int cls) {
+            return (pi > 0 && cls >= 0) ? (hw_lat_ring_us[cls][pi] - hw_lat_ring_us[cls][0]) * 1e-6 : 0.0;
+        };
+        // one step: `load` payload bytes through the busiest port, `piece` reduced by a receiver
+        auto step = [&](const PathSet& ps, double load, double piece, bool reduce) {
+            double rate = ps.cap * eff;
+            if (reduce && opt.overlap_reduction) rate = std::min(rate, R);
+            double t = ps.lat + load / rate + extra(ps.cls);
+            if (reduce && R < inf)
+                t += (opt.overlap_reduction ? std::min(piece, opt.chunk_bytes) : piece) / R;
+            return t;
+        };
+        const double n = static_cast<double>(q.bytes), pd = static_cast<double>(p);
+        const double base =
+            pi < 0 ? 0.0 : (alg == A::tree ? base_lat_tree_us[pi] : base_lat_ring_us[pi]) * 1e-6;
+        switch (alg) {
+            case A::ring: {
+                if (q.kind == K::all_reduce || q.kind == K::reduce_scatter || q.kind == K::all_gather) {
+                    const PathSet ps = paths_of(ring_pairs(node_ring(g)));
+                    double t = 0;
+                    if (q.kind != K::all_gather) t += (pd - 1) * step(ps, n / pd, n / pd, true);
+                    if (q.kind != K::reduce_scatter) t += (pd - 1) * step(ps, n / pd, n / pd, false);
+                    return base + t;
+                }
+                if (q.kind == K::broadcast || q.kind == K::reduce) {
+                    std::vector<VertexId> chain(p);
+                    for (std::size_t i = 0; i < p; ++i) chain[i] = g.rel(i);
+                    const PathSet ps = paths_of(ring_pairs(chain));
+                    const double k = static_cast<double>(chunks(n));
+                    return base + (pd - 2 + k) * step(ps, n / k, n / k, q.kind == K::reduce);
+                }
+                return inf;
+            }
+            case A::tree: {
+                if (q.kind != K::all_reduce) return inf;
+                const auto trees = double_tree(g.r, 0);
+                std::vector<std::pair<VertexId, VertexId>> pairs;
+                std::map<VertexId, int> degree;
+                int depth = 0;
+                for (const auto& t : trees)
+                    for (const Edge& e : t) {
+                        pairs.push_back({e.child, e.parent});
+                        ++degree[e.child];
+                        ++degree[e.parent];
+                        depth = std::max(depth, e.depth);
+                    }
+                if (depth == 0) return inf;
+                int busiest = 1;
+                for (const auto& [v, d] : degree) busiest = std::max(busiest, d);
+                const PathSet ps = paths_of(pairs);
+                const double k = static_cast<double>(chunks(n / 2)), c = n / 2 / k;
+                // one chunk: the up and down waves never overlap, each step one chunk per port; more chunks:
+                // in steady state a rank sends to its parents and children at once
+                return base + (2 * depth + k - 1) * step(ps, (k > 1 ? busiest : 1) * c, c, true);
+            }
+            case A::nvls: {
+                if (pi == 0 || pi == 1) return inf;
+                const auto sw = nvls_switch(g.r);
+                if (!sw) return inf;
+                std::vector<std::pair<VertexId, VertexId>> pairs;
+                for (VertexId v : g.r) pairs.push_back({v, *sw});
+                PathSet ps = paths_of(pairs);
+                const double share = sharp_share(*sw);
+                if (share > 0) ps.cap *= share;
+                double bytes = n;
+                if (q.kind == K::all_reduce) bytes = n + n / pd;
+                if (q.kind != K::all_reduce && q.kind != K::all_gather && q.kind != K::reduce_scatter &&
+                    q.kind != K::broadcast && q.kind != K::reduce)
+                    return inf;
+                return base + 2 * ps.lat + bytes / (ps.cap * eff) + extra(ps.cls);
+            }
+            case A::hierarchical: {
+                const std::size_t N = g.nodes.size(), L = g.nodes[0].size();
+                for (const auto& nd : g.nodes)
+                    if (nd.size() != L) return inf;
+                const double Ld = static_cast<double>(L);
+                std::vector<std::vector<VertexId>> across(L);
+                for (std::size_t l = 0; l < L; ++l)
+                    for (std::size_t i = 0; i < N; ++i) across[l].push_back(g.nodes[i][l]);
+                bool sharp = L > 1 && pi != 0 && pi != 1;
+                for (const auto& nd : g.nodes) sharp = sharp && nvls_switch(nd).has_value();
+                std::vector<std::pair<VertexId, VertexId>> in_pairs, x_pairs;
+                if (sharp) {
+                    const VertexId sw = *nvls_switch(g.nodes[0]);
+                    for (VertexId v : g.nodes[0]) in_pairs.push_back({v, sw});
+                } else {
+                    for (const auto& nd : g.nodes)
+                        for (const auto& e : ring_pairs(nd)) in_pairs.push_back(e);
+                }
+                for (const auto& ring : across)
+                    for (const auto& e : ring_pairs(ring)) x_pairs.push_back(e);
+                PathSet in = paths_of(in_pairs);
+                const PathSet x = paths_of(x_pairs);
+                if (sharp) {
+                    const double share = sharp_share(*nvls_switch(g.nodes[0]));
+                    if (share > 0) in.cap *= share;
+                }
+                auto intra = [&](double m, bool rs) {
+                    if (L < 2) return 0.0;
+                    if (sharp) return 2 * in.lat + m / (in.cap * eff) + extra(in.cls);
+                    return (Ld - 1) * step(in, m / Ld, m / Ld, rs);
+                };
+                auto inter = [&](double m, bool rs) {
+                    if (N < 2) return 0.0;
+                    return (static_cast<double>(N) - 1) * step(x, m / pd, m / pd, rs);
+                };
+                if (q.kind == K::all_reduce || q.kind == K::reduce_scatter || q.kind == K::all_gather) {
+                    double best = inf;
+                    const std::size_t maxC =
+                        (N > 1 && L > 1) ? std::max<std::size_t>(1, opt.pipeline_pieces) : 1;
+                    for (std::size_t C = 1; C <= maxC; C *= 2) {
+                        const double m = n / static_cast<double>(C);
+                        double inside = 0, acr = 0;
+                        if (q.kind != K::all_gather) inside += intra(m, true), acr += inter(m, true);
+                        if (q.kind != K::reduce_scatter) inside += intra(m, false), acr += inter(m, false);
+                        best =
+                            std::min(best, inside + acr + static_cast<double>(C - 1) * std::max(inside, acr));
+                    }
+                    return base + best;
+                }
+                if (q.kind == K::broadcast || q.kind == K::reduce) {
+                    const double k = static_cast<double>(chunks(n)), c = n / k;
+                    const bool r = q.kind == K::reduce;
+                    double t = 0;
+                    if (N > 1) t += (static_cast<double>(N) - 2 + k) * step(x, c, c, r);
+                    if (L > 1) {
+                        PathSet chain = paths_of(in_pairs);
+                        if (sharp) chain = in;
+                        t += (Ld - 2 + k) * step(chain, c, c, r);
+                    }
+                    return base + t;
+                }
+                return inf;
+            }
+            default:
+                return inf;
+        }
     }
 
     void validate(const CollectiveRequest& q) const {
@@ -913,7 +1135,10 @@ struct FlowNetwork::Impl {
         res.end = Tick::from_seconds(run.now);
         if (res.end < res.start) res.end = res.start;
         res.steps = run.steps;
+        res.energy_j = energy_of(run.dir_bytes);
         if (record) {
+            for (std::size_t d = 0; d < run.dir_bytes.size(); ++d)
+                energy_j[d] += run.dir_bytes[d] * joule_per_byte[d];
             for (std::size_t d = 0; d < run.dir_bytes.size(); ++d) {
                 if (run.local_busy[d] > busy_until[d]) {
                     busy_seconds[d] += run.dir_bytes[d] / routes.capacity(static_cast<DirLink>(d));
@@ -939,6 +1164,7 @@ FlowNetwork::~FlowNetwork() = default;
 const Topology& FlowNetwork::topology() const { return *m_impl->topo; }
 const NetworkOptions& FlowNetwork::options() const { return m_impl->opt; }
 const std::vector<double>& FlowNetwork::busy_seconds() const { return m_impl->busy_seconds; }
+const std::vector<double>& FlowNetwork::link_energy_j() const { return m_impl->energy_j; }
 
 Transfer FlowNetwork::transfer(VertexId src, VertexId dst, int64_t bytes, Tick start) {
     const Topology& t = *m_impl->topo;
@@ -964,6 +1190,8 @@ Transfer FlowNetwork::transfer(VertexId src, VertexId dst, int64_t bytes, Tick s
         out.hops.push_back({l.id, from, l.other(from)});
     }
     for (std::size_t d = 0; d < run.dir_bytes.size(); ++d)
+        m_impl->energy_j[d] += run.dir_bytes[d] * m_impl->joule_per_byte[d];
+    for (std::size_t d = 0; d < run.dir_bytes.size(); ++d)
         if (run.local_busy[d] > m_impl->busy_until[d]) {
             m_impl->busy_seconds[d] += run.dir_bytes[d] / m_impl->routes.capacity(static_cast<DirLink>(d));
             m_impl->busy_until[d] = run.local_busy[d];
@@ -986,23 +1214,45 @@ CollectiveResult FlowNetwork::collective(const CollectiveRequest& request) {
     else
         protos = {request.protocol};
     if (algs.size() == 1 && protos.size() == 1) return im.run_one(request, algs[0], protos[0], true);
+    std::vector<std::pair<CollectiveAlgorithm, Protocol>> pairs;
+    for (CollectiveAlgorithm a : algs)
+        for (Protocol p : protos) pairs.push_back({a, p});
+    // The choice rule (flow_network.h): rank by closed form, simulate the best few.
+    const std::size_t keep = im.opt.choice_simulations;
+    if (keep > 0 && pairs.size() > keep) {
+        const Impl::Group g = im.make_group(request);
+        std::vector<std::pair<double, std::size_t>> ranked;
+        for (std::size_t i = 0; i < pairs.size(); ++i) {
+            const double e = im.estimate(request, g, pairs[i].first, pairs[i].second);
+            if (std::isfinite(e)) ranked.push_back({e, i});
+        }
+        if (!ranked.empty()) {
+            std::stable_sort(ranked.begin(), ranked.end(),
+                             [](const auto& x, const auto& y) { return x.first < y.first; });
+            if (ranked.size() > keep) ranked.resize(keep);
+            std::sort(ranked.begin(), ranked.end(),
+                      [](const auto& x, const auto& y) { return x.second < y.second; });
+            std::vector<std::pair<CollectiveAlgorithm, Protocol>> kept;
+            for (const auto& r : ranked) kept.push_back(pairs[r.second]);
+            pairs = kept;
+        }
+    }
     std::optional<std::pair<CollectiveAlgorithm, Protocol>> best;
     Tick best_end = Tick::max();
     std::optional<cfg::UserError> first_error;
-    for (CollectiveAlgorithm a : algs)
-        for (Protocol p : protos) {
-            try {
-                const CollectiveResult r = im.run_one(request, a, p, false);
-                if (r.end < best_end) {
-                    best_end = r.end;
-                    best = {a, p};
-                }
-            } catch (const cfg::UserError& e) {
-                const bool too_big = std::string(e.what()).find("packet-hops") != std::string::npos;
-                if (too_big) throw;
-                if (!first_error) first_error = e;
+    for (const auto& [a, p] : pairs) {
+        try {
+            const CollectiveResult r = im.run_one(request, a, p, false);
+            if (r.end < best_end) {
+                best_end = r.end;
+                best = {a, p};
             }
+        } catch (const cfg::UserError& e) {
+            const bool too_big = std::string(e.what()).find("packet-hops") != std::string::npos;
+            if (too_big) throw;
+            if (!first_error) first_error = e;
         }
+    }
     // an all-to-all too large for direct (p (p - 1) concurrent flows past the limit) falls back to Bruck
     if (!best && request.algorithm == CollectiveAlgorithm::automatic &&
         request.kind == CollectiveKind::all_to_all && request.counts.empty())

@@ -28,7 +28,17 @@
 //   cannot go faster than its receiver reduces, and one chunk's reduction is exposed per step; otherwise the
 //   whole step's reduction follows the transfer (the gamma term of Thakur, Rabenseifner and Gropp 2005).
 // - NVLS (in-switch reduction) runs with Simple (or ideal) only: NCCL offers no LL / LL128 for it.
-// - Algorithm::automatic simulates each of the algorithms NCCL itself would consider for the kind
+// - Automatic choice, the rule (issue 12): every (algorithm, protocol) candidate below is first timed by its
+//   closed form (estimate(): the alpha-beta-gamma time of the algorithm's steps, with alpha the slowest
+//   path latency of the pairs it joins plus the protocol's per-step cost, beta over the narrowest payload
+//   rate of those paths, the busiest port's share of concurrent flows, the receivers' reduction rate, the
+//   protocol's per-call latency and payload factor, and hierarchical's pipelining over 1, 2, 4, ...
+//   pieces); the candidates are ranked by that estimate (ties: declaration order) and only the best
+//   choice_simulations (default 3) are simulated; the fastest simulated one runs. The estimate ignores
+//   contention between paths, lock-step waits and earlier calls, so the three best are simulated rather
+//   than one (with two, 2 of 84 cases in the test differed from the exhaustive choice). With
+//   choice_simulations = 0 every candidate is simulated (the exhaustive choice; tests compare the two).
+// - Algorithm::automatic considers each of the algorithms NCCL itself would consider for the kind
 //   (automatic_candidates: ring, tree, hierarchical, NVLS for all-reduce; ring, hierarchical, NVLS for
 //   all-gather and reduce-scatter; ring and hierarchical for broadcast and reduce; direct point-to-point for
 //   the rest; an all-to-all too large for direct, over 16M concurrent flows, runs Bruck with Simple) that
@@ -63,6 +73,9 @@ struct NetworkOptions {
     // through its chunked steps; 8 pieces bring the pipeline within 1 / 8 of the busier link set.
     std::size_t pipeline_pieces = 8;
     bool overlap_reduction = true;
+    // Automatic choice (see the contract): how many of the (algorithm, protocol) candidates, ranked by
+    // their closed-form estimates, are simulated; 0 = every candidate (the exhaustive choice).
+    std::size_t choice_simulations = 3;
 };
 
 class FlowNetwork final : public INetwork {
@@ -77,6 +90,9 @@ class FlowNetwork final : public INetwork {
     const NetworkOptions& options() const;
     // Seconds each directed link (2 * link + direction, as in LinkBytes) was busy sending, over all calls.
     const std::vector<double>& busy_seconds() const;
+    // Joules each directed link spent (CollectiveResult::energy_j's terms: its bytes x its energy per byte,
+    // and the switch it enters), over all recorded calls.
+    const std::vector<double>& link_energy_j() const;
 
     struct Impl;
 

@@ -46,7 +46,8 @@ RouteTable::RouteTable(const Topology& topology) : m_topo(topology) {
     std::vector<std::vector<std::pair<uint32_t, uint32_t>>> adj(nv);
     for (LinkId id = 0; id < nl; ++id) {
         const Link& l = topology.link(id);
-        m_capacity[2 * id] = m_capacity[2 * id + 1] = l.bandwidth_Bps;
+        // payload rate: the line rate less the link's packet overhead (LinkProps::efficiency)
+        m_capacity[2 * id] = m_capacity[2 * id + 1] = l.bandwidth_Bps * l.props.efficiency;
         auto sw = [&](VertexId v) {
             const Vertex& x = topology.vertex(v);
             return x.is_switch() ? x.sw.latency.to_seconds() : 0.0;
@@ -60,17 +61,6 @@ RouteTable::RouteTable(const Topology& topology) : m_topo(topology) {
                                 (topology.vertex(l.a).is_switch() ? topology.vertex(l.a).sw.latency.ps() : 0);
         adj[l.a].push_back({static_cast<uint32_t>(l.b), static_cast<uint32_t>(id)});
         adj[l.b].push_back({static_cast<uint32_t>(l.a), static_cast<uint32_t>(id)});
-    }
-    {
-        std::vector<std::string> kinds;
-        for (LinkId id = 0; id < nl; ++id) kinds.push_back(topology.link(id).props.kind);
-        std::vector<std::string> sorted = kinds;
-        std::sort(sorted.begin(), sorted.end());
-        sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
-        m_kind_rank.resize(nl);
-        for (LinkId id = 0; id < nl; ++id)
-            m_kind_rank[id] = static_cast<uint32_t>(
-                std::lower_bound(sorted.begin(), sorted.end(), kinds[id]) - sorted.begin());
     }
     m_adj_off.resize(nv + 1, 0);
     for (std::size_t v = 0; v < nv; ++v) {
@@ -149,44 +139,22 @@ PathView RouteTable::path(VertexId src, VertexId dst) {
         out.cls = it->second.cls;
         return out;
     }
-    const Tree& t = tree(src);
-    if (!t.reached[dst]) {
+    // One routing rule for the whole project: Topology::route (topology.h), with this pair's flow hash:
+    // dimension order on tori, ECMP by the hash elsewhere.
+    const uint64_t flow = mix((static_cast<uint64_t>(src) << 32) ^ static_cast<uint64_t>(dst));
+    if (!m_topo.route_into(src, dst, flow, m_route)) {
         out.latency_s = -1;
         return out;
     }
-    const uint64_t flow = mix((static_cast<uint64_t>(src) << 32) ^ static_cast<uint64_t>(dst));
-    VertexId at = dst;
     double latency = 0;
     LinkClass cls = LinkClass::nvlink;
-    while (at != src) {
-        const uint32_t lo = t.pred_off[at], n = t.pred_off[at + 1] - lo;
-        MLSIM_CHECK(n > 0, "route walk lost its way");
-        uint32_t pick = 0;
-        if (n > 1) {
-            // preference: the later kind, then a link crossed as declared (Link::a -> Link::b, here: at == b)
-            auto score = [&](uint32_t k) {
-                const uint32_t id = t.pred[lo + k];
-                return 2 * m_kind_rank[id] + (m_topo.link(id).b == at ? 1u : 0u);
-            };
-            uint32_t best = 0, count = 0;
-            for (uint32_t k = 0; k < n; ++k) best = std::max(best, score(k));
-            for (uint32_t k = 0; k < n; ++k) count += score(k) == best;
-            uint32_t nth = static_cast<uint32_t>(mix(flow ^ (at * 0x100000001b3ULL)) % count);
-            for (uint32_t k = 0; k < n; ++k)
-                if (score(k) == best && nth-- == 0) {
-                    pick = k;
-                    break;
-                }
-        }
-        const Link& l = m_topo.link(t.pred[lo + pick]);
-        const VertexId from = l.other(at);
-        const DirLink d = dir_link(l, from);
+    for (const Hop& h : m_route.hops) {
+        const Link& l = m_topo.link(h.link);
+        const DirLink d = dir_link(l, h.from);
         m_scratch.push_back(d);
         latency += m_hop_latency[d];
         cls = std::max(cls, m_class[l.id]);
-        at = from;
     }
-    std::reverse(m_scratch.begin(), m_scratch.end());
     const Vertex& sv = m_topo.vertex(src);
     if (sv.is_switch()) latency += sv.sw.latency.to_seconds();
     out.size = static_cast<uint32_t>(m_scratch.size());

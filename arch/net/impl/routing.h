@@ -3,16 +3,10 @@
 // deterministic ECMP choice among them.
 //
 // Contract:
-// - The cost of a path is the one Topology::route minimises: the sum of its links' latencies and of the
-//   latencies of the switches it enters (ties: fewer hops). Among the paths of least cost, a flow from src
-//   to dst takes the one chosen, hop by hop walking back from dst, by a hash of (src, dst, vertex): ECMP as
-//   switches do it, per flow (a pair always takes the same path; different pairs spread over the equal
-//   paths). Before the hash, a tie prefers the link whose kind sorts last (walking back), so a torus whose
-//   links are named by dimension ("ici-x", "ici-y", "ici-z") routes in dimension order, x first, as torus
-//   networks do (TPU ICI), and then the link crossed in its declared direction (from -> to: a torus's
-//   half-way ties all go the same way round); links of one kind and direction (a fat tree's uplinks) are
-//   left to the hash. Where the
-//   least-cost path is unique it is Topology::route's path.
+// - A flow from src to dst takes Topology::route(src, dst, h) with h a fixed hash of (src, dst): the one
+//   routing rule of topology.h (least latency, then fewer hops; ECMP per flow among equal-cost next hops
+//   by the hash; dimension order on tori declared with add_torus). So a pair always takes the same path and
+//   different pairs spread over the equal paths, as switches' ECMP does.
 // - A path is a list of directed link ids: 2 * link + 0 for Link::a -> Link::b, 2 * link + 1 for b -> a.
 // - Trees are built once per source and kept (a few bytes per vertex and source), so asking for many pairs
 //   costs one Dijkstra per distinct source.
@@ -71,12 +65,12 @@ class RouteTable {
     std::vector<LinkClass> m_class;
     std::vector<int64_t> m_step_ps;                // per directed link: its latency plus the switch it enters
     std::vector<int64_t> m_dist_lat, m_dist_hops;  // Dijkstra scratch
-    std::vector<uint32_t> m_kind_rank;  // per link: rank of its kind among the topology's kinds, sorted
     // adjacency in CSR form: for vertex v, m_adj[m_adj_off[v] .. m_adj_off[v+1]) = (neighbour, link)
     std::vector<uint32_t> m_adj_off;
     std::vector<std::pair<uint32_t, uint32_t>> m_adj;
     std::vector<std::unique_ptr<Tree>> m_trees;
     std::vector<DirLink> m_scratch;
+    Route m_route;  // scratch for Topology::route_into
     // Paths already walked, by (src, dst): their hops live in m_pool. Bounded (m_pool_limit hops); past
     // that, paths are walked again each time (large all-to-alls visit each pair once anyway).
     struct Cached {

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# ctest "cli: compare default report": `mlsim compare` with the built-in study writes its table, the
+# comparisons rows and the report folder (report.md and the four plots, non-empty PNG files).
+#   compare_report.sh MLSIM OUT_DIR
+set -euo pipefail
+mlsim=$1
+out=$2
+rm -rf "$out"
+mkdir -p "$out"
+"$mlsim" compare --db "$out/compare.db" --report "$out/report" -q > "$out/table.txt"
+grep -q "kws *stm32f746" "$out/table.txt" || { echo "no kws row on the MCU"; cat "$out/table.txt"; exit 1; }
+grep -q -- "-> .*does not fit on stm32f746" "$out/table.txt" || { echo "no reason line for a pair that does not fit"; exit 1; }
+test -s "$out/report/report.md" || { echo "no report.md"; exit 1; }
+for png in latency_energy perf_per_watt roofline breakdown; do
+    f="$out/report/$png.png"
+    test -s "$f" || { echo "no $f"; exit 1; }
+    [ "$(head -c 8 "$f" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ] || { echo "$f is not a PNG"; exit 1; }
+    grep -q "($png.png)" "$out/report/report.md" || { echo "report.md does not show $png.png"; exit 1; }
+done
+grep -q "llama3-8b-train" "$out/report/report.md" || { echo "report.md lacks the training rows"; exit 1; }
+echo "compare report ok: $(grep -c '^| ' "$out/report/report.md") table lines"

@@ -1,0 +1,218 @@
+// `mlsim compare` as a library (experiment/compare.h): the compare file's located errors, rows for pairs
+// that do not run, the figures' identities, the cost rule and deterministic database rows.
+#include <fmt/format.h>
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <fstream>
+#include <string>
+
+#include "../db/temp_dir.h"
+#include "experiment/compare.h"
+#include "query.h"
+#include "sim/config/error.h"
+
+using namespace mlsim;
+
+namespace {
+
+std::string write(const test::TempDir& dir, const std::string& name, const std::string& text) {
+    const std::string path = dir.file(name);
+    std::ofstream(path) << text;
+    return path;
+}
+
+// The user error load_compare() raises, or "" when the file loads.
+std::string load_error(const std::string& path) {
+    try {
+        (void)exp::load_compare(path);
+    } catch (const cfg::UserError& e) {
+        return e.what();
+    }
+    return "";
+}
+
+bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+const char* k_small = R"(name: small
+systems: [stm32f746, a100]
+workloads:
+  - name: kws
+    model: ds-cnn-kws
+    dtype: int8
+  - name: mobilenet
+    model: mobilenetv2
+    dtype: int8
+    systems: [stm32f746]
+)";
+
+}  // namespace
+
+TEST_CASE("compare: every bad input in a compare file is a located error naming its key",
+          "[experiment][compare]") {
+    test::TempDir dir("compare-errors");
+    struct Case {
+        const char* text;
+        const char* where;  // file:line:col suffix expected
+        const char* what;
+    };
+    const Case cases[] = {
+        {"systems: [a100]\nworkloads:\n  - {name: a, model: resnet50}\nsytems: [h100]\n",
+         ":4:1:", "did you mean 'systems'"},
+        {"systems: [a100]\nworkloads:\n  - name: a\n    modle: resnet50\n", ":4:5:", "did you mean 'model'"},
+        {"systems: [a100]\nworkloads:\n  - name: a\n    model: resnet5\n",
+         ":4:12:", "did you mean 'resnet50'"},
+        {"systems: [a10O]\nworkloads:\n  - {name: a, model: resnet50}\n", ":1:11:", "no preset 'a10O'"},
+        {"systems: [a100]\nworkloads:\n  - name: a\n    model: resnet50\n    systems: [h100]\n",
+         ":5:15:", "no system 'h100' in this file's systems"},
+        {"systems: [a100]\nworkloads:\n  - name: a\n    model: resnet50\n    batch: 2\n    latency_target: "
+         "1ms\n",
+         ":6:5:", "give one of batch, batch_per_replica and latency_target"},
+        {"systems: [a100]\nworkloads:\n  - name: a\n    model: resnet50\n    mode: training\n    "
+         "latency_target: "
+         "1ms\n",
+         ":6:5:", "applies only to inference"},
+        {"systems: [a100]\nworkloads:\n  - name: a\n    model: resnet50\n    latency_target: 5GB\n",
+         ":5:21:", "expected a time"},
+        {"systems: [a100]\nworkloads:\n  - {name: a, model: resnet50}\n  - {name: a, model: lenet5}\n",
+         ":4:12:", "named twice"},
+        {"systems: [a100]\nworkloads:\n  - name: a\n    model: resnet50\n    batch_per_replica: 4\n",
+         ":5:5:", "needs a parallel plan"},
+        {"systems: [a100]\nworkloads:\n  - name: a\n    model: resnet50\n    parallel: {data: many}\n",
+         ":5:22:", "expected an integer, found \"many\""},
+        {"systems: [a100]\nworkloads:\n  - name: a\n    model: resnet50\n    train_samples: 1e6\n",
+         ":5:5:", "applies only to mode: training"},
+        {"workloads:\n  - {name: a, model: resnet50}\n", ":1:1:", "missing required key 'systems'"},
+        {"systems: [a100, a100]\nworkloads:\n  - {name: a, model: resnet50}\n", ":1:17:", "listed twice"},
+    };
+    for (const Case& c : cases) {
+        const std::string path = write(dir, "bad.yaml", c.text);
+        const std::string err = load_error(path);
+        INFO(c.text);
+        INFO(err);
+        CHECK(has(err, path + c.where));
+        CHECK(has(err, c.what));
+    }
+}
+
+TEST_CASE("compare: a system price needs a rental or a purchase price, located in the system file",
+          "[experiment][compare]") {
+    test::TempDir dir("compare-price");
+    const std::string sys = write(dir, "priced.yaml",
+                                  "system:\n  name: p\n  device: a100\n  price:\n    source: nowhere\n"
+                                  "    purchase_usd: 10000\n");
+    const std::string path =
+        write(dir, "c.yaml", fmt::format("systems: [{}]\nworkloads:\n  - {{name: a, model: lenet5}}\n", sys));
+    const std::string err = load_error(path);
+    CHECK(has(err, sys + ":6:5:"));
+    CHECK(has(err, "needs lifetime_years"));
+    const std::string unsourced =
+        write(dir, "unsourced.yaml", "system:\n  name: p\n  device: a100\n  price: {usd_per_hour: 2}\n");
+    const std::string path2 =
+        write(dir, "c2.yaml",
+              fmt::format("systems: [{}]\nworkloads:\n  - {{name: a, model: lenet5}}\n", unsourced));
+    CHECK(has(load_error(path2), "missing required key 'source'"));
+}
+
+TEST_CASE("compare: the cost rule: rental per hour, or purchase over its lifetime, plus electricity",
+          "[experiment][compare]") {
+    exp::SystemPrice rent;
+    rent.usd_per_hour = 3.6;
+    CHECK(*exp::cost_per_hour_usd(rent) == 3.6);
+    // 1e6 samples at 1000/s take 1000 s = 1/3.6 h: $1.
+    CHECK(*exp::cost_per_million_samples_usd(rent, 1000, 0.5) == Approx(1.0).epsilon(1e-12));
+    exp::SystemPrice own;
+    own.purchase_usd = 8766;
+    own.lifetime_years = 1;
+    own.usd_per_kwh = 0.1;
+    CHECK(*exp::cost_per_hour_usd(own) == Approx(1.0).epsilon(1e-12));
+    // 1000 s at $1/h = $0.2778, plus 1e6 x 3.6 J = 1 kWh at $0.1.
+    CHECK(*exp::cost_per_million_samples_usd(own, 1000, 3.6) == Approx(1000.0 / 3600 + 0.1).epsilon(1e-12));
+    CHECK_FALSE(exp::cost_per_hour_usd(exp::SystemPrice{}).has_value());
+    CHECK_FALSE(exp::cost_per_million_samples_usd(rent, 0, 1).has_value());
+}
+
+TEST_CASE("compare: a pair that does not fit is a row with its reason; the others run",
+          "[experiment][compare]") {
+    test::TempDir dir("compare-rows");
+    const exp::CompareStudy study = exp::load_compare(write(dir, "small.yaml", k_small));
+    REQUIRE(study.pairs().size() == 3);
+    const exp::CompareOutcome out = exp::run_compare(study);
+    REQUIRE(out.rows.size() == 3);
+    const exp::CompareRow& bad = out.rows[2];
+    CHECK(bad.workload == "mobilenet");
+    CHECK(bad.system == "stm32f746");
+    CHECK(bad.status == "error");
+    CHECK(has(bad.error, "does not fit on stm32f746"));
+    for (std::size_t i = 0; i < 2; ++i) {
+        const exp::CompareRow& r = out.rows[i];
+        INFO(r.workload << " on " << r.system);
+        REQUIRE(r.status == "ok");
+        CHECK(r.latency_s > 0);
+        // energy per sample x throughput = average power, and samples/J = throughput / power.
+        CHECK(r.energy_per_sample_j * r.samples_per_s == Approx(r.average_power_w).epsilon(1e-12));
+        CHECK(r.samples_per_s_per_w * r.average_power_w == Approx(r.samples_per_s).epsilon(1e-12));
+        CHECK(r.samples_per_s == Approx(static_cast<double>(r.batch) / r.latency_s).epsilon(1e-12));
+        CHECK(r.average_power_w <= r.system_tdp_w);
+        CHECK(r.compute_s + r.memory_s + r.communication_s + r.overhead_s ==
+              Approx(r.latency_s).epsilon(1e-9));
+    }
+}
+
+TEST_CASE("compare: N devices without a plan run inference as N replicas; training needs a plan",
+          "[experiment][compare]") {
+    test::TempDir dir("compare-replicas");
+    const exp::CompareStudy study = exp::load_compare(write(dir, "r.yaml", R"(systems: [h100, dgx-h100]
+workloads:
+  - {name: r, model: resnet50, batch: 8, dtype: bf16}
+  - {name: t, model: mlp3, batch: 8, mode: training, systems: [dgx-h100]}
+)"));
+    const exp::CompareOutcome out = exp::run_compare(study);
+    REQUIRE(out.rows.size() == 3);
+    const exp::CompareRow &one = out.rows[0], &eight = out.rows[1];
+    REQUIRE(one.status == "ok");
+    REQUIRE(eight.status == "ok");
+    CHECK(eight.replicas == 8);
+    CHECK(eight.latency_s == one.latency_s);
+    CHECK(eight.samples_per_s == Approx(8 * one.samples_per_s).epsilon(1e-12));
+    CHECK(eight.energy_per_sample_j == Approx(one.energy_per_sample_j).epsilon(1e-12));
+    CHECK(eight.system_tdp_w == 8 * one.system_tdp_w);
+    CHECK(out.rows[2].status == "error");
+    CHECK(has(out.rows[2].error, "needs a parallel plan"));
+}
+
+TEST_CASE("compare: the database rows are the same on every run of a study", "[experiment][compare]") {
+    test::TempDir dir("compare-db");
+    const exp::CompareStudy study = exp::load_compare(write(dir, "small.yaml", k_small));
+    const std::string db_path = dir.file("c.db");
+    int64_t ids[2] = {0, 0};
+    {
+        db::ResultsDb db(db_path);
+        exp::CompareOptions o;
+        o.db = &db;
+        ids[0] = exp::run_compare(study, o).compare_id;
+        ids[1] = exp::run_compare(study, o).compare_id;
+    }
+    CHECK(ids[0] == 1);
+    CHECK(ids[1] == 2);
+    const std::string cols =
+        "c.idx, workload, c.system, c.status, c.error, devices, c.batch, latency_s, samples_per_s, "
+        "energy_per_sample_j, c.average_power_w, system_tdp_w, samples_per_s_per_w, usd_per_million_samples, "
+        "compute_s, memory_s, communication_s, overhead_s, flops_per_sample, bytes_per_sample, r.status, "
+        "r.config_hash, r.total_time_s, r.total_energy_j, r.error";
+    const auto rows = [&](int64_t id) {
+        return test::query(db_path, "SELECT " + cols +
+                                        " FROM comparisons c JOIN runs r USING (run_id) WHERE "
+                                        "compare_id = " +
+                                        std::to_string(id) + " ORDER BY c.idx");
+    };
+    const auto first = rows(1);
+    REQUIRE(first.size() == 3);
+    CHECK(first == rows(2));
+    // Each pair's run is recorded: two ok runs with their layers, one failed run with its message.
+    CHECK(test::query(db_path, "SELECT COUNT(*) FROM runs WHERE status = 'ok'") ==
+          std::vector<std::string>{"4|"});
+    CHECK(test::query(db_path,
+                      "SELECT COUNT(*) FROM runs WHERE status = 'error' AND error LIKE '%does not fit%'") ==
+          std::vector<std::string>{"2|"});
+}
