@@ -72,6 +72,13 @@ std::vector<TableShard> row_split(const EmbeddingTable& t, const std::vector<int
     return s;
 }
 
+// Column blocks by default: at least 32 columns each (est.: a block narrower than a 128-byte FP32 row
+// segment wastes the gather's memory transactions, and every block receives all the table's indices), at
+// most one per rank.
+int64_t default_blocks(const EmbeddingTable& t, const ShardingOptions& o) {
+    return std::max<int64_t>(1, std::min(o.ranks, t.dim / 32));
+}
+
 std::vector<int64_t> col_widths(int64_t dim, int64_t k) {
     std::vector<int64_t> w;
     for (int64_t i = 0; i < k; ++i) w.push_back(dim / k + (i < dim % k ? 1 : 0));
@@ -169,7 +176,7 @@ class Planner {
 
     bool place_column(size_t t, std::vector<int64_t> ranks = {}) {
         const EmbeddingTable& tb = m_s.tables[t];
-        const int64_t k = ranks.empty() ? std::min(m_o.ranks, tb.dim) : static_cast<int64_t>(ranks.size());
+        const int64_t k = ranks.empty() ? default_blocks(tb, m_o) : static_cast<int64_t>(ranks.size());
         const std::vector<int64_t> w = col_widths(tb.dim, k);
         TablePlacement p;
         p.kind = ShardKind::column;
@@ -281,7 +288,7 @@ class Planner {
                 what = "a copy needs";
                 break;
             case ShardKind::column:
-                need = mem(t, tb.rows, (tb.dim + m_o.ranks - 1) / std::min(m_o.ranks, tb.dim));
+                need = mem(t, tb.rows, (tb.dim + default_blocks(tb, m_o) - 1) / default_blocks(tb, m_o));
                 what = "a column block needs";
                 break;
             case ShardKind::row:
@@ -296,8 +303,10 @@ class Planner {
         }
         const double left = std::max(0.0, m_free[r]);
         const std::string msg = fmt::format(
-            "embedding table '{}' ({} rows x {}, {:.2f} GB with its optimizer state) does not fit {}: rank {} has "
-            "{:.2f} GB left of its {:.1f} GB ('{}', after the dense part and the tables placed before) and {} "
+            "embedding table '{}' ({} rows x {}, {:.2f} GB with its optimizer state) does not fit {}: rank "
+            "{} has "
+            "{:.2f} GB left of its {:.1f} GB ('{}', after the dense part and the tables placed before) and "
+            "{} "
             "{:.2f} GB: {:.2f} GB over",
             tb.name, tb.rows, tb.dim, whole / 1e9,
             kind ? fmt::format("as {}", to_string(*kind)) : std::string("any placement"), r, left / 1e9,
@@ -317,7 +326,7 @@ class Planner {
             const double grad = shard_weight_bytes(tb, tb.rows, tb.dim);
             const double msgs = table_cost_bytes(tb, m_B, m_o.training) -
                                 static_cast<double>(m_B * tb.pooling * tb.dim) * dtype_bytes(tb.dtype);
-            if (m_o.ranks > 1 && grad <= msgs && place_data(t)) continue;
+            if (m_o.ranks > 1 && 2 * grad <= msgs / static_cast<double>(m_o.ranks) && place_data(t)) continue;
             order.push_back(t);
         }
         std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
@@ -326,7 +335,11 @@ class Planner {
             const EmbeddingTable &ta = m_s.tables[a], &tb = m_s.tables[b];
             return mem(a, ta.rows, ta.dim) > mem(b, tb.rows, tb.dim);
         });
+        double total = 0;
+        for (size_t t : order) total += cost(t);
+        const double mean = total / static_cast<double>(m_o.ranks);
         for (size_t t : order) {
+            if (nodes_of(m_o) > 1 && cost(t) > 2 * mean && place_table_row(t)) continue;
             if (place_table(t)) continue;
             if (nodes_of(m_o) > 1 && place_table_row(t)) continue;
             if (place_row(t)) continue;

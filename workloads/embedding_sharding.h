@@ -20,7 +20,7 @@
 //              Backward: all-to-all of the pooled-embedding gradients to the owner (the transpose).
 //   column:    the dim split into k column blocks (sizes differ by at most one), each on its own rank and
 //              communicated as a table-wise shard of that width (the indices go to every block's owner).
-//              Default k = min(W, dim).
+//              Default k = min(W, dim / 32), at least 1: blocks of at least 32 columns (est., see the .cpp).
 //   row:       the rows split over all W ranks in blocks of ceil(rows / W) (the last smaller, TorchRec's
 //              even row split). Forward: all-to-all of the indices bucketised by row range (rank i sends
 //              owner k the fraction rows_k / rows of its indices: indices are assumed uniform over the rows,
@@ -67,10 +67,15 @@
 // - Planner (plan_embedding_sharding, "auto"), greedy and deterministic: a table's cost is the bytes one
 //   step moves for it if placed table-wise (lookup rows read B x pooling x dim x dtype, plus its index and
 //   pooled-embedding messages, doubled in training for the gradients); its memory is its weights plus
-//   optimizer state. (1) A table whose dense gradient (rows x dim x dtype) is no larger than its
-//   table-wise messages per step is data-parallel (W > 1; it must fit every rank). (2) The others, by cost
-//   descending (then memory, then model order), go table-wise to the least-loaded rank (load = the costs
-//   placed on it; ties to the lowest rank) among those with room. (3) A table no single rank holds goes
+//   optimizer state. (1) A table is data-parallel (W > 1; it must fit every rank) when
+//   the bytes a ring all-reduce moves per rank for its dense gradient, 2 x rows x dim x dtype, are no more
+//   than its table-wise messages per step shared over the W ranks (each rank owns and sends its share of
+//   the tables): so only tables of a few thousand rows replicate, at any scale. (2) On a multi-node system, a
+//   table whose cost exceeds twice the mean per-rank load (total cost of the tables of step 2 / W: tables too
+//   few and coarse to balance table-wise, each owner's NIC carrying a whole table's pooled embeddings) goes
+//   table-row-wise to the least-loaded node with room, spreading it over the node's L NICs. (3) The others,
+//   by cost descending (then memory, then model order), go table-wise to the least-loaded rank (load = the
+//   costs placed on it; ties to the lowest rank) among those with room. (4) A table no single rank holds goes
 //   table-row-wise to the least-loaded node whose ranks all have room for a 1/L share (multi-node only),
 //   else row-wise over all ranks, else it is a located error naming the table, the fullest rank and by how
 //   much. Bound (tested): with only table-wise tables, the largest rank load <= mean load + the largest

@@ -12,8 +12,8 @@
 #include <set>
 #include <tuple>
 
-#include "sim/config/error.h"
 #include "experiment/experiment.h"
+#include "sim/config/error.h"
 #include "workloads/model.h"
 
 using namespace mlsim;
@@ -198,7 +198,15 @@ TEST_CASE("Row-wise on 2 ranks: bucketised indices, reduce-scatter forward, all-
 TEST_CASE("Column-wise on 2 ranks: two 4-wide blocks per table, each a table-wise shard", "[sharding]") {
     const int64_t B = 4, b = 2;
     const Model m = tiny_dlrm(B);
-    const EmbeddingSharding s = place_embeddings(m, ShardKind::column, opts(2));
+    // dim 8 is below the default block width (32): one block; a file asks for two.
+    for (const TablePlacement& p : place_embeddings(m, ShardKind::column, opts(2)).placements)
+        CHECK(p.shards.size() == 1);
+    const std::string f =
+        write_temp("mlsim_cw2.yaml",
+                   "embedding_sharding:\n  default: column\n  tables:\n"
+                   "    emb.0: {kind: column, ranks: [0, 1]}\n    emb.1: {kind: column, ranks: [1, 0]}\n"
+                   "    emb.2: {kind: column, ranks: [0, 1]}\n");
+    const EmbeddingSharding s = load_embedding_sharding(f, m, opts(2));
     for (const TablePlacement& p : s.placements) {
         REQUIRE(p.shards.size() == 2);
         CHECK(p.shards[0].cols == 4);
@@ -380,11 +388,13 @@ TEST_CASE("dgx-a100-16node: 128 A100 in 16 nodes, half the NICs across its bisec
     CHECK(so.capacity_bytes == Approx(80.0 * 1024 * 1024 * 1024));
 }
 
-TEST_CASE("mlsim run --embedding-sharding: a file that overfills a rank is an error at its line", "[sharding]") {
-    const std::string f = write_temp("mlsim_overfull.yaml",
-                                     "embedding_sharding:\n  tables:\n    emb.0: {kind: table, rank: 1}\n"
-                                     "    emb.9: {kind: table, rank: 1}\n    emb.19: {kind: table, rank: 1}\n"
-                                     "    emb.20: {kind: table, rank: 1}\n    emb.21: {kind: table, rank: 1}\n");
+TEST_CASE("mlsim run --embedding-sharding: a file that overfills a rank is an error at its line",
+          "[sharding]") {
+    const std::string f =
+        write_temp("mlsim_overfull.yaml",
+                   "embedding_sharding:\n  tables:\n    emb.0: {kind: table, rank: 1}\n"
+                   "    emb.9: {kind: table, rank: 1}\n    emb.19: {kind: table, rank: 1}\n"
+                   "    emb.20: {kind: table, rank: 1}\n    emb.21: {kind: table, rank: 1}\n");
     exp::ExperimentOptions o;
     o.system = "dgx-a100-node";
     o.model = "dlrm-mlperf";
@@ -405,4 +415,31 @@ TEST_CASE("mlsim run --embedding-sharding: a file that overfills a rank is an er
     // Other plans do not combine with it.
     o.tensor_parallel = 2;
     CHECK_THAT(error_of([&] { exp::prepare_experiment(o); }), Catch::Contains("--embedding-sharding"));
+}
+
+TEST_CASE("On many nodes the planner spreads tables too coarse to balance table-wise over a node",
+          "[sharding]") {
+    ZooOptions zo;
+    zo.batch = 128 * 64;
+    const Model m = zoo_build("dlrm-mlperf", zo);
+    auto count = [](const EmbeddingSharding& s, ShardKind k) {
+        int n = 0;
+        for (const TablePlacement& p : s.placements) n += p.kind == k;
+        return n;
+    };
+    // 2 nodes of 8: ~15 non-replicated tables on 16 ranks balance table-wise (one table < 2 x mean load).
+    ShardingOptions two = opts(16, 8);
+    two.capacity_bytes = 80e9;
+    const EmbeddingSharding a = plan_embedding_sharding(m, two);
+    CHECK(count(a, ShardKind::table_row) == 0);
+    CHECK(count(a, ShardKind::table) > 0);
+    // 16 nodes of 8: a table is > 2 x the mean per-rank load, so it spreads over a node's 8 ranks.
+    ShardingOptions many = opts(128, 8);
+    many.capacity_bytes = 80e9;
+    const EmbeddingSharding b = plan_embedding_sharding(m, many);
+    CHECK(count(b, ShardKind::table) == 0);
+    CHECK(count(b, ShardKind::table_row) + count(b, ShardKind::data) == 26);
+    CHECK(count(b, ShardKind::table_row) > 0);
+    for (const TablePlacement& p : b.placements)
+        if (p.kind == ShardKind::table_row) CHECK(p.shards.size() == 8);
 }
