@@ -179,8 +179,8 @@ void print_totals(const exp::ExperimentResult& r) {
         // Embedding sharding (workloads/embedding_sharding.h): ranks hold different table shards.
         for (size_t k = 0; k < l.rank_memory.size(); ++k) {
             const wl::StageMemory& m = l.rank_memory[k];
-            fmt::print("  rank {} memory {}: weights {}, gradients {}, optimizer state {}, activations {}\n", k,
-                       si(m.total_bytes, "B"), si(m.weights_bytes, "B"), si(m.gradients_bytes, "B"),
+            fmt::print("  rank {} memory {}: weights {}, gradients {}, optimizer state {}, activations {}\n",
+                       k, si(m.total_bytes, "B"), si(m.weights_bytes, "B"), si(m.gradients_bytes, "B"),
                        si(m.optimizer_state_bytes, "B"), si(m.activations_bytes, "B"));
         }
     }

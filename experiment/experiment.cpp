@@ -361,12 +361,14 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
     if (!opt.embedding_sharding.empty()) {
         // Embedding sharding (workloads/embedding_sharding.h): tables placed over the devices, the dense
         // part data-parallel over all of them; its own lowering and per-rank memory check.
-        if (opt.tensor_parallel != 1 || opt.pipeline_parallel != 1 || opt.expert_parallel != 1 || opt.zero != 0 ||
-            opt.microbatches != 1 || (opt.data_parallel != 1 && opt.data_parallel != r.system.device_count))
-            cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, "--embedding-sharding",
-                      fmt::format("embedding sharding makes the dense part data-parallel over all {} devices; "
-                                  "it takes no tensor, pipeline, expert, ZeRO or micro-batch plan",
-                                  r.system.device_count));
+        if (opt.tensor_parallel != 1 || opt.pipeline_parallel != 1 || opt.expert_parallel != 1 ||
+            opt.zero != 0 || opt.microbatches != 1 ||
+            (opt.data_parallel != 1 && opt.data_parallel != r.system.device_count))
+            cfg::fail(
+                cfg::SourceLoc{"<command line>", 0, 0}, "--embedding-sharding",
+                fmt::format("embedding sharding makes the dense part data-parallel over all {} devices; "
+                            "it takes no tensor, pipeline, expert, ZeRO or micro-batch plan",
+                            r.system.device_count));
         const wl::ShardingOptions so = sharding_options(opt, r.system);
         const wl::EmbeddingSharding es = wl::make_embedding_sharding(opt.embedding_sharding, forward, so);
         auto lowering = std::make_shared<wl::ParallelLowering>(wl::lower_embedding_sharding(forward, es, so));

@@ -20,8 +20,8 @@
 #include "db/results_db.h"
 #include "sim/config/limits.h"
 #include "sim/config/node.h"
-#include "workloads/model.h"
 #include "workloads/embedding_sharding.h"
+#include "workloads/model.h"
 #include "workloads/parallel.h"
 
 namespace mlsim::exp {
