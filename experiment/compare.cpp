@@ -697,7 +697,26 @@ CompareOutcome run_compare(const CompareStudy& study, const CompareOptions& opti
                 row.usd_per_million_samples =
                     cost_per_million_samples_usd(*s.price, row.samples_per_s, row.energy_per_sample_j);
             if (w.train_samples) row.time_to_train_s = *w.train_samples / row.samples_per_s;
-            if (options.db) row.run_id = options.db->record_run(result->info, to_rows(result->layers), wall);
+            if (options.db) {
+                // The parallel engine's rank-0 layers may carry a busy time a rounding above their interval
+                // (arch/system/parallel_exec; `mlsim run --db` with a plan stops on the same check): such a
+                // run is recorded as failed with that reason, its figures kept in the comparison row.
+                std::string bad_layer;
+                for (const arch::LayerResult& l : result->layers)
+                    if (bad_layer.empty() &&
+                        l.time_s > (l.end_s - l.start_s) + 1e-9 * std::max(l.end_s, l.time_s))
+                        bad_layer = l.name;
+                if (result->parallel_run && !bad_layer.empty())
+                    row.run_id = options.db->record_failed_run(
+                        failed_info(study, w, s, sys, asked),
+                        fmt::format(
+                            "not recorded with its layers: rank 0's layer '{}' is busy longer than its "
+                            "interval (parallel engine); the step's figures are in `comparisons`",
+                            bad_layer),
+                        wall);
+                else
+                    row.run_id = options.db->record_run(result->info, to_rows(result->layers), wall);
+            }
         } else if (options.db) {
             row.run_id = options.db->record_failed_run(failed_info(study, w, s, sys, asked), row.error, wall);
         }

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "db/schema.h"
 #include "experiment/experiment.h"
 #include "experiment/serving/pipeline.h"
 #include "experiment/serving/serving.h"
@@ -269,7 +270,7 @@ TEST_CASE("a serving run appends to an older results database, which stays reada
     const auto out = test::run_mlsim(fmt::format("serve --requests 20 --rate 2 --db '{}'", db));
     REQUIRE(out.status == 0);
     CHECK(test::query(db, "SELECT value FROM meta WHERE key = 'schema_version'") ==
-          std::vector<std::string>{"6|"});
+          std::vector<std::string>{std::to_string(db::schema::current_version) + "|"});
     std::vector<std::string> after =
         test::query(db, "SELECT run_id, model, total_time_s FROM runs ORDER BY run_id");
     REQUIRE(after.size() == before.size() + 1);
