@@ -177,6 +177,13 @@ void print_totals(const exp::ExperimentResult& r) {
                 si(m.optimizer_state_bytes, "B"), si(m.activations_bytes, "B"), m.inflight_microbatches,
                 si(m.kv_cache_bytes, "B"));
         }
+        // Embedding sharding (workloads/embedding_sharding.h): ranks hold different table shards.
+        for (size_t k = 0; k < l.rank_memory.size(); ++k) {
+            const wl::StageMemory& m = l.rank_memory[k];
+            fmt::print("  rank {} memory {}: weights {}, gradients {}, optimizer state {}, activations {}\n",
+                       k, si(m.total_bytes, "B"), si(m.weights_bytes, "B"), si(m.gradients_bytes, "B"),
+                       si(m.optimizer_state_bytes, "B"), si(m.activations_bytes, "B"));
+        }
     }
     if (r.parallel_run && r.parallel_exec) print_parallel_run(r);
     fmt::print("  work    {} MACs, {} FLOPs, {} moved, intensity {:.3g} FLOP/B\n", si(t.macs, ""),

@@ -276,6 +276,21 @@ wl::ParallelPlan parallel_plan(const ExperimentOptions& o) {
     return p;
 }
 
+wl::ShardingOptions sharding_options(const ExperimentOptions& o, const arch::SystemSpec& system) {
+    wl::ShardingOptions so;
+    so.ranks = system.device_count;
+    // Nodes of equal size give the node and cross-node groups (table-row-wise); otherwise one node.
+    int64_t per_node = system.nodes.empty() ? 0 : system.nodes.front().devices;
+    for (const arch::SystemNode& n : system.nodes)
+        if (n.devices != per_node) per_node = 0;
+    so.ranks_per_node = per_node;
+    so.training = o.mode == "training";
+    so.training_options = wl::TrainingOptions{o.optimizer, o.checkpointing};
+    so.capacity_bytes = system.device.main_memory().capacity_bytes;
+    so.device_name = system.device.name;
+    return so;
+}
+
 bool has_parallel_plan(const ExperimentOptions& o) {
     return o.data_parallel != 1 || o.tensor_parallel != 1 || o.pipeline_parallel != 1 ||
            o.expert_parallel != 1 || o.zero != 0 || o.microbatches != 1 || o.sequence_parallel ||
@@ -296,6 +311,7 @@ void set_workload_options(cfg::Node& map, const ExperimentOptions& o) {
         put("optimizer", o.optimizer);
         put("checkpointing", o.checkpointing ? "true" : "false");
     }
+    if (!o.embedding_sharding.empty()) put("embedding_sharding", o.embedding_sharding);
     if (has_parallel_plan(o)) {  // only then, so that single-device configs keep their hashes
         cfg::Node par = cfg::Node::make_map(loc, map.path() + ".parallel");
         const auto pput = [&](const char* key, const std::string& value) {
@@ -342,7 +358,23 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
     zo.dtype = *dtype;
     std::string model_source;
     wl::Model forward = build_model(opt, zo, &model_source);
-    if (has_parallel_plan(opt)) {
+    if (!opt.embedding_sharding.empty()) {
+        // Embedding sharding (workloads/embedding_sharding.h): tables placed over the devices, the dense
+        // part data-parallel over all of them; its own lowering and per-rank memory check.
+        if (opt.tensor_parallel != 1 || opt.pipeline_parallel != 1 || opt.expert_parallel != 1 ||
+            opt.zero != 0 || opt.microbatches != 1 ||
+            (opt.data_parallel != 1 && opt.data_parallel != r.system.device_count))
+            cfg::fail(
+                cfg::SourceLoc{"<command line>", 0, 0}, "--embedding-sharding",
+                fmt::format("embedding sharding makes the dense part data-parallel over all {} devices; "
+                            "it takes no tensor, pipeline, expert, ZeRO or micro-batch plan",
+                            r.system.device_count));
+        const wl::ShardingOptions so = sharding_options(opt, r.system);
+        const wl::EmbeddingSharding es = wl::make_embedding_sharding(opt.embedding_sharding, forward, so);
+        auto lowering = std::make_shared<wl::ParallelLowering>(wl::lower_embedding_sharding(forward, es, so));
+        wl::check_embedding_memory(*lowering, es, so);
+        r.parallel = std::move(lowering);
+    } else if (has_parallel_plan(opt)) {
         // The plan decides what each device holds: checked against the system's device count and each
         // rank's memory against its device (workloads/parallel.h); the execution engine runs the ranks.
         wl::ParallelOptions po;

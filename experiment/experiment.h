@@ -20,6 +20,7 @@
 #include "db/results_db.h"
 #include "sim/config/limits.h"
 #include "sim/config/node.h"
+#include "workloads/embedding_sharding.h"
 #include "workloads/model.h"
 #include "workloads/parallel.h"
 
@@ -55,6 +56,9 @@ struct ExperimentOptions {
     int64_t microbatches = 1;
     bool sequence_parallel = false;
     std::string pipeline_schedule = "1f1b";  // 1f1b | gpipe
+    // Embedding sharding (workloads/embedding_sharding.h): auto | table | row | column | table-row | data |
+    // a placement file; empty: off. The dense part is then data-parallel over every device.
+    std::string embedding_sharding;
     // What the run may cost (sim/config/limits.h): refused before it starts when its estimate is above.
     // Not part of the resolved config: it never changes a result.
     int64_t max_pe_cycles = static_cast<int64_t>(limits::default_max_pe_cycles);
@@ -137,6 +141,8 @@ ExperimentResult simulate(PreparedExperiment&& prepared);
 // they give one (any option not at its default).
 wl::ParallelPlan parallel_plan(const ExperimentOptions& o);
 bool has_parallel_plan(const ExperimentOptions& o);
+// The embedding-sharding options for a system (ranks, ranks per node, capacity), located at the flag.
+wl::ShardingOptions sharding_options(const ExperimentOptions& o, const arch::SystemSpec& system);
 
 // Writes the workload options (batch, seq, image, dtype, mode, and optimizer/checkpointing when
 // training) into `map`, located at the map; the one place that lists what shapes a workload.

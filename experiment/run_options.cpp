@@ -157,6 +157,12 @@ std::vector<RunOption> builtin_fields() {
     t.push_back(string_field(
         choice("pipeline-schedule", {"1f1b", "gpipe"}, "1f1b", "parallel plan: pipeline schedule"), 0,
         &ExperimentOptions::pipeline_schedule));
+    // Embedding sharding (workloads/embedding_sharding.h): DLRM-style tables on a multi-device system.
+    t.push_back(string_field(
+        param("embedding-sharding", PType::string, std::nullopt,
+              "shard embedding tables over the system's devices: auto (greedy planner), table, row, column, "
+              "table-row, data, or a placement YAML file; the dense part is data-parallel; unset: off"),
+        0, &ExperimentOptions::embedding_sharding));
     t.push_back(integer_field(
         at_least(param("max-pe-cycles", PType::integer,
                        std::to_string(static_cast<int64_t>(limits::default_max_pe_cycles)),

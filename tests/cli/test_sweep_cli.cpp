@@ -22,7 +22,7 @@ TEST_CASE("mlsim sweep --help documents the sweep file keys from their declarati
     const Output o = run_mlsim("sweep --help");
     CHECK(o.status == 0);
     for (const char* part : {"usage: mlsim sweep FILE", "--jobs", "--dry-run", "base", "factors", "zip",
-                             "batch              integer >= 1",
+                             "batch               integer >= 1",
                              "device.systolic.rows: [8, 16, 32, 64, 128, 256]", "sweep_factors"})
         CHECK(contains(o.text, part));
 }
