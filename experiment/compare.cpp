@@ -11,6 +11,7 @@
 #include <set>
 
 #include "arch/family.h"
+#include "experiment/sweep.h"
 #include "sim/config/error.h"
 #include "sim/config/loader.h"
 #include "sim/config/messages.h"
@@ -130,65 +131,12 @@ const cfg::Schema& workload_schema() {
     return s;
 }
 
-bool ends_with(std::string_view s, std::string_view suffix) {
-    return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
-bool path_like(std::string_view s) {
-    return s.find('/') != std::string_view::npos || ends_with(s, ".yaml") || ends_with(s, ".yml") ||
-           ends_with(s, ".csv") || arch::find_system_format(s) != nullptr;
-}
-
-std::string relative_to(const std::string& file, const std::string& value) {
-    fs::path p(value);
-    if (p.is_relative()) {
-        fs::path dir = fs::path(file).parent_path();
-        p = (dir.empty() ? fs::path(".") : dir) / p;
-    }
-    return fs::absolute(p).lexically_normal().string();
-}
-
 std::string resolve_model(const std::string& file, const cfg::Node& v) {
-    const std::string s = v.as_string();
-    if (path_like(s)) {
-        const std::string path = relative_to(file, s);
-        std::error_code ec;
-        if (!fs::is_regular_file(path, ec))
-            cfg::fail(v.loc(), v.path(),
-                      fmt::format("no model file '{}' (paths are relative to the compare file)", path));
-        return path;
-    }
-    std::vector<std::string> names;
-    for (const wl::ZooEntry& e : wl::zoo_list()) names.push_back(e.name);
-    if (std::find(names.begin(), names.end(), s) == names.end()) {
-        const std::string near = cfg::nearest(s, names);
-        cfg::fail(v.loc(), v.path(),
-                  fmt::format("unknown model '{}'{}; see mlsim list models, or give a .yaml / .csv file", s,
-                              near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near)));
-    }
-    return s;
+    return resolve_model_ref(file, "compare", v);
 }
 
 std::string resolve_system(const std::string& file, const cfg::Node& v) {
-    const std::string s = v.as_string();
-    if (s.empty()) cfg::fail(v.loc(), v.path(), "a system is empty");
-    if (path_like(s)) {
-        const std::string path = relative_to(file, s);
-        std::error_code ec;
-        if (!fs::is_regular_file(path, ec))
-            cfg::fail(
-                v.loc(), v.path(),
-                fmt::format("no system or device file '{}' (paths are relative to the compare file)", path));
-        return path;
-    }
-    if (std::optional<std::string> preset = find_system_preset(s)) return *preset;
-    std::vector<std::string> names = arch::list_device_presets(configs_dir());
-    for (const std::string& n : arch::list_system_presets(configs_dir())) names.push_back(n);
-    const std::string near = cfg::nearest(s, names);
-    cfg::fail(v.loc(), v.path(),
-              fmt::format("no preset '{}'{}; see mlsim list devices / systems (a file path needs a '/' or "
-                          ".yaml)",
-                          s, near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near)));
+    return resolve_system_ref(file, "compare", v);
 }
 
 cfg::SourceLoc where(const cfg::Node& n) { return n.is_scalar() || n.is_null() ? n.loc() : n.key_loc(); }
@@ -534,7 +482,7 @@ CompareStudy load_compare(const std::string& path) {
         if (checked_entry && checked_entry->find("name")) {
             s.name = checked_entry->find("name")->as_string();
         } else {
-            s.name = path_like(sys_node->as_string()) ? s.spec->name : sys_node->as_string();
+            s.name = names_a_file(sys_node->as_string()) ? s.spec->name : sys_node->as_string();
         }
         if (s.name.empty()) cfg::fail(s.loc, item.path(), "a system's name is empty");
         if (auto [it, fresh] = seen_systems.emplace(s.name, s.loc); !fresh)

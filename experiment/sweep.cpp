@@ -98,11 +98,6 @@ bool ends_with(std::string_view s, std::string_view suffix) {
 }
 
 // A SCALE-Sim .cfg is a system file too, as on the command line.
-bool path_like(std::string_view s) {
-    return s.find('/') != std::string_view::npos || ends_with(s, ".yaml") || ends_with(s, ".yml") ||
-           ends_with(s, ".csv") || arch::find_system_format(s) != nullptr;
-}
-
 std::vector<std::string> param_names(const cfg::Schema& schema) {
     std::vector<std::string> names;
     for (const Param& p : schema.params) names.push_back(p.name);
@@ -212,58 +207,12 @@ std::optional<double> value_number(const cfg::Node& v, std::optional<cfg::Dim> d
     }
 }
 
-fs::path sweep_dir(const Sweep& sweep) {
-    fs::path dir = fs::path(sweep.file).parent_path();
-    return dir.empty() ? fs::path(".") : dir;
-}
-
-// A system or model file named in the sweep is relative to the sweep file; a preset or zoo name is not
-// a path. Files are made absolute: a model file's path is part of the resolved config, and so of the
-// hash that lets a rerun from another working directory find the points already done.
-std::string relative_to_sweep(const Sweep& sweep, const std::string& value) {
-    fs::path p(value);
-    if (p.is_relative()) p = sweep_dir(sweep) / p;
-    return fs::absolute(p).lexically_normal().string();
-}
-
 std::string resolve_system(const Sweep& sweep, const cfg::Node& v) {
-    const std::string s = v.as_string();
-    if (path_like(s)) {
-        const std::string file = relative_to_sweep(sweep, s);
-        std::error_code ec;
-        if (!fs::is_regular_file(file, ec))
-            cfg::fail(
-                v.loc(), v.path(),
-                fmt::format("no system or device file '{}' (paths are relative to the sweep file)", file));
-        return file;
-    }
-    if (std::optional<std::string> preset = find_system_preset(s)) return *preset;
-    std::vector<std::string> names = arch::list_device_presets(configs_dir());
-    const std::string near = cfg::nearest(s, names);
-    cfg::fail(v.loc(), v.path(),
-              fmt::format("no preset '{}'{}; see mlsim list devices (a file path needs a '/' or .yaml)", s,
-                          near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near)));
+    return resolve_system_ref(sweep.file, "sweep", v);
 }
 
 std::string resolve_model(const Sweep& sweep, const cfg::Node& v) {
-    const std::string s = v.as_string();
-    if (path_like(s)) {
-        const std::string file = relative_to_sweep(sweep, s);
-        std::error_code ec;
-        if (!fs::is_regular_file(file, ec))
-            cfg::fail(v.loc(), v.path(),
-                      fmt::format("no model file '{}' (paths are relative to the sweep file)", file));
-        return file;
-    }
-    std::vector<std::string> names;
-    for (const wl::ZooEntry& e : wl::zoo_list()) names.push_back(e.name);
-    if (std::find(names.begin(), names.end(), s) == names.end()) {
-        const std::string near = cfg::nearest(s, names);
-        cfg::fail(v.loc(), v.path(),
-                  fmt::format("unknown model '{}'{}; see mlsim list models, or give a .yaml / .csv file", s,
-                              near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near)));
-    }
-    return s;
+    return resolve_model_ref(sweep.file, "sweep", v);
 }
 
 }  // namespace
@@ -722,6 +671,63 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
     s.wall_s = std::chrono::duration<double>(Clock::now() - start).count();
     std::sort(errors.begin(), errors.end());
     for (std::size_t k = 0; k < errors.size() && k < k_max_errors; ++k) s.errors.push_back(errors[k].second);
+    return s;
+}
+
+std::string relative_to_file(const std::string& referrer, const std::string& value) {
+    fs::path p(value);
+    if (p.is_relative()) {
+        const fs::path dir = fs::path(referrer).parent_path();
+        p = (dir.empty() ? fs::path(".") : dir) / p;
+    }
+    return fs::absolute(p).lexically_normal().string();
+}
+
+bool names_a_file(std::string_view s) {
+    return s.find('/') != std::string_view::npos || ends_with(s, ".yaml") || ends_with(s, ".yml") ||
+           ends_with(s, ".csv") || arch::find_system_format(s) != nullptr;
+}
+
+std::string resolve_system_ref(const std::string& referrer, std::string_view kind, const cfg::Node& v) {
+    const std::string s = v.as_string();
+    if (s.empty()) cfg::fail(v.loc(), v.path(), "a system is empty");
+    if (names_a_file(s)) {
+        const std::string file = relative_to_file(referrer, s);
+        std::error_code ec;
+        if (!fs::is_regular_file(file, ec))
+            cfg::fail(
+                v.loc(), v.path(),
+                fmt::format("no system or device file '{}' (paths are relative to the {} file)", file, kind));
+        return file;
+    }
+    if (std::optional<std::string> preset = find_system_preset(s)) return *preset;
+    std::vector<std::string> names = arch::list_device_presets(configs_dir());
+    for (const std::string& n : arch::list_system_presets(configs_dir())) names.push_back(n);
+    const std::string near = cfg::nearest(s, names);
+    cfg::fail(
+        v.loc(), v.path(),
+        fmt::format("no preset '{}'{}; see mlsim list devices / systems (a file path needs a '/' or .yaml)",
+                    s, near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near)));
+}
+
+std::string resolve_model_ref(const std::string& referrer, std::string_view kind, const cfg::Node& v) {
+    const std::string s = v.as_string();
+    if (names_a_file(s)) {
+        const std::string file = relative_to_file(referrer, s);
+        std::error_code ec;
+        if (!fs::is_regular_file(file, ec))
+            cfg::fail(v.loc(), v.path(),
+                      fmt::format("no model file '{}' (paths are relative to the {} file)", file, kind));
+        return file;
+    }
+    std::vector<std::string> names;
+    for (const wl::ZooEntry& e : wl::zoo_list()) names.push_back(e.name);
+    if (std::find(names.begin(), names.end(), s) == names.end()) {
+        const std::string near = cfg::nearest(s, names);
+        cfg::fail(v.loc(), v.path(),
+                  fmt::format("unknown model '{}'{}; see mlsim list models, or give a .yaml / .csv file", s,
+                              near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near)));
+    }
     return s;
 }
 

@@ -35,6 +35,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "db/results_db.h"
@@ -151,5 +152,15 @@ struct DistributedSweep {
 };
 // The installed backend; null (the default, and always in the plain mlsim binary): threads only.
 DistributedSweep*& distributed_sweep();
+
+// `system:` and `model:` values of a sweep or compare file (`kind`: "sweep", "compare"): a preset or zoo
+// name, or a path (a '/', .yaml, .yml, .csv or a SCALE-Sim suffix) relative to the `referrer` file, made
+// absolute (a model file's path is part of the resolved config, and so of the hash that lets a rerun from
+// another working directory find the points already done). A missing file, an unknown name (with the
+// nearest) or an empty system is a UserError located at the value.
+// Whether a value names a file rather than a preset or zoo entry (the rule above).
+bool names_a_file(std::string_view s);
+std::string resolve_system_ref(const std::string& referrer, std::string_view kind, const cfg::Node& v);
+std::string resolve_model_ref(const std::string& referrer, std::string_view kind, const cfg::Node& v);
 
 }  // namespace mlsim::exp

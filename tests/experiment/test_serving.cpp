@@ -435,10 +435,15 @@ TEST_CASE("tensor-parallel collectives come from the network model", "[serving][
     const GroupComm net = network_comm(node, ranks, "fp16");
     const GroupComm ring = ring_comm(*node.topology, ranks);
     // Large messages are bandwidth-bound: the network model's ring through the NVSwitch is within 15 % of
-    // the alpha-beta ring (it adds NCCL's protocol costs and the reduction), never faster than 0.9 x.
+    // the alpha-beta ring at the links' payload rate (line rate x `efficiency`, 0.8 on NVLink3: the
+    // preset's source), never faster than 0.9 x; the network model adds NCCL's protocol costs and the
+    // reduction. The bare ring runs at line rate.
+    const double eff = node.topology->link(0).props.efficiency;
+    REQUIRE(eff > 0);
+    REQUIRE(eff <= 1);
     const double big = 256e6;
-    CHECK(net.all_reduce(big).time_s > 0.9 * ring.all_reduce(big).time_s);
-    CHECK(net.all_reduce(big).time_s < 1.15 * ring.all_reduce(big).time_s);
+    CHECK(net.all_reduce(big).time_s > 0.9 * ring.all_reduce(big).time_s / eff);
+    CHECK(net.all_reduce(big).time_s < 1.15 * ring.all_reduce(big).time_s / eff);
     // Small ones pay NCCL's per-call latency (LL: 3.6 us), which the bare ring lacks, and take the
     // latency-optimal tree instead of the ring's 2(n-1) = 14 steps: the same order as the ring's 8.5 us.
     CHECK(net.all_reduce(16384).time_s > 3.6e-6);
