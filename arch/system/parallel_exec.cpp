@@ -654,23 +654,25 @@ void Engine::launch(size_t id) {
 }
 
 void Engine::on_comm_done(std::uint64_t id) {
-    PendingComm& pc = m_pending[id];
-    const std::vector<Instance> members = pc.members;
+    // Copies, not a reference: start_stream below may add pending calls and move m_pending.
+    const std::vector<Instance> members = m_pending[id].members;
+    const Tick pc_start = m_pending[id].start, pc_end = m_pending[id].end;
+    const bool pc_p2p = m_pending[id].p2p;
     for (const Instance& in : members) {
         RankState& r = m_ranks[in.rank];
         const wl::CommOp& c = *task_of(in).comm;
-        r.comm_s += (pc.end - pc.start).to_seconds();
-        if (pc.end >= r.last_comm_end) {
-            r.last_comm_end = pc.end;
-            r.last_comm_start = pc.start;
+        r.comm_s += (pc_end - pc_start).to_seconds();
+        if (pc_end >= r.last_comm_end) {
+            r.last_comm_end = pc_end;
+            r.last_comm_start = pc_start;
             r.last_comm_purpose = c.purpose;
         }
         const int stream = 2 * axis_of(c.axis) + (c.collective ? 0 : (c.send ? 1 : 0));
         r.stream_busy[stream] = false;
         Wait w;
         w.comm = true;
-        w.recv = pc.p2p && !c.send;
-        w.transfer_start = pc.start;
+        w.recv = pc_p2p && !c.send;
+        w.transfer_start = pc_start;
         w.purpose = c.purpose;
         finish_task(in, m_sim.now(), w);
         start_stream(r, stream);
