@@ -1072,22 +1072,7 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
         // Activations.
         double act = 0;
         if (o.training) {
-            std::set<std::pair<size_t, int>> kept;
-            for (size_t i = 0; i < rn; ++i) {
-                if (rm.op(i).phase == Phase::forward || drop[i]) continue;
-                for (const Edge& e : rm.in_edges(i)) {
-                    if (rm.op(e.from).phase != Phase::forward) continue;
-                    TensorRef t{e.from, e.from_slot};
-                    while (rm.op(t.op).kind == "reshape" || rm.op(t.op).kind == "flatten") {
-                        const std::optional<TensorRef> pr = rm.producer(t.op, 0);
-                        if (!pr) break;
-                        t = *pr;
-                    }
-                    if (kept.insert({t.op, t.slot}).second)
-                        act += static_cast<double>(numel(rm.op(t.op).outputs[static_cast<size_t>(t.slot)])) *
-                               dtype_bytes(rm.op(t.op).dtype);
-                }
-            }
+            act += saved_forward_bytes(rm, [&](size_t i) { return !drop[i]; });
             for (size_t i = 0; i < rank_fwd.ops().size(); ++i) {
                 const Op& f = rank_fwd.op(i);
                 if (shard_kind.count(f.name) || data_tables.count(f.name))

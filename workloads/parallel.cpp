@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -1174,22 +1175,7 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
         if (opts.training) {
             // Tensors read by a later pass: each forward tensor a backward op of the stage reads (received
             // ones included), seen through reshape views to the tensor that holds the data, each once.
-            std::set<std::pair<size_t, int>> kept;
-            for (size_t i = 0; i < n; ++i) {
-                if (stage[i] != s || rm.op(i).phase == Phase::forward) continue;
-                for (const Edge& e : rm.in_edges(i)) {
-                    if (rm.op(e.from).phase != Phase::forward) continue;
-                    TensorRef t{e.from, e.from_slot};
-                    while (rm.op(t.op).kind == "reshape" || rm.op(t.op).kind == "flatten") {
-                        const std::optional<TensorRef> pr = rm.producer(t.op, 0);
-                        if (!pr) break;
-                        t = *pr;
-                    }
-                    if (kept.insert({t.op, t.slot}).second)
-                        act +=
-                            tensor_bytes(rm.op(t.op).outputs[static_cast<size_t>(t.slot)], rm.op(t.op).dtype);
-                }
-            }
+            act += saved_forward_bytes(rm, [&](size_t i) { return stage[i] == s; });
             mem.inflight_microbatches = plan.schedule == PipelineSchedule::gpipe
                                             ? plan.microbatches
                                             : std::min(P - s, plan.microbatches);
@@ -1236,6 +1222,26 @@ void check_parallel_memory(const ParallelLowering& L, double capacity_bytes, con
                         m.activations_bytes / 1e9, m.inflight_microbatches, m.kv_cache_bytes / 1e9,
                         device_name, capacity_bytes / 1e9, (m.total_bytes - capacity_bytes) / 1e9));
     }
+}
+
+double saved_forward_bytes(const Model& rm, const std::function<bool(size_t)>& include) {
+    std::set<std::pair<size_t, int>> kept;
+    double bytes = 0;
+    for (size_t i = 0; i < rm.ops().size(); ++i) {
+        if (rm.op(i).phase == Phase::forward || !include(i)) continue;
+        for (const Edge& e : rm.in_edges(i)) {
+            if (rm.op(e.from).phase != Phase::forward) continue;
+            TensorRef t{e.from, e.from_slot};
+            while (rm.op(t.op).kind == "reshape" || rm.op(t.op).kind == "flatten") {
+                const std::optional<TensorRef> pr = rm.producer(t.op, 0);
+                if (!pr) break;
+                t = *pr;
+            }
+            if (kept.insert({t.op, t.slot}).second)
+                bytes += tensor_bytes(rm.op(t.op).outputs[static_cast<size_t>(t.slot)], rm.op(t.op).dtype);
+        }
+    }
+    return bytes;
 }
 
 }  // namespace mlsim::wl

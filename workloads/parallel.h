@@ -71,6 +71,7 @@
 //   micro-batch. A stage that does not fit its device is a UserError naming its first rank, what it
 //   holds and by how much it is over.
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -219,5 +220,10 @@ StateBytes state_bytes_per_param(DType dtype, const std::string& optimizer);
 void check_parallel_memory(const ParallelLowering& lowering, double capacity_bytes,
                            const std::string& device_name);
 std::string to_string(GroupAxis axis);
+
+// Bytes of the forward tensors that the non-forward ops i with include(i) read in a lowered model `rm`
+// (seen through reshape / flatten views to the tensor holding the data, each tensor once): what a rank
+// keeps for backward, the activations of the memory accounts.
+double saved_forward_bytes(const Model& rm, const std::function<bool(size_t)>& include);
 
 }  // namespace mlsim::wl
