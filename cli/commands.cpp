@@ -109,8 +109,10 @@ void print_parallel_run(const exp::ExperimentResult& r) {
     const exp::ParallelSummary& s = *r.parallel_run;
     const arch::ExecResult& x = *r.parallel_exec;
     const auto share = [&](double v) { return percent(s.step_time_s > 0 ? v / s.step_time_s : 0); };
-    fmt::print("  step    {} on {} ranks: {:.4g} samples/s, {:.4g} tokens/s, MFU {}\n",
-               seconds(s.step_time_s), x.ranks.size(), s.samples_per_s, s.tokens_per_s, percent(s.mfu));
+    // Tokens only where the model has a sequence (a DLRM step has none).
+    const std::string tokens = s.tokens_per_s > 0 ? fmt::format(", {:.4g} tokens/s", s.tokens_per_s) : "";
+    fmt::print("  step    {} on {} ranks: {:.4g} samples/s{}, MFU {}\n", seconds(s.step_time_s), x.ranks.size(),
+               s.samples_per_s, tokens, percent(s.mfu));
     fmt::print("  step    critical rank {}: compute {} ({}), exposed communication {} ({}), bubble {} ({})\n",
                x.critical_rank, seconds(s.compute_s), share(s.compute_s), seconds(s.exposed_comm_s),
                share(s.exposed_comm_s), seconds(s.bubble_s), share(s.bubble_s));
@@ -159,9 +161,10 @@ void print_totals(const exp::ExperimentResult& r) {
                si(t.energy_j / static_cast<double>(r.info.batch), "J"), si(t.energy_j / t.time_s, "W"));
     if (r.info.mode == "training") {
         const wl::MemoryAccount m = r.training_memory;
-        fmt::print("  memory  {} resident: weights {}, gradients {}, optimizer state {}, activations {}\n",
-                   si(m.total_bytes, "B"), si(m.weights_bytes, "B"), si(m.gradients_bytes, "B"),
-                   si(m.optimizer_state_bytes, "B"), si(m.activations_bytes, "B"));
+        fmt::print("  memory  {} {}: weights {}, gradients {}, optimizer state {}, activations {}\n",
+                   si(m.total_bytes, "B"), r.parallel ? "for the whole model on one device (unsharded)" : "resident",
+                   si(m.weights_bytes, "B"), si(m.gradients_bytes, "B"), si(m.optimizer_state_bytes, "B"),
+                   si(m.activations_bytes, "B"));
     }
     if (r.parallel) {  // the plan's per-rank memory, one line per pipeline stage
         const wl::ParallelLowering& l = *r.parallel;
@@ -177,8 +180,9 @@ void print_totals(const exp::ExperimentResult& r) {
                 si(m.optimizer_state_bytes, "B"), si(m.activations_bytes, "B"), m.inflight_microbatches,
                 si(m.kv_cache_bytes, "B"));
         }
-        // Embedding sharding (workloads/embedding_sharding.h): ranks hold different table shards.
-        for (size_t k = 0; k < l.rank_memory.size(); ++k) {
+        // Embedding sharding (workloads/embedding_sharding.h): ranks hold different table shards; the
+        // execution's per-rank table below repeats these figures, so they are printed only without it.
+        for (size_t k = 0; !r.parallel_exec && k < l.rank_memory.size(); ++k) {
             const wl::StageMemory& m = l.rank_memory[k];
             fmt::print("  rank {} memory {}: weights {}, gradients {}, optimizer state {}, activations {}\n",
                        k, si(m.total_bytes, "B"), si(m.weights_bytes, "B"), si(m.gradients_bytes, "B"),
