@@ -111,8 +111,8 @@ void print_parallel_run(const exp::ExperimentResult& r) {
     const auto share = [&](double v) { return percent(s.step_time_s > 0 ? v / s.step_time_s : 0); };
     // Tokens only where the model has a sequence (a DLRM step has none).
     const std::string tokens = s.tokens_per_s > 0 ? fmt::format(", {:.4g} tokens/s", s.tokens_per_s) : "";
-    fmt::print("  step    {} on {} ranks: {:.4g} samples/s{}, MFU {}\n", seconds(s.step_time_s), x.ranks.size(),
-               s.samples_per_s, tokens, percent(s.mfu));
+    fmt::print("  step    {} on {} ranks: {:.4g} samples/s{}, MFU {}\n", seconds(s.step_time_s),
+               x.ranks.size(), s.samples_per_s, tokens, percent(s.mfu));
     fmt::print("  step    critical rank {}: compute {} ({}), exposed communication {} ({}), bubble {} ({})\n",
                x.critical_rank, seconds(s.compute_s), share(s.compute_s), seconds(s.exposed_comm_s),
                share(s.exposed_comm_s), seconds(s.bubble_s), share(s.bubble_s));
@@ -162,7 +162,8 @@ void print_totals(const exp::ExperimentResult& r) {
     if (r.info.mode == "training") {
         const wl::MemoryAccount m = r.training_memory;
         fmt::print("  memory  {} {}: weights {}, gradients {}, optimizer state {}, activations {}\n",
-                   si(m.total_bytes, "B"), r.parallel ? "for the whole model on one device (unsharded)" : "resident",
+                   si(m.total_bytes, "B"),
+                   r.parallel ? "for the whole model on one device (unsharded)" : "resident",
                    si(m.weights_bytes, "B"), si(m.gradients_bytes, "B"), si(m.optimizer_state_bytes, "B"),
                    si(m.activations_bytes, "B"));
     }
