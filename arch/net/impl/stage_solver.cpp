@@ -19,7 +19,7 @@ constexpr double inf = std::numeric_limits<double>::infinity();
 constexpr double rel_tol = 1e-12;
 }  // namespace
 
-void FluidSolver::rates(const std::vector<uint32_t>& active, const std::vector<StageFlowTiming>& flows,
+void ReferenceFluidSolver::rates(const std::vector<uint32_t>& active, const std::vector<StageFlowTiming>& flows,
                         const std::vector<DirLink>& hops) {
     const std::size_t nres = m_routes.resource_count();
     if (m_cap_left.size() != nres) {
@@ -118,7 +118,7 @@ void FluidSolver::rates(const std::vector<uint32_t>& active, const std::vector<S
     for (DirLink r : m_touched) m_unfrozen[r] = 0;
 }
 
-void FluidSolver::solve(const std::vector<StageFlowTiming>& flows, const std::vector<DirLink>& hops,
+void ReferenceFluidSolver::solve(const std::vector<StageFlowTiming>& flows, const std::vector<DirLink>& hops,
                         std::vector<double>& finish) {
     const std::size_t n = flows.size();
     finish.assign(n, 0);
@@ -164,6 +164,225 @@ void FluidSolver::solve(const std::vector<StageFlowTiming>& flows, const std::ve
         }
         active.resize(keep);
         t = t_next;
+    }
+}
+
+void FluidSolver::set_rate(uint32_t f, double rate, double t) {
+    if (rate == m_rate[f]) return;
+    if (m_rate[f] > 0 && t > m_tref[f]) m_left[f] = std::max(0.0, m_left[f] - m_rate[f] * (t - m_tref[f]));
+    m_tref[f] = t;
+    m_rate[f] = rate;
+    ++m_version[f];
+    m_finish_heap.push_back({rate > 0 ? t + m_left[f] / rate : inf, f, m_version[f]});
+    std::push_heap(m_finish_heap.begin(), m_finish_heap.end(), std::greater<>());
+}
+
+void FluidSolver::refill(std::size_t from, double t, const std::vector<StageFlowTiming>& flows,
+                         const std::vector<DirLink>& hops) {
+    MLSIM_CHECK(from == 0 || m_added.empty(), "a release refills every flow");
+    if (++m_epoch == 0) {
+        std::fill(m_mark.begin(), m_mark.end(), 0u);
+        m_epoch = 1;
+    }
+    m_touched.clear();
+    m_refill.clear();
+    // Links keep the spare capacity they had before the first flow frozen from `from` on took its share.
+    for (std::size_t i = from; i < m_order.size(); ++i) {
+        const uint32_t f = m_order[i];
+        const bool active = m_state[f] == 1;
+        if (active) m_refill.push_back(f);
+        const StageFlowTiming& fl = flows[f];
+        for (uint32_t k = 0; k < fl.path_len; ++k) {
+            const DirLink r = hops[fl.path_off + k];
+            if (m_mark[r] != m_epoch) {
+                m_mark[r] = m_epoch;
+                m_touched.push_back(r);
+                m_cap_left[r] = m_cap_before[fl.path_off + k];
+                m_unfrozen[r] = 0;
+            }
+            if (active) ++m_unfrozen[r];
+        }
+    }
+    for (uint32_t f : m_added) {
+        m_refill.push_back(f);
+        const StageFlowTiming& fl = flows[f];
+        for (uint32_t k = 0; k < fl.path_len; ++k) {
+            const DirLink r = hops[fl.path_off + k];
+            if (m_mark[r] != m_epoch) {
+                m_mark[r] = m_epoch;
+                m_touched.push_back(r);
+                m_cap_left[r] = m_routes.capacity(r);
+                m_unfrozen[r] = 0;
+            }
+            ++m_unfrozen[r];
+        }
+    }
+    m_added.clear();
+    m_order.resize(from);
+    m_group.resize(from);
+    m_refilled += m_refill.size();
+    // resource -> its flows to fill: row r is m_res_flows[m_res_off[r] .. m_fill[r])
+    uint32_t total = 0;
+    for (DirLink r : m_touched) {
+        m_res_off[r] = m_fill[r] = total;
+        total += m_unfrozen[r];
+    }
+    m_res_flows.resize(total);
+    for (uint32_t f : m_refill) {
+        m_frozen[f] = 0;
+        const StageFlowTiming& fl = flows[f];
+        for (uint32_t k = 0; k < fl.path_len; ++k) m_res_flows[m_fill[hops[fl.path_off + k]]++] = f;
+    }
+    std::size_t left = m_refill.size();
+    uint32_t group = 0;
+    auto freeze = [&](uint32_t f, double rate) {
+        m_frozen[f] = 1;
+        set_rate(f, rate, t);
+        m_pos[f] = static_cast<uint32_t>(m_order.size());
+        m_order.push_back(f);
+        m_group.push_back(group);
+        --left;
+        const StageFlowTiming& fl = flows[f];
+        for (uint32_t k = 0; k < fl.path_len; ++k) {
+            const DirLink r = hops[fl.path_off + k];
+            m_cap_before[fl.path_off + k] = m_cap_left[r];
+            m_cap_left[r] = std::max(0.0, m_cap_left[r] - rate);
+            --m_unfrozen[r];
+        }
+    };
+    // Progressive filling as ReferenceFluidSolver::rates does it (a min-heap of link shares, refreshed
+    // lazily; flow caps through a sorted list).
+    using Entry = std::pair<double, DirLink>;
+    std::vector<Entry>& heap = m_heap;
+    heap.clear();
+    for (DirLink r : m_touched)
+        if (m_unfrozen[r] > 0) heap.push_back({m_cap_left[r] / m_unfrozen[r], r});
+    std::make_heap(heap.begin(), heap.end(), std::greater<>());
+    std::vector<std::pair<double, uint32_t>>& caps = m_caps;
+    caps.clear();
+    for (uint32_t f : m_refill)
+        if (flows[f].cap_Bps > 0) caps.push_back({flows[f].cap_Bps, f});
+    std::sort(caps.begin(), caps.end());
+    std::size_t next_cap = 0;
+    auto freeze_and_push = [&](uint32_t f, double rate) {
+        freeze(f, rate);
+        const StageFlowTiming& fl = flows[f];
+        for (uint32_t k = 0; k < fl.path_len; ++k) {
+            const DirLink r = hops[fl.path_off + k];
+            if (m_unfrozen[r] > 0) {
+                heap.push_back({m_cap_left[r] / m_unfrozen[r], r});
+                std::push_heap(heap.begin(), heap.end(), std::greater<>());
+            }
+        }
+    };
+    while (left > 0) {
+        while (next_cap < caps.size() && m_frozen[caps[next_cap].second]) ++next_cap;
+        while (!heap.empty()) {
+            const auto [share, r] = heap.front();
+            if (m_unfrozen[r] > 0 && share == m_cap_left[r] / m_unfrozen[r]) break;
+            std::pop_heap(heap.begin(), heap.end(), std::greater<>());
+            heap.pop_back();
+        }
+        const double level = heap.empty() ? inf : heap.front().first;
+        group = static_cast<uint32_t>(m_order.size());
+        if (next_cap < caps.size() && caps[next_cap].first <= level) {
+            freeze_and_push(caps[next_cap].second, caps[next_cap].first);
+            continue;
+        }
+        MLSIM_CHECK(!heap.empty(), "progressive filling found no bottleneck");
+        const DirLink r = heap.front().second;
+        std::pop_heap(heap.begin(), heap.end(), std::greater<>());
+        heap.pop_back();
+        for (uint32_t k = m_res_off[r]; k < m_fill[r]; ++k)
+            if (!m_frozen[m_res_flows[k]]) freeze_and_push(m_res_flows[k], level);
+    }
+}
+
+void FluidSolver::solve(const std::vector<StageFlowTiming>& flows, const std::vector<DirLink>& hops,
+                        std::vector<double>& finish) {
+    constexpr uint32_t npos = std::numeric_limits<uint32_t>::max();
+    const std::size_t n = flows.size();
+    finish.assign(n, 0);
+    m_rate.assign(n, -1);
+    m_left.assign(n, 0);
+    m_tref.assign(n, 0);
+    m_pos.assign(n, npos);
+    m_version.assign(n, 0);
+    m_state.assign(n, 0);
+    m_frozen.assign(n, 0);
+    m_cap_before.assign(hops.size(), 0);
+    m_order.clear();
+    m_group.clear();
+    m_added.clear();
+    m_finish_heap.clear();
+    m_refilled = 0;
+    const std::size_t nres = m_routes.resource_count();
+    if (m_cap_left.size() != nres) {
+        m_cap_left.assign(nres, 0);
+        m_unfrozen.assign(nres, 0);
+        m_mark.assign(nres, 0);
+        m_res_off.assign(nres, 0);
+        m_fill.assign(nres, 0);
+        m_epoch = 0;
+    }
+    std::vector<uint32_t> order(n);
+    std::iota(order.begin(), order.end(), 0u);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](uint32_t a, uint32_t b) { return flows[a].start_s < flows[b].start_s; });
+    std::size_t next = 0, active = 0;
+    double t = n ? flows[order[0]].start_s : 0;
+    auto stale = [&](const Projected& p) { return m_state[p.flow] != 1 || p.version != m_version[p.flow]; };
+    auto pop = [&] {
+        std::pop_heap(m_finish_heap.begin(), m_finish_heap.end(), std::greater<>());
+        m_finish_heap.pop_back();
+    };
+    while (next < n || active > 0) {
+        if (active == 0) t = std::max(t, flows[order[next]].start_s);
+        while (next < n && flows[order[next]].start_s <= t) {
+            const uint32_t f = order[next++];
+            if (flows[f].bytes <= 0) {
+                finish[f] = t + flows[f].latency_s;
+                m_state[f] = 2;
+                continue;
+            }
+            m_state[f] = 1;
+            ++active;
+            m_left[f] = flows[f].bytes;
+            m_tref[f] = t;
+            if (flows[f].path_len == 0)
+                set_rate(f, flows[f].cap_Bps > 0 ? flows[f].cap_Bps : inf, t);
+            else
+                m_added.push_back(f);
+        }
+        if (active == 0) continue;
+        if (!m_added.empty()) refill(0, t, flows, hops);
+        while (!m_finish_heap.empty() && stale(m_finish_heap.front())) pop();
+        MLSIM_CHECK(!m_finish_heap.empty(), "an active flow has no projected finish");
+        const double t_arrive = next < n ? flows[order[next]].start_s : inf;
+        const double first = m_finish_heap.front().t;
+        if (first > t_arrive) {
+            t = t_arrive;
+            continue;
+        }
+        // every flow within rel_tol of the first finish ends with it
+        const double dt = std::max(0.0, first - t);
+        const double t_next = t + dt;
+        std::size_t from = npos;
+        while (!m_finish_heap.empty()) {
+            const Projected p = m_finish_heap.front();
+            if (stale(p)) {
+                pop();
+                continue;
+            }
+            if (p.t - t > dt * (1 + rel_tol)) break;
+            pop();
+            finish[p.flow] = t_next + flows[p.flow].latency_s;
+            m_state[p.flow] = 2;
+            --active;
+            if (m_pos[p.flow] != npos) from = std::min<std::size_t>(from, m_group[m_pos[p.flow]]);
+        }
+        t = t_next;
+        if (from != npos && active > 0) refill(from, t, flows, hops);
     }
 }
 
