@@ -17,6 +17,8 @@ constexpr double inf = std::numeric_limits<double>::infinity();
 // Two rates (or times) this close are the same level: progressive filling freezes them together, so that
 // the symmetric flows of a collective finish at one instant instead of a few ulps apart.
 constexpr double rel_tol = 1e-12;
+constexpr uint32_t npos32 = std::numeric_limits<uint32_t>::max();
+using Entry = std::pair<double, DirLink>;
 }  // namespace
 
 void ReferenceFluidSolver::rates(const std::vector<uint32_t>& active, const std::vector<StageFlowTiming>& flows,
@@ -235,6 +237,60 @@ void FluidSolver::refill(std::size_t from, double t, const std::vector<StageFlow
     }
     std::size_t left = m_refill.size();
     uint32_t group = 0;
+    // Progressive filling as ReferenceFluidSolver::rates does it, the next bottleneck being the least
+    // (share, link) with share = spare capacity / unfrozen flows; here each link has one entry in an indexed
+    // min-heap, moved when its share changes (the same order as the reference's lazily refreshed heap).
+    std::vector<Entry>& heap = m_heap;
+    heap.clear();
+    auto less = [](const Entry& a, const Entry& b) { return a < b; };
+    auto place = [&](std::size_t i, const Entry& e) {
+        heap[i] = e;
+        m_hpos[e.second] = static_cast<uint32_t>(i);
+    };
+    auto sift_up = [&](std::size_t i) {
+        const Entry e = heap[i];
+        while (i > 0) {
+            const std::size_t parent = (i - 1) / 2;
+            if (!less(e, heap[parent])) break;
+            place(i, heap[parent]);
+            i = parent;
+        }
+        place(i, e);
+    };
+    auto sift_down = [&](std::size_t i) {
+        const Entry e = heap[i];
+        const std::size_t n = heap.size();
+        for (;;) {
+            std::size_t c = 2 * i + 1;
+            if (c >= n) break;
+            if (c + 1 < n && less(heap[c + 1], heap[c])) ++c;
+            if (!less(heap[c], e)) break;
+            place(i, heap[c]);
+            i = c;
+        }
+        place(i, e);
+    };
+    auto remove = [&](DirLink r) {
+        const std::size_t i = m_hpos[r];
+        m_hpos[r] = npos32;
+        const Entry last = heap.back();
+        heap.pop_back();
+        if (i == heap.size()) return;
+        const bool up = less(last, heap[i]);
+        place(i, last);
+        if (up)
+            sift_up(i);
+        else
+            sift_down(i);
+    };
+    for (DirLink r : m_touched) {
+        m_hpos[r] = npos32;
+        if (m_unfrozen[r] > 0) {
+            heap.push_back({m_cap_left[r] / m_unfrozen[r], r});
+            m_hpos[r] = static_cast<uint32_t>(heap.size() - 1);
+        }
+    }
+    for (std::size_t i = heap.size() / 2; i-- > 0;) sift_down(i);
     auto freeze = [&](uint32_t f, double rate) {
         m_frozen[f] = 1;
         set_rate(f, rate, t);
@@ -248,53 +304,40 @@ void FluidSolver::refill(std::size_t from, double t, const std::vector<StageFlow
             m_cap_before[fl.path_off + k] = m_cap_left[r];
             m_cap_left[r] = std::max(0.0, m_cap_left[r] - rate);
             --m_unfrozen[r];
+            if (m_hpos[r] == npos32) continue;
+            if (m_unfrozen[r] == 0) {
+                remove(r);
+                continue;
+            }
+            const std::size_t i = m_hpos[r];
+            const Entry e{m_cap_left[r] / m_unfrozen[r], r};
+            const bool up = less(e, heap[i]);
+            heap[i] = e;
+            if (up)
+                sift_up(i);
+            else
+                sift_down(i);
         }
     };
-    // Progressive filling as ReferenceFluidSolver::rates does it (a min-heap of link shares, refreshed
-    // lazily; flow caps through a sorted list).
-    using Entry = std::pair<double, DirLink>;
-    std::vector<Entry>& heap = m_heap;
-    heap.clear();
-    for (DirLink r : m_touched)
-        if (m_unfrozen[r] > 0) heap.push_back({m_cap_left[r] / m_unfrozen[r], r});
-    std::make_heap(heap.begin(), heap.end(), std::greater<>());
     std::vector<std::pair<double, uint32_t>>& caps = m_caps;
     caps.clear();
     for (uint32_t f : m_refill)
         if (flows[f].cap_Bps > 0) caps.push_back({flows[f].cap_Bps, f});
     std::sort(caps.begin(), caps.end());
     std::size_t next_cap = 0;
-    auto freeze_and_push = [&](uint32_t f, double rate) {
-        freeze(f, rate);
-        const StageFlowTiming& fl = flows[f];
-        for (uint32_t k = 0; k < fl.path_len; ++k) {
-            const DirLink r = hops[fl.path_off + k];
-            if (m_unfrozen[r] > 0) {
-                heap.push_back({m_cap_left[r] / m_unfrozen[r], r});
-                std::push_heap(heap.begin(), heap.end(), std::greater<>());
-            }
-        }
-    };
     while (left > 0) {
         while (next_cap < caps.size() && m_frozen[caps[next_cap].second]) ++next_cap;
-        while (!heap.empty()) {
-            const auto [share, r] = heap.front();
-            if (m_unfrozen[r] > 0 && share == m_cap_left[r] / m_unfrozen[r]) break;
-            std::pop_heap(heap.begin(), heap.end(), std::greater<>());
-            heap.pop_back();
-        }
         const double level = heap.empty() ? inf : heap.front().first;
         group = static_cast<uint32_t>(m_order.size());
         if (next_cap < caps.size() && caps[next_cap].first <= level) {
-            freeze_and_push(caps[next_cap].second, caps[next_cap].first);
+            freeze(caps[next_cap].second, caps[next_cap].first);
             continue;
         }
         MLSIM_CHECK(!heap.empty(), "progressive filling found no bottleneck");
         const DirLink r = heap.front().second;
-        std::pop_heap(heap.begin(), heap.end(), std::greater<>());
-        heap.pop_back();
+        remove(r);
         for (uint32_t k = m_res_off[r]; k < m_fill[r]; ++k)
-            if (!m_frozen[m_res_flows[k]]) freeze_and_push(m_res_flows[k], level);
+            if (!m_frozen[m_res_flows[k]]) freeze(m_res_flows[k], level);
     }
 }
 
@@ -323,6 +366,7 @@ void FluidSolver::solve(const std::vector<StageFlowTiming>& flows, const std::ve
         m_mark.assign(nres, 0);
         m_res_off.assign(nres, 0);
         m_fill.assign(nres, 0);
+        m_hpos.assign(nres, 0);
         m_epoch = 0;
     }
     std::vector<uint32_t> order(n);

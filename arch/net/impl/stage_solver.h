@@ -68,7 +68,7 @@ class FluidSolver {
     std::vector<uint32_t> m_added;     // released, not yet filled
     // per directed link
     std::vector<double> m_cap_left;
-    std::vector<uint32_t> m_unfrozen, m_mark, m_res_off, m_fill;
+    std::vector<uint32_t> m_unfrozen, m_mark, m_res_off, m_fill, m_hpos;
     uint32_t m_epoch = 0;
     std::vector<uint32_t> m_touched, m_res_flows, m_refill;
     std::vector<std::pair<double, DirLink>> m_heap;
