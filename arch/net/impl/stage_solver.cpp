@@ -21,8 +21,9 @@ constexpr uint32_t npos32 = std::numeric_limits<uint32_t>::max();
 using Entry = std::pair<double, DirLink>;
 }  // namespace
 
-void ReferenceFluidSolver::rates(const std::vector<uint32_t>& active, const std::vector<StageFlowTiming>& flows,
-                        const std::vector<DirLink>& hops) {
+void ReferenceFluidSolver::rates(const std::vector<uint32_t>& active,
+                                 const std::vector<StageFlowTiming>& flows,
+                                 const std::vector<DirLink>& hops) {
     const std::size_t nres = m_routes.resource_count();
     if (m_cap_left.size() != nres) {
         m_cap_left.assign(nres, 0);
@@ -121,7 +122,7 @@ void ReferenceFluidSolver::rates(const std::vector<uint32_t>& active, const std:
 }
 
 void ReferenceFluidSolver::solve(const std::vector<StageFlowTiming>& flows, const std::vector<DirLink>& hops,
-                        std::vector<double>& finish) {
+                                 std::vector<double>& finish) {
     const std::size_t n = flows.size();
     finish.assign(n, 0);
     m_rate.assign(n, 0);
@@ -345,6 +346,18 @@ void FluidSolver::solve(const std::vector<StageFlowTiming>& flows, const std::ve
                         std::vector<double>& finish) {
     constexpr uint32_t npos = std::numeric_limits<uint32_t>::max();
     const std::size_t n = flows.size();
+    // The stage solved last time again, shifted in time (the steps of a ring): the same finish times,
+    // shifted.
+    const double t0 = n ? std::min_element(flows.begin(), flows.end(),
+                                           [](const auto& a, const auto& b) { return a.start_s < b.start_s; })
+                              ->start_s
+                        : 0;
+    if (n > 0 && same_as_last(flows, hops, t0)) {
+        finish.resize(n);
+        for (std::size_t i = 0; i < n; ++i) finish[i] = t0 + m_last_finish[i];
+        m_refilled = 0;
+        return;
+    }
     finish.assign(n, 0);
     m_rate.assign(n, -1);
     m_left.assign(n, 0);
@@ -428,6 +441,35 @@ void FluidSolver::solve(const std::vector<StageFlowTiming>& flows, const std::ve
         t = t_next;
         if (from != npos && active > 0) refill(from, t, flows, hops);
     }
+    remember(flows, hops, t0, finish);
+}
+
+bool FluidSolver::same_as_last(const std::vector<StageFlowTiming>& flows, const std::vector<DirLink>& hops,
+                               double t0) const {
+    if (flows.size() != m_last.size() || hops != m_last_hops) return false;
+    for (std::size_t i = 0; i < flows.size(); ++i) {
+        const StageFlowTiming& a = flows[i];
+        const StageFlowTiming& b = m_last[i];
+        if (a.path_off != b.path_off || a.path_len != b.path_len || a.bytes != b.bytes ||
+            a.cap_Bps != b.cap_Bps || a.latency_s != b.latency_s || a.start_s - t0 != b.start_s)
+            return false;
+    }
+    return true;
+}
+
+void FluidSolver::remember(const std::vector<StageFlowTiming>& flows, const std::vector<DirLink>& hops,
+                           double t0, const std::vector<double>& finish) {
+    // large stages (all-to-alls) rarely repeat; copying them would cost more than it saves
+    if (flows.size() > memo_flows) {
+        m_last.clear();
+        m_last_hops.clear();
+        return;
+    }
+    m_last = flows;
+    for (StageFlowTiming& f : m_last) f.start_s -= t0;
+    m_last_hops = hops;
+    m_last_finish.resize(finish.size());
+    for (std::size_t i = 0; i < finish.size(); ++i) m_last_finish[i] = finish[i] - t0;
 }
 
 void PacketSolver::solve(const std::vector<StageFlowTiming>& flows, const std::vector<DirLink>& hops,

@@ -37,9 +37,10 @@ struct StageFlowTiming {
 // its bottleneck's group) keeps its rate: the finished flows crossed none of the links that were full by
 // then (a full link freezes all its flows), so without them those links fill the same way. Only the flows
 // frozen later are filled again, from the links' spare capacity as it was at that point (kept per hop).
-// A release recomputes everything. Bytes left are updated only when a flow's rate changes, and the next
-// finish comes from a heap of projected finish times. The rates equal ReferenceFluidSolver's (the max-min
-// fair allocation is unique) up to rounding.
+// A release recomputes everything. A stage equal to the previous one but for a shift in time (the steps
+// of a ring) reuses its finish times, shifted. Bytes left are updated only when a flow's rate changes, and
+// the next finish comes from a heap of projected finish times. The rates equal ReferenceFluidSolver's (the
+// max-min fair allocation is unique) up to rounding.
 class FluidSolver {
   public:
     explicit FluidSolver(const RouteTable& routes) : m_routes(routes) {}
@@ -54,6 +55,15 @@ class FluidSolver {
     void refill(std::size_t from, double t, const std::vector<StageFlowTiming>& flows,
                 const std::vector<DirLink>& hops);
     void set_rate(uint32_t f, double rate, double t);
+    bool same_as_last(const std::vector<StageFlowTiming>& flows, const std::vector<DirLink>& hops,
+                      double t0) const;
+    void remember(const std::vector<StageFlowTiming>& flows, const std::vector<DirLink>& hops, double t0,
+                  const std::vector<double>& finish);
+    static constexpr std::size_t memo_flows = std::size_t{1} << 16;
+    // the last stage solved (of at most memo_flows flows), its times relative to its first release
+    std::vector<StageFlowTiming> m_last;
+    std::vector<DirLink> m_last_hops;
+    std::vector<double> m_last_finish;
 
     const RouteTable& m_routes;
     // per flow
