@@ -111,6 +111,12 @@ TEST_CASE("the incremental fluid solver gives the reference's finish times on ra
         const double shift = trial % 2 ? 1.5e-3 : 0.0;
         for (impl::StageFlowTiming& f : later.flows) f.start_s += shift;
         const uint64_t refilled = compare(fast, rt, later);
+        {  // and exactly what a solver without that memory gives (times run from the first release)
+            std::vector<double> reused, fresh;
+            fast.solve(later.flows, later.hops, reused);
+            impl::FluidSolver(rt).solve(later.flows, later.hops, fresh);
+            CHECK(reused == fresh);
+        }
         if (trial % 7 == 3) {
             later.flows[0].bytes = 2 * later.flows[0].bytes + 1e3;  // differs: solved afresh
             compare(fast, rt, later);

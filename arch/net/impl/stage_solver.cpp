@@ -382,20 +382,24 @@ void FluidSolver::solve(const std::vector<StageFlowTiming>& flows, const std::ve
         m_hpos.assign(nres, 0);
         m_epoch = 0;
     }
+    // Times run from the first release: a stage shifted in time is then solved with the same numbers, so
+    // reusing the last answer (above) gives what solving again would.
+    m_start.resize(n);
+    for (std::size_t i = 0; i < n; ++i) m_start[i] = flows[i].start_s - t0;
     std::vector<uint32_t> order(n);
     std::iota(order.begin(), order.end(), 0u);
     std::stable_sort(order.begin(), order.end(),
-                     [&](uint32_t a, uint32_t b) { return flows[a].start_s < flows[b].start_s; });
+                     [&](uint32_t a, uint32_t b) { return m_start[a] < m_start[b]; });
     std::size_t next = 0, active = 0;
-    double t = n ? flows[order[0]].start_s : 0;
+    double t = n ? m_start[order[0]] : 0;
     auto stale = [&](const Projected& p) { return m_state[p.flow] != 1 || p.version != m_version[p.flow]; };
     auto pop = [&] {
         std::pop_heap(m_finish_heap.begin(), m_finish_heap.end(), std::greater<>());
         m_finish_heap.pop_back();
     };
     while (next < n || active > 0) {
-        if (active == 0) t = std::max(t, flows[order[next]].start_s);
-        while (next < n && flows[order[next]].start_s <= t) {
+        if (active == 0) t = std::max(t, m_start[order[next]]);
+        while (next < n && m_start[order[next]] <= t) {
             const uint32_t f = order[next++];
             if (flows[f].bytes <= 0) {
                 finish[f] = t + flows[f].latency_s;
@@ -415,7 +419,7 @@ void FluidSolver::solve(const std::vector<StageFlowTiming>& flows, const std::ve
         if (!m_added.empty()) refill(0, t, flows, hops);
         while (!m_finish_heap.empty() && stale(m_finish_heap.front())) pop();
         MLSIM_CHECK(!m_finish_heap.empty(), "an active flow has no projected finish");
-        const double t_arrive = next < n ? flows[order[next]].start_s : inf;
+        const double t_arrive = next < n ? m_start[order[next]] : inf;
         const double first = m_finish_heap.front().t;
         if (first > t_arrive) {
             t = t_arrive;
@@ -442,6 +446,7 @@ void FluidSolver::solve(const std::vector<StageFlowTiming>& flows, const std::ve
         if (from != npos && active > 0) refill(from, t, flows, hops);
     }
     remember(flows, hops, t0, finish);
+    for (double& x : finish) x += t0;
 }
 
 bool FluidSolver::same_as_last(const std::vector<StageFlowTiming>& flows, const std::vector<DirLink>& hops,
@@ -468,8 +473,7 @@ void FluidSolver::remember(const std::vector<StageFlowTiming>& flows, const std:
     m_last = flows;
     for (StageFlowTiming& f : m_last) f.start_s -= t0;
     m_last_hops = hops;
-    m_last_finish.resize(finish.size());
-    for (std::size_t i = 0; i < finish.size(); ++i) m_last_finish[i] = finish[i] - t0;
+    m_last_finish = finish;
 }
 
 void PacketSolver::solve(const std::vector<StageFlowTiming>& flows, const std::vector<DirLink>& hops,

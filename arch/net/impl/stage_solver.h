@@ -68,6 +68,7 @@ class FluidSolver {
     const RouteTable& m_routes;
     // per flow
     std::vector<double> m_rate, m_left, m_tref;  // bytes left at m_tref, sent at m_rate since
+    std::vector<double> m_start;                 // release, from the stage's first
     std::vector<uint32_t> m_pos;                 // in m_order; npos = not there
     std::vector<uint32_t> m_version;
     std::vector<uint8_t> m_state;  // 0 waiting, 1 active, 2 finished
