@@ -106,14 +106,18 @@ TEST_CASE("the incremental fluid solver gives the reference's finish times on ra
             add_flow(rt, s, static_cast<VertexId>(a), static_cast<VertexId>(b), bytes, start, cap);
         }
         compare(fast, rt, s);
-        // the same stage again, later (as a ring's steps repeat): finish times shifted by as much
+        // the same stage again, later (as a ring's steps repeat): finish times shifted by as much; the solver
+        // keeps a stage that looks like the one before it (the releases' offsets from the first, once
+        // shifted, are not always the same numbers), and reuses it for the next
         Stage later = s;
         const double shift = trial % 2 ? 1.5e-3 : 0.0;
         for (impl::StageFlowTiming& f : later.flows) f.start_s += shift;
-        const uint64_t refilled = compare(fast, rt, later);
+        compare(fast, rt, later);
+        compare(fast, rt, later);
         {  // and exactly what a solver without that memory gives (times run from the first release)
             std::vector<double> reused, fresh;
             fast.solve(later.flows, later.hops, reused);
+            CHECK(fast.refilled() == 0);
             impl::FluidSolver(rt).solve(later.flows, later.hops, fresh);
             CHECK(reused == fresh);
         }
@@ -122,8 +126,6 @@ TEST_CASE("the incremental fluid solver gives the reference's finish times on ra
             compare(fast, rt, later);
             CHECK(fast.refilled() > 0);
         }
-        // reused when the releases' offsets from the first are the same numbers (not always so once shifted)
-        if (!staggered || shift == 0) CHECK(refilled == 0);
     }
 }
 

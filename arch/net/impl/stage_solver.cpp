@@ -464,8 +464,31 @@ bool FluidSolver::same_as_last(const std::vector<StageFlowTiming>& flows, const 
 
 void FluidSolver::remember(const std::vector<StageFlowTiming>& flows, const std::vector<DirLink>& hops,
                            double t0, const std::vector<double>& finish) {
-    // large stages (all-to-alls) rarely repeat; copying them would cost more than it saves
-    if (flows.size() > memo_flows) {
+    // A few of the stage's numbers: the whole stage is copied only when they equal the previous stage's
+    // (the steps of a ring repeat; those of a pairwise all-to-all differ at once, and copying each would
+    // cost more than the reuse saves).
+    if (flows.empty()) {
+        m_sig.clear();
+        m_last.clear();
+        m_last_hops.clear();
+        return;
+    }
+    std::vector<double>& sig = m_sig_scratch;
+    sig.clear();
+    sig.push_back(static_cast<double>(flows.size()));
+    sig.push_back(static_cast<double>(hops.size()));
+    for (std::size_t i : {std::size_t{0}, flows.size() / 2, flows.size() - 1}) {
+        const StageFlowTiming& f = flows[i];
+        for (double x : {static_cast<double>(f.path_off), static_cast<double>(f.path_len), f.bytes, f.cap_Bps,
+                         f.latency_s, f.start_s - t0})
+            sig.push_back(x);
+    }
+    for (std::size_t k = 0; k < hops.size() && k < 64; ++k) sig.push_back(hops[k]);
+    for (std::size_t k = hops.size() > 64 ? hops.size() - 64 : 0; k < hops.size(); ++k)
+        sig.push_back(hops[k]);
+    const bool repeating = sig == m_sig;
+    std::swap(m_sig, sig);
+    if (!repeating || flows.size() > memo_flows) {
         m_last.clear();
         m_last_hops.clear();
         return;

@@ -60,10 +60,12 @@ class FluidSolver {
     void remember(const std::vector<StageFlowTiming>& flows, const std::vector<DirLink>& hops, double t0,
                   const std::vector<double>& finish);
     static constexpr std::size_t memo_flows = std::size_t{1} << 16;
-    // the last stage solved (of at most memo_flows flows), its times relative to its first release
+    // the last stage solved, when it looked like the one before (see remember()) and has at most memo_flows
+    // flows; its times relative to its first release
     std::vector<StageFlowTiming> m_last;
     std::vector<DirLink> m_last_hops;
     std::vector<double> m_last_finish;
+    std::vector<double> m_sig, m_sig_scratch;  // a sample of the last stage's numbers
 
     const RouteTable& m_routes;
     // per flow
