@@ -1,7 +1,8 @@
 // Network-model benchmark (issue 12): a 1 GiB ring all-reduce over 1,024 GPUs (128 nodes x 8 GPUs on a
 // rail-optimised two-level leaf/spine InfiniBand fabric, SuperPOD-like) and an all-to-all over 4,096 chips
-// of a 16 x 16 x 16 torus (a TPU v4 pod's shape). Prints wall time and peak resident memory. Targets
-// (issue 12): < 2 s and < 10 s wall, < 1 GB memory. A benchmark, not a test: see bench/README.md.
+// of a 16 x 16 x 16 torus (a TPU v4 pod's shape), and a direct all-to-all over 512 GPUs (superpod-h100-512).
+// Prints wall and CPU time and peak resident memory. Targets (issue 12): < 2 s and < 10 s wall, < 1 GB
+// memory. A benchmark, not a test: see bench/README.md.
 //
 // The systems are the presets configs/systems/superpod-h100-1024.yaml and tpu-v4-4096.yaml. `auto` times
 // the automatic choice (closed-form ranking, two simulated) over 8 B ... 8 GiB on the SuperPOD.
@@ -73,7 +74,7 @@ void time_it(const char* what, const arch::SystemSpec& sys, CollectiveKind kind,
 }  // namespace
 
 int main(int argc, char** argv) {
-    // bench_net [ring|a2a|auto|all] [a2a algorithm, default bruck] [repeats, default 3]
+    // bench_net [ring|direct|a2a|auto|all] [a2a algorithm, default bruck] [repeats, default 3]
     const std::string mode = argc > 1 ? argv[1] : "all";
     const auto a2a_alg = argc > 2 ? parse_collective_algorithm(argv[2]) : CollectiveAlgorithm::bruck;
     const int repeats = argc > 3 ? std::max(1, std::atoi(argv[3])) : 3;
@@ -90,6 +91,12 @@ int main(int argc, char** argv) {
             for (int64_t b = 8; b <= (int64_t{8} << 30); b *= 8)
                 time_it(("automatic all-reduce " + std::to_string(b) + " B, superpod-h100-1024").c_str(), pod,
                         CollectiveKind::all_reduce, CollectiveAlgorithm::automatic, b, 60, 1);
+    }
+    if (mode == "direct" || mode == "all") {
+        // p (p - 1) = 261,632 concurrent flows in one step (issue 12: the direct all-to-all's solver cost)
+        const arch::SystemSpec pod = exp::load_system_file(exp::resolve_system_path("superpod-h100-512"));
+        time_it("direct all-to-all 128 MiB, superpod-h100-512", pod, CollectiveKind::all_to_all,
+                CollectiveAlgorithm::direct, int64_t{128} << 20, 60, repeats);
     }
     if (mode == "a2a" || mode == "all") {
         const arch::SystemSpec tpu = exp::load_system_file(exp::resolve_system_path("tpu-v4-4096"));

@@ -130,6 +130,7 @@ struct FlowNetwork::Impl {
     std::vector<double> energy_j;        // per directed link, accumulated
     std::vector<double> joule_per_byte;  // per directed link: per payload-level byte it carries
     std::vector<double> reduce_scratch;
+    std::vector<int> into_scratch;  // per vertex: flows of a step it reduces
 
     Impl(std::shared_ptr<const Topology> t, NetworkOptions o)
         : topo(std::move(t)), opt(std::move(o)), routes(*topo), fluid(routes) {
@@ -137,6 +138,7 @@ struct FlowNetwork::Impl {
         busy_seconds.assign(routes.resource_count(), 0);
         energy_j.assign(routes.resource_count(), 0);
         reduce_scratch.assign(topo->vertex_count(), 0);
+        into_scratch.assign(topo->vertex_count(), 0);
         // A byte the model moves is 1 / efficiency bytes on the line (the link's packet overhead), each
         // costing the link's energy and that of the switch it enters.
         joule_per_byte.assign(routes.resource_count(), 0);
@@ -205,7 +207,7 @@ struct FlowNetwork::Impl {
                 }
             }
             // flows reduced by one receiver share its reduction rate
-            std::map<VertexId, int> into;
+            std::vector<int>& into = net.into_scratch;  // zero between steps
             if (net.opt.overlap_reduction)
                 for (const StepFlow& f : flows)
                     if (f.reduce && reduce_rate(f.dst) > 0) ++into[f.dst];
@@ -234,6 +236,7 @@ struct FlowNetwork::Impl {
                 if (pv.size > 0) cls = std::max(cls, static_cast<int>(pv.cls));
                 timing.push_back(t);
             }
+            for (const StepFlow& f : flows) into[f.dst] = 0;
             if (packets)
                 packets->solve(timing, hops, finish);
             else
@@ -597,6 +600,7 @@ struct FlowNetwork::Impl {
                         if (p * (p - 1) > 16'000'000)
                             unsupported(kind, alg,
                                         std::to_string(p * (p - 1)) + " concurrent flows; use pairwise");
+                        f.reserve(p * (p - 1));
                         for (std::size_t i = 0; i < p; ++i)
                             for (std::size_t j = 0; j < p; ++j)
                                 if (i != j) f.push_back({g.r[i], g.r[j], a2a_bytes(i, j), false});

@@ -32,9 +32,75 @@ struct StageFlowTiming {
     double latency_s = 0;  // the path's latency
 };
 
+// The fluid model, recomputed incrementally. Progressive filling freezes flows in order of rising rate;
+// when some flows finish, every flow frozen before the first of them (in that order, from the start of
+// its bottleneck's group) keeps its rate: the finished flows crossed none of the links that were full by
+// then (a full link freezes all its flows), so without them those links fill the same way. Only the flows
+// frozen later are filled again, from the links' spare capacity as it was at that point (kept per hop).
+// A release recomputes everything. A stage equal to the previous one but for a shift in time (the steps
+// of a ring) reuses its finish times, shifted. Bytes left are updated only when a flow's rate changes, and
+// the next finish comes from a heap of projected finish times. The rates equal ReferenceFluidSolver's (the
+// max-min fair allocation is unique) up to rounding.
 class FluidSolver {
   public:
     explicit FluidSolver(const RouteTable& routes) : m_routes(routes) {}
+    // finish[i] = when flow i's last byte arrives.
+    void solve(const std::vector<StageFlowTiming>& flows, const std::vector<DirLink>& hops,
+               std::vector<double>& finish);
+    // Flows whose rate was filled (again) over the last solve(): a measure of the work done.
+    uint64_t refilled() const { return m_refilled; }
+
+  private:
+    // Refills the flows frozen from position `from` of the freeze order on, plus m_added, at time t.
+    void refill(std::size_t from, double t, const std::vector<StageFlowTiming>& flows,
+                const std::vector<DirLink>& hops);
+    void set_rate(uint32_t f, double rate, double t);
+    bool same_as_last(const std::vector<StageFlowTiming>& flows, const std::vector<DirLink>& hops,
+                      double t0) const;
+    void remember(const std::vector<StageFlowTiming>& flows, const std::vector<DirLink>& hops, double t0,
+                  const std::vector<double>& finish);
+    static constexpr std::size_t memo_flows = std::size_t{1} << 16;
+    // the last stage solved, when it looked like the one before (see remember()) and has at most memo_flows
+    // flows; its times relative to its first release
+    std::vector<StageFlowTiming> m_last;
+    std::vector<DirLink> m_last_hops;
+    std::vector<double> m_last_finish;
+    std::vector<double> m_sig, m_sig_scratch;  // a sample of the last stage's numbers
+
+    const RouteTable& m_routes;
+    // per flow
+    std::vector<double> m_rate, m_left, m_tref;  // bytes left at m_tref, sent at m_rate since
+    std::vector<double> m_start;                 // release, from the stage's first
+    std::vector<uint32_t> m_pos;                 // in m_order; npos = not there
+    std::vector<uint32_t> m_version;
+    std::vector<uint8_t> m_state;  // 0 waiting, 1 active, 2 finished
+    std::vector<uint8_t> m_frozen;
+    // freeze order: flows, and per position the position where its group (one bottleneck or cap) starts
+    std::vector<uint32_t> m_order, m_group;
+    std::vector<double> m_cap_before;  // per hop: the link's spare capacity just before its flow froze
+    std::vector<uint32_t> m_added;     // released, not yet filled
+    // per directed link
+    std::vector<double> m_cap_left;
+    std::vector<uint32_t> m_unfrozen, m_mark, m_res_off, m_fill, m_hpos;
+    uint32_t m_epoch = 0;
+    std::vector<uint32_t> m_touched, m_res_flows, m_refill;
+    std::vector<std::pair<double, DirLink>> m_heap;
+    std::vector<std::pair<double, uint32_t>> m_caps;
+    // projected finish times: (time, flow, version)
+    struct Projected {
+        double t;
+        uint32_t flow, version;
+        bool operator>(const Projected& o) const { return t != o.t ? t > o.t : flow > o.flow; }
+    };
+    std::vector<Projected> m_finish_heap;
+    uint64_t m_refilled = 0;
+};
+
+// The fluid model as first written: every release or finish recomputes every active flow's rate from
+// scratch. Kept as the reference the incremental FluidSolver is tested against (same rates to rounding).
+class ReferenceFluidSolver {
+  public:
+    explicit ReferenceFluidSolver(const RouteTable& routes) : m_routes(routes) {}
     // finish[i] = when flow i's last byte arrives.
     void solve(const std::vector<StageFlowTiming>& flows, const std::vector<DirLink>& hops,
                std::vector<double>& finish);
