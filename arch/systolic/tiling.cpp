@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "arch/systolic/fold_model.h"
+#include "arch/systolic/fold_model_inline.h"
 #include "sim/config/error.h"
 #include "sim/config/units.h"
 #include "sim/core/check.h"
@@ -199,12 +200,14 @@ class Evaluator {
     ShapeCost shape_cost(int64_t tm, int64_t tn, int64_t tk) const {
         const Dataflow df = m_ctx.spec->dataflow;
         const int64_t p = m_ctx.passes;
-        const FoldGeometry g = fold_geometry(df, m_array, GemmShape{tm, tn, tk});
-        const GemmSummary gs = gemm_summary(g);
+        // gemm_summary(g), inlined (fold_model_inline.h): the search costs thousands of shapes a run.
+        const FoldGeometry g = detail::fold_geometry(df, m_array, GemmShape{tm, tn, tk});
+        const GemmStats stats = detail::gemm_stats(g);
         // tile_schedule(g) from the summary: lead = s_0, last_start = s_last, done = the layer's end.
-        const int64_t lead = gs.first_start, last_start = gs.last_start, done = gs.stats.cycles.count();
+        const int64_t lead = detail::stream_start(g, 0), last_start = detail::stream_start(g, g.folds() - 1);
+        const int64_t done = stats.cycles.count();
         const int64_t span = (last_start - lead + g.t) * p;
-        const int64_t stretch = port_stretch_cycles(gs.stats, span);
+        const int64_t stretch = port_stretch_cycles(stats, span);
         ShapeCost c;
         if (!m_ctx.stream_across_tiles) {
             c.per_tile = done * p + stretch;
