@@ -31,6 +31,10 @@ How to read the figures.
     average. `perf stat -r 20 -e task-clock build/mlsim run ...` gives a second opinion (same
     quantity, mean rather than median); instruction counts (valgrind --tool=callgrind) do not depend
     on the load at all.
+  * how the binary file was written matters: the linker's small writes leave it in the page cache as
+    4 KiB pages, a copy made with cp is cached in large folios and costs 1 to 3 ms less CPU per run
+    (bench/README.md). CMakeLists.txt rewrites build/mlsim with cp after linking; when comparing with
+    another binary, copy that one with cp too.
   * --counts adds, per command and binary, the two load-independent figures: instructions executed
     (valgrind --tool=callgrind, its "I refs" total) and page faults (perf stat -e page-faults, mean of
     10 runs), where those tools are installed.
