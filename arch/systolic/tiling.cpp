@@ -407,7 +407,11 @@ class Evaluator {
 
 void ComputeMemo::bind(const std::array<uint64_t, 6>& tag) {
     if (!m_table.empty() && tag == m_tag) return;
-    m_table.assign(k_slots, Entry{});
+    if (m_table.empty() || m_generation == std::numeric_limits<uint32_t>::max()) {
+        m_table.assign(k_slots, Entry{});
+        m_generation = 0;
+    }
+    ++m_generation;  // a model whose layers alternate data types must not clear 512 KiB at each switch
     m_tag = tag;
     m_used = 0;
 }
@@ -419,6 +423,10 @@ ComputeMemo::Entry* ComputeMemo::slot(const std::array<int64_t, 6>& key) {
     for (int64_t x : key) h = (h ^ static_cast<uint64_t>(x)) * 0x9e3779b97f4a7c15u;
     for (size_t i = static_cast<size_t>(h >> (64 - k_bits));; i = (i + 1) & (k_slots - 1)) {
         Entry& e = m_table[i];
+        if (e.generation != m_generation) {
+            e.state = 0;  // stored under another binding: free
+            e.generation = m_generation;
+        }
         if (e.state == 0) return m_used * 2 < k_slots ? &e : nullptr;
         if (e.key[0] == key[0] && e.key[1] == key[1] && e.key[2] == key[2] && e.key[3] == key[3] &&
             e.key[4] == key[4] && e.key[5] == key[5])

@@ -61,17 +61,18 @@ enum class StallCause : uint8_t { weight, input, output };
 // main memory and with A read in place (a layer before left it in the ifmap buffer); the two searches
 // differ in traffic, but cost the same tile shapes on the same partition. A SystolicModel owns one and
 // passes it in MappingContext::compute_memo; it holds sums for one device (MappingContext::spec and
-// the clock) and clears itself when the data type's parameters change. Open addressing in one flat
+// the clock) and empties itself when the data type's parameters change. Open addressing in one flat
 // table (no allocation per entry); once it is half full, nothing more is stored.
 class ComputeMemo {
   public:
     struct Entry {
         std::array<int64_t, 6> key{};  // the partition's extents m, n, k per array; the tile tm, tn, tk
         double total = 0;              // the sum, or (partial) a partial sum of it
+        uint32_t generation = 0;       // the bind() it was stored under; older entries count as empty
         uint8_t state = 0;             // 0 empty, 1 partial, 2 the whole sum
     };
     // Sets what the sums depend on besides the key (spec, clock, word and partial-sum bytes, passes,
-    // streaming across tiles); a change empties the table.
+    // streaming across tiles); a change empties the table (in O(1): a new generation).
     void bind(const std::array<uint64_t, 6>& tag);
     // The entry for `key`: found, or the empty slot to store it in; nullptr once half the table is used.
     Entry* slot(const std::array<int64_t, 6>& key);
@@ -84,6 +85,7 @@ class ComputeMemo {
     std::array<uint64_t, 6> m_tag{};
     std::vector<Entry> m_table;
     size_t m_used = 0;
+    uint32_t m_generation = 0;
 };
 
 // What a layer's GEMMs see of the device.
