@@ -2,7 +2,7 @@
 """CPU time (user + system) of short `mlsim` commands, median of N runs.
 
     /usr/bin/python3 bench/bench_startup.py [--mlsim build/mlsim] [--compare OTHER | --warm-start-ab]
-                                            [-n 21] [--no-floor] [-- mlsim arguments...]
+                                            [-n 21] [--no-floor] [--counts] [-- mlsim arguments...]
 
 Without arguments it measures two commands: `mlsim --version` (start-up alone: exec, page faults,
 static initialisers, argument dispatch) and one ResNet-50 run on the TPU v4 preset (the systolic
@@ -31,6 +31,13 @@ How to read the figures.
     average. `perf stat -r 20 -e task-clock build/mlsim run ...` gives a second opinion (same
     quantity, mean rather than median); instruction counts (valgrind --tool=callgrind) do not depend
     on the load at all.
+  * how the binary file was written matters: the linker's small writes leave it in the page cache as
+    4 KiB pages, a copy made with cp is cached in large folios and costs 1 to 3 ms less CPU per run
+    (bench/README.md). CMakeLists.txt rewrites build/mlsim with cp after linking; when comparing with
+    another binary, copy that one with cp too.
+  * --counts adds, per command and binary, the two load-independent figures: instructions executed
+    (valgrind --tool=callgrind, its "I refs" total) and page faults (perf stat -e page-faults, mean of
+    10 runs), where those tools are installed.
   * --warm-start-ab runs the binary alternately as is and with MLSIM_NO_WARM_START=1, which turns off
     cli/warm_start.cpp (pre-faulting the binary's segments, transparent huge pages for the heap): what
     the page faults it saves were worth under the same load.
@@ -74,6 +81,28 @@ def build_floor(tmp):
     return exe if r.returncode == 0 else None
 
 
+def counts(cmd):
+    """Instructions (callgrind) and page faults (perf stat, mean of 10) of one command, or None each."""
+    instr = faults = None
+    if shutil.which("valgrind"):
+        r = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"] + cmd,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for line in r.stderr.splitlines():
+            if "I   refs:" in line or "I refs:" in line:
+                instr = int(line.split(":")[-1].replace(",", "").strip())
+    if shutil.which("perf"):
+        r = subprocess.run(["perf", "stat", "-x", ",", "-r", "10", "-e", "page-faults"] + cmd,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for line in r.stderr.splitlines():
+            f = line.split(",")
+            if len(f) > 2 and f[2].startswith("page-faults"):
+                try:
+                    faults = float(f[0])
+                except ValueError:
+                    pass
+    return instr, faults
+
+
 def report(label, runs):
     total = [t for t, _, _ in runs]
     print(f"  {label}: {len(runs)} runs, median CPU (user+sys) {statistics.median(total) * 1e3:.2f} ms  "
@@ -88,6 +117,8 @@ def main():
     ap.add_argument("--compare", help="another mlsim binary, run alternately with --mlsim")
     ap.add_argument("--warm-start-ab", action="store_true",
                     help="the binary alternately as is and with MLSIM_NO_WARM_START=1")
+    ap.add_argument("--counts", action="store_true",
+                    help="also instructions (callgrind) and page faults (perf stat) of each command")
     ap.add_argument("-n", type=int, default=21, help="counted runs per command (after one warm-up)")
     ap.add_argument("--no-floor", action="store_true", help="do not build and measure the static floor")
     ap.add_argument("args", nargs="*", help="one mlsim command to measure instead of the default two")
@@ -117,6 +148,13 @@ def main():
                     runs[label].append(cpu_seconds([b] + args, err, env))
             for label, _, _ in binaries:
                 report(label, runs[label])
+            if a.counts:
+                for label, b, env in binaries:
+                    if env is not None:
+                        continue  # the environment switch changes faults, not what callgrind counts
+                    instr, faults = counts([b] + args)
+                    print(f"  {label}: instructions {'-' if instr is None else f'{instr / 1e6:.2f} M'}, "
+                          f"page faults {'-' if faults is None else f'{faults:.0f}'}")
 
 
 if __name__ == "__main__":

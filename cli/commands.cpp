@@ -17,6 +17,7 @@
 #include "cli/format.h"
 #include "cli/parse_args.h"
 #include "cli/progress.h"
+#include "cli/warm_start.h"
 #include "db/results_db.h"
 #include "experiment/experiment.h"
 #include "experiment/run_options.h"
@@ -290,6 +291,9 @@ int cmd_run(const Args& args) {
             db->record_run(r.info, exp::to_rows(r.layers), wall, nullptr, r.parallel_run ? &par : nullptr);
         fmt::print("  saved   run {} in {}\n", id, db_path);
     }
+    // Done: close the database, then skip freeing the results (cli/warm_start.h).
+    db.reset();
+    fast_exit(0);
     return 0;
 }
 

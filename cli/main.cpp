@@ -41,6 +41,7 @@ exit status: 0 success, 2 user error (bad config or input), 1 internal error
 // mlsim-mpi compiles this file with MLSIM_MAIN renamed and wraps it in MPI start-up (mpi/main.cpp).
 #ifndef MLSIM_MAIN
 #define MLSIM_MAIN main
+#define MLSIM_PLAIN_MAIN 1  // mlsim itself: commands may end the process at once on success
 #endif
 
 int MLSIM_MAIN(int argc, char** argv) {
@@ -61,6 +62,9 @@ int MLSIM_MAIN(int argc, char** argv) {
         }
         const std::vector<std::string> rest(args.begin() + 1, args.end());
         mlsim::cli::warm_start();
+#ifdef MLSIM_PLAIN_MAIN
+        mlsim::cli::allow_fast_exit();
+#endif
         if (cmd == "run") return mlsim::cli::cmd_run(rest);
         if (cmd == "sweep") return mlsim::cli::cmd_sweep(rest);
         if (cmd == "validate") return mlsim::cli::cmd_validate(rest);

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <iostream>
 #include <string_view>
 #include <vector>
 
@@ -130,5 +131,23 @@ void warm_start() {
 #else
 void warm_start() {}
 #endif
+
+namespace {
+bool g_fast_exit_allowed = false;
+}
+
+void allow_fast_exit() { g_fast_exit_allowed = true; }
+
+void fast_exit(int status) {
+#ifdef MLSIM_WARM_START_SANITIZED
+    (void)status;
+#else
+    if (!g_fast_exit_allowed) return;
+    std::cout.flush();
+    std::cerr.flush();
+    std::fflush(nullptr);
+    std::_Exit(status);
+#endif
+}
 
 }  // namespace mlsim::cli

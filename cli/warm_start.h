@@ -10,6 +10,14 @@
 // It does nothing under the sanitizers (their allocators own the heap), off Linux/glibc, or when the
 // environment variable MLSIM_NO_WARM_START is set (bench/bench_startup.py compares both).
 // Call it once, first thing in main, before any other thread exists.
+//
+// At the other end, a run's results (a few hundred layers, their strings and metric vectors) cost about
+// 1 M instructions to free at exit, for nothing: fast_exit(status) flushes stdout and stderr and ends
+// the process at once. It does so only where the program's own main allowed it (allow_fast_exit():
+// mlsim, not mlsim-mpi, which must finalize MPI, nor the tests, which call commands in-process) and
+// the build has no sanitizer (LeakSanitizer checks at a normal exit); otherwise it returns.
 namespace mlsim::cli {
 void warm_start();
-}
+void allow_fast_exit();
+void fast_exit(int status);
+}  // namespace mlsim::cli

@@ -2,6 +2,7 @@
 
 #include <ostream>
 
+#include "arch/systolic/fold_model_inline.h"
 #include "sim/core/check.h"
 
 namespace mlsim::arch::systolic {
@@ -27,28 +28,7 @@ std::optional<Dataflow> parse_dataflow(std::string_view name) {
 }
 
 FoldGeometry fold_geometry(Dataflow df, ArrayShape array, GemmShape gemm) {
-    MLSIM_CHECK(array.rows >= 1 && array.cols >= 1, "systolic array needs at least one PE");
-    MLSIM_CHECK(gemm.m >= 1 && gemm.n >= 1 && gemm.k >= 1, "GEMM dimensions must be at least 1");
-    FoldGeometry g;
-    g.dataflow = df;
-    g.array_rows = array.rows;
-    g.array_cols = array.cols;
-    switch (df) {
-        case Dataflow::os:
-            g.sr = gemm.m, g.sc = gemm.n, g.t = gemm.k;
-            break;
-        case Dataflow::ws:
-            g.sr = gemm.k, g.sc = gemm.n, g.t = gemm.m;
-            break;
-        case Dataflow::is:
-            g.sr = gemm.k, g.sc = gemm.m, g.t = gemm.n;
-            break;
-    }
-    g.row_folds = (g.sr + array.rows - 1) / array.rows;
-    g.col_folds = (g.sc + array.cols - 1) / array.cols;
-    g.rows_last = g.sr - (g.row_folds - 1) * array.rows;
-    g.cols_last = g.sc - (g.col_folds - 1) * array.cols;
-    return g;
+    return detail::fold_geometry(df, array, gemm);
 }
 
 FoldCoord fold_coord(const FoldGeometry& g, int64_t index) {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "arch/systolic/fold_model.h"
+#include "arch/systolic/fold_model_inline.h"
 #include "sim/config/error.h"
 #include "sim/config/units.h"
 #include "sim/core/check.h"
@@ -64,6 +66,12 @@ class Evaluator {
         m_port_word = {ctx.word_bytes, ctx.word_bytes, ctx.partial_bytes()};
         m_port_share = {s.ifmap.bandwidth_Bps / share, s.filter.bandwidth_Bps / share,
                         s.ofmap.bandwidth_Bps / share};
+        // What a tile shape's cost depends on besides its extents (shape_cost, port_stretch_cycles).
+        if (ctx.compute_memo)
+            ctx.compute_memo->bind(
+                {reinterpret_cast<uintptr_t>(ctx.spec), std::bit_cast<uint64_t>(ctx.clock_hz),
+                 std::bit_cast<uint64_t>(ctx.word_bytes), std::bit_cast<uint64_t>(ctx.partial_bytes()),
+                 static_cast<uint64_t>(ctx.passes), ctx.stream_across_tiles ? 1u : 0u});
     }
 
     // Bytes each operand's tile occupies in its buffer, and whether that fits.
@@ -199,12 +207,14 @@ class Evaluator {
     ShapeCost shape_cost(int64_t tm, int64_t tn, int64_t tk) const {
         const Dataflow df = m_ctx.spec->dataflow;
         const int64_t p = m_ctx.passes;
-        const FoldGeometry g = fold_geometry(df, m_array, GemmShape{tm, tn, tk});
-        const GemmSummary gs = gemm_summary(g);
+        // gemm_summary(g), inlined (fold_model_inline.h): the search costs thousands of shapes a run.
+        const FoldGeometry g = detail::fold_geometry(df, m_array, GemmShape{tm, tn, tk});
+        const GemmStats stats = detail::gemm_stats(g);
         // tile_schedule(g) from the summary: lead = s_0, last_start = s_last, done = the layer's end.
-        const int64_t lead = gs.first_start, last_start = gs.last_start, done = gs.stats.cycles.count();
+        const int64_t lead = detail::stream_start(g, 0), last_start = detail::stream_start(g, g.folds() - 1);
+        const int64_t done = stats.cycles.count();
         const int64_t span = (last_start - lead + g.t) * p;
-        const int64_t stretch = port_stretch_cycles(gs.stats, span);
+        const int64_t stretch = port_stretch_cycles(stats, span);
         ShapeCost c;
         if (!m_ctx.stream_across_tiles) {
             c.per_tile = done * p + stretch;
@@ -253,6 +263,26 @@ class Evaluator {
             const double floor = c * (1 - 1e-12) * static_cast<double>(m_part.groups);
             return floor >= at_least && floor > above;
         };
+        // A sum kept from another search of the same partition and tile (ComputeMemo): the whole sum
+        // of non-negative terms decides exactly as the loop below (which tests partial sums no larger
+        // than it, and the whole sum last); a partial sum that proved a candidate out there is one of
+        // the partial sums this loop would test here, in the same order, with the same doubles.
+        ComputeMemo::Entry* memo = nullptr;
+        if (m_ctx.compute_memo) {
+            memo = m_ctx.compute_memo->slot({ext[0], ext[1], ext[2], t[0], t[1], t[2]});
+            if (memo && memo->state == 2) {
+                if (out(memo->total)) return std::nullopt;
+                return memo->total;
+            }
+            if (memo && memo->state == 1 && out(memo->total)) return std::nullopt;
+        }
+        const auto keep = [&](uint8_t state, double total) {
+            if (!memo) return;
+            if (memo->state == 0) m_ctx.compute_memo->used();
+            memo->key = {ext[0], ext[1], ext[2], t[0], t[1], t[2]};
+            memo->total = total;
+            memo->state = state;
+        };
         bool monotone = true;
         std::array<std::array<int64_t, 2>, 3> size{}, num{};
         for (size_t d = 0; d < 3; ++d) {
@@ -278,8 +308,12 @@ class Evaluator {
                         monotone = monotone && sc.ends >= 0;
                         ends_added = true;
                     }
-                    if (monotone && out(total)) return std::nullopt;
+                    if (monotone && out(total)) {
+                        keep(1, total);
+                        return std::nullopt;
+                    }
                 }
+        if (monotone) keep(2, total);
         // The whole sum: the test evaluate_unless made on it (terms < 0 or not).
         if (out(total)) return std::nullopt;
         return total;
@@ -370,6 +404,35 @@ class Evaluator {
 };
 
 }  // namespace
+
+void ComputeMemo::bind(const std::array<uint64_t, 6>& tag) {
+    if (!m_table.empty() && tag == m_tag) return;
+    if (m_table.empty() || m_generation == std::numeric_limits<uint32_t>::max()) {
+        m_table.assign(k_slots, Entry{});
+        m_generation = 0;
+    }
+    ++m_generation;  // a model whose layers alternate data types must not clear 512 KiB at each switch
+    m_tag = tag;
+    m_used = 0;
+}
+
+ComputeMemo::Entry* ComputeMemo::slot(const std::array<int64_t, 6>& key) {
+    // Multiplicative hashing; the slot from the top bits (the low bits of a product see only the low
+    // bits of the extents, which are mostly multiples of the array's side).
+    uint64_t h = 0;
+    for (int64_t x : key) h = (h ^ static_cast<uint64_t>(x)) * 0x9e3779b97f4a7c15u;
+    for (size_t i = static_cast<size_t>(h >> (64 - k_bits));; i = (i + 1) & (k_slots - 1)) {
+        Entry& e = m_table[i];
+        if (e.generation != m_generation) {
+            e.state = 0;  // stored under another binding: free
+            e.generation = m_generation;
+        }
+        if (e.state == 0) return m_used * 2 < k_slots ? &e : nullptr;
+        if (e.key[0] == key[0] && e.key[1] == key[1] && e.key[2] == key[2] && e.key[3] == key[3] &&
+            e.key[4] == key[4] && e.key[5] == key[5])
+            return &e;
+    }
+}
 
 Partition make_partition(const MappingContext& ctx, const GemmJob& job, Split split) {
     const wl::GemmShape& s = job.shape;

@@ -45,6 +45,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "arch/device_spec.h"
 #include "arch/systolic/dataflow.h"
@@ -54,6 +55,38 @@
 namespace mlsim::arch::systolic {
 
 enum class StallCause : uint8_t { weight, input, output };
+
+// The arrays' cycles of a job's tiles (the search's sum over the tile shapes of a candidate tiling), kept
+// from one search to the next: plan_gemm searches most GEMMs of a network twice, with A fetched from
+// main memory and with A read in place (a layer before left it in the ifmap buffer); the two searches
+// differ in traffic, but cost the same tile shapes on the same partition. A SystolicModel owns one and
+// passes it in MappingContext::compute_memo; it holds sums for one device (MappingContext::spec and
+// the clock) and empties itself when the data type's parameters change. Open addressing in one flat
+// table (no allocation per entry); once it is half full, nothing more is stored.
+class ComputeMemo {
+  public:
+    struct Entry {
+        std::array<int64_t, 6> key{};  // the partition's extents m, n, k per array; the tile tm, tn, tk
+        double total = 0;              // the sum, or (partial) a partial sum of it
+        uint32_t generation = 0;       // the bind() it was stored under; older entries count as empty
+        uint8_t state = 0;             // 0 empty, 1 partial, 2 the whole sum
+    };
+    // Sets what the sums depend on besides the key (spec, clock, word and partial-sum bytes, passes,
+    // streaming across tiles); a change empties the table (in O(1): a new generation).
+    void bind(const std::array<uint64_t, 6>& tag);
+    // The entry for `key`: found, or the empty slot to store it in; nullptr once half the table is used.
+    Entry* slot(const std::array<int64_t, 6>& key);
+    // Marks a slot returned by slot() as used (state 1 or 2 set by the caller).
+    void used() { ++m_used; }
+
+  private:
+    static constexpr int k_bits = 13;
+    static constexpr size_t k_slots = size_t{1} << k_bits;  // 512 KiB; a ResNet-50 run stores ~3,900
+    std::array<uint64_t, 6> m_tag{};
+    std::vector<Entry> m_table;
+    size_t m_used = 0;
+    uint32_t m_generation = 0;
+};
 
 // What a layer's GEMMs see of the device.
 struct MappingContext {
@@ -73,6 +106,8 @@ struct MappingContext {
     double acc_bytes =
         0;  // one partial sum in the ofmap buffer (SystolicSpec::accumulator_bytes); 0: word_bytes
     int64_t passes = 1;  // array passes per MAC for this data type
+    // Sums of tile-shape costs kept across searches (ComputeMemo); none: every search costs its own.
+    ComputeMemo* compute_memo = nullptr;
     double partial_bytes() const { return acc_bytes > 0 ? acc_bytes : word_bytes; }
     // What one A tile may occupy (half of the free part when double-buffered).
     double ifmap_tile_capacity() const;

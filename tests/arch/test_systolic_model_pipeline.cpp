@@ -590,3 +590,60 @@ TEST_CASE("From the settled ifmap capacity on, the tiling no longer depends on t
         ctx.ifmap_free_bytes = -1;
     }
 }
+
+TEST_CASE("Tile-shape sums kept across searches (ComputeMemo) change no plan", "[systolic]") {
+    // The model shares one ComputeMemo among all its searches (start-up, issue 8); each plan with it,
+    // searched first or after others filled it, must be the plan searched without it, to the bit.
+    int compared = 0;
+    for (const char* df : {"os", "ws", "is"})
+        for (int64_t arrays : {int64_t{1}, int64_t{4}}) {
+            Toy t;
+            t.dataflow = df;
+            t.arrays = arrays;
+            t.ifmap.capacity = "4KiB";  // small buffers: many tilings fit only in part, the bound prunes
+            t.filter.capacity = "2KiB";
+            t.ofmap.capacity = "4KiB";
+            t.ofmap.double_buffered = false;
+            t.latency = "20ns";
+            const arch::DeviceSpec spec = toy_device(t);
+            ComputeMemo memo;
+            for (bool stream : {true, false})
+                for (double word : {1.0, 2.0})
+                    for (wl::GemmShape shape : {wl::GemmShape{1, 64, 96, 80}, wl::GemmShape{3, 40, 8, 120},
+                                                wl::GemmShape{1, 7, 130, 33}, wl::GemmShape{2, 200, 24, 9}})
+                        for (bool in_place : {false, true})
+                            for (int pass = 0; pass < 2; ++pass) {
+                                MappingContext ctx;
+                                ctx.device = &spec;
+                                ctx.spec = &*arch::systolic::spec_of(spec);
+                                ctx.clock_hz = 1e9;
+                                ctx.dram_Bps = 1e9;
+                                ctx.dram_latency_s = 20e-9;
+                                ctx.word_bytes = word;
+                                ctx.stream_across_tiles = stream;
+                                GemmJob job;
+                                job.shape = shape;
+                                job.a_on_chip = in_place;
+                                job.scale.a = in_place ? 1.0 : 0.5;
+                                TilePlan plain, kept;
+                                try {
+                                    plain = plan_gemm(ctx, job);
+                                } catch (const cfg::UserError&) {
+                                    ctx.compute_memo = &memo;
+                                    CHECK_THROWS_AS(plan_gemm(ctx, job), cfg::UserError);
+                                    continue;
+                                }
+                                ctx.compute_memo = &memo;
+                                kept = plan_gemm(ctx, job);
+                                INFO(df << " arrays=" << arrays << " stream=" << stream << " word=" << word
+                                        << " " << plain.describe());
+                                CHECK(kept.describe() == plain.describe());
+                                CHECK(kept.estimate_cycles == plain.estimate_cycles);
+                                CHECK(kept.array_cycles == plain.array_cycles);
+                                CHECK(kept.keep_a == plain.keep_a);
+                                CHECK(kept.keep_b == plain.keep_b);
+                                ++compared;
+                            }
+        }
+    CHECK(compared > 300);
+}
