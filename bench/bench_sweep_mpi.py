@@ -19,8 +19,8 @@ average is printed with the figures: on a shared machine it decides them; the po
 (user + system time of the whole command, start-up and checking included) show the work each way costs.
 
 CPU-time figures (what a loaded machine does not blur): the MPI runs are made with MLSIM_SWEEP_CPU=1, and
-each rank reports its sweep thread's CPU time (mpi/sweep_mpi.cpp): for 1 rank the process's CPU time per
-point (T1); for 2 ranks the writer's CPU per committed point (w, rank 0 receiving and committing), and the
+each rank reports its sweep thread's CPU time (mpi/sweep_mpi.cpp): for 1 rank its CPU time per point
+(T1, simulating and committing); for 2 ranks the writer's CPU per committed point (w, rank 0 receiving and committing), and the
 CPU per simulated point on rank 0 (c0) and on rank 1 (c1, serializing and sending included). On two cores
 of its own, rank 0 commits every point and simulates the share x of the points that keeps both ranks
 equally busy: w + x c0 = (1 - x) c1, so x = max(0, (c1 - w) / (c0 + c1)) and a point takes
@@ -66,16 +66,13 @@ def children_cpu_s():
     return r.ru_utime + r.ru_stime
 
 
-CPU_ALONE = re.compile(r"mlsim sweep cpu: rank 0 alone ran (\d+) points in ([0-9.]+) s")
 CPU_RANK = re.compile(r"mlsim sweep cpu: rank (\d+) simulated (\d+) points in ([0-9.]+) s, committed in "
                       r"([0-9.]+) s, other work ([0-9.]+) s")
 
 
 def cpu_report(stderr):
-    """The per-rank CPU lines of an MPI run: {'alone': s} or {rank: (points, simulating, committing, other)}."""
+    """The per-rank CPU lines of an MPI run: {rank: (points simulated, simulating, committing, other)}."""
     out = {}
-    for m in CPU_ALONE.finditer(stderr):
-        out["alone"] = (int(m.group(1)), float(m.group(2)))
     for m in CPU_RANK.finditer(stderr):
         out[int(m.group(1))] = (int(m.group(2)), float(m.group(3)), float(m.group(4)), float(m.group(5)))
     return out
@@ -139,8 +136,8 @@ def main():
                 for name, cmd in configs.items():
                     db = os.path.join(tmp, f"{kind}-{i}-{len(rates[name])}-{name.replace(' ', '_')}.db")
                     points, rate, cpu, rep = run(cmd + ["--db", db, "--quiet"], env)
-                    if name == "mpi 1 rank" and "alone" in rep:
-                        t1s.append(rep["alone"][1] / rep["alone"][0] * 1e3)
+                    if name == "mpi 1 rank" and 0 in rep:
+                        t1s.append(sum(rep[0][1:]) / points * 1e3)
                     if name == "mpi 2 ranks" and 0 in rep and 1 in rep:
                         parts.append(modelled(points, rep))
                         t2s.append(parts[-1][3])

@@ -44,6 +44,10 @@ constexpr std::size_t k_max_errors = 5;
 // Points rank 0 commits in one transaction (ResultsDb::begin_batch) between two looks for arriving
 // results: one commit per point cost rank 0 about as much CPU as simulating a roofline point.
 constexpr int k_commit_batch = 64;
+// Points ready in order at which rank 0 stops simulating and commits them: a batch's commit costs about as
+// much as a point's rows, so batches of one point (rank 0 alone, simulating each point in turn) would
+// double the writer's cost.
+constexpr std::size_t k_min_batch = 32;
 // Points a worker holds at once: enough that it never waits while rank 0 commits a batch.
 constexpr int k_in_flight = 8;
 
@@ -700,11 +704,21 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
         return any;
     };
     auto head_ready = [&] { return !pending.empty() && pending.begin()->first == committed + busy.size(); };
+    // Whether to commit now rather than simulate: once k_min_batch points are ready in order (or no point
+    // is left to simulate), so that a rank 0 with time to spare still commits in batches.
+    auto batch_due = [&] {
+        if (!head_ready()) return false;
+        if (stop.load() || next.load() >= total) return true;
+        std::size_t ready = 0;
+        for (auto it = pending.begin(); it != pending.end() && ready < k_min_batch; ++it, ++ready)
+            if (it->first != committed + busy.size() + ready) return false;
+        return ready >= k_min_batch;
+    };
     while (committed + busy.size() < total) {
         bool idle = !receive();
         // In point order: the run_ids and the choice among repeated points do not depend on timing.
         int batch = 0;
-        if (head_ready()) {
+        if (batch_due()) {
             const double t0 = cpu.on ? thread_cpu_s() : 0;
             // One transaction for the batch: a SIGKILL before end_batch() leaves none of its points in the
             // file, and a resumed sweep runs them again (every point once).
@@ -740,7 +754,7 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
         if (batch) {
             idle = false;
         } else if (!stop.load()) {
-            // Nothing to commit: simulate the next point here rather than wait.
+            // No batch due: simulate the next point here rather than wait.
             if (const std::size_t i = next.fetch_add(1); i < total) {
                 const double t0 = cpu.on ? thread_cpu_s() : 0;
                 Outcome o = run_point(sweep, systems, i, known);
@@ -805,19 +819,6 @@ exp::DistributedSweep make_backend() {
     const int ranks = b.ranks;
     b.coordinate = [ranks](const Sweep& sweep, const SystemCache& systems, db::ResultsDb& db,
                            const exp::SweepRunOptions& options) {
-        // One rank alone is the threaded sweep: nothing to hand out, and no writer thread beside its jobs.
-        if (ranks == 1) {
-            const CpuAccount cpu;
-            timespec t0{}, t1{};
-            clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
-            exp::SweepSummary s = exp::run_sweep(sweep, systems, db, options);
-            clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
-            if (cpu.on)
-                std::fprintf(stderr, "mlsim sweep cpu: rank 0 alone ran %zu points in %.4f s\n", s.points,
-                             static_cast<double>(t1.tv_sec - t0.tv_sec) +
-                                 1e-9 * static_cast<double>(t1.tv_nsec - t0.tv_nsec));
-            return s;
-        }
         return coordinate(sweep, systems, db, options, ranks);
     };
     b.work = [](const Sweep& sweep, const SystemCache& systems) { work(sweep, systems); };

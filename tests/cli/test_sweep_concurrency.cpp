@@ -188,7 +188,7 @@ TEST_CASE("An MPI sweep writes the same rows as the threaded one, for any number
         wait_status(spawn_mlsim({"sweep", data("sweep_jobs.yaml"), "--db", threads, "--jobs", "2"}))));
     const std::vector<std::string> expected = whole_file(threads);
     REQUIRE(expected.size() > 1000);
-    for (const auto& [ranks, jobs] : {std::pair{2, "1"}, std::pair{3, "2"}}) {
+    for (const auto& [ranks, jobs] : {std::pair{1, "1"}, std::pair{2, "1"}, std::pair{3, "2"}}) {
         INFO(ranks << " ranks, --jobs " << jobs << " on rank 0");
         const std::string db = dir.file(fmt::format("mpi{}.db", ranks));
         REQUIRE(exited_ok(run_mpi(ranks, {"sweep", data("sweep_jobs.yaml"), "--db", db, "--jobs", jobs})));
