@@ -17,6 +17,14 @@ excluded). Parallel efficiency = rate(2 ranks) / (2 x rate(1 rank)). Targets (is
 >= 90 % on a 2,000-point sweep; >= 500 points/s on 2 cores for roofline and systolic points. The load
 average is printed with the figures: on a shared machine it decides them; the points per CPU second
 (user + system time of the whole command, start-up and checking included) show the work each way costs.
+
+CPU-time figures (what a loaded machine does not blur): the MPI runs are made with MLSIM_SWEEP_CPU=1, and
+each rank reports its sweep thread's CPU time (mpi/sweep_mpi.cpp): for 1 rank its CPU time per point
+(T1, simulating and committing); for 2 ranks the writer's CPU per committed point (w, rank 0 receiving and committing), and the
+CPU per simulated point on rank 0 (c0) and on rank 1 (c1, serializing and sending included). On two cores
+of its own, rank 0 commits every point and simulates the share x of the points that keeps both ranks
+equally busy: w + x c0 = (1 - x) c1, so x = max(0, (c1 - w) / (c0 + c1)) and a point takes
+T2 = w + x c0 (T2 = w when the writer alone is the bottleneck). CPU-time efficiency = T1 / (2 T2).
 """
 import argparse
 import os
@@ -58,6 +66,29 @@ def children_cpu_s():
     return r.ru_utime + r.ru_stime
 
 
+CPU_RANK = re.compile(r"mlsim sweep cpu: rank (\d+) simulated (\d+) points in ([0-9.]+) s, committed in "
+                      r"([0-9.]+) s, other work ([0-9.]+) s")
+
+
+def cpu_report(stderr):
+    """The per-rank CPU lines of an MPI run: {rank: (points simulated, simulating, committing, other)}."""
+    out = {}
+    for m in CPU_RANK.finditer(stderr):
+        out[int(m.group(1))] = (int(m.group(2)), float(m.group(3)), float(m.group(4)), float(m.group(5)))
+    return out
+
+
+def modelled(points, rep):
+    """(w, c0, c1, T2) in ms per point from a 2-rank run's CPU report (see the module doc)."""
+    n0, sim0, commit0, other0 = rep[0]
+    n1, sim1, _, _ = rep[1]
+    w = (commit0 + other0) / points
+    c1 = sim1 / max(n1, 1)
+    c0 = sim0 / n0 if n0 else c1
+    x = max(0.0, (c1 - w) / (c0 + c1))
+    return w * 1e3, c0 * 1e3, c1 * 1e3, (w + x * c0) * 1e3
+
+
 def run(cmd, env):
     cpu0 = children_cpu_s()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -70,7 +101,7 @@ def run(cmd, env):
     points, ran = int(m.group(1)), int(m.group(4))
     if ran != points:
         sys.exit(f"expected every point to run in a fresh database, but {ran} of {points} ran")
-    return points, float(m.group(3)), cpu
+    return points, float(m.group(3)), cpu, cpu_report(proc.stderr)
 
 
 def main():
@@ -83,8 +114,8 @@ def main():
     ap.add_argument("--kinds", default="roofline,systolic")
     ap.add_argument("-n", type=int, default=3)
     a = ap.parse_args()
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    mpirun = [a.mpirun, "--oversubscribe", "--allow-run-as-root", "--bind-to", "none"]
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", MLSIM_SWEEP_CPU="1")
+    mpirun = [a.mpirun, "--oversubscribe", "--allow-run-as-root", "--bind-to", "none", "-x", "MLSIM_SWEEP_CPU"]
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}  cores: {os.cpu_count()}")
     with tempfile.TemporaryDirectory(prefix="mlsim-bench-mpi-") as tmp:
         for kind in a.kinds.split(","):
@@ -99,11 +130,17 @@ def main():
             }
             rates = {name: [] for name in configs}
             cpus = {name: [] for name in configs}
+            t1s, t2s, parts = [], [], []
             points = 0
             for i in range(a.n):  # interleaved, so that a change of load hits every configuration alike
                 for name, cmd in configs.items():
                     db = os.path.join(tmp, f"{kind}-{i}-{len(rates[name])}-{name.replace(' ', '_')}.db")
-                    points, rate, cpu = run(cmd + ["--db", db, "--quiet"], env)
+                    points, rate, cpu, rep = run(cmd + ["--db", db, "--quiet"], env)
+                    if name == "mpi 1 rank" and 0 in rep:
+                        t1s.append(sum(rep[0][1:]) / points * 1e3)
+                    if name == "mpi 2 ranks" and 0 in rep and 1 in rep:
+                        parts.append(modelled(points, rep))
+                        t2s.append(parts[-1][3])
                     rates[name].append(rate)
                     cpus[name].append(cpu)
                     os.remove(db)
@@ -115,6 +152,15 @@ def main():
             eff = med["mpi 2 ranks"] / (2 * med["mpi 1 rank"])
             print(f"  parallel efficiency, 2 ranks vs 1: {eff * 100:.0f} %  "
                   f"(2 ranks vs threads --jobs 1: {med['mpi 2 ranks'] / med['threads --jobs 1']:.2f}x)")
+            if t1s and t2s:
+                t1, t2 = statistics.median(t1s), statistics.median(t2s)
+                w, c0, c1 = (statistics.median(p[k] for p in parts) for k in range(3))
+                print(f"  CPU per point: 1 rank T1 = {t1:.3f} ms (runs: {', '.join(f'{x:.3f}' for x in t1s)}); "
+                      f"2 ranks: writer w = {w:.3f} ms, simulating c0 = {c0:.3f} ms (rank 0), "
+                      f"c1 = {c1:.3f} ms (rank 1)")
+                print(f"  CPU-time efficiency T1 / (2 T2): {t1 / (2 * t2) * 100:.0f} % (T2 = {t2:.3f} ms; "
+                      f"runs: {', '.join(f'{t1 / (2 * x) * 100:.0f}' for x in t2s)} %); "
+                      f"on 2 idle cores: 1 rank {1e3 / t1:.0f} points/s, 2 ranks {1e3 / t2:.0f} points/s")
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

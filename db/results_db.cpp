@@ -13,7 +13,9 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -113,15 +115,29 @@ constexpr const char* k_metric_insert_columns[] = {
     "run_id", "idx", "name", "value", "unit", "text",
 };
 
+constexpr const char* k_factor_insert_columns[] = {
+    "sweep_name", "run_id", "factor", "value", "value_num",
+};
+
+// Rows per INSERT statement for the row tables of a run (layers, their levels and metrics, sweep factors):
+// a statement's fixed cost (opening its cursors, halting the VM, resetting) is shared by this many rows,
+// which with the uncopied row text cut the instructions to record a ResNet-50 run by about a third
+// (bench/README.md, Sweeps over MPI). 32 rows of the 26 layer columns bind 832 values, far below SQLite's
+// limit of 32,766.
+constexpr std::size_t k_rows_per_insert = 32;
+
 template <size_t N>
-std::string insert_sql(std::string_view table, const char* const (&columns)[N]) {
+std::string insert_sql(std::string_view table, const char* const (&columns)[N], std::size_t rows = 1) {
     std::string names;
-    std::string marks;
+    std::string marks = "(";
     for (size_t i = 0; i < N; ++i) {
         names += fmt::format("{}{}", i == 0 ? "" : ", ", columns[i]);
         marks += i == 0 ? "?" : ", ?";
     }
-    return fmt::format("INSERT INTO {} ({}) VALUES ({})", table, names, marks);
+    marks += ")";
+    std::string values = marks;
+    for (size_t r = 1; r < rows; ++r) values += ", " + marks;
+    return fmt::format("INSERT INTO {} ({}) VALUES {}", table, names, values);
 }
 
 struct Totals {
@@ -498,6 +514,32 @@ std::string set_wal(sql::Connection& conn) {
     }
 }
 
+// An INSERT of 1 to k_rows_per_insert rows into one table, each row count prepared when first needed (a
+// run's row counts repeat from run to run). write() binds `items` in order, k_rows_per_insert rows a
+// statement: the rows and their rowids are those of one INSERT per item.
+class MultiInsert {
+  public:
+    explicit MultiInsert(std::function<std::string(std::size_t rows)> sql) : m_sql(std::move(sql)) {}
+
+    template <class Items, class Bind>
+    void write(sql::Connection& conn, const Items& items, Bind bind) {
+        const std::size_t size = items.size();
+        for (std::size_t i = 0; i < size;) {
+            const std::size_t n = std::min(k_rows_per_insert, size - i);
+            std::unique_ptr<sql::Statement>& s = m_by_rows[n];
+            if (!s) s = std::make_unique<sql::Statement>(conn, m_sql(n));
+            s->reset();
+            for (std::size_t j = 0; j < n; ++j) bind(*s, items[i + j]);
+            s->run();
+            i += n;
+        }
+    }
+
+  private:
+    std::function<std::string(std::size_t)> m_sql;
+    std::array<std::unique_ptr<sql::Statement>, k_rows_per_insert + 1> m_by_rows;
+};
+
 struct ResultsDb::Impl {
     explicit Impl(const std::string& p)
         : path(p), conn((create_parent_directories(p), p), sql::Connection::Mode::read_write_create) {
@@ -514,13 +556,15 @@ struct ResultsDb::Impl {
         }
         // See the contract in results_db.h for why NORMAL rather than FULL.
         conn.exec("PRAGMA synchronous = NORMAL");
+        // Each write inside a batch (begin_batch) is a savepoint, whose journal went to a temporary file:
+        // kept in memory, it cut the MPI sweep writer's CPU per point by about a quarter (bench/README.md,
+        // Sweeps over MPI). Durability is that of the WAL commit, unchanged. (A 64 MB page cache, tried
+        // too, made it slower: SQLite's default is kept.)
+        conn.exec("PRAGMA temp_store = MEMORY");
         conn.exec("PRAGMA foreign_keys = ON");
         schema::migrate(conn);
 
         insert_run.emplace(conn, insert_sql("runs", k_run_insert_columns));
-        insert_layer.emplace(conn, insert_sql("layers", k_layer_insert_columns));
-        insert_level.emplace(conn, insert_sql("layer_levels", k_level_insert_columns));
-        insert_metric.emplace(conn, insert_sql("layer_metrics", k_metric_insert_columns));
         find_ok.emplace(conn, "SELECT 1 FROM runs WHERE config_hash = ? AND status = 'ok' LIMIT 1");
         find_run.emplace(
             conn,
@@ -531,9 +575,6 @@ struct ResultsDb::Impl {
             conn,
             "INSERT INTO sweeps (sweep_name, point, run_id, config_hash, factors_json, created_utc) "
             "VALUES (?, ?, ?, ?, ?, ?)");
-        insert_factor.emplace(conn,
-                              "INSERT INTO sweep_factors (sweep_name, run_id, factor, value, value_num) "
-                              "VALUES (?, ?, ?, ?, ?)");
         find_error_after.emplace(conn,
                                  "SELECT run_id FROM runs WHERE config_hash = ? AND status = 'error' AND "
                                  "run_id > ? ORDER BY run_id DESC LIMIT 1");
@@ -622,16 +663,16 @@ struct ResultsDb::Impl {
             .bind_text(factors_json(p));
         s.bind_text(utc_now());
         s.run();
-        for (const SweepFactorValue& f : p.factors) {
-            sql::Statement& fs = *insert_factor;
-            fs.reset();
-            fs.bind_text(p.sweep_name).bind_int(run_id).bind_text(f.factor).bind_text(f.value);
+        insert_factors.write(conn, p.factors, [&](sql::Statement& fs, const SweepFactorValue& f) {
+            fs.bind_text_static(p.sweep_name)
+                .bind_int(run_id)
+                .bind_text_static(f.factor)
+                .bind_text_static(f.value);
             if (f.value_num)
                 fs.bind_real(*f.value_num);
             else
                 fs.bind_null();
-            fs.run();
-        }
+        });
     }
 
     // The latest run with this hash and status whose run_id is above `after`.
@@ -660,50 +701,47 @@ struct ResultsDb::Impl {
 
     void write_parallel(int64_t run_id, const ParallelRows& p);
 
-    void write_layer(int64_t run_id, const LayerRow& l) {
-        sql::Statement& s = *insert_layer;
-        s.reset();
-        s.bind_int(run_id).bind_int(l.idx).bind_text(l.name).bind_text(l.op).bind_text(l.phase).bind_text(
-            l.dtype);
-        s.bind_real(l.macs)
-            .bind_real(l.flops)
-            .bind_int(l.params)
-            .bind_real(l.bytes_read)
-            .bind_real(l.bytes_written);
-        s.bind_real(l.start_s).bind_real(l.end_s).bind_real(l.time_s).bind_int(l.cycles).bind_int(
-            l.stall_cycles);
-        s.bind_real(l.energy_j).bind_real(l.energy_compute_j).bind_real(l.energy_memory_j);
-        s.bind_real(l.energy_static_j).bind_real(l.utilization).bind_text(l.bound);
-        s.bind_real(l.compute_s).bind_real(l.memory_s).bind_real(l.overhead_s).bind_real(l.communication_s);
-        s.run();
-    }
-
-    void write_levels(int64_t run_id, const LayerRow& l) {
-        for (const LevelRow& v : l.levels) {
-            sql::Statement& s = *insert_level;
-            s.reset();
-            s.bind_int(run_id)
-                .bind_int(l.idx)
-                .bind_text(v.level)
-                .bind_real(v.bytes_read)
-                .bind_real(v.bytes_written);
-            s.bind_int(v.accesses).bind_real(v.energy_j);
-            s.run();
+    // A run's layer rows, then their levels, then their metrics, each table in the order of `layers`.
+    void write_layers(int64_t run_id, const std::vector<LayerRow>& layers) {
+        insert_layers.write(conn, layers, [&](sql::Statement& s, const LayerRow& l) {
+            s.bind_int(run_id).bind_int(l.idx).bind_text_static(l.name).bind_text_static(l.op);
+            s.bind_text_static(l.phase).bind_text_static(l.dtype);
+            s.bind_real(l.macs)
+                .bind_real(l.flops)
+                .bind_int(l.params)
+                .bind_real(l.bytes_read)
+                .bind_real(l.bytes_written);
+            s.bind_real(l.start_s).bind_real(l.end_s).bind_real(l.time_s).bind_int(l.cycles).bind_int(
+                l.stall_cycles);
+            s.bind_real(l.energy_j).bind_real(l.energy_compute_j).bind_real(l.energy_memory_j);
+            s.bind_real(l.energy_static_j).bind_real(l.utilization).bind_text_static(l.bound);
+            s.bind_real(l.compute_s)
+                .bind_real(l.memory_s)
+                .bind_real(l.overhead_s)
+                .bind_real(l.communication_s);
+        });
+        m_levels.clear();
+        m_metrics.clear();
+        for (const LayerRow& l : layers) {
+            for (const LevelRow& v : l.levels) m_levels.emplace_back(l.idx, &v);
+            for (const MetricRow& m : l.metrics) m_metrics.emplace_back(l.idx, &m);
         }
-    }
-
-    // A numeric metric stores value and unit with text NULL; a text metric only its text.
-    void write_metrics(int64_t run_id, const LayerRow& l) {
-        for (const MetricRow& m : l.metrics) {
-            sql::Statement& s = *insert_metric;
-            s.reset();
-            s.bind_int(run_id).bind_int(l.idx).bind_text(m.name);
-            if (m.value)
-                s.bind_real(*m.value).bind_text(m.unit).bind_null();
-            else
-                s.bind_null().bind_null().bind_text(m.text);
-            s.run();
-        }
+        insert_levels.write(
+            conn, m_levels, [&](sql::Statement& s, const std::pair<int64_t, const LevelRow*>& e) {
+                const LevelRow& v = *e.second;
+                s.bind_int(run_id).bind_int(e.first).bind_text_static(v.level).bind_real(v.bytes_read);
+                s.bind_real(v.bytes_written).bind_int(v.accesses).bind_real(v.energy_j);
+            });
+        // A numeric metric stores value and unit with text NULL; a text metric only its text.
+        insert_metrics.write(conn, m_metrics,
+                             [&](sql::Statement& s, const std::pair<int64_t, const MetricRow*>& e) {
+                                 const MetricRow& m = *e.second;
+                                 s.bind_int(run_id).bind_int(e.first).bind_text_static(m.name);
+                                 if (m.value)
+                                     s.bind_real(*m.value).bind_text_static(m.unit).bind_null();
+                                 else
+                                     s.bind_null().bind_null().bind_text_static(m.text);
+                             });
     }
 
     // One write transaction; rolled back unless commit() ran. IMMEDIATE takes the write lock up front,
@@ -745,11 +783,20 @@ struct ResultsDb::Impl {
     std::string path;
     sql::Connection conn;
     // Declared after conn so they are finalised before it closes.
-    std::optional<sql::Statement> insert_run, insert_layer, insert_level, insert_metric, find_ok, begin,
-        commit, rollback;
-    std::optional<sql::Statement> find_run, find_link, run_hash, insert_sweep, insert_factor;
+    std::optional<sql::Statement> insert_run, find_ok, begin, commit, rollback;
+    std::optional<sql::Statement> find_run, find_link, run_hash, insert_sweep;
     std::optional<sql::Statement> find_error_after, find_claim, put_claim, drop_claim, max_run;
     std::optional<sql::Statement> savepoint, release_savepoint, rollback_to;
+    MultiInsert insert_layers{[](std::size_t n) { return insert_sql("layers", k_layer_insert_columns, n); }};
+    MultiInsert insert_levels{
+        [](std::size_t n) { return insert_sql("layer_levels", k_level_insert_columns, n); }};
+    MultiInsert insert_metrics{
+        [](std::size_t n) { return insert_sql("layer_metrics", k_metric_insert_columns, n); }};
+    MultiInsert insert_factors{
+        [](std::size_t n) { return insert_sql("sweep_factors", k_factor_insert_columns, n); }};
+    // Scratch lists of a run's levels and metrics with their layer's idx (kept to reuse their memory).
+    std::vector<std::pair<int64_t, const LevelRow*>> m_levels;
+    std::vector<std::pair<int64_t, const MetricRow*>> m_metrics;
     const ProcessIdentity me = this_process();
     std::mutex mutex;
 };
@@ -877,11 +924,7 @@ int64_t ResultsDb::record_run(const RunInfo& info, const std::vector<LayerRow>& 
     std::lock_guard lock(m_impl->mutex);
     Impl::Transaction txn(*m_impl);
     int64_t run_id = m_impl->write_run(info, "ok", nullptr, wall_s, &totals);
-    for (const LayerRow& layer : layers) {
-        m_impl->write_layer(run_id, layer);
-        m_impl->write_levels(run_id, layer);
-        m_impl->write_metrics(run_id, layer);
-    }
+    m_impl->write_layers(run_id, layers);
     if (parallel) m_impl->write_parallel(run_id, *parallel);
     if (point) {
         m_impl->write_sweep_point(
@@ -1142,6 +1185,13 @@ ClaimResult ResultsDb::claim(const ClaimQuery& q) {
         }
     }
     f.reset();
+    if (m_impl->in_batch) {
+        // The batch holds the write lock until it commits, and the run that settles the point is recorded
+        // in it: a claim row would be released before any other process could see it.
+        txn.commit();
+        result.state = ClaimResult::State::claimed;
+        return result;
+    }
     sql::Statement& p = *m_impl->put_claim;
     p.reset();
     p.bind_text(q.key).bind_text(m_impl->me.host).bind_int(m_impl->me.pid).bind_text(m_impl->me.start);

@@ -81,13 +81,13 @@ Statement::Statement(Connection& conn, const std::string& sql) : m_conn(conn), m
     int rc = sqlite3_prepare_v3(conn.handle(), sql.c_str(), static_cast<int>(sql.size()),
                                 SQLITE_PREPARE_PERSISTENT, &m_stmt, nullptr);
     conn.check(rc, fmt::format("prepare '{}'", sql));
+    m_param_count = sqlite3_bind_parameter_count(m_stmt);
 }
 
 Statement::~Statement() { sqlite3_finalize(m_stmt); }
 
 int Statement::next_index() {
-    MLSIM_CHECK(m_next_param <= sqlite3_bind_parameter_count(m_stmt),
-                fmt::format("too many values bound for '{}'", m_sql));
+    MLSIM_CHECK(m_next_param <= m_param_count, fmt::format("too many values bound for '{}'", m_sql));
     return m_next_param++;
 }
 
@@ -107,15 +107,20 @@ Statement& Statement::bind_text(std::string_view v) {
     return *this;
 }
 
+Statement& Statement::bind_text_static(std::string_view v) {
+    m_conn.check(sqlite3_bind_text64(m_stmt, next_index(), v.data(), v.size(), SQLITE_STATIC, SQLITE_UTF8),
+                 "bind a value");
+    return *this;
+}
+
 Statement& Statement::bind_null() {
     m_conn.check(sqlite3_bind_null(m_stmt, next_index()), "bind a value");
     return *this;
 }
 
 void Statement::finish_binding() const {
-    MLSIM_CHECK(m_next_param - 1 == sqlite3_bind_parameter_count(m_stmt),
-                fmt::format("bound {} of {} values for '{}'", m_next_param - 1,
-                            sqlite3_bind_parameter_count(m_stmt), m_sql));
+    MLSIM_CHECK(m_next_param - 1 == m_param_count,
+                fmt::format("bound {} of {} values for '{}'", m_next_param - 1, m_param_count, m_sql));
 }
 
 bool Statement::step() {

@@ -50,6 +50,9 @@ class Statement {
     Statement& bind_int(int64_t v);
     Statement& bind_real(double v);
     Statement& bind_text(std::string_view v);
+    // Binds text without copying it: the caller keeps `v`'s bytes alive and unchanged until the statement
+    // is reset (run() resets it). For the many row strings of a run (db::ResultsDb's multi-row inserts).
+    Statement& bind_text_static(std::string_view v);
     Statement& bind_null();
     void finish_binding() const;
 
@@ -73,6 +76,7 @@ class Statement {
     sqlite3_stmt* m_stmt = nullptr;
     std::string m_sql;
     int m_next_param = 1;
+    int m_param_count = 0;  // the SQL's parameters
 };
 
 }  // namespace mlsim::db::sql

@@ -568,7 +568,10 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
         }
         const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
         if (result) {
-            db.record_run(result->info, to_rows(result->layers), wall, &pc.db_point);
+            // A point with a parallel plan stores its step's tables as `mlsim run` does.
+            const db::ParallelRows par = result->parallel_run ? parallel_rows(*result) : db::ParallelRows{};
+            db.record_run(result->info, to_rows(result->layers), wall, &pc.db_point,
+                          result->parallel_run ? &par : nullptr);
             guard.released();
             ++ran;
         } else {

@@ -8,12 +8,16 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <deque>
 #include <exception>
 #include <list>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 #include <tuple>
@@ -40,8 +44,38 @@ constexpr std::size_t k_max_errors = 5;
 // Points rank 0 commits in one transaction (ResultsDb::begin_batch) between two looks for arriving
 // results: one commit per point cost rank 0 about as much CPU as simulating a roofline point.
 constexpr int k_commit_batch = 64;
+// Points ready in order at which rank 0 stops simulating and commits them: a batch's commit costs about as
+// much as a point's rows, so batches of one point (rank 0 alone, simulating each point in turn) would
+// double the writer's cost.
+constexpr std::size_t k_min_batch = 32;
 // Points a worker holds at once: enough that it never waits while rank 0 commits a batch.
 constexpr int k_in_flight = 8;
+
+// CPU time of the calling thread, seconds.
+double thread_cpu_s() {
+    timespec t{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+
+// With MLSIM_SWEEP_CPU set in the environment, each rank writes to stderr where its sweep thread's CPU time
+// went (bench/bench_sweep_mpi.py reads it: the CPU cost per point of the writer and of the simulating ranks,
+// which a loaded machine does not blur as it blurs wall times).
+struct CpuAccount {
+    bool on = std::getenv("MLSIM_SWEEP_CPU") != nullptr;
+    double start = thread_cpu_s();
+    double simulating = 0;  // in run_point, serializing and sending included on other ranks
+    double committing = 0;  // rank 0: in batches of commits (receiving during a batch included)
+    std::size_t points = 0;
+    void report(int rank) const {
+        if (!on) return;
+        std::fprintf(
+            stderr,
+            "mlsim sweep cpu: rank %d simulated %zu points in %.4f s, committed in %.4f s, other work "
+            "%.4f s\n",
+            rank, points, simulating, committing, thread_cpu_s() - start - simulating - committing);
+    }
+};
 
 // ---- Serialization: little-endian-as-the-host bytes (every rank runs the same binary) ----
 class Writer {
@@ -179,6 +213,94 @@ db::LayerRow get_layer(Reader& rd) {
     return l;
 }
 
+void put(Writer& w, const db::CollectiveRow& c) {
+    w.i64(c.idx);
+    for (const std::string* s : {&c.kind, &c.algorithm, &c.protocol}) w.str(*s);
+    w.i64(c.ranks);
+    w.i64(c.bytes);
+    for (double v : {c.start_s, c.end_s, c.algbw_GBps, c.busbw_GBps}) w.f64(v);
+    w.i64(c.steps);
+    w.f64(c.energy_j);
+}
+
+db::CollectiveRow get_collective(Reader& rd) {
+    db::CollectiveRow c;
+    c.idx = rd.i64();
+    for (std::string* s : {&c.kind, &c.algorithm, &c.protocol}) *s = rd.str();
+    c.ranks = rd.i64();
+    c.bytes = rd.i64();
+    for (double* v : {&c.start_s, &c.end_s, &c.algbw_GBps, &c.busbw_GBps}) *v = rd.f64();
+    c.steps = rd.i64();
+    c.energy_j = rd.f64();
+    return c;
+}
+
+// The fields of a parallel run's rows, in one order for writing and reading.
+template <class P, class F, class I, class S>
+void parallel_fields(P& p, F&& f64, I&& i64, S&& str) {
+    for (auto* v : {&p.data, &p.tensor, &p.pipeline, &p.expert, &p.zero, &p.microbatches, &p.ranks}) i64(*v);
+    str(p.schedule);
+    for (auto* v : {&p.step_time_s, &p.samples_per_s, &p.tokens_per_s, &p.mfu}) f64(*v);
+    i64(p.critical_rank);
+    for (auto* v : {&p.compute_s, &p.exposed_comm_s, &p.bubble_s, &p.peak_memory_bytes, &p.device_energy_j,
+                    &p.link_energy_j})
+        f64(*v);
+    str(p.symmetry);
+    for (auto* v : {&p.simulated_ranks, &p.network_calls, &p.memo_hits}) i64(*v);
+}
+
+template <class R, class F, class I>
+void rank_fields(R& r, F&& f64, I&& i64) {
+    i64(r.rank);
+    i64(r.stage);
+    for (auto* v : {&r.compute_s, &r.comm_s, &r.exposed_comm_s, &r.bubble_s, &r.end_s, &r.energy_j, &r.flops,
+                    &r.memory_bytes, &r.weights_bytes, &r.gradients_bytes, &r.optimizer_bytes,
+                    &r.activations_bytes, &r.kv_cache_bytes})
+        f64(*v);
+}
+
+void put(Writer& w, const db::ParallelRows& p) {
+    auto f = [&](double v) { w.f64(v); };
+    auto i = [&](int64_t v) { w.i64(v); };
+    auto s = [&](const std::string& v) { w.str(v); };
+    parallel_fields(p, f, i, s);
+    w.u64(p.rank_rows.size());
+    for (const db::ParallelRankRow& r : p.rank_rows) rank_fields(r, f, i);
+    w.u64(p.exposed_by_purpose.size());
+    for (const auto& [purpose, t] : p.exposed_by_purpose) {
+        w.str(purpose);
+        w.f64(t);
+    }
+    w.u64(p.collectives.size());
+    for (const db::ParallelCollectiveRow& c : p.collectives) {
+        put(w, c.call);
+        w.str(c.purpose);
+        w.i64(c.copies);
+    }
+}
+
+db::ParallelRows get_parallel(Reader& rd) {
+    db::ParallelRows p;
+    auto f = [&](double& v) { v = rd.f64(); };
+    auto i = [&](int64_t& v) { v = rd.i64(); };
+    auto s = [&](std::string& v) { v = rd.str(); };
+    parallel_fields(p, f, i, s);
+    p.rank_rows.resize(rd.u64());
+    for (db::ParallelRankRow& r : p.rank_rows) rank_fields(r, f, i);
+    p.exposed_by_purpose.resize(rd.u64());
+    for (auto& [purpose, t] : p.exposed_by_purpose) {
+        purpose = rd.str();
+        t = rd.f64();
+    }
+    p.collectives.resize(rd.u64());
+    for (db::ParallelCollectiveRow& c : p.collectives) {
+        c.call = get_collective(rd);
+        c.purpose = rd.str();
+        c.copies = rd.i64();
+    }
+    return p;
+}
+
 // What a rank found for one point: everything rank 0 needs to commit it as run_sweep() would.
 struct Outcome {
     enum class Kind : uint64_t {
@@ -197,6 +319,7 @@ struct Outcome {
     std::string description;
     db::RunInfo info;
     std::vector<db::LayerRow> rows;
+    std::optional<db::ParallelRows> parallel;  // a point with a parallel plan: its step's tables
 };
 
 std::vector<char> serialize(const Outcome& o) {
@@ -219,6 +342,8 @@ std::vector<char> serialize(const Outcome& o) {
     put(w, o.info);
     w.u64(o.rows.size());
     for (const db::LayerRow& l : o.rows) put(w, l);
+    w.u64(o.parallel ? 1 : 0);
+    if (o.parallel) put(w, *o.parallel);
     return std::move(w.bytes());
 }
 
@@ -243,6 +368,7 @@ Outcome deserialize(const std::vector<char>& bytes) {
     o.info = get_info(rd);
     o.rows.resize(rd.u64());
     for (db::LayerRow& l : o.rows) l = get_layer(rd);
+    if (rd.u64() != 0) o.parallel = get_parallel(rd);
     return o;
 }
 
@@ -321,6 +447,7 @@ Outcome run_point(const Sweep& sweep, const SystemCache& systems, std::size_t in
             return out;
         }
         exp::ExperimentResult r = exp::simulate(std::move(*prepared));
+        if (r.parallel_run) out.parallel = exp::parallel_rows(r);
         out.info = std::move(r.info);
         out.rows = exp::to_rows(r.layers);
         out.kind = Outcome::Kind::ran;
@@ -359,6 +486,7 @@ void send_index(int rank, int64_t index) {
 // ---- Other ranks ----
 void work(const Sweep& sweep, const SystemCache& systems) {
     const Known known = deserialize_known(broadcast({}));
+    CpuAccount cpu;
     std::deque<int64_t> queue;
     bool last = false;  // rank 0 said there are no more points
     struct Sending {
@@ -399,10 +527,13 @@ void work(const Sweep& sweep, const SystemCache& systems) {
         queue.pop_front();
         // Sent without waiting: a result of many layers goes by rendezvous, and a blocking send would
         // wait (spinning) until rank 0, busy committing, posts its receive.
+        const double t0 = cpu.on ? thread_cpu_s() : 0;
         sending.emplace_back();
         sending.back().bytes = serialize(run_point(sweep, systems, index, known));
         MPI_Isend(sending.back().bytes.data(), static_cast<int>(sending.back().bytes.size()), MPI_CHAR, 0,
                   k_tag_result, MPI_COMM_WORLD, &sending.back().request);
+        if (cpu.on) cpu.simulating += thread_cpu_s() - t0;
+        ++cpu.points;
         reap(false);
         for (int flag = 1; flag && !last;) {
             MPI_Iprobe(0, k_tag_work, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE);
@@ -413,6 +544,9 @@ void work(const Sweep& sweep, const SystemCache& systems) {
     // Rank 0 may still be committing: wait for its word without spinning (MPI_Finalize would).
     wait_for(k_tag_done);
     MPI_Recv(nullptr, 0, MPI_CHAR, 0, k_tag_done, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    cpu.report(rank);
 }
 
 // ---- Rank 0 ----
@@ -422,6 +556,7 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
     const auto start = Clock::now();
     const int64_t errors_after = options.retry_failed ? db.max_run_id() : 0;
     const Known known = deserialize_known(broadcast(serialize(read_known(db.path(), options.retry_failed))));
+    CpuAccount cpu;
 
     // Rank 0's own threads and the dispatch to other ranks draw from one counter.
     std::atomic<std::size_t> next{0};
@@ -454,7 +589,10 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
                 if (t.joinable()) t.join();
         }
     } joiner{stop, threads};
-    for (int t = 0; t < std::max(1, options.jobs); ++t) threads.emplace_back(local);
+    // This thread is the writer, and simulates points itself whenever it has nothing to commit or receive
+    // (see the main loop): so `--jobs 1` adds no thread, and on a core of its own rank 0 never makes its
+    // writing wait for a simulating thread of its own. Each further job is one more simulating thread.
+    for (int t = 1; t < options.jobs; ++t) threads.emplace_back(local);
 
     // Sends a worker rank its next index, or once -1 when every point is handed out.
     std::vector<bool> told_last(static_cast<std::size_t>(ranks), false);
@@ -479,7 +617,9 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
     std::deque<Outcome> busy;  // held by another live process: retried after the others
 
     // Commits one point as exp::run_sweep() does; false when another process holds it.
-    auto commit = [&](Outcome& o) -> bool {
+    // `in_batch`: inside a batch transaction, whose claims are not written (ResultsDb::claim) and so have
+    // nothing to release.
+    auto commit = [&](Outcome& o, bool in_batch) -> bool {
         if (o.kind == Outcome::Kind::failed_before) {
             if (auto id = db.find_run(o.fail_info.config_hash, "error")) {
                 db.link_sweep_point(o.point, *id);
@@ -514,14 +654,11 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
             return false;
         }
         db::ClaimGuard guard(db, query.key);
-        o.point.claim_key = query.key;
-        if (o.kind == Outcome::Kind::known_ok) {  // its run is gone since the start: simulate it here
-            Outcome again = run_point(sweep, systems, o.index, Known{});
-            again.point.claim_key = query.key;
-            o = std::move(again);
-        }
+        if (o.kind == Outcome::Kind::known_ok)  // its run is gone since the start: simulate it here
+            o = run_point(sweep, systems, o.index, Known{});
+        if (!in_batch) o.point.claim_key = query.key;
         if (o.kind == Outcome::Kind::ran) {
-            db.record_run(o.info, o.rows, o.wall_s, &o.point);
+            db.record_run(o.info, o.rows, o.wall_s, &o.point, o.parallel ? &*o.parallel : nullptr);
             guard.released();
             ++ran;
         } else {
@@ -541,13 +678,15 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
     auto last_report = Clock::now();
     std::vector<char> buffer;
     std::map<std::size_t, Outcome> pending;  // arrived, waiting for the points before them
-    while (committed + busy.size() < total) {
-        bool idle = true;
+    // Receives every result that has arrived, handing each sender its next point at once; false when
+    // none had.
+    auto receive = [&] {
+        bool any = false;
         for (int flag = 1; flag;) {
             MPI_Status status;
             MPI_Iprobe(MPI_ANY_SOURCE, k_tag_result, MPI_COMM_WORLD, &flag, &status);
             if (!flag) break;
-            idle = false;
+            any = true;
             int count = 0;
             MPI_Get_count(&status, MPI_CHAR, &count);
             buffer.resize(static_cast<std::size_t>(count));
@@ -558,16 +697,29 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
             const std::size_t i = o.index;
             pending.emplace(i, std::move(o));
         }
-        {
-            std::lock_guard lock(mutex);
-            if (local_fatal) std::rethrow_exception(local_fatal);
-            if (!arrived.empty()) idle = false;
-            pending.merge(arrived);
-        }
+        std::lock_guard lock(mutex);
+        if (local_fatal) std::rethrow_exception(local_fatal);
+        if (!arrived.empty()) any = true;
+        pending.merge(arrived);
+        return any;
+    };
+    auto head_ready = [&] { return !pending.empty() && pending.begin()->first == committed + busy.size(); };
+    // Whether to commit now rather than simulate: once k_min_batch points are ready in order (or no point
+    // is left to simulate), so that a rank 0 with time to spare still commits in batches.
+    auto batch_due = [&] {
+        if (!head_ready()) return false;
+        if (stop.load() || next.load() >= total) return true;
+        std::size_t ready = 0;
+        for (auto it = pending.begin(); it != pending.end() && ready < k_min_batch; ++it, ++ready)
+            if (it->first != committed + busy.size() + ready) return false;
+        return ready >= k_min_batch;
+    };
+    while (committed + busy.size() < total) {
+        bool idle = !receive();
         // In point order: the run_ids and the choice among repeated points do not depend on timing.
-        // A few at a time, so that the results other ranks are sending are received promptly.
         int batch = 0;
-        if (!pending.empty() && pending.begin()->first == committed + busy.size()) {
+        if (batch_due()) {
+            const double t0 = cpu.on ? thread_cpu_s() : 0;
             // One transaction for the batch: a SIGKILL before end_batch() leaves none of its points in the
             // file, and a resumed sweep runs them again (every point once).
             db.begin_batch();
@@ -583,19 +735,35 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
                     }
                 }
             } end{db};
-            for (auto it = pending.begin();
-                 it != pending.end() && it->first == committed + busy.size() && batch < k_commit_batch;
-                 ++batch) {
-                if (!commit(it->second))
+            while (head_ready() && batch < k_commit_batch) {
+                auto it = pending.begin();
+                if (!commit(it->second, true))
                     busy.push_back(std::move(it->second));
                 else
                     ++committed;
-                it = pending.erase(it);
+                pending.erase(it);
+                ++batch;
+                // Results that arrived meanwhile are taken at once, so that their senders get their next
+                // points without waiting for the end of the batch.
+                receive();
             }
             end.done = true;
             db.end_batch();
+            if (cpu.on) cpu.committing += thread_cpu_s() - t0;
         }
-        if (batch) idle = false;
+        if (batch) {
+            idle = false;
+        } else if (!stop.load()) {
+            // No batch due: simulate the next point here rather than wait.
+            if (const std::size_t i = next.fetch_add(1); i < total) {
+                const double t0 = cpu.on ? thread_cpu_s() : 0;
+                Outcome o = run_point(sweep, systems, i, known);
+                if (cpu.on) cpu.simulating += thread_cpu_s() - t0;
+                ++cpu.points;
+                pending.emplace(i, std::move(o));
+                idle = false;
+            }
+        }
         if (Clock::now() - last_report >= options.progress_interval) {
             report(false);
             last_report = Clock::now();
@@ -606,7 +774,7 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
     while (!busy.empty()) {
         Outcome o = std::move(busy.front());
         busy.pop_front();
-        if (commit(o))
+        if (commit(o, false))
             ++committed;
         else {
             busy.push_back(std::move(o));
@@ -616,6 +784,7 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
     MLSIM_CHECK(workers_busy == 0, fmt::format("mpi sweep: {} ranks still working", workers_busy));
     for (int r = 1; r < ranks; ++r) MPI_Send(nullptr, 0, MPI_CHAR, r, k_tag_done, MPI_COMM_WORLD);
     report(true);
+    cpu.report(0);
 
     for (const auto& [point, hash, description] : repeats) {
         if (auto id = db.find_run(hash, "ok")) {
@@ -650,8 +819,6 @@ exp::DistributedSweep make_backend() {
     const int ranks = b.ranks;
     b.coordinate = [ranks](const Sweep& sweep, const SystemCache& systems, db::ResultsDb& db,
                            const exp::SweepRunOptions& options) {
-        // One rank alone is the threaded sweep: nothing to hand out, and no writer thread beside its jobs.
-        if (ranks == 1) return exp::run_sweep(sweep, systems, db, options);
         return coordinate(sweep, systems, db, options, ranks);
     };
     b.work = [](const Sweep& sweep, const SystemCache& systems) { work(sweep, systems); };

@@ -188,7 +188,7 @@ TEST_CASE("An MPI sweep writes the same rows as the threaded one, for any number
         wait_status(spawn_mlsim({"sweep", data("sweep_jobs.yaml"), "--db", threads, "--jobs", "2"}))));
     const std::vector<std::string> expected = whole_file(threads);
     REQUIRE(expected.size() > 1000);
-    for (const auto& [ranks, jobs] : {std::pair{2, "1"}, std::pair{3, "2"}}) {
+    for (const auto& [ranks, jobs] : {std::pair{1, "1"}, std::pair{2, "1"}, std::pair{3, "2"}}) {
         INFO(ranks << " ranks, --jobs " << jobs << " on rank 0");
         const std::string db = dir.file(fmt::format("mpi{}.db", ranks));
         REQUIRE(exited_ok(run_mpi(ranks, {"sweep", data("sweep_jobs.yaml"), "--db", db, "--jobs", jobs})));
@@ -227,5 +227,64 @@ TEST_CASE("An MPI sweep writes the same rows as the threaded one, for any number
     REQUIRE(db_count(partial, "SELECT COUNT(*) FROM runs") == 6);
     REQUIRE(exited_ok(run_mpi(2, {"sweep", data("sweep_jobs.yaml"), "--db", partial})));
     CHECK(whole_file(partial) == expected);
+#endif
+}
+
+TEST_CASE("A sweep stores the parallel tables of its points with a parallel plan, threaded and over MPI",
+          "[sweep][parallel][mpi]") {
+    TempDir dir("mlsim_test_sweep_parallel");
+    const std::string threads = dir.file("threads.db");
+    REQUIRE(exited_ok(wait_status(spawn_mlsim({"sweep", data("sweep_parallel.yaml"), "--db", threads}))));
+    REQUIRE(db_count(threads, "SELECT COUNT(*) FROM runs WHERE status = 'ok'") == 2);
+    // One parallel_runs row per point, with the plan the point asked for; 8 rank rows each (data x tensor x
+    // pipeline = 8 devices); exposed communication and the step's collectives, all of the sweep's runs.
+    CHECK(db_count(threads, "SELECT COUNT(*) FROM parallel_runs p JOIN sweeps s ON s.run_id = p.run_id") ==
+          2);
+    CHECK(db_count(threads, "SELECT COUNT(*) FROM parallel_runs WHERE data * tensor * pipeline = 8") == 2);
+    CHECK(db_count(threads, "SELECT COUNT(*) FROM parallel_runs WHERE data = 4 AND pipeline = 1") == 1);
+    CHECK(db_count(threads, "SELECT COUNT(*) FROM parallel_ranks") == 16);
+    CHECK(db_count(threads, "SELECT COUNT(DISTINCT run_id) FROM collectives") == 2);
+    CHECK(db_count(threads, "SELECT COUNT(DISTINCT run_id) FROM parallel_exposed") == 2);
+    // The same rows as `mlsim run` stores for the second point.
+    const std::string run = dir.file("run.db");
+    REQUIRE(exited_ok(wait_status(spawn_mlsim({"run",
+                                               "--system",
+                                               "dgx-a100-node",
+                                               "--model",
+                                               "gpt2-small-prefill",
+                                               "--mode",
+                                               "training",
+                                               "--batch",
+                                               "16",
+                                               "--seq",
+                                               "128",
+                                               "--tensor-parallel",
+                                               "2",
+                                               "--microbatches",
+                                               "4",
+                                               "--data-parallel",
+                                               "4",
+                                               "--pipeline-parallel",
+                                               "1",
+                                               "--db",
+                                               run}))));
+    for (const char* table : {"parallel_runs", "parallel_ranks", "parallel_exposed", "collectives"}) {
+        INFO(table);
+        const std::vector<std::string> cols = db_rows(
+            run, fmt::format("SELECT name FROM pragma_table_info('{}') WHERE name != 'run_id'", table));
+        auto rows = [&](const std::string& db, const std::string& run_id) {
+            std::vector<std::string> r = db_rows(
+                db, fmt::format("SELECT {} FROM {} WHERE run_id = {}", fmt::join(cols, ", "), table, run_id));
+            std::sort(r.begin(), r.end());
+            return r;
+        };
+        const std::vector<std::string> in_run = rows(run, "1");
+        CHECK(!in_run.empty());
+        CHECK(rows(threads, "(SELECT run_id FROM parallel_runs WHERE data = 4)") == in_run);
+    }
+#ifdef MLSIM_MPI_BINARY
+    const std::string mpi = dir.file("mpi.db");
+    REQUIRE(exited_ok(run_mpi(2, {"sweep", data("sweep_parallel.yaml"), "--db", mpi})));
+    CHECK(whole_file(mpi) == whole_file(threads));
 #endif
 }
