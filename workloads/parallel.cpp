@@ -887,7 +887,7 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
                 if (plan.zero == 3 && sec != step_sec) {
                     const size_t fi = *rank_fwd.find(base);
                     const Op& f = rank_fwd.op(fi);
-                    if (f.counts().params > 0 && (sec == fwd_sec || op.phase == Phase::backward)) {
+                    if (f.counts().params > 0 && op.phase != Phase::optimizer) {  // forward, recompute, backward
                         const int64_t u = B.unit_of.at(base);
                         auto z = zero3_gather.find(u);
                         if (z == zero3_gather.end()) {
@@ -911,8 +911,10 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
                 }
                 // Expert parallelism: an all-to-all before the layer's dispatch ops and before its combine.
                 const MoeAttr* moe = op.get<MoeAttr>();
-                if (plan.expert > 1 && sec == fwd_sec && moe) {
-                    const std::string key = layer_key(op.name) + (moe->combine ? "combine" : "dispatch");
+                const bool again = op.phase == Phase::recompute;  // a recomputed layer re-runs its all-to-alls
+                if (plan.expert > 1 && (sec == fwd_sec || again) && moe) {
+                    const std::string key =
+                        layer_key(op.name) + (moe->combine ? "combine" : "dispatch") + (again ? ".recompute" : "");
                     auto a = a2a_dispatch.find(key);
                     if (a == a2a_dispatch.end()) {
                         Task at;
@@ -925,7 +927,7 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
                                               static_cast<double>(moe->experts);
                         c.bytes = to_bytes(tokens * static_cast<double>(moe->top_k * moe->dim) *
                                            dtype_bytes(op.dtype));
-                        c.purpose = moe->combine ? "ep_combine" : "ep_dispatch";
+                        c.purpose = std::string(moe->combine ? "ep_combine" : "ep_dispatch") + (again ? "_recompute" : "");
                         at.comm = c;
                         a = a2a_dispatch.emplace(key, sb.add(std::move(at))).first;
                     } else {
@@ -962,7 +964,6 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
                     op.kind == "grad_accumulate" ? B.placeholders.end() : B.placeholders.find(base);
                 if (ph != B.placeholders.end()) {
                     // A recomputed layer re-runs its forward collectives too.
-                    const bool again = op.phase == Phase::recompute;
                     const std::optional<CollectiveKind> kind =
                         sec == fwd_sec || again ? ph->second.fwd : ph->second.bwd;
                     if (!kind || sec == step_sec) {

@@ -368,6 +368,12 @@ TEST_CASE("expert parallelism: all-to-all dispatch and combine around each MoE l
     for (const Op& op : m.ops())
         if (op.name.find(".experts.") != std::string::npos) expert_params += op.counts().params;
     CHECK(l.memory[0].params == m.totals().params - expert_params + expert_params / 4);
+    // Full recomputation re-runs each layer's two all-to-alls in backward, before the gradients'.
+    plan.recompute = Recompute::full;
+    const ParallelLowering r = lower_parallel(m, plan);
+    CHECK(comms(r.stages[0].backward, "ep_dispatch_recompute").size() == 32);
+    CHECK(comms(r.stages[0].backward, "ep_combine_recompute").size() == 32);
+    CHECK(comms(r.stages[0].backward, "ep_dispatch_grad").size() == 32);
 }
 
 TEST_CASE("plans that cannot run are located errors", "[parallel]") {
@@ -536,6 +542,20 @@ TEST_CASE("full recomputation re-runs every layer's forward: compute rises by it
     const double layer = 1.0 * 64 * 768 * (8 + 24.0 / 2);  // micro-batch b = 1
     CHECK(r.memory[0].recompute_working_bytes <= layer);
     CHECK(r.memory[0].recompute_working_bytes >= 0.75 * layer);
+    // ZeRO-3: a recomputed layer gathers its parameters before its recompute, once for the pass.
+    ParallelPlan z3 = make_plan(2, 1, 1, 3, 2);
+    z3.recompute = Recompute::full;
+    const ParallelLowering z = lower_parallel(m, z3);
+    CHECK(comms(z.stages[0].backward, "zero_gather").size() == comms(z.stages[0].forward, "zero_gather").size());
+    for (const Task& t : z.stages[0].backward)
+        if (t.name == "h.11.ln_1.recompute") {
+            REQUIRE(t.deps.size() >= 1);
+            bool gathered = false;
+            for (size_t d : t.deps)
+                gathered = gathered || (z.stages[0].backward[d].comm &&
+                                        z.stages[0].backward[d].comm->purpose == "zero_gather");
+            CHECK(gathered);
+        }
     // Selective recomputation (the attention core) is what FlashAttention's backward already does here.
     ParallelPlan sel = none;
     sel.recompute = Recompute::selective;
