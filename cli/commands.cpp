@@ -170,9 +170,10 @@ void print_totals(const exp::ExperimentResult& r) {
                    l.plan.microbatches, l.microbatch_size, 100 * l.bubble_fraction);
         // Work that is not the model's (workloads/parallel.h): vocabulary padding and recomputation.
         if (l.padded_vocab != l.vocab)
-            fmt::print("  padding vocabulary {} -> {} (a multiple of 128 x T, as Megatron-LM pads it): {} FLOPs "
-                       "per step on the padding rows\n",
-                       l.vocab, l.padded_vocab, si(l.vocab_padding_flops, ""));
+            fmt::print(
+                "  padding vocabulary {} -> {} (a multiple of 128 x T, as Megatron-LM pads it): {} FLOPs "
+                "per step on the padding rows\n",
+                l.vocab, l.padded_vocab, si(l.vocab_padding_flops, ""));
         if (l.recompute_flops > 0)
             fmt::print("  recompute {} FLOPs per step (forward re-run in backward; not in MFU)\n",
                        si(l.recompute_flops, ""));

@@ -544,7 +544,8 @@ Model build_rank_model(Builder& B) {
                 using A = std::decay_t<decltype(a)>;
                 if constexpr (std::is_same_v<A, LinearAttr>) {
                     a.in_features = 0;
-                    if (auto v = group_of_column.find(i); v != group_of_column.end() && v->second->padded_vocab)
+                    if (auto v = group_of_column.find(i);
+                        v != group_of_column.end() && v->second->padded_vocab)
                         a.out_features = v->second->padded_vocab / T;  // the LM head's padded rows
                     else if (B.role[i] == Role::column)
                         a.out_features /= T;
@@ -887,7 +888,8 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
                 if (plan.zero == 3 && sec != step_sec) {
                     const size_t fi = *rank_fwd.find(base);
                     const Op& f = rank_fwd.op(fi);
-                    if (f.counts().params > 0 && op.phase != Phase::optimizer) {  // forward, recompute, backward
+                    if (f.counts().params > 0 &&
+                        op.phase != Phase::optimizer) {  // forward, recompute, backward
                         const int64_t u = B.unit_of.at(base);
                         auto z = zero3_gather.find(u);
                         if (z == zero3_gather.end()) {
@@ -911,10 +913,11 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
                 }
                 // Expert parallelism: an all-to-all before the layer's dispatch ops and before its combine.
                 const MoeAttr* moe = op.get<MoeAttr>();
-                const bool again = op.phase == Phase::recompute;  // a recomputed layer re-runs its all-to-alls
+                const bool again =
+                    op.phase == Phase::recompute;  // a recomputed layer re-runs its all-to-alls
                 if (plan.expert > 1 && (sec == fwd_sec || again) && moe) {
-                    const std::string key =
-                        layer_key(op.name) + (moe->combine ? "combine" : "dispatch") + (again ? ".recompute" : "");
+                    const std::string key = layer_key(op.name) + (moe->combine ? "combine" : "dispatch") +
+                                            (again ? ".recompute" : "");
                     auto a = a2a_dispatch.find(key);
                     if (a == a2a_dispatch.end()) {
                         Task at;
@@ -927,7 +930,8 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
                                               static_cast<double>(moe->experts);
                         c.bytes = to_bytes(tokens * static_cast<double>(moe->top_k * moe->dim) *
                                            dtype_bytes(op.dtype));
-                        c.purpose = std::string(moe->combine ? "ep_combine" : "ep_dispatch") + (again ? "_recompute" : "");
+                        c.purpose = std::string(moe->combine ? "ep_combine" : "ep_dispatch") +
+                                    (again ? "_recompute" : "");
                         at.comm = c;
                         a = a2a_dispatch.emplace(key, sb.add(std::move(at))).first;
                     } else {

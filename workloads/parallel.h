@@ -213,7 +213,7 @@ struct ParallelLowering {
     // not in tp_duplicated_flops or vocab_padding_flops, so all ranks' FLOPs = training FLOPs +
     // tp_duplicated_flops + vocab_padding_flops + recompute_flops.
     double recompute_flops = 0;
-    double bubble_fraction = 0;      // (P-1)/(M+P-1)
+    double bubble_fraction = 0;  // (P-1)/(M+P-1)
     int64_t layers = 0;
     std::vector<StageMemory> memory;  // per stage (see the contract)
     // Per-rank programs, for lowerings whose ranks of one stage run different work (embedding tables

@@ -324,7 +324,8 @@ struct Analysis {
     std::set<std::pair<size_t, int>> kept_canon;  // the same, canonical
     std::vector<bool> recompute;
 
-    Analysis(const Model& model, const TrainingOptions& opts, const CheckpointSegments* explicit_segments = nullptr)
+    Analysis(const Model& model, const TrainingOptions& opts,
+             const CheckpointSegments* explicit_segments = nullptr)
         : m(model) {
         const size_t n = m.ops().size();
         rg.assign(n, false);

@@ -134,7 +134,8 @@ TEST_CASE("tensor parallelism splits column/row pairs; replicated ops are the st
         if (base == "relu2" || base == "fc3") replicated += op.counts().flops;
     }
     CHECK(l.tp_duplicated_flops == Approx(replicated).epsilon(1e-12));
-    CHECK(total_flops(l) == Approx(whole.totals().flops + l.tp_duplicated_flops + l.vocab_padding_flops).epsilon(1e-12));
+    CHECK(total_flops(l) ==
+          Approx(whole.totals().flops + l.tp_duplicated_flops + l.vocab_padding_flops).epsilon(1e-12));
     // One all-reduce forward (after fc2) of the [8, 1024] fp32 output.
     const auto fwd = comms(p.forward, "tp_forward");
     REQUIRE(fwd.size() == 1);
@@ -170,10 +171,9 @@ TEST_CASE("Megatron GPT layer: two all-reduces of b·s·h forward and two backwa
             CHECK(t.op->get<AttentionAttr>()->heads == 3);
         else if (t.name == "h.3.mlp.c_fc")
             CHECK(t.op->output().back() == 768);
-    CHECK(total_flops(l) ==
-          Approx(lower_training(m, TrainingOptions{}).totals().flops + l.tp_duplicated_flops +
-                 l.vocab_padding_flops)
-              .epsilon(1e-9));
+    CHECK(total_flops(l) == Approx(lower_training(m, TrainingOptions{}).totals().flops +
+                                   l.tp_duplicated_flops + l.vocab_padding_flops)
+                                .epsilon(1e-9));
 
     // Sequence parallelism: a reduce-scatter after each row linear and an all-gather before each column
     // group (the first layer's input norm runs on the whole sequence: its group needs no gather), all of
@@ -212,10 +212,9 @@ TEST_CASE("Llama: the vocabulary splits with the tensor group (embedding all-red
     for (const Task* t : fwd) CHECK(t->comm->bytes == 2 * 16 * 4096 * 2);
     for (const Task& t : l.stages[0].forward)
         if (t.name == "lm_head") CHECK(t.op->output() == Shape{2, 16, 128256 / 8});
-    CHECK(total_flops(l) ==
-          Approx(lower_training(m, TrainingOptions{}).totals().flops + l.tp_duplicated_flops +
-                 l.vocab_padding_flops)
-              .epsilon(1e-9));
+    CHECK(total_flops(l) == Approx(lower_training(m, TrainingOptions{}).totals().flops +
+                                   l.tp_duplicated_flops + l.vocab_padding_flops)
+                                .epsilon(1e-9));
 }
 
 TEST_CASE("DDP buckets of 25 MiB in the order backward produces the gradients", "[parallel]") {
@@ -429,7 +428,8 @@ TEST_CASE("decode on a pipeline keeps the KV cache of its layers for all of the 
         CHECK(comms(p.forward, "pp_activation").size() == 1);  // stage 0 sends, stage 1 receives
         CHECK(comms(p.forward, "tp_forward").size() == 2 * 16 + (p.stage == 0 ? 1 : 0));
     }
-    CHECK(total_flops(l) == Approx(m.totals().flops + l.tp_duplicated_flops + l.vocab_padding_flops).epsilon(1e-9));
+    CHECK(total_flops(l) ==
+          Approx(m.totals().flops + l.tp_duplicated_flops + l.vocab_padding_flops).epsilon(1e-9));
 }
 
 // Korthikanti et al. 2022 (arXiv:2205.05198), section 4.1, count a GPT layer's stored activations as
@@ -474,8 +474,8 @@ TEST_CASE("a vocabulary T does not divide is padded to 128·T and split; the pad
     // the LM head's gradient into the embedding's): (V' - V)·h·(6·b·s + 13), over all ranks.
     const double rows = static_cast<double>(Vp - V);
     CHECK(l.vocab_padding_flops == Approx(rows * h * (6.0 * b * s + 13)).epsilon(1e-12));
-    CHECK(total_flops(l) == Approx(lower_training(m, TrainingOptions{}).totals().flops + l.tp_duplicated_flops +
-                                   l.vocab_padding_flops)
+    CHECK(total_flops(l) == Approx(lower_training(m, TrainingOptions{}).totals().flops +
+                                   l.tp_duplicated_flops + l.vocab_padding_flops)
                                 .epsilon(1e-12));
     // The tied table: each rank holds V'/T rows, (V' - V)/T of them padding, 16 bytes each (fp16 Adam).
     CHECK(l.memory[0].vocab_padding_params == (Vp - V) * h / T);
@@ -488,7 +488,8 @@ TEST_CASE("a vocabulary T does not divide is padded to 128·T and split; the pad
     const Model m8 = gpt2(8, 32);
     const ParallelLowering p = lower_parallel(m8, make_plan(1, T, 4, 0, 8));
     const double head = 3.0 * m8.op(*m8.find("lm_head")).counts().flops * static_cast<double>(Vp) / V / T;
-    const double extra = p.rank_flops(p.rank_of(RankCoord{0, 0, 3})) - p.rank_flops(p.rank_of(RankCoord{0, 0, 1}));
+    const double extra =
+        p.rank_flops(p.rank_of(RankCoord{0, 0, 3})) - p.rank_flops(p.rank_of(RankCoord{0, 0, 1}));
     CHECK(extra >= head);
     CHECK(extra <= head + 20.0 * 8 * 32 * h);
     CHECK(total_flops(p) == Approx(lower_training(gpt2(8, 32), TrainingOptions{}).totals().flops +
@@ -528,13 +529,13 @@ TEST_CASE("full recomputation re-runs every layer's forward: compute rises by it
     // Each layer re-runs its two forward all-reduces.
     for (const StageProgram& p : r.stages) {
         CHECK(comms(p.backward, "tp_forward_recompute").size() == 2 * static_cast<size_t>(p.layers));
-        CHECK(comms(p.backward, "tp_backward_grad").size() == comms(a.stages[static_cast<size_t>(p.stage)].backward,
-                                                                     "tp_backward_grad")
-                                                                   .size());
+        CHECK(comms(p.backward, "tp_backward_grad").size() ==
+              comms(a.stages[static_cast<size_t>(p.stage)].backward, "tp_backward_grad").size());
     }
     // Stage 0 (layers 0-5): each layer keeps its input b·s·h (fp16) instead of ~s·b·h·(8 + 24/t).
     for (size_t s = 0; s < 2; ++s) {
-        CHECK(r.memory[s].activations_per_microbatch_bytes < a.memory[s].activations_per_microbatch_bytes / 4);
+        CHECK(r.memory[s].activations_per_microbatch_bytes <
+              a.memory[s].activations_per_microbatch_bytes / 4);
         CHECK(r.memory[s].recompute_working_bytes > 0);
         CHECK(r.memory[s].total_bytes < a.memory[s].total_bytes);
     }
@@ -546,7 +547,8 @@ TEST_CASE("full recomputation re-runs every layer's forward: compute rises by it
     ParallelPlan z3 = make_plan(2, 1, 1, 3, 2);
     z3.recompute = Recompute::full;
     const ParallelLowering z = lower_parallel(m, z3);
-    CHECK(comms(z.stages[0].backward, "zero_gather").size() == comms(z.stages[0].forward, "zero_gather").size());
+    CHECK(comms(z.stages[0].backward, "zero_gather").size() ==
+          comms(z.stages[0].forward, "zero_gather").size());
     for (const Task& t : z.stages[0].backward)
         if (t.name == "h.11.ln_1.recompute") {
             REQUIRE(t.deps.size() >= 1);
