@@ -173,6 +173,15 @@ void print_totals(const exp::ExperimentResult& r) {
         fmt::print("  parallel D={} T={} P={} E={} ZeRO-{} M={} (micro-batch {}), bubble {:.1f}%\n",
                    l.plan.data, l.plan.tensor, l.plan.pipeline, l.plan.expert, l.plan.zero,
                    l.plan.microbatches, l.microbatch_size, 100 * l.bubble_fraction);
+        // Work that is not the model's (workloads/parallel.h): vocabulary padding and recomputation.
+        if (l.padded_vocab != l.vocab)
+            fmt::print(
+                "  padding vocabulary {} -> {} (a multiple of 128 x T, as Megatron-LM pads it): {} FLOPs "
+                "per step on the padding rows\n",
+                l.vocab, l.padded_vocab, si(l.vocab_padding_flops, ""));
+        if (l.recompute_flops > 0)
+            fmt::print("  recompute {} FLOPs per step (forward re-run in backward; not in MFU)\n",
+                       si(l.recompute_flops, ""));
         for (size_t s = 0; s < l.memory.size(); ++s) {
             const wl::StageMemory& m = l.memory[s];
             fmt::print(

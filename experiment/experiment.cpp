@@ -264,6 +264,9 @@ wl::ParallelPlan parallel_plan(const ExperimentOptions& o) {
     p.sequence_parallel = o.sequence_parallel;
     p.schedule =
         o.pipeline_schedule == "gpipe" ? wl::PipelineSchedule::gpipe : wl::PipelineSchedule::one_f_one_b;
+    p.recompute = o.recompute == "full"        ? wl::Recompute::full
+                  : o.recompute == "selective" ? wl::Recompute::selective
+                                               : wl::Recompute::none;
     p.loc = cfg::SourceLoc{"<command line>", 0, 0};
     p.key = "--parallel";
     p.keys = {{"data", "--data-parallel"},
@@ -272,7 +275,8 @@ wl::ParallelPlan parallel_plan(const ExperimentOptions& o) {
               {"expert", "--expert-parallel"},
               {"zero", "--zero"},
               {"microbatches", "--microbatches"},
-              {"sequence_parallel", "--sequence-parallel"}};
+              {"sequence_parallel", "--sequence-parallel"},
+              {"recompute", "--recompute"}};
     return p;
 }
 
@@ -294,7 +298,7 @@ wl::ShardingOptions sharding_options(const ExperimentOptions& o, const arch::Sys
 bool has_parallel_plan(const ExperimentOptions& o) {
     return o.data_parallel != 1 || o.tensor_parallel != 1 || o.pipeline_parallel != 1 ||
            o.expert_parallel != 1 || o.zero != 0 || o.microbatches != 1 || o.sequence_parallel ||
-           o.pipeline_schedule != "1f1b";
+           o.pipeline_schedule != "1f1b" || o.recompute != "none";
 }
 
 void set_workload_options(cfg::Node& map, const ExperimentOptions& o) {
@@ -325,6 +329,7 @@ void set_workload_options(cfg::Node& map, const ExperimentOptions& o) {
         pput("microbatches", std::to_string(o.microbatches));
         pput("sequence_parallel", o.sequence_parallel ? "true" : "false");
         pput("schedule", o.pipeline_schedule);
+        if (o.recompute != "none") pput("recompute", o.recompute);  // absent: the hashes of older runs
         map.set("parallel", std::move(par));
     }
 }

@@ -56,6 +56,7 @@ struct ExperimentOptions {
     int64_t microbatches = 1;
     bool sequence_parallel = false;
     std::string pipeline_schedule = "1f1b";  // 1f1b | gpipe
+    std::string recompute = "none";          // none | full | selective (workloads/parallel.h)
     // Embedding sharding (workloads/embedding_sharding.h): auto | table | row | column | table-row | data |
     // a placement file; empty: off. The dense part is then data-parallel over every device.
     std::string embedding_sharding;

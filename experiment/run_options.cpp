@@ -157,6 +157,9 @@ std::vector<RunOption> builtin_fields() {
     t.push_back(string_field(
         choice("pipeline-schedule", {"1f1b", "gpipe"}, "1f1b", "parallel plan: pipeline schedule"), 0,
         &ExperimentOptions::pipeline_schedule));
+    t.push_back(string_field(choice("recompute", {"none", "full", "selective"}, "none",
+                                    "parallel plan: activation recomputation (Megatron's granularity)"),
+                             0, &ExperimentOptions::recompute));
     // Embedding sharding (workloads/embedding_sharding.h): DLRM-style tables on a multi-device system.
     t.push_back(string_field(
         param("embedding-sharding", PType::string, std::nullopt,

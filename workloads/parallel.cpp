@@ -8,6 +8,7 @@
 #include <set>
 
 #include "sim/core/check.h"
+#include "workloads/training.h"
 
 namespace mlsim::wl {
 
@@ -75,7 +76,20 @@ struct TpGroup {
     std::vector<size_t> columns;  // the column linears, in topological order
     std::vector<size_t> between;
     std::optional<size_t> combine;  // the all-reduce moves past this MoE combine
+    // Vocabulary-parallel groups (row = the token embedding, columns = {the LM head}): the vocabulary
+    // and the padded size split over the T ranks (see padded_vocabulary); 0 for Megatron pairs.
+    int64_t vocab = 0, padded_vocab = 0;
 };
+
+}  // namespace
+
+int64_t padded_vocabulary(int64_t vocab, int64_t tensor) {
+    if (tensor <= 1 || vocab % tensor == 0) return vocab;
+    const int64_t multiple = k_vocab_multiple * tensor;
+    return (vocab + multiple - 1) / multiple * multiple;
+}
+
+namespace {
 
 // Megatron pairs, greedily in topological order (see the contract).
 std::vector<TpGroup> tp_groups(const Model& m, std::vector<Role>& role, int64_t T) {
@@ -143,13 +157,15 @@ std::vector<TpGroup> tp_groups(const Model& m, std::vector<Role>& role, int64_t 
         if (!la || role[h] != Role::replicated || !m.out_edges(h).empty()) continue;
         for (size_t e = 0; e < n; ++e) {
             const EmbeddingAttr* ea = m.op(e).get<EmbeddingAttr>();
-            if (!ea || ea->bag || role[e] != Role::replicated || ea->rows % T != 0) continue;
+            if (!ea || ea->bag || role[e] != Role::replicated) continue;
             if (m.op(h).tied_to != m.op(e).name && la->out_features != ea->rows) continue;
             role[e] = Role::vocab;
             role[h] = Role::column;
             TpGroup g;
             g.row = e;
             g.columns = {h};
+            g.vocab = ea->rows;
+            g.padded_vocab = padded_vocabulary(ea->rows, T);
             groups.push_back(std::move(g));
             break;
         }
@@ -374,6 +390,12 @@ void check_parallel_plan(const Model& m, const ParallelPlan& p, int64_t devices,
         plan_fail(
             p, "zero",
             fmt::format("ZeRO stage {} shards over data-parallel ranks, but data = {}", p.zero, p.data));
+    if (p.recompute != Recompute::none && !opts.training)
+        plan_fail(p, "recompute", "activation recomputation applies to training; this run is inference");
+    if (p.recompute == Recompute::full && opts.training_options.checkpointing)
+        plan_fail(p, "recompute",
+                  "full recomputation of every layer and checkpointing's sqrt(n) segments are two choices of "
+                  "what to recompute: give one");
     if (p.sequence_parallel && p.tensor < 2)
         plan_fail(p, "sequence_parallel",
                   "sequence parallelism splits the tensor-parallel group; tensor = 1");
@@ -425,9 +447,12 @@ void check_parallel_plan(const Model& m, const ParallelPlan& p, int64_t devices,
     if (p.tensor > 1) {
         std::vector<Role> role;
         const std::vector<TpGroup> groups = tp_groups(m, role, p.tensor);
+        std::set<size_t> vocab_heads;  // padded to a multiple of T (padded_vocabulary)
+        for (const TpGroup& g : groups)
+            if (g.padded_vocab > 0) vocab_heads.insert(g.columns.begin(), g.columns.end());
         for (size_t i = 0; i < m.ops().size(); ++i) {
             const Op& op = m.op(i);
-            if (role[i] == Role::column) {
+            if (role[i] == Role::column && !vocab_heads.count(i)) {
                 const int64_t out = op.get<LinearAttr>()->out_features;
                 if (out % p.tensor != 0)
                     plan_fail(
@@ -519,7 +544,11 @@ Model build_rank_model(Builder& B) {
                 using A = std::decay_t<decltype(a)>;
                 if constexpr (std::is_same_v<A, LinearAttr>) {
                     a.in_features = 0;
-                    if (B.role[i] == Role::column) a.out_features /= T;
+                    if (auto v = group_of_column.find(i);
+                        v != group_of_column.end() && v->second->padded_vocab)
+                        a.out_features = v->second->padded_vocab / T;  // the LM head's padded rows
+                    else if (B.role[i] == Role::column)
+                        a.out_features /= T;
                 } else if constexpr (std::is_same_v<A, AttentionAttr>) {
                     a.head_dim = 0;
                     if (B.role[i] == Role::sharded) {
@@ -527,7 +556,7 @@ Model build_rank_model(Builder& B) {
                         a.kv_heads /= T;
                     }
                 } else if constexpr (std::is_same_v<A, EmbeddingAttr>) {
-                    if (B.role[i] == Role::vocab) a.rows /= T;
+                    if (B.role[i] == Role::vocab) a.rows = group_of_row.at(i)->padded_vocab / T;
                 } else if constexpr (std::is_same_v<A, NormAttr>) {
                     a.features = 0;
                 } else if constexpr (std::is_same_v<A, ConvAttr>) {
@@ -715,10 +744,26 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
         for (int64_t k = 0; k < count; ++k, ++u) B.stage_of_unit.push_back(s);
     }
     L.bubble_fraction = bubble_fraction(P, plan.microbatches);
-    L.model_flops = (opts.training ? lower_training(fwd, opts.training_options) : fwd).totals().flops;
+    TrainingOptions plain = opts.training_options;  // model FLOPs: no recomputation (see the contract)
+    plain.checkpointing = false;
+    L.model_flops = (opts.training ? lower_training(fwd, plain) : fwd).totals().flops;
 
     const Model rank_fwd = build_rank_model(B);
-    const Model rm = opts.training ? lower_training(rank_fwd, opts.training_options) : rank_fwd;
+    CheckpointSegments segs;
+    if (opts.training && plan.recompute == Recompute::full) {
+        // One segment per run of ops with the same layer key; the layers' segments re-run whole.
+        const size_t k = rank_fwd.ops().size();
+        segs.segment_of.assign(k, 0);
+        segs.rerun.assign(k, false);
+        std::string prev;
+        for (size_t i = 0; i < k; ++i) {
+            const std::string key = layer_key(rank_fwd.op(i).name);
+            segs.segment_of[i] = i == 0 ? 0 : segs.segment_of[i - 1] + (key != prev ? 1 : 0);
+            segs.rerun[i] = !key.empty();
+            prev = key;
+        }
+    }
+    const Model rm = opts.training ? lower_training(rank_fwd, opts.training_options, segs) : rank_fwd;
     const size_t n = rm.ops().size();
 
     // Stage and section of every op of the rank model.
@@ -843,7 +888,8 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
                 if (plan.zero == 3 && sec != step_sec) {
                     const size_t fi = *rank_fwd.find(base);
                     const Op& f = rank_fwd.op(fi);
-                    if (f.counts().params > 0 && (sec == fwd_sec || op.phase == Phase::backward)) {
+                    if (f.counts().params > 0 &&
+                        op.phase != Phase::optimizer) {  // forward, recompute, backward
                         const int64_t u = B.unit_of.at(base);
                         auto z = zero3_gather.find(u);
                         if (z == zero3_gather.end()) {
@@ -867,8 +913,11 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
                 }
                 // Expert parallelism: an all-to-all before the layer's dispatch ops and before its combine.
                 const MoeAttr* moe = op.get<MoeAttr>();
-                if (plan.expert > 1 && sec == fwd_sec && moe) {
-                    const std::string key = layer_key(op.name) + (moe->combine ? "combine" : "dispatch");
+                const bool again =
+                    op.phase == Phase::recompute;  // a recomputed layer re-runs its all-to-alls
+                if (plan.expert > 1 && (sec == fwd_sec || again) && moe) {
+                    const std::string key = layer_key(op.name) + (moe->combine ? "combine" : "dispatch") +
+                                            (again ? ".recompute" : "");
                     auto a = a2a_dispatch.find(key);
                     if (a == a2a_dispatch.end()) {
                         Task at;
@@ -881,7 +930,8 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
                                               static_cast<double>(moe->experts);
                         c.bytes = to_bytes(tokens * static_cast<double>(moe->top_k * moe->dim) *
                                            dtype_bytes(op.dtype));
-                        c.purpose = moe->combine ? "ep_combine" : "ep_dispatch";
+                        c.purpose = std::string(moe->combine ? "ep_combine" : "ep_dispatch") +
+                                    (again ? "_recompute" : "");
                         at.comm = c;
                         a = a2a_dispatch.emplace(key, sb.add(std::move(at))).first;
                     } else {
@@ -917,8 +967,9 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
                 const auto ph =
                     op.kind == "grad_accumulate" ? B.placeholders.end() : B.placeholders.find(base);
                 if (ph != B.placeholders.end()) {
+                    // A recomputed layer re-runs its forward collectives too.
                     const std::optional<CollectiveKind> kind =
-                        sec == fwd_sec ? ph->second.fwd : ph->second.bwd;
+                        sec == fwd_sec || again ? ph->second.fwd : ph->second.bwd;
                     if (!kind || sec == step_sec) {
                         std::sort(t.deps.begin(), t.deps.end());
                         task_of[i] = t.deps;
@@ -932,7 +983,7 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
                     for (const Shape& sh : op.outputs) bytes = std::max(bytes, tensor_bytes(sh, op.dtype));
                     for (const Shape& sh : op.inputs) bytes = std::max(bytes, tensor_bytes(sh, op.dtype));
                     c.bytes = to_bytes(bytes);
-                    c.purpose = ph->second.purpose + (sec == bwd_sec ? "_grad" : "");
+                    c.purpose = ph->second.purpose + (again ? "_recompute" : sec == bwd_sec ? "_grad" : "");
                     t.comm = c;
                     t.name = op.name + (sec == bwd_sec ? "" : "");
                     task_of[i] = {sb.add(std::move(t))};
@@ -1111,18 +1162,47 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
         }
     }
 
+    // Vocabulary padding: the ops whose work grows with the rank's vocabulary rows (the LM head in every
+    // pass, and a tied table's dense update) carry (V' - V) / V' of it as padding; the tied table's update
+    // is split, not duplicated (an untied table's sparse update follows the lookups: duplicated).
+    std::map<std::string, double> pad_share;  // base op -> padding share of its row-scaled work
+    std::set<std::string> tied_tables;        // vocabulary-parallel tables an LM head is tied to
+    for (const TpGroup& g : B.groups) {
+        if (!g.padded_vocab) continue;
+        L.vocab = g.vocab;
+        L.padded_vocab = g.padded_vocab;
+        const double share =
+            static_cast<double>(g.padded_vocab - g.vocab) / static_cast<double>(g.padded_vocab);
+        for (size_t c : g.columns) {
+            pad_share[fwd.op(c).name] = share;
+            if (fwd.op(c).tied_to == fwd.op(g.row).name) tied_tables.insert(fwd.op(g.row).name);
+        }
+        pad_share[fwd.op(g.row).name] = share;
+    }
+    auto row_scaled = [&](const Op& op, const std::string& base) {
+        if (!pad_share.count(base)) return false;
+        if (!rank_fwd.op(*rank_fwd.find(base)).get<EmbeddingAttr>()) return true;
+        return op.phase == Phase::optimizer && tied_tables.count(base) > 0;
+    };
+
     // Replicated ops run on every tensor-parallel rank: the duplication, counted once per extra rank.
-    if (plan.tensor > 1) {
-        double dup = 0;
+    {
+        double dup = 0, pad = 0, rec = 0;
         for (const StageProgram& sp : L.stages) {
             auto sum = [&](const std::vector<Task>& ts, double times) {
                 for (const Task& t : ts) {
                     if (!t.op) continue;
+                    if (t.op->phase == Phase::recompute) {
+                        rec += t.op->counts().flops * times;
+                        continue;
+                    }
                     const std::string base = t.op->phase == Phase::forward ? t.op->name
                                              : t.op->phase == Phase::recompute
                                                  ? t.op->name.substr(0, t.op->name.size() - 10)
                                                  : t.op->forward_of;
-                    if (B.replicated_op.count(base) && B.replicated_op.at(base))
+                    if (row_scaled(*t.op, base))
+                        pad += t.op->counts().flops * pad_share.at(base) * times;
+                    else if (B.replicated_op.count(base) && B.replicated_op.at(base))
                         dup += t.op->counts().flops * times;
                     if (!B.row_bias.count(base)) continue;
                     // A row-parallel linear's bias: its add, its gradient's reduction and its update run
@@ -1143,6 +1223,8 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
             sum(sp.step, 1);
         }
         L.tp_duplicated_flops = dup * static_cast<double>(plan.tensor - 1) * static_cast<double>(plan.data);
+        L.vocab_padding_flops = pad * static_cast<double>(plan.tensor) * static_cast<double>(plan.data);
+        L.recompute_flops = rec * static_cast<double>(plan.tensor) * static_cast<double>(plan.data);
     }
 
     // Memory per stage.
@@ -1166,6 +1248,14 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
             const double div = B.is_expert.count(owner) && B.is_expert.at(owner) ? expert_div : zero_div;
             const double p = static_cast<double>(pc);
             params += pc;
+            if (auto v = pad_share.find(owner); v != pad_share.end()) {
+                const double padp = p * v->second;
+                mem.vocab_padding_params += static_cast<int64_t>(std::llround(padp));
+                mem.vocab_padding_bytes += padp * (sb.weights / (plan.zero >= 3 ? div : 1));
+                if (opts.training)
+                    mem.vocab_padding_bytes += padp * (sb.gradients / (plan.zero >= 2 ? div : 1) +
+                                                       sb.optimizer / (plan.zero >= 1 ? div : 1));
+            }
             weights += p * sb.weights / (plan.zero >= 3 ? div : 1);
             if (opts.training) {
                 grads += p * sb.gradients / (plan.zero >= 2 ? div : 1);
@@ -1176,6 +1266,27 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
             // Tensors read by a later pass: each forward tensor a backward op of the stage reads (received
             // ones included), seen through reshape views to the tensor that holds the data, each once.
             act += saved_forward_bytes(rm, [&](size_t i) { return stage[i] == s; });
+            // Recompute full: one layer's recomputed tensors, those its backward reads, at a time.
+            std::map<std::string, std::set<std::pair<size_t, int>>> working;  // layer key -> tensors
+            for (size_t i = 0; i < n; ++i) {
+                if (stage[i] != s || rm.op(i).phase != Phase::backward) continue;
+                for (const Edge& e : rm.in_edges(i)) {
+                    TensorRef t{e.from, e.from_slot};
+                    while (rm.op(t.op).kind == "reshape" || rm.op(t.op).kind == "flatten") {
+                        const std::optional<TensorRef> pr = rm.producer(t.op, 0);
+                        if (!pr) break;
+                        t = *pr;
+                    }
+                    if (rm.op(t.op).phase == Phase::recompute)
+                        working[layer_key(rm.op(t.op).name)].insert({t.op, t.slot});
+                }
+            }
+            for (const auto& [key, ts] : working) {
+                double bytes = 0;
+                for (const auto& [op, slot] : ts)
+                    bytes += tensor_bytes(rm.op(op).outputs[static_cast<size_t>(slot)], rm.op(op).dtype);
+                mem.recompute_working_bytes = std::max(mem.recompute_working_bytes, bytes);
+            }
             mem.inflight_microbatches = plan.schedule == PipelineSchedule::gpipe
                                             ? plan.microbatches
                                             : std::min(P - s, plan.microbatches);
@@ -1197,7 +1308,7 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
         mem.activations_per_microbatch_bytes = act;
         mem.activations_bytes = act * static_cast<double>(mem.inflight_microbatches);
         mem.kv_cache_bytes = kv;
-        mem.total_bytes = weights + grads + opt + mem.activations_bytes + kv;
+        mem.total_bytes = weights + grads + opt + mem.activations_bytes + mem.recompute_working_bytes + kv;
         L.memory.push_back(mem);
     }
     return L;

@@ -25,8 +25,17 @@
 //   in topological order. Forward: one all-reduce of R's output (moved past an MoE combine that R feeds,
 //   as the sum commutes). Backward: one all-reduce of the gradient of the L_i's input. A token
 //   embedding and the LM head over the same vocabulary are vocabulary-parallel when T divides the
-//   vocabulary (rows / T; the embedding's output all-reduced; logits left split); Megatron pads the
-//   vocabulary instead, so GPT-2/3's 50,257 keeps them replicated here. Every other op (norms, residual
+//   vocabulary (rows / T; the embedding's output all-reduced; logits left split). A vocabulary T does
+//   not divide is padded as Megatron-LM pads it (_vocab_size_with_padding: the next multiple of
+//   --make-vocab-size-divisible-by (128) x T; GPT-2/3's 50,257 at T = 8 becomes 51,200, the size the
+//   Megatron-LM README and Narayanan et al. 2021 give for all their GPT models): each rank holds V'/T
+//   rows. One that T divides is split as is (Llama 3's 128,256 at T = 8: 16,032 rows; Megatron itself
+//   would pad it to 129,024, a 0.6 % difference left out). The padding rows' FLOPs (the LM head's forward,
+//   backward and update, a tied table's dense update, (V' - V)/V' of each) are vocab_padding_flops, their
+//   state bytes StageMemory::vocab_padding_bytes; neither is model work: model_flops, and so the MFU the
+//   runs report, counts the unpadded, unsplit model (as PaLM's MFU, Chowdhery et al. 2022, arXiv:2204.02311
+//   Appendix B, and Megatron's model FLOPs, Korthikanti et al. 2022 Section 6, count the model's own
+//   operations, not padding, duplication or recomputation). Every other op (norms, residual
 //   adds, position embeddings, routers) is replicated on the T ranks: its FLOPs are counted T times (the
 //   stated TP duplication, tp_duplicated_flops, which also holds row-parallel biases and the
 //   vocabulary-parallel embedding's lookups, gradient and sparse update: every rank sees every token). With
@@ -42,6 +51,18 @@
 //   micro-batch. Schedules: GPipe (Huang et al. 2019: all forwards, then all backwards in reverse) and
 //   1F1B (Narayanan et al. 2021, PipeDream-Flush: stage s runs min(P-s, M) warm-up forwards, then
 //   alternates one forward and one backward, then drains); bubble fraction (P-1)/(M+P-1) for both.
+// - Activation recomputation (plan.recompute; training only, and not with TrainingOptions::checkpointing,
+//   the single-device sqrt(n) rule): `full` is Megatron-LM's --recompute-granularity full with
+//   --recompute-method uniform --recompute-num-layers 1 (Narayanan et al. 2021 Section 3.5; Korthikanti
+//   et al. 2022 Section 5): each transformer layer (ops whose name has a layer key) keeps only its input
+//   and re-runs its whole forward, tensor-parallel collectives included (purpose "<forward
+//   purpose>_recompute"), just before its backward; ops outside the layers (embeddings, final norm, LM
+//   head) keep their tensors. Compute rises by the layers' forward FLOPs (recompute_flops); the
+//   activations per micro-batch become the layers' inputs plus what the ops outside them keep, and the
+//   largest layer's recomputed tensors are held once (recompute_working_bytes). `selective` recomputes
+//   the attention core (Q·K^T, softmax, dropout, scores·V; Korthikanti et al. Section 4.2): the training
+//   lowering's attention backward is already FlashAttention-style (it recomputes the scores and keeps no
+//   s x s tensor, workloads/training.h), so selective adds nothing here: it lowers as `none`.
 // - Data parallelism: weight gradients are all-reduced over the data group in buckets of 25 MiB
 //   (PyTorch DDP's bucket_cap_mb = 25 default; its smaller first bucket is not modelled), filled in the
 //   order backward produces the gradients, each issued when its last gradient is produced, on the last
@@ -85,6 +106,9 @@
 namespace mlsim::wl {
 
 enum class PipelineSchedule { gpipe, one_f_one_b };
+// Activation recomputation (Megatron-LM's --recompute-granularity, Korthikanti et al. 2022,
+// arXiv:2205.05198): see the contract.
+enum class Recompute { none, full, selective };
 
 struct ParallelPlan {
     int64_t data = 1, tensor = 1, pipeline = 1, expert = 1;
@@ -92,6 +116,7 @@ struct ParallelPlan {
     int64_t microbatches = 1;
     bool sequence_parallel = false;
     PipelineSchedule schedule = PipelineSchedule::one_f_one_b;
+    Recompute recompute = Recompute::none;
     // Where the plan was written, for errors ("<command line>", "--tensor-parallel"; a sweep file).
     cfg::SourceLoc loc{"<command line>", 0, 0};
     std::string key = "parallel";  // errors name "<key>.tensor", ... (the plan as a whole: "<key>")
@@ -161,15 +186,34 @@ struct StageMemory {
     int64_t inflight_microbatches = 1;
     double activations_per_microbatch_bytes = 0;
     int64_t params = 0;  // parameters this rank holds the weights of (before ZeRO-3 sharding)
+    // Of those, the padded vocabulary rows' share (the padding spread evenly over the tensor ranks;
+    // Megatron gives it all to the last one), and their weight, gradient and optimizer bytes (in the
+    // totals above too).
+    int64_t vocab_padding_params = 0;
+    double vocab_padding_bytes = 0;
+    // Recompute full: the largest layer's recomputed tensors its backward reads (one layer at a time,
+    // whatever the micro-batches in flight; in total_bytes).
+    double recompute_working_bytes = 0;
 };
 
 struct ParallelLowering {
     ParallelPlan plan;
     int64_t microbatch_size = 0;  // b = B / (D·M)
     std::vector<StageProgram> stages;
-    double model_flops = 0;          // the unsplit model's FLOPs for the whole batch (training: lowered)
+    // The unsplit, unpadded model's FLOPs for the whole batch (training: lowered without recomputation):
+    // the model FLOPs of MFU (see the contract).
+    double model_flops = 0;
     double tp_duplicated_flops = 0;  // FLOPs of replicated ops run T times, counted (T-1) times here
-    double bubble_fraction = 0;      // (P-1)/(M+P-1)
+    // Vocabulary padding (see the contract): the vocabulary V and its padded size V' (0 when no
+    // vocabulary-parallel pair), and the FLOPs all ranks spend on the V' - V padding rows. All ranks'
+    // FLOPs = the unsplit model's training FLOPs + tp_duplicated_flops + vocab_padding_flops.
+    int64_t vocab = 0, padded_vocab = 0;
+    double vocab_padding_flops = 0;
+    // FLOPs all ranks run again in backward (recompute-phase tasks, replicated ones on every tensor rank);
+    // not in tp_duplicated_flops or vocab_padding_flops, so all ranks' FLOPs = training FLOPs +
+    // tp_duplicated_flops + vocab_padding_flops + recompute_flops.
+    double recompute_flops = 0;
+    double bubble_fraction = 0;  // (P-1)/(M+P-1)
     int64_t layers = 0;
     std::vector<StageMemory> memory;  // per stage (see the contract)
     // Per-rank programs, for lowerings whose ranks of one stage run different work (embedding tables
@@ -207,6 +251,13 @@ ParallelLowering lower_parallel(const Model& forward, const ParallelPlan& plan,
 std::vector<ScheduleItem> pipeline_schedule(PipelineSchedule kind, int64_t stage, int64_t stages,
                                             int64_t microbatches, bool training);
 double bubble_fraction(int64_t stages, int64_t microbatches);
+
+// Megatron-LM's --make-vocab-size-divisible-by default (megatron/training/arguments.py: 128; its
+// _vocab_size_with_padding pads to a multiple of 128 x T so each rank's slice is a multiple of 128 rows).
+inline constexpr int64_t k_vocab_multiple = 128;
+// The vocabulary a tensor group of `tensor` ranks splits: `vocab` when tensor divides it, else the
+// next multiple of k_vocab_multiple x tensor (50,257 at T = 8: 51,200).
+int64_t padded_vocabulary(int64_t vocab, int64_t tensor);
 
 // Model-state bytes per parameter (weights, gradients, optimizer state) before ZeRO sharding, the ZeRO
 // paper's accounting: 16-bit dtypes 2 + 2 + K (K = 12 for Adam, 4 for momentum, 4 for SGD: the FP32

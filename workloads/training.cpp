@@ -324,7 +324,9 @@ struct Analysis {
     std::set<std::pair<size_t, int>> kept_canon;  // the same, canonical
     std::vector<bool> recompute;
 
-    Analysis(const Model& model, const TrainingOptions& opts) : m(model) {
+    Analysis(const Model& model, const TrainingOptions& opts,
+             const CheckpointSegments* explicit_segments = nullptr)
+        : m(model) {
         const size_t n = m.ops().size();
         rg.assign(n, false);
         need.resize(n);
@@ -349,6 +351,24 @@ struct Analysis {
         }
         seg.assign(n, 0);
         recompute.assign(n, false);
+        if (explicit_segments && n > 0) {
+            const CheckpointSegments& cs = *explicit_segments;
+            MLSIM_CHECK(cs.segment_of.size() == n && cs.rerun.size() == n,
+                        "explicit checkpoint segments must cover every forward op");
+            for (size_t i = 0; i < n; ++i) {
+                MLSIM_CHECK(cs.segment_of[i] >= 0 && (i == 0 || cs.segment_of[i] >= cs.segment_of[i - 1]),
+                            "checkpoint segments must be non-decreasing in op order");
+                seg[i] = static_cast<size_t>(cs.segment_of[i]);
+                recompute[i] = cs.rerun[i];
+            }
+            segments = seg[n - 1] + 1;
+            for (const Edge& e : m.edges())
+                if (seg[e.from] < seg[e.to]) {
+                    kept.insert({e.from, e.from_slot});
+                    add_canonical(e.to, e.to_slot, kept_canon, false);
+                }
+            return;
+        }
         if (!opts.checkpointing || n == 0) return;
         const size_t want =
             std::max<size_t>(1, static_cast<size_t>(std::llround(std::sqrt(static_cast<double>(n)))));
@@ -453,8 +473,12 @@ std::map<size_t, std::vector<size_t>> weight_groups(const Model& m) {
 }  // namespace
 
 Model lower_training(const Model& fwd, const TrainingOptions& opts) {
+    return lower_training(fwd, opts, CheckpointSegments{});
+}
+
+Model lower_training(const Model& fwd, const TrainingOptions& opts, const CheckpointSegments& segments) {
     const Optimizer opt = optimizer_of(opts.optimizer);
-    const Analysis an(fwd, opts);
+    const Analysis an(fwd, opts, segments.segment_of.empty() ? nullptr : &segments);
     const size_t n = fwd.ops().size();
     ModelBuilder b(fwd.name() + ".train");
 

@@ -1,6 +1,6 @@
 #pragma once
 // Training lowering: lower_training(forward, opts) and training_memory(forward, opts), declared in
-// workloads/model.h. This header documents the rules; it declares nothing else.
+// workloads/model.h. This header documents the rules; it declares only the explicit-segment overload.
 //
 // Contract:
 // - The lowered model contains the forward ops unchanged (phase forward), then backward ops (phase
@@ -35,10 +35,29 @@
 //   arXiv:1604.06174): the forward ops, in topological order, are cut into round(sqrt(n)) segments of
 //   equal op count; tensors crossing a segment boundary are kept, and in every segment but the last the
 //   ops whose outputs backward needs are recomputed (phase recompute) just before that segment's
-//   backward ops.
+//   backward ops. Explicit segments (CheckpointSegments, the overload below): tensors crossing a segment
+//   boundary are kept, and every op of a re-run segment is recomputed, whether backward reads its output or
+//   not (a checkpointed function re-runs whole, as torch.utils.checkpoint and Megatron-LM's
+//   CheckpointFunction do); ops of other segments keep what their backward reads.
 // - training_memory: weights = stored weight bytes (Model::totals().weight_bytes); gradients = one
 //   gradient per weight element (touched rows only for sparse embedding updates); optimizer state =
 //   0 / 1 / 2 tensors per weight for sgd / momentum / adam; activations = every tensor some backward op
 //   reads, each counted once (views such as reshape cost nothing), or with checkpointing the boundary
 //   tensors plus the largest segment's needed tensors. An unknown optimizer is a UserError.
+#include <cstdint>
+#include <vector>
+
 #include "workloads/model.h"
+
+namespace mlsim::wl {
+
+// Explicit checkpoint segments instead of checkpointing's sqrt(n) rule (the parallel lowering's per-layer
+// recomputation, workloads/parallel.h): per forward op, its segment (non-decreasing in op order) and
+// whether its segment re-runs whole before its backward (see the contract; opts.checkpointing ignored).
+struct CheckpointSegments {
+    std::vector<int64_t> segment_of;
+    std::vector<bool> rerun;
+};
+Model lower_training(const Model& forward, const TrainingOptions& opts, const CheckpointSegments& segments);
+
+}  // namespace mlsim::wl

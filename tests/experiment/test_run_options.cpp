@@ -59,6 +59,7 @@ TEST_CASE("Every run option is declared once, and ExperimentOptions' defaults ar
                                             "microbatches",
                                             "sequence-parallel",
                                             "pipeline-schedule",
+                                            "recompute",
                                             "embedding-sharding",
                                             "max-pe-cycles",
                                             "device-model",

@@ -134,7 +134,8 @@ TEST_CASE("tensor parallelism splits column/row pairs; replicated ops are the st
         if (base == "relu2" || base == "fc3") replicated += op.counts().flops;
     }
     CHECK(l.tp_duplicated_flops == Approx(replicated).epsilon(1e-12));
-    CHECK(total_flops(l) == Approx(whole.totals().flops + l.tp_duplicated_flops).epsilon(1e-12));
+    CHECK(total_flops(l) ==
+          Approx(whole.totals().flops + l.tp_duplicated_flops + l.vocab_padding_flops).epsilon(1e-12));
     // One all-reduce forward (after fc2) of the [8, 1024] fp32 output.
     const auto fwd = comms(p.forward, "tp_forward");
     REQUIRE(fwd.size() == 1);
@@ -153,14 +154,16 @@ TEST_CASE("Megatron GPT layer: two all-reduces of b·s·h forward and two backwa
     const Model m = gpt2(b, s);
     const ParallelLowering l = lower_parallel(m, make_plan(1, 4, 1));
     const StageProgram& p = l.stages[0];
+    // Two per layer, and (the vocabulary padded to 50,688 and split) the embedding's lookups forward and
+    // the LM head's input gradient backward.
     const auto fwd = comms(p.forward, "tp_forward");
-    CHECK(fwd.size() == 2 * 12);
+    CHECK(fwd.size() == 2 * 12 + 1);
     for (const Task* t : fwd) {
         CHECK(t->comm->collective == CollectiveKind::all_reduce);
         CHECK(t->comm->bytes == b * s * h * 2);
     }
     const auto bwd = comms(p.backward, "tp_backward_grad");
-    CHECK(bwd.size() == 2 * 12);
+    CHECK(bwd.size() == 2 * 12 + 1);
     for (const Task* t : bwd) CHECK(t->comm->bytes == b * s * h * 2);
     // Heads and the MLP width are split four ways.
     for (const Task& t : p.forward)
@@ -168,8 +171,9 @@ TEST_CASE("Megatron GPT layer: two all-reduces of b·s·h forward and two backwa
             CHECK(t.op->get<AttentionAttr>()->heads == 3);
         else if (t.name == "h.3.mlp.c_fc")
             CHECK(t.op->output().back() == 768);
-    CHECK(total_flops(l) ==
-          Approx(lower_training(m, TrainingOptions{}).totals().flops + l.tp_duplicated_flops).epsilon(1e-9));
+    CHECK(total_flops(l) == Approx(lower_training(m, TrainingOptions{}).totals().flops +
+                                   l.tp_duplicated_flops + l.vocab_padding_flops)
+                                .epsilon(1e-9));
 
     // Sequence parallelism: a reduce-scatter after each row linear and an all-gather before each column
     // group (the first layer's input norm runs on the whole sequence: its group needs no gather), all of
@@ -179,8 +183,10 @@ TEST_CASE("Megatron GPT layer: two all-reduces of b·s·h forward and two backwa
     const ParallelLowering q = lower_parallel(m, sp);
     const auto rs = comms(q.stages[0].forward, "sp_reduce_scatter");
     const auto ag = comms(q.stages[0].forward, "sp_gather");
-    CHECK(rs.size() == 24);
-    CHECK(ag.size() == 23);
+    // The embedding's output is reduce-scattered too (Megatron's VocabParallelEmbedding under sequence
+    // parallelism), so the first layer's group gathers as well, and the LM head gathers its input.
+    CHECK(rs.size() == 24 + 1);
+    CHECK(ag.size() == 24 + 1);
     for (const Task* t : rs)
         CHECK((t->comm->collective == CollectiveKind::reduce_scatter && t->comm->bytes == b * s * h * 2));
     for (const Task* t : ag)
@@ -206,8 +212,9 @@ TEST_CASE("Llama: the vocabulary splits with the tensor group (embedding all-red
     for (const Task* t : fwd) CHECK(t->comm->bytes == 2 * 16 * 4096 * 2);
     for (const Task& t : l.stages[0].forward)
         if (t.name == "lm_head") CHECK(t.op->output() == Shape{2, 16, 128256 / 8});
-    CHECK(total_flops(l) ==
-          Approx(lower_training(m, TrainingOptions{}).totals().flops + l.tp_duplicated_flops).epsilon(1e-9));
+    CHECK(total_flops(l) == Approx(lower_training(m, TrainingOptions{}).totals().flops +
+                                   l.tp_duplicated_flops + l.vocab_padding_flops)
+                                .epsilon(1e-9));
 }
 
 TEST_CASE("DDP buckets of 25 MiB in the order backward produces the gradients", "[parallel]") {
@@ -360,6 +367,12 @@ TEST_CASE("expert parallelism: all-to-all dispatch and combine around each MoE l
     for (const Op& op : m.ops())
         if (op.name.find(".experts.") != std::string::npos) expert_params += op.counts().params;
     CHECK(l.memory[0].params == m.totals().params - expert_params + expert_params / 4);
+    // Full recomputation re-runs each layer's two all-to-alls in backward, before the gradients'.
+    plan.recompute = Recompute::full;
+    const ParallelLowering r = lower_parallel(m, plan);
+    CHECK(comms(r.stages[0].backward, "ep_dispatch_recompute").size() == 32);
+    CHECK(comms(r.stages[0].backward, "ep_combine_recompute").size() == 32);
+    CHECK(comms(r.stages[0].backward, "ep_dispatch_grad").size() == 32);
 }
 
 TEST_CASE("plans that cannot run are located errors", "[parallel]") {
@@ -415,7 +428,8 @@ TEST_CASE("decode on a pipeline keeps the KV cache of its layers for all of the 
         CHECK(comms(p.forward, "pp_activation").size() == 1);  // stage 0 sends, stage 1 receives
         CHECK(comms(p.forward, "tp_forward").size() == 2 * 16 + (p.stage == 0 ? 1 : 0));
     }
-    CHECK(total_flops(l) == Approx(m.totals().flops + l.tp_duplicated_flops).epsilon(1e-9));
+    CHECK(total_flops(l) ==
+          Approx(m.totals().flops + l.tp_duplicated_flops + l.vocab_padding_flops).epsilon(1e-9));
 }
 
 // Korthikanti et al. 2022 (arXiv:2205.05198), section 4.1, count a GPT layer's stored activations as
@@ -436,4 +450,124 @@ TEST_CASE("a GPT layer stores s·b·h·(8 + 24/t) bytes: Korthikanti's count wit
         const double sbh = static_cast<double>(s * b * h);
         CHECK(l.memory[5].activations_per_microbatch_bytes == sbh * (8 + 24.0 / static_cast<double>(t)));
     }
+}
+
+// Megatron-LM pads the vocabulary to a multiple of 128 x T (_vocab_size_with_padding;
+// --make-vocab-size-divisible-by 128): GPT-2's 50,257 becomes 50,688 at T = 4, 51,200 at T = 8.
+TEST_CASE("a vocabulary T does not divide is padded to 128·T and split; the padding is stated apart",
+          "[parallel]") {
+    CHECK(padded_vocabulary(50257, 8) == 51200);
+    CHECK(padded_vocabulary(50257, 4) == 50688);
+    CHECK(padded_vocabulary(50257, 1) == 50257);
+    CHECK(padded_vocabulary(128256, 8) == 128256);  // T divides it: split as is
+    const int64_t b = 2, s = 32, h = 768, V = 50257, Vp = 50688, T = 4;
+    const Model m = gpt2(b, s);
+    const ParallelLowering l = lower_parallel(m, make_plan(1, T, 1));
+    CHECK(l.vocab == V);
+    CHECK(l.padded_vocab == Vp);
+    for (const Task& t : l.stages[0].forward) {
+        if (t.name == "lm_head") CHECK(t.op->output() == Shape{b, s, Vp / T});
+        if (t.name == "wte") CHECK(t.op->get<EmbeddingAttr>()->rows == Vp / T);
+    }
+    // The padding rows' work, by hand: the LM head's forward, input gradient and weight gradient
+    // (2·b·s·h FLOPs per row each) and the tied table's dense Adam update (12 per element, plus 1 to sum
+    // the LM head's gradient into the embedding's): (V' - V)·h·(6·b·s + 13), over all ranks.
+    const double rows = static_cast<double>(Vp - V);
+    CHECK(l.vocab_padding_flops == Approx(rows * h * (6.0 * b * s + 13)).epsilon(1e-12));
+    CHECK(total_flops(l) == Approx(lower_training(m, TrainingOptions{}).totals().flops +
+                                   l.tp_duplicated_flops + l.vocab_padding_flops)
+                                .epsilon(1e-12));
+    // The tied table: each rank holds V'/T rows, (V' - V)/T of them padding, 16 bytes each (fp16 Adam).
+    CHECK(l.memory[0].vocab_padding_params == (Vp - V) * h / T);
+    CHECK(l.memory[0].vocab_padding_bytes == Approx(16.0 * (Vp - V) * h / T));
+    // The model FLOPs (MFU's numerator) are the unpadded, unsplit model's.
+    CHECK(l.model_flops == lower_training(m, TrainingOptions{}).totals().flops);
+    // The last stage no longer runs the whole LM head: it runs V'/T of it. Its FLOPs beyond those of
+    // stage 1 (three layers each) are the LM head's forward and two backward GEMMs on V'/T rows and the
+    // final norm (under 20 FLOPs per element forward and backward, replicated).
+    const Model m8 = gpt2(8, 32);
+    const ParallelLowering p = lower_parallel(m8, make_plan(1, T, 4, 0, 8));
+    const double head = 3.0 * m8.op(*m8.find("lm_head")).counts().flops * static_cast<double>(Vp) / V / T;
+    const double extra =
+        p.rank_flops(p.rank_of(RankCoord{0, 0, 3})) - p.rank_flops(p.rank_of(RankCoord{0, 0, 1}));
+    CHECK(extra >= head);
+    CHECK(extra <= head + 20.0 * 8 * 32 * h);
+    CHECK(total_flops(p) == Approx(lower_training(gpt2(8, 32), TrainingOptions{}).totals().flops +
+                                   p.tp_duplicated_flops + p.vocab_padding_flops)
+                                .epsilon(1e-9));
+    // The Llama vocabulary needs no padding.
+    ZooOptions o;
+    o.batch = 2;
+    o.seq = 16;
+    const ParallelLowering q = lower_parallel(zoo_build("llama3-8b-prefill", o), make_plan(1, 8, 1));
+    CHECK(q.padded_vocab == 128256);
+    CHECK(q.vocab_padding_flops == 0);
+    CHECK(q.memory[0].vocab_padding_params == 0);
+}
+
+// Megatron-LM's full recomputation (--recompute-granularity full, uniform, 1 layer): each layer keeps its
+// input and re-runs its whole forward, collectives included, before its backward.
+TEST_CASE("full recomputation re-runs every layer's forward: compute rises by it, activations drop",
+          "[parallel]") {
+    const Model m = gpt2(4, 64);
+    ParallelPlan none = make_plan(1, 2, 2, 0, 4);
+    ParallelPlan full = none;
+    full.recompute = Recompute::full;
+    const ParallelLowering a = lower_parallel(m, none);
+    const ParallelLowering r = lower_parallel(m, full);
+    CHECK(a.recompute_flops == 0);
+    // The layers' forward FLOPs, from the unsplit model: the ops named h.<i>.* (all but the embeddings,
+    // the final norm and the LM head), with the replicated ones on both tensor ranks.
+    double layers = 0;
+    for (const Op& op : m.ops())
+        if (op.name.rfind("h.", 0) == 0) layers += op.counts().flops;
+    CHECK(r.recompute_flops >= layers);
+    CHECK(r.recompute_flops < 1.05 * layers);  // + the duplicated norms and residual adds
+    CHECK(total_flops(r) == Approx(total_flops(a) + r.recompute_flops).epsilon(1e-12));
+    CHECK(r.tp_duplicated_flops == Approx(a.tp_duplicated_flops).epsilon(1e-12));
+    CHECK(r.model_flops == a.model_flops);
+    // Each layer re-runs its two forward all-reduces.
+    for (const StageProgram& p : r.stages) {
+        CHECK(comms(p.backward, "tp_forward_recompute").size() == 2 * static_cast<size_t>(p.layers));
+        CHECK(comms(p.backward, "tp_backward_grad").size() ==
+              comms(a.stages[static_cast<size_t>(p.stage)].backward, "tp_backward_grad").size());
+    }
+    // Stage 0 (layers 0-5): each layer keeps its input b·s·h (fp16) instead of ~s·b·h·(8 + 24/t).
+    for (size_t s = 0; s < 2; ++s) {
+        CHECK(r.memory[s].activations_per_microbatch_bytes <
+              a.memory[s].activations_per_microbatch_bytes / 4);
+        CHECK(r.memory[s].recompute_working_bytes > 0);
+        CHECK(r.memory[s].total_bytes < a.memory[s].total_bytes);
+    }
+    // The working set: one layer's s·b·h·(8 + 24/t) bytes (the Korthikanti test below) less its kept input.
+    const double layer = 1.0 * 64 * 768 * (8 + 24.0 / 2);  // micro-batch b = 1
+    CHECK(r.memory[0].recompute_working_bytes <= layer);
+    CHECK(r.memory[0].recompute_working_bytes >= 0.75 * layer);
+    // ZeRO-3: a recomputed layer gathers its parameters before its recompute, once for the pass.
+    ParallelPlan z3 = make_plan(2, 1, 1, 3, 2);
+    z3.recompute = Recompute::full;
+    const ParallelLowering z = lower_parallel(m, z3);
+    CHECK(comms(z.stages[0].backward, "zero_gather").size() ==
+          comms(z.stages[0].forward, "zero_gather").size());
+    for (const Task& t : z.stages[0].backward)
+        if (t.name == "h.11.ln_1.recompute") {
+            REQUIRE(t.deps.size() >= 1);
+            bool gathered = false;
+            for (size_t d : t.deps)
+                gathered = gathered || (z.stages[0].backward[d].comm &&
+                                        z.stages[0].backward[d].comm->purpose == "zero_gather");
+            CHECK(gathered);
+        }
+    // Selective recomputation (the attention core) is what FlashAttention's backward already does here.
+    ParallelPlan sel = none;
+    sel.recompute = Recompute::selective;
+    const ParallelLowering q = lower_parallel(m, sel);
+    CHECK(total_flops(q) == total_flops(a));
+    CHECK(q.memory[0].total_bytes == a.memory[0].total_bytes);
+    // Inference, or with checkpointing's own segments: a located error.
+    CHECK_THAT(error_of([&] { lower_parallel(m, full, inference()); }),
+               Catch::Contains("parallel.recompute") && Catch::Contains("inference"));
+    ParallelOptions ck;
+    ck.training_options.checkpointing = true;
+    CHECK_THAT(error_of([&] { lower_parallel(m, full, ck); }), Catch::Contains("parallel.recompute"));
 }

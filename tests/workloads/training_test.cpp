@@ -1,4 +1,6 @@
 // Training lowering: backward and optimizer ops, memory accounting, activation checkpointing.
+#include "workloads/training.h"
+
 #include <catch2/catch.hpp>
 
 #include "sim/config/error.h"
@@ -195,4 +197,36 @@ TEST_CASE("DLRM trains with sparse embedding gradients but full-size optimizer s
 TEST_CASE("lowering a training graph again is a user error", "[training][errors]") {
     const Model t = lower_training(mlp(2, 8), TrainingOptions{});
     CHECK_THROWS_WITH(lower_training(t, TrainingOptions{}), Catch::Contains("is already a training op"));
+}
+
+TEST_CASE("explicit checkpoint segments: a re-run segment recomputes every one of its ops", "[training]") {
+    const Model fwd = mlp(64, 256);  // fc1 relu1 fc2 relu2 fc3
+    const size_t n = fwd.ops().size();
+    REQUIRE(n == 5);
+    // fc1 relu1 fc2 in segment 0, re-run whole; relu2 fc3 in segment 1, kept as usual.
+    CheckpointSegments cs;
+    cs.segment_of = {0, 0, 0, 1, 1};
+    cs.rerun = {true, true, true, false, false};
+    const Model t = lower_training(fwd, TrainingOptions{}, cs);
+    const Model plain = lower_training(fwd, TrainingOptions{});
+    double rerun = 0;
+    int copies = 0;
+    for (const Op& op : t.ops())
+        if (op.phase == Phase::recompute) {
+            ++copies;
+            rerun += op.counts().flops;
+        }
+    CHECK(copies == 3);  // fc2 too, though its backward reads only its input
+    double first = 0;
+    for (size_t i = 0; i < 3; ++i) first += fwd.op(i).counts().flops;
+    CHECK(rerun == first);
+    CHECK(t.totals().flops == Approx(plain.totals().flops + first).epsilon(1e-12));
+    // Backward of fc2 reads relu1's recomputed output, never the forward one.
+    int found = 0;
+    for (size_t i = 0; i < t.ops().size(); ++i)
+        if (t.op(i).forward_of == "fc2" && t.op(i).kind == "linear_grad_weight") {
+            ++found;
+            for (const Edge& e : t.in_edges(i)) CHECK(t.op(e.from).phase != Phase::forward);
+        }
+    CHECK(found == 1);
 }
