@@ -47,6 +47,7 @@ TEST_CASE("the zoo lists exactly the required models, each with a description", 
                                            "mixtral-8x7b-prefill",
                                            "mixtral-8x7b-decode",
                                            "dlrm-mlperf",
+                                           "dlrm-dle",
                                            "dlrm-kaggle",
                                            "dlrm-dcnv2",
                                            "mlp3"};
