@@ -137,10 +137,12 @@ KNOWN_GAPS = {}
 #   K = 479 misses their 8-element alignment and mlsim runs it on the CUDA cores: 8.4 of the 17.6 ms of the
 #   unpadded 1-GPU step), and both 1 and 8 GPUs come out ~55-60 % above the published figures (1 GPU:
 #   10.1 ms per 64k step, published 16.3 ms). The single-device step misses what the examples' embedding
-#   path costs beyond a gather and a row update: FP32 tables (mlsim's fp16 tables read and write half the
-#   bytes), PyTorch's sparse FP32 gradient (26 x 64k rows x 128 x 4 B = 0.87 GB written, then coalesced by a
-#   sort of the indices, unscaled and checked for infs by the AMP scaler, and added by index_add_:
-#   torch.optim.SGD on sparse gradients, dlrm/scripts/main.py). Not modelled: reported as GAPs.
+#   path costs beyond a gather and a row update: FP32 tables (the gather runs in FP32 and casts to FP16
+#   after it: dlrm/cuda_ext/sparse_embedding.py, dlrm/nn/parts.py; mlsim's fp16 tables read and write half
+#   the bytes), and the tables' gradient materialised in FP32 (26 x 64k rows x 128 x 4 B = 0.87 GB written),
+#   unscaled and checked for infs by the AMP scaler, then applied by torch.optim.SGD (dlrm/scripts/main.py:
+#   scaler.unscale_(embedding_optimizer), embedding_optimizer.step()), where mlsim fuses the update into the
+#   backward. Not modelled: reported as GAPs.
 # - TF2 on 8 GPUs keeps the bottom MLP data-parallel (its memory-balanced placement holds 3-4 lookups per
 #   GPU), and runs further above the published figure than its 1-GPU case: the likeliest cause, not
 #   modelled, is that it issues its all-to-alls and all-reduce through Horovod, whose background thread
