@@ -466,8 +466,8 @@ EmbeddingSharding load_embedding_sharding(const std::string& path, const Model& 
     fail_keys(doc, {"embedding_sharding"});
     const cfg::Node* root = doc.find("embedding_sharding");
     if (!root) cfg::fail(doc.loc(), "embedding_sharding", "missing key 'embedding_sharding'");
-    if (!root->is_map()) cfg::fail_at(*root, "expected a map with the keys tables and default");
-    fail_keys(*root, {"tables", "default"});
+    if (!root->is_map()) cfg::fail_at(*root, "expected a map with the keys tables, default and dense_bottom");
+    fail_keys(*root, {"tables", "default", "dense_bottom"});
     Planner p(m, o);
     std::vector<std::string> names;
     std::map<std::string, size_t> index;
@@ -559,6 +559,16 @@ EmbeddingSharding load_embedding_sharding(const std::string& path, const Model& 
             if (!p.done(t) && !p.place(t, *fallback)) p.overflow(t, fallback, root->find("default"));
     }
     p.plan();
+    if (const cfg::Node* d = root->find("dense_bottom")) {
+        if (d->is_map()) {
+            fail_keys(*d, {"rank"});
+            const cfg::Node* r = d->find("rank");
+            if (!r) cfg::fail(d->key_loc(), d->path(), "missing key 'rank'");
+            p.result().bottom_rank = rank_of(*r, o.ranks, "rank");
+        } else if (!d->is_scalar() || d->scalar() != "data") {
+            cfg::fail_at(*d, "expected data (every rank, the default) or a map {rank: R}");
+        }
+    }
     p.result().source = path;
     return std::move(p.result());
 }
@@ -623,6 +633,41 @@ int64_t row_sum(const std::vector<int64_t>& v, int64_t p, int64_t i) {
     return s;
 }
 
+// The dense bottom (see the contract): forward ops that no table feeds, directly or through other ops;
+// none unless the sharding puts it on one rank of several.
+std::vector<bool> dense_bottom_ops(const Model& m, const std::map<size_t, size_t>& table_of,
+                                   const EmbeddingSharding& S, int64_t W) {
+    std::vector<bool> bottom(m.ops().size(), false);
+    if (!S.bottom_rank || W == 1) return bottom;
+    for (size_t i = 0; i < m.ops().size(); ++i) {  // ops are in topological order
+        if (table_of.count(i)) continue;
+        bool fed = false;
+        for (size_t j = 0; j < m.op(i).inputs.size(); ++j) {
+            const std::optional<TensorRef> pr = m.producer(i, static_cast<int>(j));
+            fed = fed || (pr && !bottom[pr->op]);
+        }
+        bottom[i] = !fed;
+    }
+    return bottom;
+}
+
+// The bytes of the bottom's outputs that other ops read, for the whole batch (each distinct tensor once).
+double bottom_output_bytes(const Model& m, const std::vector<bool>& bottom) {
+    std::set<std::pair<size_t, int>> seen;
+    double bytes = 0;
+    for (size_t i = 0; i < m.ops().size(); ++i) {
+        if (bottom[i]) continue;
+        for (size_t j = 0; j < m.op(i).inputs.size(); ++j) {
+            const std::optional<TensorRef> pr = m.producer(i, static_cast<int>(j));
+            if (!pr || !bottom[pr->op] || !seen.insert({pr->op, pr->slot}).second) continue;
+            const Op& p = m.op(pr->op);
+            bytes += static_cast<double>(numel(p.outputs.at(static_cast<size_t>(pr->slot)))) *
+                     dtype_bytes(p.dtype);
+        }
+    }
+    return bytes;
+}
+
 }  // namespace
 
 ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingSharding& S,
@@ -643,6 +688,7 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
 
     std::map<size_t, size_t> table_of;  // model op -> table
     for (size_t t = 0; t < S.tables.size(); ++t) table_of[S.tables[t].op] = t;
+    const std::vector<bool> bottom = dense_bottom_ops(fwd, table_of, S, W);
 
     // The collectives, from the placements (see the contract).
     const std::vector<ShardKind> kinds = {ShardKind::table, ShardKind::column, ShardKind::row,
@@ -679,6 +725,13 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
                 c.cross[static_cast<size_t>(p.node * N + m)] += bd * static_cast<double>(tb.dim) * dt;
         }
     }
+    if (S.bottom_rank && W > 1) {
+        KindComm& c = comm[ShardKind::table];
+        c.any = true;
+        const double per_sample = bottom_output_bytes(fwd, bottom) / Bd;
+        for (int64_t i = 0; i < W; ++i)
+            c.pooled[static_cast<size_t>(*S.bottom_rank * W + i)] += bd * per_sample;
+    }
     std::map<ShardKind, std::vector<int64_t>> ids_i, pooled_i, cross_i;
     for (ShardKind k : kinds) {
         ids_i[k] = rounded(comm[k].ids);
@@ -697,8 +750,10 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
         std::map<std::string, size_t> shard_table;    // shard op -> table
         std::set<std::string> data_tables, feature_consumers;
         std::set<std::string> dense_input_ops;  // ops reading a (non-index) model input
+        std::set<std::string> bottom_names;     // the dense bottom's ops on its rank
         for (size_t i = 0; i < n; ++i) {
             const Op& orig = fwd.op(i);
+            if (bottom[i] && r != *S.bottom_rank) continue;
             if (auto tt = table_of.find(i); tt != table_of.end()) {
                 const EmbeddingTable& tb = S.tables[tt->second];
                 const TablePlacement& p = S.placements[tt->second];
@@ -735,12 +790,12 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
             for (size_t j = 0; j < orig.inputs.size(); ++j) {
                 const std::optional<TensorRef> pr = fwd.producer(i, static_cast<int>(j));
                 Shape s = orig.inputs[j];
-                if (!pr || (table_of.count(pr->op) && !id[pr->op])) {
+                if (!pr || (table_of.count(pr->op) && !id[pr->op]) || (bottom[pr->op] && !bottom[i])) {
                     if (pr)
                         feature_consumers.insert(orig.name);
                     else
                         reads_dense_input = true;
-                    s[0] = b;
+                    s[0] = bottom[i] ? B : b;
                     srcs.push_back(std::nullopt);
                     shapes.push_back(std::move(s));
                     continue;
@@ -758,6 +813,7 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
                 make_op(orig.name, std::move(attr), std::move(shapes), orig.dtype, orig.loc, orig.key_path);
             op.tied_to = orig.tied_to;
             id[i] = mb.add(std::move(op), srcs);
+            if (bottom[i]) bottom_names.insert(orig.name);
         }
         const Model rank_fwd = std::move(mb).build();
         TrainingOptions to = o.training_options;
@@ -786,7 +842,7 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
         for (size_t i = 0; i < rn; ++i) {
             const Op& op = rm.op(i);
             if (op.phase != Phase::forward) continue;
-            if (shard_kind.count(op.name)) {
+            if (shard_kind.count(op.name) || bottom_names.count(op.name)) {
                 group[i] = 1;
                 continue;
             }
@@ -886,8 +942,9 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
                 if (!is_phase(i, Pass::forward) || group[i] != g) continue;
                 std::vector<size_t> extra;
                 if (g == 1) {
-                    const ShardKind k = shard_kind.at(rm.op(i).name);
-                    if (ids_task.count(k)) extra.push_back(ids_task.at(k));
+                    const bool bot = bottom_names.count(rm.op(i).name) > 0;
+                    const ShardKind k = bot ? ShardKind::table : shard_kind.at(rm.op(i).name);
+                    if (!bot && ids_task.count(k)) extra.push_back(ids_task.at(k));
                     compute_task(prog.forward, i, extra);
                     lookups[k].push_back(*task[i]);
                     continue;
@@ -941,7 +998,8 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
                 for (size_t i = 0; i < rn; ++i) {
                     if (!is_phase(i, Pass::backward) || drop[i]) continue;
                     const std::string base = base_of(rm.op(i));
-                    const bool shard = shard_kind.count(base) > 0;
+                    const bool bot = bottom_names.count(base) > 0;
+                    const bool shard = shard_kind.count(base) > 0 || bot;
                     if (shard != (g == 1)) continue;
                     std::vector<size_t> extra;
                     if (shard) {
@@ -949,8 +1007,8 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
                             grads_done = true;
                             emit_grad_dists();
                         }
-                        if (grad_task.count(shard_kind.at(base)))
-                            extra.push_back(grad_task.at(shard_kind.at(base)));
+                        const ShardKind k = bot ? ShardKind::table : shard_kind.at(base);
+                        if (grad_task.count(k)) extra.push_back(grad_task.at(k));
                     }
                     compute_task(prog.backward, i, extra);
                     if (producers.count(i)) {
@@ -1042,9 +1100,13 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
                     if (task[e.from]) ready = ready ? std::max(*ready, *task[e.from]) : *task[e.from];
                 if (shard && ready) t.after_backward.push_back(*ready);
                 prog.step.push_back(std::move(t));
-                if (!shard && ready && W > 1)
+                // The bottom's weights live on its rank only: no all-reduce.
+                const bool local = shard || bottom_names.count(owner.name) > 0;
+                if (local && ready && !shard)
+                    prog.step.back().after_backward.push_back(*ready);
+                else if (!local && ready && W > 1)
                     grads.push_back({*ready, prog.step.size() - 1, owner.weight_storage_bytes()});
-                else if (!shard && ready)
+                else if (!local && ready)
                     prog.step.back().after_backward.push_back(*ready);
             }
             std::stable_sort(grads.begin(), grads.end(),

@@ -42,6 +42,14 @@
 // - Dense part (bottom and top MLPs, interaction, DCN cross layers): data-parallel over all W ranks at
 //   batch b; weight gradients all-reduced in 25 MiB buckets (PyTorch DDP's bucket_cap_mb) in the order
 //   backward produces them, data-parallel tables' gradients with them.
+// - Dense bottom on one rank (EmbeddingSharding::bottom_rank, the file's `dense_bottom: {rank: R}`; W > 1):
+//   the forward ops no table feeds, directly or not (DLRM's bottom MLP), run model-parallel on rank R for
+//   all B samples, as NVIDIA DeepLearningExamples' PyTorch DLRM places them (its README, "Embedding table
+//   placement and load balancing": the bottom MLP on GPU 0; dlrm/utils/distributed.py get_device_mapping,
+//   dlrm/model/distributed.py BottomToTop): each output a non-bottom op reads is one more vector of the
+//   table-wise pooled all-to-all (R sends b x width to every rank; the gradient comes back in the
+//   transposed all-to-all); the bottom's backward runs after that gradient all-to-all and its weight
+//   gradients are not all-reduced (they live on R only).
 // - Groups: the world (GroupAxis::data, plan data = W); the ranks of one node and the ranks with the same
 //   local index on every node are the plan's expert-parallel groups with plan.expert = L, the ranks per
 //   node (GroupAxis::expert: L consecutive ranks; GroupAxis::expert_data: the W / L ranks r mod L alike),
@@ -141,6 +149,8 @@ struct EmbeddingSharding {
     int64_t ranks = 1, ranks_per_node = 1;
     int64_t batch = 0;   // the global batch B
     std::string source;  // "auto", "table", ..., or the file
+    // Where the dense bottom runs (see the contract): unset, data-parallel on every rank; else that rank.
+    std::optional<int64_t> bottom_rank;
 };
 
 // Every table of one kind (see the contract).

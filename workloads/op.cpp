@@ -403,9 +403,11 @@ Shape infer(Op& op, InteractionAttr& a) {
     }
     check_derived(op, a.features, static_cast<int64_t>(op.inputs.size()), "features");
     check_derived(op, a.dim, op.inputs[0][1], "dim");
+    check_positive(op, a.pad_to, "pad_to");
     const int64_t f = a.features;
     const int64_t pairs = a.self_interaction ? f * (f + 1) / 2 : f * (f - 1) / 2;
-    return Shape{op.inputs[0][0], a.dim + pairs};
+    const int64_t width = (a.dim + pairs + a.pad_to - 1) / a.pad_to * a.pad_to;
+    return Shape{op.inputs[0][0], width};
 }
 
 Shape infer(Op& op, MoeAttr& a) {

@@ -171,6 +171,10 @@ struct InteractionAttr {
     int64_t features = 0;  // derived
     int64_t dim = 0;       // derived
     bool self_interaction = false;
+    // The output width zero-padded up to a multiple of pad_to (1: none). NVIDIA DeepLearningExamples' DLRM
+    // pads 479 to 480 so the top MLP's first GEMM meets the tensor cores' 8-element alignment
+    // (PyTorch/Recommendation/DLRM/dlrm/nn/interactions.py, padding_size).
+    int64_t pad_to = 1;
 };
 
 // Mixture-of-experts routing (Shazeer et al. 2017, arXiv:1701.06538; Mixtral: Jiang et al. 2024,

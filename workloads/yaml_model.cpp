@@ -285,11 +285,12 @@ const std::vector<KindSpec>& kinds() {
             {"slice", {"axis", "start", "length"}, [](const Attrs& a, const std::vector<Shape>&) -> OpAttr {
                  return SliceAttr{a.small_integer("axis", 1), a.integer("start", 0), a.integer("length", 1)};
              }});
-        v.push_back({"dot_interaction",
-                     {"self_interaction"},
-                     [](const Attrs& a, const std::vector<Shape>&) -> OpAttr {
-                         return InteractionAttr{0, 0, a.boolean("self_interaction", false)};
-                     }});
+        v.push_back(
+            {"dot_interaction",
+             {"self_interaction", "pad_to"},
+             [](const Attrs& a, const std::vector<Shape>&) -> OpAttr {
+                 return InteractionAttr{0, 0, a.boolean("self_interaction", false), a.integer("pad_to", 1)};
+             }});
         return v;
     }();
     return all;

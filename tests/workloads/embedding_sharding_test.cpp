@@ -443,3 +443,84 @@ TEST_CASE("On many nodes the planner spreads tables too coarse to balance table-
     for (const TablePlacement& p : b.placements)
         if (p.kind == ShardKind::table_row) CHECK(p.shards.size() == 8);
 }
+
+TEST_CASE("Dense bottom on one rank: all B samples there, its output one more pooled vector, no all-reduce",
+          "[sharding]") {
+    // NVIDIA DeepLearningExamples' PyTorch DLRM: the bottom MLP on GPU 0, the tables on the other GPUs.
+    const int64_t B = 4, b = 2;
+    const Model m = tiny_dlrm(B);
+    const std::string f = write_temp("mlsim_bottom0.yaml",
+                                     "embedding_sharding:\n  dense_bottom: {rank: 0}\n  tables:\n"
+                                     "    emb.0: {kind: table, rank: 1}\n    emb.1: {kind: table, rank: 1}\n"
+                                     "    emb.2: {kind: table, rank: 1}\n");
+    const EmbeddingSharding s = load_embedding_sharding(f, m, opts(2));
+    REQUIRE(s.bottom_rank == 0);
+    const ParallelLowering l = lower_embedding_sharding(m, s, opts(2));
+    // Pooled: rank 0 sends the bottom's b x 8 FP32 output to each rank, rank 1 its three tables'.
+    const int64_t from0 = b * 8 * 4, from1 = 3 * b * 8 * 4;
+    const int64_t inter_w = 8 + 4 * 3 / 2;
+    for (int64_t r = 0; r < 2; ++r) {
+        const StageProgram& p = l.program(r);
+        const Task* pooled = named(p.forward, "emb.table.pooled_all_to_all");
+        REQUIRE(pooled);
+        CHECK(pooled->comm->counts == std::vector<int64_t>{from0, from0, from1, from1});
+        const Task* grad = named(p.backward, "emb.table.grad_all_to_all");
+        REQUIRE(grad);
+        CHECK(grad->comm->counts == std::vector<int64_t>{from0, from1, from0, from1});
+        // Only the top's weights are all-reduced.
+        const std::vector<const Task*> dp = comms(p.backward, "dp_bucket");
+        REQUIRE(dp.size() == 1);
+        CHECK(dp[0]->comm->bytes == (inter_w + 1) * 4);
+        CHECK(named(p.forward, "interaction")->op->inputs[0][0] == b);
+        const Task* bot = named(p.forward, "bot");
+        if (r == 1) {
+            CHECK(bot == nullptr);
+            continue;
+        }
+        REQUIRE(bot);
+        CHECK(bot->op->inputs[0][0] == B);
+        CHECK(bot->deps.empty());  // it reads the dense input, not the index all-to-all
+        // The pooled all-to-all waits for it; its backward waits for the gradient all-to-all.
+        const size_t bot_at = static_cast<size_t>(bot - p.forward.data());
+        CHECK(std::find(pooled->deps.begin(), pooled->deps.end(), bot_at) != pooled->deps.end());
+        const Task* bw = named(p.backward, "bot.grad_weight");
+        REQUIRE(bw);
+        const size_t grad_at = static_cast<size_t>(grad - p.backward.data());
+        CHECK(std::find(bw->deps.begin(), bw->deps.end(), grad_at) != bw->deps.end());
+        const size_t dp_at = static_cast<size_t>(dp[0] - p.backward.data());
+        for (const Task& t : p.step)
+            if (t.op && t.op->forward_of == "bot")
+                CHECK(std::find(t.after_backward.begin(), t.after_backward.end(), dp_at) ==
+                      t.after_backward.end());
+    }
+    // The bottom's weights live on rank 0 only.
+    const double top = (inter_w + 1) * 4.0, bottom = (4 * 8 + 8) * 4.0;
+    CHECK(l.memory_of(0).weights_bytes == top + bottom);
+    CHECK(l.memory_of(1).weights_bytes == top + (10 + 7 + 5) * 8 * 4.0);
+    // The step's FLOPs are those of the data-parallel bottom: the work moved, not changed.
+    auto flops = [](const ParallelLowering& x) {
+        double s = 0;
+        for (int64_t r = 0; r < 2; ++r)
+            for (const Task& t : x.program(r).forward)
+                if (t.op) s += t.op->counts().flops;
+        return s;
+    };
+    const std::string g = write_temp("mlsim_bottom_dp.yaml",
+                                     "embedding_sharding:\n  dense_bottom: data\n  tables:\n"
+                                     "    emb.0: {kind: table, rank: 1}\n    emb.1: {kind: table, rank: 1}\n"
+                                     "    emb.2: {kind: table, rank: 1}\n");
+    const EmbeddingSharding sd = load_embedding_sharding(g, m, opts(2));
+    CHECK_FALSE(sd.bottom_rank);
+    CHECK(flops(l) == Approx(flops(lower_embedding_sharding(m, sd, opts(2)))));
+    // Bad values are located errors.
+    auto err = [&](const std::string& text) {
+        const std::string p = write_temp("mlsim_bad_bottom.yaml", text);
+        return error_of([&] { load_embedding_sharding(p, m, opts(2)); });
+    };
+    CHECK_THAT(err("embedding_sharding:\n  dense_bottom: {rank: 2}\n"),
+               Catch::Contains("mlsim_bad_bottom.yaml:2") && Catch::Contains("rank 2 out of range"));
+    CHECK_THAT(err("embedding_sharding:\n  dense_bottom: gpu0\n"),
+               Catch::Contains(":2:") && Catch::Contains("expected data"));
+    CHECK_THAT(err("embedding_sharding:\n  dense_bottom: {rnak: 0}\n"),
+               Catch::Contains("unknown key 'rnak'"));
+}

@@ -47,6 +47,7 @@ TEST_CASE("the zoo lists exactly the required models, each with a description", 
                                            "mixtral-8x7b-prefill",
                                            "mixtral-8x7b-decode",
                                            "dlrm-mlperf",
+                                           "dlrm-dle",
                                            "dlrm-kaggle",
                                            "dlrm-dcnv2",
                                            "mlp3"};
@@ -300,6 +301,18 @@ TEST_CASE("DLRM (MLPerf) parameters are the 26 embedding tables plus 2.37 M of M
     CHECK(emb / double(m.totals().params) > 0.999);
     const Op& inter = m.op(*m.find("interaction"));
     CHECK(inter.output() == Shape{1, 479});
+}
+
+TEST_CASE("DLRM as DeepLearningExamples trains it pads the interaction to 480: one more top weight row",
+          "[zoo]") {
+    ZooOptions o;
+    o.batch = 4;
+    const Model ref = zoo_build("dlrm-mlperf", o), dle = zoo_build("dlrm-dle", o);
+    CHECK(dle.op(*dle.find("interaction")).output() == Shape{4, 480});
+    CHECK(dle.op(*dle.find("top_l.0")).inputs[0] == Shape{4, 480});
+    // The padding adds 1024 weights to the first top layer and nothing else; the interaction's MACs stay.
+    CHECK(dle.totals().params == ref.totals().params + 1024);
+    CHECK(dle.op(*dle.find("interaction")).counts().macs == ref.op(*ref.find("interaction")).counts().macs);
 }
 
 TEST_CASE("mlp3 forward FLOPs are 2dhN + 2h^2N + 2hkN exactly in its linears", "[zoo]") {

@@ -98,10 +98,17 @@ Model dlrm_dcnv2(const ZooOptions& o) {
 // 13-512-256-128, 26 embedding tables of dimension 128, dot interaction without self terms (27 features:
 // 128 + 351 = 479 wide), top MLP 479-1024-1024-512-256-1 with a sigmoid. Criteo is one-hot, so each bag
 // gathers one row; `seq` sets a multi-hot pooling factor instead.
-Model dlrm_mlperf(const ZooOptions& o) {
-    check_options("dlrm-mlperf", o, true, false);
-    const int64_t pooling = pick("dlrm-mlperf", "seq", o.seq, 1, 1, 1 << 20);
-    Net n("dlrm-mlperf", o.dtype);
+Model dlrm_mlperf(const ZooOptions& o) { return dlrm_criteo_tb("dlrm-mlperf", o, 1); }
+
+// NVIDIA DeepLearningExamples' DLRM (PyTorch/Recommendation/DLRM, release 24.03): the same architecture
+// with the interaction output zero-padded to a multiple of 8 (479 -> 480; dlrm/nn/interactions.py,
+// padding_size) so the top MLP's first GEMM runs on the tensor cores.
+Model dlrm_dle(const ZooOptions& o) { return dlrm_criteo_tb("dlrm-dle", o, 8); }
+
+Model dlrm_criteo_tb(const std::string& name, const ZooOptions& o, int64_t pad_to) {
+    check_options(name, o, true, false);
+    const int64_t pooling = pick(name, "seq", o.seq, 1, 1, 1 << 20);
+    Net n(name, o.dtype);
     T x = Net::input({o.batch, 13});
     const int64_t bottom[] = {512, 256, 128};
     for (int i = 0; i < 3; ++i) {
@@ -112,7 +119,9 @@ Model dlrm_mlperf(const ZooOptions& o) {
     for (size_t t = 0; t < k_criteo_tb_rows.size(); ++t)
         features.push_back(n.embedding(fmt::format("emb.{}", t), Net::input({o.batch, pooling}),
                                        k_criteo_tb_rows[t], 128, true));
-    x = n.op("interaction", InteractionAttr{}, features);
+    InteractionAttr ia;
+    ia.pad_to = pad_to;
+    x = n.op("interaction", ia, features);
     const int64_t top[] = {1024, 1024, 512, 256, 1};
     for (int i = 0; i < 5; ++i) {
         x = n.linear(fmt::format("top_l.{}", i), x, top[i]);

@@ -74,6 +74,10 @@ const std::vector<Entry>& registry() {
          "DLRM, MLPerf Criteo Terabyte config (26 tables x 128, 24 B params); seq = pooling "
          "factor (default 1)",
          zoo::dlrm_mlperf},
+        {"dlrm-dle",
+         "DLRM as NVIDIA DeepLearningExamples trains it: dlrm-mlperf with the interaction output padded to "
+         "480",
+         zoo::dlrm_dle},
         {"dlrm-kaggle",
          "DLRM, reference Criteo Kaggle config (26 tables x 16, 541 M params: one GPU); seq = pooling factor "
          "(default 1)",

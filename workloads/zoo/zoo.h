@@ -31,6 +31,8 @@ Model llama(std::string_view name, const ZooOptions& o, int version, bool big,
             bool decode);  // 2-70b, 3-8b, 3-70b
 Model mixtral_8x7b(std::string_view name, const ZooOptions& o, bool decode);
 Model dlrm_mlperf(const ZooOptions& o);
+Model dlrm_dle(const ZooOptions& o);
+Model dlrm_criteo_tb(const std::string& name, const ZooOptions& o, int64_t pad_to);
 Model dlrm_kaggle(const ZooOptions& o);
 Model dlrm_dcnv2(const ZooOptions& o);
 Model mlp3(const ZooOptions& o);
