@@ -37,6 +37,23 @@ Known model limits these cases show (see the notes printed with each):
   moves ~8x what one ring through one NIC does.
 - The hierarchical all-reduce pays its inter-node ring's per-step latency once per pipeline piece, which
   grows with the node count (superpod-a100: 128 nodes, 254 inter-node steps).
+- Below ~128 MiB across nodes mlsim is 37-41 % fast (the call-time cases): its per-step costs across nodes
+  are lower than NCCL's (see LATENCY_NOTE).
+
+NCCL's rules across nodes (NVIDIA/nccl src/graph/tuning.cc, snapshot 5067397c) and where mlsim stands:
+- LL128 is on by default across nodes only when each GPU reaches its NIC through a PCIe switch (path type
+  <= PXB; Hopper and later: <= PXN) and the node's GPUs talk over NVLink (<= NVB), with equal compute
+  capabilities. The DGX presets (one NIC per GPU behind its PCIe switch) qualify, so mlsim's LL128 across
+  their nodes agrees; jetson-orin-10gbe (SoC Ethernet) would not, and mlsim still offers LL128 there.
+- Per-channel bandwidth caps (perChMaxRingLL128Bws 20 GB/s Ampere, 36.7 Hopper; perChMaxTreeBws; LL's
+  llMaxBws across nodes 22.5 / 19.0 GB/s busbw on AMD hosts (DGX A100), 39.0 / 20.4 on Intel (DGX H100),
+  for 2 / 4+ nodes) need a channel count, which mlsim does not model: its LL across nodes runs at a quarter
+  of the NICs' rate (48 GB/s on 8 HDR NICs), above NCCL's LL cap.
+- Per-step latency across nodes: hwLatencies NET ring 2.7 / 4.0 / 14.0 us (LL / LL128 / Simple), tree 5.0 /
+  8.5 / 14 us per inter-node hop, and every step of a ring spanning nodes at least getNetOverhead (1 us
+  Intel, 2 us AMD hosts; x3 for Simple). mlsim's presets set the NIC path to 2.7 us (the ring LL figure) and
+  add NCCL's ring-row differences for LL128 / Simple in arch/net/impl/flow_network.cpp (from an older
+  table: Simple 9.6 us there); the tree row and the net overhead are not modelled.
 """
 import os
 import subprocess
