@@ -23,8 +23,8 @@ the link payload rate (NCCL's nvlsEfficiency for Hopper); NCCL's per-call and pe
   by the collective channel count; the same rule since v2.10), so the per-peer limit does not bind inside
   a node. Only across nodes is it small: NCCL_NCHANNELS_PER_NET_PEER, 2 up to v2.19, from 2 per NIC in
   v2.20-v2.28, max(NICs, NIC bandwidth / 14 GB/s) since v2.29 (NCCL_P2P_PER_CHANNEL_NET_BW); NVIDIA/nccl#1272:
-  2 channels per net peer gave 18.3 GB/s sendrecv, 4 gave 24.2. What bounds SM-driven sendrecv inside a node below the links' payload rate is
-  not documented; measurements show it: NVIDIA/nccl-tests#268 (2 x H100: ~180 GB/s where an SM copy reaches
+  2 channels per net peer gave 18.3 GB/s sendrecv, 4 gave 24.2. What bounds SM-driven sendrecv inside a
+  node below the links' payload rate is not documented; measurements show it: NVIDIA/nccl-tests#268 (2 x H100: ~180 GB/s where an SM copy reaches
   260), #331 (A100 pair over 4 NVLinks: 72 of 80 GB/s of payload).
 
 Tolerance: +-5 % (the spread between the measured reports above is 1-3 %).
