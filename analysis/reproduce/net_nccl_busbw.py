@@ -17,9 +17,15 @@ the link payload rate (NCCL's nvlsEfficiency for Hopper); NCCL's per-call and pe
   NCCL_ALGO=NVLS busbw 420, 440, 460 and 480 GB/s on 5, 6, 7 and 8 GPUs. NVIDIA/nccl-tests#212 (NCCL
   maintainer): effective NVLink 370 GB/s, NVLS peak busbw ~480 GB/s on 8 GPUs (algbw ~275); NVIDIA/nccl#2140:
   370 -> 480 GB/s with NVLS; NVIDIA/nccl-tests#309: 368.76 GB/s with NVLS disabled.
-- li-plus/playground cuda/nccl.md: 8 x A100 NVLink, sendrecv_perf 1 GiB: 195.1 GB/s. NCCL's
-  point-to-point operations use fewer channels (SMs) than its collectives; mlsim does not model channel
-  counts, so this one is expected to be a GAP.
+- li-plus/playground cuda/nccl.md: 8 x A100 NVLink, sendrecv_perf 1 GiB: 195.1 GB/s. A GAP, and not for
+  want of channels: NCCL gives a point-to-point peer over NVLink 2 x (path bandwidth / one link's) channels
+  (src/graph/paths.cc ncclTopoGetNchannels: 2 x 240 / 20 = 24 on a DGX A100, rounded up to 32 and capped
+  by the collective channel count; the same rule since v2.10), so the per-peer limit does not bind inside
+  a node. Only across nodes is it small: NCCL_NCHANNELS_PER_NET_PEER, 2 up to v2.19, from 2 per NIC in
+  v2.20-v2.28, max(NICs, NIC bandwidth / 14 GB/s) since v2.29 (NCCL_P2P_PER_CHANNEL_NET_BW); NVIDIA/nccl#1272:
+  2 channels per net peer gave 18.3 GB/s sendrecv, 4 gave 24.2. What bounds SM-driven sendrecv inside a
+  node below the links' payload rate is not documented; measurements show it: NVIDIA/nccl-tests#268 (2 x H100: ~180 GB/s where an SM copy reaches
+  260), #331 (A100 pair over 4 NVLinks: 72 of 80 GB/s of payload).
 
 Tolerance: +-5 % (the spread between the measured reports above is 1-3 %).
 """
@@ -90,7 +96,8 @@ def main():
                           got, alg, proto)
     got, alg, proto = busbw(mlsim, "dgx-a100", "send-recv", "1GiB")
     gaps += check("DGX A100, sendrecv 1 GiB, 8 GPUs", "li-plus/playground cuda/nccl.md", 195.1, got, alg, proto,
-                  "NCCL's point-to-point uses fewer channels (SMs) than collectives; channel counts are not "
+                  "NCCL's per-peer channel rule (2 x 240 / 20 = 24 channels over NVSwitch, paths.cc) does not "
+                  "bind inside a node; the SM-driven point-to-point shortfall (nccl-tests#268, #331) is not "
                   "modelled")
     return 1 if gaps else 0
 
