@@ -13,10 +13,12 @@
 #include "arch/net/impl/flow_network.h"
 #include "experiment/collective_study.h"
 #include "experiment/experiment.h"
+#include "net_test_topologies.h"
 #include "sim/config/error.h"
 
 using namespace mlsim;
 using namespace mlsim::arch::net;
+using namespace mlsim::test::net;
 
 namespace {
 
@@ -89,4 +91,109 @@ TEST_CASE("no all-reduce across nodes beats the bound of the nodes' NIC bandwidt
                 }
     }
     CHECK(checked == 2 * 6 + 2 * 2);
+}
+
+namespace {
+
+// One call on a fresh network, ideal protocol, reductions free: the bare alpha-beta time.
+double ideal_time(const std::shared_ptr<Topology>& t, CollectiveKind kind, int p, double bytes) {
+    CollectiveRequest q;
+    q.kind = kind;
+    q.algorithm = CollectiveAlgorithm::ring;
+    q.protocol = Protocol::ideal;
+    for (int i = 0; i < p; ++i) q.group.push_back(static_cast<VertexId>(i));
+    q.bytes = static_cast<int64_t>(bytes);
+    FlowNetwork net(t, NetworkOptions{});
+    return net.collective(q).duration().to_seconds();
+}
+
+}  // namespace
+
+// NCCL runs one ring per channel, its channels taking the node's NICs in turn (NVIDIA/nccl
+// src/graph/search.cc, v2.30.7): with k NICs per node, k rings each carry 1/k of the data and leave every
+// node through a different NIC. Two nodes of L devices, each device with its own NIC (b2) and an NVLink
+// to its node's switch (b1 = 16 b2, so the L - 1 <= 7 NVLink flows of a device never bind): every step
+// of the ring all-reduce takes a2 + n / (L p) / b2, so busbw = 2(p-1)/p n / t grows as L b2.
+TEST_CASE("a ring across nodes runs one ring per NIC: bus bandwidth scales with the NICs per node",
+          "[arch][net][multinode]") {
+    const double b1 = 400e9, b2 = 25e9, n = 8e9;
+    const double a2 = 2 * 1000e-9 + 300e-9;
+    double busbw_one = 0, bcast_one = 0;
+    for (const int L : {1, 2, 4, 8}) {
+        INFO(L << " devices (NICs) per node");
+        const int p = 2 * L;
+        const double pd = p, k = L;
+        auto t = two_level(2, L, b1, 200, 100, b2, 1000, 300);
+        const double ar = ideal_time(t, CollectiveKind::all_reduce, p, n);
+        const double want = 2 * (pd - 1) * (a2 + n / (k * pd) / b2);
+        CHECK(std::abs(ar - want) <= 2 * p * 1e-12 + want * 1e-9);
+        const double ag = ideal_time(t, CollectiveKind::all_gather, p, n);
+        CHECK(std::abs(ag - want / 2) <= p * 1e-12 + want * 1e-9);
+        const double busbw = 2 * (pd - 1) / pd * n / ar;
+        CHECK(busbw <= k * b2);
+        if (L == 1) busbw_one = busbw;
+        CHECK(busbw / busbw_one == Approx(k).epsilon(0.01));
+        // the ring broadcast: k chains from the root, n / k each; node 1 receives n through its k NICs.
+        // (Each pipelined chunk step pays the NIC path's latency, 2.3 of ~23 us at L = 1.)
+        const double bc = ideal_time(t, CollectiveKind::broadcast, p, n);
+        CHECK(n / bc <= k * b2);
+        if (L == 1) bcast_one = n / bc;
+        CHECK(n / bc / bcast_one == Approx(k).epsilon(0.02));
+    }
+}
+
+// When a node's devices reach the other nodes through one shared NIC (here: the node's switch has the one
+// uplink), the route of every device leaves through the same network link: one ring, as before, and every
+// step waits for the one NIC.
+TEST_CASE("devices that share one NIC get one ring", "[arch][net][multinode]") {
+    const int N = 2, L = 4, p = N * L;
+    const double b1 = 400e9, b2 = 25e9, n = 8e9, pd = p;
+    auto t = std::make_shared<Topology>();
+    for (int i = 0; i < N; ++i)
+        for (int l = 0; l < L; ++l) t->add_device(indexed(indexed("n", i) + ".", l));
+    const VertexId top = t->add_switch("top", switch_of(300));
+    for (int i = 0; i < N; ++i) {
+        const VertexId s = t->add_switch(indexed("nvs", i), switch_of(100));
+        for (int l = 0; l < L; ++l)
+            t->add_link(static_cast<VertexId>(i * L + l), s, link_of(b1, 200, "nvlink"));
+        t->add_link(s, top, link_of(b2, 1000, "infiniband"));
+    }
+    // n0.l -> nvs0 -> top -> nvs1 -> n1.l
+    const double ax = 2 * 200e-9 + 2 * 100e-9 + 2 * 1000e-9 + 300e-9;
+    const double want = 2 * (pd - 1) * (ax + n / pd / b2);
+    const double got = ideal_time(t, CollectiveKind::all_reduce, p, n);
+    CHECK(std::abs(got - want) <= 2 * p * 1e-12 + want * 1e-9);
+}
+
+// The presets: a DGX A100 pair (8 HDR NICs a node, 24 GB/s of payload each) runs its ring all-reduce at
+// close to 8 x 24 = 192 GB/s busbw (NVIDIA/nccl#812: "we measure 192GB/s AllReduce BusBW"), never above,
+// and every NIC carries an eighth of the ring's traffic each way.
+TEST_CASE("the ring all-reduce of two DGX A100 uses all eight NICs", "[arch][net][multinode]") {
+    const arch::SystemSpec sys = exp::load_system_file(exp::resolve_system_path("dgx-a100-2node"));
+    const NetworkOptions opt = exp::network_options_for(sys, "fp32");
+    std::vector<VertexId> group;
+    for (std::size_t i = 0; i < sys.devices.size(); ++i) group.push_back(i);
+    const double p = static_cast<double>(group.size());
+    const double b_node = node_egress_Bps(sys, 0, "infiniband");
+    REQUIRE(b_node == Approx(8 * 24e9));
+    CollectiveRequest q;
+    q.kind = CollectiveKind::all_reduce;
+    q.algorithm = CollectiveAlgorithm::ring;
+    q.protocol = Protocol::simple;
+    q.group = group;
+    q.bytes = int64_t{1} << 30;
+    FlowNetwork net(sys.topology, opt);
+    const CollectiveResult r = net.collective(q);
+    const double busbw = 2 * (p - 1) / p * static_cast<double>(q.bytes) / r.duration().to_seconds();
+    CHECK(busbw <= b_node);
+    CHECK(busbw >= 0.9 * b_node);
+    // every NIC carried the same bytes each way: 1/8 of 2 (p - 1) / p of the message
+    int nics = 0;
+    for (const LinkBytes& lb : r.link_bytes) {
+        if (sys.topology->link(lb.link).props.kind != "infiniband") continue;
+        ++nics;
+        CHECK(lb.a_to_b == Approx(2 * (p - 1) / p * static_cast<double>(q.bytes) / 8));
+        CHECK(lb.b_to_a == Approx(lb.a_to_b));
+    }
+    CHECK(nics == 16);
 }

@@ -22,8 +22,12 @@ namespace {
 // Index: protocol LL, LL128, Simple.
 constexpr double base_lat_ring_us[3] = {3.6, 10.0, 8.4};
 constexpr double base_lat_tree_us[3] = {4.4, 4.4, 0.0};
-// hwLat, ring row, by link class (NVLink, PCI, network).
-constexpr double hw_lat_ring_us[3][3] = {{0.47, 1.9, 3.4}, {1.0, 2.5, 5.7}, {2.7, 4.0, 9.6}};
+// hwLat, ring row, by link class (NVLink, PCI, network). NVLink and PCI: the stored version 01afd20 (v2.30.7
+// has the same PCI row and NVLink 0.6 / 1.9 / 3.4: the presets' NVLink paths are 0.6 us already, and only
+// the LL128 / Simple differences below are used). Network: NVIDIA/nccl v2.30.7 (commit 5067397c,
+// src/graph/tuning.cc ncclTunerConstantsDefaults hwLatencies NCCL_HW_NET, ring LL / LL128 / Simple), where
+// 01afd20 had Simple 9.6 us.
+constexpr double hw_lat_ring_us[3][3] = {{0.47, 1.9, 3.4}, {1.0, 2.5, 5.7}, {2.7, 4.0, 14.0}};
 
 int proto_index(Protocol p) {
     switch (p) {
@@ -493,6 +497,76 @@ struct FlowNetwork::Impl {
         return out;
     }
 
+    // The rings of the ring collectives across nodes, as NCCL builds them (NVIDIA/nccl src/graph/search.cc,
+    // v2.30.7: one ring per channel, "NET n -> GPU a -> .. -> GPU x -> NET n", the channels taking the
+    // node's NICs in turn; src/graph/rings.cc joins the nodes' chains into rings): k rings, k the number
+    // of the node's NICs, each carrying 1/k of the data. A rank's NIC is the first network-class link
+    // (LinkClass::net) on its route to the rank of the same local index in the next node; ranks that
+    // share it (behind one PCIe switch) share the NIC. Ring j enters every node at the j-th rank with a
+    // NIC of its own (its leader) and walks the node's ranks in index order from there, leaving at the
+    // rank before the leader; with an even number of nodes every other node is walked backwards (as
+    // node_ring), so each hop between nodes joins ranks of the same local index (the same rail). Each
+    // NIC then sends one ring's traffic and receives one ring's. One node, nodes of unequal size, nodes
+    // whose NICs sit at different local indices, or one NIC per node: node_ring alone.
+    std::vector<std::vector<VertexId>> node_rings(const Group& g) {
+        const std::size_t N = g.nodes.size();
+        std::vector<std::vector<VertexId>> one{node_ring(g)};
+        if (N < 2) return one;
+        const std::size_t L = g.nodes[0].size();
+        for (const auto& nd : g.nodes)
+            if (nd.size() != L) return one;
+        if (L < 2) return one;
+        std::vector<std::size_t> leaders;
+        for (std::size_t i = 0; i < N; ++i) {
+            std::vector<DirLink> nics;
+            std::vector<std::size_t> lead;
+            for (std::size_t l = 0; l < L; ++l) {
+                const impl::PathView pv = routes.path(g.nodes[i][l], g.nodes[(i + 1) % N][l]);
+                std::optional<DirLink> nic;
+                for (uint32_t h = 0; h < pv.size && !nic; ++h)
+                    if (routes.link_class(pv.hops[h]) == LinkClass::net) nic = pv.hops[h];
+                if (!nic) return one;
+                if (std::find(nics.begin(), nics.end(), *nic) == nics.end()) {
+                    nics.push_back(*nic);
+                    lead.push_back(l);
+                }
+            }
+            if (i == 0)
+                leaders = lead;
+            else if (lead != leaders)
+                return one;
+        }
+        if (leaders.size() < 2) return one;
+        std::vector<std::vector<VertexId>> rings;
+        for (std::size_t s : leaders) {
+            std::vector<VertexId> ring;
+            ring.reserve(g.p());
+            for (std::size_t i = 0; i < N; ++i) {
+                const bool backwards = N % 2 == 0 && i % 2 == 1;
+                for (std::size_t l = 0; l < L; ++l) {
+                    const std::size_t at = backwards ? (s + L - 1 - l) % L : (s + l) % L;
+                    ring.push_back(g.nodes[i][at]);
+                }
+            }
+            rings.push_back(std::move(ring));
+        }
+        return rings;
+    }
+    // The chains of a rooted ring collective: each ring from the root (or, to_root, ending at it).
+    std::vector<std::vector<VertexId>> root_chains(const Group& g, bool to_root) {
+        std::vector<std::vector<VertexId>> out;
+        const VertexId root = g.rel(0);
+        for (const auto& ring : node_rings(g)) {
+            const std::size_t p = ring.size();
+            const std::size_t at =
+                static_cast<std::size_t>(std::find(ring.begin(), ring.end(), root) - ring.begin());
+            std::vector<VertexId> c(p);
+            for (std::size_t i = 0; i < p; ++i) c[i] = to_root ? ring[(at + 1 + i) % p] : ring[(at + i) % p];
+            out.push_back(std::move(c));
+        }
+        return out;
+    }
+
     // ---- algorithms ----
     void plan(Run& run, const CollectiveRequest& q, CollectiveAlgorithm alg, const Group& g) {
         using A = CollectiveAlgorithm;
@@ -524,21 +598,21 @@ struct FlowNetwork::Impl {
             case A::ring:
                 switch (kind) {
                     case K::all_reduce:
-                        ring_steps(run, node_ring(g), n / pd, p - 1, true);
-                        ring_steps(run, node_ring(g), n / pd, p - 1, false);
-                        return;
                     case K::reduce_scatter:
-                        ring_steps(run, node_ring(g), n / pd, p - 1, true);
+                    case K::all_gather: {
+                        const auto rings = node_rings(g);
+                        const double piece = n / pd / static_cast<double>(rings.size());
+                        if (kind != K::all_gather) rings_steps(run, rings, piece, p - 1, true);
+                        if (kind != K::reduce_scatter) rings_steps(run, rings, piece, p - 1, false);
                         return;
-                    case K::all_gather:
-                        ring_steps(run, node_ring(g), n / pd, p - 1, false);
-                        return;
+                    }
                     case K::broadcast:
-                        chains(run, {from_root}, n, chunks(n), false);
+                    case K::reduce: {
+                        const auto cs = root_chains(g, kind == K::reduce);
+                        const double share = n / static_cast<double>(cs.size());
+                        chains(run, cs, share, chunks(share), kind == K::reduce);
                         return;
-                    case K::reduce:
-                        chains(run, {to_root}, n, chunks(n), true);
-                        return;
+                    }
                     case K::send_recv:
                         ring_steps(run, g.r, n, 1, false);
                         return;
@@ -911,7 +985,27 @@ struct FlowNetwork::Impl {
         double lat = 0;                                        // slowest path latency
         double cap = std::numeric_limits<double>::infinity();  // narrowest payload rate
         int cls = -1;                                          // slowest link class
+        double into = 1;  // the most flows one receiver reduces at once (they share its reduction rate)
     };
+    // As paths_of, for flows that all run at once: cap is the narrowest rate a flow gets, each link's
+    // payload rate split evenly among the flows crossing it (the busiest port's share), and `into` the
+    // most flows into one receiver.
+    PathSet shared_paths_of(const std::vector<std::pair<VertexId, VertexId>>& pairs) {
+        PathSet ps;
+        std::map<DirLink, int> on;
+        std::map<VertexId, int> dst;
+        for (const auto& [a, b] : pairs) {
+            if (a == b) continue;
+            const impl::PathView pv = routes.path(a, b);
+            if (pv.latency_s < 0) continue;
+            ps.lat = std::max(ps.lat, pv.latency_s);
+            for (uint32_t k = 0; k < pv.size; ++k) ++on[pv.hops[k]];
+            if (pv.size > 0) ps.cls = std::max(ps.cls, static_cast<int>(pv.cls));
+            ps.into = std::max(ps.into, static_cast<double>(++dst[b]));
+        }
+        for (const auto& [d, count] : on) ps.cap = std::min(ps.cap, routes.capacity(d) / count);
+        return ps;
+    }
     PathSet paths_of(const std::vector<std::pair<VertexId, VertexId>>& pairs) {
         PathSet ps;
         for (const auto& [a, b] : pairs) {
@@ -955,7 +1049,7 @@ struct FlowNetwork::Impl {
         // one step: `load` payload bytes through the busiest port, `piece` reduced by a receiver
         auto step = [&](const PathSet& ps, double load, double piece, bool reduce) {
             double rate = ps.cap * eff;
-            if (reduce && opt.overlap_reduction) rate = std::min(rate, R);
+            if (reduce && opt.overlap_reduction) rate = std::min(rate, R / ps.into);
             double t = ps.lat + load / rate + extra(ps.cls);
             if (reduce && R < inf)
                 t += (opt.overlap_reduction ? std::min(piece, opt.chunk_bytes) : piece) / R;
@@ -966,19 +1060,29 @@ struct FlowNetwork::Impl {
             pi < 0 ? 0.0 : (alg == A::tree ? base_lat_tree_us[pi] : base_lat_ring_us[pi]) * 1e-6;
         switch (alg) {
             case A::ring: {
+                // node_rings' k rings step together, each flow 1/k of the single ring's
+                const auto rings = node_rings(g);
+                const double kr = static_cast<double>(rings.size());
+                std::vector<std::pair<VertexId, VertexId>> pairs;
+                for (const auto& ring : rings)
+                    for (const auto& e : ring_pairs(ring)) pairs.push_back(e);
                 if (q.kind == K::all_reduce || q.kind == K::reduce_scatter || q.kind == K::all_gather) {
-                    const PathSet ps = paths_of(ring_pairs(node_ring(g)));
+                    const PathSet ps = shared_paths_of(pairs);
+                    const double piece = n / pd / kr;
                     double t = 0;
-                    if (q.kind != K::all_gather) t += (pd - 1) * step(ps, n / pd, n / pd, true);
-                    if (q.kind != K::reduce_scatter) t += (pd - 1) * step(ps, n / pd, n / pd, false);
+                    if (q.kind != K::all_gather) t += (pd - 1) * step(ps, piece, n / pd, true);
+                    if (q.kind != K::reduce_scatter) t += (pd - 1) * step(ps, piece, n / pd, false);
                     return base + t;
                 }
                 if (q.kind == K::broadcast || q.kind == K::reduce) {
-                    std::vector<VertexId> chain(p);
-                    for (std::size_t i = 0; i < p; ++i) chain[i] = g.rel(i);
-                    const PathSet ps = paths_of(ring_pairs(chain));
-                    const double k = static_cast<double>(chunks(n));
-                    return base + (pd - 2 + k) * step(ps, n / k, n / k, q.kind == K::reduce);
+                    // in steady state every hop of every chain carries a chunk
+                    std::vector<std::pair<VertexId, VertexId>> hops;
+                    for (const auto& c : root_chains(g, q.kind == K::reduce))
+                        for (std::size_t i = 0; i + 1 < c.size(); ++i) hops.push_back({c[i], c[i + 1]});
+                    const PathSet ps = shared_paths_of(hops);
+                    const double share = n / kr;
+                    const double k = static_cast<double>(chunks(share));
+                    return base + (pd - 2 + k) * step(ps, share / k, kr * share / k, q.kind == K::reduce);
                 }
                 return inf;
             }

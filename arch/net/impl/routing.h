@@ -51,6 +51,7 @@ class RouteTable {
     const Topology& topology() const { return m_topo; }
     std::size_t resource_count() const { return 2 * m_topo.link_count(); }
     double capacity(DirLink d) const { return m_capacity[d]; }
+    LinkClass link_class(DirLink d) const { return m_class[d / 2]; }
     // Latency to cross directed link d, including the switch it enters.
     double hop_latency(DirLink d) const { return m_hop_latency[d]; }
     VertexId head(DirLink d) const;  // the vertex d enters
