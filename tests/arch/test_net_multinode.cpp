@@ -197,3 +197,35 @@ TEST_CASE("the ring all-reduce of two DGX A100 uses all eight NICs", "[arch][net
     }
     CHECK(nics == 16);
 }
+
+// NCCL's tree all-reduce across nodes (src/graph/search.cc tree pattern, src/graph/trees.cc; v2.30.7): a
+// chain through each node's ranks from the rank at the channel's NIC, a double binary tree between the
+// nodes' chain heads, one channel per NIC. A message too small to matter climbs (L - 1) NVLink hops and
+// log2(N) NIC hops and comes back down: 2 ((L - 1) a1 + log2(N) a2), NCCL's own latency formula for its
+// tree (src/graph/tuning.cc: 2 ((nRanks/nNodes - 1) intraLat + log2i(nNodes) interLat)). With LL, each
+// step between nodes pays NCCL's tree LL figure (hwLat NET tree 5.0 us) where the path stands for the
+// ring's 2.7 us: + 2.3 us per NIC hop, and the per-call 4.4 us.
+TEST_CASE("the tree all-reduce across nodes chains each node and joins the nodes by a binary tree",
+          "[arch][net][multinode]") {
+    const double a1 = 2 * 200e-9 + 100e-9, a2 = 2 * 1000e-9 + 300e-9;
+    for (const int N : {2, 4}) {
+        const int L = 4, p = N * L;
+        INFO(N << " nodes");
+        auto t = two_level(N, L, 400e9, 200, 100, 25e9, 1000, 300);
+        const double log2n = N == 2 ? 1 : 2;
+        CollectiveRequest q;
+        q.kind = CollectiveKind::all_reduce;
+        q.algorithm = CollectiveAlgorithm::tree;
+        q.protocol = Protocol::ideal;
+        for (int i = 0; i < p; ++i) q.group.push_back(static_cast<VertexId>(i));
+        q.bytes = 8;
+        FlowNetwork ideal_net(t, NetworkOptions{});
+        const double ideal = ideal_net.collective(q).duration().to_seconds();
+        const double want = 2 * ((L - 1) * a1 + log2n * a2);
+        CHECK(ideal == Approx(want).epsilon(1e-3));
+        q.protocol = Protocol::ll;
+        FlowNetwork ll_net(t, NetworkOptions{});
+        const double ll = ll_net.collective(q).duration().to_seconds();
+        CHECK(ll - ideal == Approx(4.4e-6 + 2 * log2n * (5.0 - 2.7) * 1e-6).epsilon(1e-3));
+    }
+}

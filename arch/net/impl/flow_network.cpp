@@ -28,6 +28,19 @@ constexpr double base_lat_tree_us[3] = {4.4, 4.4, 0.0};
 // src/graph/tuning.cc ncclTunerConstantsDefaults hwLatencies NCCL_HW_NET, ring LL / LL128 / Simple), where
 // 01afd20 had Simple 9.6 us.
 constexpr double hw_lat_ring_us[3][3] = {{0.47, 1.9, 3.4}, {1.0, 2.5, 5.7}, {2.7, 4.0, 14.0}};
+// hwLat NCCL_HW_NET, tree row (v2.30.7, as above): the tree's steps between nodes. Its steps within a node
+// keep the ring row (the tree row's NVLink / PCI figures are not used).
+constexpr double hw_lat_tree_net_us[3] = {5.0, 8.5, 14.0};
+
+// The protocol's per-step cost beyond the path latency (the topology's latencies stand for the ring LL
+// figure of the path's class): NCCL's hwLat less that figure; tree steps over the network use the tree row,
+// so they pay some even with LL.
+double step_extra_s(int pi, int cls, bool tree) {
+    if (pi < 0 || cls < 0) return 0;
+    const double base = hw_lat_ring_us[cls][0];
+    if (tree && cls == static_cast<int>(LinkClass::net)) return (hw_lat_tree_net_us[pi] - base) * 1e-6;
+    return (hw_lat_ring_us[cls][pi] - base) * 1e-6;
+}
 
 int proto_index(Protocol p) {
     switch (p) {
@@ -170,7 +183,8 @@ struct FlowNetwork::Impl {
         Impl& net;
         CollectiveKind kind;
         Protocol proto;
-        bool record;  // keep link state (busy_until) and bytes; false for the trials of `automatic`
+        bool record;        // keep link state (busy_until) and bytes; false for the trials of `automatic`
+        bool tree = false;  // the tree algorithm: NCCL's tree latency row for steps between nodes
         double eff = 1;
         double now = 0;
         int64_t steps = 0;
@@ -263,9 +277,7 @@ struct FlowNetwork::Impl {
                 reduce_s = std::max(reduce_s, b / reduce_rate(v));
                 red[v] = 0;
             }
-            double step_s = 0;
-            const int pi = proto_index(proto);
-            if (pi > 0 && cls >= 0) step_s = (hw_lat_ring_us[cls][pi] - hw_lat_ring_us[cls][0]) * 1e-6;
+            const double step_s = step_extra_s(proto_index(proto), cls, tree);
             now = end + reduce_s + step_s + extra_s;
             ++steps;
         }
@@ -497,6 +509,36 @@ struct FlowNetwork::Impl {
         return out;
     }
 
+    // The local indices of the ranks with a NIC of their own, the same in every node (see node_rings); empty
+    // for one node, nodes of unequal size, or nodes whose NICs sit at different local indices.
+    std::vector<std::size_t> nic_leaders(const Group& g) {
+        const std::size_t N = g.nodes.size();
+        if (N < 2) return {};
+        const std::size_t L = g.nodes[0].size();
+        for (const auto& nd : g.nodes)
+            if (nd.size() != L) return {};
+        std::vector<std::size_t> leaders;
+        for (std::size_t i = 0; i < N; ++i) {
+            std::vector<DirLink> nics;
+            std::vector<std::size_t> lead;
+            for (std::size_t l = 0; l < L; ++l) {
+                const impl::PathView pv = routes.path(g.nodes[i][l], g.nodes[(i + 1) % N][l]);
+                std::optional<DirLink> nic;
+                for (uint32_t h = 0; h < pv.size && !nic; ++h)
+                    if (routes.link_class(pv.hops[h]) == LinkClass::net) nic = pv.hops[h];
+                if (!nic) return {};
+                if (std::find(nics.begin(), nics.end(), *nic) == nics.end()) {
+                    nics.push_back(*nic);
+                    lead.push_back(l);
+                }
+            }
+            if (i == 0)
+                leaders = lead;
+            else if (lead != leaders)
+                return {};
+        }
+        return leaders;
+    }
     // The rings of the ring collectives across nodes, as NCCL builds them (NVIDIA/nccl src/graph/search.cc,
     // v2.30.7: one ring per channel, "NET n -> GPU a -> .. -> GPU x -> NET n", the channels taking the
     // node's NICs in turn; src/graph/rings.cc joins the nodes' chains into rings): k rings, k the number
@@ -509,34 +551,9 @@ struct FlowNetwork::Impl {
     // NIC then sends one ring's traffic and receives one ring's. One node, nodes of unequal size, nodes
     // whose NICs sit at different local indices, or one NIC per node: node_ring alone.
     std::vector<std::vector<VertexId>> node_rings(const Group& g) {
-        const std::size_t N = g.nodes.size();
-        std::vector<std::vector<VertexId>> one{node_ring(g)};
-        if (N < 2) return one;
-        const std::size_t L = g.nodes[0].size();
-        for (const auto& nd : g.nodes)
-            if (nd.size() != L) return one;
-        if (L < 2) return one;
-        std::vector<std::size_t> leaders;
-        for (std::size_t i = 0; i < N; ++i) {
-            std::vector<DirLink> nics;
-            std::vector<std::size_t> lead;
-            for (std::size_t l = 0; l < L; ++l) {
-                const impl::PathView pv = routes.path(g.nodes[i][l], g.nodes[(i + 1) % N][l]);
-                std::optional<DirLink> nic;
-                for (uint32_t h = 0; h < pv.size && !nic; ++h)
-                    if (routes.link_class(pv.hops[h]) == LinkClass::net) nic = pv.hops[h];
-                if (!nic) return one;
-                if (std::find(nics.begin(), nics.end(), *nic) == nics.end()) {
-                    nics.push_back(*nic);
-                    lead.push_back(l);
-                }
-            }
-            if (i == 0)
-                leaders = lead;
-            else if (lead != leaders)
-                return one;
-        }
-        if (leaders.size() < 2) return one;
+        const std::vector<std::size_t> leaders = nic_leaders(g);
+        if (leaders.size() < 2) return {node_ring(g)};
+        const std::size_t N = g.nodes.size(), L = g.nodes[0].size();
         std::vector<std::vector<VertexId>> rings;
         for (std::size_t s : leaders) {
             std::vector<VertexId> ring;
@@ -551,6 +568,35 @@ struct FlowNetwork::Impl {
             rings.push_back(std::move(ring));
         }
         return rings;
+    }
+    // The trees of the tree all-reduce. Across nodes, NCCL's (src/graph/search.cc tree pattern "NET n ->
+    // GPU a -> GPU b -> .. -> GPU x", src/graph/trees.cc the double binary tree over nodes; v2.30.7): per
+    // channel a chain through each node's ranks from the rank at its NIC (the leader), and the nodes joined
+    // by a double binary tree of the leaders; one channel per NIC (nic_leaders), the two trees of a channel
+    // on the same NICs, each of the 2k trees carrying 1/(2k) of the data. A rank of node i at position c of
+    // its chain has depth depth_node(i) + c. One node, or nodes without NICs of their own: the flat double
+    // binary tree over all ranks (double_tree).
+    std::vector<std::vector<Edge>> allreduce_trees(const Group& g) {
+        const std::vector<std::size_t> leaders = nic_leaders(g);
+        if (leaders.empty()) return double_tree(g.r, 0);
+        const std::size_t N = g.nodes.size(), L = g.nodes[0].size();
+        std::vector<std::vector<Edge>> out;
+        for (std::size_t s : leaders) {
+            std::vector<VertexId> heads(N);
+            for (std::size_t i = 0; i < N; ++i) heads[i] = g.nodes[i][s];
+            for (std::vector<Edge>& t : double_tree(heads, 0)) {
+                std::vector<int> depth(N, 0);
+                for (const Edge& e : t)
+                    for (std::size_t i = 0; i < N; ++i)
+                        if (heads[i] == e.child) depth[i] = e.depth;
+                for (std::size_t i = 0; i < N; ++i)
+                    for (std::size_t c = 1; c < L; ++c)
+                        t.push_back({g.nodes[i][(s + c) % L], g.nodes[i][(s + c - 1) % L],
+                                     depth[i] + static_cast<int>(c)});
+                out.push_back(std::move(t));
+            }
+        }
+        return out;
     }
     // The chains of a rooted ring collective: each ring from the root (or, to_root, ending at it).
     std::vector<std::vector<VertexId>> root_chains(const Group& g, bool to_root) {
@@ -751,8 +797,8 @@ struct FlowNetwork::Impl {
                         binomial_gather(run, g, n / pd);
                         return;
                     case K::all_reduce: {
-                        const auto trees = double_tree(g.r, 0);
-                        tree_pipeline(run, trees, n / 2, true, true);
+                        const auto trees = allreduce_trees(g);
+                        tree_pipeline(run, trees, n / static_cast<double>(trees.size()), true, true);
                         return;
                     }
                     case K::broadcast:
@@ -1043,9 +1089,8 @@ struct FlowNetwork::Impl {
             const double r = v < opt.reduce_Bps.size() ? opt.reduce_Bps[v] : 0.0;
             if (r > 0) R = std::min(R, r);
         }
-        auto extra = [&](int cls) {
-            return (pi > 0 && cls >= 0) ? (hw_lat_ring_us[cls][pi] - hw_lat_ring_us[cls][0]) * 1e-6 : 0.0;
-        };
+        const bool tree_lat = alg == A::tree && q.kind == K::all_reduce;
+        auto extra = [&](int cls) { return step_extra_s(pi, cls, tree_lat); };
         // one step: `load` payload bytes through the busiest port, `piece` reduced by a receiver
         auto step = [&](const PathSet& ps, double load, double piece, bool reduce) {
             double rate = ps.cap * eff;
@@ -1088,7 +1133,37 @@ struct FlowNetwork::Impl {
             }
             case A::tree: {
                 if (q.kind != K::all_reduce) return inf;
-                const auto trees = double_tree(g.r, 0);
+                const auto trees = allreduce_trees(g);
+                if (trees.size() > 2 || (g.nodes.size() > 1 && !nic_leaders(g).empty())) {
+                    // NCCL's trees across nodes (allreduce_trees): 2k trees at once, each link's rate shared
+                    // by the tree edges crossing it. The first chunk goes up and down level by level (a step
+                    // per level: that level's edges at once, t_d; the down wave timed as the up one), every
+                    // further chunk follows one step later at the steady state's rate, when every edge
+                    // carries a chunk each way (t_full): the pipeline's 2 sum_d t_d + (k - 1) t_full.
+                    const double T = static_cast<double>(trees.size());
+                    const double k = static_cast<double>(chunks(n / T)), c = n / T / k;
+                    std::map<int, std::vector<std::pair<VertexId, VertexId>>> level;
+                    std::vector<std::pair<VertexId, VertexId>> up, both;
+                    int depth = 0;
+                    for (const auto& t : trees)
+                        for (const Edge& e : t) {
+                            level[e.depth].push_back({e.child, e.parent});
+                            up.push_back({e.child, e.parent});
+                            both.push_back({e.child, e.parent});
+                            both.push_back({e.parent, e.child});
+                            depth = std::max(depth, e.depth);
+                        }
+                    if (depth == 0) return inf;
+                    double t_levels = 0;
+                    for (const auto& [d, pairs] : level) {
+                        const PathSet ps = shared_paths_of(pairs);
+                        t_levels += step(ps, c, ps.into * c, true);
+                    }
+                    if (k == 1) return base + 2 * t_levels;
+                    PathSet full = shared_paths_of(both);
+                    full.into = shared_paths_of(up).into;  // only the up flows are reduced
+                    return base + 2 * t_levels + (k - 1) * step(full, c, full.into * c, true);
+                }
                 std::vector<std::pair<VertexId, VertexId>> pairs;
                 std::map<VertexId, int> degree;
                 int depth = 0;
@@ -1229,6 +1304,7 @@ struct FlowNetwork::Impl {
         const Group g = make_group(q);
         const double t0 = q.start.to_seconds();
         Run run(*this, q.kind, proto, record, g.nodes.size() > 1, t0);
+        run.tree = alg == CollectiveAlgorithm::tree && q.kind == CollectiveKind::all_reduce;
         CollectiveResult res;
         res.start = q.start;
         res.algorithm = alg;
