@@ -12,12 +12,15 @@
 //   of NCCL's step-by-step primitives; it ignores that a rank whose data came early could start its next
 //   step before a slower rank (a bound on the error: the spread of arrival times within a step).
 // - Costs per protocol (Protocol), as NCCL's tuning model has them (NVIDIA/nccl src/graph/tuning.cc, the
-//   stored version 01afd20, tables baseLat, hwLat and the bandwidth factors):
+//   stored version 01afd20, tables baseLat, hwLat and the bandwidth factors; the network rows from v2.30.7,
+//   commit 5067397c):
 //     per call:  LL 3.6 us, LL128 10.0 us, Simple 8.4 us (ring row; tree: 4.4, 4.4, 0 us);
 //     per step:  NCCL's per-hop latency less its LL figure, which the topology's link and switch latencies
 //                already stand for (the presets set their latencies to NCCL's LL per-step figure):
 //                NVLink LL128 +1.43 us, Simple +2.93 us; PCIe LL128 +1.5 us, Simple +4.7 us; network LL128
-//                +1.3 us, Simple +6.9 us (ring rows: .47/1.9/3.4, 1.0/2.5/5.7, 2.7/4.0/9.6 us);
+//                +1.3 us, Simple +11.3 us (ring rows: .47/1.9/3.4, 1.0/2.5/5.7, 2.7/4.0/14.0 us); a tree
+//                all-reduce's steps between nodes use NCCL's tree network row (5.0/8.5/14.0 us): +2.3, +5.8,
+//                +11.3 us over the path's 2.7 us, LL included;
 //     payload:   LL 1/4 of the wire for reductions and across nodes, 1/3 otherwise (NCCL's ring LL factors:
 //                8-byte stores carry 4 data bytes, and LL's flag polling costs the rest); LL128 0.92
 //                (120 of 128 bytes per line, NCCL's 0.92); Simple 1.
@@ -28,10 +31,27 @@
 //   cannot go faster than its receiver reduces, and one chunk's reduction is exposed per step; otherwise the
 //   whole step's reduction follows the transfer (the gamma term of Thakur, Rabenseifner and Gropp 2005).
 // - NVLS (in-switch reduction) runs with Simple (or ideal) only: NCCL offers no LL / LL128 for it.
+// - Across nodes (a group whose ranks sit in several nodes, the node being a device name's part before its
+//   last '.'), as NCCL builds its channels (src/graph/search.cc, v2.30.7): the node's NICs are found from
+//   the routes (a rank's NIC is the first network-class link on its route to the same local index of the
+//   next node; ranks that share one share the NIC), and with k NICs per node at the same local indices in
+//   every node:
+//     ring (all-reduce, reduce-scatter, all-gather; broadcast and reduce as chains from / to the root):
+//       k rings stepping together, each 1/k of the data, ring j entering every node at the j-th NIC's rank
+//       and leaving at the rank before it (every other node walked backwards when the node count is even,
+//       so the hops between nodes join equal local indices: one rail); each NIC sends one ring's traffic
+//       and receives one ring's;
+//     tree (all-reduce): per NIC two trees (2k in all, each 1/(2k) of the data): a chain through each node
+//       from the NIC's rank, and NCCL's double binary tree over the nodes' NIC ranks.
+//   Nodes of unequal size or without NICs of their own: one ring in node order and the flat double binary
+//   tree over all ranks. NCCL's per-channel bandwidth caps (llMaxBws, perChMax*) and getNetOverhead are not
+//   modelled: mlsim has no channel count, and its lock-step already charges every step of a ring across
+//   nodes the network's per-step latency, above getNetOverhead.
 // - Automatic choice, the rule (issue 12): every (algorithm, protocol) candidate below is first timed by its
 //   closed form (estimate(): the alpha-beta-gamma time of the algorithm's steps, with alpha the slowest
 //   path latency of the pairs it joins plus the protocol's per-step cost, beta over the narrowest payload
-//   rate of those paths, the busiest port's share of concurrent flows, the receivers' reduction rate, the
+//   rate of those paths, the busiest port's share of concurrent flows (rings, and trees across nodes:
+//   each link's rate over the flows crossing it; a tree's fill level by level, then a chunk per step), the receivers' reduction rate, the
 //   protocol's per-call latency and payload factor, and hierarchical's pipelining over 1, 2, 4, ...
 //   pieces); the candidates are ranked by that estimate (ties: declaration order) and only the best
 //   choice_simulations (default 3) are simulated; the fastest simulated one runs. The estimate ignores
