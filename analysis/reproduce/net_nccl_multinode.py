@@ -31,14 +31,28 @@ The measurements:
 
 Tolerance: +-5 % (the maintainers' per-NIC ranges span 46-49 GB/s, +-3 %).
 
+What the model does across nodes (arch/net/impl/flow_network.h): as NCCL builds its channels (NVIDIA/nccl
+src/graph/search.cc, v2.30.7), a ring across nodes of k-NIC machines is k rings, each with 1/k of the data
+and its hops between nodes on a different NIC (so the DGX A100 pair reaches 8 x 24 GB/s), and the tree
+all-reduce is a chain in each node and NCCL's double binary tree between nodes, one pair of trees per NIC.
+Per-step latency between nodes: NCCL's hwLatencies NET rows (src/graph/tuning.cc, v2.30.7 commit 5067397c):
+ring 2.7 / 4.0 / 14.0 us (LL / LL128 / Simple; the presets' NIC paths are 2.7 us, the rest is added per
+step), tree 5.0 / 8.5 / 14 us per step between nodes.
+
 Known model limits these cases show (see the notes printed with each):
-- mlsim's ring is one ring over all ranks; NCCL runs one ring per channel with the rings' inter-node hops
-  on different NICs (its ring search, src/graph/search.cc), so a ring across nodes of 8-NIC machines
-  moves ~8x what one ring through one NIC does.
-- The hierarchical all-reduce pays its inter-node ring's per-step latency once per pipeline piece, which
-  grows with the node count (superpod-a100: 128 nodes, 254 inter-node steps).
-- Below ~128 MiB across nodes mlsim is 37-41 % fast (the call-time cases): its per-step costs across nodes
-  are lower than NCCL's (see LATENCY_NOTE).
+- The automatic choice may take mlsim's `hierarchical` plan (rings within nodes, rings across nodes, rings
+  within nodes, with LL or LL128), an algorithm NCCL does not have (its choices across nodes are ring, tree,
+  NVLS / NVLS tree with Simple, CollNet, PAT); it is mlsim's fastest below ~128 MiB on 4 x 8 H100 (the
+  call-time cases, 26-41 % fast). mlsim's tree there: 32.8 us at 8 B (NCCL's own tree formula gives 35.2
+  us; mlsim's per-call base is the older 4.4 us where v2.30.7 has 6.8), 58.9 us at 512 KiB, 182 us at 8 MiB.
+- Collectives run in lock-step: a pipelined chunk's step pays its latency before the next chunk moves, so
+  trees and chains over many steps lose bandwidth to it (superpod-a100, 128 nodes: the tree's ~1,050 steps
+  of 512 KiB chunks pay 14 us each with Simple), and a ring across nodes pays the network's per-step
+  latency on all 2(p-1) steps, where NCCL's model charges it on the 2(N-1) steps between nodes and
+  max(NVLink latency, getNetOverhead) on the rest.
+- The NICs' payload rate bounds the ring: 8 x 48 GB/s on a DGX H100 (NDR at 0.96), the maintainers'
+  per-NIC figure (nccl-tests#290, #267); the 4-node H100 cluster measured lower (331 GB/s at 8 GiB, ~41 GB/s
+  per NIC), for reasons its report does not give (not modelled).
 
 NCCL's rules across nodes (NVIDIA/nccl src/graph/tuning.cc, snapshot 5067397c) and where mlsim stands:
 - LL128 is on by default across nodes only when each GPU reaches its NIC through a PCIe switch (path type
@@ -47,13 +61,12 @@ NCCL's rules across nodes (NVIDIA/nccl src/graph/tuning.cc, snapshot 5067397c) a
   their nodes agrees; jetson-orin-10gbe (SoC Ethernet) would not, and mlsim still offers LL128 there.
 - Per-channel bandwidth caps (perChMaxRingLL128Bws 20 GB/s Ampere, 36.7 Hopper; perChMaxTreeBws; LL's
   llMaxBws across nodes 22.5 / 19.0 GB/s busbw on AMD hosts (DGX A100), 39.0 / 20.4 on Intel (DGX H100),
-  for 2 / 4+ nodes) need a channel count, which mlsim does not model: its LL across nodes runs at a quarter
-  of the NICs' rate (48 GB/s on 8 HDR NICs), above NCCL's LL cap.
-- Per-step latency across nodes: hwLatencies NET ring 2.7 / 4.0 / 14.0 us (LL / LL128 / Simple), tree 5.0 /
-  8.5 / 14 us per inter-node hop, and every step of a ring spanning nodes at least getNetOverhead (1 us
-  Intel, 2 us AMD hosts; x3 for Simple). mlsim's presets set the NIC path to 2.7 us (the ring LL figure) and
-  add NCCL's ring-row differences for LL128 / Simple in arch/net/impl/flow_network.cpp (from an older
-  table: Simple 9.6 us there); the tree row and the net overhead are not modelled.
+  for 2 / 4+ nodes) need a channel count, which mlsim does not model (its rings and trees are per NIC, not
+  per channel: NCCL may run two channels per NIC): its LL across nodes runs at a quarter of the NICs' rate
+  (48 GB/s on 8 HDR NICs), above NCCL's LL cap.
+- getNetOverhead (1 us Intel, 2 us AMD hosts; x3 for Simple) as a floor on a ring step's latency is not
+  modelled: in mlsim's lock-step every step of a ring across nodes already pays the network's 2.7 us and
+  more.
 """
 import os
 import subprocess
@@ -66,18 +79,15 @@ from net_nccl_busbw import busbw, check  # noqa: E402  (the same +-5 % busbw che
 
 TOL = 0.05
 TOL_TIME = 0.10
-H100_NOTE = ("agreement partly by offsetting errors: the hierarchical plan with LL128 (0.92 payload) wins "
-             "because with Simple it runs its intra-node phases through NVLink SHARP (283 GB/s at 8 GiB), "
-             "slower than rings for a reduce-scatter alone; NCCL uses Simple at this size. One ring per NIC "
-             "would give 8 x 48 = 378 GB/s, the maintainers' per-NIC figure (nccl-tests#290), 14 % above "
-             "this cluster's measurement")
-LATENCY_NOTE = ("mlsim's per-step latency across nodes is the path's (NIC links and switches, 2.7 us per hop, "
-                "NCCL's ring LL figure) plus the protocol's extra; NCCL's own model charges more: tree LL 5.0 "
-                "us per inter-node hop, Simple 14 us, and at least 1 us (Intel hosts) per step of a ring that "
-                "spans nodes (src/graph/tuning.cc hwLatencies NET, getNetOverhead); and mlsim's tree is one "
-                "flat double binary tree over all ranks, where NCCL chains the node's GPUs and runs the tree "
-                "between nodes. NCCL's formula for its tree LL at 8 B on 4 x 8 GPUs, baseLat 6.8 + 2 x (7 x "
-                "0.6 + log2(4) x 5.0) = 35.2 us, is within 8 % of the measured 38.37 us")
+H100_NOTE = ("the ring (8 rings, one per NIC) is held by the NICs' payload rate, 8 x 48 GB/s = 384 GB/s, "
+             "the maintainers' per-NIC figure (nccl-tests#290, #267); this cluster measured ~41 GB/s per NIC "
+             "at 8 GiB, for reasons its report does not give")
+LATENCY_NOTE = ("the automatic choice takes mlsim's hierarchical plan (rings within nodes, across nodes, within "
+                "nodes), which NCCL does not have; mlsim's tree (a chain per node, NCCL's double binary tree "
+                "between nodes, its tree network latency 5.0 us LL per step) takes 32.8 us at 8 B, 58.9 us at "
+                "512 KiB and 182 us at 8 MiB; NCCL's own tree formula at 8 B, baseLat 6.8 + 2 x (7 x 0.6 + "
+                "log2(4) x 5.0) = 35.2 us, is within 8 % of the measured 38.37 us (mlsim's per-call base is "
+                "the older 4.4 us)")
 
 
 def time_us(mlsim, system, op, size, algorithm="auto"):
@@ -121,20 +131,17 @@ def main():
 
         got, alg, proto = busbw(mlsim, "dgx-a100-2node", "all-reduce", "8GiB", "ring")
         gaps += check("DGX A100 x 2 (8 x HDR each), all-reduce 8 GiB, ring", "NVIDIA/nccl#812", 192, got, alg,
-                      proto, "mlsim runs one ring, whose inter-node hops cross one NIC each way; NCCL runs "
-                      "one ring per channel, their inter-node hops spread over the 8 NICs (not modelled: "
-                      "arch/net/impl/flow_network.cpp's ring plan)")
+                      proto)
         got, alg, proto = busbw(mlsim, "dgx-a100-16node", "all-reduce", "8GiB")
         gaps += check("DGX A100 x 16 (8 x HDR each), all-reduce 8 GiB, automatic choice", "NVIDIA/nccl#812",
                       192, got, alg, proto)
         got, alg, proto = busbw(mlsim, "superpod-a100", "all-reduce", "8GiB")
         gaps += check("SuperPOD A100, 128 nodes (8 x HDR each), all-reduce 8 GiB, automatic choice",
                       "NVIDIA/nccl#812", 192, got, alg, proto,
-                      "the hierarchical plan pipelines 8 pieces in lock-step: it exposes one piece's intra-node "
-                      "phases and pays the inter-node rings' 2 x 127 step latencies once per piece (~9 ms of "
-                      "115 ms); NCCL's chunks stream through each step, its per-step latency paid once "
-                      "(src/graph/tuning.cc: nsteps x hwLat). 164.9 GB/s with --protocol ideal, 178.0 (Simple) "
-                      "on 20 nodes")
+                      "the tree (2 per NIC: 16 trees) runs ~1,050 lock-step steps of 512 KiB chunks, each "
+                      "paying the network path's 2.7 us and Simple's 11.3 us before the next chunk moves (~15 "
+                      "ms of 106 ms); NCCL keeps up to 8 chunks in flight per connection (NCCL_STEPS), hiding "
+                      "its per-step latency behind the transfer. 181.7 GB/s with --protocol ideal")
 
         h100_4 = cut("superpod-h100-1024", tmp, "h100-4node", "{name: dgx, devices: 8, count: 128}",
                      "{name: dgx, devices: 8, count: 4}")

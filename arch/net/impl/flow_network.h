@@ -51,12 +51,12 @@
 //   closed form (estimate(): the alpha-beta-gamma time of the algorithm's steps, with alpha the slowest
 //   path latency of the pairs it joins plus the protocol's per-step cost, beta over the narrowest payload
 //   rate of those paths, the busiest port's share of concurrent flows (rings, and trees across nodes:
-//   each link's rate over the flows crossing it; a tree's fill level by level, then a chunk per step), the receivers' reduction rate, the
-//   protocol's per-call latency and payload factor, and hierarchical's pipelining over 1, 2, 4, ...
-//   pieces); the candidates are ranked by that estimate (ties: declaration order) and only the best
-//   choice_simulations (default 3) are simulated; the fastest simulated one runs. The estimate ignores
-//   contention between paths, lock-step waits and earlier calls, so the three best are simulated rather
-//   than one (with two, 2 of 84 cases in the test differed from the exhaustive choice). With
+//   each link's rate over the flows crossing it; a tree's fill level by level, then a chunk per step), the
+//   receivers' reduction rate, the protocol's per-call latency and payload factor, and hierarchical's
+//   pipelining over 1, 2, 4, ... pieces); the candidates are ranked by that estimate (ties: declaration
+//   order) and only the best choice_simulations (default 3) are simulated; the fastest simulated one runs.
+//   The estimate ignores contention between paths, lock-step waits and earlier calls, so the three best are
+//   simulated rather than one (with two, 2 of 84 cases in the test differed from the exhaustive choice). With
 //   choice_simulations = 0 every candidate is simulated (the exhaustive choice; tests compare the two).
 // - Algorithm::automatic considers each of the algorithms NCCL itself would consider for the kind
 //   (automatic_candidates: ring, tree, hierarchical, NVLS for all-reduce; ring, hierarchical, NVLS for
