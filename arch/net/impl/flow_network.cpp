@@ -1089,7 +1089,7 @@ struct FlowNetwork::Impl {
             const double r = v < opt.reduce_Bps.size() ? opt.reduce_Bps[v] : 0.0;
             if (r > 0) R = std::min(R, r);
         }
-        const bool tree_lat = alg == A::tree && q.kind == K::all_reduce;
+        const bool tree_lat = alg == A::tree && q.kind == K::all_reduce && multi;
         auto extra = [&](int cls) { return step_extra_s(pi, cls, tree_lat); };
         // one step: `load` payload bytes through the busiest port, `piece` reduced by a receiver
         auto step = [&](const PathSet& ps, double load, double piece, bool reduce) {
@@ -1304,7 +1304,10 @@ struct FlowNetwork::Impl {
         const Group g = make_group(q);
         const double t0 = q.start.to_seconds();
         Run run(*this, q.kind, proto, record, g.nodes.size() > 1, t0);
-        run.tree = alg == CollectiveAlgorithm::tree && q.kind == CollectiveKind::all_reduce;
+        // NCCL's tree latencies apply between nodes (tuning.cc: NCCL_HW_NET only when nNodes > 1); within one
+        // node a network-class link (a socket link, say) keeps the ring row
+        run.tree =
+            alg == CollectiveAlgorithm::tree && q.kind == CollectiveKind::all_reduce && g.nodes.size() > 1;
         CollectiveResult res;
         res.start = q.start;
         res.algorithm = alg;
