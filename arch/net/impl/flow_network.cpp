@@ -88,6 +88,8 @@ struct StepFlow {
     // > 0: the flow runs at most at this share of its path's narrowest payload rate (a switch's in-network
     // reduction engine: SwitchProps::reduction_efficiency)
     double rate_share = 0;
+
+    bool operator==(const StepFlow&) const = default;
 };
 
 }  // namespace
@@ -194,6 +196,10 @@ struct FlowNetwork::Impl {
         std::vector<DirLink> hops;
         std::vector<double> finish;
         std::unique_ptr<impl::PacketSolver> packets;
+        // The previous step's flows and the class of its slowest path: a step with the same flows (the
+        // steps of a ring) reuses their routes, caps and bytes (timing, hops) and only sets their starts.
+        std::vector<StepFlow> last_flows;
+        int last_cls = -1;
 
         Run(Impl& n, CollectiveKind k, Protocol p, bool rec, bool multi_node, double t0)
             : net(n), kind(k), proto(p), record(rec), now(t0) {
@@ -213,17 +219,38 @@ struct FlowNetwork::Impl {
 
         // Runs one synchronised step; `extra_s` is added after the last arrival (e.g. a pipeline fill).
         void step(const std::vector<StepFlow>& flows, double extra_s = 0) {
-            timing.clear();
-            hops.clear();
             std::vector<double>& red = net.reduce_scratch;
             std::vector<VertexId> reducers;
-            int cls = -1;
             for (const StepFlow& f : flows) {
                 if (f.reduce && reduce_rate(f.dst) > 0) {
                     if (red[f.dst] == 0) reducers.push_back(f.dst);
                     red[f.dst] += f.bytes;
                 }
             }
+            int cls = -1;
+            if (!flows.empty() && flows == last_flows) {
+                cls = last_cls;
+                for (impl::StageFlowTiming& t : timing) {
+                    t.start_s = now;
+                    for (uint32_t k = 0; k < t.path_len; ++k)
+                        t.start_s = std::max(t.start_s, local_busy[hops[t.path_off + k]]);
+                }
+            } else {
+                plan_flows(flows, cls);
+                last_flows = flows;
+                last_cls = cls;
+            }
+            if (packets)
+                packets->solve(timing, hops, finish);
+            else
+                net.fluid.solve(timing, hops, finish);
+            finish_step(reducers, cls, extra_s);
+        }
+
+        // Routes `flows` into timing and hops (their starts from `now` and the links' busy times).
+        void plan_flows(const std::vector<StepFlow>& flows, int& cls) {
+            timing.clear();
+            hops.clear();
             // flows reduced by one receiver share its reduction rate
             std::vector<int>& into = net.into_scratch;  // zero between steps
             if (net.opt.overlap_reduction)
@@ -255,10 +282,11 @@ struct FlowNetwork::Impl {
                 timing.push_back(t);
             }
             for (const StepFlow& f : flows) into[f.dst] = 0;
-            if (packets)
-                packets->solve(timing, hops, finish);
-            else
-                net.fluid.solve(timing, hops, finish);
+        }
+
+        // The step's end: the last arrival, the receivers' exposed reduction, the protocol's step cost.
+        void finish_step(const std::vector<VertexId>& reducers, int cls, double extra_s) {
+            std::vector<double>& red = net.reduce_scratch;
             double end = now;
             for (std::size_t i = 0; i < timing.size(); ++i) {
                 end = std::max(end, finish[i]);
