@@ -54,7 +54,7 @@ requests). Together under 1 s of the 7 s. So the gap is in the per-layer time on
 tensor-parallel collectives, not in the pipeline or data-parallel machinery.
 
 A cross-check on one layer: Korthikanti et al. 2022 (arXiv:2205.05198, Table 4; the configuration in its
-Table 3) time one layer of their 22B model (h 6144, 64 heads, s 2048, micro-batch 4, t = 8 on one DGX
+Table 3) time one layer of their 22B model (h 6144, 64 heads, s 2048, batch 4, t = 8 on one DGX
 A100) at 7.7 ms forward and 11.9 ms backward without recomputation (quoted as the paper's Table 4 gives
 them; to be re-read against the PDF). The script runs a user model of that layer (LAYER_22B) on dgx-a100
 with attention unfused (`--tensor-parallel 8 -b 4 --seq 2048`) and prints the comparison: mlsim gives
@@ -191,7 +191,7 @@ def main(argv):
           f"would be {(P - 1) / (M + P - 1) * step:.2f} s; the rest waits on the slower last stage)")
     print(f"  the published step needs {published_step - step:.2f} s more")
     if layer:
-        print(f"one 22B layer, t=8, micro-batch 4 (Korthikanti et al. 2022 Table 4): mlsim {layer[0]:.1f} ms "
+        print(f"one 22B layer, t=8, batch 4 (Korthikanti et al. 2022 Table 4): mlsim {layer[0]:.1f} ms "
               f"forward, {layer[1]:.1f} ms backward; published {LAYER_22B_PUBLISHED_MS[0]} ms and "
               f"{LAYER_22B_PUBLISHED_MS[1]} ms ({layer[0] / LAYER_22B_PUBLISHED_MS[0] - 1:+.0%}, "
               f"{layer[1] / LAYER_22B_PUBLISHED_MS[1] - 1:+.0%})")
