@@ -1057,6 +1057,16 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
             std::vector<size_t> producers, updates;
         };
         std::map<GroupAxis, std::vector<Bucket>> buckets;
+        // The embedding-group all-reduce waits for the stage's whole backward (of the last micro-batch):
+        // Megatron-LM runs it in finalize_model_grads (megatron/core/distributed/finalize_model_grads.py,
+        // _allreduce_word_embedding_grads), after the pipeline schedule has returned, so it never overlaps
+        // the stage's own backward and its tensor-parallel collectives.
+        const auto after_whole_backward = [&prog](Task& t) {
+            for (size_t j = 0; j < prog.backward.size(); ++j)
+                if (prog.backward[j].op) t.deps.push_back(j);
+            std::sort(t.deps.begin(), t.deps.end());
+            t.deps.erase(std::unique(t.deps.begin(), t.deps.end()), t.deps.end());
+        };
         std::vector<std::tuple<size_t, size_t, double, GroupAxis>>
             grads;  // (last producer, update, bytes, axis)
         for (const auto& [i, k] : step_index) {
@@ -1089,6 +1099,7 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
                 for (const Edge& e : rm.in_edges(i))
                     if (stage[e.from] == s)
                         for (size_t d : task_of[e.from]) t.deps.push_back(d);
+                after_whole_backward(t);
                 prog.backward.push_back(std::move(t));
                 prog.step[k].after_backward.push_back(prog.backward.size() - 1);
             }
@@ -1113,6 +1124,7 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
             for (size_t j = 0; j < n; ++j)
                 if (stage[j] == s && rm.op(j).forward_of == f.name && sec_of(rm.op(j)) == bwd_sec)
                     for (size_t d : task_of[j]) t.deps.push_back(d);
+            after_whole_backward(t);
             prog.backward.push_back(std::move(t));
         }
         std::stable_sort(grads.begin(), grads.end(),

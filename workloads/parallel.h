@@ -51,6 +51,10 @@
 //   micro-batch. Schedules: GPipe (Huang et al. 2019: all forwards, then all backwards in reverse) and
 //   1F1B (Narayanan et al. 2021, PipeDream-Flush: stage s runs min(P-s, M) warm-up forwards, then
 //   alternates one forward and one backward, then drains); bubble fraction (P-1)/(M+P-1) for both.
+//   A weight tied across stages (the LM head tied to the first stage's embedding) has its gradient
+//   all-reduced over the embedding group (those stages) once per step, after the stage's whole backward
+//   of the last micro-batch: Megatron-LM's finalize_model_grads (_allreduce_word_embedding_grads) runs
+//   it after the pipeline schedule has returned.
 // - Activation recomputation (plan.recompute; training only, and not with TrainingOptions::checkpointing,
 //   the single-device sqrt(n) rule): `full` is Megatron-LM's --recompute-granularity full with
 //   --recompute-method uniform --recompute-num-layers 1 (Narayanan et al. 2021 Section 3.5; Korthikanti

@@ -458,6 +458,11 @@ void Engine::start_comm(const Instance& in) {
             it = m_coll_open.emplace(key, id).first;
         }
         PendingComm& pc = m_pending[it->second];
+        // NCCL needs every member to issue a communicator's collectives in one order; matched by
+        // sequence, the members' n-th calls must be the same collective.
+        MLSIM_CHECK(pc.op->collective == c.collective && pc.op->purpose == c.purpose,
+                    fmt::format("rank {}: its collective {} ({}) on a {}-rank group met another member's {}",
+                                r.rank, seq, c.purpose, g.size(), pc.op->purpose));
         pc.members.push_back(in);
         if (static_cast<int>(pc.members.size()) == pc.required) {
             const size_t id = it->second;

@@ -16,14 +16,15 @@
 //   order, then the step section), each when its dependencies are done; communication runs on its own
 //   streams, one FIFO per (axis, direction): a comm task starts when its dependencies are done on its
 //   rank and the previous task of its stream has ended. A collective starts when every member of its
-//   group has started it (each member's n-th task on a group is the group's n-th collective), then takes
-//   the network's time. A receive is posted when the compute stream reaches its section (it has finished
-//   every compute task before it: Megatron's synchronous p2p in its schedules); a transfer starts when
-//   both its send has started and its receive is posted. Sends never block the compute stream (an isend
-//   on a communication stream). Communication overlaps compute wherever the dependencies allow it: DDP
-//   buckets during backward, pipeline sends, ZeRO-3 parameter gathers (each section's gathers start when
-//   the section starts, one after the other on the data stream: an unbounded prefetch whose buffers the
-//   memory account does not hold).
+//   group has started it (each member's n-th task on a group is the group's n-th collective, and must be
+//   the same collective: NCCL needs every member to issue a communicator's calls in one order; a mismatch
+//   is a broken invariant), then takes the network's time. A receive is posted when the compute stream
+//   reaches its section (it has finished every compute task before it: Megatron's synchronous p2p in its
+//   schedules); a transfer starts when both its send has started and its receive is posted. Sends never block
+//   the compute stream (an isend on a communication stream). Communication overlaps compute wherever the
+//   dependencies allow it: DDP buckets during backward, pipeline sends, ZeRO-3 parameter gathers (each
+//   section's gathers start when the section starts, one after the other on the data stream: an unbounded
+//   prefetch whose buffers the memory account does not hold).
 // - Gradient accumulation: tasks marked last_microbatch_only run in the last backward item of the
 //   schedule only; step tasks wait for their after_backward tasks of that item.
 // - Accounting per rank: compute_s = the sum of its compute tasks' times; while its compute stream waits
@@ -66,6 +67,11 @@
 //   algorithm's links: with the automatic choice, a candidate the first call rejected could have been
 //   slowed by traffic on other links (on an NVSwitch node every candidate uses the same GPU-switch
 //   ports). Tests: equal to the unmemoized run, call for call.
+// - Limit: calls of different groups that overlap in time on a link share it first come, first served
+//   (flow_network.h), where NCCL's communicators run concurrently on their own channels and share the
+//   link's bandwidth: a small call issued just after a large one on the same port waits for all of it.
+//   With the lowering's placement of the embedding all-reduce (after the whole backward) and the
+//   collectives' order, tests find no plan that doubling link bandwidth slows (test_parallel_exec.cpp).
 // - Deterministic: a pure function of (system, lowering, options).
 #include <cstdint>
 #include <map>

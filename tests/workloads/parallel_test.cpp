@@ -2,6 +2,7 @@
 // communication, DDP buckets, the pipeline schedules and bubble, and the ZeRO paper's model-state memory.
 #include "workloads/parallel.h"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 
@@ -286,6 +287,17 @@ TEST_CASE("GPipe and 1F1B orders with P = 4, M = 8, and the bubble (P-1)/(M+P-1)
     // The LM head tied to the first stage's embedding: both stages all-reduce its gradient.
     CHECK(comms(l.stages[0].backward, "embedding_grad").size() == 1);
     CHECK(comms(l.stages[3].backward, "embedding_grad").size() == 1);
+    // Megatron-LM all-reduces them in finalize_model_grads, after the schedule: each waits for every
+    // compute task of its stage's backward (the last stage produces the LM head's gradient first).
+    for (const size_t s : {size_t{0}, size_t{3}}) {
+        const std::vector<Task>& bw = l.stages[s].backward;
+        const Task* e = comms(bw, "embedding_grad").front();
+        for (size_t j = 0; j < bw.size(); ++j)
+            if (bw[j].op) {
+                INFO("stage " << s << ": " << bw[j].name);
+                CHECK(std::find(e->deps.begin(), e->deps.end(), j) != e->deps.end());
+            }
+    }
     CHECK(l.group(l.rank_of(RankCoord{0, 0, 3}), GroupAxis::embedding) == std::vector<int64_t>{0, 3});
     ParallelPlan gp = make_plan(1, 1, 4, 0, 8);
     gp.schedule = PipelineSchedule::gpipe;
