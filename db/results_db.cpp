@@ -779,6 +779,14 @@ struct ResultsDb::Impl {
         bool m_committed = false;
     };
     bool in_batch = false;
+    int unchecked_scopes = 0;  // ReferenceChecksOff guards alive
+
+    // SQLite's foreign-key enforcement for this connection, on (as opened) or off. SQLite ignores the pragma
+    // inside a transaction; a change expires the prepared statements, which prepare again (with or without
+    // the lookups) when next run: so it is switched once per sweep, not per write.
+    void check_references(bool on) {
+        conn.exec(on ? "PRAGMA foreign_keys = ON" : "PRAGMA foreign_keys = OFF");
+    }
 
     std::string path;
     sql::Connection conn;
@@ -806,6 +814,21 @@ ResultsDb::ResultsDb(const std::string& path) : m_impl(std::make_unique<Impl>(pa
 ResultsDb::~ResultsDb() = default;
 
 const std::string& ResultsDb::path() const { return m_impl->path; }
+
+ResultsDb::ReferenceChecksOff::ReferenceChecksOff(ResultsDb& db) : m_db(db) {
+    std::lock_guard lock(m_db.m_impl->mutex);
+    MLSIM_CHECK(!m_db.m_impl->in_batch, "results: reference checks switched inside a batch");
+    if (m_db.m_impl->unchecked_scopes++ == 0) m_db.m_impl->check_references(false);
+}
+
+ResultsDb::ReferenceChecksOff::~ReferenceChecksOff() {
+    std::lock_guard lock(m_db.m_impl->mutex);
+    if (--m_db.m_impl->unchecked_scopes > 0) return;
+    try {
+        m_db.m_impl->check_references(true);
+    } catch (...) {  // NOLINT: a destructor reports nothing; the next open enforces them again anyway
+    }
+}
 
 void ResultsDb::begin_batch() {
     std::lock_guard lock(m_impl->mutex);

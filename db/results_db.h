@@ -282,6 +282,24 @@ class ResultsDb {
     void begin_batch();
     void end_batch();
 
+    // While one lives (they nest), this file's writes skip SQLite's foreign-key lookups: a b-tree search per
+    // row and reference, about a third of the cost of writing a systolic ResNet-50 point's ~2,800 rows. For a
+    // sweep's writer, whose rows refer only to rows written before them in the same transaction (record_run:
+    // the run row, then each layer row before its levels and metrics, all from one LayerRow) or to runs found
+    // in the file (link_sweep_point, claim; mlsim never deletes a run): the references hold by construction,
+    // and tests check the files with PRAGMA foreign_key_check. Created and destroyed outside a batch; other
+    // writers (and every other connection) keep the checks.
+    class ReferenceChecksOff {
+      public:
+        explicit ReferenceChecksOff(ResultsDb& db);
+        ~ReferenceChecksOff();
+        ReferenceChecksOff(const ReferenceChecksOff&) = delete;
+        ReferenceChecksOff& operator=(const ReferenceChecksOff&) = delete;
+
+      private:
+        ResultsDb& m_db;
+    };
+
     const std::string& path() const;
 
   private:

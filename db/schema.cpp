@@ -305,12 +305,15 @@ constexpr std::array k_parallel_exposed_columns{
 const std::array k_tables{
     Table{"meta", k_meta_columns, ""},
     Table{"runs", k_run_columns, ""},
-    Table{"layers", k_layer_columns, "PRIMARY KEY (run_id, idx)"},
+    // The per-layer row tables, WITHOUT ROWID (schema 8): a sweep writes thousands of their rows a point, and
+    // a rowid table stores each twice (the table and its primary key's index).
+    Table{"layers", k_layer_columns, "PRIMARY KEY (run_id, idx)", true},
     Table{"layer_levels", k_layer_level_columns,
-          "PRIMARY KEY (run_id, idx, level), FOREIGN KEY (run_id, idx) REFERENCES layers(run_id, idx)"},
+          "PRIMARY KEY (run_id, idx, level), FOREIGN KEY (run_id, idx) REFERENCES layers(run_id, idx)", true},
     Table{"layer_metrics", k_layer_metric_columns,
           "PRIMARY KEY (run_id, idx, name), FOREIGN KEY (run_id, idx) REFERENCES layers(run_id, idx), "
-          "CHECK ((value IS NULL) = (text IS NOT NULL)), CHECK ((value IS NULL) = (unit IS NULL))"},
+          "CHECK ((value IS NULL) = (text IS NOT NULL)), CHECK ((value IS NULL) = (unit IS NULL))",
+          true},
     Table{"sweeps", k_sweep_columns, "PRIMARY KEY (sweep_name, run_id)"},
     Table{"sweep_factors", k_sweep_factor_columns, "PRIMARY KEY (sweep_name, run_id, factor)"},
     Table{"claims", k_claim_columns, ""},
@@ -571,6 +574,68 @@ void move_family_columns_to_long_tables(sql::Connection& conn) {
         "WHERE status = 'ok' AND total_time_s > 0 AND total_energy_j IS NOT NULL");
 }
 
+std::string create_table_sql_named(const Table& table, std::string_view name);
+
+// Whether the file stores `table` WITHOUT ROWID (its CREATE TABLE text says so; mlsim writes it in capitals).
+bool stored_without_rowid(sql::Connection& conn, std::string_view table) {
+    sql::Statement q(conn, "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?");
+    q.bind_text(table).finish_binding();
+    return q.step() && contains(q.column_text(0), "WITHOUT ROWID");
+}
+
+[[noreturn]] void cannot_rebuild(sql::Connection& conn, std::string_view table, const std::string& why) {
+    throw cfg::UserError(
+        fmt::format("{}: error: results database: cannot migrate to schema version {}: table {} is rebuilt "
+                    "WITHOUT ROWID, "
+                    "but {}; remove it and open the file again",
+                    conn.path(), current_version, table, why));
+}
+
+// Step to schema 8: the tables declared without_rowid are rebuilt so, rows copied as they are (SQLite's
+// procedure for a change a plain ALTER TABLE cannot make; migrate() has foreign-key enforcement off for
+// it, and checks the references of the rebuilt tables before it commits).
+void rebuild_without_rowid(sql::Connection& conn) {
+    for (const Table& table : k_tables) {
+        if (!table.without_rowid || stored_without_rowid(conn, table.name)) continue;
+        // What the copy would lose: a column, index, view or trigger added by hand.
+        std::set<std::string> declared;
+        for (const Column& col : table.columns) declared.insert(std::string(col.name));
+        for (const std::string& name : existing_columns(conn, table.name))
+            if (!declared.contains(name))
+                cannot_rebuild(conn, table.name,
+                               fmt::format("it has a column '{}' mlsim "
+                                           "did not make",
+                                           name));
+        {
+            sql::Statement q(
+                conn,
+                "SELECT type, name FROM sqlite_schema WHERE tbl_name = ? AND type <> 'table' AND "
+                "name NOT LIKE 'sqlite_autoindex_%' ORDER BY name");
+            q.bind_text(table.name).finish_binding();
+            if (q.step())
+                cannot_rebuild(conn, table.name,
+                               fmt::format("the {} '{}' uses it", q.column_text(0), q.column_text(1)));
+        }
+        std::string columns;
+        for (const Column& col : table.columns)
+            columns += fmt::format("{}{}", columns.empty() ? "" : ", ", col.name);
+        const std::string fresh = fmt::format("mlsim_rebuild_{}", table.name);
+        conn.exec(create_table_sql_named(table, fresh));
+        conn.exec(fmt::format("INSERT INTO {0} ({1}) SELECT {1} FROM {2}", fresh, columns, table.name));
+        conn.exec(fmt::format("DROP TABLE {}", table.name));
+        conn.exec(fmt::format("ALTER TABLE {} RENAME TO {}", fresh, table.name));
+    }
+    for (const Table& table : k_tables) {
+        if (!table.without_rowid) continue;
+        sql::Statement check(conn, fmt::format("PRAGMA foreign_key_check({})", table.name));
+        if (check.step())
+            cannot_rebuild(
+                conn, table.name,
+                fmt::format("a row of it refers to a missing row of '{}' (PRAGMA foreign_key_check)",
+                            check.column_text(2)));
+    }
+}
+
 // Steps that move data, applied in order to a file older than their version (after the additive pass
 // has created the tables and columns they write to).
 struct Step {
@@ -579,6 +644,31 @@ struct Step {
 };
 constexpr std::array k_steps{
     Step{4, move_family_columns_to_long_tables},
+    Step{8, rebuild_without_rowid},
+};
+
+// Foreign-key enforcement off for the connection while it lives (a versioned step rebuilds tables that other
+// tables refer to); set before the migration's transaction, since SQLite ignores the pragma inside one.
+class ForeignKeysOff {
+  public:
+    explicit ForeignKeysOff(sql::Connection& conn) : m_conn(conn) {
+        sql::Statement q(conn, "PRAGMA foreign_keys");
+        m_was_on = q.step() && q.column_int(0) != 0;
+        if (m_was_on) m_conn.exec("PRAGMA foreign_keys = OFF");
+    }
+    ~ForeignKeysOff() {
+        if (!m_was_on) return;
+        try {
+            m_conn.exec("PRAGMA foreign_keys = ON");
+        } catch (...) {  // NOLINT: nothing to report from a destructor; the connection is closing anyway
+        }
+    }
+    ForeignKeysOff(const ForeignKeysOff&) = delete;
+    ForeignKeysOff& operator=(const ForeignKeysOff&) = delete;
+
+  private:
+    sql::Connection& m_conn;
+    bool m_was_on = false;
 };
 
 }  // namespace
@@ -587,14 +677,21 @@ std::span<const Table> tables() { return k_tables; }
 
 std::span<const Index> indexes() { return k_indexes; }
 
-std::string create_table_sql(const Table& table) {
-    std::string sql = fmt::format("CREATE TABLE {} (", table.name);
+std::string create_table_sql(const Table& table) { return create_table_sql_named(table, table.name); }
+
+namespace {
+
+std::string create_table_sql_named(const Table& table, std::string_view name) {
+    std::string sql = fmt::format("CREATE TABLE {} (", name);
     for (size_t i = 0; i < table.columns.size(); ++i)
         sql += fmt::format("{}{} {}", i == 0 ? "" : ", ", table.columns[i].name, table.columns[i].decl);
     if (!table.constraints.empty()) sql += fmt::format(", {}", table.constraints);
     sql += ")";
+    if (table.without_rowid) sql += " WITHOUT ROWID";
     return sql;
 }
+
+}  // namespace
 
 void check_file(sql::Connection& conn) {
     check_declarations();
@@ -623,6 +720,7 @@ void check_file(sql::Connection& conn) {
 
 void migrate(sql::Connection& conn) {
     check_declarations();
+    const ForeignKeysOff fk_off(conn);
     MigrationTransaction txn(conn);
     check_identity(conn);
     check_shapes(conn);

@@ -17,7 +17,11 @@
 //   columns are then dropped from `layers` (ALTER TABLE DROP COLUMN, SQLite >= 3.35); an index, view or
 //   trigger added by hand that uses one stops the migration with a UserError. Finished runs get
 //   average_power_w = total_energy_j / total_time_s; the time split (layers.compute_s ..., runs.total_*_s)
-//   and tdp_w / over_tdp stay NULL: unknown. Every other existing value is untouched.
+//   and tdp_w / over_tdp stay NULL: unknown. Every other existing value is untouched. Step to 8: the tables
+//   declared without_rowid are rebuilt so (SQLite's procedure for changing a table's storage: a new table
+//   made as declared, every row copied, the old one dropped and the new one renamed, foreign-key
+//   enforcement off for the connection meanwhile and checked with PRAGMA foreign_key_check before the
+//   commit); a column, index, view or trigger on them that mlsim did not make stops it with a UserError.
 // A file written by a newer schema is refused with a UserError rather than half-understood, and so is an
 // SQLite file whose application_id is not mlsim's, and one whose objects under mlsim's names are not what
 // mlsim makes (a view or index where a table belongs, a meta table without key and value, a table that
@@ -41,8 +45,10 @@ namespace mlsim::db::schema {
 // link_utilization (the network model, issue 12); requests, serving_metrics, kv_occupancy (serving runs,
 // experiment/serving/). Version 7: comparisons (`mlsim compare` studies, experiment/compare.h); energy_j in
 // collectives and link_utilization (link energy, issue 12); parallel_runs, parallel_ranks, parallel_exposed
-// and purpose / copies in collectives (parallel runs, issue 13).
-inline constexpr int64_t current_version = 7;
+// and purpose / copies in collectives (parallel runs, issue 13). Version 8: layers, layer_levels and
+// layer_metrics are WITHOUT ROWID tables (the same columns and keys; each row is stored once, in its primary
+// key's b-tree, instead of in the table and again in the key's index), so `rowid` no longer names their rows.
+inline constexpr int64_t current_version = 8;
 
 // PRAGMA application_id stamped into every file so a foreign SQLite file is recognised ('mlsi').
 inline constexpr int32_t application_id = 0x6d6c7369;
@@ -57,6 +63,9 @@ struct Table {
     std::string_view name;
     std::span<const Column> columns;
     std::string_view constraints;  // table constraints appended to CREATE TABLE; may be empty
+    // Stored in its primary key's b-tree (CREATE TABLE ... WITHOUT ROWID, schema 8): for the per-layer row
+    // tables, whose composite key is how every reader finds their rows.
+    bool without_rowid = false;
 };
 
 struct Index {

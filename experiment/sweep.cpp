@@ -476,6 +476,8 @@ DistributedSweep*& distributed_sweep() {
 SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::ResultsDb& db,
                        const SweepRunOptions& options) {
     MLSIM_CHECK(options.jobs >= 1, fmt::format("run_sweep: jobs = {}", options.jobs));
+    // Every write below refers to a run written before it or found in the file (db/results_db.h).
+    const db::ResultsDb::ReferenceChecksOff unchecked(db);
     const std::size_t total = sweep.point_count();
     const auto start = Clock::now();
     // A rerun of failed points counts only the failures of this round as settling a point.

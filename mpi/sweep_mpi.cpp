@@ -555,6 +555,8 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
     const std::size_t total = sweep.point_count();
     const auto start = Clock::now();
     const int64_t errors_after = options.retry_failed ? db.max_run_id() : 0;
+    // Every write below refers to a run written before it or found in the file (db/results_db.h).
+    const db::ResultsDb::ReferenceChecksOff unchecked(db);
     const Known known = deserialize_known(broadcast(serialize(read_known(db.path(), options.retry_failed))));
     CpuAccount cpu;
 

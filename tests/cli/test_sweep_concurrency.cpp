@@ -188,6 +188,10 @@ TEST_CASE("An MPI sweep writes the same rows as the threaded one, for any number
         wait_status(spawn_mlsim({"sweep", data("sweep_jobs.yaml"), "--db", threads, "--jobs", "2"}))));
     const std::vector<std::string> expected = whole_file(threads);
     REQUIRE(expected.size() > 1000);
+    // Sweeps write without SQLite's foreign-key lookups (ResultsDb::ReferenceChecksOff): every reference
+    // must hold all the same.
+    const char* dangling = "SELECT COUNT(*) FROM pragma_foreign_key_check";
+    CHECK(db_count(threads, dangling) == 0);
     for (const auto& [ranks, jobs] : {std::pair{1, "1"}, std::pair{2, "1"}, std::pair{3, "2"}}) {
         INFO(ranks << " ranks, --jobs " << jobs << " on rank 0");
         const std::string db = dir.file(fmt::format("mpi{}.db", ranks));
@@ -198,6 +202,7 @@ TEST_CASE("An MPI sweep writes the same rows as the threaded one, for any number
             INFO("row " << i);
             CHECK(got[i] == expected[i]);
         }
+        CHECK(db_count(db, dangling) == 0);
         // Committed in point order: run_ids follow the points.
         CHECK(db_count(db,
                        "SELECT COUNT(*) FROM sweeps a JOIN sweeps b ON a.point < b.point "
@@ -227,6 +232,7 @@ TEST_CASE("An MPI sweep writes the same rows as the threaded one, for any number
     REQUIRE(db_count(partial, "SELECT COUNT(*) FROM runs") == 6);
     REQUIRE(exited_ok(run_mpi(2, {"sweep", data("sweep_jobs.yaml"), "--db", partial})));
     CHECK(whole_file(partial) == expected);
+    CHECK(db_count(partial, dangling) == 0);
 #endif
 }
 

@@ -695,6 +695,97 @@ TEST_CASE("opening an older file adds the missing columns and keeps its rows", "
     CHECK(query_int(path, "SELECT COUNT(*) FROM layers WHERE run_id = 2 AND bound IS NOT NULL") == 3);
 }
 
+namespace {
+
+// Every row of the per-layer tables, as text, in key order.
+std::vector<std::string> layer_table_rows(const std::string& path) {
+    sql::Connection conn(path, sql::Connection::Mode::read_write_create);
+    std::vector<std::string> out;
+    for (const auto& [table, key] :
+         {std::pair{"layers", "run_id, idx"}, std::pair{"layer_levels", "run_id, idx, level"},
+          std::pair{"layer_metrics", "run_id, idx, name"}}) {
+        sql::Statement q(conn, fmt::format("SELECT * FROM {} ORDER BY {}", table, key));
+        while (q.step()) {
+            std::string row = table;
+            for (int c = 0; c < q.column_count(); ++c) {
+                row.push_back('|');
+                row.append(q.column_is_null(c) ? std::string("NULL") : q.column_text(c));
+            }
+            out.push_back(row);
+        }
+    }
+    return out;
+}
+
+int64_t without_rowid_tables(const std::string& path) {
+    return query_int(path,
+                     "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('layers', "
+                     "'layer_levels', 'layer_metrics') AND sql LIKE '%WITHOUT ROWID'");
+}
+
+// Turns a current file into what schema 7 wrote: the per-layer tables as rowid tables, version 7.
+void make_schema_7(const std::string& path) {
+    sql::Connection raw(path, sql::Connection::Mode::read_write_create);
+    raw.exec("PRAGMA foreign_keys = OFF; BEGIN");
+    for (const mlsim::db::schema::Table& t : mlsim::db::schema::tables()) {
+        if (!t.without_rowid) continue;
+        std::string create = mlsim::db::schema::create_table_sql(t);
+        const std::string suffix = " WITHOUT ROWID";
+        REQUIRE(create.ends_with(suffix));
+        create.erase(create.size() - suffix.size());
+        create.replace(create.find(t.name), t.name.size(), fmt::format("v7_{}", t.name));
+        raw.exec(create);
+        raw.exec(fmt::format(
+            "INSERT INTO v7_{0} SELECT * FROM {0}; DROP TABLE {0}; ALTER TABLE v7_{0} RENAME TO {0}",
+            t.name));
+    }
+    raw.exec("UPDATE meta SET value = '7' WHERE key = 'schema_version'; COMMIT");
+}
+
+}  // namespace
+
+TEST_CASE("a schema-7 file's per-layer tables are rebuilt WITHOUT ROWID, every row kept", "[db]") {
+    TempDir dir;
+    const std::string path = dir.file("r.db");
+    {
+        ResultsDb db(path);
+        db.record_run(sample_info("a\n"), sample_layers(5), 1.0);
+        db.record_run(sample_info("b\n"), sample_layers(3), 1.0);
+    }
+    REQUIRE(without_rowid_tables(path) == 3);
+    const std::vector<std::string> before = layer_table_rows(path);
+    REQUIRE(before.size() > 20);
+    make_schema_7(path);
+    REQUIRE(without_rowid_tables(path) == 0);
+    REQUIRE(layer_table_rows(path) == before);
+    {
+        ResultsDb db(path);
+        CHECK(without_rowid_tables(path) == 3);
+        CHECK(layer_table_rows(path) == before);
+        CHECK(query_int(path, "SELECT COUNT(*) FROM pragma_foreign_key_check") == 0);
+        CHECK(query_text(path, "SELECT value FROM meta WHERE key = 'schema_version'") ==
+              std::to_string(mlsim::db::schema::current_version));
+        db.record_run(sample_info("c\n"), sample_layers(2), 1.0);  // and the file takes new runs
+    }
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layers WHERE run_id = 3") == 2);
+
+    // An index added by hand would be lost: the migration stops, naming it, and leaves the file as it was.
+    const std::string hand = dir.file("hand.db");
+    {
+        ResultsDb db(hand);
+        db.record_run(sample_info("a\n"), sample_layers(2), 1.0);
+    }
+    make_schema_7(hand);
+    {
+        sql::Connection raw(hand, sql::Connection::Mode::read_write_create);
+        raw.exec("CREATE INDEX my_metric_names ON layer_metrics(name)");
+    }
+    CHECK_THROWS_WITH(ResultsDb(hand), Catch::Contains(hand) && Catch::Contains("my_metric_names") &&
+                                           Catch::Contains("WITHOUT ROWID"));
+    CHECK(without_rowid_tables(hand) == 0);
+    CHECK(query_text(hand, "SELECT value FROM meta WHERE key = 'schema_version'") == "7");
+}
+
 TEST_CASE("concurrent writers, threads sharing one ResultsDb or each with its own, lose no run", "[db]") {
     TempDir dir;
     std::string path = dir.file("r.db");

@@ -209,7 +209,13 @@ std::vector<std::string> dump(Raw& db) {
     for (const std::string& t :
          db.rows("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")) {
         const std::string name = t.substr(1, t.size() - 2);  // unquote
-        for (const std::string& r : db.rows(fmt::format("SELECT * FROM {} ORDER BY rowid", name)))
+        // A WITHOUT ROWID table (schema 8) has no rowid: its rows come in its primary key's order.
+        const bool keyed =
+            db.count(fmt::format("SELECT COUNT(*) FROM sqlite_schema WHERE name = '{}' AND sql LIKE "
+                                 "'%WITHOUT ROWID'",
+                                 name)) != 0;
+        for (const std::string& r :
+             db.rows(fmt::format("SELECT * FROM {}{}", name, keyed ? "" : " ORDER BY rowid")))
             out.push_back(name + ": " + r);
     }
     return out;

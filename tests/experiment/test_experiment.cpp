@@ -32,10 +32,13 @@ exp::ExperimentOptions options(const char* system, const char* model, const char
     return o;
 }
 
-// All rows of a run in a per-layer table, as text, without the run id (the table's first column).
+// All rows of a run in a per-layer table, as text, without the run id (the table's first column), in the
+// order of the table's primary key (the tables are WITHOUT ROWID: schema 8).
 std::vector<std::string> run_rows(const std::string& db_path, const char* table, int64_t run_id) {
+    const std::string_view t = table;
+    const char* key = t == "layers" ? "idx" : t == "layer_levels" ? "idx, level" : "idx, name";
     std::vector<std::string> rows = mlsim::test::query(
-        db_path, fmt::format("SELECT * FROM {} WHERE run_id = {} ORDER BY rowid", table, run_id));
+        db_path, fmt::format("SELECT * FROM {} WHERE run_id = {} ORDER BY {}", table, run_id, key));
     for (std::string& r : rows) r.erase(0, r.find('|') + 1);
     return rows;
 }
