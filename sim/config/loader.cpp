@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "sim/config/limits.h"
+#include "sim/config/simple_yaml.h"
 #include "sim/core/check.h"
 
 namespace mlsim::cfg {
@@ -424,6 +425,13 @@ std::string read_text_file(const std::string& path, const SourceLoc& at, std::st
 }
 
 Node parse_string(std::string_view text, const std::string& filename) {
+    // mlsim's own files (the presets above all) take the fast reader; anything outside its subset, and
+    // every malformed text, is read by yaml-cpp, which gives the same tree or the located error.
+    if (std::optional<Node> simple = detail::parse_simple_yaml(text, filename)) return std::move(*simple);
+    return detail::parse_string_yaml_cpp(text, filename);
+}
+
+Node detail::parse_string_yaml_cpp(std::string_view text, const std::string& filename) {
     std::istringstream in{std::string(text)};
     TreeBuilder builder(filename);
     try {
