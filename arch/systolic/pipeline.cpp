@@ -423,8 +423,7 @@ class PipelineSim {
         m_t.dram_busy = static_cast<int64_t>(
             std::ceil(static_cast<double>(m_dram.busy_time_ps()) * 1e-12 * m_ctx.clock_hz * (1 - 1e-12)));
         // The engine's counters of the main-memory channel, for the layer's metrics.
-        for (StatRow& row : m_sim.stats().dump())
-            if (row.name.rfind("dram.", 0) == 0) m_t.stats.push_back(std::move(row));
+        m_t.stats = m_sim.stats().dump("dram.");
         return m_t;
     }
 

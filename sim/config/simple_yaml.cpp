@@ -13,12 +13,14 @@ struct Outside {};
 
 constexpr int k_max_depth = 32;  // well below limits::max_yaml_depth, whose error yaml-cpp reports
 
-bool null_word(std::string_view s) { return s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL"; }
+bool null_word(std::string_view s) {
+    return s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL";
+}
 
 // Characters of a plain key: identifiers, numbers, file-like names. Anything else goes to yaml-cpp.
 bool key_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
-           c == '.' || c == '/' || c == '+';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.' || c == '/' || c == '+';
 }
 
 // A plain scalar may not start with an indicator ('-' only when a space follows it).
@@ -87,9 +89,7 @@ class Reader {
     std::size_t m_nodes = 0;
     std::size_t m_bytes = 0;
 
-    char peek(std::size_t ahead = 0) const {
-        return m_pos + ahead < m_t.size() ? m_t[m_pos + ahead] : '\0';
-    }
+    char peek(std::size_t ahead = 0) const { return m_pos + ahead < m_t.size() ? m_t[m_pos + ahead] : '\0'; }
     int col() const { return static_cast<int>(m_pos - m_line_start) + 1; }
     SourceLoc here() const { return SourceLoc{m_file, m_line, col()}; }
 
@@ -103,7 +103,8 @@ class Reader {
                 continue;
             }
             if (c < 0x20 || c > 0x7e) throw Outside{};
-            if (line_start && (c == '%' || m_t.substr(i, 3) == "---" || m_t.substr(i, 3) == "...")) throw Outside{};
+            if (line_start && (c == '%' || m_t.substr(i, 3) == "---" || m_t.substr(i, 3) == "..."))
+                throw Outside{};
             line_start = false;
         }
         if (m_t.size() > limits::max_yaml_bytes) throw Outside{};
@@ -148,7 +149,9 @@ class Reader {
         if (c == '#' && m_pos > start) return;
         if (c != '\n' && c != '\0') throw Outside{};
     }
-    bool entry_here() const { return peek() == '-' && (peek(1) == ' ' || peek(1) == '\n' || peek(1) == '\0'); }
+    bool entry_here() const {
+        return peek() == '-' && (peek(1) == ' ' || peek(1) == '\n' || peek(1) == '\0');
+    }
 
     void count(std::size_t nodes, std::size_t bytes) {
         m_nodes += nodes;
@@ -160,7 +163,8 @@ class Reader {
     }
 
     // A block key at the cursor: the end of its text and where its ':' is, or npos when the line does not
-    // start with one (plain key characters or a quoted text without escapes, then ':' and a space or the end).
+    // start with one (plain key characters or a quoted text without escapes, then ':' and a space or the
+    // end).
     struct KeySpan {
         std::size_t begin = 0, end = 0, colon = std::string_view::npos;
     };
@@ -177,7 +181,7 @@ class Reader {
             }
             if (i >= m_t.size()) return k;
             k.end = i;
-            ++i;  // the closing quote
+            ++i;                                          // the closing quote
             if (i < m_t.size() && m_t[i] == q) return k;  // '' inside single quotes
         } else {
             k.begin = i;
