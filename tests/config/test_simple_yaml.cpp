@@ -23,18 +23,22 @@ std::string read_all(const std::filesystem::path& p) {
     return s.str();
 }
 
-std::string where(const SourceLoc& l) { return l.file + ":" + std::to_string(l.line) + ":" + std::to_string(l.col); }
+std::string where(const SourceLoc& l) {
+    return l.file + ":" + std::to_string(l.line) + ":" + std::to_string(l.col);
+}
 
 // The first difference between two trees ("" when none): kinds, texts, keys in order, items, locations,
 // key locations and key paths.
 std::string difference(const Node& a, const Node& b) {
     const std::string at = "'" + a.path() + "' ";
-    if (a.kind() != b.kind()) return at + "kind " + std::string(a.kind_name()) + " / " + std::string(b.kind_name());
+    if (a.kind() != b.kind())
+        return at + "kind " + std::string(a.kind_name()) + " / " + std::string(b.kind_name());
     if (a.path() != b.path()) return at + "path / '" + b.path() + "'";
     if (where(a.loc()) != where(b.loc())) return at + "loc " + where(a.loc()) + " / " + where(b.loc());
     if (where(a.key_loc()) != where(b.key_loc()))
         return at + "key loc " + where(a.key_loc()) + " / " + where(b.key_loc());
-    if (a.is_scalar() && a.scalar() != b.scalar()) return at + "text '" + a.scalar() + "' / '" + b.scalar() + "'";
+    if (a.is_scalar() && a.scalar() != b.scalar())
+        return at + "text '" + a.scalar() + "' / '" + b.scalar() + "'";
     if (a.is_map()) {
         if (a.entries().size() != b.entries().size()) return at + "map sizes differ";
         for (std::size_t i = 0; i < a.entries().size(); ++i) {
@@ -85,7 +89,8 @@ std::vector<std::filesystem::path> repository_yaml() {
 
 }  // namespace
 
-TEST_CASE("simple YAML: the same trees as yaml-cpp on every YAML file of the repository", "[config][simple_yaml]") {
+TEST_CASE("simple YAML: the same trees as yaml-cpp on every YAML file of the repository",
+          "[config][simple_yaml]") {
     std::size_t accepted = 0, presets = 0, presets_accepted = 0;
     const auto files = repository_yaml();
     REQUIRE(files.size() > 50);
@@ -162,7 +167,8 @@ TEST_CASE("simple YAML: hand-written cases", "[config][simple_yaml]") {
     }
 }
 
-TEST_CASE("simple YAML: mutated presets are read as yaml-cpp reads them, or left to it", "[config][simple_yaml]") {
+TEST_CASE("simple YAML: mutated presets are read as yaml-cpp reads them, or left to it",
+          "[config][simple_yaml]") {
     std::vector<std::string> texts;
     for (const auto& f : repository_yaml()) {
         const std::string parent = f.parent_path().filename().string();
@@ -188,7 +194,8 @@ TEST_CASE("simple YAML: mutated presets are read as yaml-cpp reads them, or left
                     t[at] = pieces[rng() % pieces.size()];
                     break;
                 case 3: {  // a line indented by one or two more or fewer spaces
-                    const std::size_t start = t.rfind('\n', at) == std::string::npos ? 0 : t.rfind('\n', at) + 1;
+                    const std::size_t start =
+                        t.rfind('\n', at) == std::string::npos ? 0 : t.rfind('\n', at) + 1;
                     if (rng() % 2)
                         t.insert(start, 1 + rng() % 2, ' ');
                     else if (t.compare(start, 2, "  ") == 0)
@@ -196,9 +203,11 @@ TEST_CASE("simple YAML: mutated presets are read as yaml-cpp reads them, or left
                     break;
                 }
                 default: {  // a line repeated
-                    const std::size_t start = t.rfind('\n', at) == std::string::npos ? 0 : t.rfind('\n', at) + 1;
+                    const std::size_t start =
+                        t.rfind('\n', at) == std::string::npos ? 0 : t.rfind('\n', at) + 1;
                     const std::size_t end = t.find('\n', at);
-                    const std::string line = t.substr(start, end == std::string::npos ? std::string::npos : end - start);
+                    const std::string line =
+                        t.substr(start, end == std::string::npos ? std::string::npos : end - start);
                     t.insert(start, line + "\n");
                     break;
                 }
