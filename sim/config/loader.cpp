@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <sstream>
 
 #include "sim/config/limits.h"
@@ -414,10 +415,12 @@ std::string read_text_file(const std::string& path, const SourceLoc& at, std::st
     // In chunks, stopping past the limit: the file may grow while it is read.
     std::string text;
     if (!ec) text.reserve(static_cast<std::size_t>(size));
-    char chunk[1 << 16];
+    // On the heap: 64 KiB of stack would reach pages a short run never touches otherwise (a fault each).
+    constexpr std::size_t k_chunk = std::size_t{1} << 16;
+    const std::unique_ptr<char[]> chunk(new char[k_chunk]);
     while (in) {
-        in.read(chunk, sizeof chunk);
-        text.append(chunk, static_cast<std::size_t>(in.gcount()));
+        in.read(chunk.get(), k_chunk);
+        text.append(chunk.get(), static_cast<std::size_t>(in.gcount()));
         if (text.size() > limits::max_file_bytes) too_large();
     }
     if (in.bad()) fail_open("read error");
