@@ -160,13 +160,25 @@ void huge_heap() {
 
 }  // namespace
 
-void warm_start() {
+namespace {
+bool g_early_done = false;  // constant-initialised: valid before the static initialisers run
+}  // namespace
+
+void warm_start_early() {
+    if (g_early_done) return;
+    g_early_done = true;
     if (std::getenv("MLSIM_NO_WARM_START") != nullptr) return;
     dl_iterate_phdr(populate_segment, nullptr);
     populate_stack();
+}
+
+void warm_start() {
+    if (std::getenv("MLSIM_NO_WARM_START") != nullptr) return;
+    warm_start_early();
     huge_heap();
 }
 #else
+void warm_start_early() {}
 void warm_start() {}
 #endif
 

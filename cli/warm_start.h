@@ -19,7 +19,12 @@
 // the process at once. It does so only where the program's own main allowed it (allow_fast_exit():
 // mlsim, not mlsim-mpi, which must finalize MPI, nor the tests, which call commands in-process) and
 // the build has no sanitizer (LeakSanitizer checks at a normal exit); otherwise it returns.
+//
+// warm_start_early() does the pre-faulting alone (no heap): mlsim's main.cpp calls it from a constructor
+// that runs before the static initialisers (init_array priority 101), which would otherwise fault in
+// some 20 pages of code and data one at a time; warm_start() then skips that part.
 namespace mlsim::cli {
+void warm_start_early();
 void warm_start();
 void allow_fast_exit();
 void fast_exit(int status);
