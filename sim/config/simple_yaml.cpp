@@ -188,6 +188,8 @@ class Reader {
             while (i < m_t.size() && key_char(m_t[i])) ++i;
             k.end = i;
             if (k.end == k.begin || m_t[k.begin] == '-') return k;
+            // A null word is no key to yaml-cpp's reader ("a map key is empty"): its error, not a key here.
+            if (null_word(m_t.substr(k.begin, k.end - k.begin))) return k;
         }
         if (i >= m_t.size() || m_t[i] != ':') return k;
         if (i + 1 < m_t.size() && m_t[i + 1] != ' ' && m_t[i + 1] != '\n') return k;

@@ -160,6 +160,9 @@ TEST_CASE("simple YAML: hand-written cases", "[config][simple_yaml]") {
         "a: {b}\n",
         "? a\n: 1\n",
         "a: caf\xc3\xa9\n",
+        "null: 1\n",
+        "a: {Null: 1}\n",
+        "- NULL: 1\n",
     };
     for (const std::string& t : refused) {
         INFO("text: " << t);
