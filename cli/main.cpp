@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <exception>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cli/commands.h"
@@ -42,6 +43,19 @@ exit status: 0 success, 2 user error (bad config or input), 1 internal error
 #ifndef MLSIM_MAIN
 #define MLSIM_MAIN main
 #define MLSIM_PLAIN_MAIN 1  // mlsim itself: commands may end the process at once on success
+#endif
+
+#ifdef MLSIM_PLAIN_MAIN
+namespace {
+// Before the static initialisers (priority 101, the first a program may use; glibc passes main's
+// arguments to constructors): the pre-faulting of cli/warm_start.h, for the commands that warm start.
+[[gnu::constructor(101)]] void early_warm_start(int argc, char** argv, char**) {
+    if (argc < 2) return;
+    const std::string_view cmd = argv[1];
+    if (cmd == "--help" || cmd == "-h" || cmd == "help" || cmd == "--version") return;
+    mlsim::cli::warm_start_early();
+}
+}  // namespace
 #endif
 
 int MLSIM_MAIN(int argc, char** argv) {

@@ -49,14 +49,29 @@ std::uintptr_t align_up(std::uintptr_t v, std::uintptr_t a) { return align_down(
 // Pre-fault the executable's own loaded segments with one call each instead of one trap per page.
 int populate_segment(dl_phdr_info* info, std::size_t, void*) {
     if (info->dlpi_name != nullptr && info->dlpi_name[0] != '\0') return 0;  // the main program only
+    // The writable segment starts with the relocation read-only part (PT_GNU_RELRO), made read-only
+    // before main: populated for reading, and the rest of the segment for writing, one call each.
+    std::uintptr_t relro_lo = 0, relro_hi = 0;
+    for (int i = 0; i < info->dlpi_phnum; ++i) {
+        const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+        if (ph.p_type != PT_GNU_RELRO) continue;
+        relro_lo = align_down(info->dlpi_addr + ph.p_vaddr, k_small_page);
+        relro_hi = align_down(info->dlpi_addr + ph.p_vaddr + ph.p_memsz, k_small_page);  // mprotect's end
+    }
     for (int i = 0; i < info->dlpi_phnum; ++i) {
         const ElfW(Phdr)& ph = info->dlpi_phdr[i];
         if (ph.p_type != PT_LOAD) continue;
-        const std::uintptr_t lo = align_down(info->dlpi_addr + ph.p_vaddr, k_small_page);
+        std::uintptr_t lo = align_down(info->dlpi_addr + ph.p_vaddr, k_small_page);
         const std::uintptr_t hi = align_up(info->dlpi_addr + ph.p_vaddr + ph.p_memsz, k_small_page);
         if (!(ph.p_flags & PF_W)) {
             (void)madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_POPULATE_READ);  // old kernels: EINVAL
-        } else if (madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_POPULATE_WRITE) != 0) {
+            continue;
+        }
+        if (relro_lo == lo && relro_hi > lo && relro_hi < hi) {
+            (void)madvise(reinterpret_cast<void*>(lo), relro_hi - lo, MADV_POPULATE_READ);
+            lo = relro_hi;
+        }
+        if (madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_POPULATE_WRITE) != 0) {
             // The segment starts with the relocation read-only part (RELRO, made read-only after start):
             // the rest page by page.
             for (std::uintptr_t page = lo; page < hi; page += k_small_page) {
@@ -71,6 +86,18 @@ int populate_segment(dl_phdr_info* info, std::size_t, void*) {
 // Moves glibc's heap top to a 2 MiB boundary inside an 8 MiB window marked MADV_HUGEPAGE, so that the
 // first megabytes a run allocates cost a few huge-page faults instead of one fault per 4 KiB page.
 void huge_heap() {
+    // The heap glibc has so far (its first ~132 KiB, from the static initialisers): once the heap moves to
+    // the window, glibc puts the unused rest of it in its free lists and serves the run's first small
+    // blocks from there, one fault per 4 KiB page (a dozen in a ResNet-50 run): populated in one call.
+    // (Where the heap stays, its blocks come from there anyway.)
+    if (void* brk = sbrk(0); brk != reinterpret_cast<void*>(-1)) {
+        const std::uintptr_t end = reinterpret_cast<std::uintptr_t>(brk);
+        const std::size_t arena = mallinfo2().arena;  // bytes glibc took with sbrk, ending at the break
+        if (arena > 0 && arena <= end) {
+            const std::uintptr_t lo = align_down(end - arena, k_small_page);
+            (void)madvise(reinterpret_cast<void*>(lo), end - lo, MADV_POPULATE_WRITE);
+        }
+    }
     // Only where transparent huge pages may be used on request.
     if (std::FILE* f = std::fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r")) {
         char buf[64] = {};
@@ -121,14 +148,37 @@ void huge_heap() {
     // stays: glibc keeps that much at the top when it trims, so the window is never given back.
 }
 
+// The stack below main: a run's deepest calls reach a few tens of KiB down, and each new 4 KiB page is
+// a fault. Populated in one call, within the stack mapping the kernel sets up (at least 128 KiB; a
+// range outside it fails with ENOMEM and populates nothing, hence the smaller retry).
+[[gnu::noinline]] void populate_stack() {
+    volatile char here = 0;  // in this frame, just below main's
+    const std::uintptr_t top = align_down(reinterpret_cast<std::uintptr_t>(&here), k_small_page);
+    for (std::uintptr_t span : {std::uintptr_t{96} << 10, std::uintptr_t{48} << 10})
+        if (madvise(reinterpret_cast<void*>(top - span), span, MADV_POPULATE_WRITE) == 0) return;
+}
+
 }  // namespace
+
+namespace {
+bool g_early_done = false;  // constant-initialised: valid before the static initialisers run
+}  // namespace
+
+void warm_start_early() {
+    if (g_early_done) return;
+    g_early_done = true;
+    if (std::getenv("MLSIM_NO_WARM_START") != nullptr) return;
+    dl_iterate_phdr(populate_segment, nullptr);
+    populate_stack();
+}
 
 void warm_start() {
     if (std::getenv("MLSIM_NO_WARM_START") != nullptr) return;
-    dl_iterate_phdr(populate_segment, nullptr);
+    warm_start_early();
     huge_heap();
 }
 #else
+void warm_start_early() {}
 void warm_start() {}
 #endif
 

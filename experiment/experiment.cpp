@@ -345,7 +345,7 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
     } else {
         r.system = load_system_file(resolve_system_path(opt.system));
     }
-    r.system = apply_overrides(r.system, opt.device_overrides);
+    if (!opt.device_overrides.empty()) r.system = apply_overrides(r.system, opt.device_overrides);
     // No --dtype: fp32 where the device computes in it, else see default_dtype()
     // (a SCALE-Sim .cfg or an int8 accelerator).
     const std::string dtype_name = opt.dtype.empty() ? default_dtype(r.system.device) : opt.dtype;

@@ -76,6 +76,7 @@ int64_t window_size(const Op& op, const std::array<int64_t, 3>& k, int dims) {
 
 std::string conv_kind(const ConvAttr& a) {
     if (a.dims == 2 && a.groups > 1 && a.groups == a.in_channels) return "depthwise_conv2d";
+    if (a.dims >= 1 && a.dims <= 3) return std::string("conv") + static_cast<char>('0' + a.dims) + "d";
     return fmt::format("conv{}d", a.dims);
 }
 
@@ -788,7 +789,9 @@ Op make_op(std::string name, OpAttr attr, std::vector<Shape> inputs, DType dtype
                 op_fail(op, fmt::format("input {} has shape {}: dimensions must be positive", i,
                                         shape_str(op.inputs[i])));
     }
-    for (size_t i = 0; i < op.inputs.size(); ++i) check_tensor(op, op.inputs[i], fmt::format("input {}", i));
+    // Labels are formatted only for a message (a run builds hundreds of ops).
+    for (size_t i = 0; i < op.inputs.size(); ++i)
+        if (!checked_numel(op.inputs[i])) check_tensor(op, op.inputs[i], fmt::format("input {}", i));
     Shape out = std::visit([&](auto& a) { return infer(op, a); }, attr);
     op.attr = std::move(attr);
     op.kind = initial_kind(op.attr);
@@ -805,9 +808,14 @@ Op make_op(std::string name, OpAttr attr, std::vector<Shape> inputs, DType dtype
                 fmt::format("its FLOP count {:.4g} exceeds 2^62, the largest FLOP count mlsim computes with",
                             c.flops));
     if (c.params > limits::max_op_count) too_large(op, fmt::format("its parameter count {}", c.params));
-    for (const GemmShape& g : op.gemms())
-        (void)mul(op, mul(op, mul(op, g.batch, g.m, "a GEMM"), g.n, "a GEMM"), g.k,
-                  fmt::format("its GEMM {}x{}x{}x{} (batch x m x n x k)", g.batch, g.m, g.n, g.k));
+    for (const GemmShape& g : op.gemms()) {
+        const int64_t bmn = mul(op, mul(op, g.batch, g.m, "a GEMM"), g.n, "a GEMM");
+        int64_t r = 0;
+        // mul's test, so that the label is formatted only when it fails.
+        if (__builtin_mul_overflow(bmn, g.k, &r) || r > limits::max_op_count || r < -limits::max_op_count)
+            (void)mul(op, bmn, g.k,
+                      fmt::format("its GEMM {}x{}x{}x{} (batch x m x n x k)", g.batch, g.m, g.n, g.k));
+    }
     return op;
 }
 

@@ -30,6 +30,8 @@ constexpr char k_dim_names[3] = {'m', 'n', 'k'};
 // below that down to 1, for buffers too small for a full fold; and exactly one fold.
 std::vector<int64_t> tile_sizes(int64_t x, int64_t g) {
     std::vector<int64_t> out;
+    // Pieces grow by half from 4 on: 64 extents hold any x below about 10^11 (one allocation, not ~6).
+    out.reserve(64);
     for (int64_t t = 1;; t = t < 4 ? t + 1 : t + t / 2) {
         int64_t s = ceil_div(x, t);
         if (s >= g) s = std::min(x, round_up(s, g));

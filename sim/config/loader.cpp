@@ -9,9 +9,11 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <sstream>
 
 #include "sim/config/limits.h"
+#include "sim/config/simple_yaml.h"
 #include "sim/core/check.h"
 
 namespace mlsim::cfg {
@@ -413,10 +415,12 @@ std::string read_text_file(const std::string& path, const SourceLoc& at, std::st
     // In chunks, stopping past the limit: the file may grow while it is read.
     std::string text;
     if (!ec) text.reserve(static_cast<std::size_t>(size));
-    char chunk[1 << 16];
+    // On the heap: 64 KiB of stack would reach pages a short run never touches otherwise (a fault each).
+    constexpr std::size_t k_chunk = std::size_t{1} << 16;
+    const std::unique_ptr<char[]> chunk(new char[k_chunk]);
     while (in) {
-        in.read(chunk, sizeof chunk);
-        text.append(chunk, static_cast<std::size_t>(in.gcount()));
+        in.read(chunk.get(), k_chunk);
+        text.append(chunk.get(), static_cast<std::size_t>(in.gcount()));
         if (text.size() > limits::max_file_bytes) too_large();
     }
     if (in.bad()) fail_open("read error");
@@ -424,6 +428,13 @@ std::string read_text_file(const std::string& path, const SourceLoc& at, std::st
 }
 
 Node parse_string(std::string_view text, const std::string& filename) {
+    // mlsim's own files (the presets above all) take the fast reader; anything outside its subset, and
+    // every malformed text, is read by yaml-cpp, which gives the same tree or the located error.
+    if (std::optional<Node> simple = detail::parse_simple_yaml(text, filename)) return std::move(*simple);
+    return detail::parse_string_yaml_cpp(text, filename);
+}
+
+Node detail::parse_string_yaml_cpp(std::string_view text, const std::string& filename) {
     std::istringstream in{std::string(text)};
     TreeBuilder builder(filename);
     try {

@@ -18,6 +18,17 @@ BoundedBuffer::BoundedBuffer(Simulator& sim, std::string name, std::uint64_t cap
     MLSIM_CHECK(capacity >= 1, fmt::format("buffer '{}' has zero capacity", m_name));
 }
 
+BoundedBuffer::BoundedBuffer(Simulator& sim, std::string name, std::uint64_t capacity, Unregistered)
+    : m_sim(sim),
+      m_name(std::move(name)),
+      m_capacity(capacity),
+      m_producer_wait(m_own[0]),
+      m_consumer_wait(m_own[1]),
+      m_committed(m_own[2]),
+      m_released(m_own[3]) {
+    MLSIM_CHECK(capacity >= 1, fmt::format("buffer '{}' has zero capacity", m_name));
+}
+
 void BoundedBuffer::WaitQueue::push_back(const Waiter& w) {
     if (m_size == m_items.size()) {
         // Unroll the ring into a buffer twice the size.

@@ -35,6 +35,12 @@ class BoundedBuffer {
     enum class Request : std::uint8_t { reserve, put, acquire, get };
 
     BoundedBuffer(Simulator& sim, std::string name, std::uint64_t capacity, std::string unit = "bytes");
+    // The same buffer with its four counters kept to itself, not in the simulator's registry: for a
+    // caller that reads none of them and builds many short simulations (the systolic pipeline, one per
+    // layer, which keeps only its main-memory channel's counters). Registering them costs more than the
+    // simulation of a small layer (bench/README.md, start-up).
+    struct Unregistered {};
+    BoundedBuffer(Simulator& sim, std::string name, std::uint64_t capacity, Unregistered);
     BoundedBuffer(const BoundedBuffer&) = delete;
     BoundedBuffer& operator=(const BoundedBuffer&) = delete;
 
@@ -117,6 +123,7 @@ class BoundedBuffer {
     std::uint64_t m_acquired = 0;
     WaitQueue m_producers;
     WaitQueue m_consumers;
+    Counter m_own[4];  // the counters of an Unregistered buffer
     Counter& m_producer_wait;
     Counter& m_consumer_wait;
     Counter& m_committed;

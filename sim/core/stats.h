@@ -47,12 +47,16 @@ class StatRegistry {
     StatRegistry(const StatRegistry&) = delete;
     StatRegistry& operator=(const StatRegistry&) = delete;
 
-    Counter& counter(std::string name, std::string unit, std::string description);
+    // `description` is static text (a string literal): it is kept as a pointer and copied only by dump(),
+    // since a short simulation registers hundreds of counters and keeps few of their rows.
+    Counter& counter(std::string name, std::string unit, const char* description);
 
     // Null when no stat has that name. For tests and result writers, not for hot paths.
     const Counter* find(std::string_view name) const;
 
     std::vector<StatRow> dump() const;
+    // The rows whose names start with `prefix`, in registration order (the rows of dump() that do).
+    std::vector<StatRow> dump(std::string_view prefix) const;
     std::size_t size() const noexcept { return m_entries.size(); }
     void reset_all() noexcept;
 
@@ -60,7 +64,7 @@ class StatRegistry {
     struct Entry {
         std::string name;
         std::string unit;
-        std::string description;
+        const char* description;
         Counter counter;
     };
     std::deque<Entry> m_entries;  // a deque never moves its elements, so Counter& stays valid

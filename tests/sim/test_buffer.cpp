@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "sim/core/bounded_buffer.h"
@@ -41,6 +42,25 @@ TEST_CASE("a producer is blocked while the buffer is full until a consumer frees
     CHECK(buf.data() == 2);
     CHECK(buf.waiting_producers() == 0);
     CHECK(sim.stats().find("fifo.producer_wait")->value() == static_cast<std::uint64_t>(t.ps()));
+}
+
+TEST_CASE("an unregistered buffer behaves the same and adds no stats", "[buffer]") {
+    for (const bool registered : {true, false}) {
+        Simulator sim;
+        const std::size_t before = sim.stats().size();
+        auto buf = registered
+                       ? std::make_unique<BoundedBuffer>(sim, "fifo", 2, "slots")
+                       : std::make_unique<BoundedBuffer>(sim, "fifo", 2, BoundedBuffer::Unregistered{});
+        std::vector<Tick> put_done;
+        sim.spawn(producer_puts(*buf, 3, put_done, sim));
+        const Tick t = 40_ns;
+        sim.schedule_at(t, [&buf] { buf->request(BoundedBuffer::Request::get, 1, [] {}); });
+        sim.run_until(t);
+        CHECK(put_done == std::vector<Tick>{0_ps, 0_ps, t});
+        CHECK(buf->data() == 2);
+        CHECK(sim.stats().size() == before + (registered ? 4 : 0));
+        CHECK((sim.stats().find("fifo.producer_wait") != nullptr) == registered);
+    }
 }
 
 TEST_CASE("a consumer is blocked while the buffer is empty until a producer commits", "[buffer]") {
