@@ -219,7 +219,7 @@ TEST_CASE("automatic choice picks the fastest algorithm and protocol, and says w
     CHECK(big.protocol == Protocol::simple);            // large: all payload
     CHECK(big.algorithm == CollectiveAlgorithm::nvls);  // the switch reduces: n + n/p instead of 2n(p-1)/p
     // no fixed choice beats the automatic one
-    for (CollectiveAlgorithm a : automatic_candidates(CollectiveKind::all_reduce)) {
+    for (CollectiveAlgorithm a : automatic_candidates(CollectiveKind::all_reduce, false)) {
         FlowNetwork fresh(t);
         auto fixed = q;
         fixed.algorithm = a;

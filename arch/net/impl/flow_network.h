@@ -123,6 +123,6 @@ class FlowNetwork final : public INetwork {
 // The algorithms FlowNetwork implements for `kind` (automatic excluded), in declaration order.
 std::vector<CollectiveAlgorithm> supported_algorithms(CollectiveKind kind);
 // Those that Algorithm::automatic chooses among (see the contract).
-std::vector<CollectiveAlgorithm> automatic_candidates(CollectiveKind kind);
+std::vector<CollectiveAlgorithm> automatic_candidates(CollectiveKind kind, bool across_nodes);
 
 }  // namespace mlsim::arch::net
