@@ -220,7 +220,7 @@ struct FlowNetwork::Impl {
         Impl& net;
         CollectiveKind kind;
         Protocol proto;
-        bool record;        // keep link state (busy_until) and bytes; false for the trials of `automatic`
+        bool record;  // keep link state (busy_until) and bytes; false for the trials of `automatic`
         LatRow row = LatRow::ring;  // NCCL's latency row for its steps (step_extra_s)
         double eff = 1;
         double now = 0;
@@ -686,7 +686,8 @@ struct FlowNetwork::Impl {
         const K kind = q.kind;
         const auto& sup = supported_algorithms(kind);
         if (std::find(sup.begin(), sup.end(), alg) == sup.end()) unsupported(kind, alg);
-        if ((alg == A::nvls || alg == A::nvls_tree) && (run.proto == Protocol::ll || run.proto == Protocol::ll128))
+        if ((alg == A::nvls || alg == A::nvls_tree) &&
+            (run.proto == Protocol::ll || run.proto == Protocol::ll128))
             unsupported(kind, alg, "NVLS runs with the Simple protocol only, as in NCCL");
         if (!q.counts.empty() && kind == K::all_to_all && alg == A::bruck)
             unsupported(kind, alg, "all-to-allv needs direct or pairwise");
@@ -929,7 +930,8 @@ struct FlowNetwork::Impl {
     // in-switch all-gather; pipelined over pieces as the hierarchical plan is.
     void hierarchical(Run& run, const CollectiveRequest& q, const Group& g, bool nvls_tree) {
         using K = CollectiveKind;
-        const CollectiveAlgorithm self = nvls_tree ? CollectiveAlgorithm::nvls_tree : CollectiveAlgorithm::hierarchical;
+        const CollectiveAlgorithm self =
+            nvls_tree ? CollectiveAlgorithm::nvls_tree : CollectiveAlgorithm::hierarchical;
         const std::size_t N = g.nodes.size();
         const std::size_t L = g.nodes[0].size();
         for (const auto& nd : g.nodes)
@@ -1175,9 +1177,9 @@ struct FlowNetwork::Impl {
             const double r = v < opt.reduce_Bps.size() ? opt.reduce_Bps[v] : 0.0;
             if (r > 0) R = std::min(R, r);
         }
-        const LatRow lat_row = alg == A::nvls || alg == A::nvls_tree                      ? LatRow::nvls
+        const LatRow lat_row = alg == A::nvls || alg == A::nvls_tree                ? LatRow::nvls
                                : alg == A::tree && q.kind == K::all_reduce && multi ? LatRow::tree
-                                                                                     : LatRow::ring;
+                                                                                    : LatRow::ring;
         auto extra = [&](int cls) { return step_extra_s(pi, cls, lat_row); };
         // one step: `load` payload bytes through the busiest port, `piece` reduced by a receiver
         auto step = [&](const PathSet& ps, double load, double piece, bool reduce) {
@@ -1191,10 +1193,10 @@ struct FlowNetwork::Impl {
         const double n = static_cast<double>(q.bytes), pd = static_cast<double>(p);
         const double base = call_latency_s(pi, alg);
         // Trees across nodes (the tree all-reduce's, NVLS_TREE's), all at once, together carrying `total`
-        // bytes: each link's rate shared by the tree edges crossing it. The first chunk goes up and down level
-        // by level (a step per level: that level's edges at once, t_d; the down wave timed as the up one),
-        // every further chunk follows one step later at the steady state's rate, when every edge carries a
-        // chunk each way (t_full): the pipeline's 2 sum_d t_d + (k - 1) t_full.
+        // bytes: each link's rate shared by the tree edges crossing it. The first chunk goes up and down
+        // level by level (a step per level: that level's edges at once, t_d; the down wave timed as the up
+        // one), every further chunk follows one step later at the steady state's rate, when every edge
+        // carries a chunk each way (t_full): the pipeline's 2 sum_d t_d + (k - 1) t_full.
         auto trees_time = [&](const std::vector<std::vector<Edge>>& trees, double total) {
             const double T = static_cast<double>(trees.size());
             const double k = static_cast<double>(chunks(total / T)), c = total / T / k;
@@ -1431,7 +1433,8 @@ struct FlowNetwork::Impl {
         // node a network-class link (a socket link, say) keeps the ring row. NVLS and NVLS_TREE: their own.
         if (alg == CollectiveAlgorithm::nvls || alg == CollectiveAlgorithm::nvls_tree)
             run.row = LatRow::nvls;
-        else if (alg == CollectiveAlgorithm::tree && q.kind == CollectiveKind::all_reduce && g.nodes.size() > 1)
+        else if (alg == CollectiveAlgorithm::tree && q.kind == CollectiveKind::all_reduce &&
+                 g.nodes.size() > 1)
             run.row = LatRow::tree;
         CollectiveResult res;
         res.start = q.start;
