@@ -58,9 +58,9 @@ int cmd_collective(const Args& args) {
                      "MIN:MAX message sizes (nccl-tests' size: see README); GB = 1e9 B, GiB = 2^30 B")(
         "step,f", po::value(&step)->default_value(step), "size factor between rows (nccl-tests -f)")(
         "algorithm", po::value(&algorithm)->default_value(algorithm),
-        "ring, tree, direct, halving-doubling, hierarchical, pairwise, bruck, nvls, or auto (fastest)")(
-        "protocol", po::value(&protocol)->default_value(protocol),
-        "ll, ll128, simple, ideal, or auto (fastest)")(
+        "ring, tree, direct, halving-doubling, hierarchical, pairwise, bruck, nvls, nvls-tree, or auto "
+        "(fastest)")("protocol", po::value(&protocol)->default_value(protocol),
+                     "ll, ll128, simple, ideal, or auto (fastest)")(
         "fidelity", po::value(&fidelity)->default_value(fidelity),
         "flow (max-min fair flows) or packet (packets through per-port queues; small systems)")(
         "packet-size", po::value(&packet)->default_value(packet), "packet payload with --fidelity packet")(

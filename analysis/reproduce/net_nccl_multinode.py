@@ -40,11 +40,11 @@ ring 2.7 / 4.0 / 14.0 us (LL / LL128 / Simple; the presets' NIC paths are 2.7 us
 step), tree 5.0 / 8.5 / 14 us per step between nodes.
 
 Known model limits these cases show (see the notes printed with each):
-- The automatic choice may take mlsim's `hierarchical` plan (rings within nodes, rings across nodes, rings
-  within nodes, with LL or LL128), an algorithm NCCL does not have (its choices across nodes are ring, tree,
-  NVLS / NVLS tree with Simple, CollNet, PAT); it is mlsim's fastest below ~128 MiB on 4 x 8 H100 (the
-  call-time cases, 26-41 % fast). mlsim's tree there: 32.8 us at 8 B (NCCL's own tree formula gives 35.2
-  us; mlsim's per-call base is the older 4.4 us where v2.30.7 has 6.8), 58.9 us at 512 KiB, 182 us at 8 MiB.
+- The automatic choice takes among NCCL's own candidates (ring, tree, NVLS_TREE with Simple; CollNet and PAT
+  are not modelled) with NCCL v2.30.7's per-call latencies; on 4 x 8 H100 it picks the tree (LL / LL128)
+  below ~128 MiB: 35.2 us at 8 B (NCCL's own tree formula: 6.8 + 2 x (7 x 0.6 + log2(4) x 5.0) = 35.2 us),
+  61.3 us at 512 KiB and 192 us at 8 MiB, 8-23 % under the measured times; the lock-step chunk steps of the
+  tree below still pay less per chunk than NCCL's measured pipeline does at mid sizes (not modelled).
 - Collectives run in lock-step: a pipelined chunk's step pays its latency before the next chunk moves, so
   trees and chains over many steps lose bandwidth to it (superpod-a100, 128 nodes: the tree's ~1,050 steps
   of 512 KiB chunks pay 14 us each with Simple), and a ring across nodes pays the network's per-step
@@ -82,12 +82,11 @@ TOL_TIME = 0.10
 H100_NOTE = ("the ring (8 rings, one per NIC) is held by the NICs' payload rate, 8 x 48 GB/s = 384 GB/s, "
              "the maintainers' per-NIC figure (nccl-tests#290, #267); this cluster measured ~41 GB/s per NIC "
              "at 8 GiB, for reasons its report does not give")
-LATENCY_NOTE = ("the automatic choice takes mlsim's hierarchical plan (rings within nodes, across nodes, within "
-                "nodes), which NCCL does not have; mlsim's tree (a chain per node, NCCL's double binary tree "
-                "between nodes, its tree network latency 5.0 us LL per step) takes 32.8 us at 8 B, 58.9 us at "
-                "512 KiB and 182 us at 8 MiB; NCCL's own tree formula at 8 B, baseLat 6.8 + 2 x (7 x 0.6 + "
-                "log2(4) x 5.0) = 35.2 us, is within 8 % of the measured 38.37 us (mlsim's per-call base is "
-                "the older 4.4 us)")
+LATENCY_NOTE = ("the automatic choice takes NCCL's tree (a chain per node, NCCL's double binary tree between "
+                "nodes, its tree network latency 5.0 us LL per step; NCCL v2.30.7's per-call 6.8 us); NCCL's "
+                "own formula at 8 B is 35.2 us, within 8 % of the measured 38.37 us; at 512 KiB and 8 MiB "
+                "mlsim's tree is 17-23 % fast (the reasons are not modelled: NCCL's per-channel LL / LL128 "
+                "bandwidth caps, llMaxBws and perChMaxTreeLL128Bw, are one candidate)")
 
 
 def time_us(mlsim, system, op, size, algorithm="auto"):

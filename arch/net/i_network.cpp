@@ -21,7 +21,7 @@ constexpr std::array<std::pair<CollectiveKind, std::string_view>, 9> kind_names{
     {CollectiveKind::send_recv, "send_recv"},
 }};
 
-constexpr std::array<std::pair<CollectiveAlgorithm, std::string_view>, 9> algorithm_names{{
+constexpr std::array<std::pair<CollectiveAlgorithm, std::string_view>, 10> algorithm_names{{
     {CollectiveAlgorithm::ring, "ring"},
     {CollectiveAlgorithm::tree, "tree"},
     {CollectiveAlgorithm::direct, "direct"},
@@ -30,6 +30,7 @@ constexpr std::array<std::pair<CollectiveAlgorithm, std::string_view>, 9> algori
     {CollectiveAlgorithm::pairwise, "pairwise"},
     {CollectiveAlgorithm::bruck, "bruck"},
     {CollectiveAlgorithm::nvls, "nvls"},
+    {CollectiveAlgorithm::nvls_tree, "nvls_tree"},
     {CollectiveAlgorithm::automatic, "auto"},
 }};
 

@@ -66,6 +66,7 @@ enum class CollectiveAlgorithm {
     pairwise,          // p-1 rounds; in round k rank i exchanges with rank i+k (all-to-all)
     bruck,             // ceil(log2 p) rounds of doubling distance (all-gather, all-to-all)
     nvls,              // in-switch reduction / multicast (NVLink SHARP): one switch joins the whole group
+    nvls_tree,         // NCCL's NVLS_TREE: in-switch reduction inside each node, trees between the nodes
     automatic,         // the model picks the fastest (CollectiveResult::algorithm names it)
 };
 

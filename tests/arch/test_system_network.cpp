@@ -28,7 +28,7 @@ TEST_CASE("collective kinds print as snake_case and parse back", "[arch][net]") 
 }
 
 TEST_CASE("collective algorithms print as snake_case and parse back", "[arch][net]") {
-    CHECK(all_collective_algorithms().size() == 9);
+    CHECK(all_collective_algorithms().size() == 10);
     for (CollectiveAlgorithm a : all_collective_algorithms()) {
         INFO(std::string(to_string(a)));
         CHECK(parse_collective_algorithm(to_string(a)) == a);
@@ -38,6 +38,7 @@ TEST_CASE("collective algorithms print as snake_case and parse back", "[arch][ne
     CHECK(parse_collective_algorithm("halving-doubling") == CollectiveAlgorithm::halving_doubling);
     CHECK(parse_collective_algorithm("Hierarchical") == CollectiveAlgorithm::hierarchical);
     CHECK(parse_collective_algorithm("direct") == CollectiveAlgorithm::direct);
+    CHECK(parse_collective_algorithm("nvls-tree") == CollectiveAlgorithm::nvls_tree);
     CHECK(parse_collective_algorithm("tree") == CollectiveAlgorithm::tree);
     for (const char* bad : {"", "rings", "butterfly", "all_reduce", "halving doubling"})
         CHECK_FALSE(parse_collective_algorithm(bad).has_value());

@@ -18,10 +18,14 @@ using impl::LinkClass;
 
 namespace {
 
-// NCCL's tuning tables (NVIDIA/nccl src/graph/tuning.cc, stored version 01afd20), microseconds.
-// Index: protocol LL, LL128, Simple.
-constexpr double base_lat_ring_us[3] = {3.6, 10.0, 8.4};
-constexpr double base_lat_tree_us[3] = {4.4, 4.4, 0.0};
+// NCCL's tuning tables (NVIDIA/nccl src/graph/tuning.cc), microseconds. Index: protocol LL, LL128, Simple.
+// Per-call base latencies: NVIDIA/nccl v2.30.7 (commit 5067397c, ncclTunerConstantsDefaults baseLatencies):
+// tree 6.8 / 14.0 / 8.4, ring 6.6 / 14.0 / 8.4; NVLS and NVLS_TREE 0 (Simple only), but their latency
+// starts from hwLat NVLINK NVLS / NVLSTree Simple, 25 us, charged once per call (tuning.cc: latencies of
+// NVLS = intraLat, of NVLS_TREE = intraLat + 2 log2(nNodes) interLat).
+constexpr double base_lat_ring_us[3] = {6.6, 14.0, 8.4};
+constexpr double base_lat_tree_us[3] = {6.8, 14.0, 8.4};
+constexpr double nvls_call_us = 25.0;
 // hwLat, ring row, by link class (NVLink, PCI, network). NVLink and PCI: the stored version 01afd20 (v2.30.7
 // has the same PCI row and NVLink 0.6 / 1.9 / 3.4: the presets' NVLink paths are 0.6 us already, and only
 // the LL128 / Simple differences below are used). Network: NVIDIA/nccl v2.30.7 (commit 5067397c,
@@ -31,15 +35,39 @@ constexpr double hw_lat_ring_us[3][3] = {{0.47, 1.9, 3.4}, {1.0, 2.5, 5.7}, {2.7
 // hwLat NCCL_HW_NET, tree row (v2.30.7, as above): the tree's steps between nodes. Its steps within a node
 // keep the ring row (the tree row's NVLink / PCI figures are not used).
 constexpr double hw_lat_tree_net_us[3] = {5.0, 8.5, 14.0};
+// hwLat NCCL_HW_NET, NVLSTree row, Simple (v2.30.7, as above): NVLS_TREE's steps between nodes.
+constexpr double hw_lat_nvls_tree_net_us = 20.9;
+
+// Which of NCCL's latency rows a run's steps use.
+enum class LatRow { ring, tree, nvls };
 
 // The protocol's per-step cost beyond the path latency (the topology's latencies stand for the ring LL
 // figure of the path's class): NCCL's hwLat less that figure; tree steps over the network use the tree row,
-// so they pay some even with LL.
-double step_extra_s(int pi, int cls, bool tree) {
+// so they pay some even with LL. NVLS steps into and out of a node's switch pay nothing more (the per-call
+// nvls_call_us stands for them); NVLS_TREE's steps between nodes use its NET row.
+double step_extra_s(int pi, int cls, LatRow row) {
     if (pi < 0 || cls < 0) return 0;
     const double base = hw_lat_ring_us[cls][0];
-    if (tree && cls == static_cast<int>(LinkClass::net)) return (hw_lat_tree_net_us[pi] - base) * 1e-6;
+    const bool net = cls == static_cast<int>(LinkClass::net);
+    if (row == LatRow::nvls) return net ? (hw_lat_nvls_tree_net_us - base) * 1e-6 : 0.0;
+    if (row == LatRow::tree && net) return (hw_lat_tree_net_us[pi] - base) * 1e-6;
     return (hw_lat_ring_us[cls][pi] - base) * 1e-6;
+}
+
+// The per-call latency (NCCL's baseLat; for NVLS and NVLS_TREE their in-node hwLat). The MPI-literature
+// algorithms (direct, pairwise, halving-doubling, Bruck) and mlsim's hierarchical, which NCCL does not have,
+// take the ring's.
+double call_latency_s(int pi, CollectiveAlgorithm alg) {
+    if (pi < 0) return 0;
+    switch (alg) {
+        case CollectiveAlgorithm::tree:
+            return base_lat_tree_us[pi] * 1e-6;
+        case CollectiveAlgorithm::nvls:
+        case CollectiveAlgorithm::nvls_tree:
+            return nvls_call_us * 1e-6;
+        default:
+            return base_lat_ring_us[pi] * 1e-6;
+    }
 }
 
 int proto_index(Protocol p) {
@@ -99,7 +127,7 @@ std::vector<CollectiveAlgorithm> supported_algorithms(CollectiveKind kind) {
     using K = CollectiveKind;
     switch (kind) {
         case K::all_reduce:
-            return {A::ring, A::tree, A::direct, A::halving_doubling, A::hierarchical, A::nvls};
+            return {A::ring, A::tree, A::direct, A::halving_doubling, A::hierarchical, A::nvls, A::nvls_tree};
         case K::broadcast:
         case K::reduce:
             return {A::ring, A::tree, A::direct, A::halving_doubling, A::hierarchical, A::nvls};
@@ -118,18 +146,25 @@ std::vector<CollectiveAlgorithm> supported_algorithms(CollectiveKind kind) {
     return {};
 }
 
-std::vector<CollectiveAlgorithm> automatic_candidates(CollectiveKind kind) {
+std::vector<CollectiveAlgorithm> automatic_candidates(CollectiveKind kind, bool across_nodes) {
     using A = CollectiveAlgorithm;
     using K = CollectiveKind;
+    // NCCL v2.30.7 (src/graph/tuning.cc ncclTopoTuneModel and its enable rules): broadcast and reduce run
+    // ring only; all-gather and reduce-scatter ring, NVLS, PAT (one rank per node) and CollNet; all-reduce
+    // ring, tree, NVLS, NVLS_TREE and CollNet; NVLS only within one node (across nodes it needs CollNet),
+    // NVLS_TREE only across nodes. CollNet (in-network reduction by the network's switches) and PAT are not
+    // modelled.
     switch (kind) {
         case K::all_reduce:
-            return {A::ring, A::tree, A::hierarchical, A::nvls};
+            if (across_nodes) return {A::ring, A::tree, A::nvls_tree};
+            return {A::ring, A::tree, A::nvls};
         case K::all_gather:
         case K::reduce_scatter:
-            return {A::ring, A::hierarchical, A::nvls};
+            if (across_nodes) return {A::ring};
+            return {A::ring, A::nvls};
         case K::broadcast:
         case K::reduce:
-            return {A::ring, A::hierarchical};
+            return {A::ring};
         case K::scatter:
         case K::gather:
         case K::all_to_all:
@@ -185,8 +220,8 @@ struct FlowNetwork::Impl {
         Impl& net;
         CollectiveKind kind;
         Protocol proto;
-        bool record;        // keep link state (busy_until) and bytes; false for the trials of `automatic`
-        bool tree = false;  // the tree algorithm: NCCL's tree latency row for steps between nodes
+        bool record;  // keep link state (busy_until) and bytes; false for the trials of `automatic`
+        LatRow row = LatRow::ring;  // NCCL's latency row for its steps (step_extra_s)
         double eff = 1;
         double now = 0;
         int64_t steps = 0;
@@ -305,7 +340,7 @@ struct FlowNetwork::Impl {
                 reduce_s = std::max(reduce_s, b / reduce_rate(v));
                 red[v] = 0;
             }
-            const double step_s = step_extra_s(proto_index(proto), cls, tree);
+            const double step_s = step_extra_s(proto_index(proto), cls, row);
             now = end + reduce_s + step_s + extra_s;
             ++steps;
         }
@@ -651,7 +686,8 @@ struct FlowNetwork::Impl {
         const K kind = q.kind;
         const auto& sup = supported_algorithms(kind);
         if (std::find(sup.begin(), sup.end(), alg) == sup.end()) unsupported(kind, alg);
-        if (alg == A::nvls && (run.proto == Protocol::ll || run.proto == Protocol::ll128))
+        if ((alg == A::nvls || alg == A::nvls_tree) &&
+            (run.proto == Protocol::ll || run.proto == Protocol::ll128))
             unsupported(kind, alg, "NVLS runs with the Simple protocol only, as in NCCL");
         if (!q.counts.empty() && kind == K::all_to_all && alg == A::bruck)
             unsupported(kind, alg, "all-to-allv needs direct or pairwise");
@@ -845,7 +881,10 @@ struct FlowNetwork::Impl {
                 }
                 break;
             case A::hierarchical:
-                hierarchical(run, q, g);
+                hierarchical(run, q, g, false);
+                return;
+            case A::nvls_tree:
+                hierarchical(run, q, g, true);
                 return;
             case A::nvls:
                 nvls(run, q, g);
@@ -886,14 +925,17 @@ struct FlowNetwork::Impl {
         }
     }
 
-    void hierarchical(Run& run, const CollectiveRequest& q, const Group& g) {
+    // nvls_tree: NCCL's NVLS_TREE (all-reduce only): the in-switch reduce-scatter inside each node, per
+    // local index l a double binary tree over the nodes' l-th ranks all-reducing that rank's 1/L, and the
+    // in-switch all-gather; pipelined over pieces as the hierarchical plan is.
+    void hierarchical(Run& run, const CollectiveRequest& q, const Group& g, bool nvls_tree) {
         using K = CollectiveKind;
+        const CollectiveAlgorithm self =
+            nvls_tree ? CollectiveAlgorithm::nvls_tree : CollectiveAlgorithm::hierarchical;
         const std::size_t N = g.nodes.size();
         const std::size_t L = g.nodes[0].size();
         for (const auto& nd : g.nodes)
-            if (nd.size() != L)
-                unsupported(q.kind, CollectiveAlgorithm::hierarchical,
-                            "every node must hold as many ranks of the group");
+            if (nd.size() != L) unsupported(q.kind, self, "every node must hold as many ranks of the group");
         const double n = static_cast<double>(q.bytes);
         const double pd = static_cast<double>(g.p()), Ld = static_cast<double>(L);
         // inter-node rings: one per local index
@@ -902,6 +944,17 @@ struct FlowNetwork::Impl {
             for (std::size_t i = 0; i < N; ++i) across[l].push_back(g.nodes[i][l]);
         bool sharp = L > 1 && run.proto != Protocol::ll && run.proto != Protocol::ll128;  // NVLS: Simple only
         for (const auto& nd : g.nodes) sharp = sharp && nvls_switch(nd).has_value();
+        std::vector<std::vector<Edge>> trees_across;
+        if (nvls_tree) {
+            if (q.kind != K::all_reduce) unsupported(q.kind, self);
+            if (N < 2) unsupported(q.kind, self, "the group is within one node (NCCL runs NVLS there)");
+            if (!sharp)
+                unsupported(q.kind, self,
+                            "every node needs a switch with in_network_reduction joining its ranks, and more "
+                            "than one rank per node");
+            for (const auto& ranks : across)
+                for (auto& t : double_tree(ranks, 0)) trees_across.push_back(std::move(t));
+        }
         auto intra = [&](Run& r, bool reduce_scatter_phase, double bytes) {
             if (L < 2) return;
             const double n = bytes;  // the phase's own size
@@ -937,11 +990,17 @@ struct FlowNetwork::Impl {
                 phase();
                 into += r.now - t0;
             };
-            if (q.kind != K::all_gather) {
+            if (nvls_tree) {
+                timed(inside, [&] { intra(r, true, m); });
+                timed(across_s, [&] {
+                    tree_pipeline(r, trees_across, m / static_cast<double>(trees_across.size()), true, true);
+                });
+                timed(inside, [&] { intra(r, false, m); });
+            } else if (q.kind != K::all_gather) {
                 timed(inside, [&] { intra(r, true, m); });
                 timed(across_s, [&] { rings_steps(r, across, m / pd, N - 1, true); });
             }
-            if (q.kind != K::reduce_scatter) {
+            if (!nvls_tree && q.kind != K::reduce_scatter) {
                 timed(across_s, [&] { rings_steps(r, across, m / pd, N - 1, false); });
                 timed(inside, [&] { intra(r, false, m); });
             }
@@ -960,6 +1019,7 @@ struct FlowNetwork::Impl {
                 double best_end = std::numeric_limits<double>::infinity();
                 for (std::size_t C = 1; C <= std::max<std::size_t>(1, opt.pipeline_pieces); C *= 2) {
                     Run trial(*this, run.kind, run.proto, false, true, run.now);
+                    trial.row = run.row;
                     pipeline(trial, C);
                     if (trial.now < best_end) best_end = trial.now, best = C;
                 }
@@ -994,7 +1054,7 @@ struct FlowNetwork::Impl {
                 return;
             }
             default:
-                unsupported(q.kind, CollectiveAlgorithm::hierarchical);
+                unsupported(q.kind, self);
         }
     }
 
@@ -1117,8 +1177,10 @@ struct FlowNetwork::Impl {
             const double r = v < opt.reduce_Bps.size() ? opt.reduce_Bps[v] : 0.0;
             if (r > 0) R = std::min(R, r);
         }
-        const bool tree_lat = alg == A::tree && q.kind == K::all_reduce && multi;
-        auto extra = [&](int cls) { return step_extra_s(pi, cls, tree_lat); };
+        const LatRow lat_row = alg == A::nvls || alg == A::nvls_tree                ? LatRow::nvls
+                               : alg == A::tree && q.kind == K::all_reduce && multi ? LatRow::tree
+                                                                                    : LatRow::ring;
+        auto extra = [&](int cls) { return step_extra_s(pi, cls, lat_row); };
         // one step: `load` payload bytes through the busiest port, `piece` reduced by a receiver
         auto step = [&](const PathSet& ps, double load, double piece, bool reduce) {
             double rate = ps.cap * eff;
@@ -1129,8 +1191,37 @@ struct FlowNetwork::Impl {
             return t;
         };
         const double n = static_cast<double>(q.bytes), pd = static_cast<double>(p);
-        const double base =
-            pi < 0 ? 0.0 : (alg == A::tree ? base_lat_tree_us[pi] : base_lat_ring_us[pi]) * 1e-6;
+        const double base = call_latency_s(pi, alg);
+        // Trees across nodes (the tree all-reduce's, NVLS_TREE's), all at once, together carrying `total`
+        // bytes: each link's rate shared by the tree edges crossing it. The first chunk goes up and down
+        // level by level (a step per level: that level's edges at once, t_d; the down wave timed as the up
+        // one), every further chunk follows one step later at the steady state's rate, when every edge
+        // carries a chunk each way (t_full): the pipeline's 2 sum_d t_d + (k - 1) t_full.
+        auto trees_time = [&](const std::vector<std::vector<Edge>>& trees, double total) {
+            const double T = static_cast<double>(trees.size());
+            const double k = static_cast<double>(chunks(total / T)), c = total / T / k;
+            std::map<int, std::vector<std::pair<VertexId, VertexId>>> level;
+            std::vector<std::pair<VertexId, VertexId>> up, both;
+            int depth = 0;
+            for (const auto& t : trees)
+                for (const Edge& e : t) {
+                    level[e.depth].push_back({e.child, e.parent});
+                    up.push_back({e.child, e.parent});
+                    both.push_back({e.child, e.parent});
+                    both.push_back({e.parent, e.child});
+                    depth = std::max(depth, e.depth);
+                }
+            if (depth == 0) return inf;
+            double t_levels = 0;
+            for (const auto& [d, pairs] : level) {
+                const PathSet ps = shared_paths_of(pairs);
+                t_levels += step(ps, c, ps.into * c, true);
+            }
+            if (k == 1) return 2 * t_levels;
+            PathSet full = shared_paths_of(both);
+            full.into = shared_paths_of(up).into;  // only the up flows are reduced
+            return 2 * t_levels + (k - 1) * step(full, c, full.into * c, true);
+        };
         switch (alg) {
             case A::ring: {
                 // node_rings' k rings step together, each flow 1/k of the single ring's
@@ -1168,29 +1259,7 @@ struct FlowNetwork::Impl {
                     // per level: that level's edges at once, t_d; the down wave timed as the up one), every
                     // further chunk follows one step later at the steady state's rate, when every edge
                     // carries a chunk each way (t_full): the pipeline's 2 sum_d t_d + (k - 1) t_full.
-                    const double T = static_cast<double>(trees.size());
-                    const double k = static_cast<double>(chunks(n / T)), c = n / T / k;
-                    std::map<int, std::vector<std::pair<VertexId, VertexId>>> level;
-                    std::vector<std::pair<VertexId, VertexId>> up, both;
-                    int depth = 0;
-                    for (const auto& t : trees)
-                        for (const Edge& e : t) {
-                            level[e.depth].push_back({e.child, e.parent});
-                            up.push_back({e.child, e.parent});
-                            both.push_back({e.child, e.parent});
-                            both.push_back({e.parent, e.child});
-                            depth = std::max(depth, e.depth);
-                        }
-                    if (depth == 0) return inf;
-                    double t_levels = 0;
-                    for (const auto& [d, pairs] : level) {
-                        const PathSet ps = shared_paths_of(pairs);
-                        t_levels += step(ps, c, ps.into * c, true);
-                    }
-                    if (k == 1) return base + 2 * t_levels;
-                    PathSet full = shared_paths_of(both);
-                    full.into = shared_paths_of(up).into;  // only the up flows are reduced
-                    return base + 2 * t_levels + (k - 1) * step(full, c, full.into * c, true);
+                    return base + trees_time(trees, n);
                 }
                 std::vector<std::pair<VertexId, VertexId>> pairs;
                 std::map<VertexId, int> degree;
@@ -1226,6 +1295,34 @@ struct FlowNetwork::Impl {
                     q.kind != K::broadcast && q.kind != K::reduce)
                     return inf;
                 return base + 2 * ps.lat + bytes / (ps.cap * eff) + extra(ps.cls);
+            }
+            case A::nvls_tree: {
+                // as hierarchical() plans it: in-switch reduce-scatter and all-gather inside the nodes, the
+                // trees across, pipelined over the fastest of 1, 2, 4, ... pieces
+                const std::size_t N = g.nodes.size(), L = g.nodes[0].size();
+                if (q.kind != K::all_reduce || N < 2 || L < 2 || pi == 0 || pi == 1) return inf;
+                for (const auto& nd : g.nodes)
+                    if (nd.size() != L || !nvls_switch(nd)) return inf;
+                std::vector<std::vector<Edge>> trees;
+                for (std::size_t l = 0; l < L; ++l) {
+                    std::vector<VertexId> ranks;
+                    for (std::size_t i = 0; i < N; ++i) ranks.push_back(g.nodes[i][l]);
+                    for (auto& t : double_tree(ranks, 0)) trees.push_back(std::move(t));
+                }
+                const VertexId sw = *nvls_switch(g.nodes[0]);
+                std::vector<std::pair<VertexId, VertexId>> in_pairs;
+                for (VertexId v : g.nodes[0]) in_pairs.push_back({v, sw});
+                PathSet in = paths_of(in_pairs);
+                const double share = sharp_share(sw);
+                if (share > 0) in.cap *= share;
+                double best = inf;
+                for (std::size_t C = 1; C <= std::max<std::size_t>(1, opt.pipeline_pieces); C *= 2) {
+                    const double m = n / static_cast<double>(C);
+                    const double inside = 2 * (2 * in.lat + m / (in.cap * eff) + extra(in.cls));
+                    const double acr = trees_time(trees, m);
+                    best = std::min(best, inside + acr + static_cast<double>(C - 1) * std::max(inside, acr));
+                }
+                return base + best;
             }
             case A::hierarchical: {
                 const std::size_t N = g.nodes.size(), L = g.nodes[0].size();
@@ -1333,19 +1430,19 @@ struct FlowNetwork::Impl {
         const double t0 = q.start.to_seconds();
         Run run(*this, q.kind, proto, record, g.nodes.size() > 1, t0);
         // NCCL's tree latencies apply between nodes (tuning.cc: NCCL_HW_NET only when nNodes > 1); within one
-        // node a network-class link (a socket link, say) keeps the ring row
-        run.tree =
-            alg == CollectiveAlgorithm::tree && q.kind == CollectiveKind::all_reduce && g.nodes.size() > 1;
+        // node a network-class link (a socket link, say) keeps the ring row. NVLS and NVLS_TREE: their own.
+        if (alg == CollectiveAlgorithm::nvls || alg == CollectiveAlgorithm::nvls_tree)
+            run.row = LatRow::nvls;
+        else if (alg == CollectiveAlgorithm::tree && q.kind == CollectiveKind::all_reduce &&
+                 g.nodes.size() > 1)
+            run.row = LatRow::tree;
         CollectiveResult res;
         res.start = q.start;
         res.algorithm = alg;
         res.protocol = proto;
         if (g.p() > 1) {
             plan(run, q, alg, g);
-            const int pi = proto_index(proto);
-            if (pi >= 0)
-                run.now +=
-                    (alg == CollectiveAlgorithm::tree ? base_lat_tree_us[pi] : base_lat_ring_us[pi]) * 1e-6;
+            run.now += call_latency_s(proto_index(proto), alg);
         }
         res.end = Tick::from_seconds(run.now);
         if (res.end < res.start) res.end = res.start;
@@ -1420,7 +1517,7 @@ CollectiveResult FlowNetwork::collective(const CollectiveRequest& request) {
     im.validate(request);
     std::vector<CollectiveAlgorithm> algs;
     if (request.algorithm == CollectiveAlgorithm::automatic)
-        algs = automatic_candidates(request.kind);
+        algs = automatic_candidates(request.kind, im.make_group(request).nodes.size() > 1);
     else
         algs = {request.algorithm};
     std::vector<Protocol> protos;

@@ -11,16 +11,19 @@
 //   reduction time and the protocol's per-step cost. This is the lock-step of the alpha-beta literature and
 //   of NCCL's step-by-step primitives; it ignores that a rank whose data came early could start its next
 //   step before a slower rank (a bound on the error: the spread of arrival times within a step).
-// - Costs per protocol (Protocol), as NCCL's tuning model has them (NVIDIA/nccl src/graph/tuning.cc, the
-//   stored version 01afd20, tables baseLat, hwLat and the bandwidth factors; the network rows from v2.30.7,
-//   commit 5067397c):
-//     per call:  LL 3.6 us, LL128 10.0 us, Simple 8.4 us (ring row; tree: 4.4, 4.4, 0 us);
+// - Costs per protocol (Protocol), as NCCL's tuning model has them (NVIDIA/nccl src/graph/tuning.cc; the
+//   per-call and network rows from v2.30.7, commit 5067397c; NVLink / PCI step rows from the stored 01afd20):
+//     per call:  NCCL's baseLat, ring LL 6.6, LL128 14.0, Simple 8.4 us; tree 6.8, 14.0, 8.4 us; NVLS and
+//                NVLS_TREE 25 us (their baseLat 0 plus hwLat NVLINK NVLS / NVLSTree Simple, which NCCL
+//                charges once per call); mlsim's other algorithms take the ring's;
 //     per step:  NCCL's per-hop latency less its LL figure, which the topology's link and switch latencies
 //                already stand for (the presets set their latencies to NCCL's LL per-step figure):
 //                NVLink LL128 +1.43 us, Simple +2.93 us; PCIe LL128 +1.5 us, Simple +4.7 us; network LL128
 //                +1.3 us, Simple +11.3 us (ring rows: .47/1.9/3.4, 1.0/2.5/5.7, 2.7/4.0/14.0 us); a tree
 //                all-reduce's steps between nodes use NCCL's tree network row (5.0/8.5/14.0 us): +2.3, +5.8,
-//                +11.3 us over the path's 2.7 us, LL included;
+//                +11.3 us over the path's 2.7 us, LL included; NVLS steps into and out of a node's switch
+//                pay nothing more (the per-call 25 us stands for them), NVLS_TREE's steps between nodes
+//                NCCL's NVLSTree network row, 20.9 us (+18.2 us);
 //     payload:   LL 1/4 of the wire for reductions and across nodes, 1/3 otherwise (NCCL's ring LL factors:
 //                8-byte stores carry 4 data bytes, and LL's flag polling costs the rest); LL128 0.92
 //                (120 of 128 bytes per line, NCCL's 0.92); Simple 1.
@@ -31,6 +34,10 @@
 //   cannot go faster than its receiver reduces, and one chunk's reduction is exposed per step; otherwise the
 //   whole step's reduction follows the transfer (the gamma term of Thakur, Rabenseifner and Gropp 2005).
 // - NVLS (in-switch reduction) runs with Simple (or ideal) only: NCCL offers no LL / LL128 for it.
+// - NVLS_TREE (all-reduce across nodes whose ranks each share a switch with in_network_reduction, Simple
+//   only), as NCCL's: the in-switch reduce-scatter inside every node, per local index l NCCL's double binary
+//   tree over the nodes' l-th ranks all-reducing that rank's 1/L of the data (two trees, each 1/(2L)), and
+//   the in-switch all-gather, pipelined over 1, 2, 4, ... pieces as hierarchical is.
 // - Across nodes (a group whose ranks sit in several nodes, the node being a device name's part before its
 //   last '.'), as NCCL builds its channels (src/graph/search.cc, v2.30.7): the node's NICs are found from
 //   the routes (a rank's NIC is the first network-class link on its route to the same local index of the
@@ -58,10 +65,13 @@
 //   The estimate ignores contention between paths, lock-step waits and earlier calls, so the three best are
 //   simulated rather than one (with two, 2 of 84 cases in the test differed from the exhaustive choice). With
 //   choice_simulations = 0 every candidate is simulated (the exhaustive choice; tests compare the two).
-// - Algorithm::automatic considers each of the algorithms NCCL itself would consider for the kind
-//   (automatic_candidates: ring, tree, hierarchical, NVLS for all-reduce; ring, hierarchical, NVLS for
-//   all-gather and reduce-scatter; ring and hierarchical for broadcast and reduce; direct point-to-point for
-//   the rest; an all-to-all too large for direct, over 16M concurrent flows, runs Bruck with Simple) that
+// - Algorithm::automatic considers what NCCL v2.30.7 itself considers (automatic_candidates; tuning.cc's
+//   per-collective algorithm lists and enable rules): all-reduce ring, tree and, within one node, NVLS or,
+//   across nodes, NVLS_TREE; all-gather and reduce-scatter ring and, within one node, NVLS (across nodes
+//   NCCL's NVLS needs CollNet); broadcast and reduce ring only; direct point-to-point for the rest (an
+//   all-to-all too large for direct, over 16M concurrent flows, runs Bruck with Simple). CollNet (reduction
+//   in the network's switches) and PAT (all-gather / reduce-scatter with one rank per node) are not
+//   modelled. hierarchical (ring phases) runs only when asked for. Of these, each candidate that
 //   supports the request, on the idle network from the request's start, and keeps the
 //   fastest; Protocol::automatic likewise over LL, LL128 and Simple. Ties go to the earlier in declaration
 //   order. The MPI-literature algorithms (direct, pairwise, halving-doubling, Bruck) run when asked for:
@@ -122,7 +132,7 @@ class FlowNetwork final : public INetwork {
 
 // The algorithms FlowNetwork implements for `kind` (automatic excluded), in declaration order.
 std::vector<CollectiveAlgorithm> supported_algorithms(CollectiveKind kind);
-// Those that Algorithm::automatic chooses among (see the contract).
-std::vector<CollectiveAlgorithm> automatic_candidates(CollectiveKind kind);
+// Those that Algorithm::automatic chooses among for a group within one node or across nodes (the contract).
+std::vector<CollectiveAlgorithm> automatic_candidates(CollectiveKind kind, bool across_nodes);
 
 }  // namespace mlsim::arch::net
