@@ -8,6 +8,7 @@
 #include "arch/net/impl/flow_network.h"
 #include "experiment/collective_study.h"
 #include "experiment/experiment.h"
+#include "net_auto_choice.h"
 #include "net_test_topologies.h"
 
 using namespace mlsim;
@@ -127,31 +128,8 @@ TEST_CASE("the automatic choice simulates the closed-form best three and agrees 
           "[arch][net][automatic]") {
     using K = CollectiveKind;
     int compared = 0;
-    for (const char* system : {"dgx-a100-node", "dgx-h100-node", "dgx-a100-2node"}) {
-        const arch::SystemSpec sys = exp::load_system_file(exp::resolve_system_path(system));
-        NetworkOptions pruned = exp::network_options_for(sys, "fp32");
-        NetworkOptions exhaustive = pruned;
-        exhaustive.choice_simulations = 0;
-        std::vector<VertexId> group;
-        for (std::size_t i = 0; i < sys.devices.size(); ++i)
-            if (sys.devices[i].type == sys.devices[0].type) group.push_back(i);
-        for (K kind : {K::all_reduce, K::all_gather, K::reduce_scatter, K::broadcast}) {
-            for (int64_t bytes = 8; bytes <= (int64_t{1} << 30); bytes *= 16) {
-                INFO(system << " " << to_string(kind) << " " << bytes << " B");
-                CollectiveRequest q;
-                q.kind = kind;
-                q.algorithm = CollectiveAlgorithm::automatic;
-                q.protocol = Protocol::automatic;
-                q.group = group;
-                q.bytes = bytes;
-                FlowNetwork a(sys.topology, pruned), b(sys.topology, exhaustive);
-                const CollectiveResult ra = a.collective(q), rb = b.collective(q);
-                CHECK(to_string(ra.algorithm) == to_string(rb.algorithm));
-                CHECK(to_string(ra.protocol) == to_string(rb.protocol));
-                CHECK(ra.end == rb.end);
-                ++compared;
-            }
-        }
-    }
+    for (const char* system : {"dgx-a100-node", "dgx-h100-node", "dgx-a100-2node"})
+        compared += check_automatic_matches_exhaustive(
+            system, {K::all_reduce, K::all_gather, K::reduce_scatter, K::broadcast});
     CHECK(compared == 3 * 4 * 7);
 }

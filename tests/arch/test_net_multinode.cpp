@@ -13,6 +13,7 @@
 #include "arch/net/impl/flow_network.h"
 #include "experiment/collective_study.h"
 #include "experiment/experiment.h"
+#include "net_auto_choice.h"
 #include "net_test_topologies.h"
 #include "sim/config/error.h"
 #include "user_error.h"
@@ -236,31 +237,8 @@ TEST_CASE("the tree all-reduce across nodes chains each node and joins the nodes
 TEST_CASE("across 16 nodes the automatic choice agrees with the exhaustive choice",
           "[arch][net][automatic]") {
     using K = CollectiveKind;
-    const arch::SystemSpec sys = exp::load_system_file(exp::resolve_system_path("dgx-a100-16node"));
-    NetworkOptions pruned = exp::network_options_for(sys, "fp32");
-    NetworkOptions exhaustive = pruned;
-    exhaustive.choice_simulations = 0;
-    std::vector<VertexId> group;
-    for (std::size_t i = 0; i < sys.devices.size(); ++i) group.push_back(i);
-    int compared = 0;
-    for (K kind : {K::all_reduce, K::all_gather, K::broadcast}) {
-        for (int64_t bytes = 8; bytes <= (int64_t{1} << 30); bytes *= 16) {
-            INFO(to_string(kind) << " " << bytes << " B");
-            CollectiveRequest q;
-            q.kind = kind;
-            q.algorithm = CollectiveAlgorithm::automatic;
-            q.protocol = Protocol::automatic;
-            q.group = group;
-            q.bytes = bytes;
-            FlowNetwork a(sys.topology, pruned), b(sys.topology, exhaustive);
-            const CollectiveResult ra = a.collective(q), rb = b.collective(q);
-            CHECK(to_string(ra.algorithm) == to_string(rb.algorithm));
-            CHECK(to_string(ra.protocol) == to_string(rb.protocol));
-            CHECK(ra.end == rb.end);
-            ++compared;
-        }
-    }
-    CHECK(compared == 3 * 7);
+    CHECK(check_automatic_matches_exhaustive("dgx-a100-16node",
+                                             {K::all_reduce, K::all_gather, K::broadcast}) == 3 * 7);
 }
 
 TEST_CASE("across nodes auto chooses among NCCL's candidates: ring, tree, NVLS_TREE; never hierarchical",
