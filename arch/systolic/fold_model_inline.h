@@ -77,16 +77,19 @@ inline int64_t done_at(const FoldGeometry& g, int64_t f, int64_t s) {
 
 // The last output write of the layer is that of the last fold or, when the last column fold is
 // narrow, possibly that of the last fold of the previous column group (dones rise within a group and
-// from one full-width group to the next, see dataflow.h).
-inline int64_t layer_end(const FoldGeometry& g) {
+// from one full-width group to the next, see dataflow.h). `last_start`: the last fold's stream start,
+// stream_start(g, folds − 1), which the tile search has at hand.
+inline int64_t layer_end(const FoldGeometry& g, int64_t last_start) {
     const int64_t last = g.folds() - 1;
-    int64_t end = done_at(g, last, stream_start(g, last));
+    int64_t end = done_at(g, last, last_start);
     if (g.col_folds >= 2) {
         const int64_t prev = last - g.row_folds;
         end = std::max(end, done_at(g, prev, stream_start(g, prev)));
     }
     return end;
 }
+
+inline int64_t layer_end(const FoldGeometry& g) { return layer_end(g, stream_start(g, g.folds() - 1)); }
 
 // Layer sums of the folds' access counts in closed form. Sums over folds factor into sums over row
 // folds times sums over column folds: Σ r = Fc·Sr, Σ c = Fr·Sc, Σ r·c = Sr·Sc.
@@ -116,6 +119,30 @@ inline int64_t layer_end(const FoldGeometry& g) {
         n.a_reads = stream_reads, n.b_reads = stat_reads, n.a_hops = stream_hops, n.b_hops = stat_hops;
     } else {
         n.b_reads = stream_reads, n.a_reads = stat_reads, n.b_hops = stream_hops, n.a_hops = stat_hops;
+    }
+    return n;
+}
+
+// The buffer-port words of layer_counts (a_reads, b_reads, out_writes, out_reads; the rest zero), with
+// the same formulas: the tile search's port stretch reads only these, for thousands of tile shapes a run.
+[[gnu::always_inline]] inline AccessCounts port_counts(const FoldGeometry& g) {
+    const int64_t T = g.t, Sr = g.sr, Sc = g.sc;
+    const int64_t sum_r = checked_mul(g.col_folds, Sr), sum_c = checked_mul(g.row_folds, Sc);
+    const int64_t sum_rc = checked_mul(Sr, Sc);
+    AccessCounts n;
+    if (g.dataflow == Dataflow::os) {
+        n.a_reads = checked_mul(T, sum_r);
+        n.b_reads = checked_mul(T, sum_c);
+        n.out_writes = sum_rc;
+        return n;
+    }
+    const int64_t stream_reads = checked_mul(T, sum_r), stat_reads = sum_rc;
+    n.out_writes = checked_mul(T, sum_c);
+    n.out_reads = checked_mul(T, sum_c - Sc);
+    if (g.dataflow == Dataflow::ws) {
+        n.a_reads = stream_reads, n.b_reads = stat_reads;
+    } else {
+        n.b_reads = stream_reads, n.a_reads = stat_reads;
     }
     return n;
 }

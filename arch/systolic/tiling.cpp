@@ -64,6 +64,7 @@ class Evaluator {
         m_latency = ctx.dram_latency_s * ctx.clock_hz;
         const SystolicSpec& s = *ctx.spec;
         m_db = {s.ifmap.double_buffered, s.filter.double_buffered, s.ofmap.double_buffered};
+        m_all_db = m_db[0] && m_db[1] && m_db[2];
         const double share = ctx.clock_hz * static_cast<double>(s.arrays);
         m_port_word = {ctx.word_bytes, ctx.word_bytes, ctx.partial_bytes()};
         m_port_share = {s.ifmap.bandwidth_Bps / share, s.filter.bandwidth_Bps / share,
@@ -169,20 +170,15 @@ class Evaluator {
         int pos_k = 0;  // the position of the k loop
     };
     static Advances advances(const std::array<Dim, 3>& order, const std::array<int64_t, 3>& cnt) {
+        // Unrolled (the search steps through thousands of loop orders a run): loop 2 is the innermost.
+        const Dim d0 = order[0], d1 = order[1], d2 = order[2];
+        const int64_t c0 = cnt[d0], c1 = cnt[d1], c2 = cnt[d2];
+        const unsigned inner2 = c2 > 1 ? bit(d2) : 0u;
+        const unsigned inner1 = inner2 | (c1 > 1 ? bit(d1) : 0u);
         Advances a;
-        unsigned inner = 0;
-        for (int q = 2; q >= 0; --q) {
-            const Dim d = order[static_cast<size_t>(q)];
-            a.changed[static_cast<size_t>(q)] = bit(d) | inner;
-            if (cnt[d] > 1) inner |= bit(d);
-            if (d == dim_k) a.pos_k = q;
-        }
-        int64_t outer = 1;
-        for (size_t q = 0; q < 3; ++q) {
-            const int64_t tq = cnt[order[q]];
-            a.steps[q] = outer * (tq - 1);
-            outer *= tq;
-        }
+        a.changed = {bit(d0) | inner1, bit(d1) | inner2, bit(d2)};
+        a.steps = {c0 - 1, c0 * (c1 - 1), c0 * c1 * (c2 - 1)};
+        a.pos_k = d0 == dim_k ? 0 : d1 == dim_k ? 1 : 2;
         return a;
     }
 
@@ -211,12 +207,13 @@ class Evaluator {
         const int64_t p = m_ctx.passes;
         // gemm_summary(g), inlined (fold_model_inline.h): the search costs thousands of shapes a run.
         const FoldGeometry g = detail::fold_geometry(df, m_array, GemmShape{tm, tn, tk});
-        const GemmStats stats = detail::gemm_stats(g);
+        // Of the tile's stats only the cycles and the port words enter its cost.
+        const AccessCounts counts = detail::port_counts(g);
         // tile_schedule(g) from the summary: lead = s_0, last_start = s_last, done = the layer's end.
         const int64_t lead = detail::stream_start(g, 0), last_start = detail::stream_start(g, g.folds() - 1);
-        const int64_t done = stats.cycles.count();
+        const int64_t done = detail::layer_end(g, last_start);
         const int64_t span = (last_start - lead + g.t) * p;
-        const int64_t stretch = port_stretch_cycles(stats, span);
+        const int64_t stretch = port_stretch_cycles(counts, span);
         ShapeCost c;
         if (!m_ctx.stream_across_tiles) {
             c.per_tile = done * p + stretch;
@@ -232,11 +229,11 @@ class Evaluator {
 
     // port_stretch(ctx, st, span, m, n, false).cycles, with each port's share of its bandwidth taken
     // once per job (the same arithmetic, so the same doubles).
-    int64_t port_stretch_cycles(const GemmStats& st, int64_t span) const {
-        const double out_reads = static_cast<double>(st.counts.out_reads) + 0.0;
-        const std::array<double, 3> words = {static_cast<double>(st.counts.a_reads),
-                                             static_cast<double>(st.counts.b_reads),
-                                             std::max(static_cast<double>(st.counts.out_writes), out_reads)};
+    int64_t port_stretch_cycles(const AccessCounts& counts, int64_t span) const {
+        const double out_reads = static_cast<double>(counts.out_reads) + 0.0;
+        const std::array<double, 3> words = {static_cast<double>(counts.a_reads),
+                                             static_cast<double>(counts.b_reads),
+                                             std::max(static_cast<double>(counts.out_writes), out_reads)};
         int64_t cycles = 0;
         const double span_d = static_cast<double>(span);
         for (size_t i = 0; i < 3; ++i) {
@@ -370,6 +367,15 @@ class Evaluator {
                 else if (adv.pos_k < q)
                     reload = 2;
             }
+            if (m_all_db) {
+                // Every buffer double-buffered (the usual case): nothing is serialized, and the bytes of
+                // an operand that does not change enter as + 0.0, which leaves the sum of the non-negative
+                // byte counts the same double as adding only the others (as below).
+                const double overlapped =
+                    ((a ? tile_a : 0.0) + (b ? tile_b : 0.0)) + (c ? tr.c_out[reload] : 0.0);
+                total += static_cast<double>(n) * std::max(c_avg, overlapped / m_bpc);
+                continue;
+            }
             double overlapped = 0, serial = 0;
             bool serial_any = false;
             auto add = [&](bool db, double bytes) {
@@ -384,8 +390,10 @@ class Evaluator {
             if (a) add(m_db[0], tile_a);
             if (b) add(m_db[1], tile_b);
             if (c) add(m_db[2], tr.c_out[reload]);
-            const double step =
-                std::max(c_avg, overlapped / m_bpc) + serial / m_bpc + (serial_any ? m_latency : 0);
+            // With nothing serialized (every buffer double-buffered, the usual case) the serial terms
+            // are + 0.0 + 0, which leave the sum as it is: skipped, with its division.
+            double step = std::max(c_avg, overlapped / m_bpc);
+            if (serial_any) step = step + serial / m_bpc + m_latency;
             total += static_cast<double>(n) * step;
         }
         return total + c_avg + tr.tile_c / m_bpc + m_latency;
@@ -397,6 +405,7 @@ class Evaluator {
     ArrayShape m_array;
     std::array<double, 3> m_total{};  // bytes of A, B, C per group in main memory
     std::array<bool, 3> m_db{};
+    bool m_all_db = false;
     double m_acc = 1;  // accumulator bytes per word byte
     bool m_keep_a = false, m_keep_b = false;
     double m_bpc = 0, m_latency = 0;

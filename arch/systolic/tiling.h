@@ -65,7 +65,7 @@ enum class StallCause : uint8_t { weight, input, output };
 // table (no allocation per entry); once it is half full, nothing more is stored.
 class ComputeMemo {
   public:
-    struct Entry {
+    struct alignas(64) Entry {
         std::array<int64_t, 6> key{};  // the partition's extents m, n, k per array; the tile tm, tn, tk
         double total = 0;              // the sum, or (partial) a partial sum of it
         uint32_t generation = 0;       // the bind() it was stored under; older entries count as empty
