@@ -451,7 +451,7 @@ SystolicModel::Mapping SystolicModel::map_gemms(const wl::Op& op, const OnChip& 
     ctx.acc_bytes = m_sys.accumulator_bytes(ctx.word_bytes);
     ctx.passes = m_sys.passes_for(wl::dtype_name(op.dtype));
     ctx.stream_across_tiles = m_sys.convention == Convention::faithful;
-    if (m_memoize) ctx.compute_memo = &m_compute_memo;
+    if (m_memoize) ctx.compute_memo = &ComputeMemo::for_this_thread();
     // Activations other layers keep in the ifmap buffer leave the rest to this layer's tiles.
     if (on_chip.resident > 0)
         ctx.ifmap_free_bytes = std::max(0.0, m_sys.ifmap.capacity_bytes - on_chip.resident);

@@ -149,7 +149,6 @@ class SystolicModel final : public DeviceModel {
     static PlanKey plan_key(const MappingContext& ctx, const GemmJob& job);
     TilePlan plan(const MappingContext& ctx, const GemmJob& job) const;
     mutable std::map<PlanKey, TilePlan> m_plans;
-    mutable ComputeMemo m_compute_memo;  // tile-shape sums shared by the searches (tiling.h)
     Work m_work;
     bool m_memoize = true;
 };

@@ -69,12 +69,16 @@ class Evaluator {
         m_port_word = {ctx.word_bytes, ctx.word_bytes, ctx.partial_bytes()};
         m_port_share = {s.ifmap.bandwidth_Bps / share, s.filter.bandwidth_Bps / share,
                         s.ofmap.bandwidth_Bps / share};
-        // What a tile shape's cost depends on besides its extents (shape_cost, port_stretch_cycles).
-        if (ctx.compute_memo)
-            ctx.compute_memo->bind(
-                {reinterpret_cast<uintptr_t>(ctx.spec), std::bit_cast<uint64_t>(ctx.clock_hz),
-                 std::bit_cast<uint64_t>(ctx.word_bytes), std::bit_cast<uint64_t>(ctx.partial_bytes()),
-                 static_cast<uint64_t>(ctx.passes), ctx.stream_across_tiles ? 1u : 0u});
+        // What a tile shape's cost reads besides its extents (shape_cost, port_stretch_cycles): the same
+        // values give the same sums, on any device.
+        if (ctx.compute_memo) {
+            const auto bits = [](double x) { return std::bit_cast<uint64_t>(x); };
+            ctx.compute_memo->bind({static_cast<uint64_t>(s.dataflow), static_cast<uint64_t>(m_array.rows),
+                                    static_cast<uint64_t>(m_array.cols), static_cast<uint64_t>(ctx.passes),
+                                    ctx.stream_across_tiles ? 1u : 0u, bits(m_port_word[0]),
+                                    bits(m_port_word[1]), bits(m_port_word[2]), bits(m_port_share[0]),
+                                    bits(m_port_share[1]), bits(m_port_share[2])});
+        }
     }
 
     // Bytes each operand's tile occupies in its buffer, and whether that fits.
@@ -270,6 +274,7 @@ class Evaluator {
         if (m_ctx.compute_memo) {
             memo = m_ctx.compute_memo->slot({ext[0], ext[1], ext[2], t[0], t[1], t[2]});
             if (memo && memo->state == 2) {
+                m_ctx.compute_memo->count_hit();
                 if (out(memo->total)) return std::nullopt;
                 return memo->total;
             }
@@ -416,10 +421,12 @@ class Evaluator {
 
 }  // namespace
 
-void ComputeMemo::bind(const std::array<uint64_t, 6>& tag) {
+void ComputeMemo::bind(const Tag& tag) {
     if (!m_table.empty() && tag == m_tag) return;
     if (m_table.empty() || m_generation == std::numeric_limits<uint32_t>::max()) {
-        m_table.assign(k_slots, Entry{});
+        m_table.assign(size_t{1} << m_bits, Entry{});
+        m_mask = m_table.size() - 1;
+        m_limit = m_table.size() / 2;
         m_generation = 0;
     }
     ++m_generation;  // a model whose layers alternate data types must not clear 512 KiB at each switch
@@ -427,22 +434,59 @@ void ComputeMemo::bind(const std::array<uint64_t, 6>& tag) {
     m_used = 0;
 }
 
+void ComputeMemo::resize(int bits) {
+    std::vector<Entry> old = std::move(m_table);
+    m_table.assign(size_t{1} << bits, Entry{});
+    m_bits = bits;
+    m_mask = m_table.size() - 1;
+    m_limit = m_table.size() / 2;
+    const uint32_t live = m_generation;
+    m_generation = 1;
+    m_used = 0;
+    for (const Entry& e : old) {
+        if (e.generation != live || e.state == 0) continue;
+        Entry* to = slot(e.key);
+        *to = e;
+        to->generation = m_generation;
+        ++m_used;
+    }
+}
+
 ComputeMemo::Entry* ComputeMemo::slot(const std::array<int64_t, 6>& key) {
+    // Half full (linear probing stays short below that): doubled, or at the largest size emptied (a new
+    // generation), before a slot is chosen.
+    if (m_used >= m_limit) {
+        if (m_bits < k_max_bits) {
+            resize(m_bits + 1);
+        } else {
+            if (m_generation == std::numeric_limits<uint32_t>::max()) {
+                m_table.assign(m_table.size(), Entry{});
+                m_generation = 0;
+            }
+            ++m_generation;
+            m_used = 0;
+        }
+    }
     // Multiplicative hashing; the slot from the top bits (the low bits of a product see only the low
     // bits of the extents, which are mostly multiples of the array's side).
     uint64_t h = 0;
     for (int64_t x : key) h = (h ^ static_cast<uint64_t>(x)) * 0x9e3779b97f4a7c15u;
-    for (size_t i = static_cast<size_t>(h >> (64 - k_bits));; i = (i + 1) & (k_slots - 1)) {
+    for (size_t i = static_cast<size_t>(h >> (64 - m_bits));; i = (i + 1) & m_mask) {
         Entry& e = m_table[i];
         if (e.generation != m_generation) {
             e.state = 0;  // stored under another binding: free
             e.generation = m_generation;
         }
-        if (e.state == 0) return m_used * 2 < k_slots ? &e : nullptr;
+        if (e.state == 0) return &e;
         if (e.key[0] == key[0] && e.key[1] == key[1] && e.key[2] == key[2] && e.key[3] == key[3] &&
             e.key[4] == key[4] && e.key[5] == key[5])
             return &e;
     }
+}
+
+ComputeMemo& ComputeMemo::for_this_thread() {
+    thread_local ComputeMemo memo;
+    return memo;
 }
 
 Partition make_partition(const MappingContext& ctx, const GemmJob& job, Split split) {

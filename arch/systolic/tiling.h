@@ -59,33 +59,52 @@ enum class StallCause : uint8_t { weight, input, output };
 // The arrays' cycles of a job's tiles (the search's sum over the tile shapes of a candidate tiling), kept
 // from one search to the next: plan_gemm searches most GEMMs of a network twice, with A fetched from
 // main memory and with A read in place (a layer before left it in the ifmap buffer); the two searches
-// differ in traffic, but cost the same tile shapes on the same partition. A SystolicModel owns one and
-// passes it in MappingContext::compute_memo; it holds sums for one device (MappingContext::spec and
-// the clock) and empties itself when the data type's parameters change. Open addressing in one flat
-// table (no allocation per entry); once it is half full, nothing more is stored.
+// differ in traffic, but cost the same tile shapes on the same partition. Devices that differ only in
+// what the sums do not read (buffer capacities, main memory, the batch) cost the same shapes too: the
+// points of a sweep over such values share the sums of the first (issue 15).
+//
+// A sum depends on its key (the partition's extents and the tile) and on what bind() is given: the
+// dataflow, the array's shape, the passes, streaming across tiles, and each buffer port's word size and
+// share of bandwidth per array cycle (tiling.cpp, Evaluator). A change of those empties the table in
+// O(1) (a new generation). SystolicModel uses the one of its thread (for_this_thread()), passed in
+// MappingContext::compute_memo. Open addressing in one flat table (no allocation per entry) of 2^14
+// slots (1 MiB; a ResNet-50 run on the TPU v4 preset stores ~4,500 sums); half full, it doubles, up to 2^16
+// slots (4 MiB, a sweep's), and there it empties.
 class ComputeMemo {
   public:
-    struct alignas(64) Entry {
+    struct alignas(64) Entry {         // one cache line each
         std::array<int64_t, 6> key{};  // the partition's extents m, n, k per array; the tile tm, tn, tk
         double total = 0;              // the sum, or (partial) a partial sum of it
         uint32_t generation = 0;       // the bind() it was stored under; older entries count as empty
         uint8_t state = 0;             // 0 empty, 1 partial, 2 the whole sum
     };
-    // Sets what the sums depend on besides the key (spec, clock, word and partial-sum bytes, passes,
-    // streaming across tiles); a change empties the table (in O(1): a new generation).
-    void bind(const std::array<uint64_t, 6>& tag);
-    // The entry for `key`: found, or the empty slot to store it in; nullptr once half the table is used.
+    using Tag = std::array<uint64_t, 11>;
+    // Sets what the sums depend on besides the key (above); a change empties the table.
+    void bind(const Tag& tag);
+    // The entry for `key`: found, or the empty slot to store it in.
     Entry* slot(const std::array<int64_t, 6>& key);
     // Marks a slot returned by slot() as used (state 1 or 2 set by the caller).
     void used() { ++m_used; }
+    // Sums found whole, since this memo was made (tests).
+    int64_t hits() const { return m_hits; }
+    void count_hit() { ++m_hits; }
+    size_t slots() const { return m_table.size(); }
+    // The memo of the calling thread, kept for the thread's life (the points a sweep's worker runs).
+    static ComputeMemo& for_this_thread();
+
+    static constexpr int k_min_bits = 14;
+    static constexpr int k_max_bits = 16;
 
   private:
-    static constexpr int k_bits = 13;
-    static constexpr size_t k_slots = size_t{1} << k_bits;  // 512 KiB; a ResNet-50 run stores ~3,900
-    std::array<uint64_t, 6> m_tag{};
+    void resize(int bits);  // a table of 2^bits slots holding this generation's entries
+    Tag m_tag{};
     std::vector<Entry> m_table;
+    int m_bits = k_min_bits;
+    size_t m_mask = 0;   // slots − 1
+    size_t m_limit = 0;  // half the slots: the used count at which the table grows or empties
     size_t m_used = 0;
     uint32_t m_generation = 0;
+    int64_t m_hits = 0;
 };
 
 // What a layer's GEMMs see of the device.

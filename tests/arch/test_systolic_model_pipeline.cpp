@@ -647,3 +647,117 @@ TEST_CASE("Tile-shape sums kept across searches (ComputeMemo) change no plan", "
         }
     CHECK(compared > 300);
 }
+
+TEST_CASE("One ComputeMemo shared by devices that differ only in what the sums do not read changes no plan",
+          "[systolic]") {
+    // A sweep's worker keeps one memo for all its points (ComputeMemo::for_this_thread, issue 15): devices
+    // that differ in buffer capacities or main memory share the sums; devices that differ in what a tile
+    // shape costs (the array, the dataflow, a buffer port's bandwidth) must not. Each plan searched with
+    // the shared memo must be the plan searched without one, to the bit.
+    struct Variant {
+        Toy toy;
+        std::string dram;
+    };
+    std::vector<Variant> variants;
+    for (const char* cap : {"3KiB", "4KiB", "6KiB", "64KiB"})
+        for (const char* dram : {"1GB/s", "3GB/s"}) {
+            Variant v;
+            v.toy.arrays = 2;
+            v.toy.ifmap.capacity = cap;
+            v.toy.filter.capacity = "2KiB";
+            v.toy.ofmap.capacity = "4KiB";
+            v.toy.ofmap.bandwidth = "8GB/s";  // slow enough to stretch tiles: the port enters the sums
+            v.toy.dram = dram;
+            variants.push_back(v);
+        }
+    Variant other_port = variants[0];
+    other_port.toy.ofmap.bandwidth = "5GB/s";
+    Variant other_array = variants[0];
+    other_array.toy.rows = 8;
+    Variant other_flow = variants[0];
+    other_flow.toy.dataflow = "os";
+    for (const Variant& v : {other_port, other_array, other_flow, variants[1]}) variants.push_back(v);
+
+    ComputeMemo shared;
+    int compared = 0;
+    int64_t hits_between_devices = 0;
+    for (const Variant& v : variants) {
+        const arch::DeviceSpec spec = toy_device(v.toy);
+        for (wl::GemmShape shape : {wl::GemmShape{1, 64, 96, 80}, wl::GemmShape{2, 40, 24, 120}})
+            for (bool in_place : {false, true}) {
+                MappingContext ctx;
+                ctx.device = &spec;
+                ctx.spec = &*arch::systolic::spec_of(spec);
+                ctx.clock_hz = 1e9;
+                ctx.dram_Bps = v.toy.dram == "1GB/s" ? 1e9 : 3e9;
+                ctx.word_bytes = 1;
+                GemmJob job;
+                job.shape = shape;
+                job.a_on_chip = in_place;
+                TilePlan plain;
+                try {
+                    plain = plan_gemm(ctx, job);
+                } catch (const cfg::UserError&) {
+                    ctx.compute_memo = &shared;
+                    CHECK_THROWS_AS(plan_gemm(ctx, job), cfg::UserError);
+                    continue;
+                }
+                ctx.compute_memo = &shared;
+                const int64_t before = shared.hits();
+                const TilePlan kept = plan_gemm(ctx, job);
+                if (!in_place) hits_between_devices += shared.hits() - before;  // in place: the same device
+                INFO(v.toy.ifmap.capacity << " " << v.toy.dram << " rows=" << v.toy.rows << " "
+                                          << v.toy.dataflow << " " << plain.describe());
+                CHECK(kept.describe() == plain.describe());
+                CHECK(kept.estimate_cycles == plain.estimate_cycles);
+                CHECK(kept.array_cycles == plain.array_cycles);
+                CHECK(kept.keep_a == plain.keep_a);
+                ++compared;
+            }
+    }
+    CHECK(compared >= 40);
+    CHECK(hits_between_devices > 100);  // capacities and main memory do not empty the memo
+}
+
+TEST_CASE("ComputeMemo grows when half full and empties at its largest size", "[systolic]") {
+    ComputeMemo memo;
+    memo.bind({1, 2, 3});
+    const size_t first = memo.slots();
+    CHECK(first == size_t{1} << ComputeMemo::k_min_bits);
+    // Fill past half: the table doubles and keeps every sum.
+    const auto key = [](int64_t i) { return std::array<int64_t, 6>{i, 7, 9, i % 13 + 1, 2, 3}; };
+    const int64_t n = static_cast<int64_t>(first / 2 + 10);
+    for (int64_t i = 0; i < n; ++i) {
+        ComputeMemo::Entry* e = memo.slot(key(i));
+        REQUIRE(e != nullptr);
+        REQUIRE(e->state == 0);
+        e->key = key(i);
+        e->total = static_cast<double>(i);
+        e->state = 2;
+        memo.used();
+    }
+    CHECK(memo.slots() == 2 * first);
+    for (int64_t i = 0; i < n; ++i) {
+        const ComputeMemo::Entry* e = memo.slot(key(i));
+        REQUIRE(e->state == 2);
+        CHECK(e->total == static_cast<double>(i));
+    }
+    // Another binding empties it (the same size); binding back does not bring old sums back.
+    memo.bind({1, 2, 4});
+    CHECK(memo.slot(key(5))->state == 0);
+    memo.bind({1, 2, 3});
+    CHECK(memo.slot(key(5))->state == 0);
+    // At the largest size a full table empties instead of growing.
+    const size_t largest = size_t{1} << ComputeMemo::k_max_bits;
+    for (int64_t i = 0; memo.slots() < largest || i < static_cast<int64_t>(largest / 2); ++i) {
+        ComputeMemo::Entry* e = memo.slot(key(i));
+        if (e->state != 0) continue;
+        e->key = key(i);
+        e->state = 2;
+        memo.used();
+    }
+    CHECK(memo.slots() == largest);
+    memo.slot(key(-1));  // the table was half full: this call empties it first
+    CHECK(memo.slot(key(0))->state == 0);
+    CHECK(memo.slots() == largest);
+}
