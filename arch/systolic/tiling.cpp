@@ -139,16 +139,19 @@ class Evaluator {
         }
         // act is filled in ascending order, the first permutation next_permutation needs.
         double best = std::numeric_limits<double>::infinity();
-        do {
-            std::array<Dim, 3> order = base;
-            for (int i = 0; i < active; ++i)
-                order[static_cast<size_t>(fixed + i)] = act[static_cast<size_t>(i)];
-            const double e = pipeline(order, cnt, c_avg, traffic);
-            if (e < best) {
-                best = e;
-                plan.order = order;
-            }
-        } while (std::next_permutation(act.begin(), act.begin() + active));
+        if (active == 3 && m_all_db)
+            best = pipeline_all_orders(cnt, c_avg, traffic, plan.order);
+        else
+            do {
+                std::array<Dim, 3> order = base;
+                for (int i = 0; i < active; ++i)
+                    order[static_cast<size_t>(fixed + i)] = act[static_cast<size_t>(i)];
+                const double e = pipeline(order, cnt, c_avg, traffic);
+                if (e < best) {
+                    best = e;
+                    plan.order = order;
+                }
+            } while (std::next_permutation(act.begin(), act.begin() + active));
         plan.part = m_part;
         plan.tile = t;
         plan.count = cnt;
@@ -402,6 +405,62 @@ class Evaluator {
             total += static_cast<double>(n) * step;
         }
         return total + c_avg + tr.tile_c / m_bpc + m_latency;
+    }
+
+    // pipeline() of all six loop orders when every dimension has several tiles and every buffer is
+    // double-buffered, with what the orders share computed once: the same doubles, and the first of the
+    // fastest in next_permutation's order (m n k, m k n, n m k, n k m, k m n, k n m), as the loop in
+    // evaluate_unless takes it. With the innermost loop z, the loops outside it (x, y) change all three
+    // operands at each of their steps (any two dimensions index A, B and C); z alone changes the
+    // operands it indexes. A kept operand changes at every step when z indexes it, else at each of the
+    // cx·cy steps of the outer loops. Partial sums move at reload 1 where the advancing loop is k, 2
+    // where k is outer to it, 0 where k is inner (pipeline()).
+    double pipeline_all_orders(const std::array<int64_t, 3>& cnt, double c_avg, const Traffic& tr,
+                               std::array<Dim, 3>& best_order) const {
+        constexpr std::array<std::array<Dim, 3>, 6> k_orders = {{{dim_m, dim_n, dim_k},
+                                                                 {dim_m, dim_k, dim_n},
+                                                                 {dim_n, dim_m, dim_k},
+                                                                 {dim_n, dim_k, dim_m},
+                                                                 {dim_k, dim_m, dim_n},
+                                                                 {dim_k, dim_n, dim_m}}};
+        const int64_t all_steps = cnt[0] * cnt[1] * cnt[2];
+        std::array<double, 6> est{};
+        for (Dim z : {dim_m, dim_n, dim_k}) {
+            const bool za = (bit(z) & k_a_dims) != 0, zb = (bit(z) & k_b_dims) != 0,
+                       zc = (bit(z) & k_c_dims) != 0;
+            const int64_t outer = all_steps / cnt[z];  // cx·cy
+            const double tile_a =
+                m_keep_a ? m_total[0] / static_cast<double>(za ? all_steps : outer) : tr.tile_a;
+            const double tile_b =
+                m_keep_b ? m_total[1] / static_cast<double>(zb ? all_steps : outer) : tr.tile_b;
+            const double first = (tile_a + tile_b) / m_bpc + m_latency;
+            // The step of z alone: C changes only when z is m or n, and then k is outer (reload 2).
+            const double step_z = std::max(
+                c_avg, (((za ? tile_a : 0.0) + (zb ? tile_b : 0.0)) + (zc ? tr.c_out[2] : 0.0)) / m_bpc);
+            const auto step_all = [&](size_t reload) {
+                return std::max(c_avg, ((tile_a + tile_b) + tr.c_out[reload]) / m_bpc);
+            };
+            for (size_t o = 0; o < 6; ++o) {
+                const std::array<Dim, 3>& order = k_orders[o];
+                if (order[2] != z) continue;
+                const Dim x = order[0], y = order[1];
+                const int64_t s0 = cnt[x] - 1, s1 = cnt[x] * (cnt[y] - 1), s2 = outer * (cnt[z] - 1);
+                const size_t r0 = x == dim_k ? 1 : 0;
+                const size_t r1 = y == dim_k ? 1 : x == dim_k ? 2 : 0;
+                double total = first;
+                total += static_cast<double>(s0) * step_all(r0);
+                total += static_cast<double>(s1) * step_all(r1);
+                total += static_cast<double>(s2) * step_z;
+                est[o] = total + c_avg + tr.tile_c / m_bpc + m_latency;
+            }
+        }
+        double best = std::numeric_limits<double>::infinity();
+        for (size_t o = 0; o < 6; ++o)
+            if (est[o] < best) {
+                best = est[o];
+                best_order = k_orders[o];
+            }
+        return best;
     }
 
     const MappingContext& m_ctx;
