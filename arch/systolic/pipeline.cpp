@@ -165,7 +165,11 @@ StepList build_steps(const MappingContext& ctx, const std::vector<GemmJob>& jobs
         int64_t k_tile = 0;
         std::vector<Tile> tiles;
     };
-    std::optional<Pending> pending;
+    // Two in turn: the step being built and the one waiting for it (their tile vectors are reused, not
+    // allocated per step).
+    std::array<Pending, 2> slots;
+    size_t building = 0;       // the slot the next step is built in; the other one waits, if any
+    bool has_pending = false;  // the other slot holds a step waiting for its successor
     const auto finish = [&](Pending& st, bool continued) {
         Step& s = st.step;
         const bool continues = s.has(Step::streams_on);
@@ -250,7 +254,9 @@ StepList build_steps(const MappingContext& ctx, const std::vector<GemmJob>& jobs
                 for (idx[o[1]] = 0; idx[o[1]] < plan.count[o[1]]; ++idx[o[1]])
                     for (idx[o[2]] = 0; idx[o[2]] < plan.count[o[2]]; ++idx[o[2]]) {
                         const int64_t i = idx[dim_m], j = idx[dim_n], l = idx[dim_k];
-                        Pending cur;
+                        Pending& cur = slots[building];
+                        cur.step = Step{};
+                        cur.tiles.clear();
                         cur.k_tile = l;
                         Step& s = cur.step;
                         const bool first = prev[0] < 0;
@@ -304,15 +310,16 @@ StepList build_steps(const MappingContext& ctx, const std::vector<GemmJob>& jobs
                         s.c_bytes = operand_bytes(ctx, c_words, job.scale.c);
                         s.c_partial_bytes =
                             static_cast<uint64_t>(std::ceil(c_words * ctx.partial_bytes() * job.scale.c));
-                        if (pending) finish(*pending, s.has(Step::streams_on));
-                        pending = std::move(cur);
+                        if (has_pending) finish(slots[1 - building], s.has(Step::streams_on));
+                        has_pending = true;
+                        building = 1 - building;
                     }
             if (checker)
                 for (const ArrayWork& w : work)
                     if (w.m0 == 0 && w.n0 == 0) checker->verify(static_cast<int64_t>(ji), w.instance);
         }
     }
-    if (pending) finish(*pending, false);
+    if (has_pending) finish(slots[1 - building], false);
     // What is used for the last time before a step that loads its successor (or the layer's end); an
     // operand read in place (on chip) is never acquired, so never released.
     bool a_held = false, b_held = false;
