@@ -58,7 +58,8 @@ class Evaluator {
         m_acc = ctx.partial_bytes() / ctx.word_bytes;
         if (job.a_on_chip) m_total[0] = 0;  // read in place, never fetched
         // Whole operands that fit half of their buffer stay for the group (fetched once).
-        m_keep_a = !job.a_on_chip && footprint_a(part.m, part.k) <= ctx.ifmap_tile_capacity();
+        m_ifmap_cap = ctx.ifmap_tile_capacity();
+        m_keep_a = !job.a_on_chip && footprint_a(part.m, part.k) <= m_ifmap_cap;
         m_keep_b = footprint_b(part.k, part.n) <= ctx.spec->filter.tile_capacity_bytes();
         m_bpc = ctx.dram_Bps / ctx.clock_hz;
         m_latency = ctx.dram_latency_s * ctx.clock_hz;
@@ -93,7 +94,7 @@ class Evaluator {
         return words(tm, tn) * m_acc * m_job.scale.c * used();
     }
     bool fits_a(int64_t tm, int64_t tk) const {
-        return m_job.a_on_chip || footprint_a(tm, tk) <= m_ctx.ifmap_tile_capacity();
+        return m_job.a_on_chip || footprint_a(tm, tk) <= m_ifmap_cap;
     }
     bool fits_b(int64_t tk, int64_t tn) const {
         return footprint_b(tk, tn) <= m_ctx.spec->filter.tile_capacity_bytes();
@@ -472,6 +473,7 @@ class Evaluator {
     bool m_all_db = false;
     double m_acc = 1;  // accumulator bytes per word byte
     bool m_keep_a = false, m_keep_b = false;
+    double m_ifmap_cap = 0;  // MappingContext::ifmap_tile_capacity(), asked once
     double m_bpc = 0, m_latency = 0;
     // Per buffer port (ifmap, filter, ofmap): bytes per word, and the bandwidth one array gets
     // (port_stretch).
@@ -816,9 +818,15 @@ PortStretch port_stretch(const MappingContext& ctx, const GemmStats& st, int64_t
         {static_cast<double>(st.counts.a_reads), ctx.word_bytes, s.ifmap.bandwidth_Bps, StallCause::input},
         {static_cast<double>(st.counts.b_reads), ctx.word_bytes, s.filter.bandwidth_Bps, StallCause::weight},
         {out_words, ctx.partial_bytes(), s.ofmap.bandwidth_Bps, StallCause::output}};
+    const double span_d = static_cast<double>(span);
     for (const auto& p : ports) {
-        const double need = std::ceil(p.words * p.word_bytes / (p.bandwidth / share) * (1 - 1e-12));
-        if (need - static_cast<double>(span) > static_cast<double>(out.cycles)) {
+        const double x = p.words * p.word_bytes / (p.bandwidth / share) * (1 - 1e-12);
+        // A port that needs no more than the span stretches nothing (span is whole, so ceil(x) <= span
+        // too, and need − span <= 0 <= cycles): the ceil, the costliest step, is skipped (as in the
+        // search's port_stretch_cycles).
+        if (!(x > span_d)) continue;
+        const double need = std::ceil(x);
+        if (need - span_d > static_cast<double>(out.cycles)) {
             out.cycles = static_cast<int64_t>(need) - span;
             out.cause = p.cause;
         }
