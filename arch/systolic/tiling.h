@@ -67,9 +67,9 @@ enum class StallCause : uint8_t { weight, input, output };
 // dataflow, the array's shape, the passes, streaming across tiles, and each buffer port's word size and
 // share of bandwidth per array cycle (tiling.cpp, Evaluator). A change of those empties the table in
 // O(1) (a new generation). SystolicModel uses the one of its thread (for_this_thread()), passed in
-// MappingContext::compute_memo. Open addressing in one flat table (no allocation per entry) of 2^14
-// slots (1 MiB; a ResNet-50 run on the TPU v4 preset stores ~4,500 sums); half full, it doubles, up to 2^16
-// slots (4 MiB, a sweep's), and there it empties.
+// MappingContext::compute_memo. Open addressing in one flat table (no allocation per entry) of 2^13
+// slots (512 KiB; a ResNet-50 run on the TPU v4 preset stores 3,494 sums); half full, it doubles, up to
+// 2^16 slots (4 MiB, a sweep's), and there it empties.
 class ComputeMemo {
   public:
     struct alignas(64) Entry {         // one cache line each
@@ -92,7 +92,7 @@ class ComputeMemo {
     // The memo of the calling thread, kept for the thread's life (the points a sweep's worker runs).
     static ComputeMemo& for_this_thread();
 
-    static constexpr int k_min_bits = 14;
+    static constexpr int k_min_bits = 13;
     static constexpr int k_max_bits = 16;
 
   private:
