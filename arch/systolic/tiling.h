@@ -78,6 +78,35 @@ class ComputeMemo {
         uint32_t generation = 0;       // the bind() it was stored under; older entries count as empty
         uint8_t state = 0;             // 0 empty, 1 partial, 2 the whole sum
     };
+    // A whole evaluation of a candidate (its tile-shape sum and its fastest loop order), kept where one
+    // thread runs several models (a sweep's points) and reused when the same candidate comes with the
+    // same traffic: the operands' bytes, the accumulator width, main memory's bytes per cycle and
+    // latency, which operands are kept whole and which buffers are double-buffered (`traffic`). Off for
+    // the first model run on a thread (a single `mlsim run`), whose searches never repeat a candidate
+    // with the same traffic.
+    struct EvalEntry {
+        std::array<int64_t, 6> key{};
+        std::array<uint64_t, 7> traffic{};
+        double compute = 0;  // the whole tile-shape sum (per lockstep group)
+        double best = 0;     // the fastest loop order's estimate (per group)
+        uint32_t generation = 0;
+        uint32_t epoch = 0;
+        std::array<uint8_t, 3> order{};
+        bool used = false;
+    };
+    using Traffic = std::array<uint64_t, 7>;
+    // Called as a model's run starts on this thread; from the second on, evaluations are kept.
+    void begin_run() {
+        if (m_runs < 2) ++m_runs;
+    }
+    bool keeps_evaluations() const { return m_runs >= 2; }
+    // The evaluation for `key` and `traffic` (found: `used`), or the slot to store it in; nullptr while
+    // evaluations are not kept.
+    EvalEntry* eval_slot(const std::array<int64_t, 6>& key, const Traffic& traffic);
+    void eval_stored() { ++m_eval_used; }
+    int64_t eval_hits() const { return m_eval_hits; }
+    void count_eval_hit() { ++m_eval_hits; }
+
     using Tag = std::array<uint64_t, 11>;
     // Sets what the sums depend on besides the key (above); a change empties the table.
     void bind(const Tag& tag);
@@ -94,6 +123,9 @@ class ComputeMemo {
 
     static constexpr int k_min_bits = 13;
     static constexpr int k_max_bits = 16;
+    // 2^16 evaluations of 136 B (8.5 MiB, a sweep worker's); half full, it empties. 2^15 kept a third as
+    // many for the next point of a sweep (bench/README.md).
+    static constexpr int k_eval_bits = 16;
 
   private:
     void resize(int bits);  // a table of 2^bits slots holding this generation's entries
@@ -105,6 +137,11 @@ class ComputeMemo {
     size_t m_used = 0;
     uint32_t m_generation = 0;
     int64_t m_hits = 0;
+    int m_runs = 0;
+    std::vector<EvalEntry> m_eval;
+    size_t m_eval_used = 0;
+    uint32_t m_eval_epoch = 1;
+    int64_t m_eval_hits = 0;
 };
 
 // What a layer's GEMMs see of the device.
