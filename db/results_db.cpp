@@ -141,7 +141,8 @@ std::string insert_sql(std::string_view table, const char* const (&columns)[N], 
     marks += ")";
     std::string values = marks;
     for (size_t r = 1; r < rows; ++r) values += ", " + marks;
-    return fmt::format("INSERT{} INTO {} ({}) VALUES {}", rows > 1 ? " OR ROLLBACK" : "", table, names, values);
+    return fmt::format("INSERT{} INTO {} ({}) VALUES {}", rows > 1 ? " OR ROLLBACK" : "", table, names,
+                       values);
 }
 
 struct Totals {
@@ -827,7 +828,7 @@ struct ResultsDb::Impl {
     };
     bool in_batch = false;
     bool batch_failed = false;  // a write of the batch failed: the batch is rolled back
-    int unchecked_scopes = 0;  // ReferenceChecksOff guards alive
+    int unchecked_scopes = 0;   // ReferenceChecksOff guards alive
 
     // SQLite's foreign-key enforcement for this connection, on (as opened) or off. SQLite ignores the pragma
     // inside a transaction; a change expires the prepared statements, which prepare again (with or without
