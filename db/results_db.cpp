@@ -130,13 +130,16 @@ constexpr std::size_t k_rows_per_insert = 32;
 // first) rolls back the whole transaction instead of the one statement, so SQLite keeps no statement journal
 // for them (a copy of every page each one touches, about 0.6 M instructions of a systolic point). A failed
 // statement fails its write either way, and a failed write is undone entirely (Impl::Transaction).
+// With `shared_first`, every row's first column is the one parameter ?1 (a run's rows all carry its run_id),
+// bound once per statement instead of once per row.
 template <size_t N>
-std::string insert_sql(std::string_view table, const char* const (&columns)[N], std::size_t rows = 1) {
+std::string insert_sql(std::string_view table, const char* const (&columns)[N], std::size_t rows = 1,
+                       bool shared_first = false) {
     std::string names;
     std::string marks = "(";
     for (size_t i = 0; i < N; ++i) {
         names += fmt::format("{}{}", i == 0 ? "" : ", ", columns[i]);
-        marks += i == 0 ? "?" : ", ?";
+        marks += i == 0 ? (shared_first ? "?1" : "?") : ", ?";
     }
     marks += ")";
     std::string values = marks;
@@ -544,19 +547,26 @@ std::string set_wal(sql::Connection& conn) {
 
 // An INSERT of 1 to k_rows_per_insert rows into one table, each row count prepared when first needed (a
 // run's row counts repeat from run to run). write() binds `items` in order, k_rows_per_insert rows a
-// statement: the rows and their rowids are those of one INSERT per item.
+// statement: the rows and their rowids are those of one INSERT per item. For a table whose rows share their
+// first column (insert_sql's shared_first), `first` binds it once per statement and `bind` the rest of a row.
 class MultiInsert {
   public:
     explicit MultiInsert(std::function<std::string(std::size_t rows)> sql) : m_sql(std::move(sql)) {}
 
     template <class Items, class Bind>
     void write(sql::Connection& conn, const Items& items, Bind bind) {
+        write(
+            conn, items, [](sql::Statement&) {}, bind);
+    }
+    template <class Items, class First, class Bind>
+    void write(sql::Connection& conn, const Items& items, First first, Bind bind) {
         const std::size_t size = items.size();
         for (std::size_t i = 0; i < size;) {
             const std::size_t n = std::min(k_rows_per_insert, size - i);
             std::unique_ptr<sql::Statement>& s = m_by_rows[n];
             if (!s) s = std::make_unique<sql::Statement>(conn, m_sql(n));
             s->rewind();
+            first(*s);
             for (std::size_t j = 0; j < n; ++j) bind(*s, items[i + j]);
             s->run();
             i += n;
@@ -728,8 +738,9 @@ struct ResultsDb::Impl {
 
     // A run's layer rows, then their levels, then their metrics, each table in the order of `layers`.
     void write_layers(int64_t run_id, const std::vector<LayerRow>& layers) {
-        insert_layers.write(conn, layers, [&](sql::Statement& s, const LayerRow& l) {
-            s.bind_int(run_id).bind_int(l.idx).bind_text_static(l.name).bind_text_static(l.op);
+        const auto bind_run = [run_id](sql::Statement& s) { s.bind_int(run_id); };
+        insert_layers.write(conn, layers, bind_run, [&](sql::Statement& s, const LayerRow& l) {
+            s.bind_int(l.idx).bind_text_static(l.name).bind_text_static(l.op);
             s.bind_text_static(l.phase).bind_text_static(l.dtype);
             s.bind_real(l.macs)
                 .bind_real(l.flops)
@@ -763,17 +774,17 @@ struct ResultsDb::Impl {
             std::sort(m_metrics.begin() + static_cast<std::ptrdiff_t>(first_metric), m_metrics.end(),
                       by_name(&MetricRow::name));
         }
-        insert_levels.write(
-            conn, m_levels, [&](sql::Statement& s, const std::pair<int64_t, const LevelRow*>& e) {
-                const LevelRow& v = *e.second;
-                s.bind_int(run_id).bind_int(e.first).bind_text_static(v.level).bind_real(v.bytes_read);
-                s.bind_real(v.bytes_written).bind_int(v.accesses).bind_real(v.energy_j);
-            });
+        insert_levels.write(conn, m_levels, bind_run,
+                            [&](sql::Statement& s, const std::pair<int64_t, const LevelRow*>& e) {
+                                const LevelRow& v = *e.second;
+                                s.bind_int(e.first).bind_text_static(v.level).bind_real(v.bytes_read);
+                                s.bind_real(v.bytes_written).bind_int(v.accesses).bind_real(v.energy_j);
+                            });
         // A numeric metric stores value and unit with text NULL; a text metric only its text.
-        insert_metrics.write(conn, m_metrics,
+        insert_metrics.write(conn, m_metrics, bind_run,
                              [&](sql::Statement& s, const std::pair<int64_t, const MetricRow*>& e) {
                                  const MetricRow& m = *e.second;
-                                 s.bind_int(run_id).bind_int(e.first).bind_text_static(m.name);
+                                 s.bind_int(e.first).bind_text_static(m.name);
                                  if (m.value)
                                      s.bind_real(*m.value).bind_text_static(m.unit).bind_null();
                                  else
@@ -843,11 +854,13 @@ struct ResultsDb::Impl {
     std::optional<sql::Statement> insert_run, find_ok, begin, commit, rollback;
     std::optional<sql::Statement> find_run, find_link, run_hash, insert_sweep;
     std::optional<sql::Statement> find_error_after, find_claim, put_claim, drop_claim, max_run;
-    MultiInsert insert_layers{[](std::size_t n) { return insert_sql("layers", k_layer_insert_columns, n); }};
+    // Their first column is run_id, bound once per statement.
+    MultiInsert insert_layers{
+        [](std::size_t n) { return insert_sql("layers", k_layer_insert_columns, n, true); }};
     MultiInsert insert_levels{
-        [](std::size_t n) { return insert_sql("layer_levels", k_level_insert_columns, n); }};
+        [](std::size_t n) { return insert_sql("layer_levels", k_level_insert_columns, n, true); }};
     MultiInsert insert_metrics{
-        [](std::size_t n) { return insert_sql("layer_metrics", k_metric_insert_columns, n); }};
+        [](std::size_t n) { return insert_sql("layer_metrics", k_metric_insert_columns, n, true); }};
     MultiInsert insert_factors{
         [](std::size_t n) { return insert_sql("sweep_factors", k_factor_insert_columns, n); }};
     // Scratch lists of a run's levels and metrics with their layer's idx (kept to reuse their memory).
