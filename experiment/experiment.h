@@ -156,8 +156,10 @@ ExperimentResult simulate_parallel(PreparedExperiment&& prepared);
 // Runs a prepared experiment like simulate(), reporting each finished layer to `progress`.
 ExperimentResult simulate(PreparedExperiment&& prepared, const arch::LayerProgress& progress);
 
-// Per-layer results as results-database rows.
+// Per-layer results as results-database rows; from an rvalue, the layers' strings are moved into the rows
+// (the layers are left valid but their strings unspecified).
 std::vector<db::LayerRow> to_rows(const std::vector<arch::LayerResult>& layers);
+std::vector<db::LayerRow> to_rows(std::vector<arch::LayerResult>&& layers);
 // A parallel run's database rows (schema 7: parallel_runs, parallel_ranks, parallel_exposed and its
 // collectives); `r` must hold a parallel run (parallel_run and parallel_exec set).
 db::ParallelRows parallel_rows(const ExperimentResult& r);

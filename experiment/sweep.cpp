@@ -572,7 +572,7 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
         if (result) {
             // A point with a parallel plan stores its step's tables as `mlsim run` does.
             const db::ParallelRows par = result->parallel_run ? parallel_rows(*result) : db::ParallelRows{};
-            db.record_run(result->info, to_rows(result->layers), wall, &pc.db_point,
+            db.record_run(result->info, to_rows(std::move(result->layers)), wall, &pc.db_point,
                           result->parallel_run ? &par : nullptr);
             guard.released();
             ++ran;

@@ -479,7 +479,7 @@ Outcome run_point(const Sweep& sweep, const SystemCache& systems, std::size_t in
         exp::ExperimentResult r = exp::simulate(std::move(*prepared));
         if (r.parallel_run) out.parallel = exp::parallel_rows(r);
         out.info = std::move(r.info);
-        out.rows = exp::to_rows(r.layers);
+        out.rows = exp::to_rows(std::move(r.layers));
         out.kind = Outcome::Kind::ran;
     } catch (const cfg::UserError& e) {
         out.kind = Outcome::Kind::failed;
