@@ -128,7 +128,8 @@ constexpr std::size_t k_rows_per_insert = 32;
 
 // Multi-row inserts (rows > 1) are INSERT OR ROLLBACK: a constraint failure (a bug: rows are validated
 // first) rolls back the whole transaction instead of the one statement, so SQLite keeps no statement journal
-// for them (a copy of every page each one touches, about 0.6 M instructions of a systolic point). A failed
+// for them (a copy of each page a statement touches first; with the savepoints Impl::Transaction no longer
+// opens in a batch, 1.3 M instructions of the 21 M a systolic point's record_run cost). A failed
 // statement fails its write either way, and a failed write is undone entirely (Impl::Transaction).
 // With `shared_first`, every row's first column is the one parameter ?1 (a run's rows all carry its run_id),
 // bound once per statement instead of once per row.
@@ -799,8 +800,8 @@ struct ResultsDb::Impl {
     // batch as it was; one that changed something, or whose failure ended the transaction, undoes the WHOLE
     // batch (none of its points reach the file; end_batch() then commits nothing). A savepoint per write
     // would undo it alone, but it journals every page the write touches first (bench/README.md, Sweeps over
-    // MPI): about 1.4 M instructions of a systolic point's 23 M, for failures (disk full, I/O errors, bugs)
-    // that end the sweep anyway.
+    // MPI; with statement journals, 1.3 M instructions of the 21 M a systolic point's record_run cost), for
+    // failures (disk full, I/O errors, bugs) that end the sweep anyway.
     class Transaction {
       public:
         explicit Transaction(Impl& impl) : m_impl(impl), m_nested(impl.in_batch) {
