@@ -36,7 +36,8 @@ cfg::Node scalar(const std::string& value, const std::string& path) {
 wl::Model build_model(const ExperimentOptions& opt, const wl::ZooOptions& zo, std::string* model_source) {
     const bool file_like = ends_with(opt.model, ".yaml") || ends_with(opt.model, ".yml") ||
                            ends_with(opt.model, ".csv") || opt.model.find('/') != std::string::npos;
-    if (!file_like) return wl::zoo_build(opt.model, zo);
+    if (!file_like)
+        return opt.model_cache ? opt.model_cache->get(opt.model, zo) : wl::zoo_build(opt.model, zo);
     if (!fs::is_regular_file(opt.model))
         cfg::fail(cfg::SourceLoc{opt.model, 0, 0}, "",
                   fmt::format("cannot open model file ({}); give a zoo model name (mlsim list models) "
@@ -129,6 +130,22 @@ std::string resolve_system_path(const std::string& arg, const cfg::SourceLoc& lo
                                            : fmt::format("; did you mean '{}'?", near)));
     }
     cfg::fail(cfg::SourceLoc{arg, 0, 0}, "", "cannot open system file (no such file)");
+}
+
+wl::Model ModelCache::get(std::string_view name, const wl::ZooOptions& zo) {
+    // Every field of ZooOptions is in the key: a field added there must be added here.
+    static_assert(sizeof(wl::ZooOptions) == 5 * sizeof(int64_t),
+                  "ModelCache's key misses a ZooOptions field");
+    Key key{std::string(name), zo.batch, zo.seq, zo.image, static_cast<int>(zo.dtype), zo.hidden};
+    {
+        std::lock_guard lock(m_mutex);
+        if (auto it = m_models.find(key); it != m_models.end()) return it->second;
+    }
+    wl::Model built = wl::zoo_build(name, zo);  // outside the lock: other threads build or copy meanwhile
+    std::lock_guard lock(m_mutex);
+    if (m_models.size() >= k_max_models) m_models.clear();
+    m_models.emplace(std::move(key), built);
+    return built;
 }
 
 arch::SystemSpec load_system_file(const std::string& path) {

@@ -504,12 +504,15 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
         ++(c.run_ok ? skipped : failed_before);
     };
 
+    // The points' zoo models, built once each (points that differ only in the device share them).
+    const auto models = std::make_shared<ModelCache>();
     // Returns false when another live process holds the point: it is deferred, nothing was counted.
     auto process = [&](std::size_t i) -> bool {
         SweepPointConfig pc = make_point(sweep, i);
         auto sys = systems.find(pc.options.system);
         MLSIM_CHECK(sys != systems.end(), "run_sweep: a system missing from check_points()");
         pc.options.preloaded_system = sys->second;
+        pc.options.model_cache = models;
 
         const db::RunInfo fail_info = failed_run_info(pc, systems);
         if (!options.retry_failed) {

@@ -453,6 +453,13 @@ Known read_known(const std::string& path, bool retry_failed) {
 }
 
 // One point, on any rank: what exp::run_sweep()'s worker does before it touches the database.
+// The zoo models this rank built for its points (exp::ModelCache: shared by points that differ only in the
+// device). One per process: every rank, and rank 0's threads, take their models from it.
+const std::shared_ptr<exp::ModelCache>& rank_models() {
+    static const auto models = std::make_shared<exp::ModelCache>();
+    return models;
+}
+
 Outcome run_point(const Sweep& sweep, const SystemCache& systems, std::size_t index, const Known& known) {
     const auto t0 = Clock::now();
     Outcome out;
@@ -461,6 +468,7 @@ Outcome run_point(const Sweep& sweep, const SystemCache& systems, std::size_t in
     auto sys = systems.find(pc.options.system);
     MLSIM_CHECK(sys != systems.end(), "mpi sweep: a system missing from check_points()");
     pc.options.preloaded_system = sys->second;
+    pc.options.model_cache = rank_models();
     out.fail_info = exp::failed_run_info(pc, systems);
     out.point = pc.db_point;
     out.description = pc.description;
