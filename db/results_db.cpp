@@ -126,18 +126,27 @@ constexpr const char* k_factor_insert_columns[] = {
 // limit of 32,766.
 constexpr std::size_t k_rows_per_insert = 32;
 
+// Multi-row inserts (rows > 1) are INSERT OR ROLLBACK: a constraint failure (a bug: rows are validated
+// first) rolls back the whole transaction instead of the one statement, so SQLite keeps no statement journal
+// for them (a copy of each page a statement touches first; with the savepoints Impl::Transaction no longer
+// opens in a batch, 1.3 M instructions of the 21 M a systolic point's record_run cost). A failed
+// statement fails its write either way, and a failed write is undone entirely (Impl::Transaction).
+// With `shared_first`, every row's first column is the one parameter ?1 (a run's rows all carry its run_id),
+// bound once per statement instead of once per row.
 template <size_t N>
-std::string insert_sql(std::string_view table, const char* const (&columns)[N], std::size_t rows = 1) {
+std::string insert_sql(std::string_view table, const char* const (&columns)[N], std::size_t rows = 1,
+                       bool shared_first = false) {
     std::string names;
     std::string marks = "(";
     for (size_t i = 0; i < N; ++i) {
         names += fmt::format("{}{}", i == 0 ? "" : ", ", columns[i]);
-        marks += i == 0 ? "?" : ", ?";
+        marks += i == 0 ? (shared_first ? "?1" : "?") : ", ?";
     }
     marks += ")";
     std::string values = marks;
     for (size_t r = 1; r < rows; ++r) values += ", " + marks;
-    return fmt::format("INSERT INTO {} ({}) VALUES {}", table, names, values);
+    return fmt::format("INSERT{} INTO {} ({}) VALUES {}", rows > 1 ? " OR ROLLBACK" : "", table, names,
+                       values);
 }
 
 struct Totals {
@@ -200,13 +209,36 @@ void check_time_split(const LayerRow& l) {
                         l.idx, l.name, l.bound, named->value, p.name, p.value));
 }
 
+// Finds names repeated within a layer's levels or metrics. A layer has a handful of levels and about a dozen
+// metrics: comparing each with the earlier ones costs less than a set's allocations (a node per row, about a
+// twentieth of the writer's CPU for a systolic point before); long lists fall back to the set.
+class RepeatCheck {
+  public:
+    explicit RepeatCheck(std::size_t rows) : m_small(rows <= k_small) {}
+    // Whether `name` (the i-th name offered, in order) equals an earlier one.
+    bool repeats(std::string_view name) {
+        if (!m_small) return !m_seen.insert(name).second;
+        for (std::size_t j = 0; j < m_count; ++j)
+            if (m_names[j] == name) return true;
+        m_names[m_count++] = name;
+        return false;
+    }
+
+  private:
+    static constexpr std::size_t k_small = 64;
+    bool m_small;
+    std::size_t m_count = 0;
+    std::array<std::string_view, k_small> m_names;
+    std::set<std::string_view> m_seen;
+};
+
 void check_levels(const LayerRow& l) {
-    std::set<std::string_view> seen;
+    RepeatCheck seen(l.levels.size());
     for (const LevelRow& v : l.levels) {
         MLSIM_CHECK(!v.level.empty(),
                     fmt::format("results: layer {} '{}': a memory level without a name", l.idx, l.name));
         MLSIM_CHECK(
-            seen.insert(v.level).second,
+            !seen.repeats(v.level),
             fmt::format("results: layer {} '{}': level '{}' appears more than once", l.idx, l.name, v.level));
         for (const auto& [field, value] :
              {std::pair{"bytes_read", v.bytes_read}, std::pair{"bytes_written", v.bytes_written},
@@ -221,12 +253,12 @@ void check_levels(const LayerRow& l) {
 }
 
 void check_metrics(const LayerRow& l) {
-    std::set<std::string_view> seen;
+    RepeatCheck seen(l.metrics.size());
     for (const MetricRow& m : l.metrics) {
         MLSIM_CHECK(!m.name.empty(),
                     fmt::format("results: layer {} '{}': a metric without a name", l.idx, l.name));
         MLSIM_CHECK(
-            seen.insert(m.name).second,
+            !seen.repeats(m.name),
             fmt::format("results: layer {} '{}': metric '{}' appears more than once", l.idx, l.name, m.name));
         MLSIM_CHECK(
             m.value.has_value() != !m.text.empty(),
@@ -516,19 +548,26 @@ std::string set_wal(sql::Connection& conn) {
 
 // An INSERT of 1 to k_rows_per_insert rows into one table, each row count prepared when first needed (a
 // run's row counts repeat from run to run). write() binds `items` in order, k_rows_per_insert rows a
-// statement: the rows and their rowids are those of one INSERT per item.
+// statement: the rows and their rowids are those of one INSERT per item. For a table whose rows share their
+// first column (insert_sql's shared_first), `first` binds it once per statement and `bind` the rest of a row.
 class MultiInsert {
   public:
     explicit MultiInsert(std::function<std::string(std::size_t rows)> sql) : m_sql(std::move(sql)) {}
 
     template <class Items, class Bind>
     void write(sql::Connection& conn, const Items& items, Bind bind) {
+        write(
+            conn, items, [](sql::Statement&) {}, bind);
+    }
+    template <class Items, class First, class Bind>
+    void write(sql::Connection& conn, const Items& items, First first, Bind bind) {
         const std::size_t size = items.size();
         for (std::size_t i = 0; i < size;) {
             const std::size_t n = std::min(k_rows_per_insert, size - i);
             std::unique_ptr<sql::Statement>& s = m_by_rows[n];
             if (!s) s = std::make_unique<sql::Statement>(conn, m_sql(n));
-            s->reset();
+            s->rewind();
+            first(*s);
             for (std::size_t j = 0; j < n; ++j) bind(*s, items[i + j]);
             s->run();
             i += n;
@@ -556,10 +595,10 @@ struct ResultsDb::Impl {
         }
         // See the contract in results_db.h for why NORMAL rather than FULL.
         conn.exec("PRAGMA synchronous = NORMAL");
-        // Each write inside a batch (begin_batch) is a savepoint, whose journal went to a temporary file:
-        // kept in memory, it cut the MPI sweep writer's CPU per point by about a quarter (bench/README.md,
-        // Sweeps over MPI). Durability is that of the WAL commit, unchanged. (A 64 MB page cache, tried
-        // too, made it slower: SQLite's default is kept.)
+        // Journals of savepoints and statements (a write inside a batch was a savepoint) went to temporary
+        // files: kept in memory, they cut the MPI sweep writer's CPU per point by about a quarter
+        // (bench/README.md, Sweeps over MPI). Durability is that of the WAL commit, unchanged. (A 64 MB page
+        // cache, tried too, made it slower: SQLite's default is kept.)
         conn.exec("PRAGMA temp_store = MEMORY");
         conn.exec("PRAGMA foreign_keys = ON");
         schema::migrate(conn);
@@ -588,9 +627,6 @@ struct ResultsDb::Impl {
         begin.emplace(conn, "BEGIN IMMEDIATE");
         commit.emplace(conn, "COMMIT");
         rollback.emplace(conn, "ROLLBACK");
-        savepoint.emplace(conn, "SAVEPOINT mlsim_write");
-        release_savepoint.emplace(conn, "RELEASE mlsim_write");
-        rollback_to.emplace(conn, "ROLLBACK TO mlsim_write");
     }
 
     // Binds the shared run columns; totals are null for a failed run.
@@ -703,8 +739,9 @@ struct ResultsDb::Impl {
 
     // A run's layer rows, then their levels, then their metrics, each table in the order of `layers`.
     void write_layers(int64_t run_id, const std::vector<LayerRow>& layers) {
-        insert_layers.write(conn, layers, [&](sql::Statement& s, const LayerRow& l) {
-            s.bind_int(run_id).bind_int(l.idx).bind_text_static(l.name).bind_text_static(l.op);
+        const auto bind_run = [run_id](sql::Statement& s) { s.bind_int(run_id); };
+        insert_layers.write(conn, layers, bind_run, [&](sql::Statement& s, const LayerRow& l) {
+            s.bind_int(l.idx).bind_text_static(l.name).bind_text_static(l.op);
             s.bind_text_static(l.phase).bind_text_static(l.dtype);
             s.bind_real(l.macs)
                 .bind_real(l.flops)
@@ -720,23 +757,35 @@ struct ResultsDb::Impl {
                 .bind_real(l.overhead_s)
                 .bind_real(l.communication_s);
         });
+        // Each layer's levels and metrics in key order (by name, in SQLite's BINARY collation: bytes, then
+        // length, as std::string compares): a run's rows then arrive in ascending key order, and SQLite's
+        // b-tree search for each row's place (and its primary-key check) starts from the row just inserted
+        // instead of from the root, within a multi-row statement. The rows stored are the same in any order.
         m_levels.clear();
         m_metrics.clear();
+        const auto by_name = [](auto member) {
+            return [member](const auto& a, const auto& b) { return a.second->*member < b.second->*member; };
+        };
         for (const LayerRow& l : layers) {
+            const std::size_t first_level = m_levels.size(), first_metric = m_metrics.size();
             for (const LevelRow& v : l.levels) m_levels.emplace_back(l.idx, &v);
             for (const MetricRow& m : l.metrics) m_metrics.emplace_back(l.idx, &m);
+            std::sort(m_levels.begin() + static_cast<std::ptrdiff_t>(first_level), m_levels.end(),
+                      by_name(&LevelRow::level));
+            std::sort(m_metrics.begin() + static_cast<std::ptrdiff_t>(first_metric), m_metrics.end(),
+                      by_name(&MetricRow::name));
         }
-        insert_levels.write(
-            conn, m_levels, [&](sql::Statement& s, const std::pair<int64_t, const LevelRow*>& e) {
-                const LevelRow& v = *e.second;
-                s.bind_int(run_id).bind_int(e.first).bind_text_static(v.level).bind_real(v.bytes_read);
-                s.bind_real(v.bytes_written).bind_int(v.accesses).bind_real(v.energy_j);
-            });
+        insert_levels.write(conn, m_levels, bind_run,
+                            [&](sql::Statement& s, const std::pair<int64_t, const LevelRow*>& e) {
+                                const LevelRow& v = *e.second;
+                                s.bind_int(e.first).bind_text_static(v.level).bind_real(v.bytes_read);
+                                s.bind_real(v.bytes_written).bind_int(v.accesses).bind_real(v.energy_j);
+                            });
         // A numeric metric stores value and unit with text NULL; a text metric only its text.
-        insert_metrics.write(conn, m_metrics,
+        insert_metrics.write(conn, m_metrics, bind_run,
                              [&](sql::Statement& s, const std::pair<int64_t, const MetricRow*>& e) {
                                  const MetricRow& m = *e.second;
-                                 s.bind_int(run_id).bind_int(e.first).bind_text_static(m.name);
+                                 s.bind_int(e.first).bind_text_static(m.name);
                                  if (m.value)
                                      s.bind_real(*m.value).bind_text_static(m.unit).bind_null();
                                  else
@@ -746,30 +795,40 @@ struct ResultsDb::Impl {
 
     // One write transaction; rolled back unless commit() ran. IMMEDIATE takes the write lock up front,
     // so a second writer waits in the busy handler instead of failing on a lock upgrade.
-    // Inside a batch (begin_batch) it is a savepoint of the batch's transaction instead: undone alone on
-    // failure, written with the batch.
+    // Inside a batch (begin_batch) it opens nothing: its writes go straight into the batch's transaction.
+    // One that ends without commit() having changed nothing (a read, or a write found unnecessary) leaves the
+    // batch as it was; one that changed something, or whose failure ended the transaction, undoes the WHOLE
+    // batch (none of its points reach the file; end_batch() then commits nothing). A savepoint per write
+    // would undo it alone, but it journals every page the write touches first (bench/README.md, Sweeps over
+    // MPI; with statement journals, 1.3 M instructions of the 21 M a systolic point's record_run cost), for
+    // failures (disk full, I/O errors, bugs) that end the sweep anyway.
     class Transaction {
       public:
         explicit Transaction(Impl& impl) : m_impl(impl), m_nested(impl.in_batch) {
-            (m_nested ? m_impl.savepoint : m_impl.begin)->run();
+            if (m_nested) {
+                MLSIM_CHECK(!m_impl.batch_failed, "results: a write in a batch undone by an earlier failure");
+                m_changes = sqlite3_total_changes64(m_impl.conn.handle());
+            } else {
+                m_impl.begin->run();
+            }
         }
         ~Transaction() {
-            if (!m_committed) {
-                try {
-                    if (m_nested) {
-                        m_impl.rollback_to->run();
-                        m_impl.release_savepoint->run();
-                    } else {
-                        m_impl.rollback->run();
-                    }
-                } catch (...) {  // NOLINT: the exception that got us here is the one to report
+            if (m_committed) return;
+            try {
+                if (!m_nested) {
+                    m_impl.rollback->run();
+                } else if (sqlite3_total_changes64(m_impl.conn.handle()) != m_changes ||
+                           sqlite3_get_autocommit(m_impl.conn.handle()) != 0) {
+                    m_impl.batch_failed = true;
+                    if (sqlite3_get_autocommit(m_impl.conn.handle()) == 0) m_impl.rollback->run();
                 }
+            } catch (...) {  // NOLINT: the exception that got us here is the one to report
             }
         }
         Transaction(const Transaction&) = delete;
         Transaction& operator=(const Transaction&) = delete;
         void commit() {
-            (m_nested ? m_impl.release_savepoint : m_impl.commit)->run();
+            if (!m_nested) m_impl.commit->run();
             m_committed = true;
         }
 
@@ -777,9 +836,11 @@ struct ResultsDb::Impl {
         Impl& m_impl;
         bool m_nested = false;
         bool m_committed = false;
+        int64_t m_changes = 0;  // in a batch: the connection's total changes when it began
     };
     bool in_batch = false;
-    int unchecked_scopes = 0;  // ReferenceChecksOff guards alive
+    bool batch_failed = false;  // a write of the batch failed: the batch is rolled back
+    int unchecked_scopes = 0;   // ReferenceChecksOff guards alive
 
     // SQLite's foreign-key enforcement for this connection, on (as opened) or off. SQLite ignores the pragma
     // inside a transaction; a change expires the prepared statements, which prepare again (with or without
@@ -794,12 +855,13 @@ struct ResultsDb::Impl {
     std::optional<sql::Statement> insert_run, find_ok, begin, commit, rollback;
     std::optional<sql::Statement> find_run, find_link, run_hash, insert_sweep;
     std::optional<sql::Statement> find_error_after, find_claim, put_claim, drop_claim, max_run;
-    std::optional<sql::Statement> savepoint, release_savepoint, rollback_to;
-    MultiInsert insert_layers{[](std::size_t n) { return insert_sql("layers", k_layer_insert_columns, n); }};
+    // Their first column is run_id, bound once per statement.
+    MultiInsert insert_layers{
+        [](std::size_t n) { return insert_sql("layers", k_layer_insert_columns, n, true); }};
     MultiInsert insert_levels{
-        [](std::size_t n) { return insert_sql("layer_levels", k_level_insert_columns, n); }};
+        [](std::size_t n) { return insert_sql("layer_levels", k_level_insert_columns, n, true); }};
     MultiInsert insert_metrics{
-        [](std::size_t n) { return insert_sql("layer_metrics", k_metric_insert_columns, n); }};
+        [](std::size_t n) { return insert_sql("layer_metrics", k_metric_insert_columns, n, true); }};
     MultiInsert insert_factors{
         [](std::size_t n) { return insert_sql("sweep_factors", k_factor_insert_columns, n); }};
     // Scratch lists of a run's levels and metrics with their layer's idx (kept to reuse their memory).
@@ -835,12 +897,15 @@ void ResultsDb::begin_batch() {
     MLSIM_CHECK(!m_impl->in_batch, "results: a batch inside a batch");
     m_impl->begin->run();
     m_impl->in_batch = true;
+    m_impl->batch_failed = false;
 }
 
 void ResultsDb::end_batch() {
     std::lock_guard lock(m_impl->mutex);
     MLSIM_CHECK(m_impl->in_batch, "results: end_batch without begin_batch");
     m_impl->in_batch = false;
+    // A failed write rolled the batch back already (Impl::Transaction): nothing of it is committed.
+    MLSIM_CHECK(!m_impl->batch_failed, "results: end_batch of a batch undone by a failed write");
     m_impl->commit->run();
 }
 

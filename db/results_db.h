@@ -275,10 +275,13 @@ class ResultsDb {
     void release_claim(const std::string& key);
     // The largest run_id in the file, 0 when it has no runs.
     int64_t max_run_id() const;
-    // Groups every write until end_batch() into one transaction (each write a savepoint in it, undone
-    // alone when it fails): one commit for many points. Nothing of the batch is in the file before
-    // end_batch() returns, so a process killed in between leaves the file as it was before begin_batch()
-    // (the points are run again on resume). The write lock is held throughout: keep batches short.
+    // Groups every write until end_batch() into one transaction: one commit for many points. Nothing of the
+    // batch is in the file before end_batch() returns, so a process killed in between leaves the file as it
+    // was before begin_batch() (the points are run again on resume). A write refused before it wrote
+    // anything (invalid rows: InternalError) leaves the batch as it was; a write that fails after writing
+    // some rows (an SQLite error) rolls the WHOLE batch back: the batch then takes no more writes
+    // (InternalError), end_batch() commits nothing and throws, and the file is as before begin_batch(). The
+    // write lock is held throughout: keep batches short.
     void begin_batch();
     void end_batch();
 

@@ -137,7 +137,15 @@ void Statement::run() {
     finish_binding();
     while (step()) {
     }
-    reset();
+    // Rewound without clearing the bindings: finish_binding() above proved that every parameter was bound
+    // for this run, and the next run must bind every one again before it steps, so a stale value is never
+    // read. (Clearing them cost a systolic point's multi-row inserts about 0.4 M instructions.)
+    rewind();
+}
+
+void Statement::rewind() {
+    sqlite3_reset(m_stmt);
+    m_next_param = 1;
 }
 
 void Statement::reset() {

@@ -51,17 +51,24 @@ class Statement {
     Statement& bind_real(double v);
     Statement& bind_text(std::string_view v);
     // Binds text without copying it: the caller keeps `v`'s bytes alive and unchanged until the statement
-    // is reset (run() resets it). For the many row strings of a run (db::ResultsDb's multi-row inserts).
+    // has run. SQLite keeps the pointer until the parameter is bound again or reset() clears the bindings,
+    // but never reads it unless stepped, and run() refuses to step before every parameter is bound again.
+    // For the many row strings of a run (db::ResultsDb's multi-row inserts).
     Statement& bind_text_static(std::string_view v);
     Statement& bind_null();
     void finish_binding() const;
 
     // Advances; true while a row is available.
     bool step();
-    // Runs a statement that yields no rows, then resets it for reuse.
+    // Runs a statement that yields no rows (every parameter bound), then rewinds it for the next run, which
+    // binds every parameter again; the bindings are left in place until then (text bound with
+    // bind_text_static must stay alive until it is rebound, reset() or the statement is destroyed).
     void run();
     // Clears bindings and rewinds, ready for the next bind_*/step cycle.
     void reset();
+    // Rewinds without clearing the bindings, for a statement that is run() next: run() checks that every
+    // parameter was bound again.
+    void rewind();
 
     int column_count() const;
     bool column_is_null(int col) const;

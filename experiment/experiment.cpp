@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <tuple>
+#include <type_traits>
+#include <utility>
 
 #include "arch/family.h"
 #include "arch/system/parallel_exec.h"
@@ -34,7 +36,8 @@ cfg::Node scalar(const std::string& value, const std::string& path) {
 wl::Model build_model(const ExperimentOptions& opt, const wl::ZooOptions& zo, std::string* model_source) {
     const bool file_like = ends_with(opt.model, ".yaml") || ends_with(opt.model, ".yml") ||
                            ends_with(opt.model, ".csv") || opt.model.find('/') != std::string::npos;
-    if (!file_like) return wl::zoo_build(opt.model, zo);
+    if (!file_like)
+        return opt.model_cache ? opt.model_cache->get(opt.model, zo) : wl::zoo_build(opt.model, zo);
     if (!fs::is_regular_file(opt.model))
         cfg::fail(cfg::SourceLoc{opt.model, 0, 0}, "",
                   fmt::format("cannot open model file ({}); give a zoo model name (mlsim list models) "
@@ -129,18 +132,45 @@ std::string resolve_system_path(const std::string& arg, const cfg::SourceLoc& lo
     cfg::fail(cfg::SourceLoc{arg, 0, 0}, "", "cannot open system file (no such file)");
 }
 
+wl::Model ModelCache::get(std::string_view name, const wl::ZooOptions& zo) {
+    // Every field of ZooOptions is in the key: a field added there must be added here.
+    static_assert(sizeof(wl::ZooOptions) == 5 * sizeof(int64_t),
+                  "ModelCache's key misses a ZooOptions field");
+    Key key{std::string(name), zo.batch, zo.seq, zo.image, static_cast<int>(zo.dtype), zo.hidden};
+    {
+        std::lock_guard lock(m_mutex);
+        if (auto it = m_models.find(key); it != m_models.end()) return it->second;
+    }
+    wl::Model built = wl::zoo_build(name, zo);  // outside the lock: other threads build or copy meanwhile
+    std::lock_guard lock(m_mutex);
+    if (m_models.size() >= k_max_models) m_models.clear();
+    m_models.emplace(std::move(key), built);
+    return built;
+}
+
 arch::SystemSpec load_system_file(const std::string& path) {
     if (const arch::SystemFormat* format = arch::find_system_format(path)) return format->load(path);
     return arch::load_system(path, {configs_dir() + "/devices"});
 }
 
-static db::LayerRow to_row(const arch::LayerResult& l) {
+// One layer's row; from an rvalue (`Layer` = arch::LayerResult) its strings are moved rather than copied:
+// a systolic ResNet-50 point has some 3,000 of them (names, levels, metric names and units), and copying
+// them cost about a million instructions a point in a sweep.
+template <class Layer>
+db::LayerRow to_row(Layer&& l) {
+    constexpr bool move = !std::is_lvalue_reference_v<Layer>;
+    const auto take = [](auto& s) -> decltype(auto) {
+        if constexpr (move)
+            return std::move(s);
+        else
+            return static_cast<const std::remove_reference_t<decltype(s)>&>(s);
+    };
     db::LayerRow r;
     r.idx = l.idx;
-    r.name = l.name;
-    r.op = l.op;
-    r.phase = l.phase;
-    r.dtype = l.dtype;
+    r.name = take(l.name);
+    r.op = take(l.op);
+    r.phase = take(l.phase);
+    r.dtype = take(l.dtype);
     r.macs = l.counts.macs;
     r.flops = l.counts.flops;
     r.params = l.counts.params;
@@ -156,17 +186,18 @@ static db::LayerRow to_row(const arch::LayerResult& l) {
     r.energy_memory_j = l.energy_memory_j;
     r.energy_static_j = l.energy_static_j;
     r.utilization = l.utilization;
-    r.bound = l.bound;
+    r.bound = take(l.bound);
     r.compute_s = l.parts.compute_s;
     r.memory_s = l.parts.memory_s;
     r.overhead_s = l.parts.overhead_s;
     r.communication_s = l.parts.communication_s;
     r.levels.reserve(l.levels.size());
-    for (const arch::LevelTraffic& lv : l.levels)
-        r.levels.push_back(db::LevelRow{lv.level, lv.bytes_read, lv.bytes_written, lv.accesses, lv.energy_j});
+    for (auto& lv : l.levels)
+        r.levels.push_back(
+            db::LevelRow{take(lv.level), lv.bytes_read, lv.bytes_written, lv.accesses, lv.energy_j});
     r.metrics.reserve(l.metrics.size());
-    for (const arch::Metric& m : l.metrics)
-        r.metrics.push_back(db::MetricRow{m.name, m.value, m.unit, m.text});
+    for (auto& m : l.metrics)
+        r.metrics.push_back(db::MetricRow{take(m.name), m.value, take(m.unit), take(m.text)});
     return r;
 }
 
@@ -174,6 +205,13 @@ std::vector<db::LayerRow> to_rows(const std::vector<arch::LayerResult>& layers) 
     std::vector<db::LayerRow> rows;
     rows.reserve(layers.size());
     for (const auto& l : layers) rows.push_back(to_row(l));
+    return rows;
+}
+
+std::vector<db::LayerRow> to_rows(std::vector<arch::LayerResult>&& layers) {
+    std::vector<db::LayerRow> rows;
+    rows.reserve(layers.size());
+    for (auto& l : layers) rows.push_back(to_row(std::move(l)));
     return rows;
 }
 

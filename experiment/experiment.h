@@ -8,9 +8,13 @@
 // overridden tree is validated again with the device and system schemas, so a bad value is reported at
 // the override node's own location (e.g. the sweep file that gave it).
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "arch/device_model.h"
@@ -69,6 +73,23 @@ struct ExperimentOptions {
     // When set, used instead of loading `system` (a sweep loads each system file once); overrides still
     // apply.
     std::shared_ptr<const arch::SystemSpec> preloaded_system;
+    // When set, a zoo model is built once per name and zoo options and copied for each later run that asks
+    // for it again (a sweep's points mostly vary the device); model files are read each time.
+    std::shared_ptr<class ModelCache> model_cache;
+};
+
+// Zoo models built once per (name, wl::ZooOptions), handed out as copies: building ResNet-50 from the zoo
+// costs about 1.8 M instructions, copying the built model a fraction of that. Thread-safe; a failed build
+// is not kept (it fails again, with the same error, for the next run).
+class ModelCache {
+  public:
+    wl::Model get(std::string_view name, const wl::ZooOptions& zo);
+
+  private:
+    using Key = std::tuple<std::string, int64_t, int64_t, int64_t, int, int64_t>;
+    static constexpr std::size_t k_max_models = 16;  // a sweep's distinct models; emptied when full
+    std::mutex m_mutex;
+    std::map<Key, wl::Model> m_models;
 };
 
 // One step of a parallel run (a parallel plan on a multi-device system), from the execution engine that
@@ -156,8 +177,10 @@ ExperimentResult simulate_parallel(PreparedExperiment&& prepared);
 // Runs a prepared experiment like simulate(), reporting each finished layer to `progress`.
 ExperimentResult simulate(PreparedExperiment&& prepared, const arch::LayerProgress& progress);
 
-// Per-layer results as results-database rows.
+// Per-layer results as results-database rows; from an rvalue, the layers' strings are moved into the rows
+// (the layers are left valid but their strings unspecified).
 std::vector<db::LayerRow> to_rows(const std::vector<arch::LayerResult>& layers);
+std::vector<db::LayerRow> to_rows(std::vector<arch::LayerResult>&& layers);
 // A parallel run's database rows (schema 7: parallel_runs, parallel_ranks, parallel_exposed and its
 // collectives); `r` must hold a parallel run (parallel_run and parallel_exec set).
 db::ParallelRows parallel_rows(const ExperimentResult& r);

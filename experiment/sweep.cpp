@@ -504,12 +504,15 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
         ++(c.run_ok ? skipped : failed_before);
     };
 
+    // The points' zoo models, built once each (points that differ only in the device share them).
+    const auto models = std::make_shared<ModelCache>();
     // Returns false when another live process holds the point: it is deferred, nothing was counted.
     auto process = [&](std::size_t i) -> bool {
         SweepPointConfig pc = make_point(sweep, i);
         auto sys = systems.find(pc.options.system);
         MLSIM_CHECK(sys != systems.end(), "run_sweep: a system missing from check_points()");
         pc.options.preloaded_system = sys->second;
+        pc.options.model_cache = models;
 
         const db::RunInfo fail_info = failed_run_info(pc, systems);
         if (!options.retry_failed) {
@@ -572,7 +575,7 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
         if (result) {
             // A point with a parallel plan stores its step's tables as `mlsim run` does.
             const db::ParallelRows par = result->parallel_run ? parallel_rows(*result) : db::ParallelRows{};
-            db.record_run(result->info, to_rows(result->layers), wall, &pc.db_point,
+            db.record_run(result->info, to_rows(std::move(result->layers)), wall, &pc.db_point,
                           result->parallel_run ? &par : nullptr);
             guard.released();
             ++ran;

@@ -254,3 +254,55 @@ TEST_CASE("a batch of runs is one transaction: a writer killed before its end le
     sql::Connection conn(path, sql::Connection::Mode::read_write_create);
     CHECK(count(conn, "SELECT COUNT(*) FROM runs") == 4);
 }
+
+TEST_CASE("a write that fails inside a batch undoes the whole batch; one that wrote nothing leaves it",
+          "[db][batch]") {
+    TempDir dir;
+    const std::string path = dir.file("failed_batch.db");
+    {
+        ResultsDb db(path);
+        db.record_run(info_for(0, 0), layers_for(0), 0.0);
+    }
+    {
+        // A failure SQLite reports after the run's first rows are in: a trigger refusing one metric row.
+        sql::Connection conn(path, sql::Connection::Mode::read_write_create);
+        conn.exec(
+            "CREATE TRIGGER test_refuse BEFORE INSERT ON layer_metrics WHEN NEW.name = 'refused' "
+            "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END");
+    }
+    const auto runs = [&] {
+        sql::Connection conn(path, sql::Connection::Mode::read_only);
+        return count(conn, "SELECT COUNT(*) FROM runs");
+    };
+    ResultsDb db(path);
+
+    // Rows refused before anything is written (validation) leave the batch as it was.
+    db.begin_batch();
+    db.record_run(info_for(1, 1), layers_for(1), 0.0);
+    std::vector<LayerRow> invalid = layers_for(2);
+    invalid[3].time_s = -1;
+    CHECK_THROWS(db.record_run(info_for(1, 2), invalid, 0.0));
+    db.record_run(info_for(1, 3), layers_for(3), 0.0);
+    db.end_batch();
+    CHECK(runs() == 3);
+
+    // A write that fails once some of its rows are in undoes the whole batch: no run of it reaches the file,
+    // the batch takes no further write, and ending it commits nothing.
+    db.begin_batch();
+    db.record_run(info_for(2, 4), layers_for(4), 0.0);
+    std::vector<LayerRow> refused = layers_for(5);
+    refused[150].metrics.push_back(mlsim::db::MetricRow{"refused", 1.0, "count", ""});
+    CHECK_THROWS(db.record_run(info_for(2, 5), refused, 0.0));
+    CHECK_THROWS(db.record_run(info_for(2, 6), layers_for(6), 0.0));
+    CHECK_THROWS(db.end_batch());
+    CHECK(runs() == 3);
+    check_only_whole_runs(path);
+
+    // The file takes writes again, in a batch or not.
+    db.record_run(info_for(3, 7), layers_for(7), 0.0);
+    db.begin_batch();
+    db.record_run(info_for(3, 8), layers_for(8), 0.0);
+    db.end_batch();
+    CHECK(runs() == 5);
+    check_only_whole_runs(path);
+}

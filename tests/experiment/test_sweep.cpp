@@ -1,5 +1,6 @@
 // Sweeps: key paths, sweep-file checking (located errors), enumeration, overrides, determinism over
 // thread counts, skipping of points already in the database, and failed points.
+#include <fmt/format.h>
 #include <sqlite3.h>
 
 #include <catch2/catch.hpp>
@@ -441,4 +442,45 @@ TEST_CASE("device.model is a sweep factor, and an array-size factor needs no pea
     // The roofline is the floor of the systolic model at every array size.
     for (size_t i = 0; i < 3; ++i) CHECK(times[i + 3] >= times[i]);
     fs::remove_all(dir);
+}
+
+TEST_CASE("Runs given a model cache store what runs without one store, for every model it holds",
+          "[sweep][model_cache]") {
+    // The rows a run stores, as text: every field of every layer, level and metric (values exactly).
+    const auto rows_text = [](const exp::ExperimentResult& r) {
+        std::string out;
+        for (const db::LayerRow& l : exp::to_rows(r.layers)) {
+            out += fmt::format("{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}\n", l.idx, l.name, l.op,
+                               l.phase, l.dtype, l.macs, l.flops, l.params, l.bytes_read, l.bytes_written,
+                               l.start_s, l.end_s, l.time_s, l.cycles, l.stall_cycles, l.energy_j, l.bound,
+                               l.utilization);
+            for (const db::LevelRow& v : l.levels)
+                out += fmt::format("  {} {} {} {} {}\n", v.level, v.bytes_read, v.bytes_written, v.accesses,
+                                   v.energy_j);
+            for (const db::MetricRow& m : l.metrics)
+                out += fmt::format("  {} {} {} {}\n", m.name, m.value.value_or(-1), m.unit, m.text);
+        }
+        return out;
+    };
+    const auto cache = std::make_shared<exp::ModelCache>();
+    for (int64_t batch : {1, 2, 1}) {  // the second batch-1 run copies the model the first one built
+        exp::ExperimentOptions o;
+        o.system = "tpu-v4";
+        o.model = "resnet50";
+        o.dtype = "bf16";
+        o.batch = batch;
+        const auto plain = exp::run_experiment(o);
+        o.model_cache = cache;
+        const auto cached = exp::run_experiment(o);
+        CHECK(cached.resolved_yaml == plain.resolved_yaml);
+        CHECK(cached.info.config_hash == plain.info.config_hash);
+        CHECK(cached.model.ops().size() == plain.model.ops().size());
+        CHECK(rows_text(cached) == rows_text(plain));
+    }
+    // Copies of one built model; an unknown name fails each time, as the zoo does.
+    const wl::Model a = cache->get("resnet50", wl::ZooOptions{});
+    const wl::Model b = cache->get("resnet50", wl::ZooOptions{});
+    CHECK(a.ops().size() == b.ops().size());
+    CHECK(a.ops().front().name == b.ops().front().name);
+    CHECK_THROWS_AS(cache->get("resnet5O", wl::ZooOptions{}), cfg::UserError);
 }
