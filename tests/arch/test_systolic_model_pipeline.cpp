@@ -3,7 +3,9 @@
 // attribution, conservation of bytes between levels, and the SCALE-Sim convention.
 #include <catch2/catch.hpp>
 #include <cstdio>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "arch/roofline/roofline.h"
@@ -591,6 +593,36 @@ TEST_CASE("From the settled ifmap capacity on, the tiling no longer depends on t
     }
 }
 
+namespace {
+
+// The plan of `job` searched without a memo and with `memo`; nothing when no tiling fits (then both
+// searches must fail).
+std::optional<std::pair<TilePlan, TilePlan>> plans_without_and_with(MappingContext ctx, const GemmJob& job,
+                                                                    ComputeMemo& memo) {
+    ctx.compute_memo = nullptr;
+    TilePlan plain;
+    try {
+        plain = plan_gemm(ctx, job);
+    } catch (const cfg::UserError&) {
+        ctx.compute_memo = &memo;
+        CHECK_THROWS_AS(plan_gemm(ctx, job), cfg::UserError);
+        return std::nullopt;
+    }
+    ctx.compute_memo = &memo;
+    return std::pair{plain, plan_gemm(ctx, job)};
+}
+
+// The same plan, to the bit.
+void check_same_plan(const TilePlan& kept, const TilePlan& plain) {
+    CHECK(kept.describe() == plain.describe());
+    CHECK(kept.estimate_cycles == plain.estimate_cycles);
+    CHECK(kept.array_cycles == plain.array_cycles);
+    CHECK(kept.keep_a == plain.keep_a);
+    CHECK(kept.keep_b == plain.keep_b);
+}
+
+}  // namespace
+
 TEST_CASE("Tile-shape sums kept across searches (ComputeMemo) change no plan", "[systolic]") {
     // The model shares one ComputeMemo among all its searches (start-up, issue 8); each plan with it,
     // searched first or after others filled it, must be the plan searched without it, to the bit.
@@ -625,23 +657,11 @@ TEST_CASE("Tile-shape sums kept across searches (ComputeMemo) change no plan", "
                                 job.shape = shape;
                                 job.a_on_chip = in_place;
                                 job.scale.a = in_place ? 1.0 : 0.5;
-                                TilePlan plain, kept;
-                                try {
-                                    plain = plan_gemm(ctx, job);
-                                } catch (const cfg::UserError&) {
-                                    ctx.compute_memo = &memo;
-                                    CHECK_THROWS_AS(plan_gemm(ctx, job), cfg::UserError);
-                                    continue;
-                                }
-                                ctx.compute_memo = &memo;
-                                kept = plan_gemm(ctx, job);
+                                const auto plans = plans_without_and_with(ctx, job, memo);
+                                if (!plans) continue;
                                 INFO(df << " arrays=" << arrays << " stream=" << stream << " word=" << word
-                                        << " " << plain.describe());
-                                CHECK(kept.describe() == plain.describe());
-                                CHECK(kept.estimate_cycles == plain.estimate_cycles);
-                                CHECK(kept.array_cycles == plain.array_cycles);
-                                CHECK(kept.keep_a == plain.keep_a);
-                                CHECK(kept.keep_b == plain.keep_b);
+                                        << " " << plans->first.describe());
+                                check_same_plan(plans->second, plans->first);
                                 ++compared;
                             }
         }
@@ -702,25 +722,14 @@ TEST_CASE("One ComputeMemo shared by devices that differ only in what the sums d
                     GemmJob job;
                     job.shape = shape;
                     job.a_on_chip = in_place;
-                    TilePlan plain;
-                    try {
-                        plain = plan_gemm(ctx, job);
-                    } catch (const cfg::UserError&) {
-                        ctx.compute_memo = &shared;
-                        CHECK_THROWS_AS(plan_gemm(ctx, job), cfg::UserError);
-                        continue;
-                    }
-                    ctx.compute_memo = &shared;
                     const int64_t before = shared.hits();
-                    const TilePlan kept = plan_gemm(ctx, job);
+                    const auto plans = plans_without_and_with(ctx, job, shared);
+                    if (!plans) continue;
                     // In place: the same device as just before.
                     if (!in_place && pass == 0) hits_between_devices += shared.hits() - before;
                     INFO(v.toy.ifmap.capacity << " " << v.toy.dram << " rows=" << v.toy.rows << " "
-                                              << v.toy.dataflow << " " << plain.describe());
-                    CHECK(kept.describe() == plain.describe());
-                    CHECK(kept.estimate_cycles == plain.estimate_cycles);
-                    CHECK(kept.array_cycles == plain.array_cycles);
-                    CHECK(kept.keep_a == plain.keep_a);
+                                              << v.toy.dataflow << " " << plans->first.describe());
+                    check_same_plan(plans->second, plans->first);
                     ++compared;
                 }
         }

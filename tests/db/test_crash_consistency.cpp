@@ -137,6 +137,14 @@ void check_only_whole_runs(const std::string& path) {
                                 table, k_layers_per_run)) == 0);
 }
 
+// A results file in `dir` holding one committed run (run 0 of sweep 0).
+std::string file_with_one_run(TempDir& dir, const std::string& name) {
+    const std::string path = dir.file(name);
+    ResultsDb db(path);
+    db.record_run(info_for(0, 0), layers_for(0), 0.0);
+    return path;
+}
+
 }  // namespace
 
 TEST_CASE("a writer killed mid-run leaves only whole runs and the file stays appendable", "[db][crash]") {
@@ -219,11 +227,7 @@ TEST_CASE("a writer killed mid-run leaves only whole runs and the file stays app
 TEST_CASE("a batch of runs is one transaction: a writer killed before its end leaves none of them",
           "[db][crash][batch]") {
     TempDir dir;
-    const std::string path = dir.file("batch.db");
-    {
-        ResultsDb db(path);
-        db.record_run(info_for(0, 0), layers_for(0), 0.0);
-    }
+    const std::string path = file_with_one_run(dir, "batch.db");
     const pid_t child = fork();
     REQUIRE(child >= 0);
     if (child == 0) {
@@ -258,11 +262,7 @@ TEST_CASE("a batch of runs is one transaction: a writer killed before its end le
 TEST_CASE("a write that fails inside a batch undoes the whole batch; one that wrote nothing leaves it",
           "[db][batch]") {
     TempDir dir;
-    const std::string path = dir.file("failed_batch.db");
-    {
-        ResultsDb db(path);
-        db.record_run(info_for(0, 0), layers_for(0), 0.0);
-    }
+    const std::string path = file_with_one_run(dir, "failed_batch.db");
     {
         // A failure SQLite reports after the run's first rows are in: a trigger refusing one metric row.
         sql::Connection conn(path, sql::Connection::Mode::read_write_create);
