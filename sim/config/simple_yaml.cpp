@@ -197,18 +197,25 @@ class Reader {
         return k;
     }
 
+    // A map's next key, its location, and the position after its colon; a line that is no key, or a key
+    // the map has already (a duplicate: yaml-cpp's path reports it), is left to yaml-cpp.
+    std::pair<std::string, SourceLoc> map_key(const Node& map) {
+        const KeySpan k = key_span();
+        if (k.colon == std::string_view::npos) throw Outside{};
+        SourceLoc loc = here();
+        std::string key(m_t.substr(k.begin, k.end - k.begin));
+        count(0, key.size());
+        if (map.find(key)) throw Outside{};
+        m_pos = k.colon + 1;
+        return {std::move(key), std::move(loc)};
+    }
+
     Node block_map(int indent, const std::string& path) {
         enter();
         Node map = Node::make_map(here(), path);
         count(1, 0);
         for (;;) {
-            const KeySpan k = key_span();
-            if (k.colon == std::string_view::npos) throw Outside{};
-            SourceLoc key_loc = here();
-            std::string key(m_t.substr(k.begin, k.end - k.begin));
-            count(0, key.size());
-            if (map.find(key)) throw Outside{};  // a duplicate: yaml-cpp's path reports it
-            m_pos = k.colon + 1;
+            auto [key, key_loc] = map_key(map);
             std::string child = key_path(path, key);
             skip_spaces();
             Node value;
@@ -352,36 +359,42 @@ class Reader {
         return plain(path, true);
     }
 
-    Node flow_map(const std::string& path, int indent) {
-        enter();
-        Node map = Node::make_map(here(), path);
+    // After enter() at a flow collection's opening bracket: counts it and steps past it and the space
+    // after; true (the collection left, depth restored) when `close` follows at once: it is empty.
+    bool open_flow(char close, int indent) {
         count(1, 0);
         ++m_pos;
         flow_space(indent);
-        if (peek() == '}') {
-            ++m_pos;
-            --m_depth;
-            return map;
-        }
+        if (peek() != close) return false;
+        ++m_pos;
+        --m_depth;
+        return true;
+    }
+
+    // After an item: steps past `close` (false: the collection ends) or a comma and the space after it
+    // (true: an item follows; an empty one is left to yaml-cpp).
+    bool next_flow_item(char close, int indent) {
+        flow_space(indent);
+        const char c = peek();
+        ++m_pos;
+        if (c == close) return false;
+        if (c != ',') throw Outside{};
+        flow_space(indent);
+        if (peek() == '}' || peek() == ',' || peek() == ']') throw Outside{};
+        return true;
+    }
+
+    Node flow_map(const std::string& path, int indent) {
+        enter();
+        Node map = Node::make_map(here(), path);
+        if (open_flow('}', indent)) return map;
         for (;;) {
-            const KeySpan k = key_span();
-            if (k.colon == std::string_view::npos) throw Outside{};
-            SourceLoc key_loc = here();
-            std::string key(m_t.substr(k.begin, k.end - k.begin));
-            count(0, key.size());
-            if (map.find(key)) throw Outside{};
-            m_pos = k.colon + 1;
+            auto [key, key_loc] = map_key(map);
             flow_space(indent);
             Node value = flow_node(key_path(path, key), indent);
             value.set_key_loc(std::move(key_loc));
             map.set(std::move(key), std::move(value));
-            flow_space(indent);
-            const char c = peek();
-            ++m_pos;
-            if (c == '}') break;
-            if (c != ',') throw Outside{};
-            flow_space(indent);
-            if (peek() == '}' || peek() == ',' || peek() == ']') throw Outside{};
+            if (!next_flow_item('}', indent)) break;
         }
         --m_depth;
         return map;
@@ -390,23 +403,10 @@ class Reader {
     Node flow_seq(const std::string& path, int indent) {
         enter();
         Node seq = Node::make_sequence(here(), path);
-        count(1, 0);
-        ++m_pos;
-        flow_space(indent);
-        if (peek() == ']') {
-            ++m_pos;
-            --m_depth;
-            return seq;
-        }
+        if (open_flow(']', indent)) return seq;
         for (;;) {
             seq.push_back(flow_node(index_path(path, seq.items().size()), indent));
-            flow_space(indent);
-            const char c = peek();
-            ++m_pos;
-            if (c == ']') break;
-            if (c != ',') throw Outside{};
-            flow_space(indent);
-            if (peek() == '}' || peek() == ',' || peek() == ']') throw Outside{};
+            if (!next_flow_item(']', indent)) break;
         }
         --m_depth;
         return seq;
