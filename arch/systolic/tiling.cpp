@@ -70,18 +70,6 @@ class Evaluator {
         m_port_word = {ctx.word_bytes, ctx.word_bytes, ctx.partial_bytes()};
         m_port_share = {s.ifmap.bandwidth_Bps / share, s.filter.bandwidth_Bps / share,
                         s.ofmap.bandwidth_Bps / share};
-        // What an evaluation reads besides its candidate and the tile-shape sums (ComputeMemo::EvalEntry).
-        m_keeps_evaluations = ctx.compute_memo && ctx.compute_memo->keeps_evaluations();
-        const auto bits_of = [](double x) { return std::bit_cast<uint64_t>(x); };
-        if (m_keeps_evaluations)
-            m_traffic = {bits_of(m_total[0]),
-                         bits_of(m_total[1]),
-                         bits_of(m_total[2]),
-                         bits_of(m_acc),
-                         bits_of(m_bpc),
-                         bits_of(m_latency),
-                         (m_keep_a ? 1u : 0u) | (m_keep_b ? 2u : 0u) | (m_db[0] ? 4u : 0u) |
-                             (m_db[1] ? 8u : 0u) | (m_db[2] ? 16u : 0u)};
         // What a tile shape's cost reads besides its extents (shape_cost, port_stretch_cycles): the same
         // values give the same sums, on any device.
         if (ctx.compute_memo) {
@@ -134,20 +122,6 @@ class Evaluator {
         for (int d = 0; d < 3; ++d)
             cnt[static_cast<size_t>(d)] = ceil_div(ext[static_cast<size_t>(d)], t[static_cast<size_t>(d)]);
         const double steps = static_cast<double>(cnt[0] * cnt[1] * cnt[2]);
-        // An evaluation kept from an earlier model on this thread: the same whole sum, tested as
-        // compute_cycles tests a whole sum it keeps, and the same fastest order.
-        ComputeMemo::EvalEntry* kept = nullptr;
-        if (m_keeps_evaluations) {
-            kept = m_ctx.compute_memo->eval_slot({ext[0], ext[1], ext[2], t[0], t[1], t[2]}, m_traffic);
-            if (kept && kept->used) {
-                m_ctx.compute_memo->count_eval_hit();
-                const double floor = kept->compute * (1 - 1e-12) * static_cast<double>(m_part.groups);
-                if (floor >= at_least && floor > above) return std::nullopt;
-                plan.order = {static_cast<Dim>(kept->order[0]), static_cast<Dim>(kept->order[1]),
-                              static_cast<Dim>(kept->order[2])};
-                return finish_plan(plan, t, cnt, kept->best, kept->compute);
-            }
-        }
         const std::optional<double> sum = compute_cycles(ext, t, cnt, at_least, above);
         if (!sum) return std::nullopt;
         const double compute = *sum;
@@ -179,16 +153,6 @@ class Evaluator {
                     plan.order = order;
                 }
             } while (std::next_permutation(act.begin(), act.begin() + active));
-        if (kept) {
-            kept->key = {ext[0], ext[1], ext[2], t[0], t[1], t[2]};
-            kept->traffic = m_traffic;
-            kept->compute = compute;
-            kept->best = best;
-            kept->order = {static_cast<uint8_t>(plan.order[0]), static_cast<uint8_t>(plan.order[1]),
-                           static_cast<uint8_t>(plan.order[2])};
-            kept->used = true;
-            m_ctx.compute_memo->eval_stored();
-        }
         return finish_plan(plan, t, cnt, best, compute);
     }
 
@@ -331,7 +295,6 @@ class Evaluator {
         const auto keep = [&](uint8_t state, double total) {
             if (!memo) return;
             if (memo->state == 0) m_ctx.compute_memo->used();
-            memo->key = {ext[0], ext[1], ext[2], t[0], t[1], t[2]};
             memo->total = total;
             memo->state = state;
         };
@@ -518,8 +481,6 @@ class Evaluator {
     double m_acc = 1;  // accumulator bytes per word byte
     bool m_keep_a = false, m_keep_b = false;
     double m_ifmap_cap = 0;  // MappingContext::ifmap_tile_capacity(), asked once
-    ComputeMemo::Traffic m_traffic{};
-    bool m_keeps_evaluations = false;  // the memo keeps whole evaluations (its thread's second model on)
     double m_bpc = 0, m_latency = 0;
     // Per buffer port (ifmap, filter, ofmap): bytes per word, and the bandwidth one array gets
     // (port_stretch).
@@ -535,7 +496,6 @@ void ComputeMemo::bind(const Tag& tag) {
         m_mask = m_table.size() - 1;
         m_limit = m_table.size() / 2;
         m_generation = 0;
-        m_eval.clear();  // their generations restart too
     }
     ++m_generation;  // a model whose layers alternate data types must not clear 512 KiB at each switch
     m_tag = tag;
@@ -548,7 +508,7 @@ void ComputeMemo::resize(int bits) {
     m_bits = bits;
     m_mask = m_table.size() - 1;
     m_limit = m_table.size() / 2;
-    const uint32_t live = m_generation;  // kept: the evaluations stored under it stay valid
+    const uint32_t live = m_generation;
     m_used = 0;
     for (const Entry& e : old) {
         if (e.generation != live || e.state == 0) continue;
@@ -559,7 +519,23 @@ void ComputeMemo::resize(int bits) {
     }
 }
 
+std::optional<std::array<uint64_t, 2>> ComputeMemo::pack(const std::array<int64_t, 6>& key) {
+    constexpr int64_t limit = int64_t{1} << k_key_bits;
+    std::array<uint64_t, 2> packed{};
+    for (size_t i = 0; i < key.size(); ++i) {
+        if (key[i] < 0 || key[i] >= limit) return std::nullopt;
+        packed[i / 3] |= static_cast<uint64_t>(key[i]) << (k_key_bits * static_cast<int>(i % 3));
+    }
+    return packed;
+}
+
 ComputeMemo::Entry* ComputeMemo::slot(const std::array<int64_t, 6>& key) {
+    const std::optional<std::array<uint64_t, 2>> packed = pack(key);
+    if (!packed) return nullptr;
+    return slot(*packed);
+}
+
+ComputeMemo::Entry* ComputeMemo::slot(const std::array<uint64_t, 2>& key) {
     // Half full (linear probing stays short below that): doubled, or at the largest size emptied (a new
     // generation), before a slot is chosen.
     if (m_used >= m_limit) {
@@ -569,7 +545,6 @@ ComputeMemo::Entry* ComputeMemo::slot(const std::array<int64_t, 6>& key) {
             if (m_generation == std::numeric_limits<uint32_t>::max()) {
                 m_table.assign(m_table.size(), Entry{});
                 m_generation = 0;
-                m_eval.clear();
             }
             ++m_generation;
             m_used = 0;
@@ -577,44 +552,18 @@ ComputeMemo::Entry* ComputeMemo::slot(const std::array<int64_t, 6>& key) {
     }
     // Multiplicative hashing; the slot from the top bits (the low bits of a product see only the low
     // bits of the extents, which are mostly multiples of the array's side).
-    uint64_t h = 0;
-    for (int64_t x : key) h = (h ^ static_cast<uint64_t>(x)) * 0x9e3779b97f4a7c15u;
+    const uint64_t h = ((key[0] * 0x9e3779b97f4a7c15u) ^ key[1]) * 0x9e3779b97f4a7c15u;
     for (size_t i = static_cast<size_t>(h >> (64 - m_bits));; i = (i + 1) & m_mask) {
         Entry& e = m_table[i];
         if (e.generation != m_generation) {
             e.state = 0;  // stored under another binding: free
             e.generation = m_generation;
         }
-        if (e.state == 0) return &e;
-        if (e.key[0] == key[0] && e.key[1] == key[1] && e.key[2] == key[2] && e.key[3] == key[3] &&
-            e.key[4] == key[4] && e.key[5] == key[5])
+        if (e.state == 0) {
+            e.key = key;
             return &e;
-    }
-}
-
-ComputeMemo::EvalEntry* ComputeMemo::eval_slot(const std::array<int64_t, 6>& key, const Traffic& traffic) {
-    if (!keeps_evaluations()) return nullptr;
-    constexpr size_t slots = size_t{1} << k_eval_bits;
-    if (m_eval.empty()) m_eval.assign(slots, EvalEntry{});
-    if (m_eval_used * 2 >= slots) {  // half full: emptied (a new epoch)
-        if (m_eval_epoch == std::numeric_limits<uint32_t>::max()) {
-            m_eval.assign(slots, EvalEntry{});
-            m_eval_epoch = 0;
         }
-        ++m_eval_epoch;
-        m_eval_used = 0;
-    }
-    uint64_t h = 0;
-    for (int64_t x : key) h = (h ^ static_cast<uint64_t>(x)) * 0x9e3779b97f4a7c15u;
-    for (uint64_t x : traffic) h = (h ^ x) * 0x9e3779b97f4a7c15u;
-    for (size_t i = static_cast<size_t>(h >> (64 - k_eval_bits));; i = (i + 1) & (slots - 1)) {
-        EvalEntry& e = m_eval[i];
-        if (e.generation != m_generation || e.epoch != m_eval_epoch) {
-            e.used = false;  // stored under another binding or before the table was emptied: free
-            e.generation = m_generation;
-            e.epoch = m_eval_epoch;
-        }
-        if (!e.used || (e.key == key && e.traffic == traffic)) return &e;
+        if (e.key == key) return &e;
     }
 }
 

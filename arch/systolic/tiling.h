@@ -43,6 +43,7 @@
 // function of its inputs and cheap (tens of closed-form evaluations per GEMM).
 #include <algorithm>
 #include <array>
+#include <optional>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -68,49 +69,31 @@ enum class StallCause : uint8_t { weight, input, output };
 // share of bandwidth per array cycle (tiling.cpp, Evaluator). A change of those empties the table in
 // O(1) (a new generation). SystolicModel uses the one of its thread (for_this_thread()), passed in
 // MappingContext::compute_memo. Open addressing in one flat table (no allocation per entry) of 2^13
-// slots (512 KiB; a ResNet-50 run on the TPU v4 preset stores 3,494 sums); half full, it doubles, up to
-// 2^16 slots (4 MiB, a sweep's), and there it empties.
+// slots (256 KiB; a ResNet-50 run on the TPU v4 preset stores 3,494 sums); half full, it doubles, up to
+// 2^16 slots (2 MiB, a sweep's), and there it empties.
 class ComputeMemo {
   public:
-    struct alignas(64) Entry {         // one cache line each
-        std::array<int64_t, 6> key{};  // the partition's extents m, n, k per array; the tile tm, tn, tk
-        double total = 0;              // the sum, or (partial) a partial sum of it
-        uint32_t generation = 0;       // the bind() it was stored under; older entries count as empty
-        uint8_t state = 0;             // 0 empty, 1 partial, 2 the whole sum
+    // 32 B, two to a cache line: a sweep's searches probe the table at random some 13,000 times a point,
+    // and a probe that misses the processor's caches costs more than the rest of the lookup
+    // (bench/README.md: with 64 B entries, 4 MiB at the largest size, slot() took 14 % of a systolic
+    // sweep's CPU time on an Intel Xeon host).
+    struct alignas(32) Entry {
+        // The key packed (pack()): the partition's extents m, n, k per array, and the tile tm, tn, tk.
+        std::array<uint64_t, 2> key{};
+        double total = 0;         // the sum, or (partial) a partial sum of it
+        uint32_t generation = 0;  // the bind() it was stored under; older entries count as empty
+        uint8_t state = 0;        // 0 empty, 1 partial, 2 the whole sum
     };
-    // A whole evaluation of a candidate (its tile-shape sum and its fastest loop order), kept where one
-    // thread runs several models (a sweep's points) and reused when the same candidate comes with the
-    // same traffic: the operands' bytes, the accumulator width, main memory's bytes per cycle and
-    // latency, which operands are kept whole and which buffers are double-buffered (`traffic`). Off for
-    // the first model run on a thread (a single `mlsim run`), whose searches never repeat a candidate
-    // with the same traffic.
-    struct EvalEntry {
-        std::array<int64_t, 6> key{};
-        std::array<uint64_t, 7> traffic{};
-        double compute = 0;  // the whole tile-shape sum (per lockstep group)
-        double best = 0;     // the fastest loop order's estimate (per group)
-        uint32_t generation = 0;
-        uint32_t epoch = 0;
-        std::array<uint8_t, 3> order{};
-        bool used = false;
-    };
-    using Traffic = std::array<uint64_t, 7>;
-    // Called as a model's run starts on this thread; from the second on, evaluations are kept.
-    void begin_run() {
-        if (m_runs < 2) ++m_runs;
-    }
-    bool keeps_evaluations() const { return m_runs >= 2; }
-    // The evaluation for `key` and `traffic` (found: `used`), or the slot to store it in; nullptr while
-    // evaluations are not kept.
-    EvalEntry* eval_slot(const std::array<int64_t, 6>& key, const Traffic& traffic);
-    void eval_stored() { ++m_eval_used; }
-    int64_t eval_hits() const { return m_eval_hits; }
-    void count_eval_hit() { ++m_eval_hits; }
-
+    // Each of the six values in k_key_bits bits (three to a word), or nothing where one does not fit (such
+    // jobs are not memoized: a sum is costed as without a memo).
+    static constexpr int k_key_bits = 21;
+    static std::optional<std::array<uint64_t, 2>> pack(const std::array<int64_t, 6>& key);
+    static_assert(sizeof(Entry) == 32);
     using Tag = std::array<uint64_t, 11>;
     // Sets what the sums depend on besides the key (above); a change empties the table.
     void bind(const Tag& tag);
-    // The entry for `key`: found, or the empty slot to store it in.
+    // The entry for `key`: found, or the empty slot to store it in (its key already written, state 0);
+    // nullptr where the key does not pack.
     Entry* slot(const std::array<int64_t, 6>& key);
     // Marks a slot returned by slot() as used (state 1 or 2 set by the caller).
     void used() { ++m_used; }
@@ -123,12 +106,10 @@ class ComputeMemo {
 
     static constexpr int k_min_bits = 13;
     static constexpr int k_max_bits = 16;
-    // 2^16 evaluations of 136 B (8.5 MiB, a sweep worker's); half full, it empties. 2^15 kept a third as
-    // many for the next point of a sweep (bench/README.md).
-    static constexpr int k_eval_bits = 16;
 
   private:
     void resize(int bits);  // a table of 2^bits slots holding this generation's entries
+    Entry* slot(const std::array<uint64_t, 2>& packed);
     Tag m_tag{};
     std::vector<Entry> m_table;
     int m_bits = k_min_bits;
@@ -137,11 +118,6 @@ class ComputeMemo {
     size_t m_used = 0;
     uint32_t m_generation = 0;
     int64_t m_hits = 0;
-    int m_runs = 0;
-    std::vector<EvalEntry> m_eval;
-    size_t m_eval_used = 0;
-    uint32_t m_eval_epoch = 1;
-    int64_t m_eval_hits = 0;
 };
 
 // What a layer's GEMMs see of the device.
