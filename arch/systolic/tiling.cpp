@@ -43,6 +43,29 @@ std::vector<int64_t> tile_sizes(int64_t x, int64_t g) {
     return out;
 }
 
+// Where a search reads the evaluations its key's previous search made (ComputeMemo::Trace), and the trace it
+// writes for the next one.
+struct TraceCursor {
+    const ComputeMemo::Trace* prev = nullptr;
+    std::size_t pos = 0;
+    ComputeMemo::Trace* out = nullptr;
+    // How far ahead of the last found entry a candidate is looked for: a capacity that admits another
+    // candidate or two shifts the rest of the trace by as many.
+    static constexpr std::size_t k_window = 8;
+    const ComputeMemo::TraceEntry* find(const std::array<int64_t, 3>& tile) {
+        const std::size_t end = std::min(prev->size(), pos + k_window);
+        for (std::size_t i = pos; i < end; ++i) {
+            // Element by element: std::array's == calls memcmp.
+            const std::array<int64_t, 3>& t = (*prev)[i].tile;
+            if (t[0] == tile[0] && t[1] == tile[1] && t[2] == tile[2]) {
+                pos = i + 1;
+                return &(*prev)[i];
+            }
+        }
+        return nullptr;
+    }
+};
+
 // A GEMM job under a partition: operand footprints, traffic per step and the closed-form estimate.
 class Evaluator {
   public:
@@ -103,6 +126,24 @@ class Evaluator {
         return footprint_c(tm, tn) <= m_ctx.spec->ofmap.tile_capacity_bytes();
     }
 
+    // What an evaluation reads besides its candidate (ComputeMemo::SearchKey); after the constructor has
+    // bound the memo's tag.
+    ComputeMemo::SearchKey search_key() const {
+        const auto bits = [](double x) { return std::bit_cast<uint64_t>(x); };
+        ComputeMemo::SearchKey key{};
+        const ComputeMemo::Tag& tag = m_ctx.compute_memo->tag();
+        std::copy(tag.begin(), tag.end(), key.begin());
+        size_t i = tag.size();
+        for (int64_t v : {m_part.m, m_part.n, m_part.k, m_part.groups, static_cast<int64_t>(m_part.split),
+                          m_part.arrays_used})
+            key[i++] = static_cast<uint64_t>(v);
+        for (double v : {m_total[0], m_total[1], m_total[2], m_acc, m_bpc, m_latency}) key[i++] = bits(v);
+        key[i++] = (m_keep_a ? 1u : 0u) | (m_keep_b ? 2u : 0u) | (m_db[0] ? 4u : 0u) | (m_db[1] ? 8u : 0u) |
+                   (m_db[2] ? 16u : 0u);
+        MLSIM_CHECK(i == key.size(), "tiling: a search key's fields and its size differ");
+        return key;
+    }
+
     // Estimated cycles of the whole job for this tile, with the best loop order (written to `plan`).
     double evaluate(int64_t tm, int64_t tn, int64_t tk, TilePlan& plan) const {
         const double inf = std::numeric_limits<double>::infinity();
@@ -114,13 +155,27 @@ class Evaluator {
     // first load, plus each of the steps − 1 transitions at no less than c_avg, plus c_avg and the last
     // drain, all non-negative, so it is at least steps · c_avg ≈ compute in exact arithmetic; the few
     // roundings of the sum are far below the 1e-12 taken off. compute_cycles tests it as it sums.
+    // With `trace`: an evaluation the key's previous search made is taken from it (the same whole sum,
+    // tested as compute_cycles tests a whole sum it keeps, and the same fastest order), and every whole
+    // evaluation, found or made, is added to the trace for the next search.
     std::optional<double> evaluate_unless(int64_t tm, int64_t tn, int64_t tk, TilePlan& plan, double at_least,
-                                          double above) const {
+                                          double above, TraceCursor* trace = nullptr) const {
         const std::array<int64_t, 3> ext{m_part.m, m_part.n, m_part.k};
         const std::array<int64_t, 3> t{tm, tn, tk};
         std::array<int64_t, 3> cnt{};
         for (int d = 0; d < 3; ++d)
             cnt[static_cast<size_t>(d)] = ceil_div(ext[static_cast<size_t>(d)], t[static_cast<size_t>(d)]);
+        if (trace) {
+            if (const ComputeMemo::TraceEntry* e = trace->find(t)) {
+                m_ctx.compute_memo->count_trace_hit();
+                trace->out->push_back(*e);
+                const double floor = e->compute * (1 - 1e-12) * static_cast<double>(m_part.groups);
+                if (floor >= at_least && floor > above) return std::nullopt;
+                plan.order = {static_cast<Dim>(e->order[0]), static_cast<Dim>(e->order[1]),
+                              static_cast<Dim>(e->order[2])};
+                return finish_plan(plan, t, cnt, e->best, e->compute);
+            }
+        }
         const double steps = static_cast<double>(cnt[0] * cnt[1] * cnt[2]);
         const std::optional<double> sum = compute_cycles(ext, t, cnt, at_least, above);
         if (!sum) return std::nullopt;
@@ -153,6 +208,12 @@ class Evaluator {
                     plan.order = order;
                 }
             } while (std::next_permutation(act.begin(), act.begin() + active));
+        if (trace)
+            trace->out->push_back({t,
+                                   compute,
+                                   best,
+                                   {static_cast<uint8_t>(plan.order[0]), static_cast<uint8_t>(plan.order[1]),
+                                    static_cast<uint8_t>(plan.order[2])}});
         return finish_plan(plan, t, cnt, best, compute);
     }
 
@@ -563,8 +624,17 @@ ComputeMemo::Entry* ComputeMemo::slot(const std::array<uint64_t, 2>& key) {
             e.key = key;
             return &e;
         }
-        if (e.key == key) return &e;
+        if (e.key[0] == key[0] && e.key[1] == key[1]) return &e;  // not std::array's ==: a memcmp call
     }
+}
+
+ComputeMemo::Trace& ComputeMemo::trace(const SearchKey& key) {
+    if (m_trace_entries > k_max_trace_entries || m_traces.size() > k_max_trace_entries / 8) {
+        m_traces.clear();
+        m_trace_entries = 0;
+    }
+    m_scratch.clear();
+    return m_traces[key];
 }
 
 ComputeMemo& ComputeMemo::for_this_thread() {
@@ -684,6 +754,15 @@ TilePlan search(const MappingContext& ctx, const GemmJob& job, const Partition& 
     // by reallocation every time, touching new heap pages that cost a page fault each.
     thread_local std::vector<TilePlan> evaluated;
     evaluated.clear();
+    // The evaluations of this job's previous search with the same key, and this one's for the next.
+    ComputeMemo::Trace* kept = nullptr;
+    TraceCursor trace;
+    if (ctx.compute_memo) {
+        kept = &ctx.compute_memo->trace(ev.search_key());
+        trace.prev = kept;
+        trace.out = &ctx.compute_memo->trace_scratch();
+    }
+    TraceCursor* const cursor = kept ? &trace : nullptr;
     int worse_k = 0;
     double best_k = std::numeric_limits<double>::infinity();
     for (int64_t tk : ks) {
@@ -697,7 +776,8 @@ TilePlan search(const MappingContext& ctx, const GemmJob& job, const Partition& 
                 if (!ev.fits_a(tm, tk) || !ev.fits_c(tm, tn)) continue;
                 // A candidate that cannot beat this loop's best nor come within 2 % of the fastest
                 // seen (so not of the fastest at the end) changes nothing but the count of worse ones.
-                const std::optional<double> est = ev.evaluate_unless(tm, tn, tk, cand, best_m, best_e * 1.02);
+                const std::optional<double> est =
+                    ev.evaluate_unless(tm, tn, tk, cand, best_m, best_e * 1.02, cursor);
                 if (!est) {
                     if (++worse_m >= 2) break;
                     continue;
@@ -727,6 +807,11 @@ TilePlan search(const MappingContext& ctx, const GemmJob& job, const Partition& 
         } else if (++worse_k >= 2) {
             break;
         }
+    }
+    if (kept) {
+        const std::size_t before = kept->size();
+        std::swap(*kept, *trace.out);
+        ctx.compute_memo->traced(before, kept->size());
     }
     if (best_e == std::numeric_limits<double>::infinity())
         fail_no_fit(ctx, ev, part, ms.back(), ns.back(), ks.back());

@@ -43,9 +43,10 @@
 // function of its inputs and cheap (tens of closed-form evaluations per GEMM).
 #include <algorithm>
 #include <array>
-#include <optional>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "arch/device_spec.h"
@@ -89,9 +90,42 @@ class ComputeMemo {
     static constexpr int k_key_bits = 21;
     static std::optional<std::array<uint64_t, 2>> pack(const std::array<int64_t, 6>& key);
     static_assert(sizeof(Entry) == 32);
+    // A search's whole evaluations, in the order it made them: a candidate's tile, its tile-shape sum and
+    // its fastest loop order's estimate (per lockstep group) and that order. Kept per search key (below)
+    // for the next search with the same key, which finds most of its candidates there: the points of a
+    // sweep that differ in a buffer's capacity search the same jobs with the same traffic over nearly the
+    // same candidates, in the same order. Read in order, so a found evaluation costs no miss in the
+    // processor's caches, unlike a table probed at random (bench/README.md, fifth round).
+    struct TraceEntry {
+        std::array<int64_t, 3> tile{};
+        double compute = 0;
+        double best = 0;
+        std::array<uint8_t, 3> order{};
+    };
+    using Trace = std::vector<TraceEntry>;
+    // Everything an evaluation reads besides its candidate (tiling.cpp, Evaluator::search_key): the tag
+    // bind() was given, the partition (extents, groups, split, arrays), the operands' bytes in main memory,
+    // the accumulator width, main memory's bytes per cycle and latency, which operands are kept whole and
+    // which buffers are double-buffered.
+    using SearchKey = std::array<uint64_t, 24>;
+    // The trace kept for `key` (empty when none), to be read by a search and then replaced by swap() with
+    // the scratch trace the search filled (trace_scratch(), cleared here). The reference stays valid until
+    // the next call.
+    Trace& trace(const SearchKey& key);
+    Trace& trace_scratch() { return m_scratch; }
+    // Called after a search swapped the stored trace with the scratch one: counts what is kept.
+    void traced(std::size_t before, std::size_t after) { m_trace_entries += after - before; }
+    // Evaluations found in traces, since this memo was made (tests).
+    int64_t trace_hits() const { return m_trace_hits; }
+    void count_trace_hit() { ++m_trace_hits; }
+    // At most this many evaluations kept in all (48 B each: 12 MiB), and an eighth as many traces; past
+    // either the traces are dropped.
+    static constexpr std::size_t k_max_trace_entries = std::size_t{1} << 18;
+
     using Tag = std::array<uint64_t, 11>;
     // Sets what the sums depend on besides the key (above); a change empties the table.
     void bind(const Tag& tag);
+    const Tag& tag() const { return m_tag; }
     // The entry for `key`: found, or the empty slot to store it in (its key already written, state 0);
     // nullptr where the key does not pack.
     Entry* slot(const std::array<int64_t, 6>& key);
@@ -118,6 +152,17 @@ class ComputeMemo {
     size_t m_used = 0;
     uint32_t m_generation = 0;
     int64_t m_hits = 0;
+    struct KeyHash {
+        std::size_t operator()(const SearchKey& k) const {
+            uint64_t h = 0;
+            for (uint64_t x : k) h = (h ^ x) * 0x9e3779b97f4a7c15u;
+            return static_cast<std::size_t>(h ^ (h >> 29));
+        }
+    };
+    std::unordered_map<SearchKey, Trace, KeyHash> m_traces;
+    Trace m_scratch;
+    std::size_t m_trace_entries = 0;
+    int64_t m_trace_hits = 0;
 };
 
 // What a layer's GEMMs see of the device.

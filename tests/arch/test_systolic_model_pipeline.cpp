@@ -730,9 +730,10 @@ TEST_CASE("One ComputeMemo shared by devices that differ only in what the sums d
                 }
         }
     }
-    CHECK(compared >= 80);  // 48 plans a pass
+    CHECK(compared >= 80);              // 48 plans a pass
     CHECK(hits_between_devices > 100);  // capacities and main memory do not empty the memo
     CHECK(hits_second_pass > 100);      // pass 1 finds pass 0's sums
+    CHECK(shared.trace_hits() > 100);   // and the evaluations of pass 0's searches with the same key
 }
 
 TEST_CASE("ComputeMemo grows when half full and empties at its largest size", "[systolic]") {
@@ -774,6 +775,25 @@ TEST_CASE("ComputeMemo grows when half full and empties at its largest size", "[
     memo.slot(key(-1));  // the table was half full: this call empties it first
     CHECK(memo.slot(key(0))->state == 0);
     CHECK(memo.slots() == largest);
+}
+
+TEST_CASE("ComputeMemo keeps one trace per search key, swapped in by the search that wrote it",
+          "[systolic]") {
+    ComputeMemo memo;
+    ComputeMemo::SearchKey a{}, b{};
+    a[0] = 1;
+    b[0] = 2;
+    REQUIRE(memo.trace(a).empty());
+    // A search reads trace(a) and fills the scratch trace, then swaps them.
+    memo.trace_scratch().push_back({{4, 5, 6}, 10.0, 12.0, {0, 1, 2}});
+    ComputeMemo::Trace& kept = memo.trace(a);
+    CHECK(memo.trace_scratch().empty());  // trace() starts the scratch afresh
+    memo.trace_scratch().push_back({{4, 5, 6}, 10.0, 12.0, {0, 1, 2}});
+    std::swap(kept, memo.trace_scratch());
+    memo.traced(0, kept.size());
+    REQUIRE(memo.trace(a).size() == 1);
+    CHECK(memo.trace(a)[0].best == 12.0);
+    CHECK(memo.trace(b).empty());  // another key has its own
 }
 
 TEST_CASE("ComputeMemo packs each key exactly and leaves keys it cannot pack alone", "[systolic]") {
