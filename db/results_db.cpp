@@ -15,6 +15,7 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -22,6 +23,7 @@
 #include <sstream>
 #include <system_error>
 #include <thread>
+#include <tuple>
 
 #include "db/schema.h"
 #include "db/sqlite.h"
@@ -112,7 +114,7 @@ constexpr const char* k_level_insert_columns[] = {
 };
 
 constexpr const char* k_metric_insert_columns[] = {
-    "run_id", "idx", "name", "value", "unit", "text",
+    "run_id", "idx", "metric_id", "value", "text",
 };
 
 constexpr const char* k_factor_insert_columns[] = {
@@ -624,6 +626,8 @@ struct ResultsDb::Impl {
         drop_claim.emplace(
             conn, "DELETE FROM claims WHERE claim_key = ? AND host = ? AND pid = ? AND process_start = ?");
         max_run.emplace(conn, "SELECT COALESCE(MAX(run_id), 0) FROM runs");
+        find_metric.emplace(conn, "SELECT metric_id FROM metric_names WHERE name = ? AND unit = ?");
+        add_metric.emplace(conn, "INSERT INTO metric_names (name, unit) VALUES (?, ?)");
         begin.emplace(conn, "BEGIN IMMEDIATE");
         commit.emplace(conn, "COMMIT");
         rollback.emplace(conn, "ROLLBACK");
@@ -763,17 +767,14 @@ struct ResultsDb::Impl {
         // instead of from the root, within a multi-row statement. The rows stored are the same in any order.
         m_levels.clear();
         m_metrics.clear();
-        const auto by_name = [](auto member) {
-            return [member](const auto& a, const auto& b) { return a.second->*member < b.second->*member; };
-        };
         for (const LayerRow& l : layers) {
             const std::size_t first_level = m_levels.size(), first_metric = m_metrics.size();
             for (const LevelRow& v : l.levels) m_levels.emplace_back(l.idx, &v);
-            for (const MetricRow& m : l.metrics) m_metrics.emplace_back(l.idx, &m);
+            for (const MetricRow& m : l.metrics) m_metrics.push_back({l.idx, metric_id(m), &m});
             std::sort(m_levels.begin() + static_cast<std::ptrdiff_t>(first_level), m_levels.end(),
-                      by_name(&LevelRow::level));
+                      [](const auto& a, const auto& b) { return a.second->level < b.second->level; });
             std::sort(m_metrics.begin() + static_cast<std::ptrdiff_t>(first_metric), m_metrics.end(),
-                      by_name(&MetricRow::name));
+                      [](const MetricEntry& a, const MetricEntry& b) { return a.id < b.id; });
         }
         insert_levels.write(conn, m_levels, bind_run,
                             [&](sql::Statement& s, const std::pair<int64_t, const LevelRow*>& e) {
@@ -781,17 +782,55 @@ struct ResultsDb::Impl {
                                 s.bind_int(e.first).bind_text_static(v.level).bind_real(v.bytes_read);
                                 s.bind_real(v.bytes_written).bind_int(v.accesses).bind_real(v.energy_j);
                             });
-        // A numeric metric stores value and unit with text NULL; a text metric only its text.
-        insert_metrics.write(conn, m_metrics, bind_run,
-                             [&](sql::Statement& s, const std::pair<int64_t, const MetricRow*>& e) {
-                                 const MetricRow& m = *e.second;
-                                 s.bind_int(e.first).bind_text_static(m.name);
-                                 if (m.value)
-                                     s.bind_real(*m.value).bind_text_static(m.unit).bind_null();
-                                 else
-                                     s.bind_null().bind_null().bind_text_static(m.text);
-                             });
+        // A numeric metric stores its value with text NULL (its unit is in metric_names); a text metric only
+        // its text.
+        insert_metrics.write(conn, m_metrics, bind_run, [&](sql::Statement& s, const MetricEntry& e) {
+            s.bind_int(e.idx).bind_int(e.id);
+            if (e.row->value)
+                s.bind_real(*e.row->value).bind_null();
+            else
+                s.bind_null().bind_text_static(e.row->text);
+        });
     }
+
+    // The id of a metric's name and unit ('' for a text metric) in metric_names, added there when new. Inside
+    // the caller's write transaction, so another process adding the same metric meanwhile is seen (its
+    // transaction committed first) rather than duplicated. Ids are kept in `metric_ids`, which a rollback
+    // empties (an id added by the rolled-back transaction is gone from the file).
+    int64_t metric_id(const MetricRow& m) {
+        // "" and not std::string_view(), whose null data SQLite would bind as NULL.
+        const std::string_view unit = m.value ? std::string_view(m.unit) : std::string_view("");
+        if (auto it = metric_ids.find(std::pair{std::string_view(m.name), unit}); it != metric_ids.end())
+            return it->second;
+        find_metric->reset();
+        find_metric->bind_text(m.name).bind_text(unit).finish_binding();
+        int64_t id = 0;
+        if (find_metric->step()) {
+            id = find_metric->column_int(0);
+        } else {
+            add_metric->reset();
+            add_metric->bind_text(m.name).bind_text(unit).finish_binding();
+            add_metric->run();
+            id = sqlite3_last_insert_rowid(conn.handle());
+        }
+        find_metric->reset();
+        metric_ids.emplace(std::pair{m.name, std::string(unit)}, id);
+        return id;
+    }
+    struct MetricEntry {
+        int64_t idx = 0;
+        int64_t id = 0;
+        const MetricRow* row = nullptr;
+    };
+    // Name and unit -> metric id, looked up without building strings (a run looks up ~2,000 metrics).
+    struct NameUnitLess {
+        using is_transparent = void;
+        template <class A, class B>
+        bool operator()(const A& a, const B& b) const {
+            return std::tie(a.first, a.second) < std::tie(b.first, b.second);
+        }
+    };
+    std::map<std::pair<std::string, std::string>, int64_t, NameUnitLess> metric_ids;
 
     // One write transaction; rolled back unless commit() ran. IMMEDIATE takes the write lock up front,
     // so a second writer waits in the busy handler instead of failing on a lock upgrade.
@@ -815,6 +854,7 @@ struct ResultsDb::Impl {
         ~Transaction() {
             if (m_committed) return;
             try {
+                m_impl.metric_ids.clear();  // ids this transaction added are undone with it
                 if (!m_nested) {
                     m_impl.rollback->run();
                 } else if (sqlite3_total_changes64(m_impl.conn.handle()) != m_changes ||
@@ -855,18 +895,19 @@ struct ResultsDb::Impl {
     std::optional<sql::Statement> insert_run, find_ok, begin, commit, rollback;
     std::optional<sql::Statement> find_run, find_link, run_hash, insert_sweep;
     std::optional<sql::Statement> find_error_after, find_claim, put_claim, drop_claim, max_run;
+    std::optional<sql::Statement> find_metric, add_metric;
     // Their first column is run_id, bound once per statement.
     MultiInsert insert_layers{
         [](std::size_t n) { return insert_sql("layers", k_layer_insert_columns, n, true); }};
     MultiInsert insert_levels{
         [](std::size_t n) { return insert_sql("layer_levels", k_level_insert_columns, n, true); }};
     MultiInsert insert_metrics{
-        [](std::size_t n) { return insert_sql("layer_metrics", k_metric_insert_columns, n, true); }};
+        [](std::size_t n) { return insert_sql("layer_metric_values", k_metric_insert_columns, n, true); }};
     MultiInsert insert_factors{
         [](std::size_t n) { return insert_sql("sweep_factors", k_factor_insert_columns, n); }};
     // Scratch lists of a run's levels and metrics with their layer's idx (kept to reuse their memory).
     std::vector<std::pair<int64_t, const LevelRow*>> m_levels;
-    std::vector<std::pair<int64_t, const MetricRow*>> m_metrics;
+    std::vector<MetricEntry> m_metrics;
     const ProcessIdentity me = this_process();
     std::mutex mutex;
 };
@@ -906,7 +947,12 @@ void ResultsDb::end_batch() {
     m_impl->in_batch = false;
     // A failed write rolled the batch back already (Impl::Transaction): nothing of it is committed.
     MLSIM_CHECK(!m_impl->batch_failed, "results: end_batch of a batch undone by a failed write");
-    m_impl->commit->run();
+    try {
+        m_impl->commit->run();
+    } catch (...) {
+        m_impl->metric_ids.clear();  // the batch's new metric ids may be gone with it
+        throw;
+    }
 }
 
 namespace {

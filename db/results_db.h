@@ -1,7 +1,8 @@
 #pragma once
 // The results database: one SQLite file per study, one `runs` row per simulated point, one `layers`
 // row per layer of that point, and in long format what differs by device family: `layer_levels` (bytes,
-// accesses and energy per memory level) and `layer_metrics` (any other named figure with its unit).
+// accesses and energy per memory level) and `layer_metrics` (any other named figure with its unit; a view
+// since schema 9 over `layer_metric_values`, rows naming their metric by id in `metric_names`).
 // Schema in db/schema.h; units in column names.
 //
 // Contract:

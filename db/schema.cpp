@@ -107,14 +107,25 @@ constexpr std::array k_layer_level_columns{
     Column{"energy_j", "REAL NOT NULL", 4},
 };
 
-constexpr std::array k_layer_metric_columns{
-    Column{"run_id", "INTEGER NOT NULL REFERENCES runs(run_id)", 4},
-    Column{"idx", "INTEGER NOT NULL", 4},
-    Column{"name", "TEXT NOT NULL", 4},
-    Column{"value", "REAL", 4},
-    Column{"unit", "TEXT", 4},
-    Column{"text", "TEXT", 4},
+// Schema 9: the metrics' rows name their metric by id (metric_names: a name and its unit, '' for a text
+// metric), and the view `layer_metrics` shows them with name and unit as schema 4 to 8 stored them. A
+// systolic ResNet-50 run writes some 1,970 metric rows of ~14 metrics: with the name and unit in each row
+// they were half of a sweep point's bytes (bench/README.md, fifth round).
+constexpr std::array k_metric_name_columns{
+    Column{"metric_id", "INTEGER PRIMARY KEY", 9},
+    Column{"name", "TEXT NOT NULL", 9},
+    Column{"unit", "TEXT NOT NULL", 9},
 };
+constexpr std::array k_layer_metric_value_columns{
+    Column{"run_id", "INTEGER NOT NULL REFERENCES runs(run_id)", 9},
+    Column{"idx", "INTEGER NOT NULL", 9},
+    Column{"metric_id", "INTEGER NOT NULL REFERENCES metric_names(metric_id)", 9},
+    Column{"value", "REAL", 9},
+    Column{"text", "TEXT", 9},
+};
+// What schema 4 to 8 stored as the table `layer_metrics` (moved by the step to 9).
+constexpr std::array<std::string_view, 6> k_v8_metric_columns{"run_id", "idx",  "name",
+                                                              "value",  "unit", "text"};
 
 // One row per (sweep, run): which point of which sweep a run is. A point rerun after a failure
 // (--retry-failed) has one row per attempt; a point found already done (in another sweep or by
@@ -310,9 +321,12 @@ const std::array k_tables{
     Table{"layers", k_layer_columns, "PRIMARY KEY (run_id, idx)", true},
     Table{"layer_levels", k_layer_level_columns,
           "PRIMARY KEY (run_id, idx, level), FOREIGN KEY (run_id, idx) REFERENCES layers(run_id, idx)", true},
-    Table{"layer_metrics", k_layer_metric_columns,
-          "PRIMARY KEY (run_id, idx, name), FOREIGN KEY (run_id, idx) REFERENCES layers(run_id, idx), "
-          "CHECK ((value IS NULL) = (text IS NOT NULL)), CHECK ((value IS NULL) = (unit IS NULL))",
+    Table{"metric_names", k_metric_name_columns, "UNIQUE (name, unit)"},
+    // A metric has exactly one of value or text, and a unit (metric_names) exactly when it has a value:
+    // checked by the writer (ResultsDb), not by CHECK constraints, which cost SQLite about 520
+    // instructions a row (bench/README.md, third round).
+    Table{"layer_metric_values", k_layer_metric_value_columns,
+          "PRIMARY KEY (run_id, idx, metric_id), FOREIGN KEY (run_id, idx) REFERENCES layers(run_id, idx)",
           true},
     Table{"sweeps", k_sweep_columns, "PRIMARY KEY (sweep_name, run_id)"},
     Table{"sweep_factors", k_sweep_factor_columns, "PRIMARY KEY (sweep_name, run_id, factor)"},
@@ -328,7 +342,14 @@ const std::array k_tables{
     Table{"parallel_exposed", k_parallel_exposed_columns, "PRIMARY KEY (run_id, purpose)"},
 };
 
-// Queries by run (or run and layer) on layer_levels / layer_metrics use their primary keys' prefix.
+// The views mlsim makes (schema 9), after its tables.
+constexpr std::array k_views{
+    View{"layer_metrics",
+         "SELECT v.run_id AS run_id, v.idx AS idx, n.name AS name, v.value AS value, NULLIF(n.unit, '') AS "
+         "unit, v.text AS text FROM layer_metric_values v JOIN metric_names n ON n.metric_id = v.metric_id"},
+};
+
+// Queries by run (or run and layer) on layer_levels / layer_metric_values use their primary keys' prefix.
 constexpr std::array k_indexes{
     Index{"runs_by_config_hash", "runs(config_hash, status)"},
     Index{"sweeps_by_run", "sweeps(run_id)"},
@@ -414,6 +435,12 @@ void check_shapes(sql::Connection& conn) {
         if (!type.empty() && type != "index")
             foreign_shape(conn, fmt::format("'{}' is a {}, where mlsim keeps an index", index.name, type));
     }
+    // A view's name: a table in files older than schema 9 (check_views), never an index or trigger.
+    for (const View& view : k_views) {
+        const std::string type = object_type(conn, view.name);
+        if (!type.empty() && type != "view" && type != "table")
+            foreign_shape(conn, fmt::format("'{}' is a {}, where mlsim keeps a view", view.name, type));
+    }
     if (table_exists(conn, "meta")) {
         const std::set<std::string> have = existing_columns(conn, "meta");
         if (!have.contains("key") || !have.contains("value"))
@@ -430,6 +457,23 @@ void check_shapes(sql::Connection& conn) {
                 foreign_shape(conn, fmt::format("table '{}' has no column '{}' ({}), which only creating the "
                                                 "table makes",
                                                 table.name, col.name, col.decl));
+    }
+}
+
+// Under a view's name a file has that view as mlsim makes it, nothing (it is made), or, older than schema 9,
+// the table the step to 9 replaces.
+void check_views(sql::Connection& conn, int64_t version) {
+    for (const View& view : k_views) {
+        const std::string type = object_type(conn, view.name);
+        if (type.empty()) continue;
+        if (type == "table" && version >= 9)
+            foreign_shape(conn, fmt::format("'{}' is a table in a schema-{} file, where mlsim keeps a view",
+                                            view.name, version));
+        if (type != "view") continue;
+        sql::Statement q(conn, "SELECT sql FROM sqlite_schema WHERE type = 'view' AND name = ?");
+        q.bind_text(view.name).finish_binding();
+        if (!q.step() || q.column_text(0) != fmt::format("CREATE VIEW {} AS {}", view.name, view.select))
+            foreign_shape(conn, fmt::format("the view '{}' is not the one mlsim makes", view.name));
     }
 }
 
@@ -542,18 +586,25 @@ void move_family_columns_to_long_tables(sql::Connection& conn) {
     const std::set<std::string> have = existing_columns(conn, "layers");
     const auto has = [&](std::string_view c) { return have.contains(std::string(c)); };
     std::vector<std::string> moved;
+    // Written as schema 9 keeps metrics (the step to 9 finds no layer_metrics table to move afterwards).
     for (const V3Metric& m : k_v3_metrics) {
         if (!has(m.column)) continue;
         const bool text = m.unit.empty();
+        conn.exec(fmt::format("INSERT OR IGNORE INTO metric_names (name, unit) VALUES ('{}', '{}')", m.column,
+                              m.unit));
         conn.exec(fmt::format(
-            "INSERT INTO layer_metrics (run_id, idx, name, value, unit, text) "
-            "SELECT l.run_id, l.idx, '{0}', {1}, {2}, {3} FROM layers l JOIN runs r ON r.run_id = l.run_id "
-            "WHERE {4} AND l.{0} IS NOT NULL{5}",
-            m.column, text ? "NULL" : fmt::format("l.{}", m.column),
-            text ? "NULL" : fmt::format("'{}'", m.unit), text ? fmt::format("l.{}", m.column) : "NULL",
-            k_v3_detailed_run, text ? fmt::format(" AND l.{} <> ''", m.column) : ""));
+            "INSERT INTO layer_metric_values (run_id, idx, metric_id, value, text) "
+            "SELECT l.run_id, l.idx, (SELECT metric_id FROM metric_names WHERE name = '{0}' AND unit = "
+            "'{1}'), "
+            "{2}, {3} FROM layers l JOIN runs r ON r.run_id = l.run_id WHERE {4} AND l.{0} IS NOT NULL{5}",
+            m.column, m.unit, text ? "NULL" : fmt::format("l.{}", m.column),
+            text ? fmt::format("l.{}", m.column) : "NULL", k_v3_detailed_run,
+            text ? fmt::format(" AND l.{} <> ''", m.column) : ""));
         moved.emplace_back(m.column);
     }
+    conn.exec(
+        "DELETE FROM metric_names WHERE NOT EXISTS (SELECT 1 FROM layer_metric_values v WHERE v.metric_id = "
+        "metric_names.metric_id)");
     for (std::string_view level : k_v3_levels) {
         const std::string read = fmt::format("bytes_{}_read", level);
         const std::string written = fmt::format("bytes_{}_written", level);
@@ -636,6 +687,42 @@ void rebuild_without_rowid(sql::Connection& conn) {
     }
 }
 
+// Step to schema 9: the rows of the table `layer_metrics` (schema 4 to 8) move to layer_metric_values, each
+// naming its metric by id in metric_names (made in name order), and the table is dropped; the view of the
+// same name shows them again (migrate() makes it). A column, index or trigger on the table that mlsim did not
+// make stops it with a UserError, as for the step to 8.
+void metrics_by_id(sql::Connection& conn) {
+    if (!table_exists(conn, "layer_metrics")) return;  // older than schema 4: step 4 wrote schema 9's tables
+    const std::set<std::string> declared(k_v8_metric_columns.begin(), k_v8_metric_columns.end());
+    const auto refuse = [&](const std::string& why) {
+        throw cfg::UserError(fmt::format(
+            "{}: error: results database: cannot migrate to schema version {}: table layer_metrics moves to "
+            "layer_metric_values and metric_names, but {}; remove it and open the file again",
+            conn.path(), current_version, why));
+    };
+    for (const std::string& name : existing_columns(conn, "layer_metrics"))
+        if (!declared.contains(name)) refuse(fmt::format("it has a column '{}' mlsim did not make", name));
+    {
+        sql::Statement q(conn,
+                         "SELECT type, name FROM sqlite_schema WHERE tbl_name = 'layer_metrics' AND type <> "
+                         "'table' AND name NOT LIKE 'sqlite_autoindex_%' ORDER BY name");
+        if (q.step()) refuse(fmt::format("the {} '{}' uses it", q.column_text(0), q.column_text(1)));
+    }
+    conn.exec(
+        "INSERT OR IGNORE INTO metric_names (name, unit) SELECT DISTINCT name, COALESCE(unit, '') FROM "
+        "layer_metrics ORDER BY name, COALESCE(unit, '')");
+    conn.exec(
+        "INSERT INTO layer_metric_values (run_id, idx, metric_id, value, text) SELECT m.run_id, m.idx, "
+        "n.metric_id, m.value, m.text FROM layer_metrics m JOIN metric_names n ON n.name = m.name AND n.unit "
+        "= "
+        "COALESCE(m.unit, '') ORDER BY m.run_id, m.idx, n.metric_id");
+    conn.exec("DROP TABLE layer_metrics");
+    sql::Statement check(conn, "PRAGMA foreign_key_check(layer_metric_values)");
+    if (check.step())
+        refuse(fmt::format("a row of it refers to a missing row of '{}' (PRAGMA foreign_key_check)",
+                           check.column_text(2)));
+}
+
 // Steps that move data, applied in order to a file older than their version (after the additive pass
 // has created the tables and columns they write to).
 struct Step {
@@ -645,6 +732,7 @@ struct Step {
 constexpr std::array k_steps{
     Step{4, move_family_columns_to_long_tables},
     Step{8, rebuild_without_rowid},
+    Step{9, metrics_by_id},
 };
 
 // Foreign-key enforcement off for the connection while it lives (a versioned step rebuilds tables that other
@@ -677,6 +765,8 @@ std::span<const Table> tables() { return k_tables; }
 
 std::span<const Index> indexes() { return k_indexes; }
 
+std::span<const View> views() { return k_views; }
+
 std::string create_table_sql(const Table& table) { return create_table_sql_named(table, table.name); }
 
 namespace {
@@ -703,6 +793,7 @@ void check_file(sql::Connection& conn) {
         check_stamp(conn);
         check_shapes(conn);
         const int64_t found = read_schema_version(conn);
+        check_views(conn, found);
         if (found > current_version)
             throw cfg::UserError(fmt::format(
                 "{}: error: results database: schema version {} is newer than this mlsim understands ({}); "
@@ -730,11 +821,15 @@ void migrate(sql::Connection& conn) {
             "{}: error: results database: schema version {} is newer than this mlsim understands ({}); "
             "use a newer mlsim or another file",
             conn.path(), found, current_version));
+    // A brand-new file (no meta yet) reads as 0 but has nothing under the views' names.
+    check_views(conn, found);
     for (const Table& table : k_tables) migrate_table(conn, table);
     for (const Step& step : k_steps)
         if (found < step.version) step.apply(conn);
     for (const Index& index : k_indexes)
         conn.exec(fmt::format("CREATE INDEX IF NOT EXISTS {} ON {}", index.name, index.definition));
+    for (const View& view : k_views)
+        conn.exec(fmt::format("CREATE VIEW IF NOT EXISTS {} AS {}", view.name, view.select));
     if (found != current_version)
         conn.exec(fmt::format("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '{}')",
                               current_version));

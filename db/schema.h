@@ -22,6 +22,9 @@
 //   made as declared, every row copied, the old one dropped and the new one renamed, foreign-key
 //   enforcement off for the connection meanwhile and checked with PRAGMA foreign_key_check before the
 //   commit); a column, index, view or trigger on them that mlsim did not make stops it with a UserError.
+//   Step to 9: the rows of the table layer_metrics move to layer_metric_values (metric ids given in name
+//   order in metric_names), the table is dropped and the view layer_metrics made in its place; a column,
+//   index or trigger on the table that mlsim did not make stops it with a UserError.
 // A file written by a newer schema is refused with a UserError rather than half-understood, and so is an
 // SQLite file whose application_id is not mlsim's, and one whose objects under mlsim's names are not what
 // mlsim makes (a view or index where a table belongs, a meta table without key and value, a table that
@@ -48,7 +51,10 @@ namespace mlsim::db::schema {
 // and purpose / copies in collectives (parallel runs, issue 13). Version 8: layers, layer_levels and
 // layer_metrics are WITHOUT ROWID tables (the same columns and keys; each row is stored once, in its primary
 // key's b-tree, instead of in the table and again in the key's index), so `rowid` no longer names their rows.
-inline constexpr int64_t current_version = 8;
+// Version 9: layer_metrics becomes a view (the same columns and rows) over layer_metric_values, whose rows
+// name their metric by id, and metric_names (each metric's name and unit, '' for a text metric); the two
+// CHECK constraints of the old table are the writer's checks alone.
+inline constexpr int64_t current_version = 9;
 
 // PRAGMA application_id stamped into every file so a foreign SQLite file is recognised ('mlsi').
 inline constexpr int32_t application_id = 0x6d6c7369;
@@ -68,6 +74,12 @@ struct Table {
     bool without_rowid = false;
 };
 
+// A view made after the tables (CREATE VIEW IF NOT EXISTS name AS select).
+struct View {
+    std::string_view name;
+    std::string_view select;
+};
+
 struct Index {
     std::string_view name;
     std::string_view definition;  // "<table>(<columns>)"
@@ -81,6 +93,7 @@ void check_file(sql::Connection& conn);
 
 std::span<const Table> tables();
 std::span<const Index> indexes();
+std::span<const View> views();
 
 // Creates missing tables, adds missing columns and indexes, runs the versioned steps, stamps the version.
 // Runs in one transaction, so a concurrent opener never sees a half-migrated file.

@@ -267,8 +267,9 @@ TEST_CASE("a write that fails inside a batch undoes the whole batch; one that wr
         // A failure SQLite reports after the run's first rows are in: a trigger refusing one metric row.
         sql::Connection conn(path, sql::Connection::Mode::read_write_create);
         conn.exec(
-            "CREATE TRIGGER test_refuse BEFORE INSERT ON layer_metrics WHEN NEW.name = 'refused' "
-            "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END");
+            "CREATE TRIGGER test_refuse BEFORE INSERT ON layer_metric_values WHEN NEW.metric_id = (SELECT "
+            "metric_id FROM metric_names WHERE name = 'refused') BEGIN SELECT RAISE(ABORT, 'refused by the "
+            "test'); END");
     }
     const auto runs = [&] {
         sql::Connection conn(path, sql::Connection::Mode::read_only);

@@ -219,10 +219,15 @@ TEST_CASE("opening creates the file, its parent directories and the schema", "[d
         query_text(path,
                    "SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_table_info('layer_levels') "
                    "WHERE pk > 0 ORDER BY pk)") == "run_id,idx,level");
-    CHECK(
-        query_text(path,
-                   "SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_table_info('layer_metrics') "
-                   "WHERE pk > 0 ORDER BY pk)") == "run_id,idx,name");
+    // Schema 9: layer_metrics is a view over the rows that name their metric by id.
+    CHECK(query_text(path, "SELECT type FROM sqlite_schema WHERE name = 'layer_metrics'") == "view");
+    CHECK(column_names(path, "layer_metric_values") ==
+          std::set<std::string>{"run_id", "idx", "metric_id", "value", "text"});
+    CHECK(column_names(path, "metric_names") == std::set<std::string>{"metric_id", "name", "unit"});
+    CHECK(query_text(path,
+                     "SELECT group_concat(name, ',') FROM (SELECT name FROM "
+                     "pragma_table_info('layer_metric_values') WHERE pk > 0 ORDER BY pk)") ==
+          "run_id,idx,metric_id");
     CHECK(column_names(path, "meta") == std::set<std::string>{"key", "value"});
     // (run_id, idx) is the key: pk positions 1 and 2 in table_info.
     CHECK(query_int(path, "SELECT COUNT(*) FROM pragma_table_info('layers') WHERE pk > 0") == 2);
@@ -472,12 +477,13 @@ TEST_CASE("equal inputs write identical layer rows", "[db]") {
     // The long-format rows too.
     for (const char* table : {"layer_levels", "layer_metrics"}) {
         INFO(table);
-        std::string long_cols;
+        std::string long_cols = table == std::string("layer_metrics") ? "idx, name, value, unit, text" : "";
         for (const auto& t : mlsim::db::schema::tables())
             if (t.name == table)
                 for (const auto& c : t.columns)
                     if (c.name != "run_id")
                         long_cols += fmt::format("{}{}", long_cols.empty() ? "" : ", ", c.name);
+        REQUIRE(!long_cols.empty());
         std::string a = fmt::format("SELECT {} FROM {} WHERE run_id = 1", long_cols, table);
         std::string b = fmt::format("SELECT {} FROM {} WHERE run_id = 2", long_cols, table);
         CHECK(query_int(path, fmt::format("SELECT COUNT(*) FROM {} WHERE run_id = 2", table)) >= 100);
@@ -720,15 +726,25 @@ std::vector<std::string> layer_table_rows(const std::string& path) {
 int64_t without_rowid_tables(const std::string& path) {
     return query_int(path,
                      "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('layers', "
-                     "'layer_levels', 'layer_metrics') AND sql LIKE '%WITHOUT ROWID'");
+                     "'layer_levels', 'layer_metric_values') AND sql LIKE '%WITHOUT ROWID'");
 }
 
-// Turns a current file into what schema 7 wrote: the per-layer tables as rowid tables, version 7.
+// Turns a current file into what schema 7 wrote: the per-layer tables as rowid tables, the metrics in the
+// table `layer_metrics` with their names and units (schema 4 to 8), version 7.
 void make_schema_7(const std::string& path) {
     sql::Connection raw(path, sql::Connection::Mode::read_write_create);
     raw.exec("PRAGMA foreign_keys = OFF; BEGIN");
+    raw.exec(
+        "CREATE TABLE v7_layer_metrics (run_id INTEGER NOT NULL REFERENCES runs(run_id), idx INTEGER NOT "
+        "NULL, "
+        "name TEXT NOT NULL, value REAL, unit TEXT, text TEXT, PRIMARY KEY (run_id, idx, name), FOREIGN KEY "
+        "(run_id, idx) REFERENCES layers(run_id, idx), CHECK ((value IS NULL) = (text IS NOT NULL)), CHECK "
+        "((value IS NULL) = (unit IS NULL)))");
+    raw.exec(
+        "INSERT INTO v7_layer_metrics SELECT * FROM layer_metrics; DROP VIEW layer_metrics; DROP TABLE "
+        "layer_metric_values; DROP TABLE metric_names; ALTER TABLE v7_layer_metrics RENAME TO layer_metrics");
     for (const mlsim::db::schema::Table& t : mlsim::db::schema::tables()) {
-        if (!t.without_rowid) continue;
+        if (!t.without_rowid || t.name == "layer_metric_values") continue;
         std::string create = mlsim::db::schema::create_table_sql(t);
         const std::string suffix = " WITHOUT ROWID";
         REQUIRE(create.ends_with(suffix));
@@ -757,11 +773,20 @@ TEST_CASE("a schema-7 file's per-layer tables are rebuilt WITHOUT ROWID, every r
     REQUIRE(before.size() > 20);
     make_schema_7(path);
     REQUIRE(without_rowid_tables(path) == 0);
+    REQUIRE(query_text(path, "SELECT type FROM sqlite_schema WHERE name = 'layer_metrics'") == "table");
     REQUIRE(layer_table_rows(path) == before);
     {
         ResultsDb db(path);
         CHECK(without_rowid_tables(path) == 3);
         CHECK(layer_table_rows(path) == before);
+        // The step to 9: the metrics' rows by id, the names in name order, layer_metrics a view again.
+        CHECK(query_text(path, "SELECT type FROM sqlite_schema WHERE name = 'layer_metrics'") == "view");
+        CHECK(
+            query_int(path,
+                      "SELECT COUNT(*) FROM metric_names a JOIN metric_names b ON a.metric_id < b.metric_id "
+                      "WHERE a.name > b.name") == 0);
+        CHECK(query_int(path, "SELECT COUNT(*) FROM metric_names") ==
+              query_int(path, "SELECT COUNT(DISTINCT name) FROM layer_metrics"));
         CHECK(query_int(path, "SELECT COUNT(*) FROM pragma_foreign_key_check") == 0);
         CHECK(query_text(path, "SELECT value FROM meta WHERE key = 'schema_version'") ==
               std::to_string(mlsim::db::schema::current_version));
@@ -781,9 +806,24 @@ TEST_CASE("a schema-7 file's per-layer tables are rebuilt WITHOUT ROWID, every r
         raw.exec("CREATE INDEX my_metric_names ON layer_metrics(name)");
     }
     CHECK_THROWS_WITH(ResultsDb(hand), Catch::Contains(hand) && Catch::Contains("my_metric_names") &&
-                                           Catch::Contains("WITHOUT ROWID"));
+                                           Catch::Contains("layer_metric_values"));
     CHECK(without_rowid_tables(hand) == 0);
+    CHECK(query_text(hand, "SELECT type FROM sqlite_schema WHERE name = 'layer_metrics'") == "table");
     CHECK(query_text(hand, "SELECT value FROM meta WHERE key = 'schema_version'") == "7");
+    // An index on a rebuilt table stops the step to 8 (and leaves the file as it was) too.
+    const std::string hand8 = dir.file("hand8.db");
+    {
+        ResultsDb db(hand8);
+        db.record_run(sample_info("a\n"), sample_layers(2), 1.0);
+    }
+    make_schema_7(hand8);
+    {
+        sql::Connection raw(hand8, sql::Connection::Mode::read_write_create);
+        raw.exec("CREATE INDEX my_level_names ON layer_levels(level)");
+    }
+    CHECK_THROWS_WITH(ResultsDb(hand8), Catch::Contains(hand8) && Catch::Contains("my_level_names") &&
+                                            Catch::Contains("WITHOUT ROWID"));
+    CHECK(query_text(hand8, "SELECT value FROM meta WHERE key = 'schema_version'") == "7");
 }
 
 TEST_CASE("concurrent writers, threads sharing one ResultsDb or each with its own, lose no run", "[db]") {

@@ -764,11 +764,16 @@ def databases(mlsim, workdir):
         ("index_name_is_view", "DROP INDEX sweeps_by_run; CREATE VIEW sweeps_by_run AS SELECT 1;",
          "'sweeps_by_run' is a view"),
         ("runs_lacks_key", "ALTER TABLE runs RENAME TO old; CREATE TABLE runs (status TEXT);", "no column 'run_id'"),
-        ("layers_lacks_idx", "DROP TABLE layer_levels; DROP TABLE layer_metrics; DROP TABLE layers; "
-                             "CREATE TABLE layers (run_id INTEGER);", "no column 'idx'"),
+        ("layers_lacks_idx", "DROP TABLE layer_levels; DROP VIEW layer_metrics; DROP TABLE layer_metric_values; "
+                             "DROP TABLE layers; CREATE TABLE layers (run_id INTEGER);", "no column 'idx'"),
         ("sweep_factors_partial", "DROP TABLE sweep_factors; CREATE TABLE sweep_factors (x);", "no column"),
-        ("layer_metrics_partial", "DROP TABLE layer_metrics; CREATE TABLE layer_metrics (run_id INTEGER);",
-         "no column"),
+        ("layer_metric_values_partial", "DROP VIEW layer_metrics; DROP TABLE layer_metric_values; "
+                                        "CREATE TABLE layer_metric_values (run_id INTEGER);", "no column"),
+        # Schema 9: layer_metrics is a view; a table, or another view, under its name is not mlsim's.
+        ("layer_metrics_table", "DROP VIEW layer_metrics; CREATE TABLE layer_metrics (run_id INTEGER);",
+         "'layer_metrics' is a table"),
+        ("layer_metrics_other_view", "DROP VIEW layer_metrics; CREATE VIEW layer_metrics AS SELECT 1 AS run_id;",
+         "not the one mlsim makes"),
     ]
     for name, sql, says in cases:
         for cmd_name, args in (("run", run), ("sweep", sweep)):
