@@ -222,6 +222,7 @@ LayerNeeds SystolicModel::needs_of(const wl::Op& op) const {
 }
 
 std::vector<LayerResult> SystolicModel::run(const wl::Model& model) {
+    if (m_memoize) ComputeMemo::for_this_thread().begin_run();
     std::vector<LayerResult> out;
     out.reserve(model.ops().size());
     // run_op() memoizes into `out` for this run (layer i is out[i] once run_op returns).

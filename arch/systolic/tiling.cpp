@@ -757,7 +757,7 @@ TilePlan search(const MappingContext& ctx, const GemmJob& job, const Partition& 
     // The evaluations of this job's previous search with the same key, and this one's for the next.
     ComputeMemo::Trace* kept = nullptr;
     TraceCursor trace;
-    if (ctx.compute_memo) {
+    if (ctx.compute_memo && ctx.compute_memo->keeps_traces()) {
         kept = &ctx.compute_memo->trace(ev.search_key());
         trace.prev = kept;
         trace.out = &ctx.compute_memo->trace_scratch();

@@ -702,6 +702,9 @@ TEST_CASE("One ComputeMemo shared by devices that differ only in what the sums d
     ComputeMemo shared;
     int compared = 0;
     int64_t hits_between_devices = 0, hits_second_pass = 0;
+    shared.begin_run();  // as from a thread's second model run: searches keep their traces
+    shared.begin_run();
+    REQUIRE(shared.keeps_traces());
     // Pass 1 runs the same devices again (the next points of a sweep that repeat a device's sums).
     for (int pass = 0; pass < 2; ++pass) {
         for (const Variant& v : variants) {
