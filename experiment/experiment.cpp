@@ -270,6 +270,70 @@ arch::SystemSpec apply_overrides(const arch::SystemSpec& system,
     return arch::system_from_resolved(doc);
 }
 
+namespace {
+
+// Appends everything of `n` that apply_overrides can carry into the system (see OverrideCache).
+void append_node_key(std::string& out, const cfg::Node& n) {
+    const auto text = [&](std::string_view t) {
+        out += std::to_string(t.size());
+        out += ':';
+        out += t;
+    };
+    const auto loc = [&](const cfg::SourceLoc& l) {
+        text(l.file);
+        out += fmt::format("{},{};", l.line, l.col);
+    };
+    out += static_cast<char>('0' + static_cast<int>(n.kind()));
+    loc(n.loc());
+    loc(n.key_loc());
+    text(n.path());
+    if (n.is_scalar()) text(n.scalar());
+    out += std::to_string(n.entries().size()) + '{';
+    for (const auto& [key, value] : n.entries()) {
+        text(key);
+        append_node_key(out, value);
+    }
+    out += std::to_string(n.items().size()) + '[';
+    for (const cfg::Node& item : n.items()) append_node_key(out, item);
+}
+
+}  // namespace
+
+std::shared_ptr<const arch::SystemSpec> OverrideCache::get(
+    const std::shared_ptr<const arch::SystemSpec>& system, const std::vector<ConfigOverride>& overrides) {
+    std::string key = fmt::format("{}|{}|", static_cast<const void*>(system.get()), overrides.size());
+    for (const ConfigOverride& o : overrides) {
+        const auto text = [&](std::string_view t) {
+            key += std::to_string(t.size());
+            key += ':';
+            key += t;
+        };
+        text(o.key_path);
+        text(o.option);
+        key += std::to_string(o.alternatives.size()) + '(';
+        for (const std::string& a : o.alternatives) text(a);
+        append_node_key(key, o.value);
+    }
+    {
+        std::lock_guard lock(m_mutex);
+        if (auto it = m_index.find(key); it != m_index.end()) {
+            m_lru.splice(m_lru.begin(), m_lru, it->second);
+            return it->second->system;
+        }
+    }
+    // Outside the lock: other threads apply theirs meanwhile. A failure propagates, and nothing is kept.
+    auto applied = std::make_shared<const arch::SystemSpec>(apply_overrides(*system, overrides));
+    std::lock_guard lock(m_mutex);
+    if (auto it = m_index.find(key); it != m_index.end()) return it->second->system;  // another thread's
+    m_lru.push_front(Entry{std::move(key), system, applied});
+    m_index.emplace(m_lru.front().key, m_lru.begin());
+    if (m_lru.size() > k_max_systems) {
+        m_index.erase(m_lru.back().key);
+        m_lru.pop_back();
+    }
+    return applied;
+}
+
 // fp32 where the device has it; else its first floating-point type, widest first; else an integer
 // accelerator's native mode: its fastest integer type, the narrower on a tie (TPU v1 and Eyeriss run
 // int16 too, but int8 is what they are built for).
@@ -393,6 +457,8 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
         if (!opt.device_overrides.empty()) r.system = apply_overrides(r.system, opt.device_overrides);
     } else if (opt.device_overrides.empty()) {
         r.system = *opt.preloaded_system;
+    } else if (opt.override_cache) {
+        r.system = *opt.override_cache->get(opt.preloaded_system, opt.device_overrides);
     } else {
         // Straight from the preloaded system: a copy of it first would be thrown away (~0.1 M
         // instructions a sweep point).

@@ -402,6 +402,8 @@ SystemCache check_points(const Sweep& sweep, std::size_t max_points,
                          const std::function<void(std::size_t done, std::size_t total)>& progress) {
     check_point_count(sweep, max_points);
     SystemCache systems;
+    // Points that differ only in factors other than the overrides (batch, dtype) check them once.
+    OverrideCache overridden;
     const std::size_t n = sweep.point_count();
     for (std::size_t i = 0; i < n; ++i) {
         if (progress) progress(i, n);
@@ -413,7 +415,7 @@ SystemCache check_points(const Sweep& sweep, std::size_t max_points,
         }
         if (pc.options.device_overrides.empty()) continue;  // the loaded system is valid as it is
         try {
-            (void)apply_overrides(*it->second, pc.options.device_overrides);
+            (void)overridden.get(it->second, pc.options.device_overrides);
         } catch (const cfg::UserError& e) {
             rethrow_in_point(e, pc, sweep);
         }
@@ -504,6 +506,8 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
 
     // The points' zoo models, built once each (points that differ only in the device share them).
     const auto models = std::make_shared<ModelCache>();
+    // And their overridden systems, applied once for the points that give the same overrides.
+    const auto overridden = std::make_shared<OverrideCache>();
     // Returns false when another live process holds the point: it is deferred, nothing was counted.
     auto process = [&](std::size_t i) -> bool {
         SweepPointConfig pc = make_point(sweep, i);
@@ -511,6 +515,7 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
         MLSIM_CHECK(sys != systems.end(), "run_sweep: a system missing from check_points()");
         pc.options.preloaded_system = sys->second;
         pc.options.model_cache = models;
+        pc.options.override_cache = overridden;
 
         const db::RunInfo fail_info = failed_run_info(pc, systems);
         if (!options.retry_failed) {
