@@ -84,8 +84,8 @@ struct ExperimentOptions {
 };
 
 // Zoo models built once per (name, wl::ZooOptions), handed out as copies: building ResNet-50 from the zoo
-// costs about 1.8 M instructions, copying the built model a fraction of that. Thread-safe; a failed build
-// is not kept (it fails again, with the same error, for the next run).
+// costs about 1.8 M instructions, copying the built model (which shares its ops and graph) almost nothing.
+// Thread-safe; a failed build is not kept (it fails again, with the same error, for the next run).
 class ModelCache {
   public:
     wl::Model get(std::string_view name, const wl::ZooOptions& zo);
