@@ -103,10 +103,10 @@ bool contains(const std::string& text, const std::string& part) {
     return text.find(part) != std::string::npos;
 }
 
-// The rows a run stores, as text: every field of every layer, level and metric (values exactly).
-std::string rows_text(const exp::ExperimentResult& r) {
+// Layer rows as text: every field of every layer, level and metric (values exactly).
+std::string rows_text(const std::vector<db::LayerRow>& rows) {
     std::string out;
-    for (const db::LayerRow& l : exp::to_rows(r.layers)) {
+    for (const db::LayerRow& l : rows) {
         out +=
             fmt::format("{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}\n", l.idx, l.name, l.op,
                         l.phase, l.dtype, l.macs, l.flops, l.params, l.bytes_read, l.bytes_written, l.start_s,
@@ -119,6 +119,9 @@ std::string rows_text(const exp::ExperimentResult& r) {
     }
     return out;
 }
+
+// The rows a run stores.
+std::string rows_text(const exp::ExperimentResult& r) { return rows_text(exp::to_rows(r.layers)); }
 
 }  // namespace
 
@@ -484,6 +487,20 @@ TEST_CASE("Runs given a model cache store what runs without one store, for every
     CHECK(a.ops().size() == b.ops().size());
     CHECK(a.ops().front().name == b.ops().front().name);
     CHECK_THROWS_AS(cache->get("resnet5O", wl::ZooOptions{}), cfg::UserError);
+}
+
+TEST_CASE("A run's layers make the same rows whether to_rows copies or moves their strings",
+          "[sweep][to_rows]") {
+    exp::ExperimentOptions o;
+    o.system = "tpu-v4";
+    o.model = "resnet50";
+    o.dtype = "bf16";
+    exp::ExperimentResult r = exp::run_experiment(o);
+    const std::vector<db::LayerRow> copied = exp::to_rows(r.layers);
+    const std::vector<db::LayerRow> moved = exp::to_rows(std::move(r.layers));
+    REQUIRE(copied.size() > 100);
+    CHECK(copied.front().metrics.size() > 5);
+    CHECK(rows_text(moved) == rows_text(copied));
 }
 
 TEST_CASE("Runs given an override cache store what runs without one store, and share equal overrides only",
