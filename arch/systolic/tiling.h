@@ -43,8 +43,8 @@
 // function of its inputs and cheap (tens of closed-form evaluations per GEMM).
 #include <algorithm>
 #include <array>
-#include <optional>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 

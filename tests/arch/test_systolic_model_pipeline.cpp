@@ -730,7 +730,7 @@ TEST_CASE("One ComputeMemo shared by devices that differ only in what the sums d
                 }
         }
     }
-    CHECK(compared >= 80);  // 48 plans a pass
+    CHECK(compared >= 80);              // 48 plans a pass
     CHECK(hits_between_devices > 100);  // capacities and main memory do not empty the memo
     CHECK(hits_second_pass > 100);      // pass 1 finds pass 0's sums
 }
