@@ -399,11 +399,13 @@ std::vector<std::string> point_values(const Sweep& sweep, std::size_t index) {
 }
 
 SystemCache check_points(const Sweep& sweep, std::size_t max_points,
-                         const std::function<void(std::size_t done, std::size_t total)>& progress) {
+                         const std::function<void(std::size_t done, std::size_t total)>& progress,
+                         OverrideCache* overridden) {
     check_point_count(sweep, max_points);
     SystemCache systems;
     // Points that differ only in factors other than the overrides (batch, dtype) check them once.
-    OverrideCache overridden;
+    OverrideCache own;
+    OverrideCache& applied = overridden ? *overridden : own;
     const std::size_t n = sweep.point_count();
     for (std::size_t i = 0; i < n; ++i) {
         if (progress) progress(i, n);
@@ -415,7 +417,7 @@ SystemCache check_points(const Sweep& sweep, std::size_t max_points,
         }
         if (pc.options.device_overrides.empty()) continue;  // the loaded system is valid as it is
         try {
-            (void)overridden.get(it->second, pc.options.device_overrides);
+            (void)applied.get(it->second, pc.options.device_overrides);
         } catch (const cfg::UserError& e) {
             rethrow_in_point(e, pc, sweep);
         }
@@ -507,7 +509,7 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
     // The points' zoo models, built once each (points that differ only in the device share them).
     const auto models = std::make_shared<ModelCache>();
     // And their overridden systems, applied once for the points that give the same overrides.
-    const auto overridden = std::make_shared<OverrideCache>();
+    const auto overridden = options.overridden ? options.overridden : std::make_shared<OverrideCache>();
     // Returns false when another live process holds the point: it is deferred, nothing was counted.
     auto process = [&](std::size_t i) -> bool {
         SweepPointConfig pc = make_point(sweep, i);

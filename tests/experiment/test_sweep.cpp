@@ -18,6 +18,7 @@
 #include "experiment/key_path.h"
 #include "experiment/sweep.h"
 #include "sim/config/error.h"
+#include "sim/config/limits.h"
 #include "sim/config/loader.h"
 #include "tests/experiment/query.h"
 
@@ -487,6 +488,33 @@ TEST_CASE("Runs given a model cache store what runs without one store, for every
     CHECK(a.ops().size() == b.ops().size());
     CHECK(a.ops().front().name == b.ops().front().name);
     CHECK_THROWS_AS(cache->get("resnet5O", wl::ZooOptions{}), cfg::UserError);
+}
+
+TEST_CASE("A sweep run with the systems check_points overrode writes what a sweep without them writes",
+          "[sweep][override_cache]") {
+    TempDir dir("mlsim_test_sweep_overridden");
+    for (const char* file : {"sweep_small.yaml", "sweep_fail.yaml"}) {
+        INFO(file);
+        const std::string plain_db = dir.file((std::string(file) + ".plain.db").c_str());
+        const std::string shared_db = dir.file((std::string(file) + ".shared.db").c_str());
+        const exp::SweepSummary plain = run(data(file), plain_db, 1);
+        const exp::Sweep sweep = exp::load_sweep(data(file));
+        exp::SweepRunOptions o;
+        o.jobs = 2;
+        o.overridden = std::make_shared<exp::OverrideCache>();
+        const exp::SystemCache systems =
+            exp::check_points(sweep, limits::default_max_sweep_points, {}, o.overridden.get());
+        exp::SweepSummary shared;
+        {
+            db::ResultsDb db(shared_db);
+            shared = exp::run_sweep(sweep, systems, db, o);
+        }
+        CHECK(shared.ran == plain.ran);
+        CHECK(shared.failed == plain.failed);
+        CHECK(shared.errors == plain.errors);
+        CHECK(layers_by_hash(shared_db) == layers_by_hash(plain_db));
+        CHECK(count(shared_db, "SELECT COUNT(*) FROM runs") == count(plain_db, "SELECT COUNT(*) FROM runs"));
+    }
 }
 
 TEST_CASE("A run's layers make the same rows whether to_rows copies or moves their strings",
