@@ -109,8 +109,9 @@ class OverrideCache {
   public:
     std::shared_ptr<const arch::SystemSpec> get(const std::shared_ptr<const arch::SystemSpec>& system,
                                                 const std::vector<ConfigOverride>& overrides);
-    // A sweep varies an override factor fastest at most over this many values before it repeats one
-    // (tpu-v4's buffer sizes in bench/: 66).
+    // Room for the overrides that come between two points sharing theirs: a factor that is not an
+    // override (batch) varying slower than the override factors after it repeats them that many points
+    // later (66 in the 1,980-point systolic sweep of bench/bench_sweep_mpi.py).
     static constexpr std::size_t k_max_systems = 128;
 
   private:
