@@ -171,12 +171,15 @@ int cmd_sweep(const Args& args) {
     exp::DistributedSweep* const mpi = dry_run ? nullptr : exp::distributed_sweep();
     if (mpi && mpi->rank != 0) quiet = true;
     const bool tty = !quiet && isatty(fileno(stderr));
+    // The points' systems with their overrides applied, kept from checking them for running them.
+    const auto overridden = std::make_shared<exp::OverrideCache>();
     const exp::SystemCache systems = [&] {
         // Every point is resolved before any runs: a bar once that takes a second.
         Progress checking(quiet ? nullptr : stderr, tty, n, "checking", "points");
         try {
             exp::SystemCache checked = exp::check_points(
-                sweep, max_points, [&](std::size_t done, std::size_t) { checking.update(done, 0, false); });
+                sweep, max_points, [&](std::size_t done, std::size_t) { checking.update(done, 0, false); },
+                overridden.get());
             checking.update(n, 0, true);
             return checked;
         } catch (...) {
@@ -209,6 +212,7 @@ int cmd_sweep(const Args& args) {
     o.jobs =
         static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(jobs), std::max<std::size_t>(n, 1)));
     o.retry_failed = retry_failed;
+    o.overridden = overridden;
     Progress progress(quiet ? nullptr : stderr, tty, n);
     o.progress = [&](const exp::SweepProgress& p) { progress.update(p.done, p.failed, p.final); };
     o.progress_interval = std::chrono::milliseconds(tty ? 100 : 250);

@@ -156,8 +156,10 @@ arch::SystemSpec load_system_file(const std::string& path) {
 // One layer's row; from an rvalue (`Layer` = arch::LayerResult) its strings are moved rather than copied:
 // a systolic ResNet-50 point has some 3,000 of them (names, levels, metric names and units), and copying
 // them cost about a million instructions a point in a sweep.
+// Filled in place (`r` is the rows' new last element): a row built apart and moved in moved each of its
+// ~40 strings twice, about a third of to_rows' 0.7 M instructions a sweep point.
 template <class Layer>
-db::LayerRow to_row(Layer&& l) {
+void to_row(Layer&& l, db::LayerRow& r) {
     constexpr bool move = !std::is_lvalue_reference_v<Layer>;
     const auto take = [](auto& s) -> decltype(auto) {
         if constexpr (move)
@@ -165,7 +167,6 @@ db::LayerRow to_row(Layer&& l) {
         else
             return static_cast<const std::remove_reference_t<decltype(s)>&>(s);
     };
-    db::LayerRow r;
     r.idx = l.idx;
     r.name = take(l.name);
     r.op = take(l.op);
@@ -193,25 +194,22 @@ db::LayerRow to_row(Layer&& l) {
     r.communication_s = l.parts.communication_s;
     r.levels.reserve(l.levels.size());
     for (auto& lv : l.levels)
-        r.levels.push_back(
-            db::LevelRow{take(lv.level), lv.bytes_read, lv.bytes_written, lv.accesses, lv.energy_j});
+        r.levels.emplace_back(take(lv.level), lv.bytes_read, lv.bytes_written, lv.accesses, lv.energy_j);
     r.metrics.reserve(l.metrics.size());
-    for (auto& m : l.metrics)
-        r.metrics.push_back(db::MetricRow{take(m.name), m.value, take(m.unit), take(m.text)});
-    return r;
+    for (auto& m : l.metrics) r.metrics.emplace_back(take(m.name), m.value, take(m.unit), take(m.text));
 }
 
 std::vector<db::LayerRow> to_rows(const std::vector<arch::LayerResult>& layers) {
     std::vector<db::LayerRow> rows;
     rows.reserve(layers.size());
-    for (const auto& l : layers) rows.push_back(to_row(l));
+    for (const auto& l : layers) to_row(l, rows.emplace_back());
     return rows;
 }
 
 std::vector<db::LayerRow> to_rows(std::vector<arch::LayerResult>&& layers) {
     std::vector<db::LayerRow> rows;
     rows.reserve(layers.size());
-    for (auto& l : layers) rows.push_back(to_row(std::move(l)));
+    for (auto& l : layers) to_row(std::move(l), rows.emplace_back());
     return rows;
 }
 
@@ -268,6 +266,70 @@ arch::SystemSpec apply_overrides(const arch::SystemSpec& system,
                   "cannot be overridden: the device is already loaded; sweep over `system` (the file or "
                   "preset) instead");
     return arch::system_from_resolved(doc);
+}
+
+namespace {
+
+// Appends everything of `n` that apply_overrides can carry into the system (see OverrideCache).
+void append_node_key(std::string& out, const cfg::Node& n) {
+    const auto text = [&](std::string_view t) {
+        out += std::to_string(t.size());
+        out += ':';
+        out += t;
+    };
+    const auto loc = [&](const cfg::SourceLoc& l) {
+        text(l.file);
+        out += fmt::format("{},{};", l.line, l.col);
+    };
+    out += static_cast<char>('0' + static_cast<int>(n.kind()));
+    loc(n.loc());
+    loc(n.key_loc());
+    text(n.path());
+    if (n.is_scalar()) text(n.scalar());
+    out += std::to_string(n.entries().size()) + '{';
+    for (const auto& [key, value] : n.entries()) {
+        text(key);
+        append_node_key(out, value);
+    }
+    out += std::to_string(n.items().size()) + '[';
+    for (const cfg::Node& item : n.items()) append_node_key(out, item);
+}
+
+}  // namespace
+
+std::shared_ptr<const arch::SystemSpec> OverrideCache::get(
+    const std::shared_ptr<const arch::SystemSpec>& system, const std::vector<ConfigOverride>& overrides) {
+    std::string key = fmt::format("{}|{}|", static_cast<const void*>(system.get()), overrides.size());
+    for (const ConfigOverride& o : overrides) {
+        const auto text = [&](std::string_view t) {
+            key += std::to_string(t.size());
+            key += ':';
+            key += t;
+        };
+        text(o.key_path);
+        text(o.option);
+        key += std::to_string(o.alternatives.size()) + '(';
+        for (const std::string& a : o.alternatives) text(a);
+        append_node_key(key, o.value);
+    }
+    {
+        std::lock_guard lock(m_mutex);
+        if (auto it = m_index.find(key); it != m_index.end()) {
+            m_lru.splice(m_lru.begin(), m_lru, it->second);
+            return it->second->system;
+        }
+    }
+    // Outside the lock: other threads apply theirs meanwhile. A failure propagates, and nothing is kept.
+    auto applied = std::make_shared<const arch::SystemSpec>(apply_overrides(*system, overrides));
+    std::lock_guard lock(m_mutex);
+    if (auto it = m_index.find(key); it != m_index.end()) return it->second->system;  // another thread's
+    m_lru.push_front(Entry{std::move(key), system, applied});
+    m_index.emplace(m_lru.front().key, m_lru.begin());
+    if (m_lru.size() > k_max_systems) {
+        m_index.erase(m_lru.back().key);
+        m_lru.pop_back();
+    }
+    return applied;
 }
 
 // fp32 where the device has it; else its first floating-point type, widest first; else an integer
@@ -339,7 +401,11 @@ bool has_parallel_plan(const ExperimentOptions& o) {
            o.pipeline_schedule != "1f1b" || o.recompute != "none";
 }
 
-void set_workload_options(cfg::Node& map, const ExperimentOptions& o) {
+namespace {
+
+// set_workload_options() with the data type given apart (prepare_experiment's default one), so that the
+// options need not be copied to change it.
+void put_workload_options(cfg::Node& map, const ExperimentOptions& o, const std::string& dtype) {
     const cfg::SourceLoc loc = map.loc();
     const auto put = [&](const char* key, const std::string& value) {
         map.set(key, cfg::Node::make_scalar(value, loc, map.path() + "." + key));
@@ -347,7 +413,7 @@ void set_workload_options(cfg::Node& map, const ExperimentOptions& o) {
     put("batch", std::to_string(o.batch));
     put("seq", std::to_string(o.seq));
     put("image", std::to_string(o.image));
-    put("dtype", o.dtype);
+    put("dtype", dtype);
     put("mode", o.mode);
     if (o.mode == "training") {
         put("optimizer", o.optimizer);
@@ -372,18 +438,30 @@ void set_workload_options(cfg::Node& map, const ExperimentOptions& o) {
     }
 }
 
+}  // namespace
+
+void set_workload_options(cfg::Node& map, const ExperimentOptions& o) {
+    put_workload_options(map, o, o.dtype);
+}
+
 PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
     check_run_options(opt);
 
     PreparedExperiment p;
     p.result = std::make_unique<ExperimentResult>();
     ExperimentResult& r = *p.result;
-    if (opt.preloaded_system) {
-        r.system = *opt.preloaded_system;
-    } else {
+    if (!opt.preloaded_system) {
         r.system = load_system_file(resolve_system_path(opt.system));
+        if (!opt.device_overrides.empty()) r.system = apply_overrides(r.system, opt.device_overrides);
+    } else if (opt.device_overrides.empty()) {
+        r.system = *opt.preloaded_system;
+    } else if (opt.override_cache) {
+        r.system = *opt.override_cache->get(opt.preloaded_system, opt.device_overrides);
+    } else {
+        // Straight from the preloaded system: a copy of it first would be thrown away (~0.1 M
+        // instructions a sweep point).
+        r.system = apply_overrides(*opt.preloaded_system, opt.device_overrides);
     }
-    if (!opt.device_overrides.empty()) r.system = apply_overrides(r.system, opt.device_overrides);
     // No --dtype: fp32 where the device computes in it, else see default_dtype()
     // (a SCALE-Sim .cfg or an int8 accelerator).
     const std::string dtype_name = opt.dtype.empty() ? default_dtype(r.system.device) : opt.dtype;
@@ -391,8 +469,6 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
     MLSIM_CHECK(dtype.has_value(), "default data type not a workload data type");
     // The dtype must be one the device computes in; fail before any work.
     (void)r.system.device.peak_for(dtype_name);
-    ExperimentOptions eff = opt;
-    eff.dtype = dtype_name;
 
     wl::ZooOptions zo;
     zo.batch = opt.batch;
@@ -453,12 +529,15 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
     cfg::Node exp = cfg::Node::make_map(cfg::SourceLoc{"<command line>", 0, 0}, "experiment");
     exp.set("model", scalar(opt.model, "experiment.model"));
     if (!model_source.empty()) exp.set("model_source", scalar(model_source, "experiment.model_source"));
-    set_workload_options(exp, eff);
+    put_workload_options(exp, opt, dtype_name);
     exp.set("device_model", scalar(std::string(device->model_name()), "experiment.device_model"));
     cfg::Node root = cfg::Node::make_map(cfg::SourceLoc{"<command line>", 0, 0}, "");
     root.set("experiment", std::move(exp));
-    root.set("system", r.system.resolved);
+    // The system's tree is lent to the document for its text and taken back, not copied (~3,000 heap
+    // blocks a point in a sweep).
+    root.set("system", std::move(r.system.resolved));
     r.resolved_yaml = cfg::to_yaml(root);
+    r.system.resolved = std::move(*root.find("system"));
 
     db::RunInfo& info = r.info;
     info.config_yaml = r.resolved_yaml;

@@ -8,6 +8,7 @@
 // overridden tree is validated again with the device and system schemas, so a bad value is reported at
 // the override node's own location (e.g. the sweep file that gave it).
 #include <cstdint>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -15,6 +16,7 @@
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <unordered_map>
 #include <vector>
 
 #include "arch/device_model.h"
@@ -76,11 +78,14 @@ struct ExperimentOptions {
     // When set, a zoo model is built once per name and zoo options and copied for each later run that asks
     // for it again (a sweep's points mostly vary the device); model files are read each time.
     std::shared_ptr<class ModelCache> model_cache;
+    // When set (with preloaded_system), the overridden system comes from it: points of a sweep that give
+    // the same overrides share one application of them.
+    std::shared_ptr<class OverrideCache> override_cache;
 };
 
 // Zoo models built once per (name, wl::ZooOptions), handed out as copies: building ResNet-50 from the zoo
-// costs about 1.8 M instructions, copying the built model a fraction of that. Thread-safe; a failed build
-// is not kept (it fails again, with the same error, for the next run).
+// costs about 1.8 M instructions, copying the built model (which shares its ops and graph) almost nothing.
+// Thread-safe; a failed build is not kept (it fails again, with the same error, for the next run).
 class ModelCache {
   public:
     wl::Model get(std::string_view name, const wl::ZooOptions& zo);
@@ -90,6 +95,34 @@ class ModelCache {
     static constexpr std::size_t k_max_models = 16;  // a sweep's distinct models; emptied when full
     std::mutex m_mutex;
     std::map<Key, wl::Model> m_models;
+};
+
+// apply_overrides() results, kept per (system, overrides) for the points of a sweep that give the same
+// overrides (the factors that are not key paths, such as batch, vary beside them): applying them copies
+// and re-validates the system document and builds the device again, about 1 M instructions for a TPU v4,
+// where a copy of the result costs about 0.13 M. The key is the system's address and every part of each
+// override (key path, option, alternatives, and the value's text, kinds, paths and locations), so a hit
+// is exactly what apply_overrides would return. Thread-safe; an application that fails is not kept (it
+// fails again, with the same error). The least recently used entry goes first; at most k_max_systems
+// entries (about 90 KB each for a TPU v4).
+class OverrideCache {
+  public:
+    std::shared_ptr<const arch::SystemSpec> get(const std::shared_ptr<const arch::SystemSpec>& system,
+                                                const std::vector<ConfigOverride>& overrides);
+    // Room for the overrides that come between two points sharing theirs: a factor that is not an
+    // override (batch) varying slower than the override factors after it repeats them that many points
+    // later (66 in the 1,980-point systolic sweep of bench/bench_sweep_mpi.py).
+    static constexpr std::size_t k_max_systems = 128;
+
+  private:
+    struct Entry {
+        std::string key;
+        std::shared_ptr<const arch::SystemSpec> base;  // keeps the address in `key` from being reused
+        std::shared_ptr<const arch::SystemSpec> system;
+    };
+    std::mutex m_mutex;
+    std::list<Entry> m_lru;                                                    // most recently used first
+    std::unordered_map<std::string_view, std::list<Entry>::iterator> m_index;  // views of Entry::key
 };
 
 // One step of a parallel run (a parallel plan on a multi-device system), from the execution engine that

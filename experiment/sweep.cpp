@@ -200,11 +200,9 @@ std::optional<double> value_number(const cfg::Node& v, std::optional<cfg::Dim> d
     if (auto q = cfg::parse_quantity_any(v.scalar())) {
         if (!dim || q->dim == *dim) return q->value;
     }
-    try {
-        return v.as_double();
-    } catch (const cfg::UserError&) {
-        return std::nullopt;
-    }
+    // Not as_double(): most texts that are not quantities are not numbers either (os, ws, is), and its
+    // error, thrown and caught here, cost about a million instructions a point (make_point runs twice).
+    return v.try_double();
 }
 
 std::string resolve_system(const Sweep& sweep, const cfg::Node& v) {
@@ -401,9 +399,13 @@ std::vector<std::string> point_values(const Sweep& sweep, std::size_t index) {
 }
 
 SystemCache check_points(const Sweep& sweep, std::size_t max_points,
-                         const std::function<void(std::size_t done, std::size_t total)>& progress) {
+                         const std::function<void(std::size_t done, std::size_t total)>& progress,
+                         OverrideCache* overridden) {
     check_point_count(sweep, max_points);
     SystemCache systems;
+    // Points that differ only in factors other than the overrides (batch, dtype) check them once.
+    OverrideCache own;
+    OverrideCache& applied = overridden ? *overridden : own;
     const std::size_t n = sweep.point_count();
     for (std::size_t i = 0; i < n; ++i) {
         if (progress) progress(i, n);
@@ -415,7 +417,7 @@ SystemCache check_points(const Sweep& sweep, std::size_t max_points,
         }
         if (pc.options.device_overrides.empty()) continue;  // the loaded system is valid as it is
         try {
-            (void)apply_overrides(*it->second, pc.options.device_overrides);
+            (void)applied.get(it->second, pc.options.device_overrides);
         } catch (const cfg::UserError& e) {
             rethrow_in_point(e, pc, sweep);
         }
@@ -506,6 +508,8 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
 
     // The points' zoo models, built once each (points that differ only in the device share them).
     const auto models = std::make_shared<ModelCache>();
+    // And their overridden systems, applied once for the points that give the same overrides.
+    const auto overridden = options.overridden ? options.overridden : std::make_shared<OverrideCache>();
     // Returns false when another live process holds the point: it is deferred, nothing was counted.
     auto process = [&](std::size_t i) -> bool {
         SweepPointConfig pc = make_point(sweep, i);
@@ -513,6 +517,7 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
         MLSIM_CHECK(sys != systems.end(), "run_sweep: a system missing from check_points()");
         pc.options.preloaded_system = sys->second;
         pc.options.model_cache = models;
+        pc.options.override_cache = overridden;
 
         const db::RunInfo fail_info = failed_run_info(pc, systems);
         if (!options.retry_failed) {

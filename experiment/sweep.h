@@ -98,9 +98,12 @@ void check_point_count(const Sweep& sweep, std::size_t max_points = limits::defa
 using SystemCache = std::map<std::string, std::shared_ptr<const arch::SystemSpec>>;
 // Resolves every point (see the contract); returns the systems they use, each loaded once. Refuses
 // first a sweep of more than `max_points` (check_point_count). `progress`, when given, is called
-// before each point with (points checked, total).
+// before each point with (points checked, total). `overridden`, when given, keeps the points' systems
+// with their overrides applied, for run_sweep to take (SweepRunOptions::overridden) rather than apply
+// them again; without it, a cache of check_points' own.
 SystemCache check_points(const Sweep& sweep, std::size_t max_points = limits::default_max_sweep_points,
-                         const std::function<void(std::size_t done, std::size_t total)>& progress = {});
+                         const std::function<void(std::size_t done, std::size_t total)>& progress = {},
+                         OverrideCache* overridden = nullptr);
 
 // The YAML text identifying a point that failed (its experiment options and overrides); its hash
 // finds the failure again on a rerun.
@@ -124,6 +127,9 @@ struct SweepRunOptions {
     // Called about every progress_interval while points run, then once with final set; empty: no reports.
     std::function<void(const SweepProgress&)> progress;
     std::chrono::milliseconds progress_interval{250};
+    // The points' overridden systems (check_points may have filled it: a hit there saves ~1 M
+    // instructions a point); null: run_sweep keeps its own.
+    std::shared_ptr<OverrideCache> overridden;
 };
 
 struct SweepSummary {

@@ -55,9 +55,15 @@ const Model::Graph& Model::graph() const {
 
 size_t Model::edge_count() const { return boost::num_edges(graph().g); }
 
+const std::vector<Op>& Model::no_ops() {
+    static const std::vector<Op> none;
+    return none;
+}
+
 std::optional<size_t> Model::find(std::string_view name) const {
-    auto it = m_index.find(std::string(name));
-    if (it == m_index.end()) return std::nullopt;
+    if (!m_ops) return std::nullopt;
+    auto it = m_ops->index.find(std::string(name));
+    if (it == m_ops->index.end()) return std::nullopt;
     return it->second;
 }
 
@@ -103,8 +109,8 @@ std::optional<TensorRef> Model::producer(size_t op, int slot) const {
 
 std::vector<ModelInput> Model::inputs() const {
     std::vector<ModelInput> out;
-    for (size_t i = 0; i < m_ops.size(); ++i) {
-        std::vector<bool> fed(m_ops[i].inputs.size(), false);
+    for (size_t i = 0; i < ops().size(); ++i) {
+        std::vector<bool> fed(ops()[i].inputs.size(), false);
         for (const Edge& e : in_edges(i)) fed[static_cast<size_t>(e.to_slot)] = true;
         for (size_t s = 0; s < fed.size(); ++s)
             if (!fed[s]) out.push_back(ModelInput{i, static_cast<int>(s)});
@@ -114,8 +120,8 @@ std::vector<ModelInput> Model::inputs() const {
 
 std::vector<TensorRef> Model::outputs() const {
     std::vector<TensorRef> out;
-    for (size_t i = 0; i < m_ops.size(); ++i) {
-        std::vector<bool> read(m_ops[i].outputs.size(), false);
+    for (size_t i = 0; i < ops().size(); ++i) {
+        std::vector<bool> read(ops()[i].outputs.size(), false);
         for (const Edge& e : out_edges(i)) read[static_cast<size_t>(e.from_slot)] = true;
         for (size_t s = 0; s < read.size(); ++s)
             if (!read[s]) out.push_back(TensorRef{i, static_cast<int>(s)});
@@ -126,7 +132,7 @@ std::vector<TensorRef> Model::outputs() const {
 OpCounts Model::totals() const {
     OpCounts t;
     double stored = 0;
-    for (const Op& op : m_ops) {
+    for (const Op& op : ops()) {
         t += op.counts();
         stored += op.weight_storage_bytes();
     }
@@ -136,7 +142,7 @@ OpCounts Model::totals() const {
 
 double Model::kv_cache_bytes() const {
     double b = 0;
-    for (const Op& op : m_ops) b += wl::kv_cache_bytes(op);
+    for (const Op& op : ops()) b += wl::kv_cache_bytes(op);
     return b;
 }
 
@@ -312,13 +318,14 @@ Model ModelBuilder::build() && {
     for (size_t i = 0; i < n; ++i) pos[order[i]] = i;
     Model m;
     m.m_name = std::move(m_name);
+    auto ops = std::make_shared<Model::Ops>();
     if (std::is_sorted(order.begin(), order.end())) {
         // Added in an order already topological (the zoo's models are): the ops stay where they are,
         // and the builder's vector becomes the model's without a second copy of every op alive.
-        m.m_ops = std::move(m_ops);
+        ops->list = std::move(m_ops);
     } else {
-        m.m_ops.reserve(n);
-        for (size_t i = 0; i < n; ++i) m.m_ops.push_back(std::move(m_ops[order[i]]));
+        ops->list.reserve(n);
+        for (size_t i = 0; i < n; ++i) ops->list.push_back(std::move(m_ops[order[i]]));
     }
     auto graph = std::make_shared<Model::Graph>(Model::Graph{BoostGraph(n)});
     std::vector<Edge> sorted;
@@ -327,7 +334,8 @@ Model ModelBuilder::build() && {
     std::sort(sorted.begin(), sorted.end(), edge_less);
     for (const Edge& e : sorted) boost::add_edge(e.from, e.to, EdgeProp{e.from_slot, e.to_slot}, graph->g);
     m.m_graph = std::move(graph);
-    for (size_t i = 0; i < n; ++i) m.m_index.emplace(m.m_ops[i].name, i);
+    for (size_t i = 0; i < n; ++i) ops->index.emplace(ops->list[i].name, i);
+    m.m_ops = std::move(ops);
     return m;
 }
 

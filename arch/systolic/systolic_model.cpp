@@ -119,7 +119,7 @@ SystolicModel::SystolicModel(DeviceSpec spec) : m_spec(std::move(spec)) {
     m_sys = *sys;
 }
 
-void SystolicModel::record(LayerResult& r, const Detail& d) const {
+void SystolicModel::record(LayerResult& r, Detail& d) const {
     const MemoryLevel& mem = m_spec.main_memory();
     // The arrays compute for cycles − stalls and wait for the stalls; but when main memory was busy
     // for longer than the arrays worked on their own (computing, or shifting stationary operands in),
@@ -159,7 +159,7 @@ void SystolicModel::record(LayerResult& r, const Detail& d) const {
     r.add_metric("stall_shift_cycles", static_cast<double>(d.shift), "cycles");
     r.add_metric("pe_hops", static_cast<double>(d.pe_hops), "count");
     r.add_metric("energy_pe_hops_j", d.energy.noc, "J");
-    r.add_text("tiling", d.tiling);
+    r.add_text("tiling", std::move(d.tiling));
     // Where the layer's inputs came from and whether its output stayed (arch/residency.h).
     r.add_metric("input_bytes_on_chip", d.input_on_chip, "B");
     r.add_metric("input_bytes_from_dram", d.input_from_dram, "B");
@@ -564,7 +564,7 @@ LayerResult SystolicModel::gemm_layer(const wl::Op& op, const OnChip& on_chip, D
             r.cycles = floor_cycles;
         }
     }
-    d.tiling = list.tiling;
+    d.tiling = std::move(list.tiling);  // the list is not read again
     d.pe_hops = list.counts.hops();
     const double macs = static_cast<double>(list.counts.macs);
     r.utilization =

@@ -132,7 +132,8 @@ class SystolicModel final : public DeviceModel {
     bool residency() const;
     LayerResult gemm_layer(const wl::Op& op, const OnChip& on_chip, Detail& d);
     LayerResult vector_layer(const wl::Op& op, const OnChip& on_chip, Detail& d);
-    void record(LayerResult& r, const Detail& d) const;
+    // Takes d.tiling (the text moves into the metric rather than being copied).
+    void record(LayerResult& r, Detail& d) const;
     double vector_throughput(std::string_view dtype) const;  // op/s, capped at the dtype's peak
 
     DeviceSpec m_spec;

@@ -155,6 +155,11 @@ double Node::as_double() const {
     return *v;
 }
 
+std::optional<double> Node::try_double() const {
+    if (!is_scalar()) return std::nullopt;
+    return detail::parse_real(m_scalar);
+}
+
 bool Node::as_bool() const {
     if (!is_scalar()) fail(key_loc(), m_path, fmt::format("expected true or false, found {}", kind_name()));
     auto v = bool_value(m_scalar);

@@ -60,6 +60,20 @@ TEST_CASE("as_double accepts finite decimal numbers", "[node]") {
     CHECK_THROWS_AS(scalar("1.5GHz").as_double(), UserError);
 }
 
+TEST_CASE("try_double is as_double without the error", "[node]") {
+    for (const char* text : {"0.9", "1e-3", "-2", ".5", "5.", "0"}) {
+        INFO(text);
+        REQUIRE(scalar(text).try_double().has_value());
+        CHECK(*scalar(text).try_double() == scalar(text).as_double());
+    }
+    for (const char* text : {"inf", ".inf", "nan", "1e999", "1.5GHz", "os", "", " 1"}) {
+        INFO(text);
+        CHECK_FALSE(scalar(text).try_double().has_value());
+        CHECK_THROWS_AS(scalar(text).as_double(), UserError);
+    }
+    CHECK_FALSE(Node::make_map(SourceLoc{"n.yaml", 1, 1}, "m").try_double().has_value());
+}
+
 TEST_CASE("as_bool accepts true and false only", "[node]") {
     CHECK(scalar("true").as_bool());
     CHECK(scalar("True").as_bool());

@@ -18,6 +18,7 @@
 #include "experiment/key_path.h"
 #include "experiment/sweep.h"
 #include "sim/config/error.h"
+#include "sim/config/limits.h"
 #include "sim/config/loader.h"
 #include "tests/experiment/query.h"
 
@@ -102,6 +103,26 @@ exp::SweepSummary run(const std::string& file, const std::string& db_path, int j
 bool contains(const std::string& text, const std::string& part) {
     return text.find(part) != std::string::npos;
 }
+
+// Layer rows as text: every field of every layer, level and metric (values exactly).
+std::string rows_text(const std::vector<db::LayerRow>& rows) {
+    std::string out;
+    for (const db::LayerRow& l : rows) {
+        out +=
+            fmt::format("{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}\n", l.idx, l.name, l.op,
+                        l.phase, l.dtype, l.macs, l.flops, l.params, l.bytes_read, l.bytes_written, l.start_s,
+                        l.end_s, l.time_s, l.cycles, l.stall_cycles, l.energy_j, l.bound, l.utilization);
+        for (const db::LevelRow& v : l.levels)
+            out += fmt::format("  {} {} {} {} {}\n", v.level, v.bytes_read, v.bytes_written, v.accesses,
+                               v.energy_j);
+        for (const db::MetricRow& m : l.metrics)
+            out += fmt::format("  {} {} {} {}\n", m.name, m.value.value_or(-1), m.unit, m.text);
+    }
+    return out;
+}
+
+// The rows a run stores.
+std::string rows_text(const exp::ExperimentResult& r) { return rows_text(exp::to_rows(r.layers)); }
 
 }  // namespace
 
@@ -446,22 +467,6 @@ TEST_CASE("device.model is a sweep factor, and an array-size factor needs no pea
 
 TEST_CASE("Runs given a model cache store what runs without one store, for every model it holds",
           "[sweep][model_cache]") {
-    // The rows a run stores, as text: every field of every layer, level and metric (values exactly).
-    const auto rows_text = [](const exp::ExperimentResult& r) {
-        std::string out;
-        for (const db::LayerRow& l : exp::to_rows(r.layers)) {
-            out += fmt::format("{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}\n", l.idx, l.name, l.op,
-                               l.phase, l.dtype, l.macs, l.flops, l.params, l.bytes_read, l.bytes_written,
-                               l.start_s, l.end_s, l.time_s, l.cycles, l.stall_cycles, l.energy_j, l.bound,
-                               l.utilization);
-            for (const db::LevelRow& v : l.levels)
-                out += fmt::format("  {} {} {} {} {}\n", v.level, v.bytes_read, v.bytes_written, v.accesses,
-                                   v.energy_j);
-            for (const db::MetricRow& m : l.metrics)
-                out += fmt::format("  {} {} {} {}\n", m.name, m.value.value_or(-1), m.unit, m.text);
-        }
-        return out;
-    };
     const auto cache = std::make_shared<exp::ModelCache>();
     for (int64_t batch : {1, 2, 1}) {  // the second batch-1 run copies the model the first one built
         exp::ExperimentOptions o;
@@ -483,4 +488,88 @@ TEST_CASE("Runs given a model cache store what runs without one store, for every
     CHECK(a.ops().size() == b.ops().size());
     CHECK(a.ops().front().name == b.ops().front().name);
     CHECK_THROWS_AS(cache->get("resnet5O", wl::ZooOptions{}), cfg::UserError);
+}
+
+TEST_CASE("A sweep run with the systems check_points overrode writes what a sweep without them writes",
+          "[sweep][override_cache]") {
+    TempDir dir("mlsim_test_sweep_overridden");
+    for (const char* file : {"sweep_small.yaml", "sweep_fail.yaml"}) {
+        INFO(file);
+        const std::string plain_db = dir.file((std::string(file) + ".plain.db").c_str());
+        const std::string shared_db = dir.file((std::string(file) + ".shared.db").c_str());
+        const exp::SweepSummary plain = run(data(file), plain_db, 1);
+        const exp::Sweep sweep = exp::load_sweep(data(file));
+        exp::SweepRunOptions o;
+        o.jobs = 2;
+        o.overridden = std::make_shared<exp::OverrideCache>();
+        const exp::SystemCache systems =
+            exp::check_points(sweep, limits::default_max_sweep_points, {}, o.overridden.get());
+        exp::SweepSummary shared;
+        {
+            db::ResultsDb db(shared_db);
+            shared = exp::run_sweep(sweep, systems, db, o);
+        }
+        CHECK(shared.ran == plain.ran);
+        CHECK(shared.failed == plain.failed);
+        CHECK(shared.errors == plain.errors);
+        CHECK(layers_by_hash(shared_db) == layers_by_hash(plain_db));
+        CHECK(count(shared_db, "SELECT COUNT(*) FROM runs") == count(plain_db, "SELECT COUNT(*) FROM runs"));
+    }
+}
+
+TEST_CASE("A run's layers make the same rows whether to_rows copies or moves their strings",
+          "[sweep][to_rows]") {
+    exp::ExperimentOptions o;
+    o.system = "tpu-v4";
+    o.model = "resnet50";
+    o.dtype = "bf16";
+    exp::ExperimentResult r = exp::run_experiment(o);
+    const std::vector<db::LayerRow> copied = exp::to_rows(r.layers);
+    const std::vector<db::LayerRow> moved = exp::to_rows(std::move(r.layers));
+    REQUIRE(copied.size() > 100);
+    CHECK(copied.front().metrics.size() > 5);
+    CHECK(rows_text(moved) == rows_text(copied));
+}
+
+TEST_CASE("Runs given an override cache store what runs without one store, and share equal overrides only",
+          "[sweep][override_cache]") {
+    const auto system =
+        std::make_shared<const arch::SystemSpec>(exp::load_system_file(exp::resolve_system_path("tpu-v4")));
+    const auto value = [](const char* text, int line) {
+        return cfg::Node::make_scalar(text, cfg::SourceLoc{"s.yaml", line, 7}, "device.systolic.rows");
+    };
+    const auto overrides = [&](const char* rows, int line) {
+        return std::vector<exp::ConfigOverride>{
+            exp::ConfigOverride{"device.systolic.rows", value(rows, line)},
+            exp::ConfigOverride{"device.systolic.cols", value(rows, line)}};
+    };
+    const auto cache = std::make_shared<exp::OverrideCache>();
+    for (const char* rows : {"16", "32", "16"}) {  // the second 16 takes the system the first one applied
+        exp::ExperimentOptions o;
+        o.system = "tpu-v4";
+        o.model = "resnet50";
+        o.dtype = "bf16";
+        o.preloaded_system = system;
+        o.device_overrides = overrides(rows, 3);
+        const auto plain = exp::run_experiment(o);
+        o.override_cache = cache;
+        const auto cached = exp::run_experiment(o);
+        CHECK(cached.resolved_yaml == plain.resolved_yaml);
+        CHECK(cached.info.config_hash == plain.info.config_hash);
+        CHECK(rows_text(cached) == rows_text(plain));
+    }
+    // One application for equal overrides; another value, or the same one written elsewhere, is another.
+    const auto a = cache->get(system, overrides("16", 3));
+    CHECK(cache->get(system, overrides("16", 3)) == a);
+    CHECK(cache->get(system, overrides("32", 3)) != a);
+    const auto elsewhere = cache->get(system, overrides("16", 4));
+    CHECK(elsewhere != a);
+    CHECK(elsewhere->resolved.find("device")->find("systolic")->find("rows")->loc().line == 4);
+    CHECK(cfg::to_yaml(elsewhere->resolved) == cfg::to_yaml(a->resolved));
+    // A bad override fails each time, with apply_overrides' message.
+    const auto bad = overrides("many", 9);
+    const std::string message = error_of([&] { exp::apply_overrides(*system, bad); });
+    CHECK(contains(message, "s.yaml:9:7: error: device.systolic.rows"));
+    CHECK(error_of([&] { cache->get(system, bad); }) == message);
+    CHECK(error_of([&] { cache->get(system, bad); }) == message);
 }

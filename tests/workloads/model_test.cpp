@@ -2,6 +2,7 @@
 #include "workloads/model.h"
 
 #include <catch2/catch.hpp>
+#include <stdexcept>
 
 #include "sim/config/error.h"
 
@@ -59,14 +60,23 @@ TEST_CASE("ops come out in topological order, ties by insertion order", "[model]
     CHECK(m.op(outs[0].op).name == "sum");
     CHECK(m.op(outs[1].op).name == "other");
 
-    // Copies and moves share the graph and see the same edges; a default model has no edges.
+    // Copies and moves share the graph and the ops and see the same edges and names; a default model has
+    // no edges and no ops.
     Model copy = m;
     CHECK(copy.edge_count() == 4);
     CHECK(copy.producer(s, 1) == TensorRef{*copy.find("right"), 0});
+    CHECK(&copy.ops() == &m.ops());
+    CHECK(names(copy) == names(m));
+    CHECK(copy.name() == "diamond");
     Model moved = std::move(copy);
     CHECK(moved.in_edges(s).size() == 2);
+    CHECK(&moved.ops() == &m.ops());
+    CHECK(*moved.find("sum") == s);
     CHECK(Model{}.edge_count() == 0);
     CHECK(Model{}.edges().empty());
+    CHECK(Model{}.ops().empty());
+    CHECK_FALSE(Model{}.find("sum").has_value());
+    CHECK_THROWS_AS(Model{}.op(0), std::out_of_range);
 }
 
 TEST_CASE("insertion order that is already topological is kept", "[model]") {
