@@ -794,33 +794,27 @@ TEST_CASE("a schema-7 file's per-layer tables are rebuilt WITHOUT ROWID, every r
     }
     CHECK(query_int(path, "SELECT COUNT(*) FROM layers WHERE run_id = 3") == 2);
 
+    // A schema-7 file of one run with `sql` run on it (something added by hand).
+    const auto schema_7_with = [&](const std::string& name, const std::string& sql) {
+        const std::string file = dir.file(name);
+        {
+            ResultsDb db(file);
+            db.record_run(sample_info("a\n"), sample_layers(2), 1.0);
+        }
+        make_schema_7(file);
+        sql::Connection raw(file, sql::Connection::Mode::read_write_create);
+        raw.exec(sql);
+        return file;
+    };
     // An index added by hand would be lost: the migration stops, naming it, and leaves the file as it was.
-    const std::string hand = dir.file("hand.db");
-    {
-        ResultsDb db(hand);
-        db.record_run(sample_info("a\n"), sample_layers(2), 1.0);
-    }
-    make_schema_7(hand);
-    {
-        sql::Connection raw(hand, sql::Connection::Mode::read_write_create);
-        raw.exec("CREATE INDEX my_metric_names ON layer_metrics(name)");
-    }
+    const std::string hand = schema_7_with("hand.db", "CREATE INDEX my_metric_names ON layer_metrics(name)");
     CHECK_THROWS_WITH(ResultsDb(hand), Catch::Contains(hand) && Catch::Contains("my_metric_names") &&
                                            Catch::Contains("layer_metric_values"));
     CHECK(without_rowid_tables(hand) == 0);
     CHECK(query_text(hand, "SELECT type FROM sqlite_schema WHERE name = 'layer_metrics'") == "table");
     CHECK(query_text(hand, "SELECT value FROM meta WHERE key = 'schema_version'") == "7");
     // An index on a rebuilt table stops the step to 8 (and leaves the file as it was) too.
-    const std::string hand8 = dir.file("hand8.db");
-    {
-        ResultsDb db(hand8);
-        db.record_run(sample_info("a\n"), sample_layers(2), 1.0);
-    }
-    make_schema_7(hand8);
-    {
-        sql::Connection raw(hand8, sql::Connection::Mode::read_write_create);
-        raw.exec("CREATE INDEX my_level_names ON layer_levels(level)");
-    }
+    const std::string hand8 = schema_7_with("hand8.db", "CREATE INDEX my_level_names ON layer_levels(level)");
     CHECK_THROWS_WITH(ResultsDb(hand8), Catch::Contains(hand8) && Catch::Contains("my_level_names") &&
                                             Catch::Contains("WITHOUT ROWID"));
     CHECK(query_text(hand8, "SELECT value FROM meta WHERE key = 'schema_version'") == "7");
