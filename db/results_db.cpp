@@ -23,7 +23,6 @@
 #include <sstream>
 #include <system_error>
 #include <thread>
-#include <tuple>
 
 #include "db/schema.h"
 #include "db/sqlite.h"
@@ -827,7 +826,9 @@ struct ResultsDb::Impl {
         using is_transparent = void;
         template <class A, class B>
         bool operator()(const A& a, const B& b) const {
-            return std::tie(a.first, a.second) < std::tie(b.first, b.second);
+            const std::string_view a_name = a.first, b_name = b.first;
+            if (a_name != b_name) return a_name < b_name;
+            return std::string_view(a.second) < std::string_view(b.second);
         }
     };
     std::map<std::pair<std::string, std::string>, int64_t, NameUnitLess> metric_ids;

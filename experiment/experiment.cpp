@@ -193,10 +193,14 @@ void to_row(Layer&& l, db::LayerRow& r) {
     r.overhead_s = l.parts.overhead_s;
     r.communication_s = l.parts.communication_s;
     r.levels.reserve(l.levels.size());
+    // Braced, not emplace_back(args...): aggregates built from parentheses need clang 16 (CI's sanitizer
+    // build uses Debian 12's clang 14).
     for (auto& lv : l.levels)
-        r.levels.emplace_back(take(lv.level), lv.bytes_read, lv.bytes_written, lv.accesses, lv.energy_j);
+        r.levels.push_back(
+            db::LevelRow{take(lv.level), lv.bytes_read, lv.bytes_written, lv.accesses, lv.energy_j});
     r.metrics.reserve(l.metrics.size());
-    for (auto& m : l.metrics) r.metrics.emplace_back(take(m.name), m.value, take(m.unit), take(m.text));
+    for (auto& m : l.metrics)
+        r.metrics.push_back(db::MetricRow{take(m.name), m.value, take(m.unit), take(m.text)});
 }
 
 std::vector<db::LayerRow> to_rows(const std::vector<arch::LayerResult>& layers) {
