@@ -642,6 +642,28 @@ bool stored_without_rowid(sql::Connection& conn, std::string_view table) {
                     conn.path(), current_version, table, why));
 }
 
+// What rebuilding or dropping `table` would lose, added by hand: a column not in `declared`, or an index,
+// view or trigger on it. Empty when nothing.
+std::string added_by_hand(sql::Connection& conn, std::string_view table,
+                          const std::set<std::string>& declared) {
+    for (const std::string& name : existing_columns(conn, table))
+        if (!declared.contains(name)) return fmt::format("it has a column '{}' mlsim did not make", name);
+    sql::Statement q(conn,
+                     "SELECT type, name FROM sqlite_schema WHERE tbl_name = ? AND type <> 'table' AND "
+                     "name NOT LIKE 'sqlite_autoindex_%' ORDER BY name");
+    q.bind_text(table).finish_binding();
+    if (q.step()) return fmt::format("the {} '{}' uses it", q.column_text(0), q.column_text(1));
+    return {};
+}
+
+// A row of `table` that refers to a missing row (PRAGMA foreign_key_check), described; empty when none.
+std::string broken_reference(sql::Connection& conn, std::string_view table) {
+    sql::Statement check(conn, fmt::format("PRAGMA foreign_key_check({})", table));
+    if (!check.step()) return {};
+    return fmt::format("a row of it refers to a missing row of '{}' (PRAGMA foreign_key_check)",
+                       check.column_text(2));
+}
+
 // Step to schema 8: the tables declared without_rowid are rebuilt so, rows copied as they are (SQLite's
 // procedure for a change a plain ALTER TABLE cannot make; migrate() has foreign-key enforcement off for
 // it, and checks the references of the rebuilt tables before it commits).
@@ -651,22 +673,8 @@ void rebuild_without_rowid(sql::Connection& conn) {
         // What the copy would lose: a column, index, view or trigger added by hand.
         std::set<std::string> declared;
         for (const Column& col : table.columns) declared.insert(std::string(col.name));
-        for (const std::string& name : existing_columns(conn, table.name))
-            if (!declared.contains(name))
-                cannot_rebuild(conn, table.name,
-                               fmt::format("it has a column '{}' mlsim "
-                                           "did not make",
-                                           name));
-        {
-            sql::Statement q(
-                conn,
-                "SELECT type, name FROM sqlite_schema WHERE tbl_name = ? AND type <> 'table' AND "
-                "name NOT LIKE 'sqlite_autoindex_%' ORDER BY name");
-            q.bind_text(table.name).finish_binding();
-            if (q.step())
-                cannot_rebuild(conn, table.name,
-                               fmt::format("the {} '{}' uses it", q.column_text(0), q.column_text(1)));
-        }
+        if (const std::string why = added_by_hand(conn, table.name, declared); !why.empty())
+            cannot_rebuild(conn, table.name, why);
         std::string columns;
         for (const Column& col : table.columns)
             columns += fmt::format("{}{}", columns.empty() ? "" : ", ", col.name);
@@ -676,15 +684,10 @@ void rebuild_without_rowid(sql::Connection& conn) {
         conn.exec(fmt::format("DROP TABLE {}", table.name));
         conn.exec(fmt::format("ALTER TABLE {} RENAME TO {}", fresh, table.name));
     }
-    for (const Table& table : k_tables) {
-        if (!table.without_rowid) continue;
-        sql::Statement check(conn, fmt::format("PRAGMA foreign_key_check({})", table.name));
-        if (check.step())
-            cannot_rebuild(
-                conn, table.name,
-                fmt::format("a row of it refers to a missing row of '{}' (PRAGMA foreign_key_check)",
-                            check.column_text(2)));
-    }
+    for (const Table& table : k_tables)
+        if (table.without_rowid)
+            if (const std::string why = broken_reference(conn, table.name); !why.empty())
+                cannot_rebuild(conn, table.name, why);
 }
 
 // Step to schema 9: the rows of the table `layer_metrics` (schema 4 to 8) move to layer_metric_values, each
@@ -700,14 +703,7 @@ void metrics_by_id(sql::Connection& conn) {
             "layer_metric_values and metric_names, but {}; remove it and open the file again",
             conn.path(), current_version, why));
     };
-    for (const std::string& name : existing_columns(conn, "layer_metrics"))
-        if (!declared.contains(name)) refuse(fmt::format("it has a column '{}' mlsim did not make", name));
-    {
-        sql::Statement q(conn,
-                         "SELECT type, name FROM sqlite_schema WHERE tbl_name = 'layer_metrics' AND type <> "
-                         "'table' AND name NOT LIKE 'sqlite_autoindex_%' ORDER BY name");
-        if (q.step()) refuse(fmt::format("the {} '{}' uses it", q.column_text(0), q.column_text(1)));
-    }
+    if (const std::string why = added_by_hand(conn, "layer_metrics", declared); !why.empty()) refuse(why);
     conn.exec(
         "INSERT OR IGNORE INTO metric_names (name, unit) SELECT DISTINCT name, COALESCE(unit, '') FROM "
         "layer_metrics ORDER BY name, COALESCE(unit, '')");
@@ -717,10 +713,7 @@ void metrics_by_id(sql::Connection& conn) {
         "= "
         "COALESCE(m.unit, '') ORDER BY m.run_id, m.idx, n.metric_id");
     conn.exec("DROP TABLE layer_metrics");
-    sql::Statement check(conn, "PRAGMA foreign_key_check(layer_metric_values)");
-    if (check.step())
-        refuse(fmt::format("a row of it refers to a missing row of '{}' (PRAGMA foreign_key_check)",
-                           check.column_text(2)));
+    if (const std::string why = broken_reference(conn, "layer_metric_values"); !why.empty()) refuse(why);
 }
 
 // Steps that move data, applied in order to a file older than their version (after the additive pass

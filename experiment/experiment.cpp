@@ -274,13 +274,16 @@ arch::SystemSpec apply_overrides(const arch::SystemSpec& system,
 
 namespace {
 
+// Appends `t` with its length first, so that no two sequences of texts give the same key.
+void append_text_key(std::string& out, std::string_view t) {
+    out += std::to_string(t.size());
+    out += ':';
+    out += t;
+}
+
 // Appends everything of `n` that apply_overrides can carry into the system (see OverrideCache).
 void append_node_key(std::string& out, const cfg::Node& n) {
-    const auto text = [&](std::string_view t) {
-        out += std::to_string(t.size());
-        out += ':';
-        out += t;
-    };
+    const auto text = [&](std::string_view t) { append_text_key(out, t); };
     const auto loc = [&](const cfg::SourceLoc& l) {
         text(l.file);
         out += fmt::format("{},{};", l.line, l.col);
@@ -305,11 +308,7 @@ std::shared_ptr<const arch::SystemSpec> OverrideCache::get(
     const std::shared_ptr<const arch::SystemSpec>& system, const std::vector<ConfigOverride>& overrides) {
     std::string key = fmt::format("{}|{}|", static_cast<const void*>(system.get()), overrides.size());
     for (const ConfigOverride& o : overrides) {
-        const auto text = [&](std::string_view t) {
-            key += std::to_string(t.size());
-            key += ':';
-            key += t;
-        };
+        const auto text = [&](std::string_view t) { append_text_key(key, t); };
         text(o.key_path);
         text(o.option);
         key += std::to_string(o.alternatives.size()) + '(';

@@ -558,7 +558,7 @@ void ComputeMemo::bind(const Tag& tag) {
         m_limit = m_table.size() / 2;
         m_generation = 0;
     }
-    ++m_generation;  // a model whose layers alternate data types must not clear 512 KiB at each switch
+    ++m_generation;  // a model whose layers alternate data types must not clear the table at each switch
     m_tag = tag;
     m_used = 0;
 }
@@ -808,11 +808,7 @@ TilePlan search(const MappingContext& ctx, const GemmJob& job, const Partition& 
             break;
         }
     }
-    if (kept) {
-        const std::size_t before = kept->size();
-        std::swap(*kept, *trace.out);
-        ctx.compute_memo->traced(before, kept->size());
-    }
+    if (kept) ctx.compute_memo->keep_scratch(*kept);
     if (best_e == std::numeric_limits<double>::infinity())
         fail_no_fit(ctx, ev, part, ms.back(), ns.back(), ks.back());
     // Within 2 % of the fastest estimate, the least array work (the first such candidate on ties).

@@ -115,13 +115,16 @@ class ComputeMemo {
     // the accumulator width, main memory's bytes per cycle and latency, which operands are kept whole and
     // which buffers are double-buffered.
     using SearchKey = std::array<uint64_t, 24>;
-    // The trace kept for `key` (empty when none), to be read by a search and then replaced by swap() with
-    // the scratch trace the search filled (trace_scratch(), cleared here). The reference stays valid until
-    // the next call.
+    // The trace kept for `key` (empty when none), for a search to read while it writes its own into
+    // trace_scratch() (cleared here); then keep_scratch(that trace) puts the new one in its place. The
+    // reference stays valid until the next call of trace().
     Trace& trace(const SearchKey& key);
     Trace& trace_scratch() { return m_scratch; }
-    // Called after a search swapped the stored trace with the scratch one: counts what is kept.
-    void traced(std::size_t before, std::size_t after) { m_trace_entries += after - before; }
+    void keep_scratch(Trace& kept) {
+        m_trace_entries -= kept.size();
+        kept.swap(m_scratch);  // the old trace's memory is the next search's scratch
+        m_trace_entries += kept.size();
+    }
     // Evaluations found in traces, since this memo was made (tests).
     int64_t trace_hits() const { return m_trace_hits; }
     void count_trace_hit() { ++m_trace_hits; }

@@ -787,13 +787,12 @@ TEST_CASE("ComputeMemo keeps one trace per search key, swapped in by the search 
     a[0] = 1;
     b[0] = 2;
     REQUIRE(memo.trace(a).empty());
-    // A search reads trace(a) and fills the scratch trace, then swaps them.
+    // A search reads trace(a) and fills the scratch trace, which then takes its place.
     memo.trace_scratch().push_back({{4, 5, 6}, 10.0, 12.0, {0, 1, 2}});
     ComputeMemo::Trace& kept = memo.trace(a);
     CHECK(memo.trace_scratch().empty());  // trace() starts the scratch afresh
     memo.trace_scratch().push_back({{4, 5, 6}, 10.0, 12.0, {0, 1, 2}});
-    std::swap(kept, memo.trace_scratch());
-    memo.traced(0, kept.size());
+    memo.keep_scratch(kept);
     REQUIRE(memo.trace(a).size() == 1);
     CHECK(memo.trace(a)[0].best == 12.0);
     CHECK(memo.trace(b).empty());  // another key has its own
