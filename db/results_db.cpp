@@ -106,14 +106,11 @@ constexpr const char* k_layer_insert_columns[] = {
     "memory_s",
     "overhead_s",
     "communication_s",
+    "metrics",
 };
 
 constexpr const char* k_level_insert_columns[] = {
     "run_id", "idx", "level", "bytes_read", "bytes_written", "accesses", "energy_j",
-};
-
-constexpr const char* k_metric_insert_columns[] = {
-    "run_id", "idx", "metric_id", "value", "text",
 };
 
 constexpr const char* k_factor_insert_columns[] = {
@@ -123,7 +120,7 @@ constexpr const char* k_factor_insert_columns[] = {
 // Rows per INSERT statement for the row tables of a run (layers, their levels and metrics, sweep factors):
 // a statement's fixed cost (opening its cursors, halting the VM, resetting) is shared by this many rows,
 // which with the uncopied row text cut the instructions to record a ResNet-50 run by about a third
-// (bench/README.md, Sweeps over MPI). 32 rows of the 26 layer columns bind 832 values, far below SQLite's
+// (bench/README.md, Sweeps over MPI). 32 rows of the 27 layer columns bind 864 values, far below SQLite's
 // limit of 32,766.
 constexpr std::size_t k_rows_per_insert = 32;
 
@@ -742,6 +739,26 @@ struct ResultsDb::Impl {
 
     // A run's layer rows, then their levels, then their metrics, each table in the order of `layers`.
     void write_layers(int64_t run_id, const std::vector<LayerRow>& layers) {
+        // Each layer's metrics, one JSON object (schema 10), its entries in id order (the view's rows then
+        // come in key order, as schema 9's table gave them).
+        m_metric_json.resize(std::max(m_metric_json.size(), layers.size()));
+        for (std::size_t i = 0; i < layers.size(); ++i) {
+            const LayerRow& l = layers[i];
+            std::string& json = m_metric_json[i];
+            json.clear();
+            if (l.metrics.empty()) continue;
+            m_metrics.clear();
+            for (std::size_t k = 0; k < l.metrics.size(); ++k)
+                m_metrics.push_back({metric_id_at(l.metrics[k], k), &l.metrics[k]});
+            std::sort(m_metrics.begin(), m_metrics.end(),
+                      [](const MetricEntry& a, const MetricEntry& b) { return a.id < b.id; });
+            json += '{';
+            for (const MetricEntry& e : m_metrics) {
+                if (json.size() > 1) json += ',';
+                schema::append_metric_json(json, e.id, e.row->value, e.row->value ? "" : e.row->text);
+            }
+            json += '}';
+        }
         const auto bind_run = [run_id](sql::Statement& s) { s.bind_int(run_id); };
         insert_layers.write(conn, layers, bind_run, [&](sql::Statement& s, const LayerRow& l) {
             s.bind_int(l.idx).bind_text_static(l.name).bind_text_static(l.op);
@@ -759,21 +776,22 @@ struct ResultsDb::Impl {
                 .bind_real(l.memory_s)
                 .bind_real(l.overhead_s)
                 .bind_real(l.communication_s);
+            const std::string& json = m_metric_json[static_cast<std::size_t>(&l - layers.data())];
+            if (json.empty())
+                s.bind_null();
+            else
+                s.bind_text_static(json);
         });
-        // Each layer's levels and metrics in key order (by name, in SQLite's BINARY collation: bytes, then
-        // length, as std::string compares): a run's rows then arrive in ascending key order, and SQLite's
-        // b-tree search for each row's place (and its primary-key check) starts from the row just inserted
-        // instead of from the root, within a multi-row statement. The rows stored are the same in any order.
+        // Each layer's levels in key order (by name, in SQLite's BINARY collation: bytes, then length, as
+        // std::string compares): a run's rows then arrive in ascending key order, and SQLite's b-tree search
+        // for each row's place (and its primary-key check) starts from the row just inserted instead of from
+        // the root, within a multi-row statement. The rows stored are the same in any order.
         m_levels.clear();
-        m_metrics.clear();
         for (const LayerRow& l : layers) {
-            const std::size_t first_level = m_levels.size(), first_metric = m_metrics.size();
+            const std::size_t first_level = m_levels.size();
             for (const LevelRow& v : l.levels) m_levels.emplace_back(l.idx, &v);
-            for (const MetricRow& m : l.metrics) m_metrics.push_back({l.idx, metric_id(m), &m});
             std::sort(m_levels.begin() + static_cast<std::ptrdiff_t>(first_level), m_levels.end(),
                       [](const auto& a, const auto& b) { return a.second->level < b.second->level; });
-            std::sort(m_metrics.begin() + static_cast<std::ptrdiff_t>(first_metric), m_metrics.end(),
-                      [](const MetricEntry& a, const MetricEntry& b) { return a.id < b.id; });
         }
         insert_levels.write(conn, m_levels, bind_run,
                             [&](sql::Statement& s, const std::pair<int64_t, const LevelRow*>& e) {
@@ -781,15 +799,6 @@ struct ResultsDb::Impl {
                                 s.bind_int(e.first).bind_text_static(v.level).bind_real(v.bytes_read);
                                 s.bind_real(v.bytes_written).bind_int(v.accesses).bind_real(v.energy_j);
                             });
-        // A numeric metric stores its value with text NULL (its unit is in metric_names); a text metric only
-        // its text.
-        insert_metrics.write(conn, m_metrics, bind_run, [&](sql::Statement& s, const MetricEntry& e) {
-            s.bind_int(e.idx).bind_int(e.id);
-            if (e.row->value)
-                s.bind_real(*e.row->value).bind_null();
-            else
-                s.bind_null().bind_text_static(e.row->text);
-        });
     }
 
     // The id of a metric's name and unit ('' for a text metric) in metric_names, added there when new. Inside
@@ -816,10 +825,27 @@ struct ResultsDb::Impl {
         metric_ids.emplace(std::pair{m.name, std::string(unit)}, id);
         return id;
     }
+    // metric_id() for the k-th metric of a layer, answered first from the k-th of the layer before, which
+    // layers of one family mostly repeat (the map's search cost the writer about 300 instructions a metric).
+    int64_t metric_id_at(const MetricRow& m, std::size_t k) {
+        const std::string_view unit = m.value ? std::string_view(m.unit) : std::string_view("");
+        if (k < recent_ids.size() && recent_ids[k].id != 0 && recent_ids[k].name == m.name &&
+            recent_ids[k].unit == unit)
+            return recent_ids[k].id;
+        const int64_t id = metric_id(m);
+        if (k >= recent_ids.size()) recent_ids.resize(k + 1);
+        recent_ids[k].name.assign(m.name);
+        recent_ids[k].unit.assign(unit);
+        recent_ids[k].id = id;
+        return id;
+    }
     struct MetricEntry {
-        int64_t idx = 0;
         int64_t id = 0;
         const MetricRow* row = nullptr;
+    };
+    struct RecentMetric {
+        std::string name, unit;
+        int64_t id = 0;  // 0: none (SQLite's rowids start at 1)
     };
     // Name and unit -> metric id, looked up without building strings (a run looks up ~2,000 metrics).
     struct NameUnitLess {
@@ -832,6 +858,7 @@ struct ResultsDb::Impl {
         }
     };
     std::map<std::pair<std::string, std::string>, int64_t, NameUnitLess> metric_ids;
+    std::vector<RecentMetric> recent_ids;  // emptied with metric_ids
 
     // One write transaction; rolled back unless commit() ran. IMMEDIATE takes the write lock up front,
     // so a second writer waits in the busy handler instead of failing on a lock upgrade.
@@ -856,6 +883,7 @@ struct ResultsDb::Impl {
             if (m_committed) return;
             try {
                 m_impl.metric_ids.clear();  // ids this transaction added are undone with it
+                m_impl.recent_ids.clear();
                 if (!m_nested) {
                     m_impl.rollback->run();
                 } else if (sqlite3_total_changes64(m_impl.conn.handle()) != m_changes ||
@@ -902,13 +930,13 @@ struct ResultsDb::Impl {
         [](std::size_t n) { return insert_sql("layers", k_layer_insert_columns, n, true); }};
     MultiInsert insert_levels{
         [](std::size_t n) { return insert_sql("layer_levels", k_level_insert_columns, n, true); }};
-    MultiInsert insert_metrics{
-        [](std::size_t n) { return insert_sql("layer_metric_values", k_metric_insert_columns, n, true); }};
     MultiInsert insert_factors{
         [](std::size_t n) { return insert_sql("sweep_factors", k_factor_insert_columns, n); }};
-    // Scratch lists of a run's levels and metrics with their layer's idx (kept to reuse their memory).
+    // Scratch lists of a run's levels with their layer's idx, of a layer's metrics, and of the layers'
+    // metrics objects (kept to reuse their memory).
     std::vector<std::pair<int64_t, const LevelRow*>> m_levels;
     std::vector<MetricEntry> m_metrics;
+    std::vector<std::string> m_metric_json;
     const ProcessIdentity me = this_process();
     std::mutex mutex;
 };
@@ -952,6 +980,7 @@ void ResultsDb::end_batch() {
         m_impl->commit->run();
     } catch (...) {
         m_impl->metric_ids.clear();  // the batch's new metric ids may be gone with it
+        m_impl->recent_ids.clear();
         throw;
     }
 }

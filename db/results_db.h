@@ -2,7 +2,8 @@
 // The results database: one SQLite file per study, one `runs` row per simulated point, one `layers`
 // row per layer of that point, and in long format what differs by device family: `layer_levels` (bytes,
 // accesses and energy per memory level) and `layer_metrics` (any other named figure with its unit; a view
-// since schema 9 over `layer_metric_values`, rows naming their metric by id in `metric_names`).
+// since schema 9, since schema 10 over `layers.metrics`, a JSON object per layer from metric id, in
+// `metric_names`, to value).
 // Schema in db/schema.h; units in column names.
 //
 // Contract:
@@ -73,7 +74,8 @@ struct LevelRow {
     double energy_j = 0;   // dynamic energy of this level's accesses
 };
 
-// Any other per-layer figure: one `layer_metrics` row. Exactly one of value / text is set.
+// Any other per-layer figure: one `layer_metrics` row (an entry of layers.metrics). Exactly one of value /
+// text is set.
 struct MetricRow {
     std::string name;  // e.g. stall_weight_cycles, pe_hops, energy_pe_hops_j, tiling, memory_level
     std::optional<double> value;

@@ -2,8 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
+#include <cmath>
+#include <iterator>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -93,6 +97,10 @@ constexpr std::array k_layer_columns{
     Column{"memory_s", "REAL", 4},
     Column{"overhead_s", "REAL", 4},
     Column{"communication_s", "REAL", 4},
+    // Schema 10: the layer's metrics (the view layer_metrics shows them a row each), as a JSON object from
+    // metric id (metric_names) to its value: a number, the text of a text metric, or null. NULL when the
+    // layer has none. A row per metric cost a sweep point about half its writing time (bench/README.md).
+    Column{"metrics", "TEXT", 10},
 };
 
 // What differs by device family, in long format (schema 4): one row per memory level a layer's family
@@ -107,22 +115,27 @@ constexpr std::array k_layer_level_columns{
     Column{"energy_j", "REAL NOT NULL", 4},
 };
 
-// Schema 9: the metrics' rows name their metric by id (metric_names: a name and its unit, '' for a text
-// metric), and the view `layer_metrics` shows them with name and unit as schema 4 to 8 stored them. A
-// systolic ResNet-50 run writes some 1,970 metric rows of ~14 metrics: with the name and unit in each row
-// they were half of a sweep point's bytes (bench/README.md, fifth round).
+// Schema 9: metrics name their metric by id (metric_names: a name and its unit, '' for a text metric), and
+// the view `layer_metrics` shows them with name and unit as schema 4 to 8 stored them. A systolic ResNet-50
+// run writes some 1,970 metrics of ~14 names: with the name and unit in each row they were half of a sweep
+// point's bytes (bench/README.md, fifth round).
 constexpr std::array k_metric_name_columns{
     Column{"metric_id", "INTEGER PRIMARY KEY", 9},
     Column{"name", "TEXT NOT NULL", 9},
     Column{"unit", "TEXT NOT NULL", 9},
 };
-constexpr std::array k_layer_metric_value_columns{
+// Schema 9's table of metrics, a row each (since schema 10 in layers.metrics). Only the migration makes it:
+// the steps to 4 and 9 write there, and the step to 10 moves its rows on and drops it.
+constexpr std::array k_v9_metric_value_columns{
     Column{"run_id", "INTEGER NOT NULL REFERENCES runs(run_id)", 9},
     Column{"idx", "INTEGER NOT NULL", 9},
     Column{"metric_id", "INTEGER NOT NULL REFERENCES metric_names(metric_id)", 9},
     Column{"value", "REAL", 9},
     Column{"text", "TEXT", 9},
 };
+const Table k_v9_metric_values{
+    "layer_metric_values", k_v9_metric_value_columns,
+    "PRIMARY KEY (run_id, idx, metric_id), FOREIGN KEY (run_id, idx) REFERENCES layers(run_id, idx)", true};
 // What schema 4 to 8 stored as the table `layer_metrics` (moved by the step to 9).
 constexpr std::array<std::string_view, 6> k_v8_metric_columns{"run_id", "idx",  "name",
                                                               "value",  "unit", "text"};
@@ -321,13 +334,10 @@ const std::array k_tables{
     Table{"layers", k_layer_columns, "PRIMARY KEY (run_id, idx)", true},
     Table{"layer_levels", k_layer_level_columns,
           "PRIMARY KEY (run_id, idx, level), FOREIGN KEY (run_id, idx) REFERENCES layers(run_id, idx)", true},
-    Table{"metric_names", k_metric_name_columns, "UNIQUE (name, unit)"},
     // A metric has exactly one of value or text, and a unit (metric_names) exactly when it has a value:
     // checked by the writer (ResultsDb), not by CHECK constraints, which cost SQLite about 520
     // instructions a row (bench/README.md, third round).
-    Table{"layer_metric_values", k_layer_metric_value_columns,
-          "PRIMARY KEY (run_id, idx, metric_id), FOREIGN KEY (run_id, idx) REFERENCES layers(run_id, idx)",
-          true},
+    Table{"metric_names", k_metric_name_columns, "UNIQUE (name, unit)"},
     Table{"sweeps", k_sweep_columns, "PRIMARY KEY (sweep_name, run_id)"},
     Table{"sweep_factors", k_sweep_factor_columns, "PRIMARY KEY (sweep_name, run_id, factor)"},
     Table{"claims", k_claim_columns, ""},
@@ -342,11 +352,28 @@ const std::array k_tables{
     Table{"parallel_exposed", k_parallel_exposed_columns, "PRIMARY KEY (run_id, purpose)"},
 };
 
-// The views mlsim makes (schema 9), after its tables.
+// The views mlsim makes (schema 9), after its tables. layer_metrics (schema 10): a row per entry of a layer's
+// metrics, a number as REAL (JSON writes 3.0 as 3), in key order (the writer orders each layer's entries by
+// id, as schema 9's table was).
 constexpr std::array k_views{
     View{"layer_metrics",
-         "SELECT v.run_id AS run_id, v.idx AS idx, n.name AS name, v.value AS value, NULLIF(n.unit, '') AS "
-         "unit, v.text AS text FROM layer_metric_values v JOIN metric_names n ON n.metric_id = v.metric_id"},
+         "SELECT l.run_id AS run_id, l.idx AS idx, n.name AS name, CASE WHEN m.type IN ('integer', 'real') "
+         "THEN CAST(m.atom AS REAL) END AS value, NULLIF(n.unit, '') AS unit, CASE WHEN m.type = 'text' THEN "
+         "m.atom END AS text FROM layers l JOIN json_each(l.metrics) m JOIN metric_names n ON n.metric_id = "
+         "CAST(m.key AS INTEGER)"},
+};
+// The views older schemas made, which a file of that version has instead (the step to 10 replaces it).
+struct OldView {
+    View view;
+    int64_t version;  // the one version whose files have it
+};
+constexpr std::array k_old_views{
+    OldView{
+        View{"layer_metrics",
+             "SELECT v.run_id AS run_id, v.idx AS idx, n.name AS name, v.value AS value, NULLIF(n.unit, "
+             "'') AS unit, v.text AS text FROM layer_metric_values v JOIN metric_names n ON n.metric_id = "
+             "v.metric_id"},
+        9},
 };
 
 // Queries by run (or run and layer) on layer_levels / layer_metric_values use their primary keys' prefix.
@@ -472,8 +499,14 @@ void check_views(sql::Connection& conn, int64_t version) {
         if (type != "view") continue;
         sql::Statement q(conn, "SELECT sql FROM sqlite_schema WHERE type = 'view' AND name = ?");
         q.bind_text(view.name).finish_binding();
-        if (!q.step() || q.column_text(0) != fmt::format("CREATE VIEW {} AS {}", view.name, view.select))
-            foreign_shape(conn, fmt::format("the view '{}' is not the one mlsim makes", view.name));
+        const std::string sql = q.step() ? q.column_text(0) : std::string();
+        const auto made = [&](const View& v) {
+            return sql == fmt::format("CREATE VIEW {} AS {}", v.name, v.select);
+        };
+        bool ours = made(view);
+        for (const OldView& old : k_old_views)
+            if (old.view.name == view.name && old.version == version && made(old.view)) ours = true;
+        if (!ours) foreign_shape(conn, fmt::format("the view '{}' is not the one mlsim makes", view.name));
     }
 }
 
@@ -582,7 +615,16 @@ void drop_layers_column(sql::Connection& conn, std::string_view column) {
 
 // Step to schema 4: the per-family columns of `layers` become layer_metrics / layer_levels rows, then
 // leave `layers`. Works from whichever of those columns the file has (none before schema 3).
+std::string create_table_sql_named(const Table& table, std::string_view name);
+
+// Schema 9's table of metrics, made for the steps to 4 and 9 to write to (the step to 10 empties it).
+void ensure_v9_metric_values(sql::Connection& conn) {
+    if (!table_exists(conn, k_v9_metric_values.name))
+        conn.exec(create_table_sql_named(k_v9_metric_values, k_v9_metric_values.name));
+}
+
 void move_family_columns_to_long_tables(sql::Connection& conn) {
+    ensure_v9_metric_values(conn);
     const std::set<std::string> have = existing_columns(conn, "layers");
     const auto has = [&](std::string_view c) { return have.contains(std::string(c)); };
     std::vector<std::string> moved;
@@ -624,8 +666,6 @@ void move_family_columns_to_long_tables(sql::Connection& conn) {
         "UPDATE runs SET average_power_w = total_energy_j / total_time_s "
         "WHERE status = 'ok' AND total_time_s > 0 AND total_energy_j IS NOT NULL");
 }
-
-std::string create_table_sql_named(const Table& table, std::string_view name);
 
 // Whether the file stores `table` WITHOUT ROWID (its CREATE TABLE text says so; mlsim writes it in capitals).
 bool stored_without_rowid(sql::Connection& conn, std::string_view table) {
@@ -700,10 +740,12 @@ void metrics_by_id(sql::Connection& conn) {
     const auto refuse = [&](const std::string& why) {
         throw cfg::UserError(fmt::format(
             "{}: error: results database: cannot migrate to schema version {}: table layer_metrics moves to "
-            "layer_metric_values and metric_names, but {}; remove it and open the file again",
+            "metric_names and layers.metrics (by way of layer_metric_values), but {}; remove it and open the "
+            "file again",
             conn.path(), current_version, why));
     };
     if (const std::string why = added_by_hand(conn, "layer_metrics", declared); !why.empty()) refuse(why);
+    ensure_v9_metric_values(conn);
     conn.exec(
         "INSERT OR IGNORE INTO metric_names (name, unit) SELECT DISTINCT name, COALESCE(unit, '') FROM "
         "layer_metrics ORDER BY name, COALESCE(unit, '')");
@@ -716,6 +758,68 @@ void metrics_by_id(sql::Connection& conn) {
     if (const std::string why = broken_reference(conn, "layer_metric_values"); !why.empty()) refuse(why);
 }
 
+// Step to schema 10: schema 9's rows of layer_metric_values (whichever steps wrote them) become each layer's
+// `metrics` object (metric_json), the values written as the shortest text that reads back as the same
+// double; the view of schema 9 and the table are dropped (migrate() makes the view anew). A column, index or
+// trigger on the table that mlsim did not make, or a row of it whose layer is missing (it would be lost),
+// stops it with a UserError.
+void metrics_in_layers(sql::Connection& conn) {
+    if (!table_exists(conn, k_v9_metric_values.name)) return;
+    const auto refuse = [&](const std::string& why) {
+        throw cfg::UserError(
+            fmt::format("{}: error: results database: cannot migrate to schema version {}: table "
+                        "layer_metric_values moves "
+                        "to layers.metrics, but {}; remove it and open the file again",
+                        conn.path(), current_version, why));
+    };
+    std::set<std::string> declared;
+    for (const Column& col : k_v9_metric_value_columns) declared.insert(std::string(col.name));
+    if (const std::string why = added_by_hand(conn, k_v9_metric_values.name, declared); !why.empty())
+        refuse(why);
+    {
+        sql::Statement orphan(
+            conn,
+            "SELECT v.run_id, v.idx FROM layer_metric_values v WHERE NOT EXISTS (SELECT 1 FROM "
+            "layers l WHERE l.run_id = v.run_id AND l.idx = v.idx) LIMIT 1");
+        if (orphan.step())
+            refuse(fmt::format("its rows of run {} layer {} have no row in layers", orphan.column_int(0),
+                               orphan.column_int(1)));
+    }
+    if (object_type(conn, "layer_metrics") == "view") conn.exec("DROP VIEW layer_metrics");
+    sql::Statement rows(
+        conn,
+        "SELECT run_id, idx, metric_id, value, text FROM layer_metric_values ORDER BY run_id, "
+        "idx, metric_id");
+    sql::Statement put(conn, "UPDATE layers SET metrics = ? WHERE run_id = ? AND idx = ?");
+    std::string json;
+    int64_t run = 0, idx = 0;
+    const auto flush = [&] {
+        if (json.empty()) return;
+        json += '}';
+        put.reset();
+        put.bind_text(json).bind_int(run).bind_int(idx).finish_binding();
+        put.run();
+        json.clear();
+    };
+    while (rows.step()) {
+        const int64_t r = rows.column_int(0), i = rows.column_int(1);
+        if (json.empty() || r != run || i != idx) {
+            flush();
+            run = r;
+            idx = i;
+            json += '{';
+        } else {
+            json += ',';
+        }
+        const std::optional<double> value =
+            rows.column_is_null(3) ? std::nullopt : std::optional<double>(rows.column_real(3));
+        append_metric_json(json, rows.column_int(2), value,
+                           rows.column_is_null(4) ? "" : rows.column_text(4));
+    }
+    flush();
+    conn.exec("DROP TABLE layer_metric_values");
+}
+
 // Steps that move data, applied in order to a file older than their version (after the additive pass
 // has created the tables and columns they write to).
 struct Step {
@@ -726,6 +830,7 @@ constexpr std::array k_steps{
     Step{4, move_family_columns_to_long_tables},
     Step{8, rebuild_without_rowid},
     Step{9, metrics_by_id},
+    Step{10, metrics_in_layers},
 };
 
 // Foreign-key enforcement off for the connection while it lives (a versioned step rebuilds tables that other
@@ -753,6 +858,62 @@ class ForeignKeysOff {
 };
 
 }  // namespace
+
+void append_metric_json(std::string& json, int64_t metric_id, std::optional<double> value,
+                        std::string_view text) {
+    // Formatted into a local buffer and appended once: appending character by character cost the writer
+    // about 950 instructions a metric.
+    char buf[48];
+    char* end = buf;
+    *end++ = '"';
+    end = std::to_chars(end, buf + sizeof buf, metric_id).ptr;
+    *end++ = '"';
+    *end++ = ':';
+    if (value) {
+        // The shortest text that reads back as the same double ("0.1", "1e-05", "3": std::to_chars), which
+        // SQLite's JSON reader returns bit for bit (tests/db). JSON has no infinity or NaN: SQLite reads
+        // 9e999 as infinity (and stores a NaN as NULL anyway).
+        if (std::isnan(*value))
+            end = std::copy_n("null", 4, end);
+        else if (std::isinf(*value))
+            end = *value > 0 ? std::copy_n("9e999", 5, end) : std::copy_n("-9e999", 6, end);
+        else
+            end = std::to_chars(end, buf + sizeof buf, *value).ptr;  // at most 24 characters
+        json.append(buf, end);
+        return;
+    }
+    json.append(buf, end);
+    if (text.empty()) {
+        json += "null";
+        return;
+    }
+    json += '"';
+    for (const char c : text) {
+        switch (c) {
+            case '"':
+                json += "\\\"";
+                break;
+            case '\\':
+                json += "\\\\";
+                break;
+            case '\n':
+                json += "\\n";
+                break;
+            case '\t':
+                json += "\\t";
+                break;
+            case '\r':
+                json += "\\r";
+                break;
+            default:
+                if (static_cast<unsigned char>(c) < 0x20)
+                    fmt::format_to(std::back_inserter(json), "\\u{:04x}", static_cast<unsigned>(c));
+                else
+                    json += c;
+        }
+    }
+    json += '"';
+}
 
 std::span<const Table> tables() { return k_tables; }
 

@@ -25,12 +25,17 @@
 //   Step to 9: the rows of the table layer_metrics move to layer_metric_values (metric ids given in name
 //   order in metric_names), the table is dropped and the view layer_metrics made in its place; a column,
 //   index or trigger on the table that mlsim did not make stops it with a UserError.
+//   Step to 10: the rows of layer_metric_values become each layer's `metrics` JSON object (every value
+//   reads back as the same double), the table and the view of schema 9 are dropped and the view layer_metrics
+//   made anew (the same rows); a column, index or trigger on the table that mlsim did not make, or a row
+//   whose layer is missing, stops it with a UserError.
 // A file written by a newer schema is refused with a UserError rather than half-understood, and so is an
 // SQLite file whose application_id is not mlsim's, and one whose objects under mlsim's names are not what
 // mlsim makes (a view or index where a table belongs, a meta table without key and value, a table that
 // lacks a key or NOT NULL column, a schema_version that is not a whole number): each a UserError naming
 // the file and what is wrong, found before anything is written.
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -54,7 +59,9 @@ namespace mlsim::db::schema {
 // Version 9: layer_metrics becomes a view (the same columns and rows) over layer_metric_values, whose rows
 // name their metric by id, and metric_names (each metric's name and unit, '' for a text metric); the two
 // CHECK constraints of the old table are the writer's checks alone.
-inline constexpr int64_t current_version = 9;
+// Version 10: a layer's metrics are one JSON object in layers.metrics (metric id -> value or text), and the
+// view layer_metrics shows them a row each as before; layer_metric_values is gone.
+inline constexpr int64_t current_version = 10;
 
 // PRAGMA application_id stamped into every file so a foreign SQLite file is recognised ('mlsi').
 inline constexpr int32_t application_id = 0x6d6c7369;
@@ -98,6 +105,12 @@ std::span<const View> views();
 // Creates missing tables, adds missing columns and indexes, runs the versioned steps, stamps the version.
 // Runs in one transaction, so a concurrent opener never sees a half-migrated file.
 void migrate(sql::Connection& conn);
+
+// Appends one entry of a layer's `metrics` object (schema 10) to `json`, which the caller opens with '{',
+// separates with ',' and closes with '}': "<metric_id>": the value (the shortest text that reads back as the
+// same double; infinity as 9e999, NaN as null), else the text as a JSON string, else null.
+void append_metric_json(std::string& json, int64_t metric_id, std::optional<double> value,
+                        std::string_view text);
 
 // The CREATE TABLE statement for a table as declared (all columns, current version).
 std::string create_table_sql(const Table& table);

@@ -223,8 +223,7 @@ TEST_CASE("An MPI sweep writes the same rows as the threaded one, for any number
                     "PRAGMA foreign_keys = ON; DELETE FROM sweep_factors WHERE run_id IN (SELECT run_id "
                     "FROM runs WHERE batch = 4); DELETE FROM sweeps WHERE run_id IN (SELECT run_id FROM "
                     "runs WHERE batch = 4); DELETE FROM layer_levels WHERE run_id IN (SELECT run_id FROM "
-                    "runs WHERE batch = 4); DELETE FROM layer_metric_values WHERE run_id IN (SELECT run_id "
-                    "FROM runs WHERE batch = 4); DELETE FROM layers WHERE run_id IN (SELECT run_id FROM "
+                    "runs WHERE batch = 4); DELETE FROM layers WHERE run_id IN (SELECT run_id FROM "
                     "runs WHERE batch = 4); DELETE FROM runs WHERE batch = 4;",
                     nullptr, nullptr, nullptr) == SQLITE_OK);
         sqlite3_close(h);

@@ -264,12 +264,14 @@ TEST_CASE("a write that fails inside a batch undoes the whole batch; one that wr
     TempDir dir;
     const std::string path = file_with_one_run(dir, "failed_batch.db");
     {
-        // A failure SQLite reports after the run's first rows are in: a trigger refusing one metric row.
+        // A failure SQLite reports after the run's first rows are in: a trigger refusing the layer whose
+        // metrics hold the metric 'refused' (layers.metrics: an object keyed by metric id).
         sql::Connection conn(path, sql::Connection::Mode::read_write_create);
         conn.exec(
-            "CREATE TRIGGER test_refuse BEFORE INSERT ON layer_metric_values WHEN NEW.metric_id = (SELECT "
-            "metric_id FROM metric_names WHERE name = 'refused') BEGIN SELECT RAISE(ABORT, 'refused by the "
-            "test'); END");
+            "CREATE TRIGGER test_refuse BEFORE INSERT ON layers WHEN EXISTS (SELECT 1 FROM "
+            "json_each(NEW.metrics) m JOIN metric_names n ON n.metric_id = CAST(m.key AS INTEGER) WHERE "
+            "n.name "
+            "= 'refused') BEGIN SELECT RAISE(ABORT, 'refused by the test'); END");
     }
     const auto runs = [&] {
         sql::Connection conn(path, sql::Connection::Mode::read_only);

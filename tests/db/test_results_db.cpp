@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -205,7 +206,8 @@ TEST_CASE("opening creates the file, its parent directories and the schema", "[d
                             "compute_s",
                             "memory_s",
                             "overhead_s",
-                            "communication_s"})
+                            "communication_s",
+                            "metrics"})
         CHECK(layers.contains(col));
     // What differs by family lives in long-format tables, not in per-family layer columns.
     for (const char* col : {"stall_weight_cycles", "pe_hops", "tiling", "energy_sram_j", "bytes_ifmap_read"})
@@ -219,15 +221,10 @@ TEST_CASE("opening creates the file, its parent directories and the schema", "[d
         query_text(path,
                    "SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_table_info('layer_levels') "
                    "WHERE pk > 0 ORDER BY pk)") == "run_id,idx,level");
-    // Schema 9: layer_metrics is a view over the rows that name their metric by id.
+    // Schema 9: layer_metrics is a view, metrics named by id in metric_names; schema 10: over layers.metrics.
     CHECK(query_text(path, "SELECT type FROM sqlite_schema WHERE name = 'layer_metrics'") == "view");
-    CHECK(column_names(path, "layer_metric_values") ==
-          std::set<std::string>{"run_id", "idx", "metric_id", "value", "text"});
     CHECK(column_names(path, "metric_names") == std::set<std::string>{"metric_id", "name", "unit"});
-    CHECK(query_text(path,
-                     "SELECT group_concat(name, ',') FROM (SELECT name FROM "
-                     "pragma_table_info('layer_metric_values') WHERE pk > 0 ORDER BY pk)") ==
-          "run_id,idx,metric_id");
+    CHECK(query_int(path, "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'layer_metric_values'") == 0);
     CHECK(column_names(path, "meta") == std::set<std::string>{"key", "value"});
     // (run_id, idx) is the key: pk positions 1 and 2 in table_info.
     CHECK(query_int(path, "SELECT COUNT(*) FROM pragma_table_info('layers') WHERE pk > 0") == 2);
@@ -703,14 +700,22 @@ TEST_CASE("opening an older file adds the missing columns and keeps its rows", "
 
 namespace {
 
-// Every row of the per-layer tables, as text, in key order.
+// Every row of the per-layer tables, as text, in key order; of `layers`, the columns before `metrics` (whose
+// entries layer_metrics shows, and whose ids a migration may give anew).
 std::vector<std::string> layer_table_rows(const std::string& path) {
     sql::Connection conn(path, sql::Connection::Mode::read_write_create);
     std::vector<std::string> out;
-    for (const auto& [table, key] :
-         {std::pair{"layers", "run_id, idx"}, std::pair{"layer_levels", "run_id, idx, level"},
-          std::pair{"layer_metrics", "run_id, idx, name"}}) {
-        sql::Statement q(conn, fmt::format("SELECT * FROM {} ORDER BY {}", table, key));
+    std::string layer_columns;
+    {
+        sql::Statement q(conn,
+                         "SELECT name FROM pragma_table_info('layers') WHERE name <> 'metrics' ORDER BY cid");
+        while (q.step()) layer_columns += (layer_columns.empty() ? "" : ", ") + q.column_text(0);
+    }
+    for (const auto& [table, columns, key] :
+         {std::tuple{"layers", layer_columns, "run_id, idx"},
+          std::tuple{"layer_levels", std::string("*"), "run_id, idx, level"},
+          std::tuple{"layer_metrics", std::string("*"), "run_id, idx, name"}}) {
+        sql::Statement q(conn, fmt::format("SELECT {} FROM {} ORDER BY {}", columns, table, key));
         while (q.step()) {
             std::string row = table;
             for (int c = 0; c < q.column_count(); ++c) {
@@ -726,11 +731,11 @@ std::vector<std::string> layer_table_rows(const std::string& path) {
 int64_t without_rowid_tables(const std::string& path) {
     return query_int(path,
                      "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('layers', "
-                     "'layer_levels', 'layer_metric_values') AND sql LIKE '%WITHOUT ROWID'");
+                     "'layer_levels') AND sql LIKE '%WITHOUT ROWID'");
 }
 
 // Turns a current file into what schema 7 wrote: the per-layer tables as rowid tables, the metrics in the
-// table `layer_metrics` with their names and units (schema 4 to 8), version 7.
+// table `layer_metrics` with their names and units (schema 4 to 8) and not in layers.metrics, version 7.
 void make_schema_7(const std::string& path) {
     sql::Connection raw(path, sql::Connection::Mode::read_write_create);
     raw.exec("PRAGMA foreign_keys = OFF; BEGIN");
@@ -742,9 +747,9 @@ void make_schema_7(const std::string& path) {
         "((value IS NULL) = (unit IS NULL)))");
     raw.exec(
         "INSERT INTO v7_layer_metrics SELECT * FROM layer_metrics; DROP VIEW layer_metrics; DROP TABLE "
-        "layer_metric_values; DROP TABLE metric_names; ALTER TABLE v7_layer_metrics RENAME TO layer_metrics");
+        "metric_names; ALTER TABLE v7_layer_metrics RENAME TO layer_metrics");
     for (const mlsim::db::schema::Table& t : mlsim::db::schema::tables()) {
-        if (!t.without_rowid || t.name == "layer_metric_values") continue;
+        if (!t.without_rowid) continue;
         std::string create = mlsim::db::schema::create_table_sql(t);
         const std::string suffix = " WITHOUT ROWID";
         REQUIRE(create.ends_with(suffix));
@@ -755,6 +760,7 @@ void make_schema_7(const std::string& path) {
             "INSERT INTO v7_{0} SELECT * FROM {0}; DROP TABLE {0}; ALTER TABLE v7_{0} RENAME TO {0}",
             t.name));
     }
+    raw.exec("ALTER TABLE layers DROP COLUMN metrics");
     raw.exec("UPDATE meta SET value = '7' WHERE key = 'schema_version'; COMMIT");
 }
 
@@ -768,7 +774,7 @@ TEST_CASE("a schema-7 file's per-layer tables are rebuilt WITHOUT ROWID, every r
         db.record_run(sample_info("a\n"), sample_layers(5), 1.0);
         db.record_run(sample_info("b\n"), sample_layers(3), 1.0);
     }
-    REQUIRE(without_rowid_tables(path) == 3);
+    REQUIRE(without_rowid_tables(path) == 2);
     const std::vector<std::string> before = layer_table_rows(path);
     REQUIRE(before.size() > 20);
     make_schema_7(path);
@@ -777,7 +783,7 @@ TEST_CASE("a schema-7 file's per-layer tables are rebuilt WITHOUT ROWID, every r
     REQUIRE(layer_table_rows(path) == before);
     {
         ResultsDb db(path);
-        CHECK(without_rowid_tables(path) == 3);
+        CHECK(without_rowid_tables(path) == 2);
         CHECK(layer_table_rows(path) == before);
         // The step to 9: the metrics' rows by id, the names in name order, layer_metrics a view again.
         CHECK(query_text(path, "SELECT type FROM sqlite_schema WHERE name = 'layer_metrics'") == "view");
@@ -818,6 +824,156 @@ TEST_CASE("a schema-7 file's per-layer tables are rebuilt WITHOUT ROWID, every r
     CHECK_THROWS_WITH(ResultsDb(hand8), Catch::Contains(hand8) && Catch::Contains("my_level_names") &&
                                             Catch::Contains("WITHOUT ROWID"));
     CHECK(query_text(hand8, "SELECT value FROM meta WHERE key = 'schema_version'") == "7");
+}
+
+namespace {
+
+// Turns a current file into what schema 9 wrote: the metrics a row each in layer_metric_values (with the ids
+// the file has), no layers.metrics, schema 9's view, version 9.
+void make_schema_9(const std::string& path) {
+    sql::Connection raw(path, sql::Connection::Mode::read_write_create);
+    raw.exec("PRAGMA foreign_keys = OFF; BEGIN");
+    raw.exec(
+        "CREATE TABLE layer_metric_values (run_id INTEGER NOT NULL REFERENCES runs(run_id), idx INTEGER NOT "
+        "NULL, metric_id INTEGER NOT NULL REFERENCES metric_names(metric_id), value REAL, text TEXT, PRIMARY "
+        "KEY "
+        "(run_id, idx, metric_id), FOREIGN KEY (run_id, idx) REFERENCES layers(run_id, idx)) WITHOUT ROWID");
+    raw.exec(
+        "INSERT INTO layer_metric_values SELECT m.run_id, m.idx, n.metric_id, m.value, m.text FROM "
+        "layer_metrics m "
+        "JOIN metric_names n ON n.name = m.name AND n.unit = COALESCE(m.unit, '')");
+    raw.exec("DROP VIEW layer_metrics; ALTER TABLE layers DROP COLUMN metrics");
+    raw.exec(
+        "CREATE VIEW layer_metrics AS SELECT v.run_id AS run_id, v.idx AS idx, n.name AS name, v.value AS "
+        "value, "
+        "NULLIF(n.unit, '') AS unit, v.text AS text FROM layer_metric_values v JOIN metric_names n ON "
+        "n.metric_id = v.metric_id");
+    raw.exec("UPDATE meta SET value = '9' WHERE key = 'schema_version'; COMMIT");
+}
+
+// Each layer's metrics object, in key order.
+std::vector<std::string> metric_objects(const std::string& path) {
+    sql::Connection conn(path, sql::Connection::Mode::read_only);
+    sql::Statement q(conn, "SELECT run_id, idx, metrics FROM layers ORDER BY run_id, idx");
+    std::vector<std::string> out;
+    while (q.step())
+        out.push_back(fmt::format("{}|{}|{}", q.column_int(0), q.column_int(1),
+                                  q.column_is_null(2) ? "NULL" : q.column_text(2)));
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("a schema-9 file's metric rows become the layers' metrics objects the writer writes", "[db]") {
+    TempDir dir;
+    const std::string path = dir.file("r.db");
+    {
+        ResultsDb db(path);
+        db.record_run(sample_info("a\n"), sample_layers(5), 1.0);
+        std::vector<LayerRow> odd = sample_layers(3);
+        odd[1].metrics.push_back(MetricRow{"third", 1.0 / 3.0, "1", ""});
+        odd[1].metrics.push_back(MetricRow{"quoted", std::nullopt, "", "a \"b\" \\ c\nd \x01 \xc2\xb5s"});
+        odd[2].metrics.clear();
+        db.record_run(sample_info("b\n"), odd, 1.0);
+    }
+    const std::vector<std::string> before = layer_table_rows(path);
+    const std::vector<std::string> objects = metric_objects(path);
+    REQUIRE(before.size() > 20);
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layers WHERE metrics IS NULL") == 1);
+    make_schema_9(path);
+    REQUIRE(layer_table_rows(path) == before);
+    REQUIRE(query_int(path, "SELECT COUNT(*) FROM layer_metric_values") ==
+            query_int(path, "SELECT COUNT(*) FROM layer_metrics"));
+    {
+        ResultsDb db(path);
+        CHECK(layer_table_rows(path) == before);
+        // The same text, byte for byte, as the writer gives the same metrics.
+        CHECK(metric_objects(path) == objects);
+        CHECK(query_int(path, "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'layer_metric_values'") == 0);
+        CHECK(query_text(path, "SELECT value FROM meta WHERE key = 'schema_version'") ==
+              std::to_string(mlsim::db::schema::current_version));
+        db.record_run(sample_info("c\n"), sample_layers(2), 1.0);
+    }
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layer_metrics WHERE run_id = 3") > 0);
+
+    // A trigger added by hand on the table would be lost: the migration stops, naming it, file unchanged.
+    const std::string hand = dir.file("hand.db");
+    {
+        ResultsDb db(hand);
+        db.record_run(sample_info("a\n"), sample_layers(2), 1.0);
+    }
+    make_schema_9(hand);
+    {
+        sql::Connection raw(hand, sql::Connection::Mode::read_write_create);
+        raw.exec("CREATE INDEX my_values ON layer_metric_values(value)");
+    }
+    CHECK_THROWS_WITH(ResultsDb(hand), Catch::Contains(hand) && Catch::Contains("my_values") &&
+                                           Catch::Contains("layers.metrics"));
+    CHECK(query_text(hand, "SELECT value FROM meta WHERE key = 'schema_version'") == "9");
+    CHECK(query_int(hand, "SELECT COUNT(*) FROM layer_metrics") > 0);
+    // A metric row whose layer is missing would be lost too.
+    const std::string orphan = dir.file("orphan.db");
+    {
+        ResultsDb db(orphan);
+        db.record_run(sample_info("a\n"), sample_layers(2), 1.0);
+    }
+    make_schema_9(orphan);
+    {
+        sql::Connection raw(orphan, sql::Connection::Mode::read_write_create);
+        raw.exec("PRAGMA foreign_keys = OFF");
+        raw.exec("INSERT INTO layer_metric_values VALUES (1, 99, 1, 2.0, NULL)");
+    }
+    CHECK_THROWS_WITH(ResultsDb(orphan), Catch::Contains("run 1 layer 99"));
+    CHECK(query_text(orphan, "SELECT value FROM meta WHERE key = 'schema_version'") == "9");
+}
+
+TEST_CASE("metric values read back through layer_metrics bit for bit, texts unchanged", "[db]") {
+    TempDir dir;
+    const std::string path = dir.file("r.db");
+    const std::vector<double> values{0.1,
+                                     1.0 / 3.0,
+                                     2.0 / 3.0 * 1e-300,
+                                     std::numeric_limits<double>::denorm_min(),
+                                     std::numeric_limits<double>::min(),
+                                     std::numeric_limits<double>::max(),
+                                     -std::numeric_limits<double>::max(),
+                                     9007199254740992.0,
+                                     1e16,
+                                     1e22,
+                                     123456789.123456789,
+                                     -42.0,
+                                     0.0,
+                                     std::nextafter(1.0, 2.0),
+                                     6.02214076e23};
+    std::vector<LayerRow> layers = sample_layers(1);
+    layers[0].metrics.clear();
+    for (std::size_t i = 0; i < values.size(); ++i)
+        layers[0].metrics.push_back(MetricRow{fmt::format("v{:02}", i), values[i], "1", ""});
+    const std::string text = "say \"hi\"\\ \t tab\r\n\x1f \xc2\xb5s {\"x\": [1]}";
+    layers[0].metrics.push_back(MetricRow{"z_text", std::nullopt, "", text});
+    {
+        ResultsDb db(path);
+        db.record_run(sample_info(), layers, 1.0);
+    }
+    sql::Connection conn(path, sql::Connection::Mode::read_only);
+    sql::Statement q(conn, "SELECT name, value, unit, text, typeof(value) FROM layer_metrics ORDER BY name");
+    std::size_t i = 0;
+    for (; i < values.size(); ++i) {
+        REQUIRE(q.step());
+        CHECK(q.column_text(0) == fmt::format("v{:02}", i));
+        CHECK(q.column_text(4) == "real");
+        const double got = q.column_real(1);
+        INFO(fmt::format("{} read back as {}", values[i], got));
+        CHECK(std::memcmp(&got, &values[i], sizeof got) == 0);
+        CHECK(q.column_text(2) == "1");
+        CHECK(q.column_is_null(3));
+    }
+    REQUIRE(q.step());
+    CHECK(q.column_text(0) == "z_text");
+    CHECK(q.column_is_null(1));
+    CHECK(q.column_is_null(2));
+    CHECK(q.column_text(3) == text);
+    CHECK_FALSE(q.step());
 }
 
 TEST_CASE("concurrent writers, threads sharing one ResultsDb or each with its own, lose no run", "[db]") {

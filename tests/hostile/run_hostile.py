@@ -764,11 +764,11 @@ def databases(mlsim, workdir):
         ("index_name_is_view", "DROP INDEX sweeps_by_run; CREATE VIEW sweeps_by_run AS SELECT 1;",
          "'sweeps_by_run' is a view"),
         ("runs_lacks_key", "ALTER TABLE runs RENAME TO old; CREATE TABLE runs (status TEXT);", "no column 'run_id'"),
-        ("layers_lacks_idx", "DROP TABLE layer_levels; DROP VIEW layer_metrics; DROP TABLE layer_metric_values; "
+        ("layers_lacks_idx", "DROP TABLE layer_levels; DROP VIEW layer_metrics; "
                              "DROP TABLE layers; CREATE TABLE layers (run_id INTEGER);", "no column 'idx'"),
         ("sweep_factors_partial", "DROP TABLE sweep_factors; CREATE TABLE sweep_factors (x);", "no column"),
-        ("layer_metric_values_partial", "DROP VIEW layer_metrics; DROP TABLE layer_metric_values; "
-                                        "CREATE TABLE layer_metric_values (run_id INTEGER);", "no column"),
+        ("metric_names_partial", "DROP VIEW layer_metrics; DROP TABLE metric_names; "
+                                 "CREATE TABLE metric_names (name TEXT);", "no column 'metric_id'"),
         # Schema 9: layer_metrics is a view; a table, or another view, under its name is not mlsim's.
         ("layer_metrics_table", "DROP VIEW layer_metrics; CREATE TABLE layer_metrics (run_id INTEGER);",
          "'layer_metrics' is a table"),
