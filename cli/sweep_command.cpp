@@ -194,7 +194,7 @@ int cmd_sweep(const Args& args) {
         return 0;
     }
     if (mpi && mpi->rank != 0) {
-        mpi->work(sweep, systems);
+        mpi->work(sweep, systems, overridden);
         return 0;
     }
     if (db_path.empty()) db_path = (fs::path("results") / (sweep.name + ".db")).string();

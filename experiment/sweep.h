@@ -154,7 +154,8 @@ struct DistributedSweep {
     int ranks = 1;
     std::function<SweepSummary(const Sweep&, const SystemCache&, db::ResultsDb&, const SweepRunOptions&)>
         coordinate;
-    std::function<void(const Sweep&, const SystemCache&)> work;
+    // On the other ranks; with the overridden systems check_points() kept, which their points take again.
+    std::function<void(const Sweep&, const SystemCache&, const std::shared_ptr<OverrideCache>&)> work;
 };
 // The installed backend; null (the default, and always in the plain mlsim binary): threads only.
 DistributedSweep*& distributed_sweep();
