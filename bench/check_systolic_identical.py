@@ -99,7 +99,7 @@ def dump_db(path):
     for row in con.execute(f"SELECT {', '.join(cols)} FROM runs ORDER BY run_id"):
         lines.append("runs " + " | ".join(f"{c}={fmt(v)}" for c, v in zip(cols, row)))
     for table, key in [("layers", "idx"), ("layer_levels", "idx, level"), ("layer_metrics", "idx, name")]:
-        tcols = [r[1] for r in con.execute(f"PRAGMA table_info({table})") if r[1] not in ("run_id", "metrics")]
+        tcols = [r[1] for r in con.execute(f"PRAGMA table_info({table})") if r[1] not in ("run_id", "levels", "metrics")]
         for row in con.execute(f"SELECT {', '.join(tcols)} FROM {table} ORDER BY {key}"):
             lines.append(f"{table} " + " | ".join(f"{c}={fmt(v)}" for c, v in zip(tcols, row)))
     con.close()

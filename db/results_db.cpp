@@ -106,11 +106,8 @@ constexpr const char* k_layer_insert_columns[] = {
     "memory_s",
     "overhead_s",
     "communication_s",
+    "levels",
     "metrics",
-};
-
-constexpr const char* k_level_insert_columns[] = {
-    "run_id", "idx", "level", "bytes_read", "bytes_written", "accesses", "energy_j",
 };
 
 constexpr const char* k_factor_insert_columns[] = {
@@ -120,7 +117,7 @@ constexpr const char* k_factor_insert_columns[] = {
 // Rows per INSERT statement for the row tables of a run (layers, their levels and metrics, sweep factors):
 // a statement's fixed cost (opening its cursors, halting the VM, resetting) is shared by this many rows,
 // which with the uncopied row text cut the instructions to record a ResNet-50 run by about a third
-// (bench/README.md, Sweeps over MPI). 32 rows of the 27 layer columns bind 864 values, far below SQLite's
+// (bench/README.md, Sweeps over MPI). 32 rows of the 28 layer columns bind 896 values, far below SQLite's
 // limit of 32,766.
 constexpr std::size_t k_rows_per_insert = 32;
 
@@ -739,11 +736,28 @@ struct ResultsDb::Impl {
 
     // A run's layer rows, then their levels, then their metrics, each table in the order of `layers`.
     void write_layers(int64_t run_id, const std::vector<LayerRow>& layers) {
-        // Each layer's metrics, one JSON object (schema 10), its entries in id order (the view's rows then
-        // come in key order, as schema 9's table gave them).
+        // Each layer's levels and metrics, one JSON object each (schema 10), their entries in key order: the
+        // views' rows then come in key order, as the tables of schema 4 to 9 gave them (levels by name in
+        // SQLite's BINARY collation: bytes, then length, as std::string compares).
+        m_level_json.resize(std::max(m_level_json.size(), layers.size()));
         m_metric_json.resize(std::max(m_metric_json.size(), layers.size()));
         for (std::size_t i = 0; i < layers.size(); ++i) {
             const LayerRow& l = layers[i];
+            std::string& levels = m_level_json[i];
+            levels.clear();
+            if (!l.levels.empty()) {
+                m_levels.clear();
+                for (const LevelRow& v : l.levels) m_levels.push_back(&v);
+                std::sort(m_levels.begin(), m_levels.end(),
+                          [](const LevelRow* a, const LevelRow* b) { return a->level < b->level; });
+                levels += '{';
+                for (const LevelRow* v : m_levels) {
+                    if (levels.size() > 1) levels += ',';
+                    schema::append_level_json(levels, v->level, v->bytes_read, v->bytes_written, v->accesses,
+                                              v->energy_j);
+                }
+                levels += '}';
+            }
             std::string& json = m_metric_json[i];
             json.clear();
             if (l.metrics.empty()) continue;
@@ -776,29 +790,14 @@ struct ResultsDb::Impl {
                 .bind_real(l.memory_s)
                 .bind_real(l.overhead_s)
                 .bind_real(l.communication_s);
-            const std::string& json = m_metric_json[static_cast<std::size_t>(&l - layers.data())];
-            if (json.empty())
-                s.bind_null();
-            else
-                s.bind_text_static(json);
+            const auto i = static_cast<std::size_t>(&l - layers.data());
+            for (const std::string* json : {&m_level_json[i], &m_metric_json[i]}) {
+                if (json->empty())
+                    s.bind_null();
+                else
+                    s.bind_text_static(*json);
+            }
         });
-        // Each layer's levels in key order (by name, in SQLite's BINARY collation: bytes, then length, as
-        // std::string compares): a run's rows then arrive in ascending key order, and SQLite's b-tree search
-        // for each row's place (and its primary-key check) starts from the row just inserted instead of from
-        // the root, within a multi-row statement. The rows stored are the same in any order.
-        m_levels.clear();
-        for (const LayerRow& l : layers) {
-            const std::size_t first_level = m_levels.size();
-            for (const LevelRow& v : l.levels) m_levels.emplace_back(l.idx, &v);
-            std::sort(m_levels.begin() + static_cast<std::ptrdiff_t>(first_level), m_levels.end(),
-                      [](const auto& a, const auto& b) { return a.second->level < b.second->level; });
-        }
-        insert_levels.write(conn, m_levels, bind_run,
-                            [&](sql::Statement& s, const std::pair<int64_t, const LevelRow*>& e) {
-                                const LevelRow& v = *e.second;
-                                s.bind_int(e.first).bind_text_static(v.level).bind_real(v.bytes_read);
-                                s.bind_real(v.bytes_written).bind_int(v.accesses).bind_real(v.energy_j);
-                            });
     }
 
     // The id of a metric's name and unit ('' for a text metric) in metric_names, added there when new. Inside
@@ -928,15 +927,13 @@ struct ResultsDb::Impl {
     // Their first column is run_id, bound once per statement.
     MultiInsert insert_layers{
         [](std::size_t n) { return insert_sql("layers", k_layer_insert_columns, n, true); }};
-    MultiInsert insert_levels{
-        [](std::size_t n) { return insert_sql("layer_levels", k_level_insert_columns, n, true); }};
     MultiInsert insert_factors{
         [](std::size_t n) { return insert_sql("sweep_factors", k_factor_insert_columns, n); }};
-    // Scratch lists of a run's levels with their layer's idx, of a layer's metrics, and of the layers'
-    // metrics objects (kept to reuse their memory).
-    std::vector<std::pair<int64_t, const LevelRow*>> m_levels;
+    // Scratch lists of a layer's levels and metrics, and the layers' levels and metrics objects (kept to
+    // reuse their memory).
+    std::vector<const LevelRow*> m_levels;
     std::vector<MetricEntry> m_metrics;
-    std::vector<std::string> m_metric_json;
+    std::vector<std::string> m_level_json, m_metric_json;
     const ProcessIdentity me = this_process();
     std::mutex mutex;
 };

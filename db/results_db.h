@@ -1,9 +1,9 @@
 #pragma once
 // The results database: one SQLite file per study, one `runs` row per simulated point, one `layers`
 // row per layer of that point, and in long format what differs by device family: `layer_levels` (bytes,
-// accesses and energy per memory level) and `layer_metrics` (any other named figure with its unit; a view
-// since schema 9, since schema 10 over `layers.metrics`, a JSON object per layer from metric id, in
-// `metric_names`, to value).
+// accesses and energy per memory level) and `layer_metrics` (any other named figure with its unit). Since
+// schema 10 both are views over a JSON object per layer, `layers.levels` (level -> [bytes_read,
+// bytes_written, accesses, energy_j]) and `layers.metrics` (metric id, in `metric_names`, -> value or text).
 // Schema in db/schema.h; units in column names.
 //
 // Contract:

@@ -25,10 +25,10 @@
 //   Step to 9: the rows of the table layer_metrics move to layer_metric_values (metric ids given in name
 //   order in metric_names), the table is dropped and the view layer_metrics made in its place; a column,
 //   index or trigger on the table that mlsim did not make stops it with a UserError.
-//   Step to 10: the rows of layer_metric_values become each layer's `metrics` JSON object (every value
-//   reads back as the same double), the table and the view of schema 9 are dropped and the view layer_metrics
-//   made anew (the same rows); a column, index or trigger on the table that mlsim did not make, or a row
-//   whose layer is missing, stops it with a UserError.
+//   Step to 10: the rows of layer_levels and layer_metric_values become each layer's `levels` and `metrics`
+//   JSON objects (every value reads back as the same double), the tables and the view of schema 9 are
+//   dropped and the views layer_levels and layer_metrics made (the same rows); a column, index or trigger on
+//   the tables that mlsim did not make, or a row whose layer is missing, stops it with a UserError.
 // A file written by a newer schema is refused with a UserError rather than half-understood, and so is an
 // SQLite file whose application_id is not mlsim's, and one whose objects under mlsim's names are not what
 // mlsim makes (a view or index where a table belongs, a meta table without key and value, a table that
@@ -59,8 +59,10 @@ namespace mlsim::db::schema {
 // Version 9: layer_metrics becomes a view (the same columns and rows) over layer_metric_values, whose rows
 // name their metric by id, and metric_names (each metric's name and unit, '' for a text metric); the two
 // CHECK constraints of the old table are the writer's checks alone.
-// Version 10: a layer's metrics are one JSON object in layers.metrics (metric id -> value or text), and the
-// view layer_metrics shows them a row each as before; layer_metric_values is gone.
+// Version 10: a layer's levels and metrics are one JSON object each in layers.levels (level -> [bytes_read,
+// bytes_written, accesses, energy_j]) and layers.metrics (metric id -> value or text); the views
+// layer_levels and layer_metrics show them a row each as before; the tables layer_levels and
+// layer_metric_values are gone.
 inline constexpr int64_t current_version = 10;
 
 // PRAGMA application_id stamped into every file so a foreign SQLite file is recognised ('mlsi').
@@ -85,6 +87,7 @@ struct Table {
 struct View {
     std::string_view name;
     std::string_view select;
+    int64_t since = 9;  // the schema version from which the name is a view (a table in older files)
 };
 
 struct Index {
@@ -111,6 +114,9 @@ void migrate(sql::Connection& conn);
 // same double; infinity as 9e999, NaN as null), else the text as a JSON string, else null.
 void append_metric_json(std::string& json, int64_t metric_id, std::optional<double> value,
                         std::string_view text);
+// The same for a layer's `levels` object: "<level>": [bytes_read, bytes_written, accesses, energy_j].
+void append_level_json(std::string& json, std::string_view level, double bytes_read, double bytes_written,
+                       int64_t accesses, double energy_j);
 
 // The CREATE TABLE statement for a table as declared (all columns, current version).
 std::string create_table_sql(const Table& table);

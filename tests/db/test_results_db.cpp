@@ -207,6 +207,7 @@ TEST_CASE("opening creates the file, its parent directories and the schema", "[d
                             "memory_s",
                             "overhead_s",
                             "communication_s",
+                            "levels",
                             "metrics"})
         CHECK(layers.contains(col));
     // What differs by family lives in long-format tables, not in per-family layer columns.
@@ -217,12 +218,10 @@ TEST_CASE("opening creates the file, its parent directories and the schema", "[d
                                                                       "energy_j"});
     CHECK(column_names(path, "layer_metrics") ==
           std::set<std::string>{"run_id", "idx", "name", "value", "unit", "text"});
-    CHECK(
-        query_text(path,
-                   "SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_table_info('layer_levels') "
-                   "WHERE pk > 0 ORDER BY pk)") == "run_id,idx,level");
-    // Schema 9: layer_metrics is a view, metrics named by id in metric_names; schema 10: over layers.metrics.
+    // Schema 9: layer_metrics is a view, metrics named by id in metric_names; schema 10: both views over the
+    // objects in layers.levels and layers.metrics.
     CHECK(query_text(path, "SELECT type FROM sqlite_schema WHERE name = 'layer_metrics'") == "view");
+    CHECK(query_text(path, "SELECT type FROM sqlite_schema WHERE name = 'layer_levels'") == "view");
     CHECK(column_names(path, "metric_names") == std::set<std::string>{"metric_id", "name", "unit"});
     CHECK(query_int(path, "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'layer_metric_values'") == 0);
     CHECK(column_names(path, "meta") == std::set<std::string>{"key", "value"});
@@ -474,13 +473,9 @@ TEST_CASE("equal inputs write identical layer rows", "[db]") {
     // The long-format rows too.
     for (const char* table : {"layer_levels", "layer_metrics"}) {
         INFO(table);
-        std::string long_cols = table == std::string("layer_metrics") ? "idx, name, value, unit, text" : "";
-        for (const auto& t : mlsim::db::schema::tables())
-            if (t.name == table)
-                for (const auto& c : t.columns)
-                    if (c.name != "run_id")
-                        long_cols += fmt::format("{}{}", long_cols.empty() ? "" : ", ", c.name);
-        REQUIRE(!long_cols.empty());
+        const std::string long_cols = table == std::string("layer_metrics")
+                                          ? "idx, name, value, unit, text"
+                                          : "idx, level, bytes_read, bytes_written, accesses, energy_j";
         std::string a = fmt::format("SELECT {} FROM {} WHERE run_id = 1", long_cols, table);
         std::string b = fmt::format("SELECT {} FROM {} WHERE run_id = 2", long_cols, table);
         CHECK(query_int(path, fmt::format("SELECT COUNT(*) FROM {} WHERE run_id = 2", table)) >= 100);
@@ -700,15 +695,17 @@ TEST_CASE("opening an older file adds the missing columns and keeps its rows", "
 
 namespace {
 
-// Every row of the per-layer tables, as text, in key order; of `layers`, the columns before `metrics` (whose
-// entries layer_metrics shows, and whose ids a migration may give anew).
+// Every row of the per-layer tables, as text, in key order; of `layers`, the columns but `levels` and
+// `metrics` (whose entries the views show, and whose metric ids a migration may give anew).
 std::vector<std::string> layer_table_rows(const std::string& path) {
     sql::Connection conn(path, sql::Connection::Mode::read_write_create);
     std::vector<std::string> out;
     std::string layer_columns;
     {
-        sql::Statement q(conn,
-                         "SELECT name FROM pragma_table_info('layers') WHERE name <> 'metrics' ORDER BY cid");
+        sql::Statement q(
+            conn,
+            "SELECT name FROM pragma_table_info('layers') WHERE name NOT IN ('levels', 'metrics') "
+            "ORDER BY cid");
         while (q.step()) layer_columns += (layer_columns.empty() ? "" : ", ") + q.column_text(0);
     }
     for (const auto& [table, columns, key] :
@@ -729,13 +726,15 @@ std::vector<std::string> layer_table_rows(const std::string& path) {
 }
 
 int64_t without_rowid_tables(const std::string& path) {
-    return query_int(path,
-                     "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('layers', "
-                     "'layer_levels') AND sql LIKE '%WITHOUT ROWID'");
+    return query_int(
+        path,
+        "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name = 'layers' AND sql LIKE "
+        "'%WITHOUT ROWID'");
 }
 
 // Turns a current file into what schema 7 wrote: the per-layer tables as rowid tables, the metrics in the
-// table `layer_metrics` with their names and units (schema 4 to 8) and not in layers.metrics, version 7.
+// table `layer_metrics` with their names and units and the levels in the table `layer_levels` (schema 4 to
+// 8), not in layers.levels and layers.metrics, version 7.
 void make_schema_7(const std::string& path) {
     sql::Connection raw(path, sql::Connection::Mode::read_write_create);
     raw.exec("PRAGMA foreign_keys = OFF; BEGIN");
@@ -748,6 +747,16 @@ void make_schema_7(const std::string& path) {
     raw.exec(
         "INSERT INTO v7_layer_metrics SELECT * FROM layer_metrics; DROP VIEW layer_metrics; DROP TABLE "
         "metric_names; ALTER TABLE v7_layer_metrics RENAME TO layer_metrics");
+    raw.exec(
+        "CREATE TABLE v7_layer_levels (run_id INTEGER NOT NULL REFERENCES runs(run_id), idx INTEGER NOT "
+        "NULL, "
+        "level TEXT NOT NULL, bytes_read REAL NOT NULL, bytes_written REAL NOT NULL, accesses INTEGER NOT "
+        "NULL, "
+        "energy_j REAL NOT NULL, PRIMARY KEY (run_id, idx, level), FOREIGN KEY (run_id, idx) REFERENCES "
+        "layers(run_id, idx))");
+    raw.exec(
+        "INSERT INTO v7_layer_levels SELECT * FROM layer_levels; DROP VIEW layer_levels; ALTER TABLE "
+        "v7_layer_levels RENAME TO layer_levels");
     for (const mlsim::db::schema::Table& t : mlsim::db::schema::tables()) {
         if (!t.without_rowid) continue;
         std::string create = mlsim::db::schema::create_table_sql(t);
@@ -760,7 +769,7 @@ void make_schema_7(const std::string& path) {
             "INSERT INTO v7_{0} SELECT * FROM {0}; DROP TABLE {0}; ALTER TABLE v7_{0} RENAME TO {0}",
             t.name));
     }
-    raw.exec("ALTER TABLE layers DROP COLUMN metrics");
+    raw.exec("ALTER TABLE layers DROP COLUMN levels; ALTER TABLE layers DROP COLUMN metrics");
     raw.exec("UPDATE meta SET value = '7' WHERE key = 'schema_version'; COMMIT");
 }
 
@@ -774,7 +783,7 @@ TEST_CASE("a schema-7 file's per-layer tables are rebuilt WITHOUT ROWID, every r
         db.record_run(sample_info("a\n"), sample_layers(5), 1.0);
         db.record_run(sample_info("b\n"), sample_layers(3), 1.0);
     }
-    REQUIRE(without_rowid_tables(path) == 2);
+    REQUIRE(without_rowid_tables(path) == 1);
     const std::vector<std::string> before = layer_table_rows(path);
     REQUIRE(before.size() > 20);
     make_schema_7(path);
@@ -783,7 +792,7 @@ TEST_CASE("a schema-7 file's per-layer tables are rebuilt WITHOUT ROWID, every r
     REQUIRE(layer_table_rows(path) == before);
     {
         ResultsDb db(path);
-        CHECK(without_rowid_tables(path) == 2);
+        CHECK(without_rowid_tables(path) == 1);
         CHECK(layer_table_rows(path) == before);
         // The step to 9: the metrics' rows by id, the names in name order, layer_metrics a view again.
         CHECK(query_text(path, "SELECT type FROM sqlite_schema WHERE name = 'layer_metrics'") == "view");
@@ -820,16 +829,24 @@ TEST_CASE("a schema-7 file's per-layer tables are rebuilt WITHOUT ROWID, every r
     CHECK(query_text(hand, "SELECT type FROM sqlite_schema WHERE name = 'layer_metrics'") == "table");
     CHECK(query_text(hand, "SELECT value FROM meta WHERE key = 'schema_version'") == "7");
     // An index on a rebuilt table stops the step to 8 (and leaves the file as it was) too.
-    const std::string hand8 = schema_7_with("hand8.db", "CREATE INDEX my_level_names ON layer_levels(level)");
-    CHECK_THROWS_WITH(ResultsDb(hand8), Catch::Contains(hand8) && Catch::Contains("my_level_names") &&
+    const std::string hand8 = schema_7_with("hand8.db", "CREATE INDEX my_layer_names ON layers(name)");
+    CHECK_THROWS_WITH(ResultsDb(hand8), Catch::Contains(hand8) && Catch::Contains("my_layer_names") &&
                                             Catch::Contains("WITHOUT ROWID"));
     CHECK(query_text(hand8, "SELECT value FROM meta WHERE key = 'schema_version'") == "7");
+    // And one on the levels' table stops the step to 10, which moves its rows into layers.levels.
+    const std::string hand10 =
+        schema_7_with("hand10.db", "CREATE INDEX my_level_names ON layer_levels(level)");
+    CHECK_THROWS_WITH(ResultsDb(hand10), Catch::Contains(hand10) && Catch::Contains("my_level_names") &&
+                                             Catch::Contains("layers.levels"));
+    CHECK(query_text(hand10, "SELECT value FROM meta WHERE key = 'schema_version'") == "7");
+    CHECK(query_text(hand10, "SELECT type FROM sqlite_schema WHERE name = 'layer_levels'") == "table");
 }
 
 namespace {
 
-// Turns a current file into what schema 9 wrote: the metrics a row each in layer_metric_values (with the ids
-// the file has), no layers.metrics, schema 9's view, version 9.
+// Turns a current file into what schema 9 wrote: the levels a row each in layer_levels, the metrics a row
+// each in layer_metric_values (with the ids the file has), no layers.levels or layers.metrics, schema 9's
+// view, version 9.
 void make_schema_9(const std::string& path) {
     sql::Connection raw(path, sql::Connection::Mode::read_write_create);
     raw.exec("PRAGMA foreign_keys = OFF; BEGIN");
@@ -842,7 +859,19 @@ void make_schema_9(const std::string& path) {
         "INSERT INTO layer_metric_values SELECT m.run_id, m.idx, n.metric_id, m.value, m.text FROM "
         "layer_metrics m "
         "JOIN metric_names n ON n.name = m.name AND n.unit = COALESCE(m.unit, '')");
-    raw.exec("DROP VIEW layer_metrics; ALTER TABLE layers DROP COLUMN metrics");
+    raw.exec(
+        "CREATE TABLE v9_layer_levels (run_id INTEGER NOT NULL REFERENCES runs(run_id), idx INTEGER NOT "
+        "NULL, "
+        "level TEXT NOT NULL, bytes_read REAL NOT NULL, bytes_written REAL NOT NULL, accesses INTEGER NOT "
+        "NULL, "
+        "energy_j REAL NOT NULL, PRIMARY KEY (run_id, idx, level), FOREIGN KEY (run_id, idx) REFERENCES "
+        "layers(run_id, idx)) WITHOUT ROWID");
+    raw.exec(
+        "INSERT INTO v9_layer_levels SELECT * FROM layer_levels; DROP VIEW layer_levels; ALTER TABLE "
+        "v9_layer_levels RENAME TO layer_levels");
+    raw.exec(
+        "DROP VIEW layer_metrics; ALTER TABLE layers DROP COLUMN metrics; ALTER TABLE layers DROP COLUMN "
+        "levels");
     raw.exec(
         "CREATE VIEW layer_metrics AS SELECT v.run_id AS run_id, v.idx AS idx, n.name AS name, v.value AS "
         "value, "
@@ -851,20 +880,21 @@ void make_schema_9(const std::string& path) {
     raw.exec("UPDATE meta SET value = '9' WHERE key = 'schema_version'; COMMIT");
 }
 
-// Each layer's metrics object, in key order.
-std::vector<std::string> metric_objects(const std::string& path) {
+// Each layer's levels and metrics objects, in key order.
+std::vector<std::string> layer_objects(const std::string& path) {
     sql::Connection conn(path, sql::Connection::Mode::read_only);
-    sql::Statement q(conn, "SELECT run_id, idx, metrics FROM layers ORDER BY run_id, idx");
+    sql::Statement q(conn, "SELECT run_id, idx, levels, metrics FROM layers ORDER BY run_id, idx");
     std::vector<std::string> out;
     while (q.step())
-        out.push_back(fmt::format("{}|{}|{}", q.column_int(0), q.column_int(1),
-                                  q.column_is_null(2) ? "NULL" : q.column_text(2)));
+        out.push_back(fmt::format("{}|{}|{}|{}", q.column_int(0), q.column_int(1),
+                                  q.column_is_null(2) ? "NULL" : q.column_text(2),
+                                  q.column_is_null(3) ? "NULL" : q.column_text(3)));
     return out;
 }
 
 }  // namespace
 
-TEST_CASE("a schema-9 file's metric rows become the layers' metrics objects the writer writes", "[db]") {
+TEST_CASE("a schema-9 file's level and metric rows become the layers' objects the writer writes", "[db]") {
     TempDir dir;
     const std::string path = dir.file("r.db");
     {
@@ -873,23 +903,28 @@ TEST_CASE("a schema-9 file's metric rows become the layers' metrics objects the 
         std::vector<LayerRow> odd = sample_layers(3);
         odd[1].metrics.push_back(MetricRow{"third", 1.0 / 3.0, "1", ""});
         odd[1].metrics.push_back(MetricRow{"quoted", std::nullopt, "", "a \"b\" \\ c\nd \x01 \xc2\xb5s"});
+        odd[1].levels.push_back(LevelRow{"a \"quoted\" level", 1e-300, 2.5, 7, 1.0 / 7.0});
         odd[2].metrics.clear();
+        odd[2].levels.clear();
         db.record_run(sample_info("b\n"), odd, 1.0);
     }
     const std::vector<std::string> before = layer_table_rows(path);
-    const std::vector<std::string> objects = metric_objects(path);
+    const std::vector<std::string> objects = layer_objects(path);
     REQUIRE(before.size() > 20);
     CHECK(query_int(path, "SELECT COUNT(*) FROM layers WHERE metrics IS NULL") == 1);
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layers WHERE levels IS NULL") == 1);
     make_schema_9(path);
     REQUIRE(layer_table_rows(path) == before);
     REQUIRE(query_int(path, "SELECT COUNT(*) FROM layer_metric_values") ==
             query_int(path, "SELECT COUNT(*) FROM layer_metrics"));
+    REQUIRE(query_text(path, "SELECT type FROM sqlite_schema WHERE name = 'layer_levels'") == "table");
     {
         ResultsDb db(path);
         CHECK(layer_table_rows(path) == before);
         // The same text, byte for byte, as the writer gives the same metrics.
-        CHECK(metric_objects(path) == objects);
+        CHECK(layer_objects(path) == objects);
         CHECK(query_int(path, "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'layer_metric_values'") == 0);
+        CHECK(query_text(path, "SELECT type FROM sqlite_schema WHERE name = 'layer_levels'") == "view");
         CHECK(query_text(path, "SELECT value FROM meta WHERE key = 'schema_version'") ==
               std::to_string(mlsim::db::schema::current_version));
         db.record_run(sample_info("c\n"), sample_layers(2), 1.0);

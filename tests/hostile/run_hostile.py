@@ -764,7 +764,7 @@ def databases(mlsim, workdir):
         ("index_name_is_view", "DROP INDEX sweeps_by_run; CREATE VIEW sweeps_by_run AS SELECT 1;",
          "'sweeps_by_run' is a view"),
         ("runs_lacks_key", "ALTER TABLE runs RENAME TO old; CREATE TABLE runs (status TEXT);", "no column 'run_id'"),
-        ("layers_lacks_idx", "DROP TABLE layer_levels; DROP VIEW layer_metrics; "
+        ("layers_lacks_idx", "DROP VIEW layer_levels; DROP VIEW layer_metrics; "
                              "DROP TABLE layers; CREATE TABLE layers (run_id INTEGER);", "no column 'idx'"),
         ("sweep_factors_partial", "DROP TABLE sweep_factors; CREATE TABLE sweep_factors (x);", "no column"),
         ("metric_names_partial", "DROP VIEW layer_metrics; DROP TABLE metric_names; "
