@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <atomic>
+
 #include "sim/config/number.h"
 #include "sim/core/check.h"
 
@@ -27,34 +29,49 @@ std::string child_index_path(std::string_view parent, std::size_t index) {
     return fmt::format("{}[{}]", parent, index);
 }
 
+Node::Data& Node::w() {
+    if (!m_data) {
+        m_data = std::make_shared<Data>();
+    } else if (m_data.use_count() != 1) {
+        m_data = std::make_shared<Data>(*m_data);
+    } else {
+        // The last other owner let go (possibly in another thread): its reads happen before these writes.
+        std::atomic_thread_fence(std::memory_order_acquire);
+    }
+    return *m_data;
+}
+
 Node Node::make_scalar(std::string value, SourceLoc loc, std::string path) {
     Node n = make_null(std::move(loc), std::move(path));
-    n.m_kind = Kind::scalar;
-    n.m_scalar = std::move(value);
+    n.m_data->kind = Kind::scalar;
+    n.m_data->scalar = std::move(value);
     return n;
 }
 
 Node Node::make_map(SourceLoc loc, std::string path) {
     Node n = make_null(std::move(loc), std::move(path));
-    n.m_kind = Kind::map;
+    n.m_data->kind = Kind::map;
     return n;
 }
 
 Node Node::make_sequence(SourceLoc loc, std::string path) {
     Node n = make_null(std::move(loc), std::move(path));
-    n.m_kind = Kind::sequence;
+    n.m_data->kind = Kind::sequence;
     return n;
 }
 
 Node Node::make_null(SourceLoc loc, std::string path) {
     Node n;
-    n.m_loc = std::move(loc);
-    n.m_path = std::move(path);
+    Data& d = n.w();
+    d.loc = std::move(loc);
+    d.path = std::move(path);
     return n;
 }
 
+void Node::set_key_loc(SourceLoc loc) { w().key_loc = std::move(loc); }
+
 std::string_view Node::kind_name() const {
-    switch (m_kind) {
+    switch (kind()) {
         case Kind::null:
             return "nothing";
         case Kind::scalar:
@@ -69,8 +86,8 @@ std::string_view Node::kind_name() const {
 }
 
 const std::string& Node::scalar() const {
-    MLSIM_CHECK(is_scalar(), fmt::format("Node::scalar() on {} at {}", kind_name(), m_path));
-    return m_scalar;
+    MLSIM_CHECK(is_scalar(), fmt::format("Node::scalar() on {} at {}", kind_name(), path()));
+    return d().scalar;
 }
 
 namespace {
@@ -81,116 +98,124 @@ constexpr std::size_t k_index_from = 16;
 }  // namespace
 
 std::optional<std::size_t> Node::position(std::string_view key) const {
-    if (!m_index.empty()) {
-        auto it = m_index.find(std::string(key));
-        if (it == m_index.end()) return std::nullopt;
+    const Data& data = d();
+    if (!data.index.empty()) {
+        auto it = data.index.find(std::string(key));
+        if (it == data.index.end()) return std::nullopt;
         return it->second;
     }
-    for (std::size_t i = 0; i < m_map.size(); ++i)
-        if (m_map[i].first == key) return i;
+    for (std::size_t i = 0; i < data.map.size(); ++i)
+        if (data.map[i].first == key) return i;
     return std::nullopt;
 }
 
 const Node* Node::find(std::string_view key) const {
     const std::optional<std::size_t> i = position(key);
-    return i ? &m_map[*i].second : nullptr;
+    return i ? &d().map[*i].second : nullptr;
 }
 
+// Mutable: the caller may change the child, so this node's contents become its own first.
 Node* Node::find(std::string_view key) {
     const std::optional<std::size_t> i = position(key);
-    return i ? &m_map[*i].second : nullptr;
+    return i ? &w().map[*i].second : nullptr;
 }
 
 void Node::set(std::string key, Node value) {
-    MLSIM_CHECK(is_map(), fmt::format("Node::set('{}') on {} at {}", key, kind_name(), m_path));
-    if (const std::optional<std::size_t> i = position(key)) {
-        m_map[*i].second = std::move(value);
+    MLSIM_CHECK(is_map(), fmt::format("Node::set('{}') on {} at {}", key, kind_name(), path()));
+    const std::optional<std::size_t> i = position(key);
+    Data& data = w();
+    if (i) {
+        data.map[*i].second = std::move(value);
         return;
     }
-    m_map.emplace_back(std::move(key), std::move(value));
-    if (!m_index.empty()) {
-        m_index.emplace(m_map.back().first, m_map.size() - 1);
-    } else if (m_map.size() > k_index_from) {
-        for (std::size_t i = 0; i < m_map.size(); ++i) m_index.emplace(m_map[i].first, i);
+    data.map.emplace_back(std::move(key), std::move(value));
+    if (!data.index.empty()) {
+        data.index.emplace(data.map.back().first, data.map.size() - 1);
+    } else if (data.map.size() > k_index_from) {
+        for (std::size_t j = 0; j < data.map.size(); ++j) data.index.emplace(data.map[j].first, j);
     }
 }
 
 bool Node::erase(std::string_view key) {
     const std::optional<std::size_t> i = position(key);
     if (!i) return false;
-    m_map.erase(m_map.begin() + static_cast<std::ptrdiff_t>(*i));
-    if (!m_index.empty()) {
-        m_index.clear();
-        if (m_map.size() > k_index_from)
-            for (std::size_t j = 0; j < m_map.size(); ++j) m_index.emplace(m_map[j].first, j);
+    Data& data = w();
+    data.map.erase(data.map.begin() + static_cast<std::ptrdiff_t>(*i));
+    if (!data.index.empty()) {
+        data.index.clear();
+        if (data.map.size() > k_index_from)
+            for (std::size_t j = 0; j < data.map.size(); ++j) data.index.emplace(data.map[j].first, j);
     }
     return true;
 }
 
 void Node::push_back(Node value) {
-    MLSIM_CHECK(is_sequence(), fmt::format("Node::push_back on {} at {}", kind_name(), m_path));
-    m_seq.push_back(std::move(value));
+    MLSIM_CHECK(is_sequence(), fmt::format("Node::push_back on {} at {}", kind_name(), path()));
+    w().seq.push_back(std::move(value));
 }
 
 std::string Node::as_string() const {
-    if (!is_scalar()) fail(key_loc(), m_path, fmt::format("expected a string, found {}", kind_name()));
-    return m_scalar;
+    if (!is_scalar()) fail(key_loc(), path(), fmt::format("expected a string, found {}", kind_name()));
+    return d().scalar;
 }
 
 int64_t Node::as_int() const {
-    if (!is_scalar()) fail(key_loc(), m_path, fmt::format("expected an integer, found {}", kind_name()));
-    auto v = detail::parse_integer(m_scalar);
+    if (!is_scalar()) fail(key_loc(), path(), fmt::format("expected an integer, found {}", kind_name()));
+    const std::string& text = d().scalar;
+    auto v = detail::parse_integer(text);
     if (!v) {
-        if (detail::parse_real(m_scalar) && m_scalar.find_first_of(".eE") == std::string::npos)
-            fail(m_loc, m_path, fmt::format("integer out of range, found \"{}\"", m_scalar));
-        fail(m_loc, m_path, fmt::format("expected an integer, found \"{}\"", m_scalar));
+        if (detail::parse_real(text) && text.find_first_of(".eE") == std::string::npos)
+            fail(loc(), path(), fmt::format("integer out of range, found \"{}\"", text));
+        fail(loc(), path(), fmt::format("expected an integer, found \"{}\"", text));
     }
     return *v;
 }
 
 double Node::as_double() const {
-    if (!is_scalar()) fail(key_loc(), m_path, fmt::format("expected a number, found {}", kind_name()));
-    auto v = detail::parse_real(m_scalar);
-    if (!v) fail(m_loc, m_path, fmt::format("expected a number, found \"{}\"", m_scalar));
+    if (!is_scalar()) fail(key_loc(), path(), fmt::format("expected a number, found {}", kind_name()));
+    auto v = detail::parse_real(d().scalar);
+    if (!v) fail(loc(), path(), fmt::format("expected a number, found \"{}\"", d().scalar));
     return *v;
 }
 
 std::optional<double> Node::try_double() const {
     if (!is_scalar()) return std::nullopt;
-    return detail::parse_real(m_scalar);
+    return detail::parse_real(d().scalar);
 }
 
 bool Node::as_bool() const {
-    if (!is_scalar()) fail(key_loc(), m_path, fmt::format("expected true or false, found {}", kind_name()));
-    auto v = bool_value(m_scalar);
-    if (!v) fail(m_loc, m_path, fmt::format("expected true or false, found \"{}\"", m_scalar));
+    if (!is_scalar()) fail(key_loc(), path(), fmt::format("expected true or false, found {}", kind_name()));
+    auto v = bool_value(d().scalar);
+    if (!v) fail(loc(), path(), fmt::format("expected true or false, found \"{}\"", d().scalar));
     return *v;
 }
 
 void Node::set_path(std::string path) {
-    m_path = std::move(path);
-    for (auto& [k, v] : m_map) v.set_path(child_key_path(m_path, k));
-    for (std::size_t i = 0; i < m_seq.size(); ++i) m_seq[i].set_path(child_index_path(m_path, i));
+    Data& data = w();
+    data.path = std::move(path);
+    for (auto& [k, v] : data.map) v.set_path(child_key_path(data.path, k));
+    for (std::size_t i = 0; i < data.seq.size(); ++i) data.seq[i].set_path(child_index_path(data.path, i));
 }
 
 bool Node::same_content(const Node& other) const {
-    if (m_kind != other.m_kind) return false;
-    switch (m_kind) {
+    if (m_data == other.m_data) return true;  // shared contents (or both null nodes)
+    const Data &a = d(), &b = other.d();
+    if (a.kind != b.kind) return false;
+    switch (a.kind) {
         case Kind::null:
             return true;
         case Kind::scalar:
-            return m_scalar == other.m_scalar;
+            return a.scalar == b.scalar;
         case Kind::sequence:
-            if (m_seq.size() != other.m_seq.size()) return false;
-            for (std::size_t i = 0; i < m_seq.size(); ++i) {
-                if (!m_seq[i].same_content(other.m_seq[i])) return false;
+            if (a.seq.size() != b.seq.size()) return false;
+            for (std::size_t i = 0; i < a.seq.size(); ++i) {
+                if (!a.seq[i].same_content(b.seq[i])) return false;
             }
             return true;
         case Kind::map:
-            if (m_map.size() != other.m_map.size()) return false;
-            for (std::size_t i = 0; i < m_map.size(); ++i) {
-                if (m_map[i].first != other.m_map[i].first ||
-                    !m_map[i].second.same_content(other.m_map[i].second))
+            if (a.map.size() != b.map.size()) return false;
+            for (std::size_t i = 0; i < a.map.size(); ++i) {
+                if (a.map[i].first != b.map[i].first || !a.map[i].second.same_content(b.map[i].second))
                     return false;
             }
             return true;

@@ -3,6 +3,10 @@
 // and its key path ("device.memory[1].bandwidth"). Built by load_file/parse_string (loader.h);
 // merged across `extends:` so each node still points at the file that set it.
 // Map keys keep their order of appearance; duplicate keys are a user error at load time.
+// Copies share their contents until one of them changes (copy on write): a copy costs a reference count,
+// however large the tree (a sweep copies each point's system, whose documents have hundreds of nodes).
+// As for any value type, one Node must not be changed while another thread reads or copies it; copies of
+// it may be, each in its own thread.
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -27,19 +31,19 @@ class Node {
     // An explicit YAML null ("key:" or "key: ~"), kept with its location so errors can point at it.
     static Node make_null(SourceLoc loc, std::string path);
 
-    Kind kind() const { return m_kind; }
-    bool is_null() const { return m_kind == Kind::null; }
-    bool is_scalar() const { return m_kind == Kind::scalar; }
-    bool is_map() const { return m_kind == Kind::map; }
-    bool is_sequence() const { return m_kind == Kind::sequence; }
+    Kind kind() const;
+    bool is_null() const { return kind() == Kind::null; }
+    bool is_scalar() const { return kind() == Kind::scalar; }
+    bool is_map() const { return kind() == Kind::map; }
+    bool is_sequence() const { return kind() == Kind::sequence; }
     std::string_view kind_name() const;  // "nothing", "a scalar", "a list", "a map"
 
-    const SourceLoc& loc() const { return m_loc; }
-    const std::string& path() const { return m_path; }  // key path from the document root
+    const SourceLoc& loc() const;
+    const std::string& path() const;  // key path from the document root
     // Where the key of this node was written, for a value inside a map (loc() otherwise), so that an
     // unknown or duplicate key can point at the key rather than at its value.
-    const SourceLoc& key_loc() const { return m_key_loc.line > 0 ? m_key_loc : m_loc; }
-    void set_key_loc(SourceLoc loc) { m_key_loc = std::move(loc); }
+    const SourceLoc& key_loc() const;
+    void set_key_loc(SourceLoc loc);
 
     // Scalars.
     const std::string& scalar() const;  // precondition: is_scalar()
@@ -47,14 +51,14 @@ class Node {
     // Maps (in order of appearance). find() returns nullptr when the key is absent. Lookups take
     // constant time however many keys a map has (a large map keeps a hash index), so building or
     // validating a map of n keys is linear in n.
-    const std::vector<std::pair<std::string, Node>>& entries() const { return m_map; }
+    const std::vector<std::pair<std::string, Node>>& entries() const;
     const Node* find(std::string_view key) const;
     Node* find(std::string_view key);
     void set(std::string key, Node value);  // replaces an existing key in place, else appends
     bool erase(std::string_view key);
 
     // Sequences.
-    const std::vector<Node>& items() const { return m_seq; }
+    const std::vector<Node>& items() const;
     void push_back(Node value);
 
     // Typed scalar views that throw UserError (located at this node) when the text does not parse.
@@ -74,17 +78,36 @@ class Node {
     bool same_content(const Node& other) const;
 
   private:
-    Kind m_kind = Kind::null;
-    SourceLoc m_loc;
-    std::string m_path;
-    SourceLoc m_key_loc;
-    std::string m_scalar;
-    std::vector<std::pair<std::string, Node>> m_map;
-    std::vector<Node> m_seq;
-    // Position of each key in m_map, kept once a map has more than k_index_from keys (empty before).
-    std::unordered_map<std::string, std::size_t> m_index;
+    struct Data;
+    // The contents, shared by copies; null for a default-constructed (null) node.
+    std::shared_ptr<Data> m_data;
+    const Data& d() const;
+    Data& w();  // the contents, this node's alone (copied first when shared)
     std::optional<std::size_t> position(std::string_view key) const;
 };
+
+struct Node::Data {
+    Kind kind = Kind::null;
+    SourceLoc loc;
+    std::string path;
+    SourceLoc key_loc;
+    std::string scalar;
+    std::vector<std::pair<std::string, Node>> map;
+    std::vector<Node> seq;
+    // Position of each key in map, kept once a map has more than k_index_from keys (empty before).
+    std::unordered_map<std::string, std::size_t> index;
+};
+
+inline const Node::Data& Node::d() const {
+    static const Data empty;
+    return m_data ? *m_data : empty;
+}
+inline Node::Kind Node::kind() const { return d().kind; }
+inline const SourceLoc& Node::loc() const { return d().loc; }
+inline const std::string& Node::path() const { return d().path; }
+inline const SourceLoc& Node::key_loc() const { return d().key_loc.line > 0 ? d().key_loc : d().loc; }
+inline const std::vector<std::pair<std::string, Node>>& Node::entries() const { return d().map; }
+inline const std::vector<Node>& Node::items() const { return d().seq; }
 
 // Key paths: child_key_path("device", "memory") == "device.memory", child_key_path("", "device") ==
 // "device", child_index_path("device.memory", 1) == "device.memory[1]".
