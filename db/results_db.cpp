@@ -580,6 +580,11 @@ struct ResultsDb::Impl {
         conn.exec(fmt::format("PRAGMA busy_timeout = {}", k_busy_timeout_ms));
         // A file mlsim must not write to is refused before the journal mode below changes its header.
         schema::check_file(conn);
+        // A new file gets 16 KiB pages (SQLite's default is 4 KiB; an existing file keeps its own): a
+        // systolic sweep point writes some 90 KB of rows, ~500 B a layer with its levels and metrics objects,
+        // and larger pages split and log (WAL frames, checksums) less often per row: the MPI writer's CPU a
+        // point fell by about a tenth (bench/README.md, sixth round).
+        conn.exec("PRAGMA page_size = 16384");
         {
             const std::string mode = set_wal(conn);
             if (mode != "wal")
