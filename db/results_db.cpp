@@ -377,32 +377,8 @@ std::string utc_now() {
 
 // JSON string literal: quotes, backslashes and control characters escaped; UTF-8 passes through.
 std::string json_string(std::string_view text) {
-    std::string out = "\"";
-    for (char c : text) {
-        switch (c) {
-            case '"':
-                out += "\\\"";
-                break;
-            case '\\':
-                out += "\\\\";
-                break;
-            case '\n':
-                out += "\\n";
-                break;
-            case '\t':
-                out += "\\t";
-                break;
-            case '\r':
-                out += "\\r";
-                break;
-            default:
-                if (static_cast<unsigned char>(c) < 0x20)
-                    out += fmt::format("\\u{:04x}", static_cast<unsigned>(static_cast<unsigned char>(c)));
-                else
-                    out += c;
-        }
-    }
-    out += '"';
+    std::string out;
+    schema::append_json_string(out, text);
     return out;
 }
 

@@ -912,9 +912,6 @@ class ForeignKeysOff {
 
 }  // namespace
 
-namespace {
-
-// `text` as a JSON string.
 void append_json_string(std::string& json, std::string_view text) {
     json += '"';
     const auto escaped = [](char c) { return c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20; };
@@ -949,6 +946,8 @@ void append_json_string(std::string& json, std::string_view text) {
     }
     json += '"';
 }
+
+namespace {
 
 // `v` as a JSON number at `out`: the shortest text that reads back as the same double ("0.1", "1e-05", "3":
 // std::to_chars), which SQLite's JSON reader returns bit for bit (tests/db). JSON has no infinity or NaN:

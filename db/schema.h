@@ -109,6 +109,10 @@ std::span<const View> views();
 // Runs in one transaction, so a concurrent opener never sees a half-migrated file.
 void migrate(sql::Connection& conn);
 
+// Appends `text` as a JSON string literal: quotes, backslashes and control characters escaped, UTF-8 as it
+// is.
+void append_json_string(std::string& json, std::string_view text);
+
 // Appends one entry of a layer's `metrics` object (schema 10) to `json`, which the caller opens with '{',
 // separates with ',' and closes with '}': "<metric_id>": the value (the shortest text that reads back as the
 // same double; infinity as 9e999, NaN as null), else the text as a JSON string, else null.

@@ -773,6 +773,19 @@ void make_schema_7(const std::string& path) {
     raw.exec("UPDATE meta SET value = '7' WHERE key = 'schema_version'; COMMIT");
 }
 
+// `file` with one run, made into an older schema's file by `make_old`, then `sql` run on it.
+std::string old_file_with(const std::string& file, void (*make_old)(const std::string&),
+                          const std::string& sql) {
+    {
+        ResultsDb db(file);
+        db.record_run(sample_info("a\n"), sample_layers(2), 1.0);
+    }
+    make_old(file);
+    sql::Connection raw(file, sql::Connection::Mode::read_write_create);
+    raw.exec(sql);
+    return file;
+}
+
 }  // namespace
 
 TEST_CASE("a schema-7 file's per-layer tables are rebuilt WITHOUT ROWID, every row kept", "[db]") {
@@ -811,15 +824,7 @@ TEST_CASE("a schema-7 file's per-layer tables are rebuilt WITHOUT ROWID, every r
 
     // A schema-7 file of one run with `sql` run on it (something added by hand).
     const auto schema_7_with = [&](const std::string& name, const std::string& sql) {
-        const std::string file = dir.file(name);
-        {
-            ResultsDb db(file);
-            db.record_run(sample_info("a\n"), sample_layers(2), 1.0);
-        }
-        make_schema_7(file);
-        sql::Connection raw(file, sql::Connection::Mode::read_write_create);
-        raw.exec(sql);
-        return file;
+        return old_file_with(dir.file(name), make_schema_7, sql);
     };
     // An index added by hand would be lost: the migration stops, naming it, and leaves the file as it was.
     const std::string hand = schema_7_with("hand.db", "CREATE INDEX my_metric_names ON layer_metrics(name)");
@@ -931,33 +936,20 @@ TEST_CASE("a schema-9 file's level and metric rows become the layers' objects th
     }
     CHECK(query_int(path, "SELECT COUNT(*) FROM layer_metrics WHERE run_id = 3") > 0);
 
-    // A trigger added by hand on the table would be lost: the migration stops, naming it, file unchanged.
-    const std::string hand = dir.file("hand.db");
-    {
-        ResultsDb db(hand);
-        db.record_run(sample_info("a\n"), sample_layers(2), 1.0);
-    }
-    make_schema_9(hand);
-    {
-        sql::Connection raw(hand, sql::Connection::Mode::read_write_create);
-        raw.exec("CREATE INDEX my_values ON layer_metric_values(value)");
-    }
+    // A schema-9 file of one run with `sql` run on it.
+    const auto schema_9_with = [&](const std::string& name, const std::string& sql) {
+        return old_file_with(dir.file(name), make_schema_9, sql);
+    };
+    // An index added by hand on the table would be lost: the migration stops, naming it, file unchanged.
+    const std::string hand = schema_9_with("hand.db", "CREATE INDEX my_values ON layer_metric_values(value)");
     CHECK_THROWS_WITH(ResultsDb(hand), Catch::Contains(hand) && Catch::Contains("my_values") &&
                                            Catch::Contains("layers.metrics"));
     CHECK(query_text(hand, "SELECT value FROM meta WHERE key = 'schema_version'") == "9");
     CHECK(query_int(hand, "SELECT COUNT(*) FROM layer_metrics") > 0);
     // A metric row whose layer is missing would be lost too.
-    const std::string orphan = dir.file("orphan.db");
-    {
-        ResultsDb db(orphan);
-        db.record_run(sample_info("a\n"), sample_layers(2), 1.0);
-    }
-    make_schema_9(orphan);
-    {
-        sql::Connection raw(orphan, sql::Connection::Mode::read_write_create);
-        raw.exec("PRAGMA foreign_keys = OFF");
-        raw.exec("INSERT INTO layer_metric_values VALUES (1, 99, 1, 2.0, NULL)");
-    }
+    const std::string orphan = schema_9_with(
+        "orphan.db",
+        "PRAGMA foreign_keys = OFF; INSERT INTO layer_metric_values VALUES (1, 99, 1, 2.0, NULL)");
     CHECK_THROWS_WITH(ResultsDb(orphan), Catch::Contains("run 1 layer 99"));
     CHECK(query_text(orphan, "SELECT value FROM meta WHERE key = 'schema_version'") == "9");
 }
