@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "sim/config/loader.h"
 #include "sim/config/node.h"
@@ -168,4 +170,78 @@ TEST_CASE("a large map finds, replaces and erases keys like a small one", "[node
     const Node copy = m;
     CHECK(copy.find("k0")->scalar() == "again");
     CHECK(copy.same_content(m));
+}
+
+TEST_CASE("a copy shares its tree until one side changes, and then only that side changes", "[node]") {
+    const SourceLoc at{"n.yaml", 1, 1};
+    Node doc = Node::make_map(at, "");
+    Node device = Node::make_map(at, "device");
+    device.set("clock", Node::make_scalar("1GHz", at, "device.clock"));
+    Node memory = Node::make_sequence(at, "device.memory");
+    memory.push_back(Node::make_scalar("8MiB", at, "device.memory[0]"));
+    device.set("memory", memory);
+    doc.set("device", device);
+
+    Node copy = doc;
+    CHECK(copy.same_content(doc));
+    CHECK(&copy.entries() == &doc.entries());  // shared, not copied
+
+    // A change through a child of the copy (mutable find) leaves the original and its children as they were.
+    copy.find("device")->set("clock", Node::make_scalar("2GHz", at, "device.clock"));
+    CHECK(copy.find("device")->find("clock")->scalar() == "2GHz");
+    CHECK(doc.find("device")->find("clock")->scalar() == "1GHz");
+    CHECK(device.find("clock")->scalar() == "1GHz");
+    CHECK_FALSE(copy.same_content(doc));
+
+    // And the other way round: a change to the original after the copy is not seen by the copy.
+    Node copy2 = doc;
+    doc.find("device")->find("memory")->push_back(Node::make_scalar("16MiB", at, "device.memory[1]"));
+    doc.erase("missing");
+    CHECK(doc.find("device")->find("memory")->items().size() == 2);
+    CHECK(copy2.find("device")->find("memory")->items().size() == 1);
+    CHECK(memory.items().size() == 1);
+
+    // Paths and key locations are contents too.
+    Node moved = copy2;
+    moved.set_path("system.device_doc");
+    moved.set_key_loc(SourceLoc{"m.yaml", 7, 3});
+    CHECK(moved.find("device")->find("clock")->path() == "system.device_doc.device.clock");
+    CHECK(copy2.find("device")->find("clock")->path() == "device.clock");
+    CHECK(copy2.key_loc().file == "n.yaml");
+    CHECK(moved.key_loc().file == "m.yaml");
+
+    // A default (null) node and a moved-from one read as null; a node built from one is its own.
+    Node empty;
+    CHECK(empty.is_null());
+    CHECK(empty.entries().empty());
+    Node taken = std::move(moved);
+    CHECK(taken.is_map());
+    Node grown = empty;
+    grown.set_key_loc(SourceLoc{"g.yaml", 2, 2});
+    CHECK(grown.key_loc().file == "g.yaml");
+    CHECK(empty.key_loc().file.empty());
+}
+
+TEST_CASE("copies of one tree change independently in parallel threads", "[node]") {
+    const SourceLoc at{"n.yaml", 1, 1};
+    Node doc = Node::make_map(at, "");
+    for (int k = 0; k < 40; ++k)
+        doc.set(fmt::format("k{}", k), Node::make_scalar("0", at, fmt::format("k{}", k)));
+    const Node& shared = doc;
+    std::vector<std::thread> threads;
+    std::vector<std::string> seen(4);
+    for (int t = 0; t < 4; ++t)
+        threads.emplace_back([&, t] {
+            for (int round = 0; round < 200; ++round) {
+                Node mine = shared;  // a copy taken while the other threads copy and change theirs
+                mine.set(fmt::format("k{}", round % 40), Node::make_scalar(std::to_string(t), at, "x"));
+                mine.erase("k39");
+                if (round == 199) seen[static_cast<std::size_t>(t)] = mine.find("k39") ? "kept" : "erased";
+            }
+        });
+    for (std::thread& th : threads) th.join();
+    for (const std::string& s : seen) CHECK(s == "erased");
+    // The shared tree itself never changed.
+    CHECK(doc.entries().size() == 40);
+    for (const auto& [key, value] : doc.entries()) CHECK(value.scalar() == "0");
 }
