@@ -114,7 +114,7 @@ constexpr const char* k_factor_insert_columns[] = {
     "sweep_name", "run_id", "factor", "value", "value_num",
 };
 
-// Rows per INSERT statement for the row tables of a run (layers, their levels and metrics, sweep factors):
+// Rows per INSERT statement for the row tables of a run (layers, sweep factors):
 // a statement's fixed cost (opening its cursors, halting the VM, resetting) is shared by this many rows,
 // which with the uncopied row text cut the instructions to record a ResNet-50 run by about a third
 // (bench/README.md, Sweeps over MPI). 32 rows of the 28 layer columns bind 896 values, far below SQLite's
@@ -715,7 +715,7 @@ struct ResultsDb::Impl {
 
     void write_parallel(int64_t run_id, const ParallelRows& p);
 
-    // A run's layer rows, then their levels, then their metrics, each table in the order of `layers`.
+    // A run's layer rows in the order of `layers`, each with its levels and metrics objects.
     void write_layers(int64_t run_id, const std::vector<LayerRow>& layers) {
         // Each layer's levels and metrics, one JSON object each (schema 10), their entries in key order: the
         // views' rows then come in key order, as the tables of schema 4 to 9 gave them (levels by name in

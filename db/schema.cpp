@@ -101,8 +101,8 @@ constexpr std::array k_layer_columns{
     // layer_metrics show them a row per entry, as the tables of schema 4 to 9 held them; NULL when the layer
     // has none). `levels`: level name -> [bytes_read, bytes_written, accesses, energy_j]; `metrics`: metric
     // id (metric_names) -> its value, the text of a text metric, or null. Numbers are the shortest text that
-    // reads back as the same double. A row per level and per metric cost a sweep point about four fifths of
-    // its writing time (bench/README.md).
+    // reads back as the same double. A row per level and per metric cost a systolic sweep point three fifths
+    // of its writing (bench/README.md, sixth round).
     Column{"levels", "TEXT", 10},
     Column{"metrics", "TEXT", 10},
 };
@@ -119,6 +119,9 @@ constexpr std::array k_v9_level_columns{
     Column{"accesses", "INTEGER NOT NULL", 4},
     Column{"energy_j", "REAL NOT NULL", 4},
 };
+const Table k_v9_levels{
+    "layer_levels", k_v9_level_columns,
+    "PRIMARY KEY (run_id, idx, level), FOREIGN KEY (run_id, idx) REFERENCES layers(run_id, idx)", true};
 
 // Schema 9: metrics name their metric by id (metric_names: a name and its unit, '' for a text metric), and
 // the view `layer_metrics` shows them with name and unit as schema 4 to 8 stored them. A systolic ResNet-50
@@ -131,9 +134,6 @@ constexpr std::array k_metric_name_columns{
 };
 // Schema 9's table of metrics, a row each (since schema 10 in layers.metrics). Only the migration makes it:
 // the steps to 4 and 9 write there, and the step to 10 moves its rows on and drops it.
-const Table k_v9_levels{
-    "layer_levels", k_v9_level_columns,
-    "PRIMARY KEY (run_id, idx, level), FOREIGN KEY (run_id, idx) REFERENCES layers(run_id, idx)", true};
 constexpr std::array k_v9_metric_value_columns{
     Column{"run_id", "INTEGER NOT NULL REFERENCES runs(run_id)", 9},
     Column{"idx", "INTEGER NOT NULL", 9},
