@@ -10,7 +10,10 @@ scalesim-scale, scalesim-eyeriss, ethos-u55) with the preset's default data type
 presets again with --convention scalesim; in training mode on tpu-v4 and scalesim-google; and with
 batch 8 (the batch split) and int8 on tpu-v4; and seven models on variants of the tpu-v4 preset (the
 is and os dataflows, single-buffered buffers, small buffers, a 48x80 array x 3); and, for the detailed GPU model, which shares the engine and the results code,
-resnet50 and gpt2-xl-decode on a100 and h100. Each run goes into a fresh results database, and every
+resnet50 and gpt2-xl-decode on a100 and h100. Then sweeps (`mlsim sweep --jobs 1`, one thread, so that what
+the systolic model keeps from one point for the next carries across points): each varies one field the
+tile search reads beside the ifmap buffer's capacity, the field fastest, so that a kept plan or evaluation
+that wrongly ignored the field would be taken at the next point. Each run goes into a fresh results database, and every
 row of `runs` (less wall_s, created_utc and version), `layers`, `layer_levels` and `layer_metrics` is
 written out, floats by their shortest exact decimal (repr), so that two dumps are equal only if every
 stored value is bit for bit the same. A run that fails is recorded as its exit status and message, so
@@ -45,6 +48,39 @@ VARIANT_MODELS = ["lenet5", "resnet50", "mobilenetv2", "ds-cnn-kws", "bert-base"
 GPU_PRESETS = ["a100", "h100"]
 GPU_MODELS = ["resnet50", "gpt2-xl-decode"]
 SKIP_RUN_COLUMNS = {"run_id", "wall_s", "created_utc", "version"}
+# Sweeps on the tpu-v4 preset: name -> (models, factors in order, slowest first). Every sweep varies the ifmap
+# buffer's capacity (the window of plan_gemm's memo, tiling.h) and one other field, fastest.
+CAPS = "[64KiB, 72KiB, 128KiB, 384KiB, 16MiB]"
+SWEEPS = {
+    "shape": (["resnet50"], ["device.systolic.dataflow: [ws, os, is]",
+                             "device.systolic.buffers.ifmap.capacity: " + CAPS,
+                             "device.systolic.rows: [128, 64]"]),
+    "filter": (["resnet50", "bert-base"], ["device.systolic.buffers.ifmap.capacity: " + CAPS,
+                                           "device.systolic.buffers.filter.capacity: [8MiB, 96KiB, 100KiB]"]),
+    "ofmap": (["resnet50", "bert-base"], ["device.systolic.buffers.ifmap.capacity: " + CAPS,
+                                          "device.systolic.buffers.ofmap.capacity: [8MiB, 96KiB, 100KiB]"]),
+    "ports": (["resnet50"], ["device.systolic.buffers.ifmap.capacity: " + CAPS,
+                             "device.systolic.buffers.ifmap.bandwidth: [2.15TB/s, 100GB/s]",
+                             "device.systolic.buffers.filter.bandwidth: [2.15TB/s, 100GB/s]",
+                             "device.systolic.buffers.ofmap.bandwidth: [2.15TB/s, 100GB/s]"]),
+    "double": (["resnet50", "mobilenetv2"], ["device.systolic.buffers.ifmap.capacity: " + CAPS,
+                                             "device.systolic.buffers.ifmap.double_buffered: [true, false]",
+                                             "device.systolic.buffers.filter.double_buffered: [true, false]",
+                                             "device.systolic.buffers.ofmap.double_buffered: [true, false]"]),
+    "memory": (["resnet50", "gpt2-small-decode"], ["device.systolic.buffers.ifmap.capacity: " + CAPS,
+                                                   "device.memory[1].bandwidth: [1200GB/s, 100GB/s]",
+                                                   "device.memory[1].latency: [200ns, 2us]"]),
+    "words": (["resnet50", "bert-base"], ["device.systolic.buffers.ifmap.capacity: " + CAPS,
+                                          "dtype: [bf16, int8]", "batch: [1, 2]",
+                                          "device.systolic.accumulator_bits: [32, 16]"]),
+    "arrays": (["resnet50"], ["device.systolic.buffers.ifmap.capacity: " + CAPS,
+                              "device.systolic.arrays: [8, 1, 3]", "device.systolic.cols: [128, 96]"]),
+    "convention": (["resnet50"], ["device.systolic.buffers.ifmap.capacity: " + CAPS,
+                                  "device.systolic.convention: [faithful, scalesim]"]),
+    "tiling": (["resnet50"], ["device.systolic.buffers.ifmap.capacity: [16MiB, 1MiB, 384KiB]",
+                              "device.systolic.tiling: [fixed]",
+                              "device.systolic.tile: [{m: 128, n: 128, k: 128}, {m: 256, n: 128, k: 64}]"]),
+}
 
 
 def cases(models):
@@ -106,6 +142,39 @@ def dump_db(path):
     return lines
 
 
+def dump_sweep_db(path):
+    con = sqlite3.connect(path)
+    lines = []
+    cols = [r[1] for r in con.execute("PRAGMA table_info(runs)") if r[1] not in SKIP_RUN_COLUMNS]
+    for row in con.execute(f"SELECT run_id, {', '.join(cols)} FROM runs ORDER BY run_id"):
+        lines.append("runs " + " | ".join(f"{c}={fmt(v)}" for c, v in zip(["run_id"] + cols, row)))
+    for table, key in [("layers", "run_id, idx"), ("layer_levels", "run_id, idx, level"),
+                       ("layer_metrics", "run_id, idx, name")]:
+        tcols = [r[1] for r in con.execute(f"PRAGMA table_info({table})") if r[1] not in ("levels", "metrics")]
+        for row in con.execute(f"SELECT {', '.join(tcols)} FROM {table} ORDER BY {key}"):
+            lines.append(f"{table} " + " | ".join(f"{c}={fmt(v)}" for c, v in zip(tcols, row)))
+    con.close()
+    return lines
+
+
+def run_sweep(mlsim, name, model, tmp):
+    factors = SWEEPS[name][1]
+    path = os.path.join(tmp, f"sweep_{name}_{model}.yaml")
+    with open(path, "w") as f:
+        f.write(f"name: check-{name}\nbase:\n  system: tpu-v4\n  model: {model}\nfactors:\n")
+        f.write("".join(f"  {x}\n" for x in factors))
+    db = path[:-5] + ".db"
+    p = subprocess.run([mlsim, "sweep", path, "--db", db, "--jobs", "1", "-q"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True)
+    lines = [f"== sweep {name} {model}: exit {p.returncode}"]
+    if p.returncode not in (0, 1):
+        lines.append("stderr " + repr(p.stderr.strip().replace(tmp, "TMP")))
+    if os.path.exists(db):
+        lines += dump_sweep_db(db)
+        os.unlink(db)
+    return lines
+
+
 def run_case(mlsim, case, tmp, variants):
     preset, model, *extra = case
     db = os.path.join(tmp, "_".join(a.strip("-") for a in case) + ".db")
@@ -127,10 +196,12 @@ def dump(mlsim, jobs):
     all_cases = cases(models)
     with tempfile.TemporaryDirectory(prefix="mlsim-identical-") as tmp:
         variants = write_variants(tmp)
+        sweeps = [(name, m) for name, (models, _) in SWEEPS.items() for m in models]
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as ex:
             parts = list(ex.map(lambda c: run_case(mlsim, c, tmp, variants), all_cases))
+            parts += list(ex.map(lambda s: run_sweep(mlsim, s[0], s[1], tmp), sweeps))
     lines = [l for part in parts for l in part]
-    print(f"{mlsim}: {len(all_cases)} runs, {len(lines)} lines", file=sys.stderr)
+    print(f"{mlsim}: {len(all_cases)} runs and {len(sweeps)} sweeps, {len(lines)} lines", file=sys.stderr)
     return lines
 
 

@@ -104,15 +104,18 @@ class ModelCache {
 // override (key path, option, alternatives, and the value's text, kinds, paths and locations), so a hit
 // is exactly what apply_overrides would return. Thread-safe; an application that fails is not kept (it
 // fails again, with the same error). The least recently used entry goes first; at most k_max_systems
-// entries (about 90 KB each for a TPU v4).
+// entries (about 34 KB each for a TPU v4, whose documents share their unchanged parts with the base system's:
+// 990 entries raised a sweep's peak memory by 34 MB).
 class OverrideCache {
   public:
     std::shared_ptr<const arch::SystemSpec> get(const std::shared_ptr<const arch::SystemSpec>& system,
                                                 const std::vector<ConfigOverride>& overrides);
-    // Room for the overrides that come between two points sharing theirs: a factor that is not an
-    // override (batch) varying slower than the override factors after it repeats them that many points
-    // later (66 in the 1,980-point systolic sweep of bench/bench_sweep_mpi.py).
-    static constexpr std::size_t k_max_systems = 128;
+    // check_points() applies every point's overrides before the sweep starts and the points take their
+    // systems from here: room for every distinct set of overrides of a sweep of a few thousand points
+    // (990 in the 1,980-point systolic sweep of bench/bench_sweep_mpi.py; with 128 entries, half its points
+    // applied theirs a second time, some 4 % of a simulating rank's CPU). A larger sweep keeps the most
+    // recent, and a point whose set was dropped applies it again.
+    static constexpr std::size_t k_max_systems = 1024;
 
   private:
     struct Entry {

@@ -69,8 +69,11 @@ struct TraceCursor {
 // A GEMM job under a partition: operand footprints, traffic per step and the closed-form estimate.
 class Evaluator {
   public:
-    Evaluator(const MappingContext& ctx, const GemmJob& job, const Partition& part)
-        : m_ctx(ctx), m_job(job), m_part(part), m_array(ctx.spec->shape()) {
+    // `window`, when given, is narrowed to the capacities that answer every comparison this evaluator makes
+    // with the ifmap buffer's capacity as it was answered here.
+    Evaluator(const MappingContext& ctx, const GemmJob& job, const Partition& part,
+              CapacityWindow* window = nullptr)
+        : m_ctx(ctx), m_job(job), m_part(part), m_array(ctx.spec->shape()), m_window(window) {
         const double w = ctx.word_bytes;
         const double mult = part.split == Split::batch ? static_cast<double>(part.arrays_used) : 1.0;
         const auto M = static_cast<double>(job.shape.m), N = static_cast<double>(job.shape.n),
@@ -82,7 +85,7 @@ class Evaluator {
         if (job.a_on_chip) m_total[0] = 0;  // read in place, never fetched
         // Whole operands that fit half of their buffer stay for the group (fetched once).
         m_ifmap_cap = ctx.ifmap_tile_capacity();
-        m_keep_a = !job.a_on_chip && footprint_a(part.m, part.k) <= m_ifmap_cap;
+        m_keep_a = !job.a_on_chip && fits_ifmap(footprint_a(part.m, part.k));
         m_keep_b = footprint_b(part.k, part.n) <= ctx.spec->filter.tile_capacity_bytes();
         m_bpc = ctx.dram_Bps / ctx.clock_hz;
         m_latency = ctx.dram_latency_s * ctx.clock_hz;
@@ -116,9 +119,7 @@ class Evaluator {
     double footprint_c(int64_t tm, int64_t tn) const {
         return words(tm, tn) * m_acc * m_job.scale.c * used();
     }
-    bool fits_a(int64_t tm, int64_t tk) const {
-        return m_job.a_on_chip || footprint_a(tm, tk) <= m_ifmap_cap;
-    }
+    bool fits_a(int64_t tm, int64_t tk) const { return m_job.a_on_chip || fits_ifmap(footprint_a(tm, tk)); }
     bool fits_b(int64_t tk, int64_t tn) const {
         return footprint_b(tk, tn) <= m_ctx.spec->filter.tile_capacity_bytes();
     }
@@ -233,6 +234,13 @@ class Evaluator {
     }
 
   private:
+    // The one comparison through which the ifmap buffer's capacity enters a search.
+    bool fits_ifmap(double bytes) const {
+        const bool fits = bytes <= m_ifmap_cap;
+        if (m_window) m_window->saw(bytes, fits);
+        return fits;
+    }
+
     static constexpr unsigned bit(Dim d) { return 1u << d; }
     static constexpr unsigned k_a_dims = (1u << dim_m) | (1u << dim_k);  // A's tile index
     static constexpr unsigned k_b_dims = (1u << dim_k) | (1u << dim_n);  // B's
@@ -542,6 +550,7 @@ class Evaluator {
     double m_acc = 1;  // accumulator bytes per word byte
     bool m_keep_a = false, m_keep_b = false;
     double m_ifmap_cap = 0;  // MappingContext::ifmap_tile_capacity(), asked once
+    CapacityWindow* m_window = nullptr;
     double m_bpc = 0, m_latency = 0;
     // Per buffer port (ifmap, filter, ofmap): bytes per word, and the bandwidth one array gets
     // (port_stretch).
@@ -720,8 +729,9 @@ std::string bytes_text(double b) { return cfg::format_quantity(b, cfg::Dim::size
     std::abort();
 }
 
-TilePlan search(const MappingContext& ctx, const GemmJob& job, const Partition& part) {
-    const Evaluator ev(ctx, job, part);
+TilePlan search(const MappingContext& ctx, const GemmJob& job, const Partition& part,
+                CapacityWindow* window) {
+    const Evaluator ev(ctx, job, part, window);
     const SystolicSpec& s = *ctx.spec;
     const ArrayShape arr = s.shape();
     TilePlan best, cand;
@@ -962,17 +972,19 @@ double ifmap_capacity_settled(const MappingContext& ctx, const GemmJob& job) {
     return need;
 }
 
-TilePlan plan_gemm(const MappingContext& ctx, const GemmJob& job) {
-    MLSIM_CHECK(job.shape.batch >= 1 && job.shape.m >= 1 && job.shape.n >= 1 && job.shape.k >= 1,
-                "GEMM job with an empty dimension");
-    if (ctx.spec->arrays == 1) return search(ctx, job, make_partition(ctx, job, Split::none));
+namespace {
+
+// plan_gemm without the memo of plans; `window` (if given) is narrowed as the searches compare footprints
+// with the ifmap buffer's capacity.
+TilePlan plan_gemm_searched(const MappingContext& ctx, const GemmJob& job, CapacityWindow* window) {
+    if (ctx.spec->arrays == 1) return search(ctx, job, make_partition(ctx, job, Split::none), window);
     const std::vector<Split> splits = splits_for(ctx, job);
     TilePlan best;
     double best_e = std::numeric_limits<double>::infinity();
     std::optional<cfg::UserError> first_error;
     for (Split s : splits) {
         try {
-            const TilePlan p = search(ctx, job, make_partition(ctx, job, s));
+            const TilePlan p = search(ctx, job, make_partition(ctx, job, s), window);
             if (p.estimate_cycles < best_e) {
                 best_e = p.estimate_cycles;
                 best = p;
@@ -984,6 +996,89 @@ TilePlan plan_gemm(const MappingContext& ctx, const GemmJob& job) {
     }
     if (best_e == std::numeric_limits<double>::infinity()) throw *first_error;
     return best;
+}
+
+// Everything plan_gemm reads besides the ifmap buffer's capacity per tile (ComputeMemo::PlanKey): the job,
+// the context's per-layer fields and the systolic section's fields the search reads (the ifmap buffer's
+// capacity and the room other layers leave in it excepted), doubles by their bits. The context's device and
+// op name enter only the messages of a failed search, which is not kept.
+ComputeMemo::PlanKey plan_key(const MappingContext& ctx, const GemmJob& job) {
+    const auto bits = [](double x) { return std::bit_cast<uint64_t>(x); };
+    const auto u = [](int64_t x) { return static_cast<uint64_t>(x); };
+    const SystolicSpec& s = *ctx.spec;
+    const uint64_t flags = (job.sequential ? 1u : 0u) | (job.a_on_chip ? 2u : 0u) |
+                           (ctx.stream_across_tiles ? 4u : 0u) | (s.ifmap.double_buffered ? 8u : 0u) |
+                           (s.filter.double_buffered ? 16u : 0u) | (s.ofmap.double_buffered ? 32u : 0u) |
+                           (static_cast<uint64_t>(s.dataflow) << 8) | (static_cast<uint64_t>(s.tiling) << 16);
+    return {u(job.shape.batch),
+            u(job.shape.m),
+            u(job.shape.n),
+            u(job.shape.k),
+            bits(job.scale.a),
+            bits(job.scale.b),
+            bits(job.scale.c),
+            flags,
+            u(s.rows),
+            u(s.cols),
+            u(s.arrays),
+            u(s.tile_m),
+            u(s.tile_n),
+            u(s.tile_k),
+            bits(s.filter.capacity_bytes),
+            bits(s.ofmap.capacity_bytes),
+            bits(s.ifmap.bandwidth_Bps),
+            bits(s.filter.bandwidth_Bps),
+            bits(s.ofmap.bandwidth_Bps),
+            bits(ctx.clock_hz),
+            bits(ctx.dram_Bps),
+            bits(ctx.dram_latency_s),
+            bits(ctx.word_bytes),
+            bits(ctx.acc_bytes),
+            u(ctx.passes)};
+}
+
+}  // namespace
+
+const TilePlan* ComputeMemo::find_plan(const PlanKey& key, double capacity) const {
+    const auto it = m_plans.find(key);
+    if (it == m_plans.end()) return nullptr;
+    for (const KeptPlan& k : it->second)
+        if (k.window.holds(capacity)) return &k.plan;
+    return nullptr;
+}
+
+void ComputeMemo::keep_plan(const PlanKey& key, const CapacityWindow& window, const TilePlan& plan) {
+    if (m_plan_count >= k_max_plans) {
+        m_plans.clear();
+        m_plan_count = 0;
+    }
+    std::vector<KeptPlan>& kept = m_plans[key];
+    if (kept.size() >= k_max_plans_per_key) {
+        m_plan_count -= kept.size();
+        kept.clear();
+    }
+    kept.push_back({window, plan});
+    ++m_plan_count;
+}
+
+TilePlan plan_gemm(const MappingContext& ctx, const GemmJob& job) {
+    MLSIM_CHECK(job.shape.batch >= 1 && job.shape.m >= 1 && job.shape.n >= 1 && job.shape.k >= 1,
+                "GEMM job with an empty dimension");
+    ComputeMemo* memo = ctx.compute_memo;
+    if (!memo) return plan_gemm_searched(ctx, job, nullptr);
+    // A plan kept by an earlier search whose comparisons with the capacity all come out the same at this
+    // one: the search would make the same comparisons, evaluate the same candidates and choose the same.
+    const double capacity = ctx.ifmap_tile_capacity();
+    const ComputeMemo::PlanKey key = plan_key(ctx, job);
+    if (const TilePlan* kept = memo->find_plan(key, capacity)) {
+        memo->count_plan_hit();
+        return *kept;
+    }
+    CapacityWindow window;
+    TilePlan p = plan_gemm_searched(ctx, job, &window);
+    MLSIM_CHECK(window.holds(capacity), "tiling: a search's capacity window leaves out its own capacity");
+    memo->keep_plan(key, window, p);
+    return p;
 }
 
 }  // namespace mlsim::arch::systolic

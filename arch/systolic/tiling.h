@@ -44,6 +44,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -57,6 +58,93 @@
 namespace mlsim::arch::systolic {
 
 enum class StallCause : uint8_t { weight, input, output };
+
+// The ifmap buffer's capacities per tile that answer a search's comparisons as its own capacity did: the
+// capacity enters a search only through `footprint <= capacity` (a tile's A operand fits, the whole A operand
+// is kept), so any capacity in [lo, hi), lo the largest footprint that fitted and hi the smallest that did
+// not, makes the same comparisons with the same answers, evaluates the same candidates and chooses the same
+// plan (plan_gemm's memo of plans, ComputeMemo::find_plan).
+struct CapacityWindow {
+    double lo = -std::numeric_limits<double>::infinity();
+    double hi = std::numeric_limits<double>::infinity();
+    void saw(double footprint, bool fits) {
+        if (fits)
+            lo = std::max(lo, footprint);
+        else
+            hi = std::min(hi, footprint);
+    }
+    bool holds(double capacity) const { return lo <= capacity && capacity < hi; }
+};
+
+class ComputeMemo;  // below
+
+// What a layer's GEMMs see of the device.
+struct MappingContext {
+    const DeviceSpec* device = nullptr;
+    const SystolicSpec* spec = nullptr;
+    std::string op_name;  // for messages
+    double clock_hz = 0;
+    double dram_Bps = 0;  // main memory
+    double dram_latency_s = 0;
+    // Bytes of the ifmap buffer this layer's own A tiles may use: its capacity less the activations
+    // other layers keep there (residency); < 0: the whole buffer.
+    double ifmap_free_bytes = -1;
+    // Tiles may stream back to back and overlap their preloads across tile boundaries (faithful
+    // convention); off, only the step list's counts matter (scalesim convention).
+    bool stream_across_tiles = true;
+    double word_bytes = 0;  // one element of the layer's data type (0.5 for int4)
+    double acc_bytes =
+        0;  // one partial sum in the ofmap buffer (SystolicSpec::accumulator_bytes); 0: word_bytes
+    int64_t passes = 1;  // array passes per MAC for this data type
+    // Sums of tile-shape costs kept across searches (ComputeMemo); none: every search costs its own.
+    ComputeMemo* compute_memo = nullptr;
+    double partial_bytes() const { return acc_bytes > 0 ? acc_bytes : word_bytes; }
+    // What one A tile may occupy (half of the free part when double-buffered).
+    double ifmap_tile_capacity() const;
+};
+
+// Main-memory / buffer bytes per word, relative to word_bytes, per operand (see the header comment).
+struct OperandScale {
+    double a = 1, b = 1, c = 1;
+};
+
+struct GemmJob {
+    wl::GemmShape shape;      // batch, m, n, k
+    bool sequential = false;  // the batch entries depend on each other (RNN steps)
+    // A is already in the ifmap buffer (a previous layer left its output there): it is neither
+    // fetched nor given space of its own; the arrays read it in place.
+    bool a_on_chip = false;
+    OperandScale scale;
+};
+
+enum class Split : uint8_t { none, batch, n, m };
+
+struct Partition {
+    Split split = Split::none;
+    int64_t arrays_used = 1;  // arrays with work
+    int64_t chunk = 0;        // extent of the split dimension per array (the last may be smaller)
+    int64_t groups = 1;       // lockstep groups: instances run one after another (batch: ceil(batch/arrays))
+    int64_t m = 0, n = 0, k = 0;  // the largest per-array sub-GEMM
+    bool shared_a() const { return split == Split::n; }
+    bool shared_b() const { return split == Split::m; }
+};
+
+enum Dim : uint8_t { dim_m = 0, dim_n = 1, dim_k = 2 };
+
+struct TilePlan {
+    Partition part;
+    std::array<int64_t, 3> tile{};                  // tm, tn, tk
+    std::array<int64_t, 3> count{};                 // tiles per dimension
+    std::array<Dim, 3> order{dim_m, dim_n, dim_k};  // outer to inner
+    // The whole operand (of one lockstep group) fits in half of its buffer, so it stays there for the
+    // group: each of its tiles is fetched once, on first use, however often the loop order returns.
+    bool keep_a = false, keep_b = false;
+    double estimate_cycles = 0;  // for the whole job (all groups)
+    double array_cycles = 0;     // of which the arrays compute (all groups)
+    int64_t steps() const { return count[0] * count[1] * count[2]; }
+    // "m=392 n=64 k=576 tiles=1x1x1 order=mnk" (+ " split=m/8" with several arrays)
+    std::string describe() const;
+};
 
 // The arrays' cycles of a job's tiles (the search's sum over the tile shapes of a candidate tiling), kept
 // from one search to the next: plan_gemm searches most GEMMs of a network twice, with A fetched from
@@ -132,6 +220,21 @@ class ComputeMemo {
     // either the traces are dropped.
     static constexpr std::size_t k_max_trace_entries = std::size_t{1} << 18;
 
+    // Whole plans (plan_gemm), kept with the window of ifmap capacities per tile that give them: a sweep over
+    // the ifmap buffer's capacity, or over anything the search does not read (main memory's size, the
+    // batch of other layers), finds most of its plans here. Keyed by everything else plan_gemm reads
+    // (tiling.cpp, plan_key): the job, the context's per-layer fields and the systolic section.
+    using PlanKey = std::array<uint64_t, 25>;
+    const TilePlan* find_plan(const PlanKey& key, double capacity) const;
+    void keep_plan(const PlanKey& key, const CapacityWindow& window, const TilePlan& plan);
+    // Plans found kept, since this memo was made (tests).
+    int64_t plan_hits() const { return m_plan_hits; }
+    void count_plan_hit() { ++m_plan_hits; }
+    // At most this many plans kept in all (about 200 B each: some 3 MiB), and this many windows a key; past
+    // either, the plans (of all keys, or of the key) are dropped.
+    static constexpr std::size_t k_max_plans = std::size_t{1} << 14;
+    static constexpr std::size_t k_max_plans_per_key = 64;
+
     using Tag = std::array<uint64_t, 11>;
     // Sets what the sums depend on besides the key (above); a change empties the table.
     void bind(const Tag& tag);
@@ -163,85 +266,25 @@ class ComputeMemo {
     uint32_t m_generation = 0;
     int64_t m_hits = 0;
     struct KeyHash {
-        std::size_t operator()(const SearchKey& k) const {
+        template <std::size_t N>
+        std::size_t operator()(const std::array<uint64_t, N>& k) const {
             uint64_t h = 0;
             for (uint64_t x : k) h = (h ^ x) * 0x9e3779b97f4a7c15u;
             return static_cast<std::size_t>(h ^ (h >> 29));
         }
     };
     std::unordered_map<SearchKey, Trace, KeyHash> m_traces;
+    struct KeptPlan {
+        CapacityWindow window;
+        TilePlan plan;
+    };
+    std::unordered_map<PlanKey, std::vector<KeptPlan>, KeyHash> m_plans;
+    std::size_t m_plan_count = 0;
+    int64_t m_plan_hits = 0;
     Trace m_scratch;
     int m_runs = 0;
     std::size_t m_trace_entries = 0;
     int64_t m_trace_hits = 0;
-};
-
-// What a layer's GEMMs see of the device.
-struct MappingContext {
-    const DeviceSpec* device = nullptr;
-    const SystolicSpec* spec = nullptr;
-    std::string op_name;  // for messages
-    double clock_hz = 0;
-    double dram_Bps = 0;  // main memory
-    double dram_latency_s = 0;
-    // Bytes of the ifmap buffer this layer's own A tiles may use: its capacity less the activations
-    // other layers keep there (residency); < 0: the whole buffer.
-    double ifmap_free_bytes = -1;
-    // Tiles may stream back to back and overlap their preloads across tile boundaries (faithful
-    // convention); off, only the step list's counts matter (scalesim convention).
-    bool stream_across_tiles = true;
-    double word_bytes = 0;  // one element of the layer's data type (0.5 for int4)
-    double acc_bytes =
-        0;  // one partial sum in the ofmap buffer (SystolicSpec::accumulator_bytes); 0: word_bytes
-    int64_t passes = 1;  // array passes per MAC for this data type
-    // Sums of tile-shape costs kept across searches (ComputeMemo); none: every search costs its own.
-    ComputeMemo* compute_memo = nullptr;
-    double partial_bytes() const { return acc_bytes > 0 ? acc_bytes : word_bytes; }
-    // What one A tile may occupy (half of the free part when double-buffered).
-    double ifmap_tile_capacity() const;
-};
-
-// Main-memory / buffer bytes per word, relative to word_bytes, per operand (see the header comment).
-struct OperandScale {
-    double a = 1, b = 1, c = 1;
-};
-
-struct GemmJob {
-    wl::GemmShape shape;      // batch, m, n, k
-    bool sequential = false;  // the batch entries depend on each other (RNN steps)
-    // A is already in the ifmap buffer (a previous layer left its output there): it is neither
-    // fetched nor given space of its own; the arrays read it in place.
-    bool a_on_chip = false;
-    OperandScale scale;
-};
-
-enum class Split : uint8_t { none, batch, n, m };
-
-struct Partition {
-    Split split = Split::none;
-    int64_t arrays_used = 1;  // arrays with work
-    int64_t chunk = 0;        // extent of the split dimension per array (the last may be smaller)
-    int64_t groups = 1;       // lockstep groups: instances run one after another (batch: ceil(batch/arrays))
-    int64_t m = 0, n = 0, k = 0;  // the largest per-array sub-GEMM
-    bool shared_a() const { return split == Split::n; }
-    bool shared_b() const { return split == Split::m; }
-};
-
-enum Dim : uint8_t { dim_m = 0, dim_n = 1, dim_k = 2 };
-
-struct TilePlan {
-    Partition part;
-    std::array<int64_t, 3> tile{};                  // tm, tn, tk
-    std::array<int64_t, 3> count{};                 // tiles per dimension
-    std::array<Dim, 3> order{dim_m, dim_n, dim_k};  // outer to inner
-    // The whole operand (of one lockstep group) fits in half of its buffer, so it stays there for the
-    // group: each of its tiles is fetched once, on first use, however often the loop order returns.
-    bool keep_a = false, keep_b = false;
-    double estimate_cycles = 0;  // for the whole job (all groups)
-    double array_cycles = 0;     // of which the arrays compute (all groups)
-    int64_t steps() const { return count[0] * count[1] * count[2]; }
-    // "m=392 n=64 k=576 tiles=1x1x1 order=mnk" (+ " split=m/8" with several arrays)
-    std::string describe() const;
 };
 
 // A tile's folds on an idle array (dataflow.h), counted from the tile's first cycle, in array cycles
