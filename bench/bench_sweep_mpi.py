@@ -9,9 +9,16 @@ For each kind of point it writes a sweep of --points points into a temporary fol
   systolic: the TPU v4 preset (detailed systolic model); array size (zipped with rows/cols) x dataflow
             x ifmap buffer x batch
 and runs it, each run into a fresh database, median of -n runs:
-  threads   build/mlsim sweep FILE --jobs 1 and --jobs 2 (the threaded path, for reference)
-  mpi 1     mpirun -np 1 build/mlsim-mpi sweep FILE   (rank 0 alone: one simulating thread + the database)
-  mpi 2     mpirun -np 2 build/mlsim-mpi sweep FILE   (rank 0 as above + one more simulating rank)
+  threads   build/mlsim sweep FILE --jobs 1 (on one core: taskset -c 0) and --jobs 2 (the threaded path, for
+            reference)
+  mpi 1     mpirun -np 1 --bind-to core build/mlsim-mpi sweep FILE   (rank 0 alone, on one core: one
+            simulating thread + the database)
+  mpi 2     mpirun -np 2 --bind-to none build/mlsim-mpi sweep FILE   (rank 0 as above + one more simulating
+            rank, on two cores)
+The one-rank run is bound to one core: the results file's background checkpoint (db/results_db.cpp,
+Checkpointer) is a second thread, and unbound it would take the second core, so that "1 rank" would not be
+the one-core run parallel efficiency is measured against. Both figures are printed ("unbound" with -n runs of
+its own when --unbound is given).
 Rates are the in-sweep rate `mlsim sweep` prints (first point to last; start-up and checking the points
 excluded). Parallel efficiency = rate(2 ranks) / (2 x rate(1 rank)). Targets (issue 15): efficiency
 >= 90 % on a 2,000-point sweep; >= 500 points/s on 2 cores for roofline and systolic points. The load
@@ -113,9 +120,10 @@ def main():
     ap.add_argument("--points", type=int, default=2000)
     ap.add_argument("--kinds", default="roofline,systolic")
     ap.add_argument("-n", type=int, default=3)
+    ap.add_argument("--unbound", action="store_true", help="also run 1 rank without binding it to a core")
     a = ap.parse_args()
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", MLSIM_SWEEP_CPU="1")
-    mpirun = [a.mpirun, "--oversubscribe", "--allow-run-as-root", "--bind-to", "none", "-x", "MLSIM_SWEEP_CPU"]
+    mpirun = [a.mpirun, "--oversubscribe", "--allow-run-as-root", "-x", "MLSIM_SWEEP_CPU"]
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}  cores: {os.cpu_count()}")
     with tempfile.TemporaryDirectory(prefix="mlsim-bench-mpi-") as tmp:
         for kind in a.kinds.split(","):
@@ -123,11 +131,14 @@ def main():
             with open(sweep, "w") as f:
                 f.write(sweep_yaml(kind, a.model, a.points))
             configs = {
-                "threads --jobs 1": [a.mlsim, "sweep", sweep, "--jobs", "1"],
+                "threads --jobs 1": ["taskset", "-c", "0", a.mlsim, "sweep", sweep, "--jobs", "1"],
                 "threads --jobs 2": [a.mlsim, "sweep", sweep, "--jobs", "2"],
-                "mpi 1 rank": mpirun + ["-np", "1", a.mlsim_mpi, "sweep", sweep],
-                "mpi 2 ranks": mpirun + ["-np", "2", a.mlsim_mpi, "sweep", sweep],
+                "mpi 1 rank": mpirun + ["--bind-to", "core", "-np", "1", a.mlsim_mpi, "sweep", sweep],
+                "mpi 2 ranks": mpirun + ["--bind-to", "none", "-np", "2", a.mlsim_mpi, "sweep", sweep],
             }
+            if a.unbound:
+                configs["mpi 1 rank, unbound"] = mpirun + ["--bind-to", "none", "-np", "1", a.mlsim_mpi, "sweep",
+                                                           sweep]
             rates = {name: [] for name in configs}
             cpus = {name: [] for name in configs}
             t1s, t2s, parts = [], [], []

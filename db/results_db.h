@@ -287,6 +287,16 @@ class ResultsDb {
     // write lock is held throughout: keep batches short.
     void begin_batch();
     void end_batch();
+    // From now on, copies the write-ahead log into the file from a thread of its own rather than in the
+    // commit that takes the log past 1,000 pages (results_db.cpp, Checkpointer): for a sweep's writer, whose
+    // commits then return without copying and syncing megabytes. What is committed is as durable as before.
+    void checkpoint_in_background();
+    // Whether the background checkpoint is due or running: a batch begun now would keep the log from
+    // starting over (results_db.cpp, Checkpointer::running), so a writer with other work does that first.
+    bool checkpointing() const;
+    // Checkpoints the background thread has run (tests), and the CPU time it spent in them (benchmarks).
+    int64_t background_checkpoints() const;
+    double background_checkpoint_cpu_s() const;
 
     // While one lives (they nest), this file's writes skip SQLite's foreign-key lookups: a b-tree search per
     // row and reference, about a third of the cost of writing a systolic ResNet-50 point's ~2,800 rows. For a

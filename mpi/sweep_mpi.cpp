@@ -48,8 +48,11 @@ constexpr int k_commit_batch = 64;
 // much as a point's rows, so batches of one point (rank 0 alone, simulating each point in turn) would
 // double the writer's cost.
 constexpr std::size_t k_min_batch = 32;
-// Points a worker holds at once: enough that it never waits while rank 0 commits a batch.
-constexpr int k_in_flight = 8;
+// Points a worker holds at once: enough that it never waits while rank 0 commits a batch or simulates a
+// point (a batch of 64 systolic points takes rank 0 some 60-80 ms, while a worker simulates a point in about
+// 2 ms). 8 left the worker waiting some 5 % of a 2,000-point systolic sweep (bench/README.md, seventh round);
+// the points a worker holds at the end cost no more than that many points' time on the other core.
+constexpr int k_in_flight = 24;
 
 // CPU time of the calling thread, seconds.
 double thread_cpu_s() {
@@ -64,8 +67,9 @@ double thread_cpu_s() {
 struct CpuAccount {
     bool on = std::getenv("MLSIM_SWEEP_CPU") != nullptr;
     double start = thread_cpu_s();
-    double simulating = 0;  // in run_point, serializing and sending included on other ranks
-    double committing = 0;  // rank 0: in batches of commits (receiving during a batch included)
+    double simulating = 0;   // in run_point, serializing and sending included on other ranks
+    double committing = 0;   // rank 0: in batches of commits (receiving during a batch included)
+    double checkpoints = 0;  // rank 0: the results file's background checkpoints (another thread's CPU)
     std::size_t points = 0;
     void report(int rank) const {
         if (!on) return;
@@ -73,7 +77,8 @@ struct CpuAccount {
             stderr,
             "mlsim sweep cpu: rank %d simulated %zu points in %.4f s, committed in %.4f s, other work "
             "%.4f s\n",
-            rank, points, simulating, committing, thread_cpu_s() - start - simulating - committing);
+            rank, points, simulating, committing + checkpoints,
+            thread_cpu_s() - start - simulating - committing);
     }
 };
 
@@ -779,10 +784,13 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
     auto batch_due = [&] {
         if (!head_ready()) return false;
         if (stop.load() || next.load() >= total) return true;
+        // While the results file's log is being copied (ResultsDb::checkpointing), a batch begun would keep
+        // the log from starting over: simulate first, up to a whole batch ready.
+        const std::size_t due = db.checkpointing() ? static_cast<std::size_t>(k_commit_batch) : k_min_batch;
         std::size_t ready = 0;
-        for (auto it = pending.begin(); it != pending.end() && ready < k_min_batch; ++it, ++ready)
+        for (auto it = pending.begin(); it != pending.end() && ready < due; ++it, ++ready)
             if (it->first != committed + busy.size() + ready) return false;
-        return ready >= k_min_batch;
+        return ready >= due;
     };
     while (committed + busy.size() < total) {
         bool idle = !receive();
@@ -855,6 +863,7 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
     MLSIM_CHECK(workers_busy == 0, fmt::format("mpi sweep: {} ranks still working", workers_busy));
     for (int r = 1; r < ranks; ++r) MPI_Send(nullptr, 0, MPI_CHAR, r, k_tag_done, MPI_COMM_WORLD);
     report(true);
+    cpu.checkpoints = db.background_checkpoint_cpu_s();
     cpu.report(0);
 
     for (const auto& [point, hash, description] : repeats) {

@@ -1087,3 +1087,42 @@ TEST_CASE("partial mlsim tables written by another program are refused before an
     REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
     CHECK_THROWS_WITH(ResultsDb(fifo), Catch::Contains("not a regular file"));
 }
+
+TEST_CASE("a background checkpoint copies the log into the file while the writer goes on, and bounds the log",
+          "[db]") {
+    // ResultsDb::checkpoint_in_background (issue 15): commits wake a thread that copies the write-ahead log
+    // into the file; the log starts over once copied, and every run stays readable, during and after.
+    TempDir dir;
+    const std::string path = dir.file("bg.db");
+    const auto size_of = [](const std::string& p) {
+        std::error_code ec;
+        const auto n = fs::file_size(p, ec);
+        return ec ? std::uintmax_t{0} : n;
+    };
+    const std::vector<LayerRow> layers = sample_layers(400);  // some 200 KB of rows a run
+    constexpr int runs = 240;                                 // some 3,000 pages of log in all
+    std::uintmax_t largest_log = 0, file_during = 0;
+    {
+        ResultsDb db(path);
+        db.checkpoint_in_background();
+        for (int r = 0; r < runs; ++r) {
+            db.record_run(sample_info(fmt::format("run: {}\n", r)), layers, 0.1);
+            largest_log = std::max(largest_log, size_of(path + "-wal"));
+        }
+        // Copied while the writer still has the file open (without the thread, only its close would copy).
+        for (int wait = 0; wait < 500 && db.checkpointing(); ++wait)
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        CHECK_FALSE(db.checkpointing());
+        CHECK(db.background_checkpoints() >= 2);  // the thread copied the log (SQLite's own copy is off)
+        file_during = size_of(path);
+        CHECK(query_int(path, "SELECT COUNT(*) FROM runs") == runs);
+    }
+    CHECK_FALSE(fs::exists(path + "-wal"));  // the writer's close copied the rest and removed the log
+    CHECK(file_during > 10'000'000);
+    // The log starts over instead of growing with the runs: at most the writer's own limit (4,000 pages of
+    // 16 KiB) plus a run, far below the ~50 MB written.
+    CHECK(largest_log < std::uintmax_t{4'000} * 16'424 + 400'000);
+    CHECK(query_int(path, "SELECT COUNT(*) FROM runs") == runs);
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layers") == runs * 400);
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layer_metrics WHERE run_id = 240") > 800);
+}
