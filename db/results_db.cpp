@@ -9,6 +9,7 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -146,13 +147,7 @@ std::string insert_sql(std::string_view table, const char* const (&columns)[N], 
                        values);
 }
 
-struct Totals {
-    int64_t layer_count = 0;
-    double time_s = 0, energy_j = 0, macs = 0, flops = 0, bytes_read = 0, bytes_written = 0;
-    double energy_compute_j = 0, energy_memory_j = 0, energy_static_j = 0;
-    int64_t cycles = 0, stall_cycles = 0;
-    double compute_s = 0, memory_s = 0, overhead_s = 0, communication_s = 0;
-};
+using Totals = RunTotals;
 
 bool non_negative(double v) { return std::isfinite(v) && v >= 0; }
 
@@ -812,116 +807,96 @@ struct ResultsDb::Impl {
     void write_parallel(int64_t run_id, const ParallelRows& p);
 
     // A run's layer rows in the order of `layers`, each with its levels and metrics objects.
-    void write_layers(int64_t run_id, const std::vector<LayerRow>& layers) {
-        // Each layer's levels and metrics, one JSON object each (schema 10), their entries in key order: the
-        // views' rows then come in key order, as the tables of schema 4 to 9 gave them (levels by name in
-        // SQLite's BINARY collation: bytes, then length, as std::string compares).
-        m_level_json.resize(std::max(m_level_json.size(), layers.size()));
-        m_metric_json.resize(std::max(m_metric_json.size(), layers.size()));
-        for (std::size_t i = 0; i < layers.size(); ++i) {
-            const LayerRow& l = layers[i];
-            std::string& levels = m_level_json[i];
-            levels.clear();
-            if (!l.levels.empty()) {
-                m_levels.clear();
-                for (const LevelRow& v : l.levels) m_levels.push_back(&v);
-                std::sort(m_levels.begin(), m_levels.end(),
-                          [](const LevelRow* a, const LevelRow* b) { return a->level < b->level; });
-                levels += '{';
-                for (const LevelRow* v : m_levels) {
-                    if (levels.size() > 1) levels += ',';
-                    schema::append_level_json(levels, v->level, v->bytes_read, v->bytes_written, v->accesses,
-                                              v->energy_j);
-                }
-                levels += '}';
-            }
+    void write_layers(int64_t run_id, const PreparedLayers& prepared) {
+        // The ids of the run's metric names (a run names a few dozen metrics, its layers some thousands).
+        key_ids.clear();
+        for (const auto& [name, unit] : prepared.metric_keys) key_ids.push_back(metric_id(name, unit));
+        // Each layer's metrics object, its entries in id order: the view's rows then come in key order, as
+        // the table of schema 9 gave them.
+        m_metric_json.resize(std::max(m_metric_json.size(), prepared.layers.size()));
+        for (std::size_t i = 0; i < prepared.layers.size(); ++i) {
+            const PreparedLayers::Layer& l = prepared.layers[i];
             std::string& json = m_metric_json[i];
             json.clear();
             if (l.metrics.empty()) continue;
             m_metrics.clear();
-            for (std::size_t k = 0; k < l.metrics.size(); ++k)
-                m_metrics.push_back({metric_id_at(l.metrics[k], k), &l.metrics[k]});
+            uint32_t begin = 0;
+            for (const PreparedLayers::Metric& m : l.metrics) {
+                m_metrics.push_back({key_ids[m.key], begin, m.end});
+                begin = m.end;
+            }
             std::sort(m_metrics.begin(), m_metrics.end(),
                       [](const MetricEntry& a, const MetricEntry& b) { return a.id < b.id; });
             json += '{';
             for (const MetricEntry& e : m_metrics) {
-                if (json.size() > 1) json += ',';
-                schema::append_metric_json(json, e.id, e.row->value, e.row->value ? "" : e.row->text);
+                char key[32];
+                char* end = key;
+                if (json.size() > 1) *end++ = ',';
+                *end++ = '"';
+                end = std::to_chars(end, key + sizeof key, e.id).ptr;
+                *end++ = '"';
+                *end++ = ':';
+                json.append(key, end);
+                json.append(l.values, e.begin, e.end - e.begin);
             }
             json += '}';
         }
         const auto bind_run = [run_id](sql::Statement& s) { s.bind_int(run_id); };
-        insert_layers.write(conn, layers, bind_run, [&](sql::Statement& s, const LayerRow& l) {
-            s.bind_int(l.idx).bind_text_static(l.name).bind_text_static(l.op);
-            s.bind_text_static(l.phase).bind_text_static(l.dtype);
-            s.bind_real(l.macs)
-                .bind_real(l.flops)
-                .bind_int(l.params)
-                .bind_real(l.bytes_read)
-                .bind_real(l.bytes_written);
-            s.bind_real(l.start_s).bind_real(l.end_s).bind_real(l.time_s).bind_int(l.cycles).bind_int(
-                l.stall_cycles);
-            s.bind_real(l.energy_j).bind_real(l.energy_compute_j).bind_real(l.energy_memory_j);
-            s.bind_real(l.energy_static_j).bind_real(l.utilization).bind_text_static(l.bound);
-            s.bind_real(l.compute_s)
-                .bind_real(l.memory_s)
-                .bind_real(l.overhead_s)
-                .bind_real(l.communication_s);
-            const auto i = static_cast<std::size_t>(&l - layers.data());
-            for (const std::string* json : {&m_level_json[i], &m_metric_json[i]}) {
-                if (json->empty())
-                    s.bind_null();
-                else
-                    s.bind_text_static(*json);
-            }
-        });
+        insert_layers.write(
+            conn, prepared.layers, bind_run, [&](sql::Statement& s, const PreparedLayers::Layer& pl) {
+                const LayerRow& l = pl.row;
+                s.bind_int(l.idx).bind_text_static(l.name).bind_text_static(l.op);
+                s.bind_text_static(l.phase).bind_text_static(l.dtype);
+                s.bind_real(l.macs)
+                    .bind_real(l.flops)
+                    .bind_int(l.params)
+                    .bind_real(l.bytes_read)
+                    .bind_real(l.bytes_written);
+                s.bind_real(l.start_s).bind_real(l.end_s).bind_real(l.time_s).bind_int(l.cycles).bind_int(
+                    l.stall_cycles);
+                s.bind_real(l.energy_j).bind_real(l.energy_compute_j).bind_real(l.energy_memory_j);
+                s.bind_real(l.energy_static_j).bind_real(l.utilization).bind_text_static(l.bound);
+                s.bind_real(l.compute_s)
+                    .bind_real(l.memory_s)
+                    .bind_real(l.overhead_s)
+                    .bind_real(l.communication_s);
+                const auto i = static_cast<std::size_t>(&pl - prepared.layers.data());
+                for (const std::string* json :
+                     {&pl.levels, static_cast<const std::string*>(&m_metric_json[i])}) {
+                    if (json->empty())
+                        s.bind_null();
+                    else
+                        s.bind_text_static(*json);
+                }
+            });
     }
 
     // The id of a metric's name and unit ('' for a text metric) in metric_names, added there when new. Inside
     // the caller's write transaction, so another process adding the same metric meanwhile is seen (its
     // transaction committed first) rather than duplicated. Ids are kept in `metric_ids`, which a rollback
     // empties (an id added by the rolled-back transaction is gone from the file).
-    int64_t metric_id(const MetricRow& m) {
-        // "" and not std::string_view(), whose null data SQLite would bind as NULL.
-        const std::string_view unit = m.value ? std::string_view(m.unit) : std::string_view("");
-        if (auto it = metric_ids.find(std::pair{std::string_view(m.name), unit}); it != metric_ids.end())
+    int64_t metric_id(const std::string& name, const std::string& unit) {
+        if (auto it = metric_ids.find(std::pair{std::string_view(name), std::string_view(unit)});
+            it != metric_ids.end())
             return it->second;
         find_metric->reset();
-        find_metric->bind_text(m.name).bind_text(unit).finish_binding();
+        find_metric->bind_text(name).bind_text(unit).finish_binding();
         int64_t id = 0;
         if (find_metric->step()) {
             id = find_metric->column_int(0);
         } else {
             add_metric->reset();
-            add_metric->bind_text(m.name).bind_text(unit).finish_binding();
+            add_metric->bind_text(name).bind_text(unit).finish_binding();
             add_metric->run();
             id = sqlite3_last_insert_rowid(conn.handle());
         }
         find_metric->reset();
-        metric_ids.emplace(std::pair{m.name, std::string(unit)}, id);
-        return id;
-    }
-    // metric_id() for the k-th metric of a layer, answered first from the k-th of the layer before, which
-    // layers of one family mostly repeat (the map's search cost the writer about 300 instructions a metric).
-    int64_t metric_id_at(const MetricRow& m, std::size_t k) {
-        const std::string_view unit = m.value ? std::string_view(m.unit) : std::string_view("");
-        if (k < recent_ids.size() && recent_ids[k].id != 0 && recent_ids[k].name == m.name &&
-            recent_ids[k].unit == unit)
-            return recent_ids[k].id;
-        const int64_t id = metric_id(m);
-        if (k >= recent_ids.size()) recent_ids.resize(k + 1);
-        recent_ids[k].name.assign(m.name);
-        recent_ids[k].unit.assign(unit);
-        recent_ids[k].id = id;
+        metric_ids.emplace(std::pair{name, unit}, id);
         return id;
     }
     struct MetricEntry {
         int64_t id = 0;
-        const MetricRow* row = nullptr;
-    };
-    struct RecentMetric {
-        std::string name, unit;
-        int64_t id = 0;  // 0: none (SQLite's rowids start at 1)
+        uint32_t begin = 0, end = 0;  // its value in the layer's values
     };
     // Name and unit -> metric id, looked up without building strings (a run looks up ~2,000 metrics).
     struct NameUnitLess {
@@ -934,7 +909,7 @@ struct ResultsDb::Impl {
         }
     };
     std::map<std::pair<std::string, std::string>, int64_t, NameUnitLess> metric_ids;
-    std::vector<RecentMetric> recent_ids;  // emptied with metric_ids
+    std::vector<int64_t> key_ids;  // write_layers: the run's metric keys' ids
 
     // One write transaction; rolled back unless commit() ran. IMMEDIATE takes the write lock up front,
     // so a second writer waits in the busy handler instead of failing on a lock upgrade.
@@ -959,7 +934,6 @@ struct ResultsDb::Impl {
             if (m_committed) return;
             try {
                 m_impl.metric_ids.clear();  // ids this transaction added are undone with it
-                m_impl.recent_ids.clear();
                 if (!m_nested) {
                     m_impl.rollback->run();
                 } else if (sqlite3_total_changes64(m_impl.conn.handle()) != m_changes ||
@@ -1006,11 +980,9 @@ struct ResultsDb::Impl {
         [](std::size_t n) { return insert_sql("layers", k_layer_insert_columns, n, true); }};
     MultiInsert insert_factors{
         [](std::size_t n) { return insert_sql("sweep_factors", k_factor_insert_columns, n); }};
-    // Scratch lists of a layer's levels and metrics, and the layers' levels and metrics objects (kept to
-    // reuse their memory).
-    std::vector<const LevelRow*> m_levels;
+    // Scratch list of a layer's metrics, and the layers' metrics objects (kept to reuse their memory).
     std::vector<MetricEntry> m_metrics;
-    std::vector<std::string> m_level_json, m_metric_json;
+    std::vector<std::string> m_metric_json;
     const ProcessIdentity me = this_process();
     std::mutex mutex;
     // After conn: stopped before it closes.
@@ -1076,7 +1048,6 @@ void ResultsDb::end_batch() {
         m_impl->commit->run();
     } catch (...) {
         m_impl->metric_ids.clear();  // the batch's new metric ids may be gone with it
-        m_impl->recent_ids.clear();
         throw;
     }
 }
@@ -1173,17 +1144,106 @@ void ResultsDb::Impl::write_parallel(int64_t run_id, const ParallelRows& p) {
     }
 }
 
+void prepare_layers(const std::vector<LayerRow>& layers, PreparedLayers& out) {
+    out.totals = validate_layers(layers);
+    out.metric_keys.clear();
+    out.layers.resize(layers.size());
+    std::vector<const LevelRow*> sorted;
+    // The key of the k-th metric of the layer before: layers of one family mostly list the same metrics in
+    // the same order (a run has some thousands of metrics and a few dozen names).
+    std::vector<uint32_t> recent;
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+        const LayerRow& l = layers[i];
+        PreparedLayers::Layer& p = out.layers[i];
+        // The scalars; levels and metrics are encoded below instead.
+        p.row.idx = l.idx;
+        p.row.name = l.name;
+        p.row.op = l.op;
+        p.row.phase = l.phase;
+        p.row.dtype = l.dtype;
+        p.row.macs = l.macs;
+        p.row.flops = l.flops;
+        p.row.params = l.params;
+        p.row.bytes_read = l.bytes_read;
+        p.row.bytes_written = l.bytes_written;
+        p.row.start_s = l.start_s;
+        p.row.end_s = l.end_s;
+        p.row.time_s = l.time_s;
+        p.row.cycles = l.cycles;
+        p.row.stall_cycles = l.stall_cycles;
+        p.row.energy_j = l.energy_j;
+        p.row.energy_compute_j = l.energy_compute_j;
+        p.row.energy_memory_j = l.energy_memory_j;
+        p.row.energy_static_j = l.energy_static_j;
+        p.row.utilization = l.utilization;
+        p.row.bound = l.bound;
+        p.row.compute_s = l.compute_s;
+        p.row.memory_s = l.memory_s;
+        p.row.overhead_s = l.overhead_s;
+        p.row.communication_s = l.communication_s;
+        p.row.levels.clear();
+        p.row.metrics.clear();
+        // The levels object, its entries by level name (SQLite's BINARY collation: bytes, then length, as
+        // std::string compares): the view's rows then come in key order, as the tables of schema 4 to 9 gave
+        // them.
+        p.levels.clear();
+        if (!l.levels.empty()) {
+            sorted.clear();
+            for (const LevelRow& v : l.levels) sorted.push_back(&v);
+            std::sort(sorted.begin(), sorted.end(),
+                      [](const LevelRow* a, const LevelRow* b) { return a->level < b->level; });
+            p.levels += '{';
+            for (const LevelRow* v : sorted) {
+                if (p.levels.size() > 1) p.levels += ',';
+                schema::append_level_json(p.levels, v->level, v->bytes_read, v->bytes_written, v->accesses,
+                                          v->energy_j);
+            }
+            p.levels += '}';
+        }
+        p.values.clear();
+        p.metrics.clear();
+        for (std::size_t k = 0; k < l.metrics.size(); ++k) {
+            const MetricRow& m = l.metrics[k];
+            // "" and not std::string_view(), whose null data SQLite would bind as NULL.
+            const std::string_view unit = m.value ? std::string_view(m.unit) : std::string_view("");
+            const auto is = [&](uint32_t key) {
+                return out.metric_keys[key].first == m.name && out.metric_keys[key].second == unit;
+            };
+            uint32_t key = 0;
+            if (k < recent.size() && is(recent[k])) {
+                key = recent[k];
+            } else {
+                while (key < out.metric_keys.size() && !is(key)) ++key;
+                if (key == out.metric_keys.size()) out.metric_keys.emplace_back(m.name, unit);
+                if (k >= recent.size()) recent.resize(k + 1);
+                recent[k] = key;
+            }
+            schema::append_metric_value_json(p.values, m.value, m.value ? "" : m.text);
+            p.metrics.push_back({key, static_cast<uint32_t>(p.values.size())});
+        }
+    }
+}
+
 int64_t ResultsDb::record_run(const RunInfo& info, const std::vector<LayerRow>& layers, double wall_s,
                               const SweepPoint* point, const ParallelRows* parallel) {
     MLSIM_CHECK(!info.config_yaml.empty(), "results: an ok run needs its resolved config");
     validate_info(info, wall_s);
-    Totals totals = validate_layers(layers);
+    // Kept per thread to reuse its memory (a sweep's writer records thousands of runs).
+    thread_local PreparedLayers prepared;
+    prepare_layers(layers, prepared);
+    return record_run(info, prepared, wall_s, point, parallel);
+}
+
+int64_t ResultsDb::record_run(const RunInfo& info, const PreparedLayers& layers, double wall_s,
+                              const SweepPoint* point, const ParallelRows* parallel) {
+    MLSIM_CHECK(!info.config_yaml.empty(), "results: an ok run needs its resolved config");
+    validate_info(info, wall_s);
     if (point) validate_point(*point);
     if (parallel) validate_parallel(*parallel);
 
     std::lock_guard lock(m_impl->mutex);
     Impl::Transaction txn(*m_impl);
-    int64_t run_id = m_impl->write_run(info, "ok", nullptr, wall_s, &totals);
+    int64_t run_id = m_impl->write_run(info, "ok", nullptr, wall_s, &layers.totals);
     m_impl->write_layers(run_id, layers);
     if (parallel) m_impl->write_parallel(run_id, *parallel);
     if (point) {

@@ -48,6 +48,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace mlsim::db {
@@ -228,6 +229,40 @@ struct ComparisonRow {
     std::optional<double> flops_per_sample, bytes_per_sample, peak_flops_per_s, mem_bandwidth_Bps;
 };
 
+// A run's sums over its layers (the runs row's totals).
+struct RunTotals {
+    int64_t layer_count = 0;
+    double time_s = 0, energy_j = 0, macs = 0, flops = 0, bytes_read = 0, bytes_written = 0;
+    double energy_compute_j = 0, energy_memory_j = 0, energy_static_j = 0;
+    int64_t cycles = 0, stall_cycles = 0;
+    double compute_s = 0, memory_s = 0, overhead_s = 0, communication_s = 0;
+};
+
+// A run's layers checked and encoded for writing (prepare_layers): what record_run does before it touches the
+// file, which needs no database. Each layer's levels object is complete; of its metrics, the values are
+// encoded and the names are keys into `metric_keys`, which the writer turns into metric_names ids (the object
+// lists its entries in id order). An MPI sweep's simulating ranks prepare their points' rows, so that rank
+// 0, which writes every point, only binds them (issue 15). The writer trusts what it is given: only
+// prepare_layers() makes one.
+struct PreparedLayers {
+    struct Metric {
+        uint32_t key = 0;  // into metric_keys
+        uint32_t end = 0;  // one past its value in Layer::values (each starts where the one before ends)
+    };
+    struct Layer {
+        LayerRow row;        // the scalar columns (its levels and metrics are empty)
+        std::string levels;  // the levels object; empty: NULL
+        std::string values;  // the metrics' values as JSON (schema::append_metric_value_json), in turn
+        std::vector<Metric> metrics;
+    };
+    std::vector<Layer> layers;
+    std::vector<std::pair<std::string, std::string>> metric_keys;  // name, unit ('' for a text metric)
+    RunTotals totals;
+};
+// Checks `layers` as record_run does (an InternalError names the first row that breaks physics, and `out` is
+// then unusable) and encodes them into `out`, whose memory is reused.
+void prepare_layers(const std::vector<LayerRow>& layers, PreparedLayers& out);
+
 class ResultsDb {
   public:
     // Writes a study's comparison rows in one transaction under a new compare_id (1 + the largest in the
@@ -254,6 +289,9 @@ class ResultsDb {
     // With `parallel`, its rows (ParallelRows) are written in the same transaction; figures must be finite
     // and non-negative, ranks and collective idx unique (InternalError, nothing written).
     int64_t record_run(const RunInfo& info, const std::vector<LayerRow>& layers, double wall_s,
+                       const SweepPoint* point = nullptr, const ParallelRows* parallel = nullptr);
+    // The same for layers prepare_layers() checked and encoded (the same rows, byte for byte).
+    int64_t record_run(const RunInfo& info, const PreparedLayers& layers, double wall_s,
                        const SweepPoint* point = nullptr, const ParallelRows* parallel = nullptr);
     // Writes a status 'error' run with its message and no layers; returns the new run_id.
     int64_t record_failed_run(const RunInfo& info, const std::string& error, double wall_s,

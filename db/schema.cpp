@@ -965,6 +965,17 @@ char* put_json_number(char* out, char* end, double v) {
 
 }  // namespace
 
+void append_metric_value_json(std::string& json, std::optional<double> value, std::string_view text) {
+    if (value) {
+        char buf[32];
+        json.append(buf, put_json_number(buf, buf + sizeof buf, *value));
+    } else if (text.empty()) {
+        json += "null";
+    } else {
+        append_json_string(json, text);
+    }
+}
+
 void append_metric_json(std::string& json, int64_t metric_id, std::optional<double> value,
                         std::string_view text) {
     // Formatted into a local buffer and appended once: appending character by character cost the writer
@@ -981,10 +992,7 @@ void append_metric_json(std::string& json, int64_t metric_id, std::optional<doub
         return;
     }
     json.append(buf, end);
-    if (text.empty())
-        json += "null";
-    else
-        append_json_string(json, text);
+    append_metric_value_json(json, value, text);
 }
 
 void append_level_json(std::string& json, std::string_view level, double bytes_read, double bytes_written,

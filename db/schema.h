@@ -118,6 +118,9 @@ void append_json_string(std::string& json, std::string_view text);
 // same double; infinity as 9e999, NaN as null), else the text as a JSON string, else null.
 void append_metric_json(std::string& json, int64_t metric_id, std::optional<double> value,
                         std::string_view text);
+// The value part of such an entry alone (what follows "<metric_id>":), for entries whose ids are known only
+// later (db::PreparedLayers).
+void append_metric_value_json(std::string& json, std::optional<double> value, std::string_view text);
 // The same for a layer's `levels` object: "<level>": [bytes_read, bytes_written, accesses, energy_j].
 void append_level_json(std::string& json, std::string_view level, double bytes_read, double bytes_written,
                        int64_t accesses, double energy_j);

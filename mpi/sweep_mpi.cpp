@@ -103,16 +103,16 @@ class Writer {
         m_buf.resize(m_size);
         return m_buf;
     }
-
-  private:
-    // A systolic ResNet-50 point writes some 9,000 fields: copied into room made ahead (the buffer doubles
-    // when full) instead of vector::insert, which cost a simulating rank about 6 % of its time.
     void raw(const void* p, std::size_t n) {
         if (m_buf.size() - m_size < n)
             m_buf.resize(std::max<std::size_t>(2 * m_buf.size(), m_size + n) + 4096);
         std::memcpy(m_buf.data() + m_size, p, n);
         m_size += n;
     }
+
+  private:
+    // raw(): a systolic ResNet-50 point writes some 5,000 fields, copied into room made ahead (the buffer
+    // doubles when full) instead of vector::insert, which cost a simulating rank about 6 % of its time.
     std::vector<char> m_buf;
     std::size_t m_size = 0;  // bytes written; m_buf beyond them is room
 };
@@ -140,6 +140,11 @@ class Reader {
         const bool has = u64() != 0;
         const double v = f64();
         return has ? std::optional<double>(v) : std::nullopt;
+    }
+    void raw(void* p, std::size_t n) {
+        MLSIM_CHECK(n <= static_cast<std::size_t>(m_end - m_p), "mpi: a truncated message");
+        if (n) std::memcpy(p, m_p, n);
+        m_p += n;
     }
 
   private:
@@ -179,59 +184,77 @@ db::RunInfo get_info(Reader& rd) {
     return r;
 }
 
-void put(Writer& w, const db::LayerRow& l) {
-    w.i64(l.idx);
-    for (const std::string* s : {&l.name, &l.op, &l.phase, &l.dtype, &l.bound}) w.str(*s);
-    for (double v : {l.macs, l.flops, l.bytes_read, l.bytes_written, l.start_s, l.end_s, l.time_s, l.energy_j,
-                     l.energy_compute_j, l.energy_memory_j, l.energy_static_j, l.utilization, l.compute_s,
-                     l.memory_s, l.overhead_s, l.communication_s})
-        w.f64(v);
-    w.i64(l.params);
-    w.i64(l.cycles);
-    w.i64(l.stall_cycles);
-    w.u64(l.levels.size());
-    for (const db::LevelRow& v : l.levels) {
-        w.str(v.level);
-        w.f64(v.bytes_read);
-        w.f64(v.bytes_written);
-        w.i64(v.accesses);
-        w.f64(v.energy_j);
+// A point's rows as the simulating rank prepared them (db::prepare_layers): the scalars of each layer, its
+// levels object and its metrics' values as JSON text, and the run's metric names once: some 6 strings a layer
+// rather than the ~16 of its levels and metrics as rows.
+void put(Writer& w, const db::PreparedLayers& p) {
+    w.u64(p.metric_keys.size());
+    for (const auto& [name, unit] : p.metric_keys) {
+        w.str(name);
+        w.str(unit);
     }
-    w.u64(l.metrics.size());
-    for (const db::MetricRow& m : l.metrics) {
-        w.str(m.name);
-        w.opt(m.value);
-        w.str(m.unit);
-        w.str(m.text);
+    const db::RunTotals& t = p.totals;
+    w.i64(t.layer_count);
+    w.i64(t.cycles);
+    w.i64(t.stall_cycles);
+    for (double v :
+         {t.time_s, t.energy_j, t.macs, t.flops, t.bytes_read, t.bytes_written, t.energy_compute_j,
+          t.energy_memory_j, t.energy_static_j, t.compute_s, t.memory_s, t.overhead_s, t.communication_s})
+        w.f64(v);
+    w.u64(p.layers.size());
+    for (const db::PreparedLayers::Layer& pl : p.layers) {
+        const db::LayerRow& l = pl.row;
+        w.i64(l.idx);
+        for (const std::string* s : {&l.name, &l.op, &l.phase, &l.dtype, &l.bound, &pl.levels, &pl.values})
+            w.str(*s);
+        for (double v : {l.macs, l.flops, l.bytes_read, l.bytes_written, l.start_s, l.end_s, l.time_s,
+                         l.energy_j, l.energy_compute_j, l.energy_memory_j, l.energy_static_j, l.utilization,
+                         l.compute_s, l.memory_s, l.overhead_s, l.communication_s})
+            w.f64(v);
+        w.i64(l.params);
+        w.i64(l.cycles);
+        w.i64(l.stall_cycles);
+        w.u64(pl.metrics.size());
+        w.raw(pl.metrics.data(), pl.metrics.size() * sizeof(db::PreparedLayers::Metric));
     }
 }
 
-// Into `l` in place: strings and lists keep their memory when `l` held a layer before (rank 0 reuses the
+// Into `p` in place: strings and lists keep their memory when `p` held a point before (rank 0 reuses the
 // rows of committed points, see RowPool).
-void get_layer(Reader& rd, db::LayerRow& l) {
-    l.idx = rd.i64();
-    for (std::string* s : {&l.name, &l.op, &l.phase, &l.dtype, &l.bound}) rd.str(*s);
-    for (double* v : {&l.macs, &l.flops, &l.bytes_read, &l.bytes_written, &l.start_s, &l.end_s, &l.time_s,
-                      &l.energy_j, &l.energy_compute_j, &l.energy_memory_j, &l.energy_static_j,
-                      &l.utilization, &l.compute_s, &l.memory_s, &l.overhead_s, &l.communication_s})
-        *v = rd.f64();
-    l.params = rd.i64();
-    l.cycles = rd.i64();
-    l.stall_cycles = rd.i64();
-    l.levels.resize(rd.u64());
-    for (db::LevelRow& v : l.levels) {
-        rd.str(v.level);
-        v.bytes_read = rd.f64();
-        v.bytes_written = rd.f64();
-        v.accesses = rd.i64();
-        v.energy_j = rd.f64();
+void get_prepared(Reader& rd, db::PreparedLayers& p) {
+    p.metric_keys.resize(rd.u64());
+    for (auto& [name, unit] : p.metric_keys) {
+        rd.str(name);
+        rd.str(unit);
     }
-    l.metrics.resize(rd.u64());
-    for (db::MetricRow& m : l.metrics) {
-        rd.str(m.name);
-        m.value = rd.opt();
-        rd.str(m.unit);
-        rd.str(m.text);
+    db::RunTotals& t = p.totals;
+    t.layer_count = rd.i64();
+    t.cycles = rd.i64();
+    t.stall_cycles = rd.i64();
+    for (double* v : {&t.time_s, &t.energy_j, &t.macs, &t.flops, &t.bytes_read, &t.bytes_written,
+                      &t.energy_compute_j, &t.energy_memory_j, &t.energy_static_j, &t.compute_s, &t.memory_s,
+                      &t.overhead_s, &t.communication_s})
+        *v = rd.f64();
+    p.layers.resize(rd.u64());
+    for (db::PreparedLayers::Layer& pl : p.layers) {
+        db::LayerRow& l = pl.row;
+        l.idx = rd.i64();
+        for (std::string* s : {&l.name, &l.op, &l.phase, &l.dtype, &l.bound, &pl.levels, &pl.values})
+            rd.str(*s);
+        for (double* v : {&l.macs, &l.flops, &l.bytes_read, &l.bytes_written, &l.start_s, &l.end_s, &l.time_s,
+                          &l.energy_j, &l.energy_compute_j, &l.energy_memory_j, &l.energy_static_j,
+                          &l.utilization, &l.compute_s, &l.memory_s, &l.overhead_s, &l.communication_s})
+            *v = rd.f64();
+        l.params = rd.i64();
+        l.cycles = rd.i64();
+        l.stall_cycles = rd.i64();
+        pl.metrics.resize(rd.u64());
+        rd.raw(pl.metrics.data(), pl.metrics.size() * sizeof(db::PreparedLayers::Metric));
+        // A value past the end of its layer's text would be read out of bounds by the writer.
+        MLSIM_CHECK(pl.metrics.empty() || pl.metrics.back().end <= pl.values.size(),
+                    "mpi: a metric value past its layer's text");
+        for (const db::PreparedLayers::Metric& m : pl.metrics)
+            MLSIM_CHECK(m.key < p.metric_keys.size(), "mpi: a metric without a name");
     }
 }
 
@@ -340,7 +363,7 @@ struct Outcome {
     db::SweepPoint point;   // sweep name, index and factor values
     std::string description;
     db::RunInfo info;
-    std::vector<db::LayerRow> rows;
+    db::PreparedLayers rows;                   // checked and encoded where it was simulated
     std::optional<db::ParallelRows> parallel;  // a point with a parallel plan: its step's tables
 };
 
@@ -362,8 +385,7 @@ std::vector<char> serialize(const Outcome& o, std::vector<char>&& buffer = {}) {
     }
     w.str(o.description);
     put(w, o.info);
-    w.u64(o.rows.size());
-    for (const db::LayerRow& l : o.rows) put(w, l);
+    put(w, o.rows);
     w.u64(o.parallel ? 1 : 0);
     if (o.parallel) put(w, *o.parallel);
     return std::move(w.bytes());
@@ -375,13 +397,13 @@ std::vector<char> serialize(const Outcome& o, std::vector<char>&& buffer = {}) {
 // have mostly the same layers, so reused strings and lists rarely allocate.
 class RowPool {
   public:
-    std::vector<db::LayerRow> take() {
+    db::PreparedLayers take() {
         if (m_spare.empty()) return {};
-        std::vector<db::LayerRow> rows = std::move(m_spare.back());
+        db::PreparedLayers rows = std::move(m_spare.back());
         m_spare.pop_back();
         return rows;
     }
-    void give(std::vector<db::LayerRow>&& rows) {
+    void give(db::PreparedLayers&& rows) {
         if (m_spare.size() < k_max) m_spare.push_back(std::move(rows));
     }
 
@@ -389,7 +411,7 @@ class RowPool {
     // Rank 0 holds up to a batch of points ready in order and what arrives meanwhile (k_min_batch,
     // k_commit_batch): twice a batch covers it; a pooled point is a few hundred KB.
     static constexpr std::size_t k_max = 2 * k_commit_batch;
-    std::vector<std::vector<db::LayerRow>> m_spare;
+    std::vector<db::PreparedLayers> m_spare;
 };
 
 Outcome deserialize(const std::vector<char>& bytes, RowPool* pool = nullptr) {
@@ -412,8 +434,7 @@ Outcome deserialize(const std::vector<char>& bytes, RowPool* pool = nullptr) {
     }
     o.description = rd.str();
     o.info = get_info(rd);
-    o.rows.resize(rd.u64());
-    for (db::LayerRow& l : o.rows) get_layer(rd, l);
+    get_prepared(rd, o.rows);
     if (rd.u64() != 0) o.parallel = get_parallel(rd);
     return o;
 }
@@ -505,7 +526,7 @@ Outcome run_point(const Sweep& sweep, const SystemCache& systems, std::size_t in
         exp::ExperimentResult r = exp::simulate(std::move(*prepared));
         if (r.parallel_run) out.parallel = exp::parallel_rows(r);
         out.info = std::move(r.info);
-        out.rows = exp::to_rows(std::move(r.layers));
+        db::prepare_layers(exp::to_rows(std::move(r.layers)), out.rows);
         out.kind = Outcome::Kind::ran;
     } catch (const cfg::UserError& e) {
         out.kind = Outcome::Kind::failed;

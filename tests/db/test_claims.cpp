@@ -102,7 +102,7 @@ TEST_CASE(
     CHECK(db.claim(query(hash, hash)).state == ClaimResult::State::claimed);
     CHECK(count(path, fmt::format("SELECT COUNT(*) FROM claims WHERE pid = {}", getpid())) == 1);
     SweepPoint point{"s", 3, {}, hash};
-    const int64_t id = db.record_run(ok, {}, 0.1, &point);
+    const int64_t id = db.record_run(ok, std::vector<mlsim::db::LayerRow>{}, 0.1, &point);
     CHECK(count(path, "SELECT COUNT(*) FROM claims") == 0);
 
     const ClaimResult again = db.claim(query(hash, hash));

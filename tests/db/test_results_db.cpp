@@ -365,7 +365,7 @@ TEST_CASE("over_tdp says whether the average power exceeds the device's TDP, and
     // A run without layers has no span to average over.
     RunInfo empty = sample_info("empty\n");
     empty.tdp_W = 300;
-    id = db.record_run(empty, {}, 0);
+    id = db.record_run(empty, std::vector<LayerRow>{}, 0);
     CHECK(query_int(path,
                     fmt::format("SELECT average_power_w IS NULL AND over_tdp IS NULL AND total_compute_s = 0 "
                                 "FROM runs WHERE run_id = {}",
@@ -396,7 +396,7 @@ TEST_CASE("an explicit config_hash is stored as given and a run without layers h
     RunInfo info = sample_info();
     info.config_hash = "sweep-point-17";
     ResultsDb db(path);
-    db.record_run(info, {}, 0.0);
+    db.record_run(info, std::vector<LayerRow>{}, 0.0);
     CHECK(query_text(path, "SELECT config_hash FROM runs") == "sweep-point-17");
     CHECK(query_real(path, "SELECT total_time_s + total_energy_j + layer_count FROM runs") == 0.0);
     CHECK(db.has_ok_run("sweep-point-17"));
