@@ -1126,3 +1126,49 @@ TEST_CASE("a background checkpoint copies the log into the file while the writer
     CHECK(query_int(path, "SELECT COUNT(*) FROM layers") == runs * 400);
     CHECK(query_int(path, "SELECT COUNT(*) FROM layer_metrics WHERE run_id = 240") > 800);
 }
+
+TEST_CASE("rows prepared apart (prepare_layers) are written byte for byte as record_run writes the rows",
+          "[db]") {
+    // An MPI sweep's simulating ranks prepare their points' rows and rank 0 writes them (issue 15): the file
+    // must be the one record_run(rows) writes, metric ids included.
+    TempDir dir;
+    const std::string direct = dir.file("direct.db"), prepared = dir.file("prepared.db");
+    std::vector<std::vector<LayerRow>> runs = {sample_layers(30), sample_layers(7), sample_layers(12)};
+    // A metric name new in the second run, text with characters JSON escapes, and a metric order that
+    // differs from layer to layer.
+    runs[1][3].metrics.push_back(MetricRow{"late_metric", 2.5, "1", ""});
+    runs[1][4].metrics.push_back(MetricRow{"note", std::nullopt, "", "a \"quoted\"\\ line\n"});
+    std::reverse(runs[2][5].metrics.begin(), runs[2][5].metrics.end());
+    {
+        ResultsDb a(direct), b(prepared);
+        mlsim::db::PreparedLayers p;
+        for (std::size_t r = 0; r < runs.size(); ++r) {
+            const RunInfo info = sample_info(fmt::format("run: {}\n", r));
+            a.record_run(info, runs[r], 0.5);
+            mlsim::db::prepare_layers(runs[r], p);  // reused from run to run, as the ranks reuse theirs
+            b.record_run(info, p, 0.5);
+        }
+    }
+    for (const char* q :
+         {"SELECT group_concat(quote(levels) || quote(metrics), '|') FROM layers",
+          "SELECT group_concat(metric_id || name || unit, '|') FROM metric_names",
+          "SELECT group_concat(total_energy_j || ',' || total_time_s || ',' || layer_count, '|') "
+          "FROM runs"})
+        CHECK(query_text(direct, q) == query_text(prepared, q));
+    CHECK(query_int(prepared, "SELECT COUNT(*) FROM layer_metrics WHERE name = 'late_metric'") == 1);
+    CHECK(query_text(prepared, "SELECT text FROM layer_metrics WHERE name = 'note'") ==
+          "a \"quoted\"\\ line\n");
+}
+
+TEST_CASE("prepare_layers refuses rows that break physics, as record_run does, without a database", "[db]") {
+    mlsim::db::PreparedLayers p;
+    std::vector<LayerRow> layers = sample_layers(3);
+    mlsim::db::prepare_layers(layers, p);
+    CHECK(p.layers.size() == 3);
+    CHECK(p.totals.layer_count == 3);
+    layers[1].energy_j = -1;
+    CHECK_THROWS_AS(mlsim::db::prepare_layers(layers, p), InternalError);
+    layers = sample_layers(3);
+    layers[2].metrics.push_back(layers[2].metrics.front());  // a metric twice
+    CHECK_THROWS_AS(mlsim::db::prepare_layers(layers, p), InternalError);
+}
