@@ -562,6 +562,7 @@ class Checkpointer {
   public:
     explicit Checkpointer(sql::Connection& writer)
         : m_writer(writer), m_own(writer.path(), sql::Connection::Mode::read_write_create) {
+        m_own.exec(fmt::format("PRAGMA busy_timeout = {}", k_busy_timeout_ms));
         // A connection learns that the file is in WAL mode when it first reads it; until then a checkpoint
         // does nothing (and says so only through its frame counts, -1).
         m_own.exec("SELECT count(*) FROM sqlite_schema");
@@ -1010,7 +1011,11 @@ double ResultsDb::background_checkpoint_cpu_s() const {
 
 void ResultsDb::checkpoint_in_background() {
     std::lock_guard lock(m_impl->mutex);
-    if (!m_impl->checkpointer) m_impl->checkpointer = std::make_unique<Checkpointer>(m_impl->conn);
+    if (m_impl->checkpointer) return;
+    try {
+        m_impl->checkpointer = std::make_unique<Checkpointer>(m_impl->conn);
+    } catch (const cfg::UserError&) {  // NOLINT: a second connection refused: SQLite's own checkpoints stay
+    }
 }
 
 const std::string& ResultsDb::path() const { return m_impl->path; }

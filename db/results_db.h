@@ -328,6 +328,7 @@ class ResultsDb {
     // From now on, copies the write-ahead log into the file from a thread of its own rather than in the
     // commit that takes the log past 1,000 pages (results_db.cpp, Checkpointer): for a sweep's writer, whose
     // commits then return without copying and syncing megabytes. What is committed is as durable as before.
+    // Where a second connection to the file cannot be opened, SQLite's own checkpoints stay.
     void checkpoint_in_background();
     // Whether the background checkpoint is due or running: a batch begun now would keep the log from
     // starting over (results_db.cpp, Checkpointer::running), so a writer with other work does that first.
