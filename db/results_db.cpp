@@ -626,8 +626,8 @@ class Checkpointer {
             clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
             m_cpu_ns += (t1.tv_sec - t0.tv_sec) * 1'000'000'000LL + (t1.tv_nsec - t0.tv_nsec);
             ++m_count;
-            m_running = false;
             lock.lock();
+            if (!m_due) m_running = false;  // a commit meanwhile made another one due: still running
         }
     }
 
