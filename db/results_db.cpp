@@ -1149,6 +1149,12 @@ void ResultsDb::Impl::write_parallel(int64_t run_id, const ParallelRows& p) {
     }
 }
 
+// prepare_layers copies a LayerRow's scalars field by field (copying the row whole would copy its levels and
+// metrics too), and mpi/sweep_mpi.cpp sends them field by field: a field added to LayerRow changes its size,
+// and this assertion asks for it in both places (and in the layers insert).
+static_assert(sizeof(LayerRow) == 368,
+              "LayerRow changed: copy the new field in prepare_layers and the MPI transport");
+
 void prepare_layers(const std::vector<LayerRow>& layers, PreparedLayers& out) {
     out.totals = validate_layers(layers);
     out.metric_keys.clear();
