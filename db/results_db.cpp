@@ -26,6 +26,7 @@
 #include <sstream>
 #include <system_error>
 #include <thread>
+#include <type_traits>
 
 #include "db/schema.h"
 #include "db/sqlite.h"
@@ -819,10 +820,11 @@ struct ResultsDb::Impl {
             const PreparedLayers::Layer& l = prepared.layers[i];
             std::string& json = m_metric_json[i];
             json.clear();
-            if (l.metrics.empty()) continue;
+            if (l.metrics_begin == l.metrics_end) continue;
             m_metrics.clear();
-            uint32_t begin = 0;
-            for (const PreparedLayers::Metric& m : l.metrics) {
+            uint32_t begin = l.values.begin;
+            for (uint32_t k = l.metrics_begin; k < l.metrics_end; ++k) {
+                const PreparedLayers::Metric& m = prepared.metrics[k];
                 m_metrics.push_back({key_ids[m.key], begin, m.end});
                 begin = m.end;
             }
@@ -838,16 +840,15 @@ struct ResultsDb::Impl {
                 *end++ = '"';
                 *end++ = ':';
                 json.append(key, end);
-                json.append(l.values, e.begin, e.end - e.begin);
+                json.append(prepared.text, e.begin, e.end - e.begin);
             }
             json += '}';
         }
         const auto bind_run = [run_id](sql::Statement& s) { s.bind_int(run_id); };
         insert_layers.write(
-            conn, prepared.layers, bind_run, [&](sql::Statement& s, const PreparedLayers::Layer& pl) {
-                const LayerRow& l = pl.row;
-                s.bind_int(l.idx).bind_text_static(l.name).bind_text_static(l.op);
-                s.bind_text_static(l.phase).bind_text_static(l.dtype);
+            conn, prepared.layers, bind_run, [&](sql::Statement& s, const PreparedLayers::Layer& l) {
+                s.bind_int(l.idx).bind_text_static(prepared.str(l.name)).bind_text_static(prepared.str(l.op));
+                s.bind_text_static(prepared.str(l.phase)).bind_text_static(prepared.str(l.dtype));
                 s.bind_real(l.macs)
                     .bind_real(l.flops)
                     .bind_int(l.params)
@@ -856,19 +857,22 @@ struct ResultsDb::Impl {
                 s.bind_real(l.start_s).bind_real(l.end_s).bind_real(l.time_s).bind_int(l.cycles).bind_int(
                     l.stall_cycles);
                 s.bind_real(l.energy_j).bind_real(l.energy_compute_j).bind_real(l.energy_memory_j);
-                s.bind_real(l.energy_static_j).bind_real(l.utilization).bind_text_static(l.bound);
+                s.bind_real(l.energy_static_j)
+                    .bind_real(l.utilization)
+                    .bind_text_static(prepared.str(l.bound));
                 s.bind_real(l.compute_s)
                     .bind_real(l.memory_s)
                     .bind_real(l.overhead_s)
                     .bind_real(l.communication_s);
-                const auto i = static_cast<std::size_t>(&pl - prepared.layers.data());
-                for (const std::string* json :
-                     {&pl.levels, static_cast<const std::string*>(&m_metric_json[i])}) {
-                    if (json->empty())
-                        s.bind_null();
-                    else
-                        s.bind_text_static(*json);
-                }
+                if (l.levels.size == 0)
+                    s.bind_null();
+                else
+                    s.bind_text_static(prepared.str(l.levels));
+                const auto i = static_cast<std::size_t>(&l - prepared.layers.data());
+                if (m_metric_json[i].empty())
+                    s.bind_null();
+                else
+                    s.bind_text_static(m_metric_json[i]);
             });
     }
 
@@ -1149,16 +1153,48 @@ void ResultsDb::Impl::write_parallel(int64_t run_id, const ParallelRows& p) {
     }
 }
 
-// prepare_layers copies a LayerRow's scalars field by field (copying the row whole would copy its levels and
-// metrics too), and mpi/sweep_mpi.cpp sends them field by field: a field added to LayerRow changes its size,
-// and this assertion asks for it in both places (and in the layers insert).
-static_assert(sizeof(LayerRow) == 368,
-              "LayerRow changed: copy the new field in prepare_layers and the MPI transport");
+// prepare_layers copies a LayerRow's columns field by field: a field added to LayerRow changes its size, and
+// this assertion asks for it there (and in PreparedLayers::Layer and the layers insert).
+static_assert(sizeof(LayerRow) == 368, "LayerRow changed: copy the new field in prepare_layers");
+// The MPI transport sends a point's PreparedLayers::Layer array as bytes: no pointers, and no padding (whose
+// bytes would be indeterminate).
+static_assert(std::is_trivially_copyable_v<PreparedLayers::Layer> &&
+              std::has_unique_object_representations_v<PreparedLayers::Text> &&
+              sizeof(PreparedLayers::Layer) == 20 * 8 + 7 * sizeof(PreparedLayers::Text) + 2 * 4);
+
+bool PreparedLayers::consistent() const {
+    const auto inside = [&](Text t) { return t.begin <= text.size() && t.size <= text.size() - t.begin; };
+    for (const Layer& l : layers) {
+        for (Text t : {l.name, l.op, l.phase, l.dtype, l.bound, l.levels, l.values})
+            if (!inside(t)) return false;
+        if (l.metrics_begin > l.metrics_end || l.metrics_end > metrics.size()) return false;
+        uint32_t at = l.values.begin;
+        for (uint32_t k = l.metrics_begin; k < l.metrics_end; ++k) {
+            if (metrics[k].key >= metric_keys.size() || metrics[k].end < at) return false;
+            at = metrics[k].end;
+        }
+        if (at > l.values.begin + l.values.size) return false;
+    }
+    return true;
+}
 
 void prepare_layers(const std::vector<LayerRow>& layers, PreparedLayers& out) {
     out.totals = validate_layers(layers);
     out.metric_keys.clear();
     out.layers.resize(layers.size());
+    out.metrics.clear();
+    out.text.clear();
+    std::string& text = out.text;
+    // Appends to `text` what `append` writes there; the span it filled.
+    const auto put = [&](auto&& append) {
+        const std::size_t begin = text.size();
+        append();
+        // Spans are 32-bit: a run's layers with 4 GB of names and JSON would be a bug.
+        MLSIM_CHECK(text.size() <= std::numeric_limits<uint32_t>::max(),
+                    "results: a run's layer text over 4 GB");
+        return PreparedLayers::Text{static_cast<uint32_t>(begin), static_cast<uint32_t>(text.size() - begin)};
+    };
+    const auto put_str = [&](const std::string& v) { return put([&] { text += v; }); };
     std::vector<const LevelRow*> sorted;
     // The key of the k-th metric of the layer before: layers of one family mostly list the same metrics in
     // the same order (a run has some thousands of metrics and a few dozen names).
@@ -1166,72 +1202,74 @@ void prepare_layers(const std::vector<LayerRow>& layers, PreparedLayers& out) {
     for (std::size_t i = 0; i < layers.size(); ++i) {
         const LayerRow& l = layers[i];
         PreparedLayers::Layer& p = out.layers[i];
-        // The scalars; levels and metrics are encoded below instead.
-        p.row.idx = l.idx;
-        p.row.name = l.name;
-        p.row.op = l.op;
-        p.row.phase = l.phase;
-        p.row.dtype = l.dtype;
-        p.row.macs = l.macs;
-        p.row.flops = l.flops;
-        p.row.params = l.params;
-        p.row.bytes_read = l.bytes_read;
-        p.row.bytes_written = l.bytes_written;
-        p.row.start_s = l.start_s;
-        p.row.end_s = l.end_s;
-        p.row.time_s = l.time_s;
-        p.row.cycles = l.cycles;
-        p.row.stall_cycles = l.stall_cycles;
-        p.row.energy_j = l.energy_j;
-        p.row.energy_compute_j = l.energy_compute_j;
-        p.row.energy_memory_j = l.energy_memory_j;
-        p.row.energy_static_j = l.energy_static_j;
-        p.row.utilization = l.utilization;
-        p.row.bound = l.bound;
-        p.row.compute_s = l.compute_s;
-        p.row.memory_s = l.memory_s;
-        p.row.overhead_s = l.overhead_s;
-        p.row.communication_s = l.communication_s;
-        p.row.levels.clear();
-        p.row.metrics.clear();
+        p.idx = l.idx;
+        p.macs = l.macs;
+        p.flops = l.flops;
+        p.params = l.params;
+        p.bytes_read = l.bytes_read;
+        p.bytes_written = l.bytes_written;
+        p.start_s = l.start_s;
+        p.end_s = l.end_s;
+        p.time_s = l.time_s;
+        p.cycles = l.cycles;
+        p.stall_cycles = l.stall_cycles;
+        p.energy_j = l.energy_j;
+        p.energy_compute_j = l.energy_compute_j;
+        p.energy_memory_j = l.energy_memory_j;
+        p.energy_static_j = l.energy_static_j;
+        p.utilization = l.utilization;
+        p.compute_s = l.compute_s;
+        p.memory_s = l.memory_s;
+        p.overhead_s = l.overhead_s;
+        p.communication_s = l.communication_s;
+        p.name = put_str(l.name);
+        p.op = put_str(l.op);
+        p.phase = put_str(l.phase);
+        p.dtype = put_str(l.dtype);
+        p.bound = put_str(l.bound);
         // The levels object, its entries by level name (SQLite's BINARY collation: bytes, then length, as
         // std::string compares): the view's rows then come in key order, as the tables of schema 4 to 9 gave
         // them.
-        p.levels.clear();
-        if (!l.levels.empty()) {
+        p.levels = put([&] {
+            if (l.levels.empty()) return;
             sorted.clear();
             for (const LevelRow& v : l.levels) sorted.push_back(&v);
             std::sort(sorted.begin(), sorted.end(),
                       [](const LevelRow* a, const LevelRow* b) { return a->level < b->level; });
-            p.levels += '{';
-            for (const LevelRow* v : sorted) {
-                if (p.levels.size() > 1) p.levels += ',';
-                schema::append_level_json(p.levels, v->level, v->bytes_read, v->bytes_written, v->accesses,
+            text += '{';
+            for (std::size_t k = 0; k < sorted.size(); ++k) {
+                if (k) text += ',';
+                const LevelRow* v = sorted[k];
+                schema::append_level_json(text, v->level, v->bytes_read, v->bytes_written, v->accesses,
                                           v->energy_j);
             }
-            p.levels += '}';
-        }
-        p.values.clear();
-        p.metrics.clear();
-        for (std::size_t k = 0; k < l.metrics.size(); ++k) {
-            const MetricRow& m = l.metrics[k];
-            // "" and not std::string_view(), whose null data SQLite would bind as NULL.
-            const std::string_view unit = m.value ? std::string_view(m.unit) : std::string_view("");
-            const auto is = [&](uint32_t key) {
-                return out.metric_keys[key].first == m.name && out.metric_keys[key].second == unit;
-            };
-            uint32_t key = 0;
-            if (k < recent.size() && is(recent[k])) {
-                key = recent[k];
-            } else {
-                while (key < out.metric_keys.size() && !is(key)) ++key;
-                if (key == out.metric_keys.size()) out.metric_keys.emplace_back(m.name, unit);
-                if (k >= recent.size()) recent.resize(k + 1);
-                recent[k] = key;
+            text += '}';
+        });
+        p.metrics_begin = static_cast<uint32_t>(out.metrics.size());
+        p.values = put([&] {
+            for (std::size_t k = 0; k < l.metrics.size(); ++k) {
+                const MetricRow& m = l.metrics[k];
+                // "" and not std::string_view(), whose null data SQLite would bind as NULL.
+                const std::string_view unit = m.value ? std::string_view(m.unit) : std::string_view("");
+                const auto is = [&](uint32_t key) {
+                    return out.metric_keys[key].first == m.name && out.metric_keys[key].second == unit;
+                };
+                uint32_t key = 0;
+                if (k < recent.size() && is(recent[k])) {
+                    key = recent[k];
+                } else {
+                    while (key < out.metric_keys.size() && !is(key)) ++key;
+                    if (key == out.metric_keys.size()) out.metric_keys.emplace_back(m.name, unit);
+                    if (k >= recent.size()) recent.resize(k + 1);
+                    recent[k] = key;
+                }
+                schema::append_metric_value_json(text, m.value, m.value ? "" : m.text);
+                MLSIM_CHECK(text.size() <= std::numeric_limits<uint32_t>::max(),
+                            "results: a run's layer text over 4 GB");
+                out.metrics.push_back({key, static_cast<uint32_t>(text.size())});
             }
-            schema::append_metric_value_json(p.values, m.value, m.value ? "" : m.text);
-            p.metrics.push_back({key, static_cast<uint32_t>(p.values.size())});
-        }
+        });
+        p.metrics_end = static_cast<uint32_t>(out.metrics.size());
     }
 }
 

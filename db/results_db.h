@@ -245,19 +245,41 @@ struct RunTotals {
 // 0, which writes every point, only binds them (issue 15). The writer trusts what it is given: only
 // prepare_layers() makes one.
 struct PreparedLayers {
+    // A string of the run's layers: bytes [begin, begin + size) of `text`.
+    struct Text {
+        uint32_t begin = 0, size = 0;
+    };
     struct Metric {
         uint32_t key = 0;  // into metric_keys
-        uint32_t end = 0;  // one past its value in Layer::values (each starts where the one before ends)
+        uint32_t end = 0;  // one past its value in `text` (it starts where the layer's metric before it ends,
+                           // the layer's first at the start of its `values`)
     };
+    // A layer's columns: its scalars, and its strings in `text`. Trivially copyable, without padding: an MPI
+    // sweep sends a point's layers as one block of bytes, and rank 0, which writes every point, takes them in
+    // three copies rather than a few thousand string and field reads (issue 15).
     struct Layer {
-        LayerRow row;        // the scalar columns (its levels and metrics are empty)
-        std::string levels;  // the levels object; empty: NULL
-        std::string values;  // the metrics' values as JSON (schema::append_metric_value_json), in turn
-        std::vector<Metric> metrics;
+        int64_t idx = 0;
+        double macs = 0, flops = 0;
+        int64_t params = 0;
+        double bytes_read = 0, bytes_written = 0, start_s = 0, end_s = 0, time_s = 0;
+        int64_t cycles = 0, stall_cycles = 0;
+        double energy_j = 0, energy_compute_j = 0, energy_memory_j = 0, energy_static_j = 0, utilization = 0;
+        double compute_s = 0, memory_s = 0, overhead_s = 0, communication_s = 0;
+        Text name, op, phase, dtype, bound;
+        Text levels;  // the levels object; empty: NULL
+        Text values;  // the metrics' values as JSON (schema::append_metric_value_json), one after another
+        uint32_t metrics_begin = 0, metrics_end = 0;  // its metrics: [begin, end) of `metrics`
     };
     std::vector<Layer> layers;
+    std::vector<Metric> metrics;
+    std::string text;
     std::vector<std::pair<std::string, std::string>> metric_keys;  // name, unit ('' for a text metric)
     RunTotals totals;
+
+    std::string_view str(Text t) const { return std::string_view(text).substr(t.begin, t.size); }
+    // Whether every span and index stays inside the lists and the text, and each layer's metric values
+    // follow one another inside its `values` (what the writer relies on); what came over MPI is checked so.
+    bool consistent() const;
 };
 // Checks `layers` as record_run does (an InternalError names the first row that breaks physics, and `out` is
 // then unusable) and encodes them into `out`, whose memory is reused.

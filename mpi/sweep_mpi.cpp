@@ -21,6 +21,7 @@
 #include <set>
 #include <thread>
 #include <tuple>
+#include <type_traits>
 #include <unordered_set>
 
 #include "db/claim_guard.h"
@@ -103,8 +104,8 @@ class Writer {
         m_buf.resize(m_size);
         return m_buf;
     }
-    // A systolic ResNet-50 point writes some 6,000 fields, copied into room made ahead (the buffer doubles
-    // when full) instead of vector::insert, which cost a simulating rank about 6 % of its time.
+    // Fields are copied into room made ahead (the buffer doubles when full) instead of vector::insert, which
+    // cost a simulating rank about 6 % of its time when a point's layers were sent field by field.
     void raw(const void* p, std::size_t n) {
         if (m_buf.size() - m_size < n)
             m_buf.resize(std::max<std::size_t>(2 * m_buf.size(), m_size + n) + 4096);
@@ -128,8 +129,8 @@ class Reader {
         str(s);
         return s;
     }
-    // Into `s` directly: rank 0 reads some 7,000 strings a systolic point, and a temporary moved into
-    // place cost a tenth of reading them.
+    // Into `s` directly, its memory reused: a temporary moved into place cost a tenth of reading the strings
+    // of a point when its layers came string by string.
     void str(std::string& s) {
         const uint64_t n = u64();
         MLSIM_CHECK(n <= static_cast<uint64_t>(m_end - m_p), "mpi: a truncated message");
@@ -141,6 +142,7 @@ class Reader {
         const double v = f64();
         return has ? std::optional<double>(v) : std::nullopt;
     }
+    std::size_t left() const { return static_cast<std::size_t>(m_end - m_p); }
     void raw(void* p, std::size_t n) {
         MLSIM_CHECK(n <= static_cast<std::size_t>(m_end - m_p), "mpi: a truncated message");
         if (n) std::memcpy(p, m_p, n);
@@ -184,9 +186,26 @@ db::RunInfo get_info(Reader& rd) {
     return r;
 }
 
-// A point's rows as the simulating rank prepared them (db::prepare_layers): the scalars of each layer, its
-// levels object and its metrics' values as JSON text, and the run's metric names once: some 6 strings a layer
-// rather than the ~16 of its levels and metrics as rows.
+// A point's rows as the simulating rank prepared them (db::prepare_layers): the run's metric names, its
+// totals, and its layers, their metrics and their text as three blocks of bytes (PreparedLayers::Layer is
+// trivially copyable): rank 0, which writes every point, reads a point in a few copies instead of reading
+// some 6,000 fields and 1,000 strings of a systolic point one by one.
+template <class T>
+void put_block(Writer& w, const std::vector<T>& v) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    w.u64(v.size());
+    w.raw(v.data(), v.size() * sizeof(T));
+}
+
+template <class T>
+void get_block(Reader& rd, std::vector<T>& v) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    const uint64_t n = rd.u64();
+    MLSIM_CHECK(n <= rd.left() / sizeof(T), "mpi: a truncated message");
+    v.resize(n);
+    rd.raw(v.data(), n * sizeof(T));
+}
+
 void put(Writer& w, const db::PreparedLayers& p) {
     w.u64(p.metric_keys.size());
     for (const auto& [name, unit] : p.metric_keys) {
@@ -201,26 +220,13 @@ void put(Writer& w, const db::PreparedLayers& p) {
          {t.time_s, t.energy_j, t.macs, t.flops, t.bytes_read, t.bytes_written, t.energy_compute_j,
           t.energy_memory_j, t.energy_static_j, t.compute_s, t.memory_s, t.overhead_s, t.communication_s})
         w.f64(v);
-    w.u64(p.layers.size());
-    for (const db::PreparedLayers::Layer& pl : p.layers) {
-        const db::LayerRow& l = pl.row;
-        w.i64(l.idx);
-        for (const std::string* s : {&l.name, &l.op, &l.phase, &l.dtype, &l.bound, &pl.levels, &pl.values})
-            w.str(*s);
-        for (double v : {l.macs, l.flops, l.bytes_read, l.bytes_written, l.start_s, l.end_s, l.time_s,
-                         l.energy_j, l.energy_compute_j, l.energy_memory_j, l.energy_static_j, l.utilization,
-                         l.compute_s, l.memory_s, l.overhead_s, l.communication_s})
-            w.f64(v);
-        w.i64(l.params);
-        w.i64(l.cycles);
-        w.i64(l.stall_cycles);
-        w.u64(pl.metrics.size());
-        w.raw(pl.metrics.data(), pl.metrics.size() * sizeof(db::PreparedLayers::Metric));
-    }
+    put_block(w, p.layers);
+    put_block(w, p.metrics);
+    w.str(p.text);
 }
 
-// Into `p` in place: strings and lists keep their memory when `p` held a point before (rank 0 reuses the
-// rows of committed points, see RowPool).
+// Into `p` in place: lists and text keep their memory when `p` held a point before (rank 0 reuses the rows of
+// committed points, see RowPool).
 void get_prepared(Reader& rd, db::PreparedLayers& p) {
     p.metric_keys.resize(rd.u64());
     for (auto& [name, unit] : p.metric_keys) {
@@ -235,27 +241,11 @@ void get_prepared(Reader& rd, db::PreparedLayers& p) {
                       &t.energy_compute_j, &t.energy_memory_j, &t.energy_static_j, &t.compute_s, &t.memory_s,
                       &t.overhead_s, &t.communication_s})
         *v = rd.f64();
-    p.layers.resize(rd.u64());
-    for (db::PreparedLayers::Layer& pl : p.layers) {
-        db::LayerRow& l = pl.row;
-        l.idx = rd.i64();
-        for (std::string* s : {&l.name, &l.op, &l.phase, &l.dtype, &l.bound, &pl.levels, &pl.values})
-            rd.str(*s);
-        for (double* v : {&l.macs, &l.flops, &l.bytes_read, &l.bytes_written, &l.start_s, &l.end_s, &l.time_s,
-                          &l.energy_j, &l.energy_compute_j, &l.energy_memory_j, &l.energy_static_j,
-                          &l.utilization, &l.compute_s, &l.memory_s, &l.overhead_s, &l.communication_s})
-            *v = rd.f64();
-        l.params = rd.i64();
-        l.cycles = rd.i64();
-        l.stall_cycles = rd.i64();
-        pl.metrics.resize(rd.u64());
-        rd.raw(pl.metrics.data(), pl.metrics.size() * sizeof(db::PreparedLayers::Metric));
-        // A value past the end of its layer's text would be read out of bounds by the writer.
-        MLSIM_CHECK(pl.metrics.empty() || pl.metrics.back().end <= pl.values.size(),
-                    "mpi: a metric value past its layer's text");
-        for (const db::PreparedLayers::Metric& m : pl.metrics)
-            MLSIM_CHECK(m.key < p.metric_keys.size(), "mpi: a metric without a name");
-    }
+    get_block(rd, p.layers);
+    get_block(rd, p.metrics);
+    rd.str(p.text);
+    // A span past the text or a metric without a name would be read out of bounds by the writer.
+    MLSIM_CHECK(p.consistent(), "mpi: a point's layers refer outside their text or metric names");
 }
 
 void put(Writer& w, const db::CollectiveRow& c) {
@@ -392,9 +382,9 @@ std::vector<char> serialize(const Outcome& o, std::vector<char>&& buffer = {}) {
 }
 
 // Rows of committed points, kept for the next points rank 0 receives: a systolic ResNet-50 point has 175
-// layers, 700 levels and ~1,950 metrics, and reading them into fresh memory (a few thousand allocations,
-// and as many frees once committed) cost rank 0 about a tenth of its CPU per point. The points of a sweep
-// have mostly the same layers, so reused strings and lists rarely allocate.
+// layers, ~1,950 metrics and some 55 KB of text, and reading them into fresh memory (allocated, its pages
+// faulted in, and freed once committed) costs rank 0 more than copying them. The points of a sweep have
+// mostly the same layers, so reused lists and text rarely allocate.
 class RowPool {
   public:
     db::PreparedLayers take() {

@@ -1160,6 +1160,49 @@ TEST_CASE("rows prepared apart (prepare_layers) are written byte for byte as rec
           "a \"quoted\"\\ line\n");
 }
 
+TEST_CASE("prepared rows hold their strings in one text, and consistent() finds a span or index out of place",
+          "[db]") {
+    // An MPI sweep sends a point's prepared layers as blocks of bytes, and rank 0 checks them with
+    // consistent() before it binds their text (issue 15).
+    mlsim::db::PreparedLayers p;
+    std::vector<LayerRow> layers = sample_layers(4);
+    layers[2].metrics.push_back(MetricRow{"note", std::nullopt, "", "text \"q\""});
+    mlsim::db::prepare_layers(layers, p);
+    REQUIRE(p.layers.size() == 4);
+    CHECK(p.consistent());
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+        const auto& l = p.layers[i];
+        CHECK(p.str(l.name) == layers[i].name);
+        CHECK(p.str(l.op) == layers[i].op);
+        CHECK(p.str(l.bound) == layers[i].bound);
+        CHECK(l.metrics_end - l.metrics_begin == layers[i].metrics.size());
+        CHECK(l.idx == layers[i].idx);
+        CHECK(l.energy_j == layers[i].energy_j);
+    }
+    // The last metric of layer 2 is the text one, its value JSON text ending where the layer's values end.
+    const auto& l2 = p.layers[2];
+    CHECK(p.metrics[l2.metrics_end - 1].end == l2.values.begin + l2.values.size);
+    CHECK(p.str(l2.values).ends_with("\"text \\\"q\\\"\""));
+
+    auto broken = [&](auto&& change) {
+        mlsim::db::PreparedLayers q = p;
+        change(q);
+        return !q.consistent();
+    };
+    CHECK(broken([](auto& q) {
+        q.layers[1].name.begin = static_cast<uint32_t>(q.text.size());
+        q.layers[1].name.size = 1;
+    }));
+    CHECK(broken([](auto& q) { q.layers[3].levels.size = static_cast<uint32_t>(q.text.size() + 1); }));
+    CHECK(broken([](auto& q) { q.layers[0].metrics_end = static_cast<uint32_t>(q.metrics.size() + 1); }));
+    CHECK(broken([](auto& q) { q.layers[0].metrics_begin = q.layers[0].metrics_end + 1; }));
+    CHECK(broken([](auto& q) { q.metrics[0].key = static_cast<uint32_t>(q.metric_keys.size()); }));
+    // A metric value past its layer's values, and one that starts before the one before it ends.
+    CHECK(broken([&](auto& q) { q.metrics[l2.metrics_end - 1].end = l2.values.begin + l2.values.size + 1; }));
+    CHECK(broken([&](auto& q) { q.metrics[l2.metrics_begin + 1].end = l2.values.begin - 1; }));
+    CHECK_FALSE(broken([](auto&) {}));
+}
+
 TEST_CASE("prepare_layers refuses rows that break physics, as record_run does, without a database", "[db]") {
     mlsim::db::PreparedLayers p;
     std::vector<LayerRow> layers = sample_layers(3);
