@@ -54,6 +54,21 @@ constexpr std::size_t k_min_batch = 32;
 // 2 ms). 8 left the worker waiting some 5 % of a 2,000-point systolic sweep (bench/README.md, seventh round);
 // the points a worker holds at the end cost no more than that many points' time on the other core.
 constexpr int k_in_flight = 24;
+// Results rank 0 holds uncommitted (arrived, or simulated by itself) beyond which a worker that sends one
+// gets its next point only once a commit makes room. Workers that simulate faster than rank 0 writes
+// (roofline points: ~0.3 ms a point against ~0.4 ms to write it) would otherwise fill rank 0's memory with
+// the whole sweep's rows (~60 KB a roofline point, twice that a systolic one), and each held point took fresh
+// pages (2 % of the writer's time zeroing and faulting them in).
+constexpr std::size_t k_max_pending = 2 * static_cast<std::size_t>(k_commit_batch);
+// k_max_pending, or MLSIM_MPI_MAX_PENDING (a whole number >= 1) where the environment sets it: the tests set
+// 1, so that a small sweep takes the path where workers wait for their next point.
+std::size_t max_pending() {
+    const char* v = std::getenv("MLSIM_MPI_MAX_PENDING");
+    if (!v) return k_max_pending;
+    char* end = nullptr;
+    const unsigned long n = std::strtoul(v, &end, 10);
+    return end != v && *end == '\0' && n >= 1 ? n : k_max_pending;
+}
 
 // CPU time of the calling thread, seconds.
 double thread_cpu_s() {
@@ -398,9 +413,9 @@ class RowPool {
     }
 
   private:
-    // Rank 0 holds up to a batch of points ready in order and what arrives meanwhile (k_min_batch,
-    // k_commit_batch): twice a batch covers it; a pooled point is a few hundred KB.
-    static constexpr std::size_t k_max = 2 * k_commit_batch;
+    // Rank 0 holds at most k_max_pending points and those that arrive from the workers' points in flight;
+    // a pooled point is some 100 KB.
+    static constexpr std::size_t k_max = k_max_pending + 2 * k_in_flight;
     std::vector<db::PreparedLayers> m_spare;
 };
 
@@ -764,8 +779,19 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
     std::vector<char> buffer;
     RowPool pool;
     std::map<std::size_t, Outcome> pending;  // arrived, waiting for the points before them
-    // Receives every result that has arrived, handing each sender its next point at once; false when
-    // none had.
+    // Workers owed their next point, one entry a result they sent, served in turn while rank 0 holds fewer
+    // than k_max_pending points (a worker keeps simulating the points it holds meanwhile).
+    std::deque<int> owed;
+    const std::size_t hold = max_pending();
+    auto serve_owed = [&] {
+        while (!owed.empty() && pending.size() < hold) {
+            const int rank = owed.front();
+            owed.pop_front();
+            hand_out(rank);
+        }
+    };
+    // Receives every result that has arrived, handing each sender its next point at once unless rank 0 holds
+    // k_max_pending points; false when none had.
     auto receive = [&] {
         bool any = false;
         for (int flag = 1; flag;) {
@@ -778,10 +804,11 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
             buffer.resize(static_cast<std::size_t>(count));
             MPI_Recv(buffer.data(), count, MPI_CHAR, status.MPI_SOURCE, k_tag_result, MPI_COMM_WORLD,
                      MPI_STATUS_IGNORE);
-            hand_out(status.MPI_SOURCE);
             Outcome o = deserialize(buffer, &pool);
             const std::size_t i = o.index;
             pending.emplace(i, std::move(o));
+            owed.push_back(status.MPI_SOURCE);
+            serve_owed();
         }
         std::lock_guard lock(mutex);
         if (local_fatal) std::rethrow_exception(local_fatal);
@@ -832,6 +859,7 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
                     ++committed;
                 pool.give(std::move(it->second.rows));
                 pending.erase(it);
+                serve_owed();
                 ++batch;
                 // Results that arrived meanwhile are taken at once, so that their senders get their next
                 // points without waiting for the end of the batch.
@@ -871,6 +899,7 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
             std::this_thread::sleep_for(std::chrono::milliseconds(10));
         }
     }
+    serve_owed();  // nothing is pending now: the last workers owed a point are told there is none
     MLSIM_CHECK(workers_busy == 0, fmt::format("mpi sweep: {} ranks still working", workers_busy));
     for (int r = 1; r < ranks; ++r) MPI_Send(nullptr, 0, MPI_CHAR, r, k_tag_done, MPI_COMM_WORLD);
     report(true);

@@ -148,10 +148,13 @@ TEST_CASE("A sweep writes the same database with --jobs 1 and --jobs 2, every ta
 namespace {
 
 // `mpirun -np RANKS mlsim-mpi ARGS...`, quiet; allowed to run as root (CI containers); returns its status.
-[[maybe_unused]] int run_mpi(int ranks, std::vector<std::string> args) {
+// With `max_pending`, rank 0 holds at most that many points before a worker waits (MLSIM_MPI_MAX_PENDING).
+[[maybe_unused]] int run_mpi(int ranks, std::vector<std::string> args, const char* max_pending = nullptr) {
 #ifdef MLSIM_MPI_BINARY
-    std::vector<std::string> cmd{MLSIM_MPIEXEC, "--oversubscribe",     "--allow-run-as-root",
-                                 "-np",         std::to_string(ranks), MLSIM_MPI_BINARY};
+    std::vector<std::string> cmd{MLSIM_MPIEXEC, "--oversubscribe", "--allow-run-as-root", "-np",
+                                 std::to_string(ranks)};
+    if (max_pending) cmd.insert(cmd.end(), {"-x", "MLSIM_MPI_MAX_PENDING"});
+    cmd.emplace_back(MLSIM_MPI_BINARY);
     cmd.insert(cmd.end(), args.begin(), args.end());
     const pid_t pid = fork();
     REQUIRE(pid >= 0);
@@ -161,6 +164,7 @@ namespace {
         dup2(null, 2);
         setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
         setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+        if (max_pending) setenv("MLSIM_MPI_MAX_PENDING", max_pending, 1);
         std::vector<char*> argv;
         for (std::string& a : cmd) argv.push_back(a.data());
         argv.push_back(nullptr);
@@ -171,6 +175,7 @@ namespace {
 #else
     (void)ranks;
     (void)args;
+    (void)max_pending;
     return -1;
 #endif
 }
@@ -192,10 +197,20 @@ TEST_CASE("An MPI sweep writes the same rows as the threaded one, for any number
     // must hold all the same.
     const char* dangling = "SELECT COUNT(*) FROM pragma_foreign_key_check";
     CHECK(db_count(threads, dangling) == 0);
-    for (const auto& [ranks, jobs] : {std::pair{1, "1"}, std::pair{2, "1"}, std::pair{3, "2"}}) {
-        INFO(ranks << " ranks, --jobs " << jobs << " on rank 0");
-        const std::string db = dir.file(fmt::format("mpi{}.db", ranks));
-        REQUIRE(exited_ok(run_mpi(ranks, {"sweep", data("sweep_jobs.yaml"), "--db", db, "--jobs", jobs})));
+    // The last: rank 0 holds one point at most, so that workers wait for their next point while it writes
+    // (as when they simulate faster than it writes a long sweep).
+    struct Case {
+        int ranks;
+        const char* jobs;
+        const char* max_pending;
+    };
+    for (const auto& [ranks, jobs, max_pending] :
+         {Case{1, "1", nullptr}, Case{2, "1", nullptr}, Case{3, "2", nullptr}, Case{3, "1", "1"}}) {
+        INFO(ranks << " ranks, --jobs " << jobs << " on rank 0, holding "
+                   << (max_pending ? max_pending : "128"));
+        const std::string db = dir.file(fmt::format("mpi{}-{}.db", ranks, max_pending ? max_pending : "all"));
+        REQUIRE(exited_ok(
+            run_mpi(ranks, {"sweep", data("sweep_jobs.yaml"), "--db", db, "--jobs", jobs}, max_pending)));
         const std::vector<std::string> got = whole_file(db);
         REQUIRE(got.size() == expected.size());
         for (std::size_t i = 0; i < got.size(); ++i) {
