@@ -24,6 +24,17 @@ using Catch::Matchers::Contains;
 
 namespace {
 
+// The tile search's context for a toy device: a 1 GHz clock, 1-byte words, main memory at `dram_Bps`.
+MappingContext toy_context(const arch::DeviceSpec& spec, double dram_Bps = 1e9) {
+    MappingContext ctx;
+    ctx.device = &spec;
+    ctx.spec = &*arch::systolic::spec_of(spec);
+    ctx.clock_hz = 1e9;
+    ctx.dram_Bps = dram_Bps;
+    ctx.word_bytes = 1;
+    return ctx;
+}
+
 int64_t fold_cycles(const char* df, int64_t r, int64_t c, int64_t m, int64_t n, int64_t k) {
     return gemm_cycles(*parse_dataflow(df), ArrayShape{r, c}, GemmShape{m, n, k}).count();
 }
@@ -271,12 +282,7 @@ TEST_CASE("Tiles that follow each other in the fold sequence take as long as one
         t.dataflow = c.df;
         t.dram = "1000TB/s";
         const arch::DeviceSpec spec = toy_device(t);
-        MappingContext ctx;
-        ctx.device = &spec;
-        ctx.spec = &*arch::systolic::spec_of(spec);
-        ctx.clock_hz = 1e9;
-        ctx.dram_Bps = 1e15;
-        ctx.word_bytes = 1;
+        MappingContext ctx = toy_context(spec, 1e15);
         GemmJob job;
         job.shape = wl::GemmShape{1, c.whole.m, c.whole.n, c.whole.k};
         TilePlan plan;
@@ -320,12 +326,7 @@ TEST_CASE("Reuse follows the loop order: an operand is fetched again whenever it
     Toy t;
     t.rows = t.cols = 2;
     const arch::DeviceSpec spec = toy_device(t);
-    MappingContext ctx;
-    ctx.device = &spec;
-    ctx.spec = &*arch::systolic::spec_of(spec);
-    ctx.clock_hz = 1e9;
-    ctx.dram_Bps = 1e9;
-    ctx.word_bytes = 1;
+    MappingContext ctx = toy_context(spec);
     GemmJob job;
     job.shape = wl::GemmShape{1, 8, 8, 8};
     TilePlan plan;
@@ -357,12 +358,7 @@ TEST_CASE(
     Toy t;
     t.rows = t.cols = 2;
     const arch::DeviceSpec spec = toy_device(t);
-    MappingContext ctx;
-    ctx.device = &spec;
-    ctx.spec = &*arch::systolic::spec_of(spec);
-    ctx.clock_hz = 1e9;
-    ctx.dram_Bps = 1e9;
-    ctx.word_bytes = 1;
+    MappingContext ctx = toy_context(spec);
     ctx.acc_bytes = 4;  // 32-bit accumulators for 8-bit words
     GemmJob job;
     job.shape = wl::GemmShape{1, 8, 8, 8};
@@ -565,12 +561,7 @@ TEST_CASE("From the settled ifmap capacity on, the tiling no longer depends on t
     t.filter.capacity = "64KiB";
     t.ofmap.capacity = "64KiB";
     const arch::DeviceSpec spec = toy_device(t);
-    MappingContext ctx;
-    ctx.device = &spec;
-    ctx.spec = &*arch::systolic::spec_of(spec);
-    ctx.clock_hz = 1e9;
-    ctx.dram_Bps = 1e9;
-    ctx.word_bytes = 1;
+    MappingContext ctx = toy_context(spec);
     for (wl::GemmShape shape : {wl::GemmShape{1, 64, 96, 80}, wl::GemmShape{3, 40, 8, 120}}) {
         GemmJob job;
         job.shape = shape;
@@ -646,11 +637,7 @@ TEST_CASE("Tile-shape sums kept across searches (ComputeMemo) change no plan", "
                                                 wl::GemmShape{1, 7, 130, 33}, wl::GemmShape{2, 200, 24, 9}})
                         for (bool in_place : {false, true})
                             for (int pass = 0; pass < 2; ++pass) {
-                                MappingContext ctx;
-                                ctx.device = &spec;
-                                ctx.spec = &*arch::systolic::spec_of(spec);
-                                ctx.clock_hz = 1e9;
-                                ctx.dram_Bps = 1e9;
+                                MappingContext ctx = toy_context(spec);
                                 ctx.dram_latency_s = 20e-9;
                                 ctx.word_bytes = word;
                                 ctx.stream_across_tiles = stream;
@@ -711,12 +698,7 @@ TEST_CASE("One ComputeMemo shared by devices that differ only in what the sums d
             const arch::DeviceSpec spec = toy_device(v.toy);
             for (wl::GemmShape shape : {wl::GemmShape{1, 64, 96, 80}, wl::GemmShape{2, 40, 24, 120}})
                 for (bool in_place : {false, true}) {
-                    MappingContext ctx;
-                    ctx.device = &spec;
-                    ctx.spec = &*arch::systolic::spec_of(spec);
-                    ctx.clock_hz = 1e9;
-                    ctx.dram_Bps = v.toy.dram == "1GB/s" ? 1e9 : 3e9;
-                    ctx.word_bytes = 1;
+                    MappingContext ctx = toy_context(spec, v.toy.dram == "1GB/s" ? 1e9 : 3e9);
                     GemmJob job;
                     job.shape = shape;
                     job.a_on_chip = in_place;
@@ -762,12 +744,7 @@ TEST_CASE("A plan kept with its window of ifmap capacities is the plan searched 
             for (wl::GemmShape shape : {wl::GemmShape{1, 64, 96, 80}, wl::GemmShape{2, 40, 24, 120}})
                 for (int direction : {1, -1})
                     for (int step = 4; step <= 384; ++step) {
-                        MappingContext ctx;
-                        ctx.device = &spec;
-                        ctx.spec = &*arch::systolic::spec_of(spec);
-                        ctx.clock_hz = 1e9;
-                        ctx.dram_Bps = 1e9;
-                        ctx.word_bytes = 1;
+                        MappingContext ctx = toy_context(spec);
                         // The room left, as run_op() gives it when other layers' activations are resident.
                         ctx.ifmap_free_bytes = 64.0 * (direction > 0 ? step : 388 - step);
                         GemmJob job;
