@@ -515,10 +515,13 @@ std::string set_wal(sql::Connection& conn) {
     }
 }
 
-// An INSERT of 1 to k_rows_per_insert rows into one table, each row count prepared when first needed (a
-// run's row counts repeat from run to run). write() binds `items` in order, k_rows_per_insert rows a
-// statement: the rows and their rowids are those of one INSERT per item. For a table whose rows share their
-// first column (insert_sql's shared_first), `first` binds it once per statement and `bind` the rest of a row.
+// An INSERT of 1 to k_rows_per_insert rows into one table. write() binds `items` in order, k_rows_per_insert
+// rows a statement: the rows and their rowids are those of one INSERT per item. For a table whose rows share
+// their first column (insert_sql's shared_first), `first` binds it once per statement and `bind` the rest of
+// a row. The first k_kept_chunks chunks of rows each have a statement of their own, made when first needed
+// (or when that chunk's row count changes), so that a chunk's parameters still hold the values of the same
+// rows of the run before: Statement::keep_* leaves those that repeat as they are. Later chunks share one
+// statement per row count.
 class MultiInsert {
   public:
     explicit MultiInsert(std::function<std::string(std::size_t rows)> sql) : m_sql(std::move(sql)) {}
@@ -531,20 +534,42 @@ class MultiInsert {
     template <class Items, class First, class Bind>
     void write(sql::Connection& conn, const Items& items, First first, Bind bind) {
         const std::size_t size = items.size();
-        for (std::size_t i = 0; i < size;) {
+        for (std::size_t i = 0, chunk = 0; i < size; ++chunk) {
             const std::size_t n = std::min(k_rows_per_insert, size - i);
-            std::unique_ptr<sql::Statement>& s = m_by_rows[n];
-            if (!s) s = std::make_unique<sql::Statement>(conn, m_sql(n));
-            s->rewind();
-            first(*s);
-            for (std::size_t j = 0; j < n; ++j) bind(*s, items[i + j]);
-            s->run();
+            sql::Statement& s = statement(conn, chunk, n);
+            s.rewind();
+            first(s);
+            for (std::size_t j = 0; j < n; ++j) bind(s, items[i + j]);
+            s.run();
             i += n;
         }
     }
 
   private:
+    // 64 chunks: the 2,048 first rows of a run (a ResNet-50's 175 layers take 6); a statement of 32 layer
+    // rows takes some 80 KB in SQLite and 43 KB of kept values.
+    static constexpr std::size_t k_kept_chunks = 64;
+    struct Chunk {
+        std::size_t rows = 0;
+        std::unique_ptr<sql::Statement> statement;
+    };
+    sql::Statement& statement(sql::Connection& conn, std::size_t chunk, std::size_t rows) {
+        if (chunk >= k_kept_chunks) {
+            std::unique_ptr<sql::Statement>& s = m_by_rows[rows];
+            if (!s) s = std::make_unique<sql::Statement>(conn, m_sql(rows));
+            return *s;
+        }
+        if (m_chunks.size() <= chunk) m_chunks.resize(chunk + 1);
+        Chunk& c = m_chunks[chunk];
+        if (!c.statement || c.rows != rows) {
+            c.statement = std::make_unique<sql::Statement>(conn, m_sql(rows));
+            c.rows = rows;
+        }
+        return *c.statement;
+    }
+
     std::function<std::string(std::size_t)> m_sql;
+    std::vector<Chunk> m_chunks;
     std::array<std::unique_ptr<sql::Statement>, k_rows_per_insert + 1> m_by_rows;
 };
 
@@ -847,27 +872,28 @@ struct ResultsDb::Impl {
         const auto bind_run = [run_id](sql::Statement& s) { s.bind_int(run_id); };
         insert_layers.write(
             conn, prepared.layers, bind_run, [&](sql::Statement& s, const PreparedLayers::Layer& l) {
-                s.bind_int(l.idx).bind_text_static(prepared.str(l.name)).bind_text_static(prepared.str(l.op));
-                s.bind_text_static(prepared.str(l.phase)).bind_text_static(prepared.str(l.dtype));
-                s.bind_real(l.macs)
-                    .bind_real(l.flops)
-                    .bind_int(l.params)
-                    .bind_real(l.bytes_read)
-                    .bind_real(l.bytes_written);
-                s.bind_real(l.start_s).bind_real(l.end_s).bind_real(l.time_s).bind_int(l.cycles).bind_int(
+                // keep_*: what a sweep's points repeat (mostly a layer's name and shape, bytes and compute
+                // energy when the points vary the hardware) stays bound from the point before; a roofline
+                // sweep over the memory bandwidth repeats 11 of the 19 numbers and the levels object.
+                s.keep_int(l.idx).keep_text(prepared.str(l.name)).keep_text(prepared.str(l.op));
+                s.keep_text(prepared.str(l.phase)).keep_text(prepared.str(l.dtype));
+                s.keep_real(l.macs)
+                    .keep_real(l.flops)
+                    .keep_int(l.params)
+                    .keep_real(l.bytes_read)
+                    .keep_real(l.bytes_written);
+                s.keep_real(l.start_s).keep_real(l.end_s).keep_real(l.time_s).keep_int(l.cycles).keep_int(
                     l.stall_cycles);
-                s.bind_real(l.energy_j).bind_real(l.energy_compute_j).bind_real(l.energy_memory_j);
-                s.bind_real(l.energy_static_j)
-                    .bind_real(l.utilization)
-                    .bind_text_static(prepared.str(l.bound));
-                s.bind_real(l.compute_s)
-                    .bind_real(l.memory_s)
-                    .bind_real(l.overhead_s)
-                    .bind_real(l.communication_s);
+                s.keep_real(l.energy_j).keep_real(l.energy_compute_j).keep_real(l.energy_memory_j);
+                s.keep_real(l.energy_static_j).keep_real(l.utilization).keep_text(prepared.str(l.bound));
+                s.keep_real(l.compute_s)
+                    .keep_real(l.memory_s)
+                    .keep_real(l.overhead_s)
+                    .keep_real(l.communication_s);
                 if (l.levels.size == 0)
                     s.bind_null();
                 else
-                    s.bind_text_static(prepared.str(l.levels));
+                    s.keep_text(prepared.str(l.levels));
                 const auto i = static_cast<std::size_t>(&l - prepared.layers.data());
                 if (m_metric_json[i].empty())
                     s.bind_null();

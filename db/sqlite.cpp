@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <sqlite3.h>
 
+#include <cstring>
+
 #include "sim/config/error.h"
 #include "sim/core/check.h"
 
@@ -91,30 +93,82 @@ int Statement::next_index() {
     return m_next_param++;
 }
 
+Statement::Kept& Statement::kept(int index) {
+    if (m_kept.empty()) m_kept.resize(static_cast<std::size_t>(m_param_count));
+    return m_kept[static_cast<std::size_t>(index - 1)];
+}
+
 Statement& Statement::bind_int(int64_t v) {
-    m_conn.check(sqlite3_bind_int64(m_stmt, next_index(), v), "bind a value");
+    const int i = next_index();
+    forget(i);
+    m_conn.check(sqlite3_bind_int64(m_stmt, i, v), "bind a value");
     return *this;
 }
 
 Statement& Statement::bind_real(double v) {
-    m_conn.check(sqlite3_bind_double(m_stmt, next_index(), v), "bind a value");
+    const int i = next_index();
+    forget(i);
+    m_conn.check(sqlite3_bind_double(m_stmt, i, v), "bind a value");
     return *this;
 }
 
 Statement& Statement::bind_text(std::string_view v) {
-    m_conn.check(sqlite3_bind_text64(m_stmt, next_index(), v.data(), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8),
+    const int i = next_index();
+    forget(i);
+    m_conn.check(sqlite3_bind_text64(m_stmt, i, v.data(), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8),
                  "bind a value");
     return *this;
 }
 
 Statement& Statement::bind_text_static(std::string_view v) {
-    m_conn.check(sqlite3_bind_text64(m_stmt, next_index(), v.data(), v.size(), SQLITE_STATIC, SQLITE_UTF8),
+    const int i = next_index();
+    forget(i);
+    m_conn.check(sqlite3_bind_text64(m_stmt, i, v.data(), v.size(), SQLITE_STATIC, SQLITE_UTF8),
                  "bind a value");
     return *this;
 }
 
 Statement& Statement::bind_null() {
-    m_conn.check(sqlite3_bind_null(m_stmt, next_index()), "bind a value");
+    const int i = next_index();
+    forget(i);
+    m_conn.check(sqlite3_bind_null(m_stmt, i), "bind a value");
+    return *this;
+}
+
+Statement& Statement::keep_real(double v) {
+    const int i = next_index();
+    Kept& k = kept(i);
+    uint64_t bits = 0;
+    std::memcpy(&bits, &v, sizeof bits);
+    if (k.kind == Kept::Kind::real && k.bits == bits) return *this;
+    k.kind = Kept::Kind::none;  // until SQLite has it
+    m_conn.check(sqlite3_bind_double(m_stmt, i, v), "bind a value");
+    k.kind = Kept::Kind::real;
+    k.bits = bits;
+    return *this;
+}
+
+Statement& Statement::keep_int(int64_t v) {
+    const int i = next_index();
+    Kept& k = kept(i);
+    const auto bits = static_cast<uint64_t>(v);
+    if (k.kind == Kept::Kind::integer && k.bits == bits) return *this;
+    k.kind = Kept::Kind::none;
+    m_conn.check(sqlite3_bind_int64(m_stmt, i, v), "bind a value");
+    k.kind = Kept::Kind::integer;
+    k.bits = bits;
+    return *this;
+}
+
+Statement& Statement::keep_text(std::string_view v) {
+    const int i = next_index();
+    Kept& k = kept(i);
+    if (k.kind == Kept::Kind::text && k.text == v) return *this;
+    k.kind = Kept::Kind::none;
+    m_conn.check(sqlite3_bind_text64(m_stmt, i, v.data(), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8),
+                 "bind a value");
+    k.kind = Kept::Kind::text;
+    k.text.assign(v);
     return *this;
 }
 
@@ -151,6 +205,7 @@ void Statement::rewind() {
 void Statement::reset() {
     sqlite3_reset(m_stmt);
     sqlite3_clear_bindings(m_stmt);
+    m_kept.clear();
     m_next_param = 1;
 }
 

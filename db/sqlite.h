@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -56,6 +57,15 @@ class Statement {
     // For the many row strings of a run (db::ResultsDb's multi-row inserts).
     Statement& bind_text_static(std::string_view v);
     Statement& bind_null();
+    // Bind as bind_real / bind_int / bind_text, except that a parameter that already holds this very value,
+    // bound by keep_* on an earlier run of the statement (the same type and bits, or the same bytes), is left
+    // as it is: SQLite keeps a parameter's value across runs until it is bound again or reset() clears it.
+    // For the layer rows of a sweep's points, most of whose columns (a layer's name, shape, bytes, energy of
+    // compute) repeat from point to point when the points vary the hardware (issue 15). keep_text copies the
+    // text into SQLite when it changes, so the caller's bytes need not stay alive.
+    Statement& keep_real(double v);
+    Statement& keep_int(int64_t v);
+    Statement& keep_text(std::string_view v);
     void finish_binding() const;
 
     // Advances; true while a row is available.
@@ -78,12 +88,26 @@ class Statement {
 
   private:
     int next_index();
+    // What keep_* bound to a parameter; `none` once anything else binds it.
+    struct Kept {
+        enum class Kind : uint8_t { none, real, integer, text };
+        Kind kind = Kind::none;
+        uint64_t bits = 0;  // the double's bits, or the integer
+        std::string text;
+    };
+    // The parameter's Kept (index from 1), the list made on first use.
+    Kept& kept(int index);
+    // A plain bind replaces what keep_* left in the parameter.
+    void forget(int index) {
+        if (!m_kept.empty()) m_kept[static_cast<std::size_t>(index - 1)].kind = Kept::Kind::none;
+    }
 
     Connection& m_conn;
     sqlite3_stmt* m_stmt = nullptr;
     std::string m_sql;
     int m_next_param = 1;
-    int m_param_count = 0;  // the SQL's parameters
+    int m_param_count = 0;     // the SQL's parameters
+    std::vector<Kept> m_kept;  // per parameter, once a keep_* is used
 };
 
 }  // namespace mlsim::db::sql

@@ -1215,3 +1215,40 @@ TEST_CASE("prepare_layers refuses rows that break physics, as record_run does, w
     layers[2].metrics.push_back(layers[2].metrics.front());  // a metric twice
     CHECK_THROWS_AS(mlsim::db::prepare_layers(layers, p), InternalError);
 }
+
+TEST_CASE("Statement::keep_* leaves a parameter that holds the same value as it is, and only then", "[db]") {
+    // The layer rows of a sweep's points repeat most of their columns, and write_layers binds them with
+    // keep_* (issue 15): what was kept must be exactly what a plain bind would have bound.
+    TempDir dir;
+    const std::string path = dir.file("keep.db");
+    sql::Connection conn(path, sql::Connection::Mode::read_write_create);
+    conn.exec("CREATE TABLE t (k INTEGER PRIMARY KEY, a, b, c)");
+    sql::Statement s(conn, "INSERT INTO t (k, a, b, c) VALUES (?, ?, ?, ?)");
+    int64_t key = 0;
+    auto row = [&](auto&& bind) {
+        s.rewind();
+        s.bind_int(++key);
+        bind();
+        s.run();
+        return query_text(
+            path,
+            fmt::format("SELECT quote(a) || ',' || quote(b) || ',' || quote(c) FROM t WHERE k = {}", key));
+    };
+    CHECK(row([&] {
+              std::string text = "layer1";
+              s.keep_int(3).keep_real(2.5).keep_text(text);
+              text = "changed after binding";  // keep_text copied it
+          }) == "3,2.5,'layer1'");
+    CHECK(row([&] { s.keep_int(3).keep_real(2.5).keep_text("layer1"); }) == "3,2.5,'layer1'");
+    CHECK(row([&] { s.keep_int(4).keep_real(2.5).keep_text("layer2"); }) == "4,2.5,'layer2'");
+    // The same type and value only: the real 1.0 after the integer 4, the integer 1 after the real 1.0.
+    CHECK(row([&] { s.keep_real(1.0).keep_int(0).keep_real(0.0); }) == "1.0,0,0.0");
+    CHECK(row([&] { s.keep_int(1).keep_real(0.0).keep_real(0.0); }) == "1,0.0,0.0");
+    // A plain bind in between replaces the kept value: keeping the earlier value again binds it again.
+    CHECK(row([&] { s.keep_int(5).keep_text("x").keep_text("y"); }) == "5,'x','y'");
+    CHECK(row([&] { s.bind_int(6).bind_text("z").bind_null(); }) == "6,'z',NULL");
+    CHECK(row([&] { s.keep_int(5).keep_text("x").keep_text("y"); }) == "5,'x','y'");
+    // reset() clears every binding, and what was kept with them.
+    s.reset();
+    CHECK(row([&] { s.keep_int(5).keep_text("x").keep_text("y"); }) == "5,'x','y'");
+}
