@@ -20,7 +20,8 @@ Checkpointer) is a second thread, and unbound it would take the second core, so 
 the one-core run parallel efficiency is measured against. Both figures are printed ("unbound" with -n runs of
 its own when --unbound is given).
 Rates are the in-sweep rate `mlsim sweep` prints (first point to last; start-up and checking the points
-excluded). Parallel efficiency = rate(2 ranks) / (2 x rate(1 rank)). Targets (issue 15): efficiency
+excluded). Parallel efficiency = rate(2 ranks) / (2 x rate(1 rank)), of the medians and round by round (each
+2-rank run against the 1-rank run of its round, made a few seconds apart). Targets (issue 15): efficiency
 >= 90 % on a 2,000-point sweep; >= 500 points/s on 2 cores for roofline and systolic points. The load
 average is printed with the figures: on a shared machine it decides them; the points per CPU second
 (user + system time of the whole command, start-up and checking included) show the work each way costs.
@@ -161,8 +162,13 @@ def main():
                 print(f"  {name:<17} {med[name]:7.0f} points/s  (runs: {', '.join(f'{x:.0f}' for x in r)}); "
                       f"{points / statistics.median(cpus[name]):.0f} points per CPU second (whole process)")
             eff = med["mpi 2 ranks"] / (2 * med["mpi 1 rank"])
+            # Each round's 2-rank run against its own 1-rank run, made next to it: on a host whose speed drifts
+            # over minutes this pairs runs made at the same speed.
+            pairs = [b / (2 * a) for a, b in zip(rates["mpi 1 rank"], rates["mpi 2 ranks"])]
             print(f"  parallel efficiency, 2 ranks vs 1: {eff * 100:.0f} %  "
-                  f"(2 ranks vs threads --jobs 1: {med['mpi 2 ranks'] / med['threads --jobs 1']:.2f}x)")
+                  f"(2 ranks vs threads --jobs 1: {med['mpi 2 ranks'] / med['threads --jobs 1']:.2f}x); "
+                  f"round by round: median {statistics.median(pairs) * 100:.0f} % "
+                  f"({', '.join(f'{x * 100:.0f}' for x in pairs)} %)")
             if t1s and t2s:
                 t1, t2 = statistics.median(t1s), statistics.median(t2s)
                 w, c0, c1 = (statistics.median(p[k] for p in parts) for k in range(3))
