@@ -177,34 +177,38 @@ class Reader {
     const char* m_end;
 };
 
-void put(Writer& w, const db::RunInfo& r) {
-    for (const std::string* s :
+// A RunInfo's fields, in one order for writing and reading.
+template <class R, class S, class I, class F>
+void info_fields(R& r, S&& str, I&& i64, F&& f64) {
+    for (auto* s :
          {&r.config_yaml, &r.config_hash, &r.system, &r.device, &r.model, &r.mode, &r.dtype, &r.device_model})
-        w.str(*s);
-    w.i64(r.batch);
-    w.i64(r.seq);
-    w.f64(r.peak_flops_per_s);
-    w.f64(r.mem_bandwidth_Bps);
-    w.f64(r.tdp_W);
+        str(*s);
+    i64(r.batch);
+    i64(r.seq);
+    for (auto* v : {&r.peak_flops_per_s, &r.mem_bandwidth_Bps, &r.tdp_W}) f64(*v);
+}
+
+void put(Writer& w, const db::RunInfo& r) {
+    info_fields(
+        r, [&](const std::string& v) { w.str(v); }, [&](int64_t v) { w.i64(v); },
+        [&](double v) { w.f64(v); });
 }
 
 db::RunInfo get_info(Reader& rd) {
     db::RunInfo r;
-    for (std::string* s :
-         {&r.config_yaml, &r.config_hash, &r.system, &r.device, &r.model, &r.mode, &r.dtype, &r.device_model})
-        *s = rd.str();
-    r.batch = rd.i64();
-    r.seq = rd.i64();
-    r.peak_flops_per_s = rd.f64();
-    r.mem_bandwidth_Bps = rd.f64();
-    r.tdp_W = rd.f64();
+    info_fields(
+        r, [&](std::string& v) { rd.str(v); }, [&](int64_t& v) { v = rd.i64(); },
+        [&](double& v) { v = rd.f64(); });
     return r;
 }
 
 // A point's rows as the simulating rank prepared them (db::prepare_layers): the run's metric names, its
-// totals, and its layers, their metrics and their text as three blocks of bytes (PreparedLayers::Layer is
-// trivially copyable): rank 0, which writes every point, reads a point in a few copies instead of reading
-// some 6,000 fields and 1,000 strings of a systolic point one by one.
+// totals, and its layers, their metrics and their text as blocks of bytes (PreparedLayers::Layer and
+// RunTotals are trivially copyable): rank 0, which writes every point, reads a point in a few copies instead
+// of reading a systolic point's ~3,500 numbers and ~1,200 strings one by one. RunTotals: 16 numbers of 8
+// bytes, no padding.
+static_assert(std::is_trivially_copyable_v<db::RunTotals> && sizeof(db::RunTotals) == 16 * 8);
+
 template <class T>
 void put_block(Writer& w, const std::vector<T>& v) {
     static_assert(std::is_trivially_copyable_v<T>);
@@ -227,14 +231,7 @@ void put(Writer& w, const db::PreparedLayers& p) {
         w.str(name);
         w.str(unit);
     }
-    const db::RunTotals& t = p.totals;
-    w.i64(t.layer_count);
-    w.i64(t.cycles);
-    w.i64(t.stall_cycles);
-    for (double v :
-         {t.time_s, t.energy_j, t.macs, t.flops, t.bytes_read, t.bytes_written, t.energy_compute_j,
-          t.energy_memory_j, t.energy_static_j, t.compute_s, t.memory_s, t.overhead_s, t.communication_s})
-        w.f64(v);
+    w.raw(&p.totals, sizeof p.totals);
     put_block(w, p.layers);
     put_block(w, p.metrics);
     w.str(p.text);
@@ -248,14 +245,7 @@ void get_prepared(Reader& rd, db::PreparedLayers& p) {
         rd.str(name);
         rd.str(unit);
     }
-    db::RunTotals& t = p.totals;
-    t.layer_count = rd.i64();
-    t.cycles = rd.i64();
-    t.stall_cycles = rd.i64();
-    for (double* v : {&t.time_s, &t.energy_j, &t.macs, &t.flops, &t.bytes_read, &t.bytes_written,
-                      &t.energy_compute_j, &t.energy_memory_j, &t.energy_static_j, &t.compute_s, &t.memory_s,
-                      &t.overhead_s, &t.communication_s})
-        *v = rd.f64();
+    rd.raw(&p.totals, sizeof p.totals);
     get_block(rd, p.layers);
     get_block(rd, p.metrics);
     rd.str(p.text);
