@@ -135,29 +135,27 @@ Statement& Statement::bind_null() {
     return *this;
 }
 
-Statement& Statement::keep_real(double v) {
+template <class Bind>
+Statement& Statement::keep_number(Kept::Kind kind, uint64_t bits, Bind bind) {
     const int i = next_index();
     Kept& k = kept(i);
-    uint64_t bits = 0;
-    std::memcpy(&bits, &v, sizeof bits);
-    if (k.kind == Kept::Kind::real && k.bits == bits) return *this;
+    if (k.kind == kind && k.bits == bits) return *this;
     k.kind = Kept::Kind::none;  // until SQLite has it
-    m_conn.check(sqlite3_bind_double(m_stmt, i, v), "bind a value");
-    k.kind = Kept::Kind::real;
+    m_conn.check(bind(i), "bind a value");
+    k.kind = kind;
     k.bits = bits;
     return *this;
 }
 
+Statement& Statement::keep_real(double v) {
+    uint64_t bits = 0;
+    std::memcpy(&bits, &v, sizeof bits);
+    return keep_number(Kept::Kind::real, bits, [&](int i) { return sqlite3_bind_double(m_stmt, i, v); });
+}
+
 Statement& Statement::keep_int(int64_t v) {
-    const int i = next_index();
-    Kept& k = kept(i);
-    const auto bits = static_cast<uint64_t>(v);
-    if (k.kind == Kept::Kind::integer && k.bits == bits) return *this;
-    k.kind = Kept::Kind::none;
-    m_conn.check(sqlite3_bind_int64(m_stmt, i, v), "bind a value");
-    k.kind = Kept::Kind::integer;
-    k.bits = bits;
-    return *this;
+    return keep_number(Kept::Kind::integer, static_cast<uint64_t>(v),
+                       [&](int i) { return sqlite3_bind_int64(m_stmt, i, v); });
 }
 
 Statement& Statement::keep_text(std::string_view v) {

@@ -97,6 +97,10 @@ class Statement {
     };
     // The parameter's Kept (index from 1), the list made on first use.
     Kept& kept(int index);
+    // keep_real and keep_int: binds the next parameter with `bind(index)` unless keep_* left it holding
+    // `kind` with these bits.
+    template <class Bind>
+    Statement& keep_number(Kept::Kind kind, uint64_t bits, Bind bind);
     // A plain bind replaces what keep_* left in the parameter.
     void forget(int index) {
         if (!m_kept.empty()) m_kept[static_cast<std::size_t>(index - 1)].kind = Kept::Kind::none;

@@ -770,7 +770,7 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
     RowPool pool;
     std::map<std::size_t, Outcome> pending;  // arrived, waiting for the points before them
     // Workers owed their next point, one entry a result they sent, served in turn while rank 0 holds fewer
-    // than k_max_pending points (a worker keeps simulating the points it holds meanwhile).
+    // than `hold` points (max_pending(); a worker keeps simulating the points it holds meanwhile).
     std::deque<int> owed;
     const std::size_t hold = max_pending();
     auto serve_owed = [&] {
@@ -781,7 +781,7 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
         }
     };
     // Receives every result that has arrived, handing each sender its next point at once unless rank 0 holds
-    // k_max_pending points; false when none had.
+    // `hold` points; false when none had.
     auto receive = [&] {
         bool any = false;
         for (int flag = 1; flag;) {
