@@ -58,12 +58,13 @@ def open_db(path):
     try:
         # mode=ro: never create or modify the file, even if the path is wrong.
         conn = sqlite3.connect(pathlib.Path(path).absolute().as_uri() + "?mode=ro", uri=True)
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        # `layers` is a view since schema 11 (a table before).
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
     except sqlite3.DatabaseError as e:
         raise UserError(f"not an SQLite database ({e})") from e
     missing = {"runs", "layers"} - tables
     if missing:
-        raise UserError(f"not an mlsim results database (no table {', '.join(sorted(missing))})")
+        raise UserError(f"not an mlsim results database (no table or view {', '.join(sorted(missing))})")
     return conn
 
 

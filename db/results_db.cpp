@@ -27,6 +27,7 @@
 #include <system_error>
 #include <thread>
 #include <type_traits>
+#include <unordered_map>
 
 #include "db/schema.h"
 #include "db/sqlite.h"
@@ -84,34 +85,17 @@ constexpr const char* k_run_insert_columns[] = {
 };
 
 constexpr const char* k_layer_insert_columns[] = {
-    "run_id",
-    "idx",
-    "name",
-    "op",
-    "phase",
-    "dtype",
-    "macs",
-    "flops",
-    "params",
-    "bytes_read",
-    "bytes_written",
-    "start_s",
-    "end_s",
-    "time_s",
-    "cycles",
-    "stall_cycles",
-    "energy_j",
-    "energy_compute_j",
-    "energy_memory_j",
-    "energy_static_j",
-    "utilization",
-    "bound",
-    "compute_s",
-    "memory_s",
-    "overhead_s",
-    "communication_s",
-    "levels",
-    "metrics",
+    "run_id",          "idx",
+    "def_id",          "bytes_read",
+    "bytes_written",   "start_s",
+    "end_s",           "time_s",
+    "cycles",          "stall_cycles",
+    "energy_j",        "energy_compute_j",
+    "energy_memory_j", "energy_static_j",
+    "utilization",     "bound",
+    "compute_s",       "memory_s",
+    "overhead_s",      "communication_s",
+    "levels",          "metrics",
 };
 
 constexpr const char* k_factor_insert_columns[] = {
@@ -720,6 +704,16 @@ struct ResultsDb::Impl {
         max_run.emplace(conn, "SELECT COALESCE(MAX(run_id), 0) FROM runs");
         find_metric.emplace(conn, "SELECT metric_id FROM metric_names WHERE name = ? AND unit = ?");
         add_metric.emplace(conn, "INSERT INTO metric_names (name, unit) VALUES (?, ?)");
+        // The writer binds no NULL (phase and dtype '' when unset); IS also finds a definition of an older
+        // file with NULL there.
+        find_def.emplace(
+            conn,
+            "SELECT def_id FROM layer_defs WHERE name = ? AND op = ? AND phase IS ? AND dtype IS ? "
+            "AND macs IS ? AND flops IS ? AND params IS ?");
+        add_def.emplace(
+            conn,
+            "INSERT INTO layer_defs (name, op, phase, dtype, macs, flops, params) VALUES (?, ?, ?, ?, ?, "
+            "?, ?)");
         begin.emplace(conn, "BEGIN IMMEDIATE");
         commit.emplace(conn, "COMMIT");
         rollback.emplace(conn, "ROLLBACK");
@@ -833,8 +827,65 @@ struct ResultsDb::Impl {
 
     void write_parallel(int64_t run_id, const ParallelRows& p);
 
-    // A run's layer rows in the order of `layers`, each with its levels and metrics objects.
+    // A layer's definition as a key of `def_ids`: its four strings, each after its length, then the bits of
+    // macs, flops and params.
+    static void def_key(std::string& key, const PreparedLayers& p, const PreparedLayers::Layer& l) {
+        key.clear();
+        for (const PreparedLayers::Text t : {l.name, l.op, l.phase, l.dtype}) {
+            key.append(reinterpret_cast<const char*>(&t.size), sizeof t.size);
+            key.append(p.text, t.begin, t.size);
+        }
+        key.append(reinterpret_cast<const char*>(&l.macs), sizeof l.macs);
+        key.append(reinterpret_cast<const char*>(&l.flops), sizeof l.flops);
+        key.append(reinterpret_cast<const char*>(&l.params), sizeof l.params);
+    }
+
+    // The id of a layer's definition in layer_defs, added there when new; inside the caller's write
+    // transaction, and kept as metric ids are (a rollback empties `def_ids` and `last_defs`). A sweep's
+    // points mostly have the definitions of the point before, layer by layer: `last_defs[i]` is the i-th
+    // layer's of the run before.
+    int64_t def_id(const PreparedLayers& p, std::size_t i) {
+        const PreparedLayers::Layer& l = p.layers[i];
+        if (last_defs.size() <= i) last_defs.resize(i + 1);
+        auto& [last_key, last_id] = last_defs[i];
+        def_key(m_key, p, l);
+        if (last_id != 0 && last_key == m_key) return last_id;
+        int64_t id = 0;
+        if (auto it = def_ids.find(m_key); it != def_ids.end()) {
+            id = it->second;
+        } else {
+            find_def->reset();
+            find_def->bind_text(p.str(l.name)).bind_text(p.str(l.op)).bind_text(p.str(l.phase));
+            find_def->bind_text(p.str(l.dtype)).bind_real(l.macs).bind_real(l.flops).bind_int(l.params);
+            find_def->finish_binding();
+            if (find_def->step()) {
+                id = find_def->column_int(0);
+            } else {
+                add_def->reset();
+                add_def->bind_text(p.str(l.name)).bind_text(p.str(l.op)).bind_text(p.str(l.phase));
+                add_def->bind_text(p.str(l.dtype)).bind_real(l.macs).bind_real(l.flops).bind_int(l.params);
+                add_def->finish_binding();
+                add_def->run();
+                id = sqlite3_last_insert_rowid(conn.handle());
+            }
+            find_def->reset();
+            def_ids.emplace(m_key, id);
+        }
+        last_key = m_key;
+        last_id = id;
+        return id;
+    }
+    void forget_ids() {
+        metric_ids.clear();
+        def_ids.clear();
+        last_defs.clear();
+    }
+
+    // A run's layer rows in the order of `layers`, each with its definition's id and its levels and metrics
+    // objects.
     void write_layers(int64_t run_id, const PreparedLayers& prepared) {
+        m_def_ids.resize(prepared.layers.size());
+        for (std::size_t i = 0; i < prepared.layers.size(); ++i) m_def_ids[i] = def_id(prepared, i);
         // The ids of the run's metric names (a run names a few dozen metrics, its layers some thousands).
         key_ids.clear();
         for (const auto& [name, unit] : prepared.metric_keys) key_ids.push_back(metric_id(name, unit));
@@ -875,13 +926,8 @@ struct ResultsDb::Impl {
                 // keep_*: what a sweep's points repeat (mostly a layer's name and shape, bytes and compute
                 // energy when the points vary the hardware) stays bound from the point before; a roofline
                 // sweep over the memory bandwidth repeats 11 of the 19 numbers and the levels object.
-                s.keep_int(l.idx).keep_text(prepared.str(l.name)).keep_text(prepared.str(l.op));
-                s.keep_text(prepared.str(l.phase)).keep_text(prepared.str(l.dtype));
-                s.keep_real(l.macs)
-                    .keep_real(l.flops)
-                    .keep_int(l.params)
-                    .keep_real(l.bytes_read)
-                    .keep_real(l.bytes_written);
+                const auto i = static_cast<std::size_t>(&l - prepared.layers.data());
+                s.keep_int(l.idx).keep_int(m_def_ids[i]).keep_real(l.bytes_read).keep_real(l.bytes_written);
                 s.keep_real(l.start_s).keep_real(l.end_s).keep_real(l.time_s).keep_int(l.cycles).keep_int(
                     l.stall_cycles);
                 s.keep_real(l.energy_j).keep_real(l.energy_compute_j).keep_real(l.energy_memory_j);
@@ -894,7 +940,6 @@ struct ResultsDb::Impl {
                     s.bind_null();
                 else
                     s.keep_text(prepared.str(l.levels));
-                const auto i = static_cast<std::size_t>(&l - prepared.layers.data());
                 if (m_metric_json[i].empty())
                     s.bind_null();
                 else
@@ -940,7 +985,11 @@ struct ResultsDb::Impl {
         }
     };
     std::map<std::pair<std::string, std::string>, int64_t, NameUnitLess> metric_ids;
-    std::vector<int64_t> key_ids;  // write_layers: the run's metric keys' ids
+    std::vector<int64_t> key_ids;                            // write_layers: the run's metric keys' ids
+    std::unordered_map<std::string, int64_t> def_ids;        // def_key -> layer_defs.def_id
+    std::vector<std::pair<std::string, int64_t>> last_defs;  // by layer: the run before's key and id
+    std::string m_key;                                       // def_id's scratch key
+    std::vector<int64_t> m_def_ids;                          // write_layers: the run's layers' definitions
 
     // One write transaction; rolled back unless commit() ran. IMMEDIATE takes the write lock up front,
     // so a second writer waits in the busy handler instead of failing on a lock upgrade.
@@ -964,7 +1013,7 @@ struct ResultsDb::Impl {
         ~Transaction() {
             if (m_committed) return;
             try {
-                m_impl.metric_ids.clear();  // ids this transaction added are undone with it
+                m_impl.forget_ids();  // ids this transaction added are undone with it
                 if (!m_nested) {
                     m_impl.rollback->run();
                 } else if (sqlite3_total_changes64(m_impl.conn.handle()) != m_changes ||
@@ -1005,10 +1054,10 @@ struct ResultsDb::Impl {
     std::optional<sql::Statement> insert_run, find_ok, begin, commit, rollback;
     std::optional<sql::Statement> find_run, find_link, run_hash, insert_sweep;
     std::optional<sql::Statement> find_error_after, find_claim, put_claim, drop_claim, max_run;
-    std::optional<sql::Statement> find_metric, add_metric;
+    std::optional<sql::Statement> find_metric, add_metric, find_def, add_def;
     // Their first column is run_id, bound once per statement.
     MultiInsert insert_layers{
-        [](std::size_t n) { return insert_sql("layers", k_layer_insert_columns, n, true); }};
+        [](std::size_t n) { return insert_sql("layer_results", k_layer_insert_columns, n, true); }};
     MultiInsert insert_factors{
         [](std::size_t n) { return insert_sql("sweep_factors", k_factor_insert_columns, n); }};
     // Scratch list of a layer's metrics, and the layers' metrics objects (kept to reuse their memory).
@@ -1082,7 +1131,7 @@ void ResultsDb::end_batch() {
     try {
         m_impl->commit->run();
     } catch (...) {
-        m_impl->metric_ids.clear();  // the batch's new metric ids may be gone with it
+        m_impl->forget_ids();  // the batch's new metric and definition ids may be gone with it
         throw;
     }
 }

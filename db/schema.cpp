@@ -68,7 +68,52 @@ constexpr std::array k_run_columns{
     Column{"total_communication_s", "REAL", 4},
 };
 
-constexpr std::array k_layer_columns{
+// Schema 11: what the workload says each layer is, once for every run that shares it (the view `layers`
+// joins it to each run's layer_results). The writer looks a definition up before it adds one (ResultsDb), so
+// no two rows are alike, also where a column is NULL (which UNIQUE would let through; only files older than
+// 11 have NULLs there).
+constexpr std::array k_layer_def_columns{
+    Column{"def_id", "INTEGER PRIMARY KEY", 11},
+    Column{"name", "TEXT NOT NULL", 11},
+    Column{"op", "TEXT NOT NULL", 11},
+    Column{"phase", "TEXT", 11},
+    Column{"dtype", "TEXT", 11},
+    Column{"macs", "REAL", 11},
+    Column{"flops", "REAL", 11},
+    Column{"params", "INTEGER", 11},
+};
+
+// Schema 11: a run's layers, each naming its definition (layer_defs); what the device made of it follows, as
+// the table `layers` of schema 10 had it (see k_v10_layer_columns for what each column holds).
+constexpr std::array k_layer_result_columns{
+    Column{"run_id", "INTEGER NOT NULL REFERENCES runs(run_id)", 11},
+    Column{"idx", "INTEGER NOT NULL", 11},
+    Column{"def_id", "INTEGER NOT NULL REFERENCES layer_defs(def_id)", 11},
+    Column{"bytes_read", "REAL", 11},
+    Column{"bytes_written", "REAL", 11},
+    Column{"start_s", "REAL", 11},
+    Column{"end_s", "REAL", 11},
+    Column{"time_s", "REAL", 11},
+    Column{"cycles", "INTEGER", 11},
+    Column{"stall_cycles", "INTEGER", 11},
+    Column{"energy_j", "REAL", 11},
+    Column{"energy_compute_j", "REAL", 11},
+    Column{"energy_memory_j", "REAL", 11},
+    Column{"energy_static_j", "REAL", 11},
+    Column{"utilization", "REAL", 11},
+    Column{"bound", "TEXT", 11},
+    Column{"compute_s", "REAL", 11},
+    Column{"memory_s", "REAL", 11},
+    Column{"overhead_s", "REAL", 11},
+    Column{"communication_s", "REAL", 11},
+    Column{"levels", "TEXT", 11},
+    Column{"metrics", "TEXT", 11},
+};
+
+// The table `layers` of schema 1 to 10 (since 11 the view of that name over layer_defs and layer_results).
+// Only the migration makes or extends it: the steps to 4, 8 and 10 work on it, and the step to 11 moves its
+// rows on and drops it.
+constexpr std::array k_v10_layer_columns{
     Column{"run_id", "INTEGER NOT NULL REFERENCES runs(run_id)"},
     Column{"idx", "INTEGER NOT NULL"},
     Column{"name", "TEXT NOT NULL"},
@@ -106,6 +151,7 @@ constexpr std::array k_layer_columns{
     Column{"levels", "TEXT", 10},
     Column{"metrics", "TEXT", 10},
 };
+const Table k_v10_layers{"layers", k_v10_layer_columns, "PRIMARY KEY (run_id, idx)", true};
 
 // Schema 4 to 9's table of levels, a row per memory level a layer's family models (since schema 10 in
 // layers.levels). Only the migration makes it: the step to 4 writes there, and the step to 10 moves its
@@ -337,9 +383,11 @@ constexpr std::array k_parallel_exposed_columns{
 const std::array k_tables{
     Table{"meta", k_meta_columns, ""},
     Table{"runs", k_run_columns, ""},
-    // The per-layer row tables, WITHOUT ROWID (schema 8): a sweep writes thousands of their rows a point, and
-    // a rowid table stores each twice (the table and its primary key's index).
-    Table{"layers", k_layer_columns, "PRIMARY KEY (run_id, idx)", true},
+    // The view `layers` joins these two (schema 11). The per-layer row table WITHOUT ROWID (schema 8,
+    // `layers` then): a sweep writes thousands of its rows a point, and a rowid table stores each twice (the
+    // table and its primary key's index).
+    Table{"layer_defs", k_layer_def_columns, "UNIQUE (name, op, phase, dtype, macs, flops, params)"},
+    Table{"layer_results", k_layer_result_columns, "PRIMARY KEY (run_id, idx)", true},
     // A metric has exactly one of value or text, and a unit (metric_names) exactly when it has a value:
     // checked by the writer (ResultsDb), not by CHECK constraints, which cost SQLite about 520
     // instructions a row (bench/README.md, third round).
@@ -362,21 +410,36 @@ const std::array k_tables{
 // metrics, numbers as the tables stored them (REAL; JSON writes 3.0 as 3), in key order (the writer orders
 // each layer's entries by key, as the tables of schema 4 to 9 were).
 constexpr std::array k_views{
+    // Schema 11: the columns, rows and values of schema 10's table `layers`, in its column order.
+    View{"layers",
+         "SELECT r.run_id AS run_id, r.idx AS idx, d.name AS name, d.op AS op, d.phase AS phase, d.dtype AS "
+         "dtype, d.macs AS macs, d.flops AS flops, d.params AS params, r.bytes_read AS bytes_read, "
+         "r.bytes_written AS bytes_written, r.start_s AS start_s, r.end_s AS end_s, r.time_s AS time_s, "
+         "r.cycles "
+         "AS cycles, r.stall_cycles AS stall_cycles, r.energy_j AS energy_j, r.energy_compute_j AS "
+         "energy_compute_j, r.energy_memory_j AS energy_memory_j, r.energy_static_j AS energy_static_j, "
+         "r.utilization AS utilization, r.bound AS bound, r.compute_s AS compute_s, r.memory_s AS memory_s, "
+         "r.overhead_s AS overhead_s, r.communication_s AS communication_s, r.levels AS levels, r.metrics AS "
+         "metrics FROM layer_results r JOIN layer_defs d ON d.def_id = r.def_id",
+         11},
     View{"layer_levels",
          "SELECT l.run_id AS run_id, l.idx AS idx, v.key AS level, CAST(json_extract(v.value, '$[0]') AS "
          "REAL) "
          "AS bytes_read, CAST(json_extract(v.value, '$[1]') AS REAL) AS bytes_written, json_extract(v.value, "
-         "'$[2]') AS accesses, CAST(json_extract(v.value, '$[3]') AS REAL) AS energy_j FROM layers l JOIN "
+         "'$[2]') AS accesses, CAST(json_extract(v.value, '$[3]') AS REAL) AS energy_j FROM layer_results l "
+         "JOIN "
          "json_each(l.levels) v",
          10},
     View{"layer_metrics",
          "SELECT l.run_id AS run_id, l.idx AS idx, n.name AS name, CASE WHEN m.type IN ('integer', 'real') "
          "THEN CAST(m.atom AS REAL) END AS value, NULLIF(n.unit, '') AS unit, CASE WHEN m.type = 'text' THEN "
-         "m.atom END AS text FROM layers l JOIN json_each(l.metrics) m JOIN metric_names n ON n.metric_id = "
+         "m.atom END AS text FROM layer_results l JOIN json_each(l.metrics) m JOIN metric_names n ON "
+         "n.metric_id = "
          "CAST(m.key AS INTEGER)",
          9},
 };
-// The views older schemas made, which a file of that version has instead (the step to 10 replaces it).
+// The views older schemas made, which a file of that version has instead (the steps to 10 and 11 replace
+// them).
 struct OldView {
     View view;
     int64_t version;  // the one version whose files have it
@@ -389,6 +452,24 @@ constexpr std::array k_old_views{
              "v.metric_id",
              9},
         9},
+    // Schema 10's, over the table `layers`.
+    OldView{
+        View{"layer_levels",
+             "SELECT l.run_id AS run_id, l.idx AS idx, v.key AS level, CAST(json_extract(v.value, '$[0]') AS "
+             "REAL) AS bytes_read, CAST(json_extract(v.value, '$[1]') AS REAL) AS bytes_written, "
+             "json_extract(v.value, '$[2]') AS accesses, CAST(json_extract(v.value, '$[3]') AS REAL) AS "
+             "energy_j FROM layers l JOIN json_each(l.levels) v",
+             10},
+        10},
+    OldView{
+        View{
+            "layer_metrics",
+            "SELECT l.run_id AS run_id, l.idx AS idx, n.name AS name, CASE WHEN m.type IN ('integer', "
+            "'real') THEN CAST(m.atom AS REAL) END AS value, NULLIF(n.unit, '') AS unit, CASE WHEN m.type = "
+            "'text' THEN m.atom END AS text FROM layers l JOIN json_each(l.metrics) m JOIN metric_names n ON "
+            "n.metric_id = CAST(m.key AS INTEGER)",
+            9},
+        10},
 };
 
 // Queries by run (or run and layer) on layer_levels / layer_metric_values use their primary keys' prefix.
@@ -463,6 +544,18 @@ std::string object_type(sql::Connection& conn, std::string_view name) {
         conn.path(), what));
 }
 
+// A table of the file that lacks a column of `table` ALTER TABLE cannot add (a key, a NOT NULL one) was not
+// made by mlsim (partial tables of another program).
+void check_columns(sql::Connection& conn, const Table& table) {
+    if (!table_exists(conn, table.name)) return;
+    const std::set<std::string> have = existing_columns(conn, table.name);
+    for (const Column& col : table.columns)
+        if (!have.contains(std::string(col.name)) && !addable(col))
+            foreign_shape(
+                conn, fmt::format("table '{}' has no column '{}' ({}), which only creating the table makes",
+                                  table.name, col.name, col.decl));
+}
+
 // Read-only checks that the file's objects under mlsim's names are what mlsim would have made, so that
 // the migration below cannot fail half-way on them: a view or index where a table belongs, a meta table
 // of another shape, a table or view where an index belongs.
@@ -500,15 +593,13 @@ void check_shapes(sql::Connection& conn) {
     }
     // A table that lacks a column ALTER TABLE cannot add (a key, a NOT NULL one) was not made by mlsim
     // (partial tables of another program): refused before any table is changed.
-    for (const Table& table : k_tables) {
-        if (!table_exists(conn, table.name)) continue;
-        const std::set<std::string> have = existing_columns(conn, table.name);
-        for (const Column& col : table.columns)
-            if (!have.contains(std::string(col.name)) && !addable(col))
-                foreign_shape(conn, fmt::format("table '{}' has no column '{}' ({}), which only creating the "
-                                                "table makes",
-                                                table.name, col.name, col.decl));
-    }
+    for (const Table& table : k_tables) check_columns(conn, table);
+}
+
+// In a file older than schema 11, the table `layers` as check_columns() wants it: the steps extend it and the
+// step to 11 reads it. (In a newer file, check_views() refuses a table of that name.)
+void check_v10_layers(sql::Connection& conn, int64_t version) {
+    if (version < 11) check_columns(conn, k_v10_layers);
 }
 
 // Under a view's name a file has that view as mlsim makes it (or as the file's version made it), nothing (it
@@ -873,6 +964,51 @@ void objects_in_layers(sql::Connection& conn) {
     }
 }
 
+// Step to schema 11: the table `layers` splits into layer_defs (its distinct definitions, ids in the order of
+// their first row) and layer_results (the rest of each row, naming its definition); the table is dropped, and
+// with it schema 10's views over it (migrate() makes the views anew, `layers` among them). A column, index or
+// trigger on the table that mlsim did not make, or a row left without its definition, stops it with a
+// UserError.
+void split_layers(sql::Connection& conn) {
+    if (!table_exists(conn, "layers")) return;
+    const auto refuse = [&](const std::string& why) {
+        throw cfg::UserError(fmt::format(
+            "{}: error: results database: cannot migrate to schema version {}: table layers moves to "
+            "layer_defs and layer_results, but {}; remove it and open the file again",
+            conn.path(), current_version, why));
+    };
+    std::set<std::string> declared;
+    for (const Column& col : k_v10_layer_columns) declared.insert(std::string(col.name));
+    if (const std::string why = added_by_hand(conn, "layers", declared); !why.empty()) refuse(why);
+    // Compared with IS: files older than schema 11 may hold NULL in any of them.
+    constexpr std::string_view def = "name, op, phase, dtype, macs, flops, params";
+    conn.exec(fmt::format(
+        "INSERT INTO layer_defs ({0}) SELECT {0} FROM (SELECT {0}, MIN(run_id * 4294967296 + idx) AS first "
+        "FROM layers GROUP BY {0}) ORDER BY first",
+        def));
+    std::string results;
+    for (const Column& col : k_layer_result_columns)
+        if (col.name != "run_id" && col.name != "idx" && col.name != "def_id")
+            results += fmt::format(", l.{}", col.name);
+    conn.exec(fmt::format(
+        "INSERT INTO layer_results SELECT l.run_id, l.idx, d.def_id{} FROM layers l JOIN layer_defs d ON "
+        "d.name IS l.name AND d.op IS l.op AND d.phase IS l.phase AND d.dtype IS l.dtype AND d.macs IS "
+        "l.macs "
+        "AND d.flops IS l.flops AND d.params IS l.params ORDER BY l.run_id, l.idx",
+        results));
+    {
+        sql::Statement counts(conn,
+                              "SELECT (SELECT COUNT(*) FROM layers), (SELECT COUNT(*) FROM layer_results)");
+        counts.step();
+        const int64_t rows = counts.column_int(0), moved = counts.column_int(1);
+        if (rows != moved)
+            refuse(fmt::format("{} of its {} rows found no single definition", rows - moved, rows));
+    }  // finished before the table is dropped
+    for (const char* view : {"layer_levels", "layer_metrics"})
+        if (object_type(conn, view) == "view") conn.exec(fmt::format("DROP VIEW {}", view));
+    conn.exec("DROP TABLE layers");
+}
+
 // Steps that move data, applied in order to a file older than their version (after the additive pass
 // has created the tables and columns they write to).
 struct Step {
@@ -884,6 +1020,7 @@ constexpr std::array k_steps{
     Step{8, rebuild_without_rowid},
     Step{9, metrics_by_id},
     Step{10, objects_in_layers},
+    Step{11, split_layers},
 };
 
 // Foreign-key enforcement off for the connection while it lives (a versioned step rebuilds tables that other
@@ -1046,6 +1183,7 @@ void check_file(sql::Connection& conn) {
         check_shapes(conn);
         const int64_t found = read_schema_version(conn);
         check_views(conn, found);
+        check_v10_layers(conn, found);
         if (found > current_version)
             throw cfg::UserError(fmt::format(
                 "{}: error: results database: schema version {} is newer than this mlsim understands ({}); "
@@ -1075,9 +1213,14 @@ void migrate(sql::Connection& conn) {
             conn.path(), found, current_version));
     // A brand-new file (no meta yet) reads as 0 but has nothing under the views' names.
     check_views(conn, found);
+    check_v10_layers(conn, found);
+    // A brand-new file is made as declared: the steps have nothing to move.
+    const bool fresh = count_schema_objects(conn) == 0;
     for (const Table& table : k_tables) migrate_table(conn, table);
+    // The steps up to 10 work on the table `layers` of their schema (the step to 11 drops it).
+    if (!fresh && found < 11) migrate_table(conn, k_v10_layers);
     for (const Step& step : k_steps)
-        if (found < step.version) step.apply(conn);
+        if (!fresh && found < step.version) step.apply(conn);
     for (const Index& index : k_indexes)
         conn.exec(fmt::format("CREATE INDEX IF NOT EXISTS {} ON {}", index.name, index.definition));
     for (const View& view : k_views)

@@ -29,6 +29,11 @@
 //   JSON objects (every value reads back as the same double), the tables and the view of schema 9 are
 //   dropped and the views layer_levels and layer_metrics made (the same rows); a column, index or trigger on
 //   the tables that mlsim did not make, or a row whose layer is missing, stops it with a UserError.
+//   Step to 11: the table `layers` splits into layer_defs (each distinct name, op, phase, dtype, macs, flops,
+//   params once, ids given in the order of their first row) and layer_results (every other column, with
+//   def_id naming the row's definition); the table is dropped and the view `layers` made in its place (the
+//   same columns, rows and values); a column, index or trigger on it that mlsim did not make stops it with a
+//   UserError.
 // A file written by a newer schema is refused with a UserError rather than half-understood, and so is an
 // SQLite file whose application_id is not mlsim's, and one whose objects under mlsim's names are not what
 // mlsim makes (a view or index where a table belongs, a meta table without key and value, a table that
@@ -63,7 +68,12 @@ namespace mlsim::db::schema {
 // bytes_written, accesses, energy_j]) and layers.metrics (metric id -> value or text); the views
 // layer_levels and layer_metrics show them a row each as before; the tables layer_levels and
 // layer_metric_values are gone.
-inline constexpr int64_t current_version = 10;
+// Version 11: `layers` is a view (the same columns and rows) over layer_results, a row per layer of a run
+// (what the device made of it: bytes, times, cycles, energy, levels, metrics), and layer_defs, what the
+// workload says a layer is (name, op, phase, dtype, macs, flops, params), stored once for all the runs that
+// share it: the points of a sweep over the hardware repeat them, and they were a third of what the writer
+// spent on a layer's row (bench/README.md, ninth round).
+inline constexpr int64_t current_version = 11;
 
 // PRAGMA application_id stamped into every file so a foreign SQLite file is recognised ('mlsi').
 inline constexpr int32_t application_id = 0x6d6c7369;

@@ -233,13 +233,13 @@ TEST_CASE("An MPI sweep writes the same rows as the threaded one, for any number
     {
         sqlite3* h = nullptr;
         REQUIRE(sqlite3_open(partial.c_str(), &h) == SQLITE_OK);
-        REQUIRE(
-            sqlite3_exec(h,
-                         "PRAGMA foreign_keys = ON; DELETE FROM sweep_factors WHERE run_id IN (SELECT run_id "
-                         "FROM runs WHERE batch = 4); DELETE FROM sweeps WHERE run_id IN (SELECT run_id FROM "
-                         "runs WHERE batch = 4); DELETE FROM layers WHERE run_id IN (SELECT run_id FROM "
-                         "runs WHERE batch = 4); DELETE FROM runs WHERE batch = 4;",
-                         nullptr, nullptr, nullptr) == SQLITE_OK);
+        REQUIRE(sqlite3_exec(
+                    h,
+                    "PRAGMA foreign_keys = ON; DELETE FROM sweep_factors WHERE run_id IN (SELECT run_id "
+                    "FROM runs WHERE batch = 4); DELETE FROM sweeps WHERE run_id IN (SELECT run_id FROM "
+                    "runs WHERE batch = 4); DELETE FROM layer_results WHERE run_id IN (SELECT run_id FROM "
+                    "runs WHERE batch = 4); DELETE FROM runs WHERE batch = 4;",
+                    nullptr, nullptr, nullptr) == SQLITE_OK);
         sqlite3_close(h);
     }
     REQUIRE(db_count(partial, "SELECT COUNT(*) FROM runs") == 6);

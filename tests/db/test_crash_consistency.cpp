@@ -268,7 +268,7 @@ TEST_CASE("a write that fails inside a batch undoes the whole batch; one that wr
         // metrics hold the metric 'refused' (layers.metrics: an object keyed by metric id).
         sql::Connection conn(path, sql::Connection::Mode::read_write_create);
         conn.exec(
-            "CREATE TRIGGER test_refuse BEFORE INSERT ON layers WHEN EXISTS (SELECT 1 FROM "
+            "CREATE TRIGGER test_refuse BEFORE INSERT ON layer_results WHEN EXISTS (SELECT 1 FROM "
             "json_each(NEW.metrics) m JOIN metric_names n ON n.metric_id = CAST(m.key AS INTEGER) WHERE "
             "n.name "
             "= 'refused') BEGIN SELECT RAISE(ABORT, 'refused by the test'); END");

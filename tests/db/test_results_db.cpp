@@ -225,8 +225,16 @@ TEST_CASE("opening creates the file, its parent directories and the schema", "[d
     CHECK(column_names(path, "metric_names") == std::set<std::string>{"metric_id", "name", "unit"});
     CHECK(query_int(path, "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'layer_metric_values'") == 0);
     CHECK(column_names(path, "meta") == std::set<std::string>{"key", "value"});
-    // (run_id, idx) is the key: pk positions 1 and 2 in table_info.
-    CHECK(query_int(path, "SELECT COUNT(*) FROM pragma_table_info('layers') WHERE pk > 0") == 2);
+    // Schema 11: `layers` is a view over layer_results ((run_id, idx) its key: pk positions 1 and 2 in
+    // table_info) and layer_defs (what the workload says a layer is, once).
+    CHECK(query_text(path, "SELECT type FROM sqlite_schema WHERE name = 'layers'") == "view");
+    CHECK(query_int(path, "SELECT COUNT(*) FROM pragma_table_info('layer_results') WHERE pk > 0") == 2);
+    CHECK(column_names(path, "layer_defs") ==
+          std::set<std::string>{"def_id", "name", "op", "phase", "dtype", "macs", "flops", "params"});
+    std::set<std::string> results = column_names(path, "layer_results");
+    for (const char* col : {"name", "op", "phase", "dtype", "macs", "flops", "params"})
+        CHECK_FALSE(results.contains(col));
+    CHECK(results.size() == layers.size() - 7 + 1);  // + def_id
 }
 
 TEST_CASE("record_run writes one run row with totals computed from its layers", "[db]") {
@@ -447,13 +455,18 @@ TEST_CASE("equal inputs write identical layer rows", "[db]") {
         db.record_run(sample_info(), sample_layers(50), 0.5);
         db.record_run(sample_info(), sample_layers(50), 0.7);
     }
-    // Every layers column except run_id, taken from the schema so new columns are compared too.
+    // Every layers column except run_id, taken from the file so new columns are compared too.
     std::string cols;
-    for (const auto& table : mlsim::db::schema::tables())
-        if (table.name == "layers")
-            for (const auto& c : table.columns)
-                if (c.name != "run_id") cols += fmt::format("{}{}", cols.empty() ? "" : ", ", c.name);
+    for (const std::string& c : column_names(path, "layers"))
+        if (c != "run_id") cols += fmt::format("{}{}", cols.empty() ? "" : ", ", c);
     REQUIRE(cols.find("energy_j") != std::string::npos);
+    REQUIRE(cols.find("name") != std::string::npos);
+    // The second run's layers name the first one's definitions (schema 11): 50 distinct, stored once.
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layer_defs") == 50);
+    CHECK(query_int(
+              path,
+              "SELECT COUNT(*) FROM layer_results a JOIN layer_results b ON b.run_id = 2 AND b.idx = a.idx "
+              "AND b.def_id = a.def_id WHERE a.run_id = 1") == 50);
     // EXCEPT compares REAL values exactly, bit for bit.
     std::string one = fmt::format("SELECT {} FROM layers WHERE run_id = 1", cols);
     std::string two = fmt::format("SELECT {} FROM layers WHERE run_id = 2", cols);
@@ -594,7 +607,7 @@ TEST_CASE("a failure halfway through a run's layers rolls the whole run back", "
     {
         sql::Connection raw(path, sql::Connection::Mode::read_write_create);
         raw.exec(
-            "CREATE TRIGGER fail_midway BEFORE INSERT ON layers WHEN NEW.idx = 150 "
+            "CREATE TRIGGER fail_midway BEFORE INSERT ON layer_results WHEN NEW.idx = 150 "
             "BEGIN SELECT RAISE(ABORT, 'injected failure'); END");
     }
     CHECK_THROWS(db.record_run(sample_info("second\n"), sample_layers(200), 1.0));
@@ -659,6 +672,51 @@ TEST_CASE("a file from a newer schema version is refused", "[db]") {
     CHECK_THROWS_WITH(ResultsDb(path), Catch::Contains(path) && Catch::Contains("newer"));
 }
 
+namespace {
+
+// Schema 10's table `layers` and its views over it, as mlsim 9d1449a made them.
+constexpr const char* k_v10_layers_table =
+    "CREATE TABLE v10_layers (run_id INTEGER NOT NULL REFERENCES runs(run_id), idx INTEGER NOT NULL, name "
+    "TEXT NOT "
+    "NULL, op TEXT NOT NULL, phase TEXT, dtype TEXT, macs REAL, flops REAL, params INTEGER, bytes_read REAL, "
+    "bytes_written REAL, start_s REAL, end_s REAL, time_s REAL, cycles INTEGER, stall_cycles INTEGER, "
+    "energy_j "
+    "REAL, energy_compute_j REAL, energy_memory_j REAL, energy_static_j REAL, utilization REAL, bound TEXT, "
+    "compute_s REAL, memory_s REAL, overhead_s REAL, communication_s REAL, levels TEXT, metrics TEXT, "
+    "PRIMARY KEY "
+    "(run_id, idx)) WITHOUT ROWID";
+constexpr const char* k_v10_views =
+    "CREATE VIEW layer_levels AS SELECT l.run_id AS run_id, l.idx AS idx, v.key AS level, "
+    "CAST(json_extract(v.value, '$[0]') AS REAL) AS bytes_read, CAST(json_extract(v.value, '$[1]') AS REAL) "
+    "AS "
+    "bytes_written, json_extract(v.value, '$[2]') AS accesses, CAST(json_extract(v.value, '$[3]') AS REAL) "
+    "AS "
+    "energy_j FROM layers l JOIN json_each(l.levels) v; "
+    "CREATE VIEW layer_metrics AS SELECT l.run_id AS run_id, l.idx AS idx, n.name AS name, CASE WHEN m.type "
+    "IN "
+    "('integer', 'real') THEN CAST(m.atom AS REAL) END AS value, NULLIF(n.unit, '') AS unit, CASE WHEN "
+    "m.type = "
+    "'text' THEN m.atom END AS text FROM layers l JOIN json_each(l.metrics) m JOIN metric_names n ON "
+    "n.metric_id "
+    "= CAST(m.key AS INTEGER)";
+
+// Turns a current file into what schema 10 wrote: the table `layers` (every column of the view of that name),
+// schema 10's views over it, no layer_defs or layer_results, version 10.
+void make_schema_10(const std::string& path) {
+    sql::Connection raw(path, sql::Connection::Mode::read_write_create);
+    raw.exec("PRAGMA foreign_keys = OFF; BEGIN");
+    raw.exec(k_v10_layers_table);
+    raw.exec("INSERT INTO v10_layers SELECT * FROM layers");
+    raw.exec(
+        "DROP VIEW layer_levels; DROP VIEW layer_metrics; DROP VIEW layers; DROP TABLE layer_results; DROP "
+        "TABLE "
+        "layer_defs; ALTER TABLE v10_layers RENAME TO layers");
+    raw.exec(k_v10_views);
+    raw.exec("UPDATE meta SET value = '10' WHERE key = 'schema_version'; COMMIT");
+}
+
+}  // namespace
+
 TEST_CASE("opening an older file adds the missing columns and keeps its rows", "[db]") {
     TempDir dir;
     std::string path = dir.file("r.db");
@@ -666,11 +724,13 @@ TEST_CASE("opening an older file adds the missing columns and keeps its rows", "
         ResultsDb db(path);
         db.record_run(sample_info("old\n"), sample_layers(4), 2.0);
     }
-    // Make it look like a file from before these columns existed.
+    // Make it look like a file from before these columns existed (and before views).
+    make_schema_10(path);
     {
         sql::Connection raw(path, sql::Connection::Mode::read_write_create);
         raw.exec(
-            "ALTER TABLE runs DROP COLUMN total_energy_static_j; ALTER TABLE runs DROP COLUMN layer_count; "
+            "DROP VIEW layer_levels; DROP VIEW layer_metrics; ALTER TABLE runs DROP COLUMN "
+            "total_energy_static_j; ALTER TABLE runs DROP COLUMN layer_count; "
             "ALTER TABLE layers DROP COLUMN energy_static_j; ALTER TABLE layers DROP COLUMN bound; "
             "UPDATE meta SET value = '0' WHERE key = 'schema_version'");
     }
@@ -726,16 +786,17 @@ std::vector<std::string> layer_table_rows(const std::string& path) {
 }
 
 int64_t without_rowid_tables(const std::string& path) {
-    return query_int(
-        path,
-        "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name = 'layers' AND sql LIKE "
-        "'%WITHOUT ROWID'");
+    return query_int(path,
+                     "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('layers', "
+                     "'layer_results') AND sql "
+                     "LIKE '%WITHOUT ROWID'");
 }
 
 // Turns a current file into what schema 7 wrote: the per-layer tables as rowid tables, the metrics in the
 // table `layer_metrics` with their names and units and the levels in the table `layer_levels` (schema 4 to
 // 8), not in layers.levels and layers.metrics, version 7.
 void make_schema_7(const std::string& path) {
+    make_schema_10(path);
     sql::Connection raw(path, sql::Connection::Mode::read_write_create);
     raw.exec("PRAGMA foreign_keys = OFF; BEGIN");
     raw.exec(
@@ -757,18 +818,16 @@ void make_schema_7(const std::string& path) {
     raw.exec(
         "INSERT INTO v7_layer_levels SELECT * FROM layer_levels; DROP VIEW layer_levels; ALTER TABLE "
         "v7_layer_levels RENAME TO layer_levels");
-    for (const mlsim::db::schema::Table& t : mlsim::db::schema::tables()) {
-        if (!t.without_rowid) continue;
-        std::string create = mlsim::db::schema::create_table_sql(t);
-        const std::string suffix = " WITHOUT ROWID";
-        REQUIRE(create.ends_with(suffix));
-        create.erase(create.size() - suffix.size());
-        create.replace(create.find(t.name), t.name.size(), fmt::format("v7_{}", t.name));
-        raw.exec(create);
-        raw.exec(fmt::format(
-            "INSERT INTO v7_{0} SELECT * FROM {0}; DROP TABLE {0}; ALTER TABLE v7_{0} RENAME TO {0}",
-            t.name));
-    }
+    // `layers` (the one per-layer table of schema 10) as a rowid table.
+    std::string create = k_v10_layers_table;
+    const std::string suffix = " WITHOUT ROWID";
+    REQUIRE(create.ends_with(suffix));
+    create.erase(create.size() - suffix.size());
+    create.replace(create.find("v10_layers"), 10, "v7_layers");
+    raw.exec(create);
+    raw.exec(
+        "INSERT INTO v7_layers SELECT * FROM layers; DROP TABLE layers; ALTER TABLE v7_layers RENAME TO "
+        "layers");
     raw.exec("ALTER TABLE layers DROP COLUMN levels; ALTER TABLE layers DROP COLUMN metrics");
     raw.exec("UPDATE meta SET value = '7' WHERE key = 'schema_version'; COMMIT");
 }
@@ -833,10 +892,11 @@ TEST_CASE("a schema-7 file's per-layer tables are rebuilt WITHOUT ROWID, every r
     CHECK(without_rowid_tables(hand) == 0);
     CHECK(query_text(hand, "SELECT type FROM sqlite_schema WHERE name = 'layer_metrics'") == "table");
     CHECK(query_text(hand, "SELECT value FROM meta WHERE key = 'schema_version'") == "7");
-    // An index on a rebuilt table stops the step to 8 (and leaves the file as it was) too.
+    // An index on `layers` stops the step to 11, which splits the table (and leaves the file as it was) too.
     const std::string hand8 = schema_7_with("hand8.db", "CREATE INDEX my_layer_names ON layers(name)");
     CHECK_THROWS_WITH(ResultsDb(hand8), Catch::Contains(hand8) && Catch::Contains("my_layer_names") &&
-                                            Catch::Contains("WITHOUT ROWID"));
+                                            Catch::Contains("layer_defs"));
+    CHECK(query_text(hand8, "SELECT type FROM sqlite_schema WHERE name = 'layers'") == "table");
     CHECK(query_text(hand8, "SELECT value FROM meta WHERE key = 'schema_version'") == "7");
     // And one on the levels' table stops the step to 10, which moves its rows into layers.levels.
     const std::string hand10 =
@@ -853,6 +913,7 @@ namespace {
 // each in layer_metric_values (with the ids the file has), no layers.levels or layers.metrics, schema 9's
 // view, version 9.
 void make_schema_9(const std::string& path) {
+    make_schema_10(path);
     sql::Connection raw(path, sql::Connection::Mode::read_write_create);
     raw.exec("PRAGMA foreign_keys = OFF; BEGIN");
     raw.exec(

@@ -1,5 +1,6 @@
-// Migration of a real schema-3 file, written by mlsim before the long-format tables existed
-// (tests/db/data/schema_v3.db; how it was made: tests/db/data/README.md), to the current schema.
+// Migration of real files written by older mlsim to the current schema: a schema-3 file, from before the
+// long-format tables existed, and a schema-10 file, from before `layers` split into definitions and results
+// (tests/db/data/schema_v3.db, schema_v10.db; how they were made: tests/db/data/README.md).
 #include <fmt/format.h>
 #include <sqlite3.h>
 
@@ -283,10 +284,19 @@ TEST_CASE("Opening a schema-3 file moves the per-family columns into layer_metri
             INFO(col);
             CHECK(std::find(have.begin(), have.end(), col) == have.end());
         }
-        std::vector<std::string> declared;
+        // The view `layers` (schema 11): run_id and idx, the definition's columns, then the rest of the
+        // results'.
+        std::vector<std::string> declared, defs, results;
         for (const auto& table : mlsim::db::schema::tables())
-            if (table.name == "layers")
-                for (const auto& c : table.columns) declared.emplace_back(c.name);
+            for (const auto& c : table.columns)
+                if (c.name != "def_id") {
+                    if (table.name == "layer_defs") defs.emplace_back(c.name);
+                    if (table.name == "layer_results") results.emplace_back(c.name);
+                }
+        REQUIRE(results.size() > 2);
+        declared.assign(results.begin(), results.begin() + 2);
+        declared.insert(declared.end(), defs.begin(), defs.end());
+        declared.insert(declared.end(), results.begin() + 2, results.end());
         CHECK(have == declared);
     }
 
@@ -453,4 +463,90 @@ TEST_CASE(
     CHECK(raw.count("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version'") ==
           mlsim::db::schema::current_version);
     CHECK(raw.count("SELECT COUNT(*) FROM layer_metrics WHERE name = 'tiling'") > 0);
+}
+
+namespace {
+
+// A real schema-10 file (tests/db/data/README.md): `layers` a table, its levels and metrics in JSON objects.
+const std::string k_fixture_v10 = std::string(MLSIM_SOURCE_DIR) + "/tests/db/data/schema_v10.db";
+
+std::string copy_v10_fixture(const TempDir& dir) {
+    const std::string path = dir.file("v10.db");
+    fs::copy_file(k_fixture_v10, path);
+    return path;
+}
+
+// What a reader sees of a file's layers, through `layers` and the views over it, every value exact.
+std::vector<std::string> layer_views(Raw& raw) {
+    std::vector<std::string> out;
+    for (const char* q : {"SELECT * FROM layers ORDER BY run_id, idx",
+                          "SELECT * FROM layer_levels ORDER BY run_id, idx, level",
+                          "SELECT * FROM layer_metrics ORDER BY run_id, idx, name"}) {
+        out.push_back(q);
+        for (std::string& row : raw.rows(q)) out.push_back(std::move(row));
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("A schema-10 file's layers table splits into definitions and results that read back the same",
+          "[db][migration]") {
+    std::vector<std::string> before;
+    int64_t rows = 0;
+    {
+        Raw v10(k_fixture_v10, true);
+        REQUIRE(v10.count("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version'") == 10);
+        REQUIRE(v10.rows("SELECT type FROM sqlite_schema WHERE name = 'layers'") ==
+                std::vector<std::string>{"'table'"});
+        before = layer_views(v10);
+        rows = v10.count("SELECT COUNT(*) FROM layers");
+        REQUIRE(rows > 20);
+        REQUIRE(v10.count("SELECT COUNT(*) FROM layer_levels") > 0);
+        REQUIRE(v10.count("SELECT COUNT(*) FROM layer_metrics WHERE text IS NOT NULL") > 0);
+        REQUIRE(v10.count("SELECT COUNT(*) FROM layer_metrics WHERE value IS NOT NULL") > 0);
+    }
+    TempDir dir;
+    const std::string path = copy_v10_fixture(dir);
+    { ResultsDb db(path); }
+    Raw raw(path, false);
+    CHECK(raw.count("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version'") ==
+          mlsim::db::schema::current_version);
+    CHECK(raw.rows("SELECT type FROM sqlite_schema WHERE name = 'layers'") ==
+          std::vector<std::string>{"'view'"});
+    CHECK(layer_views(raw) == before);
+    CHECK(raw.count("SELECT COUNT(*) FROM layer_results") == rows);
+    // Each definition once, ids in the order of their first layer.
+    CHECK(raw.count("SELECT COUNT(*) FROM layer_defs") ==
+          raw.count("SELECT COUNT(*) FROM (SELECT DISTINCT name, op, phase, dtype, macs, flops, params FROM "
+                    "layers)"));
+    CHECK(raw.count(
+              "SELECT COUNT(*) FROM layer_results a JOIN layer_results b ON (b.run_id, b.idx) > (a.run_id, "
+              "a.idx) AND b.def_id < a.def_id AND NOT EXISTS (SELECT 1 FROM layer_results c WHERE "
+              "c.def_id = b.def_id AND (c.run_id, c.idx) < (b.run_id, b.idx))") == 0);
+    CHECK(raw.rows("PRAGMA integrity_check") == std::vector<std::string>{"'ok'"});
+    CHECK(raw.count("SELECT COUNT(*) FROM pragma_foreign_key_check") == 0);
+}
+
+TEST_CASE("An index added by hand on schema 10's layers stops the step to 11 and changes nothing",
+          "[db][migration]") {
+    TempDir dir;
+    const std::string path = copy_v10_fixture(dir);
+    {
+        Raw raw(path, false);
+        raw.exec("CREATE INDEX my_layer_ops ON layers(op)");
+    }
+    std::vector<std::string> before;
+    {
+        Raw raw(path, false);
+        before = dump(raw);
+    }
+    CHECK_THROWS_WITH(ResultsDb(path), Catch::Contains(path) && Catch::Contains("my_layer_ops") &&
+                                           Catch::Contains("layer_defs"));
+    Raw raw(path, false);
+    CHECK(dump(raw) == before);
+    CHECK(raw.count("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version'") == 10);
+    CHECK(raw.rows("SELECT type FROM sqlite_schema WHERE name = 'layers'") ==
+          std::vector<std::string>{"'table'"});
+    CHECK(raw.count("SELECT COUNT(*) FROM sqlite_schema WHERE name = 'layer_defs'") == 0);
 }

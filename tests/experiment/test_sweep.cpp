@@ -419,13 +419,18 @@ TEST_CASE("A results database from before sweeps gains the sweep tables when a s
     TempDir dir("mlsim_test_sweep_migrate");
     const std::string path = dir.file("old.db");
     { db::ResultsDb create(path); }
-    // Make it look like a version-1 file: no sweep tables, schema_version 1.
+    // Make it look like a version-1 file: no sweep tables, no views, `layers` a table, schema_version 1.
     sqlite3* raw = nullptr;
     REQUIRE(sqlite3_open(path.c_str(), &raw) == SQLITE_OK);
-    REQUIRE(sqlite3_exec(raw,
-                         "DROP INDEX sweeps_by_run; DROP TABLE sweeps; DROP TABLE sweep_factors; "
-                         "UPDATE meta SET value = '1' WHERE key = 'schema_version'",
-                         nullptr, nullptr, nullptr) == SQLITE_OK);
+    REQUIRE(
+        sqlite3_exec(raw,
+                     "DROP INDEX sweeps_by_run; DROP TABLE sweeps; DROP TABLE sweep_factors; "
+                     "DROP VIEW layer_levels; DROP VIEW layer_metrics; DROP VIEW layers; DROP TABLE "
+                     "layer_results; DROP TABLE layer_defs; CREATE TABLE layers (run_id INTEGER NOT NULL "
+                     "REFERENCES runs(run_id), idx INTEGER NOT NULL, name TEXT NOT NULL, op TEXT NOT NULL, "
+                     "PRIMARY KEY (run_id, idx)); "
+                     "UPDATE meta SET value = '1' WHERE key = 'schema_version'",
+                     nullptr, nullptr, nullptr) == SQLITE_OK);
     sqlite3_close(raw);
     CHECK(count(path, "SELECT COUNT(*) FROM sqlite_schema WHERE name LIKE 'sweep%'") == 0);
     const auto s = run(data("sweep_system_file.yaml"), path, 1);

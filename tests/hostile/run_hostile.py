@@ -744,7 +744,11 @@ def databases(mlsim, workdir):
     files = {"dev.yaml": DEVICE, "s.yaml": SWEEP_BASE}
     cases = [
         ("runs_view", "ALTER TABLE runs RENAME TO runs_t; CREATE VIEW runs AS SELECT * FROM runs_t;", "'runs' is a view"),
-        ("layers_view", "ALTER TABLE layers RENAME TO l2; CREATE VIEW layers AS SELECT * FROM l2;", "'layers' is a view"),
+        ("layer_results_view", "ALTER TABLE layer_results RENAME TO r2; CREATE VIEW layer_results AS SELECT * FROM r2;",
+         "'layer_results' is a view"),
+        # Schema 11: `layers` is a view; a table under its name in a schema-11 file is not mlsim's.
+        ("layers_table", "DROP VIEW layers; CREATE TABLE layers (run_id INTEGER, idx INTEGER);",
+         "'layers' is a table in a schema-11 file"),
         ("meta_view", "ALTER TABLE meta RENAME TO m2; CREATE VIEW meta AS SELECT * FROM m2;", "'meta' is a view"),
         ("sweeps_view", "DROP TABLE sweeps; CREATE VIEW sweeps AS SELECT 1 AS x;", "'sweeps' is a view"),
         ("meta_wrong_shape", "DROP TABLE meta; CREATE TABLE meta (a, b, c);", "not (key, value)"),
@@ -764,8 +768,9 @@ def databases(mlsim, workdir):
         ("index_name_is_view", "DROP INDEX sweeps_by_run; CREATE VIEW sweeps_by_run AS SELECT 1;",
          "'sweeps_by_run' is a view"),
         ("runs_lacks_key", "ALTER TABLE runs RENAME TO old; CREATE TABLE runs (status TEXT);", "no column 'run_id'"),
-        ("layers_lacks_idx", "DROP VIEW layer_levels; DROP VIEW layer_metrics; "
-                             "DROP TABLE layers; CREATE TABLE layers (run_id INTEGER);", "no column 'idx'"),
+        ("layer_results_lacks_idx", "DROP VIEW layers; DROP VIEW layer_levels; DROP VIEW layer_metrics; "
+                                    "DROP TABLE layer_results; CREATE TABLE layer_results (run_id INTEGER);",
+         "no column 'idx'"),
         ("sweep_factors_partial", "DROP TABLE sweep_factors; CREATE TABLE sweep_factors (x);", "no column"),
         ("metric_names_partial", "DROP VIEW layer_metrics; DROP TABLE metric_names; "
                                  "CREATE TABLE metric_names (name TEXT);", "no column 'metric_id'"),
