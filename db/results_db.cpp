@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -840,6 +841,23 @@ struct ResultsDb::Impl {
         key.append(reinterpret_cast<const char*>(&l.params), sizeof l.params);
     }
 
+    // Whether `key` (def_key) is the key of layer `l`, compared where it lies (no key built).
+    static bool is_def_key(std::string_view key, const PreparedLayers& p, const PreparedLayers::Layer& l) {
+        for (const PreparedLayers::Text t : {l.name, l.op, l.phase, l.dtype}) {
+            if (key.size() < sizeof t.size + t.size) return false;
+            uint32_t size = 0;
+            std::memcpy(&size, key.data(), sizeof size);
+            if (size != t.size || std::memcmp(key.data() + sizeof size, p.text.data() + t.begin, t.size) != 0)
+                return false;
+            key.remove_prefix(sizeof size + t.size);
+        }
+        char numbers[3 * 8];
+        std::memcpy(numbers, &l.macs, 8);
+        std::memcpy(numbers + 8, &l.flops, 8);
+        std::memcpy(numbers + 16, &l.params, 8);
+        return key == std::string_view(numbers, sizeof numbers);
+    }
+
     // The id of a layer's definition in layer_defs, added there when new; inside the caller's write
     // transaction, and kept as metric ids are (a rollback empties `def_ids` and `last_defs`). A sweep's
     // points mostly have the definitions of the point before, layer by layer: `last_defs[i]` is the i-th
@@ -848,8 +866,8 @@ struct ResultsDb::Impl {
         const PreparedLayers::Layer& l = p.layers[i];
         if (last_defs.size() <= i) last_defs.resize(i + 1);
         auto& [last_key, last_id] = last_defs[i];
+        if (last_id != 0 && is_def_key(last_key, p, l)) return last_id;
         def_key(m_key, p, l);
-        if (last_id != 0 && last_key == m_key) return last_id;
         int64_t id = 0;
         if (auto it = def_ids.find(m_key); it != def_ids.end()) {
             id = it->second;
