@@ -4,9 +4,9 @@
 // accesses and energy per memory level) and `layer_metrics` (any other named figure with its unit). Since
 // schema 10 both are views over a JSON object per layer, `layers.levels` (level -> [bytes_read,
 // bytes_written, accesses, energy_j]) and `layers.metrics` (metric id, in `metric_names`, -> value or text).
-// Since schema 11 `layers` is a view too, over `layer_defs` (a layer's name, op, phase, dtype, macs, flops and
-// params, once for every run that shares them) and `layer_results` (the rest of each row, with its def_id).
-// Schema in db/schema.h; units in column names.
+// Since schema 11 `layers` is a view too, over `layer_defs` (a layer's name, op, phase, dtype, macs, flops
+// and params, once for every run that shares them) and `layer_results` (the rest of each row, with its
+// def_id). Schema in db/schema.h; units in column names.
 //
 // Contract:
 // - Opening never truncates: an existing mlsim file is appended to (and migrated to the current schema,
