@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -61,13 +62,21 @@ constexpr int k_in_flight = 24;
 // pages (2 % of the writer's time zeroing and faulting them in).
 constexpr std::size_t k_max_pending = 2 * static_cast<std::size_t>(k_commit_batch);
 // k_max_pending, or MLSIM_MPI_MAX_PENDING (a whole number >= 1) where the environment sets it: the tests set
-// 1, so that a small sweep takes the path where workers wait for their next point.
+// 1, so that a small sweep takes the path where workers wait for their next point. Any other value is a
+// UserError (exit status 2), not the default taken silently.
 std::size_t max_pending() {
     const char* v = std::getenv("MLSIM_MPI_MAX_PENDING");
     if (!v) return k_max_pending;
-    char* end = nullptr;
-    const unsigned long n = std::strtoul(v, &end, 10);
-    return end != v && *end == '\0' && n >= 1 ? n : k_max_pending;
+    std::size_t n = 0;
+    const char* end = v + std::strlen(v);
+    const auto [stop, ec] = std::from_chars(v, end, n);
+    if (ec != std::errc{} || stop != end || n < 1)
+        throw cfg::UserError(
+            fmt::format("error: MLSIM_MPI_MAX_PENDING is '{}', not a whole number >= 1 (the points rank 0 "
+                        "holds uncommitted; "
+                        "unset, {})",
+                        v, k_max_pending));
+    return n;
 }
 
 // CPU time of the calling thread, seconds.
@@ -642,6 +651,7 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
     const int64_t errors_after = options.retry_failed ? db.max_run_id() : 0;
     // Every write below refers to a run written before it or found in the file (db/results_db.h).
     const db::ResultsDb::ReferenceChecksOff unchecked(db);
+    const std::size_t hold = max_pending();  // before any message: a bad value stops every rank at once
     const Known known = deserialize_known(broadcast(serialize(read_known(db.path(), options.retry_failed))));
     // The points' overridden systems, from check_points() when it kept them.
     const std::shared_ptr<exp::OverrideCache> overridden =
@@ -772,7 +782,6 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
     // Workers owed their next point, one entry a result they sent, served in turn while rank 0 holds fewer
     // than `hold` points (max_pending(); a worker keeps simulating the points it holds meanwhile).
     std::deque<int> owed;
-    const std::size_t hold = max_pending();
     auto serve_owed = [&] {
         while (!owed.empty() && pending.size() < hold) {
             const int rank = owed.front();

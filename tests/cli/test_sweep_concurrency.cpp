@@ -227,6 +227,15 @@ TEST_CASE("An MPI sweep writes the same rows as the threaded one, for any number
         CHECK(whole_file(db) == expected);
         CHECK(db_count(db, "SELECT COUNT(*) FROM runs") == 12);
     }
+    // A bound that is not a whole number >= 1 is refused (exit status 2) before any point runs.
+    for (const char* bad : {"0", "two", "-1", "1.5", ""}) {
+        INFO("MLSIM_MPI_MAX_PENDING='" << bad << "'");
+        const std::string db = dir.file("bad-bound.db");
+        const int status = run_mpi(2, {"sweep", data("sweep_jobs.yaml"), "--db", db}, bad);
+        CHECK(WIFEXITED(status));
+        CHECK(WEXITSTATUS(status) == 2);
+        CHECK(db_count(db, "SELECT COUNT(*) FROM runs") == 0);
+    }
     // A partly done file (the first run's ok points deleted from the threaded file's copy) is completed.
     const std::string partial = dir.file("partial.db");
     fs::copy_file(threads, partial);
