@@ -36,8 +36,9 @@ struct TempDir {
 };
 
 // Every table of the file, whole, as sorted text rows that do not depend on the order in which runs were
-// committed: a run_id is replaced by its run's config_hash (unique among the runs a sweep writes), and the
-// wall-clock columns (wall_s, created_utc, claimed_utc) are left out.
+// committed: a run_id is replaced by its run's config_hash (unique among the runs a sweep writes), a def_id
+// by its definition (layer_defs: ids given as runs commit, which `--jobs 2` does in the order they finish),
+// and the wall-clock columns (wall_s, created_utc, claimed_utc) are left out.
 std::vector<std::string> whole_file(const std::string& db_path) {
     std::vector<std::string> out;
     for (const std::string& table :
@@ -48,6 +49,15 @@ std::vector<std::string> whole_file(const std::string& db_path) {
             if (col == "wall_s" || col == "created_utc" || col == "claimed_utc") continue;
             if (col == "run_id")
                 exprs.push_back("(SELECT r.config_hash FROM runs r WHERE r.run_id = t.run_id)");
+            else if (col == "def_id" && table == "layer_defs")
+                continue;  // the row is its definition
+            else if (col == "def_id")
+                exprs.push_back(
+                    "(SELECT quote(d.name) || ',' || quote(d.op) || ',' || quote(d.phase) || ',' || "
+                    "quote(d.dtype) "
+                    "|| ',' || quote(d.macs) || ',' || quote(d.flops) || ',' || quote(d.params) FROM "
+                    "layer_defs d "
+                    "WHERE d.def_id = t.def_id)");
             else
                 exprs.push_back(fmt::format("quote(t.{})", col));
         }
