@@ -472,6 +472,15 @@ constexpr std::array k_old_views{
         10},
 };
 
+// Schema 11: deleting rows of the view `layers` deletes them from layer_results, as deleting from the table
+// of schema 10 did (a user's clean-up of runs keeps working); layer_defs keeps the definitions, which other
+// runs may share.
+constexpr std::array k_triggers{
+    Trigger{"layers_delete",
+            "INSTEAD OF DELETE ON layers BEGIN DELETE FROM layer_results WHERE run_id = old.run_id AND idx = "
+            "old.idx; END"},
+};
+
 // Queries by run (or run and layer) on layer_levels / layer_metric_values use their primary keys' prefix.
 constexpr std::array k_indexes{
     Index{"runs_by_config_hash", "runs(config_hash, status)"},
@@ -575,6 +584,17 @@ void check_shapes(sql::Connection& conn) {
         const std::string type = object_type(conn, view.name);
         if (!type.empty() && type != "view" && type != "table")
             foreign_shape(conn, fmt::format("'{}' is a {}, where mlsim keeps a view", view.name, type));
+    }
+    // A trigger's name: nothing, or the trigger mlsim makes.
+    for (const Trigger& trigger : k_triggers) {
+        const std::string type = object_type(conn, trigger.name);
+        if (type.empty()) continue;
+        if (type != "trigger")
+            foreign_shape(conn, fmt::format("'{}' is a {}, where mlsim keeps a trigger", trigger.name, type));
+        sql::Statement q(conn, "SELECT sql FROM sqlite_schema WHERE type = 'trigger' AND name = ?");
+        q.bind_text(trigger.name).finish_binding();
+        if (!q.step() || q.column_text(0) != fmt::format("CREATE TRIGGER {} {}", trigger.name, trigger.body))
+            foreign_shape(conn, fmt::format("the trigger '{}' is not the one mlsim makes", trigger.name));
     }
     if (table_exists(conn, "meta")) {
         const std::set<std::string> have = existing_columns(conn, "meta");
@@ -1156,6 +1176,8 @@ std::span<const Index> indexes() { return k_indexes; }
 
 std::span<const View> views() { return k_views; }
 
+std::span<const Trigger> triggers() { return k_triggers; }
+
 std::string create_table_sql(const Table& table) { return create_table_sql_named(table, table.name); }
 
 namespace {
@@ -1225,6 +1247,8 @@ void migrate(sql::Connection& conn) {
         conn.exec(fmt::format("CREATE INDEX IF NOT EXISTS {} ON {}", index.name, index.definition));
     for (const View& view : k_views)
         conn.exec(fmt::format("CREATE VIEW IF NOT EXISTS {} AS {}", view.name, view.select));
+    for (const Trigger& trigger : k_triggers)
+        conn.exec(fmt::format("CREATE TRIGGER IF NOT EXISTS {} {}", trigger.name, trigger.body));
     if (found != current_version)
         conn.exec(fmt::format("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '{}')",
                               current_version));

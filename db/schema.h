@@ -68,7 +68,8 @@ namespace mlsim::db::schema {
 // bytes_written, accesses, energy_j]) and layers.metrics (metric id -> value or text); the views
 // layer_levels and layer_metrics show them a row each as before; the tables layer_levels and
 // layer_metric_values are gone.
-// Version 11: `layers` is a view (the same columns and rows) over layer_results, a row per layer of a run
+// Version 11: `layers` is a view (the same columns and rows; DELETE on it deletes the rows of layer_results,
+// trigger layers_delete) over layer_results, a row per layer of a run
 // (what the device made of it: bytes, times, cycles, energy, levels, metrics), and layer_defs, what the
 // workload says a layer is (name, op, phase, dtype, macs, flops, params), stored once for all the runs that
 // share it: the points of a sweep over the hardware repeat them, and they were a third of what the writer
@@ -105,6 +106,12 @@ struct Index {
     std::string_view definition;  // "<table>(<columns>)"
 };
 
+// A trigger made after the views (CREATE TRIGGER name body).
+struct Trigger {
+    std::string_view name;
+    std::string_view body;  // what follows the name: "INSTEAD OF DELETE ON ... BEGIN ...; END"
+};
+
 // Read-only: refuses (a UserError naming the file and what is wrong) a file migrate() would refuse:
 // another tool's file, objects of the wrong kind or shape under mlsim's names, a schema version that is
 // not a number or is newer than ours. It writes nothing, so it runs before anything that changes the
@@ -114,6 +121,7 @@ void check_file(sql::Connection& conn);
 std::span<const Table> tables();
 std::span<const Index> indexes();
 std::span<const View> views();
+std::span<const Trigger> triggers();
 
 // Creates missing tables, adds missing columns and indexes, runs the versioned steps, stamps the version.
 // Runs in one transaction, so a concurrent opener never sees a half-migrated file.

@@ -599,6 +599,42 @@ TEST_CASE("the time parts must sum to time_s within 1e-9 relative plus 1e-15 s",
     CHECK(query_int(path, "SELECT COUNT(*) FROM runs") == 3);
 }
 
+TEST_CASE("deleting from the view layers deletes the rows of layer_results and keeps the definitions",
+          "[db]") {
+    TempDir dir;
+    std::string path = dir.file("r.db");
+    {
+        ResultsDb db(path);
+        db.record_run(sample_info("a\n"), sample_layers(5), 1.0);
+        db.record_run(sample_info("b\n"), sample_layers(7), 1.0);
+    }
+    const int64_t defs = query_int(path, "SELECT COUNT(*) FROM layer_defs");
+    REQUIRE(defs == 7);  // the first run's five are the second run's first five
+    {
+        sql::Connection raw(path, sql::Connection::Mode::read_write_create);
+        raw.exec("DELETE FROM layers WHERE run_id = 1; DELETE FROM layers WHERE run_id = 2 AND idx >= 5");
+    }
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layer_results WHERE run_id = 1") == 0);
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layer_results WHERE run_id = 2") == 5);
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layers") == 5);
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layer_defs") == defs);
+    // The file opens again as mlsim's, and takes new runs.
+    {
+        ResultsDb db(path);
+        db.record_run(sample_info("c\n"), sample_layers(2), 1.0);
+    }
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layers WHERE run_id = 3") == 2);
+    // Another trigger under the name mlsim keeps is not mlsim's: refused, naming it.
+    {
+        sql::Connection raw(path, sql::Connection::Mode::read_write_create);
+        raw.exec(
+            "DROP TRIGGER layers_delete; CREATE TRIGGER layers_delete INSTEAD OF DELETE ON layers BEGIN "
+            "SELECT 1; "
+            "END");
+    }
+    CHECK_THROWS_WITH(ResultsDb(path), Catch::Contains(path) && Catch::Contains("layers_delete"));
+}
+
 TEST_CASE("a failure halfway through a run's layers rolls the whole run back", "[db]") {
     TempDir dir;
     std::string path = dir.file("r.db");
