@@ -887,6 +887,9 @@ struct ResultsDb::Impl {
                 id = sqlite3_last_insert_rowid(conn.handle());
             }
             find_def->reset();
+            // Bounded: a sweep over the workload (batch, sequence length) makes new definitions at every
+            // point, and the file, not this map, is where they are found.
+            if (def_ids.size() >= k_max_def_ids) def_ids.clear();
             def_ids.emplace(m_key, id);
         }
         last_key = m_key;
@@ -1004,6 +1007,7 @@ struct ResultsDb::Impl {
     };
     std::map<std::pair<std::string, std::string>, int64_t, NameUnitLess> metric_ids;
     std::vector<int64_t> key_ids;                            // write_layers: the run's metric keys' ids
+    static constexpr std::size_t k_max_def_ids = 1 << 16;    // ~10 MB of keys
     std::unordered_map<std::string, int64_t> def_ids;        // def_key -> layer_defs.def_id
     std::vector<std::pair<std::string, int64_t>> last_defs;  // by layer: the run before's key and id
     std::string m_key;                                       // def_id's scratch key

@@ -845,7 +845,10 @@ std::string broken_reference(sql::Connection& conn, std::string_view table) {
 
 // Step to schema 8: the tables declared without_rowid are rebuilt so, rows copied as they are (SQLite's
 // procedure for a change a plain ALTER TABLE cannot make; migrate() has foreign-key enforcement off for
-// it, and checks the references of the rebuilt tables before it commits).
+// it, and checks the references of the rebuilt tables before it commits). Since schema 11 the one such table,
+// layer_results, is new to a file older than 11 (made WITHOUT ROWID by the additive pass), and the rows of
+// schema 10's `layers` reach it through the step to 11, which copies them as they are: the step has nothing
+// left to rebuild, and a row of an old file whose run is missing is kept, not refused.
 void rebuild_without_rowid(sql::Connection& conn) {
     for (const Table& table : k_tables) {
         if (!table.without_rowid || stored_without_rowid(conn, table.name)) continue;

@@ -308,4 +308,24 @@ TEST_CASE("a write that fails inside a batch undoes the whole batch; one that wr
     db.end_batch();
     CHECK(runs() == 5);
     check_only_whole_runs(path);
+    // Layers whose definitions (layer_defs) the undone batch wrote first, then lost with it: written again
+    // (the writer forgot the ids it had for them), in a batch and not.
+    db.begin_batch();
+    db.record_run(info_for(4, 9), layers_for(4), 0.0);
+    db.end_batch();
+    db.record_run(info_for(4, 10), layers_for(5), 0.0);
+    CHECK(runs() == 7);
+    check_only_whole_runs(path);
+    // Each with its own definitions: an id kept from the undone batch would name another run's layer (the ids
+    // are given again to the definitions written since), with other macs (layers_for: 1e5 (idx + 1) + run).
+    for (const auto& [run, layers] : {std::pair{9, 4}, std::pair{10, 5}}) {
+        INFO("run " << run << ", the layers of " << layers);
+        sql::Connection conn(path, sql::Connection::Mode::read_only);
+        const std::string of_run = fmt::format(
+            "FROM layers l JOIN runs r USING (run_id) WHERE r.config_yaml = 'round: 4\nrun: {}\n'", run);
+        CHECK(count(conn, "SELECT COUNT(*) " + of_run) == k_layers_per_run);
+        CHECK(count(conn, fmt::format("SELECT COUNT(*) {} AND (l.macs != 1e5 * (l.idx + 1) + {} OR l.name != "
+                                      "'block' || l.idx || '.conv')",
+                                      of_run, layers)) == 0);
+    }
 }
