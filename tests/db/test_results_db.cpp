@@ -1051,6 +1051,35 @@ TEST_CASE("a schema-9 file's level and metric rows become the layers' objects th
     CHECK(query_text(orphan, "SELECT value FROM meta WHERE key = 'schema_version'") == "9");
 }
 
+TEST_CASE("a schema-10 file's layers with NULL in their definitions read back the same, each definition once",
+          "[db]") {
+    TempDir dir;
+    const std::string path = dir.file("r.db");
+    {
+        ResultsDb db(path);
+        db.record_run(sample_info("a\n"), sample_layers(4), 1.0);
+        db.record_run(sample_info("b\n"), sample_layers(4), 1.0);  // the same four definitions
+    }
+    make_schema_10(path);
+    {
+        // What older writers or hands may have left: NULL wherever schema 10 allowed it.
+        sql::Connection raw(path, sql::Connection::Mode::read_write_create);
+        raw.exec(
+            "UPDATE layers SET phase = NULL, dtype = NULL WHERE idx % 2 = 0; UPDATE layers SET macs = NULL, "
+            "flops = NULL, params = NULL WHERE idx = 1");
+    }
+    const std::vector<std::string> before = layer_table_rows(path);
+    REQUIRE(query_int(path, "SELECT COUNT(*) FROM layers WHERE phase IS NULL") == 4);
+    { ResultsDb db(path); }
+    CHECK(query_text(path, "SELECT type FROM sqlite_schema WHERE name = 'layers'") == "view");
+    CHECK(layer_table_rows(path) == before);
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layer_defs") == 4);  // the two runs share them, NULLs and all
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layer_defs WHERE phase IS NULL AND dtype IS NULL") == 2);
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layer_defs WHERE macs IS NULL AND params IS NULL") == 1);
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layers WHERE macs IS NULL") == 2);
+    CHECK(query_int(path, "SELECT COUNT(*) FROM pragma_foreign_key_check") == 0);
+}
+
 TEST_CASE("metric values read back through layer_metrics bit for bit, texts unchanged", "[db]") {
     TempDir dir;
     const std::string path = dir.file("r.db");
