@@ -872,17 +872,18 @@ struct ResultsDb::Impl {
         if (auto it = def_ids.find(m_key); it != def_ids.end()) {
             id = it->second;
         } else {
-            find_def->reset();
-            find_def->bind_text(p.str(l.name)).bind_text(p.str(l.op)).bind_text(p.str(l.phase));
-            find_def->bind_text(p.str(l.dtype)).bind_real(l.macs).bind_real(l.flops).bind_int(l.params);
-            find_def->finish_binding();
+            // Both statements take the definition's seven values, in layer_defs' order.
+            const auto bind_def = [&](sql::Statement& st) {
+                st.reset();
+                st.bind_text(p.str(l.name)).bind_text(p.str(l.op)).bind_text(p.str(l.phase));
+                st.bind_text(p.str(l.dtype)).bind_real(l.macs).bind_real(l.flops).bind_int(l.params);
+                st.finish_binding();
+            };
+            bind_def(*find_def);
             if (find_def->step()) {
                 id = find_def->column_int(0);
             } else {
-                add_def->reset();
-                add_def->bind_text(p.str(l.name)).bind_text(p.str(l.op)).bind_text(p.str(l.phase));
-                add_def->bind_text(p.str(l.dtype)).bind_real(l.macs).bind_real(l.flops).bind_int(l.params);
-                add_def->finish_binding();
+                bind_def(*add_def);
                 add_def->run();
                 id = sqlite3_last_insert_rowid(conn.handle());
             }

@@ -1003,8 +1003,14 @@ void split_layers(sql::Connection& conn) {
     std::set<std::string> declared;
     for (const Column& col : k_v10_layer_columns) declared.insert(std::string(col.name));
     if (const std::string why = added_by_hand(conn, "layers", declared); !why.empty()) refuse(why);
-    // Compared with IS: files older than schema 11 may hold NULL in any of them.
-    constexpr std::string_view def = "name, op, phase, dtype, macs, flops, params";
+    // The definition's columns (layer_defs but def_id), compared with IS: files older than schema 11 may hold
+    // NULL in any of them.
+    std::string def, same;
+    for (const Column& col : k_layer_def_columns) {
+        if (col.name == "def_id") continue;
+        def += fmt::format("{}{}", def.empty() ? "" : ", ", col.name);
+        same += fmt::format("{0}d.{1} IS l.{1}", same.empty() ? "" : " AND ", col.name);
+    }
     conn.exec(fmt::format(
         "INSERT INTO layer_defs ({0}) SELECT {0} FROM (SELECT {0}, MIN(run_id * 4294967296 + idx) AS first "
         "FROM layers GROUP BY {0}) ORDER BY first",
@@ -1014,11 +1020,9 @@ void split_layers(sql::Connection& conn) {
         if (col.name != "run_id" && col.name != "idx" && col.name != "def_id")
             results += fmt::format(", l.{}", col.name);
     conn.exec(fmt::format(
-        "INSERT INTO layer_results SELECT l.run_id, l.idx, d.def_id{} FROM layers l JOIN layer_defs d ON "
-        "d.name IS l.name AND d.op IS l.op AND d.phase IS l.phase AND d.dtype IS l.dtype AND d.macs IS "
-        "l.macs "
-        "AND d.flops IS l.flops AND d.params IS l.params ORDER BY l.run_id, l.idx",
-        results));
+        "INSERT INTO layer_results SELECT l.run_id, l.idx, d.def_id{} FROM layers l JOIN layer_defs d ON {} "
+        "ORDER BY l.run_id, l.idx",
+        results, same));
     {
         sql::Statement counts(conn,
                               "SELECT (SELECT COUNT(*) FROM layers), (SELECT COUNT(*) FROM layer_results)");
@@ -1178,8 +1182,6 @@ std::span<const Table> tables() { return k_tables; }
 std::span<const Index> indexes() { return k_indexes; }
 
 std::span<const View> views() { return k_views; }
-
-std::span<const Trigger> triggers() { return k_triggers; }
 
 std::string create_table_sql(const Table& table) { return create_table_sql_named(table, table.name); }
 

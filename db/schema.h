@@ -121,7 +121,6 @@ void check_file(sql::Connection& conn);
 std::span<const Table> tables();
 std::span<const Index> indexes();
 std::span<const View> views();
-std::span<const Trigger> triggers();
 
 // Creates missing tables, adds missing columns and indexes, runs the versioned steps, stamps the version.
 // Runs in one transaction, so a concurrent opener never sees a half-migrated file.
