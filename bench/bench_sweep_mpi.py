@@ -2,7 +2,7 @@
 """Sweeps over MPI: parallel efficiency of 2 ranks vs 1, and the sweep path's throughput.
 
     /usr/bin/python3 bench/bench_sweep_mpi.py [--mlsim build/mlsim] [--mlsim-mpi build/mlsim-mpi]
-        [--model resnet50] [--points 2000] [-n 3] [--kinds roofline,systolic]
+        [--model resnet50] [--points 2000] [-n 3] [--kinds roofline,systolic] [--unbound] [--no-ceiling]
 
 For each kind of point it writes a sweep of --points points into a temporary folder:
   roofline: the A100 preset with device.model: roofline; batch x dtype x HBM bandwidth
@@ -19,6 +19,10 @@ The one-rank run is bound to one core: the results file's background checkpoint 
 Checkpointer) is a second thread, and unbound it would take the second core, so that "1 rank" would not be
 the one-core run parallel efficiency is measured against. Both figures are printed ("unbound" with -n runs of
 its own when --unbound is given).
+  ceiling   two `mpirun -np 1 --bind-to core --cpu-set C` runs at once, C = 0 and 1, each into its own
+            database (skipped with --no-ceiling): the summed rate against twice one rank's is what the host
+            lets any two processes reach; on a virtual machine whose two vCPUs slow each other down it is below
+            100 %, and parallel efficiency is printed against it too
 Rates are the in-sweep rate `mlsim sweep` prints (first point to last; start-up and checking the points
 excluded). Parallel efficiency = rate(2 ranks) / (2 x rate(1 rank)), of the medians and round by round (each
 2-rank run against the 1-rank run of its round, made a few seconds apart). Targets (issue 15): efficiency
@@ -112,6 +116,21 @@ def run(cmd, env):
     return points, float(m.group(3)), cpu, cpu_report(proc.stderr)
 
 
+def run_pair(cmds, env):
+    """Runs the commands at once; their in-sweep rates summed (what the host gives two independent sweeps)."""
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for c in cmds]
+    total = 0.0
+    for cmd, p in zip(cmds, procs):
+        out, err = p.communicate()
+        if p.returncode != 0:
+            sys.exit(f"command failed ({p.returncode}): {' '.join(cmd)}\n{out}\n{err}")
+        m = SUMMARY.search(out)
+        if not m:
+            sys.exit(f"no summary line in the output of {' '.join(cmd)}:\n{out}")
+        total += float(m.group(3))
+    return total
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mlsim", default="build/mlsim")
@@ -122,6 +141,8 @@ def main():
     ap.add_argument("--kinds", default="roofline,systolic")
     ap.add_argument("-n", type=int, default=3)
     ap.add_argument("--unbound", action="store_true", help="also run 1 rank without binding it to a core")
+    ap.add_argument("--no-ceiling", action="store_true",
+                    help="skip the host's ceiling (two independent one-rank runs at once, one per core)")
     a = ap.parse_args()
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", MLSIM_SWEEP_CPU="1")
     mpirun = [a.mpirun, "--oversubscribe", "--allow-run-as-root", "-x", "MLSIM_SWEEP_CPU"]
@@ -140,6 +161,13 @@ def main():
             if a.unbound:
                 configs["mpi 1 rank, unbound"] = mpirun + ["--bind-to", "none", "-np", "1", a.mlsim_mpi, "sweep",
                                                            sweep]
+            # The host's ceiling for two cores: two independent one-rank sweeps at once, each bound to a core of
+            # its own and writing its own file. They share nothing but the machine, so their summed rate against
+            # twice one rank's is the most any two-process run can reach here (two vCPUs of a virtual machine may
+            # slow each other down where two physical cores would not).
+            pair = [mpirun + ["--bind-to", "core", "--cpu-set", str(c), "-np", "1", a.mlsim_mpi, "sweep", sweep]
+                    for c in (0, 1)]
+            pair_rates = []
             rates = {name: [] for name in configs}
             cpus = {name: [] for name in configs}
             t1s, t2s, parts = [], [], []
@@ -156,6 +184,11 @@ def main():
                     rates[name].append(rate)
                     cpus[name].append(cpu)
                     os.remove(db)
+                if not a.no_ceiling:
+                    dbs = [os.path.join(tmp, f"{kind}-{i}-pair-{c}.db") for c in (0, 1)]
+                    pair_rates.append(run_pair([cmd + ["--db", db, "--quiet"] for cmd, db in zip(pair, dbs)], env))
+                    for db in dbs:
+                        os.remove(db)
             med = {name: statistics.median(r) for name, r in rates.items()}
             print(f"{kind}: {points} points of {a.model}, median of {a.n} (in-sweep points/s):")
             for name, r in rates.items():
@@ -169,6 +202,14 @@ def main():
                   f"(2 ranks vs threads --jobs 1: {med['mpi 2 ranks'] / med['threads --jobs 1']:.2f}x); "
                   f"round by round: median {statistics.median(pairs) * 100:.0f} % "
                   f"({', '.join(f'{x * 100:.0f}' for x in pairs)} %)")
+            if pair_rates:
+                ceiling = statistics.median(pair_rates) / (2 * med["mpi 1 rank"])
+                rounds = [p / (2 * r) for r, p in zip(rates["mpi 1 rank"], pair_rates)]
+                print(f"  host's ceiling, two independent 1-rank runs at once (one per core): "
+                      f"{statistics.median(pair_rates):.0f} points/s = {ceiling * 100:.0f} % of twice 1 rank's rate "
+                      f"(round by round: {', '.join(f'{x * 100:.0f}' for x in rounds)} %); "
+                      f"2 ranks reach {eff / ceiling * 100:.0f} % of it "
+                      f"(round by round: median {statistics.median(b / c for b, c in zip(pairs, rounds)) * 100:.0f} %)")
             if t1s and t2s:
                 t1, t2 = statistics.median(t1s), statistics.median(t2s)
                 w, c0, c1 = (statistics.median(p[k] for p in parts) for k in range(3))
