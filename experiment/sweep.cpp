@@ -20,6 +20,7 @@
 #include "db/claim_guard.h"
 #include "experiment/key_path.h"
 #include "experiment/run_options.h"
+#include "experiment/sweep_writer.h"
 #include "sim/config/limits.h"
 #include "sim/config/loader.h"
 #include "sim/config/messages.h"
@@ -33,13 +34,6 @@ using cfg::Param;
 using cfg::PType;
 
 using cfg::join;
-
-namespace {
-
-// Failure messages kept for the summary.
-constexpr std::size_t k_max_errors = 5;
-
-}  // namespace
 
 const cfg::Schema& sweep_base_schema() {
     // The options of `mlsim run`, from their one declaration: the same keys and values in both.
@@ -478,213 +472,11 @@ DistributedSweep*& distributed_sweep() {
 SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::ResultsDb& db,
                        const SweepRunOptions& options) {
     MLSIM_CHECK(options.jobs >= 1, fmt::format("run_sweep: jobs = {}", options.jobs));
-    // Every write below refers to a run written before it or found in the file (db/results_db.h).
-    const db::ResultsDb::ReferenceChecksOff unchecked(db);
-    const std::size_t total = sweep.point_count();
-    const auto start = Clock::now();
-    // A rerun of failed points counts only the failures of this round as settling a point.
-    const int64_t errors_after = options.retry_failed ? db.max_run_id() : 0;
-
-    std::atomic<std::size_t> next{0}, done{0}, ran{0}, skipped{0}, failed{0}, failed_before{0};
-    std::atomic<bool> stop{false};
-    std::mutex mutex;  // guards the members below
-    std::condition_variable wake;
-    int workers_left = options.jobs;
-    std::exception_ptr fatal;
-    std::set<std::string> claimed;                                  // resolved hashes taken by this sweep
-    std::vector<std::pair<SweepPointConfig, std::string>> repeats;  // points equal to an earlier one
-    std::vector<std::pair<std::size_t, std::string>> errors;
-    // Points of this sweep that failed after preparing, by resolved hash: a repeat of one fails with it.
-    std::map<std::string, std::pair<int64_t, std::string>> failed_by_hash;
-    // Points another live process is simulating, with when they were last tried; retried until that
-    // process records them (or dies and leaves its claim stale).
-    std::deque<std::pair<std::size_t, Clock::time_point>> deferred;
-
-    // A point settled elsewhere (an earlier run, another process): link its run to this sweep.
-    auto settled = [&](const SweepPointConfig& pc, const db::ClaimResult& c) {
-        db.link_sweep_point(pc.db_point, c.run_id);
-        ++(c.run_ok ? skipped : failed_before);
-    };
-
-    // The points' zoo models, built once each (points that differ only in the device share them).
-    const auto models = std::make_shared<ModelCache>();
-    // And their overridden systems, applied once for the points that give the same overrides.
-    const auto overridden = options.overridden ? options.overridden : std::make_shared<OverrideCache>();
-    // Returns false when another live process holds the point: it is deferred, nothing was counted.
-    auto process = [&](std::size_t i) -> bool {
-        SweepPointConfig pc = make_point(sweep, i);
-        auto sys = systems.find(pc.options.system);
-        MLSIM_CHECK(sys != systems.end(), "run_sweep: a system missing from check_points()");
-        pc.options.preloaded_system = sys->second;
-        pc.options.model_cache = models;
-        pc.options.override_cache = overridden;
-
-        const db::RunInfo fail_info = failed_run_info(pc, systems);
-        if (!options.retry_failed) {
-            if (auto id = db.find_run(fail_info.config_hash, "error")) {
-                db.link_sweep_point(pc.db_point, *id);
-                ++failed_before;
-                return true;
-            }
-        }
-        // Only the experiment's own user errors make a failed point; a database error stops the sweep.
-        const auto t0 = Clock::now();
-        std::optional<ExperimentResult> result;
-        std::string error;
-        std::optional<PreparedExperiment> prepared;
-        try {
-            prepared.emplace(prepare_experiment(pc.options));
-        } catch (const cfg::UserError& e) {
-            error = e.what();
-        }
-        // The claim's key: the resolved config when there is one, else the point's description.
-        std::string hash;
-        db::ClaimQuery query;
-        query.error_hash = fail_info.config_hash;
-        query.errors_after = errors_after;
-        query.point = &pc.db_point;
-        if (prepared) {
-            hash = prepared->result->info.config_hash;
-            {
-                std::lock_guard lock(mutex);
-                if (!claimed.insert(hash).second) {
-                    repeats.emplace_back(std::move(pc), hash);
-                    ++skipped;
-                    return true;
-                }
-            }
-            query.key = query.ok_hash = hash;
-        } else {
-            query.key = fail_info.config_hash;
-        }
-        const db::ClaimResult claim = db.claim(query);
-        if (claim.state == db::ClaimResult::State::done) {
-            settled(pc, claim);
-            return true;
-        }
-        if (claim.state == db::ClaimResult::State::busy) {
-            std::lock_guard lock(mutex);
-            if (!hash.empty()) claimed.erase(hash);
-            return false;
-        }
-        db::ClaimGuard guard(db, query.key);
-        pc.db_point.claim_key = query.key;
-        if (prepared) {
-            try {
-                result = simulate(std::move(*prepared));
-            } catch (const cfg::UserError& e) {
-                error = e.what();
-            }
-        }
-        const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
-        if (result) {
-            // A point with a parallel plan stores its step's tables as `mlsim run` does.
-            const db::ParallelRows par = result->parallel_run ? parallel_rows(*result) : db::ParallelRows{};
-            db.record_run(result->info, to_rows(std::move(result->layers)), wall, &pc.db_point,
-                          result->parallel_run ? &par : nullptr);
-            guard.released();
-            ++ran;
-        } else {
-            const int64_t id = db.record_failed_run(fail_info, error, wall, &pc.db_point);
-            guard.released();
-            ++failed;
-            std::lock_guard lock(mutex);
-            errors.emplace_back(i, fmt::format("point {} ({}): {}", i, pc.description, error));
-            if (!hash.empty()) failed_by_hash.emplace(hash, std::make_pair(id, error));
-        }
-        return true;
-    };
-
-    // How often a point held by another process is tried again; that process takes milliseconds per point.
-    constexpr auto k_retry_interval = std::chrono::milliseconds(10);
-    // The next point to work on: a fresh one while any are left, then the deferred ones in turn; nullopt
-    // when every point is finished (or the sweep stops).
-    auto next_point = [&]() -> std::optional<std::size_t> {
-        if (const std::size_t i = next.fetch_add(1); i < total) return i;
-        std::unique_lock lock(mutex);
-        while (!stop.load()) {
-            if (!deferred.empty()) {
-                const auto [i, tried] = deferred.front();
-                deferred.pop_front();
-                const auto due = tried + k_retry_interval;
-                if (Clock::now() < due) {
-                    lock.unlock();
-                    std::this_thread::sleep_until(due);
-                }
-                return i;
-            }
-            if (done.load() >= total) return std::nullopt;
-            // Another worker is on the last points; one it defers comes back here.
-            wake.wait_for(lock, k_retry_interval);
-        }
-        return std::nullopt;
-    };
-
-    auto worker = [&] {
-        while (!stop.load()) {
-            const std::optional<std::size_t> i = next_point();
-            if (!i) break;
-            try {
-                if (!process(*i)) {
-                    std::lock_guard lock(mutex);
-                    deferred.emplace_back(*i, Clock::now());
-                    continue;
-                }
-            } catch (...) {
-                std::lock_guard lock(mutex);
-                if (!fatal) fatal = std::current_exception();
-                stop = true;
-            }
-            ++done;
-        }
-        std::lock_guard lock(mutex);
-        --workers_left;
-        wake.notify_all();
-    };
-
-    auto report = [&](bool final) {
-        if (options.progress) options.progress(SweepProgress{done.load(), failed.load(), total, final});
-    };
-    std::vector<std::thread> threads;
-    threads.reserve(static_cast<std::size_t>(options.jobs));
-    for (int t = 0; t < options.jobs; ++t) threads.emplace_back(worker);
-    {
-        std::unique_lock lock(mutex);
-        while (workers_left > 0) {
-            wake.wait_for(lock, options.progress_interval);
-            lock.unlock();
-            report(false);
-            lock.lock();
-        }
-    }
-    for (std::thread& t : threads) t.join();
-    if (fatal) std::rethrow_exception(fatal);
-    report(true);
-
-    // A point equal to an earlier one of this sweep shares its run.
-    for (const auto& [pc, hash] : repeats) {
-        if (auto id = db.find_run(hash, "ok")) {
-            db.link_sweep_point(pc.db_point, *id);
-        } else if (auto f = failed_by_hash.find(hash); f != failed_by_hash.end()) {
-            db.link_sweep_point(pc.db_point, f->second.first);
-            --skipped;
-            ++failed;
-            errors.emplace_back(
-                pc.index, fmt::format("point {} ({}): same configuration as a failed point: {}", pc.index,
-                                      pc.description, f->second.second));
-        }
-    }
-
-    SweepSummary s;
-    s.points = total;
-    s.ran = ran;
-    s.skipped = skipped;
-    s.failed = failed;
-    s.failed_before = failed_before;
-    s.wall_s = std::chrono::duration<double>(Clock::now() - start).count();
-    std::sort(errors.begin(), errors.end());
-    for (std::size_t k = 0; k < errors.size() && k < k_max_errors; ++k) s.errors.push_back(errors[k].second);
-    return s;
+    // The calling thread writes (and simulates when it has nothing to commit), jobs - 1 threads simulate
+    // (experiment/sweep_writer.h); the points' zoo models are built once each, shared by the points that
+    // differ only in the device.
+    return write_sweep(sweep, systems, db, options, read_known_runs(db.path(), options.retry_failed),
+                       std::make_shared<ModelCache>(), k_max_held, nullptr);
 }
 
 std::string relative_to_file(const std::string& referrer, const std::string& value) {

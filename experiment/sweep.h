@@ -18,13 +18,17 @@
 // - check_points() resolves every point without simulating: experiment values (validated against the
 //   base schema), system and model files, device overrides (the overridden tree re-validated with the
 //   device schema). A bad value is reported at its line in the sweep file, with the point it belongs to.
-// - run_sweep() simulates the points on `jobs` threads. A point's run row, layer rows and sweep rows are
-//   committed in one transaction. A point whose resolved config (db::config_hash of
+// - run_sweep() simulates the points on `jobs` threads, the calling thread being one of them and the writer
+//   (experiment/sweep_writer.h): the points are committed in point order, in transactions of up to 64
+//   points (a point's run row, layer rows and sweep rows always in the same one), so run_ids follow the
+//   points whatever `jobs`, and a killed sweep leaves whole points only. A point whose resolved config
+//   (db::config_hash of
 //   ExperimentResult::resolved_yaml) already has an ok run in the database is skipped and linked to this
 //   sweep, so an interrupted sweep resumes with nothing lost or duplicated. A point that fails with a
 //   user error (the model does not fit, the device lacks the data type) is recorded as a failed run with
 //   its message, and the sweep goes on; on a later run it is skipped (identified by the hash of its point
-//   description) unless retry_failed. The rows written never depend on `jobs`. An internal error, or a
+//   description) unless retry_failed. The rows written, ids included, never depend on `jobs`. An internal
+//   error, or a
 //   database that cannot be written, stops the sweep: points in flight finish, then it is rethrown.
 // - Nothing here prints: run_sweep() reports progress only through SweepRunOptions::progress, which it
 //   calls from the thread that called run_sweep().

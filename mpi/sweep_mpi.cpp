@@ -2,30 +2,23 @@
 
 #include <fmt/format.h>
 #include <mpi.h>
-#include <sqlite3.h>
 
 #include <algorithm>
-#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
 #include <deque>
-#include <exception>
+#include <functional>
 #include <list>
 #include <map>
-#include <mutex>
 #include <optional>
-#include <set>
 #include <thread>
-#include <tuple>
 #include <type_traits>
-#include <unordered_set>
 
-#include "db/claim_guard.h"
+#include "experiment/sweep_writer.h"
 #include "sim/config/error.h"
 #include "sim/core/check.h"
 
@@ -38,29 +31,22 @@ using exp::Sweep;
 using exp::SweepPointConfig;
 using exp::SweepSummary;
 using exp::SystemCache;
+using exp::thread_cpu_s;
+using Outcome = exp::PointOutcome;
+using Known = exp::KnownRuns;
 
 constexpr int k_tag_work = 1;    // rank 0 -> worker: one int64 point index, or -1: no more points
 constexpr int k_tag_result = 2;  // worker -> rank 0: a serialized Outcome
 constexpr int k_tag_done = 3;    // rank 0 -> worker: the sweep is committed (empty)
-constexpr std::size_t k_max_errors = 5;
-// Points rank 0 commits in one transaction (ResultsDb::begin_batch) between two looks for arriving
-// results: one commit per point cost rank 0 about as much CPU as simulating a roofline point.
-constexpr int k_commit_batch = 64;
-// Points ready in order at which rank 0 stops simulating and commits them: a batch's commit costs about as
-// much as a point's rows, so batches of one point (rank 0 alone, simulating each point in turn) would
-// double the writer's cost.
-constexpr std::size_t k_min_batch = 32;
 // Points a worker holds at once: enough that it never waits while rank 0 commits a batch or simulates a
 // point (a batch of 64 systolic points takes rank 0 some 60-80 ms, while a worker simulates a point in about
 // 2 ms). 8 left the worker waiting some 5 % of a 2,000-point systolic sweep (bench/README.md, seventh round);
 // the points a worker holds at the end cost no more than that many points' time on the other core.
 constexpr int k_in_flight = 24;
-// Results rank 0 holds uncommitted (arrived, or simulated by itself) beyond which a worker that sends one
-// gets its next point only once a commit makes room. Workers that simulate faster than rank 0 writes
-// (roofline points: ~0.3 ms a point against ~0.4 ms to write it) would otherwise fill rank 0's memory with
-// the whole sweep's rows (~60 KB a roofline point, twice that a systolic one), and each held point took fresh
-// pages (2 % of the writer's time zeroing and faulting them in).
-constexpr std::size_t k_max_pending = 2 * static_cast<std::size_t>(k_commit_batch);
+// Results rank 0 holds uncommitted (exp::write_sweep's bound) beyond which a worker that sends one gets its
+// next point only once a commit makes room: workers that simulate faster than rank 0 writes would otherwise
+// fill its memory.
+constexpr std::size_t k_max_pending = exp::k_max_held;
 // k_max_pending, or MLSIM_MPI_MAX_PENDING (a whole number >= 1) where the environment sets it: the tests set
 // 1, so that a small sweep takes the path where workers wait for their next point. Any other value is a
 // UserError (exit status 2), not the default taken silently.
@@ -77,13 +63,6 @@ std::size_t max_pending() {
                         "unset, {})",
                         v, k_max_pending));
     return n;
-}
-
-// CPU time of the calling thread, seconds.
-double thread_cpu_s() {
-    timespec t{};
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
 }
 
 // With MLSIM_SWEEP_CPU set in the environment, each rank writes to stderr where its sweep thread's CPU time
@@ -350,27 +329,6 @@ db::ParallelRows get_parallel(Reader& rd) {
     return p;
 }
 
-// What a rank found for one point: everything rank 0 needs to commit it as run_sweep() would.
-struct Outcome {
-    enum class Kind : uint64_t {
-        ran,            // simulated: info and rows
-        failed,         // a user error (before or while simulating): error
-        known_ok,       // resolved to a config with an ok run at the start of the sweep: not simulated
-        failed_before,  // its description failed on an earlier run (and no --retry-failed): not prepared
-    };
-    uint64_t index = 0;
-    Kind kind = Kind::ran;
-    std::string hash;  // the resolved config's hash; empty when preparing failed or was skipped
-    std::string error;
-    double wall_s = 0;
-    db::RunInfo fail_info;  // identifies the point as a failure (point_description_yaml)
-    db::SweepPoint point;   // sweep name, index and factor values
-    std::string description;
-    db::RunInfo info;
-    db::PreparedLayers rows;                   // checked and encoded where it was simulated
-    std::optional<db::ParallelRows> parallel;  // a point with a parallel plan: its step's tables
-};
-
 std::vector<char> serialize(const Outcome& o, std::vector<char>&& buffer = {}) {
     Writer w(std::move(buffer));
     w.u64(o.index);
@@ -443,11 +401,6 @@ Outcome deserialize(const std::vector<char>& bytes, RowPool* pool = nullptr) {
     return o;
 }
 
-// The config hashes rank 0 found in the database at the start, which let a rank skip a point.
-struct Known {
-    std::unordered_set<std::string> ok, failed;
-};
-
 std::vector<char> serialize(const Known& k) {
     Writer w;
     for (const auto* set : {&k.ok, &k.failed}) {
@@ -467,33 +420,7 @@ Known deserialize_known(const std::vector<char>& bytes) {
     return k;
 }
 
-// Reads the hashes of the file's runs (a second, read-only connection: ResultsDb has no listing).
-Known read_known(const std::string& path, bool retry_failed) {
-    Known k;
-    sqlite3* h = nullptr;
-    if (sqlite3_open_v2(path.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-        const std::string msg = h ? sqlite3_errmsg(h) : "out of memory";
-        sqlite3_close(h);
-        throw cfg::UserError(fmt::format("{}: cannot read the results database: {}", path, msg));
-    }
-    sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(h, "SELECT config_hash, status FROM runs", -1, &st, nullptr) == SQLITE_OK) {
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            const auto* hash = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
-            const auto* status = reinterpret_cast<const char*>(sqlite3_column_text(st, 1));
-            if (!hash || !status) continue;
-            if (std::strcmp(status, "ok") == 0)
-                k.ok.insert(hash);
-            else if (!retry_failed && std::strcmp(status, "error") == 0)
-                k.failed.insert(hash);
-        }
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(h);
-    return k;
-}
-
-// One point, on any rank: what exp::run_sweep()'s worker does before it touches the database.
+// One point, on any rank (exp::simulate_point).
 // The zoo models this rank built for its points (exp::ModelCache: shared by points that differ only in the
 // device). One per process: every rank, and rank 0's threads, take their models from it.
 const std::shared_ptr<exp::ModelCache>& rank_models() {
@@ -503,41 +430,7 @@ const std::shared_ptr<exp::ModelCache>& rank_models() {
 
 Outcome run_point(const Sweep& sweep, const SystemCache& systems, std::size_t index, const Known& known,
                   const std::shared_ptr<exp::OverrideCache>& overridden) {
-    const auto t0 = Clock::now();
-    Outcome out;
-    out.index = index;
-    SweepPointConfig pc = exp::make_point(sweep, index);
-    auto sys = systems.find(pc.options.system);
-    MLSIM_CHECK(sys != systems.end(), "mpi sweep: a system missing from check_points()");
-    pc.options.preloaded_system = sys->second;
-    pc.options.model_cache = rank_models();
-    pc.options.override_cache = overridden;
-    out.fail_info = exp::failed_run_info(pc, systems);
-    out.point = pc.db_point;
-    out.description = pc.description;
-    if (known.failed.count(out.fail_info.config_hash)) {
-        out.kind = Outcome::Kind::failed_before;
-        return out;
-    }
-    std::optional<exp::PreparedExperiment> prepared;
-    try {
-        prepared.emplace(exp::prepare_experiment(pc.options));
-        out.hash = prepared->result->info.config_hash;
-        if (known.ok.count(out.hash)) {
-            out.kind = Outcome::Kind::known_ok;
-            return out;
-        }
-        exp::ExperimentResult r = exp::simulate(std::move(*prepared));
-        if (r.parallel_run) out.parallel = exp::parallel_rows(r);
-        out.info = std::move(r.info);
-        db::prepare_layers(exp::to_rows(std::move(r.layers)), out.rows);
-        out.kind = Outcome::Kind::ran;
-    } catch (const cfg::UserError& e) {
-        out.kind = Outcome::Kind::failed;
-        out.error = e.what();
-    }
-    out.wall_s = std::chrono::duration<double>(Clock::now() - t0).count();
-    return out;
+    return exp::simulate_point(sweep, systems, index, known, rank_models(), overridden);
 }
 
 std::vector<char> broadcast(std::vector<char> bytes) {
@@ -644,154 +537,24 @@ void work(const Sweep& sweep, const SystemCache& systems,
 }
 
 // ---- Rank 0 ----
-SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::ResultsDb& db,
-                        const exp::SweepRunOptions& options, int ranks) {
-    const std::size_t total = sweep.point_count();
-    const auto start = Clock::now();
-    const int64_t errors_after = options.retry_failed ? db.max_run_id() : 0;
-    // Every write below refers to a run written before it or found in the file (db/results_db.h).
-    const db::ResultsDb::ReferenceChecksOff unchecked(db);
-    const std::size_t hold = max_pending();  // before any message: a bad value stops every rank at once
-    const Known known = deserialize_known(broadcast(serialize(read_known(db.path(), options.retry_failed))));
-    // The points' overridden systems, from check_points() when it kept them.
-    const std::shared_ptr<exp::OverrideCache> overridden =
-        options.overridden ? options.overridden : std::make_shared<exp::OverrideCache>();
-    CpuAccount cpu;
+// The other ranks, as exp::write_sweep's remote workers: each holds k_in_flight points at once and gets its
+// next one for each result it sends, unless rank 0 holds `hold` results uncommitted; it is then owed one,
+// served in turn as commits make room (a worker keeps simulating the points it holds meanwhile).
+class MpiWorkers final : public exp::RemoteWorkers {
+  public:
+    MpiWorkers(int ranks, std::size_t hold)
+        : m_ranks(ranks),
+          m_hold(hold),
+          m_told_last(static_cast<std::size_t>(ranks), false),
+          m_busy(ranks - 1) {}
 
-    // Rank 0's own threads and the dispatch to other ranks draw from one counter.
-    std::atomic<std::size_t> next{0};
-    std::atomic<bool> stop{false};
-    std::mutex mutex;
-    std::map<std::size_t, Outcome> arrived;  // guarded by mutex
-    std::exception_ptr local_fatal;          // guarded by mutex
-    auto local = [&] {
-        try {
-            while (!stop.load()) {
-                const std::size_t i = next.fetch_add(1);
-                if (i >= total) break;
-                Outcome o = run_point(sweep, systems, i, known, overridden);
-                std::lock_guard lock(mutex);
-                arrived.emplace(i, std::move(o));
-            }
-        } catch (...) {
-            std::lock_guard lock(mutex);
-            if (!local_fatal) local_fatal = std::current_exception();
-            stop = true;
-        }
-    };
-    std::vector<std::thread> threads;
-    struct Joiner {
-        std::atomic<bool>& stop;
-        std::vector<std::thread>& threads;
-        ~Joiner() {
-            stop = true;
-            for (std::thread& t : threads)
-                if (t.joinable()) t.join();
-        }
-    } joiner{stop, threads};
-    // This thread is the writer, and simulates points itself whenever it has nothing to commit or receive
-    // (see the main loop): so `--jobs 1` adds no thread, and on a core of its own rank 0 never makes its
-    // writing wait for a simulating thread of its own. Each further job is one more simulating thread.
-    for (int t = 1; t < options.jobs; ++t) threads.emplace_back(local);
+    void start(std::function<std::optional<std::size_t>()> take) override {
+        m_take = std::move(take);
+        for (int r = 1; r < m_ranks; ++r)
+            for (int k = 0; k < k_in_flight; ++k) hand_out(r);
+    }
 
-    // Sends a worker rank its next index, or once -1 when every point is handed out.
-    std::vector<bool> told_last(static_cast<std::size_t>(ranks), false);
-    int workers_busy = ranks - 1;  // worker ranks that have not been told there is nothing left
-    auto hand_out = [&](int rank) {
-        if (told_last[static_cast<std::size_t>(rank)]) return;
-        const std::size_t i = stop.load() ? total : next.fetch_add(1);
-        send_index(rank, i < total ? static_cast<int64_t>(i) : -1);
-        if (i >= total) {
-            told_last[static_cast<std::size_t>(rank)] = true;
-            --workers_busy;
-        }
-    };
-    for (int r = 1; r < ranks; ++r)
-        for (int k = 0; k < k_in_flight; ++k) hand_out(r);
-
-    std::size_t committed = 0, failed = 0, ran = 0, skipped = 0, failed_before = 0;
-    std::set<std::string> claimed;
-    std::vector<std::tuple<db::SweepPoint, std::string, std::string>> repeats;  // point, hash, description
-    std::vector<std::pair<std::size_t, std::string>> errors;
-    std::map<std::string, std::pair<int64_t, std::string>> failed_by_hash;
-    std::deque<Outcome> busy;  // held by another live process: retried after the others
-
-    // Commits one point as exp::run_sweep() does; false when another process holds it.
-    // `in_batch`: inside a batch transaction, whose claims are not written (ResultsDb::claim) and so have
-    // nothing to release.
-    auto commit = [&](Outcome& o, bool in_batch) -> bool {
-        if (o.kind == Outcome::Kind::failed_before) {
-            if (auto id = db.find_run(o.fail_info.config_hash, "error")) {
-                db.link_sweep_point(o.point, *id);
-                ++failed_before;
-                return true;
-            }
-            // Gone since the start: prepare and simulate it here.
-            o = run_point(sweep, systems, o.index, Known{}, overridden);
-        }
-        db::ClaimQuery query;
-        query.error_hash = o.fail_info.config_hash;
-        query.errors_after = errors_after;
-        query.point = &o.point;
-        if (!o.hash.empty()) {
-            if (!claimed.insert(o.hash).second) {
-                repeats.emplace_back(o.point, o.hash, o.description);
-                ++skipped;
-                return true;
-            }
-            query.key = query.ok_hash = o.hash;
-        } else {
-            query.key = o.fail_info.config_hash;
-        }
-        const db::ClaimResult claim = db.claim(query);
-        if (claim.state == db::ClaimResult::State::done) {
-            db.link_sweep_point(o.point, claim.run_id);
-            ++(claim.run_ok ? skipped : failed_before);
-            return true;
-        }
-        if (claim.state == db::ClaimResult::State::busy) {
-            if (!o.hash.empty()) claimed.erase(o.hash);
-            return false;
-        }
-        db::ClaimGuard guard(db, query.key);
-        if (o.kind == Outcome::Kind::known_ok)  // its run is gone since the start: simulate it here
-            o = run_point(sweep, systems, o.index, Known{}, overridden);
-        if (!in_batch) o.point.claim_key = query.key;
-        if (o.kind == Outcome::Kind::ran) {
-            db.record_run(o.info, o.rows, o.wall_s, &o.point, o.parallel ? &*o.parallel : nullptr);
-            guard.released();
-            ++ran;
-        } else {
-            const int64_t id = db.record_failed_run(o.fail_info, o.error, o.wall_s, &o.point);
-            guard.released();
-            ++failed;
-            errors.emplace_back(o.index, fmt::format("point {} ({}): {}", o.index, o.description, o.error));
-            if (!o.hash.empty()) failed_by_hash.emplace(o.hash, std::make_pair(id, o.error));
-        }
-        return true;
-    };
-
-    auto report = [&](bool final) {
-        if (options.progress)
-            options.progress(exp::SweepProgress{committed + busy.size(), failed, total, final});
-    };
-    auto last_report = Clock::now();
-    std::vector<char> buffer;
-    RowPool pool;
-    std::map<std::size_t, Outcome> pending;  // arrived, waiting for the points before them
-    // Workers owed their next point, one entry a result they sent, served in turn while rank 0 holds fewer
-    // than `hold` points (max_pending(); a worker keeps simulating the points it holds meanwhile).
-    std::deque<int> owed;
-    auto serve_owed = [&] {
-        while (!owed.empty() && pending.size() < hold) {
-            const int rank = owed.front();
-            owed.pop_front();
-            hand_out(rank);
-        }
-    };
-    // Receives every result that has arrived, handing each sender its next point at once unless rank 0 holds
-    // `hold` points; false when none had.
-    auto receive = [&] {
+    bool receive(std::map<std::size_t, Outcome>& held) override {
         bool any = false;
         for (int flag = 1; flag;) {
             MPI_Status status;
@@ -800,132 +563,71 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
             any = true;
             int count = 0;
             MPI_Get_count(&status, MPI_CHAR, &count);
-            buffer.resize(static_cast<std::size_t>(count));
-            MPI_Recv(buffer.data(), count, MPI_CHAR, status.MPI_SOURCE, k_tag_result, MPI_COMM_WORLD,
+            m_buffer.resize(static_cast<std::size_t>(count));
+            MPI_Recv(m_buffer.data(), count, MPI_CHAR, status.MPI_SOURCE, k_tag_result, MPI_COMM_WORLD,
                      MPI_STATUS_IGNORE);
-            Outcome o = deserialize(buffer, &pool);
+            Outcome o = deserialize(m_buffer, &m_pool);
             const std::size_t i = o.index;
-            pending.emplace(i, std::move(o));
-            owed.push_back(status.MPI_SOURCE);
-            serve_owed();
+            held.emplace(i, std::move(o));
+            m_owed.push_back(status.MPI_SOURCE);
+            room(held.size());
         }
-        std::lock_guard lock(mutex);
-        if (local_fatal) std::rethrow_exception(local_fatal);
-        if (!arrived.empty()) any = true;
-        pending.merge(arrived);
         return any;
-    };
-    auto head_ready = [&] { return !pending.empty() && pending.begin()->first == committed + busy.size(); };
-    // Whether to commit now rather than simulate: once k_min_batch points are ready in order (or no point
-    // is left to simulate), so that a rank 0 with time to spare still commits in batches.
-    auto batch_due = [&] {
-        if (!head_ready()) return false;
-        if (stop.load() || next.load() >= total) return true;
-        // While the results file's log is being copied (ResultsDb::checkpointing), a batch begun would keep
-        // the log from starting over: simulate first, up to a whole batch ready.
-        const std::size_t due = db.checkpointing() ? static_cast<std::size_t>(k_commit_batch) : k_min_batch;
-        std::size_t ready = 0;
-        for (auto it = pending.begin(); it != pending.end() && ready < due; ++it, ++ready)
-            if (it->first != committed + busy.size() + ready) return false;
-        return ready >= due;
-    };
-    while (committed + busy.size() < total) {
-        bool idle = !receive();
-        // In point order: the run_ids and the choice among repeated points do not depend on timing.
-        int batch = 0;
-        if (batch_due()) {
-            const double t0 = cpu.on ? thread_cpu_s() : 0;
-            // One transaction for the batch: a SIGKILL before end_batch() leaves none of its points in the
-            // file, and a resumed sweep runs them again (every point once).
-            db.begin_batch();
-            struct End {
-                db::ResultsDb& db;
-                bool done = false;
-                ~End() {
-                    if (!done) {
-                        try {
-                            db.end_batch();
-                        } catch (...) {  // NOLINT: the exception in flight is the one to report
-                        }
-                    }
-                }
-            } end{db};
-            while (head_ready() && batch < k_commit_batch) {
-                auto it = pending.begin();
-                if (!commit(it->second, true))
-                    busy.push_back(std::move(it->second));
-                else
-                    ++committed;
-                pool.give(std::move(it->second.rows));
-                pending.erase(it);
-                serve_owed();
-                ++batch;
-                // Results that arrived meanwhile are taken at once, so that their senders get their next
-                // points without waiting for the end of the batch.
-                receive();
-            }
-            end.done = true;
-            db.end_batch();
-            if (cpu.on) cpu.committing += thread_cpu_s() - t0;
-        }
-        if (batch) {
-            idle = false;
-        } else if (!stop.load()) {
-            // No batch due: simulate the next point here rather than wait.
-            if (const std::size_t i = next.fetch_add(1); i < total) {
-                const double t0 = cpu.on ? thread_cpu_s() : 0;
-                Outcome o = run_point(sweep, systems, i, known, overridden);
-                if (cpu.on) cpu.simulating += thread_cpu_s() - t0;
-                ++cpu.points;
-                pending.emplace(i, std::move(o));
-                idle = false;
-            }
-        }
-        if (Clock::now() - last_report >= options.progress_interval) {
-            report(false);
-            last_report = Clock::now();
-        }
-        if (idle) std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
-    // Points another process held: retried until it records them (or its claim goes stale).
-    while (!busy.empty()) {
-        Outcome o = std::move(busy.front());
-        busy.pop_front();
-        if (commit(o, false))
-            ++committed;
-        else {
-            busy.push_back(std::move(o));
-            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+
+    void room(std::size_t held) override {
+        while (!m_owed.empty() && held < m_hold) {
+            const int rank = m_owed.front();
+            m_owed.pop_front();
+            hand_out(rank);
         }
     }
-    serve_owed();  // nothing is pending now: the last workers owed a point are told there is none
-    MLSIM_CHECK(workers_busy == 0, fmt::format("mpi sweep: {} ranks still working", workers_busy));
-    for (int r = 1; r < ranks; ++r) MPI_Send(nullptr, 0, MPI_CHAR, r, k_tag_done, MPI_COMM_WORLD);
-    report(true);
+
+    void finish() override {
+        room(0);  // nothing is held now: the last workers owed a point are told there is none
+        MLSIM_CHECK(m_busy == 0, fmt::format("mpi sweep: {} ranks still working", m_busy));
+        for (int r = 1; r < m_ranks; ++r) MPI_Send(nullptr, 0, MPI_CHAR, r, k_tag_done, MPI_COMM_WORLD);
+    }
+
+    void recycle(db::PreparedLayers&& rows) override { m_pool.give(std::move(rows)); }
+
+  private:
+    // Sends a worker its next index, or once -1 when every point is handed out.
+    void hand_out(int rank) {
+        if (m_told_last[static_cast<std::size_t>(rank)]) return;
+        const std::optional<std::size_t> i = m_take();
+        send_index(rank, i ? static_cast<int64_t>(*i) : -1);
+        if (!i) {
+            m_told_last[static_cast<std::size_t>(rank)] = true;
+            --m_busy;
+        }
+    }
+
+    int m_ranks;
+    std::size_t m_hold;
+    std::function<std::optional<std::size_t>()> m_take;
+    std::vector<bool> m_told_last;
+    int m_busy;  // worker ranks that have not been told there is nothing left
+    std::deque<int> m_owed;
+    std::vector<char> m_buffer;
+    RowPool m_pool;
+};
+
+SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::ResultsDb& db,
+                        const exp::SweepRunOptions& options, int ranks) {
+    const std::size_t hold = max_pending();  // before any message: a bad value stops every rank at once
+    const Known known =
+        deserialize_known(broadcast(serialize(exp::read_known_runs(db.path(), options.retry_failed))));
+    CpuAccount cpu;
+    exp::WriterCpu writer;
+    MpiWorkers workers(ranks, hold);
+    SweepSummary s = exp::write_sweep(sweep, systems, db, options, known, rank_models(), hold,
+                                      ranks > 1 ? &workers : nullptr, cpu.on ? &writer : nullptr);
+    cpu.simulating = writer.simulating;
+    cpu.committing = writer.committing;
+    cpu.points = writer.points;
     cpu.checkpoints = db.background_checkpoint_cpu_s();
     cpu.report(0);
-
-    for (const auto& [point, hash, description] : repeats) {
-        if (auto id = db.find_run(hash, "ok")) {
-            db.link_sweep_point(point, *id);
-        } else if (auto f = failed_by_hash.find(hash); f != failed_by_hash.end()) {
-            db.link_sweep_point(point, f->second.first);
-            --skipped;
-            ++failed;
-            errors.emplace_back(point.point,
-                                fmt::format("point {} ({}): same configuration as a failed point: {}",
-                                            point.point, description, f->second.second));
-        }
-    }
-    SweepSummary s;
-    s.points = total;
-    s.ran = ran;
-    s.skipped = skipped;
-    s.failed = failed;
-    s.failed_before = failed_before;
-    s.wall_s = std::chrono::duration<double>(Clock::now() - start).count();
-    std::sort(errors.begin(), errors.end());
-    for (std::size_t k = 0; k < errors.size() && k < k_max_errors; ++k) s.errors.push_back(errors[k].second);
     return s;
 }
 

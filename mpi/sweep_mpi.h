@@ -2,18 +2,20 @@
 // Sweeps over MPI (mlsim-mpi, built when CMake finds MPI): `mpirun -np N mlsim-mpi sweep FILE`.
 //
 // Contract:
-// - Rank 0 owns the database; it hands point indices out one at a time (each other rank holds at most
-//   eight at once and gets a new one for each result it sends, so a rank that finishes early takes more:
-//   dynamic load balancing). Rank 0's own thread is the writer first: it receives, commits (once 32 points
-//   are ready in order, or none is left to simulate), and simulates a point itself otherwise (so 2 ranks on 2
-//   cores keep both cores busy without a third thread competing with the writer); each `--jobs` beyond 1 adds
-//   a simulating thread on rank 0. The other ranks simulate and send back what run_sweep() would commit for a
-//   point: the run's info and layer rows (with levels and metrics), or the error, and the point's sweep rows
-//   and failure identity. They never touch the database file.
-// - Rank 0 commits the points in point order (results that arrive early wait), with the threaded path's
-//   rules (exp::run_sweep: claims, repeats of an earlier point, failed points, the summary), so the database
-//   holds the same rows for any number of ranks and any --jobs, apart from wall times, and its run_ids
-//   follow the point order.
+// - Rank 0 owns the database and runs the threaded sweep's writer (exp::write_sweep,
+//   experiment/sweep_writer.h), the other ranks being its remote workers: it hands point indices out one at
+//   a time (each other rank holds at most 24 at once and gets a new one for each result it sends, so a rank
+//   that finishes early takes more: dynamic load balancing). Rank 0's own thread is the writer first: it
+//   receives, commits (once 32 points are ready in order, or none is left to simulate), and simulates a point
+//   itself otherwise (so 2 ranks on 2 cores keep both cores busy without a third thread competing with the
+//   writer); each `--jobs` beyond 1 adds a simulating thread on rank 0. The other ranks simulate and send
+//   back what the writer commits for a point (exp::PointOutcome): the run's info and layer rows (with levels
+//   and metrics), or the error, and the point's sweep rows and failure identity. They never touch the
+//   database file.
+// - Rank 0 commits the points in point order (results that arrive early wait), with the threaded sweep's
+//   writer and rules (claims, repeats of an earlier point, failed points, the summary), so the database holds
+//   the same rows, ids included, for any number of ranks and any --jobs, and as `mlsim sweep` writes them,
+//   apart from wall times.
 // - Resume: rank 0 reads the config hashes of the file's ok runs (and of its failed runs, unless
 //   --retry-failed) once and broadcasts them; a rank that resolves a point to one of them skips the
 //   simulation, and rank 0 links the existing run, as run_sweep() does.

@@ -1,6 +1,6 @@
 // Several real `mlsim` processes writing one results database at the same time: nothing is lost, nothing
-// is duplicated (each sweep point is claimed atomically, db/results_db.h); and what a sweep writes does
-// not depend on --jobs.
+// is duplicated (each sweep point is claimed atomically, db/results_db.h); and what a sweep writes, ids
+// included, does not depend on --jobs or the number of MPI ranks.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -35,11 +35,12 @@ struct TempDir {
     fs::path path;
 };
 
-// Every table of the file, whole, as sorted text rows that do not depend on the order in which runs were
-// committed: a run_id is replaced by its run's config_hash (unique among the runs a sweep writes), a def_id
-// by its definition (layer_defs: ids given as runs commit, which `--jobs 2` does in the order they finish),
-// and the wall-clock columns (wall_s, created_utc, claimed_utc) are left out.
-std::vector<std::string> whole_file(const std::string& db_path) {
+// Every table of the file, whole, as sorted text rows, the wall-clock columns (wall_s, created_utc,
+// claimed_utc) left out. With `ids` false, rows that do not depend on the order in which runs were committed:
+// a run_id is replaced by its run's config_hash (unique among the runs a sweep writes), a def_id by its
+// definition (layer_defs: ids given as runs commit); with `ids`, the ids as stored (a sweep commits its
+// points in point order whatever its threads and ranks, experiment/sweep_writer.h).
+std::vector<std::string> whole_file(const std::string& db_path, bool ids = false) {
     std::vector<std::string> out;
     for (const std::string& table :
          db_rows(db_path, "SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")) {
@@ -47,7 +48,9 @@ std::vector<std::string> whole_file(const std::string& db_path) {
         for (const std::string& col :
              db_rows(db_path, fmt::format("SELECT name FROM pragma_table_info('{}') ORDER BY cid", table))) {
             if (col == "wall_s" || col == "created_utc" || col == "claimed_utc") continue;
-            if (col == "run_id")
+            if (ids)
+                exprs.push_back(fmt::format("quote(t.{})", col));
+            else if (col == "run_id")
                 exprs.push_back("(SELECT r.config_hash FROM runs r WHERE r.run_id = t.run_id)");
             else if (col == "def_id" && table == "layer_defs")
                 continue;  // the row is its definition
@@ -142,8 +145,9 @@ TEST_CASE("A sweep writes the same database with --jobs 1 and --jobs 2, every ta
     CHECK(db_count(one, "SELECT COUNT(*) FROM layer_levels") > 1000);
     CHECK(db_count(one, "SELECT COUNT(*) FROM layer_metrics") > 1000);
     CHECK(db_count(one, "SELECT COUNT(*) FROM sweeps") == 12);
-    const std::vector<std::string> a = whole_file(one);
-    const std::vector<std::string> b = whole_file(two);
+    // Committed in point order with either: the ids as stored are the same too.
+    const std::vector<std::string> a = whole_file(one, true);
+    const std::vector<std::string> b = whole_file(two, true);
     // Every table of the schema (db/schema.h), each written as one "table" line.
     CHECK(std::count_if(a.begin(), a.end(), [](const std::string& l) { return l.rfind("table ", 0) == 0; }) ==
           static_cast<std::ptrdiff_t>(mlsim::db::schema::tables().size()));
@@ -202,6 +206,7 @@ TEST_CASE("An MPI sweep writes the same rows as the threaded one, for any number
     CHECK(exited_ok(
         wait_status(spawn_mlsim({"sweep", data("sweep_jobs.yaml"), "--db", threads, "--jobs", "2"}))));
     const std::vector<std::string> expected = whole_file(threads);
+    const std::vector<std::string> expected_ids = whole_file(threads, true);
     REQUIRE(expected.size() > 1000);
     // Sweeps write without SQLite's foreign-key lookups (ResultsDb::ReferenceChecksOff): every reference
     // must hold all the same.
@@ -228,7 +233,8 @@ TEST_CASE("An MPI sweep writes the same rows as the threaded one, for any number
             CHECK(got[i] == expected[i]);
         }
         CHECK(db_count(db, dangling) == 0);
-        // Committed in point order: run_ids follow the points.
+        // Committed in point order, as the threaded sweep: the same ids too.
+        CHECK(whole_file(db, true) == expected_ids);
         CHECK(db_count(db,
                        "SELECT COUNT(*) FROM sweeps a JOIN sweeps b ON a.point < b.point "
                        "WHERE a.run_id > b.run_id") == 0);

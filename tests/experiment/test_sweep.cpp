@@ -17,6 +17,7 @@
 #include "experiment/experiment.h"
 #include "experiment/key_path.h"
 #include "experiment/sweep.h"
+#include "experiment/sweep_writer.h"
 #include "sim/config/error.h"
 #include "sim/config/limits.h"
 #include "sim/config/loader.h"
@@ -293,6 +294,61 @@ TEST_CASE("A sweep writes the same layers rows whatever the number of threads", 
     CHECK(query(dir.file("one.db"), "SELECT factors_json FROM sweeps WHERE point = 0").front() ==
           R"({"batch": "1", "dtype": "fp16", "device.memory[2].bandwidth": "1TB/s", "device.clock": "1GHz", )"
           R"("device.static_power": "50W"}|)");
+}
+
+TEST_CASE(
+    "The sweep writer commits in point order whatever its threads and its bound on held points, the same "
+    "rows with the same ids",
+    "[sweep]") {
+    TempDir dir("mlsim_test_sweep_writer");
+    const exp::Sweep sweep = exp::load_sweep(data("sweep_small.yaml"));
+    const exp::SystemCache systems = exp::check_points(sweep);
+    // Every table's rows as stored (ids included), wall-clock columns left out.
+    auto dump = [](const std::string& path) {
+        std::vector<std::string> out;
+        for (const char* sql :
+             {"SELECT run_id, config_hash, status, layer_count, total_time_s, total_energy_j FROM runs ORDER "
+              "BY "
+              "run_id",
+              "SELECT * FROM layer_results ORDER BY run_id, idx", "SELECT * FROM layer_defs ORDER BY def_id",
+              "SELECT sweep_name, point, run_id, config_hash FROM sweeps ORDER BY point",
+              "SELECT * FROM sweep_factors ORDER BY run_id, factor"})
+            for (std::string& r : query(path, sql)) out.push_back(std::move(r));
+        return out;
+    };
+    std::vector<std::string> expected;
+    // (jobs, hold): one thread alone; threads outpacing a writer that may hold a single point, so that they
+    // wait for its commits (the bound that keeps a long sweep's rows out of memory); the default bound.
+    for (const auto& [jobs, hold] :
+         {std::pair<int, std::size_t>{1, exp::k_max_held}, {4, 1}, {3, 2}, {4, exp::k_max_held}}) {
+        INFO(jobs << " jobs, holding at most " << hold);
+        const std::string path = dir.file(fmt::format("w{}-{}.db", jobs, hold).c_str());
+        exp::SweepSummary s;
+        {
+            db::ResultsDb db(path);
+            exp::SweepRunOptions o;
+            o.jobs = jobs;
+            s = exp::write_sweep(sweep, systems, db, o, exp::read_known_runs(path, false),
+                                 std::make_shared<exp::ModelCache>(), hold, nullptr);
+        }
+        CHECK(s.ran == 16);
+        // run_ids follow the points.
+        CHECK(count(path,
+                    "SELECT COUNT(*) FROM sweeps a JOIN sweeps b ON a.point < b.point WHERE a.run_id > "
+                    "b.run_id") == 0);
+        CHECK(count(path, "SELECT COUNT(*) FROM pragma_foreign_key_check") == 0);
+        const std::vector<std::string> got = dump(path);
+        if (expected.empty()) {
+            expected = got;
+            REQUIRE(expected.size() > 16 * 50);
+            continue;
+        }
+        REQUIRE(got.size() == expected.size());
+        for (std::size_t i = 0; i < got.size(); ++i) {
+            INFO("row " << i);
+            CHECK(got[i] == expected[i]);
+        }
+    }
 }
 
 TEST_CASE("run_sweep reports progress only through its callback, ending with one final report of every point",

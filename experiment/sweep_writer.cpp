@@ -1,0 +1,382 @@
+#include "experiment/sweep_writer.h"
+
+#include <fmt/format.h>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <ctime>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "db/claim_guard.h"
+#include "sim/config/error.h"
+#include "sim/core/check.h"
+
+namespace mlsim::exp {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+// Failure messages kept for the summary.
+constexpr std::size_t k_max_errors = 5;
+
+}  // namespace
+
+double thread_cpu_s() {
+    timespec t{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+
+KnownRuns read_known_runs(const std::string& path, bool retry_failed) {
+    KnownRuns k;
+    sqlite3* h = nullptr;
+    if (sqlite3_open_v2(path.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+        const std::string msg = h ? sqlite3_errmsg(h) : "out of memory";
+        sqlite3_close(h);
+        throw cfg::UserError(fmt::format("{}: cannot read the results database: {}", path, msg));
+    }
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(h, "SELECT config_hash, status FROM runs", -1, &st, nullptr) == SQLITE_OK) {
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            const auto* hash = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+            const auto* status = reinterpret_cast<const char*>(sqlite3_column_text(st, 1));
+            if (!hash || !status) continue;
+            if (std::strcmp(status, "ok") == 0)
+                k.ok.insert(hash);
+            else if (!retry_failed && std::strcmp(status, "error") == 0)
+                k.failed.insert(hash);
+        }
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return k;
+}
+
+PointOutcome simulate_point(const Sweep& sweep, const SystemCache& systems, std::size_t index,
+                            const KnownRuns& known, const std::shared_ptr<ModelCache>& models,
+                            const std::shared_ptr<OverrideCache>& overridden) {
+    const auto t0 = Clock::now();
+    PointOutcome out;
+    out.index = index;
+    SweepPointConfig pc = make_point(sweep, index);
+    auto sys = systems.find(pc.options.system);
+    MLSIM_CHECK(sys != systems.end(), "sweep: a system missing from check_points()");
+    pc.options.preloaded_system = sys->second;
+    pc.options.model_cache = models;
+    pc.options.override_cache = overridden;
+    out.fail_info = failed_run_info(pc, systems);
+    out.point = pc.db_point;
+    out.description = pc.description;
+    if (known.failed.count(out.fail_info.config_hash)) {
+        out.kind = PointOutcome::Kind::failed_before;
+        return out;
+    }
+    std::optional<PreparedExperiment> prepared;
+    try {
+        prepared.emplace(prepare_experiment(pc.options));
+        out.hash = prepared->result->info.config_hash;
+        if (known.ok.count(out.hash)) {
+            out.kind = PointOutcome::Kind::known_ok;
+            return out;
+        }
+        ExperimentResult r = simulate(std::move(*prepared));
+        if (r.parallel_run) out.parallel = parallel_rows(r);
+        out.info = std::move(r.info);
+        db::prepare_layers(to_rows(std::move(r.layers)), out.rows);
+        out.kind = PointOutcome::Kind::ran;
+    } catch (const cfg::UserError& e) {
+        out.kind = PointOutcome::Kind::failed;
+        out.error = e.what();
+    }
+    out.wall_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    return out;
+}
+
+SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::ResultsDb& db,
+                         const SweepRunOptions& options, const KnownRuns& known,
+                         const std::shared_ptr<ModelCache>& models, std::size_t hold, RemoteWorkers* remote,
+                         WriterCpu* cpu) {
+    MLSIM_CHECK(options.jobs >= 1, fmt::format("write_sweep: jobs = {}", options.jobs));
+    MLSIM_CHECK(hold >= 1, "write_sweep: hold = 0");
+    const std::size_t total = sweep.point_count();
+    const auto start = Clock::now();
+    // A rerun of failed points counts only the failures of this round as settling a point.
+    const int64_t errors_after = options.retry_failed ? db.max_run_id() : 0;
+    // Every write below refers to a run written before it or found in the file (db/results_db.h).
+    const db::ResultsDb::ReferenceChecksOff unchecked(db);
+    // The points' overridden systems, from check_points() when it kept them.
+    const std::shared_ptr<OverrideCache> overridden =
+        options.overridden ? options.overridden : std::make_shared<OverrideCache>();
+
+    // The writer's threads, its own simulating and the remote workers draw from one counter.
+    std::atomic<std::size_t> next{0};
+    std::atomic<bool> stop{false};
+    std::mutex mutex;
+    std::condition_variable room;            // the writer committed, or the sweep stops
+    std::map<std::size_t, PointOutcome> arrived;  // guarded by mutex: the threads' outcomes
+    std::size_t held = 0;                    // guarded by mutex: the writer's uncommitted outcomes (pending)
+    std::exception_ptr local_fatal;          // guarded by mutex
+    // A thread takes a point only while fewer than `hold` outcomes wait to be committed, and hands in what it
+    // took whatever the count then: the writer may be waiting for exactly that point.
+    auto local = [&] {
+        try {
+            while (!stop.load()) {
+                {
+                    std::unique_lock lock(mutex);
+                    room.wait(lock, [&] { return stop.load() || arrived.size() + held < hold; });
+                }
+                if (stop.load()) break;
+                const std::size_t i = next.fetch_add(1);
+                if (i >= total) break;
+                PointOutcome o = simulate_point(sweep, systems, i, known, models, overridden);
+                std::lock_guard lock(mutex);
+                arrived.emplace(i, std::move(o));
+            }
+        } catch (...) {
+            std::lock_guard lock(mutex);
+            if (!local_fatal) local_fatal = std::current_exception();
+            stop = true;
+        }
+    };
+    std::vector<std::thread> threads;
+    struct Joiner {
+        std::atomic<bool>& stop;
+        std::mutex& mutex;
+        std::condition_variable& room;
+        std::vector<std::thread>& threads;
+        ~Joiner() {
+            {
+                std::lock_guard lock(mutex);
+                stop = true;
+            }
+            room.notify_all();
+            for (std::thread& t : threads)
+                if (t.joinable()) t.join();
+        }
+    } joiner{stop, mutex, room, threads};
+    // This thread is the writer, and simulates points itself whenever it has nothing to commit or receive
+    // (see the main loop): so `jobs` 1 adds no thread, and with a core of its own the writer never waits
+    // for a simulating thread of its own. Each further job is one more simulating thread.
+    for (int t = 1; t < options.jobs; ++t) threads.emplace_back(local);
+    if (remote)
+        remote->start([&]() -> std::optional<std::size_t> {
+            if (stop.load()) return std::nullopt;
+            const std::size_t i = next.fetch_add(1);
+            return i < total ? std::optional<std::size_t>(i) : std::nullopt;
+        });
+
+    std::size_t committed = 0, failed = 0, ran = 0, skipped = 0, failed_before = 0;
+    std::set<std::string> claimed;
+    std::vector<std::tuple<db::SweepPoint, std::string, std::string>> repeats;  // point, hash, description
+    std::vector<std::pair<std::size_t, std::string>> errors;
+    std::map<std::string, std::pair<int64_t, std::string>> failed_by_hash;
+    std::deque<PointOutcome> busy;  // held by another live process: retried after the others
+
+    // Commits one point; false when another process holds it. `in_batch`: inside a batch transaction, whose
+    // claims are not written (ResultsDb::claim) and so have nothing to release.
+    auto commit = [&](PointOutcome& o, bool in_batch) -> bool {
+        if (o.kind == PointOutcome::Kind::failed_before) {
+            if (auto id = db.find_run(o.fail_info.config_hash, "error")) {
+                db.link_sweep_point(o.point, *id);
+                ++failed_before;
+                return true;
+            }
+            // Gone since the start: prepare and simulate it here.
+            o = simulate_point(sweep, systems, o.index, KnownRuns{}, models, overridden);
+        }
+        db::ClaimQuery query;
+        query.error_hash = o.fail_info.config_hash;
+        query.errors_after = errors_after;
+        query.point = &o.point;
+        if (!o.hash.empty()) {
+            if (!claimed.insert(o.hash).second) {
+                repeats.emplace_back(o.point, o.hash, o.description);
+                ++skipped;
+                return true;
+            }
+            query.key = query.ok_hash = o.hash;
+        } else {
+            query.key = o.fail_info.config_hash;
+        }
+        const db::ClaimResult claim = db.claim(query);
+        if (claim.state == db::ClaimResult::State::done) {
+            db.link_sweep_point(o.point, claim.run_id);
+            ++(claim.run_ok ? skipped : failed_before);
+            return true;
+        }
+        if (claim.state == db::ClaimResult::State::busy) {
+            if (!o.hash.empty()) claimed.erase(o.hash);
+            return false;
+        }
+        db::ClaimGuard guard(db, query.key);
+        if (o.kind == PointOutcome::Kind::known_ok)  // its run is gone since the start: simulate it here
+            o = simulate_point(sweep, systems, o.index, KnownRuns{}, models, overridden);
+        if (!in_batch) o.point.claim_key = query.key;
+        if (o.kind == PointOutcome::Kind::ran) {
+            db.record_run(o.info, o.rows, o.wall_s, &o.point, o.parallel ? &*o.parallel : nullptr);
+            guard.released();
+            ++ran;
+        } else {
+            const int64_t id = db.record_failed_run(o.fail_info, o.error, o.wall_s, &o.point);
+            guard.released();
+            ++failed;
+            errors.emplace_back(o.index, fmt::format("point {} ({}): {}", o.index, o.description, o.error));
+            if (!o.hash.empty()) failed_by_hash.emplace(o.hash, std::make_pair(id, o.error));
+        }
+        return true;
+    };
+
+    auto report = [&](bool final) {
+        if (options.progress)
+            options.progress(SweepProgress{committed + busy.size(), failed, total, final});
+    };
+    auto last_report = Clock::now();
+    std::map<std::size_t, PointOutcome> pending;  // arrived, waiting for the points before them
+    // Tells the threads how many outcomes the writer holds, waking them when that made room.
+    auto update_held = [&] {
+        bool more_room = false;
+        {
+            std::lock_guard lock(mutex);
+            more_room = pending.size() < held;
+            held = pending.size();
+        }
+        if (more_room) room.notify_all();
+    };
+    // Takes every outcome that has arrived; false when none had.
+    auto receive = [&] {
+        bool any = remote && remote->receive(pending);
+        {
+            std::lock_guard lock(mutex);
+            if (local_fatal) std::rethrow_exception(local_fatal);
+            if (!arrived.empty()) any = true;
+            pending.merge(arrived);
+        }
+        update_held();
+        return any;
+    };
+    auto head_ready = [&] { return !pending.empty() && pending.begin()->first == committed + busy.size(); };
+    // Whether to commit now rather than simulate: once k_min_batch points are ready in order (or no point
+    // is left to simulate), so that a writer with time to spare still commits in batches.
+    auto batch_due = [&] {
+        if (!head_ready()) return false;
+        if (stop.load() || next.load() >= total) return true;
+        // While the results file's log is being copied (ResultsDb::checkpointing), a batch begun would keep
+        // the log from starting over: simulate first, up to a whole batch ready.
+        const std::size_t due = db.checkpointing() ? static_cast<std::size_t>(k_commit_batch) : k_min_batch;
+        std::size_t ready = 0;
+        for (auto it = pending.begin(); it != pending.end() && ready < due; ++it, ++ready)
+            if (it->first != committed + busy.size() + ready) return false;
+        return ready >= due;
+    };
+    while (committed + busy.size() < total) {
+        bool idle = !receive();
+        // In point order: the run_ids and the choice among repeated points do not depend on timing.
+        int batch = 0;
+        if (batch_due()) {
+            const double t0 = cpu ? thread_cpu_s() : 0;
+            // One transaction for the batch: a SIGKILL before end_batch() leaves none of its points in the
+            // file, and a resumed sweep runs them again (every point once).
+            db.begin_batch();
+            struct End {
+                db::ResultsDb& db;
+                bool done = false;
+                ~End() {
+                    if (!done) {
+                        try {
+                            db.end_batch();
+                        } catch (...) {  // NOLINT: the exception in flight is the one to report
+                        }
+                    }
+                }
+            } end{db};
+            while (head_ready() && batch < k_commit_batch) {
+                auto it = pending.begin();
+                if (!commit(it->second, true))
+                    busy.push_back(std::move(it->second));
+                else
+                    ++committed;
+                if (remote) remote->recycle(std::move(it->second.rows));
+                pending.erase(it);
+                if (remote) remote->room(pending.size());
+                ++batch;
+                // Outcomes that arrived meanwhile are taken at once, so that remote workers get their next
+                // points without waiting for the end of the batch.
+                receive();
+            }
+            end.done = true;
+            db.end_batch();
+            update_held();
+            if (cpu) cpu->committing += thread_cpu_s() - t0;
+        }
+        if (batch) {
+            idle = false;
+        } else if (!stop.load()) {
+            // No batch due: simulate the next point here rather than wait.
+            if (const std::size_t i = next.fetch_add(1); i < total) {
+                const double t0 = cpu ? thread_cpu_s() : 0;
+                PointOutcome o = simulate_point(sweep, systems, i, known, models, overridden);
+                if (cpu) {
+                    cpu->simulating += thread_cpu_s() - t0;
+                    ++cpu->points;
+                }
+                pending.emplace(i, std::move(o));
+                update_held();
+                idle = false;
+            }
+        }
+        if (Clock::now() - last_report >= options.progress_interval) {
+            report(false);
+            last_report = Clock::now();
+        }
+        if (idle) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    // Points another process held: retried until it records them (or its claim goes stale).
+    while (!busy.empty()) {
+        PointOutcome o = std::move(busy.front());
+        busy.pop_front();
+        if (commit(o, false))
+            ++committed;
+        else {
+            busy.push_back(std::move(o));
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+    }
+    if (remote) remote->finish();
+    report(true);
+
+    for (const auto& [point, hash, description] : repeats) {
+        if (auto id = db.find_run(hash, "ok")) {
+            db.link_sweep_point(point, *id);
+        } else if (auto f = failed_by_hash.find(hash); f != failed_by_hash.end()) {
+            db.link_sweep_point(point, f->second.first);
+            --skipped;
+            ++failed;
+            errors.emplace_back(point.point,
+                                fmt::format("point {} ({}): same configuration as a failed point: {}",
+                                            point.point, description, f->second.second));
+        }
+    }
+    SweepSummary s;
+    s.points = total;
+    s.ran = ran;
+    s.skipped = skipped;
+    s.failed = failed;
+    s.failed_before = failed_before;
+    s.wall_s = std::chrono::duration<double>(Clock::now() - start).count();
+    std::sort(errors.begin(), errors.end());
+    for (std::size_t k = 0; k < errors.size() && k < k_max_errors; ++k) s.errors.push_back(errors[k].second);
+    return s;
+}
+
+}  // namespace mlsim::exp
