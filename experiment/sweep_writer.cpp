@@ -123,10 +123,10 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
     std::atomic<std::size_t> next{0};
     std::atomic<bool> stop{false};
     std::mutex mutex;
-    std::condition_variable room;            // the writer committed, or the sweep stops
+    std::condition_variable room;                 // the writer committed, or the sweep stops
     std::map<std::size_t, PointOutcome> arrived;  // guarded by mutex: the threads' outcomes
-    std::size_t held = 0;                    // guarded by mutex: the writer's uncommitted outcomes (pending)
-    std::exception_ptr local_fatal;          // guarded by mutex
+    std::size_t held = 0;            // guarded by mutex: the writer's uncommitted outcomes (pending)
+    std::exception_ptr local_fatal;  // guarded by mutex
     // A thread takes a point only while fewer than `hold` outcomes wait to be committed, and hands in what it
     // took whatever the count then: the writer may be waiting for exactly that point.
     auto local = [&] {
@@ -238,8 +238,7 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
     };
 
     auto report = [&](bool final) {
-        if (options.progress)
-            options.progress(SweepProgress{committed + busy.size(), failed, total, final});
+        if (options.progress) options.progress(SweepProgress{committed + busy.size(), failed, total, final});
     };
     auto last_report = Clock::now();
     std::map<std::size_t, PointOutcome> pending;  // arrived, waiting for the points before them

@@ -34,14 +34,15 @@ namespace mlsim::exp {
 // Points the writer commits in one transaction (ResultsDb::begin_batch) between two looks for arriving
 // outcomes: one commit per point cost about as much CPU as simulating a roofline point.
 constexpr int k_commit_batch = 64;
-// Points ready in order at which the writer stops simulating and commits them: a batch's commit costs about as
-// much as a point's rows, so batches of one point (a writer alone, simulating each point in turn) would double
-// the writer's cost.
+// Points ready in order at which the writer stops simulating and commits them: a batch's commit costs about
+// as much as a point's rows, so batches of one point (a writer alone, simulating each point in turn) would
+// double the writer's cost.
 constexpr std::size_t k_min_batch = 32;
 // Outcomes the writer holds uncommitted (arrived, or simulated) beyond which its simulating threads, and the
 // remote workers that send one, wait for a commit to make room: simulating faster than the writer writes
-// (roofline points: ~0.3 ms a point against ~0.4 ms to write it) would otherwise fill its memory with the whole
-// sweep's rows, and each held point took fresh pages (2 % of the writer's time zeroing and faulting them in).
+// (roofline points: ~0.3 ms a point against ~0.4 ms to write it) would otherwise fill its memory with the
+// whole sweep's rows, and each held point took fresh pages (2 % of the writer's time zeroing and faulting
+// them in).
 constexpr std::size_t k_max_held = 2 * static_cast<std::size_t>(k_commit_batch);
 
 // What simulating one point found: everything the writer needs to commit it.
@@ -79,8 +80,8 @@ PointOutcome simulate_point(const Sweep& sweep, const SystemCache& systems, std:
                             const KnownRuns& known, const std::shared_ptr<ModelCache>& models,
                             const std::shared_ptr<OverrideCache>& overridden);
 
-// Workers in other processes that simulate points for the writer (mpi/sweep_mpi.cpp). Called from the writer's
-// thread only.
+// Workers in other processes that simulate points for the writer (mpi/sweep_mpi.cpp). Called from the
+// writer's thread only.
 class RemoteWorkers {
   public:
     virtual ~RemoteWorkers() = default;
