@@ -43,8 +43,10 @@
 //   start time that is not a zombie. Any other claim is stale (its holder was killed, or the file was
 //   copied from another machine; WAL files are only ever shared on one host) and is taken over.
 //   Inside a batch (begin_batch) claim() decides the same way but writes no claim row: the batch holds the
-//   write lock until it commits, so the caller must record the point's run in the same batch (as the MPI
-//   sweep's rank 0 does), and no other process can ever see the point unclaimed and unsettled.
+//   write lock until it commits, so the caller must record the point's run in the same batch (as a sweep's
+//   writer does, experiment/sweep_writer.h: it claims points after simulating them, when it commits them, so
+//   two processes on the same points may both simulate one, and only one records it), and no other process
+//   can ever see the point unclaimed and unsettled.
 #include <cstdint>
 #include <memory>
 #include <optional>
