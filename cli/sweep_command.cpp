@@ -227,6 +227,9 @@ int cmd_sweep(const Args& args) {
 
     std::string skipped;
     if (s.skipped) skipped += fmt::format(", {} skipped (already in the database)", s.skipped);
+    if (s.recorded_elsewhere)
+        skipped += fmt::format(" (of which {} simulated here, recorded first by another process)",
+                               s.recorded_elsewhere);
     if (s.failed_before)
         skipped += fmt::format(", {} skipped (failed before; --retry-failed reruns them)", s.failed_before);
     fmt::print("done: {} points in {:.2f} s ({:.1f} points/s): {} run{}, {} failed\n", s.points, s.wall_s,

@@ -708,6 +708,11 @@ struct ResultsDb::Impl {
         drop_claim.emplace(
             conn, "DELETE FROM claims WHERE claim_key = ? AND host = ? AND pid = ? AND process_start = ?");
         max_run.emplace(conn, "SELECT COALESCE(MAX(run_id), 0) FROM runs");
+        find_writers.emplace(
+            conn,
+            "SELECT claim_key, host, pid, process_start FROM claims WHERE claim_key >= 'writer ' "
+            "AND claim_key < 'writer!'");
+        ok_after.emplace(conn, "SELECT run_id, config_hash FROM runs WHERE run_id > ? AND status = 'ok'");
         find_metric.emplace(conn, "SELECT metric_id FROM metric_names WHERE name = ? AND unit = ?");
         add_metric.emplace(conn, "INSERT INTO metric_names (name, unit) VALUES (?, ?)");
         // The writer binds no NULL (phase and dtype '' when unset); IS also finds a definition of an older
@@ -1083,6 +1088,7 @@ struct ResultsDb::Impl {
     std::optional<sql::Statement> find_run, find_link, run_hash, insert_sweep;
     std::optional<sql::Statement> find_error_after, find_claim, put_claim, drop_claim, max_run;
     std::optional<sql::Statement> find_metric, add_metric, find_def, add_def;
+    std::optional<sql::Statement> find_writers, ok_after;
     // Their first column is run_id, bound once per statement.
     MultiInsert insert_layers{
         [](std::size_t n) { return insert_sql("layer_results", k_layer_insert_columns, n, true); }};
@@ -1683,6 +1689,79 @@ void ResultsDb::release_claim(const std::string& key) {
     Impl::Transaction txn(*m_impl);
     m_impl->release(key);
     txn.commit();
+}
+
+namespace {
+
+std::string writer_key(const ProcessIdentity& me) {
+    return fmt::format("writer {} {} {}", me.host, me.pid, me.start);
+}
+
+}  // namespace
+
+bool ResultsDb::announce_writer() {
+    std::lock_guard lock(m_impl->mutex);
+    MLSIM_CHECK(!m_impl->in_batch, "results: announce_writer() inside a batch");
+    Impl::Transaction txn(*m_impl);
+    const std::string mine = writer_key(m_impl->me);
+    std::vector<std::string> stale;
+    bool others = false;
+    sql::Statement& f = *m_impl->find_writers;
+    f.reset();
+    f.finish_binding();
+    while (f.step()) {
+        const std::string key = f.column_text(0);
+        if (key == mine) continue;
+        const ProcessIdentity holder{f.column_text(1), f.column_int(2), f.column_text(3)};
+        if (claim_is_live(holder, m_impl->me))
+            others = true;
+        else
+            stale.push_back(key);
+    }
+    f.reset();
+    for (const std::string& key : stale) {
+        sql::Statement d(m_impl->conn, "DELETE FROM claims WHERE claim_key = ?");
+        d.bind_text(key);
+        d.run();
+    }
+    sql::Statement& p = *m_impl->put_claim;
+    p.reset();
+    p.bind_text(mine).bind_text(m_impl->me.host).bind_int(m_impl->me.pid).bind_text(m_impl->me.start);
+    p.bind_text(utc_now()).bind_null().bind_null();
+    p.run();
+    txn.commit();
+    return others;
+}
+
+void ResultsDb::withdraw_writer() { release_claim(writer_key(m_impl->me)); }
+
+bool ResultsDb::other_writers() const {
+    std::lock_guard lock(m_impl->mutex);
+    const std::string mine = writer_key(m_impl->me);
+    bool others = false;
+    sql::Statement& f = *m_impl->find_writers;
+    f.reset();
+    f.finish_binding();
+    while (!others && f.step())
+        others =
+            f.column_text(0) != mine &&
+            claim_is_live(ProcessIdentity{f.column_text(1), f.column_int(2), f.column_text(3)}, m_impl->me);
+    f.reset();
+    return others;
+}
+
+std::vector<std::string> ResultsDb::ok_hashes_after(int64_t& after) const {
+    std::lock_guard lock(m_impl->mutex);
+    std::vector<std::string> out;
+    sql::Statement& q = *m_impl->ok_after;
+    q.reset();
+    q.bind_int(after).finish_binding();
+    while (q.step()) {
+        after = std::max(after, q.column_int(0));
+        out.push_back(q.column_text(1));
+    }
+    q.reset();
+    return out;
 }
 
 int64_t ResultsDb::max_run_id() const {

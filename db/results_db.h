@@ -44,9 +44,9 @@
 //   copied from another machine; WAL files are only ever shared on one host) and is taken over.
 //   Inside a batch (begin_batch) claim() decides the same way but writes no claim row: the batch holds the
 //   write lock until it commits, so the caller must record the point's run in the same batch (as a sweep's
-//   writer does, experiment/sweep_writer.h: it claims points after simulating them, when it commits them, so
-//   two processes on the same points may both simulate one, and only one records it), and no other process
-//   can ever see the point unclaimed and unsettled.
+//   writer does, experiment/sweep_writer.h: it claims points after simulating them, when it commits them,
+//   and shares the work out with other writers of the file by other means, announce_writer below), and no
+//   other process can ever see the point unclaimed and unsettled.
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -342,6 +342,18 @@ class ResultsDb {
     void release_claim(const std::string& key);
     // The largest run_id in the file, 0 when it has no runs.
     int64_t max_run_id() const;
+
+    // Sweep writers sharing a file (experiment/sweep_writer.h). announce_writer() records this process as a
+    // sweep writer of the file (a `claims` row with the key "writer HOST PID START", no point), drops the
+    // rows of writers no longer live, and returns whether another live process is writing a sweep to the
+    // file; withdraw_writer() removes this process's row. other_writers() tells, reading only, whether
+    // another live process's row is there. Called outside a batch.
+    bool announce_writer();
+    void withdraw_writer();
+    bool other_writers() const;
+    // The config hashes of the ok runs whose run_id is above `after`, which becomes the largest run_id seen
+    // (reading only; what other processes committed since).
+    std::vector<std::string> ok_hashes_after(int64_t& after) const;
     // Groups every write until end_batch() into one transaction: one commit for many points. Nothing of the
     // batch is in the file before end_batch() returns, so a process killed in between leaves the file as it
     // was before begin_batch() (the points are run again on resume). A write refused before it wrote

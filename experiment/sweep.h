@@ -21,15 +21,15 @@
 // - run_sweep() simulates the points on `jobs` threads, the calling thread being one of them and the writer
 //   (experiment/sweep_writer.h): the points are committed in point order, in transactions of up to 64
 //   points (a point's run row, layer rows and sweep rows always in the same one), so run_ids follow the
-//   points whatever `jobs`, and a killed sweep leaves whole points only. A point whose resolved config
-//   (db::config_hash of
-//   ExperimentResult::resolved_yaml) already has an ok run in the database is skipped and linked to this
-//   sweep, so an interrupted sweep resumes with nothing lost or duplicated. A point that fails with a
-//   user error (the model does not fit, the device lacks the data type) is recorded as a failed run with
-//   its message, and the sweep goes on; on a later run it is skipped (identified by the hash of its point
-//   description) unless retry_failed. The rows written, ids included, never depend on `jobs`. An internal
-//   error, or a
-//   database that cannot be written, stops the sweep: points in flight finish, then it is rethrown.
+//   points whatever `jobs` (unless another process writes a sweep to the file at the same time: the two
+//   then share the points out, sweep_writer.h), and a killed sweep leaves whole points only. A point whose
+//   resolved config (db::config_hash of ExperimentResult::resolved_yaml) already has an ok run in the
+//   database is skipped and linked to this sweep, so an interrupted sweep resumes with nothing lost or
+//   duplicated. A point that fails with a user error (the model does not fit, the device lacks the data type)
+//   is recorded as a failed run with its message, and the sweep goes on; on a later run it is skipped
+//   (identified by the hash of its point description) unless retry_failed. The rows written, ids included,
+//   never depend on `jobs`. An internal error, or a database that cannot be written, stops the sweep: points
+//   in flight finish, then it is rethrown.
 // - Nothing here prints: run_sweep() reports progress only through SweepRunOptions::progress, which it
 //   calls from the thread that called run_sweep().
 #include <chrono>
@@ -138,10 +138,11 @@ struct SweepRunOptions {
 
 struct SweepSummary {
     std::size_t points = 0;
-    std::size_t ran = 0;            // simulated and recorded ok
-    std::size_t skipped = 0;        // an ok run with the same resolved config was already there
-    std::size_t failed = 0;         // simulated, failed with a user error, recorded as failed
-    std::size_t failed_before = 0;  // skipped: failed on an earlier run (retry_failed reruns them)
+    std::size_t ran = 0;                 // simulated and recorded ok
+    std::size_t skipped = 0;             // an ok run with the same resolved config was already there
+    std::size_t failed = 0;              // simulated, failed with a user error, recorded as failed
+    std::size_t failed_before = 0;       // skipped: failed on an earlier run (retry_failed reruns them)
+    std::size_t recorded_elsewhere = 0;  // simulated here, but another process recorded it first (skipped)
     double wall_s = 0;
     std::vector<std::string> errors;  // failure messages, by point index (at most 5)
 };

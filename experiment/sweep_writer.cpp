@@ -15,6 +15,7 @@
 #include <set>
 #include <thread>
 #include <tuple>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -65,7 +66,8 @@ KnownRuns read_known_runs(const std::string& path, bool retry_failed) {
 
 PointOutcome simulate_point(const Sweep& sweep, const SystemCache& systems, std::size_t index,
                             const KnownRuns& known, const std::shared_ptr<ModelCache>& models,
-                            const std::shared_ptr<OverrideCache>& overridden) {
+                            const std::shared_ptr<OverrideCache>& overridden,
+                            const std::function<bool(const std::string&)>& done_elsewhere) {
     const auto t0 = Clock::now();
     PointOutcome out;
     out.index = index;
@@ -86,7 +88,7 @@ PointOutcome simulate_point(const Sweep& sweep, const SystemCache& systems, std:
     try {
         prepared.emplace(prepare_experiment(pc.options));
         out.hash = prepared->result->info.config_hash;
-        if (known.ok.count(out.hash)) {
+        if (known.ok.count(out.hash) || (done_elsewhere && done_elsewhere(out.hash))) {
             out.kind = PointOutcome::Kind::known_ok;
             return out;
         }
@@ -118,6 +120,25 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
     // The points' overridden systems, from check_points() when it kept them.
     const std::shared_ptr<OverrideCache> overridden =
         options.overridden ? options.overridden : std::make_shared<OverrideCache>();
+    // Other sweep writers of the file (see the contract): this process's row in `claims` until it returns.
+    const bool others_at_start = db.announce_writer();
+    struct Withdraw {
+        db::ResultsDb& db;
+        ~Withdraw() {
+            try {
+                db.withdraw_writer();
+            } catch (...) {  // NOLINT: a row left behind is stale once this process ends
+            }
+        }
+    } withdraw{db};
+    // The k-th point taken: from the last to the first when another writer was there first.
+    const bool reverse = others_at_start;
+    auto point_at = [&](std::size_t k) { return reverse ? total - 1 - k : k; };
+    // Whether other writers share the file (then commits are not batched), and the configs they recorded.
+    std::atomic<bool> shared{others_at_start};
+    auto last_presence_check = Clock::now();
+    int64_t seen_run = db.max_run_id();         // runs committed before: in `known`
+    std::unordered_set<std::string> others_ok;  // guarded by mutex (declared below)
 
     // The writer's threads, its own simulating and the remote workers draw from one counter.
     std::atomic<std::size_t> next{0};
@@ -127,21 +148,33 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
     std::map<std::size_t, PointOutcome> arrived;  // guarded by mutex: the threads' outcomes
     std::size_t held = 0;            // guarded by mutex: the writer's uncommitted outcomes (pending)
     std::exception_ptr local_fatal;  // guarded by mutex
-    // A thread takes a point only while fewer than `hold` outcomes wait to be committed, and hands in what it
-    // took whatever the count then: the writer may be waiting for exactly that point.
+    const std::function<bool(const std::string&)> done_elsewhere = [&](const std::string& hash) {
+        if (!shared.load()) return false;
+        std::lock_guard lock(mutex);
+        return others_ok.count(hash) > 0;
+    };
+    // A thread takes a point only while fewer than `hold` outcomes wait to be committed (`shared_hold` while
+    // other writers share the file: simulating far ahead of the commits would take points the others are
+    // about to record), and hands in what it took whatever the count then: the writer may be waiting for
+    // exactly that point.
+    const std::size_t shared_hold =
+        std::min(hold, std::max<std::size_t>(2, static_cast<std::size_t>(options.jobs)));
     auto local = [&] {
         try {
             while (!stop.load()) {
                 {
                     std::unique_lock lock(mutex);
-                    room.wait(lock, [&] { return stop.load() || arrived.size() + held < hold; });
+                    room.wait(lock, [&] {
+                        return stop.load() || arrived.size() + held < (shared.load() ? shared_hold : hold);
+                    });
                 }
                 if (stop.load()) break;
-                const std::size_t i = next.fetch_add(1);
-                if (i >= total) break;
-                PointOutcome o = simulate_point(sweep, systems, i, known, models, overridden);
+                const std::size_t k = next.fetch_add(1);
+                if (k >= total) break;
+                PointOutcome o =
+                    simulate_point(sweep, systems, point_at(k), known, models, overridden, done_elsewhere);
                 std::lock_guard lock(mutex);
-                arrived.emplace(i, std::move(o));
+                arrived.emplace(k, std::move(o));
             }
         } catch (...) {
             std::lock_guard lock(mutex);
@@ -172,11 +205,11 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
     if (remote)
         remote->start([&]() -> std::optional<std::size_t> {
             if (stop.load()) return std::nullopt;
-            const std::size_t i = next.fetch_add(1);
-            return i < total ? std::optional<std::size_t>(i) : std::nullopt;
+            const std::size_t k = next.fetch_add(1);
+            return k < total ? std::optional<std::size_t>(point_at(k)) : std::nullopt;
         });
 
-    std::size_t committed = 0, failed = 0, ran = 0, skipped = 0, failed_before = 0;
+    std::size_t committed = 0, failed = 0, ran = 0, skipped = 0, failed_before = 0, recorded_elsewhere = 0;
     std::set<std::string> claimed;
     std::vector<std::tuple<db::SweepPoint, std::string, std::string>> repeats;  // point, hash, description
     std::vector<std::pair<std::size_t, std::string>> errors;
@@ -213,6 +246,8 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
         if (claim.state == db::ClaimResult::State::done) {
             db.link_sweep_point(o.point, claim.run_id);
             ++(claim.run_ok ? skipped : failed_before);
+            if (o.kind == PointOutcome::Kind::ran || o.kind == PointOutcome::Kind::failed)
+                ++recorded_elsewhere;
             return true;
         }
         if (claim.state == db::ClaimResult::State::busy) {
@@ -241,7 +276,7 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
         if (options.progress) options.progress(SweepProgress{committed + busy.size(), failed, total, final});
     };
     auto last_report = Clock::now();
-    std::map<std::size_t, PointOutcome> pending;  // arrived, waiting for the points before them
+    std::map<std::size_t, PointOutcome> pending;  // by the order taken: waiting for the points before them
     // Tells the threads how many outcomes the writer holds, waking them when that made room.
     auto update_held = [&] {
         bool more_room = false;
@@ -254,7 +289,11 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
     };
     // Takes every outcome that has arrived; false when none had.
     auto receive = [&] {
-        bool any = remote && remote->receive(pending);
+        bool any = remote && remote->receive([&](PointOutcome&& o) {
+            const std::size_t k = point_at(o.index);  // point_at is its own inverse
+            pending.emplace(k, std::move(o));
+            return pending.size();
+        });
         {
             std::lock_guard lock(mutex);
             if (local_fatal) std::rethrow_exception(local_fatal);
@@ -272,13 +311,25 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
         if (stop.load() || next.load() >= total) return true;
         // While the results file's log is being copied (ResultsDb::checkpointing), a batch begun would keep
         // the log from starting over: simulate first, up to a whole batch ready.
-        const std::size_t due = db.checkpointing() ? static_cast<std::size_t>(k_commit_batch) : k_min_batch;
+        // Sharing the file, each point as soon as it is ready: the other writers see it at once.
+        const std::size_t due = shared.load()        ? 1
+                                : db.checkpointing() ? static_cast<std::size_t>(k_commit_batch)
+                                                     : k_min_batch;
         std::size_t ready = 0;
         for (auto it = pending.begin(); it != pending.end() && ready < due; ++it, ++ready)
             if (it->first != committed + busy.size() + ready) return false;
         return ready >= due;
     };
     while (committed + busy.size() < total) {
+        if (!shared.load() && Clock::now() - last_presence_check >= k_presence_interval) {
+            shared = db.other_writers();
+            last_presence_check = Clock::now();
+        }
+        if (shared.load()) {
+            std::vector<std::string> hashes = db.ok_hashes_after(seen_run);
+            std::lock_guard lock(mutex);
+            for (std::string& h : hashes) others_ok.insert(std::move(h));
+        }
         bool idle = !receive();
         // In point order: the run_ids and the choice among repeated points do not depend on timing.
         int batch = 0;
@@ -322,14 +373,15 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
             idle = false;
         } else if (!stop.load()) {
             // No batch due: simulate the next point here rather than wait.
-            if (const std::size_t i = next.fetch_add(1); i < total) {
+            if (const std::size_t k = next.fetch_add(1); k < total) {
                 const double t0 = cpu ? thread_cpu_s() : 0;
-                PointOutcome o = simulate_point(sweep, systems, i, known, models, overridden);
+                PointOutcome o =
+                    simulate_point(sweep, systems, point_at(k), known, models, overridden, done_elsewhere);
                 if (cpu) {
                     cpu->simulating += thread_cpu_s() - t0;
                     ++cpu->points;
                 }
-                pending.emplace(i, std::move(o));
+                pending.emplace(k, std::move(o));
                 update_held();
                 idle = false;
             }
@@ -372,6 +424,7 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
     s.skipped = skipped;
     s.failed = failed;
     s.failed_before = failed_before;
+    s.recorded_elsewhere = recorded_elsewhere;
     s.wall_s = std::chrono::duration<double>(Clock::now() - start).count();
     std::sort(errors.begin(), errors.end());
     for (std::size_t k = 0; k < errors.size() && k < k_max_errors; ++k) s.errors.push_back(errors[k].second);

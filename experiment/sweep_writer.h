@@ -17,9 +17,19 @@
 //   anything else stops the sweep (points in flight finish) and is rethrown.
 // - Bounded memory: the writer holds at most `hold` outcomes uncommitted before its threads wait (each holds
 //   a point's rows, ~60 KB for a ResNet-50 roofline point); remote workers are bounded by RemoteWorkers.
+// - Other processes writing a sweep to the same file (db::ResultsDb::announce_writer): a writer that finds
+// one
+//   when it starts takes its points from the last to the first, and once any is found (checked every
+//   k_presence_interval) the writer commits each point as soon as it is ready in order and, before each
+//   point its threads simulate, skips the configs the others recorded meanwhile: two processes running the
+//   same sweep at once work towards each other and share its points out, each point recorded once (run_ids
+//   then follow the order of the commits of both). A point simulated here that another process recorded
+//   first is counted (SweepSummary::recorded_elsewhere).
 // - Progress goes only through SweepRunOptions::progress, called from the writer's thread.
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -44,6 +54,8 @@ constexpr std::size_t k_min_batch = 32;
 // whole sweep's rows, and each held point took fresh pages (2 % of the writer's time zeroing and faulting
 // them in).
 constexpr std::size_t k_max_held = 2 * static_cast<std::size_t>(k_commit_batch);
+// How often a writer alone on its file looks for other sweep writers of it (a read of `claims`).
+constexpr std::chrono::milliseconds k_presence_interval{5};
 
 // What simulating one point found: everything the writer needs to commit it.
 struct PointOutcome {
@@ -76,9 +88,11 @@ KnownRuns read_known_runs(const std::string& path, bool retry_failed);
 
 // Point `index`, prepared and simulated (what a sweep does before it touches the database), with the zoo
 // models of `models` and the overridden systems of `overridden`, shared by the points of the process.
+// `done_elsewhere`, when given, names more resolved configs not to simulate (another process recorded them).
 PointOutcome simulate_point(const Sweep& sweep, const SystemCache& systems, std::size_t index,
                             const KnownRuns& known, const std::shared_ptr<ModelCache>& models,
-                            const std::shared_ptr<OverrideCache>& overridden);
+                            const std::shared_ptr<OverrideCache>& overridden,
+                            const std::function<bool(const std::string&)>& done_elsewhere = {});
 
 // Workers in other processes that simulate points for the writer (mpi/sweep_mpi.cpp). Called from the
 // writer's thread only.
@@ -88,9 +102,10 @@ class RemoteWorkers {
     // Before the writer's loop: hands the workers their first points, drawing each index from `take` (nullopt
     // once every point is handed out, or the sweep stops); `take` stays valid until finish().
     virtual void start(std::function<std::optional<std::size_t>()> take) = 0;
-    // Moves every outcome that has arrived into `held` (the writer's uncommitted outcomes, by index); whether
-    // any had. A worker may be given its next point at once while `held` is below the writer's bound.
-    virtual bool receive(std::map<std::size_t, PointOutcome>& held) = 0;
+    // Hands every outcome that has arrived to the writer (`hand_in` returns how many it then holds
+    // uncommitted); whether any had. A worker may be given its next point at once while the writer holds
+    // fewer than its bound.
+    virtual bool receive(const std::function<std::size_t(PointOutcome&&)>& hand_in) = 0;
     // A commit made room: workers waiting for it get their next points while `held` stays below the bound.
     virtual void room(std::size_t held) = 0;
     // Every point is committed: the workers are told there is nothing more, and that the sweep is done.

@@ -554,7 +554,7 @@ class MpiWorkers final : public exp::RemoteWorkers {
             for (int k = 0; k < k_in_flight; ++k) hand_out(r);
     }
 
-    bool receive(std::map<std::size_t, Outcome>& held) override {
+    bool receive(const std::function<std::size_t(Outcome&&)>& hand_in) override {
         bool any = false;
         for (int flag = 1; flag;) {
             MPI_Status status;
@@ -566,11 +566,9 @@ class MpiWorkers final : public exp::RemoteWorkers {
             m_buffer.resize(static_cast<std::size_t>(count));
             MPI_Recv(m_buffer.data(), count, MPI_CHAR, status.MPI_SOURCE, k_tag_result, MPI_COMM_WORLD,
                      MPI_STATUS_IGNORE);
-            Outcome o = deserialize(m_buffer, &m_pool);
-            const std::size_t i = o.index;
-            held.emplace(i, std::move(o));
+            const std::size_t held = hand_in(deserialize(m_buffer, &m_pool));
             m_owed.push_back(status.MPI_SOURCE);
-            room(held.size());
+            room(held);
         }
         return any;
     }

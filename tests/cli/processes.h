@@ -15,13 +15,13 @@
 
 namespace mlsim::test {
 
-// Starts `mlsim ARGS...` with stdout and stderr sent to /dev/null; returns its pid.
-inline pid_t spawn_mlsim(std::vector<std::string> args) {
+// Starts `mlsim ARGS...` with stdout and stderr sent to `output` (/dev/null unless given); returns its pid.
+inline pid_t spawn_mlsim(std::vector<std::string> args, const std::string& output = "/dev/null") {
     args.insert(args.begin(), MLSIM_BINARY);
     const pid_t pid = fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
-        const int null = open("/dev/null", O_WRONLY);
+        const int null = open(output.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(null, 1);
         dup2(null, 2);
         std::vector<char*> argv;

@@ -178,3 +178,62 @@ TEST_CASE(
     CHECK(count(path, "SELECT COUNT(*) FROM claims WHERE claim_key = 'k-dead'") == 0);
     CHECK(count(path, "SELECT COUNT(*) FROM claims WHERE claim_key = 'k-live'") == 1);
 }
+
+TEST_CASE(
+    "A sweep writer announces itself in claims, sees other live writers, drops dead ones' rows and withdraws",
+    "[db][claims]") {
+    TempDir dir;
+    const std::string path = dir.file("w.db");
+    ResultsDb db(path);
+    CHECK_FALSE(db.other_writers());
+    CHECK_FALSE(db.announce_writer());  // alone
+    const std::string mine = fmt::format("writer {} {} {}", host(), getpid(), start_of(getpid()));
+    CHECK(count(path, fmt::format("SELECT COUNT(*) FROM claims WHERE claim_key = '{}' AND point IS NULL",
+                                  mine)) == 1);
+    CHECK_FALSE(db.other_writers());  // its own row is not another writer
+
+    // Another live process's row (a child that waits), and a dead one's (a child already reaped).
+    const pid_t live = fork();
+    REQUIRE(live >= 0);
+    if (live == 0) {
+        pause();
+        _exit(0);
+    }
+    const pid_t dead = fork();
+    REQUIRE(dead >= 0);
+    if (dead == 0) _exit(0);
+    const std::string dead_start = start_of(dead);  // may be empty once it has exited: stale either way
+    REQUIRE(waitpid(dead, nullptr, 0) == dead);
+    const std::string live_key = fmt::format("writer {} {} {}", host(), live, start_of(live));
+    const std::string dead_key = fmt::format("writer {} {} x", host(), dead);
+    put_claim(path, live_key, host(), live, start_of(live));
+    put_claim(path, dead_key, host(), dead, dead_start);
+    CHECK(db.other_writers());
+    CHECK(db.announce_writer());  // the live one counts; the dead one's row goes
+    CHECK(count(path, fmt::format("SELECT COUNT(*) FROM claims WHERE claim_key = '{}'", live_key)) == 1);
+    CHECK(count(path, fmt::format("SELECT COUNT(*) FROM claims WHERE claim_key = '{}'", dead_key)) == 0);
+    kill(live, SIGKILL);
+    REQUIRE(waitpid(live, nullptr, 0) == live);
+    CHECK_FALSE(db.other_writers());  // its row is there, but its process is gone
+    db.withdraw_writer();
+    CHECK(count(path, fmt::format("SELECT COUNT(*) FROM claims WHERE claim_key = '{}'", mine)) == 0);
+}
+
+TEST_CASE("ok_hashes_after lists the ok runs after a run_id and moves it to the last one seen",
+          "[db][claims]") {
+    TempDir dir;
+    const std::string path = dir.file("h.db");
+    ResultsDb db(path);
+    const RunInfo a = info("a: 1\n"), b = info("b: 2\n"), c = info("sweep_point: {model: c}\n");
+    const int64_t ida = db.record_run(a, std::vector<mlsim::db::LayerRow>{}, 0.1);
+    int64_t seen = ida;
+    CHECK(db.ok_hashes_after(seen).empty());
+    CHECK(seen == ida);
+    const int64_t idb = db.record_run(b, std::vector<mlsim::db::LayerRow>{}, 0.1);
+    const int64_t idc = db.record_failed_run(c, "does not fit", 0.1);
+    CHECK(db.ok_hashes_after(seen) == std::vector<std::string>{mlsim::db::config_hash(b.config_yaml)});
+    CHECK(seen == idb);  // the failed run after it is not listed
+    CHECK(idc > idb);
+    int64_t from_start = 0;
+    CHECK(db.ok_hashes_after(from_start).size() == 2);
+}
