@@ -86,6 +86,42 @@ int64_t recorded_elsewhere(const std::string& output_path) {
     return at == std::string::npos ? 0 : std::stoll(text.substr(at + mark.size()));
 }
 
+// Runs `mlsim sweep SWEEP --db DB --jobs 2` twice at once (outputs into `dir`, named after `tag`); whether
+// both exited 0, and the points simulated by both (what their summaries say the other recorded first).
+struct Twice {
+    bool ok = false;
+    int64_t simulated_by_both = 0;
+};
+Twice sweep_twice(const TempDir& dir, const std::string& sweep, const std::string& db,
+                  const std::string& tag) {
+    std::vector<std::string> outs;
+    std::vector<pid_t> pids;
+    for (const char* who : {"a", "b"}) {
+        outs.push_back(dir.file(fmt::format("{}-{}.txt", tag, who)));
+        pids.push_back(spawn_mlsim({"sweep", sweep, "--db", db, "--jobs", "2", "--quiet"}, outs.back()));
+    }
+    Twice t;
+    t.ok = exited_ok(wait_status(pids[0]));
+    t.ok = exited_ok(wait_status(pids[1])) && t.ok;
+    if (t.ok) t.simulated_by_both = recorded_elsewhere(outs[0]) + recorded_elsewhere(outs[1]);
+    return t;
+}
+
+// The file of a sweep run twice at once: every point recorded once, whole, no claim left.
+void check_each_point_once(const std::string& db_path, const std::string& sweep_name, int64_t points) {
+    CHECK(db_count(db_path, "SELECT COUNT(*) FROM runs") == points);
+    CHECK(db_count(db_path, "SELECT COUNT(*) FROM runs WHERE status = 'ok'") == points);
+    CHECK(db_count(db_path, "SELECT COUNT(DISTINCT config_hash) FROM runs") == points);
+    const std::string where = fmt::format("FROM sweeps WHERE sweep_name = '{}'", sweep_name);
+    CHECK(db_count(db_path, "SELECT COUNT(*) " + where) == points);
+    CHECK(db_count(db_path, "SELECT COUNT(DISTINCT point) " + where) == points);
+    CHECK(db_count(db_path,
+                   "SELECT COUNT(*) FROM runs r WHERE layer_count != "
+                   "(SELECT COUNT(*) FROM layers l WHERE l.run_id = r.run_id)") == 0);
+    CHECK(db_count(db_path, "SELECT COUNT(*) FROM claims") == 0);
+    CHECK(db_rows(db_path, "PRAGMA integrity_check") == std::vector<std::string>{"ok"});
+}
+
 }  // namespace
 
 TEST_CASE("The same sweep started twice at once runs every point exactly once", "[sweep][concurrency]") {
@@ -95,29 +131,13 @@ TEST_CASE("The same sweep started twice at once runs every point exactly once", 
     // such trials end with duplicated points, so six trials catch a regression nearly always.
     for (int trial = 0; trial < 6; ++trial) {
         const std::string db_path = dir.file(fmt::format("twice{}.db", trial));
-        const std::string out_a = dir.file(fmt::format("a{}.txt", trial));
-        const std::string out_b = dir.file(fmt::format("b{}.txt", trial));
-        const pid_t a = spawn_mlsim(
-            {"sweep", data("sweep_twice.yaml"), "--db", db_path, "--jobs", "2", "--quiet"}, out_a);
-        const pid_t b = spawn_mlsim(
-            {"sweep", data("sweep_twice.yaml"), "--db", db_path, "--jobs", "2", "--quiet"}, out_b);
         INFO("trial " << trial);
-        CHECK(exited_ok(wait_status(a)));
-        CHECK(exited_ok(wait_status(b)));
+        const Twice t = sweep_twice(dir, data("sweep_twice.yaml"), db_path, fmt::format("twice{}", trial));
+        CHECK(t.ok);
         // Both simulated at most every point once each (the share-out is checked on a longer sweep below).
-        CHECK(recorded_elsewhere(out_a) + recorded_elsewhere(out_b) <= points);
-        CHECK(db_count(db_path, "SELECT COUNT(*) FROM runs") == points);
-        CHECK(db_count(db_path, "SELECT COUNT(*) FROM runs WHERE status = 'ok'") == points);
-        CHECK(db_count(db_path, "SELECT COUNT(DISTINCT config_hash) FROM runs") == points);
-        CHECK(db_count(db_path, "SELECT COUNT(*) FROM sweeps WHERE sweep_name = 'twice'") == points);
-        CHECK(db_count(db_path, "SELECT COUNT(DISTINCT point) FROM sweeps WHERE sweep_name = 'twice'") ==
-              points);
+        CHECK(t.simulated_by_both <= points);
+        check_each_point_once(db_path, "twice", points);
         CHECK(db_count(db_path, "SELECT COUNT(*) FROM sweep_factors") == points * 3);
-        CHECK(db_count(db_path,
-                       "SELECT COUNT(*) FROM runs r WHERE layer_count != "
-                       "(SELECT COUNT(*) FROM layers l WHERE l.run_id = r.run_id)") == 0);
-        CHECK(db_count(db_path, "SELECT COUNT(*) FROM claims") == 0);
-        CHECK(db_rows(db_path, "PRAGMA integrity_check") == std::vector<std::string>{"ok"});
     }
 }
 
@@ -126,26 +146,16 @@ TEST_CASE("Two processes running the same sweep at once share its points out", "
     constexpr int64_t points = 512;
     for (int trial = 0; trial < 2; ++trial) {
         const std::string db_path = dir.file(fmt::format("share{}.db", trial));
-        const std::string out_a = dir.file(fmt::format("a{}.txt", trial));
-        const std::string out_b = dir.file(fmt::format("b{}.txt", trial));
-        const pid_t a =
-            spawn_mlsim({"sweep", data("sweep_kill.yaml"), "--db", db_path, "--jobs", "2", "--quiet"}, out_a);
-        const pid_t b =
-            spawn_mlsim({"sweep", data("sweep_kill.yaml"), "--db", db_path, "--jobs", "2", "--quiet"}, out_b);
         INFO("trial " << trial);
-        REQUIRE(exited_ok(wait_status(a)));
-        REQUIRE(exited_ok(wait_status(b)));
-        CHECK(db_count(db_path, "SELECT COUNT(*) FROM runs") == points);
-        CHECK(db_count(db_path, "SELECT COUNT(DISTINCT point) FROM sweeps WHERE sweep_name = 'kill'") ==
-              points);
-        CHECK(db_count(db_path, "SELECT COUNT(*) FROM claims") == 0);
+        const Twice t = sweep_twice(dir, data("sweep_kill.yaml"), db_path, fmt::format("share{}", trial));
+        REQUIRE(t.ok);
+        check_each_point_once(db_path, "kill", points);
         // The second writer takes the points from the last, and each skips what the other recorded
         // (experiment/sweep_writer.h): only the points in flight where they meet, or held uncommitted when
         // the second starts, are simulated by both (2-7 in 10 trials on the 2-core host). Two writers that
         // ignore each other simulate every point twice (512), or every point the later one reaches.
-        const int64_t twice = recorded_elsewhere(out_a) + recorded_elsewhere(out_b);
-        INFO("points simulated by both: " << twice);
-        CHECK(twice <= points / 8);
+        INFO("points simulated by both: " << t.simulated_by_both);
+        CHECK(t.simulated_by_both <= points / 8);
     }
 }
 
