@@ -712,7 +712,7 @@ struct ResultsDb::Impl {
             conn,
             "SELECT claim_key, host, pid, process_start FROM claims WHERE claim_key >= 'writer ' "
             "AND claim_key < 'writer!'");
-        ok_after.emplace(conn, "SELECT run_id, config_hash FROM runs WHERE run_id > ? AND status = 'ok'");
+        hashes_after.emplace(conn, "SELECT run_id, config_hash FROM runs WHERE run_id > ? AND status = ?");
         find_metric.emplace(conn, "SELECT metric_id FROM metric_names WHERE name = ? AND unit = ?");
         add_metric.emplace(conn, "INSERT INTO metric_names (name, unit) VALUES (?, ?)");
         // The writer binds no NULL (phase and dtype '' when unset); IS also finds a definition of an older
@@ -1088,7 +1088,7 @@ struct ResultsDb::Impl {
     std::optional<sql::Statement> find_run, find_link, run_hash, insert_sweep;
     std::optional<sql::Statement> find_error_after, find_claim, put_claim, drop_claim, max_run;
     std::optional<sql::Statement> find_metric, add_metric, find_def, add_def;
-    std::optional<sql::Statement> find_writers, ok_after;
+    std::optional<sql::Statement> find_writers, hashes_after;
     // Their first column is run_id, bound once per statement.
     MultiInsert insert_layers{
         [](std::size_t n) { return insert_sql("layer_results", k_layer_insert_columns, n, true); }};
@@ -1697,6 +1697,27 @@ std::string writer_key(const ProcessIdentity& me) {
     return fmt::format("writer {} {} {}", me.host, me.pid, me.start);
 }
 
+// Whether a live process other than `me` has a writer row (find_writers); the keys of the rows of writers
+// no longer live go to `stale` when given.
+bool scan_writers(sql::Statement& find_writers, const ProcessIdentity& me, std::vector<std::string>* stale) {
+    const std::string mine = writer_key(me);
+    bool others = false;
+    find_writers.reset();
+    find_writers.finish_binding();
+    while ((stale || !others) && find_writers.step()) {
+        std::string key = find_writers.column_text(0);
+        if (key == mine) continue;
+        if (claim_is_live(ProcessIdentity{find_writers.column_text(1), find_writers.column_int(2),
+                                          find_writers.column_text(3)},
+                          me))
+            others = true;
+        else if (stale)
+            stale->push_back(std::move(key));
+    }
+    find_writers.reset();
+    return others;
+}
+
 }  // namespace
 
 bool ResultsDb::announce_writer() {
@@ -1705,20 +1726,7 @@ bool ResultsDb::announce_writer() {
     Impl::Transaction txn(*m_impl);
     const std::string mine = writer_key(m_impl->me);
     std::vector<std::string> stale;
-    bool others = false;
-    sql::Statement& f = *m_impl->find_writers;
-    f.reset();
-    f.finish_binding();
-    while (f.step()) {
-        const std::string key = f.column_text(0);
-        if (key == mine) continue;
-        const ProcessIdentity holder{f.column_text(1), f.column_int(2), f.column_text(3)};
-        if (claim_is_live(holder, m_impl->me))
-            others = true;
-        else
-            stale.push_back(key);
-    }
-    f.reset();
+    const bool others = scan_writers(*m_impl->find_writers, m_impl->me, &stale);
     for (const std::string& key : stale) {
         sql::Statement d(m_impl->conn, "DELETE FROM claims WHERE claim_key = ?");
         d.bind_text(key);
@@ -1737,28 +1745,18 @@ void ResultsDb::withdraw_writer() { release_claim(writer_key(m_impl->me)); }
 
 bool ResultsDb::other_writers() const {
     std::lock_guard lock(m_impl->mutex);
-    const std::string mine = writer_key(m_impl->me);
-    bool others = false;
-    sql::Statement& f = *m_impl->find_writers;
-    f.reset();
-    f.finish_binding();
-    while (!others && f.step())
-        others =
-            f.column_text(0) != mine &&
-            claim_is_live(ProcessIdentity{f.column_text(1), f.column_int(2), f.column_text(3)}, m_impl->me);
-    f.reset();
-    return others;
+    return scan_writers(*m_impl->find_writers, m_impl->me, nullptr);
 }
 
-std::vector<std::string> ResultsDb::ok_hashes_after(int64_t& after) const {
+std::vector<std::string> ResultsDb::run_hashes_after(const std::string& status, int64_t& after) const {
     std::lock_guard lock(m_impl->mutex);
     std::vector<std::string> out;
-    sql::Statement& q = *m_impl->ok_after;
+    sql::Statement& q = *m_impl->hashes_after;
     q.reset();
-    q.bind_int(after).finish_binding();
+    q.bind_int(after).bind_text(status).finish_binding();
     while (q.step()) {
         after = std::max(after, q.column_int(0));
-        out.push_back(q.column_text(1));
+        if (std::string hash = q.column_text(1); !hash.empty()) out.push_back(std::move(hash));
     }
     q.reset();
     return out;

@@ -351,9 +351,10 @@ class ResultsDb {
     bool announce_writer();
     void withdraw_writer();
     bool other_writers() const;
-    // The config hashes of the ok runs whose run_id is above `after`, which becomes the largest run_id seen
-    // (reading only; what other processes committed since).
-    std::vector<std::string> ok_hashes_after(int64_t& after) const;
+    // The config hashes of the runs with `status` ('ok', 'error') whose run_id is above `after`, which
+    // becomes the largest run_id listed (reading only: the runs a sweep finds at its start, and what other
+    // processes committed since).
+    std::vector<std::string> run_hashes_after(const std::string& status, int64_t& after) const;
     // Groups every write until end_batch() into one transaction: one commit for many points. Nothing of the
     // batch is in the file before end_batch() returns, so a process killed in between leaves the file as it
     // was before begin_batch() (the points are run again on resume). A write refused before it wrote

@@ -475,7 +475,7 @@ SweepSummary run_sweep(const Sweep& sweep, const SystemCache& systems, db::Resul
     // The calling thread writes (and simulates when it has nothing to commit), jobs - 1 threads simulate
     // (experiment/sweep_writer.h); the points' zoo models are built once each, shared by the points that
     // differ only in the device.
-    return write_sweep(sweep, systems, db, options, read_known_runs(db.path(), options.retry_failed),
+    return write_sweep(sweep, systems, db, options, read_known_runs(db, options.retry_failed),
                        std::make_shared<ModelCache>(), k_max_held, nullptr);
 }
 

@@ -1,18 +1,17 @@
 #include "experiment/sweep_writer.h"
 
 #include <fmt/format.h>
-#include <sqlite3.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <cstring>
 #include <ctime>
 #include <deque>
 #include <exception>
 #include <mutex>
 #include <set>
+#include <string_view>
 #include <thread>
 #include <tuple>
 #include <unordered_set>
@@ -39,28 +38,14 @@ double thread_cpu_s() {
     return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
 }
 
-KnownRuns read_known_runs(const std::string& path, bool retry_failed) {
+KnownRuns read_known_runs(const db::ResultsDb& db, bool retry_failed) {
     KnownRuns k;
-    sqlite3* h = nullptr;
-    if (sqlite3_open_v2(path.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-        const std::string msg = h ? sqlite3_errmsg(h) : "out of memory";
-        sqlite3_close(h);
-        throw cfg::UserError(fmt::format("{}: cannot read the results database: {}", path, msg));
+    for (const char* status : {"ok", "error"}) {
+        if (retry_failed && std::string_view(status) == "error") continue;
+        int64_t from = 0;
+        std::vector<std::string> hashes = db.run_hashes_after(status, from);
+        (status == std::string_view("ok") ? k.ok : k.failed).insert(hashes.begin(), hashes.end());
     }
-    sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(h, "SELECT config_hash, status FROM runs", -1, &st, nullptr) == SQLITE_OK) {
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            const auto* hash = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
-            const auto* status = reinterpret_cast<const char*>(sqlite3_column_text(st, 1));
-            if (!hash || !status) continue;
-            if (std::strcmp(status, "ok") == 0)
-                k.ok.insert(hash);
-            else if (!retry_failed && std::strcmp(status, "error") == 0)
-                k.failed.insert(hash);
-        }
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(h);
     return k;
 }
 
@@ -309,9 +294,9 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
     auto batch_due = [&] {
         if (!head_ready()) return false;
         if (stop.load() || next.load() >= total) return true;
-        // While the results file's log is being copied (ResultsDb::checkpointing), a batch begun would keep
-        // the log from starting over: simulate first, up to a whole batch ready.
-        // Sharing the file, each point as soon as it is ready: the other writers see it at once.
+        // Sharing the file, each point as soon as it is ready: the other writers see it at once. While the
+        // results file's log is being copied (ResultsDb::checkpointing), a batch begun would keep the log
+        // from starting over: simulate first, up to a whole batch ready.
         const std::size_t due = shared.load()        ? 1
                                 : db.checkpointing() ? static_cast<std::size_t>(k_commit_batch)
                                                      : k_min_batch;
@@ -326,7 +311,7 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
             last_presence_check = Clock::now();
         }
         if (shared.load()) {
-            std::vector<std::string> hashes = db.ok_hashes_after(seen_run);
+            std::vector<std::string> hashes = db.run_hashes_after("ok", seen_run);
             std::lock_guard lock(mutex);
             for (std::string& h : hashes) others_ok.insert(std::move(h));
         }

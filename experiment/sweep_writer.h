@@ -83,8 +83,7 @@ struct PointOutcome {
 struct KnownRuns {
     std::unordered_set<std::string> ok, failed;
 };
-// Read through a read-only connection of its own; a file that cannot be read is a UserError.
-KnownRuns read_known_runs(const std::string& path, bool retry_failed);
+KnownRuns read_known_runs(const db::ResultsDb& db, bool retry_failed);
 
 // Point `index`, prepared and simulated (what a sweep does before it touches the database), with the zoo
 // models of `models` and the overridden systems of `overridden`, shared by the points of the process.

@@ -615,7 +615,7 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
                         const exp::SweepRunOptions& options, int ranks) {
     const std::size_t hold = max_pending();  // before any message: a bad value stops every rank at once
     const Known known =
-        deserialize_known(broadcast(serialize(exp::read_known_runs(db.path(), options.retry_failed))));
+        deserialize_known(broadcast(serialize(exp::read_known_runs(db, options.retry_failed))));
     CpuAccount cpu;
     exp::WriterCpu writer;
     MpiWorkers workers(ranks, hold);

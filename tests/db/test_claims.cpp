@@ -219,7 +219,7 @@ TEST_CASE(
     CHECK(count(path, fmt::format("SELECT COUNT(*) FROM claims WHERE claim_key = '{}'", mine)) == 0);
 }
 
-TEST_CASE("ok_hashes_after lists the ok runs after a run_id and moves it to the last one seen",
+TEST_CASE("run_hashes_after lists the runs of a status after a run_id and moves it to the last one listed",
           "[db][claims]") {
     TempDir dir;
     const std::string path = dir.file("h.db");
@@ -227,13 +227,16 @@ TEST_CASE("ok_hashes_after lists the ok runs after a run_id and moves it to the 
     const RunInfo a = info("a: 1\n"), b = info("b: 2\n"), c = info("sweep_point: {model: c}\n");
     const int64_t ida = db.record_run(a, std::vector<mlsim::db::LayerRow>{}, 0.1);
     int64_t seen = ida;
-    CHECK(db.ok_hashes_after(seen).empty());
+    CHECK(db.run_hashes_after("ok", seen).empty());
     CHECK(seen == ida);
     const int64_t idb = db.record_run(b, std::vector<mlsim::db::LayerRow>{}, 0.1);
     const int64_t idc = db.record_failed_run(c, "does not fit", 0.1);
-    CHECK(db.ok_hashes_after(seen) == std::vector<std::string>{mlsim::db::config_hash(b.config_yaml)});
+    CHECK(db.run_hashes_after("ok", seen) == std::vector<std::string>{mlsim::db::config_hash(b.config_yaml)});
     CHECK(seen == idb);  // the failed run after it is not listed
     CHECK(idc > idb);
     int64_t from_start = 0;
-    CHECK(db.ok_hashes_after(from_start).size() == 2);
+    CHECK(db.run_hashes_after("ok", from_start).size() == 2);
+    int64_t errors_from = 0;
+    CHECK(db.run_hashes_after("error", errors_from).size() == 1);  // the failed run, listed by its own status
+    CHECK(errors_from == idc);
 }

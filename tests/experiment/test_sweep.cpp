@@ -328,7 +328,7 @@ TEST_CASE(
             db::ResultsDb db(path);
             exp::SweepRunOptions o;
             o.jobs = jobs;
-            s = exp::write_sweep(sweep, systems, db, o, exp::read_known_runs(path, false),
+            s = exp::write_sweep(sweep, systems, db, o, exp::read_known_runs(db, false),
                                  std::make_shared<exp::ModelCache>(), hold, nullptr);
         }
         CHECK(s.ran == 16);
