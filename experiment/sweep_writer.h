@@ -54,9 +54,10 @@ constexpr std::size_t k_min_batch = 32;
 // whole sweep's rows, and each held point took fresh pages (2 % of the writer's time zeroing and faulting
 // them in).
 constexpr std::size_t k_max_held = 2 * static_cast<std::size_t>(k_commit_batch);
-// How often a writer alone on its file looks for other sweep writers of it: a read of `claims` (tens of
-// microseconds, so some 0.5 % of the writer's time at this interval), against the points a second writer
-// starting meanwhile may simulate before the two know of each other (a roofline point takes ~0.3 ms).
+// How often a writer alone on its file looks for other sweep writers of it: a read of the few rows of
+// `claims`, whose cost at this interval did not show in a 10-run A/B of a 2,000-point roofline sweep
+// (bench/README.md, tenth round), against the points a second writer starting meanwhile may simulate before
+// the two know of each other (a roofline point takes ~0.3 ms).
 constexpr std::chrono::milliseconds k_presence_interval{5};
 
 // What simulating one point found: everything the writer needs to commit it.
