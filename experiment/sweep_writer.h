@@ -55,7 +55,7 @@ constexpr std::size_t k_min_batch = 32;
 // them in).
 constexpr std::size_t k_max_held = 2 * static_cast<std::size_t>(k_commit_batch);
 // How often a writer alone on its file looks for other sweep writers of it: a read of the few rows of
-// `claims`, whose cost at this interval did not show in a 10-run A/B of a 2,000-point roofline sweep
+// `claims`, whose cost at this interval did not show in a 6-round A/B of a 2,000-point roofline sweep
 // (bench/README.md, tenth round), against the points a second writer starting meanwhile may simulate before
 // the two know of each other (a roofline point takes ~0.3 ms).
 constexpr std::chrono::milliseconds k_presence_interval{5};
