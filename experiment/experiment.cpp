@@ -33,6 +33,50 @@ cfg::Node scalar(const std::string& value, const std::string& path) {
     return cfg::Node::make_scalar(value, cfg::SourceLoc{"<command line>", 0, 0}, path);
 }
 
+// The model with its embedding tables as the options ask (ExperimentOptions::embedding_dtype and
+// max_table_rows): embedding ops in embedding_dtype (their tables, lookups and pooled outputs, and so their
+// gradients, updates and optimizer state in training), embedding-bag tables capped at max_table_rows rows;
+// every other op as built.
+wl::Model adjust_embeddings(const wl::Model& m, const ExperimentOptions& opt,
+                            const arch::DeviceSpec& device) {
+    const cfg::SourceLoc cli{"<command line>", 0, 0};
+    std::optional<wl::DType> dt;
+    if (!opt.embedding_dtype.empty()) {
+        dt = wl::parse_dtype(opt.embedding_dtype);
+        MLSIM_CHECK(dt.has_value(), "embedding dtype not checked against the data types");
+        // The device must compute in it (a bag's pooling adds in the table's type); fail before any work.
+        (void)device.peak_for(opt.embedding_dtype);
+    }
+    bool any = false, any_bag = false;
+    for (const wl::Op& op : m.ops()) {
+        const wl::EmbeddingAttr* e = op.get<wl::EmbeddingAttr>();
+        any = any || e;
+        any_bag = any_bag || (e && e->bag);
+    }
+    if (dt && !any)
+        cfg::fail(cli, "--embedding-dtype",
+                  fmt::format("model '{}' has no embedding ops whose data type it could set", m.name()));
+    if (opt.max_table_rows > 0 && !any_bag)
+        cfg::fail(cli, "--max-table-rows",
+                  fmt::format("model '{}' has no embedding-bag tables to cap", m.name()));
+    wl::ModelBuilder b(m.name());
+    for (const wl::Op& op : m.ops()) {
+        wl::Op copy = op;
+        if (wl::EmbeddingAttr* e = std::get_if<wl::EmbeddingAttr>(&copy.attr)) {
+            if (dt && *dt != copy.dtype) {
+                // The lookups pool in the table's type; their output is cast to the type the next ops
+                // run in (autocast: NVIDIA's DLRM casts them to FP16, dlrm/nn/parts.py DlrmBottom).
+                e->output_dtype = copy.dtype;
+                copy.dtype = *dt;
+            }
+            if (e->bag && opt.max_table_rows > 0) e->rows = std::min(e->rows, opt.max_table_rows);
+        }
+        b.add(std::move(copy));
+    }
+    for (const wl::Edge& e : m.edges()) b.connect(wl::TensorRef{e.from, e.from_slot}, e.to, e.to_slot);
+    return std::move(b).build();
+}
+
 wl::Model build_model(const ExperimentOptions& opt, const wl::ZooOptions& zo, std::string* model_source) {
     const bool file_like = ends_with(opt.model, ".yaml") || ends_with(opt.model, ".yml") ||
                            ends_with(opt.model, ".csv") || opt.model.find('/') != std::string::npos;
@@ -393,6 +437,7 @@ wl::ShardingOptions sharding_options(const ExperimentOptions& o, const arch::Sys
     so.ranks_per_node = per_node;
     so.training = o.mode == "training";
     so.training_options = wl::TrainingOptions{o.optimizer, o.checkpointing};
+    so.sparse_optimizer = o.sparse_optimizer == "unfused" ? "dense" : "rowwise_adagrad";
     so.capacity_bytes = system.device.main_memory().capacity_bytes;
     so.device_name = system.device.name;
     return so;
@@ -423,6 +468,10 @@ void put_workload_options(cfg::Node& map, const ExperimentOptions& o, const std:
         put("checkpointing", o.checkpointing ? "true" : "false");
     }
     if (!o.embedding_sharding.empty()) put("embedding_sharding", o.embedding_sharding);
+    // Only when set, so that the configs of runs without them keep their hashes.
+    if (!o.embedding_dtype.empty()) put("embedding_dtype", o.embedding_dtype);
+    if (o.max_table_rows > 0) put("max_table_rows", std::to_string(o.max_table_rows));
+    if (o.sparse_optimizer != "rowwise_adagrad") put("sparse_optimizer", o.sparse_optimizer);
     if (has_parallel_plan(o)) {  // only then, so that single-device configs keep their hashes
         cfg::Node par = cfg::Node::make_map(loc, map.path() + ".parallel");
         const auto pput = [&](const char* key, const std::string& value) {
@@ -480,6 +529,13 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
     zo.dtype = *dtype;
     std::string model_source;
     wl::Model forward = build_model(opt, zo, &model_source);
+    if (!opt.embedding_dtype.empty() || opt.max_table_rows > 0)
+        forward = adjust_embeddings(forward, opt, r.system.device);
+    if (opt.sparse_optimizer != "rowwise_adagrad" &&
+        (opt.embedding_sharding.empty() || opt.mode != "training"))
+        cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, "--sparse-optimizer",
+                  "the sparse optimizer updates sharded embedding tables in training: it needs "
+                  "--embedding-sharding and --mode training");
     if (!opt.embedding_sharding.empty()) {
         // Embedding sharding (workloads/embedding_sharding.h): tables placed over the devices, the dense
         // part data-parallel over all of them; its own lowering and per-rank memory check.

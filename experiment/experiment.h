@@ -66,6 +66,17 @@ struct ExperimentOptions {
     // Embedding sharding (workloads/embedding_sharding.h): auto | table | row | column | table-row | data |
     // a placement file; empty: off. The dense part is then data-parallel over every device.
     std::string embedding_sharding;
+    // The embedding ops' data type: their tables, lookups, pooled outputs, gradients and updates (FP32
+    // tables under mixed precision: PyTorch AMP keeps parameters in FP32 and autocast leaves embedding
+    // lookups in it); the other ops stay in `dtype`. Empty: `dtype`.
+    std::string embedding_dtype;
+    // Embedding-bag tables capped at this many rows (ids hashed into them: the reference DLRM's
+    // --max-ind-range, DeepLearningExamples' --max_table_size); 0: the model's own.
+    int64_t max_table_rows = 0;
+    // With embedding_sharding, training: how the sharded tables are updated (workloads/embedding_sharding.h):
+    // rowwise_adagrad (fused into the backward) | unfused (the training optimizer on the rows the step
+    // touched, reading a gradient the backward wrote out).
+    std::string sparse_optimizer = "rowwise_adagrad";
     // What the run may cost (sim/config/limits.h): refused before it starts when its estimate is above.
     // Not part of the resolved config: it never changes a result.
     int64_t max_pe_cycles = static_cast<int64_t>(limits::default_max_pe_cycles);

@@ -166,6 +166,25 @@ std::vector<RunOption> builtin_fields() {
               "shard embedding tables over the system's devices: auto (greedy planner), table, row, column, "
               "table-row, data, or a placement YAML file; the dense part is data-parallel; unset: off"),
         0, &ExperimentOptions::embedding_sharding));
+    t.push_back(string_field(
+        choice("embedding-dtype", wl::dtype_names(), std::nullopt,
+               "data type of the embedding tables, their lookups, gradients and updates (e.g. fp32 tables "
+               "in mixed-precision training, as PyTorch AMP keeps them); the other ops stay in --dtype; "
+               "default: --dtype"),
+        0, &ExperimentOptions::embedding_dtype));
+    t.push_back(integer_field(
+        at_least(param("max-table-rows", PType::integer, "0",
+                       "cap every embedding-bag table at this many rows (ids hashed into them: the reference "
+                       "DLRM's --max-ind-range); 0 = the model's own"),
+                 0),
+        0, &ExperimentOptions::max_table_rows));
+    t.push_back(string_field(
+        choice("sparse-optimizer", {"rowwise_adagrad", "unfused"}, "rowwise_adagrad",
+               "with --embedding-sharding, training: how the tables are updated: rowwise_adagrad (FBGEMM's, "
+               "fused into the backward: TorchRec's default) or unfused (--optimizer on the rows the step "
+               "touched, after the backward writes their gradient out: torch.optim.SGD on sparse gradients, "
+               "as NVIDIA's DLRM example)"),
+        0, &ExperimentOptions::sparse_optimizer));
     t.push_back(integer_field(
         at_least(param("max-pe-cycles", PType::integer,
                        std::to_string(static_cast<int64_t>(limits::default_max_pe_cycles)),

@@ -56,6 +56,27 @@ double shard_state_bytes(const EmbeddingTable& t, int64_t rows, int64_t cols, co
            state_bytes_per_param(t.dtype, o.training_options.optimizer).optimizer;
 }
 
+// A sharded table's backward with FBGEMM's rowwise_adagrad fused into it (one kernel): it reads the pooled
+// gradient and the ids as the lowered gradient op does (`grad`), reads each looked-up row and its FP32
+// accumulator, and writes both back; the gradient rows are never written out. Duplicate ids in a step are
+// counted as separate rows (an upper bound: FBGEMM sorts and merges them first).
+Op rowwise_fused_backward(const Op& grad, const Op& table) {
+    const EmbeddingAttr& ea = *table.get<EmbeddingAttr>();
+    const double rows = static_cast<double>(numel(table.inputs[0]));
+    const double elems = rows * static_cast<double>(ea.dim);
+    const double dt = dtype_bytes(table.dtype);
+    const OpCounts g = grad.counts();
+    OpCounts c;
+    c.flops = g.flops + elems * k_rowwise_flops_elem + rows * k_rowwise_flops_row;
+    c.input_bytes = g.input_bytes;
+    c.weight_bytes = elems * dt + rows * k_rowwise_state_bytes;
+    c.output_bytes = elems * dt + rows * k_rowwise_state_bytes;
+    Op op = make_lowered(grad.name, table.kind + "_backward_rowwise_adagrad", Phase::backward, table.dtype,
+                         grad.inputs, grad.outputs, c);
+    op.forward_of = grad.forward_of;
+    return op;
+}
+
 double shard_bytes(const EmbeddingTable& t, int64_t rows, int64_t cols, const ShardingOptions& o) {
     return shard_weight_bytes(t, rows, cols) + shard_state_bytes(t, rows, cols, o);
 }
@@ -414,6 +435,7 @@ std::vector<EmbeddingTable> embedding_tables(const Model& m) {
         t.dim = e->dim;
         t.pooling = op.inputs.at(0).size() > 1 ? op.inputs[0].back() : 1;
         t.dtype = op.dtype;
+        t.out_dtype = e->output_dtype.value_or(op.dtype);
         out.push_back(std::move(t));
     }
     return out;
@@ -423,7 +445,7 @@ double table_cost_bytes(const EmbeddingTable& t, int64_t batch, bool training) {
     const double B = static_cast<double>(batch), dt = dtype_bytes(t.dtype);
     const double lookup = B * static_cast<double>(t.pooling * t.dim) * dt;
     const double ids = B * (static_cast<double>(t.pooling) * k_id_bytes + k_length_bytes);
-    const double pooled = B * static_cast<double>(t.dim) * dt;
+    const double pooled = B * static_cast<double>(t.dim) * dtype_bytes(t.out_dtype);
     return lookup + ids + pooled * (training ? 2 : 1);
 }
 
@@ -707,7 +729,8 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
         if (p.kind == ShardKind::data) continue;
         KindComm& c = comm[p.kind];
         c.any = true;
-        const double dt = dtype_bytes(tb.dtype), pool = static_cast<double>(tb.pooling);
+        // The pooled vectors (and their gradients) are sent in the lookups' output type.
+        const double dt = dtype_bytes(tb.out_dtype), pool = static_cast<double>(tb.pooling);
         for (const TableShard& s : p.shards) {
             const bool rowsplit = p.kind == ShardKind::row || p.kind == ShardKind::table_row;
             const double frac = rowsplit ? static_cast<double>(s.rows) / static_cast<double>(tb.rows) : 1.0;
@@ -1011,6 +1034,14 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
                         if (grad_task.count(k)) extra.push_back(grad_task.at(k));
                     }
                     compute_task(prog.backward, i, extra);
+                    if (shard && !bot && o.training && o.sparse_optimizer == "rowwise_adagrad" &&
+                        rm.op(i).kind.ends_with("_grad_weight")) {
+                        // FBGEMM's fused backward: the table's update in the same kernel, no gradient
+                        // tensor written (its update task is not emitted in the step).
+                        Task& t = prog.backward[*task[i]];
+                        t.op = rowwise_fused_backward(*t.op, rank_fwd.op(*rank_fwd.find(base)));
+                        t.name = t.op->name;
+                    }
                     if (producers.count(i)) {
                         producer_tasks.push_back(*task[i]);
                         if (producer_tasks.size() == producers.size() && !grads_done) {
@@ -1066,6 +1097,7 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
                 Op op = up;
                 const Op& owner = rank_fwd.op(*rank_fwd.find(up.forward_of));
                 const bool shard = shard_kind.count(owner.name) > 0, dp = data_tables.count(owner.name) > 0;
+                if (shard && o.sparse_optimizer == "rowwise_adagrad") continue;  // in its backward kernel
                 if (shard || dp) {
                     const EmbeddingAttr& ea = *owner.get<EmbeddingAttr>();
                     const double dt = dtype_bytes(owner.dtype);

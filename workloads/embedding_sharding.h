@@ -60,13 +60,23 @@
 //   read pooled embeddings. Backward: the dense backward ops (the gradient distributions issued after the
 //   ops that produce the pooled-embedding gradients), then the shard backward ops, each after its kind's
 //   gradient distribution; DDP buckets after their producers. Step: the optimizer updates (dense ones
-//   after their bucket, shard ones after their backward op). Collectives of a group are issued in the same
+//   after their bucket, shard ones after their backward op; none for shards under rowwise_adagrad, whose
+//   backward kernel updates them). Collectives of a group are issued in the same
 //   order, with the same name, on every member. A group of one rank gets no comm task.
 // - Sparse optimizer: "rowwise_adagrad" (default: FBGEMM's EXACT_ROWWISE_ADAGRAD, TorchRec's and the
 //   DLRM references' sparse optimizer; fused into the backward, so no gradient tensor is kept): state
 //   4 bytes (one FP32) per row of each shard; update 4 FLOPs per element of a touched row plus 3 per row.
-//   "dense": the training optimizer as workloads/training.h applies it (for comparing with a single-device
-//   run). Data-parallel tables: their all-reduced gradient is dense, so their update covers every row.
+//   A shard's backward is then one kernel (rowwise_fused_backward, kind <lookup>_backward_rowwise_adagrad):
+//   it reads the pooled gradient and the ids, reads and writes each looked-up row and its accumulator
+//   (duplicate ids counted as separate rows: FBGEMM merges them first, so this is an upper bound), and
+//   writes no gradient. "dense" (run option --sparse-optimizer unfused): the training optimizer as
+//   workloads/training.h applies it, on the touched rows after the backward wrote their gradient out
+//   (torch.optim.SGD on sparse gradients, as NVIDIA's DLRM example; for comparing with a single-device
+//   run). Data-parallel tables: their all-reduced gradient is dense, so their update covers every row,
+//   after it, as a separate kernel under either optimizer.
+// - Table and pooled types: a table's rows, gradients and updates are in its op's dtype; its pooled vectors
+//   (and their gradients), as computed and as sent, in EmbeddingAttr::output_dtype where set (FP32 tables
+//   whose lookups are cast to FP16: run option --embedding-dtype), else the op's dtype.
 // - Memory per rank (rank_memory): shard weights (rows x cols x dtype) and their optimizer state; dense
 //   weights, gradients and optimizer state as state_bytes_per_param (the ZeRO paper's accounting); data-
 //   parallel tables whole, with a dense gradient; activations: the forward tensors the rank's backward reads
@@ -112,7 +122,8 @@ struct EmbeddingTable {
     std::string name;
     size_t op = 0;  // index in the model
     int64_t rows = 0, dim = 0, pooling = 1;
-    DType dtype = DType::fp32;
+    DType dtype = DType::fp32;      // the table's rows (lookups, gradients, updates)
+    DType out_dtype = DType::fp32;  // its pooled vectors, as sent (EmbeddingAttr::output_dtype)
 };
 // The tables of a model (see the contract), in model order.
 std::vector<EmbeddingTable> embedding_tables(const Model& m);

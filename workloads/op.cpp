@@ -557,7 +557,7 @@ struct Counter {
         OpCounts c;
         const double lookups = static_cast<double>(numel(op.inputs[0]));
         c.input_bytes = lookups * k_index_bytes;
-        c.output_bytes = bytes_of(op.outputs, op.dtype);
+        c.output_bytes = bytes_of(op.outputs, a.output_dtype.value_or(op.dtype));
         c.params = mul(op, a.rows, a.dim, "the parameter count (rows x dim)");
         c.weight_bytes = lookups * static_cast<double>(a.dim) * b;
         if (a.bag) {

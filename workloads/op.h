@@ -138,6 +138,9 @@ struct EmbeddingAttr {  // ids [...] -> [..., dim]; bag: ids [B, pooling] -> [B,
     int64_t dim = 0;
     bool bag = false;
     bool mean = false;  // bag pooling mode: sum (default) or mean
+    // The pooled output's data type when it is not the op's (the table's): a lookup in FP32 tables cast to
+    // the FP16 the next ops run in (mixed precision); nullopt: the op's dtype.
+    std::optional<DType> output_dtype;
 };
 
 enum class RnnCell { rnn, lstm, gru };

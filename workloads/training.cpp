@@ -215,9 +215,10 @@ class Planner {
         const double lookups = elems(x());
         const int op = add("grad_weight", m_f.kind + "_grad_weight", {dy(), x()}, {grad(), saved(0)},
                            {{numel(x()), a.dim}}, 0, lookups * static_cast<double>(a.dim), 0);
-        // The ids are int64, not the op's dtype.
         OpCounts& c = std::get<LoweredAttr>(m_plan.ops[static_cast<size_t>(op)].op.attr).counts;
-        c.input_bytes = elems(dy()) * m_b + lookups * k_index_bytes;
+        // The ids are int64, not the op's dtype; the incoming gradient is in the pooled output's.
+        c.input_bytes =
+            elems(dy()) * dtype_bytes(a.output_dtype.value_or(m_f.dtype)) + lookups * k_index_bytes;
         weight_grad(op);
     }
     void plan(const RnnAttr& a) {

@@ -253,14 +253,16 @@ const std::vector<KindSpec>& kinds() {
                      {"heads", "kv_heads", "head_dim", "causal", "skip_masked"},
                      parse_attention});
         v.push_back({"attention_decode", {"heads", "kv_heads", "head_dim", "cache_len"}, parse_attention});
-        v.push_back({"embedding", {"rows", "dim"}, [](const Attrs& a, const std::vector<Shape>&) -> OpAttr {
-                         return EmbeddingAttr{a.integer("rows"), a.integer("dim"), false, false};
-                     }});
+        v.push_back(
+            {"embedding", {"rows", "dim"}, [](const Attrs& a, const std::vector<Shape>&) -> OpAttr {
+                 return EmbeddingAttr{a.integer("rows"), a.integer("dim"), false, false, std::nullopt};
+             }});
         v.push_back({"embedding_bag",
                      {"rows", "dim", "mode"},
                      [](const Attrs& a, const std::vector<Shape>&) -> OpAttr {
                          return EmbeddingAttr{a.integer("rows"), a.integer("dim"), true,
-                                              a.choice("mode", "sum", {"sum", "mean"}) == "mean"};
+                                              a.choice("mode", "sum", {"sum", "mean"}) == "mean",
+                                              std::nullopt};
                      }});
         for (const char* k : {"rnn", "lstm", "gru"})
             v.push_back({k,

@@ -206,11 +206,12 @@ IterationCost DeviceIterationModel::dense(int64_t tokens, int64_t rows) {
     const int64_t kvw = m_kv_heads * s.head_dim(), qw = m_heads * s.head_dim();
     std::optional<H> x;
     if (m_opt.first_stage)
-        x = m.op("embed_tokens", wl::EmbeddingAttr{m_vocab, s.d_model, false, false},
+        x = m.op("embed_tokens", wl::EmbeddingAttr{m_vocab, s.d_model, false, false, std::nullopt},
                  {Builder::input({1, tokens})});
     if (m_opt.first_stage && !s.rope) {
-        H pos = m.op("embed_positions", wl::EmbeddingAttr{s.max_context, s.d_model, false, false},
-                     {Builder::input({1, tokens})});
+        H pos =
+            m.op("embed_positions", wl::EmbeddingAttr{s.max_context, s.d_model, false, false, std::nullopt},
+                 {Builder::input({1, tokens})});
         x = m.op("embed.add", wl::EltwiseAttr{wl::Eltwise::add}, {*x, pos});
     }
     // One layer; its input is a model input of the same shape (the previous layer's output).

@@ -217,13 +217,13 @@ TEST_CASE("seed: a 100 000-token score matrix with 12 heads in FP16 is 240 GB", 
 }
 
 TEST_CASE("embeddings: lookups read only the gathered rows; bags add (pooling-1)·dim", "[op][seed]") {
-    const Op e = make_op("e", EmbeddingAttr{100000000, 128, false, false}, {{8, 16}});
+    const Op e = make_op("e", EmbeddingAttr{100000000, 128, false, false, std::nullopt}, {{8, 16}});
     CHECK(e.output() == Shape{8, 16, 128});
     CHECK(e.counts().params == 100000000LL * 128);
     CHECK(e.counts().weight_bytes == 8.0 * 16 * 128 * 4);
     CHECK(e.counts().input_bytes == 8.0 * 16 * 8);      // int64 ids
     CHECK(e.weight_storage_bytes() == Approx(51.2e9));  // seed: 100 M x 128 x FP32 = 51.2 GB
-    const Op bag = make_op("b", EmbeddingAttr{1000, 64, true, false}, {{32, 20}});
+    const Op bag = make_op("b", EmbeddingAttr{1000, 64, true, false, std::nullopt}, {{32, 20}});
     CHECK(bag.kind == "embedding_bag");
     CHECK(bag.output() == Shape{32, 64});
     CHECK(bag.counts().flops == 32.0 * 19 * 64);
@@ -295,7 +295,7 @@ TEST_CASE("counts beyond 64 bits are user errors naming the op and the limit, ne
         make_op("fc", LinearAttr{0, int64_t{1} << 26, true}, {{int64_t{1} << 26, int64_t{1} << 26}}),
         Catch::Contains("op 'fc' (linear): its MAC count") && Catch::Contains("exceeds 2^60"));
     // An embedding table of 2^63 - 1 rows has more parameters than 64 bits count.
-    CHECK_THROWS_WITH(make_op("e", EmbeddingAttr{max, 2, false, false}, {{1, 8}}),
+    CHECK_THROWS_WITH(make_op("e", EmbeddingAttr{max, 2, false, false, std::nullopt}, {{1, 8}}),
                       Catch::Contains("op 'e' (embedding): the parameter count (rows x dim) exceeds 2^60"));
     // Slice bounds near INT64_MAX: start + length would wrap.
     CHECK_THROWS_WITH(

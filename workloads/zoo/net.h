@@ -74,7 +74,7 @@ class Net {
     }
     T flatten(std::string name, const T& x) { return op(std::move(name), ReshapeAttr{{}, true}, {x}); }
     T embedding(std::string name, const T& ids, int64_t rows, int64_t dim, bool bag = false) {
-        return op(std::move(name), EmbeddingAttr{rows, dim, bag, false}, {ids});
+        return op(std::move(name), EmbeddingAttr{rows, dim, bag, false, std::nullopt}, {ids});
     }
 
     Op& last() { return m_b.op(m_b.size() - 1); }
