@@ -435,7 +435,7 @@ std::vector<EmbeddingTable> embedding_tables(const Model& m) {
         t.dim = e->dim;
         t.pooling = op.inputs.at(0).size() > 1 ? op.inputs[0].back() : 1;
         t.dtype = op.dtype;
-        t.out_dtype = e->output_dtype.value_or(op.dtype);
+        t.out_dtype = output_dtype(op);
         out.push_back(std::move(t));
     }
     return out;

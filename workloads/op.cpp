@@ -557,7 +557,7 @@ struct Counter {
         OpCounts c;
         const double lookups = static_cast<double>(numel(op.inputs[0]));
         c.input_bytes = lookups * k_index_bytes;
-        c.output_bytes = bytes_of(op.outputs, a.output_dtype.value_or(op.dtype));
+        c.output_bytes = bytes_of(op.outputs, output_dtype(op));
         c.params = mul(op, a.rows, a.dim, "the parameter count (rows x dim)");
         c.weight_bytes = lookups * static_cast<double>(a.dim) * b;
         if (a.bag) {
@@ -845,6 +845,11 @@ std::optional<GemmShape> Op::gemm() const {
     std::vector<GemmShape> g = gemms();
     if (g.size() != 1) return std::nullopt;
     return g.front();
+}
+
+DType output_dtype(const Op& op) {
+    if (const EmbeddingAttr* e = op.get<EmbeddingAttr>(); e && e->output_dtype) return *e->output_dtype;
+    return op.dtype;
 }
 
 double Op::weight_storage_bytes() const {

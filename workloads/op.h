@@ -245,6 +245,9 @@ struct Op {
     }
 };
 
+// The data type of an op's output: an embedding's output_dtype where set, else the op's.
+DType output_dtype(const Op& op);
+
 // Builds an op: derives `kind`, checks and completes the attributes, infers the output shape.
 Op make_op(std::string name, OpAttr attr, std::vector<Shape> inputs, DType dtype = DType::fp32,
            cfg::SourceLoc loc = {}, std::string key_path = {});

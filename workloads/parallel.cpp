@@ -524,7 +524,7 @@ Model build_rank_model(Builder& B) {
             shapes.push_back(shapes.front());
             s.push_back(std::nullopt);
         }
-        Op op = make_op(name, std::move(attr), std::move(shapes), mb.op(srcs.front().op).dtype);
+        Op op = make_op(name, std::move(attr), std::move(shapes), output_dtype(mb.op(srcs.front().op)));
         B.placeholders[name] = std::move(ph);
         B.stage_of[name] = stage;
         B.replicated_op[name] = replicated;

@@ -416,7 +416,8 @@ struct Analysis {
 
     double tensor_bytes(size_t op, int slot) const {
         const Op& f = m.op(op);
-        return static_cast<double>(numel(f.outputs[static_cast<size_t>(slot)])) * dtype_bytes(f.dtype);
+        return static_cast<double>(numel(f.outputs[static_cast<size_t>(slot)])) *
+               dtype_bytes(output_dtype(f));
     }
     double input_bytes(size_t op, int slot) const {
         const Op& f = m.op(op);

@@ -62,7 +62,8 @@ TEST_CASE("Embedding dtype fp32: tables, lookups, gradients and updates in FP32,
     CHECK(c.output_bytes == c16.output_bytes);
     CHECK(c.output_bytes == 64.0 * 16 * 2);
     // The table's gradient and its update follow the table; its incoming gradient is the FP16 output's.
-    const wl::OpCounts g = op_named(f, "emb.0.grad_weight").counts(), g16 = op_named(h, "emb.0.grad_weight").counts();
+    const wl::OpCounts g = op_named(f, "emb.0.grad_weight").counts(),
+                       g16 = op_named(h, "emb.0.grad_weight").counts();
     CHECK(g.input_bytes == g16.input_bytes);
     CHECK(g.output_bytes == 2 * g16.output_bytes);
     // The other ops are untouched.
@@ -70,6 +71,8 @@ TEST_CASE("Embedding dtype fp32: tables, lookups, gradients and updates in FP32,
     CHECK(op_named(f, "bot_l.0").counts().total_bytes() == op_named(h, "bot_l.0").counts().total_bytes());
     // Memory: the tables (nearly all of the 541 M parameters) twice the bytes.
     CHECK(full.result->training_memory.weights_bytes > 1.9 * half.result->training_memory.weights_bytes);
+    // The pooled outputs backward keeps are FP16 either way.
+    CHECK(full.result->training_memory.activations_bytes == half.result->training_memory.activations_bytes);
     // The resolved config names it; without it, the config has no such key (hashes of older runs kept).
     CHECK(full.result->resolved_yaml.find("embedding_dtype: fp32") != std::string::npos);
     CHECK(half.result->resolved_yaml.find("embedding_dtype") == std::string::npos);
@@ -81,7 +84,8 @@ TEST_CASE("Embedding dtype fp32: tables, lookups, gradients and updates in FP32,
     CHECK(op_named(same.result->model, "emb.0").counts().total_bytes() == c16.total_bytes());
 }
 
-TEST_CASE("A table row cap (--max-table-rows): memory shrinks, a one-hot step's time does not", "[embedding]") {
+TEST_CASE("A table row cap (--max-table-rows): memory shrinks, a one-hot step's time does not",
+          "[embedding]") {
     exp::ExperimentOptions o = dlrm("", 1000);
     o.mode = "inference";
     exp::ExperimentOptions u = dlrm();
@@ -111,7 +115,8 @@ TEST_CASE("Embedding options that cannot apply are located user errors", "[embed
                                   Catch::Contains("no embedding ops"));
     cnn.embedding_dtype.clear();
     cnn.max_table_rows = 10;
-    CHECK_THAT(error_of(cnn), Catch::Contains("--max-table-rows") && Catch::Contains("no embedding-bag tables"));
+    CHECK_THAT(error_of(cnn),
+               Catch::Contains("--max-table-rows") && Catch::Contains("no embedding-bag tables"));
     // A type the device does not compute in is refused, naming it.
     exp::ExperimentOptions mcu = dlrm("bf16");
     mcu.system = "stm32f746";
