@@ -31,7 +31,8 @@ ResidencyTracker::ResidencyTracker(const wl::Model& model, double capacity_bytes
     for (size_t i = 0; i < n; ++i) {
         m_first[i] = m_tensors.size();
         const wl::Op& op = model.op(i);
-        for (const wl::Shape& out : op.outputs) m_tensors.push_back(Tensor{slot_bytes(out, op.dtype), i});
+        for (const wl::Shape& out : op.outputs)
+            m_tensors.push_back(Tensor{slot_bytes(out, wl::output_dtype(op)), i});
     }
     for (const wl::Edge& e : model.edges()) {
         Tensor& t = tensor(e.from, e.from_slot);

@@ -34,9 +34,15 @@ cfg::Node scalar(const std::string& value, const std::string& path) {
 }
 
 // The model with its embedding tables as the options ask (ExperimentOptions::embedding_dtype and
-// max_table_rows): embedding ops in embedding_dtype (their tables, lookups and pooled outputs, and so their
-// gradients, updates and optimizer state in training), embedding-bag tables capped at max_table_rows rows;
-// every other op as built.
+// max_table_rows): embedding ops in embedding_dtype (their tables and lookups, and so their gradients,
+// updates and optimizer state in training) with their pooled outputs in the op's former type
+// (EmbeddingAttr::output_dtype), embedding-bag tables capped at max_table_rows rows; every other op as built.
+std::vector<std::string> keys_of(const std::map<std::string, double>& m) {
+    std::vector<std::string> k;
+    for (const auto& [name, v] : m) k.push_back(name);
+    return k;
+}
+
 wl::Model adjust_embeddings(const wl::Model& m, const ExperimentOptions& opt,
                             const arch::DeviceSpec& device) {
     const cfg::SourceLoc cli{"<command line>", 0, 0};
@@ -45,7 +51,10 @@ wl::Model adjust_embeddings(const wl::Model& m, const ExperimentOptions& opt,
         dt = wl::parse_dtype(opt.embedding_dtype);
         MLSIM_CHECK(dt.has_value(), "embedding dtype not checked against the data types");
         // The device must compute in it (a bag's pooling adds in the table's type); fail before any work.
-        (void)device.peak_for(opt.embedding_dtype);
+        if (!device.peak_ops_per_s.count(opt.embedding_dtype))
+            cfg::fail(cli, "--embedding-dtype",
+                      fmt::format("device '{}' does not compute in {} (its peaks: {})", device.name,
+                                  opt.embedding_dtype, fmt::join(keys_of(device.peak_ops_per_s), ", ")));
     }
     bool any = false, any_bag = false;
     for (const wl::Op& op : m.ops()) {
@@ -59,6 +68,16 @@ wl::Model adjust_embeddings(const wl::Model& m, const ExperimentOptions& opt,
     if (opt.max_table_rows > 0 && !any_bag)
         cfg::fail(cli, "--max-table-rows",
                   fmt::format("model '{}' has no embedding-bag tables to cap", m.name()));
+    // A table another op reuses (a tied LM head) would be read in two types.
+    if (dt)
+        for (const wl::Op& op : m.ops())
+            if (const std::optional<size_t> t = op.tied_to.empty() ? std::nullopt : m.find(op.tied_to);
+                t && m.op(*t).get<wl::EmbeddingAttr>() && !op.get<wl::EmbeddingAttr>())
+                cfg::fail(
+                    cli, "--embedding-dtype",
+                    fmt::format("op '{}' of model '{}' shares the weights of embedding '{}' (tied): its "
+                                "table cannot take another data type than the op",
+                                op.name, m.name(), op.tied_to));
     wl::ModelBuilder b(m.name());
     for (const wl::Op& op : m.ops()) {
         wl::Op copy = op;

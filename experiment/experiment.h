@@ -66,9 +66,9 @@ struct ExperimentOptions {
     // Embedding sharding (workloads/embedding_sharding.h): auto | table | row | column | table-row | data |
     // a placement file; empty: off. The dense part is then data-parallel over every device.
     std::string embedding_sharding;
-    // The embedding ops' data type: their tables, lookups, pooled outputs, gradients and updates (FP32
-    // tables under mixed precision: PyTorch AMP keeps parameters in FP32 and autocast leaves embedding
-    // lookups in it); the other ops stay in `dtype`. Empty: `dtype`.
+    // The embedding ops' data type: their tables, lookups, gradients and updates (FP32 tables under mixed
+    // precision: PyTorch AMP keeps parameters in FP32); their pooled outputs and the other ops stay in
+    // `dtype`. Empty: `dtype`.
     std::string embedding_dtype;
     // Embedding-bag tables capped at this many rows (ids hashed into them: the reference DLRM's
     // --max-ind-range, DeepLearningExamples' --max_table_size); 0: the model's own.

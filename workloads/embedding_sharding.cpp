@@ -49,11 +49,17 @@ double shard_weight_bytes(const EmbeddingTable& t, int64_t rows, int64_t cols) {
     return static_cast<double>(rows) * static_cast<double>(cols) * dtype_bytes(t.dtype);
 }
 
+// Optimizer state per element of a table under the training optimizer (sparse optimizer "dense"): its
+// states in the table's type and no FP32 master copy, as its update moves them (workloads/training.h);
+// a table wanting FP32 rows is an FP32 table (--embedding-dtype fp32).
+double table_state_bytes(DType dtype, const ShardingOptions& o) {
+    return static_cast<double>(optimizer_rule(o.training_options.optimizer).second) * dtype_bytes(dtype);
+}
+
 double shard_state_bytes(const EmbeddingTable& t, int64_t rows, int64_t cols, const ShardingOptions& o) {
     if (!o.training) return 0;
     if (o.sparse_optimizer == "rowwise_adagrad") return static_cast<double>(rows) * k_rowwise_state_bytes;
-    return static_cast<double>(rows) * static_cast<double>(cols) *
-           state_bytes_per_param(t.dtype, o.training_options.optimizer).optimizer;
+    return static_cast<double>(rows) * static_cast<double>(cols) * table_state_bytes(t.dtype, o);
 }
 
 // A sharded table's backward with FBGEMM's rowwise_adagrad fused into it (one kernel): it reads the pooled
@@ -1078,7 +1084,7 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
             if (o.sparse_optimizer == "rowwise_adagrad")
                 emb_o += static_cast<double>(ea->rows) * k_rowwise_state_bytes;
             else
-                emb_o += p * sb.optimizer;
+                emb_o += p * table_state_bytes(f.dtype, o);
             if (dp)
                 emb_g += p * dtype_bytes(f.dtype);  // dense gradient, all-reduced
             else if (o.sparse_optimizer != "rowwise_adagrad")

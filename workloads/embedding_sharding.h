@@ -77,7 +77,9 @@
 // - Table and pooled types: a table's rows, gradients and updates are in its op's dtype; its pooled vectors
 //   (and their gradients), as computed and as sent, in EmbeddingAttr::output_dtype where set (FP32 tables
 //   whose lookups are cast to FP16: run option --embedding-dtype), else the op's dtype.
-// - Memory per rank (rank_memory): shard weights (rows x cols x dtype) and their optimizer state; dense
+// - Memory per rank (rank_memory): shard weights (rows x cols x dtype) and their optimizer state (row-wise
+//   Adagrad: 4 B per row; the training optimizer: its states in the table's type, no FP32 master copy, as
+//   its update moves them); dense
 //   weights, gradients and optimizer state as state_bytes_per_param (the ZeRO paper's accounting); data-
 //   parallel tables whole, with a dense gradient; activations: the forward tensors the rank's backward reads
 //   (training) or its largest op's input and output (inference). check_embedding_memory() throws a located

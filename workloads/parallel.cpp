@@ -802,7 +802,7 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
             for (int64_t k = stage[e.from]; k < stage[e.to]; ++k)
                 if (counted.insert({e.from, e.from_slot, k}).second)
                     boundary_bytes[static_cast<size_t>(k)] +=
-                        tensor_bytes(a.outputs[static_cast<size_t>(e.from_slot)], a.dtype);
+                        tensor_bytes(a.outputs[static_cast<size_t>(e.from_slot)], output_dtype(a));
         }
     }
 
@@ -1361,7 +1361,8 @@ double saved_forward_bytes(const Model& rm, const std::function<bool(size_t)>& i
                 t = *pr;
             }
             if (kept.insert({t.op, t.slot}).second)
-                bytes += tensor_bytes(rm.op(t.op).outputs[static_cast<size_t>(t.slot)], rm.op(t.op).dtype);
+                bytes +=
+                    tensor_bytes(rm.op(t.op).outputs[static_cast<size_t>(t.slot)], output_dtype(rm.op(t.op)));
         }
     }
     return bytes;

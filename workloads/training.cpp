@@ -513,10 +513,12 @@ Model lower_training(const Model& fwd, const TrainingOptions& opts, const Checkp
                 const double el = static_cast<double>(numel(f.outputs[s]));
                 OpCounts cnt;
                 cnt.flops = el * static_cast<double>(c.size() - 1);
-                cnt.input_bytes = el * dtype_bytes(f.dtype) * static_cast<double>(c.size());
-                cnt.output_bytes = el * dtype_bytes(f.dtype);
+                // The gradients are in the output's type (an FP32 table's lookups may be FP16).
+                const DType gt = output_dtype(f);
+                cnt.input_bytes = el * dtype_bytes(gt) * static_cast<double>(c.size());
+                cnt.output_bytes = el * dtype_bytes(gt);
                 Op acc = make_lowered(f.name + (s ? fmt::format(".{}", s) : "") + ".grad_acc",
-                                      "grad_accumulate", Phase::backward, f.dtype,
+                                      "grad_accumulate", Phase::backward, gt,
                                       std::vector<Shape>(c.size(), f.outputs[s]), {f.outputs[s]}, cnt);
                 acc.forward_of = f.name;
                 std::vector<std::optional<TensorRef>> srcs(c.begin(), c.end());

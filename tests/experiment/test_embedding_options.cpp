@@ -8,6 +8,7 @@
 #include "sim/config/error.h"
 #include "workloads/dtype.h"
 #include "workloads/model.h"
+#include "workloads/parallel.h"
 
 using namespace mlsim;
 
@@ -122,7 +123,16 @@ TEST_CASE("Embedding options that cannot apply are located user errors", "[embed
     mcu.system = "stm32f746";
     mcu.dtype = "int8";
     mcu.mode = "inference";
-    CHECK_THAT(error_of(mcu), Catch::Contains("bf16"));
+    CHECK_THAT(error_of(mcu), Catch::Contains("--embedding-dtype") && Catch::Contains("stm32f746") &&
+                                  Catch::Contains("bf16"));
+    // A table another op reads through a tie (GPT-2's LM head) cannot change type alone.
+    exp::ExperimentOptions gpt;
+    gpt.system = "a100";
+    gpt.model = "gpt2-small-prefill";
+    gpt.dtype = "fp16";
+    gpt.embedding_dtype = "fp32";
+    CHECK_THAT(error_of(gpt),
+               Catch::Contains("--embedding-dtype") && Catch::Contains("tied") && Catch::Contains("'wte'"));
     // The sparse optimizer updates sharded tables in training only.
     exp::ExperimentOptions unsharded = dlrm();
     unsharded.sparse_optimizer = "unfused";
@@ -131,4 +141,51 @@ TEST_CASE("Embedding options that cannot apply are located user errors", "[embed
     exp::ExperimentOptions bad = dlrm();
     bad.sparse_optimizer = "adagrad";
     CHECK_THAT(error_of(bad), Catch::Contains("rowwise_adagrad, unfused"));
+}
+
+TEST_CASE("Sharded FP32 tables under FP16: FP16 all-to-alls, FP32 shards, unfused SGD without a master copy",
+          "[embedding]") {
+    exp::ExperimentOptions o = dlrm("fp32");
+    o.system = "dgx-a100-node";
+    o.batch = 8 * 64;
+    o.embedding_sharding = "table";
+    exp::ExperimentOptions h = o;
+    h.embedding_dtype.clear();
+    const exp::PreparedExperiment full = exp::prepare_experiment(o), half = exp::prepare_experiment(h);
+    const wl::ParallelLowering& lf = *full.result->parallel;
+    const wl::ParallelLowering& lh = *half.result->parallel;
+    // The pooled all-to-all carries the same FP16 vectors; the shards hold twice the bytes.
+    const auto pooled = [](const wl::ParallelLowering& l) {
+        double bytes = 0;
+        for (int64_t r = 0; r < l.ranks(); ++r)
+            for (const wl::Task& t : l.program(r).forward)
+                if (t.comm && t.comm->purpose == "emb_pooled") bytes += static_cast<double>(t.comm->bytes);
+        return bytes;
+    };
+    CHECK(pooled(lf) > 0);
+    CHECK(pooled(lf) == pooled(lh));
+    double wf = 0, wh = 0;
+    for (int64_t r = 0; r < lf.ranks(); ++r) {
+        wf += lf.memory_of(r).weights_bytes;
+        wh += lh.memory_of(r).weights_bytes;
+    }
+    CHECK(wf > 1.9 * wh);
+    // Unfused SGD: an update task per table in the step, and no optimizer state for the tables (SGD keeps
+    // none, and a table's update keeps no FP32 master copy).
+    exp::ExperimentOptions u = h;
+    u.sparse_optimizer = "unfused";
+    const exp::PreparedExperiment unfused = exp::prepare_experiment(u);
+    const wl::ParallelLowering& lu = *unfused.result->parallel;
+    int updates = 0;
+    for (int64_t r = 0; r < lu.ranks(); ++r)
+        for (const wl::Task& t : lu.program(r).step)
+            if (t.op && t.op->kind == "sgd_update" && t.name.rfind("emb.", 0) == 0) ++updates;
+    CHECK(updates == 26);
+    double state_u = 0, state_fused = 0;
+    for (int64_t r = 0; r < lu.ranks(); ++r) {
+        state_u += lu.memory_of(r).optimizer_state_bytes;
+        state_fused += lh.memory_of(r).optimizer_state_bytes;
+    }
+    CHECK(state_u < state_fused);  // row-wise Adagrad keeps 4 B a row; SGD nothing for the tables
+    CHECK(unfused.result->resolved_yaml.find("sparse_optimizer: unfused") != std::string::npos);
 }
