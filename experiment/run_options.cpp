@@ -167,10 +167,12 @@ std::vector<RunOption> builtin_fields() {
               "table-row, data, or a placement YAML file; the dense part is data-parallel; unset: off"),
         0, &ExperimentOptions::embedding_sharding));
     t.push_back(string_field(
-        choice("embedding-dtype", wl::dtype_names(), std::nullopt,
-               "data type of the embedding tables, their lookups, gradients and updates (e.g. fp32 tables "
-               "in mixed-precision training, as PyTorch AMP keeps them); the other ops stay in --dtype; "
-               "default: --dtype"),
+        choice(
+            "embedding-dtype", wl::dtype_names(), std::nullopt,
+            "data type of the embedding tables, their lookups, gradients and updates (e.g. fp32 tables "
+            "in mixed-precision training, as PyTorch AMP keeps them); their pooled outputs and the other ops "
+            "stay in --dtype; "
+            "default: --dtype"),
         0, &ExperimentOptions::embedding_dtype));
     t.push_back(integer_field(
         at_least(param("max-table-rows", PType::integer, "0",
