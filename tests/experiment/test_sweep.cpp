@@ -459,7 +459,7 @@ TEST_CASE("A sweep's system takes a SCALE-Sim .cfg as mlsim run does, and preset
 }
 
 TEST_CASE("The example sweeps in configs/sweeps check out", "[sweep]") {
-    for (const char* name : {"smoke", "resnet50-array", "gpt2-decode-array"}) {
+    for (const char* name : {"smoke", "resnet50-array", "gpt2-decode-array", "dlrm-tables"}) {
         INFO(name);
         const exp::Sweep s =
             exp::load_sweep(std::string(MLSIM_SOURCE_DIR) + "/configs/sweeps/" + name + ".yaml");
@@ -469,6 +469,8 @@ TEST_CASE("The example sweeps in configs/sweeps check out", "[sweep]") {
     CHECK(exp::load_sweep(std::string(MLSIM_SOURCE_DIR) + "/configs/sweeps/smoke.yaml").point_count() == 12);
     CHECK(exp::load_sweep(std::string(MLSIM_SOURCE_DIR) + "/configs/sweeps/resnet50-array.yaml")
               .point_count() == 72);
+    CHECK(exp::load_sweep(std::string(MLSIM_SOURCE_DIR) + "/configs/sweeps/dlrm-tables.yaml").point_count() ==
+          8);
 }
 
 TEST_CASE("A results database from before sweeps gains the sweep tables when a sweep opens it", "[sweep]") {
