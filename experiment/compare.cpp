@@ -115,6 +115,21 @@ const cfg::Schema& workload_schema() {
         w.params.push_back(choice("optimizer", {"sgd", "momentum", "adam"}, std::nullopt,
                                   "training optimizer; default adam"));
         w.params.push_back(opt("checkpointing", PType::boolean, "training: activation checkpointing"));
+        // Embedding tables (workloads/embedding_sharding.h; the run options of the same names).
+        w.params.push_back(opt("embedding_sharding", PType::string,
+                               "shard the embedding tables over the system's devices: auto, table, row, "
+                               "column, table-row, data, or a placement file (relative to this file); the "
+                               "dense part data-parallel over every device, instead of `parallel`"));
+        w.params.push_back(choice("embedding_dtype", wl::dtype_names(), std::nullopt,
+                                  "the embedding tables' data type (their pooled outputs and the other ops "
+                                  "stay in dtype); default: dtype"));
+        w.params.push_back(
+            at_least(cfg::optional("max_table_rows", PType::integer, "0",
+                                   "cap every embedding-bag table at this many rows; 0 = the model's own"),
+                     0));
+        w.params.push_back(choice("sparse_optimizer", {"rowwise_adagrad", "unfused"}, std::nullopt,
+                                  "training with embedding_sharding: how the tables are updated; default "
+                                  "rowwise_adagrad"));
         Param par = opt("parallel", PType::map, "a parallel plan (multi-device systems)");
         par.sub = &parallel_schema();
         w.params.push_back(par);
@@ -180,6 +195,30 @@ CompareWorkload load_workload(const std::string& file, const cfg::Node& raw) {
     only_training("checkpointing");
     only_training("train_samples");
     if (r.has("optimizer")) o.optimizer = r.str("optimizer");
+    if (r.has("embedding_sharding")) {
+        const cfg::Node& es = r.at("embedding_sharding");
+        o.embedding_sharding = es.as_string();
+        if (o.embedding_sharding.ends_with(".yaml") || o.embedding_sharding.ends_with(".yml")) {
+            const fs::path f(o.embedding_sharding);
+            o.embedding_sharding = (f.is_absolute() ? f : fs::path(file).parent_path() / f).string();
+        }
+        if (raw.find("parallel") != nullptr)
+            cfg::fail(
+                r.at("parallel").key_loc(), r.at("parallel").path(),
+                "embedding_sharding makes the dense part data-parallel over every device: drop `parallel`");
+        if (r.has("latency_target"))
+            cfg::fail(r.at("latency_target").key_loc(), r.at("latency_target").path(),
+                      "a latency target searches batches on one device: drop embedding_sharding");
+    }
+    if (r.has("embedding_dtype")) o.embedding_dtype = r.str("embedding_dtype");
+    o.max_table_rows = r.integer("max_table_rows");
+    only_training("sparse_optimizer");
+    if (r.has("sparse_optimizer")) {
+        if (o.embedding_sharding.empty())
+            cfg::fail(r.at("sparse_optimizer").key_loc(), r.at("sparse_optimizer").path(),
+                      "updates sharded tables: it needs embedding_sharding");
+        o.sparse_optimizer = r.str("sparse_optimizer");
+    }
     if (r.has("checkpointing")) o.checkpointing = r.boolean("checkpointing");
     if (r.has("train_samples")) out.train_samples = r.real("train_samples");
     const int given =
@@ -226,9 +265,9 @@ CompareWorkload load_workload(const std::string& file, const cfg::Node& raw) {
                       "give microbatches or microbatch_size, not both");
         if (p.has("microbatches")) o.microbatches = p.integer("microbatches");
         if (p.has("microbatch_size")) out.microbatch_size = p.integer("microbatch_size");
-    } else if (r.has("batch_per_replica")) {
+    } else if (r.has("batch_per_replica") && o.embedding_sharding.empty()) {
         cfg::fail(r.at("batch_per_replica").key_loc(), r.at("batch_per_replica").path(),
-                  "needs a parallel plan (`parallel:`); without one, give batch");
+                  "needs a parallel plan (`parallel:`) or embedding_sharding; without one, give batch");
     }
     if (r.has("batch_per_replica")) out.batch_per_replica = r.integer("batch_per_replica");
     if (const cfg::Node* s = raw.find("systems"))
@@ -251,6 +290,12 @@ PairPlan plan_pair(const CompareWorkload& w, const arch::SystemSpec& sys) {
     p.options = w.options;
     ExperimentOptions& o = p.options;
     const int64_t n = sys.device_count;
+    if (!o.embedding_sharding.empty()) {
+        // The sharded lowering spans every device of the system (one rank per device, the dense part
+        // data-parallel over all of them): no replicas; batch_per_replica is per device.
+        if (w.batch_per_replica > 0) o.batch = w.batch_per_replica * n;
+        return p;
+    }
     const bool plan = w.data_auto || has_parallel_plan(o) || w.microbatch_size > 0;
     if (!plan) {
         if (n > 1 && o.mode == "training")

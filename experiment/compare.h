@@ -21,7 +21,10 @@
 //   ExperimentResult::parallel_run. Until that engine is present, such a run times one device only, so
 //   its row has status `not_modelled` and no figures. A workload without a plan on a system of N devices
 //   runs inference as N independent replicas of one device (throughput, power and TDP x N, latency and
-//   energy per sample as one device: no traffic joins replicas); training without a plan is refused.
+//   energy per sample as one device: no traffic joins replicas); training without a plan is refused. A
+//   workload with `embedding_sharding` (DLRM-style tables over the devices, workloads/embedding_sharding.h)
+//   runs one rank per device of any system through the engine, never as replicas; its batch_per_replica
+//   is per device.
 // - With a database, each pair's run is recorded as `mlsim run` records it (ok, or failed with its
 //   message) and the rows go to the `comparisons` table in one transaction (ResultsDb::record_comparison).
 #include <cstdint>

@@ -83,6 +83,17 @@ TEST_CASE("compare: every bad input in a compare file is a located error naming 
         {"systems: [a100]\nworkloads:\n  - name: a\n    model: resnet50\n    train_samples: 1e6\n",
          ":5:5:", "applies only to mode: training"},
         {"workloads:\n  - {name: a, model: resnet50}\n", ":1:1:", "missing required key 'systems'"},
+        {"systems: [a100]\nworkloads:\n  - name: a\n    model: dlrm-kaggle\n    embedding_sharding: auto\n"
+         "    parallel: {data: 2}\n",
+         ":6:5:", "drop `parallel`"},
+        {"systems: [a100]\nworkloads:\n  - name: a\n    model: dlrm-kaggle\n    mode: training\n"
+         "    sparse_optimizer: unfused\n",
+         ":6:5:", "needs embedding_sharding"},
+        {"systems: [a100]\nworkloads:\n  - name: a\n    model: dlrm-kaggle\n    embedding_sharding: auto\n"
+         "    sparse_optimizer: unfused\n",
+         ":6:5:", "applies only to mode: training"},
+        {"systems: [a100]\nworkloads:\n  - name: a\n    model: dlrm-kaggle\n    embedding_dtype: fp99\n",
+         ":5:22:", "expected one of"},
         {"systems: [a100, a100]\nworkloads:\n  - {name: a, model: resnet50}\n", ":1:17:", "listed twice"},
     };
     for (const Case& c : cases) {
@@ -179,6 +190,38 @@ workloads:
     CHECK(eight.system_tdp_w == 8 * one.system_tdp_w);
     CHECK(out.rows[2].status == "error");
     CHECK(has(out.rows[2].error, "needs a parallel plan"));
+}
+
+TEST_CASE("compare: sharded embedding tables run one rank per device, never as replicas",
+          "[experiment][compare]") {
+    test::TempDir dir("compare-sharding");
+    const exp::CompareStudy study = exp::load_compare(write(dir, "s.yaml", R"(systems: [a100, dgx-a100-node]
+workloads:
+  - name: dlrm
+    model: dlrm-kaggle
+    mode: training
+    optimizer: sgd
+    dtype: fp16
+    batch_per_replica: 1024
+    embedding_sharding: table
+    embedding_dtype: fp32
+    sparse_optimizer: unfused
+)"));
+    const exp::CompareOutcome out = exp::run_compare(study);
+    REQUIRE(out.rows.size() == 2);
+    const exp::CompareRow &one = out.rows[0], &eight = out.rows[1];
+    INFO(one.error);
+    INFO(eight.error);
+    REQUIRE(one.status == "ok");
+    REQUIRE(eight.status == "ok");
+    CHECK(one.replicas == 1);
+    CHECK(eight.replicas == 1);
+    CHECK(one.batch == 1024);
+    CHECK(eight.batch == 8 * 1024);
+    CHECK(eight.samples_per_s == Approx(8 * 1024 / eight.latency_s).epsilon(1e-12));
+    // Eight devices share one step of 8x the samples, each holding a few of the 26 tables.
+    CHECK(eight.samples_per_s > one.samples_per_s);
+    CHECK(eight.system_tdp_w == 8 * one.system_tdp_w);
 }
 
 TEST_CASE("compare: the database rows are the same on every run of a study", "[experiment][compare]") {
