@@ -33,16 +33,17 @@ cfg::Node scalar(const std::string& value, const std::string& path) {
     return cfg::Node::make_scalar(value, cfg::SourceLoc{"<command line>", 0, 0}, path);
 }
 
-// The model with its embedding tables as the options ask (ExperimentOptions::embedding_dtype and
-// max_table_rows): embedding ops in embedding_dtype (their tables and lookups, and so their gradients,
-// updates and optimizer state in training) with their pooled outputs in the op's former type
-// (EmbeddingAttr::output_dtype), embedding-bag tables capped at max_table_rows rows; every other op as built.
+// The names of a device's peaks, in order (for a message).
 std::vector<std::string> keys_of(const std::map<std::string, double>& m) {
     std::vector<std::string> k;
     for (const auto& [name, v] : m) k.push_back(name);
     return k;
 }
 
+// The model with its embedding tables as the options ask (ExperimentOptions::embedding_dtype and
+// max_table_rows): embedding ops in embedding_dtype (their tables and lookups, and so their gradients,
+// updates and optimizer state in training) with their pooled outputs in the op's former type
+// (EmbeddingAttr::output_dtype), embedding-bag tables capped at max_table_rows rows; every other op as built.
 wl::Model adjust_embeddings(const wl::Model& m, const ExperimentOptions& opt,
                             const arch::DeviceSpec& device) {
     const cfg::SourceLoc cli{"<command line>", 0, 0};
