@@ -80,13 +80,17 @@ def children_cpu_s():
 
 CPU_RANK = re.compile(r"mlsim sweep cpu: rank (\d+) simulated (\d+) points in ([0-9.]+) s, committed in "
                       r"([0-9.]+) s, other work ([0-9.]+) s")
+CPU_SPLIT = re.compile(r"mlsim sweep cpu: rank 0's writing: receiving ([0-9.]+) s, the log's checkpoints ([0-9.]+) s")
 
 
 def cpu_report(stderr):
-    """The per-rank CPU lines of an MPI run: {rank: (points simulated, simulating, committing, other)}."""
+    """The per-rank CPU lines of an MPI run: {rank: (points simulated, simulating, committing, other)}, and
+    under "split" rank 0's (receiving, checkpoints), both part of its committing."""
     out = {}
     for m in CPU_RANK.finditer(stderr):
         out[int(m.group(1))] = (int(m.group(2)), float(m.group(3)), float(m.group(4)), float(m.group(5)))
+    if m := CPU_SPLIT.search(stderr):
+        out["split"] = (float(m.group(1)), float(m.group(2)))
     return out
 
 
@@ -171,11 +175,14 @@ def main():
             rates = {name: [] for name in configs}
             cpus = {name: [] for name in configs}
             t1s, t2s, parts = [], [], []
+            splits = {"mpi 1 rank": [], "mpi 2 ranks": []}
             points = 0
             for i in range(a.n):  # interleaved, so that a change of load hits every configuration alike
                 for name, cmd in configs.items():
                     db = os.path.join(tmp, f"{kind}-{i}-{len(rates[name])}-{name.replace(' ', '_')}.db")
                     points, rate, cpu, rep = run(cmd + ["--db", db, "--quiet"], env)
+                    if name in splits and "split" in rep:
+                        splits[name].append(tuple(x / points * 1e3 for x in rep["split"]))
                     if name == "mpi 1 rank" and 0 in rep:
                         t1s.append(sum(rep[0][1:]) / points * 1e3)
                     if name == "mpi 2 ranks" and 0 in rep and 1 in rep:
@@ -216,6 +223,11 @@ def main():
                 print(f"  CPU per point: 1 rank T1 = {t1:.3f} ms (runs: {', '.join(f'{x:.3f}' for x in t1s)}); "
                       f"2 ranks: writer w = {w:.3f} ms, simulating c0 = {c0:.3f} ms (rank 0), "
                       f"c1 = {c1:.3f} ms (rank 1)")
+                if splits["mpi 1 rank"] and splits["mpi 2 ranks"]:
+                    k1 = statistics.median(x[1] for x in splits["mpi 1 rank"])
+                    r2, k2 = (statistics.median(x[k] for x in splits["mpi 2 ranks"]) for k in range(2))
+                    print(f"  of the writing: the log's checkpoints (a thread of their own) {k1:.3f} ms a point "
+                          f"with 1 rank, {k2:.3f} ms with 2; receiving {r2:.3f} ms (2 ranks)")
                 print(f"  CPU-time efficiency T1 / (2 T2): {t1 / (2 * t2) * 100:.0f} % (T2 = {t2:.3f} ms; "
                       f"runs: {', '.join(f'{t1 / (2 * x) * 100:.0f}' for x in t2s)} %); "
                       f"on 2 idle cores: 1 rank {1e3 / t1:.0f} points/s, 2 ranks {1e3 / t2:.0f} points/s")

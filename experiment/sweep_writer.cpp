@@ -274,11 +274,13 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
     };
     // Takes every outcome that has arrived; false when none had.
     auto receive = [&] {
+        const double t0 = cpu && remote ? thread_cpu_s() : 0;
         bool any = remote && remote->receive([&](PointOutcome&& o) {
             const std::size_t k = point_at(o.index);  // point_at is its own inverse
             pending.emplace(k, std::move(o));
             return pending.size();
         });
+        if (cpu && remote) cpu->receiving += thread_cpu_s() - t0;
         {
             std::lock_guard lock(mutex);
             if (local_fatal) std::rethrow_exception(local_fatal);

@@ -118,8 +118,10 @@ class RemoteWorkers {
 
 // Where the writer's thread spent its CPU time (benchmarks: MLSIM_SWEEP_CPU, mpi/sweep_mpi.cpp).
 struct WriterCpu {
-    double simulating = 0;   // in simulate_point
-    double committing = 0;   // in batches of commits (receiving during a batch included)
+    double simulating = 0;  // in simulate_point
+    double committing = 0;  // in batches of commits (receiving during a batch included)
+    double receiving =
+        0;  // in RemoteWorkers::receive (taking the remote workers' outcomes), in batches or not
     std::size_t points = 0;  // simulated by the writer's thread
 };
 

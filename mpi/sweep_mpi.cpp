@@ -74,6 +74,7 @@ struct CpuAccount {
     double simulating = 0;   // in run_point, serializing and sending included on other ranks
     double committing = 0;   // rank 0: in batches of commits (receiving during a batch included)
     double checkpoints = 0;  // rank 0: the results file's background checkpoints (another thread's CPU)
+    double receiving = 0;    // rank 0: taking the other ranks' results, in batches or not
     std::size_t points = 0;
     void report(int rank) const {
         if (!on) return;
@@ -83,6 +84,12 @@ struct CpuAccount {
             "%.4f s\n",
             rank, points, simulating, committing + checkpoints,
             thread_cpu_s() - start - simulating - committing);
+        // Rank 0's writing, split (bench/bench_sweep_mpi.py prints it): its receiving, and the checkpoints'
+        // CPU (counted in "committed" above).
+        if (rank == 0)
+            std::fprintf(
+                stderr, "mlsim sweep cpu: rank 0's writing: receiving %.4f s, the log's checkpoints %.4f s\n",
+                receiving, checkpoints);
     }
 };
 
@@ -625,6 +632,7 @@ SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::Resu
     cpu.committing = writer.committing;
     cpu.points = writer.points;
     cpu.checkpoints = db.background_checkpoint_cpu_s();
+    cpu.receiving = writer.receiving;
     cpu.report(0);
     return s;
 }
