@@ -33,13 +33,6 @@ cfg::Node scalar(const std::string& value, const std::string& path) {
     return cfg::Node::make_scalar(value, cfg::SourceLoc{"<command line>", 0, 0}, path);
 }
 
-// The names of a device's peaks, in order (for a message).
-std::vector<std::string> keys_of(const std::map<std::string, double>& m) {
-    std::vector<std::string> k;
-    for (const auto& [name, v] : m) k.push_back(name);
-    return k;
-}
-
 // The model with its embedding tables as the options ask (ExperimentOptions::embedding_dtype and
 // max_table_rows): embedding ops in embedding_dtype (their tables and lookups, and so their gradients,
 // updates and optimizer state in training) with their pooled outputs in the op's former type
@@ -55,7 +48,7 @@ wl::Model adjust_embeddings(const wl::Model& m, const ExperimentOptions& opt,
         if (!device.peak_ops_per_s.count(opt.embedding_dtype))
             cfg::fail(cli, "--embedding-dtype",
                       fmt::format("device '{}' does not compute in {} (its peaks: {})", device.name,
-                                  opt.embedding_dtype, fmt::join(keys_of(device.peak_ops_per_s), ", ")));
+                                  opt.embedding_dtype, fmt::join(device.dtypes(), ", ")));
     }
     bool any = false, any_bag = false;
     for (const wl::Op& op : m.ops()) {
@@ -457,7 +450,7 @@ wl::ShardingOptions sharding_options(const ExperimentOptions& o, const arch::Sys
     so.ranks_per_node = per_node;
     so.training = o.mode == "training";
     so.training_options = wl::TrainingOptions{o.optimizer, o.checkpointing};
-    so.sparse_optimizer = o.sparse_optimizer == "unfused" ? "dense" : "rowwise_adagrad";
+    so.sparse_optimizer = o.sparse_optimizer;
     so.capacity_bytes = system.device.main_memory().capacity_bytes;
     so.device_name = system.device.name;
     return so;

@@ -49,7 +49,7 @@ double shard_weight_bytes(const EmbeddingTable& t, int64_t rows, int64_t cols) {
     return static_cast<double>(rows) * static_cast<double>(cols) * dtype_bytes(t.dtype);
 }
 
-// Optimizer state per element of a table under the training optimizer (sparse optimizer "dense"): its
+// Optimizer state per element of a table under the training optimizer (sparse optimizer "unfused"): its
 // states in the table's type and no FP32 master copy, as its update moves them (workloads/training.h);
 // a table wanting FP32 rows is an FP32 table (--embedding-dtype fp32).
 double table_state_bytes(DType dtype, const ShardingOptions& o) {
@@ -386,8 +386,8 @@ void check_options(const Model& m, const ShardingOptions& o) {
     if (o.ranks < 1) sfail(o, fmt::format("needs at least one rank, found {}", o.ranks));
     if (o.ranks_per_node < 0 || (o.ranks_per_node > 0 && o.ranks % o.ranks_per_node != 0))
         sfail(o, fmt::format("{} ranks per node does not divide the {} ranks", o.ranks_per_node, o.ranks));
-    if (o.sparse_optimizer != "rowwise_adagrad" && o.sparse_optimizer != "dense")
-        sfail(o, fmt::format("unknown sparse optimizer '{}'; expected rowwise_adagrad or dense",
+    if (o.sparse_optimizer != "rowwise_adagrad" && o.sparse_optimizer != "unfused")
+        sfail(o, fmt::format("unknown sparse optimizer '{}'; expected rowwise_adagrad or unfused",
                              o.sparse_optimizer));
     if (embedding_tables(m).empty())
         sfail(o, fmt::format("model '{}' has no embedding-bag tables to shard", m.name()));

@@ -69,7 +69,7 @@
 //   A shard's backward is then one kernel (rowwise_fused_backward, kind <lookup>_backward_rowwise_adagrad):
 //   it reads the pooled gradient and the ids, reads and writes each looked-up row and its accumulator
 //   (duplicate ids counted as separate rows: FBGEMM merges them first, so this is an upper bound), and
-//   writes no gradient. "dense" (run option --sparse-optimizer unfused): the training optimizer as
+//   writes no gradient. "unfused" (run option --sparse-optimizer unfused): the training optimizer as
 //   workloads/training.h applies it, on the touched rows after the backward wrote their gradient out
 //   (torch.optim.SGD on sparse gradients, as NVIDIA's DLRM example; for comparing with a single-device
 //   run). Data-parallel tables: their all-reduced gradient is dense, so their update covers every row,
@@ -147,7 +147,7 @@ struct ShardingOptions {
     int64_t ranks_per_node = 0;  // 0: all ranks in one node
     bool training = true;
     TrainingOptions training_options;                  // the dense optimizer
-    std::string sparse_optimizer = "rowwise_adagrad";  // rowwise_adagrad | dense
+    std::string sparse_optimizer = "rowwise_adagrad";  // rowwise_adagrad | unfused
     int64_t bucket_bytes = 25LL * 1024 * 1024;
     double capacity_bytes = 0;  // per rank; 0 = unlimited (the planner ignores memory)
     std::string device_name;

@@ -169,7 +169,7 @@ TEST_CASE("Rowwise Adagrad runs in the table's backward kernel: no gradient writ
     const int64_t B = 4;
     const Model m = tiny_dlrm(B);
     ShardingOptions fused = opts(2), unfused = opts(2);
-    unfused.sparse_optimizer = "dense";
+    unfused.sparse_optimizer = "unfused";
     unfused.training_options.optimizer = "sgd";
     const ParallelLowering lf =
         lower_embedding_sharding(m, place_embeddings(m, ShardKind::table, fused), fused);
@@ -318,7 +318,7 @@ TEST_CASE("Inference shards the forward only", "[sharding]") {
 TEST_CASE("Table-wise on one rank is the single-device training step", "[sharding]") {
     const Model m = tiny_dlrm(6);
     ShardingOptions o = opts(1);
-    o.sparse_optimizer = "dense";
+    o.sparse_optimizer = "unfused";
     const ParallelLowering l = lower_embedding_sharding(m, place_embeddings(m, ShardKind::table, o), o);
     std::multiset<std::tuple<std::string, std::string, double, double>> got, want;
     for (const std::vector<Task>* sec : {&l.program(0).forward, &l.program(0).backward, &l.program(0).step})
