@@ -71,7 +71,7 @@ def open_db(path):
 def load_runs(conn):
     runs = pd.read_sql_query(
         "SELECT r.run_id, r.status, r.error, r.system, r.device, r.model, r.mode, r.dtype, r.batch, "
-        "r.peak_flops_per_s, r.mem_bandwidth_Bps, "
+        "r.peak_flops_per_s, r.mem_bandwidth_Bps, r.layer_count, "
         "(SELECT COUNT(*) FROM layers l WHERE l.run_id = r.run_id) AS n_layers, "
         "(SELECT COUNT(*) FROM layers l WHERE l.run_id = r.run_id AND l.bound = 'compute') AS n_compute, "
         "(SELECT COUNT(*) FROM layers l WHERE l.run_id = r.run_id AND l.bound = 'memory') AS n_memory, "
@@ -92,10 +92,19 @@ def default_run(runs):
     ok = runs[runs["status"] == "ok"]
     if ok.empty:
         raise UserError("the database holds no run with status 'ok'")
+    ok = ok[~without_layer_rows(ok)]
+    if ok.empty:
+        raise UserError("every ok run was recorded without its layer rows (--layer-rows none): nothing to plot "
+                        "per layer")
     both = (ok["n_compute"] > 0) & (ok["n_memory"] > 0)
     spread = ok["ai_ratio"].fillna(1).clip(lower=1).map(lambda r: round(math.log10(r), 1))
     key = pd.DataFrame({"both": both.astype(int), "spread": spread, "n": ok["n_layers"], "id": ok["run_id"]})
     return int(key.sort_values(["both", "spread", "n", "id"]).iloc[-1]["id"])
+
+
+def without_layer_rows(runs):
+    """Runs recorded without their layer rows (mlsim --layer-rows none): layers of the model, none in the file."""
+    return (runs["n_layers"] == 0) & (runs["layer_count"].fillna(0) > 0)
 
 
 def check_run(runs, run_id):
@@ -104,6 +113,9 @@ def check_run(runs, run_id):
     run = runs.loc[run_id]
     if run["status"] != "ok":
         raise UserError(f"run {run_id} has status '{run['status']}': {run['error']}")
+    if without_layer_rows(runs.loc[[run_id]]).iloc[0]:
+        raise UserError(f"run {run_id} was recorded without its layer rows (--layer-rows none): nothing to plot "
+                        "per layer; its totals are in the table runs")
     return run
 
 
@@ -305,7 +317,11 @@ def main(argv=None):
             ok = runs[runs["status"] == "ok"]
             if ok.empty:
                 raise UserError("the database holds no run with status 'ok'")
-            for run_id in ok["run_id"]:
+            skipped = ok[without_layer_rows(ok)]
+            if len(skipped):
+                print(f"skipped {len(skipped)} run(s) recorded without their layer rows (--layer-rows none): "
+                      f"{describe_ids(skipped['run_id'])}")
+            for run_id in ok[~without_layer_rows(ok)]["run_id"]:
                 plot_run(conn, runs, int(run_id), os.path.join(args.out, f"roofline_run{int(run_id)}.png"))
         else:
             run_id = args.run if args.run is not None else default_run(runs)

@@ -54,7 +54,8 @@ def load_points(conn, sweep):
     points = pd.read_sql_query(
         "SELECT s.point, s.run_id, r.status, r.error, r.device, r.model, r.total_time_s, r.total_energy_j, "
         "r.total_flops, r.peak_flops_per_s, "
-        "(SELECT SUM(l.cycles) FROM layers l WHERE l.run_id = r.run_id) AS total_cycles "
+        # The run's own total where its layer rows were not recorded (--layer-rows none).
+        "COALESCE((SELECT SUM(l.cycles) FROM layers l WHERE l.run_id = r.run_id), r.total_cycles) AS total_cycles "
         "FROM sweeps s JOIN runs r USING (run_id) WHERE s.sweep_name = ? ORDER BY s.point, s.run_id",
         conn,
         params=(sweep,),

@@ -296,8 +296,10 @@ int cmd_run(const Args& args) {
     print_totals(r);
     if (db) {
         const db::ParallelRows par = r.parallel_run ? exp::parallel_rows(r) : db::ParallelRows{};
-        const int64_t id =
-            db->record_run(r.info, exp::to_rows(r.layers), wall, nullptr, r.parallel_run ? &par : nullptr);
+        db::PreparedLayers rows;  // checked as record_run checks them, whether or not they are kept
+        db::prepare_layers(exp::to_rows(r.layers), rows);
+        if (opt.layer_rows == "none") rows.drop_rows();
+        const int64_t id = db->record_run(r.info, rows, wall, nullptr, r.parallel_run ? &par : nullptr);
         fmt::print("  saved   run {} in {}\n", id, db_path);
     }
     // Done: close the database, then skip freeing the results (cli/warm_start.h).

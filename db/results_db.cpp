@@ -1271,6 +1271,13 @@ static_assert(std::is_trivially_copyable_v<PreparedLayers::Layer> &&
               std::has_unique_object_representations_v<PreparedLayers::Text> &&
               sizeof(PreparedLayers::Layer) == 20 * 8 + 7 * sizeof(PreparedLayers::Text) + 2 * 4);
 
+void PreparedLayers::drop_rows() {
+    layers.clear();
+    metrics.clear();
+    text.clear();
+    metric_keys.clear();
+}
+
 bool PreparedLayers::consistent() const {
     const auto inside = [&](Text t) { return t.begin <= text.size() && t.size <= text.size() - t.begin; };
     for (const Layer& l : layers) {

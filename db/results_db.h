@@ -284,6 +284,9 @@ struct PreparedLayers {
     // Whether every span and index stays inside the lists and the text, and each layer's metric values
     // follow one another inside its `values` (what the writer relies on); what came over MPI is checked so.
     bool consistent() const;
+    // Leaves only the totals (a run recorded without its layer rows: --layer-rows none); the lists keep
+    // their memory.
+    void drop_rows();
 };
 // Checks `layers` as record_run does (an InternalError names the first row that breaks physics, and `out` is
 // then unusable) and encodes them into `out`, whose memory is reused.

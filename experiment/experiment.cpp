@@ -485,6 +485,7 @@ void put_workload_options(cfg::Node& map, const ExperimentOptions& o, const std:
     if (!o.embedding_dtype.empty()) put("embedding_dtype", o.embedding_dtype);
     if (o.max_table_rows > 0) put("max_table_rows", std::to_string(o.max_table_rows));
     if (o.sparse_optimizer != "rowwise_adagrad") put("sparse_optimizer", o.sparse_optimizer);
+    if (o.layer_rows != "all") put("layer_rows", o.layer_rows);
     if (has_parallel_plan(o)) {  // only then, so that single-device configs keep their hashes
         cfg::Node par = cfg::Node::make_map(loc, map.path() + ".parallel");
         const auto pput = [&](const char* key, const std::string& value) {

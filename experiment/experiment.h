@@ -77,6 +77,11 @@ struct ExperimentOptions {
     // rowwise_adagrad (fused into the backward) | unfused (the training optimizer on the rows the step
     // touched, reading a gradient the backward wrote out).
     std::string sparse_optimizer = "rowwise_adagrad";
+    // The per-layer rows a run records in the results database: all | none (the run's row, with its
+    // totals, and its sweep rows only: for sweeps of many points, whose writer is then some 8x cheaper a
+    // point). The simulation is the same; part of the resolved config when none, so that a run recorded
+    // without its layers is not taken for one recorded with them (a sweep's resume).
+    std::string layer_rows = "all";
     // What the run may cost (sim/config/limits.h): refused before it starts when its estimate is above.
     // Not part of the resolved config: it never changes a result.
     int64_t max_pe_cycles = static_cast<int64_t>(limits::default_max_pe_cycles);

@@ -1,14 +1,17 @@
 // `mlsim run`, `validate`, `list` and `demo` as a user runs them: options, help and exit statuses.
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "tests/cli/run_mlsim.h"
+#include "tests/experiment/query.h"
 
 namespace {
 
 using mlsim::test::contains;
+using MlsimOutput = mlsim::test::MlsimOutput;
 using Output = mlsim::test::MlsimOutput;
 using mlsim::test::run_mlsim;
 
@@ -95,4 +98,21 @@ TEST_CASE("mlsim validate takes a device preset name, as --system does", "[run]"
     const Output bad = run_mlsim("validate a1000");
     CHECK(bad.status == 2);
     CHECK(contains(bad.text, "a1000: error: no such file or preset 'a1000'; did you mean 'a100'?"));
+}
+
+TEST_CASE("mlsim run --layer-rows none saves the run without its layer rows", "[run]") {
+    const std::string db = (std::filesystem::temp_directory_path() / "mlsim_test_run_layer_rows.db").string();
+    std::filesystem::remove(db);
+    const MlsimOutput out = run_mlsim("run --system a100 --model resnet50 --layer-rows none --db '" + db + "'");
+    INFO(out.text);
+    CHECK(out.status == 0);
+    CHECK(contains(out.text, "saved   run 1"));
+    // The run's row with its 175 layers counted, none of them in the file.
+    CHECK(mlsim::test::query(db, "SELECT layer_count, total_time_s > 0 FROM runs") ==
+          std::vector<std::string>{"175|1|"});
+    CHECK(mlsim::test::query(db, "SELECT COUNT(*) FROM layers") == std::vector<std::string>{"0|"});
+    const MlsimOutput bad = run_mlsim("run --system a100 --model resnet50 --layer-rows some");
+    CHECK(bad.status == 2);
+    CHECK(contains(bad.text, "--layer-rows"));
+    std::filesystem::remove(db);
 }

@@ -64,6 +64,7 @@ TEST_CASE("Every run option is declared once, and ExperimentOptions' defaults ar
                                             "embedding-dtype",
                                             "max-table-rows",
                                             "sparse-optimizer",
+                                            "layer-rows",
                                             "max-pe-cycles",
                                             "device-model",
                                             "fidelity",

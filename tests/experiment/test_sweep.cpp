@@ -636,3 +636,46 @@ TEST_CASE("Runs given an override cache store what runs without one store, and s
     CHECK(error_of([&] { cache->get(system, bad); }) == message);
     CHECK(error_of([&] { cache->get(system, bad); }) == message);
 }
+
+TEST_CASE("layer-rows none records a run's totals without its layer rows, as a run of its own", "[sweep]") {
+    TempDir dir("mlsim_test_sweep_layer_rows");
+    const std::string file = dir.file("rows.yaml");
+    {
+        std::FILE* f = std::fopen(file.c_str(), "w");
+        REQUIRE(f != nullptr);
+        std::fputs(
+            "name: rows\nbase:\n  system: a100\n  model: resnet50\n  dtype: fp16\n"
+            "factors:\n  layer-rows: [all, none]\n  batch: [1, 4]\n",
+            f);
+        std::fclose(f);
+    }
+    const std::string path = dir.file("r.db");
+    const exp::SweepSummary s = run(file, path, 2);
+    CHECK(s.ran == 4);
+    CHECK(count(path, "SELECT COUNT(*) FROM runs WHERE status = 'ok'") == 4);
+    // The points without layer rows: their configs say so, and nothing of theirs is in the layer views.
+    const std::string none = "SELECT run_id FROM runs WHERE config_yaml LIKE '%layer_rows: none%'";
+    CHECK(count(path, "SELECT COUNT(*) FROM (" + none + ")") == 2);
+    CHECK(count(path, "SELECT COUNT(*) FROM layers WHERE run_id IN (" + none + ")") == 0);
+    CHECK(count(path, "SELECT COUNT(*) FROM layer_levels WHERE run_id IN (" + none + ")") == 0);
+    CHECK(count(path, "SELECT COUNT(*) FROM layers WHERE run_id NOT IN (" + none + ")") == 2 * 175);
+    // Same simulation, so the same totals bit for bit (`quote` prints a REAL's 17 digits), under another
+    // config hash.
+    const std::string totals =
+        "SELECT r.batch, quote(r.total_time_s), quote(r.total_energy_j), quote(r.total_flops), "
+        "quote(r.total_bytes_read), quote(r.total_bytes_written), r.total_cycles, r.layer_count, "
+        "quote(r.average_power_w), quote(r.total_compute_s), quote(r.total_memory_s) FROM runs r WHERE "
+        "r.run_id {} IN (" +
+        none + ") ORDER BY r.batch";
+    const std::vector<std::string> with = query(path, fmt::format(fmt::runtime(totals), "NOT"));
+    const std::vector<std::string> without = query(path, fmt::format(fmt::runtime(totals), ""));
+    REQUIRE(with.size() == 2);
+    CHECK(with == without);
+    CHECK(contains(with.front(), "|175|"));
+    CHECK(count(path, "SELECT COUNT(DISTINCT config_hash) FROM runs") == 4);
+    // The sweep's rows link every point, and a rerun finds all four in the file.
+    CHECK(count(path, "SELECT COUNT(*) FROM sweeps WHERE sweep_name = 'rows'") == 4);
+    const exp::SweepSummary again = run(file, path, 1);
+    CHECK(again.ran == 0);
+    CHECK(again.skipped == 4);
+}
