@@ -103,7 +103,8 @@ TEST_CASE("mlsim validate takes a device preset name, as --system does", "[run]"
 TEST_CASE("mlsim run --layer-rows none saves the run without its layer rows", "[run]") {
     const std::string db = (std::filesystem::temp_directory_path() / "mlsim_test_run_layer_rows.db").string();
     std::filesystem::remove(db);
-    const MlsimOutput out = run_mlsim("run --system a100 --model resnet50 --layer-rows none --db '" + db + "'");
+    const MlsimOutput out =
+        run_mlsim("run --system a100 --model resnet50 --layer-rows none --db '" + db + "'");
     INFO(out.text);
     CHECK(out.status == 0);
     CHECK(contains(out.text, "saved   run 1"));
