@@ -3,6 +3,7 @@
 
     /usr/bin/python3 bench/bench_sweep_mpi.py [--mlsim build/mlsim] [--mlsim-mpi build/mlsim-mpi]
         [--model resnet50] [--points 2000] [-n 3] [--kinds roofline,systolic] [--unbound] [--no-ceiling]
+        [--layer-rows all|none]
 
 For each kind of point it writes a sweep of --points points into a temporary folder:
   roofline: the A100 preset with device.model: roofline; batch x dtype x HBM bandwidth
@@ -50,7 +51,13 @@ import tempfile
 SUMMARY = re.compile(r"done: (\d+) points in ([0-9.]+) s \(([0-9.]+) points/s\): (\d+) run")
 
 
-def sweep_yaml(kind, model, points):
+def sweep_yaml(kind, model, points, layer_rows="all"):
+    """The sweep file; with layer_rows "none" its points record their runs' rows only (mlsim --layer-rows)."""
+    text = _sweep_yaml(kind, model, points)
+    return text if layer_rows == "all" else text.replace("base:\n", f"base:\n  layer-rows: {layer_rows}\n", 1)
+
+
+def _sweep_yaml(kind, model, points):
     if kind == "roofline":
         batches = [1, 2, 4, 8, 16]
         dtypes = ["fp16", "bf16"]
@@ -144,6 +151,8 @@ def main():
     ap.add_argument("--points", type=int, default=2000)
     ap.add_argument("--kinds", default="roofline,systolic")
     ap.add_argument("-n", type=int, default=3)
+    ap.add_argument("--layer-rows", choices=["all", "none"], default="all",
+                    help="the points' per-layer rows in the database (none: the runs' rows only)")
     ap.add_argument("--unbound", action="store_true", help="also run 1 rank without binding it to a core")
     ap.add_argument("--no-ceiling", action="store_true",
                     help="skip the host's ceiling (two independent one-rank runs at once, one per core)")
@@ -155,7 +164,7 @@ def main():
         for kind in a.kinds.split(","):
             sweep = os.path.join(tmp, f"{kind}.yaml")
             with open(sweep, "w") as f:
-                f.write(sweep_yaml(kind, a.model, a.points))
+                f.write(sweep_yaml(kind, a.model, a.points, a.layer_rows))
             configs = {
                 "threads --jobs 1": ["taskset", "-c", "0", a.mlsim, "sweep", sweep, "--jobs", "1"],
                 "threads --jobs 2": [a.mlsim, "sweep", sweep, "--jobs", "2"],
