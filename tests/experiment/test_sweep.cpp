@@ -639,16 +639,7 @@ TEST_CASE("Runs given an override cache store what runs without one store, and s
 
 TEST_CASE("layer-rows none records a run's totals without its layer rows, as a run of its own", "[sweep]") {
     TempDir dir("mlsim_test_sweep_layer_rows");
-    const std::string file = dir.file("rows.yaml");
-    {
-        std::FILE* f = std::fopen(file.c_str(), "w");
-        REQUIRE(f != nullptr);
-        std::fputs(
-            "name: rows\nbase:\n  system: a100\n  model: resnet50\n  dtype: fp16\n"
-            "factors:\n  layer-rows: [all, none]\n  batch: [1, 4]\n",
-            f);
-        std::fclose(f);
-    }
+    const std::string file = data("sweep_layer_rows.yaml");
     const std::string path = dir.file("r.db");
     const exp::SweepSummary s = run(file, path, 2);
     CHECK(s.ran == 4);
