@@ -14,7 +14,7 @@ resnet50 and gpt2-xl-decode on a100 and h100. Then sweeps (`mlsim sweep --jobs 1
 the systolic model keeps from one point for the next carries across points): each varies one field the
 tile search reads beside the ifmap buffer's capacity, the field fastest, so that a kept plan or evaluation
 that wrongly ignored the field would be taken at the next point. Each run goes into a fresh results database, and every
-row of `runs` (less wall_s, created_utc and version), `layers`, `layer_levels` and `layer_metrics` is
+row of `runs` (less wall_s, created_utc, version and the layer-row range), `layers`, `layer_levels` and `layer_metrics` is
 written out, floats by their shortest exact decimal (repr), so that two dumps are equal only if every
 stored value is bit for bit the same. A run that fails is recorded as its exit status and message, so
 errors must match as well.
@@ -47,7 +47,8 @@ VARIANTS = {
 VARIANT_MODELS = ["lenet5", "resnet50", "mobilenetv2", "ds-cnn-kws", "bert-base", "gpt2-small-decode", "mlp3"]
 GPU_PRESETS = ["a100", "h100"]
 GPU_MODELS = ["resnet50", "gpt2-xl-decode"]
-SKIP_RUN_COLUMNS = {"run_id", "wall_s", "created_utc", "version"}
+# first_layer_row, last_layer_row (schema 12): where the run's layer rows sit in the file, not a result.
+SKIP_RUN_COLUMNS = {"run_id", "wall_s", "created_utc", "version", "first_layer_row", "last_layer_row"}
 # Sweeps on the tpu-v4 preset: name -> (models, factors in order, slowest first). Every sweep varies the ifmap
 # buffer's capacity (the window of plan_gemm's memo, tiling.h) and one other field, fastest.
 CAPS = "[64KiB, 72KiB, 128KiB, 384KiB, 16MiB]"

@@ -714,6 +714,9 @@ struct ResultsDb::Impl {
             "AND claim_key < 'writer!'");
         hashes_after.emplace(conn, "SELECT run_id, config_hash FROM runs WHERE run_id > ? AND status = ?");
         find_metric.emplace(conn, "SELECT metric_id FROM metric_names WHERE name = ? AND unit = ?");
+        find_layer_row.emplace(conn, "SELECT run_id, idx FROM layer_results WHERE layer_row = ?");
+        set_layer_rows.emplace(conn,
+                               "UPDATE runs SET first_layer_row = ?, last_layer_row = ? WHERE run_id = ?");
         add_metric.emplace(conn, "INSERT INTO metric_names (name, unit) VALUES (?, ?)");
         // The writer binds no NULL (phase and dtype '' when unset); IS also finds a definition of an older
         // file with NULL there.
@@ -977,6 +980,22 @@ struct ResultsDb::Impl {
                 else
                     s.bind_text_static(m_metric_json[i]);
             });
+        if (prepared.layers.empty()) return;
+        // SQLite numbered the rows one after another (each the largest number so far plus one, all in this
+        // transaction): their range goes to runs, where the views find a run's rows (schema 12). The first
+        // row is checked to be the run's first layer.
+        const int64_t last = sqlite3_last_insert_rowid(conn.handle());
+        const int64_t first = last - static_cast<int64_t>(prepared.layers.size()) + 1;
+        find_layer_row->reset();
+        find_layer_row->bind_int(first).finish_binding();
+        MLSIM_CHECK(
+            find_layer_row->step() && find_layer_row->column_int(0) == run_id &&
+                find_layer_row->column_int(1) == prepared.layers.front().idx,
+            fmt::format("results: run {}'s layer rows are not numbered {} to {}", run_id, first, last));
+        find_layer_row->reset();
+        set_layer_rows->reset();
+        set_layer_rows->bind_int(first).bind_int(last).bind_int(run_id).finish_binding();
+        set_layer_rows->run();
     }
 
     // The id of a metric's name and unit ('' for a text metric) in metric_names, added there when new. Inside
@@ -1088,8 +1107,9 @@ struct ResultsDb::Impl {
     std::optional<sql::Statement> find_run, find_link, run_hash, insert_sweep;
     std::optional<sql::Statement> find_error_after, find_claim, put_claim, drop_claim, max_run;
     std::optional<sql::Statement> find_metric, add_metric, find_def, add_def;
-    std::optional<sql::Statement> find_writers, hashes_after;
-    // Their first column is run_id, bound once per statement.
+    std::optional<sql::Statement> find_writers, hashes_after, find_layer_row, set_layer_rows;
+    // Their first column is run_id, bound once per statement. layer_row is not among the columns: SQLite
+    // numbers the rows (schema 12).
     MultiInsert insert_layers{
         [](std::size_t n) { return insert_sql("layer_results", k_layer_insert_columns, n, true); }};
     MultiInsert insert_factors{

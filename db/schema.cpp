@@ -66,6 +66,10 @@ constexpr std::array k_run_columns{
     Column{"total_memory_s", "REAL", 4},
     Column{"total_overhead_s", "REAL", 4},
     Column{"total_communication_s", "REAL", 4},
+    // Schema 12: the run's rows of layer_results are those numbered first_layer_row to last_layer_row (with
+    // its run_id); NULL when it has none (a failed run, --layer-rows none, a serving or collective run).
+    Column{"first_layer_row", "INTEGER", 12},
+    Column{"last_layer_row", "INTEGER", 12},
 };
 
 // Schema 11: what the workload says each layer is, once for every run that shares it (the view `layers`
@@ -85,6 +89,11 @@ constexpr std::array k_layer_def_columns{
 
 // Schema 11: a run's layers, each naming its definition (layer_defs); what the device made of it follows, as
 // the table `layers` of schema 10 had it (see k_v10_layer_columns for what each column holds).
+// Schema 12: numbered by layer_row in order of writing (SQLite gives the numbers: rows are inserted with
+// it NULL), with no other key or index, so that a row is an append (see schema.h); the step to 12 rebuilds
+// schema 11's table, which is the only way to add the key. The key is the last column: SQLite then builds a
+// row's record from the inserted values where they lie, where a key in front of them made it copy each value
+// first (22 copies a row, some 660 instructions: bench/README.md, twelfth round).
 constexpr std::array k_layer_result_columns{
     Column{"run_id", "INTEGER NOT NULL REFERENCES runs(run_id)", 11},
     Column{"idx", "INTEGER NOT NULL", 11},
@@ -108,6 +117,7 @@ constexpr std::array k_layer_result_columns{
     Column{"communication_s", "REAL", 11},
     Column{"levels", "TEXT", 11},
     Column{"metrics", "TEXT", 11},
+    Column{"layer_row", "INTEGER PRIMARY KEY", 12},
 };
 
 // The table `layers` of schema 1 to 10 (since 11 the view of that name over layer_defs and layer_results).
@@ -383,11 +393,11 @@ constexpr std::array k_parallel_exposed_columns{
 const std::array k_tables{
     Table{"meta", k_meta_columns, ""},
     Table{"runs", k_run_columns, ""},
-    // The view `layers` joins these two (schema 11). The per-layer row table WITHOUT ROWID (schema 8,
-    // `layers` then): a sweep writes thousands of its rows a point, and a rowid table stores each twice (the
-    // table and its primary key's index).
+    // The view `layers` joins these two (schema 11). layer_results: a rowid table without a key on
+    // (run_id, idx) since schema 12 (WITHOUT ROWID, keyed so, from 8 to 11): a run's rows are found by their
+    // range of layer_row (runs.first_layer_row, last_layer_row).
     Table{"layer_defs", k_layer_def_columns, "UNIQUE (name, op, phase, dtype, macs, flops, params)"},
-    Table{"layer_results", k_layer_result_columns, "PRIMARY KEY (run_id, idx)", true},
+    Table{"layer_results", k_layer_result_columns, ""},
     // A metric has exactly one of value or text, and a unit (metric_names) exactly when it has a value:
     // checked by the writer (ResultsDb), not by CHECK constraints, which cost SQLite about 520
     // instructions a row (bench/README.md, third round).
@@ -410,9 +420,11 @@ const std::array k_tables{
 // metrics, numbers as the tables stored them (REAL; JSON writes 3.0 as 3), in key order (the writer orders
 // each layer's entries by key, as the tables of schema 4 to 9 were).
 constexpr std::array k_views{
-    // Schema 11: the columns, rows and values of schema 10's table `layers`, in its column order.
+    // Schema 11: the columns, rows and values of schema 10's table `layers`, in its column order. Schema 12:
+    // each run's rows found by its range of layer_row (runs scanned in run_id order, NOT INDEXED: no index's
+    // order), the run_id compared too.
     View{"layers",
-         "SELECT r.run_id AS run_id, r.idx AS idx, d.name AS name, d.op AS op, d.phase AS phase, d.dtype AS "
+         "SELECT u.run_id AS run_id, r.idx AS idx, d.name AS name, d.op AS op, d.phase AS phase, d.dtype AS "
          "dtype, d.macs AS macs, d.flops AS flops, d.params AS params, r.bytes_read AS bytes_read, "
          "r.bytes_written AS bytes_written, r.start_s AS start_s, r.end_s AS end_s, r.time_s AS time_s, "
          "r.cycles "
@@ -420,20 +432,24 @@ constexpr std::array k_views{
          "energy_compute_j, r.energy_memory_j AS energy_memory_j, r.energy_static_j AS energy_static_j, "
          "r.utilization AS utilization, r.bound AS bound, r.compute_s AS compute_s, r.memory_s AS memory_s, "
          "r.overhead_s AS overhead_s, r.communication_s AS communication_s, r.levels AS levels, r.metrics AS "
-         "metrics FROM layer_results r JOIN layer_defs d ON d.def_id = r.def_id",
+         "metrics FROM runs u NOT INDEXED JOIN layer_results r ON r.layer_row BETWEEN u.first_layer_row AND "
+         "u.last_layer_row AND r.run_id = u.run_id JOIN layer_defs d ON d.def_id = r.def_id",
          11},
     View{"layer_levels",
-         "SELECT l.run_id AS run_id, l.idx AS idx, v.key AS level, CAST(json_extract(v.value, '$[0]') AS "
+         "SELECT u.run_id AS run_id, l.idx AS idx, v.key AS level, CAST(json_extract(v.value, '$[0]') AS "
          "REAL) "
          "AS bytes_read, CAST(json_extract(v.value, '$[1]') AS REAL) AS bytes_written, json_extract(v.value, "
-         "'$[2]') AS accesses, CAST(json_extract(v.value, '$[3]') AS REAL) AS energy_j FROM layer_results l "
-         "JOIN "
-         "json_each(l.levels) v",
+         "'$[2]') AS accesses, CAST(json_extract(v.value, '$[3]') AS REAL) AS energy_j FROM runs u NOT "
+         "INDEXED JOIN layer_results l ON l.layer_row BETWEEN u.first_layer_row AND u.last_layer_row AND "
+         "l.run_id = u.run_id "
+         "JOIN json_each(l.levels) v",
          10},
     View{"layer_metrics",
-         "SELECT l.run_id AS run_id, l.idx AS idx, n.name AS name, CASE WHEN m.type IN ('integer', 'real') "
+         "SELECT u.run_id AS run_id, l.idx AS idx, n.name AS name, CASE WHEN m.type IN ('integer', 'real') "
          "THEN CAST(m.atom AS REAL) END AS value, NULLIF(n.unit, '') AS unit, CASE WHEN m.type = 'text' THEN "
-         "m.atom END AS text FROM layer_results l JOIN json_each(l.metrics) m JOIN metric_names n ON "
+         "m.atom END AS text FROM runs u NOT INDEXED JOIN layer_results l ON l.layer_row BETWEEN "
+         "u.first_layer_row AND u.last_layer_row AND l.run_id = u.run_id JOIN json_each(l.metrics) m JOIN "
+         "metric_names n ON "
          "n.metric_id = "
          "CAST(m.key AS INTEGER)",
          9},
@@ -470,12 +486,58 @@ constexpr std::array k_old_views{
             "n.metric_id = CAST(m.key AS INTEGER)",
             9},
         10},
+    // Schema 11's, over layer_results keyed by (run_id, idx).
+    OldView{
+        View{"layers",
+             "SELECT r.run_id AS run_id, r.idx AS idx, d.name AS name, d.op AS op, d.phase AS phase, d.dtype "
+             "AS "
+             "dtype, d.macs AS macs, d.flops AS flops, d.params AS params, r.bytes_read AS bytes_read, "
+             "r.bytes_written AS bytes_written, r.start_s AS start_s, r.end_s AS end_s, r.time_s AS time_s, "
+             "r.cycles "
+             "AS cycles, r.stall_cycles AS stall_cycles, r.energy_j AS energy_j, r.energy_compute_j AS "
+             "energy_compute_j, r.energy_memory_j AS energy_memory_j, r.energy_static_j AS energy_static_j, "
+             "r.utilization AS utilization, r.bound AS bound, r.compute_s AS compute_s, r.memory_s AS "
+             "memory_s, "
+             "r.overhead_s AS overhead_s, r.communication_s AS communication_s, r.levels AS levels, "
+             "r.metrics AS "
+             "metrics FROM layer_results r JOIN layer_defs d ON d.def_id = r.def_id",
+             11},
+        11},
+    OldView{
+        View{"layer_levels",
+             "SELECT l.run_id AS run_id, l.idx AS idx, v.key AS level, CAST(json_extract(v.value, '$[0]') AS "
+             "REAL) "
+             "AS bytes_read, CAST(json_extract(v.value, '$[1]') AS REAL) AS bytes_written, "
+             "json_extract(v.value, "
+             "'$[2]') AS accesses, CAST(json_extract(v.value, '$[3]') AS REAL) AS energy_j FROM "
+             "layer_results l "
+             "JOIN "
+             "json_each(l.levels) v",
+             10},
+        11},
+    OldView{View{"layer_metrics",
+                 "SELECT l.run_id AS run_id, l.idx AS idx, n.name AS name, CASE WHEN m.type IN ('integer', "
+                 "'real') "
+                 "THEN CAST(m.atom AS REAL) END AS value, NULLIF(n.unit, '') AS unit, CASE WHEN m.type = "
+                 "'text' THEN "
+                 "m.atom END AS text FROM layer_results l JOIN json_each(l.metrics) m JOIN metric_names n ON "
+                 "n.metric_id = "
+                 "CAST(m.key AS INTEGER)",
+                 9},
+            11},
 };
 
 // Schema 11: deleting rows of the view `layers` deletes them from layer_results, as deleting from the table
 // of schema 10 did (a user's clean-up of runs keeps working); layer_defs keeps the definitions, which other
-// runs may share.
+// runs may share. Schema 12: the row is found in its run's range of layer_row.
 constexpr std::array k_triggers{
+    Trigger{"layers_delete",
+            "INSTEAD OF DELETE ON layers BEGIN DELETE FROM layer_results WHERE layer_row BETWEEN (SELECT "
+            "first_layer_row FROM runs WHERE run_id = old.run_id) AND (SELECT last_layer_row FROM runs WHERE "
+            "run_id = old.run_id) AND run_id = old.run_id AND idx = old.idx; END"},
+};
+// The triggers of schema 11, which the step to 12 replaces.
+constexpr std::array k_old_triggers{
     Trigger{"layers_delete",
             "INSTEAD OF DELETE ON layers BEGIN DELETE FROM layer_results WHERE run_id = old.run_id AND idx = "
             "old.idx; END"},
@@ -553,13 +615,21 @@ std::string object_type(sql::Connection& conn, std::string_view name) {
         conn.path(), what));
 }
 
+bool stored_without_rowid(sql::Connection& conn, std::string_view table);
+
+// A column a step adds by rebuilding its table (ALTER TABLE cannot add it): layer_results.layer_row, which
+// schema 11's table (WITHOUT ROWID) lacks until the step to 12.
+bool added_by_rebuild(sql::Connection& conn, const Table& table, const Column& col) {
+    return table.name == "layer_results" && col.name == "layer_row" && stored_without_rowid(conn, table.name);
+}
+
 // A table of the file that lacks a column of `table` ALTER TABLE cannot add (a key, a NOT NULL one) was not
 // made by mlsim (partial tables of another program).
 void check_columns(sql::Connection& conn, const Table& table) {
     if (!table_exists(conn, table.name)) return;
     const std::set<std::string> have = existing_columns(conn, table.name);
     for (const Column& col : table.columns)
-        if (!have.contains(std::string(col.name)) && !addable(col))
+        if (!have.contains(std::string(col.name)) && !addable(col) && !added_by_rebuild(conn, table, col))
             foreign_shape(
                 conn, fmt::format("table '{}' has no column '{}' ({}), which only creating the table makes",
                                   table.name, col.name, col.decl));
@@ -585,17 +655,6 @@ void check_shapes(sql::Connection& conn) {
         if (!type.empty() && type != "view" && type != "table")
             foreign_shape(conn, fmt::format("'{}' is a {}, where mlsim keeps a view", view.name, type));
     }
-    // A trigger's name: nothing, or the trigger mlsim makes.
-    for (const Trigger& trigger : k_triggers) {
-        const std::string type = object_type(conn, trigger.name);
-        if (type.empty()) continue;
-        if (type != "trigger")
-            foreign_shape(conn, fmt::format("'{}' is a {}, where mlsim keeps a trigger", trigger.name, type));
-        sql::Statement q(conn, "SELECT sql FROM sqlite_schema WHERE type = 'trigger' AND name = ?");
-        q.bind_text(trigger.name).finish_binding();
-        if (!q.step() || q.column_text(0) != fmt::format("CREATE TRIGGER {} {}", trigger.name, trigger.body))
-            foreign_shape(conn, fmt::format("the trigger '{}' is not the one mlsim makes", trigger.name));
-    }
     if (table_exists(conn, "meta")) {
         const std::set<std::string> have = existing_columns(conn, "meta");
         if (!have.contains("key") || !have.contains("value"))
@@ -614,6 +673,23 @@ void check_shapes(sql::Connection& conn) {
     // A table that lacks a column ALTER TABLE cannot add (a key, a NOT NULL one) was not made by mlsim
     // (partial tables of another program): refused before any table is changed.
     for (const Table& table : k_tables) check_columns(conn, table);
+    // A trigger's name: nothing, or the trigger mlsim makes (after the tables: a table renamed by hand
+    // changes the trigger's text too, and the table is what to report).
+    for (const Trigger& trigger : k_triggers) {
+        const std::string type = object_type(conn, trigger.name);
+        if (type.empty()) continue;
+        if (type != "trigger")
+            foreign_shape(conn, fmt::format("'{}' is a {}, where mlsim keeps a trigger", trigger.name, type));
+        sql::Statement q(conn, "SELECT sql FROM sqlite_schema WHERE type = 'trigger' AND name = ?");
+        q.bind_text(trigger.name).finish_binding();
+        const std::string sql = q.step() ? q.column_text(0) : std::string();
+        bool ours = sql == fmt::format("CREATE TRIGGER {} {}", trigger.name, trigger.body);
+        for (const Trigger& old : k_old_triggers)
+            if (old.name == trigger.name && sql == fmt::format("CREATE TRIGGER {} {}", old.name, old.body))
+                ours = true;
+        if (!ours)
+            foreign_shape(conn, fmt::format("the trigger '{}' is not the one mlsim makes", trigger.name));
+    }
 }
 
 // In a file older than schema 11, the table `layers` as check_columns() wants it: the steps extend it and the
@@ -652,10 +728,11 @@ void check_declarations() {
         int64_t born = table.columns.front().since;
         for (const Column& col : table.columns) born = std::min(born, col.since);
         for (const Column& col : table.columns)
-            MLSIM_CHECK(col.since == born || addable(col),
-                        fmt::format("column {}.{} '{}' cannot be added by ALTER TABLE; give it a DEFAULT "
-                                    "or drop the key constraint",
-                                    table.name, col.name, col.decl));
+            MLSIM_CHECK(
+                col.since == born || addable(col) || (table.name == "layer_results" && col.since == 12),
+                fmt::format("column {}.{} '{}' cannot be added by ALTER TABLE; give it a DEFAULT "
+                            "or drop the key constraint",
+                            table.name, col.name, col.decl));
     }
 }
 
@@ -683,7 +760,7 @@ void migrate_table(sql::Connection& conn, const Table& table) {
     }
     std::set<std::string> have = existing_columns(conn, table.name);
     for (const Column& col : table.columns) {
-        if (have.contains(std::string(col.name))) continue;
+        if (have.contains(std::string(col.name)) || added_by_rebuild(conn, table, col)) continue;
         MLSIM_CHECK(addable(col),
                     fmt::format("column {}.{} reached ALTER TABLE unchecked", table.name, col.name));
         conn.exec(fmt::format("ALTER TABLE {} ADD COLUMN {} {}", table.name, col.name, col.decl));
@@ -1015,14 +1092,19 @@ void split_layers(sql::Connection& conn) {
         "INSERT INTO layer_defs ({0}) SELECT {0} FROM (SELECT {0}, MIN(run_id * 4294967296 + idx) AS first "
         "FROM layers GROUP BY {0}) ORDER BY first",
         def));
-    std::string results;
-    for (const Column& col : k_layer_result_columns)
+    // Numbered (layer_row, schema 12) in (run_id, idx) order; the step to 12 gives each run its range.
+    std::string names, results;
+    for (const Column& col : k_layer_result_columns) {
+        if (col.name == "layer_row") continue;
+        names += fmt::format("{}{}", names.empty() ? "" : ", ", col.name);
         if (col.name != "run_id" && col.name != "idx" && col.name != "def_id")
             results += fmt::format(", l.{}", col.name);
-    conn.exec(fmt::format(
-        "INSERT INTO layer_results SELECT l.run_id, l.idx, d.def_id{} FROM layers l JOIN layer_defs d ON {} "
-        "ORDER BY l.run_id, l.idx",
-        results, same));
+    }
+    conn.exec(
+        fmt::format("INSERT INTO layer_results ({}) SELECT l.run_id, l.idx, d.def_id{} FROM layers l JOIN "
+                    "layer_defs d ON "
+                    "{} ORDER BY l.run_id, l.idx",
+                    names, results, same));
     {
         sql::Statement counts(conn,
                               "SELECT (SELECT COUNT(*) FROM layers), (SELECT COUNT(*) FROM layer_results)");
@@ -1034,6 +1116,46 @@ void split_layers(sql::Connection& conn) {
     for (const char* view : {"layer_levels", "layer_metrics"})
         if (object_type(conn, view) == "view") conn.exec(fmt::format("DROP VIEW {}", view));
     conn.exec("DROP TABLE layers");
+}
+
+// Step to schema 12: layer_results, WITHOUT ROWID in an 11 file, is rebuilt as the rowid table schema 12
+// declares, its rows numbered in (run_id, idx) order (a file older than 11 had them so numbered by the step
+// to 11); each run's first and last row go to runs; the views and the trigger over the table are made again
+// (migrate() makes them after the steps). A column, index or trigger on the table that mlsim did not make
+// stops it with a UserError.
+void number_layer_rows(sql::Connection& conn) {
+    if (stored_without_rowid(conn, "layer_results")) {
+        std::set<std::string> declared;
+        for (const Column& col : k_layer_result_columns) declared.insert(std::string(col.name));
+        for (const char* view : {"layers", "layer_levels", "layer_metrics"})
+            if (object_type(conn, view) == "view") conn.exec(fmt::format("DROP VIEW {}", view));
+        if (object_type(conn, "layers_delete") == "trigger") conn.exec("DROP TRIGGER layers_delete");
+        if (const std::string why = added_by_hand(conn, "layer_results", declared); !why.empty())
+            throw cfg::UserError(fmt::format(
+                "{}: error: results database: cannot migrate to schema version {}: table layer_results is "
+                "rebuilt with its rows numbered, but {}; remove it and open the file again",
+                conn.path(), current_version, why));
+        std::string names;
+        for (const Column& col : k_layer_result_columns)
+            if (col.name != "layer_row") names += fmt::format("{}{}", names.empty() ? "" : ", ", col.name);
+        const Table& table = *std::find_if(k_tables.begin(), k_tables.end(),
+                                           [](const Table& t) { return t.name == "layer_results"; });
+        conn.exec(create_table_sql_named(table, "mlsim_rebuild_layer_results"));
+        conn.exec(
+            fmt::format("INSERT INTO mlsim_rebuild_layer_results ({0}) SELECT {0} FROM layer_results ORDER "
+                        "BY run_id, idx",
+                        names));
+        conn.exec("DROP TABLE layer_results");
+        conn.exec("ALTER TABLE mlsim_rebuild_layer_results RENAME TO layer_results");
+    } else {
+        for (const char* view : {"layers", "layer_levels", "layer_metrics"})
+            if (object_type(conn, view) == "view") conn.exec(fmt::format("DROP VIEW {}", view));
+        if (object_type(conn, "layers_delete") == "trigger") conn.exec("DROP TRIGGER layers_delete");
+    }
+    conn.exec(
+        "UPDATE runs SET first_layer_row = t.first, last_layer_row = t.last FROM (SELECT run_id, "
+        "MIN(layer_row) AS first, MAX(layer_row) AS last FROM layer_results GROUP BY run_id) AS t WHERE "
+        "runs.run_id = t.run_id");
 }
 
 // Steps that move data, applied in order to a file older than their version (after the additive pass
@@ -1048,6 +1170,7 @@ constexpr std::array k_steps{
     Step{9, metrics_by_id},
     Step{10, objects_in_layers},
     Step{11, split_layers},
+    Step{12, number_layer_rows},
 };
 
 // Foreign-key enforcement off for the connection while it lives (a versioned step rebuilds tables that other

@@ -34,6 +34,10 @@
 //   def_id naming the row's definition); the table is dropped and the view `layers` made in its place (the
 //   same columns, rows and values); a column, index or trigger on it that mlsim did not make stops it with a
 //   UserError.
+//   Step to 12: layer_results (schema 11's WITHOUT ROWID table) is rebuilt as a rowid table, its rows
+//   numbered in (run_id, idx) order, each run's first and last row written to runs, and the views and the
+//   trigger over it made again; a column, index or trigger on it that mlsim did not make stops it with a
+//   UserError.
 // A file written by a newer schema is refused with a UserError rather than half-understood, and so is an
 // SQLite file whose application_id is not mlsim's, and one whose objects under mlsim's names are not what
 // mlsim makes (a view or index where a table belongs, a meta table without key and value, a table that
@@ -74,7 +78,12 @@ namespace mlsim::db::schema {
 // workload says a layer is (name, op, phase, dtype, macs, flops, params), stored once for all the runs that
 // share it: the points of a sweep over the hardware repeat them, and they were a third of what the writer
 // spent on a layer's row (bench/README.md, ninth round).
-inline constexpr int64_t current_version = 11;
+// Version 12: layer_results is a rowid table numbered by layer_row (INTEGER PRIMARY KEY, given by SQLite in
+// order of writing), with no other key or index: a run's rows are consecutive, from runs.first_layer_row to
+// runs.last_layer_row (NULL for a run without layer rows), and the views find them by that range. A WITHOUT
+// ROWID table keyed by (run_id, idx) cost the writer a uniqueness probe and a b-tree rebalance per row; the
+// appends cost about a quarter fewer instructions a row (bench/README.md, twelfth round).
+inline constexpr int64_t current_version = 12;
 
 // PRAGMA application_id stamped into every file so a foreign SQLite file is recognised ('mlsi').
 inline constexpr int32_t application_id = 0x6d6c7369;

@@ -50,6 +50,9 @@ std::vector<std::string> whole_file(const std::string& db_path, bool ids = false
         for (const std::string& col :
              db_rows(db_path, fmt::format("SELECT name FROM pragma_table_info('{}') ORDER BY cid", table))) {
             if (col == "wall_s" || col == "created_utc" || col == "claimed_utc") continue;
+            // Where a row sits in the file (schema 12's numbering of layer rows, and each run's range of it):
+            // ids, compared with them.
+            if (!ids && (col == "layer_row" || col == "first_layer_row" || col == "last_layer_row")) continue;
             if (ids)
                 exprs.push_back(fmt::format("quote(t.{})", col));
             else if (col == "run_id")

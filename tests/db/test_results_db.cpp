@@ -225,16 +225,22 @@ TEST_CASE("opening creates the file, its parent directories and the schema", "[d
     CHECK(column_names(path, "metric_names") == std::set<std::string>{"metric_id", "name", "unit"});
     CHECK(query_int(path, "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'layer_metric_values'") == 0);
     CHECK(column_names(path, "meta") == std::set<std::string>{"key", "value"});
-    // Schema 11: `layers` is a view over layer_results ((run_id, idx) its key: pk positions 1 and 2 in
-    // table_info) and layer_defs (what the workload says a layer is, once).
+    // Schema 11: `layers` is a view over layer_results and layer_defs (what the workload says a layer is,
+    // once). Schema 12: layer_results is keyed by layer_row alone (a rowid table, no other index), each
+    // run's range of it in runs.
     CHECK(query_text(path, "SELECT type FROM sqlite_schema WHERE name = 'layers'") == "view");
-    CHECK(query_int(path, "SELECT COUNT(*) FROM pragma_table_info('layer_results') WHERE pk > 0") == 2);
+    CHECK(query_text(path, "SELECT name FROM pragma_table_info('layer_results') WHERE pk > 0") ==
+          "layer_row");
+    CHECK(query_int(path, "SELECT COUNT(*) FROM sqlite_schema WHERE tbl_name = 'layer_results'") == 1);
+    CHECK(query_int(path,
+                    "SELECT COUNT(*) FROM pragma_table_info('runs') WHERE name IN ('first_layer_row', "
+                    "'last_layer_row')") == 2);
     CHECK(column_names(path, "layer_defs") ==
           std::set<std::string>{"def_id", "name", "op", "phase", "dtype", "macs", "flops", "params"});
     std::set<std::string> results = column_names(path, "layer_results");
     for (const char* col : {"name", "op", "phase", "dtype", "macs", "flops", "params"})
         CHECK_FALSE(results.contains(col));
-    CHECK(results.size() == layers.size() - 7 + 1);  // + def_id
+    CHECK(results.size() == layers.size() - 7 + 2);  // + def_id, layer_row
 }
 
 TEST_CASE("record_run writes one run row with totals computed from its layers", "[db]") {
@@ -828,6 +834,55 @@ int64_t without_rowid_tables(const std::string& path) {
                      "LIKE '%WITHOUT ROWID'");
 }
 
+// Schema 11's layer_results (WITHOUT ROWID, keyed by (run_id, idx)), its views and its trigger, as mlsim 11
+// made them.
+constexpr const char* k_v11_layer_results_table =
+    "CREATE TABLE v11_layer_results (run_id INTEGER NOT NULL REFERENCES runs(run_id), idx INTEGER NO"
+    "T NULL, def_id INTEGER NOT NULL REFERENCES layer_defs(def_id), bytes_read REAL, bytes_written R"
+    "EAL, start_s REAL, end_s REAL, time_s REAL, cycles INTEGER, stall_cycles INTEGER, energy_j REAL"
+    ", energy_compute_j REAL, energy_memory_j REAL, energy_static_j REAL, utilization REAL, bound TE"
+    "XT, compute_s REAL, memory_s REAL, overhead_s REAL, communication_s REAL, levels TEXT, metrics "
+    "TEXT, PRIMARY KEY (run_id, idx)) WITHOUT ROWID";
+constexpr const char* k_v11_views =
+    "CREATE VIEW layers AS SELECT r.run_id AS run_id, r.idx AS idx, d.name AS name, d.op AS op, d.ph"
+    "ase AS phase, d.dtype AS dtype, d.macs AS macs, d.flops AS flops, d.params AS params, r.bytes_r"
+    "ead AS bytes_read, r.bytes_written AS bytes_written, r.start_s AS start_s, r.end_s AS end_s, r."
+    "time_s AS time_s, r.cycles AS cycles, r.stall_cycles AS stall_cycles, r.energy_j AS energy_j, r"
+    ".energy_compute_j AS energy_compute_j, r.energy_memory_j AS energy_memory_j, r.energy_static_j "
+    "AS energy_static_j, r.utilization AS utilization, r.bound AS bound, r.compute_s AS compute_s, r"
+    ".memory_s AS memory_s, r.overhead_s AS overhead_s, r.communication_s AS communication_s, r.leve"
+    "ls AS levels, r.metrics AS metrics FROM layer_results r JOIN layer_defs d ON d.def_id = r.def_i"
+    "d; CREATE VIEW layer_levels AS SELECT l.run_id AS run_id, l.idx AS idx, v.key AS level, CAST(js"
+    "on_extract(v.value, '$[0]') AS REAL) AS bytes_read, CAST(json_extract(v.value, '$[1]') AS REAL)"
+    " AS bytes_written, json_extract(v.value, '$[2]') AS accesses, CAST(json_extract(v.value, '$[3]'"
+    ") AS REAL) AS energy_j FROM layer_results l JOIN json_each(l.levels) v; CREATE VIEW layer_metri"
+    "cs AS SELECT l.run_id AS run_id, l.idx AS idx, n.name AS name, CASE WHEN m.type IN ('integer', "
+    "'real') THEN CAST(m.atom AS REAL) END AS value, NULLIF(n.unit, '') AS unit, CASE WHEN m.type = "
+    "'text' THEN m.atom END AS text FROM layer_results l JOIN json_each(l.metrics) m JOIN metric_nam"
+    "es n ON n.metric_id = CAST(m.key AS INTEGER); CREATE TRIGGER layers_delete INSTEAD OF DELETE ON"
+    " layers BEGIN DELETE FROM layer_results WHERE run_id = old.run_id AND idx = old.idx; END";
+
+// Turns a current file into what schema 11 wrote: layer_results WITHOUT ROWID without layer_row, runs without
+// the row ranges, the views and trigger of 11, version 11.
+void make_schema_11(const std::string& path) {
+    sql::Connection raw(path, sql::Connection::Mode::read_write_create);
+    raw.exec("PRAGMA foreign_keys = OFF; BEGIN");
+    raw.exec(k_v11_layer_results_table);
+    raw.exec(
+        "INSERT INTO v11_layer_results SELECT run_id, idx, def_id, bytes_read, bytes_written, start_s, "
+        "end_s, time_s, cycles, stall_cycles, energy_j, energy_compute_j, energy_memory_j, energy_static_j, "
+        "utilization, bound, compute_s, memory_s, overhead_s, communication_s, levels, metrics FROM "
+        "layer_results");
+    raw.exec(
+        "DROP VIEW layer_levels; DROP VIEW layer_metrics; DROP VIEW layers; DROP TABLE layer_results; ALTER "
+        "TABLE v11_layer_results RENAME TO layer_results");
+    raw.exec(k_v11_views);
+    raw.exec(
+        "ALTER TABLE runs DROP COLUMN first_layer_row; ALTER TABLE runs DROP COLUMN last_layer_row; UPDATE "
+        "meta "
+        "SET value = '11' WHERE key = 'schema_version'; COMMIT");
+}
+
 // Turns a current file into what schema 7 wrote: the per-layer tables as rowid tables, the metrics in the
 // table `layer_metrics` with their names and units and the levels in the table `layer_levels` (schema 4 to
 // 8), not in layers.levels and layers.metrics, version 7.
@@ -883,7 +938,7 @@ std::string old_file_with(const std::string& file, void (*make_old)(const std::s
 
 }  // namespace
 
-TEST_CASE("a schema-7 file's per-layer tables are rebuilt WITHOUT ROWID, every row kept", "[db]") {
+TEST_CASE("a schema-7 file's per-layer rows reach schema 12's tables, every row kept", "[db]") {
     TempDir dir;
     const std::string path = dir.file("r.db");
     {
@@ -891,7 +946,7 @@ TEST_CASE("a schema-7 file's per-layer tables are rebuilt WITHOUT ROWID, every r
         db.record_run(sample_info("a\n"), sample_layers(5), 1.0);
         db.record_run(sample_info("b\n"), sample_layers(3), 1.0);
     }
-    REQUIRE(without_rowid_tables(path) == 1);
+    REQUIRE(without_rowid_tables(path) == 0);  // none since schema 12
     const std::vector<std::string> before = layer_table_rows(path);
     REQUIRE(before.size() > 20);
     make_schema_7(path);
@@ -900,8 +955,12 @@ TEST_CASE("a schema-7 file's per-layer tables are rebuilt WITHOUT ROWID, every r
     REQUIRE(layer_table_rows(path) == before);
     {
         ResultsDb db(path);
-        CHECK(without_rowid_tables(path) == 1);
+        CHECK(without_rowid_tables(path) == 0);
         CHECK(layer_table_rows(path) == before);
+        // The step to 12: each run's rows numbered consecutively, their range in runs.
+        CHECK(query_int(path,
+                        "SELECT COUNT(*) FROM runs r WHERE r.last_layer_row - r.first_layer_row + 1 <> "
+                        "(SELECT COUNT(*) FROM layer_results l WHERE l.run_id = r.run_id)") == 0);
         // The step to 9: the metrics' rows by id, the names in name order, layer_metrics a view again.
         CHECK(query_text(path, "SELECT type FROM sqlite_schema WHERE name = 'layer_metrics'") == "view");
         CHECK(
@@ -1377,4 +1436,64 @@ TEST_CASE("Statement::keep_* leaves a parameter that holds the same value as it 
     // reset() clears every binding, and what was kept with them.
     s.reset();
     CHECK(row([&] { s.keep_int(5).keep_text("x").keep_text("y"); }) == "5,'x','y'");
+}
+
+TEST_CASE("a schema-11 file's layer rows are numbered, each run's range in runs, every row kept", "[db]") {
+    TempDir dir;
+    const std::string path = dir.file("r.db");
+    {
+        ResultsDb db(path);
+        db.record_run(sample_info("a\n"), sample_layers(5), 1.0);
+        db.record_run(sample_info("b\n"), sample_layers(3), 1.0);
+        db.record_run(sample_info("c\n"), sample_layers(4), 1.0);
+    }
+    const std::vector<std::string> before = layer_table_rows(path);
+    REQUIRE(before.size() > 20);
+    make_schema_11(path);
+    REQUIRE(without_rowid_tables(path) == 1);
+    REQUIRE(layer_table_rows(path) == before);  // the views of 11 over the table of 11
+    {
+        ResultsDb db(path);
+        CHECK(without_rowid_tables(path) == 0);
+        CHECK(layer_table_rows(path) == before);
+        CHECK(query_text(path, "SELECT value FROM meta WHERE key = 'schema_version'") == "12");
+        // Numbered in (run_id, idx) order: each run's rows from its first to its last, nothing else there.
+        CHECK(
+            query_text(path,
+                       "SELECT group_concat(run_id || ':' || first_layer_row || '-' || last_layer_row, ' ') "
+                       "FROM (SELECT * FROM runs ORDER BY run_id)") == "1:1-5 2:6-8 3:9-12");
+        CHECK(query_int(path,
+                        "SELECT COUNT(*) FROM layer_results a JOIN layer_results b ON b.layer_row = "
+                        "a.layer_row + 1 WHERE (b.run_id, b.idx) <= (a.run_id, a.idx)") == 0);
+        CHECK(query_int(path, "SELECT COUNT(*) FROM pragma_foreign_key_check") == 0);
+        db.record_run(sample_info("d\n"), sample_layers(2), 1.0);  // and the file takes new runs
+    }
+    CHECK(query_text(path, "SELECT first_layer_row || '-' || last_layer_row FROM runs WHERE run_id = 4") ==
+          "13-14");
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layers WHERE run_id = 4") == 2);
+    // The trigger of 12: deleting a run's layers through the view deletes its rows only.
+    {
+        sql::Connection raw(path, sql::Connection::Mode::read_write_create);
+        raw.exec("DELETE FROM layers WHERE run_id = 2");
+    }
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layer_results WHERE run_id = 2") == 0);
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layer_results") == 5 + 4 + 2);
+    // A run's lookup is a range of the rowid, not a scan.
+    {
+        sql::Connection raw(path, sql::Connection::Mode::read_write_create);
+        sql::Statement plan(raw, "EXPLAIN QUERY PLAN SELECT * FROM layers WHERE run_id = 3");
+        std::string steps;
+        while (plan.step()) steps += plan.column_text(3) + "; ";
+        INFO(steps);
+        CHECK(steps.find("SCAN") == std::string::npos);
+        CHECK(steps.find("SEARCH r USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)") != std::string::npos);
+    }
+
+    // An index added by hand to schema 11's table would be lost: the migration stops, naming it, and leaves
+    // the file as it was.
+    const std::string hand = old_file_with(dir.file("hand.db"), make_schema_11,
+                                           "CREATE INDEX my_layer_bytes ON layer_results(bytes_read)");
+    CHECK_THROWS_WITH(ResultsDb(hand), Catch::Contains(hand) && Catch::Contains("my_layer_bytes"));
+    CHECK(without_rowid_tables(hand) == 1);
+    CHECK(query_text(hand, "SELECT value FROM meta WHERE key = 'schema_version'") == "11");
 }
