@@ -6,9 +6,9 @@
 // bytes_written, accesses, energy_j]) and `layers.metrics` (metric id, in `metric_names`, -> value or text).
 // Since schema 11 `layers` is a view too, over `layer_defs` (a layer's name, op, phase, dtype, macs, flops
 // and params, once for every run that shares them) and `layer_results` (the rest of each row, with its
-// def_id). Since schema 12 a run's rows of layer_results are consecutive, numbered by layer_row, and its range
-// is in runs (first_layer_row, last_layer_row), which the views read. Schema in db/schema.h; units in column
-// names.
+// def_id). Since schema 12 a run's rows of layer_results are consecutive, numbered by layer_row, and its
+// range is in runs (first_layer_row, last_layer_row), which the views read. Schema in db/schema.h; units in
+// column names.
 //
 // Contract:
 // - Opening never truncates: an existing mlsim file is appended to (and migrated to the current schema,
