@@ -166,6 +166,65 @@ Model ds_cnn_kws(const ZooOptions& o) {
     return std::move(n).build();
 }
 
+// The medium DS-CNN of "Hello Edge" (Zhang et al., arXiv:1711.07128, Table: DS-CNN S / M / L), as ARM's
+// ML-KWS-for-MCU trains it (train_commands.txt: --model_size_info 5 172 10 4 2 1 172 3 3 2 2 172 3 3 1 1
+// 172 3 3 1 1 172 3 3 1 1; models.py create_ds_cnn_model): input 49 frames x 10 MFCC (40 ms windows every
+// 20 ms); Conv 172 x (10x4) stride (2, 1), then 4 depthwise-separable layers of 172 channels, 3x3, the first
+// with stride (2, 2); TensorFlow "same" padding, biases on every convolution (slim's arg_scope), batchnorm +
+// ReLU after each; average pool over the remaining 13 x 5; 12-way dense. Counted from that architecture:
+// 138,128 trainable parameters and 9,816,384 MACs. Hello Edge gives it 19.8 M operations (about MACs x 2)
+// and 189.7 KB of memory: 8-bit weights plus activations.
+Model ds_cnn_kws_m(const ZooOptions& o) {
+    check_options("ds-cnn-kws-m", o, false, false);
+    Net n("ds-cnn-kws-m", o.dtype);
+    constexpr int64_t c = 172;
+    T x = Net::input({o.batch, 1, 49, 10});
+    ConvAttr c1;
+    c1.out_channels = c;
+    c1.kernel = {10, 4, 1};
+    c1.stride = {2, 1, 1};
+    // "same": out 25 x 10; total padding H (25-1)*2 + 10 - 49 = 9 = 4 + 5, W (10-1) + 4 - 10 = 3 = 1 + 2.
+    c1.pad_begin = {4, 1, 0};
+    c1.pad_end = {5, 2, 0};
+    c1.bias = true;
+    x = n.op("conv1", c1, {x});
+    x = n.norm("bn1", NormType::batch, x);
+    x = n.act("relu1", Eltwise::relu, x);
+    for (int i = 1; i <= 4; ++i) {
+        const std::string p = fmt::format("ds{}.", i);
+        ConvAttr dw;
+        dw.out_channels = c;
+        dw.kernel = {3, 3, 1};
+        dw.groups = c;
+        dw.bias = true;
+        if (i == 1) {
+            // "same" at stride 2: out 13 x 5; padding H (13-1)*2 + 3 - 25 = 2 = 1 + 1, W (5-1)*2 + 3 - 10
+            // = 1.
+            dw.stride = {2, 2, 1};
+            dw.pad_begin = {1, 0, 0};
+            dw.pad_end = {1, 1, 0};
+        } else {
+            dw.pad_begin = {1, 1, 0};
+            dw.pad_end = {1, 1, 0};
+        }
+        x = n.op(p + "dw", dw, {x});
+        x = n.norm(p + "dw_bn", NormType::batch, x);
+        x = n.act(p + "dw_relu", Eltwise::relu, x);
+        x = n.conv2d(p + "pw", x, c, 1, 1, 0, 1, true);
+        x = n.norm(p + "pw_bn", NormType::batch, x);
+        x = n.act(p + "pw_relu", Eltwise::relu, x);
+    }
+    PoolAttr pool;
+    pool.type = PoolType::avg;
+    pool.kernel = {13, 5, 1};
+    pool.stride = {13, 5, 1};
+    x = n.op("avgpool", pool, {x});
+    x = n.flatten("flatten", x);
+    x = n.linear("fc", x, 12);
+    n.op("softmax", SoftmaxAttr{}, {x});
+    return std::move(n).build();
+}
+
 // MLPerf Tiny visual wake words (Banbury et al. 2021; the reference Keras model): MobileNetV1 at width
 // 0.25, 96x96 RGB, 2 classes. Depthwise-separable blocks (output channels, stride) as in Howard et al.
 // 2017 Table 1 times 0.25; the depthwise and pointwise convolutions have no bias (BN follows).

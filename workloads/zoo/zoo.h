@@ -20,6 +20,7 @@ Model lenet5(const ZooOptions& o);
 Model resnet50(const ZooOptions& o);
 Model mobilenetv2(const ZooOptions& o);
 Model ds_cnn_kws(const ZooOptions& o);
+Model ds_cnn_kws_m(const ZooOptions& o);
 Model vww_mobilenetv1(const ZooOptions& o);
 Model resnet8_cifar(const ZooOptions& o);
 Model fc_autoencoder(const ZooOptions& o);
