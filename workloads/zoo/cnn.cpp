@@ -124,6 +124,44 @@ Model mobilenetv2(const ZooOptions& o) {
     return std::move(n).build();
 }
 
+// A DS-CNN's first layer on its 49 x 10 MFCC input: conv1 to `c` channels, 10x4, stride (2, stride_w), with
+// bias, padding 4 / 5 over time and 1 / pad_end_w over the coefficients; batchnorm + ReLU.
+static T ds_cnn_stem(Net& n, int64_t batch, int64_t c, int64_t stride_w, int64_t pad_end_w) {
+    ConvAttr c1;
+    c1.out_channels = c;
+    c1.kernel = {10, 4, 1};
+    c1.stride = {2, stride_w, 1};
+    c1.pad_begin = {4, 1, 0};
+    c1.pad_end = {5, pad_end_w, 0};
+    c1.bias = true;
+    T x = n.op("conv1", c1, {Net::input({batch, 1, 49, 10})});
+    x = n.norm("bn1", NormType::batch, x);
+    return n.act("relu1", Eltwise::relu, x);
+}
+
+// A DS-CNN's depthwise-separable layer after its depthwise convolution `dw` (prefix `p`): batchnorm + ReLU,
+// a 1x1 pointwise convolution to `c` channels with bias, batchnorm + ReLU.
+static T ds_cnn_layer_rest(Net& n, const std::string& p, T dw, int64_t c) {
+    T x = n.norm(p + "dw_bn", NormType::batch, dw);
+    x = n.act(p + "dw_relu", Eltwise::relu, x);
+    x = n.conv2d(p + "pw", x, c, 1, 1, 0, 1, true);
+    x = n.norm(p + "pw_bn", NormType::batch, x);
+    return n.act(p + "pw_relu", Eltwise::relu, x);
+}
+
+// A DS-CNN's head: average pool over the remaining t x f frames and coefficients, 12-way dense, softmax.
+static Model ds_cnn_head(Net&& n, T x, int64_t t, int64_t f) {
+    PoolAttr pool;
+    pool.type = PoolType::avg;
+    pool.kernel = {t, f, 1};
+    pool.stride = {t, f, 1};
+    x = n.op("avgpool", pool, {x});
+    x = n.flatten("flatten", x);
+    x = n.linear("fc", x, 12);
+    n.op("softmax", SoftmaxAttr{}, {x});
+    return std::move(n).build();
+}
+
 // DS-CNN for keyword spotting as in the MLPerf Tiny reference (C. Banbury et al., "MLPerf Tiny
 // Benchmark", NeurIPS Datasets and Benchmarks 2021; model from Y. Zhang et al., "Hello Edge: Keyword
 // Spotting on Microcontrollers", arXiv:1711.07128): input 49 frames x 10 MFCC; Conv 64 x (10x4) stride 2
@@ -134,36 +172,13 @@ Model mobilenetv2(const ZooOptions& o) {
 Model ds_cnn_kws(const ZooOptions& o) {
     check_options("ds-cnn-kws", o, false, false);
     Net n("ds-cnn-kws", o.dtype);
-    T x = Net::input({o.batch, 1, 49, 10});
-    ConvAttr c1;
-    c1.out_channels = 64;
-    c1.kernel = {10, 4, 1};
-    c1.stride = {2, 2, 1};
     // TensorFlow "same": total padding (out-1)*stride + k - in, the odd unit at the end: H 9 = 4 + 5, W 2.
-    c1.pad_begin = {4, 1, 0};
-    c1.pad_end = {5, 1, 0};
-    c1.bias = true;
-    x = n.op("conv1", c1, {x});
-    x = n.norm("bn1", NormType::batch, x);
-    x = n.act("relu1", Eltwise::relu, x);
+    T x = ds_cnn_stem(n, o.batch, 64, 2, 1);
     for (int i = 1; i <= 4; ++i) {
         const std::string p = fmt::format("ds{}.", i);
-        x = n.conv2d(p + "dw", x, 64, 3, 1, 1, 64, true);
-        x = n.norm(p + "dw_bn", NormType::batch, x);
-        x = n.act(p + "dw_relu", Eltwise::relu, x);
-        x = n.conv2d(p + "pw", x, 64, 1, 1, 0, 1, true);
-        x = n.norm(p + "pw_bn", NormType::batch, x);
-        x = n.act(p + "pw_relu", Eltwise::relu, x);
+        x = ds_cnn_layer_rest(n, p, n.conv2d(p + "dw", x, 64, 3, 1, 1, 64, true), 64);
     }
-    PoolAttr pool;
-    pool.type = PoolType::avg;
-    pool.kernel = {24, 5, 1};
-    pool.stride = {24, 5, 1};
-    x = n.op("avgpool", pool, {x});
-    x = n.flatten("flatten", x);
-    x = n.linear("fc", x, 12);
-    n.op("softmax", SoftmaxAttr{}, {x});
-    return std::move(n).build();
+    return ds_cnn_head(std::move(n), x, 24, 5);
 }
 
 // The medium DS-CNN of "Hello Edge" (Zhang et al., arXiv:1711.07128, Table: DS-CNN S / M / L), as ARM's
@@ -178,18 +193,8 @@ Model ds_cnn_kws_m(const ZooOptions& o) {
     check_options("ds-cnn-kws-m", o, false, false);
     Net n("ds-cnn-kws-m", o.dtype);
     constexpr int64_t c = 172;
-    T x = Net::input({o.batch, 1, 49, 10});
-    ConvAttr c1;
-    c1.out_channels = c;
-    c1.kernel = {10, 4, 1};
-    c1.stride = {2, 1, 1};
     // "same": out 25 x 10; total padding H (25-1)*2 + 10 - 49 = 9 = 4 + 5, W (10-1) + 4 - 10 = 3 = 1 + 2.
-    c1.pad_begin = {4, 1, 0};
-    c1.pad_end = {5, 2, 0};
-    c1.bias = true;
-    x = n.op("conv1", c1, {x});
-    x = n.norm("bn1", NormType::batch, x);
-    x = n.act("relu1", Eltwise::relu, x);
+    T x = ds_cnn_stem(n, o.batch, c, 1, 2);
     for (int i = 1; i <= 4; ++i) {
         const std::string p = fmt::format("ds{}.", i);
         ConvAttr dw;
@@ -207,22 +212,9 @@ Model ds_cnn_kws_m(const ZooOptions& o) {
             dw.pad_begin = {1, 1, 0};
             dw.pad_end = {1, 1, 0};
         }
-        x = n.op(p + "dw", dw, {x});
-        x = n.norm(p + "dw_bn", NormType::batch, x);
-        x = n.act(p + "dw_relu", Eltwise::relu, x);
-        x = n.conv2d(p + "pw", x, c, 1, 1, 0, 1, true);
-        x = n.norm(p + "pw_bn", NormType::batch, x);
-        x = n.act(p + "pw_relu", Eltwise::relu, x);
+        x = ds_cnn_layer_rest(n, p, n.op(p + "dw", dw, {x}), c);
     }
-    PoolAttr pool;
-    pool.type = PoolType::avg;
-    pool.kernel = {13, 5, 1};
-    pool.stride = {13, 5, 1};
-    x = n.op("avgpool", pool, {x});
-    x = n.flatten("flatten", x);
-    x = n.linear("fc", x, 12);
-    n.op("softmax", SoftmaxAttr{}, {x});
-    return std::move(n).build();
+    return ds_cnn_head(std::move(n), x, 13, 5);
 }
 
 // MLPerf Tiny visual wake words (Banbury et al. 2021; the reference Keras model): MobileNetV1 at width
