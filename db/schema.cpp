@@ -617,10 +617,16 @@ std::string object_type(sql::Connection& conn, std::string_view name) {
 
 bool stored_without_rowid(sql::Connection& conn, std::string_view table);
 
-// A column a step adds by rebuilding its table (ALTER TABLE cannot add it): layer_results.layer_row, which
-// schema 11's table (WITHOUT ROWID) lacks until the step to 12.
+// A column a step adds by rebuilding its table, as ALTER TABLE cannot: layer_results.layer_row, the key of
+// schema 12 (the step to 12).
+bool rebuilt_by_step(const Table& table, const Column& col) {
+    return table.name == "layer_results" && col.name == "layer_row";
+}
+
+// Whether the file's table lacks `col` only until its step rebuilds it: schema 11's layer_results (WITHOUT
+// ROWID) has no layer_row.
 bool added_by_rebuild(sql::Connection& conn, const Table& table, const Column& col) {
-    return table.name == "layer_results" && col.name == "layer_row" && stored_without_rowid(conn, table.name);
+    return rebuilt_by_step(table, col) && stored_without_rowid(conn, table.name);
 }
 
 // A table of the file that lacks a column of `table` ALTER TABLE cannot add (a key, a NOT NULL one) was not
@@ -728,11 +734,10 @@ void check_declarations() {
         int64_t born = table.columns.front().since;
         for (const Column& col : table.columns) born = std::min(born, col.since);
         for (const Column& col : table.columns)
-            MLSIM_CHECK(
-                col.since == born || addable(col) || (table.name == "layer_results" && col.since == 12),
-                fmt::format("column {}.{} '{}' cannot be added by ALTER TABLE; give it a DEFAULT "
-                            "or drop the key constraint",
-                            table.name, col.name, col.decl));
+            MLSIM_CHECK(col.since == born || addable(col) || rebuilt_by_step(table, col),
+                        fmt::format("column {}.{} '{}' cannot be added by ALTER TABLE; give it a DEFAULT "
+                                    "or drop the key constraint",
+                                    table.name, col.name, col.decl));
     }
 }
 
@@ -1069,6 +1074,14 @@ void objects_in_layers(sql::Connection& conn) {
 // with it schema 10's views over it (migrate() makes the views anew, `layers` among them). A column, index or
 // trigger on the table that mlsim did not make, or a row left without its definition, stops it with a
 // UserError.
+// layer_results' columns but its key, which SQLite numbers (schema 12), comma-separated: what a step writes.
+std::string written_result_columns() {
+    std::string names;
+    for (const Column& col : k_layer_result_columns)
+        if (col.name != "layer_row") names += fmt::format("{}{}", names.empty() ? "" : ", ", col.name);
+    return names;
+}
+
 void split_layers(sql::Connection& conn) {
     if (!table_exists(conn, "layers")) return;
     const auto refuse = [&](const std::string& why) {
@@ -1093,18 +1106,14 @@ void split_layers(sql::Connection& conn) {
         "FROM layers GROUP BY {0}) ORDER BY first",
         def));
     // Numbered (layer_row, schema 12) in (run_id, idx) order; the step to 12 gives each run its range.
-    std::string names, results;
-    for (const Column& col : k_layer_result_columns) {
-        if (col.name == "layer_row") continue;
-        names += fmt::format("{}{}", names.empty() ? "" : ", ", col.name);
-        if (col.name != "run_id" && col.name != "idx" && col.name != "def_id")
+    std::string results;
+    for (const Column& col : k_layer_result_columns)
+        if (col.name != "run_id" && col.name != "idx" && col.name != "def_id" && col.name != "layer_row")
             results += fmt::format(", l.{}", col.name);
-    }
     conn.exec(
         fmt::format("INSERT INTO layer_results ({}) SELECT l.run_id, l.idx, d.def_id{} FROM layers l JOIN "
-                    "layer_defs d ON "
-                    "{} ORDER BY l.run_id, l.idx",
-                    names, results, same));
+                    "layer_defs d ON {} ORDER BY l.run_id, l.idx",
+                    written_result_columns(), results, same));
     {
         sql::Statement counts(conn,
                               "SELECT (SELECT COUNT(*) FROM layers), (SELECT COUNT(*) FROM layer_results)");
@@ -1124,33 +1133,30 @@ void split_layers(sql::Connection& conn) {
 // (migrate() makes them after the steps). A column, index or trigger on the table that mlsim did not make
 // stops it with a UserError.
 void number_layer_rows(sql::Connection& conn) {
-    if (stored_without_rowid(conn, "layer_results")) {
+    const bool rebuild = stored_without_rowid(conn, "layer_results");
+    if (rebuild) {
         std::set<std::string> declared;
         for (const Column& col : k_layer_result_columns) declared.insert(std::string(col.name));
-        for (const char* view : {"layers", "layer_levels", "layer_metrics"})
-            if (object_type(conn, view) == "view") conn.exec(fmt::format("DROP VIEW {}", view));
-        if (object_type(conn, "layers_delete") == "trigger") conn.exec("DROP TRIGGER layers_delete");
         if (const std::string why = added_by_hand(conn, "layer_results", declared); !why.empty())
             throw cfg::UserError(fmt::format(
                 "{}: error: results database: cannot migrate to schema version {}: table layer_results is "
                 "rebuilt with its rows numbered, but {}; remove it and open the file again",
                 conn.path(), current_version, why));
-        std::string names;
-        for (const Column& col : k_layer_result_columns)
-            if (col.name != "layer_row") names += fmt::format("{}{}", names.empty() ? "" : ", ", col.name);
+    }
+    // The views and the trigger of 11 (none in an older file: the step to 11 dropped its table's views).
+    for (const char* view : {"layers", "layer_levels", "layer_metrics"})
+        if (object_type(conn, view) == "view") conn.exec(fmt::format("DROP VIEW {}", view));
+    if (object_type(conn, "layers_delete") == "trigger") conn.exec("DROP TRIGGER layers_delete");
+    if (rebuild) {
         const Table& table = *std::find_if(k_tables.begin(), k_tables.end(),
                                            [](const Table& t) { return t.name == "layer_results"; });
         conn.exec(create_table_sql_named(table, "mlsim_rebuild_layer_results"));
         conn.exec(
             fmt::format("INSERT INTO mlsim_rebuild_layer_results ({0}) SELECT {0} FROM layer_results ORDER "
                         "BY run_id, idx",
-                        names));
+                        written_result_columns()));
         conn.exec("DROP TABLE layer_results");
         conn.exec("ALTER TABLE mlsim_rebuild_layer_results RENAME TO layer_results");
-    } else {
-        for (const char* view : {"layers", "layer_levels", "layer_metrics"})
-            if (object_type(conn, view) == "view") conn.exec(fmt::format("DROP VIEW {}", view));
-        if (object_type(conn, "layers_delete") == "trigger") conn.exec("DROP TRIGGER layers_delete");
     }
     conn.exec(
         "UPDATE runs SET first_layer_row = t.first, last_layer_row = t.last FROM (SELECT run_id, "
