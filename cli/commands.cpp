@@ -296,9 +296,8 @@ int cmd_run(const Args& args) {
     print_totals(r);
     if (db) {
         const db::ParallelRows par = r.parallel_run ? exp::parallel_rows(r) : db::ParallelRows{};
-        db::PreparedLayers rows;  // checked as record_run checks them, whether or not they are kept
-        db::prepare_layers(exp::to_rows(r.layers), rows);
-        if (opt.layer_rows == "none") rows.drop_rows();
+        db::PreparedLayers rows;
+        exp::prepare_rows(std::move(r.layers), opt, rows);  // the layer table is printed above
         const int64_t id = db->record_run(r.info, rows, wall, nullptr, r.parallel_run ? &par : nullptr);
         fmt::print("  saved   run {} in {}\n", id, db_path);
     }

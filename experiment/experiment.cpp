@@ -274,6 +274,12 @@ std::vector<db::LayerRow> to_rows(std::vector<arch::LayerResult>&& layers) {
     return rows;
 }
 
+void prepare_rows(std::vector<arch::LayerResult>&& layers, const ExperimentOptions& o,
+                  db::PreparedLayers& out) {
+    db::prepare_layers(to_rows(std::move(layers)), out);
+    if (o.layer_rows == "none") out.drop_rows();
+}
+
 arch::SystemSpec apply_overrides(const arch::SystemSpec& system,
                                  const std::vector<ConfigOverride>& overrides) {
     if (overrides.empty()) return system;

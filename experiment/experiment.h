@@ -233,6 +233,10 @@ ExperimentResult simulate(PreparedExperiment&& prepared, const arch::LayerProgre
 // (the layers are left valid but their strings unspecified).
 std::vector<db::LayerRow> to_rows(const std::vector<arch::LayerResult>& layers);
 std::vector<db::LayerRow> to_rows(std::vector<arch::LayerResult>&& layers);
+// The rows a run records (db::ResultsDb::record_run): its layers checked and encoded into `out` (memory
+// reused), then left out when the options ask for the totals only (ExperimentOptions::layer_rows none).
+void prepare_rows(std::vector<arch::LayerResult>&& layers, const ExperimentOptions& o,
+                  db::PreparedLayers& out);
 // A parallel run's database rows (schema 7: parallel_runs, parallel_ranks, parallel_exposed and its
 // collectives); `r` must hold a parallel run (parallel_run and parallel_exec set).
 db::ParallelRows parallel_rows(const ExperimentResult& r);

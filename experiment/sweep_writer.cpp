@@ -80,8 +80,7 @@ PointOutcome simulate_point(const Sweep& sweep, const SystemCache& systems, std:
         ExperimentResult r = simulate(std::move(*prepared));
         if (r.parallel_run) out.parallel = parallel_rows(r);
         out.info = std::move(r.info);
-        db::prepare_layers(to_rows(std::move(r.layers)), out.rows);
-        if (pc.options.layer_rows == "none") out.rows.drop_rows();
+        prepare_rows(std::move(r.layers), pc.options, out.rows);
         out.kind = PointOutcome::Kind::ran;
     } catch (const cfg::UserError& e) {
         out.kind = PointOutcome::Kind::failed;
