@@ -53,17 +53,13 @@ SUMMARY = re.compile(r"done: (\d+) points in ([0-9.]+) s \(([0-9.]+) points/s\):
 
 def sweep_yaml(kind, model, points, layer_rows="all"):
     """The sweep file; with layer_rows "none" its points record their runs' rows only (mlsim --layer-rows)."""
-    text = _sweep_yaml(kind, model, points)
-    return text if layer_rows == "all" else text.replace("base:\n", f"base:\n  layer-rows: {layer_rows}\n", 1)
-
-
-def _sweep_yaml(kind, model, points):
+    base = f"base:\n  layer-rows: {layer_rows}\n" if layer_rows != "all" else "base:\n"
     if kind == "roofline":
         batches = [1, 2, 4, 8, 16]
         dtypes = ["fp16", "bf16"]
         n_bw = max(1, points // (len(batches) * len(dtypes)))
         bws = [f"{1000 + 10 * i}GB/s" for i in range(n_bw)]
-        return (f"name: bench-roofline\nbase:\n  system: a100\n  model: {model}\n"
+        return (f"name: bench-roofline\n{base}  system: a100\n  model: {model}\n"
                 f"factors:\n  batch: [{', '.join(map(str, batches))}]\n  dtype: [{', '.join(dtypes)}]\n"
                 f"  device.memory[2].bandwidth: [{', '.join(bws)}]\n"
                 f"  device.model: [roofline]\n")  # the A100 preset's GPU model off: roofline points
@@ -72,7 +68,7 @@ def _sweep_yaml(kind, model, points):
     batches = [1, 2]
     n_buf = max(1, points // (len(sizes) * len(flows) * len(batches)))
     bufs = [f"{64 + 4 * i}KiB" for i in range(n_buf)]
-    return (f"name: bench-systolic\nbase:\n  system: tpu-v4\n  model: {model}\n  dtype: bf16\n"
+    return (f"name: bench-systolic\n{base}  system: tpu-v4\n  model: {model}\n  dtype: bf16\n"
             f"zip:\n  - device.systolic.rows: [{', '.join(map(str, sizes))}]\n"
             f"    device.systolic.cols: [{', '.join(map(str, sizes))}]\n"
             f"factors:\n  device.systolic.dataflow: [{', '.join(flows)}]\n"
