@@ -562,13 +562,21 @@ class MultiInsert {
 // automatic checkpoint runs in the commit that takes the log past 1,000 pages, and copies the log into the
 // file and syncs both before the commit returns. For a sweep's writer that was 30-50 ms with nothing done,
 // some 10 times in a 2,000-point systolic sweep: the MPI ranks it feeds ran out of points meanwhile
-// (bench/README.md, seventh round). Here the commit only wakes the thread, which runs a PASSIVE checkpoint on
-// its own connection: it copies what is committed without waiting for (or blocking) the writer, and the
-// writer starts the log over at its next transaction once everything is copied. Durability is unchanged: a
-// committed transaction is in the log whether or not it has been copied. Should the log still grow past
-// k_max_frames (a checkpoint that keeps falling behind), the writer checkpoints in its commit, as SQLite
-// would. The thread stops, and its connection closes, before the writer's connection, whose close copies
-// the rest and removes the log as before.
+// (bench/README.md, seventh round). Here a commit only wakes the thread, which runs a PASSIVE checkpoint on
+// its own connection: it copies what is committed without waiting for (or blocking) the writer. Durability
+// is unchanged: a committed transaction is in the log whether or not it has been copied.
+//
+// The log starts over (its next frame written at its start) only in a transaction that begins when every
+// frame in it is copied. A log that never does grows for the whole sweep, and appending a page to a growing
+// file costs the kernel about twice what writing over a page of it does (allocating and zeroing page-cache
+// pages and file blocks: 9.5-12 against 4.3-4.9 µs of CPU a 16 KiB frame on this project's host; the MPI
+// writer of a roofline sweep writes ~4 frames a point; bench/README.md, thirteenth round). So the thread
+// starts copying once the log holds k_early_frames pages, after each commit, in the background; once it holds
+// k_frames, the writer is asked (restart_due) to begin its next transaction only after the copy running
+// then, a few milliseconds for the frames of one batch, so that the log starts over. Should the log still
+// grow past k_max_frames (a checkpoint that keeps falling behind), the writer checkpoints in its commit, as
+// SQLite would. The thread stops, and its connection closes, before the writer's connection, whose close
+// copies the rest and removes the log as before.
 class Checkpointer {
   public:
     explicit Checkpointer(sql::Connection& writer)
@@ -592,15 +600,21 @@ class Checkpointer {
     Checkpointer(const Checkpointer&) = delete;
     Checkpointer& operator=(const Checkpointer&) = delete;
 
-    // SQLite's default threshold of the automatic checkpoint, in pages of the log.
+    // The log's length, in pages, at which the writer waits for the copy before its next transaction
+    // (SQLite's default threshold of the automatic checkpoint), and from which the copying starts.
     static constexpr int k_frames = 1000;
+    // Early enough that the copy has caught up when the log reaches k_frames (a roofline batch writes some
+    // 150 frames), so that the writer waits for one batch's frames; from 250 frames hot pages (the right edge
+    // of the b-trees) were copied more often: +0.006 ms a roofline point of the thread's CPU
+    // (bench/README.md, thirteenth round).
+    static constexpr int k_early_frames = 600;
     static constexpr int k_max_frames = 4 * k_frames;
 
-    // Whether a checkpoint is due or running. The log starts over only at a transaction that begins when
-    // every frame in it is copied: a writer that begins its next transaction while a checkpoint runs makes
-    // the log grow (up to k_max_frames), so a writer with other work to do (ResultsDb::checkpointing) does it
-    // first.
+    // Whether a checkpoint is due or running.
     bool running() const { return m_running.load(); }
+    // Whether the log is long enough to start over and a checkpoint is due or running: a transaction begun
+    // before it ends keeps the log growing (see above).
+    bool restart_due() const { return m_running.load() && m_frames.load() >= k_frames; }
     int64_t count() const { return m_count.load(); }                              // checkpoints run so far
     double cpu_s() const { return 1e-9 * static_cast<double>(m_cpu_ns.load()); }  // the thread's CPU in them
 
@@ -608,10 +622,11 @@ class Checkpointer {
     // After each commit of the writer, in its thread, with the log's length in pages.
     static int on_commit(void* self, sqlite3* db, const char* schema, int frames) {
         auto* c = static_cast<Checkpointer*>(self);
+        c->m_frames = frames;
         if (frames >= k_max_frames) {
             // Busy (the thread is at it) or not, the commit stands: its pages are in the log.
             (void)sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
-        } else if (frames >= k_frames) {
+        } else if (frames >= k_early_frames) {
             {
                 std::lock_guard lock(c->m_mutex);
                 c->m_due = true;
@@ -648,6 +663,7 @@ class Checkpointer {
     std::condition_variable m_wake;
     bool m_due = false, m_stop = false;
     std::atomic<bool> m_running{false};
+    std::atomic<int> m_frames{0};  // the log's length at the writer's last commit
     std::atomic<int64_t> m_count{0};
     std::atomic<int64_t> m_cpu_ns{0};
     std::thread m_thread;
@@ -1130,6 +1146,10 @@ ResultsDb::~ResultsDb() = default;
 bool ResultsDb::checkpointing() const {
     std::lock_guard lock(m_impl->mutex);
     return m_impl->checkpointer && m_impl->checkpointer->running();
+}
+
+bool ResultsDb::log_restart_due() const {
+    return m_impl->checkpointer && m_impl->checkpointer->restart_due();
 }
 
 int64_t ResultsDb::background_checkpoints() const {

@@ -374,9 +374,12 @@ class ResultsDb {
     // commits then return without copying and syncing megabytes. What is committed is as durable as before.
     // Where a second connection to the file cannot be opened, SQLite's own checkpoints stay.
     void checkpoint_in_background();
-    // Whether the background checkpoint is due or running: a batch begun now would keep the log from
-    // starting over (results_db.cpp, Checkpointer::running), so a writer with other work does that first.
+    // Whether the background checkpoint is due or running.
     bool checkpointing() const;
+    // Whether the log is long enough to start over and its copy is running: a transaction begun before the
+    // copy ends keeps the log growing, and a growing log costs each commit more (results_db.cpp,
+    // Checkpointer), so a writer with other work does that first (a few milliseconds).
+    bool log_restart_due() const;
     // Checkpoints the background thread has run (tests), and the CPU time it spent in them (benchmarks).
     int64_t background_checkpoints() const;
     double background_checkpoint_cpu_s() const;

@@ -262,13 +262,21 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
     };
     auto last_report = Clock::now();
     std::map<std::size_t, PointOutcome> pending;  // by the order taken: waiting for the points before them
+    // Whether the writer waits for the results file's log to start over before its next batch (see
+    // batch_due).
+    auto restart_wait = [&] { return !shared.load() && db.log_restart_due(); };
+    // The writer's uncommitted outcomes as its simulating threads and the remote workers count them against
+    // `hold`: while it waits for the log to start over, it holds up to k_restart_hold times as many, and they
+    // go on simulating meanwhile.
+    auto held_count = [&] { return restart_wait() ? pending.size() / k_restart_hold : pending.size(); };
     // Tells the threads how many outcomes the writer holds, waking them when that made room.
     auto update_held = [&] {
         bool more_room = false;
+        const std::size_t now = held_count();
         {
             std::lock_guard lock(mutex);
-            more_room = pending.size() < held;
-            held = pending.size();
+            more_room = now < held;
+            held = now;
         }
         if (more_room) room.notify_all();
     };
@@ -278,7 +286,7 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
         bool any = remote && remote->receive([&](PointOutcome&& o) {
             const std::size_t k = point_at(o.index);  // point_at is its own inverse
             pending.emplace(k, std::move(o));
-            return pending.size();
+            return held_count();
         });
         if (cpu && remote) cpu->receiving += thread_cpu_s() - t0;
         {
@@ -296,12 +304,13 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
     auto batch_due = [&] {
         if (!head_ready()) return false;
         if (stop.load() || next.load() >= total) return true;
-        // Sharing the file, each point as soon as it is ready: the other writers see it at once. While the
-        // results file's log is being copied (ResultsDb::checkpointing), a batch begun would keep the log
-        // from starting over: simulate first, up to a whole batch ready.
-        const std::size_t due = shared.load()        ? 1
-                                : db.checkpointing() ? static_cast<std::size_t>(k_commit_batch)
-                                                     : k_min_batch;
+        // Sharing the file, each point as soon as it is ready: the other writers see it at once.
+        if (shared.load()) return true;
+        // While the results file's log is copied so that it can start over (ResultsDb::log_restart_due), a
+        // batch begun would keep it growing: simulate meanwhile (a few milliseconds), holding up to
+        // k_restart_hold times the usual outcomes (remote workers' points in flight keep arriving).
+        if (restart_wait() && pending.size() < k_restart_hold * hold) return false;
+        const std::size_t due = k_min_batch;
         std::size_t ready = 0;
         for (auto it = pending.begin(); it != pending.end() && ready < due; ++it, ++ready)
             if (it->first != committed + busy.size() + ready) return false;
@@ -345,7 +354,7 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
                     ++committed;
                 if (remote) remote->recycle(std::move(it->second.rows));
                 pending.erase(it);
-                if (remote) remote->room(pending.size());
+                if (remote) remote->room(held_count());
                 ++batch;
                 // Outcomes that arrived meanwhile are taken at once, so that remote workers get their next
                 // points without waiting for the end of the batch.

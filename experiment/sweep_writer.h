@@ -54,6 +54,12 @@ constexpr std::size_t k_min_batch = 32;
 // whole sweep's rows, and each held point took fresh pages (2 % of the writer's time zeroing and faulting
 // them in).
 constexpr std::size_t k_max_held = 2 * static_cast<std::size_t>(k_commit_batch);
+// While the results file's log is copied so that it can start over (ResultsDb::log_restart_due, a few
+// milliseconds), the writer holds its commits, simulating meanwhile, up to this many times its bound, and its
+// threads and remote workers go on simulating as if it held that many times fewer: a writer that is the
+// bottleneck holds about its bound at all times, and would otherwise begin a batch at once, keeping the log
+// growing, or leave its workers without points.
+constexpr std::size_t k_restart_hold = 4;
 // How often a writer alone on its file looks for other sweep writers of it: a read of the few rows of
 // `claims`, whose cost at this interval did not show in a 6-round A/B of a 2,000-point roofline sweep
 // (bench/README.md, tenth round), against the points a second writer starting meanwhile may simulate before
@@ -105,10 +111,11 @@ class RemoteWorkers {
     // once every point is handed out, or the sweep stops); `take` stays valid until finish().
     virtual void start(std::function<std::optional<std::size_t>()> take) = 0;
     // Hands every outcome that has arrived to the writer (`hand_in` returns how many it then holds
-    // uncommitted); whether any had. A worker may be given its next point at once while the writer holds
-    // fewer than its bound.
+    // uncommitted, as counted against the bound: see k_restart_hold); whether any had. A worker may be given
+    // its next point at once while the writer holds fewer than its bound.
     virtual bool receive(const std::function<std::size_t(PointOutcome&&)>& hand_in) = 0;
-    // A commit made room: workers waiting for it get their next points while `held` stays below the bound.
+    // A commit made room: workers waiting for it get their next points while `held` (counted so) stays below
+    // the bound.
     virtual void room(std::size_t held) = 0;
     // Every point is committed: the workers are told there is nothing more, and that the sweep is done.
     virtual void finish() = 0;

@@ -4,6 +4,7 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
@@ -11,12 +12,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <list>
 #include <map>
+#include <new>
 #include <optional>
 #include <thread>
 #include <type_traits>
+#include <vector>
 
 #include "experiment/sweep_writer.h"
 #include "sim/config/error.h"
@@ -38,6 +42,7 @@ using Known = exp::KnownRuns;
 constexpr int k_tag_work = 1;    // rank 0 -> worker: one int64 point index, or -1: no more points
 constexpr int k_tag_result = 2;  // worker -> rank 0: a serialized Outcome
 constexpr int k_tag_done = 3;    // rank 0 -> worker: the sweep is committed (empty)
+constexpr int k_tag_ring = 4;    // worker -> rank 0: where in its ring (below) a serialized Outcome lies
 // Points a worker holds at once: enough that it never waits while rank 0 commits a batch or simulates a
 // point (a batch of 64 systolic points takes rank 0 some 60-80 ms, while a worker simulates a point in about
 // 2 ms). 8 left the worker waiting some 5 % of a 2,000-point systolic sweep (bench/README.md, seventh round);
@@ -62,6 +67,27 @@ std::size_t max_pending() {
                         "holds uncommitted; "
                         "unset, {})",
                         v, k_max_pending));
+    return n;
+}
+
+// The bytes of the ring of each worker on rank 0's node (SharedRings below), or MLSIM_MPI_RING_BYTES (a
+// whole number; 0: no rings, every result a message) where the environment sets it; any other value is a
+// UserError (exit status 2). A ring holds the results rank 0 has not read yet: it reads every arrived result
+// whenever it is not simulating a point or committing a batch's end, so a few at most (a systolic ResNet-50
+// point is ~105 KB, a roofline one ~56 KB: 2 MiB holds 19 of the larger). A result that finds no room goes
+// as a message instead. Rings of 1 and 8 MiB gave the same rates (bench/README.md, thirteenth round).
+constexpr std::size_t k_ring_bytes = std::size_t{2} << 20;
+std::size_t ring_bytes() {
+    const char* v = std::getenv("MLSIM_MPI_RING_BYTES");
+    if (!v) return k_ring_bytes;
+    std::size_t n = 0;
+    const char* end = v + std::strlen(v);
+    const auto [stop, ec] = std::from_chars(v, end, n);
+    if (ec != std::errc{} || stop != end || n > (std::size_t{1} << 40))
+        throw cfg::UserError(fmt::format(
+            "error: MLSIM_MPI_RING_BYTES is '{}', not a whole number of bytes up to 2^40 (each worker's "
+            "shared-memory ring on rank 0's node; 0: none; unset, {})",
+            v, k_ring_bytes));
     return n;
 }
 
@@ -99,6 +125,12 @@ class Writer {
     Writer() = default;
     // Writes into `buffer`'s memory (its contents are replaced): a rank reuses the buffers of sent results.
     explicit Writer(std::vector<char>&& buffer) : m_buf(std::move(buffer)) { m_buf.clear(); }
+    // Writes into [place, place + room) (a worker's ring, SharedRings::reserve) until that is full, then
+    // goes on in `buffer`'s memory, the bytes written so far copied there.
+    Writer(char* place, std::size_t room, std::vector<char>&& buffer)
+        : m_buf(std::move(buffer)), m_place(place), m_room(room) {
+        m_buf.clear();
+    }
     void u64(uint64_t v) { raw(&v, sizeof v); }
     void i64(int64_t v) { raw(&v, sizeof v); }
     void f64(double v) { raw(&v, sizeof v); }
@@ -110,13 +142,30 @@ class Writer {
         u64(v ? 1 : 0);
         f64(v.value_or(0));
     }
+    // Whether every byte went to the place given (none to the buffer).
+    bool in_place() const { return m_place != nullptr; }
+    std::size_t size() const { return m_size; }
+    // The bytes, when not in place.
     std::vector<char>& bytes() {
+        MLSIM_CHECK(!m_place, "mpi: the bytes of a result written in place");
         m_buf.resize(m_size);
         return m_buf;
     }
+    // The buffer's memory, for the next result, when in place.
+    std::vector<char>&& buffer() { return std::move(m_buf); }
     // Fields are copied into room made ahead (the buffer doubles when full) instead of vector::insert, which
     // cost a simulating rank about 6 % of its time when a point's layers were sent field by field.
     void raw(const void* p, std::size_t n) {
+        if (m_place) {
+            if (m_room - m_size >= n) {
+                std::memcpy(m_place + m_size, p, n);
+                m_size += n;
+                return;
+            }
+            m_buf.resize(std::max<std::size_t>(2 * (m_size + n), m_buf.capacity()));
+            std::memcpy(m_buf.data(), m_place, m_size);
+            m_place = nullptr;
+        }
         if (m_buf.size() - m_size < n)
             m_buf.resize(std::max<std::size_t>(2 * m_buf.size(), m_size + n) + 4096);
         std::memcpy(m_buf.data() + m_size, p, n);
@@ -125,7 +174,9 @@ class Writer {
 
   private:
     std::vector<char> m_buf;
-    std::size_t m_size = 0;  // bytes written; m_buf beyond them is room
+    std::size_t m_size = 0;   // bytes written; m_buf beyond them is room
+    char* m_place = nullptr;  // writing in place while not null
+    std::size_t m_room = 0;
 };
 
 class Reader {
@@ -336,8 +387,7 @@ db::ParallelRows get_parallel(Reader& rd) {
     return p;
 }
 
-std::vector<char> serialize(const Outcome& o, std::vector<char>&& buffer = {}) {
-    Writer w(std::move(buffer));
+void serialize(const Outcome& o, Writer& w) {
     w.u64(o.index);
     w.u64(static_cast<uint64_t>(o.kind));
     w.str(o.hash);
@@ -357,7 +407,6 @@ std::vector<char> serialize(const Outcome& o, std::vector<char>&& buffer = {}) {
     put(w, o.rows);
     w.u64(o.parallel ? 1 : 0);
     if (o.parallel) put(w, *o.parallel);
-    return std::move(w.bytes());
 }
 
 // Rows of committed points, kept for the next points rank 0 receives: a systolic ResNet-50 point has 175
@@ -383,8 +432,8 @@ class RowPool {
     std::vector<db::PreparedLayers> m_spare;
 };
 
-Outcome deserialize(const std::vector<char>& bytes, RowPool* pool = nullptr) {
-    Reader rd(bytes.data(), bytes.size());
+Outcome deserialize(const char* bytes, std::size_t size, RowPool* pool = nullptr) {
+    Reader rd(bytes, size);
     Outcome o;
     if (pool) o.rows = pool->take();
     o.index = rd.u64();
@@ -464,10 +513,176 @@ void send_index(int rank, int64_t index) {
     MPI_Send(&index, 1, MPI_INT64_T, rank, k_tag_work, MPI_COMM_WORLD);
 }
 
+// ---- Results through shared memory, on rank 0's node ----
+// A worker on rank 0's node writes each result into a ring of bytes of its own, in an MPI-3 shared-memory
+// window (MPI_Win_allocate_shared, which every rank of the node can load from and store to), and sends rank 0
+// a notice of 16 bytes (k_tag_ring) saying where it lies; rank 0 reads the result where it lies, then stores
+// how far it has read into the ring's header, which hands that space back. As a message, a result of 56-105
+// KB goes by rendezvous: rank 0 copies it out of the worker's memory (process_vm_readv) before reading it,
+// some 9 µs a roofline point on this project's 2-vCPU host, against ~7 µs for reading it (bench/README.md,
+// thirteenth round); with the ring it reads it once, and its notice is an eager message. Rank 0 is the
+// writer of every point, the serial part of a sweep, so its time a point is what bounds parallel efficiency
+// (issue 15). Ranks on other nodes send messages, as does a worker whose ring has no room.
+//
+// A ring is [header: the bytes read so far, the capacity (64 bytes, a cache line of its own)][data:
+// `capacity` bytes]. Offsets are counted from the start of the sweep (they only grow) and taken modulo the
+// capacity; a result is never split: one that would cross the end starts at the beginning instead, the bytes
+// skipped counted as used. Each result's space is rounded up to 64 bytes, so that the worker writing the next
+// one does not share a cache line with rank 0 reading this one.
+class SharedRings {
+  public:
+    static constexpr std::size_t k_header = 64;
+    static constexpr std::size_t k_align = 64;
+    static_assert(std::atomic_ref<uint64_t>::is_always_lock_free, "the ring's header is shared by processes");
+
+    // Collective over MPI_COMM_WORLD: every rank constructs it once, at the same point of the sweep. A
+    // worker on rank 0's node offers a ring of `capacity` bytes (0: none).
+    SharedRings(int world_rank, int world_size, std::size_t capacity) {
+        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &m_node);
+        MPI_Group world_group = MPI_GROUP_NULL, node_group = MPI_GROUP_NULL;
+        MPI_Comm_group(MPI_COMM_WORLD, &world_group);
+        MPI_Comm_group(m_node, &node_group);
+        std::vector<int> world(static_cast<std::size_t>(world_size)), node(world.size());
+        for (int r = 0; r < world_size; ++r) world[static_cast<std::size_t>(r)] = r;
+        MPI_Group_translate_ranks(world_group, world_size, world.data(), node_group, node.data());
+        MPI_Group_free(&world_group);
+        MPI_Group_free(&node_group);
+        if (node[0] == MPI_UNDEFINED) return;  // not on rank 0's node: no window (its node's ranks agree)
+        if (world_rank != 0) m_capacity = capacity - capacity % k_align;
+        const MPI_Aint mine = m_capacity ? static_cast<MPI_Aint>(k_header + m_capacity) : 0;
+        // Each rank's part on its own pages (first touched by the worker that writes it).
+        MPI_Info info = MPI_INFO_NULL;
+        MPI_Info_create(&info);
+        MPI_Info_set(info, "alloc_shared_noncontig", "true");
+        char* base = nullptr;
+        MPI_Win_allocate_shared(mine, 1, info, m_node, &base, &m_win);
+        MPI_Info_free(&info);
+        // One passive epoch for the whole sweep: MPI_Win_sync is what orders a worker's stores before its
+        // notice, and rank 0's loads after it (MPI-3.1 section 11.5.5, the unified memory model).
+        MPI_Win_lock_all(MPI_MODE_NOCHECK, m_win);
+        if (m_capacity) {
+            m_data = base + k_header;
+            m_consumed = new (base) uint64_t(0);
+            new (base + sizeof(uint64_t)) uint64_t(m_capacity);
+        }
+        // The headers written, then read by rank 0 (the window's size may be rounded up to whole pages: the
+        // capacity is the worker's word).
+        MPI_Win_sync(m_win);
+        MPI_Barrier(m_node);
+        if (world_rank != 0) return;
+        MPI_Win_sync(m_win);
+        m_rings.resize(static_cast<std::size_t>(world_size));
+        for (int r = 1; r < world_size; ++r) {
+            const int n = node[static_cast<std::size_t>(r)];
+            if (n == MPI_UNDEFINED) continue;
+            MPI_Aint size = 0;
+            int unit = 0;
+            char* p = nullptr;
+            MPI_Win_shared_query(m_win, n, &size, &unit, &p);
+            if (size <= static_cast<MPI_Aint>(k_header)) continue;
+            uint64_t capacity = 0;
+            std::memcpy(&capacity, p + sizeof(uint64_t), sizeof capacity);
+            MLSIM_CHECK(capacity > 0 && capacity <= static_cast<uint64_t>(size) - k_header,
+                        fmt::format("mpi: rank {}'s ring of {} bytes in a part of {}", r, capacity, size));
+            m_rings[static_cast<std::size_t>(r)] =
+                View{reinterpret_cast<uint64_t*>(p), p + k_header, static_cast<std::size_t>(capacity)};
+        }
+    }
+    SharedRings(const SharedRings&) = delete;
+    SharedRings& operator=(const SharedRings&) = delete;
+    // Collective over the node's ranks, like the construction. Skipped while an exception unwinds: the rank
+    // then stops them all (mpi/main.cpp, MPI_Abort), and freeing would wait for ranks that never get here.
+    ~SharedRings() {
+        if (std::uncaught_exceptions() > 0) return;
+        if (m_win != MPI_WIN_NULL) {
+            MPI_Win_unlock_all(m_win);
+            MPI_Win_free(&m_win);
+        }
+        if (m_node != MPI_COMM_NULL) MPI_Comm_free(&m_node);
+    }
+
+    // ---- A worker ----
+    // Room for the next result in this rank's ring (none without a ring): the longer of the two contiguous
+    // runs of free bytes, at the current place or at the ring's start, unless the first holds the result
+    // before (and a quarter more). A result written there is published with publish(); one that did not fit
+    // (the Writer went on in its buffer) is sent as a message and its room stays free.
+    struct Room {
+        char* place = nullptr;
+        std::size_t size = 0;
+        uint64_t start = 0;  // its offset, counted from the start of the sweep
+    };
+    Room reserve() {
+        if (!m_capacity) return {};
+        const uint64_t consumed = std::atomic_ref<uint64_t>(*m_consumed).load(std::memory_order_acquire);
+        const std::size_t free = m_capacity - static_cast<std::size_t>(m_produced - consumed);
+        const std::size_t at = m_produced % m_capacity;
+        const std::size_t here = std::min(free, m_capacity - at);
+        // At the ring's start, up to where rank 0 reads (none when the free bytes do not wrap around).
+        const std::size_t wrapped = free - here;
+        const std::size_t want = m_last + m_last / 4;
+        if (here >= want || here >= wrapped) return Room{m_data + at, here, m_produced};
+        return Room{m_data, wrapped, m_produced + (m_capacity - at)};
+    }
+    // Tells rank 0 that `size` bytes of a result lie at `room` (written by a Writer in place there).
+    void publish(const Room& room, std::size_t size) {
+        MLSIM_CHECK(size <= room.size, "mpi: a result past its room in the ring");
+        m_last = size;
+        m_produced = room.start + (size + k_align - 1) / k_align * k_align;
+        std::atomic_thread_fence(std::memory_order_release);
+        MPI_Win_sync(m_win);
+        const uint64_t notice[2] = {room.start, size};
+        MPI_Send(notice, 2, MPI_UINT64_T, 0, k_tag_ring, MPI_COMM_WORLD);
+    }
+
+    // ---- Rank 0 ----
+    // Receives the notice `status` announced (k_tag_ring, from a worker with a ring), reads that result
+    // where it lies with `read`, and hands its space back.
+    template <class Read>
+    void take(const MPI_Status& status, Read&& read) {
+        uint64_t notice[2] = {0, 0};
+        MPI_Recv(notice, 2, MPI_UINT64_T, status.MPI_SOURCE, k_tag_ring, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        MLSIM_CHECK(status.MPI_SOURCE > 0 && static_cast<std::size_t>(status.MPI_SOURCE) < m_rings.size() &&
+                        m_rings[static_cast<std::size_t>(status.MPI_SOURCE)].data,
+                    fmt::format("mpi: a ring notice from rank {}, which has no ring", status.MPI_SOURCE));
+        const View& ring = m_rings[static_cast<std::size_t>(status.MPI_SOURCE)];
+        const auto [start, size] = notice;
+        const uint64_t at = start % ring.capacity;
+        MLSIM_CHECK(size <= ring.capacity - at, "mpi: a ring notice past the ring's end");
+        MPI_Win_sync(m_win);
+        std::atomic_thread_fence(std::memory_order_acquire);
+        read(ring.data + at, static_cast<std::size_t>(size));
+        // Read (copied into rank 0's rows): the worker may write over it.
+        const uint64_t end = start + (size + k_align - 1) / k_align * k_align;
+        std::atomic_ref<uint64_t>(*ring.consumed).store(end, std::memory_order_release);
+    }
+
+  private:
+    struct View {
+        uint64_t* consumed = nullptr;
+        char* data = nullptr;
+        std::size_t capacity = 0;
+    };
+    MPI_Comm m_node = MPI_COMM_NULL;
+    MPI_Win m_win = MPI_WIN_NULL;
+    // A worker's own ring
+    std::size_t m_capacity = 0;
+    char* m_data = nullptr;
+    uint64_t* m_consumed = nullptr;
+    uint64_t m_produced = 0;
+    std::size_t m_last = 0;  // the size of the last result placed
+    // Rank 0: the workers' rings by world rank (data null: none)
+    std::vector<View> m_rings;
+};
+
 // ---- Other ranks ----
 void work(const Sweep& sweep, const SystemCache& systems,
           const std::shared_ptr<exp::OverrideCache>& overridden) {
+    const std::size_t ring_capacity = ring_bytes();  // before any message, as on rank 0
     const Known known = deserialize_known(broadcast({}));
+    int rank = 0, ranks = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+    SharedRings rings(rank, ranks, ring_capacity);
     CpuAccount cpu;
     std::deque<int64_t> queue;
     bool last = false;  // rank 0 said there are no more points
@@ -516,16 +731,23 @@ void work(const Sweep& sweep, const SystemCache& systems,
         // Sent without waiting: a result of many layers goes by rendezvous, and a blocking send would
         // wait (spinning) until rank 0, busy committing, posts its receive.
         const double t0 = cpu.on ? thread_cpu_s() : 0;
-        sending.emplace_back();
         std::vector<char> buffer;
         if (!spare.empty()) {
             buffer = std::move(spare.back());
             spare.pop_back();
         }
-        sending.back().bytes =
-            serialize(run_point(sweep, systems, index, known, overridden), std::move(buffer));
-        MPI_Isend(sending.back().bytes.data(), static_cast<int>(sending.back().bytes.size()), MPI_CHAR, 0,
-                  k_tag_result, MPI_COMM_WORLD, &sending.back().request);
+        const SharedRings::Room room = rings.reserve();
+        Writer w(room.place, room.size, std::move(buffer));
+        serialize(run_point(sweep, systems, index, known, overridden), w);
+        if (w.in_place()) {
+            rings.publish(room, w.size());
+            spare.push_back(w.buffer());
+        } else {
+            sending.emplace_back();
+            sending.back().bytes = std::move(w.bytes());
+            MPI_Isend(sending.back().bytes.data(), static_cast<int>(sending.back().bytes.size()), MPI_CHAR, 0,
+                      k_tag_result, MPI_COMM_WORLD, &sending.back().request);
+        }
         if (cpu.on) cpu.simulating += thread_cpu_s() - t0;
         ++cpu.points;
         reap(false);
@@ -538,8 +760,6 @@ void work(const Sweep& sweep, const SystemCache& systems,
     // Rank 0 may still be committing: wait for its word without spinning (MPI_Finalize would).
     wait_for(k_tag_done);
     MPI_Recv(nullptr, 0, MPI_CHAR, 0, k_tag_done, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-    int rank = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     cpu.report(rank);
 }
 
@@ -549,8 +769,9 @@ void work(const Sweep& sweep, const SystemCache& systems,
 // served in turn as commits make room (a worker keeps simulating the points it holds meanwhile).
 class MpiWorkers final : public exp::RemoteWorkers {
   public:
-    MpiWorkers(int ranks, std::size_t hold)
+    MpiWorkers(int ranks, std::size_t hold, SharedRings& rings)
         : m_ranks(ranks),
+          m_rings(rings),
           m_hold(hold),
           m_told_last(static_cast<std::size_t>(ranks), false),
           m_busy(ranks - 1) {}
@@ -565,15 +786,26 @@ class MpiWorkers final : public exp::RemoteWorkers {
         bool any = false;
         for (int flag = 1; flag;) {
             MPI_Status status;
-            MPI_Iprobe(MPI_ANY_SOURCE, k_tag_result, MPI_COMM_WORLD, &flag, &status);
+            // Workers send rank 0 results (k_tag_result) and notices of results in their rings (k_tag_ring)
+            // only.
+            MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &status);
             if (!flag) break;
             any = true;
-            int count = 0;
-            MPI_Get_count(&status, MPI_CHAR, &count);
-            m_buffer.resize(static_cast<std::size_t>(count));
-            MPI_Recv(m_buffer.data(), count, MPI_CHAR, status.MPI_SOURCE, k_tag_result, MPI_COMM_WORLD,
-                     MPI_STATUS_IGNORE);
-            const std::size_t held = hand_in(deserialize(m_buffer, &m_pool));
+            std::size_t held = 0;
+            if (status.MPI_TAG == k_tag_ring) {
+                m_rings.take(status, [&](const char* bytes, std::size_t size) {
+                    held = hand_in(deserialize(bytes, size, &m_pool));
+                });
+            } else {
+                MLSIM_CHECK(status.MPI_TAG == k_tag_result,
+                            fmt::format("mpi: rank 0 got a message tagged {}", status.MPI_TAG));
+                int count = 0;
+                MPI_Get_count(&status, MPI_CHAR, &count);
+                m_buffer.resize(static_cast<std::size_t>(count));
+                MPI_Recv(m_buffer.data(), count, MPI_CHAR, status.MPI_SOURCE, k_tag_result, MPI_COMM_WORLD,
+                         MPI_STATUS_IGNORE);
+                held = hand_in(deserialize(m_buffer.data(), m_buffer.size(), &m_pool));
+            }
             m_owed.push_back(status.MPI_SOURCE);
             room(held);
         }
@@ -609,6 +841,7 @@ class MpiWorkers final : public exp::RemoteWorkers {
     }
 
     int m_ranks;
+    SharedRings& m_rings;
     std::size_t m_hold;
     std::function<std::optional<std::size_t>()> m_take;
     std::vector<bool> m_told_last;
@@ -621,11 +854,13 @@ class MpiWorkers final : public exp::RemoteWorkers {
 SweepSummary coordinate(const Sweep& sweep, const SystemCache& systems, db::ResultsDb& db,
                         const exp::SweepRunOptions& options, int ranks) {
     const std::size_t hold = max_pending();  // before any message: a bad value stops every rank at once
+    ring_bytes();                            // checked here too, for the same reason
     const Known known =
         deserialize_known(broadcast(serialize(exp::read_known_runs(db, options.retry_failed))));
+    SharedRings rings(0, ranks, 0);
     CpuAccount cpu;
     exp::WriterCpu writer;
-    MpiWorkers workers(ranks, hold);
+    MpiWorkers workers(ranks, hold, rings);
     SweepSummary s = exp::write_sweep(sweep, systems, db, options, known, rank_models(), hold,
                                       ranks > 1 ? &workers : nullptr, cpu.on ? &writer : nullptr);
     cpu.simulating = writer.simulating;

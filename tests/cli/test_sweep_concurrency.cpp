@@ -221,12 +221,14 @@ TEST_CASE("A sweep writes the same database with --jobs 1 and --jobs 2, every ta
 namespace {
 
 // `mpirun -np RANKS mlsim-mpi ARGS...`, quiet; allowed to run as root (CI containers); returns its status.
-// With `max_pending`, rank 0 holds at most that many points before a worker waits (MLSIM_MPI_MAX_PENDING).
-[[maybe_unused]] int run_mpi(int ranks, std::vector<std::string> args, const char* max_pending = nullptr) {
+// `env`: variables set for every rank (MLSIM_MPI_MAX_PENDING: rank 0 holds at most that many points before a
+// worker waits; MLSIM_MPI_RING_BYTES: each worker's shared-memory ring, 0 for none).
+using Env = std::vector<std::pair<std::string, std::string>>;
+[[maybe_unused]] int run_mpi(int ranks, std::vector<std::string> args, const Env& env = {}) {
 #ifdef MLSIM_MPI_BINARY
     std::vector<std::string> cmd{MLSIM_MPIEXEC, "--oversubscribe", "--allow-run-as-root", "-np",
                                  std::to_string(ranks)};
-    if (max_pending) cmd.insert(cmd.end(), {"-x", "MLSIM_MPI_MAX_PENDING"});
+    for (const auto& [name, value] : env) cmd.insert(cmd.end(), {"-x", name});
     cmd.emplace_back(MLSIM_MPI_BINARY);
     cmd.insert(cmd.end(), args.begin(), args.end());
     const pid_t pid = fork();
@@ -237,7 +239,7 @@ namespace {
         dup2(null, 2);
         setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
         setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-        if (max_pending) setenv("MLSIM_MPI_MAX_PENDING", max_pending, 1);
+        for (const auto& [name, value] : env) setenv(name.c_str(), value.c_str(), 1);
         std::vector<char*> argv;
         for (std::string& a : cmd) argv.push_back(a.data());
         argv.push_back(nullptr);
@@ -248,7 +250,7 @@ namespace {
 #else
     (void)ranks;
     (void)args;
-    (void)max_pending;
+    (void)env;
     return -1;
 #endif
 }
@@ -271,20 +273,29 @@ TEST_CASE("An MPI sweep writes the same rows as the threaded one, for any number
     // must hold all the same.
     const char* dangling = "SELECT COUNT(*) FROM pragma_foreign_key_check";
     CHECK(db_count(threads, dangling) == 0);
-    // The last: rank 0 holds one point at most, so that workers wait for their next point while it writes
-    // (as when they simulate faster than it writes a long sweep).
+    // Rank 0 holding one point at most: workers wait for their next point while it writes (as when they
+    // simulate faster than it writes a long sweep). The workers' results through their shared-memory rings
+    // (the default, 2 MiB), as messages only (no ring), and both (a ring of 128 KiB holds one ok point's
+    // ~105 KB: the others go as messages while rank 0 has not read it, and the ring wraps around).
     struct Case {
         int ranks;
         const char* jobs;
-        const char* max_pending;
+        Env env;
     };
-    for (const auto& [ranks, jobs, max_pending] :
-         {Case{1, "1", nullptr}, Case{2, "1", nullptr}, Case{3, "2", nullptr}, Case{3, "1", "1"}}) {
-        INFO(ranks << " ranks, --jobs " << jobs << " on rank 0, holding "
-                   << (max_pending ? max_pending : "128"));
-        const std::string db = dir.file(fmt::format("mpi{}-{}.db", ranks, max_pending ? max_pending : "all"));
-        REQUIRE(exited_ok(
-            run_mpi(ranks, {"sweep", data("sweep_jobs.yaml"), "--db", db, "--jobs", jobs}, max_pending)));
+    const std::vector<Case> cases{{1, "1", {}},
+                                  {2, "1", {}},
+                                  {3, "2", {}},
+                                  {3, "1", {{"MLSIM_MPI_MAX_PENDING", "1"}}},
+                                  {2, "1", {{"MLSIM_MPI_RING_BYTES", "0"}}},
+                                  {3, "1", {{"MLSIM_MPI_RING_BYTES", "131072"}}}};
+    for (std::size_t c = 0; c < cases.size(); ++c) {
+        const auto& [ranks, jobs, env] = cases[c];
+        std::string setting;
+        for (const auto& [name, value] : env) setting += fmt::format(" {}={}", name, value);
+        INFO(ranks << " ranks, --jobs " << jobs << " on rank 0," << setting);
+        const std::string db = dir.file(fmt::format("mpi-{}.db", c));
+        REQUIRE(
+            exited_ok(run_mpi(ranks, {"sweep", data("sweep_jobs.yaml"), "--db", db, "--jobs", jobs}, env)));
         const std::vector<std::string> got = whole_file(db);
         REQUIRE(got.size() == expected.size());
         for (std::size_t i = 0; i < got.size(); ++i) {
@@ -302,11 +313,21 @@ TEST_CASE("An MPI sweep writes the same rows as the threaded one, for any number
         CHECK(whole_file(db) == expected);
         CHECK(db_count(db, "SELECT COUNT(*) FROM runs") == 12);
     }
-    // A bound that is not a whole number >= 1 is refused (exit status 2) before any point runs.
-    for (const char* bad : {"0", "two", "-1", "1.5", ""}) {
-        INFO("MLSIM_MPI_MAX_PENDING='" << bad << "'");
-        const std::string db = dir.file("bad-bound.db");
-        const int status = run_mpi(2, {"sweep", data("sweep_jobs.yaml"), "--db", db}, bad);
+    // A bound that is not a whole number >= 1, or a ring size that is not a whole number of bytes up to
+    // 2^40, is refused (exit status 2) before any point runs.
+    for (const auto& [name, bad] :
+         std::vector<std::pair<std::string, std::string>>{{"MLSIM_MPI_MAX_PENDING", "0"},
+                                                          {"MLSIM_MPI_MAX_PENDING", "two"},
+                                                          {"MLSIM_MPI_MAX_PENDING", "-1"},
+                                                          {"MLSIM_MPI_MAX_PENDING", "1.5"},
+                                                          {"MLSIM_MPI_MAX_PENDING", ""},
+                                                          {"MLSIM_MPI_RING_BYTES", "-1"},
+                                                          {"MLSIM_MPI_RING_BYTES", "2MiB"},
+                                                          {"MLSIM_MPI_RING_BYTES", ""},
+                                                          {"MLSIM_MPI_RING_BYTES", "2000000000000"}}) {
+        INFO(name << "='" << bad << "'");
+        const std::string db = dir.file("bad-setting.db");
+        const int status = run_mpi(2, {"sweep", data("sweep_jobs.yaml"), "--db", db}, {{name, bad}});
         CHECK(WIFEXITED(status));
         CHECK(WEXITSTATUS(status) == 2);
         CHECK(db_count(db, "SELECT COUNT(*) FROM runs") == 0);

@@ -1312,6 +1312,46 @@ TEST_CASE("a background checkpoint copies the log into the file while the writer
     CHECK(query_int(path, "SELECT COUNT(*) FROM layer_metrics WHERE run_id = 240") > 800);
 }
 
+TEST_CASE("a writer that begins its batches after the copy the log asks for keeps the log starting over",
+          "[db]") {
+    // ResultsDb::log_restart_due (issue 15): once the log holds 1,000 pages, a batch begun while the
+    // background copy runs would keep it from starting over; a writer that waits for it (as the sweep writer
+    // does, simulating meanwhile) keeps the log near 1,000 pages of 16 KiB, where one that begins at once
+    // lets it grow with what it writes (~3,000 pages here) up to 4,000.
+    TempDir dir;
+    const std::string path = dir.file("restart.db");
+    const auto size_of = [](const std::string& p) {
+        std::error_code ec;
+        const auto n = fs::file_size(p, ec);
+        return ec ? std::uintmax_t{0} : n;
+    };
+    const std::vector<LayerRow> layers = sample_layers(400);  // some 200 KB of rows a run
+    constexpr int runs = 240, per_batch = 4;
+    std::uintmax_t largest_log = 0;
+    int waits = 0;
+    {
+        ResultsDb db(path);
+        db.checkpoint_in_background();
+        for (int r = 0; r < runs; r += per_batch) {
+            for (int t = 0; t < 1000 && db.log_restart_due(); ++t) {
+                if (t == 0) ++waits;
+                std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            }
+            db.begin_batch();
+            for (int k = r; k < r + per_batch; ++k)
+                db.record_run(sample_info(fmt::format("run: {}\n", k)), layers, 0.1);
+            db.end_batch();
+            largest_log = std::max(largest_log, size_of(path + "-wal"));
+        }
+    }
+    CHECK(waits >= 1);
+    // 1,000 pages, the batch that took it there and the next (~50 pages each), and headroom for a copy that
+    // had not caught up.
+    CHECK(largest_log < std::uintmax_t{1'300} * 16'408);
+    CHECK(query_int(path, "SELECT COUNT(*) FROM runs") == runs);
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layers") == runs * 400);
+}
+
 TEST_CASE("rows prepared apart (prepare_layers) are written byte for byte as record_run writes the rows",
           "[db]") {
     // An MPI sweep's simulating ranks prepare their points' rows and rank 0 writes them (issue 15): the file
