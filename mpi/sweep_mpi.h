@@ -11,7 +11,9 @@
 //   writer); each `--jobs` beyond 1 adds a simulating thread on rank 0. The other ranks simulate and send
 //   back what the writer commits for a point (exp::PointOutcome): the run's info and layer rows (with levels
 //   and metrics), or the error, and the point's sweep rows and failure identity. They never touch the
-//   database file.
+//   database file. A worker on rank 0's node writes each result into a ring of its own in MPI-3 shared
+//   memory (MLSIM_MPI_RING_BYTES, default 2 MiB; 0: none) and sends rank 0 a notice of where it lies; rank 0
+//   reads it there. Other workers, and a result that finds its ring full, send it as a message.
 // - Rank 0 commits the points in point order (results that arrive early wait), with the threaded sweep's
 //   writer and rules (claims, repeats of an earlier point, failed points, the summary), so the database holds
 //   the same rows, ids included, for any number of ranks and any --jobs, and as `mlsim sweep` writes them,
