@@ -199,12 +199,27 @@ std::optional<double> value_number(const cfg::Node& v, std::optional<cfg::Dim> d
     return v.try_double();
 }
 
+// `resolve(...)` of a `system:` or `model:` value, kept in `known` (a map of sweep.refs) once it resolved.
+template <class Resolve>
+std::string resolve_once(const Sweep& sweep, std::map<std::string, std::string, std::less<>>& known,
+                         const cfg::Node& v, Resolve&& resolve) {
+    const std::string text = v.as_string();
+    {
+        std::lock_guard lock(sweep.refs->mutex);
+        if (auto it = known.find(text); it != known.end()) return it->second;
+    }
+    std::string resolved = resolve(sweep.file, "sweep", v);
+    std::lock_guard lock(sweep.refs->mutex);
+    known.emplace(text, resolved);
+    return resolved;
+}
+
 std::string resolve_system(const Sweep& sweep, const cfg::Node& v) {
-    return resolve_system_ref(sweep.file, "sweep", v);
+    return resolve_once(sweep, sweep.refs->systems, v, resolve_system_ref);
 }
 
 std::string resolve_model(const Sweep& sweep, const cfg::Node& v) {
-    return resolve_model_ref(sweep.file, "sweep", v);
+    return resolve_once(sweep, sweep.refs->models, v, resolve_model_ref);
 }
 
 }  // namespace

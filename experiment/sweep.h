@@ -37,6 +37,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -70,12 +71,22 @@ struct SweepAxis {
     std::size_t size() const { return factors.front().values.size(); }
 };
 
+// The sweep's `system:` and `model:` values resolved so far, by the value as written: a value resolves the
+// same way at every point (make_point), and resolving a preset name looks for two files, a zoo name lists
+// the zoo: 2 stat calls a point, some 2 % of a roofline point's CPU (bench/README.md, thirteenth round).
+// Only what resolved is kept (an error is raised again, located at that point's value). Thread-safe.
+struct SweepRefs {
+    std::mutex mutex;
+    std::map<std::string, std::string, std::less<>> systems, models;
+};
+
 struct Sweep {
     std::string file;  // as given
     std::string name;  // `name:`, else the file name without its extension
     std::string description;
     cfg::Node base;  // the validated `base:` map, defaults filled in
     std::vector<SweepAxis> axes;
+    std::shared_ptr<SweepRefs> refs = std::make_shared<SweepRefs>();  // shared by copies
     std::size_t point_count() const;
 };
 

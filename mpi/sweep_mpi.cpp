@@ -18,6 +18,7 @@
 #include <map>
 #include <new>
 #include <optional>
+#include <string_view>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -52,43 +53,40 @@ constexpr int k_in_flight = 24;
 // next point only once a commit makes room: workers that simulate faster than rank 0 writes would otherwise
 // fill its memory.
 constexpr std::size_t k_max_pending = exp::k_max_held;
-// k_max_pending, or MLSIM_MPI_MAX_PENDING (a whole number >= 1) where the environment sets it: the tests set
-// 1, so that a small sweep takes the path where workers wait for their next point. Any other value is a
-// UserError (exit status 2), not the default taken silently.
-std::size_t max_pending() {
-    const char* v = std::getenv("MLSIM_MPI_MAX_PENDING");
-    if (!v) return k_max_pending;
+// The whole number in the environment variable `name`, from `least` to `most`, or `otherwise` where it is
+// unset. Any other value is a UserError (exit status 2) naming `what` it sets, not the default taken
+// silently.
+std::size_t env_count(const char* name, std::size_t least, std::size_t most, std::size_t otherwise,
+                      std::string_view what) {
+    const char* v = std::getenv(name);
+    if (!v) return otherwise;
     std::size_t n = 0;
     const char* end = v + std::strlen(v);
     const auto [stop, ec] = std::from_chars(v, end, n);
-    if (ec != std::errc{} || stop != end || n < 1)
+    if (ec != std::errc{} || stop != end || n < least || n > most)
         throw cfg::UserError(
-            fmt::format("error: MLSIM_MPI_MAX_PENDING is '{}', not a whole number >= 1 (the points rank 0 "
-                        "holds uncommitted; "
-                        "unset, {})",
-                        v, k_max_pending));
+            fmt::format("error: {} is '{}', not a whole number from {} to {} ({}; unset, {})", name, v, least,
+                        most, what, otherwise));
     return n;
 }
 
-// The bytes of the ring of each worker on rank 0's node (SharedRings below), or MLSIM_MPI_RING_BYTES (a
-// whole number; 0: no rings, every result a message) where the environment sets it; any other value is a
-// UserError (exit status 2). A ring holds the results rank 0 has not read yet: it reads every arrived result
-// whenever it is not simulating a point or committing a batch's end, so a few at most (a systolic ResNet-50
-// point is ~105 KB, a roofline one ~56 KB: 2 MiB holds 19 of the larger). A result that finds no room goes
-// as a message instead. Rings of 1 and 8 MiB gave the same rates (bench/README.md, thirteenth round).
+// k_max_pending, or MLSIM_MPI_MAX_PENDING: the tests set 1, so that a small sweep takes the path where
+// workers wait for their next point.
+std::size_t max_pending() {
+    return env_count("MLSIM_MPI_MAX_PENDING", 1, std::size_t{1} << 30, k_max_pending,
+                     "the points rank 0 holds uncommitted");
+}
+
+// The bytes of the ring of each worker on rank 0's node (SharedRings below), or MLSIM_MPI_RING_BYTES (0: no
+// rings, every result a message). A ring holds the results rank 0 has not read yet: it reads every arrived
+// result whenever it is not simulating a point or committing a batch's end, so a few at most (a systolic
+// ResNet-50 point is ~105 KB, a roofline one ~56 KB: 2 MiB holds 19 of the larger). A result that finds no
+// room goes as a message instead. Rings of 1 and 8 MiB gave the same rates (bench/README.md, thirteenth
+// round).
 constexpr std::size_t k_ring_bytes = std::size_t{2} << 20;
 std::size_t ring_bytes() {
-    const char* v = std::getenv("MLSIM_MPI_RING_BYTES");
-    if (!v) return k_ring_bytes;
-    std::size_t n = 0;
-    const char* end = v + std::strlen(v);
-    const auto [stop, ec] = std::from_chars(v, end, n);
-    if (ec != std::errc{} || stop != end || n > (std::size_t{1} << 40))
-        throw cfg::UserError(fmt::format(
-            "error: MLSIM_MPI_RING_BYTES is '{}', not a whole number of bytes up to 2^40 (each worker's "
-            "shared-memory ring on rank 0's node; 0: none; unset, {})",
-            v, k_ring_bytes));
-    return n;
+    return env_count("MLSIM_MPI_RING_BYTES", 0, std::size_t{1} << 30, k_ring_bytes,
+                     "the bytes of each worker's shared-memory ring on rank 0's node; 0: none");
 }
 
 // With MLSIM_SWEEP_CPU set in the environment, each rank writes to stderr where its sweep thread's CPU time
@@ -555,8 +553,24 @@ class SharedRings {
         MPI_Info_create(&info);
         MPI_Info_set(info, "alloc_shared_noncontig", "true");
         char* base = nullptr;
-        MPI_Win_allocate_shared(mine, 1, info, m_node, &base, &m_win);
+        // Refused (shared memory too small for every worker's ring, a ring too large), the sweep goes on with
+        // messages, and says so.
+        MPI_Comm_set_errhandler(m_node, MPI_ERRORS_RETURN);
+        const int ok = MPI_Win_allocate_shared(mine, 1, info, m_node, &base, &m_win) == MPI_SUCCESS ? 1 : 0;
         MPI_Info_free(&info);
+        int all = 0;
+        MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, m_node);
+        if (!all) {
+            // A window made on some ranks only cannot be freed together: it stays until MPI_Finalize.
+            m_win = MPI_WIN_NULL;
+            m_capacity = 0;
+            if (world_rank == 0)
+                std::fputs(
+                    "mlsim-mpi: no shared-memory rings (MPI_Win_allocate_shared failed; "
+                    "MLSIM_MPI_RING_BYTES sets their size): results go as messages\n",
+                    stderr);
+            return;
+        }
         // One passive epoch for the whole sweep: MPI_Win_sync is what orders a worker's stores before its
         // notice, and rank 0's loads after it (MPI-3.1 section 11.5.5, the unified memory model).
         MPI_Win_lock_all(MPI_MODE_NOCHECK, m_win);

@@ -1273,17 +1273,21 @@ TEST_CASE("partial mlsim tables written by another program are refused before an
     CHECK_THROWS_WITH(ResultsDb(fifo), Catch::Contains("not a regular file"));
 }
 
+namespace {
+// A file's size, 0 while it does not exist (the log, between its removal and its creation).
+std::uintmax_t size_of(const std::string& p) {
+    std::error_code ec;
+    const auto n = fs::file_size(p, ec);
+    return ec ? std::uintmax_t{0} : n;
+}
+}  // namespace
+
 TEST_CASE("a background checkpoint copies the log into the file while the writer goes on, and bounds the log",
           "[db]") {
     // ResultsDb::checkpoint_in_background (issue 15): commits wake a thread that copies the write-ahead log
     // into the file; the log starts over once copied, and every run stays readable, during and after.
     TempDir dir;
     const std::string path = dir.file("bg.db");
-    const auto size_of = [](const std::string& p) {
-        std::error_code ec;
-        const auto n = fs::file_size(p, ec);
-        return ec ? std::uintmax_t{0} : n;
-    };
     const std::vector<LayerRow> layers = sample_layers(400);  // some 200 KB of rows a run
     constexpr int runs = 240;                                 // some 3,000 pages of log in all
     std::uintmax_t largest_log = 0, file_during = 0;
@@ -1320,11 +1324,6 @@ TEST_CASE("a writer that begins its batches after the copy the log asks for keep
     // lets it grow with what it writes (~3,000 pages here) up to 4,000.
     TempDir dir;
     const std::string path = dir.file("restart.db");
-    const auto size_of = [](const std::string& p) {
-        std::error_code ec;
-        const auto n = fs::file_size(p, ec);
-        return ec ? std::uintmax_t{0} : n;
-    };
     const std::vector<LayerRow> layers = sample_layers(400);  // some 200 KB of rows a run
     constexpr int runs = 240, per_batch = 4;
     std::uintmax_t largest_log = 0;
