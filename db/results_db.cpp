@@ -613,8 +613,12 @@ class Checkpointer {
     // Whether a checkpoint is due or running.
     bool running() const { return m_running.load(); }
     // Whether the log is long enough to start over and a checkpoint is due or running: a transaction begun
-    // before it ends keeps the log growing (see above).
-    bool restart_due() const { return m_running.load() && m_frames.load() >= k_frames; }
+    // before it ends keeps the log growing (see above). Not while the last checkpoint left frames uncopied
+    // (another connection reading an older snapshot of the file holds them): the writer would wait for
+    // copies that cannot finish.
+    bool restart_due() const {
+        return m_running.load() && m_frames.load() >= k_frames && m_copied_all.load();
+    }
     int64_t count() const { return m_count.load(); }                              // checkpoints run so far
     double cpu_s() const { return 1e-9 * static_cast<double>(m_cpu_ns.load()); }  // the thread's CPU in them
 
@@ -647,8 +651,10 @@ class Checkpointer {
             // pages stay in the log for the next checkpoint, or the close.
             timespec t0{}, t1{};
             clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
-            (void)sqlite3_wal_checkpoint_v2(m_own.handle(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
-                                            nullptr);
+            int frames = 0, copied = 0;
+            const int rc = sqlite3_wal_checkpoint_v2(m_own.handle(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                                     &frames, &copied);
+            m_copied_all = rc == SQLITE_OK && copied == frames;
             clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
             m_cpu_ns += (t1.tv_sec - t0.tv_sec) * 1'000'000'000LL + (t1.tv_nsec - t0.tv_nsec);
             ++m_count;
@@ -663,7 +669,8 @@ class Checkpointer {
     std::condition_variable m_wake;
     bool m_due = false, m_stop = false;
     std::atomic<bool> m_running{false};
-    std::atomic<int> m_frames{0};  // the log's length at the writer's last commit
+    std::atomic<int> m_frames{0};          // the log's length at the writer's last commit
+    std::atomic<bool> m_copied_all{true};  // the last checkpoint copied every frame of the log
     std::atomic<int64_t> m_count{0};
     std::atomic<int64_t> m_cpu_ns{0};
     std::thread m_thread;

@@ -1351,6 +1351,44 @@ TEST_CASE("a writer that begins its batches after the copy the log asks for keep
     CHECK(query_int(path, "SELECT COUNT(*) FROM layers") == runs * 400);
 }
 
+TEST_CASE(
+    "a reader holding an old snapshot keeps the log from starting over, and the writer does not wait for it",
+    "[db]") {
+    // ResultsDb::log_restart_due asks the writer to wait only for a copy that can start the log over: with
+    // another connection reading the file as it was (frames it may still need stay uncopied), waiting at each
+    // batch would hold the writer back for nothing.
+    TempDir dir;
+    const std::string path = dir.file("reader.db");
+    const std::vector<LayerRow> layers = sample_layers(400);
+    { ResultsDb(path).record_run(sample_info("run: first\n"), layers, 0.1); }
+    sql::Connection reader(path, sql::Connection::Mode::read_write_create);
+    reader.exec("BEGIN; SELECT COUNT(*) FROM runs;");  // a read transaction left open: an old snapshot
+    constexpr int runs = 240, per_batch = 4;
+    std::uintmax_t largest_log = 0;
+    int waits = 0;
+    {
+        ResultsDb db(path);
+        db.checkpoint_in_background();
+        for (int r = 0; r < runs; r += per_batch) {
+            if (db.log_restart_due()) ++waits;
+            for (int t = 0; t < 1000 && db.log_restart_due(); ++t)
+                std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            db.begin_batch();
+            for (int k = r; k < r + per_batch; ++k)
+                db.record_run(sample_info(fmt::format("run: {}\n", k)), layers, 0.1);
+            db.end_batch();
+            largest_log = std::max(largest_log, size_of(path + "-wal"));
+        }
+        CHECK(db.background_checkpoints() >= 2);
+    }
+    reader.exec("COMMIT");
+    // The log could not start over (more than the 1,300 pages it stays under otherwise), and the writer
+    // waited at most once, before a copy showed that it could not take every frame.
+    CHECK(largest_log > std::uintmax_t{1'300} * 16'408);
+    CHECK(waits <= 1);
+    CHECK(query_int(path, "SELECT COUNT(*) FROM runs") == runs + 1);
+}
+
 TEST_CASE("rows prepared apart (prepare_layers) are written byte for byte as record_run writes the rows",
           "[db]") {
     // An MPI sweep's simulating ranks prepare their points' rows and rank 0 writes them (issue 15): the file
