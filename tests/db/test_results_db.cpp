@@ -1280,6 +1280,34 @@ std::uintmax_t size_of(const std::string& p) {
     const auto n = fs::file_size(p, ec);
     return ec ? std::uintmax_t{0} : n;
 }
+
+// Writes `runs` runs of 400 layers (some 200 KB of rows each) into `path` in batches of 4, with the log
+// copied in the background, as a sweep's writer does: before each batch it waits (up to a second) while
+// ResultsDb::log_restart_due. How often it waited, the log's largest size, and the copies run.
+struct BatchedWrite {
+    int waits = 0;
+    std::uintmax_t largest_log = 0;
+    int64_t checkpoints = 0;
+};
+BatchedWrite write_in_batches(const std::string& path, int runs) {
+    constexpr int per_batch = 4;
+    const std::vector<LayerRow> layers = sample_layers(400);
+    BatchedWrite w;
+    ResultsDb db(path);
+    db.checkpoint_in_background();
+    for (int r = 0; r < runs; r += per_batch) {
+        if (db.log_restart_due()) ++w.waits;
+        for (int t = 0; t < 1000 && db.log_restart_due(); ++t)
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        db.begin_batch();
+        for (int k = r; k < r + per_batch; ++k)
+            db.record_run(sample_info(fmt::format("run: {}\n", k)), layers, 0.1);
+        db.end_batch();
+        w.largest_log = std::max(w.largest_log, size_of(path + "-wal"));
+    }
+    w.checkpoints = db.background_checkpoints();
+    return w;
+}
 }  // namespace
 
 TEST_CASE("a background checkpoint copies the log into the file while the writer goes on, and bounds the log",
@@ -1324,25 +1352,9 @@ TEST_CASE("a writer that begins its batches after the copy the log asks for keep
     // lets it grow with what it writes (~3,000 pages here) up to 4,000.
     TempDir dir;
     const std::string path = dir.file("restart.db");
-    const std::vector<LayerRow> layers = sample_layers(400);  // some 200 KB of rows a run
-    constexpr int runs = 240, per_batch = 4;
-    std::uintmax_t largest_log = 0;
-    int waits = 0;
-    {
-        ResultsDb db(path);
-        db.checkpoint_in_background();
-        for (int r = 0; r < runs; r += per_batch) {
-            for (int t = 0; t < 1000 && db.log_restart_due(); ++t) {
-                if (t == 0) ++waits;
-                std::this_thread::sleep_for(std::chrono::milliseconds(1));
-            }
-            db.begin_batch();
-            for (int k = r; k < r + per_batch; ++k)
-                db.record_run(sample_info(fmt::format("run: {}\n", k)), layers, 0.1);
-            db.end_batch();
-            largest_log = std::max(largest_log, size_of(path + "-wal"));
-        }
-    }
+    constexpr int runs = 240;
+    const auto [waits, largest_log, checkpoints] = write_in_batches(path, runs);
+    CHECK(checkpoints >= 2);
     CHECK(waits >= 1);
     // 1,000 pages, the batch that took it there and the next (~50 pages each), and headroom for a copy that
     // had not caught up.
@@ -1359,28 +1371,12 @@ TEST_CASE(
     // batch would hold the writer back for nothing.
     TempDir dir;
     const std::string path = dir.file("reader.db");
-    const std::vector<LayerRow> layers = sample_layers(400);
-    { ResultsDb(path).record_run(sample_info("run: first\n"), layers, 0.1); }
+    { ResultsDb(path).record_run(sample_info("run: first\n"), sample_layers(400), 0.1); }
     sql::Connection reader(path, sql::Connection::Mode::read_write_create);
     reader.exec("BEGIN; SELECT COUNT(*) FROM runs;");  // a read transaction left open: an old snapshot
-    constexpr int runs = 240, per_batch = 4;
-    std::uintmax_t largest_log = 0;
-    int waits = 0;
-    {
-        ResultsDb db(path);
-        db.checkpoint_in_background();
-        for (int r = 0; r < runs; r += per_batch) {
-            if (db.log_restart_due()) ++waits;
-            for (int t = 0; t < 1000 && db.log_restart_due(); ++t)
-                std::this_thread::sleep_for(std::chrono::milliseconds(1));
-            db.begin_batch();
-            for (int k = r; k < r + per_batch; ++k)
-                db.record_run(sample_info(fmt::format("run: {}\n", k)), layers, 0.1);
-            db.end_batch();
-            largest_log = std::max(largest_log, size_of(path + "-wal"));
-        }
-        CHECK(db.background_checkpoints() >= 2);
-    }
+    constexpr int runs = 240;
+    const auto [waits, largest_log, checkpoints] = write_in_batches(path, runs);
+    CHECK(checkpoints >= 2);
     reader.exec("COMMIT");
     // The log could not start over (more than the 1,300 pages it stays under otherwise), and the writer
     // waited twice at most: the log went on growing after each wait, and it was not asked again.
