@@ -239,8 +239,9 @@ using Env = std::vector<std::pair<std::string, std::string>>;
         dup2(null, 2);
         setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
         setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-        // A sanitized mlsim-mpi (the sanitizer build): Open MPI leaves memory to its exit, which LeakSanitizer
-        // would report as leaks of every rank; mlsim's own code is leak-checked by the other tests.
+        // A sanitized mlsim-mpi (the sanitizer build): Open MPI leaves memory to its exit, which
+        // LeakSanitizer would report as leaks of every rank; mlsim's own code is leak-checked by the other
+        // tests.
         setenv("ASAN_OPTIONS", "detect_leaks=0", 1);
         for (const auto& [name, value] : env) setenv(name.c_str(), value.c_str(), 1);
         std::vector<char*> argv;
