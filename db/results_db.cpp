@@ -601,7 +601,7 @@ class Checkpointer {
     Checkpointer& operator=(const Checkpointer&) = delete;
 
     // The log's length, in pages, at which the writer waits for the copy before its next transaction
-    // (SQLite's default threshold of the automatic checkpoint), and from which the copying starts.
+    // (SQLite's default threshold of the automatic checkpoint).
     static constexpr int k_frames = 1000;
     // Early enough that the copy has caught up when the log reaches k_frames (a roofline batch writes some
     // 150 frames), so that the writer waits for one batch's frames; from 250 frames hot pages (the right edge
@@ -609,6 +609,8 @@ class Checkpointer {
     // (bench/README.md, thirteenth round).
     static constexpr int k_early_frames = 600;
     static constexpr int k_max_frames = 4 * k_frames;
+    // Commits after which a log that did not start over stops the waiting (see restart_due): one may miss by
+    // a copy that began before the wait, a second one shows that something else holds the frames.
     static constexpr int k_max_missed = 2;
 
     // Whether a checkpoint is due or running.

@@ -1069,11 +1069,6 @@ void objects_in_layers(sql::Connection& conn) {
     }
 }
 
-// Step to schema 11: the table `layers` splits into layer_defs (its distinct definitions, ids in the order of
-// their first row) and layer_results (the rest of each row, naming its definition); the table is dropped, and
-// with it schema 10's views over it (migrate() makes the views anew, `layers` among them). A column, index or
-// trigger on the table that mlsim did not make, or a row left without its definition, stops it with a
-// UserError.
 // layer_results' columns but its key, which SQLite numbers (schema 12), comma-separated: what a step writes.
 std::string written_result_columns() {
     std::string names;
@@ -1082,6 +1077,11 @@ std::string written_result_columns() {
     return names;
 }
 
+// Step to schema 11: the table `layers` splits into layer_defs (its distinct definitions, ids in the order of
+// their first row) and layer_results (the rest of each row, naming its definition); the table is dropped, and
+// with it schema 10's views over it (migrate() makes the views anew, `layers` among them). A column, index or
+// trigger on the table that mlsim did not make, or a row left without its definition, stops it with a
+// UserError.
 void split_layers(sql::Connection& conn) {
     if (!table_exists(conn, "layers")) return;
     const auto refuse = [&](const std::string& why) {

@@ -310,11 +310,10 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
         // batch begun would keep it growing: simulate meanwhile (a few milliseconds), holding up to
         // k_restart_hold times the usual outcomes (remote workers' points in flight keep arriving).
         if (restart_wait() && pending.size() < k_restart_hold * hold) return false;
-        const std::size_t due = k_min_batch;
         std::size_t ready = 0;
-        for (auto it = pending.begin(); it != pending.end() && ready < due; ++it, ++ready)
+        for (auto it = pending.begin(); it != pending.end() && ready < k_min_batch; ++it, ++ready)
             if (it->first != committed + busy.size() + ready) return false;
-        return ready >= due;
+        return ready >= k_min_batch;
     };
     while (committed + busy.size() < total) {
         if (!shared.load() && Clock::now() - last_presence_check >= k_presence_interval) {

@@ -121,10 +121,9 @@ struct CpuAccount {
 class Writer {
   public:
     Writer() = default;
-    // Writes into `buffer`'s memory (its contents are replaced): a rank reuses the buffers of sent results.
-    explicit Writer(std::vector<char>&& buffer) : m_buf(std::move(buffer)) { m_buf.clear(); }
-    // Writes into [place, place + room) (a worker's ring, SharedRings::reserve) until that is full, then
-    // goes on in `buffer`'s memory, the bytes written so far copied there.
+    // Writes into [place, place + room) (a worker's ring, SharedRings::reserve; none when null) until that
+    // is full, then goes on in `buffer`'s memory (its contents replaced: a rank reuses the buffers of sent
+    // results), the bytes written so far copied there.
     Writer(char* place, std::size_t room, std::vector<char>&& buffer)
         : m_buf(std::move(buffer)), m_place(place), m_room(room) {
         m_buf.clear();
