@@ -153,9 +153,10 @@ TEST_CASE("every device preset loads, validates and is self-consistent", "[arch]
 
 TEST_CASE("the preset list has every device of hardware.md, sorted", "[arch][device]") {
     const std::vector<std::string> names = arch::list_device_presets(configs_dir);
-    for (const char* want : {"tpu-v1", "tpu-v4", "a100", "h100", "jetson-orin-nano", "jetson-orin-nano-super",
-                             "jetson-agx-orin", "xeon-8380", "xeon-8480", "epyc-9654", "stm32f746",
-                             "stm32h7a3", "stm32l4r5", "stm32u575", "eyeriss", "ethos-u55"})
+    for (const char* want :
+         {"tpu-v1", "tpu-v4", "a100", "h100", "h200", "jetson-orin-nano", "jetson-orin-nano-super",
+          "jetson-agx-orin", "xeon-8380", "xeon-8480", "epyc-9654", "stm32f746", "stm32h7a3", "stm32l4r5",
+          "stm32u575", "eyeriss", "ethos-u55"})
         CHECK(std::find(names.begin(), names.end(), want) != names.end());
     CHECK(std::is_sorted(names.begin(), names.end()));
     CHECK(arch::list_device_presets(configs_dir + "/devices") == names);
@@ -207,6 +208,18 @@ TEST_CASE("H100 figures match hardware.md", "[arch][device]") {
     CHECK(d.find_memory("l2")->capacity_bytes == Approx(50e6));
     CHECK(d.tdp_W == Approx(700));
     CHECK(d.ridge_point("fp16") == Approx(989e12 / 3350e9).epsilon(0.005));
+}
+
+TEST_CASE("H200: the H100's chip with HBM3e and the 60 MiB L2 the CUDA runtime reports", "[arch][device]") {
+    const arch::DeviceSpec d = preset("h200"), h100 = preset("h100");
+    CHECK(d.name == "h200");
+    CHECK(d.main_memory().bandwidth_Bps == Approx(4.8e12));
+    CHECK(d.main_memory().capacity_bytes == Approx(141e9));
+    CHECK(d.find_memory("l2")->capacity_bytes == Approx(60.0 * MiB));
+    for (const char* dtype : {"fp64", "fp32", "tf32", "fp16", "bf16", "fp8", "int8"})
+        CHECK(d.peak_for(dtype) == h100.peak_for(dtype));
+    CHECK(d.tdp_W == Approx(700));
+    CHECK(d.ridge_point("bf16") == Approx(989e12 / 4.8e12).epsilon(0.005));
 }
 
 TEST_CASE("TPU figures match hardware.md", "[arch][device]") {

@@ -27,7 +27,7 @@ using arch::gpu::GpuSpec;
 namespace {
 
 const std::string k_devices = std::string(MLSIM_SOURCE_DIR) + "/configs/devices/";
-const char* const k_gpus[] = {"a100", "h100", "jetson-orin-nano", "jetson-agx-orin",
+const char* const k_gpus[] = {"a100", "h100", "h200",    "jetson-orin-nano", "jetson-agx-orin",
                               "v100", "l4",   "rtx-4090"};
 
 arch::DeviceSpec preset(const std::string& name) { return arch::load_device(k_devices + name + ".yaml"); }
