@@ -601,6 +601,17 @@ struct GpuModel::Fused {
 
 namespace {
 
+// Register-file bytes a MAC on the CUDA cores moves: an FMA-class instruction reads three 32-bit registers
+// and writes one (16 B, est.: no operand-reuse cache), and HFMA2 (fp16, bf16) packs two MACs into one such
+// instruction and DP4A (int8, int4) four, the packing cuda_core_rate's rates already assume. (FP64 keeps 16
+// B, est., although a DFMA's operands are register pairs.) Counting 16 B a packed MAC made an fp16 GEMM on
+// the CUDA cores twice as power-hungry as an FP32 one at the same instruction rate: on H200 such a GEMM (K or
+// N not a multiple of 8) ran power-capped at 2.5x the measured time (analysis/reproduce/gpu_kernels_h200.py).
+double cuda_core_rf_bytes_per_mac(const GpuSpec& g, const std::string& dtype) {
+    if (dtype == "fp64") return 16.0;
+    return 16.0 * g.cuda_core_rate("fp32") / g.cuda_core_rate(dtype);
+}
+
 struct Acc {
     int64_t kernels = 0, blocks = 0, waves = 0;
     double compute = 0, memory = 0, overhead = 0;
@@ -757,7 +768,7 @@ LayerResult GpuModel::layer(const wl::Op& op, const Fused& f) {
         if (p.split_k > 1)
             a.l2 += static_cast<double>(s.batch * s.m * s.n) * 8 * static_cast<double>(p.split_k);
         a.mac_energy += s.macs() * d.mac_energy_for(dtype);
-        a.rf_bytes += s.macs() * (p.tensor ? 0.4375 * e : 16.0);
+        a.rf_bytes += s.macs() * (p.tensor ? 0.4375 * e : cuda_core_rf_bytes_per_mac(g, dtype));
         a.tensor = a.tensor || p.tensor;
         a.aligned = a.aligned && p.aligned;
         if (!a.plan || s.macs() >= a.keep.shape.macs()) {
@@ -823,7 +834,8 @@ LayerResult GpuModel::layer(const wl::Op& op, const Fused& f) {
             a.dram_write += write;
             a.l2 += read + write;
             a.mac_energy += c.macs * d.mac_energy_for(dtype) + scores * 3 * d.mac_energy_for(dtype);
-            a.rf_bytes += c.macs * (a.tensor ? 0.4375 * e : 16.0) + scores * 6 * 3 * e;
+            a.rf_bytes +=
+                c.macs * (a.tensor ? 0.4375 * e : cuda_core_rf_bytes_per_mac(g, dtype)) + scores * 6 * 3 * e;
         } else {
             // Unfused: S = Q·K^T written to DRAM, softmax over it, P·V reading it back.
             for (size_t j = 0; j < gs.size(); ++j) {

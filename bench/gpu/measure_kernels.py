@@ -4,7 +4,7 @@
 Runs where a GPU and PyTorch are (this project's device machine lends an H200 to some sessions); mlsim never
 needs it. Writes one JSON file (default: $OUT/gpu_kernels.json, else ./gpu_kernels.json) and prints a table.
 
-    python3 bench/gpu/measure_kernels.py [--out FILE] [--quick]
+    python3 bench/gpu/measure_kernels.py [--out FILE] [--graph] [--misaligned] [--quick]
 
 What it measures, each as the median of several timed batches (CUDA events around `reps` back-to-back
 launches, after a warm-up; a batch lasts >= ~20 ms):
@@ -278,6 +278,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(os.environ.get("OUT", "."), "gpu_kernels.json"))
     ap.add_argument("--quick", action="store_true", help="a few cases of each kind (a check of the script)")
+    ap.add_argument("--misaligned", action="store_true",
+                    help="only GEMMs whose K or N is not a multiple of 8 elements, beside aligned neighbours")
     ap.add_argument("--graph", action="store_true",
                     help="time CUDA-graph replays (kernels without the host's per-call dispatch); no power run")
     args = ap.parse_args()
@@ -317,9 +319,21 @@ def main():
     gemms += [(s, s, s, "tf32") for s in (1024, 4096, 8192)]
     if args.quick:
         gemms = gemms[:2] + [(4096, 4096, 4096, "fp32")]
+    if args.misaligned:
+        # GPT-2's LM head (vocab 50257, and nanoGPT's padded 50304), and 4096^3 with one dimension less one.
+        gemms = []
+        for d in ("fp16", "bf16"):
+            gemms += [(1024, 768, 50257, d), (1024, 768, 50304, d), (1024, 1600, 50257, d), (1024, 1600, 50304, d),
+                      (4096, 4096, 4096, d), (4096, 4095, 4096, d), (4096, 4096, 4095, d), (4095, 4096, 4096, d),
+                      (4096, 4097, 4096, d), (4096, 4096, 4097, d)]
     for m, k, n, d in gemms:
         section(f"gemm {d} {m}x{k}x{n}", lambda: gemm(m, k, n, d))
         torch.cuda.empty_cache()
+    if args.misaligned:
+        RESULTS["meta"]["seconds"] = time.time() - t_start
+        save()
+        log(f"wrote {args.out} ({len(RESULTS['gemm'])} GEMMs; {len(RESULTS['errors'])} errors)")
+        return 0
     sizes = [8, 64, 256, 1024, 2048] if not args.quick else [64]
     for mib in sizes:
         section(f"copy {mib} MiB", lambda: copy(mib * 2**20))
