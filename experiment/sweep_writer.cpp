@@ -125,7 +125,8 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
     int64_t seen_run = db.max_run_id();         // runs committed before: in `known`
     std::unordered_set<std::string> others_ok;  // guarded by mutex (declared below)
 
-    // The writer's threads, its own simulating and the remote workers draw from one counter.
+    // The writer's threads, its own simulating and the remote workers draw from one counter, each a run of
+    // consecutive points at a time (see k_run in sweep_writer.h).
     std::atomic<std::size_t> next{0};
     std::atomic<bool> stop{false};
     std::mutex mutex;
@@ -144,22 +145,45 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
     // exactly that point.
     const std::size_t shared_hold =
         std::min(hold, std::max<std::size_t>(2, static_cast<std::size_t>(options.jobs)));
+    // The next point of `run` (its index in the order taken), claiming a new run from the counter when it is
+    // used up: k_run points, fewer towards the end (a sixteenth of what is left, so that the last runs do
+    // not keep one worker busy while the others have nothing), one while other writers share the file (each
+    // point is then taken as late as possible, so that fewer are simulated by both).
+    struct Run {
+        std::size_t cur = 0, end = 0;
+    };
+    // (`claim` false: only the run's next point, none once it is used up.) A worker finishes the run it began
+    // whatever the bound on held outcomes, which it exceeds by fewer than k_run: the writer may be waiting
+    // for a point of it.
+    auto take = [&](Run& run, bool claim) -> std::optional<std::size_t> {
+        if (run.cur < run.end) return run.cur++;
+        if (!claim) return std::nullopt;
+        const std::size_t at = next.load();
+        const std::size_t n =
+            shared.load() ? 1 : std::clamp<std::size_t>((total - std::min(at, total)) / 16, 1, k_run);
+        const std::size_t k = next.fetch_add(n);
+        if (k >= total) return std::nullopt;
+        run.cur = k + 1;
+        run.end = std::min(k + n, total);
+        return k;
+    };
     auto local = [&] {
         try {
+            Run run;
             while (!stop.load()) {
-                {
+                if (run.cur >= run.end) {
                     std::unique_lock lock(mutex);
                     room.wait(lock, [&] {
                         return stop.load() || arrived.size() + held < (shared.load() ? shared_hold : hold);
                     });
                 }
                 if (stop.load()) break;
-                const std::size_t k = next.fetch_add(1);
-                if (k >= total) break;
+                const std::optional<std::size_t> k = take(run, true);
+                if (!k) break;
                 PointOutcome o =
-                    simulate_point(sweep, systems, point_at(k), known, models, overridden, done_elsewhere);
+                    simulate_point(sweep, systems, point_at(*k), known, models, overridden, done_elsewhere);
                 std::lock_guard lock(mutex);
-                arrived.emplace(k, std::move(o));
+                arrived.emplace(*k, std::move(o));
             }
         } catch (...) {
             std::lock_guard lock(mutex);
@@ -187,12 +211,14 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
     // (see the main loop): so `jobs` 1 adds no thread, and with a core of its own the writer never waits
     // for a simulating thread of its own. Each further job is one more simulating thread.
     for (int t = 1; t < options.jobs; ++t) threads.emplace_back(local);
+    std::map<int, Run> remote_runs;  // by worker (the writer's thread only)
     if (remote)
-        remote->start([&]() -> std::optional<std::size_t> {
+        remote->start([&](int worker, bool claim) -> std::optional<std::size_t> {
             if (stop.load()) return std::nullopt;
-            const std::size_t k = next.fetch_add(1);
-            return k < total ? std::optional<std::size_t>(point_at(k)) : std::nullopt;
+            const std::optional<std::size_t> k = take(remote_runs[worker], claim);
+            return k ? std::optional<std::size_t>(point_at(*k)) : std::nullopt;
         });
+    Run own_run;  // the writer's own simulating
 
     std::size_t committed = 0, failed = 0, ran = 0, skipped = 0, failed_before = 0, recorded_elsewhere = 0;
     std::set<std::string> claimed;
@@ -368,15 +394,15 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
             idle = false;
         } else if (!stop.load()) {
             // No batch due: simulate the next point here rather than wait.
-            if (const std::size_t k = next.fetch_add(1); k < total) {
+            if (const std::optional<std::size_t> k = take(own_run, true)) {
                 const double t0 = cpu ? thread_cpu_s() : 0;
                 PointOutcome o =
-                    simulate_point(sweep, systems, point_at(k), known, models, overridden, done_elsewhere);
+                    simulate_point(sweep, systems, point_at(*k), known, models, overridden, done_elsewhere);
                 if (cpu) {
                     cpu->simulating += thread_cpu_s() - t0;
                     ++cpu->points;
                 }
-                pending.emplace(k, std::move(o));
+                pending.emplace(*k, std::move(o));
                 update_held();
                 idle = false;
             }

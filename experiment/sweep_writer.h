@@ -60,6 +60,15 @@ constexpr std::size_t k_max_held = 2 * static_cast<std::size_t>(k_commit_batch);
 // bottleneck holds about its bound at all times, and would otherwise begin a batch at once, keeping the log
 // growing, or leave its workers without points.
 constexpr std::size_t k_restart_hold = 4;
+// Points a simulating thread, the writer or a remote worker takes at once: a run of consecutive points
+// (fewer towards the sweep's end, one while other writers share the file). Neighbouring points of a sweep
+// share most of their work (the systolic model's tile searches and plans kept across points, arch/systolic/
+// tiling.h), so a worker given every other point simulates each more slowly: 1.25-1.28 against 1.11-1.16 ms
+// a point, one rank, a 1,980-point systolic sweep against its 990 even points. Two ranks taking points one
+// at a time interleave so. Alternated 8 times (bench/README.md, fourteenth round), 2 ranks: systolic
+// 1,260 points/s with runs of 1, 1,308 with 16, 1,309 with 32 (CPU a point 1.557, 1.495, 1.498 ms);
+// roofline 5,188, 5,157 and 5,036 (the writer, the bottleneck there, simulates more of its own runs).
+constexpr std::size_t k_run = 16;
 // How often a writer alone on its file looks for other sweep writers of it: a read of the few rows of
 // `claims`, whose cost at this interval did not show in a 6-round A/B of a 2,000-point roofline sweep
 // (bench/README.md, tenth round), against the points a second writer starting meanwhile may simulate before
@@ -107,15 +116,18 @@ PointOutcome simulate_point(const Sweep& sweep, const SystemCache& systems, std:
 class RemoteWorkers {
   public:
     virtual ~RemoteWorkers() = default;
-    // Before the writer's loop: hands the workers their first points, drawing each index from `take` (nullopt
-    // once every point is handed out, or the sweep stops); `take` stays valid until finish().
-    virtual void start(std::function<std::optional<std::size_t>()> take) = 0;
+    // Before the writer's loop: hands the workers their first points, drawing each index from `take` with the
+    // worker's number (each worker gets runs of consecutive points, k_run; nullopt once every point is handed
+    // out, or the sweep stops); `take` stays valid until finish(). With `claim` false it gives only the next
+    // point of the worker's current run, nullopt once that is used up: a worker that the bound on held
+    // outcomes would make wait still gets the rest of its run (the writer may be waiting for one of them).
+    virtual void start(std::function<std::optional<std::size_t>(int, bool)> take) = 0;
     // Hands every outcome that has arrived to the writer (`hand_in` returns how many it then holds
     // uncommitted, as counted against the bound: see k_restart_hold); whether any had. A worker may be given
     // its next point at once while the writer holds fewer than its bound.
     virtual bool receive(const std::function<std::size_t(PointOutcome&&)>& hand_in) = 0;
     // A commit made room: workers waiting for it get their next points while `held` (counted so) stays below
-    // the bound.
+    // the bound (the rest of their runs whatever `held`).
     virtual void room(std::size_t held) = 0;
     // Every point is committed: the workers are told there is nothing more, and that the sweep is done.
     virtual void finish() = 0;

@@ -790,7 +790,7 @@ class MpiWorkers final : public exp::RemoteWorkers {
           m_told_last(static_cast<std::size_t>(ranks), false),
           m_busy(ranks - 1) {}
 
-    void start(std::function<std::optional<std::size_t>()> take) override {
+    void start(std::function<std::optional<std::size_t>(int, bool)> take) override {
         m_take = std::move(take);
         for (int r = 1; r < m_ranks; ++r)
             for (int k = 0; k < k_in_flight; ++k) hand_out(r);
@@ -827,10 +827,12 @@ class MpiWorkers final : public exp::RemoteWorkers {
     }
 
     void room(std::size_t held) override {
-        while (!m_owed.empty() && held < m_hold) {
-            const int rank = m_owed.front();
-            m_owed.pop_front();
-            hand_out(rank);
+        // Below the bound every worker owed a point gets one; at it, only the rest of its run.
+        for (auto it = m_owed.begin(); it != m_owed.end();) {
+            if (hand_out(*it, held < m_hold))
+                it = m_owed.erase(it);
+            else
+                ++it;
         }
     }
 
@@ -843,21 +845,25 @@ class MpiWorkers final : public exp::RemoteWorkers {
     void recycle(db::PreparedLayers&& rows) override { m_pool.give(std::move(rows)); }
 
   private:
-    // Sends a worker its next index, or once -1 when every point is handed out.
-    void hand_out(int rank) {
-        if (m_told_last[static_cast<std::size_t>(rank)]) return;
-        const std::optional<std::size_t> i = m_take();
+    // Sends a worker its next index, or once -1 when every point is handed out; with `claim` false only the
+    // next point of its run (exp::RemoteWorkers::start). Whether the worker is served (false: its run is used
+    // up and it may not claim another).
+    bool hand_out(int rank, bool claim = true) {
+        if (m_told_last[static_cast<std::size_t>(rank)]) return true;
+        const std::optional<std::size_t> i = m_take(rank, claim);
+        if (!i && !claim) return false;
         send_index(rank, i ? static_cast<int64_t>(*i) : -1);
         if (!i) {
             m_told_last[static_cast<std::size_t>(rank)] = true;
             --m_busy;
         }
+        return true;
     }
 
     int m_ranks;
     SharedRings& m_rings;
     std::size_t m_hold;
-    std::function<std::optional<std::size_t>()> m_take;
+    std::function<std::optional<std::size_t>(int, bool)> m_take;
     std::vector<bool> m_told_last;
     int m_busy;  // worker ranks that have not been told there is nothing left
     std::deque<int> m_owed;
