@@ -320,6 +320,23 @@ TEST_CASE("An MPI sweep writes the same rows as the threaded one, for any number
         CHECK(whole_file(db) == expected);
         CHECK(db_count(db, "SELECT COUNT(*) FROM runs") == 12);
     }
+    // A sweep long enough that workers take runs of several consecutive points (exp::k_run), with rank 0
+    // holding one point at most: a worker at the bound still gets the rest of its run, which rank 0 may be
+    // waiting for. The same rows as threads write.
+    {
+        const std::string runs_threads = dir.file("runs-threads.db");
+        REQUIRE(exited_ok(wait_status(
+            spawn_mlsim({"sweep", data("sweep_runs.yaml"), "--db", runs_threads, "--jobs", "2"}))));
+        for (int ranks : {2, 3}) {
+            INFO(ranks << " ranks, rank 0 holding one point at most");
+            const std::string db = dir.file(fmt::format("runs-{}.db", ranks));
+            REQUIRE(exited_ok(run_mpi(ranks, {"sweep", data("sweep_runs.yaml"), "--db", db},
+                                      {{"MLSIM_MPI_MAX_PENDING", "1"}})));
+            CHECK(whole_file(db) == whole_file(runs_threads));
+            CHECK(whole_file(db, true) == whole_file(runs_threads, true));
+            CHECK(db_count(db, "SELECT COUNT(*) FROM runs WHERE status = 'ok'") == 64);
+        }
+    }
     // A bound that is not a whole number >= 1, or a ring size that is not a whole number of bytes up to
     // 2^30, is refused (exit status 2) before any point runs.
     for (const auto& [name, bad] :

@@ -351,6 +351,43 @@ TEST_CASE(
     }
 }
 
+TEST_CASE("Threads taking runs of consecutive points finish them under any bound on held points", "[sweep]") {
+    // 64 points: runs of 4 at the start (a sixteenth of what is left, at most exp::k_run). A thread that
+    // began a run goes on past the writer's bound, which may wait for a point of it: with a bound of 1 and 4
+    // threads some run is always unfinished when the bound is reached.
+    TempDir dir("mlsim_test_sweep_runs");
+    const exp::Sweep sweep = exp::load_sweep(data("sweep_runs.yaml"));
+    const exp::SystemCache systems = exp::check_points(sweep);
+    REQUIRE(sweep.point_count() == 64);
+    auto rows = [](const std::string& path) {
+        return query(path,
+                     "SELECT r.run_id, r.config_hash, r.total_time_s, s.point FROM runs r JOIN sweeps s ON "
+                     "s.run_id = r.run_id ORDER BY r.run_id");
+    };
+    std::vector<std::string> expected;
+    for (const auto& [jobs, hold] :
+         {std::pair<int, std::size_t>{1, exp::k_max_held}, {4, 1}, {3, 2}, {2, 5}}) {
+        INFO(jobs << " jobs, holding at most " << hold);
+        const std::string path = dir.file(fmt::format("r{}-{}.db", jobs, hold).c_str());
+        exp::SweepSummary s;
+        {
+            db::ResultsDb db(path);
+            exp::SweepRunOptions o;
+            o.jobs = jobs;
+            s = exp::write_sweep(sweep, systems, db, o, exp::read_known_runs(db, false),
+                                 std::make_shared<exp::ModelCache>(), hold, nullptr);
+        }
+        CHECK(s.ran == 64);
+        const std::vector<std::string> got = rows(path);
+        if (expected.empty()) {
+            expected = got;
+            REQUIRE(expected.size() == 64);
+        } else {
+            CHECK(got == expected);
+        }
+    }
+}
+
 TEST_CASE("run_sweep reports progress only through its callback, ending with one final report of every point",
           "[sweep]") {
     TempDir dir("mlsim_test_sweep_progress");
