@@ -21,6 +21,8 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_MLSIM = os.path.join(ROOT, "build", "mlsim")
+DEVICES = os.path.join(ROOT, "configs", "devices")  # the device presets
+DATA = os.path.join(ROOT, "analysis", "reproduce", "data")  # measurements kept with the scripts
 STATUSES = ("PASS", "KNOWN GAP", "GAP")
 
 
@@ -52,6 +54,37 @@ def mlsim_path(argv):
               file=sys.stderr)
         sys.exit(2)
     return path
+
+
+def pop_option(argv, name, default):
+    """The value of `name VALUE` in argv (a list, changed in place: both removed), or default."""
+    if name in argv:
+        i = argv.index(name)
+        if i + 1 < len(argv):
+            value = argv[i + 1]
+            del argv[i:i + 2]
+            return value
+    return default
+
+
+def measured_args(default_data):
+    """For scripts comparing measurements kept in data/: from sys.argv, the mlsim binary (mlsim_path),
+    `--fidelity` (default wave) and `--data FILE` (default default_data), read as JSON."""
+    args = list(sys.argv[1:])
+    fidelity = pop_option(args, "--fidelity", "wave")
+    data_path = pop_option(args, "--data", default_data)
+    mlsim = mlsim_path(args)
+    try:
+        with open(data_path) as f:
+            return mlsim, fidelity, json.load(f)
+    except (OSError, ValueError) as e:
+        print(f"{os.path.basename(sys.argv[0])}: cannot read the measurements {data_path}: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def fmt_time(s):
+    """Seconds as us below a millisecond, else ms."""
+    return f"{s * 1e6:.1f} us" if s < 1e-3 else f"{s * 1e3:.3f} ms"
 
 
 def report(name, source, published, mlsim, status, tolerance, error=None, note=""):

@@ -34,7 +34,6 @@ a GAP, 2 when mlsim fails.
 
 usage: gpu_kernels_h200.py [[--mlsim] path/to/mlsim] [--fidelity wave|block] [--data FILE]
 """
-import json
 import os
 import re
 import statistics
@@ -44,9 +43,8 @@ import tempfile
 
 import common
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = os.path.join(HERE, "data", "h200_kernels.json")
-PRESET = os.path.abspath(os.path.join(HERE, "..", "..", "configs", "devices", "h200.yaml"))
+DATA = os.path.join(common.DATA, "h200_kernels.json")
+PRESET = os.path.join(common.DEVICES, "h200.yaml")
 SOURCE = "measured on an H200 SXM (device machine, 2026-12-04; analysis/reproduce/data/h200_kernels.json)"
 KERNEL_TOL = 0.15
 MEAN_TOL = 0.10
@@ -56,10 +54,6 @@ UNITS = {"ps": 1e-12, "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0}
 # Each must stay within KNOWN_GAP_LIMIT, so that it cannot silently grow.
 KNOWN_GAPS = {}
 KNOWN_GAP_LIMIT = 0.35
-
-
-def fmt_time(s):
-    return f"{s * 1e6:.1f} us" if s < 1e-3 else f"{s * 1e3:.3f} ms"
 
 
 def run_mlsim(mlsim, device, model_text, dtype, fidelity, workdir, name):
@@ -119,23 +113,10 @@ def compare(label, kind, measured, spread, sim, rows):
 
 
 def main():
-    args = list(sys.argv[1:])
-    fidelity = "wave"
-    data_path = DATA
-    if "--fidelity" in args:
-        i = args.index("--fidelity")
-        fidelity = args[i + 1]
-        del args[i:i + 2]
-    if "--data" in args:
-        i = args.index("--data")
-        data_path = args[i + 1]
-        del args[i:i + 2]
-    mlsim = common.mlsim_path(args)
-    with open(data_path) as f:
-        data = json.load(f)
+    mlsim, fidelity, data = common.measured_args(DATA)
     cal = [g for g in data["gemm"] if (g["dtype"], g["m"], g["k"], g["n"]) == CALIBRATION]
     if len(cal) != 1:
-        sys.stderr.write(f"{data_path}: no calibration case {CALIBRATION}\n")
+        sys.stderr.write(f"no calibration case {CALIBRATION} in the data\n")
         return 2
     print(f"H200 kernels ({data['meta']['gpu']}, {data['meta']['sms']} SMs, torch {data['meta']['torch']}); "
           f"kernels as CUDA-graph replays (the calibration, 1x64x64 bf16: "
@@ -195,11 +176,12 @@ def main():
     print(f"{'case':>62}  {'measured':>10}  {'spread':>6}  {'mlsim':>10}  {'error':>7}")
     for kind, label, t, spread, sim, err, status, gap in rows:
         flag = "" if status == "PASS" else f"  {status}" + (f": {gap}" if gap else "")
-        print(f"{label:>62}  {fmt_time(t):>10}  {spread * 100:>5.1f}%  {fmt_time(sim):>10}  {err * 100:>+6.1f}%{flag}")
+        print(f"{label:>62}  {common.fmt_time(t):>10}  {spread * 100:>5.1f}%  {common.fmt_time(sim):>10}  "
+              f"{err * 100:>+6.1f}%{flag}")
     for kind, label, t, spread, sim, err, status, gap in rows:
         tol = f"+-{KERNEL_TOL * 100:.0f} %" + (f" (known gap: <= {KNOWN_GAP_LIMIT * 100:.0f} %)" if gap else "")
-        if common.report(f"H200 {label} ({fidelity})", SOURCE, fmt_time(t), fmt_time(sim), status, tol, error=err,
-                         note=gap if gap and status != "PASS" else ""):
+        if common.report(f"H200 {label} ({fidelity})", SOURCE, common.fmt_time(t), common.fmt_time(sim), status, tol,
+                         error=err, note=gap if gap and status != "PASS" else ""):
             ok = False
     for kind in ("gemm", "misaligned gemm", "memory-bound", "conv"):
         errs = [r[5] for r in rows if r[0] == kind]

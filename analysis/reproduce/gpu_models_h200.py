@@ -27,7 +27,6 @@ mlsim fails.
 
 usage: gpu_models_h200.py [[--mlsim] path/to/mlsim] [--fidelity wave|block] [--data FILE]
 """
-import json
 import os
 import re
 import sqlite3
@@ -38,19 +37,14 @@ import tempfile
 
 import common
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = os.path.join(HERE, "data", "h200_models.json")
-PRESET = os.path.abspath(os.path.join(HERE, "..", "..", "configs", "devices", "h200.yaml"))
+DATA = os.path.join(common.DATA, "h200_models.json")
+PRESET = os.path.join(common.DEVICES, "h200.yaml")
 SOURCE = "measured on an H200 SXM (device machine, 2026-12-04; analysis/reproduce/data/h200_models.json)"
 TOL = 0.15
 UNITS = {"ps": 1e-12, "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0}
 # The zoo model mlsim runs for each measured model.
 ZOO = {"resnet50": "resnet50", "bert-base": "bert-base", "gpt2-small-prefill": "gpt2-small-prefill",
        "gpt2-xl-prefill": "gpt2-xl-prefill", "llama2-7b-decode": "llama2-7b-decode"}
-
-
-def fmt_time(s):
-    return f"{s * 1e6:.1f} us" if s < 1e-3 else f"{s * 1e3:.3f} ms"
 
 
 def quantity(text, pattern):
@@ -103,20 +97,7 @@ def simulate(mlsim, case, fidelity, db):
 
 
 def main():
-    args = list(sys.argv[1:])
-    fidelity = "wave"
-    data_path = DATA
-    if "--fidelity" in args:
-        i = args.index("--fidelity")
-        fidelity = args[i + 1]
-        del args[i:i + 2]
-    if "--data" in args:
-        i = args.index("--data")
-        data_path = args[i + 1]
-        del args[i:i + 2]
-    mlsim = common.mlsim_path(args)
-    with open(data_path) as f:
-        data = json.load(f)
+    mlsim, fidelity, data = common.measured_args(DATA)
     rows = []
     breakdown = []
     with tempfile.TemporaryDirectory() as workdir:
@@ -135,13 +116,13 @@ def main():
     print(f"{'case':>34}  {'measured':>10}  {'kernels':>7}  {'mlsim':>10}  {'kernels':>7}  {'error':>7}")
     for label, measured, kernels, sim, sim_kernels, err in rows:
         flag = "" if abs(err) <= TOL else "  GAP"
-        print(f"{label:>34}  {fmt_time(measured):>10}  {kernels:>7}  {fmt_time(sim):>10}  {sim_kernels:>7}  "
-              f"{err * 100:>+6.1f}%{flag}")
+        print(f"{label:>34}  {common.fmt_time(measured):>10}  {kernels:>7}  {common.fmt_time(sim):>10}  "
+              f"{sim_kernels:>7}  {err * 100:>+6.1f}%{flag}")
     ok = True
     for label, measured, kernels, sim, sim_kernels, err in rows:
         if common.report(f"H200 {label}, GPU time of an eager forward's kernels (bf16, {fidelity})", SOURCE,
-                         fmt_time(measured), fmt_time(sim), "PASS" if abs(err) <= TOL else "GAP", f"+-{TOL * 100:.0f} %",
-                         error=err, note=f"{kernels} kernels measured, {sim_kernels} in mlsim"):
+                         common.fmt_time(measured), common.fmt_time(sim), "PASS" if abs(err) <= TOL else "GAP",
+                         f"+-{TOL * 100:.0f} %", error=err, note=f"{kernels} kernels measured, {sim_kernels} in mlsim"):
             ok = False
     # Where the time goes, by kind of kernel: the GEMMs, convolutions and attention test the model's physics;
     # "other" (element-wise, norms, pooling, copies) is mostly PyTorch's extra kernels.
@@ -151,7 +132,7 @@ def main():
         for kind in ("gemm+conv", "attention", "other"):
             m, x = kinds.get(kind, 0.0), sim_kinds.get(kind, 0.0)
             if m or x:
-                parts.append(f"{kind} {fmt_time(m)} / {fmt_time(x)}")
+                parts.append(f"{kind} {common.fmt_time(m)} / {common.fmt_time(x)}")
         print(f"{label:>34}  " + ", ".join(parts))
     for label, kinds, sim_kinds in breakdown:
         for kind in ("gemm+conv", "attention"):
@@ -159,7 +140,7 @@ def main():
             if m > 0.05 * sum(kinds.values()) and x > 0:
                 err = x / m - 1
                 if common.report(f"H200 {label}, GPU time of its {kind} kernels (bf16, {fidelity})", SOURCE,
-                                 fmt_time(m), fmt_time(x), "PASS" if abs(err) <= TOL else "GAP",
+                                 common.fmt_time(m), common.fmt_time(x), "PASS" if abs(err) <= TOL else "GAP",
                                  f"+-{TOL * 100:.0f} %", error=err):
                     ok = False
     mae = sum(abs(r[5]) for r in rows) / len(rows)

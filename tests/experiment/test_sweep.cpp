@@ -44,6 +44,17 @@ struct TempDir {
 
 using mlsim::test::query;
 
+// Writes `sweep` into a new file at `path` as the sweep writer does with `jobs` threads and a bound of `hold`
+// outcomes held uncommitted (no remote workers).
+exp::SweepSummary write_with(const exp::Sweep& sweep, const exp::SystemCache& systems,
+                             const std::string& path, int jobs, std::size_t hold) {
+    db::ResultsDb db(path);
+    exp::SweepRunOptions o;
+    o.jobs = jobs;
+    return exp::write_sweep(sweep, systems, db, o, exp::read_known_runs(db, false),
+                            std::make_shared<exp::ModelCache>(), hold, nullptr);
+}
+
 int64_t count(const std::string& db_path, const std::string& sql) {
     auto rows = query(db_path, sql);
     REQUIRE(rows.size() == 1);
@@ -323,15 +334,7 @@ TEST_CASE(
          {std::pair<int, std::size_t>{1, exp::k_max_held}, {4, 1}, {3, 2}, {4, exp::k_max_held}}) {
         INFO(jobs << " jobs, holding at most " << hold);
         const std::string path = dir.file(fmt::format("w{}-{}.db", jobs, hold).c_str());
-        exp::SweepSummary s;
-        {
-            db::ResultsDb db(path);
-            exp::SweepRunOptions o;
-            o.jobs = jobs;
-            s = exp::write_sweep(sweep, systems, db, o, exp::read_known_runs(db, false),
-                                 std::make_shared<exp::ModelCache>(), hold, nullptr);
-        }
-        CHECK(s.ran == 16);
+        CHECK(write_with(sweep, systems, path, jobs, hold).ran == 16);
         // run_ids follow the points.
         CHECK(count(path,
                     "SELECT COUNT(*) FROM sweeps a JOIN sweeps b ON a.point < b.point WHERE a.run_id > "
@@ -369,15 +372,7 @@ TEST_CASE("Threads taking runs of consecutive points finish them under any bound
          {std::pair<int, std::size_t>{1, exp::k_max_held}, {4, 1}, {3, 2}, {2, 5}}) {
         INFO(jobs << " jobs, holding at most " << hold);
         const std::string path = dir.file(fmt::format("r{}-{}.db", jobs, hold).c_str());
-        exp::SweepSummary s;
-        {
-            db::ResultsDb db(path);
-            exp::SweepRunOptions o;
-            o.jobs = jobs;
-            s = exp::write_sweep(sweep, systems, db, o, exp::read_known_runs(db, false),
-                                 std::make_shared<exp::ModelCache>(), hold, nullptr);
-        }
-        CHECK(s.ran == 64);
+        CHECK(write_with(sweep, systems, path, jobs, hold).ran == 64);
         const std::vector<std::string> got = rows(path);
         if (expected.empty()) {
             expected = got;
