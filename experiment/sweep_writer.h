@@ -67,7 +67,8 @@ constexpr std::size_t k_restart_hold = 4;
 // a point, one rank, a 1,980-point systolic sweep against its 990 even points. Two ranks taking points one
 // at a time interleave so. Alternated 8 times (bench/README.md, fourteenth round), 2 ranks: systolic
 // 1,260 points/s with runs of 1, 1,308 with 16, 1,309 with 32 (CPU a point 1.557, 1.495, 1.498 ms);
-// roofline 5,188, 5,157 and 5,036 (the writer, the bottleneck there, simulates more of its own runs).
+// roofline 5,188, 5,157 and 5,036 (the writer, the bottleneck there, simulates more of its own runs). Over
+// four A/Bs each, runs of 16 gained systolic points 3 % and cost roofline ones 1.3 %, within the noise.
 constexpr std::size_t k_run = 16;
 // How often a writer alone on its file looks for other sweep writers of it: a read of the few rows of
 // `claims`, whose cost at this interval did not show in a 6-round A/B of a 2,000-point roofline sweep
