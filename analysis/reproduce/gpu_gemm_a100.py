@@ -58,13 +58,8 @@ SOURCE = "LLMCompass (Zhang et al., ISCA 2024) A100 measurements, as quoted in i
 UNITS = {"ps": 1e-12, "ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
-def fmt_time(s):
-    return f"{s * 1e6:.1f} us" if s < 1e-3 else f"{s * 1e3:.3f} ms"
-
-
 def harness_device(workdir):
-    here = os.path.dirname(os.path.abspath(__file__))
-    preset = os.path.abspath(os.path.join(here, "..", "..", "configs", "devices", "a100.yaml"))
+    preset = os.path.join(common.DEVICES, "a100.yaml")
     path = os.path.join(workdir, "a100-harness.yaml")
     with open(path, "w") as f:
         f.write(f"extends: {preset}\ndevice:\n  name: a100-harness\n  op_overhead: {HARNESS_S * 1e6:g}us\n")
@@ -89,12 +84,8 @@ def simulate(mlsim, m, k, n, fidelity, workdir):
 
 
 def main():
-    args = [a for a in sys.argv[1:]]
-    fidelity = "wave"
-    if "--fidelity" in args:
-        i = args.index("--fidelity")
-        fidelity = args[i + 1]
-        del args[i:i + 2]
+    args = list(sys.argv[1:])
+    fidelity = common.pop_option(args, "--fidelity", "wave")
     mlsim = common.mlsim_path(args)
     errors = []
     rows = []
@@ -124,7 +115,7 @@ def main():
     # One result per shape and one for the mean, for run_all.py (analysis/reproduce/common.py).
     for m, k, n, measured, sim, err, gap, flag in rows:
         status = "PASS" if abs(err) <= 0.15 else "KNOWN GAP" if gap and abs(err) <= KNOWN_GAP_LIMIT else "GAP"
-        common.report(f"A100 fp16 GEMM {m}x{k}x{n} ({fidelity})", SOURCE, fmt_time(measured), fmt_time(sim),
+        common.report(f"A100 fp16 GEMM {m}x{k}x{n} ({fidelity})", SOURCE, common.fmt_time(measured), common.fmt_time(sim),
                       status, "+-15 %" + (f" (known gap: <= {KNOWN_GAP_LIMIT * 100:.0f} %)" if gap else ""),
                       error=err, note=gap if gap and status != "PASS" else "")
     common.report(f"A100 fp16 GEMM, mean absolute error of {len(errors)} shapes ({fidelity})", SOURCE,

@@ -50,10 +50,6 @@ KERNEL_TOL = 0.15
 MEAN_TOL = 0.10
 CALIBRATION = ("bf16", 1, 64, 64)
 UNITS = {"ps": 1e-12, "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0}
-# Cases the model misses by more than KERNEL_TOL, each with the reason (they still count in the mean).
-# Each must stay within KNOWN_GAP_LIMIT, so that it cannot silently grow.
-KNOWN_GAPS = {}
-KNOWN_GAP_LIMIT = 0.35
 
 
 def run_mlsim(mlsim, device, model_text, dtype, fidelity, workdir, name):
@@ -107,9 +103,7 @@ def conv_model(c):
 
 def compare(label, kind, measured, spread, sim, rows):
     err = sim / measured - 1
-    gap = KNOWN_GAPS.get(label)
-    status = "PASS" if abs(err) <= KERNEL_TOL else ("KNOWN GAP" if gap and abs(err) <= KNOWN_GAP_LIMIT else "GAP")
-    rows.append((kind, label, measured, spread, sim, err, status, gap))
+    rows.append((kind, label, measured, spread, sim, err, "PASS" if abs(err) <= KERNEL_TOL else "GAP"))
 
 
 def main():
@@ -174,14 +168,14 @@ def main():
         sim_tflops = 2 * 8192**3 / sim_t / 1e12
 
     print(f"{'case':>62}  {'measured':>10}  {'spread':>6}  {'mlsim':>10}  {'error':>7}")
-    for kind, label, t, spread, sim, err, status, gap in rows:
-        flag = "" if status == "PASS" else f"  {status}" + (f": {gap}" if gap else "")
+    for kind, label, t, spread, sim, err, status in rows:
+        flag = "" if status == "PASS" else f"  {status}"
         print(f"{label:>62}  {common.fmt_time(t):>10}  {spread * 100:>5.1f}%  {common.fmt_time(sim):>10}  "
               f"{err * 100:>+6.1f}%{flag}")
-    for kind, label, t, spread, sim, err, status, gap in rows:
-        tol = f"+-{KERNEL_TOL * 100:.0f} %" + (f" (known gap: <= {KNOWN_GAP_LIMIT * 100:.0f} %)" if gap else "")
+    for kind, label, t, spread, sim, err, status in rows:
+        tol = f"+-{KERNEL_TOL * 100:.0f} %"
         if common.report(f"H200 {label} ({fidelity})", SOURCE, common.fmt_time(t), common.fmt_time(sim), status, tol,
-                         error=err, note=gap if gap and status != "PASS" else ""):
+                         error=err):
             ok = False
     for kind in ("gemm", "misaligned gemm", "memory-bound", "conv"):
         errs = [r[5] for r in rows if r[0] == kind]

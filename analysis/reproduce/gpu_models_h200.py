@@ -126,7 +126,7 @@ def main():
             ok = False
     # Where the time goes, by kind of kernel: the GEMMs, convolutions and attention test the model's physics;
     # "other" (element-wise, norms, pooling, copies) is mostly PyTorch's extra kernels.
-    print(f"\nGPU time by kind of kernel (measured / mlsim), where the forward was profiled by kernel name:")
+    print("\nGPU time by kind of kernel (measured / mlsim), where the forward was profiled by kernel name:")
     for label, kinds, sim_kinds in breakdown:
         parts = []
         for kind in ("gemm+conv", "attention", "other"):

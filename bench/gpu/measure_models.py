@@ -20,7 +20,6 @@ of each case counts its kernels and sums their GPU time (torch.profiler); for so
 """
 import argparse
 import json
-import math
 import os
 import statistics
 import sys
