@@ -380,7 +380,12 @@ class ResultsDb {
     // copy ends keeps the log growing, and a growing log costs each commit more (results_db.cpp,
     // Checkpointer), so a writer with other work does that first (a few milliseconds).
     bool log_restart_due() const;
-    // Checkpoints the background thread has run (tests), and the CPU time it spent in them (benchmarks).
+    // Whether the background thread also starts the kernel writing back the file's and the log's pages
+    // ahead of the copies' syncs (Linux, SQLite's unix VFS; results_db.cpp, Checkpointer): known once a
+    // commit has woken it.
+    bool background_writeback() const;
+    // Checkpoints the background thread has run (tests), and the CPU time it spent in them and in starting
+    // the writeback (benchmarks).
     int64_t background_checkpoints() const;
     double background_checkpoint_cpu_s() const;
 
