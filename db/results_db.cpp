@@ -731,9 +731,9 @@ class Checkpointer {
         }
     }
 
-    // The descriptors of the file and of its log as this thread's connection opened them (unix_vfs_fd), looked
-    // up at the first commits until both are found (at most k_max_lookups times): -1 where they cannot be
-    // told (no writeback then).
+    // The descriptors of the file and of its log as this thread's connection opened them (unix_vfs_fd),
+    // looked up at the first commits until both are found (at most k_max_lookups times): -1 where they cannot
+    // be told (no writeback then).
     void find_descriptors() {
         if (m_writing_back.load() || m_lookups >= k_max_lookups) return;
         ++m_lookups;
