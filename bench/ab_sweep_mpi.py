@@ -16,14 +16,12 @@ bench/bench_sweep_mpi.py. Example, two binaries:
 """
 import argparse
 import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_sweep_mpi import SUMMARY, sweep_yaml  # noqa: E402
+import bench_sweep_mpi  # noqa: E402
 
 
 def parse_config(text):
@@ -38,16 +36,13 @@ def parse_config(text):
 
 
 def run(binary, ranks, sweep, db, env):
+    """The in-sweep rate of one run into a fresh `db` (bench_sweep_mpi.run checks and reads it)."""
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(db + suffix):
             os.remove(db + suffix)
     bind = ["--bind-to", "core"] if ranks == 1 else ["--bind-to", "none"]
-    out = subprocess.run(["mpirun", "--allow-run-as-root", *bind, "-np", str(ranks), binary, "sweep", sweep,
-                          "--db", db], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    m = SUMMARY.search(out.stdout)
-    if out.returncode != 0 or not m:
-        sys.exit(f"ab_sweep_mpi: {binary} with {ranks} rank(s) failed:\n{out.stdout[-2000:]}")
-    return float(m.group(3))
+    cmd = ["mpirun", "--allow-run-as-root", *bind, "-np", str(ranks), binary, "sweep", sweep, "--db", db]
+    return bench_sweep_mpi.run(cmd, env)[1]
 
 
 def main():
@@ -65,7 +60,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         sweep = os.path.join(tmp, "sweep.yaml")
         with open(sweep, "w") as f:
-            f.write(sweep_yaml(a.kind, a.model, a.points))
+            f.write(bench_sweep_mpi.sweep_yaml(a.kind, a.model, a.points))
         db = os.path.join(tmp, "ab.db")
         for _ in range(a.n):
             for name, env in configs:
