@@ -324,14 +324,14 @@ TEST_CASE("An MPI sweep writes the same rows as the threaded one, for any number
     // holding one point at most: a worker at the bound still gets the rest of its run, which rank 0 may be
     // waiting for. The same rows as threads write.
     {
+        // The experiment tests' sweep of 64 points (tests/experiment/data/sweep_runs.yaml).
+        const std::string runs = std::string(MLSIM_SOURCE_DIR) + "/tests/experiment/data/sweep_runs.yaml";
         const std::string runs_threads = dir.file("runs-threads.db");
-        REQUIRE(exited_ok(wait_status(
-            spawn_mlsim({"sweep", data("sweep_runs.yaml"), "--db", runs_threads, "--jobs", "2"}))));
+        REQUIRE(exited_ok(wait_status(spawn_mlsim({"sweep", runs, "--db", runs_threads, "--jobs", "2"}))));
         for (int ranks : {2, 3}) {
             INFO(ranks << " ranks, rank 0 holding one point at most");
             const std::string db = dir.file(fmt::format("runs-{}.db", ranks));
-            REQUIRE(exited_ok(run_mpi(ranks, {"sweep", data("sweep_runs.yaml"), "--db", db},
-                                      {{"MLSIM_MPI_MAX_PENDING", "1"}})));
+            REQUIRE(exited_ok(run_mpi(ranks, {"sweep", runs, "--db", db}, {{"MLSIM_MPI_MAX_PENDING", "1"}})));
             CHECK(whole_file(db) == whole_file(runs_threads));
             CHECK(whole_file(db, true) == whole_file(runs_threads, true));
             CHECK(db_count(db, "SELECT COUNT(*) FROM runs WHERE status = 'ok'") == 64);
