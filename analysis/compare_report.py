@@ -28,6 +28,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
+# Bars drawn at most in the per-pair bar charts (a study of thousands of pairs would make an image taller than
+# matplotlib draws, and unreadable long before): the chart names how many of the pairs it shows.
+MAX_BARS = 60
+# Characters of a workload or system name kept in the plots' labels and legends (report.md keeps them whole).
+MAX_LABEL = 40
 PREFIXES = [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""), (1e-3, "m"),
             (1e-6, "µ"), (1e-9, "n"), (1e-12, "p")]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p"]
@@ -67,6 +72,33 @@ def duration(s):
 
 def tick(unit):
     return FuncFormatter(lambda v, _pos: human(v, unit) if v > 0 else "")
+
+
+# Legend entries drawn at most per legend; the rest are counted in one last entry.
+MAX_LEGEND = 15
+
+
+def capped(handles, what):
+    """At most MAX_LEGEND legend handles, the last saying how many more there are."""
+    if len(handles) <= MAX_LEGEND:
+        return handles
+    more = plt.Line2D([], [], linestyle="", label=f"... and {len(handles) - MAX_LEGEND + 1} more {what}")
+    return handles[:MAX_LEGEND - 1] + [more]
+
+
+def human_log_axis(axis, unit):
+    """Human-scale labels on a log axis: the decades, and when the axis spans less than about a decade (where
+    matplotlib labels only its minor ticks, in scientific notation) the minor ticks at 2, 3 and 5 as well."""
+    axis.set_major_formatter(tick(unit))
+
+    def minor(v, _pos):
+        lo, hi = sorted(axis.get_view_interval())
+        if v <= 0 or lo <= 0 or hi / lo > 20:
+            return ""
+        mantissa = v / 10 ** math.floor(math.log10(v) + 1e-9)
+        return human(v, unit) if any(abs(mantissa - m) < 1e-6 for m in (2, 3, 5)) else ""
+
+    axis.set_minor_formatter(FuncFormatter(minor))
 
 
 def load(db, compare_id):
@@ -118,8 +150,8 @@ def plot_latency_energy(ok, out):
             ax.step(xs, ys, where="post", color=col[w], linestyle="--", linewidth=1.2, zorder=2)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.xaxis.set_major_formatter(tick("s"))
-    ax.yaxis.set_major_formatter(tick("J"))
+    human_log_axis(ax.xaxis, "s")
+    human_log_axis(ax.yaxis, "J")
     ax.set_xlabel("latency of one batch (training: one step)")
     ax.set_ylabel("energy per sample (whole system)")
     ax.set_title("Latency vs energy per sample; dashed: each workload's Pareto front")
@@ -127,17 +159,36 @@ def plot_latency_energy(ok, out):
     h_w = [plt.Line2D([], [], color=col[w], marker="o", linestyle="--", label=w) for w in workloads]
     h_s = [plt.Line2D([], [], color="grey", marker=mark[s], linestyle="", label=f"{s} ({d})")
            for s, d in dict(zip(ok.system, ok.device_label)).items()]
-    leg = ax.legend(handles=h_w, title="workload", loc="upper left", fontsize=8, title_fontsize=8)
+    leg = ax.legend(handles=capped(h_w, "workloads"), title="workload", loc="upper left", fontsize=8,
+                    title_fontsize=8)
     ax.add_artist(leg)
-    ax.legend(handles=h_s, title="system (device)", loc="lower right", fontsize=8, title_fontsize=8)
+    ax.legend(handles=capped(h_s, "systems"), title="system (device)", loc="lower right", fontsize=8,
+              title_fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "latency_energy.png"), dpi=110)
     plt.close(fig)
 
 
+def short(name):
+    """A name cut to MAX_LABEL characters for a plot (an ellipsis marks the cut)."""
+    name = str(name)
+    return name if len(name) <= MAX_LABEL else name[:MAX_LABEL - 1] + "…"
+
+
+def at_most_bars(ok, title, by=None):
+    """The rows a bar chart draws (all, or MAX_BARS of them: the first in table order, or the largest `by`),
+    and its title saying so."""
+    if len(ok) <= MAX_BARS:
+        return ok, title
+    rows = ok.nlargest(MAX_BARS, by) if by else ok.head(MAX_BARS)
+    which = "highest" if by else "first"
+    return rows.reset_index(drop=True), f"{title} (the {MAX_BARS} {which} of {len(ok)} pairs)"
+
+
 def plot_perf_per_watt(ok, out):
     workloads = list(dict.fromkeys(ok.workload))
     col = colours(workloads)
+    ok, title = at_most_bars(ok, "Throughput per watt", by="samples_per_s_per_w")
     labels = [f"{r.workload} | {r.system}" for r in ok.itertuples()]
     fig, ax = plt.subplots(figsize=(10, 0.32 * len(ok) + 1.5))
     y = range(len(ok))
@@ -149,9 +200,9 @@ def plot_perf_per_watt(ok, out):
     ax.set_yticklabels(labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(tick(""))
+    human_log_axis(ax.xaxis, "")
     ax.set_xlabel("samples per joule (= samples/s per watt of average power, whole system)")
-    ax.set_title("Throughput per watt")
+    ax.set_title(title)
     ax.set_xlim(right=ok.samples_per_s_per_w.max() * 4)
     ax.grid(True, axis="x", which="both", alpha=0.3)
     fig.tight_layout()
@@ -189,15 +240,17 @@ def plot_roofline(ok, out):
                    edgecolors="black", linewidths=0.5, zorder=3)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(tick("FLOP/s"))
+    human_log_axis(ax.yaxis, "FLOP/s")
     ax.set_xlabel("operational intensity (FLOP per main-memory byte, whole workload)")
     ax.set_ylabel("achieved FLOP/s per device")
     ax.set_title("Roofline per device (lines, ridge marked) and the workloads\n"
                  "(points: colour = workload, marker = device)")
     ax.grid(True, which="both", alpha=0.3)
-    leg = ax.legend(loc="lower right", fontsize=7, title="device and data type", title_fontsize=8)
+    leg = ax.legend(handles=capped(ax.get_legend_handles_labels()[0], "devices"), loc="lower right", fontsize=7,
+                    title="device and data type", title_fontsize=8)
     ax.add_artist(leg)
-    ax.legend(handles=[plt.Line2D([], [], color=col[w], marker="o", linestyle="", label=w) for w in workloads],
+    ax.legend(handles=capped([plt.Line2D([], [], color=col[w], marker="o", linestyle="", label=w)
+                              for w in workloads], "workloads"),
               loc="upper left", fontsize=8, title="workload", title_fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "roofline.png"), dpi=110)
@@ -207,6 +260,7 @@ def plot_roofline(ok, out):
 def plot_breakdown(ok, out):
     parts = [("compute_s", "compute", "#4c72b0"), ("memory_s", "memory", "#dd8452"),
              ("communication_s", "communication (exposed)", "#c44e52"), ("overhead_s", "overhead", "#8c8c8c")]
+    ok, title = at_most_bars(ok, "Where the time goes: compute / memory / communication / overhead")
     total = sum(ok[p] for p, _, _ in parts)
     labels = [f"{r.workload} | {r.system}" for r in ok.itertuples()]
     fig, ax = plt.subplots(figsize=(10, 0.32 * len(ok) + 1.5))
@@ -221,7 +275,7 @@ def plot_breakdown(ok, out):
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
     ax.set_xlabel("share of the time (%), summed over layers of one device (parallel runs: the critical rank)")
-    ax.set_title("Where the time goes: compute / memory / communication / overhead")
+    ax.set_title(title)
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.06), ncol=4, fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "breakdown.png"), dpi=110)
@@ -232,10 +286,10 @@ def report(df, ok, compare_id, db, out):
     name = df.name.iloc[0]
     lines = [f"# mlsim compare: {name}", "",
              f"compare_id {compare_id} in `{db}` ({len(df)} pairs, {len(ok)} ran). Figures are for the whole "
-             "system: energy per sample x samples/s = average power; TDP = devices x the device's TDP; "
+             "system: energy per sample x samples/s = average power; TDP = the summed TDP of the devices that run; "
              "samples/J = samples/s per watt; cost from the system file's `system.price` "
              "(rule in configs/README.md, \"A compare file\"). A system of N devices runs a workload without "
-             "a parallel plan as N independent replicas.", "",
+             "a parallel plan as N independent replicas (in a mixed system, N devices of its default type).", "",
              "| workload | system | devices | batch | latency | samples/s | energy/sample | power | of TDP | "
              "samples/J | $/M samples | time to train |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -277,6 +331,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     ok = df[df.status == "ok"].reset_index(drop=True)
     if not ok.empty:
+        ok = ok.assign(workload=ok.workload.map(short), system=ok.system.map(short))
         plot_latency_energy(ok, args.out)
         plot_perf_per_watt(ok, args.out)
         plot_roofline(ok, args.out)

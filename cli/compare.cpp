@@ -10,6 +10,7 @@
 #include <boost/program_options.hpp>
 #include <filesystem>
 #include <iostream>
+#include <system_error>
 
 #include "cli/commands.h"
 #include "cli/compare_table.h"
@@ -78,6 +79,16 @@ int compare_command(const std::string& command, const Args& args, std::string db
         cfg::fail(command_line, "--report", "needs a folder, found an empty string");
     if (file.empty()) file = exp::default_compare_path();
     const exp::CompareStudy study = exp::load_compare(file);
+    // The report folder is made before the study runs: a path that cannot be a folder (a file there or above
+    // it, no permission) is a user error now, not a failed report after every pair has run.
+    if (!no_report) {
+        std::error_code ec;
+        fs::create_directories(report_dir, ec);
+        if (ec || !fs::is_directory(report_dir))
+            cfg::fail(command_line, "--report",
+                      fmt::format("cannot make the report folder '{}': {}", report_dir,
+                                  ec ? ec.message() : "a file of that name is in the way"));
+    }
     db::ResultsDb db(db_path);
     const auto pairs = study.pairs();
     fmt::print("mlsim compare: {} ({} workloads x {} systems, {} pairs){}\n", study.name,

@@ -40,9 +40,10 @@ std::string compare_table(const std::vector<exp::CompareRow>& rows) {
 std::string compare_legend() {
     return "latency: one batch (training: one step); samples/s, energy/sample and power: the whole system "
            "(energy/sample x samples/s = power)\n"
-           "of TDP: average power / (devices x the device's TDP); samples/J: samples/s per watt; "
+           "of TDP: average power / the summed TDP of the devices that run; samples/J: samples/s per watt; "
            "$/M samples: from system.price (configs/README.md)\n"
-           "a system of N devices runs a workload without a parallel plan as N independent replicas\n";
+           "a system of N devices runs a workload without a parallel plan as N independent replicas (a mixed "
+           "system: its default type's devices)\n";
 }
 
 }  // namespace mlsim::cli

@@ -44,6 +44,15 @@ Param at_least(Param p, double min) {
     return p;
 }
 
+// A parallel degree: 1 to 2^20, the bound the plan's own check puts on every degree (workloads/parallel.cpp),
+// stated here so that products of degrees, batches and micro-batch sizes are formed from bounded numbers.
+constexpr double k_max_degree = 1 << 20;
+Param degree(Param p) {
+    p.min = 1;
+    p.max = k_max_degree;
+    return p;
+}
+
 Param choice(std::string name, std::vector<std::string> choices, std::optional<std::string> def,
              std::string doc) {
     Param p = opt(std::move(name), PType::choice, std::move(doc));
@@ -59,17 +68,15 @@ const cfg::Schema& parallel_schema() {
         p.doc = "the parallel plan (workloads/parallel.h); data x tensor x pipeline = the system's devices";
         p.params.push_back(opt("data", PType::string,
                                "data-parallel degree, or auto: the system's devices / (tensor x pipeline)"));
+        p.params.push_back(degree(cfg::optional("tensor", PType::integer, "1", "tensor-parallel degree")));
         p.params.push_back(
-            at_least(cfg::optional("tensor", PType::integer, "1", "tensor-parallel degree"), 1));
-        p.params.push_back(
-            at_least(cfg::optional("pipeline", PType::integer, "1", "pipeline-parallel degree"), 1));
-        p.params.push_back(
-            at_least(cfg::optional("expert", PType::integer, "1", "expert-parallel degree"), 1));
+            degree(cfg::optional("pipeline", PType::integer, "1", "pipeline-parallel degree")));
+        p.params.push_back(degree(cfg::optional("expert", PType::integer, "1", "expert-parallel degree")));
         Param zero = cfg::optional("zero", PType::integer, "0", "ZeRO stage 0..3");
         zero.min = 0;
         zero.max = 3;
         p.params.push_back(zero);
-        p.params.push_back(at_least(opt("microbatches", PType::integer, "micro-batches per step"), 1));
+        p.params.push_back(degree(opt("microbatches", PType::integer, "micro-batches per step")));
         p.params.push_back(at_least(
             opt("microbatch_size", PType::integer,
                 "samples per micro-batch: microbatches = batch / (data x this); instead of microbatches"),
@@ -249,7 +256,8 @@ CompareWorkload load_workload(const std::string& file, const cfg::Node& raw) {
                 out.data_auto = true;
             } else {
                 o.data_parallel = d.as_int();
-                if (o.data_parallel < 1) cfg::fail(d.loc(), d.path(), "must be at least 1, or auto");
+                if (o.data_parallel < 1 || o.data_parallel > static_cast<int64_t>(k_max_degree))
+                    cfg::fail(d.loc(), d.path(), "must be from 1 to 2^20, or auto");
             }
         } else {
             out.data_auto = true;
@@ -285,6 +293,36 @@ struct PairPlan {
     int64_t replicas = 1;  // independent copies of a one-device run (inference without a plan)
 };
 
+// a x b, a pair error naming `what` when it does not fit in 64 bits (batch_per_replica and microbatch_size
+// are bounded only by int64).
+int64_t product(const CompareWorkload& w, int64_t a, int64_t b, std::string_view what) {
+    int64_t out = 0;
+    if (__builtin_mul_overflow(a, b, &out))
+        pair_error(w, fmt::format("{} = {} x {} is too large", what, a, b));
+    return out;
+}
+
+// The devices of the system's default type (device_types[0]), which a one-device run models: all of them in
+// a system of one type; in a mixed one (pcie-4gpu: 4 x a100 + 1 x xeon-8380) the others are not replicas.
+int64_t default_type_devices(const arch::SystemSpec& sys) {
+    if (sys.devices.empty()) return sys.device_count;
+    return static_cast<int64_t>(std::count_if(sys.devices.begin(), sys.devices.end(),
+                                              [](const arch::SystemDevice& d) { return d.type == 0; }));
+}
+
+// The summed TDP of the devices that run: `replicas` copies of the default type, or every device of the
+// system for a run over all of them (a plan or sharded tables); 0 when some device's TDP is unknown.
+double running_tdp_w(const arch::SystemSpec& sys, int64_t replicas, bool every_device) {
+    if (!every_device || sys.devices.empty()) return sys.device.tdp_W * static_cast<double>(replicas);
+    double sum = 0;
+    for (const arch::SystemDevice& d : sys.devices) {
+        const double tdp = sys.type_of(d).tdp_W;
+        if (!(tdp > 0)) return 0;
+        sum += tdp;
+    }
+    return sum;
+}
+
 PairPlan plan_pair(const CompareWorkload& w, const arch::SystemSpec& sys) {
     PairPlan p;
     p.options = w.options;
@@ -293,14 +331,15 @@ PairPlan plan_pair(const CompareWorkload& w, const arch::SystemSpec& sys) {
     if (!o.embedding_sharding.empty()) {
         // The sharded lowering spans every device of the system (one rank per device, the dense part
         // data-parallel over all of them): no replicas; batch_per_replica is per device.
-        if (w.batch_per_replica > 0) o.batch = w.batch_per_replica * n;
+        if (w.batch_per_replica > 0)
+            o.batch = product(w, w.batch_per_replica, n, "the batch, batch_per_replica x devices");
         return p;
     }
     const bool plan = w.data_auto || has_parallel_plan(o) || w.microbatch_size > 0;
     if (!plan) {
         if (n > 1 && o.mode == "training")
             pair_error(w, fmt::format("training on {} devices needs a parallel plan (`parallel:`)", n));
-        p.replicas = n;
+        p.replicas = default_type_devices(sys);
         return p;
     }
     if (w.data_auto) {
@@ -311,16 +350,17 @@ PairPlan plan_pair(const CompareWorkload& w, const arch::SystemSpec& sys) {
                                sys.name, n));
         o.data_parallel = n / tp;
     }
-    if (w.batch_per_replica > 0) o.batch = w.batch_per_replica * o.data_parallel;
+    if (w.batch_per_replica > 0)
+        o.batch = product(w, w.batch_per_replica, o.data_parallel, "the batch, batch_per_replica x data");
     if (w.microbatch_size > 0) {
-        const int64_t per = o.data_parallel * w.microbatch_size;
+        const int64_t per = product(w, o.data_parallel, w.microbatch_size, "data x microbatch_size");
         if (o.batch % per != 0)
             pair_error(
                 w, fmt::format("batch {} is not a multiple of data x microbatch_size = {}", o.batch, per));
         o.microbatches = o.batch / per;
     }
     // A plan that is the identity on one device is a one-device run.
-    if (!has_parallel_plan(o) && n > 1) p.replicas = n;
+    if (!has_parallel_plan(o) && n > 1) p.replicas = default_type_devices(sys);
     return p;
 }
 
@@ -392,10 +432,23 @@ db::RunInfo failed_info(const CompareStudy& study, const CompareWorkload& w, con
     return info;
 }
 
-std::string strip_error_prefix(std::string msg) {
-    const auto pos = msg.find("error: ");
-    if (pos != std::string::npos) msg = msg.substr(pos + 7);
-    return msg;
+// A pair's reason from its UserError: the message alone where the error is the pair's own (pair_error, at the
+// workload) or names no file (the run's option checks, located at "<command line>", which here is the
+// workload), else "file:line:col: key: message", so that an error in a model or placement file the workload
+// names still says where it is.
+std::string pair_reason(const CompareWorkload& w, const std::string& msg) {
+    constexpr std::string_view mark = ": error: ";
+    const auto pos = msg.find(mark);
+    if (pos == std::string::npos) return msg;
+    const std::string_view where = std::string_view(msg).substr(0, pos);
+    std::string rest = msg.substr(pos + mark.size());
+    if (where == w.loc.str()) {
+        const std::string own = "workload " + w.name + ": ";
+        if (rest.compare(0, own.size(), own) == 0) rest.erase(0, own.size());
+        return rest;
+    }
+    if (where == "<command line>" || where == "<built-in>") return rest;
+    return fmt::format("{}: {}", where, rest);
 }
 
 }  // namespace
@@ -623,7 +676,7 @@ CompareOutcome run_compare(const CompareStudy& study, const CompareOptions& opti
         row.mode = w.options.mode;
         row.device = sys.device.name;
         row.devices = sys.device_count;
-        row.system_tdp_w = sys.device.tdp_W * static_cast<double>(sys.device_count);
+        row.system_tdp_w = running_tdp_w(sys, sys.device_count, true);
         row.latency_target_s = w.latency_target_s;
         row.batch = w.options.batch;
         const auto t0 = Clock::now();
@@ -667,7 +720,7 @@ CompareOutcome run_compare(const CompareStudy& study, const CompareOptions& opti
             }
         } catch (const cfg::UserError& e) {
             row.status = "error";
-            row.error = strip_error_prefix(e.what());
+            row.error = pair_reason(w, e.what());
             result.reset();
         }
         const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -685,6 +738,12 @@ CompareOutcome run_compare(const CompareStudy& study, const CompareOptions& opti
                     options.db->record_failed_run(failed_info(study, w, s, sys, asked), row.error, wall);
         } else if (result) {
             row.replicas = replicas;
+            if (!result->parallel_run) {
+                // Replicas of one device: what runs is `replicas` devices of the default type (in a mixed
+                // system, not the others), and the TDP that of those.
+                row.devices = replicas;
+                row.system_tdp_w = running_tdp_w(sys, replicas, false);
+            }
             fill_figures(row, *result, replicas);
             if (s.price)
                 row.usd_per_million_samples =

@@ -15,13 +15,15 @@
 //   status `error` and the message; nothing else stops the study but an internal error.
 // - Figures per row (CompareRow) follow the rules written beside its fields: latency is one batch (one
 //   training step), throughput batch / latency, energy per sample the whole system's energy / batch, so
-//   energy per sample x throughput = average power exactly; the system's TDP is devices x the device's
-//   TDP; cost per million samples comes from the system file's `system.price` (cost_per_hour_usd()).
+//   energy per sample x throughput = average power exactly; the system's TDP is the summed TDP of the
+//   devices that run (every device for a plan, the replicas below otherwise); cost per million samples comes
+//   from the system file's `system.price` (cost_per_hour_usd()).
 // - Multi-device systems: a workload with a parallel plan runs through the execution engine, which fills
 //   ExperimentResult::parallel_run. Until that engine is present, such a run times one device only, so
 //   its row has status `not_modelled` and no figures. A workload without a plan on a system of N devices
 //   runs inference as N independent replicas of one device (throughput, power and TDP x N, latency and
-//   energy per sample as one device: no traffic joins replicas); training without a plan is refused. A
+//   energy per sample as one device: no traffic joins replicas), N counting only the devices of the
+//   system's default type (a mixed system's other devices do not run); training without a plan is refused. A
 //   workload with `embedding_sharding` (DLRM-style tables over the devices, workloads/embedding_sharding.h)
 //   runs one rank per device of any system through the engine, never as replicas; its batch_per_replica
 //   is per device.
@@ -106,7 +108,7 @@ struct CompareRow {
     double samples_per_s = 0;  // whole system
     double energy_per_sample_j = 0;  // whole system's energy / samples
     double average_power_w = 0;      // = energy_per_sample_j x samples_per_s
-    double system_tdp_w = 0;         // devices x the device's TDP; 0 = unknown
+    double system_tdp_w = 0;         // the summed TDP of the devices that run; 0 = unknown
     double samples_per_s_per_w = 0;  // throughput / average power
     std::optional<double> usd_per_million_samples;
     std::optional<double> time_to_train_s;

@@ -19,3 +19,14 @@ for png in latency_energy perf_per_watt roofline breakdown; do
 done
 grep -q "llama3-8b-train" "$out/report/report.md" || { echo "report.md lacks the training rows"; exit 1; }
 echo "compare report ok: $(grep -c '^| ' "$out/report/report.md") table lines"
+# A report folder that cannot be made (a file in its place) is refused before any pair runs: exit 2 and a
+# message naming --report, with no study written to the database.
+: > "$out/not_a_folder"
+set +e
+"$mlsim" compare --db "$out/refused.db" --report "$out/not_a_folder" -q > "$out/refused.txt" 2>&1
+status=$?
+set -e
+[ "$status" -eq 2 ] || { echo "a file as --report: exit $status, expected 2"; cat "$out/refused.txt"; exit 1; }
+grep -q -- "--report: cannot make the report folder" "$out/refused.txt" || { echo "no --report message"; cat "$out/refused.txt"; exit 1; }
+grep -q "mlsim compare:" "$out/refused.txt" && { echo "the study ran before the --report check"; exit 1; }
+echo "a file as --report: refused before the study"

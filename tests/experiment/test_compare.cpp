@@ -95,6 +95,13 @@ TEST_CASE("compare: every bad input in a compare file is a located error naming 
         {"systems: [a100]\nworkloads:\n  - name: a\n    model: dlrm-kaggle\n    embedding_dtype: fp99\n",
          ":5:22:", "expected one of"},
         {"systems: [a100, a100]\nworkloads:\n  - {name: a, model: resnet50}\n", ":1:17:", "listed twice"},
+        // Degrees are bounded where they are read, before any product of them is formed (a product of two
+        // 2^32 degrees wrapped to 0 and divided the device count).
+        {"systems: [dgx-a100]\nworkloads:\n  - name: a\n    model: mlp3\n    mode: training\n"
+         "    parallel: {tensor: 4294967296, pipeline: 4294967296, data: auto}\n",
+         ":6:24:", "must be at most 1048576"},
+        {"systems: [dgx-a100]\nworkloads:\n  - name: a\n    model: mlp3\n    parallel: {data: 2097152}\n",
+         ":5:22:", "must be from 1 to 2^20"},
     };
     for (const Case& c : cases) {
         const std::string path = write(dir, "bad.yaml", c.text);
@@ -190,6 +197,68 @@ workloads:
     CHECK(eight.system_tdp_w == 8 * one.system_tdp_w);
     CHECK(out.rows[2].status == "error");
     CHECK(has(out.rows[2].error, "needs a parallel plan"));
+}
+
+TEST_CASE("compare: a mixed system's replicas are its default type's devices, with their TDP",
+          "[experiment][compare]") {
+    test::TempDir dir("compare-mixed");
+    // pcie-4gpu: 4 x a100 + 1 x xeon-8380. Without a plan the A100 runs; the Xeon is not a fifth replica.
+    const exp::CompareStudy study = exp::load_compare(write(dir, "m.yaml", R"(systems: [a100, pcie-4gpu]
+workloads:
+  - {name: r, model: resnet50, batch: 8, dtype: fp16}
+)"));
+    const exp::CompareOutcome out = exp::run_compare(study);
+    REQUIRE(out.rows.size() == 2);
+    const exp::CompareRow &one = out.rows[0], &mixed = out.rows[1];
+    REQUIRE(one.status == "ok");
+    REQUIRE(mixed.status == "ok");
+    CHECK(mixed.replicas == 4);
+    CHECK(mixed.devices == 4);
+    CHECK(mixed.samples_per_s == Approx(4 * one.samples_per_s).epsilon(1e-12));
+    CHECK(mixed.system_tdp_w == 4 * one.system_tdp_w);
+    CHECK(mixed.average_power_w <= mixed.system_tdp_w);
+}
+
+TEST_CASE("compare: a product of a workload's numbers too large for 64 bits is the pair's reason",
+          "[experiment][compare]") {
+    test::TempDir dir("compare-overflow");
+    const exp::CompareStudy study = exp::load_compare(write(dir, "o.yaml", R"(systems: [dgx-a100, a100]
+workloads:
+  - name: wrap
+    model: mlp3
+    mode: training
+    batch_per_replica: 2305843009213693953
+    parallel: {data: auto}
+    systems: [dgx-a100]
+  - name: micro
+    model: mlp3
+    mode: training
+    batch: 8
+    parallel: {data: 4, microbatch_size: 4611686018427387904}
+    systems: [a100]
+)"));
+    const exp::CompareOutcome out = exp::run_compare(study);
+    REQUIRE(out.rows.size() == 2);
+    CHECK(out.rows[0].status == "error");
+    CHECK(has(out.rows[0].error, "batch_per_replica x data = 2305843009213693953 x 8 is too large"));
+    CHECK(out.rows[1].status == "error");
+    CHECK(has(out.rows[1].error, "data x microbatch_size = 4 x 4611686018427387904 is too large"));
+}
+
+TEST_CASE("compare: an error in a file the workload names keeps that file's location in the reason",
+          "[experiment][compare]") {
+    test::TempDir dir("compare-model-error");
+    write(dir, "bad_model.yaml", "name: bad\ninputs:\n  x: [N, 16\n");
+    const exp::CompareStudy study = exp::load_compare(write(dir, "e.yaml", R"(systems: [a100]
+workloads:
+  - {name: w, model: bad_model.yaml}
+)"));
+    const exp::CompareOutcome out = exp::run_compare(study);
+    REQUIRE(out.rows.size() == 1);
+    INFO(out.rows[0].error);
+    CHECK(out.rows[0].status == "error");
+    CHECK(has(out.rows[0].error, dir.file("bad_model.yaml") + ":"));
+    CHECK(!has(out.rows[0].error, "error: "));
 }
 
 TEST_CASE("compare: sharded embedding tables run one rank per device, never as replicas",
