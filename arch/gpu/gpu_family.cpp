@@ -157,6 +157,17 @@ std::shared_ptr<const FamilyParams> parse_gpu(const cfg::Node& dev, DeviceSpec& 
             fail_at(node, std::string("the GPU model needs `") + key + "` in the `gpu:` section");
     };
     for (const char* key : {"cuda_cores_per_sm", "registers_per_sm", "shared_memory_per_sm"}) need(key);
+    // The model reads the first memory level as each SM's L1 / shared memory, the level named l2 (when there
+    // is one) as the L2 and the last as DRAM (gpu_model.cpp): they must be different levels.
+    if (d.memory.size() < 2 || d.memory.front().name == "l2") {
+        const cfg::Node* mem = dev.find("memory");
+        fail_at(mem ? *mem : dev,
+                fmt::format("the GPU model takes the first memory level as each SM's L1 / shared memory, a "
+                            "level named l2 as the L2 and the last as DRAM; this device lists {} level(s){}: "
+                            "give at least two, the first not named l2 (e.g. l1, l2, hbm)",
+                            d.memory.size(),
+                            d.memory.empty() ? "" : ", the first '" + d.memory.front().name + "'"));
+    }
     g.sms = r.integer("sms");
     g.fp32_lanes_per_sm = r.integer("cuda_cores_per_sm");
     g.tensor_cores_per_sm = r.has("tensor_cores_per_sm") ? r.integer("tensor_cores_per_sm") : 0;

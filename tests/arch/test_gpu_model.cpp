@@ -141,6 +141,35 @@ TEST_CASE("FP64 tensor cores without FP64 CUDA cores are a located user error", 
     std::filesystem::remove(path);
 }
 
+TEST_CASE("A GPU without distinct L1, L2 and DRAM levels is a located user error, not a crash later",
+          "[gpu]") {
+    // The model takes the first level as the SMs' L1 / shared memory and the last as DRAM: with [l2, hbm]
+    // the L2 was both, with [hbm] DRAM was all three, and each layer named a level twice.
+    const std::string two =
+        "  memory:\n    - {name: l2, capacity: 40MiB, bandwidth: 7TB/s, read_energy: 3pJ/B}\n"
+        "    - {name: hbm, capacity: 80GiB, bandwidth: 2TB/s, read_energy: 30pJ/B}\n";
+    const std::string one =
+        "  memory:\n    - {name: hbm, capacity: 80GiB, bandwidth: 2TB/s, read_energy: 30pJ/B}\n";
+    for (const std::string& memory : {two, one}) {
+        const std::string path = (std::filesystem::temp_directory_path() / "mlsim_gpu_levels.yaml").string();
+        std::ofstream(path) << "extends: " << k_devices << "a100.yaml\ndevice:\n" << memory;
+        const std::string msg = test::user_error_of([&] { arch::load_device(path); });
+        INFO(msg);
+        CHECK(msg.find("mlsim_gpu_levels.yaml:3:3: error: device.memory:") != std::string::npos);
+        CHECK(msg.find("the first not named l2 (e.g. l1, l2, hbm)") != std::string::npos);
+        std::filesystem::remove(path);
+    }
+    // Two levels without an L2 are a GPU the model takes (its L2 traffic then has no level of its own).
+    const std::string path = (std::filesystem::temp_directory_path() / "mlsim_gpu_levels.yaml").string();
+    std::ofstream(path)
+        << "extends: " << k_devices
+        << "a100.yaml\ndevice:\n  memory:\n    - {name: l1, capacity: 192KiB, bandwidth: 19TB/s, "
+           "read_energy: 0.5pJ/B, instances: 108}\n"
+           "    - {name: hbm, capacity: 80GiB, bandwidth: 2TB/s, read_energy: 30pJ/B}\n";
+    CHECK(arch::load_device(path).memory.size() == 2);
+    std::filesystem::remove(path);
+}
+
 TEST_CASE("A declared peak that the SM array does not give is a located user error", "[gpu]") {
     std::ifstream in(k_devices + "a100.yaml");
     std::stringstream text;
