@@ -28,10 +28,14 @@ std::string suggest(std::string_view word, const std::vector<std::string>& candi
 struct Ctx {
     int64_t batch = 1;
     std::optional<int64_t> seq;
+    mutable bool uses_batch = false;  // some shape or attribute read N
 };
 
 int64_t int_value(const Node& n, const Ctx& c) {
-    if (n.is_scalar() && n.scalar() == "N") return c.batch;
+    if (n.is_scalar() && n.scalar() == "N") {
+        c.uses_batch = true;
+        return c.batch;
+    }
     if (n.is_scalar() && n.scalar() == "S") {
         if (!c.seq)
             fail_at(n, "S is the sequence length, but neither the command line nor the file's `seq` sets it");
@@ -560,6 +564,16 @@ Model load_model_yaml(const std::string& path, const ZooOptions& opts) {
             b.connect(from->as_string(), slot_number(from_slot), to->as_string(), slot_number(slot), e.loc(),
                       e.path());
         }
+    }
+    // A batch the model never reads would leave its work that of one sample while every per-sample figure
+    // divides by the batch: refused, not a silently wrong number.
+    if (opts.batch > 1 && !ctx.uses_batch) {
+        const Node* in = doc.find("inputs");
+        cfg::fail(
+            in ? in->key_loc() : doc.loc(), in ? in->path() : "",
+            fmt::format("model '{}' never uses N (the batch) in a shape or attribute, so batch {} would "
+                        "not change its work; put N in its input shapes (e.g. [N, 16]) or run batch 1",
+                        name, opts.batch));
     }
     return std::move(b).build();
 }

@@ -122,6 +122,19 @@ TEST_CASE("YAML model errors are located at file:line:col with a suggestion", "[
     CHECK_THAT(error_of(data("ops_any_order.yaml")), Catch::Contains("no error"));
 }
 
+TEST_CASE("a batch above 1 for a model that never reads N is an error, not per-sample figures / batch",
+          "[yaml][errors]") {
+    // Its work is one [4, 16] x [16, 8] product at any batch: batch 8 would divide it by 8 per sample.
+    CHECK(load_model_yaml(data("no_batch.yaml"), ZooOptions{}).totals().macs == 4 * 16 * 8);
+    ZooOptions eight;
+    eight.batch = 8;
+    CHECK_THAT(
+        error_of(data("no_batch.yaml"), eight),
+        Catch::StartsWith(data("no_batch.yaml") + ":2:1: error: inputs: model 'no-batch' never uses N") &&
+            Catch::Contains("batch 8 would not change its work"));
+    // A model that reads N takes any batch (the small CNN example above, at batch 4).
+}
+
 TEST_CASE("ops are built in passes over the file, in file order, however they are listed", "[yaml]") {
     // b reads c, which is listed after it; d reads b. Pass 1 builds c and a (b waits on c, d on b);
     // pass 2 builds b, then d. The model lists its ops in that order (ties in build order).
