@@ -156,7 +156,9 @@ int cmd_sweep(const Args& args) {
         return 2;
     }
     const cfg::SourceLoc command_line{"<command line>", 0, 0};
-    if (jobs < 1) cfg::fail(command_line, "--jobs", fmt::format("must be at least 1, found {}", jobs));
+    if (jobs < 1 || jobs > limits::max_jobs)
+        cfg::fail(command_line, "--jobs",
+                  fmt::format("must be from 1 to {} (simulating threads), found {}", limits::max_jobs, jobs));
     if (max_points < 1 || max_points > limits::hard_max_sweep_points)
         cfg::fail(
             command_line, "--max-points",

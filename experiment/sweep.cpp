@@ -50,7 +50,9 @@ const cfg::Schema& sweep_schema() {
         Param name;
         name.name = "name";
         name.type = PType::string;
-        name.doc = "the sweep's name in the results database; default: the file name without .yaml";
+        name.doc =
+            "the sweep's name in the results database and of its default file results/<name>.db (no "
+            "'/'); default: the file name without .yaml";
         s.params.push_back(name);
         s.params.push_back(cfg::optional("description", PType::string, "", "what the sweep studies"));
         Param base = cfg::required("base", PType::map, "the experiment every point starts from");
@@ -240,6 +242,16 @@ Sweep load_sweep(const std::string& path) {
     sweep.file = path;
     sweep.name = r.has("name") ? r.str("name") : fs::path(path).stem().string();
     if (sweep.name.empty()) cfg::fail(r.at("name").loc(), "name", "must not be empty");
+    // The name is also the default database's file name (results/<name>.db): one plain file name, so that
+    // the file lands in results/ and is the one the message names.
+    if (r.has("name") && (sweep.name == "." || sweep.name == ".." ||
+                          std::any_of(sweep.name.begin(), sweep.name.end(), [](char ch) {
+                              return ch == '/' || ch == '\\' || static_cast<unsigned char>(ch) < 0x20 ||
+                                     ch == 0x7f;
+                          })))
+        cfg::fail(r.at("name").loc(), "name",
+                  "must be a plain file name (no '/', '\\', control characters, '.' or '..'): it names the "
+                  "default database results/<name>.db");
     sweep.description = r.str("description");
     sweep.base = r.at("base");
 

@@ -81,6 +81,9 @@ inline constexpr double max_simulated_s = 9.2e6;
 // Points of one sweep (`mlsim sweep --max-points N`); no sweep may exceed the hard limit.
 inline constexpr std::size_t default_max_sweep_points = 100'000;
 inline constexpr std::size_t hard_max_sweep_points = 10'000'000;
+// Simulating threads of one sweep (`mlsim sweep --jobs N`): each holds a point's model and rows, and beyond a
+// few per core they only add memory and switching (a point never waits on anything but a core).
+inline constexpr int max_jobs = 1024;
 // Cycle fidelity of the systolic array: PE-cycles stepped on the grid plus the MACs of the reference
 // products, summed over a run (`mlsim run --max-pe-cycles N`; about 30 s at 3e8 PE-cycles/s).
 inline constexpr double default_max_pe_cycles = 1e10;

@@ -1,6 +1,7 @@
 // `mlsim sweep` as a user runs it: help text, dry run, summary, exit statuses.
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "tests/cli/run_mlsim.h"
@@ -57,5 +58,24 @@ TEST_CASE("mlsim sweep prints a summary and exits 0, and a bad sweep file exits 
     CHECK(contains(b.text, bad + ":7:5: error: device.systolic.cols: zipped factors"));
     const Output j = run_mlsim("sweep '" + k_src + "/configs/sweeps/smoke.yaml' --jobs 0");
     CHECK(j.status == 2);
+    const Output many = run_mlsim("sweep '" + k_src + "/configs/sweeps/smoke.yaml' --jobs 100000");
+    CHECK(many.status == 2);
+    CHECK(contains(many.text, "--jobs: must be from 1 to 1024"));
+    fs::remove_all(dir);
+}
+
+TEST_CASE("a sweep's name is a plain file name: it names the default database results/<name>.db", "[sweep]") {
+    const fs::path dir = fs::temp_directory_path() / "mlsim_test_sweep_name";
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    for (const char* name : {"../escape", "/tmp/abs", "a/b", ".."}) {
+        const fs::path file = dir / "named.yaml";
+        std::ofstream(file) << "name: \"" << name
+                            << "\"\nbase: {system: a100, model: mlp3}\nfactors: {batch: [1, 2]}\n";
+        const Output o = run_mlsim("sweep '" + file.string() + "' --dry-run");
+        INFO(name << ": " << o.text);
+        CHECK(o.status == 2);
+        CHECK(contains(o.text, file.string() + ":1:7: error: name: must be a plain file name"));
+    }
     fs::remove_all(dir);
 }
