@@ -343,6 +343,22 @@ namespace {
 
 }  // namespace
 
+std::string locate_in_sweep(const Sweep& sweep, const std::string& message) {
+    // "<command line>: error: KEY: ..." from the run's option checks (the zoo's, the plan's).
+    constexpr std::string_view from = "<command line>: error: ";
+    if (message.compare(0, from.size(), from) != 0) return message;
+    const std::size_t end = message.find(':', from.size());
+    if (end == std::string::npos) return message;
+    const std::string key = message.substr(from.size(), end - from.size());
+    const std::string rest = message.substr(from.size());
+    for (const SweepAxis& axis : sweep.axes)
+        for (const SweepFactor& f : axis.factors)
+            if (!f.override && f.path == key) return fmt::format("{}: error: factor {}", f.loc.str(), rest);
+    if (const cfg::Node* b = sweep.base.find(key))
+        return fmt::format("{}: error: base.{}", b->key_loc().str(), rest);
+    return message;
+}
+
 SweepPointConfig make_point(const Sweep& sweep, std::size_t index) {
     MLSIM_CHECK(index < sweep.point_count(), fmt::format("sweep point {} of {}", index, sweep.point_count()));
     SweepPointConfig pc;

@@ -90,6 +90,11 @@ struct Sweep {
     std::size_t point_count() const;
 };
 
+// A point's error message located in the sweep file where the run's own checks located it on the command
+// line ("<command line>: error: seq: ..."): at the factor of that name, else at the base's key, else as
+// given.
+std::string locate_in_sweep(const Sweep& sweep, const std::string& message);
+
 // One point: the experiment to run and how the database will know it.
 struct SweepPointConfig {
     std::size_t index = 0;

@@ -84,7 +84,7 @@ PointOutcome simulate_point(const Sweep& sweep, const SystemCache& systems, std:
         out.kind = PointOutcome::Kind::ran;
     } catch (const cfg::UserError& e) {
         out.kind = PointOutcome::Kind::failed;
-        out.error = e.what();
+        out.error = locate_in_sweep(sweep, e.what());
     }
     out.wall_s = std::chrono::duration<double>(Clock::now() - t0).count();
     return out;

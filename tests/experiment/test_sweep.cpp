@@ -464,6 +464,27 @@ TEST_CASE("A point that fails with a user error is recorded with its message and
     CHECK(count(path, "SELECT COUNT(*) FROM runs WHERE status = 'error'") == 6);
 }
 
+TEST_CASE("A point's error from the run's option checks is located at its factor in the sweep file",
+          "[sweep]") {
+    // mlp3 takes no sequence length: the zoo's check says so of "<command line>", which in a sweep is the
+    // factor `seq` (line 4, column 3).
+    TempDir dir("mlsim_test_sweep_located");
+    const std::string file = data("sweep_seq_error.yaml");
+    const auto s = run(file, dir.file("l.db"), 1);
+    CHECK(s.ran == 1);
+    REQUIRE(s.errors.size() == 1);
+    CHECK(contains(s.errors[0], "point 1 (seq=128): " + file +
+                                    ":4:3: error: factor seq: model 'mlp3': this model "
+                                    "takes no sequence length"));
+    // At the base's key when no factor names it; a message located elsewhere is left as it is.
+    const exp::Sweep sweep = exp::load_sweep(file);
+    CHECK(exp::locate_in_sweep(sweep, "<command line>: error: dtype: no") ==
+          file + ":2:35: error: base.dtype: no");
+    CHECK(exp::locate_in_sweep(sweep, "<command line>: error: --parallel: x") ==
+          "<command line>: error: --parallel: x");
+    CHECK(exp::locate_in_sweep(sweep, "m.yaml:1:1: error: seq: x") == "m.yaml:1:1: error: seq: x");
+}
+
 TEST_CASE("A system factor takes presets and files relative to the sweep file", "[sweep]") {
     const exp::Sweep s = exp::load_sweep(data("sweep_system_file.yaml"));
     const exp::SystemCache systems = exp::check_points(s);
