@@ -505,6 +505,9 @@ std::optional<SystemPrice> system_price(const arch::SystemSpec& system) {
     if (p.usd_per_hour && p.purchase_usd)
         cfg::fail(price->find("purchase_usd")->key_loc(), price->path() + ".purchase_usd",
                   "give usd_per_hour (a rental price) or purchase_usd with lifetime_years, not both");
+    if (!p.purchase_usd && price->find("lifetime_years"))
+        cfg::fail(price->find("lifetime_years")->key_loc(), price->path() + ".lifetime_years",
+                  "amortises purchase_usd, which this price does not give (a rental is usd_per_hour alone)");
     if (p.purchase_usd && p.lifetime_years <= 0)
         cfg::fail(price->find("purchase_usd")->key_loc(), price->path() + ".purchase_usd",
                   "needs lifetime_years, the years the purchase is amortised over");

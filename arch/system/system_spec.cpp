@@ -1291,8 +1291,9 @@ const cfg::Schema& system_schema() {
             p.params.push_back(money("purchase_usd", "purchase price of the whole system, US dollars"));
             p.params.push_back(
                 money("lifetime_years", "years the purchase is amortised over (with purchase_usd)"));
-            p.params.push_back(
-                money("usd_per_kwh", "electricity price, US dollars per kWh; default 0 (none)"));
+            Param kwh = money("usd_per_kwh", "electricity price, US dollars per kWh; default 0 (none)");
+            kwh.positive = false;  // 0, the default, may also be written
+            p.params.push_back(kwh);
             return p;
         }();
         Param price = optional_no_default("price", PType::map, "what the system costs (mlsim compare)");

@@ -130,6 +130,21 @@ TEST_CASE("compare: a system price needs a rental or a purchase price, located i
         write(dir, "c2.yaml",
               fmt::format("systems: [{}]\nworkloads:\n  - {{name: a, model: lenet5}}\n", unsourced));
     CHECK(has(load_error(path2), "missing required key 'source'"));
+    // A lifetime without a purchase to amortise is an error; electricity at $0 (the default) may be written.
+    const std::string lifetime = write(dir, "lifetime.yaml",
+                                       "system:\n  name: p\n  device: a100\n  price:\n    source: s\n"
+                                       "    usd_per_hour: 2\n    lifetime_years: 3\n");
+    const std::string err3 = load_error(
+        write(dir, "c3.yaml",
+              fmt::format("systems: [{}]\nworkloads:\n  - {{name: a, model: lenet5}}\n", lifetime)));
+    CHECK(has(err3, lifetime + ":7:5:"));
+    CHECK(has(err3, "amortises purchase_usd"));
+    const std::string free_power = write(dir, "free_power.yaml",
+                                         "system:\n  name: p\n  device: a100\n  price:\n    source: s\n"
+                                         "    usd_per_hour: 2\n    usd_per_kwh: 0\n");
+    CHECK(load_error(write(
+              dir, "c4.yaml",
+              fmt::format("systems: [{}]\nworkloads:\n  - {{name: a, model: lenet5}}\n", free_power))) == "");
 }
 
 TEST_CASE("compare: the cost rule: rental per hour, or purchase over its lifetime, plus electricity",
