@@ -7,6 +7,7 @@
 #include "arch/device_spec.h"
 #include "arch/family.h"
 #include "arch/system/system_spec.h"
+#include "experiment/compare.h"
 #include "experiment/experiment.h"
 #include "experiment/sweep.h"
 #include "sim/config/loader.h"
@@ -58,6 +59,11 @@ std::string check_input(const std::string& arg) {
         const Sweep sweep = load_sweep(f);
         check_points(sweep);
         return fmt::format("sweep '{}', {} points", sweep.name, sweep.point_count());
+    }
+    if (doc.is_map() && doc.find("workloads")) {
+        const CompareStudy study = load_compare(f);
+        return fmt::format("compare study '{}', {} workloads x {} systems, {} pairs", study.name,
+                           study.workloads.size(), study.systems.size(), study.pairs().size());
     }
     if (doc.is_map() && (doc.find("ops") || doc.find("model"))) {
         const wl::Model m = wl::load_model_yaml(f, wl::ZooOptions{});

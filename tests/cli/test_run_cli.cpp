@@ -100,6 +100,15 @@ TEST_CASE("mlsim validate takes a device preset name, as --system does", "[run]"
     CHECK(contains(bad.text, "a1000: error: no such file or preset 'a1000'; did you mean 'a100'?"));
 }
 
+TEST_CASE("mlsim validate checks a compare file as mlsim compare loads it", "[run]") {
+    const std::string file = std::string(MLSIM_SOURCE_DIR) + "/configs/compare/default.yaml";
+    const Output ok = run_mlsim("validate '" + file + "'");
+    INFO(ok.text);
+    CHECK(ok.status == 0);
+    CHECK(contains(ok.text, "default.yaml: ok (compare study '"));
+    CHECK(contains(ok.text, " pairs)"));
+}
+
 TEST_CASE("mlsim run --layer-rows none saves the run without its layer rows", "[run]") {
     const std::string db = (std::filesystem::temp_directory_path() / "mlsim_test_run_layer_rows.db").string();
     std::filesystem::remove(db);
