@@ -862,6 +862,23 @@ LayerResult GpuModel::layer(const wl::Op& op, const Fused& f) {
             a_reuse = c.input_bytes / a_bytes;
         }
         for (const wl::GemmShape& s : gs) gemm_kernel(s, a_reuse, 0);
+        // The op's compulsory DRAM traffic, which its GEMMs may not cover: the backward of a convolution
+        // whose stride exceeds its filter (a ResNet shortcut's 1x1, stride 2) is lowered to GEMMs over the
+        // sampled positions only, yet its input gradient is written whole (zeros where no filter tap
+        // lands) and its weight gradient's input counted whole, as the forward's A tiles are above and as
+        // the roofline's compulsory traffic counts them. What the GEMMs left out streams on DRAM after
+        // them: their time already covers their own bytes, so the layer stays at or above the roofline
+        // over all of them.
+        const double short_read = std::max(0.0, c.input_bytes + c.weight_bytes - a.dram_read);
+        const double short_write = std::max(0.0, c.output_bytes - a.dram_write);
+        if (short_read + short_write > 0) {
+            const double t = (short_read + short_write) / dram_Bps;
+            a.memory += t;
+            a.stall_dram += t;
+            a.dram_read += short_read;
+            a.dram_write += short_write;
+            a.l2 += short_read + short_write;
+        }
         if (op.get<wl::RnnAttr>() && extra_flops > 0) {
             stream(c.output_bytes, c.output_bytes, extra_flops);
             extra_flops = 0;
