@@ -155,11 +155,15 @@ void print_totals(const exp::ExperimentResult& r) {
     const auto& dev = r.system.device;
     fmt::print("\n{} on {} ({} layers, batch {}, {}, {}):\n", r.model.name(), dev.name, r.layers.size(),
                r.info.batch, r.info.dtype, r.info.mode);
-    fmt::print("  time    {}   ({} per sample, {:.4g} samples/s)\n", seconds(t.time_s),
+    // A model whose every op is a view (reshape, flatten) runs no kernel: no time, so no rate or power.
+    const bool timed = t.time_s > 0;
+    fmt::print("  time    {}   ({} per sample, {})\n", seconds(t.time_s),
                seconds(t.time_s / static_cast<double>(r.info.batch)),
-               static_cast<double>(r.info.batch) / t.time_s);
+               timed ? fmt::format("{:.4g} samples/s", static_cast<double>(r.info.batch) / t.time_s)
+                     : std::string("no op takes time: nothing runs"));
     fmt::print("  energy  {}   ({} per sample, average power {})\n", si(t.energy_j, "J"),
-               si(t.energy_j / static_cast<double>(r.info.batch), "J"), si(t.energy_j / t.time_s, "W"));
+               si(t.energy_j / static_cast<double>(r.info.batch), "J"),
+               timed ? si(t.energy_j / t.time_s, "W") : std::string("-"));
     if (r.info.mode == "training") {
         const wl::MemoryAccount m = r.training_memory;
         fmt::print("  memory  {} {}: weights {}, gradients {}, optimizer state {}, activations {}\n",
@@ -211,7 +215,7 @@ void print_totals(const exp::ExperimentResult& r) {
     if (t.parts.communication_s > 0)
         parts += fmt::format(", communication {}", share(t.parts.communication_s));
     fmt::print("  bound   {} of the time ({} bound); achieved {} of peak {}\n", parts,
-               arch::bound_of(t.parts), si(t.flops / t.time_s, "FLOP/s"),
+               arch::bound_of(t.parts), timed ? si(t.flops / t.time_s, "FLOP/s") : std::string("-"),
                si(r.info.peak_flops_per_s, "FLOP/s"));
     const double power = t.time_s > 0 ? t.energy_j / t.time_s : 0;
     if (power > devices * dev.tdp_W * (1 + 1e-9))
