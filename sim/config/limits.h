@@ -84,6 +84,12 @@ inline constexpr std::size_t hard_max_sweep_points = 10'000'000;
 // Simulating threads of one sweep (`mlsim sweep --jobs N`): each holds a point's model and rows, and beyond a
 // few per core they only add memory and switching (a point never waits on anything but a core).
 inline constexpr int max_jobs = 1024;
+// Task instances the parallel execution engine tracks in one step (arch/system/parallel_exec.cpp): every task
+// of every schedule item (a micro-batch's forward or backward) of every simulated rank, with the layer rows
+// it records: ~830 B each (measured: GPT-2 small on 8 pipeline stages, 100,000 micro-batches, 1.63e7
+// instances, 13.6 GB resident), so about 3.5 GB at the limit.
+inline constexpr double max_parallel_task_instances = 1 << 22;
+inline constexpr double parallel_task_instance_bytes = 830;
 // Cycle fidelity of the systolic array: PE-cycles stepped on the grid plus the MACs of the reference
 // products, summed over a run (`mlsim run --max-pe-cycles N`; about 30 s at 3e8 PE-cycles/s).
 inline constexpr double default_max_pe_cycles = 1e10;

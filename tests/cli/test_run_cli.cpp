@@ -100,6 +100,19 @@ TEST_CASE("mlsim validate takes a device preset name, as --system does", "[run]"
     CHECK(contains(bad.text, "a1000: error: no such file or preset 'a1000'; did you mean 'a100'?"));
 }
 
+TEST_CASE(
+    "mlsim run refuses a parallel step of too many micro-batches up front, not by running out of memory",
+    "[run]") {
+    // 100,000 micro-batches of GPT-2 small on 8 stages: 1.63e7 task instances, ~13.6 GB of engine state.
+    const Output o = run_mlsim(
+        "run -s dgx-a100-node -m gpt2-small-prefill --pipeline-parallel 8 --microbatches 100000 -b 100000 "
+        "-q");
+    INFO(o.text);
+    CHECK(o.status == 2);
+    CHECK(contains(o.text, "the parallel step would track 1.63e+07 task instances"));
+    CHECK(contains(o.text, "use fewer micro-batches or pipeline stages"));
+}
+
 TEST_CASE("mlsim validate checks a compare file as mlsim compare loads it", "[run]") {
     const std::string file = std::string(MLSIM_SOURCE_DIR) + "/configs/compare/default.yaml";
     const Output ok = run_mlsim("validate '" + file + "'");
