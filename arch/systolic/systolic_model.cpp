@@ -284,6 +284,7 @@ void SystolicModel::check_work(const wl::Model& model, const WorkLimits& limits)
                         cfg::format_quantity(grid_bytes, cfg::Dim::size), m_sys.rows, m_sys.cols,
                         cfg::format_quantity(limits::max_cycle_fidelity_bytes, cfg::Dim::size)));
     }
+    constexpr double k_cycle_pe_steps = 8;
     double work = 0, largest = 0;
     const wl::Op* largest_op = nullptr;
     for (const wl::Op& op : model.ops()) {
@@ -295,8 +296,13 @@ void SystolicModel::check_work(const wl::Model& model, const WorkLimits& limits)
             const TilePlan& plan = p.plans[i];
             const double m = static_cast<double>(g.m), n = static_cast<double>(g.n),
                          k = static_cast<double>(g.k);
-            // Every array's tiles step the one grid; each instance's product is checked by a plain matmul.
-            op_work += plan.estimate_cycles * static_cast<double>(plan.part.arrays_used) * pes_per_array +
+            // Every array's tiles step the one grid; each instance's product is checked by a plain matmul. A
+            // cycle of the grid also costs what stepping k_cycle_pe_steps PEs costs (edges, bookkeeping):
+            // measured on MobileNetV2, a 1x1 array stepped 8.5e7 PE-cycles/s and a 16x16 one 4.2e8
+            // (2026-12-04, this project's 2-vCPU host), so a 1x1 ResNet-50 estimated as 8.2e9 PE-cycles (27 s
+            // at 3e8/s) took 109 s.
+            op_work += plan.estimate_cycles * static_cast<double>(plan.part.arrays_used) *
+                           (pes_per_array + k_cycle_pe_steps) +
                        static_cast<double>(g.batch) * m * n * k;
             // A, B and C of the instances open at once (one per array), 8 bytes a word.
             matrix_words = std::max(

@@ -36,10 +36,10 @@
 //    1×1 array), the layer is raised to the bound and the difference counted as input stall.
 //  * fidelity cycle: every tile's folds run on the PE grid with real values, checked against a plain
 //    matmul; the numbers are exactly those of tile fidelity. Meant for small layers: the cost is the
-//    grid's R·C work per simulated cycle. check_work() estimates a run's PE-cycles (R·C × the tiling's
-//    estimated cycles × arrays, plus the reference products) and refuses a run above
-//    WorkLimits::max_pe_cycles, or one whose grid and operand matrices would take more than
-//    limits::max_cycle_fidelity_bytes, before anything runs.
+//    grid's R·C work per simulated cycle. check_work() estimates a run's PE-cycles ((R·C + 8) × the
+//    tiling's estimated cycles × arrays, a cycle's own cost counted as 8 PEs', plus the reference products)
+//    and refuses a run above WorkLimits::max_pe_cycles, or one whose grid and operand matrices would take
+//    more than limits::max_cycle_fidelity_bytes, before anything runs.
 //  * bounded at either fidelity: a layer of more than limits::max_tile_steps tile steps is refused
 //    (the step list would not fit in memory), and so is one whose serialized steps (compute plus every
 //    transfer and its latency, an upper bound of the pipeline's time) would pass

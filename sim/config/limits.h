@@ -90,8 +90,9 @@ inline constexpr int max_jobs = 1024;
 // instances, 13.6 GB resident), so about 3.5 GB at the limit.
 inline constexpr double max_parallel_task_instances = 1 << 22;
 inline constexpr double parallel_task_instance_bytes = 830;
-// Cycle fidelity of the systolic array: PE-cycles stepped on the grid plus the MACs of the reference
-// products, summed over a run (`mlsim run --max-pe-cycles N`; about 30 s at 3e8 PE-cycles/s).
+// Cycle fidelity of the systolic array: PE-cycles stepped on the grid (each cycle also counted as 8, its own
+// cost) plus the MACs of the reference products, summed over a run (`mlsim run --max-pe-cycles N`; about 30 s
+// at 3e8 PE-cycles/s).
 inline constexpr double default_max_pe_cycles = 1e10;
 // Memory the cycle fidelity may take for the PE grid's registers and one layer's operand matrices.
 inline constexpr double max_cycle_fidelity_bytes = 4.0 * (1u << 30);  // 4 GiB

@@ -544,6 +544,11 @@ def unbounded_work():
     out.append(Case(cls, "cycle_fidelity_65536_array", ["run", "--system", "s.yaml", "--model", "mlp3", "--fidelity",
                                                         "cycle", "--dtype", "int8"],
                     files={"s.yaml": big}, at=r"s\.yaml:\d+:\d+", says="4 GiB"))
+    # A 1x1 array: few PE-cycles a grid cycle, so a grid cycle's own cost decides (it took 109 s, estimated 27 s).
+    tiny = replace_line(SYSTOLIC, "    rows: 16\n    cols: 16\n", "    rows: 1\n    cols: 1\n")
+    out.append(Case(cls, "cycle_fidelity_1x1_array_resnet50", ["run", "--system", "s.yaml", "--model", "resnet50",
+                                                               "--fidelity", "cycle", "--dtype", "int8"],
+                    files={"s.yaml": tiny}, at=r"<command line>", says="--max-pe-cycles"))
     for model_name in ("resnet50", "bert-base", "gpt2-small-prefill", "mobilenetv2"):
         out.append(Case(cls, f"cycle_fidelity_{model_name}_tpu_v1",
                         ["run", "--system", "tpu-v1", "--model", model_name, "--dtype", "int8", "--fidelity", "cycle"],
