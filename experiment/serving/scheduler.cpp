@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "sim/config/error.h"
+#include "sim/config/limits.h"
 #include "sim/core/check.h"
 
 namespace mlsim::serving {
@@ -71,6 +72,12 @@ std::vector<Request> read_trace(const std::string& path) {
         };
         r.arrival_s = num(f[0], "arrival_s");
         if (r.arrival_s < 0) trace_fail(path, n, col, "arrival_s must not be negative");
+        // Beyond it a request's milliseconds vanish when added to its arrival time (double precision).
+        if (r.arrival_s > limits::max_simulated_s)
+            trace_fail(
+                path, n, col,
+                fmt::format("arrival_s {} is beyond the simulated-time limit of {:.3g} s (about 106 days)",
+                            r.arrival_s, limits::max_simulated_s));
         if (r.arrival_s < last)
             trace_fail(path, n, col,
                        fmt::format("arrival_s {} is before the previous row's {}", r.arrival_s, last));
@@ -112,6 +119,13 @@ std::vector<Request> make_requests(const RequestSource& src) {
         r.output_tokens = src.output_tokens[static_cast<size_t>(i) % src.output_tokens.size()];
         out.push_back(r);
     }
+    // Beyond the limit a request's milliseconds vanish when added to its arrival time (double precision).
+    if (t > limits::max_simulated_s)
+        cfg::fail(
+            cfg::SourceLoc{"<command line>", 0, 0}, "--rate",
+            fmt::format("{} requests at {} req/s arrive over about {:.3g} s, beyond the simulated-time limit "
+                        "of {:.3g} s (about 106 days): raise the rate or send fewer requests",
+                        src.count, src.rate, t, limits::max_simulated_s));
     return out;
 }
 

@@ -258,6 +258,15 @@ TEST_CASE("mlsim serve writes the requests table and reports bad input as locate
     bad = test::run_mlsim("serve --model llama2-70b --system a100");
     CHECK(bad.status == 2);
     CHECK(test::contains(bad.text, "does not fit"));
+    // Arrivals beyond the simulated-time limit: a request's milliseconds would vanish in its arrival time.
+    bad = test::run_mlsim("serve --model gpt2 --requests 5 --rate 1e-14");
+    CHECK(bad.status == 2);
+    CHECK(test::contains(bad.text, "--rate: 5 requests at 1e-14 req/s arrive over about"));
+    std::ofstream(trace) << "arrival_s,prompt_tokens,output_tokens\n1e20,10,10\n";
+    bad = test::run_mlsim(fmt::format("serve --model gpt2 --trace '{}'", trace));
+    CHECK(bad.status == 2);
+    CHECK(test::contains(bad.text,
+                         "t.csv:2:1: error: trace: arrival_s 1e+20 is beyond the simulated-time limit"));
 }
 
 TEST_CASE("a serving run appends to an older results database, which stays readable", "[serving][db]") {
