@@ -63,6 +63,22 @@ CollectiveStudyResult run_collective_study(const CollectiveStudyOptions& opt) {
     if (!(opt.step > 1))
         cfg::fail(cli, "--step", fmt::format("the size factor must be above 1, got {}", opt.step));
     const int64_t esize = element_bytes(opt.dtype);
+    if (opt.min_bytes < esize)
+        cfg::fail(cli, "--sizes",
+                  fmt::format("the smallest size, {} B, is less than one {} element ({} B)", opt.min_bytes,
+                              opt.dtype, esize));
+    // The rows, counted before any runs: at most k_max_rows, none repeating a size.
+    constexpr int k_max_rows = 200;
+    const double rows =
+        std::floor(std::log(static_cast<double>(opt.max_bytes) / static_cast<double>(opt.min_bytes)) /
+                       std::log(opt.step) +
+                   1e-9) +
+        1;
+    if (rows > k_max_rows)
+        cfg::fail(cli, "--step",
+                  fmt::format("sizes from {} to {} B at a factor of {} make {:.0f} rows, more than {}: use a "
+                              "larger factor or a narrower range",
+                              opt.min_bytes, opt.max_bytes, opt.step, rows, k_max_rows));
     NetworkOptions nopt = network_options_for(sys, opt.dtype);
     nopt.fidelity = opt.fidelity;
     nopt.packet_bytes = opt.packet_bytes;
@@ -74,9 +90,10 @@ CollectiveStudyResult run_collective_study(const CollectiveStudyOptions& opt) {
     out.ranks = ranks;
     Tick now = Tick::zero();
     double b = static_cast<double>(opt.min_bytes);
-    for (int guard = 0; guard < 200 && b <= static_cast<double>(opt.max_bytes) * (1 + 1e-12); ++guard) {
+    for (; b <= static_cast<double>(opt.max_bytes) * (1 + 1e-12); b *= opt.step) {
         CollectivePoint p;
         p.bytes = static_cast<int64_t>(std::floor(b + 1e-9));
+        if (!out.points.empty() && p.bytes == out.points.back().bytes) continue;  // a factor near 1
         p.count = p.bytes / esize;
         CollectiveRequest q;
         q.kind = opt.kind;
@@ -91,7 +108,6 @@ CollectiveStudyResult run_collective_study(const CollectiveStudyOptions& opt) {
         p.algbw_GBps = p.time_s > 0 ? static_cast<double>(p.bytes) / p.time_s / 1e9 : 0;
         p.busbw_GBps = p.algbw_GBps * bus_bandwidth_factor(opt.kind, ranks);
         out.points.push_back(p);
-        b *= opt.step;
     }
     const double span = now.to_seconds();
     const Topology& topo = *sys.topology;

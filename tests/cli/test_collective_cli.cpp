@@ -96,6 +96,9 @@ TEST_CASE("mlsim collective: bad input is a located user error (exit 2)") {
           Bad{"collective --system dgx-h100 --fidelity cycle", "--fidelity"},
           Bad{"collective --system dgx-h100 --op all-to-all --algorithm ring", "supported: direct"},
           Bad{"collective --system a100-single", "no network"},
+          // More rows than it prints (it stopped at 200 without a word), or a size below one element.
+          Bad{"collective --system dgx-h100 --sizes 8B:1GB --step 1.05", "make 383 rows, more than 200"},
+          Bad{"collective --system dgx-h100 --sizes 1B:1B", "less than one fp32 element"},
           Bad{"collective --system no-such-system", "--system"}}) {
         const auto out = run_mlsim(b.args);
         INFO(b.args << "\n" << out.text);
