@@ -175,8 +175,10 @@ const cfg::Schema& mcu_schema() {
         s.params.push_back(cfg::quantity("sleep_power", cfg::Dim::power, std::string("0W"),
                                          "power between inferences (sleep current x supply voltage)", false));
         s.params.push_back(cfg::quantity("duty_period", cfg::Dim::time, std::string("0s"),
-                                         "one inference per period, asleep in between (0: back to back)",
+                                         "one inference per period, asleep in between (0: back to back); up "
+                                         "to a day",
                                          false));
+        s.params.back().max = 86400;  // one inference a day; the valid range of other times ends at 1 s
         return s;
     }();
     return schema;

@@ -119,8 +119,11 @@ Node validate_value(const Node& v, const Param& p, int depth) {
             if (q.value < 0)
                 fail(v.loc(), v.path(), fmt::format("must not be negative, found {}", found_text(v)));
             check_number_range(v, q.value, p, p.min ? format_quantity(*p.min, p.dim) : "");
-            // Every dimension has a valid range (limits.h); 0 stays allowed where the parameter allows it.
-            const limits::Range range = limits::quantity_range(p.dim);
+            // Every dimension has a valid range (limits.h); 0 stays allowed where the parameter allows it. A
+            // parameter's own `max` replaces the range's (an MCU's duty period may be longer than any
+            // latency).
+            limits::Range range = limits::quantity_range(p.dim);
+            if (p.max) range.max = *p.max;
             if (!(q.value == 0 && !p.positive) && (q.value < range.min || q.value > range.max))
                 fail(v.loc(), v.path(),
                      fmt::format("must be {} {} (the valid range of {} is {} to {}), found {}",

@@ -502,6 +502,12 @@ TEST_CASE("A duty cycle adds the sleep between inferences to the energy per peri
     lines.clear();
     for (const std::string& l : f->summary(rb)) lines += l + "\n";
     CHECK_THAT(lines, Contains("shorter than one inference"));
+    // One inference a minute (longer than any other time a device file gives, up to a day).
+    arch::mcu::McuModel minute(
+        from_text(mcu_device("cortex-m4", "", "    sleep_power: 10uW\n    duty_period: 60s\n")));
+    const std::vector<arch::LayerResult> rm = minute.run(zoo("ds-cnn-kws"));
+    CHECK(rm.back().metric_value("sleep_energy_per_period") == Approx(10e-6 * (60 - t)));
+    CHECK_THROWS_AS(from_text(mcu_device("cortex-m4", "", "    duty_period: 100000s\n")), cfg::UserError);
 }
 
 TEST_CASE("The Ethos-U55 runs the ops Vela maps to it; its Cortex-M55 host runs the rest", "[mcu]") {
