@@ -29,6 +29,7 @@ struct Ctx {
     int64_t batch = 1;
     std::optional<int64_t> seq;
     mutable bool uses_batch = false;  // some shape or attribute read N
+    mutable bool uses_seq = false;    // ... S
 };
 
 int64_t int_value(const Node& n, const Ctx& c) {
@@ -37,6 +38,7 @@ int64_t int_value(const Node& n, const Ctx& c) {
         return c.batch;
     }
     if (n.is_scalar() && n.scalar() == "S") {
+        c.uses_seq = true;
         if (!c.seq)
             fail_at(n, "S is the sequence length, but neither the command line nor the file's `seq` sets it");
         return *c.seq;
@@ -575,6 +577,13 @@ Model load_model_yaml(const std::string& path, const ZooOptions& opts) {
                         "not change its work; put N in its input shapes (e.g. [N, 16]) or run batch 1",
                         name, opts.batch));
     }
+    // A sequence length given for a model without one is refused, as the zoo refuses it.
+    if (opts.seq > 0 && !ctx.uses_seq)
+        cfg::fail(
+            cfg::SourceLoc{path, 0, 0}, "",
+            fmt::format("model '{}' never uses S (the sequence length), so seq {} would not change it; put S "
+                        "in its shapes or give no sequence length",
+                        name, opts.seq));
     return std::move(b).build();
 }
 

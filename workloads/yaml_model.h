@@ -23,7 +23,8 @@
 //     - {from: conv1, to: fc, slot: 0, from_slot: 0}
 // Every op may also set `dtype` (default: the command line's) and `tied_to` (an op whose weights it
 // shares). Integer attributes accept N and S as well as numbers. A batch above 1 for a model that never
-// reads N is a UserError (its work would stay one sample's while per-sample figures divide by the batch).
+// reads N is a UserError (its work would stay one sample's while per-sample figures divide by the batch),
+// and so is a sequence length (ZooOptions::seq) for a model that never reads S.
 //
 // Kinds and attributes ("=" gives the default, "?" means derived from the input when absent):
 //   linear: out_features, in_features?, bias=true          matmul: transpose_b=false

@@ -133,6 +133,12 @@ TEST_CASE("a batch above 1 for a model that never reads N is an error, not per-s
         Catch::StartsWith(data("no_batch.yaml") + ":2:1: error: inputs: model 'no-batch' never uses N") &&
             Catch::Contains("batch 8 would not change its work"));
     // A model that reads N takes any batch (the small CNN example above, at batch 4).
+    // The same for a sequence length, as the zoo refuses one for a model without a sequence.
+    ZooOptions seq;
+    seq.seq = 100;
+    CHECK_THAT(error_of(data("no_batch.yaml"), seq),
+               Catch::StartsWith(data("no_batch.yaml") + ": error: model 'no-batch' never uses S"));
+    CHECK(load_model_yaml(example("small_transformer.yaml"), seq).ops().size() > 0);
 }
 
 TEST_CASE("ops are built in passes over the file, in file order, however they are listed", "[yaml]") {
