@@ -37,6 +37,12 @@ def main():
     ap.add_argument("--kind", help="collective kind (all_reduce, all_gather, ...); default: the first in the file")
     ap.add_argument("--algbw", action="store_true", help="plot algbw instead of busbw")
     args = ap.parse_args()
+    # Where the plot goes, checked before the database is read: a PNG file in a folder that exists.
+    if not args.out.lower().endswith(".png"):
+        fail(f"--out {args.out}: expected a .png file name")
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(out_dir):
+        fail(f"--out {args.out}: no folder {out_dir}")
     if not os.path.exists(args.db):
         fail(f"{args.db}: no such file")
     con = sqlite3.connect(f"file:{args.db}?mode=ro", uri=True)

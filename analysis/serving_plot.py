@@ -32,6 +32,11 @@ def main():
     ap.add_argument("--extra", default="", help="more mlsim serve options, one shell string")
     ap.add_argument("--no-plot", action="store_true")
     a = ap.parse_args()
+    try:
+        extra = shlex.split(a.extra)
+    except ValueError as e:
+        print(f"serving_plot.py: error: --extra {a.extra!r}: {e}", file=sys.stderr)
+        return 2
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -40,8 +45,12 @@ def main():
             for rate in a.rates.split(","):
                 cmd = [a.mlsim, "serve", "--system", system, "--model", a.model, "--rate", rate,
                        "--requests", a.requests, "--prompt", a.prompt, "--output", a.output, "--seed", a.seed,
-                       "--db", db] + shlex.split(a.extra)
-                p = subprocess.run(cmd, capture_output=True, text=True)
+                       "--db", db] + extra
+                try:
+                    p = subprocess.run(cmd, capture_output=True, text=True)
+                except OSError as e:
+                    print(f"serving_plot.py: error: cannot run {a.mlsim}: {e}", file=sys.stderr)
+                    return 2
                 if p.returncode != 0:
                     sys.stderr.write(p.stdout + p.stderr)
                     return 2
