@@ -161,6 +161,11 @@ DeviceIterationModel::DeviceIterationModel(const arch::DeviceSpec& device, Decod
     m_kv_capacity = m_opt.kv_capacity_override > 0
                         ? m_opt.kv_capacity_override
                         : m_opt.memory_utilization * memory - weights - m_workspace;
+    if (m_opt.kv_capacity_override > 0 && m_kv_capacity < m_shape.kv_bytes_per_token(m_opt.dtype))
+        cfg::fail(
+            cfg::SourceLoc{"<command line>", 0, 0}, "--kv-capacity",
+            fmt::format("{:.0f} B holds no token of {}'s KV cache ({:.0f} B a token in {})", m_kv_capacity,
+                        m_shape.name, m_shape.kv_bytes_per_token(m_opt.dtype), wl::dtype_name(m_opt.dtype)));
     if (m_kv_capacity < m_shape.kv_bytes_per_token(m_opt.dtype))
         cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, "--model",
                   fmt::format("{} ({:.2f} GB of {} weights) does not fit on {} ({:.2f} GB main memory at "

@@ -258,6 +258,10 @@ TEST_CASE("mlsim serve writes the requests table and reports bad input as locate
     bad = test::run_mlsim("serve --model llama2-70b --system a100");
     CHECK(bad.status == 2);
     CHECK(test::contains(bad.text, "does not fit"));
+    // A KV capacity below one token is the option's fault, not the model's size.
+    bad = test::run_mlsim("serve --model gpt2 --kv-capacity 1KB");
+    CHECK(bad.status == 2);
+    CHECK(test::contains(bad.text, "--kv-capacity: 1000 B holds no token of gpt2's KV cache"));
     // Arrivals beyond the simulated-time limit: a request's milliseconds would vanish in its arrival time.
     bad = test::run_mlsim("serve --model gpt2 --requests 5 --rate 1e-14");
     CHECK(bad.status == 2);
