@@ -14,6 +14,8 @@ study (default: the latest) and writes, into --out:
                       device)
   breakdown.png       each pair's time split: compute, memory, communication (exposed), overhead
   report.md           the table, the pairs that did not run and why, the plots and the rules
+A large study stays drawable: the bar charts show at most MAX_BARS pairs (the highest samples/J, or the first
+in table order) and say so in their titles, legends at most MAX_LEGEND entries, labels MAX_LABEL characters.
 """
 import argparse
 import math
