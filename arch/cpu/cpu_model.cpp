@@ -51,6 +51,19 @@ bool is_depthwise(const wl::Op& op) {
     return conv && conv->groups > 1 && conv->out_channels == conv->groups;
 }
 
+// The trace fidelity's budget for one GEMM: its line accesses estimated (cache_sim.h), a located user error
+// above the device's trace_limit.
+void check_trace_budget(const CpuSpec& cpu, const wl::Op& op, const wl::GemmShape& g, const Blocking& b,
+                        const GemmTask& t) {
+    const double est = trace_accesses_estimate(b, t, cpu.caches.front().line_bytes);
+    if (est > static_cast<double>(cpu.trace_limit))
+        cfg::fail(cpu.fidelity_loc, cpu.fidelity_path,
+                  fmt::format("layer '{}' ({}): GEMM {} x {} x {} (x{}) needs about {:.3g} line accesses, "
+                              "above trace_limit {}; the trace fidelity is for small and medium "
+                              "shapes: use `fidelity: closed`, or raise device.cpu.trace_limit",
+                              op.name, op.kind, g.m, g.n, g.k, g.batch, est, cpu.trace_limit));
+}
+
 // The work of a layer on the cores and what it moves below L1, before timing.
 struct LayerWork {
     double kernel_cycles = 0;  // slowest thread: micro-kernels / vector unit (compute)
@@ -92,6 +105,26 @@ CpuModel::CpuModel(DeviceSpec spec) : m_spec(std::move(spec)) {
 }
 
 std::vector<LayerResult> CpuModel::run(const wl::Model& model) {
+    // The trace fidelity's budget, every GEMM checked before any runs (as simulate() checks each): a run
+    // above it is refused at once, not after the layers before the first that exceeds it.
+    if (m_cpu.fidelity == Fidelity::trace)
+        for (const wl::Op& op : model.ops()) {
+            const double w = wl::dtype_bytes(op.dtype);
+            const auto unit = m_cpu.units.find(std::string(wl::dtype_name(op.dtype)));
+            if (w < 1 || unit == m_cpu.units.end() || op.gemms().empty() || !(op.counts().macs > 0) ||
+                is_depthwise(op))
+                continue;
+            const Blocking b = choose_blocking(m_cpu, unit->second, w, m_cpu.caches.back().capacity_bytes);
+            for (const wl::GemmShape& g : op.gemms()) {
+                GemmTask t;
+                t.count = g.batch;
+                t.m = g.m;
+                t.n = g.n;
+                t.k = g.k;
+                t.elem_bytes = w;
+                check_trace_budget(m_cpu, op, g, b, t);
+            }
+        }
     std::vector<LayerResult> out;
     out.reserve(model.ops().size());
     // L3 (the last cache) keeps activations between layers; its total capacity over all instances.
@@ -305,15 +338,7 @@ LayerResult CpuModel::simulate(const wl::Op& op, const OnChip& oc) {
             Traffic tr;
             // The trace addresses whole bytes: sub-byte types (int4) keep the closed form.
             if (m_cpu.fidelity == Fidelity::trace && w >= 1) {
-                const double est = trace_accesses_estimate(b, t, caches.front().line_bytes);
-                if (est > static_cast<double>(m_cpu.trace_limit))
-                    cfg::fail(
-                        m_cpu.fidelity_loc, m_cpu.fidelity_path,
-                        fmt::format(
-                            "layer '{}' ({}): GEMM {} x {} x {} (x{}) needs about {:.3g} line accesses, "
-                            "above trace_limit {}; the trace fidelity is for small and medium "
-                            "shapes: use `fidelity: closed`, or raise device.cpu.trace_limit",
-                            op.name, op.kind, g.m, g.n, g.k, g.batch, est, m_cpu.trace_limit));
+                check_trace_budget(m_cpu, op, g, b, t);
                 const TraceResult tres = trace_gemm(trace_levels(m_cpu, l3), b, t);
                 m_work.trace_accesses += tres.accesses;
                 tr = tres.traffic;
