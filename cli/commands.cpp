@@ -218,11 +218,25 @@ void print_totals(const exp::ExperimentResult& r) {
                arch::bound_of(t.parts), timed ? si(t.flops / t.time_s, "FLOP/s") : std::string("-"),
                si(r.info.peak_flops_per_s, "FLOP/s"));
     const double power = t.time_s > 0 ? t.energy_j / t.time_s : 0;
-    if (power > devices * dev.tdp_W * (1 + 1e-9))
-        fmt::print(
-            stderr,
-            "warning: average power {} exceeds {}'s TDP {}: an energy figure of this device is too high\n",
-            si(power, "W"), dev.name, si(dev.tdp_W, "W"));
+    // The summed TDP of the devices that run: rank i on the system's device i, of whatever type.
+    double tdp = devices * dev.tdp_W;
+    if (r.parallel_exec && r.system.devices.size() >= r.parallel_exec->ranks.size()) {
+        tdp = 0;
+        for (size_t i = 0; i < r.parallel_exec->ranks.size(); ++i)
+            tdp += r.system.type_of(r.system.devices[i]).tdp_W;
+    }
+    if (power > tdp * (1 + 1e-9)) {
+        if (r.parallel_exec)
+            fmt::print(stderr,
+                       "warning: average power {} exceeds the summed TDP {} of the {} devices that run: an "
+                       "energy figure of a device is too high\n",
+                       si(power, "W"), si(tdp, "W"), devices);
+        else
+            fmt::print(stderr,
+                       "warning: average power {} exceeds {}'s TDP {}: an energy figure of this device is "
+                       "too high\n",
+                       si(power, "W"), dev.name, si(dev.tdp_W, "W"));
+    }
 }
 
 }  // namespace

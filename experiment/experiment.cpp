@@ -459,6 +459,12 @@ wl::ShardingOptions sharding_options(const ExperimentOptions& o, const arch::Sys
     so.sparse_optimizer = o.sparse_optimizer;
     so.capacity_bytes = system.device.main_memory().capacity_bytes;
     so.device_name = system.device.name;
+    // Rank i holds its shards on device i: in a system of several types, each its own memory.
+    if (system.device_types.size() > 1)
+        for (const arch::SystemDevice& d : system.devices) {
+            so.rank_capacity_bytes.push_back(system.type_of(d).main_memory().capacity_bytes);
+            so.rank_device_names.push_back(system.type_of(d).name);
+        }
     return so;
 }
 
@@ -586,8 +592,21 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
                                   "over several devices needs a system with a network (e.g. dgx-a100-node)",
                                   r.system.name, r.system.device_count));
         auto lowering = std::make_shared<wl::ParallelLowering>(wl::lower_parallel(forward, plan, po));
-        wl::check_parallel_memory(*lowering, r.system.device.main_memory().capacity_bytes,
-                                  r.system.device.name);
+        // Each rank against its own device (rank i runs on the system's device i, of whatever type).
+        std::vector<double> capacity;
+        std::vector<std::string> names;
+        for (const arch::SystemDevice& d : r.system.devices) {
+            capacity.push_back(r.system.type_of(d).main_memory().capacity_bytes);
+            names.push_back(r.system.type_of(d).name);
+        }
+        if (capacity.empty()) {
+            capacity.push_back(r.system.device.main_memory().capacity_bytes);
+            names.push_back(r.system.device.name);
+        }
+        capacity.resize(std::max<size_t>(capacity.size(), static_cast<size_t>(lowering->ranks())),
+                        capacity.back());
+        names.resize(capacity.size(), names.back());
+        wl::check_parallel_memory(*lowering, capacity, names);
         r.parallel = std::move(lowering);
     } else {
         check_fits(r.system, forward, opt);

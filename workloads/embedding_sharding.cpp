@@ -150,8 +150,9 @@ class Planner {
         m_s.batch = m_B;
         m_load.assign(static_cast<size_t>(o.ranks), 0);
         const double reserve = o.capacity_bytes > 0 ? dense_reserve(m, m_s.tables, o) : 0;
-        m_free.assign(static_cast<size_t>(o.ranks),
-                      o.capacity_bytes > 0 ? o.capacity_bytes - reserve : k_inf);
+        m_free.assign(static_cast<size_t>(o.ranks), k_inf);
+        for (int64_t r = 0; r < o.ranks; ++r)
+            if (o.capacity_of(r) > 0) m_free[static_cast<size_t>(r)] = o.capacity_of(r) - reserve;
         m_done.assign(m_s.tables.size(), false);
     }
 
@@ -337,7 +338,8 @@ class Planner {
             "{:.2f} GB: {:.2f} GB over",
             tb.name, tb.rows, tb.dim, whole / 1e9,
             kind ? fmt::format("as {}", to_string(*kind)) : std::string("any placement"), r, left / 1e9,
-            m_o.capacity_bytes / 1e9, m_o.device_name, what, need / 1e9, (need - left) / 1e9);
+            m_o.capacity_of(static_cast<int64_t>(r)) / 1e9, m_o.device_of(static_cast<int64_t>(r)), what,
+            need / 1e9, (need - left) / 1e9);
         if (at) cfg::fail_at(*at, msg);
         sfail(m_o, msg);
     }
@@ -1201,20 +1203,20 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
 }
 
 void check_embedding_memory(const ParallelLowering& l, const EmbeddingSharding& s, const ShardingOptions& o) {
-    if (o.capacity_bytes <= 0) return;
     for (size_t r = 0; r < l.rank_memory.size(); ++r) {
         const StageMemory& m = l.rank_memory[r];
-        if (m.total_bytes <= o.capacity_bytes) continue;
+        const double capacity = o.capacity_of(static_cast<int64_t>(r));
+        if (capacity <= 0 || m.total_bytes <= capacity) continue;
         int64_t shards = 0;
         for (const TablePlacement& p : s.placements)
             for (const TableShard& sh : p.shards) shards += sh.rank == static_cast<int64_t>(r);
-        sfail(o,
-              fmt::format("rank {} needs {:.2f} GB with embedding sharding '{}' ({} table shard(s)): weights "
-                          "{:.2f} GB, gradients {:.2f} GB, optimizer state {:.2f} GB, activations {:.2f} GB; "
-                          "its device '{}' has {:.2f} GB of main memory: {:.2f} GB over",
-                          r, m.total_bytes / 1e9, s.source, shards, m.weights_bytes / 1e9,
-                          m.gradients_bytes / 1e9, m.optimizer_state_bytes / 1e9, m.activations_bytes / 1e9,
-                          o.device_name, o.capacity_bytes / 1e9, (m.total_bytes - o.capacity_bytes) / 1e9));
+        sfail(o, fmt::format(
+                     "rank {} needs {:.2f} GB with embedding sharding '{}' ({} table shard(s)): weights "
+                     "{:.2f} GB, gradients {:.2f} GB, optimizer state {:.2f} GB, activations {:.2f} GB; "
+                     "its device '{}' has {:.2f} GB of main memory: {:.2f} GB over",
+                     r, m.total_bytes / 1e9, s.source, shards, m.weights_bytes / 1e9, m.gradients_bytes / 1e9,
+                     m.optimizer_state_bytes / 1e9, m.activations_bytes / 1e9,
+                     o.device_of(static_cast<int64_t>(r)), capacity / 1e9, (m.total_bytes - capacity) / 1e9));
     }
 }
 

@@ -151,6 +151,20 @@ struct ShardingOptions {
     int64_t bucket_bytes = 25LL * 1024 * 1024;
     double capacity_bytes = 0;  // per rank; 0 = unlimited (the planner ignores memory)
     std::string device_name;
+    // Per rank when the ranks' devices differ (a system of several device types); empty: capacity_bytes and
+    // device_name for every rank.
+    std::vector<double> rank_capacity_bytes;
+    std::vector<std::string> rank_device_names;
+    double capacity_of(int64_t rank) const {
+        return static_cast<size_t>(rank) < rank_capacity_bytes.size()
+                   ? rank_capacity_bytes[static_cast<size_t>(rank)]
+                   : capacity_bytes;
+    }
+    const std::string& device_of(int64_t rank) const {
+        return static_cast<size_t>(rank) < rank_device_names.size()
+                   ? rank_device_names[static_cast<size_t>(rank)]
+                   : device_name;
+    }
     // Where the sharding was asked for, for errors.
     cfg::SourceLoc loc{"<command line>", 0, 0};
     std::string key = "--embedding-sharding";

@@ -1327,12 +1327,21 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
 }
 
 void check_parallel_memory(const ParallelLowering& L, double capacity_bytes, const std::string& device_name) {
-    for (size_t s = 0; s < L.memory.size(); ++s) {
+    const auto n = static_cast<size_t>(L.ranks());
+    check_parallel_memory(L, std::vector<double>(n, capacity_bytes),
+                          std::vector<std::string>(n, device_name));
+}
+
+void check_parallel_memory(const ParallelLowering& L, const std::vector<double>& capacities,
+                           const std::vector<std::string>& names) {
+    MLSIM_CHECK(capacities.size() == names.size() && static_cast<int64_t>(capacities.size()) >= L.ranks(),
+                "check_parallel_memory: a capacity for every rank");
+    for (int64_t rank = 0; rank < L.ranks(); ++rank) {
+        const auto s = static_cast<size_t>(L.coord(rank).pipeline);
         const StageMemory& m = L.memory[s];
+        const double capacity_bytes = capacities[static_cast<size_t>(rank)];
+        const std::string& device_name = names[static_cast<size_t>(rank)];
         if (m.total_bytes <= capacity_bytes) continue;
-        RankCoord c;
-        c.pipeline = static_cast<int64_t>(s);
-        const int64_t rank = L.rank_of(c);
         cfg::fail(
             L.plan.loc, L.plan.key,
             fmt::format("rank {} (pipeline stage {} of {}, layers {}-{}) needs {:.1f} GB: weights {:.1f} GB, "

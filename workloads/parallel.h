@@ -274,6 +274,10 @@ StateBytes state_bytes_per_param(DType dtype, const std::string& optimizer);
 // Throws a located UserError when a stage's memory total exceeds `capacity_bytes` (see the contract).
 void check_parallel_memory(const ParallelLowering& lowering, double capacity_bytes,
                            const std::string& device_name);
+// The same with each rank's own device (rank r on devices[r] of a system of several types): every rank is
+// checked against its device's main memory, `capacity_bytes[r]` and `device_names[r]`.
+void check_parallel_memory(const ParallelLowering& lowering, const std::vector<double>& capacity_bytes,
+                           const std::vector<std::string>& device_names);
 std::string to_string(GroupAxis axis);
 
 // Bytes of the forward tensors that the non-forward ops i with include(i) read in a lowered model `rm`

@@ -1,6 +1,7 @@
 // `mlsim run`, `validate`, `list` and `demo` as a user runs them: options, help and exit statuses.
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -111,6 +112,45 @@ TEST_CASE(
     CHECK(o.status == 2);
     CHECK(contains(o.text, "the parallel step would track 1.63e+07 task instances"));
     CHECK(contains(o.text, "use fewer micro-batches or pipeline stages"));
+}
+
+TEST_CASE("On a system of several device types each rank's memory is its own device's", "[run]") {
+    const std::filesystem::path dir = std::filesystem::temp_directory_path() / "mlsim_test_mixed_ranks";
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    // An H100 (the default type) and an 8 GB Jetson: a Llama-3-8B replica fits the first, not the second.
+    std::ofstream(dir / "h100_jetson.yaml")
+        << "system:\n  name: h100-jetson\n  device: h100\n  nodes:\n    - {name: a, devices: 1}\n"
+           "    - {name: b, devices: 1, device: jetson-orin-nano}\n  links:\n"
+           "    - {from: a.0, to: b.0, bandwidth: 10GB/s}\n";
+    const Output dp =
+        run_mlsim("run -q --system '" + (dir / "h100_jetson.yaml").string() +
+                  "' --model llama3-8b-prefill --seq 512 --dtype fp16 --batch 2 --data-parallel 2");
+    INFO(dp.text);
+    CHECK(dp.status == 2);
+    CHECK(contains(dp.text, "rank 1 (pipeline stage 0 of 1, layers 0-31) needs 16.2 GB"));
+    CHECK(contains(dp.text, "its device 'jetson-orin-nano'"));
+    // A Jetson (the default type), an H100 and a Xeon with 256 GiB: DLRM's largest table fits the Xeon.
+    std::ofstream(dir / "jetson_h100_xeon.yaml")
+        << "system:\n  name: mixed3\n  device: jetson-orin-nano\n  nodes:\n    - {name: a, devices: 1}\n"
+           "    - {name: b, devices: 1, device: h100}\n    - {name: c, devices: 1, device: xeon-8380}\n"
+           "  switches:\n    - {name: sw}\n  links:\n    - {from: a.*, to: sw, bandwidth: 10GB/s}\n"
+           "    - {from: b.*, to: sw, bandwidth: 10GB/s}\n    - {from: c.*, to: sw, bandwidth: 10GB/s}\n";
+    std::ofstream(dir / "on_xeon.yaml")
+        << "embedding_sharding:\n  default: auto\n  tables:\n    emb.0: {kind: table, rank: 2}\n";
+    const Output es = run_mlsim("run -q --system '" + (dir / "jetson_h100_xeon.yaml").string() +
+                                "' --model dlrm-mlperf --batch 2046 --embedding-sharding '" +
+                                (dir / "on_xeon.yaml").string() + "'");
+    INFO(es.text);
+    CHECK(es.status == 0);
+    // Its power is within the three devices' summed TDP: no warning against the Jetson's 15 W alone.
+    const Output train =
+        run_mlsim("run -q --system '" + (dir / "jetson_h100_xeon.yaml").string() +
+                  "' --model gpt2-small-prefill --mode training --batch 6 --data-parallel 3");
+    INFO(train.text);
+    CHECK(train.status == 0);
+    CHECK_FALSE(contains(train.text, "exceeds"));
+    std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("mlsim validate checks a compare file as mlsim compare loads it", "[run]") {
