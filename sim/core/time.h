@@ -4,9 +4,10 @@
 // Promises: `Tick` is an exact signed 64-bit count of picoseconds and `Cycles` an exact signed 64-bit
 // count of clock cycles; they are distinct types with no implicit conversion to each other or to raw
 // integers, so a cycle count can never be scheduled as a time by accident. Only `ClockDomain`
-// (clock_domain.h) converts between them. Integer arithmetic that would overflow int64 throws
-// InternalError instead of wrapping, because a wrapped time silently reorders events.
-// Assumes: 2^63 ps (about 106 days) is more simulated time than any run needs.
+// (clock_domain.h) converts between them. Integer arithmetic that would overflow int64 throws instead of
+// wrapping, because a wrapped time silently reorders events: a cfg::UserError when the run's own durations
+// grow past 2^63 ps (about 106 days; a duration in seconds beyond it, or a sum of two non-negative times, as
+// a link of 1 kB/s makes), an InternalError for anything else (a sentinel such as Tick::max() in a sum).
 #include <compare>
 #include <cstdint>
 #include <iosfwd>
@@ -19,9 +20,16 @@ namespace mlsim {
 
 namespace detail {
 
+// Throws the UserError of a run whose simulated time outgrows 64-bit picoseconds; `what` says where.
+[[noreturn]] void simulated_time_overflow(const char* what);
+
 constexpr std::int64_t checked_add(std::int64_t a, std::int64_t b) {
     std::int64_t r = 0;
-    MLSIM_CHECK(!__builtin_add_overflow(a, b, &r), "64-bit time/cycle addition overflows");
+    if (__builtin_add_overflow(a, b, &r)) {
+        constexpr std::int64_t top = std::numeric_limits<std::int64_t>::max();
+        if (a >= 0 && b >= 0 && a != top && b != top) simulated_time_overflow("a sum of two times");
+        MLSIM_CHECK(false, "64-bit time/cycle addition overflows");
+    }
     return r;
 }
 

@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -120,4 +121,20 @@ TEST_CASE("mlsim collective --fidelity packet agrees with the flow model on a DG
     REQUIRE(pkt.size() == 1);
     CHECK(pkt[0].time_us >= flow[0].time_us * 0.999);
     CHECK(pkt[0].time_us <= flow[0].time_us * 1.03);
+}
+
+TEST_CASE("mlsim collective: a run longer than 2^63 ps is a user error, not an internal one") {
+    // 8 GiB over a 1 kB/s ring (the slowest bandwidth a system file takes) would take ~1.8e7 s.
+    const fs::path dir = fs::temp_directory_path() / "mlsim_test_collective_slow";
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    const fs::path sys = dir / "slow.yaml";
+    std::ofstream(sys) << "system:\n  name: slow\n  device: h100\n  count: 2\n  topology:\n    shape: ring\n"
+                          "    link: {bandwidth: 1KB/s}\n";
+    const auto out = run_mlsim("collective --system '" + sys.string() + "'");
+    INFO(out.text);
+    CHECK(out.status == 2);
+    CHECK(contains(out.text, "simulated time outgrows 64-bit picoseconds (2^63 ps, about 106 days)"));
+    CHECK_FALSE(contains(out.text, "internal error"));
+    fs::remove_all(dir);
 }
