@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 
+#include "sim/config/limits.h"
 #include "sim/config/loader.h"
 #include "sim/config/messages.h"
 #include "sim/core/check.h"
@@ -604,6 +605,12 @@ EmbeddingSharding load_embedding_sharding(const std::string& path, const Model& 
 }
 
 EmbeddingSharding make_embedding_sharding(const std::string& spec, const Model& m, const ShardingOptions& o) {
+    if (o.ranks > limits::max_embedding_sharding_ranks)
+        sfail(o, fmt::format(
+                     "{} ranks: sharded embedding tables run every rank's own program and all-to-alls "
+                     "between every pair of ranks, whose state grows about as ranks^3 (512 ranks take 2.2 "
+                     "GB, 768 more than 6 GB); at most {} ranks",
+                     o.ranks, limits::max_embedding_sharding_ranks));
     if (spec == "auto") return plan_embedding_sharding(m, o);
     if (const std::optional<ShardKind> k = parse_shard_kind(spec)) return place_embeddings(m, *k, o);
     return load_embedding_sharding(spec, m, o);

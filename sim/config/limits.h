@@ -90,6 +90,10 @@ inline constexpr int max_jobs = 1024;
 // instances, 13.6 GB resident), so about 3.5 GB at the limit.
 inline constexpr double max_parallel_task_instances = 1 << 22;
 inline constexpr double parallel_task_instance_bytes = 830;
+// Ranks of a run with sharded embedding tables (workloads/embedding_sharding.h): every rank runs its own
+// program, with all-to-alls between every pair, and the state grows about as ranks^3 (measured, DLRM-MLPerf
+// on H100 DGX nodes in a fat-tree: 128 ranks 53 MB, 256 307 MB, 512 2.2 GB; 768 went past 6 GB).
+inline constexpr int64_t max_embedding_sharding_ranks = 512;
 // Cycle fidelity of the systolic array: PE-cycles stepped on the grid (each cycle also counted as 8, its own
 // cost) plus the MACs of the reference products, summed over a run (`mlsim run --max-pe-cycles N`; about 30 s
 // at 3e8 PE-cycles/s).

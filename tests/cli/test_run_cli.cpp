@@ -153,6 +153,19 @@ TEST_CASE("On a system of several device types each rank's memory is its own dev
     std::filesystem::remove_all(dir);
 }
 
+TEST_CASE("mlsim run refuses sharded embedding tables over more than 512 ranks, not by running out of memory",
+          "[run]") {
+    // 768 ranks went past 6 GB and ended in bad_alloc; 1,024 would take ~15 GB.
+    const Output o = run_mlsim(
+        "run -q --system superpod-h100-1024 --model dlrm-mlperf --batch 131072 --embedding-sharding table "
+        "--dtype "
+        "bf16");
+    INFO(o.text);
+    CHECK(o.status == 2);
+    CHECK(contains(o.text, "--embedding-sharding: 1024 ranks"));
+    CHECK(contains(o.text, "at most 512 ranks"));
+}
+
 TEST_CASE("mlsim validate checks a compare file as mlsim compare loads it", "[run]") {
     const std::string file = std::string(MLSIM_SOURCE_DIR) + "/configs/compare/default.yaml";
     const Output ok = run_mlsim("validate '" + file + "'");
