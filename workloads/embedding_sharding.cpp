@@ -332,12 +332,12 @@ class Planner {
         }
         const double left = std::max(0.0, m_free[r]);
         const std::string msg = fmt::format(
-            "embedding table '{}' ({} rows x {}, {:.2f} GB with its optimizer state) does not fit {}: rank "
+            "embedding table '{}' ({} rows x {}, {:.2f} GB{}) does not fit {}: rank "
             "{} has "
             "{:.2f} GB left of its {:.1f} GB ('{}', after the dense part and the tables placed before) and "
             "{} "
             "{:.2f} GB: {:.2f} GB over",
-            tb.name, tb.rows, tb.dim, whole / 1e9,
+            tb.name, tb.rows, tb.dim, whole / 1e9, m_o.training ? " with its optimizer state" : "",
             kind ? fmt::format("as {}", to_string(*kind)) : std::string("any placement"), r, left / 1e9,
             m_o.capacity_of(static_cast<int64_t>(r)) / 1e9, m_o.device_of(static_cast<int64_t>(r)), what,
             need / 1e9, (need - left) / 1e9);
