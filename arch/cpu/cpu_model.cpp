@@ -51,6 +51,17 @@ bool is_depthwise(const wl::Op& op) {
     return conv && conv->groups > 1 && conv->out_channels == conv->groups;
 }
 
+// The task of a GEMM of `w`-byte elements.
+GemmTask task_of(const wl::GemmShape& g, double w) {
+    GemmTask t;
+    t.count = g.batch;
+    t.m = g.m;
+    t.n = g.n;
+    t.k = g.k;
+    t.elem_bytes = w;
+    return t;
+}
+
 // The trace fidelity's budget for one GEMM: its line accesses estimated (cache_sim.h), a located user error
 // above the device's trace_limit.
 void check_trace_budget(const CpuSpec& cpu, const wl::Op& op, const wl::GemmShape& g, const Blocking& b,
@@ -115,15 +126,7 @@ std::vector<LayerResult> CpuModel::run(const wl::Model& model) {
                 is_depthwise(op))
                 continue;
             const Blocking b = choose_blocking(m_cpu, unit->second, w, m_cpu.caches.back().capacity_bytes);
-            for (const wl::GemmShape& g : op.gemms()) {
-                GemmTask t;
-                t.count = g.batch;
-                t.m = g.m;
-                t.n = g.n;
-                t.k = g.k;
-                t.elem_bytes = w;
-                check_trace_budget(m_cpu, op, g, b, t);
-            }
+            for (const wl::GemmShape& g : op.gemms()) check_trace_budget(m_cpu, op, g, b, task_of(g, w));
         }
     std::vector<LayerResult> out;
     out.reserve(model.ops().size());
@@ -290,12 +293,7 @@ LayerResult CpuModel::simulate(const wl::Op& op, const OnChip& oc) {
         double kernel = 0, pack = 0;
         for (size_t gi = 0; gi < gemms.size(); ++gi) {
             const wl::GemmShape& g = gemms[gi];
-            GemmTask t;
-            t.count = g.batch;
-            t.m = g.m;
-            t.n = g.n;
-            t.k = g.k;
-            t.elem_bytes = w;
+            GemmTask t = task_of(g, w);
             if (op.get<wl::ConvAttr>() && gi == 0 && input_view_bytes > 0)
                 t.a_scale = std::min(1.0, c.input_bytes / input_view_bytes);
             int64_t threads = 1;
