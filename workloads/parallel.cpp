@@ -447,6 +447,13 @@ void check_parallel_plan(const Model& m, const ParallelPlan& p, int64_t devices,
     if (p.tensor > 1) {
         std::vector<Role> role;
         const std::vector<TpGroup> groups = tp_groups(m, role, p.tensor);
+        // Like expert parallelism on a dense model: a plan whose tensor groups would split nothing (a CNN)
+        // would run the whole model on every rank of the group, at T times the energy.
+        if (groups.empty())
+            plan_fail(p, "tensor",
+                      fmt::format("tensor = {}, but model '{}' has no layer that tensor parallelism splits "
+                                  "(Megatron-style column- and row-parallel linear layers)",
+                                  p.tensor, m.name()));
         std::set<size_t> vocab_heads;  // padded to a multiple of T (padded_vocabulary)
         for (const TpGroup& g : groups)
             if (g.padded_vocab > 0) vocab_heads.insert(g.columns.begin(), g.columns.end());

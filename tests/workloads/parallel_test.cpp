@@ -414,6 +414,17 @@ TEST_CASE("plans that cannot run are located errors", "[parallel]") {
     ParallelPlan s = make_plan(1, 1, 1);
     s.sequence_parallel = true;
     check(s, 1, "parallel.sequence_parallel");
+    // Tensor parallelism on a CNN splits nothing: every rank would run the whole model (8x the energy).
+    ZooOptions cnn_options;
+    cnn_options.batch = 8;
+    const Model cnn = zoo_build("resnet50", cnn_options);
+    ParallelPlan t = make_plan(1, 8, 1);
+    t.loc = cfg::SourceLoc{"sweep.yaml", 4, 3};
+    CHECK_THAT(
+        error_of([&] { check_parallel_plan(cnn, t, 8); }),
+        Catch::Contains("sweep.yaml:4:3") &&
+            Catch::Contains("parallel.tensor: tensor = 8, but model 'resnet50' has no layer that tensor "
+                            "parallelism splits"));
     // A plan that does not fit: named rank, what it holds, by how much it is over.
     const ParallelLowering l = lower_parallel(m, make_plan(1, 1, 2));
     const std::string over = error_of([&] { check_parallel_memory(l, 1e9, "tiny"); });
