@@ -7,8 +7,9 @@
 // Since schema 11 `layers` is a view too, over `layer_defs` (a layer's name, op, phase, dtype, macs, flops
 // and params, once for every run that shares them) and `layer_results` (the rest of each row, with its
 // def_id). Since schema 12 a run's rows of layer_results are consecutive, numbered by layer_row, and its
-// range is in runs (first_layer_row, last_layer_row), which the views read. Schema in db/schema.h; units in
-// column names.
+// range is in runs (first_layer_row, last_layer_row), which the views read. Since schema 13 a layer whose one
+// level carries the row's own numbers (the roofline's) has that level's name alone in layer_results.levels
+// (the views show the object). Schema in db/schema.h; units in column names.
 //
 // Contract:
 // - Opening never truncates: an existing mlsim file is appended to (and migrated to the current schema,
@@ -272,7 +273,7 @@ struct PreparedLayers {
         double energy_j = 0, energy_compute_j = 0, energy_memory_j = 0, energy_static_j = 0, utilization = 0;
         double compute_s = 0, memory_s = 0, overhead_s = 0, communication_s = 0;
         Text name, op, phase, dtype, bound;
-        Text levels;  // the levels object; empty: NULL
+        Text levels;  // the levels object, or its one level's name (schema 13); empty: NULL
         Text values;  // the metrics' values as JSON (schema::append_metric_value_json), one after another
         uint32_t metrics_begin = 0, metrics_end = 0;  // its metrics: [begin, end) of `metrics`
     };

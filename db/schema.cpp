@@ -115,6 +115,11 @@ constexpr std::array k_layer_result_columns{
     Column{"memory_s", "REAL", 11},
     Column{"overhead_s", "REAL", 11},
     Column{"communication_s", "REAL", 11},
+    // The layer's levels object (level -> [bytes_read, bytes_written, accesses, energy_j]); schema 13: where
+    // the layer has one level, whose bytes read and written are the row's bytes_read and bytes_written, with
+    // no accesses counted and the row's energy_memory_j as its energy (the roofline's one level), that
+    // level's name alone as a JSON string ('"hbm"'): the views show it as before (k_views). Its numbers
+    // were a third of such a row's bytes and repeated the row's own (bench/README.md, seventeenth round).
     Column{"levels", "TEXT", 11},
     Column{"metrics", "TEXT", 11},
     Column{"layer_row", "INTEGER PRIMARY KEY", 12},
@@ -419,31 +424,46 @@ const std::array k_tables{
 // The views mlsim makes (schema 9), after its tables; since schema 10 a row per entry of a layer's levels or
 // metrics, numbers as the tables stored them (REAL; JSON writes 3.0 as 3), in key order (the writer orders
 // each layer's entries by key, as the tables of schema 4 to 9 were).
+// Schema 13: a layer whose one memory level carries the row's own numbers (see k_layer_result_columns) has
+// that level's name alone in `levels`: layer_levels takes that level's numbers from the row, and `layers`
+// shows its object as before, each number as JSON that reads back as the same double: a whole number below
+// 2^53 as an integer (as the writer writes it), any other with 17 significant digits ('%!.17g': SQLite's
+// printf with all its digits).
 constexpr std::array k_views{
     // Schema 11: the columns, rows and values of schema 10's table `layers`, in its column order. Schema 12:
     // each run's rows found by its range of layer_row (runs scanned in run_id order, NOT INDEXED: no index's
-    // order), the run_id compared too.
-    View{"layers",
-         "SELECT u.run_id AS run_id, r.idx AS idx, d.name AS name, d.op AS op, d.phase AS phase, d.dtype AS "
-         "dtype, d.macs AS macs, d.flops AS flops, d.params AS params, r.bytes_read AS bytes_read, "
-         "r.bytes_written AS bytes_written, r.start_s AS start_s, r.end_s AS end_s, r.time_s AS time_s, "
-         "r.cycles "
-         "AS cycles, r.stall_cycles AS stall_cycles, r.energy_j AS energy_j, r.energy_compute_j AS "
-         "energy_compute_j, r.energy_memory_j AS energy_memory_j, r.energy_static_j AS energy_static_j, "
-         "r.utilization AS utilization, r.bound AS bound, r.compute_s AS compute_s, r.memory_s AS memory_s, "
-         "r.overhead_s AS overhead_s, r.communication_s AS communication_s, r.levels AS levels, r.metrics AS "
-         "metrics FROM runs u NOT INDEXED JOIN layer_results r ON r.layer_row BETWEEN u.first_layer_row AND "
-         "u.last_layer_row AND r.run_id = u.run_id JOIN layer_defs d ON d.def_id = r.def_id",
-         11},
-    View{"layer_levels",
-         "SELECT u.run_id AS run_id, l.idx AS idx, v.key AS level, CAST(json_extract(v.value, '$[0]') AS "
-         "REAL) "
-         "AS bytes_read, CAST(json_extract(v.value, '$[1]') AS REAL) AS bytes_written, json_extract(v.value, "
-         "'$[2]') AS accesses, CAST(json_extract(v.value, '$[3]') AS REAL) AS energy_j FROM runs u NOT "
-         "INDEXED JOIN layer_results l ON l.layer_row BETWEEN u.first_layer_row AND u.last_layer_row AND "
-         "l.run_id = u.run_id "
-         "JOIN json_each(l.levels) v",
-         10},
+    // order), the run_id compared too. Schema 13: `levels` in full where the row has the level's name alone.
+    View{
+        "layers",
+        "SELECT u.run_id AS run_id, r.idx AS idx, d.name AS name, d.op AS op, d.phase AS phase, d.dtype AS "
+        "dtype, d.macs AS macs, d.flops AS flops, d.params AS params, r.bytes_read AS bytes_read, "
+        "r.bytes_written AS bytes_written, r.start_s AS start_s, r.end_s AS end_s, r.time_s AS time_s, "
+        "r.cycles AS cycles, r.stall_cycles AS stall_cycles, r.energy_j AS energy_j, r.energy_compute_j AS "
+        "energy_compute_j, r.energy_memory_j AS energy_memory_j, r.energy_static_j AS energy_static_j, "
+        "r.utilization AS utilization, r.bound AS bound, r.compute_s AS compute_s, r.memory_s AS memory_s, "
+        "r.overhead_s AS overhead_s, r.communication_s AS communication_s, CASE WHEN substr(r.levels, 1, 1) "
+        "= '\"' THEN '{' || r.levels || ':[' || CASE WHEN r.bytes_read = CAST(r.bytes_read AS INTEGER) AND "
+        "abs(r.bytes_read) < 9007199254740992.0 THEN CAST(CAST(r.bytes_read AS INTEGER) AS TEXT) ELSE "
+        "printf('%!.17g', r.bytes_read) END || ',' || CASE WHEN r.bytes_written = CAST(r.bytes_written AS "
+        "INTEGER) AND abs(r.bytes_written) < 9007199254740992.0 THEN CAST(CAST(r.bytes_written AS INTEGER) "
+        "AS TEXT) ELSE printf('%!.17g', r.bytes_written) END || ',0,' || CASE WHEN r.energy_memory_j = "
+        "CAST(r.energy_memory_j AS INTEGER) AND abs(r.energy_memory_j) < 9007199254740992.0 THEN "
+        "CAST(CAST(r.energy_memory_j AS INTEGER) AS TEXT) ELSE printf('%!.17g', r.energy_memory_j) END || "
+        "']}' ELSE r.levels END AS levels, r.metrics AS metrics FROM runs u NOT INDEXED JOIN layer_results r "
+        "ON r.layer_row BETWEEN u.first_layer_row AND u.last_layer_row AND r.run_id = u.run_id JOIN "
+        "layer_defs d ON d.def_id = r.def_id",
+        11},
+    View{
+        "layer_levels",
+        "SELECT u.run_id AS run_id, l.idx AS idx, CASE WHEN v.type = 'text' THEN v.value ELSE v.key END AS "
+        "level, CASE WHEN v.type = 'text' THEN l.bytes_read ELSE CAST(json_extract(v.value, '$[0]') AS REAL) "
+        "END AS bytes_read, CASE WHEN v.type = 'text' THEN l.bytes_written ELSE CAST(json_extract(v.value, "
+        "'$[1]') AS REAL) END AS bytes_written, CASE WHEN v.type = 'text' THEN 0 ELSE json_extract(v.value, "
+        "'$[2]') END AS accesses, CASE WHEN v.type = 'text' THEN l.energy_memory_j ELSE "
+        "CAST(json_extract(v.value, '$[3]') AS REAL) END AS energy_j FROM runs u NOT INDEXED JOIN "
+        "layer_results l ON l.layer_row BETWEEN u.first_layer_row AND u.last_layer_row AND l.run_id = "
+        "u.run_id JOIN json_each(l.levels) v",
+        10},
     View{"layer_metrics",
          "SELECT u.run_id AS run_id, l.idx AS idx, n.name AS name, CASE WHEN m.type IN ('integer', 'real') "
          "THEN CAST(m.atom AS REAL) END AS value, NULLIF(n.unit, '') AS unit, CASE WHEN m.type = 'text' THEN "
@@ -461,6 +481,37 @@ struct OldView {
     int64_t version;  // the one version whose files have it
 };
 constexpr std::array k_old_views{
+    // Schema 12's, before a layer's one level could be its name alone (schema 13).
+    OldView{
+        View{"layers",
+             "SELECT u.run_id AS run_id, r.idx AS idx, d.name AS name, d.op AS op, d.phase AS phase, d.dtype "
+             "AS "
+             "dtype, d.macs AS macs, d.flops AS flops, d.params AS params, r.bytes_read AS bytes_read, "
+             "r.bytes_written AS bytes_written, r.start_s AS start_s, r.end_s AS end_s, r.time_s AS time_s, "
+             "r.cycles "
+             "AS cycles, r.stall_cycles AS stall_cycles, r.energy_j AS energy_j, r.energy_compute_j AS "
+             "energy_compute_j, r.energy_memory_j AS energy_memory_j, r.energy_static_j AS energy_static_j, "
+             "r.utilization AS utilization, r.bound AS bound, r.compute_s AS compute_s, r.memory_s AS "
+             "memory_s, "
+             "r.overhead_s AS overhead_s, r.communication_s AS communication_s, r.levels AS levels, "
+             "r.metrics AS "
+             "metrics FROM runs u NOT INDEXED JOIN layer_results r ON r.layer_row BETWEEN u.first_layer_row "
+             "AND "
+             "u.last_layer_row AND r.run_id = u.run_id JOIN layer_defs d ON d.def_id = r.def_id",
+             11},
+        12},
+    OldView{
+        View{"layer_levels",
+             "SELECT u.run_id AS run_id, l.idx AS idx, v.key AS level, CAST(json_extract(v.value, '$[0]') AS "
+             "REAL) "
+             "AS bytes_read, CAST(json_extract(v.value, '$[1]') AS REAL) AS bytes_written, "
+             "json_extract(v.value, "
+             "'$[2]') AS accesses, CAST(json_extract(v.value, '$[3]') AS REAL) AS energy_j FROM runs u NOT "
+             "INDEXED JOIN layer_results l ON l.layer_row BETWEEN u.first_layer_row AND u.last_layer_row AND "
+             "l.run_id = u.run_id "
+             "JOIN json_each(l.levels) v",
+             10},
+        12},
     OldView{
         View{"layer_metrics",
              "SELECT v.run_id AS run_id, v.idx AS idx, n.name AS name, v.value AS value, NULLIF(n.unit, "
@@ -1164,6 +1215,15 @@ void number_layer_rows(sql::Connection& conn) {
         "runs.run_id = t.run_id");
 }
 
+// Step to schema 13: the views `layers` and layer_levels of 12 are dropped (with the trigger on `layers`),
+// and migrate() makes them again as 13 declares them; no row changes (a 12 file has every level as an
+// object, which the views of 13 read as those of 12 did).
+void views_for_named_levels(sql::Connection& conn) {
+    if (object_type(conn, "layers_delete") == "trigger") conn.exec("DROP TRIGGER layers_delete");
+    for (const char* view : {"layers", "layer_levels"})
+        if (object_type(conn, view) == "view") conn.exec(fmt::format("DROP VIEW {}", view));
+}
+
 // Steps that move data, applied in order to a file older than their version (after the additive pass
 // has created the tables and columns they write to).
 struct Step {
@@ -1177,6 +1237,7 @@ constexpr std::array k_steps{
     Step{10, objects_in_layers},
     Step{11, split_layers},
     Step{12, number_layer_rows},
+    Step{13, views_for_named_levels},
 };
 
 // Foreign-key enforcement off for the connection while it lives (a versioned step rebuilds tables that other

@@ -38,6 +38,8 @@
 //   numbered in (run_id, idx) order, each run's first and last row written to runs, and the views and the
 //   trigger over it made again; a column, index or trigger on it that mlsim did not make stops it with a
 //   UserError.
+//   Step to 13: the views `layers` and layer_levels (and the trigger on `layers`) are made again as 13
+//   declares them; no row changes.
 // A file written by a newer schema is refused with a UserError rather than half-understood, and so is an
 // SQLite file whose application_id is not mlsim's, and one whose objects under mlsim's names are not what
 // mlsim makes (a view or index where a table belongs, a meta table without key and value, a table that
@@ -83,7 +85,12 @@ namespace mlsim::db::schema {
 // runs.last_layer_row (NULL for a run without layer rows), and the views find them by that range. A WITHOUT
 // ROWID table keyed by (run_id, idx) cost the writer a uniqueness probe and a b-tree rebalance per row; the
 // appends cost about a quarter fewer instructions a row (bench/README.md, twelfth round).
-inline constexpr int64_t current_version = 12;
+// Version 13: a layer whose one memory level carries the row's own numbers (bytes read and written the
+// row's, no accesses counted, the row's energy_memory_j as its energy: the roofline's one level) has that
+// level's name alone in layer_results.levels, a JSON string ('"hbm"'); the views layer_levels and `layers`
+// show the same rows and numbers as before (`layers.levels` the object, each number as JSON that reads back
+// as the same double).
+inline constexpr int64_t current_version = 13;
 
 // PRAGMA application_id stamped into every file so a foreign SQLite file is recognised ('mlsi').
 inline constexpr int32_t application_id = 0x6d6c7369;

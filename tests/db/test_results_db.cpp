@@ -1535,7 +1535,8 @@ TEST_CASE("a schema-11 file's layer rows are numbered, each run's range in runs,
         ResultsDb db(path);
         CHECK(without_rowid_tables(path) == 0);
         CHECK(layer_table_rows(path) == before);
-        CHECK(query_text(path, "SELECT value FROM meta WHERE key = 'schema_version'") == "12");
+        CHECK(query_text(path, "SELECT value FROM meta WHERE key = 'schema_version'") ==
+              std::to_string(mlsim::db::schema::current_version));
         // Numbered in (run_id, idx) order: each run's rows from its first to its last, nothing else there.
         CHECK(
             query_text(path,
@@ -1575,4 +1576,170 @@ TEST_CASE("a schema-11 file's layer rows are numbered, each run's range in runs,
     CHECK_THROWS_WITH(ResultsDb(hand), Catch::Contains(hand) && Catch::Contains("my_layer_bytes"));
     CHECK(without_rowid_tables(hand) == 1);
     CHECK(query_text(hand, "SELECT value FROM meta WHERE key = 'schema_version'") == "11");
+}
+
+// Schema 13: a layer whose one level carries the row's own numbers stores the level's name alone.
+TEST_CASE(
+    "a layer whose one level is the row's own numbers keeps its name alone, and the views show it as before",
+    "[db]") {
+    TempDir dir;
+    const std::string path = dir.file("r.db");
+    std::vector<LayerRow> layers = sample_layers(6);
+    // Numbers the views must give back bit for bit: 17 significant digits, a whole number past 2^53, zeros.
+    layers[0].bytes_read = 0.1 + 0.2;
+    layers[0].energy_memory_j = 6.0075724799999997e-05;
+    layers[1].bytes_read = 1.5 * 9007199254740992.0;
+    layers[1].bytes_written = 0;
+    layers[2].energy_memory_j = 0;
+    const std::vector<std::string> names{"hbm", "say \"hi\"\\", "dram", "hbm", "hbm", "hbm"};
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+        LayerRow& l = layers[i];
+        l.energy_j = l.energy_compute_j + l.energy_memory_j + l.energy_static_j;
+        l.levels = {LevelRow{names[i], l.bytes_read, l.bytes_written, 0, l.energy_memory_j}};
+    }
+    // Not the row's numbers: accesses counted, other bytes, another energy. Each keeps its object.
+    layers[3].levels[0].accesses = 7;
+    layers[4].levels[0].bytes_written += 1;
+    layers[5].levels[0].energy_j = layers[5].energy_memory_j / 2;
+    { ResultsDb(path).record_run(sample_info("a\n"), layers, 1.0); }
+
+    sql::Connection conn(path, sql::Connection::Mode::read_write_create);
+    std::vector<std::string> stored;
+    {
+        sql::Statement q(conn, "SELECT levels FROM layer_results ORDER BY layer_row");
+        while (q.step()) stored.push_back(q.column_text(0));
+    }
+    REQUIRE(stored.size() == 6);
+    CHECK(stored[0] == "\"hbm\"");
+    CHECK(stored[1] == "\"say \\\"hi\\\"\\\\\"");
+    CHECK(stored[2] == "\"dram\"");
+    for (std::size_t i = 3; i < 6; ++i) CHECK(stored[i].starts_with("{\"hbm\":["));
+
+    // layer_levels: each layer's one level with the numbers it was given, bit for bit.
+    const auto check_levels = [&] {
+        sql::Statement q(
+            conn,
+            "SELECT idx, level, bytes_read, bytes_written, accesses, energy_j, typeof(bytes_read), "
+            "typeof(accesses) FROM layer_levels WHERE run_id = 1 ORDER BY idx");
+        std::size_t n = 0;
+        while (q.step()) {
+            const LevelRow& v = layers.at(static_cast<std::size_t>(q.column_int(0))).levels.front();
+            INFO("layer " << q.column_int(0));
+            CHECK(q.column_text(1) == v.level);
+            CHECK(q.column_real(2) == v.bytes_read);
+            CHECK(q.column_real(3) == v.bytes_written);
+            CHECK(q.column_int(4) == v.accesses);
+            CHECK(q.column_real(5) == v.energy_j);
+            CHECK(q.column_text(6) == "real");
+            CHECK(q.column_text(7) == "integer");
+            ++n;
+        }
+        CHECK(n == layers.size());
+    };
+    check_levels();
+    // `layers`: the levels object in full, its numbers reading back as the same doubles.
+    {
+        sql::Statement q(
+            conn,
+            "SELECT l.idx, json_valid(l.levels), v.key, json_extract(v.value, '$[0]'), "
+            "json_extract(v.value, '$[1]'), json_extract(v.value, '$[2]'), json_extract(v.value, "
+            "'$[3]') FROM layers l JOIN json_each(l.levels) v WHERE l.run_id = 1 ORDER BY l.idx");
+        std::size_t n = 0;
+        while (q.step()) {
+            const LevelRow& v = layers.at(static_cast<std::size_t>(q.column_int(0))).levels.front();
+            INFO("layer " << q.column_int(0));
+            CHECK(q.column_int(1) == 1);
+            CHECK(q.column_text(2) == v.level);
+            CHECK(q.column_real(3) == v.bytes_read);
+            CHECK(q.column_real(4) == v.bytes_written);
+            CHECK(q.column_int(5) == v.accesses);
+            CHECK(q.column_real(6) == v.energy_j);
+            ++n;
+        }
+        CHECK(n == layers.size());
+    }
+    CHECK(query_text(path, "SELECT levels FROM layers WHERE run_id = 1 AND idx = 2") ==
+          fmt::format("{{\"dram\":[{},{},0,0]}}", layers[2].bytes_read, layers[2].bytes_written));
+    // The objects `layers` shows, stored in place of the names, read back as the same rows: both forms are
+    // one to the views.
+    const std::vector<std::string> before = layer_table_rows(path);
+    conn.exec(
+        "UPDATE layer_results SET levels = (SELECT l.levels FROM layers l WHERE l.run_id = "
+        "layer_results.run_id "
+        "AND l.idx = layer_results.idx) WHERE substr(levels, 1, 1) = '\"'");
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layer_results WHERE substr(levels, 1, 1) = '\"'") == 0);
+    CHECK(layer_table_rows(path) == before);
+    check_levels();
+}
+
+// What schema 12 made of `layers` and layer_levels, and the trigger on `layers` (which 13 keeps as it was).
+constexpr const char* k_v12_views =
+    "CREATE VIEW layers AS SELECT u.run_id AS run_id, r.idx AS idx, d.name AS name, d.op AS op, d.phase AS "
+    "phase, d.dtype AS dtype, d.macs AS macs, d.flops AS flops, d.params AS params, r.bytes_read AS "
+    "bytes_read, r.bytes_written AS bytes_written, r.start_s AS start_s, r.end_s AS end_s, r.time_s AS "
+    "time_s, r.cycles AS cycles, r.stall_cycles AS stall_cycles, r.energy_j AS energy_j, r.energy_compute_j "
+    "AS energy_compute_j, r.energy_memory_j AS energy_memory_j, r.energy_static_j AS energy_static_j, "
+    "r.utilization AS utilization, r.bound AS bound, r.compute_s AS compute_s, r.memory_s AS memory_s, "
+    "r.overhead_s AS overhead_s, r.communication_s AS communication_s, r.levels AS levels, r.metrics AS "
+    "metrics FROM runs u NOT INDEXED JOIN layer_results r ON r.layer_row BETWEEN u.first_layer_row AND "
+    "u.last_layer_row AND r.run_id = u.run_id JOIN layer_defs d ON d.def_id = r.def_id; CREATE VIEW "
+    "layer_levels AS SELECT u.run_id AS run_id, l.idx AS idx, v.key AS level, CAST(json_extract(v.value, "
+    "'$[0]') AS REAL) AS bytes_read, CAST(json_extract(v.value, '$[1]') AS REAL) AS bytes_written, "
+    "json_extract(v.value, '$[2]') AS accesses, CAST(json_extract(v.value, '$[3]') AS REAL) AS energy_j FROM "
+    "runs u NOT INDEXED JOIN layer_results l ON l.layer_row BETWEEN u.first_layer_row AND u.last_layer_row "
+    "AND l.run_id = u.run_id JOIN json_each(l.levels) v; CREATE TRIGGER layers_delete INSTEAD OF DELETE ON "
+    "layers BEGIN DELETE FROM layer_results WHERE layer_row BETWEEN (SELECT first_layer_row FROM runs WHERE "
+    "run_id = old.run_id) AND (SELECT last_layer_row FROM runs WHERE run_id = old.run_id) AND run_id = "
+    "old.run_id AND idx = old.idx; END";
+
+// Turns a current file into what schema 12 wrote: every level as an object, the views of 12, version 12.
+void make_schema_12(const std::string& path) {
+    sql::Connection raw(path, sql::Connection::Mode::read_write_create);
+    raw.exec("BEGIN");
+    raw.exec(
+        "UPDATE layer_results SET levels = (SELECT l.levels FROM layers l WHERE l.run_id = "
+        "layer_results.run_id "
+        "AND l.idx = layer_results.idx) WHERE substr(levels, 1, 1) = '\"'");
+    raw.exec("DROP VIEW layers; DROP VIEW layer_levels");
+    raw.exec(k_v12_views);
+    raw.exec("UPDATE meta SET value = '12' WHERE key = 'schema_version'; COMMIT");
+}
+
+TEST_CASE("a schema-12 file opens as 13 with the views of 13 and every row as it was", "[db]") {
+    TempDir dir;
+    const std::string path = dir.file("r.db");
+    std::vector<LayerRow> named = sample_layers(3);
+    for (LayerRow& l : named)
+        l.levels = {LevelRow{"hbm", l.bytes_read, l.bytes_written, 0, l.energy_memory_j}};
+    {
+        ResultsDb db(path);
+        db.record_run(sample_info("a\n"), sample_layers(4), 1.0);
+        db.record_run(sample_info("b\n"), named, 1.0);
+    }
+    const std::vector<std::string> before = layer_table_rows(path);
+    make_schema_12(path);
+    REQUIRE(query_int(path, "SELECT COUNT(*) FROM layer_results WHERE substr(levels, 1, 1) = '\"'") == 0);
+    REQUIRE(layer_table_rows(path) == before);  // the views of 12 over objects
+    {
+        ResultsDb db(path);
+        CHECK(query_text(path, "SELECT value FROM meta WHERE key = 'schema_version'") ==
+              std::to_string(mlsim::db::schema::current_version));
+        CHECK(layer_table_rows(path) == before);        // the views of 13 over the same objects
+        db.record_run(sample_info("c\n"), named, 1.0);  // written the way of 13
+    }
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layer_results WHERE run_id = 3 AND levels = '\"hbm\"'") == 3);
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layer_levels WHERE run_id = 3 AND level = 'hbm'") == 3);
+    // The trigger is made again with its view.
+    {
+        sql::Connection raw(path, sql::Connection::Mode::read_write_create);
+        raw.exec("DELETE FROM layers WHERE run_id = 2");
+    }
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layer_results WHERE run_id = 2") == 0);
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layer_results") == 4 + 3);
+    // A view of 12 changed by hand is not mlsim's: the file is refused, as it was.
+    const std::string hand =
+        old_file_with(dir.file("hand.db"), make_schema_12,
+                      "DROP VIEW layer_levels; CREATE VIEW layer_levels AS SELECT 1 AS x");
+    CHECK_THROWS_WITH(ResultsDb(hand), Catch::Contains(hand) && Catch::Contains("layer_levels"));
+    CHECK(query_text(hand, "SELECT value FROM meta WHERE key = 'schema_version'") == "12");
 }

@@ -753,7 +753,7 @@ def databases(mlsim, workdir):
          "'layer_results' is a view"),
         # Schema 11: `layers` is a view; a table under its name in a file of 11 or later is not mlsim's.
         ("layers_table", "DROP VIEW layers; CREATE TABLE layers (run_id INTEGER, idx INTEGER);",
-         "'layers' is a table in a schema-12 file"),
+         "'layers' is a table in a schema-"),
         ("meta_view", "ALTER TABLE meta RENAME TO m2; CREATE VIEW meta AS SELECT * FROM m2;", "'meta' is a view"),
         ("sweeps_view", "DROP TABLE sweeps; CREATE VIEW sweeps AS SELECT 1 AS x;", "'sweeps' is a view"),
         ("meta_wrong_shape", "DROP TABLE meta; CREATE TABLE meta (a, b, c);", "not (key, value)"),
