@@ -40,11 +40,12 @@ script prints the critical rank's decomposition (rank 0, stage 0):
                    efficiency, which gpu_gemm_a100.py checks against isolated A100 GEMMs, e.g. 16384 x
                    12288 x 12288 measured at 291 TFLOP/s), attention 1.2 s, element-wise ops, norms,
                    gradient accumulation and the optimizer 1.5 s;
-  exposed comm 3.0 s  tensor-parallel all-reduces 2.5 s (0.43 ms per 50 MB all-reduce over the node's
+  exposed comm 3.1 s  tensor-parallel all-reduces 2.5 s (0.43 ms per 50 MB all-reduce over the node's
                    NVSwitch: 205 GB/s bus bandwidth; nccl-tests measure 233 GB/s at 4 GiB,
-                   net_nccl_busbw.py), pipeline receives 0.4 s, data-parallel buckets 0.01 s (they
-                   overlap the last backward);
-  bubble 3.3 s     1F1B's (p-1)/(m+p-1) = 7.2 % is 1.8 s; the rest is stage 0 waiting for stage 15, which
+                   net_nccl_busbw.py), pipeline receives 0.4 s, data-parallel buckets 0.15 s (most
+                   overlap the last backward; the last ones queue behind one another after it, which
+                   the accounting counted as bubble before 2026-12-05);
+  bubble 3.2 s     1F1B's (p-1)/(m+p-1) = 7.2 % is 1.8 s; the rest is stage 0 waiting for stage 15, which
                    also runs the LM head and the loss (the uniform layer split, as Megatron-LM's).
 What the 2021 software did that the run leaves out, estimated (not added): dropout on the attention
 probabilities (one more pass over the 100 MB of scores per layer in forward, recompute and backward:

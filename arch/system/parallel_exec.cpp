@@ -190,6 +190,13 @@ struct Wait {  // what a finished task reports to a compute task waiting on it
     std::string_view purpose;
 };
 
+// A communication a rank took part in, from its transfer's start to its end: a wait of the rank's compute
+// stream while one was in flight is exposed communication, not a bubble (own_comm_in).
+struct CommSpan {
+    Tick start = Tick::zero(), end = Tick::zero();
+    std::string_view purpose;
+};
+
 struct RankState {
     int64_t rank = 0, stage = 0;
     const ProgramInfo* info = nullptr;
@@ -208,7 +215,38 @@ struct RankState {
     Tick last_comm_end = Tick::zero(), last_comm_start = Tick::zero();
     std::string last_comm_purpose;
     std::map<std::string, double> exposed_by;
+    // Its communications in order of their end, those that ended before the compute stream's latest wait
+    // dropped (own_comm_in): the few in flight around a wait.
+    std::deque<CommSpan> comm_spans;
 };
+
+// Of [a, b], the time some communication of the rank's own was in flight: what a wait of its compute stream
+// spent on its own communication (a gradient bucket queued behind the ones before it), which is exposed
+// communication; the rest of a wait for a transfer to start is a bubble (a peer was late). Each part is added
+// to `by` under the purpose of the communication in flight then (the one that started first). Drops the spans
+// that ended by `a`: a rank's waits come in time order.
+// `in`: scratch, kept by the caller to reuse its memory.
+double own_comm_in(RankState& r, Tick a, Tick b, std::map<std::string, double>& by,
+                   std::vector<CommSpan>& in) {
+    while (!r.comm_spans.empty() && r.comm_spans.front().end <= a) r.comm_spans.pop_front();
+    if (b <= a || r.comm_spans.empty()) return 0;
+    in.clear();
+    for (const CommSpan& c : r.comm_spans)
+        if (c.start < b && c.end > a)
+            in.push_back(CommSpan{std::max(c.start, a), std::min(c.end, b), c.purpose});
+    std::stable_sort(in.begin(), in.end(),
+                     [](const CommSpan& x, const CommSpan& y) { return x.start < y.start; });
+    double total = 0;
+    Tick covered = a;
+    for (const CommSpan& c : in) {
+        if (c.end <= covered) continue;
+        const double t = (c.end - std::max(c.start, covered)).to_seconds();
+        total += t;
+        by[std::string(c.purpose.empty() ? "other" : c.purpose)] += t;
+        covered = c.end;
+    }
+    return total;
+}
 
 struct PendingComm {
     std::vector<Instance> members;
@@ -281,6 +319,7 @@ class Engine {
     std::map<std::pair<std::string, std::size_t>, std::unique_ptr<ProgramTiming>> m_timings;
     std::vector<std::unique_ptr<DeviceModel>> m_models;
     std::vector<PendingComm> m_pending;
+    std::vector<CommSpan> m_spans;  // own_comm_in's scratch
     std::unordered_map<std::uint64_t, size_t> m_coll_open, m_p2p_open;
     std::map<std::pair<int, std::vector<int64_t>>, std::vector<std::vector<int64_t>>> m_mirror_cache;
     ExecResult m_res;
@@ -668,6 +707,7 @@ void Engine::on_comm_done(std::uint64_t id) {
         RankState& r = m_ranks[in.rank];
         const wl::CommOp& c = *task_of(in).comm;
         r.comm_s += (pc_end - pc_start).to_seconds();
+        r.comm_spans.push_back(CommSpan{pc_start, pc_end, c.purpose});
         if (pc_end >= r.last_comm_end) {
             r.last_comm_end = pc_end;
             r.last_comm_start = pc_start;
@@ -709,15 +749,21 @@ void Engine::finish_task(const Instance& in, Tick at, const Wait& why) {
         if (r.waiting && r.cur_item == item && p.sec[sec2].compute[r.cur_pos] == j) {
             const Tick waited = m_sim.now() - r.wait_start;
             if (waited > Tick::zero()) {
-                double bubble = 0;
-                if (why.comm)
-                    bubble = std::max(
-                        0.0, (std::min(why.transfer_start, m_sim.now()) - r.wait_start).to_seconds());
+                // Until the transfer started: the rank's own communication in flight (exposed), else a late
+                // peer (bubble); then the transfer (exposed).
+                double bubble = 0, own = 0;
+                if (why.comm) {
+                    const Tick before = std::min(why.transfer_start, m_sim.now());
+                    if (before > r.wait_start) {
+                        own = own_comm_in(r, r.wait_start, before, r.exposed_by, m_spans);
+                        bubble = std::max(0.0, (before - r.wait_start).to_seconds() - own);
+                    }
+                }
                 const double exposed = waited.to_seconds() - bubble;
                 r.bubble_s += bubble;
                 r.exposed_s += exposed;
-                if (exposed > 0)
-                    r.exposed_by[std::string(why.purpose.empty() ? "other" : why.purpose)] += exposed;
+                if (exposed - own > 0)
+                    r.exposed_by[std::string(why.purpose.empty() ? "other" : why.purpose)] += exposed - own;
             }
             r.waiting = false;
             advance(r);
@@ -907,11 +953,13 @@ ExecResult Engine::run() {
                                 r.rank, r.cur_item, r.info->items.size(), r.cur_pos));
         ends[i] = std::max(r.compute_end, r.last_comm_end);
         if (r.last_comm_end > r.compute_end) {
-            // Until the last communication started (its peers were behind): bubble; then exposed.
+            // Until the last communication started: the rank's own communication in flight (its earlier
+            // gradient buckets: exposed), else its peers were behind (bubble); then exposed.
             const Tick from = std::max(r.compute_end, std::min(r.last_comm_start, r.last_comm_end));
             const double tail = (r.last_comm_end - from).to_seconds();
-            r.bubble_s += (from - r.compute_end).to_seconds();
-            r.exposed_s += tail;
+            const double own = own_comm_in(r, r.compute_end, from, r.exposed_by, m_spans);
+            r.bubble_s += std::max(0.0, (from - r.compute_end).to_seconds() - own);
+            r.exposed_s += tail + own;
             r.exposed_by[r.last_comm_purpose] += tail;
         }
         if (ends[i] > step || critical < 0) {

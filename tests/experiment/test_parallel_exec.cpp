@@ -197,6 +197,31 @@ TEST_CASE("parallel: per-rank accounting adds up, exposed communication never ex
     }
 }
 
+TEST_CASE(
+    "parallel: a data-parallel rank waiting on its own queued gradient buckets is exposed communication, "
+    "not a bubble",
+    "[parallel][exec]") {
+    // Eight identical ranks: no peer is ever late, so nothing is a bubble. The step's last buckets queue
+    // behind one another after the backward (5 network calls); the wait for them was counted as a bubble
+    // (140 us of this step) before the rank's own communication in flight was told apart from a late peer.
+    const arch::ExecResult r =
+        run_plan(with_plan(training(preset("dgx-a100-node"), "gpt2-small-prefill", 16, 128), 8, 1, 1, 1));
+    REQUIRE(r.ranks.size() == 8);
+    for (const arch::RankExec& k : r.ranks) {
+        INFO("rank " << k.rank);
+        CHECK(k.bubble_s == Approx(0).margin(1e-12));
+        CHECK(k.exposed_comm_s > 0);
+        CHECK(k.compute_s + k.exposed_comm_s == Approx(k.end_s).epsilon(1e-9));
+    }
+    double by_purpose = 0;
+    for (const auto& [purpose, t] : r.exposed_by_purpose) {
+        CHECK(purpose == "dp_bucket");
+        by_purpose += t;
+    }
+    CHECK(by_purpose ==
+          Approx(r.ranks[static_cast<std::size_t>(r.critical_rank)].exposed_comm_s).epsilon(1e-9));
+}
+
 // Eight equal layers (a 4096 x 4096 linear and a GELU each) for eight equal pipeline stages.
 wl::Model equal_layers(int64_t batch) {
     wl::ModelBuilder b("equal8");
