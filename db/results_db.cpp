@@ -1494,14 +1494,16 @@ void prepare_layers(const std::vector<LayerRow>& layers, PreparedLayers& out) {
         // The levels object, its entries by level name (SQLite's BINARY collation: bytes, then length, as
         // std::string compares): the view's rows then come in key order, as the tables of schema 4 to 9 gave
         // them.
-        // Schema 13: a layer whose one level carries the row's own numbers (the roofline's) has its name
-        // alone (db/schema.cpp, layer_results.levels; the views show the object).
+        // Schema 13: a layer whose one level carries the row's own numbers (the roofline's), each below 2^53,
+        // has its name alone (db/schema.cpp, layer_results.levels; the views show the object).
         p.levels = put([&] {
             if (l.levels.empty()) return;
             if (l.levels.size() == 1) {
                 const LevelRow& v = l.levels.front();
+                const auto small = [](double x) { return x < schema::k_named_level_bound; };
                 if (v.bytes_read == l.bytes_read && v.bytes_written == l.bytes_written && v.accesses == 0 &&
-                    v.energy_j == l.energy_memory_j) {
+                    v.energy_j == l.energy_memory_j && small(v.bytes_read) && small(v.bytes_written) &&
+                    small(v.energy_j)) {
                     schema::append_json_string(text, v.level);
                     return;
                 }

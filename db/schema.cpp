@@ -117,8 +117,9 @@ constexpr std::array k_layer_result_columns{
     Column{"communication_s", "REAL", 11},
     // The layer's levels object (level -> [bytes_read, bytes_written, accesses, energy_j]); schema 13: where
     // the layer has one level, whose bytes read and written are the row's bytes_read and bytes_written, with
-    // no accesses counted and the row's energy_memory_j as its energy (the roofline's one level), that
-    // level's name alone as a JSON string ('"hbm"'): the views show it as before (k_views). Its numbers
+    // no accesses counted and the row's energy_memory_j as its energy (the roofline's one level), each number
+    // below 2^53 (k_named_level_bound), that level's name alone as a JSON string ('"hbm"'): the views show it
+    // as before (k_views). Its numbers
     // were a third of such a row's bytes and repeated the row's own (bench/README.md, seventeenth round).
     Column{"levels", "TEXT", 11},
     Column{"metrics", "TEXT", 11},
@@ -428,7 +429,8 @@ const std::array k_tables{
 // that level's name alone in `levels`: layer_levels takes that level's numbers from the row, and `layers`
 // shows its object as before, each number as JSON that reads back as the same double: a whole number below
 // 2^53 as an integer (as the writer writes it), any other with 17 significant digits ('%!.17g': SQLite's
-// printf with all its digits).
+// printf with all its digits; exact below k_named_level_bound, which the writer keeps to). Its text then need
+// not be the writer's (17 digits where the writer wrote the shortest), and the column has no declared type.
 constexpr std::array k_views{
     // Schema 11: the columns, rows and values of schema 10's table `layers`, in its column order. Schema 12:
     // each run's rows found by its range of layer_row (runs scanned in run_id order, NOT INDEXED: no index's

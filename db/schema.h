@@ -86,10 +86,11 @@ namespace mlsim::db::schema {
 // ROWID table keyed by (run_id, idx) cost the writer a uniqueness probe and a b-tree rebalance per row; the
 // appends cost about a quarter fewer instructions a row (bench/README.md, twelfth round).
 // Version 13: a layer whose one memory level carries the row's own numbers (bytes read and written the
-// row's, no accesses counted, the row's energy_memory_j as its energy: the roofline's one level) has that
-// level's name alone in layer_results.levels, a JSON string ('"hbm"'); the views layer_levels and `layers`
-// show the same rows and numbers as before (`layers.levels` the object, each number as JSON that reads back
-// as the same double).
+// row's, no accesses counted, the row's energy_memory_j as its energy: the roofline's one level), each below
+// 2^53 (k_named_level_bound), has that level's name alone in layer_results.levels, a JSON string ('"hbm"');
+// the views layer_levels and `layers` show the same rows and numbers as before (`layers.levels` the object,
+// each number as JSON that reads back as the same double, its text not always the writer's: 17 digits where
+// the writer wrote the shortest).
 inline constexpr int64_t current_version = 13;
 
 // PRAGMA application_id stamped into every file so a foreign SQLite file is recognised ('mlsi').
@@ -141,6 +142,14 @@ std::span<const View> views();
 // Creates missing tables, adds missing columns and indexes, runs the versioned steps, stamps the version.
 // Runs in one transaction, so a concurrent opener never sees a half-migrated file.
 void migrate(sql::Connection& conn);
+
+// Schema 13: a level is stored by its name alone only when its numbers are below this (2^53). The view
+// `layers` writes them back as JSON: a whole number below it as an integer, any other with 17 significant
+// digits (SQLite's printf '%!.17g'), which reads back as the same double below it. SQLite 3.40's printf is
+// not correctly rounded at 17 digits for some values above 1e100; 6 million sampled doubles from 1e-60 to
+// 2^53 (random magnitudes and random bit patterns) all read back exactly, through Python's float() and
+// SQLite's JSON reader (bench/README.md, seventeenth round). Larger numbers keep the object.
+inline constexpr double k_named_level_bound = 9007199254740992.0;
 
 // Appends `text` as a JSON string literal: quotes, backslashes and control characters escaped, UTF-8 as it
 // is.

@@ -1584,14 +1584,18 @@ TEST_CASE(
     "[db]") {
     TempDir dir;
     const std::string path = dir.file("r.db");
-    std::vector<LayerRow> layers = sample_layers(6);
-    // Numbers the views must give back bit for bit: 17 significant digits, a whole number past 2^53, zeros.
+    std::vector<LayerRow> layers = sample_layers(8);
+    // Numbers the views must give back bit for bit: 17 significant digits, the largest whole number below
+    // 2^53, zeros.
     layers[0].bytes_read = 0.1 + 0.2;
     layers[0].energy_memory_j = 6.0075724799999997e-05;
-    layers[1].bytes_read = 1.5 * 9007199254740992.0;
+    layers[1].bytes_read = 9007199254740991.0;
     layers[1].bytes_written = 0;
     layers[2].energy_memory_j = 0;
-    const std::vector<std::string> names{"hbm", "say \"hi\"\\", "dram", "hbm", "hbm", "hbm"};
+    // 2^53 and past it (SQLite's printf is not exact for every large number): the object is kept.
+    layers[6].bytes_read = 9007199254740992.0;
+    layers[7].bytes_written = 1.7976931348623157e308;
+    const std::vector<std::string> names{"hbm", "say \"hi\"\\", "dram", "hbm", "hbm", "hbm", "hbm", "hbm"};
     for (std::size_t i = 0; i < layers.size(); ++i) {
         LayerRow& l = layers[i];
         l.energy_j = l.energy_compute_j + l.energy_memory_j + l.energy_static_j;
@@ -1609,11 +1613,11 @@ TEST_CASE(
         sql::Statement q(conn, "SELECT levels FROM layer_results ORDER BY layer_row");
         while (q.step()) stored.push_back(q.column_text(0));
     }
-    REQUIRE(stored.size() == 6);
+    REQUIRE(stored.size() == 8);
     CHECK(stored[0] == "\"hbm\"");
     CHECK(stored[1] == "\"say \\\"hi\\\"\\\\\"");
     CHECK(stored[2] == "\"dram\"");
-    for (std::size_t i = 3; i < 6; ++i) CHECK(stored[i].starts_with("{\"hbm\":["));
+    for (std::size_t i = 3; i < 8; ++i) CHECK(stored[i].starts_with("{\"hbm\":["));
 
     // layer_levels: each layer's one level with the numbers it was given, bit for bit.
     const auto check_levels = [&] {
