@@ -42,7 +42,7 @@ script prints the critical rank's decomposition (rank 0, stage 0):
                    gradient accumulation and the optimizer 1.5 s;
   exposed comm 3.1 s  tensor-parallel all-reduces 2.5 s (0.43 ms per 50 MB all-reduce over the node's
                    NVSwitch: 205 GB/s bus bandwidth; nccl-tests measure 233 GB/s at 4 GiB,
-                   net_nccl_busbw.py), pipeline receives 0.4 s, data-parallel buckets 0.15 s (most
+                   net_nccl_busbw.py), pipeline receives 0.4 s, data-parallel buckets 0.17 s (most
                    overlap the last backward; the last ones queue behind one another after it, which
                    the accounting counted as bubble before 2026-12-05);
   bubble 3.2 s     1F1B's (p-1)/(m+p-1) = 7.2 % is 1.8 s; the rest is stage 0 waiting for stage 15, which

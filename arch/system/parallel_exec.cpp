@@ -187,15 +187,20 @@ struct ItemState {
 struct Wait {  // what a finished task reports to a compute task waiting on it
     bool comm = false, recv = false;
     Tick transfer_start = Tick::zero();
+    // A communication: when it was ready (its dependencies done) and when the rank's stream for it issued it
+    // (the rank's own earlier communications on that stream done). From ready to issued the rank waited on
+    // its own communication (exposed); from issued to transfer_start on its peers (a bubble).
+    Tick ready = Tick::zero(), issued = Tick::zero();
     std::string_view purpose;
 };
 
-// A communication a rank took part in, from its transfer's start to its end: a wait of the rank's compute
-// stream while one was in flight is exposed communication, not a bubble (own_comm_in).
-struct CommSpan {
-    Tick start = Tick::zero(), end = Tick::zero();
-    std::string_view purpose;
-};
+// Of a wait [a, b] for a communication's transfer to start, the time the communication was ready but queued
+// behind the rank's own earlier communications on its stream ([ready, issued]): exposed communication. The
+// rest is a bubble: the communication not yet ready, or issued and waiting for a late peer.
+double queued(Tick a, Tick b, Tick ready, Tick issued) {
+    const Tick from = std::max(a, ready), to = std::min(b, issued);
+    return to > from ? (to - from).to_seconds() : 0.0;
+}
 
 struct RankState {
     int64_t rank = 0, stage = 0;
@@ -205,7 +210,7 @@ struct RankState {
     size_t cur_item = 0, cur_pos = 0;
     bool running = false, waiting = false, finished = false;
     Tick wait_start = Tick::zero(), compute_end = Tick::zero();
-    std::deque<Instance> streams[k_streams];
+    std::deque<std::pair<Instance, Tick>> streams[k_streams];  // each queued with when it was ready
     bool stream_busy[k_streams] = {};
     int64_t coll_seq[k_axes] = {}, send_seq[k_axes] = {}, recv_seq[k_axes] = {};
     std::vector<int64_t> group_cache[k_axes];
@@ -215,46 +220,20 @@ struct RankState {
     Tick last_comm_end = Tick::zero(), last_comm_start = Tick::zero();
     std::string last_comm_purpose;
     std::map<std::string, double> exposed_by;
-    // Its communications in order of their end, those that ended before the compute stream's latest wait
-    // dropped (own_comm_in): the few in flight around a wait.
-    std::deque<CommSpan> comm_spans;
+    // The last communication's issue: when it was ready, when its stream issued it (see Wait).
+    Tick last_comm_ready = Tick::zero(), last_comm_issued = Tick::zero();
 };
-
-// Of [a, b], the time some communication of the rank's own was in flight: what a wait of its compute stream
-// spent on its own communication (a gradient bucket queued behind the ones before it), which is exposed
-// communication; the rest of a wait for a transfer to start is a bubble (a peer was late). Each part is added
-// to `by` under the purpose of the communication in flight then (the one that started first). Drops the spans
-// that ended by `a`: a rank's waits come in time order.
-// `in`: scratch, kept by the caller to reuse its memory.
-double own_comm_in(RankState& r, Tick a, Tick b, std::map<std::string, double>& by,
-                   std::vector<CommSpan>& in) {
-    while (!r.comm_spans.empty() && r.comm_spans.front().end <= a) r.comm_spans.pop_front();
-    if (b <= a || r.comm_spans.empty()) return 0;
-    in.clear();
-    for (const CommSpan& c : r.comm_spans)
-        if (c.start < b && c.end > a)
-            in.push_back(CommSpan{std::max(c.start, a), std::min(c.end, b), c.purpose});
-    std::stable_sort(in.begin(), in.end(),
-                     [](const CommSpan& x, const CommSpan& y) { return x.start < y.start; });
-    double total = 0;
-    Tick covered = a;
-    for (const CommSpan& c : in) {
-        if (c.end <= covered) continue;
-        const double t = (c.end - std::max(c.start, covered)).to_seconds();
-        total += t;
-        by[std::string(c.purpose.empty() ? "other" : c.purpose)] += t;
-        covered = c.end;
-    }
-    return total;
-}
 
 struct PendingComm {
     std::vector<Instance> members;
+    std::vector<Tick> ready, issued;  // each member's (Wait), in the order of `members`
     int required = 0;
     bool p2p = false;
     // p2p: members[0] = send (when arrived), recv separately
     bool has_send = false, has_recv = false;
     Instance send, recv;
+    Tick send_ready = Tick::zero(), send_issued = Tick::zero(), recv_ready = Tick::zero(),
+         recv_issued = Tick::zero();
     std::vector<int64_t> group;  // devices (collectives)
     GroupAxis axis = GroupAxis::tensor;
     const wl::CommOp* op = nullptr;
@@ -298,7 +277,7 @@ class Engine {
     void finish_task(const Instance& in, Tick at, const Wait& why);
     void make_ready(const Instance& in);
     void start_stream(RankState& r, int stream);
-    void start_comm(const Instance& in);
+    void start_comm(const Instance& in, Tick ready);
     void launch(size_t pending_id);
     std::vector<std::vector<int64_t>> mirror_groups(const std::vector<Instance>& members, GroupAxis axis,
                                                     const std::vector<int64_t>& own);
@@ -319,7 +298,6 @@ class Engine {
     std::map<std::pair<std::string, std::size_t>, std::unique_ptr<ProgramTiming>> m_timings;
     std::vector<std::unique_ptr<DeviceModel>> m_models;
     std::vector<PendingComm> m_pending;
-    std::vector<CommSpan> m_spans;  // own_comm_in's scratch
     std::unordered_map<std::uint64_t, size_t> m_coll_open, m_p2p_open;
     std::map<std::pair<int, std::vector<int64_t>>, std::vector<std::vector<int64_t>>> m_mirror_cache;
     ExecResult m_res;
@@ -454,20 +432,21 @@ void Engine::make_ready(const Instance& in) {
     RankState& r = m_ranks[in.rank];
     const wl::CommOp& c = *task_of(in).comm;
     const int stream = 2 * axis_of(c.axis) + (c.collective ? 0 : (c.send ? 1 : 0));
-    r.streams[stream].push_back(in);
+    r.streams[stream].emplace_back(in, m_sim.now());
     if (!r.stream_busy[stream]) start_stream(r, stream);
 }
 
 void Engine::start_stream(RankState& r, int stream) {
     if (r.streams[stream].empty()) return;
     r.stream_busy[stream] = true;
-    const Instance in = r.streams[stream].front();
+    const auto [in, ready] = r.streams[stream].front();
     r.streams[stream].pop_front();
-    start_comm(in);
+    start_comm(in, ready);
 }
 
-void Engine::start_comm(const Instance& in) {
+void Engine::start_comm(const Instance& in, Tick ready) {
     RankState& r = m_ranks[in.rank];
+    const Tick now = m_sim.now();
     const wl::CommOp& c = *task_of(in).comm;
     const std::vector<int64_t>& g = group(r, c.axis);
     if (c.collective) {
@@ -475,6 +454,8 @@ void Engine::start_comm(const Instance& in) {
             const size_t id = m_pending.size();
             m_pending.push_back(PendingComm{});
             m_pending[id].members = {in};
+            m_pending[id].ready = {ready};
+            m_pending[id].issued = {now};
             m_pending[id].op = &c;
             m_pending[id].axis = c.axis;
             m_pending[id].start = m_pending[id].end = m_sim.now();
@@ -495,6 +476,9 @@ void Engine::start_comm(const Instance& in) {
             pc.axis = c.axis;
             pc.op = &c;
             for (int64_t m : g) pc.required += m_sim_index[static_cast<size_t>(m)] >= 0 ? 1 : 0;
+            pc.members.reserve(static_cast<std::size_t>(pc.required));
+            pc.ready.reserve(static_cast<std::size_t>(pc.required));
+            pc.issued.reserve(static_cast<std::size_t>(pc.required));
             it = m_coll_open.emplace(key, id).first;
         }
         PendingComm& pc = m_pending[it->second];
@@ -504,6 +488,8 @@ void Engine::start_comm(const Instance& in) {
                     fmt::format("rank {}: its collective {} ({}) on a {}-rank group met another member's {}",
                                 r.rank, seq, c.purpose, g.size(), pc.op->purpose));
         pc.members.push_back(in);
+        pc.ready.push_back(ready);
+        pc.issued.push_back(now);
         if (static_cast<int>(pc.members.size()) == pc.required) {
             const size_t id = it->second;
             m_coll_open.erase(it);
@@ -532,11 +518,15 @@ void Engine::start_comm(const Instance& in) {
     PendingComm& pc = m_pending[it->second];
     (c.send ? pc.has_send : pc.has_recv) = true;
     (c.send ? pc.send : pc.recv) = in;
+    (c.send ? pc.send_ready : pc.recv_ready) = ready;
+    (c.send ? pc.send_issued : pc.recv_issued) = now;
     if (pc.has_send && pc.has_recv) {
         if (c.send) pc.op = &c;  // the sender's size
         const size_t id = it->second;
         m_p2p_open.erase(it);
         pc.members = {pc.send, pc.recv};
+        pc.ready = {pc.send_ready, pc.recv_ready};
+        pc.issued = {pc.send_issued, pc.recv_issued};
         launch(id);
     }
 }
@@ -699,19 +689,25 @@ void Engine::launch(size_t id) {
 }
 
 void Engine::on_comm_done(std::uint64_t id) {
-    // Copies, not a reference: start_stream below may add pending calls and move m_pending.
-    const std::vector<Instance> members = m_pending[id].members;
+    // Taken out, not referred to: start_stream below may add pending calls and move m_pending. Nothing reads
+    // a finished call's members again.
+    const std::vector<Instance> members = std::move(m_pending[id].members);
+    const std::vector<Tick> ready = std::move(m_pending[id].ready), issued = std::move(m_pending[id].issued);
+    MLSIM_CHECK(ready.size() == members.size() && issued.size() == members.size(),
+                "a communication's members and their issue times differ in number");
     const Tick pc_start = m_pending[id].start, pc_end = m_pending[id].end;
     const bool pc_p2p = m_pending[id].p2p;
-    for (const Instance& in : members) {
+    for (std::size_t i = 0; i < members.size(); ++i) {
+        const Instance& in = members[i];
         RankState& r = m_ranks[in.rank];
         const wl::CommOp& c = *task_of(in).comm;
         r.comm_s += (pc_end - pc_start).to_seconds();
-        r.comm_spans.push_back(CommSpan{pc_start, pc_end, c.purpose});
         if (pc_end >= r.last_comm_end) {
             r.last_comm_end = pc_end;
             r.last_comm_start = pc_start;
             r.last_comm_purpose = c.purpose;
+            r.last_comm_ready = ready[i];
+            r.last_comm_issued = issued[i];
         }
         const int stream = 2 * axis_of(c.axis) + (c.collective ? 0 : (c.send ? 1 : 0));
         r.stream_busy[stream] = false;
@@ -719,6 +715,8 @@ void Engine::on_comm_done(std::uint64_t id) {
         w.comm = true;
         w.recv = pc_p2p && !c.send;
         w.transfer_start = pc_start;
+        w.ready = ready[i];
+        w.issued = issued[i];
         w.purpose = c.purpose;
         finish_task(in, m_sim.now(), w);
         start_stream(r, stream);
@@ -749,21 +747,20 @@ void Engine::finish_task(const Instance& in, Tick at, const Wait& why) {
         if (r.waiting && r.cur_item == item && p.sec[sec2].compute[r.cur_pos] == j) {
             const Tick waited = m_sim.now() - r.wait_start;
             if (waited > Tick::zero()) {
-                // Until the transfer started: the rank's own communication in flight (exposed), else a late
-                // peer (bubble); then the transfer (exposed).
-                double bubble = 0, own = 0;
+                // Until the transfer started: the communication queued behind the rank's own earlier ones
+                // (exposed), else waiting for a late peer (bubble); then the transfer (exposed).
+                double bubble = 0;
                 if (why.comm) {
                     const Tick before = std::min(why.transfer_start, m_sim.now());
-                    if (before > r.wait_start) {
-                        own = own_comm_in(r, r.wait_start, before, r.exposed_by, m_spans);
-                        bubble = std::max(0.0, (before - r.wait_start).to_seconds() - own);
-                    }
+                    if (before > r.wait_start)
+                        bubble = std::max(0.0, (before - r.wait_start).to_seconds() -
+                                                   queued(r.wait_start, before, why.ready, why.issued));
                 }
                 const double exposed = waited.to_seconds() - bubble;
                 r.bubble_s += bubble;
                 r.exposed_s += exposed;
-                if (exposed - own > 0)
-                    r.exposed_by[std::string(why.purpose.empty() ? "other" : why.purpose)] += exposed - own;
+                if (exposed > 0)
+                    r.exposed_by[std::string(why.purpose.empty() ? "other" : why.purpose)] += exposed;
             }
             r.waiting = false;
             advance(r);
@@ -953,14 +950,14 @@ ExecResult Engine::run() {
                                 r.rank, r.cur_item, r.info->items.size(), r.cur_pos));
         ends[i] = std::max(r.compute_end, r.last_comm_end);
         if (r.last_comm_end > r.compute_end) {
-            // Until the last communication started: the rank's own communication in flight (its earlier
+            // Until the last communication started: queued behind the rank's own earlier ones (the last
             // gradient buckets: exposed), else its peers were behind (bubble); then exposed.
             const Tick from = std::max(r.compute_end, std::min(r.last_comm_start, r.last_comm_end));
             const double tail = (r.last_comm_end - from).to_seconds();
-            const double own = own_comm_in(r, r.compute_end, from, r.exposed_by, m_spans);
+            const double own = queued(r.compute_end, from, r.last_comm_ready, r.last_comm_issued);
             r.bubble_s += std::max(0.0, (from - r.compute_end).to_seconds() - own);
             r.exposed_s += tail + own;
-            r.exposed_by[r.last_comm_purpose] += tail;
+            r.exposed_by[r.last_comm_purpose] += tail + own;
         }
         if (ends[i] > step || critical < 0) {
             step = ends[i];
