@@ -13,6 +13,7 @@
 #include "arch/family.h"
 #include "experiment/sweep.h"
 #include "sim/config/error.h"
+#include "sim/config/limits.h"
 #include "sim/config/loader.h"
 #include "sim/config/messages.h"
 #include "sim/config/units.h"
@@ -45,8 +46,9 @@ Param at_least(Param p, double min) {
 }
 
 // A parallel degree: 1 to 2^20, the bound the plan's own check puts on every degree (workloads/parallel.cpp),
-// stated here so that products of degrees, batches and micro-batch sizes are formed from bounded numbers.
-constexpr double k_max_degree = 1 << 20;
+// checked here too so that products of degrees, batches and micro-batch sizes are formed from bounded
+// numbers.
+constexpr double k_max_degree = static_cast<double>(limits::max_parallel_degree);
 Param degree(Param p) {
     p.min = 1;
     p.max = k_max_degree;

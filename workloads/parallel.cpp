@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "sim/config/limits.h"
 #include "sim/core/check.h"
 #include "workloads/training.h"
 
@@ -377,8 +378,8 @@ void check_parallel_plan(const Model& m, const ParallelPlan& p, int64_t devices,
     at_least_1(p.expert, "expert");
     at_least_1(p.microbatches, "microbatches");
     if (p.zero < 0 || p.zero > 3) plan_fail(p, "zero", fmt::format("must be 0, 1, 2 or 3, found {}", p.zero));
-    if (p.data > (1 << 20) || p.tensor > (1 << 20) || p.pipeline > (1 << 20) || p.microbatches > (1 << 20))
-        plan_fail(p, "", "each degree must be at most 2^20");
+    for (const int64_t v : {p.data, p.tensor, p.pipeline, p.microbatches})
+        if (v > limits::max_parallel_degree) plan_fail(p, "", "each degree must be at most 2^20");
     if (p.devices() != devices)
         plan_fail(p, "",
                   fmt::format("data x tensor x pipeline = {} x {} x {} = {} ranks, but the system has {} "

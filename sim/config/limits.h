@@ -70,6 +70,9 @@ inline constexpr int64_t max_memory_instances = 1 << 20;  // instances of one me
 inline constexpr int64_t max_process_nm = 100'000;
 inline constexpr int64_t max_system_devices = int64_t{1} << 20;  // devices of one system
 inline constexpr int64_t max_parallel_links = 65536;             // `count` of one system link
+// Each degree of a parallel plan (data, tensor, pipeline) and its micro-batches: workloads/parallel.cpp
+// checks the plan, and compare files are refused above it before products of degrees and batches are formed.
+inline constexpr int64_t max_parallel_degree = int64_t{1} << 20;
 // A SCALE-Sim .cfg's interface: words per cycle (at the translator's 1 GHz clock, 1 PB/s for bytes).
 inline constexpr int64_t max_cfg_words_per_cycle = 1'000'000;
 
