@@ -5,6 +5,7 @@
 #include <boost/program_options/errors.hpp>
 #include <cstdio>
 #include <exception>
+#include <new>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -101,6 +102,15 @@ int MLSIM_MAIN(int argc, char** argv) {
     } catch (const mlsim::InternalError& e) {
         fmt::print(stderr, "mlsim: {}\n", e.what());
         return 1;
+    } catch (const std::bad_alloc&) {
+        // What the run asked for did not fit the memory this process may use (an address-space limit, the
+        // machine's memory): the user's to change, like a model that does not fit a device. A constant
+        // message: formatting one could need the memory that just ran out.
+        std::fputs(
+            "mlsim: error: out of memory: this run needs more memory than the process may use (its "
+            "address-space limit or the machine's); try a smaller model, batch, plan, sweep or --jobs\n",
+            stderr);
+        return 2;
     } catch (const std::exception& e) {
         fmt::print(stderr, "mlsim: internal error: {}\n", e.what());
         return 1;
