@@ -224,16 +224,19 @@ struct RankState {
     Tick last_comm_ready = Tick::zero(), last_comm_issued = Tick::zero();
 };
 
+// A rank's part in a communication: its task, when it was ready and when its stream issued it (see Wait).
+struct Member {
+    Instance in;
+    Tick ready = Tick::zero(), issued = Tick::zero();
+};
+
 struct PendingComm {
-    std::vector<Instance> members;
-    std::vector<Tick> ready, issued;  // each member's (Wait), in the order of `members`
+    std::vector<Member> members;
     int required = 0;
     bool p2p = false;
     // p2p: members[0] = send (when arrived), recv separately
     bool has_send = false, has_recv = false;
-    Instance send, recv;
-    Tick send_ready = Tick::zero(), send_issued = Tick::zero(), recv_ready = Tick::zero(),
-         recv_issued = Tick::zero();
+    Member send, recv;
     std::vector<int64_t> group;  // devices (collectives)
     GroupAxis axis = GroupAxis::tensor;
     const wl::CommOp* op = nullptr;
@@ -279,7 +282,7 @@ class Engine {
     void start_stream(RankState& r, int stream);
     void start_comm(const Instance& in, Tick ready);
     void launch(size_t pending_id);
-    std::vector<std::vector<int64_t>> mirror_groups(const std::vector<Instance>& members, GroupAxis axis,
+    std::vector<std::vector<int64_t>> mirror_groups(const std::vector<Member>& members, GroupAxis axis,
                                                     const std::vector<int64_t>& own);
     std::vector<std::pair<int64_t, int64_t>> mirror_pairs(int64_t stage, GroupAxis axis, int64_t own_src);
     void count_links(const std::vector<net::LinkBytes>& lb, double copies, bool tensor);
@@ -453,9 +456,7 @@ void Engine::start_comm(const Instance& in, Tick ready) {
         if (g.size() <= 1) {  // a group of one costs nothing
             const size_t id = m_pending.size();
             m_pending.push_back(PendingComm{});
-            m_pending[id].members = {in};
-            m_pending[id].ready = {ready};
-            m_pending[id].issued = {now};
+            m_pending[id].members = {Member{in, ready, now}};
             m_pending[id].op = &c;
             m_pending[id].axis = c.axis;
             m_pending[id].start = m_pending[id].end = m_sim.now();
@@ -477,8 +478,6 @@ void Engine::start_comm(const Instance& in, Tick ready) {
             pc.op = &c;
             for (int64_t m : g) pc.required += m_sim_index[static_cast<size_t>(m)] >= 0 ? 1 : 0;
             pc.members.reserve(static_cast<std::size_t>(pc.required));
-            pc.ready.reserve(static_cast<std::size_t>(pc.required));
-            pc.issued.reserve(static_cast<std::size_t>(pc.required));
             it = m_coll_open.emplace(key, id).first;
         }
         PendingComm& pc = m_pending[it->second];
@@ -487,9 +486,7 @@ void Engine::start_comm(const Instance& in, Tick ready) {
         MLSIM_CHECK(pc.op->collective == c.collective && pc.op->purpose == c.purpose,
                     fmt::format("rank {}: its collective {} ({}) on a {}-rank group met another member's {}",
                                 r.rank, seq, c.purpose, g.size(), pc.op->purpose));
-        pc.members.push_back(in);
-        pc.ready.push_back(ready);
-        pc.issued.push_back(now);
+        pc.members.push_back(Member{in, ready, now});
         if (static_cast<int>(pc.members.size()) == pc.required) {
             const size_t id = it->second;
             m_coll_open.erase(it);
@@ -517,24 +514,20 @@ void Engine::start_comm(const Instance& in, Tick ready) {
     }
     PendingComm& pc = m_pending[it->second];
     (c.send ? pc.has_send : pc.has_recv) = true;
-    (c.send ? pc.send : pc.recv) = in;
-    (c.send ? pc.send_ready : pc.recv_ready) = ready;
-    (c.send ? pc.send_issued : pc.recv_issued) = now;
+    (c.send ? pc.send : pc.recv) = Member{in, ready, now};
     if (pc.has_send && pc.has_recv) {
         if (c.send) pc.op = &c;  // the sender's size
         const size_t id = it->second;
         m_p2p_open.erase(it);
         pc.members = {pc.send, pc.recv};
-        pc.ready = {pc.send_ready, pc.recv_ready};
-        pc.issued = {pc.send_issued, pc.recv_issued};
         launch(id);
     }
 }
 
-std::vector<std::vector<int64_t>> Engine::mirror_groups(const std::vector<Instance>& members, GroupAxis axis,
+std::vector<std::vector<int64_t>> Engine::mirror_groups(const std::vector<Member>& members, GroupAxis axis,
                                                         const std::vector<int64_t>& own) {
     std::vector<int64_t> stages;
-    for (const Instance& in : members) stages.push_back(m_ranks[in.rank].stage);
+    for (const Member& m : members) stages.push_back(m_ranks[m.in.rank].stage);
     std::sort(stages.begin(), stages.end());
     stages.erase(std::unique(stages.begin(), stages.end()), stages.end());
     auto key = std::make_pair(axis_of(axis), stages);
@@ -601,7 +594,7 @@ void Engine::launch(size_t id) {
         };
         end = xfer(pc.group[0], pc.group[1]);
         if (m_sym) {
-            const RankState& sr = m_ranks[pc.send.rank];
+            const RankState& sr = m_ranks[pc.send.in.rank];
             const wl::RankCoord c0 = m_low.coord(sr.rank);
             const wl::RankCoord c1 = m_low.coord(pc.group[1]);
             for (int64_t d = 0; d < m_low.plan.data; ++d)
@@ -691,14 +684,11 @@ void Engine::launch(size_t id) {
 void Engine::on_comm_done(std::uint64_t id) {
     // Taken out, not referred to: start_stream below may add pending calls and move m_pending. Nothing reads
     // a finished call's members again.
-    const std::vector<Instance> members = std::move(m_pending[id].members);
-    const std::vector<Tick> ready = std::move(m_pending[id].ready), issued = std::move(m_pending[id].issued);
-    MLSIM_CHECK(ready.size() == members.size() && issued.size() == members.size(),
-                "a communication's members and their issue times differ in number");
+    const std::vector<Member> members = std::move(m_pending[id].members);
     const Tick pc_start = m_pending[id].start, pc_end = m_pending[id].end;
     const bool pc_p2p = m_pending[id].p2p;
-    for (std::size_t i = 0; i < members.size(); ++i) {
-        const Instance& in = members[i];
+    for (const Member& m : members) {
+        const Instance& in = m.in;
         RankState& r = m_ranks[in.rank];
         const wl::CommOp& c = *task_of(in).comm;
         r.comm_s += (pc_end - pc_start).to_seconds();
@@ -706,8 +696,8 @@ void Engine::on_comm_done(std::uint64_t id) {
             r.last_comm_end = pc_end;
             r.last_comm_start = pc_start;
             r.last_comm_purpose = c.purpose;
-            r.last_comm_ready = ready[i];
-            r.last_comm_issued = issued[i];
+            r.last_comm_ready = m.ready;
+            r.last_comm_issued = m.issued;
         }
         const int stream = 2 * axis_of(c.axis) + (c.collective ? 0 : (c.send ? 1 : 0));
         r.stream_busy[stream] = false;
@@ -715,8 +705,8 @@ void Engine::on_comm_done(std::uint64_t id) {
         w.comm = true;
         w.recv = pc_p2p && !c.send;
         w.transfer_start = pc_start;
-        w.ready = ready[i];
-        w.issued = issued[i];
+        w.ready = m.ready;
+        w.issued = m.issued;
         w.purpose = c.purpose;
         finish_task(in, m_sim.now(), w);
         start_stream(r, stream);
