@@ -51,6 +51,12 @@ bool is_depthwise(const wl::Op& op) {
     return conv && conv->groups > 1 && conv->out_channels == conv->groups;
 }
 
+// Whether the op runs as GEMMs on the micro-kernels (a depthwise convolution runs on the vector unit).
+// `gemms` and `macs` are the op's own (Op::gemms, Op::counts), which the caller has at hand.
+bool runs_as_gemm(const wl::Op& op, const std::vector<wl::GemmShape>& gemms, double macs) {
+    return !gemms.empty() && macs > 0 && !is_depthwise(op);
+}
+
 // The task of a GEMM of `w`-byte elements.
 GemmTask task_of(const wl::GemmShape& g, double w) {
     GemmTask t;
@@ -122,11 +128,11 @@ std::vector<LayerResult> CpuModel::run(const wl::Model& model) {
         for (const wl::Op& op : model.ops()) {
             const double w = wl::dtype_bytes(op.dtype);
             const auto unit = m_cpu.units.find(std::string(wl::dtype_name(op.dtype)));
-            if (w < 1 || unit == m_cpu.units.end() || op.gemms().empty() || !(op.counts().macs > 0) ||
-                is_depthwise(op))
-                continue;
+            if (w < 1 || unit == m_cpu.units.end()) continue;
+            const std::vector<wl::GemmShape> gemms = op.gemms();
+            if (!runs_as_gemm(op, gemms, op.counts().macs)) continue;
             const Blocking b = choose_blocking(m_cpu, unit->second, w, m_cpu.caches.back().capacity_bytes);
-            for (const wl::GemmShape& g : op.gemms()) check_trace_budget(m_cpu, op, g, b, task_of(g, w));
+            for (const wl::GemmShape& g : gemms) check_trace_budget(m_cpu, op, g, b, task_of(g, w));
         }
     std::vector<LayerResult> out;
     out.reserve(model.ops().size());
@@ -270,7 +276,7 @@ LayerResult CpuModel::simulate(const wl::Op& op, const OnChip& oc) {
     LayerWork wk;
     wk.traffic.resize(nlev);
     const std::vector<wl::GemmShape> gemms = op.gemms();
-    const bool gemm_op = !gemms.empty() && c.macs > 0 && !is_depthwise(op);
+    const bool gemm_op = runs_as_gemm(op, gemms, c.macs);
     double vector_flops = std::max(0.0, c.flops - 2 * c.macs);
     // Bytes the op must move across DRAM at least, and how much of that the GEMM loop nest accounts for.
     const double in_dram = c.input_bytes - oc.inputs, out_dram = c.output_bytes - oc.kept;
