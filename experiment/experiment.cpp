@@ -446,6 +446,24 @@ wl::ParallelPlan parallel_plan(const ExperimentOptions& o) {
     return p;
 }
 
+namespace {
+
+// Each device's main memory and type name, in device order (rank i runs on device i, of whatever type).
+struct DeviceMemories {
+    std::vector<double> capacity_bytes;
+    std::vector<std::string> names;
+};
+DeviceMemories device_memories(const arch::SystemSpec& system) {
+    DeviceMemories m;
+    for (const arch::SystemDevice& d : system.devices) {
+        m.capacity_bytes.push_back(system.type_of(d).main_memory().capacity_bytes);
+        m.names.push_back(system.type_of(d).name);
+    }
+    return m;
+}
+
+}  // namespace
+
 wl::ShardingOptions sharding_options(const ExperimentOptions& o, const arch::SystemSpec& system) {
     wl::ShardingOptions so;
     so.ranks = system.device_count;
@@ -460,11 +478,11 @@ wl::ShardingOptions sharding_options(const ExperimentOptions& o, const arch::Sys
     so.capacity_bytes = system.device.main_memory().capacity_bytes;
     so.device_name = system.device.name;
     // Rank i holds its shards on device i: in a system of several types, each its own memory.
-    if (system.device_types.size() > 1)
-        for (const arch::SystemDevice& d : system.devices) {
-            so.rank_capacity_bytes.push_back(system.type_of(d).main_memory().capacity_bytes);
-            so.rank_device_names.push_back(system.type_of(d).name);
-        }
+    if (system.device_types.size() > 1) {
+        DeviceMemories m = device_memories(system);
+        so.rank_capacity_bytes = std::move(m.capacity_bytes);
+        so.rank_device_names = std::move(m.names);
+    }
     return so;
 }
 
@@ -593,12 +611,9 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
                                   r.system.name, r.system.device_count));
         auto lowering = std::make_shared<wl::ParallelLowering>(wl::lower_parallel(forward, plan, po));
         // Each rank against its own device (rank i runs on the system's device i, of whatever type).
-        std::vector<double> capacity;
-        std::vector<std::string> names;
-        for (const arch::SystemDevice& d : r.system.devices) {
-            capacity.push_back(r.system.type_of(d).main_memory().capacity_bytes);
-            names.push_back(r.system.type_of(d).name);
-        }
+        DeviceMemories m = device_memories(r.system);
+        std::vector<double>& capacity = m.capacity_bytes;
+        std::vector<std::string>& names = m.names;
         if (capacity.empty()) {
             capacity.push_back(r.system.device.main_memory().capacity_bytes);
             names.push_back(r.system.device.name);
