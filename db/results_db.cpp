@@ -960,34 +960,42 @@ struct ResultsDb::Impl {
 
     void write_parallel(int64_t run_id, const ParallelRows& p);
 
-    // A layer's definition as a key of `def_ids`: its four strings, each after its length, then the bits of
-    // macs, flops and params.
+    // A layer's definition as a key of `def_ids`: the lengths of its four strings, the strings one after
+    // another, then the bits of macs, flops and params.
     static void def_key(std::string& key, const PreparedLayers& p, const PreparedLayers::Layer& l) {
+        const std::array<PreparedLayers::Text, 4> texts{l.name, l.op, l.phase, l.dtype};
         key.clear();
-        for (const PreparedLayers::Text t : {l.name, l.op, l.phase, l.dtype}) {
+        for (const PreparedLayers::Text t : texts)
             key.append(reinterpret_cast<const char*>(&t.size), sizeof t.size);
-            key.append(p.text, t.begin, t.size);
-        }
+        for (const PreparedLayers::Text t : texts) key.append(p.text, t.begin, t.size);
         key.append(reinterpret_cast<const char*>(&l.macs), sizeof l.macs);
         key.append(reinterpret_cast<const char*>(&l.flops), sizeof l.flops);
         key.append(reinterpret_cast<const char*>(&l.params), sizeof l.params);
     }
 
-    // Whether `key` (def_key) is the key of layer `l`, compared where it lies (no key built).
+    // Whether `key` (def_key) is the key of layer `l`, compared where it lies (no key built). prepare_layers
+    // puts a layer's four strings one after another in the text: then they are compared at once (a sweep's
+    // writer asks this of every layer of every point; bench/README.md, eighteenth round).
     static bool is_def_key(std::string_view key, const PreparedLayers& p, const PreparedLayers::Layer& l) {
-        for (const PreparedLayers::Text t : {l.name, l.op, l.phase, l.dtype}) {
-            if (key.size() < sizeof t.size + t.size) return false;
-            uint32_t size = 0;
-            std::memcpy(&size, key.data(), sizeof size);
-            if (size != t.size || std::memcmp(key.data() + sizeof size, p.text.data() + t.begin, t.size) != 0)
-                return false;
-            key.remove_prefix(sizeof size + t.size);
+        const std::array<uint32_t, 4> sizes{l.name.size, l.op.size, l.phase.size, l.dtype.size};
+        const std::size_t strings = std::size_t{sizes[0]} + sizes[1] + sizes[2] + sizes[3];
+        constexpr std::size_t numbers = 3 * 8;
+        if (key.size() != sizeof sizes + strings + numbers ||
+            std::memcmp(key.data(), sizes.data(), sizeof sizes) != 0)
+            return false;
+        const char* at = key.data() + sizeof sizes;
+        if (l.op.begin == l.name.begin + l.name.size && l.phase.begin == l.op.begin + l.op.size &&
+            l.dtype.begin == l.phase.begin + l.phase.size) {
+            if (std::memcmp(at, p.text.data() + l.name.begin, strings) != 0) return false;
+        } else {
+            for (const PreparedLayers::Text t : {l.name, l.op, l.phase, l.dtype}) {
+                if (std::memcmp(at, p.text.data() + t.begin, t.size) != 0) return false;
+                at += t.size;
+            }
         }
-        char numbers[3 * 8];
-        std::memcpy(numbers, &l.macs, 8);
-        std::memcpy(numbers + 8, &l.flops, 8);
-        std::memcpy(numbers + 16, &l.params, 8);
-        return key == std::string_view(numbers, sizeof numbers);
+        at = key.data() + sizeof sizes + strings;
+        return std::memcmp(at, &l.macs, 8) == 0 && std::memcmp(at + 8, &l.flops, 8) == 0 &&
+               std::memcmp(at + 16, &l.params, 8) == 0;
     }
 
     // The id of a layer's definition in layer_defs, added there when new; inside the caller's write

@@ -143,23 +143,23 @@ Statement& Statement::bind_null() {
 
 template <class Bind>
 Statement& Statement::keep_number(Kept::Kind kind, uint64_t bits, Bind bind) {
+    // keep_* found the parameter not holding the value (holds), so it is bound here without looking again.
     const int i = next_index();
     Kept& k = kept(i);
-    if (k.kind == kind && k.bits == bits) return *this;
     k.kind = Kept::Kind::none;  // until SQLite has it
-    m_conn.check(bind(i), "bind a value");
+    if (const int rc = bind(i); rc != SQLITE_OK) m_conn.check(rc, "bind a value");
     k.kind = kind;
     k.bits = bits;
     return *this;
 }
 
-Statement& Statement::keep_real(double v) {
+Statement& Statement::bind_kept_real(double v) {
     uint64_t bits = 0;
     std::memcpy(&bits, &v, sizeof bits);
     return keep_number(Kept::Kind::real, bits, [&](int i) { return sqlite3_bind_double(m_stmt, i, v); });
 }
 
-Statement& Statement::keep_int(int64_t v) {
+Statement& Statement::bind_kept_int(int64_t v) {
     return keep_number(Kept::Kind::integer, static_cast<uint64_t>(v),
                        [&](int i) { return sqlite3_bind_int64(m_stmt, i, v); });
 }

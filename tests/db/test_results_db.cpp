@@ -1467,6 +1467,54 @@ TEST_CASE("prepared rows hold their strings in one text, and consistent() finds 
     CHECK_FALSE(broken([](auto&) {}));
 }
 
+TEST_CASE("a layer's definition is found again whether or not its strings lie one after another", "[db]") {
+    // prepare_layers puts a layer's name, op, phase and dtype one after another, and the writer compares them
+    // at once; rows from elsewhere (an MPI rank's block) may place them apart, and the same definitions must
+    // then get the same ids, and different ones (a string's bytes moved into its neighbour) new ids.
+    TempDir dir;
+    const std::string path = dir.file("defs.db");
+    const std::vector<LayerRow> layers = sample_layers(3);
+    mlsim::db::PreparedLayers p;
+    mlsim::db::prepare_layers(layers, p);
+    // The same layers with each string copied to the end of the text, in reverse order.
+    mlsim::db::PreparedLayers apart = p;
+    for (auto& l : apart.layers)
+        for (auto* t : {&l.dtype, &l.phase, &l.op, &l.name}) {
+            const std::string copy(p.str(*t));
+            *t = {static_cast<uint32_t>(apart.text.size()), static_cast<uint32_t>(copy.size())};
+            apart.text += copy;
+        }
+    REQUIRE(apart.consistent());
+    REQUIRE(apart.layers[0].op.begin != apart.layers[0].name.begin + apart.layers[0].name.size);
+    // The same bytes in one place, split differently: the name one byte shorter, the op one longer.
+    mlsim::db::PreparedLayers shifted = p;
+    shifted.layers[1].name.size -= 1;
+    shifted.layers[1].op.begin -= 1;
+    shifted.layers[1].op.size += 1;
+    REQUIRE(shifted.consistent());
+    {
+        ResultsDb db(path);
+        db.record_run(sample_info("a\n"), p, 1.0);
+        db.record_run(sample_info("b\n"), apart, 1.0);
+        db.record_run(sample_info("c\n"), p, 1.0);
+        db.record_run(sample_info("d\n"), shifted, 1.0);
+    }
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layer_defs") == 4);
+    const auto defs = [&](int64_t run) {
+        return query_text(path, fmt::format("SELECT group_concat(def_id, ',') FROM (SELECT def_id FROM "
+                                            "layer_results WHERE run_id = {} ORDER BY idx)",
+                                            run));
+    };
+    CHECK(defs(1) == "1,2,3");
+    CHECK(defs(2) == "1,2,3");
+    CHECK(defs(3) == "1,2,3");
+    CHECK(defs(4) == "1,4,3");
+    CHECK(query_text(path, "SELECT name || '|' || op FROM layer_defs WHERE def_id = 4") ==
+          std::string(p.str(p.layers[1].name)).substr(0, p.layers[1].name.size - 1) + "|" +
+              std::string(p.str(p.layers[1].name)).substr(p.layers[1].name.size - 1) +
+              std::string(p.str(p.layers[1].op)));
+}
+
 TEST_CASE("prepare_layers refuses rows that break physics, as record_run does, without a database", "[db]") {
     mlsim::db::PreparedLayers p;
     std::vector<LayerRow> layers = sample_layers(3);
@@ -1515,6 +1563,12 @@ TEST_CASE("Statement::keep_* leaves a parameter that holds the same value as it 
     // reset() clears every binding, and what was kept with them.
     s.reset();
     CHECK(row([&] { s.keep_int(5).keep_text("x").keep_text("y"); }) == "5,'x','y'");
+    // A value past the statement's parameters is refused, even one that a parameter holds.
+    s.rewind();
+    s.bind_int(++key).keep_int(5).keep_text("x").keep_text("y");
+    CHECK_THROWS_AS(s.keep_int(5), InternalError);
+    CHECK_THROWS_AS(s.keep_real(1.0), InternalError);
+    s.reset();
 }
 
 TEST_CASE("a schema-11 file's layer rows are numbered, each run's range in runs, every row kept", "[db]") {
