@@ -389,12 +389,14 @@ std::shared_ptr<const arch::SystemSpec> OverrideCache::get(
     auto applied = std::make_shared<const arch::SystemSpec>(apply_overrides(*system, overrides));
     std::lock_guard lock(m_mutex);
     if (auto it = m_index.find(key); it != m_index.end()) return it->second->system;  // another thread's
+    if (m_lru.size() >= m_capacity) {
+        const auto victim =
+            std::next(m_lru.begin(), static_cast<std::ptrdiff_t>(std::min(k_kept_recent, m_lru.size() - 1)));
+        m_index.erase(victim->key);
+        m_lru.erase(victim);
+    }
     m_lru.push_front(Entry{std::move(key), system, applied});
     m_index.emplace(m_lru.front().key, m_lru.begin());
-    if (m_lru.size() > k_max_systems) {
-        m_index.erase(m_lru.back().key);
-        m_lru.pop_back();
-    }
     return applied;
 }
 

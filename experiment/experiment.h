@@ -7,6 +7,7 @@
 // ("device.clock", "device.memory[1].bandwidth", "system.count") before the device is built; the
 // overridden tree is validated again with the device and system schemas, so a bad value is reported at
 // the override node's own location (e.g. the sweep file that gave it).
+#include <algorithm>
 #include <cstdint>
 #include <list>
 #include <map>
@@ -119,19 +120,27 @@ class ModelCache {
 // where a copy of the result costs about 0.13 M. The key is the system's address and every part of each
 // override (key path, option, alternatives, and the value's text, kinds, paths and locations), so a hit
 // is exactly what apply_overrides would return. Thread-safe; an application that fails is not kept (it
-// fails again, with the same error). The least recently used entry goes first; at most k_max_systems
-// entries (about 34 KB each for a TPU v4, whose documents share their unchanged parts with the base system's:
-// 990 entries raised a sweep's peak memory by 34 MB).
+// fails again, with the same error). At most `capacity` entries (about 34 KB each for a TPU v4, whose
+// documents share their unchanged parts with the base system's: 990 entries raised a sweep's peak memory by
+// 34 MB).
 class OverrideCache {
   public:
-    std::shared_ptr<const arch::SystemSpec> get(const std::shared_ptr<const arch::SystemSpec>& system,
-                                                const std::vector<ConfigOverride>& overrides);
     // check_points() applies every point's overrides before the sweep starts and the points take their
     // systems from here: room for every distinct set of overrides of a sweep of a few thousand points
     // (990 in the 1,980-point systolic sweep of bench/bench_sweep_mpi.py; with 128 entries, half its points
-    // applied theirs a second time, some 4 % of a simulating rank's CPU). A larger sweep keeps the most
-    // recent, and a point whose set was dropped applies it again.
+    // applied theirs a second time, some 4 % of a simulating rank's CPU).
     static constexpr std::size_t k_max_systems = 1024;
+    // When full, a new entry replaces the 17th most recently used: the 16 most recent stay (a sweep's inner
+    // factors reuse a few sets in turn), and so do the older ones. A sweep visits its sets in nested loops:
+    // with more distinct sets than entries in its inner loop (2,000 memory bandwidths under a batch factor),
+    // dropping the least recently used dropped each set just before its next turn and no point found its
+    // set; this way the sets kept stay until they are used again (bench/README.md, eighteenth round).
+    static constexpr std::size_t k_kept_recent = 16;
+
+    explicit OverrideCache(std::size_t capacity = k_max_systems)
+        : m_capacity(std::max<std::size_t>(capacity, 1)) {}
+    std::shared_ptr<const arch::SystemSpec> get(const std::shared_ptr<const arch::SystemSpec>& system,
+                                                const std::vector<ConfigOverride>& overrides);
 
   private:
     struct Entry {
@@ -139,6 +148,7 @@ class OverrideCache {
         std::shared_ptr<const arch::SystemSpec> base;  // keeps the address in `key` from being reused
         std::shared_ptr<const arch::SystemSpec> system;
     };
+    std::size_t m_capacity;
     std::mutex m_mutex;
     std::list<Entry> m_lru;                                                    // most recently used first
     std::unordered_map<std::string_view, std::list<Entry>::iterator> m_index;  // views of Entry::key

@@ -690,6 +690,42 @@ TEST_CASE("Runs given an override cache store what runs without one store, and s
     CHECK(error_of([&] { cache->get(system, bad); }) == message);
 }
 
+TEST_CASE("A full override cache keeps its older sets and its 16 most recent, for a sweep's nested loops",
+          "[sweep][override_cache]") {
+    const auto system =
+        std::make_shared<const arch::SystemSpec>(exp::load_system_file(exp::resolve_system_path("a100")));
+    const auto set = [](int i) {
+        return std::vector<exp::ConfigOverride>{exp::ConfigOverride{
+            "device.memory[2].bandwidth",
+            cfg::Node::make_scalar(fmt::format("{}GB/s", 1000 + i), cfg::SourceLoc{"s.yaml", 3, 7},
+                                   "device.memory[2].bandwidth")}};
+    };
+    // Capacity 32; an inner loop over 40 sets, three times (a bandwidth factor inside a batch factor).
+    // Dropping the least recently used, no set would be found again; here every set but the 17 replaced ones
+    // is.
+    exp::OverrideCache cache(32);
+    std::vector<std::shared_ptr<const arch::SystemSpec>> first;
+    for (int i = 0; i < 40; ++i) first.push_back(cache.get(system, set(i)));
+    for (int round = 0; round < 2; ++round) {
+        int found = 0;
+        for (int i = 0; i < 40; ++i) found += cache.get(system, set(i)) == first[static_cast<std::size_t>(i)];
+        CHECK(found >= 32 - 17);
+    }
+    // Two new sets taken in turn once the cache is full (a two-valued inner factor): found again, as the 16
+    // most recent stay.
+    const auto x = cache.get(system, set(100)), y = cache.get(system, set(101));
+    for (int k = 0; k < 3; ++k) {
+        CHECK(cache.get(system, set(100)) == x);
+        CHECK(cache.get(system, set(101)) == y);
+    }
+    // A cache of one entry keeps the last set.
+    exp::OverrideCache one(1);
+    const auto a = one.get(system, set(1));
+    CHECK(one.get(system, set(1)) == a);
+    CHECK(one.get(system, set(2)) != a);
+    CHECK(one.get(system, set(1)) != a);
+}
+
 TEST_CASE("layer-rows none records a run's totals without its layer rows, as a run of its own", "[sweep]") {
     TempDir dir("mlsim_test_sweep_layer_rows");
     const std::string file = data("sweep_layer_rows.yaml");
