@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <charconv>
 
 #include "sim/config/number.h"
 #include "sim/core/check.h"
@@ -191,10 +192,44 @@ bool Node::as_bool() const {
 }
 
 void Node::set_path(std::string path) {
+    // A system's build re-roots its device document under `device` (arch/system/system_spec.cpp), where a
+    // sweep point's document, the base system's with one value changed, mostly is already: re-rooting copied
+    // every node from the base system's copy, a fifth of applying a point's overrides (bench/README.md,
+    // eighteenth round).
+    if (rooted_at(path)) return;
+    reroot(std::move(path));
+}
+
+void Node::reroot(std::string path) {
     Data& data = w();
     data.path = std::move(path);
-    for (auto& [k, v] : data.map) v.set_path(child_key_path(data.path, k));
-    for (std::size_t i = 0; i < data.seq.size(); ++i) data.seq[i].set_path(child_index_path(data.path, i));
+    for (auto& [k, v] : data.map) v.reroot(child_key_path(data.path, k));
+    for (std::size_t i = 0; i < data.seq.size(); ++i) data.seq[i].reroot(child_index_path(data.path, i));
+}
+
+bool Node::rooted_at(std::string_view path) const {
+    const Data& data = d();
+    if (data.path != path) return false;
+    // A child's path is child_key_path's or child_index_path's, compared in place.
+    for (const auto& [k, v] : data.map) {
+        const std::string_view p = v.d().path;
+        const bool ok = path.empty() ? p == k
+                                     : p.size() == path.size() + 1 + k.size() && p.starts_with(path) &&
+                                           p[path.size()] == '.' && p.ends_with(k);
+        if (!ok || !v.rooted_at(p)) return false;
+    }
+    char index[32];
+    for (std::size_t i = 0; i < data.seq.size(); ++i) {
+        const std::string_view p = data.seq[i].d().path;
+        index[0] = '[';
+        char* end = std::to_chars(index + 1, index + sizeof index - 1, i).ptr;
+        *end++ = ']';
+        const std::string_view suffix(index, static_cast<std::size_t>(end - index));
+        if (p.size() != path.size() + suffix.size() || !p.starts_with(path) || !p.ends_with(suffix) ||
+            !data.seq[i].rooted_at(p))
+            return false;
+    }
+    return true;
 }
 
 bool Node::same_content(const Node& other) const {

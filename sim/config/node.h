@@ -72,6 +72,7 @@ class Node {
 
     // Re-root paths (used when a subtree is moved under another key): this node gets `path` and every
     // descendant the path below it.
+    // A subtree that has those paths already is left as it is (not copied from the copies sharing it).
     void set_path(std::string path);
 
     // Same kinds, scalar texts, keys (in order) and items, ignoring locations and paths.
@@ -84,6 +85,9 @@ class Node {
     const Data& d() const;
     Data& w();  // the contents, this node's alone (copied first when shared)
     std::optional<std::size_t> position(std::string_view key) const;
+    // Whether this node has `path` and every descendant the path below it, as set_path would give them.
+    bool rooted_at(std::string_view path) const;
+    void reroot(std::string path);  // set_path without the look
 };
 
 struct Node::Data {

@@ -134,6 +134,42 @@ TEST_CASE("set_path re-roots a whole subtree", "[node]") {
     CHECK(sub.find("b")->items()[0].path() == "b[0]");
 }
 
+TEST_CASE("set_path re-roots a subtree whose root has the path and a descendant does not", "[node]") {
+    // set_path leaves a subtree that has its paths already as it is; one wrong path below must still be
+    // found, at any depth, in maps and sequences (indices 1 and 11 differ, so do "a.b" and "ab.").
+    Node root = parse_string("a:\n  b: [1, {c: 2}, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]\n  d: 3\n", "p.yaml");
+    Node sub = *root.find("a");
+    REQUIRE(sub.path() == "a");
+    const auto paths = [](const Node& n) {
+        return n.path() + " " + n.find("b")->path() + " " + n.find("b")->items()[1].find("c")->path() + " " +
+               n.find("b")->items()[11].path() + " " + n.find("d")->path();
+    };
+    const std::string right = "a a.b a.b[1].c a.b[11] a.d";
+    CHECK(paths(sub) == right);
+    sub.set_path("a");
+    CHECK(paths(sub) == right);
+    for (const char* wrong : {"elsewhere", "ab.", "a.c", "a.b[1]", ""}) {
+        Node b = *sub.find("b");
+        b.set_path(wrong);
+        Node moved = sub;
+        moved.set("b", b);
+        CHECK(paths(moved) != right);
+        moved.set_path("a");
+        CHECK(paths(moved) == right);
+    }
+    // A sequence item with another index's path.
+    Node b = *sub.find("b");
+    Node item = b.items()[1];
+    item.set_path("a.b[11]");
+    Node list = Node::make_sequence({}, "a.b");
+    for (std::size_t i = 0; i < b.items().size(); ++i) list.push_back(i == 1 ? item : b.items()[i]);
+    Node moved = sub;
+    moved.set("b", list);
+    CHECK(moved.find("b")->items()[1].find("c")->path() == "a.b[11].c");
+    moved.set_path("a");
+    CHECK(paths(moved) == right);
+}
+
 TEST_CASE("an empty value is a null node located at its key", "[node]") {
     Node root = parse_string("a:\n  b:\n  c: 1\n", "p.yaml");
     const Node* b = root.find("a")->find("b");
