@@ -73,8 +73,13 @@ const cfg::Schema& memory_schema() {
         instances.min = 1;
         instances.max = static_cast<double>(limits::max_memory_instances);
         s.params.push_back(instances);
-        s.params.push_back(cfg::quantity("bandwidth", Dim::bandwidth, std::nullopt,
-                                         "total bandwidth over all instances, toward the compute units"));
+        Param bandwidth = optional_no_default(
+            "bandwidth", PType::quantity,
+            "total bandwidth over all instances, toward the compute units; required, except on a GPU's first "
+            "level (L1 / shared memory), which is gpu.shared_memory_bandwidth x sms x clock when left out");
+        bandwidth.dim = Dim::bandwidth;
+        bandwidth.positive = true;
+        s.params.push_back(bandwidth);
         s.params.push_back(cfg::quantity("latency", Dim::time, std::string("0ns"),
                                          "access latency; 0 = not modelled at this fidelity", false));
         Param read = cfg::quantity("read_energy", Dim::energy_per_byte, std::nullopt,
@@ -315,8 +320,11 @@ DeviceSpec device_from_node(const cfg::Node& resolved) {
         if (!(m.capacity_bytes > 0)) fail_at(lr.at("capacity"), "must be greater than zero");
         m.instances = lr.integer("instances");
         if (m.instances < 1) fail_at(lr.at("instances"), "must be at least 1");
-        m.bandwidth_Bps = lr.quantity("bandwidth");
-        if (!(m.bandwidth_Bps > 0)) fail_at(lr.at("bandwidth"), "must be greater than zero");
+        // Left out: 0 here, for the device's family to derive (a GPU's L1), checked below.
+        if (lr.has("bandwidth")) {
+            m.bandwidth_Bps = lr.quantity("bandwidth");
+            if (!(m.bandwidth_Bps > 0)) fail_at(lr.at("bandwidth"), "must be greater than zero");
+        }
         m.latency_s = lr.quantity("latency");
         if (m.latency_s < 0) fail_at(lr.at("latency"), "must be zero or more");
         m.read_energy_J_per_byte = lr.quantity("read_energy");
@@ -358,6 +366,13 @@ DeviceSpec device_from_node(const cfg::Node& resolved) {
                             " device, but this device's family is '" + d.family + "'");
         if (f.parse) d.params[f.name] = f.parse(*dev, d);
     }
+    for (std::size_t i = 0; i < d.memory.size(); ++i)
+        if (!(d.memory[i].bandwidth_Bps > 0))
+            fail_at(
+                levels[i].node(),
+                "memory level '" + d.memory[i].name +
+                    "' needs `bandwidth` (only a GPU's first level, its L1 "
+                    "/ shared memory, may leave it out: the GPU model derives it from its `gpu:` section)");
     if (d.peak_ops_per_s.empty())
         fail_at(r.has("peak") ? r.at("peak") : *dev,
                 r.has("peak")

@@ -192,6 +192,28 @@ std::shared_ptr<const FamilyParams> parse_gpu(const cfg::Node& dev, DeviceSpec& 
     g.max_threads_per_sm = r.integer("max_threads_per_sm");
     g.max_blocks_per_sm = r.integer("max_blocks_per_sm");
     g.shared_memory_bandwidth_per_clock = static_cast<double>(r.integer("shared_memory_bandwidth"));
+    // The first level is each SM's L1 / shared memory, whose bandwidth the model takes from the SM array
+    // (gpu_model.cpp: shared_memory_bandwidth per clock per SM). A level's declared bandwidth that the model
+    // did not read made a sweep over it a silent no-op; it is now derived when left out, and a declared one
+    // must agree with the SM array, as a declared peak must.
+    {
+        MemoryLevel& l1 = d.memory.front();
+        const double derived_l1 =
+            g.shared_memory_bandwidth_per_clock * static_cast<double>(g.sms) * d.clock_hz;
+        if (l1.bandwidth_Bps == 0) {
+            l1.bandwidth_Bps = derived_l1;
+        } else if (std::abs(l1.bandwidth_Bps - derived_l1) > 0.01 * derived_l1) {
+            const cfg::Node& level = child(dev, "memory").items().front();
+            fail_at(child(level, "bandwidth"),
+                    "bandwidth " + cfg::format_quantity(l1.bandwidth_Bps, cfg::Dim::bandwidth) + " of '" +
+                        l1.name +
+                        "', the GPU's L1 / shared memory, does not match the SM array: "
+                        "gpu.shared_memory_bandwidth x SMs x clock = " +
+                        cfg::format_quantity(derived_l1, cfg::Dim::bandwidth) +
+                        " (a declared bandwidth must agree within 1 %; leave it out to have it derived, and "
+                        "set gpu.shared_memory_bandwidth or the clock to change it)");
+        }
+    }
     g.l2_port_bytes_per_clock = static_cast<double>(r.integer("l2_port_bandwidth"));
     g.l2_latency_s = r.quantity("l2_latency");
     g.dram_latency_s = r.quantity("dram_latency");

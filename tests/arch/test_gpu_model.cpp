@@ -163,10 +163,51 @@ TEST_CASE("A GPU without distinct L1, L2 and DRAM levels is a located user error
     const std::string path = (std::filesystem::temp_directory_path() / "mlsim_gpu_levels.yaml").string();
     std::ofstream(path)
         << "extends: " << k_devices
-        << "a100.yaml\ndevice:\n  memory:\n    - {name: l1, capacity: 192KiB, bandwidth: 19TB/s, "
-           "read_energy: 0.5pJ/B, instances: 108}\n"
+        << "a100.yaml\ndevice:\n  memory:\n    - {name: l1, capacity: 192KiB, read_energy: 0.5pJ/B, "
+           "instances: 108}\n"
            "    - {name: hbm, capacity: 80GiB, bandwidth: 2TB/s, read_energy: 30pJ/B}\n";
     CHECK(arch::load_device(path).memory.size() == 2);
+    std::filesystem::remove(path);
+}
+
+TEST_CASE("A GPU's L1 bandwidth is the SM array's: derived when left out, a declared one checked", "[gpu]") {
+    // The model times shared memory from gpu.shared_memory_bandwidth; the first level's bandwidth it did not
+    // read, so a sweep over it changed nothing. Now it is derived, follows the clock, and a declared value
+    // that disagrees is a located error.
+    const arch::DeviceSpec a100 = arch::load_device(k_devices + "a100.yaml");
+    CHECK(a100.memory.front().bandwidth_Bps == Approx(128.0 * 108 * 1.41e9));
+    const std::string path = (std::filesystem::temp_directory_path() / "mlsim_gpu_l1.yaml").string();
+    const auto load = [&](const std::string& text) {
+        std::ofstream(path) << "extends: " << k_devices << "a100.yaml\ndevice:\n" << text;
+        return arch::load_device(path);
+    };
+    const auto levels_with = [](const std::string& l1_bandwidth) {
+        return "  memory:\n    - {name: l1, capacity: 192KiB, " + l1_bandwidth +
+               "read_energy: 0.5pJ/B, instances: 108}\n"
+               "    - {name: l2, capacity: 40MiB, bandwidth: 7.22TB/s, read_energy: 3pJ/B}\n"
+               "    - {name: hbm, capacity: 80GiB, bandwidth: 2039GB/s, read_energy: 30pJ/B}\n";
+    };
+    // The clock and the bytes per clock move it.
+    CHECK(load("  clock: 1GHz\n").memory.front().bandwidth_Bps == Approx(128.0 * 108 * 1e9));
+    CHECK(load("  gpu:\n    shared_memory_bandwidth: 64\n").memory.front().bandwidth_Bps ==
+          Approx(64.0 * 108 * 1.41e9));
+    // A declared bandwidth within 1 % is taken; another is refused where it is written.
+    CHECK(load(levels_with("bandwidth: 19.5TB/s, ")).memory.front().bandwidth_Bps == Approx(19.5e12));
+    const std::string msg = test::user_error_of([&] { load(levels_with("bandwidth: 25TB/s, ")); });
+    INFO(msg);
+    CHECK(msg.find("mlsim_gpu_l1.yaml:4:") != std::string::npos);
+    CHECK(msg.find("device.memory[0].bandwidth") != std::string::npos);
+    CHECK(msg.find("does not match the SM array") != std::string::npos);
+    CHECK(msg.find("19.49 TB/s") != std::string::npos);
+    // Only a GPU's first level may leave it out.
+    const std::string l2_missing = test::user_error_of([&] {
+        load(
+            "  memory:\n    - {name: l1, capacity: 192KiB, read_energy: 0.5pJ/B, instances: 108}\n"
+            "    - {name: l2, capacity: 40MiB, read_energy: 3pJ/B}\n"
+            "    - {name: hbm, capacity: 80GiB, bandwidth: 2039GB/s, read_energy: 30pJ/B}\n");
+    });
+    CHECK(l2_missing.find("mlsim_gpu_l1.yaml:5:") != std::string::npos);
+    CHECK(l2_missing.find("memory level 'l2' needs `bandwidth`") != std::string::npos);
     std::filesystem::remove(path);
 }
 
