@@ -404,8 +404,18 @@ TEST_CASE("bad shape keys are located user errors", "[arch][system][shapes][erro
     CHECK_THAT(err(nodes, "  fabric: {shape: fat-tree, nic: {bandwidth: 1GB/s}, oversubscription: 2}\n"),
                Contains("system.fabric.oversubscription") && Contains("needs spine switches"));
     CHECK_THAT(err(nodes, "  fabric: {shape: fat-tree}\n"), Contains("system.fabric") && Contains("nic"));
+    // Without spines, groups of leaves are cut off from one another: the message says so, at the fabric's
+    // shape (before, it said there were no `links:`, though the fabric had made some).
     CHECK_THAT(err(nodes, "  fabric: {shape: rail-optimised, nodes_per_su: 2, nic: {bandwidth: 1GB/s}}\n"),
-               Contains("cannot be reached"));
+               Contains("system.fabric.shape") && Contains("cannot be reached") &&
+                   Contains("the fabric's 2 scalable units are not joined") &&
+                   Contains("spine: {count: N}") && !Contains("no `links:`"));
+    CHECK_THAT(err(nodes, "  fabric: {shape: fat-tree, nodes_per_leaf: 1, nic: {bandwidth: 1GB/s}}\n"),
+               Contains("system.fabric.shape") && Contains("the fabric's 4 leaves are not joined"));
+    // One leaf needs no spine.
+    CHECK_NOTHROW(test::load_test_system(
+        "one_leaf.yaml",
+        shape_system(nodes, "  fabric: {shape: fat-tree, nodes_per_leaf: 4, nic: {bandwidth: 1GB/s}}\n")));
     CHECK_THAT(test::system_error("simple_fabric.yaml",
                                   "system:\n  name: t\n  device: a100\n  count: 4\n"
                                   "  fabric: {shape: fat-tree, nic: {bandwidth: 1GB/s}}\n"),
