@@ -308,8 +308,9 @@ int cmd_run(const Args& args) {
                    r.layers.size());
     if (r.system.device_count > 1 && !r.parallel_run)
         fmt::print(stderr,
-                   "note: system '{}' has {} devices; multi-device execution is not modelled yet, so these "
-                   "figures are for one {}\n",
+                   "note: system '{}' has {} devices, and without a parallel plan these figures are for one "
+                   "{}; --data-parallel, --tensor-parallel and --pipeline-parallel run the workload on "
+                   "several (README: Parallel plans)\n",
                    r.system.name, r.system.device_count, r.system.device.name);
     print_totals(r);
     if (db) {

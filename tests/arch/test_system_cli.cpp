@@ -128,6 +128,12 @@ TEST_CASE("mlsim validate accepts every system preset and run still runs on one 
         std::string::npos);
     const Output r = run_mlsim("run --system dgx-a100 --model mlp3 -q");
     CHECK(r.status == 0);
-    CHECK(r.all.find("multi-device execution is not modelled yet") != std::string::npos);
+    CHECK(r.all.find("has 8 devices, and without a parallel plan these figures are for one a100") !=
+          std::string::npos);
+    CHECK(r.all.find("--data-parallel") != std::string::npos);
+    // With a plan, the run is the parallel one and the note is not printed.
+    const Output p = run_mlsim("run --system dgx-a100 --model mlp3 -q --batch 8 --data-parallel 8");
+    CHECK(p.status == 0);
+    CHECK(p.all.find("without a parallel plan") == std::string::npos);
     CHECK(r.all.find("mlp3 on a100") != std::string::npos);
 }
