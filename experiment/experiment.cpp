@@ -391,7 +391,7 @@ std::shared_ptr<const arch::SystemSpec> OverrideCache::get(
     if (auto it = m_index.find(key); it != m_index.end()) return it->second->system;  // another thread's
     if (m_lru.size() >= m_capacity) {
         const auto victim =
-            std::next(m_lru.begin(), static_cast<std::ptrdiff_t>(std::min(k_kept_recent, m_lru.size() - 1)));
+            std::next(m_lru.begin(), static_cast<std::ptrdiff_t>(std::min(kept_recent(), m_lru.size() - 1)));
         m_index.erase(victim->key);
         m_lru.erase(victim);
     }

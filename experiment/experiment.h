@@ -130,12 +130,13 @@ class OverrideCache {
     // (990 in the 1,980-point systolic sweep of bench/bench_sweep_mpi.py; with 128 entries, half its points
     // applied theirs a second time, some 4 % of a simulating rank's CPU).
     static constexpr std::size_t k_max_systems = 1024;
-    // When full, a new entry replaces the 17th most recently used: the 16 most recent stay (a sweep's inner
-    // factors reuse a few sets in turn), and so do the older ones. A sweep visits its sets in nested loops:
-    // with more distinct sets than entries in its inner loop (2,000 memory bandwidths under a batch factor),
+    // When full, a new entry replaces the one just older than the most recent half: the sets a sweep's inner
+    // loop takes in turn stay while there are at most half the capacity of them (as least-recently-used
+    // would keep them), and the older half stays until used again. A sweep visits its sets in nested loops:
+    // with more distinct sets in its inner loop than entries (2,000 memory bandwidths under a batch factor),
     // dropping the least recently used dropped each set just before its next turn and no point found its
-    // set; this way the sets kept stay until they are used again (bench/README.md, eighteenth round).
-    static constexpr std::size_t k_kept_recent = 16;
+    // set; this way about a third do (bench/README.md, eighteenth round).
+    std::size_t kept_recent() const { return m_capacity / 2; }
 
     explicit OverrideCache(std::size_t capacity = k_max_systems)
         : m_capacity(std::max<std::size_t>(capacity, 1)) {}

@@ -690,7 +690,7 @@ TEST_CASE("Runs given an override cache store what runs without one store, and s
     CHECK(error_of([&] { cache->get(system, bad); }) == message);
 }
 
-TEST_CASE("A full override cache keeps its older sets and its 16 most recent, for a sweep's nested loops",
+TEST_CASE("A full override cache keeps its older sets and its most recent half, for a sweep's nested loops",
           "[sweep][override_cache]") {
     const auto system =
         std::make_shared<const arch::SystemSpec>(exp::load_system_file(exp::resolve_system_path("a100")));
@@ -702,7 +702,7 @@ TEST_CASE("A full override cache keeps its older sets and its 16 most recent, fo
     };
     // Capacity 32; an inner loop over 40 sets, three times (a bandwidth factor inside a batch factor).
     // Dropping the least recently used, no set would be found again; here every set but the 17 replaced ones
-    // is.
+    // (the 16 most recent, half the capacity, and the one just older) is.
     exp::OverrideCache cache(32);
     std::vector<std::shared_ptr<const arch::SystemSpec>> first;
     for (int i = 0; i < 40; ++i) first.push_back(cache.get(system, set(i)));
@@ -717,6 +717,20 @@ TEST_CASE("A full override cache keeps its older sets and its 16 most recent, fo
     for (int k = 0; k < 3; ++k) {
         CHECK(cache.get(system, set(100)) == x);
         CHECK(cache.get(system, set(101)) == y);
+    }
+    // Capacity 64: an outer factor of 4 values x 3 turns x an inner factor of 24 values (more than 16, at
+    // most half the capacity): once the cache is full, each block's second and third turns find all 24 sets,
+    // as least-recently-used would (protecting only the 16 most recent, each new set replaced the one needed
+    // next).
+    exp::OverrideCache mid(64);
+    for (int outer = 0; outer < 4; ++outer) {
+        std::vector<std::shared_ptr<const arch::SystemSpec>> block;
+        for (int i = 0; i < 24; ++i) block.push_back(mid.get(system, set(1000 + 100 * outer + i)));
+        int found = 0;
+        for (int turn = 1; turn < 3; ++turn)
+            for (int i = 0; i < 24; ++i)
+                found += mid.get(system, set(1000 + 100 * outer + i)) == block[static_cast<std::size_t>(i)];
+        CHECK(found == 48);
     }
     // A cache of one entry keeps the last set.
     exp::OverrideCache one(1);
