@@ -487,11 +487,10 @@ class Builder {
     std::map<std::string, std::pair<std::string, cfg::SourceLoc>> m_names;  // name -> (what, where)
     std::vector<const cfg::Node*> m_node_names;    // each node's `name` value, for errors
     std::vector<const cfg::Node*> m_switch_names;  // the `switches:` entries' names, then shape switches'
-    // A fabric of more than one leaf group without spines (build_fabric), for check_connected's message.
+    // A fabric of more than one leaf without spines (build_fabric), for check_connected's message.
     struct Spineless {
         const cfg::Node* shape = nullptr;
-        int64_t groups = 0;
-        bool rails = false;
+        int64_t leaves = 0;
     };
     std::optional<Spineless> m_spineless;
     std::vector<std::size_t> m_entry_first_node;  // per `nodes:` entry, its first node
@@ -892,7 +891,7 @@ void Builder::build_fabric(const cfg::Reader& fr) {
             if (fr.has(key))
                 fail_at(fr.at(key), std::string("`") + key + "` needs spine switches (`spine: {count: N}`)");
         // Only spines join one group's leaves to another's: check_connected says so if nothing else does.
-        if (groups > 1) m_spineless = Spineless{&fr.at("shape"), groups, rails};
+        if (leaves.size() > 1) m_spineless = Spineless{&fr.at("shape"), static_cast<int64_t>(leaves.size())};
         return;
     }
     // Uplinks per leaf-spine pair: given, or the down ports of a full leaf over oversubscription x spines.
@@ -990,15 +989,15 @@ void Builder::check_connected(const cfg::Reader& sr) const {
     if (device_it != lost.end()) {
         const SystemDevice& d = m_out.devices[*device_it];
         if (m_spineless)
-            fail_at(*m_spineless->shape,
-                    fmt::format(
-                        "device '{}' cannot be reached from '{}': the fabric's {} {} are not joined, as "
-                        "leaves reach one another only through spines ({} of {} devices are cut off); "
-                        "give the fabric spines (`spine: {{count: N}}`: every leaf links to every "
-                        "spine){}",
-                        d.name, first, m_spineless->groups, m_spineless->rails ? "scalable units" : "leaves",
-                        lost_devices, m_topology.devices().size(),
-                        sr.has("links") ? ", or `links:` that join them" : ""));
+            fail_at(
+                *m_spineless->shape,
+                fmt::format("device '{}' cannot be reached from '{}': the fabric's {} leaves are not joined "
+                            "to one another, which only spines do ({} of {} devices are cut off); give the "
+                            "fabric spines (`spine: {{count: N}}`: every leaf links to every spine){}",
+                            d.name, first, m_spineless->leaves, lost_devices, m_topology.devices().size(),
+                            sr.has("links") || sr.has("topology")
+                                ? ", or a node `topology:` or `links:` that join them"
+                                : ", or a node `topology:` that joins a node's devices"));
         const std::string why =
             sr.has("links") ? "no chain of links joins them" : "there are no `links:` to join the devices";
         fail_at(*m_node_names[d.node],
