@@ -75,8 +75,10 @@ const cfg::Schema& memory_schema() {
         s.params.push_back(instances);
         Param bandwidth = optional_no_default(
             "bandwidth", PType::quantity,
-            "total bandwidth over all instances, toward the compute units; required, except on a GPU's first "
-            "level (L1 / shared memory), which is gpu.shared_memory_bandwidth x sms x clock when left out");
+            "total bandwidth over all instances, toward the compute units; required, except a GPU's first "
+            "level "
+            "(L1 / shared memory: gpu.shared_memory_bandwidth x sms x clock) and an MCU's flash with a "
+            "flash_wait_table (flash_line / (wait states + 1) x clock), derived when left out");
         bandwidth.dim = Dim::bandwidth;
         bandwidth.positive = true;
         s.params.push_back(bandwidth);
@@ -355,6 +357,32 @@ DeviceSpec device_from_node(const cfg::Node& resolved) {
     d.op_overhead_s = r.quantity("op_overhead");
     if (d.op_overhead_s < 0) fail_at(r.at("op_overhead"), "must be zero or more");
 
+    // A level may leave its bandwidth out only where the device's family derives it (below): a GPU's first
+    // level (L1 / shared memory) from its `gpu:` section's SM array, an MCU's flash from the wait states of
+    // its `mcu.flash_wait_table` and the clock. Checked before the families read the levels.
+    const auto section = [&](const char* name) -> const cfg::Node* {
+        const cfg::Node* n = dev->find(name);
+        return n && n->is_map() && !n->entries().empty() ? n : nullptr;
+    };
+    const cfg::Node* mcu_section = section("mcu");
+    for (std::size_t i = 0; i < d.memory.size(); ++i) {
+        const MemoryLevel& m = d.memory[i];
+        if (m.bandwidth_Bps > 0) continue;
+        const bool gpu_l1 = i == 0 && section("gpu") != nullptr;
+        const bool mcu_flash = m.name == "flash" && mcu_section && mcu_section->find("flash_wait_table");
+        if (gpu_l1 || mcu_flash) continue;
+        std::string why =
+            "only a GPU's first level with a `gpu:` section and an MCU's flash with a "
+            "`mcu.flash_wait_table` have theirs derived";
+        if (i == 0 && d.family == "gpu")
+            why =
+                "a GPU's first level, its L1 / shared memory, may leave it out only when a `gpu:` section "
+                "gives the SM array it is derived from";
+        else if (m.name == "flash" && mcu_section)
+            why = "the flash may leave it out only when `mcu.flash_wait_table` gives its wait states";
+        fail_at(levels[i].node(), "memory level '" + m.name + "' needs `bandwidth` (" + why + ")");
+    }
+
     // Family sections: each on a device of a family that may carry it, parsed by its family (which
     // may derive the peaks from its own parameters and checks declared ones against them).
     for (const Family& f : families()) {
@@ -367,12 +395,8 @@ DeviceSpec device_from_node(const cfg::Node& resolved) {
         if (f.parse) d.params[f.name] = f.parse(*dev, d);
     }
     for (std::size_t i = 0; i < d.memory.size(); ++i)
-        if (!(d.memory[i].bandwidth_Bps > 0))
-            fail_at(
-                levels[i].node(),
-                "memory level '" + d.memory[i].name +
-                    "' needs `bandwidth` (only a GPU's first level, its L1 "
-                    "/ shared memory, may leave it out: the GPU model derives it from its `gpu:` section)");
+        MLSIM_CHECK(d.memory[i].bandwidth_Bps > 0,
+                    "memory level '" + d.memory[i].name + "' left without a bandwidth by its family");
     if (d.peak_ops_per_s.empty())
         fail_at(r.has("peak") ? r.at("peak") : *dev,
                 r.has("peak")

@@ -439,6 +439,26 @@ TEST_CASE("bad device files are UserErrors located at file:line", "[arch][device
         CHECK_THAT(device_error("mismatch.yaml", text, 20), Contains("family"));
     }
     SECTION("duplicate memory level names") { device_error("dup.yaml", with_line(14, "    - name: l1"), 14); }
+    SECTION("a level without a bandwidth, which its family does not derive") {
+        // The base device is a GPU without a `gpu:` section: its L1 bandwidth cannot be derived.
+        CHECK_THAT(device_error("no_l1_bw.yaml", without_line(12), 10),
+                   Contains("memory level 'l1' needs `bandwidth`") && Contains("`gpu:` section"));
+        CHECK_THAT(device_error("no_hbm_bw.yaml", without_line(16), 14),
+                   Contains("memory level 'hbm' needs `bandwidth`"));
+        // A CPU's cache level: refused as such before the CPU section reads it (it said "0 B/s" before).
+        std::ifstream in(device_path("xeon-8380"));
+        std::stringstream text;
+        text << in.rdbuf();
+        std::string cpu = text.str();
+        const std::string l1d =
+            "      bandwidth: 11.78TB/s    # (est.) 2 x 64 B loads/cycle x 40 x 2.3 GHz\n";
+        const std::size_t at = cpu.find(l1d);
+        REQUIRE(at != std::string::npos);
+        cpu.erase(at, l1d.size());
+        const std::string path = write_temp("no_l1d_bw.yaml", cpu);
+        const std::string msg = error_of([&] { arch::load_device(path); });
+        CHECK_THAT(msg, Contains("memory level 'l1d' needs `bandwidth`") && !Contains("0 B/s"));
+    }
     SECTION("unknown top-level key, with a suggestion") {
         CHECK_THAT(device_error("top.yaml", with_line(1, "devcie:"), 1), Contains("did you mean 'device'"));
     }

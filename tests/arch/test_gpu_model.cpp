@@ -14,6 +14,7 @@
 #include "arch/gpu/gpu_model.h"
 #include "arch/gpu/gpu_spec.h"
 #include "arch/roofline/roofline.h"
+#include "arch/system/system_spec.h"
 #include "tests/arch/user_error.h"
 #include "workloads/model.h"
 #include "workloads/op.h"
@@ -209,6 +210,12 @@ TEST_CASE("A GPU's L1 bandwidth is the SM array's: derived when left out, a decl
     CHECK(l2_missing.find("mlsim_gpu_l1.yaml:5:") != std::string::npos);
     CHECK(l2_missing.find("memory level 'l2' needs `bandwidth`") != std::string::npos);
     std::filesystem::remove(path);
+    // The what-if system over the A100 restates the memory list: its L1 follows a clock override too.
+    const arch::SystemSpec what_if =
+        arch::load_system(std::string(MLSIM_SOURCE_DIR) + "/configs/systems/a100-hbm-2x.yaml",
+                          {std::string(MLSIM_SOURCE_DIR) + "/configs/devices"});
+    CHECK(what_if.device.memory.front().bandwidth_Bps == Approx(128.0 * 108 * 1.41e9));
+    CHECK(what_if.device.main_memory().bandwidth_Bps == Approx(4078e9));
 }
 
 TEST_CASE("A declared peak that the SM array does not give is a located user error", "[gpu]") {

@@ -363,6 +363,33 @@ TEST_CASE("Flash wait states and active power follow the clock through the datas
     CHECK_THAT(msg, Contains("flash_wait_table"));
 }
 
+TEST_CASE("The flash bandwidth is derived from the wait-state table, and a declared one is checked",
+          "[mcu]") {
+    // With a table the flash level's bandwidth follows the clock; before, a declared figure was replaced by
+    // it without a word, so a sweep over it changed nothing.
+    const std::string l4 = preset_text("stm32l4r5");  // 8 B per (5 + 1) cycles at 120 MHz: 160 MB/s
+    CHECK(from_text(l4).main_memory().bandwidth_Bps == Approx(8.0 / 6 * 120e6));
+    const std::string flash = "    - name: flash\n";
+    const auto with_flash_bandwidth = [&](const std::string& bw) {
+        return replaced(l4, flash, flash + "      bandwidth: " + bw + "\n");
+    };
+    CHECK(from_text(with_flash_bandwidth("160.5MB/s")).main_memory().bandwidth_Bps == Approx(160.5e6));
+    std::string msg = user_error_of([&] { from_text(with_flash_bandwidth("320MB/s")); });
+    CHECK_THAT(msg, Contains("device.memory[1].bandwidth") && Contains("flash bandwidth 320 MB/s") &&
+                        Contains("160 MB/s") && Contains("5 wait states at 120 MHz") &&
+                        Contains("leave it out to have it derived"));
+    // Without a table the figure is required, and one that disagrees is refused where it is written.
+    msg = user_error_of([] { from_text(replaced(mcu_device(), "bandwidth: 266.6667MB/s, ", "")); });
+    CHECK_THAT(msg, Contains("device.memory[1]") && Contains("memory level 'flash' needs `bandwidth`") &&
+                        Contains("flash_wait_table"));
+    msg = user_error_of([] { from_text(replaced(mcu_device(), "266.6667MB/s", "300MB/s")); });
+    CHECK_THAT(msg, Contains("device.memory[1].bandwidth") && Contains("2 wait states at 100 MHz") &&
+                        !Contains("leave it out"));
+    // Any other level without one is refused before the family reads it.
+    msg = user_error_of([] { from_text(replaced(mcu_device(), "bandwidth: 400MB/s, ", "")); });
+    CHECK_THAT(msg, Contains("device.memory[0]") && Contains("memory level 'sram' needs `bandwidth`"));
+}
+
 TEST_CASE("The arena goes to the bank the user names or the fastest that holds it", "[mcu]") {
     // 16 KiB of TCM and 48 KiB of SRAM at 2 wait states per access.
     const std::string banks =

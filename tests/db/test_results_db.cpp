@@ -1486,6 +1486,12 @@ TEST_CASE("a layer's definition is found again whether or not its strings lie on
         }
     REQUIRE(apart.consistent());
     REQUIRE(apart.layers[0].op.begin != apart.layers[0].name.begin + apart.layers[0].name.size);
+    // The same lengths, other bytes (bf16 for fp16, as a sweep over the data type gives): another definition.
+    std::vector<LayerRow> other_dtype = layers;
+    for (LayerRow& l : other_dtype) l.dtype = l.dtype == "fp16" ? "bf16" : "fp16";
+    mlsim::db::PreparedLayers bf;
+    mlsim::db::prepare_layers(other_dtype, bf);
+    REQUIRE(bf.layers[0].dtype.size == p.layers[0].dtype.size);
     // The same bytes in one place, split differently: the name one byte shorter, the op one longer.
     mlsim::db::PreparedLayers shifted = p;
     shifted.layers[1].name.size -= 1;
@@ -1498,8 +1504,11 @@ TEST_CASE("a layer's definition is found again whether or not its strings lie on
         db.record_run(sample_info("b\n"), apart, 1.0);
         db.record_run(sample_info("c\n"), p, 1.0);
         db.record_run(sample_info("d\n"), shifted, 1.0);
+        db.record_run(sample_info("e\n"), bf, 1.0);
+        db.record_run(sample_info("f\n"), p, 1.0);
     }
-    CHECK(query_int(path, "SELECT COUNT(*) FROM layer_defs") == 4);
+    CHECK(query_int(path, "SELECT COUNT(*) FROM layer_defs") == 7);
+    CHECK(query_int(path, "SELECT COUNT(DISTINCT dtype) FROM layer_defs") == 2);
     const auto defs = [&](int64_t run) {
         return query_text(path, fmt::format("SELECT group_concat(def_id, ',') FROM (SELECT def_id FROM "
                                             "layer_results WHERE run_id = {} ORDER BY idx)",
@@ -1509,6 +1518,8 @@ TEST_CASE("a layer's definition is found again whether or not its strings lie on
     CHECK(defs(2) == "1,2,3");
     CHECK(defs(3) == "1,2,3");
     CHECK(defs(4) == "1,4,3");
+    CHECK(defs(5) == "5,6,7");
+    CHECK(defs(6) == "1,2,3");
     CHECK(query_text(path, "SELECT name || '|' || op FROM layer_defs WHERE def_id = 4") ==
           std::string(p.str(p.layers[1].name)).substr(0, p.layers[1].name.size - 1) + "|" +
               std::string(p.str(p.layers[1].name)).substr(p.layers[1].name.size - 1) +
