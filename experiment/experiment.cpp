@@ -389,15 +389,35 @@ std::shared_ptr<const arch::SystemSpec> OverrideCache::get(
     auto applied = std::make_shared<const arch::SystemSpec>(apply_overrides(*system, overrides));
     std::lock_guard lock(m_mutex);
     if (auto it = m_index.find(key); it != m_index.end()) return it->second->system;  // another thread's
-    if (m_lru.size() >= m_capacity) {
-        const auto victim =
-            std::next(m_lru.begin(), static_cast<std::ptrdiff_t>(std::min(kept_recent(), m_lru.size() - 1)));
+    const std::size_t bytes = estimated_bytes(*applied);
+    m_lru.push_front(Entry{std::move(key), system, applied, bytes});
+    m_index.emplace(m_lru.front().key, m_lru.begin());
+    m_bytes += bytes;
+    // Over either bound, the entry just older than the most recent half of those the bounds hold goes (the
+    // new one, first, always stays).
+    while (m_lru.size() > 1 && (m_lru.size() > m_capacity || m_bytes > m_max_bytes)) {
+        const std::size_t kept = std::min(m_capacity, m_lru.size() - 1) / 2;
+        const auto victim = std::next(m_lru.begin(), static_cast<std::ptrdiff_t>(kept + 1));
+        m_bytes -= victim->bytes;
         m_index.erase(victim->key);
         m_lru.erase(victim);
     }
-    m_lru.push_front(Entry{std::move(key), system, applied});
-    m_index.emplace(m_lru.front().key, m_lru.begin());
     return applied;
+}
+
+std::size_t OverrideCache::size() const {
+    std::lock_guard lock(m_mutex);
+    return m_lru.size();
+}
+
+std::size_t OverrideCache::bytes() const {
+    std::lock_guard lock(m_mutex);
+    return m_bytes;
+}
+
+std::size_t OverrideCache::estimated_bytes(const arch::SystemSpec& s) {
+    const std::size_t parts = s.topology ? s.topology->vertex_count() + s.topology->link_count() : 0;
+    return std::size_t{32} * 1024 + 270 * parts;
 }
 
 // fp32 where the device has it; else its first floating-point type, widest first; else an integer

@@ -120,9 +120,9 @@ class ModelCache {
 // where a copy of the result costs about 0.13 M. The key is the system's address and every part of each
 // override (key path, option, alternatives, and the value's text, kinds, paths and locations), so a hit
 // is exactly what apply_overrides would return. Thread-safe; an application that fails is not kept (it
-// fails again, with the same error). At most `capacity` entries (about 34 KB each for a TPU v4, whose
-// documents share their unchanged parts with the base system's: 990 entries raised a sweep's peak memory by
-// 34 MB).
+// fails again, with the same error). At most `capacity` entries, and at most `max_bytes` of them by
+// estimated_bytes (an entry is a whole system: a sweep over a 4,096-chip pod's clock would otherwise hold
+// gigabytes).
 class OverrideCache {
   public:
     // check_points() applies every point's overrides before the sweep starts and the points take their
@@ -130,27 +130,39 @@ class OverrideCache {
     // (990 in the 1,980-point systolic sweep of bench/bench_sweep_mpi.py; with 128 entries, half its points
     // applied theirs a second time, some 4 % of a simulating rank's CPU).
     static constexpr std::size_t k_max_systems = 1024;
-    // When full, a new entry replaces the one just older than the most recent half: the sets a sweep's inner
-    // loop takes in turn stay while there are at most half the capacity of them (as least-recently-used
-    // would keep them), and the older half stays until used again. A sweep visits its sets in nested loops:
-    // with more distinct sets in its inner loop than entries (2,000 memory bandwidths under a batch factor),
-    // dropping the least recently used dropped each set just before its next turn and no point found its
-    // set; this way about a third do (bench/README.md, eighteenth round).
-    std::size_t kept_recent() const { return m_capacity / 2; }
+    // When full (entries or bytes), a new entry replaces the one just older than the most recent half: the
+    // sets a sweep's inner loop takes in turn stay while there are at most half the capacity of them (as
+    // least-recently-used would keep them), and the older half stays until used again. A sweep visits its
+    // sets in nested loops: with more distinct sets in its inner loop than entries (2,000 memory bandwidths
+    // under a batch factor), dropping the least recently used dropped each set just before its next turn and
+    // no point found its set; this way about a third do (bench/README.md, eighteenth round). 1,024
+    // single-device systems take about 9-34 MB; the budget holds 128 systems of a 1,024-GPU SuperPOD, 29 of a
+    // 4,096-chip TPU v4 pod.
+    static constexpr std::size_t k_max_bytes = std::size_t{128} << 20;
+    // An entry's memory, estimated: 32 KB for the documents and the devices (34 KB a TPU v4, 9 KB an A100,
+    // measured as above), and 270 bytes a topology vertex or link (peak memory over 200 distinct clocks of
+    // superpod-h100-1024, 1.0 MB an entry, and 50 of tpu-v4-4096, 4.3 MB: both 260-270 bytes a vertex or
+    // link).
+    static std::size_t estimated_bytes(const arch::SystemSpec& s);
 
-    explicit OverrideCache(std::size_t capacity = k_max_systems)
-        : m_capacity(std::max<std::size_t>(capacity, 1)) {}
+    explicit OverrideCache(std::size_t capacity = k_max_systems, std::size_t max_bytes = k_max_bytes)
+        : m_capacity(std::max<std::size_t>(capacity, 1)), m_max_bytes(max_bytes) {}
     std::shared_ptr<const arch::SystemSpec> get(const std::shared_ptr<const arch::SystemSpec>& system,
                                                 const std::vector<ConfigOverride>& overrides);
+    std::size_t size() const;   // entries kept
+    std::size_t bytes() const;  // their estimated_bytes
 
   private:
     struct Entry {
         std::string key;
         std::shared_ptr<const arch::SystemSpec> base;  // keeps the address in `key` from being reused
         std::shared_ptr<const arch::SystemSpec> system;
+        std::size_t bytes = 0;  // estimated_bytes(*system)
     };
     std::size_t m_capacity;
-    std::mutex m_mutex;
+    std::size_t m_max_bytes;
+    std::size_t m_bytes = 0;  // the entries' estimated_bytes
+    mutable std::mutex m_mutex;
     std::list<Entry> m_lru;                                                    // most recently used first
     std::unordered_map<std::string_view, std::list<Entry>::iterator> m_index;  // views of Entry::key
 };

@@ -732,6 +732,31 @@ TEST_CASE("A full override cache keeps its older sets and its most recent half, 
                 found += mid.get(system, set(1000 + 100 * outer + i)) == block[static_cast<std::size_t>(i)];
         CHECK(found == 48);
     }
+    // A byte budget bounds the entries too: an 8-GPU system is 32 KB + 270 B x (8 devices, a switch, 8
+    // links); a budget of three such keeps three, the two most recent among them, and the count of bytes
+    // follows.
+    const auto dgx =
+        std::make_shared<const arch::SystemSpec>(exp::load_system_file(exp::resolve_system_path("dgx-a100")));
+    const auto clock = [](int i) {
+        return std::vector<exp::ConfigOverride>{exp::ConfigOverride{
+            "device.clock", cfg::Node::make_scalar(fmt::format("{}MHz", 1000 + i),
+                                                   cfg::SourceLoc{"s.yaml", 4, 7}, "device.clock")}};
+    };
+    const std::size_t each = exp::OverrideCache::estimated_bytes(*dgx);
+    CHECK(each == 32 * 1024 + 270 * (8 + 1 + 8));
+    exp::OverrideCache budget(1024, 3 * each + 1);
+    std::vector<std::shared_ptr<const arch::SystemSpec>> made;
+    for (int i = 0; i < 5; ++i) made.push_back(budget.get(dgx, clock(i)));
+    CHECK(budget.size() == 3);
+    CHECK(budget.bytes() == 3 * each);
+    CHECK(budget.get(dgx, clock(4)) == made[4]);
+    CHECK(budget.get(dgx, clock(3)) == made[3]);
+    CHECK(budget.size() == 3);
+    // One entry over the budget is still kept (the one just made).
+    exp::OverrideCache tiny(1024, 1);
+    const auto kept = tiny.get(dgx, clock(7));
+    CHECK(tiny.size() == 1);
+    CHECK(tiny.get(dgx, clock(7)) == kept);
     // A cache of one entry keeps the last set.
     exp::OverrideCache one(1);
     const auto a = one.get(system, set(1));
