@@ -369,7 +369,8 @@ DeviceSpec device_from_node(const cfg::Node& resolved) {
         const MemoryLevel& m = d.memory[i];
         if (m.bandwidth_Bps > 0) continue;
         const bool gpu_l1 = i == 0 && section("gpu") != nullptr;
-        const bool mcu_flash = m.name == "flash" && mcu_section && mcu_section->find("flash_wait_table");
+        const cfg::Node* table = mcu_section ? mcu_section->find("flash_wait_table") : nullptr;
+        const bool mcu_flash = m.name == "flash" && table && table->is_sequence() && !table->items().empty();
         if (gpu_l1 || mcu_flash) continue;
         std::string why =
             "only a GPU's first level with a `gpu:` section and an MCU's flash with a "
@@ -380,6 +381,10 @@ DeviceSpec device_from_node(const cfg::Node& resolved) {
                 "gives the SM array it is derived from";
         else if (m.name == "flash" && mcu_section)
             why = "the flash may leave it out only when `mcu.flash_wait_table` gives its wait states";
+        else if (mcu_section)
+            why =
+                "of an MCU's levels only the one named `flash` may leave it out, when `mcu.flash_wait_table` "
+                "gives its wait states";
         fail_at(levels[i].node(), "memory level '" + m.name + "' needs `bandwidth` (" + why + ")");
     }
 

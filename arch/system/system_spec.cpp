@@ -490,7 +490,8 @@ class Builder {
     // A fabric of more than one leaf without spines (build_fabric), for check_connected's message.
     struct Spineless {
         const cfg::Node* shape = nullptr;
-        int64_t leaves = 0;
+        std::vector<net::VertexId> leaves;
+        bool rails = false;  // rail-optimised: a node's devices are on several leaves of its unit
     };
     std::optional<Spineless> m_spineless;
     std::vector<std::size_t> m_entry_first_node;  // per `nodes:` entry, its first node
@@ -891,7 +892,7 @@ void Builder::build_fabric(const cfg::Reader& fr) {
             if (fr.has(key))
                 fail_at(fr.at(key), std::string("`") + key + "` needs spine switches (`spine: {count: N}`)");
         // Only spines join one group's leaves to another's: check_connected says so if nothing else does.
-        if (leaves.size() > 1) m_spineless = Spineless{&fr.at("shape"), static_cast<int64_t>(leaves.size())};
+        if (leaves.size() > 1) m_spineless = Spineless{&fr.at("shape"), leaves, rails};
         return;
     }
     // Uplinks per leaf-spine pair: given, or the down ports of a full leaf over oversubscription x spines.
@@ -988,16 +989,39 @@ void Builder::check_connected(const cfg::Reader& sr) const {
         lost.begin(), lost.end(), [&](net::VertexId v) { return m_topology.vertex(v).is_device(); }));
     if (device_it != lost.end()) {
         const SystemDevice& d = m_out.devices[*device_it];
-        if (m_spineless)
-            fail_at(
-                *m_spineless->shape,
-                fmt::format("device '{}' cannot be reached from '{}': the fabric's {} leaves are not joined "
-                            "to one another, which only spines do ({} of {} devices are cut off); give the "
-                            "fabric spines (`spine: {{count: N}}`: every leaf links to every spine){}",
-                            d.name, first, m_spineless->leaves, lost_devices, m_topology.devices().size(),
-                            sr.has("links") || sr.has("topology")
-                                ? ", or a node `topology:` or `links:` that join them"
-                                : ", or a node `topology:` that joins a node's devices"));
+        if (m_spineless) {
+            // The leaves fall into groups that nothing joins (what joins them: devices, node topologies,
+            // links).
+            std::vector<int> group(m_topology.vertex_count(), -1);
+            int groups = 0;
+            for (const net::VertexId leaf : m_spineless->leaves) {
+                if (group[leaf] >= 0) continue;
+                std::vector<net::VertexId> stack{leaf};
+                group[leaf] = groups;
+                while (!stack.empty()) {
+                    const net::VertexId v = stack.back();
+                    stack.pop_back();
+                    for (const net::Neighbour& nb : m_topology.neighbours(v))
+                        if (group[nb.vertex] < 0) {
+                            group[nb.vertex] = groups;
+                            stack.push_back(nb.vertex);
+                        }
+                }
+                ++groups;
+            }
+            if (groups > 1)
+                fail_at(*m_spineless->shape,
+                        fmt::format(
+                            "device '{}' cannot be reached from '{}': the fabric's {} leaves fall into {} "
+                            "groups that nothing joins ({} of {} devices are cut off); give the fabric "
+                            "spines (`spine: {{count: N}}`: every leaf links to every spine){}",
+                            d.name, first, m_spineless->leaves.size(), groups, lost_devices,
+                            m_topology.devices().size(),
+                            m_spineless->rails && !sr.has("topology")
+                                ? ", or the nodes a `topology:` that joins their devices, and so the "
+                                  "rails of a scalable unit"
+                                : ""));
+        }
         const std::string why =
             sr.has("links") ? "no chain of links joins them" : "there are no `links:` to join the devices";
         fail_at(*m_node_names[d.node],

@@ -385,6 +385,15 @@ TEST_CASE("The flash bandwidth is derived from the wait-state table, and a decla
     msg = user_error_of([] { from_text(replaced(mcu_device(), "266.6667MB/s", "300MB/s")); });
     CHECK_THAT(msg, Contains("device.memory[1].bandwidth") && Contains("2 wait states at 100 MHz") &&
                         !Contains("leave it out"));
+    // An empty table is no table.
+    msg = user_error_of([] {
+        from_text(replaced(mcu_device("cortex-m4", "", "    flash_wait_table: []\n"),
+                           "bandwidth: 266.6667MB/s, ", ""));
+    });
+    CHECK_THAT(msg, Contains("memory level 'flash' needs `bandwidth`"));
+    // A flash level under another name: told which name may leave it out.
+    msg = user_error_of([&] { from_text(replaced(l4, flash, "    - name: nvm\n")); });
+    CHECK_THAT(msg, Contains("memory level 'nvm' needs `bandwidth`") && Contains("named `flash`"));
     // Any other level without one is refused before the family reads it.
     msg = user_error_of([] { from_text(replaced(mcu_device(), "bandwidth: 400MB/s, ", "")); });
     CHECK_THAT(msg, Contains("device.memory[0]") && Contains("memory level 'sram' needs `bandwidth`"));

@@ -408,14 +408,21 @@ TEST_CASE("bad shape keys are located user errors", "[arch][system][shapes][erro
     // shape (before, it said there were no `links:`, though the fabric had made some).
     CHECK_THAT(err(nodes, "  fabric: {shape: rail-optimised, nodes_per_su: 2, nic: {bandwidth: 1GB/s}}\n"),
                Contains("system.fabric.shape") && Contains("cannot be reached") &&
-                   Contains("the fabric's 8 leaves are not joined") && Contains("spine: {count: N}") &&
-                   !Contains("no `links:`"));
+                   Contains("the fabric's 8 leaves fall into 8 groups that nothing joins") &&
+                   Contains("spine: {count: N}") && !Contains("no `links:`"));
     // One scalable unit of 4 rails: without a node topology, a node's devices are joined by nothing either.
     CHECK_THAT(err(nodes, "  fabric: {shape: rail-optimised, nodes_per_su: 4, nic: {bandwidth: 1GB/s}}\n"),
-               Contains("system.fabric.shape") && Contains("the fabric's 4 leaves are not joined") &&
-                   Contains("node `topology:`"));
+               Contains("system.fabric.shape") && Contains("the fabric's 4 leaves fall into 4 groups") &&
+                   Contains("the nodes a `topology:`"));
     CHECK_THAT(err(nodes, "  fabric: {shape: fat-tree, nodes_per_leaf: 1, nic: {bandwidth: 1GB/s}}\n"),
-               Contains("system.fabric.shape") && Contains("the fabric's 4 leaves are not joined"));
+               Contains("system.fabric.shape") && Contains("the fabric's 4 leaves fall into 4 groups") &&
+                   !Contains("`topology:`"));
+    // With a switch in each node, two scalable units of 4 rails are two groups, and a node topology would not
+    // join them: the message does not offer one.
+    CHECK_THAT(err(nodes,
+                   "  topology: {shape: switch, link: {bandwidth: 1GB/s}}\n"
+                   "  fabric: {shape: rail-optimised, nodes_per_su: 2, nic: {bandwidth: 1GB/s}}\n"),
+               Contains("the fabric's 8 leaves fall into 2 groups") && !Contains("`topology:`"));
     // With a switch in each node, one scalable unit's rails are joined through the nodes: no error.
     CHECK_NOTHROW(test::load_test_system(
         "one_su.yaml",
