@@ -322,7 +322,7 @@ DeviceSpec device_from_node(const cfg::Node& resolved) {
         if (!(m.capacity_bytes > 0)) fail_at(lr.at("capacity"), "must be greater than zero");
         m.instances = lr.integer("instances");
         if (m.instances < 1) fail_at(lr.at("instances"), "must be at least 1");
-        // Left out: 0 here, for the device's family to derive (a GPU's L1), checked below.
+        // Left out: 0 here, for the device's family to derive (a GPU's L1, an MCU's flash), checked below.
         if (lr.has("bandwidth")) {
             m.bandwidth_Bps = lr.quantity("bandwidth");
             if (!(m.bandwidth_Bps > 0)) fail_at(lr.at("bandwidth"), "must be greater than zero");
