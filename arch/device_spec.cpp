@@ -254,11 +254,19 @@ double DeviceSpec::ridge_point(std::string_view dtype) const {
     return peak_for(dtype) / main_memory().bandwidth_Bps;
 }
 
+namespace {
+
+// The device map's `name:` section when it is given, a non-empty map (validate() fills an absent one with an
+// empty map); else null.
+const cfg::Node* given_section(const cfg::Node& dev, std::string_view name) {
+    const cfg::Node* n = dev.is_map() ? dev.find(name) : nullptr;
+    return n && n->is_map() && !n->entries().empty() ? n : nullptr;
+}
+
+}  // namespace
+
 const cfg::Node* DeviceSpec::section(std::string_view section_name) const {
-    if (!resolved.is_map()) return nullptr;
-    const cfg::Node* n = resolved.find(section_name);
-    if (!n || !n->is_map() || n->entries().empty()) return nullptr;
-    return n;
+    return given_section(resolved, section_name);
 }
 
 namespace {
@@ -267,10 +275,7 @@ namespace {
 // there if it has one); else the first family with a model whose section the device gives; else the
 // roofline.
 std::string choose_model(const cfg::Node& dev) {
-    const auto has_section = [&](const Family& f) {
-        const cfg::Node* n = dev.find(f.section);
-        return n && n->is_map() && !n->entries().empty();
-    };
+    const auto has_section = [&](const Family& f) { return given_section(dev, f.section) != nullptr; };
     if (const cfg::Node* m = dev.find("model"); m && m->is_scalar()) {
         const Family* f = find_family(m->as_string());
         MLSIM_CHECK(f != nullptr, "validated device.model names no family");
@@ -360,15 +365,11 @@ DeviceSpec device_from_node(const cfg::Node& resolved) {
     // A level may leave its bandwidth out only where the device's family derives it (below): a GPU's first
     // level (L1 / shared memory) from its `gpu:` section's SM array, an MCU's flash from the wait states of
     // its `mcu.flash_wait_table` and the clock. Checked before the families read the levels.
-    const auto section = [&](const char* name) -> const cfg::Node* {
-        const cfg::Node* n = dev->find(name);
-        return n && n->is_map() && !n->entries().empty() ? n : nullptr;
-    };
-    const cfg::Node* mcu_section = section("mcu");
+    const cfg::Node* mcu_section = given_section(*dev, "mcu");
     for (std::size_t i = 0; i < d.memory.size(); ++i) {
         const MemoryLevel& m = d.memory[i];
         if (m.bandwidth_Bps > 0) continue;
-        const bool gpu_l1 = i == 0 && section("gpu") != nullptr;
+        const bool gpu_l1 = i == 0 && given_section(*dev, "gpu") != nullptr;
         const cfg::Node* table = mcu_section ? mcu_section->find("flash_wait_table") : nullptr;
         const bool mcu_flash = m.name == "flash" && table && table->is_sequence() && !table->items().empty();
         if (gpu_l1 || mcu_flash) continue;
@@ -392,8 +393,8 @@ DeviceSpec device_from_node(const cfg::Node& resolved) {
     // may derive the peaks from its own parameters and checks declared ones against them).
     for (const Family& f : families()) {
         if (f.section.empty()) continue;
-        const cfg::Node* n = dev->find(f.section);
-        if (!n || !n->is_map() || n->entries().empty()) continue;
+        const cfg::Node* n = given_section(*dev, f.section);
+        if (!n) continue;
         if (!contains(f.hardware, d.family))
             fail_at(*n, "a `" + f.section + ":` section describes a " + join(f.hardware, " or ") +
                             " device, but this device's family is '" + d.family + "'");
