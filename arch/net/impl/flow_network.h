@@ -106,6 +106,11 @@ struct NetworkOptions {
     // Automatic choice (see the contract): how many of the (algorithm, protocol) candidates, ranked by
     // their closed-form estimates, are simulated; 0 = every candidate (the exhaustive choice).
     std::size_t choice_simulations = 3;
+    // A run of steps with the same flows (a ring's steps, a pipeline's steady state) is solved until a step
+    // releases every flow at once; the steps after it are that step shifted in time and are added without
+    // solving them, to the same numbers to the bit (Run::repeat). false solves every step: the tests
+    // compare the two.
+    bool repeat_steps = true;
 };
 
 class FlowNetwork final : public INetwork {

@@ -356,6 +356,7 @@ void FluidSolver::solve(const std::vector<StageFlowTiming>& flows, const std::ve
         finish.resize(n);
         for (std::size_t i = 0; i < n; ++i) finish[i] = t0 + m_last_finish[i];
         m_refilled = 0;
+        m_span = *std::max_element(m_last_finish.begin(), m_last_finish.end());
         return;
     }
     finish.assign(n, 0);
@@ -446,6 +447,7 @@ void FluidSolver::solve(const std::vector<StageFlowTiming>& flows, const std::ve
         if (from != npos && active > 0) refill(from, t, flows, hops);
     }
     remember(flows, hops, t0, finish);
+    m_span = n ? *std::max_element(finish.begin(), finish.end()) : 0;
     for (double& x : finish) x += t0;
 }
 

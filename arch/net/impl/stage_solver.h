@@ -49,6 +49,10 @@ class FluidSolver {
                std::vector<double>& finish);
     // Flows whose rate was filled (again) over the last solve(): a measure of the work done.
     uint64_t refilled() const { return m_refilled; }
+    // The last solve()'s latest finish less its first release, as the solver computed it: each finish is
+    // that first release plus its own such figure, so a stage shifted in time ends at its new first release
+    // plus this, to the bit (the steps of a ring, FlowNetwork's Run::repeat).
+    double span() const { return m_span; }
 
   private:
     // Refills the flows frozen from position `from` of the freeze order on, plus m_added, at time t.
@@ -94,6 +98,7 @@ class FluidSolver {
     };
     std::vector<Projected> m_finish_heap;
     uint64_t m_refilled = 0;
+    double m_span = 0;
 };
 
 // The fluid model as first written: every release or finish recomputes every active flow's rate from

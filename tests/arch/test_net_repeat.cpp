@@ -1,0 +1,127 @@
+// Steps that repeat (a ring's steps, a pipeline's steady state) are advanced without solving them again
+// (NetworkOptions::repeat_steps, FlowNetwork's Run::repeat): every figure must be what solving each step
+// gives, to the bit, for every algorithm, protocol and size, also when an earlier call keeps some links busy
+// so that a run's first step releases its flows at different times.
+#include <catch2/catch.hpp>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "arch/net/impl/flow_network.h"
+#include "experiment/collective_study.h"
+#include "experiment/experiment.h"
+#include "net_test_topologies.h"
+#include "sim/config/error.h"
+
+using namespace mlsim;
+using namespace mlsim::arch::net;
+using namespace mlsim::test::net;
+
+namespace {
+
+bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+bool same_bits(const std::vector<double>& a, const std::vector<double>& b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i)
+        if (!same_bits(a[i], b[i])) return false;
+    return true;
+}
+
+// Runs `calls` on two networks over `topology`, one advancing repeated steps, one solving every step, and
+// checks that every result and the links' totals agree to the bit; returns how many steps the calls took.
+int64_t compare(const std::shared_ptr<const Topology>& topology, NetworkOptions opt,
+                const std::vector<CollectiveRequest>& calls) {
+    opt.repeat_steps = true;
+    FlowNetwork fast(topology, opt);
+    opt.repeat_steps = false;
+    FlowNetwork full(topology, opt);
+    int64_t steps = 0;
+    for (const CollectiveRequest& q : calls) {
+        CollectiveResult a, b;
+        bool unsupported = false;
+        try {
+            a = fast.collective(q);
+        } catch (const cfg::UserError&) {
+            unsupported = true;
+        }
+        if (unsupported) {
+            CHECK_THROWS_AS(full.collective(q), cfg::UserError);
+            continue;
+        }
+        b = full.collective(q);
+        INFO(to_string(q.kind) << " " << to_string(a.algorithm) << " " << to_string(a.protocol) << " "
+                               << q.bytes << " B from " << q.start.to_seconds() << " s");
+        CHECK(a.start == b.start);
+        CHECK(a.end == b.end);
+        CHECK(a.steps == b.steps);
+        CHECK(a.algorithm == b.algorithm);
+        CHECK(a.protocol == b.protocol);
+        CHECK(same_bits(a.energy_j, b.energy_j));
+        REQUIRE(a.link_bytes.size() == b.link_bytes.size());
+        for (std::size_t i = 0; i < a.link_bytes.size(); ++i) {
+            CHECK(a.link_bytes[i].link == b.link_bytes[i].link);
+            CHECK(same_bits(a.link_bytes[i].a_to_b, b.link_bytes[i].a_to_b));
+            CHECK(same_bits(a.link_bytes[i].b_to_a, b.link_bytes[i].b_to_a));
+        }
+        steps += a.steps;
+    }
+    CHECK(same_bits(fast.busy_seconds(), full.busy_seconds()));
+    CHECK(same_bits(fast.link_energy_j(), full.link_energy_j()));
+    return steps;
+}
+
+// Every algorithm and protocol of the kinds that run rings and pipelines, at a small and a large size, each
+// call also repeated while the one before still holds links (start 0 again).
+std::vector<CollectiveRequest> calls_over(const std::vector<VertexId>& group) {
+    std::vector<CollectiveRequest> calls;
+    for (CollectiveKind kind : {CollectiveKind::all_reduce, CollectiveKind::all_gather,
+                                CollectiveKind::reduce_scatter, CollectiveKind::broadcast, CollectiveKind::reduce})
+        for (CollectiveAlgorithm alg : supported_algorithms(kind))
+            for (Protocol proto : {Protocol::ll, Protocol::simple, Protocol::automatic})
+                for (int64_t bytes : {int64_t{1} << 12, int64_t{48} << 20}) {
+                    CollectiveRequest q;
+                    q.kind = kind;
+                    q.algorithm = alg;
+                    q.protocol = proto;
+                    q.group = group;
+                    q.bytes = bytes;
+                    calls.push_back(q);
+                    calls.push_back(q);  // the same at time 0: its first steps wait for busy links
+                }
+    return calls;
+}
+
+}  // namespace
+
+TEST_CASE("repeated steps advanced without solving give every figure of solving each step, to the bit",
+          "[arch][net][repeat]") {
+    SECTION("a switch") {
+        auto t = star(8, 100e9, 500, 300);
+        std::vector<VertexId> group;
+        for (int i = 0; i < 8; ++i) group.push_back(static_cast<VertexId>(i));
+        CHECK(compare(t, {}, calls_over(group)) > 0);
+    }
+    SECTION("a ring of links, with reductions that take time") {
+        auto t = ring(6, 50e9, 700);
+        NetworkOptions opt;
+        opt.reduce_Bps.assign(6, 400e9);
+        std::vector<VertexId> group;
+        for (int i = 0; i < 6; ++i) group.push_back(static_cast<VertexId>(i));
+        CHECK(compare(t, opt, calls_over(group)) > 0);
+    }
+    SECTION("nodes joined by a switch, without and with reduction in the node switches") {
+        for (bool reduction : {false, true}) {
+            auto t = two_level(4, 4, 300e9, 200, 100, 25e9, 1000, 200, reduction);
+            std::vector<VertexId> group;
+            for (int i = 0; i < 16; ++i) group.push_back(static_cast<VertexId>(i));
+            CHECK(compare(t, {}, calls_over(group)) > 0);
+        }
+    }
+    SECTION("two DGX A100 nodes (the preset's NICs and network options)") {
+        const arch::SystemSpec sys = exp::load_system_file(exp::resolve_system_path("dgx-a100-2node"));
+        std::vector<VertexId> group;
+        for (std::size_t i = 0; i < sys.devices.size(); ++i) group.push_back(static_cast<VertexId>(i));
+        CHECK(compare(sys.topology, exp::network_options_for(sys, "fp32"), calls_over(group)) > 0);
+    }
+}
