@@ -93,6 +93,8 @@ struct RouteCache {
     std::vector<HopData> hop;             // per link
     std::vector<int64_t> switch_latency;  // per vertex, ps; 0 for devices
     std::vector<std::shared_ptr<const CostVector>> to_dst;
+    std::vector<uint8_t> derived;    // per vertex: its cached costs came from its neighbours' (derive_costs)
+    std::vector<uint8_t> derivable;  // per vertex: a device whose every link goes to a switch
     std::size_t entries = 0;
 
     RouteCache() = default;
@@ -109,6 +111,8 @@ struct RouteCache {
         hop.clear();
         switch_latency.clear();
         to_dst.clear();
+        derived.clear();
+        derivable.clear();
         entries = 0;
     }
 };
@@ -197,6 +201,19 @@ struct Topology::Impl {
         cache.switch_latency.assign(n, 0);
         for (VertexId v = 0; v < n; ++v) cache.switch_latency[v] = switch_latency_ps(v);
         cache.to_dst.assign(n, nullptr);
+        cache.derived.assign(n, 0);
+        // No sum of link costs can saturate (then the order of the additions does not matter): a device
+        // whose links all go to switches takes its costs from theirs (derive_costs).
+        int64_t total = 0;
+        for (const AdjEntry& e : cache.adj) total = saturating_add(total, e.cost.latency2_ps);
+        const bool exact = total < std::numeric_limits<int64_t>::max() / 2;
+        cache.derivable.assign(n, 0);
+        for (VertexId v = 0; v < n; ++v) {
+            bool all = exact && !vertices[v].is_switch() && cache.adj_begin[v] < cache.adj_begin[v + 1];
+            for (std::size_t i = cache.adj_begin[v]; all && i < cache.adj_begin[v + 1]; ++i)
+                all = vertices[cache.adj[i].vertex].is_switch();
+            cache.derivable[v] = all ? 1 : 0;
+        }
         cache.entries = 0;
         cache.adjacency_ready.store(true, std::memory_order_release);
     }
@@ -233,21 +250,52 @@ struct Topology::Impl {
         return dist;
     }
 
-    // The cached costs to dst, computed on first use; with the adjacency ready.
+    // The costs to a device whose every link goes to a switch, from those switches' costs: a cheapest path
+    // to dst ends with one of its links, and what comes before is a cheapest path to that link's switch
+    // (it does not pass dst), so cost(v, dst) = min over dst's links (u, c) of cost(v, u) + c, exactly: the
+    // costs are whole numbers that no sum saturates (build_adjacency). A few thousand additions per link
+    // instead of a Dijkstra over the graph, and the switches' costs serve every device on them (a
+    // 4,096-GPU fabric has 672 switches).
+    CostVector derive_costs(VertexId dst) {
+        CostVector dist(vertices.size(), infinite_cost);
+        for (std::size_t i = cache.adj_begin[dst]; i < cache.adj_begin[dst + 1]; ++i) {
+            const AdjEntry& e = cache.adj[i];
+            const std::shared_ptr<const CostVector> from = costs_to(e.vertex);
+            for (std::size_t v = 0; v < dist.size(); ++v) {
+                const Cost c = CostPlus{}((*from)[v], e.cost);
+                if (CostLess{}(c, dist[v])) dist[v] = c;
+            }
+        }
+        dist[dst] = Cost{};
+        return dist;
+    }
+
+    // The cached costs to dst, computed on first use; with the adjacency ready. Over max_cached_costs
+    // entries the derived costs go first (cheap to derive again), then all.
     std::shared_ptr<const CostVector> costs_to(VertexId dst) {
+        bool derivable = false;
         {
             std::lock_guard<std::mutex> lock(cache.mutex);
             build_adjacency();
             if (cache.to_dst[dst]) return cache.to_dst[dst];
+            derivable = cache.derivable[dst] != 0;
         }
-        auto dist = std::make_shared<const CostVector>(dijkstra_to(dst));
+        auto dist = std::make_shared<const CostVector>(derivable ? derive_costs(dst) : dijkstra_to(dst));
         std::lock_guard<std::mutex> lock(cache.mutex);
         if (cache.to_dst[dst]) return cache.to_dst[dst];
+        if (cache.entries + dist->size() > max_cached_costs) {
+            for (std::size_t v = 0; v < cache.to_dst.size(); ++v)
+                if (cache.to_dst[v] && cache.derived[v]) {
+                    cache.entries -= cache.to_dst[v]->size();
+                    cache.to_dst[v] = nullptr;
+                }
+        }
         if (cache.entries + dist->size() > max_cached_costs) {
             std::fill(cache.to_dst.begin(), cache.to_dst.end(), nullptr);
             cache.entries = 0;
         }
         cache.to_dst[dst] = dist;
+        cache.derived[dst] = derivable ? 1 : 0;
         cache.entries += dist->size();
         return dist;
     }

@@ -36,8 +36,10 @@
 //   kinds play no part in routing). A torus therefore routes in dimension order only when it is declared
 //   with add_torus (the `torus` shape does); links named per dimension are not needed.
 // - Routes cost O(hops) after the first route to a destination: the cheapest-path costs to a
-//   destination (one Dijkstra from it) are cached inside the topology, up to max_cached_costs entries
-//   in all (then the cache starts over); tori need no Dijkstra at all. route_into() reuses the
+//   destination are cached inside the topology, up to max_cached_costs entries in all. A device whose
+//   links all go to switches takes its costs from those switches' (the least of theirs plus the link,
+//   exactly), any other vertex from one Dijkstra; past the bound the derived costs are dropped first,
+//   then all. Tori need no Dijkstra at all. route_into() reuses the
 //   caller's Route, so a model asking for millions of routes allocates nothing per route. A const
 //   Topology may be routed from several threads at once (the cache is locked).
 // - Placement (set_placement): where a vertex sits, for models that group devices (intra-node first)

@@ -75,8 +75,9 @@ int64_t compare(const std::shared_ptr<const Topology>& topology, NetworkOptions 
 // call also repeated while the one before still holds links (start 0 again).
 std::vector<CollectiveRequest> calls_over(const std::vector<VertexId>& group) {
     std::vector<CollectiveRequest> calls;
-    for (CollectiveKind kind : {CollectiveKind::all_reduce, CollectiveKind::all_gather,
-                                CollectiveKind::reduce_scatter, CollectiveKind::broadcast, CollectiveKind::reduce})
+    for (CollectiveKind kind :
+         {CollectiveKind::all_reduce, CollectiveKind::all_gather, CollectiveKind::reduce_scatter,
+          CollectiveKind::broadcast, CollectiveKind::reduce})
         for (CollectiveAlgorithm alg : supported_algorithms(kind))
             for (Protocol proto : {Protocol::ll, Protocol::simple, Protocol::automatic})
                 for (int64_t bytes : {int64_t{1} << 12, int64_t{48} << 20}) {

@@ -1,8 +1,11 @@
 // The topology graph: lookups, neighbours, connectivity, and routes that take the least latency, then
 // the fewest hops, then the smallest names, whatever order the graph was built in.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <limits>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "arch/net/topology.h"
@@ -230,4 +233,83 @@ TEST_CASE("building a topology the loader should have rejected is an internal er
     CHECK_THROWS_AS(t.add_link(0, 5, link(10, 1)), InternalError);
     t.add_device("b");
     CHECK_THROWS_AS(t.add_link(0, 1, link(0, 1)), InternalError);
+}
+
+TEST_CASE("routes have the least latency, then the fewest hops, of all paths, on random fabrics",
+          "[arch][net]") {
+    // Devices on one to three switches (their costs come from their switches', Topology's derive_costs),
+    // some also linked to another device (theirs from a Dijkstra), switches joined at random; random whole
+    // nanosecond latencies. Checked against every pair's least (latency, hops) by Floyd-Warshall over the
+    // contract's latency (links plus every switch on the path).
+    for (uint64_t seed = 1; seed <= 12; ++seed) {
+        uint64_t x = seed * 0x9E3779B97F4A7C15ull;
+        auto next = [&](uint64_t n) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            return x % n;
+        };
+        Topology t;
+        const std::size_t devices = 10 + next(20), switches = 3 + next(6);
+        auto name = [](char kind, std::size_t i) {
+            std::string s(1, kind);
+            s += std::to_string(i);
+            return s;
+        };
+        for (std::size_t i = 0; i < devices; ++i) t.add_device(name('d', i));
+        for (std::size_t i = 0; i < switches; ++i)
+            t.add_switch(name('s', i), sw(static_cast<int64_t>(next(300))));
+        const std::size_t n = devices + switches;
+        struct C {
+            int64_t lat = std::numeric_limits<int64_t>::max() / 4, hops = 0;
+        };
+        std::vector<std::vector<C>> d(n, std::vector<C>(n));
+        auto join = [&](std::size_t a, std::size_t b) {
+            const int64_t ns = 1 + static_cast<int64_t>(next(900));
+            t.add_link(static_cast<VertexId>(a), static_cast<VertexId>(b), link(10, ns));
+            for (auto [u, v] : {std::pair{a, b}, std::pair{b, a}}) {
+                // to v: the link, and v's own latency when it is a switch (the contract counts every
+                // switch on the path, endpoints included)
+                const int64_t w =
+                    ns * 1000 + (v >= devices ? t.vertex(static_cast<VertexId>(v)).sw.latency.ps() : 0);
+                if (d[u][v].hops == 0 || w < d[u][v].lat) d[u][v] = C{w, 1};
+            }
+        };
+        for (std::size_t s = 1; s < switches; ++s)
+            join(devices + s, devices + next(s));  // a tree of switches
+        for (std::size_t k = 0; k < switches; ++k) {
+            const std::size_t a = next(switches), b = next(switches);
+            if (a != b) join(devices + a, devices + b);
+        }
+        for (std::size_t i = 0; i < devices; ++i) {
+            const std::size_t links = 1 + next(3);
+            std::vector<std::size_t> used;
+            for (std::size_t k = 0; k < links; ++k) {
+                const std::size_t s = devices + next(switches);
+                if (std::find(used.begin(), used.end(), s) == used.end()) {
+                    used.push_back(s);
+                    join(i, s);
+                }
+            }
+            if (i > 0 && next(4) == 0) join(i, next(i));
+        }
+        for (std::size_t k = 0; k < n; ++k)
+            for (std::size_t a = 0; a < n; ++a)
+                for (std::size_t b = 0; b < n; ++b) {
+                    if (d[a][k].hops == 0 || d[k][b].hops == 0 || a == b) continue;
+                    const C via{d[a][k].lat + d[k][b].lat, d[a][k].hops + d[k][b].hops};
+                    if (d[a][b].hops == 0 ||
+                        std::tie(via.lat, via.hops) < std::tie(d[a][b].lat, d[a][b].hops))
+                        d[a][b] = via;
+                }
+        for (std::size_t a = 0; a < devices; ++a)
+            for (std::size_t b = 0; b < devices; ++b) {
+                if (a == b) continue;
+                INFO("seed " << seed << ": d" << a << " -> d" << b);
+                const auto r = t.route(static_cast<VertexId>(a), static_cast<VertexId>(b));
+                REQUIRE(r.has_value());
+                CHECK(r->latency.ps() == d[a][b].lat);
+                CHECK(static_cast<int64_t>(r->hops.size()) == d[a][b].hops);
+            }
+    }
 }
