@@ -251,11 +251,12 @@ struct Topology::Impl {
     }
 
     // The costs to a device whose every link goes to a switch, from those switches' costs: a cheapest path
-    // to dst ends with one of its links, and what comes before is a cheapest path to that link's switch
-    // (it does not pass dst), so cost(v, dst) = min over dst's links (u, c) of cost(v, u) + c, exactly: the
-    // costs are whole numbers that no sum saturates (build_adjacency). A few thousand additions per link
-    // instead of a Dijkstra over the graph, and the switches' costs serve every device on them (a
-    // 4,096-GPU fabric has 672 switches).
+    // to dst ends with one of its links (u, c), and what comes before is a cheapest path to u, so
+    // cost(v, dst) is at least the least cost(v, u) + c; and each cost(v, u) + c is the cost of a walk to
+    // dst (through dst itself, maybe, which only makes it dearer than reaching dst), so it is at most that.
+    // Equal, exactly: the costs are whole numbers that no sum saturates (build_adjacency). A few thousand
+    // additions per link instead of a Dijkstra over the graph, and the switches' costs serve every device on
+    // them (a 4,096-GPU fabric has 672 switches).
     CostVector derive_costs(VertexId dst) {
         CostVector dist(vertices.size(), infinite_cost);
         for (std::size_t i = cache.adj_begin[dst]; i < cache.adj_begin[dst + 1]; ++i) {

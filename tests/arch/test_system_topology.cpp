@@ -282,15 +282,8 @@ TEST_CASE("routes have the least latency, then the fewest hops, of all paths, on
             if (a != b) join(devices + a, devices + b);
         }
         for (std::size_t i = 0; i < devices; ++i) {
-            const std::size_t links = 1 + next(3);
-            std::vector<std::size_t> used;
-            for (std::size_t k = 0; k < links; ++k) {
-                const std::size_t s = devices + next(switches);
-                if (std::find(used.begin(), used.end(), s) == used.end()) {
-                    used.push_back(s);
-                    join(i, s);
-                }
-            }
+            const std::size_t links = 1 + next(3);  // two may go to one switch (parallel links)
+            for (std::size_t k = 0; k < links; ++k) join(i, devices + next(switches));
             if (i > 0 && next(4) == 0) join(i, next(i));
         }
         for (std::size_t k = 0; k < n; ++k)
@@ -310,6 +303,27 @@ TEST_CASE("routes have the least latency, then the fewest hops, of all paths, on
                 REQUIRE(r.has_value());
                 CHECK(r->latency.ps() == d[a][b].lat);
                 CHECK(static_cast<int64_t>(r->hops.size()) == d[a][b].hops);
+            }
+        // Every vertex's cost to every destination, through the links that stay on a cheapest path: from
+        // `at`, a link to u does when its own latency and u's (a switch) plus the least from u equal the
+        // least from `at`, with one hop more (the destination's own latency counted once, whatever the link).
+        for (std::size_t at = 0; at < n; ++at)
+            for (std::size_t dst = 0; dst < devices; ++dst) {
+                if (at == dst) continue;
+                std::size_t expected = 0;
+                for (const Neighbour& nb : t.neighbours(static_cast<VertexId>(at))) {
+                    const std::size_t u = nb.vertex;
+                    const int64_t to_u = t.link(nb.link).props.latency.ps() +
+                                         (u >= devices ? t.vertex(nb.vertex).sw.latency.ps() : 0);
+                    const bool last = u == dst;
+                    if (!last && d[u][dst].hops == 0) continue;
+                    const int64_t lat = to_u + (last ? 0 : d[u][dst].lat);
+                    const int64_t hops = 1 + (last ? 0 : d[u][dst].hops);
+                    if (lat == d[at][dst].lat && hops == d[at][dst].hops) ++expected;
+                }
+                INFO("seed " << seed << ": vertex " << at << " -> d" << dst);
+                CHECK(t.equal_cost_next_hops(static_cast<VertexId>(at), static_cast<VertexId>(dst)) ==
+                      expected);
             }
     }
 }

@@ -186,6 +186,7 @@ struct FlowNetwork::Impl {
     std::vector<double> reduce_scratch;
     std::vector<int> into_scratch;     // per vertex: flows of a step it reduces
     std::vector<int32_t> acc_scratch;  // per directed link: Run::repeat's index of its bytes, -1 between uses
+    int64_t repeated_steps = 0;        // Run::repeat's steps not solved, over all calls
 
     Impl(std::shared_ptr<const Topology> t, NetworkOptions o)
         : topo(std::move(t)), opt(std::move(o)), routes(*topo), fluid(routes) {
@@ -288,11 +289,12 @@ struct FlowNetwork::Impl {
         // Runs `flows` as `n` synchronised steps, one after another (the steps of a ring). Once a step has
         // released every flow at `now` (the links it crosses were free by then), each later step is that step
         // shifted in time: the step before freed its links by its end, so its flows leave at the new `now`
-        // too, and the fluid solver, which times a stage from its first release, finishes them the same
-        // span later (FluidSolver::span). Those steps only move the clock and add the links' bytes, by the
-        // same operations as step() (a 4,096-GPU ring all-reduce: 8,190 steps of 4,096 flows). The last step
-        // runs in full: it leaves the links' busy times as the n-th step does, each step's flows having
-        // stopped sending later than the step before's. The packet solver's steps all run in full.
+        // too, every flow's release is again exactly the stage's first, and the fluid solver, which times a
+        // stage from its first release, finishes them the same span later (FluidSolver::span). Those steps
+        // only move the clock and add the links' bytes, by the same operations as step() (a 4,096-GPU ring
+        // all-reduce: 8,190 steps of 4,096 flows). The last step runs in full: it leaves the links' busy
+        // times as the n-th step does, each step's flows having stopped sending later than the step before's.
+        // The packet solver's steps all run in full.
         void repeat(const std::vector<StepFlow>& flows, std::size_t n, double extra_s = 0) {
             std::size_t s = 0;
             while (s < n) {
@@ -344,6 +346,7 @@ struct FlowNetwork::Impl {
                     ++steps;
                 }
                 s += repeats;
+                net.repeated_steps += static_cast<int64_t>(repeats);
                 for (std::size_t j = 0; j < links.size(); ++j) {
                     dir_bytes[links[j]] = acc[j];
                     at_acc[links[j]] = -1;
@@ -1569,6 +1572,7 @@ const Topology& FlowNetwork::topology() const { return *m_impl->topo; }
 const NetworkOptions& FlowNetwork::options() const { return m_impl->opt; }
 const std::vector<double>& FlowNetwork::busy_seconds() const { return m_impl->busy_seconds; }
 const std::vector<double>& FlowNetwork::link_energy_j() const { return m_impl->energy_j; }
+int64_t FlowNetwork::repeated_steps() const { return m_impl->repeated_steps; }
 
 Transfer FlowNetwork::transfer(VertexId src, VertexId dst, int64_t bytes, Tick start) {
     const Topology& t = *m_impl->topo;

@@ -128,6 +128,9 @@ class FlowNetwork final : public INetwork {
     // Joules each directed link spent (CollectiveResult::energy_j's terms: its bytes x its energy per byte,
     // and the switch it enters), over all recorded calls.
     const std::vector<double>& link_energy_j() const;
+    // Steps advanced without being solved (NetworkOptions::repeat_steps), over all calls, trials of the
+    // automatic choice included: a measure of the work saved.
+    int64_t repeated_steps() const;
 
     struct Impl;
 

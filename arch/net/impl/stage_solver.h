@@ -50,8 +50,10 @@ class FluidSolver {
     // Flows whose rate was filled (again) over the last solve(): a measure of the work done.
     uint64_t refilled() const { return m_refilled; }
     // The last solve()'s latest finish less its first release, as the solver computed it: each finish is
-    // that first release plus its own such figure, so a stage shifted in time ends at its new first release
-    // plus this, to the bit (the steps of a ring, FlowNetwork's Run::repeat).
+    // that first release plus its own such figure. A stage shifted in time whose releases less its first
+    // come out the same bits (every flow released at the first release, as in FlowNetwork's Run::repeat;
+    // a general shift may round them differently) is solved with the same numbers, so it ends at its new
+    // first release plus this, to the bit.
     double span() const { return m_span; }
 
   private:
