@@ -133,3 +133,60 @@ TEST_CASE("repeated steps advanced without solving give every figure of solving 
         CHECK(compare(sys.topology, exp::network_options_for(sys, "fp32"), calls_over(group)) > 0);
     }
 }
+
+TEST_CASE("the automatic choice records its fastest trial as a call of that algorithm and protocol would",
+          "[arch][net][repeat]") {
+    // FlowNetwork::collective keeps the fastest trial and records it (Impl::commit) instead of simulating it
+    // again: the same call made with the chosen algorithm and protocol on a second network must leave
+    // every figure the same, to the bit, call after call (each starting while the one before holds links).
+    auto check = [](const std::shared_ptr<const Topology>& topology, const NetworkOptions& opt,
+                    const std::vector<VertexId>& group) {
+        FlowNetwork chooser(topology, opt), told(topology, opt);
+        int chosen = 0;
+        for (CollectiveKind kind : {CollectiveKind::all_reduce, CollectiveKind::all_gather,
+                                    CollectiveKind::reduce_scatter, CollectiveKind::broadcast})
+            for (int64_t bytes : {int64_t{1} << 10, int64_t{1} << 20, int64_t{64} << 20}) {
+                CollectiveRequest q;
+                q.kind = kind;
+                q.algorithm = CollectiveAlgorithm::automatic;
+                q.protocol = Protocol::automatic;
+                q.group = group;
+                q.bytes = bytes;
+                const CollectiveResult a = chooser.collective(q);
+                q.algorithm = a.algorithm;
+                q.protocol = a.protocol;
+                const CollectiveResult b = told.collective(q);
+                INFO(to_string(kind) << " " << bytes << " B: " << to_string(a.algorithm) << " "
+                                     << to_string(a.protocol));
+                CHECK(a.end == b.end);
+                CHECK(a.steps == b.steps);
+                CHECK(same_bits(a.energy_j, b.energy_j));
+                REQUIRE(a.link_bytes.size() == b.link_bytes.size());
+                for (std::size_t i = 0; i < a.link_bytes.size(); ++i) {
+                    CHECK(a.link_bytes[i].link == b.link_bytes[i].link);
+                    CHECK(same_bits(a.link_bytes[i].a_to_b, b.link_bytes[i].a_to_b));
+                    CHECK(same_bits(a.link_bytes[i].b_to_a, b.link_bytes[i].b_to_a));
+                }
+                CHECK(same_bits(chooser.busy_seconds(), told.busy_seconds()));
+                CHECK(same_bits(chooser.link_energy_j(), told.link_energy_j()));
+                ++chosen;
+            }
+        CHECK(chosen == 12);
+    };
+    SECTION("a switch") {
+        std::vector<VertexId> group;
+        for (int i = 0; i < 8; ++i) group.push_back(static_cast<VertexId>(i));
+        check(star(8, 100e9, 500, 300), {}, group);
+    }
+    SECTION("nodes joined by a switch, with reduction in the node switches") {
+        std::vector<VertexId> group;
+        for (int i = 0; i < 16; ++i) group.push_back(static_cast<VertexId>(i));
+        check(two_level(4, 4, 300e9, 200, 100, 25e9, 1000, 200, true), {}, group);
+    }
+    SECTION("two DGX A100 nodes") {
+        const arch::SystemSpec sys = exp::load_system_file(exp::resolve_system_path("dgx-a100-2node"));
+        std::vector<VertexId> group;
+        for (std::size_t i = 0; i < sys.devices.size(); ++i) group.push_back(static_cast<VertexId>(i));
+        check(sys.topology, exp::network_options_for(sys, "fp32"), group);
+    }
+}

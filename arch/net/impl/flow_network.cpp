@@ -222,7 +222,6 @@ struct FlowNetwork::Impl {
         Impl& net;
         CollectiveKind kind;
         Protocol proto;
-        bool record;  // keep link state (busy_until) and bytes; false for the trials of `automatic`
         LatRow row = LatRow::ring;  // NCCL's latency row for its steps (step_extra_s)
         double eff = 1;
         double now = 0;
@@ -240,8 +239,8 @@ struct FlowNetwork::Impl {
         // The last step's exposed reduction and protocol cost (finish_step), for repeat().
         double last_reduce_s = 0, last_step_s = 0;
 
-        Run(Impl& n, CollectiveKind k, Protocol p, bool rec, bool multi_node, double t0)
-            : net(n), kind(k), proto(p), record(rec), now(t0) {
+        Run(Impl& n, CollectiveKind k, Protocol p, bool multi_node, double t0)
+            : net(n), kind(k), proto(p), now(t0) {
             const int pi = proto_index(p);
             if (pi == 0) eff = (is_reduction(k) || multi_node) ? 1.0 / 4.0 : 1.0 / 3.0;
             if (pi == 1) eff = 0.92;
@@ -1113,7 +1112,7 @@ struct FlowNetwork::Impl {
             if (N > 1 && L > 1) {
                 double best_end = std::numeric_limits<double>::infinity();
                 for (std::size_t C = 1; C <= std::max<std::size_t>(1, opt.pipeline_pieces); C *= 2) {
-                    Run trial(*this, run.kind, run.proto, false, true, run.now);
+                    Run trial(*this, run.kind, run.proto, true, run.now);
                     trial.row = run.row;
                     pipeline(trial, C);
                     if (trial.now < best_end) best_end = trial.now, best = C;
@@ -1519,11 +1518,24 @@ struct FlowNetwork::Impl {
         return const_cast<impl::RouteTable&>(routes).reachable(a, b);
     }
 
+    // A simulated call before it is recorded: its result (no link bytes yet), and what recording it adds to
+    // the links.
+    struct Simulated {
+        CollectiveResult res;
+        std::vector<double> dir_bytes, local_busy;
+    };
+
     CollectiveResult run_one(const CollectiveRequest& q, CollectiveAlgorithm alg, Protocol proto,
                              bool record) {
+        Simulated s = simulate_one(q, alg, proto);
+        return record ? commit(std::move(s)) : std::move(s.res);
+    }
+
+    // Simulates a call on the links as they are, changing none of them (commit() records it).
+    Simulated simulate_one(const CollectiveRequest& q, CollectiveAlgorithm alg, Protocol proto) {
         const Group g = make_group(q);
         const double t0 = q.start.to_seconds();
-        Run run(*this, q.kind, proto, record, g.nodes.size() > 1, t0);
+        Run run(*this, q.kind, proto, g.nodes.size() > 1, t0);
         // NCCL's tree latencies apply between nodes (tuning.cc: NCCL_HW_NET only when nNodes > 1); within one
         // node a network-class link (a socket link, say) keeps the ring row. NVLS and NVLS_TREE: their own.
         if (alg == CollectiveAlgorithm::nvls || alg == CollectiveAlgorithm::nvls_tree)
@@ -1543,19 +1555,25 @@ struct FlowNetwork::Impl {
         if (res.end < res.start) res.end = res.start;
         res.steps = run.steps;
         res.energy_j = energy_of(run.dir_bytes);
-        if (record) {
-            for (std::size_t d = 0; d < run.dir_bytes.size(); ++d)
-                energy_j[d] += run.dir_bytes[d] * joule_per_byte[d];
-            for (std::size_t d = 0; d < run.dir_bytes.size(); ++d) {
-                if (run.local_busy[d] > busy_until[d]) {
-                    busy_seconds[d] += run.dir_bytes[d] / routes.capacity(static_cast<DirLink>(d));
-                    busy_until[d] = run.local_busy[d];
-                }
+        return Simulated{std::move(res), std::move(run.dir_bytes), std::move(run.local_busy)};
+    }
+
+    // Records a simulated call: the links' energy, busy time and busy-until, and the result's link bytes.
+    // Recording the chosen trial of `automatic` gives what simulating it again would: nothing a trial leaves
+    // behind (the routes and the solver's last stage, both caches) changes a simulation's numbers.
+    CollectiveResult commit(Simulated&& s) {
+        CollectiveResult res = std::move(s.res);
+        for (std::size_t d = 0; d < s.dir_bytes.size(); ++d)
+            energy_j[d] += s.dir_bytes[d] * joule_per_byte[d];
+        for (std::size_t d = 0; d < s.dir_bytes.size(); ++d) {
+            if (s.local_busy[d] > busy_until[d]) {
+                busy_seconds[d] += s.dir_bytes[d] / routes.capacity(static_cast<DirLink>(d));
+                busy_until[d] = s.local_busy[d];
             }
-            for (LinkId l = 0; l < topo->link_count(); ++l) {
-                const double ab = run.dir_bytes[2 * l], ba = run.dir_bytes[2 * l + 1];
-                if (ab > 0 || ba > 0) res.link_bytes.push_back({l, ab, ba});
-            }
+        }
+        for (LinkId l = 0; l < topo->link_count(); ++l) {
+            const double ab = s.dir_bytes[2 * l], ba = s.dir_bytes[2 * l + 1];
+            if (ab > 0 || ba > 0) res.link_bytes.push_back({l, ab, ba});
         }
         return res;
     }
@@ -1589,7 +1607,7 @@ Transfer FlowNetwork::transfer(VertexId src, VertexId dst, int64_t bytes, Tick s
     if (src == dst) return out;
     if (!m_impl->routes_reachable(src, dst))
         throw cfg::UserError("error: transfer: no route between " + name(src) + " and " + name(dst));
-    Impl::Run run(*m_impl, CollectiveKind::send_recv, Protocol::ideal, true, false, start.to_seconds());
+    Impl::Run run(*m_impl, CollectiveKind::send_recv, Protocol::ideal, false, start.to_seconds());
     run.step({{src, dst, static_cast<double>(bytes), false}});
     const impl::PathView pv = m_impl->routes.path(src, dst);
     for (uint32_t k = 0; k < pv.size; ++k) {
@@ -1645,16 +1663,13 @@ CollectiveResult FlowNetwork::collective(const CollectiveRequest& request) {
             pairs = kept;
         }
     }
-    std::optional<std::pair<CollectiveAlgorithm, Protocol>> best;
-    Tick best_end = Tick::max();
+    // The fastest trial is recorded as it ran (Impl::commit), not simulated again.
+    std::optional<Impl::Simulated> best;
     std::optional<cfg::UserError> first_error;
     for (const auto& [a, p] : pairs) {
         try {
-            const CollectiveResult r = im.run_one(request, a, p, false);
-            if (r.end < best_end) {
-                best_end = r.end;
-                best = {a, p};
-            }
+            Impl::Simulated s = im.simulate_one(request, a, p);
+            if (!best || s.res.end < best->res.end) best = std::move(s);
         } catch (const cfg::UserError& e) {
             const bool too_big = std::string(e.what()).find("packet-hops") != std::string::npos;
             if (too_big) throw;
@@ -1667,7 +1682,7 @@ CollectiveResult FlowNetwork::collective(const CollectiveRequest& request) {
         return im.run_one(request, CollectiveAlgorithm::bruck,
                           protos.size() == 1 ? protos[0] : Protocol::simple, true);
     if (!best) throw *first_error;
-    return im.run_one(request, best->first, best->second, true);
+    return im.commit(std::move(*best));
 }
 
 }  // namespace mlsim::arch::net
