@@ -30,6 +30,22 @@ bool same_bits(const std::vector<double>& a, const std::vector<double>& b) {
     return true;
 }
 
+// A call's figures on two networks, the same to the bit.
+void check_same(const CollectiveResult& a, const CollectiveResult& b) {
+    CHECK(a.start == b.start);
+    CHECK(a.end == b.end);
+    CHECK(a.steps == b.steps);
+    CHECK(a.algorithm == b.algorithm);
+    CHECK(a.protocol == b.protocol);
+    CHECK(same_bits(a.energy_j, b.energy_j));
+    REQUIRE(a.link_bytes.size() == b.link_bytes.size());
+    for (std::size_t i = 0; i < a.link_bytes.size(); ++i) {
+        CHECK(a.link_bytes[i].link == b.link_bytes[i].link);
+        CHECK(same_bits(a.link_bytes[i].a_to_b, b.link_bytes[i].a_to_b));
+        CHECK(same_bits(a.link_bytes[i].b_to_a, b.link_bytes[i].b_to_a));
+    }
+}
+
 // Runs `calls` on two networks over `topology`, one advancing repeated steps, one solving every step, and
 // checks that every result and the links' totals agree to the bit; returns how many steps the calls took.
 int64_t compare(const std::shared_ptr<const Topology>& topology, NetworkOptions opt,
@@ -54,18 +70,7 @@ int64_t compare(const std::shared_ptr<const Topology>& topology, NetworkOptions 
         b = full.collective(q);
         INFO(to_string(q.kind) << " " << to_string(a.algorithm) << " " << to_string(a.protocol) << " "
                                << q.bytes << " B from " << q.start.to_seconds() << " s");
-        CHECK(a.start == b.start);
-        CHECK(a.end == b.end);
-        CHECK(a.steps == b.steps);
-        CHECK(a.algorithm == b.algorithm);
-        CHECK(a.protocol == b.protocol);
-        CHECK(same_bits(a.energy_j, b.energy_j));
-        REQUIRE(a.link_bytes.size() == b.link_bytes.size());
-        for (std::size_t i = 0; i < a.link_bytes.size(); ++i) {
-            CHECK(a.link_bytes[i].link == b.link_bytes[i].link);
-            CHECK(same_bits(a.link_bytes[i].a_to_b, b.link_bytes[i].a_to_b));
-            CHECK(same_bits(a.link_bytes[i].b_to_a, b.link_bytes[i].b_to_a));
-        }
+        check_same(a, b);
         steps += a.steps;
     }
     CHECK(same_bits(fast.busy_seconds(), full.busy_seconds()));
@@ -158,15 +163,7 @@ TEST_CASE("the automatic choice records its fastest trial as a call of that algo
                 const CollectiveResult b = told.collective(q);
                 INFO(to_string(kind) << " " << bytes << " B: " << to_string(a.algorithm) << " "
                                      << to_string(a.protocol));
-                CHECK(a.end == b.end);
-                CHECK(a.steps == b.steps);
-                CHECK(same_bits(a.energy_j, b.energy_j));
-                REQUIRE(a.link_bytes.size() == b.link_bytes.size());
-                for (std::size_t i = 0; i < a.link_bytes.size(); ++i) {
-                    CHECK(a.link_bytes[i].link == b.link_bytes[i].link);
-                    CHECK(same_bits(a.link_bytes[i].a_to_b, b.link_bytes[i].a_to_b));
-                    CHECK(same_bits(a.link_bytes[i].b_to_a, b.link_bytes[i].b_to_a));
-                }
+                check_same(a, b);
                 CHECK(same_bits(chooser.busy_seconds(), told.busy_seconds()));
                 CHECK(same_bits(chooser.link_energy_j(), told.link_energy_j()));
                 ++chosen;
