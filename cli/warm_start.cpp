@@ -32,7 +32,12 @@ namespace {
 
 constexpr std::uintptr_t k_small_page = 4096;
 constexpr std::uintptr_t k_huge_page = std::uintptr_t{2} << 20;  // x86-64 / arm64 (4 KiB base) PMD size
-constexpr std::size_t k_heap_window = std::size_t{8} << 20;      // what a short run's heap fits in
+// What a sweep's writer heap fits in (a 2,000-point ResNet-50 sweep's rank 0 peaks at 60-65 MB). A short run
+// touches only the window's first megabytes; the rest is address space. 8 MiB left a 2-rank MPI sweep's rank
+// 0 with 8,500-9,600 page faults of ~11 us each on a virtual machine (4 KiB first touches), 64 MiB with
+// 1,600-2,100, and 8 alternated rounds ran 9 % faster for one rank and for two (bench/README.md, twentieth
+// round). glibc keeps up to this much free memory at the heap's top (M_TOP_PAD) instead of returning it.
+constexpr std::size_t k_heap_window = std::size_t{64} << 20;
 
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22  // Linux 5.14, include/uapi/asm-generic/mman-common.h
@@ -83,7 +88,7 @@ int populate_segment(dl_phdr_info* info, std::size_t, void*) {
     return 1;
 }
 
-// Moves glibc's heap top to a 2 MiB boundary inside an 8 MiB window marked MADV_HUGEPAGE, so that the
+// Moves glibc's heap top to a 2 MiB boundary inside a 64 MiB window marked MADV_HUGEPAGE, so that the
 // first megabytes a run allocates cost a few huge-page faults instead of one fault per 4 KiB page.
 void huge_heap() {
     // The heap glibc has so far (its first ~132 KiB, from the static initialisers): once the heap moves to

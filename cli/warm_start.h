@@ -7,7 +7,7 @@
 //   writable one for reading, the rest for writing;
 // - so are the 96 KiB of stack below main and the heap glibc holds before main (its unused rest serves
 //   a run's first small blocks), which cost a ResNet-50 run about 20 faults before;
-// - glibc's heap top is moved to a 2 MiB boundary inside an 8 MiB window marked MADV_HUGEPAGE, so the
+// - glibc's heap top is moved to a 2 MiB boundary inside a 64 MiB window marked MADV_HUGEPAGE, so the
 //   first megabytes allocated are served by transparent huge pages where the kernel offers them on
 //   request (transparent_hugepage/enabled = madvise or always).
 // It does nothing under the sanitizers (their allocators own the heap), off Linux/glibc, or when the
