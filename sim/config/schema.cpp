@@ -284,19 +284,23 @@ void collect_rows(const Schema& schema, int indent, std::vector<const Schema*>& 
 }
 
 // Edit distance counting an adjacent swap as one edit ("memroy" is one edit from "memory").
+// Optimal string alignment distance (insertions, deletions, substitutions, adjacent transpositions), in three
+// rows of b's length: a hostile megabyte key once built a matrix of a million rows for each candidate.
 std::size_t edit_distance(std::string_view a, std::string_view b) {
-    std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
-    for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
-    for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+    std::vector<std::size_t> before(b.size() + 1), prev(b.size() + 1), cur(b.size() + 1);  // rows i-2, i-1, i
+    for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
     for (std::size_t i = 1; i <= a.size(); ++i) {
+        cur[0] = i;
         for (std::size_t j = 1; j <= b.size(); ++j) {
-            std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-            d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+            const std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost});
             if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
-                d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+                cur[j] = std::min(cur[j], before[j - 2] + 1);
         }
+        std::swap(before, prev);
+        std::swap(prev, cur);
     }
-    return d[a.size()][b.size()];
+    return prev[b.size()];
 }
 
 std::string lower(std::string_view s) {
@@ -391,6 +395,10 @@ std::string nearest(std::string_view word, const std::vector<std::string>& candi
     std::string best;
     std::size_t best_distance = limit + 1;
     for (const std::string& c : candidates) {
+        // The distance is at least the difference of the lengths: a candidate that cannot beat the best so
+        // far is not compared (a megabyte-long key is compared with none).
+        if ((word.size() > c.size() ? word.size() - c.size() : c.size() - word.size()) >= best_distance)
+            continue;
         std::size_t d = edit_distance(w, lower(c));
         // Replacing every character is not "near", however short the words are.
         if (d >= std::max(word.size(), c.size())) continue;

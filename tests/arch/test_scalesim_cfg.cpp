@@ -15,6 +15,15 @@ namespace {
 const std::string k_ref = std::string(MLSIM_SOURCE_DIR) + "/../shared/reference/scalesim/";
 const std::string k_data = std::string(MLSIM_SOURCE_DIR) + "/tests/arch/data/";
 
+// `text` with the first `count` characters of the first `at` replaced by `with`; `at` must be there (the
+// test's own mistake otherwise, found here rather than as a replacement at npos).
+std::string replaced(const std::string& text, const std::string& at, std::size_t count,
+                     const std::string& with) {
+    const std::size_t pos = text.find(at);
+    REQUIRE(pos != std::string::npos);
+    return std::string(text).replace(pos, count, with);
+}
+
 std::string error_of(const std::string& text) {
     const fs::path p = fs::temp_directory_path() / "mlsim_bad_scalesim.cfg";
     std::ofstream(p) << text;
@@ -74,19 +83,18 @@ TEST_CASE("Every SCALE-Sim reference config loads", "[scalesim]") {
 
 TEST_CASE("Bad SCALE-Sim configs are located user errors", "[scalesim]") {
     std::string text = k_google;
-    CHECK_THAT(error_of(std::string(text).replace(text.find("ArrayWidth"), 10, "ArrayWdth")),
+    CHECK_THAT(error_of(replaced(text, "ArrayWidth", 10, "ArrayWdth")),
                Catch::Contains("mlsim_bad_scalesim.cfg:6:1") && Catch::Contains("did you mean 'ArrayWidth'"));
-    CHECK_THAT(error_of(std::string(text).replace(text.find("256\nArrayWidth"), 3, "-4")),
+    CHECK_THAT(error_of(replaced(text, "256\nArrayWidth", 3, "-4")),
                Catch::Contains(":5:17") && Catch::Contains("must be greater than 0"));
-    CHECK_THAT(error_of(std::string(text).replace(text.find("Dataflow : ws"), 13, "Dataflow : rs")),
+    CHECK_THAT(error_of(replaced(text, "Dataflow : ws", 13, "Dataflow : rs")),
                Catch::Contains("expected one of: os, ws, is"));
-    CHECK_THAT(error_of(std::string(text).replace(text.find("[run_presets]"), 13, "[run_preset]")),
+    CHECK_THAT(error_of(replaced(text, "[run_presets]", 13, "[run_preset]")),
                Catch::Contains("did you mean [run_presets]"));
-    CHECK_THAT(error_of(std::string(text).replace(text.find("OfmapSramSzkB:    2048\n"), 23, "")),
+    CHECK_THAT(error_of(replaced(text, "OfmapSramSzkB:    2048\n", 23, "")),
                Catch::Contains("missing required key 'OfmapSramSzkB'"));
-    CHECK_THAT(error_of(std::string(text).replace(text.find("CALC"), 4, "USR")),
-               Catch::Contains("expected CALC or USER"));
-    CHECK_THAT(error_of(std::string(text).replace(text.find("Bandwidth : 10"), 14, "Bandwidth : -5")),
+    CHECK_THAT(error_of(replaced(text, "CALC", 4, "USR")), Catch::Contains("expected CALC or USER"));
+    CHECK_THAT(error_of(replaced(text, "Bandwidth : 10", 14, "Bandwidth : -5")),
                Catch::Contains(":14:13") && Catch::Contains("must be greater than 0"));
 }
 
@@ -99,10 +107,9 @@ TEST_CASE("A .cfg's main memory is LPDDR4 up to 204.8 GB/s and HBM2 above, by th
         std::ofstream(p) << text;
         return arch::systolic::load_scalesim_cfg(p.string()).device.main_memory();
     };
-    const std::string user = std::string(k_google).replace(std::string(k_google).find("CALC"), 4, "USER");
+    const std::string user = replaced(k_google, "CALC", 4, "USER");
     const auto with_bandwidth = [&](int words) {
-        return std::string(user).replace(user.find("Bandwidth : 10"), 14,
-                                         "Bandwidth : " + std::to_string(words));
+        return replaced(user, "Bandwidth : 10", 14, "Bandwidth : " + std::to_string(words));
     };
     CHECK(dram(with_bandwidth(10)).read_energy_J_per_byte == Approx(lpddr));
     CHECK(dram(with_bandwidth(204)).read_energy_J_per_byte == Approx(lpddr));

@@ -16,8 +16,9 @@
 namespace mlsim::test {
 
 // Starts `mlsim ARGS...` with stdout and stderr sent to `output` (/dev/null unless given); returns its pid.
-inline pid_t spawn_mlsim(std::vector<std::string> args, const std::string& output = "/dev/null") {
-    args.insert(args.begin(), MLSIM_BINARY);
+inline pid_t spawn_mlsim(const std::vector<std::string>& rest, const std::string& output = "/dev/null") {
+    std::vector<std::string> args{std::string(MLSIM_BINARY)};
+    args.insert(args.end(), rest.begin(), rest.end());
     const pid_t pid = fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
