@@ -39,15 +39,8 @@ ResidencyTracker::ResidencyTracker(const wl::Model& model, double capacity_bytes
         t.last_use = std::max(t.last_use, e.to);
     }
     m_resident.assign(n, 0.0);
-}
-
-bool ResidencyTracker::reads_kept(size_t layer, const Tensor* pending) const {
-    for (const wl::Edge& e : m_model.in_edges(layer)) {
-        if (!reads_in_place(m_needs[layer], e.to_slot)) continue;
-        const Tensor& t = tensor(e.from, e.from_slot);
-        if (t.kept || &t == pending) return true;
-    }
-    return false;
+    m_kept_reads.assign(n, 0);
+    m_reads_pending.assign(n, false);
 }
 
 std::vector<double> ResidencyTracker::decide(size_t layer) {
@@ -67,12 +60,22 @@ std::vector<double> ResidencyTracker::decide(size_t layer) {
             in_place = in_place && reads_in_place(m_needs[e.to], e.to_slot);
         }
         if (!consumed || !in_place || t.bytes <= 0) continue;
+        // Every consumer reads the tensor in place: a layer from here to its last use takes its smaller space
+        // when it reads a kept tensor in place or is one of these consumers.
+        for (const wl::Edge& e : out)
+            if (e.from_slot == static_cast<int>(s)) m_reads_pending[e.to] = true;
         bool fits = true;
         for (size_t q = layer; q <= t.last_use && fits; ++q) {
             const LayerNeeds& nq = m_needs[q];
-            const double space = reads_kept(q, &t) ? nq.space_on_chip : nq.space_from_memory;
+            const bool on_chip = m_kept_reads[q] > 0 || m_reads_pending[q];
+            const double space = on_chip ? nq.space_on_chip : nq.space_from_memory;
             fits = m_resident[q] + t.bytes + space <= m_capacity;
         }
+        for (const wl::Edge& e : out)
+            if (e.from_slot == static_cast<int>(s)) {
+                m_reads_pending[e.to] = false;
+                if (fits) ++m_kept_reads[e.to];
+            }
         if (!fits) continue;
         t.kept = true;
         kept[s] = t.bytes;

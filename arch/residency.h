@@ -66,8 +66,6 @@ class ResidencyTracker {
     const Tensor& tensor(size_t op, int slot) const {
         return m_tensors[m_first[op] + static_cast<size_t>(slot)];
     }
-    // Whether `layer` reads some kept tensor in place (or `pending`, the one being decided).
-    bool reads_kept(size_t layer, const Tensor* pending) const;
 
     const wl::Model& m_model;
     double m_capacity;
@@ -76,6 +74,11 @@ class ResidencyTracker {
     std::vector<Tensor> m_tensors;   // all output slots of all ops
     std::vector<double> m_resident;  // per layer: bytes of kept tensors live there
     size_t m_next = 0;               // the next layer decide() expects
+    // Per layer: how many of its in-place inputs are kept tensors (it then takes its smaller space; a count,
+    // not a walk over its inputs, so that a concat of 10,000 inputs is not visited once per input), and
+    // whether it consumes the tensor being decided.
+    std::vector<size_t> m_kept_reads;
+    std::vector<bool> m_reads_pending;
 };
 
 }  // namespace mlsim::arch
