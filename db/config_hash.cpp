@@ -6,6 +6,12 @@
 
 #include "db/results_db.h"
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <immintrin.h>
+#define MLSIM_SHA_EXTENSIONS 1
+#endif
+
 namespace mlsim::db {
 
 namespace {
@@ -92,14 +98,84 @@ void compress(std::array<uint32_t, 8>& state, const unsigned char* block) {
     for (size_t i = 0; i < 8; ++i) state[i] += add[i];
 }
 
-}  // namespace
+void compress_portable(std::array<uint32_t, 8>& state, const unsigned char* blocks, size_t count) {
+    for (size_t i = 0; i < count; ++i) compress(state, blocks + 64 * i);
+}
 
-std::string config_hash(const std::string& resolved_yaml) {
+#ifdef MLSIM_SHA_EXTENSIONS
+// Whether the processor has the SHA extensions (CPUID leaf 7, EBX bit 29) and the SSSE3 and SSE4.1 shuffles
+// and blends used around them (leaf 1, ECX bits 9 and 19): Intel 64 and IA-32 Architectures Software
+// Developer's Manual, vol. 2A, CPUID.
+bool has_sha_extensions() {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 9)) || !(c & (1u << 19))) return false;
+    if (__get_cpuid_max(0, nullptr) < 7) return false;
+    __cpuid_count(7, 0, a, b, c, d);
+    return (b & (1u << 29)) != 0;
+}
+
+// The same rounds through SHA256RNDS2 (two rounds on the state held as {A,B,E,F} and {C,D,G,H}, A in the
+// highest lane, with two words of W + K in the low lanes), SHA256MSG1 and SHA256MSG2 (the message schedule's
+// sigma0 and sigma1 parts for four words at once): Intel SDM vol. 2, and Gulley et al., "Intel SHA
+// Extensions", Intel white paper 402097 (2013).
+[[gnu::target("sha,sse4.1,ssse3")]] void compress_sha_extensions(std::array<uint32_t, 8>& state,
+                                                                 const unsigned char* blocks, size_t count) {
+    // Each 32-bit word of the block is big-endian.
+    const __m128i big_endian = _mm_set_epi8(12, 13, 14, 15, 8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3);
+    // state[0..3] = a b c d and state[4..7] = e f g h (lane 0 first) to {A,B,E,F} and {C,D,G,H}.
+    const __m128i badc =
+        _mm_shuffle_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(state.data())), 0xB1);
+    const __m128i hgfe =
+        _mm_shuffle_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(state.data() + 4)), 0x1B);
+    __m128i abef = _mm_alignr_epi8(badc, hgfe, 8);     // lanes f e b a
+    __m128i cdgh = _mm_blend_epi16(hgfe, badc, 0xF0);  // lanes h g d c
+    for (size_t block = 0; block < count; ++block, blocks += 64) {
+        const __m128i abef_in = abef, cdgh_in = cdgh;
+        // The schedule's words four at a time, the last four groups kept: group j in w[j % 4].
+        __m128i w[4] = {};
+        for (size_t j = 0; j < 16; ++j) {
+            __m128i group;
+            if (j < 4) {
+                group = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blocks + 16 * j)),
+                                         big_endian);
+            } else {
+                // W[t] = sigma1(W[t-2]) + W[t-7] + sigma0(W[t-15]) + W[t-16], for t = 4j .. 4j + 3.
+                const __m128i minus7 = _mm_alignr_epi8(w[(j + 3) % 4], w[(j + 2) % 4], 4);
+                group = _mm_sha256msg2_epu32(
+                    _mm_add_epi32(_mm_sha256msg1_epu32(w[j % 4], w[(j + 1) % 4]), minus7), w[(j + 3) % 4]);
+            }
+            w[j % 4] = group;
+            const __m128i wk = _mm_add_epi32(
+                group, _mm_loadu_si128(reinterpret_cast<const __m128i*>(k_round.data() + 4 * j)));
+            // Two rounds leave the old {A,B,E,F} as the new {C,D,G,H}: the registers swap roles twice.
+            cdgh = _mm_sha256rnds2_epu32(cdgh, abef, wk);
+            abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(wk, 0x0E));
+        }
+        abef = _mm_add_epi32(abef, abef_in);
+        cdgh = _mm_add_epi32(cdgh, cdgh_in);
+    }
+    const __m128i abef_lanes = _mm_shuffle_epi32(abef, 0x1B);  // lanes a b e f
+    const __m128i ghcd = _mm_shuffle_epi32(cdgh, 0xB1);        // lanes g h c d
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(state.data()), _mm_blend_epi16(abef_lanes, ghcd, 0xF0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(state.data() + 4), _mm_alignr_epi8(ghcd, abef_lanes, 8));
+}
+#endif
+
+using Compress = void (*)(std::array<uint32_t, 8>&, const unsigned char*, size_t);
+
+Compress fastest_compress() {
+#ifdef MLSIM_SHA_EXTENSIONS
+    if (has_sha_extensions()) return compress_sha_extensions;
+#endif
+    return compress_portable;
+}
+
+std::string hash_with(const std::string& resolved_yaml, Compress compress_blocks) {
     std::array<uint32_t, 8> state = k_initial_hash;
     const auto* bytes = reinterpret_cast<const unsigned char*>(resolved_yaml.data());
     size_t size = resolved_yaml.size();
     size_t whole = size - size % 64;
-    for (size_t off = 0; off < whole; off += 64) compress(state, bytes + off);
+    compress_blocks(state, bytes, whole / 64);
 
     // Tail: the remaining bytes, a 1 bit, zeros, and the message length in bits (big-endian), in one or two
     // blocks.
@@ -110,7 +186,7 @@ std::string config_hash(const std::string& resolved_yaml) {
     size_t tail_len = rest + 1 + 8 <= 64 ? 64 : 128;
     uint64_t bits = static_cast<uint64_t>(size) * 8;
     for (size_t i = 0; i < 8; ++i) tail[tail_len - 1 - i] = static_cast<unsigned char>(bits >> (8 * i));
-    for (size_t off = 0; off < tail_len; off += 64) compress(state, tail.data() + off);
+    compress_blocks(state, tail.data(), tail_len / 64);
 
     static constexpr char k_hex[] = "0123456789abcdef";
     std::string out;
@@ -118,6 +194,17 @@ std::string config_hash(const std::string& resolved_yaml) {
     for (uint32_t word : state)
         for (int shift = 28; shift >= 0; shift -= 4) out += k_hex[(word >> shift) & 0xf];
     return out;
+}
+
+}  // namespace
+
+std::string config_hash(const std::string& resolved_yaml) {
+    static const Compress compress_blocks = fastest_compress();
+    return hash_with(resolved_yaml, compress_blocks);
+}
+
+std::string config_hash_portable(const std::string& resolved_yaml) {
+    return hash_with(resolved_yaml, compress_portable);
 }
 
 }  // namespace mlsim::db

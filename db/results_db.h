@@ -417,6 +417,9 @@ class ResultsDb {
 
 // Lower-case hex SHA-256 (FIPS 180-4) of the resolved config text: 64 characters, identical to
 // `sha256sum` of the same bytes, stable across platforms and versions.
+// On an x86-64 processor with the SHA extensions (Intel since Goldmont and Ice Lake, AMD since Zen) the
+// blocks go through them; config_hash_portable always takes the plain C++ rounds (the tests compare the two).
 std::string config_hash(const std::string& resolved_yaml);
+std::string config_hash_portable(const std::string& resolved_yaml);
 
 }  // namespace mlsim::db
