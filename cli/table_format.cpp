@@ -44,6 +44,9 @@ std::string human(double value, std::string_view unit, bool small) {
     // Rounding may carry the mantissa to 1000: then the next larger prefix.
     if (i > 0 && round3(a / k_prefixes[i].scale) >= 1000) --i;
     const double m = value / k_prefixes[i].scale;
+    // A million times the largest prefix and beyond (1e21, past any figure a real system gives): exponent
+    // notation, not a number of many digits.
+    if (i == 0 && std::fabs(m) >= 1e6) return fmt::format("{:.2e}{}{}", value, sep, unit);
     std::string text;
     if (std::fabs(m) < 0.995) {
         // Below the smallest prefix allowed: fixed-point with 3 significant digits.

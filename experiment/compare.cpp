@@ -144,8 +144,7 @@ const cfg::Schema& workload_schema() {
         w.params.push_back(par);
         Param samples =
             opt("train_samples", PType::real, "training: samples to train, for the time to train");
-        samples.positive = true;
-        samples.min = 0;
+        samples.min = 1;
         samples.max = 1e18;
         w.params.push_back(samples);
         // Checked by hand (a list of names): declared for the docs and the nearest-key suggestions.
@@ -698,9 +697,12 @@ CompareOutcome run_compare(const CompareStudy& study, const CompareOptions& opti
             if (!w.latency_target_s) {
                 result = run_experiment(plan.options);
             } else {
-                // Doubling search: the largest power-of-two batch within the target; a batch that does not
-                // fit ends the search like one over the target.
-                for (int64_t b = 1; b <= w.max_batch; b *= 2) {
+                // Doubling search: the largest batch of 1, 2, 4, ... and max_batch itself within the target;
+                // a batch that does not fit ends the search like one over the target.
+                const auto next = [&](int64_t b) {
+                    return b <= (w.max_batch - 1) / 2 ? 2 * b : b < w.max_batch ? w.max_batch : 0;
+                };
+                for (int64_t b = 1; b > 0; b = next(b)) {
                     ExperimentOptions o = plan.options;
                     o.batch = b;
                     std::optional<ExperimentResult> r;
@@ -720,7 +722,6 @@ CompareOutcome run_compare(const CompareStudy& study, const CompareOptions& opti
                     }
                     result = std::move(r);
                     asked = o;
-                    if (b > w.max_batch / 2) break;
                 }
             }
         } catch (const cfg::UserError& e) {
@@ -753,7 +754,11 @@ CompareOutcome run_compare(const CompareStudy& study, const CompareOptions& opti
             if (s.price)
                 row.usd_per_million_samples =
                     cost_per_million_samples_usd(*s.price, row.samples_per_s, row.energy_per_sample_j);
-            if (w.train_samples) row.time_to_train_s = *w.train_samples / row.samples_per_s;
+            if (w.train_samples) {
+                // Whole steps: the last one runs a full batch even when fewer samples are left.
+                const double per_step = row.samples_per_s * row.latency_s;
+                row.time_to_train_s = std::ceil(*w.train_samples / per_step * (1 - 1e-12)) * row.latency_s;
+            }
             if (options.db) {
                 // The parallel engine's rank-0 layers may carry a busy time a rounding above their interval
                 // (arch/system/parallel_exec; `mlsim run --db` with a plan stops on the same check): such a

@@ -126,11 +126,14 @@ void check_fits(const arch::SystemSpec& sys, const wl::Model& model, const Exper
         // (arch/mcu/mcu_model.h, place()).
         const cfg::Node* mcu = dev.section("mcu");
         if (dev.model == "mcu" && mcu != nullptr && mcu->find("external") != nullptr) return;
+        // The largest layer's activations; a decode attention's KV cache is counted once for the whole model
+        // below (every layer's cache is held at once), not again as that layer's input.
         double working = 0;
         for (const wl::Op& op : model.ops()) {
             const wl::OpCounts c = op.counts();
-            working = std::max(working, c.input_bytes + c.output_bytes);
+            working = std::max(working, c.input_bytes + c.output_bytes - wl::kv_cache_bytes(op));
         }
+        const double kv_cache = model.kv_cache_bytes();
         const double weights = model.totals().weight_bytes;
         if (dev.family == "mcu" && dev.memory.size() > 1) {
             // Weights stay in flash (main memory); activations must fit in the SRAM arena.
@@ -145,6 +148,11 @@ void check_fits(const arch::SystemSpec& sys, const wl::Model& model, const Exper
                                       sram.name, cfg::format_quantity(sram.capacity_bytes, cfg::Dim::size)));
             resident = weights;
             what = "its weights";
+        } else if (kv_cache > 0) {
+            resident = weights + kv_cache + working;
+            what = fmt::format("its weights ({}), KV cache ({}) and largest layer's activations",
+                               cfg::format_quantity(weights, cfg::Dim::size),
+                               cfg::format_quantity(kv_cache, cfg::Dim::size));
         } else {
             resident = weights + working;
             what = "its weights plus the largest layer's activations";

@@ -1331,8 +1331,11 @@ const cfg::Schema& system_schema() {
             p.params.push_back(
                 money("usd_per_hour", "rental price of the whole system, US dollars per hour"));
             p.params.push_back(money("purchase_usd", "purchase price of the whole system, US dollars"));
-            p.params.push_back(
-                money("lifetime_years", "years the purchase is amortised over (with purchase_usd)"));
+            Param years = money("lifetime_years", "years the purchase is amortised over (with purchase_usd)");
+            years.positive = false;  // a purchase amortised over days to a century
+            years.min = 0.01;
+            years.max = 100;
+            p.params.push_back(years);
             Param kwh = money("usd_per_kwh", "electricity price, US dollars per kWh; default 0 (none)");
             kwh.positive = false;  // 0, the default, may also be written
             p.params.push_back(kwh);

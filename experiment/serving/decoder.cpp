@@ -166,6 +166,14 @@ DeviceIterationModel::DeviceIterationModel(const arch::DeviceSpec& device, Decod
             cfg::SourceLoc{"<command line>", 0, 0}, "--kv-capacity",
             fmt::format("{:.0f} B holds no token of {}'s KV cache ({:.0f} B a token in {})", m_kv_capacity,
                         m_shape.name, m_shape.kv_bytes_per_token(m_opt.dtype), wl::dtype_name(m_opt.dtype)));
+    // A KV cache given outright still shares the device's memory with the weights and the workspace.
+    if (m_opt.kv_capacity_override > 0 && weights + m_workspace + m_kv_capacity > memory)
+        cfg::fail(
+            cfg::SourceLoc{"<command line>", 0, 0}, "--kv-capacity",
+            fmt::format("a KV cache of {:.2f} GB does not fit on {} beside {}'s {:.2f} GB of {} weights and "
+                        "{:.2f} GB activation workspace ({:.2f} GB main memory)",
+                        m_kv_capacity / 1e9, m_device.name, m_shape.name, weights / 1e9,
+                        wl::dtype_name(m_opt.dtype), m_workspace / 1e9, memory / 1e9));
     if (m_kv_capacity < m_shape.kv_bytes_per_token(m_opt.dtype))
         cfg::fail(cfg::SourceLoc{"<command line>", 0, 0}, "--model",
                   fmt::format("{} ({:.2f} GB of {} weights) does not fit on {} ({:.2f} GB main memory at "

@@ -49,6 +49,10 @@ TEST_CASE("table format: figures over 30 decades are fixed-point with 3 signific
     CHECK(cli::duration(3 * 86400) == "3.00 d");
     CHECK(cli::dollars(4560) == "$4.56k");
     CHECK(cli::dollars(0.0412) == "$0.0412");
+    // Past 1e21 (a price amortised over a moment, say): exponent notation, not hundreds of digits.
+    CHECK(cli::dollars(3.08e296) == "$3.08e+296");
+    CHECK(cli::human(2e21, "J") == "2.00e+21 J");
+    CHECK(cli::human(9.99e20, "J") == "999000 PJ");
 }
 
 TEST_CASE("table format: the compare table keeps each column aligned and puts errors on their own line",

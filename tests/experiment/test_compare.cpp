@@ -192,6 +192,33 @@ TEST_CASE("compare: a pair that does not fit is a row with its reason; the other
     }
 }
 
+TEST_CASE(
+    "compare: a latency target tries max_batch itself; a KV cache that does not fit ends the search; "
+    "time to train counts whole steps",
+    "[experiment][compare]") {
+    test::TempDir dir("compare-search");
+    const exp::CompareStudy study = exp::load_compare(write(dir, "search.yaml", R"(name: search
+systems: [a100]
+workloads:
+  - {name: r100, model: resnet50, dtype: bf16, latency_target: 900ms, max_batch: 100}
+  - {name: r3, model: resnet50, dtype: bf16, latency_target: 900ms, max_batch: 3}
+  - {name: dec, model: llama2-7b-decode, dtype: bf16, seq: 1024, latency_target: 1s, max_batch: 4096}
+  - {name: t1, model: resnet50, mode: training, dtype: bf16, batch: 64, train_samples: 1}
+  - {name: t65, model: resnet50, mode: training, dtype: bf16, batch: 64, train_samples: 65}
+)"));
+    const exp::CompareOutcome out = exp::run_compare(study);
+    REQUIRE(out.rows.size() == 5);
+    for (const exp::CompareRow& r : out.rows) REQUIRE(r.status == "ok");
+    CHECK(out.rows[0].batch == 100);  // not 64: max_batch is tried after the powers of two
+    CHECK(out.rows[1].batch == 3);
+    // Llama-2-7B holds 0.5 MiB of KV cache a token: at 1,024 tokens batch 128 (64 GiB beside 13.5 GB of
+    // weights) fits the A100's 80 GiB and batch 256 does not, whatever its latency.
+    CHECK(out.rows[2].batch == 128);
+    // One sample, or 65 at 64 a step: one step, then two.
+    CHECK(out.rows[3].time_to_train_s.value() == out.rows[3].latency_s);
+    CHECK(out.rows[4].time_to_train_s.value() == 2 * out.rows[4].latency_s);
+}
+
 TEST_CASE("compare: N devices without a plan run inference as N replicas; training needs a plan",
           "[experiment][compare]") {
     test::TempDir dir("compare-replicas");

@@ -193,6 +193,20 @@ TEST_CASE("A model that does not fit in the device memory is a user error naming
     }
 }
 
+TEST_CASE("A decode step fits only with every layer's KV cache beside the weights") {
+    // Llama-2-7B in bf16: 13.5 GB of weights; its KV cache 2 x 32 layers x 4096 x 2 B = 0.5 MiB a token.
+    // Batch 32 at 1,024 tokens holds 16 GiB of it and fits the A100's 80 GiB; batch 256 holds 128 GiB.
+    CHECK_NOTHROW(exp::run_experiment(options("a100", "llama2-7b-decode", "bf16", 32)));
+    try {
+        exp::run_experiment(options("a100", "llama2-7b-decode", "bf16", 256));
+        FAIL("expected a UserError");
+    } catch (const cfg::UserError& e) {
+        const std::string msg = e.what();
+        CHECK(msg.find("does not fit on a100") != std::string::npos);
+        CHECK(msg.find("KV cache (128 GiB)") != std::string::npos);
+    }
+}
+
 TEST_CASE(
     "Training lowers the model into backward and optimizer ops with more than twice the forward FLOPs") {
     auto inf = exp::run_experiment(options("a100", "mlp3", "fp16", 64));

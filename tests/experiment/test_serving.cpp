@@ -262,6 +262,16 @@ TEST_CASE("mlsim serve writes the requests table and reports bad input as locate
     bad = test::run_mlsim("serve --model gpt2 --kv-capacity 1KB");
     CHECK(bad.status == 2);
     CHECK(test::contains(bad.text, "--kv-capacity: 1000 B holds no token of gpt2's KV cache"));
+    // A KV cache given outright shares the memory with the weights: neither may go past it.
+    bad = test::run_mlsim("serve --model llama2-70b --system a100 --kv-capacity 10GB --requests 5");
+    CHECK(bad.status == 2);
+    CHECK(test::contains(bad.text,
+                         "--kv-capacity: a KV cache of 10.00 GB does not fit on a100 beside llama2-70b's"));
+    bad = test::run_mlsim("serve --model llama2-7b --system a100 --kv-capacity 75GB --requests 5");
+    CHECK(bad.status == 2);
+    CHECK(test::contains(bad.text, "--kv-capacity: a KV cache of 75.00 GB does not fit"));
+    CHECK(test::run_mlsim("serve --model llama2-7b --system a100 --kv-capacity 60GB --requests 5").status ==
+          0);
     // Arrivals beyond the simulated-time limit: a request's milliseconds would vanish in its arrival time.
     bad = test::run_mlsim("serve --model gpt2 --requests 5 --rate 1e-14");
     CHECK(bad.status == 2);
