@@ -75,10 +75,57 @@ std::string dollars(double usd) {
     return fmt::format("${}", text);
 }
 
+namespace {
+
+// The columns a terminal gives one character: 0 for a combining mark, 2 for an East Asian wide or fullwidth
+// character or an emoji (Unicode Standard Annex #11 and the Unicode character database; the main blocks, not
+// every code point), 1 otherwise.
+int columns(char32_t c) {
+    const auto in = [c](char32_t lo, char32_t hi) { return c >= lo && c <= hi; };
+    if (in(0x0300, 0x036F) || in(0x1AB0, 0x1AFF) || in(0x1DC0, 0x1DFF) || in(0x20D0, 0x20FF) ||
+        in(0xFE00, 0xFE0F) || in(0xFE20, 0xFE2F) || c == 0x200D)
+        return 0;  // combining marks, variation selectors, the zero-width joiner
+    if (in(0x1100, 0x115F) || in(0x2E80, 0x303E) || in(0x3041, 0x33FF) || in(0x3400, 0x4DBF) ||
+        in(0x4E00, 0x9FFF) || in(0xA000, 0xA4CF) || in(0xAC00, 0xD7A3) || in(0xF900, 0xFAFF) ||
+        in(0xFE30, 0xFE4F) || in(0xFF00, 0xFF60) || in(0xFFE0, 0xFFE6) || in(0x1F300, 0x1F64F) ||
+        in(0x1F680, 0x1F6FF) || in(0x1F900, 0x1F9FF) || in(0x20000, 0x3FFFD))
+        return 2;
+    return 1;
+}
+
+}  // namespace
+
 std::size_t display_width(std::string_view s) {
     std::size_t n = 0;
-    for (unsigned char c : s)
-        if ((c & 0xC0) != 0x80) ++n;  // count lead bytes only
+    for (std::size_t i = 0; i < s.size();) {
+        const auto b = static_cast<unsigned char>(s[i]);
+        // The code point's length from its lead byte; a stray continuation byte or a cut sequence counts as
+        // one column a byte.
+        const std::size_t len = b < 0x80           ? 1
+                                : (b >> 5) == 0x6  ? 2
+                                : (b >> 4) == 0xE  ? 3
+                                : (b >> 3) == 0x1E ? 4
+                                                   : 1;
+        if (len == 1 || i + len > s.size()) {
+            ++n;
+            ++i;
+            continue;
+        }
+        char32_t c = b & (0x7F >> len);
+        bool ok = true;
+        for (std::size_t k = 1; k < len; ++k) {
+            const auto cont = static_cast<unsigned char>(s[i + k]);
+            ok = ok && (cont & 0xC0) == 0x80;
+            c = (c << 6) | (cont & 0x3F);
+        }
+        if (!ok) {
+            ++n;
+            ++i;
+            continue;
+        }
+        n += static_cast<std::size_t>(columns(c));
+        i += len;
+    }
     return n;
 }
 

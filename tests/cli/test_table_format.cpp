@@ -55,6 +55,18 @@ TEST_CASE("table format: figures over 30 decades are fixed-point with 3 signific
     CHECK(cli::human(9.99e20, "J") == "999000 PJ");
 }
 
+TEST_CASE("table format: a name's width is the columns a terminal draws", "[cli][table]") {
+    CHECK(cli::display_width("resnet50") == 8);
+    CHECK(cli::display_width("r\xc3\xa9snet") == 6);  // é, one code point
+    CHECK(cli::display_width("e\xcc\x81"
+                             "dge") == 4);                       // e + a combining acute accent
+    CHECK(cli::display_width("\xe5\x8a\xa0\xe9\x80\x9f") == 4);  // two CJK characters, two columns each
+    CHECK(cli::display_width("\xef\xbc\xa2") == 2);              // a fullwidth B
+    CHECK(cli::display_width("go \xf0\x9f\x9a\x80") == 5);       // an emoji, two columns
+    CHECK(cli::display_width("\xe9x") == 2);                     // a broken sequence: a column a byte
+    CHECK(cli::display_width("\x80") == 1);
+}
+
 TEST_CASE("table format: the compare table keeps each column aligned and puts errors on their own line",
           "[cli][table]") {
     std::vector<exp::CompareRow> rows;
