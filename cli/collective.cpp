@@ -39,7 +39,7 @@ std::vector<std::string> names_of(const auto& all) {
 int64_t size_of(const std::string& text, std::string_view key) {
     const cfg::Quantity q = cfg::parse_quantity(text, cfg::Dim::size, k_cli, key);
     if (!(q.value >= 1) || q.value > 1e15)
-        cfg::fail(k_cli, key, fmt::format("a size from 1B to 1PB, got '{}'", text));
+        cfg::fail(k_cli, key, fmt::format("a size from 1B to 1000TB, got '{}'", text));
     return static_cast<int64_t>(std::floor(q.value));
 }
 

@@ -130,7 +130,8 @@ std::string content_key(const cfg::Node& v) {
     return std::to_string(static_cast<int>(v.kind())) + cfg::to_yaml(v);
 }
 
-SweepFactor make_factor(const std::string& path, const cfg::Node& values) {
+// `zipped`: a factor of a zip group, whose values may repeat (the group's rows must differ, checked there).
+SweepFactor make_factor(const std::string& path, const cfg::Node& values, bool zipped = false) {
     SweepFactor f;
     f.path = path;
     f.loc = values.key_loc();
@@ -174,7 +175,7 @@ SweepFactor make_factor(const std::string& path, const cfg::Node& values) {
             cfg::fail(v.is_null() ? v.loc() : v.key_loc(), v.path(),
                       fmt::format("expected a single value, found {}", v.kind_name()));
         if (v.is_null()) cfg::fail(v.loc(), v.path(), "a value is empty");
-        if (auto [it, fresh] = seen.emplace(content_key(v), i); !fresh)
+        if (auto [it, fresh] = seen.emplace(content_key(v), i); !fresh && !zipped)
             cfg::fail(
                 v.loc(), v.path(),
                 fmt::format("the value is listed twice (also at line {}, column {})",
@@ -291,7 +292,7 @@ Sweep load_sweep(const std::string& path) {
                 SweepAxis axis;
                 axis.zipped = true;
                 for (const auto& [factor_path, values] : group.entries())
-                    add_factor(make_factor(factor_path, values), axis.factors);
+                    add_factor(make_factor(factor_path, values, true), axis.factors);
                 const SweepFactor& first = axis.factors.front();
                 for (const SweepFactor& f : axis.factors) {
                     if (f.values.size() != first.values.size())

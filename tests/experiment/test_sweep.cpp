@@ -214,6 +214,27 @@ TEST_CASE("An unknown factor path suggests the nearest experiment key or device 
                                "'device.clock'?)"));
 }
 
+TEST_CASE("A zip group's lists may repeat a value; only a repeated row is one point twice", "[sweep]") {
+    TempDir dir("mlsim_test_sweep_zip_repeat");
+    const std::string file = dir.file("s.yaml");
+    const auto write = [&](const char* zip) {
+        std::FILE* f = std::fopen(file.c_str(), "w");
+        std::fputs("base:\n  system: a100\n  model: resnet50\nzip:\n", f);
+        std::fputs(zip, f);
+        std::fclose(f);
+    };
+    // Plans with D x T x P = 8 repeat degrees down each list.
+    write("  - {pipeline-parallel: [1, 2, 4, 8, 2, 1], data-parallel: [8, 4, 2, 1, 1, 2]}\n");
+    const exp::Sweep s = exp::load_sweep(file);
+    CHECK(s.point_count() == 6);
+    CHECK(exp::make_point(s, 4).description == "pipeline-parallel=2, data-parallel=1");
+    write("  - {pipeline-parallel: [1, 2, 4, 2], data-parallel: [8, 4, 2, 4]}\n");
+    CHECK(contains(
+        error_of([&] { exp::load_sweep(file); }),
+        ":5:35: error: zip[0].pipeline-parallel[3]: zipped values 1 and 3 of this group are the same "
+        "combination"));
+}
+
 TEST_CASE("Points are the product of the factors, zipped groups move together, the first factor slowest",
           "[sweep]") {
     const exp::Sweep s = exp::load_sweep(data("sweep_small.yaml"));

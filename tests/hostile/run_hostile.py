@@ -284,7 +284,7 @@ def unbounded_input():
                     files={"z.yaml": SWEEP_BASE + f"zip:\n  - batch: [{values}]\n"}, rc=0))
     out.append(Case(cls, "zip_50000_values_repeat_last", ["sweep", "z.yaml", "--dry-run"],
                     files={"z.yaml": SWEEP_BASE + f"zip:\n  - batch: [{values}, 7]\n"}, at=r"z\.yaml:3:\d+",
-                    says="listed twice"))
+                    says="are the same combination"))
     out.append(Case(cls, "zip_50000_values_unequal_lengths", ["sweep", "z.yaml", "--dry-run"],
                     files={"z.yaml": SWEEP_BASE + "zip:\n  - batch: [" + values + "]\n    seq: [" +
                            ", ".join(str(i) for i in range(1, 50000)) + "]\n"},
