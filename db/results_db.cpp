@@ -1574,9 +1574,16 @@ int64_t ResultsDb::record_run(const RunInfo& info, const PreparedLayers& layers,
     if (point) validate_point(*point);
     if (parallel) validate_parallel(*parallel);
 
+    // A run with a parallel plan stores rank 0's layers, but its time and energy are the whole step's: every
+    // rank, their idle time and the links (the power, against the TDP of every device that runs, follows).
+    Totals totals = layers.totals;
+    if (parallel) {
+        totals.time_s = parallel->step_time_s;
+        totals.energy_j = parallel->device_energy_j + parallel->link_energy_j;
+    }
     std::lock_guard lock(m_impl->mutex);
     Impl::Transaction txn(*m_impl);
-    int64_t run_id = m_impl->write_run(info, "ok", nullptr, wall_s, &layers.totals);
+    int64_t run_id = m_impl->write_run(info, "ok", nullptr, wall_s, &totals);
     m_impl->write_layers(run_id, layers);
     if (parallel) m_impl->write_parallel(run_id, *parallel);
     if (point) {

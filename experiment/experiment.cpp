@@ -744,6 +744,15 @@ ExperimentResult simulate_parallel(PreparedExperiment&& prepared) {
     r.layers = ex->rank0_layers;  // rank 0's layers (the per-rank table: parallel_exec)
     r.total_time_s = s.step_time_s;
     r.total_energy_j = s.device_energy_j + s.link_energy_j;
+    // The run's TDP is that of every device that runs (rank i on the system's device i), as its power is the
+    // whole step's.
+    if (r.system.devices.size() >= ex->ranks.size()) {
+        double tdp = 0;
+        for (size_t i = 0; i < ex->ranks.size(); ++i) tdp += r.system.type_of(r.system.devices[i]).tdp_W;
+        r.info.tdp_W = tdp;
+    } else {
+        r.info.tdp_W *= static_cast<double>(ex->ranks.size());
+    }
     r.parallel_exec = std::move(ex);
     return r;
 }

@@ -483,6 +483,25 @@ TEST_CASE("parallel: a parallel run's summary, rank and collective rows are stor
         REQUIRE(s.size() == 1);
         CHECK(std::stod(s[0]) == Approx(x.step_time_s).epsilon(1e-12));
         CHECK(s[0].substr(s[0].find('|') + 1) == "8|2|2|2|");
+        // The runs row's time, energy and power are the whole step's (every rank, idle and links), against
+        // the TDP of the 8 devices that run; its layer rows are rank 0's.
+        const std::vector<std::string> run =
+            dump(path, "SELECT total_time_s, total_energy_j, average_power_w, tdp_w FROM runs");
+        REQUIRE(run.size() == 1);
+        std::vector<double> f;
+        for (std::size_t at = 0; at != std::string::npos && f.size() < 4;) {
+            f.push_back(std::stod(run[0].substr(at)));
+            at = run[0].find('|', at);
+            if (at != std::string::npos) ++at;
+        }
+        REQUIRE(f.size() == 4);
+        CHECK(f[0] == Approx(x.step_time_s).epsilon(1e-12));
+        CHECK(f[1] == Approx(x.device_energy_j + x.link_energy_j).epsilon(1e-12));
+        CHECK(f[2] == Approx(f[1] / f[0]).epsilon(1e-12));
+        CHECK(f[3] == Approx(8 * 400.0).epsilon(1e-12));  // eight A100 SXM4 at 400 W
+        double rank0 = 0;
+        for (const arch::LayerResult& l : r.layers) rank0 += l.energy_j();
+        CHECK(f[1] > 2 * rank0);
         // Every collective row names its purpose, and the copies sum to the calls the step made.
         CHECK(dump(path, "SELECT idx FROM collectives WHERE purpose IS NULL OR copies < 1").empty());
         int64_t copies = 0;
