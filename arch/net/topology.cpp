@@ -162,6 +162,15 @@ struct Topology::Impl {
         return vertices[v].is_switch() ? vertices[v].sw.latency.ps() : 0;
     }
 
+    // The order of a vertex's links among routes of equal cost: by the neighbour's name, then, between
+    // parallel links to one neighbour (an NVLink and a PCIe link between two GPUs, say), the faster first, as
+    // NCCL takes the fastest path between two GPUs; then the order they were given in.
+    bool link_order(VertexId xv, LinkId xl, VertexId yv, LinkId yl) const {
+        if (vertices[xv].name != vertices[yv].name) return vertices[xv].name < vertices[yv].name;
+        if (rate(xl) != rate(yl)) return rate(xl) > rate(yl);
+        return xl < yl;
+    }
+
     Cost cost(LinkId id) const {
         const Link& l = links[id];
         const int64_t twice = saturating_add(l.props.latency.ps(), l.props.latency.ps());
@@ -190,8 +199,7 @@ struct Topology::Impl {
                     AdjEntry{boost::target(*it, graph), graph[*it].link, cost(graph[*it].link)});
             std::sort(cache.adj.begin() + static_cast<std::ptrdiff_t>(first), cache.adj.end(),
                       [&](const AdjEntry& x, const AdjEntry& y) {
-                          return std::tie(vertices[x.vertex].name, x.link) <
-                                 std::tie(vertices[y.vertex].name, y.link);
+                          return link_order(x.vertex, x.link, y.vertex, y.link);
                       });
         }
         cache.adj_begin[n] = cache.adj.size();
@@ -303,6 +311,9 @@ struct Topology::Impl {
 
     // The neighbours of v that stay on a cheapest path to the destination of `dist`, in (name, link id)
     // order, written to `out`.
+    // A link's payload rate: of its parallel links to one neighbour, flows take the fastest (those as fast).
+    double rate(LinkId id) const { return links[id].bandwidth_Bps * links[id].props.efficiency; }
+
     void next_hops(VertexId v, const CostVector& dist, std::vector<Neighbour>& out) const {
         out.clear();
         const Cost here = dist[v];
@@ -310,7 +321,11 @@ struct Topology::Impl {
             const AdjEntry& nb = cache.adj[i];
             const Cost& there = dist[nb.vertex];
             if (there == infinite_cost) continue;
-            if (CostPlus{}(there, nb.cost) == here) out.push_back(Neighbour{nb.vertex, nb.link});
+            if (CostPlus{}(there, nb.cost) != here) continue;
+            // The adjacency lists a neighbour's parallel links fastest first (link_order).
+            if (!out.empty() && out.back().vertex == nb.vertex && rate(nb.link) < rate(out.back().link))
+                continue;
+            out.push_back(Neighbour{nb.vertex, nb.link});
         }
     }
 
@@ -465,7 +480,7 @@ std::vector<Neighbour> Topology::neighbours(VertexId id) const {
     for (auto [it, end] = boost::out_edges(id, im.graph); it != end; ++it)
         out.push_back(Neighbour{boost::target(*it, im.graph), im.graph[*it].link});
     std::sort(out.begin(), out.end(), [&](const Neighbour& x, const Neighbour& y) {
-        return std::tie(im.vertices[x.vertex].name, x.link) < std::tie(im.vertices[y.vertex].name, y.link);
+        return im.link_order(x.vertex, x.link, y.vertex, y.link);
     });
     return out;
 }

@@ -14,14 +14,17 @@
 //   plugs into (one port per parallel link).
 // - route(src, dst) is the path of least latency, where the latency of a path is the sum of its links'
 //   latencies plus the latency of every switch on it (an endpoint that is a switch included). Ties go
-//   to fewer hops, then to the lexicographically smallest sequence of vertex names, then to the lower
-//   link id, so a route is a pure function of the graph, never of insertion or hash order. Latencies
+//   to fewer hops, then to the lexicographically smallest sequence of vertex names, then, between parallel
+//   links to one neighbour, to the faster (bandwidth x efficiency, as NCCL takes the fastest path between
+//   two GPUs), then to the lower link id, so a route is a pure function of the graph, never of insertion
+//   or hash order. Latencies
 //   are whole picoseconds (sim/core/time.h), so equal sums are real ties. Vertices in different
 //   components have no route (nullopt); src == dst is the empty route (zero latency, infinite
 //   bottleneck).
 // - route(src, dst, flow_hash) spreads flows over equal-cost paths (ECMP), deterministically: the walk
 //   from src to dst takes, at every vertex with k > 1 next hops that stay on a cheapest path (in
-//   (name, link id) order), choice number splitmix64(flow_hash ^ splitmix64(vertex id)) mod k.
+//   (name, link id) order; of parallel links to one neighbour only the fastest), choice number
+//   splitmix64(flow_hash ^ splitmix64(vertex id)) mod k.
 //   flow_hash 0 always takes choice 0, so route(src, dst, 0) == route(src, dst). A model gives each
 //   flow its own hash (e.g. from (src, dst, flow index)) to spread flows over the spines of a fat tree
 //   or the planes of a switch; the same hash always gives the same path.

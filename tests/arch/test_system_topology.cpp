@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -99,7 +100,7 @@ TEST_CASE("a route takes the least latency even over more hops", "[arch][net]") 
     CHECK(names(slower, route(slower, "a", "b")) == std::vector<std::string>{"a", "b"});
 }
 
-TEST_CASE("equal latency goes to fewer hops, then to smaller names, then to the lower link id",
+TEST_CASE("equal latency goes to fewer hops, then to smaller names, then to the faster and the lower link id",
           "[arch][net]") {
     SECTION("fewer hops") {
         Topology t;
@@ -133,19 +134,26 @@ TEST_CASE("equal latency goes to fewer hops, then to smaller names, then to the 
             CHECK(names(t, route(t, "b", "a")) == std::vector<std::string>{"b", "s0", "a"});
         }
     }
-    SECTION("parallel links: the lower id") {
+    SECTION("parallel links of equal latency: the faster, then the lower id") {
         Topology t;
         t.add_device("a");
         t.add_device("b");
         t.add_link(0, 1, link(10, 4));
-        const LinkId fast = t.add_link(0, 1, link(20, 2));
-        const LinkId twin = t.add_link(1, 0, link(30, 2));
+        const LinkId slow = t.add_link(0, 1, link(20, 2));
+        const LinkId fast = t.add_link(1, 0, link(30, 2));
+        const LinkId twin = t.add_link(0, 1, link(30, 2));
         const Route r = route(t, "a", "b");
         REQUIRE(r.hops.size() == 1);
-        CHECK(r.hops[0].link == fast);
-        CHECK(r.hops[0].link != twin);
+        CHECK(r.hops[0].link == fast);  // not the slower link given first
+        CHECK(r.hops[0].link != slow);
+        CHECK(r.hops[0].link != twin);  // as fast: the lower id
         CHECK(r.hops[0].from == 0);
         CHECK(r.hops[0].to == 1);
+        // Flows spread (ECMP) over the fastest parallel links only, never onto the slower ones.
+        CHECK(t.equal_cost_next_hops(0, 1) == 2);
+        std::set<LinkId> used;
+        for (uint64_t h = 1; h <= 64; ++h) used.insert(t.route(0, 1, h)->hops.at(0).link);
+        CHECK(used == std::set<LinkId>{fast, twin});
     }
 }
 
