@@ -838,23 +838,25 @@ ExecResult Engine::run() {
     // The engine keeps a state for every task of every schedule item of every simulated rank (its finish time
     // and its unmet dependencies): bounded up front, so that a plan of very many micro-batches is refused in
     // a line rather than filling the memory.
-    double instances = 0;
+    double instances = 0, bytes = 0;
     for (const int64_t rk : sim_ranks) {
         const StageProgram& prog = m_low.program(rk);
+        double mine = static_cast<double>(prog.step.size());
         for (const wl::ScheduleItem& it : prog.schedule)
-            instances += static_cast<double>(it.pass == wl::Pass::forward ? prog.forward.size()
-                                                                          : prog.backward.size());
-        instances += static_cast<double>(prog.step.size());
+            mine += static_cast<double>(it.pass == wl::Pass::forward ? prog.forward.size()
+                                                                     : prog.backward.size());
+        instances += mine;
+        bytes += mine * (rk == 0 ? limits::parallel_rank0_task_bytes : limits::parallel_task_bytes);
     }
-    if (instances > limits::max_parallel_task_instances)
+    if (bytes > limits::max_parallel_task_bytes)
         throw cfg::UserError(
-            fmt::format("error: the parallel step would track {:.3g} task instances ({} simulated rank(s) x "
-                        "{} micro-batches x "
-                        "their stage's tasks), more than the limit of {:.3g} (about {:.2g} GB): use fewer "
-                        "micro-batches or "
-                        "pipeline stages",
-                        instances, sim_ranks.size(), pl.microbatches, limits::max_parallel_task_instances,
-                        limits::max_parallel_task_instances * limits::parallel_task_instance_bytes / 1e9));
+            fmt::format("<command line>: error: the parallel step would track {:.3g} task instances ({} "
+                        "simulated rank(s) x "
+                        "{} micro-batches x their stage's tasks), about {:.2g} GB, more than the limit of "
+                        "{:.2g} GB: use fewer "
+                        "micro-batches or pipeline stages",
+                        instances, sim_ranks.size(), pl.microbatches, bytes / 1e9,
+                        limits::max_parallel_task_bytes / 1e9));
     // Program infos, one per distinct (program object, device type).
     std::map<std::pair<const StageProgram*, std::size_t>, const ProgramInfo*> infos;
     m_ranks.resize(sim_ranks.size());

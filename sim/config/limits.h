@@ -87,12 +87,15 @@ inline constexpr std::size_t hard_max_sweep_points = 10'000'000;
 // Simulating threads of one sweep (`mlsim sweep --jobs N`): each holds a point's model and rows, and beyond a
 // few per core they only add memory and switching (a point never waits on anything but a core).
 inline constexpr int max_jobs = 1024;
-// Task instances the parallel execution engine tracks in one step (arch/system/parallel_exec.cpp): every task
-// of every schedule item (a micro-batch's forward or backward) of every simulated rank, with the layer rows
-// it records: ~830 B each (measured: GPT-2 small on 8 pipeline stages, 100,000 micro-batches, 1.63e7
-// instances, 13.6 GB resident), so about 3.5 GB at the limit.
-inline constexpr double max_parallel_task_instances = 1 << 22;
-inline constexpr double parallel_task_instance_bytes = 830;
+// Memory the parallel execution engine (arch/system/parallel_exec.cpp) may take for one step's task
+// instances: every task of every schedule item (a micro-batch's forward or backward) of every simulated rank.
+// Rank 0's also record a layer row each: ~5,200 B an instance against ~220 B for another rank's (measured:
+// GPT-2 small, seq 16, data-parallel 8, rank 0 alone simulated, 414 tasks a micro-batch: 2.13 MB more
+// resident a micro-batch between 256 and 512 of them; 8 pipeline stages, 100,000 micro-batches, 1.63e7
+// instances of which 1/8 rank 0's: 13.6 GB resident). A step past the bound is refused before it runs.
+inline constexpr double max_parallel_task_bytes = 3.5e9;
+inline constexpr double parallel_rank0_task_bytes = 5200;
+inline constexpr double parallel_task_bytes = 220;
 // Ranks of a run with sharded embedding tables (workloads/embedding_sharding.h): every rank runs its own
 // program, with all-to-alls between every pair, and the state grows about as ranks^3 (measured, DLRM-MLPerf
 // on H100 DGX nodes in a fat-tree: 128 ranks 53 MB, 256 307 MB, 512 2.2 GB; 768 went past 6 GB).

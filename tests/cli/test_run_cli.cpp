@@ -110,8 +110,17 @@ TEST_CASE(
         "-q");
     INFO(o.text);
     CHECK(o.status == 2);
-    CHECK(contains(o.text, "the parallel step would track 1.63e+07 task instances"));
+    CHECK(contains(o.text, "<command line>: error: the parallel step would track 1.63e+07 task instances"));
     CHECK(contains(o.text, "use fewer micro-batches or pipeline stages"));
+    // Data parallel, rank 0 alone simulated: its instances also record a layer row each (~5.2 KB). 8,192
+    // micro-batches of 414 tasks once took 17 GB and two minutes; 512 of them 1.1 GB.
+    const Output dp = run_mlsim(
+        "run -s dgx-a100 -m gpt2-small-prefill -t fp16 --seq 16 --mode training --data-parallel 8 -b 65536 "
+        "--microbatches 8192 -q");
+    INFO(dp.text);
+    CHECK(dp.status == 2);
+    CHECK(contains(dp.text,
+                   "the parallel step would track 3.39e+06 task instances (1 simulated rank(s) x 8192"));
 }
 
 TEST_CASE("On a system of several device types each rank's memory is its own device's", "[run]") {
