@@ -94,7 +94,10 @@ int MLSIM_MAIN(int argc, char** argv) {
                    near.empty() ? "" : fmt::format("; did you mean '{}'?", near), k_usage);
         return 2;
     } catch (const mlsim::cfg::UserError& e) {
-        fmt::print(stderr, "{}\n", e.what());
+        // An error that names no file follows from the command line's choices (a collective's algorithm, a
+        // plan's size, a run's length): located there.
+        const std::string_view message = e.what();
+        fmt::print(stderr, "{}{}\n", message.starts_with("error: ") ? "<command line>: " : "", message);
         return 2;
     } catch (const boost::program_options::error& e) {
         fmt::print(stderr, "mlsim {}: error: {}\n", args.empty() ? "" : args.front(), e.what());

@@ -279,6 +279,30 @@ CompareWorkload load_workload(const std::string& file, const cfg::Node& raw) {
                   "needs a parallel plan (`parallel:`) or embedding_sharding; without one, give batch");
     }
     if (r.has("batch_per_replica")) out.batch_per_replica = r.integer("batch_per_replica");
+    // The workload's own errors (a sequence or image size its model refuses, a broken model file) are the
+    // file's, not a row on every system: located at the key the error names (`seq`, `image`), else at the
+    // workload; an error inside a model file keeps that file's location.
+    try {
+        check_model_options(o);
+    } catch (const cfg::UserError& e) {
+        const std::string message = e.what();
+        const std::string cli = "<command line>: error: ";
+        if (!message.starts_with(cli)) throw;
+        std::string rest = message.substr(cli.size());
+        const cfg::Node* at = &raw;
+        std::string path = raw.path();
+        if (const std::size_t colon = rest.find(": "); colon != std::string::npos) {
+            std::string key = rest.substr(0, colon);  // "image", or a flag: "--seq"
+            if (key.starts_with("--")) key.erase(0, 2);
+            std::replace(key.begin(), key.end(), '-', '_');
+            if (!key.empty() && raw.find(key) != nullptr) {
+                at = &r.at(key);
+                path = at->path();
+                rest = rest.substr(colon + 2);
+            }
+        }
+        cfg::fail(at == &raw ? raw.key_loc() : at->loc(), path, rest);
+    }
     if (const cfg::Node* s = raw.find("systems"))
         for (const cfg::Node* n : name_list(*s, "system names")) out.systems.push_back(n->as_string());
     return out;

@@ -570,6 +570,16 @@ void set_workload_options(cfg::Node& map, const ExperimentOptions& o) {
     put_workload_options(map, o, o.dtype);
 }
 
+void check_model_options(const ExperimentOptions& opt) {
+    wl::ZooOptions zo;
+    zo.batch = opt.batch;
+    zo.seq = opt.seq;
+    zo.image = opt.image;
+    zo.dtype = opt.dtype.empty() ? wl::DType::fp32 : wl::parse_dtype(opt.dtype).value_or(wl::DType::fp32);
+    std::string model_source;
+    (void)build_model(opt, zo, &model_source);
+}
+
 PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
     check_run_options(opt);
 

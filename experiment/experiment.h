@@ -234,6 +234,12 @@ struct PreparedExperiment {
 PreparedExperiment prepare_experiment(const ExperimentOptions& opt);
 ExperimentResult simulate(PreparedExperiment&& prepared);
 
+// Builds the options' model once, without a system (its batch, seq and image; the given data type, else
+// fp32): the errors of the workload itself (a sequence its model refuses, a broken model file), which no
+// system changes. Errors as prepare_experiment raises them (located at "<command line>", keyed by the flag,
+// or in the model file).
+void check_model_options(const ExperimentOptions& opt);
+
 // The parallel plan the options give (errors located at "<command line>", keyed by the flags), and whether
 // they give one (any option not at its default).
 wl::ParallelPlan parallel_plan(const ExperimentOptions& o);

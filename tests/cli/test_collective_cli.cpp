@@ -134,7 +134,17 @@ TEST_CASE("mlsim collective: a run longer than 2^63 ps is a user error, not an i
     const auto out = run_mlsim("collective --system '" + sys.string() + "'");
     INFO(out.text);
     CHECK(out.status == 2);
-    CHECK(contains(out.text, "simulated time outgrows 64-bit picoseconds (2^63 ps, about 106 days)"));
+    CHECK(contains(out.text,
+                   "<command line>: error: the run's simulated time outgrows 64-bit picoseconds (2^63 "
+                   "ps, about 106 days)"));
     CHECK_FALSE(contains(out.text, "internal error"));
     fs::remove_all(dir);
+}
+
+TEST_CASE("mlsim collective: an algorithm the operation lacks is located on the command line") {
+    const auto out = run_mlsim("collective --system dgx-a100 --op all_reduce --algorithm bruck");
+    INFO(out.text);
+    CHECK(out.status == 2);
+    CHECK(contains(out.text,
+                   "<command line>: error: collective all_reduce: algorithm 'bruck' is not available"));
 }

@@ -102,6 +102,11 @@ TEST_CASE("compare: every bad input in a compare file is a located error naming 
          ":6:24:", "must be at most 1048576"},
         {"systems: [dgx-a100]\nworkloads:\n  - name: a\n    model: mlp3\n    parallel: {data: 2097152}\n",
          ":5:22:", "must be from 1 to 2^20"},
+        // The workload's own model refuses it on every system: the file's error, at the key.
+        {"systems: [a100]\nworkloads:\n  - name: a\n    model: resnet50\n    image: 7\n",
+         ":5:12:", "workloads[0].image: model 'resnet50': image must be between 32 and 8192"},
+        {"systems: [a100]\nworkloads:\n  - name: a\n    model: llama2-7b-decode\n    seq: 4096\n",
+         ":5:10:", "workloads[0].seq: "},
     };
     for (const Case& c : cases) {
         const std::string path = write(dir, "bad.yaml", c.text);
@@ -287,20 +292,17 @@ workloads:
     CHECK(has(out.rows[1].error, "data x microbatch_size = 4 x 4611686018427387904 is too large"));
 }
 
-TEST_CASE("compare: an error in a file the workload names keeps that file's location in the reason",
+TEST_CASE("compare: a broken model file the workload names stops the study at that file's location",
           "[experiment][compare]") {
+    // The model fails on every system alike: the study's input error (exit 2), not a row per system.
     test::TempDir dir("compare-model-error");
     write(dir, "bad_model.yaml", "name: bad\ninputs:\n  x: [N, 16\n");
-    const exp::CompareStudy study = exp::load_compare(write(dir, "e.yaml", R"(systems: [a100]
+    const std::string err = load_error(write(dir, "e.yaml", R"(systems: [a100]
 workloads:
   - {name: w, model: bad_model.yaml}
 )"));
-    const exp::CompareOutcome out = exp::run_compare(study);
-    REQUIRE(out.rows.size() == 1);
-    INFO(out.rows[0].error);
-    CHECK(out.rows[0].status == "error");
-    CHECK(has(out.rows[0].error, dir.file("bad_model.yaml") + ":"));
-    CHECK(!has(out.rows[0].error, "error: "));
+    INFO(err);
+    CHECK(has(err, dir.file("bad_model.yaml") + ":4:1: error: invalid YAML"));
 }
 
 TEST_CASE("compare: sharded embedding tables run one rank per device, never as replicas",
