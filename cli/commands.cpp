@@ -218,13 +218,8 @@ void print_totals(const exp::ExperimentResult& r) {
                arch::bound_of(t.parts), timed ? si(t.flops / t.time_s, "FLOP/s") : std::string("-"),
                si(r.info.peak_flops_per_s, "FLOP/s"));
     const double power = t.time_s > 0 ? t.energy_j / t.time_s : 0;
-    // The summed TDP of the devices that run: rank i on the system's device i, of whatever type.
-    double tdp = devices * dev.tdp_W;
-    if (r.parallel_exec && r.system.devices.size() >= r.parallel_exec->ranks.size()) {
-        tdp = 0;
-        for (size_t i = 0; i < r.parallel_exec->ranks.size(); ++i)
-            tdp += r.system.type_of(r.system.devices[i]).tdp_W;
-    }
+    // The summed TDP of the devices that run (exp::simulate_parallel sets it for a plan's ranks).
+    const double tdp = r.info.tdp_W;
     if (power > tdp * (1 + 1e-9)) {
         if (r.parallel_exec)
             fmt::print(stderr,

@@ -162,6 +162,9 @@ struct Topology::Impl {
         return vertices[v].is_switch() ? vertices[v].sw.latency.ps() : 0;
     }
 
+    // A link's payload rate (bandwidth x efficiency), which orders parallel links.
+    double rate(LinkId id) const { return links[id].bandwidth_Bps * links[id].props.efficiency; }
+
     // The order of a vertex's links among routes of equal cost: by the neighbour's name, then, between
     // parallel links to one neighbour (an NVLink and a PCIe link between two GPUs, say), the faster first, as
     // NCCL takes the fastest path between two GPUs; then the order they were given in.
@@ -309,11 +312,8 @@ struct Topology::Impl {
         return dist;
     }
 
-    // The neighbours of v that stay on a cheapest path to the destination of `dist`, in (name, link id)
-    // order, written to `out`.
-    // A link's payload rate: of its parallel links to one neighbour, flows take the fastest (those as fast).
-    double rate(LinkId id) const { return links[id].bandwidth_Bps * links[id].props.efficiency; }
-
+    // The neighbours of v that stay on a cheapest path to the destination of `dist`, in link_order, written
+    // to `out`; of parallel links to one neighbour only the fastest (those as fast).
     void next_hops(VertexId v, const CostVector& dist, std::vector<Neighbour>& out) const {
         out.clear();
         const Cost here = dist[v];

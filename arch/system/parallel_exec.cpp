@@ -850,7 +850,7 @@ ExecResult Engine::run() {
     }
     if (bytes > limits::max_parallel_task_bytes)
         throw cfg::UserError(
-            fmt::format("<command line>: error: the parallel step would track {:.3g} task instances ({} "
+            fmt::format("error: the parallel step would track {:.3g} task instances ({} "
                         "simulated rank(s) x "
                         "{} micro-batches x their stage's tasks), about {:.2g} GB, more than the limit of "
                         "{:.2g} GB: use fewer "
