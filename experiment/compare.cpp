@@ -335,13 +335,14 @@ int64_t default_type_devices(const arch::SystemSpec& sys) {
                                               [](const arch::SystemDevice& d) { return d.type == 0; }));
 }
 
-// The summed TDP of the devices that run: `replicas` copies of the default type, or every device of the
-// system for a run over all of them (a plan or sharded tables); 0 when some device's TDP is unknown.
-double running_tdp_w(const arch::SystemSpec& sys, int64_t replicas, bool every_device) {
-    if (!every_device || sys.devices.empty()) return sys.device.tdp_W * static_cast<double>(replicas);
+// The summed TDP of the devices that run: `n` copies of the default type (replicas), or the system's
+// devices 0 to n - 1 for a run whose ranks they are (a plan or sharded tables: rank r on device r); 0 when
+// some device's TDP is unknown.
+double running_tdp_w(const arch::SystemSpec& sys, int64_t n, bool ranks) {
+    if (!ranks || sys.devices.empty()) return sys.device.tdp_W * static_cast<double>(n);
     double sum = 0;
-    for (const arch::SystemDevice& d : sys.devices) {
-        const double tdp = sys.type_of(d).tdp_W;
+    for (std::size_t i = 0; i < sys.devices.size() && static_cast<int64_t>(i) < n; ++i) {
+        const double tdp = sys.type_of(sys.devices[i]).tdp_W;
         if (!(tdp > 0)) return 0;
         sum += tdp;
     }
@@ -354,10 +355,11 @@ PairPlan plan_pair(const CompareWorkload& w, const arch::SystemSpec& sys) {
     ExperimentOptions& o = p.options;
     const int64_t n = sys.device_count;
     if (!o.embedding_sharding.empty()) {
-        // The sharded lowering spans every device of the system (one rank per device, the dense part
-        // data-parallel over all of them): no replicas; batch_per_replica is per device.
+        // The sharded lowering spans the system's devices (one rank per device, the dense part data-parallel
+        // over all of them; not its hosts: pcie-4gpu's xeon): no replicas; batch_per_replica is per rank.
         if (w.batch_per_replica > 0)
-            o.batch = product(w, w.batch_per_replica, n, "the batch, batch_per_replica x devices");
+            o.batch =
+                product(w, w.batch_per_replica, sys.rank_devices(), "the batch, batch_per_replica x devices");
         return p;
     }
     const bool plan = w.data_auto || has_parallel_plan(o) || w.microbatch_size > 0;
@@ -368,12 +370,14 @@ PairPlan plan_pair(const CompareWorkload& w, const arch::SystemSpec& sys) {
         return p;
     }
     if (w.data_auto) {
+        // The devices that run ranks (not the hosts: pcie-4gpu's xeon).
+        const int64_t ranks = sys.rank_devices();
         const int64_t tp = o.tensor_parallel * o.pipeline_parallel;
-        if (n % tp != 0)
+        if (ranks % tp != 0)
             pair_error(
-                w, fmt::format("the plan needs a multiple of tensor x pipeline = {} devices; {} has {}", tp,
-                               sys.name, n));
-        o.data_parallel = n / tp;
+                w, fmt::format("the plan needs a multiple of tensor x pipeline = {} devices; {} has {}{}", tp,
+                               sys.name, ranks, ranks == n ? "" : " besides its hosts"));
+        o.data_parallel = ranks / tp;
     }
     if (w.batch_per_replica > 0)
         o.batch = product(w, w.batch_per_replica, o.data_parallel, "the batch, batch_per_replica x data");
@@ -773,6 +777,10 @@ CompareOutcome run_compare(const CompareStudy& study, const CompareOptions& opti
                 // system, not the others), and the TDP that of those.
                 row.devices = replicas;
                 row.system_tdp_w = running_tdp_w(sys, replicas, false);
+            } else if (result->parallel) {
+                // The plan's ranks: the system's devices but its hosts (pcie-4gpu's A100s, not the xeon).
+                row.devices = result->parallel->ranks();
+                row.system_tdp_w = running_tdp_w(sys, row.devices, true);
             }
             fill_figures(row, *result, replicas);
             if (s.price)

@@ -494,13 +494,30 @@ DeviceMemories device_memories(const arch::SystemSpec& system) {
 
 }  // namespace
 
+// " besides its host(s) (...)" where a system has host nodes, whose devices run no rank; else empty.
+std::string hosts_note(const arch::SystemSpec& system) {
+    std::vector<std::string> hosts;
+    for (const arch::SystemNode& n : system.nodes)
+        if (n.host) hosts.push_back(fmt::format("{} x {}", n.devices, system.device_types.at(n.type).name));
+    if (hosts.empty()) return {};
+    std::string list = hosts.front();
+    for (std::size_t i = 1; i < hosts.size(); ++i) list += ", " + hosts[i];
+    return fmt::format(" besides its host{} ({}), which run no rank", hosts.size() == 1 ? "" : "s", list);
+}
+
 wl::ShardingOptions sharding_options(const ExperimentOptions& o, const arch::SystemSpec& system) {
     wl::ShardingOptions so;
-    so.ranks = system.device_count;
-    // Nodes of equal size give the node and cross-node groups (table-row-wise); otherwise one node.
+    so.ranks = system.rank_devices();
+    // Nodes of equal size give the node and cross-node groups (table-row-wise); otherwise one node. Ranks
+    // on the leading devices of the default type alone (a host after them) are the nodes those fill.
     int64_t per_node = system.nodes.empty() ? 0 : system.nodes.front().devices;
-    for (const arch::SystemNode& n : system.nodes)
+    int64_t covered = 0;
+    for (const arch::SystemNode& n : system.nodes) {
+        if (covered >= so.ranks) break;
         if (n.devices != per_node) per_node = 0;
+        covered += n.devices;
+    }
+    if (covered != so.ranks) per_node = 0;
     so.ranks_per_node = per_node;
     so.training = o.mode == "training";
     so.training_options = wl::TrainingOptions{o.optimizer, o.checkpointing};
@@ -510,6 +527,8 @@ wl::ShardingOptions sharding_options(const ExperimentOptions& o, const arch::Sys
     // Rank i holds its shards on device i: in a system of several types, each its own memory.
     if (system.device_types.size() > 1) {
         DeviceMemories m = device_memories(system);
+        m.capacity_bytes.resize(static_cast<size_t>(so.ranks));
+        m.names.resize(static_cast<size_t>(so.ranks));
         so.rank_capacity_bytes = std::move(m.capacity_bytes);
         so.rank_device_names = std::move(m.names);
     }
@@ -623,14 +642,14 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
     if (!opt.embedding_sharding.empty()) {
         // Embedding sharding (workloads/embedding_sharding.h): tables placed over the devices, the dense
         // part data-parallel over all of them; its own lowering and per-rank memory check.
+        const int64_t ranks = r.system.rank_devices();
         if (opt.tensor_parallel != 1 || opt.pipeline_parallel != 1 || opt.expert_parallel != 1 ||
-            opt.zero != 0 || opt.microbatches != 1 ||
-            (opt.data_parallel != 1 && opt.data_parallel != r.system.device_count))
+            opt.zero != 0 || opt.microbatches != 1 || (opt.data_parallel != 1 && opt.data_parallel != ranks))
             cfg::fail(
                 cfg::SourceLoc{"<command line>", 0, 0}, "--embedding-sharding",
-                fmt::format("embedding sharding makes the dense part data-parallel over all {} devices; "
+                fmt::format("embedding sharding makes the dense part data-parallel over all {} devices{}; "
                             "it takes no tensor, pipeline, expert, ZeRO or micro-batch plan",
-                            r.system.device_count));
+                            ranks, hosts_note(r.system)));
         const wl::ShardingOptions so = sharding_options(opt, r.system);
         const wl::EmbeddingSharding es = wl::make_embedding_sharding(opt.embedding_sharding, forward, so);
         auto lowering = std::make_shared<wl::ParallelLowering>(wl::lower_embedding_sharding(forward, es, so));
@@ -643,7 +662,14 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
         po.training = opt.mode == "training";
         po.training_options = wl::TrainingOptions{opt.optimizer, opt.checkpointing};
         const wl::ParallelPlan plan = parallel_plan(opt);
-        wl::check_parallel_plan(forward, plan, r.system.device_count, po);
+        // Its ranks run on the system's devices, rank r on device r; host nodes (listed last) run none.
+        if (plan.devices() != r.system.rank_devices())
+            cfg::fail(plan.loc, plan.key,
+                      fmt::format("data x tensor x pipeline = {} x {} x {} = {} ranks, but the system has {} "
+                                  "device(s){}",
+                                  plan.data, plan.tensor, plan.pipeline, plan.devices(),
+                                  r.system.rank_devices(), hosts_note(r.system)));
+        wl::check_parallel_plan(forward, plan, r.system.rank_devices(), po);
         if (plan.devices() > 1 && !r.system.has_network())
             cfg::fail(plan.loc, plan.key,
                       fmt::format("system '{}' has {} devices but no links or switches between them: a plan "

@@ -119,6 +119,9 @@ const cfg::Schema& node_schema() {
         count.min = 1;
         count.max = static_cast<double>(max_devices);
         s.params.push_back(count);
+        s.params.push_back(cfg::optional("host", PType::boolean, "false",
+                                         "a host (a CPU that stages data) that runs no rank: a parallel plan "
+                                         "or sharded tables span the other devices; host nodes come last"));
         return s;
     }();
     return schema;
@@ -1090,6 +1093,7 @@ SystemSpec Builder::build() {
         if (nodes.empty())
             fail_at(sr.at("nodes"), "needs at least one node (or leave `nodes:` out and give `count`)");
         int64_t total = 0;
+        const cfg::Node* first_host = nullptr;  // the name of the first host node
         for (const cfg::Reader& nr : nodes) {
             check_name(nr.at("name"), "node");
             const int64_t copies = nr.has("count") ? nr.integer("count") : 1;
@@ -1105,6 +1109,17 @@ SystemSpec Builder::build() {
                         "system a default `system.device`");
             }
             if (!m_default_type) m_default_type = type;
+            // Rank r runs on device r: the devices that run ranks come first, hosts after them.
+            const bool host = nr.boolean("host");
+            if (host) {
+                if (!first_host) first_host = &nr.at("name");
+            } else if (first_host) {
+                fail_at(
+                    nr.at("name"),
+                    fmt::format("comes after the host node '{}': list host nodes last (rank r of a plan runs "
+                                "on device r, and hosts run none)",
+                                first_host->as_string()));
+            }
             const int64_t k = nr.integer("devices");
             if (k < 1) fail_at(nr.at("devices"), "a node holds at least one device");
             if (copies > max_devices / k || total + copies * k > max_devices)
@@ -1121,9 +1136,11 @@ SystemSpec Builder::build() {
                     claim_name(nr.at("name"), "node");
                 m_node_names.push_back(&nr.at("name"));
                 total += k;
-                m_out.nodes.push_back(SystemNode{name, type, k, static_cast<std::size_t>(total - k)});
+                m_out.nodes.push_back(SystemNode{name, type, k, static_cast<std::size_t>(total - k), host});
             }
         }
+        if (first_host && m_out.nodes.front().host)
+            fail_at(*first_host, "every node is a host: at least one node must run ranks");
         if (sr.has("count") && sr.integer("count") != total) {
             std::vector<std::string> parts;
             for (const SystemNode& n : m_out.nodes) parts.push_back(fmt::format("{} {}", n.name, n.devices));
@@ -1259,6 +1276,8 @@ cfg::Node Builder::resolved_document(const cfg::Node& system_map) const {
             }
             node.set("devices", *item.find("devices"));
             if (const cfg::Node* count = item.find("count")) node.set("count", *count);
+            // Only where set: the documents (and config hashes) of systems without hosts stay as they were.
+            if (m_out.nodes[m_entry_first_node.at(i)].host) node.set("host", *item.find("host"));
             list.push_back(std::move(node));
         }
         sys.set("nodes", std::move(list));
@@ -1358,6 +1377,14 @@ std::string SystemSpec::device_summary() const {
         if (per_type[t] > 0) parts.push_back(fmt::format("{} x {}", per_type[t], device_types[t].name));
     if (parts.empty()) return fmt::format("{} x {}", device_count, device.name);
     return join(parts, " + ");
+}
+
+int64_t SystemSpec::rank_devices() const {
+    if (nodes.empty()) return device_count;  // a spec built by hand
+    int64_t n = 0;
+    for (const SystemNode& node : nodes)
+        if (!node.host) n += node.devices;
+    return n;
 }
 
 double SystemSpec::bisection_Bps() const {

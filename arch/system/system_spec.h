@@ -53,6 +53,7 @@ struct SystemNode {
     std::size_t type = 0;   // index into SystemSpec::device_types
     int64_t devices = 0;    // how many devices the node holds
     std::size_t first = 0;  // index of its first device in SystemSpec::devices
+    bool host = false;      // a host CPU that runs no rank (host nodes come after all others)
 };
 
 struct SystemDevice {
@@ -79,6 +80,9 @@ struct SystemSpec {
     const DeviceSpec& type_of(const SystemDevice& d) const { return device_types.at(d.type); }
     // "8 x a100", or "4 x a100 + 1 x xeon-8380" (types in device_types order).
     std::string device_summary() const;
+    // The devices a parallel plan's ranks or sharded tables span: all but those of host nodes (`host: true`,
+    // listed last: pcie-4gpu's xeon-8380 beside its 4 A100s), so devices 0 to n - 1, rank r on device r.
+    int64_t rank_devices() const;
     // Device names of the types, in device_types order.
     std::vector<std::string> type_names() const;
     // Bisection bandwidth, one way, B/s: Topology::max_flow_Bps from the first half of the devices of the

@@ -227,3 +227,27 @@ TEST_CASE("a node with no device and no default is located at the node", "[arch]
         error_at("system:\n  name: t\n  nodes:\n    - {name: a, devices: 2}\n", 4, "system.nodes[0]");
     CHECK_THAT(msg, Contains("names no device"));
 }
+
+TEST_CASE("host nodes come after the nodes that run ranks, and not every node is a host",
+          "[arch][system][errors]") {
+    // Rank r runs on device r, so a host (which runs none) listed first would shift the ranks onto it.
+    const std::string first =
+        error_at(base("    - {name: a, devices: 1, host: true}\n    - {name: b, devices: 2}\n", one_switch,
+                      good_links),
+                 6, "system.nodes[1].name");
+    CHECK_THAT(first, Contains("comes after the host node 'a': list host nodes last"));
+    const std::string all =
+        error_at(base("    - {name: a, devices: 1, host: true}\n    - {name: b, devices: 2, host: true}\n",
+                      one_switch, good_links),
+                 5, "system.nodes[0].name");
+    CHECK_THAT(all, Contains("every node is a host"));
+    CHECK_THAT(error_at(base("    - {name: a, devices: 2}\n    - {name: b, devices: 2, host: yes please}\n",
+                             one_switch, good_links),
+                        6, "system.nodes[1].host"),
+               Contains("true"));
+    const arch::SystemSpec s = test::load_test_system(
+        "host-last.yaml", base("    - {name: a, devices: 2}\n    - {name: b, devices: 2, host: true}\n",
+                               one_switch, good_links));
+    CHECK(s.device_count == 4);
+    CHECK(s.rank_devices() == 2);
+}

@@ -173,6 +173,9 @@ TEST_CASE("pcie-4gpu mixes device types and keeps each once", "[arch][system]") 
     CHECK(s.type_of(s.devices[4]).family == "cpu");
     CHECK(s.type_of(s.devices[0]).family == "gpu");
     CHECK(s.device_summary() == "4 x a100 + 1 x xeon-8380");
+    CHECK(s.nodes[1].host);
+    CHECK(s.rank_devices() == 4);  // a plan's ranks: the A100s, not the host
+    CHECK(preset("dgx-a100").rank_devices() == 8);
     const auto r = s.topology->route(*s.topology->find("host.0"), *s.topology->find("gpu.2"));
     REQUIRE(r.has_value());
     CHECK(r->latency == Tick::from_ns(1000));  // 2 x 0.45 us + 0.1 us
@@ -208,6 +211,7 @@ devices:
 )");
     REQUIRE(s.device_types.size() == 3);
     CHECK(s.device.name == "h100");  // no system.device: the first node's type is the default
+    CHECK(s.rank_devices() == 7);    // no host: every device runs a rank
     CHECK(s.device_types[1].name == "a100");
     CHECK(s.device_types[2].name == "small-npu");
     CHECK(s.nodes[0].type == 0);

@@ -266,6 +266,24 @@ workloads:
     CHECK(mixed.average_power_w <= mixed.system_tdp_w);
 }
 
+TEST_CASE("compare: data: auto in a mixed system is its leading accelerators, their TDP the run's",
+          "[experiment][compare]") {
+    test::TempDir dir("compare-mixed-plan");
+    // pcie-4gpu: data-parallel over its 4 A100s (the xeon-8380 host after them is no rank), 400 W each.
+    const exp::CompareStudy study = exp::load_compare(write(dir, "p.yaml", R"(systems: [pcie-4gpu]
+workloads:
+  - {name: t, model: mlp3, mode: training, batch_per_replica: 16, dtype: fp32, parallel: {data: auto}}
+)"));
+    const exp::CompareOutcome out = exp::run_compare(study);
+    REQUIRE(out.rows.size() == 1);
+    const exp::CompareRow& row = out.rows[0];
+    REQUIRE(row.status == "ok");
+    CHECK(row.devices == 4);
+    CHECK(row.batch == 64);
+    CHECK(row.system_tdp_w == Approx(4 * 400.0));
+    CHECK(row.average_power_w <= row.system_tdp_w);
+}
+
 TEST_CASE("compare: a product of a workload's numbers too large for 64 bits is the pair's reason",
           "[experiment][compare]") {
     test::TempDir dir("compare-overflow");

@@ -78,3 +78,43 @@ TEST_CASE("plan errors from the command line name the flag", "[parallel]") {
                Catch::Contains("--parallel: rank 0 (pipeline stage 0 of 1, layers 0-79) needs") &&
                    Catch::Contains("its device 'a100' has") && Catch::Contains("GB over"));
 }
+
+TEST_CASE("a plan and sharded tables run on a system's devices but its hosts", "[parallel]") {
+    // pcie-4gpu: 4 x a100, then a xeon-8380 node marked `host: true`. A plan's ranks are the four A100s (rank
+    // r on device r), the host idle; a plan that counts the host as a rank is refused, naming it.
+    const auto pcie = [](int64_t data, int64_t batch) {
+        exp::ExperimentOptions o;
+        o.system = std::string(MLSIM_SOURCE_DIR) + "/configs/systems/pcie-4gpu.yaml";
+        o.model = "mlp3";
+        o.mode = "training";
+        o.dtype = "fp32";
+        o.batch = batch;
+        exp::set_run_option(o, "data-parallel", std::to_string(data));
+        return o;
+    };
+    const exp::ExperimentResult four = exp::run_experiment(pcie(4, 8));
+    REQUIRE(four.parallel != nullptr);
+    CHECK(four.parallel->ranks() == 4);
+    REQUIRE(four.parallel_run.has_value());
+    // The run's TDP is the four A100s' (400 W each), not with the host's 270 W.
+    CHECK(four.info.tdp_W == Approx(4 * four.system.device.tdp_W));
+    CHECK(four.system.type_of(four.system.devices[4]).name == "xeon-8380");
+    for (const int64_t d : {5, 3})
+        CHECK_THAT(
+            error_of(pcie(d, 30)),
+            Catch::Contains(std::to_string(d) + " ranks, but the system has 4 device(s) besides its host "
+                                                "(1 x xeon-8380), which run no rank"));
+
+    exp::ExperimentOptions o;
+    o.system = std::string(MLSIM_SOURCE_DIR) + "/configs/systems/pcie-4gpu.yaml";
+    o.model = "dlrm-kaggle";
+    o.mode = "training";
+    o.batch = 2048;
+    o.embedding_sharding = "table";
+    const exp::PreparedExperiment sharded = exp::prepare_experiment(o);
+    REQUIRE(sharded.result->parallel != nullptr);
+    CHECK(sharded.result->parallel->ranks() == 4);
+    exp::set_run_option(o, "data-parallel", "5");
+    CHECK_THAT(error_of(o),
+               Catch::Contains("data-parallel over all 4 devices besides its host (1 x xeon-8380)"));
+}
