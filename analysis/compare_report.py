@@ -26,6 +26,9 @@ import sys
 import matplotlib
 
 matplotlib.use("Agg")
+# Names are text: a '$' in a workload's name starts no mathematical text (two of them around something
+# matplotlib cannot parse stopped the drawing).
+matplotlib.rcParams["text.parse_math"] = False
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
@@ -158,8 +161,8 @@ def plot_latency_energy(ok, out):
     ax.set_ylabel("energy per sample (whole system)")
     ax.set_title("Latency vs energy per sample; dashed: each workload's Pareto front")
     ax.grid(True, which="both", alpha=0.3)
-    h_w = [plt.Line2D([], [], color=col[w], marker="o", linestyle="--", label=w) for w in workloads]
-    h_s = [plt.Line2D([], [], color="grey", marker=mark[s], linestyle="", label=f"{s} ({d})")
+    h_w = [plt.Line2D([], [], color=col[w], marker="o", linestyle="--", label=short(w)) for w in workloads]
+    h_s = [plt.Line2D([], [], color="grey", marker=mark[s], linestyle="", label=f"{short(s)} ({short(d)})")
            for s, d in dict(zip(ok.system, ok.device_label)).items()]
     leg = ax.legend(handles=capped(h_w, "workloads"), title="workload", loc="upper left", fontsize=8,
                     title_fontsize=8)
@@ -172,8 +175,9 @@ def plot_latency_energy(ok, out):
 
 
 def short(name):
-    """A name cut to MAX_LABEL characters for a plot (an ellipsis marks the cut)."""
-    name = str(name)
+    """A name for a plot's label or legend, on one line, cut to MAX_LABEL characters (an ellipsis marks the
+    cut)."""
+    name = " ".join(str(name).splitlines())
     return name if len(name) <= MAX_LABEL else name[:MAX_LABEL - 1] + "…"
 
 
@@ -191,21 +195,31 @@ def plot_perf_per_watt(ok, out):
     workloads = list(dict.fromkeys(ok.workload))
     col = colours(workloads)
     ok, title = at_most_bars(ok, "Throughput per watt", by="samples_per_s_per_w")
-    labels = [f"{r.workload} | {r.system}" for r in ok.itertuples()]
+    labels = [f"{short(r.workload)} | {short(r.system)}" for r in ok.itertuples()]
     fig, ax = plt.subplots(figsize=(10, 0.32 * len(ok) + 1.5))
     y = range(len(ok))
     ax.barh(list(y), ok.samples_per_s_per_w, color=[col[w] for w in ok.workload], edgecolor="black",
             linewidth=0.4)
-    for i, v in zip(y, ok.samples_per_s_per_w):
-        ax.text(v * 1.05, i, human(v, "", small=False), va="center", fontsize=7)
+    vals = ok.samples_per_s_per_w
+    hi = vals.max()
+    lo = vals[vals > 0].min() if (vals > 0).any() else hi
+    # A log axis where the bars span decades (an MCU beside a DGX), from the decade below the smallest so that
+    # every bar shows; otherwise a linear one from 0, where the bars' lengths compare as their values do.
+    log = hi > 0 and hi / lo > 20
+    for i, v in zip(y, vals):
+        ax.text(v * 1.05 if log else v + 0.01 * hi, i, human(v, "", small=False), va="center", fontsize=7)
     ax.set_yticks(list(y))
     ax.set_yticklabels(labels, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xscale("log")
-    human_log_axis(ax.xaxis, "")
+    if log:
+        ax.set_xscale("log")
+        human_log_axis(ax.xaxis, "")
+        ax.set_xlim(left=10 ** math.floor(math.log10(lo)), right=hi * 4)
+    else:
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: human(v, "", small=False)))
+        ax.set_xlim(left=0, right=max(hi, 1e-300) * 1.15)
     ax.set_xlabel("samples per joule (= samples/s per watt of average power, whole system)")
     ax.set_title(title)
-    ax.set_xlim(right=ok.samples_per_s_per_w.max() * 4)
     ax.grid(True, axis="x", which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "perf_per_watt.png"), dpi=110)
@@ -236,7 +250,7 @@ def plot_roofline(ok, out):
         ax.plot(xs, ys, color=shade, linewidth=1.4, linestyle=styles[(i // 8) % 4])
         ax.plot([ridge], [r.peak_flops_per_s], marker=mark[name], color=shade, markersize=9,
                 linestyle=styles[(i // 8) % 4],
-                label=f"{name}: ridge {ridge:.3g} FLOP/B, peak {human(r.peak_flops_per_s, 'FLOP/s')}")
+                label=f"{short(name)}: ridge {ridge:.3g} FLOP/B, peak {human(r.peak_flops_per_s, 'FLOP/s')}")
     for r in pts.itertuples():
         ax.scatter(r.intensity, r.achieved, color=col[r.workload], marker=mark[f"{r.device} {r.dtype}"], s=60,
                    edgecolors="black", linewidths=0.5, zorder=3)
@@ -251,7 +265,7 @@ def plot_roofline(ok, out):
     leg = ax.legend(handles=capped(ax.get_legend_handles_labels()[0], "devices"), loc="lower right", fontsize=7,
                     title="device and data type", title_fontsize=8)
     ax.add_artist(leg)
-    ax.legend(handles=capped([plt.Line2D([], [], color=col[w], marker="o", linestyle="", label=w)
+    ax.legend(handles=capped([plt.Line2D([], [], color=col[w], marker="o", linestyle="", label=short(w))
                               for w in workloads], "workloads"),
               loc="upper left", fontsize=8, title="workload", title_fontsize=8)
     fig.tight_layout()
@@ -264,7 +278,7 @@ def plot_breakdown(ok, out):
              ("communication_s", "communication (exposed)", "#c44e52"), ("overhead_s", "overhead", "#8c8c8c")]
     ok, title = at_most_bars(ok, "Where the time goes: compute / memory / communication / overhead")
     total = sum(ok[p] for p, _, _ in parts)
-    labels = [f"{r.workload} | {r.system}" for r in ok.itertuples()]
+    labels = [f"{short(r.workload)} | {short(r.system)}" for r in ok.itertuples()]
     fig, ax = plt.subplots(figsize=(10, 0.32 * len(ok) + 1.5))
     left = [0.0] * len(ok)
     y = list(range(len(ok)))
@@ -284,9 +298,17 @@ def plot_breakdown(ok, out):
     plt.close(fig)
 
 
+def md(text):
+    """A name as Markdown text: its characters that Markdown reads as syntax (a table cell's |, emphasis, code,
+    links, HTML) escaped, and a line break as a space, so that a name shows as written and keeps the table's
+    columns."""
+    text = " ".join(str(text).splitlines())
+    return "".join("\\" + c if c in "\\|*_`[]<>#" else c for c in text)
+
+
 def report(df, ok, compare_id, db, out):
     name = df.name.iloc[0]
-    lines = [f"# mlsim compare: {name}", "",
+    lines = [f"# mlsim compare: {md(name)}", "",
              f"compare_id {compare_id} in `{db}` ({len(df)} pairs, {len(ok)} ran). Figures are for the whole "
              "system: energy per sample x samples/s = average power; TDP = the summed TDP of the devices that run; "
              "samples/J = samples/s per watt; cost from the system file's `system.price` "
@@ -297,14 +319,15 @@ def report(df, ok, compare_id, db, out):
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in df.itertuples():
         if r.status != "ok":
-            lines.append(f"| {r.workload} | {r.system} | {r.device_label} | {r.batch} | "
+            lines.append(f"| {md(r.workload)} | {md(r.system)} | {md(r.device_label)} | {r.batch} | "
                          f"{'not modelled' if r.status == 'not_modelled' else 'does not run'} (below) "
                          "| | | | | | | |")
             continue
         tdp = f"{100 * r.average_power_w / r.system_tdp_w:.0f}%" if r.system_tdp_w and r.system_tdp_w > 0 else "-"
         cost = "-" if pd.isna(r.usd_per_million_samples) else f"${human(r.usd_per_million_samples, '', False)}"
         ttt = "-" if pd.isna(r.time_to_train_s) else duration(r.time_to_train_s)
-        lines.append(f"| {r.workload} | {r.system} | {r.device_label} | {r.batch} | {human(r.latency_s, 's')} | "
+        lines.append(f"| {md(r.workload)} | {md(r.system)} | {md(r.device_label)} | {r.batch} | "
+                     f"{human(r.latency_s, 's')} | "
                      f"{human(r.samples_per_s, '', False)} | {human(r.energy_per_sample_j, 'J')} | "
                      f"{human(r.average_power_w, 'W')} | {tdp} | {human(r.samples_per_s_per_w, '', False)} | "
                      f"{cost} | {ttt} |")
@@ -312,7 +335,7 @@ def report(df, ok, compare_id, db, out):
     if not bad.empty:
         lines += ["", "## Pairs that did not run", ""]
         for r in bad.itertuples():
-            lines.append(f"- **{r.workload} on {r.system}**: {r.error}")
+            lines.append(f"- **{md(r.workload)} on {md(r.system)}**: {' '.join(str(r.error).splitlines())}")
     lines += ["", "## Plots", "",
               "![latency vs energy per sample](latency_energy.png)", "",
               "![throughput per watt](perf_per_watt.png)", "",

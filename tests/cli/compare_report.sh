@@ -30,3 +30,18 @@ set -e
 grep -q -- "--report: cannot make the report folder" "$out/refused.txt" || { echo "no --report message"; cat "$out/refused.txt"; exit 1; }
 grep -q "mlsim compare:" "$out/refused.txt" && { echo "the study ran before the --report check"; exit 1; }
 echo "a file as --report: refused before the study"
+# A name with Markdown's syntax in it ('|' would add a column) shows as written: escaped, 13 unescaped bars.
+cat > "$out/names.yaml" <<'YAML'
+systems: [a100]
+workloads:
+  - {name: "r|50*x_y", model: resnet50, batch: 8, dtype: fp16}
+YAML
+"$mlsim" compare "$out/names.yaml" --db "$out/names.db" --report "$out/names" -q > /dev/null
+row=$(grep '^| r' "$out/names/report.md")
+case "$row" in
+    '| r\|50\*x\_y | a100 |'*) ;;
+    *) echo "the name is not escaped in report.md: $row"; exit 1 ;;
+esac
+bars=$(printf '%s' "$row" | sed 's/\\|//g' | tr -cd '|' | wc -c)
+[ "$bars" -eq 13 ] || { echo "report.md's row has $bars column bars, expected 13: $row"; exit 1; }
+echo "a name with '|' keeps report.md's columns"
