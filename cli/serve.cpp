@@ -3,13 +3,16 @@
 // the requests and summary to a results database with --db.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <iostream>
 
 #include "cli/commands.h"
 #include "cli/parse_args.h"
+#include "cli/table_format.h"
 #include "db/results_db.h"
 #include "experiment/serving/serving.h"
 #include "sim/config/error.h"
@@ -52,7 +55,17 @@ std::vector<int64_t> to_list(const std::string& text, const char* key) {
     return out;
 }
 
-std::string ms(double s) { return fmt::format("{:.2f} ms", s * 1e3); }
+// Times and rates at a human scale (cli/table_format.h): a 0.7 ms latency is "700 µs", not "0.001 s".
+std::string secs(double s) { return human(s, "s"); }
+// A share in percent to three significant digits, however small: "0.00417 %", "12.5 %".
+std::string percent(double share) {
+    const double p = share * 100;
+    if (!(p > 0) || p >= 99.95) return fmt::format("{:.0f} %", p);
+    if (p >= 0.995) return fmt::format("{} %", fixed3(p));
+    // Below 1 %: fixed-point with the decimals three significant digits take (at most 12).
+    const int decimals = std::min(12, 2 - static_cast<int>(std::floor(std::log10(p))));
+    return fmt::format("{:.{}f} %", p, decimals);
+}
 
 }  // namespace
 
@@ -120,7 +133,16 @@ int cmd_serve(const Args& args) {
     o.requests.seed = static_cast<uint64_t>(seed);
     o.requests.prompt_tokens = to_list(text("prompt"), "--prompt");
     o.requests.output_tokens = to_list(text("output"), "--output");
-    if (vm->count("trace")) o.requests.trace = text("trace");
+    if (vm->count("trace")) {
+        o.requests.trace = text("trace");
+        // The trace gives the arrivals and lengths: a flag it replaces, given too, would be ignored silently.
+        for (const char* k : {"rate", "requests", "seed", "prompt", "output"})
+            if (!(*vm)[k].defaulted())
+                cfg::fail(k_cl, fmt::format("--{}", k),
+                          fmt::format("not with --trace, whose rows give every request's arrival and lengths "
+                                      "(--{} would be ignored)",
+                                      k));
+    }
     o.scheduler.max_batch = to_int(text("max-batch"), "--max-batch");
     o.scheduler.max_batched_tokens = to_int(text("max-tokens"), "--max-tokens");
     if (o.scheduler.max_batched_tokens < 0) cfg::fail(k_cl, "--max-tokens", "must not be negative");
@@ -157,32 +179,32 @@ int cmd_serve(const Args& args) {
                o.requests.trace.empty()
                    ? fmt::format(" at {} req/s (seed {})", o.requests.rate, o.requests.seed)
                    : fmt::format(" from {}", o.requests.trace));
-    fmt::print(
-        "  memory    per device: weights {:.2f} GB, workspace {:.2f} GB, KV cache {:.2f} GB = {} blocks of "
-        "{} tokens\n",
-        run.weight_bytes / 1e9, run.workspace_bytes / 1e9, run.kv_capacity_bytes / 1e9, r.total_blocks,
-        o.scheduler.block);
-    fmt::print("  TTFT      mean {}  p50 {}  p90 {}  p99 {}\n", ms(r.ttft_s.mean), ms(r.ttft_s.p50),
-               ms(r.ttft_s.p90), ms(r.ttft_s.p99));
-    fmt::print("  TPOT      mean {}  p50 {}  p90 {}  p99 {}\n", ms(r.tpot_s.mean), ms(r.tpot_s.p50),
-               ms(r.tpot_s.p90), ms(r.tpot_s.p99));
-    fmt::print("  latency   mean {:.3f} s  p99 {:.3f} s (arrival to last token)\n", r.e2e_s.mean,
-               r.e2e_s.p99);
-    fmt::print("  throughput {:.1f} output tokens/s, {:.3f} requests/s over {:.2f} s\n", r.tokens_per_s,
-               r.requests_per_s, r.makespan_s);
+    fmt::print("  memory    per device: weights {}, workspace {}, KV cache {} = {} blocks of {} tokens\n",
+               human(run.weight_bytes, "B"), human(run.workspace_bytes, "B"),
+               human(run.kv_capacity_bytes, "B"), r.total_blocks, o.scheduler.block);
+    fmt::print("  TTFT      mean {}  p50 {}  p90 {}  p99 {}\n", secs(r.ttft_s.mean), secs(r.ttft_s.p50),
+               secs(r.ttft_s.p90), secs(r.ttft_s.p99));
+    fmt::print("  TPOT      mean {}  p50 {}  p90 {}  p99 {}\n", secs(r.tpot_s.mean), secs(r.tpot_s.p50),
+               secs(r.tpot_s.p90), secs(r.tpot_s.p99));
+    fmt::print("  latency   mean {}  p99 {} (arrival to last token)\n", secs(r.e2e_s.mean),
+               secs(r.e2e_s.p99));
+    fmt::print("  throughput {} output tokens/s, {} requests/s over {}\n", human(r.tokens_per_s, "", false),
+               human(r.requests_per_s, "", false), duration(r.makespan_s));
     fmt::print("  batch     max {} sequences, {} iterations, {} preemptions\n", r.max_batch_reached,
                r.iterations, r.preemptions);
     if (o.pp > 1) {
         std::string util;
-        for (double b : r.stage_busy_s)
-            util += fmt::format(" {:.1f} %", r.makespan_s > 0 ? b / r.makespan_s * 100 : 0.0);
+        for (double b : r.stage_busy_s) {
+            util += ' ';
+            util += percent(r.makespan_s > 0 ? b / r.makespan_s : 0.0);
+        }
         fmt::print("  pipeline  {} stages of {} devices, busy{}\n", o.pp, o.tp, util);
     }
-    fmt::print("  KV cache  occupancy mean {:.1f} %, max {:.1f} %\n", r.mean_kv_occupancy * 100,
-               r.max_kv_occupancy * 100);
-    fmt::print("  energy    {:.3f} J per output token ({:.1f} kJ, average {:.0f} W)\n", r.energy_per_token_j,
-               r.energy_j / 1e3, r.makespan_s > 0 ? r.energy_j / r.makespan_s : 0.0);
-    fmt::print("  simulated {} distinct op shapes in {:.2f} s wall\n", r.simulated_shapes, wall);
+    fmt::print("  KV cache  occupancy mean {}, max {}\n", percent(r.mean_kv_occupancy),
+               percent(r.max_kv_occupancy));
+    fmt::print("  energy    {} per output token ({}, average {})\n", human(r.energy_per_token_j, "J"),
+               human(r.energy_j, "J"), human(r.makespan_s > 0 ? r.energy_j / r.makespan_s : 0.0, "W"));
+    fmt::print("  simulated {} distinct op shapes in {} wall\n", r.simulated_shapes, secs(wall));
     if (vm->count("db")) {
         db::ResultsDb results(text("db"));
         const int64_t id = results.record_serving_run(run.info, serving::to_serving_rows(run), wall);

@@ -21,9 +21,12 @@ known gap or a known gap grows past KNOWN_GAP_LIMIT, 2 when mlsim fails.
 
 usage: serving_trtllm_a100.py [--mlsim path/to/mlsim]
 """
+import os
 import re
+import sqlite3
 import subprocess
 import sys
+import tempfile
 
 import common
 
@@ -53,17 +56,22 @@ KNOWN_GAP_LIMIT = 0.45
 
 
 def run(mlsim, batch, inp, out, model="llama2-7b", tp=1):
+    """The run's mean TTFT (ms) and output tokens/s, read at full precision from the results database it is
+    recorded in (the terminal rounds to three digits)."""
     system = "a100" if tp == 1 else "dgx-a100-node"
-    cmd = [mlsim, "serve", "--system", system, "--model", model, "--tp", str(tp), "--dtype", "fp16", "--rate", "0",
-           "--requests", str(batch), "--max-batch", str(batch), "--max-tokens", str(batch * inp),
-           "--prompt", str(inp), "--output", str(out)]
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.stderr.write(p.stdout + p.stderr)
-        sys.exit(2)
-    tok = float(re.search(r"throughput\s+([0-9.]+) output tokens/s", p.stdout).group(1))
-    ttft = float(re.search(r"TTFT\s+mean ([0-9.]+) ms", p.stdout).group(1))
-    return {"tok_s": tok, "ttft_ms": ttft}
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "serve.db")
+        cmd = [mlsim, "serve", "--system", system, "--model", model, "--tp", str(tp), "--dtype", "fp16", "--rate",
+               "0", "--requests", str(batch), "--max-batch", str(batch), "--max-tokens", str(batch * inp),
+               "--prompt", str(inp), "--output", str(out), "--db", db]
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode != 0:
+            sys.stderr.write(p.stdout + p.stderr)
+            sys.exit(2)
+        with sqlite3.connect(db) as con:
+            got = dict(con.execute("SELECT name, value FROM serving_metrics WHERE name IN "
+                                   "('throughput_tokens_per_s', 'ttft_mean_s')").fetchall())
+    return {"tok_s": got["throughput_tokens_per_s"], "ttft_ms": got["ttft_mean_s"] * 1e3}
 
 
 def main():
