@@ -251,3 +251,17 @@ TEST_CASE("host nodes come after the nodes that run ranks, and not every node is
     CHECK(s.device_count == 4);
     CHECK(s.rank_devices() == 2);
 }
+
+TEST_CASE("a link's payload efficiency below a hundredth is refused as a slip", "[arch][system][errors]") {
+    // Real protocols carry 0.6-0.97 of the line rate; 1e-9 would make a 10 GB/s link a 10 B/s one.
+    const std::string msg = error_at(base(two_nodes, one_switch,
+                                          "    - {from: a.*, to: sw, bandwidth: 10GB/s, efficiency: 1e-9}\n"
+                                          "    - {from: b.*, to: sw, bandwidth: 10GB/s}\n"),
+                                     10, "system.links[0].efficiency");
+    CHECK_THAT(msg, Contains("must be at least 0.01"));
+    const arch::SystemSpec s = test::load_test_system(
+        "low-eff.yaml", base(two_nodes, one_switch,
+                             "    - {from: a.*, to: sw, bandwidth: 10GB/s, efficiency: 0.01}\n"
+                             "    - {from: b.*, to: sw, bandwidth: 10GB/s}\n"));
+    CHECK(s.topology->link(0).props.efficiency == Approx(0.01));
+}

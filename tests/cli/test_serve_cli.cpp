@@ -24,7 +24,8 @@ TEST_CASE("mlsim serve prints short runs' figures at a human scale, never as zer
     CHECK(std::regex_search(out.text, std::regex(R"(TTFT +mean [0-9.]+ (µs|ms))")));
     CHECK(std::regex_search(out.text, std::regex(R"(latency +mean [0-9.]+ ms)")));
     CHECK(std::regex_search(out.text, std::regex(R"(requests/s over [0-9.]+ ms)")));
-    CHECK(std::regex_search(out.text, std::regex(R"(occupancy mean 0\.00[1-9][0-9]* %, max 0\.00[1-9][0-9]* %)")));
+    CHECK(std::regex_search(out.text,
+                            std::regex(R"(occupancy mean 0\.00[1-9][0-9]* %, max 0\.00[1-9][0-9]* %)")));
     CHECK(std::regex_search(out.text, std::regex(R"(energy +[0-9.]+ mJ per output token \([0-9.]+ mJ)")));
     CHECK_FALSE(contains(out.text, " 0.00 s"));
     CHECK_FALSE(contains(out.text, "e-0"));  // no exponent notation
@@ -40,7 +41,8 @@ TEST_CASE("mlsim serve refuses a flag its --trace replaces instead of ignoring i
         const auto out = run_mlsim("serve --model gpt2 --trace '" + (dir / "t.csv").string() + "' " + flag);
         INFO(flag << "\n" << out.text);
         CHECK(out.status == 2);
-        CHECK(contains(out.text, "<command line>: error: " + flag.substr(0, flag.find(' ')) + ": not with --trace"));
+        CHECK(contains(out.text,
+                       "<command line>: error: " + flag.substr(0, flag.find(' ')) + ": not with --trace"));
     }
     fs::remove_all(dir);
 }
