@@ -217,15 +217,20 @@ void print_totals(const exp::ExperimentResult& r) {
     fmt::print("  bound   {} of the time ({} bound); achieved {} of peak {}\n", parts,
                arch::bound_of(t.parts), timed ? si(t.flops / t.time_s, "FLOP/s") : std::string("-"),
                si(r.info.peak_flops_per_s, "FLOP/s"));
-    const double power = t.time_s > 0 ? t.energy_j / t.time_s : 0;
+    // The devices' own power against their TDP: a parallel run's link energy (NICs, switches, cables) is
+    // spent outside them.
+    const double device_energy = r.parallel_run ? r.parallel_run->device_energy_j : t.energy_j;
+    const double power = t.time_s > 0 ? device_energy / t.time_s : 0;
     // The summed TDP of the devices that run (exp::simulate_parallel sets it for a plan's ranks).
     const double tdp = r.info.tdp_W;
     if (power > tdp * (1 + 1e-9)) {
         if (r.parallel_exec)
-            fmt::print(stderr,
-                       "warning: average power {} exceeds the summed TDP {} of the {} devices that run: an "
-                       "energy figure of a device is too high\n",
-                       si(power, "W"), si(tdp, "W"), devices);
+            fmt::print(
+                stderr,
+                "warning: the devices' average power {} exceeds the summed TDP {} of the {} devices that "
+                "run: an "
+                "energy figure of a device is too high\n",
+                si(power, "W"), si(tdp, "W"), devices);
         else
             fmt::print(stderr,
                        "warning: average power {} exceeds {}'s TDP {}: an energy figure of this device is "

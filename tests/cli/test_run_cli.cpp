@@ -201,3 +201,22 @@ TEST_CASE("mlsim run --layer-rows none saves the run without its layer rows", "[
     CHECK(contains(bad.text, "--layer-rows"));
     std::filesystem::remove(db);
 }
+
+TEST_CASE("a parallel run's link energy does not count against its devices' TDP", "[run]") {
+    const std::filesystem::path dir = std::filesystem::temp_directory_path() / "mlsim_test_link_energy_tdp";
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    // Two A100s joined by a link that spends 50 nJ a bit (far beyond real links, on purpose): the step's
+    // average power is kilowatts, nearly all in the link, while the devices stay within their 800 W.
+    std::ofstream(dir / "hot_links.yaml")
+        << "system:\n  name: hot-links\n  device: a100\n  nodes:\n    - {name: g, devices: 2}\n  links:\n"
+           "    - {from: g.0, to: g.1, bandwidth: 25GB/s, energy: 50000pJ/b}\n";
+    const Output out = run_mlsim("run -q --system '" + (dir / "hot_links.yaml").string() +
+                                 "' --model gpt2-small-prefill --mode training --batch 4 --seq 128 "
+                                 "--data-parallel 2");
+    INFO(out.text);
+    CHECK(out.status == 0);
+    CHECK(contains(out.text, "kW)"));  // the whole step's power, links included
+    CHECK_FALSE(contains(out.text, "exceeds"));
+    std::filesystem::remove_all(dir);
+}
