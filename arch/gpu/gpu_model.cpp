@@ -668,8 +668,12 @@ std::vector<LayerResult> GpuModel::run(const wl::Model& model) {
                 head[i] = head[p] >= 0 ? head[p] : static_cast<int64_t>(p);
                 fused[i].in_epilogue = true;
                 fused[i].into = ops[static_cast<size_t>(head[i])].name;
+                // Counted as the fused op reads it, in its own data type: an epilogue converts the GEMM's
+                // result in registers (an fp16 ReLU after an fp32 GEMM reads 2 bytes an element, not 4),
+                // and never more than the op's inputs.
                 fused[i].input_on_chip =
-                    static_cast<double>(wl::numel(ops[p].output())) * wl::dtype_bytes(ops[p].dtype);
+                    std::min(static_cast<double>(wl::numel(ops[p].output())) * wl::dtype_bytes(ops[i].dtype),
+                             ops[i].counts().input_bytes);
                 break;
             }
         }

@@ -381,6 +381,32 @@ TEST_CASE("Epilogue fusion: BN folded, activation and residual add in the GEMM e
         if (r.metric("fused_into")) CHECK(r.bytes_written == Approx(r.counts.output_bytes));
 }
 
+TEST_CASE("An epilogue-fused op of another data type than its GEMM counts its input in its own type",
+          "[gpu]") {
+    // An fp32 linear whose ReLU runs in fp16 (or int8): the epilogue converts the result in registers, so
+    // the ReLU's on-chip input is its 16 elements at 2 (1) bytes, never more than the bytes it reads (which
+    // stopped the run with an internal error).
+    for (const char* dtype : {"fp16", "int8", "fp32"}) {
+        INFO(dtype);
+        const std::string path =
+            (std::filesystem::temp_directory_path() / (std::string("mlsim_gpu_epilogue_") + dtype + ".yaml"))
+                .string();
+        std::ofstream(path) << "name: d3\ninputs:\n  x: [N, 16]\nops:\n"
+                               "  - {name: fc, kind: linear, inputs: [x], out_features: 16}\n"
+                               "  - {name: r, kind: relu, inputs: [fc], dtype: "
+                            << dtype << "}\n";
+        const wl::Model model = wl::load_model_yaml(path, wl::ZooOptions{});
+        std::filesystem::remove(path);
+        GpuModel m(preset("a100"));
+        const std::vector<arch::LayerResult> rs = m.run(model);
+        REQUIRE(rs.size() == 2);
+        REQUIRE(rs[1].metric("fused_into") != nullptr);
+        const double bytes = std::string(dtype) == "fp16" ? 2 : std::string(dtype) == "int8" ? 1 : 4;
+        CHECK(rs[1].metric_value("input_bytes_on_chip") == Approx(16 * bytes));
+        CHECK(rs[1].metric_value("input_bytes_on_chip") <= rs[1].counts.input_bytes);
+    }
+}
+
 TEST_CASE("CUDA graphs amortise the launch overhead", "[gpu]") {
     const wl::Model model = zoo("gpt2-small-decode", wl::DType::fp16);
     const auto overhead = [&](bool graphs) {
