@@ -71,7 +71,10 @@ const std::vector<Entry>& registry() {
          "(default "
          "32768)",
          [](const ZooOptions& o) { return zoo::mixtral_8x7b("mixtral-8x7b-prefill", o, false); }},
-        {"mixtral-8x7b-decode", "Mixtral 8x7B one decode step, seq = KV-cache length (default 1024)",
+        {"mixtral-8x7b-decode",
+         "Mixtral 8x7B one decode step, seq = KV-cache length (default 1024); each expert runs on "
+         "ceil(batch x 2 / 8) tokens (balanced routing rounded up: an upper bound, all 8 experts below batch "
+         "4)",
          [](const ZooOptions& o) { return zoo::mixtral_8x7b("mixtral-8x7b-decode", o, true); }},
         {"dlrm-mlperf",
          "DLRM, MLPerf Criteo Terabyte config (26 tables x 128, 24 B params); seq = pooling "
