@@ -120,7 +120,9 @@ TraceResult trace_gemm(const std::vector<CacheLevel>& levels, const Blocking& b,
     const int64_t mc_max = std::min(b.mc, ceil_div(M, b.mr) * b.mr);
     const int64_t nc_max = std::min(b.nc, ceil_div(N, b.nr) * b.nr);
     const bool pack_b = packs_b(b, g);
-    const uint64_t a_pitch = pad(static_cast<uint64_t>(K) * w), b_pitch = pad(static_cast<uint64_t>(N) * w),
+    // A's and C's rows start on a line; B (the weights) is dense, its rows one after another as a framework
+    // stores a matrix (a 1024 x 10 int8 one is 160 lines, not 1,024 rows of a line each).
+    const uint64_t a_pitch = pad(static_cast<uint64_t>(K) * w), b_pitch = static_cast<uint64_t>(N) * w,
                    c_pitch = pad(static_cast<uint64_t>(N) * w);
     const int64_t chunk = pack_b ? 0 : gemv_chunk(levels, g);
     for (int64_t inst = 0; !pack_b && inst < g.count; ++inst) {

@@ -172,15 +172,21 @@ Traffic gemm_traffic(const CpuSpec& s, const Blocking& b, const GemmTask& g, dou
                            static_cast<double>(L.associativity);
         const auto fits = [&](double bytes) { return bytes <= eff; };
         double miss = 0, wb = 0;
-        // (a) B source, read once by packing: kc rows of nc·w bytes per block.
-        const double b_src = Kd * (Nd / static_cast<double>(nc)) *
-                             seg_lines(static_cast<double>(nc) * w, static_cast<double>(nc) * w, line);
+        // (a) B source, read once by packing: kc rows of nc·w bytes per block; where one block spans the
+        // rows (nc >= N) they lie one after another, and a line two rows share is read once.
+        const double b_src =
+            nc >= N ? std::ceil(Kd * Nd * w / ld)
+                    : Kd * (Nd / static_cast<double>(nc)) *
+                          seg_lines(static_cast<double>(nc) * w, static_cast<double>(nc) * w, line);
         if (!pack_b) {
             // Matrix-vector form (gemv_chunk): B streams row by row, read once; each chunk of C is
             // touched at every k, so LRU keeps it: its lines miss once; A (M x K) is read once per chunk
             // unless it stays.
+            // One chunk spanning the rows streams B as one block (a line two short rows share is read
+            // once: a 1024 x 10 int8 matrix is 160 lines, not 1,024 rows of a line or two each).
             const double chunk = static_cast<double>(gemv_chunk(levels, g));
-            const double b_rows = Kd * (Nd / chunk) * seg_lines(chunk * w, chunk * w, line);
+            const double b_rows = chunk >= Nd ? std::ceil(Kd * Nd * w / ld)
+                                              : Kd * (Nd / chunk) * seg_lines(chunk * w, chunk * w, line);
             const double a_lines = Md * Kd * w / ld;
             const double n_chunks = std::ceil(Nd / chunk);
             const double c_lines = Md * std::ceil(Nd * w / ld);
