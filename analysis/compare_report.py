@@ -26,9 +26,6 @@ import sys
 import matplotlib
 
 matplotlib.use("Agg")
-# Names are text: a '$' in a workload's name starts no mathematical text (two of them around something
-# matplotlib cannot parse stopped the drawing).
-matplotlib.rcParams["text.parse_math"] = False
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
@@ -166,9 +163,10 @@ def plot_latency_energy(ok, out):
            for s, d in dict(zip(ok.system, ok.device_label)).items()]
     leg = ax.legend(handles=capped(h_w, "workloads"), title="workload", loc="upper left", fontsize=8,
                     title_fontsize=8)
+    plain(leg.get_texts())
     ax.add_artist(leg)
-    ax.legend(handles=capped(h_s, "systems"), title="system (device)", loc="lower right", fontsize=8,
-              title_fontsize=8)
+    plain(ax.legend(handles=capped(h_s, "systems"), title="system (device)", loc="lower right", fontsize=8,
+                    title_fontsize=8).get_texts())
     fig.tight_layout()
     fig.savefig(os.path.join(out, "latency_energy.png"), dpi=110)
     plt.close(fig)
@@ -179,6 +177,15 @@ def short(name):
     cut)."""
     name = " ".join(str(name).splitlines())
     return name if len(name) <= MAX_LABEL else name[:MAX_LABEL - 1] + "…"
+
+
+def plain(texts):
+    """Texts that show names (legend entries, tick labels) as they are written: a '$' in a workload's name
+    starts no mathematical text (two of them around something matplotlib cannot parse stopped the drawing).
+    The axes' own tick labels keep theirs (10^2 on a log axis). Returns the texts."""
+    for t in texts:
+        t.set_parse_math(False)
+    return texts
 
 
 def at_most_bars(ok, title, by=None):
@@ -209,7 +216,7 @@ def plot_perf_per_watt(ok, out):
     for i, v in zip(y, vals):
         ax.text(v * 1.05 if log else v + 0.01 * hi, i, human(v, "", small=False), va="center", fontsize=7)
     ax.set_yticks(list(y))
-    ax.set_yticklabels(labels, fontsize=8)
+    plain(ax.set_yticklabels(labels, fontsize=8))
     ax.invert_yaxis()
     if log:
         ax.set_xscale("log")
@@ -264,10 +271,11 @@ def plot_roofline(ok, out):
     ax.grid(True, which="both", alpha=0.3)
     leg = ax.legend(handles=capped(ax.get_legend_handles_labels()[0], "devices"), loc="lower right", fontsize=7,
                     title="device and data type", title_fontsize=8)
+    plain(leg.get_texts())
     ax.add_artist(leg)
-    ax.legend(handles=capped([plt.Line2D([], [], color=col[w], marker="o", linestyle="", label=short(w))
-                              for w in workloads], "workloads"),
-              loc="upper left", fontsize=8, title="workload", title_fontsize=8)
+    plain(ax.legend(handles=capped([plt.Line2D([], [], color=col[w], marker="o", linestyle="", label=short(w))
+                                    for w in workloads], "workloads"),
+                    loc="upper left", fontsize=8, title="workload", title_fontsize=8).get_texts())
     fig.tight_layout()
     fig.savefig(os.path.join(out, "roofline.png"), dpi=110)
     plt.close(fig)
@@ -287,7 +295,7 @@ def plot_breakdown(ok, out):
         ax.barh(y, share, left=left, color=colour, label=name, edgecolor="white", linewidth=0.4)
         left = [a + b for a, b in zip(left, share)]
     ax.set_yticks(y)
-    ax.set_yticklabels(labels, fontsize=8)
+    plain(ax.set_yticklabels(labels, fontsize=8))
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
     ax.set_xlabel("share of the time (%), summed over layers of one device (parallel runs: the critical rank)")
