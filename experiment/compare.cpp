@@ -420,8 +420,10 @@ void fill_figures(CompareRow& row, const ExperimentResult& r, int64_t replicas) 
         row.communication_s = s.exposed_comm_s;
         row.overhead_s = s.bubble_s;
         row.memory_s = std::max(0.0, s.step_time_s - s.compute_s - s.exposed_comm_s - s.bubble_s);
-        // `layers` holds rank 0's: the model's FLOPs per sample are about the devices' share each.
+        // `layers` holds rank 0's: the model's FLOPs and bytes per sample are about the devices' share
+        // each, both scaled alike, so that their ratio (the roofline's intensity) is rank 0's own.
         row.flops_per_sample = flops * static_cast<double>(row.devices) / batch;
+        row.bytes_per_sample = bytes * static_cast<double>(row.devices) / batch;
     } else {
         row.latency_s = r.total_time_s;
         row.samples_per_s = batch * static_cast<double>(replicas) / r.total_time_s;
@@ -808,8 +810,15 @@ CompareOutcome run_compare(const CompareStudy& study, const CompareOptions& opti
                             "interval (parallel engine); the step's figures are in `comparisons`",
                             bad_layer),
                         wall);
-                else
+                else if (result->parallel_run) {
+                    // As `mlsim run --db` records it: the whole step's time, energy and power in `runs`,
+                    // with its parallel_runs, parallel_ranks and collective rows.
+                    const db::ParallelRows par = parallel_rows(*result);
+                    row.run_id =
+                        options.db->record_run(result->info, to_rows(result->layers), wall, nullptr, &par);
+                } else {
                     row.run_id = options.db->record_run(result->info, to_rows(result->layers), wall);
+                }
             }
         } else if (options.db) {
             row.run_id = options.db->record_failed_run(failed_info(study, w, s, sys, asked), row.error, wall);

@@ -390,3 +390,41 @@ TEST_CASE("compare: the database rows are the same on every run of a study", "[e
                       "SELECT COUNT(*) FROM runs WHERE status = 'error' AND error LIKE '%does not fit%'") ==
           std::vector<std::string>{"2|"});
 }
+
+TEST_CASE("compare: a pair with a parallel plan is recorded as `mlsim run --db` records it",
+          "[experiment][compare]") {
+    test::TempDir dir("compare-parallel-db");
+    // GPT-2 small data-parallel over a DGX A100 node: the runs row holds the whole step (eight devices and
+    // the links), as the comparison row does, with its parallel rows; the roofline's intensity is one
+    // device's FLOPs over that device's bytes.
+    const exp::CompareStudy study = exp::load_compare(write(dir, "par.yaml", R"(systems: [dgx-a100-node]
+workloads:
+  - {name: t, model: gpt2-small-prefill, mode: training, seq: 256, dtype: bf16, batch_per_replica: 2,
+     parallel: {data: auto}}
+)"));
+    const std::string db_path = dir.file("p.db");
+    exp::CompareOutcome out;
+    {
+        db::ResultsDb db(db_path);
+        exp::CompareOptions o;
+        o.db = &db;
+        out = exp::run_compare(study, o);
+    }
+    REQUIRE(out.rows.size() == 1);
+    const exp::CompareRow& row = out.rows[0];
+    REQUIRE(row.status == "ok");
+    REQUIRE(row.devices == 8);
+    const auto one = [&](const std::string& sql) {
+        const auto rows = test::query(db_path, sql);
+        REQUIRE(rows.size() == 1);
+        return std::stod(rows[0]);
+    };
+    const std::string run = " FROM runs WHERE run_id = " + std::to_string(row.run_id);
+    CHECK(one("SELECT total_energy_j" + run) == Approx(row.energy_per_sample_j * row.batch).epsilon(1e-12));
+    CHECK(one("SELECT total_time_s" + run) == Approx(row.latency_s).epsilon(1e-12));
+    CHECK(one("SELECT average_power_w" + run) == Approx(row.average_power_w).epsilon(1e-9));
+    CHECK(one("SELECT COUNT(*) FROM parallel_runs WHERE run_id = " + std::to_string(row.run_id)) == 1);
+    CHECK(one("SELECT COUNT(*) FROM parallel_ranks WHERE run_id = " + std::to_string(row.run_id)) >= 1);
+    CHECK(row.flops_per_sample / row.bytes_per_sample ==
+          Approx(one("SELECT total_flops / (total_bytes_read + total_bytes_written)" + run)).epsilon(1e-9));
+}
