@@ -201,6 +201,7 @@ int cmd_sweep(const Args& args) {
     }
     if (db_path.empty()) db_path = (fs::path("results") / (sweep.name + ".db")).string();
     db::ResultsDb db(db_path);
+    exp::check_sweep_history(sweep, db);
     db.checkpoint_in_background();  // the writer's commits do not wait for the log to be copied
     if (mpi)
         fmt::print("sweep '{}': {} point{} ({}), {} MPI rank{} ({} job{} on rank 0), database {}\n",

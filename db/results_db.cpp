@@ -369,16 +369,6 @@ std::string json_string(std::string_view text) {
     return out;
 }
 
-// {"factor": "value", ...} in the sweep file's factor order.
-std::string factors_json(const SweepPoint& point) {
-    std::string out = "{";
-    for (size_t i = 0; i < point.factors.size(); ++i) {
-        if (i) out += ", ";
-        out += json_string(point.factors[i].factor) + ": " + json_string(point.factors[i].value);
-    }
-    return out + "}";
-}
-
 void validate_point(const SweepPoint& point) {
     MLSIM_CHECK(!point.sweep_name.empty(), "results: a sweep point needs its sweep name");
     MLSIM_CHECK(point.point >= 0, fmt::format("results: sweep point index {} must be >= 0", point.point));
@@ -1941,6 +1931,25 @@ std::vector<std::string> ResultsDb::run_hashes_after(const std::string& status, 
         if (std::string hash = q.column_text(1); !hash.empty()) out.push_back(std::move(hash));
     }
     q.reset();
+    return out;
+}
+
+std::string factors_json(const SweepPoint& point) {
+    std::string out = "{";
+    for (size_t i = 0; i < point.factors.size(); ++i) {
+        if (i) out += ", ";
+        out += json_string(point.factors[i].factor) + ": " + json_string(point.factors[i].value);
+    }
+    return out + "}";
+}
+
+std::vector<std::pair<int64_t, std::string>> ResultsDb::sweep_points(const std::string& name) const {
+    std::lock_guard lock(m_impl->mutex);
+    sql::Statement q(m_impl->conn,
+                     "SELECT point, factors_json FROM sweeps WHERE sweep_name = ? ORDER BY point, run_id");
+    q.bind_text(name).finish_binding();
+    std::vector<std::pair<int64_t, std::string>> out;
+    while (q.step()) out.emplace_back(q.column_int(0), q.column_text(1));
     return out;
 }
 

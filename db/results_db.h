@@ -295,6 +295,10 @@ struct PreparedLayers {
 // then unusable) and encodes them into `out`, whose memory is reused.
 void prepare_layers(const std::vector<LayerRow>& layers, PreparedLayers& out);
 
+// A sweep point's factors as the `sweeps` table stores them: {"factor": "value", ...} in the sweep file's
+// factor order.
+std::string factors_json(const SweepPoint& point);
+
 class ResultsDb {
   public:
     // Writes a study's comparison rows in one transaction under a new compare_id (1 + the largest in the
@@ -348,6 +352,9 @@ class ResultsDb {
     void release_claim(const std::string& key);
     // The largest run_id in the file, 0 when it has no runs.
     int64_t max_run_id() const;
+    // The rows of sweep `name` in `sweeps`: each run's point index and its factors as JSON (factors_json),
+    // in point order then run order.
+    std::vector<std::pair<int64_t, std::string>> sweep_points(const std::string& name) const;
 
     // Sweep writers sharing a file (experiment/sweep_writer.h). announce_writer() records this process as a
     // sweep writer of the file (a `claims` row with the key "writer HOST PID START", no point), drops the

@@ -508,6 +508,28 @@ using Clock = std::chrono::steady_clock;
 
 }  // namespace
 
+void check_sweep_history(const Sweep& sweep, const db::ResultsDb& db) {
+    const std::size_t n = sweep.point_count();
+    std::size_t last = n;  // the point index whose factors `now` holds
+    std::string now;
+    for (const auto& [point, stored] : db.sweep_points(sweep.name)) {
+        // Points past this file's end (a list cut short at its end) keep their numbers: nothing collides.
+        const auto index = static_cast<std::size_t>(point);
+        if (point < 0 || index >= n) continue;
+        if (index != last) {
+            now = db::factors_json(make_point(sweep, index).db_point);
+            last = index;
+        }
+        if (now == stored) continue;
+        cfg::fail(
+            cfg::SourceLoc{sweep.file, 0, 0}, "name",
+            fmt::format("the database {} holds sweep '{}' from another file: its point {} is {}, but this "
+                        "file's point {} is {}; give this sweep another `name:` or use another database "
+                        "(--db)",
+                        db.path(), sweep.name, point, stored, point, now));
+    }
+}
+
 DistributedSweep*& distributed_sweep() {
     static DistributedSweep* backend = nullptr;
     return backend;

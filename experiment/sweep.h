@@ -125,6 +125,12 @@ SystemCache check_points(const Sweep& sweep, std::size_t max_points = limits::de
                          const std::function<void(std::size_t done, std::size_t total)>& progress = {},
                          OverrideCache* overridden = nullptr);
 
+// Refuses (a UserError located at the sweep file, nothing written) to go on with a sweep whose name the
+// database already holds from another file: a row of it whose factors differ from this file's point of that
+// index (points past this file's end, a list cut short at its end, are left as they are). Resuming such a
+// sweep would give two runs one point number.
+void check_sweep_history(const Sweep& sweep, const db::ResultsDb& db);
+
 // The YAML text identifying a point that failed (its experiment options and overrides); its hash
 // finds the failure again on a rerun.
 std::string point_description_yaml(const SweepPointConfig& point);

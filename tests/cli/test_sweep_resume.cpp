@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 #include <thread>
@@ -14,6 +16,7 @@ namespace fs = std::filesystem;
 using mlsim::test::db_count;
 using mlsim::test::db_count_or_minus_one;
 using mlsim::test::db_rows;
+using mlsim::test::exited_ok;
 
 namespace {
 
@@ -162,5 +165,40 @@ TEST_CASE(
     CHECK(count(db_path, "SELECT COUNT(*) FROM claims") == 0);
     CHECK(text(db_path, "PRAGMA integrity_check") == "ok");
     CHECK(count(db_path, "SELECT COUNT(*) FROM pragma_foreign_key_check") == 0);
+    fs::remove_all(dir);
+}
+
+TEST_CASE("A sweep name the database holds from another file is refused, a list extended at its end is not",
+          "[sweep]") {
+    const fs::path dir = fs::temp_directory_path() / "mlsim_test_sweep_history";
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    const auto sweep = [&](const std::string& file, const std::string& batches) {
+        const std::string path = (dir / file).string();
+        std::ofstream(path) << "name: hist\nbase:\n  system: a100\n  model: mlp3\nfactors:\n  batch: ["
+                            << batches << "]\n";
+        return path;
+    };
+    const std::string db = (dir / "h.db").string();
+    const std::string out = (dir / "out.txt").string();
+    const auto run = [&](const std::string& file) {
+        return wait_exit(mlsim::test::spawn_mlsim({"sweep", file, "--db", db, "--quiet"}, out));
+    };
+    REQUIRE(exited_ok(run(sweep("a.yaml", "1, 2, 3"))));
+    // batch 3 as point 1 where the database has batch 2: two runs would share a point number.
+    const int refused = run(sweep("b.yaml", "1, 3, 5"));
+    CHECK(WIFEXITED(refused));
+    CHECK(WEXITSTATUS(refused) == 2);
+    std::ifstream in(out);
+    const std::string message((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    CHECK(message.find("b.yaml: error: name: the database") != std::string::npos);
+    CHECK(message.find("its point 1 is {\"batch\": \"2\"}, but this file's point 1 is {\"batch\": \"3\"}") !=
+          std::string::npos);
+    CHECK(count(db, "SELECT COUNT(*) FROM runs") == 3);  // nothing written
+    // The list extended at its end, then cut back: the points keep their numbers.
+    CHECK(exited_ok(run(sweep("c.yaml", "1, 2, 3, 4"))));
+    CHECK(exited_ok(run(sweep("a.yaml", "1, 2, 3"))));
+    CHECK(text(db, "SELECT group_concat(point || '=' || factors_json, ' ') FROM sweeps") ==
+          "0={\"batch\": \"1\"} 1={\"batch\": \"2\"} 2={\"batch\": \"3\"} 3={\"batch\": \"4\"}");
     fs::remove_all(dir);
 }
