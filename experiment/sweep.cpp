@@ -445,9 +445,23 @@ SystemCache check_points(const Sweep& sweep, std::size_t max_points,
     OverrideCache own;
     OverrideCache& applied = overridden ? *overridden : own;
     const std::size_t n = sweep.point_count();
+    // The model options each distinct combination of them gives (`seq` on a model that takes none, a model
+    // file that does not load): an error of the sweep file, found here rather than as a failed run of every
+    // point it reaches. Each combination is built once.
+    std::set<std::string> models_checked;
     for (std::size_t i = 0; i < n; ++i) {
         if (progress) progress(i, n);
         const SweepPointConfig pc = make_point(sweep, i);
+        const ExperimentOptions& o = pc.options;
+        if (models_checked
+                .insert(fmt::format("{}\n{}\n{}\n{}\n{}", o.model, o.batch, o.seq, o.image, o.dtype))
+                .second) {
+            try {
+                check_model_options(o);
+            } catch (const cfg::UserError& e) {
+                rethrow_in_point(cfg::UserError(locate_in_sweep(sweep, e.what())), pc, sweep);
+            }
+        }
         auto it = systems.find(pc.options.system);
         if (it == systems.end()) {
             auto spec = std::make_shared<const arch::SystemSpec>(load_system_file(pc.options.system));

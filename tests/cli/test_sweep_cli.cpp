@@ -79,3 +79,33 @@ TEST_CASE("a sweep's name is a plain file name: it names the default database re
     }
     fs::remove_all(dir);
 }
+
+TEST_CASE("a model option no point can take is an error of the sweep file, found before anything runs",
+          "[sweep]") {
+    const std::filesystem::path dir =
+        std::filesystem::temp_directory_path() / "mlsim_test_sweep_model_options";
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    // resnet50 takes no sequence length; GPT-2 small none above 1024: a dry run said "all check out" and a
+    // run recorded a failed run for every point.
+    std::ofstream(dir / "base.yaml") << "name: b\nbase:\n  system: a100\n  model: resnet50\n  seq: 5\n"
+                                        "factors:\n  batch: [1, 2]\n";
+    std::ofstream(dir / "factor.yaml") << "name: f\nbase:\n  system: a100\n  model: gpt2-small-prefill\n"
+                                          "factors:\n  seq: [128, 2048]\n  batch: [1, 2]\n";
+    const std::string db = (dir / "r.db").string();
+    for (const char* flag : {" --dry-run", ""}) {
+        const Output b = run_mlsim("sweep '" + (dir / "base.yaml").string() + "' --db '" + db + "'" + flag);
+        INFO(b.text);
+        CHECK(b.status == 2);
+        CHECK(contains(b.text,
+                       "base.yaml:5:3: error: base.seq: model 'resnet50': this model takes no sequence"));
+        const Output f = run_mlsim("sweep '" + (dir / "factor.yaml").string() + "' --db '" + db + "'" + flag);
+        INFO(f.text);
+        CHECK(f.status == 2);
+        CHECK(
+            contains(f.text, "factor.yaml:6:3: error: factor seq: model 'gpt2-small-prefill': seq must be"));
+        CHECK(contains(f.text, "(in sweep point 2 of 4: seq=2048, batch=1)"));
+    }
+    CHECK_FALSE(std::filesystem::exists(db));  // refused before the database was opened
+    std::filesystem::remove_all(dir);
+}

@@ -600,9 +600,14 @@ def unbounded_work():
         out.append(Case(cls, f"sweep_max_points_{value or 'empty'}", ["sweep", "s.yaml", "--dry-run", "--max-points",
                                                                      value],
                         files={"s.yaml": body}, at=r"(<command line>|mlsim sweep)", says="max-points"))
-    out.append(Case(cls, "sweep_100_points_dry_run_legal", ["sweep", "s.yaml", "--dry-run"], files={"s.yaml": body},
+    # Legal sweeps check out (mlp3 takes an image size, not a sequence length: dry runs build each distinct
+    # model once, and a seq factor would be refused as an error of the file).
+    legal = SWEEP_BASE + "factors:\n  batch: " + ten + "\n  image: " + ten + "\n"
+    out.append(Case(cls, "sweep_100_points_dry_run_legal", ["sweep", "s.yaml", "--dry-run"], files={"s.yaml": legal},
                     rc=0))
-    thousand = SWEEP_BASE + "factors:\n  batch: " + ten + "\n  seq: " + ten + "\n  image: " + ten + "\n"
+    watts = "[" + ", ".join(f"{i}W" for i in range(1, 11)) + "]"
+    thousand = (SWEEP_BASE + "factors:\n  batch: " + ten + "\n  image: " + ten + "\n  device.static_power: " + watts
+                + "\n")
     out.append(Case(cls, "sweep_1000_points_dry_run_legal", ["sweep", "s.yaml", "--dry-run", "-q"],
                     files={"s.yaml": thousand}, rc=0))
     return out
