@@ -68,9 +68,21 @@ def load_layers(conn, run_id):
     )
 
 
+def parallel_of(conn, run_id):
+    """(ranks, whole step's energy in J) of a run with a parallel plan, else None: its layer rows are rank
+    0's, the runs row's totals the whole step's (README "Parallel plans")."""
+    has = conn.execute("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'parallel_runs'").fetchone()
+    if not has:
+        return None
+    row = conn.execute("SELECT p.ranks, r.total_energy_j FROM parallel_runs p JOIN runs r USING (run_id) "
+                       "WHERE run_id = ?", (run_id,)).fetchone()
+    return (int(row[0]), row[1]) if row else None
+
+
 def title_of(run):
     detail = ", ".join(
-        str(v) for v in (run["mode"], run["dtype"], f"batch {run['batch']}", f"run {run['run_id']}") if v
+        str(v) for v in (run["mode"], run["dtype"], f"batch {run['batch']}", f"run {run['run_id']}",
+                         run.get("rank_note")) if v
     )
     return f"{run['device'] or '?'} / {run['model'] or '?'}\n{detail}"
 
@@ -193,6 +205,9 @@ def main(argv=None):
         layers = load_layers(conn, run_id)
         if layers.empty:
             raise UserError(f"run {run_id} has no layers")
+        par = parallel_of(conn, run_id)
+        run = dict(run)
+        run["rank_note"] = f"rank 0's layers of {par[0]} ranks" if par else ""
         use_cycles = args.cycles
         if use_cycles and not (layers["cycles"].fillna(0) > 0).any():
             print(f"warning: run {run_id} records no cycles; plotting time instead", file=sys.stderr)
@@ -204,7 +219,12 @@ def main(argv=None):
         totals = draw_energy(run, layers, energy_path)
         grand = sum(totals.values())
         split = ", ".join(f"{k} {v / grand:.1%}" for k, v in totals.items()) if grand > 0 else "no energy"
-        print(f"run {run_id}: {len(layers)} layers; energy {si(grand, 'J')} ({split}) -> {time_path}, {energy_path}")
+        whose = ""
+        if par:
+            step = f"; the whole step's {si(par[1], 'J')} is in runs.total_energy_j" if par[1] is not None else ""
+            whose = f" (rank 0 of {par[0]}{step})"
+        print(f"run {run_id}: {len(layers)} layers; energy {si(grand, 'J')}{whose} ({split}) -> {time_path}, "
+              f"{energy_path}")
     except UserError as e:
         print(f"breakdown.py: error: {args.db}: {e}", file=sys.stderr)
         return 2

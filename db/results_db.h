@@ -323,7 +323,9 @@ class ResultsDb {
     // total_time_s (NULL for a zero span); over_tdp = average power above info.tdp_W (NULL when unknown).
     // With `point`, the run's sweep rows are written in the same transaction.
     // With `parallel`, its rows (ParallelRows) are written in the same transaction; figures must be finite
-    // and non-negative, ranks and collective idx unique (InternalError, nothing written).
+    // and non-negative, ranks and collective idx unique (InternalError, nothing written). Its layers are
+    // rank 0's, and the run row's total_time_s, total_energy_j and average_power_w the whole step's
+    // (every rank, idle time and links): the other totals, its energy split among them, stay rank 0's sums.
     int64_t record_run(const RunInfo& info, const std::vector<LayerRow>& layers, double wall_s,
                        const SweepPoint* point = nullptr, const ParallelRows* parallel = nullptr);
     // The same for layers prepare_layers() checked and encoded (the same rows, byte for byte).
