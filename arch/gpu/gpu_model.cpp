@@ -375,9 +375,18 @@ GemmPlan GpuModel::plan_gemm(const wl::GemmShape& s, const std::string& dtype, d
     }
     if (!std::isfinite(best.time_s))
         throw cfg::UserError(fmt::format(
-            "device '{}': no GEMM tile fits its SMs (shared memory per block {:.0f} B, registers {:.0f} B){}",
-            m_spec.name, g.shared_memory_per_block_bytes, g.registers_bytes,
-            g.tile.given() ? "; the fixed `gpu.tile` is too large" : ""));
+            "device '{}': no GEMM tile fits its SMs: every thread block of {} warps or more needs more than "
+            "gpu.shared_memory_per_block ({:.0f} B), gpu.registers_per_sm ({:.0f} B), "
+            "gpu.max_registers_per_thread "
+            "({}) or gpu.max_threads_per_sm ({}) allow{}",
+            m_spec.name,
+            tiles.empty()
+                ? 0
+                : std::min_element(tiles.begin(), tiles.end(),
+                                   [](const Candidate& a, const Candidate& b) { return a.warps < b.warps; })
+                      ->warps,
+            g.shared_memory_per_block_bytes, g.registers_bytes, g.max_registers_per_thread,
+            g.max_threads_per_sm, g.tile.given() ? "; the fixed `gpu.tile` is too large" : ""));
     return best;
 }
 
@@ -960,10 +969,12 @@ LayerResult GpuModel::layer(const wl::Op& op, const Fused& f) {
     if (l2 && a.l2 > 0)
         r.add_metric("l2_hit_rate",
                      std::clamp(1.0 - a.dram_read / std::max(a.l2 - a.dram_write, 1.0), 0.0, 1.0), "1");
-    r.add_metric("stall_latency_s", a.stall_latency, "s");
-    r.add_metric("stall_l2_s", a.stall_l2, "s");
-    r.add_metric("stall_dram_s", a.stall_dram, "s");
-    r.add_metric("stall_l2_port_s", a.stall_port, "s");
+    // Stall times are differences of times (a stall less the prologue and epilogue): a rounding below zero
+    // (-2e-15 s) is none.
+    r.add_metric("stall_latency_s", std::max(0.0, a.stall_latency), "s");
+    r.add_metric("stall_l2_s", std::max(0.0, a.stall_l2), "s");
+    r.add_metric("stall_dram_s", std::max(0.0, a.stall_dram), "s");
+    r.add_metric("stall_l2_port_s", std::max(0.0, a.stall_port), "s");
     r.add_metric("achieved_tflops", r.time_s > 0 ? c.flops / r.time_s / 1e12 : 0, "TFLOP/s");
     r.add_metric("energy_register_file_j", e_rf, "J");
     r.add_metric("power_w", r.time_s > 0 ? r.energy_j() / r.time_s : 0, "W");

@@ -494,6 +494,9 @@ TEST_CASE("No layer of any zoo model runs faster than the roofline bound of its 
                 CHECK(dram->bytes_read == Approx(r.bytes_read));
                 CHECK(dram->bytes_written == Approx(r.bytes_written));
                 if (r.time_s > 0) CHECK(r.energy_j() / r.time_s <= spec.tdp_W * (1 + 1e-9));
+                // No stall time below zero (differences of times rounded).
+                for (const char* stall : {"stall_latency_s", "stall_l2_s", "stall_dram_s", "stall_l2_port_s"})
+                    CHECK(r.metric_value(stall, 0) >= 0);
                 t = r.end_s;
                 ++layers;
                 fused += r.metric("fused_into") != nullptr;
