@@ -32,9 +32,23 @@ bool is_environment_error(int rc) {
     }
 }
 
+// A statement as a message names it: its first words (a batch insert's text runs to kilobytes).
+std::string statement_text(std::string_view sql) {
+    constexpr std::size_t k_shown = 60;
+    if (sql.size() <= k_shown) return std::string(sql);
+    std::size_t cut = sql.rfind(' ', k_shown);
+    if (cut == std::string_view::npos || cut < k_shown / 2) cut = k_shown;
+    return std::string(sql.substr(0, cut)) + " ...";
+}
+
 [[noreturn]] void raise(int rc, const std::string& path, std::string_view what, const char* detail) {
     std::string msg = fmt::format("{}: error: results database: cannot {}: {}", path, what,
                                   detail != nullptr ? detail : sqlite3_errstr(rc));
+    // The disk or the file system is full: what was committed stays (WAL), and a sweep resumes.
+    if ((rc & 0xff) == SQLITE_FULL)
+        msg +=
+            "; everything committed before stays in the file: free some space and run again (a sweep "
+            "resumes where it stopped)";
     if (is_environment_error(rc)) throw cfg::UserError(msg);
     MLSIM_CHECK(false, msg);
     throw cfg::UserError(msg);  // unreachable; MLSIM_CHECK(false) always throws
@@ -74,7 +88,7 @@ void Connection::exec(const std::string& sql) {
     if (rc != SQLITE_OK) {
         std::string detail = err != nullptr ? err : sqlite3_errstr(rc);
         sqlite3_free(err);
-        raise(rc, m_path, fmt::format("run '{}'", sql), detail.c_str());
+        raise(rc, m_path, fmt::format("run '{}'", statement_text(sql)), detail.c_str());
     }
 }
 
@@ -188,7 +202,7 @@ bool Statement::step() {
     // Take the message before resetting, and leave the statement reusable for a caller that recovers.
     std::string detail = sqlite3_errmsg(m_conn.handle());
     reset();
-    raise(rc, m_conn.path(), fmt::format("execute '{}'", m_sql), detail.c_str());
+    raise(rc, m_conn.path(), fmt::format("execute '{}'", statement_text(m_sql)), detail.c_str());
 }
 
 void Statement::run() {

@@ -350,8 +350,13 @@ std::string locate_in_sweep(const Sweep& sweep, const std::string& message) {
     if (message.compare(0, from.size(), from) != 0) return message;
     const std::size_t end = message.find(':', from.size());
     if (end == std::string::npos) return message;
-    const std::string key = message.substr(from.size(), end - from.size());
-    const std::string rest = message.substr(from.size());
+    std::string key = message.substr(from.size(), end - from.size());
+    std::string rest = message.substr(from.size());
+    // A flag's name ("--zero", "--tensor-parallel") is the sweep key of the same name.
+    if (key.rfind("--", 0) == 0) {
+        key.erase(0, 2);
+        rest.erase(0, 2);
+    }
     for (const SweepAxis& axis : sweep.axes)
         for (const SweepFactor& f : axis.factors)
             if (!f.override && f.path == key) return fmt::format("{}: error: factor {}", f.loc.str(), rest);

@@ -506,6 +506,9 @@ TEST_CASE("A point's error from the run's option checks is located at its factor
           file + ":2:35: error: base.dtype: no");
     CHECK(exp::locate_in_sweep(sweep, "<command line>: error: --parallel: x") ==
           "<command line>: error: --parallel: x");
+    // A flag's name is the key of the same name (a plan's checks say "--zero", "--tensor-parallel").
+    CHECK(exp::locate_in_sweep(sweep, "<command line>: error: --seq: y") ==
+          file + ":4:3: error: factor seq: y");
     CHECK(exp::locate_in_sweep(sweep, "m.yaml:1:1: error: seq: x") == "m.yaml:1:1: error: seq: x");
 }
 
