@@ -208,7 +208,9 @@ void print_totals(const exp::ExperimentResult& r) {
     fmt::print("  work    {} MACs, {} FLOPs, {} moved, intensity {:.3g} FLOP/B\n", si(t.macs, ""),
                si(t.flops, ""), si(t.bytes, "B"), t.bytes > 0 ? t.flops / t.bytes : 0.0);
     if (const arch::Family* f = arch::find_family(r.info.device_model); f && f->summary)
-        for (const std::string& line : f->summary(r.layers)) fmt::print("  {}\n", line);
+        // A parallel run's layers are rank 0's: so are the family's figures (its power is not the step's).
+        for (const std::string& line : f->summary(r.layers))
+            fmt::print("  {}{}\n", r.parallel_exec ? "rank 0: " : "", line);
     const auto share = [&](double part) { return percent(t.time_s > 0 ? part / t.time_s : 0); };
     std::string parts = fmt::format("compute {}, memory {}, overhead {}", share(t.parts.compute_s),
                                     share(t.parts.memory_s), share(t.parts.overhead_s));

@@ -91,8 +91,11 @@ int compare_command(const std::string& command, const Args& args, std::string db
     }
     db::ResultsDb db(db_path);
     const auto pairs = study.pairs();
-    fmt::print("mlsim compare: {} ({} workloads x {} systems, {} pairs){}\n", study.name,
-               study.workloads.size(), study.systems.size(), pairs.size(),
+    const auto count = [](std::size_t n, const char* what) {
+        return fmt::format("{} {}{}", n, what, n == 1 ? "" : "s");
+    };
+    fmt::print("mlsim compare: {} ({} x {}, {}){}\n", study.name, count(study.workloads.size(), "workload"),
+               count(study.systems.size(), "system"), count(pairs.size(), "pair"),
                study.description.empty() ? "" : fmt::format("\n  {}", study.description));
     Progress progress(quiet ? nullptr : stderr, isatty(fileno(stderr)) != 0, pairs.size(), "compare",
                       "pairs");

@@ -280,11 +280,10 @@ std::vector<std::string> summary_lines(const std::vector<LayerResult>& layers) {
         energy += l.energy_j();
         time += l.time_s;
     }
-    return {
-        fmt::format("kernels {:.0f} ({:.0f} layers fused into a GEMM epilogue); launch overhead {:.3g} us",
-                    kernels, fused, launch * 1e6),
-        fmt::format("traffic L2 {}, DRAM {}; average power {:.1f} W", bytes_si(l2), bytes_si(dram),
-                    time > 0 ? energy / time : 0.0)};
+    return {fmt::format("kernels {:.0f} ({:.0f} layers fused into a GEMM epilogue); launch overhead {}",
+                        kernels, fused, cfg::format_quantity(launch, cfg::Dim::time)),
+            fmt::format("traffic L2 {}, DRAM {}; average power {:.1f} W", bytes_si(l2), bytes_si(dram),
+                        time > 0 ? energy / time : 0.0)};
 }
 
 }  // namespace
