@@ -73,7 +73,11 @@ def duration(s):
 
 
 def tick(unit):
-    return FuncFormatter(lambda v, _pos: human(v, unit) if v > 0 else "")
+    """Tick labels with a decimal prefix and the unit ("100 ms"); a count without a unit takes no prefix below 1,
+    which would read as one ("1.00 m" samples per joule looked like metres): 0.001, 0.01, 1, 1.00 k."""
+    if unit:
+        return FuncFormatter(lambda v, _pos: human(v, unit) if v > 0 else "")
+    return FuncFormatter(lambda v, _pos: (f"{v:g}" if v < 1 else human(v, "", False)) if v > 0 else "")
 
 
 # Legend entries drawn at most per legend; the rest are counted in one last entry.
@@ -98,7 +102,7 @@ def human_log_axis(axis, unit):
         if v <= 0 or lo <= 0 or hi / lo > 20:
             return ""
         mantissa = v / 10 ** math.floor(math.log10(v) + 1e-9)
-        return human(v, unit) if any(abs(mantissa - m) < 1e-6 for m in (2, 3, 5)) else ""
+        return tick(unit)(v, None) if any(abs(mantissa - m) < 1e-6 for m in (2, 3, 5)) else ""
 
     axis.set_minor_formatter(FuncFormatter(minor))
 

@@ -81,15 +81,23 @@ def main():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
     fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
-    for system in a.systems.split(","):
+    # One colour per system, its p50 solid with circles and its p99 dashed with squares.
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, system in enumerate(a.systems.split(",")):
         rs = [r for r in rows if r["system"] == system]
         x = [r["throughput_tok_s"] for r in rs]
-        ax[0].plot(x, [r["ttft_p50_ms"] for r in rs], "o-", label=f"{system} p50")
-        ax[0].plot(x, [r["ttft_p99_ms"] for r in rs], "s--", label=f"{system} p99")
-        ax[1].plot(x, [r["tpot_p50_ms"] for r in rs], "o-", label=f"{system} p50")
-        ax[1].plot(x, [r["tpot_p99_ms"] for r in rs], "s--", label=f"{system} p99")
+        c = colours[i % len(colours)]
+        ax[0].plot(x, [r["ttft_p50_ms"] for r in rs], "o-", color=c, label=f"{system} p50")
+        ax[0].plot(x, [r["ttft_p99_ms"] for r in rs], "s--", color=c, label=f"{system} p99")
+        ax[1].plot(x, [r["tpot_p50_ms"] for r in rs], "o-", color=c, label=f"{system} p50")
+        ax[1].plot(x, [r["tpot_p99_ms"] for r in rs], "s--", color=c, label=f"{system} p99")
     ax[0].set_yscale("log")
+    # Plain numbers (20, 50, 100, 200 ms), not 10^2.
+    ax[0].yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax[0].yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+    ax[0].yaxis.set_minor_formatter(NullFormatter())
     ax[0].set_ylabel("time to first token (ms)")
     ax[1].set_ylabel("time per output token (ms)")
     for x in ax:

@@ -188,6 +188,10 @@ def main(argv=None):
             log_y = col != "utilization" and spans_decades(data[col], 1)
             if log_y:
                 ax.set_yscale("log")
+                # 1-2-5 in each decade, so that an axis of one or two decades has labels beside "1".
+                ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+                ax.yaxis.set_minor_locator(matplotlib.ticker.LogLocator(base=10, subs=(3.0, 4.0, 6.0, 7.0, 8.0, 9.0)))
+                ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
                 ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p: f"{v:g}"))
             ax.set_ylabel(label + (f" ({shown}{', log scale' if log_y else ''})" if shown else
                                    " (log scale)" if log_y else ""))
@@ -212,9 +216,13 @@ def main(argv=None):
                 ax.set_ylim(0, max(1e-9, float(data["utilization"].max())) * 1.1)
         if args.lines:
             axes[0].legend(fontsize=7)
-        first = data.iloc[0]
         held_text = ", ".join(f"{k} = {v}" for k, v in held.items())
-        fig.suptitle(f"sweep '{args.sweep}': {first['model']} on {first['device']}"
+
+        def listed(column):
+            """The plotted points' values of a column, in point order: all of them, or three and a count."""
+            seen = order_of(data[column].astype(str), data.sort_values("point").index)
+            return ", ".join(seen[:3]) + (f" and {len(seen) - 3} more" if len(seen) > 3 else "")
+        fig.suptitle(f"sweep '{args.sweep}': {listed('model')} on {listed('device')}"
                      + (f"  (held: {held_text})" if held_text else ""), fontsize=10)
         fig.tight_layout()
         os.makedirs(args.out, exist_ok=True)
