@@ -144,7 +144,7 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
     // about to record), and hands in what it took whatever the count then: the writer may be waiting for
     // exactly that point.
     const std::size_t shared_hold =
-        std::min(hold, std::max<std::size_t>(2, static_cast<std::size_t>(options.jobs)));
+        std::min(hold, std::max<std::size_t>(k_shared_batch, static_cast<std::size_t>(options.jobs)));
     // The next point of `run` (its index in the order taken), claiming a new run from the counter when it is
     // used up: k_run points, fewer towards the end (a sixteenth of what is left, so that the last runs do
     // not keep one worker busy while the others have nothing), one while other writers share the file (each
@@ -325,21 +325,22 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
         return any;
     };
     auto head_ready = [&] { return !pending.empty() && pending.begin()->first == committed + busy.size(); };
-    // Whether to commit now rather than simulate: once k_min_batch points are ready in order (or no point
-    // is left to simulate), so that a writer with time to spare still commits in batches.
+    // Whether to commit now rather than simulate: once k_min_batch points (k_shared_batch while other writers
+    // share the file) are ready in order, or no point is left to simulate, so that a writer with time to
+    // spare still commits in batches.
     auto batch_due = [&] {
         if (!head_ready()) return false;
         if (stop.load() || next.load() >= total) return true;
-        // Sharing the file, each point as soon as it is ready: the other writers see it at once.
-        if (shared.load()) return true;
+        // Sharing the file, in small batches (k_shared_batch): the other writers see them soon.
+        const std::size_t want = shared.load() ? k_shared_batch : k_min_batch;
         // While the results file's log is copied so that it can start over (ResultsDb::log_restart_due), a
         // batch begun would keep it growing: simulate meanwhile (a few milliseconds), holding up to
         // k_restart_hold times the usual outcomes (remote workers' points in flight keep arriving).
         if (restart_wait() && pending.size() < k_restart_hold * hold) return false;
         std::size_t ready = 0;
-        for (auto it = pending.begin(); it != pending.end() && ready < k_min_batch; ++it, ++ready)
+        for (auto it = pending.begin(); it != pending.end() && ready < want; ++it, ++ready)
             if (it->first != committed + busy.size() + ready) return false;
-        return ready >= k_min_batch;
+        return ready >= want;
     };
     while (committed + busy.size() < total) {
         if (!shared.load() && Clock::now() - last_presence_check >= k_presence_interval) {
