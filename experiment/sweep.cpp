@@ -127,6 +127,14 @@ std::vector<std::string> factor_candidates() {
 // Equal for nodes with the same content (Node::same_content), different otherwise: the kind, then the
 // deterministic YAML text, which writes a null, a scalar "null" and a list differently.
 std::string content_key(const cfg::Node& v) {
+    // A quantity or a number by its value: 1TB/s and 1000GB/s, or 8 and 8.0, are one value written twice
+    // (each its own config text, so two runs of one configuration).
+    if (v.is_scalar()) {
+        if (auto q = cfg::parse_quantity_any(v.scalar()))
+            return fmt::format("q{}:{:.12g}", static_cast<int>(q->dim),
+                               q->value);  // 12 digits: 1.41GHz = 1410MHz
+        if (auto d = v.try_double()) return fmt::format("n:{:.12g}", *d);
+    }
     return std::to_string(static_cast<int>(v.kind())) + cfg::to_yaml(v);
 }
 

@@ -235,6 +235,25 @@ TEST_CASE("A zip group's lists may repeat a value; only a repeated row is one po
         "combination"));
 }
 
+TEST_CASE("Two values of a factor equal in value, however written, are one value listed twice", "[sweep]") {
+    TempDir dir("mlsim_test_sweep_equal_values");
+    const std::string file = dir.file("s.yaml");
+    const auto error_for = [&](const char* factor) {
+        std::FILE* f = std::fopen(file.c_str(), "w");
+        std::fputs("base:\n  system: a100\n  model: resnet50\nfactors:\n", f);
+        std::fputs(factor, f);
+        std::fclose(f);
+        return error_of([&] { exp::load_sweep(file); });
+    };
+    // Each would be a config text of its own, so one configuration run twice.
+    CHECK(contains(error_for("  device.memory[2].bandwidth: [1TB/s, 1000GB/s]\n"),
+                   "the value is listed twice"));
+    CHECK(contains(error_for("  device.clock: [1.41GHz, 1410MHz]\n"), "the value is listed twice"));
+    CHECK(contains(error_for("  batch: [8, 8.0]\n"), "the value is listed twice"));
+    // Different values stay different.
+    CHECK(error_for("  device.clock: [1.41GHz, 1411MHz]\n").empty());
+}
+
 TEST_CASE("Points are the product of the factors, zipped groups move together, the first factor slowest",
           "[sweep]") {
     const exp::Sweep s = exp::load_sweep(data("sweep_small.yaml"));
