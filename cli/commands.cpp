@@ -308,12 +308,12 @@ int cmd_run(const Args& args) {
     if (!quiet && r.parallel_run && r.layers.size() > 2000)
         fmt::print("(rank 0 ran {} layers in the step; the table is left out above 2000: --db keeps them)\n",
                    r.layers.size());
-    if (r.system.device_count > 1 && !r.parallel_run)
+    if (r.system.rank_devices() > 1 && !r.parallel_run)
         fmt::print(stderr,
                    "note: system '{}' has {} devices, and without a parallel plan these figures are for one "
                    "{}; --data-parallel, --tensor-parallel and --pipeline-parallel run the workload on "
                    "several (README: Parallel plans)\n",
-                   r.system.name, r.system.device_count, r.system.device.name);
+                   r.system.name, r.system.rank_devices(), r.system.device.name);
     print_totals(r);
     if (db) {
         const db::ParallelRows par = r.parallel_run ? exp::parallel_rows(r) : db::ParallelRows{};

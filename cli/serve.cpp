@@ -88,7 +88,7 @@ int cmd_serve(const Args& args) {
          "output lengths, tokens: one or a comma list")  //
         ("trace", po::value<std::string>(),
          "CSV trace: header arrival_s,prompt_tokens,output_tokens (replaces "
-         "--rate, --requests, --prompt, --output)")  //
+         "--rate, --requests, --seed, --prompt, --output)")  //
         ("max-batch", po::value<std::string>()->default_value("256"),
          "sequences per iteration (vLLM max_num_seqs)")  //
         ("max-tokens", po::value<std::string>()->default_value("0"),
@@ -169,9 +169,9 @@ int cmd_serve(const Args& args) {
     const serving::ServeRun run = serving::run_serving(o);
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const serving::ServingResult& r = run.result;
-    if (run.system.device_count > o.tp * o.pp)
+    if (run.system.rank_devices() > o.tp * o.pp)
         fmt::print(stderr, "note: {} has {} devices; this run serves one replica on {} of them (--tp {}{})\n",
-                   run.system.name, run.system.device_count, o.tp * o.pp, o.tp,
+                   run.system.name, run.system.rank_devices(), o.tp * o.pp, o.tp,
                    o.pp > 1 ? fmt::format(" --pipeline-parallel {}", o.pp) : "");
     fmt::print("{} on {}{} ({}, {}), {} requests{}:\n", run.shape.name,
                o.tp * o.pp > 1 ? fmt::format("{} x ", o.tp * o.pp) : "", run.system.device.name, o.dtype,

@@ -843,8 +843,10 @@ struct ResultsDb::Impl {
     }
 
     // Binds the shared run columns; totals are null for a failed run.
+    // `device_energy_j` (>= 0): the energy the devices spent, which over_tdp compares with their TDP where it
+    // differs from the run's total (a parallel step's links spend outside the devices).
     int64_t write_run(const RunInfo& info, const char* status, const std::string* error, double wall_s,
-                      const Totals* totals) {
+                      const Totals* totals, double device_energy_j = -1) {
         std::string hash = info.config_hash.empty() ? config_hash(info.config_yaml) : info.config_hash;
         sql::Statement& s = *insert_run;
         s.reset();
@@ -887,9 +889,10 @@ struct ResultsDb::Impl {
         const bool tdp_known = info.tdp_W > 0;
         bind_optional(s, power);
         bind_optional(s, tdp_known ? std::optional<double>(info.tdp_W) : std::nullopt);
-        if (power && tdp_known)
-            s.bind_int(*power > info.tdp_W * (1 + 1e-9) ? 1 : 0);
-        else
+        if (power && tdp_known) {
+            const double device_power = device_energy_j >= 0 ? device_energy_j / totals->time_s : *power;
+            s.bind_int(device_power > info.tdp_W * (1 + 1e-9) ? 1 : 0);
+        } else
             s.bind_null();
         if (totals != nullptr)
             s.bind_real(totals->compute_s)
@@ -1573,7 +1576,8 @@ int64_t ResultsDb::record_run(const RunInfo& info, const PreparedLayers& layers,
     }
     std::lock_guard lock(m_impl->mutex);
     Impl::Transaction txn(*m_impl);
-    int64_t run_id = m_impl->write_run(info, "ok", nullptr, wall_s, &totals);
+    int64_t run_id =
+        m_impl->write_run(info, "ok", nullptr, wall_s, &totals, parallel ? parallel->device_energy_j : -1.0);
     m_impl->write_layers(run_id, layers);
     if (parallel) m_impl->write_parallel(run_id, *parallel);
     if (point) {
@@ -1951,6 +1955,24 @@ std::vector<std::pair<int64_t, std::string>> ResultsDb::sweep_points(const std::
     std::vector<std::pair<int64_t, std::string>> out;
     while (q.step()) out.emplace_back(q.column_int(0), q.column_text(1));
     return out;
+}
+
+std::optional<std::string> ResultsDb::meta_value(const std::string& key) const {
+    std::lock_guard lock(m_impl->mutex);
+    sql::Statement q(m_impl->conn, "SELECT value FROM meta WHERE key = ?");
+    q.bind_text(key).finish_binding();
+    if (!q.step()) return std::nullopt;
+    return q.column_text(0);
+}
+
+void ResultsDb::set_meta_value(const std::string& key, const std::string& value) {
+    std::lock_guard lock(m_impl->mutex);
+    MLSIM_CHECK(key != "schema_version", "results: the schema version is the migration's");
+    Impl::Transaction txn(*m_impl);
+    sql::Statement q(m_impl->conn, "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
+    q.bind_text(key).bind_text(value).finish_binding();
+    q.run();
+    txn.commit();
 }
 
 int64_t ResultsDb::max_run_id() const {

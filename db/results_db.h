@@ -325,7 +325,8 @@ class ResultsDb {
     // With `parallel`, its rows (ParallelRows) are written in the same transaction; figures must be finite
     // and non-negative, ranks and collective idx unique (InternalError, nothing written). Its layers are
     // rank 0's, and the run row's total_time_s, total_energy_j and average_power_w the whole step's
-    // (every rank, idle time and links): the other totals, its energy split among them, stay rank 0's sums.
+    // (every rank, idle time and links): the other totals, its energy split among them, stay rank 0's sums;
+    // its over_tdp compares the devices' own power (without the links') with their summed TDP.
     int64_t record_run(const RunInfo& info, const std::vector<LayerRow>& layers, double wall_s,
                        const SweepPoint* point = nullptr, const ParallelRows* parallel = nullptr);
     // The same for layers prepare_layers() checked and encoded (the same rows, byte for byte).
@@ -357,6 +358,9 @@ class ResultsDb {
     // The rows of sweep `name` in `sweeps`: each run's point index and its factors as JSON (factors_json),
     // in point order then run order.
     std::vector<std::pair<int64_t, std::string>> sweep_points(const std::string& name) const;
+    // The text recorded under `key` in `meta` (a sweep's base, "sweep_base <name>"), if any; and setting it.
+    std::optional<std::string> meta_value(const std::string& key) const;
+    void set_meta_value(const std::string& key, const std::string& value);
 
     // Sweep writers sharing a file (experiment/sweep_writer.h). announce_writer() records this process as a
     // sweep writer of the file (a `claims` row with the key "writer HOST PID START", no point), drops the

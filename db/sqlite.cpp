@@ -102,7 +102,7 @@ void Connection::check(int rc, std::string_view what) const {
 Statement::Statement(Connection& conn, const std::string& sql) : m_conn(conn), m_sql(sql) {
     int rc = sqlite3_prepare_v3(conn.handle(), sql.c_str(), static_cast<int>(sql.size()),
                                 SQLITE_PREPARE_PERSISTENT, &m_stmt, nullptr);
-    conn.check(rc, fmt::format("prepare '{}'", sql));
+    conn.check(rc, fmt::format("prepare '{}'", statement_text(sql)));
     m_param_count = sqlite3_bind_parameter_count(m_stmt);
 }
 

@@ -331,8 +331,10 @@ int64_t product(const CompareWorkload& w, int64_t a, int64_t b, std::string_view
 // a system of one type; in a mixed one (pcie-4gpu: 4 x a100 + 1 x xeon-8380) the others are not replicas.
 int64_t default_type_devices(const arch::SystemSpec& sys) {
     if (sys.devices.empty()) return sys.device_count;
-    return static_cast<int64_t>(std::count_if(sys.devices.begin(), sys.devices.end(),
-                                              [](const arch::SystemDevice& d) { return d.type == 0; }));
+    // Hosts (`host: true`) run no workload, whatever their type.
+    return static_cast<int64_t>(std::count_if(
+        sys.devices.begin(), sys.devices.end(),
+        [&](const arch::SystemDevice& d) { return d.type == 0 && !sys.nodes.at(d.node).host; }));
 }
 
 // The summed TDP of the devices that run: `n` copies of the default type (replicas), or the system's
@@ -353,7 +355,7 @@ PairPlan plan_pair(const CompareWorkload& w, const arch::SystemSpec& sys) {
     PairPlan p;
     p.options = w.options;
     ExperimentOptions& o = p.options;
-    const int64_t n = sys.device_count;
+    const int64_t n = sys.rank_devices();  // the devices that run (a host runs none)
     if (!o.embedding_sharding.empty()) {
         // The sharded lowering spans the system's devices (one rank per device, the dense part data-parallel
         // over all of them; not its hosts: pcie-4gpu's xeon): no replicas; batch_per_replica is per rank.
@@ -376,7 +378,7 @@ PairPlan plan_pair(const CompareWorkload& w, const arch::SystemSpec& sys) {
         if (ranks % tp != 0)
             pair_error(
                 w, fmt::format("the plan needs a multiple of tensor x pipeline = {} devices; {} has {}{}", tp,
-                               sys.name, ranks, ranks == n ? "" : " besides its hosts"));
+                               sys.name, ranks, ranks == sys.device_count ? "" : " besides its hosts"));
         o.data_parallel = ranks / tp;
     }
     if (w.batch_per_replica > 0)
@@ -709,8 +711,8 @@ CompareOutcome run_compare(const CompareStudy& study, const CompareOptions& opti
         row.model = w.options.model;
         row.mode = w.options.mode;
         row.device = sys.device.name;
-        row.devices = sys.device_count;
-        row.system_tdp_w = running_tdp_w(sys, sys.device_count, true);
+        row.devices = sys.rank_devices();
+        row.system_tdp_w = running_tdp_w(sys, row.devices, true);
         row.latency_target_s = w.latency_target_s;
         row.batch = w.options.batch;
         const auto t0 = Clock::now();

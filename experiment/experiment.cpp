@@ -663,13 +663,7 @@ PreparedExperiment prepare_experiment(const ExperimentOptions& opt) {
         po.training_options = wl::TrainingOptions{opt.optimizer, opt.checkpointing};
         const wl::ParallelPlan plan = parallel_plan(opt);
         // Its ranks run on the system's devices, rank r on device r; host nodes (listed last) run none.
-        if (plan.devices() != r.system.rank_devices())
-            cfg::fail(plan.loc, plan.key,
-                      fmt::format("data x tensor x pipeline = {} x {} x {} = {} ranks, but the system has {} "
-                                  "device(s){}",
-                                  plan.data, plan.tensor, plan.pipeline, plan.devices(),
-                                  r.system.rank_devices(), hosts_note(r.system)));
-        wl::check_parallel_plan(forward, plan, r.system.rank_devices(), po);
+        wl::check_parallel_plan(forward, plan, r.system.rank_devices(), po, hosts_note(r.system));
         if (plan.devices() > 1 && !r.system.has_network())
             cfg::fail(plan.loc, plan.key,
                       fmt::format("system '{}' has {} devices but no links or switches between them: a plan "

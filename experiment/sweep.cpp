@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 #include <unordered_map>
@@ -368,6 +369,15 @@ std::string locate_in_sweep(const Sweep& sweep, const std::string& message) {
     for (const SweepAxis& axis : sweep.axes)
         for (const SweepFactor& f : axis.factors)
             if (!f.override && f.path == key) return fmt::format("{}: error: factor {}", f.loc.str(), rest);
+    // The plan as a whole ("--parallel: ... ranks, but the system has ..."): at the first of its degrees the
+    // sweep varies.
+    if (key == "parallel")
+        for (const char* degree :
+             {"data-parallel", "tensor-parallel", "pipeline-parallel", "expert-parallel"})
+            for (const SweepAxis& axis : sweep.axes)
+                for (const SweepFactor& f : axis.factors)
+                    if (!f.override && f.path == degree)
+                        return fmt::format("{}: error: factor {} ({})", f.loc.str(), degree, rest);
     if (const cfg::Node* b = sweep.base.find(key))
         return fmt::format("{}: error: base.{}", b->key_loc().str(), rest);
     return message;
@@ -458,10 +468,13 @@ SystemCache check_points(const Sweep& sweep, std::size_t max_points,
     OverrideCache own;
     OverrideCache& applied = overridden ? *overridden : own;
     const std::size_t n = sweep.point_count();
-    // The model options each distinct combination of them gives (`seq` on a model that takes none, a model
-    // file that does not load): an error of the sweep file, found here rather than as a failed run of every
-    // point it reaches. Each combination is built once.
+    // The model options of each distinct combination (`seq` on a model that takes none, a model file that
+    // does not load), each built once: when no combination builds, that is an error of the sweep file, found
+    // here rather than as a failed run of every point. Where some do (a seq some models of a factor take and
+    // others not), the others' points fail as recorded runs, as a design-space sweep's points may.
     std::set<std::string> models_checked;
+    std::optional<cfg::UserError> model_error;
+    bool model_built = false;
     for (std::size_t i = 0; i < n; ++i) {
         if (progress) progress(i, n);
         const SweepPointConfig pc = make_point(sweep, i);
@@ -469,10 +482,19 @@ SystemCache check_points(const Sweep& sweep, std::size_t max_points,
         if (models_checked
                 .insert(fmt::format("{}\n{}\n{}\n{}\n{}", o.model, o.batch, o.seq, o.image, o.dtype))
                 .second) {
-            try {
-                check_model_options(o);
-            } catch (const cfg::UserError& e) {
-                rethrow_in_point(cfg::UserError(locate_in_sweep(sweep, e.what())), pc, sweep);
+            if (!model_built) {
+                try {
+                    check_model_options(o);
+                    model_built = true;
+                } catch (const cfg::UserError& e) {
+                    if (!model_error) {
+                        try {
+                            rethrow_in_point(cfg::UserError(locate_in_sweep(sweep, e.what())), pc, sweep);
+                        } catch (const cfg::UserError& located) {
+                            model_error = located;
+                        }
+                    }
+                }
             }
         }
         auto it = systems.find(pc.options.system);
@@ -487,6 +509,7 @@ SystemCache check_points(const Sweep& sweep, std::size_t max_points,
             rethrow_in_point(e, pc, sweep);
         }
     }
+    if (!model_built && model_error) throw *model_error;
     return systems;
 }
 
@@ -535,7 +558,17 @@ using Clock = std::chrono::steady_clock;
 
 }  // namespace
 
-void check_sweep_history(const Sweep& sweep, const db::ResultsDb& db) {
+void check_sweep_history(const Sweep& sweep, db::ResultsDb& db) {
+    // The base every point shares (system, model, options as written), recorded with the sweep's first run
+    // of this file: points with the same factors under another base are other configurations.
+    const std::string base_key = "sweep_base " + sweep.name;
+    const std::string base = cfg::to_yaml(sweep.base);
+    if (const std::optional<std::string> stored = db.meta_value(base_key); stored && *stored != base)
+        cfg::fail(
+            sweep.base.key_loc(), "base",
+            fmt::format("the database {} holds sweep '{}' from another file, whose base was:\n{}give this "
+                        "sweep another `name:` or use another database (--db)",
+                        db.path(), sweep.name, *stored));
     const std::size_t n = sweep.point_count();
     std::size_t last = n;  // the point index whose factors `now` holds
     std::string now;
@@ -555,6 +588,7 @@ void check_sweep_history(const Sweep& sweep, const db::ResultsDb& db) {
                         "(--db)",
                         db.path(), sweep.name, point, stored, point, now));
     }
+    db.set_meta_value(base_key, base);
 }
 
 DistributedSweep*& distributed_sweep() {

@@ -126,10 +126,11 @@ SystemCache check_points(const Sweep& sweep, std::size_t max_points = limits::de
                          OverrideCache* overridden = nullptr);
 
 // Refuses (a UserError located at the sweep file, nothing written) to go on with a sweep whose name the
-// database already holds from another file: a row of it whose factors differ from this file's point of that
-// index (points past this file's end, a list cut short at its end, are left as they are). Resuming such a
-// sweep would give two runs one point number.
-void check_sweep_history(const Sweep& sweep, const db::ResultsDb& db);
+// database already holds from another file: its base (recorded in `meta`) differs, or a row of it has other
+// factors than this file's point of that index (points past this file's end, the first factor's list cut
+// short at its end, are left as they are). Resuming such a sweep would give two runs one point number.
+// Records this file's base.
+void check_sweep_history(const Sweep& sweep, db::ResultsDb& db);
 
 // The YAML text identifying a point that failed (its experiment options and overrides); its hash
 // finds the failure again on a rerun.

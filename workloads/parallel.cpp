@@ -367,8 +367,8 @@ double ParallelLowering::rank_flops(int64_t rank) const {
     return f;
 }
 
-void check_parallel_plan(const Model& m, const ParallelPlan& p, int64_t devices,
-                         const ParallelOptions& opts) {
+void check_parallel_plan(const Model& m, const ParallelPlan& p, int64_t devices, const ParallelOptions& opts,
+                         std::string_view devices_note) {
     auto at_least_1 = [&](int64_t v, std::string_view f) {
         if (v < 1) plan_fail(p, f, fmt::format("must be at least 1, found {}", v));
     };
@@ -383,8 +383,8 @@ void check_parallel_plan(const Model& m, const ParallelPlan& p, int64_t devices,
     if (p.devices() != devices)
         plan_fail(p, "",
                   fmt::format("data x tensor x pipeline = {} x {} x {} = {} ranks, but the system has {} "
-                              "device(s)",
-                              p.data, p.tensor, p.pipeline, p.devices(), devices));
+                              "device(s){}",
+                              p.data, p.tensor, p.pipeline, p.devices(), devices, devices_note));
     if (p.zero > 0 && !opts.training)
         plan_fail(p, "zero", "ZeRO shards training state; this run is inference");
     if (p.zero > 0 && p.data < 2)

@@ -101,6 +101,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "arch/net/i_network.h"
@@ -244,8 +245,10 @@ struct ParallelLowering {
 };
 
 // Checks the plan against the model and the device count (see the contract).
+// `devices_note` follows the device count in the message of a plan that does not match it (the system's
+// hosts, which run no rank).
 void check_parallel_plan(const Model& forward, const ParallelPlan& plan, int64_t devices,
-                         const ParallelOptions& opts = {});
+                         const ParallelOptions& opts = {}, std::string_view devices_note = {});
 // Lowers a forward model (inference or training per opts.training) under a checked plan.
 ParallelLowering lower_parallel(const Model& forward, const ParallelPlan& plan,
                                 const ParallelOptions& opts = {});

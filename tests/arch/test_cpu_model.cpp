@@ -130,6 +130,29 @@ TEST_CASE("FP64 blocking: the same register tile in 8-double vectors, cache bloc
     CHECK(b64.mc % b64.mr == 0);
 }
 
+TEST_CASE("A narrow classifier's weights are read from DRAM once, as the dense block they are", "[cpu]") {
+    // 1024 -> 10, int8, one sample (matrix-vector form): 10 KiB of weights and a 1 KiB input. Rows of 10
+    // bytes share lines: each was counted a line or two of its own (74 KB from DRAM, more than L1 saw).
+    const arch::DeviceSpec spec = preset("xeon-8380");
+    const wl::Model m = one_op_model(
+        "name: c\ninputs:\n  x: [1, 1024]\nops:\n  - {name: fc, kind: linear, inputs: [x], out_features: 10, "
+        "bias: false, dtype: int8}\n");
+    std::ifstream in(k_devices + "xeon-8380.yaml");
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const arch::DeviceSpec traced =
+        arch::load_device(write_temp("cpu_trace_narrow.yaml", text + "    fidelity: trace\n"));
+    for (const arch::DeviceSpec* s : {&spec, &traced}) {
+        const arch::LayerResult r = arch::cpu::CpuModel(*s).run_op(m.op(0));
+        INFO(r.metric("fidelity")->text);
+        const arch::LevelTraffic* dram = r.level("dram");
+        REQUIRE(dram != nullptr);
+        const double operands = 1024.0 * 10 + 1024;
+        CHECK(dram->bytes_read >= operands);
+        CHECK(dram->bytes_read <= operands + 4 * 64);  // a partial line at each operand's ends at most
+        CHECK(dram->bytes_read <= r.level("l1d")->bytes_read + 64);
+    }
+}
+
 TEST_CASE("A large DGEMM runs near the FP64 peak, twice as long as the SGEMM, moving twice the bytes",
           "[cpu]") {
     const arch::DeviceSpec spec = preset("xeon-8380");

@@ -211,12 +211,17 @@ TEST_CASE("a parallel run's link energy does not count against its devices' TDP"
     std::ofstream(dir / "hot_links.yaml")
         << "system:\n  name: hot-links\n  device: a100\n  nodes:\n    - {name: g, devices: 2}\n  links:\n"
            "    - {from: g.0, to: g.1, bandwidth: 25GB/s, energy: 50000pJ/b}\n";
+    const std::string db = (dir / "r.db").string();
     const Output out = run_mlsim("run -q --system '" + (dir / "hot_links.yaml").string() +
                                  "' --model gpt2-small-prefill --mode training --batch 4 --seq 128 "
-                                 "--data-parallel 2");
+                                 "--data-parallel 2 --db '" +
+                                 db + "'");
     INFO(out.text);
     CHECK(out.status == 0);
     CHECK(contains(out.text, "kW)"));  // the whole step's power, links included
     CHECK_FALSE(contains(out.text, "exceeds"));
+    // The database says the same: the run's power above the TDP, but not over it.
+    CHECK(mlsim::test::query(db, "SELECT average_power_w > tdp_w, over_tdp FROM runs") ==
+          std::vector<std::string>{"1|0|"});
     std::filesystem::remove_all(dir);
 }

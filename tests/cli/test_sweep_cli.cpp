@@ -87,11 +87,14 @@ TEST_CASE("a model option no point can take is an error of the sweep file, found
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
     // resnet50 takes no sequence length; GPT-2 small none above 1024: a dry run said "all check out" and a
-    // run recorded a failed run for every point.
+    // run recorded a failed run for every point. (Where some combination builds, the others' points fail as
+    // recorded runs: `mixed.yaml`.)
     std::ofstream(dir / "base.yaml") << "name: b\nbase:\n  system: a100\n  model: resnet50\n  seq: 5\n"
                                         "factors:\n  batch: [1, 2]\n";
     std::ofstream(dir / "factor.yaml") << "name: f\nbase:\n  system: a100\n  model: gpt2-small-prefill\n"
-                                          "factors:\n  seq: [128, 2048]\n  batch: [1, 2]\n";
+                                          "factors:\n  seq: [2048, 4096]\n  batch: [1, 2]\n";
+    std::ofstream(dir / "mixed.yaml") << "name: m\nbase:\n  system: a100\n  model: gpt2-small-prefill\n"
+                                         "factors:\n  seq: [128, 2048]\n  batch: [1, 2]\n";
     const std::string db = (dir / "r.db").string();
     for (const char* flag : {" --dry-run", ""}) {
         const Output b = run_mlsim("sweep '" + (dir / "base.yaml").string() + "' --db '" + db + "'" + flag);
@@ -104,8 +107,12 @@ TEST_CASE("a model option no point can take is an error of the sweep file, found
         CHECK(f.status == 2);
         CHECK(
             contains(f.text, "factor.yaml:6:3: error: factor seq: model 'gpt2-small-prefill': seq must be"));
-        CHECK(contains(f.text, "(in sweep point 2 of 4: seq=2048, batch=1)"));
+        CHECK(contains(f.text, "(in sweep point 0 of 4: seq=2048, batch=1)"));
     }
     CHECK_FALSE(std::filesystem::exists(db));  // refused before the database was opened
+    const Output m = run_mlsim("sweep '" + (dir / "mixed.yaml").string() + "' --db '" + db + "'");
+    INFO(m.text);
+    CHECK(m.status == 0);
+    CHECK(contains(m.text, "2 run, 2 failed"));
     std::filesystem::remove_all(dir);
 }

@@ -173,10 +173,11 @@ TEST_CASE("A sweep name the database holds from another file is refused, a list 
     const fs::path dir = fs::temp_directory_path() / "mlsim_test_sweep_history";
     fs::remove_all(dir);
     fs::create_directories(dir);
-    const auto sweep = [&](const std::string& file, const std::string& batches) {
+    const auto sweep = [&](const std::string& file, const std::string& batches,
+                           const std::string& system = "a100") {
         const std::string path = (dir / file).string();
-        std::ofstream(path) << "name: hist\nbase:\n  system: a100\n  model: mlp3\nfactors:\n  batch: ["
-                            << batches << "]\n";
+        std::ofstream(path) << "name: hist\nbase:\n  system: " << system
+                            << "\n  model: mlp3\nfactors:\n  batch: [" << batches << "]\n";
         return path;
     };
     const std::string db = (dir / "h.db").string();
@@ -195,6 +196,11 @@ TEST_CASE("A sweep name the database holds from another file is refused, a list 
     CHECK(message.find("its point 1 is {\"batch\": \"2\"}, but this file's point 1 is {\"batch\": \"3\"}") !=
           std::string::npos);
     CHECK(count(db, "SELECT COUNT(*) FROM runs") == 3);  // nothing written
+    // The same factors under another base: other configurations, which would share the points' numbers.
+    const int other_base = run(sweep("d.yaml", "1, 2, 3", "h100"));
+    CHECK(WIFEXITED(other_base));
+    CHECK(WEXITSTATUS(other_base) == 2);
+    CHECK(count(db, "SELECT COUNT(*) FROM runs") == 3);
     // The list extended at its end, then cut back: the points keep their numbers.
     CHECK(exited_ok(run(sweep("c.yaml", "1, 2, 3, 4"))));
     CHECK(exited_ok(run(sweep("a.yaml", "1, 2, 3"))));

@@ -507,18 +507,16 @@ TEST_CASE("A point that fails with a user error is recorded with its message and
 TEST_CASE("A point's error from the run's option checks is located at its factor in the sweep file",
           "[sweep]") {
     // mlp3 takes no sequence length: the zoo's check says so of "<command line>", which in a sweep is the
-    // factor `seq` (line 4, column 3). The check before running finds it (a model option is an error of the
-    // sweep file, not a failed run).
+    // factor `seq` (line 4, column 3). Point 0 (seq 0: none) builds, so the check before running lets the
+    // sweep run and point 1 fails as a recorded run.
+    TempDir dir("mlsim_test_sweep_located");
     const std::string file = data("sweep_seq_error.yaml");
-    std::string message;
-    try {
-        (void)exp::check_points(exp::load_sweep(file));
-    } catch (const cfg::UserError& e) {
-        message = e.what();
-    }
-    CHECK(contains(message, file +
-                                ":4:3: error: factor seq: model 'mlp3': this model takes no sequence length\n"
-                                "  (in sweep point 1 of 2: seq=128)"));
+    const auto s = run(file, dir.file("l.db"), 1);
+    CHECK(s.ran == 1);
+    REQUIRE(s.errors.size() == 1);
+    CHECK(contains(s.errors[0], "point 1 (seq=128): " + file +
+                                    ":4:3: error: factor seq: model 'mlp3': this model "
+                                    "takes no sequence length"));
     // At the base's key when no factor names it; a message located elsewhere is left as it is.
     const exp::Sweep sweep = exp::load_sweep(file);
     CHECK(exp::locate_in_sweep(sweep, "<command line>: error: dtype: no") ==
