@@ -85,7 +85,7 @@ CollectiveStudyResult run_collective_study(const CollectiveStudyOptions& opt) {
     FlowNetwork net(sys.topology, nopt);
     std::vector<VertexId> group;
     for (std::size_t i = 0; i < sys.devices.size(); ++i)
-        if (sys.devices[i].type == sys.devices[0].type) group.push_back(i);
+        if (sys.default_type_worker(i)) group.push_back(i);  // a host node's devices take no part
     const int64_t ranks = static_cast<int64_t>(group.size());
     out.ranks = ranks;
     Tick now = Tick::zero();

@@ -332,9 +332,9 @@ int64_t product(const CompareWorkload& w, int64_t a, int64_t b, std::string_view
 int64_t default_type_devices(const arch::SystemSpec& sys) {
     if (sys.devices.empty()) return sys.device_count;
     // Hosts (`host: true`) run no workload, whatever their type.
-    return static_cast<int64_t>(std::count_if(
-        sys.devices.begin(), sys.devices.end(),
-        [&](const arch::SystemDevice& d) { return d.type == 0 && !sys.nodes.at(d.node).host; }));
+    int64_t n = 0;
+    for (std::size_t i = 0; i < sys.devices.size(); ++i) n += sys.default_type_worker(i) ? 1 : 0;
+    return n;
 }
 
 // The summed TDP of the devices that run: `n` copies of the default type (replicas), or the system's

@@ -114,12 +114,16 @@ void check_fits(const arch::SystemSpec& sys, const wl::Model& model, const Exper
     if (opt.mode == "training") {
         const wl::MemoryAccount m =
             wl::training_memory(model, wl::TrainingOptions{opt.optimizer, opt.checkpointing});
-        resident = m.total_bytes;
-        what = fmt::format("training state (weights {}, gradients {}, optimizer state {}, activations {})",
-                           cfg::format_quantity(m.weights_bytes, cfg::Dim::size),
-                           cfg::format_quantity(m.gradients_bytes, cfg::Dim::size),
-                           cfg::format_quantity(m.optimizer_state_bytes, cfg::Dim::size),
-                           cfg::format_quantity(m.activations_bytes, cfg::Dim::size));
+        // A decode step's KV cache is an input of every attention layer, and their backward reads it too.
+        const double kv_cache = model.kv_cache_bytes();
+        resident = m.total_bytes + kv_cache;
+        what =
+            fmt::format("training state (weights {}, gradients {}, optimizer state {}, activations {}{})",
+                        cfg::format_quantity(m.weights_bytes, cfg::Dim::size),
+                        cfg::format_quantity(m.gradients_bytes, cfg::Dim::size),
+                        cfg::format_quantity(m.optimizer_state_bytes, cfg::Dim::size),
+                        cfg::format_quantity(m.activations_bytes, cfg::Dim::size),
+                        kv_cache > 0 ? ", KV cache " + cfg::format_quantity(kv_cache, cfg::Dim::size) : "");
     } else {
         // With external memory the MCU model places the weights and the arena itself (flash, SRAM
         // banks, external memory) and refuses a model that does not fit, with both figures
@@ -135,7 +139,9 @@ void check_fits(const arch::SystemSpec& sys, const wl::Model& model, const Exper
         }
         const double kv_cache = model.kv_cache_bytes();
         const double weights = model.totals().weight_bytes;
-        if (dev.family == "mcu" && dev.memory.size() > 1) {
+        // A main memory named flash (an MCU's, or an NPU's beside one: ethos-u55) is written only when the
+        // device is programmed: activations cannot live there, only in the SRAM below it.
+        if ((dev.family == "mcu" || main.name == "flash") && dev.memory.size() > 1) {
             // Weights stay in flash (main memory); activations must fit in the SRAM arena.
             const arch::MemoryLevel& sram = dev.memory.front();
             // The MCU model plans the tensor arena itself (in-place ops share a buffer) and refuses

@@ -280,19 +280,6 @@ std::vector<ScheduleItem> pipeline_schedule(PipelineSchedule kind, int64_t stage
     return s;
 }
 
-StateBytes state_bytes_per_param(DType dtype, const std::string& optimizer) {
-    const double w = dtype_bytes(dtype);
-    const int states = optimizer == "adam" ? 2 : optimizer == "momentum" ? 1 : 0;
-    StateBytes s;
-    s.weights = w;
-    s.gradients = w;
-    if (dtype == DType::fp32 || dtype == DType::tf32)
-        s.optimizer = 4.0 * states;
-    else  // mixed precision: an FP32 master copy plus FP32 states (ZeRO paper, section 3.1: K = 12 for Adam)
-        s.optimizer = 4.0 + 4.0 * states;
-    return s;
-}
-
 RankCoord ParallelLowering::coord(int64_t rank) const {
     MLSIM_CHECK(rank >= 0 && rank < ranks(), fmt::format("rank {} out of range", rank));
     RankCoord c;

@@ -266,14 +266,6 @@ inline constexpr int64_t k_vocab_multiple = 128;
 // next multiple of k_vocab_multiple x tensor (50,257 at T = 8: 51,200).
 int64_t padded_vocabulary(int64_t vocab, int64_t tensor);
 
-// Model-state bytes per parameter (weights, gradients, optimizer state) before ZeRO sharding, the ZeRO
-// paper's accounting: 16-bit dtypes 2 + 2 + K (K = 12 for Adam, 4 for momentum, 4 for SGD: the FP32
-// master copy); 32-bit 4 + 4 + 4·states. Other dtypes: their size for weights and gradients, K as 16-bit.
-struct StateBytes {
-    double weights = 0, gradients = 0, optimizer = 0;
-};
-StateBytes state_bytes_per_param(DType dtype, const std::string& optimizer);
-
 // Throws a located UserError when a stage's memory total exceeds `capacity_bytes` (see the contract).
 void check_parallel_memory(const ParallelLowering& lowering, double capacity_bytes,
                            const std::string& device_name);

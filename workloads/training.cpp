@@ -444,11 +444,14 @@ struct Analysis {
 };
 
 // What one weight-owning op's optimizer step updates: every element, or only the gathered rows of an
-// embedding table whose only gradients are its own sparse lookups.
+// embedding table whose only gradients are its own sparse lookups: at most every row, however many
+// lookups there are (64 x 1024 tokens into GPT-2's 1,024 positions touch each position 64 times; the
+// gradient, once its duplicates are summed, is the table's size).
 double update_elems(const Model& m, size_t owner, const std::vector<size_t>& grads_from) {
     const Op& f = m.op(owner);
     const EmbeddingAttr* e = f.get<EmbeddingAttr>();
-    if (e && grads_from.size() == 1) return static_cast<double>(numel(f.inputs[0]) * e->dim);
+    if (e && grads_from.size() == 1)
+        return static_cast<double>(std::min(numel(f.inputs[0]), e->rows) * e->dim);
     return static_cast<double>(f.counts().params);
 }
 
@@ -579,12 +582,18 @@ Model lower_training(const Model& fwd, const TrainingOptions& opts, const Checkp
         }
         const double u = update_elems(fwd, owner, members);
         const double bytes = dtype_bytes(f.dtype);
+        // The update reads the gradients, the weights (the FP32 master copy in mixed precision) and the
+        // states, and writes the weights and states back (and, from a master copy, the low-precision
+        // weights the next step computes with).
+        const StateBytes sb = state_bytes_per_param(f.dtype, opt.name);
+        const double master = sb.master ? 4.0 : 0.0;
+        const double states = sb.optimizer - master;  // per element
         OpCounts c;
         c.flops = u * opt.flops_per_elem + u * static_cast<double>(members.size() - 1);
-        c.weight_bytes = u * bytes;
+        c.weight_bytes = u * (sb.master ? master : bytes);
         for (const Shape& s : ins) c.input_bytes += static_cast<double>(numel(s)) * bytes;
-        c.input_bytes += u * bytes * opt.state_tensors;
-        c.output_bytes = u * bytes * (1 + opt.state_tensors);
+        c.input_bytes += u * states;
+        c.output_bytes = u * (bytes + master + states);
         Op up = make_lowered(f.name + "." + opt.name + "_update", opt.name + "_update", Phase::optimizer,
                              f.dtype, ins, {{f.counts().params}}, c);
         up.forward_of = f.name;
@@ -595,6 +604,17 @@ Model lower_training(const Model& fwd, const TrainingOptions& opts, const Checkp
     return std::move(b).build();
 }
 
+StateBytes state_bytes_per_param(DType dtype, const std::string& optimizer) {
+    const double w = dtype_bytes(dtype);
+    const int states = optimizer_of(optimizer).state_tensors;
+    StateBytes s;
+    s.weights = w;
+    s.gradients = w;
+    s.master = !(dtype == DType::fp32 || dtype == DType::tf32);
+    s.optimizer = s.master ? 4.0 + 4.0 * states : 4.0 * states;
+    return s;
+}
+
 MemoryAccount training_memory(const Model& fwd, const TrainingOptions& opts) {
     const Optimizer opt = optimizer_of(opts.optimizer);
     const Analysis an(fwd, opts);
@@ -602,9 +622,9 @@ MemoryAccount training_memory(const Model& fwd, const TrainingOptions& opts) {
     acc.weights_bytes = fwd.totals().weight_bytes;
     for (const auto& [owner, members] : weight_groups(fwd)) {
         const Op& f = fwd.op(owner);
-        const double bytes = dtype_bytes(f.dtype);
-        acc.gradients_bytes += update_elems(fwd, owner, members) * bytes;
-        acc.optimizer_state_bytes += static_cast<double>(f.counts().params) * bytes * opt.state_tensors;
+        const StateBytes sb = state_bytes_per_param(f.dtype, opt.name);
+        acc.gradients_bytes += update_elems(fwd, owner, members) * sb.gradients;
+        acc.optimizer_state_bytes += static_cast<double>(f.counts().params) * sb.optimizer;
     }
     acc.activations_bytes = an.activation_bytes();
     acc.total_bytes =

@@ -29,8 +29,10 @@
 // - Optimizers, FLOPs per updated element and state tensors per weight: sgd 2 and 0; momentum 4 and 1;
 //   adam 12 and 2 (m and v updates 7, bias-corrected step 5). An embedding table updated only through
 //   lookups is updated sparsely (the rows touched this step), as the DLRM reference does; its optimizer
-//   state still covers the whole table. Weights, gradients and states use the op's dtype (no FP32
-//   master copy for mixed precision).
+//   state still covers the whole table. Weights and gradients use the op's dtype; the optimizer's part
+//   is state_bytes_per_param's: in a 16-bit (or 8-bit) dtype an FP32 master copy of the weights and FP32
+//   states, as mixed-precision training keeps them (Micikevicius et al. 2018, arXiv:1710.03740; the ZeRO
+//   paper's K = 12 for Adam), so the update op reads and writes those, and writes the low-precision copy.
 // - Checkpointing (Chen et al. 2016, "Training Deep Nets with Sublinear Memory Cost",
 //   arXiv:1604.06174): the forward ops, in topological order, are cut into round(sqrt(n)) segments of
 //   equal op count; tensors crossing a segment boundary are kept, and in every segment but the last the
@@ -59,5 +61,16 @@ struct CheckpointSegments {
     std::vector<bool> rerun;
 };
 Model lower_training(const Model& forward, const TrainingOptions& opts, const CheckpointSegments& segments);
+
+// Model-state bytes per parameter (weights, gradients, optimizer state) before ZeRO sharding, the ZeRO
+// paper's accounting (Rajbhandari et al. 2020, arXiv:1910.02054, section 3.1): 16-bit dtypes 2 + 2 + K
+// (K = 12 for Adam, 8 for momentum, 4 for SGD: the FP32 master copy and FP32 states); 32-bit 4 + 4 +
+// 4·states. Other dtypes: their size for weights and gradients, K as 16-bit. One rule for a single device
+// (training_memory, the update op) and a parallel plan (parallel.h, embedding_sharding.h).
+struct StateBytes {
+    double weights = 0, gradients = 0, optimizer = 0;
+    bool master = false;  // an FP32 master copy is part of `optimizer`
+};
+StateBytes state_bytes_per_param(DType dtype, const std::string& optimizer);
 
 }  // namespace mlsim::wl

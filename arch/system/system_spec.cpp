@@ -1391,11 +1391,16 @@ int64_t SystemSpec::rank_devices() const {
     return n;
 }
 
+bool SystemSpec::default_type_worker(std::size_t i) const {
+    const SystemDevice& d = devices.at(i);
+    return d.type == 0 && !(d.node < nodes.size() && nodes[d.node].host);
+}
+
 double SystemSpec::bisection_Bps() const {
     if (!topology) return 0;
     std::vector<net::VertexId> accel;
     for (std::size_t i = 0; i < devices.size(); ++i)
-        if (devices[i].type == 0) accel.push_back(i);
+        if (default_type_worker(i)) accel.push_back(i);
     if (accel.size() < 2) return 0;
     const std::size_t half = accel.size() / 2;
     const std::vector<net::VertexId> a(accel.begin(), accel.begin() + static_cast<std::ptrdiff_t>(half));

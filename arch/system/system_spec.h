@@ -83,13 +83,16 @@ struct SystemSpec {
     // The devices a parallel plan's ranks or sharded tables span: all but those of host nodes (`host: true`,
     // listed last: pcie-4gpu's xeon-8380 beside its 4 A100s), so devices 0 to n - 1, rank r on device r.
     int64_t rank_devices() const;
+    // Whether device `i` (index into devices) is one of the default type that runs work: not on a host
+    // node. What the one-type views (a collective's group, a serving group, the bisection) take.
+    bool default_type_worker(std::size_t i) const;
     // Device names of the types, in device_types order.
     std::vector<std::string> type_names() const;
     // Bisection bandwidth, one way, B/s: Topology::max_flow_Bps from the first half of the devices of the
-    // default type (device_types[0]), in device order, to the second half (with an odd count the middle
-    // device goes to the second half). For the shapes here, whose devices are numbered node by node and
-    // a torus dimension by dimension, that split is a least balanced cut (worked by hand for each preset
-    // in tests/arch/test_system_shapes.cpp). 0 with fewer than two such devices.
+    // default type (device_types[0]) that are not hosts, in device order, to the second half (with an odd
+    // count the middle device goes to the second half). For the shapes here, whose devices are numbered node
+    // by node and a torus dimension by dimension, that split is a least balanced cut (worked by hand for each
+    // preset in tests/arch/test_system_shapes.cpp). 0 with fewer than two such devices.
     double bisection_Bps() const;
 };
 

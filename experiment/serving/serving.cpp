@@ -199,12 +199,14 @@ ServeRun run_serving(const ServeOptions& opt) {
     const int64_t group = opt.tp * opt.pp;
     std::unique_ptr<IterationModel> model;
     if (group > 1) {
-        // The group: the first tp x pp devices of the default type; rank = t + tp * s (pipeline.h).
+        // The group: the first tp x pp devices of the default type (hosts run none); rank = t + tp * s
+        // (pipeline.h).
         std::vector<arch::net::VertexId> ranks;
         if (run.system.has_network())
-            for (const arch::SystemDevice& d : run.system.devices)
-                if (d.type == 0 && static_cast<int64_t>(ranks.size()) < group)
-                    if (const auto v = run.system.topology->find_device(d.name)) ranks.push_back(*v);
+            for (std::size_t i = 0; i < run.system.devices.size(); ++i)
+                if (run.system.default_type_worker(i) && static_cast<int64_t>(ranks.size()) < group)
+                    if (const auto v = run.system.topology->find_device(run.system.devices[i].name))
+                        ranks.push_back(*v);
         if (static_cast<int64_t>(ranks.size()) < group)
             cfg::fail(
                 k_cl, opt.tp > 1 ? "--tp" : "--pipeline-parallel",

@@ -250,6 +250,13 @@ TEST_CASE("host nodes come after the nodes that run ranks, and not every node is
                                one_switch, good_links));
     CHECK(s.device_count == 4);
     CHECK(s.rank_devices() == 2);
+    // The host's devices are of the default type here, yet take no part in the one-type views: the bisection
+    // cuts a.0 from a.1 (one 10 GB/s link), not {a.0, a.1} from the host's {b.0, b.1} (two links).
+    CHECK(s.default_type_worker(0));
+    CHECK(s.default_type_worker(1));
+    CHECK_FALSE(s.default_type_worker(2));
+    CHECK_FALSE(s.default_type_worker(3));
+    CHECK(s.bisection_Bps() == Approx(10e9));
 }
 
 TEST_CASE("a link's payload efficiency below a hundredth is refused as a slip", "[arch][system][errors]") {

@@ -58,6 +58,27 @@ TEST_CASE("mlsim collective prints nccl-tests' columns, sizes doubling, busbw = 
     }
 }
 
+TEST_CASE("mlsim collective: a host node of the default type takes no part in the group") {
+    // Two A100s that run, and a third of the same type marked as the host: a 2-rank all-reduce, whose bus
+    // bandwidth factor is 2 (2 - 1) / 2 = 1.
+    const fs::path dir = fs::temp_directory_path() / "mlsim_collective_host";
+    fs::create_directories(dir);
+    const fs::path sys = dir / "host3.yaml";
+    std::ofstream(sys)
+        << "system:\n  name: host3\n  device: a100\n  nodes:\n"
+           "    - {name: a, devices: 2}\n    - {name: h, devices: 1, host: true}\n"
+           "  switches:\n    - {name: sw}\n  links:\n"
+           "    - {from: a.*, to: sw, bandwidth: 10GB/s}\n    - {from: h.*, to: sw, bandwidth: 10GB/s}\n";
+    const auto out = run_mlsim("collective --system " + sys.string() + " --op all-reduce --sizes 1MiB:1MiB");
+    INFO(out.text);
+    REQUIRE(out.status == 0);
+    CHECK(contains(out.text, ", 2 ranks,"));
+    const auto rows = rows_of(out.text);
+    REQUIRE(rows.size() == 1);
+    CHECK(rows[0].busbw == Approx(rows[0].algbw).margin(0.011));
+    fs::remove_all(dir);
+}
+
 TEST_CASE("mlsim collective writes a run with its collectives and busiest links") {
     const fs::path db = fs::temp_directory_path() / "mlsim_test_collective.db";
     fs::remove(db);

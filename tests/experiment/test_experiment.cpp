@@ -207,6 +207,32 @@ TEST_CASE("A decode step fits only with every layer's KV cache beside the weight
     }
 }
 
+TEST_CASE("Training a decode step holds its KV cache beside the training state") {
+    // Llama-2-7B decode in bf16 at batch 32 x 1,024 tokens: 16 GiB of KV cache. Mixed-precision Adam holds
+    // 13.5 GB weights + 13.2 GB gradients + 80.9 GB master copy and moments (it counted 4 B a parameter
+    // for both moments and no master copy, 54 GB in all, and ran on the A100's 80 GiB), and the cache.
+    auto o = options("a100", "llama2-7b-decode", "bf16", 32);
+    o.mode = "training";
+    try {
+        exp::run_experiment(o);
+        FAIL("expected a UserError");
+    } catch (const cfg::UserError& e) {
+        const std::string msg = e.what();
+        CHECK(msg.find("does not fit on a100") != std::string::npos);
+        CHECK(msg.find("optimizer state 80.86 GB") != std::string::npos);
+        CHECK(msg.find("KV cache 16 GiB") != std::string::npos);
+    }
+}
+
+TEST_CASE("An NPU's flash holds its weights, not its activations") {
+    // Ethos-U55: 4 MiB of flash, 2 MiB of SRAM. MobileNetV2 at 128 px in int8: 3.5 MB of weights (in flash),
+    // its largest layer ~0.8 MB of activations (in SRAM). Both summed (4.3 MB) against the flash were
+    // refused.
+    auto o = options("ethos-u55", "mobilenetv2", "int8", 1);
+    o.image = 128;
+    CHECK_NOTHROW(exp::run_experiment(o));
+}
+
 TEST_CASE(
     "Training lowers the model into backward and optimizer ops with more than twice the forward FLOPs") {
     auto inf = exp::run_experiment(options("a100", "mlp3", "fp16", 64));

@@ -8,6 +8,7 @@
 
 #include "sim/config/error.h"
 #include "workloads/model.h"
+#include "workloads/training.h"
 
 using namespace mlsim;
 using namespace mlsim::wl;

@@ -176,6 +176,45 @@ TEST_CASE("attention, embeddings and tied weights lower as documented", "[traini
     CHECK(up.counts().weight_bytes == 50257.0 * 768 * 4);  // dense: the LM head's gradient touches every row
     // The position table is updated only at the rows looked up this step (sparse).
     CHECK(t.op(*t.find("wpe.adam_update")).counts().weight_bytes == 64.0 * 768 * 4);
+    // At most the whole table, however many lookups: 8 x 1,024 tokens into 1,024 positions update each row
+    // once (it was 8,192 rows' worth: a gradient and an update 8x the table).
+    ZooOptions big;
+    big.batch = 8;
+    big.seq = 1024;
+    const Model fwd_big = zoo_build("gpt2-small-prefill", big);
+    const Model t_big = lower_training(fwd_big, TrainingOptions{"adam", false});
+    CHECK(t_big.op(*t_big.find("wpe.adam_update")).counts().weight_bytes == 1024.0 * 768 * 4);
+    const MemoryAccount mem_big = training_memory(fwd_big, TrainingOptions{"adam", false});
+    CHECK(mem_big.gradients_bytes == mem_big.weights_bytes);  // every table fully touched: dense-sized
+}
+
+TEST_CASE("mixed precision keeps an FP32 master copy and FP32 states: 16 bytes a parameter with Adam",
+          "[training]") {
+    // The ZeRO paper's accounting (section 3.1): fp16 weights 2 + gradients 2 + K, K = 12 for Adam (master
+    // copy 4, two moments 4 + 4), 8 for momentum, 4 for SGD; the parallel plans use the same rule.
+    ZooOptions o;
+    o.batch = 16;
+    o.hidden = 128;
+    o.dtype = DType::fp16;
+    const Model fwd = zoo_build("mlp3", o);
+    const double p = double(fwd.totals().params);
+    const MemoryAccount sgd = training_memory(fwd, TrainingOptions{"sgd", false});
+    const MemoryAccount mom = training_memory(fwd, TrainingOptions{"momentum", false});
+    const MemoryAccount adam = training_memory(fwd, TrainingOptions{"adam", false});
+    CHECK(adam.weights_bytes == 2 * p);
+    CHECK(adam.gradients_bytes == 2 * p);
+    CHECK(adam.optimizer_state_bytes == 12 * p);
+    CHECK(mom.optimizer_state_bytes == 8 * p);
+    CHECK(sgd.optimizer_state_bytes == 4 * p);
+    const StateBytes sb = state_bytes_per_param(DType::bf16, "adam");
+    CHECK(sb.weights + sb.gradients + sb.optimizer == 16);
+    CHECK(state_bytes_per_param(DType::fp32, "adam").optimizer == 8);
+    // The update reads the fp16 gradient, the master copy and both moments, and writes the master, the
+    // moments and the fp16 weights: 14 bytes each way a parameter.
+    const Model t = lower_training(fwd, TrainingOptions{"adam", false});
+    const OpCounts up = t.op(*t.find("fc2.adam_update")).counts();
+    CHECK(up.weight_bytes + up.input_bytes == 14.0 * 128 * 128);
+    CHECK(up.output_bytes == 14.0 * 128 * 128);
 }
 
 TEST_CASE("DLRM trains with sparse embedding gradients but full-size optimizer state", "[training]") {
@@ -184,7 +223,18 @@ TEST_CASE("DLRM trains with sparse embedding gradients but full-size optimizer s
     const Model fwd = zoo_build("dlrm-mlperf", o);
     const MemoryAccount sgd = training_memory(fwd, TrainingOptions{"sgd", false});
     const double mlp = 2368897.0 * 4;
-    CHECK(sgd.gradients_bytes == mlp + 26.0 * 2048 * 128 * 4);
+    // Each table's gradient: its 2,048 lookups' rows, or the whole table where it has fewer rows (Criteo's
+    // small categorical features: 3, 4, 10, ... values).
+    double emb = 0;
+    int small = 0;
+    for (const Op& f : fwd.ops())
+        if (const EmbeddingAttr* e = f.get<EmbeddingAttr>()) {
+            emb += double(std::min<int64_t>(2048, e->rows)) * 128 * 4;
+            small += e->rows < 2048 ? 1 : 0;
+        }
+    CHECK(small > 0);
+    CHECK(emb < 26.0 * 2048 * 128 * 4);
+    CHECK(sgd.gradients_bytes == mlp + emb);
     const MemoryAccount adam = training_memory(fwd, TrainingOptions{"adam", false});
     CHECK(adam.optimizer_state_bytes == 2 * double(fwd.totals().params) * 4);
     const Model t = lower_training(fwd, TrainingOptions{"sgd", false});
