@@ -380,6 +380,13 @@ void validate_point(const SweepPoint& point) {
 
 // Also refuses a path that exists but is not a regular file: SQLite would wait forever reading a FIFO.
 void create_parent_directories(const std::string& path) {
+    // SQLite's in-memory and temporary databases keep nothing, and a URI is opened as a plain file name
+    // (a directory "file:" would be made): refused before anything is created.
+    if (path.empty() || path == ":memory:" || path.starts_with("file:"))
+        throw cfg::UserError(
+            fmt::format("{}: error: results database: give the path of a file (an in-memory "
+                        "database or a URI keeps no results)",
+                        path.empty() ? "''" : path));
     std::error_code status_ec;
     const auto status = std::filesystem::status(path, status_ec);
     if (!status_ec && std::filesystem::exists(status) && !std::filesystem::is_regular_file(status))

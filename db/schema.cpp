@@ -637,11 +637,17 @@ int64_t read_application_id(sql::Connection& conn) {
     return q.column_int(0);
 }
 
-// 0 when the file has no meta table or no version row (older than versioning, or brand new).
+// 0 when the file has no meta table (brand new). mlsim writes the version row in the transaction that
+// makes the table (since its first schema), so a meta table without one was changed by another program:
+// read as 0, the file's views and tables would be made again over the existing ones.
 int64_t read_schema_version(sql::Connection& conn) {
     if (!table_exists(conn, "meta")) return 0;
     sql::Statement q(conn, "SELECT value FROM meta WHERE key = 'schema_version'");
-    if (!q.step()) return 0;
+    if (!q.step())
+        throw cfg::UserError(fmt::format(
+            "{}: error: results database: the table meta has no schema_version row; the file was changed by "
+            "another program, and mlsim writes nothing to it (restore the row, or use another file)",
+            conn.path()));
     std::string text = q.column_text(0);
     // The whole text: '3abc' is not version 3 (a file whose meta another program wrote).
     int64_t version = -1;

@@ -209,7 +209,14 @@ CompareWorkload load_workload(const std::string& file, const cfg::Node& raw) {
         if (o.embedding_sharding.ends_with(".yaml") || o.embedding_sharding.ends_with(".yml")) {
             const fs::path f(o.embedding_sharding);
             o.embedding_sharding = (f.is_absolute() ? f : fs::path(file).parent_path() / f).string();
+            std::error_code ec;
+            if (!fs::is_regular_file(o.embedding_sharding, ec))
+                cfg::fail(es.loc(), es.path(),
+                          fmt::format("no placement file '{}' (relative paths are from this file's folder)",
+                                      o.embedding_sharding));
         }
+        if (const std::string why = wl::embedding_sharding_spec_error(o.embedding_sharding); !why.empty())
+            cfg::fail(es.loc(), es.path(), why);
         if (raw.find("parallel") != nullptr)
             cfg::fail(
                 r.at("parallel").key_loc(), r.at("parallel").path(),

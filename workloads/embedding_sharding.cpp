@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <limits>
 #include <map>
 #include <set>
@@ -605,6 +606,16 @@ EmbeddingSharding load_embedding_sharding(const std::string& path, const Model& 
     return std::move(p.result());
 }
 
+std::string embedding_sharding_spec_error(const std::string& spec) {
+    if (spec == "auto" || parse_shard_kind(spec) || spec.ends_with(".yaml") || spec.ends_with(".yml"))
+        return "";
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(spec, ec)) return "";
+    const std::vector<std::string> words = {"auto", "table", "row", "column", "table-row", "data"};
+    return fmt::format("'{}' is no sharding{} and no file; expected {} or a placement file (.yaml)", spec,
+                       cfg::did_you_mean(spec, words), cfg::join(words));
+}
+
 EmbeddingSharding make_embedding_sharding(const std::string& spec, const Model& m, const ShardingOptions& o) {
     if (o.ranks > limits::max_embedding_sharding_ranks)
         sfail(o, fmt::format(
@@ -612,6 +623,7 @@ EmbeddingSharding make_embedding_sharding(const std::string& spec, const Model& 
                      "between every pair of ranks, whose state grows about as ranks^3 (512 ranks take 2.2 "
                      "GB, 768 more than 6 GB); at most {} ranks",
                      o.ranks, limits::max_embedding_sharding_ranks));
+    if (const std::string why = embedding_sharding_spec_error(spec); !why.empty()) sfail(o, why);
     if (spec == "auto") return plan_embedding_sharding(m, o);
     if (const std::optional<ShardKind> k = parse_shard_kind(spec)) return place_embeddings(m, *k, o);
     return load_embedding_sharding(spec, m, o);

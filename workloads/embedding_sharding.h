@@ -119,6 +119,9 @@ namespace mlsim::wl {
 enum class ShardKind { table, row, column, table_row, data };
 std::string to_string(ShardKind k);
 std::optional<ShardKind> parse_shard_kind(std::string_view s);  // table|row|column|table-row|data
+// What is wrong with an embedding-sharding value (auto, a kind, or a placement file's path), "" when it
+// names one of those: an unknown word that is no file ('autox') is named with the nearest kind.
+std::string embedding_sharding_spec_error(const std::string& spec);
 
 struct EmbeddingTable {
     std::string name;

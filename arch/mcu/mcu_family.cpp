@@ -224,6 +224,21 @@ std::shared_ptr<const FamilyParams> parse_mcu(const cfg::Node& dev, DeviceSpec& 
     }
     m.flash_line_bytes = r.quantity("flash_line");
     m.flash_cache_bytes = r.quantity("flash_cache");
+    // A flash line is a power-of-two burst (the ART accelerator's 128- or 256-bit line, a cache's line);
+    // a cache in front of the flash holds at most the flash (a typo of 4GiB for 4KiB made every layer's
+    // weights hit it).
+    {
+        const double line = m.flash_line_bytes;
+        if (!(line >= 1 && line <= 4096 && std::exp2(std::round(std::log2(line))) == line))
+            fail_at(r.at("flash_line"), fmt::format("{} is not a power of two from 1 B to 4 KiB",
+                                                    cfg::format_quantity(line, cfg::Dim::size)));
+        for (const MemoryLevel& lv : d.memory)
+            if (lv.name == "flash" && m.flash_cache_bytes > lv.capacity_bytes)
+                fail_at(r.at("flash_cache"),
+                        fmt::format("{} is larger than the flash it caches ({})",
+                                    cfg::format_quantity(m.flash_cache_bytes, cfg::Dim::size),
+                                    cfg::format_quantity(lv.capacity_bytes, cfg::Dim::size)));
+    }
     m.runtime = r.str("runtime") == "reference" ? Runtime::reference : Runtime::cmsis_nn;
     m.dispatch_cycles = static_cast<double>(r.integer("dispatch_cycles"));
     m.runtime_ram_bytes = r.quantity("runtime_ram");
@@ -242,6 +257,14 @@ std::shared_ptr<const FamilyParams> parse_mcu(const cfg::Node& dev, DeviceSpec& 
                                 cfg::format_quantity(d.static_power_W, cfg::Dim::power),
                                 cfg::format_quantity(d.tdp_W, cfg::Dim::power)));
     }
+    // Asleep, the part draws less than running (the datasheet's stop-mode current against its run-mode
+    // one): a sleep power above the run-mode static power gave averages above the TDP.
+    if (m.sleep_power_W > d.static_power_W)
+        fail_at(
+            r.at("sleep_power"),
+            fmt::format("{} is above the run-mode static power {}: the part draws less asleep than running",
+                        cfg::format_quantity(m.sleep_power_W, cfg::Dim::power),
+                        cfg::format_quantity(d.static_power_W, cfg::Dim::power)));
     if (r.has("external")) {
         const cfg::Reader e = r.sub("external");
         m.external.name = e.str("name");

@@ -136,6 +136,25 @@ TEST_CASE("The core fixes the MCU's peaks; declared figures that disagree are lo
     CHECK_THAT(msg, Contains("flash_line"));
 }
 
+TEST_CASE("An MCU's flash line, flash cache and sleep power are checked against the part", "[mcu]") {
+    // Each was accepted and changed the results: a 33 B line every layer's flash bytes, a 4 GiB cache in
+    // front of 1 MiB of flash every weight read, a 5 W sleep a 4.9 W average on a 0.1 W part.
+    const auto error_with = [](const std::string& sec) {
+        return user_error_of([&] { from_text(mcu_device("cortex-m4", "", sec)); });
+    };
+    std::string msg = user_error_of([] {
+        std::string t = mcu_device();
+        t.replace(t.find("flash_line: 8B"), 14, "flash_line: 33B");
+        from_text(t);
+    });
+    CHECK_THAT(msg, Contains("mcu.flash_line") && Contains("not a power of two"));
+    msg = error_with("    flash_cache: 4GiB\n");
+    CHECK_THAT(msg, Contains("mcu.flash_cache") && Contains("larger than the flash it caches (1 MiB)"));
+    msg = error_with("    sleep_power: 5W\n");
+    CHECK_THAT(msg, Contains("mcu.sleep_power") && Contains("above the run-mode static power 10 mW"));
+    CHECK_NOTHROW(from_text(mcu_device("cortex-m4", "", "    flash_cache: 1MiB\n    sleep_power: 10mW\n")));
+}
+
 TEST_CASE("Every MCU preset loads on the MCU model with its peaks and flash cross-checked", "[mcu]") {
     for (const char* name : k_mcus) {
         INFO(name);

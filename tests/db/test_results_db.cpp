@@ -714,6 +714,33 @@ TEST_CASE("a file from a newer schema version is refused", "[db]") {
     CHECK_THROWS_WITH(ResultsDb(path), Catch::Contains(path) && Catch::Contains("newer"));
 }
 
+TEST_CASE("an in-memory database or a URI is refused before anything is made", "[db]") {
+    // ':memory:' failed to use write-ahead logging ("is it on a network filesystem?"); a URI made a
+    // directory "file:" under the working directory, then failed to open.
+    CHECK_THROWS_WITH(ResultsDb(":memory:"), Catch::Contains("give the path of a file"));
+    TempDir dir;
+    const std::string uri = "file:" + dir.file("sub/u.db") + "?mode=ro";
+    CHECK_THROWS_WITH(ResultsDb(uri), Catch::Contains("give the path of a file"));
+    CHECK_FALSE(std::filesystem::exists("file:"));
+}
+
+TEST_CASE("a file whose meta lost its schema_version row is refused, its runs kept", "[db]") {
+    // It read as a brand-new file: the migration made `layers` again over the view, an internal error.
+    TempDir dir;
+    std::string path = dir.file("r.db");
+    {
+        ResultsDb db(path);
+        db.record_run(sample_info("kept\n"), sample_layers(3), 1.0);
+    }
+    {
+        sql::Connection raw(path, sql::Connection::Mode::read_write_create);
+        raw.exec("DELETE FROM meta WHERE key = 'schema_version'");
+    }
+    CHECK_THROWS_AS(ResultsDb(path), mlsim::cfg::UserError);
+    CHECK_THROWS_WITH(ResultsDb(path), Catch::Contains(path) && Catch::Contains("no schema_version row"));
+    CHECK(query_int(path, "SELECT COUNT(*) FROM runs") == 1);
+}
+
 namespace {
 
 // Schema 10's table `layers` and its views over it, as mlsim 9d1449a made them.

@@ -94,6 +94,13 @@ TEST_CASE("compare: every bad input in a compare file is a located error naming 
          ":6:5:", "applies only to mode: training"},
         {"systems: [a100]\nworkloads:\n  - name: a\n    model: dlrm-kaggle\n    embedding_dtype: fp99\n",
          ":5:22:", "expected one of"},
+        // A misspelt kind or a missing placement file: the file's error at the key (it was a row "does not
+        // run -> autox: cannot open 'autox'", exit 0).
+        {"systems: [a100]\nworkloads:\n  - name: a\n    model: dlrm-kaggle\n    embedding_sharding: autox\n",
+         ":5:25:", "(did you mean 'auto'?)"},
+        {"systems: [a100]\nworkloads:\n  - name: a\n    model: dlrm-kaggle\n    embedding_sharding: "
+         "no.yaml\n",
+         ":5:25:", "no placement file"},
         {"systems: [a100, a100]\nworkloads:\n  - {name: a, model: resnet50}\n", ":1:17:", "listed twice"},
         // Degrees are bounded where they are read, before any product of them is formed (a product of two
         // 2^32 degrees wrapped to 0 and divided the device count).
