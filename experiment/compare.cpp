@@ -425,10 +425,19 @@ void fill_figures(CompareRow& row, const ExperimentResult& r, int64_t replicas) 
         row.latency_s = s.step_time_s;
         row.samples_per_s = batch / s.step_time_s;
         row.energy_per_sample_j = (s.device_energy_j + s.link_energy_j) / batch;
-        row.compute_s = s.compute_s;
+        // The critical rank's busy time is its layers' time: split as rank 0's layers split theirs
+        // (compute, memory, overhead; every rank runs the same layers but for a pipeline's stages). Its
+        // pipeline bubble is idle time, counted as overhead; what is left of the step (the ranks' starts
+        // apart) too.
+        const double c = sum_parts(r.layers, &arch::TimeParts::compute_s);
+        const double m = sum_parts(r.layers, &arch::TimeParts::memory_s);
+        const double o = sum_parts(r.layers, &arch::TimeParts::overhead_s);
+        const double busy = c + m + o;
+        row.compute_s = busy > 0 ? s.compute_s * c / busy : s.compute_s;
+        row.memory_s = busy > 0 ? s.compute_s * m / busy : 0.0;
         row.communication_s = s.exposed_comm_s;
-        row.overhead_s = s.bubble_s;
-        row.memory_s = std::max(0.0, s.step_time_s - s.compute_s - s.exposed_comm_s - s.bubble_s);
+        row.overhead_s = (busy > 0 ? s.compute_s * o / busy : 0.0) + s.bubble_s +
+                         std::max(0.0, s.step_time_s - s.compute_s - s.exposed_comm_s - s.bubble_s);
         // `layers` holds rank 0's: the model's FLOPs and bytes per sample are about the devices' share
         // each, both scaled alike, so that their ratio (the roofline's intensity) is rank 0's own.
         row.flops_per_sample = flops * static_cast<double>(row.devices) / batch;

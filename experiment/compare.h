@@ -114,8 +114,8 @@ struct CompareRow {
     std::optional<double> time_to_train_s;
     std::optional<double> latency_target_s;
     // Time split of one device's run (seconds, summed over layers): compute, memory, communication
-    // (exposed), overhead; for parallel runs from ParallelSummary (compute, exposed comm, bubble as
-    // overhead).
+    // (exposed), overhead; for parallel runs from ParallelSummary: the critical rank's busy time split as
+    // rank 0's layers split theirs, its exposed communication, and its pipeline bubble as overhead.
     double compute_s = 0, memory_s = 0, communication_s = 0, overhead_s = 0;
     double flops_per_sample = 0, bytes_per_sample = 0;   // one device's main-memory traffic
     double peak_flops_per_s = 0, mem_bandwidth_Bps = 0;  // one device, the run's data type

@@ -846,7 +846,7 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
                 }
             }
             std::vector<size_t> to_send;  // tasks whose outputs leave the stage
-            std::map<int64_t, size_t> zero3_gather;
+            std::map<int64_t, std::vector<size_t>> zero3_gather;
             std::map<std::string, size_t> a2a_dispatch;  // by layer key
             // Backward all-to-alls wait for every gradient op of their layer's dispatch (or combine):
             // issued when the first op that reads one of them comes.
@@ -888,22 +888,36 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
                         const int64_t u = B.unit_of.at(base);
                         auto z = zero3_gather.find(u);
                         if (z == zero3_gather.end()) {
-                            double bytes = 0;
+                            // The layer's dense weights are sharded over the data-parallel group, its
+                            // experts' over their expert-data-parallel group (D / E ranks, as the memory
+                            // account and the gradients' reduce-scatter have them): each gathered over
+                            // its own group, the experts not at all when D = E (each rank holds its own).
+                            double dense = 0, expert = 0;
                             for (const Op& g : rank_fwd.ops())
                                 if (B.unit_of.count(g.name) && B.unit_of.at(g.name) == u &&
                                     B.stage_of.at(g.name) == s)
-                                    bytes += g.weight_storage_bytes();
-                            Task gt;
-                            gt.name = fmt::format("zero3.gather.layer{}", u);
-                            CommOp c;
-                            c.collective = CollectiveKind::all_gather;
-                            c.axis = GroupAxis::data;
-                            c.bytes = to_bytes(bytes);
-                            c.purpose = "zero_gather";
-                            gt.comm = c;
-                            z = zero3_gather.emplace(u, sb.add(std::move(gt))).first;
+                                    (B.is_expert.count(g.name) && B.is_expert.at(g.name) ? expert : dense) +=
+                                        g.weight_storage_bytes();
+                            std::vector<size_t> tasks;
+                            const auto gather = [&](const std::string& name, GroupAxis axis, double bytes) {
+                                Task gt;
+                                gt.name = name;
+                                CommOp c;
+                                c.collective = CollectiveKind::all_gather;
+                                c.axis = axis;
+                                c.bytes = to_bytes(bytes);
+                                c.purpose = "zero_gather";
+                                gt.comm = c;
+                                tasks.push_back(sb.add(std::move(gt)));
+                            };
+                            if (dense > 0 || expert == 0)
+                                gather(fmt::format("zero3.gather.layer{}", u), GroupAxis::data, dense);
+                            if (expert > 0 && expert_div > 1)
+                                gather(fmt::format("zero3.gather_edp.layer{}", u), GroupAxis::expert_data,
+                                       expert);
+                            z = zero3_gather.emplace(u, std::move(tasks)).first;
                         }
-                        t.deps.push_back(z->second);
+                        for (size_t g : z->second) t.deps.push_back(g);
                     }
                 }
                 // Expert parallelism: an all-to-all before the layer's dispatch ops and before its combine.

@@ -434,4 +434,13 @@ workloads:
     CHECK(one("SELECT COUNT(*) FROM parallel_ranks WHERE run_id = " + std::to_string(row.run_id)) >= 1);
     CHECK(row.flops_per_sample / row.bytes_per_sample ==
           Approx(one("SELECT total_flops / (total_bytes_read + total_bytes_written)" + run)).epsilon(1e-9));
+    // The time split: the parts sum to the step, and the layers' memory-bound time is memory, in the
+    // proportion rank 0's layers have it (it was the step less compute, communication and bubble: ~0, with
+    // every layer's time called compute).
+    CHECK(row.compute_s + row.memory_s + row.communication_s + row.overhead_s ==
+          Approx(row.latency_s).epsilon(1e-9));
+    const double c = one("SELECT SUM(compute_s) FROM layers WHERE run_id = " + std::to_string(row.run_id));
+    const double m = one("SELECT SUM(memory_s) FROM layers WHERE run_id = " + std::to_string(row.run_id));
+    REQUIRE(m > 0.05 * (c + m));
+    CHECK(row.memory_s / row.compute_s == Approx(m / c).epsilon(1e-9));
 }

@@ -388,6 +388,43 @@ TEST_CASE("expert parallelism: all-to-all dispatch and combine around each MoE l
     CHECK(comms(r.stages[0].backward, "ep_dispatch_grad").size() == 32);
 }
 
+TEST_CASE("ZeRO-3 with expert parallelism gathers the experts over their expert-data group only",
+          "[parallel]") {
+    // Mixtral on D = 8 with E = 4: each rank keeps 2 experts, sharded over the D / E = 2 ranks that hold
+    // the same ones (the memory account's divisor); the attention and router weights over all 8. Gathering
+    // both over the 8 (as it did) moved each expert's 7/8 instead of 1/2 per layer and pass.
+    ZooOptions o;
+    o.batch = 8;
+    o.seq = 16;
+    o.dtype = DType::bf16;
+    const Model m = zoo_build("mixtral-8x7b-prefill", o);
+    ParallelPlan plan = make_plan(8, 1, 1, 3);
+    plan.expert = 4;
+    const ParallelLowering l = lower_parallel(m, plan);
+    double dense = 0, expert = 0;
+    for (const Op& op : m.ops())
+        if (op.name.starts_with("layers.0."))
+            (op.name.find(".experts.") != std::string::npos ? expert : dense) += op.weight_storage_bytes();
+    const auto gathers = comms(l.stages[0].forward, "zero_gather");
+    REQUIRE(gathers.size() == 2 * 32);
+    for (const Task* t : gathers) {
+        INFO(t->name);
+        if (t->comm->axis == GroupAxis::expert_data)
+            CHECK(t->comm->bytes == std::llround(expert / 4));  // the rank's 2 of 8 experts
+        else if (t->name != "zero3.gather.layer0" &&
+                 t->name != "zero3.gather.layer31")  // + the embedding, head
+            CHECK((t->comm->axis == GroupAxis::data && t->comm->bytes == std::llround(dense)));
+        else
+            CHECK(t->comm->axis == GroupAxis::data);
+    }
+    CHECK(l.group(0, GroupAxis::expert_data).size() == 2);
+    // With D = E every rank holds its experts whole: only the dense weights are gathered.
+    plan.data = 4;
+    const ParallelLowering whole = lower_parallel(m, plan);
+    for (const Task* t : comms(whole.stages[0].forward, "zero_gather"))
+        CHECK(t->comm->axis == GroupAxis::data);
+}
+
 TEST_CASE("plans that cannot run are located errors", "[parallel]") {
     const Model m = gpt2(8, 32);
     auto check = [&](ParallelPlan p, int64_t devices, const std::string& want) {
