@@ -175,7 +175,7 @@ void print_totals(const exp::ExperimentResult& r) {
     if (r.parallel) {  // the plan's per-rank memory, one line per pipeline stage
         const wl::ParallelLowering& l = *r.parallel;
         fmt::print("  parallel D={} T={} P={} E={} ZeRO-{} M={} (micro-batch {}), bubble {:.1f}%\n",
-                   l.plan.data, l.plan.tensor, l.plan.pipeline, l.plan.expert, l.plan.zero,
+                   l.plan.data, l.plan.tensor, l.plan.pipeline, l.expert_degree(), l.plan.zero,
                    l.plan.microbatches, l.microbatch_size, 100 * l.bubble_fraction);
         // Work that is not the model's (workloads/parallel.h): vocabulary padding and recomputation.
         if (l.padded_vocab != l.vocab)

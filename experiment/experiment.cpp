@@ -802,7 +802,7 @@ db::ParallelRows parallel_rows(const ExperimentResult& r) {
     p.data = pl.data;
     p.tensor = pl.tensor;
     p.pipeline = pl.pipeline;
-    p.expert = pl.expert;
+    p.expert = r.parallel->expert_degree();
     p.zero = pl.zero;
     p.microbatches = pl.microbatches;
     p.schedule = pl.schedule == wl::PipelineSchedule::gpipe ? "gpipe" : "1f1b";

@@ -734,6 +734,7 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
     Lw.microbatch_size = b;
     Lw.layers = 1;
     Lw.plan.expert = L;  // the node groups (see the contract)
+    Lw.embedding_sharding = true;
     Lw.model_flops = (o.training ? lower_training(fwd, o.training_options) : fwd).totals().flops;
 
     std::map<size_t, size_t> table_of;  // model op -> table

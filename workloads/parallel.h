@@ -226,6 +226,10 @@ struct ParallelLowering {
     // program. When set it has one entry per rank and program(rank) returns it; rank_memory likewise.
     std::vector<StageProgram> rank_programs;
     std::vector<StageMemory> rank_memory;
+    // Made by lower_embedding_sharding, whose plan.expert holds the devices per node (its node groups for
+    // the hierarchical all-to-alls), not an expert-parallel degree: expert_degree() is 1 then.
+    bool embedding_sharding = false;
+    int64_t expert_degree() const { return embedding_sharding ? 1 : plan.expert; }
 
     int64_t ranks() const { return plan.devices(); }
     RankCoord coord(int64_t rank) const;

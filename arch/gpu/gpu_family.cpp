@@ -229,7 +229,8 @@ std::shared_ptr<const FamilyParams> parse_gpu(const cfg::Node& dev, DeviceSpec& 
     g.fidelity = r.str("fidelity") == "block" ? Fidelity::block : Fidelity::wave;
     if (r.has("tile")) {
         const cfg::Reader t = r.sub("tile");
-        g.tile = FixedTile{t.integer("bm"), t.integer("bn"), t.integer("bk"), t.integer("stages")};
+        g.tile = FixedTile{t.integer("bm"),     t.integer("bn"), t.integer("bk"),
+                           t.integer("stages"), t.node().loc(),  t.node().path()};
         if (g.tile.stages > 1 && !g.async_copy && g.tile.stages != 2)
             fail_at(child(t.node(), "stages"), "without async_copy a GEMM pipeline has 2 stages (or 1)");
     }

@@ -373,6 +373,16 @@ GemmPlan GpuModel::plan_gemm(const wl::GemmShape& s, const std::string& dtype, d
             }
         }
     }
+    if (!std::isfinite(best.time_s) && g.tile.given())  // the file's tile: located there
+        cfg::fail(
+            g.tile.loc, g.tile.key,
+            fmt::format("device '{}': this tile ({} x {} x {}, {} stages) does not fit its SMs: a thread "
+                        "block needs more than gpu.shared_memory_per_block ({:.0f} B), gpu.registers_per_sm "
+                        "({:.0f} B), gpu.max_registers_per_thread ({}) or gpu.max_threads_per_sm ({}) allow "
+                        "for {} operands; use a smaller one, or leave it out to have it searched",
+                        m_spec.name, g.tile.bm, g.tile.bn, g.tile.bk, g.tile.stages,
+                        g.shared_memory_per_block_bytes, g.registers_bytes, g.max_registers_per_thread,
+                        g.max_threads_per_sm, dtype));
     if (!std::isfinite(best.time_s))
         throw cfg::UserError(fmt::format(
             "device '{}': no GEMM tile fits its SMs: every thread block of {} warps or more needs more than "

@@ -18,6 +18,8 @@ enum class Fusion { none, epilogue };
 // A fixed GEMM tile (`tile:` in the section); all zero: the search chooses.
 struct FixedTile {
     int64_t bm = 0, bn = 0, bk = 0, stages = 0;
+    cfg::SourceLoc loc;  // where the file sets it, and its key path (device.gpu.tile)
+    std::string key;
     bool given() const { return bm > 0; }
 };
 

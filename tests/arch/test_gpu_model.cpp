@@ -142,6 +142,29 @@ TEST_CASE("FP64 tensor cores without FP64 CUDA cores are a located user error", 
     std::filesystem::remove(path);
 }
 
+TEST_CASE("A fixed GEMM tile that fits no SM is an error at the file's tile", "[gpu]") {
+    // It named no file, line or key ("device 'a100': no GEMM tile fits its SMs ...").
+    std::ifstream in(k_devices + "a100.yaml");
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string yaml = text.str();
+    const std::string gpu = "\n  gpu:";
+    REQUIRE(yaml.find(gpu) != std::string::npos);
+    const size_t eol = yaml.find('\n', yaml.find(gpu) + 1);
+    yaml.insert(eol + 1, "    tile: {bm: 1024, bn: 1024, bk: 256, stages: 8}\n");
+    const std::string path = (std::filesystem::temp_directory_path() / "mlsim_gpu_big_tile.yaml").string();
+    std::ofstream(path) << yaml;
+    const arch::DeviceSpec d = arch::load_device(path);
+    const GpuModel m(d);
+    const std::string msg = test::user_error_of([&] {
+        m.plan_gemm(wl::GemmShape{1, 4096, 4096, 4096}, "fp16");
+    });
+    CHECK(msg.find("mlsim_gpu_big_tile.yaml:") != std::string::npos);
+    CHECK(msg.find("device.gpu.tile") != std::string::npos);
+    CHECK(msg.find("1024 x 1024 x 256") != std::string::npos);
+    std::filesystem::remove(path);
+}
+
 TEST_CASE("A GPU without distinct L1, L2 and DRAM levels is a located user error, not a crash later",
           "[gpu]") {
     // The model takes the first level as the SMs' L1 / shared memory and the last as DRAM: with [l2, hbm]
@@ -266,9 +289,8 @@ TEST_CASE("GEMM plans: occupancy from the SM's resources, waves with the tail", 
 TEST_CASE("Wave quantisation: one block more than a wave costs a whole wave", "[gpu]") {
     // A fixed 128x128 tile: 108 SMs hold 108 x blocks_per_sm blocks per wave; a grid one block larger
     // runs a tail wave of one block.
-    const arch::DeviceSpec d = with_gpu(preset("a100"), [](GpuSpec& g) {
-        g.tile = arch::gpu::FixedTile{128, 128, 32, 3};
-    });
+    const arch::DeviceSpec d =
+        with_gpu(preset("a100"), [](GpuSpec& g) { g.tile = arch::gpu::FixedTile{128, 128, 32, 3, {}, ""}; });
     const GpuModel m(d);
     // GemmShape{batch, m, n, k}
     const GemmPlan full = m.plan_gemm(wl::GemmShape{1, 128, 128 * 108, 4096}, "fp16");
@@ -314,9 +336,8 @@ TEST_CASE("Split-K for skinny GEMMs that would leave SMs idle", "[gpu]") {
 
 TEST_CASE("One pipeline stage serialises loads and MMAs", "[gpu]") {
     const auto time_with = [](int64_t stages) {
-        const arch::DeviceSpec d = with_gpu(preset("a100"), [&](GpuSpec& g) {
-            g.tile = arch::gpu::FixedTile{128, 128, 32, stages};
-        });
+        const arch::DeviceSpec d = with_gpu(
+            preset("a100"), [&](GpuSpec& g) { g.tile = arch::gpu::FixedTile{128, 128, 32, stages, {}, ""}; });
         GpuModel m(d);
         return m.run_op(gemm_op(4096, 4096, 4096)).time_s;
     };

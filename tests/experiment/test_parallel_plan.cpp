@@ -114,6 +114,10 @@ TEST_CASE("a plan and sharded tables run on a system's devices but its hosts", "
     const exp::PreparedExperiment sharded = exp::prepare_experiment(o);
     REQUIRE(sharded.result->parallel != nullptr);
     CHECK(sharded.result->parallel->ranks() == 4);
+    // Its plan's expert field holds the devices per node (the all-to-alls' node groups): no expert-parallel
+    // degree to report (the run printed and stored E=4).
+    CHECK(sharded.result->parallel->embedding_sharding);
+    CHECK(sharded.result->parallel->expert_degree() == 1);
     exp::set_run_option(o, "data-parallel", "5");
     CHECK_THAT(error_of(o),
                Catch::Contains("data-parallel over all 4 devices besides its host (1 x xeon-8380)"));
