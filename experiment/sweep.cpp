@@ -271,6 +271,20 @@ Sweep load_sweep(const std::string& path) {
             cfg::fail(f.loc, f.path,
                       fmt::format("factor '{}' is given twice (first at line {}, column {})", f.path,
                                   it->second.line, it->second.col));
+        // One factor inside another's value (device.memory and device.memory[2].bandwidth): each point would
+        // set the whole and then a part of it, whichever the order (the error showed at the part's line).
+        const auto inside = [](const std::string& outer, const std::string& inner) {
+            return inner.size() > outer.size() && inner.starts_with(outer) &&
+                   (inner[outer.size()] == '.' || inner[outer.size()] == '[');
+        };
+        for (const auto& [other, loc] : seen)
+            if (inside(other, f.path) || inside(f.path, other))
+                cfg::fail(
+                    f.loc, f.path,
+                    fmt::format("factor '{}' {} factor '{}' (line {}, column {}): a point would set both; "
+                                "sweep the one or the other",
+                                f.path, inside(other, f.path) ? "is part of" : "contains", other, loc.line,
+                                loc.col));
         seen.emplace(f.path, f.loc);
         into.push_back(std::move(f));
     };

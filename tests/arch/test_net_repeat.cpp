@@ -187,3 +187,32 @@ TEST_CASE("the automatic choice records its fastest trial as a call of that algo
         check(sys.topology, exp::network_options_for(sys, "fp32"), group);
     }
 }
+
+TEST_CASE("a repeated step past the flow model's work bound is a user error, and the network stays usable",
+          "[arch][net][repeat]") {
+    // A 262,144-chip torus's ring all-reduce repeated a step of 262,144 flows 262,141 times (7e10 link
+    // updates, minutes). Here the bound is lowered instead: a ring all-reduce of 48 MiB on 8 ranks in 512 KiB
+    // pieces repeats steps of 8 flows. Under automatic protocols each refused trial is caught and the next
+    // tried, over the same scratch (it was left marked, and the next trial indexed past its arrays).
+    auto t = star(8, 100e9, 500, 300);
+    std::vector<VertexId> group;
+    for (int i = 0; i < 8; ++i) group.push_back(static_cast<VertexId>(i));
+    CollectiveRequest big;
+    big.kind = CollectiveKind::all_reduce;
+    big.algorithm = CollectiveAlgorithm::ring;
+    big.protocol = Protocol::automatic;
+    big.group = group;
+    big.bytes = int64_t{48} << 20;
+    NetworkOptions tight;
+    tight.max_link_updates = 20;
+    FlowNetwork net(t, tight);
+    CHECK_THROWS_WITH(net.collective(big), Catch::Contains("link updates, more than the flow model's"));
+    // A call within the bound on the same network: what a fresh network gives.
+    CollectiveRequest small = big;
+    small.bytes = 4096;
+    small.algorithm = CollectiveAlgorithm::tree;
+    FlowNetwork fresh(t, tight);
+    const CollectiveResult a = net.collective(small), b = fresh.collective(small);
+    CHECK(a.end - a.start == b.end - b.start);
+    CHECK(same_bits(a.energy_j, b.energy_j));
+}

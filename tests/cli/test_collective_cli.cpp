@@ -121,6 +121,11 @@ TEST_CASE("mlsim collective: bad input is a located user error (exit 2)") {
           // More rows than it prints (it stopped at 200 without a word), or a size below one element.
           Bad{"collective --system dgx-h100 --sizes 8B:1GB --step 1.05", "make 383 rows, more than 200"},
           Bad{"collective --system dgx-h100 --sizes 1B:1B", "less than one fp32 element"},
+          // A rank's buffer lives in its device's memory (1000 TB by the tree ran 76 s).
+          Bad{"collective --system dgx-h100 --sizes 2TB:2TB", "a size from 1B to 1TB"},
+          // Its own reason, not the LL protocols' (it said "NVLS runs with the Simple protocol only").
+          Bad{"collective --system dgx-a100 --sizes 8B:8B --algorithm nvls",
+              "no switch with in_network_reduction"},
           Bad{"collective --system no-such-system", "--system"}}) {
         const auto out = run_mlsim(b.args);
         INFO(b.args << "\n" << out.text);

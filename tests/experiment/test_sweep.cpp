@@ -254,6 +254,27 @@ TEST_CASE("Two values of a factor equal in value, however written, are one value
     CHECK(error_for("  device.clock: [1.41GHz, 1411MHz]\n").empty());
 }
 
+TEST_CASE("A factor inside another factor's value is located at the later one, naming both", "[sweep]") {
+    TempDir dir("mlsim_test_sweep_nested_factors");
+    const std::string file = dir.file("s.yaml");
+    const auto error_for = [&](const char* factors) {
+        std::FILE* f = std::fopen(file.c_str(), "w");
+        std::fputs("base:\n  system: a100\n  model: resnet50\nfactors:\n", f);
+        std::fputs(factors, f);
+        std::fclose(f);
+        return error_of([&] { exp::load_sweep(file); });
+    };
+    // It failed on the part's line, as "'device.memory' is a scalar, not a list, so it cannot be indexed".
+    CHECK(contains(error_for("  device.memory: [1, 2]\n  device.memory[2].bandwidth: [1TB/s, 2TB/s]\n"),
+                   ":6:3: error: device.memory[2].bandwidth: factor 'device.memory[2].bandwidth' is part of "
+                   "factor 'device.memory' (line 5, column 3)"));
+    CHECK(contains(error_for("  device.memory[2].bandwidth: [1TB/s, 2TB/s]\n  device.memory: [1, 2]\n"),
+                   "factor 'device.memory' contains factor 'device.memory[2].bandwidth' (line 5, column 3)"));
+    // Siblings whose names share a prefix are not nested.
+    CHECK(error_for("  device.clock: [1GHz, 2GHz]\n  device.clock_boost: [1, 2]\n").find("is part of") ==
+          std::string::npos);
+}
+
 TEST_CASE("Points are the product of the factors, zipped groups move together, the first factor slowest",
           "[sweep]") {
     const exp::Sweep s = exp::load_sweep(data("sweep_small.yaml"));

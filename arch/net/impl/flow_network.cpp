@@ -1,5 +1,7 @@
 #include "arch/net/impl/flow_network.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -304,6 +306,18 @@ struct FlowNetwork::Impl {
                 if (!std::all_of(timing.begin(), timing.end(),
                                  [&](const impl::StageFlowTiming& t) { return t.start_s == at; }))
                     continue;
+                // Each repeat below adds every link's bytes again (to the bit as step by step): bounded work,
+                // checked before the shared scratch is touched (a trial caught for another protocol reuses
+                // it).
+                double hops_per_step = 0;
+                for (const impl::StageFlowTiming& t : timing) hops_per_step += t.path_len;
+                const double updates = static_cast<double>(n - 1 - s) * hops_per_step;
+                if (updates > net.opt.max_link_updates)
+                    throw cfg::UserError(fmt::format(
+                        "error: the collective repeats a step of {} flows {} times: {:.3g} link updates, "
+                        "more "
+                        "than the flow model's {:.3g} (about a minute); use fewer ranks or smaller sizes",
+                        timing.size(), n - 1 - s, updates, net.opt.max_link_updates));
                 const double span = net.fluid.span();
                 // The step's additions to the links' bytes, by link (one total in `acc` per link crossed)
                 // and, per link, in finish_step's order: added step after step, each link's total is
@@ -490,14 +504,15 @@ struct FlowNetwork::Impl {
         Run& run;
         std::vector<StepFlow> flows;
         std::size_t count = 0;
-        void add(const std::vector<StepFlow>& f) {
+        void add(const std::vector<StepFlow>& f, std::size_t n = 1) {
+            if (n == 0) return;
             if (count > 0 && f == flows) {
-                ++count;
+                count += n;
                 return;
             }
             flush();
             flows = f;
-            count = 1;
+            count = n;
         }
         void flush() {
             if (count > 0) run.repeat(flows, count);
@@ -533,12 +548,22 @@ struct FlowNetwork::Impl {
         const double c = bytes / static_cast<double>(k);
         std::vector<StepFlow> f;
         StepRuns runs(run);
-        for (std::size_t s = 0; s < len - 2 + k; ++s) {
+        // Hop j carries chunks in steps j to j + k - 1: between those bounds the steps' flows are alike, so
+        // each stretch is planned once and repeated (a 1 TB chain is 2 million steps of 512 KiB).
+        std::vector<std::size_t> bounds{0, len - 2 + k};
+        for (std::size_t j = 0; j + 1 < len; ++j) {
+            bounds.push_back(j);
+            bounds.push_back(j + k);
+        }
+        std::sort(bounds.begin(), bounds.end());
+        bounds.erase(std::unique(bounds.begin(), bounds.end()), bounds.end());
+        for (std::size_t b = 0; b + 1 < bounds.size() && bounds[b] < len - 2 + k; ++b) {
+            const std::size_t s = bounds[b], until = std::min(bounds[b + 1], len - 2 + k);
             f.clear();
             for (const auto& ch : cs)
                 for (std::size_t j = 0; j + 1 < ch.size(); ++j)
                     if (s >= j && s - j < k) f.push_back({ch[j], ch[j + 1], c, reduce});
-            runs.add(f);
+            runs.add(f, until - s);
         }
         runs.flush();
     }
@@ -998,9 +1023,19 @@ struct FlowNetwork::Impl {
         const double c = half / static_cast<double>(k);
         const long D = depth, K = static_cast<long>(k);
         const long total = up && down ? 2 * D + K - 1 : D + K - 1;
+        const long first = up ? D : 0;  // a chunk leaves the root after it got there
         std::vector<StepFlow> f;
         StepRuns runs(run);
-        for (long s = 0; s < total; ++s) {
+        // An edge at depth d carries chunks up in steps D - d to D - d + K - 1 and down in first + d - 1 to
+        // first + d + K - 2: between those bounds the steps' flows are alike (planned once, repeated).
+        std::vector<long> bounds{0, total};
+        for (long d = 1; d <= D; ++d)
+            for (const long b : {D - d, D - d + K, first + d - 1, first + d - 1 + K}) bounds.push_back(b);
+        std::sort(bounds.begin(), bounds.end());
+        bounds.erase(std::unique(bounds.begin(), bounds.end()), bounds.end());
+        for (std::size_t b = 0; b + 1 < bounds.size(); ++b) {
+            const long s = bounds[b], until = std::min(bounds[b + 1], total);
+            if (s < 0 || s >= total) continue;
             f.clear();
             for (const auto& t : trees)
                 for (const Edge& e : t) {
@@ -1009,12 +1044,11 @@ struct FlowNetwork::Impl {
                         if (ch >= 0 && ch < K) f.push_back({e.child, e.parent, c, true});
                     }
                     if (down) {
-                        const long first = up ? D : 0;  // a chunk leaves the root after it got there
                         const long ch = s - first - (e.depth - 1);
                         if (ch >= 0 && ch < K) f.push_back({e.parent, e.child, c, false});
                     }
                 }
-            runs.add(f);
+            runs.add(f, static_cast<std::size_t>(until - s));
         }
         runs.flush();
     }
@@ -1635,7 +1669,9 @@ CollectiveResult FlowNetwork::collective(const CollectiveRequest& request) {
     else
         algs = {request.algorithm};
     std::vector<Protocol> protos;
-    if (request.protocol == Protocol::automatic)
+    if (request.protocol == Protocol::automatic && request.algorithm == CollectiveAlgorithm::nvls)
+        protos = {Protocol::simple};  // NVLS runs Simple only: where it cannot run, the reason is its own
+    else if (request.protocol == Protocol::automatic)
         protos = {Protocol::ll, Protocol::ll128, Protocol::simple};
     else
         protos = {request.protocol};

@@ -93,6 +93,9 @@ struct NetworkOptions {
     Fidelity fidelity = Fidelity::flow;
     double packet_bytes = 4096;             // packet fidelity: payload per packet
     int64_t max_packet_hops = 100'000'000;  // packet fidelity: larger collectives are a UserError
+    // flow fidelity: a repeated step's link updates (steps x links crossed) above this are a UserError;
+    // ~1 ns each (a 262,144-chip torus's ring all-reduce: 1.4e11, minutes)
+    double max_link_updates = 2e10;
     // Pipelining unit of chained / tree algorithms: NCCL's default buffer (NCCL_BUFFSIZE, 4 MiB) split into
     // its 8 steps (NCCL_STEPS) = 512 KiB per chunk (NCCL environment-variable documentation).
     double chunk_bytes = 512.0 * 1024;
