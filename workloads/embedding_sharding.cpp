@@ -1111,8 +1111,7 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
             if (dp)
                 emb_g += p * dtype_bytes(f.dtype);  // dense gradient, all-reduced
             else if (o.sparse_optimizer != "rowwise_adagrad")
-                emb_g += static_cast<double>(std::min(numel(f.inputs[0]), ea->rows) * ea->dim) *
-                         dtype_bytes(f.dtype);  // the rows looked up, at most the table (training.h)
+                emb_g += static_cast<double>(numel(f.inputs[0]) * ea->dim) * dtype_bytes(f.dtype);
         }
         if (o.training) {
             struct Grad {

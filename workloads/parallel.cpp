@@ -1006,7 +1006,7 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
                     const Op& owner = rank_fwd.op(*rank_fwd.find(base));
                     const double full = static_cast<double>(owner.counts().params);
                     const EmbeddingAttr* e = owner.get<EmbeddingAttr>();
-                    if (e && rm.in_edges(i).size() == 1) {
+                    if (e && e->bag && rm.in_edges(i).size() == 1) {  // a plain embedding's is dense
                         const double touched = static_cast<double>(numel(owner.inputs[0]) * e->dim);
                         scale =
                             std::min(static_cast<double>(plan.microbatches), std::max(1.0, full / touched));
@@ -1184,8 +1184,8 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
     }
 
     // Vocabulary padding: the ops whose work grows with the rank's vocabulary rows (the LM head in every
-    // pass, and a tied table's dense update) carry (V' - V) / V' of it as padding; the tied table's update
-    // is split, not duplicated (an untied table's sparse update follows the lookups: duplicated).
+    // pass, and a table's dense update) carry (V' - V) / V' of it as padding; a plain table's update is
+    // split with its rows, not duplicated (an embedding bag's sparse update follows the lookups: duplicated).
     std::map<std::string, double> pad_share;  // base op -> padding share of its row-scaled work
     std::set<std::string> tied_tables;        // vocabulary-parallel tables an LM head is tied to
     for (const TpGroup& g : B.groups) {
@@ -1202,8 +1202,11 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
     }
     auto row_scaled = [&](const Op& op, const std::string& base) {
         if (!pad_share.count(base)) return false;
-        if (!rank_fwd.op(*rank_fwd.find(base)).get<EmbeddingAttr>()) return true;
-        return op.phase == Phase::optimizer && tied_tables.count(base) > 0;
+        const EmbeddingAttr* e = rank_fwd.op(*rank_fwd.find(base)).get<EmbeddingAttr>();
+        if (!e) return true;
+        // A plain table's update is dense (training.h): split with its rows, tied or not; a bag's follows
+        // its lookups.
+        return op.phase == Phase::optimizer && (tied_tables.count(base) > 0 || !e->bag);
     };
 
     // Replicated ops run on every tensor-parallel rank: the duplication, counted once per extra rank.

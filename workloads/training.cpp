@@ -213,8 +213,11 @@ class Planner {
     }
     void plan(const EmbeddingAttr& a) {
         const double lookups = elems(x());
-        const int op = add("grad_weight", m_f.kind + "_grad_weight", {dy(), x()}, {grad(), saved(0)},
-                           {{numel(x()), a.dim}}, 0, lookups * static_cast<double>(a.dim), 0);
+        // A bag's gradient is sparse: the looked-up rows, one per lookup (uncoalesced). A plain embedding's
+        // is dense: the table's shape, zeroed and the lookups' rows added in (see update_elems).
+        const Shape g = a.bag ? Shape{numel(x()), a.dim} : Shape{a.rows, a.dim};
+        const int op = add("grad_weight", m_f.kind + "_grad_weight", {dy(), x()}, {grad(), saved(0)}, {g}, 0,
+                           lookups * static_cast<double>(a.dim), 0);
         OpCounts& c = std::get<LoweredAttr>(m_plan.ops[static_cast<size_t>(op)].op.attr).counts;
         // The ids are int64, not the op's dtype; the incoming gradient is in the pooled output's.
         c.input_bytes =
@@ -443,15 +446,15 @@ struct Analysis {
     }
 };
 
-// What one weight-owning op's optimizer step updates: every element, or only the gathered rows of an
-// embedding table whose only gradients are its own sparse lookups: at most every row, however many
-// lookups there are (64 x 1024 tokens into GPT-2's 1,024 positions touch each position 64 times; the
-// gradient, once its duplicates are summed, is the table's size).
+// What one weight-owning op's optimizer step updates: every element, or, for an embedding bag whose only
+// gradients are its own lookups (DLRM's EmbeddingBag(sparse=True)), the gathered rows, duplicates included
+// (PyTorch adds an uncoalesced sparse gradient row by row). A plain embedding (nn.Embedding, an LLM's token
+// and position tables) has a dense gradient, and the optimizer updates the whole table, as PyTorch and
+// Megatron-LM train them (and as the parallel lowering counts them).
 double update_elems(const Model& m, size_t owner, const std::vector<size_t>& grads_from) {
     const Op& f = m.op(owner);
     const EmbeddingAttr* e = f.get<EmbeddingAttr>();
-    if (e && grads_from.size() == 1)
-        return static_cast<double>(std::min(numel(f.inputs[0]), e->rows) * e->dim);
+    if (e && e->bag && grads_from.size() == 1) return static_cast<double>(numel(f.inputs[0]) * e->dim);
     return static_cast<double>(f.counts().params);
 }
 

@@ -27,12 +27,15 @@
 //       grad_weight, each with f's MACs; gate arithmetic as in the forward cell;
 //     dot interaction: 2x forward MACs; concat / slice / reshape: data movement only.
 // - Optimizers, FLOPs per updated element and state tensors per weight: sgd 2 and 0; momentum 4 and 1;
-//   adam 12 and 2 (m and v updates 7, bias-corrected step 5). An embedding table updated only through
-//   lookups is updated sparsely (the rows touched this step), as the DLRM reference does; its optimizer
-//   state still covers the whole table. Weights and gradients use the op's dtype; the optimizer's part
-//   is state_bytes_per_param's: in a 16-bit (or 8-bit) dtype an FP32 master copy of the weights and FP32
-//   states, as mixed-precision training keeps them (Micikevicius et al. 2018, arXiv:1710.03740; the ZeRO
-//   paper's K = 12 for Adam), so the update op reads and writes those, and writes the low-precision copy.
+//   adam 12 and 2 (m and v updates 7, bias-corrected step 5). An embedding bag updated only through its
+//   lookups is updated sparsely (the rows touched this step, duplicates included: an uncoalesced sparse
+//   gradient), as the DLRM reference's EmbeddingBag(sparse=True) is; its optimizer state still covers the
+//   whole table. A plain embedding (an LLM's token and position tables, nn.Embedding) has a dense
+//   gradient of the table's size and a dense update, as PyTorch and Megatron-LM train them. Weights and
+//   gradients use the op's dtype; the optimizer's part is state_bytes_per_param's: in a 16-bit (or 8-bit)
+//   dtype an FP32 master copy of the weights and FP32 states, as mixed-precision training keeps them
+//   (Micikevicius et al. 2018, arXiv:1710.03740; the ZeRO paper's K = 12 for Adam), so the update op reads
+//   and writes those, and writes the low-precision copy.
 // - Checkpointing (Chen et al. 2016, "Training Deep Nets with Sublinear Memory Cost",
 //   arXiv:1604.06174): the forward ops, in topological order, are cut into round(sqrt(n)) segments of
 //   equal op count; tensors crossing a segment boundary are kept, and in every segment but the last the
@@ -42,7 +45,7 @@
 //   not (a checkpointed function re-runs whole, as torch.utils.checkpoint and Megatron-LM's
 //   CheckpointFunction do); ops of other segments keep what their backward reads.
 // - training_memory: weights = stored weight bytes (Model::totals().weight_bytes); gradients = one
-//   gradient per weight element (touched rows only for sparse embedding updates); optimizer state =
+//   gradient per weight element (the lookups' rows for sparse embedding-bag updates); optimizer state =
 //   0 / 1 / 2 tensors per weight for sgd / momentum / adam; activations = every tensor some backward op
 //   reads, each counted once (views such as reshape cost nothing), or with checkpointing the boundary
 //   tensors plus the largest segment's needed tensors. An unknown optimizer is a UserError.
