@@ -286,18 +286,19 @@ def main():
               lo * .995 <= eff <= hi * 1.005, f"batch {batch} fp16, FLOPs / (time x 312 TFLOP/s), launches included")
 
     # --- CPU: depthwise convolution (issue 10; the CPU model, arch/cpu) ------------------------------
-    # The depthwise layer alone does 1/128 of the standard conv's FLOPs; on a CPU it runs from the
-    # caches at a few FLOPs per byte, so its time falls far less: "far less" = under half the FLOP ratio.
+    # The seed's claim (an edge GPU: ~9x fewer FLOPs, only ~2x lower latency) held against the CPU model,
+    # with the GPU claim's tolerance. (A threshold of its own, "under half the FLOP ratio" for the depthwise
+    # layer alone, came from no source.)
     for dev in ("xeon-8380", "epyc-9654", "orin-cpu"):
         r = sim.run(dev, path["dw"], "--dtype", "fp32")
         f_std, f_dw = sim.total(r, "flops", "name='std'"), sim.total(r, "flops", "name='dw'")
         t_std, t_dw = sim.total(r, "time_s", "name='std'"), sim.total(r, "time_s", "name='dw'")
         t_sep = sim.total(r, "time_s", "name IN ('dw','pw')")
         f_sep = sim.total(r, "flops", "name IN ('dw','pw')")
-        claim(f"{dev}: depthwise conv gains far less than its FLOP saving", f"<{f_std / f_dw / 2:.0f}x",
-              f"{t_std / t_dw:.1f}x", "< FLOP ratio / 2", t_std / t_dw < f_std / f_dw / 2,
-              f"fp32 CPU model; FLOP ratio {f_std / f_dw:.0f}x; dw-separable pair: FLOPs "
-              f"{f_std / f_sep:.1f}x fewer, time {t_std / t_sep:.1f}x lower")
+        claim(f"{dev}: dw-separable vs standard conv: latency ratio", "2x", f"{t_std / t_sep:.2f}x", "25%",
+              rel(t_std / t_sep, 2, .25),
+              f"seed: an edge GPU; here the fp32 CPU model; FLOPs {f_std / f_sep:.1f}x fewer; the depthwise "
+              f"layer alone: FLOPs {f_std / f_dw:.0f}x fewer, time {t_std / t_dw:.1f}x lower")
 
     skipped = []
     for what, why in (

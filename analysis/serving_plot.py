@@ -62,7 +62,9 @@ def main():
                              "throughput_tok_s": m["throughput_tokens_per_s"],
                              "throughput_req_s": m["throughput_requests_per_s"],
                              "ttft_p50_ms": m["ttft_p50_s"] * 1e3, "ttft_p99_ms": m["ttft_p99_s"] * 1e3,
-                             "tpot_p50_ms": m["tpot_p50_s"] * 1e3, "tpot_p99_ms": m["tpot_p99_s"] * 1e3,
+                             # no TPOT rows when no request had a second token: not 0 ms
+                             "tpot_p50_ms": m.get("tpot_p50_s", float("nan")) * 1e3,
+                             "tpot_p99_ms": m.get("tpot_p99_s", float("nan")) * 1e3,
                              "max_batch": int(m["max_batch_reached"]), "preemptions": int(m["preemptions"]),
                              "energy_per_token_j": m["energy_per_token_j"]})
     cols = list(rows[0].keys())

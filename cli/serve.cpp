@@ -92,12 +92,14 @@ int cmd_serve(const Args& args) {
         ("max-batch", po::value<std::string>()->default_value("256"),
          "sequences per iteration (vLLM max_num_seqs)")  //
         ("max-tokens", po::value<std::string>()->default_value("0"),
-         "tokens per iteration without chunking (vLLM max_num_batched_tokens); 0: the model's context")  //
+         "tokens per iteration without chunking (vLLM max_num_batched_tokens); 0: the model's context, at "
+         "least 2048")  //
         ("chunked-prefill", po::value<std::string>()->default_value("0"),
          "chunked prefill with this token budget per iteration (Sarathi); 0: off")                     //
         ("block", po::value<std::string>()->default_value("16"), "KV-cache block, tokens (vLLM: 16)")  //
         ("kv-bucket", po::value<std::string>()->default_value("16"),
-         "KV lengths are rounded up to this many tokens before an attention op is simulated (1: exact)")  //
+         "attention ops are simulated at KV lengths on multiples of this many tokens, a length between two "
+         "interpolated (1: every length simulated)")  //
         ("mem-util", po::value<std::string>()->default_value("0.9"),
          "fraction of device memory for weights, workspace and KV cache (vLLM gpu_memory_utilization)")  //
         ("kv-capacity", po::value<std::string>(),
@@ -184,8 +186,11 @@ int cmd_serve(const Args& args) {
                human(run.kv_capacity_bytes, "B"), r.total_blocks, o.scheduler.block);
     fmt::print("  TTFT      mean {}  p50 {}  p90 {}  p99 {}\n", secs(r.ttft_s.mean), secs(r.ttft_s.p50),
                secs(r.ttft_s.p90), secs(r.ttft_s.p99));
-    fmt::print("  TPOT      mean {}  p50 {}  p90 {}  p99 {}\n", secs(r.tpot_s.mean), secs(r.tpot_s.p50),
-               secs(r.tpot_s.p90), secs(r.tpot_s.p99));
+    if (r.tpot_s.count == 0)
+        fmt::print("  TPOT      none (no request generated a second token)\n");
+    else
+        fmt::print("  TPOT      mean {}  p50 {}  p90 {}  p99 {}\n", secs(r.tpot_s.mean), secs(r.tpot_s.p50),
+                   secs(r.tpot_s.p90), secs(r.tpot_s.p99));
     fmt::print("  latency   mean {}  p99 {} (arrival to last token)\n", secs(r.e2e_s.mean),
                secs(r.e2e_s.p99));
     fmt::print("  throughput {} output tokens/s, {} requests/s over {}\n", human(r.tokens_per_s, "", false),

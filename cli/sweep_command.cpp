@@ -61,7 +61,7 @@ value_num), written in the same transaction. A point whose resolved config alrea
 skipped, so rerunning an interrupted sweep finishes it. A point that fails with a user error (the model
 does not fit, the data type is not supported) is recorded with status 'error' and the sweep goes on;
 reruns skip it unless --retry-failed. Exit status: 0 when the sweep ran (failed points are results),
-2 for a bad sweep file or database, 1 for an internal error. More: configs/sweeps/README.md.
+2 for a bad sweep file or database, or when every point failed, 1 for an internal error. More: configs/sweeps/README.md.
 )";
 
 // Streams the table: column widths come from each factor's values, so no row is held in memory and a
@@ -240,6 +240,15 @@ int cmd_sweep(const Args& args) {
     for (const std::string& e : s.errors) fmt::print("  failed: {}\n", e);
     if (s.failed > s.errors.size())
         fmt::print("  ... and {} more failed points\n", s.failed - s.errors.size());
+    // Every point failed: the file describes nothing that runs (a plan for another system, a data type the
+    // device lacks, a model that fits nowhere). The failures are recorded; the exit status says so.
+    if (s.failed > 0 && s.failed == s.points) {
+        std::fflush(stdout);
+        fmt::print(stderr,
+                   "{}: error: every point of the sweep failed (recorded as failed runs); the first: {}\n",
+                   file, s.errors.empty() ? std::string("-") : s.errors.front());
+        return 2;
+    }
     return 0;
 }
 

@@ -380,8 +380,9 @@ void validate_point(const SweepPoint& point) {
 
 // Also refuses a path that exists but is not a regular file: SQLite would wait forever reading a FIFO.
 void create_parent_directories(const std::string& path) {
-    // SQLite's in-memory and temporary databases keep nothing, and a URI is opened as a plain file name
-    // (a directory "file:" would be made): refused before anything is created.
+    // SQLite's in-memory and temporary databases keep nothing, and a URI ("file:x.db?mode=ro") is no
+    // file's path: its directories ("file:sub") would be made before SQLite reads it as a URI. Refused
+    // before anything is created (a relative path "./file:x.db" still names a file).
     if (path.empty() || path == ":memory:" || path.starts_with("file:"))
         throw cfg::UserError(
             fmt::format("{}: error: results database: give the path of a file (an in-memory "

@@ -266,6 +266,7 @@ Sweep load_sweep(const std::string& path) {
     sweep.base = r.at("base");
 
     std::map<std::string, cfg::SourceLoc> seen;
+    std::map<std::string, cfg::SourceLoc> seen_overrides;  // key paths into the system document
     auto add_factor = [&](SweepFactor f, std::vector<SweepFactor>& into) {
         if (auto it = seen.find(f.path); it != seen.end())
             cfg::fail(f.loc, f.path,
@@ -277,7 +278,8 @@ Sweep load_sweep(const std::string& path) {
             return inner.size() > outer.size() && inner.starts_with(outer) &&
                    (inner[outer.size()] == '.' || inner[outer.size()] == '[');
         };
-        for (const auto& [other, loc] : seen)
+        // Only overrides nest: the factor `system` picks a file, `system.<key>` overrides a key inside it.
+        for (const auto& [other, loc] : f.override ? seen_overrides : decltype(seen_overrides){})
             if (inside(other, f.path) || inside(f.path, other))
                 cfg::fail(
                     f.loc, f.path,
@@ -286,6 +288,7 @@ Sweep load_sweep(const std::string& path) {
                                 f.path, inside(other, f.path) ? "is part of" : "contains", other, loc.line,
                                 loc.col));
         seen.emplace(f.path, f.loc);
+        if (f.override) seen_overrides.emplace(f.path, f.loc);
         into.push_back(std::move(f));
     };
     for (const auto& [key, value] : doc.entries()) {

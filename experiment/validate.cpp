@@ -1,11 +1,15 @@
 #include "experiment/validate.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <filesystem>
+#include <optional>
 
 #include "arch/device_spec.h"
 #include "arch/family.h"
+#include "arch/gpu/gpu_model.h"
+#include "arch/gpu/gpu_spec.h"
 #include "arch/system/system_spec.h"
 #include "experiment/compare.h"
 #include "experiment/experiment.h"
@@ -24,9 +28,36 @@ bool ends_with(std::string_view s, std::string_view suffix) {
 }
 
 // "system 'dgx': 8 x h100; 6 switches, 56 links" (the network part only when there is one).
+// A GPU's fixed GEMM tile (gpu.tile) is checked against its SMs only when a GEMM is planned: here, a
+// 4096^3 GEMM in each data type the device has a peak for. A tile that fits none is the file's error (run
+// would refuse every GEMM); one that misses some types is noted.
+std::string gpu_tile_note(const arch::SystemSpec& s) {
+    std::string note;
+    for (const arch::DeviceSpec& d : s.device_types) {
+        const arch::gpu::GpuSpec* g = arch::gpu::spec_of(d);
+        if (g == nullptr || !g->tile.given()) continue;
+        const arch::gpu::GpuModel model(d);
+        std::vector<std::string> misfits;
+        std::optional<cfg::UserError> first;
+        for (const auto& [dtype, peak] : d.peak_ops_per_s) {
+            try {
+                (void)model.plan_gemm(wl::GemmShape{1, 4096, 4096, 4096}, dtype);
+            } catch (const cfg::UserError& e) {
+                misfits.push_back(dtype);
+                if (!first) first = e;
+            }
+        }
+        if (first && misfits.size() == d.peak_ops_per_s.size()) throw *first;
+        if (first)
+            note += fmt::format("; {}'s fixed gpu.tile fits no SM in {}", d.name, fmt::join(misfits, ", "));
+    }
+    return note;
+}
+
 std::string system_summary(const arch::SystemSpec& s) {
     const std::size_t switches = s.topology->switches().size(), links = s.topology->link_count();
-    return fmt::format("system '{}': {}{}", s.name, s.device_summary(),
+    const std::string tile = gpu_tile_note(s);
+    return fmt::format("system '{}': {}{}{}", s.name, s.device_summary(), tile,
                        s.has_network() || switches
                            ? fmt::format("; {} switch{}, {} link{}", switches, switches == 1 ? "" : "es",
                                          links, links == 1 ? "" : "s")

@@ -1142,7 +1142,10 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
                         op = make_lowered(owner.name + ".rowwise_adagrad_update", "rowwise_adagrad_update",
                                           Phase::optimizer, owner.dtype, up.inputs, up.outputs, c);
                         op.forward_of = owner.name;
-                    } else if (dp) {
+                    } else {
+                        // The training optimizer on a table (sharded: the looked-up rows; data-parallel:
+                        // all of them): states in the table's type, no FP32 master copy (table_state_bytes),
+                        // where training.cpp's update of a 16-bit weight keeps one.
                         OpCounts c;
                         c.flops = elems * opt_flops;
                         c.weight_bytes = elems * dt;

@@ -201,8 +201,15 @@ Model ModelBuilder::build() && {
         const Op& owner = m_ops[it->second];
         Op untied = op;
         untied.tied_to.clear();
-        if (!owner.tied_to.empty() || owner.counts().params == 0 ||
-            untied.counts().params != owner.counts().params)
+        // A chain (or a cycle: a tied to b, b tied to a) names no owner: tie every op to the one that owns
+        // them.
+        if (!owner.tied_to.empty())
+            cfg::fail(
+                op.loc, op.key_path,
+                fmt::format("op '{}' ties its weights to '{}', which ties its own to '{}': tie each op to "
+                            "the op that owns the weights",
+                            op.name, op.tied_to, owner.tied_to));
+        if (owner.counts().params == 0 || untied.counts().params != owner.counts().params)
             cfg::fail(
                 op.loc, op.key_path,
                 fmt::format("op '{}' ties its weights to '{}', which does not own as many weights ({} vs {})",

@@ -910,6 +910,10 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
                                 gt.comm = c;
                                 tasks.push_back(sb.add(std::move(gt)));
                             };
+                            if (plan.expert == 1) {  // one group: gathered together, as before
+                                dense += expert;
+                                expert = 0;
+                            }
                             if (dense > 0 || expert == 0)
                                 gather(fmt::format("zero3.gather.layer{}", u), GroupAxis::data, dense);
                             if (expert > 0 && expert_div > 1)

@@ -480,6 +480,10 @@ std::map<size_t, std::vector<size_t>> weight_groups(const Model& m) {
 
 }  // namespace
 
+namespace {
+StateBytes owner_state_bytes(const Op& f, const std::string& optimizer);
+}  // namespace
+
 Model lower_training(const Model& fwd, const TrainingOptions& opts) {
     return lower_training(fwd, opts, CheckpointSegments{});
 }
@@ -588,7 +592,7 @@ Model lower_training(const Model& fwd, const TrainingOptions& opts, const Checkp
         // The update reads the gradients, the weights (the FP32 master copy in mixed precision) and the
         // states, and writes the weights and states back (and, from a master copy, the low-precision
         // weights the next step computes with).
-        const StateBytes sb = state_bytes_per_param(f.dtype, opt.name);
+        const StateBytes sb = owner_state_bytes(f, opt.name);
         const double master = sb.master ? 4.0 : 0.0;
         const double states = sb.optimizer - master;  // per element
         OpCounts c;
@@ -613,10 +617,26 @@ StateBytes state_bytes_per_param(DType dtype, const std::string& optimizer) {
     StateBytes s;
     s.weights = w;
     s.gradients = w;
-    s.master = !(dtype == DType::fp32 || dtype == DType::tf32);
-    s.optimizer = s.master ? 4.0 + 4.0 * states : 4.0 * states;
+    // Below 4 bytes (fp16, bf16, fp8, int8) an FP32 master copy and FP32 states; fp32 and tf32 keep their
+    // states in FP32, fp64 in FP64.
+    s.master = w < 4;
+    s.optimizer = s.master ? 4.0 + 4.0 * states : w * states;
     return s;
 }
+
+namespace {
+// An embedding bag's table keeps its optimizer state in its own type and no FP32 master copy (as sharded
+// tables do, embedding_sharding.h: a table wanting FP32 rows is an FP32 table); other weights follow
+// state_bytes_per_param.
+StateBytes owner_state_bytes(const Op& f, const std::string& optimizer) {
+    StateBytes s = state_bytes_per_param(f.dtype, optimizer);
+    if (const EmbeddingAttr* e = f.get<EmbeddingAttr>(); e && e->bag) {
+        s.master = false;
+        s.optimizer = s.weights * optimizer_of(optimizer).state_tensors;
+    }
+    return s;
+}
+}  // namespace
 
 MemoryAccount training_memory(const Model& fwd, const TrainingOptions& opts) {
     const Optimizer opt = optimizer_of(opts.optimizer);
@@ -625,7 +645,7 @@ MemoryAccount training_memory(const Model& fwd, const TrainingOptions& opts) {
     acc.weights_bytes = fwd.totals().weight_bytes;
     for (const auto& [owner, members] : weight_groups(fwd)) {
         const Op& f = fwd.op(owner);
-        const StateBytes sb = state_bytes_per_param(f.dtype, opt.name);
+        const StateBytes sb = owner_state_bytes(f, opt.name);
         acc.gradients_bytes += update_elems(fwd, owner, members) * sb.gradients;
         acc.optimizer_state_bytes += static_cast<double>(f.counts().params) * sb.optimizer;
     }

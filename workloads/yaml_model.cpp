@@ -65,6 +65,7 @@ class Attrs {
         : m_op(op), m_name(std::move(name)), m_kind(std::move(kind)), m_ctx(ctx) {}
 
     const std::string& kind() const { return m_kind; }
+    const std::string& name() const { return m_name; }
     const Node* get(std::string_view key) const {
         const Node* n = m_op.find(key);
         return n && !n->is_null() ? n : nullptr;
@@ -164,6 +165,9 @@ OpAttr parse_conv(const Attrs& a, const std::vector<Shape>& in) {
     c.kernel = *kernel;
     c.stride = a.per_axis_or("stride", c.dims, 1);
     c.dilation = a.per_axis_or("dilation", c.dims, 1);
+    // Either a symmetric `padding` or `pad_begin` / `pad_end`: with both, `padding` was silently ignored.
+    if (const Node* both = a.get("padding"); both && (a.get("pad_begin") || a.get("pad_end")))
+        fail_at(*both, "give either padding or pad_begin / pad_end, not both");
     const auto pad = a.per_axis_or("padding", c.dims, 0);
     c.pad_begin = a.per_axis("pad_begin", c.dims).value_or(pad);
     c.pad_end = a.per_axis("pad_end", c.dims).value_or(pad);
@@ -184,6 +188,16 @@ OpAttr parse_pool(const Attrs& a, const std::vector<Shape>&) {
     p.kernel = *kernel;
     p.stride = a.per_axis("stride", p.dims).value_or(p.kernel);
     p.padding = a.per_axis_or("padding", p.dims, 0);
+    // A window wholly in the padding has no input (PyTorch: "pad should be at most half of effective
+    // kernel size").
+    for (int i = 0; i < p.dims; ++i)
+        if (2 * p.padding[static_cast<size_t>(i)] > p.kernel[static_cast<size_t>(i)])
+            fail_at(
+                *a.get("padding"),
+                fmt::format("op '{}' ({}): padding {} is more than half the kernel {}: a window could lie "
+                            "wholly in the padding",
+                            a.name(), a.kind(), p.padding[static_cast<size_t>(i)],
+                            p.kernel[static_cast<size_t>(i)]));
     return p;
 }
 
@@ -199,6 +213,9 @@ OpAttr parse_attention(const Attrs& a, const std::vector<Shape>& in) {
     at.heads = a.integer("heads");
     at.kv_heads = a.integer("kv_heads", 0);
     at.head_dim = a.integer("head_dim", 0);
+    if (const Node* hd = a.get("head_dim"); hd && at.head_dim <= 0)
+        fail_at(*hd,
+                fmt::format("head_dim must be positive (leave it out to derive it), got {}", at.head_dim));
     at.decode = a.kind() == "attention_decode";
     if (at.decode) {
         at.cache_len = a.integer("cache_len");

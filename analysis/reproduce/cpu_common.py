@@ -53,10 +53,11 @@ class Run:
             return [dict(r) for r in con.execute("SELECT * FROM layers WHERE run_id=? ORDER BY idx", (rid,))]
 
 
-def report(name, ours, published, lo, hi, unit, source, note=""):
-    """PASS inside [lo, hi], else GAP (exit status 1); the error is against the figure the tolerance is
-    centred on."""
-    mid = (lo + hi) / 2
+def report(name, ours, published, lo, hi, unit, source, note="", value=None):
+    """PASS inside [lo, hi], else GAP (exit status 1). The error is mlsim / published - 1, as the table's
+    header says, `value` being the published figure as a number (it was measured from the band's middle:
+    93.3 % against a published 87.3 % read -0.4 %); without one, from the band's middle."""
+    ref = value if value is not None else (lo + hi) / 2
     return common.report(name, source, f"{published} {unit}", f"{ours:.1f} {unit}",
                          "PASS" if lo <= ours <= hi else "GAP", f"{lo:.1f}-{hi:.1f} {unit}",
-                         error=ours / mid - 1, note=note)
+                         error=ours / ref - 1, note=note)

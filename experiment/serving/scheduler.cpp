@@ -131,6 +131,7 @@ std::vector<Request> make_requests(const RequestSource& src) {
 
 Percentiles percentiles(std::vector<double> v) {
     Percentiles p;
+    p.count = v.size();
     if (v.empty()) return p;
     std::sort(v.begin(), v.end());
     double sum = 0;

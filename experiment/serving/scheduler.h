@@ -31,6 +31,7 @@
 // A request's first token comes at the end of the iteration that completes its prompt's prefill; each
 // later iteration that decodes it adds one token. TTFT = first_token − arrival; TPOT = (finish −
 // first_token) / (output_tokens − 1) for requests with more than one output token.
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -81,6 +82,7 @@ struct OccupancySample {
 
 struct Percentiles {
     double mean = 0, p50 = 0, p90 = 0, p99 = 0;
+    std::size_t count = 0;  // values taken; 0: none (the figures are not 0 s, they do not exist)
 };
 // Nearest-rank percentiles (the smallest value with at least p % of values at or below it).
 Percentiles percentiles(std::vector<double> v);

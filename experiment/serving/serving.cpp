@@ -307,6 +307,7 @@ db::ServingRows to_serving_rows(const ServeRun& run) {
         rows.summary.push_back(db::ServingMetric{name, v, unit});
     };
     const auto pct = [&](const char* base, const Percentiles& p) {
+        if (p.count == 0) return;  // no values (every request one token: no TPOT): no rows, not 0 s
         add(fmt::format("{}_mean_s", base).c_str(), p.mean, "s");
         add(fmt::format("{}_p50_s", base).c_str(), p.p50, "s");
         add(fmt::format("{}_p90_s", base).c_str(), p.p90, "s");

@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -182,6 +183,36 @@ TEST_CASE("mlsim validate checks a compare file as mlsim compare loads it", "[ru
     CHECK(ok.status == 0);
     CHECK(contains(ok.text, "default.yaml: ok (compare study '"));
     CHECK(contains(ok.text, " pairs)"));
+}
+
+TEST_CASE("mlsim validate plans a GEMM with a GPU's fixed tile in each of its data types", "[run]") {
+    // A tile that fits no SM in any type said "ok", and every run was refused; one that misses some types
+    // is noted.
+    std::ifstream in(std::string(MLSIM_SOURCE_DIR) + "/configs/devices/a100.yaml");
+    std::stringstream text;
+    text << in.rdbuf();
+    const std::string yaml = text.str();
+    const std::size_t gpu = yaml.find("\n  gpu:");
+    REQUIRE(gpu != std::string::npos);
+    const std::size_t eol = yaml.find('\n', gpu + 1) + 1;
+    const std::filesystem::path dir = std::filesystem::temp_directory_path() / "mlsim_test_validate_tile";
+    std::filesystem::create_directories(dir);
+    const auto with_tile = [&](const char* name, const char* tile) {
+        std::string t = yaml;
+        t.insert(eol, std::string("    tile: ") + tile + "\n");
+        std::ofstream((dir / name).string()) << t;
+        return run_mlsim("validate '" + (dir / name).string() + "'");
+    };
+    const Output none = with_tile("big.yaml", "{bm: 1024, bn: 1024, bk: 256, stages: 8}");
+    INFO(none.text);
+    CHECK(none.status == 2);
+    CHECK(contains(none.text, "big.yaml:"));
+    CHECK(contains(none.text, "device.gpu.tile"));
+    const Output some = with_tile("some.yaml", "{bm: 128, bn: 128, bk: 64, stages: 4}");
+    INFO(some.text);
+    CHECK(some.status == 0);
+    CHECK(contains(some.text, "fixed gpu.tile fits no SM in fp32"));
+    std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("mlsim run --layer-rows none saves the run without its layer rows", "[run]") {

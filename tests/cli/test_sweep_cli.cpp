@@ -114,5 +114,14 @@ TEST_CASE("a model option no point can take is an error of the sweep file, found
     INFO(m.text);
     CHECK(m.status == 0);
     CHECK(contains(m.text, "2 run, 2 failed"));
+    // Every point fails where it runs (a 2-rank plan on one A100): recorded, and the exit status says so
+    // (it was 0, "0 run, 2 failed").
+    std::ofstream(dir / "plan.yaml") << "name: p\nbase:\n  system: a100\n  model: resnet50\n"
+                                        "  data-parallel: 2\nfactors:\n  batch: [2, 4]\n";
+    const Output p = run_mlsim("sweep '" + (dir / "plan.yaml").string() + "' --db '" + db + "'");
+    INFO(p.text);
+    CHECK(p.status == 2);
+    CHECK(contains(p.text, "0 run, 2 failed"));
+    CHECK(contains(p.text, "plan.yaml: error: every point of the sweep failed"));
     std::filesystem::remove_all(dir);
 }

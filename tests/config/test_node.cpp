@@ -31,6 +31,29 @@ TEST_CASE("fail formats location, key path and message on one line", "[node][err
     CHECK(error_of([] { fail(SourceLoc{"f.yaml", 3, 7}, "", "bad"); }) == "f.yaml:3:7: error: bad");
 }
 
+TEST_CASE("a message past 8 KiB keeps its start and end, the middle counted", "[node][errors]") {
+    // A 10 MB unknown key was echoed twice in a 20 MB message.
+    const std::string key(1'000'000, 'k');
+    const std::string msg = error_of([&] {
+        fail(SourceLoc{"f.yaml", 3, 7}, key, "unknown key; valid: a, b");
+    });
+    CHECK(msg.size() <= mlsim::cfg::k_max_message_bytes);
+    CHECK(msg.rfind("f.yaml:3:7: error: kkk", 0) == 0);
+    CHECK(msg.ends_with("unknown key; valid: a, b"));
+    CHECK(msg.find("bytes left out ...]") != std::string::npos);
+    // A cut never splits a UTF-8 character ("é" is 0xC3 0xA9; the head's cut falls between the two).
+    std::string wide = std::string(6143, 'a');
+    for (int i = 0; i < 2000; ++i) wide += "\xc3\xa9";
+    wide += "end";
+    const std::string cut = mlsim::cfg::bounded_message(wide);
+    const std::size_t mark = cut.find(" [... ");
+    REQUIRE(mark != std::string::npos);
+    CHECK(cut[mark - 1] == 'a');  // not a lone 0xC3
+    CHECK(static_cast<unsigned char>(cut[mark + cut.substr(mark).find("] ") + 2]) == 0xc3);  // a whole é
+    const std::string short_one = "short";
+    CHECK(mlsim::cfg::bounded_message(short_one) == short_one);
+}
+
 TEST_CASE("as_int accepts decimal integers only", "[node]") {
     CHECK(scalar("42").as_int() == 42);
     CHECK(scalar("-7").as_int() == -7);

@@ -235,6 +235,16 @@ TEST_CASE("mlsim serve writes the requests table and reports bad input as locate
                       "first_token_s") == std::vector<std::string>{"0|"});
     CHECK(!test::query(db, "SELECT value FROM serving_metrics WHERE name = 'ttft_p99_s'").empty());
     CHECK(!test::query(db, "SELECT COUNT(*) FROM kv_occupancy").empty());
+    // One output token each: no request has a time per output token. It printed and stored TPOT 0 s.
+    const std::string db1 = dir.file("one.db");
+    const auto one = test::run_mlsim(
+        fmt::format("serve --system a100 --model llama2-7b --rate 0 --requests 5 --output 1 --db '{}'", db1));
+    REQUIRE(one.status == 0);
+    CHECK(test::contains(one.text, "TPOT      none (no request generated a second token)"));
+    CHECK(test::query(db1, "SELECT COUNT(*) FROM serving_metrics WHERE name LIKE 'tpot%'") ==
+          std::vector<std::string>{"0|"});
+    CHECK(test::query(db1, "SELECT COUNT(*) FROM serving_metrics WHERE name = 'ttft_p50_s'") ==
+          std::vector<std::string>{"1|"});
 
     const std::string trace = dir.file("t.csv");
     std::ofstream(trace) << "arrival_s,prompt_tokens,output_tokens\n0,100,10\n0.5,abc,10\n";

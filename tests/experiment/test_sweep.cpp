@@ -270,6 +270,8 @@ TEST_CASE("A factor inside another factor's value is located at the later one, n
                    "factor 'device.memory' (line 5, column 3)"));
     CHECK(contains(error_for("  device.memory[2].bandwidth: [1TB/s, 2TB/s]\n  device.memory: [1, 2]\n"),
                    "factor 'device.memory' contains factor 'device.memory[2].bandwidth' (line 5, column 3)"));
+    // The factor `system` picks a file; `system.<key>` overrides a key inside it: both may be swept.
+    CHECK(error_for("  system: [dgx-a100, dgx-a100-node]\n  system.description: [one, two]\n").empty());
     // Siblings whose names share a prefix are not nested.
     CHECK(error_for("  device.clock: [1GHz, 2GHz]\n  device.clock_boost: [1, 2]\n").find("is part of") ==
           std::string::npos);

@@ -555,7 +555,7 @@ def unbounded_work():
                         at=r"<command line>", says="--max-pe-cycles"))
     out.append(Case(cls, "cycle_fidelity_sweep_base", ["sweep", "s.yaml", "--db", "r.db"],
                     files={"s.yaml": "base: {system: tpu-v1, model: resnet50, dtype: int8, fidelity: cycle}\n"},
-                    rc=0, says=None))
+                    rc=2, says="every point of the sweep failed"))
     out.append(Case(cls, "cycle_fidelity_large_gemm", ["run", "--system", "tpu-v1", "--model", "m.yaml", "--dtype",
                                                        "int8", "--fidelity", "cycle"],
                     files={"m.yaml": model(["{name: f, kind: linear, inputs: [x], out_features: 8192}"],

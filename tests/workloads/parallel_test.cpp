@@ -421,8 +421,18 @@ TEST_CASE("ZeRO-3 with expert parallelism gathers the experts over their expert-
     // With D = E every rank holds its experts whole: only the dense weights are gathered.
     plan.data = 4;
     const ParallelLowering whole = lower_parallel(m, plan);
-    for (const Task* t : comms(whole.stages[0].forward, "zero_gather"))
+    REQUIRE(comms(whole.stages[0].forward, "zero_gather").size() == 32);
+    for (const Task* t : comms(whole.stages[0].forward, "zero_gather")) {
         CHECK(t->comm->axis == GroupAxis::data);
+        if (t->name == "zero3.gather.layer5") CHECK(t->comm->bytes == std::llround(dense));
+    }
+    // With E = 1 the experts are sharded over the data group like the rest: one gather of the whole layer.
+    plan.data = 8;
+    plan.expert = 1;
+    const ParallelLowering one = lower_parallel(m, plan);
+    REQUIRE(comms(one.stages[0].forward, "zero_gather").size() == 32);
+    for (const Task* t : comms(one.stages[0].forward, "zero_gather"))
+        if (t->name == "zero3.gather.layer5") CHECK(t->comm->bytes == std::llround(dense + expert));
 }
 
 TEST_CASE("plans that cannot run are located errors", "[parallel]") {

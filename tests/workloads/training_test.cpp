@@ -211,6 +211,12 @@ TEST_CASE("mixed precision keeps an FP32 master copy and FP32 states: 16 bytes a
     const StateBytes sb = state_bytes_per_param(DType::bf16, "adam");
     CHECK(sb.weights + sb.gradients + sb.optimizer == 16);
     CHECK(state_bytes_per_param(DType::fp32, "adam").optimizer == 8);
+    CHECK(state_bytes_per_param(DType::tf32, "adam").optimizer == 8);
+    CHECK(state_bytes_per_param(DType::int8, "adam").optimizer == 12);  // a master copy, as 16-bit
+    // fp64 keeps FP64 states and no (narrower) master copy: it was given a 4-byte master of 8-byte weights.
+    const StateBytes f64 = state_bytes_per_param(DType::fp64, "adam");
+    CHECK(f64.optimizer == 16);
+    CHECK_FALSE(f64.master);
     // The update reads the fp16 gradient, the master copy and both moments, and writes the master, the
     // moments and the fp16 weights: 14 bytes each way a parameter.
     const Model t = lower_training(fwd, TrainingOptions{"adam", false});

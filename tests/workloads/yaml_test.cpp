@@ -122,6 +122,26 @@ TEST_CASE("YAML model errors are located at file:line:col with a suggestion", "[
     CHECK_THAT(error_of(data("ops_any_order.yaml")), Catch::Contains("no error"));
 }
 
+TEST_CASE("attributes that were ignored or accepted silently are located errors", "[yaml][errors]") {
+    // padding beside pad_begin was dropped; a pool padding past half its kernel has windows of padding only
+    // (PyTorch refuses it); head_dim 0 read as "derive it"; a tie cycle said "does not own as many weights".
+    CHECK_THAT(
+        error_of(data("bad_pad_both.yaml")),
+        Catch::StartsWith(data("bad_pad_both.yaml") + ":4:80: error: ops[0].padding: give either padding "
+                                                      "or pad_begin / pad_end, not both"));
+    CHECK_THAT(
+        error_of(data("bad_pool_pad.yaml")),
+        Catch::StartsWith(data("bad_pool_pad.yaml") + ":4:66: error: ops[0].padding: op 'p1' (maxpool2d): "
+                                                      "padding 2 is more than half the kernel 3"));
+    CHECK_THAT(
+        error_of(data("bad_head_dim.yaml")),
+        Catch::StartsWith(data("bad_head_dim.yaml") + ":4:80: error: ops[0].head_dim: head_dim must be "
+                                                      "positive"));
+    CHECK_THAT(error_of(data("bad_tie_cycle.yaml")),
+               Catch::StartsWith(data("bad_tie_cycle.yaml") + ":4:5:") &&
+                   Catch::Contains("ties its weights to 'b', which ties its own to 'a'"));
+}
+
 TEST_CASE("a batch above 1 for a model that never reads N is an error, not per-sample figures / batch",
           "[yaml][errors]") {
     // Its work is one [4, 16] x [16, 8] product at any batch: batch 8 would divide it by 8 per sample.

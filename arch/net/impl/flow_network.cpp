@@ -1669,7 +1669,8 @@ CollectiveResult FlowNetwork::collective(const CollectiveRequest& request) {
     else
         algs = {request.algorithm};
     std::vector<Protocol> protos;
-    if (request.protocol == Protocol::automatic && request.algorithm == CollectiveAlgorithm::nvls)
+    if (request.protocol == Protocol::automatic && (request.algorithm == CollectiveAlgorithm::nvls ||
+                                                    request.algorithm == CollectiveAlgorithm::nvls_tree))
         protos = {Protocol::simple};  // NVLS runs Simple only: where it cannot run, the reason is its own
     else if (request.protocol == Protocol::automatic)
         protos = {Protocol::ll, Protocol::ll128, Protocol::simple};
