@@ -26,6 +26,7 @@
 #include "sim/config/loader.h"
 #include "sim/config/messages.h"
 #include "sim/core/check.h"
+#include "workloads/embedding_sharding.h"
 #include "workloads/model.h"
 
 namespace mlsim::exp {
@@ -441,6 +442,14 @@ SweepPointConfig make_point(const Sweep& sweep, std::size_t index) {
         ExperimentOptions& o = pc.options;
         // Options first, key-path factors after: a factor overrides what an option set.
         apply_run_options(validated, o);
+        // A word that is no sharding kind and no file: the value's error, before anything runs (as run and
+        // compare refuse it), not a failed run per point.
+        if (!o.embedding_sharding.empty())
+            if (const std::string why = wl::embedding_sharding_spec_error(o.embedding_sharding);
+                !why.empty()) {
+                const cfg::Node& v = r.at("embedding-sharding");
+                cfg::fail(v.loc(), v.path(), why);
+            }
         o.system = resolve_system(sweep, r.at("system"));
         o.model = resolve_model(sweep, r.at("model"));
         for (ConfigOverride& f : factor_overrides) o.device_overrides.push_back(std::move(f));

@@ -367,19 +367,21 @@ void check_parallel_plan(const Model& m, const ParallelPlan& p, int64_t devices,
     if (p.zero < 0 || p.zero > 3) plan_fail(p, "zero", fmt::format("must be 0, 1, 2 or 3, found {}", p.zero));
     for (const int64_t v : {p.data, p.tensor, p.pipeline, p.microbatches})
         if (v > limits::max_parallel_degree) plan_fail(p, "", "each degree must be at most 2^20");
+    // What the run's mode rules out, before the device count (on an 8-GPU system `--zero 2` said "1 ranks,
+    // but the system has 8" for an inference run).
+    if (p.zero > 0 && !opts.training)
+        plan_fail(p, "zero", "ZeRO shards training state; this run is inference");
+    if (p.recompute != Recompute::none && !opts.training)
+        plan_fail(p, "recompute", "activation recomputation applies to training; this run is inference");
     if (p.devices() != devices)
         plan_fail(p, "",
                   fmt::format("data x tensor x pipeline = {} x {} x {} = {} ranks, but the system has {} "
                               "device(s){}",
                               p.data, p.tensor, p.pipeline, p.devices(), devices, devices_note));
-    if (p.zero > 0 && !opts.training)
-        plan_fail(p, "zero", "ZeRO shards training state; this run is inference");
     if (p.zero > 0 && p.data < 2)
         plan_fail(
             p, "zero",
             fmt::format("ZeRO stage {} shards over data-parallel ranks, but data = {}", p.zero, p.data));
-    if (p.recompute != Recompute::none && !opts.training)
-        plan_fail(p, "recompute", "activation recomputation applies to training; this run is inference");
     if (p.recompute == Recompute::full && opts.training_options.checkpointing)
         plan_fail(p, "recompute",
                   "full recomputation of every layer and checkpointing's sqrt(n) segments are two choices of "

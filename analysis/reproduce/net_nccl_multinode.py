@@ -13,7 +13,8 @@ per 100 Gb/s), as the presets have them.
 
 The measurements:
 - NVIDIA/nccl#412 (NCCL maintainer sjeaugey): one HDR 200 Gb/s NIC per node, all_reduce_perf -b 8 -e 8G:
-  "24GB/s inter-node" busbw at 8 GB. Modelled as two nodes of one A100 each (dgx-a100-2node cut to one
+  "24GB/s inter-node" busbw at 8 GB, the figure the maintainer says such a setup should reach (an expected
+  figure, not a measurement). Modelled as two nodes of one A100 each (dgx-a100-2node cut to one
   GPU per node): the ring crosses one NIC per direction, as NCCL's does with one NIC per node.
 - NVIDIA/nccl-tests#290 (NCCL maintainer AddyLaddy): "For NDR @ 400Gbps you should see 46-48GB/s per
   NIC"; NVIDIA/nccl-tests#267 (same): "CX-7 NICs at NDR rate (400Gbps) should achieve up to 48-49GB/s per

@@ -39,7 +39,7 @@ CASES = [
     ("throughput B=52 2048/128", 52, 2048, 128, "tok_s", 591.0),
     ("first token B=1 in 128", 1, 128, 1, "ttft_ms", 16.0),
     ("first token B=1 in 2048", 1, 2048, 1, "ttft_ms", 133.0),
-    # Llama-2-70B, TP 4 (mlsim: the first 4 GPUs of dgx-a100-node, ring collectives over its NVSwitch).
+    # Llama-2-70B, TP 4 (mlsim: the first 4 GPUs of dgx-a100-node, its all-reduces from the network model).
     ("70B TP4 first token in 128", 1, 128, 1, "ttft_ms", 47.0, "llama2-70b", 4),
     ("70B TP4 first token in 2048", 1, 2048, 1, "ttft_ms", 377.0, "llama2-70b", 4),
 ]
@@ -49,7 +49,7 @@ KNOWN_GAPS = {
     # 16 ms (v0.5, batch 1) is 6 ms above that; what the runtime spends it on (request setup, sampling,
     # host synchronisation) is not stated by the source and not simulated by mlsim (est.).
     "first token B=1 in 128": "host/runtime time per request not modelled",
-    # The same pattern on four GPUs: 28.6 ms simulated against 47 ms published.
+    # The same pattern on four GPUs: 33.2 ms simulated (2026-12-05) against 47 ms published.
     "70B TP4 first token in 128": "host/runtime time per request not modelled",
 }
 KNOWN_GAP_LIMIT = 0.45

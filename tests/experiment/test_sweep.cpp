@@ -272,6 +272,12 @@ TEST_CASE("A factor inside another factor's value is located at the later one, n
                    "factor 'device.memory' contains factor 'device.memory[2].bandwidth' (line 5, column 3)"));
     // The factor `system` picks a file; `system.<key>` overrides a key inside it: both may be swept.
     CHECK(error_for("  system: [dgx-a100, dgx-a100-node]\n  system.description: [one, two]\n").empty());
+    // An embedding sharding that is no kind and no file: the value's error as the file is checked (each point
+    // was a failed run).
+    (void)error_for("  embedding-sharding: [auto, autox]\n");  // writes the file; loading it is fine
+    CHECK(contains(
+        error_of([&] { exp::check_points(exp::load_sweep(file)); }),
+        ":5:30: error: factors.embedding-sharding[1]: 'autox' is no sharding (did you mean 'auto'?)"));
     // Siblings whose names share a prefix are not nested.
     CHECK(error_for("  device.clock: [1GHz, 2GHz]\n  device.clock_boost: [1, 2]\n").find("is part of") ==
           std::string::npos);

@@ -444,6 +444,13 @@ TEST_CASE("plans that cannot run are located errors", "[parallel]") {
     };
     check(make_plan(2, 2, 1), 8,
           "parallel: data x tensor x pipeline = 2 x 2 x 1 = 4 ranks, but the system has 8");
+    // The mode's own refusal comes first: an inference plan with ZeRO on 8 devices was told its rank count.
+    {
+        ParallelOptions inference;
+        inference.training = false;
+        const std::string e = error_of([&] { check_parallel_plan(m, make_plan(1, 1, 1, 2), 8, inference); });
+        CHECK_THAT(e, Catch::Contains("ZeRO shards training state; this run is inference"));
+    }
     check(make_plan(1, 5, 1), 5,
           "parallel.tensor: tensor = 5 does not divide the 768 output features of column-parallel op "
           "'h.0.attn.q_proj'");
