@@ -15,13 +15,13 @@ namespace mlsim::exp {
 using namespace arch::net;
 
 int64_t element_bytes(const std::string& dtype) {
-    if (dtype == "fp32" || dtype == "int32") return 4;
-    if (dtype == "fp16" || dtype == "bf16") return 2;
+    if (dtype == "fp32" || dtype == "int32" || dtype == "tf32") return 4;  // tf32 is stored as fp32
+    if (dtype == "fp16" || dtype == "bf16" || dtype == "int16") return 2;
     if (dtype == "fp8" || dtype == "int8") return 1;
     if (dtype == "fp64") return 8;
     throw cfg::UserError(
-        fmt::format("<command line>: error: --dtype: unknown element type '{}' (expected fp32, fp16, "
-                    "bf16, fp8, int8, int32 or fp64)",
+        fmt::format("<command line>: error: --dtype: unknown element type '{}' (expected fp32, tf32, fp16, "
+                    "bf16, int16, fp8, int8, int32 or fp64)",
                     dtype));
 }
 

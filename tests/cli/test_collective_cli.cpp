@@ -174,3 +174,21 @@ TEST_CASE("mlsim collective: an algorithm the operation lacks is located on the 
     CHECK(contains(out.text,
                    "<command line>: error: collective all_reduce: algorithm 'bruck' is not available"));
 }
+
+TEST_CASE("mlsim collective and parallel runs take tf32 (stored as fp32) and int16 buffers") {
+    // A parallel run in tf32 failed in the collective layer: "unknown element type 'tf32'".
+    const auto tf = run_mlsim("collective --system dgx-h100 --op all-reduce --sizes 1MiB:1MiB --dtype tf32");
+    INFO(tf.text);
+    REQUIRE(tf.status == 0);
+    const auto rows = rows_of(tf.text);
+    REQUIRE(rows.size() == 1);
+    CHECK(rows[0].count == 1024 * 1024 / 4);
+    const auto i16 =
+        run_mlsim("collective --system dgx-h100 --op all-reduce --sizes 1MiB:1MiB --dtype int16");
+    REQUIRE(i16.status == 0);
+    CHECK(rows_of(i16.text).at(0).count == 1024 * 1024 / 2);
+    const auto run =
+        run_mlsim("run -q --system dgx-a100 --model mlp3 --mode training -t tf32 -b 64 --data-parallel 8");
+    INFO(run.text);
+    CHECK(run.status == 0);
+}
