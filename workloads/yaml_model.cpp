@@ -191,7 +191,7 @@ OpAttr parse_pool(const Attrs& a, const std::vector<Shape>&) {
     // A window wholly in the padding has no input (PyTorch: "pad should be at most half of effective
     // kernel size").
     for (int i = 0; i < p.dims; ++i)
-        if (2 * p.padding[static_cast<size_t>(i)] > p.kernel[static_cast<size_t>(i)])
+        if (p.padding[static_cast<size_t>(i)] > p.kernel[static_cast<size_t>(i)] / 2)  // 2 x p could overflow
             fail_at(
                 *a.get("padding"),
                 fmt::format("op '{}' ({}): padding {} is more than half the kernel {}: a window could lie "
