@@ -166,13 +166,12 @@ void print_totals(const exp::ExperimentResult& r) {
                timed ? si(t.energy_j / t.time_s, "W") : std::string("-"));
     if (r.info.mode == "training") {
         const wl::MemoryAccount m = r.training_memory;
-        // A decode step's KV cache is held beside the training state (experiment.cpp's fit check).
-        const double kv = r.model.kv_cache_bytes();
         fmt::print("  memory  {} {}: weights {}, gradients {}, optimizer state {}, activations {}{}\n",
-                   si(m.total_bytes + kv, "B"),
+                   si(m.total_bytes, "B"),
                    r.parallel ? "for the whole model on one device (unsharded)" : "resident",
                    si(m.weights_bytes, "B"), si(m.gradients_bytes, "B"), si(m.optimizer_state_bytes, "B"),
-                   si(m.activations_bytes, "B"), kv > 0 ? ", KV cache " + si(kv, "B") : std::string());
+                   si(m.activations_bytes, "B"),
+                   m.kv_cache_bytes > 0 ? ", KV cache " + si(m.kv_cache_bytes, "B") : std::string());
     }
     if (r.parallel) {  // the plan's per-rank memory, one line per pipeline stage
         const wl::ParallelLowering& l = *r.parallel;

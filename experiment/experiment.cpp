@@ -114,16 +114,15 @@ void check_fits(const arch::SystemSpec& sys, const wl::Model& model, const Exper
     if (opt.mode == "training") {
         const wl::MemoryAccount m =
             wl::training_memory(model, wl::TrainingOptions{opt.optimizer, opt.checkpointing});
-        // A decode step's KV cache is an input of every attention layer, and their backward reads it too.
-        const double kv_cache = model.kv_cache_bytes();
-        resident = m.total_bytes + kv_cache;
-        what =
-            fmt::format("training state (weights {}, gradients {}, optimizer state {}, activations {}{})",
-                        cfg::format_quantity(m.weights_bytes, cfg::Dim::size),
-                        cfg::format_quantity(m.gradients_bytes, cfg::Dim::size),
-                        cfg::format_quantity(m.optimizer_state_bytes, cfg::Dim::size),
-                        cfg::format_quantity(m.activations_bytes, cfg::Dim::size),
-                        kv_cache > 0 ? ", KV cache " + cfg::format_quantity(kv_cache, cfg::Dim::size) : "");
+        resident = m.total_bytes;
+        what = fmt::format("training state (weights {}, gradients {}, optimizer state {}, activations {}{})",
+                           cfg::format_quantity(m.weights_bytes, cfg::Dim::size),
+                           cfg::format_quantity(m.gradients_bytes, cfg::Dim::size),
+                           cfg::format_quantity(m.optimizer_state_bytes, cfg::Dim::size),
+                           cfg::format_quantity(m.activations_bytes, cfg::Dim::size),
+                           m.kv_cache_bytes > 0
+                               ? ", KV cache " + cfg::format_quantity(m.kv_cache_bytes, cfg::Dim::size)
+                               : "");
     } else {
         // With external memory the MCU model places the weights and the arena itself (flash, SRAM
         // banks, external memory) and refuses a model that does not fit, with both figures

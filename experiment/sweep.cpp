@@ -235,6 +235,15 @@ std::string resolve_model(const Sweep& sweep, const cfg::Node& v) {
     return resolve_once(sweep, sweep.refs->models, v, resolve_model_ref);
 }
 
+// Each embedding-sharding value of the base or a factor (a scalar: the base schema refuses others where a
+// point is made) is a sharding kind or a file (wl::embedding_sharding_spec_error), located at the value.
+void check_embedding_sharding(const std::vector<cfg::Node>& values) {
+    for (const cfg::Node& v : values)
+        if (v.is_scalar() && !v.scalar().empty())
+            if (const std::string why = wl::embedding_sharding_spec_error(v.scalar()); !why.empty())
+                cfg::fail(v.loc(), v.path(), why);
+}
+
 }  // namespace
 
 Sweep load_sweep(const std::string& path) {
@@ -265,31 +274,38 @@ Sweep load_sweep(const std::string& path) {
                   "default database results/<name>.db");
     sweep.description = r.str("description");
     sweep.base = r.at("base");
+    if (const cfg::Node* es = sweep.base.find("embedding-sharding")) check_embedding_sharding({*es});
 
-    std::map<std::string, cfg::SourceLoc> seen;
-    std::map<std::string, cfg::SourceLoc> seen_overrides;  // key paths into the system document
+    struct Seen {
+        cfg::SourceLoc loc;
+        bool override = false;  // a key path into the system document
+    };
+    std::map<std::string, Seen> seen;
     auto add_factor = [&](SweepFactor f, std::vector<SweepFactor>& into) {
         if (auto it = seen.find(f.path); it != seen.end())
             cfg::fail(f.loc, f.path,
                       fmt::format("factor '{}' is given twice (first at line {}, column {})", f.path,
-                                  it->second.line, it->second.col));
+                                  it->second.loc.line, it->second.loc.col));
         // One factor inside another's value (device.memory and device.memory[2].bandwidth): each point would
         // set the whole and then a part of it, whichever the order (the error showed at the part's line).
+        // Only overrides nest: the factor `system` picks a file, `system.<key>` overrides a key inside it.
         const auto inside = [](const std::string& outer, const std::string& inner) {
             return inner.size() > outer.size() && inner.starts_with(outer) &&
                    (inner[outer.size()] == '.' || inner[outer.size()] == '[');
         };
-        // Only overrides nest: the factor `system` picks a file, `system.<key>` overrides a key inside it.
-        for (const auto& [other, loc] : f.override ? seen_overrides : decltype(seen_overrides){})
-            if (inside(other, f.path) || inside(f.path, other))
-                cfg::fail(
-                    f.loc, f.path,
-                    fmt::format("factor '{}' {} factor '{}' (line {}, column {}): a point would set both; "
-                                "sweep the one or the other",
-                                f.path, inside(other, f.path) ? "is part of" : "contains", other, loc.line,
-                                loc.col));
-        seen.emplace(f.path, f.loc);
-        if (f.override) seen_overrides.emplace(f.path, f.loc);
+        if (f.override)
+            for (const auto& [other, o] : seen)
+                if (o.override && (inside(other, f.path) || inside(f.path, other)))
+                    cfg::fail(
+                        f.loc, f.path,
+                        fmt::format("factor '{}' {} factor '{}' (line {}, column {}): a point would set "
+                                    "both; sweep the one or the other",
+                                    f.path, inside(other, f.path) ? "is part of" : "contains", other,
+                                    o.loc.line, o.loc.col));
+        // A word that is no sharding kind and no file: the value's error as the file is read (as run and
+        // compare refuse it), not a failed run at every point.
+        if (!f.override && f.path == "embedding-sharding") check_embedding_sharding(f.values);
+        seen.emplace(f.path, Seen{f.loc, f.override});
         into.push_back(std::move(f));
     };
     for (const auto& [key, value] : doc.entries()) {
@@ -362,11 +378,15 @@ Sweep load_sweep(const std::string& path) {
 
 namespace {
 
-// Names the point a located error belongs to, when there are points to tell apart.
+// A located error naming the point it belongs to, when there are points to tell apart.
+cfg::UserError in_point(const cfg::UserError& e, const SweepPointConfig& pc, const Sweep& sweep) {
+    if (sweep.axes.empty()) return e;
+    return cfg::UserError(fmt::format("{}\n  (in sweep point {} of {}: {})", e.what(), pc.index,
+                                      sweep.point_count(), pc.description));
+}
+
 [[noreturn]] void rethrow_in_point(const cfg::UserError& e, const SweepPointConfig& pc, const Sweep& sweep) {
-    if (sweep.axes.empty()) throw e;
-    throw cfg::UserError(fmt::format("{}\n  (in sweep point {} of {}: {})", e.what(), pc.index,
-                                     sweep.point_count(), pc.description));
+    throw in_point(e, pc, sweep);
 }
 
 }  // namespace
@@ -442,14 +462,6 @@ SweepPointConfig make_point(const Sweep& sweep, std::size_t index) {
         ExperimentOptions& o = pc.options;
         // Options first, key-path factors after: a factor overrides what an option set.
         apply_run_options(validated, o);
-        // A word that is no sharding kind and no file: the value's error, before anything runs (as run and
-        // compare refuse it), not a failed run per point.
-        if (!o.embedding_sharding.empty())
-            if (const std::string why = wl::embedding_sharding_spec_error(o.embedding_sharding);
-                !why.empty()) {
-                const cfg::Node& v = r.at("embedding-sharding");
-                cfg::fail(v.loc(), v.path(), why);
-            }
         o.system = resolve_system(sweep, r.at("system"));
         o.model = resolve_model(sweep, r.at("model"));
         for (ConfigOverride& f : factor_overrides) o.device_overrides.push_back(std::move(f));
@@ -513,13 +525,8 @@ SystemCache check_points(const Sweep& sweep, std::size_t max_points,
                     check_model_options(o);
                     model_built = true;
                 } catch (const cfg::UserError& e) {
-                    if (!model_error) {
-                        try {
-                            rethrow_in_point(cfg::UserError(locate_in_sweep(sweep, e.what())), pc, sweep);
-                        } catch (const cfg::UserError& located) {
-                            model_error = located;
-                        }
-                    }
+                    if (!model_error)
+                        model_error = in_point(cfg::UserError(locate_in_sweep(sweep, e.what())), pc, sweep);
                 }
             }
         }

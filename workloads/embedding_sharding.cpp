@@ -28,13 +28,6 @@ constexpr double k_rowwise_flops_elem = 4;   // g^2, its sum, the scaled step, t
 constexpr double k_rowwise_flops_row = 3;    // mean, accumulate, rsqrt
 constexpr double k_inf = std::numeric_limits<double>::infinity();
 
-// Optimizer FLOPs per element and state tensors, as workloads/training.h states them.
-std::pair<double, int> optimizer_rule(const std::string& name) {
-    if (name == "sgd") return {2, 0};
-    if (name == "momentum") return {4, 1};
-    return {12, 2};
-}
-
 [[noreturn]] void sfail(const ShardingOptions& o, const std::string& msg) { cfg::fail(o.loc, o.key, msg); }
 
 int64_t model_batch(const Model& m) {
@@ -52,11 +45,10 @@ double shard_weight_bytes(const EmbeddingTable& t, int64_t rows, int64_t cols) {
     return static_cast<double>(rows) * static_cast<double>(cols) * dtype_bytes(t.dtype);
 }
 
-// Optimizer state per element of a table under the training optimizer (sparse optimizer "unfused"): its
-// states in the table's type and no FP32 master copy, as its update moves them (workloads/training.h);
-// a table wanting FP32 rows is an FP32 table (--embedding-dtype fp32).
+// Optimizer state per element of a table under the training optimizer (sparse optimizer "unfused"):
+// table_state_bytes_per_param's (workloads/training.h), states in the table's type and no master copy.
 double table_state_bytes(DType dtype, const ShardingOptions& o) {
-    return static_cast<double>(optimizer_rule(o.training_options.optimizer).second) * dtype_bytes(dtype);
+    return table_state_bytes_per_param(dtype, o.training_options.optimizer).optimizer;
 }
 
 double shard_state_bytes(const EmbeddingTable& t, int64_t rows, int64_t cols, const ShardingOptions& o) {
@@ -126,7 +118,7 @@ double dense_reserve(const Model& m, const std::vector<EmbeddingTable>& tables, 
         if (tab.count(i)) continue;
         const Op& op = m.op(i);
         const OpCounts c = op.counts();
-        const StateBytes sb = state_bytes_per_param(op.dtype, o.training_options.optimizer);
+        const StateBytes sb = op_state_bytes_per_param(op, o.training_options.optimizer);
         const double p = static_cast<double>(c.params);
         state += p * (sb.weights + (o.training ? sb.gradients + sb.optimizer : 0));
         act += c.output_bytes * frac;
@@ -791,7 +783,9 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
         cross_i[k] = rounded(comm[k].cross);
     }
 
-    const auto [opt_flops, opt_states] = optimizer_rule(o.training_options.optimizer);
+    const Optimizer opt_rule = optimizer_of(o.training_options.optimizer);
+    const double opt_flops = opt_rule.flops_per_elem;
+    const int opt_states = opt_rule.state_tensors;
 
     for (int64_t r = 0; r < W; ++r) {
         // The rank model: the dense part at batch b, data-parallel tables, this rank's shards.
@@ -1091,7 +1085,7 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
             if (pc == 0 || !f.tied_to.empty()) continue;
             params += pc;
             const double p = static_cast<double>(pc);
-            const StateBytes sb = state_bytes_per_param(f.dtype, o.training_options.optimizer);
+            const StateBytes sb = op_state_bytes_per_param(f, o.training_options.optimizer);
             const EmbeddingAttr* ea = f.get<EmbeddingAttr>();
             const bool shard = shard_kind.count(f.name) > 0, dp = data_tables.count(f.name) > 0;
             if (!shard && !dp) {
@@ -1145,7 +1139,7 @@ ParallelLowering lower_embedding_sharding(const Model& fwd, const EmbeddingShard
                     } else {
                         // The training optimizer on a table (sharded: the looked-up rows; data-parallel:
                         // all of them): states in the table's type, no FP32 master copy (table_state_bytes),
-                        // where training.cpp's update of a 16-bit weight keeps one.
+                        // as on one device (training.cpp's update of a bag).
                         OpCounts c;
                         c.flops = elems * opt_flops;
                         c.weight_bytes = elems * dt;

@@ -152,7 +152,8 @@ Model lower_training(const Model& forward, const TrainingOptions& opts);
 
 struct MemoryAccount {
     double weights_bytes = 0, gradients_bytes = 0, optimizer_state_bytes = 0, activations_bytes = 0,
-           total_bytes = 0;
+           kv_cache_bytes = 0,  // a decode step's KV cache (its attention reads it forward and backward)
+        total_bytes = 0;        // the sum of the five
 };
 MemoryAccount training_memory(const Model& forward, const TrainingOptions& opts);
 

@@ -1268,13 +1268,16 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
             const Op& f = rank_fwd.op(i);
             if (B.stage_of.at(f.name) != s) continue;
             std::string owner = f.name;
-            int64_t pc = f.counts().params;
+            const Op* owner_op = &f;
             if (!f.tied_to.empty() && B.stage_of.at(f.tied_to) != s) {  // a tied copy on this stage
                 owner = f.tied_to;
-                pc = rank_fwd.op(*rank_fwd.find(f.tied_to)).counts().params;
+                owner_op = &rank_fwd.op(*rank_fwd.find(f.tied_to));
             }
+            const int64_t pc = owner_op->counts().params;
             if (pc == 0 || !owned.insert(owner).second) continue;
-            const StateBytes sb = state_bytes_per_param(f.dtype, optname);
+            // An embedding bag's states in its table's type (as one device and the sharded lowering keep
+            // them); every other weight with an FP32 master copy in mixed precision.
+            const StateBytes sb = op_state_bytes_per_param(*owner_op, optname);
             const double div = B.is_expert.count(owner) && B.is_expert.at(owner) ? expert_div : zero_div;
             const double p = static_cast<double>(pc);
             params += pc;

@@ -16,11 +16,7 @@ namespace {
 
 constexpr double k_index_bytes = 8;  // as in op.cpp: embedding ids are int64
 
-struct Optimizer {
-    std::string name;
-    double flops_per_elem;
-    int state_tensors;
-};
+}  // namespace
 
 Optimizer optimizer_of(const std::string& name) {
     static const std::vector<Optimizer> all = {{"sgd", 2, 0}, {"momentum", 4, 1}, {"adam", 12, 2}};
@@ -34,6 +30,8 @@ Optimizer optimizer_of(const std::string& name) {
               fmt::format("unknown optimizer '{}'{}; expected sgd, momentum or adam", name,
                           near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near)));
 }
+
+namespace {
 
 // A reference from a backward op to a tensor: the gradient of the forward op's output `index`, the
 // forward op's input `index` (a saved activation), or output `slot` of the plan's own op `index`.
@@ -480,10 +478,6 @@ std::map<size_t, std::vector<size_t>> weight_groups(const Model& m) {
 
 }  // namespace
 
-namespace {
-StateBytes owner_state_bytes(const Op& f, const std::string& optimizer);
-}  // namespace
-
 Model lower_training(const Model& fwd, const TrainingOptions& opts) {
     return lower_training(fwd, opts, CheckpointSegments{});
 }
@@ -592,7 +586,7 @@ Model lower_training(const Model& fwd, const TrainingOptions& opts, const Checkp
         // The update reads the gradients, the weights (the FP32 master copy in mixed precision) and the
         // states, and writes the weights and states back (and, from a master copy, the low-precision
         // weights the next step computes with).
-        const StateBytes sb = owner_state_bytes(f, opt.name);
+        const StateBytes sb = op_state_bytes_per_param(f, opt.name);
         const double master = sb.master ? 4.0 : 0.0;
         const double states = sb.optimizer - master;  // per element
         OpCounts c;
@@ -624,19 +618,19 @@ StateBytes state_bytes_per_param(DType dtype, const std::string& optimizer) {
     return s;
 }
 
-namespace {
-// An embedding bag's table keeps its optimizer state in its own type and no FP32 master copy (as sharded
-// tables do, embedding_sharding.h: a table wanting FP32 rows is an FP32 table); other weights follow
-// state_bytes_per_param.
-StateBytes owner_state_bytes(const Op& f, const std::string& optimizer) {
-    StateBytes s = state_bytes_per_param(f.dtype, optimizer);
-    if (const EmbeddingAttr* e = f.get<EmbeddingAttr>(); e && e->bag) {
-        s.master = false;
-        s.optimizer = s.weights * optimizer_of(optimizer).state_tensors;
-    }
+StateBytes table_state_bytes_per_param(DType dtype, const std::string& optimizer) {
+    StateBytes s;
+    s.weights = dtype_bytes(dtype);
+    s.gradients = s.weights;
+    s.optimizer = s.weights * optimizer_of(optimizer).state_tensors;
     return s;
 }
-}  // namespace
+
+StateBytes op_state_bytes_per_param(const Op& f, const std::string& optimizer) {
+    if (const EmbeddingAttr* e = f.get<EmbeddingAttr>(); e && e->bag)
+        return table_state_bytes_per_param(f.dtype, optimizer);
+    return state_bytes_per_param(f.dtype, optimizer);
+}
 
 MemoryAccount training_memory(const Model& fwd, const TrainingOptions& opts) {
     const Optimizer opt = optimizer_of(opts.optimizer);
@@ -645,13 +639,14 @@ MemoryAccount training_memory(const Model& fwd, const TrainingOptions& opts) {
     acc.weights_bytes = fwd.totals().weight_bytes;
     for (const auto& [owner, members] : weight_groups(fwd)) {
         const Op& f = fwd.op(owner);
-        const StateBytes sb = owner_state_bytes(f, opt.name);
+        const StateBytes sb = op_state_bytes_per_param(f, opt.name);
         acc.gradients_bytes += update_elems(fwd, owner, members) * sb.gradients;
         acc.optimizer_state_bytes += static_cast<double>(f.counts().params) * sb.optimizer;
     }
     acc.activations_bytes = an.activation_bytes();
-    acc.total_bytes =
-        acc.weights_bytes + acc.gradients_bytes + acc.optimizer_state_bytes + acc.activations_bytes;
+    acc.kv_cache_bytes = fwd.kv_cache_bytes();
+    acc.total_bytes = acc.weights_bytes + acc.gradients_bytes + acc.optimizer_state_bytes +
+                      acc.activations_bytes + acc.kv_cache_bytes;
     return acc;
 }
 

@@ -48,8 +48,10 @@
 //   gradient per weight element (the lookups' rows for sparse embedding-bag updates); optimizer state =
 //   0 / 1 / 2 tensors per weight for sgd / momentum / adam; activations = every tensor some backward op
 //   reads, each counted once (views such as reshape cost nothing), or with checkpointing the boundary
-//   tensors plus the largest segment's needed tensors. An unknown optimizer is a UserError.
+//   tensors plus the largest segment's needed tensors; a decode step's KV cache (an input of its attention
+//   layers, which their backward reads too) beside them. An unknown optimizer is a UserError.
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "workloads/model.h"
@@ -75,5 +77,22 @@ struct StateBytes {
     bool master = false;  // an FP32 master copy is part of `optimizer`
 };
 StateBytes state_bytes_per_param(DType dtype, const std::string& optimizer);
+// An embedding bag's table (DLRM's, updated through its lookups, on one device or sharded): its states in
+// the table's own type and no FP32 master copy, as FBGEMM's and the DLRM reference's sparse updates keep
+// them; a table wanting FP32 rows is an FP32 table (--embedding-dtype fp32).
+StateBytes table_state_bytes_per_param(DType dtype, const std::string& optimizer);
+// The rule for op f's weights: table_state_bytes_per_param for an embedding bag, state_bytes_per_param
+// for every other weight (a plain embedding included). Used by the single-device lowering, a parallel
+// plan and the embedding-sharding lowering alike.
+StateBytes op_state_bytes_per_param(const Op& f, const std::string& optimizer);
+
+// An optimizer by name (sgd, momentum, adam; another name is a UserError at the command line's
+// --optimizer): FLOPs per updated element and state tensors per weight, as the contract above says.
+struct Optimizer {
+    std::string name;
+    double flops_per_elem;
+    int state_tensors;
+};
+Optimizer optimizer_of(const std::string& name);
 
 }  // namespace mlsim::wl

@@ -341,6 +341,29 @@ TEST_CASE("ZeRO model states per GPU: 7.5 B parameters on 64 GPUs (ZeRO paper, F
           comms(z3.stages[0].forward, "zero_gather").size());
 }
 
+TEST_CASE("a data-parallel plan keeps an embedding bag's optimizer state in its table's type", "[parallel]") {
+    // One rule for one device and a plan: DLRM in bf16 under plain data parallelism (no ZeRO) holds the
+    // optimizer state training_memory counts on one device: the MLPs an FP32 master copy and FP32 Adam
+    // moments (12 B a parameter), the embedding bags two bf16 moments (4 B a parameter).
+    ZooOptions o;
+    o.batch = 256;
+    o.dtype = DType::bf16;
+    const Model m = zoo_build("dlrm-mlperf", o);
+    double bag_params = 0;
+    for (const Op& op : m.ops())
+        if (const EmbeddingAttr* e = op.get<EmbeddingAttr>(); e && e->bag)
+            bag_params += static_cast<double>(op.counts().params);
+    const double params = static_cast<double>(m.totals().params);
+    REQUIRE(bag_params > 0.9 * params);
+    const ParallelLowering low = lower_parallel(m, make_plan(2, 1, 1));
+    const double want = 12 * (params - bag_params) + 4 * bag_params;
+    CHECK(low.memory[0].optimizer_state_bytes == Approx(want).epsilon(1e-12));
+    CHECK(training_memory(m, TrainingOptions{"adam", false}).optimizer_state_bytes ==
+          Approx(want).epsilon(1e-12));
+    CHECK(op_state_bytes_per_param(m.op(*m.find("emb.0")), "momentum").optimizer == 2);
+    CHECK(op_state_bytes_per_param(m.op(*m.find("bot_l.0")), "momentum").optimizer == 8);  // master + one
+}
+
 TEST_CASE("expert parallelism: all-to-all dispatch and combine around each MoE layer", "[parallel]") {
     ZooOptions o;
     o.batch = 4;

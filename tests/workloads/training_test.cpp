@@ -243,6 +243,22 @@ TEST_CASE("DLRM trains with sparse embedding gradients but full-size optimizer s
     CHECK_FALSE(t.find("bot_l.0.grad_input"));
 }
 
+TEST_CASE("training a decode step counts its KV cache in the training memory", "[training]") {
+    // GPT-2 small decode at batch 4 after 512 tokens, fp16: 12 layers x 2 (K, V) x 4 x 512 x 768 x 2 B.
+    ZooOptions o;
+    o.batch = 4;
+    o.seq = 512;
+    o.dtype = DType::fp16;
+    const Model fwd = zoo_build("gpt2-small-decode", o);
+    const MemoryAccount m = training_memory(fwd, TrainingOptions{});
+    CHECK(m.kv_cache_bytes == 12.0 * 2 * 4 * 512 * 768 * 2);
+    CHECK(m.kv_cache_bytes == fwd.kv_cache_bytes());
+    CHECK(m.total_bytes == m.weights_bytes + m.gradients_bytes + m.optimizer_state_bytes +
+                               m.activations_bytes + m.kv_cache_bytes);
+    // A model without a KV cache has none.
+    CHECK(training_memory(mlp(2, 8), TrainingOptions{}).kv_cache_bytes == 0);
+}
+
 TEST_CASE("lowering a training graph again is a user error", "[training][errors]") {
     const Model t = lower_training(mlp(2, 8), TrainingOptions{});
     CHECK_THROWS_WITH(lower_training(t, TrainingOptions{}), Catch::Contains("is already a training op"));
