@@ -130,9 +130,16 @@ const cfg::Schema& cpu_schema() {
         s.doc =
             "CPU organisation: SIMD cores, compute units per data type, cache geometry, DRAM (read by the "
             "detailed CPU model)";
-        s.params.push_back(count_param("cores", "physical cores"));
+        // At most 4,096 cores: a device is one socket (the largest ship 128-288 cores), and the thread
+        // split of each GEMM (cpu_model.cpp, split_threads) searches the ways of dividing them.
+        cfg::Param cores = count_param("cores", "physical cores (at most 4096)");
+        cores.max = 4096;
+        s.params.push_back(cores);
         s.params.push_back(size_param("simd_width", "SIMD register width (datapath width), e.g. 512b"));
-        s.params.push_back(count_param("fma_units_per_core", "SIMD FMA pipes per core"));
+        // At most 64 pipes a core (cores issue 2-4 vector FMAs a cycle).
+        cfg::Param pipes = count_param("fma_units_per_core", "SIMD FMA pipes per core (at most 64)");
+        pipes.max = 64;
+        s.params.push_back(pipes);
         s.params.push_back(
             optional_no_default("matrix_unit", cfg::PType::string, "matrix extension, e.g. amx"));
         s.params.push_back(int_param("vector_registers", "32", 4, 1024, "architectural vector registers"));
@@ -310,7 +317,21 @@ std::shared_ptr<const FamilyParams> parse_cpu(const cfg::Node& dev, DeviceSpec& 
     } else {
         s.dram.latency_s = 100e-9;
     }
-    if (mem.latency_s > 0) s.dram.latency_s = mem.latency_s;
+    // The main memory level's `latency`, where given, is the DRAM latency too: both given must agree, and
+    // either is held to the DRAM bound above (the level's own value went past it unchecked, and won).
+    if (mem.latency_s > 0) {
+        const std::string level = fmt::format("device.memory[{}].latency", d.memory.size() - 1);
+        if (has_dram && r.sub("dram").has("latency") && std::abs(s.dram.latency_s - mem.latency_s) > 1e-12)
+            fail_at(r.sub("dram").at("latency"),
+                    fmt::format("DRAM latency {} disagrees with {} ({}); give one of them",
+                                cfg::format_quantity(s.dram.latency_s, cfg::Dim::time), level,
+                                cfg::format_quantity(mem.latency_s, cfg::Dim::time)));
+        if (mem.latency_s > 1e-5)
+            cfg::fail(node.key_loc(), level,
+                      fmt::format("main memory '{}' has latency {}: DRAM latency above 10 us is not a DRAM",
+                                  mem.name, cfg::format_quantity(mem.latency_s, cfg::Dim::time)));
+        s.dram.latency_s = mem.latency_s;
+    }
     s.dram.read_energy_J_per_byte = mem.read_energy_J_per_byte;
     s.dram.write_energy_J_per_byte = mem.write_energy_J_per_byte;
 

@@ -91,9 +91,17 @@ Blocking choose_blocking(const CpuSpec& s, const ComputeUnit& u, double w, doubl
     b.kc = round_down(static_cast<int64_t>(cb * way_bytes / (static_cast<double>(b.nr) * w)), gran);
     // MC from L2 (the A block), NC from L3 (the B panel); one level serves both when there is no L3.
     const CacheLevel& l2 = s.caches.size() > 1 ? s.caches[1] : l1;
+    // The A block shares L2 with what the micro-kernels stream past it between two of its uses (one jr
+    // iteration, gemm_traffic's (f)): the B micro-panel (KC x NR) and the C strip (MC x NR). All three
+    // within W2 - 2 of the W2 ways (one more way of margin than the traffic model's test); MC sized for
+    // the A block alone failed that test wherever NR / KC is large (AMX bf16: 32 / 320), and the model
+    // then read all of A from L3 N / NR times, where the library's blocking keeps it in L2.
     const double w2 = static_cast<double>(l2.associativity);
+    const double kc_bytes = static_cast<double>(b.kc) * w, nr_bytes = static_cast<double>(b.nr) * w;
     b.mc = round_down(
-        static_cast<int64_t>((w2 - 2) / w2 * l2.capacity_bytes / (static_cast<double>(b.kc) * w)), b.mr);
+        static_cast<int64_t>(((w2 - 2) / w2 * l2.capacity_bytes - kc_bytes * static_cast<double>(b.nr)) /
+                             (kc_bytes + nr_bytes)),
+        b.mr);
     const CacheLevel& l3 = s.caches.back();
     const double w3 = static_cast<double>(l3.associativity);
     const double l3_bytes = s.caches.size() > 2 ? l3_share : l2.capacity_bytes;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <optional>
 
@@ -20,6 +21,33 @@ namespace mlsim::arch::cpu {
 namespace {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// The threads of a GEMM over its loops of a, b and c tiles (batch, MR row tiles, NR column tiles; a
+// matrix-vector product: batch, 1, vectors of columns): ta x tb x tc <= cores, the split whose busiest
+// thread has the fewest tiles, ceil(a/ta) x ceil(b/tb) x ceil(c/tc); among equals the most threads, then
+// the outer loops split first. BLIS and oneDNN factor all of a socket's threads over the loops so (BLIS:
+// bli_thread_partition_2x2, the "ic" and "jc"/"jr" ways); splitting the batch first and the rows next,
+// each as far as the cores go, left cores idle wherever a loop's tiles did not divide them (32 row tiles
+// on 56 cores: 32 threads; 56 tiles x 3 = 168 on 56 cores but 1.9x the time at 60 row tiles).
+struct ThreadSplit {
+    int64_t ta = 1, tb = 1, tc = 1;
+    int64_t threads() const { return ta * tb * tc; }
+};
+ThreadSplit split_threads(int64_t a, int64_t b, int64_t c, int64_t cores) {
+    ThreadSplit best;
+    double best_tiles = std::numeric_limits<double>::infinity();
+    for (int64_t ta = std::min(a, cores); ta >= 1; --ta)
+        for (int64_t tb = std::min(b, cores / ta); tb >= 1; --tb) {
+            const int64_t tc = std::min(c, cores / (ta * tb));
+            const double tiles = static_cast<double>(ceil_div(a, ta)) * static_cast<double>(ceil_div(b, tb)) *
+                                 static_cast<double>(ceil_div(c, tc));
+            if (tiles < best_tiles || (tiles == best_tiles && ta * tb * tc > best.threads())) {
+                best = ThreadSplit{ta, tb, tc};
+                best_tiles = tiles;
+            }
+        }
+    return best;
+}
 
 std::string op_signature(const wl::Op& op, const wl::OpCounts& c) {
     // params: two embeddings with equal lookups differ in their table, whose size decides the cache
@@ -72,6 +100,25 @@ GemmTask task_of(const wl::GemmShape& g, double w) {
 // above the device's trace_limit.
 void check_trace_budget(const CpuSpec& cpu, const wl::Op& op, const wl::GemmShape& g, const Blocking& b,
                         const GemmTask& t) {
+    // The trace replays one line size through every level (cache_sim.h); and each replayed GEMM builds
+    // every level's tags afresh (8 B a line): caches above 2^25 lines in all (2 GiB of 64 B lines) would
+    // take more memory and time than the accesses the limit below counts.
+    double lines = 0;
+    for (const CacheLevel& c : cpu.caches) {
+        if (c.line_bytes != cpu.caches.front().line_bytes)
+            cfg::fail(
+                cpu.fidelity_loc, cpu.fidelity_path,
+                fmt::format("the trace fidelity replays one line size through every cache level, but "
+                            "{} has {} B lines and {} {} B; use `fidelity: closed`, or give the levels "
+                            "one line size",
+                            cpu.caches.front().name, cpu.caches.front().line_bytes, c.name, c.line_bytes));
+        lines += c.capacity_bytes / static_cast<double>(c.line_bytes);
+    }
+    if (lines > 33554432.0)
+        cfg::fail(cpu.fidelity_loc, cpu.fidelity_path,
+                  fmt::format("the trace fidelity keeps every cache line's tag, and these caches hold {:.3g} "
+                              "lines, above 2^25 (2 GiB of 64 B lines); use `fidelity: closed`",
+                              lines));
     const double est = trace_accesses_estimate(b, t, cpu.caches.front().line_bytes);
     if (est > static_cast<double>(cpu.trace_limit))
         cfg::fail(cpu.fidelity_loc, cpu.fidelity_path,
@@ -306,12 +353,11 @@ LayerResult CpuModel::simulate(const wl::Op& op, const OnChip& oc) {
             blocked = blocked || packs_b(b, t);
             gemv = gemv || !packs_b(b, t);
             if (packs_b(b, t)) {
-                // Threads: batch first, then MR rows (3rd loop), then NR columns (2nd loop).
+                // Threads over the batch, the MR rows (3rd loop) and the NR columns (2nd loop).
                 const int64_t mt = ceil_div(g.m, b.mr), nt = ceil_div(g.n, b.nr);
-                const int64_t tb = std::min(g.batch, cores);
-                const int64_t tm = std::min(cores / tb, mt);
-                const int64_t tn = std::min(cores / (tb * tm), nt);
-                threads = tb * tm * tn;
+                const ThreadSplit sp = split_threads(g.batch, mt, nt, cores);
+                const int64_t tb = sp.ta, tm = sp.tb, tn = sp.tc;
+                threads = sp.threads();
                 const double tiles = static_cast<double>(ceil_div(g.batch, tb)) *
                                      static_cast<double>(ceil_div(mt, tm)) *
                                      static_cast<double>(ceil_div(nt, tn));
@@ -327,9 +373,9 @@ LayerResult CpuModel::simulate(const wl::Op& op, const OnChip& oc) {
                 // B vector load per vector FMA.
                 const auto vl = static_cast<int64_t>(lanes);
                 const int64_t nv = ceil_div(g.n, vl);
-                const int64_t tb = std::min(g.batch, cores);
-                const int64_t tn = std::min(cores / tb, nv);
-                threads = tb * tn;
+                const ThreadSplit sp = split_threads(g.batch, 1, nv, cores);
+                const int64_t tb = sp.ta, tn = sp.tc;
+                threads = sp.threads();
                 const double per_fma = std::max(1.0 / static_cast<double>(m_cpu.fma_pipes),
                                                 1.0 / static_cast<double>(m_cpu.load_ports));
                 kernel += static_cast<double>(ceil_div(g.batch, tb)) * static_cast<double>(g.m) *

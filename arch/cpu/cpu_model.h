@@ -8,8 +8,9 @@
 //    GEMMs of lowered backward ops) run the blocked loop nest: micro-kernel cycles per MR x NR tile per
 //    KC pass = ceil(KC / k granule) · cycles per step + the C tile update (2 · MR·NR words through L1
 //    + FMA latency) + kernel_call_cycles; edge tiles are padded to MR x NR (computed, wasted).
-//    Threads split the batch of independent GEMMs, then the 3rd loop (ic, MR rows at a time), then
-//    the 2nd (jr); the slowest thread's tiles set the time. Packing copies A (once per jc) and B (once)
+//    All the cores are factored over the batch of independent GEMMs, the 3rd loop (ic, MR rows at a
+//    time) and the 2nd (jr): the split whose busiest thread has the fewest tiles (split_threads); the
+//    slowest thread's tiles set the time. Packing copies A (once per jc) and B (once)
 //    at the core's L2 bandwidth, on the cores, before the micro-kernels of each block (not overlapped:
 //    the same load/store ports do it): `stall_packing_cycles`. The op's arithmetic beyond its MACs
 //    (bias, activation, softmax inside attention) runs on the vector unit afterwards.

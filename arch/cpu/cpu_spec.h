@@ -17,8 +17,8 @@
 //       for ic in M step MC        (3rd loop; A block packed into Ap, MC x KC, lives in L2)   <- threads
 //         for jr in NC step NR     (2nd loop; B micro-panel KC x NR lives in L1)             <- threads
 //           for ir in MC step MR   (1st loop; micro-kernel MR x NR x KC from registers)
-// Threads split the 3rd loop (ic) and, when M has fewer MR rows than cores, the 2nd loop (jr); the
-// independent GEMMs of a batch (groups, heads) are split first. Blocking (choose_blocking):
+// Threads: all the cores factored over the independent GEMMs of a batch (groups, heads), the 3rd loop
+// (ic) and the 2nd (jr), the split whose busiest thread has the fewest tiles. Blocking (choose_blocking):
 //   - MR x NR: a = MR / lanes vector rows and NR columns of accumulators, a·NR + a + 1 <= registers
 //     (accumulators, the A vectors, one B broadcast), a·NR >= pipes · FMA latency where possible
 //     (enough independent accumulators to keep every pipe busy): the highest FMA rate per cycle given
@@ -28,8 +28,9 @@
 //   - KC from L1 (Low et al.): the B micro-panel KC x NR takes C_B = floor((W1 - 1) / (1 + MR / NR))
 //     of the W1 ways and the A micro-panel MR x KC the C_B · MR / NR ways beside it (one way left for C):
 //     KC = C_B · (L1 / W1) / (NR · w).
-//   - MC from L2: the A block MC x KC takes W2 - 2 of the W2 ways (one for the B micro-panel, one for
-//     the C stream): MC = (W2 - 2) / W2 · L2 / (KC · w), a multiple of MR.
+//   - MC from L2: the A block MC x KC, the C strip MC x NR and the B micro-panel KC x NR (what one jr
+//     iteration touches) within W2 - 2 of the W2 ways: MC = ((W2 - 2) / W2 · L2 - KC · NR · w) /
+//     ((KC + NR) · w), a multiple of MR.
 //   - NC from L3: Bp KC x NC takes W3 - 2 of the W3 ways of the L3 share of the cores that use it:
 //     NC = (W3 - 2) / W3 · L3 / (KC · w), a multiple of NR.
 // Depthwise convolution (groups = channels, one output channel per group) runs as a direct kernel

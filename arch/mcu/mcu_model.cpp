@@ -139,6 +139,9 @@ double elems_of(const wl::Op& op, double bytes) {
 struct Kernel {
     double compute_cycles = 0;  // instructions over the issue width, at least the MAC peak
     double passes = 1;          // traversals of the weights by the kernel
+    // Weight bytes the kernel touches between two traversals (what the flash cache must hold for them to
+    // be read from flash once); 0: all of the op's weights.
+    double reuse_bytes = 0;
     double im2col_elems = 0;
     double sram_read = 0, sram_write = 0;
 };
@@ -175,6 +178,18 @@ Kernel kernel_of(const wl::Op& op, const McuSpec& m) {
                       w;
             k.passes = dw ? std::max<double>(1, static_cast<double>(g.pixels))
                           : std::max<double>(1, std::ceil(static_cast<double>(g.pixels) / 2));
+            // A 1x1 convolution runs as arm_nn_mat_mult_nt_t_s8 (arm_convolve_1x1_s8_fast): its DSP
+            // path takes two output channels' weight rows at a time and runs them over every pair of
+            // pixels, so only those two rows (2 x K bytes) are re-read between passes; the im2col
+            // kernel (arm_nn_mat_mult_kernel_s8_s16) runs all of the weights over each pair of pixels.
+            if (g.pointwise) k.reuse_bytes = 2.0 * static_cast<double>(g.k) * wl::dtype_bytes(op.dtype);
+        }
+        // A fully connected layer over a batch: arm_fully_connected_s8 calls the vector-matrix kernel
+        // (arm_nn_vec_mat_mult_t_s8) once per row of the batch, each a traversal of all the weights.
+        if (const auto* lin = std::get_if<wl::LinearAttr>(&op.attr); lin && !op.inputs.empty()) {
+            const double rows = static_cast<double>(wl::numel(op.inputs[0])) /
+                                static_cast<double>(std::max<int64_t>(1, lin->in_features));
+            k.passes = std::max(k.passes, rows);
         }
         // Never faster than the SIMD peak of the data type.
         const double peak_mac = op.dtype == wl::DType::fp32    ? m.core.fp32_macs_per_cycle
@@ -595,16 +610,18 @@ std::vector<LayerResult> McuModel::run(const wl::Model& model) {
                 k = kernel_of(op, m);
                 kernel_cycles = k.compute_cycles;
                 dispatch = m.dispatch_cycles;
+                const double reused =
+                    k.reuse_bytes > 0 ? std::min(k.reuse_bytes, c.weight_bytes) : c.weight_bytes;
                 if (c.weight_bytes > 0 && where.weights_external) {
                     // Weights in external memory: one burst per line, per pass unless the cache holds them.
                     const double once = std::ceil(c.weight_bytes / ext.line_bytes);
-                    ext_lines = c.weight_bytes <= m.flash_cache_bytes ? once : once * k.passes;
+                    ext_lines = reused <= m.flash_cache_bytes ? once : once * k.passes;
                     ext_bytes = std::max(c.weight_bytes, ext_lines * ext.line_bytes);
                     ext_stall = ext_lines * ext_burst_cycles;
                 } else if (c.weight_bytes > 0) {
                     const double line = m.flash_line_bytes;
                     const double once = std::ceil(c.weight_bytes / line);
-                    flash_lines = c.weight_bytes <= m.flash_cache_bytes ? once : once * k.passes;
+                    flash_lines = reused <= m.flash_cache_bytes ? once : once * k.passes;
                     flash_bytes = std::max(c.weight_bytes, flash_lines * line);
                     stall_cycles = flash_lines * static_cast<double>(m.flash_wait_states);
                 }

@@ -308,8 +308,14 @@ cfg::Node scalesim_cfg_document(const std::string& path) {
         b.set("write_energy", scalar(sram_energy, e.loc, base + ".write_energy"));
         return b;
     };
-    buffers.set("ifmap", buffer("ifmap", ifmap_kib, ei, rows));
-    buffers.set("filter", buffer("filter", filter_kib, ef, cols));
+    // The streaming operand enters along the rows and the stationary (or second) operand along the
+    // columns: os and ws stream the ifmap from the left edge (rows) and feed the filter down the columns;
+    // is keeps the ifmap in the array, loaded down the columns, and streams the filter from the left
+    // (SCALE-Sim v2's operand matrices: is swaps the ifmap's and filter's roles). Each port as wide as its
+    // edge.
+    const bool input_stationary = dataflow == "is";
+    buffers.set("ifmap", buffer("ifmap", ifmap_kib, ei, input_stationary ? cols : rows));
+    buffers.set("filter", buffer("filter", filter_kib, ef, input_stationary ? rows : cols));
     buffers.set("ofmap", buffer("ofmap", ofmap_kib, eo, cols));
     sys.set("buffers", std::move(buffers));
     sys.set("pe_hop_energy", scalar(fmt::format("{}pJ", k_hop_pJ), file_loc, sp("pe_hop_energy")));

@@ -214,6 +214,29 @@ TEST_CASE("A CPU section that contradicts itself is a located error", "[cpu]") {
         });
         CHECK_THAT(msg, Contains("'l3'"));
     }
+    SECTION("a main-memory latency that disagrees with the DRAM's, or is no DRAM's") {
+        // The memory level's latency won silently over cpu.dram.latency, past its 10 us bound (1 s: a
+        // 196-second MLP).
+        const std::string both = user_error_of([&] {
+            arch::load_device(
+                with("      read_energy: 358pJ/B", "      latency: 50ns\n      read_energy: 358pJ/B"));
+        });
+        CHECK_THAT(both, Contains("device.cpu.dram.latency"));
+        CHECK_THAT(both, Contains("disagrees with device.memory[3].latency"));
+        const std::string slow = user_error_of([&] {
+            arch::load_device(
+                with("      read_energy: 358pJ/B", "      latency: 1s\n      read_energy: 358pJ/B"));
+        });
+        CHECK_THAT(slow, Contains("device.memory[3].latency"));
+        CHECK(arch::load_device(
+                  with("      read_energy: 358pJ/B", "      latency: 90ns\n      read_energy: 358pJ/B"))
+                  .main_memory()
+                  .latency_s == Approx(90e-9));
+    }
+    SECTION("more cores than a socket") {
+        CHECK_THAT(user_error_of([&] { arch::load_device(with("cores: 40", "cores: 100000")); }),
+                   Contains("device.cpu.cores"));
+    }
 }
 
 TEST_CASE("BLIS blocking follows the registers and the caches", "[cpu]") {
@@ -521,6 +544,13 @@ TEST_CASE("The trace fidelity refuses a GEMM above its limit with a located mess
     const std::string whole = user_error_of([&] { fresh.run(two); });
     CHECK_THAT(whole, Contains("layer 'big'"));
     CHECK(fresh.work().layers_simulated == 0);
+    // Cache levels of different line sizes: the trace replays one (an internal check failed, exit 1).
+    std::string mixed = text;
+    mixed.replace(mixed.find("l1d: {line: 64B"), 15, "l1d: {line: 128B");
+    arch::cpu::CpuModel lines(arch::load_device(write_temp("cpu_trace_lines.yaml", mixed)));
+    const std::string msg_lines = user_error_of([&] { lines.run_op(small.op(0)); });
+    CHECK_THAT(msg_lines, Contains("device.cpu.fidelity"));
+    CHECK_THAT(msg_lines, Contains("one line size"));
 }
 
 TEST_CASE("A CPU model run is deterministic and memoized layers equal fresh ones", "[cpu]") {
@@ -562,4 +592,48 @@ TEST_CASE("Whole models under the trace fidelity agree with the closed form and 
         // two agree closely (the grid test above covers the blocked reuse); 10 % bounds the rest.
         CHECK(rt.back().end_s == Approx(rc.back().end_s).epsilon(0.10));
     }
+}
+
+TEST_CASE("Threads divide a GEMM's tiles over all cores: a little more work never nearly doubles the time",
+          "[cpu]") {
+    // 56 cores (xeon-8480), fp32 768 x 768 layers. Splitting the batch first and the MR rows next, each as
+    // far as the cores go, ran 60 row tiles as 56 threads of 2 rounds (M = 960: 1.9x the time of M = 896)
+    // and 32 row tiles on 32 threads; the split over rows and columns that keeps every core busy does not.
+    const arch::DeviceSpec spec = preset("xeon-8480");
+    arch::cpu::CpuModel model(spec);
+    const auto time_at = [&](int64_t m) {
+        const wl::Model g =
+            one_op_model("name: g\ninputs:\n  x: [" + std::to_string(m) +
+                         ", 768]\nops:\n  - {name: fc, kind: linear, inputs: [x], out_features: "
+                         "768, bias: false}\n");
+        const arch::LayerResult r = model.run_op(g.op(0));
+        INFO("M = " << m << ": " << r.time_s << " s, " << r.metric_value("threads") << " threads");
+        CHECK(r.metric_value("threads") >= 0.9 * 56);
+        return r.time_s - spec.op_overhead_s;
+    };
+    const double t896 = time_at(896), t960 = time_at(960), t1024 = time_at(1024), t1792 = time_at(1792);
+    CHECK(t960 < 1.25 * t896);
+    CHECK(t1024 < 1.35 * t896);
+    CHECK(t1792 > 1.6 * t896);  // twice the work takes about twice the time
+    CHECK(t1792 < 2.4 * t896);
+}
+
+TEST_CASE("AMX bf16 blocking keeps the A block in L2: fewer L2 ways never make a GEMM faster", "[cpu]") {
+    // The A block was sized for L2 alone; with the C strip and the B micro-panel beside it (NR / KC =
+    // 32 / 320 on AMX) it never fitted the traffic model's test, and all of A came from L3 N / NR times:
+    // a 4096^3 bf16 GEMM took 3.11 ms with 16-way L2 and 1.83 ms with 8 ways.
+    const std::string file =
+        write_temp("xeon_l2_8way.yaml", "extends: " + k_devices +
+                                            "xeon-8480.yaml\ndevice:\n  cpu:\n    caches:\n      l2: "
+                                            "{associativity: 8}\n");
+    const wl::Model g = one_op_model(
+        "name: g\ninputs:\n  x: [4096, 4096]\nops:\n  - {name: fc, kind: linear, inputs: [x], out_features: "
+        "4096, bias: false, dtype: bf16}\n");
+    const arch::DeviceSpec spec16 = preset("xeon-8480");
+    const arch::DeviceSpec spec8 = arch::load_device(file);
+    const arch::LayerResult r16 = arch::cpu::CpuModel(spec16).run_op(g.op(0));
+    const arch::LayerResult r8 = arch::cpu::CpuModel(spec8).run_op(g.op(0));
+    CHECK(r16.time_s <= r8.time_s * 1.001);
+    // Compute-bound near the AMX peak: 2 x 4096^3 FLOPs at more than 70 % of it.
+    CHECK(r16.counts.flops / (r16.time_s - spec16.op_overhead_s) >= 0.7 * spec16.peak_for("bf16"));
 }

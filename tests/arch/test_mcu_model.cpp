@@ -677,3 +677,37 @@ TEST_CASE("The Ethos-U55 runs the ops Vela maps to it; its Cortex-M55 host runs 
     for (const std::string& l : f->summary(rs)) lines += l + "\n";
     CHECK_THAT(lines, Contains("1 of 3 layers on the NPU"));
 }
+
+TEST_CASE("CMSIS-NN's loop orders decide how often an MCU reads its weights from flash", "[mcu]") {
+    const arch::DeviceSpec l4 = preset("stm32l4r5");  // a 256 B flash data cache (ART accelerator)
+    // A 1x1 convolution (arm_nn_mat_mult_nt_t_s8, DSP path) runs two output channels' weight rows
+    // (2 x 64 B in DS-CNN) over every pair of pixels: they stay in the cache, and the layer's weights
+    // come from flash once. (The model counted pixels / 2 traversals of all of them: 63 x 4 KB.)
+    {
+        arch::mcu::McuModel m(l4);
+        const wl::Model kws = zoo("ds-cnn-kws");
+        bool seen = false;
+        for (const arch::LayerResult& r : m.run(kws)) {
+            if (r.name != "ds1.pw") continue;
+            seen = true;
+            CHECK(r.metric_value("weight_passes") > 10);
+            CHECK(r.bytes_read <= r.counts.weight_bytes + 32);  // one pass, in whole 32 B lines at most
+        }
+        CHECK(seen);
+    }
+    // A fully connected layer over a batch (arm_fully_connected_s8): the vector-matrix kernel once per
+    // row, each reading all of the weights (264 KB for fc-autoencoder, far above the cache): the time per
+    // sample does not fall with the batch.
+    const auto per_sample = [&](int64_t batch) {
+        wl::ZooOptions o;
+        o.batch = batch;
+        o.dtype = wl::DType::int8;
+        arch::mcu::McuModel m(l4);
+        double t = 0;
+        for (const arch::LayerResult& r : m.run(wl::zoo_build("fc-autoencoder", o))) t += r.time_s;
+        return t / static_cast<double>(batch);
+    };
+    const double b1 = per_sample(1), b4 = per_sample(4);
+    CHECK(b4 >= 0.97 * b1);
+    CHECK(b4 <= 1.03 * b1);
+}

@@ -127,3 +127,24 @@ TEST_CASE("A .cfg's main memory is LPDDR4 up to 204.8 GB/s and HBM2 above, by th
         CHECK(m.read_energy_J_per_byte == Approx(lpddr));
     }
 }
+
+TEST_CASE("A .cfg's SRAM ports follow the dataflow: input stationary streams the filter along the rows",
+          "[scalesim]") {
+    // A 256 x 16 array. os and ws stream the ifmap from the left edge (256 rows) and feed the filter down
+    // the 16 columns; is keeps the ifmap, loaded down the columns, and streams the filter from the left.
+    // (The ports stayed ifmap = rows, filter = cols under is: the array waited on a 16-word filter port
+    // feeding 256 rows, ResNet-18 3.4x slower than with the ports the other way round.)
+    const auto ports = [&](const char* dataflow) {
+        std::string text = replaced(k_google, "ArrayWidth:     256", 19, "ArrayWidth:     16");
+        text = replaced(text, "Dataflow : ws", 13, std::string("Dataflow : ") + dataflow);
+        const fs::path p = fs::temp_directory_path() / "mlsim_ports_scalesim.cfg";
+        std::ofstream(p) << text;
+        const arch::SystemSpec s = arch::systolic::load_scalesim_cfg(p.string());
+        const cfg::Node* b = s.device.section("systolic")->find("buffers");
+        return std::pair{b->find("ifmap")->find("bandwidth")->scalar(),
+                         b->find("filter")->find("bandwidth")->scalar()};
+    };
+    CHECK(ports("os") == std::pair<std::string, std::string>{"256GB/s", "16GB/s"});
+    CHECK(ports("ws") == std::pair<std::string, std::string>{"256GB/s", "16GB/s"});
+    CHECK(ports("is") == std::pair<std::string, std::string>{"16GB/s", "256GB/s"});
+}
