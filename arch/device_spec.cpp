@@ -339,7 +339,10 @@ DeviceSpec device_from_node(const cfg::Node& resolved) {
         m.write_energy_J_per_byte =
             lr.has("write_energy") ? lr.quantity("write_energy") : m.read_energy_J_per_byte;
         if (m.write_energy_J_per_byte < 0) fail_at(lr.at("write_energy"), "must be zero or more");
-        if (!d.memory.empty()) {
+        // A microcontroller's SRAM and flash sit side by side, activations in the one and weights in the
+        // other (an STM32H750: 1 MB of SRAM, 128 KiB of flash); other devices' levels nest, each holding
+        // what the one inside it holds.
+        if (!d.memory.empty() && d.family != "mcu") {
             const MemoryLevel& inner = d.memory.back();
             if (m.capacity_bytes < inner.capacity_bytes)
                 fail_at(lr.at("capacity"),

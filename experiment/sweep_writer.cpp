@@ -225,7 +225,8 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
     std::vector<std::tuple<db::SweepPoint, std::string, std::string>> repeats;  // point, hash, description
     std::vector<std::pair<std::size_t, std::string>> errors;
     std::map<std::string, std::pair<int64_t, std::string>> failed_by_hash;
-    std::deque<PointOutcome> busy;  // held by another live process: retried after the others
+    std::map<int64_t, std::string> failed_here;  // run id -> error, of the failed runs this process recorded
+    std::deque<PointOutcome> busy;               // held by another live process: retried after the others
 
     // Commits one point; false when another process holds it. `in_batch`: inside a batch transaction, whose
     // claims are not written (ResultsDb::claim) and so have nothing to release.
@@ -256,6 +257,16 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
         const db::ClaimResult claim = db.claim(query);
         if (claim.state == db::ClaimResult::State::done) {
             db.link_sweep_point(o.point, claim.run_id);
+            if (auto own = failed_here.find(claim.run_id); own != failed_here.end()) {
+                // A point that fails as an earlier point of this sweep did (the same configuration,
+                // found by the failure's hash): a failure of this run, not one recorded before or by
+                // another process.
+                ++failed;
+                errors.emplace_back(
+                    o.index, fmt::format("point {} ({}): same configuration as a failed point: {}", o.index,
+                                         o.description, own->second));
+                return true;
+            }
             ++(claim.run_ok ? skipped : failed_before);
             if (o.kind == PointOutcome::Kind::ran || o.kind == PointOutcome::Kind::failed)
                 ++recorded_elsewhere;
@@ -276,6 +287,7 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
         } else {
             const int64_t id = db.record_failed_run(o.fail_info, o.error, o.wall_s, &o.point);
             guard.released();
+            failed_here.emplace(id, o.error);
             ++failed;
             errors.emplace_back(o.index, fmt::format("point {} ({}): {}", o.index, o.description, o.error));
             if (!o.hash.empty()) failed_by_hash.emplace(o.hash, std::make_pair(id, o.error));

@@ -79,8 +79,8 @@
 //   whose lookups are cast to FP16: run option --embedding-dtype), else the op's dtype.
 // - Memory per rank (rank_memory): shard weights (rows x cols x dtype) and their optimizer state (row-wise
 //   Adagrad: 4 B per row; the training optimizer: its states in the table's type, no FP32 master copy, as
-//   its update moves them); dense
-//   weights, gradients and optimizer state as state_bytes_per_param (the ZeRO paper's accounting); data-
+//   its update moves them: table_state_bytes_per_param); dense weights, gradients and optimizer state as
+//   op_state_bytes_per_param (the ZeRO paper's accounting; an embedding bag's in its table's type); data-
 //   parallel tables whole, with a dense gradient; activations: the forward tensors the rank's backward reads
 //   (training) or its largest op's input and output (inference). check_embedding_memory() throws a located
 //   UserError naming the rank, its breakdown and how far over its device's capacity it is.

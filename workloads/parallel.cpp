@@ -1299,6 +1299,11 @@ ParallelLowering lower_parallel(const Model& fwd, const ParallelPlan& plan, cons
             // Tensors read by a later pass: each forward tensor a backward op of the stage reads (received
             // ones included), seen through reshape views to the tensor that holds the data, each once.
             act += saved_forward_bytes(rm, [&](size_t i) { return stage[i] == s; });
+            // A decode step's KV cache: every micro-batch's sequences, as in inference (and as one device's
+            // training_memory counts it), read by the attention's forward and backward.
+            for (size_t i = 0; i < n; ++i)
+                if (stage[i] == s && rm.op(i).phase == Phase::forward)
+                    kv += kv_cache_bytes(rm.op(i)) * static_cast<double>(plan.microbatches);
             // Recompute full: one layer's recomputed tensors, those its backward reads, at a time.
             std::map<std::string, std::set<std::pair<size_t, int>>> working;  // layer key -> tensors
             for (size_t i = 0; i < n; ++i) {

@@ -91,10 +91,11 @@
 //   the data-parallel degree (expert weights by D/E). Activations: the tensors backward reads for one
 //   micro-batch on the rank's stage (the training lowering's account, FlashAttention-style attention, no
 //   dropout masks; so a GPT layer holds sbh(10 + 24/t) - style terms, not Korthikanti's 34 + 5as/h),
-//   times the micro-batches in flight: 1F1B stage s keeps min(P-s, M), GPipe M. Inference: KV cache of
-//   the stage's decode attention for all B/D sequences, plus the largest op's input and output of one
-//   micro-batch. A stage that does not fit its device is a UserError naming its first rank, what it
-//   holds and by how much it is over.
+//   times the micro-batches in flight: 1F1B stage s keeps min(P-s, M), GPipe M. An embedding bag keeps its
+//   optimizer state in its table's type (op_state_bytes_per_param, workloads/training.h). KV cache: the
+//   stage's decode attention's for all B/D sequences (training a decode step too). Inference: plus the
+//   largest op's input and output of one micro-batch. A stage that does not fit its device is a UserError
+//   naming its first rank, what it holds and by how much it is over.
 #include <cstdint>
 #include <functional>
 #include <map>

@@ -70,8 +70,9 @@ Model lower_training(const Model& forward, const TrainingOptions& opts, const Ch
 // Model-state bytes per parameter (weights, gradients, optimizer state) before ZeRO sharding, the ZeRO
 // paper's accounting (Rajbhandari et al. 2020, arXiv:1910.02054, section 3.1): 16-bit dtypes 2 + 2 + K
 // (K = 12 for Adam, 8 for momentum, 4 for SGD: the FP32 master copy and FP32 states), and so for 8-bit
-// ones (1 + 1 + K); 32-bit 4 + 4 + 4·states; fp64 8 + 8 + 8·states (no master copy). One rule for a single
-// device (training_memory, the update op) and a parallel plan (parallel.h, embedding_sharding.h).
+// ones (1 + 1 + K); 32-bit 4 + 4 + 4·states; fp64 8 + 8 + 8·states (no master copy). Through
+// op_state_bytes_per_param (below) one rule for a single device (training_memory, the update op), a
+// parallel plan (parallel.h) and embedding sharding (embedding_sharding.h).
 struct StateBytes {
     double weights = 0, gradients = 0, optimizer = 0;
     bool master = false;  // an FP32 master copy is part of `optimizer`

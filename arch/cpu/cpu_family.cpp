@@ -326,8 +326,12 @@ std::shared_ptr<const FamilyParams> parse_cpu(const cfg::Node& dev, DeviceSpec& 
                     fmt::format("DRAM latency {} disagrees with {} ({}); give one of them",
                                 cfg::format_quantity(s.dram.latency_s, cfg::Dim::time), level,
                                 cfg::format_quantity(mem.latency_s, cfg::Dim::time)));
+        const cfg::Node* levels = dev.find("memory");
+        const cfg::Node* at = levels && levels->is_sequence() && !levels->items().empty()
+                                  ? levels->items().back().find("latency")
+                                  : nullptr;
         if (mem.latency_s > 1e-5)
-            cfg::fail(node.key_loc(), level,
+            cfg::fail(at ? at->loc() : node.key_loc(), level,
                       fmt::format("main memory '{}' has latency {}: DRAM latency above 10 us is not a DRAM",
                                   mem.name, cfg::format_quantity(mem.latency_s, cfg::Dim::time)));
         s.dram.latency_s = mem.latency_s;

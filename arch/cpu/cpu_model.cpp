@@ -34,6 +34,9 @@ struct ThreadSplit {
     int64_t threads() const { return ta * tb * tc; }
 };
 ThreadSplit split_threads(int64_t a, int64_t b, int64_t c, int64_t cores) {
+    a = std::max<int64_t>(a, 1);  // an empty loop still takes one thread
+    b = std::max<int64_t>(b, 1);
+    c = std::max<int64_t>(c, 1);
     ThreadSplit best;
     double best_tiles = std::numeric_limits<double>::infinity();
     for (int64_t ta = std::min(a, cores); ta >= 1; --ta)

@@ -273,6 +273,21 @@ std::shared_ptr<const FamilyParams> parse_mcu(const cfg::Node& dev, DeviceSpec& 
         m.external.latency_s = e.quantity("latency");
         m.external.line_bytes = e.quantity("line");
         m.external.read_energy_J_per_byte = e.quantity("read_energy");
+        // A burst is a power-of-two line up to 4 KiB (as flash_line), and no larger than the memory.
+        const double line = m.external.line_bytes;
+        if (!(line >= 1 && line <= 4096 && std::exp2(std::round(std::log2(line))) == line))
+            fail_at(e.at("line"), fmt::format("{} is not a power of two from 1 B to 4 KiB",
+                                              cfg::format_quantity(line, cfg::Dim::size)));
+        if (line > m.external.bytes)
+            fail_at(e.at("line"), fmt::format("a {} line is larger than the memory ({})",
+                                              cfg::format_quantity(line, cfg::Dim::size),
+                                              cfg::format_quantity(m.external.bytes, cfg::Dim::size)));
+        // Its name is where `arena_bank` sends the arena: a memory level's name would make that ambiguous.
+        for (const MemoryLevel& lv : d.memory)
+            if (lv.name == m.external.name)
+                fail_at(e.at("name"),
+                        fmt::format("'{}' is the name of a memory level; name the external memory apart",
+                                    m.external.name));
     }
     // An NPU beside the core (a `systolic:` section, parsed before this one): the device's peaks are the
     // NPU's; the core runs the ops the NPU does not.

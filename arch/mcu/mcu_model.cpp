@@ -178,11 +178,17 @@ Kernel kernel_of(const wl::Op& op, const McuSpec& m) {
                       w;
             k.passes = dw ? std::max<double>(1, static_cast<double>(g.pixels))
                           : std::max<double>(1, std::ceil(static_cast<double>(g.pixels) / 2));
-            // A 1x1 convolution runs as arm_nn_mat_mult_nt_t_s8 (arm_convolve_1x1_s8_fast): its DSP
-            // path takes two output channels' weight rows at a time and runs them over every pair of
-            // pixels, so only those two rows (2 x K bytes) are re-read between passes; the im2col
-            // kernel (arm_nn_mat_mult_kernel_s8_s16) runs all of the weights over each pair of pixels.
-            if (g.pointwise) k.reuse_bytes = 2.0 * static_cast<double>(g.k) * wl::dtype_bytes(op.dtype);
+            // An int8 1x1 convolution runs as arm_nn_mat_mult_nt_t_s8 (arm_convolve_1x1_s8_fast): its
+            // DSP path takes two output channels' weight rows at a time and runs them over every pair
+            // of pixels, so only those two rows (2 x K bytes) are re-read between passes, and the input
+            // is read once per pair of output channels; the im2col kernel (arm_nn_mat_mult_kernel_s8_s16,
+            // and int16's arm_convolve_s16) runs all of the weights over each pair of pixels.
+            if (g.pointwise && op.dtype == wl::DType::int8 && !dw) {
+                k.reuse_bytes = 2.0 * static_cast<double>(g.k);
+                const auto* conv = std::get_if<wl::ConvAttr>(&op.attr);
+                const double pairs = conv ? std::ceil(static_cast<double>(conv->out_channels) / 2) : 1;
+                k.sram_read = c.input_bytes * std::max(1.0, pairs);
+            }
         }
         // A fully connected layer over a batch: arm_fully_connected_s8 calls the vector-matrix kernel
         // (arm_nn_vec_mat_mult_t_s8) once per row of the batch, each a traversal of all the weights.

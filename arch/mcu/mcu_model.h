@@ -21,8 +21,12 @@
 // written beside each constant in mcu_model.cpp (estimates from the kernels' structure and the TRMs'
 // instruction timings, not fitted to any benchmark).
 // Flash: weights are read from flash through the flash cache. A layer whose weights fit the cache
-// misses once per line; one whose weights do not re-reads them from flash once per pass of the kernel
-// over its output pixels. Each miss stalls the in-order core for `flash_wait_states` cycles.
+// misses once per line; one whose weights do not re-reads them from flash once per pass of the kernel:
+// per pair of output pixels (im2col GEMM, DSP), per four (Helium), per pixel (depthwise, reference
+// kernels), per row of the batch (fully connected). An int8 1x1 convolution on a DSP core keeps two weight
+// rows at a time and runs them over every pixel: it reads its weights once when those rows fit the cache,
+// and its input once per pair of output channels. Each miss stalls the in-order core for
+// `flash_wait_states` cycles.
 // The layer's time is at least the flash time of its weights at the flash bandwidth (the roofline's
 // main memory) and its MACs at the SIMD peak: time = max(kernel + stalls, roofline floor).
 // Tensor arena: lifetimes of every activation tensor from the execution order (an aliased tensor lives

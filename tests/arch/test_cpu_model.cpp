@@ -233,9 +233,22 @@ TEST_CASE("A CPU section that contradicts itself is a located error", "[cpu]") {
                   .main_memory()
                   .latency_s == Approx(90e-9));
     }
-    SECTION("more cores than a socket") {
+    SECTION("more cores than a socket, more FMA pipes than a core") {
         CHECK_THAT(user_error_of([&] { arch::load_device(with("cores: 40", "cores: 100000")); }),
                    Contains("device.cpu.cores"));
+        CHECK_THAT(user_error_of([&] {
+                       arch::load_device(with("fma_units_per_core: 2", "fma_units_per_core: 100000000"));
+                   }),
+                   Contains("device.cpu.fma_units_per_core"));
+    }
+    SECTION("a main-memory latency above 10 us without cpu.dram.latency") {
+        std::string t = text;
+        t.replace(t.find("dram: {channels: 8, latency: 90ns, "), 35, "dram: {channels: 8, ");
+        t.replace(t.find("      read_energy: 358pJ/B"), 26,
+                  "      latency: 20us\n      read_energy: 358pJ/B");
+        const std::string msg = user_error_of([&] { arch::load_device(write_temp("cpu_bad.yaml", t)); });
+        CHECK_THAT(msg, Contains("device.memory[3].latency") && Contains("not a DRAM"));
+        CHECK_THAT(msg, Contains("cpu_bad.yaml:60:"));  // at the level's own key
     }
 }
 
@@ -551,6 +564,15 @@ TEST_CASE("The trace fidelity refuses a GEMM above its limit with a located mess
     const std::string msg_lines = user_error_of([&] { lines.run_op(small.op(0)); });
     CHECK_THAT(msg_lines, Contains("device.cpu.fidelity"));
     CHECK_THAT(msg_lines, Contains("one line size"));
+    // An L3 of 4 GiB: 2^26 lines of tags for each traced GEMM (a 64 GiB one took 8 GB a GEMM).
+    std::string huge = text;
+    const std::size_t l3 = huge.find("name: l3");
+    REQUIRE(l3 != std::string::npos);
+    const std::size_t cap = huge.find("capacity:", l3);
+    const std::size_t eol = huge.find('\n', cap);
+    huge.replace(cap, eol - cap, "capacity: 4GiB");
+    arch::cpu::CpuModel big_l3(arch::load_device(write_temp("cpu_trace_l3.yaml", huge)));
+    CHECK_THAT(user_error_of([&] { big_l3.run_op(small.op(0)); }), Contains("2^25"));
 }
 
 TEST_CASE("A CPU model run is deterministic and memoized layers equal fresh ones", "[cpu]") {

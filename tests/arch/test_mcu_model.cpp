@@ -153,6 +153,25 @@ TEST_CASE("An MCU's flash line, flash cache and sleep power are checked against 
     msg = error_with("    sleep_power: 5W\n");
     CHECK_THAT(msg, Contains("mcu.sleep_power") && Contains("above the run-mode static power 10 mW"));
     CHECK_NOTHROW(from_text(mcu_device("cortex-m4", "", "    flash_cache: 1MiB\n    sleep_power: 10mW\n")));
+    // External memory: its burst line as the flash's (a 100 MiB line made DS-CNN take 12.6 s), and a name
+    // of its own (`sram` sent --arena-bank sram to the external memory).
+    const auto external = [&](const std::string& name, const std::string& line) {
+        return error_with("    external: {name: " + name +
+                          ", capacity: 8MiB, bandwidth: 100MB/s, latency: 100ns, line: " + line +
+                          ", read_energy: 20pJ/B}\n");
+    };
+    CHECK_THAT(external("psram", "100MiB"), Contains("mcu.external.line") && Contains("not a power of two"));
+    CHECK_THAT(external("psram", "3B"), Contains("mcu.external.line"));
+    CHECK_THAT(external("sram", "32B"), Contains("mcu.external.name") && Contains("name of a memory level"));
+    CHECK_NOTHROW(from_text(mcu_device("cortex-m4", "",
+                                       "    external: {name: psram, capacity: 8MiB, bandwidth: 100MB/s, "
+                                       "latency: 100ns, line: 32B, read_energy: 20pJ/B}\n")));
+    // SRAM and flash sit side by side on an MCU: more SRAM than flash (an STM32H750: 1 MB and 128 KiB)
+    // is a part, not an error.
+    std::string h750 = mcu_device();
+    h750.replace(h750.find("capacity: 64KiB"), 15, "capacity: 1MiB");
+    h750.replace(h750.find("capacity: 1MiB, bandwidth: 266"), 14, "capacity: 128KiB");
+    CHECK_NOTHROW(from_text(h750));
 }
 
 TEST_CASE("Every MCU preset loads on the MCU model with its peaks and flash cross-checked", "[mcu]") {
@@ -710,4 +729,18 @@ TEST_CASE("CMSIS-NN's loop orders decide how often an MCU reads its weights from
     const double b1 = per_sample(1), b4 = per_sample(4);
     CHECK(b4 >= 0.97 * b1);
     CHECK(b4 <= 1.03 * b1);
+}
+
+TEST_CASE("An int16 1x1 convolution runs all of its weights over each pair of pixels", "[mcu]") {
+    // CMSIS-NN's int16 convolutions (arm_convolve_s16) have no weight-row-outer 1x1 kernel: the int8 rule
+    // (two weight rows kept in the flash cache) does not apply to them.
+    arch::mcu::McuModel m(preset("stm32l4r5"));
+    const wl::Model kws = zoo("ds-cnn-kws", wl::DType::int16);
+    bool seen = false;
+    for (const arch::LayerResult& r : m.run(kws)) {
+        if (r.name != "ds1.pw") continue;
+        seen = true;
+        CHECK(r.bytes_read > 10 * r.counts.weight_bytes);
+    }
+    CHECK(seen);
 }

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <set>
@@ -537,6 +538,27 @@ TEST_CASE("A point that fails with a user error is recorded with its message and
     const auto retried = run(data("sweep_fail.yaml"), path, 1, true);
     CHECK(retried.failed == 3);
     CHECK(count(path, "SELECT COUNT(*) FROM runs WHERE status = 'error'") == 6);
+}
+
+TEST_CASE("A point that fails as an earlier point of the same sweep did is a failure of this run",
+          "[sweep]") {
+    // Two names of one device: the second point's configuration is the first's. Its failure was counted
+    // as "failed before" and "recorded first by another process" on a fresh file with one process.
+    TempDir dir("mlsim_test_sweep_fail_repeat");
+    const std::string file = dir.file("s.yaml");
+    {
+        std::ofstream f(file);
+        f << "name: repeat\nbase:\n  system: stm32l4r5\n  model: mobilenetv2\n  dtype: int8\nfactors:\n  "
+             "system: [stm32l4r5, "
+          << MLSIM_SOURCE_DIR << "/configs/devices/stm32l4r5.yaml]\n";
+    }
+    const auto s = run(file, dir.file("r.db"), 1);
+    CHECK(s.failed == 2);
+    CHECK(s.failed_before == 0);
+    CHECK(s.recorded_elsewhere == 0);
+    REQUIRE(s.errors.size() == 2);
+    CHECK(contains(s.errors[1], "same configuration as a failed point"));
+    CHECK(contains(s.errors[1], "does not fit"));
 }
 
 TEST_CASE("A point's error from the run's option checks is located at its factor in the sweep file",

@@ -364,6 +364,19 @@ TEST_CASE("a data-parallel plan keeps an embedding bag's optimizer state in its 
     CHECK(op_state_bytes_per_param(m.op(*m.find("bot_l.0")), "momentum").optimizer == 8);  // master + one
 }
 
+TEST_CASE("training a decode step under a plan holds each rank's KV cache", "[parallel]") {
+    // GPT-2 small decode, batch 8 after 256 tokens, 2 data-parallel ranks: each holds its 4 sequences'
+    // cache, as one device's training_memory counts all 8 (the plan counted none in training).
+    ZooOptions o;
+    o.batch = 8;
+    o.seq = 256;
+    o.dtype = DType::fp16;
+    const Model m = zoo_build("gpt2-small-decode", o);
+    REQUIRE(m.kv_cache_bytes() > 0);
+    const ParallelLowering low = lower_parallel(m, make_plan(2, 1, 1));
+    CHECK(low.memory[0].kv_cache_bytes == Approx(m.kv_cache_bytes() / 2).epsilon(1e-12));
+}
+
 TEST_CASE("expert parallelism: all-to-all dispatch and combine around each MoE layer", "[parallel]") {
     ZooOptions o;
     o.batch = 4;
