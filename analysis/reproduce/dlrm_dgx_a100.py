@@ -161,6 +161,10 @@ KNOWN_GAPS = {}
 #   negotiates and launches collectives once per cycle (HOROVOD_CYCLE_TIME, default 1 ms since Horovod 0.21:
 #   its changelog), so each of the step's 3 dependent collectives waits up to a cycle (est.), and it runs
 #   without CUDA graphs where the PyTorch example captures its step in one (README, "--cuda_graphs").
+# - The A100's CUDA cores at their documented FP16 rate (whitepaper Table 1: 78 TFLOP/s, 4x FP32; the model
+#   had 2x for every GPU) took ~8 % off every step: PyTorch +44 -> +55 % (1 GPU), +56 -> +67 % (8), TF2
+#   +27 -> +37 % (1; a GAP since), +131 -> +141 % (8). The gaps are what is not modelled (above), not a
+#   constant to tune.
 
 
 def run(mlsim, system, gpus, per_gpu, dtype, framework, folder):

@@ -104,6 +104,16 @@ const cfg::Schema& gpu_schema() {
         s.params.push_back(with_min(cfg::optional("dram_efficiency", cfg::PType::real, "0.9",
                                                   "sustained / peak DRAM bandwidth of streaming kernels"),
                                     0.05, 1.0));
+        // Non-tensor FP16 / BF16 rates over FP32's: Volta and Hopper 2 (packed half2 FMAs), A100 4 for
+        // FP16 and 2 for BF16 (whitepaper Table 1: 78 and 39 TFLOPS against 19.5 FP32), Ada 1 (RTX 4090:
+        // 82.6 FP16 non-tensor = FP32). They set the CUDA cores' rate of element-wise work, softmax and
+        // GEMMs the tensor cores cannot take.
+        s.params.push_back(with_min(cfg::optional("cuda_core_fp16_ratio", cfg::PType::real, "2",
+                                                  "CUDA-core (non-tensor) FP16 rate / FP32 rate"),
+                                    0.0625, 16.0));
+        s.params.push_back(with_min(cfg::optional("cuda_core_bf16_ratio", cfg::PType::real, "2",
+                                                  "CUDA-core (non-tensor) BF16 rate / FP32 rate"),
+                                    0.0625, 16.0));
         s.params.push_back(
             with_min(cfg::optional("l2_reuse_fraction", cfg::PType::real, "1",
                                    "share of the L2 that keeps a GEMM's operands between waves"),
@@ -189,6 +199,14 @@ std::shared_ptr<const FamilyParams> parse_gpu(const cfg::Node& dev, DeviceSpec& 
                                                                        : g.shared_memory_bytes - 1024;
     if (g.shared_memory_per_block_bytes > g.shared_memory_bytes)
         fail_at(child(node, "shared_memory_per_block"), "larger than `shared_memory_per_sm`");
+    // Shared memory is a carve-out of each SM's L1 (the first memory level, one instance per SM).
+    if (!d.memory.empty() && g.shared_memory_bytes > d.memory.front().capacity_bytes)
+        fail_at(
+            child(node, "shared_memory_per_sm"),
+            fmt::format("{} is more than the SM's L1 ('{}', {} per instance), of which shared memory is "
+                        "a carve-out",
+                        cfg::format_quantity(g.shared_memory_bytes, cfg::Dim::size), d.memory.front().name,
+                        cfg::format_quantity(d.memory.front().capacity_bytes, cfg::Dim::size)));
     g.max_threads_per_sm = r.integer("max_threads_per_sm");
     g.max_blocks_per_sm = r.integer("max_blocks_per_sm");
     g.shared_memory_bandwidth_per_clock = static_cast<double>(r.integer("shared_memory_bandwidth"));
@@ -218,6 +236,10 @@ std::shared_ptr<const FamilyParams> parse_gpu(const cfg::Node& dev, DeviceSpec& 
     g.l2_latency_s = r.quantity("l2_latency");
     g.dram_latency_s = r.quantity("dram_latency");
     g.dram_efficiency = r.real("dram_efficiency");
+    g.loc = node.key_loc();
+    g.key_path = node.path();
+    g.cuda_fp16_ratio = r.real("cuda_core_fp16_ratio");
+    g.cuda_bf16_ratio = r.real("cuda_core_bf16_ratio");
     g.l2_effective_fraction = r.real("l2_reuse_fraction");
     g.launch_overhead_s = d.op_overhead_s;
     g.graph_launch_overhead_s = r.quantity("graph_launch_overhead");
@@ -304,7 +326,8 @@ double GpuSpec::tensor_rate(const std::string& dtype, double clock_hz) const {
 double GpuSpec::cuda_core_rate(const std::string& dtype) const {
     const double fp32 =
         static_cast<double>(fp32_lanes_per_sm) * 2 * static_cast<double>(sms) * cuda_core_clock_hz;
-    if (dtype == "fp16" || dtype == "bf16") return 2 * fp32;
+    if (dtype == "fp16") return cuda_fp16_ratio * fp32;
+    if (dtype == "bf16") return cuda_bf16_ratio * fp32;
     if (dtype == "int8" || dtype == "int4") return 4 * fp32;
     if (dtype == "fp64")
         return static_cast<double>(fp64_lanes_per_sm) * 2 * static_cast<double>(sms) * cuda_core_clock_hz;

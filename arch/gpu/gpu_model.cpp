@@ -384,19 +384,22 @@ GemmPlan GpuModel::plan_gemm(const wl::GemmShape& s, const std::string& dtype, d
                         g.shared_memory_per_block_bytes, g.registers_bytes, g.max_registers_per_thread,
                         g.max_threads_per_sm, dtype));
     if (!std::isfinite(best.time_s))
-        throw cfg::UserError(fmt::format(
-            "device '{}': no GEMM tile fits its SMs: every thread block of {} warps or more needs more than "
-            "gpu.shared_memory_per_block ({:.0f} B), gpu.registers_per_sm ({:.0f} B), "
-            "gpu.max_registers_per_thread "
-            "({}) or gpu.max_threads_per_sm ({}) allow{}",
-            m_spec.name,
-            tiles.empty()
-                ? 0
-                : std::min_element(tiles.begin(), tiles.end(),
-                                   [](const Candidate& a, const Candidate& b) { return a.warps < b.warps; })
-                      ->warps,
-            g.shared_memory_per_block_bytes, g.registers_bytes, g.max_registers_per_thread,
-            g.max_threads_per_sm, g.tile.given() ? "; the fixed `gpu.tile` is too large" : ""));
+        cfg::fail(
+            g.loc, g.key_path,
+            fmt::format("device '{}': no GEMM tile fits its SMs: every thread block of {} warps or more "
+                        "needs more than "
+                        "gpu.shared_memory_per_block ({:.0f} B), gpu.registers_per_sm ({:.0f} B), "
+                        "gpu.max_registers_per_thread "
+                        "({}) or gpu.max_threads_per_sm ({}) allow{}",
+                        m_spec.name,
+                        tiles.empty() ? 0
+                                      : std::min_element(tiles.begin(), tiles.end(),
+                                                         [](const Candidate& a, const Candidate& b) {
+                                                             return a.warps < b.warps;
+                                                         })
+                                            ->warps,
+                        g.shared_memory_per_block_bytes, g.registers_bytes, g.max_registers_per_thread,
+                        g.max_threads_per_sm, g.tile.given() ? "; the fixed `gpu.tile` is too large" : ""));
     return best;
 }
 
@@ -846,6 +849,12 @@ LayerResult GpuModel::layer(const wl::Op& op, const Fused& f) {
                     a.plan = &a.keep;
                 }
             }
+            // A causal kernel that skips the masked blocks (skip_masked: FlashAttention-2's causal path)
+            // runs the products over the scores it computes only.
+            const wl::GemmShape& qk = gs.front();
+            const double full =
+                static_cast<double>(qk.batch) * static_cast<double>(qk.m) * static_cast<double>(qk.n);
+            if (full > 0) mac_time *= std::min(1.0, scores / full);
             const double comp = mac_time + scores * 6 / cuda_rate;
             const double read = c.input_bytes + c.weight_bytes, write = c.output_bytes;
             const double mem = (read + write) / dram_Bps + g.dram_latency_s;

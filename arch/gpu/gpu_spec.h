@@ -46,6 +46,8 @@ struct GpuSpec final : FamilyParams {
     double l2_latency_s = 0;
     double dram_latency_s = 0;
     double dram_efficiency = 1;          // sustained / peak DRAM bandwidth
+    double cuda_fp16_ratio = 2;          // CUDA-core (non-tensor) FP16 / FP32 rate
+    double cuda_bf16_ratio = 2;          // CUDA-core (non-tensor) BF16 / FP32 rate
     double l2_effective_fraction = 1;    // share of the L2 usable to keep GEMM operands across waves
     double launch_overhead_s = 0;        // per kernel, launched one by one
     double graph_launch_overhead_s = 0;  // per kernel inside a CUDA graph
@@ -57,6 +59,8 @@ struct GpuSpec final : FamilyParams {
     Fidelity fidelity = Fidelity::wave;
     bool fused_attention = true;
     FixedTile tile;
+    cfg::SourceLoc loc;    // the section, for errors found as a GEMM is planned
+    std::string key_path;  // device.gpu
 
     double tensor_rate(const std::string& dtype, double clock_hz) const;  // op/s over all SMs, 0 if none
     double cuda_core_rate(const std::string& dtype) const;                // op/s over all SMs

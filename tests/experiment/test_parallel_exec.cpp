@@ -237,14 +237,26 @@ TEST_CASE(
     // exposed (this engine's rule for a few hours) took the critical rank's bubble from 6.8 ms to 3.1 ms
     // here, and to 0 on a 64-micro-batch GPT-3 plan; counting only a transfer's queueing behind the rank's
     // own earlier ones on the same stream keeps 5.2 ms.
+    // Stage 1 (rank 2) has little communication of its own: its waits are for its neighbours, with ZeRO-3's
+    // gathers in flight or not, so its bubble stays. The critical rank (stage 0, which gathers the token
+    // embedding for every micro-batch) genuinely waits on its own queued gathers too (since the A100's
+    // CUDA cores run FP16 at 4x FP32, its compute no longer hides them): part of its bubble becomes
+    // exposed gathering, but a bubble remains.
     const exp::ExperimentOptions base = training(preset("dgx-a100-node"), "gpt2-small-prefill", 16, 128);
     const arch::ExecResult plain = run_plan(with_plan(base, 2, 1, 4, 8, 0));
     const arch::ExecResult zero3 = run_plan(with_plan(base, 2, 1, 4, 8, 3));
     const arch::RankExec& p = plain.ranks[static_cast<std::size_t>(plain.critical_rank)];
     const arch::RankExec& z = zero3.ranks[static_cast<std::size_t>(zero3.critical_rank)];
-    INFO("bubble without ZeRO " << p.bubble_s << " s, with ZeRO-3 " << z.bubble_s << " s");
+    const arch::RankExec& p1 = plain.ranks[2];
+    const arch::RankExec& z1 = zero3.ranks[2];
+    INFO("critical rank's bubble without ZeRO " << p.bubble_s << " s, with ZeRO-3 " << z.bubble_s
+                                                << " s; stage 1: " << p1.bubble_s << " s, " << z1.bubble_s
+                                                << " s");
+    REQUIRE(p1.stage == 1);
     REQUIRE(p.bubble_s > 0.2 * plain.step_time_s);
-    CHECK(z.bubble_s > 0.6 * p.bubble_s);
+    CHECK(z1.comm_s > 0.3 * z1.bubble_s);  // gathers in flight while it waits
+    CHECK(z1.bubble_s > 0.9 * p1.bubble_s);
+    CHECK(z.bubble_s > 0.4 * p.bubble_s);
     CHECK(zero3.step_time_s >= plain.step_time_s);
 }
 
