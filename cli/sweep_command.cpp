@@ -233,11 +233,19 @@ int cmd_sweep(const Args& args) {
     if (s.recorded_elsewhere)
         skipped += fmt::format(" (of which {} simulated here, recorded first by another process)",
                                s.recorded_elsewhere);
+    if (s.repeated)
+        skipped += fmt::format(
+            " (of which {} repeat an earlier point's configuration: one run, in `sweeps` at "
+            "its first point)",
+            s.repeated);
     if (s.failed_before)
         skipped += fmt::format(", {} skipped (failed before; --retry-failed reruns them)", s.failed_before);
     fmt::print("done: {} points in {:.2f} s ({:.1f} points/s): {} run{}, {} failed\n", s.points, s.wall_s,
                s.wall_s > 0 ? static_cast<double>(s.points) / s.wall_s : 0.0, s.ran, skipped, s.failed);
     for (const std::string& e : s.errors) fmt::print("  failed: {}\n", e);
+    for (const std::string& r : s.repeat_examples) fmt::print("  repeated: {}\n", r);
+    if (s.repeated > s.repeat_examples.size())
+        fmt::print("  ... and {} more repeated points\n", s.repeated - s.repeat_examples.size());
     if (s.failed > s.errors.size())
         fmt::print("  ... and {} more failed points\n", s.failed - s.errors.size());
     // Every point failed: the file describes nothing that runs (a plan for another system, a data type the

@@ -166,6 +166,10 @@ struct SweepSummary {
     std::size_t failed = 0;              // simulated, failed with a user error, recorded as failed
     std::size_t failed_before = 0;       // skipped: failed on an earlier run (retry_failed reruns them)
     std::size_t recorded_elsewhere = 0;  // simulated here, but another process recorded it first (skipped)
+    // Points whose resolved configuration is an earlier point's of this run (skipped): one run, which the
+    // table `sweeps` links to the sweep once (its key is the sweep and the run), at the first such point.
+    std::size_t repeated = 0;
+    std::vector<std::string> repeat_examples;  // "point 12 (...) = point 0", at most 5
     double wall_s = 0;
     std::vector<std::string> errors;  // failure messages, by point index (at most 5)
 };

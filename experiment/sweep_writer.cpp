@@ -220,8 +220,10 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
         });
     Run own_run;  // the writer's own simulating
 
-    std::size_t committed = 0, failed = 0, ran = 0, skipped = 0, failed_before = 0, recorded_elsewhere = 0;
-    std::set<std::string> claimed;
+    std::size_t committed = 0, failed = 0, ran = 0, skipped = 0, failed_before = 0, recorded_elsewhere = 0,
+                repeated = 0;
+    std::vector<std::string> repeat_examples;
+    std::map<std::string, std::size_t> claimed;  // hash -> the first point of this run with it
     std::vector<std::tuple<db::SweepPoint, std::string, std::string>> repeats;  // point, hash, description
     std::vector<std::pair<std::size_t, std::string>> errors;
     std::map<std::string, std::pair<int64_t, std::string>> failed_by_hash;
@@ -245,9 +247,15 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
         query.errors_after = errors_after;
         query.point = &o.point;
         if (!o.hash.empty()) {
-            if (!claimed.insert(o.hash).second) {
+            if (auto [it, fresh] = claimed.emplace(o.hash, o.index); !fresh) {
+                // The configuration of an earlier point of this sweep (two names of one file, a factor
+                // the model ignores): one run, which `sweeps` links to the sweep once, at that point.
                 repeats.emplace_back(o.point, o.hash, o.description);
                 ++skipped;
+                ++repeated;
+                if (repeat_examples.size() < k_max_errors)
+                    repeat_examples.push_back(
+                        fmt::format("point {} ({}) = point {}", o.index, o.description, it->second));
                 return true;
             }
             query.key = query.ok_hash = o.hash;
@@ -273,7 +281,7 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
             return true;
         }
         if (claim.state == db::ClaimResult::State::busy) {
-            if (!o.hash.empty()) claimed.erase(o.hash);
+            if (!o.hash.empty()) claimed.erase(o.hash);  // retried later: its first point again
             return false;
         }
         db::ClaimGuard guard(db, query.key);
@@ -446,6 +454,7 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
         } else if (auto f = failed_by_hash.find(hash); f != failed_by_hash.end()) {
             db.link_sweep_point(point, f->second.first);
             --skipped;
+            --repeated;
             ++failed;
             errors.emplace_back(point.point,
                                 fmt::format("point {} ({}): same configuration as a failed point: {}",
@@ -459,6 +468,8 @@ SweepSummary write_sweep(const Sweep& sweep, const SystemCache& systems, db::Res
     s.failed = failed;
     s.failed_before = failed_before;
     s.recorded_elsewhere = recorded_elsewhere;
+    s.repeated = repeated;
+    s.repeat_examples = std::move(repeat_examples);
     s.wall_s = std::chrono::duration<double>(Clock::now() - start).count();
     std::sort(errors.begin(), errors.end());
     for (std::size_t k = 0; k < errors.size() && k < k_max_errors; ++k) s.errors.push_back(errors[k].second);

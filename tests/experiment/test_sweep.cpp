@@ -540,6 +540,33 @@ TEST_CASE("A point that fails with a user error is recorded with its message and
     CHECK(count(path, "SELECT COUNT(*) FROM runs WHERE status = 'error'") == 6);
 }
 
+TEST_CASE("Points that repeat an earlier point's configuration are one run, and the summary says so",
+          "[sweep]") {
+    // Two names of one device: points 2 and 3 are points 0 and 1. The summary said "2 skipped (already
+    // in the database)" on a fresh file, and `sweeps` holds the run once.
+    TempDir dir("mlsim_test_sweep_repeat_ok");
+    const std::string file = dir.file("s.yaml");
+    {
+        std::ofstream f(file);
+        f << "name: repeat\nbase:\n  system: tpu-v4\n  model: mlp3\n  dtype: bf16\nfactors:\n  system: "
+             "[tpu-v4, "
+          << MLSIM_SOURCE_DIR << "/configs/devices/tpu-v4.yaml]\n  batch: [1, 8]\n";
+    }
+    const std::string path = dir.file("r.db");
+    const auto s = run(file, path, 2);
+    CHECK(s.ran == 2);
+    CHECK(s.skipped == 2);
+    CHECK(s.repeated == 2);
+    CHECK(s.recorded_elsewhere == 0);
+    REQUIRE(s.repeat_examples.size() == 2);
+    CHECK(contains(s.repeat_examples[0], "point 2 ("));
+    CHECK(contains(s.repeat_examples[0], ") = point 0"));
+    CHECK(count(path, "SELECT COUNT(*) FROM sweeps") == 2);
+    // Run again: all four are in the database, none repeats within this run's new work.
+    const auto again = run(file, path, 1);
+    CHECK(again.skipped == 4);
+}
+
 TEST_CASE("A point that fails as an earlier point of the same sweep did is a failure of this run",
           "[sweep]") {
     // Two names of one device: the second point's configuration is the first's. Its failure was counted
