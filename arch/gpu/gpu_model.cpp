@@ -26,6 +26,7 @@ constexpr int64_t k_row_in_block = 16384;
 // DRAM sector size: the unit an L2 miss fetches (NVIDIA CUDA C Best Practices Guide, "Coalesced Access to
 // Global Memory": 32-byte segments).
 constexpr double k_sector = 32;
+constexpr double k_mufu_per_clock_per_sm = 16;  // special-function results (exp2f) a clock an SM
 
 double bytes_of(const std::string& dtype) {
     const auto t = wl::parse_dtype(dtype);
@@ -860,7 +861,12 @@ LayerResult GpuModel::layer(const wl::Op& op, const Fused& f) {
             const double full =
                 static_cast<double>(qk.batch) * static_cast<double>(qk.m) * static_cast<double>(qk.n);
             if (full > 0) mac_time *= std::min(1.0, scores / full);
-            const double comp = mac_time + scores * 6 / cuda_rate;
+            // Each score's exponential runs on the special-function units: 16 results per clock per SM
+            // (CUDA C Programming Guide, arithmetic instruction throughput: exp2f, compute capability
+            // 7.x to 9.0), not overlapped with the products in FlashAttention-2's loop (FlashAttention-3,
+            // Shah et al. 2024, section 3: H100's 3.9 TFLOP/s of exponentials against 989 of matmul).
+            const double mufu_rate = k_mufu_per_clock_per_sm * static_cast<double>(g.sms) * d.clock_hz;
+            const double comp = mac_time + scores * 6 / cuda_rate + scores / mufu_rate;
             const double read = c.input_bytes + c.weight_bytes, write = c.output_bytes;
             const double mem = (read + write) / dram_Bps + g.dram_latency_s;
             a.kernels = 1;
