@@ -540,18 +540,23 @@ TEST_CASE("A point that fails with a user error is recorded with its message and
     CHECK(count(path, "SELECT COUNT(*) FROM runs WHERE status = 'error'") == 6);
 }
 
+// A sweep `file` whose factor `system` names one preset twice (its name and its file), in `dtype`, with
+// `more` lines of factors after it.
+void write_two_names(const std::string& file, const std::string& preset, const std::string& model,
+                     const std::string& dtype, const std::string& more = "") {
+    std::ofstream(file) << "name: repeat\nbase:\n  system: " << preset << "\n  model: " << model
+                        << "\n  dtype: " << dtype << "\nfactors:\n  system: [" << preset << ", "
+                        << MLSIM_SOURCE_DIR << "/configs/devices/" << preset << ".yaml]\n"
+                        << more;
+}
+
 TEST_CASE("Points that repeat an earlier point's configuration are one run, and the summary says so",
           "[sweep]") {
     // Two names of one device: points 2 and 3 are points 0 and 1. The summary said "2 skipped (already
     // in the database)" on a fresh file, and `sweeps` holds the run once.
     TempDir dir("mlsim_test_sweep_repeat_ok");
     const std::string file = dir.file("s.yaml");
-    {
-        std::ofstream f(file);
-        f << "name: repeat\nbase:\n  system: tpu-v4\n  model: mlp3\n  dtype: bf16\nfactors:\n  system: "
-             "[tpu-v4, "
-          << MLSIM_SOURCE_DIR << "/configs/devices/tpu-v4.yaml]\n  batch: [1, 8]\n";
-    }
+    write_two_names(file, "tpu-v4", "mlp3", "bf16", "  batch: [1, 8]\n");
     const std::string path = dir.file("r.db");
     const auto s = run(file, path, 2);
     CHECK(s.ran == 2);
@@ -573,12 +578,7 @@ TEST_CASE("A point that fails as an earlier point of the same sweep did is a fai
     // as "failed before" and "recorded first by another process" on a fresh file with one process.
     TempDir dir("mlsim_test_sweep_fail_repeat");
     const std::string file = dir.file("s.yaml");
-    {
-        std::ofstream f(file);
-        f << "name: repeat\nbase:\n  system: stm32l4r5\n  model: mobilenetv2\n  dtype: int8\nfactors:\n  "
-             "system: [stm32l4r5, "
-          << MLSIM_SOURCE_DIR << "/configs/devices/stm32l4r5.yaml]\n";
-    }
+    write_two_names(file, "stm32l4r5", "mobilenetv2", "int8");
     const auto s = run(file, dir.file("r.db"), 1);
     CHECK(s.failed == 2);
     CHECK(s.failed_before == 0);
