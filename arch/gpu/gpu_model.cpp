@@ -27,6 +27,7 @@ constexpr int64_t k_row_in_block = 16384;
 // Global Memory": 32-byte segments).
 constexpr double k_sector = 32;
 constexpr double k_mufu_per_clock_per_sm = 16;  // special-function results (exp2f) a clock an SM
+constexpr double k_sm_partitions = 4;           // processing blocks of an SM (Volta to Hopper)
 
 double bytes_of(const std::string& dtype) {
     const auto t = wl::parse_dtype(dtype);
@@ -77,8 +78,12 @@ namespace {
 struct Geometry {
     double a_tile = 0, b_tile = 0;             // bytes per block per K step (edge tiles' average fill)
     double t_mma = 0, t_smem = 0, t_sync = 0;  // seconds per block per K step on its SM
-    double c_block = 0;                        // bytes a block writes (C tile or split-K partial)
-    double epi_read = 0;                       // bytes a block reads in its epilogue (a fused residual)
+    // A block alone on its SM: its warps drive at most as many of the SM's four processing blocks (each a
+    // warp scheduler, its CUDA cores and a tensor core: the Volta, Ampere and Hopper whitepapers) as it
+    // has warps, so a block of w < 4 warps takes at least 4 / w times t_mma a step.
+    double t_alone = 0;
+    double c_block = 0;   // bytes a block writes (C tile or split-K partial)
+    double epi_read = 0;  // bytes a block reads in its epilogue (a fused residual)
     double port_Bps = 0, l2_Bps = 0, dram_Bps = 0;
     double l2_lat = 0, dram_lat = 0;
     int64_t slots = 0, per_group = 0;
@@ -100,6 +105,7 @@ Geometry geometry(const GemmPlan& p, const GpuSpec& g, const DeviceSpec& d) {
     const double sm_rate = p.tensor ? g.tensor_rate(p.dtype, clock) / static_cast<double>(g.sms)
                                     : g.cuda_core_rate(p.dtype) / static_cast<double>(g.sms);
     x.t_mma = 2.0 * static_cast<double>(p.bm * p.bn * p.bk) / sm_rate;
+    x.t_alone = x.t_mma * k_sm_partitions / static_cast<double>(std::clamp<int64_t>(p.warps, 1, 4));
     // Shared memory per K step: the tiles written by the copies, and every warp reading its A and B
     // fragments (warp tile 64 x 64, or 32 x 64 for 8 warps on 128-wide tiles: BM·BN / warps elements).
     const double warp_elems = static_cast<double>(p.bm * p.bn) / static_cast<double>(p.warps);
@@ -213,7 +219,7 @@ Wave wave_cost(const GemmPlan& p, const Geometry& x, const GpuSpec& g, int64_t w
     // time.)
     v.lat = dram_step > 0 ? x.dram_lat : x.l2_lat;
     const double t_blk = std::max(x.t_mma, x.t_smem);
-    const double t_sm = b * t_blk + (v.per_sm == 1 ? x.t_sync : 0.0);
+    const double t_sm = std::max(b * t_blk, x.t_alone) + (v.per_sm == 1 ? x.t_sync : 0.0);
     const double t_l2 = n * tile / x.l2_Bps;
     const double t_port = b * tile / x.port_Bps;
     const double t_dram = dram_step / x.dram_Bps;
@@ -552,7 +558,7 @@ class BlockSim {
     void on_start(uint64_t i) {
         Block& b = m_blocks[i];
         if (m_p.stages >= 2 && b.k + m_p.stages - 1 < m_p.k_steps) load(b, b.k + m_p.stages - 1);
-        const double service = std::max(m_x.t_mma, m_x.t_smem);
+        const double service = std::max({m_x.t_mma, m_x.t_smem, m_x.t_alone});
         m_sim.schedule_at(at(now() + service + m_x.t_sync), callback<&BlockSim::on_end>(this, i));
     }
     void on_end(uint64_t i) {

@@ -16,14 +16,16 @@
 //  * attention: unfused = two batched GEMM kernels (Q·K^T, P·V) with the score matrix written to and read
 //    from DRAM and a softmax kernel between them; fused (default, FlashAttention-style): one kernel whose
 //    blocks keep a Q tile and stream K/V tiles through shared memory: DRAM traffic is Q, K, V and O only
-//    (O(N) instead of O(N²)); its MACs run on the tensor cores at the GEMM tile efficiency and its
-//    softmax arithmetic on the CUDA cores, serialised with them. Decode attention streams the KV cache.
+//    (O(N) instead of O(N²)); its MACs run on the tensor cores at the GEMM tile efficiency (over the
+//    scores it computes: half of them, causal with skip_masked), its softmax arithmetic on the CUDA cores
+//    and one exponential a score on the special-function units (16 a clock an SM), serialised with them.
+//    Decode attention streams the KV cache.
 //  * element-wise, batch-norm, pooling, concat, slice: one streaming kernel each (inputs read once,
 //    output written once; a pooling window's overlap is served by L1/L2).
 //  * softmax and layer/RMS norm: one kernel; a row that fits a thread block's registers and shared memory
-//    (<= 16 K elements) is read once (online max/sum, Welford) and written once; a longer row takes three
-//    passes (two reads for the statistics, one read and one write to normalise). Training batch-norm: two
-//    passes (statistics, normalise).
+//    (<= 16 K elements) is read once (online max/sum, Welford) and written once; a longer row is read twice
+//    (its statistics in one online pass, then again to normalise) and written once. Training batch-norm:
+//    two reads (statistics, normalise).
 //  * embedding gather: each looked-up row is fetched in 32-byte DRAM sectors (ceil(dim·size / 32) per row),
 //    plus the int64 indices; the output written once.
 //  * reshape / flatten: views, no kernel.
@@ -39,12 +41,16 @@
 // closed-form time. Occupancy: blocks per SM from shared memory, registers and threads; waves =
 // ceil(blocks / (SMs × blocks per SM)), the tail wave included. Tensor cores when the data type has a
 // tensor rate and K and N are multiples of 16 bytes of elements (8 fp16, 16 int8, 4 tf32: the alignment
-// NVIDIA's performance guide documents); otherwise the CUDA cores (FP32 lanes, HFMA2 / DP4A rates).
+// NVIDIA's performance guide documents); otherwise the CUDA cores (FP32 lanes, HFMA2 / DP4A rates; FP16 and
+// BF16 at gpu.cuda_core_fp16_ratio / _bf16_ratio x FP32's).
 // Main loop per K step: each block loads its A (BM×BK) and B (BK×BN) tiles through L2 into shared memory;
 // with S >= 2 stages the loads of step k+S-1 are issued as step k computes, so a step takes the longest of:
-// the blocks' MMAs on the SM (tensor rate; at least the shared-memory fragment reads), their L2 loads
+// the blocks' MMAs on the SM (tensor rate; at least the shared-memory fragment reads; a block of w < 4
+// warps alone on its SM at w / 4 of it, one processing block a warp), their L2 loads
 // through the SM's L2 port, the wave's L2 traffic over the L2 bandwidth, its L2 misses over the sustained
-// DRAM bandwidth, and the load latency over S-1 steps in flight; with S = 1 load and compute serialise.
+// DRAM bandwidth, and the load latency over S-1 steps in flight; with S = 1 load and compute serialise. The
+// latency is a DRAM round trip in every wave that reads from DRAM (the blocks sharing a tile wait for one
+// merged fill), an L2 hit's in waves whose operands stay in L2.
 // L2 hits: the blocks of a wave (rasterised in stripes of 8 tile rows, column by column, as CUTLASS's
 // swizzle does) share A tiles along a row and B tiles down a column, so DRAM reads per wave are its
 // distinct tiles; across waves a tile stays in L2 when the GEMM's operands fit the usable L2
