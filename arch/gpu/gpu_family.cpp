@@ -114,6 +114,12 @@ const cfg::Schema& gpu_schema() {
         s.params.push_back(with_min(cfg::optional("cuda_core_bf16_ratio", cfg::PType::real, "2",
                                                   "CUDA-core (non-tensor) BF16 rate / FP32 rate"),
                                     0.0625, 16.0));
+        // DP4A (int8, int4) runs on the INT32 lanes, 4 MACs an instruction: 4x FP32 where an SM has as
+        // many INT32 lanes as FP32 ones (Volta, A100: 64 and 64), 2x where it has half (Hopper and Ada:
+        // 64 INT32 against 128 FP32 lanes, their whitepapers' SM diagrams).
+        s.params.push_back(with_min(cfg::optional("cuda_core_int8_ratio", cfg::PType::real, "4",
+                                                  "CUDA-core (DP4A) INT8 MAC rate / FP32 FMA rate"),
+                                    0.0625, 16.0));
         s.params.push_back(
             with_min(cfg::optional("l2_reuse_fraction", cfg::PType::real, "1",
                                    "share of the L2 that keeps a GEMM's operands between waves"),
@@ -240,6 +246,7 @@ std::shared_ptr<const FamilyParams> parse_gpu(const cfg::Node& dev, DeviceSpec& 
     g.key_path = node.path();
     g.cuda_fp16_ratio = r.real("cuda_core_fp16_ratio");
     g.cuda_bf16_ratio = r.real("cuda_core_bf16_ratio");
+    g.cuda_int8_ratio = r.real("cuda_core_int8_ratio");
     g.l2_effective_fraction = r.real("l2_reuse_fraction");
     g.launch_overhead_s = d.op_overhead_s;
     g.graph_launch_overhead_s = r.quantity("graph_launch_overhead");
@@ -328,7 +335,7 @@ double GpuSpec::cuda_core_rate(const std::string& dtype) const {
         static_cast<double>(fp32_lanes_per_sm) * 2 * static_cast<double>(sms) * cuda_core_clock_hz;
     if (dtype == "fp16") return cuda_fp16_ratio * fp32;
     if (dtype == "bf16") return cuda_bf16_ratio * fp32;
-    if (dtype == "int8" || dtype == "int4") return 4 * fp32;
+    if (dtype == "int8" || dtype == "int4") return cuda_int8_ratio * fp32;
     if (dtype == "fp64")
         return static_cast<double>(fp64_lanes_per_sm) * 2 * static_cast<double>(sms) * cuda_core_clock_hz;
     return fp32;

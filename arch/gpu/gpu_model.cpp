@@ -637,13 +637,15 @@ namespace {
 
 // Register-file bytes a MAC on the CUDA cores moves: an FMA-class instruction reads three 32-bit registers
 // and writes one (16 B, est.: no operand-reuse cache), and HFMA2 (fp16, bf16) packs two MACs into one such
-// instruction and DP4A (int8, int4) four, the packing cuda_core_rate's rates already assume. (FP64 keeps 16
-// B, est., although a DFMA's operands are register pairs.) Counting 16 B a packed MAC made an fp16 GEMM on
-// the CUDA cores twice as power-hungry as an FP32 one at the same instruction rate: on H200 such a GEMM (K or
-// N not a multiple of 8) ran power-capped at 2.5x the measured time (analysis/reproduce/gpu_kernels_h200.py).
-double cuda_core_rf_bytes_per_mac(const GpuSpec& g, const std::string& dtype) {
-    if (dtype == "fp64") return 16.0;
-    return 16.0 * g.cuda_core_rate("fp32") / g.cuda_core_rate(dtype);
+// instruction and DP4A (int8, int4) four: 8 and 4 B a MAC, whatever rate a generation issues them at
+// (gpu.cuda_core_fp16_ratio sets how many issue a clock, not what each moves). (FP64 keeps 16 B, est.,
+// although a DFMA's operands are register pairs.) Counting 16 B a packed MAC made an fp16 GEMM on the CUDA
+// cores twice as power-hungry as an FP32 one at the same instruction rate: on H200 such a GEMM (K or N not
+// a multiple of 8) ran power-capped at 2.5x the measured time (analysis/reproduce/gpu_kernels_h200.py).
+double cuda_core_rf_bytes_per_mac(const std::string& dtype) {
+    if (dtype == "fp16" || dtype == "bf16") return 8.0;
+    if (dtype == "int8" || dtype == "int4") return 4.0;
+    return 16.0;
 }
 
 struct Acc {
@@ -806,7 +808,7 @@ LayerResult GpuModel::layer(const wl::Op& op, const Fused& f) {
         if (p.split_k > 1)
             a.l2 += static_cast<double>(s.batch * s.m * s.n) * 8 * static_cast<double>(p.split_k);
         a.mac_energy += s.macs() * d.mac_energy_for(dtype);
-        a.rf_bytes += s.macs() * (p.tensor ? 0.4375 * e : cuda_core_rf_bytes_per_mac(g, dtype));
+        a.rf_bytes += s.macs() * (p.tensor ? 0.4375 * e : cuda_core_rf_bytes_per_mac(dtype));
         a.tensor = a.tensor || p.tensor;
         a.aligned = a.aligned && p.aligned;
         if (!a.plan || s.macs() >= a.keep.shape.macs()) {
@@ -848,12 +850,25 @@ LayerResult GpuModel::layer(const wl::Op& op, const Fused& f) {
             // softmax on the CUDA cores, DRAM traffic Q, K, V (the cache for decode) and O only.
             // Each product's blocks on the SMs: K steps x the step's MMA (or shared-memory) time x the
             // blocks each SM runs one after another. The tile metrics are those of Q·K^T.
+            // A causal kernel that skips the masked blocks (skip_masked: FlashAttention-2's causal path)
+            // runs the products over the scores it computes, the fraction f of the full S x S. Its thread
+            // blocks each take a query tile (128 rows) and run it over the key tiles it sees; the last
+            // tile of a sequence sees them all, so where there are fewer query tiles than SMs the kernel
+            // takes as long as unmasked, and with n tiles over the SMs it saves at most 1 - SMs / n.
+            const wl::GemmShape& qk = gs.front();
+            const double full =
+                static_cast<double>(qk.batch) * static_cast<double>(qk.m) * static_cast<double>(qk.n);
+            const double q_tiles = static_cast<double>(qk.batch) * std::ceil(static_cast<double>(qk.m) / 128);
+            const double computed =
+                full > 0 && q_tiles > 0
+                    ? std::min(1.0, std::max(scores / full, static_cast<double>(g.sms) / q_tiles))
+                    : 1.0;
             double mac_time = 0;
             for (const wl::GemmShape& s : gs) {
                 const GemmPlan p = plan_gemm(s, dtype);
                 const Geometry x = geometry(p, g, d);
                 mac_time += static_cast<double>(p.k_steps) * std::max(x.t_mma, x.t_smem) *
-                            static_cast<double>(cdiv(p.blocks, g.sms));
+                            static_cast<double>(cdiv(p.blocks, g.sms)) * computed;
                 a.tensor = a.tensor || p.tensor;
                 a.blocks += p.blocks;
                 if (!a.plan) {
@@ -861,18 +876,21 @@ LayerResult GpuModel::layer(const wl::Op& op, const Fused& f) {
                     a.plan = &a.keep;
                 }
             }
-            // A causal kernel that skips the masked blocks (skip_masked: FlashAttention-2's causal path)
-            // runs the products over the scores it computes only.
-            const wl::GemmShape& qk = gs.front();
-            const double full =
-                static_cast<double>(qk.batch) * static_cast<double>(qk.m) * static_cast<double>(qk.n);
-            if (full > 0) mac_time *= std::min(1.0, scores / full);
-            // Each score's exponential runs on the special-function units: 16 results per clock per SM
+            // The softmax in FP32 on the CUDA cores (scale, max, subtract, sum, rescale: 5 FLOPs a score)
+            // and each score's exponential on the special-function units: 16 results per clock per SM
             // (CUDA C Programming Guide, arithmetic instruction throughput: exp2f, compute capability
             // 7.x to 9.0), not overlapped with the products in FlashAttention-2's loop (FlashAttention-3,
-            // Shah et al. 2024, section 3: H100's 3.9 TFLOP/s of exponentials against 989 of matmul).
+            // Shah et al. 2024, section 3: H100's 3.9 TFLOP/s of exponentials against 989 of matmul;
+            // FlashAttention-3's warp-group ping-pong overlaps them on Hopper, which is not modelled).
             const double mufu_rate = k_mufu_per_clock_per_sm * static_cast<double>(g.sms) * d.clock_hz;
-            const double comp = mac_time + scores * 6 / cuda_rate + scores / mufu_rate;
+            // (FP64 attention: the softmax in FP64, its exponential a polynomial on the FP64 lanes: the
+            // op's 6 FLOPs a score there.)
+            const bool f64 = dtype == "fp64";
+            // Over the scores on the critical path, as the products (the fraction `computed` of all).
+            const double timed_scores = full > 0 ? full * computed : scores;
+            const double softmax =
+                timed_scores * (f64 ? 6 / cuda_rate : 5 / g.cuda_core_rate("fp32") + 1 / mufu_rate);
+            const double comp = mac_time + softmax;
             const double read = c.input_bytes + c.weight_bytes, write = c.output_bytes;
             const double mem = (read + write) / dram_Bps + g.dram_latency_s;
             a.kernels = 1;
@@ -884,12 +902,16 @@ LayerResult GpuModel::layer(const wl::Op& op, const Fused& f) {
             a.l2 += read + write;
             a.mac_energy += c.macs * d.mac_energy_for(dtype) + scores * 3 * d.mac_energy_for(dtype);
             a.rf_bytes +=
-                c.macs * (a.tensor ? 0.4375 * e : cuda_core_rf_bytes_per_mac(g, dtype)) + scores * 6 * 3 * e;
+                c.macs * (a.tensor ? 0.4375 * e : cuda_core_rf_bytes_per_mac(dtype)) + scores * 6 * 3 * e;
         } else {
-            // Unfused: S = Q·K^T written to DRAM, softmax over it, P·V reading it back.
+            // Unfused: S = Q·K^T written to DRAM, softmax over it, P·V reading it back; every score, the
+            // masked ones too (separate kernels skip nothing).
+            const wl::GemmShape& qk = gs.front();
+            const double all =
+                static_cast<double>(qk.batch) * static_cast<double>(qk.m) * static_cast<double>(qk.n);
             for (size_t j = 0; j < gs.size(); ++j) {
                 gemm_kernel(gs[j], 1, 0);
-                if (j == 0) stream(scores * e, scores * e, scores * 6);
+                if (j == 0) stream(all * e, all * e, all * 6);
             }
         }
         extra_flops = 0;

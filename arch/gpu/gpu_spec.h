@@ -48,6 +48,7 @@ struct GpuSpec final : FamilyParams {
     double dram_efficiency = 1;          // sustained / peak DRAM bandwidth
     double cuda_fp16_ratio = 2;          // CUDA-core (non-tensor) FP16 / FP32 rate
     double cuda_bf16_ratio = 2;          // CUDA-core (non-tensor) BF16 / FP32 rate
+    double cuda_int8_ratio = 4;          // CUDA-core (DP4A) INT8 / FP32 rate
     double l2_effective_fraction = 1;    // share of the L2 usable to keep GEMM operands across waves
     double launch_overhead_s = 0;        // per kernel, launched one by one
     double graph_launch_overhead_s = 0;  // per kernel inside a CUDA graph

@@ -567,9 +567,11 @@ TEST_CASE("Points that repeat an earlier point's configuration are one run, and 
     CHECK(contains(s.repeat_examples[0], "point 2 ("));
     CHECK(contains(s.repeat_examples[0], ") = point 0"));
     CHECK(count(path, "SELECT COUNT(*) FROM sweeps") == 2);
-    // Run again: all four are in the database, none repeats within this run's new work.
+    // Run again: all four are in the database (skipped), points 2 and 3 still repeats of 0 and 1.
     const auto again = run(file, path, 1);
     CHECK(again.skipped == 4);
+    CHECK(again.repeated == 2);
+    CHECK(again.ran == 0);
 }
 
 TEST_CASE("A point that fails as an earlier point of the same sweep did is a failure of this run",
