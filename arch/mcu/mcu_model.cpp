@@ -30,9 +30,12 @@ constexpr double dsp_gemm_instr_per_mac = 22.0 / 16;
 // Vector-matrix (fully connected), arm_nn_vec_mat_mult_t_s8 shape: 2 rows x 4 K = 8 MACs in 4 SMLAD,
 // input word load + extend (4), 2 weight words load + extend (8): 16 instructions per 8 MACs.
 constexpr double dsp_fc_instr_per_mac = 16.0 / 8;
-// Depthwise, arm_depthwise_conv_s8_opt shape: 4 channels per tap: input and weight words loaded and
-// extended (2 x 3), 4 SMLABB/SMLATT: 10 instructions per 4 MACs.
-constexpr double dsp_dw_instr_per_mac = 10.0 / 4;
+// Depthwise, arm_depthwise_conv_s8_opt's DSP loop: 4 channels x 2 taps = 8 MACs an iteration in 4 SMLAD,
+// with 2 weight-word and 4 column-word loads, 4 SXTB16 (the weights to 16 bits), 8 PKHBT / PKHTB (pairing
+// the two taps' halfwords) and 3 for pointers and the loop: 25 instructions per 8 MACs. Before it, each
+// output pixel's patch (taps x channels) is copied to the column buffer in 16 bits with the input offset
+// (arm_q7_to_q15_with_offset): one im2col element a MAC, at dsp_im2col_cycles_per_elem.
+constexpr double dsp_dw_instr_per_mac = 25.0 / 8;
 // im2col copy with the input offset, int8 -> int16 (arm_q7_to_q15_with_offset shape: LDR, 2 SXTAB16,
 // 2 PKHBT/PKHTB, 2 STR per 4 elements, plus the loop): 2 cycles per element.
 constexpr double dsp_im2col_cycles_per_elem = 2.0;
@@ -206,6 +209,10 @@ Kernel kernel_of(const wl::Op& op, const McuSpec& m) {
         if (op.dtype == wl::DType::fp32) requant = 2 / w;  // bias add and store
         if (g.k > 0 && !g.pointwise && !dw && !ref && op.dtype != wl::DType::fp32)
             k.im2col_elems = static_cast<double>(g.pixels) * static_cast<double>(g.k);
+        // The DSP depthwise kernel's per-pixel patch copy (int8: arm_depthwise_conv_s8_opt; Helium's
+        // kernel reads the input in place).
+        if (dw && !helium && !ref && op.dtype == wl::DType::int8)
+            k.im2col_elems = static_cast<double>(g.pixels) * static_cast<double>(g.k * g.cin);
         const double im2col =
             k.im2col_elems * (helium ? mve_im2col_cycles_per_elem : dsp_im2col_cycles_per_elem / w);
         k.compute_cycles = macs * per_mac + out_elems * requant + im2col;

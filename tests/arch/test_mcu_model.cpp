@@ -706,13 +706,23 @@ TEST_CASE("CMSIS-NN's loop orders decide how often an MCU reads its weights from
         arch::mcu::McuModel m(l4);
         const wl::Model kws = zoo("ds-cnn-kws");
         bool seen = false;
+        bool seen_dw = false;
         for (const arch::LayerResult& r : m.run(kws)) {
+            if (r.name == "ds1.dw") {
+                // arm_depthwise_conv_s8_opt (DSP) copies each output pixel's patch to a 16-bit column
+                // buffer first: one element a MAC, 2 cycles each, before its 25 instructions per 8 MACs
+                // (the copy was left out and the loop counted 10 per 4).
+                seen_dw = true;
+                CHECK(r.metric_value("im2col_elements") == r.counts.macs);
+                CHECK(r.metric_value("kernel_cycles") >= r.counts.macs * (25.0 / 8 + 2));
+            }
             if (r.name != "ds1.pw") continue;
             seen = true;
             CHECK(r.metric_value("weight_passes") > 10);
             CHECK(r.bytes_read <= r.counts.weight_bytes + 32);  // one pass, in whole 32 B lines at most
         }
         CHECK(seen);
+        CHECK(seen_dw);
     }
     // A fully connected layer over a batch (arm_fully_connected_s8): the vector-matrix kernel once per
     // row, each reading all of the weights (264 KB for fc-autoencoder, far above the cache): the time per
