@@ -20,6 +20,15 @@ using cfg::fail_at;
 
 namespace {
 
+// The CUDA cores' rates over FP32's (gpu.cuda_core_<dtype>_ratio): data type, default, what it is.
+struct CudaCoreRatio {
+    const char* dtype;
+    const char* default_ratio;
+    const char* what;
+};
+constexpr CudaCoreRatio k_cuda_core_ratios[] = {
+    {"fp16", "2", "(non-tensor) FP16"}, {"bf16", "2", "(non-tensor) BF16"}, {"int8", "4", "(DP4A) INT8 MAC"}};
+
 cfg::Param with_min(cfg::Param p, double min, std::optional<double> max = std::nullopt) {
     p.min = min;
     p.max = max;
@@ -108,18 +117,14 @@ const cfg::Schema& gpu_schema() {
         // FP16 and 2 for BF16 (whitepaper Table 1: 78 and 39 TFLOPS against 19.5 FP32), Ada 1 (RTX 4090:
         // 82.6 FP16 non-tensor = FP32). They set the CUDA cores' rate of element-wise work, softmax and
         // GEMMs the tensor cores cannot take.
-        s.params.push_back(with_min(cfg::optional("cuda_core_fp16_ratio", cfg::PType::real, "2",
-                                                  "CUDA-core (non-tensor) FP16 rate / FP32 rate"),
-                                    0.0625, 16.0));
-        s.params.push_back(with_min(cfg::optional("cuda_core_bf16_ratio", cfg::PType::real, "2",
-                                                  "CUDA-core (non-tensor) BF16 rate / FP32 rate"),
-                                    0.0625, 16.0));
         // DP4A (int8, int4) runs on the INT32 lanes, 4 MACs an instruction: 4x FP32 where an SM has as
         // many INT32 lanes as FP32 ones (Volta, A100: 64 and 64), 2x where it has half (Hopper and Ada:
         // 64 INT32 against 128 FP32 lanes, their whitepapers' SM diagrams).
-        s.params.push_back(with_min(cfg::optional("cuda_core_int8_ratio", cfg::PType::real, "4",
-                                                  "CUDA-core (DP4A) INT8 MAC rate / FP32 FMA rate"),
-                                    0.0625, 16.0));
+        for (const auto& [dtype, ratio, what] : k_cuda_core_ratios)
+            s.params.push_back(
+                with_min(cfg::optional(std::string("cuda_core_") + dtype + "_ratio", cfg::PType::real, ratio,
+                                       std::string("CUDA-core ") + what + " rate / FP32 rate"),
+                         0.0625, 16.0));
         s.params.push_back(
             with_min(cfg::optional("l2_reuse_fraction", cfg::PType::real, "1",
                                    "share of the L2 that keeps a GEMM's operands between waves"),
@@ -244,9 +249,8 @@ std::shared_ptr<const FamilyParams> parse_gpu(const cfg::Node& dev, DeviceSpec& 
     g.dram_efficiency = r.real("dram_efficiency");
     g.loc = node.key_loc();
     g.key_path = node.path();
-    g.cuda_fp16_ratio = r.real("cuda_core_fp16_ratio");
-    g.cuda_bf16_ratio = r.real("cuda_core_bf16_ratio");
-    g.cuda_int8_ratio = r.real("cuda_core_int8_ratio");
+    for (const auto& [dtype, ratio, what] : k_cuda_core_ratios)
+        g.cuda_core_ratio[dtype] = r.real(std::string("cuda_core_") + dtype + "_ratio");
     g.l2_effective_fraction = r.real("l2_reuse_fraction");
     g.launch_overhead_s = d.op_overhead_s;
     g.graph_launch_overhead_s = r.quantity("graph_launch_overhead");
@@ -333,9 +337,8 @@ double GpuSpec::tensor_rate(const std::string& dtype, double clock_hz) const {
 double GpuSpec::cuda_core_rate(const std::string& dtype) const {
     const double fp32 =
         static_cast<double>(fp32_lanes_per_sm) * 2 * static_cast<double>(sms) * cuda_core_clock_hz;
-    if (dtype == "fp16") return cuda_fp16_ratio * fp32;
-    if (dtype == "bf16") return cuda_bf16_ratio * fp32;
-    if (dtype == "int8" || dtype == "int4") return cuda_int8_ratio * fp32;
+    if (auto it = cuda_core_ratio.find(dtype == "int4" ? "int8" : dtype); it != cuda_core_ratio.end())
+        return it->second * fp32;
     if (dtype == "fp64")
         return static_cast<double>(fp64_lanes_per_sm) * 2 * static_cast<double>(sms) * cuda_core_clock_hz;
     return fp32;

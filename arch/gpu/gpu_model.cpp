@@ -845,6 +845,10 @@ LayerResult GpuModel::layer(const wl::Op& op, const Fused& f) {
     } else if (att) {
         const std::vector<wl::GemmShape> gs = op.gemms();
         const double scores = wl::attention_scores(op);
+        // Every score of the full S x S (the masked ones too): Q·K^T's output.
+        const wl::GemmShape& qk = gs.front();
+        const double full =
+            static_cast<double>(qk.batch) * static_cast<double>(qk.m) * static_cast<double>(qk.n);
         if (g.fused_attention && gs.size() == 2) {
             // One kernel: the products' MACs at the GEMM tiles' efficiency (their compute time alone), the
             // softmax on the CUDA cores, DRAM traffic Q, K, V (the cache for decode) and O only.
@@ -855,9 +859,6 @@ LayerResult GpuModel::layer(const wl::Op& op, const Fused& f) {
             // blocks each take a query tile (128 rows) and run it over the key tiles it sees; the last
             // tile of a sequence sees them all, so where there are fewer query tiles than SMs the kernel
             // takes as long as unmasked, and with n tiles over the SMs it saves at most 1 - SMs / n.
-            const wl::GemmShape& qk = gs.front();
-            const double full =
-                static_cast<double>(qk.batch) * static_cast<double>(qk.m) * static_cast<double>(qk.n);
             const double q_tiles = static_cast<double>(qk.batch) * std::ceil(static_cast<double>(qk.m) / 128);
             const double computed =
                 full > 0 && q_tiles > 0
@@ -906,12 +907,9 @@ LayerResult GpuModel::layer(const wl::Op& op, const Fused& f) {
         } else {
             // Unfused: S = Q·K^T written to DRAM, softmax over it, P·V reading it back; every score, the
             // masked ones too (separate kernels skip nothing).
-            const wl::GemmShape& qk = gs.front();
-            const double all =
-                static_cast<double>(qk.batch) * static_cast<double>(qk.m) * static_cast<double>(qk.n);
             for (size_t j = 0; j < gs.size(); ++j) {
                 gemm_kernel(gs[j], 1, 0);
-                if (j == 0) stream(all * e, all * e, all * 6);
+                if (j == 0) stream(full * e, full * e, full * 6);
             }
         }
         extra_flops = 0;

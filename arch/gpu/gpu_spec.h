@@ -45,10 +45,9 @@ struct GpuSpec final : FamilyParams {
     double l2_port_bytes_per_clock = 0;            // bytes per clock one SM can take from L2
     double l2_latency_s = 0;
     double dram_latency_s = 0;
-    double dram_efficiency = 1;          // sustained / peak DRAM bandwidth
-    double cuda_fp16_ratio = 2;          // CUDA-core (non-tensor) FP16 / FP32 rate
-    double cuda_bf16_ratio = 2;          // CUDA-core (non-tensor) BF16 / FP32 rate
-    double cuda_int8_ratio = 4;          // CUDA-core (DP4A) INT8 / FP32 rate
+    double dram_efficiency = 1;  // sustained / peak DRAM bandwidth
+    // CUDA-core rates over FP32's by data type: fp16, bf16 (non-tensor) and int8 (DP4A; int4 too).
+    std::map<std::string, double> cuda_core_ratio;
     double l2_effective_fraction = 1;    // share of the L2 usable to keep GEMM operands across waves
     double launch_overhead_s = 0;        // per kernel, launched one by one
     double graph_launch_overhead_s = 0;  // per kernel inside a CUDA graph
