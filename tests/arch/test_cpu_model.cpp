@@ -1,8 +1,11 @@
 // The CPU family: peaks derived from its units and checked against `peak`, BLIS blocking, the closed-form
 // cache traffic against the set-associative LRU trace, the roofline floor over the zoo on every CPU preset,
 // the DRAM model against STREAM, and the trace fidelity's refusal of large shapes.
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -63,8 +66,12 @@ std::string write_temp(const std::string& name, const std::string& text) {
 }
 
 wl::Model one_op_model(const std::string& yaml) {
-    const std::string path = write_temp("cpu_test_model.yaml", yaml);
-    return wl::load_model_yaml(path, wl::ZooOptions{});
+    // One file a process: ctest runs the test cases in parallel processes, and a shared name let one
+    // overwrite another's model between its write and its read.
+    const std::string path = write_temp("cpu_test_model_" + std::to_string(::getpid()) + ".yaml", yaml);
+    wl::Model m = wl::load_model_yaml(path, wl::ZooOptions{});
+    std::remove(path.c_str());
+    return m;
 }
 
 // A zoo model; "<name>-training" lowers it to a training step (backward GEMMs, optimizer).
